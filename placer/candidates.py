@@ -1,0 +1,159 @@
+"""Eligible (model, pool) pairs and routes, with the reason every other pair is out.
+
+Fit rules of SPEC section 2 (node size, memory, GPU allow-list, throughput listing, spot,
+data reachability) and the Filter of every active required policy. Reasons are constant
+strings a user can grep (``memory``, ``gpu-type``, ...), with detail.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection
+from dataclasses import dataclass, field
+
+from placer.fleet import Fleet, Model, Pool
+from placer.policy import Rules, behaviour
+from placer.spec import Diagnostic
+
+NODE_TOO_SMALL = "node-size"
+MEMORY = "memory"
+GPU_TYPE = "gpu-type"
+NO_THROUGHPUT = "throughput"
+SPOT = "spot"
+DATA_UNREACHABLE = "data-unreachable"
+POLICY = "policy"
+RETIRED = "retired"
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    reason: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.detail}"
+
+
+@dataclass(frozen=True)
+class Pair:
+    model: str
+    pool: str
+    gpus_per_replica: int  # c[m,p]
+    throughput: float  # rate one replica serves here (0 for training/batch)
+    max_replicas: int
+    egress_usd_per_gb: tuple[tuple[float, float], ...]  # (gbPerHour, USD/GB) per data entry
+
+
+@dataclass(frozen=True)
+class RouteOption:
+    model: str
+    demand_index: int
+    demand_location: str
+    pool: str
+    latency_ms: float
+
+
+@dataclass
+class Candidates:
+    pairs: dict[tuple[str, str], Pair] = field(default_factory=dict)
+    routes: dict[tuple[str, int], list[RouteOption]] = field(default_factory=dict)
+    excluded: dict[tuple[str, str], Exclusion] = field(default_factory=dict)
+    retired: dict[str, str] = field(default_factory=dict)  # model -> why
+
+    def pools_of(self, model: str) -> list[str]:
+        return [p for (m, p) in self.pairs if m == model]
+
+
+def fit(fleet: Fleet, model: Model, pool: Pool) -> Exclusion | None:
+    """Why ``model`` cannot run on ``pool`` by the fit rules alone, or None."""
+    spec = model.spec
+    if pool.gpus_per_replica(spec.replica.gpus) == 0:
+        return Exclusion(NODE_TOO_SMALL, f"a replica needs {spec.replica.gpus} GPUs on one node; "
+                         f"{pool.name} nodes have {pool.per_node}")
+    if pool.gpu.memory_gib < spec.replica.memory_gi_b_per_gpu:
+        return Exclusion(MEMORY, f"needs {spec.replica.memory_gi_b_per_gpu:g} GiB per GPU; "
+                         f"{pool.gpu.name} has {pool.gpu.memory_gib:g}")
+    if spec.gpu_types is not None and pool.gpu.name not in spec.gpu_types:
+        return Exclusion(GPU_TYPE, f"{pool.gpu.name} is not in gpuTypes {spec.gpu_types}")
+    if model.inference and pool.gpu.name not in spec.throughput:
+        return Exclusion(NO_THROUGHPUT, f"no throughput given for {pool.gpu.name}")
+    if pool.spot and not spec.spot_tolerant:
+        return Exclusion(SPOT, f"{pool.name} is spot and the model is not spotTolerant")
+    for src in spec.data:
+        if not fleet.topology.reachable(src.location, pool.location.name):
+            return Exclusion(DATA_UNREACHABLE, f"data at {src.location} cannot reach {pool.location.name}")
+    return None
+
+
+def find_candidates(fleet: Fleet, rules: Rules, active: Collection[str] | None = None) -> Candidates:
+    """Eligible pairs and SLO-feasible routes; ``active`` limits which required policies filter
+    (None: all of them), for infeasibility explanations."""
+    out = Candidates()
+    required = [p for p in fleet.policies if p.required and (active is None or f"policy:{p.name}" in active)]
+    for model in fleet.models.values():
+        for policy in required:
+            if not fleet.models_of(policy.spec.models) or model not in fleet.models_of(policy.spec.models):
+                continue
+            why = behaviour(rules, policy).retires(policy, fleet, model)
+            if why:
+                out.retired[model.name] = f"policy {policy.name}: {why}"
+                break
+    for model in fleet.models.values():
+        matching = [p for p in required if model in fleet.models_of(p.spec.models)]
+        for pool in fleet.pools.values():
+            key = (model.name, pool.name)
+            if model.name in out.retired:
+                out.excluded[key] = Exclusion(RETIRED, out.retired[model.name])
+                continue
+            reason = fit(fleet, model, pool)
+            if reason is None:
+                for policy in matching:
+                    why = behaviour(rules, policy).excludes(policy, fleet, model, pool)
+                    if why:
+                        reason = Exclusion(POLICY, f"{policy.name}: {why}")
+                        break
+            if reason is not None:
+                out.excluded[key] = reason
+                continue
+            c = pool.gpus_per_replica(model.spec.replica.gpus)
+            cap = pool.max_gpus // c
+            if model.inference:
+                if model.spec.max_replicas is not None:
+                    cap = min(cap, model.spec.max_replicas)
+            elif model.spec.replicas is not None:
+                cap = min(cap, model.spec.replicas)
+            egress = tuple(
+                (src.gb_per_hour, fleet.topology.egress_usd_per_gb(src.location, pool.location.name))
+                for src in model.spec.data
+            )
+            out.pairs[key] = Pair(model.name, pool.name, c, model.spec.throughput.get(pool.gpu.name, 0.0), cap, egress)
+        for i, dem in enumerate(model.spec.demand):
+            options = []
+            for pool_name in out.pools_of(model.name):
+                pool = fleet.pools[pool_name]
+                lat = fleet.topology.latency_ms(dem.location, pool.location.name)
+                if math.isfinite(lat) and (dem.latency_slo_ms is None or lat <= dem.latency_slo_ms):
+                    options.append(RouteOption(model.name, i, dem.location, pool_name, lat))
+            out.routes[(model.name, i)] = options
+    return out
+
+
+def warnings(fleet: Fleet, cands: Candidates) -> list[Diagnostic]:
+    """Models no pool can host, and demand no pool can reach within its SLO (SPEC: warnings)."""
+    out: list[Diagnostic] = []
+    for model in fleet.models.values():
+        doc = fleet.document("Model", model.name)
+        if doc is None or model.name in cands.retired:
+            continue
+        if not cands.pools_of(model.name):
+            reasons = sorted({str(e.reason) for (m, _), e in cands.excluded.items() if m == model.name})
+            why = f" (pools are out for: {', '.join(reasons)})" if reasons else " (the fleet has no pools)"
+            out.append(doc.diag("spec", f"no pool can host this model{why}; run `placer explain` for each pool",
+                                severity="warning"))
+            continue
+        for i, dem in enumerate(model.spec.demand):
+            if not cands.routes.get((model.name, i)) and dem.rate > 0:
+                slo = f"{dem.latency_slo_ms:g} ms" if dem.latency_slo_ms is not None else "any latency"
+                out.append(doc.diag(f"spec.demand[{i}]", f"no eligible pool is reachable from {dem.location} within "
+                                    f"{slo}: this demand will be unmet", "spec", "demand", i, severity="warning"))
+    return out

@@ -1,0 +1,57 @@
+"""Built-in GPU types. A GPUType document adds one or overrides one (SPEC section 1)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class GpuType:
+    name: str
+    memory_gib: float
+    vendor: str | None = None
+    family: str | None = None
+
+
+BUILTIN_GPU_TYPES: dict[str, GpuType] = {
+    t.name: t
+    for t in (
+        GpuType("H200-141GB", 141, "nvidia", "hopper"),
+        GpuType("H100-80GB", 80, "nvidia", "hopper"),
+        GpuType("A100-80GB", 80, "nvidia", "ampere"),
+        GpuType("A100-40GB", 40, "nvidia", "ampere"),
+        GpuType("L40S-48GB", 48, "nvidia", "ada"),
+        GpuType("L4-24GB", 24, "nvidia", "ada"),
+        GpuType("A10G-24GB", 24, "nvidia", "ampere"),
+        GpuType("T4-16GB", 16, "nvidia", "turing"),
+        GpuType("Orin-64GB", 64, "nvidia", "ampere"),
+    )
+}
+
+
+def match_product(product: str, memory_gib: float | None = None) -> GpuType | None:
+    """Map a product name as NVML, Kubernetes labels or a cloud reports it onto the catalog.
+
+    ``NVIDIA H100 80GB HBM3`` -> H100-80GB; ``Tesla T4`` -> T4-16GB; ``NVIDIA A100-SXM4-40GB`` -> A100-40GB.
+    Memory (GiB, as reported) breaks ties between variants of one family.
+    """
+    text = product.upper().replace("_", "-").replace(" ", "-")
+    candidates = []
+    for gpu in BUILTIN_GPU_TYPES.values():
+        stem = gpu.name.split("-")[0]
+        if stem == "A10G" and "A10G" not in text:
+            continue
+        if stem == "L4" and ("L40" in text or "L4" not in text.replace("L40", "")):
+            continue
+        if stem in text:
+            candidates.append(gpu)
+    if not candidates:
+        return None
+    if len(candidates) == 1:
+        return candidates[0]
+    size_in_name = [g for g in candidates if g.name.split("-")[1] in text]
+    if len(size_in_name) == 1:
+        return size_in_name[0]
+    if memory_gib is not None:
+        return min(candidates, key=lambda g: abs(g.memory_gib - memory_gib))
+    return max(candidates, key=lambda g: g.memory_gib)

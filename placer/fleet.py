@@ -1,0 +1,423 @@
+"""Fleet: the validated, resolved, indexed input that the rest of placer reads.
+
+``load_fleet(path)`` reads a fleet directory, validates every document (shape) and the
+references between them (semantics), and returns a Fleet or raises FleetError carrying
+every diagnostic. Nothing here performs I/O after reading the files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from placer.catalog import BUILTIN_GPU_TYPES, GpuType
+from placer.spec import Diagnostic, Document, FleetError, load_document, read_fleet_dir
+from placer.spec.kinds import (
+    MODEL_SELECTOR_FIELDS,
+    POOL_SELECTOR_FIELDS,
+    LocationSpec,
+    ModelSpec,
+    PolicySpec,
+    PoolSpec,
+    Selector,
+    SettingsSpec,
+)
+from placer.spec.loader import suggest
+from placer.spec.rules import Rule
+from placer.topology import LinkInfo, Topology
+
+
+@dataclass(frozen=True)
+class Location:
+    name: str
+    labels: Mapping[str, str]
+    spec: LocationSpec
+
+    @property
+    def environment(self) -> str:
+        return self.spec.environment
+
+    @property
+    def jurisdiction(self) -> str | None:
+        return self.spec.jurisdiction
+
+
+@dataclass(frozen=True)
+class Pool:
+    name: str
+    labels: Mapping[str, str]
+    spec: PoolSpec
+    location: Location
+    gpu: GpuType
+
+    @property
+    def provider(self) -> str:
+        return self.spec.provider
+
+    @property
+    def per_node(self) -> int:
+        return self.spec.gpu.per_node
+
+    @property
+    def elastic(self) -> bool:
+        return self.spec.nodes.elastic
+
+    @property
+    def min_nodes(self) -> int:
+        return self.spec.nodes.lower
+
+    @property
+    def max_nodes(self) -> int:
+        return self.spec.nodes.upper
+
+    @property
+    def max_gpus(self) -> int:
+        return self.max_nodes * self.per_node
+
+    @property
+    def usd_per_gpu_hour(self) -> float:
+        return self.spec.usd_per_gpu_hour
+
+    @property
+    def spot(self) -> bool:
+        return self.spec.spot
+
+    @property
+    def failure_domain(self) -> str:
+        return self.spec.failure_domain or self.location.name
+
+    def gpus_per_replica(self, gpus: int) -> int:
+        """c[m,p]: GPUs one replica of ``gpus`` GPUs counts in this pool, stranded ones included."""
+        per_node = self.per_node
+        fit = per_node // gpus
+        if fit == 0:
+            return 0
+        return -(-per_node // fit)
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    labels: Mapping[str, str]
+    spec: ModelSpec
+
+    @property
+    def workload(self) -> str:
+        return self.spec.workload
+
+    @property
+    def inference(self) -> bool:
+        return self.spec.workload == "inference"
+
+    @property
+    def total_demand(self) -> float:
+        return sum(d.rate for d in self.spec.demand)
+
+    @property
+    def priority_factor(self) -> float:
+        p = self.spec.priority
+        return 1.0 + p / 100.0 if p > 0 else 1.0
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    labels: Mapping[str, str]
+    spec: PolicySpec
+
+    @property
+    def rule(self) -> Rule:
+        return self.spec.rule
+
+    @property
+    def required(self) -> bool:
+        return self.spec.enforcement == "required"
+
+    @property
+    def penalty(self) -> float:
+        return float(self.spec.penalty_usd_per_hour or 0.0)
+
+
+@dataclass(frozen=True)
+class Fleet:
+    locations: Mapping[str, Location]
+    gpu_types: Mapping[str, GpuType]
+    pools: Mapping[str, Pool]
+    models: Mapping[str, Model]
+    policies: tuple[Policy, ...]
+    settings: SettingsSpec
+    topology: Topology
+    documents: tuple[Document, ...] = field(default=(), compare=False, repr=False)
+    warnings: tuple[Diagnostic, ...] = field(default=(), compare=False, repr=False)
+
+    @cached_property
+    def digest(self) -> str:
+        """sha256 of the normalized fleet: independent of file layout, order and comments."""
+        docs = sorted(
+            (
+                {
+                    "kind": d.kind,
+                    "name": d.name,
+                    "labels": dict(sorted(d.labels.items())),
+                    "spec": d.spec.model_dump(mode="json", by_alias=True, exclude_none=True),
+                }
+                for d in self.documents
+            ),
+            key=lambda d: (d["kind"], d["name"]),
+        )
+        blob = json.dumps(docs, sort_keys=True, separators=(",", ":")).encode()
+        return "sha256:" + hashlib.sha256(blob).hexdigest()
+
+    def document(self, kind: str, name: str) -> Document | None:
+        for d in self.documents:
+            if d.kind == kind and d.name == name:
+                return d
+        return None
+
+    def pools_of(self, selector: Selector) -> list[Pool]:
+        return [p for p in self.pools.values() if pool_matches(selector, p)]
+
+    def models_of(self, selector: Selector) -> list[Model]:
+        return [m for m in self.models.values() if model_matches(selector, m)]
+
+
+# ---------------------------------------------------------------- selectors
+
+
+def _labels_match(want: Mapping[str, str] | None, have: Mapping[str, str]) -> bool:
+    return want is None or all(have.get(k) == v for k, v in want.items())
+
+
+def model_matches(selector: Selector, model: Model) -> bool:
+    return (
+        (selector.names is None or model.name in selector.names)
+        and _labels_match(selector.labels, model.labels)
+        and (selector.workload is None or model.workload in selector.workload)
+    )
+
+
+def pool_matches(selector: Selector, pool: Pool) -> bool:
+    return (
+        (selector.names is None or pool.name in selector.names)
+        and _labels_match(selector.labels, pool.labels)
+        and (selector.environment is None or pool.location.environment in selector.environment)
+        and (selector.provider is None or pool.provider in selector.provider)
+        and (selector.jurisdiction is None or pool.location.jurisdiction in selector.jurisdiction)
+        and (selector.location is None or pool.location.name in selector.location)
+        and (selector.gpu_type is None or pool.gpu.name in selector.gpu_type)
+        and (selector.spot is None or pool.spot == selector.spot)
+    )
+
+
+# ---------------------------------------------------------------- building
+
+
+def load_fleet(path: str | Path) -> Fleet:
+    """Read, validate and resolve a fleet directory; raise FleetError with every problem."""
+    raws, diags = read_fleet_dir(path)
+    docs: list[Document] = []
+    for raw in raws:
+        doc, doc_diags = load_document(raw)
+        diags.extend(doc_diags)
+        if doc is not None:
+            docs.append(doc)
+    fleet, more = build_fleet(docs)
+    diags.extend(more)
+    if fleet is None or any(d.severity == "error" for d in diags):
+        raise FleetError(diags)
+    return Fleet(
+        locations=fleet.locations,
+        gpu_types=fleet.gpu_types,
+        pools=fleet.pools,
+        models=fleet.models,
+        policies=fleet.policies,
+        settings=fleet.settings,
+        topology=fleet.topology,
+        documents=fleet.documents,
+        warnings=tuple(d for d in diags if d.severity == "warning"),
+    )
+
+
+def _unique(docs: Iterable[Document], diags: list[Diagnostic]) -> dict[str, dict[str, Document]]:
+    by_kind: dict[str, dict[str, Document]] = {}
+    for doc in docs:
+        seen = by_kind.setdefault(doc.kind, {})
+        if doc.name in seen:
+            first = seen[doc.name]
+            diags.append(
+                doc.diag("metadata.name", f"duplicate {doc.kind} name; first defined at {first.path}:{first.line}",
+                         "metadata", "name")
+            )
+            continue
+        seen[doc.name] = doc
+    return by_kind
+
+
+def build_fleet(docs: list[Document]) -> tuple[Fleet | None, list[Diagnostic]]:
+    """Resolve references between typed documents (layer 2 of validation: semantics)."""
+    diags: list[Diagnostic] = []
+    by_kind = _unique(docs, diags)
+
+    settings_docs = [d for d in docs if d.kind == "Settings"]
+    for extra in settings_docs[1:]:
+        first = settings_docs[0]
+        diags.append(extra.diag("kind", f"at most one Settings document per fleet; first at {first.path}:{first.line}"))
+    settings = settings_docs[0].spec if settings_docs else SettingsSpec()
+
+    locations = {n: Location(n, d.labels, d.spec) for n, d in by_kind.get("Location", {}).items()}
+    gpu_types = dict(BUILTIN_GPU_TYPES)
+    for n, d in by_kind.get("GPUType", {}).items():
+        gpu_types[n] = GpuType(n, d.spec.memory_gi_b, d.spec.vendor, d.spec.family)
+
+    def need_location(doc: Document, name: str, field: str, *loc: str | int) -> bool:
+        if name in locations:
+            return True
+        diags.append(doc.diag(field, f"unknown location {name!r}{suggest(name, locations)}", *loc))
+        return False
+
+    def need_gpu(doc: Document, name: str, field: str, *loc: str | int) -> bool:
+        if name in gpu_types:
+            return True
+        diags.append(doc.diag(field, f"unknown GPU type {name!r}{suggest(name, gpu_types)}", *loc))
+        return False
+
+    links: list[LinkInfo] = []
+    seen_pairs: dict[frozenset[str], Document] = {}
+    for doc in by_kind.get("Link", {}).values():
+        a, b = doc.spec.between
+        ok = need_location(doc, a, "spec.between[0]", "spec", "between", 0)
+        ok = need_location(doc, b, "spec.between[1]", "spec", "between", 1) and ok
+        pair = frozenset((a, b))
+        if pair in seen_pairs:
+            first = seen_pairs[pair]
+            diags.append(doc.diag("spec.between", f"a second link between {a} and {b}; first is Link/{first.name}",
+                                  "spec", "between"))
+            continue
+        seen_pairs[pair] = doc
+        if ok:
+            links.append(LinkInfo(a, b, doc.spec.latency_ms, doc.spec.egress_usd_per_gb))
+
+    pools: dict[str, Pool] = {}
+    for name, doc in by_kind.get("Pool", {}).items():
+        spec: PoolSpec = doc.spec
+        ok = need_location(doc, spec.location, "spec.location", "spec", "location")
+        ok = need_gpu(doc, spec.gpu.type, "spec.gpu.type", "spec", "gpu", "type") and ok
+        if spec.provider == "aws" and spec.target.aws is None:
+            diags.append(doc.diag("spec.target.aws", "an aws pool needs target.aws {region, autoScalingGroupName "
+                                  "or eks {cluster, nodegroup}}", "spec", "target"))
+        if spec.provider == "gcp" and spec.target.gcp is None:
+            diags.append(doc.diag("spec.target.gcp", "a gcp pool needs target.gcp {project, zone or region, "
+                                  "instanceGroupManager}", "spec", "target"))
+        if spec.provider in ("static", "kubernetes") and spec.nodes.elastic:
+            diags.append(doc.diag("spec.nodes", f"a {spec.provider} pool has fixed capacity: placer cannot add "
+                                  "nodes to it; give nodes.count", "spec", "nodes"))
+        if ok:
+            pools[name] = Pool(name, doc.labels, spec, locations[spec.location], gpu_types[spec.gpu.type])
+
+    max_per_node = max((p.per_node for p in pools.values()), default=0)
+    models: dict[str, Model] = {}
+    for name, doc in by_kind.get("Model", {}).items():
+        before = len(diags)
+        _check_model(doc, doc.spec, need_location, need_gpu, max_per_node, bool(pools), diags)
+        if len(diags) == before:
+            models[name] = Model(name, doc.labels, doc.spec)
+
+    policies: list[Policy] = []
+    for name, doc in by_kind.get("Policy", {}).items():
+        before = len(diags)
+        _check_policy(doc, doc.spec, locations, gpu_types, by_kind, diags)
+        if len(diags) == before:
+            policies.append(Policy(name, doc.labels, doc.spec))
+
+    topology = Topology({n: loc.spec.local_latency_ms for n, loc in locations.items()}, links)
+    fleet = Fleet(
+        locations=locations,
+        gpu_types=gpu_types,
+        pools=pools,
+        models=models,
+        policies=tuple(policies),
+        settings=settings,
+        topology=topology,
+        documents=tuple(docs),
+    )
+    return fleet, diags
+
+
+def _check_model(doc: Document, spec: ModelSpec, need_location: Any, need_gpu: Any, max_per_node: int,
+                 have_pools: bool, diags: list[Diagnostic]) -> None:
+    if spec.workload == "inference":
+        if spec.replicas is not None:
+            diags.append(doc.diag("spec.replicas", "replicas is for training and batch models; inference models "
+                                  "are sized by demand (use minReplicas / maxReplicas)", "spec", "replicas"))
+        if spec.gang is not None:
+            diags.append(doc.diag("spec.gang", "gang applies to training and batch models only", "spec", "gang"))
+        if not spec.throughput:
+            diags.append(doc.diag("spec.throughput", "an inference model needs throughput {GPUType: rate per "
+                                  "replica}; pools of unlisted types cannot serve it", "spec"))
+        if spec.min_replicas is not None and spec.max_replicas is not None and spec.min_replicas > spec.max_replicas:
+            diags.append(doc.diag("spec.minReplicas", f"minReplicas ({spec.min_replicas}) is greater than "
+                                  f"maxReplicas ({spec.max_replicas})", "spec", "minReplicas"))
+    else:
+        if spec.demand:
+            diags.append(doc.diag("spec.demand", f"demand is for inference models; a {spec.workload} model "
+                                  "asks for replicas instead", "spec", "demand"))
+        for fname, key in (("minReplicas", spec.min_replicas), ("maxReplicas", spec.max_replicas)):
+            if key is not None:
+                diags.append(doc.diag(f"spec.{fname}", f"{fname} is for inference models; a {spec.workload} model "
+                                      "asks for replicas", "spec", fname))
+        if spec.replicas is None:
+            diags.append(doc.diag("spec.replicas", f"a {spec.workload} model needs replicas (how many to run)",
+                                  "spec"))
+    for i, t in enumerate(spec.gpu_types or []):
+        need_gpu(doc, t, f"spec.gpuTypes[{i}]", "spec", "gpuTypes", i)
+    for t in spec.throughput:
+        need_gpu(doc, t, f"spec.throughput.{t}", "spec", "throughput", t)
+    seen: dict[str, int] = {}
+    for i, dem in enumerate(spec.demand):
+        need_location(doc, dem.location, f"spec.demand[{i}].location", "spec", "demand", i, "location")
+        if dem.location in seen:
+            diags.append(doc.diag(f"spec.demand[{i}].location", f"second demand entry for {dem.location!r} "
+                                  f"(first is demand[{seen[dem.location]}]); merge them", "spec", "demand", i))
+        seen.setdefault(dem.location, i)
+    for i, src in enumerate(spec.data):
+        need_location(doc, src.location, f"spec.data[{i}].location", "spec", "data", i, "location")
+    if have_pools and spec.replica.gpus > max_per_node:
+        diags.append(doc.diag("spec.replica.gpus", f"a replica of {spec.replica.gpus} GPUs needs one node with that "
+                              f"many; the largest node in the fleet has {max_per_node}", "spec", "replica", "gpus"))
+
+
+def _check_policy(doc: Document, spec: PolicySpec, locations: Mapping[str, Location],
+                  gpu_types: Mapping[str, GpuType], by_kind: Mapping[str, Mapping[str, Document]],
+                  diags: list[Diagnostic]) -> None:
+    for side, allowed, kind in (("models", MODEL_SELECTOR_FIELDS, "Model"), ("pools", POOL_SELECTOR_FIELDS, "Pool")):
+        sel: Selector = getattr(spec, side)
+        for fname, info in Selector.model_fields.items():
+            if getattr(sel, fname) is None:
+                continue
+            alias = info.alias or fname
+            if fname not in allowed:
+                pretty = sorted(Selector.model_fields[f].alias or f for f in allowed)
+                diags.append(doc.diag(f"spec.{side}.{alias}", f"a {side} selector cannot select by {alias}; "
+                                      f"it takes {', '.join(pretty)}", "spec", side, alias))
+        for i, n in enumerate(sel.names or []):
+            if n not in by_kind.get(kind, {}):
+                diags.append(doc.diag(f"spec.{side}.names[{i}]",
+                                      f"no {kind} named {n!r}{suggest(n, by_kind.get(kind, {}))}",
+                                      "spec", side, "names", i, severity="warning"))
+        for i, n in enumerate(sel.location or []):
+            if n not in locations:
+                diags.append(doc.diag(f"spec.{side}.location[{i}]", f"unknown location {n!r}{suggest(n, locations)}",
+                                      "spec", side, "location", i))
+        for i, n in enumerate(sel.gpu_type or []):
+            if n not in gpu_types:
+                diags.append(doc.diag(f"spec.{side}.gpuType[{i}]", f"unknown GPU type {n!r}{suggest(n, gpu_types)}",
+                                      "spec", side, "gpuType", i))
+    rule = spec.rule
+    if rule.name == "preferPools" and spec.enforcement == "required":
+        diags.append(doc.diag("spec.rule.preferPools", "preferPools is a soft rule: use enforcement: preferred with "
+                              "penaltyUsdPerHour (or allowPools for a hard rule)", "spec", "rule"))

@@ -1,0 +1,249 @@
+"""The placement MIP (SPEC section 2), built on OR-Tools' linear solver wrapper.
+
+Variables
+    x[m,p] ∈ ℤ≥0      replicas of model m in pool p, for eligible pairs only
+    n[p]   ∈ [min,max] nodes of each elastic pool (fixed pools: n[p] = count)
+    y[m,d,p] ≥ 0       rate of m's demand entry d routed to p (SLO-feasible routes only)
+    u[m,d] ≥ 0         rate of demand entry d left unmet
+    k[m] ≥ 0           training/batch replicas not placed;  g[m,p] ∈ {0,1} gang pool choice
+    s[m,p] ≥ 0         replicas started beyond what runs now (churn)
+Constraints
+    Σ_m c[m,p]·x[m,p] ≤ perNode[p]·n[p]                          (capacity, stranded GPUs in c)
+    Σ_d y[m,d,p] ≤ thr[m,type(p)]·x[m,p]                         (a route needs replicas)
+    Σ_p y[m,d,p] + u[m,d] = rate[m,d]                            (demand is routed or unmet)
+    minReplicas ≤ Σ_p x[m,p] ≤ maxReplicas                       (inference bounds)
+    Σ_p x[m,p] + k[m] = replicas[m];  x[m,p] ≤ replicas[m]·g[m,p], Σ_p g[m,p] ≤ 1 (gang)
+    s[m,p] ≥ x[m,p] − current[m,p]
+    plus each policy's rows (``placer.policy.ModelBuilder.at_most``).
+Objective (USD/h; each term kept apart for the report)
+    compute  Σ_fixed usd·c·x + Σ_elastic usd·perNode·n
+    egress   Σ_data gb/h·egress(src,p)·(Σ_d y[m,d,p] / demand[m])   (training: x/replicas)
+    latency  latencyUsdPerMsPer1kRate·Σ y·latency/1000
+    unmet    (unmetUsdPerRate·Σ u + unmetUsdPerReplica·Σ k)·(1 + priority/100 if priority > 0)
+    churn    churnUsdPerReplica·Σ s;  penalty Σ penalty·slack of preferred policies
+    plus 1e-6 per replica and per node so that free capacity is not filled at random
+    (removed from the reported objective).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ortools.linear_solver import pywraplp
+
+from placer.candidates import Candidates
+from placer.fleet import Fleet, Model, Policy, Pool
+from placer.policy import Rules, behaviour
+
+TIE_BREAK = 1e-6
+TERMS = ("compute", "egress", "latency", "unmet", "churn", "penalty")
+
+
+def create_solver(kind: str = "HIGHS") -> pywraplp.Solver:
+    for name in (kind, "SCIP", "CBC"):
+        solver = pywraplp.Solver.CreateSolver(name)
+        if solver is not None:
+            return solver
+    raise RuntimeError("no MIP solver available in this OR-Tools build (tried HIGHS, SCIP, CBC)")
+
+
+@dataclass
+class MipModel:
+    """The built model: the solver, its variables, and the objective terms as (coef, var) lists."""
+
+    solver: pywraplp.Solver
+    x: dict[tuple[str, str], Any] = field(default_factory=dict)
+    n: dict[str, Any] = field(default_factory=dict)
+    y: dict[tuple[str, int, str], Any] = field(default_factory=dict)
+    u: dict[tuple[str, int], Any] = field(default_factory=dict)
+    k: dict[str, Any] = field(default_factory=dict)
+    terms: dict[str, list[tuple[float, Any]]] = field(default_factory=lambda: {t: [] for t in TERMS})
+    tie_break: list[tuple[float, Any]] = field(default_factory=list)
+    penalties: list[tuple[Policy, str, Any]] = field(default_factory=list)
+
+
+class MipBuilder:
+    """Builds the MIP; implements ``placer.policy.ModelBuilder`` for the rules."""
+
+    def __init__(self, fleet: Fleet, cands: Candidates, current: Mapping[tuple[str, str], int],
+                 active: Collection[str] | None = None, with_objective: bool = True,
+                 solver: pywraplp.Solver | None = None, relax: bool = False) -> None:
+        self.fleet = fleet
+        self.cands = cands
+        self.current = current
+        self.active = active
+        self.with_objective = with_objective
+        self.relax = relax
+        self.m = MipModel(solver or create_solver())
+        self._count = 0
+
+    # ---------------------------------------------------------------- ModelBuilder protocol
+
+    def pairs(self, models: Sequence[Model], pools: Sequence[Pool]) -> list[tuple[str, str]]:
+        names = {p.name for p in pools}
+        return [(m.name, p) for m in models for p in self.cands.pools_of(m.name) if p in names]
+
+    def replicas(self, model: str, pool: str) -> Any:
+        return self.m.x.get((model, pool), 0)
+
+    def total_replicas(self, model: str) -> Any:
+        return self.m.solver.Sum([v for (mm, _), v in self.m.x.items() if mm == model])
+
+    def gpus_used(self, pool: str) -> Any:
+        return self.m.solver.Sum([
+            self.cands.pairs[key].gpus_per_replica * v for key, v in self.m.x.items() if key[1] == pool
+        ])
+
+    def gpus_capacity(self, pool: str) -> Any:
+        p = self.fleet.pools[pool]
+        if p.name in self.m.n:
+            return p.per_node * self.m.n[p.name]
+        return p.min_nodes * p.per_node
+
+    def compute_usd(self, model: str, pool: str) -> Any:
+        pair = self.cands.pairs.get((model, pool))
+        if pair is None:
+            return 0
+        return self.fleet.pools[pool].usd_per_gpu_hour * pair.gpus_per_replica * self.m.x[(model, pool)]
+
+    def max_replicas(self, model: str, pool: str) -> int:
+        pair = self.cands.pairs.get((model, pool))
+        return pair.max_replicas if pair else 0
+
+    def new_bool(self, name: str) -> Any:
+        self._count += 1
+        if self.relax:
+            return self.m.solver.NumVar(0, 1, f"{name}#{self._count}")
+        return self.m.solver.BoolVar(f"{name}#{self._count}")
+
+    def add(self, constraint: Any, name: str) -> None:
+        if isinstance(constraint, bool):
+            if not constraint:
+                self.m.solver.Add(self.m.solver.Sum([]) >= 1, name)  # trivially infeasible, but named
+            return
+        self.m.solver.Add(constraint, name)
+
+    def at_most(self, policy: Policy, lhs: Any, rhs: Any, what: str) -> None:
+        if policy.required:
+            self.add(lhs <= rhs, f"{policy.name}:{what}")
+            return
+        self._count += 1
+        slack = self.m.solver.NumVar(0, self.m.solver.infinity(), f"slack:{policy.name}:{what}#{self._count}")
+        self.add(lhs - slack <= rhs, f"{policy.name}:{what}")
+        self.m.terms["penalty"].append((policy.penalty, slack))
+        self.m.penalties.append((policy, what, slack))
+
+    # ---------------------------------------------------------------- building
+
+    def _int(self, lb: float, ub: float, name: str) -> Any:
+        if self.relax:
+            return self.m.solver.NumVar(lb, ub, name)
+        return self.m.solver.IntVar(lb, ub, name)
+
+    def build(self, rules: Rules) -> MipModel:
+        fleet, cands, s, m = self.fleet, self.cands, self.m.solver, self.m
+        obj = fleet.settings.objective
+        inf = s.infinity()
+        for key, pair in cands.pairs.items():
+            m.x[key] = self._int(0, pair.max_replicas, f"x[{key[0]},{key[1]}]")
+        for pool in fleet.pools.values():
+            if pool.elastic:
+                m.n[pool.name] = self._int(pool.min_nodes, pool.max_nodes, f"n[{pool.name}]")
+                m.terms["compute"].append((pool.usd_per_gpu_hour * pool.per_node, m.n[pool.name]))
+                m.tie_break.append((TIE_BREAK, m.n[pool.name]))
+            used = [(cands.pairs[k].gpus_per_replica, v) for k, v in m.x.items() if k[1] == pool.name]
+            if used:
+                s.Add(s.Sum([c * v for c, v in used]) <= self.gpus_capacity(pool.name), f"capacity[{pool.name}]")
+            if not pool.elastic:
+                m.terms["compute"].extend((pool.usd_per_gpu_hour * c, v) for c, v in used)
+        for key, v in m.x.items():
+            m.tie_break.append((TIE_BREAK, v))
+            cur = self.current.get(key, 0)
+            if obj.churn_usd_per_replica > 0:
+                start = s.NumVar(0, inf, f"s[{key[0]},{key[1]}]")
+                s.Add(start >= v - cur)
+                m.terms["churn"].append((obj.churn_usd_per_replica, start))
+
+        for model in fleet.models.values():
+            if model.name in cands.retired:
+                continue
+            pools = cands.pools_of(model.name)
+            factor = model.priority_factor
+            if model.inference:
+                self._inference(model, pools, factor)
+            else:
+                self._batch(model, pools, factor)
+
+        for policy in fleet.policies:
+            if self.active is not None and policy.required and f"policy:{policy.name}" not in self.active:
+                continue
+            behaviour(rules, policy).constrain(policy, self)
+
+        if self.with_objective:
+            objective = s.Objective()
+            for term in TERMS:
+                for coef, var in m.terms[term]:
+                    objective.SetCoefficient(var, objective.GetCoefficient(var) + coef)
+            for coef, var in m.tie_break:
+                objective.SetCoefficient(var, objective.GetCoefficient(var) + coef)
+            objective.SetMinimization()
+        return m
+
+    def _inference(self, model: Model, pools: list[str], factor: float) -> None:
+        fleet, cands, s, m = self.fleet, self.cands, self.m.solver, self.m
+        obj = fleet.settings.objective
+        spec = model.spec
+        total_demand = model.total_demand
+        routed_to: dict[str, list[Any]] = {p: [] for p in pools}
+        for i, dem in enumerate(spec.demand):
+            u = s.NumVar(0, dem.rate, f"u[{model.name},{i}]")
+            m.u[(model.name, i)] = u
+            m.terms["unmet"].append((obj.unmet_usd_per_rate * factor, u))
+            ys = []
+            for opt in cands.routes.get((model.name, i), []):
+                y = s.NumVar(0, dem.rate, f"y[{model.name},{i},{opt.pool}]")
+                m.y[(model.name, i, opt.pool)] = y
+                ys.append(y)
+                routed_to[opt.pool].append(y)
+                lat = obj.latency_usd_per_ms_per1k_rate * opt.latency_ms / 1000.0
+                egress = 0.0
+                if total_demand > 0:
+                    pair = cands.pairs[(model.name, opt.pool)]
+                    egress = sum(gb * usd for gb, usd in pair.egress_usd_per_gb) / total_demand
+                if lat:
+                    m.terms["latency"].append((lat, y))
+                if egress:
+                    m.terms["egress"].append((egress, y))
+            s.Add(s.Sum([*ys, u]) == dem.rate, f"demand[{model.name},{i}]")
+        for pool in pools:
+            if routed_to[pool]:
+                thr = cands.pairs[(model.name, pool)].throughput
+                s.Add(s.Sum(routed_to[pool]) <= thr * m.x[(model.name, pool)], f"serve[{model.name},{pool}]")
+        active = self.active is None or f"model:{model.name}:minReplicas" in self.active
+        if spec.min_replicas and active:
+            s.Add(self.total_replicas(model.name) >= spec.min_replicas, f"minReplicas[{model.name}]")
+        if spec.max_replicas is not None and pools:
+            s.Add(self.total_replicas(model.name) <= spec.max_replicas, f"maxReplicas[{model.name}]")
+
+    def _batch(self, model: Model, pools: list[str], factor: float) -> None:
+        fleet, cands, s, m = self.fleet, self.cands, self.m.solver, self.m
+        obj = fleet.settings.objective
+        wanted = model.spec.replicas or 0
+        k = s.NumVar(0, wanted, f"k[{model.name}]") if self.relax else s.IntVar(0, wanted, f"k[{model.name}]")
+        m.k[model.name] = k
+        m.terms["unmet"].append((obj.unmet_usd_per_replica * factor, k))
+        s.Add(s.Sum([m.x[(model.name, p)] for p in pools] + [k]) == wanted, f"replicas[{model.name}]")
+        for p in pools:
+            pair = cands.pairs[(model.name, p)]
+            per_replica = sum(gb * usd for gb, usd in pair.egress_usd_per_gb) / wanted if wanted else 0.0
+            if per_replica:
+                m.terms["egress"].append((per_replica, m.x[(model.name, p)]))
+        if model.spec.gang_effective and len(pools) > 1:
+            gs = []
+            for p in pools:
+                g = self.new_bool(f"gang[{model.name},{p}]")
+                gs.append(g)
+                s.Add(m.x[(model.name, p)] <= wanted * g)
+            s.Add(s.Sum(gs) <= 1, f"gang[{model.name}]")

@@ -1,0 +1,104 @@
+"""Solve the placement MIP and read the answer back as a Placement with bound and gap."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from ortools.linear_solver import pywraplp
+
+from placer.candidates import Candidates, find_candidates
+from placer.fleet import Fleet
+from placer.optimizer.model import TERMS, MipBuilder, MipModel
+from placer.placement import Placement, Route
+from placer.policy import Rules
+
+STATUS_NAMES = {
+    pywraplp.Solver.OPTIMAL: "OPTIMAL",
+    pywraplp.Solver.FEASIBLE: "FEASIBLE",
+    pywraplp.Solver.INFEASIBLE: "INFEASIBLE",
+    pywraplp.Solver.UNBOUNDED: "UNBOUNDED",
+    pywraplp.Solver.ABNORMAL: "ABNORMAL",
+    pywraplp.Solver.NOT_SOLVED: "UNKNOWN",
+}
+
+
+@dataclass(frozen=True)
+class SolveResult:
+    status: str
+    placement: Placement | None
+    objective: float
+    bound: float
+    wall_seconds: float
+    terms: Mapping[str, float] = field(default_factory=dict)
+    candidates: Candidates | None = None
+
+    @property
+    def gap(self) -> float:
+        if self.placement is None or not math.isfinite(self.bound):
+            return math.inf
+        return max(0.0, self.objective - self.bound) / max(abs(self.objective), 1e-9)
+
+    @property
+    def feasible(self) -> bool:
+        return self.placement is not None
+
+
+def configure(solver: pywraplp.Solver, fleet: Fleet, time_limit: float | None = None) -> pywraplp.MPSolverParameters:
+    cfg = fleet.settings.solver
+    solver.SuppressOutput()
+    solver.SetTimeLimit(int(1000 * (time_limit if time_limit is not None else cfg.time_limit_seconds)))
+    workers = cfg.workers or os.cpu_count() or 1
+    solver.SetNumThreads(workers)
+    params = pywraplp.MPSolverParameters()
+    params.SetDoubleParam(pywraplp.MPSolverParameters.RELATIVE_MIP_GAP, cfg.relative_gap)
+    return params
+
+
+def read_placement(fleet: Fleet, cands: Candidates, mip: MipModel) -> Placement:
+    replicas = {key: round(v.solution_value()) for key, v in mip.x.items() if round(v.solution_value()) > 0}
+    nodes = {p.name: (round(mip.n[p.name].solution_value()) if p.name in mip.n else p.min_nodes)
+             for p in fleet.pools.values()}
+    routes = []
+    for (model, i, pool), y in sorted(mip.y.items()):
+        rate = y.solution_value()
+        if rate > 1e-7:
+            dem = fleet.models[model].spec.demand[i]
+            lat = next(o.latency_ms for o in cands.routes[(model, i)] if o.pool == pool)
+            routes.append(Route(model, dem.location, pool, rate, lat))
+    return Placement(replicas=replicas, nodes=nodes, routes=tuple(routes), retired=frozenset(cands.retired))
+
+
+def optimize(
+    fleet: Fleet,
+    rules: Rules,
+    current: Mapping[tuple[str, str], int] | None = None,
+    progress: Callable[[str], None] | None = None,
+    time_limit: float | None = None,
+) -> SolveResult:
+    """Place every model of ``fleet`` at least cost (SPEC section 2)."""
+    started = time.monotonic()
+    say = progress or (lambda _msg: None)
+    current = current or {}
+    say("finding eligible pools")
+    cands = find_candidates(fleet, rules)
+    say(f"building model: {len(cands.pairs)} eligible (model, pool) pairs")
+    builder = MipBuilder(fleet, cands, current)
+    mip = builder.build(rules)
+    params = configure(mip.solver, fleet, time_limit)
+    say(f"solving: {mip.solver.NumVariables()} variables, {mip.solver.NumConstraints()} constraints")
+    status = mip.solver.Solve(params)
+    wall = time.monotonic() - started
+    name = STATUS_NAMES.get(status, "UNKNOWN")
+    if status not in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE):
+        return SolveResult(name, None, math.inf, -math.inf, wall, {}, cands)
+    terms = {t: sum(c * v.solution_value() for c, v in mip.terms[t]) for t in TERMS}
+    tie = sum(c * v.solution_value() for c, v in mip.tie_break)
+    objective = mip.solver.Objective().Value() - tie
+    bound = mip.solver.Objective().BestBound() - tie if status == pywraplp.Solver.FEASIBLE else objective
+    bound = min(bound, objective)
+    placement = read_placement(fleet, cands, mip)
+    return SolveResult(name, placement, objective, bound, wall, terms, cands)

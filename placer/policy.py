@@ -1,0 +1,84 @@
+"""The contract between placer's core and policy rules (Kubernetes-scheduler style).
+
+A rule is *behaviour* for one rule name of the fleet format: ``excludes`` is its Filter
+(a required rule that forbids a (model, pool) pair outright), ``constrain`` adds its
+constraints or penalties to the optimizer's model through ``ModelBuilder``, and
+``violations`` measures it on any placement (the cost function prices preferred ones).
+The optimizer and the cost function receive rules through this protocol; the
+implementations live in the ``policies`` package and are wired in by the CLI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from placer.fleet import Fleet, Model, Policy, Pool
+from placer.placement import Placement
+
+
+@dataclass(frozen=True)
+class Violation:
+    policy: str
+    enforcement: str
+    amount: float
+    detail: str
+    penalty_usd_per_hour: float = 0.0
+
+
+class ModelBuilder(Protocol):
+    """What the optimizer offers rules: linear expressions over its decision variables."""
+
+    fleet: Fleet
+
+    def pairs(self, models: Sequence[Model], pools: Sequence[Pool]) -> list[tuple[str, str]]:
+        """The eligible (model, pool) pairs among the given models and pools."""
+        ...
+
+    def replicas(self, model: str, pool: str) -> Any:
+        """x[m,p] (0 when the pair is not eligible)."""
+        ...
+
+    def total_replicas(self, model: str) -> Any: ...
+
+    def gpus_used(self, pool: str) -> Any: ...
+
+    def gpus_capacity(self, pool: str) -> Any: ...
+
+    def compute_usd(self, model: str, pool: str) -> Any:
+        """usdPerGpuHour · c[m,p] · x[m,p]."""
+        ...
+
+    def max_replicas(self, model: str, pool: str) -> int: ...
+
+    def new_bool(self, name: str) -> Any: ...
+
+    def add(self, constraint: Any, name: str) -> None: ...
+
+    def at_most(self, policy: Policy, lhs: Any, rhs: Any, what: str) -> None:
+        """lhs <= rhs: a hard constraint for a required policy; for a preferred one a
+        slack s >= lhs - rhs, s >= 0, charged penaltyUsdPerHour per unit."""
+        ...
+
+
+class RuleBehaviour(Protocol):
+    name: str
+    #: the rule only filters pairs; ``constrain`` adds nothing when required
+    def excludes(self, policy: Policy, fleet: Fleet, model: Model, pool: Pool) -> str | None: ...
+
+    def retires(self, policy: Policy, fleet: Fleet, model: Model) -> str | None: ...
+
+    def constrain(self, policy: Policy, builder: ModelBuilder) -> None: ...
+
+    def violations(self, policy: Policy, fleet: Fleet, placement: Placement) -> list[Violation]: ...
+
+
+Rules = Mapping[str, RuleBehaviour]
+
+
+def behaviour(rules: Rules, policy: Policy) -> RuleBehaviour:
+    try:
+        return rules[policy.rule.name]
+    except KeyError:
+        raise LookupError(f"no behaviour registered for rule {policy.rule.name!r}") from None

@@ -1,0 +1,341 @@
+"""One typed model per fleet kind (SPEC section 1), strict and closed.
+
+Field names are camelCase in YAML and snake_case in Python. Unknown fields are errors
+(with a "did you mean" suggestion added by the loader). Rule parameters live in
+``placer.spec.rules``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from placer.spec.rules import Rule
+
+API_VERSION = "placer.dev/v1alpha1"
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# GPU type names are product names (H100-80GB): the built-in catalog is not DNS-1123.
+GPU_TYPE_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
+
+Environment = Literal["onprem", "cloud", "edge"]
+Provider = Literal["kubernetes", "aws", "gcp", "static"]
+Workload = Literal["inference", "training", "batch"]
+NonNeg = Annotated[float, Field(ge=0)]
+Positive = Annotated[float, Field(gt=0)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, strict=True, alias_generator=to_camel, populate_by_name=True
+    )
+
+
+class Metadata(Strict):
+    name: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- Location, Link, GPUType
+
+
+class LocationSpec(Strict):
+    environment: Environment
+    jurisdiction: str | None = None
+    local_latency_ms: NonNeg = 1.0
+
+
+class LinkSpec(Strict):
+    between: list[str] = Field(min_length=2, max_length=2)
+    latency_ms: Positive
+    egress_usd_per_gb: NonNeg = Field(default=0.0, alias="egressUsdPerGB")
+
+    @field_validator("between")
+    @classmethod
+    def _distinct(cls, v: list[str]) -> list[str]:
+        if v[0] == v[1]:
+            raise ValueError("a link joins two distinct locations")
+        return v
+
+
+class GPUTypeSpec(Strict):
+    memory_gi_b: Positive = Field(alias="memoryGiB")
+    vendor: str | None = None
+    family: str | None = None
+
+
+# ---------------------------------------------------------------- Pool
+
+
+class PoolGpu(Strict):
+    type: str
+    per_node: int = Field(ge=1)
+
+
+class PoolNodes(Strict):
+    count: int | None = Field(default=None, ge=0)
+    min: int | None = Field(default=None, ge=0)
+    max: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _shape(self) -> PoolNodes:
+        if self.count is not None:
+            if self.min is not None or self.max is not None:
+                raise ValueError("give either count (fixed capacity) or min and max (elastic), not both")
+        elif self.min is None or self.max is None:
+            raise ValueError("give count (fixed capacity) or both min and max (elastic)")
+        elif self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        return self
+
+    @property
+    def elastic(self) -> bool:
+        return self.count is None
+
+    @property
+    def lower(self) -> int:
+        return self.count if self.count is not None else int(self.min or 0)
+
+    @property
+    def upper(self) -> int:
+        return self.count if self.count is not None else int(self.max or 0)
+
+
+class Toleration(Strict):
+    key: str | None = None
+    operator: Literal["Exists", "Equal"] | None = None
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = None
+
+
+class KubernetesTarget(Strict):
+    context: str | None = None
+    namespace: str = "default"
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list)
+
+
+class EksTarget(Strict):
+    cluster: str
+    nodegroup: str
+
+
+class AwsTarget(Strict):
+    region: str
+    auto_scaling_group_name: str | None = None
+    eks: EksTarget | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> AwsTarget:
+        if (self.auto_scaling_group_name is None) == (self.eks is None):
+            raise ValueError("give exactly one of autoScalingGroupName or eks {cluster, nodegroup}")
+        return self
+
+
+class GcpTarget(Strict):
+    project: str
+    zone: str | None = None
+    region: str | None = None
+    instance_group_manager: str
+
+    @model_validator(mode="after")
+    def _one(self) -> GcpTarget:
+        if (self.zone is None) == (self.region is None):
+            raise ValueError("give exactly one of zone (zonal group) or region (regional group)")
+        return self
+
+
+class PoolTarget(Strict):
+    kubernetes: KubernetesTarget | None = None
+    aws: AwsTarget | None = None
+    gcp: GcpTarget | None = None
+
+
+class PoolSpec(Strict):
+    location: str
+    provider: Provider
+    gpu: PoolGpu
+    nodes: PoolNodes
+    usd_per_gpu_hour: NonNeg
+    spot: bool = False
+    failure_domain: str | None = None
+    target: PoolTarget = Field(default_factory=PoolTarget)
+
+
+# ---------------------------------------------------------------- Model
+
+
+class Replica(Strict):
+    gpus: int = Field(ge=1)
+    memory_gi_b_per_gpu: Positive = Field(alias="memoryGiBPerGpu")
+
+
+class Demand(Strict):
+    location: str
+    rate: NonNeg
+    latency_slo_ms: Positive | None = None
+
+
+class DataSource(Strict):
+    location: str
+    gb_per_hour: NonNeg
+
+
+class ModelSpec(Strict):
+    workload: Workload = "inference"
+    version: str | None = None
+    replica: Replica
+    gpu_types: list[str] | None = None
+    throughput: dict[str, Positive] = Field(default_factory=dict)
+    demand: list[Demand] = Field(default_factory=list)
+    min_replicas: int | None = Field(default=None, ge=0)
+    max_replicas: int | None = Field(default=None, ge=0)
+    replicas: int | None = Field(default=None, ge=1)
+    gang: bool | None = None
+    data: list[DataSource] = Field(default_factory=list)
+    spot_tolerant: bool = False
+    priority: int = 0
+    last_used: dt.date | None = None
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_text(cls, v: Any) -> Any:
+        # `version: 2` and `version: 1.5` are natural to write; keep them as text.
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            return str(v)
+        if isinstance(v, dt.date):
+            return v.isoformat()
+        return v
+
+    @field_validator("last_used", mode="before")
+    @classmethod
+    def _date_text(cls, v: Any) -> Any:
+        if isinstance(v, dt.datetime):
+            return v.date()
+        if isinstance(v, str):
+            try:
+                return dt.date.fromisoformat(v)
+            except ValueError:
+                raise ValueError(f"{v!r} is not a date (YYYY-MM-DD)") from None
+        return v
+
+    @property
+    def gang_effective(self) -> bool:
+        if self.gang is not None:
+            return self.gang
+        return self.workload == "training"
+
+
+# ---------------------------------------------------------------- Policy
+
+
+def _as_list(v: Any) -> Any:
+    if isinstance(v, str | bool):
+        return [v]
+    return v
+
+
+class Selector(Strict):
+    """Fields are ANDed; the values of one field ORed. Which fields apply depends on the kind."""
+
+    names: list[str] | None = None
+    labels: dict[str, str] | None = None
+    environment: list[Environment] | None = None
+    provider: list[Provider] | None = None
+    jurisdiction: list[str] | None = None
+    location: list[str] | None = None
+    gpu_type: list[str] | None = None
+    workload: list[Workload] | None = None
+    spot: bool | None = None
+
+    @field_validator(
+        "names", "environment", "provider", "jurisdiction", "location", "gpu_type", "workload", mode="before"
+    )
+    @classmethod
+    def _listify(cls, v: Any) -> Any:
+        return _as_list(v)
+
+
+MODEL_SELECTOR_FIELDS = frozenset({"names", "labels", "workload"})
+POOL_SELECTOR_FIELDS = frozenset(
+    {"names", "labels", "environment", "provider", "jurisdiction", "location", "gpu_type", "spot"}
+)
+
+
+class PolicySpec(Strict):
+    enforcement: Literal["required", "preferred"] = "required"
+    penalty_usd_per_hour: NonNeg | None = None
+    description: str | None = None
+    models: Selector = Field(default_factory=Selector)
+    pools: Selector = Field(default_factory=Selector)
+    rule: Rule
+
+    @model_validator(mode="after")
+    def _penalty(self) -> PolicySpec:
+        if self.enforcement == "preferred" and self.penalty_usd_per_hour is None:
+            raise ValueError("a preferred policy needs penaltyUsdPerHour (the cost of one unit of violation)")
+        if self.enforcement == "required" and self.penalty_usd_per_hour is not None:
+            raise ValueError("penaltyUsdPerHour applies only to enforcement: preferred")
+        return self
+
+
+# ---------------------------------------------------------------- Settings
+
+
+class ObjectiveSettings(Strict):
+    latency_usd_per_ms_per1k_rate: NonNeg = Field(default=0.0001, alias="latencyUsdPerMsPer1kRate")
+    unmet_usd_per_rate: NonNeg = 1.0
+    unmet_usd_per_replica: NonNeg = 1000.0
+    churn_usd_per_replica: NonNeg = 0.5
+
+
+class SolverSettings(Strict):
+    time_limit_seconds: Positive = 30.0
+    relative_gap: NonNeg = 0.001
+    workers: int | None = Field(default=None, ge=1)
+
+
+class StateSettings(Strict):
+    backend: Literal["local", "s3"] = "local"
+    path: str = ".placer/state.json"
+    bucket: str | None = None
+    key: str | None = None
+    region: str | None = None
+    endpoint_url: str | None = None
+
+    @model_validator(mode="after")
+    def _s3(self) -> StateSettings:
+        if self.backend == "s3" and (not self.bucket or not self.key):
+            raise ValueError("the s3 state backend needs bucket and key")
+        return self
+
+
+class ApplySettings(Strict):
+    mode: Literal["live", "gitops"] = "live"
+    directory: str = "deploy"
+    parallelism: int = Field(default=4, ge=1)
+    health_timeout_seconds: Positive = 600.0
+
+
+class SettingsSpec(Strict):
+    objective: ObjectiveSettings = Field(default_factory=ObjectiveSettings)
+    solver: SolverSettings = Field(default_factory=SolverSettings)
+    state: StateSettings = Field(default_factory=StateSettings)
+    apply: ApplySettings = Field(default_factory=ApplySettings)
+
+
+SPEC_TYPES: dict[str, type[Strict]] = {
+    "Location": LocationSpec,
+    "Link": LinkSpec,
+    "GPUType": GPUTypeSpec,
+    "Pool": PoolSpec,
+    "Model": ModelSpec,
+    "Policy": PolicySpec,
+    "Settings": SettingsSpec,
+}
+KINDS = tuple(SPEC_TYPES)

@@ -1,0 +1,235 @@
+"""From raw YAML documents to typed, located documents (layer 1 of validation: shape).
+
+Checks the envelope (apiVersion, kind, metadata) and the spec against its typed model,
+turning every pydantic error into a Diagnostic at the right file and line, with a
+"did you mean" for misspelt fields, kinds and rules. Cross-document checks (references,
+duplicates) are the fleet's job (``placer.fleet``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from placer.spec.diagnostics import Diagnostic
+from placer.spec.kinds import API_VERSION, DNS1123_LABEL, GPU_TYPE_NAME, KINDS, SPEC_TYPES, Metadata
+from placer.spec.rules import Rule
+from placer.spec.source import Loc, RawDocument
+
+ENVELOPE_KEYS = ("apiVersion", "kind", "metadata", "spec")
+
+
+@dataclass(frozen=True)
+class Document:
+    """A validated fleet document: its kind, name, labels, typed spec, and where it came from."""
+
+    kind: str
+    name: str
+    labels: dict[str, str]
+    spec: Any
+    raw: RawDocument
+
+    @property
+    def path(self) -> str:
+        return self.raw.path
+
+    @property
+    def line(self) -> int:
+        return self.raw.line
+
+    def line_of(self, *loc: str | int) -> int:
+        return self.raw.line_of(tuple(loc))
+
+    def diag(self, field: str, message: str, *loc: str | int, severity: str = "error") -> Diagnostic:
+        """A diagnostic about ``field`` of this document, located at ``loc`` (YAML keys)."""
+        return Diagnostic(
+            path=self.path,
+            line=self.line_of(*loc) if loc else self.line,
+            message=message,
+            kind=self.kind,
+            name=self.name,
+            field=field,
+            severity=severity,  # type: ignore[arg-type]
+        )
+
+
+def suggest(word: str, choices: typing.Iterable[str]) -> str:
+    """' (did you mean X?)' for the closest choice, or ''."""
+    match = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    if not match:
+        lowered = {c.lower(): c for c in choices}
+        if str(word).lower() in lowered:
+            match = [lowered[str(word).lower()]]
+    return f"; did you mean {match[0]!r}?" if match else ""
+
+
+def _unwrap(annotation: Any) -> Any:
+    """Strip Optional and Annotated layers from a type annotation."""
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is typing.Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(annotation) if a is not type(None)]
+            if len(args) != 1:
+                return annotation
+            annotation = args[0]
+        else:
+            return annotation
+
+
+def _model_at(root: type[BaseModel], loc: Loc) -> type[BaseModel] | None:
+    """The pydantic model class that validates the value at ``loc`` (aliases), if any."""
+    current: Any = root
+    for part in loc:
+        current = _unwrap(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            by_alias = {(info.alias or name): info for name, info in current.model_fields.items()}
+            info = by_alias.get(str(part))
+            if info is None:
+                return None
+            current = info.annotation
+        elif typing.get_origin(current) in (list, dict):
+            current = typing.get_args(current)[-1]
+        else:
+            return None
+    current = _unwrap(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return current
+    return None
+
+
+def _aliases(model: type[BaseModel]) -> list[str]:
+    return [info.alias or name for name, info in model.model_fields.items()]
+
+
+def _dotted(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _message(err: Any, root: type[BaseModel], loc: Loc) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        parent = _model_at(root, loc[:-1])
+        choices = _aliases(parent) if parent else []
+        if parent is Rule:
+            return f"unknown rule {loc[-1]!r}{suggest(str(loc[-1]), choices)}; rules are: {', '.join(choices)}"
+        hint = suggest(str(loc[-1]), choices)
+        if not hint and choices:
+            hint = f"; known fields: {', '.join(choices)}"
+        return f"unknown field{hint}"
+    if kind == "missing":
+        return "required field is missing"
+    msg = str(err["msg"])
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if msg.startswith(prefix):
+            msg = msg[len(prefix) :]
+    if kind in ("int_type", "float_type", "bool_type", "string_type", "list_type", "dict_type", "date_type"):
+        got = err.get("input")
+        if not isinstance(got, dict | list):
+            msg = f"{msg}, got {got!r}"
+    return msg
+
+
+def check_name(kind: str, name: Any) -> str | None:
+    """Why ``name`` is not a valid metadata.name for ``kind``, or None."""
+    if not isinstance(name, str) or not name:
+        return "required: a non-empty string"
+    if kind == "GPUType":
+        if not GPU_TYPE_NAME.match(name) or len(name) > 63:
+            return f"{name!r} is not a valid GPU type name (letters, digits, '.', '_' and '-', at most 63)"
+        return None
+    if len(name) > 63 or not DNS1123_LABEL.match(name):
+        return (
+            f"{name!r} is not a DNS-1123 label (lower-case letters, digits and '-', "
+            "starting and ending with a letter or digit, at most 63 characters)"
+        )
+    return None
+
+
+def load_document(raw: RawDocument) -> tuple[Document | None, list[Diagnostic]]:
+    """Validate one raw document's envelope and spec."""
+    diags: list[Diagnostic] = []
+    data = raw.data
+    if data is None:
+        return None, []
+    if not isinstance(data, dict):
+        return None, [Diagnostic(raw.path, raw.line, "a fleet document must be a mapping with apiVersion, kind, metadata and spec")]
+
+    kind = data.get("kind")
+    metadata = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    shown_kind = kind if isinstance(kind, str) else ""
+    shown_name = name if isinstance(name, str) else ""
+
+    def d(field: str, message: str, loc: Loc) -> Diagnostic:
+        return Diagnostic(raw.path, raw.line_of(loc), message, shown_kind, shown_name, field)
+
+    for key in data:
+        if key not in ENVELOPE_KEYS:
+            diags.append(d(str(key), f"unknown field{suggest(str(key), ENVELOPE_KEYS)}", (key,)))
+    api = data.get("apiVersion")
+    if api is None:
+        diags.append(d("apiVersion", f"required field is missing; use {API_VERSION}", ()))
+    elif api != API_VERSION:
+        diags.append(d("apiVersion", f"unknown apiVersion {api!r}; this placer reads {API_VERSION}", ("apiVersion",)))
+    if kind is None:
+        diags.append(d("kind", f"required field is missing; one of {', '.join(KINDS)}", ()))
+        return None, diags
+    if kind not in SPEC_TYPES:
+        diags.append(d("kind", f"unknown kind {kind!r}{suggest(str(kind), KINDS)}; kinds are {', '.join(KINDS)}", ("kind",)))
+        return None, diags
+
+    if "metadata" not in data:
+        diags.append(d("metadata", "required field is missing (metadata.name names the document)", ()))
+        return None, diags
+    if not isinstance(data["metadata"], dict):
+        diags.append(d("metadata", "must be a mapping with name (and optionally labels)", ("metadata",)))
+        return None, diags
+    problem = check_name(kind, name)
+    if problem:
+        diags.append(d("metadata.name", problem, ("metadata", "name") if "name" in metadata else ("metadata",)))
+    try:
+        meta = Metadata.model_validate(metadata)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = ("metadata", *err["loc"])
+            if err["loc"] == ("name",):
+                continue  # reported above
+            diags.append(d(_dotted(loc), _message(err, Metadata, tuple(err["loc"])), loc))
+        meta = None
+
+    spec_type = SPEC_TYPES[kind]
+    spec_data = data.get("spec")
+    if spec_data is None:
+        if kind == "Settings" and "spec" in data:
+            spec_data = {}
+        elif kind == "Settings":
+            spec_data = {}
+        else:
+            diags.append(d("spec", "required field is missing", ()))
+            return None, diags
+    if not isinstance(spec_data, dict):
+        diags.append(d("spec", f"must be a mapping, got {type(spec_data).__name__}", ("spec",)))
+        return None, diags
+    try:
+        spec = spec_type.model_validate(spec_data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            diags.append(d(_dotted(("spec", *loc)), _message(err, spec_type, loc), ("spec", *loc)))
+        return None, diags
+    if diags or meta is None:
+        return None, diags
+    return Document(kind=kind, name=meta.name, labels=dict(meta.labels), spec=spec, raw=raw), diags

@@ -1,0 +1,97 @@
+"""The parameters of every policy rule (SPEC section 1, Policy table).
+
+This is the *format* of rules; their behaviour (filter, constrain, violation) lives in the
+``policies`` package, registered by the same names. ``Rule`` is a closed model with one
+optional field per rule; exactly one must be set.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+
+class _P(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, strict=True, alias_generator=to_camel, populate_by_name=True
+    )
+
+
+class Empty(_P):
+    """Rules whose only parameters are the policy's selectors."""
+
+
+class Spread(_P):
+    min_failure_domains: int = Field(ge=2)
+
+
+class Budget(_P):
+    max_usd_per_hour: Annotated[float, Field(ge=0)]
+
+
+class Headroom(_P):
+    fraction: Annotated[float, Field(ge=0, lt=1)]
+
+
+class Retire(_P):
+    unused_for_days: int | None = Field(default=None, ge=0)
+    keep_versions: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _some(self) -> Retire:
+        if self.unused_for_days is None and self.keep_versions is None:
+            raise ValueError("give unusedForDays, keepVersions, or both")
+        return self
+
+
+WorkloadName = Literal["inference", "training", "batch"]
+
+
+class Rule(_P):
+    allow_pools: Empty | None = None
+    deny_pools: Empty | None = None
+    prefer_pools: Empty | None = None
+    separate_workloads: list[WorkloadName] | None = Field(default=None, min_length=2)
+    spread: Spread | None = None
+    max_spot_fraction: Annotated[float, Field(ge=0, le=1)] | None = None
+    budget: Budget | None = None
+    headroom: Headroom | None = None
+    max_models_per_pool: int | None = Field(default=None, ge=1)
+    retire: Retire | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _exactly_one(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            if len(data) == 0:
+                raise ValueError(f"give exactly one rule, one of: {', '.join(RULE_NAMES)}")
+            if len(data) > 1:
+                raise ValueError(
+                    f"give exactly one rule per policy, found {len(data)}: {', '.join(map(str, data))}; "
+                    "split them into separate Policy documents"
+                )
+            # `allowPools: {}` and `allowPools:` (null) mean the same.
+            key = next(iter(data))
+            if key in ("allowPools", "denyPools", "preferPools") and data[key] is None:
+                return {key: {}}
+        return data
+
+    @property
+    def name(self) -> str:
+        for field_name, info in type(self).model_fields.items():
+            if getattr(self, field_name) is not None:
+                return info.alias or field_name
+        raise AssertionError("validated Rule has no rule set")
+
+    @property
+    def params(self) -> Any:
+        for field_name in type(self).model_fields:
+            value = getattr(self, field_name)
+            if value is not None:
+                return value
+        raise AssertionError("validated Rule has no rule set")
+
+
+RULE_NAMES = tuple(info.alias or name for name, info in Rule.model_fields.items())

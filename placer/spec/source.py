@@ -1,0 +1,221 @@
+"""Reading fleet directories into plain YAML documents with source positions.
+
+Hostile input is refused early and cleanly: files over a size limit, binary data,
+anchors and aliases (never expanded, so alias bombs cannot blow up), symlink loops,
+too many documents, or nesting too deep.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from placer.spec.diagnostics import Diagnostic
+
+MAX_FILE_BYTES = 4 * 1024 * 1024
+MAX_TOTAL_BYTES = 64 * 1024 * 1024
+MAX_DOCUMENTS = 50_000
+MAX_DEPTH = 32
+MAX_FILES = 10_000
+
+Loc = tuple[str | int, ...]
+
+
+@dataclass
+class RawDocument:
+    """One YAML document, as plain Python data, with the line of every key and item."""
+
+    path: str
+    line: int
+    data: Any
+    lines: dict[Loc, int] = field(default_factory=dict)
+
+    def line_of(self, loc: Loc) -> int:
+        """The line of the deepest known prefix of ``loc``."""
+        for n in range(len(loc), 0, -1):
+            found = self.lines.get(tuple(loc[:n]))
+            if found is not None:
+                return found
+        return self.line
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """SafeLoader that refuses aliases instead of sharing (and later expanding) nodes."""
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.MarkedYAMLError(
+                problem="anchors and aliases (*name) are not allowed in fleet files; write the value out",
+                problem_mark=event.start_mark,
+            )
+        node: yaml.Node | None = super().compose_node(parent, index)  # type: ignore[no-untyped-call]
+        return node
+
+
+class _TooDeep(Exception):
+    pass
+
+
+def _to_python(
+    loader: _NoAliasLoader, node: yaml.Node, loc: Loc, lines: dict[Loc, int], depth: int, diags: list[str]
+) -> Any:
+    if depth > MAX_DEPTH:
+        raise _TooDeep()
+    if isinstance(node, yaml.MappingNode):
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node)  # type: ignore[no-untyped-call]
+            if isinstance(key, list | dict):
+                diags.append(f"{key_node.start_mark.line + 1}:mapping keys must be plain scalars")
+                continue
+            if key in out:
+                diags.append(f"{key_node.start_mark.line + 1}:duplicate key {key!r}")
+            child = (*loc, key)
+            lines[child] = key_node.start_mark.line + 1
+            out[key] = _to_python(loader, value_node, child, lines, depth + 1, diags)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        items = []
+        for i, item in enumerate(node.value):
+            child = (*loc, i)
+            lines[child] = item.start_mark.line + 1
+            items.append(_to_python(loader, item, child, lines, depth + 1, diags))
+        return items
+    return loader.construct_object(node)  # type: ignore[no-untyped-call]
+
+
+def parse_text(text: str, path: str) -> tuple[list[RawDocument], list[Diagnostic]]:
+    """Parse every document of one file; problems come back as diagnostics."""
+    docs: list[RawDocument] = []
+    diags: list[Diagnostic] = []
+    loader = _NoAliasLoader(text)
+    try:
+        while loader.check_node():  # type: ignore[no-untyped-call]
+            node = loader.get_node()  # type: ignore[no-untyped-call]
+            if node is None:
+                continue
+            if len(docs) >= MAX_DOCUMENTS:
+                diags.append(Diagnostic(path, node.start_mark.line + 1, f"more than {MAX_DOCUMENTS} documents"))
+                break
+            lines: dict[Loc, int] = {}
+            problems: list[str] = []
+            try:
+                data = _to_python(loader, node, (), lines, 0, problems)
+            except _TooDeep:
+                diags.append(
+                    Diagnostic(path, node.start_mark.line + 1, f"document nested deeper than {MAX_DEPTH} levels")
+                )
+                continue
+            for p in problems:
+                line, msg = p.split(":", 1)
+                diags.append(Diagnostic(path, int(line), msg))
+            docs.append(RawDocument(path=path, line=node.start_mark.line + 1, data=data, lines=lines))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 1
+        problem = exc.problem or str(exc)
+        if exc.context and "alias" not in problem:
+            problem = f"{exc.context}: {problem}" if exc.context not in problem else problem
+        diags.append(Diagnostic(path, line, f"invalid YAML: {problem}"))
+    except yaml.YAMLError as exc:  # reader errors: control characters and the like
+        diags.append(Diagnostic(path, 1, f"invalid YAML: {exc}"))
+    except RecursionError:
+        diags.append(Diagnostic(path, 1, "invalid YAML: nested too deeply"))
+    finally:
+        loader.dispose()  # type: ignore[no-untyped-call]
+    return docs, diags
+
+
+def _walk(root: Path, diags: list[Diagnostic]) -> list[Path]:
+    """Every *.yaml / *.yml below root, in sorted path order; links are followed once."""
+    found: list[Path] = []
+    seen_dirs: set[str] = set()
+
+    def visit(directory: Path) -> None:
+        real = os.path.realpath(directory)
+        if real in seen_dirs:
+            diags.append(Diagnostic(str(directory), 1, "symbolic link loop: this directory was already read"))
+            return
+        seen_dirs.add(real)
+        try:
+            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        except OSError as exc:
+            diags.append(Diagnostic(str(directory), 1, f"cannot read directory: {exc.strerror}"))
+            return
+        for entry in entries:
+            path = Path(entry.path)
+            if entry.name.startswith("."):
+                continue
+            try:
+                is_dir = entry.is_dir()
+                is_file = entry.is_file()
+            except OSError:
+                is_dir = is_file = False
+            if entry.is_symlink() and not os.path.exists(entry.path):
+                if entry.name.endswith((".yaml", ".yml")):
+                    diags.append(Diagnostic(str(path), 1, "broken or looping symbolic link"))
+                continue
+            if is_dir:
+                visit(path)
+            elif is_file and entry.name.endswith((".yaml", ".yml")):
+                found.append(path)
+                if len(found) > MAX_FILES:
+                    raise OverflowError
+
+    try:
+        visit(root)
+    except OverflowError:
+        diags.append(Diagnostic(str(root), 1, f"more than {MAX_FILES} YAML files below this directory"))
+    return sorted(found, key=lambda p: str(p))
+
+
+def read_fleet_dir(root: str | os.PathLike[str]) -> tuple[list[RawDocument], list[Diagnostic]]:
+    """Read every fleet document below ``root`` (a directory, or a single YAML file)."""
+    base = Path(root)
+    diags: list[Diagnostic] = []
+    if not base.exists():
+        return [], [Diagnostic(str(base), 0, "no such file or directory")]
+    files = [base] if base.is_file() else _walk(base, diags)
+    if not files and not diags:
+        diags.append(Diagnostic(str(base), 0, "no *.yaml or *.yml files in this directory: nothing to plan"))
+    docs: list[RawDocument] = []
+    total = 0
+    for path in files:
+        shown = str(path)
+        try:
+            size = path.stat().st_size
+        except OSError as exc:
+            diags.append(Diagnostic(shown, 1, f"cannot read file: {exc.strerror}"))
+            continue
+        if size > MAX_FILE_BYTES:
+            diags.append(
+                Diagnostic(shown, 1, f"file is {size} bytes, over the {MAX_FILE_BYTES}-byte limit for fleet files")
+            )
+            continue
+        total += size
+        if total > MAX_TOTAL_BYTES:
+            diags.append(Diagnostic(shown, 1, f"the fleet is over {MAX_TOTAL_BYTES} bytes in all; stopped reading"))
+            break
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            diags.append(Diagnostic(shown, 1, f"cannot read file: {exc.strerror}"))
+            continue
+        if b"\x00" in raw:
+            diags.append(Diagnostic(shown, 1, "binary file (contains NUL bytes), not YAML"))
+            continue
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = raw[: exc.start].count(b"\n") + 1
+            diags.append(Diagnostic(shown, line, "not UTF-8 text; fleet files must be UTF-8 YAML"))
+            continue
+        file_docs, file_diags = parse_text(text, shown)
+        docs.extend(file_docs)
+        diags.extend(file_diags)
+    return docs, diags

@@ -1,0 +1,29 @@
+"""headroom: each matched pool keeps >= f of its GPUs free."""
+
+from __future__ import annotations
+
+from placer.fleet import Fleet, Policy
+from placer.placement import Placement
+from placer.policy import ModelBuilder, Violation
+from policies.base import RuleBase, pools, violation
+
+
+class Headroom(RuleBase):
+    name = "headroom"
+
+    def constrain(self, policy: Policy, builder: ModelBuilder) -> None:
+        f = policy.rule.headroom.fraction if policy.rule.headroom else 0.0
+        for pool in pools(policy, builder.fleet):
+            builder.at_most(policy, builder.gpus_used(pool.name) - (1 - f) * builder.gpus_capacity(pool.name), 0,
+                            pool.name)
+
+    def violations(self, policy: Policy, fleet: Fleet, placement: Placement) -> list[Violation]:
+        f = policy.rule.headroom.fraction if policy.rule.headroom else 0.0
+        out = []
+        for pool in pools(policy, fleet):
+            used = placement.gpus_used(fleet, pool.name)
+            cap = placement.gpus_capacity(fleet, pool.name)
+            short = used - (1 - f) * cap
+            if short > 1e-6:
+                out.append(violation(policy, short, f"{pool.name}: {used} of {cap} GPUs used, keeps < {f:.0%} free"))
+        return out
