@@ -45,6 +45,7 @@ def create_solver(kind: str = "HIGHS") -> pywraplp.Solver:
     for name in (kind, "SCIP", "CBC"):
         solver = pywraplp.Solver.CreateSolver(name)
         if solver is not None:
+            solver.placer_kind = name
             return solver
     raise RuntimeError("no MIP solver available in this OR-Tools build (tried HIGHS, SCIP, CBC)")
 

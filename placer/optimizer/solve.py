@@ -52,7 +52,9 @@ def configure(solver: pywraplp.Solver, fleet: Fleet, time_limit: float | None = 
     solver.SuppressOutput()
     solver.SetTimeLimit(int(1000 * (time_limit if time_limit is not None else cfg.time_limit_seconds)))
     workers = cfg.workers or os.cpu_count() or 1
-    solver.SetNumThreads(workers)
+    if getattr(solver, "placer_kind", "") != "HIGHS":
+        # HiGHS' branch and bound is serial; setting its thread count only prints a banner on stdout.
+        solver.SetNumThreads(workers)
     params = pywraplp.MPSolverParameters()
     params.SetDoubleParam(pywraplp.MPSolverParameters.RELATIVE_MIP_GAP, cfg.relative_gap)
     return params

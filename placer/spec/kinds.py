@@ -189,6 +189,7 @@ class DataSource(Strict):
 class ModelSpec(Strict):
     workload: Workload = "inference"
     version: str | None = None
+    image: str | None = None
     replica: Replica
     gpu_types: list[str] | None = None
     throughput: dict[str, Positive] = Field(default_factory=dict)

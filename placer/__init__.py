@@ -1,0 +1,3 @@
+"""placer: a hybrid placement engine for GPU workloads."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,209 @@
+"""Apply: run exactly a plan's changes through providers, phase by phase, under the state lock.
+
+Refuses a stale plan. Each change is retried on retryable provider errors (exponential
+backoff with jitter), then verified (the provider must now hold what was planned) and
+recorded in the state at once (atomic write), so a killed apply leaves a state that says
+exactly what was done: the next plan starts from it. The first recorded change of an
+apply adds 1 to the serial, which makes the interrupted plan stale.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from placer.planfile import PHASE_NAMES, PHASE_UP, Change, Plan
+from placer.state import Backend, State
+
+
+class ApplyError(Exception):
+    pass
+
+
+class StalePlanError(ApplyError):
+    pass
+
+
+class ChangeProvider(Protocol):
+    """The provider protocol as apply sees it (``providers.base.Provider``)."""
+
+    name: str
+
+    def handles(self, change: Change) -> bool: ...
+
+    def observe(self, change: Change) -> dict[str, Any] | None: ...
+
+    def apply(self, change: Change) -> None: ...
+
+    def wait_healthy(self, change: Change, timeout_s: float) -> None: ...
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 6
+    base_seconds: float = 0.5
+    max_seconds: float = 20.0
+
+    def delay(self, attempt: int) -> float:
+        """Full jitter: uniform in [0, min(max, base·2^attempt)]."""
+        return random.uniform(0, min(self.max_seconds, self.base_seconds * (2 ** attempt)))
+
+
+@dataclass
+class ApplyReport:
+    applied: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    retries: int = 0
+    serial: int = 0
+    lineage: str = ""
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    return bool(getattr(exc, "retryable", False))
+
+
+def check_fresh(plan: Plan, state: State) -> None:
+    if plan.prior_lineage != state.lineage or plan.prior_serial != state.serial:
+        raise StalePlanError(
+            f"stale plan: it was made against state lineage {plan.prior_lineage} serial {plan.prior_serial}, "
+            f"but the state is now lineage {state.lineage} serial {state.serial} (something was applied since). "
+            "Run `placer plan` again and apply the new plan."
+        )
+
+
+class Applier:
+    def __init__(
+        self,
+        backend: Backend,
+        providers: Sequence[ChangeProvider],
+        parallelism: int = 4,
+        health_timeout_s: float = 600.0,
+        retry: RetryPolicy | None = None,
+        progress: Callable[[str, Change | None], None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.backend = backend
+        self.providers = list(providers)
+        self.parallelism = max(1, parallelism)
+        self.health_timeout_s = health_timeout_s
+        self.retry = retry or RetryPolicy()
+        self.progress = progress or (lambda _msg, _change: None)
+        self.sleep = sleep
+        self._write = threading.Lock()
+
+    def provider_for(self, change: Change) -> ChangeProvider:
+        for provider in self.providers:
+            if provider.handles(change):
+                return provider
+        raise ApplyError(f"{change.address}: no configured provider handles {change.kind} changes for "
+                         f"provider {change.provider!r}; check Settings apply.mode and credentials")
+
+    def _with_retry(self, change: Change, what: str, call: Callable[[], Any], report: ApplyReport) -> Any:
+        for attempt in range(self.retry.attempts):
+            try:
+                return call()
+            except Exception as exc:
+                if not _is_retryable(exc) or attempt == self.retry.attempts - 1:
+                    raise
+                report.retries += 1
+                delay = self.retry.delay(attempt)
+                self.progress(f"retrying {change.address} ({what}) in {delay:.1f}s after: {exc}", change)
+                self.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _record(self, state: State, change: Change, report: ApplyReport) -> None:
+        with self._write:
+            if state.applying is not None and not state.applying.get("bumped"):
+                state.serial += 1
+                state.applying["bumped"] = True
+                report.serial = state.serial
+            key = change.address.split("/", 1)[1]
+            if change.kind == "pool":
+                state.pools[key] = {"nodes": int((change.after or {}).get("nodes", 0)), "target": change.target}
+            elif change.after is None:
+                state.deployments.pop(key, None)
+            else:
+                state.deployments[key] = {"replicas": int(change.after["replicas"]), "target": change.target}
+            if state.applying is not None:
+                state.applying.setdefault("done", []).append(change.address)
+            self.backend.write(state)
+
+    def _one(self, state: State, change: Change, report: ApplyReport) -> None:
+        provider = self.provider_for(change)
+        self.progress(f"{change.action} {change.address}", change)
+        self._with_retry(change, "apply", lambda: provider.apply(change), report)
+        seen = self._with_retry(change, "observe", lambda: provider.observe(change), report)
+        wanted = change.after
+        if (seen or None) != (wanted or None) and not _holds(seen, wanted):
+            raise ApplyError(f"{change.address}: after apply the {provider.name} provider reports {seen}, "
+                             f"but the plan wanted {wanted}; the state records what was done before this change")
+        self._record(state, change, report)
+        report.applied.append(change.address)
+
+    def _healthy(self, change: Change, report: ApplyReport) -> None:
+        provider = self.provider_for(change)
+        self.progress(f"waiting for {change.address} to be healthy", change)
+        self._with_retry(change, "health", lambda: provider.wait_healthy(change, self.health_timeout_s), report)
+
+    def run(self, plan: Plan, state: State, plan_id: str, cost_after: float | None,
+            demand: dict[str, float]) -> ApplyReport:
+        """Execute ``plan`` against ``state`` (already locked and checked fresh)."""
+        report = ApplyReport(serial=state.serial)
+        if state.lineage is None:
+            state.lineage = str(uuid.uuid4())
+        report.lineage = state.lineage
+        todo = [c for c in plan.changes if c.action != "no-op"]
+        if not todo:
+            return report
+        state.applying = {"plan": plan_id, "startedAt": _now(), "done": [], "bumped": False}
+        for phase in sorted({c.phase for c in todo}):
+            batch = [c for c in todo if c.phase == phase]
+            self.progress(f"phase {phase}: {PHASE_NAMES.get(phase, '')} ({len(batch)} change(s))", None)
+            self._parallel(batch, lambda c: self._one(state, c, report))
+            if phase == PHASE_UP:
+                up = [c for c in batch if c.kind == "deployment" and c.after]
+                self._parallel(up, lambda c: self._healthy(c, report))
+        with self._write:
+            state.applying = None
+            state.cost_usd_per_hour = cost_after
+            for model, total in demand.items():
+                state.models[model] = {"demand": total}
+            state.history.append({"serial": state.serial, "appliedAt": _now(), "plan": plan_id,
+                                  "changes": len(report.applied), "fleetDigest": plan.fleet_digest})
+            state.history = state.history[-50:]
+            self.backend.write(state)
+        report.serial = state.serial
+        return report
+
+    def _parallel(self, changes: list[Change], fn: Callable[[Change], None]) -> None:
+        if not changes:
+            return
+        with ThreadPoolExecutor(max_workers=min(self.parallelism, len(changes))) as pool:
+            futures = {pool.submit(fn, c): c for c in changes}
+            done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+            errors = [f.exception() for f in done if f.exception() is not None]
+            if errors:
+                for f in pending:
+                    f.cancel()
+                wait(pending)
+                errors += [f.exception() for f in pending if not f.cancelled() and f.exception() is not None]
+                first = errors[0]
+                assert first is not None
+                raise first
+
+
+def _holds(seen: dict[str, Any] | None, wanted: dict[str, Any] | None) -> bool:
+    if wanted is None:
+        return seen is None or seen.get("replicas", 0) == 0
+    return seen is not None and all(seen.get(k) == v for k, v in wanted.items())
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

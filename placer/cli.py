@@ -1,0 +1,393 @@
+"""The command line: parses arguments, calls the library, maps errors to exit codes.
+
+Exit codes (SPEC section 4): 0 ok, 1 error (usage errors too), 2 changes present with
+``plan --detailed-exitcode``. Errors are one readable line on stderr; ``--debug`` adds
+the traceback. Cloud SDKs are imported only by the commands that use them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sys
+import traceback
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from rich.console import Console
+
+from placer import __version__
+from placer.fleet import Fleet, load_fleet
+from placer.planfile import Plan, PlanFileError
+from placer.spec import FleetError
+
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True)
+
+
+class CliError(Exception):
+    """An error already phrased for the user."""
+
+
+def fail(message: str) -> NoReturn:
+    raise CliError(message)
+
+
+# ---------------------------------------------------------------- wiring
+
+
+def rules_for(now: dt.datetime) -> Any:
+    from policies import build_rules
+
+    return build_rules(now)
+
+
+def parse_now(value: str | None) -> dt.datetime:
+    if value is None:
+        return dt.datetime.now(dt.UTC)
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        fail(f"--now {value!r} is not an ISO date or time (e.g. 2026-11-28 or 2026-11-28T07:00:00Z)")
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def read_fleet(path: str) -> Fleet:
+    fleet = load_fleet(path)
+    for warning in fleet.warnings:
+        err.print(str(warning), style="yellow")
+    return fleet
+
+
+def backend_from(state_cfg: dict[str, Any], override: str | None) -> Any:
+    from placer.state import LocalBackend
+
+    if override:
+        return LocalBackend(override)
+    if state_cfg.get("backend", "local") == "s3":
+        from placer.state_s3 import S3Backend
+
+        return S3Backend(bucket=state_cfg["bucket"], key=state_cfg["key"], region=state_cfg.get("region"),
+                         endpoint_url=state_cfg.get("endpointUrl"))
+    return LocalBackend(state_cfg.get("path", ".placer/state.json"))
+
+
+def settings_json(fleet: Fleet) -> dict[str, Any]:
+    s = fleet.settings
+    return {
+        "state": s.state.model_dump(mode="json", by_alias=True, exclude_none=True),
+        "apply": s.apply.model_dump(mode="json", by_alias=True, exclude_none=True),
+    }
+
+
+@contextmanager
+def spinner(enabled: bool) -> Iterator[Callable[[str], None]]:
+    if not (enabled and err.is_terminal):
+        yield lambda _msg: None
+        return
+    with err.status("planning…") as status:
+        yield lambda msg: status.update(msg)
+
+
+def providers_for(apply_cfg: dict[str, Any], directory_override: str | None = None) -> list[Any]:
+    if (apply_cfg.get("mode") or "live") == "gitops" or directory_override:
+        from providers.gitops import GitOpsProvider
+
+        return [GitOpsProvider(directory_override or apply_cfg.get("directory", "deploy"))]
+    live: list[Any] = []
+    from providers.aws import AwsProvider
+    from providers.gcp import GcpProvider
+    from providers.kubernetes import KubernetesProvider
+
+    live += [AwsProvider(), GcpProvider(), KubernetesProvider()]
+    return live
+
+
+# ---------------------------------------------------------------- commands
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="placer")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """placer: plan and apply GPU model placements over on-prem, cloud and edge pools."""
+    ctx.obj = {"debug": debug}
+
+
+@cli.command()
+@click.argument("fleet", type=click.Path())
+def validate(fleet: str) -> None:
+    """Check every document of FLEET; print each problem as path:line: Kind/name: field: message."""
+    from placer.candidates import find_candidates, warnings
+
+    loaded = load_fleet(fleet)
+    found = list(loaded.warnings) + warnings(loaded, find_candidates(loaded, rules_for(dt.datetime.now(dt.UTC))))
+    for w in found:
+        err.print(str(w), style="yellow")
+    out.print(f"{fleet}: valid ({len(loaded.locations)} locations, {len(loaded.pools)} pools, "
+              f"{len(loaded.models)} models, {len(loaded.policies)} policies"
+              + (f", {len(found)} warning(s))" if found else ")"))
+
+
+@cli.command()
+def schema() -> None:
+    """Print the JSON Schema of the fleet format (for editors: yaml-language-server)."""
+    from placer.schema import fleet_schema
+
+    click.echo(json.dumps(fleet_schema(), indent=2))
+
+
+@cli.command()
+@click.argument("fleet", type=click.Path())
+@click.option("-o", "--out", "out_path", type=click.Path(), help="Write the plan file here.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan file instead of the summary.")
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 0 when there are no changes, 2 when there are.")
+@click.option("--now", "now_text", help="The plan's time (ISO), for reproducible plans (retire policies).")
+@click.option("--state", "state_path", type=click.Path(), help="Use this local state file instead of Settings'.")
+@click.option("--refresh", is_flag=True, help="First read what really runs from the providers; report drift.")
+def plan(fleet: str, out_path: str | None, as_json: bool, detailed_exitcode: bool, now_text: str | None,
+         state_path: str | None, refresh: bool) -> None:
+    """Solve FLEET, diff against the state, print the summary and write the plan file."""
+    from placer.planfile import write
+    from placer.planner import make_plan
+    from placer.render import summary
+
+    now = parse_now(now_text)
+    loaded = read_fleet(fleet)
+    backend = backend_from(settings_json(loaded)["state"], state_path)
+    state = backend.read()
+    if state.applying:
+        err.print(f"warning: the last apply (plan {state.applying.get('plan')}) did not finish; "
+                  f"{len(state.applying.get('done', []))} change(s) were recorded as done; this plan starts "
+                  "from what was really done", style="yellow")
+    if refresh:
+        state = _refresh(loaded, state, settings_json(loaded)["apply"])
+    with spinner(not as_json) as progress:
+        result = make_plan(loaded, state, rules_for(now), now, progress)
+    body = dict(result.plan.body)
+    body["settings"] = settings_json(loaded)
+    final = Plan(result.plan.created_at, result.plan.fleet_digest, result.plan.prior_lineage,
+                 result.plan.prior_serial, body, result.plan.changes)
+    if out_path:
+        write(final, out_path)
+    if as_json:
+        click.echo(final.dumps(), nl=False)
+    else:
+        summary.render(final.to_json(), out)
+        if out_path:
+            out.print(f"\nSaved the plan to {out_path}. Apply it with: placer apply {out_path}")
+    if detailed_exitcode and final.has_changes:
+        raise SystemExit(2)
+
+
+def _refresh(fleet: Fleet, state: Any, apply_cfg: dict[str, Any]) -> Any:
+    from placer.refresh import drift, observe_state
+
+    providers = providers_for(apply_cfg)
+    observed = observe_state(state, providers)
+    for line in drift(state, observed):
+        err.print(f"drift: {line}", style="yellow")
+    return observed
+
+
+@cli.command()
+@click.argument("fleet", type=click.Path())
+@click.option("--state", "state_path", type=click.Path(), help="Use this local state file instead of Settings'.")
+def refresh(fleet: str, state_path: str | None) -> None:
+    """Read what really runs from the providers and report drift against the state (changes nothing)."""
+    loaded = read_fleet(fleet)
+    cfg = settings_json(loaded)
+    backend = backend_from(cfg["state"], state_path)
+    state = backend.read()
+    observed = _refresh(loaded, state, cfg["apply"])
+    from placer.refresh import drift
+
+    if not drift(state, observed):
+        out.print("No drift: the providers hold what the state records.")
+
+
+@cli.command()
+@click.argument("target", type=click.Path())
+@click.option("--auto-approve", is_flag=True, help="With a FLEET directory: plan and apply in one go.")
+@click.option("--state", "state_path", type=click.Path(), help="Use this local state file instead of the plan's.")
+@click.option("--now", "now_text", help="With --auto-approve: the plan's time (ISO).")
+def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str | None) -> None:
+    """Execute the changes of a saved PLAN (or plan and apply FLEET with --auto-approve)."""
+    from placer.apply import Applier, RetryPolicy, check_fresh
+    from placer.planfile import read
+
+    if Path(target).is_dir():
+        if not auto_approve:
+            fail(f"{target} is a fleet directory: save a plan with `placer plan {target} -o plan.json` and apply "
+                 "that, or pass --auto-approve to plan and apply in one go")
+        from placer.planner import make_plan
+
+        now = parse_now(now_text)
+        loaded = read_fleet(target)
+        backend = backend_from(settings_json(loaded)["state"], state_path)
+        with spinner(True) as progress:
+            made = make_plan(loaded, backend.read(), rules_for(now), now, progress)
+        body = dict(made.plan.body)
+        body["settings"] = settings_json(loaded)
+        the_plan = Plan(made.plan.created_at, made.plan.fleet_digest, made.plan.prior_lineage,
+                        made.plan.prior_serial, body, made.plan.changes)
+        from placer.render import summary
+
+        summary.render(the_plan.to_json(), out)
+    else:
+        the_plan = read(target)
+        backend = None
+    settings = the_plan.body.get("settings", {})
+    if backend is None:
+        backend = backend_from(settings.get("state", {}), state_path)
+    apply_cfg = settings.get("apply", {})
+    providers = providers_for(apply_cfg)
+    retry = RetryPolicy(base_seconds=float(os.environ.get("PLACER_RETRY_BASE_SECONDS", "0.5")))
+    plan_id = str(uuid.uuid4())
+    demand = {m: float(v.get("demand", 0.0)) for m, v in the_plan.body.get("models", {}).items()}
+    cost_after = the_plan.body.get("cost", {}).get("totalUsdPerHour")
+    total = sum(1 for c in the_plan.changes if c.action != "no-op")
+    done = [0]
+
+    def progress(msg: str, change: Any) -> None:
+        if change is not None and msg.startswith(("create", "update", "delete")):
+            done[0] += 1
+            err.print(f"[{done[0]}/{total}] {msg}")
+        else:
+            err.print(msg, style="dim" if change is not None else "bold")
+
+    applier = Applier(backend, providers, parallelism=int(apply_cfg.get("parallelism", 4)),
+                      health_timeout_s=float(apply_cfg.get("healthTimeoutSeconds", 600)), retry=retry,
+                      progress=progress)
+    with backend.lock("apply"):
+        state = backend.read()
+        check_fresh(the_plan, state)
+        try:
+            report = applier.run(the_plan, state, plan_id, cost_after, demand)
+        except Exception as exc:
+            applied = len((state.applying or {}).get("done", []))
+            raise CliError(f"apply failed after {applied} of {total} change(s): {exc}. The state "
+                           f"({backend.location}) records exactly what was done; run `placer plan` to see what "
+                           "remains, then apply the new plan") from exc
+    if not total:
+        out.print("No changes. The infrastructure matches the plan.")
+    else:
+        out.print(f"Apply complete: {len(report.applied)} change(s) applied"
+                  + (f" ({report.retries} retried)" if report.retries else "")
+                  + f"; state serial {report.serial}.")
+
+
+@cli.command()
+@click.argument("plan_path", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print the plan file as JSON.")
+@click.option("--markdown", is_flag=True, help="Print Markdown, for a pull-request comment.")
+def show(plan_path: str, as_json: bool, markdown: bool) -> None:
+    """Print a saved plan."""
+    from placer.planfile import read
+    from placer.render import markdown as md
+    from placer.render import summary
+
+    if as_json and markdown:
+        fail("choose one of --json and --markdown")
+    the_plan = read(plan_path)
+    if as_json:
+        click.echo(the_plan.dumps(), nl=False)
+    elif markdown:
+        click.echo(md.render(the_plan.to_json()))
+    else:
+        summary.render(the_plan.to_json(), out)
+
+
+@cli.command("force-unlock")
+@click.argument("lock_id")
+@click.option("--fleet", "fleet_path", type=click.Path(), help="Fleet whose Settings name the state.")
+@click.option("--state", "state_path", type=click.Path(), help="The local state file.")
+def force_unlock(lock_id: str, fleet_path: str | None, state_path: str | None) -> None:
+    """Break a stale state lock (only with its LOCK_ID, as printed by the refused command)."""
+    cfg: dict[str, Any] = settings_json(read_fleet(fleet_path))["state"] if fleet_path else {}
+    backend = backend_from(cfg, state_path)
+    holder = backend.force_unlock(lock_id)
+    out.print(f"Unlocked {backend.location} (was held by {holder.get('Who', '?')} since {holder.get('Created', '?')}).")
+
+
+@cli.command()
+@click.argument("plan_path", type=click.Path())
+@click.option("--out", "out_dir", type=click.Path(), required=True, help="Directory of the GitOps tree.")
+def render(plan_path: str, out_dir: str) -> None:
+    """Write the GitOps tree of a plan: manifests per cluster and terraform tfvars."""
+    from placer.planfile import atomic_write, read
+    from placer.render.tree import tree
+
+    files = tree(read(plan_path).to_json())
+    root = Path(out_dir)
+    for rel, text in files.items():
+        path = root / rel
+        if not path.exists() or path.read_text() != text:
+            atomic_write(path, text)
+    keep = {str(root / rel) for rel in files}
+    for path in sorted(root.glob("clusters/**/*.yaml")):
+        if str(path) not in keep:
+            path.unlink()
+    out.print(f"Wrote {len(files)} file(s) under {out_dir}.")
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        cli.main(args=args, prog_name="placer", standalone_mode=False)
+        return 0
+    except SystemExit as exc:
+        return int(exc.code or 0) if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except click.exceptions.Abort:
+        err.print("Aborted.")
+        return 1
+    except click.ClickException as exc:
+        err.print(f"Error: {exc.format_message()}")
+        if isinstance(exc, click.UsageError) and exc.ctx is not None:
+            err.print(f"Try '{exc.ctx.command_path} --help'.")
+        return 1
+    except FleetError as exc:
+        for d in exc.diagnostics:
+            err.print(str(d), style="red" if d.severity == "error" else "yellow")
+        n = len(exc.errors)
+        err.print(f"{n} error{'s' if n != 1 else ''} in the fleet; nothing was planned or changed.")
+        return 1
+    except KeyboardInterrupt:
+        err.print("Interrupted.")
+        return 130
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+        known = _known_errors()
+        if isinstance(exc, known):
+            err.print(f"Error: {exc}")
+        else:
+            err.print(f"Error: internal error ({type(exc).__name__}: {exc}); rerun with --debug for the traceback "
+                      "and report it")
+        return 1
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    from placer.apply import ApplyError
+    from placer.planner import InfeasibleError, SolveError
+    from placer.state import StateError
+
+    known: list[type[BaseException]] = [CliError, PlanFileError, StateError, ApplyError, InfeasibleError,
+                                        SolveError, OSError]
+    try:
+        from providers.base import ProviderError
+
+        known.append(ProviderError)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(known)

@@ -1,0 +1,141 @@
+"""Plan: solve the fleet against the state, diff, and assemble the plan file's contents.
+
+Pure given its inputs (fleet, state, rules, time): ``cli`` reads and writes the files.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from placer.cost import CostBreakdown, price
+from placer.diff import deployment_target, diff, managed_pool, pool_target
+from placer.fleet import Fleet
+from placer.optimizer import Conflict, SolveResult, explain_infeasible, optimize
+from placer.placement import Placement
+from placer.planfile import Plan
+from placer.policy import Rules
+from placer.state import State
+
+
+class InfeasibleError(Exception):
+    def __init__(self, conflict: Conflict) -> None:
+        self.conflict = conflict
+        super().__init__(
+            f"no placement satisfies {conflict.describe()} together; relax one of them "
+            "(drop or make a policy preferred, lower a minReplicas, or add capacity)"
+        )
+
+
+class SolveError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    plan: Plan
+    result: SolveResult
+    cost: CostBreakdown
+    placement: Placement
+
+
+def _r(x: float, digits: int = 6) -> float:
+    value = round(float(x), digits)
+    return 0.0 if value == 0 else value
+
+
+def placement_body(fleet: Fleet, result: SolveResult, placement: Placement, cost: CostBreakdown,
+                   state: State) -> dict[str, Any]:
+    solver = {
+        "status": result.status,
+        "objectiveUsdPerHour": _r(result.objective),
+        "boundUsdPerHour": _r(result.bound),
+        "gap": _r(result.gap) if math.isfinite(result.gap) else None,
+        "wallSeconds": _r(result.wall_seconds, 3),
+    }
+    placements = []
+    for (model, pool), replicas in sorted(placement.replicas.items()):
+        p = fleet.pools[pool]
+        m = fleet.models[model]
+        placements.append({
+            "model": model, "pool": pool, "replicas": replicas,
+            "gpus": replicas * p.gpus_per_replica(m.spec.replica.gpus),
+            "target": deployment_target(m, p),
+        })
+    routes = [
+        {"model": r.model, "demandLocation": r.demand_location, "pool": r.pool, "rate": _r(r.rate),
+         "latencyMs": _r(r.latency_ms)}
+        for r in sorted(placement.routes, key=lambda r: (r.model, r.demand_location, r.pool))
+    ]
+    pools = []
+    for pool in fleet.pools.values():
+        entry: dict[str, Any] = {
+            "pool": pool.name,
+            "nodes": placement.nodes.get(pool.name, pool.min_nodes),
+            "gpusUsed": placement.gpus_used(fleet, pool.name),
+            "gpusCapacity": placement.gpus_capacity(fleet, pool.name),
+        }
+        if managed_pool(pool):
+            entry["target"] = pool_target(pool)
+        pools.append(entry)
+    unmet = [{"model": m, "demandLocation": loc, "rate": _r(rate)} for m, loc, rate in placement.unmet(fleet)]
+    missing = [{"model": m.name, "replicas": placement.missing_replicas(fleet, m.name)}
+               for m in fleet.models.values()
+               if placement.missing_replicas(fleet, m.name) and m.name not in placement.retired]
+    violations = [
+        {"policy": v.policy, "enforcement": v.enforcement, "amount": _r(v.amount), "detail": v.detail}
+        for v in cost.violations
+    ]
+    served = sum(r.rate for r in placement.routes)
+    return {
+        "solver": solver,
+        "cost": {k: _r(v) for k, v in cost.as_dict().items()},
+        "costBeforeUsdPerHour": state.cost_usd_per_hour,
+        "servedRate": _r(served),
+        "placements": placements,
+        "routes": routes,
+        "pools": pools,
+        "unmet": unmet,
+        "unplacedReplicas": missing,
+        "retired": [{"model": m, "reason": why} for m, why in sorted((result.candidates.retired
+                                                                       if result.candidates else {}).items())],
+        "violations": violations,
+        "models": {m.name: {"demand": _r(m.total_demand)} for m in fleet.models.values()},
+    }
+
+
+def make_plan(
+    fleet: Fleet,
+    state: State,
+    rules: Rules,
+    now: dt.datetime,
+    progress: Callable[[str], None] | None = None,
+    time_limit: float | None = None,
+) -> PlanResult:
+    current = state.replicas()
+    result = optimize(fleet, rules, current=current, progress=progress, time_limit=time_limit)
+    if result.placement is None:
+        if result.status == "INFEASIBLE":
+            if progress:
+                progress("infeasible: looking for the conflicting policies")
+            raise InfeasibleError(explain_infeasible(fleet, rules))
+        raise SolveError(
+            f"the solver stopped with status {result.status} and no placement within "
+            f"{fleet.settings.solver.time_limit_seconds:g} s; raise Settings solver.timeLimitSeconds"
+        )
+    placement = result.placement
+    cost = price(fleet, placement, rules, current)
+    changes = diff(fleet, state, placement, result.candidates)
+    body = placement_body(fleet, result, placement, cost, state)
+    plan = Plan(
+        created_at=now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        fleet_digest=fleet.digest,
+        prior_lineage=state.lineage,
+        prior_serial=state.serial,
+        body=body,
+        changes=tuple(changes),
+    )
+    return PlanResult(plan, result, cost, placement)

@@ -1,0 +1,53 @@
+"""Refresh: what the providers really hold, as a State, and its drift from the recorded state."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Any
+
+from placer.planfile import Change
+from placer.state import State
+
+
+def _probe(address: str, target: dict[str, Any]) -> Change:
+    return Change(address, "no-op", 0, None, None, (), target)
+
+
+def observe_state(state: State, providers: Sequence[Any]) -> State:
+    """A copy of ``state`` whose replicas and nodes are what the providers report now."""
+    seen = copy.deepcopy(state)
+    for key, entry in state.deployments.items():
+        change = _probe(f"deployment/{key}", entry.get("target") or {})
+        provider = next((p for p in providers if p.handles(change)), None)
+        if provider is None:
+            continue
+        now = provider.observe(change)
+        if now is None:
+            seen.deployments.pop(key, None)
+        else:
+            seen.deployments[key] = {**entry, "replicas": int(now.get("replicas", 0))}
+    for name, entry in state.pools.items():
+        change = _probe(f"pool/{name}", entry.get("target") or {})
+        provider = next((p for p in providers if p.handles(change)), None)
+        if provider is None:
+            continue
+        now = provider.observe(change)
+        if now is not None:
+            seen.pools[name] = {**entry, "nodes": int(now.get("nodes", 0))}
+    return seen
+
+
+def drift(recorded: State, observed: State) -> list[str]:
+    lines = []
+    for key in sorted(set(recorded.deployments) | set(observed.deployments)):
+        a = recorded.deployments.get(key, {}).get("replicas")
+        b = observed.deployments.get(key, {}).get("replicas")
+        if a != b:
+            lines.append(f"deployment/{key}: state records {a} replicas, the cluster runs {b}")
+    for key in sorted(set(recorded.pools) | set(observed.pools)):
+        a = recorded.pools.get(key, {}).get("nodes")
+        b = observed.pools.get(key, {}).get("nodes")
+        if a != b:
+            lines.append(f"pool/{key}: state records {a} nodes, the provider has {b}")
+    return lines

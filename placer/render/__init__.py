@@ -1,0 +1,1 @@
+"""Renderers: human summary, markdown, Kubernetes manifests, tfvars."""

@@ -1,0 +1,74 @@
+"""Kubernetes Deployments and Terraform variables rendered from plan changes.
+
+One Deployment per model per pool, requesting ``nvidia.com/gpu`` per replica, pinned to
+the pool by its nodeSelector and tolerations, and labelled as placer's. The gitops
+provider writes these; the kubernetes provider server-side applies the same objects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+MANAGED_BY = "app.kubernetes.io/managed-by"
+MODEL_LABEL = "placer.dev/model"
+POOL_LABEL = "placer.dev/pool"
+FIELD_MANAGER = "placer"
+
+
+def deployment_name(model: str, pool: str) -> str:
+    """``<model>-<pool>``, a DNS-1123 label; long names keep a hash so they stay unique."""
+    name = f"{model}-{pool}"
+    if len(name) <= 63:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{name[:54].rstrip('-')}-{digest}"
+
+
+def deployment_manifest(target: dict[str, Any], replicas: int) -> dict[str, Any]:
+    """The Deployment for a deployment change's ``target`` at ``replicas``."""
+    model, pool = str(target["model"]), str(target["pool"])
+    k8s = target.get("kubernetes") or {}
+    labels = {MANAGED_BY: "placer", MODEL_LABEL: model, POOL_LABEL: pool}
+    pod_labels = dict(labels)
+    version = target.get("version")
+    if version:
+        pod_labels["app.kubernetes.io/version"] = re.sub(r"[^A-Za-z0-9._-]", "-", str(version))[:63].strip("-._")
+    container: dict[str, Any] = {
+        "name": "model",
+        "image": str(target.get("image") or f"registry.local/models/{model}:{version or 'latest'}"),
+        "resources": {
+            "limits": {"nvidia.com/gpu": str(int(target.get("gpus", 1)))},
+            "requests": {"nvidia.com/gpu": str(int(target.get("gpus", 1)))},
+        },
+        "env": [
+            {"name": "PLACER_MODEL", "value": model},
+            {"name": "PLACER_POOL", "value": pool},
+        ],
+    }
+    pod_spec: dict[str, Any] = {"containers": [container]}
+    if k8s.get("nodeSelector"):
+        pod_spec["nodeSelector"] = dict(sorted(k8s["nodeSelector"].items()))
+    if k8s.get("tolerations"):
+        pod_spec["tolerations"] = [dict(sorted(t.items())) for t in k8s["tolerations"]]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": deployment_name(model, pool),
+            "namespace": str(k8s.get("namespace") or "default"),
+            "labels": labels,
+        },
+        "spec": {
+            "replicas": int(replicas),
+            "selector": {"matchLabels": {MODEL_LABEL: model, POOL_LABEL: pool}},
+            "template": {"metadata": {"labels": pod_labels}, "spec": pod_spec},
+        },
+    }
+
+
+def cluster_of(target: dict[str, Any]) -> str:
+    """The kubeconfig context a deployment goes to (the folder name in a GitOps tree)."""
+    k8s = target.get("kubernetes") or {}
+    return str(k8s.get("context") or "default")

@@ -1,0 +1,63 @@
+"""Facts about a plan that every renderer shows: change counts, cost per million, symbols."""
+
+from __future__ import annotations
+
+from typing import Any
+
+SYMBOLS = {"create": "+", "update": "~", "delete": "-", "no-op": " "}
+
+
+def counts(plan: dict[str, Any]) -> dict[str, int]:
+    out = {"create": 0, "update": 0, "delete": 0}
+    for c in plan.get("changes", []):
+        if c["action"] in out:
+            out[c["action"]] += 1
+    return out
+
+
+def counts_line(plan: dict[str, Any]) -> str:
+    n = counts(plan)
+    if not any(n.values()):
+        return "No changes. The infrastructure matches the plan."
+    return f"Plan: {n['create']} to create, {n['update']} to update, {n['delete']} to delete."
+
+
+def usd_per_million(plan: dict[str, Any]) -> float | None:
+    """Compute + egress + latency cost per million units served (rate is per second)."""
+    served = float(plan.get("servedRate") or 0.0)
+    if served <= 0:
+        return None
+    cost = plan.get("cost", {})
+    running = sum(float(cost.get(k, 0.0)) for k in ("computeUsdPerHour", "egressUsdPerHour", "latencyUsdPerHour"))
+    return running / (served * 3600.0 / 1e6)
+
+
+def change_detail(change: dict[str, Any]) -> str:
+    before, after = change.get("before") or {}, change.get("after") or {}
+    keys = sorted(set(before) | set(after))
+    parts = []
+    for k in keys:
+        if change["action"] == "create":
+            parts.append(f"{k} {after.get(k)}")
+        elif change["action"] == "delete":
+            parts.append(f"{k} {before.get(k)} -> 0")
+        else:
+            parts.append(f"{k} {before.get(k)} -> {after.get(k)}")
+    return ", ".join(parts)
+
+
+def model_rows(plan: dict[str, Any]) -> list[tuple[str, str, float, float]]:
+    """(model, placement text, served rate, unmet rate) per model that is placed or short."""
+    placed: dict[str, list[str]] = {}
+    for p in plan.get("placements", []):
+        placed.setdefault(p["model"], []).append(f"{p['replicas']}×{p['pool']}")
+    served: dict[str, float] = {}
+    for r in plan.get("routes", []):
+        served[r["model"]] = served.get(r["model"], 0.0) + float(r["rate"])
+    unmet: dict[str, float] = {}
+    for u in plan.get("unmet", []):
+        unmet[u["model"]] = unmet.get(u["model"], 0.0) + float(u["rate"])
+    for u in plan.get("unplacedReplicas", []):
+        placed.setdefault(u["model"], []).append(f"{u['replicas']} replica(s) unplaced")
+    names = sorted(set(placed) | set(unmet))
+    return [(m, ", ".join(placed.get(m, ["-"])), served.get(m, 0.0), unmet.get(m, 0.0)) for m in names]

@@ -1,0 +1,77 @@
+"""The human summary of a plan, for a terminal (rich tables that line up)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from placer.render.report import SYMBOLS, change_detail, counts_line, model_rows, usd_per_million
+
+STYLE = {"create": "green", "update": "yellow", "delete": "red"}
+
+
+def _num(x: float) -> str:
+    return f"{x:,.0f}" if abs(x) >= 100 else f"{x:,.2f}"
+
+
+def render(plan: dict[str, Any], console: Console, pool_prices: dict[str, float] | None = None) -> None:
+    solver = plan.get("solver", {})
+    gap = solver.get("gap")
+    gap_text = f"{100 * gap:.2f}%" if isinstance(gap, int | float) else "n/a"
+    console.print(Text.assemble(("Solver: ", "bold"), f"{solver.get('status')} in {solver.get('wallSeconds', 0):.2f} s, "
+                                f"objective {solver.get('objectiveUsdPerHour', 0):,.2f} USD/h, bound "
+                                f"{solver.get('boundUsdPerHour', 0):,.2f}, gap {gap_text}"))
+
+    pools = Table(title="Pools", title_justify="left", show_edge=False)
+    for col, justify in (("pool", "left"), ("nodes", "right"), ("GPUs used / capacity", "right"), ("util", "right")):
+        pools.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for p in plan.get("pools", []):
+        cap = p["gpusCapacity"]
+        util = f"{100 * p['gpusUsed'] / cap:.0f}%" if cap else "-"
+        pools.add_row(p["pool"], str(p["nodes"]), f"{p['gpusUsed']} / {cap}", util)
+    console.print(pools)
+
+    models = Table(title="Models", title_justify="left", show_edge=False)
+    for col, justify in (("model", "left"), ("placement", "left"), ("served", "right"), ("unmet", "right")):
+        models.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for name, where, served, unmet in model_rows(plan):
+        models.add_row(name, where, _num(served), Text(_num(unmet), style="red") if unmet else "0")
+    console.print(models)
+    for r in plan.get("retired", []):
+        console.print(f"  retired: {r['model']} ({r['reason']})", style="dim")
+
+    cost = plan.get("cost", {})
+    costs = Table(title="Cost (USD/h)", title_justify="left", show_edge=False)
+    costs.add_column("term")
+    costs.add_column("USD/h", justify="right")
+    for label, key in (("compute", "computeUsdPerHour"), ("egress", "egressUsdPerHour"),
+                       ("latency", "latencyUsdPerHour"), ("unmet", "unmetUsdPerHour"),
+                       ("penalties", "penaltyUsdPerHour"), ("total", "totalUsdPerHour")):
+        costs.add_row(label, f"{cost.get(key, 0):,.2f}", style="bold" if key == "totalUsdPerHour" else None)
+    costs.add_row("churn (one-off USD)", f"{cost.get('churnUsd', 0):,.2f}")
+    console.print(costs)
+    per_m = usd_per_million(plan)
+    if per_m is not None:
+        console.print(f"Cost per million units served: {per_m:,.4f} USD")
+    before = plan.get("costBeforeUsdPerHour")
+    if isinstance(before, int | float):
+        console.print(f"Cost before: {before:,.2f} USD/h, after: {cost.get('totalUsdPerHour', 0):,.2f} USD/h")
+
+    for v in plan.get("violations", []):
+        style = "red" if v["enforcement"] == "required" else "yellow"
+        console.print(f"  policy {v['policy']} ({v['enforcement']}): {v['detail']}", style=style)
+
+    changes = plan.get("changes", [])
+    if changes:
+        console.print()
+        console.print("Changes (make before break):", style="bold")
+    for c in changes:
+        sym = SYMBOLS.get(c["action"], "?")
+        why = f"  # {'; '.join(c.get('reasons') or [])}" if c.get("reasons") else ""
+        console.print(Text.assemble((f"  {sym} {c['address']}", STYLE.get(c["action"], "")),
+                                    f"  [phase {c['phase']}] {change_detail(c)}", (why, "dim")))
+    console.print()
+    console.print(counts_line(plan), style="bold")

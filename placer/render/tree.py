@@ -1,0 +1,84 @@
+"""The GitOps tree: files (path -> text) for Deployments per cluster and pool sizes for Terraform.
+
+Layout: ``clusters/<context>/<deployment>.yaml`` with a ``kustomization.yaml`` per cluster
+(Argo CD and Flux sync it as it is), and ``terraform/placer.auto.tfvars.json``. Output is
+deterministic byte for byte: sorted keys, sorted file lists, no timestamps.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import yaml
+
+from placer.render.manifests import cluster_of, deployment_manifest, deployment_name
+
+TFVARS = "terraform/placer.auto.tfvars.json"
+
+
+def manifest_path(target: dict[str, Any]) -> str:
+    return f"clusters/{cluster_of(target)}/{deployment_name(str(target['model']), str(target['pool']))}.yaml"
+
+
+def manifest_text(target: dict[str, Any], replicas: int) -> str:
+    return yaml.safe_dump(deployment_manifest(target, replicas), sort_keys=True, default_flow_style=False)
+
+
+def kustomization_text(resources: list[str]) -> str:
+    doc = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": sorted(resources),
+    }
+    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
+
+
+def tfvars_entry(target: dict[str, Any], nodes: int) -> dict[str, Any]:
+    aws = target.get("aws")
+    gcp = target.get("gcp")
+    return {
+        "provider": target.get("provider"),
+        "nodes": int(nodes),
+        "min_nodes": int(target.get("minNodes", 0)),
+        "max_nodes": int(target.get("maxNodes", nodes)),
+        "gpu_type": target.get("gpuType"),
+        "gpus_per_node": int(target.get("gpusPerNode", 1)),
+        "spot": bool(target.get("spot", False)),
+        "aws": None if aws is None else {
+            "region": aws.get("region"),
+            "auto_scaling_group_name": aws.get("autoScalingGroupName"),
+            "eks_cluster": (aws.get("eks") or {}).get("cluster"),
+            "eks_nodegroup": (aws.get("eks") or {}).get("nodegroup"),
+        },
+        "gcp": None if gcp is None else {
+            "project": gcp.get("project"),
+            "zone": gcp.get("zone"),
+            "region": gcp.get("region"),
+            "instance_group_manager": gcp.get("instanceGroupManager"),
+        },
+    }
+
+
+def tfvars_text(pools: dict[str, dict[str, Any]], plan_info: dict[str, Any] | None = None) -> str:
+    doc: dict[str, Any] = {"placer_pools": dict(sorted(pools.items()))}
+    if plan_info is not None:
+        doc["placer_plan"] = plan_info
+    return json.dumps(doc, indent=2, sort_keys=True) + "\n"
+
+
+def tree(plan: dict[str, Any]) -> dict[str, str]:
+    """Every file of the GitOps tree for a plan's placement (not only its changes)."""
+    files: dict[str, str] = {}
+    by_cluster: dict[str, list[str]] = {}
+    for p in plan.get("placements", []):
+        target = p["target"]
+        path = manifest_path(target)
+        files[path] = manifest_text(target, int(p["replicas"]))
+        by_cluster.setdefault(cluster_of(target), []).append(path.rsplit("/", 1)[1])
+    for cluster, resources in by_cluster.items():
+        files[f"clusters/{cluster}/kustomization.yaml"] = kustomization_text(resources)
+    pools = {p["pool"]: tfvars_entry(p["target"], int(p["nodes"])) for p in plan.get("pools", []) if p.get("target")}
+    prior = plan.get("priorState", {})
+    files[TFVARS] = tfvars_text(pools, {"fleet_digest": plan.get("fleetDigest"), "serial": prior.get("serial", 0)})
+    return dict(sorted(files.items()))

@@ -1,0 +1,201 @@
+"""State: lineage, serial, what runs where, and the history of applies.
+
+Backends: ``local`` (a JSON file written atomically, locked by a lock file that records
+who holds it since when) and ``s3`` (``placer.state_s3``). A state file that cannot be
+read is an error that says so; it is never overwritten silently.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import json
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from placer.planfile import atomic_write
+
+STATE_VERSION = 1
+
+
+class StateError(Exception):
+    """The state cannot be read or written; the message says what to do."""
+
+
+class LockError(StateError):
+    def __init__(self, message: str, holder: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.holder = holder or {}
+
+
+@dataclass
+class State:
+    lineage: str | None = None
+    serial: int = 0
+    # "model@pool" -> {"replicas": int, "target": {...}}
+    deployments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # pool -> {"nodes": int, "target": {...}}
+    pools: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # model -> {"demand": total rate at the last apply}
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    cost_usd_per_hour: float | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    # an apply that has not finished: {"plan": ..., "startedAt": ..., "done": [addresses]}
+    applying: dict[str, Any] | None = None
+
+    def replicas(self) -> dict[tuple[str, str], int]:
+        out = {}
+        for key, value in self.deployments.items():
+            model, pool = key.split("@", 1)
+            if int(value.get("replicas", 0)) > 0:
+                out[(model, pool)] = int(value["replicas"])
+        return out
+
+    def nodes(self) -> dict[str, int]:
+        return {p: int(v["nodes"]) for p, v in self.pools.items() if "nodes" in v}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": STATE_VERSION,
+            "lineage": self.lineage,
+            "serial": self.serial,
+            "deployments": dict(sorted(self.deployments.items())),
+            "pools": dict(sorted(self.pools.items())),
+            "models": dict(sorted(self.models.items())),
+            "costUsdPerHour": self.cost_usd_per_hour,
+            "applying": self.applying,
+            "history": self.history,
+        }
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=2) + "\n"
+
+    @staticmethod
+    def loads(text: str, source: str) -> State:
+        hint = (f"the state file {source} is damaged; restore it from a backup (or from history) "
+                "rather than deleting it: placer will not overwrite it")
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise StateError(f"{source}: invalid JSON at line {exc.lineno} ({exc.msg}): {hint}") from None
+        if not isinstance(data, dict) or "serial" not in data or "lineage" not in data:
+            raise StateError(f"{source}: not a placer state (no lineage/serial): {hint}")
+        if data.get("version", STATE_VERSION) != STATE_VERSION:
+            raise StateError(f"{source}: state version {data.get('version')!r} is newer than this placer reads")
+        try:
+            return State(
+                lineage=data["lineage"],
+                serial=int(data["serial"]),
+                deployments={str(k): dict(v) for k, v in (data.get("deployments") or {}).items()},
+                pools={str(k): dict(v) for k, v in (data.get("pools") or {}).items()},
+                models={str(k): dict(v) for k, v in (data.get("models") or {}).items()},
+                cost_usd_per_hour=data.get("costUsdPerHour"),
+                history=list(data.get("history") or []),
+                applying=data.get("applying"),
+            )
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise StateError(f"{source}: malformed state ({exc}): {hint}") from None
+
+
+def lock_info(operation: str) -> dict[str, Any]:
+    try:
+        user = getpass.getuser()
+    except Exception:
+        user = str(os.getuid())
+    return {
+        "ID": str(uuid.uuid4()),
+        "Operation": operation,
+        "Who": f"{user}@{socket.gethostname()}",
+        "PID": os.getpid(),
+        "Created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def describe_holder(holder: dict[str, Any]) -> str:
+    return (f"held by {holder.get('Who', '?')} (pid {holder.get('PID', '?')}) for "
+            f"{holder.get('Operation', '?')} since {holder.get('Created', '?')}, lock ID {holder.get('ID', '?')}")
+
+
+class Backend(Protocol):
+    location: str
+
+    def read(self) -> State: ...
+
+    def write(self, state: State) -> None: ...
+
+    def lock(self, operation: str) -> Any:
+        """A context manager holding the state lock (LockError if someone else holds it)."""
+        ...
+
+    def force_unlock(self, lock_id: str) -> dict[str, Any]: ...
+
+
+class LocalBackend:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self.location = str(self.path)
+
+    def read(self) -> State:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return State()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise StateError(f"{self.path}: cannot read state: {exc}") from None
+        if not text.strip():
+            raise StateError(f"{self.path}: the state file is empty (truncated?); restore it from a backup; "
+                             "placer will not overwrite it")
+        return State.loads(text, str(self.path))
+
+    def write(self, state: State) -> None:
+        atomic_write(self.path, state.dumps())
+
+    @contextmanager
+    def lock(self, operation: str) -> Iterator[dict[str, Any]]:
+        info = lock_info(operation)
+        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(self.lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = self._holder()
+            raise LockError(
+                f"the state {self.path} is locked: {describe_holder(holder)}. If that process is gone, run "
+                f"`placer force-unlock {holder.get('ID', '?')}`",
+                holder,
+            ) from None
+        with os.fdopen(fd, "w") as handle:
+            json.dump(info, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            yield info
+        finally:
+            try:
+                if self._holder().get("ID") == info["ID"]:
+                    self.lock_path.unlink()
+            except FileNotFoundError:
+                pass
+
+    def _holder(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.lock_path.read_text())
+            return data if isinstance(data, dict) else {}
+        except (OSError, json.JSONDecodeError):
+            return {}
+
+    def force_unlock(self, lock_id: str) -> dict[str, Any]:
+        if not self.lock_path.exists():
+            raise LockError(f"the state {self.path} is not locked")
+        holder = self._holder()
+        if holder.get("ID") != lock_id:
+            raise LockError(f"lock ID {lock_id} does not match the lock on {self.path} ({describe_holder(holder)})",
+                            holder)
+        self.lock_path.unlink()
+        return holder
