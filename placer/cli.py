@@ -337,6 +337,81 @@ def render(plan_path: str, out_dir: str) -> None:
     out.print(f"Wrote {len(files)} file(s) under {out_dir}.")
 
 
+@cli.command()
+@click.argument("fleet", type=click.Path())
+@click.argument("model")
+@click.option("--now", "now_text", help="The plan's time (ISO).")
+@click.option("--state", "state_path", type=click.Path(), help="Use this local state file instead of Settings'.")
+def explain(fleet: str, model: str, now_text: str | None, state_path: str | None) -> None:
+    """Where MODEL goes and why: its cost terms, why each other pool is out, the next-best pool."""
+    from rich.table import Table
+
+    from placer.explain import explain as run_explain
+    from placer.loader_hint import suggest_name
+    from placer.optimizer import optimize
+
+    now = parse_now(now_text)
+    loaded = read_fleet(fleet)
+    if model not in loaded.models:
+        fail(f"no model named {model!r} in {fleet}{suggest_name(model, loaded.models)}")
+    state = backend_from(settings_json(loaded)["state"], state_path).read()
+    rules = rules_for(now)
+    with spinner(True) as progress:
+        result = optimize(loaded, rules, current=state.replicas(), progress=progress)
+    if result.placement is None or result.candidates is None:
+        fail(f"the fleet has no feasible plan ({result.status}); run `placer plan {fleet}` for the conflict")
+    ex = run_explain(loaded, rules, model, result, state.replicas(), result.candidates)
+    if ex.retired:
+        out.print(f"{model} is not placed: {ex.retired}")
+    elif ex.placed:
+        where = ", ".join(f"{r} replica(s) on {p}" for p, r in sorted(ex.placed.items()))
+        out.print(f"{model}: {where}; compute {ex.compute_usd:,.2f} USD/h")
+    else:
+        out.print(f"{model} is not placed anywhere")
+    for loc, pool, rate, lat in ex.routes:
+        out.print(f"  demand at {loc}: {rate:,.1f} routed to {pool} ({lat:g} ms)")
+    for loc, rate in ex.unmet:
+        out.print(f"  demand at {loc}: {rate:,.1f} unmet", style="red")
+    table = Table(title="Other pools", title_justify="left", show_edge=False)
+    table.add_column("pool")
+    table.add_column("why not")
+    for pool, why in sorted(ex.out.items()):
+        table.add_row(pool, why)
+    for pool, why in sorted(ex.unused.items()):
+        table.add_row(pool, why)
+    out.print(table)
+    if ex.next_best is not None and ex.next_best_delta is not None:
+        alt = ", ".join(f"{r} on {p}" for p, r in sorted(ex.next_best.items())) or "not placed"
+        out.print(f"Next best without its current pools: {alt}, costing {ex.next_best_delta:+,.2f} USD/h "
+                  "for the whole fleet")
+
+
+@cli.command()
+@click.argument("fleet", type=click.Path())
+@click.option("--demand-scale", type=float, default=1.0, show_default=True, help="Multiply every demand rate.")
+@click.option("--fail-pool", multiple=True, help="A pool that goes down (repeatable).")
+@click.option("--fail-location", multiple=True, help="A location whose pools all go down (repeatable).")
+@click.option("--fail-provider", multiple=True, help="A provider whose pools all go down (repeatable).")
+@click.option("--now", "now_text", help="The plan's time (ISO).")
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+def whatif(fleet: str, demand_scale: float, fail_pool: tuple[str, ...], fail_location: tuple[str, ...],
+           fail_provider: tuple[str, ...], now_text: str | None, as_json: bool) -> None:
+    """Re-solve FLEET under a scenario and compare it with the base plan: would it scale or collapse?"""
+    from placer.whatif import Scenario, compare
+
+    now = parse_now(now_text)
+    loaded = read_fleet(fleet)
+    scenario = Scenario(demand_scale, frozenset(fail_pool), frozenset(fail_location), frozenset(fail_provider))
+    with spinner(not as_json) as progress:
+        report = compare(loaded, rules_for(now), scenario, progress)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    from placer.render.whatif import render as render_whatif
+
+    render_whatif(report, out)
+
+
 # ---------------------------------------------------------------- entry point
 
 

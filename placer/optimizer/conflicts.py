@@ -14,7 +14,7 @@ from ortools.linear_solver import pywraplp
 from placer.candidates import find_candidates
 from placer.fleet import Fleet
 from placer.optimizer.model import MipBuilder
-from placer.optimizer.solve import configure
+from placer.optimizer.solve import configure, solve_quietly
 from placer.policy import Rules
 
 
@@ -43,7 +43,7 @@ def feasible(fleet: Fleet, rules: Rules, active: set[str], time_limit: float = 1
     cands = find_candidates(fleet, rules, active)
     mip = MipBuilder(fleet, cands, {}, active=active, with_objective=False).build(rules)
     params = configure(mip.solver, fleet, time_limit)
-    status = mip.solver.Solve(params)
+    status = solve_quietly(mip.solver, params)
     return status in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE)
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ortools.linear_solver import pywraplp
@@ -47,6 +49,31 @@ class SolveResult:
         return self.placement is not None
 
 
+@contextmanager
+def quiet_stdout() -> Iterator[None]:
+    """HiGHS prints a banner on the process's stdout (fd 1) whatever the wrapper is told; keep it
+    out of placer's output (``plan --json`` must print only the plan)."""
+    try:
+        sys.stdout.flush()
+        saved = os.dup(1)
+    except (OSError, ValueError):
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
+def solve_quietly(solver: pywraplp.Solver, params: pywraplp.MPSolverParameters) -> int:
+    with quiet_stdout():
+        return int(solver.Solve(params))
+
+
 def configure(solver: pywraplp.Solver, fleet: Fleet, time_limit: float | None = None) -> pywraplp.MPSolverParameters:
     cfg = fleet.settings.solver
     solver.SuppressOutput()
@@ -80,8 +107,12 @@ def optimize(
     current: Mapping[tuple[str, str], int] | None = None,
     progress: Callable[[str], None] | None = None,
     time_limit: float | None = None,
+    forbid: frozenset[tuple[str, str]] = frozenset(),
 ) -> SolveResult:
-    """Place every model of ``fleet`` at least cost (SPEC section 2)."""
+    """Place every model of ``fleet`` at least cost (SPEC section 2).
+
+    ``forbid`` keeps the given (model, pool) pairs empty (for ``explain``'s next-best pool).
+    """
     started = time.monotonic()
     say = progress or (lambda _msg: None)
     current = current or {}
@@ -90,9 +121,12 @@ def optimize(
     say(f"building model: {len(cands.pairs)} eligible (model, pool) pairs")
     builder = MipBuilder(fleet, cands, current)
     mip = builder.build(rules)
+    for key in forbid:
+        if key in mip.x:
+            mip.x[key].SetUb(0)
     params = configure(mip.solver, fleet, time_limit)
     say(f"solving: {mip.solver.NumVariables()} variables, {mip.solver.NumConstraints()} constraints")
-    status = mip.solver.Solve(params)
+    status = solve_quietly(mip.solver, params)
     wall = time.monotonic() - started
     name = STATUS_NAMES.get(status, "UNKNOWN")
     if status not in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE):

@@ -1,0 +1,61 @@
+"""Explain one model's placement: its cost terms, why every other pool is out, and the next best."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from placer.candidates import Candidates
+from placer.cost import model_compute_usd, price
+from placer.fleet import Fleet
+from placer.optimizer import SolveResult, optimize
+from placer.placement import Placement
+from placer.policy import Rules
+
+
+@dataclass
+class Explanation:
+    model: str
+    placed: dict[str, int]
+    compute_usd: float
+    routes: list[tuple[str, str, float, float]]  # demand location, pool, rate, latency
+    unmet: list[tuple[str, float]]
+    out: dict[str, str] = field(default_factory=dict)  # pool -> reason
+    unused: dict[str, str] = field(default_factory=dict)  # eligible pools not chosen -> note
+    next_best: dict[str, int] | None = None
+    next_best_delta: float | None = None
+    retired: str | None = None
+
+
+def _occupants(fleet: Fleet, placement: Placement, pool: str, model: str) -> str:
+    used = placement.gpus_used(fleet, pool)
+    cap = fleet.pools[pool].max_gpus
+    if used < cap:
+        return f"eligible; not chosen (cost), {cap - used} of {cap} GPUs free"
+    others = sorted({m for (m, p), r in placement.replicas.items() if p == pool and r > 0 and m != model})
+    return f"eligible but full: {used}/{cap} GPUs taken by {', '.join(others) or 'nobody'}"
+
+
+def explain(fleet: Fleet, rules: Rules, model: str, result: SolveResult, current: dict[tuple[str, str], int],
+            cands: Candidates) -> Explanation:
+    placement = result.placement
+    assert placement is not None
+    placed = placement.pools_of(model)
+    routes = [(r.demand_location, r.pool, r.rate, r.latency_ms) for r in placement.routes if r.model == model]
+    unmet = [(loc, rate) for m, loc, rate in placement.unmet(fleet) if m == model]
+    ex = Explanation(model, placed, model_compute_usd(fleet, placement, model), routes, unmet,
+                     retired=cands.retired.get(model))
+    for pool in fleet.pools:
+        if pool in placed:
+            continue
+        reason = cands.excluded.get((model, pool))
+        if reason is not None:
+            ex.out[pool] = str(reason)
+        else:
+            ex.unused[pool] = _occupants(fleet, placement, pool, model)
+    if placed:
+        alt = optimize(fleet, rules, current=current, forbid=frozenset((model, p) for p in placed))
+        if alt.placement is not None:
+            ex.next_best = alt.placement.pools_of(model)
+            ex.next_best_delta = (price(fleet, alt.placement, rules, current).objective
+                                  - price(fleet, placement, rules, current).objective)
+    return ex

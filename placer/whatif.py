@@ -1,0 +1,117 @@
+"""What-if scenarios: the same fleet with demand scaled and pools, locations or providers failed."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from typing import Any
+
+from placer.cost import price
+from placer.fleet import Fleet, Model, Pool
+from placer.optimizer import optimize
+from placer.policy import Rules
+from placer.spec.kinds import PoolNodes
+
+
+@dataclass(frozen=True)
+class Scenario:
+    demand_scale: float = 1.0
+    fail_pools: frozenset[str] = frozenset()
+    fail_locations: frozenset[str] = frozenset()
+    fail_providers: frozenset[str] = frozenset()
+
+    def describe(self) -> str:
+        parts = []
+        if self.demand_scale != 1.0:
+            parts.append(f"demand x{self.demand_scale:g}")
+        for label, names in (("pool", self.fail_pools), ("location", self.fail_locations),
+                             ("provider", self.fail_providers)):
+            if names:
+                parts.append(f"{label} {', '.join(sorted(names))} down")
+        return ", ".join(parts) or "no change"
+
+    def failed(self, pool: Pool) -> bool:
+        return (pool.name in self.fail_pools or pool.location.name in self.fail_locations
+                or pool.provider in self.fail_providers)
+
+
+def check(fleet: Fleet, scenario: Scenario) -> list[str]:
+    """Names in the scenario that the fleet does not have."""
+    problems = []
+    problems += [f"no pool named {p!r}" for p in scenario.fail_pools if p not in fleet.pools]
+    problems += [f"no location named {loc!r}" for loc in scenario.fail_locations if loc not in fleet.locations]
+    known = {p.provider for p in fleet.pools.values()}
+    problems += [f"no pool has provider {p!r}" for p in scenario.fail_providers if p not in known]
+    if scenario.demand_scale < 0:
+        problems.append("--demand-scale must be >= 0")
+    return problems
+
+
+def _scale(model: Model, factor: float) -> Model:
+    if factor == 1.0 or not model.spec.demand:
+        return model
+    demand = [d.model_copy(update={"rate": d.rate * factor}) for d in model.spec.demand]
+    return dataclasses.replace(model, spec=model.spec.model_copy(update={"demand": demand}))
+
+
+def _fail(pool: Pool) -> Pool:
+    nodes = PoolNodes.model_construct(count=0, min=None, max=None)
+    return dataclasses.replace(pool, spec=pool.spec.model_copy(update={"nodes": nodes}))
+
+
+def apply_scenario(fleet: Fleet, scenario: Scenario) -> Fleet:
+    pools = {n: (_fail(p) if scenario.failed(p) else p) for n, p in fleet.pools.items()}
+    models = {n: _scale(m, scenario.demand_scale) for n, m in fleet.models.items()}
+    return dataclasses.replace(fleet, pools=pools, models=models)
+
+
+def saturated(fleet: Fleet, gpus_used: dict[str, int], failed: Collection[str]) -> list[str]:
+    """Pools using all the GPUs they could ever have (fixed count, or elastic at max)."""
+    out = []
+    for pool in fleet.pools.values():
+        if pool.name in failed or pool.max_gpus == 0:
+            continue
+        if gpus_used.get(pool.name, 0) >= pool.max_gpus:
+            out.append(pool.name)
+    return out
+
+
+def compare(fleet: Fleet, rules: Rules, scenario: Scenario,
+            progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Solve the base fleet and the scenario; report cost, unmet per model and saturated pools."""
+    problems = check(fleet, scenario)
+    if problems:
+        raise ValueError("; ".join(problems))
+    changed = apply_scenario(fleet, scenario)
+    sides: dict[str, Any] = {}
+    for label, f in (("base", fleet), ("scenario", changed)):
+        if progress:
+            progress(f"solving the {label} plan")
+        result = optimize(f, rules)
+        if result.placement is None:
+            sides[label] = {"status": result.status, "feasible": False}
+            continue
+        cost = price(f, result.placement, rules)
+        used = {p: result.placement.gpus_used(f, p) for p in f.pools}
+        unmet: dict[str, float] = {}
+        for m, _loc, rate in result.placement.unmet(f):
+            unmet[m] = unmet.get(m, 0.0) + rate
+        for m in f.models.values():
+            short = result.placement.missing_replicas(f, m.name)
+            if short and m.name not in result.placement.retired:
+                unmet[m.name] = unmet.get(m.name, 0.0) + short
+        demand = sum(m.total_demand for m in f.models.values())
+        sides[label] = {
+            "status": result.status,
+            "feasible": True,
+            "gap": result.gap,
+            "cost": cost.as_dict(),
+            "demand": demand,
+            "served": sum(r.rate for r in result.placement.routes),
+            "unmet": dict(sorted(unmet.items())),
+            "saturated": saturated(f, used, [p.name for p in f.pools.values() if scenario.failed(p)]),
+            "gpus": {"used": sum(used.values()), "capacity": sum(
+                result.placement.gpus_capacity(f, p) for p in f.pools)},
+        }
+    return {"description": scenario.describe(), **sides}
