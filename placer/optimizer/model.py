@@ -38,6 +38,7 @@ from placer.fleet import Fleet, Model, Policy, Pool
 from placer.policy import Rules, behaviour
 
 TIE_BREAK = 1e-6
+MIN_RATE = 1e-9
 TERMS = ("compute", "egress", "latency", "unmet", "churn", "penalty")
 
 
@@ -199,6 +200,8 @@ class MipBuilder:
         total_demand = model.total_demand
         routed_to: dict[str, list[Any]] = {p: [] for p in pools}
         for i, dem in enumerate(spec.demand):
+            if dem.rate < MIN_RATE:
+                continue  # numerically nothing: leaves the solver's tolerances alone
             u = s.NumVar(0, dem.rate, f"u[{model.name},{i}]")
             m.u[(model.name, i)] = u
             m.terms["unmet"].append((obj.unmet_usd_per_rate * factor, u))

@@ -1,0 +1,296 @@
+"""The ``s3`` state backend: the state and its lock are objects in one bucket.
+
+Concurrency rests on S3's conditional writes, not on a second service:
+
+- the lock is the object ``<key>.lock``, created with ``If-None-Match: *`` (only if it does
+  not exist) and holding ``placer.state.lock_info``; a second locker gets ``LockError``
+  naming the holder. Release and ``force_unlock`` delete it only while it is still the
+  same object (``If-Match`` on its ETag);
+- the state is written with ``If-Match: <ETag read last>`` (or ``If-None-Match: *`` when
+  there was none), so of two writers that read the same state exactly one wins; the other
+  gets ``StateError`` ("the state changed under you: re-plan").
+
+A state object that cannot be read (empty, not JSON, not a placer state) is an error and is
+never overwritten. botocore errors become ``StateError`` with a message that says what to fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from placer.state import LockError, State, StateError, describe_holder, lock_info
+
+# codes S3 (and S3-compatible stores) use when a conditional write loses
+_CONFLICT_CODES = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
+_MISSING_KEY_CODES = {"NoSuchKey", "404", "NotFound"}
+_UNSUPPORTED_CODES = {"NotImplemented", "501"}
+
+
+def _code(exc: Exception) -> str:
+    response = getattr(exc, "response", None) or {}
+    code = str((response.get("Error") or {}).get("Code") or "")
+    status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+    return code or (str(status) if status else "")
+
+
+def _message(exc: Exception) -> str:
+    response = getattr(exc, "response", None) or {}
+    return str((response.get("Error") or {}).get("Message") or exc)
+
+
+def _etag(value: str | None) -> str | None:
+    return None if value is None else value.strip('"')
+
+
+class S3Backend:
+    """State in ``s3://bucket/key``, locked by ``s3://bucket/key.lock`` (same interface as LocalBackend)."""
+
+    def __init__(self, bucket: str, key: str, region: str | None = None, endpoint_url: str | None = None,
+                 client: Any = None) -> None:
+        if not bucket or not key:
+            raise StateError("the s3 state backend needs a bucket and a key (Settings state.bucket, state.key)")
+        self.bucket = bucket
+        self.key = key
+        self.lock_key = f"{key}.lock"
+        self.region = region
+        self.endpoint_url = endpoint_url
+        self.location = f"s3://{bucket}/{key}"
+        self._client = client
+        # the ETag of the state object as read last: None = no object; _UNREAD = not read yet
+        self._etag: str | None | object = _UNREAD
+        self._damaged: str | None = None
+
+    # ------------------------------------------------------------ plumbing
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import boto3
+            from botocore.config import Config
+
+            config = Config(
+                retries={"max_attempts": 4, "mode": "standard"},
+                connect_timeout=10,
+                read_timeout=30,
+                s3={"addressing_style": "path"} if self.endpoint_url else None,
+            )
+            try:
+                self._client = boto3.client("s3", region_name=self.region, endpoint_url=self.endpoint_url,
+                                            config=config)
+            except Exception as exc:  # bad region or endpoint, broken AWS config file
+                raise StateError(f"{self.location}: cannot create an S3 client: {exc}") from None
+        return self._client
+
+    def _error(self, exc: Exception, doing: str, key: str | None = None) -> StateError:
+        """A botocore error, phrased for the user."""
+        from botocore.exceptions import (
+            ClientError,
+            EndpointConnectionError,
+            NoCredentialsError,
+            PartialCredentialsError,
+        )
+
+        where = f"s3://{self.bucket}/{key or self.key}"
+        if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
+            return StateError(f"{where}: cannot {doing}: no AWS credentials found; set AWS_PROFILE or "
+                              "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or run on a role)")
+        if isinstance(exc, EndpointConnectionError):
+            return StateError(f"{where}: cannot {doing}: cannot reach the S3 endpoint "
+                              f"{self.endpoint_url or '(AWS default)'}: {exc}")
+        if isinstance(exc, ClientError):
+            code = _code(exc)
+            if code == "NoSuchBucket":
+                return StateError(f"{where}: cannot {doing}: the bucket {self.bucket!r} does not exist"
+                                  + (f" at {self.endpoint_url}" if self.endpoint_url else "")
+                                  + "; create it (versioning on) or fix Settings state.bucket")
+            if code in ("AccessDenied", "403", "Forbidden", "AllAccessDisabled"):
+                return StateError(f"{where}: cannot {doing}: access denied; the credentials in use need "
+                                  "s3:GetObject, s3:PutObject and s3:DeleteObject on the state and its .lock")
+            if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"):
+                return StateError(f"{where}: cannot {doing}: the AWS credentials were refused ({code}): "
+                                  f"{_message(exc)}")
+            if code in ("PermanentRedirect", "AuthorizationHeaderMalformed", "301"):
+                return StateError(f"{where}: cannot {doing}: the bucket {self.bucket!r} is in another region "
+                                  "than the client's; set Settings state.region")
+            return StateError(f"{where}: cannot {doing}: S3 answered {code or 'an error'}: {_message(exc)}")
+        return StateError(f"{where}: cannot {doing}: {type(exc).__name__}: {exc}")
+
+    def _get(self, key: str, doing: str) -> tuple[bytes, str | None] | None:
+        """(body, ETag) of ``key``, or None when it does not exist."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=key)
+            body = response["Body"].read()
+        except ClientError as exc:
+            if _code(exc) in _MISSING_KEY_CODES:
+                return None
+            raise self._error(exc, doing, key) from None
+        except BotoCoreError as exc:
+            raise self._error(exc, doing, key) from None
+        return body, _etag(response.get("ETag"))
+
+    # ------------------------------------------------------------ state
+
+    def read(self) -> State:
+        got = self._get(self.key, "read the state")
+        if got is None:
+            self._etag = None
+            self._damaged = None
+            return State()
+        body, etag = got
+        self._etag = etag
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            self._damaged = "not UTF-8 text"
+            raise StateError(f"{self.location}: the state object is not UTF-8 text; restore an earlier version "
+                             "(bucket versioning); placer will not overwrite it") from None
+        if not text.strip():
+            self._damaged = "empty"
+            raise StateError(f"{self.location}: the state object is empty (truncated?); restore an earlier "
+                             "version (bucket versioning); placer will not overwrite it")
+        try:
+            state = State.loads(text, self.location)
+        except StateError as exc:
+            self._damaged = str(exc)
+            raise
+        self._damaged = None
+        return state
+
+    def write(self, state: State) -> None:
+        """Write ``state`` only over the object read last (``read`` first); else StateError."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if self._damaged is not None:
+            raise StateError(f"{self.location}: refusing to overwrite a state object that could not be read "
+                             f"({self._damaged}); restore it first")
+        body = state.dumps().encode("utf-8")
+        condition: dict[str, str]
+        if self._etag is None or self._etag is _UNREAD:
+            condition = {"IfNoneMatch": "*"}  # create: there must still be no state
+        else:
+            condition = {"IfMatch": f'"{self._etag}"'}
+        try:
+            response = self.client.put_object(Bucket=self.bucket, Key=self.key, Body=body,
+                                              ContentType="application/json", **condition)
+        except ClientError as exc:
+            code = _code(exc)
+            if code in _CONFLICT_CODES or ("IfMatch" in condition and code in _MISSING_KEY_CODES):
+                if self._landed(body):
+                    return  # our own write landed and a retry of it was refused
+                raise StateError(
+                    f"{self.location}: the state changed under you: re-plan (another apply wrote it after this "
+                    "one read it; nothing was overwritten)") from None
+            raise self._error(exc, "write the state") from None
+        except BotoCoreError as exc:
+            raise self._error(exc, "write the state") from None
+        self._etag = _etag(response.get("ETag"))
+
+    def _landed(self, body: bytes) -> bool:
+        """Whether the object now holds exactly ``body`` (a retried conditional put whose first try won)."""
+        got = self._get(self.key, "read the state")
+        if got is None or got[0] != body:
+            return False
+        self._etag = got[1] or hashlib.md5(body).hexdigest()  # noqa: S324 - ETag, not security
+        return True
+
+    # ------------------------------------------------------------ lock
+
+    def _holder(self) -> tuple[dict[str, Any], str | None] | None:
+        got = self._get(self.lock_key, "read the state lock")
+        if got is None:
+            return None
+        body, etag = got
+        try:
+            data = json.loads(body.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            data = {}
+        return (data if isinstance(data, dict) else {}), etag
+
+    def _delete_lock(self, etag: str | None) -> bool:
+        """Delete the lock object if it is still ``etag``; False when it changed meanwhile."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            if etag:
+                try:
+                    self.client.delete_object(Bucket=self.bucket, Key=self.lock_key, IfMatch=f'"{etag}"')
+                    return True
+                except ClientError as exc:
+                    if _code(exc) not in _UNSUPPORTED_CODES:
+                        raise
+            # a store without conditional deletes: plain delete (we just checked the ID)
+            self.client.delete_object(Bucket=self.bucket, Key=self.lock_key)
+            return True
+        except ClientError as exc:
+            if _code(exc) in _CONFLICT_CODES or _code(exc) in _MISSING_KEY_CODES:
+                return False
+            raise self._error(exc, "release the state lock", self.lock_key) from None
+        except BotoCoreError as exc:
+            raise self._error(exc, "release the state lock", self.lock_key) from None
+
+    def _locked_error(self, holder: dict[str, Any]) -> LockError:
+        return LockError(
+            f"the state {self.location} is locked: {describe_holder(holder)}. If that process is gone, run "
+            f"`placer force-unlock {holder.get('ID', '?')}`",
+            holder,
+        )
+
+    def _acquire(self, info: dict[str, Any]) -> str | None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        body = json.dumps(info).encode("utf-8")
+        for _ in range(3):
+            try:
+                response = self.client.put_object(Bucket=self.bucket, Key=self.lock_key, Body=body,
+                                                  ContentType="application/json", IfNoneMatch="*")
+            except ClientError as exc:
+                if _code(exc) not in _CONFLICT_CODES:
+                    raise self._error(exc, "lock the state", self.lock_key) from None
+                found = self._holder()
+                if found is None:
+                    continue  # released meanwhile: try again
+                holder, etag = found
+                if holder.get("ID") == info["ID"]:
+                    return etag  # a retried put whose first try had won
+                raise self._locked_error(holder) from None
+            except BotoCoreError as exc:
+                raise self._error(exc, "lock the state", self.lock_key) from None
+            etag = _etag(response.get("ETag"))
+            # read back: a store that ignores If-None-Match (or a racing twin) is caught here
+            found = self._holder()
+            if found is None or found[0].get("ID") != info["ID"]:
+                raise self._locked_error(found[0] if found else {})
+            return etag
+        raise StateError(f"{self.location}: the state lock keeps changing hands; try again")
+
+    @contextmanager
+    def lock(self, operation: str) -> Iterator[dict[str, Any]]:
+        info = lock_info(operation)
+        etag = self._acquire(info)
+        try:
+            yield info
+        finally:
+            found = self._holder()
+            if found is not None and found[0].get("ID") == info["ID"]:
+                self._delete_lock(found[1] or etag)
+
+    def force_unlock(self, lock_id: str) -> dict[str, Any]:
+        found = self._holder()
+        if found is None:
+            raise LockError(f"the state {self.location} is not locked")
+        holder, etag = found
+        if holder.get("ID") != lock_id:
+            raise LockError(f"lock ID {lock_id} does not match the lock on {self.location} "
+                            f"({describe_holder(holder)})", holder)
+        if not self._delete_lock(etag):
+            raise LockError(f"the lock on {self.location} changed while unlocking; look again", holder)
+        return holder
+
+
+_UNREAD: Any = object()

@@ -1,0 +1,280 @@
+"""Hand-worked optimizer cases: each constraint and each objective term changes the answer."""
+
+from __future__ import annotations
+
+import pytest
+
+from placer.cost import price
+from placer.optimizer import explain_infeasible, optimize
+from placer.placement import check_hard_constraints
+from placer.planner import InfeasibleError, make_plan
+from placer.state import State
+from tests.fleetkit import NOW, RULES, fleet, inference, link, location, policy, pool, settings, training
+
+NO_CHURN = settings(churnUsdPerReplica=0)
+
+
+def solve(f, current=None):
+    result = optimize(f, RULES, current=current)
+    assert result.placement is not None, result.status
+    cost = price(f, result.placement, RULES, current)
+    assert cost.objective == pytest.approx(result.objective, rel=1e-6, abs=1e-6)
+    thr = {k: p.throughput for k, p in result.candidates.pairs.items()}
+    assert check_hard_constraints(f, result.placement, thr) == []
+    assert [v for v in cost.violations if v.enforcement == "required"] == []
+    return result.placement, cost
+
+
+def two_sites(*extra, cheap="a", **kw):
+    return fleet(location("a"), location("b"), link("a", "b", 5), *extra, **kw)
+
+
+def test_capacity_spills_to_the_dearer_pool():
+    f = two_sites(pool("cheap", "a", usd=1), pool("dear", "a", usd=3),
+                  inference("m", [{"location": "a", "rate": 1200}]), NO_CHURN)
+    placement, cost = solve(f)
+    assert placement.replicas == {("m", "cheap"): 8, ("m", "dear"): 4}
+    assert cost.compute == pytest.approx(8 * 1 + 4 * 3)
+
+
+def test_stranded_gpus_count_against_capacity():
+    f = two_sites(pool("p", "a", per_node=8, count=1),
+                  inference("m", [{"location": "a", "rate": 300}], gpus=3), NO_CHURN)
+    placement, cost = solve(f)
+    assert f.pools["p"].gpus_per_replica(3) == 4
+    assert placement.replicas == {("m", "p"): 2}  # 2 replicas x 4 GPUs fill the node
+    assert placement.unmet(f) == [("m", "a", pytest.approx(100))]
+    assert cost.compute == pytest.approx(8)
+
+
+def test_elastic_pool_buys_whole_nodes():
+    f = two_sites(pool("e", "a", provider="aws", min_nodes=0, max_nodes=4, usd=2),
+                  inference("m", [{"location": "a", "rate": 1000}]), NO_CHURN)
+    placement, cost = solve(f)
+    assert placement.nodes["e"] == 2 and placement.replicas == {("m", "e"): 10}
+    assert cost.compute == pytest.approx(2 * 8 * 2)
+
+
+@pytest.mark.parametrize("field,value,expect", [
+    ("memory", 60, "a100"),                      # 60 GiB does not fit L4's 24
+    ("gpuTypes", ["A100-80GB"], "a100"),         # allow-list
+    ("throughput", {"A100-80GB": 100}, "a100"),  # L4 not listed
+])
+def test_fit_rules_move_the_model(field, value, expect):
+    kw = {"throughput": {"A100-80GB": 100, "L4-24GB": 100}, "mem": 20}
+    if field == "memory":
+        kw["mem"] = value
+    elif field == "gpuTypes":
+        kw["gpuTypes"] = value
+    else:
+        kw["throughput"] = value
+    f = two_sites(pool("l4", "a", gpu="L4-24GB", usd=0.5), pool("a100", "a", usd=3),
+                  inference("m", [{"location": "a", "rate": 100}], **kw), NO_CHURN)
+    placement, _ = solve(f)
+    assert set(p for _, p in placement.replicas) == {expect}
+    f_free = two_sites(pool("l4", "a", gpu="L4-24GB", usd=0.5), pool("a100", "a", usd=3),
+                       inference("m", [{"location": "a", "rate": 100}],
+                                 throughput={"A100-80GB": 100, "L4-24GB": 100}), NO_CHURN)
+    assert set(p for _, p in solve(f_free)[0].replicas) == {"l4"}
+
+
+def test_spot_only_for_tolerant_models():
+    base = [pool("spot", "a", usd=0.5, spot=True), pool("ondemand", "a", usd=2)]
+    f = two_sites(*base, inference("m", [{"location": "a", "rate": 100}]), NO_CHURN)
+    assert set(p for _, p in solve(f)[0].replicas) == {"ondemand"}
+    f = two_sites(*base, inference("m", [{"location": "a", "rate": 100}], spotTolerant=True), NO_CHURN)
+    assert set(p for _, p in solve(f)[0].replicas) == {"spot"}
+
+
+def test_unreachable_data_rules_a_pool_out():
+    f = fleet(location("a"), location("b"), location("island"), link("a", "b", 5),
+              pool("pa", "a", usd=5), pool("pb", "b", usd=1),
+              inference("m", [{"location": "a", "rate": 100}], data=[{"location": "island", "gbPerHour": 1}]),
+              NO_CHURN)
+    result = optimize(f, RULES)
+    assert result.placement.replicas == {}
+    assert result.candidates.excluded[("m", "pb")].reason == "data-unreachable"
+
+
+def test_latency_slo_limits_routes():
+    docs = [pool("far", "b", usd=1), inference("m", [{"location": "a", "rate": 100, "latencySloMs": 3}])]
+    f = two_sites(*docs, NO_CHURN)
+    placement, cost = solve(f)
+    assert placement.replicas == {} and cost.unmet == pytest.approx(100)
+    f = two_sites(pool("far", "b", usd=1), inference("m", [{"location": "a", "rate": 100, "latencySloMs": 6}]),
+                  NO_CHURN)
+    placement, _ = solve(f)
+    assert placement.replicas == {("m", "far"): 1}
+
+
+def test_egress_term_prefers_the_pool_near_the_data():
+    f = fleet(location("a"), location("b"), location("c"), link("a", "c", 5, egress=0.0), link("b", "c", 5, egress=0.5),
+              pool("pa", "a", usd=1), pool("pb", "b", usd=1),
+              inference("m", [{"location": "c", "rate": 100}], data=[{"location": "c", "gbPerHour": 10}]), NO_CHURN)
+    placement, cost = solve(f)
+    assert set(p for _, p in placement.replicas) == {"pa"}
+    assert cost.egress == 0
+    # the same fleet with the egress flipped moves the model
+    f = fleet(location("a"), location("b"), location("c"), link("a", "c", 5, egress=0.5), link("b", "c", 5, egress=0.0),
+              pool("pa", "a", usd=1), pool("pb", "b", usd=1),
+              inference("m", [{"location": "c", "rate": 100}], data=[{"location": "c", "gbPerHour": 10}]), NO_CHURN)
+    assert set(p for _, p in solve(f)[0].replicas) == {"pb"}
+
+
+def test_latency_term_routes_to_the_closer_pool():
+    f = fleet(location("a"), location("b"), location("c"), link("a", "c", 2), link("b", "c", 40),
+              pool("pa", "a", usd=1), pool("pb", "b", usd=1),
+              inference("m", [{"location": "c", "rate": 1000}], throughput={"A100-80GB": 1000}),
+              settings(churnUsdPerReplica=0, latencyUsdPerMsPer1kRate=0.01))
+    placement, cost = solve(f)
+    assert placement.replicas == {("m", "pa"): 1}
+    assert cost.latency == pytest.approx(0.01 * 1 * 2)
+
+
+def test_unmet_is_cheaper_than_dear_gpus_when_its_price_is_low():
+    docs = [pool("dear", "a", usd=50), inference("m", [{"location": "a", "rate": 100}])]
+    assert solve(two_sites(*docs, NO_CHURN))[0].replicas == {("m", "dear"): 1}
+    placement, cost = solve(two_sites(*docs, settings(churnUsdPerReplica=0, unmetUsdPerRate=0.01)))
+    assert placement.replicas == {} and cost.unmet == pytest.approx(1.0)
+
+
+def test_priority_wins_scarce_capacity():
+    f = two_sites(pool("p", "a", count=1, per_node=1),
+                  inference("low", [{"location": "a", "rate": 100}]),
+                  inference("high", [{"location": "a", "rate": 100}], priority=50), NO_CHURN)
+    placement, cost = solve(f)
+    assert placement.replicas == {("high", "p"): 1}
+    assert cost.unmet == pytest.approx(100)
+
+
+def test_churn_keeps_what_runs():
+    docs = [pool("pa", "a", usd=1.0), pool("pb", "a", usd=1.1), inference("m", [{"location": "a", "rate": 100}])]
+    current = {("m", "pb"): 1}
+    placement, cost = solve(two_sites(*docs, settings(churnUsdPerReplica=5)), current)
+    assert placement.replicas == {("m", "pb"): 1} and cost.churn == 0
+    placement, _ = solve(two_sites(*docs, NO_CHURN), current)
+    assert placement.replicas == {("m", "pa"): 1}
+
+
+def test_gang_keeps_training_in_one_pool():
+    pools = [pool("p1", "a", count=1), pool("p2", "b", count=1)]
+    placement, cost = solve(two_sites(*pools, training("t", 2), NO_CHURN))
+    assert sum(placement.replicas.values()) == 1 and cost.unmet == pytest.approx(1000)
+    placement, cost = solve(two_sites(*pools, training("t", 2, gang=False), NO_CHURN))
+    assert sum(placement.replicas.values()) == 2 and cost.unmet == 0
+
+
+def test_min_and_max_replicas():
+    docs = [pool("p", "a", count=2)]
+    placement, _ = solve(two_sites(*docs, inference("m", [{"location": "a", "rate": 100}], minReplicas=3), NO_CHURN))
+    assert placement.replicas_of("m") == 3
+    placement, _ = solve(two_sites(*docs, inference("m", [{"location": "a", "rate": 1000}], maxReplicas=4), NO_CHURN))
+    assert placement.replicas_of("m") == 4
+
+
+# ------------------------------------------------------------------ policies, required and preferred
+
+EU_US = [location("eu", jurisdiction="EU"), location("us", jurisdiction="US"), link("eu", "us", 40),
+         pool("eu-pool", "eu", usd=3), pool("us-pool", "us", usd=1)]
+
+
+def residency(penalty=None):
+    return policy("eu-stays", {"allowPools": {}}, models={"labels": {"data": "eu"}}, pools={"jurisdiction": ["EU"]},
+                  penalty=penalty)
+
+
+def eu_model():
+    return inference("m", [{"location": "eu", "rate": 100}], labels={"data": "eu"})
+
+
+def test_allow_pools_required_and_preferred():
+    assert set(p for _, p in solve(fleet(*EU_US, eu_model(), NO_CHURN))[0].replicas) == {"us-pool"}
+    assert set(p for _, p in solve(fleet(*EU_US, eu_model(), residency(), NO_CHURN))[0].replicas) == {"eu-pool"}
+    placement, cost = solve(fleet(*EU_US, eu_model(), residency(penalty=0.5), NO_CHURN))
+    assert set(p for _, p in placement.replicas) == {"us-pool"} and cost.penalty == pytest.approx(0.5)
+    assert set(p for _, p in solve(fleet(*EU_US, eu_model(), residency(penalty=5), NO_CHURN))[0].replicas) == {"eu-pool"}
+
+
+def test_deny_and_prefer_pools():
+    deny = policy("no-us", {"denyPools": {}}, pools={"jurisdiction": ["US"]})
+    assert set(p for _, p in solve(fleet(*EU_US, eu_model(), deny, NO_CHURN))[0].replicas) == {"eu-pool"}
+    prefer = policy("prefer-eu", {"preferPools": {}}, pools={"names": ["eu-pool"]}, penalty=3)
+    assert set(p for _, p in solve(fleet(*EU_US, eu_model(), prefer, NO_CHURN))[0].replicas) == {"eu-pool"}
+
+
+def test_separate_workloads():
+    docs = [pool("cheap", "a", count=2, usd=1), pool("dear", "a", count=2, usd=2),
+            inference("serve", [{"location": "a", "rate": 100}]), training("train", 1)]
+    placement, _ = solve(two_sites(*docs, NO_CHURN))
+    assert {p for _, p in placement.replicas} == {"cheap"}
+    sep = policy("sep", {"separateWorkloads": ["training", "inference"]})
+    placement, _ = solve(two_sites(*docs, sep, NO_CHURN))
+    assert len({p for _, p in placement.replicas}) == 2
+
+
+def test_spread_over_failure_domains():
+    docs = [pool("p1", "a", usd=1), pool("p2", "a", usd=1, failureDomain="rack-2"), pool("p3", "b", usd=5),
+            inference("m", [{"location": "a", "rate": 200}], minReplicas=2)]
+    placement, _ = solve(two_sites(*docs[:1], *docs[2:], NO_CHURN))
+    assert placement.pools_of("m") == {"p1": 2}
+    spread = policy("spread", {"spread": {"minFailureDomains": 2}})
+    placement, _ = solve(two_sites(docs[0], docs[2], docs[3], spread, NO_CHURN))
+    assert placement.pools_of("m") == {"p1": 1, "p3": 1}
+    placement, _ = solve(two_sites(*docs, spread, NO_CHURN))
+    assert placement.pools_of("m") == {"p1": 1, "p2": 1}
+
+
+def test_max_spot_fraction():
+    docs = [pool("spot", "a", usd=0.5, spot=True), pool("od", "a", usd=2),
+            inference("m", [{"location": "a", "rate": 400}], spotTolerant=True)]
+    assert solve(two_sites(*docs, NO_CHURN))[0].pools_of("m") == {"spot": 4}
+    cap = policy("half-spot", {"maxSpotFraction": 0.5})
+    assert solve(two_sites(*docs, cap, NO_CHURN))[0].pools_of("m") == {"spot": 2, "od": 2}
+
+
+def test_budget_caps_compute():
+    docs = [pool("p", "a", usd=2), inference("m", [{"location": "a", "rate": 400}])]
+    assert solve(two_sites(*docs, NO_CHURN))[0].replicas_of("m") == 4
+    budget = policy("budget", {"budget": {"maxUsdPerHour": 4}})
+    placement, cost = solve(two_sites(*docs, budget, NO_CHURN))
+    assert placement.replicas_of("m") == 2 and cost.compute == pytest.approx(4)
+
+
+def test_headroom_keeps_gpus_free():
+    docs = [pool("p", "a", count=1), inference("m", [{"location": "a", "rate": 800}])]
+    assert solve(two_sites(*docs, NO_CHURN))[0].replicas_of("m") == 8
+    head = policy("head", {"headroom": {"fraction": 0.25}})
+    assert solve(two_sites(*docs, head, NO_CHURN))[0].replicas_of("m") == 6
+
+
+def test_max_models_per_pool():
+    docs = [pool("cheap", "a", usd=1), pool("dear", "a", usd=2),
+            inference("m1", [{"location": "a", "rate": 100}]), inference("m2", [{"location": "a", "rate": 100}])]
+    assert {p for _, p in solve(two_sites(*docs, NO_CHURN))[0].replicas} == {"cheap"}
+    one = policy("one", {"maxModelsPerPool": 1})
+    assert {p for _, p in solve(two_sites(*docs, one, NO_CHURN))[0].replicas} == {"cheap", "dear"}
+
+
+def test_retire_by_age_and_versions():
+    docs = [pool("p", "a", count=2),
+            inference("v1", [{"location": "a", "rate": 100}], labels={"family": "llm"}, version="1.9"),
+            inference("v2", [{"location": "a", "rate": 100}], labels={"family": "llm"}, version="1.10"),
+            inference("v3", [{"location": "a", "rate": 100}], labels={"family": "llm"}, version="2.0"),
+            inference("idle", [{"location": "a", "rate": 100}], lastUsed="2026-09-01")]
+    retire = policy("retire", {"retire": {"unusedForDays": 30, "keepVersions": 2}})
+    result = optimize(two_sites(*docs, retire, NO_CHURN), RULES)
+    assert set(result.candidates.retired) == {"v1", "idle"}
+    assert {m for m, _ in result.placement.replicas} == {"v2", "v3"}
+    assert result.terms["unmet"] == 0  # retired demand is not counted as unmet
+
+
+def test_infeasible_required_policies_are_named():
+    f = two_sites(pool("p", "a", count=1, per_node=2), pool("q", "b", count=1),
+                  inference("m", [{"location": "a", "rate": 100}], minReplicas=4, labels={"pin": "yes"}),
+                  policy("pin-to-p", {"allowPools": {}}, models={"labels": {"pin": "yes"}}, pools={"names": ["p"]}),
+                  policy("unrelated", {"headroom": {"fraction": 0.1}}, pools={"names": ["q"]}), NO_CHURN)
+    assert optimize(f, RULES).status == "INFEASIBLE"
+    conflict = explain_infeasible(f, RULES)
+    assert conflict.policies == ("pin-to-p",) and conflict.models == ("m",)
+    with pytest.raises(InfeasibleError, match="pin-to-p.*minReplicas of m"):
+        make_plan(f, State(), RULES, NOW)

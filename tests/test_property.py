@@ -1,0 +1,83 @@
+"""Property: on random small fleets every plan respects every hard constraint and required policy,
+and the optimizer's objective equals the cost function's."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+
+def num(lo, hi):
+    return st.floats(lo, hi).map(lambda x: round(x, 3))
+
+from placer.cost import price
+from placer.optimizer import optimize
+from placer.placement import check_hard_constraints
+from tests.fleetkit import RULES, fleet, inference, link, location, policy, pool, training
+
+GPUS = ["A100-80GB", "L4-24GB", "H100-80GB"]
+RULE_CHOICES = [
+    {"maxSpotFraction": 0.5},
+    {"headroom": {"fraction": 0.2}},
+    {"maxModelsPerPool": 2},
+    {"spread": {"minFailureDomains": 2}},
+    {"separateWorkloads": ["training", "inference"]},
+    {"budget": {"maxUsdPerHour": 40}},
+    {"denyPools": {}},
+]
+
+
+@st.composite
+def fleets(draw):
+    n_loc = draw(st.integers(2, 3))
+    locs = [location(f"l{i}", jurisdiction=draw(st.sampled_from(["EU", "US"]))) for i in range(n_loc)]
+    links = [link(f"l{i}", f"l{i + 1}", draw(num(1, 50)), draw(num(0, 0.1))) for i in range(n_loc - 1)]
+    pools = []
+    for j in range(draw(st.integers(1, 4))):
+        elastic = draw(st.booleans())
+        pools.append(pool(
+            f"p{j}", f"l{draw(st.integers(0, n_loc - 1))}", gpu=draw(st.sampled_from(GPUS)),
+            per_node=draw(st.sampled_from([1, 2, 4, 8])),
+            count=None if elastic else draw(st.integers(0, 2)),
+            min_nodes=0 if elastic else None, max_nodes=draw(st.integers(1, 3)) if elastic else None,
+            provider="aws" if elastic else "static",
+            usd=draw(num(0, 5)), spot=draw(st.booleans())))
+    models = []
+    biggest = max(p["spec"]["gpu"]["perNode"] for p in pools)
+    for k in range(draw(st.integers(1, 4))):
+        gpus = draw(st.sampled_from([g for g in (1, 2, 3) if g <= biggest]))
+        if draw(st.integers(0, 3)) == 0:
+            models.append(training(f"t{k}", draw(st.integers(1, 3)), gpus=gpus, mem=draw(num(10, 70)),
+                                   spotTolerant=draw(st.booleans()), gang=draw(st.booleans())))
+            continue
+        demand = [{"location": f"l{i}", "rate": draw(num(0, 500)),
+                   "latencySloMs": draw(st.sampled_from([5, 30, 100]))} for i in range(n_loc) if draw(st.booleans())]
+        models.append(inference(
+            f"m{k}", demand, gpus=gpus, mem=draw(num(10, 70)),
+            throughput={g: draw(num(10, 300)) for g in GPUS if draw(st.booleans())} or {"A100-80GB": 100},
+            spotTolerant=draw(st.booleans()), priority=draw(st.integers(0, 50)),
+            data=[{"location": "l0", "gbPerHour": draw(num(0, 20))}] if draw(st.booleans()) else []))
+    policies = []
+    for r, rule in enumerate(draw(st.lists(st.sampled_from(RULE_CHOICES), max_size=2, unique_by=str))):
+        penalty = draw(st.one_of(st.none(), num(0.1, 10)))
+        sel = {"jurisdiction": ["US"]} if "denyPools" in rule else None
+        policies.append(policy(f"pol{r}", rule, pools=sel, penalty=penalty))
+    return fleet(*locs, *links, *pools, *models, *policies)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(fleets(), st.dictionaries(st.tuples(st.sampled_from(["m0", "m1", "t0"]), st.sampled_from(["p0", "p1"])),
+                                 st.integers(0, 3), max_size=3))
+def test_plans_respect_hard_constraints_and_price_agrees(f, current):
+    result = optimize(f, RULES, current=current)
+    if result.placement is None:
+        assert result.status == "INFEASIBLE"
+        return
+    thr = {k: p.throughput for k, p in result.candidates.pairs.items()}
+    assert check_hard_constraints(f, result.placement, thr) == []
+    cost = price(f, result.placement, RULES, current)
+    assert [v for v in cost.violations if v.enforcement == "required"] == []
+    assert cost.objective == pytest.approx(result.objective, rel=1e-5, abs=1e-4)
+    assert cost.compute == pytest.approx(result.terms["compute"], rel=1e-6, abs=1e-6)
+    assert cost.penalty == pytest.approx(result.terms["penalty"], rel=1e-5, abs=1e-4)
