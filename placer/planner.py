@@ -24,9 +24,10 @@ from placer.state import State
 class InfeasibleError(Exception):
     def __init__(self, conflict: Conflict) -> None:
         self.conflict = conflict
+        together = " together" if len(conflict.policies) + len(conflict.models) > 1 else ""
         super().__init__(
-            f"no placement satisfies {conflict.describe()} together; relax one of them "
-            "(drop or make a policy preferred, lower a minReplicas, or add capacity)"
+            f"no placement satisfies {conflict.describe()}{together} with the fleet's capacity; relax one of "
+            "them (drop it or make a policy preferred, lower a minReplicas, or add capacity)"
         )
 
 

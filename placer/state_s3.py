@@ -16,7 +16,6 @@ never overwritten. botocore errors become ``StateError`` with a message that say
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,6 +27,7 @@ from placer.state import LockError, State, StateError, describe_holder, lock_inf
 _CONFLICT_CODES = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
 _MISSING_KEY_CODES = {"NoSuchKey", "404", "NotFound"}
 _UNSUPPORTED_CODES = {"NotImplemented", "501"}
+_UNREAD: Any = object()  # the state has not been read by this backend yet
 
 
 def _code(exc: Exception) -> str:
@@ -61,7 +61,7 @@ class S3Backend:
         self.location = f"s3://{bucket}/{key}"
         self._client = client
         # the ETag of the state object as read last: None = no object; _UNREAD = not read yet
-        self._etag: str | None | object = _UNREAD
+        self._etag: Any = _UNREAD
         self._damaged: str | None = None
 
     # ------------------------------------------------------------ plumbing
@@ -196,7 +196,7 @@ class S3Backend:
         got = self._get(self.key, "read the state")
         if got is None or got[0] != body:
             return False
-        self._etag = got[1] or hashlib.md5(body).hexdigest()  # noqa: S324 - ETag, not security
+        self._etag = got[1]
         return True
 
     # ------------------------------------------------------------ lock
@@ -292,5 +292,3 @@ class S3Backend:
             raise LockError(f"the lock on {self.location} changed while unlocking; look again", holder)
         return holder
 
-
-_UNREAD: Any = object()

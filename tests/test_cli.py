@@ -1,0 +1,111 @@
+"""CLI contract: exit codes 0/1/2, errors on stderr without tracebacks, plan/show/schema."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from tests.fleetkit import inference, link, location, pool
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_fleet(tmp: Path, *extra: dict) -> Path:
+    fleet = tmp / "fleet"
+    fleet.mkdir()
+    docs = [location("a"), location("b"), link("a", "b", 5), pool("p", "a", usd=1),
+            inference("m", [{"location": "a", "rate": 100}]),
+            {"apiVersion": "placer.dev/v1alpha1", "kind": "Settings", "metadata": {"name": "s"},
+             "spec": {"state": {"path": str(tmp / "state.json")},
+                      "apply": {"mode": "gitops", "directory": str(tmp / "deploy")}}}, *extra]
+    (fleet / "fleet.yaml").write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    return fleet
+
+
+def placer(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "placer", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_validate_plan_apply_show_exit_codes(tmp_path):
+    fleet = write_fleet(tmp_path)
+    assert placer("validate", str(fleet)).returncode == 0
+    plan = tmp_path / "plan.json"
+    r = placer("plan", str(fleet), "-o", str(plan), "--detailed-exitcode")
+    assert r.returncode == 2, r.stderr
+    assert "Plan: 1 to create" in r.stdout
+    data = json.loads(plan.read_text())
+    assert data["formatVersion"] == 1 and data["priorState"] == {"lineage": None, "serial": 0}
+    assert [c["address"] for c in data["changes"]] == ["deployment/m@p"]
+    assert placer("plan", str(fleet)).returncode == 0  # without --detailed-exitcode changes are still 0
+    r = placer("show", str(plan), "--markdown")
+    assert r.returncode == 0 and "### placer plan" in r.stdout and "+ deployment/m@p" in r.stdout
+    r = placer("apply", str(plan))
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "state.json").read_text())["serial"] == 1
+    r = placer("plan", str(fleet), "--detailed-exitcode")
+    assert r.returncode == 0 and "No changes" in r.stdout
+    # the same plan again is stale now
+    r = placer("apply", str(plan))
+    assert r.returncode == 1 and "stale plan" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_plan_json_prints_only_the_plan(tmp_path):
+    r = placer("plan", str(write_fleet(tmp_path)), "--json")
+    assert r.returncode == 0
+    assert json.loads(r.stdout)["solver"]["status"] == "OPTIMAL"
+
+
+def test_usage_errors_exit_1_not_2(tmp_path):
+    for args in (["plan"], ["no-such-command"], ["plan", "x", "--no-such-flag"], ["show", "a", "--json", "--markdown"]):
+        r = placer(*args)
+        assert r.returncode == 1, (args, r.returncode, r.stderr)
+        assert "Traceback" not in r.stderr
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path):
+    r = placer("plan", str(tmp_path / "missing"))
+    assert r.returncode == 1 and "no such file or directory" in r.stderr
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"formatVersion": 99}')
+    r = placer("apply", str(bad))
+    assert r.returncode == 1 and "formatVersion 99" in r.stderr and "Traceback" not in r.stderr
+    r = placer("show", str(tmp_path / "none.json"))
+    assert r.returncode == 1 and "no such plan file" in r.stderr
+
+
+def test_infeasible_plan_names_the_conflict(tmp_path):
+    from tests.fleetkit import policy
+    fleet = write_fleet(tmp_path, pool("q", "b", count=2), inference("big", [{"location": "a", "rate": 10}], minReplicas=20),
+                        policy("only-p", {"allowPools": {}}, pools={"names": ["p"]}))
+    r = placer("plan", str(fleet))
+    assert r.returncode == 1
+    assert "only-p" in r.stderr and "minReplicas of big" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_explain_and_whatif(tmp_path):
+    fleet = write_fleet(tmp_path, pool("q", "b", usd=5, gpu="L4-24GB"))
+    r = placer("explain", str(fleet), "m")
+    assert r.returncode == 0, r.stderr
+    assert "1 replica(s) on p" in r.stdout and "throughput: no throughput given for L4-24GB" in r.stdout
+    r = placer("explain", str(fleet), "mm")
+    assert r.returncode == 1 and "did you mean 'm'" in r.stderr
+    r = placer("whatif", str(fleet), "--demand-scale", "20", "--fail-pool", "p", "--json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["base"]["unmet"] == {} and report["scenario"]["unmet"]["m"] == 2000
+    r = placer("whatif", str(fleet), "--fail-pool", "nope")
+    assert r.returncode == 1 and "no pool named 'nope'" in r.stderr
+
+
+def test_schema_is_json_schema():
+    r = placer("schema")
+    schema = json.loads(r.stdout)
+    kinds = {v["properties"]["kind"]["const"] for v in schema["oneOf"]}
+    assert kinds == {"Location", "Link", "GPUType", "Pool", "Model", "Policy", "Settings"}
+    import jsonschema
+    jsonschema.Draft202012Validator.check_schema(schema)
