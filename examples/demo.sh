@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The demo: validate and plan the hybrid fleet, apply it in gitops mode, re-plan (no changes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+FLEET=examples/hybrid
+WORK=.placer/hybrid          # the fleet's Settings keep state and the GitOps tree here
+NOW=2026-11-28T07:00:00Z     # a fixed plan time keeps the retire policy reproducible
+rm -rf "$WORK"
+mkdir -p "$WORK"
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+step "placer validate $FLEET"
+placer validate "$FLEET"
+
+step "placer plan $FLEET -o $WORK/plan.json"
+placer plan "$FLEET" -o "$WORK/plan.json" --now "$NOW"
+
+step "placer apply $WORK/plan.json   (gitops mode: writes manifests and tfvars)"
+placer apply "$WORK/plan.json"
+
+step "what the GitOps tree now holds"
+find "$WORK/deploy" -type f | sort | sed 's/^/  /' | head -40
+
+step "placer plan $FLEET --detailed-exitcode   (a re-plan after apply changes nothing: exit 0)"
+set +e
+placer plan "$FLEET" --now "$NOW" --detailed-exitcode > "$WORK/replan.txt"
+code=$?
+set -e
+tail -1 "$WORK/replan.txt"
+if [ "$code" != 0 ]; then echo "re-plan exited $code, expected 0 (no changes)" >&2; exit 1; fi
+
+step "placer whatif $FLEET --demand-scale 2   (if traffic doubled tomorrow)"
+placer whatif "$FLEET" --now "$NOW" --demand-scale 2
