@@ -255,7 +255,7 @@ def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str
     total = sum(1 for c in the_plan.changes if c.action != "no-op")
     done = [0]
 
-    def progress(msg: str, change: Any) -> None:
+    def report_progress(msg: str, change: Any) -> None:
         if change is not None and msg.startswith(("create", "update", "delete")):
             done[0] += 1
             err.print(f"[{done[0]}/{total}] {msg}")
@@ -264,7 +264,7 @@ def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str
 
     applier = Applier(backend, providers, parallelism=int(apply_cfg.get("parallelism", 4)),
                       health_timeout_s=float(apply_cfg.get("healthTimeoutSeconds", 600)), retry=retry,
-                      progress=progress)
+                      progress=report_progress)
     with backend.lock("apply"):
         state = backend.read()
         check_fresh(the_plan, state)

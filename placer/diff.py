@@ -85,20 +85,19 @@ def diff(fleet: Fleet, state: State, placement: Placement, cands: Candidates | N
     """Ordered changes that take ``state`` to ``placement``."""
     changes: list[Change] = []
     known_nodes = state.nodes()
-    for pool in fleet.pools.values():
-        if not managed_pool(pool):
+    for p in fleet.pools.values():
+        if not managed_pool(p):
             continue
-        want = placement.nodes.get(pool.name, pool.min_nodes)
-        have = known_nodes.get(pool.name)
-        target = pool_target(pool)
-        if have is None:
-            changes.append(Change(f"pool/{pool.name}", "create", PHASE_GROW, None, {"nodes": want},
-                                  ("not yet managed by placer",), target))
-        elif want != have:
-            phase = PHASE_GROW if want > have else PHASE_SHRINK
-            why = "more capacity needed" if want > have else "capacity no longer needed"
-            changes.append(Change(f"pool/{pool.name}", "update", phase, {"nodes": have}, {"nodes": want},
-                                  (why,), target))
+        want_nodes = placement.nodes.get(p.name, p.min_nodes)
+        have_nodes = known_nodes.get(p.name)
+        if have_nodes is None:
+            changes.append(Change(f"pool/{p.name}", "create", PHASE_GROW, None, {"nodes": want_nodes},
+                                  ("not yet managed by placer",), pool_target(p)))
+        elif want_nodes != have_nodes:
+            grow = want_nodes > have_nodes
+            changes.append(Change(f"pool/{p.name}", "update", PHASE_GROW if grow else PHASE_SHRINK,
+                                  {"nodes": have_nodes}, {"nodes": want_nodes},
+                                  ("more capacity needed" if grow else "capacity no longer needed",), pool_target(p)))
 
     current = state.replicas()
     keys = sorted(set(current) | {k for k, r in placement.replicas.items() if r > 0})

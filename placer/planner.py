@@ -58,11 +58,11 @@ def placement_body(fleet: Fleet, result: SolveResult, placement: Placement, cost
         "wallSeconds": _r(result.wall_seconds, 3),
     }
     placements = []
-    for (model, pool), replicas in sorted(placement.replicas.items()):
-        p = fleet.pools[pool]
-        m = fleet.models[model]
+    for (model_name, pool_name), replicas in sorted(placement.replicas.items()):
+        p = fleet.pools[pool_name]
+        m = fleet.models[model_name]
         placements.append({
-            "model": model, "pool": pool, "replicas": replicas,
+            "model": model_name, "pool": pool_name, "replicas": replicas,
             "gpus": replicas * p.gpus_per_replica(m.spec.replica.gpus),
             "target": deployment_target(m, p),
         })

@@ -4,7 +4,9 @@ Concurrency rests on S3's conditional writes, not on a second service:
 
 - the lock is the object ``<key>.lock``, created with ``If-None-Match: *`` (only if it does
   not exist) and holding ``placer.state.lock_info``; a second locker gets ``LockError``
-  naming the holder. Release and ``force_unlock`` delete it only while it is still the
+  naming the holder. The locker looks before it writes and reads the lock back after, which
+  also keeps stores that ignore conditional headers (and moto's non-atomic check) honest
+  in the common cases. Release and ``force_unlock`` delete it only while it is still the
   same object (``If-Match`` on its ETag);
 - the state is written with ``If-Match: <ETag read last>`` (or ``If-None-Match: *`` when
   there was none), so of two writers that read the same state exactly one wins; the other
@@ -60,6 +62,7 @@ class S3Backend:
         self.endpoint_url = endpoint_url
         self.location = f"s3://{bucket}/{key}"
         self._client = client
+        self.client  # noqa: B018 - made now, in the caller's thread (boto3 clients are thread-safe, making them is not)
         # the ETag of the state object as read last: None = no object; _UNREAD = not read yet
         self._etag: Any = _UNREAD
         self._damaged: str | None = None
@@ -246,6 +249,11 @@ class S3Backend:
 
         body = json.dumps(info).encode("utf-8")
         for _ in range(3):
+            # look first: names the holder at once, and keeps a store that ignores If-None-Match from
+            # letting a second locker overwrite the lock of the first
+            found = self._holder()
+            if found is not None:
+                raise self._locked_error(found[0])
             try:
                 response = self.client.put_object(Bucket=self.bucket, Key=self.lock_key, Body=body,
                                                   ContentType="application/json", IfNoneMatch="*")
@@ -264,8 +272,10 @@ class S3Backend:
             etag = _etag(response.get("ETag"))
             # read back: a store that ignores If-None-Match (or a racing twin) is caught here
             found = self._holder()
-            if found is None or found[0].get("ID") != info["ID"]:
-                raise self._locked_error(found[0] if found else {})
+            if found is None:
+                continue  # force-unlocked in the meantime: try again
+            if found[0].get("ID") != info["ID"]:
+                raise self._locked_error(found[0])
             return etag
         raise StateError(f"{self.location}: the state lock keeps changing hands; try again")
 

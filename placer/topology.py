@@ -8,6 +8,7 @@ have infinite latency.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ class Topology:
         lengths, paths = nx.single_source_dijkstra(self.graph, source, weight="latency")
         egress: dict[str, float] = {}
         for target, path in paths.items():
-            egress[target] = sum(self.graph.edges[u, v]["egress"] for u, v in zip(path, path[1:], strict=False))
+            egress[target] = sum(self.graph.edges[u, v]["egress"] for u, v in itertools.pairwise(path))
         return dict(lengths), egress
 
     def latency_ms(self, a: str, b: str) -> float:

@@ -95,12 +95,12 @@ def compare(fleet: Fleet, rules: Rules, scenario: Scenario,
         cost = price(f, result.placement, rules)
         used = {p: result.placement.gpus_used(f, p) for p in f.pools}
         unmet: dict[str, float] = {}
-        for m, _loc, rate in result.placement.unmet(f):
-            unmet[m] = unmet.get(m, 0.0) + rate
-        for m in f.models.values():
-            short = result.placement.missing_replicas(f, m.name)
-            if short and m.name not in result.placement.retired:
-                unmet[m.name] = unmet.get(m.name, 0.0) + short
+        for name, _loc, rate in result.placement.unmet(f):
+            unmet[name] = unmet.get(name, 0.0) + rate
+        for model in f.models.values():
+            short = result.placement.missing_replicas(f, model.name)
+            if short and model.name not in result.placement.retired:
+                unmet[model.name] = unmet.get(model.name, 0.0) + short
         demand = sum(m.total_demand for m in f.models.values())
         sides[label] = {
             "status": result.status,

@@ -199,7 +199,7 @@ def load_document(raw: RawDocument) -> tuple[Document | None, list[Diagnostic]]:
         return None, diags
     problem = check_name(kind, name)
     if problem:
-        diags.append(d("metadata.name", problem, ("metadata", "name") if "name" in metadata else ("metadata",)))
+        diags.append(d("metadata.name", problem, ("metadata", "name") if isinstance(metadata, dict) and "name" in metadata else ("metadata",)))
     try:
         meta = Metadata.model_validate(metadata)
     except ValidationError as exc:
@@ -213,9 +213,7 @@ def load_document(raw: RawDocument) -> tuple[Document | None, list[Diagnostic]]:
     spec_type = SPEC_TYPES[kind]
     spec_data = data.get("spec")
     if spec_data is None:
-        if kind == "Settings" and "spec" in data:
-            spec_data = {}
-        elif kind == "Settings":
+        if (kind == "Settings" and "spec" in data) or kind == "Settings":
             spec_data = {}
         else:
             diags.append(d("spec", "required field is missing", ()))

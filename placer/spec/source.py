@@ -46,7 +46,7 @@ class RawDocument:
 class _NoAliasLoader(yaml.SafeLoader):
     """SafeLoader that refuses aliases instead of sharing (and later expanding) nodes."""
 
-    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
             raise yaml.MarkedYAMLError(
@@ -112,8 +112,8 @@ def parse_text(text: str, path: str) -> tuple[list[RawDocument], list[Diagnostic
                 )
                 continue
             for p in problems:
-                line, msg = p.split(":", 1)
-                diags.append(Diagnostic(path, int(line), msg))
+                where, msg = p.split(":", 1)
+                diags.append(Diagnostic(path, int(where), msg))
             docs.append(RawDocument(path=path, line=node.start_mark.line + 1, data=data, lines=lines))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

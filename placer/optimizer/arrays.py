@@ -1,0 +1,330 @@
+"""Eligible (model, pool) pairs and SLO-feasible routes as numpy arrays, for fleets of any size.
+
+The same rules as ``placer.candidates.find_candidates`` (fit: node size, memory, GPU
+allow-list, throughput listing, spot, data reachability; the Filter of every required
+policy; retirement), computed with array operations instead of one Python object per
+pair, so that 10,000 models x 1,000 pools take seconds, not hours. Policy filters are
+still asked pair by pair (they are opaque behaviours), but only for the models a
+required policy selects and the pairs that pass the fit rules.
+
+Layout: pairs are sorted by (model, pool) in fleet order, so the pairs of model m are
+``pair_ptr[m]:pair_ptr[m+1]``; routes are sorted by (demand entry, pool), the routes of
+entry d being ``route_ptr[d]:route_ptr[d+1]``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+import numpy.typing as npt
+
+from placer.candidates import Candidates, Pair, RouteOption
+from placer.fleet import Fleet, Model, Pool, model_matches
+from placer.policy import Rules, behaviour
+
+# SPEC section 1: what a required rule's Filter depends on. allowPools / denyPools decide by the
+# policy's pool selector alone; the other rules filter nothing (they constrain or retire).
+# Behaviours are injected, so these shortcuts are checked against the real Filter on a
+# sample of pairs, and a policy whose Filter disagrees is asked pair by pair.
+POOL_ONLY_FILTERS = frozenset({"allowPools", "denyPools"})
+NO_FILTER = frozenset({"preferPools", "separateWorkloads", "spread", "maxSpotFraction", "budget", "headroom",
+                       "maxModelsPerPool", "retire"})
+SAMPLE = 64
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+
+
+@dataclass
+class FleetArrays:
+    fleet: Fleet
+    models: list[Model]
+    pools: list[Pool]
+    retired: dict[str, str]
+    # pools
+    pool_per_node: IntArray
+    pool_min_nodes: IntArray
+    pool_max_nodes: IntArray
+    pool_elastic: BoolArray
+    pool_price: FloatArray
+    pool_spot: BoolArray
+    pool_location: IntArray
+    pool_domain: IntArray  # failure domain id
+    # pairs
+    pair_model: IntArray
+    pair_pool: IntArray
+    pair_c: IntArray
+    pair_thr: FloatArray
+    pair_max: IntArray
+    pair_egress: FloatArray  # sum over data entries of gbPerHour * USD/GB (USD/h at full load)
+    pair_ptr: IntArray
+    # demand entries of active inference models
+    dem_model: IntArray
+    dem_index: IntArray  # position in model.spec.demand
+    dem_rate: FloatArray
+    dem_location: IntArray
+    route_ptr: IntArray
+    # routes
+    route_dem: IntArray
+    route_pair: IntArray
+    route_latency: FloatArray
+    location_names: list[str] = field(default_factory=list)
+    domain_names: list[str] = field(default_factory=list)
+
+    @property
+    def n_pairs(self) -> int:
+        return len(self.pair_model)
+
+    @property
+    def n_routes(self) -> int:
+        return len(self.route_dem)
+
+    @cached_property
+    def model_index(self) -> dict[str, int]:
+        return {m.name: i for i, m in enumerate(self.models)}
+
+    @cached_property
+    def pool_index(self) -> dict[str, int]:
+        return {p.name: i for i, p in enumerate(self.pools)}
+
+    @cached_property
+    def pair_index(self) -> dict[tuple[str, str], int]:
+        mn = [m.name for m in self.models]
+        pn = [p.name for p in self.pools]
+        return {(mn[m], pn[p]): j for j, (m, p) in enumerate(zip(self.pair_model.tolist(),
+                                                                    self.pair_pool.tolist(), strict=True))}
+
+    @cached_property
+    def pair_has_routes(self) -> BoolArray:
+        out = np.zeros(self.n_pairs, dtype=bool)
+        out[self.route_pair] = True
+        return out
+
+    def pairs_of(self, model: int) -> range:
+        return range(int(self.pair_ptr[model]), int(self.pair_ptr[model + 1]))
+
+    def to_candidates(self) -> Candidates:
+        """The same answer as ``find_candidates`` (without exclusion reasons), for small fleets."""
+        out = Candidates()
+        out.retired = dict(self.retired)
+        mn = [m.name for m in self.models]
+        pn = [p.name for p in self.pools]
+        for j in range(self.n_pairs):
+            m, p = int(self.pair_model[j]), int(self.pair_pool[j])
+            model = self.models[m]
+            egress = tuple(
+                (src.gb_per_hour, self.fleet.topology.egress_usd_per_gb(src.location, self.pools[p].location.name))
+                for src in model.spec.data
+            )
+            out.pairs[(mn[m], pn[p])] = Pair(mn[m], pn[p], int(self.pair_c[j]), float(self.pair_thr[j]),
+                                             int(self.pair_max[j]), egress)
+        for model in self.models:
+            for i in range(len(model.spec.demand)):
+                out.routes[(model.name, i)] = []
+        for r in range(self.n_routes):
+            d = int(self.route_dem[r])
+            j = int(self.route_pair[r])
+            m = int(self.dem_model[d])
+            out.routes[(mn[m], int(self.dem_index[d]))].append(RouteOption(
+                mn[m], int(self.dem_index[d]), self.location_names[int(self.dem_location[d])], pn[int(self.pair_pool[j])],
+                float(self.route_latency[r])))
+        return out
+
+
+def _gpus_per_replica(per_node: IntArray, gpus: int) -> IntArray:
+    fit = per_node // gpus
+    out = np.zeros_like(per_node)
+    ok = fit > 0
+    out[ok] = -(-per_node[ok] // fit[ok])
+    return out
+
+
+def build_arrays(fleet: Fleet, rules: Rules) -> FleetArrays:
+    models = list(fleet.models.values())
+    pools = list(fleet.pools.values())
+    locations = list(fleet.locations)
+    loc_index = {n: i for i, n in enumerate(locations)}
+    n_loc = len(locations)
+    latency = np.full((n_loc, n_loc), math.inf)
+    egress = np.full((n_loc, n_loc), math.inf)
+    for a, name_a in enumerate(locations):
+        for b, name_b in enumerate(locations):
+            latency[a, b] = fleet.topology.latency_ms(name_a, name_b)
+            egress[a, b] = fleet.topology.egress_usd_per_gb(name_a, name_b)
+
+    # ---------------------------------------------------------------- pools
+    per_node = np.array([p.per_node for p in pools], dtype=np.int64)
+    pool_loc = np.array([loc_index[p.location.name] for p in pools], dtype=np.int64)
+    spot = np.array([p.spot for p in pools], dtype=bool)
+    type_names = sorted({p.gpu.name for p in pools})
+    type_index = {t: i for i, t in enumerate(type_names)}
+    pool_type = np.array([type_index[p.gpu.name] for p in pools], dtype=np.int64)
+    type_memory = np.array([fleet.gpu_types[t].memory_gib for t in type_names])
+    domains: dict[str, int] = {}
+    pool_domain = np.array([domains.setdefault(p.failure_domain, len(domains)) for p in pools], dtype=np.int64)
+
+    # ---------------------------------------------------------------- retirement (as find_candidates)
+    required = [p for p in fleet.policies if p.required]
+    matched = {p.name: [model_matches(p.spec.models, m) for m in models] for p in required}
+    retired: dict[str, str] = {}
+    for mi, model in enumerate(models):
+        for policy in required:
+            if not matched[policy.name][mi]:
+                continue
+            why = behaviour(rules, policy).retires(policy, fleet, model)
+            if why:
+                retired[model.name] = f"policy {policy.name}: {why}"
+                break
+
+    # ---------------------------------------------------------------- policy filters: shortcut per pool where the
+    # rule's semantics allow it, verified on a sample, else exact pair by pair
+    rng = np.random.default_rng(0)
+    pool_excluded: dict[str, BoolArray | None] = {}
+    for policy in required:
+        name = policy.rule.name
+        chosen = [mi for mi, hit in enumerate(matched[policy.name]) if hit and models[mi].name not in retired]
+        if not chosen or name not in POOL_ONLY_FILTERS | NO_FILTER:
+            pool_excluded[policy.name] = None
+            continue
+        rule = behaviour(rules, policy)
+        if name in POOL_ONLY_FILTERS:
+            probe = models[chosen[0]]
+            fast = np.array([bool(rule.excludes(policy, fleet, probe, pool)) for pool in pools], dtype=bool)
+        else:
+            fast = np.zeros(len(pools), dtype=bool)
+        sample_m = rng.choice(chosen, size=min(SAMPLE, len(chosen)), replace=False)
+        sample_p = rng.integers(0, len(pools), size=len(sample_m)) if pools else np.zeros(0, dtype=np.int64)
+        agrees = all(bool(rule.excludes(policy, fleet, models[int(m)], pools[int(p)])) == bool(fast[int(p)])
+                     for m, p in zip(sample_m, sample_p, strict=True))
+        pool_excluded[policy.name] = fast if agrees else None
+
+    # ---------------------------------------------------------------- fit, model by model (vectorized over pools)
+    pair_model: list[IntArray] = []
+    pair_pool: list[IntArray] = []
+    pair_c: list[IntArray] = []
+    pair_thr: list[FloatArray] = []
+    pair_max: list[IntArray] = []
+    pair_egress: list[FloatArray] = []
+    max_gpus = np.array([p.max_gpus for p in pools], dtype=np.int64)
+    c_cache: dict[int, IntArray] = {}
+    reach_cache: dict[int, BoolArray] = {}
+    for mi, model in enumerate(models):
+        if model.name in retired:
+            continue
+        spec = model.spec
+        g = spec.replica.gpus
+        if g not in c_cache:
+            c_cache[g] = _gpus_per_replica(per_node, g)
+        c = c_cache[g]
+        allowed_type = type_memory >= spec.replica.memory_gi_b_per_gpu
+        if spec.gpu_types is not None:
+            allowed_type &= np.array([t in spec.gpu_types for t in type_names])
+        thr_type = np.array([spec.throughput.get(t, 0.0) for t in type_names])
+        if model.inference:
+            allowed_type &= np.array([t in spec.throughput for t in type_names])
+        ok = (c > 0) & allowed_type[pool_type]
+        if not spec.spot_tolerant:
+            ok &= ~spot
+        for src in spec.data:
+            li = loc_index[src.location]
+            if li not in reach_cache:
+                reach_cache[li] = np.isfinite(latency[li, pool_loc])
+            ok &= reach_cache[li]
+        for policy in required:
+            fast = pool_excluded[policy.name]
+            if fast is not None and matched[policy.name][mi]:
+                ok &= ~fast
+        idx = np.flatnonzero(ok)
+        for policy in required:
+            if pool_excluded[policy.name] is None and matched[policy.name][mi] and len(idx):
+                rule = behaviour(rules, policy)
+                keep = np.array([not rule.excludes(policy, fleet, model, pools[p]) for p in idx.tolist()], dtype=bool)
+                idx = idx[keep]
+        cap = max_gpus[idx] // c[idx]
+        if model.inference:
+            if spec.max_replicas is not None:
+                cap = np.minimum(cap, spec.max_replicas)
+        elif spec.replicas is not None:
+            cap = np.minimum(cap, spec.replicas)
+        eg = np.zeros(len(idx))
+        for src in spec.data:
+            eg += src.gb_per_hour * egress[loc_index[src.location], pool_loc[idx]]
+        pair_model.append(np.full(len(idx), mi, dtype=np.int64))
+        pair_pool.append(idx.astype(np.int64))
+        pair_c.append(c[idx])
+        pair_thr.append(thr_type[pool_type[idx]])
+        pair_max.append(cap.astype(np.int64))
+        pair_egress.append(eg)
+
+    def cat(parts: list[npt.NDArray[np.generic]], dtype: type) -> npt.NDArray[np.generic]:
+        return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype=dtype)
+
+    pm = cat(pair_model, np.int64)
+    pp = cat(pair_pool, np.int64)
+    pair_ptr = np.searchsorted(pm, np.arange(len(models) + 1)).astype(np.int64)
+
+    # ---------------------------------------------------------------- demand entries and routes
+    dem_model: list[int] = []
+    dem_index: list[int] = []
+    dem_rate: list[float] = []
+    dem_loc: list[int] = []
+    route_dem: list[IntArray] = []
+    route_pair: list[IntArray] = []
+    route_lat: list[FloatArray] = []
+    for mi, model in enumerate(models):
+        if model.name in retired or not model.inference:
+            continue
+        lo, hi = int(pair_ptr[mi]), int(pair_ptr[mi + 1])
+        ploc = pool_loc[pp[lo:hi]]
+        for i, dem in enumerate(model.spec.demand):
+            d = len(dem_model)
+            li = loc_index[dem.location]
+            dem_model.append(mi)
+            dem_index.append(i)
+            dem_rate.append(dem.rate)
+            dem_loc.append(li)
+            lat = latency[li, ploc]
+            ok = np.isfinite(lat)
+            if dem.latency_slo_ms is not None:
+                ok &= lat <= dem.latency_slo_ms
+            sel = np.flatnonzero(ok)
+            route_dem.append(np.full(len(sel), d, dtype=np.int64))
+            route_pair.append(sel + lo)
+            route_lat.append(lat[sel])
+    rd = cat(route_dem, np.int64)
+    route_ptr = np.searchsorted(rd, np.arange(len(dem_model) + 1)).astype(np.int64)
+    return FleetArrays(
+        fleet=fleet,
+        models=models,
+        pools=pools,
+        retired=retired,
+        pool_per_node=per_node,
+        pool_min_nodes=np.array([p.min_nodes for p in pools], dtype=np.int64),
+        pool_max_nodes=np.array([p.max_nodes for p in pools], dtype=np.int64),
+        pool_elastic=np.array([p.elastic for p in pools], dtype=bool),
+        pool_price=np.array([p.usd_per_gpu_hour for p in pools], dtype=float),
+        pool_spot=spot,
+        pool_location=pool_loc,
+        pool_domain=pool_domain,
+        pair_model=pm,
+        pair_pool=pp,
+        pair_c=cat(pair_c, np.int64),
+        pair_thr=cat(pair_thr, np.float64),
+        pair_max=cat(pair_max, np.int64),
+        pair_egress=cat(pair_egress, np.float64),
+        pair_ptr=pair_ptr,
+        dem_model=np.array(dem_model, dtype=np.int64),
+        dem_index=np.array(dem_index, dtype=np.int64),
+        dem_rate=np.array(dem_rate, dtype=float),
+        dem_location=np.array(dem_loc, dtype=np.int64),
+        route_ptr=route_ptr,
+        route_dem=rd,
+        route_pair=cat(route_pair, np.int64),
+        route_latency=cat(route_lat, np.float64),
+        location_names=locations,
+        domain_names=list(domains),
+    )
