@@ -20,6 +20,7 @@ Paths answered (all under ``/compute/v1/projects/{project}``)::
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import threading
@@ -90,6 +91,10 @@ def google_error(status: int, message: str) -> dict[str, Any]:
                       "errors": [{"message": message, "domain": domain, "reason": reason}]}}
 
 
+def _copy(body: dict[str, Any]) -> dict[str, Any]:
+    return copy.deepcopy(body)
+
+
 class _Reply(Exception):
     def __init__(self, status: int, body: dict[str, Any]) -> None:
         super().__init__(status)
@@ -116,7 +121,7 @@ class FakeCompute:
         handler = _make_handler(self)
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-compute", daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="fake-compute", daemon=True)
         self._thread.start()
         return self
 
@@ -270,7 +275,7 @@ class FakeCompute:
         if m:
             key = (m["project"], m["kind"], m["scope"], m["name"])
             if key not in self.state.migs:
-                raise _not_found(path.removeprefix("/compute/v1/"))
+                raise _not_found(path.removeprefix("/compute/v1/").removesuffix("/resize"))
             if m["resize"] and method == "POST":
                 return self._resize(key, query)
             if method == "GET":
@@ -291,7 +296,7 @@ class FakeCompute:
         if m and method == "GET":
             return self._lookup(self.state.autoscalers, (m["project"], m["kind"], m["scope"], m["name"]), path)
         m = re.match(PREFIX + SCOPE + r"operations/(?P<name>[^/]+)(?P<wait>/wait)?$", path)
-        if m and (method == "GET" and not m["wait"] or method == "POST" and m["wait"]):
+        if m and ((method == "GET" and not m["wait"]) or (method == "POST" and m["wait"])):
             return self._poll(m["project"], m["kind"], m["scope"], m["name"], path)
         raise _Reply(404, google_error(404, f"fake compute: no route for {method} {path}"))
 
@@ -325,7 +330,7 @@ class FakeCompute:
         return out
 
     def _read_mig(self, key: tuple[str, str, str, str]) -> dict[str, Any]:
-        body = json.loads(json.dumps(self.state.migs[key]))
+        body = _copy(self.state.migs[key])
         left = self.state.unstable.get(key, 0)
         if left > 0:
             self.state.unstable[key] = left - 1
@@ -337,7 +342,7 @@ class FakeCompute:
         raw = query.get("size", [""])[0]
         if not raw.lstrip("-").isdigit() or int(raw) < 0:
             raise _Reply(400, google_error(400, f"Invalid value for field 'size': '{raw}'. Must be >= 0"))
-        project, kind, scope, name = key
+        project, kind, scope, _ = key
         mig = self.state.migs[key]
         if self.state.op_error is None:
             mig["targetSize"] = int(raw)
@@ -356,7 +361,7 @@ class FakeCompute:
         self.state.operations[(project, kind, scope, op_name)] = op
         if op.polls_left == 0:
             self._finish(op)
-        return json.loads(json.dumps(op.body))
+        return _copy(op.body)
 
     def _finish(self, op: Operation) -> None:
         op.body["status"] = "DONE"
@@ -376,7 +381,7 @@ class FakeCompute:
             op.polls_left -= 1
             if op.polls_left <= 0:
                 self._finish(op)
-        return json.loads(json.dumps(op.body))
+        return _copy(op.body)
 
 
 def _make_handler(fake: FakeCompute) -> type[BaseHTTPRequestHandler]:

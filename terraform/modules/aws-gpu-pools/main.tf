@@ -178,6 +178,10 @@ resource "aws_eks_node_group" "pool" {
   tags = merge(local.pool_tags[each.key], local.plan_tags)
 
   lifecycle {
+    # remote_access is not managed here and forces replacement: never let drift in it
+    # destroy a GPU node group. Sizes are deliberately not ignored.
+    ignore_changes = [remote_access]
+
     precondition {
       condition     = each.value.aws.region == data.aws_region.current.name
       error_message = "Pool ${each.key} is in ${each.value.aws.region} but this aws provider configuration is for ${data.aws_region.current.name}."

@@ -1,0 +1,510 @@
+"""The placement MIP of ``placer.optimizer.model`` in matrix form (numpy / scipy.sparse).
+
+The same variables, constraints and objective as ``MipBuilder`` (see its docstring for
+the math), built with array operations so that millions of columns take seconds:
+
+    columns  x[pair] | y[route] | n[elastic pool] | u[demand entry] | k[batch model]
+             | s[pair running now] | g[gang pair] | aux[policy variables]
+    rows     capacity[pool], serve[pair with routes], demand[entry], min/max replicas,
+             batch replicas, gang, churn, and every policy's rows
+
+Two exact simplifications: churn of a pair that runs nothing now is charged on x itself
+(s = x there), and serve rows exist only for pairs with routes. Policy rules add their
+rows through ``placer.policy.ModelBuilder``, implemented here with lazy linear
+expressions over column indices (``Lin``), so the rules stay opaque behaviours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from placer.fleet import Fleet, Model, Policy, Pool
+from placer.optimizer.arrays import BoolArray, FleetArrays, FloatArray, IntArray
+from placer.policy import Rules, behaviour
+
+TIE_BREAK = 1e-6
+INF = float("inf")
+
+
+# ---------------------------------------------------------------- lazy linear expressions
+
+
+class Lin:
+    """A linear expression over model columns, built lazily so that ``a + b + c + ...`` over
+    thousands of terms stays linear in time (a tree, flattened once when a row is added)."""
+
+    __slots__ = ("kind", "a", "b")
+
+    def __init__(self, kind: str, a: Any, b: Any = None) -> None:
+        self.kind = kind  # "leaf" (idx, coef) | "sum" (left, right) | "scale" (child, factor) | "const" (value)
+        self.a = a
+        self.b = b
+
+    @staticmethod
+    def leaf(idx: Any, coef: Any) -> Lin:
+        return Lin("leaf", np.asarray(idx, dtype=np.int64).reshape(-1), np.asarray(coef, dtype=float).reshape(-1))
+
+    @staticmethod
+    def wrap(x: Any) -> Lin:
+        if isinstance(x, Lin):
+            return x
+        if isinstance(x, int | float | np.integer | np.floating):
+            return Lin("const", float(x))
+        raise TypeError(f"cannot use {type(x).__name__} in a linear expression")
+
+    def __add__(self, other: Any) -> Lin:
+        return Lin("sum", self, Lin.wrap(other))
+
+    __radd__ = __add__
+
+    def __sub__(self, other: Any) -> Lin:
+        return Lin("sum", self, Lin("scale", Lin.wrap(other), -1.0))
+
+    def __rsub__(self, other: Any) -> Lin:
+        return Lin("sum", Lin.wrap(other), Lin("scale", self, -1.0))
+
+    def __neg__(self) -> Lin:
+        return Lin("scale", self, -1.0)
+
+    def __mul__(self, k: Any) -> Lin:
+        if isinstance(k, Lin):
+            raise TypeError("a product of two expressions is not linear")
+        return Lin("scale", self, float(k))
+
+    __rmul__ = __mul__
+
+    def __le__(self, other: Any) -> Row:  # type: ignore[override]
+        return Row(self - other, -INF, 0.0)
+
+    def __ge__(self, other: Any) -> Row:  # type: ignore[override]
+        return Row(self - other, 0.0, INF)
+
+    def flatten(self) -> tuple[IntArray, FloatArray, float]:
+        idx: list[IntArray] = []
+        coef: list[FloatArray] = []
+        const = 0.0
+        stack: list[tuple[Lin, float]] = [(self, 1.0)]
+        while stack:
+            node, f = stack.pop()
+            if node.kind == "leaf":
+                if len(node.a):
+                    idx.append(node.a)
+                    coef.append(node.b * f if f != 1.0 else node.b)
+            elif node.kind == "sum":
+                stack.append((node.a, f))
+                stack.append((node.b, f))
+            elif node.kind == "scale":
+                if node.b != 0.0:
+                    stack.append((node.a, f * node.b))
+            else:
+                const += f * node.a
+        if not idx:
+            return np.zeros(0, dtype=np.int64), np.zeros(0), const
+        return np.concatenate(idx), np.concatenate(coef), const
+
+
+@dataclass
+class Row:
+    expr: Lin
+    lo: float
+    hi: float
+
+
+# ---------------------------------------------------------------- the model
+
+
+@dataclass
+class MatrixModel:
+    arrays: FleetArrays
+    cost: FloatArray
+    lb: FloatArray
+    ub: FloatArray
+    integer: BoolArray
+    A: sp.csc_matrix
+    row_lo: FloatArray
+    row_hi: FloatArray
+    blocks: dict[str, tuple[int, int]]
+    serve_row: IntArray  # row of each pair's serve constraint (-1: pair has no routes)
+    elastic_col: IntArray  # n column of each pool (-1: fixed)
+    churn_col: IntArray  # s column of each pair (-1: nothing runs there now)
+    gang_col: IntArray  # g column of each pair (-1: none)
+    aux_pairs: dict[int, list[int]] = field(default_factory=dict)  # unused; reserved
+    penalties: list[tuple[Policy, str, int]] = field(default_factory=list)
+    row_names: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def n_cols(self) -> int:
+        return len(self.cost)
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.row_lo)
+
+    def block(self, name: str) -> slice:
+        a, b = self.blocks[name]
+        return slice(a, b)
+
+    def pair_group(self) -> IntArray:
+        """For every column, the pair whose presence it depends on (-1: always present)."""
+        out = np.full(self.n_cols, -1, dtype=np.int64)
+        xs = self.block("x")
+        out[xs] = np.arange(xs.stop - xs.start)
+        ys = self.block("y")
+        out[ys] = self.arrays.route_pair
+        has = self.churn_col >= 0
+        out[self.churn_col[has]] = np.flatnonzero(has)
+        has = self.gang_col >= 0
+        out[self.gang_col[has]] = np.flatnonzero(has)
+        return out
+
+
+class _CachedFleet:
+    """The fleet as rules see it, with selector results memoized (rules ask per model)."""
+
+    def __init__(self, fleet: Fleet) -> None:
+        self._fleet = fleet
+        self._pools: dict[int, tuple[Any, list[Pool]]] = {}
+        self._models: dict[int, tuple[Any, list[Model]]] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fleet, name)
+
+    def pools_of(self, selector: Any) -> list[Pool]:
+        hit = self._pools.get(id(selector))
+        if hit is None or hit[0] is not selector:
+            hit = (selector, self._fleet.pools_of(selector))
+            self._pools[id(selector)] = hit
+        return hit[1]
+
+    def models_of(self, selector: Any) -> list[Model]:
+        hit = self._models.get(id(selector))
+        if hit is None or hit[0] is not selector:
+            hit = (selector, self._fleet.models_of(selector))
+            self._models[id(selector)] = hit
+        return hit[1]
+
+
+class _Builder:
+    """Accumulates columns and rows; implements ``placer.policy.ModelBuilder`` for the rules."""
+
+    def __init__(self, arrays: FleetArrays) -> None:
+        self.arrays = arrays
+        self.fleet = _CachedFleet(arrays.fleet)  # type: ignore[assignment]
+        self.n_cols = 0
+        self.col_parts: list[tuple[FloatArray, FloatArray, FloatArray, BoolArray]] = []
+        self.blocks: dict[str, tuple[int, int]] = {}
+        self.rows_i: list[IntArray] = []
+        self.rows_j: list[IntArray] = []
+        self.rows_v: list[FloatArray] = []
+        self.row_lo: list[FloatArray] = []
+        self.row_hi: list[FloatArray] = []
+        self.n_rows = 0
+        self.penalties: list[tuple[Policy, str, int]] = []
+        self.row_names: dict[int, str] = {}
+        self._pool_sets: dict[int, tuple[Any, set[str]]] = {}
+        order = np.argsort(arrays.pair_pool, kind="stable")
+        self._by_pool = order
+        self._pool_ptr = np.searchsorted(arrays.pair_pool[order], np.arange(len(arrays.pools) + 1))
+        self.x0 = 0
+        self.elastic_col = np.full(len(arrays.pools), -1, dtype=np.int64)
+
+    # ------------------------------------------------------------ columns and rows
+
+    def add_cols(self, name: str, cost: Any, lb: Any, ub: Any, integer: Any) -> int:
+        cost = np.asarray(cost, dtype=float).reshape(-1)
+        n = len(cost)
+        start = self.n_cols
+        self.col_parts.append((
+            cost,
+            np.broadcast_to(np.asarray(lb, dtype=float), (n,)).copy(),
+            np.broadcast_to(np.asarray(ub, dtype=float), (n,)).copy(),
+            np.broadcast_to(np.asarray(integer, dtype=bool), (n,)).copy(),
+        ))
+        self.n_cols += n
+        if name in self.blocks:
+            a, b = self.blocks[name]
+            assert b == start
+            self.blocks[name] = (a, start + n)
+        else:
+            self.blocks[name] = (start, start + n)
+        return start
+
+    def add_rows(self, i: IntArray, j: IntArray, v: FloatArray, lo: Any, hi: Any, count: int) -> int:
+        """Rows ``n_rows .. n_rows+count``; ``i`` counts from 0 within them."""
+        start = self.n_rows
+        self.rows_i.append(np.asarray(i, dtype=np.int64) + start)
+        self.rows_j.append(np.asarray(j, dtype=np.int64))
+        self.rows_v.append(np.asarray(v, dtype=float))
+        self.row_lo.append(np.broadcast_to(np.asarray(lo, dtype=float), (count,)).copy())
+        self.row_hi.append(np.broadcast_to(np.asarray(hi, dtype=float), (count,)).copy())
+        self.n_rows += count
+        return start
+
+    # ------------------------------------------------------------ ModelBuilder protocol
+
+    def _pool_set(self, pools: Sequence[Pool]) -> set[str]:
+        hit = self._pool_sets.get(id(pools))
+        if hit is None or hit[0] is not pools:
+            hit = (pools, {p.name for p in pools})
+            self._pool_sets[id(pools)] = hit
+        return hit[1]
+
+    def pairs(self, models: Sequence[Model], pools: Sequence[Pool]) -> list[tuple[str, str]]:
+        names = self._pool_set(pools)
+        a = self.arrays
+        out = []
+        for m in models:
+            mi = a.model_index.get(m.name)
+            if mi is None:
+                continue
+            lo, hi = int(a.pair_ptr[mi]), int(a.pair_ptr[mi + 1])
+            for p in a.pair_pool[lo:hi].tolist():
+                name = a.pools[p].name
+                if name in names:
+                    out.append((m.name, name))
+        return out
+
+    def _pair(self, model: str, pool: str) -> int | None:
+        a = self.arrays
+        mi = a.model_index.get(model)
+        pi = a.pool_index.get(pool)
+        if mi is None or pi is None:
+            return None
+        lo, hi = int(a.pair_ptr[mi]), int(a.pair_ptr[mi + 1])
+        k = lo + int(np.searchsorted(a.pair_pool[lo:hi], pi))
+        if k < hi and int(a.pair_pool[k]) == pi:
+            return k
+        return None
+
+    def replicas(self, model: str, pool: str) -> Any:
+        j = self._pair(model, pool)
+        if j is None:
+            return 0
+        return Lin("leaf", np.array([self.x0 + j], dtype=np.int64), np.ones(1))
+
+    def total_replicas(self, model: str) -> Any:
+        a = self.arrays
+        mi = a.model_index[model]
+        lo, hi = int(a.pair_ptr[mi]), int(a.pair_ptr[mi + 1])
+        return Lin("leaf", np.arange(self.x0 + lo, self.x0 + hi, dtype=np.int64), np.ones(hi - lo))
+
+    def gpus_used(self, pool: str) -> Any:
+        a = self.arrays
+        pi = a.pool_index[pool]
+        js = self._by_pool[self._pool_ptr[pi]:self._pool_ptr[pi + 1]]
+        return Lin("leaf", self.x0 + js, a.pair_c[js].astype(float))
+
+    def gpus_capacity(self, pool: str) -> Any:
+        a = self.arrays
+        pi = a.pool_index[pool]
+        if self.elastic_col[pi] >= 0:
+            return Lin("leaf", np.array([self.elastic_col[pi]]), np.array([float(a.pool_per_node[pi])]))
+        return int(a.pool_min_nodes[pi] * a.pool_per_node[pi])
+
+    def compute_usd(self, model: str, pool: str) -> Any:
+        j = self._pair(model, pool)
+        if j is None:
+            return 0
+        a = self.arrays
+        return Lin("leaf", np.array([self.x0 + j]), np.array([a.pool_price[a.pair_pool[j]] * a.pair_c[j]]))
+
+    def max_replicas(self, model: str, pool: str) -> int:
+        j = self._pair(model, pool)
+        return int(self.arrays.pair_max[j]) if j is not None else 0
+
+    def new_bool(self, name: str) -> Any:
+        col = self.add_cols("aux", [0.0], 0.0, 1.0, True)
+        return Lin("leaf", np.array([col]), np.ones(1))
+
+    def add(self, constraint: Any, name: str) -> None:
+        if isinstance(constraint, bool | np.bool_):
+            if not constraint:  # trivially infeasible, but named
+                r = self.add_rows(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0), 1.0, INF, 1)
+                self.row_names[r] = name
+            return
+        if not isinstance(constraint, Row):
+            raise TypeError(f"{name}: not a linear constraint: {constraint!r}")
+        idx, coef, const = constraint.expr.flatten()
+        r = self.add_rows(np.zeros(len(idx), dtype=np.int64), idx, coef, constraint.lo - const,
+                          constraint.hi - const, 1)
+        self.row_names[r] = name
+
+    def at_most(self, policy: Policy, lhs: Any, rhs: Any, what: str) -> None:
+        if policy.required:
+            self.add(Lin.wrap(lhs) <= rhs, f"{policy.name}:{what}")
+            return
+        col = self.add_cols("aux", [policy.penalty], 0.0, INF, False)
+        self.add(Lin.wrap(lhs) - Lin("leaf", np.array([col]), np.ones(1)) <= rhs, f"{policy.name}:{what}")
+        self.penalties.append((policy, what, col))
+
+
+def build_matrix(arrays: FleetArrays, rules: Rules, current: Mapping[tuple[str, str], int]) -> MatrixModel:
+    """The full placement model (every eligible pair and route) as one sparse matrix."""
+    a = arrays
+    fleet = a.fleet
+    obj = fleet.settings.objective
+    b = _Builder(a)
+    n_pairs, n_routes = a.n_pairs, a.n_routes
+    churn = obj.churn_usd_per_replica
+    cur = np.zeros(n_pairs)
+    if current:
+        for (m, p), r in current.items():
+            j = b._pair(m, p)
+            if j is not None and r > 0:
+                cur[j] = r
+
+    # x: fixed pools pay per GPU in use; churn on pairs that run nothing now; batch egress per replica
+    price = a.pool_price[a.pair_pool]
+    elastic_pair = a.pool_elastic[a.pair_pool]
+    cost_x = np.where(elastic_pair, 0.0, price * a.pair_c) + TIE_BREAK
+    if churn > 0:
+        cost_x = cost_x + np.where(cur > 0, 0.0, churn)
+    batch_model = np.array([not m.inference for m in a.models], dtype=bool)
+    wanted = np.array([(m.spec.replicas or 0) if not m.inference else 0 for m in a.models], dtype=float)
+    pair_batch = batch_model[a.pair_model]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_replica = np.where(pair_batch & (wanted[a.pair_model] > 0), a.pair_egress / wanted[a.pair_model], 0.0)
+    cost_x = cost_x + per_replica
+    b.x0 = b.add_cols("x", cost_x, 0.0, a.pair_max.astype(float), True)
+
+    # y: latency and egress per unit of rate
+    total_demand = np.array([m.total_demand for m in a.models])
+    rm = a.dem_model[a.route_dem]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        eg = np.where(total_demand[rm] > 0, a.pair_egress[a.route_pair] / total_demand[rm], 0.0)
+    cost_y = obj.latency_usd_per_ms_per1k_rate * a.route_latency / 1000.0 + eg
+    y0 = b.add_cols("y", cost_y, 0.0, a.dem_rate[a.route_dem], False)
+
+    # n: elastic pools
+    el = np.flatnonzero(a.pool_elastic)
+    n0 = b.add_cols("n", a.pool_price[el] * a.pool_per_node[el] + TIE_BREAK, a.pool_min_nodes[el].astype(float),
+                    a.pool_max_nodes[el].astype(float), True)
+    b.elastic_col[el] = n0 + np.arange(len(el))
+
+    # u: unmet rate
+    factor = np.array([m.priority_factor for m in a.models])
+    u0 = b.add_cols("u", obj.unmet_usd_per_rate * factor[a.dem_model], 0.0, a.dem_rate, False)
+
+    # k: batch replicas not placed
+    active = np.array([m.name not in a.retired for m in a.models], dtype=bool)
+    bm = np.flatnonzero(batch_model & active)
+    k0 = b.add_cols("k", obj.unmet_usd_per_replica * factor[bm], 0.0, wanted[bm], True)
+
+    # s: churn of pairs that run something now
+    churn_col = np.full(n_pairs, -1, dtype=np.int64)
+    if churn > 0:
+        running = np.flatnonzero(cur > 0)
+        s0 = b.add_cols("s", np.full(len(running), churn), 0.0, INF, False)
+        churn_col[running] = s0 + np.arange(len(running))
+
+    # g: gang pool choice
+    gang_col = np.full(n_pairs, -1, dtype=np.int64)
+    counts = np.diff(a.pair_ptr)
+    gang_models = [mi for mi in bm.tolist() if a.models[mi].spec.gang_effective and counts[mi] > 1]
+    if gang_models:
+        gp = np.concatenate([np.arange(a.pair_ptr[mi], a.pair_ptr[mi + 1]) for mi in gang_models])
+        g0 = b.add_cols("g", np.zeros(len(gp)), 0.0, 1.0, True)
+        gang_col[gp] = g0 + np.arange(len(gp))
+    else:
+        b.blocks["g"] = (b.n_cols, b.n_cols)
+    b.blocks.setdefault("s", (b.n_cols, b.n_cols))
+
+    # ------------------------------------------------------------ rows
+    # capacity: sum c x - perNode n <= 0 (elastic) | <= count * perNode (fixed), pools with pairs
+    pools_used = np.unique(a.pair_pool)
+    row_of_pool = np.full(len(a.pools), -1, dtype=np.int64)
+    row_of_pool[pools_used] = np.arange(len(pools_used))
+    cap_hi = np.where(a.pool_elastic[pools_used], 0.0, (a.pool_min_nodes * a.pool_per_node)[pools_used])
+    i = row_of_pool[a.pair_pool]
+    j = b.x0 + np.arange(n_pairs)
+    v = a.pair_c.astype(float)
+    el_used = pools_used[a.pool_elastic[pools_used]]
+    i = np.concatenate([i, row_of_pool[el_used]])
+    j = np.concatenate([j, b.elastic_col[el_used]])
+    v = np.concatenate([v, -a.pool_per_node[el_used].astype(float)])
+    cap0 = b.add_rows(i, j, v, -INF, cap_hi, len(pools_used))
+    del cap0
+
+    # serve: sum_d y[d,p] - thr x <= 0 for pairs with routes
+    has = np.zeros(n_pairs, dtype=bool)
+    has[a.route_pair] = True
+    served = np.flatnonzero(has)
+    serve_row_local = np.full(n_pairs, -1, dtype=np.int64)
+    serve_row_local[served] = np.arange(len(served))
+    i = np.concatenate([serve_row_local[a.route_pair], serve_row_local[served]])
+    j = np.concatenate([y0 + np.arange(n_routes), b.x0 + served])
+    v = np.concatenate([np.ones(n_routes), -a.pair_thr[served]])
+    s_start = b.add_rows(i, j, v, -INF, 0.0, len(served))
+    serve_row = np.where(serve_row_local >= 0, serve_row_local + s_start, -1)
+
+    # demand: sum_p y + u = rate
+    n_dem = len(a.dem_model)
+    i = np.concatenate([a.route_dem, np.arange(n_dem)])
+    j = np.concatenate([y0 + np.arange(n_routes), u0 + np.arange(n_dem)])
+    b.add_rows(i, j, np.ones(len(i)), a.dem_rate, a.dem_rate, n_dem)
+
+    # min / max replicas (inference), replicas (batch), gang
+    lo_rows: list[tuple[int, float, float]] = []
+    for mi, model in enumerate(a.models):
+        if not active[mi]:
+            continue
+        if model.inference:
+            if model.spec.min_replicas:
+                lo_rows.append((mi, float(model.spec.min_replicas), INF))
+            if model.spec.max_replicas is not None and counts[mi] > 0:
+                lo_rows.append((mi, -INF, float(model.spec.max_replicas)))
+    if lo_rows:
+        ms = np.array([r[0] for r in lo_rows])
+        cnt = counts[ms]
+        i = np.repeat(np.arange(len(ms)), cnt)
+        j = b.x0 + np.concatenate([np.arange(a.pair_ptr[m], a.pair_ptr[m + 1]) for m in ms])
+        b.add_rows(i, j, np.ones(len(j)), [r[1] for r in lo_rows], [r[2] for r in lo_rows], len(ms))
+    if len(bm):
+        cnt = counts[bm]
+        i = np.concatenate([np.repeat(np.arange(len(bm)), cnt), np.arange(len(bm))])
+        j = np.concatenate([b.x0 + np.concatenate([np.arange(a.pair_ptr[m], a.pair_ptr[m + 1]) for m in bm]),
+                            k0 + np.arange(len(bm))])
+        b.add_rows(i, j, np.ones(len(j)), wanted[bm], wanted[bm], len(bm))
+    if gang_models:
+        gp = np.flatnonzero(gang_col >= 0)
+        # x - wanted g <= 0
+        i = np.concatenate([np.arange(len(gp)), np.arange(len(gp))])
+        j = np.concatenate([b.x0 + gp, gang_col[gp]])
+        v = np.concatenate([np.ones(len(gp)), -wanted[a.pair_model[gp]]])
+        b.add_rows(i, j, v, -INF, 0.0, len(gp))
+        # sum g <= 1
+        owner = np.searchsorted(np.array(gang_models), a.pair_model[gp])
+        b.add_rows(owner, gang_col[gp], np.ones(len(gp)), -INF, 1.0, len(gang_models))
+    # churn: s - x >= -current
+    run = np.flatnonzero(churn_col >= 0)
+    if len(run):
+        i = np.concatenate([np.arange(len(run)), np.arange(len(run))])
+        j = np.concatenate([churn_col[run], b.x0 + run])
+        v = np.concatenate([np.ones(len(run)), -np.ones(len(run))])
+        b.add_rows(i, j, v, -cur[run], INF, len(run))
+
+    # policies
+    b.blocks["aux"] = (b.n_cols, b.n_cols)
+    for policy in fleet.policies:
+        behaviour(rules, policy).constrain(policy, b)  # type: ignore[arg-type]
+
+    cost = np.concatenate([p[0] for p in b.col_parts])
+    lb = np.concatenate([p[1] for p in b.col_parts])
+    ub = np.concatenate([p[2] for p in b.col_parts])
+    integer = np.concatenate([p[3] for p in b.col_parts])
+    rows_i = np.concatenate(b.rows_i)
+    rows_j = np.concatenate(b.rows_j)
+    rows_v = np.concatenate(b.rows_v)
+    A = sp.csc_matrix((rows_v, (rows_i, rows_j)), shape=(b.n_rows, b.n_cols))
+    A.sum_duplicates()
+    return MatrixModel(
+        arrays=a, cost=cost, lb=lb, ub=ub, integer=integer, A=A,
+        row_lo=np.concatenate(b.row_lo), row_hi=np.concatenate(b.row_hi),
+        blocks=dict(b.blocks), serve_row=serve_row, elastic_col=b.elastic_col, churn_col=churn_col,
+        gang_col=gang_col, penalties=b.penalties, row_names=b.row_names,
+    )

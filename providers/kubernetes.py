@@ -1,0 +1,600 @@
+"""Kubernetes: Deployments by server-side apply, GPU pools discovered from node labels.
+
+One ApiClient per kubeconfig context; a deployment change goes to the context in
+``target.kubernetes.context`` (None: the kubeconfig's current context). Placer only ever
+changes Deployments it owns (label ``app.kubernetes.io/managed-by=placer`` plus its model
+and pool labels): an object of the same name that another tool made is refused, never
+patched, forced or deleted.
+
+Which changes: every ``deployment/...`` change whose target has a ``kubernetes`` part, and
+those of ``kubernetes``, ``aws`` and ``gcp`` pools without one (their nodes are assumed
+to be a node group of the current context's cluster, namespace ``default``). A ``static``
+pool without a ``kubernetes`` part is declared capacity with no API behind it, so its
+deployments are not this provider's (the gitops provider renders them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from functools import partial
+from typing import Any
+
+from placer.catalog import match_product
+from placer.planfile import Change
+from placer.render.manifests import (
+    FIELD_MANAGER,
+    MANAGED_BY,
+    MODEL_LABEL,
+    POOL_LABEL,
+    deployment_manifest,
+    deployment_name,
+)
+from placer.spec.kinds import API_VERSION
+from providers.base import Discovered, ProviderError, guard, retryable_http
+
+APPLY_PATCH = "application/apply-patch+yaml"
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"  # GPU Feature Discovery
+GPU_COUNT_LABEL = "nvidia.com/gpu.count"
+GPU_MEMORY_LABEL = "nvidia.com/gpu.memory"  # MiB
+REGION_LABEL = "topology.kubernetes.io/region"
+# labels that name the node group a node belongs to; placer.dev/pool lets an operator name pools
+NODE_POOL_LABELS = (
+    "placer.dev/pool",
+    "cloud.google.com/gke-nodepool",
+    "eks.amazonaws.com/nodegroup",
+    "karpenter.sh/nodepool",
+    "karpenter.sh/provisioner-name",
+    "kubernetes.azure.com/agentpool",
+)
+SPOT_LABELS = {
+    "eks.amazonaws.com/capacityType": "SPOT",
+    "karpenter.sh/capacity-type": "spot",
+    "cloud.google.com/gke-spot": "true",
+    "cloud.google.com/gke-preemptible": "true",
+    "kubernetes.azure.com/scalesetpriority": "spot",
+}
+# taints the node lifecycle and autoscalers set for a while; they do not describe a pool
+TRANSIENT_TAINTS = ("node.kubernetes.io/", "node.cloudprovider.kubernetes.io/", "ToBeDeletedByClusterAutoscaler",
+                    "DeletionCandidateOfClusterAutoscaler", "karpenter.sh/disrupted", "karpenter.sh/disruption")
+CLOUD_PROVIDER_IDS = ("aws://", "gce://", "azure://", "oci://", "ibm://", "alicloud://")
+
+ApiClientFactory = Callable[[str | None], Any]
+
+
+class KubernetesProvider:
+    """Applies deployment changes to Kubernetes; discovers GPU pools and what placer runs."""
+
+    name = "kubernetes"
+
+    def __init__(self, kubeconfig: str | None = None, contexts: list[str] | None = None,
+                 api_client_factory: ApiClientFactory | None = None, *,
+                 request_timeout_s: float = 30.0, poll_interval_s: float = 2.0) -> None:
+        self.kubeconfig = kubeconfig
+        self.contexts = list(contexts or [])
+        self.request_timeout_s = request_timeout_s
+        self.poll_interval_s = poll_interval_s
+        self._factory = api_client_factory or self._client_from_kubeconfig
+        self._clients: dict[str | None, Any] = {}
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------ Provider protocol
+
+    def handles(self, change: Change) -> bool:
+        if change.kind != "deployment":
+            return False
+        return bool(change.target.get("kubernetes")) or change.provider != "static"
+
+    def observe(self, change: Change) -> dict[str, Any] | None:
+        """``{"replicas": r}`` of the Deployment placer owns at ``change.address``; None if there is none
+        (an object of that name that placer does not own is not placer's deployment)."""
+        where = _Where.of(change)
+        obj = self._read(where)
+        if obj is None or _foreign_owner(obj, where) is not None:
+            return None
+        return {"replicas": int((obj.get("spec") or {}).get("replicas", 1))}
+
+    def apply(self, change: Change) -> None:
+        where = _Where.of(change)
+        if change.action == "no-op":
+            return
+        if change.action == "delete":
+            self._delete(where)
+            return
+        replicas = (change.after or {}).get("replicas")
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+            raise ProviderError(f"{change.address}: the plan gives after.replicas = {replicas!r}; a deployment "
+                                "change needs a whole number >= 0: re-plan", address=change.address)
+        current = self._read(where)
+        if current is not None:
+            self._require_owned(current, where, "update")
+        manifest = deployment_manifest({**change.target, "model": where.model, "pool": where.pool}, replicas)
+        api = self._apps(where.context)
+        guard(where.address, lambda: _body(api.patch_namespaced_deployment(
+            where.name, where.namespace, manifest, field_manager=FIELD_MANAGER,
+            force=True if current is not None else None, _content_type=APPLY_PATCH,
+            _preload_content=False, _request_timeout=self.request_timeout_s)),
+            lambda exc: self._classify(exc, where, "server-side apply of"))
+
+    def wait_healthy(self, change: Change, timeout_s: float) -> None:
+        """Wait for the rollout (or, for a delete, for the object to go); retryable error on timeout."""
+        where = _Where.of(change)
+        deleting = change.action == "delete"
+        deadline = time.monotonic() + timeout_s
+        last = "no answer from the API server yet"
+        while True:
+            try:
+                obj = self._read(where)
+            except ProviderError as exc:
+                if not exc.retryable:
+                    raise
+                last = str(exc)
+            else:
+                if deleting:
+                    if obj is None:
+                        return
+                    last = "the Deployment still exists"
+                else:
+                    if obj is None:
+                        raise ProviderError(f"{where.address}: {where} was deleted while placer waited for its "
+                                            "rollout; run `placer plan` again to see what runs now",
+                                            address=where.address)
+                    done, last = rollout_status(obj)
+                    if done:
+                        return
+                    stalled = _stalled(obj)
+                    if stalled:
+                        raise ProviderError(f"{where.address}: rollout of {where} failed: {stalled}; see "
+                                            f"`kubectl {where.kubectl_args} describe deployment {where.name}`",
+                                            address=where.address)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                hint = "" if deleting else " (pods pending? no free GPUs on nodes matching the nodeSelector?)"
+                raise ProviderError(f"{where.address}: {where} is not {'gone' if deleting else 'rolled out'} after "
+                                    f"{timeout_s:g}s: {last}; check `kubectl {where.kubectl_args} describe "
+                                    f"deployment {where.name}`{hint}", retryable=True, address=where.address)
+            time.sleep(min(self.poll_interval_s, left))
+
+    # ------------------------------------------------------------ read-only views
+
+    def discover(self, contexts: list[str] | None = None) -> Discovered:
+        """Pool documents (one per group of like GPU nodes) and Location documents, per context."""
+        shared: dict[tuple[str, str], dict[str, Any]] = {}  # Locations and GPUTypes, once each
+        documents: list[dict[str, Any]] = []
+        notes: list[str] = []
+        taken: set[str] = set()
+        for context in self._contexts(contexts):
+            nodes = self._list(context, "listing nodes of", partial(self._core(context).list_node))
+            found = pools_from_nodes(self._context_name(context), context, nodes, taken)
+            for doc in found.documents:
+                if doc["kind"] == "Pool":
+                    documents.append(doc)
+                else:
+                    shared.setdefault((doc["kind"], doc["metadata"]["name"]), doc)
+            notes.extend(found.notes)
+        pools = [d["metadata"]["name"] for d in documents]
+        if pools:
+            notes.append(f"usdPerGpuHour is 0 for {', '.join(pools)}: fill in what a GPU hour costs you")
+        return Discovered(documents=list(shared.values()) + documents, notes=notes)
+
+    def observed(self, contexts: list[str] | None = None) -> dict[tuple[str, str], int]:
+        """(model, pool) -> replicas of every Deployment placer owns, in every namespace of ``contexts``.
+        The same (model, pool) in two namespaces adds up: both run."""
+        out: dict[tuple[str, str], int] = {}
+        for context in self._contexts(contexts):
+            fetch = partial(self._apps(context).list_deployment_for_all_namespaces,
+                            label_selector=f"{MANAGED_BY}=placer")
+            for item in self._list(context, "listing placer's deployments in", fetch):
+                labels = (item.get("metadata") or {}).get("labels") or {}
+                model, pool = labels.get(MODEL_LABEL), labels.get(POOL_LABEL)
+                if model and pool:
+                    key = (str(model), str(pool))
+                    out[key] = out.get(key, 0) + int((item.get("spec") or {}).get("replicas", 1))
+        return out
+
+    def close(self) -> None:
+        with self._lock:
+            for client in self._clients.values():
+                close = getattr(client, "close", None)
+                if close is not None:
+                    close()
+            self._clients.clear()
+
+    # ------------------------------------------------------------ internals
+
+    def _client_from_kubeconfig(self, context: str | None) -> Any:
+        from kubernetes import client, config
+
+        # no urllib3 retries: the apply engine retries with backoff, and a timeout should say so at once
+        configuration = client.Configuration(retries=0)
+        return config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=self.kubeconfig, context=context, client_configuration=configuration, persist_config=False)
+
+    def _client(self, context: str | None) -> Any:
+        with self._lock:
+            if context not in self._clients:
+                try:
+                    self._clients[context] = self._factory(context)
+                except Exception as exc:
+                    source = self.kubeconfig or "the default kubeconfig (KUBECONFIG or ~/.kube/config)"
+                    which = f"context {context!r}" if context else "the current context"
+                    raise ProviderError(f"cannot load {which} from {source}: {exc}; check `kubectl config "
+                                        "get-contexts` and target.kubernetes.context") from exc
+            return self._clients[context]
+
+    def _apps(self, context: str | None) -> Any:
+        from kubernetes import client
+
+        return client.AppsV1Api(self._client(context))
+
+    def _core(self, context: str | None) -> Any:
+        from kubernetes import client
+
+        return client.CoreV1Api(self._client(context))
+
+    def _contexts(self, contexts: list[str] | None) -> list[str | None]:
+        chosen: list[str | None] = list(contexts or self.contexts)
+        return chosen or [None]
+
+    def _context_name(self, context: str | None) -> str | None:
+        if context is not None:
+            return context
+        try:
+            from kubernetes import config
+
+            _all, active = config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
+                config_file=self.kubeconfig)
+            return str(active["name"])
+        except Exception:
+            return None
+
+    def _list(self, context: str | None, doing: str, fetch: Callable[..., Any]) -> list[dict[str, Any]]:
+        where = _Where.for_context(context, self._context_name(context))
+        body = guard(where.address, lambda: _body(fetch(_preload_content=False,
+                                                        _request_timeout=self.request_timeout_s)),
+                     lambda exc: self._classify(exc, where, doing))
+        return list(body.get("items") or [])
+
+    def _read(self, where: _Where) -> dict[str, Any] | None:
+        api = self._apps(where.context)
+
+        def call() -> dict[str, Any] | None:
+            from kubernetes.client.exceptions import ApiException
+
+            try:
+                return _body(api.read_namespaced_deployment(where.name, where.namespace, _preload_content=False,
+                                                            _request_timeout=self.request_timeout_s))
+            except ApiException as exc:
+                if exc.status == 404:
+                    return None
+                raise
+
+        return guard(where.address, call, lambda exc: self._classify(exc, where, "reading"))
+
+    def _delete(self, where: _Where) -> None:
+        from kubernetes.client import V1DeleteOptions, V1Preconditions
+        from kubernetes.client.exceptions import ApiException
+
+        current = self._read(where)
+        if current is None:
+            return  # already gone: deleting twice is fine
+        self._require_owned(current, where, "delete")
+        uid = (current.get("metadata") or {}).get("uid")
+        options = V1DeleteOptions(propagation_policy="Background", preconditions=V1Preconditions(uid=uid))
+        api = self._apps(where.context)
+
+        def call() -> None:
+            try:  # the uid precondition: delete exactly the object checked above, never a replacement
+                _body(api.delete_namespaced_deployment(where.name, where.namespace, body=options,
+                                                       _preload_content=False,
+                                                       _request_timeout=self.request_timeout_s))
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+
+        guard(where.address, call, lambda exc: self._classify(exc, where, "deleting"))
+
+    def _require_owned(self, obj: dict[str, Any], where: _Where, verb: str) -> None:
+        owner = _foreign_owner(obj, where)
+        if owner is not None:
+            raise ProviderError(
+                f"{where.address}: refusing to {verb} {where}: it exists but placer does not own it ({owner}). "
+                "Placer leaves it untouched. Remove or rename that object, or point the pool's "
+                "target.kubernetes.namespace elsewhere, then re-plan.", retryable=False, address=where.address)
+
+    def _classify(self, exc: Exception, where: _Where, doing: str) -> ProviderError | None:
+        from kubernetes.client.exceptions import ApiException
+        from kubernetes.config.config_exception import ConfigException
+        from urllib3.exceptions import HTTPError
+
+        if isinstance(exc, ApiException):
+            status = int(exc.status or 0)
+            reason, message, retry_after = _status_details(exc)
+            retryable = retryable_http(status) or status == 409
+            hint = _hint(status, where, retry_after)
+            return ProviderError(f"{where.address}: {doing} {where} failed: HTTP {status} {reason}: {message}; "
+                                 f"{hint}", retryable=retryable, address=where.address)
+        if isinstance(exc, HTTPError):  # timeouts, refused connections, dropped connections
+            return ProviderError(f"{where.address}: {doing} {where} failed: cannot reach the API server "
+                                 f"({type(exc).__name__}: {exc}); is the cluster up and the kubeconfig right? "
+                                 "placer retries", retryable=True, address=where.address)
+        if isinstance(exc, ConfigException):
+            return ProviderError(f"{where.address}: {doing} {where} failed: kubeconfig problem: {exc}",
+                                 address=where.address)
+        return None
+
+
+# ---------------------------------------------------------------- where a change lands
+
+
+class _Where:
+    """Context, namespace and name of the Deployment a change addresses."""
+
+    def __init__(self, address: str, context: str | None, namespace: str, model: str, pool: str) -> None:
+        self.address, self.context, self.namespace = address, context, namespace
+        self.model, self.pool = model, pool
+        self.name = deployment_name(model, pool) if model else ""
+        self.label = context  # the context's name in messages (None: the current context)
+
+    @staticmethod
+    def of(change: Change) -> _Where:
+        if change.kind != "deployment" or not change.model:
+            raise ProviderError(f"{change.address}: the kubernetes provider applies deployment/<model>@<pool> "
+                                "changes only", address=change.address)
+        k8s = change.target.get("kubernetes") or {}
+        return _Where(change.address, k8s.get("context") or None, str(k8s.get("namespace") or "default"),
+                      str(change.target.get("model") or change.model), str(change.target.get("pool") or change.pool))
+
+    @staticmethod
+    def for_context(context: str | None, name: str | None) -> _Where:
+        where = _Where(f"context {name or '(current)'}", context, "", "", "")
+        where.label = name
+        return where
+
+    @property
+    def kubectl_args(self) -> str:
+        ctx = f"--context {self.context} " if self.context else ""
+        return f"{ctx}-n {self.namespace}"
+
+    def __str__(self) -> str:
+        ctx = f"context {self.label}" if self.label else "the current context"
+        if not self.name:
+            return ctx
+        return f"deployment {self.namespace}/{self.name} in {ctx}"
+
+
+def _body(response: Any) -> dict[str, Any]:
+    """The JSON body of a raw (``_preload_content=False``) response."""
+    try:
+        data = response.data
+    finally:
+        release = getattr(response, "release_conn", None)
+        if release is not None:
+            release()
+    return json.loads(data) if data else {}
+
+
+def _status_details(exc: Any) -> tuple[str, str, str | None]:
+    reason, message = str(exc.reason or ""), ""
+    try:
+        status = json.loads(exc.body or "")
+        if isinstance(status, dict):
+            reason = str(status.get("reason") or reason)
+            message = str(status.get("message") or "")
+            causes = (status.get("details") or {}).get("causes") or []
+            if causes and str(status.get("code")) == "422" and not message:
+                message = "; ".join(f"{c.get('field')}: {c.get('message')}" for c in causes)
+    except (ValueError, TypeError):
+        message = str(exc.body or "")[:300]
+    headers = exc.headers or {}
+    retry_after = next((str(v) for k, v in dict(headers).items() if k.lower() == "retry-after"), None)
+    return reason, message or "(no message)", retry_after
+
+
+def _hint(status: int, where: _Where, retry_after: str | None) -> str:
+    if status == 0:
+        return "the TLS connection failed; check the cluster's certificate-authority in the kubeconfig"
+    if status == 429:
+        return f"the API server is throttling{f' (Retry-After {retry_after}s)' if retry_after else ''}; placer retries"
+    if status >= 500 or status == 408:
+        return "the API server failed or timed out; placer retries"
+    if status == 409:
+        return "the object changed at the same time; placer retries and reads it again"
+    if status in (401, 403):
+        check = (f"kubectl auth can-i patch deployments {where.kubectl_args}" if where.name
+                 else "kubectl auth can-i --list")
+        return f"check the credentials of {where.label or 'the current context'} and what RBAC allows them (`{check}`)"
+    if status == 404:
+        return f"does namespace {where.namespace!r} exist? (`kubectl create namespace {where.namespace}`)"
+    if status == 422:
+        return "the API server rejected the rendered manifest; fix the pool's target.kubernetes or the model and re-plan"
+    return "fix the request and re-plan"
+
+
+# ---------------------------------------------------------------- ownership and rollout
+
+
+def _foreign_owner(obj: dict[str, Any], where: _Where) -> str | None:
+    """None when placer owns ``obj`` for this model and pool; else who does, in words."""
+    meta = obj.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    if labels.get(MANAGED_BY) == "placer":
+        if labels.get(MODEL_LABEL) == where.model and labels.get(POOL_LABEL) == where.pool:
+            return None
+        return (f"placer manages it for model {labels.get(MODEL_LABEL)!r} in pool {labels.get(POOL_LABEL)!r}, "
+                f"not {where.model!r} in {where.pool!r}")
+    managers = sorted({str(m.get("manager")) for m in meta.get("managedFields") or [] if m.get("manager")})
+    parts = [f"field managers: {', '.join(managers)}" if managers else "no field managers recorded"]
+    parts.append(f"label {MANAGED_BY}={labels[MANAGED_BY]}" if MANAGED_BY in labels
+                 else f"no {MANAGED_BY}=placer label")
+    return "; ".join(parts)
+
+
+def rollout_status(obj: dict[str, Any]) -> tuple[bool, str]:
+    """Rolled out: the controller saw the latest spec, and every wanted replica is updated, ready,
+    available, with no old ones left. Absent counts are 0 (the API omits zeros)."""
+    spec, status, meta = obj.get("spec") or {}, obj.get("status") or {}, obj.get("metadata") or {}
+    want = int(spec.get("replicas", 1))
+    generation, observed = int(meta.get("generation", 0)), int(status.get("observedGeneration", 0))
+    if observed < generation:
+        return False, f"the controller has not seen generation {generation} yet (observed {observed})"
+    counts = {k: int(status.get(k, 0)) for k in ("replicas", "updatedReplicas", "readyReplicas", "availableReplicas")}
+    if all(v == want for v in counts.values()):
+        return True, f"{want} of {want} replicas ready"
+    return False, (f"{counts['updatedReplicas']} updated, {counts['readyReplicas']} ready, "
+                   f"{counts['availableReplicas']} available, {counts['replicas']} running of {want} wanted")
+
+
+def _stalled(obj: dict[str, Any]) -> str | None:
+    for cond in (obj.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded":
+            return f"progress deadline exceeded ({cond.get('message') or 'no progress'})"
+    return None
+
+
+# ---------------------------------------------------------------- discovery (pure)
+
+
+def dns_label(text: str) -> str:
+    """A DNS-1123 label made from ``text``; long ones keep a hash so they stay distinct."""
+    label = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-") or "x"
+    if len(label) <= 63:
+        return label
+    return f"{label[:54].rstrip('-')}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+
+
+def _quantity(value: Any) -> int:
+    try:
+        return int(str(value))
+    except (TypeError, ValueError):
+        return 0
+
+
+def _ready(node: dict[str, Any]) -> bool:
+    conditions = (node.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def _pool_taints(node: dict[str, Any]) -> tuple[tuple[str, str, str], ...]:
+    taints = (node.get("spec") or {}).get("taints") or []
+    return tuple(sorted(
+        (str(t.get("key")), str(t.get("value") or ""), str(t.get("effect")))
+        for t in taints
+        if t.get("effect") in ("NoSchedule", "NoExecute") and not str(t.get("key")).startswith(TRANSIENT_TAINTS)))
+
+
+def _toleration(key: str, value: str, effect: str) -> dict[str, str]:
+    if value:
+        return {"key": key, "operator": "Equal", "value": value, "effect": effect}
+    return {"key": key, "operator": "Exists", "effect": effect}
+
+
+def _most_common(values: Iterable[Any]) -> Any:
+    counted = Counter(v for v in values if v not in (None, ""))
+    return counted.most_common(1)[0][0] if counted else None
+
+
+def pools_from_nodes(context_name: str | None, context: str | None, nodes: list[dict[str, Any]],
+                     taken: set[str]) -> Discovered:
+    """Group one context's GPU nodes by (GPU product, GPU count, node-group labels, taints) into Pools.
+
+    ``context_name`` names things (the current context's real name where known); ``context`` goes
+    into the pools' target (None: whatever context is current when placer applies). ``taken``
+    holds the pool names already used and gains the new ones.
+    """
+    base = dns_label(context_name or "cluster")
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    notes: list[str] = []
+    unlabelled: list[str] = []
+    for node in nodes:
+        labels = (node.get("metadata") or {}).get("labels") or {}
+        gpus = _quantity(((node.get("status") or {}).get("allocatable") or {}).get(GPU_RESOURCE))
+        product = labels.get(GPU_PRODUCT_LABEL)
+        if not product:
+            if gpus:
+                unlabelled.append(str(node["metadata"]["name"]))
+            continue
+        selector = tuple(sorted((k, labels[k]) for k in (GPU_PRODUCT_LABEL, GPU_COUNT_LABEL, *NODE_POOL_LABELS)
+                                if labels.get(k)))
+        groups.setdefault((selector, _pool_taints(node)), []).append(node)
+    if unlabelled:
+        notes.append(f"context {base}: nodes {', '.join(sorted(unlabelled))} offer {GPU_RESOURCE} but have no "
+                     f"{GPU_PRODUCT_LABEL} label (install NVIDIA GPU Feature Discovery); they are not in any pool")
+    documents: list[dict[str, Any]] = []
+    for (selector, taints), members in sorted(groups.items()):
+        doc_notes: list[str] = []
+        sel = dict(selector)
+        labels_of = [(m.get("metadata") or {}).get("labels") or {} for m in members]
+        names = sorted(str(m["metadata"]["name"]) for m in members)
+        product = sel[GPU_PRODUCT_LABEL]
+        memory_mib = _most_common(_quantity(lab.get(GPU_MEMORY_LABEL)) or None for lab in labels_of)
+        memory_gib = round(memory_mib / 1024, 1) if memory_mib else None
+        allocatable = [_quantity(((m.get("status") or {}).get("allocatable") or {}).get(GPU_RESOURCE))
+                       for m in members]
+        per_node = max(allocatable) or _quantity(sel.get(GPU_COUNT_LABEL))
+        gpu = match_product(product, memory_gib)
+        gpu_type = gpu.name if gpu else re.sub(r"[^A-Za-z0-9._-]+", "-", product).strip("-._")
+        group_label = next((sel[k] for k in NODE_POOL_LABELS if k in sel), None)
+        named = sel.get("placer.dev/pool")
+        name = dns_label(str(named)) if named else dns_label(f"{base}-{group_label or gpu_type}")
+        unique, n = name, 2
+        while unique in taken:
+            unique, n = dns_label(f"{name}-{n}"), n + 1
+        taken.add(unique)
+        if per_node < 1:
+            notes.append(f"pool {unique}: nodes {', '.join(names)} report no allocatable {GPU_RESOURCE} and no "
+                         f"{GPU_COUNT_LABEL} (is the NVIDIA device plugin running?); skipped")
+            continue
+        if gpu is None:
+            doc_notes.append(f"GPU product {product!r} is not in the built-in catalog: add a GPUType document "
+                             f"named {gpu_type}" + ("" if memory_gib else " with its memoryGiB"))
+            if memory_gib:
+                documents.append({"apiVersion": API_VERSION, "kind": "GPUType", "metadata": {"name": gpu_type},
+                                  "spec": {"memoryGiB": memory_gib, "vendor": "nvidia"}})
+        short = [m["metadata"]["name"] for m, a in zip(members, allocatable, strict=True) if a < per_node]
+        if short:
+            doc_notes.append(f"nodes {', '.join(sorted(short))} offer fewer than {per_node} GPUs (a failed GPU?)")
+        usable = [m for m in members if _ready(m) and not (m.get("spec") or {}).get("unschedulable")]
+        if len(usable) < len(members):
+            left_out = sorted(set(names) - {str(m["metadata"]["name"]) for m in usable})
+            doc_notes.append(f"nodes {', '.join(left_out)} are not Ready or cordoned and are not counted")
+        spot_flags = [any(lab.get(k) == v for k, v in SPOT_LABELS.items()) for lab in labels_of]
+        if any(spot_flags) and not all(spot_flags):
+            doc_notes.append("mixes spot and on-demand nodes; marked spot (capacity may be reclaimed)")
+        region = _most_common(lab.get(REGION_LABEL) for lab in labels_of)
+        location = dns_label(region or base)
+        cloud = region is not None or any(str((m.get("spec") or {}).get("providerID", "")).startswith(
+            CLOUD_PROVIDER_IDS) for m in members)
+        documents.append({"apiVersion": API_VERSION, "kind": "Location", "metadata": {"name": location},
+                          "spec": {"environment": "cloud" if cloud else "onprem"}})
+        spec: dict[str, Any] = {
+            "location": location,
+            "provider": "kubernetes",
+            "gpu": {"type": gpu_type, "perNode": per_node},
+            "nodes": {"count": len(usable)},
+            "usdPerGpuHour": 0,
+            "target": {"kubernetes": {
+                "context": context if context is not None else context_name,
+                "namespace": "default",
+                "nodeSelector": sel,
+                "tolerations": [_toleration(*t) for t in taints],
+            }},
+        }
+        if any(spot_flags):
+            spec["spot"] = True
+        if spec["target"]["kubernetes"]["context"] is None:
+            del spec["target"]["kubernetes"]["context"]
+        documents.append({"apiVersion": API_VERSION, "kind": "Pool",
+                          "metadata": {"name": unique,
+                                       "annotations": {"placer.dev/discovered-from": f"kubernetes context {base}: "
+                                                       f"{len(members)} node{'s' if len(members) > 1 else ''} ({', '.join(names[:5])}"
+                                                       f"{', ...' if len(names) > 5 else ''})"}},
+                          "spec": spec})
+        notes.extend(f"pool {unique}: {note}" for note in doc_notes)
+    return Discovered(documents=documents, notes=notes)

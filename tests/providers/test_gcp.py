@@ -1,0 +1,318 @@
+"""GcpProvider against a fake Compute REST server on 127.0.0.1: the real google-cloud-compute client
+sends real HTTP; the fake holds the groups, so resizes are read back, and injects faults."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from placer.planfile import Change
+from placer.spec.kinds import LocationSpec, PoolSpec
+from providers.base import Provider, ProviderError
+from providers.gcp import GcpProvider
+from tests.servers.gcp_server import FakeCompute
+
+PROJECT, OTHER = "demo-ml", "other-proj"
+
+
+def seed(gcp: FakeCompute) -> None:
+    """Zonal and regional GPU groups: accelerators in templates, and implied by a2/a3/g2 machine types."""
+    gcp.add_machine_type("n1-standard-8")
+    gcp.add_machine_type("n2-standard-4")
+    gcp.add_machine_type("a2-highgpu-4g", [("nvidia-tesla-a100", 4)])
+    gcp.add_machine_type("g2-standard-24", [("nvidia-l4", 2)])
+    gcp.add_machine_type("a3-highgpu-8g", [("nvidia-h100-80gb", 8)])
+    gcp.add_accelerator_type("nvidia-a100-80gb-nvl", "NVIDIA A100 80GB")
+    gcp.add_accelerator_type("nvidia-tesla-v100", "NVIDIA V100")
+
+    t4 = gcp.add_template(PROJECT, "t4-tmpl", "n1-standard-8", accelerators=[("nvidia-tesla-t4", 2)])
+    gcp.add_mig(PROJECT, "t4-pool", t4, zone="us-central1-a", target_size=1)
+    a2 = gcp.add_template(PROJECT, "a2-spot", "a2-highgpu-4g", spot=True)
+    gcp.add_mig(PROJECT, "A100_Spot", a2, zone="europe-west4-a", target_size=2, autoscaler_max=6)
+    l4 = gcp.add_template(PROJECT, "l4-tmpl", "zones/europe-west4-b/machineTypes/g2-standard-24",
+                          region="europe-west4", preemptible=False)
+    gcp.add_mig(PROJECT, "l4-serving", l4, region="europe-west4", target_size=3)
+    h100 = gcp.add_template(PROJECT, "h100-tmpl", "a3-highgpu-8g", accelerators=[("nvidia-h100-80gb", 8)],
+                            preemptible=True)
+    gcp.add_mig(PROJECT, "h100-train", h100, region="us-east4", target_size=0)
+    nvl = gcp.add_template(PROJECT, "nvl-tmpl", "n1-standard-8", accelerators=[("nvidia-a100-80gb-nvl", 1)])
+    gcp.add_mig(PROJECT, "nvl-pool", nvl, zone="us-central1-a", target_size=0)
+    v100 = gcp.add_template(PROJECT, "v100-tmpl", "n1-standard-8", accelerators=[("nvidia-tesla-v100", 1)])
+    gcp.add_mig(PROJECT, "v100-legacy", v100, zone="us-central1-a")
+    web = gcp.add_template(PROJECT, "web-tmpl", "n2-standard-4")
+    gcp.add_mig(PROJECT, "web-frontend", web, zone="us-central1-a", target_size=4)
+    gcp.add_mig(PROJECT, "broken", f"https://www.googleapis.com/compute/v1/projects/{PROJECT}"
+                "/global/instanceTemplates/deleted-tmpl", zone="us-central1-a")
+    other = gcp.add_template(OTHER, "t4-tmpl", "n1-standard-8", accelerators=[("nvidia-tesla-t4", 1)])
+    gcp.add_mig(OTHER, "t4-pool", other, zone="us-central1-b", target_size=1)
+
+
+@pytest.fixture
+def gcp() -> Iterator[FakeCompute]:
+    with FakeCompute() as server:
+        seed(server)
+        yield server
+
+
+@pytest.fixture
+def provider(gcp: FakeCompute) -> GcpProvider:
+    return GcpProvider(projects=[PROJECT, OTHER], api_endpoint=gcp.endpoint,
+                       request_timeout_s=0.5, operation_timeout_s=2.0, poll_interval_s=0.01)
+
+
+def pool_change(name: str, nodes: int | None, where: dict[str, str], *, low: int = 0, high: int = 8,
+                project: str = PROJECT) -> Change:
+    return Change(
+        address=f"pool/{name}", action="update", phase=1, before=None,
+        after=None if nodes is None else {"nodes": nodes},
+        target={"provider": "gcp", "pool": name, "minNodes": low, "maxNodes": high, "gpuType": "T4-16GB",
+                "gpusPerNode": 2, "spot": False,
+                "gcp": {"project": project, **where, "instanceGroupManager": name}})
+
+
+ZONAL = {"zone": "us-central1-a"}
+REGIONAL = {"region": "europe-west4"}
+GROUPS = [("t4-pool", ZONAL), ("l4-serving", REGIONAL)]
+
+
+def by_name(documents: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for d in documents if d["kind"] == kind}
+
+
+# ------------------------------------------------------------------ discovery
+
+
+def test_discover_finds_gpu_groups_zonal_and_regional(gcp: FakeCompute, provider: GcpProvider) -> None:
+    gcp.state.page_size = 1  # make the aggregated list page
+    found = provider.discover()
+    pools, locations = by_name(found.documents, "Pool"), by_name(found.documents, "Location")
+
+    assert set(pools) == {"t4-pool", "a100-spot", "l4-serving", "h100-train", "nvl-pool", "t4-pool-us-central1-b"}
+    assert pools["t4-pool"]["spec"] == {
+        "location": "gcp-us-central1", "provider": "gcp", "gpu": {"type": "T4-16GB", "perNode": 2},
+        "nodes": {"min": 0, "max": 8}, "usdPerGpuHour": 0.55, "spot": False, "failureDomain": "us-central1-a",
+        "target": {"gcp": {"project": PROJECT, "zone": "us-central1-a", "instanceGroupManager": "t4-pool"}}}
+    # a2 machine type: GPUs come from machineTypes.get; spot template; autoscaler max
+    a100 = pools["a100-spot"]["spec"]
+    assert a100["gpu"] == {"type": "A100-40GB", "perNode": 4}
+    assert a100["spot"] is True and a100["nodes"] == {"min": 0, "max": 6}
+    assert a100["usdPerGpuHour"] < 3.67
+    assert a100["target"]["gcp"]["instanceGroupManager"] == "A100_Spot"  # the real name, not the label
+    # regional group, regional template, g2 machine type given as a partial URL
+    l4 = pools["l4-serving"]["spec"]
+    assert l4["gpu"] == {"type": "L4-24GB", "perNode": 2} and l4["location"] == "gcp-europe-west4"
+    assert l4["target"]["gcp"] == {"project": PROJECT, "region": "europe-west4", "instanceGroupManager": "l4-serving"}
+    assert "failureDomain" not in l4
+    h100 = pools["h100-train"]["spec"]
+    assert h100["gpu"] == {"type": "H100-80GB", "perNode": 8} and h100["spot"] is True  # preemptible
+    assert pools["nvl-pool"]["spec"]["gpu"]["type"] == "A100-80GB"  # via acceleratorTypes' description
+    assert pools["t4-pool-us-central1-b"]["spec"]["target"]["gcp"]["project"] == OTHER
+
+    assert {n: d["spec"].get("jurisdiction") for n, d in locations.items()} == {
+        "gcp-us-central1": "US", "gcp-europe-west4": "EU", "gcp-us-east4": "US"}
+    for doc in found.documents:  # every document is valid fleet input
+        assert doc["apiVersion"] == "placer.dev/v1alpha1"
+        (PoolSpec if doc["kind"] == "Pool" else LocationSpec).model_validate(doc["spec"])
+
+    notes = "\n".join(found.notes)
+    assert "approximate" in notes and "nodes.max" in notes
+    assert "A100_Spot" in notes and "autoscaler" in notes
+    assert "nvidia-tesla-v100" in notes and "broken" in notes and "deleted-tmpl" in notes
+    assert "web-frontend" not in notes  # CPU-only groups are simply not pools
+    assert len(gcp.requests_to(f"/projects/{PROJECT}/aggregated/instanceGroupManagers")) > 1  # paged
+    listed = gcp.requests_to("/zones/us-central1-a/acceleratorTypes")  # looked up once per discovery, paged
+    assert [r.query.get("pageToken") for r in listed] == [None, ["1"]]
+
+
+def test_discover_listed_zones_and_regions_only(gcp: FakeCompute, provider: GcpProvider) -> None:
+    found = provider.discover(projects=[PROJECT], zones=["us-central1-a"], regions=["europe-west4"])
+    assert set(by_name(found.documents, "Pool")) == {"t4-pool", "nvl-pool", "l4-serving"}
+    assert set(by_name(found.documents, "Location")) == {"gcp-us-central1", "gcp-europe-west4"}
+    assert not gcp.requests_to("/aggregated/")
+    assert gcp.requests_to("/zones/us-central1-a/instanceGroupManagers", "GET")
+    assert gcp.requests_to("/regions/europe-west4/instanceGroupManagers", "GET")
+
+
+def test_discover_throttled_is_retryable(gcp: FakeCompute, provider: GcpProvider) -> None:
+    gcp.fail_next(1, 429, path_contains="instanceTemplates")
+    with pytest.raises(ProviderError) as err:
+        provider.discover(projects=[PROJECT])
+    assert err.value.retryable and "429" in str(err.value)
+
+
+# ------------------------------------------------------------------ apply and observe
+
+
+def test_is_a_provider_and_handles_only_gcp_pool_changes(provider: GcpProvider) -> None:
+    assert isinstance(provider, Provider)
+    change = pool_change("t4-pool", 2, ZONAL)
+    assert provider.handles(change)
+    assert not provider.handles(Change("pool/x", "update", 1, None, {"nodes": 1}, target={"provider": "aws"}))
+    assert not provider.handles(Change("deployment/m@t4-pool", "create", 2, None, {"replicas": 1},
+                                       target={"provider": "gcp"}))
+
+
+@pytest.mark.parametrize(("name", "where"), GROUPS)
+def test_apply_then_observe_round_trip(gcp: FakeCompute, provider: GcpProvider, name: str,
+                                       where: dict[str, str]) -> None:
+    before = gcp.target_size(PROJECT, name, **where)
+    assert provider.observe(pool_change(name, 5, where)) == {"nodes": before}
+
+    provider.apply(pool_change(name, 5, where))
+
+    assert gcp.target_size(PROJECT, name, **where) == 5
+    assert provider.observe(pool_change(name, 5, where)) == {"nodes": 5}
+    [resize] = gcp.requests_to(f"/instanceGroupManagers/{name}/resize", "POST")
+    assert resize.query["size"] == ["5"]
+    provider.apply(pool_change(name, 5, where))  # idempotent
+    assert gcp.target_size(PROJECT, name, **where) == 5
+
+
+@pytest.mark.parametrize(("nodes", "low", "high"), [(9, 0, 8), (0, 1, 8), (-1, 0, 8)])
+def test_out_of_range_size_is_refused_and_nothing_is_sent(gcp: FakeCompute, provider: GcpProvider,
+                                                          nodes: int, low: int, high: int) -> None:
+    with pytest.raises(ProviderError) as err:
+        provider.apply(pool_change("t4-pool", nodes, ZONAL, low=low, high=high))
+    assert not err.value.retryable
+    assert "t4-pool" in str(err.value) and f"{low}..{high}" in str(err.value) and "re-plan" in str(err.value)
+    assert gcp.state.requests == []
+    assert gcp.target_size(PROJECT, "t4-pool", **ZONAL) == 1
+
+
+def test_bad_target_is_refused_and_nothing_is_sent(gcp: FakeCompute, provider: GcpProvider) -> None:
+    change = pool_change("t4-pool", 2, ZONAL)
+    both = Change(change.address, "update", 1, None, {"nodes": 2},
+                  target={**change.target, "gcp": {"project": PROJECT, "instanceGroupManager": "t4-pool"}})
+    with pytest.raises(ProviderError, match="exactly one of zone or region") as err:
+        provider.apply(both)
+    assert not err.value.retryable and gcp.state.requests == []
+    with pytest.raises(ProviderError, match=r"after\.nodes"):
+        provider.apply(pool_change("t4-pool", None, ZONAL))
+    assert gcp.state.requests == []
+
+
+@pytest.mark.parametrize("where", [ZONAL, REGIONAL])
+def test_missing_group_is_not_found_and_not_retryable(provider: GcpProvider, where: dict[str, str]) -> None:
+    change = pool_change("no-such-group", 2, where)
+    assert provider.observe(change) is None
+    calls: list[Callable[[], None]] = [lambda: provider.apply(change), lambda: provider.wait_healthy(change, 1.0)]
+    for call in calls:
+        with pytest.raises(ProviderError) as err:
+            call()
+        message = str(err.value)
+        assert not err.value.retryable
+        assert "no-such-group" in message and "404" in message and "was not found" in message
+        assert "target.gcp" in message and err.value.address == "pool/no-such-group"
+        assert "GET http" not in message and "POST http" not in message
+
+
+@pytest.mark.parametrize("status", [429, 503])
+@pytest.mark.parametrize(("name", "where"), GROUPS)
+def test_throttling_and_server_errors_are_retryable(gcp: FakeCompute, provider: GcpProvider, status: int,
+                                                    name: str, where: dict[str, str]) -> None:
+    gcp.fail_next(2, status)
+    with pytest.raises(ProviderError) as err:
+        provider.apply(pool_change(name, 4, where))
+    assert err.value.retryable and str(status) in str(err.value) and name in str(err.value)
+    with pytest.raises(ProviderError) as err:
+        provider.observe(pool_change(name, 4, where))
+    assert err.value.retryable
+    assert len(gcp.state.requests) == 2  # one request per call: retrying is the apply engine's job
+    provider.apply(pool_change(name, 4, where))  # the engine's retry gets through
+    assert gcp.target_size(PROJECT, name, **where) == 4
+
+
+def test_client_errors_are_not_retryable(gcp: FakeCompute, provider: GcpProvider) -> None:
+    gcp.fail_next(1, 403)
+    with pytest.raises(ProviderError) as err:
+        provider.apply(pool_change("t4-pool", 2, ZONAL))
+    assert not err.value.retryable and "roles/compute.instanceAdmin.v1" in str(err.value)
+
+
+# ------------------------------------------------------------------ operations
+
+
+@pytest.mark.parametrize(("name", "where"), GROUPS)
+def test_operation_that_finishes_late_is_waited_through(gcp: FakeCompute, provider: GcpProvider, name: str,
+                                                        where: dict[str, str]) -> None:
+    gcp.operations_run_for(3)
+    provider.apply(pool_change(name, 6, where))
+    kind = "zones" if "zone" in where else "regions"
+    waits = gcp.requests_to(f"/{kind}/", "POST")
+    waits = [r for r in waits if r.path.endswith("/wait")]
+    assert len(waits) == 3 and all("/operations/operation-" in r.path for r in waits)
+    assert gcp.target_size(PROJECT, name, **where) == 6
+
+
+@pytest.mark.parametrize(("code", "retryable"), [("QUOTA_EXCEEDED", False), ("ZONE_RESOURCE_POOL_EXHAUSTED", True)])
+@pytest.mark.parametrize(("name", "where"), GROUPS)
+def test_operation_that_fails_reports_its_error(gcp: FakeCompute, provider: GcpProvider, code: str,
+                                                retryable: bool, name: str, where: dict[str, str]) -> None:
+    gcp.operations_run_for(1)
+    message = "Quota 'NVIDIA_T4_GPUS' exceeded. Limit: 4.0 in region us-central1."
+    gcp.operations_fail(code, message)
+    before = gcp.target_size(PROJECT, name, **where)
+    with pytest.raises(ProviderError) as err:
+        provider.apply(pool_change(name, 7, where))
+    assert err.value.retryable is retryable
+    assert f"{code}: {message.rstrip('.')}" in str(err.value) and name in str(err.value)
+    assert gcp.target_size(PROJECT, name, **where) == before
+
+
+def test_request_timeout_is_retryable_and_fast(gcp: FakeCompute, provider: GcpProvider) -> None:
+    gcp.delay_next(1, 2.0, path_contains="/resize")
+    start = time.monotonic()
+    with pytest.raises(ProviderError) as err:
+        provider.apply(pool_change("t4-pool", 2, ZONAL))
+    assert time.monotonic() - start < 1.5  # the 0.5 s client timeout, not the server's 2 s
+    assert err.value.retryable and "no answer in time" in str(err.value) and "t4-pool" in str(err.value)
+
+
+def test_operation_not_done_in_time_is_retryable(gcp: FakeCompute, gcp_slow: GcpProvider) -> None:
+    gcp.operations_run_for(10_000)
+    start = time.monotonic()
+    with pytest.raises(ProviderError) as err:
+        gcp_slow.apply(pool_change("t4-pool", 2, ZONAL))
+    assert time.monotonic() - start < 2.0
+    assert err.value.retryable and "not finished after 0.3s" in str(err.value)
+    assert "operation-0001-resize" in str(err.value) and "gcloud compute operations describe" in str(err.value)
+
+
+@pytest.fixture
+def gcp_slow(gcp: FakeCompute) -> GcpProvider:
+    return GcpProvider(projects=[PROJECT], api_endpoint=gcp.endpoint, request_timeout_s=0.5,
+                       operation_timeout_s=0.3, poll_interval_s=0.02)
+
+
+# ------------------------------------------------------------------ wait_healthy
+
+
+@pytest.mark.parametrize(("name", "where"), GROUPS)
+def test_wait_healthy_waits_until_stable(gcp: FakeCompute, provider: GcpProvider, name: str,
+                                         where: dict[str, str]) -> None:
+    gcp.settle_after(3)
+    provider.apply(pool_change(name, 4, where))
+    reads_before = len(gcp.requests_to(f"/instanceGroupManagers/{name}", "GET"))
+    provider.wait_healthy(pool_change(name, 4, where), timeout_s=5.0)
+    assert len(gcp.requests_to(f"/instanceGroupManagers/{name}", "GET")) - reads_before == 4
+
+
+def test_wait_healthy_times_out_retryable(gcp: FakeCompute, provider: GcpProvider) -> None:
+    gcp.settle_after(10_000)
+    provider.apply(pool_change("t4-pool", 3, ZONAL))
+    with pytest.raises(ProviderError) as err:
+        provider.wait_healthy(pool_change("t4-pool", 3, ZONAL), timeout_s=0.3)
+    assert err.value.retryable and "not stable after 0.3s" in str(err.value) and "creating 3" in str(err.value)
+    assert "list-errors t4-pool --zone us-central1-a" in str(err.value)
+
+
+def test_missing_credentials_say_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent/adc.json")  # ADC fails at once, offline
+    no_adc = GcpProvider(projects=[PROJECT])
+    for call in (lambda: no_adc.observe(pool_change("t4-pool", 1, ZONAL)), no_adc.discover):
+        with pytest.raises(ProviderError) as err:
+            call()
+        assert not err.value.retryable and "gcloud auth application-default login" in str(err.value)

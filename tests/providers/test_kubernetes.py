@@ -1,0 +1,514 @@
+"""KubernetesProvider with the real Python client (and kubectl) against a fake kube-apiserver on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from placer.fleet import load_fleet  # noqa: E402
+from placer.planfile import Change  # noqa: E402
+from placer.render.manifests import FIELD_MANAGER, MANAGED_BY, deployment_manifest  # noqa: E402
+from providers.base import Provider, ProviderError  # noqa: E402
+from providers.kubernetes import KubernetesProvider, rollout_status  # noqa: E402
+from tests.servers.kube_server import FakeKubeApiServer, write_kubeconfig  # noqa: E402
+
+H100 = {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3", "nvidia.com/gpu.count": "8",
+        "nvidia.com/gpu.memory": "81559", "nvidia.com/gpu.present": "true",
+        "feature.node.kubernetes.io/pci-10de.present": "true"}
+T4 = {"nvidia.com/gpu.product": "Tesla-T4", "nvidia.com/gpu.count": "1", "nvidia.com/gpu.memory": "15360",
+      "nvidia.com/gpu.present": "true"}
+GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
+NS = "ml"
+KUBECTL = shutil.which("kubectl")
+
+
+@pytest.fixture
+def kube() -> Iterator[FakeKubeApiServer]:
+    with FakeKubeApiServer() as server:
+        yield server
+
+
+@pytest.fixture
+def kubeconfig(tmp_path: Path, kube: FakeKubeApiServer) -> Path:
+    return write_kubeconfig(tmp_path / "kubeconfig", {"cluster-a": kube.url})
+
+
+@pytest.fixture
+def provider(kubeconfig: Path) -> Iterator[KubernetesProvider]:
+    prov = KubernetesProvider(str(kubeconfig), request_timeout_s=2.0, poll_interval_s=0.01)
+    yield prov
+    prov.close()
+
+
+def change(action: str = "create", replicas: int | None = 3, *, model: str = "llama", pool: str = "h100",
+           namespace: str = NS, context: str | None = "cluster-a", provider: str = "kubernetes",
+           kubernetes: dict[str, Any] | None = None) -> Change:
+    k8s = kubernetes if kubernetes is not None else {
+        "context": context, "namespace": namespace,
+        "nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3", "cloud.google.com/gke-nodepool": "h100"},
+        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+    }
+    target = {"provider": provider, "pool": pool, "model": model, "gpus": 2, "gpuType": "H100-80GB",
+              "image": "registry.local/models/llama:3.1", "version": "3.1"}
+    if k8s:
+        target["kubernetes"] = k8s
+    return Change(address=f"deployment/{model}@{pool}", action=action,  # type: ignore[arg-type]
+                  phase=2 if action != "delete" else 3, before=None,
+                  after=None if action == "delete" else {"replicas": replicas}, target=target)
+
+
+def foreign_deployment(name: str = "llama-h100", namespace: str = NS) -> dict[str, Any]:
+    labels = {"app": "llama", MANAGED_BY: "Helm"}
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": namespace, "labels": labels},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "llama"}},
+                     "template": {"metadata": {"labels": labels},
+                                  "spec": {"containers": [{"name": "app", "image": "nginx:1.27"}]}}}}
+
+
+# ---------------------------------------------------------------- protocol and routing
+
+
+def test_is_a_provider_and_handles_deployment_changes() -> None:
+    prov = KubernetesProvider(api_client_factory=lambda ctx: None)
+    assert isinstance(prov, Provider) and prov.name == "kubernetes"
+    assert prov.handles(change())
+    assert prov.handles(change(provider="aws", kubernetes={}))  # a cloud node group in the current cluster
+    assert prov.handles(change(provider="static"))  # a static pool that names its cluster
+    assert not prov.handles(change(provider="static", kubernetes={}))  # declared only: nothing to call
+    pool_change = Change("pool/h100", "update", 1, {"nodes": 1}, {"nodes": 2}, target={"provider": "kubernetes"})
+    assert not prov.handles(pool_change)
+
+
+# ---------------------------------------------------------------- discovery
+
+
+def add_fleet_nodes(kube: FakeKubeApiServer) -> None:
+    for i in range(3):
+        kube.add_node(f"gke-h100-{i}", gpus=8, provider_id=f"gce://proj/us-central1-a/gke-h100-{i}",
+                      labels={**H100, "cloud.google.com/gke-nodepool": "h100-pool",
+                              "topology.kubernetes.io/region": "us-central1"})
+    kube.add_node("gke-h100-3", gpus=8, ready=False,  # NotReady: in the pool, not counted
+                  labels={**H100, "cloud.google.com/gke-nodepool": "h100-pool",
+                          "topology.kubernetes.io/region": "us-central1"})
+    for i in range(2):  # a tainted spot T4 group; one node cordoned-and-tainted by the node controller
+        taints = [GPU_TAINT] + ([{"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}] if i else [])
+        kube.add_node(f"t4-{i}", gpus=1, taints=taints, unschedulable=bool(i),
+                      labels={**T4, "eks.amazonaws.com/nodegroup": "t4-spot", "eks.amazonaws.com/capacityType": "SPOT",
+                              "topology.kubernetes.io/region": "us-east-1"})
+    kube.add_node("cpu-0", labels={"node.kubernetes.io/instance-type": "m6i.large"})
+    kube.add_node("mystery-gpu", gpus=4)  # no GPU Feature Discovery labels
+
+
+def test_discover_groups_gpu_nodes_into_pools(kube: FakeKubeApiServer, provider: KubernetesProvider,
+                                              tmp_path: Path) -> None:
+    add_fleet_nodes(kube)
+    found = provider.discover()
+    pools = {d["metadata"]["name"]: d["spec"] for d in found.documents if d["kind"] == "Pool"}
+    locations = {d["metadata"]["name"]: d["spec"] for d in found.documents if d["kind"] == "Location"}
+    assert set(pools) == {"cluster-a-h100-pool", "cluster-a-t4-spot"}
+    h100 = pools["cluster-a-h100-pool"]
+    assert h100["gpu"] == {"type": "H100-80GB", "perNode": 8}
+    assert h100["nodes"] == {"count": 3} and h100["provider"] == "kubernetes" and h100["usdPerGpuHour"] == 0
+    assert h100["location"] == "us-central1" and "spot" not in h100
+    assert h100["target"]["kubernetes"] == {
+        "context": "cluster-a", "namespace": "default", "tolerations": [],
+        "nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3", "nvidia.com/gpu.count": "8",
+                         "cloud.google.com/gke-nodepool": "h100-pool"}}
+    t4 = pools["cluster-a-t4-spot"]
+    assert t4["gpu"] == {"type": "T4-16GB", "perNode": 1} and t4["spot"] is True
+    assert t4["nodes"] == {"count": 1}  # the cordoned node is not counted; its transient taint is ignored
+    assert t4["target"]["kubernetes"]["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Equal", "value": "present", "effect": "NoSchedule"}]
+    assert t4["target"]["kubernetes"]["nodeSelector"]["eks.amazonaws.com/nodegroup"] == "t4-spot"
+    assert locations == {"us-central1": {"environment": "cloud"}, "us-east-1": {"environment": "cloud"}}
+    notes = "\n".join(found.notes)
+    assert "mystery-gpu" in notes and "nvidia.com/gpu.product" in notes
+    assert "gke-h100-3" in notes and "t4-1" in notes
+    assert "usdPerGpuHour is 0 for cluster-a-h100-pool, cluster-a-t4-spot" in notes
+    # what discovery writes is a valid fleet
+    fleet_dir = tmp_path / "fleet"
+    fleet_dir.mkdir()
+    (fleet_dir / "discovered.yaml").write_text(yaml.safe_dump_all(found.documents), encoding="utf-8")
+    fleet = load_fleet(fleet_dir)
+    assert set(fleet.pools) == set(pools)
+
+
+def test_discover_two_contexts_and_an_unknown_gpu(tmp_path: Path) -> None:
+    with FakeKubeApiServer() as east, FakeKubeApiServer() as edge:
+        east.add_node("h100-a", gpus=8, labels=H100)
+        edge.add_node("jetson-1", gpus=1, labels={"nvidia.com/gpu.product": "NVIDIA-RTX-6000-Ada",
+                                                  "nvidia.com/gpu.memory": "49140"})
+        edge.add_node("jetson-2", gpus=1, labels={"nvidia.com/gpu.product": "NVIDIA-RTX-6000-Ada",
+                                                  "nvidia.com/gpu.memory": "49140"})
+        kc = write_kubeconfig(tmp_path / "kc", {"onprem-east": east.url, "edge": edge.url}, current="edge")
+        prov = KubernetesProvider(str(kc), contexts=["onprem-east", "edge"], request_timeout_s=2.0)
+        found = prov.discover()
+        by_kind: dict[str, dict[str, Any]] = {}
+        for doc in found.documents:
+            by_kind.setdefault(doc["kind"], {})[doc["metadata"]["name"]] = doc["spec"]
+        assert by_kind["Location"] == {"onprem-east": {"environment": "onprem"}, "edge": {"environment": "onprem"}}
+        assert by_kind["Pool"]["onprem-east-h100-80gb"]["target"]["kubernetes"]["context"] == "onprem-east"
+        ada = by_kind["Pool"]["edge-nvidia-rtx-6000-ada"]
+        assert ada["gpu"] == {"type": "NVIDIA-RTX-6000-Ada", "perNode": 1} and ada["nodes"] == {"count": 2}
+        assert by_kind["GPUType"] == {"NVIDIA-RTX-6000-Ada": {"memoryGiB": 48.0, "vendor": "nvidia"}}
+        assert any("not in the built-in catalog" in n for n in found.notes)
+        # no contexts given: the kubeconfig's current one, named explicitly in the pools' target
+        current = KubernetesProvider(str(kc), request_timeout_s=2.0).discover()
+        assert [d["spec"]["target"]["kubernetes"]["context"] for d in current.documents if d["kind"] == "Pool"] \
+            == ["edge"]
+        prov.close()
+
+
+# ---------------------------------------------------------------- apply, observe, delete
+
+
+def test_apply_creates_a_deployment_by_server_side_apply(kube: FakeKubeApiServer,
+                                                         provider: KubernetesProvider) -> None:
+    c = change("create", 3)
+    assert provider.observe(c) is None
+    provider.apply(c)
+    (write,) = kube.writes()
+    assert write.method == "PATCH" and write.content_type == "application/apply-patch+yaml"
+    assert write.path == "/apis/apps/v1/namespaces/ml/deployments/llama-h100"
+    assert write.query == {"fieldManager": [FIELD_MANAGER]}  # no force for an object placer does not hold yet
+    obj = kube.deployment(NS, "llama-h100")
+    assert obj is not None
+    assert obj["metadata"]["labels"] == {MANAGED_BY: "placer", "placer.dev/model": "llama", "placer.dev/pool": "h100"}
+    assert [(m["manager"], m["operation"]) for m in obj["metadata"]["managedFields"]] == [("placer", "Apply")]
+    pod = obj["spec"]["template"]["spec"]
+    assert pod["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": "2"}
+    assert pod["containers"][0]["image"] == "registry.local/models/llama:3.1"
+    assert pod["nodeSelector"] == {"cloud.google.com/gke-nodepool": "h100",
+                                   "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
+    assert pod["tolerations"] == [{"effect": "NoSchedule", "key": "nvidia.com/gpu", "operator": "Exists"}]
+    assert obj["spec"]["replicas"] == 3 and obj["metadata"]["generation"] == 1
+    assert provider.observe(c) == {"replicas": 3}
+
+
+def test_update_scales_idempotently_and_delete_removes(kube: FakeKubeApiServer,
+                                                       provider: KubernetesProvider) -> None:
+    provider.apply(change("create", 3))
+    provider.apply(change("update", 5))
+    obj = kube.deployment(NS, "llama-h100")
+    assert obj is not None and obj["spec"]["replicas"] == 5 and obj["metadata"]["generation"] == 2
+    assert kube.writes()[-1].query == {"fieldManager": ["placer"], "force": ["true"]}
+    rv = obj["metadata"]["resourceVersion"]
+    provider.apply(change("update", 5))  # applying twice changes nothing
+    again = kube.deployment(NS, "llama-h100")
+    assert again is not None and again["metadata"]["resourceVersion"] == rv
+    assert provider.observe(change("update", 5)) == {"replicas": 5}
+    provider.apply(change("update", 0))  # scale to zero is an update, not a delete
+    assert provider.observe(change()) == {"replicas": 0}
+
+    provider.apply(change("delete"))
+    assert kube.deployment(NS, "llama-h100") is None
+    assert provider.observe(change()) is None
+    delete = kube.writes()[-1]
+    assert delete.method == "DELETE" and '"uid"' in delete.body  # only the object it checked
+    provider.apply(change("delete"))  # already gone: fine, and nothing is sent
+    assert len([w for w in kube.writes() if w.method == "DELETE"]) == 1
+
+
+def test_an_object_placer_does_not_own_is_left_untouched(kube: FakeKubeApiServer,
+                                                         provider: KubernetesProvider) -> None:
+    kube.seed_deployment(foreign_deployment(), manager="helm")
+    before = kube.deployment(NS, "llama-h100")
+    for action, replicas in (("create", 3), ("update", 4), ("delete", None)):
+        with pytest.raises(ProviderError) as err:
+            provider.apply(change(action, replicas))
+        message = str(err.value)
+        assert not err.value.retryable
+        assert "ml/llama-h100" in message and "helm" in message and f"{MANAGED_BY}=Helm" in message
+        assert "cluster-a" in message and "untouched" in message
+    assert kube.writes() == []
+    assert kube.deployment(NS, "llama-h100") == before
+    assert provider.observe(change()) is None  # not placer's deployment
+    assert provider.observed() == {}
+
+
+def test_a_foreign_object_that_appears_mid_apply_is_not_forced(kube: FakeKubeApiServer,
+                                                               provider: KubernetesProvider) -> None:
+    """The read says "absent" (another tool creates it just after): the apply goes without force, the
+    server reports the field conflict (409, retryable), and the retry refuses it by name."""
+    kube.seed_deployment(foreign_deployment(), manager="kubectl-client-side-apply")
+    before = kube.deployment(NS, "llama-h100")
+    kube.fail_next(1, 404, method="GET")
+    with pytest.raises(ProviderError) as err:
+        provider.apply(change("create", 3))
+    assert err.value.retryable and "409" in str(err.value) and "conflict" in str(err.value).lower()
+    assert kube.writes()[-1].query == {"fieldManager": ["placer"]}
+    with pytest.raises(ProviderError) as again:
+        provider.apply(change("create", 3))
+    assert not again.value.retryable and "kubectl-client-side-apply" in str(again.value)
+    assert kube.deployment(NS, "llama-h100") == before
+
+
+def test_observed_lists_every_deployment_placer_owns(kube: FakeKubeApiServer,
+                                                     provider: KubernetesProvider) -> None:
+    provider.apply(change("create", 3))
+    provider.apply(change("create", 1, model="mistral", namespace="serving"))
+    provider.apply(change("create", 2, model="llama", pool="a100", namespace="serving"))
+    kube.seed_deployment(foreign_deployment("web", "default"))
+    assert provider.observed() == {("llama", "h100"): 3, ("mistral", "h100"): 1, ("llama", "a100"): 2}
+    listed = [r for r in kube.requests if r.path == "/apis/apps/v1/deployments"]
+    assert listed[-1].query["labelSelector"] == [f"{MANAGED_BY}=placer"]
+
+
+def test_changes_go_to_the_context_they_name(tmp_path: Path) -> None:
+    with FakeKubeApiServer() as a, FakeKubeApiServer() as b:
+        kc = write_kubeconfig(tmp_path / "kc", {"a": a.url, "b": b.url}, current="a")
+        prov = KubernetesProvider(str(kc), request_timeout_s=2.0)
+        prov.apply(change("create", 2, context="b"))
+        prov.apply(change("create", 1, model="phi", context=None))  # None: the current context
+        assert [d["metadata"]["name"] for d in b.deployments()] == ["llama-h100"]
+        assert [d["metadata"]["name"] for d in a.deployments()] == ["phi-h100"]
+        assert prov.observed(["a", "b"]) == {("llama", "h100"): 2, ("phi", "h100"): 1}
+        with pytest.raises(ProviderError) as err:
+            prov.apply(change("create", 1, context="nope"))
+        assert not err.value.retryable and "'nope'" in str(err.value) and str(kc) in str(err.value)
+        prov.close()
+
+
+def test_one_api_client_per_context(tmp_path: Path) -> None:
+    from kubernetes import config
+
+    with FakeKubeApiServer() as a, FakeKubeApiServer() as b:
+        kc = write_kubeconfig(tmp_path / "kc", {"a": a.url, "b": b.url})
+        made: list[str] = []
+
+        def factory(context: str | None) -> Any:
+            made.append(str(context))
+            return config.new_client_from_config(str(kc), context)  # type: ignore[no-untyped-call]
+
+        prov = KubernetesProvider(contexts=["a", "b"], api_client_factory=factory)
+        for _ in range(2):
+            prov.apply(change("create", 1, context="a"))
+            prov.apply(change("create", 1, context="b"))
+            prov.observed()
+        assert sorted(made) == ["a", "b"]
+        prov.close()
+
+
+# ---------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(("status", "retryable"), [(409, True), (429, True), (500, True), (503, True),
+                                                   (403, False), (404, False), (422, False)])
+def test_errors_are_classified(kube: FakeKubeApiServer, provider: KubernetesProvider,
+                               status: int, retryable: bool) -> None:
+    kube.fail_next(1, status, method="PATCH")
+    with pytest.raises(ProviderError) as err:
+        provider.apply(change("create", 3))
+    message = str(err.value)
+    assert err.value.retryable is retryable
+    assert f"HTTP {status}" in message and "ml/llama-h100" in message and "cluster-a" in message
+    assert err.value.address == "deployment/llama@h100"
+    if status == 429:
+        assert "Retry-After 1s" in message
+    if status == 404:
+        assert "kubectl create namespace ml" in message
+    if status == 403:
+        assert "kubectl auth can-i patch deployments --context cluster-a -n ml" in message
+    assert kube.deployment(NS, "llama-h100") is None
+    provider.apply(change("create", 3))  # the fault passed: a retry works
+    assert provider.observe(change()) == {"replicas": 3}
+
+
+def test_an_invalid_manifest_is_a_422_with_the_field(provider: KubernetesProvider) -> None:
+    with pytest.raises(ProviderError) as err:
+        provider.apply(change("create", 1, model="Llama_3"))  # not a DNS-1123 name
+    assert not err.value.retryable and "HTTP 422" in str(err.value) and "metadata.name" in str(err.value)
+    for broken in (change("create", -1), change("create", None),
+                   Change("deployment/llama@h100", "create", 2, None, None, target=change().target)):
+        with pytest.raises(ProviderError) as bad:
+            provider.apply(broken)  # a malformed plan never turns into a delete
+        assert not bad.value.retryable and "after.replicas" in str(bad.value)
+
+
+def test_failures_to_read_are_classified_too(kube: FakeKubeApiServer, provider: KubernetesProvider) -> None:
+    kube.fail_next(1, 503, method="GET")
+    with pytest.raises(ProviderError) as err:
+        provider.observe(change())
+    assert err.value.retryable and "HTTP 503" in str(err.value)
+    kube.fail_next(1, 429, path_contains="/nodes")
+    with pytest.raises(ProviderError) as listing:
+        provider.discover()
+    assert listing.value.retryable and "listing nodes of context cluster-a" in str(listing.value)
+
+
+def test_timeouts_and_refused_connections_are_retryable(kube: FakeKubeApiServer, kubeconfig: Path,
+                                                        tmp_path: Path) -> None:
+    kube.slow(1.0)
+    prov = KubernetesProvider(str(kubeconfig), request_timeout_s=0.2)
+    started = time.monotonic()
+    with pytest.raises(ProviderError) as err:
+        prov.apply(change("create", 3))
+    assert time.monotonic() - started < 0.9  # one short try, no hidden client retries
+    assert err.value.retryable and "cannot reach the API server" in str(err.value)
+    kube.slow(0.0)
+    dead = FakeKubeApiServer().start()
+    url = dead.url
+    dead.stop()
+    kc = write_kubeconfig(tmp_path / "dead", {"gone": url})
+    with pytest.raises(ProviderError) as refused:
+        KubernetesProvider(str(kc), request_timeout_s=0.5).observe(change(context="gone"))
+    assert refused.value.retryable and "cannot reach" in str(refused.value)
+
+
+# ---------------------------------------------------------------- waiting for rollouts
+
+
+def test_wait_healthy_waits_for_the_rollout(kube: FakeKubeApiServer, provider: KubernetesProvider) -> None:
+    kube.ready_after_polls = 4
+    c = change("create", 3)
+    provider.apply(c)
+    kube.fail_next(1, 503, method="GET")  # a hiccup while waiting is not a failure
+    provider.wait_healthy(c, timeout_s=5)
+    reads = [r for r in kube.requests if r.method == "GET" and r.path.endswith("/llama-h100")]
+    assert len(reads) >= 5  # 1 failed + 4 polls until ready
+    obj = kube.deployment(NS, "llama-h100")
+    assert obj is not None and rollout_status(obj) == (True, "3 of 3 replicas ready")
+
+
+def test_wait_healthy_times_out_retryably(kube: FakeKubeApiServer, provider: KubernetesProvider) -> None:
+    kube.ready_after_polls = None  # never ready
+    c = change("create", 2)
+    provider.apply(c)
+    started = time.monotonic()
+    with pytest.raises(ProviderError) as err:
+        provider.wait_healthy(c, timeout_s=0.3)
+    assert 0.3 <= time.monotonic() - started < 2
+    message = str(err.value)
+    assert err.value.retryable and "not rolled out after 0.3s" in message
+    assert "0 ready" in message and "kubectl --context cluster-a -n ml describe deployment llama-h100" in message
+
+
+def test_wait_healthy_for_a_delete_waits_until_gone(kube: FakeKubeApiServer, provider: KubernetesProvider) -> None:
+    provider.apply(change("create", 1))
+    provider.apply(change("delete"))
+    provider.wait_healthy(change("delete"), timeout_s=1)
+
+
+def test_rollout_status_reads_the_controller_fields() -> None:
+    meta = {"generation": 3}
+    assert rollout_status({"metadata": meta, "spec": {"replicas": 2}, "status": {"observedGeneration": 2}})[0] \
+        is False
+    assert rollout_status({"metadata": meta, "spec": {"replicas": 0}, "status": {"observedGeneration": 3}}) \
+        == (True, "0 of 0 replicas ready")
+    half = {"observedGeneration": 3, "replicas": 3, "updatedReplicas": 2, "readyReplicas": 2, "availableReplicas": 2}
+    assert rollout_status({"metadata": meta, "spec": {"replicas": 2}, "status": half})[0] is False  # old pod left
+
+
+# ---------------------------------------------------------------- the fake itself speaks the protocol
+
+
+def test_server_rejects_a_stale_put_with_409(kube: FakeKubeApiServer, kubeconfig: Path) -> None:
+    from kubernetes import client, config
+    from kubernetes.client.exceptions import ApiException
+
+    kube.seed_deployment(foreign_deployment())
+    api = client.AppsV1Api(config.new_client_from_config(str(kubeconfig)))  # type: ignore[no-untyped-call]
+    current = api.read_namespaced_deployment("llama-h100", NS)
+    current.spec.replicas = 2
+    api.replace_namespaced_deployment("llama-h100", NS, current)
+    current.spec.replicas = 4  # still carries the old resourceVersion
+    with pytest.raises(ApiException) as err:
+        api.replace_namespaced_deployment("llama-h100", NS, current)
+    body = json.loads(err.value.body or "{}")
+    assert err.value.status == 409 and body["kind"] == "Status" and body["reason"] == "Conflict"
+    with pytest.raises(ApiException) as missing:
+        api.read_namespaced_deployment("nope", NS)
+    assert missing.value.status == 404 and json.loads(missing.value.body or "{}")["reason"] == "NotFound"
+
+
+# ---------------------------------------------------------------- kubectl and schema validation
+
+
+def kubectl(kubeconfig: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    assert KUBECTL is not None
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBE")}
+    env["HOME"] = str(tmp_path / "home")
+    return subprocess.run([KUBECTL, "--kubeconfig", str(kubeconfig), "--cache-dir", str(tmp_path / "kcache"),
+                           "--request-timeout", "10s", *args], capture_output=True, text=True, env=env, timeout=60,
+                          check=False)
+
+
+@pytest.mark.skipif(KUBECTL is None, reason="kubectl is not on the PATH")
+def test_kubectl_lists_what_placer_applied(kube: FakeKubeApiServer, kubeconfig: Path, tmp_path: Path,
+                                           provider: KubernetesProvider) -> None:
+    provider.apply(change("create", 3))
+    run = kubectl(kubeconfig, tmp_path, "get", "deployments", "-n", NS, "-o", "json")
+    assert run.returncode == 0, run.stderr
+    items = json.loads(run.stdout)["items"]
+    assert [(i["metadata"]["name"], i["spec"]["replicas"], i["metadata"]["labels"][MANAGED_BY]) for i in items] \
+        == [("llama-h100", 3, "placer")]
+    selected = kubectl(kubeconfig, tmp_path, "get", "deployments", "-A", "-l", f"{MANAGED_BY}=placer", "-o", "name")
+    assert selected.returncode == 0 and selected.stdout.split() == ["deployment.apps/llama-h100"]
+
+
+@pytest.mark.skipif(KUBECTL is None, reason="kubectl is not on the PATH")
+def test_kubectl_server_side_applies_a_rendered_manifest(kube: FakeKubeApiServer, kubeconfig: Path,
+                                                         tmp_path: Path, provider: KubernetesProvider) -> None:
+    c = change("create", 2)
+    manifest = tmp_path / "manifest.yaml"
+    manifest.write_text(yaml.safe_dump(deployment_manifest(c.target, 2)), encoding="utf-8")
+    run = kubectl(kubeconfig, tmp_path, "apply", "--server-side", "-f", str(manifest))
+    assert run.returncode == 0, run.stderr
+    assert "deployment.apps/llama-h100 serverside-applied" in run.stdout
+    patch = kube.writes()[-1]
+    assert patch.content_type == "application/apply-patch+yaml" and patch.query["fieldManager"] == ["kubectl"]
+    assert provider.observe(c) == {"replicas": 2}  # labelled as placer's: placer treats it as its own
+    provider.apply(change("update", 4))  # force takes spec.replicas over from kubectl
+    obj = kube.deployment(NS, "llama-h100")
+    assert obj is not None and obj["spec"]["replicas"] == 4
+    owners = {m["manager"]: m["fieldsV1"] for m in obj["metadata"]["managedFields"]}
+    assert set(owners) == {"kubectl", "placer"}
+    assert "f:replicas" in owners["placer"]["f:spec"] and "f:replicas" not in owners["kubectl"]["f:spec"]
+    again = kubectl(kubeconfig, tmp_path, "apply", "--server-side", "-f", str(manifest))  # replicas: 2 vs 4
+    assert again.returncode != 0 and "conflict" in again.stderr.lower() and "placer" in again.stderr
+
+
+def kubernetes_validate() -> list[str] | None:
+    exe = Path(sys.executable).parent / "kubernetes-validate"
+    if exe.exists():
+        return [str(exe)]
+    found = shutil.which("kubernetes-validate")
+    return [found] if found else None
+
+
+@pytest.mark.skipif(kubernetes_validate() is None, reason="kubernetes-validate is not installed (pip install "
+                    "kubernetes-validate)")
+@pytest.mark.parametrize("version", ["1.33.0", "1.37.0"])
+def test_rendered_manifest_passes_strict_schema_validation(tmp_path: Path, version: str) -> None:
+    command = kubernetes_validate()
+    assert command is not None
+    good = tmp_path / "deployment.yaml"
+    good.write_text(yaml.safe_dump(deployment_manifest(change().target, 3)), encoding="utf-8")
+    bad_doc = deployment_manifest(change().target, 3)
+    bad_doc["spec"]["template"]["spec"]["containers"][0]["gpus"] = 2  # not a field of Container
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(bad_doc), encoding="utf-8")
+    offline = {**os.environ, "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
+               "NO_PROXY": ""}  # any network use would fail
+    ok = subprocess.run([*command, "--strict", "-k", version, str(good)], capture_output=True, text=True,
+                        env=offline, timeout=60, check=False)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "INFO" in ok.stdout and "passed" in ok.stdout
+    rejected = subprocess.run([*command, "--strict", "-k", version, str(bad)], capture_output=True, text=True,
+                              env=offline, timeout=60, check=False)
+    assert rejected.returncode != 0 and "gpus" in rejected.stdout + rejected.stderr

@@ -1,0 +1,151 @@
+"""Local AWS twins for provider tests, bound to 127.0.0.1 only.
+
+- ``moto_server()``: moto in server mode (a real HTTP endpoint boto3 talks to), on a free port.
+- ``FaultProxy``: an HTTP proxy in front of it that answers the next N requests with a canned
+  failure (throttling, 503, 403...) and forwards the rest, counting every request.
+- ``SilentServer``: accepts connections and never answers, for read timeouts.
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import threading
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+HOST = "127.0.0.1"
+
+
+@contextmanager
+def moto_server() -> Iterator[str]:
+    """Start moto's threaded server on a free port; yield its endpoint URL; stop it."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address=HOST, port=0, verbose=False)
+    server.start()
+    try:
+        _, port = server.get_host_and_port()
+        yield f"http://{HOST}:{port}"
+    finally:
+        server.stop()
+
+
+def reset_moto(endpoint: str) -> None:
+    """Forget every resource moto holds (between tests sharing one server)."""
+    request = urllib.request.Request(f"{endpoint}/moto-api/reset", data=b"", method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        response.read()
+
+
+@dataclass(frozen=True)
+class Fault:
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def query_error(code: str, message: str, status: int = 400) -> Fault:
+    """An error as AWS query-protocol services (Auto Scaling, IAM...) send it."""
+    body = (f'<ErrorResponse xmlns="https://autoscaling.amazonaws.com/doc/2011-01-01/"><Error><Type>Sender</Type>'
+            f"<Code>{code}</Code><Message>{message}</Message></Error><RequestId>fault</RequestId></ErrorResponse>")
+    return Fault(status, body.encode(), {"Content-Type": "text/xml"})
+
+
+def json_error(code: str, message: str, status: int) -> Fault:
+    """An error as AWS rest-json services (EKS...) send it."""
+    return Fault(status, f'{{"message": "{message}"}}'.encode(),
+                 {"Content-Type": "application/json", "x-amzn-ErrorType": code})
+
+
+class FaultProxy:
+    """Forwards requests to ``upstream`` except the next ``n`` set by ``fail_next``, which get ``fault``."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream.removeprefix("http://")
+        self.requests = 0
+        self._faults: list[Fault] = []
+        self._lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                with proxy._lock:
+                    proxy.requests += 1
+                    fault = proxy._faults.pop(0) if proxy._faults else None
+                if fault is not None:
+                    self._send(fault.status, fault.headers, fault.body)
+                    return
+                conn = http.client.HTTPConnection(proxy.upstream, timeout=30)
+                try:
+                    headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
+                    conn.request(self.command, self.path, body=body, headers=headers)
+                    response = conn.getresponse()
+                    payload = response.read()
+                    skip = {"connection", "transfer-encoding", "content-length"}
+                    self._send(response.status, {k: v for k, v in response.getheaders() if k.lower() not in skip},
+                               payload)
+                finally:
+                    conn.close()
+
+            def _send(self, status: int, headers: dict[str, str], body: bytes) -> None:
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _handle
+
+        self._server = ThreadingHTTPServer((HOST, 0), Handler)
+        self._server.daemon_threads = True
+        self.endpoint = f"http://{HOST}:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def fail_next(self, n: int, fault: Fault) -> None:
+        with self._lock:
+            self._faults = [fault] * n
+            self.requests = 0
+
+    def __enter__(self) -> FaultProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+class SilentServer:
+    """Accepts TCP connections and never answers: every read from it times out."""
+
+    def __init__(self) -> None:
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.bind((HOST, 0))
+        self._socket.listen(16)  # the kernel completes handshakes; nobody reads or writes
+        self.endpoint = f"http://{HOST}:{self._socket.getsockname()[1]}"
+
+    def __enter__(self) -> SilentServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._socket.close()
+
+
+def free_port() -> int:
+    """A port nothing listens on (for "connection refused")."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])

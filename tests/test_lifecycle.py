@@ -1,0 +1,486 @@
+"""End to end through the CLI, in gitops mode: plan, apply, re-plan, edits, stale plans, the
+lock, an apply killed half-way, failing providers, damaged state and plan files.
+
+Most commands run in-process through ``placer.cli.main`` (fast); one test runs the real
+console entry point in subprocesses for the true exit codes. The fleet and the providers
+that fail on purpose are in ``lifecycle_helpers.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import lifecycle_helpers as lh
+
+from placer import cli as placer_cli
+from placer import planfile
+from placer.apply import Applier, ApplyError, RetryPolicy, StalePlanError, check_fresh
+from placer.state import LocalBackend
+from providers.base import ProviderError
+
+
+class Env:
+    """One fleet in ``tmp_path`` with its state file and GitOps directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.fleet = root / "fleet"
+        self.state = root / "state" / "state.json"
+        self.deploy = root / "deploy"
+        self.write()
+
+    def write(self, **edits: Any) -> None:
+        lh.write_fleet(self.fleet, {"path": str(self.state)}, self.deploy, **edits)
+
+    @property
+    def backend(self) -> LocalBackend:
+        return LocalBackend(self.state)
+
+    def state_json(self) -> dict[str, Any]:
+        return json.loads(self.state.read_text())
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Env:
+    return Env(tmp_path)
+
+
+def placer(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """Run the CLI in-process; (exit code, stdout, stderr)."""
+    capsys.readouterr()
+    code = placer_cli.main(list(args))
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err, captured.err
+    return code, captured.out, captured.err
+
+
+def plan_json(capsys: pytest.CaptureFixture[str], env: Env, out: Path | None = None) -> dict[str, Any]:
+    args = ["plan", str(env.fleet), "--json", "--now", lh.NOW]
+    if out is not None:
+        args += ["-o", str(out)]
+    code, stdout, stderr = placer(capsys, *args)
+    assert code == 0, stderr
+    return json.loads(stdout)
+
+
+def apply_ok(capsys: pytest.CaptureFixture[str], plan: Path) -> str:
+    code, stdout, stderr = placer(capsys, "apply", str(plan))
+    assert code == 0, stderr
+    return stdout
+
+
+def load_plan(path: Path) -> planfile.Plan:
+    return planfile.read(path)
+
+
+def demand_of(plan: planfile.Plan) -> dict[str, float]:
+    return {m: float(v["demand"]) for m, v in plan.body.get("models", {}).items()}
+
+
+def run_applier(env: Env, plan_path: Path, provider: Any, **kwargs: Any) -> Any:
+    """What ``placer apply`` does, with ``provider`` and sequential changes."""
+    plan = load_plan(plan_path)
+    backend = env.backend
+    applier = Applier(backend, [provider], parallelism=1, retry=RetryPolicy(base_seconds=0.001), **kwargs)
+    with backend.lock("apply"):
+        state = backend.read()
+        check_fresh(plan, state)
+        return applier.run(plan, state, "test", plan.body["cost"]["totalUsdPerHour"], demand_of(plan))
+
+
+# ---------------------------------------------------------------- plan, apply, re-plan
+
+
+def test_plan_apply_replan_through_the_console_script(env: Env) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "placer", *args], cwd=env.root, capture_output=True,
+                              text=True, timeout=60)
+
+    first = run("plan", str(env.fleet), "-o", "plan.json", "--now", lh.NOW, "--detailed-exitcode")
+    assert first.returncode == 2, first.stderr
+    assert "Plan: 5 to create, 0 to update, 0 to delete." in first.stdout
+    assert not env.state.exists(), "plan must not write the state"
+    plan = json.loads((env.root / "plan.json").read_text())
+    assert lh.changes_of(plan) == lh.INITIAL_CHANGES
+    assert plan["priorState"] == {"lineage": None, "serial": 0}
+
+    applied = run("apply", "plan.json")
+    assert applied.returncode == 0, applied.stderr
+    assert "Apply complete: 5 change(s) applied; state serial 1." in applied.stdout
+    state = env.state_json()
+    assert state["serial"] == 1 and state["lineage"] and state["applying"] is None
+    assert {k: v["replicas"] for k, v in state["deployments"].items()} == {
+        "chat@aws-h100": 3, "embed@aws-h100": 2, "rerank@dc1-a100": 2, "summarize@aws-h100": 1}
+    assert {k: v["nodes"] for k, v in state["pools"].items()} == {"aws-h100": 1}
+    files = lh.tree(env.deploy)
+    assert json.loads(files["terraform/placer.auto.tfvars.json"])["placer_pools"]["aws-h100"]["nodes"] == 1
+    assert sum(1 for f in files if f.startswith("clusters/") and not f.endswith("kustomization.yaml")) == 4
+
+    again = run("plan", str(env.fleet), "-o", "again.json", "--now", lh.NOW, "--detailed-exitcode")
+    assert again.returncode == 0, again.stderr
+    replan = json.loads((env.root / "again.json").read_text())
+    assert [c for c in replan["changes"] if c["action"] != "no-op"] == []
+    assert replan["priorState"] == {"lineage": state["lineage"], "serial": 1}
+
+    noop = run("apply", "again.json")
+    assert noop.returncode == 0 and "No changes" in noop.stdout
+    assert env.state_json()["serial"] == 1, "an apply without changes must not bump the serial"
+
+    usage = run("plan")  # usage errors exit 1, never 2 (2 means changes present)
+    assert usage.returncode == 1
+    assert "Traceback" not in first.stderr + applied.stderr + again.stderr + usage.stderr
+
+
+def test_edited_fleet_shows_exactly_the_expected_changes(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    first = env.root / "first.json"
+    plan_json(capsys, env, first)
+    apply_ok(capsys, first)
+
+    env.write(chat_rate=9000, summarize=False)
+    second = env.root / "second.json"
+    plan = plan_json(capsys, env, second)
+    assert lh.changes_of(plan) == lh.EDITED_CHANGES
+    reasons = {c["address"]: c["reasons"] for c in plan["changes"]}
+    assert reasons["deployment/chat@aws-h100"] == ["demand changed 3000 -> 9000"]
+    assert reasons["deployment/summarize@aws-h100"] == ["model removed from the fleet"]
+    assert reasons["pool/aws-h100"] == ["more capacity needed"]
+    assert plan["priorState"]["serial"] == 1
+
+    code, _, stderr = placer(capsys, "plan", str(env.fleet), "--now", lh.NOW, "--detailed-exitcode")
+    assert code == 2, stderr
+    apply_ok(capsys, second)
+    state = env.state_json()
+    assert state["serial"] == 2
+    assert {k: v["replicas"] for k, v in state["deployments"].items()} == {
+        "chat@aws-h100": 9, "embed@aws-h100": 2, "rerank@dc1-a100": 2}
+    assert state["pools"]["aws-h100"]["nodes"] == 2
+    assert state["models"]["chat"] == {"demand": 9000.0}
+    files = lh.tree(env.deploy)
+    assert not [f for f in files if "summarize" in f], "the removed model's manifest must be gone"
+    assert json.loads(files["terraform/placer.auto.tfvars.json"])["placer_pools"]["aws-h100"]["nodes"] == 2
+
+    code, _, stderr = placer(capsys, "plan", str(env.fleet), "--now", lh.NOW, "--detailed-exitcode")
+    assert code == 0, stderr
+
+
+def test_stale_plan_is_refused_and_changes_nothing(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    a, b = env.root / "a.json", env.root / "b.json"
+    plan_json(capsys, env, a)
+    plan_json(capsys, env, b)
+    apply_ok(capsys, a)
+    before, files = env.state.read_bytes(), lh.tree(env.deploy)
+
+    code, _, stderr = placer(capsys, "apply", str(b))
+    assert code == 1
+    assert "stale plan" in stderr
+    assert "serial 0" in stderr and "serial 1" in stderr
+    assert env.state.read_bytes() == before
+    assert lh.tree(env.deploy) == files
+    assert not env.backend.lock_path.exists(), "the refused apply must release the lock"
+
+    with pytest.raises(StalePlanError, match="stale plan"):
+        check_fresh(load_plan(b), env.backend.read())
+
+
+# ---------------------------------------------------------------- the lock
+
+
+def test_apply_while_locked_is_refused_with_the_holder(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    path = env.root / "plan.json"
+    plan_json(capsys, env, path)
+    with env.backend.lock("apply") as holder:
+        code, _, stderr = placer(capsys, "apply", str(path))
+        assert code == 1
+        for part in ("is locked", holder["Who"], f"pid {holder['PID']}", holder["Created"], holder["ID"],
+                     f"placer force-unlock {holder['ID']}"):
+            assert part in stderr, f"{part!r} missing from {stderr}"
+        assert not env.state.exists(), "a refused apply must not write the state"
+        assert lh.tree(env.deploy) == {}, "a refused apply must not touch the provider"
+    apply_ok(capsys, path)
+
+
+def test_force_unlock_a_dead_holder(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    path = env.root / "plan.json"
+    plan_json(capsys, env, path)
+    dead = env.backend.lock("apply")
+    holder = dead.__enter__()  # never released, as if the process died
+
+    code, _, stderr = placer(capsys, "force-unlock", "not-the-id", "--fleet", str(env.fleet))
+    assert code == 1 and "does not match" in stderr
+    assert env.backend.lock_path.exists()
+
+    code, stdout, stderr = placer(capsys, "force-unlock", holder["ID"], "--fleet", str(env.fleet))
+    assert code == 0, stderr
+    assert "Unlocked" in stdout and holder["Who"] in stdout
+    assert not env.backend.lock_path.exists()
+    apply_ok(capsys, path)
+
+    code, _, stderr = placer(capsys, "force-unlock", holder["ID"], "--state", str(env.state))
+    assert code == 1 and "not locked" in stderr
+
+
+# ---------------------------------------------------------------- an apply killed half-way
+
+
+def test_apply_killed_half_way_resumes_without_losing_or_repeating(
+        env: Env, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    path = env.root / "plan.json"
+    plan_json(capsys, env, path)
+
+    # the reference: the same plan applied without interruption elsewhere
+    ref = Env(tmp_path / "reference")
+    run_applier(ref, path, lh.LoggingProvider(ref.deploy, ref.root / "ref.log"))
+
+    log = env.root / "apply.log"
+    proc = subprocess.Popen([sys.executable, str(lh.HERE), "slow-apply", str(path), str(env.state),
+                             str(env.deploy), str(log), "0.3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            lines = log.read_text().splitlines() if log.exists() else []
+            done = [line for line in lines if line.startswith("done ")]
+            # at least 3 changes recorded, the next one sleeping before it touches anything
+            if len(done) >= 3 and lines[-1].startswith("start "):
+                break
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, lines
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    k = len(done)  # 3, unless this machine is very slow
+    assert 3 <= k < len(lh.INITIAL_CHANGES)
+
+    state = env.state_json()
+    assert state["serial"] == 1, "the first recorded change bumps the serial"
+    assert state["applying"]["done"] == [c[0] for c in lh.INITIAL_CHANGES[:k]]
+    assert sorted(state["deployments"]) == sorted(c[0].split("/", 1)[1] for c in lh.INITIAL_CHANGES[1:k])
+    lock = json.loads(env.backend.lock_path.read_text())
+    assert lock["PID"] == proc.pid, "the killed apply still holds the lock"
+
+    # the interrupted plan is stale now; a new plan holds only what remains
+    code, _, stderr = placer(capsys, "apply", str(path))
+    assert code == 1 and "is locked" in stderr and f"pid {proc.pid}" in stderr
+    remaining = env.root / "remaining.json"
+    capsys.readouterr()
+    assert placer_cli.main(["plan", str(env.fleet), "-o", str(remaining), "--now", lh.NOW]) == 0
+    assert "did not finish" in capsys.readouterr().err
+    assert lh.changes_of(json.loads(remaining.read_text())) == lh.INITIAL_CHANGES[k:]
+
+    code, _, stderr = placer(capsys, "force-unlock", lock["ID"], "--state", str(env.state))
+    assert code == 0, stderr
+    code, _, stderr = placer(capsys, "apply", str(path))
+    assert code == 1 and "stale plan" in stderr
+
+    monkeypatch.setattr(placer_cli, "providers_for",
+                        lambda cfg, directory_override=None: [lh.LoggingProvider(env.deploy, log)])
+    apply_ok(capsys, remaining)
+
+    assert lh.tree(env.deploy) == lh.tree(ref.deploy)
+    assert lh.comparable_state(env.state) == lh.comparable_state(ref.state)
+    assert env.state_json()["applying"] is None and env.state_json()["serial"] == 2
+    lines = log.read_text().splitlines()
+    done = Counter(line.split(" ", 1)[1] for line in lines if line.startswith("done "))
+    assert done == Counter(c[0] for c in lh.INITIAL_CHANGES), "every change done exactly once"
+    started = Counter(line.split(" ", 1)[1] for line in lines if line.startswith("start "))
+    assert started - done == Counter({lh.INITIAL_CHANGES[k][0]: 1}), "only the killed change started twice"
+    code, _, _ = placer(capsys, "plan", str(env.fleet), "--now", lh.NOW, "--detailed-exitcode")
+    assert code == 0
+
+
+# ---------------------------------------------------------------- providers that fail
+
+
+def test_transient_provider_errors_are_retried(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    path = env.root / "plan.json"
+    plan_json(capsys, env, path)
+    provider = lh.FaultyProvider(env.deploy, transient=2)
+    delays: list[float] = []
+    messages: list[str] = []
+    report = run_applier(env, path, provider, sleep=delays.append, progress=lambda m, _c: messages.append(m))
+
+    assert report.retries == 2 * 5
+    assert report.applied == [c[0] for c in lh.INITIAL_CHANGES]
+    assert Counter(provider.calls) == Counter({c[0]: 3 for c in lh.INITIAL_CHANGES})
+    assert len(delays) == 10 and all(0 <= d <= 0.001 * 2 ** 5 for d in delays)
+    assert any("429 Too Many Requests" in m for m in messages)
+    assert any("503 Service Unavailable" in m for m in messages)
+    state = env.state_json()
+    assert state["serial"] == 1 and state["applying"] is None and len(state["deployments"]) == 4
+    code, _, _ = placer(capsys, "plan", str(env.fleet), "--now", lh.NOW, "--detailed-exitcode")
+    assert code == 0
+
+
+def test_retries_are_bounded(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    path = env.root / "plan.json"
+    plan_json(capsys, env, path)
+    provider = lh.FaultyProvider(env.deploy, transient=100)
+    plan = load_plan(path)
+    applier = Applier(env.backend, [provider], parallelism=1,
+                      retry=RetryPolicy(attempts=3, base_seconds=0.001), sleep=lambda _s: None)
+    with pytest.raises(ProviderError, match=r"503|429") as caught:
+        applier.run(plan, env.backend.read(), "test", None, {})
+    assert caught.value.retryable
+    assert provider.calls == ["pool/aws-h100"] * 3
+    assert not env.state.exists(), "nothing was done, so nothing is recorded"
+
+
+def test_permanent_error_records_exactly_what_was_done(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    path = env.root / "plan.json"
+    plan_json(capsys, env, path)
+    provider = lh.FaultyProvider(env.deploy, permanent_on=3)
+    with pytest.raises(ProviderError, match="400 Bad Request") as caught:
+        run_applier(env, path, provider)
+    assert not caught.value.retryable
+    failed = lh.INITIAL_CHANGES[2][0]
+    assert provider.calls.count(failed) == 1, "a permanent error is not retried"
+    succeeded = [a for a in provider.calls if a != failed]
+
+    state = env.state_json()
+    assert state["serial"] == 1
+    assert state["applying"]["done"] == succeeded, "the state records what the provider did, no more, no less"
+    assert succeeded[:2] == ["pool/aws-h100", "deployment/chat@aws-h100"]
+    assert failed.split("/", 1)[1] not in state["deployments"]
+    assert {k: v["nodes"] for k, v in state["pools"].items()} == {"aws-h100": 1}
+    manifests = sorted(f for f in lh.tree(env.deploy) if f.startswith("clusters/")
+                       and not f.endswith("kustomization.yaml"))
+    assert manifests == sorted(f"clusters/default/{k.replace('@', '-')}.yaml" for k in state["deployments"])
+    assert not env.backend.lock_path.exists()
+
+    remaining = plan_json(capsys, env)
+    assert lh.changes_of(remaining) == [c for c in lh.INITIAL_CHANGES if c[0] not in succeeded]
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "placer/apply.py Applier._parallel: after a change fails, the worker thread has already taken the next "
+    "queued change before Future.cancel() runs, so one more change starts (and is recorded) after the "
+    "failure. Remove this marker once apply stops starting changes after a failure."))
+def test_permanent_error_on_the_third_change_stops_the_apply(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    path = env.root / "plan.json"
+    plan_json(capsys, env, path)
+    provider = lh.FaultyProvider(env.deploy, permanent_on=3)
+    with pytest.raises(ProviderError, match="400 Bad Request"):
+        run_applier(env, path, provider)
+    assert provider.calls == [c[0] for c in lh.INITIAL_CHANGES[:3]], "no change may start after a failure"
+    state = env.state_json()
+    assert state["applying"]["done"] == ["pool/aws-h100", "deployment/chat@aws-h100"]
+    assert {k: v["replicas"] for k, v in state["deployments"].items()} == {"chat@aws-h100": 3}
+    assert lh.changes_of(plan_json(capsys, env)) == lh.INITIAL_CHANGES[2:]
+
+
+def test_permanent_error_through_the_cli(env: Env, capsys: pytest.CaptureFixture[str],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    path = env.root / "plan.json"
+    plan_json(capsys, env, path)
+    monkeypatch.setattr(placer_cli, "providers_for",
+                        lambda cfg, directory_override=None: [lh.FaultyProvider(env.deploy, permanent_on=3)])
+    code, _, stderr = placer(capsys, "apply", str(path))
+    assert code == 1
+    done = env.state_json()["applying"]["done"]
+    assert done[:2] == ["pool/aws-h100", "deployment/chat@aws-h100"]
+    assert f"apply failed after {len(done)} of 5 change(s)" in stderr and "400 Bad Request" in stderr
+    assert "run `placer plan`" in stderr
+
+
+def test_transient_errors_through_the_cli(env: Env, capsys: pytest.CaptureFixture[str],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    path = env.root / "plan.json"
+    plan_json(capsys, env, path)
+    monkeypatch.setenv("PLACER_RETRY_BASE_SECONDS", "0.001")
+    monkeypatch.setattr(placer_cli, "providers_for",
+                        lambda cfg, directory_override=None: [lh.FaultyProvider(env.deploy, transient=1)])
+    stdout = apply_ok(capsys, path)
+    assert "5 change(s) applied (5 retried); state serial 1." in stdout
+
+
+def test_apply_error_is_an_apply_error_when_no_provider_handles_a_change(
+        env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    path = env.root / "plan.json"
+    plan_json(capsys, env, path)
+    with pytest.raises(ApplyError, match="no configured provider"):
+        run_applier(env, path, _Nothing())
+    assert not env.state.exists()
+
+
+class _Nothing:
+    name = "nothing"
+
+    def handles(self, change: Any) -> bool:
+        return False
+
+
+# ---------------------------------------------------------------- damaged files
+
+
+def _damage(kind: str, text: str) -> str:
+    return {"garbage": "}}} this is not a state", "truncated": text[: len(text) // 3], "empty": ""}[kind]
+
+
+@pytest.mark.parametrize("kind", ["garbage", "truncated", "empty"])
+def test_damaged_state_is_a_clear_error_and_stays_as_it_is(
+        env: Env, capsys: pytest.CaptureFixture[str], kind: str) -> None:
+    first = env.root / "first.json"
+    plan_json(capsys, env, first)
+    apply_ok(capsys, first)
+    env.write(chat_rate=9000)
+    second = env.root / "second.json"
+    plan_json(capsys, env, second)
+    env.state.write_text(_damage(kind, env.state.read_text()))
+    before, files = env.state.read_bytes(), lh.tree(env.deploy)
+
+    for args in (["plan", str(env.fleet), "--now", lh.NOW], ["apply", str(second)]):
+        code, stdout, stderr = placer(capsys, *args)
+        assert code == 1, (args, stdout)
+        assert str(env.state) in stderr
+        assert ("empty" if kind == "empty" else "invalid JSON") in stderr
+        assert "internal error" not in stderr
+        assert env.state.read_bytes() == before, "a damaged state must never be rewritten"
+        assert lh.tree(env.deploy) == files
+    assert not env.backend.lock_path.exists()
+
+
+@pytest.mark.parametrize("kind", ["version", "truncated", "not-json", "missing"])
+def test_bad_plan_file_is_a_clear_error(env: Env, capsys: pytest.CaptureFixture[str], kind: str) -> None:
+    path = env.root / "plan.json"
+    plan_json(capsys, env, path)
+    text = path.read_text()
+    expected = {
+        "version": "formatVersion 99",
+        "truncated": "not a plan file (invalid JSON",
+        "not-json": "not a plan file",
+        "missing": "no such plan file",
+    }[kind]
+    if kind == "version":
+        data = json.loads(text)
+        data["formatVersion"] = 99
+        path.write_text(json.dumps(data))
+    elif kind == "truncated":
+        path.write_text(text[: len(text) // 2])
+    elif kind == "not-json":
+        path.write_text("formatVersion: 1\n")
+    else:
+        path.unlink()
+
+    for command in ("apply", "show"):
+        code, _, stderr = placer(capsys, command, str(path))
+        assert code == 1
+        assert expected in stderr and str(path) in stderr
+        assert "internal error" not in stderr
+    assert not env.state.exists()
+    assert lh.tree(env.deploy) == {}

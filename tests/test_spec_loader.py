@@ -1,0 +1,333 @@
+"""Unit tests of the fleet format's reading layers: placer.spec.source (YAML with positions),
+placer.spec.loader (envelope and spec, located diagnostics, did-you-mean) and Diagnostic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from placer.spec import Diagnostic, FleetError, load_document, read_fleet_dir
+from placer.spec.diagnostics import sort_diagnostics
+from placer.spec.kinds import API_VERSION, KINDS, PoolSpec
+from placer.spec.loader import check_name, suggest
+from placer.spec.source import RawDocument, parse_text
+
+REPO = Path(__file__).resolve().parent.parent
+BASE = REPO / "tests" / "data" / "valid" / "base" / "fleet.yaml"
+
+POOL = """\
+apiVersion: placer.dev/v1alpha1
+kind: Pool
+metadata:
+  name: dc1-l4
+  labels: {tier: gold}
+spec:
+  location: dc1
+  provider: kubernetes
+  gpu:
+    type: L4-24GB
+    perNode: 4
+  nodes: {count: 1}
+  usdPerGpuHour: 0.5
+  target:
+    kubernetes:
+      tolerations:
+      - key: a
+        operator: Exists
+      - key: b
+        effect: NoSchedule
+"""
+
+
+def one(text: str, path: str = "f.yaml") -> RawDocument:
+    docs, diags = parse_text(text, path)
+    assert diags == []
+    assert len(docs) == 1
+    return docs[0]
+
+
+def load(text: str) -> tuple[object, list[str]]:
+    doc, diags = load_document(one(text))
+    return doc, [str(d) for d in diags]
+
+
+# ---------------------------------------------------------------- source: positions
+
+
+def test_every_key_and_item_has_its_line() -> None:
+    raw = one(POOL)
+    assert raw.line == 1
+    assert raw.lines[("metadata", "name")] == 4
+    assert raw.lines[("metadata", "labels", "tier")] == 5
+    assert raw.lines[("spec", "gpu", "perNode")] == 11
+    assert raw.lines[("spec", "nodes", "count")] == 12
+    assert raw.lines[("spec", "target", "kubernetes", "tolerations", 0)] == 17
+    assert raw.lines[("spec", "target", "kubernetes", "tolerations", 1, "effect")] == 20
+
+
+def test_line_of_falls_back_to_the_deepest_known_prefix() -> None:
+    raw = one(POOL)
+    assert raw.line_of(("spec", "gpu", "perNode")) == 11
+    assert raw.line_of(("spec", "gpu", "memory")) == 9  # missing key: its parent's line
+    assert raw.line_of(("spec", "failureDomain")) == 6
+    assert raw.line_of(("nothing", "here")) == 1  # nothing known: the document's first line
+    assert raw.line_of(()) == 1
+
+
+def test_documents_of_one_file_have_their_own_lines() -> None:
+    text = "# comment\na: 1\n---\n\n# another\nb:\n  c: 2\n---\n---\nd: [x,\n  y]\n"
+    docs, diags = parse_text(text, "multi.yaml")
+    assert diags == []
+    docs = [d for d in docs if d.data is not None]  # the empty document between two ---
+    assert [d.data for d in docs] == [{"a": 1}, {"b": {"c": 2}}, {"d": ["x", "y"]}]
+    assert [d.line for d in docs] == [2, 6, 10]
+    assert docs[1].lines[("b", "c")] == 7
+    assert docs[2].lines[("d", 1)] == 11
+    assert all(d.path == "multi.yaml" for d in docs)
+
+
+def test_base_fleet_documents_start_on_their_apiversion_lines() -> None:
+    docs, diags = read_fleet_dir(BASE)
+    assert diags == []
+    assert [d.line for d in docs] == [3, 11, 19, 28, 39, 52]
+    assert docs[-1].lines[("spec", "demand", 1)] == 62
+
+
+def test_duplicate_keys_are_reported_at_the_second() -> None:
+    docs, diags = parse_text("a: 1\nb:\n  c: 1\n  c: 2\n", "dup.yaml")
+    assert [str(d) for d in diags] == ["dup.yaml:4: duplicate key 'c'"]
+    assert docs[0].data == {"a": 1, "b": {"c": 2}}
+
+
+def test_non_scalar_keys_are_reported() -> None:
+    docs, diags = parse_text("a: 1\n? [x, y]\n: 2\n", "k.yaml")
+    assert [str(d) for d in diags] == ["k.yaml:2: mapping keys must be plain scalars"]
+    assert docs[0].data == {"a": 1}
+
+
+def test_aliases_are_refused_at_the_alias() -> None:
+    docs, diags = parse_text("a: &x 1\nb: 2\nc: *x\n", "al.yaml")
+    assert docs == []
+    assert len(diags) == 1
+    assert diags[0].line == 3
+    assert "anchors and aliases" in diags[0].message
+
+
+def test_a_syntax_error_keeps_the_documents_before_it() -> None:
+    docs, diags = parse_text("a: 1\n---\nb: [\n", "s.yaml")
+    assert [d.data for d in docs] == [{"a": 1}]
+    assert len(diags) == 1 and diags[0].message.startswith("invalid YAML: ")
+
+
+def test_scalars_keep_their_yaml_types() -> None:
+    raw = one("i: 3\nf: 1.5\nb: true\ns: '3'\nn: null\nd: 2026-01-15\n")
+    assert raw.data["i"] == 3 and raw.data["f"] == 1.5 and raw.data["b"] is True
+    assert raw.data["s"] == "3" and raw.data["n"] is None
+    assert str(raw.data["d"]) == "2026-01-15"
+
+
+# ---------------------------------------------------------------- source: directories
+
+
+def test_read_fleet_dir_walks_in_sorted_path_order(tmp_path: Path) -> None:
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a.yml").write_text("n: 1\n")
+    (tmp_path / "b" / "z.yaml").write_text("n: 2\n")
+    (tmp_path / "b" / "a.yaml").write_text("n: 3\n")
+    (tmp_path / "c.yaml").write_text("n: 4\n")
+    (tmp_path / ".hidden.yaml").write_text("n: 5\n")
+    (tmp_path / "notes.txt").write_text("n: 6\n")
+    docs, diags = read_fleet_dir(tmp_path)
+    assert diags == []
+    assert [d.data["n"] for d in docs] == [1, 3, 2, 4]
+    assert docs[0].path == str(tmp_path / "a.yml")
+
+
+def test_read_fleet_dir_accepts_a_single_file() -> None:
+    docs, diags = read_fleet_dir(BASE)
+    assert diags == [] and len(docs) == 6
+    assert docs[0].path == str(BASE)
+
+
+def test_read_fleet_dir_missing_path(tmp_path: Path) -> None:
+    _, diags = read_fleet_dir(tmp_path / "nope")
+    assert [str(d) for d in diags] == [f"{tmp_path / 'nope'}:0: no such file or directory"]
+
+
+# ---------------------------------------------------------------- suggest (did you mean)
+
+
+@pytest.mark.parametrize(
+    ("word", "choices", "hint"),
+    [
+        ("perNodes", ["type", "perNode"], "perNode"),
+        ("Pol", KINDS, "Pool"),
+        ("Polcy", KINDS, "Policy"),
+        ("pool", KINDS, "Pool"),
+        ("LOCATION", KINDS, "Location"),  # too far for difflib: the case-insensitive fallback
+        ("settings", KINDS, "Settings"),
+        ("latencySloMS", ["location", "rate", "latencySloMs"], "latencySloMs"),
+        ("H100", ["H100-80GB", "A100-80GB", "T4-16GB"], "H100-80GB"),
+    ],
+)
+def test_suggest_finds_the_closest(word: str, choices: list[str], hint: str) -> None:
+    assert suggest(word, choices) == f"; did you mean {hint!r}?"
+
+
+@pytest.mark.parametrize(("word", "choices"), [("xyz", KINDS), ("anything", []), ("gpu", ["location", "rate"])])
+def test_suggest_stays_quiet_when_nothing_is_close(word: str, choices: list[str]) -> None:
+    assert suggest(word, choices) == ""
+
+
+def test_suggest_takes_any_iterable_of_names() -> None:
+    assert suggest("dc01", {"dc1": object(), "cloud-eu": object()}) == "; did you mean 'dc1'?"
+    assert suggest("dc01", (n for n in ["dc1"])) == "; did you mean 'dc1'?"
+
+
+# ---------------------------------------------------------------- names
+
+
+@pytest.mark.parametrize("name", ["dc1", "a", "eu-west-1", "x" * 63, "0abc"])
+def test_valid_dns_names(name: str) -> None:
+    assert check_name("Location", name) is None
+
+
+@pytest.mark.parametrize("name", ["Upper", "under_score", "-lead", "trail-", "x" * 64, "dot.ted", "", None, 3])
+def test_invalid_dns_names(name: object) -> None:
+    assert check_name("Pool", name) is not None
+
+
+@pytest.mark.parametrize("name", ["H100-80GB", "Jetson-Thor-128GB", "A10G_24GB", "MI300X.v2"])
+def test_gpu_type_names_are_product_names(name: str) -> None:
+    assert check_name("GPUType", name) is None
+    assert check_name("Pool", name) is not None
+
+
+# ---------------------------------------------------------------- loader
+
+
+def test_valid_document_is_typed() -> None:
+    doc, diags = load(POOL)
+    assert diags == []
+    assert doc.kind == "Pool" and doc.name == "dc1-l4" and doc.labels == {"tier": "gold"}
+    assert isinstance(doc.spec, PoolSpec)
+    assert doc.spec.gpu.per_node == 4 and doc.spec.nodes.count == 1
+    assert doc.spec.target.kubernetes.tolerations[1].effect == "NoSchedule"
+    assert doc.line_of("spec", "gpu", "perNode") == 11
+    d = doc.diag("spec.gpu.perNode", "too many", "spec", "gpu", "perNode", severity="warning")
+    assert str(d) == "f.yaml:11: Pool/dc1-l4: spec.gpu.perNode: warning: too many"
+
+
+def test_nested_errors_are_located_on_their_own_lines() -> None:
+    text = POOL.replace("    perNode: 4", "    perNode: 0").replace("        effect: NoSchedule", "        efect: x")
+    doc, diags = load(text)
+    assert doc is None
+    assert diags == [
+        "f.yaml:11: Pool/dc1-l4: spec.gpu.perNode: Input should be greater than or equal to 1",
+        "f.yaml:20: Pool/dc1-l4: spec.target.kubernetes.tolerations[1].efect: unknown field; "
+        "did you mean 'effect'?",
+    ]
+
+
+def test_missing_nested_field_is_located_at_its_parent() -> None:
+    doc, diags = load(POOL.replace("    perNode: 4\n", ""))
+    assert doc is None
+    assert diags == ["f.yaml:9: Pool/dc1-l4: spec.gpu.perNode: required field is missing"]
+
+
+def test_unknown_field_without_a_close_name_lists_the_fields() -> None:
+    _, diags = load("apiVersion: placer.dev/v1alpha1\nkind: GPUType\nmetadata: {name: X1}\n"
+                    "spec:\n  memoryGiB: 10\n  colour: red\n")
+    assert diags == ["f.yaml:6: GPUType/X1: spec.colour: unknown field; known fields: memoryGiB, vendor, family"]
+
+
+def test_unknown_rule_lists_the_rules() -> None:
+    _, diags = load("apiVersion: placer.dev/v1alpha1\nkind: Policy\nmetadata: {name: p}\n"
+                    "spec:\n  rule:\n    budgett: {maxUsdPerHour: 5}\n")
+    assert len(diags) == 1
+    assert diags[0].startswith("f.yaml:6: Policy/p: spec.rule.budgett: unknown rule 'budgett'; "
+                               "did you mean 'budget'?; rules are: allowPools, ")
+
+
+def test_type_errors_name_the_value() -> None:
+    _, diags = load("apiVersion: placer.dev/v1alpha1\nkind: Location\nmetadata: {name: a}\n"
+                    "spec:\n  environment: onprem\n  localLatencyMs: fast\n")
+    assert diags == ["f.yaml:6: Location/a: spec.localLatencyMs: Input should be a valid number, got 'fast'"]
+
+
+def test_strict_types_refuse_numbers_as_strings_and_floats_as_ints() -> None:
+    _, diags = load("apiVersion: placer.dev/v1alpha1\nkind: Pool\nmetadata: {name: p}\nspec:\n"
+                    "  location: dc1\n  provider: static\n  gpu: {type: L4-24GB, perNode: 2.5}\n"
+                    "  nodes: {count: '2'}\n  usdPerGpuHour: 1\n")
+    assert diags == [
+        "f.yaml:7: Pool/p: spec.gpu.perNode: Input should be a valid integer, got 2.5",
+        "f.yaml:8: Pool/p: spec.nodes.count: Input should be a valid integer, got '2'",
+    ]
+
+
+def test_envelope_errors() -> None:
+    _, diags = load("kind: Locaton\nmetadata: {name: a}\nspec: {}\n")
+    assert diags == [
+        "f.yaml:1: Locaton/a: apiVersion: required field is missing; use placer.dev/v1alpha1",
+        "f.yaml:1: Locaton/a: kind: unknown kind 'Locaton'; did you mean 'Location'?; kinds are "
+        + ", ".join(KINDS),
+    ]
+
+
+def test_spec_must_be_a_mapping() -> None:
+    _, diags = load(f"apiVersion: {API_VERSION}\nkind: Location\nmetadata: {{name: a}}\nspec: [onprem]\n")
+    assert diags == ["f.yaml:4: Location/a: spec: must be a mapping, got list"]
+
+
+def test_metadata_errors() -> None:
+    _, diags = load(f"apiVersion: {API_VERSION}\nkind: Location\nmetadata:\n  name: a\n  labels: {{tier: 1}}\n"
+                    "  owner: me\nspec: {environment: edge}\n")
+    assert diags == [
+        "f.yaml:5: Location/a: metadata.labels.tier: Input should be a valid string, got 1",
+        "f.yaml:6: Location/a: metadata.owner: unknown field; known fields: name, labels, annotations",
+    ]
+
+
+def test_settings_may_have_no_spec() -> None:
+    doc, diags = load(f"apiVersion: {API_VERSION}\nkind: Settings\nmetadata: {{name: s}}\n")
+    assert diags == [] and doc is not None
+    assert doc.spec.solver.time_limit_seconds == 30
+
+
+def test_empty_document_is_skipped() -> None:
+    assert load_document(RawDocument(path="f.yaml", line=1, data=None)) == (None, [])
+
+
+def test_scalar_document_is_refused() -> None:
+    doc, diags = load_document(RawDocument(path="f.yaml", line=3, data="hello"))
+    assert doc is None
+    assert [str(d) for d in diags] == [
+        "f.yaml:3: a fleet document must be a mapping with apiVersion, kind, metadata and spec"]
+
+
+def test_version_numbers_are_kept_as_text() -> None:
+    doc, diags = load(f"apiVersion: {API_VERSION}\nkind: Model\nmetadata: {{name: m}}\nspec:\n"
+                      "  version: 1.10\n  workload: batch\n  replicas: 1\n  replica: {gpus: 1, memoryGiBPerGpu: 1}\n")
+    assert diags == []
+    assert doc.spec.version == "1.1"  # YAML read 1.10 as a float: quote versions
+
+
+# ---------------------------------------------------------------- diagnostics
+
+
+def test_diagnostic_rendering() -> None:
+    assert str(Diagnostic("f.yaml", 3, "bad")) == "f.yaml:3: bad"
+    assert str(Diagnostic("f.yaml", 3, "bad", kind="Pool")) == "f.yaml:3: Pool/?: bad"
+    assert str(Diagnostic("f.yaml", 3, "bad", name="p")) == "f.yaml:3: ?/p: bad"
+    assert str(Diagnostic("f.yaml", 3, "bad", "Pool", "p", "spec.x")) == "f.yaml:3: Pool/p: spec.x: bad"
+    assert str(Diagnostic("f.yaml", 3, "meh", "Pool", "p", "spec.x", "warning")) == \
+        "f.yaml:3: Pool/p: spec.x: warning: meh"
+
+
+def test_diagnostics_sort_by_path_then_line() -> None:
+    ds = [Diagnostic("b.yaml", 1, "z"), Diagnostic("a.yaml", 10, "y"), Diagnostic("a.yaml", 2, "x")]
+    assert [(d.path, d.line) for d in sort_diagnostics(ds)] == [("a.yaml", 2), ("a.yaml", 10), ("b.yaml", 1)]
+    err = FleetError(ds + [Diagnostic("a.yaml", 1, "w", severity="warning")])
+    assert len(err.errors) == 3 and len(err.diagnostics) == 4
+    assert str(err) == "3 error(s) in fleet"

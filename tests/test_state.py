@@ -1,0 +1,210 @@
+"""LocalBackend: atomic writes, damaged state files refused (never rewritten), the lock and force-unlock."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from placer.state import LocalBackend, LockError, State, StateError, describe_holder
+
+
+def sample_state() -> State:
+    return State(
+        lineage="6f1c3a52-0000-4000-8000-000000000001",
+        serial=3,
+        deployments={"chat@aws-h100": {"replicas": 3, "target": {"provider": "aws", "pool": "aws-h100"}},
+                     "gone@dc1": {"replicas": 0, "target": {}}},
+        pools={"aws-h100": {"nodes": 2, "target": {"provider": "aws"}}},
+        models={"chat": {"demand": 3000.0}},
+        cost_usd_per_hour=64.5,
+        history=[{"serial": 3, "appliedAt": "2026-11-28T07:00:00Z", "plan": "p", "changes": 2}],
+    )
+
+
+@pytest.fixture
+def backend(tmp_path: Path) -> LocalBackend:
+    return LocalBackend(tmp_path / "state" / "state.json")
+
+
+def leftovers(directory: Path, name: str) -> list[str]:
+    """Temporary files atomic_write leaves behind (``.<name>.*``)."""
+    return sorted(p.name for p in directory.iterdir() if p.name.startswith(f".{name}."))
+
+
+# ---------------------------------------------------------------- read and write
+
+
+def test_missing_state_reads_as_empty(backend: LocalBackend) -> None:
+    state = backend.read()
+    assert state.lineage is None and state.serial == 0 and state.deployments == {}
+    assert not backend.path.exists(), "reading must not create the file"
+
+
+def test_round_trip(backend: LocalBackend) -> None:
+    backend.write(sample_state())
+    again = backend.read()
+    assert again == sample_state()
+    assert again.replicas() == {("chat", "aws-h100"): 3}  # 0 replicas are not running
+    assert again.nodes() == {"aws-h100": 2}
+    data = json.loads(backend.path.read_text())
+    assert data["lineage"] == sample_state().lineage and data["serial"] == 3 and data["version"] == 1
+
+
+def test_write_is_atomic_when_rename_fails(backend: LocalBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+    backend.write(sample_state())
+    before = backend.path.read_bytes()
+
+    def crash(*_args: object, **_kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", crash)
+    newer = sample_state()
+    newer.serial = 4
+    newer.deployments["chat@aws-h100"]["replicas"] = 9
+    with pytest.raises(OSError, match="No space left"):
+        backend.write(newer)
+    monkeypatch.undo()
+    assert backend.path.read_bytes() == before, "a failed write must leave the old state intact"
+    assert leftovers(backend.path.parent, backend.path.name) == [], "no temporary file may be left behind"
+    assert backend.read().serial == 3
+
+
+def test_write_is_atomic_when_the_data_write_fails(backend: LocalBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+    backend.write(sample_state())
+    before = backend.path.read_bytes()
+
+    def crash(_fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", crash)  # fails after the temporary file got (part of) its data
+    with pytest.raises(OSError, match="Input/output"):
+        backend.write(State(lineage="x", serial=9))
+    monkeypatch.undo()
+    assert backend.path.read_bytes() == before
+    assert leftovers(backend.path.parent, backend.path.name) == []
+
+
+def test_first_write_creates_the_directory(tmp_path: Path) -> None:
+    backend = LocalBackend(tmp_path / "a" / "b" / "state.json")
+    backend.write(State(lineage="l", serial=1))
+    assert backend.read().serial == 1
+
+
+VALID = sample_state().dumps()
+
+DAMAGED = {
+    "garbage": ("{{{ not json", "invalid JSON"),
+    "truncated": (VALID[: len(VALID) // 2], "invalid JSON"),
+    "empty": ("", "empty"),
+    "blank": ("  \n\n", "empty"),
+    "a list": ("[1, 2, 3]", "not a placer state"),
+    "a string": ('"state"', "not a placer state"),
+    "no serial": ('{"lineage": null}', "not a placer state"),
+    "no lineage": ('{"serial": 1}', "not a placer state"),
+    "serial not a number": ('{"lineage": "l", "serial": "three"}', "malformed state"),
+    "deployments a list": ('{"lineage": "l", "serial": 1, "deployments": [1]}', "malformed state"),
+    "deployment not an object": ('{"lineage": "l", "serial": 1, "deployments": {"m@p": 5}}', "malformed state"),
+    "newer version": ('{"version": 2, "lineage": "l", "serial": 1}', "state version 2"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DAMAGED))
+def test_damaged_state_is_an_error_that_names_the_file(backend: LocalBackend, name: str) -> None:
+    text, expected = DAMAGED[name]
+    backend.path.parent.mkdir(parents=True)
+    backend.path.write_text(text)
+    before = backend.path.read_bytes()
+    with pytest.raises(StateError) as caught:
+        backend.read()
+    message = str(caught.value)
+    assert str(backend.path) in message
+    assert expected in message
+    assert backend.path.read_bytes() == before, "reading a damaged state must not touch it"
+    assert leftovers(backend.path.parent, backend.path.name) == []
+
+
+def test_damaged_state_message_says_what_to_do(backend: LocalBackend) -> None:
+    backend.path.parent.mkdir(parents=True)
+    backend.path.write_text("{")
+    with pytest.raises(StateError, match="restore it from a backup"):
+        backend.read()
+
+
+def test_state_that_is_not_text(backend: LocalBackend) -> None:
+    backend.path.parent.mkdir(parents=True)
+    backend.path.write_bytes(b"\xff\xfe\x00garbage")
+    before = backend.path.read_bytes()
+    with pytest.raises(StateError, match="cannot read state") as caught:
+        backend.read()
+    assert str(backend.path) in str(caught.value)
+    assert backend.path.read_bytes() == before
+
+
+def test_state_path_that_is_a_directory(backend: LocalBackend) -> None:
+    backend.path.mkdir(parents=True)
+    with pytest.raises(StateError, match="cannot read state"):
+        backend.read()
+
+
+# ---------------------------------------------------------------- lock
+
+
+def test_lock_is_exclusive_and_names_the_holder(backend: LocalBackend) -> None:
+    with backend.lock("apply") as info:
+        assert backend.lock_path.exists()
+        assert json.loads(backend.lock_path.read_text()) == info
+        assert info["Operation"] == "apply" and info["PID"] == os.getpid()
+        with pytest.raises(LockError) as caught, backend.lock("plan"):
+            pass
+        message = str(caught.value)
+        for part in (info["Who"], f"pid {info['PID']}", f"since {info['Created']}", info["ID"], "apply",
+                     str(backend.path), f"placer force-unlock {info['ID']}"):
+            assert part in message, f"{part!r} missing from: {message}"
+        assert caught.value.holder == info
+        assert json.loads(backend.lock_path.read_text()) == info, "a refused locker must not touch the lock"
+    assert not backend.lock_path.exists(), "the lock is released at the end of the block"
+    with backend.lock("apply"):
+        pass
+
+
+def test_lock_is_released_when_the_block_fails(backend: LocalBackend) -> None:
+    with pytest.raises(RuntimeError), backend.lock("apply"):
+        raise RuntimeError("apply failed")
+    assert not backend.lock_path.exists()
+
+
+def test_lock_file_that_cannot_be_read_still_locks(backend: LocalBackend) -> None:
+    backend.lock_path.parent.mkdir(parents=True)
+    backend.lock_path.write_text("not json")
+    with pytest.raises(LockError, match="is locked"), backend.lock("apply"):
+        pass
+    assert backend.lock_path.read_text() == "not json"
+
+
+def test_force_unlock_needs_the_right_id(backend: LocalBackend) -> None:
+    with pytest.raises(LockError, match="not locked"):
+        backend.force_unlock("whatever")
+    first = backend.lock("apply")
+    info = first.__enter__()
+    with pytest.raises(LockError) as caught:
+        backend.force_unlock("not-the-id")
+    assert "does not match" in str(caught.value) and info["ID"] in str(caught.value)
+    assert json.loads(backend.lock_path.read_text()) == info, "a wrong ID must leave the lock in place"
+
+    assert backend.force_unlock(info["ID"]) == info
+    assert not backend.lock_path.exists()
+
+    # someone else takes the lock; the first holder's exit must not release theirs
+    second = backend.lock("apply")
+    other = second.__enter__()
+    first.__exit__(None, None, None)
+    assert json.loads(backend.lock_path.read_text())["ID"] == other["ID"]
+    second.__exit__(None, None, None)
+    assert not backend.lock_path.exists()
+
+
+def test_describe_holder_tolerates_missing_fields() -> None:
+    assert describe_holder({}) == "held by ? (pid ?) for ? since ?, lock ID ?"

@@ -1,0 +1,428 @@
+"""S3Backend against moto in server mode (a real HTTP endpoint): round trip, the lock, racing
+writers, damaged objects, botocore errors, and plan + apply through the CLI with s3 Settings.
+
+moto 5.2.5 checks ``If-Match`` / ``If-None-Match`` on PutObject (and ``If-Match`` on
+DeleteObject) but not atomically: it looks up the object, then stores the new one, with no
+lock between, so two truly simultaneous conditional puts can both pass (seen: 4 of 300
+simultaneous ``If-None-Match: *`` pairs). Real S3 decides conditional writes atomically; the
+``moto_endpoint`` fixture gives moto that property by serializing its PutObject/DeleteObject
+handlers, so the racing tests below test placer, not moto's race.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.stub import Stubber
+
+from placer import cli as placer_cli
+from placer.state import LockError, State, StateError
+from placer.state_s3 import S3Backend
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import lifecycle_helpers as lh
+
+KEY = "envs/prod/placer.json"
+
+
+@pytest.fixture(scope="module")
+def moto_endpoint() -> Iterator[str]:
+    from moto.s3.responses import S3Response
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    serial = threading.Lock()
+
+    def atomic(method: Any) -> Any:
+        def handler(self: Any, *args: Any, **kwargs: Any) -> Any:
+            with serial:
+                return method(self, *args, **kwargs)
+        return handler
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(S3Response, "put_object", atomic(S3Response.put_object))
+        patch.setattr(S3Response, "delete_object", atomic(S3Response.delete_object))
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        try:
+            _, port = server.get_host_and_port()
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            server.stop()
+
+
+@pytest.fixture(autouse=True)
+def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ENDPOINT_URL",
+                 "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+@pytest.fixture
+def s3(moto_endpoint: str) -> Any:
+    return boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
+
+
+@pytest.fixture
+def bucket(s3: Any) -> str:
+    name = f"placer-state-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def make(moto_endpoint: str, bucket: str) -> Any:
+    def backend(key: str = KEY, name: str | None = None) -> S3Backend:
+        return S3Backend(bucket=name or bucket, key=key, endpoint_url=moto_endpoint)
+    return backend
+
+
+def sample(serial: int = 1, replicas: int = 3) -> State:
+    return State(lineage="0b7a0c3e-0000-4000-8000-00000000abcd", serial=serial,
+                 deployments={"chat@aws-h100": {"replicas": replicas, "target": {"provider": "aws"}}},
+                 pools={"aws-h100": {"nodes": 1, "target": {}}}, models={"chat": {"demand": 3000.0}})
+
+
+def obj(s3: Any, bucket: str, key: str = KEY) -> tuple[bytes, str]:
+    got = s3.get_object(Bucket=bucket, Key=key)
+    return got["Body"].read(), got["ETag"]
+
+
+def exists(s3: Any, bucket: str, key: str) -> bool:
+    return any(o["Key"] == key for o in s3.list_objects_v2(Bucket=bucket, Prefix=key).get("Contents", []))
+
+
+# ---------------------------------------------------------------- state
+
+
+def test_round_trip(make: Any, s3: Any, bucket: str) -> None:
+    backend = make()
+    assert backend.location == f"s3://{bucket}/{KEY}"
+    empty = backend.read()
+    assert empty.lineage is None and empty.serial == 0
+    assert not exists(s3, bucket, KEY), "reading must not create the state"
+    backend.write(sample())
+    assert make().read() == sample()
+    body, _ = obj(s3, bucket)
+    assert json.loads(body)["serial"] == 1 and json.loads(body)["version"] == 1
+
+
+def test_one_backend_writes_again_and_again(make: Any) -> None:
+    backend = make()
+    backend.read()
+    for serial in range(1, 5):
+        backend.write(sample(serial, replicas=serial))
+    assert make().read() == sample(4, replicas=4)
+
+
+def test_stale_writer_is_refused(make: Any, s3: Any, bucket: str) -> None:
+    setup = make()
+    setup.read()
+    setup.write(sample(1))
+    first, second = make(), make()
+    first.read()
+    second.read()
+    first.write(sample(2, replicas=5))
+    won = obj(s3, bucket)
+    with pytest.raises(StateError, match="the state changed under you: re-plan") as caught:
+        second.write(sample(2, replicas=7))
+    assert f"s3://{bucket}/{KEY}" in str(caught.value)
+    assert obj(s3, bucket) == won, "the loser must not overwrite the winner"
+
+
+def test_write_without_read_never_overwrites(make: Any, s3: Any, bucket: str) -> None:
+    make().write(sample(1))  # nothing there yet: creates
+    before = obj(s3, bucket)
+    with pytest.raises(StateError, match="changed under you"):
+        make().write(sample(9))
+    assert obj(s3, bucket) == before
+
+
+def test_deleted_state_under_a_writer_is_a_conflict(make: Any, s3: Any, bucket: str) -> None:
+    setup = make()
+    setup.read()
+    setup.write(sample(1))
+    writer = make()
+    writer.read()
+    s3.delete_object(Bucket=bucket, Key=KEY)
+    with pytest.raises(StateError, match="changed under you"):
+        writer.write(sample(2))
+
+
+def test_a_retried_write_that_had_landed_is_not_a_conflict(make: Any, s3: Any, bucket: str) -> None:
+    backend = make()
+    backend.read()
+    backend.write(sample(1))
+    stale_etag = backend._etag
+    backend.write(sample(2))
+    backend._etag = stale_etag  # as if the response of the write of serial 2 was lost and it was retried
+    backend.write(sample(2))
+    assert make().read() == sample(2)
+    with pytest.raises(StateError, match="changed under you"):
+        backend._etag = stale_etag
+        backend.write(sample(3))  # a different body: a real conflict
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_racing_writers_exactly_one_wins(make: Any, s3: Any, bucket: str, existing: bool) -> None:
+    for round_ in range(4):
+        key = f"race/{existing}/{round_}.json"
+        if existing:
+            setup = make(key)
+            setup.read()
+            setup.write(sample(1))
+        writers = [make(key) for _ in range(2)]
+        barrier = threading.Barrier(len(writers))
+        outcome: dict[int, Any] = {}
+
+        def write(i: int, writers: list[S3Backend] = writers, barrier: threading.Barrier = barrier,
+                  outcome: dict[int, Any] = outcome) -> None:
+            try:
+                writers[i].read()
+                barrier.wait(timeout=10)  # both have read the same state before either writes
+                writers[i].write(sample(2, replicas=10 + i))
+                outcome[i] = "ok"
+            except Exception as exc:
+                outcome[i] = exc
+
+        threads = [threading.Thread(target=write, args=(i,)) for i in range(len(writers))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        winners = [i for i, r in outcome.items() if r == "ok"]
+        losers = [r for r in outcome.values() if r != "ok"]
+        assert len(winners) == 1, outcome
+        assert len(losers) == 1 and isinstance(losers[0], StateError), outcome
+        assert "the state changed under you: re-plan" in str(losers[0])
+        final = make(key).read()
+        assert final.deployments["chat@aws-h100"]["replicas"] == 10 + winners[0]
+
+
+@pytest.mark.parametrize("name,body,expected", [
+    ("garbage", b"{{ not json", "invalid JSON"),
+    ("truncated", sample().dumps().encode()[:40], "invalid JSON"),
+    ("empty", b"", "empty"),
+    ("blank", b"\n  \n", "empty"),
+    ("wrong shape", b"[1, 2]", "not a placer state"),
+    ("malformed", b'{"lineage": "l", "serial": "x"}', "malformed state"),
+    ("newer", b'{"version": 7, "lineage": "l", "serial": 1}', "state version 7"),
+    ("binary", b"\xff\xfe\x00\x01", "not UTF-8"),
+])
+def test_damaged_state_object_is_an_error_and_never_overwritten(
+        make: Any, s3: Any, bucket: str, name: str, body: bytes, expected: str) -> None:
+    s3.put_object(Bucket=bucket, Key=KEY, Body=body)
+    before = obj(s3, bucket)
+    backend = make()
+    with pytest.raises(StateError) as caught:
+        backend.read()
+    assert f"s3://{bucket}/{KEY}" in str(caught.value) and expected in str(caught.value)
+    with pytest.raises(StateError, match="refusing to overwrite"):
+        backend.write(sample(1))
+    assert obj(s3, bucket) == before
+
+
+# ---------------------------------------------------------------- lock
+
+
+def test_lock_contention_names_the_holder(make: Any, s3: Any, bucket: str) -> None:
+    first, second = make(), make()
+    with first.lock("apply") as info:
+        stored, _ = obj(s3, bucket, KEY + ".lock")
+        assert json.loads(stored) == info
+        with pytest.raises(LockError) as caught, second.lock("apply"):
+            pass
+        message = str(caught.value)
+        for part in ("is locked", f"s3://{bucket}/{KEY}", info["Who"], f"pid {info['PID']}",
+                     f"since {info['Created']}", info["ID"], f"placer force-unlock {info['ID']}"):
+            assert part in message, f"{part!r} missing from {message}"
+        assert caught.value.holder == info
+        assert json.loads(obj(s3, bucket, KEY + ".lock")[0]) == info, "the refused locker left it alone"
+    assert not exists(s3, bucket, KEY + ".lock")
+    with second.lock("apply"):
+        pass
+    assert not exists(s3, bucket, KEY + ".lock")
+
+
+def test_lock_is_released_when_the_block_fails(make: Any, s3: Any, bucket: str) -> None:
+    with pytest.raises(RuntimeError), make().lock("apply"):
+        raise RuntimeError("boom")
+    assert not exists(s3, bucket, KEY + ".lock")
+
+
+def test_racing_lockers_exactly_one_wins(make: Any) -> None:
+    for round_ in range(3):
+        key = f"lockrace/{round_}.json"
+        lockers = [make(key) for _ in range(4)]
+        barrier = threading.Barrier(len(lockers))
+        release = threading.Event()
+        outcome: dict[int, Any] = {}
+
+        def take(i: int, lockers: list[S3Backend] = lockers, barrier: threading.Barrier = barrier,
+                 release: threading.Event = release, outcome: dict[int, Any] = outcome) -> None:
+            barrier.wait(timeout=10)
+            try:
+                with lockers[i].lock("apply"):
+                    outcome[i] = "held"
+                    release.wait(timeout=10)
+            except Exception as exc:
+                outcome[i] = exc
+
+        threads = [threading.Thread(target=take, args=(i,)) for i in range(len(lockers))]
+        for t in threads:
+            t.start()
+        for _ in range(500):
+            if len(outcome) == len(lockers):
+                break
+            threading.Event().wait(0.01)
+        release.set()
+        for t in threads:
+            t.join(timeout=30)
+        assert sorted(str(type(r).__name__) if r != "held" else "held" for r in outcome.values()) == [
+            "LockError", "LockError", "LockError", "held"], outcome
+
+
+def test_force_unlock(make: Any, s3: Any, bucket: str) -> None:
+    backend = make()
+    with pytest.raises(LockError, match="not locked"):
+        backend.force_unlock("anything")
+    dead = make().lock("apply")
+    info = dead.__enter__()  # never released: its process died
+    with pytest.raises(LockError, match="does not match") as caught:
+        backend.force_unlock("wrong-id")
+    assert info["ID"] in str(caught.value)
+    assert exists(s3, bucket, KEY + ".lock")
+    assert backend.force_unlock(info["ID"]) == info
+    assert not exists(s3, bucket, KEY + ".lock")
+
+    alive = make().lock("apply")
+    other = alive.__enter__()
+    dead.__exit__(None, None, None)  # the old holder wakes up: it must not release the new lock
+    assert json.loads(obj(s3, bucket, KEY + ".lock")[0])["ID"] == other["ID"]
+    alive.__exit__(None, None, None)
+    assert not exists(s3, bucket, KEY + ".lock")
+
+
+# ---------------------------------------------------------------- errors
+
+
+def test_missing_bucket_is_named(moto_endpoint: str) -> None:
+    backend = S3Backend(bucket="no-such-placer-bucket", key=KEY, endpoint_url=moto_endpoint)
+    for attempt in (backend.read, lambda: backend.write(sample()), lambda: backend.lock("apply").__enter__()):
+        with pytest.raises(StateError) as caught:
+            attempt()
+        assert "no-such-placer-bucket" in str(caught.value) and "does not exist" in str(caught.value)
+
+
+def test_unreachable_endpoint(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}",
+                          config=Config(retries={"max_attempts": 1}, connect_timeout=2))
+    backend = S3Backend(bucket="b-unreachable", key=KEY, endpoint_url=f"http://127.0.0.1:{port}", client=client)
+    with pytest.raises(StateError, match="cannot reach the S3 endpoint"):
+        backend.read()
+
+
+def test_access_denied() -> None:
+    client = boto3.client("s3", region_name="us-east-1")
+    with Stubber(client) as stub:
+        stub.add_client_error("get_object", service_error_code="AccessDenied", http_status_code=403)
+        stub.add_client_error("put_object", service_error_code="SlowDown", service_message="Reduce your rate",
+                              http_status_code=503)
+        backend = S3Backend(bucket="locked-down", key=KEY, client=client)
+        with pytest.raises(StateError, match="access denied") as caught:
+            backend.read()
+        assert "s3://locked-down/" in str(caught.value)
+        with pytest.raises(StateError, match="SlowDown: Reduce your rate"):
+            backend.write(sample())
+
+
+def test_no_credentials(monkeypatch: pytest.MonkeyPatch, moto_endpoint: str) -> None:
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # boto3's default session caches credentials
+    with pytest.raises(StateError, match="no AWS credentials"):
+        S3Backend(bucket="whatever", key=KEY, endpoint_url=moto_endpoint).read()
+
+
+def test_bucket_and_key_are_required() -> None:
+    with pytest.raises(StateError, match="bucket and a key"):
+        S3Backend(bucket="", key=KEY)
+
+
+# ---------------------------------------------------------------- through the CLI
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = placer_cli.main(list(args))
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err and "internal error" not in err, err
+    return code, out, err
+
+
+def test_plan_and_apply_with_s3_state(tmp_path: Path, moto_endpoint: str, bucket: str, s3: Any,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    fleet = lh.write_fleet(tmp_path / "fleet", {"backend": "s3", "bucket": bucket, "key": KEY,
+                                                "endpointUrl": moto_endpoint}, tmp_path / "deploy")
+    plan = tmp_path / "plan.json"
+    code, _, err = run(capsys, "plan", str(fleet), "-o", str(plan), "--now", lh.NOW, "--detailed-exitcode")
+    assert code == 2, err
+    saved = json.loads(plan.read_text())
+    assert saved["settings"]["state"]["endpointUrl"] == moto_endpoint
+    assert lh.changes_of(saved) == lh.INITIAL_CHANGES
+
+    holder = S3Backend(bucket, KEY, endpoint_url=moto_endpoint).lock("apply")
+    info = holder.__enter__()
+    code, _, err = run(capsys, "apply", str(plan))
+    assert code == 1 and "is locked" in err and info["ID"] in err and f"s3://{bucket}/{KEY}" in err
+    assert not exists(s3, bucket, KEY), "a refused apply must not write the state"
+    code, out, err = run(capsys, "force-unlock", info["ID"], "--fleet", str(fleet))
+    assert code == 0 and "Unlocked" in out, err
+
+    code, out, err = run(capsys, "apply", str(plan))
+    assert code == 0, err
+    assert "Apply complete: 5 change(s) applied; state serial 1." in out
+    state = json.loads(obj(s3, bucket)[0])
+    assert state["serial"] == 1 and state["applying"] is None and len(state["deployments"]) == 4
+    assert not exists(s3, bucket, KEY + ".lock"), "apply releases the lock"
+    assert len([f for f in lh.tree(tmp_path / "deploy") if f.startswith("clusters/")]) == 5
+
+    code, _, err = run(capsys, "plan", str(fleet), "--now", lh.NOW, "--detailed-exitcode")
+    assert code == 0, err
+    code, _, err = run(capsys, "apply", str(plan))
+    assert code == 1 and "stale plan" in err
+
+    s3.put_object(Bucket=bucket, Key=KEY, Body=b'{"truncated": ')
+    before = obj(s3, bucket)
+    code, _, err = run(capsys, "plan", str(fleet), "--now", lh.NOW)
+    assert code == 1 and f"s3://{bucket}/{KEY}" in err and "invalid JSON" in err
+    assert obj(s3, bucket) == before
+
+
+def test_cli_names_a_missing_bucket(tmp_path: Path, moto_endpoint: str, capsys: pytest.CaptureFixture[str]) -> None:
+    fleet = lh.write_fleet(tmp_path / "fleet", {"backend": "s3", "bucket": "placer-missing-bucket", "key": KEY,
+                                                "endpointUrl": moto_endpoint}, tmp_path / "deploy")
+    code, _, err = run(capsys, "plan", str(fleet), "--now", lh.NOW)
+    assert code == 1
+    assert "placer-missing-bucket" in err and "does not exist" in err
