@@ -293,15 +293,14 @@ def _models(rng: np.random.Generator, n_models: int, locs: list[_Loc], pools: li
             lat: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
     by_jur = {j: [x for x in locs if x.jur == j] for j in JURISDICTIONS}
     core_by_jur = {j: [x for x in v if x.env != "edge"] for j, v in by_jur.items()}
-    # (location, gpu type) pairs offered by elastic cloud pools: always a way to serve demand
-    cloud_types: dict[str, set[str]] = {}
-    per_node_max: dict[str, int] = {}
-    for p in pools:
-        s = p["spec"]
-        per_node_max[s["gpu"]["type"]] = max(per_node_max.get(s["gpu"]["type"], 0), s["gpu"]["perNode"])
-        if "min" in s["nodes"] and not s.get("spot"):
-            cloud_types.setdefault(s["location"], set()).add(s["gpu"]["type"])
-    present = set(per_node_max)
+    # on-demand cloud offers (location, jurisdiction, type, perNode): every model fits one, and
+    # every SLO reaches one, so that demand can always be served
+    offers = [(p["spec"]["location"], p["spec"]["location"].split("-")[1].upper(), p["spec"]["gpu"]["type"],
+               p["spec"]["gpu"]["perNode"]) for p in pools if "min" in p["spec"]["nodes"] and not p["spec"].get("spot")]
+
+    def fitting(memory: float, gpus: int, resident: bool) -> list[str]:
+        ok = {t for (_, j, t, pn) in offers if pn >= gpus and MEMORY[t] >= memory and (not resident or j == "EU")}
+        return [t for t in CLOUD_PRICE if t in ok]
 
     raw: list[dict[str, Any]] = []
     weights: list[float] = []
@@ -311,18 +310,17 @@ def _models(rng: np.random.Generator, n_models: int, locs: list[_Loc], pools: li
         jur = str(rng.choice(JURISDICTIONS, p=JURISDICTION_WEIGHT))
         team = str(rng.choice(TEAMS))
         shape = _shape(rng, workload)
-        fits = [t for t in CLOUD_PRICE if MEMORY[t] >= shape.memory and t in present
-                and per_node_max.get(t, 0) >= shape.gpus]
-        if not fits:  # the fleet lacks a large enough GPU: shrink the model to something it has
+        eu_resident = jur == "EU" and rng.random() < 0.4
+        fits = fitting(shape.memory, shape.gpus, eu_resident)
+        if not fits:  # no on-demand offer is large enough: shrink the model to one that fits
             shape = _Shape(1, 12.0, shape.per_gpu or 3000.0)
-            fits = [t for t in CLOUD_PRICE if MEMORY[t] >= shape.memory and t in present]
+            fits = fitting(shape.memory, shape.gpus, eu_resident)
         labels = {"team": team, "home": jur.lower()}
         spec: dict[str, Any] = {
             "workload": workload,
             "version": f"{int(rng.integers(1, 5))}.{int(rng.integers(0, 10))}",
             "replica": {"gpus": shape.gpus, "memoryGiBPerGpu": _round(shape.memory, 0.5)},
         }
-        eu_resident = jur == "EU" and rng.random() < 0.4
         if eu_resident:
             labels["data"] = "eu"
         home = core_by_jur[jur]
@@ -341,8 +339,8 @@ def _models(rng: np.random.Generator, n_models: int, locs: list[_Loc], pools: li
             where = rng.choice(len(pool_locs), size=min(n_dem, len(pool_locs)), replace=False)
             share = rng.dirichlet(np.ones(len(where)))
             demand = []
-            clouds = [c for c, types in cloud_types.items() if types & set(listed)
-                      and (not eu_resident or c.startswith("cloud-eu"))]
+            clouds = sorted({loc for (loc, j, t, pn) in offers if t in listed and pn >= shape.gpus
+                             and (not eu_resident or j == "EU")})
             for j, s in zip(where, share, strict=True):
                 loc = pool_locs[int(j)].name
                 entry: dict[str, Any] = {"location": loc, "rate": float(s)}

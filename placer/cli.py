@@ -104,7 +104,10 @@ def providers_for(apply_cfg: dict[str, Any], directory_override: str | None = No
     from providers.gcp import GcpProvider
     from providers.kubernetes import KubernetesProvider
 
-    live += [AwsProvider(), GcpProvider(), KubernetesProvider()]
+    # Credentials and endpoints come from the usual places: AWS_PROFILE / AWS_ENDPOINT_URL, KUBECONFIG,
+    # Google application default credentials; PLACER_GCP_API_ENDPOINT points at an alternative Compute API.
+    live += [AwsProvider(), GcpProvider(api_endpoint=os.environ.get("PLACER_GCP_API_ENDPOINT")),
+             KubernetesProvider(kubeconfig=os.environ.get("KUBECONFIG"))]
     return live
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from placer.state import LockError, State, StateError, describe_holder, lock_info
@@ -285,10 +285,20 @@ class S3Backend:
         etag = self._acquire(info)
         try:
             yield info
-        finally:
+        except BaseException:
+            with suppress(StateError):  # the error in flight says more than a failed release
+                self._release(info, etag)
+            raise
+        self._release(info, etag)
+
+    def _release(self, info: dict[str, Any], etag: str | None) -> None:
+        try:
             found = self._holder()
             if found is not None and found[0].get("ID") == info["ID"]:
                 self._delete_lock(found[1] or etag)
+        except StateError as exc:
+            raise StateError(f"{exc}; the lock is still held: once S3 answers again, run "
+                             f"`placer force-unlock {info['ID']}`") from None
 
     def force_unlock(self, lock_id: str) -> dict[str, Any]:
         found = self._holder()

@@ -306,11 +306,21 @@ def test_scalar_document_is_refused() -> None:
         "f.yaml:3: a fleet document must be a mapping with apiVersion, kind, metadata and spec"]
 
 
-def test_version_numbers_are_kept_as_text() -> None:
+@pytest.mark.xfail(strict=True, reason="`version: 1.10` silently becomes '1.1' (YAML reads a float; ModelSpec "
+                   "turns it back into text), so version 1.10 orders before 1.9 for retire keepVersions; the "
+                   "scalar's own text should be kept, or the unquoted version refused")
+def test_unquoted_version_keeps_its_text() -> None:
     doc, diags = load(f"apiVersion: {API_VERSION}\nkind: Model\nmetadata: {{name: m}}\nspec:\n"
                       "  version: 1.10\n  workload: batch\n  replicas: 1\n  replica: {gpus: 1, memoryGiBPerGpu: 1}\n")
-    assert diags == []
-    assert doc.spec.version == "1.1"  # YAML read 1.10 as a float: quote versions
+    assert diags != [] or doc.spec.version == "1.10"
+
+
+def test_line_numbers_with_crlf_line_ends() -> None:
+    raw = one("apiVersion: placer.dev/v1alpha1\r\nkind: Location\r\nmetadata: {name: a}\r\nspec:\r\n"
+              "  environment: mars\r\n")
+    _, diags = load_document(raw)
+    assert [str(d) for d in diags] == [
+        "f.yaml:5: Location/a: spec.environment: Input should be 'onprem', 'cloud' or 'edge'"]
 
 
 # ---------------------------------------------------------------- diagnostics
@@ -328,6 +338,6 @@ def test_diagnostic_rendering() -> None:
 def test_diagnostics_sort_by_path_then_line() -> None:
     ds = [Diagnostic("b.yaml", 1, "z"), Diagnostic("a.yaml", 10, "y"), Diagnostic("a.yaml", 2, "x")]
     assert [(d.path, d.line) for d in sort_diagnostics(ds)] == [("a.yaml", 2), ("a.yaml", 10), ("b.yaml", 1)]
-    err = FleetError(ds + [Diagnostic("a.yaml", 1, "w", severity="warning")])
+    err = FleetError([*ds, Diagnostic("a.yaml", 1, "w", severity="warning")])
     assert len(err.errors) == 3 and len(err.diagnostics) == 4
     assert str(err) == "3 error(s) in fleet"

@@ -268,6 +268,24 @@ def test_lock_is_released_when_the_block_fails(make: Any, s3: Any, bucket: str) 
     assert not exists(s3, bucket, KEY + ".lock")
 
 
+def test_a_lock_that_cannot_be_released_says_how_to_break_it(make: Any, s3: Any, bucket: str) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    offline = boto3.client("s3", endpoint_url=dead, config=Config(retries={"max_attempts": 1}))
+
+    backend = make()
+    with pytest.raises(StateError) as caught, backend.lock("apply") as info:
+        backend._client = offline  # S3 goes away during the apply
+    assert f"placer force-unlock {info['ID']}" in str(caught.value)
+    assert "cannot reach" in str(caught.value)
+
+    backend = make("other.json")
+    with pytest.raises(RuntimeError, match="the apply's own error"), backend.lock("apply"):
+        backend._client = offline
+        raise RuntimeError("the apply's own error")  # not hidden by the failed release
+
+
 def test_racing_lockers_exactly_one_wins(make: Any) -> None:
     for round_ in range(3):
         key = f"lockrace/{round_}.json"

@@ -1,0 +1,182 @@
+#!/usr/bin/env bash
+# placer in any CI system: plan a pull request, or carry out a merge by committing the GitOps tree.
+#
+#   pipeline.sh pr    FLEET OUT_DIR [DEPLOY_REPO_DIR]
+#       validate FLEET, plan it, write OUT_DIR/plan.json and OUT_DIR/comment.md (Markdown for the
+#       pull-request comment). With DEPLOY_REPO_DIR (a read-only checkout of the deploy repository)
+#       the plan is diffed against the state committed there, so the comment shows what the merge
+#       would change; without it, against the fleet's own Settings state.
+#   pipeline.sh merge FLEET DEPLOY_REPO_DIR
+#       plan FLEET against the state in DEPLOY_REPO_DIR; when something changes, apply the plan
+#       there (gitops mode records the state and writes manifests and tfvars), render the whole
+#       tree with `placer render`, and commit: "placer: apply plan <fleet digest>". Nothing
+#       changes: no commit. Pushing is the caller's job (git -C DEPLOY_REPO_DIR push).
+#
+# The fleet must be in gitops mode (Settings apply.mode: gitops). Settings' state path and
+# apply.directory are read relative to the deploy repository's root: the state file is
+# committed next to the tree it describes, so plan, tree and state never disagree.
+#
+# Environment: PLACER (the placer command; default: placer), PYTHON (default: python3),
+#   PLACER_NOW (the plan time, ISO, for reproducible retire policies; default: now),
+#   PLACER_STATE (the state file inside the deploy repository; default: .placer/state.json).
+# Exit: 0 ok (pr: comment written; merge: committed, or nothing to do), 1 error.
+set -euo pipefail
+
+PLACER=${PLACER:-placer}
+PYTHON=${PYTHON:-python3}
+STATE_REL=${PLACER_STATE:-.placer/state.json}
+MARKER='<!-- placer-plan -->'
+
+usage() {
+    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2
+    exit 1
+}
+
+die() {
+    echo "pipeline.sh: $*" >&2
+    exit 1
+}
+
+abspath() {  # an absolute path for $1, which may not exist yet
+    case $1 in
+        /*) printf '%s\n' "$1" ;;
+        *) printf '%s/%s\n' "$(pwd -P)" "$1" ;;
+    esac
+}
+
+now_args=()
+if [ -n "${PLACER_NOW:-}" ]; then now_args=(--now "$PLACER_NOW"); fi
+
+# plan_field PLAN FIELD: one fact from a plan file (digest, short-digest, mode, directory, changes).
+plan_field() {
+    "$PYTHON" - "$1" "$2" <<'PY'
+import json, sys
+plan = json.load(open(sys.argv[1], encoding="utf-8"))
+what = sys.argv[2]
+apply = plan.get("settings", {}).get("apply", {})
+symbols = {"create": "+", "update": "~", "delete": "-"}
+if what == "digest":
+    print(plan["fleetDigest"])
+elif what == "short-digest":
+    algo, _, hexdigest = plan["fleetDigest"].partition(":")
+    print(f"{algo}:{hexdigest[:12]}")
+elif what == "mode":
+    print(apply.get("mode", "live"))
+elif what == "directory":
+    print(apply.get("directory", "deploy"))
+elif what == "changes":
+    for c in plan.get("changes", []):
+        if c["action"] in symbols:
+            before, after = c.get("before") or {}, c.get("after") or {}
+            detail = ", ".join(f"{k} {before.get(k, 0)} -> {after.get(k, 0)}" for k in sorted(set(before) | set(after)))
+            print(f"{symbols[c['action']]} {c['address']} ({detail})")
+    cost = plan.get("cost", {}).get("totalUsdPerHour")
+    before = plan.get("costBeforeUsdPerHour")
+    if cost is not None:
+        print(f"\nCost: {'%.2f' % before if isinstance(before, (int, float)) else 'n/a'} -> {cost:.2f} USD/h")
+PY
+}
+
+# -------------------------------------------------------------------- pr
+
+pr() {
+    [ $# -ge 2 ] && [ $# -le 3 ] || usage
+    local fleet out deploy
+    fleet=$(abspath "$1")
+    out=$(abspath "$2")
+    deploy=${3:-}
+    [ -d "$fleet" ] || die "fleet directory $1 not found"
+    mkdir -p "$out"
+    rm -f "$out/plan.json" "$out/comment.md"
+    local state_args=()
+    if [ -n "$deploy" ]; then
+        [ -d "$deploy" ] || die "deploy repository $deploy not found"
+        state_args=(--state "$(abspath "$deploy")/$STATE_REL")
+    fi
+
+    if ! "$PLACER" validate "$fleet" 2> "$out/validate.txt"; then
+        cat "$out/validate.txt" >&2
+        {
+            echo "$MARKER"
+            echo "### placer: the fleet is invalid"
+            echo
+            echo '```'
+            sed "s|$fleet/||g" "$out/validate.txt"
+            echo '```'
+        } > "$out/comment.md"
+        die "the fleet is invalid; see $out/comment.md"
+    fi
+    cat "$out/validate.txt" >&2  # warnings
+
+    if ! "$PLACER" plan "$fleet" -o "$out/plan.json" ${state_args[@]+"${state_args[@]}"} \
+            ${now_args[@]+"${now_args[@]}"} 2> "$out/plan-errors.txt"; then
+        cat "$out/plan-errors.txt" >&2
+        {
+            echo "$MARKER"
+            echo "### placer: no plan"
+            echo
+            echo '```'
+            cat "$out/plan-errors.txt"
+            echo '```'
+        } > "$out/comment.md"
+        die "planning failed; see $out/comment.md"
+    fi
+    cat "$out/plan-errors.txt" >&2
+    { echo "$MARKER"; "$PLACER" show "$out/plan.json" --markdown; } > "$out/comment.md"
+    echo "pipeline.sh: wrote $out/plan.json and $out/comment.md"
+}
+
+# -------------------------------------------------------------------- merge
+
+merge() {
+    [ $# -eq 2 ] || usage
+    local fleet deploy rc
+    fleet=$(abspath "$1")
+    deploy=$(abspath "$2")
+    [ -d "$fleet" ] || die "fleet directory $1 not found"
+    git -C "$deploy" rev-parse --git-dir > /dev/null 2>&1 || die "$2 is not a git repository (the deploy repository)"
+    deploy=$(git -C "$deploy" rev-parse --show-toplevel)
+    if [ -n "$(git -C "$deploy" status --porcelain)" ]; then
+        die "the deploy repository $deploy has uncommitted changes; placer commits only its own work"
+    fi
+    work=$(mktemp -d)  # global: the EXIT trap runs after this function has returned
+    trap 'rm -rf "$work"' EXIT
+    cd "$deploy"
+
+    set +e  # plan validates the fleet first: errors come out as path:line: Kind/name: field: message
+    "$PLACER" plan "$fleet" -o "$work/plan.json" --state "$STATE_REL" --detailed-exitcode \
+        ${now_args[@]+"${now_args[@]}"}
+    rc=$?
+    set -e
+    case $rc in
+        0) echo "pipeline.sh: no changes; the deploy repository already holds this fleet's placement"; return 0 ;;
+        2) ;;
+        *) die "placer plan failed (exit $rc)" ;;
+    esac
+    [ "$(plan_field "$work/plan.json" mode)" = gitops ] \
+        || die "merge commits a GitOps tree: set Settings apply.mode: gitops (in live mode, run placer apply instead)"
+
+    "$PLACER" apply "$work/plan.json" --state "$STATE_REL"
+    "$PLACER" render "$work/plan.json" --out "$(plan_field "$work/plan.json" directory)"
+
+    git add -A
+    if [ -z "$(git status --porcelain)" ]; then
+        echo "pipeline.sh: the rendered tree is unchanged; nothing to commit"
+        return 0
+    fi
+    local identity=()
+    if [ -z "$(git config user.email || true)" ]; then
+        identity=(-c user.name="placer" -c user.email="placer@users.noreply.github.com")
+    fi
+    git ${identity[@]+"${identity[@]}"} commit --quiet \
+        -m "placer: apply plan $(plan_field "$work/plan.json" short-digest)" \
+        -m "$(plan_field "$work/plan.json" changes)" \
+        -m "Fleet digest: $(plan_field "$work/plan.json" digest)"
+    echo "pipeline.sh: committed $(git rev-parse --short HEAD) in $deploy"
+}
+
+case ${1:-} in
+    pr) shift; pr "$@" ;;
+    merge) shift; merge "$@" ;;
+    *) usage ;;
+esac

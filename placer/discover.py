@@ -1,0 +1,445 @@
+"""What ``placer discover`` does with discovered fleet documents: print them, or merge them into a fleet.
+
+Merging keeps the fleet a hand-written thing. A discovered document whose (kind, name) is in
+the fleet, or a Pool whose target names the same group (ASG, EKS node group, MIG, Kubernetes
+context and node selector, NVML host), updates only what discovery knows, in place:
+
+- Pool: ``spec.gpu``; ``spec.nodes`` only when the discovered provider owns the pool's capacity
+  (same provider, not ``static``: one host sees one node of an on-prem pool); ``spec.spot`` when
+  discovery says; ``spec.target.<provider>`` (``namespace`` only if missing: discovery cannot know
+  it); ``spec.location`` only if missing. Exclusive alternatives are swapped, not mixed
+  (``nodes.count`` vs ``min``/``max``, ``autoScalingGroupName`` vs ``eks``, ``zone`` vs ``region``).
+- any other kind: spec fields that are missing are added; none is overwritten.
+
+Everything else (prices, labels, comments, key order, quoting, flow or block style) stays as
+written: the edited document is round-tripped with ruamel.yaml, the other documents of its
+file are kept byte for byte, and the result is re-read with the fleet's own YAML parser to
+check that exactly the intended fields changed. Documents not in the fleet are appended to
+``discovered.yaml``. ``merge`` only reads files; the caller writes what it returns.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import re
+from collections.abc import Iterable, MutableMapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from placer.spec import RawDocument, load_document, read_fleet_dir
+
+DISCOVERED_FILE = "discovered.yaml"
+_MARKER = re.compile(r"^(---|\.\.\.)(?=\s|$)")
+
+
+class MergeError(Exception):
+    """The fleet cannot take the discovered documents safely; nothing should be written."""
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "(none)"
+
+
+MISSING: Any = _Missing()  # a key that is not there (before) or is removed (after)
+
+FILL_ONLY = frozenset({("spec", "location"), ("spec", "target", "kubernetes", "namespace")})
+ATOMIC = frozenset({"nodeSelector", "tolerations"})  # replaced whole, never merged key by key
+EXCLUSIVE: dict[tuple[str, ...], tuple[tuple[str, ...], ...]] = {
+    ("spec", "nodes"): (("count",), ("min", "max")),
+    ("spec", "target", "aws"): (("autoScalingGroupName",), ("eks",)),
+    ("spec", "target", "gcp"): (("zone",), ("region",)),
+}
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    path: tuple[str, ...]
+    before: Any
+    after: Any  # MISSING: the key is removed
+
+    def __str__(self) -> str:
+        return f"{'.'.join(self.path)}: {_show(self.before)} -> {_show(self.after)}"
+
+
+@dataclass
+class MergePlan:
+    """New file contents, and one readable line per thing that changed (or did not)."""
+
+    files: dict[Path, str] = field(default_factory=dict)
+    updated: list[str] = field(default_factory=list)  # "path: Kind/name: field: before -> after"
+    added: list[str] = field(default_factory=list)  # "path: Kind/name"
+    unchanged: list[str] = field(default_factory=list)  # "Kind/name"
+
+
+def _show(value: Any) -> str:
+    if value is MISSING:
+        return "(none)"
+    if isinstance(value, dict | list):
+        return json.dumps(value, separators=(", ", ": "))
+    return json.dumps(value) if isinstance(value, bool) or value is None else str(value)
+
+
+def _same(a: Any, b: Any) -> bool:
+    return bool(a == b) and isinstance(a, bool) == isinstance(b, bool)
+
+
+# ---------------------------------------------------------------- rendering documents
+
+
+class _Flow(dict[str, Any]):
+    """A small mapping written in flow style ({type: H100-80GB, perNode: 8}), as fleets are written."""
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+_Dumper.add_representer(_Flow, lambda d, data: d.represent_mapping("tag:yaml.org,2002:map", data, flow_style=True))
+
+
+def _styled(value: Any, path: tuple[str, ...] = ()) -> Any:
+    if isinstance(value, dict):
+        inner = {k: _styled(v, (*path, str(k))) for k, v in value.items()}
+        leaf = all(not isinstance(v, dict | list) for v in inner.values())
+        if leaf and (path[-1:] in (("gpu",), ("nodes",), ("eks",)) or not value or path[-1:] == ("[]",)):
+            return _Flow(inner)
+        return inner
+    if isinstance(value, list):
+        return [_styled(v, (*path, "[]")) for v in value]
+    return value
+
+
+def to_yaml(document: dict[str, Any]) -> str:
+    """One fleet document as YAML, keys in their given order, small leaf maps in flow style."""
+    return yaml.dump(_styled(document), Dumper=_Dumper, sort_keys=False, default_flow_style=False,
+                     allow_unicode=True, width=4096)
+
+
+def _comments(lines: Iterable[str]) -> str:
+    return "".join(f"# {line}\n".replace("# \n", "#\n") for text in lines for line in text.splitlines() or [""])
+
+
+def render(documents: list[dict[str, Any]], header: Iterable[str] = (), notes: Iterable[str] = ()) -> str:
+    """Multi-document YAML: a comment header, the notes as comments, then the documents."""
+    return _header(header, notes) + "".join(f"---\n{to_yaml(d)}" for d in documents)
+
+
+def _header(header: Iterable[str], notes: Iterable[str]) -> str:
+    notes = list(notes)
+    return _comments(header) + (_comments(["Notes:", *(f"- {n}" for n in notes)]) if notes else "")
+
+
+def _appended(documents: list[dict[str, Any]], header: Iterable[str], notes: Iterable[str]) -> str:
+    """Documents to add after existing ones: the header comments go after the marker, with the first of them."""
+    first, *rest = documents
+    return f"---\n{_header(header, notes)}{to_yaml(first)}" + "".join(f"---\n{to_yaml(d)}" for d in rest)
+
+
+def relocate(documents: list[dict[str, Any]], location: str) -> list[dict[str, Any]]:
+    """Put every discovered Pool at ``location``: the Locations discovery invented for them give way to one."""
+    docs = copy.deepcopy(documents)
+    pools = [d for d in docs if d.get("kind") == "Pool"]
+    if not pools:
+        return docs
+    old = {d["spec"].get("location") for d in pools}
+    for pool in pools:
+        pool["spec"]["location"] = location
+    dropped = [d for d in docs if d.get("kind") == "Location" and d["metadata"]["name"] in old | {location}]
+    keep = [d for d in docs if not any(d is x for x in dropped)]
+    spec = next((d["spec"] for d in dropped if d["metadata"]["name"] == location), None)
+    if spec is None:
+        spec = {"environment": dropped[0]["spec"].get("environment", "onprem")} if dropped else {"environment": "onprem"}
+    at = next((i for i, d in enumerate(keep) if d.get("kind") in ("Pool", "GPUType")), len(keep))
+    keep.insert(at, {"apiVersion": pools[0]["apiVersion"], "kind": "Location", "metadata": {"name": location},
+                     "spec": spec})
+    return keep
+
+
+# ---------------------------------------------------------------- which fields change
+
+
+def _kind_name(data: Any) -> tuple[str, str] | None:
+    if not isinstance(data, dict) or not isinstance(data.get("metadata"), dict):
+        return None
+    kind, name = data.get("kind"), data["metadata"].get("name")
+    return (kind, name) if isinstance(kind, str) and isinstance(name, str) else None
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def identities(document: dict[str, Any]) -> set[tuple[Any, ...]]:
+    """What a Pool's capacity is, as a provider names it: the same group under another pool name is the same pool."""
+    spec = _mapping(document.get("spec"))
+    target = _mapping(spec.get("target"))
+    found: set[tuple[Any, ...]] = set()
+    aws, gcp, kube = _mapping(target.get("aws")), _mapping(target.get("gcp")), _mapping(target.get("kubernetes"))
+    if aws.get("region") and (aws.get("autoScalingGroupName") or aws.get("eks")):
+        eks = _mapping(aws.get("eks"))
+        found.add(("aws", aws["region"], aws.get("autoScalingGroupName"), eks.get("cluster"), eks.get("nodegroup")))
+    if gcp.get("project") and gcp.get("instanceGroupManager"):
+        found.add(("gcp", gcp["project"], gcp.get("zone"), gcp.get("region"), gcp["instanceGroupManager"]))
+    if kube.get("nodeSelector"):
+        selector = tuple(sorted((str(k), str(v)) for k, v in _mapping(kube.get("nodeSelector")).items()))
+        found.add(("kubernetes", kube.get("context"), selector))
+    source = _mapping(_mapping(document.get("metadata")).get("annotations")).get("placer.dev/discovered-from")
+    if spec.get("provider") == "static" and isinstance(source, str) and source.startswith("nvml:"):
+        found.add(("nvml", source, _mapping(spec.get("gpu")).get("type")))
+    return found
+
+
+def _own_identity(document: dict[str, Any]) -> tuple[Any, ...] | None:
+    """The identity of a discovered Pool by the provider that found it."""
+    spec = _mapping(document.get("spec"))
+    wanted = {"aws": "aws", "gcp": "gcp", "kubernetes": "kubernetes", "static": "nvml"}.get(str(spec.get("provider")))
+    return next((i for i in identities(document) if i[0] == wanted), None)
+
+
+def _sync(path: tuple[str, ...], old: Any, new: Any, out: list[FieldChange]) -> None:
+    if isinstance(new, dict) and isinstance(old, dict):
+        for key, value in new.items():
+            child = (*path, key)
+            before = old.get(key, MISSING)
+            if child in FILL_ONLY and before is not MISSING:
+                continue
+            if key in ATOMIC:
+                if before is MISSING or not _same(before, value):
+                    out.append(FieldChange(child, before, copy.deepcopy(value)))
+                continue
+            _sync(child, before, value, out)
+        groups = EXCLUSIVE.get(path, ())
+        used = [g for g in groups if any(k in new for k in g)]
+        for group in groups:
+            if used and group not in used:
+                out.extend(FieldChange((*path, k), old[k], MISSING) for k in group if k in old and k not in new)
+        return
+    if old is MISSING and new == {}:
+        return
+    if old is MISSING or not _same(old, new):
+        out.append(FieldChange(path, old, copy.deepcopy(new)))
+
+
+def field_changes(existing: dict[str, Any], found: dict[str, Any]) -> list[FieldChange]:
+    """What merging ``found`` into the hand-written ``existing`` document changes (module docstring)."""
+    old_spec = existing.get("spec")
+    new_spec = _mapping(found.get("spec"))
+    if not isinstance(old_spec, dict):
+        return [FieldChange(("spec",), old_spec if "spec" in existing else MISSING, copy.deepcopy(new_spec))]
+    out: list[FieldChange] = []
+    if found.get("kind") != "Pool":
+        out.extend(FieldChange(("spec", k), MISSING, copy.deepcopy(v)) for k, v in new_spec.items() if k not in old_spec)
+        return out
+    provider = new_spec.get("provider")
+    owner = provider != "static" and old_spec.get("provider") == provider
+    for key in ("gpu", "nodes", "spot", "target", "location"):
+        if key not in new_spec:
+            continue
+        path, before, after = ("spec", key), old_spec.get(key, MISSING), new_spec[key]
+        if key == "location" or (key == "nodes" and not owner):
+            if before is MISSING:
+                out.append(FieldChange(path, MISSING, copy.deepcopy(after)))
+        elif key == "spot":
+            if bool(old_spec.get("spot", False)) != bool(after):
+                out.append(FieldChange(path, before, bool(after)))
+        else:
+            _sync(path, before, after, out)
+    return out
+
+
+def apply_changes(document: MutableMapping[str, Any], changes: Iterable[FieldChange]) -> None:
+    """Apply ``changes`` in place (a plain dict or a ruamel.yaml CommentedMap alike)."""
+    for change in changes:
+        node: Any = document
+        for key in change.path[:-1]:
+            if not isinstance(node.get(key), MutableMapping):
+                node[key] = {}
+            node = node[key]
+        last = change.path[-1]
+        if change.after is MISSING:
+            node.pop(last, None)
+        else:
+            node[last] = copy.deepcopy(change.after)
+
+
+# ---------------------------------------------------------------- editing files in place
+
+
+def _segments(text: str) -> list[tuple[int, str]]:
+    """The file split at document markers (``---``, ``...`` at column 0): (first line, text) each."""
+    out: list[tuple[int, list[str]]] = [(1, [])]
+    for number, line in enumerate(text.splitlines(keepends=True), start=1):
+        if _MARKER.match(line):
+            out.append((number, [line]))
+        else:
+            out[-1][1].append(line)
+    return [(start, "".join(lines)) for start, lines in out]
+
+
+def _guess_indent(body: str) -> tuple[int, int]:
+    """(mapping indent, dash offset of block sequences) as the document is written."""
+    lines = [ln for ln in body.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    mapping = offset = None
+    for a, b in zip(lines, lines[1:], strict=False):
+        ia, ib = len(a) - len(a.lstrip()), len(b) - len(b.lstrip())
+        if a.rstrip().endswith(":") and not a.lstrip().startswith("- ") and ib >= ia:
+            if b.lstrip().startswith("- "):
+                offset = ib - ia if offset is None else offset
+            elif ib > ia and mapping is None:
+                mapping = ib - ia
+    mapping = mapping or 2
+    return mapping, offset if offset is not None else mapping
+
+
+def _edit(segment: str, changes: list[FieldChange], where: str) -> str:
+    """One document's text with ``changes`` applied by a ruamel.yaml round trip."""
+    try:
+        from ruamel.yaml import YAML
+    except ImportError as exc:  # pragma: no cover - a declared dependency
+        raise MergeError("--merge needs ruamel.yaml to edit fleet files in place: pip install ruamel.yaml") from exc
+    lines = segment.splitlines(keepends=True)
+    head = ""
+    if lines and _MARKER.match(lines[0]) and lines[0][3:].strip()[:1] in ("", "#"):
+        head, segment = lines[0], "".join(lines[1:])
+    mapping, offset = _guess_indent(segment)
+    rt = YAML(typ="rt")
+    rt.preserve_quotes = True
+    rt.width = 4096
+    rt.indent(mapping=mapping, sequence=offset + 2, offset=offset)
+    rt.explicit_start = bool(_MARKER.match(segment))
+    try:
+        data = rt.load(segment)
+    except Exception as exc:
+        raise MergeError(f"{where}: cannot read this document to edit it in place ({exc})") from exc
+    if not isinstance(data, MutableMapping):
+        raise MergeError(f"{where}: not a mapping; cannot edit it in place")
+    apply_changes(data, changes)
+    buffer = io.StringIO()
+    rt.dump(data, buffer)
+    return head + buffer.getvalue()
+
+
+def _changed_text(path: Path, text: str, edits: list[tuple[RawDocument, list[FieldChange], str]]) -> str:
+    crlf = "\r\n" in text
+    text = text.replace("\r\n", "\n")
+    segments = _segments(text)
+    bodies = [body for _, body in segments]
+    for raw, changes, label in edits:
+        index = max(i for i, (start, _) in enumerate(segments) if start <= raw.line)
+        where = f"{path}:{raw.line}: {label}"
+        new = _edit(bodies[index], changes, where)
+        expected = copy.deepcopy(raw.data)
+        apply_changes(expected, changes)
+        try:
+            reread = list(yaml.safe_load_all(new))
+        except yaml.YAMLError:
+            reread = []
+        if [d for d in reread if d is not None] != [expected]:
+            raise MergeError(f"{where}: cannot update it in place without changing other fields (the YAML "
+                             f"round trip differs); make these changes by hand: "
+                             f"{'; '.join(str(c) for c in changes)}")
+        if index + 1 < len(bodies) and not new.endswith("\n"):
+            new += "\n"
+        bodies[index] = new
+    result = "".join(bodies)
+    return result.replace("\n", "\r\n") if crlf else result
+
+
+def _new_problems(before: RawDocument | None, after: RawDocument) -> list[str]:
+    """Shape errors ``after`` has that ``before`` (the hand-written version) did not."""
+    old = {(d.field, d.message) for d in load_document(before)[1]} if before is not None else set()
+    return [str(d) for d in load_document(after)[1] if d.severity == "error" and (d.field, d.message) not in old]
+
+
+# ---------------------------------------------------------------- merge
+
+
+def plan_merge(fleet: str | Path, documents: list[dict[str, Any]], header: Iterable[str] = (),
+               notes: Iterable[str] = ()) -> MergePlan:
+    """Merge discovered ``documents`` into the fleet at ``fleet`` (see the module docstring).
+
+    ``header`` and ``notes`` become comments above the documents appended to ``discovered.yaml``.
+    Raises MergeError, and changes nothing, when the fleet cannot be read or an edit is not safe.
+    """
+    root = Path(fleet)
+    if not root.exists():
+        raise MergeError(f"{root}: no such fleet directory (create it first to start a new fleet)")
+    raws, diags = read_fleet_dir(root)
+    diags = [d for d in diags if not d.message.startswith("no *.yaml")]
+    if diags:
+        more = f" (and {len(diags) - 1} more)" if len(diags) > 1 else ""
+        raise MergeError(f"cannot merge into {root}: {diags[0]}{more}; fix the fleet first")
+    by_name: dict[tuple[str, str], RawDocument] = {}
+    by_identity: dict[tuple[Any, ...], list[RawDocument]] = {}
+    for raw in raws:
+        key = _kind_name(raw.data)
+        if key is None:
+            continue
+        by_name.setdefault(key, raw)
+        if key[0] == "Pool":
+            for ident in identities(raw.data):
+                by_identity.setdefault(ident, []).append(raw)
+
+    plan = MergePlan()
+    edits: dict[Path, list[tuple[RawDocument, list[FieldChange], str]]] = {}
+    matched: set[int] = set()
+    fresh: list[dict[str, Any]] = []
+    seen: set[tuple[str, str]] = set()
+    problems: list[str] = []
+    for doc in documents:
+        key = _kind_name(doc)
+        if key is None or key in seen:
+            continue
+        seen.add(key)
+        raw = by_name.get(key)
+        how = ""
+        if raw is None and key[0] == "Pool":
+            ident = _own_identity(doc)
+            same = [r for r in by_identity.get(ident, []) if id(r) not in matched] if ident else []
+            if len(same) == 1:
+                raw, how = same[0], f" (discovered as {key[0]}/{key[1]}: same {ident[0] if ident else ''} target)"
+        if raw is None or id(raw) in matched:
+            fresh.append(doc)
+            continue
+        matched.add(id(raw))
+        existing = _kind_name(raw.data) or key
+        label = f"{existing[0]}/{existing[1]}"
+        changes = field_changes(raw.data, doc)
+        if not changes:
+            plan.unchanged.append(label + how)
+            continue
+        edits.setdefault(Path(raw.path), []).append((raw, changes, label))
+        plan.updated.extend(f"{raw.path}: {label}{how}: {c}" for c in changes)
+        after = copy.deepcopy(raw.data)
+        apply_changes(after, changes)
+        problems += _new_problems(raw, RawDocument(raw.path, raw.line, after, raw.lines))
+
+    for path, file_edits in edits.items():
+        plan.files[path] = _changed_text(path, path.read_text(encoding="utf-8"), file_edits)
+
+    if fresh:
+        target = root / DISCOVERED_FILE if root.is_dir() else root
+        for doc in fresh:
+            problems += _new_problems(None, RawDocument(str(target), 0, doc))
+        current = plan.files.get(target)
+        if current is None:
+            current = target.read_text(encoding="utf-8") if target.exists() else ""
+        if current and not current.endswith("\n"):
+            current += "\n"
+        plan.files[target] = current + (_appended(fresh, header, notes) if current.strip() else
+                                        render(fresh, header, notes))
+        plan.added.extend(f"{target}: {d['kind']}/{d['metadata']['name']}" for d in fresh)
+    if problems:
+        raise MergeError("the merged fleet would be invalid, so nothing was written: " + "; ".join(problems))
+    return plan
+
+
+def merge(fleet_dir: str | Path, documents: list[dict[str, Any]]) -> dict[Path, str]:
+    """The new contents of every fleet file that merging ``documents`` changes (or creates)."""
+    return plan_merge(fleet_dir, documents).files

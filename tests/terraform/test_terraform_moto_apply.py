@@ -1,0 +1,244 @@
+"""terraform apply of aws-gpu-pools against moto in server mode, fed placer's tfvars.
+
+A root config points the aws provider at a local moto server, reads
+placer.auto.tfvars.json (the sample contract plus a spot ASG pool and an EKS pool), and
+applies the module; boto3 then checks that the groups exist at placer's sizes. A second
+apply with new node counts checks that terraform converges the groups, changing only them.
+
+Known moto gaps worked around here, none of them in the module:
+- moto copies a launch template's own tags into its LaunchTemplateData.TagSpecifications
+  (resource type "launch-template"), which makes terraform see drift; the fixture strips
+  them (in-process patch of moto's backend).
+- moto cannot tag EKS node groups nor report node group updates, so the resize keeps the
+  EKS pool and placer_plan (which tags it) unchanged.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.terraform.tfkit import SAMPLE_TFVARS, Terraform, copy_terraform_tree
+
+boto3 = pytest.importorskip("boto3")
+moto_server = pytest.importorskip("moto.server")
+
+REGION = "eu-west-1"
+EXTRA_POOLS: dict[str, Any] = {
+    "aws-eu-l4-spot": {
+        "provider": "aws", "nodes": 3, "min_nodes": 1, "max_nodes": 6, "gpu_type": "L4-24GB",
+        "gpus_per_node": 4, "spot": True,
+        "aws": {"region": REGION, "auto_scaling_group_name": "placer-aws-eu-l4-spot",
+                "eks_cluster": None, "eks_nodegroup": None},
+        "gcp": None,
+    },
+    "aws-eu-eks-a10g": {
+        "provider": "aws", "nodes": 2, "min_nodes": 0, "max_nodes": 4, "gpu_type": "A10G-24GB",
+        "gpus_per_node": 1, "spot": False,
+        "aws": {"region": REGION, "auto_scaling_group_name": None, "eks_cluster": "ml", "eks_nodegroup": "a10g"},
+        "gcp": None,
+    },
+}
+
+
+def _strip_launch_template_self_tags() -> Any:
+    """Wrap moto's create_launch_template so a template's own tags stay off its launch data."""
+    from moto.ec2.models.launch_templates import LaunchTemplateBackend
+
+    original = LaunchTemplateBackend.create_launch_template
+
+    def create_launch_template(self: Any, name: str, description: str, template_data: dict[str, Any],
+                               tag_spec: dict[str, Any]) -> Any:
+        specs = template_data.get("TagSpecifications")
+        if specs:
+            template_data = {**template_data, "TagSpecifications": [
+                s for s in specs if s.get("ResourceType") != "launch-template"]}
+        return original(self, name, description, template_data, tag_spec)
+
+    return LaunchTemplateBackend, "create_launch_template", create_launch_template
+
+
+@dataclass
+class MotoRoot:
+    terraform: Terraform
+    root: Path
+    endpoint: str
+    tfvars: dict[str, Any]
+    first_apply: str
+
+    def client(self, service: str) -> Any:
+        return boto3.client(service, endpoint_url=self.endpoint, region_name=REGION,
+                            aws_access_key_id="test", aws_secret_access_key="test")
+
+    def write_tfvars(self, tfvars: dict[str, Any]) -> None:
+        self.tfvars = tfvars
+        (self.root / "placer.auto.tfvars.json").write_text(json.dumps(tfvars, indent=2))
+
+    def apply(self) -> str:
+        return self.terraform.run(self.root, "apply", "-auto-approve", "-input=false", timeout=300).stdout
+
+    def groups(self) -> dict[str, dict[str, Any]]:
+        found = self.client("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"]
+        return {g["AutoScalingGroupName"]: g for g in found}
+
+
+def _root_config(endpoint: str) -> str:
+    endpoints = "\n".join(f'    {svc} = "{endpoint}"' for svc in ("ec2", "autoscaling", "sts", "eks", "iam"))
+    return textwrap.dedent("""\
+        # Root config written by the test: placer's tfvars -> aws-gpu-pools, against moto.
+        variable "placer_pools" {
+          type = any
+        }
+
+        variable "placer_plan" {
+          type = any
+        }
+
+        variable "pool_settings" {
+          type = any
+        }
+
+        provider "aws" {
+          region                      = "%(region)s"
+          access_key                  = "test"
+          secret_key                  = "test"
+          skip_credentials_validation = true
+          skip_requesting_account_id  = true
+          skip_metadata_api_check     = true
+          skip_region_validation      = true
+          max_retries                 = 2
+
+          endpoints {
+        %(endpoints)s
+          }
+        }
+
+        module "aws_gpu_pools" {
+          source        = "../terraform/modules/aws-gpu-pools"
+          placer_pools  = var.placer_pools
+          placer_plan   = var.placer_plan
+          pool_settings = var.pool_settings
+        }
+
+        output "asg_desired_capacities" {
+          value = module.aws_gpu_pools.asg_desired_capacities
+        }
+
+        output "pool_nodes" {
+          value = module.aws_gpu_pools.pool_nodes
+        }
+        """) % {"region": REGION, "endpoints": endpoints}
+
+
+@pytest.fixture(scope="module")
+def moto_root(terraform_aws: Terraform, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoRoot]:
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        try:
+            port = server.get_host_and_port()[1]
+        except AttributeError:  # older moto
+            port = server._server.server_port
+        endpoint = f"http://127.0.0.1:{port}"
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(*_strip_launch_template_self_tags())
+            yield _apply_first(terraform_aws, tmp_path_factory.mktemp("moto-apply"), endpoint)
+    finally:
+        server.stop()
+
+
+def _apply_first(terraform: Terraform, base: Path, endpoint: str) -> MotoRoot:
+    copy_terraform_tree(base)
+    root = base / "root"
+    root.mkdir()
+    session = dict(endpoint_url=endpoint, region_name=REGION, aws_access_key_id="test", aws_secret_access_key="test")
+    ec2 = boto3.client("ec2", **session)
+    subnets = [s["SubnetId"] for s in ec2.describe_subnets()["Subnets"]][:2]
+    images = ec2.describe_images(Owners=["amazon"])["Images"]
+    ami = images[0]["ImageId"] if images else ec2.register_image(Name="placer-gpu", RootDeviceName="/dev/xvda")["ImageId"]
+    iam = boto3.client("iam", **session)
+    assume = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"Service": "eks.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+    cluster_role = iam.create_role(RoleName="eks-cluster", AssumeRolePolicyDocument=assume)["Role"]["Arn"]
+    node_role = iam.create_role(RoleName="eks-nodes", AssumeRolePolicyDocument=assume)["Role"]["Arn"]
+    boto3.client("eks", **session).create_cluster(name="ml", roleArn=cluster_role,
+                                                  resourcesVpcConfig={"subnetIds": subnets})
+
+    tfvars = json.loads(SAMPLE_TFVARS.read_text())
+    tfvars["placer_pools"].update(copy.deepcopy(EXTRA_POOLS))
+    settings = {
+        "aws-eu-h100": {"instance_type": "p5.48xlarge", "ami_id": ami, "subnet_ids": subnets,
+                        "tags": {"team": "ml-platform"}},
+        "aws-eu-l4-spot": {"instance_type": "g6.12xlarge", "extra_instance_types": ["g6.24xlarge"],
+                           "ami_id": ami, "subnet_ids": subnets},
+        "aws-eu-eks-a10g": {"instance_type": "g5.xlarge", "subnet_ids": subnets, "node_role_arn": node_role},
+    }
+    (root / "main.tf").write_text(_root_config(endpoint))
+    (root / "settings.auto.tfvars.json").write_text(json.dumps({"pool_settings": settings}, indent=2))
+    scenario = MotoRoot(terraform, root, endpoint, tfvars, first_apply="")
+    scenario.write_tfvars(tfvars)
+    terraform.run(root, "init", "-input=false", timeout=120)
+    scenario.first_apply = scenario.apply()
+    return scenario
+
+
+def test_apply_creates_groups_at_placer_sizes(moto_root: MotoRoot) -> None:
+    assert "Apply complete! Resources: 5 added, 0 changed, 0 destroyed." in moto_root.first_apply
+    pools = moto_root.tfvars["placer_pools"]
+    groups = moto_root.groups()
+
+    asg_pools = {name: p for name, p in pools.items()
+                 if p["provider"] == "aws" and p["aws"]["auto_scaling_group_name"]}
+    assert set(asg_pools) == {"aws-eu-h100", "aws-eu-l4-spot"}
+    assert set(groups) == {p["aws"]["auto_scaling_group_name"] for p in asg_pools.values()}
+    for name, pool in asg_pools.items():
+        group = groups[pool["aws"]["auto_scaling_group_name"]]
+        assert group["DesiredCapacity"] == pool["nodes"], name
+        assert (group["MinSize"], group["MaxSize"]) == (pool["min_nodes"], pool["max_nodes"]), name
+        tags = {t["Key"]: t["Value"] for t in group["Tags"]}
+        assert tags["placer:pool"] == name and tags["placer:gpu-type"] == pool["gpu_type"]
+        assert tags["placer:plan-serial"] == str(moto_root.tfvars["placer_plan"]["serial"])
+
+    on_demand = groups["placer-aws-eu-h100"]
+    assert "MixedInstancesPolicy" not in on_demand
+    template = moto_root.client("ec2").describe_launch_template_versions(
+        LaunchTemplateId=on_demand["LaunchTemplate"]["LaunchTemplateId"])["LaunchTemplateVersions"][0]
+    assert template["LaunchTemplateData"]["InstanceType"] == "p5.48xlarge"
+
+    spot = groups["placer-aws-eu-l4-spot"]["MixedInstancesPolicy"]
+    distribution = spot["InstancesDistribution"]
+    assert distribution["OnDemandPercentageAboveBaseCapacity"] == 0
+    assert distribution["SpotAllocationStrategy"] == "price-capacity-optimized"
+    assert [o["InstanceType"] for o in spot["LaunchTemplate"]["Overrides"]] == ["g6.12xlarge", "g6.24xlarge"]
+
+    nodegroup = moto_root.client("eks").describe_nodegroup(clusterName="ml", nodegroupName="a10g")["nodegroup"]
+    eks_pool = pools["aws-eu-eks-a10g"]
+    assert nodegroup["scalingConfig"] == {"desiredSize": eks_pool["nodes"], "minSize": eks_pool["min_nodes"],
+                                          "maxSize": eks_pool["max_nodes"]}
+    assert nodegroup["capacityType"] == "ON_DEMAND"
+    assert nodegroup["labels"]["placer.dev/pool"] == "aws-eu-eks-a10g"
+
+    outputs = json.loads(moto_root.terraform.run(moto_root.root, "output", "-json").stdout)
+    assert outputs["pool_nodes"]["value"] == {name: p["nodes"] for name, p in pools.items() if p["provider"] == "aws"}
+
+
+def test_reapply_with_new_nodes_resizes_only_the_groups(moto_root: MotoRoot) -> None:
+    """placer writes new node counts; terraform apply updates the two ASGs in place and nothing else."""
+    tfvars = copy.deepcopy(moto_root.tfvars)
+    tfvars["placer_pools"]["aws-eu-h100"]["nodes"] = 5
+    tfvars["placer_pools"]["aws-eu-l4-spot"]["nodes"] = 1
+    moto_root.write_tfvars(tfvars)
+
+    out = moto_root.apply()
+    assert "Apply complete! Resources: 0 added, 2 changed, 0 destroyed." in out, out[-3000:]
+    groups = moto_root.groups()
+    assert groups["placer-aws-eu-h100"]["DesiredCapacity"] == 5
+    assert groups["placer-aws-eu-l4-spot"]["DesiredCapacity"] == 1
+    assert groups["placer-aws-eu-l4-spot"]["MinSize"] == 1
