@@ -97,6 +97,7 @@ class Applier:
         self.progress = progress or (lambda _msg, _change: None)
         self.sleep = sleep
         self._write = threading.Lock()
+        self._failed = threading.Event()
 
     def provider_for(self, change: Change) -> ChangeProvider:
         for provider in self.providers:
@@ -136,6 +137,8 @@ class Applier:
             self.backend.write(state)
 
     def _one(self, state: State, change: Change, report: ApplyReport) -> None:
+        if self._failed.is_set():
+            return  # another change failed: start nothing new
         provider = self.provider_for(change)
         self.progress(f"{change.action} {change.address}", change)
         self._with_retry(change, "apply", lambda: provider.apply(change), report)
@@ -149,6 +152,8 @@ class Applier:
 
     def _healthy(self, change: Change, report: ApplyReport) -> None:
         provider = self.provider_for(change)
+        if not getattr(provider, "waits", True):
+            return  # e.g. gitops: health is the pipeline's business once the tree is merged
         self.progress(f"waiting for {change.address} to be healthy", change)
         self._with_retry(change, "health", lambda: provider.wait_healthy(change, self.health_timeout_s), report)
 
@@ -185,8 +190,15 @@ class Applier:
     def _parallel(self, changes: list[Change], fn: Callable[[Change], None]) -> None:
         if not changes:
             return
+        def guarded(change: Change) -> None:
+            try:
+                fn(change)
+            except BaseException:
+                self._failed.set()
+                raise
+
         with ThreadPoolExecutor(max_workers=min(self.parallelism, len(changes))) as pool:
-            futures = {pool.submit(fn, c): c for c in changes}
+            futures = {pool.submit(guarded, c): c for c in changes}
             done, pending = wait(futures, return_when=FIRST_EXCEPTION)
             errors = [f.exception() for f in done if f.exception() is not None]
             if errors:

@@ -26,8 +26,9 @@ from placer.fleet import Fleet, load_fleet
 from placer.planfile import Plan, PlanFileError
 from placer.spec import FleetError
 
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-out = Console(highlight=False, soft_wrap=True)
+# markup and emoji off: names and messages from users' files are printed as they are
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
+out = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 
 class CliError(Exception):
@@ -413,6 +414,15 @@ def whatif(fleet: str, demand_scale: float, fail_pool: tuple[str, ...], fail_loc
     from placer.render.whatif import render as render_whatif
 
     render_whatif(report, out)
+
+
+def _register() -> None:
+    from placer.cli_policy import policy
+
+    cli.add_command(policy)
+
+
+_register()
 
 
 # ---------------------------------------------------------------- entry point

@@ -7,7 +7,8 @@ context and node selector, NVML host), updates only what discovery knows, in pla
 - Pool: ``spec.gpu``; ``spec.nodes`` only when the discovered provider owns the pool's capacity
   (same provider, not ``static``: one host sees one node of an on-prem pool); ``spec.spot`` when
   discovery says; ``spec.target.<provider>`` (``namespace`` only if missing: discovery cannot know
-  it); ``spec.location`` only if missing. Exclusive alternatives are swapped, not mixed
+  it; ``tolerations`` gain the discovered ones); ``spec.location`` only if missing. Exclusive
+  alternatives are swapped, not mixed
   (``nodes.count`` vs ``min``/``max``, ``autoScalingGroupName`` vs ``eks``, ``zone`` vs ``region``).
 - any other kind: spec fields that are missing are added; none is overwritten.
 
@@ -15,13 +16,15 @@ Everything else (prices, labels, comments, key order, quoting, flow or block sty
 written: the edited document is round-tripped with ruamel.yaml, the other documents of its
 file are kept byte for byte, and the result is re-read with the fleet's own YAML parser to
 check that exactly the intended fields changed. Documents not in the fleet are appended to
-``discovered.yaml``. ``merge`` only reads files; the caller writes what it returns.
+``discovered.yaml`` (a new Location only when a new pool is there). ``merge`` only reads
+files; the caller writes what it returns.
 """
 
 from __future__ import annotations
 
 import copy
 import io
+import itertools
 import json
 import re
 from collections.abc import Iterable, MutableMapping
@@ -49,7 +52,7 @@ class _Missing:
 MISSING: Any = _Missing()  # a key that is not there (before) or is removed (after)
 
 FILL_ONLY = frozenset({("spec", "location"), ("spec", "target", "kubernetes", "namespace")})
-ATOMIC = frozenset({"nodeSelector", "tolerations"})  # replaced whole, never merged key by key
+ATOMIC = frozenset({"nodeSelector", "tolerations"})  # never merged key by key (tolerations: a union)
 EXCLUSIVE: dict[tuple[str, ...], tuple[tuple[str, ...], ...]] = {
     ("spec", "nodes"): (("count",), ("min", "max")),
     ("spec", "target", "aws"): (("autoScalingGroupName",), ("eks",)),
@@ -75,6 +78,7 @@ class MergePlan:
     updated: list[str] = field(default_factory=list)  # "path: Kind/name: field: before -> after"
     added: list[str] = field(default_factory=list)  # "path: Kind/name"
     unchanged: list[str] = field(default_factory=list)  # "Kind/name"
+    skipped: list[str] = field(default_factory=list)  # "Location/name": new, but no new pool is there
 
 
 def _show(value: Any) -> str:
@@ -154,7 +158,10 @@ def relocate(documents: list[dict[str, Any]], location: str) -> list[dict[str, A
     keep = [d for d in docs if not any(d is x for x in dropped)]
     spec = next((d["spec"] for d in dropped if d["metadata"]["name"] == location), None)
     if spec is None:
-        spec = {"environment": dropped[0]["spec"].get("environment", "onprem")} if dropped else {"environment": "onprem"}
+        spec = {"environment": dropped[0]["spec"].get("environment", "onprem") if dropped else "onprem"}
+        jurisdictions = {d["spec"].get("jurisdiction") for d in dropped}
+        if len(jurisdictions) == 1 and None not in jurisdictions:
+            spec["jurisdiction"] = jurisdictions.pop()  # all the old locations agree
     at = next((i for i, d in enumerate(keep) if d.get("kind") in ("Pool", "GPUType")), len(keep))
     keep.insert(at, {"apiVersion": pools[0]["apiVersion"], "kind": "Location", "metadata": {"name": location},
                      "spec": spec})
@@ -209,6 +216,8 @@ def _sync(path: tuple[str, ...], old: Any, new: Any, out: list[FieldChange]) -> 
             before = old.get(key, MISSING)
             if child in FILL_ONLY and before is not MISSING:
                 continue
+            if key == "tolerations" and isinstance(before, list) and isinstance(value, list):
+                value = before + [t for t in value if t not in before]  # extra tolerations are harmless
             if key in ATOMIC:
                 if before is MISSING or not _same(before, value):
                     out.append(FieldChange(child, before, copy.deepcopy(value)))
@@ -263,9 +272,37 @@ def apply_changes(document: MutableMapping[str, Any], changes: Iterable[FieldCha
             node = node[key]
         last = change.path[-1]
         if change.after is MISSING:
-            node.pop(last, None)
+            _pop_keeping_comments(node, last)
         else:
             node[last] = copy.deepcopy(change.after)
+
+
+def _pop_keeping_comments(node: MutableMapping[str, Any], key: str) -> None:
+    """Remove ``key``; in a ruamel.yaml map, the full-line comments below it move to the key before it."""
+    if key not in node:
+        return
+    items = getattr(getattr(node, "ca", None), "items", {})
+    token = (items.get(key) or [None, None, None])[2]
+    keys = list(node)
+    index = keys.index(key)
+    node.pop(key)
+    rest = token.value.split("\n", 1)[1] if token is not None and "\n" in token.value else ""
+    if not rest.strip() or index == 0:
+        return  # the end-of-line comment goes with its key
+    holder, last = node, keys[index - 1]
+    while (isinstance(holder[last], MutableMapping) and holder[last] and hasattr(holder[last], "fa")
+           and not holder[last].fa.flow_style()):
+        holder, last = holder[last], list(holder[last])[-1]
+    if isinstance(holder[last], list) and not getattr(getattr(holder[last], "fa", None), "flow_style", lambda: False)():
+        return  # after a block sequence: no place to put them
+    from ruamel.yaml.error import CommentMark
+    from ruamel.yaml.tokens import CommentToken
+
+    entry = holder.ca.items.setdefault(last, [None, None, None, None])  # type: ignore[attr-defined]
+    if entry[2] is None:
+        entry[2] = CommentToken("\n" + rest, CommentMark(0), None)
+    else:
+        entry[2].value += rest
 
 
 # ---------------------------------------------------------------- editing files in place
@@ -286,7 +323,7 @@ def _guess_indent(body: str) -> tuple[int, int]:
     """(mapping indent, dash offset of block sequences) as the document is written."""
     lines = [ln for ln in body.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     mapping = offset = None
-    for a, b in zip(lines, lines[1:], strict=False):
+    for a, b in itertools.pairwise(lines):
         ia, ib = len(a) - len(a.lstrip()), len(b) - len(b.lstrip())
         if a.rstrip().endswith(":") and not a.lstrip().startswith("- ") and ib >= ia:
             if b.lstrip().startswith("- "):
@@ -307,6 +344,11 @@ def _edit(segment: str, changes: list[FieldChange], where: str) -> str:
     head = ""
     if lines and _MARKER.match(lines[0]) and lines[0][3:].strip()[:1] in ("", "#"):
         head, segment = lines[0], "".join(lines[1:])
+    lines = segment.splitlines(keepends=True)
+    cut = len(lines)
+    while cut and (not lines[cut - 1].strip() or lines[cut - 1].startswith("#")):
+        cut -= 1
+    segment, trailing = "".join(lines[:cut]), "".join(lines[cut:])  # comments before the next document stay put
     mapping, offset = _guess_indent(segment)
     rt = YAML(typ="rt")
     rt.preserve_quotes = True
@@ -322,7 +364,7 @@ def _edit(segment: str, changes: list[FieldChange], where: str) -> str:
     apply_changes(data, changes)
     buffer = io.StringIO()
     rt.dump(data, buffer)
-    return head + buffer.getvalue()
+    return head + buffer.getvalue() + trailing
 
 
 def _changed_text(path: Path, text: str, edits: list[tuple[RawDocument, list[FieldChange], str]]) -> str:
@@ -397,29 +439,31 @@ def plan_merge(fleet: str | Path, documents: list[dict[str, Any]], header: Itera
         if key is None or key in seen:
             continue
         seen.add(key)
-        raw = by_name.get(key)
-        how = ""
-        if raw is None and key[0] == "Pool":
-            ident = _own_identity(doc)
-            same = [r for r in by_identity.get(ident, []) if id(r) not in matched] if ident else []
+        hit, how = by_name.get(key), ""
+        if hit is None and key[0] == "Pool" and (own := _own_identity(doc)) is not None:
+            same = [r for r in by_identity.get(own, []) if id(r) not in matched]
             if len(same) == 1:
-                raw, how = same[0], f" (discovered as {key[0]}/{key[1]}: same {ident[0] if ident else ''} target)"
-        if raw is None or id(raw) in matched:
+                hit, how = same[0], f" (discovered as {key[0]}/{key[1]}: same {own[0]} target)"
+        if hit is None or id(hit) in matched:
             fresh.append(doc)
             continue
-        matched.add(id(raw))
-        existing = _kind_name(raw.data) or key
+        matched.add(id(hit))
+        existing = _kind_name(hit.data) or key
         label = f"{existing[0]}/{existing[1]}"
-        changes = field_changes(raw.data, doc)
+        changes = field_changes(hit.data, doc)
         if not changes:
             plan.unchanged.append(label + how)
             continue
-        edits.setdefault(Path(raw.path), []).append((raw, changes, label))
-        plan.updated.extend(f"{raw.path}: {label}{how}: {c}" for c in changes)
-        after = copy.deepcopy(raw.data)
+        edits.setdefault(Path(hit.path), []).append((hit, changes, label))
+        plan.updated.extend(f"{hit.path}: {label}{how}: {c}" for c in changes)
+        after = copy.deepcopy(hit.data)
         apply_changes(after, changes)
-        problems += _new_problems(raw, RawDocument(raw.path, raw.line, after, raw.lines))
+        problems += _new_problems(hit, RawDocument(hit.path, hit.line, after, hit.lines))
 
+    used = {_mapping(d.get("spec")).get("location") for d in fresh if d.get("kind") == "Pool"}
+    plan.skipped = [f"Location/{d['metadata']['name']}" for d in fresh
+                    if d.get("kind") == "Location" and d["metadata"]["name"] not in used]
+    fresh = [d for d in fresh if d.get("kind") != "Location" or d["metadata"]["name"] in used]
     for path, file_edits in edits.items():
         plan.files[path] = _changed_text(path, path.read_text(encoding="utf-8"), file_edits)
 

@@ -324,14 +324,14 @@ def build_fleet(docs: list[Document]) -> tuple[Fleet | None, list[Diagnostic]]:
     for name, doc in by_kind.get("Model", {}).items():
         before = len(diags)
         _check_model(doc, doc.spec, need_location, need_gpu, max_per_node, bool(pools), diags)
-        if len(diags) == before:
+        if not any(d.severity == "error" for d in diags[before:]):
             models[name] = Model(name, doc.labels, doc.spec)
 
     policies: list[Policy] = []
     for name, doc in by_kind.get("Policy", {}).items():
         before = len(diags)
         _check_policy(doc, doc.spec, locations, gpu_types, by_kind, diags)
-        if len(diags) == before:
+        if not any(d.severity == "error" for d in diags[before:]):
             policies.append(Policy(name, doc.labels, doc.spec))
 
     topology = Topology({n: loc.spec.local_latency_ms for n, loc in locations.items()}, links)
@@ -417,6 +417,12 @@ def _check_policy(doc: Document, spec: PolicySpec, locations: Mapping[str, Locat
             if n not in gpu_types:
                 diags.append(doc.diag(f"spec.{side}.gpuType[{i}]", f"unknown GPU type {n!r}{suggest(n, gpu_types)}",
                                       "spec", side, "gpuType", i))
+    if spec.enforcement == "preferred" and spec.penalty_usd_per_hour is None:
+        diags.append(doc.diag("spec.penaltyUsdPerHour", "a preferred policy needs penaltyUsdPerHour (the cost of "
+                              "one unit of violation)", "spec", "enforcement"))
+    if spec.enforcement == "required" and spec.penalty_usd_per_hour is not None:
+        diags.append(doc.diag("spec.penaltyUsdPerHour", "applies only to enforcement: preferred (a required policy "
+                              "is never violated)", "spec", "penaltyUsdPerHour"))
     rule = spec.rule
     if rule.name == "preferPools" and spec.enforcement == "required":
         diags.append(doc.diag("spec.rule.preferPools", "preferPools is a soft rule: use enforcement: preferred with "

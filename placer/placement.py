@@ -54,6 +54,8 @@ class Placement:
         """(model, demand location, rate not routed) for every demand entry short by more than EPS."""
         out = []
         for model in fleet.models.values():
+            if model.name in self.retired:
+                continue  # retired on purpose: its demand is not "unmet"
             for d in model.spec.demand:
                 short = d.rate - self.routed(model.name, d.location)
                 if short > EPS * max(1.0, d.rate):

@@ -12,6 +12,7 @@ import getpass
 import json
 import os
 import socket
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -161,8 +162,15 @@ class LocalBackend:
     def lock(self, operation: str) -> Iterator[dict[str, Any]]:
         info = lock_info(operation)
         self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        # write the holder's identity to a private file, then link it into place: the lock file
+        # appears atomically with its content, so it is never seen empty
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.lock_path.name}.", dir=self.lock_path.parent)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(info, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
         try:
-            fd = os.open(self.lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            os.link(tmp, self.lock_path)
         except FileExistsError:
             holder = self._holder()
             raise LockError(
@@ -170,10 +178,8 @@ class LocalBackend:
                 f"`placer force-unlock {holder.get('ID', '?')}`",
                 holder,
             ) from None
-        with os.fdopen(fd, "w") as handle:
-            json.dump(info, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
+        finally:
+            os.unlink(tmp)
         try:
             yield info
         finally:
@@ -194,6 +200,10 @@ class LocalBackend:
         if not self.lock_path.exists():
             raise LockError(f"the state {self.path} is not locked")
         holder = self._holder()
+        if not holder.get("ID"):
+            # unreadable or empty (an older placer crashed while writing it): any ID breaks it
+            self.lock_path.unlink()
+            return holder
         if holder.get("ID") != lock_id:
             raise LockError(f"lock ID {lock_id} does not match the lock on {self.path} ({describe_holder(holder)})",
                             holder)

@@ -16,12 +16,20 @@ from typing import Any
 import yaml
 
 from placer.planfile import Change, atomic_write
-from placer.render.tree import TFVARS, kustomization_text, manifest_path, manifest_text, tfvars_entry, tfvars_text
+from placer.render.tree import (
+    TFVARS,
+    kustomization_text,
+    manifest_path,
+    manifest_text,
+    tfvars_entry,
+    tfvars_text,
+)
 from providers.base import ProviderError, pool_nodes
 
 
 class GitOpsProvider:
     name = "gitops"
+    waits = False  # nothing to wait for: the tree is synced by the pipeline
 
     def __init__(self, directory: str | Path) -> None:
         self.root = Path(directory)

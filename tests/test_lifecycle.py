@@ -368,10 +368,6 @@ def test_permanent_error_records_exactly_what_was_done(env: Env, capsys: pytest.
     assert lh.changes_of(remaining) == [c for c in lh.INITIAL_CHANGES if c[0] not in succeeded]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "placer/apply.py Applier._parallel: after a change fails, the worker thread has already taken the next "
-    "queued change before Future.cancel() runs, so one more change starts (and is recorded) after the "
-    "failure. Remove this marker once apply stops starting changes after a failure."))
 def test_permanent_error_on_the_third_change_stops_the_apply(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     path = env.root / "plan.json"
     plan_json(capsys, env, path)

@@ -32,7 +32,7 @@ def _fleet(tmp: Path) -> Path:
         doc("Link", "eu-dc", {"between": ["eu", "dc"], "latencyMs": 8}),
         doc("Pool", "aws-h100", {"location": "eu", "provider": "aws", "gpu": {"type": "H100-80GB", "perNode": 8},
                                  "nodes": {"min": 0, "max": 4}, "usdPerGpuHour": 4.0,
-                                 "target": {"aws": {"region": REGION, "autoScalingGroupName": "placer-h100"},
+                                 "target": {"aws": {"region": REGION, "autoScalingGroupName": "e2e-h100"},
                                             "kubernetes": k8s("eks-eu")}}),
         doc("Pool", "gcp-a100", {"location": "eu", "provider": "gcp", "gpu": {"type": "A100-80GB", "perNode": 8},
                                  "nodes": {"min": 0, "max": 4}, "usdPerGpuHour": 3.0,
@@ -63,7 +63,7 @@ def world(tmp_path, monkeypatch):
         session.client("ec2", endpoint_url=aws_url).create_launch_template(
             LaunchTemplateName="lt-h100", LaunchTemplateData={"ImageId": AMI, "InstanceType": "p4d.24xlarge"})
         autoscaling = session.client("autoscaling", endpoint_url=aws_url)
-        autoscaling.create_auto_scaling_group(AutoScalingGroupName="placer-h100", MinSize=0, MaxSize=4,
+        autoscaling.create_auto_scaling_group(AutoScalingGroupName="e2e-h100", MinSize=0, MaxSize=4,
                                               DesiredCapacity=0, AvailabilityZones=[f"{REGION}a"],
                                               LaunchTemplate={"LaunchTemplateName": "lt-h100"})
         link = gcp.add_template("acme", "a100-tpl", "a2-ultragpu-8g", accelerators=[("nvidia-a100-80gb", 8)])
@@ -89,7 +89,7 @@ def test_plan_apply_replan_through_live_providers(world):
 
     r = placer(world, "apply", str(plan))
     assert r.returncode == 0, r.stderr + r.stdout
-    group = world["autoscaling"].describe_auto_scaling_groups(AutoScalingGroupNames=["placer-h100"])
+    group = world["autoscaling"].describe_auto_scaling_groups(AutoScalingGroupNames=["e2e-h100"])
     assert group["AutoScalingGroups"][0]["DesiredCapacity"] == 2
     assert world["gcp"].target_size("acme", "placer-a100", zone="europe-west4-a") == 2
     kube = world["kube"]

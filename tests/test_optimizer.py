@@ -276,5 +276,5 @@ def test_infeasible_required_policies_are_named():
     assert optimize(f, RULES).status == "INFEASIBLE"
     conflict = explain_infeasible(f, RULES)
     assert conflict.policies == ("pin-to-p",) and conflict.models == ("m",)
-    with pytest.raises(InfeasibleError, match="pin-to-p.*minReplicas of m"):
+    with pytest.raises(InfeasibleError, match=r"pin-to-p.*minReplicas of m"):
         make_plan(f, State(), RULES, NOW)

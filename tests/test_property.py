@@ -7,14 +7,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-
-def num(lo, hi):
-    return st.floats(lo, hi).map(lambda x: round(x, 3))
-
 from placer.cost import price
 from placer.optimizer import optimize
 from placer.placement import check_hard_constraints
 from tests.fleetkit import RULES, fleet, inference, link, location, policy, pool, training
+
+
+def num(lo, hi):
+    return st.floats(lo, hi).map(lambda x: round(x, 3))
+
 
 GPUS = ["A100-80GB", "L4-24GB", "H100-80GB"]
 RULE_CHOICES = [

@@ -306,9 +306,6 @@ def test_scalar_document_is_refused() -> None:
         "f.yaml:3: a fleet document must be a mapping with apiVersion, kind, metadata and spec"]
 
 
-@pytest.mark.xfail(strict=True, reason="`version: 1.10` silently becomes '1.1' (YAML reads a float; ModelSpec "
-                   "turns it back into text), so version 1.10 orders before 1.9 for retire keepVersions; the "
-                   "scalar's own text should be kept, or the unquoted version refused")
 def test_unquoted_version_keeps_its_text() -> None:
     doc, diags = load(f"apiVersion: {API_VERSION}\nkind: Model\nmetadata: {{name: m}}\nspec:\n"
                       "  version: 1.10\n  workload: batch\n  replicas: 1\n  replica: {gpus: 1, memoryGiBPerGpu: 1}\n")

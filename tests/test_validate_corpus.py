@@ -126,9 +126,6 @@ def test_a_single_file_can_be_validated(capsys: pytest.CaptureFixture[str], monk
     assert err[:-1] == _expected(BROKEN / "link-to-itself")
 
 
-@pytest.mark.xfail(strict=True, reason="a Policy whose selector names an unknown Model or Pool gets a warning and "
-                   "is then silently dropped from the fleet (fleet.build_fleet keeps a policy only when "
-                   "_check_policy added no diagnostic, warnings included): the allowPools rule is not enforced")
 def test_policy_with_a_warning_is_still_enforced() -> None:
     fleet = load_fleet(VALID / "selector-unknown-names")
     assert [p.name for p in fleet.policies] == ["on-prem-only"]

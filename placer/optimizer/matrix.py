@@ -38,7 +38,7 @@ class Lin:
     """A linear expression over model columns, built lazily so that ``a + b + c + ...`` over
     thousands of terms stays linear in time (a tree, flattened once when a row is added)."""
 
-    __slots__ = ("kind", "a", "b")
+    __slots__ = ("a", "b", "kind")
 
     def __init__(self, kind: str, a: Any, b: Any = None) -> None:
         self.kind = kind  # "leaf" (idx, coef) | "sum" (left, right) | "scale" (child, factor) | "const" (value)

@@ -84,6 +84,10 @@ def configure(solver: pywraplp.Solver, fleet: Fleet, time_limit: float | None = 
         solver.SetNumThreads(workers)
     params = pywraplp.MPSolverParameters()
     params.SetDoubleParam(pywraplp.MPSolverParameters.RELATIVE_MIP_GAP, cfg.relative_gap)
+    if getattr(solver, "placer_kind", "") == "HIGHS":
+        # OR-Tools' HiGHS interface ignores RELATIVE_MIP_GAP; HiGHS' own option takes effect
+        # (the call reports False all the same).
+        solver.SetSolverSpecificParametersAsString(f"mip_rel_gap={cfg.relative_gap}\n")
     return params
 
 

@@ -12,8 +12,12 @@ def render(report: dict[str, Any], console: Console) -> None:
     base, scen = report["base"], report["scenario"]
     console.print(f"What if: {report['description']}", style="bold")
     if not scen.get("feasible"):
-        console.print(f"The scenario has no feasible plan ({scen['status']}): required policies or minimums "
-                      "cannot hold. That is a collapse.", style="red")
+        if scen["status"] == "INFEASIBLE":
+            console.print("The scenario has no feasible plan: required policies or minimums cannot hold. "
+                          "That is a collapse.", style="red")
+        else:
+            console.print(f"The solver found no plan for the scenario within the time limit ({scen['status']}); "
+                          "raise Settings solver.timeLimitSeconds and try again.", style="yellow")
         return
     table = Table(show_edge=False)
     table.add_column("")

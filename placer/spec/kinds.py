@@ -30,7 +30,8 @@ Positive = Annotated[float, Field(gt=0)]
 
 class Strict(BaseModel):
     model_config = ConfigDict(
-        extra="forbid", frozen=True, strict=True, alias_generator=to_camel, populate_by_name=True
+        extra="forbid", frozen=True, strict=True, alias_generator=to_camel, populate_by_name=True,
+        allow_inf_nan=False,
     )
 
 
@@ -276,13 +277,6 @@ class PolicySpec(Strict):
     pools: Selector = Field(default_factory=Selector)
     rule: Rule
 
-    @model_validator(mode="after")
-    def _penalty(self) -> PolicySpec:
-        if self.enforcement == "preferred" and self.penalty_usd_per_hour is None:
-            raise ValueError("a preferred policy needs penaltyUsdPerHour (the cost of one unit of violation)")
-        if self.enforcement == "required" and self.penalty_usd_per_hour is not None:
-            raise ValueError("penaltyUsdPerHour applies only to enforcement: preferred")
-        return self
 
 
 # ---------------------------------------------------------------- Settings

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from placer.spec.diagnostics import Diagnostic
-from placer.spec.kinds import API_VERSION, DNS1123_LABEL, GPU_TYPE_NAME, KINDS, SPEC_TYPES, Metadata
+from placer.spec.kinds import API_VERSION, DNS1123_LABEL, GPU_TYPE_NAME, KINDS, SPEC_TYPES, Metadata, Selector
 from placer.spec.rules import Rule
 from placer.spec.source import Loc, RawDocument
 
@@ -131,6 +131,17 @@ def _message(err: Any, root: type[BaseModel], loc: Loc) -> str:
         return f"unknown field{hint}"
     if kind == "missing":
         return "required field is missing"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        got = err.get("input")
+        target = _model_at(root, loc)
+        if target is Rule:
+            return f"must be a mapping with exactly one rule, e.g. {{allowPools: {{}}}}, got {got!r}"
+        if target is Selector:
+            fields = "names, labels, workload" if loc and loc[-1] == "models" else "names, labels, jurisdiction, ..."
+            return f"must be a mapping (a selector: {fields}), got {type(got).__name__}"
+        return f"must be a mapping (key: value), got {type(got).__name__} {got!r}"
+    if kind == "finite_number":
+        return "must be a finite number (not .inf or .nan)"
     msg = str(err["msg"])
     for prefix in ("Value error, ", "Assertion failed, "):
         if msg.startswith(prefix):
@@ -186,6 +197,13 @@ def load_document(raw: RawDocument) -> tuple[Document | None, list[Diagnostic]]:
         diags.append(d("apiVersion", f"unknown apiVersion {api!r}; this placer reads {API_VERSION}", ("apiVersion",)))
     if kind is None:
         diags.append(d("kind", f"required field is missing; one of {', '.join(KINDS)}", ()))
+        return None, diags
+    if not isinstance(kind, str):
+        diags.append(d("kind", f"must be a string, one of {', '.join(KINDS)}; got {kind!r}", ("kind",)))
+        return None, diags
+    if kind == "PolicyTest":
+        diags.append(d("kind", "PolicyTest documents are test cases for `placer policy test`; keep them out of "
+                       "the fleet directory", ("kind",)))
         return None, diags
     if kind not in SPEC_TYPES:
         diags.append(d("kind", f"unknown kind {kind!r}{suggest(str(kind), KINDS)}; kinds are {', '.join(KINDS)}", ("kind",)))

@@ -15,7 +15,8 @@ from pydantic.alias_generators import to_camel
 
 class _P(BaseModel):
     model_config = ConfigDict(
-        extra="forbid", frozen=True, strict=True, alias_generator=to_camel, populate_by_name=True
+        extra="forbid", frozen=True, strict=True, alias_generator=to_camel, populate_by_name=True,
+        allow_inf_nan=False,
     )
 
 

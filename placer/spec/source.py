@@ -16,8 +16,8 @@ import yaml
 
 from placer.spec.diagnostics import Diagnostic
 
-MAX_FILE_BYTES = 4 * 1024 * 1024
-MAX_TOTAL_BYTES = 64 * 1024 * 1024
+MAX_FILE_BYTES = 1024 * 1024
+MAX_TOTAL_BYTES = 16 * 1024 * 1024
 MAX_DOCUMENTS = 50_000
 MAX_DEPTH = 32
 MAX_FILES = 10_000
@@ -43,17 +43,22 @@ class RawDocument:
         return self.line
 
 
+ALIAS_MESSAGE = "anchors and aliases (*name) are not allowed in fleet files; write the value out"
+TEXT_KEYS = frozenset({"version"})  # `version: 1.10` is the text 1.10, not the number 1.1
+
+
 class _NoAliasLoader(yaml.SafeLoader):
-    """SafeLoader that refuses aliases instead of sharing (and later expanding) nodes."""
+    """SafeLoader that refuses aliases instead of sharing (and later expanding) nodes.
+
+    The pure-Python loader, not libyaml's: its messages are the ones users see, and libyaml
+    parses some plain scalars differently. File size limits keep it fast enough.
+    """
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
-            raise yaml.MarkedYAMLError(
-                problem="anchors and aliases (*name) are not allowed in fleet files; write the value out",
-                problem_mark=event.start_mark,
-            )
-        node: yaml.Node | None = super().compose_node(parent, index)  # type: ignore[no-untyped-call]
+            raise yaml.MarkedYAMLError(problem=ALIAS_MESSAGE, problem_mark=event.start_mark)
+        node: yaml.Node | None = super().compose_node(parent, index)
         return node
 
 
@@ -62,7 +67,7 @@ class _TooDeep(Exception):
 
 
 def _to_python(
-    loader: _NoAliasLoader, node: yaml.Node, loc: Loc, lines: dict[Loc, int], depth: int, diags: list[str]
+    loader: Any, node: yaml.Node, loc: Loc, lines: dict[Loc, int], depth: int, diags: list[str]
 ) -> Any:
     if depth > MAX_DEPTH:
         raise _TooDeep()
@@ -86,15 +91,21 @@ def _to_python(
             lines[child] = item.start_mark.line + 1
             items.append(_to_python(loader, item, child, lines, depth + 1, diags))
         return items
-    return loader.construct_object(node)  # type: ignore[no-untyped-call]
+    if loc and loc[-1] in TEXT_KEYS and isinstance(node, yaml.ScalarNode):
+        return node.value
+    try:
+        return loader.construct_object(node)
+    except ValueError:  # an impossible date such as 2024-13-45: keep the text, the schema says why
+        return node.value
 
 
 def parse_text(text: str, path: str) -> tuple[list[RawDocument], list[Diagnostic]]:
     """Parse every document of one file; problems come back as diagnostics."""
     docs: list[RawDocument] = []
     diags: list[Diagnostic] = []
-    loader = _NoAliasLoader(text)
+    loader = None
     try:
+        loader = _NoAliasLoader(text)
         while loader.check_node():  # type: ignore[no-untyped-call]
             node = loader.get_node()  # type: ignore[no-untyped-call]
             if node is None:
@@ -119,15 +130,22 @@ def parse_text(text: str, path: str) -> tuple[list[RawDocument], list[Diagnostic
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1
         problem = exc.problem or str(exc)
-        if exc.context and "alias" not in problem:
+        if "'\\t'" in problem or "\t" in problem:
+            problem = "a tab character where YAML expects spaces: indent with spaces, never tabs"
+        elif exc.context:
             problem = f"{exc.context}: {problem}" if exc.context not in problem else problem
         diags.append(Diagnostic(path, line, f"invalid YAML: {problem}"))
-    except yaml.YAMLError as exc:  # reader errors: control characters and the like
+    except yaml.reader.ReaderError as exc:  # control characters and the like
+        line = text[: max(0, exc.position)].count("\n") + 1
+        what = f"unacceptable character #x{exc.character:04x}" if isinstance(exc.character, int) else "unreadable text"
+        diags.append(Diagnostic(path, line, f"invalid YAML: {what}: {exc.reason}"))
+    except yaml.YAMLError as exc:
         diags.append(Diagnostic(path, 1, f"invalid YAML: {exc}"))
     except RecursionError:
         diags.append(Diagnostic(path, 1, "invalid YAML: nested too deeply"))
     finally:
-        loader.dispose()  # type: ignore[no-untyped-call]
+        if loader is not None:
+            loader.dispose()
     return docs, diags
 
 
@@ -205,6 +223,9 @@ def read_fleet_dir(root: str | os.PathLike[str]) -> tuple[list[RawDocument], lis
             raw = path.read_bytes()
         except OSError as exc:
             diags.append(Diagnostic(shown, 1, f"cannot read file: {exc.strerror}"))
+            continue
+        if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+            diags.append(Diagnostic(shown, 1, "UTF-16 text, not UTF-8: save the file as UTF-8"))
             continue
         if b"\x00" in raw:
             diags.append(Diagnostic(shown, 1, "binary file (contains NUL bytes), not YAML"))

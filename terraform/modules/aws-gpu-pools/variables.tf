@@ -80,7 +80,7 @@ variable "pool_settings" {
       iam_instance_profile  optional instance profile name for ASG nodes
       root_volume_size_gb   optional root EBS size
       node_role_arn         EKS pools: IAM role of the node group (required there)
-      eks_ami_type          EKS pools: AMI type, default AL2_x86_64_GPU
+      eks_ami_type          EKS pools: AMI type, default AL2023_x86_64_NVIDIA (NVIDIA drivers included)
       labels                EKS pools: extra Kubernetes node labels
       tags                  extra tags for every resource of the pool
   EOT
@@ -95,7 +95,7 @@ variable "pool_settings" {
     iam_instance_profile = optional(string)
     root_volume_size_gb  = optional(number)
     node_role_arn        = optional(string)
-    eks_ami_type         = optional(string, "AL2_x86_64_GPU")
+    eks_ami_type         = optional(string, "AL2023_x86_64_NVIDIA")
     labels               = optional(map(string), {})
     tags                 = optional(map(string), {})
   }))

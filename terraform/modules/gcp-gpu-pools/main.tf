@@ -135,8 +135,7 @@ resource "google_compute_region_instance_group_manager" "pool" {
   }
 
   update_policy {
-    type                         = "OPPORTUNISTIC"
-    minimal_action               = "REPLACE"
-    instance_redistribution_type = "NONE"
+    type           = "OPPORTUNISTIC"
+    minimal_action = "REPLACE"
   }
 }

@@ -203,6 +203,10 @@ run "eks_pool_scaling_config" {
     error_message = "Spot EKS pools use capacity_type SPOT in the named cluster."
   }
   assert {
+    condition     = aws_eks_node_group.pool["aws-eks-a10g"].ami_type == "AL2023_x86_64_NVIDIA" && aws_eks_node_group.pool["aws-eks-a10g"].instance_types == tolist(["g5.xlarge"])
+    error_message = "EKS pools default to the NVIDIA AL2023 AMI type and take instance_type from pool_settings."
+  }
+  assert {
     condition     = aws_eks_node_group.pool["aws-eks-a10g"].labels["placer.dev/pool"] == "aws-eks-a10g"
     error_message = "Nodes carry the placer.dev/pool label."
   }

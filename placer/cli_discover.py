@@ -1,0 +1,177 @@
+"""``placer discover kubernetes|aws|gcp|nvml``: find GPU pools and print them as fleet documents.
+
+Without ``--merge`` the documents go to stdout as multi-document YAML (a header comment says
+where they came from, the notes follow as comments), ready to review and save. With
+``--merge FLEET`` they are merged into the fleet's files (``placer.discover``), written
+atomically, and stdout lists what changed. Tables and notes for people go to stderr, so
+stdout stays valid YAML. Register with ``cli.add_command(discover)``; every SDK is imported
+only by the subcommand that needs it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from placer import __version__
+
+if TYPE_CHECKING:
+    from providers.base import Discovered
+    from providers.nvml import GpuRow
+
+
+def _existing_fleet(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Refuse a --merge target that is not there before asking any provider (discovery can take a while)."""
+    from pathlib import Path
+
+    from placer.cli import fail
+
+    if value is not None and not Path(value).exists():
+        fail(f"--merge {value}: no such fleet directory (create it first to start a new fleet)")
+    return value
+
+
+def _target_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option("--location", "location", metavar="NAME",
+                     help="Put every discovered pool at this Location (created if the fleet lacks it).")(f)
+    f = click.option("--merge", "merge_into", metavar="FLEET", type=click.Path(), callback=_existing_fleet,
+                     help="Merge into the fleet directory FLEET instead of printing: update the pools it has "
+                          "(only discovered fields), append new documents to FLEET/discovered.yaml.")(f)
+    return f
+
+
+@click.group("discover")
+def discover() -> None:
+    """Find GPU pools (Kubernetes nodes, AWS groups, GCP MIGs, this host's GPUs) as fleet documents."""
+
+
+@discover.command("kubernetes")
+@click.option("--kubeconfig", type=click.Path(), help="Kubeconfig file (default: KUBECONFIG or ~/.kube/config).")
+@click.option("--context", "contexts", multiple=True, help="Kubeconfig context to read (repeatable; default: current).")
+@_target_options
+def kubernetes(kubeconfig: str | None, contexts: tuple[str, ...], merge_into: str | None,
+               location: str | None) -> None:
+    """Group each context's GPU nodes into Pools (by GPU product, count, node group and taints)."""
+    from providers.kubernetes import KubernetesProvider
+
+    provider = KubernetesProvider(kubeconfig=kubeconfig, contexts=list(contexts))
+    try:
+        found = provider.discover()
+    finally:
+        provider.close()
+    which = ", ".join(contexts) if contexts else "the current context"
+    _emit(found, f"Kubernetes: {which} of {kubeconfig or 'the default kubeconfig'}", merge_into, location)
+
+
+@discover.command("aws")
+@click.option("--region", "regions", multiple=True, help="Region to read (repeatable; default: AWS_REGION or the "
+                                                          "profile's).")
+@click.option("--endpoint-url", help="AWS endpoint (a local twin such as moto); default: AWS_ENDPOINT_URL.")
+@_target_options
+def aws(regions: tuple[str, ...], endpoint_url: str | None, merge_into: str | None, location: str | None) -> None:
+    """Pools for the GPU Auto Scaling groups and EKS managed node groups of each region."""
+    from providers.aws import AwsProvider
+
+    found = AwsProvider(region_names=list(regions), endpoint_url=endpoint_url).discover()
+    _emit(found, f"AWS: {', '.join(regions) if regions else 'the default region'}", merge_into, location)
+
+
+@discover.command("gcp")
+@click.option("--project", "projects", multiple=True, help="Project to read (repeatable; default: the credentials').")
+@click.option("--zone", "zones", multiple=True, help="Only these zones (repeatable).")
+@click.option("--region", "regions", multiple=True, help="Only these regions (repeatable).")
+@click.option("--api-endpoint", help="Compute API endpoint (a local twin); anonymous credentials there.")
+@_target_options
+def gcp(projects: tuple[str, ...], zones: tuple[str, ...], regions: tuple[str, ...], api_endpoint: str | None,
+        merge_into: str | None, location: str | None) -> None:
+    """Pools for the managed instance groups whose instances carry GPUs."""
+    from providers.gcp import GcpProvider
+
+    found = GcpProvider(projects=list(projects), api_endpoint=api_endpoint).discover(
+        list(projects) or None, list(zones) or None, list(regions) or None)
+    scope = ", ".join([*zones, *regions])
+    _emit(found, f"GCP: {', '.join(projects) if projects else 'the default project'}"
+          + (f" ({scope})" if scope else ""), merge_into, location)
+
+
+@discover.command("nvml")
+@click.option("--pool", "pool_name", metavar="NAME", help="Pool name (default: the host name).")
+@click.option("--replay", type=click.Path(exists=True, dir_okay=False), hidden=True,
+              help="Answer from an NVML recording instead of this host's driver (tests, demos).")
+@_target_options
+def nvml(pool_name: str | None, replay: str | None, merge_into: str | None, location: str | None) -> None:
+    """Pools for the GPUs of this host (NVIDIA driver), one per GPU model; a table of the GPUs on stderr."""
+    from providers.nvml import RealNvml, ReplayNvml, discover_host
+
+    api = ReplayNvml(replay) if replay else RealNvml()
+    found, rows = discover_host(api, location, pool_name)
+    _gpu_table(rows)
+    source = f"NVML on host {api.hostname()}" + (f" (replayed from {replay})" if replay else "")
+    _emit(found, source, merge_into, None)
+
+
+# ---------------------------------------------------------------- output
+
+
+def _gpu_table(rows: list[GpuRow]) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from placer.cli import err
+
+    if not rows:
+        return
+    table = Table(title="GPUs on this host", title_justify="left", show_edge=False)
+    table.add_column("GPU", justify="right")
+    table.add_column("name")
+    table.add_column("UUID", overflow="fold")
+    table.add_column("memory GiB used / total", justify="right")
+    table.add_column("util", justify="right")
+    table.add_column("MIG")
+    table.add_column("type", overflow="fold")
+    for r in rows:
+        table.add_row(str(r.index), escape(r.name), escape(r.uuid), f"{r.memory_used_gib:.1f} / {r.memory_total_gib:.1f}",
+                      "n/a" if r.utilization_pct is None else f"{r.utilization_pct}%", r.mig, escape(r.gpu_type))
+    err.print(table)
+
+
+def _emit(found: Discovered, source: str, merge_into: str | None, location: str | None) -> None:
+    from placer.cli import CliError, err, fail
+    from placer.discover import MergeError, plan_merge, relocate, render
+    from placer.planfile import atomic_write
+
+    documents = relocate(found.documents, location) if location else list(found.documents)
+    stamp = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    header = [f"Discovered by placer {__version__} from {source} at {stamp}."]
+    if merge_into is None:
+        header.append("Review it (prices, jurisdictions), then save it into your fleet or rerun with --merge FLEET.")
+        click.echo(render(documents, header, found.notes), nl=False)
+        if not documents:
+            err.print("Nothing found: no GPU pools there (see the notes above).", style="yellow")
+        return
+    try:
+        plan = plan_merge(merge_into, documents, header, found.notes)
+    except MergeError as exc:
+        raise CliError(str(exc)) from exc
+    for path, text in sorted(plan.files.items()):
+        try:
+            atomic_write(path, text)
+        except OSError as exc:
+            fail(f"cannot write {path}: {exc.strerror or exc}; files written before it keep their new contents")
+    for note in found.notes:
+        err.print(f"note: {note}", style="yellow", markup=False)
+    for line in plan.updated:
+        click.echo(f"updated {line}")
+    for line in plan.added:
+        click.echo(f"added {line}")
+    for label in plan.unchanged:
+        click.echo(f"unchanged {label}")
+    for label in plan.skipped:
+        click.echo(f"skipped {label}: no new pool is there")
+    if not (plan.updated or plan.added):
+        click.echo(f"No changes: {merge_into} already holds what discovery found.")
+    else:
+        click.echo(f"Merged into {merge_into}; check it with: placer validate {merge_into}")

@@ -1,0 +1,525 @@
+"""Policy tests: tiny fleets with expectations, run against a policy file, like ``opa test``.
+
+A test file ``<name>.test.yaml`` sits next to the policy file ``<name>.yaml`` and holds a
+``PolicyTest`` document: shared fixture documents, and cases that add documents and state
+what must hold (eligibility, placement, violations). The format is documented in
+``policies/library/README.md``. Test files are never fleet documents: they are read here,
+one by one, and each case's fleet is built from its own documents plus the policy's.
+
+Pure apart from reading the test and policy files; the rule behaviours come in through
+``rules_for`` (the CLI wires in ``policies.build_rules``), as for every other command.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from placer.candidates import POLICY, RETIRED, Candidates, find_candidates
+from placer.cost import violations as find_violations
+from placer.fleet import Fleet, build_fleet
+from placer.optimizer import SolveResult, optimize
+from placer.policy import Rules
+from placer.spec import Diagnostic, Document, load_document
+from placer.spec.kinds import API_VERSION
+from placer.spec.loader import suggest
+from placer.spec.source import MAX_FILE_BYTES, Loc, RawDocument, parse_text
+
+TEST_KIND = "PolicyTest"
+TEST_SUFFIXES = (".test.yaml", ".test.yml")
+#: how long one case's solve may take; test fleets are tiny, so this is only a guard
+CASE_TIME_LIMIT_S = 20.0
+
+RulesFor = Callable[[dt.datetime], Rules]
+
+
+# ---------------------------------------------------------------- the test file format
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True)
+
+
+def _as_now(value: Any) -> dt.datetime | None:
+    """A plan time from YAML: a date, a datetime, or ISO text; naive times are UTC."""
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        parsed = value
+    elif isinstance(value, dt.date):
+        parsed = dt.datetime(value.year, value.month, value.day)
+    elif isinstance(value, str):
+        try:
+            parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"{value!r} is not an ISO date or time (e.g. 2026-11-28)") from None
+    else:
+        raise ValueError(f"expected an ISO date or time, got {value!r}")
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+class Eligibility(_Strict):
+    """Where ``model`` may run once the fit rules and every required policy have filtered."""
+
+    model: str
+    allowed: list[str] = Field(default_factory=list)
+    denied: list[str] = Field(default_factory=list)
+    #: text the reason of every denial must contain; default: the denial comes from a policy
+    reason: str | None = None
+
+    @model_validator(mode="after")
+    def _some(self) -> Eligibility:
+        if not self.allowed and not self.denied:
+            raise ValueError("give allowed, denied or both (lists of pool names)")
+        return self
+
+
+class Case(_Strict):
+    name: str = Field(min_length=1)
+    description: str | None = None
+    now: dt.datetime | None = None
+    fleet: list[Any] = Field(default_factory=list)
+    expect: list[Eligibility] = Field(default_factory=list)
+    retired: list[str] | None = None
+    placed: dict[str, list[str] | dict[str, int]] | None = None
+    not_placed: list[str] | None = None
+    violations: int | None = Field(default=None, ge=0)
+    infeasible: bool | None = None
+
+    @field_validator("now", mode="before")
+    @classmethod
+    def _when(cls, v: Any) -> dt.datetime | None:
+        return _as_now(v)
+
+    @model_validator(mode="after")
+    def _something_to_check(self) -> Case:
+        if not (self.expect or self.retired is not None or self.placed is not None or self.not_placed is not None
+                or self.violations is not None or self.infeasible is not None):
+            raise ValueError("a case needs at least one expectation: expect, retired, placed, notPlaced, "
+                             "violations or infeasible")
+        return self
+
+    @property
+    def solves(self) -> bool:
+        return (self.placed is not None or self.not_placed is not None or self.violations is not None
+                or self.infeasible is not None)
+
+
+class TestSpec(_Strict):
+    policy: list[str] | None = None
+    description: str | None = None
+    now: dt.datetime | None = None
+    fleet: list[Any] = Field(default_factory=list)
+    cases: list[Case] = Field(min_length=1)
+
+    @field_validator("now", mode="before")
+    @classmethod
+    def _when(cls, v: Any) -> dt.datetime | None:
+        return _as_now(v)
+
+    @field_validator("policy", mode="before")
+    @classmethod
+    def _listify(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+
+_FIELD_NAMES = sorted({info.alias or name for model in (TestSpec, Case, Eligibility)
+                       for name, info in model.model_fields.items()})
+
+
+# ---------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    path: str
+    test: str  # metadata.name of the PolicyTest
+    name: str
+    line: int
+    failures: tuple[str, ...] = ()
+    errors: tuple[str, ...] = ()  # the case could not be evaluated (bad fixture documents, unknown names)
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures and not self.errors
+
+
+@dataclass
+class Report:
+    cases: list[CaseResult] = field(default_factory=list)
+    file_errors: list[Diagnostic] = field(default_factory=list)  # test files that could not be read
+    files: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> int:
+        return sum(1 for c in self.cases if c.passed)
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for c in self.cases if not c.passed)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.cases) and not self.failed and not self.file_errors
+
+
+class NoTestsError(Exception):
+    """The path holds no test files."""
+
+
+# ---------------------------------------------------------------- discovery
+
+
+def is_test_file(path: Path) -> bool:
+    return path.name.endswith(TEST_SUFFIXES)
+
+
+def find_test_files(root: str | Path) -> list[Path]:
+    """``root`` itself if it is a file, else every ``*.test.yaml`` below it (sorted; hidden entries skipped)."""
+    base = Path(root)
+    if base.is_file():
+        return [base]
+    if not base.is_dir():
+        raise NoTestsError(f"{root}: no such file or directory")
+    found = [p for p in base.rglob("*") if p.is_file() and is_test_file(p)
+             and not any(part.startswith(".") for part in p.relative_to(base).parts)]
+    if not found:
+        raise NoTestsError(f"{root}: no policy test files ({' or '.join('*' + s for s in TEST_SUFFIXES)})")
+    return sorted(found)
+
+
+def policy_file_for(test_file: Path) -> Path:
+    """The policy file a test file tests by default: ``x.test.yaml`` -> ``x.yaml`` (or ``x.yml``)."""
+    stem = test_file.name
+    for suffix in TEST_SUFFIXES:
+        if stem.endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    for ext in (".yaml", ".yml"):
+        candidate = test_file.with_name(stem + ext)
+        if candidate.exists():
+            return candidate
+    return test_file.with_name(stem + ".yaml")
+
+
+# ---------------------------------------------------------------- reading
+
+
+def _read_yaml(path: Path) -> tuple[list[RawDocument], list[Diagnostic]]:
+    shown = str(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            return [], [Diagnostic(shown, 1, f"file is {size} bytes, over the {MAX_FILE_BYTES}-byte limit")]
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        return [], [Diagnostic(shown, 1, "not UTF-8 text")]
+    except OSError as exc:
+        return [], [Diagnostic(shown, 1, f"cannot read: {exc.strerror or exc}")]
+    return parse_text(text, shown)
+
+
+def _sub_document(raw: RawDocument, loc: Loc, data: Any) -> RawDocument:
+    """The YAML value at ``loc`` of ``raw`` as a document of its own, keeping its lines."""
+    n = len(loc)
+    lines = {key[n:]: line for key, line in raw.lines.items() if key[:n] == loc and len(key) > n}
+    if isinstance(data, dict) and "apiVersion" not in data:
+        data = {"apiVersion": API_VERSION, **data}  # fixtures may leave apiVersion out
+    return RawDocument(path=raw.path, line=raw.line_of(loc), data=data, lines=lines)
+
+
+def _dotted(loc: Iterable[str | int]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + str(part)
+    return out
+
+
+@dataclass
+class _PolicyFiles:
+    """Policy files read once per run: path -> (documents, diagnostics)."""
+
+    cache: dict[Path, tuple[list[Document], list[Diagnostic]]] = field(default_factory=dict)
+
+    def load(self, path: Path) -> tuple[list[Document], list[Diagnostic]]:
+        key = path.resolve()
+        if key not in self.cache:
+            raws, diags = _read_yaml(path)
+            docs: list[Document] = []
+            for raw in raws:
+                doc, more = load_document(raw)
+                diags.extend(more)
+                if doc is None:
+                    continue
+                if doc.kind != "Policy":
+                    diags.append(doc.diag("kind", f"a policy file holds Policy documents only, found {doc.kind}; "
+                                          "put fixture documents in the test file's fleet", "kind"))
+                    continue
+                docs.append(doc)
+            if not raws and not diags:
+                diags.append(Diagnostic(str(path), 1, "the policy file holds no documents"))
+            self.cache[key] = (docs, diags)
+        return self.cache[key]
+
+
+@dataclass
+class _TestDoc:
+    raw: RawDocument
+    name: str
+    spec: TestSpec
+
+    def line(self, *loc: str | int) -> int:
+        return self.raw.line_of(("spec", *loc))
+
+    def diag(self, message: str, *loc: str | int) -> Diagnostic:
+        return Diagnostic(self.raw.path, self.line(*loc), message, TEST_KIND, self.name, _dotted(loc))
+
+
+def _parse_test_doc(raw: RawDocument) -> tuple[_TestDoc | None, list[Diagnostic]]:
+    data = raw.data
+    if data is None:
+        return None, []
+
+    def d(message: str, loc: Loc = (), name: str = "") -> Diagnostic:
+        return Diagnostic(raw.path, raw.line_of(loc), message, TEST_KIND if name else "", name, _dotted(loc))
+
+    if not isinstance(data, dict):
+        return None, [d("a policy test file holds a mapping: apiVersion, kind: PolicyTest, metadata, spec")]
+    meta = data.get("metadata")
+    raw_name = meta.get("name") if isinstance(meta, dict) else None
+    name = raw_name if isinstance(raw_name, str) else ""
+    diags: list[Diagnostic] = []
+    if data.get("kind") != TEST_KIND:
+        kind = data.get("kind")
+        hint = (" (a fleet document in a test file? put fixtures under spec.fleet or a case's fleet)"
+                if isinstance(kind, str) else "")
+        return None, [d(f"kind must be {TEST_KIND}, got {kind!r}{hint}", ("kind",) if "kind" in data else ())]
+    if data.get("apiVersion") != API_VERSION:
+        diags.append(d(f"apiVersion must be {API_VERSION}, got {data.get('apiVersion')!r}",
+                       ("apiVersion",) if "apiVersion" in data else (), name))
+    for key in data:
+        if key not in ("apiVersion", "kind", "metadata", "spec"):
+            diags.append(d(f"unknown field{suggest(str(key), ['apiVersion', 'kind', 'metadata', 'spec'])}",
+                           (key,), name))
+    if not name:
+        diags.append(d("metadata.name is required (names the test in reports)", ("metadata",)))
+    spec = data.get("spec")
+    if not isinstance(spec, dict):
+        diags.append(d("spec is required: a mapping with cases (and optionally policy, now, fleet)",
+                       ("spec",) if "spec" in data else (), name))
+        return None, diags
+    try:
+        parsed = TestSpec.model_validate(spec)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = f"unknown field{suggest(str(loc[-1]), _FIELD_NAMES)}"
+            elif err["type"] == "missing":
+                msg = "required field is missing"
+            diags.append(Diagnostic(raw.path, raw.line_of(("spec", *loc)), msg, TEST_KIND, name,
+                                    _dotted(("spec", *loc))))
+        return None, diags
+    seen: dict[str, int] = {}
+    for i, case in enumerate(parsed.cases):
+        if case.name in seen:
+            diags.append(Diagnostic(raw.path, raw.line_of(("spec", "cases", i, "name")),
+                                    f"duplicate case name {case.name!r} (first is cases[{seen[case.name]}])",
+                                    TEST_KIND, name, f"spec.cases[{i}].name"))
+        seen.setdefault(case.name, i)
+    if diags:
+        return None, diags
+    return _TestDoc(raw, name, parsed), []
+
+
+# ---------------------------------------------------------------- evaluating
+
+
+def _fixtures(test: _TestDoc, loc: Loc, items: list[Any]) -> tuple[list[Document], list[Diagnostic]]:
+    docs: list[Document] = []
+    diags: list[Diagnostic] = []
+    for j, item in enumerate(items):
+        doc, more = load_document(_sub_document(test.raw, ("spec", *loc, j), item))
+        diags.extend(more)
+        if doc is not None:
+            docs.append(doc)
+    return docs, diags
+
+
+def _check_names(test: _TestDoc, i: int, case: Case, fleet: Fleet) -> list[Diagnostic]:
+    """Every model and pool an expectation names must exist in the case's fleet."""
+    out: list[Diagnostic] = []
+
+    def need(name: str, known: Mapping[str, Any], what: str, *loc: str | int) -> None:
+        if name not in known:
+            out.append(test.diag(f"no {what} named {name!r} in this case's fleet{suggest(name, known)}",
+                                 "cases", i, *loc))
+
+    for j, e in enumerate(case.expect):
+        need(e.model, fleet.models, "model", "expect", j, "model")
+        for side in ("allowed", "denied"):
+            for k, pool in enumerate(getattr(e, side)):
+                need(pool, fleet.pools, "pool", "expect", j, side, k)
+    for k, model in enumerate(case.retired or []):
+        need(model, fleet.models, "model", "retired", k)
+    for k, model in enumerate(case.not_placed or []):
+        need(model, fleet.models, "model", "notPlaced", k)
+    for model, where in (case.placed or {}).items():
+        need(model, fleet.models, "model", "placed", model)
+        for pool in where:
+            need(pool, fleet.pools, "pool", "placed", model)
+    return out
+
+
+def _why_out(cands: Candidates, model: str, pool: str) -> str:
+    excl = cands.excluded.get((model, pool))
+    return f"denied ({excl})" if excl is not None else "allowed"
+
+
+def _eligibility_failures(case: Case, cands: Candidates) -> list[str]:
+    out: list[str] = []
+    for e in case.expect:
+        for pool in e.allowed:
+            if (e.model, pool) not in cands.pairs:
+                out.append(f"{e.model}: expected allowed on pool {pool}, got {_why_out(cands, e.model, pool)}")
+        for pool in e.denied:
+            excl = cands.excluded.get((e.model, pool))
+            if excl is None:
+                out.append(f"{e.model}: expected denied on pool {pool}, got allowed")
+            elif e.reason is not None and e.reason not in str(excl):
+                out.append(f"{e.model}: expected denied on pool {pool} because of {e.reason!r}, got denied ({excl})")
+            elif e.reason is None and excl.reason not in (POLICY, RETIRED):
+                out.append(f"{e.model}: expected denied on pool {pool} by a policy, got denied by the fit rules "
+                           f"({excl}); the case does not exercise the policy (or set reason)")
+    for model in case.retired or []:
+        if model not in cands.retired:
+            out.append(f"{model}: expected retired, got not retired")
+    return out
+
+
+def _where(placed: Mapping[str, int]) -> str:
+    return ", ".join(f"{r} on {p}" for p, r in sorted(placed.items())) or "not placed"
+
+
+def _placement_failures(case: Case, fleet: Fleet, rules: Rules, result: SolveResult) -> list[str]:
+    out: list[str] = []
+    if case.infeasible is True and result.feasible:
+        out.append(f"expected no feasible placement, got a placement (solver {result.status})")
+    if case.infeasible is False and not result.feasible:
+        out.append(f"expected a feasible placement, got none (solver {result.status})")
+    wants_placement = case.placed is not None or case.not_placed is not None or case.violations is not None
+    placement = result.placement
+    if placement is None:
+        if wants_placement and case.infeasible is not True:
+            out.append(f"expected a placement, got none (solver {result.status})")
+        return out
+    for model, want in sorted((case.placed or {}).items()):
+        got = placement.pools_of(model)
+        if isinstance(want, dict):
+            expected = {p: r for p, r in want.items() if r > 0}
+            if got != expected:
+                out.append(f"{model}: expected placed {_where(expected)}, got {_where(got)}")
+        elif set(got) != set(want):
+            out.append(f"{model}: expected placed on {', '.join(sorted(set(want))) or 'no pool'}, got {_where(got)}")
+    for model in case.not_placed or []:
+        got = placement.pools_of(model)
+        if got:
+            out.append(f"{model}: expected not placed, got {_where(got)}")
+    if case.violations is not None:
+        found = find_violations(fleet, placement, rules)
+        if len(found) != case.violations:
+            listed = "; ".join(f"{v.policy}: {v.detail}" for v in found) or "none"
+            out.append(f"expected {case.violations} violation(s), got {len(found)} ({listed})")
+    return out
+
+
+def _run_case(test: _TestDoc, i: int, case: Case, shared: list[Document], policy_docs: list[Document],
+              rules_for: RulesFor) -> CaseResult:
+    started = time.monotonic()
+    line = test.line("cases", i)
+
+    def result(failures: Iterable[str] = (), errors: Iterable[str] = ()) -> CaseResult:
+        return CaseResult(test.raw.path, test.name, case.name, line, tuple(failures), tuple(errors),
+                          time.monotonic() - started)
+
+    own, diags = _fixtures(test, ("cases", i, "fleet"), case.fleet)
+    fleet, more = build_fleet([*shared, *own, *policy_docs])
+    errors = [str(d) for d in [*diags, *more] if d.severity == "error"]
+    if errors or fleet is None:
+        return result(errors=errors or ["the case's fleet could not be built"])
+    named = _check_names(test, i, case, fleet)
+    if named:
+        return result(errors=[str(d) for d in named])
+    now = case.now or test.spec.now or dt.datetime.now(dt.UTC)
+    rules = rules_for(now)
+    failures = _eligibility_failures(case, find_candidates(fleet, rules))
+    if case.solves:
+        limit = min(fleet.settings.solver.time_limit_seconds, CASE_TIME_LIMIT_S)
+        failures += _placement_failures(case, fleet, rules, optimize(fleet, rules, time_limit=limit))
+    return result(failures=failures)
+
+
+def run_file(path: Path, rules_for: RulesFor, select: re.Pattern[str] | None = None,
+             policy_files: _PolicyFiles | None = None) -> tuple[list[CaseResult], list[Diagnostic]]:
+    """Run the cases of one test file; a file that cannot be read or parsed gives diagnostics instead."""
+    policy_files = policy_files or _PolicyFiles()
+    raws, diags = _read_yaml(path)
+    if diags:
+        return [], diags
+    tests: list[_TestDoc] = []
+    for raw in raws:
+        test, more = _parse_test_doc(raw)
+        diags.extend(more)
+        if test is not None:
+            tests.append(test)
+    if not raws:
+        diags.append(Diagnostic(str(path), 1, f"empty test file: expected a {TEST_KIND} document"))
+    if diags:
+        return [], diags
+    results: list[CaseResult] = []
+    for test in tests:
+        policy_paths = ([path.parent / p for p in test.spec.policy] if test.spec.policy
+                        else [policy_file_for(path)])
+        policy_docs: list[Document] = []
+        for k, policy_path in enumerate(policy_paths):
+            if not policy_path.exists():
+                where = ("policy", k) if test.spec.policy else ()
+                hint = "" if test.spec.policy else " (the default: set spec.policy to name it)"
+                diags.append(test.diag(f"policy file {policy_path} not found{hint}", *where))
+                continue
+            docs, more = policy_files.load(policy_path)
+            diags.extend(d for d in more if d.severity == "error")
+            policy_docs.extend(docs)
+        shared, more = _fixtures(test, ("fleet",), test.spec.fleet)
+        diags.extend(d for d in more if d.severity == "error")
+        if diags:
+            continue
+        for i, case in enumerate(test.spec.cases):
+            if select is not None and not select.search(f"{test.name}/{case.name}"):
+                continue
+            results.append(_run_case(test, i, case, shared, policy_docs, rules_for))
+    return results, diags
+
+
+def run(root: str | Path, rules_for: RulesFor, pattern: str | None = None) -> Report:
+    """Every test case under ``root`` (a directory or one test file). ``pattern``: a regular
+    expression over ``<test name>/<case name>`` selecting the cases to run."""
+    select = re.compile(pattern) if pattern else None
+    report = Report()
+    policy_files = _PolicyFiles()
+    for path in find_test_files(root):
+        report.files.append(str(path))
+        results, diags = run_file(path, rules_for, select, policy_files)
+        report.cases.extend(results)
+        report.file_errors.extend(diags)
+    return report

@@ -1,0 +1,411 @@
+"""Merging discovered documents into a hand-written fleet, and `placer discover` end to end
+(NVML from a recording, AWS against moto in server mode)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import yaml
+
+import placer.cli
+from placer.cli_discover import discover as discover_command
+from placer.discover import DISCOVERED_FILE, MergeError, merge, plan_merge, relocate, render
+from placer.fleet import load_fleet
+from placer.planfile import atomic_write
+from providers.nvml import ReplayNvml, discover_host
+from tests.servers.kube_server import FakeKubeApiServer, write_kubeconfig
+from tests.servers.moto_server import moto_server
+
+if "discover" not in placer.cli.cli.commands:  # until placer.cli registers it
+    placer.cli.cli.add_command(discover_command)
+
+ROOT = Path(__file__).resolve().parents[1]
+NVML = ROOT / "tests" / "data" / "nvml"
+API = "placer.dev/v1alpha1"
+
+LOCATIONS = """\
+# Sites we run. Jurisdictions come from legal: do not change them.
+apiVersion: placer.dev/v1alpha1
+kind: Location
+metadata:
+  name: fra-dc1
+spec:
+  environment: onprem
+  jurisdiction: EU    # Frankfurt
+---
+apiVersion: placer.dev/v1alpha1
+kind: Location
+metadata:
+  name: aws-eu-west-1
+spec:
+  environment: cloud
+"""
+
+POOLS = """\
+# On-prem racks in Frankfurt, and what we rent.
+apiVersion: placer.dev/v1alpha1
+kind: Pool
+metadata:
+  name: dgx-h100-01
+  labels: {owner: research, rack: b4}
+spec:
+  location: fra-dc1
+  provider: static          # bought 2025, 3-year amortisation
+  gpu: {type: H100-80GB, perNode: 4}   # half the GPUs were out for RMA
+  nodes: {count: 1}
+  usdPerGpuHour: 1.85       # finance: amortised + power
+  target:
+    kubernetes:
+      context: onprem-fra
+      namespace: research
+---
+# GPU nodes of the on-prem cluster
+apiVersion: placer.dev/v1alpha1
+kind: Pool
+metadata:
+  name: k8s-l4
+spec:
+  location: fra-dc1
+  provider: kubernetes
+  gpu:
+    type: L4-24GB
+    perNode: 1
+  nodes:
+    count: 2   # as of the last audit
+  usdPerGpuHour: 0.8
+  target:
+    kubernetes:
+      context: onprem-fra
+      namespace: inference      # where our deployments live
+      nodeSelector:
+        nvidia.com/gpu.product: NVIDIA-L4
+      tolerations:
+          - key: nvidia.com/gpu
+            operator: Exists
+            effect: NoSchedule
+---
+apiVersion: placer.dev/v1alpha1
+kind: Pool
+metadata:
+  name: aws-p4d
+spec:
+  location: aws-eu-west-1
+  provider: aws
+  gpu: {type: A100-40GB, perNode: 8}
+  nodes: {count: 2}
+  usdPerGpuHour: 4.1
+  spot: true
+  target:
+    aws: {region: eu-west-1, autoScalingGroupName: p4d-old}
+"""
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Path:
+    root = tmp_path / "fleet"
+    (root / "pools").mkdir(parents=True)
+    (root / "locations.yaml").write_text(LOCATIONS)
+    (root / "pools" / "pools.yaml").write_text(POOLS)
+    load_fleet(root)  # the hand-written fleet is valid to begin with
+    return root
+
+
+def write(files: dict[Path, str]) -> None:
+    for path, text in files.items():
+        atomic_write(path, text)
+
+
+def nvml_docs(name: str, **kwargs: Any) -> list[dict[str, Any]]:
+    return discover_host(ReplayNvml(NVML / name), **kwargs)[0].documents
+
+
+def pool_doc(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": API, "kind": "Pool", "metadata": {"name": name}, "spec": spec}
+
+
+def kube_l4(count: int) -> dict[str, Any]:
+    """As providers.kubernetes discovers it: namespace is always "default" there."""
+    return pool_doc("k8s-l4", {
+        "location": "fra-dc1", "provider": "kubernetes", "gpu": {"type": "L4-24GB", "perNode": 1},
+        "nodes": {"count": count}, "usdPerGpuHour": 0,
+        "target": {"kubernetes": {"context": "onprem-fra", "namespace": "default",
+                                  "nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-L4"},
+                                  "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists",
+                                                   "effect": "NoSchedule"}]}}})
+
+
+def aws_p4d(name: str, target: dict[str, Any], low: int = 0, high: int = 4) -> dict[str, Any]:
+    return pool_doc(name, {"location": "aws-eu-west-1", "provider": "aws", "gpu": {"type": "A100-40GB", "perNode": 8},
+                           "nodes": {"min": low, "max": high}, "usdPerGpuHour": 2.745, "spot": False,
+                           "target": {"aws": target}})
+
+
+# ---------------------------------------------------------------- merge
+
+
+def test_merge_updates_discovered_fields_in_place_and_keeps_everything_else(fleet: Path) -> None:
+    pools = fleet / "pools" / "pools.yaml"
+    docs = nvml_docs("h100x8.json", location="fra-dc1") + nvml_docs("t4x2.json", location="fra-dc1") + [kube_l4(3)]
+    plan = plan_merge(fleet, docs, ["from a test"], ["a note"])
+    # byte for byte: only the two values changed; comments, labels, prices, style and the other pool untouched.
+    # The static pool keeps its node count (one host sees one node) and its hand-written target.
+    assert plan.files[pools] == (POOLS.replace("perNode: 4}   # half", "perNode: 8}   # half")
+                                 .replace("count: 2   # as of", "count: 3   # as of"))
+    assert sorted(plan.updated) == [f"{pools}: Pool/dgx-h100-01: spec.gpu.perNode: 4 -> 8",
+                                    f"{pools}: Pool/k8s-l4: spec.nodes.count: 2 -> 3"]
+    assert plan.unchanged == ["Location/fra-dc1"]  # jurisdiction kept; discovery has nothing to add
+    # the T4 host is new: appended to discovered.yaml, with the header and notes as comments
+    added = plan.files[fleet / DISCOVERED_FILE]
+    assert added.startswith("# from a test\n# Notes:\n# - a note\n---\n")
+    assert [d["metadata"]["name"] for d in yaml.safe_load_all(added)] == ["infer-t4-07"]
+    assert plan.added == [f"{fleet / DISCOVERED_FILE}: Pool/infer-t4-07"]
+    assert (fleet / "locations.yaml") not in plan.files
+    write(plan.files)
+    loaded = load_fleet(fleet)
+    assert loaded.pools["dgx-h100-01"].spec.gpu.per_node == 8
+    assert loaded.pools["dgx-h100-01"].spec.usd_per_gpu_hour == 1.85
+    assert loaded.pools["k8s-l4"].spec.target.kubernetes.namespace == "inference"
+    assert loaded.pools["infer-t4-07"].spec.gpu.type == "T4-16GB"
+
+
+def test_merge_is_pure_and_idempotent(fleet: Path) -> None:
+    before = {p: p.read_bytes() for p in fleet.rglob("*.yaml")}
+    docs = [*nvml_docs("t4x2.json", location="fra-dc1"), kube_l4(5)]
+    files = merge(fleet, docs)
+    assert {p: p.read_bytes() for p in fleet.rglob("*.yaml")} == before  # merge only reads
+    write(files)
+    again = plan_merge(fleet, docs)
+    assert again.files == {} and again.updated == [] and again.added == []
+    assert sorted(again.unchanged) == ["Location/fra-dc1", "Pool/infer-t4-07", "Pool/k8s-l4"]
+
+
+def test_exclusive_fields_are_swapped_not_mixed(fleet: Path) -> None:
+    pools = fleet / "pools" / "pools.yaml"
+    found = aws_p4d("aws-p4d", {"region": "eu-west-1", "eks": {"cluster": "ml", "nodegroup": "p4d"}})
+    files = merge(fleet, [found])
+    new = files[pools]
+    assert "  nodes: {min: 0, max: 4}\n" in new  # count -> min/max, still in flow style
+    assert "    aws: {region: eu-west-1, eks: {cluster: ml, nodegroup: p4d}}\n" in new
+    assert "  usdPerGpuHour: 4.1\n  spot: false\n" in new  # the hand-written price stays
+    assert new.split("name: aws-p4d")[0] == POOLS.split("name: aws-p4d")[0]  # other documents byte for byte
+    write(files)
+    assert load_fleet(fleet).pools["aws-p4d"].spec.target.aws.eks.nodegroup == "p4d"
+
+
+def test_comments_below_a_removed_key_and_before_the_next_document_stay(fleet: Path) -> None:
+    pools = fleet / "pools" / "pools.yaml"
+    pools.write_text(POOLS.replace(
+        "    aws: {region: eu-west-1, autoScalingGroupName: p4d-old}\n",
+        "    aws:\n      region: eu-west-1\n      autoScalingGroupName: p4d-old   # the old group\n"
+        "      # terraform: modules/gpu-asg\n    kubernetes:\n      namespace: ml\n"
+        "# the next document is generated\n---\n") + "apiVersion: placer.dev/v1alpha1\nkind: GPUType\n"
+        "metadata: {name: MI300X-192GB}\nspec: {memoryGiB: 192}\n")
+    found = aws_p4d("aws-p4d", {"region": "eu-west-1", "eks": {"cluster": "ml", "nodegroup": "p4d"}})
+    new = merge(fleet, [found])[pools]
+    assert ("    aws:\n      region: eu-west-1\n      # terraform: modules/gpu-asg\n      eks:\n        cluster: ml\n"
+            "        nodegroup: p4d\n    kubernetes:\n      namespace: ml\n"
+            "# the next document is generated\n---\n") in new
+    assert "  usdPerGpuHour: 4.1\n  spot: false\n  target:\n" in new
+    assert "the old group" not in new  # an end-of-line comment goes with its key
+    pools.write_text(new)
+    assert load_fleet(fleet).pools["aws-p4d"].spec.target.kubernetes.namespace == "ml"
+
+
+def test_a_pool_found_under_another_name_is_matched_by_its_target(fleet: Path) -> None:
+    found = aws_p4d("p4d-old", {"region": "eu-west-1", "autoScalingGroupName": "p4d-old"}, high=6)
+    plan = plan_merge(fleet, [found])
+    assert list(plan.files) == [fleet / "pools" / "pools.yaml"] and plan.added == []
+    assert any("Pool/aws-p4d (discovered as Pool/p4d-old: same aws target): spec.nodes.max: (none) -> 6" in line
+               for line in plan.updated)
+
+
+def test_other_kinds_only_gain_missing_fields(fleet: Path) -> None:
+    cloud = {"apiVersion": API, "kind": "Location", "metadata": {"name": "aws-eu-west-1"},
+             "spec": {"environment": "cloud", "jurisdiction": "EU"}}
+    onprem = {"apiVersion": API, "kind": "Location", "metadata": {"name": "fra-dc1"},
+              "spec": {"environment": "edge", "jurisdiction": "DE"}}
+    files = merge(fleet, [cloud, onprem])
+    assert files[fleet / "locations.yaml"] == LOCATIONS + "  jurisdiction: EU\n"
+
+
+def test_existing_discovered_file_is_updated_and_appended_to(fleet: Path) -> None:
+    write(merge(fleet, nvml_docs("t4x2.json", location="fra-dc1")))
+    first = (fleet / DISCOVERED_FILE).read_text()
+    t4 = nvml_docs("t4x2.json", location="fra-dc1")
+    t4[-1]["spec"]["gpu"]["perNode"] = 4
+    plan = plan_merge(fleet, t4 + nvml_docs("mixed.json", location="fra-dc1"), ["second run"])
+    text = plan.files[fleet / DISCOVERED_FILE]
+    assert text.startswith(first.split("---\n")[0])  # the first run's header comments stay
+    assert "perNode: 4}" in text and "\n---\n# second run\n" in text
+    write(plan.files)
+    loaded = load_fleet(fleet)
+    assert loaded.pools["infer-t4-07"].spec.gpu.per_node == 4
+    assert "ws-render-02-nvidia-rtx-a6000-48gb" in loaded.pools and "NVIDIA-RTX-A6000-48GB" in loaded.gpu_types
+
+
+def test_an_edit_the_yaml_round_trip_cannot_make_exactly_is_refused(fleet: Path) -> None:
+    # PyYAML (the fleet loader) reads {kubernetes:} as kubernetes: null; ruamel.yaml as a key "kubernetes:"
+    odd = POOLS.replace("  target:\n    aws: {region: eu-west-1, autoScalingGroupName: p4d-old}\n",
+                        "  target: {kubernetes:}\n")
+    (fleet / "pools" / "pools.yaml").write_text(odd)
+    found = copy.deepcopy(kube_l4(1))
+    found["metadata"]["name"] = "aws-p4d"
+    with pytest.raises(MergeError, match=r"pools.yaml:\d+: Pool/aws-p4d: cannot update it in place"):
+        merge(fleet, [found])
+
+
+def test_a_fleet_that_does_not_parse_or_exist_is_refused(fleet: Path, tmp_path: Path) -> None:
+    with pytest.raises(MergeError, match="no such fleet directory"):
+        merge(tmp_path / "nowhere", [])
+    (fleet / "broken.yaml").write_text("kind: [unclosed\n")
+    with pytest.raises(MergeError, match=r"broken.yaml:\d+: invalid YAML"):
+        merge(fleet, nvml_docs("t4x2.json"))
+
+
+def test_relocate_puts_every_pool_at_one_location() -> None:
+    docs = [{"apiVersion": API, "kind": "Location", "metadata": {"name": n}, "spec": {"environment": "cloud"}}
+            for n in ("aws-eu-west-1", "aws-us-east-1")]
+    docs += [aws_p4d("a", {}), aws_p4d("b", {})]
+    docs[-1]["spec"]["location"] = "aws-us-east-1"
+    moved = relocate(docs, "rented")
+    assert [(d["kind"], d["metadata"]["name"]) for d in moved] == [("Location", "rented"), ("Pool", "a"), ("Pool", "b")]
+    assert {d["spec"]["location"] for d in moved if d["kind"] == "Pool"} == {"rented"}
+    assert moved[0]["spec"] == {"environment": "cloud"}
+    assert docs[2]["spec"]["location"] == "aws-eu-west-1"  # the input is not changed
+    for d in docs[:2]:
+        d["spec"]["jurisdiction"] = "EU"
+    assert relocate(docs, "rented")[0]["spec"] == {"environment": "cloud", "jurisdiction": "EU"}  # they agree
+
+
+def test_render_is_multi_document_yaml_with_comments() -> None:
+    text = render(nvml_docs("t4x2.json"), ["head"], ["note one", "note two"])
+    assert text.splitlines()[:4] == ["# head", "# Notes:", "# - note one", "# - note two"]
+    assert "  gpu: {type: T4-16GB, perNode: 2}\n" in text
+    assert [d["kind"] for d in yaml.safe_load_all(text)] == ["Location", "Pool"]
+
+
+# ---------------------------------------------------------------- the command
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = placer.cli.main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_discover_nvml_replay_prints_a_valid_fleet(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, err = run(capsys, "discover", "nvml", "--replay", str(NVML / "h100x8.json"))
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("# Discovered by placer ") and "NVML on host dgx-h100-01.lab.example.com" in lines[0]
+    assert all(line.startswith("#") for line in lines[:lines.index("---")])  # header and notes are comments
+    assert any("usdPerGpuHour is 0" in line for line in lines if line.startswith("#"))
+    docs = list(yaml.safe_load_all(out))
+    assert [(d["kind"], d["metadata"]["name"]) for d in docs] == [("Location", "onprem"), ("Pool", "dgx-h100-01")]
+    (tmp_path / "f").mkdir()
+    (tmp_path / "f" / "fleet.yaml").write_text(out)
+    loaded = load_fleet(tmp_path / "f")
+    assert loaded.pools["dgx-h100-01"].spec.gpu.type == "H100-80GB"
+    assert loaded.pools["dgx-h100-01"].spec.gpu.per_node == 8
+    assert loaded.locations["onprem"].spec.environment == "onprem"
+    # the per-GPU table goes to stderr, so stdout stays YAML
+    assert "GPU-" in err and "79.6" in err and "enabled" in err
+
+
+def test_discover_nvml_merge_writes_the_fleet_and_says_what_changed(
+        capsys: pytest.CaptureFixture[str], fleet: Path) -> None:
+    replay = str(NVML / "h100x8.json")
+    code, out, err = run(capsys, "discover", "nvml", "--replay", replay, "--location", "fra-dc1", "--merge", str(fleet))
+    assert code == 0, err
+    assert f"updated {fleet / 'pools' / 'pools.yaml'}: Pool/dgx-h100-01: spec.gpu.perNode: 4 -> 8" in out
+    assert "unchanged Location/fra-dc1" in out and "note: Pool dgx-h100-01: usdPerGpuHour is 0" in err
+    assert load_fleet(fleet).pools["dgx-h100-01"].spec.gpu.per_node == 8
+    code, out, _ = run(capsys, "discover", "nvml", "--replay", replay, "--location", "fra-dc1", "--merge", str(fleet))
+    assert code == 0 and "No changes" in out
+
+
+def test_discover_merge_errors_are_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, err = run(capsys, "discover", "nvml", "--replay", str(NVML / "t4x2.json"),
+                         "--merge", str(tmp_path / "nowhere"))
+    assert code == 1 and out == ""
+    assert err.strip().startswith("Error: ") and "no such fleet directory" in err and len(err.strip().splitlines()) == 1
+
+
+def test_discover_kubernetes_merge_finds_the_hand_written_pool_by_its_target(
+        capsys: pytest.CaptureFixture[str], fleet: Path, tmp_path: Path) -> None:
+    with FakeKubeApiServer() as kube:
+        for name in ("l4-a", "l4-b", "l4-c"):
+            kube.add_node(name, gpus=1, labels={"nvidia.com/gpu.product": "NVIDIA-L4", "nvidia.com/gpu.memory": "23034"})
+        kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", {"onprem-fra": kube.url})
+        code, out, err = run(capsys, "discover", "kubernetes", "--kubeconfig", str(kubeconfig),
+                             "--context", "onprem-fra", "--merge", str(fleet))
+        assert code == 0, err
+        pools = fleet / "pools" / "pools.yaml"
+        assert out.splitlines()[:2] == [
+            f"updated {pools}: Pool/k8s-l4 (discovered as Pool/onprem-fra-l4-24gb: same kubernetes target): "
+            "spec.nodes.count: 2 -> 3",
+            "skipped Location/onprem-fra: no new pool is there"]
+        # --location: every discovered pool is there, and that Location is the fleet's (nothing to add)
+        code, out, err = run(capsys, "discover", "kubernetes", "--kubeconfig", str(kubeconfig), "--location",
+                             "fra-dc1")
+        assert code == 0, err
+        docs = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(out)}
+        assert set(docs) == {("Location", "fra-dc1"), ("Pool", "onprem-fra-l4-24gb")}
+        assert docs[("Pool", "onprem-fra-l4-24gb")]["spec"]["location"] == "fra-dc1"
+    # the namespace discovery cannot know and the hand-written tolerations stay
+    assert pools.read_text() == POOLS.replace("count: 2   # as of", "count: 3   # as of")
+    assert not (fleet / DISCOVERED_FILE).exists()
+
+
+# ---------------------------------------------------------------- AWS against moto
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[str]:
+    with moto_server() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+def test_discover_aws_prints_pool_documents(capsys: pytest.CaptureFixture[str], moto: str, aws_env: None,
+                                            tmp_path: Path) -> None:
+    region = "eu-west-3"
+    autoscaling = boto3.Session(region_name=region).client("autoscaling", endpoint_url=moto)
+    autoscaling.create_launch_configuration(LaunchConfigurationName="p4d", ImageId="ami-12c6146b",
+                                            InstanceType="p4d.24xlarge")
+    autoscaling.create_auto_scaling_group(AutoScalingGroupName="train-p4d", LaunchConfigurationName="p4d",
+                                          MinSize=0, MaxSize=4, DesiredCapacity=0, AvailabilityZones=[f"{region}a"])
+
+    code, out, err = run(capsys, "discover", "aws", "--region", region, "--endpoint-url", moto)
+    assert code == 0, err
+    assert out.startswith(f"# Discovered by placer 0.1.0 from AWS: {region} at ")
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(out)}
+    pool = docs[("Pool", "train-p4d")]
+    assert pool["spec"]["gpu"] == {"type": "A100-40GB", "perNode": 8}
+    assert pool["spec"]["nodes"] == {"min": 0, "max": 4}
+    assert pool["spec"]["target"] == {"aws": {"region": region, "autoScalingGroupName": "train-p4d"}}
+    assert docs[("Location", "aws-eu-west-3")]["spec"] == {"environment": "cloud", "jurisdiction": "EU"}
+    (tmp_path / "f").mkdir()
+    (tmp_path / "f" / "fleet.yaml").write_text(out)
+    assert "train-p4d" in load_fleet(tmp_path / "f").pools
+
+
+def test_discover_aws_without_a_region_is_one_line(capsys: pytest.CaptureFixture[str], aws_env: None) -> None:
+    code, out, err = run(capsys, "discover", "aws")
+    assert code == 1 and out == ""
+    assert err.strip() == "Error: AWS discovery needs regions: pass them, or set AWS_REGION / a profile region"

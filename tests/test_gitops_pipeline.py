@@ -1,0 +1,247 @@
+"""The GitOps pipeline end to end (examples/gitops): pull-request plans and merges that commit
+the rendered tree into a local deploy repository, through the real script, CLI and git.
+
+One module-scoped flow runs the story once (merge, pull request, merge, merge again); the
+tests then check what each step left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "gitops"
+PIPELINE = EXAMPLE / "pipeline.sh"
+BIN = Path(sys.executable).parent
+NOW = "2026-11-28T07:00:00Z"
+K8S_VERSION = "1.33.0"  # kubernetes-validate ships schemas 1.25 to 1.37 offline
+
+pytestmark = pytest.mark.skipif(shutil.which("git") is None or shutil.which("bash") is None,
+                                reason="needs git and bash")
+
+
+def environment(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update({
+        "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+        "PLACER": str(BIN / "placer"),
+        "PYTHON": sys.executable,
+        "PLACER_NOW": NOW,
+        "HOME": str(home),  # no user git config
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_AUTHOR_NAME": "ci", "GIT_AUTHOR_EMAIL": "ci@example.com",
+        "GIT_COMMITTER_NAME": "ci", "GIT_COMMITTER_EMAIL": "ci@example.com",
+        "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9", "NO_PROXY": "",
+    })
+    return env
+
+
+def run(env: dict[str, str], *args: str | Path, cwd: Path | None = None, ok: bool = True
+        ) -> subprocess.CompletedProcess[str]:
+    r = subprocess.run([str(a) for a in args], cwd=cwd or env["HOME"], env=env, capture_output=True, text=True, timeout=120,
+                       check=False)
+    if ok and r.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, args))} exited {r.returncode}\n{r.stdout}\n{r.stderr}")
+    return r
+
+
+def git(env: dict[str, str], repo: Path, *args: str) -> str:
+    return run(env, "git", "-C", repo, *args).stdout.strip()
+
+
+def tree_bytes(root: Path, skip: tuple[str, ...] = (".git", ".placer")) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.relative_to(root).parts[0] not in skip}
+
+
+@dataclass
+class Flow:
+    env: dict[str, str]
+    tmp: Path
+    fleet: Path
+    deploy: Path
+    out: Path
+    first: str  # deploy repo HEAD after the first merge
+    first_files: list[str]
+    pr: subprocess.CompletedProcess[str]
+    second: str  # HEAD after merging the branch
+    second_diff: list[str]
+    second_message: str
+    third: subprocess.CompletedProcess[str]
+    third_head: str
+
+
+@pytest.fixture(scope="module")
+def flow(tmp_path_factory: pytest.TempPathFactory) -> Flow:
+    tmp = tmp_path_factory.mktemp("gitops")
+    env = environment(tmp)
+    fleet_repo, deploy, out = tmp / "fleet-repo", tmp / "deploy", tmp / "out"
+    shutil.copytree(EXAMPLE / "fleet", fleet_repo / "fleet")
+    fleet = fleet_repo / "fleet"
+    git(env, fleet_repo.parent, "init", "-q", "-b", "main", str(fleet_repo))
+    git(env, fleet_repo, "add", "-A")
+    git(env, fleet_repo, "commit", "-q", "-m", "fleet")
+    git(env, tmp, "init", "-q", "-b", "main", str(deploy))
+
+    # 1. the fleet lands on main: the deploy repository gets its first tree
+    run(env, PIPELINE, "merge", fleet, deploy)
+    first = git(env, deploy, "rev-parse", "HEAD")
+    first_files = git(env, deploy, "ls-files").splitlines()
+
+    # 2. a pull request doubles chat's demand... well, by half: 3,000 -> 4,500 tokens/s
+    git(env, fleet_repo, "checkout", "-q", "-b", "more-chat")
+    models = fleet / "models.yaml"
+    text = models.read_text()
+    assert text.count("rate: 3000") == 1
+    models.write_text(text.replace("rate: 3000", "rate: 4500"))
+    git(env, fleet_repo, "commit", "-q", "-am", "chat: more demand")
+    pr = run(env, PIPELINE, "pr", fleet, out, deploy)
+
+    # 3. the pull request is merged: a second commit
+    git(env, fleet_repo, "checkout", "-q", "main")
+    git(env, fleet_repo, "merge", "-q", "--no-ff", "-m", "merge more-chat", "more-chat")
+    run(env, PIPELINE, "merge", fleet, deploy)
+    second = git(env, deploy, "rev-parse", "HEAD")
+    diff = git(env, deploy, "diff", "--name-only", first, second).splitlines()
+    message = git(env, deploy, "log", "-1", "--format=%B")
+
+    # 4. the pipeline runs again with nothing new: no commit
+    third = run(env, PIPELINE, "merge", fleet, deploy)
+    return Flow(env, tmp, fleet, deploy, out, first, first_files, pr, second, diff, message, third,
+                git(env, deploy, "rev-parse", "HEAD"))
+
+
+def test_first_merge_commits_the_whole_tree(flow: Flow) -> None:
+    assert flow.first and git(flow.env, flow.deploy, "rev-list", "--count", flow.first) == "1"
+    assert sorted(flow.first_files) == [
+        ".placer/state.json",
+        "clusters/eks-eu/embed-aws-euc1-l4.yaml",
+        "clusters/eks-eu/kustomization.yaml",
+        "clusters/onprem-fra/chat-fra-a100.yaml",
+        "clusters/onprem-fra/kustomization.yaml",
+        "terraform/placer.auto.tfvars.json",
+    ]
+    first_chat = yaml.safe_load(git(flow.env, flow.deploy, "show", f"{flow.first}:clusters/onprem-fra/chat-fra-a100.yaml"))
+    assert first_chat["kind"] == "Deployment" and first_chat["spec"]["replicas"] == 2
+    kust = yaml.safe_load(git(flow.env, flow.deploy, "show", f"{flow.first}:clusters/onprem-fra/kustomization.yaml"))
+    assert kust["kind"] == "Kustomization" and kust["resources"] == ["chat-fra-a100.yaml"]
+    tfvars = json.loads(git(flow.env, flow.deploy, "show", f"{flow.first}:terraform/placer.auto.tfvars.json"))
+    assert tfvars["placer_pools"]["aws-euc1-l4"]["nodes"] == 1
+    assert tfvars["placer_pools"]["aws-euc1-l4"]["aws"]["eks_nodegroup"] == "g6-12xlarge"
+    assert "fra-a100" not in tfvars["placer_pools"]  # fixed on-prem capacity is not Terraform's
+
+
+def test_pull_request_comment_shows_the_change_and_its_cost(flow: Flow) -> None:
+    comment = (flow.out / "comment.md").read_text()
+    plan = json.loads((flow.out / "plan.json").read_text())
+    assert comment.startswith("<!-- placer-plan -->\n### placer plan")
+    assert "**Plan: 0 to create, 1 to update, 0 to delete.**" in comment
+    assert "~ deployment/chat@fra-a100 [phase 2] replicas 2 -> 3  # demand changed 3000 -> 4500" in comment
+    # before: 4 A100 GPUs x 0.95 + one 4 x L4 node x 0.89 = 7.36; after: 6 x 0.95 + 3.56 = 9.26
+    assert "Cost: **7.36 → 9.26 USD/h** (+1.90)" in comment
+    assert [c["address"] for c in plan["changes"]] == ["deployment/chat@fra-a100"]
+    assert plan["priorState"]["serial"] == 1  # planned against the state committed in the deploy repo
+    changes = comment.split("```diff\n", 1)[1].split("```", 1)[0]
+    assert changes.splitlines() == [
+        "~ deployment/chat@fra-a100 [phase 2] replicas 2 -> 3  # demand changed 3000 -> 4500"]
+
+
+def test_merging_the_pull_request_commits_only_what_changed(flow: Flow) -> None:
+    assert flow.second != flow.first
+    assert git(flow.env, flow.deploy, "rev-parse", f"{flow.second}~1") == flow.first
+    assert sorted(flow.second_diff) == [
+        ".placer/state.json",
+        "clusters/onprem-fra/chat-fra-a100.yaml",
+        "terraform/placer.auto.tfvars.json",  # its placer_plan records the fleet digest and serial
+    ]
+    patch = git(flow.env, flow.deploy, "diff", flow.first, flow.second, "--", "clusters/")
+    assert "-  replicas: 2" in patch and "+  replicas: 3" in patch
+    assert patch.count("\n-") == 1 + 1 and patch.count("\n+") == 1 + 1  # the header lines and one replica line
+    digest = json.loads((flow.out / "plan.json").read_text())["fleetDigest"]
+    subject = flow.second_message.splitlines()[0]
+    assert subject == f"placer: apply plan {digest[:len('sha256:') + 12]}"
+    assert "~ deployment/chat@fra-a100 (replicas 2 -> 3)" in flow.second_message
+    state = json.loads((flow.deploy / ".placer" / "state.json").read_text())
+    assert state["serial"] == 2 and state["deployments"]["chat@fra-a100"]["replicas"] == 3
+
+
+def test_merge_without_changes_makes_no_commit(flow: Flow) -> None:
+    assert flow.third_head == flow.second
+    assert "no changes" in flow.third.stdout
+    assert git(flow.env, flow.deploy, "status", "--porcelain") == ""
+
+
+def test_render_is_byte_identical_and_matches_the_committed_tree(flow: Flow, tmp_path: Path) -> None:
+    plan = flow.out / "plan.json"
+    placer = str(BIN / "placer")
+    one, two = tmp_path / "one", tmp_path / "two"
+    run(flow.env, placer, "render", plan, "--out", one)
+    run(flow.env, placer, "render", plan, "--out", two)
+    first, second = tree_bytes(one), tree_bytes(two)
+    assert first and first == second
+    # the pull request's plan renders exactly what its merge committed
+    assert first == tree_bytes(flow.deploy)
+
+
+def test_rendered_deployments_pass_strict_kubernetes_validation(flow: Flow) -> None:
+    exe = BIN / "kubernetes-validate"
+    if not exe.exists():
+        pytest.skip("kubernetes-validate is not installed (pip install -e '.[dev]')")
+    manifests = sorted(p for p in (flow.deploy / "clusters").rglob("*.yaml") if p.name != "kustomization.yaml")
+    assert len(manifests) == 2
+    r = run(flow.env, exe, "--strict", "-k", K8S_VERSION, *manifests, ok=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count("passed") == len(manifests)
+
+
+def test_pull_request_with_an_invalid_fleet_explains_itself(flow: Flow, tmp_path: Path) -> None:
+    fleet = tmp_path / "fleet"
+    shutil.copytree(EXAMPLE / "fleet", fleet)
+    pools = fleet / "pools.yaml"
+    pools.write_text(pools.read_text().replace("usdPerGpuHour: 0.95", "usdPerGpuHuor: 0.95"))
+    r = run(flow.env, PIPELINE, "pr", fleet, tmp_path / "out", ok=False)
+    assert r.returncode == 1
+    comment = (tmp_path / "out" / "comment.md").read_text()
+    assert "### placer: the fleet is invalid" in comment
+    assert "pools.yaml:" in comment and "usdPerGpuHuor" in comment and "did you mean 'usdPerGpuHour'" in comment
+    assert not (tmp_path / "out" / "plan.json").exists()
+
+
+def test_merge_refuses_a_dirty_deploy_repository(flow: Flow, tmp_path: Path) -> None:
+    deploy = tmp_path / "deploy"
+    git(flow.env, tmp_path, "init", "-q", "-b", "main", str(deploy))
+    (deploy / "notes.txt").write_text("not placer's\n")
+    r = run(flow.env, PIPELINE, "merge", flow.fleet, deploy, ok=False)
+    assert r.returncode == 1 and "uncommitted changes" in r.stderr
+    r = run(flow.env, PIPELINE, "merge", flow.fleet, tmp_path / "nowhere", ok=False)
+    assert r.returncode == 1 and "not a git repository" in r.stderr
+    r = run(flow.env, PIPELINE, "deploy", ok=False)
+    assert r.returncode == 1 and "pipeline.sh pr" in r.stderr
+
+
+def test_github_workflow_runs_the_same_steps() -> None:
+    workflow = yaml.safe_load((EXAMPLE / ".github" / "workflows" / "placer.yml").read_text())
+    on = workflow.get("on", workflow.get(True))  # YAML 1.1 reads a bare `on` as true
+    assert set(on) >= {"pull_request", "push"} and on["push"]["branches"] == ["main"]
+    jobs = workflow["jobs"]
+    plan_runs = "\n".join(s.get("run", "") for s in jobs["plan"]["steps"])
+    for command in ("placer policy test", "placer validate", "placer plan", "-o out/plan.json",
+                    "placer show out/plan.json --markdown"):
+        assert command in plan_runs
+    assert any(s.get("uses", "").startswith("actions/github-script") for s in jobs["plan"]["steps"])
+    assert jobs["plan"]["permissions"]["pull-requests"] == "write"
+    gitops_runs = "\n".join(s.get("run", "") for s in jobs["gitops"]["steps"])
+    assert "./pipeline.sh merge" in gitops_runs and "git -C deploy push" in gitops_runs
+    live_runs = "\n".join(s.get("run", "") for s in jobs["live"]["steps"])
+    assert "placer apply plan.json" in live_runs
+    for job in ("gitops", "live"):
+        assert jobs[job]["concurrency"] == {"group": "placer-apply", "cancel-in-progress": False}

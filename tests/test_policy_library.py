@@ -1,0 +1,173 @@
+"""The policy library (policies/library) and `placer policy test`: every library case passes, each
+policy has a case only the policy makes true, and failing or malformed tests are reported with
+their reasons and exit 1."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+import policies
+from placer import policytest
+from placer.fleet import load_fleet
+
+ROOT = Path(__file__).resolve().parents[1]
+LIBRARY = ROOT / "policies" / "library"
+
+# `placer policy` is registered on the main group by placer.cli; until then, register it here.
+RUN_CLI = (
+    "from placer.cli import cli, main\n"
+    "from placer.cli_policy import policy\n"
+    "if 'policy' not in cli.commands:\n"
+    "    cli.add_command(policy)\n"
+    "raise SystemExit(main())\n"
+)
+
+
+def placer(*args: str | Path, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", RUN_CLI, *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, timeout=120, check=False)
+
+
+def policy_files() -> list[Path]:
+    return sorted(p for p in LIBRARY.glob("*.yaml") if not policytest.is_test_file(p))
+
+
+def test_every_library_case_passes_through_the_cli() -> None:
+    r = placer("policy", "test", "policies/library")
+    assert r.returncode == 0, r.stdout + r.stderr
+    cases = sum(len(yaml.safe_load(p.read_text())["spec"]["cases"]) for p in LIBRARY.glob("*.test.yaml"))
+    assert cases >= 30
+    assert r.stdout.rstrip().endswith(f"{cases} passed, 0 failed")
+    assert r.stdout.count("  PASS  ") == cases and "FAIL" not in r.stdout
+    assert r.stderr == ""
+
+
+def test_every_policy_has_tests_and_one_policy_document() -> None:
+    names = [p.stem for p in policy_files()]
+    assert len(names) >= 12
+    for name in names:
+        assert (LIBRARY / f"{name}.test.yaml").exists(), f"{name}.yaml has no {name}.test.yaml"
+        docs = [d for d in yaml.safe_load_all((LIBRARY / f"{name}.yaml").read_text()) if d]
+        assert [d["kind"] for d in docs] == ["Policy"], name
+    for test in LIBRARY.glob("*.test.yaml"):
+        assert policytest.policy_file_for(test).exists(), test.name
+
+
+def test_library_policies_load_into_a_real_fleet(tmp_path: Path) -> None:
+    """What users do: copy the policy files (not the tests) into their fleet."""
+    fleet = tmp_path / "fleet"
+    shutil.copytree(ROOT / "examples" / "gitops" / "fleet", fleet)
+    (fleet / "policies.yaml").unlink()  # it holds a copy of residency-eu
+    for path in policy_files():
+        shutil.copy(path, fleet / path.name)
+    loaded = load_fleet(fleet)
+    assert len(loaded.policies) == len(policy_files())
+    assert not [w for w in loaded.warnings if "Policy" in str(w)]
+
+
+def test_each_policy_has_a_case_that_fails_without_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test suite that passes with the policy removed proves nothing about the policy."""
+    monkeypatch.setattr(policytest._PolicyFiles, "load", lambda self, path: ([], []))
+    report = policytest.run(LIBRARY, policies.build_rules)
+    failing_without = {c.test for c in report.cases if not c.passed}
+    assert failing_without == {c.test for c in report.cases}
+
+
+def test_a_failing_case_is_reported_with_its_reasons(tmp_path: Path) -> None:
+    shutil.copy(LIBRARY / "residency-eu.yaml", tmp_path / "residency-eu.yaml")
+    test = yaml.safe_load((LIBRARY / "residency-eu.test.yaml").read_text())
+    case = test["spec"]["cases"][0]
+    assert case["name"] == "eu-data-runs-only-on-eu-pools"
+    # a wrong belief about the policy: EU data may go to the cheaper US pool
+    case["expect"] = [{"model": "chat-eu", "allowed": ["use1-a100"], "denied": ["fra-a100"]}]
+    case["placed"] = {"chat-eu": ["use1-a100"]}
+    test["spec"]["cases"] = [case, test["spec"]["cases"][1]]
+    (tmp_path / "residency-eu.test.yaml").write_text(yaml.safe_dump(test, sort_keys=False))
+
+    r = placer("policy", "test", tmp_path)
+    assert r.returncode == 1
+    out = r.stdout
+    assert "  FAIL  residency-eu/eu-data-runs-only-on-eu-pools" in out
+    assert "  PASS  residency-eu/unlabelled-models-are-not-restricted" in out
+    assert ("chat-eu: expected allowed on pool use1-a100, got denied (policy: residency-eu: use1-a100 is not "
+            "among the pools this policy names)") in out
+    assert "chat-eu: expected denied on pool fra-a100, got allowed" in out
+    assert "chat-eu: expected placed on use1-a100, got 2 on fra-a100" in out
+    assert re.search(r"residency-eu\.test\.yaml:\d+\)", out)  # where the case is
+    assert out.rstrip().endswith("1 passed, 1 failed")
+    assert "Traceback" not in r.stderr
+
+
+def test_malformed_test_files_point_at_the_line(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text((LIBRARY / "residency-eu.yaml").read_text())
+    (tmp_path / "p.test.yaml").write_text(
+        "apiVersion: placer.dev/v1alpha1\n"
+        "kind: PolicyTest\n"
+        "metadata: {name: p}\n"
+        "spec:\n"
+        "  cases:\n"
+        "    - name: typo\n"
+        "      notPlacd: [m]\n")
+    (tmp_path / "q.test.yaml").write_text("kind: PolicyTest\nspec: {cases: [\n")
+    (tmp_path / "q.yaml").write_text("")
+    r = placer("policy", "test", tmp_path)
+    assert r.returncode == 1
+    assert f"ERROR {tmp_path}/p.test.yaml:7: PolicyTest/p: spec.cases[0].notPlacd: unknown field; did you mean " \
+           "'notPlaced'?" in r.stderr
+    assert f"ERROR {tmp_path}/q.test.yaml:3: invalid YAML" in r.stderr
+    assert "0 passed, 0 failed, 2 test file(s) with errors" in r.stdout
+    assert "Traceback" not in r.stderr
+
+
+def test_bad_fixtures_and_unknown_names_fail_the_case_at_their_line(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text((LIBRARY / "residency-eu.yaml").read_text())
+    (tmp_path / "p.test.yaml").write_text(
+        "apiVersion: placer.dev/v1alpha1\n"
+        "kind: PolicyTest\n"
+        "metadata: {name: p}\n"
+        "spec:\n"
+        "  fleet:\n"
+        "    - {kind: Location, metadata: {name: fra}, spec: {environment: onprem, jurisdiction: EU}}\n"
+        "  cases:\n"
+        "    - name: unknown-pool\n"
+        "      fleet:\n"
+        "        - kind: Pool\n"
+        "          metadata: {name: fra-a100}\n"
+        "          spec: {location: fra, provider: static, gpu: {type: A100-80GB, perNode: 8}, nodes: {count: 1},\n"
+        "                 usdPerGpuHour: 1}\n"
+        "        - kind: Model\n"
+        "          metadata: {name: m, labels: {data: eu}}\n"
+        "          spec: {replica: {gpus: 1, memoryGiBPerGpu: 10}, throughput: {A100-80GB: 1}, demand: []}\n"
+        "      expect:\n"
+        "        - {model: m, allowed: [fra-a10]}\n"
+        "    - name: bad-pool\n"
+        "      fleet:\n"
+        "        - kind: Pool\n"
+        "          metadata: {name: fra-a100}\n"
+        "          spec: {location: frankfurt, provider: static, gpu: {type: A100-80GB, perNode: 8},\n"
+        "                 nodes: {count: 1}, usdPerGpuHour: 1}\n"
+        "      violations: 0\n")
+    report = policytest.run(tmp_path, policies.build_rules)
+    assert not report.file_errors and report.failed == 2
+    unknown, bad = report.cases
+    assert unknown.errors == (f"{tmp_path}/p.test.yaml:18: PolicyTest/p: cases[0].expect[0].allowed[0]: no pool "
+                              "named 'fra-a10' in this case's fleet; did you mean 'fra-a100'?",)
+    assert len(bad.errors) == 1
+    assert bad.errors[0].startswith(f"{tmp_path}/p.test.yaml:23: Pool/fra-a100: spec.location: unknown location "
+                                    "'frankfurt'")
+
+
+def test_run_selects_cases_and_reports_when_nothing_is_found(tmp_path: Path) -> None:
+    report = policytest.run(LIBRARY, policies.build_rules, pattern=r"^residency-us/")
+    assert {c.test for c in report.cases} == {"residency-us"} and report.ok
+    r = placer("policy", "test", tmp_path)
+    assert r.returncode == 1 and "no policy test files" in r.stderr
+    r = placer("policy", "test", LIBRARY, "--run", "no-such-case")
+    assert r.returncode == 1 and "no case matches --run 'no-such-case'" in r.stdout
