@@ -417,9 +417,11 @@ def whatif(fleet: str, demand_scale: float, fail_pool: tuple[str, ...], fail_loc
 
 
 def _register() -> None:
+    from placer.cli_discover import discover
     from placer.cli_policy import policy
 
     cli.add_command(policy)
+    cli.add_command(discover)
 
 
 _register()

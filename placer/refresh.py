@@ -10,30 +10,29 @@ from placer.planfile import Change
 from placer.state import State
 
 
-def _probe(address: str, target: dict[str, Any]) -> Change:
-    return Change(address, "no-op", 0, None, None, (), target)
+def _observe(providers: Sequence[Any], address: str, target: dict[str, Any]) -> tuple[bool, dict[str, Any] | None]:
+    """(whether some provider handles ``address``, what it reports there)."""
+    change = Change(address, "no-op", 0, None, None, (), target)
+    provider = next((p for p in providers if p.handles(change)), None)
+    if provider is None:
+        return False, None
+    return True, provider.observe(change)
 
 
 def observe_state(state: State, providers: Sequence[Any]) -> State:
     """A copy of ``state`` whose replicas and nodes are what the providers report now."""
     seen = copy.deepcopy(state)
     for key, entry in state.deployments.items():
-        change = _probe(f"deployment/{key}", entry.get("target") or {})
-        provider = next((p for p in providers if p.handles(change)), None)
-        if provider is None:
+        handled, now = _observe(providers, f"deployment/{key}", entry.get("target") or {})
+        if not handled:
             continue
-        now = provider.observe(change)
         if now is None:
             seen.deployments.pop(key, None)
         else:
             seen.deployments[key] = {**entry, "replicas": int(now.get("replicas", 0))}
     for name, entry in state.pools.items():
-        change = _probe(f"pool/{name}", entry.get("target") or {})
-        provider = next((p for p in providers if p.handles(change)), None)
-        if provider is None:
-            continue
-        now = provider.observe(change)
-        if now is not None:
+        handled, now = _observe(providers, f"pool/{name}", entry.get("target") or {})
+        if handled and now is not None:
             seen.pools[name] = {**entry, "nodes": int(now.get("nodes", 0))}
     return seen
 
