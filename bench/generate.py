@@ -464,7 +464,7 @@ def generate(models: int, pools: int, seed: int = 0, time_limit: float | None = 
     pool_docs = _pools(rng, locs, pools)
     lat = _latencies(locs, links)
     model_docs = _models(rng, models, locs, pool_docs, lat)
-    _fit_capacity(pool_docs, model_docs, fixed_share=0.55, elastic_share=1.5)
+    _fit_capacity(pool_docs, model_docs, fixed_share=0.55, elastic_share=10.0)
     docs: list[dict[str, Any]] = [
         _doc("Location", x.name, {"environment": x.env, "jurisdiction": x.jur,
                                   "localLatencyMs": 2.0 if x.env == "edge" else 1.0})

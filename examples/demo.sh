@@ -30,5 +30,5 @@ set -e
 tail -1 "$WORK/replan.txt"
 if [ "$code" != 0 ]; then echo "re-plan exited $code, expected 0 (no changes)" >&2; exit 1; fi
 
-step "placer whatif $FLEET --demand-scale 2   (if traffic doubled tomorrow)"
-placer whatif "$FLEET" --now "$NOW" --demand-scale 2
+step "placer whatif $FLEET --demand-scale 1.5   (if traffic grew by half tomorrow)"
+placer whatif "$FLEET" --now "$NOW" --demand-scale 1.5

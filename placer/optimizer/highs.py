@@ -19,6 +19,8 @@ from placer.optimizer.arrays import FloatArray, IntArray
 from placer.optimizer.matrix import MatrixModel
 
 INF = float("inf")
+_STATUS = [highspy.HighsBasisStatus(i) for i in range(5)]  # kLower, kBasic, kUpper, kZero, kNonbasic
+LOWER, BASIC = 0, 1
 
 
 @dataclass
@@ -89,9 +91,10 @@ def solve(model: MatrixModel, cols: IntArray, *, integer: bool, time_limit: floa
         h.setOptionValue("objective_bound", float(cutoff))
     if basis is not None and not integer:
         hb = highspy.HighsBasis()
-        hb.col_status = list(basis[0])
-        hb.row_status = list(basis[1])
+        hb.col_status = [_STATUS[v] for v in np.asarray(basis[0]).tolist()]
+        hb.row_status = [_STATUS[v] for v in np.asarray(basis[1]).tolist()]
         hb.valid = True
+        hb.alien = True
         h.setBasis(hb)
     if start is not None and integer:
         sol = highspy.HighsSolution()
@@ -117,7 +120,8 @@ def solve(model: MatrixModel, cols: IntArray, *, integer: bool, time_limit: floa
             row_duals = np.array(sol.row_dual)
             b = h.getBasis()
             if b.valid:
-                hbasis = (np.array(b.col_status), np.array(b.row_status))
+                hbasis = (np.array([int(v) for v in b.col_status], dtype=np.int8),
+                          np.array([int(v) for v in b.row_status], dtype=np.int8))
     objective = float(info.objective_function_value) if has_sol else INF
     if integer:
         bound = float(info.mip_dual_bound) if has_sol or name == "UNKNOWN" else INF

@@ -41,7 +41,9 @@ class Lin:
     __slots__ = ("a", "b", "kind")
 
     def __init__(self, kind: str, a: Any, b: Any = None) -> None:
-        self.kind = kind  # "leaf" (idx, coef) | "sum" (left, right) | "scale" (child, factor) | "const" (value)
+        # "leaf" (idx array, coef array) | "one" (column, coef) | "sum" (left, right) | "scale" (child, factor)
+        # | "const" (value)
+        self.kind = kind
         self.a = a
         self.b = b
 
@@ -87,11 +89,16 @@ class Lin:
     def flatten(self) -> tuple[IntArray, FloatArray, float]:
         idx: list[IntArray] = []
         coef: list[FloatArray] = []
+        one_idx: list[int] = []
+        one_coef: list[float] = []
         const = 0.0
         stack: list[tuple[Lin, float]] = [(self, 1.0)]
         while stack:
             node, f = stack.pop()
-            if node.kind == "leaf":
+            if node.kind == "one":  # a single column, as Python numbers
+                one_idx.append(node.a)
+                one_coef.append(node.b * f)
+            elif node.kind == "leaf":
                 if len(node.a):
                     idx.append(node.a)
                     coef.append(node.b * f if f != 1.0 else node.b)
@@ -103,8 +110,13 @@ class Lin:
                     stack.append((node.a, f * node.b))
             else:
                 const += f * node.a
+        if one_idx:
+            idx.append(np.array(one_idx, dtype=np.int64))
+            coef.append(np.array(one_coef, dtype=float))
         if not idx:
             return np.zeros(0, dtype=np.int64), np.zeros(0), const
+        if len(idx) == 1:
+            return idx[0], coef[0], const
         return np.concatenate(idx), np.concatenate(coef), const
 
 
@@ -212,6 +224,15 @@ class _Builder:
         self._pool_ptr = np.searchsorted(arrays.pair_pool[order], np.arange(len(arrays.pools) + 1))
         self.x0 = 0
         self.elastic_col = np.full(len(arrays.pools), -1, dtype=np.int64)
+        self._pair_maps: dict[str, dict[str, int]] = {}
+        # single columns and rows added by rules, gathered in lists and stacked once
+        self._aux_cost: list[float] = []
+        self._aux_ub: list[float] = []
+        self._aux_int: list[bool] = []
+        self._row_idx: list[IntArray] = []
+        self._row_coef: list[FloatArray] = []
+        self._row_lo: list[float] = []
+        self._row_hi: list[float] = []
 
     # ------------------------------------------------------------ columns and rows
 
@@ -270,22 +291,22 @@ class _Builder:
         return out
 
     def _pair(self, model: str, pool: str) -> int | None:
-        a = self.arrays
-        mi = a.model_index.get(model)
-        pi = a.pool_index.get(pool)
-        if mi is None or pi is None:
-            return None
-        lo, hi = int(a.pair_ptr[mi]), int(a.pair_ptr[mi + 1])
-        k = lo + int(np.searchsorted(a.pair_pool[lo:hi], pi))
-        if k < hi and int(a.pair_pool[k]) == pi:
-            return k
-        return None
+        table = self._pair_maps.get(model)
+        if table is None:
+            a = self.arrays
+            mi = a.model_index.get(model)
+            if mi is None:
+                return None
+            lo, hi = int(a.pair_ptr[mi]), int(a.pair_ptr[mi + 1])
+            table = {a.pools[p].name: lo + k for k, p in enumerate(a.pair_pool[lo:hi].tolist())}
+            self._pair_maps[model] = table
+        return table.get(pool)
 
     def replicas(self, model: str, pool: str) -> Any:
         j = self._pair(model, pool)
         if j is None:
             return 0
-        return Lin("leaf", np.array([self.x0 + j], dtype=np.int64), np.ones(1))
+        return Lin("one", self.x0 + j, 1.0)
 
     def total_replicas(self, model: str) -> Any:
         a = self.arrays
@@ -303,7 +324,7 @@ class _Builder:
         a = self.arrays
         pi = a.pool_index[pool]
         if self.elastic_col[pi] >= 0:
-            return Lin("leaf", np.array([self.elastic_col[pi]]), np.array([float(a.pool_per_node[pi])]))
+            return Lin("one", int(self.elastic_col[pi]), float(a.pool_per_node[pi]))
         return int(a.pool_min_nodes[pi] * a.pool_per_node[pi])
 
     def compute_usd(self, model: str, pool: str) -> Any:
@@ -311,35 +332,56 @@ class _Builder:
         if j is None:
             return 0
         a = self.arrays
-        return Lin("leaf", np.array([self.x0 + j]), np.array([a.pool_price[a.pair_pool[j]] * a.pair_c[j]]))
+        return Lin("one", self.x0 + j, float(a.pool_price[a.pair_pool[j]] * a.pair_c[j]))
 
     def max_replicas(self, model: str, pool: str) -> int:
         j = self._pair(model, pool)
         return int(self.arrays.pair_max[j]) if j is not None else 0
 
+    def _aux(self, cost: float, ub: float, integer: bool) -> int:
+        col = self.blocks["aux"][1] + len(self._aux_cost)
+        self._aux_cost.append(cost)
+        self._aux_ub.append(ub)
+        self._aux_int.append(integer)
+        return col
+
+    def _row(self, idx: IntArray, coef: FloatArray, lo: float, hi: float) -> int:
+        r = self.n_rows + len(self._row_lo)
+        self._row_idx.append(idx)
+        self._row_coef.append(coef)
+        self._row_lo.append(lo)
+        self._row_hi.append(hi)
+        return r
+
+    def finish_rules(self) -> None:
+        if self._aux_cost:
+            self.add_cols("aux", self._aux_cost, 0.0, self._aux_ub, self._aux_int)
+        if self._row_lo:
+            n = len(self._row_lo)
+            lens = np.array([len(i) for i in self._row_idx], dtype=np.int64)
+            idx = np.concatenate(self._row_idx) if lens.sum() else np.zeros(0, dtype=np.int64)
+            coef = np.concatenate(self._row_coef) if lens.sum() else np.zeros(0)
+            self.add_rows(np.repeat(np.arange(n), lens), idx, coef, self._row_lo, self._row_hi, n)
+
     def new_bool(self, name: str) -> Any:
-        col = self.add_cols("aux", [0.0], 0.0, 1.0, True)
-        return Lin("leaf", np.array([col]), np.ones(1))
+        return Lin("one", self._aux(0.0, 1.0, True), 1.0)
 
     def add(self, constraint: Any, name: str) -> None:
         if isinstance(constraint, bool | np.bool_):
             if not constraint:  # trivially infeasible, but named
-                r = self.add_rows(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0), 1.0, INF, 1)
-                self.row_names[r] = name
+                self.row_names[self._row(np.zeros(0, dtype=np.int64), np.zeros(0), 1.0, INF)] = name
             return
         if not isinstance(constraint, Row):
             raise TypeError(f"{name}: not a linear constraint: {constraint!r}")
         idx, coef, const = constraint.expr.flatten()
-        r = self.add_rows(np.zeros(len(idx), dtype=np.int64), idx, coef, constraint.lo - const,
-                          constraint.hi - const, 1)
-        self.row_names[r] = name
+        self.row_names[self._row(idx, coef, constraint.lo - const, constraint.hi - const)] = name
 
     def at_most(self, policy: Policy, lhs: Any, rhs: Any, what: str) -> None:
         if policy.required:
             self.add(Lin.wrap(lhs) <= rhs, f"{policy.name}:{what}")
             return
-        col = self.add_cols("aux", [policy.penalty], 0.0, INF, False)
-        self.add(Lin.wrap(lhs) - Lin("leaf", np.array([col]), np.ones(1)) <= rhs, f"{policy.name}:{what}")
+        col = self._aux(policy.penalty, INF, False)
+        self.add(Lin.wrap(lhs) - Lin("one", col, 1.0) <= rhs, f"{policy.name}:{what}")
         self.penalties.append((policy, what, col))
 
 
@@ -492,6 +534,7 @@ def build_matrix(arrays: FleetArrays, rules: Rules, current: Mapping[tuple[str, 
     b.blocks["aux"] = (b.n_cols, b.n_cols)
     for policy in fleet.policies:
         behaviour(rules, policy).constrain(policy, b)  # type: ignore[arg-type]
+    b.finish_rules()
 
     cost = np.concatenate([p[0] for p in b.col_parts])
     lb = np.concatenate([p[1] for p in b.col_parts])

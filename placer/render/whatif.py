@@ -46,8 +46,12 @@ def render(report: dict[str, Any], console: Console) -> None:
         console.print(t)
     if scen["saturated"]:
         console.print(f"Saturated pools (at their maximum): {', '.join(scen['saturated'])}", style="yellow")
+    short = max(0.0, scen["demand"] - scen["served"])
     share = scen["served"] / scen["demand"] if scen["demand"] else 1.0
-    verdict = ("scales: all demand is served" if not unmet else
-               f"partly collapses: {100 * share:.1f}% of demand served" if share < 0.999 else
-               "scales for inference; some training/batch replicas go unplaced")
+    if short > 1e-6:
+        verdict = f"partly collapses: {100 * share:.2f}% of demand served, {short:,.1f} units/s unmet"
+    elif unmet:
+        verdict = "scales for inference; some training/batch replicas go unplaced"
+    else:
+        verdict = "scales: all demand is served"
     console.print(f"Verdict: {verdict}.", style="bold green" if not unmet else "bold red")
