@@ -95,6 +95,21 @@ def spinner(enabled: bool) -> Iterator[Callable[[str], None]]:
         yield lambda msg: status.update(msg)
 
 
+class _Bar:
+    """A rich progress bar over an apply's changes (terminals only; CI gets plain lines)."""
+
+    def __init__(self, total: int) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(TextColumn("{task.description:<60}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), console=err, transient=False)
+        self.task = self.progress.add_task("applying", total=total)
+
+
+def _progress_bar(total: int) -> _Bar | None:
+    return _Bar(total) if err.is_terminal and total else None
+
+
 def providers_for(apply_cfg: dict[str, Any], directory_override: str | None = None) -> list[Any]:
     if (apply_cfg.get("mode") or "live") == "gitops" or directory_override:
         from providers.gitops import GitOpsProvider
@@ -258,9 +273,16 @@ def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str
     cost_after = the_plan.body.get("cost", {}).get("totalUsdPerHour")
     total = sum(1 for c in the_plan.changes if c.action != "no-op")
     done = [0]
+    bar = _progress_bar(total)
 
     def report_progress(msg: str, change: Any) -> None:
-        if change is not None and msg.startswith(("create", "update", "delete")):
+        starting = change is not None and msg.startswith(("create", "update", "delete"))
+        if bar is not None:
+            bar.progress.update(bar.task, description=msg[:60])
+            if starting:
+                bar.progress.advance(bar.task)
+            return
+        if starting:
             done[0] += 1
             err.print(f"[{done[0]}/{total}] {msg}")
         else:
@@ -273,7 +295,11 @@ def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str
         state = backend.read()
         check_fresh(the_plan, state)
         try:
-            report = applier.run(the_plan, state, plan_id, cost_after, demand)
+            if bar is not None:
+                with bar.progress:
+                    report = applier.run(the_plan, state, plan_id, cost_after, demand)
+            else:
+                report = applier.run(the_plan, state, plan_id, cost_after, demand)
         except Exception as exc:
             applied = len((state.applying or {}).get("done", []))
             raise CliError(f"apply failed after {applied} of {total} change(s): {exc}. The state "
