@@ -109,3 +109,15 @@ def test_schema_is_json_schema():
     assert kinds == {"Location", "Link", "GPUType", "Pool", "Model", "Policy", "Settings"}
     import jsonschema
     jsonschema.Draft202012Validator.check_schema(schema)
+
+
+def test_apply_fleet_needs_auto_approve(tmp_path):
+    fleet = write_fleet(tmp_path)
+    r = placer("apply", str(fleet))
+    assert r.returncode == 1 and "--auto-approve" in r.stderr
+    assert not (tmp_path / "state.json").exists()
+    r = placer("apply", str(fleet), "--auto-approve")
+    assert r.returncode == 0, r.stderr
+    assert "Apply complete: 1 change(s) applied" in r.stdout
+    assert (tmp_path / "deploy" / "clusters" / "default" / "m-p.yaml").exists()
+    assert placer("plan", str(fleet), "--detailed-exitcode").returncode == 0

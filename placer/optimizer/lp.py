@@ -23,6 +23,7 @@ at convergence, and more through the integrality of x inside G.
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass
 
@@ -33,6 +34,8 @@ from placer.optimizer.highs import BASIC, LOWER, solve
 from placer.optimizer.matrix import MatrixModel
 
 RC_TOL = 1e-7
+DEBUG = bool(os.environ.get("PLACER_DEBUG"))
+LP_SOLVER = os.environ.get("PLACER_LP", "simplex")
 CHUNK = 400_000
 
 
@@ -165,6 +168,12 @@ def initial_pairs(model: MatrixModel, current_pairs: IntArray, per_demand: int =
         order = np.lexsort((per_replica, a.pair_model))
         rank = np.arange(a.n_pairs) - a.pair_ptr[a.pair_model[order]]
         chosen[order[rank < per_model]] = True
+        # and the cheapest on-demand (not spot) pairs, for spot caps
+        sure = np.flatnonzero(~a.pool_spot[a.pair_pool])
+        order = sure[np.lexsort((per_replica[sure], a.pair_model[sure]))]
+        pm = a.pair_model[order]
+        rank = np.arange(len(order)) - np.searchsorted(pm, pm, side="left")
+        chosen[order[rank < per_model]] = True
         # the cheapest pair of each (model, failure domain), for the `domains` cheapest domains of each model
         dom = a.pool_domain[a.pair_pool]
         order = np.lexsort((per_replica, dom, a.pair_model))
@@ -176,6 +185,26 @@ def initial_pairs(model: MatrixModel, current_pairs: IntArray, per_demand: int =
         rank = np.arange(len(order2)) - starts
         chosen[order2[rank < domains]] = True
     return chosen
+
+
+def violated_rows(model: MatrixModel, cols: IntArray, rows: IntArray) -> IntArray:
+    """Rows that an infeasible sub-problem cannot satisfy (HiGHS' feasibility relaxation)."""
+    import highspy
+
+    A = model.A[:, cols][rows, :].tocsc()
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    inf = highspy.kHighsInf
+    lo, hi = model.row_lo[rows], model.row_hi[rows]
+    h.passModel(len(cols), len(rows), A.nnz, 1, 1, 0.0, model.cost[cols], model.lb[cols],
+                np.where(np.isinf(model.ub[cols]), inf, model.ub[cols]), np.where(np.isinf(lo), -inf, lo),
+                np.where(np.isinf(hi), inf, hi), A.indptr.astype(np.int32), A.indices.astype(np.int32),
+                A.data.astype(np.float64), np.zeros(len(cols), dtype=np.int32))
+    h.feasibilityRelaxation(-1, -1, 1.0)
+    act = np.array(h.getSolution().row_value)
+    if len(act) != len(rows):
+        return np.zeros(0, dtype=np.int64)
+    return rows[(act < lo - 1e-6) | (act > hi + 1e-6)]
 
 
 def master_columns(model: MatrixModel, pair_of_col: IntArray, master: BoolArray) -> IntArray:
@@ -211,13 +240,28 @@ def column_generation(model: MatrixModel, tables: PairTables, pair_of_col: IntAr
         rows = np.flatnonzero(touched | needed)
         basis = (col_status[cols], row_status[rows]) if have_basis else None
         left = max(0.5, deadline - time.monotonic())
-        sol = solve(model, cols, integer=False, time_limit=left, rows=rows, basis=basis,
-                    options={"presolve": "off"})
+        options: dict[str, object] = {"presolve": "off"}
+        if LP_SOLVER == "ipm":
+            options = {"solver": "ipm", "run_crossover": "off"}
+            basis = None
+        elif basis is not None:
+            options["simplex_strategy"] = 4  # the old basis stays primal feasible when columns join
+        sol = solve(model, cols, integer=False, time_limit=left, rows=rows, basis=basis, options=options)
         if sol.values is None or sol.row_duals is None:
             if best is not None:
                 return best
             if sol.status == "INFEASIBLE" and not master.all():
-                master[:] = True  # the restricted master cannot satisfy some rule: take every pair
+                # the restricted master cannot satisfy some rule: add every pair of the rows it breaks
+                broken = violated_rows(model, cols, rows)
+                more = np.zeros(a.n_pairs, dtype=bool)
+                if len(broken) and rounds < 4:
+                    touched_cols = model.A.tocsr()[broken].indices
+                    xs = touched_cols[(touched_cols >= model.blocks["x"][0]) & (touched_cols < model.blocks["x"][1])]
+                    more[xs - model.blocks["x"][0]] = True
+                if not (more & ~master).any():
+                    more[:] = True
+                master |= more
+                have_basis = False
                 continue
             return LpResult(sol.status, math.inf, np.zeros(model.n_cols), None, master, rounds,
                             time.monotonic() - started)
@@ -229,7 +273,12 @@ def column_generation(model: MatrixModel, tables: PairTables, pair_of_col: IntAr
         values[cols] = sol.values
         row_duals = np.zeros(model.n_rows)
         row_duals[rows] = sol.row_duals
+        t_dual = time.monotonic()
         duals = lagrangian(model, tables, row_duals, serve)
+        if DEBUG:
+            print(f"  cg round {rounds}: master {int(master.sum())} pairs, {len(cols)} cols, {len(rows)} rows, "
+                  f"lp {sol.seconds:.2f}s, value {sol.objective:.2f}, lp bound {duals.lp_bound:.2f}, "
+                  f"int bound {duals.bound:.2f}, pricing {time.monotonic() - t_dual:.2f}s")
         best = LpResult("OPTIMAL", sol.objective, values, duals, master.copy(), rounds, time.monotonic() - started)
         scale = max(1.0, abs(sol.objective))
         negative = (~master) & (duals.g_lp < -tol * scale / max(1, a.n_pairs) - 1e-9)
