@@ -26,9 +26,11 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.servers.loopback import LoopbackServer
 
 BASE = "https://www.googleapis.com/compute/v1"
 PREFIX = r"^/compute/v1/projects/(?P<project>[^/]+)/"
@@ -106,41 +108,24 @@ def _not_found(resource: str) -> _Reply:
     return _Reply(404, google_error(404, f"The resource '{resource}' was not found"))
 
 
-class FakeCompute:
+class FakeCompute(LoopbackServer):
     """The server: ``with FakeCompute() as gcp: GcpProvider(api_endpoint=gcp.endpoint)``."""
 
+    thread_name = "fake-compute"
+
     def __init__(self) -> None:
+        super().__init__()
         self.state = ComputeState()
         self._lock = threading.Lock()
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------ lifecycle
 
-    def start(self) -> FakeCompute:
-        handler = _make_handler(self)
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="fake-compute", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-
-    def __enter__(self) -> FakeCompute:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return _make_handler(self)
 
     @property
     def endpoint(self) -> str:
-        assert self._httpd is not None, "start the server first"
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        return self.url
 
     # ------------------------------------------------------------ seeding
 

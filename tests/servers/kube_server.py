@@ -26,12 +26,14 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import yaml
+
+from tests.servers.loopback import LoopbackServer
 
 KUBE_VERSION = {"major": "1", "minor": "33", "gitVersion": "v1.33.0", "gitCommit": "fake",
                 "gitTreeState": "clean", "buildDate": "2025-04-23T00:00:00Z", "goVersion": "go1.24.2",
@@ -310,10 +312,13 @@ class RequestLog:
     body: str = ""
 
 
-class FakeKubeApiServer:
+class FakeKubeApiServer(LoopbackServer):
     """A kube-apiserver that keeps Nodes and Deployments in memory. Start with ``start()``."""
 
+    thread_name = "fake-kube-apiserver"
+
     def __init__(self, *, ready_after_polls: int | None = 0, delay_s: float = 0.0) -> None:
+        super().__init__()
         self.ready_after_polls = ready_after_polls
         self.delay_s = delay_s
         self.delay_path_contains: str | None = None
@@ -323,43 +328,16 @@ class FakeKubeApiServer:
         self._nodes: dict[str, dict[str, Any]] = {}
         self._deployments: dict[tuple[str, str], _Record] = {}
         self._faults: list[Fault] = []
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------ lifecycle
 
-    def start(self) -> FakeKubeApiServer:
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
         server = self
 
         class Handler(_Handler):
             fake = server
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="fake-kube-apiserver", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-
-    def __enter__(self) -> FakeKubeApiServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        assert self._httpd is not None, "server not started"
-        return int(self._httpd.server_address[1])
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return Handler
 
     # ------------------------------------------------------------ knobs
 
