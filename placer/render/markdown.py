@@ -60,6 +60,6 @@ def render(plan: dict[str, Any]) -> str:
         lines.append("")
     lines += ["<details><summary>Placements</summary>", "", "| model | placement | served | unmet |",
               "|---|---|---:|---:|"]
-    lines += [_row([m, where, f"{s:,.0f}", f"{u:,.0f}"]) for m, where, s, u in model_rows(plan)]
+    lines += [_row([m, where, "-" if s is None else f"{s:,.0f}", f"{u:,.0f}"]) for m, where, s, u in model_rows(plan)]
     lines += ["", "</details>", ""]
     return "\n".join(lines)

@@ -46,8 +46,9 @@ def change_detail(change: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def model_rows(plan: dict[str, Any]) -> list[tuple[str, str, float, float]]:
-    """(model, placement text, served rate, unmet rate) per model that is placed or short."""
+def model_rows(plan: dict[str, Any]) -> list[tuple[str, str, float | None, float]]:
+    """(model, placement text, served rate, unmet rate) per model that is placed or short;
+    served is None for models without demand (training, batch)."""
     placed: dict[str, list[str]] = {}
     for p in plan.get("placements", []):
         placed.setdefault(p["model"], []).append(f"{p['replicas']}×{p['pool']}")
@@ -60,4 +61,7 @@ def model_rows(plan: dict[str, Any]) -> list[tuple[str, str, float, float]]:
     for u in plan.get("unplacedReplicas", []):
         placed.setdefault(u["model"], []).append(f"{u['replicas']} replica(s) unplaced")
     names = sorted(set(placed) | set(unmet))
-    return [(m, ", ".join(placed.get(m, ["-"])), served.get(m, 0.0), unmet.get(m, 0.0)) for m in names]
+    demand = plan.get("models", {})
+    return [(m, ", ".join(placed.get(m, ["-"])),
+             served.get(m, 0.0) if demand.get(m, {}).get("demand", 1.0) else None, unmet.get(m, 0.0))
+            for m in names]

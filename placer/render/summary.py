@@ -38,7 +38,8 @@ def render(plan: dict[str, Any], console: Console, pool_prices: dict[str, float]
     for col, justify in (("model", "left"), ("placement", "left"), ("served", "right"), ("unmet", "right")):
         models.add_column(col, justify=justify)  # type: ignore[arg-type]
     for name, where, served, unmet in model_rows(plan):
-        models.add_row(name, where, _num(served), Text(_num(unmet), style="red") if unmet else "0")
+        models.add_row(name, where, "-" if served is None else _num(served),
+                       Text(_num(unmet), style="red") if unmet else "0")
     console.print(models)
     for r in plan.get("retired", []):
         console.print(f"  retired: {r['model']} ({r['reason']})", style="dim")
