@@ -358,7 +358,10 @@ def _models(rng: np.random.Generator, n_models: int, locs: list[_Loc], pools: li
                 spec["minReplicas"] = 1
             elif r < 0.6:
                 spec["minReplicas"] = 2
-                if rng.random() < 0.45:
+                # critical: spread over two failure domains, for models that two cloud regions can host
+                where_ok = {loc for (loc, j, t, pn) in offers if t in listed and pn >= shape.gpus
+                            and (not eu_resident or j == "EU")}
+                if rng.random() < 0.45 and len(where_ok) >= 2:
                     labels["tier"] = "critical"
             if shape.gpus >= 4 and rng.random() < 0.2:
                 spec["maxReplicas"] = int(rng.integers(8, 20))
@@ -391,6 +394,9 @@ def _models(rng: np.random.Generator, n_models: int, locs: list[_Loc], pools: li
             max(s["throughput"], key=lambda t: SPEED[t])]
         for entry in s["demand"]:
             entry["rate"] = _round(max(10.0, entry["rate"] * w * h100_rate), 1.0)
+        if "maxReplicas" in s:  # a cap the demand can live with, on its slowest listed GPU
+            slowest = min(s["throughput"].values())
+            s["maxReplicas"] = max(s["maxReplicas"], math.ceil(sum(e["rate"] for e in s["demand"]) / slowest) + 2)
     return raw
 
 

@@ -15,6 +15,7 @@ entry d being ``route_ptr[d]:route_ptr[d+1]``.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -91,12 +92,24 @@ class FleetArrays:
     def pool_index(self) -> dict[str, int]:
         return {p.name: i for i, p in enumerate(self.pools)}
 
-    @cached_property
-    def pair_index(self) -> dict[tuple[str, str], int]:
-        mn = [m.name for m in self.models]
-        pn = [p.name for p in self.pools]
-        return {(mn[m], pn[p]): j for j, (m, p) in enumerate(zip(self.pair_model.tolist(),
-                                                                    self.pair_pool.tolist(), strict=True))}
+    def find_pair(self, model: str, pool: str) -> int | None:
+        """The index of the pair (model, pool), or None when it is not eligible."""
+        mi = self.model_index.get(model)
+        pi = self.pool_index.get(pool)
+        if mi is None or pi is None:
+            return None
+        lo, hi = int(self.pair_ptr[mi]), int(self.pair_ptr[mi + 1])
+        k = lo + int(np.searchsorted(self.pair_pool[lo:hi], pi))
+        return k if k < hi and int(self.pair_pool[k]) == pi else None
+
+    def current_vector(self, current: Mapping[tuple[str, str], int]) -> FloatArray:
+        """Replicas running now, per pair (pairs no longer eligible are left out)."""
+        out = np.zeros(self.n_pairs)
+        for (m, p), r in current.items():
+            j = self.find_pair(m, p)
+            if j is not None and r > 0:
+                out[j] = r
+        return out
 
     @cached_property
     def pair_has_routes(self) -> BoolArray:

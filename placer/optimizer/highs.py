@@ -34,16 +34,22 @@ class Solution:
     row_duals: FloatArray | None = None
     basis: Any = None
     seconds: float = 0.0
+    col_duals: FloatArray | None = None
 
     @property
     def feasible(self) -> bool:
         return self.values is not None
 
 
-def _highs(threads: int | None = None) -> highspy.Highs:
+# HiGHS runs one thread pool per process, sized by the first solve; small MIPs solve fastest
+# on one thread, and the route's LPs (simplex) use one anyway.
+THREADS = int(os.environ.get("PLACER_HIGHS_THREADS", "1"))
+
+
+def _highs() -> highspy.Highs:
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
-    h.setOptionValue("threads", int(threads or min(os.cpu_count() or 1, 8)))
+    h.setOptionValue("threads", THREADS)
     return h
 
 
@@ -55,8 +61,7 @@ def solve(model: MatrixModel, cols: IntArray, *, integer: bool, time_limit: floa
     (default: every row that touches ``cols`` or cannot hold with them at 0).
 
     ``lb``/``ub`` override the bounds of the sub-problem's columns; ``start`` is a MIP start
-    (full model vector); ``basis`` a (col_status, row_status) pair from an earlier LP of
-    the same shape.
+    (full model vector); ``basis`` a (col_status, row_status) pair of ints for this shape.
     """
     A = model.A[:, cols].tocsc()
     if rows is None:
@@ -65,40 +70,54 @@ def solve(model: MatrixModel, cols: IntArray, *, integer: bool, time_limit: floa
         needed = (model.row_lo > 1e-9) | (model.row_hi < -1e-9)
         rows = np.flatnonzero(touched | needed)
     A = A[rows, :].tocsc()
+    sol = solve_arrays(
+        A, model.cost[cols], model.lb[cols] if lb is None else lb, model.ub[cols] if ub is None else ub,
+        model.row_lo[rows], model.row_hi[rows], model.integer[cols] if integer else None,
+        time_limit=time_limit, start=None if start is None else np.asarray(start, dtype=float)[cols],
+        basis=basis, gap=gap, cutoff=cutoff, options=options)
+    sol.cols = cols
+    sol.rows = rows
+    return sol
+
+
+def solve_arrays(A: Any, cost: FloatArray, lb: FloatArray, ub: FloatArray, row_lo: FloatArray, row_hi: FloatArray,
+                 integer: Any, *, time_limit: float | None, start: FloatArray | None = None, basis: Any = None,
+                 gap: float = 1e-4, cutoff: float | None = None, options: dict[str, Any] | None = None) -> Solution:
+    """Solve min cost·v s.t. row_lo <= A v <= row_hi, lb <= v <= ub (``integer``: a mask, or None for an LP)."""
+    A = A.tocsc()
     A.sort_indices()
+    n_cols, n_rows = A.shape[1], A.shape[0]
     h = _highs()
     if time_limit is not None:
         h.setOptionValue("time_limit", max(0.05, float(time_limit)))
-    if integer:
+    is_mip = integer is not None and bool(np.any(integer))
+    if is_mip:
         h.setOptionValue("mip_rel_gap", float(gap))
     for key, value in (options or {}).items():
         h.setOptionValue(key, value)
-    col_lb = model.lb[cols] if lb is None else lb
-    col_ub = model.ub[cols] if ub is None else ub
     inf = highspy.kHighsInf
-    col_ub = np.where(np.isinf(col_ub), inf, col_ub)
-    row_lo = np.where(np.isinf(model.row_lo[rows]), -inf, model.row_lo[rows])
-    row_hi = np.where(np.isinf(model.row_hi[rows]), inf, model.row_hi[rows])
-    integrality = model.integer[cols].astype(np.int32) if integer else np.zeros(len(cols), dtype=np.int32)
+    integrality = (np.asarray(integer, dtype=np.int32) if is_mip else np.zeros(n_cols, dtype=np.int32))
     h.passModel(
-        len(cols), len(rows), A.nnz, 1, 1, 0.0,
-        np.ascontiguousarray(model.cost[cols], dtype=np.float64),
-        np.ascontiguousarray(col_lb, dtype=np.float64), np.ascontiguousarray(col_ub, dtype=np.float64),
-        np.ascontiguousarray(row_lo, dtype=np.float64), np.ascontiguousarray(row_hi, dtype=np.float64),
+        n_cols, n_rows, A.nnz, 1, 1, 0.0,
+        np.ascontiguousarray(cost, dtype=np.float64),
+        np.ascontiguousarray(lb, dtype=np.float64),
+        np.ascontiguousarray(np.where(np.isinf(ub), inf, ub), dtype=np.float64),
+        np.ascontiguousarray(np.where(np.isinf(row_lo), -inf, row_lo), dtype=np.float64),
+        np.ascontiguousarray(np.where(np.isinf(row_hi), inf, row_hi), dtype=np.float64),
         A.indptr.astype(np.int32), A.indices.astype(np.int32), A.data.astype(np.float64), integrality,
     )
-    if cutoff is not None and integer:
+    if cutoff is not None and is_mip:
         h.setOptionValue("objective_bound", float(cutoff))
-    if basis is not None and not integer:
+    if basis is not None and not is_mip:
         hb = highspy.HighsBasis()
         hb.col_status = [_STATUS[v] for v in np.asarray(basis[0]).tolist()]
         hb.row_status = [_STATUS[v] for v in np.asarray(basis[1]).tolist()]
         hb.valid = True
         hb.alien = True
         h.setBasis(hb)
-    if start is not None and integer:
+    if start is not None and is_mip:
         sol = highspy.HighsSolution()
-        sol.col_value = list(np.asarray(start, dtype=float)[cols])
+        sol.col_value = list(np.asarray(start, dtype=float))
         sol.value_valid = True
         h.setSolution(sol)
     h.run()
@@ -110,23 +129,28 @@ def solve(model: MatrixModel, cols: IntArray, *, integer: bool, time_limit: floa
     has_sol = info.primal_solution_status == 2  # kSolutionStatusFeasible
     values = None
     row_duals = None
+    col_duals = None
     hbasis = None
     if has_sol:
         sol = h.getSolution()
         values = np.array(sol.col_value)
         if name == "UNKNOWN":
             name = "FEASIBLE"
-        if not integer and sol.dual_valid:
+        if not is_mip and sol.dual_valid:
             row_duals = np.array(sol.row_dual)
+            col_duals = np.array(sol.col_dual)
             b = h.getBasis()
             if b.valid:
                 hbasis = (np.array([int(v) for v in b.col_status], dtype=np.int8),
                           np.array([int(v) for v in b.row_status], dtype=np.int8))
     objective = float(info.objective_function_value) if has_sol else INF
-    if integer:
-        bound = float(info.mip_dual_bound) if has_sol or name == "UNKNOWN" else INF
+    if is_mip:
+        bound = float(info.mip_dual_bound)
         if name == "INFEASIBLE":
             bound = INF
+        elif name == "OPTIMAL":
+            bound = min(max(bound, -INF), objective)
     else:
         bound = objective
-    return Solution(name, cols, rows, values, objective, bound, row_duals, hbasis, seconds)
+    empty = np.zeros(0, dtype=np.int64)
+    return Solution(name, empty, empty, values, objective, bound, row_duals, hbasis, seconds, col_duals)

@@ -26,14 +26,17 @@ import math
 import os
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from placer.optimizer.arrays import BoolArray, FloatArray, IntArray
-from placer.optimizer.highs import BASIC, LOWER, solve
+from placer.optimizer.highs import BASIC, LOWER, solve_arrays
 from placer.optimizer.matrix import MatrixModel
 
 RC_TOL = 1e-7
+INF = float("inf")
 DEBUG = bool(os.environ.get("PLACER_DEBUG"))
 LP_SOLVER = os.environ.get("PLACER_LP", "simplex")
 CHUNK = 400_000
@@ -61,8 +64,9 @@ class PairTables:
 
 
 def pair_values(model: MatrixModel, tables: PairTables, rc: FloatArray, integer: bool,
-                pairs: IntArray | None = None) -> tuple[FloatArray, FloatArray]:
-    """(G_j, the x that reaches it) for the given pairs (default: all), from reduced costs ``rc``."""
+                pairs: IntArray | None = None, at_least_one: bool = False) -> tuple[FloatArray, FloatArray]:
+    """(G_j, the x that reaches it) for the given pairs (default: all), from reduced costs ``rc``;
+    ``at_least_one``: the same with x >= 1 (what opening the pair costs at the least)."""
     a = model.arrays
     x0 = model.blocks["x"][0]
     y0 = model.blocks["y"][0]
@@ -90,6 +94,8 @@ def pair_values(model: MatrixModel, tables: PairTables, rc: FloatArray, integer:
         else:
             cands = [np.zeros_like(ub), ub, brk]
         xs = np.minimum(np.concatenate([c.reshape(len(js), -1) for c in cands], axis=1), ub[:, None])
+        if at_least_one:
+            xs = np.maximum(xs, np.minimum(1.0, ub)[:, None])
         t = xs * thr[:, None]
         fill = np.clip(t[:, :, None] - prev[:, None, :], 0.0, rate[:, None, :])
         val = rcx[:, None] * xs + (fill * ry[:, None, :]).sum(axis=2)
@@ -108,7 +114,8 @@ class Duals:
     g_lp: FloatArray  # G_j with continuous x, per pair
 
 
-def lagrangian(model: MatrixModel, tables: PairTables, row_duals: FloatArray, serve: BoolArray) -> Duals:
+def lagrangian(model: MatrixModel, tables: PairTables, row_duals: FloatArray, serve: BoolArray,
+               integer: bool = True, with_lp: bool = True) -> Duals:
     pi = np.where(serve, 0.0, row_duals)
     lo, hi = model.row_lo, model.row_hi
     pi = np.where((pi > 0) & np.isinf(lo), 0.0, pi)
@@ -125,8 +132,12 @@ def lagrangian(model: MatrixModel, tables: PairTables, row_duals: FloatArray, se
     with np.errstate(invalid="ignore"):
         cols = np.where(r >= 0, r * lb, r * ub)
     cols_sum = float(np.sum(cols))
-    g_int, _ = pair_values(model, tables, rc, integer=True)
-    g_lp, _ = pair_values(model, tables, rc, integer=False)
+    if integer and not with_lp:
+        g_int = pair_values(model, tables, rc, integer=True)[0]
+        g_lp = g_int
+    else:
+        g_lp, _ = pair_values(model, tables, rc, integer=False)
+        g_int = pair_values(model, tables, rc, integer=True)[0] if integer else g_lp
     base = float(rows) + cols_sum
     bound = base + float(g_int.sum())
     lp_bound = base + float(g_lp.sum())
@@ -135,6 +146,36 @@ def lagrangian(model: MatrixModel, tables: PairTables, row_duals: FloatArray, se
     if not math.isfinite(lp_bound):
         lp_bound = -math.inf
     return Duals(pi, rc, bound, lp_bound, g_lp)
+
+
+def simple_duals(model: MatrixModel) -> FloatArray:
+    """Row multipliers without an LP, for a quick valid bound: elastic pools' capacity at their
+    GPU price, each demand entry at the cheapest cost per unit of rate over its routes, each
+    training / batch model at its cheapest replica (capacity of fixed pools counted free)."""
+    a = model.arrays
+    pi = np.zeros(model.n_rows)
+    x0, x1 = model.blocks["x"]
+    y0 = model.blocks["y"][0]
+    cap = model.capacity_row
+    el = np.flatnonzero(a.pool_elastic & (cap >= 0))
+    pi[cap[el]] = -a.pool_price[el]
+    replica = model.cost[x0:x1] + np.where(a.pool_elastic[a.pair_pool], a.pool_price[a.pair_pool] * a.pair_c, 0.0)
+    if a.n_routes:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            unit = model.cost[y0:y0 + a.n_routes] + replica[a.route_pair] / a.pair_thr[a.route_pair]
+        best = np.full(len(a.dem_model), np.inf)
+        np.minimum.at(best, a.route_dem, unit)
+        u_cost = model.cost[model.block("u")]
+        best = np.minimum(best, u_cost)
+        pi[model.demand_row0:model.demand_row0 + len(a.dem_model)] = np.where(np.isfinite(best), best, 0.0)
+    if model.batch_row0 >= 0:
+        k0 = model.blocks["k"][0]
+        batch = [mi for mi, m in enumerate(a.models) if not m.inference and m.name not in a.retired]
+        for row, mi in enumerate(batch):
+            lo, hi = int(a.pair_ptr[mi]), int(a.pair_ptr[mi + 1])
+            cheapest = float(replica[lo:hi].min()) if hi > lo else np.inf
+            pi[model.batch_row0 + row] = min(cheapest, float(model.cost[k0 + row]))
+    return pi
 
 
 @dataclass
@@ -146,6 +187,26 @@ class LpResult:
     master: BoolArray  # pairs in the master
     iterations: int
     seconds: float
+
+
+def domain_cover(model: MatrixModel, per_replica: FloatArray, domains: int, elastic_only: bool = False) -> IntArray:
+    """The cheapest pair of each (model, failure domain), for the ``domains`` cheapest domains of each
+    model (``elastic_only``: among elastic on-demand pools, whose capacity other models do not use up)."""
+    a = model.arrays
+    if not a.n_pairs:
+        return np.zeros(0, dtype=np.int64)
+    dom = a.pool_domain[a.pair_pool]
+    if elastic_only:
+        per_replica = np.where(a.pool_elastic[a.pair_pool] & ~a.pool_spot[a.pair_pool], per_replica, np.inf)
+    order = np.lexsort((per_replica, dom, a.pair_model))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = (a.pair_model[order][1:] != a.pair_model[order][:-1]) | (dom[order][1:] != dom[order][:-1])
+    heads = order[first]
+    heads = heads[np.isfinite(per_replica[heads])]
+    order2 = heads[np.lexsort((per_replica[heads], a.pair_model[heads]))]
+    starts = np.searchsorted(a.pair_model[order2], a.pair_model[order2], side="left")
+    rank = np.arange(len(order2)) - starts
+    return order2[rank < domains]
 
 
 def initial_pairs(model: MatrixModel, current_pairs: IntArray, per_demand: int = 4, per_model: int = 3,
@@ -164,6 +225,12 @@ def initial_pairs(model: MatrixModel, current_pairs: IntArray, per_demand: int =
         order = np.lexsort((per_rate, a.route_dem))
         rank = np.arange(a.n_routes) - a.route_ptr[a.route_dem[order]]
         chosen[a.route_pair[order[rank < per_demand]]] = True
+        # and the cheapest on-demand routes, as spot caps keep part of every model off spot
+        sure = np.flatnonzero(~a.pool_spot[a.pair_pool[a.route_pair]])
+        order = sure[np.lexsort((per_rate[sure], a.route_dem[sure]))]
+        rd = a.route_dem[order]
+        rank = np.arange(len(order)) - np.searchsorted(rd, rd, side="left")
+        chosen[a.route_pair[order[rank < max(1, per_demand // 2)]]] = True
     if a.n_pairs:
         order = np.lexsort((per_replica, a.pair_model))
         rank = np.arange(a.n_pairs) - a.pair_ptr[a.pair_model[order]]
@@ -174,56 +241,172 @@ def initial_pairs(model: MatrixModel, current_pairs: IntArray, per_demand: int =
         pm = a.pair_model[order]
         rank = np.arange(len(order)) - np.searchsorted(pm, pm, side="left")
         chosen[order[rank < per_model]] = True
-        # the cheapest pair of each (model, failure domain), for the `domains` cheapest domains of each model
-        dom = a.pool_domain[a.pair_pool]
-        order = np.lexsort((per_replica, dom, a.pair_model))
-        first = np.ones(len(order), dtype=bool)
-        first[1:] = (a.pair_model[order][1:] != a.pair_model[order][:-1]) | (dom[order][1:] != dom[order][:-1])
-        heads = order[first]
-        order2 = heads[np.lexsort((per_replica[heads], a.pair_model[heads]))]
-        starts = np.searchsorted(a.pair_model[order2], a.pair_model[order2], side="left")
-        rank = np.arange(len(order2)) - starts
-        chosen[order2[rank < domains]] = True
+        chosen[domain_cover(model, per_replica, domains)] = True
+        chosen[domain_cover(model, per_replica, domains, elastic_only=True)] = True
     return chosen
 
 
-def violated_rows(model: MatrixModel, cols: IntArray, rows: IntArray) -> IntArray:
-    """Rows that an infeasible sub-problem cannot satisfy (HiGHS' feasibility relaxation)."""
+def violated_rows(A: Any, cost: FloatArray, lb: FloatArray, ub: FloatArray, lo: FloatArray,
+                  hi: FloatArray, integer: BoolArray | None = None, time_limit: float = 10.0) -> IntArray:
+    """Positions of the rows an infeasible LP (or MIP, with ``integer``) cannot satisfy (HiGHS'
+    feasibility relaxation: the least total violation of the rows)."""
     import highspy
 
-    A = model.A[:, cols][rows, :].tocsc()
+    A = A.tocsc()
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
+    h.setOptionValue("time_limit", time_limit)
     inf = highspy.kHighsInf
-    lo, hi = model.row_lo[rows], model.row_hi[rows]
-    h.passModel(len(cols), len(rows), A.nnz, 1, 1, 0.0, model.cost[cols], model.lb[cols],
-                np.where(np.isinf(model.ub[cols]), inf, model.ub[cols]), np.where(np.isinf(lo), -inf, lo),
-                np.where(np.isinf(hi), inf, hi), A.indptr.astype(np.int32), A.indices.astype(np.int32),
-                A.data.astype(np.float64), np.zeros(len(cols), dtype=np.int32))
+    integrality = np.zeros(A.shape[1], dtype=np.int32) if integer is None else integer.astype(np.int32)
+    h.passModel(A.shape[1], A.shape[0], A.nnz, 1, 1, 0.0, cost, lb, np.where(np.isinf(ub), inf, ub),
+                np.where(np.isinf(lo), -inf, lo), np.where(np.isinf(hi), inf, hi), A.indptr.astype(np.int32),
+                A.indices.astype(np.int32), A.data.astype(np.float64), integrality)
     h.feasibilityRelaxation(-1, -1, 1.0)
     act = np.array(h.getSolution().row_value)
-    if len(act) != len(rows):
+    if len(act) != A.shape[0]:
         return np.zeros(0, dtype=np.int64)
-    return rows[(act < lo - 1e-6) | (act > hi + 1e-6)]
+    return np.flatnonzero((act < lo - 1e-6) | (act > hi + 1e-6))
 
 
-def master_columns(model: MatrixModel, pair_of_col: IntArray, master: BoolArray) -> IntArray:
-    lone = pair_of_col < 0
-    inside = np.zeros(model.n_cols, dtype=bool)
-    inside[lone] = True
-    inside[~lone] = master[pair_of_col[~lone]]
-    return np.flatnonzero(inside)
+@dataclass
+class MasterLp:
+    A: Any
+    cost: FloatArray
+    lb: FloatArray
+    ub: FloatArray
+    rows: IntArray  # model rows kept as rows
+    keys: IntArray  # model column of each master column
+    P: IntArray
+    R: IntArray
+    single_rows: IntArray  # model rows turned into column bounds
+    single_col: IntArray  # master column of each
+    single_val: FloatArray
+    single_low: FloatArray  # the bounds each implies
+    single_high: FloatArray
+
+    def single_duals(self, col_duals: FloatArray, values: FloatArray) -> FloatArray:
+        """Duals of the rows turned into bounds: a column held at a bound that one of them set
+        carries that row's dual in its reduced cost."""
+        out = np.zeros(len(self.single_rows))
+        rc = col_duals[self.single_col]
+        v = values[self.single_col]
+        tol = 1e-9
+        at_low = (rc > tol) & (np.abs(v - self.single_low) <= 1e-7 * np.maximum(1.0, np.abs(v)))
+        at_high = (rc < -tol) & (np.abs(v - self.single_high) <= 1e-7 * np.maximum(1.0, np.abs(v)))
+        take = at_low | at_high
+        # one row per column takes the dual
+        first = np.zeros(len(take), dtype=bool)
+        idx = np.flatnonzero(take)
+        _, pos = np.unique(self.single_col[idx], return_index=True)
+        first[idx[pos]] = True
+        out[first] = rc[first] / self.single_val[first]
+        return out
 
 
-def column_generation(model: MatrixModel, tables: PairTables, pair_of_col: IntArray, master: BoolArray,
-                      deadline: float, add_per_model: int = 4, tol: float = 1e-6,
-                      max_rounds: int = 60) -> LpResult:
+class Master:
+    """The restricted master LP with x substituted out: x_j = e_j + sum_r y_r / thr_j.
+
+    That removes every serve row (the LP's largest row block) while keeping the LP the same:
+    route columns carry their pair's share of x's rows and cost, and e_j >= 0 are replicas
+    beyond what the routes need (for minReplicas, spread, spot caps)."""
+
+    @staticmethod
+    def serve_rows(model: MatrixModel) -> BoolArray:
+        serve = np.zeros(model.n_rows, dtype=bool)
+        serve[model.serve_row[model.serve_row >= 0]] = True
+        return serve
+
+    def __init__(self, model: MatrixModel) -> None:
+        self.model = model
+        a = model.arrays
+        self.x0, self.x1 = model.blocks["x"]
+        self.y0, self.y1 = model.blocks["y"]
+        self.Ax = model.A[:, self.x0:self.x1].tocsc()
+        self.Ay = model.A[:, self.y0:self.y1].tocsc()
+        lone = np.ones(model.n_cols, dtype=bool)
+        lone[self.x0:self.x1] = False
+        lone[self.y0:self.y1] = False
+        self.lone = np.flatnonzero(lone)
+        self.A_lone = model.A[:, self.lone].tocsc()
+        self.serve = np.zeros(model.n_rows, dtype=bool)
+        self.serve[model.serve_row[model.serve_row >= 0]] = True
+        self.needed = ((model.row_lo > 1e-9) | (model.row_hi < -1e-9)) & ~self.serve
+        with np.errstate(divide="ignore"):
+            self.inv_thr = np.where(a.pair_thr > 0, 1.0 / np.maximum(a.pair_thr, 1e-300), 0.0)
+
+    def build(self, master: BoolArray) -> MasterLp:
+        m, a = self.model, self.model.arrays
+        P = np.flatnonzero(master)
+        R = np.flatnonzero(master[a.route_pair])
+        rp = a.route_pair[R]
+        scale = sp.diags(self.inv_thr[rp])
+        A_y = self.Ay[:, R] + self.Ax[:, rp] @ scale
+        A = sp.hstack([self.A_lone, self.Ax[:, P], A_y], format="csc")
+        cost = np.concatenate([m.cost[self.lone], m.cost[self.x0 + P],
+                               m.cost[self.y0 + R] + m.cost[self.x0 + rp] * self.inv_thr[rp]])
+        lb = np.concatenate([m.lb[self.lone], np.zeros(len(P)), m.lb[self.y0 + R]])
+        ub = np.concatenate([m.ub[self.lone], m.ub[self.x0 + P], m.ub[self.y0 + R]])
+        A.eliminate_zeros()
+        touched = np.zeros(m.n_rows, dtype=bool)
+        touched[A.indices] = True
+        rows = np.flatnonzero((touched & ~self.serve) | self.needed)
+        A = A[rows, :].tocsr()
+        # rows with one entry are bounds on that column (most are policy variables whose pairs are
+        # not in the master yet, held at 0): move them into the bounds, recover their duals later
+        counts = np.diff(A.indptr)
+        single = np.flatnonzero(counts == 1)
+        s_col = A.indices[A.indptr[single]]
+        s_val = A.data[A.indptr[single]]
+        keep_single = np.abs(s_val) > 1e-12
+        single, s_col, s_val = single[keep_single], s_col[keep_single], s_val[keep_single]
+        lo, hi = m.row_lo[rows[single]], m.row_hi[rows[single]]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            low = np.where(s_val > 0, lo / s_val, hi / s_val)
+            high = np.where(s_val > 0, hi / s_val, lo / s_val)
+        low = np.nan_to_num(low, nan=-INF)
+        high = np.nan_to_num(high, nan=INF)
+        lb2, ub2 = lb.copy(), ub.copy()
+        np.maximum.at(lb2, s_col, low)
+        np.minimum.at(ub2, s_col, high)
+        ok = lb2 <= ub2 + 1e-9
+        if not ok.all():  # contradictory bounds: leave those rows as rows
+            bad_cols = np.flatnonzero(~ok)
+            drop = ~np.isin(s_col, bad_cols)
+            single, s_col, s_val, low, high = single[drop], s_col[drop], s_val[drop], low[drop], high[drop]
+            lb2, ub2 = lb.copy(), ub.copy()
+            np.maximum.at(lb2, s_col, low)
+            np.minimum.at(ub2, s_col, high)
+        ub2 = np.maximum(ub2, lb2)
+        keep = np.ones(len(rows), dtype=bool)
+        keep[single] = False
+        A = A[keep, :].tocsc()
+        keys = np.concatenate([self.lone, self.x0 + P, self.y0 + R])
+        return MasterLp(A, cost, lb2, ub2, rows[keep], keys, P, R, rows[single], s_col, s_val, low, high)
+
+    def expand(self, v: FloatArray, P: IntArray, R: IntArray) -> FloatArray:
+        """The master's solution in the model's columns (x recovered from e and the routes)."""
+        m, a = self.model, self.model.arrays
+        out = np.zeros(m.n_cols)
+        nl = len(self.lone)
+        out[self.lone] = v[:nl]
+        e = v[nl:nl + len(P)]
+        y = v[nl + len(P):]
+        out[self.y0 + R] = y
+        x = np.zeros(a.n_pairs)
+        x[P] = e
+        np.add.at(x, a.route_pair[R], y * self.inv_thr[a.route_pair[R]])
+        out[self.x0:self.x1] = x
+        return out
+
+
+def column_generation(model: MatrixModel, tables: PairTables, master: BoolArray, deadline: float,
+                      add_per_model: int = 4, tol: float = 1e-6, max_rounds: int = 60,
+                      view: Master | None = None) -> LpResult:
     """Solve the LP over all pairs, starting from ``master``; stop when no pair prices out,
     or at ``deadline`` (then the duals still give a valid bound)."""
     started = time.monotonic()
     a = model.arrays
-    serve = np.zeros(model.n_rows, dtype=bool)
-    serve[model.serve_row[model.serve_row >= 0]] = True
+    view = view or Master(model)
     col_status = np.full(model.n_cols, LOWER, dtype=np.int8)
     row_status = np.full(model.n_rows, BASIC, dtype=np.int8)
     have_basis = False
@@ -232,32 +415,23 @@ def column_generation(model: MatrixModel, tables: PairTables, pair_of_col: IntAr
     master = master.copy()
     while True:
         rounds += 1
-        cols = master_columns(model, pair_of_col, master)
-        sub = model.A[:, cols]
-        touched = np.zeros(model.n_rows, dtype=bool)
-        touched[sub.indices] = True
-        needed = (model.row_lo > 1e-9) | (model.row_hi < -1e-9)
-        rows = np.flatnonzero(touched | needed)
-        basis = (col_status[cols], row_status[rows]) if have_basis else None
+        mlp = view.build(master)
+        A, cost, lb, ub, rows, keys, P, R = mlp.A, mlp.cost, mlp.lb, mlp.ub, mlp.rows, mlp.keys, mlp.P, mlp.R
+        basis = (col_status[keys], row_status[rows]) if have_basis else None
         left = max(0.5, deadline - time.monotonic())
-        options: dict[str, object] = {"presolve": "off"}
-        if LP_SOLVER == "ipm":
-            options = {"solver": "ipm", "run_crossover": "off"}
-            basis = None
-        elif basis is not None:
-            options["simplex_strategy"] = 4  # the old basis stays primal feasible when columns join
-        sol = solve(model, cols, integer=False, time_limit=left, rows=rows, basis=basis, options=options)
+        options: dict[str, object] = {"presolve": "off"}  # presolve costs more than it saves here
+        lo, hi = model.row_lo[rows], model.row_hi[rows]
+        sol = solve_arrays(A, cost, lb, ub, lo, hi, None, time_limit=left, basis=basis, options=options)
         if sol.values is None or sol.row_duals is None:
             if best is not None:
                 return best
             if sol.status == "INFEASIBLE" and not master.all():
                 # the restricted master cannot satisfy some rule: add every pair of the rows it breaks
-                broken = violated_rows(model, cols, rows)
+                broken = rows[violated_rows(A, cost, lb, ub, lo, hi)]
                 more = np.zeros(a.n_pairs, dtype=bool)
                 if len(broken) and rounds < 4:
-                    touched_cols = model.A.tocsr()[broken].indices
-                    xs = touched_cols[(touched_cols >= model.blocks["x"][0]) & (touched_cols < model.blocks["x"][1])]
-                    more[xs - model.blocks["x"][0]] = True
+                    hit = view.Ax.T.tocsc()[:, broken].tocsr()  # pairs x broken rows
+                    more[np.unique(hit.nonzero()[0])] = True
                 if not (more & ~master).any():
                     more[:] = True
                 master |= more
@@ -266,26 +440,29 @@ def column_generation(model: MatrixModel, tables: PairTables, pair_of_col: IntAr
             return LpResult(sol.status, math.inf, np.zeros(model.n_cols), None, master, rounds,
                             time.monotonic() - started)
         if sol.basis is not None:
-            col_status[cols] = sol.basis[0]
+            col_status[keys] = sol.basis[0]
             row_status[rows] = sol.basis[1]
             have_basis = True
-        values = np.zeros(model.n_cols)
-        values[cols] = sol.values
+        values = view.expand(sol.values, P, R)
         row_duals = np.zeros(model.n_rows)
         row_duals[rows] = sol.row_duals
+        if sol.col_duals is not None and len(mlp.single_rows):
+            row_duals[mlp.single_rows] = mlp.single_duals(sol.col_duals, sol.values)
         t_dual = time.monotonic()
-        duals = lagrangian(model, tables, row_duals, serve)
+        duals = lagrangian(model, tables, row_duals, view.serve, integer=False)
         if DEBUG:
-            print(f"  cg round {rounds}: master {int(master.sum())} pairs, {len(cols)} cols, {len(rows)} rows, "
+            print(f"  cg round {rounds}: master {len(P)} pairs, {A.shape[1]} cols, {A.shape[0]} rows, "
                   f"lp {sol.seconds:.2f}s, value {sol.objective:.2f}, lp bound {duals.lp_bound:.2f}, "
                   f"int bound {duals.bound:.2f}, pricing {time.monotonic() - t_dual:.2f}s")
         best = LpResult("OPTIMAL", sol.objective, values, duals, master.copy(), rounds, time.monotonic() - started)
         scale = max(1.0, abs(sol.objective))
         negative = (~master) & (duals.g_lp < -tol * scale / max(1, a.n_pairs) - 1e-9)
         if not negative.any() or (sol.objective - duals.lp_bound) <= 1e-6 * scale:
+            best.duals = lagrangian(model, tables, row_duals, view.serve, integer=True)
             return best
         if time.monotonic() >= deadline or rounds >= max_rounds:
             best.status = "FEASIBLE"  # stopped early: the bound is valid, the LP value an upper estimate
+            best.duals = lagrangian(model, tables, row_duals, view.serve, integer=True)
             return best
         cand = np.flatnonzero(negative)
         order = cand[np.lexsort((duals.g_lp[cand], a.pair_model[cand]))]

@@ -16,6 +16,7 @@ expressions over column indices (``Lin``), so the rules stay opaque behaviours.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -145,7 +146,9 @@ class MatrixModel:
     elastic_col: IntArray  # n column of each pool (-1: fixed)
     churn_col: IntArray  # s column of each pair (-1: nothing runs there now)
     gang_col: IntArray  # g column of each pair (-1: none)
-    aux_pairs: dict[int, list[int]] = field(default_factory=dict)  # unused; reserved
+    capacity_row: IntArray | None = None  # capacity row of each pool (-1: no pairs)
+    demand_row0: int = 0  # first demand row (one per demand entry, in order)
+    batch_row0: int = -1  # first training / batch replicas row (one per active batch model, in order)
     penalties: list[tuple[Policy, str, int]] = field(default_factory=list)
     row_names: dict[int, str] = field(default_factory=dict)
 
@@ -356,12 +359,14 @@ class _Builder:
     def finish_rules(self) -> None:
         if self._aux_cost:
             self.add_cols("aux", self._aux_cost, 0.0, self._aux_ub, self._aux_int)
+            self._aux_cost, self._aux_ub, self._aux_int = [], [], []
         if self._row_lo:
             n = len(self._row_lo)
             lens = np.array([len(i) for i in self._row_idx], dtype=np.int64)
             idx = np.concatenate(self._row_idx) if lens.sum() else np.zeros(0, dtype=np.int64)
             coef = np.concatenate(self._row_coef) if lens.sum() else np.zeros(0)
             self.add_rows(np.repeat(np.arange(n), lens), idx, coef, self._row_lo, self._row_hi, n)
+            self._row_idx, self._row_coef, self._row_lo, self._row_hi = [], [], [], []
 
     def new_bool(self, name: str) -> Any:
         return Lin("one", self._aux(0.0, 1.0, True), 1.0)
@@ -385,20 +390,68 @@ class _Builder:
         self.penalties.append((policy, what, col))
 
 
-def build_matrix(arrays: FleetArrays, rules: Rules, current: Mapping[tuple[str, str], int]) -> MatrixModel:
-    """The full placement model (every eligible pair and route) as one sparse matrix."""
+def cover_cuts(b: _Builder, a: FleetArrays, routed: BoolArray, u0: int, per_group: int = 4) -> None:
+    """Valid inequalities that integer replicas imply: rounding cuts on the demand a model must cover.
+
+    Summing a model's serve and demand rows over the pairs that can serve a set of its demand
+    entries gives  sum_p thr_p x_p + sum_d u_d >= rate  (x integer, u >= 0). Divided by the
+    largest throughput T, its mixed-integer rounding (with f the fractional part of rate/T,
+    f_p that of thr_p/T) is
+
+        sum_p (floor(thr_p/T) + min(f_p, f)/f) x_p  +  sum_d u_d / (T f)  >=  ceil(rate/T),
+
+    which says: buy whole replicas for the demand, or leave the fraction unserved. Cuts for a
+    model's demand as a whole and, when it has several entries, for each entry; for each, one
+    with T the largest throughput and more with T the other throughput levels of its pairs
+    (up to ``per_group``): the LP splits demand over GPU types, and each level closes part of it.
+    """
+    groups: list[tuple[IntArray, IntArray, float]] = []  # (pairs, demand entries, rate)
+    for mi in range(len(a.models)):
+        d0, d1 = int(np.searchsorted(a.dem_model, mi)), int(np.searchsorted(a.dem_model, mi, side="right"))
+        if d1 == d0:
+            continue
+        pairs = np.arange(a.pair_ptr[mi], a.pair_ptr[mi + 1])
+        pairs = pairs[routed[pairs]]
+        if len(pairs):
+            groups.append((pairs, np.arange(d0, d1), float(a.dem_rate[d0:d1].sum())))
+        if d1 - d0 > 1:
+            for d in range(d0, d1):
+                rp = np.unique(a.route_pair[a.route_ptr[d]:a.route_ptr[d + 1]])
+                if len(rp):
+                    groups.append((rp, np.array([d]), float(a.dem_rate[d])))
+    for pairs, dems, rate in groups:
+        thr = a.pair_thr[pairs]
+        top = float(thr.max())
+        if top <= 0 or rate <= 0:
+            continue
+        # one cut per throughput level: the largest, then the most common others
+        levels, counts = np.unique(thr[thr > 0], return_counts=True)
+        others = [float(t) for t in levels[np.argsort(-counts, kind="stable")] if t != top]
+        for T in [top, *others[: max(0, per_group - 1)]]:
+            q = rate / T
+            f = q - math.floor(q)
+            if f < 1e-6 or f > 1 - 1e-6:
+                continue
+            ap = thr / T
+            fp = ap - np.floor(ap)
+            coef = np.floor(ap) + np.minimum(fp, f) / f
+            idx = np.concatenate([b.x0 + pairs, u0 + dems])
+            val = np.concatenate([coef, np.full(len(dems), 1.0 / (T * f))])
+            b._row(idx, val, float(math.ceil(q)), INF)
+    b.finish_rules()
+
+
+def build_matrix(arrays: FleetArrays, rules: Rules, current: Mapping[tuple[str, str], int],
+                 cuts: bool = True, cut_levels: int = 4) -> MatrixModel:
+    """The full placement model (every eligible pair and route) as one sparse matrix; ``cuts``
+    adds valid inequalities that tighten its LP relaxation (``cover_cuts``)."""
     a = arrays
     fleet = a.fleet
     obj = fleet.settings.objective
     b = _Builder(a)
     n_pairs, n_routes = a.n_pairs, a.n_routes
     churn = obj.churn_usd_per_replica
-    cur = np.zeros(n_pairs)
-    if current:
-        for (m, p), r in current.items():
-            j = b._pair(m, p)
-            if j is not None and r > 0:
-                cur[j] = r
+    cur = a.current_vector(current)
 
     # x: fixed pools pay per GPU in use; churn on pairs that run nothing now; batch egress per replica
     price = a.pool_price[a.pair_pool]
@@ -470,7 +523,7 @@ def build_matrix(arrays: FleetArrays, rules: Rules, current: Mapping[tuple[str, 
     j = np.concatenate([j, b.elastic_col[el_used]])
     v = np.concatenate([v, -a.pool_per_node[el_used].astype(float)])
     cap0 = b.add_rows(i, j, v, -INF, cap_hi, len(pools_used))
-    del cap0
+    capacity_row = np.where(row_of_pool >= 0, row_of_pool + cap0, -1)
 
     # serve: sum_d y[d,p] - thr x <= 0 for pairs with routes
     has = np.zeros(n_pairs, dtype=bool)
@@ -488,7 +541,7 @@ def build_matrix(arrays: FleetArrays, rules: Rules, current: Mapping[tuple[str, 
     n_dem = len(a.dem_model)
     i = np.concatenate([a.route_dem, np.arange(n_dem)])
     j = np.concatenate([y0 + np.arange(n_routes), u0 + np.arange(n_dem)])
-    b.add_rows(i, j, np.ones(len(i)), a.dem_rate, a.dem_rate, n_dem)
+    demand_row0 = b.add_rows(i, j, np.ones(len(i)), a.dem_rate, a.dem_rate, n_dem)
 
     # min / max replicas (inference), replicas (batch), gang
     lo_rows: list[tuple[int, float, float]] = []
@@ -511,7 +564,9 @@ def build_matrix(arrays: FleetArrays, rules: Rules, current: Mapping[tuple[str, 
         i = np.concatenate([np.repeat(np.arange(len(bm)), cnt), np.arange(len(bm))])
         j = np.concatenate([b.x0 + np.concatenate([np.arange(a.pair_ptr[m], a.pair_ptr[m + 1]) for m in bm]),
                             k0 + np.arange(len(bm))])
-        b.add_rows(i, j, np.ones(len(j)), wanted[bm], wanted[bm], len(bm))
+        batch_row0 = b.add_rows(i, j, np.ones(len(j)), wanted[bm], wanted[bm], len(bm))
+    else:
+        batch_row0 = -1
     if gang_models:
         gp = np.flatnonzero(gang_col >= 0)
         # x - wanted g <= 0
@@ -535,6 +590,8 @@ def build_matrix(arrays: FleetArrays, rules: Rules, current: Mapping[tuple[str, 
     for policy in fleet.policies:
         behaviour(rules, policy).constrain(policy, b)  # type: ignore[arg-type]
     b.finish_rules()
+    if cuts:
+        cover_cuts(b, a, serve_row >= 0, u0, per_group=cut_levels)
 
     cost = np.concatenate([p[0] for p in b.col_parts])
     lb = np.concatenate([p[1] for p in b.col_parts])
@@ -550,4 +607,5 @@ def build_matrix(arrays: FleetArrays, rules: Rules, current: Mapping[tuple[str, 
         row_lo=np.concatenate(b.row_lo), row_hi=np.concatenate(b.row_hi),
         blocks=dict(b.blocks), serve_row=serve_row, elastic_col=b.elastic_col, churn_col=churn_col,
         gang_col=gang_col, penalties=b.penalties, row_names=b.row_names,
+        capacity_row=capacity_row, demand_row0=demand_row0, batch_row0=batch_row0,
     )

@@ -116,7 +116,13 @@ def optimize(
     """Place every model of ``fleet`` at least cost (SPEC section 2).
 
     ``forbid`` keeps the given (model, pool) pairs empty (for ``explain``'s next-best pool).
+    Fleets beyond ``placer.optimizer.large.SMALL_FLEET`` (models x pools) take the scalable
+    route (``placer.optimizer.large``); smaller ones this exact MIP.
     """
+    from placer.optimizer.large import optimize_large, use_large
+
+    if use_large(fleet):
+        return optimize_large(fleet, rules, current, progress, time_limit, forbid).as_solve_result()
     started = time.monotonic()
     say = progress or (lambda _msg: None)
     current = current or {}

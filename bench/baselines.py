@@ -1,0 +1,361 @@
+"""Baselines for the benchmark, each priced by ``placer.cost.price`` (the one cost function).
+
+(a) ``cheapest_pool``: per model, largest first, the one eligible pool where the whole model
+    costs least (SkyPilot's optimizer picks one region per task);
+(b) ``most_allocated``: Kubernetes-style, one replica at a time onto the feasible pool that
+    is most allocated (the MostAllocated score), adding a node when none has room;
+(c) ``lp_bound``: the LP relaxation of the full model (no cuts), solved to optimality by
+    column generation: a lower bound, not a plan;
+(d) ``full_mip``: placer's plain MipBuilder model on HiGHS through OR-Tools (the exact route of
+    ``placer.optimizer.solve``) under the same time limit.
+
+(a) and (b) keep to the hard constraints and the required policies of the generated fleets
+in the simple way their namesakes would: eligible pairs only (fit, allowPools, denyPools),
+capacity, headroom as reduced capacity, no spot pools for models under a spot cap, and a
+spread over failure domains for models a spread policy selects. What they miss shows up in
+``price(...).violations``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from placer.fleet import Fleet, model_matches, pool_matches
+from placer.optimizer.arrays import FleetArrays, build_arrays
+from placer.placement import Placement, Route
+from placer.policy import Rules
+
+
+@dataclass
+class Plan:
+    placement: Placement | None
+    seconds: float
+    bound: float = -math.inf
+    status: str = "FEASIBLE"
+
+
+class _State:
+    """Capacity bookkeeping shared by the greedy baselines."""
+
+    def __init__(self, fleet: Fleet, a: FleetArrays) -> None:
+        self.fleet = fleet
+        self.a = a
+        self.used = np.zeros(len(a.pools))
+        self.nodes = a.pool_min_nodes.astype(float).copy()
+        usable = np.ones(len(a.pools))
+        for policy in fleet.policies:
+            if policy.required and policy.rule.name == "headroom" and policy.rule.headroom:
+                f = policy.rule.headroom.fraction
+                for i, p in enumerate(a.pools):
+                    if pool_matches(policy.spec.pools, p):
+                        usable[i] = min(usable[i], 1.0 - f)
+        self.usable = usable
+        self.x: dict[int, int] = {}
+        self.routes: list[Route] = []
+        self.spot_capped = np.zeros(len(a.models), dtype=bool)
+        self.spread = np.zeros(len(a.models), dtype=np.int64)
+        for policy in fleet.policies:
+            if not policy.required:
+                continue
+            if policy.rule.name == "maxSpotFraction":
+                for mi, m in enumerate(a.models):
+                    if model_matches(policy.spec.models, m):
+                        self.spot_capped[mi] = True
+            if policy.rule.name == "spread" and policy.rule.spread:
+                for mi, m in enumerate(a.models):
+                    if model_matches(policy.spec.models, m):
+                        self.spread[mi] = max(self.spread[mi], policy.rule.spread.min_failure_domains)
+
+    def room(self, p: int, c: int, k: int = 1, grow: bool = True) -> bool:
+        a = self.a
+        need = self.used[p] + k * c
+        nodes = a.pool_max_nodes[p] if (a.pool_elastic[p] and grow) else self.nodes[p]
+        return need <= math.floor(nodes * a.pool_per_node[p] * self.usable[p] + 1e-9)
+
+    def add(self, j: int, k: int) -> None:
+        a = self.a
+        p = int(a.pair_pool[j])
+        self.x[j] = self.x.get(j, 0) + k
+        self.used[p] += k * a.pair_c[j]
+        if a.pool_elastic[p]:
+            need = math.ceil(self.used[p] / (a.pool_per_node[p] * self.usable[p]) - 1e-9)
+            self.nodes[p] = max(self.nodes[p], min(a.pool_max_nodes[p], need))
+
+    def placement(self) -> Placement:
+        a = self.a
+        replicas = {(a.models[a.pair_model[j]].name, a.pools[a.pair_pool[j]].name): k for j, k in self.x.items() if k}
+        nodes = {p.name: int(self.nodes[i]) if p.elastic else p.min_nodes for i, p in enumerate(a.pools)}
+        return Placement(replicas=replicas, nodes=nodes, routes=tuple(self.routes), retired=frozenset(a.retired))
+
+
+def _pairs_ok(st: _State, mi: int) -> np.ndarray:
+    a = st.a
+    js = np.arange(a.pair_ptr[mi], a.pair_ptr[mi + 1])
+    if st.spot_capped[mi]:
+        js = js[~a.pool_spot[a.pair_pool[js]]]
+    return js
+
+
+def _order(a: FleetArrays) -> list[int]:
+    size = np.zeros(len(a.models))
+    for mi, m in enumerate(a.models):
+        lo, hi = int(a.pair_ptr[mi]), int(a.pair_ptr[mi + 1])
+        if hi > lo:
+            thr = float(a.pair_thr[lo:hi].max()) or 1.0
+            c = float(a.pair_c[lo:hi].min())
+            size[mi] = (m.total_demand / thr if m.inference else float(m.spec.replicas or 0)) * c
+    return [int(i) for i in np.argsort(-size, kind="stable")]
+
+
+def _route_cost(fleet: Fleet, a: FleetArrays) -> np.ndarray:
+    obj = fleet.settings.objective
+    total = np.array([m.total_demand for m in a.models])
+    rm = a.dem_model[a.route_dem]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        eg = np.where(total[rm] > 0, a.pair_egress[a.route_pair] / total[rm], 0.0)
+    return obj.latency_usd_per_ms_per1k_rate * a.route_latency / 1000.0 + eg
+
+
+def cheapest_pool(fleet: Fleet, rules: Rules, arrays: FleetArrays | None = None) -> Plan:
+    """(a) Per model, largest first, each demand location gets the cheapest eligible pool within
+    its SLO that has room for all of that demand (SkyPilot's per-task cheapest region)."""
+    started = time.monotonic()
+    a = arrays or build_arrays(fleet, rules)
+    st = _State(fleet, a)
+    rcost = _route_cost(fleet, a)
+    for mi in _order(a):
+        m = a.models[mi]
+        js = _pairs_ok(st, mi)
+        if not len(js):
+            continue
+        allowed = np.zeros(a.n_pairs, dtype=bool)
+        allowed[js] = True
+        per_replica = a.pool_price[a.pair_pool] * a.pair_c
+        if not m.inference:
+            k = int(m.spec.replicas or 0)
+            for j in js[np.argsort(per_replica[js], kind="stable")].tolist():
+                if k <= a.pair_max[j] and st.room(int(a.pair_pool[j]), int(a.pair_c[j]), k):
+                    st.add(j, k)
+                    break
+            continue
+        demand_on: dict[int, float] = {}
+        for d in np.flatnonzero(a.dem_model == mi).tolist():
+            r0, r1 = int(a.route_ptr[d]), int(a.route_ptr[d + 1])
+            rs = np.arange(r0, r1)
+            rs = rs[allowed[a.route_pair[rs]]]
+            best, best_j = math.inf, -1
+            rate = float(a.dem_rate[d])
+            for r in rs.tolist():
+                j = int(a.route_pair[r])
+                have = demand_on.get(j, 0.0)
+                k = math.ceil((have + rate) / a.pair_thr[j] - 1e-9) - math.ceil(have / a.pair_thr[j] - 1e-9)
+                if st.x.get(j, 0) + k > a.pair_max[j] or not st.room(int(a.pair_pool[j]), int(a.pair_c[j]), k):
+                    continue
+                cost = k * per_replica[j] + rcost[r] * rate
+                if cost < best:
+                    best, best_j = cost, j
+            if best_j >= 0:
+                have = demand_on.get(best_j, 0.0)
+                k = math.ceil((have + rate) / a.pair_thr[best_j] - 1e-9) - math.ceil(have / a.pair_thr[best_j] - 1e-9)
+                demand_on[best_j] = have + rate
+                if k:
+                    st.add(best_j, k)
+        placed = sum(st.x.get(j, 0) for j in js.tolist())
+        floor = int(m.spec.min_replicas or 0)
+        need_domains = int(st.spread[mi]) if st.spread[mi] and max(placed, floor) >= st.spread[mi] else 0
+        domains = {int(a.pool_domain[a.pair_pool[j]]) for j in js.tolist() if st.x.get(j, 0)}
+        for j in js[np.argsort(per_replica[js], kind="stable")].tolist():
+            if placed >= floor and len(domains) >= need_domains:
+                break
+            d = int(a.pool_domain[a.pair_pool[j]])
+            if len(domains) < need_domains and d in domains and placed >= floor:
+                continue
+            if st.x.get(j, 0) < a.pair_max[j] and st.room(int(a.pair_pool[j]), int(a.pair_c[j])):
+                st.add(j, 1)
+                placed += 1
+                domains.add(d)
+    return Plan(_fix_routes(fleet, a, st), time.monotonic() - started)
+
+
+def _fix_routes(fleet: Fleet, a: FleetArrays, st: _State) -> Placement:
+    """Route each model's demand over the replicas it got at least cost (an LP per plan: the
+    baselines decide replicas; routing them well is not what they are measured on)."""
+    try:
+        return _route_lp(fleet, a, st)
+    except RuntimeError:  # the LP failed: cheapest-first routing
+        return _route_greedy(fleet, a, st)
+
+
+def _route_lp(fleet: Fleet, a: FleetArrays, st: _State) -> Placement:
+    import scipy.sparse as sp
+
+    from placer.optimizer.highs import solve_arrays
+
+    rcost = _route_cost(fleet, a)
+    open_pairs = np.zeros(a.n_pairs, dtype=bool)
+    for j, k in st.x.items():
+        if k > 0:
+            open_pairs[j] = True
+    rs = np.flatnonzero(open_pairs[a.route_pair])
+    n_dem = len(a.dem_model)
+    obj = fleet.settings.objective
+    factor = np.array([m.priority_factor for m in a.models])[a.dem_model]
+    # columns: y (open routes), u (unmet per entry); rows: demand (= rate), serve per open pair (<= thr x)
+    pairs = np.flatnonzero(open_pairs)
+    prow = np.full(a.n_pairs, -1, dtype=np.int64)
+    prow[pairs] = n_dem + np.arange(len(pairs))
+    ny = len(rs)
+    rows = np.concatenate([a.route_dem[rs], prow[a.route_pair[rs]], np.arange(n_dem)])
+    cols = np.concatenate([np.arange(ny), np.arange(ny), ny + np.arange(n_dem)])
+    A = sp.csc_matrix((np.ones(len(rows)), (rows, cols)), shape=(n_dem + len(pairs), ny + n_dem))
+    cap = np.array([st.x[j] * a.pair_thr[j] for j in pairs.tolist()])
+    lo = np.concatenate([a.dem_rate, np.full(len(pairs), -np.inf)])
+    hi = np.concatenate([a.dem_rate, cap])
+    cost = np.concatenate([rcost[rs], obj.unmet_usd_per_rate * factor])
+    ub = np.concatenate([a.dem_rate[a.route_dem[rs]], a.dem_rate])
+    sol = solve_arrays(A, cost, np.zeros(ny + n_dem), ub, lo, hi, None, time_limit=60.0)
+    if sol.values is None:
+        raise RuntimeError("routing LP failed")
+    y = sol.values[:ny]
+    routes = [Route(a.models[a.dem_model[a.route_dem[r]]].name, a.location_names[a.dem_location[a.route_dem[r]]],
+                    a.pools[a.pair_pool[a.route_pair[r]]].name, float(v), float(a.route_latency[r]))
+              for r, v in zip(rs.tolist(), y.tolist(), strict=True) if v > 1e-7]
+    st.routes = routes
+    return st.placement()
+
+
+def _route_greedy(fleet: Fleet, a: FleetArrays, st: _State) -> Placement:
+    """Route each model's demand over the replicas it got (cheapest route first, up to capacity)."""
+    rcost = _route_cost(fleet, a)
+    cap = {j: k * float(a.pair_thr[j]) for j, k in st.x.items()}
+    routes: list[Route] = []
+    for d in range(len(a.dem_model)):
+        need = float(a.dem_rate[d])
+        r0, r1 = int(a.route_ptr[d]), int(a.route_ptr[d + 1])
+        order = r0 + np.argsort(rcost[r0:r1], kind="stable")
+        for r in order.tolist():
+            if need <= 1e-9:
+                break
+            j = int(a.route_pair[r])
+            have = cap.get(j, 0.0)
+            if have <= 1e-9:
+                continue
+            take = min(need, have)
+            cap[j] = have - take
+            need -= take
+            routes.append(Route(a.models[a.dem_model[d]].name, a.location_names[a.dem_location[d]],
+                                a.pools[a.pair_pool[j]].name, take, float(a.route_latency[r])))
+    st.routes = routes
+    return st.placement()
+
+
+def most_allocated(fleet: Fleet, rules: Rules, arrays: FleetArrays | None = None) -> Plan:
+    """(b) One replica at a time onto the most-allocated pool that can take it (MostAllocated)."""
+    started = time.monotonic()
+    a = arrays or build_arrays(fleet, rules)
+    st = _State(fleet, a)
+    for mi in _order(a):
+        js = _pairs_ok(st, mi)
+        if len(js):
+            _most_allocated_model(st, mi, js)
+    return Plan(_fix_routes(fleet, a, st), time.monotonic() - started)
+
+
+def _most_allocated_model(st: _State, mi: int, js: np.ndarray) -> None:
+    a = st.a
+    m = a.models[mi]
+    domains: set[int] = set()
+    placed = 0
+
+    def score(j: int) -> float:
+        p = int(a.pair_pool[j])
+        cap = st.nodes[p] * a.pool_per_node[p] * st.usable[p]
+        return float((st.used[p] + a.pair_c[j]) / cap) if cap > 0 else -1.0
+
+    def feasible(cands: np.ndarray) -> np.ndarray:
+        if m.spec.max_replicas is not None and placed >= m.spec.max_replicas:
+            return np.zeros(0, dtype=np.int64)
+        ok = [j for j in cands.tolist() if st.x.get(j, 0) < a.pair_max[j]
+              and st.room(int(a.pair_pool[j]), int(a.pair_c[j]), 1, grow=False)]
+        if not ok:  # cluster autoscaler: a node more where one fits
+            ok = [j for j in cands.tolist() if st.x.get(j, 0) < a.pair_max[j]
+                  and st.room(int(a.pair_pool[j]), int(a.pair_c[j]), 1, grow=True)]
+        return np.array(ok, dtype=np.int64)
+
+    def one(cands: np.ndarray) -> int | None:
+        nonlocal placed
+        ok = feasible(cands)
+        if st.spread[mi] and len(domains) < st.spread[mi] and len(ok):
+            fresh = ok[[int(a.pool_domain[a.pair_pool[j]]) not in domains for j in ok]]
+            if len(fresh):
+                ok = fresh
+        if not len(ok):
+            return None
+        j = int(max(ok.tolist(), key=score))
+        st.add(j, 1)
+        domains.add(int(a.pool_domain[a.pair_pool[j]]))
+        placed += 1
+        return j
+
+    if m.inference:
+        for d in np.flatnonzero(a.dem_model == mi).tolist():
+            r0, r1 = int(a.route_ptr[d]), int(a.route_ptr[d + 1])
+            cands = np.intersect1d(a.route_pair[r0:r1], js)
+            left = float(a.dem_rate[d])
+            while left > 1e-9:
+                j = one(cands)
+                if j is None:
+                    break
+                left -= float(a.pair_thr[j])
+    target = int(m.spec.min_replicas or 0) if m.inference else int(m.spec.replicas or 0)
+    if m.inference and st.spread[mi] and placed >= st.spread[mi]:
+        target = max(target, int(st.spread[mi]))
+    if not m.inference and m.spec.gang_effective:
+        # gang: all replicas in the most allocated pool that can take them all
+        fit = [j for j in js.tolist() if a.pair_max[j] >= target and st.room(int(a.pair_pool[j]), int(a.pair_c[j]), target)]
+        if fit:
+            st.add(int(max(fit, key=score)), target)
+        return
+    while placed < target:
+        if one(js) is None:
+            break
+
+
+def lp_bound(fleet: Fleet, rules: Rules, time_limit: float = 600.0) -> Plan:
+    """(c) The LP relaxation of the full model (without cuts): its optimum is a lower bound."""
+    from placer.optimizer.greedy import greedy
+    from placer.optimizer.lp import Master, PairTables, column_generation, initial_pairs
+    from placer.optimizer.matrix import build_matrix
+
+    started = time.monotonic()
+    a = build_arrays(fleet, rules)
+    model = build_matrix(a, rules, {}, cuts=False)
+    gx, _ = greedy(model)
+    seed = initial_pairs(model, np.zeros(0, dtype=np.int64)) | (gx > 0)
+    lp = column_generation(model, PairTables.build(model), seed, deadline=time.monotonic() + time_limit,
+                           view=Master(model), max_rounds=200)
+    bound = lp.duals.lp_bound if lp.duals is not None else -math.inf
+    return Plan(None, time.monotonic() - started, bound=bound, status=lp.status)
+
+
+def full_mip(fleet: Fleet, rules: Rules, time_limit: float) -> Plan:
+    """(d) placer's plain full MIP (MipBuilder, HiGHS through OR-Tools)."""
+    import os
+
+    from placer.optimizer.solve import optimize
+
+    started = time.monotonic()
+    saved = os.environ.get("PLACER_OPTIMIZER")
+    os.environ["PLACER_OPTIMIZER"] = "exact"
+    try:
+        result = optimize(fleet, rules, time_limit=time_limit)
+    finally:
+        if saved is None:
+            os.environ.pop("PLACER_OPTIMIZER", None)
+        else:
+            os.environ["PLACER_OPTIMIZER"] = saved
+    return Plan(result.placement, time.monotonic() - started, bound=result.bound, status=result.status)

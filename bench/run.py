@@ -1,0 +1,167 @@
+"""Scaling benchmark: placer against the baselines on generated fleets of size S, M, L and XL.
+
+    python -m bench.run [--size S,M,L,XL] [--seed 0] [--methods ...] [--out bench/results.json]
+
+``SIZE=S`` in the environment does what ``--size S`` does. Every method runs in its own
+process (``bench.worker``), so that its peak memory (ru_maxrss) is its own; the fleet is
+generated there first and not timed. Each size prints, per method: cost (``placer.cost.price``,
+churn included), cost relative to the best lower bound any method proved, the method's own
+bound and gap, wall time, peak memory, and the checks (hard constraints, required-policy
+violations). The re-plan row runs a first plan, changes every demand rate by up to +/-5%,
+and re-plans from the first plan's replicas: its time against the first plan's, and the
+replicas it starts and stops (with the same re-plan at 100x the churn price beside it, for
+the fewest moves the change needs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.generate import SIZES, TIME_LIMITS
+
+DEFAULT_METHODS = ("lp-bound", "placer", "full-mip", "cheapest", "most-allocated", "replan")
+LABELS = {
+    "lp-bound": "(c) LP relaxation",
+    "placer": "placer",
+    "full-mip": "(d) full MIP, OR-Tools/HiGHS",
+    "cheapest": "(a) cheapest pool",
+    "most-allocated": "(b) most-allocated",
+    "replan": "placer re-plan (5% demand change)",
+}
+MEMORY_CAP = 16 * 2**30  # address space per worker: a method that needs more fails instead of swapping
+
+
+def _limit_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
+
+
+def run_worker(size: str, method: str, seed: int, time_limit: float) -> dict[str, Any]:
+    wall_cap = {"lp-bound": 20 * time_limit + 600, "replan": 4 * time_limit + 300}.get(method, 2 * time_limit + 240)
+    cmd = [sys.executable, "-m", "bench.worker", size, method, "--seed", str(seed), "--time-limit", str(time_limit)]
+    started = time.monotonic()
+    env = dict(os.environ)
+    env.setdefault("PYTHONPATH", str(Path(__file__).resolve().parent.parent))
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=wall_cap, preexec_fn=_limit_memory,
+                              env=env, check=False)
+    except subprocess.TimeoutExpired:
+        return {"size": size, "method": method, "status": f"killed after {wall_cap:.0f}s",
+                "wall": time.monotonic() - started}
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        return {"size": size, "method": method, "status": f"failed (exit {proc.returncode}): {tail[0][:120]}",
+                "wall": time.monotonic() - started}
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+def _num(x: Any) -> float | None:
+    return float(x) if isinstance(x, int | float) and math.isfinite(float(x)) else None
+
+
+def best_bound(rows: list[dict[str, Any]]) -> float | None:
+    bounds = [_num(r.get("bound")) for r in rows if r.get("method") != "replan"]
+    finite = [b for b in bounds if b is not None]
+    return max(finite) if finite else None
+
+
+def render(size: str, rows: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    bound = best_bound(rows)
+    models, pools = SIZES[size]
+    title = f"size {size}: {models:,} models x {pools:,} pools, limit {TIME_LIMITS[size]:g}s"
+    if bound is not None:
+        title += f", best bound {bound:,.2f} USD/h"
+    table = Table(title=title, title_justify="left")
+    for col, just in (("method", "left"), ("cost USD/h", "right"), ("vs best bound", "right"),
+                      ("own bound", "right"), ("own gap", "right"), ("wall s", "right"), ("peak MiB", "right"),
+                      ("checks", "left"), ("status", "left")):
+        table.add_column(col, justify=just)  # type: ignore[arg-type]
+    for r in rows:
+        cost = _num(r.get("cost"))
+        replan = r.get("method") == "replan"  # a re-plan prices another fleet: no ratio to this bound
+        rel = f"{cost / bound - 1:+.2%}" if cost is not None and bound and not replan else ""
+        own = _num(r.get("bound"))
+        gap = _num(r.get("gap"))
+        checks = ""
+        if r.get("hard") is not None:
+            checks = "ok" if r["hard"] == 0 and r.get("required_violations") == 0 else (
+                f"{r['hard']} hard, {r['required_violations']} required broken")
+            if (_num(r.get("unmet")) or 0.0) >= 0.5:
+                checks += f", unmet {r['unmet']:,.0f} USD/h"
+        status = str(r.get("status", ""))
+        wall = _num(r.get("wall"))
+        wall_text = f"{wall:.2f}" if wall is not None else ""
+        if r.get("method") == "replan":
+            first = _num(r.get("first_wall"))
+            if first:
+                wall_text = f"{wall:.2f} ({wall / first:.0%} of {first:.2f})" if wall is not None else ""
+            mv = r.get("moves")
+            if mv:
+                status += f"; moved +{mv['started']}/-{mv['stopped']}"
+                sticky = r.get("sticky_moves")
+                if sticky:
+                    status += f" (100x churn: +{sticky['started']}/-{sticky['stopped']})"
+                    run, run_sticky = _num(r.get("running_usd_per_hour")), _num(r.get("sticky_running_usd_per_hour"))
+                    if run is not None and run_sticky is not None:
+                        extra = mv["started"] - sticky["started"]
+                        status += (f"; {extra:+d} starts for {run_sticky - run:,.2f} USD/h less running cost "
+                                   f"(churn {_num(r.get('churn_usd')) or 0:,.2f} USD once)")
+        table.add_row(LABELS.get(str(r.get("method")), str(r.get("method"))),
+                      f"{cost:,.2f}" if cost is not None else "",
+                      rel, f"{own:,.2f}" if own is not None else "", f"{gap:.2%}" if gap is not None else "",
+                      wall_text, f"{r['peak_mib']:,.0f}" if _num(r.get("peak_mib")) else "", checks, status)
+    Console(width=200).print(table)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", default=os.environ.get("SIZE", "S,M,L,XL"),
+                    help="comma-separated sizes among " + ", ".join(SIZES) + " (env SIZE)")
+    ap.add_argument("--seed", type=int, default=int(os.environ.get("SEED", "0")))
+    ap.add_argument("--methods", default=",".join(DEFAULT_METHODS), help="comma-separated: " + ", ".join(DEFAULT_METHODS))
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results.json"))
+    args = ap.parse_args(argv)
+    sizes = [s.strip().upper() for s in args.size.split(",") if s.strip()]
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    out_path = Path(args.out)
+    results: dict[str, Any] = {}
+    if out_path.exists():
+        try:
+            results = json.loads(out_path.read_text())
+        except ValueError:
+            results = {}
+    results.setdefault("sizes", {})
+    for size in sizes:
+        if size not in SIZES:
+            raise SystemExit(f"unknown size {size!r}; sizes: {', '.join(SIZES)}")
+        rows = []
+        for method in methods:
+            print(f"[bench] {size} {method} ...", file=sys.stderr, flush=True)
+            rows.append(run_worker(size, method, args.seed, TIME_LIMITS[size]))
+        bound = best_bound(rows)
+        for r in rows:
+            cost = _num(r.get("cost"))
+            r["vs_best_bound"] = cost / bound - 1 if cost is not None and bound else None
+        results["sizes"][size] = {"models": SIZES[size][0], "pools": SIZES[size][1], "time_limit": TIME_LIMITS[size],
+                                  "seed": args.seed, "best_bound": bound, "methods": rows}
+        render(size, rows)
+        results["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
+        out_path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(f"wrote {out_path}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

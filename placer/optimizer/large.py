@@ -1,0 +1,459 @@
+"""The scalable route: the same placement problem as ``solve.optimize``, for fleets of any size.
+
+    1. pairs and routes as arrays (``arrays``), the model as one sparse matrix (``matrix``);
+    2. the LP relaxation by column generation over pairs, seeded with a greedy plan, the
+       cheapest routes and what runs now (``lp``); its duals give a valid lower bound over
+       every pair (a Lagrangian bound, integer in each pair's replicas);
+    3. a MIP on the pairs that matter (the LP's support, the pairs nearest to pricing out,
+       what the greedy plan and the current state use), started from the rounded LP;
+    4. on large fleets, neighbourhood search: small MIPs that free the pairs of a group of
+       pools and the models on them, everything else fixed, each started from the incumbent;
+    5. a polish LP: integers fixed, routes and unmet re-optimized exactly.
+
+The bound reported is the best valid one: the Lagrangian bound, or the MIP's own bound when
+reduced-cost fixing proves that the pairs left out cannot improve the incumbent.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from placer.candidates import Candidates
+from placer.fleet import Fleet
+from placer.optimizer.arrays import BoolArray, FleetArrays, FloatArray, IntArray, build_arrays
+from placer.optimizer.greedy import greedy, per_replica_cost, pseudo_lp
+from placer.optimizer.highs import solve
+from placer.optimizer.lns import Neighbourhoods, construct, improve, solve_free
+from placer.optimizer.lp import (
+    Master,
+    PairTables,
+    column_generation,
+    domain_cover,
+    initial_pairs,
+    lagrangian,
+    simple_duals,
+)
+from placer.optimizer.matrix import MatrixModel, build_matrix
+from placer.optimizer.repair import complete, round_and_cover
+from placer.placement import Placement, Route
+from placer.policy import Rules
+
+DEBUG = bool(os.environ.get("PLACER_DEBUG"))
+SMALL_FLEET = 800  # models x pools up to which optimize() keeps the exact MIP (tests, examples)
+SMALL_PAIRS = 30_000  # up to this many pairs, every MIP may use every pair
+FULL_MIP_COLS = 20_000  # up to this many columns, HiGHS also gets the whole model (for its bound)
+CANDIDATES_PAIRS = 100_000  # up to this many pairs, the result carries full Candidates
+LP_PAIRS = 1_500_000  # beyond this many pairs the LP does not fit the time: plan from the greedy plan
+REPLAN_SHARE = 0.5  # re-plan from what runs when it covers this share of the models
+PATIENCE = 24  # neighbourhood steps without gain before stopping
+REPLAN_PATIENCE = 8
+REPLAN_SEARCH = 0.05  # share of the time limit a re-plan spends searching
+
+
+def cut_levels(n_pairs: int) -> int:
+    """Throughput levels per cover cut group: each tightens the LP, and slows it down."""
+    return int(os.environ.get("PLACER_CUT_LEVELS", 4 if n_pairs <= 100_000 else (2 if n_pairs <= LP_PAIRS else 1)))
+
+
+def use_large(fleet: Fleet) -> bool:
+    """The scalable route for fleets beyond SMALL_FLEET; PLACER_OPTIMIZER=exact|scalable forces one."""
+    forced = os.environ.get("PLACER_OPTIMIZER", "").lower()
+    if forced in ("exact", "scalable"):
+        return forced == "scalable"
+    return len(fleet.models) * len(fleet.pools) > SMALL_FLEET
+
+
+@dataclass
+class LargeResult:
+    status: str
+    placement: Placement | None
+    objective: float
+    bound: float
+    wall_seconds: float
+    terms: dict[str, float]
+    stats: dict[str, float] = field(default_factory=dict)
+    values: FloatArray | None = None
+    candidates: Candidates | None = None
+
+    @property
+    def gap(self) -> float:
+        if self.placement is None or not math.isfinite(self.bound):
+            return math.inf
+        return max(0.0, self.objective - self.bound) / max(abs(self.objective), 1e-9)
+
+    def as_solve_result(self) -> Any:
+        from placer.optimizer.solve import SolveResult
+
+        return SolveResult(self.status, self.placement, self.objective, self.bound, self.wall_seconds,
+                           dict(self.terms), self.candidates)
+
+
+class Clock:
+    def __init__(self, limit: float, say: Callable[[str], None]) -> None:
+        self.start = time.monotonic()
+        self.limit = limit
+        self.say = say
+        self.marks: dict[str, float] = {}
+        self._last = self.start
+
+    def left(self) -> float:
+        return self.limit - (time.monotonic() - self.start)
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+    def mark(self, name: str, note: str = "") -> None:
+        now = time.monotonic()
+        self.marks[name] = now - self._last
+        self._last = now
+        self.say(f"{name}: {self.marks[name]:.2f}s{(' ' + note) if note else ''}")
+        if DEBUG:
+            print(f"[large] {name}: {self.marks[name]:.2f}s (total {now - self.start:.2f}s) {note}")
+
+
+def pair_columns(model: MatrixModel, pairs: BoolArray) -> IntArray:
+    """Columns of the sub-model with the given pairs (x, their routes, gang and churn columns)
+    and every column that belongs to no pair."""
+    a = model.arrays
+    keep = np.ones(model.n_cols, dtype=bool)
+    x0, x1 = model.blocks["x"]
+    y0, y1 = model.blocks["y"]
+    keep[x0:x1] = pairs
+    keep[y0:y1] = pairs[a.route_pair]
+    g = model.gang_col >= 0
+    keep[model.gang_col[g]] = pairs[g]
+    s = model.churn_col >= 0
+    keep[model.churn_col[s]] = pairs[s]
+    return np.flatnonzero(keep)
+
+
+def fallback_pairs(model: MatrixModel) -> BoolArray:
+    """Per demand entry, its cheapest route to an elastic on-demand pool: capacity that other models'
+    rounding cannot use up, so that every demand keeps a way to be served."""
+    a = model.arrays
+    out = np.zeros(a.n_pairs, dtype=bool)
+    pool = a.pair_pool[a.route_pair]
+    ok = np.flatnonzero(a.pool_elastic[pool] & ~a.pool_spot[pool])
+    if not len(ok):
+        return out
+    per_replica = per_replica_cost(model)
+    y0 = model.blocks["y"][0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        unit = model.cost[y0 + ok] + per_replica[a.route_pair[ok]] / a.pair_thr[a.route_pair[ok]]
+    order = ok[np.lexsort((unit, a.route_dem[ok]))]
+    rd = a.route_dem[order]
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = rd[1:] != rd[:-1]
+    out[a.route_pair[order[first]]] = True
+    return out
+
+
+def rounded_start(model: MatrixModel, values: FloatArray) -> FloatArray:
+    """The LP point with replicas rounded up and nodes resized to hold them."""
+    a = model.arrays
+    v = values.copy()
+    x0, x1 = model.blocks["x"]
+    x = np.minimum(np.ceil(v[x0:x1] - 1e-6), model.ub[x0:x1])
+    v[x0:x1] = x
+    used = np.bincount(a.pair_pool, weights=x * a.pair_c, minlength=len(a.pools))
+    el = np.flatnonzero(model.elastic_col >= 0)
+    n = np.ceil(used[el] / a.pool_per_node[el] - 1e-9)
+    v[model.elastic_col[el]] = np.clip(n, a.pool_min_nodes[el], a.pool_max_nodes[el])
+    return v
+
+
+def objective_terms(model: MatrixModel, v: FloatArray, current: Mapping[tuple[str, str], int]) -> dict[str, float]:
+    """The cost of a model vector, term by term, without tie-breaks (SPEC section 2)."""
+    a = model.arrays
+    obj = a.fleet.settings.objective
+    x = np.round(v[model.block("x")])
+    y = v[model.block("y")]
+    elastic_pair = a.pool_elastic[a.pair_pool]
+    compute = float(np.sum(np.where(elastic_pair, 0.0, a.pool_price[a.pair_pool] * a.pair_c) * x))
+    el = np.flatnonzero(model.elastic_col >= 0)
+    compute += float(np.sum(a.pool_price[el] * a.pool_per_node[el] * np.round(v[model.elastic_col[el]])))
+    rm = a.dem_model[a.route_dem]
+    total_demand = np.array([m.total_demand for m in a.models])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        eg_y = np.where(total_demand[rm] > 0, a.pair_egress[a.route_pair] / total_demand[rm], 0.0)
+        wanted = np.array([float(m.spec.replicas or 0) if not m.inference else 0.0 for m in a.models])
+        eg_x = np.where(wanted[a.pair_model] > 0, a.pair_egress / wanted[a.pair_model], 0.0)
+    egress = float(np.sum(eg_y * y) + np.sum(eg_x * x))
+    latency = float(obj.latency_usd_per_ms_per1k_rate * np.sum(a.route_latency * y) / 1000.0)
+    unmet = float(model.cost[model.block("u")] @ v[model.block("u")])
+    ks = model.block("k")
+    unmet += float(model.cost[ks] @ np.round(v[ks]))
+    churn = 0.0
+    if obj.churn_usd_per_replica > 0:
+        cur = a.current_vector(current)
+        churn = float(obj.churn_usd_per_replica * np.sum(np.maximum(0.0, x - cur)))
+    penalty = float(sum(policy.penalty * max(0.0, v[col]) for policy, _, col in model.penalties))
+    return {"compute": compute, "egress": egress, "latency": latency, "unmet": unmet, "churn": churn,
+            "penalty": penalty}
+
+
+def placement_of(model: MatrixModel, v: FloatArray) -> Placement:
+    a = model.arrays
+    x = np.round(v[model.block("x")]).astype(np.int64)
+    replicas: dict[tuple[str, str], int] = {}
+    for j in np.flatnonzero(x > 0).tolist():
+        replicas[(a.models[a.pair_model[j]].name, a.pools[a.pair_pool[j]].name)] = int(x[j])
+    nodes = {p.name: p.min_nodes for p in a.pools}
+    for pi in np.flatnonzero(model.elastic_col >= 0).tolist():
+        nodes[a.pools[pi].name] = round(float(v[model.elastic_col[pi]]))
+    y = v[model.block("y")]
+    routes = []
+    for r in np.flatnonzero(y > 1e-7).tolist():
+        d = int(a.route_dem[r])
+        j = int(a.route_pair[r])
+        routes.append(Route(a.models[a.dem_model[d]].name, a.location_names[a.dem_location[d]],
+                            a.pools[a.pair_pool[j]].name, float(y[r]), float(a.route_latency[r])))
+    routes.sort(key=lambda r: (r.model, r.demand_location, r.pool))
+    return Placement(replicas=replicas, nodes=nodes, routes=tuple(routes), retired=frozenset(a.retired))
+
+
+def polish(model: MatrixModel, v: FloatArray, time_limit: float, csc: Any = None) -> FloatArray | None:
+    """Fix every integer column at its value and re-optimize the continuous ones (an LP over the
+    routes of open pairs, unmet, churn and slack columns)."""
+    a = model.arrays
+    x0, x1 = model.blocks["x"]
+    y0 = model.blocks["y"][0]
+    cont = ~model.integer
+    open_pairs = np.round(v[x0:x1]) > 0
+    cont[y0:y0 + a.n_routes] &= open_pairs[a.route_pair]
+    free = np.flatnonzero(cont)
+    out = v.copy()
+    ints = model.integer
+    out[ints] = np.round(out[ints])
+    new, _ = solve_free(model, csc if csc is not None else model.A.tocsc(), out, free, time_limit=time_limit,
+                        options={"presolve": "off"})
+    if new is None:
+        return None
+    out[free] = new
+    return out
+
+
+def rens(model: MatrixModel, lp_values: FloatArray, time_limit: float, gap: float) -> FloatArray | None:
+    """Replicas only on the LP's support and at most its values rounded up, the rest free: a small
+    MIP whose answers are roundings of the LP (after Berthold's RENS; lower bounds are left at 0,
+    as flooring a gang model split by the LP would leave nothing feasible)."""
+    x0, x1 = model.blocks["x"]
+    x = lp_values[x0:x1]
+    support = x > 1e-6
+    # the LP satisfies spread rules by fractions (big-M rows are weak): offer every model a
+    # cheap pair in a few failure domains besides its support
+    extra = np.zeros(len(x), dtype=bool)
+    extra[domain_cover(model, per_replica_cost(model), 3)] = True
+    extra &= ~support
+    cols = pair_columns(model, support | extra)
+    lb = model.lb.copy()
+    ub = model.ub.copy()
+    ub[x0:x1] = np.where(support, np.minimum(model.ub[x0:x1], np.ceil(x - 1e-6)), model.ub[x0:x1])
+    sol = solve(model, cols, integer=True, time_limit=time_limit, lb=lb[cols], ub=ub[cols], gap=gap)
+    if sol.values is None:
+        return None
+    v = np.zeros(model.n_cols)
+    v[cols] = sol.values
+    return v
+
+
+def model_size(model: MatrixModel) -> FloatArray:
+    """GPUs each model wants at its best throughput (replicas wanted, for training and batch)."""
+    a = model.arrays
+    out = np.zeros(len(a.models))
+    for mi, m in enumerate(a.models):
+        lo, hi = int(a.pair_ptr[mi]), int(a.pair_ptr[mi + 1])
+        if hi == lo:
+            continue
+        c = float(a.pair_c[lo:hi].min())
+        if m.inference:
+            thr = float(a.pair_thr[lo:hi].max()) or 1.0
+            out[mi] = max(m.total_demand / thr, float(m.spec.min_replicas or 0)) * c
+        else:
+            out[mi] = float(m.spec.replicas or 0) * c
+    return out
+
+
+def capacity_price(model: MatrixModel, pi: FloatArray) -> FloatArray:
+    """Per column: minus the LP's duals of the fixed pools' capacity rows, on the x columns (what a
+    GPU of a full pool is worth to the models that do not get it)."""
+    a = model.arrays
+    x0, x1 = model.blocks["x"]
+    out = np.zeros(model.n_cols)
+    fixed = ~a.pool_elastic[a.pair_pool]
+    csc = model.A[:, x0:x1].tocsc()
+    # the capacity row of a pair is its first entry (rows are built capacity first)
+    first = csc.indices[csc.indptr[:-1]]
+    dual = pi[first]
+    out[x0:x1] = np.where(fixed, -np.minimum(dual, 0.0) * a.pair_c, 0.0)
+    return out
+
+
+def model_value(model: MatrixModel, v: FloatArray) -> float:
+    return float(model.cost @ v)
+
+
+def feasible(model: MatrixModel, v: FloatArray, tol: float = 1e-6) -> bool:
+    act = model.A @ v
+    scale = np.maximum(1.0, np.abs(act))
+    ok_rows = np.all(act >= model.row_lo - tol * scale) and np.all(act <= model.row_hi + tol * scale)
+    ok_cols = np.all(v >= model.lb - tol) and np.all(v <= model.ub + tol)
+    ints = model.integer
+    return bool(ok_rows and ok_cols and np.all(np.abs(v[ints] - np.round(v[ints])) < 1e-6))
+
+
+def optimize_large(
+    fleet: Fleet,
+    rules: Rules,
+    current: Mapping[tuple[str, str], int] | None = None,
+    progress: Callable[[str], None] | None = None,
+    time_limit: float | None = None,
+    forbid: frozenset[tuple[str, str]] = frozenset(),
+) -> LargeResult:
+    """Place every model of ``fleet`` at least cost, scalably; see the module docstring.
+    ``forbid`` keeps the given (model, pool) pairs empty."""
+    current = dict(current or {})
+    limit = float(time_limit if time_limit is not None else fleet.settings.solver.time_limit_seconds)
+    clock = Clock(limit, progress or (lambda _m: None))
+    arrays = build_arrays(fleet, rules)
+    clock.mark("pairs", f"{arrays.n_pairs} pairs, {arrays.n_routes} routes")
+    # cuts tighten the LP; a fleet planned without the LP gets the cheapest set
+    model = build_matrix(arrays, rules, current, cut_levels=cut_levels(arrays.n_pairs))
+    for m, p in forbid:
+        j = arrays.find_pair(m, p)
+        if j is not None:
+            model.ub[model.blocks["x"][0] + j] = 0.0
+    clock.mark("model", f"{model.n_cols} columns, {model.n_rows} rows, {model.A.nnz} nonzeros")
+    result = solve_model(model, current, clock, fleet.settings.solver.relative_gap)
+    if arrays.n_pairs <= CANDIDATES_PAIRS:
+        result.candidates = arrays.to_candidates()
+    else:
+        result.candidates = Candidates(retired=dict(arrays.retired))
+    return result
+
+
+def solve_model(model: MatrixModel, current: Mapping[tuple[str, str], int], clock: Clock,
+                gap: float) -> LargeResult:
+    """Modes: ``lp`` (the LP, rounded); ``replan`` (from the replicas running now, when they cover
+    most models: a re-plan changes little, and starts from what runs); ``direct`` (fleets whose
+    LP would not fit the time: from the greedy plan). The last two take their bound from
+    ``lp.simple_duals`` unless the LP runs too."""
+    a = model.arrays
+    x0, x1 = model.blocks["x"]
+    tables = PairTables.build(model)
+    cur = a.current_vector(current)
+    cur_pairs = np.flatnonzero(cur > 0)
+    active = np.diff(a.pair_ptr) > 0
+    covered = np.zeros(len(a.models), dtype=bool)
+    covered[a.pair_model[cur_pairs]] = True
+    if os.environ.get("PLACER_MODE") in ("lp", "direct", "replan"):
+        mode = os.environ["PLACER_MODE"]  # for tests and benchmarks of the modes themselves
+    elif active.any() and covered[active].mean() >= REPLAN_SHARE:
+        mode = "replan"
+    elif a.n_pairs > LP_PAIRS:
+        mode = "direct"
+    else:
+        mode = "lp"
+    reserve = 0.3 + 0.02 * clock.limit
+    if mode == "replan":
+        gx = np.minimum(cur, model.ub[x0:x1]).astype(np.int64)
+    else:
+        gx, _ = greedy(model)
+    seed = initial_pairs(model, cur_pairs) | (gx > 0)
+    clock.mark("seed", f"{mode}: {int(seed.sum())} pairs")
+
+    lp = None
+    if mode == "lp":
+        lp = column_generation(model, tables, seed, deadline=time.monotonic() + max(0.5, 0.5 * clock.left()),
+                               view=Master(model))
+        if lp.duals is None:
+            return LargeResult(lp.status, None, math.inf, -math.inf, clock.elapsed(), {})
+        bound = lp.duals.bound
+        clock.mark("lp", f"{lp.status} value {lp.value:.2f} bound {bound:.2f} rounds {lp.iterations} "
+                         f"master {int(lp.master.sum())}")
+        start = lp.values
+    else:
+        bound = lagrangian(model, tables, simple_duals(model), Master.serve_rows(model), integer=True,
+                           with_lp=False).bound
+        start = pseudo_lp(model, gx.astype(float))
+        clock.mark("bound", f"simple duals: {bound:.2f}")
+
+    # the pairs the MIPs may use: all of them on small fleets; else the LP's master or the seed,
+    # the pairs nearest to pricing out, what the greedy plan and the current state use, and a
+    # fallback route per demand entry on an elastic on-demand pool
+    if a.n_pairs <= SMALL_PAIRS:
+        cand = np.ones(a.n_pairs, dtype=bool)
+    else:
+        cand = seed.copy()
+        cand[cur_pairs] = True
+        if lp is not None:
+            cand |= lp.master
+            near = np.lexsort((lp.duals.g_lp, a.pair_model))
+            pm = a.pair_model[near]
+            rank = np.arange(len(near)) - np.searchsorted(pm, pm, side="left")
+            cand[near[rank < 3]] = True
+        cand |= fallback_pairs(model)
+
+    # a first plan: the start rounded down, the rest covered greedily, then completed exactly
+    hood = Neighbourhoods(model, tables, cand)
+    x_int = round_and_cover(model, start, cand)
+    clock.mark("round", f"{int(x_int.sum())} replicas")
+    v = complete(model, hood, x_int, time_limit=max(0.5, 0.3 * clock.left()),
+                 deadline=time.monotonic() + max(0.5, 0.6 * (clock.left() - reserve)))
+    clock.mark("complete", "no plan" if v is None else f"value {model_value(model, v):.2f}")
+    if v is None:
+        order = np.argsort(-model_size(model), kind="stable")
+        v = construct(model, hood, order, deadline=time.monotonic() + max(0.5, 0.5 * clock.left()))
+        clock.mark("construct", "no plan" if v is None else f"value {model_value(model, v):.2f}")
+    if v is None and lp is not None:
+        v = rens(model, lp.values, time_limit=max(0.3, 0.5 * clock.left()), gap=gap)
+        clock.mark("rens", "no plan" if v is None else f"value {model_value(model, v):.2f}")
+    if v is None:
+        return LargeResult("UNKNOWN", None, math.inf, bound, clock.elapsed(), {})
+
+    # small models: HiGHS on the whole model from this plan, for a better plan and its bound
+    if model.n_cols <= FULL_MIP_COLS and mode != "replan" and clock.left() > reserve + 0.5:
+        sol = solve(model, np.arange(model.n_cols), integer=True, start=v, gap=gap,
+                    time_limit=max(0.3, 0.6 * (clock.left() - reserve)))
+        if sol.values is not None and model_value(model, sol.values) < model_value(model, v) - 1e-9:
+            v = sol.values.copy()
+            ints = model.integer
+            v[ints] = np.round(v[ints])
+        if math.isfinite(sol.bound):
+            bound = max(bound, min(sol.bound, model_value(model, v)))
+        clock.mark("full mip", f"{sol.status} value {model_value(model, v):.2f} bound {sol.bound:.2f}")
+
+    # improve by neighbourhood search until the time is up, the gap is closed, or steps stop paying
+    target = bound
+
+    def done(value: float) -> bool:
+        return value - target <= gap * max(1.0, abs(value))
+
+    patience = REPLAN_PATIENCE if mode == "replan" else PATIENCE
+    budget = clock.left() - reserve
+    if mode == "replan":  # a re-plan moves little: a short search around what runs
+        budget = min(budget, REPLAN_SEARCH * clock.limit)
+    v, st = improve(model, hood, v, deadline=time.monotonic() + max(0.0, budget), stop=done, patience=patience,
+                    min_gain=1e-4 if mode == "replan" else 1e-5)
+    clock.mark("lns", f"{st.steps} steps, {st.improved} improved, value {model_value(model, v):.2f}")
+    polished = polish(model, v, time_limit=max(1.0, clock.left()), csc=hood.csc)
+    if polished is not None and model_value(model, polished) <= model_value(model, v) + 1e-6:
+        v = polished
+    terms = objective_terms(model, v, current)
+    objective = sum(terms.values())
+    bound = min(bound, objective)
+    clock.mark("done", f"objective {objective:.2f} bound {bound:.2f}")
+    status = "OPTIMAL" if objective - bound <= gap * max(1.0, abs(objective)) else "FEASIBLE"
+    return LargeResult(status, placement_of(model, v), objective, bound, clock.elapsed(), terms,
+                       stats=dict(clock.marks), values=v)
+
+
+def candidates_of(arrays: FleetArrays) -> Candidates | None:
+    return arrays.to_candidates() if arrays.n_pairs <= 200_000 else None

@@ -1,0 +1,300 @@
+"""Large-neighbourhood search: improve a feasible plan with many small MIPs.
+
+Each step frees the columns of a few models (their pairs among the allowed ones, routes,
+unmet, gang and churn columns), the nodes of the pools those pairs touch, and the policy
+variables in the rows they touch; every other column keeps its incumbent value and moves
+into the row bounds. HiGHS solves that small MIP from the incumbent (always feasible for
+it), and a better answer replaces the incumbent. Neighbourhoods: the models on a pool with
+paid-for but idle GPUs, the models sharing pools with one model, and models at random.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from placer.optimizer.arrays import BoolArray, FloatArray, IntArray
+from placer.optimizer.highs import solve_arrays
+from placer.optimizer.lp import PairTables
+from placer.optimizer.matrix import MatrixModel
+
+DEBUG = bool(os.environ.get("PLACER_DEBUG"))
+# small MIPs: HiGHS' own sub-MIP heuristics cost more than they find here
+STEP_OPTIONS = {"mip_heuristic_run_rens": False, "mip_heuristic_run_rins": False,
+                "mip_heuristic_run_root_reduced_cost": False}
+
+
+@dataclass
+class LnsStats:
+    steps: int = 0
+    improved: int = 0
+    seconds: float = 0.0
+
+
+class Neighbourhoods:
+    def __init__(self, model: MatrixModel, tables: PairTables, allowed: BoolArray, seed: int = 0) -> None:
+        self.model = model
+        self.tables = tables
+        self.allowed = allowed
+        a = model.arrays
+        self.a = a
+        self.csr = model.A.tocsr()
+        self.csc = model.A.tocsc()
+        self.x0 = model.blocks["x"][0]
+        self.y0 = model.blocks["y"][0]
+        self.u0 = model.blocks["u"][0]
+        self.aux0, self.aux1 = model.blocks["aux"]
+        self.rng = np.random.default_rng(seed)
+        k0, k1 = model.blocks["k"]
+        self.k_col = np.full(len(a.models), -1, dtype=np.int64)
+        batch = [mi for mi, m in enumerate(a.models) if not m.inference and m.name not in a.retired]
+        self.k_col[np.array(batch, dtype=np.int64)] = np.arange(k0, k1) if batch else []
+        self.dem_ptr = np.searchsorted(a.dem_model, np.arange(len(a.models) + 1))
+        order = np.argsort(a.pair_pool, kind="stable")
+        self.by_pool = order
+        self.pool_ptr = np.searchsorted(a.pair_pool[order], np.arange(len(a.pools) + 1))
+        self.active_models = np.flatnonzero(np.diff(a.pair_ptr) > 0)
+
+    def columns(self, models: IntArray, every_pair: IntArray | None = None) -> IntArray:
+        """Free columns for these models (``every_pair``: models that may use all their pairs, not
+        only the allowed ones)."""
+        a, m = self.a, self.model
+        pairs = np.concatenate([np.arange(a.pair_ptr[i], a.pair_ptr[i + 1]) for i in models]) if len(models) else \
+            np.zeros(0, dtype=np.int64)
+        ok = self.allowed[pairs]
+        if every_pair is not None and len(every_pair):
+            ok |= np.isin(a.pair_model[pairs], every_pair)
+        pairs = pairs[ok]
+        cols = [self.x0 + pairs]
+        r = self.tables.routes[pairs]
+        cols.append(self.y0 + r[r >= 0])
+        cols.append(m.gang_col[pairs][m.gang_col[pairs] >= 0])
+        cols.append(m.churn_col[pairs][m.churn_col[pairs] >= 0])
+        dems = np.concatenate([np.arange(self.dem_ptr[i], self.dem_ptr[i + 1]) for i in models]) if len(models) \
+            else np.zeros(0, dtype=np.int64)
+        cols.append(self.u0 + dems)
+        k = self.k_col[models]
+        cols.append(k[k >= 0])
+        pools = np.unique(a.pair_pool[pairs])
+        n = m.elastic_col[pools]
+        cols.append(n[n >= 0])
+        # policy variables in the rows these replicas appear in
+        rows = np.unique(self.csc[:, self.x0 + pairs].indices)
+        inrow = self.csr[rows].indices
+        cols.append(np.unique(inrow[(inrow >= self.aux0) & (inrow < self.aux1)]))
+        return np.unique(np.concatenate(cols))
+
+    # ------------------------------------------------------------ neighbourhood choices
+
+    def idle_pool(self, v: FloatArray, size: int) -> IntArray:
+        a, m = self.a, self.model
+        x = v[self.x0:self.x0 + a.n_pairs]
+        used = np.bincount(a.pair_pool, weights=x * a.pair_c, minlength=len(a.pools))
+        el = np.flatnonzero(m.elastic_col >= 0)
+        idle = np.zeros(len(a.pools))
+        idle[el] = v[m.elastic_col[el]] * a.pool_per_node[el] - used[el]
+        weights = np.maximum(idle, 0.0) * a.pool_price
+        if weights.sum() <= 1e-9:
+            return self.random(v, size)
+        p = int(self.rng.choice(len(a.pools), p=weights / weights.sum()))
+        return self._around_pool(p, x, size)
+
+    def _around_pool(self, p: int, x: FloatArray, size: int) -> IntArray:
+        a = self.a
+        js = self.by_pool[self.pool_ptr[p]:self.pool_ptr[p + 1]]
+        js = js[self.allowed[js]]
+        on = np.unique(a.pair_model[js[x[js] > 0.5]])
+        could = np.setdiff1d(np.unique(a.pair_model[js]), on)
+        picked = on if len(on) <= size else self.rng.choice(on, size=size, replace=False)
+        room = size - len(picked)
+        if room > 0 and len(could):
+            picked = np.concatenate([picked, self.rng.choice(could, size=min(room, len(could)), replace=False)])
+        return np.unique(picked.astype(np.int64))
+
+    def shared(self, v: FloatArray, size: int) -> IntArray:
+        a = self.a
+        x = v[self.x0:self.x0 + a.n_pairs]
+        placed = np.flatnonzero(x > 0.5)
+        if not len(placed):
+            return self.random(v, size)
+        j = int(self.rng.choice(placed))
+        return self._around_pool(int(a.pair_pool[j]), x, size)
+
+    def random(self, v: FloatArray | None, size: int) -> IntArray:
+        pool = self.active_models
+        return np.sort(self.rng.choice(pool, size=min(size, len(pool)), replace=False)).astype(np.int64)
+
+
+def improve(model: MatrixModel, hood: Neighbourhoods, v: FloatArray, deadline: float, *,
+            target_cols: int = 300, step_limit: float = 0.5, stop: Callable[[float], bool] | None = None,
+            patience: int = 24, min_gain: float = 1e-5) -> tuple[FloatArray, LnsStats]:
+    """Run neighbourhood steps until ``deadline``, ``stop(objective)``, or ``patience`` steps in a
+    row that gain less than ``min_gain`` (relative); returns the best plan."""
+    stats = LnsStats()
+    started = time.monotonic()
+    a = model.arrays
+    v = v.copy()
+    act = model.A @ v
+    cost = model.cost
+    pairs_per_model = np.maximum(1, np.diff(a.pair_ptr)).mean()
+    per_model = max(1.0, pairs_per_model * float(hood.allowed.mean()) * 2.5)
+    size = int(np.clip(target_cols / per_model, 2, 400))
+    strategies = [hood.idle_pool, hood.shared, hood.random]
+    fails = 0
+    idle_steps = 0
+    while time.monotonic() < deadline - 0.05:
+        if stop is not None and stop(float(cost @ v)):
+            break
+        if idle_steps >= patience:
+            break
+        pick = strategies[stats.steps % len(strategies)]
+        models = pick(v, size)
+        stats.steps += 1
+        if not len(models):
+            continue
+        free = hood.columns(models)
+        A_f = hood.csc[:, free]
+        rows = np.unique(A_f.indices)
+        sub = A_f[rows, :]
+        fixed = act[rows] - sub @ v[free]
+        lo = model.row_lo[rows] - fixed
+        hi = model.row_hi[rows] - fixed
+        left = deadline - time.monotonic()
+        if left < 0.05:
+            break
+        sol = solve_arrays(sub, cost[free], model.lb[free], model.ub[free], lo, hi, model.integer[free],
+                           time_limit=min(step_limit, left), start=v[free], gap=1e-6, options=STEP_OPTIONS)
+        if sol.values is None:
+            fails += 1
+            continue
+        new = sol.values.copy()
+        ints = model.integer[free]
+        new[ints] = np.round(new[ints])
+        old_cost = float(cost[free] @ v[free])
+        new_cost = float(cost[free] @ new)
+        if DEBUG:
+            print(f"    lns {stats.steps} {pick.__name__}: {len(models)} models, {len(free)} cols, {len(rows)} rows, "
+                  f"{sol.status} {sol.seconds:.2f}s, {old_cost:.2f} -> {new_cost:.2f}")
+        total = float(cost @ v)
+        if new_cost < old_cost - 1e-7 * max(1.0, abs(old_cost)):
+            delta = new - v[free]
+            act += A_f @ delta
+            v[free] = new
+            stats.improved += 1
+        idle_steps = idle_steps + 1 if old_cost - new_cost < min_gain * max(1.0, abs(total)) else 0
+        # adapt the neighbourhood size to how fast steps solve
+        if sol.status == "OPTIMAL" and sol.seconds < 0.25 * step_limit:
+            size = min(400, int(size * 1.25) + 1)
+        elif sol.status != "OPTIMAL":
+            size = max(2, int(size * 0.7))
+    stats.seconds = time.monotonic() - started
+    return v, stats
+
+
+def construct(model: MatrixModel, hood: Neighbourhoods, order: IntArray, deadline: float, *,
+              start: FloatArray | None = None, extra_cost: FloatArray | None = None, target_cols: int = 150,
+              step_limit: float = 0.3) -> FloatArray | None:
+    """Build a feasible plan chunk by chunk: the models of each chunk are placed by a small MIP
+    around the models placed before them (fix-and-optimize construction). ``order``: models in
+    placement order; ``start``: values for columns outside every chunk (default: lower bounds);
+    ``extra_cost``: added to the objective of the chunk MIPs (an opportunity price for scarce
+    capacity, from the LP's duals), never to the plan's cost."""
+    a = model.arrays
+    v = np.where(np.isfinite(model.lb), model.lb, 0.0) if start is None else start.copy()
+    act = model.A @ v
+    cost = model.cost if extra_cost is None else model.cost + extra_cost
+    pairs_per_model = np.maximum(1, np.diff(a.pair_ptr)).mean()
+    per_model = max(1.0, pairs_per_model * float(hood.allowed.mean()) * 2.5)
+    size = int(np.clip(target_cols / per_model, 1, 400))
+    rescue = max(20, len(order))  # models that may free their neighbours to fit
+    i = 0
+    while i < len(order):
+        if time.monotonic() > deadline:
+            return None
+        models = order[i:i + size]
+        advance = len(models)
+        free = hood.columns(models)
+        A_f = hood.csc[:, free]
+        rows = np.unique(A_f.indices)
+        sub = A_f[rows, :]
+        fixed = act[rows] - sub @ v[free]
+        lo = model.row_lo[rows] - fixed
+        hi = model.row_hi[rows] - fixed
+        left = deadline - time.monotonic()
+        sol = solve_arrays(sub, cost[free], model.lb[free], model.ub[free], lo, hi, model.integer[free],
+                           time_limit=min(step_limit, max(0.05, left)), gap=1e-2, options=STEP_OPTIONS)
+        if DEBUG:
+            print(f"    construct {i}/{len(order)}: {len(models)} models, {len(free)} cols, {len(rows)} rows, "
+                  f"{sol.status} {sol.seconds:.2f}s")
+        if sol.values is None:
+            if size > 1:
+                size = max(1, size // 2)
+                continue
+            if DEBUG:
+                from placer.optimizer.repair import broken_rows
+
+                xs = free[(free >= model.blocks["x"][0]) & (free < model.blocks["x"][1])]
+                bad = broken_rows(model, hood, v, free, 2.0, fixed_cols=xs)
+                print("    construct: alone it does not fit:", [model.row_names.get(int(r), int(r)) for r in bad[:6]])
+            if not rescue:
+                return None
+            # alone it does not fit: re-decide the models holding the capacity it could use as well
+            from placer.optimizer.repair import neighbours
+
+            stuck = models
+            models = neighbours(model, hood, models, v, limit=30)
+            free = hood.columns(models, every_pair=stuck)
+            A_f = hood.csc[:, free]
+            rows = np.unique(A_f.indices)
+            sub = A_f[rows, :]
+            fixed = act[rows] - sub @ v[free]
+            sol = solve_arrays(sub, cost[free], model.lb[free], model.ub[free], model.row_lo[rows] - fixed,
+                               model.row_hi[rows] - fixed, model.integer[free],
+                               time_limit=min(3 * step_limit, max(0.05, deadline - time.monotonic())), gap=1e-2,
+                               options=STEP_OPTIONS)
+            if sol.values is None:
+                return None
+            rescue -= 1
+            size = 1
+            advance = 1
+        new = sol.values.copy()
+        ints = model.integer[free]
+        new[ints] = np.round(new[ints])
+        act += A_f @ (new - v[free])
+        v[free] = new
+        i += advance
+        if sol.status == "OPTIMAL" and sol.seconds < 0.2 * step_limit:
+            size = min(400, int(size * 1.3) + 1)
+        elif sol.status != "OPTIMAL":
+            size = max(1, int(size * 0.7))
+    return v
+
+
+def solve_free(model: MatrixModel, csc: Any, v: FloatArray, free: IntArray, time_limit: float, *,
+               act: FloatArray | None = None, start: bool = False, gap: float = 1e-6,
+               options: dict[str, Any] | None = None) -> tuple[FloatArray | None, str]:
+    """Re-optimize the ``free`` columns with every other column fixed at ``v``; returns the new
+    values of the free columns (or None) and HiGHS' status."""
+    A_f = csc[:, free]
+    rows = np.unique(A_f.indices)
+    if act is None:
+        act = csc @ v
+    sub = A_f[rows, :]
+    fixed = act[rows] - sub @ v[free]
+    lo = model.row_lo[rows] - fixed
+    hi = model.row_hi[rows] - fixed
+    # rows that no free column touches must already hold
+    sol = solve_arrays(sub, model.cost[free], model.lb[free], model.ub[free], lo, hi, model.integer[free],
+                       time_limit=time_limit, start=v[free] if start else None, gap=gap,
+                       options=STEP_OPTIONS if options is None else options)
+    if sol.values is None:
+        return None, sol.status
+    new = sol.values.copy()
+    ints = model.integer[free]
+    new[ints] = np.round(new[ints])
+    return new, sol.status
