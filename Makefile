@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	@echo "installing placer and its dev extras into $(VENV) (log: $(VENV)/install.log)"
 	@$(BIN)/python -m pip install --upgrade pip > $(VENV)/install.log 2>&1 || (tail -30 $(VENV)/install.log; exit 1)
 	@$(BIN)/python -m pip install -e ".[dev]" >> $(VENV)/install.log 2>&1 || (tail -30 $(VENV)/install.log; exit 1)
-	@$(BIN)/python -c "import placer, ortools, kubernetes, boto3, moto, ruamel.yaml"
+	@$(BIN)/python -c "import placer, ortools, kubernetes, boto3, moto, ruamel.yaml, scipy, highspy"
 	@touch $(STAMP)
 
 demo: $(STAMP)

@@ -103,7 +103,7 @@ def run(size: str, method: str, seed: int, time_limit: float) -> dict[str, Any]:
     elif method == "lp-bound":
         from bench.baselines import lp_bound
 
-        plan = lp_bound(fleet, rules, time_limit=max(600.0, 10 * time_limit))
+        plan = lp_bound(fleet, rules, time_limit=min(900.0, max(600.0, 10 * time_limit)))
         out.update(wall=time.monotonic() - started, peak_mib=peak_mib(), status=plan.status, bound=plan.bound,
                    cost=None)
     elif method == "full-mip":
