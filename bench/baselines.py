@@ -54,7 +54,7 @@ class _State:
                     if pool_matches(policy.spec.pools, p):
                         usable[i] = min(usable[i], 1.0 - f)
         self.usable = usable
-        self.x: dict[int, int] = {}
+        self.x = np.zeros(a.n_pairs, dtype=np.int64)
         self.routes: list[Route] = []
         self.spot_capped = np.zeros(len(a.models), dtype=bool)
         self.spread = np.zeros(len(a.models), dtype=np.int64)
@@ -71,15 +71,19 @@ class _State:
                         self.spread[mi] = max(self.spread[mi], policy.rule.spread.min_failure_domains)
 
     def room(self, p: int, c: int, k: int = 1, grow: bool = True) -> bool:
+        return bool(self.rooms(np.array([p]), np.array([c]), np.array([k]), grow)[0])
+
+    def rooms(self, p: np.ndarray, c: np.ndarray, k: np.ndarray, grow: bool = True) -> np.ndarray:
+        """Whether k more replicas of c GPUs fit pool p (vectorized)."""
         a = self.a
         need = self.used[p] + k * c
-        nodes = a.pool_max_nodes[p] if (a.pool_elastic[p] and grow) else self.nodes[p]
-        return need <= math.floor(nodes * a.pool_per_node[p] * self.usable[p] + 1e-9)
+        nodes = np.where(a.pool_elastic[p] & grow, a.pool_max_nodes[p], self.nodes[p])
+        return need <= np.floor(nodes * a.pool_per_node[p] * self.usable[p] + 1e-9)
 
     def add(self, j: int, k: int) -> None:
         a = self.a
         p = int(a.pair_pool[j])
-        self.x[j] = self.x.get(j, 0) + k
+        self.x[j] += k
         self.used[p] += k * a.pair_c[j]
         if a.pool_elastic[p]:
             need = math.ceil(self.used[p] / (a.pool_per_node[p] * self.usable[p]) - 1e-9)
@@ -87,7 +91,8 @@ class _State:
 
     def placement(self) -> Placement:
         a = self.a
-        replicas = {(a.models[a.pair_model[j]].name, a.pools[a.pair_pool[j]].name): k for j, k in self.x.items() if k}
+        replicas = {(a.models[a.pair_model[j]].name, a.pools[a.pair_pool[j]].name): int(self.x[j])
+                    for j in np.flatnonzero(self.x > 0).tolist()}
         nodes = {p.name: int(self.nodes[i]) if p.elastic else p.min_nodes for i, p in enumerate(a.pools)}
         return Placement(replicas=replicas, nodes=nodes, routes=tuple(self.routes), retired=frozenset(a.retired))
 
@@ -127,14 +132,14 @@ def cheapest_pool(fleet: Fleet, rules: Rules, arrays: FleetArrays | None = None)
     a = arrays or build_arrays(fleet, rules)
     st = _State(fleet, a)
     rcost = _route_cost(fleet, a)
+    per_replica = a.pool_price[a.pair_pool] * a.pair_c
+    allowed = np.zeros(a.n_pairs, dtype=bool)
     for mi in _order(a):
         m = a.models[mi]
         js = _pairs_ok(st, mi)
         if not len(js):
             continue
-        allowed = np.zeros(a.n_pairs, dtype=bool)
         allowed[js] = True
-        per_replica = a.pool_price[a.pair_pool] * a.pair_c
         if not m.inference:
             k = int(m.spec.replicas or 0)
             for j in js[np.argsort(per_replica[js], kind="stable")].tolist():
@@ -147,37 +152,37 @@ def cheapest_pool(fleet: Fleet, rules: Rules, arrays: FleetArrays | None = None)
             r0, r1 = int(a.route_ptr[d]), int(a.route_ptr[d + 1])
             rs = np.arange(r0, r1)
             rs = rs[allowed[a.route_pair[rs]]]
-            best, best_j = math.inf, -1
+            if not len(rs):
+                continue
             rate = float(a.dem_rate[d])
-            for r in rs.tolist():
-                j = int(a.route_pair[r])
-                have = demand_on.get(j, 0.0)
-                k = math.ceil((have + rate) / a.pair_thr[j] - 1e-9) - math.ceil(have / a.pair_thr[j] - 1e-9)
-                if st.x.get(j, 0) + k > a.pair_max[j] or not st.room(int(a.pair_pool[j]), int(a.pair_c[j]), k):
-                    continue
-                cost = k * per_replica[j] + rcost[r] * rate
-                if cost < best:
-                    best, best_j = cost, j
-            if best_j >= 0:
-                have = demand_on.get(best_j, 0.0)
-                k = math.ceil((have + rate) / a.pair_thr[best_j] - 1e-9) - math.ceil(have / a.pair_thr[best_j] - 1e-9)
-                demand_on[best_j] = have + rate
-                if k:
-                    st.add(best_j, k)
-        placed = sum(st.x.get(j, 0) for j in js.tolist())
+            jj = a.route_pair[rs]
+            have = np.array([demand_on.get(int(j), 0.0) for j in jj])
+            thr = a.pair_thr[jj]
+            k = np.ceil((have + rate) / thr - 1e-9) - np.ceil(have / thr - 1e-9)
+            ok = (st.x[jj] + k <= a.pair_max[jj]) & st.rooms(a.pair_pool[jj], a.pair_c[jj], k)
+            if not ok.any():
+                continue
+            cost = np.where(ok, k * per_replica[jj] + rcost[rs] * rate, np.inf)
+            best = int(np.argmin(cost))
+            best_j = int(jj[best])
+            demand_on[best_j] = float(have[best]) + rate
+            if k[best]:
+                st.add(best_j, int(k[best]))
+        placed = int(st.x[js].sum())
         floor = int(m.spec.min_replicas or 0)
         need_domains = int(st.spread[mi]) if st.spread[mi] and max(placed, floor) >= st.spread[mi] else 0
-        domains = {int(a.pool_domain[a.pair_pool[j]]) for j in js.tolist() if st.x.get(j, 0)}
+        domains = {int(a.pool_domain[a.pair_pool[j]]) for j in js[st.x[js] > 0].tolist()}
         for j in js[np.argsort(per_replica[js], kind="stable")].tolist():
             if placed >= floor and len(domains) >= need_domains:
                 break
             d = int(a.pool_domain[a.pair_pool[j]])
             if len(domains) < need_domains and d in domains and placed >= floor:
                 continue
-            if st.x.get(j, 0) < a.pair_max[j] and st.room(int(a.pair_pool[j]), int(a.pair_c[j])):
+            if st.x[j] < a.pair_max[j] and st.room(int(a.pair_pool[j]), int(a.pair_c[j])):
                 st.add(j, 1)
                 placed += 1
                 domains.add(d)
+        allowed[js] = False
     return Plan(_fix_routes(fleet, a, st), time.monotonic() - started)
 
 
@@ -196,10 +201,7 @@ def _route_lp(fleet: Fleet, a: FleetArrays, st: _State) -> Placement:
     from placer.optimizer.highs import solve_arrays
 
     rcost = _route_cost(fleet, a)
-    open_pairs = np.zeros(a.n_pairs, dtype=bool)
-    for j, k in st.x.items():
-        if k > 0:
-            open_pairs[j] = True
+    open_pairs = st.x > 0
     rs = np.flatnonzero(open_pairs[a.route_pair])
     n_dem = len(a.dem_model)
     obj = fleet.settings.objective
@@ -231,7 +233,7 @@ def _route_lp(fleet: Fleet, a: FleetArrays, st: _State) -> Placement:
 def _route_greedy(fleet: Fleet, a: FleetArrays, st: _State) -> Placement:
     """Route each model's demand over the replicas it got (cheapest route first, up to capacity)."""
     rcost = _route_cost(fleet, a)
-    cap = {j: k * float(a.pair_thr[j]) for j, k in st.x.items()}
+    cap = {int(j): float(st.x[j] * a.pair_thr[j]) for j in np.flatnonzero(st.x > 0).tolist()}
     routes: list[Route] = []
     for d in range(len(a.dem_model)):
         need = float(a.dem_rate[d])
@@ -277,14 +279,14 @@ def _most_allocated_model(st: _State, mi: int, js: np.ndarray) -> None:
         return float((st.used[p] + a.pair_c[j]) / cap) if cap > 0 else -1.0
 
     def feasible(cands: np.ndarray) -> np.ndarray:
-        if m.spec.max_replicas is not None and placed >= m.spec.max_replicas:
+        if (m.spec.max_replicas is not None and placed >= m.spec.max_replicas) or not len(cands):
             return np.zeros(0, dtype=np.int64)
-        ok = [j for j in cands.tolist() if st.x.get(j, 0) < a.pair_max[j]
-              and st.room(int(a.pair_pool[j]), int(a.pair_c[j]), 1, grow=False)]
-        if not ok:  # cluster autoscaler: a node more where one fits
-            ok = [j for j in cands.tolist() if st.x.get(j, 0) < a.pair_max[j]
-                  and st.room(int(a.pair_pool[j]), int(a.pair_c[j]), 1, grow=True)]
-        return np.array(ok, dtype=np.int64)
+        below = st.x[cands] < a.pair_max[cands]
+        one_more = np.ones(len(cands), dtype=np.int64)
+        ok = cands[below & st.rooms(a.pair_pool[cands], a.pair_c[cands], one_more, grow=False)]
+        if not len(ok):  # cluster autoscaler: a node more where one fits
+            ok = cands[below & st.rooms(a.pair_pool[cands], a.pair_c[cands], one_more, grow=True)]
+        return ok
 
     def one(cands: np.ndarray) -> int | None:
         nonlocal placed
@@ -295,7 +297,10 @@ def _most_allocated_model(st: _State, mi: int, js: np.ndarray) -> None:
                 ok = fresh
         if not len(ok):
             return None
-        j = int(max(ok.tolist(), key=score))
+        p = a.pair_pool[ok]
+        cap = st.nodes[p] * a.pool_per_node[p] * st.usable[p]
+        scores = np.where(cap > 0, (st.used[p] + a.pair_c[ok]) / np.maximum(cap, 1e-9), -1.0)
+        j = int(ok[int(np.argmax(scores))])
         st.add(j, 1)
         domains.add(int(a.pool_domain[a.pair_pool[j]]))
         placed += 1

@@ -45,7 +45,8 @@ def _limit_memory() -> None:
 
 
 def run_worker(size: str, method: str, seed: int, time_limit: float) -> dict[str, Any]:
-    wall_cap = {"lp-bound": 1500.0, "replan": 4 * time_limit + 300}.get(method, 2 * time_limit + 240)
+    wall_cap = {"lp-bound": 1500.0, "replan": 4 * time_limit + 300, "full-mip": time_limit + 180}.get(
+        method, 2 * time_limit + 240)
     cmd = [sys.executable, "-m", "bench.worker", size, method, "--seed", str(seed), "--time-limit", str(time_limit)]
     started = time.monotonic()
     env = dict(os.environ)

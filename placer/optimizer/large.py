@@ -405,8 +405,9 @@ def solve_model(model: MatrixModel, current: Mapping[tuple[str, str], int], cloc
     hood = Neighbourhoods(model, tables, cand)
     x_int = round_and_cover(model, start, cand)
     clock.mark("round", f"{int(x_int.sum())} replicas")
+    # completing is the one way to a plan: it may take what the search would have had
     v = complete(model, hood, x_int, time_limit=max(0.5, 0.3 * clock.left()),
-                 deadline=time.monotonic() + max(0.5, 0.6 * (clock.left() - reserve)))
+                 deadline=time.monotonic() + max(0.5, 0.85 * (clock.left() - reserve)))
     clock.mark("complete", "no plan" if v is None else f"value {model_value(model, v):.2f}")
     if v is None:
         order = np.argsort(-model_size(model), kind="stable")

@@ -125,6 +125,26 @@ class Neighbourhoods:
         j = int(self.rng.choice(placed))
         return self._around_pool(int(a.pair_pool[j]), x, size)
 
+    def unmet(self, v: FloatArray, size: int) -> IntArray:
+        """The models leaving the most demand (by its price) unserved; else the shared-pool choice."""
+        a, m = self.a, self.model
+        u0 = m.blocks["u"][0]
+        n_dem = len(a.dem_model)
+        lost = v[u0:u0 + n_dem] * m.cost[u0:u0 + n_dem]
+        k0, k1 = m.blocks["k"]
+        by_model = np.bincount(a.dem_model, weights=lost, minlength=len(a.models))
+        has_k = self.k_col >= 0
+        by_model[has_k] += v[self.k_col[has_k]] * m.cost[self.k_col[has_k]]
+        del k0, k1
+        worst = np.flatnonzero(by_model > 1e-6)
+        if not len(worst):
+            return self.shared(v, size)
+        worst = worst[np.argsort(-by_model[worst], kind="stable")][: max(1, size // 3)]
+        # with the models on the pools they could use, so that capacity can move
+        from placer.optimizer.repair import neighbours
+
+        return neighbours(m, self, worst, v, limit=max(1, size - len(worst)))
+
     def random(self, v: FloatArray | None, size: int) -> IntArray:
         pool = self.active_models
         return np.sort(self.rng.choice(pool, size=min(size, len(pool)), replace=False)).astype(np.int64)
@@ -144,7 +164,7 @@ def improve(model: MatrixModel, hood: Neighbourhoods, v: FloatArray, deadline: f
     pairs_per_model = np.maximum(1, np.diff(a.pair_ptr)).mean()
     per_model = max(1.0, pairs_per_model * float(hood.allowed.mean()) * 2.5)
     size = int(np.clip(target_cols / per_model, 2, 400))
-    strategies = [hood.idle_pool, hood.shared, hood.random]
+    strategies = [hood.unmet, hood.idle_pool, hood.shared, hood.random]
     fails = 0
     idle_steps = 0
     while time.monotonic() < deadline - 0.05:

@@ -335,7 +335,7 @@ def complete(model: MatrixModel, hood: Neighbourhoods, x: IntArray, time_limit: 
         from placer.optimizer.lns import construct
 
         order_aside = np.flatnonzero(aside)
-        placed = construct(model, hood, order_aside, deadline=deadline, start=v)
+        placed = construct(model, hood, order_aside, deadline=deadline, start=v, target_cols=80, step_limit=1.0)
         if DEBUG:
             print(f"    complete: {len(order_aside)} models placed around the rest: "
                   f"{'ok' if placed is not None else 'failed'}")

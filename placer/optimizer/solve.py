@@ -122,7 +122,8 @@ def optimize(
     from placer.optimizer.large import optimize_large, use_large
 
     if use_large(fleet):
-        return optimize_large(fleet, rules, current, progress, time_limit, forbid).as_solve_result()
+        large: SolveResult = optimize_large(fleet, rules, current, progress, time_limit, forbid).as_solve_result()
+        return large
     started = time.monotonic()
     say = progress or (lambda _msg: None)
     current = current or {}
