@@ -315,6 +315,11 @@ def _models(rng: np.random.Generator, n_models: int, locs: list[_Loc], pools: li
         if not fits:  # no on-demand offer is large enough: shrink the model to one that fits
             shape = _Shape(1, 12.0, shape.per_gpu or 3000.0)
             fits = fitting(shape.memory, shape.gpus, eu_resident)
+        if not fits and eu_resident:  # tiny fleets may have no on-demand offer in the EU
+            eu_resident = False
+            fits = fitting(shape.memory, shape.gpus, eu_resident)
+        if not fits:  # nor any at all: list every type (the model may stay unplaced)
+            fits = list(CLOUD_PRICE)
         labels = {"team": team, "home": jur.lower()}
         spec: dict[str, Any] = {
             "workload": workload,

@@ -17,6 +17,7 @@ import numpy as np
 
 from placer.optimizer.arrays import FloatArray, IntArray
 from placer.optimizer.matrix import MatrixModel
+from placer.optimizer.quiet import quiet_stdout
 
 INF = float("inf")
 _STATUS = [highspy.HighsBasisStatus(i) for i in range(5)]  # kLower, kBasic, kUpper, kZero, kNonbasic
@@ -46,8 +47,9 @@ class Solution:
 THREADS = int(os.environ.get("PLACER_HIGHS_THREADS", "1"))
 
 
-def _highs() -> highspy.Highs:
-    h = highspy.Highs()
+def new_highs() -> highspy.Highs:
+    with quiet_stdout():  # the first instance prints a banner on fd 1
+        h = highspy.Highs()
     h.setOptionValue("output_flag", False)
     h.setOptionValue("threads", THREADS)
     return h
@@ -87,7 +89,7 @@ def solve_arrays(A: Any, cost: FloatArray, lb: FloatArray, ub: FloatArray, row_l
     A = A.tocsc()
     A.sort_indices()
     n_cols, n_rows = A.shape[1], A.shape[0]
-    h = _highs()
+    h = new_highs()
     if time_limit is not None:
         h.setOptionValue("time_limit", max(0.05, float(time_limit)))
     is_mip = integer is not None and bool(np.any(integer))

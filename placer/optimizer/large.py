@@ -1,17 +1,25 @@
 """The scalable route: the same placement problem as ``solve.optimize``, for fleets of any size.
 
-    1. pairs and routes as arrays (``arrays``), the model as one sparse matrix (``matrix``);
-    2. the LP relaxation by column generation over pairs, seeded with a greedy plan, the
-       cheapest routes and what runs now (``lp``); its duals give a valid lower bound over
-       every pair (a Lagrangian bound, integer in each pair's replicas);
-    3. a MIP on the pairs that matter (the LP's support, the pairs nearest to pricing out,
-       what the greedy plan and the current state use), started from the rounded LP;
-    4. on large fleets, neighbourhood search: small MIPs that free the pairs of a group of
-       pools and the models on them, everything else fixed, each started from the incumbent;
-    5. a polish LP: integers fixed, routes and unmet re-optimized exactly.
+    1. pairs and routes as arrays (``arrays``), the model as one sparse matrix (``matrix``),
+       with cover cuts that make its LP see that replicas come whole;
+    2. a fractional plan and a bound. ``lp`` mode: the LP relaxation by column generation over
+       pairs (``lp``), seeded with a greedy plan, the cheapest routes, a few failure domains and
+       what runs now; its duals price every pair into a valid (Lagrangian) bound. ``replan``
+       mode (what runs now covers most models) starts from the current replicas, and ``direct``
+       mode (fleets whose LP does not fit the time) from the greedy plan; both take their bound
+       from duals set without an LP (``lp.simple_duals``);
+    3. a first plan (``repair``): round down, cover what is left with the cheapest capacity the
+       rules allow, complete routes, nodes and policy variables exactly model by model, and
+       place the models whose rules the rounding broke with small MIPs around the others;
+    4. on small models, HiGHS on the whole model from that plan (for its bound as well);
+    5. neighbourhood search (``lns``): small MIPs over the models on a pool with idle paid GPUs,
+       around unserved demand, sharing pools, or at random, each started from the incumbent,
+       until the time is up, the gap is closed, or steps stop paying;
+    6. a polish LP: integers fixed, routes and unmet re-optimized exactly.
 
-The bound reported is the best valid one: the Lagrangian bound, or the MIP's own bound when
-reduced-cost fixing proves that the pairs left out cannot improve the incumbent.
+The bound reported is valid for the whole problem: the Lagrangian bound, or HiGHS' bound when it
+solved the whole model. The objective is the plan's cost term by term, exactly as
+``placer.cost.price`` computes it.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ import numpy as np
 
 from placer.candidates import Candidates
 from placer.fleet import Fleet
-from placer.optimizer.arrays import BoolArray, FleetArrays, FloatArray, IntArray, build_arrays
+from placer.optimizer.arrays import BoolArray, FloatArray, IntArray, build_arrays
 from placer.optimizer.greedy import greedy, per_replica_cost, pseudo_lp
 from placer.optimizer.highs import solve
 from placer.optimizer.lns import Neighbourhoods, construct, improve, solve_free
@@ -55,6 +63,7 @@ REPLAN_SHARE = 0.5  # re-plan from what runs when it covers this share of the mo
 PATIENCE = 24  # neighbourhood steps without gain before stopping
 REPLAN_PATIENCE = 8
 REPLAN_SEARCH = 0.05  # share of the time limit a re-plan spends searching
+GRACE = 0.25  # share of the time limit the first plan may run over rather than return none
 
 
 def cut_levels(n_pairs: int) -> int:
@@ -153,20 +162,6 @@ def fallback_pairs(model: MatrixModel) -> BoolArray:
     first[1:] = rd[1:] != rd[:-1]
     out[a.route_pair[order[first]]] = True
     return out
-
-
-def rounded_start(model: MatrixModel, values: FloatArray) -> FloatArray:
-    """The LP point with replicas rounded up and nodes resized to hold them."""
-    a = model.arrays
-    v = values.copy()
-    x0, x1 = model.blocks["x"]
-    x = np.minimum(np.ceil(v[x0:x1] - 1e-6), model.ub[x0:x1])
-    v[x0:x1] = x
-    used = np.bincount(a.pair_pool, weights=x * a.pair_c, minlength=len(a.pools))
-    el = np.flatnonzero(model.elastic_col >= 0)
-    n = np.ceil(used[el] / a.pool_per_node[el] - 1e-9)
-    v[model.elastic_col[el]] = np.clip(n, a.pool_min_nodes[el], a.pool_max_nodes[el])
-    return v
 
 
 def objective_terms(model: MatrixModel, v: FloatArray, current: Mapping[tuple[str, str], int]) -> dict[str, float]:
@@ -405,9 +400,10 @@ def solve_model(model: MatrixModel, current: Mapping[tuple[str, str], int], cloc
     hood = Neighbourhoods(model, tables, cand)
     x_int = round_and_cover(model, start, cand)
     clock.mark("round", f"{int(x_int.sum())} replicas")
-    # completing is the one way to a plan: it may take what the search would have had
+    # completing is the one way to a plan: it may take what the search would have had, and some
+    # grace beyond the limit (a plan a little late beats no plan)
     v = complete(model, hood, x_int, time_limit=max(0.5, 0.3 * clock.left()),
-                 deadline=time.monotonic() + max(0.5, 0.85 * (clock.left() - reserve)))
+                 deadline=time.monotonic() + max(0.5, 0.85 * (clock.left() - reserve)) + GRACE * clock.limit)
     clock.mark("complete", "no plan" if v is None else f"value {model_value(model, v):.2f}")
     if v is None:
         order = np.argsort(-model_size(model), kind="stable")
@@ -454,7 +450,3 @@ def solve_model(model: MatrixModel, current: Mapping[tuple[str, str], int], cloc
     status = "OPTIMAL" if objective - bound <= gap * max(1.0, abs(objective)) else "FEASIBLE"
     return LargeResult(status, placement_of(model, v), objective, bound, clock.elapsed(), terms,
                        stats=dict(clock.marks), values=v)
-
-
-def candidates_of(arrays: FleetArrays) -> Candidates | None:
-    return arrays.to_candidates() if arrays.n_pairs <= 200_000 else None

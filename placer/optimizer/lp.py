@@ -32,7 +32,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from placer.optimizer.arrays import BoolArray, FloatArray, IntArray
-from placer.optimizer.highs import BASIC, LOWER, solve_arrays
+from placer.optimizer.highs import BASIC, LOWER, new_highs, solve_arrays
 from placer.optimizer.matrix import MatrixModel
 
 RC_TOL = 1e-7
@@ -253,8 +253,7 @@ def violated_rows(A: Any, cost: FloatArray, lb: FloatArray, ub: FloatArray, lo: 
     import highspy
 
     A = A.tocsc()
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
+    h = new_highs()
     h.setOptionValue("time_limit", time_limit)
     inf = highspy.kHighsInf
     integrality = np.zeros(A.shape[1], dtype=np.int32) if integer is None else integer.astype(np.int32)

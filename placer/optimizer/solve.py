@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from ortools.linear_solver import pywraplp
@@ -15,6 +13,7 @@ from ortools.linear_solver import pywraplp
 from placer.candidates import Candidates, find_candidates
 from placer.fleet import Fleet
 from placer.optimizer.model import TERMS, MipBuilder, MipModel
+from placer.optimizer.quiet import quiet_stdout
 from placer.placement import Placement, Route
 from placer.policy import Rules
 
@@ -47,26 +46,6 @@ class SolveResult:
     @property
     def feasible(self) -> bool:
         return self.placement is not None
-
-
-@contextmanager
-def quiet_stdout() -> Iterator[None]:
-    """HiGHS prints a banner on the process's stdout (fd 1) whatever the wrapper is told; keep it
-    out of placer's output (``plan --json`` must print only the plan)."""
-    try:
-        sys.stdout.flush()
-        saved = os.dup(1)
-    except (OSError, ValueError):
-        yield
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 1)
-        yield
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
-        os.close(devnull)
 
 
 def solve_quietly(solver: pywraplp.Solver, params: pywraplp.MPSolverParameters) -> int:
@@ -140,6 +119,18 @@ def optimize(
     status = solve_quietly(mip.solver, params)
     wall = time.monotonic() - started
     name = STATUS_NAMES.get(status, "UNKNOWN")
+    stopped = status not in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE, pywraplp.Solver.INFEASIBLE,
+                             pywraplp.Solver.UNBOUNDED, pywraplp.Solver.MODEL_INVALID)
+    if stopped and not os.environ.get("PLACER_OPTIMIZER"):
+        # HiGHS through pywraplp hands back no incumbent when it stops at the time limit (status
+        # 99 or NOT_SOLVED, though HiGHS held a plan): take the scalable route, which always keeps a plan,
+        # for the time that is left (at least a tenth of the limit)
+        limit = time_limit if time_limit is not None else fleet.settings.solver.time_limit_seconds
+        say("the exact MIP found no plan in time; planning by the scalable route")
+        rest = max(0.1 * limit, limit - (time.monotonic() - started))
+        fallback = optimize_large(fleet, rules, current, progress, rest, forbid).as_solve_result()
+        return SolveResult(fallback.status, fallback.placement, fallback.objective, fallback.bound,
+                           time.monotonic() - started, fallback.terms, fallback.candidates or cands)
     if status not in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE):
         return SolveResult(name, None, math.inf, -math.inf, wall, {}, cands)
     terms = {t: sum(c * v.solution_value() for c, v in mip.terms[t]) for t in TERMS}

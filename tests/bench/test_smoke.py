@@ -16,6 +16,7 @@ from bench.baselines import cheapest_pool, most_allocated
 from bench.generate import generate, to_fleet, write_fleet
 from placer.cost import price
 from placer.fleet import load_fleet
+from placer.optimizer import optimize
 from placer.optimizer.arrays import build_arrays
 from placer.optimizer.large import optimize_large
 from placer.placement import check_hard_constraints
@@ -72,3 +73,47 @@ def test_generator_is_deterministic_and_round_trips_through_yaml(tmp_path):
     in_memory = to_fleet(docs)
     assert from_disk.digest == in_memory.digest
     assert len(in_memory.models) == 6 and len(in_memory.pools) == 5
+
+
+def test_exact_route_that_stops_without_a_plan_falls_back_to_the_scalable_route(monkeypatch):
+    """HiGHS through pywraplp returns no incumbent when it stops at the time limit; the plan must
+    come from the scalable route instead of failing (seam: the exact solve reports that status)."""
+    import placer.optimizer.solve as solve_module
+
+    small = to_fleet(generate(10, 6, seed=5))
+    monkeypatch.delenv("PLACER_OPTIMIZER", raising=False)
+    monkeypatch.setattr(solve_module, "solve_quietly", lambda solver, params: 99)
+    said: list[str] = []
+    result = solve_module.optimize(small, RULES, progress=said.append, time_limit=2.0)
+    assert any("scalable route" in s for s in said)
+    assert result.placement is not None
+    assert check_hard_constraints(small, result.placement, throughputs(small)) == []
+    assert result.objective == pytest.approx(price(small, result.placement, RULES).objective, rel=1e-6, abs=1e-6)
+
+
+def test_exact_route_under_a_tiny_time_limit_still_plans(monkeypatch):
+    small = to_fleet(generate(30, 20, seed=1))  # 600 model x pool: the exact route
+    monkeypatch.delenv("PLACER_OPTIMIZER", raising=False)
+    result = optimize(small, RULES, time_limit=0.01)
+    assert result.placement is not None
+    assert check_hard_constraints(small, result.placement, throughputs(small)) == []
+
+
+def test_plan_json_on_the_scalable_route_is_only_json(tmp_path):
+    """HiGHS prints a banner on stdout when its first instance is made: ``plan --json`` must
+    print the plan and nothing else on the scalable route too."""
+    import json
+    import subprocess
+    import sys
+
+    docs = generate(30, 30, seed=2)  # 900 model x pool: beyond the exact route
+    for d in docs:
+        if d["kind"] == "Settings":
+            d["spec"].setdefault("solver", {})["timeLimitSeconds"] = 3
+    fleet_dir = write_fleet(docs, tmp_path / "fleet")
+    proc = subprocess.run([sys.executable, "-m", "placer", "plan", str(fleet_dir), "-o", str(tmp_path / "plan.json"),
+                           "--json"], capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode in (0, 2), proc.stderr
+    plan = json.loads(proc.stdout)
+    assert plan["formatVersion"] == 1
+    assert plan["placements"]
