@@ -6,7 +6,7 @@
     is most allocated (the MostAllocated score), adding a node when none has room;
 (c) ``lp_bound``: the LP relaxation of the full model (no cuts), solved to optimality by
     column generation: a lower bound, not a plan;
-(d) ``full_mip``: placer's plain MipBuilder model on HiGHS through OR-Tools (the exact route of
+(d) ``full_mip``: placer's plain MipBuilder model on HiGHS through OR-Tools' MathOpt (the model of
     ``placer.optimizer.solve``) under the same time limit.
 
 (a) and (b) keep to the hard constraints and the required policies of the generated fleets
@@ -348,19 +348,38 @@ def lp_bound(fleet: Fleet, rules: Rules, time_limit: float = 600.0) -> Plan:
 
 
 def full_mip(fleet: Fleet, rules: Rules, time_limit: float) -> Plan:
-    """(d) placer's plain full MIP (MipBuilder, HiGHS through OR-Tools)."""
-    import os
+    """(d) placer's plain full MIP (``MipBuilder``, the exact route's model) on HiGHS through OR-Tools'
+    MathOpt, which hands back HiGHS' incumbent and bound when the time limit stops it (pywraplp
+    drops both). The model goes to MathOpt as MPS text; values come back by variable name."""
+    import datetime as dt
 
-    from placer.optimizer.solve import optimize
+    from ortools.math_opt.io.python import mps_converter
+    from ortools.math_opt.python import mathopt
+
+    from placer.candidates import find_candidates
+    from placer.optimizer.model import TIE_BREAK, MipBuilder
+    from placer.optimizer.quiet import quiet_stdout
+    from placer.optimizer.solve import read_placement
 
     started = time.monotonic()
-    saved = os.environ.get("PLACER_OPTIMIZER")
-    os.environ["PLACER_OPTIMIZER"] = "exact"
-    try:
-        result = optimize(fleet, rules, time_limit=time_limit)
-    finally:
-        if saved is None:
-            os.environ.pop("PLACER_OPTIMIZER", None)
-        else:
-            os.environ["PLACER_OPTIMIZER"] = saved
-    return Plan(result.placement, time.monotonic() - started, bound=result.bound, status=result.status)
+    cands = find_candidates(fleet, rules)
+    mip = MipBuilder(fleet, cands, {}).build(rules)
+    model = mathopt.Model.from_model_proto(
+        mps_converter.mps_to_model_proto(mip.solver.ExportModelAsMpsFormat(False, False)))
+    variables = list(model.variables())
+    params = mathopt.SolveParameters(time_limit=dt.timedelta(seconds=time_limit),
+                                     relative_gap_tolerance=fleet.settings.solver.relative_gap)
+    with quiet_stdout():
+        result = mathopt.solve(model, mathopt.SolverType.HIGHS, params=params)
+    seconds = time.monotonic() - started
+    # the bound less the most the tie-breaks (1e-6 a replica and a node) can add
+    slack = TIE_BREAK * (sum(p.max_replicas for p in cands.pairs.values()) +
+                         sum(p.max_nodes for p in fleet.pools.values() if p.elastic))
+    bound = result.termination.objective_bounds.dual_bound - slack
+    if not result.has_primal_feasible_solution():
+        return Plan(None, seconds, bound=bound if math.isfinite(bound) else -math.inf,
+                    status=result.termination.reason.name)
+    by_name = dict(zip((v.name for v in variables), result.variable_values(variables), strict=True))
+    placement = read_placement(fleet, cands, mip, value=lambda var: float(by_name[var.name()]))
+    status = "OPTIMAL" if result.termination.reason == mathopt.TerminationReason.OPTIMAL else "FEASIBLE"
+    return Plan(placement, seconds, bound=bound, status=status)

@@ -32,7 +32,7 @@ DEFAULT_METHODS = ("lp-bound", "placer", "full-mip", "cheapest", "most-allocated
 LABELS = {
     "lp-bound": "(c) LP relaxation",
     "placer": "placer",
-    "full-mip": "(d) full MIP, OR-Tools/HiGHS",
+    "full-mip": "(d) full MIP, OR-Tools MathOpt/HiGHS",
     "cheapest": "(a) cheapest pool",
     "most-allocated": "(b) most-allocated",
     "replan": "placer re-plan (5% demand change)",

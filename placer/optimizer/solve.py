@@ -7,6 +7,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from ortools.linear_solver import pywraplp
 
@@ -70,13 +71,17 @@ def configure(solver: pywraplp.Solver, fleet: Fleet, time_limit: float | None = 
     return params
 
 
-def read_placement(fleet: Fleet, cands: Candidates, mip: MipModel) -> Placement:
-    replicas = {key: round(v.solution_value()) for key, v in mip.x.items() if round(v.solution_value()) > 0}
-    nodes = {p.name: (round(mip.n[p.name].solution_value()) if p.name in mip.n else p.min_nodes)
+def read_placement(fleet: Fleet, cands: Candidates, mip: MipModel,
+                   value: Callable[[Any], float] | None = None) -> Placement:
+    """The placement in a solved model; ``value`` reads a variable's value (default: the wrapper's
+    own solution)."""
+    val = value or (lambda var: float(var.solution_value()))
+    replicas = {key: round(val(v)) for key, v in mip.x.items() if round(val(v)) > 0}
+    nodes = {p.name: (round(val(mip.n[p.name])) if p.name in mip.n else p.min_nodes)
              for p in fleet.pools.values()}
     routes = []
     for (model, i, pool), y in sorted(mip.y.items()):
-        rate = y.solution_value()
+        rate = val(y)
         if rate > 1e-7:
             dem = fleet.models[model].spec.demand[i]
             lat = next(o.latency_ms for o in cands.routes[(model, i)] if o.pool == pool)

@@ -117,3 +117,13 @@ def test_plan_json_on_the_scalable_route_is_only_json(tmp_path):
     plan = json.loads(proc.stdout)
     assert plan["formatVersion"] == 1
     assert plan["placements"]
+
+
+def test_full_mip_baseline_returns_its_incumbent_and_bound(fleet):
+    from bench.baselines import full_mip
+
+    plan = full_mip(fleet, RULES, time_limit=3.0)
+    assert plan.placement is not None, plan.status
+    assert check_hard_constraints(fleet, plan.placement, throughputs(fleet)) == []
+    cost = price(fleet, plan.placement, RULES)
+    assert math.isfinite(plan.bound) and plan.bound <= cost.objective + 1e-6
