@@ -148,6 +148,37 @@ class FleetArrays:
         return out
 
 
+class ArrayCandidates(Candidates):
+    """``FleetArrays.to_candidates`` built on first use of ``pairs`` or ``routes``: a plan of a large
+    fleet reads only ``retired``, and building every pair and route object costs a re-plan's time."""
+
+    def __init__(self, arrays: FleetArrays) -> None:
+        self._arrays = arrays
+        self._built: Candidates | None = None
+        super().__init__(retired=dict(arrays.retired))
+
+    def _build(self) -> Candidates:
+        if self._built is None:
+            self._built = self._arrays.to_candidates()
+        return self._built
+
+    @property  # type: ignore[override]
+    def pairs(self) -> dict[tuple[str, str], Pair]:
+        return self._build().pairs
+
+    @pairs.setter
+    def pairs(self, _value: dict[tuple[str, str], Pair]) -> None:
+        """Set by the dataclass constructor; the pairs come from the arrays."""
+
+    @property  # type: ignore[override]
+    def routes(self) -> dict[tuple[str, int], list[RouteOption]]:
+        return self._build().routes
+
+    @routes.setter
+    def routes(self, _value: dict[tuple[str, int], list[RouteOption]]) -> None:
+        """Set by the dataclass constructor; the routes come from the arrays."""
+
+
 def _gpus_per_replica(per_node: IntArray, gpus: int) -> IntArray:
     fit = per_node // gpus
     out = np.zeros_like(per_node)

@@ -35,7 +35,14 @@ import numpy as np
 
 from placer.candidates import Candidates
 from placer.fleet import Fleet
-from placer.optimizer.arrays import BoolArray, FloatArray, IntArray, build_arrays
+from placer.optimizer.arrays import (
+    ArrayCandidates,
+    BoolArray,
+    FleetArrays,
+    FloatArray,
+    IntArray,
+    build_arrays,
+)
 from placer.optimizer.greedy import greedy, per_replica_cost, pseudo_lp
 from placer.optimizer.highs import solve
 from placer.optimizer.lns import Neighbourhoods, construct, improve, solve_free
@@ -319,8 +326,10 @@ def optimize_large(
     clock = Clock(limit, progress or (lambda _m: None))
     arrays = build_arrays(fleet, rules)
     clock.mark("pairs", f"{arrays.n_pairs} pairs, {arrays.n_routes} routes")
-    # cuts tighten the LP; a fleet planned without the LP gets the cheapest set
-    model = build_matrix(arrays, rules, current, cut_levels=cut_levels(arrays.n_pairs))
+    # cuts tighten the LP; a fleet planned without the LP gets the cheapest set, and a re-plan
+    # (which starts from what runs, and searches little) none
+    replan = choose_mode(arrays, arrays.current_vector(current)) == "replan"
+    model = build_matrix(arrays, rules, current, cuts=not replan, cut_levels=cut_levels(arrays.n_pairs))
     for m, p in forbid:
         j = arrays.find_pair(m, p)
         if j is not None:
@@ -328,10 +337,24 @@ def optimize_large(
     clock.mark("model", f"{model.n_cols} columns, {model.n_rows} rows, {model.A.nnz} nonzeros")
     result = solve_model(model, current, clock, fleet.settings.solver.relative_gap)
     if arrays.n_pairs <= CANDIDATES_PAIRS:
-        result.candidates = arrays.to_candidates()
+        result.candidates = ArrayCandidates(arrays)
     else:
         result.candidates = Candidates(retired=dict(arrays.retired))
     return result
+
+
+def choose_mode(a: FleetArrays, cur: FloatArray) -> str:
+    """``replan`` when what runs now (``cur``, replicas per pair) covers most models; ``direct``
+    beyond LP_PAIRS; else ``lp``. PLACER_MODE forces one (tests and benchmarks of the modes)."""
+    forced = os.environ.get("PLACER_MODE", "")
+    if forced in ("lp", "direct", "replan"):
+        return forced
+    active = np.diff(a.pair_ptr) > 0
+    covered = np.zeros(len(a.models), dtype=bool)
+    covered[a.pair_model[cur > 0]] = True
+    if active.any() and covered[active].mean() >= REPLAN_SHARE:
+        return "replan"
+    return "direct" if a.n_pairs > LP_PAIRS else "lp"
 
 
 def solve_model(model: MatrixModel, current: Mapping[tuple[str, str], int], clock: Clock,
@@ -345,17 +368,7 @@ def solve_model(model: MatrixModel, current: Mapping[tuple[str, str], int], cloc
     tables = PairTables.build(model)
     cur = a.current_vector(current)
     cur_pairs = np.flatnonzero(cur > 0)
-    active = np.diff(a.pair_ptr) > 0
-    covered = np.zeros(len(a.models), dtype=bool)
-    covered[a.pair_model[cur_pairs]] = True
-    if os.environ.get("PLACER_MODE") in ("lp", "direct", "replan"):
-        mode = os.environ["PLACER_MODE"]  # for tests and benchmarks of the modes themselves
-    elif active.any() and covered[active].mean() >= REPLAN_SHARE:
-        mode = "replan"
-    elif a.n_pairs > LP_PAIRS:
-        mode = "direct"
-    else:
-        mode = "lp"
+    mode = choose_mode(a, cur)
     reserve = 0.3 + 0.02 * clock.limit
     if mode == "replan":
         gx = np.minimum(cur, model.ub[x0:x1]).astype(np.int64)

@@ -127,3 +127,15 @@ def test_full_mip_baseline_returns_its_incumbent_and_bound(fleet):
     assert check_hard_constraints(fleet, plan.placement, throughputs(fleet)) == []
     cost = price(fleet, plan.placement, RULES)
     assert math.isfinite(plan.bound) and plan.bound <= cost.objective + 1e-6
+
+
+def test_candidates_of_the_scalable_route_are_built_on_first_use(fleet, result):
+    from placer.optimizer.arrays import ArrayCandidates
+
+    cands = result.candidates
+    assert isinstance(cands, ArrayCandidates) and cands._built is None
+    assert cands.retired == build_arrays(fleet, RULES).to_candidates().retired
+    eager = build_arrays(fleet, RULES).to_candidates()
+    assert cands.pairs == eager.pairs and cands.routes == eager.routes
+    assert cands._built is not None
+    assert set(cands.pools_of(next(iter(eager.pairs))[0])) == set(eager.pools_of(next(iter(eager.pairs))[0]))
