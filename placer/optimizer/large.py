@@ -70,6 +70,7 @@ REPLAN_SHARE = 0.5  # re-plan from what runs when it covers this share of the mo
 PATIENCE = 24  # neighbourhood steps without gain before stopping
 REPLAN_PATIENCE = 8
 REPLAN_SEARCH = 0.05  # share of the time limit a re-plan spends searching
+LP_STOP_GAP = 5e-4  # column generation stops when the LP is this close to its bound (the rounding gains nothing more)
 GRACE = 0.25  # share of the time limit the first plan may run over rather than return none
 
 
@@ -380,7 +381,7 @@ def solve_model(model: MatrixModel, current: Mapping[tuple[str, str], int], cloc
     lp = None
     if mode == "lp":
         lp = column_generation(model, tables, seed, deadline=time.monotonic() + max(0.5, 0.5 * clock.left()),
-                               view=Master(model))
+                               view=Master(model), stop_gap=LP_STOP_GAP)
         if lp.duals is None:
             return LargeResult(lp.status, None, math.inf, -math.inf, clock.elapsed(), {})
         bound = lp.duals.bound

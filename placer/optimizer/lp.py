@@ -400,9 +400,10 @@ class Master:
 
 def column_generation(model: MatrixModel, tables: PairTables, master: BoolArray, deadline: float,
                       add_per_model: int = 4, tol: float = 1e-6, max_rounds: int = 60,
-                      view: Master | None = None) -> LpResult:
-    """Solve the LP over all pairs, starting from ``master``; stop when no pair prices out,
-    or at ``deadline`` (then the duals still give a valid bound)."""
+                      view: Master | None = None, stop_gap: float = 1e-6) -> LpResult:
+    """Solve the LP over all pairs, starting from ``master``; stop when no pair prices out, when
+    the master's value is within ``stop_gap`` (relative) of the bound its duals give, or at
+    ``deadline`` (the duals still give a valid bound)."""
     started = time.monotonic()
     a = model.arrays
     view = view or Master(model)
@@ -456,7 +457,7 @@ def column_generation(model: MatrixModel, tables: PairTables, master: BoolArray,
         best = LpResult("OPTIMAL", sol.objective, values, duals, master.copy(), rounds, time.monotonic() - started)
         scale = max(1.0, abs(sol.objective))
         negative = (~master) & (duals.g_lp < -tol * scale / max(1, a.n_pairs) - 1e-9)
-        if not negative.any() or (sol.objective - duals.lp_bound) <= 1e-6 * scale:
+        if not negative.any() or (sol.objective - duals.lp_bound) <= stop_gap * scale:
             best.duals = lagrangian(model, tables, row_duals, view.serve, integer=True)
             return best
         if time.monotonic() >= deadline or rounds >= max_rounds:

@@ -27,15 +27,18 @@ from placer.optimizer.matrix import MatrixModel
 DEBUG = bool(os.environ.get("PLACER_DEBUG"))
 
 
-def round_and_cover(model: MatrixModel, lp_values: FloatArray, allowed: BoolArray) -> IntArray:
-    """Integer replicas near ``lp_values``; ``allowed`` pairs are preferred, and a pair outside them
-    that the cover has to use is added to them (in place)."""
+def round_and_cover(model: MatrixModel, lp_values: FloatArray, allowed: BoolArray, round_up: float = 0.6) -> IntArray:
+    """Integer replicas near ``lp_values``: inference pairs whose fraction is at least ``round_up``
+    rounded up where capacity and the rules allow, the rest rounded down, and the demand left
+    covered greedily; ``allowed`` pairs are preferred, and a pair outside them that the cover has
+    to use is added to them (in place)."""
     a = model.arrays
     x0, x1 = model.blocks["x"]
     y0, y1 = model.blocks["y"]
     u0 = model.blocks["u"][0]
     x = np.floor(lp_values[x0:x1] + 1e-6).astype(np.int64)
     x = np.minimum(x, model.ub[x0:x1].astype(np.int64))
+    frac = lp_values[x0:x1] - x
     y = lp_values[y0:y1].copy()
     load = np.bincount(a.route_pair, weights=y, minlength=a.n_pairs)
     cap = a.pair_thr * x
@@ -130,6 +133,15 @@ def round_and_cover(model: MatrixModel, lp_values: FloatArray, allowed: BoolArra
         if elastic[p]:
             nodes[p] = max(nodes[p], max(a.pool_min_nodes[p], math.ceil(used[p] / a.pool_per_node[p] - 1e-9)))
 
+    # an inference replica the LP wants most of is rounded up where it fits: its routes keep their
+    # demand, where rounding down would buy a whole replica elsewhere for the fraction
+    inference = np.array([m.inference for m in a.models], dtype=bool)
+    for j in np.argsort(-frac, kind="stable").tolist():
+        if frac[j] < round_up:
+            break
+        if inference[a.pair_model[j]] and math.isfinite(add_cost(j, 1)):
+            place(j, 1)
+            spare[j] += a.pair_thr[j]
     # replica floors and training / batch replicas
     replica = per_replica_cost(model)
     for mi, m in enumerate(a.models):
