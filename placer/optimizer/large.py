@@ -64,6 +64,7 @@ DEBUG = bool(os.environ.get("PLACER_DEBUG"))
 SMALL_FLEET = 800  # models x pools up to which optimize() keeps the exact MIP (tests, examples)
 SMALL_PAIRS = 30_000  # up to this many pairs, every MIP may use every pair
 FULL_MIP_COLS = 20_000  # up to this many columns, HiGHS also gets the whole model (for its bound)
+FULL_MIP_SHARE = 0.9  # of the time left: on small models HiGHS from the first plan beats the neighbourhood search
 CANDIDATES_PAIRS = 100_000  # up to this many pairs, the result carries full Candidates
 LP_PAIRS = 1_500_000  # beyond this many pairs the LP does not fit the time: plan from the greedy plan
 REPLAN_SHARE = 0.5  # re-plan from what runs when it covers this share of the models
@@ -432,7 +433,7 @@ def solve_model(model: MatrixModel, current: Mapping[tuple[str, str], int], cloc
     # small models: HiGHS on the whole model from this plan, for a better plan and its bound
     if model.n_cols <= FULL_MIP_COLS and mode != "replan" and clock.left() > reserve + 0.5:
         sol = solve(model, np.arange(model.n_cols), integer=True, start=v, gap=gap,
-                    time_limit=max(0.3, 0.6 * (clock.left() - reserve)))
+                    time_limit=max(0.3, FULL_MIP_SHARE * (clock.left() - reserve)))
         if sol.values is not None and model_value(model, sol.values) < model_value(model, v) - 1e-9:
             v = sol.values.copy()
             ints = model.integer
