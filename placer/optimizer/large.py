@@ -66,7 +66,7 @@ SMALL_PAIRS = 30_000  # up to this many pairs, every MIP may use every pair
 FULL_MIP_COLS = 20_000  # up to this many columns, HiGHS also gets the whole model (for its bound)
 FULL_MIP_SHARE = 0.9  # of the time left: on small models HiGHS from the first plan beats the neighbourhood search
 CANDIDATES_PAIRS = 100_000  # up to this many pairs, the result carries full Candidates
-LP_PAIRS = 1_500_000  # beyond this many pairs the LP does not fit the time: plan from the greedy plan
+LP_PAIRS = 8_000_000  # beyond this many pairs the LP does not fit the time: plan from the greedy plan
 REPLAN_SHARE = 0.5  # re-plan from what runs when it covers this share of the models
 PATIENCE = 24  # neighbourhood steps without gain before stopping
 REPLAN_PATIENCE = 8
@@ -77,7 +77,7 @@ GRACE = 0.25  # share of the time limit the first plan may run over rather than 
 
 def cut_levels(n_pairs: int) -> int:
     """Throughput levels per cover cut group: each tightens the LP, and slows it down."""
-    return int(os.environ.get("PLACER_CUT_LEVELS", 4 if n_pairs <= 100_000 else (2 if n_pairs <= LP_PAIRS else 1)))
+    return int(os.environ.get("PLACER_CUT_LEVELS", 4 if n_pairs <= 100_000 else (2 if n_pairs <= 1_500_000 else 1)))
 
 
 def use_large(fleet: Fleet) -> bool:
@@ -386,6 +386,9 @@ def solve_model(model: MatrixModel, current: Mapping[tuple[str, str], int], cloc
         if lp.duals is None:
             return LargeResult(lp.status, None, math.inf, -math.inf, clock.elapsed(), {})
         bound = lp.duals.bound
+        if lp.status != "OPTIMAL":  # stopped early: its duals may bound less than the simple ones
+            bound = max(bound, lagrangian(model, tables, simple_duals(model), Master.serve_rows(model),
+                                          integer=True, with_lp=False).bound)
         clock.mark("lp", f"{lp.status} value {lp.value:.2f} bound {bound:.2f} rounds {lp.iterations} "
                          f"master {int(lp.master.sum())}")
         start = lp.values

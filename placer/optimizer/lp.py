@@ -423,7 +423,8 @@ def column_generation(model: MatrixModel, tables: PairTables, master: BoolArray,
         lo, hi = model.row_lo[rows], model.row_hi[rows]
         sol = solve_arrays(A, cost, lb, ub, lo, hi, None, time_limit=left, basis=basis, options=options)
         if sol.values is None or sol.row_duals is None:
-            if best is not None:
+            if best is not None:  # this round ran out of time: the last one's duals still bound
+                best.status = "FEASIBLE"
                 return best
             if sol.status == "INFEASIBLE" and not master.all():
                 # the restricted master cannot satisfy some rule: add every pair of the rows it breaks
