@@ -128,8 +128,10 @@ def parse_text(text: str, path: str) -> tuple[list[RawDocument], list[Diagnostic
             docs.append(RawDocument(path=path, line=node.start_mark.line + 1, data=data, lines=lines))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else 1
         problem = exc.problem or str(exc)
+        if "<stream end>" in problem and exc.context_mark is not None:
+            mark = exc.context_mark  # an unclosed '{' or '[': point at where it opened, not past the file
+        line = mark.line + 1 if mark is not None else 1
         if "'\\t'" in problem or "\t" in problem:
             problem = "a tab character where YAML expects spaces: indent with spaces, never tabs"
         elif exc.context:
