@@ -275,7 +275,9 @@ def neighbours(model: MatrixModel, hood: Neighbourhoods, models: IntArray, v: Fl
     x = v[x0 + js]
     js = js[x > 0.5]
     order = np.argsort(-x[x > 0.5] * a.pair_c[js], kind="stable")
-    others = np.unique(a.pair_model[js[order]])[:limit]
+    holders = a.pair_model[js[order]]
+    _, first = np.unique(holders, return_index=True)
+    others = holders[np.sort(first)][:limit]  # each model once, the largest holders first
     return np.unique(np.concatenate([models, others]))
 
 
