@@ -15,9 +15,10 @@ entry d being ``route_ptr[d]:route_ptr[d+1]``.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -162,7 +163,7 @@ class ArrayCandidates(Candidates):
             self._built = self._arrays.to_candidates()
         return self._built
 
-    @property  # type: ignore[override]
+    @property
     def pairs(self) -> dict[tuple[str, str], Pair]:
         return self._build().pairs
 
@@ -170,7 +171,7 @@ class ArrayCandidates(Candidates):
     def pairs(self, _value: dict[tuple[str, str], Pair]) -> None:
         """Set by the dataclass constructor; the pairs come from the arrays."""
 
-    @property  # type: ignore[override]
+    @property
     def routes(self) -> dict[tuple[str, int], list[RouteOption]]:
         return self._build().routes
 
@@ -279,9 +280,9 @@ def build_arrays(fleet: Fleet, rules: Rules) -> FleetArrays:
                 reach_cache[li] = np.isfinite(latency[li, pool_loc])
             ok &= reach_cache[li]
         for policy in required:
-            fast = pool_excluded[policy.name]
-            if fast is not None and matched[policy.name][mi]:
-                ok &= ~fast
+            excluded = pool_excluded[policy.name]
+            if excluded is not None and matched[policy.name][mi]:
+                ok &= ~excluded
         idx = np.flatnonzero(ok)
         for policy in required:
             if pool_excluded[policy.name] is None and matched[policy.name][mi] and len(idx):
@@ -304,7 +305,7 @@ def build_arrays(fleet: Fleet, rules: Rules) -> FleetArrays:
         pair_max.append(cap.astype(np.int64))
         pair_egress.append(eg)
 
-    def cat(parts: list[npt.NDArray[np.generic]], dtype: type) -> npt.NDArray[np.generic]:
+    def cat(parts: Sequence[npt.NDArray[Any]], dtype: type) -> npt.NDArray[Any]:
         return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype=dtype)
 
     pm = cat(pair_model, np.int64)

@@ -49,7 +49,7 @@ THREADS = int(os.environ.get("PLACER_HIGHS_THREADS", "1"))
 
 def new_highs() -> highspy.Highs:
     with quiet_stdout():  # the first instance prints a banner on fd 1
-        h = highspy.Highs()
+        h = highspy.Highs()  # type: ignore[no-untyped-call]
     h.setOptionValue("output_flag", False)
     h.setOptionValue("threads", THREADS)
     return h

@@ -406,7 +406,7 @@ def solve_model(model: MatrixModel, current: Mapping[tuple[str, str], int], cloc
     else:
         cand = seed.copy()
         cand[cur_pairs] = True
-        if lp is not None:
+        if lp is not None and lp.duals is not None:
             cand |= lp.master
             near = np.lexsort((lp.duals.g_lp, a.pair_model))
             pm = a.pair_model[near]

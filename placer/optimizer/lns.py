@@ -132,7 +132,7 @@ class Neighbourhoods:
         n_dem = len(a.dem_model)
         lost = v[u0:u0 + n_dem] * m.cost[u0:u0 + n_dem]
         k0, k1 = m.blocks["k"]
-        by_model = np.bincount(a.dem_model, weights=lost, minlength=len(a.models))
+        by_model: FloatArray = np.bincount(a.dem_model, weights=lost, minlength=len(a.models)).astype(np.float64)
         has_k = self.k_col >= 0
         by_model[has_k] += v[self.k_col[has_k]] * m.cost[self.k_col[has_k]]
         del k0, k1

@@ -157,6 +157,7 @@ def simple_duals(model: MatrixModel) -> FloatArray:
     x0, x1 = model.blocks["x"]
     y0 = model.blocks["y"][0]
     cap = model.capacity_row
+    assert cap is not None, "build_matrix sets the capacity rows"
     el = np.flatnonzero(a.pool_elastic & (cap >= 0))
     pi[cap[el]] = -a.pool_price[el]
     replica = model.cost[x0:x1] + np.where(a.pool_elastic[a.pair_pool], a.pool_price[a.pair_pool] * a.pair_c, 0.0)

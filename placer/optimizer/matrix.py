@@ -81,10 +81,10 @@ class Lin:
 
     __rmul__ = __mul__
 
-    def __le__(self, other: Any) -> Row:  # type: ignore[override]
+    def __le__(self, other: Any) -> Row:
         return Row(self - other, -INF, 0.0)
 
-    def __ge__(self, other: Any) -> Row:  # type: ignore[override]
+    def __ge__(self, other: Any) -> Row:
         return Row(self - other, 0.0, INF)
 
     def flatten(self) -> tuple[IntArray, FloatArray, float]:
@@ -209,7 +209,7 @@ class _Builder:
 
     def __init__(self, arrays: FleetArrays) -> None:
         self.arrays = arrays
-        self.fleet = _CachedFleet(arrays.fleet)  # type: ignore[assignment]
+        self.fleet = _CachedFleet(arrays.fleet)
         self.n_cols = 0
         self.col_parts: list[tuple[FloatArray, FloatArray, FloatArray, BoolArray]] = []
         self.blocks: dict[str, tuple[int, int]] = {}

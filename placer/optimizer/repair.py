@@ -119,7 +119,7 @@ def round_and_cover(model: MatrixModel, lp_values: FloatArray, allowed: BoolArra
             n = max(a.pool_min_nodes[p], math.ceil(need / a.pool_per_node[p] - 1e-9))
             if n > a.pool_max_nodes[p]:
                 return math.inf
-            return k * float(x_cost[j]) + (n - nodes[p]) * float(node_price[p])
+            return float(k * float(x_cost[j]) + (n - nodes[p]) * float(node_price[p]))
         if need > fixed_cap[p] + 1e-9:
             return math.inf
         return k * float(x_cost[j])
@@ -196,9 +196,9 @@ def round_and_cover(model: MatrixModel, lp_values: FloatArray, allowed: BoolArra
         while need > 1e-9:
             js = a.route_pair[rs]
             # spare throughput first: only the route's own cost
-            have = spare[js] > 1e-9
-            if have.any():
-                k = int(np.argmin(np.where(have, route_cost[rs], np.inf)))
+            has_spare = spare[js] > 1e-9
+            if has_spare.any():
+                k = int(np.argmin(np.where(has_spare, route_cost[rs], np.inf)))
                 r, j = int(rs[k]), int(js[k])
                 take = min(need, float(spare[j]))
                 y[r] += take
