@@ -150,6 +150,26 @@ class Neighbourhoods:
         return np.sort(self.rng.choice(pool, size=min(size, len(pool)), replace=False)).astype(np.int64)
 
 
+@dataclass
+class Sub:
+    """The MIP over the ``free`` columns with every other column fixed at its value: the rows the
+    free columns touch, their bounds less what the fixed columns contribute."""
+
+    A_f: Any  # every row, free columns (to update row activities after a step)
+    rows: IntArray
+    sub: Any  # touched rows x free columns
+    lo: FloatArray
+    hi: FloatArray
+
+
+def subproblem(model: MatrixModel, csc: Any, act: FloatArray, v: FloatArray, free: IntArray) -> Sub:
+    A_f = csc[:, free]
+    rows = np.unique(A_f.indices)
+    sub = A_f[rows, :]
+    fixed = act[rows] - sub @ v[free]
+    return Sub(A_f, rows, sub, model.row_lo[rows] - fixed, model.row_hi[rows] - fixed)
+
+
 def improve(model: MatrixModel, hood: Neighbourhoods, v: FloatArray, deadline: float, *,
             target_cols: int = 300, step_limit: float = 0.5, stop: Callable[[float], bool] | None = None,
             patience: int = 24, min_gain: float = 1e-5) -> tuple[FloatArray, LnsStats]:
@@ -178,16 +198,11 @@ def improve(model: MatrixModel, hood: Neighbourhoods, v: FloatArray, deadline: f
         if not len(models):
             continue
         free = hood.columns(models)
-        A_f = hood.csc[:, free]
-        rows = np.unique(A_f.indices)
-        sub = A_f[rows, :]
-        fixed = act[rows] - sub @ v[free]
-        lo = model.row_lo[rows] - fixed
-        hi = model.row_hi[rows] - fixed
+        part = subproblem(model, hood.csc, act, v, free)
         left = deadline - time.monotonic()
         if left < 0.05:
             break
-        sol = solve_arrays(sub, cost[free], model.lb[free], model.ub[free], lo, hi, model.integer[free],
+        sol = solve_arrays(part.sub, cost[free], model.lb[free], model.ub[free], part.lo, part.hi, model.integer[free],
                            time_limit=min(step_limit, left), start=v[free], gap=1e-6, options=STEP_OPTIONS)
         if sol.values is None:
             fails += 1
@@ -198,12 +213,12 @@ def improve(model: MatrixModel, hood: Neighbourhoods, v: FloatArray, deadline: f
         old_cost = float(cost[free] @ v[free])
         new_cost = float(cost[free] @ new)
         if DEBUG:
-            print(f"    lns {stats.steps} {pick.__name__}: {len(models)} models, {len(free)} cols, {len(rows)} rows, "
+            print(f"    lns {stats.steps} {pick.__name__}: {len(models)} models, {len(free)} cols, {len(part.rows)} rows, "
                   f"{sol.status} {sol.seconds:.2f}s, {old_cost:.2f} -> {new_cost:.2f}")
         total = float(cost @ v)
         if new_cost < old_cost - 1e-7 * max(1.0, abs(old_cost)):
             delta = new - v[free]
-            act += A_f @ delta
+            act += part.A_f @ delta
             v[free] = new
             stats.improved += 1
         idle_steps = idle_steps + 1 if old_cost - new_cost < min_gain * max(1.0, abs(total)) else 0
@@ -239,17 +254,12 @@ def construct(model: MatrixModel, hood: Neighbourhoods, order: IntArray, deadlin
         models = order[i:i + size]
         advance = len(models)
         free = hood.columns(models)
-        A_f = hood.csc[:, free]
-        rows = np.unique(A_f.indices)
-        sub = A_f[rows, :]
-        fixed = act[rows] - sub @ v[free]
-        lo = model.row_lo[rows] - fixed
-        hi = model.row_hi[rows] - fixed
+        part = subproblem(model, hood.csc, act, v, free)
         left = deadline - time.monotonic()
-        sol = solve_arrays(sub, cost[free], model.lb[free], model.ub[free], lo, hi, model.integer[free],
+        sol = solve_arrays(part.sub, cost[free], model.lb[free], model.ub[free], part.lo, part.hi, model.integer[free],
                            time_limit=min(step_limit, max(0.05, left)), gap=1e-2, options=STEP_OPTIONS)
         if DEBUG:
-            print(f"    construct {i}/{len(order)}: {len(models)} models, {len(free)} cols, {len(rows)} rows, "
+            print(f"    construct {i}/{len(order)}: {len(models)} models, {len(free)} cols, {len(part.rows)} rows, "
                   f"{sol.status} {sol.seconds:.2f}s")
         if sol.values is None:
             if size > 1:
@@ -269,12 +279,8 @@ def construct(model: MatrixModel, hood: Neighbourhoods, order: IntArray, deadlin
             stuck = models
             models = neighbours(model, hood, models, v, limit=30)
             free = hood.columns(models, every_pair=stuck)
-            A_f = hood.csc[:, free]
-            rows = np.unique(A_f.indices)
-            sub = A_f[rows, :]
-            fixed = act[rows] - sub @ v[free]
-            sol = solve_arrays(sub, cost[free], model.lb[free], model.ub[free], model.row_lo[rows] - fixed,
-                               model.row_hi[rows] - fixed, model.integer[free],
+            part = subproblem(model, hood.csc, act, v, free)
+            sol = solve_arrays(part.sub, cost[free], model.lb[free], model.ub[free], part.lo, part.hi, model.integer[free],
                                time_limit=min(3 * step_limit, max(0.05, deadline - time.monotonic())), gap=1e-2,
                                options=STEP_OPTIONS)
             if sol.values is None:
@@ -285,7 +291,7 @@ def construct(model: MatrixModel, hood: Neighbourhoods, order: IntArray, deadlin
         new = sol.values.copy()
         ints = model.integer[free]
         new[ints] = np.round(new[ints])
-        act += A_f @ (new - v[free])
+        act += part.A_f @ (new - v[free])
         v[free] = new
         i += advance
         if sol.status == "OPTIMAL" and sol.seconds < 0.2 * step_limit:
@@ -300,16 +306,9 @@ def solve_free(model: MatrixModel, csc: Any, v: FloatArray, free: IntArray, time
                options: dict[str, Any] | None = None) -> tuple[FloatArray | None, str]:
     """Re-optimize the ``free`` columns with every other column fixed at ``v``; returns the new
     values of the free columns (or None) and HiGHS' status."""
-    A_f = csc[:, free]
-    rows = np.unique(A_f.indices)
-    if act is None:
-        act = csc @ v
-    sub = A_f[rows, :]
-    fixed = act[rows] - sub @ v[free]
-    lo = model.row_lo[rows] - fixed
-    hi = model.row_hi[rows] - fixed
     # rows that no free column touches must already hold
-    sol = solve_arrays(sub, model.cost[free], model.lb[free], model.ub[free], lo, hi, model.integer[free],
+    part = subproblem(model, csc, csc @ v if act is None else act, v, free)
+    sol = solve_arrays(part.sub, model.cost[free], model.lb[free], model.ub[free], part.lo, part.hi, model.integer[free],
                        time_limit=time_limit, start=v[free] if start else None, gap=gap,
                        options=STEP_OPTIONS if options is None else options)
     if sol.values is None:
