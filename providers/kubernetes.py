@@ -15,17 +15,13 @@ deployments are not this provider's (the gitops provider renders them).
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from placer.catalog import match_product
 from placer.planfile import Change
 from placer.render.manifests import (
     FIELD_MANAGER,
@@ -35,36 +31,10 @@ from placer.render.manifests import (
     deployment_manifest,
     deployment_name,
 )
-from placer.spec.kinds import API_VERSION
 from providers.base import Discovered, ProviderError, guard, retryable_http
+from providers.kubernetes_discovery import pools_from_nodes
 
 APPLY_PATCH = "application/apply-patch+yaml"
-GPU_RESOURCE = "nvidia.com/gpu"
-GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"  # GPU Feature Discovery
-GPU_COUNT_LABEL = "nvidia.com/gpu.count"
-GPU_MEMORY_LABEL = "nvidia.com/gpu.memory"  # MiB
-REGION_LABEL = "topology.kubernetes.io/region"
-# labels that name the node group a node belongs to; placer.dev/pool lets an operator name pools
-NODE_POOL_LABELS = (
-    "placer.dev/pool",
-    "cloud.google.com/gke-nodepool",
-    "eks.amazonaws.com/nodegroup",
-    "karpenter.sh/nodepool",
-    "karpenter.sh/provisioner-name",
-    "kubernetes.azure.com/agentpool",
-)
-SPOT_LABELS = {
-    "eks.amazonaws.com/capacityType": "SPOT",
-    "karpenter.sh/capacity-type": "spot",
-    "cloud.google.com/gke-spot": "true",
-    "cloud.google.com/gke-preemptible": "true",
-    "kubernetes.azure.com/scalesetpriority": "spot",
-}
-# taints the node lifecycle and autoscalers set for a while; they do not describe a pool
-TRANSIENT_TAINTS = ("node.kubernetes.io/", "node.cloudprovider.kubernetes.io/", "ToBeDeletedByClusterAutoscaler",
-                    "DeletionCandidateOfClusterAutoscaler", "karpenter.sh/disrupted", "karpenter.sh/disruption")
-CLOUD_PROVIDER_IDS = ("aws://", "gce://", "azure://", "oci://", "ibm://", "alicloud://")
-
 ApiClientFactory = Callable[[str | None], Any]
 
 
@@ -456,145 +426,3 @@ def _stalled(obj: dict[str, Any]) -> str | None:
         if cond.get("type") == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded":
             return f"progress deadline exceeded ({cond.get('message') or 'no progress'})"
     return None
-
-
-# ---------------------------------------------------------------- discovery (pure)
-
-
-def dns_label(text: str) -> str:
-    """A DNS-1123 label made from ``text``; long ones keep a hash so they stay distinct."""
-    label = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-") or "x"
-    if len(label) <= 63:
-        return label
-    return f"{label[:54].rstrip('-')}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
-
-
-def _quantity(value: Any) -> int:
-    try:
-        return int(str(value))
-    except (TypeError, ValueError):
-        return 0
-
-
-def _ready(node: dict[str, Any]) -> bool:
-    conditions = (node.get("status") or {}).get("conditions") or []
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
-
-
-def _pool_taints(node: dict[str, Any]) -> tuple[tuple[str, str, str], ...]:
-    taints = (node.get("spec") or {}).get("taints") or []
-    return tuple(sorted(
-        (str(t.get("key")), str(t.get("value") or ""), str(t.get("effect")))
-        for t in taints
-        if t.get("effect") in ("NoSchedule", "NoExecute") and not str(t.get("key")).startswith(TRANSIENT_TAINTS)))
-
-
-def _toleration(key: str, value: str, effect: str) -> dict[str, str]:
-    if value:
-        return {"key": key, "operator": "Equal", "value": value, "effect": effect}
-    return {"key": key, "operator": "Exists", "effect": effect}
-
-
-def _most_common(values: Iterable[Any]) -> Any:
-    counted = Counter(v for v in values if v not in (None, ""))
-    return counted.most_common(1)[0][0] if counted else None
-
-
-def pools_from_nodes(context_name: str | None, context: str | None, nodes: list[dict[str, Any]],
-                     taken: set[str]) -> Discovered:
-    """Group one context's GPU nodes by (GPU product, GPU count, node-group labels, taints) into Pools.
-
-    ``context_name`` names things (the current context's real name where known); ``context`` goes
-    into the pools' target (None: whatever context is current when placer applies). ``taken``
-    holds the pool names already used and gains the new ones.
-    """
-    base = dns_label(context_name or "cluster")
-    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
-    notes: list[str] = []
-    unlabelled: list[str] = []
-    for node in nodes:
-        labels = (node.get("metadata") or {}).get("labels") or {}
-        gpus = _quantity(((node.get("status") or {}).get("allocatable") or {}).get(GPU_RESOURCE))
-        product = labels.get(GPU_PRODUCT_LABEL)
-        if not product:
-            if gpus:
-                unlabelled.append(str(node["metadata"]["name"]))
-            continue
-        selector = tuple(sorted((k, labels[k]) for k in (GPU_PRODUCT_LABEL, GPU_COUNT_LABEL, *NODE_POOL_LABELS)
-                                if labels.get(k)))
-        groups.setdefault((selector, _pool_taints(node)), []).append(node)
-    if unlabelled:
-        notes.append(f"context {base}: nodes {', '.join(sorted(unlabelled))} offer {GPU_RESOURCE} but have no "
-                     f"{GPU_PRODUCT_LABEL} label (install NVIDIA GPU Feature Discovery); they are not in any pool")
-    documents: list[dict[str, Any]] = []
-    for (selector, taints), members in sorted(groups.items()):
-        doc_notes: list[str] = []
-        sel = dict(selector)
-        labels_of = [(m.get("metadata") or {}).get("labels") or {} for m in members]
-        names = sorted(str(m["metadata"]["name"]) for m in members)
-        product = sel[GPU_PRODUCT_LABEL]
-        memory_mib = _most_common(_quantity(lab.get(GPU_MEMORY_LABEL)) or None for lab in labels_of)
-        memory_gib = round(memory_mib / 1024, 1) if memory_mib else None
-        allocatable = [_quantity(((m.get("status") or {}).get("allocatable") or {}).get(GPU_RESOURCE))
-                       for m in members]
-        per_node = max(allocatable) or _quantity(sel.get(GPU_COUNT_LABEL))
-        gpu = match_product(product, memory_gib)
-        gpu_type = gpu.name if gpu else re.sub(r"[^A-Za-z0-9._-]+", "-", product).strip("-._")
-        group_label = next((sel[k] for k in NODE_POOL_LABELS if k in sel), None)
-        named = sel.get("placer.dev/pool")
-        name = dns_label(str(named)) if named else dns_label(f"{base}-{group_label or gpu_type}")
-        unique, n = name, 2
-        while unique in taken:
-            unique, n = dns_label(f"{name}-{n}"), n + 1
-        taken.add(unique)
-        if per_node < 1:
-            notes.append(f"pool {unique}: nodes {', '.join(names)} report no allocatable {GPU_RESOURCE} and no "
-                         f"{GPU_COUNT_LABEL} (is the NVIDIA device plugin running?); skipped")
-            continue
-        if gpu is None:
-            doc_notes.append(f"GPU product {product!r} is not in the built-in catalog: add a GPUType document "
-                             f"named {gpu_type}" + ("" if memory_gib else " with its memoryGiB"))
-            if memory_gib:
-                documents.append({"apiVersion": API_VERSION, "kind": "GPUType", "metadata": {"name": gpu_type},
-                                  "spec": {"memoryGiB": memory_gib, "vendor": "nvidia"}})
-        short = [m["metadata"]["name"] for m, a in zip(members, allocatable, strict=True) if a < per_node]
-        if short:
-            doc_notes.append(f"nodes {', '.join(sorted(short))} offer fewer than {per_node} GPUs (a failed GPU?)")
-        usable = [m for m in members if _ready(m) and not (m.get("spec") or {}).get("unschedulable")]
-        if len(usable) < len(members):
-            left_out = sorted(set(names) - {str(m["metadata"]["name"]) for m in usable})
-            doc_notes.append(f"nodes {', '.join(left_out)} are not Ready or cordoned and are not counted")
-        spot_flags = [any(lab.get(k) == v for k, v in SPOT_LABELS.items()) for lab in labels_of]
-        if any(spot_flags) and not all(spot_flags):
-            doc_notes.append("mixes spot and on-demand nodes; marked spot (capacity may be reclaimed)")
-        region = _most_common(lab.get(REGION_LABEL) for lab in labels_of)
-        location = dns_label(region or base)
-        cloud = region is not None or any(str((m.get("spec") or {}).get("providerID", "")).startswith(
-            CLOUD_PROVIDER_IDS) for m in members)
-        documents.append({"apiVersion": API_VERSION, "kind": "Location", "metadata": {"name": location},
-                          "spec": {"environment": "cloud" if cloud else "onprem"}})
-        spec: dict[str, Any] = {
-            "location": location,
-            "provider": "kubernetes",
-            "gpu": {"type": gpu_type, "perNode": per_node},
-            "nodes": {"count": len(usable)},
-            "usdPerGpuHour": 0,
-            "target": {"kubernetes": {
-                "context": context if context is not None else context_name,
-                "namespace": "default",
-                "nodeSelector": sel,
-                "tolerations": [_toleration(*t) for t in taints],
-            }},
-        }
-        if any(spot_flags):
-            spec["spot"] = True
-        if spec["target"]["kubernetes"]["context"] is None:
-            del spec["target"]["kubernetes"]["context"]
-        documents.append({"apiVersion": API_VERSION, "kind": "Pool",
-                          "metadata": {"name": unique,
-                                       "annotations": {"placer.dev/discovered-from": f"kubernetes context {base}: "
-                                                       f"{len(members)} node{'s' if len(members) > 1 else ''} ({', '.join(names[:5])}"
-                                                       f"{', ...' if len(names) > 5 else ''})"}},
-                          "spec": spec})
-        notes.extend(f"pool {unique}: {note}" for note in doc_notes)
-    return Discovered(documents=documents, notes=notes)
