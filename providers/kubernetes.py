@@ -1,4 +1,4 @@
-"""Kubernetes: Deployments by server-side apply, GPU pools discovered from node labels.
+"""Kubernetes: Deployments by server-side apply; GPU pools discovered from nodes (``kubernetes_discovery``).
 
 One ApiClient per kubeconfig context; a deployment change goes to the context in
 ``target.kubernetes.context`` (None: the kubeconfig's current context). Placer only ever
