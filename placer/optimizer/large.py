@@ -383,8 +383,12 @@ def solve_model(model: MatrixModel, current: Mapping[tuple[str, str], int], cloc
     if mode == "lp":
         lp = column_generation(model, tables, seed, deadline=time.monotonic() + max(0.5, 0.5 * clock.left()),
                                view=Master(model), stop_gap=LP_STOP_GAP)
-        if lp.duals is None:
+        if lp.duals is None and lp.status == "INFEASIBLE":
             return LargeResult(lp.status, None, math.inf, -math.inf, clock.elapsed(), {})
+        if lp.duals is None:  # its first round did not finish in time (a loaded machine): plan as direct mode
+            clock.mark("lp", f"{lp.status}: no LP in time; planning from the greedy plan")
+            lp = None
+    if lp is not None and lp.duals is not None:
         bound = lp.duals.bound
         if lp.status != "OPTIMAL":  # stopped early: its duals may bound less than the simple ones
             bound = max(bound, lagrangian(model, tables, simple_duals(model), Master.serve_rows(model),

@@ -139,3 +139,25 @@ def test_candidates_of_the_scalable_route_are_built_on_first_use(fleet, result):
     assert cands.pairs == eager.pairs and cands.routes == eager.routes
     assert cands._built is not None
     assert set(cands.pools_of(next(iter(eager.pairs))[0])) == set(eager.pools_of(next(iter(eager.pairs))[0]))
+
+
+def test_an_lp_that_does_not_finish_in_time_still_gives_a_plan(fleet, monkeypatch):
+    """On a loaded machine the first LP round of a large fleet may not finish: plan from the greedy
+    plan instead of returning none (seam: column generation returns no duals)."""
+    import numpy as np
+
+    import placer.optimizer.large as large
+    from placer.optimizer.lp import LpResult
+
+    def no_lp(model, *args, **kwargs):
+        return LpResult("UNKNOWN", math.inf, np.zeros(model.n_cols), None, np.zeros(model.arrays.n_pairs, dtype=bool),
+                        1, 0.0)
+
+    monkeypatch.setenv("PLACER_MODE", "lp")
+    monkeypatch.setattr(large, "column_generation", no_lp)
+    said: list[str] = []
+    result = optimize_large(fleet, RULES, progress=said.append, time_limit=3.0)
+    assert any("no LP in time" in s for s in said)
+    assert result.placement is not None
+    assert check_hard_constraints(fleet, result.placement, throughputs(fleet)) == []
+    assert result.bound <= result.objective + 1e-6
