@@ -6,10 +6,11 @@
        pairs (``lp``), seeded with a greedy plan, the cheapest routes, a few failure domains and
        what runs now; its duals price every pair into a valid (Lagrangian) bound. ``replan``
        mode (what runs now covers most models) starts from the current replicas, and ``direct``
-       mode (fleets whose LP does not fit the time) from the greedy plan; both take their bound
-       from duals set without an LP (``lp.simple_duals``);
-    3. a first plan (``repair``): round down, cover what is left with the cheapest capacity the
-       rules allow, complete routes, nodes and policy variables exactly model by model, and
+       mode (fleets beyond LP_PAIRS, or whose first LP round did not finish in time) from the
+       greedy plan; both take their bound from duals set without an LP (``lp.simple_duals``);
+    3. a first plan (``repair``): round up the inference replicas the LP wants most of where they
+       fit, the rest down, cover what is left with the cheapest capacity the rules allow,
+       complete routes, nodes and policy variables exactly model by model, and
        place the models whose rules the rounding broke with small MIPs around the others;
     4. on small models, HiGHS on the whole model from that plan (for its bound as well);
     5. neighbourhood search (``lns``): small MIPs over the models on a pool with idle paid GPUs,
