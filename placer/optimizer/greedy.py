@@ -23,6 +23,23 @@ def per_replica_cost(model: MatrixModel) -> FloatArray:
     return model.cost[x0:x1] + np.where(elastic, a.pool_price[a.pair_pool] * a.pair_c, 0.0)
 
 
+def model_size(model: MatrixModel) -> FloatArray:
+    """GPUs each model wants at its best throughput (replicas wanted, for training and batch)."""
+    a = model.arrays
+    out = np.zeros(len(a.models))
+    for mi, m in enumerate(a.models):
+        lo, hi = int(a.pair_ptr[mi]), int(a.pair_ptr[mi + 1])
+        if hi == lo:
+            continue
+        c = float(a.pair_c[lo:hi].min())
+        if m.inference:
+            thr = float(a.pair_thr[lo:hi].max()) or 1.0
+            out[mi] = max(m.total_demand / thr, float(m.spec.min_replicas or 0)) * c
+        else:
+            out[mi] = float(m.spec.replicas or 0) * c
+    return out
+
+
 def greedy(model: MatrixModel) -> tuple[IntArray, FloatArray]:
     """(replicas per pair, rate per route)."""
     a = model.arrays
@@ -37,18 +54,7 @@ def greedy(model: MatrixModel) -> tuple[IntArray, FloatArray]:
     dem_of_model: dict[int, list[int]] = {}
     for d, m in enumerate(a.dem_model.tolist()):
         dem_of_model.setdefault(m, []).append(d)
-    size = np.zeros(len(a.models))
-    for mi, model_ in enumerate(a.models):
-        lo, hi = int(a.pair_ptr[mi]), int(a.pair_ptr[mi + 1])
-        if hi == lo:
-            continue
-        c = float(a.pair_c[lo:hi].min())
-        if model_.inference:
-            thr = float(a.pair_thr[lo:hi].max()) or 1.0
-            size[mi] = model_.total_demand / thr * c
-        else:
-            size[mi] = (model_.spec.replicas or 0) * c
-    for mi in np.argsort(-size, kind="stable").tolist():
+    for mi in np.argsort(-model_size(model), kind="stable").tolist():
         model_ = a.models[mi]
         lo, hi = int(a.pair_ptr[mi]), int(a.pair_ptr[mi + 1])
         if hi == lo:

@@ -44,7 +44,7 @@ from placer.optimizer.arrays import (
     IntArray,
     build_arrays,
 )
-from placer.optimizer.greedy import greedy, per_replica_cost, pseudo_lp
+from placer.optimizer.greedy import greedy, model_size, per_replica_cost, pseudo_lp
 from placer.optimizer.highs import solve
 from placer.optimizer.lns import Neighbourhoods, construct, improve, solve_free
 from placer.optimizer.lp import (
@@ -267,23 +267,6 @@ def rens(model: MatrixModel, lp_values: FloatArray, time_limit: float, gap: floa
     v = np.zeros(model.n_cols)
     v[cols] = sol.values
     return v
-
-
-def model_size(model: MatrixModel) -> FloatArray:
-    """GPUs each model wants at its best throughput (replicas wanted, for training and batch)."""
-    a = model.arrays
-    out = np.zeros(len(a.models))
-    for mi, m in enumerate(a.models):
-        lo, hi = int(a.pair_ptr[mi]), int(a.pair_ptr[mi + 1])
-        if hi == lo:
-            continue
-        c = float(a.pair_c[lo:hi].min())
-        if m.inference:
-            thr = float(a.pair_thr[lo:hi].max()) or 1.0
-            out[mi] = max(m.total_demand / thr, float(m.spec.min_replicas or 0)) * c
-        else:
-            out[mi] = float(m.spec.replicas or 0) * c
-    return out
 
 
 def capacity_price(model: MatrixModel, pi: FloatArray) -> FloatArray:
