@@ -112,15 +112,6 @@ class FleetArrays:
                 out[j] = r
         return out
 
-    @cached_property
-    def pair_has_routes(self) -> BoolArray:
-        out = np.zeros(self.n_pairs, dtype=bool)
-        out[self.route_pair] = True
-        return out
-
-    def pairs_of(self, model: int) -> range:
-        return range(int(self.pair_ptr[model]), int(self.pair_ptr[model + 1]))
-
     def to_candidates(self) -> Candidates:
         """The same answer as ``find_candidates`` (without exclusion reasons), for small fleets."""
         out = Candidates()

@@ -269,32 +269,8 @@ def rens(model: MatrixModel, lp_values: FloatArray, time_limit: float, gap: floa
     return v
 
 
-def capacity_price(model: MatrixModel, pi: FloatArray) -> FloatArray:
-    """Per column: minus the LP's duals of the fixed pools' capacity rows, on the x columns (what a
-    GPU of a full pool is worth to the models that do not get it)."""
-    a = model.arrays
-    x0, x1 = model.blocks["x"]
-    out = np.zeros(model.n_cols)
-    fixed = ~a.pool_elastic[a.pair_pool]
-    csc = model.A[:, x0:x1].tocsc()
-    # the capacity row of a pair is its first entry (rows are built capacity first)
-    first = csc.indices[csc.indptr[:-1]]
-    dual = pi[first]
-    out[x0:x1] = np.where(fixed, -np.minimum(dual, 0.0) * a.pair_c, 0.0)
-    return out
-
-
 def model_value(model: MatrixModel, v: FloatArray) -> float:
     return float(model.cost @ v)
-
-
-def feasible(model: MatrixModel, v: FloatArray, tol: float = 1e-6) -> bool:
-    act = model.A @ v
-    scale = np.maximum(1.0, np.abs(act))
-    ok_rows = np.all(act >= model.row_lo - tol * scale) and np.all(act <= model.row_hi + tol * scale)
-    ok_cols = np.all(v >= model.lb - tol) and np.all(v <= model.ub + tol)
-    ints = model.integer
-    return bool(ok_rows and ok_cols and np.all(np.abs(v[ints] - np.round(v[ints])) < 1e-6))
 
 
 def optimize_large(

@@ -232,17 +232,15 @@ def improve(model: MatrixModel, hood: Neighbourhoods, v: FloatArray, deadline: f
 
 
 def construct(model: MatrixModel, hood: Neighbourhoods, order: IntArray, deadline: float, *,
-              start: FloatArray | None = None, extra_cost: FloatArray | None = None, target_cols: int = 150,
+              start: FloatArray | None = None, target_cols: int = 150,
               step_limit: float = 0.3) -> FloatArray | None:
     """Build a feasible plan chunk by chunk: the models of each chunk are placed by a small MIP
     around the models placed before them (fix-and-optimize construction). ``order``: models in
-    placement order; ``start``: values for columns outside every chunk (default: lower bounds);
-    ``extra_cost``: added to the objective of the chunk MIPs (an opportunity price for scarce
-    capacity, from the LP's duals), never to the plan's cost."""
+    placement order; ``start``: values for columns outside every chunk (default: lower bounds)."""
     a = model.arrays
     v = np.where(np.isfinite(model.lb), model.lb, 0.0) if start is None else start.copy()
     act = model.A @ v
-    cost = model.cost if extra_cost is None else model.cost + extra_cost
+    cost = model.cost
     pairs_per_model = np.maximum(1, np.diff(a.pair_ptr)).mean()
     per_model = max(1.0, pairs_per_model * float(hood.allowed.mean()) * 2.5)
     size = int(np.clip(target_cols / per_model, 1, 400))

@@ -164,19 +164,6 @@ class MatrixModel:
         a, b = self.blocks[name]
         return slice(a, b)
 
-    def pair_group(self) -> IntArray:
-        """For every column, the pair whose presence it depends on (-1: always present)."""
-        out = np.full(self.n_cols, -1, dtype=np.int64)
-        xs = self.block("x")
-        out[xs] = np.arange(xs.stop - xs.start)
-        ys = self.block("y")
-        out[ys] = self.arrays.route_pair
-        has = self.churn_col >= 0
-        out[self.churn_col[has]] = np.flatnonzero(has)
-        has = self.gang_col >= 0
-        out[self.gang_col[has]] = np.flatnonzero(has)
-        return out
-
 
 class _CachedFleet:
     """The fleet as rules see it, with selector results memoized (rules ask per model)."""
