@@ -6,7 +6,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ortools.linear_solver import pywraplp
@@ -134,8 +134,7 @@ def optimize(
         say("the exact MIP found no plan in time; planning by the scalable route")
         rest = max(0.1 * limit, limit - (time.monotonic() - started))
         fallback = optimize_large(fleet, rules, current, progress, rest, forbid).as_solve_result()
-        return SolveResult(fallback.status, fallback.placement, fallback.objective, fallback.bound,
-                           time.monotonic() - started, fallback.terms, fallback.candidates or cands)
+        return replace(fallback, wall_seconds=time.monotonic() - started, candidates=fallback.candidates or cands)
     if status not in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE):
         return SolveResult(name, None, math.inf, -math.inf, wall, {}, cands)
     terms = {t: sum(c * v.solution_value() for c, v in mip.terms[t]) for t in TERMS}
