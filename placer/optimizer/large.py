@@ -30,7 +30,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -60,6 +60,9 @@ from placer.optimizer.matrix import MatrixModel, build_matrix
 from placer.optimizer.repair import complete, round_and_cover
 from placer.placement import Placement, Route
 from placer.policy import Rules
+
+if TYPE_CHECKING:
+    from placer.optimizer.solve import SolveResult
 
 DEBUG = bool(os.environ.get("PLACER_DEBUG"))
 SMALL_FLEET = 800  # models x pools up to which optimize() keeps the exact MIP (tests, examples)
@@ -107,7 +110,7 @@ class LargeResult:
             return math.inf
         return max(0.0, self.objective - self.bound) / max(abs(self.objective), 1e-9)
 
-    def as_solve_result(self) -> Any:
+    def as_solve_result(self) -> SolveResult:
         from placer.optimizer.solve import SolveResult
 
         return SolveResult(self.status, self.placement, self.objective, self.bound, self.wall_seconds,

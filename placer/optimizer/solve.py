@@ -106,8 +106,7 @@ def optimize(
     from placer.optimizer.large import optimize_large, use_large
 
     if use_large(fleet):
-        large: SolveResult = optimize_large(fleet, rules, current, progress, time_limit, forbid).as_solve_result()
-        return large
+        return optimize_large(fleet, rules, current, progress, time_limit, forbid).as_solve_result()
     started = time.monotonic()
     say = progress or (lambda _msg: None)
     current = current or {}
