@@ -106,6 +106,22 @@ def test_mixed_host_gives_one_pool_per_gpu_model_and_a_gpu_type_for_unknown_mode
     assert [d["metadata"]["name"] for d in found.documents if d["kind"] == "Location"] == ["fra-dc1"]
 
 
+def test_h200_recorded_on_a_real_gpu_idle_and_under_load() -> None:
+    """Recorded by ``python -m providers.nvml`` on a real H200 (driver 580.159.04, nvidia-ml-py 13.610.43),
+    once idle and once while a process held 40 GiB and ran bf16 matmuls (nvidia-smi: 41,843 MiB, 100 %)."""
+    idle, idle_rows = discover("h200-recorded-idle.json")
+    busy, busy_rows = discover("h200-recorded-busy.json")
+    assert_valid(idle)
+    (pool,) = pools(idle).values()
+    assert pool["spec"]["gpu"] == {"type": "H200-141GB", "perNode": 1}  # 140.4 GiB reported: within the catalog's 15%
+    assert pool["metadata"]["annotations"]["placer.dev/cuda-driver"] == "13.0"
+    assert not [d for d in idle.documents if d["kind"] == "GPUType"]  # the catalog knows it: no GPUType added
+    (row,) = idle_rows
+    assert (row.memory_total_gib, row.memory_used_gib, row.utilization_pct, row.mig) == (140.4, 0.6, 0, "disabled")
+    (row,) = busy_rows
+    assert (row.memory_used_gib, row.utilization_pct) == (41.5, 100)
+    assert busy.documents == idle.documents  # load changes the table, never the pool
+
 def test_pool_name_and_location_are_the_callers() -> None:
     found, _ = discover("h100x8.json", location="ash-dc2", pool_name="ash-dgx")
     (pool,) = pools(found).values()
