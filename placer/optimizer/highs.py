@@ -9,6 +9,7 @@ basis for the next LP, and a MIP start.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,12 +45,20 @@ class Solution:
 
 # HiGHS runs one thread pool per process, sized by the first solve; small MIPs solve fastest
 # on one thread, and the route's LPs (simplex) use one anyway.
+_banner_lock = threading.Lock()
+_banner_shown = False
 THREADS = int(os.environ.get("PLACER_HIGHS_THREADS", "1"))
 
 
 def new_highs() -> highspy.Highs:
-    with quiet_stdout():  # the first instance prints a banner on fd 1
+    global _banner_shown
+    if _banner_shown:
         h = highspy.Highs()  # type: ignore[no-untyped-call]
+    else:
+        with _banner_lock:  # fd 1 is the process's: swapped once, by one thread
+            with quiet_stdout():  # the first instance prints a banner on fd 1
+                h = highspy.Highs()  # type: ignore[no-untyped-call]
+            _banner_shown = True
     h.setOptionValue("output_flag", False)
     h.setOptionValue("threads", THREADS)
     return h

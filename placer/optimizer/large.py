@@ -46,7 +46,7 @@ from placer.optimizer.arrays import (
 )
 from placer.optimizer.greedy import greedy, model_size, per_replica_cost, pseudo_lp
 from placer.optimizer.highs import solve
-from placer.optimizer.lns import Neighbourhoods, construct, improve, solve_free
+from placer.optimizer.lns import Neighbourhoods, construct, improve, solve_free, sweep
 from placer.optimizer.lp import (
     Master,
     PairTables,
@@ -76,6 +76,8 @@ PATIENCE = 24  # neighbourhood steps without gain before stopping
 REPLAN_PATIENCE = 8
 REPLAN_SEARCH = 0.05  # share of the time limit a re-plan spends searching
 LP_STOP_GAP = 5e-4  # column generation stops when the LP is this close to its bound (the rounding gains nothing more)
+SWEEP_SHARE = 0.85  # of the search time: one-model re-placements, before the neighbourhood search
+MAX_SEARCH_THREADS = 4
 GRACE = 0.25  # share of the time limit the first plan may run over rather than return none
 
 
@@ -300,7 +302,8 @@ def optimize_large(
         if j is not None:
             model.ub[model.blocks["x"][0] + j] = 0.0
     clock.mark("model", f"{model.n_cols} columns, {model.n_rows} rows, {model.A.nnz} nonzeros")
-    result = solve_model(model, current, clock, fleet.settings.solver.relative_gap)
+    result = solve_model(model, current, clock, fleet.settings.solver.relative_gap,
+                         workers=search_threads(fleet.settings.solver.workers))
     if arrays.n_pairs <= CANDIDATES_PAIRS:
         result.candidates = ArrayCandidates(arrays)
     else:
@@ -322,8 +325,19 @@ def choose_mode(a: FleetArrays, cur: FloatArray) -> str:
     return "direct" if a.n_pairs > LP_PAIRS else "lp"
 
 
+def search_threads(workers: int | None) -> int:
+    """Threads for the one-model re-placements: Settings' solver.workers, else the cores this
+    process may use; at most MAX_SEARCH_THREADS (the steps' Python share runs one at a time)."""
+    if workers is None:
+        try:
+            workers = len(os.sched_getaffinity(0))
+        except AttributeError:  # not on Linux
+            workers = os.cpu_count() or 1
+    return max(1, min(MAX_SEARCH_THREADS, workers))
+
+
 def solve_model(model: MatrixModel, current: Mapping[tuple[str, str], int], clock: Clock,
-                gap: float) -> LargeResult:
+                gap: float, workers: int = 1) -> LargeResult:
     """Modes: ``lp`` (the LP, rounded); ``replan`` (from the replicas running now, when they cover
     most models: a re-plan changes little, and starts from what runs); ``direct`` (fleets whose
     LP would not fit the time: from the greedy plan). The last two take their bound from
@@ -400,8 +414,19 @@ def solve_model(model: MatrixModel, current: Mapping[tuple[str, str], int], cloc
     if v is None:
         return LargeResult("UNKNOWN", None, math.inf, bound, clock.elapsed(), {})
 
+    # the first plan leaves most models paying for a fraction of a replica in each pool they use:
+    # re-place them one at a time, the costliest first
+    full_mip = model.n_cols <= FULL_MIP_COLS and mode != "replan"
+    budget = clock.left() - reserve
+    if mode == "replan":
+        budget = min(budget, REPLAN_SEARCH * clock.limit)
+    v, st = sweep(model, hood, v, deadline=time.monotonic() + max(0.0, (0.3 if full_mip else SWEEP_SHARE) * budget),
+                  workers=workers)
+    clock.mark("sweep", f"{st.steps} models, {st.improved} improved on {workers} threads, "
+                        f"value {model_value(model, v):.2f}")
+
     # small models: HiGHS on the whole model from this plan, for a better plan and its bound
-    if model.n_cols <= FULL_MIP_COLS and mode != "replan" and clock.left() > reserve + 0.5:
+    if full_mip and clock.left() > reserve + 0.5:
         sol = solve(model, np.arange(model.n_cols), integer=True, start=v, gap=gap,
                     time_limit=max(0.3, FULL_MIP_SHARE * (clock.left() - reserve)))
         if sol.values is not None and model_value(model, sol.values) < model_value(model, v) - 1e-9:
@@ -421,7 +446,7 @@ def solve_model(model: MatrixModel, current: Mapping[tuple[str, str], int], cloc
     patience = REPLAN_PATIENCE if mode == "replan" else PATIENCE
     budget = clock.left() - reserve
     if mode == "replan":  # a re-plan moves little: a short search around what runs
-        budget = min(budget, REPLAN_SEARCH * clock.limit)
+        budget = min(budget, REPLAN_SEARCH * clock.limit - clock.marks["sweep"])
     v, st = improve(model, hood, v, deadline=time.monotonic() + max(0.0, budget), stop=done, patience=patience,
                     min_gain=1e-4 if mode == "replan" else 1e-5)
     clock.mark("lns", f"{st.steps} steps, {st.improved} improved, value {model_value(model, v):.2f}")

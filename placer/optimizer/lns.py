@@ -10,7 +10,10 @@ paid-for but idle GPUs, the models sharing pools with one model, and models at r
 
 from __future__ import annotations
 
+import collections
+import math
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from placer.optimizer.arrays import BoolArray, FloatArray, IntArray
-from placer.optimizer.highs import solve_arrays
+from placer.optimizer.highs import Solution, solve_arrays
 from placer.optimizer.lp import PairTables
 from placer.optimizer.matrix import MatrixModel
 
@@ -197,36 +200,147 @@ def improve(model: MatrixModel, hood: Neighbourhoods, v: FloatArray, deadline: f
         stats.steps += 1
         if not len(models):
             continue
-        free = hood.columns(models)
-        part = subproblem(model, hood.csc, act, v, free)
         left = deadline - time.monotonic()
         if left < 0.05:
             break
-        sol = solve_arrays(part.sub, cost[free], model.lb[free], model.ub[free], part.lo, part.hi, model.integer[free],
-                           time_limit=min(step_limit, left), start=v[free], gap=1e-6, options=STEP_OPTIONS)
+        total = float(cost @ v)
+        free, part, run = _prepare(model, hood, act, v, models, min(step_limit, left))
+        sol = run()
         if sol.values is None:
             fails += 1
             continue
-        new = sol.values.copy()
-        ints = model.integer[free]
-        new[ints] = np.round(new[ints])
-        old_cost = float(cost[free] @ v[free])
-        new_cost = float(cost[free] @ new)
+        old_cost, new_cost, _ = _commit(model, act, v, free, part, sol)
         if DEBUG:
-            print(f"    lns {stats.steps} {pick.__name__}: {len(models)} models, {len(free)} cols, {len(part.rows)} rows, "
-                  f"{sol.status} {sol.seconds:.2f}s, {old_cost:.2f} -> {new_cost:.2f}")
-        total = float(cost @ v)
-        if new_cost < old_cost - 1e-7 * max(1.0, abs(old_cost)):
-            delta = new - v[free]
-            act += part.A_f @ delta
-            v[free] = new
-            stats.improved += 1
+            print(f"    lns {stats.steps} {pick.__name__}: {len(models)} models, {sol.status} {sol.seconds:.2f}s, "
+                  f"{old_cost:.2f} -> {new_cost:.2f}")
+        stats.improved += new_cost < old_cost
         idle_steps = idle_steps + 1 if old_cost - new_cost < min_gain * max(1.0, abs(total)) else 0
         # adapt the neighbourhood size to how fast steps solve
         if sol.status == "OPTIMAL" and sol.seconds < 0.25 * step_limit:
             size = min(400, int(size * 1.25) + 1)
         elif sol.status != "OPTIMAL":
             size = max(2, int(size * 0.7))
+    stats.seconds = time.monotonic() - started
+    return v, stats
+
+
+def _prepare(model: MatrixModel, hood: Neighbourhoods, act: FloatArray, v: FloatArray, models: IntArray,
+             time_limit: float) -> tuple[IntArray, Sub, Callable[[], Solution]]:
+    """The step that re-optimizes the columns of ``models`` around the rest, from the incumbent:
+    its free columns, its sub-problem, and the HiGHS call (which may run on another thread)."""
+    free = hood.columns(models)
+    part = subproblem(model, hood.csc, act, v, free)
+    lb, ub, cost, ints, start = model.lb[free], model.ub[free], model.cost[free], model.integer[free], v[free].copy()
+
+    def run() -> Solution:
+        return solve_arrays(part.sub, cost, lb, ub, part.lo, part.hi, ints, time_limit=time_limit, start=start,
+                            gap=1e-6, options=STEP_OPTIONS)
+
+    return free, part, run
+
+
+def _commit(model: MatrixModel, act: FloatArray, v: FloatArray, free: IntArray, part: Sub,
+            sol: Solution) -> tuple[float, float, bool]:
+    """Take the step's answer into ``v`` (and the row activities ``act``) in place when it costs
+    less than what the free columns hold now and keeps every row it touches within bounds (other
+    steps may have moved the rest since it started). Returns the free columns' cost before and
+    after (equal when it was not taken), and whether it was better but stale."""
+    cost = model.cost[free]
+    old_cost = float(cost @ v[free])
+    if sol.values is None:
+        return old_cost, old_cost, False
+    new = sol.values.copy()
+    ints = model.integer[free]
+    new[ints] = np.round(new[ints])
+    new_cost = float(cost @ new)
+    if new_cost >= old_cost - 1e-7 * max(1.0, abs(old_cost)):
+        return old_cost, old_cost, False
+    delta = new - v[free]
+    rows = part.rows
+    after = act[rows] + part.sub @ delta
+    tol = 1e-6 * np.maximum(1.0, np.abs(after))
+    if np.any(after < model.row_lo[rows] - tol) or np.any(after > model.row_hi[rows] + tol):
+        return old_cost, old_cost, True
+    act += part.A_f @ delta
+    v[free] = new
+    return old_cost, new_cost, False
+
+
+def unused_capacity(model: MatrixModel, v: FloatArray) -> FloatArray:
+    """Per model, the price of the replica capacity it pays for and routes no demand to: what
+    whole replicas, spread over too many pools, cost beyond the demand they serve."""
+    a = model.arrays
+    x0, x1 = model.blocks["x"]
+    y0, y1 = model.blocks["y"]
+    x = v[x0:x1]
+    served = np.bincount(a.route_pair, weights=v[y0:y1], minlength=a.n_pairs)
+    need = np.where(a.pair_thr > 0, served / np.maximum(a.pair_thr, 1e-9), x)
+    idle = np.maximum(0.0, x - need) * a.pair_c * a.pool_price[a.pair_pool]
+    return np.bincount(a.pair_model, weights=idle, minlength=len(a.models))
+
+
+def sweep(model: MatrixModel, hood: Neighbourhoods, v: FloatArray, deadline: float, *,
+          step_limit: float = 0.2, workers: int = 1, min_gain: float = 1e-4) -> tuple[FloatArray, LnsStats]:
+    """Re-place the models one at a time around all the others, those paying most for replica
+    capacity they do not use first: rounding leaves most models a fraction of a replica idle in
+    each pool they use, and moving their demand so that fewer replicas serve it is a one-model
+    decision. ``workers`` threads solve at once (HiGHS lets go of the GIL); each answer is checked
+    against the plan as it is when it comes back. Passes over the models until ``deadline``, or
+    until a pass gains less than ``min_gain`` (relative); returns the better plan."""
+    stats = LnsStats()
+    started = time.monotonic()
+    v = v.copy()
+    act = model.A @ v
+    queue: collections.deque[int] = collections.deque()
+    retried: set[int] = set()
+    gained = [math.inf]  # by the pass under way
+
+    def refill() -> None:
+        if gained[0] < min_gain * max(1.0, abs(float(model.cost @ v))):
+            return
+        waste = unused_capacity(model, v)
+        queue.extend(int(mi) for mi in np.argsort(-waste, kind="stable") if waste[mi] > 1e-9)
+        retried.clear()
+        gained[0] = 0.0
+
+    lock = threading.Lock()
+    failed: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            steps()
+        except BaseException as exc:  # re-raised on the calling thread
+            failed.append(exc)
+
+    def steps() -> None:
+        while True:
+            with lock:
+                left = deadline - time.monotonic()
+                if not queue:
+                    refill()
+                if not queue or left < 0.05:
+                    return
+                mi = queue.popleft()
+                stats.steps += 1
+                free, part, run = _prepare(model, hood, act, v, np.array([mi], dtype=np.int64),
+                                           min(step_limit, left))
+            sol = run()
+            with lock:
+                old_cost, new_cost, stale = _commit(model, act, v, free, part, sol)
+                stats.improved += new_cost < old_cost
+                gained[0] += old_cost - new_cost
+                if stale and mi not in retried:  # another thread took the capacity meanwhile: once more
+                    retried.add(mi)
+                    queue.appendleft(mi)
+
+    threads = [threading.Thread(target=worker, name=f"placer-sweep-{i}") for i in range(1, max(1, workers))]
+    for t in threads:
+        t.start()
+    worker()
+    for t in threads:
+        t.join()
+    if failed:
+        raise failed[0]
     stats.seconds = time.monotonic() - started
     return v, stats
 

@@ -1,0 +1,100 @@
+"""The one-model sweep of the scalable route (``placer.optimizer.lns.sweep``), on a generated fleet:
+it pays for less idle replica capacity, keeps every row, and its threads never take a stale answer."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+import numpy as np
+import pytest
+
+import placer.optimizer.lns as lns
+from bench.generate import generate, to_fleet
+from placer.optimizer.arrays import build_arrays
+from placer.optimizer.lns import Neighbourhoods, sweep, unused_capacity
+from placer.optimizer.lp import PairTables, column_generation, initial_pairs
+from placer.optimizer.matrix import build_matrix
+from placer.optimizer.repair import complete, round_and_cover
+from policies import build_rules
+
+RULES = build_rules(dt.datetime(2026, 11, 28, tzinfo=dt.UTC))
+
+
+@pytest.fixture(scope="module")
+def first_plan():
+    """The route's first plan on a 60 x 14 fleet: the LP, rounded and completed."""
+    fleet = to_fleet(generate(60, 14, seed=11))
+    model = build_matrix(build_arrays(fleet, RULES), RULES, {})
+    tables = PairTables.build(model)
+    lp = column_generation(model, tables, initial_pairs(model, np.zeros(0, dtype=np.int64)),
+                           deadline=time.monotonic() + 30)
+    allowed = np.ones(model.arrays.n_pairs, dtype=bool)
+    hood = Neighbourhoods(model, tables, allowed)
+    v = complete(model, hood, round_and_cover(model, lp.values, allowed), time_limit=10)
+    assert v is not None
+    return model, hood, v
+
+
+def assert_feasible(model, v):
+    act = model.A @ v
+    tol = 1e-6 * np.maximum(1.0, np.abs(act))
+    assert np.all(act >= model.row_lo - tol) and np.all(act <= model.row_hi + tol)
+    assert np.all(v >= model.lb - 1e-7) and np.all(v <= model.ub + 1e-7)  # HiGHS: primal feasibility 1e-7
+    ints = v[model.integer]
+    assert np.allclose(ints, np.round(ints))
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sweep_pays_for_less_idle_capacity_and_keeps_every_row(first_plan, workers):
+    model, hood, v = first_plan
+    assert unused_capacity(model, v).sum() > 1.0  # the rounding left idle replicas to win back
+    better, stats = sweep(model, hood, v, deadline=time.monotonic() + 60, workers=workers)
+    assert_feasible(model, better)
+    assert float(model.cost @ better) < float(model.cost @ v) - 1.0
+    assert unused_capacity(model, better).sum() < unused_capacity(model, v).sum()
+    assert stats.steps >= int((unused_capacity(model, v) > 1e-9).sum())  # every such model had its turn
+    assert stats.improved > 0
+
+
+def test_an_answer_that_another_thread_made_stale_is_not_taken(first_plan):
+    """A step solved against the plan of a moment ago: if the rows it touches have moved since
+    (another thread took the capacity), taking it would break them; it is refused as stale."""
+    model, hood, v = first_plan
+    v = v.copy()
+    act = model.A @ v
+    waste = unused_capacity(model, v)
+    for mi in np.argsort(-waste)[:10]:
+        free, part, run = lns._prepare(model, hood, act, v, np.array([mi]), 5.0)
+        sol = run()
+        new = sol.values.copy()
+        new[model.integer[free]] = np.round(new[model.integer[free]])
+        grows = np.flatnonzero(part.sub @ (new - v[free]) > 1e-6)
+        grows = grows[np.isfinite(model.row_hi[part.rows[grows]])]
+        if float(model.cost[free] @ new) < float(model.cost[free] @ v[free]) - 1e-6 and len(grows):
+            break
+    else:
+        pytest.fail("no model's step both gains and fills a bounded row: the fixture no longer tests this")
+    row = part.rows[grows[0]]
+    moved = act.copy()
+    moved[row] = model.row_hi[row]  # someone else filled that row meanwhile
+    before = v.copy()
+    old, new_cost, stale = lns._commit(model, moved, v, free, part, sol)
+    assert stale and new_cost == old
+    assert np.array_equal(v, before)  # nothing taken
+    old, new_cost, stale = lns._commit(model, act, v, free, part, sol)  # against the plan it was solved for
+    assert not stale and new_cost < old
+
+
+def test_an_error_on_a_sweep_thread_reaches_the_caller(first_plan, monkeypatch):
+    model, hood, v = first_plan
+    calls = []
+
+    def broken(*args, **kwargs):
+        calls.append(1)
+        raise RuntimeError("HiGHS went away")
+
+    monkeypatch.setattr(lns, "solve_arrays", broken)
+    with pytest.raises(RuntimeError, match="HiGHS went away"):
+        sweep(model, hood, v, deadline=time.monotonic() + 10, workers=2)
+    assert calls
