@@ -289,6 +289,8 @@ def sweep(model: MatrixModel, hood: Neighbourhoods, v: FloatArray, deadline: flo
     until a pass gains less than ``min_gain`` (relative); returns the better plan."""
     stats = LnsStats()
     started = time.monotonic()
+    if deadline - started < 0.1:
+        return v, stats
     v = v.copy()
     act = model.A @ v
     queue: collections.deque[int] = collections.deque()
