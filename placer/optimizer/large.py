@@ -12,7 +12,11 @@
        fit, the rest down, cover what is left with the cheapest capacity the rules allow,
        complete routes, nodes and policy variables exactly model by model, and
        place the models whose rules the rounding broke with small MIPs around the others;
-    4. on small models, HiGHS on the whole model from that plan (for its bound as well);
+    4. a sweep (``lns.sweep``): each model re-placed by a small MIP around all the others, those
+       paying most for replica capacity their routes leave idle first, in passes, on Settings'
+       solver.workers threads (at most MAX_SEARCH_THREADS; an answer is taken only if it still
+       holds against the plan as it is when it comes back);
+       then, on small models, HiGHS on the whole model from that plan (for its bound as well);
     5. neighbourhood search (``lns``): small MIPs over the models on a pool with idle paid GPUs,
        around unserved demand, sharing pools, or at random, each started from the incumbent,
        until the time is up, the gap is closed, or steps stop paying;

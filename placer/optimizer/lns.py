@@ -6,6 +6,8 @@ variables in the rows they touch; every other column keeps its incumbent value a
 into the row bounds. HiGHS solves that small MIP from the incumbent (always feasible for
 it), and a better answer replaces the incumbent. Neighbourhoods: the models on a pool with
 paid-for but idle GPUs, the models sharing pools with one model, and models at random.
+``sweep`` runs the one-model steps first, over every model that pays for idle replica capacity,
+on several threads.
 """
 
 from __future__ import annotations
