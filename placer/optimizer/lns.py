@@ -130,17 +130,21 @@ class Neighbourhoods:
         j = int(self.rng.choice(placed))
         return self._around_pool(int(a.pair_pool[j]), x, size)
 
-    def unmet(self, v: FloatArray, size: int) -> IntArray:
-        """The models leaving the most demand (by its price) unserved; else the shared-pool choice."""
+    def unmet_cost(self, v: FloatArray) -> FloatArray:
+        """Per model, the price of the demand (and training / batch replicas) it leaves unserved."""
         a, m = self.a, self.model
         u0 = m.blocks["u"][0]
         n_dem = len(a.dem_model)
         lost = v[u0:u0 + n_dem] * m.cost[u0:u0 + n_dem]
-        k0, k1 = m.blocks["k"]
         by_model: FloatArray = np.bincount(a.dem_model, weights=lost, minlength=len(a.models)).astype(np.float64)
         has_k = self.k_col >= 0
         by_model[has_k] += v[self.k_col[has_k]] * m.cost[self.k_col[has_k]]
-        del k0, k1
+        return by_model
+
+    def unmet(self, v: FloatArray, size: int) -> IntArray:
+        """The models leaving the most demand (by its price) unserved; else the shared-pool choice."""
+        m = self.model
+        by_model = self.unmet_cost(v)
         worst = np.flatnonzero(by_model > 1e-6)
         if not len(worst):
             return self.shared(v, size)
@@ -284,9 +288,9 @@ def unused_capacity(model: MatrixModel, v: FloatArray) -> FloatArray:
 def sweep(model: MatrixModel, hood: Neighbourhoods, v: FloatArray, deadline: float, *,
           step_limit: float = 0.2, workers: int = 1, min_gain: float = 1e-4) -> tuple[FloatArray, LnsStats]:
     """Re-place the models one at a time around all the others, those paying most for replica
-    capacity they do not use first: rounding leaves most models a fraction of a replica idle in
-    each pool they use, and moving their demand so that fewer replicas serve it is a one-model
-    decision. ``workers`` threads solve at once (HiGHS lets go of the GIL); each answer is checked
+    capacity they do not use or for demand they leave unserved first: rounding leaves most models
+    a fraction of a replica idle in each pool they use, and moving their demand so that fewer
+    replicas serve it is a one-model decision, as is serving demand where capacity is left. ``workers`` threads solve at once (HiGHS lets go of the GIL); each answer is checked
     against the plan as it is when it comes back. Passes over the models until ``deadline``, or
     until a pass gains less than ``min_gain`` (relative); returns the better plan."""
     stats = LnsStats()
@@ -302,7 +306,7 @@ def sweep(model: MatrixModel, hood: Neighbourhoods, v: FloatArray, deadline: flo
     def refill() -> None:
         if gained[0] < min_gain * max(1.0, abs(float(model.cost @ v))):
             return
-        waste = unused_capacity(model, v)
+        waste = unused_capacity(model, v) + hood.unmet_cost(v)
         queue.extend(int(mi) for mi in np.argsort(-waste, kind="stable") if waste[mi] > 1e-9)
         retried.clear()
         gained[0] = 0.0

@@ -98,3 +98,25 @@ def test_an_error_on_a_sweep_thread_reaches_the_caller(first_plan, monkeypatch):
     with pytest.raises(RuntimeError, match="HiGHS went away"):
         sweep(model, hood, v, deadline=time.monotonic() + 10, workers=2)
     assert calls
+
+
+def test_unmet_demand_puts_its_model_first_in_the_unmet_neighbourhood_and_the_sweep(first_plan):
+    """A model whose demand goes unserved (here: its routes emptied) is the first the unmet
+    neighbourhood picks, with the models holding the pools it could use; the sweep serves it again."""
+    model, hood, v = first_plan
+    a = model.arrays
+    y0, y1 = model.blocks["y"]
+    u0 = model.blocks["u"][0]
+    mi = int(np.argmax(np.bincount(a.dem_model, weights=a.dem_rate, minlength=len(a.models))))
+    dems = np.flatnonzero(a.dem_model == mi)
+    starved = v.copy()
+    starved[y0:y1][np.isin(a.route_dem, dems)] = 0.0
+    starved[u0 + dems] = a.dem_rate[dems]
+    assert_feasible(model, starved)  # unserved demand is allowed, at its price
+    lost = hood.unmet_cost(starved)
+    assert int(np.argmax(lost)) == mi and lost[mi] == pytest.approx(float(model.cost[u0 + dems] @ a.dem_rate[dems]))
+    picked = hood.unmet(starved, 6)
+    assert mi in picked and len(picked) > 1
+    served, _ = sweep(model, hood, starved, deadline=time.monotonic() + 60, workers=2)
+    assert_feasible(model, served)
+    assert hood.unmet_cost(served)[mi] < 0.01 * lost[mi]
