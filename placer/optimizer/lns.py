@@ -282,7 +282,8 @@ def unused_capacity(model: MatrixModel, v: FloatArray) -> FloatArray:
     served = np.bincount(a.route_pair, weights=v[y0:y1], minlength=a.n_pairs)
     need = np.where(a.pair_thr > 0, served / np.maximum(a.pair_thr, 1e-9), x)
     idle = np.maximum(0.0, x - need) * a.pair_c * a.pool_price[a.pair_pool]
-    return np.bincount(a.pair_model, weights=idle, minlength=len(a.models))
+    by_model: FloatArray = np.bincount(a.pair_model, weights=idle, minlength=len(a.models)).astype(np.float64)
+    return by_model
 
 
 def sweep(model: MatrixModel, hood: Neighbourhoods, v: FloatArray, deadline: float, *,
