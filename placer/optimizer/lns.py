@@ -318,13 +318,15 @@ def sweep(model: MatrixModel, hood: Neighbourhoods, v: FloatArray, deadline: flo
     def worker() -> None:
         try:
             steps()
-        except BaseException as exc:  # re-raised on the calling thread
+        except BaseException as exc:  # re-raised on the calling thread (Ctrl-C lands there); the others stop
             failed.append(exc)
 
     def steps() -> None:
         while True:
             with lock:
                 left = deadline - time.monotonic()
+                if failed:
+                    return
                 if not queue:
                     refill()
                 if not queue or left < 0.05:

@@ -120,3 +120,27 @@ def test_unmet_demand_puts_its_model_first_in_the_unmet_neighbourhood_and_the_sw
     served, _ = sweep(model, hood, starved, deadline=time.monotonic() + 60, workers=2)
     assert_feasible(model, served)
     assert hood.unmet_cost(served)[mi] < 0.01 * lost[mi]
+
+
+def test_ctrl_c_during_a_sweep_stops_every_thread_at_once(first_plan, monkeypatch):
+    """Ctrl-C lands on the calling thread, inside its HiGHS call: the other thread must not go on
+    sweeping until the deadline before the interrupt reaches the user."""
+    model, hood, v = first_plan
+    real = lns.solve_arrays
+    calls: list[str] = []
+
+    def interrupted(*args, **kwargs):
+        import threading
+
+        calls.append(threading.current_thread().name)
+        if threading.current_thread() is threading.main_thread():
+            raise KeyboardInterrupt
+        time.sleep(0.05)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(lns, "solve_arrays", interrupted)
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        sweep(model, hood, v, deadline=time.monotonic() + 60, workers=2)
+    assert time.monotonic() - started < 5
+    assert len([c for c in calls if c != "MainThread"]) <= 2  # the other thread stopped after its step
