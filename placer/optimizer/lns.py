@@ -6,8 +6,8 @@ variables in the rows they touch; every other column keeps its incumbent value a
 into the row bounds. HiGHS solves that small MIP from the incumbent (always feasible for
 it), and a better answer replaces the incumbent. Neighbourhoods: the models on a pool with
 paid-for but idle GPUs, the models sharing pools with one model, and models at random.
-``sweep`` runs the one-model steps first, over every model that pays for idle replica capacity,
-on several threads.
+``sweep`` runs one-model steps first, over every model that pays for idle replica capacity or
+leaves demand unserved, on several threads.
 """
 
 from __future__ import annotations
@@ -291,9 +291,12 @@ def sweep(model: MatrixModel, hood: Neighbourhoods, v: FloatArray, deadline: flo
     """Re-place the models one at a time around all the others, those paying most for replica
     capacity they do not use or for demand they leave unserved first: rounding leaves most models
     a fraction of a replica idle in each pool they use, and moving their demand so that fewer
-    replicas serve it is a one-model decision, as is serving demand where capacity is left. ``workers`` threads solve at once (HiGHS lets go of the GIL); each answer is checked
-    against the plan as it is when it comes back. Passes over the models until ``deadline``, or
-    until a pass gains less than ``min_gain`` (relative); returns the better plan."""
+    replicas serve it is a one-model decision, as is serving demand where capacity is left.
+
+    ``workers`` threads solve at once (HiGHS lets go of the GIL); each answer is checked against
+    the plan as it is when it comes back, and one made stale by another thread is solved once
+    more. Passes over the models until ``deadline``, or until a pass gains less than
+    ``min_gain`` (relative); returns the better plan."""
     stats = LnsStats()
     started = time.monotonic()
     if deadline - started < 0.1:
