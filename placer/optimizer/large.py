@@ -12,11 +12,11 @@
        fit, the rest down, cover what is left with the cheapest capacity the rules allow,
        complete routes, nodes and policy variables exactly model by model, and
        place the models whose rules the rounding broke with small MIPs around the others;
-    4. a sweep (``lns.sweep``): each model re-placed by a small MIP around all the others, those
-       paying most for replica capacity their routes leave idle first, in passes, on Settings'
-       solver.workers threads (at most MAX_SEARCH_THREADS; an answer is taken only if it still
-       holds against the plan as it is when it comes back);
-       then, on small models, HiGHS on the whole model from that plan (for its bound as well);
+    4. on small models, HiGHS on the whole model from that plan (for its bound as well); on the
+       others a sweep (``lns.sweep``): each model re-placed by a small MIP around all the others,
+       those paying most for replica capacity their routes leave idle (or for unserved demand)
+       first, in passes, on Settings' solver.workers threads (at most MAX_SEARCH_THREADS; an
+       answer is taken only if it still holds against the plan as it is when it comes back);
     5. neighbourhood search (``lns``): small MIPs over the models on a pool with idle paid GPUs,
        around unserved demand, sharing pools, or at random, each started from the incumbent,
        until the time is up, the gap is closed, or steps stop paying;
@@ -419,13 +419,12 @@ def solve_model(model: MatrixModel, current: Mapping[tuple[str, str], int], cloc
         return LargeResult("UNKNOWN", None, math.inf, bound, clock.elapsed(), {})
 
     # the first plan leaves most models paying for a fraction of a replica in each pool they use:
-    # re-place them one at a time, the costliest first
+    # re-place them one at a time, the costliest first (small models: HiGHS does it, better)
     full_mip = model.n_cols <= FULL_MIP_COLS and mode != "replan"
-    budget = clock.left() - reserve
+    budget = 0.0 if full_mip else SWEEP_SHARE * (clock.left() - reserve)
     if mode == "replan":
         budget = min(budget, REPLAN_SEARCH * clock.limit)
-    v, st = sweep(model, hood, v, deadline=time.monotonic() + max(0.0, (0.3 if full_mip else SWEEP_SHARE) * budget),
-                  workers=workers)
+    v, st = sweep(model, hood, v, deadline=time.monotonic() + max(0.0, budget), workers=workers)
     clock.mark("sweep", f"{st.steps} models, {st.improved} improved on {workers} threads, "
                         f"value {model_value(model, v):.2f}")
 
