@@ -144,3 +144,26 @@ def test_ctrl_c_during_a_sweep_stops_every_thread_at_once(first_plan, monkeypatc
         sweep(model, hood, v, deadline=time.monotonic() + 60, workers=2)
     assert time.monotonic() - started < 5
     assert len([c for c in calls if c != "MainThread"]) <= 2  # the other thread stopped after its step
+
+
+def test_the_route_sweeps_when_the_whole_model_is_too_large_for_highs(monkeypatch):
+    """Through ``optimize_large``: a fleet over FULL_MIP_COLS (lowered here) gets the sweep, which
+    improves the first plan, and the plan keeps every hard constraint and required policy."""
+    import placer.optimizer.large as large
+    from placer.cost import price
+    from placer.placement import check_hard_constraints
+
+    monkeypatch.setattr(large, "FULL_MIP_COLS", 0)
+    fleet = to_fleet(generate(60, 14, seed=11))
+    said: list[str] = []
+    result = large.optimize_large(fleet, RULES, progress=said.append, time_limit=6.0)
+    first = float(next(s for s in said if s.startswith("complete:")).rsplit("value ", 1)[1])
+    swept = next(s for s in said if s.startswith("sweep:"))
+    assert float(swept.rsplit("value ", 1)[1]) < first - 1.0
+    assert f"on {large.search_threads(None)} threads" in swept  # Settings leave solver.workers unset: the cores
+    assert result.objective <= first
+    a = build_arrays(fleet, RULES)
+    thr = {(a.models[m].name, a.pools[p].name): float(t)
+           for m, p, t in zip(a.pair_model.tolist(), a.pair_pool.tolist(), a.pair_thr.tolist(), strict=True)}
+    assert check_hard_constraints(fleet, result.placement, thr) == []
+    assert [v for v in price(fleet, result.placement, RULES).violations if v.enforcement == "required"] == []
