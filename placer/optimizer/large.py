@@ -12,11 +12,11 @@
        fit, the rest down, cover what is left with the cheapest capacity the rules allow,
        complete routes, nodes and policy variables exactly model by model, and
        place the models whose rules the rounding broke with small MIPs around the others;
-    4. on small models, HiGHS on the whole model from that plan (for its bound as well); on the
-       others a sweep (``lns.sweep``): each model re-placed by a small MIP around all the others,
-       those paying most for replica capacity their routes leave idle (or for unserved demand)
-       first, in passes, on Settings' solver.workers threads (at most MAX_SEARCH_THREADS; an
-       answer is taken only if it still holds against the plan as it is when it comes back);
+    4. on small models, HiGHS on the whole model from that plan (for its bound as well); then a
+       sweep (``lns.sweep``): each model re-placed by a small MIP around all the others, those
+       paying most for replica capacity their routes leave idle (or for unserved demand) first,
+       in passes, on Settings' solver.workers threads (at most MAX_SEARCH_THREADS; an answer is
+       taken only if it still holds against the plan as it is when it comes back);
     5. neighbourhood search (``lns``): small MIPs over the models on a pool with idle paid GPUs,
        around unserved demand, sharing pools, or at random, each started from the incumbent,
        until the time is up, the gap is closed, or steps stop paying;
@@ -418,18 +418,8 @@ def solve_model(model: MatrixModel, current: Mapping[tuple[str, str], int], cloc
     if v is None:
         return LargeResult("UNKNOWN", None, math.inf, bound, clock.elapsed(), {})
 
-    # the first plan leaves most models paying for a fraction of a replica in each pool they use:
-    # re-place them one at a time, the costliest first (small models: HiGHS does it, better)
-    full_mip = model.n_cols <= FULL_MIP_COLS and mode != "replan"
-    budget = 0.0 if full_mip else SWEEP_SHARE * (clock.left() - reserve)
-    if mode == "replan":
-        budget = min(budget, REPLAN_SEARCH * clock.limit)
-    v, st = sweep(model, hood, v, deadline=time.monotonic() + max(0.0, budget), workers=workers)
-    clock.mark("sweep", f"{st.steps} models, {st.improved} improved on {workers} threads, "
-                        f"value {model_value(model, v):.2f}")
-
     # small models: HiGHS on the whole model from this plan, for a better plan and its bound
-    if full_mip and clock.left() > reserve + 0.5:
+    if model.n_cols <= FULL_MIP_COLS and mode != "replan" and clock.left() > reserve + 0.5:
         sol = solve(model, np.arange(model.n_cols), integer=True, start=v, gap=gap,
                     time_limit=max(0.3, FULL_MIP_SHARE * (clock.left() - reserve)))
         if sol.values is not None and model_value(model, sol.values) < model_value(model, v) - 1e-9:
@@ -439,6 +429,15 @@ def solve_model(model: MatrixModel, current: Mapping[tuple[str, str], int], cloc
         if math.isfinite(sol.bound):
             bound = max(bound, min(sol.bound, model_value(model, v)))
         clock.mark("full mip", f"{sol.status} value {model_value(model, v):.2f} bound {sol.bound:.2f}")
+
+    # the first plan leaves most models paying for a fraction of a replica in each pool they use:
+    # re-place them one at a time, the costliest first
+    budget = SWEEP_SHARE * (clock.left() - reserve)
+    if mode == "replan":
+        budget = min(budget, REPLAN_SEARCH * clock.limit)
+    v, st = sweep(model, hood, v, deadline=time.monotonic() + max(0.0, budget), workers=workers)
+    clock.mark("sweep", f"{st.steps} models, {st.improved} improved on {workers} threads, "
+                        f"value {model_value(model, v):.2f}")
 
     # improve by neighbourhood search until the time is up, the gap is closed, or steps stop paying
     target = bound
