@@ -34,7 +34,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -62,11 +62,9 @@ from placer.optimizer.lp import (
 )
 from placer.optimizer.matrix import MatrixModel, build_matrix
 from placer.optimizer.repair import complete, round_and_cover
+from placer.optimizer.solve import SolveResult, available_cores
 from placer.placement import Placement, Route
 from placer.policy import Rules
-
-if TYPE_CHECKING:
-    from placer.optimizer.solve import SolveResult
 
 DEBUG = bool(os.environ.get("PLACER_DEBUG"))
 SMALL_FLEET = 800  # models x pools up to which optimize() keeps the exact MIP (tests, examples)
@@ -117,8 +115,6 @@ class LargeResult:
         return max(0.0, self.objective - self.bound) / max(abs(self.objective), 1e-9)
 
     def as_solve_result(self) -> SolveResult:
-        from placer.optimizer.solve import SolveResult
-
         return SolveResult(self.status, self.placement, self.objective, self.bound, self.wall_seconds,
                            dict(self.terms), self.candidates)
 
@@ -332,12 +328,7 @@ def choose_mode(a: FleetArrays, cur: FloatArray) -> str:
 def search_threads(workers: int | None) -> int:
     """Threads for the one-model re-placements: Settings' solver.workers, else the cores this
     process may use; at most MAX_SEARCH_THREADS (the steps' Python share runs one at a time)."""
-    if workers is None:
-        try:
-            workers = len(os.sched_getaffinity(0))
-        except AttributeError:  # not on Linux
-            workers = os.cpu_count() or 1
-    return max(1, min(MAX_SEARCH_THREADS, workers))
+    return max(1, min(MAX_SEARCH_THREADS, workers or available_cores()))
 
 
 def solve_model(model: MatrixModel, current: Mapping[tuple[str, str], int], clock: Clock,

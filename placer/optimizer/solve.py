@@ -54,11 +54,20 @@ def solve_quietly(solver: pywraplp.Solver, params: pywraplp.MPSolverParameters) 
         return int(solver.Solve(params))
 
 
+def available_cores() -> int:
+    """The cores this process may use (its CPU affinity, where the OS tells it): the default for
+    Settings' solver.workers."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def configure(solver: pywraplp.Solver, fleet: Fleet, time_limit: float | None = None) -> pywraplp.MPSolverParameters:
     cfg = fleet.settings.solver
     solver.SuppressOutput()
     solver.SetTimeLimit(int(1000 * (time_limit if time_limit is not None else cfg.time_limit_seconds)))
-    workers = cfg.workers or os.cpu_count() or 1
+    workers = cfg.workers or available_cores()
     if getattr(solver, "placer_kind", "") != "HIGHS":
         # HiGHS' branch and bound is serial; setting its thread count only prints a banner on stdout.
         solver.SetNumThreads(workers)
