@@ -74,12 +74,28 @@ def pair_values(model: MatrixModel, tables: PairTables, rc: FloatArray, integer:
     out_g = np.empty(len(idx))
     out_x = np.empty(len(idx))
     for s in range(0, len(idx), CHUNK):
-        js = idx[s:s + CHUNK]
+        chunk = idx[s:s + CHUNK]
+        r = tables.routes[chunk]
+        ry = np.where(r >= 0, rc[y0 + np.maximum(r, 0)], 0.0)
+        # a pair no route of which pays (often half of them): x at its least or at ub, whichever costs less
+        pays = (ry < 0).any(axis=1)
+        plain = np.flatnonzero(~pays)
+        if len(plain):
+            ub = model.ub[x0 + chunk[plain]]
+            least = np.minimum(1.0, ub) if at_least_one else np.zeros_like(ub)
+            rcx = rc[x0 + chunk[plain]]
+            at_least, at_ub = rcx * least, rcx * ub
+            take_ub = at_ub < at_least
+            out_g[s + plain] = np.where(take_ub, at_ub, at_least)
+            out_x[s + plain] = np.where(take_ub, ub, least)
+        rows = np.flatnonzero(pays)
+        if not len(rows):
+            continue
+        js = chunk[rows]
+        r, ry = r[rows], ry[rows]
         rcx = rc[x0 + js]
         thr = a.pair_thr[js]
         ub = model.ub[x0 + js]
-        r = tables.routes[js]
-        ry = np.where(r >= 0, rc[y0 + np.maximum(r, 0)], 0.0)
         rate = np.where((r >= 0) & (ry < 0), tables.rate[js], 0.0)
         ry = np.where(rate > 0, ry, 0.0)
         order = np.argsort(ry, axis=1)
@@ -100,8 +116,8 @@ def pair_values(model: MatrixModel, tables: PairTables, rc: FloatArray, integer:
         fill = np.clip(t[:, :, None] - prev[:, None, :], 0.0, rate[:, None, :])
         val = rcx[:, None] * xs + (fill * ry[:, None, :]).sum(axis=2)
         best = np.argmin(val, axis=1)
-        out_g[s:s + len(js)] = val[np.arange(len(js)), best]
-        out_x[s:s + len(js)] = xs[np.arange(len(js)), best]
+        out_g[s + rows] = val[np.arange(len(js)), best]
+        out_x[s + rows] = xs[np.arange(len(js)), best]
     return out_g, out_x
 
 

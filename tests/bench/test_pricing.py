@@ -1,0 +1,62 @@
+"""Pair pricing of the scalable route (``placer.optimizer.lp.pair_values``) against brute force:
+for each pair, the least of rc_x·x plus the best routing of at most thr·x of its routes' rate."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pytest
+
+from bench.generate import generate, to_fleet
+from placer.optimizer.arrays import build_arrays
+from placer.optimizer.lp import PairTables, pair_values
+from placer.optimizer.matrix import build_matrix
+from policies import build_rules
+
+RULES = build_rules(dt.datetime(2026, 11, 28, tzinfo=dt.UTC))
+
+
+@pytest.fixture(scope="module")
+def model():
+    return build_matrix(build_arrays(to_fleet(generate(30, 10, seed=7)), RULES), RULES, {})
+
+
+def brute(model, tables, rc, j, at_least_one):
+    a = model.arrays
+    x0, y0 = model.blocks["x"][0], model.blocks["y"][0]
+    routes = tables.routes[j][tables.routes[j] >= 0]
+    pay = sorted((rc[y0 + r], tables.rate[j][k]) for k, r in enumerate(tables.routes[j]) if r >= 0)
+    assert len(pay) == len(routes)
+    ub = int(model.ub[x0 + j])
+    best = np.inf
+    for x in range(min(1, ub) if at_least_one else 0, ub + 1):
+        room, value = a.pair_thr[j] * x, rc[x0 + j] * x
+        for cost, rate in pay:  # the most paying routes first, as much as the replicas serve
+            if cost >= 0 or room <= 0:
+                break
+            take = min(rate, room)
+            value += cost * take
+            room -= take
+        best = min(best, value)
+    return best
+
+
+@pytest.mark.parametrize("at_least_one", [False, True])
+@pytest.mark.parametrize("spread", [0.5, 5.0])
+def test_integer_pair_values_match_brute_force(model, at_least_one, spread):
+    """Reduced costs drawn so that some pairs have paying routes and some none (the fast path)."""
+    tables = PairTables.build(model)
+    rng = np.random.default_rng(int(spread * 10) + at_least_one)
+    rc = model.cost - rng.normal(0.0, spread, model.n_cols) * (rng.random(model.n_cols) < 0.5)
+    g, x = pair_values(model, tables, rc, integer=True, at_least_one=at_least_one)
+    x0, y0 = model.blocks["x"][0], model.blocks["y"][0]
+    routed = tables.routes >= 0
+    pays = (np.where(routed, rc[y0 + np.maximum(tables.routes, 0)], 0.0) < 0).any(axis=1)
+    assert 0 < pays.sum() < len(pays)  # both paths are taken
+    for j in range(model.arrays.n_pairs):
+        assert g[j] == pytest.approx(brute(model, tables, rc, int(j), at_least_one), rel=1e-9, abs=1e-9), j
+        assert x[j] == int(x[j]) and (not at_least_one or x[j] >= min(1, model.ub[x0 + j]))
+    some = np.arange(0, model.arrays.n_pairs, 3)
+    g_some, x_some = pair_values(model, tables, rc, integer=True, pairs=some, at_least_one=at_least_one)
+    assert np.array_equal(g_some, g[some]) and np.array_equal(x_some, x[some])
