@@ -239,9 +239,7 @@ def polish(model: MatrixModel, v: FloatArray, time_limit: float, csc: Any = None
     open_pairs = np.round(v[x0:x1]) > 0
     cont[y0:y0 + a.n_routes] &= open_pairs[a.route_pair]
     free = np.flatnonzero(cont)
-    out = v.copy()
-    ints = model.integer
-    out[ints] = np.round(out[ints])
+    out = model.rounded(v)
     new, _ = solve_free(model, csc if csc is not None else model.A.tocsc(), out, free, time_limit=time_limit,
                         options={"presolve": "off"})
     if new is None:
@@ -414,9 +412,7 @@ def solve_model(model: MatrixModel, current: Mapping[tuple[str, str], int], cloc
         sol = solve(model, np.arange(model.n_cols), integer=True, start=v, gap=gap,
                     time_limit=max(0.3, FULL_MIP_SHARE * (clock.left() - reserve)))
         if sol.values is not None and model_value(model, sol.values) < model_value(model, v) - 1e-9:
-            v = sol.values.copy()
-            ints = model.integer
-            v[ints] = np.round(v[ints])
+            v = model.rounded(sol.values)
         if math.isfinite(sol.bound):
             bound = max(bound, min(sol.bound, model_value(model, v)))
         clock.mark("full mip", f"{sol.status} value {model_value(model, v):.2f} bound {sol.bound:.2f}")

@@ -255,9 +255,7 @@ def _commit(model: MatrixModel, act: FloatArray, v: FloatArray, free: IntArray, 
     old_cost = float(cost @ v[free])
     if sol.values is None:
         return old_cost, old_cost, False
-    new = sol.values.copy()
-    ints = model.integer[free]
-    new[ints] = np.round(new[ints])
+    new = model.rounded(sol.values, free)
     new_cost = float(cost @ new)
     if new_cost >= old_cost - 1e-7 * max(1.0, abs(old_cost)):
         return old_cost, old_cost, False
@@ -414,9 +412,7 @@ def construct(model: MatrixModel, hood: Neighbourhoods, order: IntArray, deadlin
             rescue -= 1
             size = 1
             advance = 1
-        new = sol.values.copy()
-        ints = model.integer[free]
-        new[ints] = np.round(new[ints])
+        new = model.rounded(sol.values, free)
         act += part.A_f @ (new - v[free])
         v[free] = new
         i += advance
@@ -439,7 +435,4 @@ def solve_free(model: MatrixModel, csc: Any, v: FloatArray, free: IntArray, time
                        options=STEP_OPTIONS if options is None else options)
     if sol.values is None:
         return None, sol.status
-    new = sol.values.copy()
-    ints = model.integer[free]
-    new[ints] = np.round(new[ints])
-    return new, sol.status
+    return model.rounded(sol.values, free), sol.status

@@ -164,6 +164,14 @@ class MatrixModel:
         a, b = self.blocks[name]
         return slice(a, b)
 
+    def rounded(self, values: FloatArray, cols: IntArray | None = None) -> FloatArray:
+        """A copy of ``values`` (of the columns ``cols``; default every column) with the integer
+        columns rounded: HiGHS answers them only within its integrality tolerance."""
+        out: FloatArray = np.array(values, dtype=np.float64)
+        ints = self.integer if cols is None else self.integer[cols]
+        out[ints] = np.round(out[ints])
+        return out
+
 
 class _CachedFleet:
     """The fleet as rules see it, with selector results memoized (rules ask per model)."""
