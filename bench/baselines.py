@@ -347,6 +347,31 @@ def lp_bound(fleet: Fleet, rules: Rules, time_limit: float = 600.0) -> Plan:
     return Plan(None, time.monotonic() - started, bound=bound, status=lp.status)
 
 
+def model_bound(fleet: Fleet, rules: Rules, time_limit: float = 900.0, workers: int | None = None) -> Plan:
+    """(c') The Lagrangian bound by model (``placer.optimizer.bound``) at the duals of the LP with
+    placer's cover cuts: every model's replicas whole, the rows between models priced."""
+    from placer.optimizer.bound import model_bound as lagrangian_by_model
+    from placer.optimizer.greedy import greedy
+    from placer.optimizer.large import cut_levels
+    from placer.optimizer.lp import Master, PairTables, column_generation, initial_pairs
+    from placer.optimizer.matrix import build_matrix
+    from placer.optimizer.solve import available_cores
+
+    started = time.monotonic()
+    deadline = started + time_limit
+    a = build_arrays(fleet, rules)
+    model = build_matrix(a, rules, {}, cuts=True, cut_levels=cut_levels(a.n_pairs))
+    gx, _ = greedy(model)
+    seed = initial_pairs(model, np.zeros(0, dtype=np.int64)) | (gx > 0)
+    lp = column_generation(model, PairTables.build(model), seed, deadline=deadline, view=Master(model),
+                           max_rounds=200)
+    if lp.duals is None:
+        return Plan(None, time.monotonic() - started, status=lp.status)
+    result = lagrangian_by_model(model, lp.duals.pi, deadline, workers=workers or available_cores())
+    bound = max(result.bound, lp.duals.lp_bound)  # both are valid; the larger is kept
+    return Plan(None, time.monotonic() - started, bound=bound, status=result.status)
+
+
 def full_mip(fleet: Fleet, rules: Rules, time_limit: float) -> Plan:
     """(d) placer's plain full MIP (``MipBuilder``, the exact route's model) on HiGHS through OR-Tools'
     MathOpt, which hands back HiGHS' incumbent and bound when the time limit stops it (pywraplp

@@ -28,9 +28,10 @@ from typing import Any
 
 from bench.generate import SIZES, TIME_LIMITS
 
-DEFAULT_METHODS = ("lp-bound", "placer", "full-mip", "cheapest", "most-allocated", "replan")
+DEFAULT_METHODS = ("lp-bound", "model-bound", "placer", "full-mip", "cheapest", "most-allocated", "replan")
 LABELS = {
     "lp-bound": "(c) LP relaxation",
+    "model-bound": "(c') Lagrangian by model",
     "placer": "placer",
     "full-mip": "(d) full MIP, OR-Tools MathOpt/HiGHS",
     "cheapest": "(a) cheapest pool",
@@ -45,7 +46,7 @@ def _limit_memory() -> None:
 
 
 def run_worker(size: str, method: str, seed: int, time_limit: float) -> dict[str, Any]:
-    wall_cap = {"lp-bound": 1500.0, "replan": 4 * time_limit + 300, "full-mip": time_limit + 180}.get(
+    wall_cap = {"lp-bound": 1500.0, "model-bound": 1500.0, "replan": 4 * time_limit + 300, "full-mip": time_limit + 180}.get(
         method, 2 * time_limit + 240)
     cmd = [sys.executable, "-m", "bench.worker", size, method, "--seed", str(seed), "--time-limit", str(time_limit)]
     started = time.monotonic()
