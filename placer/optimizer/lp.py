@@ -206,6 +206,31 @@ class LpResult:
     seconds: float
 
 
+def cheapest_in_groups(values: FloatArray, groups: IntArray, k: int) -> IntArray:
+    """Indices of the ``k`` smallest ``values`` of each group (``groups`` sorted ascending), ties to
+    the lower index: what ``rank < k`` after ``np.lexsort((values, groups))`` takes, in k linear
+    passes instead of a sort (NaN counts as inf)."""
+    n = len(values)
+    if n == 0 or k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    starts = np.flatnonzero(np.concatenate([[True], groups[1:] != groups[:-1]]))
+    seg = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, n)))
+    v = np.where(np.isnan(values), np.inf, values)
+    alive = np.ones(n, dtype=bool)
+    taken = []
+    for _ in range(k):
+        least = np.minimum.reduceat(v, starts)
+        hit = np.flatnonzero(alive & (v == least[seg]))
+        if not len(hit):
+            break
+        first = np.concatenate([[True], seg[hit][1:] != seg[hit][:-1]])
+        pick = hit[first]
+        taken.append(pick)
+        alive[pick] = False
+        v[pick] = np.inf
+    return np.concatenate(taken) if taken else np.zeros(0, dtype=np.int64)
+
+
 def domain_cover(model: MatrixModel, per_replica: FloatArray, domains: int, elastic_only: bool = False) -> IntArray:
     """The cheapest pair of each (model, failure domain), for the ``domains`` cheapest domains of each
     model (``elastic_only``: among elastic on-demand pools, whose capacity other models do not use up)."""
@@ -215,15 +240,12 @@ def domain_cover(model: MatrixModel, per_replica: FloatArray, domains: int, elas
     dom = a.pool_domain[a.pair_pool]
     if elastic_only:
         per_replica = np.where(a.pool_elastic[a.pair_pool] & ~a.pool_spot[a.pair_pool], per_replica, np.inf)
-    order = np.lexsort((per_replica, dom, a.pair_model))
-    first = np.ones(len(order), dtype=bool)
-    first[1:] = (a.pair_model[order][1:] != a.pair_model[order][:-1]) | (dom[order][1:] != dom[order][:-1])
-    heads = order[first]
+    # pairs come sorted by model: one stable sort puts each model's domains together
+    key = a.pair_model.astype(np.int64) * (int(dom.max()) + 1) + dom
+    order = np.argsort(key, kind="stable")
+    heads = order[cheapest_in_groups(per_replica[order], key[order], 1)]  # in (model, domain) order
     heads = heads[np.isfinite(per_replica[heads])]
-    order2 = heads[np.lexsort((per_replica[heads], a.pair_model[heads]))]
-    starts = np.searchsorted(a.pair_model[order2], a.pair_model[order2], side="left")
-    rank = np.arange(len(order2)) - starts
-    return order2[rank < domains]
+    return heads[cheapest_in_groups(per_replica[heads], a.pair_model[heads], domains)]
 
 
 def initial_pairs(model: MatrixModel, current_pairs: IntArray, per_demand: int = 4, per_model: int = 3,
@@ -238,26 +260,17 @@ def initial_pairs(model: MatrixModel, current_pairs: IntArray, per_demand: int =
         a.pool_elastic[a.pair_pool], a.pool_price[a.pair_pool] * a.pair_c, 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         per_rate = model.cost[y0:y0 + a.n_routes] + per_replica[a.route_pair] / a.pair_thr[a.route_pair]
+    # routes come sorted by demand entry, pairs by model (build_arrays)
     if a.n_routes:
-        order = np.lexsort((per_rate, a.route_dem))
-        rank = np.arange(a.n_routes) - a.route_ptr[a.route_dem[order]]
-        chosen[a.route_pair[order[rank < per_demand]]] = True
+        chosen[a.route_pair[cheapest_in_groups(per_rate, a.route_dem, per_demand)]] = True
         # and the cheapest on-demand routes, as spot caps keep part of every model off spot
         sure = np.flatnonzero(~a.pool_spot[a.pair_pool[a.route_pair]])
-        order = sure[np.lexsort((per_rate[sure], a.route_dem[sure]))]
-        rd = a.route_dem[order]
-        rank = np.arange(len(order)) - np.searchsorted(rd, rd, side="left")
-        chosen[a.route_pair[order[rank < max(1, per_demand // 2)]]] = True
+        chosen[a.route_pair[sure[cheapest_in_groups(per_rate[sure], a.route_dem[sure], max(1, per_demand // 2))]]] = True
     if a.n_pairs:
-        order = np.lexsort((per_replica, a.pair_model))
-        rank = np.arange(a.n_pairs) - a.pair_ptr[a.pair_model[order]]
-        chosen[order[rank < per_model]] = True
+        chosen[cheapest_in_groups(per_replica, a.pair_model, per_model)] = True
         # and the cheapest on-demand (not spot) pairs, for spot caps
         sure = np.flatnonzero(~a.pool_spot[a.pair_pool])
-        order = sure[np.lexsort((per_replica[sure], a.pair_model[sure]))]
-        pm = a.pair_model[order]
-        rank = np.arange(len(order)) - np.searchsorted(pm, pm, side="left")
-        chosen[order[rank < per_model]] = True
+        chosen[sure[cheapest_in_groups(per_replica[sure], a.pair_model[sure], per_model)]] = True
         chosen[domain_cover(model, per_replica, domains)] = True
         chosen[domain_cover(model, per_replica, domains, elastic_only=True)] = True
     return chosen

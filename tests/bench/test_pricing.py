@@ -60,3 +60,24 @@ def test_integer_pair_values_match_brute_force(model, at_least_one, spread):
     some = np.arange(0, model.arrays.n_pairs, 3)
     g_some, x_some = pair_values(model, tables, rc, integer=True, pairs=some, at_least_one=at_least_one)
     assert np.array_equal(g_some, g[some]) and np.array_equal(x_some, x[some])
+
+
+@pytest.mark.parametrize("k", [1, 2, 4])
+def test_cheapest_in_groups_takes_what_a_lexsort_takes(k):
+    """The k-pass selection against the sort it replaces, with ties, infinities and empty groups."""
+    from placer.optimizer.lp import cheapest_in_groups
+
+    rng = np.random.default_rng(k)
+    groups = np.sort(rng.integers(0, 300, 5000))
+    values = rng.integers(0, 6, len(groups)).astype(float)  # many ties
+    values[rng.random(len(values)) < 0.1] = np.inf
+    order = np.lexsort((values, groups))
+    rank = np.arange(len(order)) - np.searchsorted(groups[order], groups[order], side="left")
+    assert np.array_equal(np.sort(cheapest_in_groups(values, groups, k)), np.sort(order[rank < k]))
+    # NaN is never taken before a number of its group
+    values[::7] = np.nan
+    got = cheapest_in_groups(values, groups, k)
+    for g in np.unique(groups[got[np.isnan(values[got])]]):
+        members = np.flatnonzero(groups == g)
+        assert not (~np.isnan(values[members]) & ~np.isin(members, got)).any()
+    assert len(cheapest_in_groups(np.zeros(0), np.zeros(0, dtype=np.int64), k)) == 0
