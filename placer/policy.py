@@ -40,6 +40,21 @@ class ModelBuilder(Protocol):
         """x[m,p] (0 when the pair is not eligible)."""
         ...
 
+    def replicas_on(self, model: str, pools: Sequence[Pool]) -> Any:
+        """The sum of x[m,p] over the model's eligible pairs on these pools (0 when it has none
+        there): one expression, where a sum of ``replicas`` would build one term per pool."""
+        ...
+
+    def max_replicas_on(self, model: str, pools: Sequence[Pool]) -> int:
+        """The sum of ``max_replicas`` over the same pairs."""
+        ...
+
+    def uses(self, model: str, groups: Sequence[Sequence[Pool]], names: Sequence[str]) -> list[Any]:
+        """Per group of pools, a new 0/1 variable z with z <= (the model's replicas on them), the
+        row named by ``names``: z can be 1 only where the model runs. None for a group where it has
+        no eligible pair (no variable, no row)."""
+        ...
+
     def total_replicas(self, model: str) -> Any: ...
 
     def gpus_used(self, pool: str) -> Any: ...

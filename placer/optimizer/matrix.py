@@ -217,6 +217,8 @@ class _Builder:
         self.penalties: list[tuple[Policy, str, int]] = []
         self.row_names: dict[int, str] = {}
         self._pool_sets: dict[int, tuple[Any, set[str]]] = {}
+        self._pool_masks: dict[int, tuple[Any, BoolArray]] = {}
+        self._pool_groups: dict[int, tuple[Any, IntArray]] = {}
         order = np.argsort(arrays.pair_pool, kind="stable")
         self._by_pool = order
         self._pool_ptr = np.searchsorted(arrays.pair_pool[order], np.arange(len(arrays.pools) + 1))
@@ -272,6 +274,81 @@ class _Builder:
             hit = (pools, {p.name for p in pools})
             self._pool_sets[id(pools)] = hit
         return hit[1]
+
+    def _pool_mask(self, pools: Sequence[Pool]) -> BoolArray:
+        hit = self._pool_masks.get(id(pools))
+        if hit is None or hit[0] is not pools:
+            mask = np.zeros(len(self.arrays.pools), dtype=bool)
+            index = self.arrays.pool_index
+            mask[[index[p.name] for p in pools if p.name in index]] = True
+            hit = (pools, mask)
+            self._pool_masks[id(pools)] = hit
+        return hit[1]
+
+    def _pairs_on(self, model: str, pools: Sequence[Pool]) -> IntArray:
+        a = self.arrays
+        mi = a.model_index.get(model)
+        if mi is None:
+            return np.zeros(0, dtype=np.int64)
+        lo, hi = int(a.pair_ptr[mi]), int(a.pair_ptr[mi + 1])
+        return lo + np.flatnonzero(self._pool_mask(pools)[a.pair_pool[lo:hi]])
+
+    def replicas_on(self, model: str, pools: Sequence[Pool]) -> Any:
+        js = self._pairs_on(model, pools)
+        return Lin("leaf", self.x0 + js, np.ones(len(js))) if len(js) else 0
+
+    def max_replicas_on(self, model: str, pools: Sequence[Pool]) -> int:
+        return int(self.arrays.pair_max[self._pairs_on(model, pools)].sum())
+
+    def _group_of(self, groups: Sequence[Sequence[Pool]]) -> IntArray:
+        """Group index of each pool (-1: in none; the last group wins a pool named twice)."""
+        hit = self._pool_groups.get(id(groups))
+        if hit is None or hit[0] is not groups:
+            gid = np.full(len(self.arrays.pools), -1, dtype=np.int64)
+            index = self.arrays.pool_index
+            for g, members in enumerate(groups):
+                gid[[index[p.name] for p in members if p.name in index]] = g
+            hit = (groups, gid)
+            self._pool_groups[id(groups)] = hit
+        return hit[1]
+
+    def uses(self, model: str, groups: Sequence[Sequence[Pool]], names: Sequence[str]) -> list[Any]:
+        out: list[Any] = [None] * len(groups)
+        a = self.arrays
+        mi = a.model_index.get(model)
+        if mi is None:
+            return out
+        lo, hi = int(a.pair_ptr[mi]), int(a.pair_ptr[mi + 1])
+        g = self._group_of(groups)[a.pair_pool[lo:hi]]
+        js = lo + np.flatnonzero(g >= 0)
+        g = g[g >= 0]
+        order = np.argsort(g, kind="stable")
+        js, g = js[order], g[order]
+        present, starts = np.unique(g, return_index=True)
+        n = len(present)
+        if not n:
+            return out
+        # one row per group, all at once: [z_k, x_j of the group...] with coefficients [1, -1...]
+        z0 = self._aux(0.0, 1.0, True)
+        self._aux_cost.extend([0.0] * (n - 1))
+        self._aux_ub.extend([1.0] * (n - 1))
+        self._aux_int.extend([True] * (n - 1))
+        at_z = starts + np.arange(n)
+        is_z = np.zeros(len(js) + n, dtype=bool)
+        is_z[at_z] = True
+        idx = np.empty(len(is_z), dtype=np.int64)
+        idx[is_z] = z0 + np.arange(n)
+        idx[~is_z] = self.x0 + js
+        coef = np.where(is_z, 1.0, -1.0)
+        r0 = self.n_rows + len(self._row_lo)
+        self._row_idx.extend(np.split(idx, at_z[1:]))
+        self._row_coef.extend(np.split(coef, at_z[1:]))
+        self._row_lo.extend([-INF] * n)
+        self._row_hi.extend([0.0] * n)
+        for i, k in enumerate(present.tolist()):
+            self.row_names[r0 + i] = names[k]
+            out[k] = Lin("one", z0 + i, 1.0)
+        return out
 
     def pairs(self, models: Sequence[Model], pools: Sequence[Pool]) -> list[tuple[str, str]]:
         names = self._pool_set(pools)

@@ -90,6 +90,27 @@ class MipBuilder:
     def replicas(self, model: str, pool: str) -> Any:
         return self.m.x.get((model, pool), 0)
 
+    def replicas_on(self, model: str, pools: Sequence[Pool]) -> Any:
+        names = {p.name for p in pools}
+        xs = [self.m.x[(model, p)] for p in self.cands.pools_of(model) if p in names and (model, p) in self.m.x]
+        return self.m.solver.Sum(xs) if xs else 0
+
+    def max_replicas_on(self, model: str, pools: Sequence[Pool]) -> int:
+        names = {p.name for p in pools}
+        return sum(self.cands.pairs[(model, p)].max_replicas for p in self.cands.pools_of(model) if p in names)
+
+    def uses(self, model: str, groups: Sequence[Sequence[Pool]], names: Sequence[str]) -> list[Any]:
+        out: list[Any] = []
+        for members, name in zip(groups, names, strict=True):
+            reps = self.replicas_on(model, members)
+            if isinstance(reps, int):
+                out.append(None)
+                continue
+            z = self.new_bool(name)
+            self.add(z <= reps, name)
+            out.append(z)
+        return out
+
     def total_replicas(self, model: str) -> Any:
         return self.m.solver.Sum([v for (mm, _), v in self.m.x.items() if mm == model])
 

@@ -24,11 +24,11 @@ class _PoolSet(RuleBase):
         if policy.required:
             return  # enforced by excludes(): the pairs do not exist
         fleet = builder.fleet
+        wrong_pools = [p for p in fleet.pools.values() if self._wrong(policy, p)]
         for model in models(policy, fleet):
-            wrong = [builder.replicas(model.name, p.name) for p in fleet.pools.values() if self._wrong(policy, p)]
-            wrong = [w for w in wrong if not isinstance(w, int)]
-            if wrong:
-                builder.at_most(policy, sum(wrong[1:], wrong[0]), 0, model.name)
+            wrong = builder.replicas_on(model.name, wrong_pools)
+            if not isinstance(wrong, int):
+                builder.at_most(policy, wrong, 0, model.name)
 
     def violations(self, policy: Policy, fleet: Fleet, placement: Placement) -> list[Violation]:
         out = []

@@ -16,11 +16,10 @@ class MaxSpotFraction(RuleBase):
         fleet = builder.fleet
         spot_pools = [p for p in fleet.pools.values() if p.spot]
         for model in models(policy, fleet):
-            pairs = builder.pairs([model], spot_pools)
-            if not pairs:
-                continue
-            spot = [builder.replicas(m, p) for m, p in pairs]
-            builder.at_most(policy, sum(spot[1:], spot[0]) - f * builder.total_replicas(model.name), 0, model.name)
+            spot = builder.replicas_on(model.name, spot_pools)
+            if isinstance(spot, int):
+                continue  # no spot pool can run it
+            builder.at_most(policy, spot - f * builder.total_replicas(model.name), 0, model.name)
 
     def violations(self, policy: Policy, fleet: Fleet, placement: Placement) -> list[Violation]:
         f = policy.rule.max_spot_fraction or 0.0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from placer.fleet import Fleet, Policy
+from placer.fleet import Fleet, Policy, Pool
 from placer.placement import Placement
 from placer.policy import ModelBuilder, Violation
 from policies.base import RuleBase, models, pools, violation
@@ -14,22 +14,18 @@ class Spread(RuleBase):
     def constrain(self, policy: Policy, builder: ModelBuilder) -> None:
         need = policy.rule.spread.min_failure_domains if policy.rule.spread else 2
         fleet = builder.fleet
+        allowed = pools(policy, fleet)
+        by_domain: dict[str, list[Pool]] = {}
+        for pool in allowed:
+            by_domain.setdefault(pool.failure_domain, []).append(pool)
+        domain_names = sorted(by_domain)
+        groups = [by_domain[d] for d in domain_names]
         for model in models(policy, fleet):
-            pairs = builder.pairs([model], pools(policy, fleet))
-            if not pairs:
-                continue
-            big = sum(builder.max_replicas(m, p) for m, p in pairs)
-            if big < need:
-                continue  # can never reach N replicas here: the rule cannot apply
-            by_domain: dict[str, list[str]] = {}
-            for _, p in pairs:
-                by_domain.setdefault(fleet.pools[p].failure_domain, []).append(p)
-            used = []
-            for domain, members in sorted(by_domain.items()):
-                z = builder.new_bool(f"{policy.name}:{model.name}:{domain}")
-                reps = [builder.replicas(model.name, p) for p in members]
-                builder.add(z <= sum(reps[1:], reps[0]), f"{policy.name}:{model.name}:{domain}")
-                used.append(z)
+            big = builder.max_replicas_on(model.name, allowed)
+            if big == 0 or big < need:
+                continue  # no pairs, or can never reach N replicas here: the rule cannot apply
+            names = [f"{policy.name}:{model.name}:{domain}" for domain in domain_names]
+            used = [z for z in builder.uses(model.name, groups, names) if z is not None]
             applies = builder.new_bool(f"{policy.name}:{model.name}:applies")
             total = builder.total_replicas(model.name)
             builder.add(total <= need - 1 + big * applies, f"{policy.name}:{model.name}:applies")
