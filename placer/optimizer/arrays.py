@@ -106,10 +106,18 @@ class FleetArrays:
     def current_vector(self, current: Mapping[tuple[str, str], int]) -> FloatArray:
         """Replicas running now, per pair (pairs no longer eligible are left out)."""
         out = np.zeros(self.n_pairs)
-        for (m, p), r in current.items():
-            j = self.find_pair(m, p)
-            if j is not None and r > 0:
-                out[j] = r
+        known = [(self.model_index.get(m), self.pool_index.get(p), r) for (m, p), r in current.items() if r > 0]
+        known = [k for k in known if k[0] is not None and k[1] is not None]
+        if not known or not self.n_pairs:
+            return out
+        mi, pi, reps = (np.array(col) for col in zip(*known, strict=True))
+        # pairs are sorted by model, then pool: one search over their combined keys
+        stride = len(self.pools)
+        keys = self.pair_model.astype(np.int64) * stride + self.pair_pool
+        want = mi.astype(np.int64) * stride + pi
+        at = np.minimum(np.searchsorted(keys, want), self.n_pairs - 1)
+        hit = keys[at] == want
+        out[at[hit]] = reps[hit]
         return out
 
     def to_candidates(self) -> Candidates:

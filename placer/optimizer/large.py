@@ -390,7 +390,7 @@ def solve_model(model: MatrixModel, current: Mapping[tuple[str, str], int], cloc
 
     # a first plan: the start rounded down, the rest covered greedily, then completed exactly
     hood = Neighbourhoods(model, tables, cand)
-    x_int = round_and_cover(model, start, cand)
+    x_int = round_and_cover(model, start, cand, csr=hood.csr)
     clock.mark("round", f"{int(x_int.sum())} replicas")
     # completing is the one way to a plan: it may take what the search would have had, and some
     # grace beyond the limit (a plan a little late beats no plan)

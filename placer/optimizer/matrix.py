@@ -229,8 +229,9 @@ class _Builder:
         self._aux_cost: list[float] = []
         self._aux_ub: list[float] = []
         self._aux_int: list[bool] = []
-        self._row_idx: list[IntArray] = []
+        self._row_idx: list[IntArray] = []  # the rules' rows, in chunks of one or more rows
         self._row_coef: list[FloatArray] = []
+        self._row_lens: list[IntArray] = []  # nonzeros of each row of each chunk
         self._row_lo: list[float] = []
         self._row_hi: list[float] = []
 
@@ -341,8 +342,9 @@ class _Builder:
         idx[~is_z] = self.x0 + js
         coef = np.where(is_z, 1.0, -1.0)
         r0 = self.n_rows + len(self._row_lo)
-        self._row_idx.extend(np.split(idx, at_z[1:]))
-        self._row_coef.extend(np.split(coef, at_z[1:]))
+        self._row_idx.append(idx)
+        self._row_coef.append(coef)
+        self._row_lens.append(np.diff(np.append(at_z, len(idx))))
         self._row_lo.extend([-INF] * n)
         self._row_hi.extend([0.0] * n)
         for i, k in enumerate(present.tolist()):
@@ -424,6 +426,7 @@ class _Builder:
         r = self.n_rows + len(self._row_lo)
         self._row_idx.append(idx)
         self._row_coef.append(coef)
+        self._row_lens.append(np.array([len(idx)], dtype=np.int64))
         self._row_lo.append(lo)
         self._row_hi.append(hi)
         return r
@@ -434,11 +437,11 @@ class _Builder:
             self._aux_cost, self._aux_ub, self._aux_int = [], [], []
         if self._row_lo:
             n = len(self._row_lo)
-            lens = np.array([len(i) for i in self._row_idx], dtype=np.int64)
+            lens = np.concatenate(self._row_lens)
             idx = np.concatenate(self._row_idx) if lens.sum() else np.zeros(0, dtype=np.int64)
             coef = np.concatenate(self._row_coef) if lens.sum() else np.zeros(0)
             self.add_rows(np.repeat(np.arange(n), lens), idx, coef, self._row_lo, self._row_hi, n)
-            self._row_idx, self._row_coef, self._row_lo, self._row_hi = [], [], [], []
+            self._row_idx, self._row_coef, self._row_lens, self._row_lo, self._row_hi = [], [], [], [], []
 
     def new_bool(self, name: str) -> Any:
         return Lin("one", self._aux(0.0, 1.0, True), 1.0)

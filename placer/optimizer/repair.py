@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+from typing import Any
 
 import numpy as np
 
@@ -27,11 +28,12 @@ from placer.optimizer.matrix import MatrixModel
 DEBUG = bool(os.environ.get("PLACER_DEBUG"))
 
 
-def round_and_cover(model: MatrixModel, lp_values: FloatArray, allowed: BoolArray, round_up: float = 0.6) -> IntArray:
+def round_and_cover(model: MatrixModel, lp_values: FloatArray, allowed: BoolArray, round_up: float = 0.6,
+                    csr: Any = None) -> IntArray:
     """Integer replicas near ``lp_values``: inference pairs whose fraction is at least ``round_up``
     rounded up where capacity and the rules allow, the rest rounded down, and the demand left
     covered greedily; ``allowed`` pairs are preferred, and a pair outside them that the cover has
-    to use is added to them (in place)."""
+    to use is added to them (in place). ``csr``: the model's matrix in CSR form, when the caller has it."""
     a = model.arrays
     x0, x1 = model.blocks["x"]
     y0, y1 = model.blocks["y"]
@@ -64,8 +66,10 @@ def round_and_cover(model: MatrixModel, lp_values: FloatArray, allowed: BoolArra
     route_cost = model.cost[y0:y1]
     # rows over replicas alone (a spot cap, headroom on a fixed pool, maxReplicas): checked as
     # replicas are added, so that what the greedy adds keeps them
-    pure = pure_x_rows(model)
-    xa = model.A[:, x0:x1].tocsc()[pure, :].tocsc()
+    pure = pure_x_rows(model, csr)
+    xa = (model.A[:, x0:x1] if csr is None else csr[pure][:, x0:x1]).tocsc()
+    if csr is None:
+        xa = xa[pure, :].tocsc()
     pure_act = xa @ x
     pure_hi = model.row_hi[pure]
 
@@ -236,18 +240,18 @@ def round_and_cover(model: MatrixModel, lp_values: FloatArray, allowed: BoolArra
     return x
 
 
-def pure_x_rows(model: MatrixModel) -> IntArray:
-    """Rows whose columns are all replica counts, other than capacity rows."""
+def pure_x_rows(model: MatrixModel, csr: Any = None) -> IntArray:
+    """Rows whose columns are all replica counts, other than capacity rows (``csr``: the model's
+    matrix in CSR form, when the caller has it)."""
     x0, x1 = model.blocks["x"]
-    csr = model.A.tocsr()
+    csr = model.A.tocsr() if csr is None else csr
     outside = (csr.indices < x0) | (csr.indices >= x1)
     n_out = np.add.reduceat(outside.astype(np.int64), csr.indptr[:-1]) if csr.nnz else np.zeros(model.n_rows)
     n_out = np.where(np.diff(csr.indptr) > 0, n_out, 1)
-    a = model.arrays
-    cap_rows = np.unique(model.A[:, x0:x1].tocsc().indices[model.A[:, x0:x1].tocsc().indptr[:-1][np.diff(
-        model.A[:, x0:x1].tocsc().indptr) > 0]]) if a.n_pairs else np.zeros(0, dtype=np.int64)
     pure = n_out == 0
-    pure[cap_rows] = False
+    cap = model.capacity_row
+    if cap is not None:
+        pure[cap[cap >= 0]] = False
     return np.flatnonzero(pure)
 
 
