@@ -50,9 +50,9 @@ class ModelBuilder(Protocol):
         ...
 
     def uses(self, model: str, groups: Sequence[Sequence[Pool]], names: Sequence[str]) -> list[Any]:
-        """Per group of pools, a new 0/1 variable z with z <= (the model's replicas on them), the
-        row named by ``names``: z can be 1 only where the model runs. None for a group where it has
-        no eligible pair (no variable, no row)."""
+        """Per group of pools (no pool in two groups), a new 0/1 variable z with z <= (the model's
+        replicas on them), the row named by ``names``: z can be 1 only where the model runs. None
+        for a group where it has no eligible pair (no variable, no row)."""
         ...
 
     def total_replicas(self, model: str) -> Any: ...

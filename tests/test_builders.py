@@ -71,3 +71,20 @@ def test_matrix_bulk_methods_mean_sums_over_pairs():
         assert A[r, zcol] == 1.0 and lo[r] == -np.inf and hi[r] == 0.0  # z - sum x <= 0
         xs = columns(model, group)
         assert set(np.flatnonzero(A[r]).tolist()) - {zcol} == xs and (A[r, sorted(xs)] == -1.0).all()
+
+
+def test_uses_refuses_a_pool_in_two_groups():
+    from placer.candidates import find_candidates
+    from placer.optimizer.matrix import _Builder
+    from placer.optimizer.model import MipBuilder
+
+    fleet = to_fleet(generate(6, 4, seed=2))
+    pools = list(fleet.pools.values())
+    model = next(iter(fleet.models))
+    matrix = _Builder(build_arrays(fleet, RULES))
+    matrix.x0 = matrix.add_cols("x", np.zeros(matrix.arrays.n_pairs), 0.0, 1.0, True)
+    matrix.blocks["aux"] = (matrix.n_cols, matrix.n_cols)
+    exact = MipBuilder(fleet, find_candidates(fleet, RULES), {})
+    for builder in (matrix, exact):
+        with pytest.raises(ValueError, match=f"pool {pools[1].name} is in two groups"):
+            builder.uses(model, [pools[:2], pools[1:]], ["a", "b"])

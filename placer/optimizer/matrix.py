@@ -17,7 +17,7 @@ expressions over column indices (``Lin``), so the rules stay opaque behaviours.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -216,9 +216,7 @@ class _Builder:
         self.n_rows = 0
         self.penalties: list[tuple[Policy, str, int]] = []
         self.row_names: dict[int, str] = {}
-        self._pool_sets: dict[int, tuple[Any, set[str]]] = {}
-        self._pool_masks: dict[int, tuple[Any, BoolArray]] = {}
-        self._pool_groups: dict[int, tuple[Any, IntArray]] = {}
+        self._memos: dict[tuple[str, int], tuple[Any, Any]] = {}
         order = np.argsort(arrays.pair_pool, kind="stable")
         self._by_pool = order
         self._pool_ptr = np.searchsorted(arrays.pair_pool[order], np.arange(len(arrays.pools) + 1))
@@ -269,22 +267,27 @@ class _Builder:
 
     # ------------------------------------------------------------ ModelBuilder protocol
 
-    def _pool_set(self, pools: Sequence[Pool]) -> set[str]:
-        hit = self._pool_sets.get(id(pools))
-        if hit is None or hit[0] is not pools:
-            hit = (pools, {p.name for p in pools})
-            self._pool_sets[id(pools)] = hit
+    def _memo(self, kind: str, obj: Any, make: Callable[[], Any]) -> Any:
+        """``make()``, once per kind and object the rules pass (by identity: rules ask per model)."""
+        hit = self._memos.get((kind, id(obj)))
+        if hit is None or hit[0] is not obj:
+            hit = (obj, make())
+            self._memos[(kind, id(obj))] = hit
         return hit[1]
 
+    def _pool_set(self, pools: Sequence[Pool]) -> set[str]:
+        names: set[str] = self._memo("names", pools, lambda: {p.name for p in pools})
+        return names
+
     def _pool_mask(self, pools: Sequence[Pool]) -> BoolArray:
-        hit = self._pool_masks.get(id(pools))
-        if hit is None or hit[0] is not pools:
+        def make() -> BoolArray:
             mask = np.zeros(len(self.arrays.pools), dtype=bool)
             index = self.arrays.pool_index
             mask[[index[p.name] for p in pools if p.name in index]] = True
-            hit = (pools, mask)
-            self._pool_masks[id(pools)] = hit
-        return hit[1]
+            return mask
+
+        mask: BoolArray = self._memo("mask", pools, make)
+        return mask
 
     def _pairs_on(self, model: str, pools: Sequence[Pool]) -> IntArray:
         a = self.arrays
@@ -302,16 +305,20 @@ class _Builder:
         return int(self.arrays.pair_max[self._pairs_on(model, pools)].sum())
 
     def _group_of(self, groups: Sequence[Sequence[Pool]]) -> IntArray:
-        """Group index of each pool (-1: in none; the last group wins a pool named twice)."""
-        hit = self._pool_groups.get(id(groups))
-        if hit is None or hit[0] is not groups:
+        """Group index of each pool (-1: in none)."""
+        def make() -> IntArray:
             gid = np.full(len(self.arrays.pools), -1, dtype=np.int64)
             index = self.arrays.pool_index
             for g, members in enumerate(groups):
-                gid[[index[p.name] for p in members if p.name in index]] = g
-            hit = (groups, gid)
-            self._pool_groups[id(groups)] = hit
-        return hit[1]
+                at = [index[p.name] for p in members if p.name in index]
+                if (gid[at] >= 0).any():
+                    raise ValueError(f"uses(): pool {self.arrays.pools[at[int(np.argmax(gid[at] >= 0))]].name} "
+                                     "is in two groups")
+                gid[at] = g
+            return gid
+
+        gid: IntArray = self._memo("groups", groups, make)
+        return gid
 
     def uses(self, model: str, groups: Sequence[Sequence[Pool]], names: Sequence[str]) -> list[Any]:
         out: list[Any] = [None] * len(groups)

@@ -100,6 +100,12 @@ class MipBuilder:
         return sum(self.cands.pairs[(model, p)].max_replicas for p in self.cands.pools_of(model) if p in names)
 
     def uses(self, model: str, groups: Sequence[Sequence[Pool]], names: Sequence[str]) -> list[Any]:
+        seen: set[str] = set()
+        for members in groups:
+            twice = seen & {p.name for p in members}
+            if twice:
+                raise ValueError(f"uses(): pool {sorted(twice)[0]} is in two groups")
+            seen |= {p.name for p in members}
         out: list[Any] = []
         for members, name in zip(groups, names, strict=True):
             reps = self.replicas_on(model, members)
