@@ -347,9 +347,14 @@ def lp_bound(fleet: Fleet, rules: Rules, time_limit: float = 600.0) -> Plan:
     return Plan(None, time.monotonic() - started, bound=bound, status=lp.status)
 
 
+BY_MODEL_PAIRS = 1_000_000  # beyond this many pairs the per-model MIPs take more than 20 minutes (XL)
+
+
 def model_bound(fleet: Fleet, rules: Rules, time_limit: float = 900.0, workers: int | None = None) -> Plan:
     """(c') The Lagrangian bound by model (``placer.optimizer.bound``) at the duals of the LP with
-    placer's cover cuts: every model's replicas whole, the rows between models priced."""
+    placer's cover cuts: every model's replicas whole, the rows between models priced. Beyond
+    BY_MODEL_PAIRS, or when the per-model MIPs run out of time, the LP with cover cuts alone
+    (also a valid bound, and above the plain LP)."""
     from placer.optimizer.bound import model_bound as lagrangian_by_model
     from placer.optimizer.greedy import greedy
     from placer.optimizer.large import cut_levels
@@ -367,9 +372,14 @@ def model_bound(fleet: Fleet, rules: Rules, time_limit: float = 900.0, workers: 
                            max_rounds=200)
     if lp.duals is None:
         return Plan(None, time.monotonic() - started, status=lp.status)
+    if a.n_pairs > BY_MODEL_PAIRS:
+        return Plan(None, time.monotonic() - started, bound=lp.duals.lp_bound,
+                    status=f"LP with cover cuts only ({a.n_pairs:,} pairs: the MIPs by model would not finish)")
     result = lagrangian_by_model(model, lp.duals.pi, deadline, workers=workers or available_cores())
-    bound = max(result.bound, lp.duals.lp_bound)  # both are valid; the larger is kept
-    return Plan(None, time.monotonic() - started, bound=bound, status=result.status)
+    if result.bound < lp.duals.lp_bound:  # stopped without a bound: the LP's is still valid
+        return Plan(None, time.monotonic() - started, bound=lp.duals.lp_bound,
+                    status=f"{result.status}: LP with cover cuts only")
+    return Plan(None, time.monotonic() - started, bound=result.bound, status=result.status)
 
 
 def full_mip(fleet: Fleet, rules: Rules, time_limit: float) -> Plan:
