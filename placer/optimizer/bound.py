@@ -127,7 +127,7 @@ def model_bound(model: MatrixModel, pi: FloatArray, deadline: float, *, workers:
 
     def one(m: int) -> None:
         cols_m = b.cols[b.col_ptr[m]:b.col_ptr[m + 1]]
-        if not len(cols_m) or status[0] in ("TIME_LIMIT", "UNBOUNDED"):
+        if not len(cols_m) or status[0] in ("TIME_LIMIT", "UNBOUNDED", "INFEASIBLE"):
             return
         left = deadline - time.monotonic()
         if left <= 0:

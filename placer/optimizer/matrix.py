@@ -310,11 +310,12 @@ class _Builder:
             gid = np.full(len(self.arrays.pools), -1, dtype=np.int64)
             index = self.arrays.pool_index
             for g, members in enumerate(groups):
-                at = [index[p.name] for p in members if p.name in index]
-                if (gid[at] >= 0).any():
-                    raise ValueError(f"uses(): pool {self.arrays.pools[at[int(np.argmax(gid[at] >= 0))]].name} "
-                                     "is in two groups")
-                gid[at] = g
+                for pool in members:
+                    i = index.get(pool.name)
+                    if i is not None and gid[i] >= 0:
+                        raise ValueError(f"uses(): pool {pool.name} is in two groups")
+                    if i is not None:
+                        gid[i] = g
             return gid
 
         gid: IntArray = self._memo("groups", groups, make)

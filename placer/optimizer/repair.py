@@ -66,10 +66,9 @@ def round_and_cover(model: MatrixModel, lp_values: FloatArray, allowed: BoolArra
     route_cost = model.cost[y0:y1]
     # rows over replicas alone (a spot cap, headroom on a fixed pool, maxReplicas): checked as
     # replicas are added, so that what the greedy adds keeps them
+    csr = model.A.tocsr() if csr is None else csr
     pure = pure_x_rows(model, csr)
-    xa = (model.A[:, x0:x1] if csr is None else csr[pure][:, x0:x1]).tocsc()
-    if csr is None:
-        xa = xa[pure, :].tocsc()
+    xa = csr[pure][:, x0:x1].tocsc()
     pure_act = xa @ x
     pure_hi = model.row_hi[pure]
 
