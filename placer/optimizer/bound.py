@@ -52,7 +52,7 @@ def model_blocks(model: MatrixModel) -> Blocks:
     owner[y0:y0 + a.n_routes] = a.pair_model[a.route_pair]
     owner[u0:u0 + len(a.dem_model)] = a.dem_model
     k0, k1 = model.blocks["k"]
-    owner[k0:k1] = [mi for mi, m in enumerate(a.models) if not m.inference and m.name not in a.retired]
+    owner[k0:k1] = model.batch_models
     for col in (model.gang_col, model.churn_col):
         has = col >= 0
         owner[col[has]] = a.pair_model[has]

@@ -57,8 +57,7 @@ class Neighbourhoods:
         self.rng = np.random.default_rng(seed)
         k0, k1 = model.blocks["k"]
         self.k_col = np.full(len(a.models), -1, dtype=np.int64)
-        batch = [mi for mi, m in enumerate(a.models) if not m.inference and m.name not in a.retired]
-        self.k_col[np.array(batch, dtype=np.int64)] = np.arange(k0, k1) if batch else []
+        self.k_col[model.batch_models] = np.arange(k0, k1)
         self.dem_ptr = np.searchsorted(a.dem_model, np.arange(len(a.models) + 1))
         order = np.argsort(a.pair_pool, kind="stable")
         self.by_pool = order

@@ -187,8 +187,7 @@ def simple_duals(model: MatrixModel) -> FloatArray:
         pi[model.demand_row0:model.demand_row0 + len(a.dem_model)] = np.where(np.isfinite(best), best, 0.0)
     if model.batch_row0 >= 0:
         k0 = model.blocks["k"][0]
-        batch = [mi for mi, m in enumerate(a.models) if not m.inference and m.name not in a.retired]
-        for row, mi in enumerate(batch):
+        for row, mi in enumerate(model.batch_models.tolist()):
             lo, hi = int(a.pair_ptr[mi]), int(a.pair_ptr[mi + 1])
             cheapest = float(replica[lo:hi].min()) if hi > lo else np.inf
             pi[model.batch_row0 + row] = min(cheapest, float(model.cost[k0 + row]))

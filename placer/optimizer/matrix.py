@@ -149,6 +149,7 @@ class MatrixModel:
     capacity_row: IntArray | None = None  # capacity row of each pool (-1: no pairs)
     demand_row0: int = 0  # first demand row (one per demand entry, in order)
     batch_row0: int = -1  # first training / batch replicas row (one per active batch model, in order)
+    batch_models: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # model of each k column
     penalties: list[tuple[Policy, str, int]] = field(default_factory=list)
     row_names: dict[int, str] = field(default_factory=dict)
 
@@ -690,5 +691,5 @@ def build_matrix(arrays: FleetArrays, rules: Rules, current: Mapping[tuple[str, 
         row_lo=np.concatenate(b.row_lo), row_hi=np.concatenate(b.row_hi),
         blocks=dict(b.blocks), serve_row=serve_row, elastic_col=b.elastic_col, churn_col=churn_col,
         gang_col=gang_col, penalties=b.penalties, row_names=b.row_names,
-        capacity_row=capacity_row, demand_row0=demand_row0, batch_row0=batch_row0,
+        capacity_row=capacity_row, demand_row0=demand_row0, batch_row0=batch_row0, batch_models=bm,
     )
