@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,6 +29,10 @@ from placer.fleet import Fleet, model_matches, pool_matches
 from placer.optimizer.arrays import FleetArrays, build_arrays
 from placer.placement import Placement, Route
 from placer.policy import Rules
+
+if TYPE_CHECKING:
+    from placer.optimizer.lp import LpResult
+    from placer.optimizer.matrix import MatrixModel
 
 
 @dataclass
@@ -330,19 +335,25 @@ def _most_allocated_model(st: _State, mi: int, js: np.ndarray) -> None:
             break
 
 
-def lp_bound(fleet: Fleet, rules: Rules, time_limit: float = 600.0) -> Plan:
-    """(c) The LP relaxation of the full model (without cuts): its optimum is a lower bound."""
+def _full_lp(model: MatrixModel, deadline: float) -> LpResult:
+    """The LP over every pair by column generation, from the greedy plan and the cheapest pairs."""
     from placer.optimizer.greedy import greedy
     from placer.optimizer.lp import Master, PairTables, column_generation, initial_pairs
+
+    gx, _ = greedy(model)
+    seed = initial_pairs(model, np.zeros(0, dtype=np.int64)) | (gx > 0)
+    return column_generation(model, PairTables.build(model), seed, deadline=deadline, view=Master(model),
+                             max_rounds=200)
+
+
+def lp_bound(fleet: Fleet, rules: Rules, time_limit: float = 600.0) -> Plan:
+    """(c) The LP relaxation of the full model (without cuts): its optimum is a lower bound."""
     from placer.optimizer.matrix import build_matrix
 
     started = time.monotonic()
     a = build_arrays(fleet, rules)
     model = build_matrix(a, rules, {}, cuts=False)
-    gx, _ = greedy(model)
-    seed = initial_pairs(model, np.zeros(0, dtype=np.int64)) | (gx > 0)
-    lp = column_generation(model, PairTables.build(model), seed, deadline=time.monotonic() + time_limit,
-                           view=Master(model), max_rounds=200)
+    lp = _full_lp(model, deadline=time.monotonic() + time_limit)
     bound = lp.duals.lp_bound if lp.duals is not None else -math.inf
     return Plan(None, time.monotonic() - started, bound=bound, status=lp.status)
 
@@ -356,9 +367,7 @@ def model_bound(fleet: Fleet, rules: Rules, time_limit: float = 900.0, workers: 
     BY_MODEL_PAIRS, or when the per-model MIPs run out of time, the LP with cover cuts alone
     (also a valid bound, and above the plain LP)."""
     from placer.optimizer.bound import model_bound as lagrangian_by_model
-    from placer.optimizer.greedy import greedy
     from placer.optimizer.large import cut_levels
-    from placer.optimizer.lp import Master, PairTables, column_generation, initial_pairs
     from placer.optimizer.matrix import build_matrix
     from placer.optimizer.solve import available_cores
 
@@ -366,10 +375,7 @@ def model_bound(fleet: Fleet, rules: Rules, time_limit: float = 900.0, workers: 
     deadline = started + time_limit
     a = build_arrays(fleet, rules)
     model = build_matrix(a, rules, {}, cuts=True, cut_levels=cut_levels(a.n_pairs))
-    gx, _ = greedy(model)
-    seed = initial_pairs(model, np.zeros(0, dtype=np.int64)) | (gx > 0)
-    lp = column_generation(model, PairTables.build(model), seed, deadline=deadline, view=Master(model),
-                           max_rounds=200)
+    lp = _full_lp(model, deadline)
     if lp.duals is None:
         return Plan(None, time.monotonic() - started, status=lp.status)
     if a.n_pairs > BY_MODEL_PAIRS:
