@@ -40,6 +40,7 @@ INF = float("inf")
 DEBUG = bool(os.environ.get("PLACER_DEBUG"))
 LP_SOLVER = os.environ.get("PLACER_LP", "simplex")
 CHUNK = 400_000
+NEXT_ROUND = 2.0  # the next round of column generation is expected to take this many times the last
 
 
 @dataclass
@@ -490,7 +491,9 @@ def column_generation(model: MatrixModel, tables: PairTables, master: BoolArray,
         if not negative.any() or (sol.objective - duals.lp_bound) <= stop_gap * scale:
             best.duals = lagrangian(model, tables, row_duals, view.serve, integer=True)
             return best
-        if time.monotonic() >= deadline or rounds >= max_rounds:
+        # a round with more columns takes longer than the last (twice as long at M and L, more at
+        # XL): one that would not finish by the deadline is not started, as its work would be lost
+        if time.monotonic() + NEXT_ROUND * sol.seconds >= deadline or rounds >= max_rounds:
             best.status = "FEASIBLE"  # stopped early: the bound is valid, the LP value an upper estimate
             best.duals = lagrangian(model, tables, row_duals, view.serve, integer=True)
             return best

@@ -81,3 +81,31 @@ def test_cheapest_in_groups_takes_what_a_lexsort_takes(k):
         members = np.flatnonzero(groups == g)
         assert not (~np.isnan(values[members]) & ~np.isin(members, got)).any()
     assert len(cheapest_in_groups(np.zeros(0), np.zeros(0, dtype=np.int64), k)) == 0
+
+
+def test_column_generation_does_not_start_a_round_it_cannot_finish(model, monkeypatch):
+    """A round that would not end by the deadline is not started (its work would be thrown away):
+    with each LP round reported to take 100 s and 150 s to go, one round runs, and its duals
+    still give a valid bound."""
+    import time
+
+    import placer.optimizer.lp as lp
+
+    calls = []
+    real = lp.solve_arrays
+
+    def slow(*args, **kwargs):
+        sol = real(*args, **kwargs)
+        sol.seconds = 100.0
+        calls.append(sol.status)
+        return sol
+
+    monkeypatch.setattr(lp, "solve_arrays", slow)
+    seed = lp.initial_pairs(model, np.zeros(0, dtype=np.int64), per_demand=1, per_model=1, domains=1)
+    out = lp.column_generation(model, PairTables.build(model), seed, deadline=time.monotonic() + 150)
+    assert len(calls) == 1 and out.iterations == 1
+    assert out.status == "FEASIBLE" and out.duals is not None and np.isfinite(out.duals.bound)
+    # given the time, the same start takes more than one round
+    monkeypatch.setattr(lp, "solve_arrays", real)
+    full = lp.column_generation(model, PairTables.build(model), seed, deadline=time.monotonic() + 60)
+    assert full.iterations > 1 and full.status == "OPTIMAL"
