@@ -68,12 +68,24 @@ def pair_values(model: MatrixModel, tables: PairTables, rc: FloatArray, integer:
                 pairs: IntArray | None = None, at_least_one: bool = False) -> tuple[FloatArray, FloatArray]:
     """(G_j, the x that reaches it) for the given pairs (default: all), from reduced costs ``rc``;
     ``at_least_one``: the same with x >= 1 (what opening the pair costs at the least)."""
+    g_lp, x_lp, g_int, x_int = pair_values_both(model, tables, rc, pairs, at_least_one)
+    return (g_int, x_int) if integer else (g_lp, x_lp)
+
+
+def pair_values_both(model: MatrixModel, tables: PairTables, rc: FloatArray, pairs: IntArray | None = None,
+                     at_least_one: bool = False) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """G_j and its x with x continuous, then with x integer, in one pass.
+
+    For a pair whose routes pay, F(x) = rc_x·x + sum_k ry_k·clip(thr·x - prev_k, 0, rate_k) with
+    the routes sorted by ry ascending is convex and piecewise linear, with slope rc_x + thr·ry_k
+    on the k-th piece: its least over [lo, ub] is at the end of the last piece of negative slope
+    (clipped), and the integer least at the floor or the ceiling of that point."""
     a = model.arrays
     x0 = model.blocks["x"][0]
     y0 = model.blocks["y"][0]
     idx = np.arange(a.n_pairs) if pairs is None else pairs
-    out_g = np.empty(len(idx))
-    out_x = np.empty(len(idx))
+    g_lp, x_lp = np.empty(len(idx)), np.empty(len(idx))
+    g_int, x_int = np.empty(len(idx)), np.empty(len(idx))
     for s in range(0, len(idx), CHUNK):
         chunk = idx[s:s + CHUNK]
         r = tables.routes[chunk]
@@ -87,8 +99,8 @@ def pair_values(model: MatrixModel, tables: PairTables, rc: FloatArray, integer:
             rcx = rc[x0 + chunk[plain]]
             at_least, at_ub = rcx * least, rcx * ub
             take_ub = at_ub < at_least
-            out_g[s + plain] = np.where(take_ub, at_ub, at_least)
-            out_x[s + plain] = np.where(take_ub, ub, least)
+            g_lp[s + plain] = g_int[s + plain] = np.where(take_ub, at_ub, at_least)
+            x_lp[s + plain] = x_int[s + plain] = np.where(take_ub, ub, least)
         rows = np.flatnonzero(pays)
         if not len(rows):
             continue
@@ -97,6 +109,7 @@ def pair_values(model: MatrixModel, tables: PairTables, rc: FloatArray, integer:
         rcx = rc[x0 + js]
         thr = a.pair_thr[js]
         ub = model.ub[x0 + js]
+        lo = np.minimum(1.0, ub) if at_least_one else np.zeros_like(ub)
         rate = np.where((r >= 0) & (ry < 0), tables.rate[js], 0.0)
         ry = np.where(rate > 0, ry, 0.0)
         order = np.argsort(ry, axis=1)
@@ -104,22 +117,29 @@ def pair_values(model: MatrixModel, tables: PairTables, rc: FloatArray, integer:
         rate = np.take_along_axis(rate, order, axis=1)
         cum = np.cumsum(rate, axis=1)
         prev = cum - rate
+        # pieces of negative slope come first; past the last route the slope is rc_x
+        k = ((rcx[:, None] + thr[:, None] * ry) < 0).sum(axis=1)
+        end = cum[np.arange(len(js)), np.maximum(k, 1) - 1]
         with np.errstate(divide="ignore", invalid="ignore"):
-            brk = np.where(thr[:, None] > 0, cum / thr[:, None], 0.0)
-        if integer:
-            cands = [np.zeros_like(ub), ub, np.floor(brk), np.ceil(brk)]
-        else:
-            cands = [np.zeros_like(ub), ub, brk]
-        xs = np.minimum(np.concatenate([c.reshape(len(js), -1) for c in cands], axis=1), ub[:, None])
-        if at_least_one:
-            xs = np.maximum(xs, np.minimum(1.0, ub)[:, None])
-        t = xs * thr[:, None]
-        fill = np.clip(t[:, :, None] - prev[:, None, :], 0.0, rate[:, None, :])
-        val = rcx[:, None] * xs + (fill * ry[:, None, :]).sum(axis=2)
-        best = np.argmin(val, axis=1)
-        out_g[s + rows] = val[np.arange(len(js)), best]
-        out_x[s + rows] = xs[np.arange(len(js)), best]
-    return out_g, out_x
+            x = np.where(k > 0, end / thr, 0.0)
+        x = np.where(rcx < 0, ub, np.where(thr > 0, x, 0.0))
+        x = np.clip(x, lo, ub)
+        g_lp[s + rows], x_lp[s + rows] = _filled(x, rcx, thr, ry, rate, prev), x
+        down = np.clip(np.floor(x + 1e-9), lo, ub)
+        up = np.clip(np.ceil(x - 1e-9), lo, ub)
+        v_down, v_up = _filled(down, rcx, thr, ry, rate, prev), _filled(up, rcx, thr, ry, rate, prev)
+        take_up = v_up < v_down
+        g_int[s + rows] = np.where(take_up, v_up, v_down)
+        x_int[s + rows] = np.where(take_up, up, down)
+    return g_lp, x_lp, g_int, x_int
+
+
+def _filled(x: FloatArray, rcx: FloatArray, thr: FloatArray, ry: FloatArray, rate: FloatArray,
+            prev: FloatArray) -> FloatArray:
+    """F(x) per pair: x replicas at rc_x, serving their routes the most paying first."""
+    fill = np.clip((x * thr)[:, None] - prev, 0.0, rate)
+    out: FloatArray = rcx * x + (fill * ry).sum(axis=1)
+    return out
 
 
 @dataclass
@@ -149,12 +169,11 @@ def lagrangian(model: MatrixModel, tables: PairTables, row_duals: FloatArray, se
     with np.errstate(invalid="ignore"):
         cols = np.where(r >= 0, r * lb, r * ub)
     cols_sum = float(np.sum(cols))
-    if integer and not with_lp:
-        g_int = pair_values(model, tables, rc, integer=True)[0]
+    g_lp, _, g_int, _ = pair_values_both(model, tables, rc)
+    if not integer:
+        g_int = g_lp
+    elif not with_lp:
         g_lp = g_int
-    else:
-        g_lp, _ = pair_values(model, tables, rc, integer=False)
-        g_int = pair_values(model, tables, rc, integer=True)[0] if integer else g_lp
     base = float(rows) + cols_sum
     bound = base + float(g_int.sum())
     lp_bound = base + float(g_lp.sum())

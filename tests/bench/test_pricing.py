@@ -43,12 +43,16 @@ def brute(model, tables, rc, j, at_least_one):
 
 
 @pytest.mark.parametrize("at_least_one", [False, True])
-@pytest.mark.parametrize("spread", [0.5, 5.0])
+@pytest.mark.parametrize("spread", [0.5, 5.0, "balanced"])
 def test_integer_pair_values_match_brute_force(model, at_least_one, spread):
-    """Reduced costs drawn so that some pairs have paying routes and some none (the fast path)."""
+    """Reduced costs drawn so that some pairs have paying routes and some none (the fast path);
+    ``balanced``: routes worth about a replica each (``balanced_rc``)."""
     tables = PairTables.build(model)
-    rng = np.random.default_rng(int(spread * 10) + at_least_one)
-    rc = model.cost - rng.normal(0.0, spread, model.n_cols) * (rng.random(model.n_cols) < 0.5)
+    if spread == "balanced":
+        rc = balanced_rc(model, np.random.default_rng(5 + at_least_one))
+    else:
+        rng = np.random.default_rng(int(spread * 10) + at_least_one)
+        rc = model.cost - rng.normal(0.0, spread, model.n_cols) * (rng.random(model.n_cols) < 0.5)
     g, x = pair_values(model, tables, rc, integer=True, at_least_one=at_least_one)
     x0, y0 = model.blocks["x"][0], model.blocks["y"][0]
     routed = tables.routes >= 0
@@ -60,6 +64,62 @@ def test_integer_pair_values_match_brute_force(model, at_least_one, spread):
     some = np.arange(0, model.arrays.n_pairs, 3)
     g_some, x_some = pair_values(model, tables, rc, integer=True, pairs=some, at_least_one=at_least_one)
     assert np.array_equal(g_some, g[some]) and np.array_equal(x_some, x[some])
+
+
+def balanced_rc(model, rng):
+    """Reduced costs where a route's pay per replica (thr·rc_y) is of the size of the replica's own
+    rc_x, so that some routes are worth a replica and some are not: the least of F then falls
+    inside the routes, not at the ends."""
+    a = model.arrays
+    x0, y0 = model.blocks["x"][0], model.blocks["y"][0]
+    rc = model.cost.copy()
+    rc_x = rng.uniform(-0.5, 3.0, a.n_pairs)
+    rc[x0:x0 + a.n_pairs] = rc_x
+    per_replica = np.abs(rc_x[a.route_pair]) / np.maximum(a.pair_thr[a.route_pair], 1e-9)
+    rc[y0:y0 + a.n_routes] = rng.uniform(-2.5, 0.5, a.n_routes) * per_replica
+    return rc
+
+
+def brute_lp(model, tables, rc, j, at_least_one):
+    """The continuous least: F is piecewise linear, so it is reached at an end or where a route fills."""
+    a = model.arrays
+    x0, y0 = model.blocks["x"][0], model.blocks["y"][0]
+    pay = sorted((rc[y0 + r], tables.rate[j][k]) for k, r in enumerate(tables.routes[j]) if r >= 0)
+    ub = float(model.ub[x0 + j])
+    lo = min(1.0, ub) if at_least_one else 0.0
+    thr = a.pair_thr[j]
+    xs = {lo, ub}
+    if thr > 0:
+        filled = 0.0
+        for _, rate in pay:
+            filled += rate
+            xs.add(min(ub, max(lo, filled / thr)))
+
+    def f(x):
+        room, value = thr * x, rc[x0 + j] * x
+        for cost, rate in pay:
+            if cost >= 0 or room <= 0:
+                break
+            take = min(rate, room)
+            value += cost * take
+            room -= take
+        return value
+
+    return min(f(x) for x in xs)
+
+
+@pytest.mark.parametrize("at_least_one", [False, True])
+def test_continuous_pair_values_match_brute_force(model, at_least_one):
+    tables = PairTables.build(model)
+    rc = balanced_rc(model, np.random.default_rng(3 + at_least_one))
+    g, x = pair_values(model, tables, rc, integer=False, at_least_one=at_least_one)
+    g_int, _ = pair_values(model, tables, rc, integer=True, at_least_one=at_least_one)
+    ub = model.ub[model.blocks["x"][0]:model.blocks["x"][1]]
+    assert np.all((x >= (np.minimum(1.0, ub) if at_least_one else 0.0)) & (x <= ub))
+    assert np.all(g <= g_int + 1e-9)
+    assert (g < g_int - 1e-6).any()  # integrality shows somewhere
+    for j in range(model.arrays.n_pairs):
+        assert g[j] == pytest.approx(brute_lp(model, tables, rc, int(j), at_least_one), rel=1e-9, abs=1e-9), j
 
 
 @pytest.mark.parametrize("k", [1, 2, 4])
