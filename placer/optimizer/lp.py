@@ -84,28 +84,28 @@ def pair_values_both(model: MatrixModel, tables: PairTables, rc: FloatArray, pai
     x0 = model.blocks["x"][0]
     y0 = model.blocks["y"][0]
     idx = np.arange(a.n_pairs) if pairs is None else pairs
-    g_lp, x_lp = np.empty(len(idx)), np.empty(len(idx))
-    g_int, x_int = np.empty(len(idx)), np.empty(len(idx))
-    for s in range(0, len(idx), CHUNK):
-        chunk = idx[s:s + CHUNK]
-        r = tables.routes[chunk]
+    # a pair whose F is linear (no route pays) or starts rising (its first piece, the most paying
+    # route, does not pay for the replica; often most pairs): x at its least or at ub, whichever
+    # costs less. Found route by route, without the pairs' route tables.
+    rc_y = rc[y0:y0 + a.n_routes]
+    flag = (rc_y < 0) & (a.dem_rate[a.route_dem] > 0)
+    if not at_least_one:
+        flag &= rc[x0 + a.route_pair] + a.pair_thr[a.route_pair] * rc_y < 0
+    fills = (np.bincount(a.route_pair[flag], minlength=a.n_pairs) > 0)[idx]
+    ub = model.ub[x0 + idx]
+    least = np.minimum(1.0, ub) if at_least_one else np.zeros_like(ub)
+    rcx = rc[x0 + idx]
+    at_least, at_ub = rcx * least, rcx * ub
+    take_ub = at_ub < at_least
+    g_lp = np.where(take_ub, at_ub, at_least)
+    x_lp = np.where(take_ub, ub, least)
+    g_int, x_int = g_lp.copy(), x_lp.copy()
+    filled = np.flatnonzero(fills)
+    for s in range(0, len(filled), CHUNK):
+        rows = filled[s:s + CHUNK]
+        js = idx[rows]
+        r = tables.routes[js]
         ry = np.where(r >= 0, rc[y0 + np.maximum(r, 0)], 0.0)
-        # a pair no route of which pays (often half of them): x at its least or at ub, whichever costs less
-        pays = (ry < 0).any(axis=1)
-        plain = np.flatnonzero(~pays)
-        if len(plain):
-            ub = model.ub[x0 + chunk[plain]]
-            least = np.minimum(1.0, ub) if at_least_one else np.zeros_like(ub)
-            rcx = rc[x0 + chunk[plain]]
-            at_least, at_ub = rcx * least, rcx * ub
-            take_ub = at_ub < at_least
-            g_lp[s + plain] = g_int[s + plain] = np.where(take_ub, at_ub, at_least)
-            x_lp[s + plain] = x_int[s + plain] = np.where(take_ub, ub, least)
-        rows = np.flatnonzero(pays)
-        if not len(rows):
-            continue
-        js = chunk[rows]
-        r, ry = r[rows], ry[rows]
         rcx = rc[x0 + js]
         thr = a.pair_thr[js]
         ub = model.ub[x0 + js]
@@ -124,13 +124,13 @@ def pair_values_both(model: MatrixModel, tables: PairTables, rc: FloatArray, pai
             x = np.where(k > 0, end / thr, 0.0)
         x = np.where(rcx < 0, ub, np.where(thr > 0, x, 0.0))
         x = np.clip(x, lo, ub)
-        g_lp[s + rows], x_lp[s + rows] = _filled(x, rcx, thr, ry, rate, prev), x
+        g_lp[rows], x_lp[rows] = _filled(x, rcx, thr, ry, rate, prev), x
         down = np.clip(np.floor(x + 1e-9), lo, ub)
         up = np.clip(np.ceil(x - 1e-9), lo, ub)
         v_down, v_up = _filled(down, rcx, thr, ry, rate, prev), _filled(up, rcx, thr, ry, rate, prev)
         take_up = v_up < v_down
-        g_int[s + rows] = np.where(take_up, v_up, v_down)
-        x_int[s + rows] = np.where(take_up, up, down)
+        g_int[rows] = np.where(take_up, v_up, v_down)
+        x_int[rows] = np.where(take_up, up, down)
     return g_lp, x_lp, g_int, x_int
 
 
