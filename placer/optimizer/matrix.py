@@ -258,8 +258,9 @@ class _Builder:
     def add_rows(self, i: IntArray, j: IntArray, v: FloatArray, lo: Any, hi: Any, count: int) -> int:
         """Rows ``n_rows .. n_rows+count``; ``i`` counts from 0 within them."""
         start = self.n_rows
-        self.rows_i.append(np.asarray(i, dtype=np.int64) + start)
-        self.rows_j.append(np.asarray(j, dtype=np.int64))
+        # 32-bit indices (what scipy keeps below 2**31 nonzeros): half the bytes to gather and sort
+        self.rows_i.append((np.asarray(i, dtype=np.int64) + start).astype(np.int32))
+        self.rows_j.append(np.asarray(j, dtype=np.int32))
         self.rows_v.append(np.asarray(v, dtype=float))
         self.row_lo.append(np.broadcast_to(np.asarray(lo, dtype=float), (count,)).copy())
         self.row_hi.append(np.broadcast_to(np.asarray(hi, dtype=float), (count,)).copy())
