@@ -93,6 +93,20 @@ class FleetArrays:
     def pool_index(self) -> dict[str, int]:
         return {p.name: i for i, p in enumerate(self.pools)}
 
+    @cached_property
+    def pair_keys(self) -> IntArray:
+        """model * pools + pool per pair: sorted, as pairs are sorted by model, then pool."""
+        keys: IntArray = self.pair_model.astype(np.int64) * len(self.pools) + self.pair_pool
+        return keys
+
+    @cached_property
+    def by_pool(self) -> tuple[IntArray, IntArray]:
+        """(order, ptr): ``order[ptr[p]:ptr[p + 1]]`` are the pairs on pool p, by model."""
+        # a stable sort of 16-bit keys is a radix sort: twice as fast on millions of pairs
+        key = self.pair_pool.astype(np.int16) if len(self.pools) < 2**15 else self.pair_pool
+        order = np.argsort(key, kind="stable")
+        return order, np.searchsorted(self.pair_pool[order], np.arange(len(self.pools) + 1))
+
     def find_pair(self, model: str, pool: str) -> int | None:
         """The index of the pair (model, pool), or None when it is not eligible."""
         mi = self.model_index.get(model)
@@ -111,12 +125,9 @@ class FleetArrays:
         if not known or not self.n_pairs:
             return out
         mi, pi, reps = (np.array(col) for col in zip(*known, strict=True))
-        # pairs are sorted by model, then pool: one search over their combined keys
-        stride = len(self.pools)
-        keys = self.pair_model.astype(np.int64) * stride + self.pair_pool
-        want = mi.astype(np.int64) * stride + pi
-        at = np.minimum(np.searchsorted(keys, want), self.n_pairs - 1)
-        hit = keys[at] == want
+        want = mi.astype(np.int64) * len(self.pools) + pi
+        at = np.minimum(np.searchsorted(self.pair_keys, want), self.n_pairs - 1)
+        hit = self.pair_keys[at] == want
         out[at[hit]] = reps[hit]
         return out
 

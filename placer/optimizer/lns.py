@@ -59,9 +59,7 @@ class Neighbourhoods:
         self.k_col = np.full(len(a.models), -1, dtype=np.int64)
         self.k_col[model.batch_models] = np.arange(k0, k1)
         self.dem_ptr = np.searchsorted(a.dem_model, np.arange(len(a.models) + 1))
-        order = np.argsort(a.pair_pool, kind="stable")
-        self.by_pool = order
-        self.pool_ptr = np.searchsorted(a.pair_pool[order], np.arange(len(a.pools) + 1))
+        self.by_pool, self.pool_ptr = a.by_pool
         self.active_models = np.flatnonzero(np.diff(a.pair_ptr) > 0)
 
     def columns(self, models: IntArray, every_pair: IntArray | None = None) -> IntArray:

@@ -218,9 +218,7 @@ class _Builder:
         self.penalties: list[tuple[Policy, str, int]] = []
         self.row_names: dict[int, str] = {}
         self._memos: dict[tuple[str, int], tuple[Any, Any]] = {}
-        order = np.argsort(arrays.pair_pool, kind="stable")
-        self._by_pool = order
-        self._pool_ptr = np.searchsorted(arrays.pair_pool[order], np.arange(len(arrays.pools) + 1))
+        self._by_pool, self._pool_ptr = arrays.by_pool
         self.x0 = 0
         self.elastic_col = np.full(len(arrays.pools), -1, dtype=np.int64)
         self._pair_maps: dict[str, dict[str, int]] = {}
