@@ -54,6 +54,7 @@ from placer.optimizer.lns import Neighbourhoods, construct, improve, solve_free,
 from placer.optimizer.lp import (
     Master,
     PairTables,
+    cheapest_in_groups,
     column_generation,
     domain_cover,
     initial_pairs,
@@ -171,11 +172,7 @@ def fallback_pairs(model: MatrixModel) -> BoolArray:
     y0 = model.blocks["y"][0]
     with np.errstate(divide="ignore", invalid="ignore"):
         unit = model.cost[y0 + ok] + per_replica[a.route_pair[ok]] / a.pair_thr[a.route_pair[ok]]
-    order = ok[np.lexsort((unit, a.route_dem[ok]))]
-    rd = a.route_dem[order]
-    first = np.ones(len(order), dtype=bool)
-    first[1:] = rd[1:] != rd[:-1]
-    out[a.route_pair[order[first]]] = True
+    out[a.route_pair[ok[cheapest_in_groups(unit, a.route_dem[ok], 1)]]] = True  # routes come by demand entry
     return out
 
 
