@@ -259,11 +259,16 @@ def domain_cover(model: MatrixModel, per_replica: FloatArray, domains: int, elas
     dom = a.pool_domain[a.pair_pool]
     if elastic_only:
         per_replica = np.where(a.pool_elastic[a.pair_pool] & ~a.pool_spot[a.pair_pool], per_replica, np.inf)
-    # pairs come sorted by model: one stable sort puts each model's domains together
-    key = a.pair_model.astype(np.int64) * (int(dom.max()) + 1) + dom
-    order = np.argsort(key, kind="stable")
-    heads = order[cheapest_in_groups(per_replica[order], key[order], 1)]  # in (model, domain) order
-    heads = heads[np.isfinite(per_replica[heads])]
+    # the first cheapest pair of each (model, domain), through a dense table instead of a sort
+    n_dom = int(dom.max()) + 1
+    cell = a.pair_model.astype(np.int64) * n_dom + dom
+    v = np.where(np.isnan(per_replica), np.inf, per_replica)
+    least = np.full(len(a.models) * n_dom, np.inf)
+    np.minimum.at(least, cell, v)
+    at = np.flatnonzero(np.isfinite(v) & (v == least[cell]))
+    first = np.full(len(least), a.n_pairs, dtype=np.int64)
+    np.minimum.at(first, cell[at], at)
+    heads = first[first < a.n_pairs]  # in (model, domain) order
     return heads[cheapest_in_groups(per_replica[heads], a.pair_model[heads], domains)]
 
 

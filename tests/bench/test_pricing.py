@@ -169,3 +169,31 @@ def test_column_generation_does_not_start_a_round_it_cannot_finish(model, monkey
     monkeypatch.setattr(lp, "solve_arrays", real)
     full = lp.column_generation(model, PairTables.build(model), seed, deadline=time.monotonic() + 60)
     assert full.iterations > 1 and full.status == "OPTIMAL"
+
+
+@pytest.mark.parametrize("elastic_only", [False, True])
+def test_domain_cover_takes_the_first_cheapest_pair_of_the_cheapest_domains(model, elastic_only):
+    """Against a plain loop: per model, the first cheapest pair of each failure domain, then the
+    ``domains`` cheapest of those (ties to the lower domain), with many ties and a NaN."""
+    from placer.optimizer.lp import domain_cover
+
+    a = model.arrays
+    rng = np.random.default_rng(int(elastic_only))
+    values = rng.integers(0, 4, a.n_pairs).astype(float)
+    values[::11] = np.nan
+    for domains in (1, 2, 3):
+        expected = set()
+        for mi in range(len(a.models)):
+            heads = {}
+            for j in range(int(a.pair_ptr[mi]), int(a.pair_ptr[mi + 1])):
+                p = int(a.pair_pool[j])
+                v = values[j]
+                if np.isnan(v) or (elastic_only and not (a.pool_elastic[p] and not a.pool_spot[p])):
+                    continue
+                d = int(a.pool_domain[p])
+                if d not in heads or v < values[heads[d]]:
+                    heads[d] = j
+            ranked = sorted(heads.items(), key=lambda dj: (values[dj[1]], dj[0]))
+            expected |= {j for _, j in ranked[:domains]}
+        got = domain_cover(model, values, domains, elastic_only=elastic_only)
+        assert len(got) == len(set(got.tolist())) and set(got.tolist()) == expected
