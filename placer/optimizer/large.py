@@ -176,8 +176,9 @@ def fallback_pairs(model: MatrixModel) -> BoolArray:
     return out
 
 
-def objective_terms(model: MatrixModel, v: FloatArray, current: Mapping[tuple[str, str], int]) -> dict[str, float]:
-    """The cost of a model vector, term by term, without tie-breaks (SPEC section 2)."""
+def objective_terms(model: MatrixModel, v: FloatArray) -> dict[str, float]:
+    """The cost of a model vector, term by term, without tie-breaks (SPEC section 2); churn against
+    the replicas the model was built with (``model.current``)."""
     a = model.arrays
     obj = a.fleet.settings.objective
     x = np.round(v[model.block("x")])
@@ -199,8 +200,7 @@ def objective_terms(model: MatrixModel, v: FloatArray, current: Mapping[tuple[st
     unmet += float(model.cost[ks] @ np.round(v[ks]))
     churn = 0.0
     if obj.churn_usd_per_replica > 0:
-        cur = a.current_vector(current)
-        churn = float(obj.churn_usd_per_replica * np.sum(np.maximum(0.0, x - cur)))
+        churn = float(obj.churn_usd_per_replica * np.sum(np.maximum(0.0, x - model.current)))
     penalty = float(sum(policy.penalty * max(0.0, v[col]) for policy, _, col in model.penalties))
     return {"compute": compute, "egress": egress, "latency": latency, "unmet": unmet, "churn": churn,
             "penalty": penalty}
@@ -297,7 +297,7 @@ def optimize_large(
         if j is not None:
             model.ub[model.blocks["x"][0] + j] = 0.0
     clock.mark("model", f"{model.n_cols} columns, {model.n_rows} rows, {model.A.nnz} nonzeros")
-    result = solve_model(model, current, clock, fleet.settings.solver.relative_gap,
+    result = solve_model(model, clock, fleet.settings.solver.relative_gap,
                          workers=search_threads(fleet.settings.solver.workers))
     if arrays.n_pairs <= CANDIDATES_PAIRS:
         result.candidates = ArrayCandidates(arrays)
@@ -326,7 +326,7 @@ def search_threads(workers: int | None) -> int:
     return max(1, min(MAX_SEARCH_THREADS, workers or available_cores()))
 
 
-def solve_model(model: MatrixModel, current: Mapping[tuple[str, str], int], clock: Clock,
+def solve_model(model: MatrixModel, clock: Clock,
                 gap: float, workers: int = 1) -> LargeResult:
     """Modes: ``lp`` (the LP, rounded); ``replan`` (from the replicas running now, when they cover
     most models: a re-plan changes little, and starts from what runs); ``direct`` (fleets whose
@@ -335,7 +335,7 @@ def solve_model(model: MatrixModel, current: Mapping[tuple[str, str], int], cloc
     a = model.arrays
     x0, x1 = model.blocks["x"]
     tables = PairTables.build(model)
-    cur = a.current_vector(current)
+    cur = model.current
     cur_pairs = np.flatnonzero(cur > 0)
     mode = choose_mode(a, cur)
     reserve = 0.3 + 0.02 * clock.limit
@@ -439,7 +439,7 @@ def solve_model(model: MatrixModel, current: Mapping[tuple[str, str], int], cloc
     polished = polish(model, v, time_limit=max(1.0, clock.left()), csc=hood.csc)
     if polished is not None and model_value(model, polished) <= model_value(model, v) + 1e-6:
         v = polished
-    terms = objective_terms(model, v, current)
+    terms = objective_terms(model, v)
     objective = sum(terms.values())
     bound = min(bound, objective)
     clock.mark("done", f"objective {objective:.2f} bound {bound:.2f}")

@@ -150,6 +150,7 @@ class MatrixModel:
     demand_row0: int = 0  # first demand row (one per demand entry, in order)
     batch_row0: int = -1  # first training / batch replicas row (one per active batch model, in order)
     batch_models: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # model of each k column
+    current: FloatArray = field(default_factory=lambda: np.zeros(0))  # replicas running now, per pair
     penalties: list[tuple[Policy, str, int]] = field(default_factory=list)
     row_names: dict[int, str] = field(default_factory=dict)
 
@@ -691,4 +692,5 @@ def build_matrix(arrays: FleetArrays, rules: Rules, current: Mapping[tuple[str, 
         blocks=dict(b.blocks), serve_row=serve_row, elastic_col=b.elastic_col, churn_col=churn_col,
         gang_col=gang_col, penalties=b.penalties, row_names=b.row_names,
         capacity_row=capacity_row, demand_row0=demand_row0, batch_row0=batch_row0, batch_models=bm,
+        current=cur,
     )
