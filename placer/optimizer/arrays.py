@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
@@ -76,6 +76,8 @@ class FleetArrays:
     route_latency: FloatArray
     location_names: list[str] = field(default_factory=list)
     domain_names: list[str] = field(default_factory=list)
+    # set on arrays restricted to some pairs (``restrict``): the arrays of every eligible pair
+    parent: FleetArrays | None = field(default=None, repr=False, compare=False)
 
     @property
     def n_pairs(self) -> int:
@@ -92,6 +94,26 @@ class FleetArrays:
     @cached_property
     def pool_index(self) -> dict[str, int]:
         return {p.name: i for i, p in enumerate(self.pools)}
+
+    def restrict(self, keep: BoolArray) -> FleetArrays:
+        """The same fleet with only the ``keep`` pairs and their routes (models, pools and demand
+        entries unchanged, so their indices hold). A model built on them is the full model with the
+        other pairs held at zero: the rules' big-M terms read the full arrays (``parent``)."""
+        js = np.flatnonzero(keep)
+        renumber = np.full(self.n_pairs, -1, dtype=np.int64)
+        renumber[js] = np.arange(len(js))
+        routes = np.flatnonzero(keep[self.route_pair])
+        pm = self.pair_model[js]
+        rd = self.route_dem[routes]
+        return replace(
+            self,
+            pair_model=pm, pair_pool=self.pair_pool[js], pair_c=self.pair_c[js], pair_thr=self.pair_thr[js],
+            pair_max=self.pair_max[js], pair_egress=self.pair_egress[js],
+            pair_ptr=np.searchsorted(pm, np.arange(len(self.models) + 1)).astype(np.int64),
+            route_dem=rd, route_pair=renumber[self.route_pair[routes]], route_latency=self.route_latency[routes],
+            route_ptr=np.searchsorted(rd, np.arange(len(self.dem_model) + 1)).astype(np.int64),
+            parent=self.parent if self.parent is not None else self,
+        )
 
     @cached_property
     def pair_keys(self) -> IntArray:

@@ -184,33 +184,56 @@ def lagrangian(model: MatrixModel, tables: PairTables, row_duals: FloatArray, se
     return Duals(pi, rc, bound, lp_bound, g_lp)
 
 
-def simple_duals(model: MatrixModel) -> FloatArray:
-    """Row multipliers without an LP, for a quick valid bound: elastic pools' capacity at their
-    GPU price, each demand entry at the cheapest cost per unit of rate over its routes, each
-    training / batch model at its cheapest replica (capacity of fixed pools counted free)."""
+@dataclass
+class Prices:
+    """Multipliers without an LP, by what they price (``simple_prices``)."""
+
+    pool: FloatArray  # per pool: an elastic pool's GPU price (0 on fixed pools, whose capacity counts free)
+    demand: FloatArray  # per demand entry: the cheapest cost per unit of rate over its routes
+    batch: FloatArray  # per active training / batch model (``model.batch_models``): its cheapest replica
+
+
+def simple_prices(model: MatrixModel) -> Prices:
+    """Prices that no pair can beat: a route never serves a unit of rate for less than its demand
+    entry's price, nor a replica of a training / batch model cost less than its model's, so that
+    every pair's own problem in the Lagrangian bound is worth exactly 0. Columns only: a model
+    built with ``columns_only`` will do."""
     a = model.arrays
-    pi = np.zeros(model.n_rows)
     x0, x1 = model.blocks["x"]
     y0 = model.blocks["y"][0]
-    cap = model.capacity_row
-    assert cap is not None, "build_matrix sets the capacity rows"
-    el = np.flatnonzero(a.pool_elastic & (cap >= 0))
-    pi[cap[el]] = -a.pool_price[el]
     replica = model.cost[x0:x1] + np.where(a.pool_elastic[a.pair_pool], a.pool_price[a.pair_pool] * a.pair_c, 0.0)
+    demand = np.zeros(len(a.dem_model))
     if a.n_routes:
         with np.errstate(divide="ignore", invalid="ignore"):
             unit = model.cost[y0:y0 + a.n_routes] + replica[a.route_pair] / a.pair_thr[a.route_pair]
         best = np.full(len(a.dem_model), np.inf)
         np.minimum.at(best, a.route_dem, unit)
-        u_cost = model.cost[model.block("u")]
-        best = np.minimum(best, u_cost)
-        pi[model.demand_row0:model.demand_row0 + len(a.dem_model)] = np.where(np.isfinite(best), best, 0.0)
+        best = np.minimum(best, model.cost[model.block("u")])
+        demand = np.where(np.isfinite(best), best, 0.0)
+    batch = np.zeros(len(model.batch_models))
+    k0 = model.blocks["k"][0]
+    for row, mi in enumerate(model.batch_models.tolist()):
+        lo, hi = int(a.pair_ptr[mi]), int(a.pair_ptr[mi + 1])
+        cheapest = float(replica[lo:hi].min()) if hi > lo else np.inf
+        batch[row] = min(cheapest, float(model.cost[k0 + row]))
+    return Prices(np.where(a.pool_elastic, a.pool_price, 0.0), demand, batch)
+
+
+def simple_duals(model: MatrixModel, prices: Prices | None = None) -> FloatArray:
+    """Row multipliers without an LP, for a quick valid bound (``simple_prices``: elastic pools'
+    capacity at their GPU price, demand entries and training / batch models at their cheapest).
+    ``prices`` set on the full arrays bound a model restricted to some of their pairs: the pairs
+    left out would each be worth 0 in the full model's bound."""
+    a = model.arrays
+    p = prices if prices is not None else simple_prices(model)
+    pi = np.zeros(model.n_rows)
+    cap = model.capacity_row
+    assert cap is not None, "build_matrix sets the capacity rows"
+    el = np.flatnonzero(a.pool_elastic & (cap >= 0))
+    pi[cap[el]] = -p.pool[el]
+    pi[model.demand_row0:model.demand_row0 + len(a.dem_model)] = p.demand
     if model.batch_row0 >= 0:
-        k0 = model.blocks["k"][0]
-        for row, mi in enumerate(model.batch_models.tolist()):
-            lo, hi = int(a.pair_ptr[mi]), int(a.pair_ptr[mi + 1])
-            cheapest = float(replica[lo:hi].min()) if hi > lo else np.inf
-            pi[model.batch_row0 + row] = min(cheapest, float(model.cost[k0 + row]))
+        pi[model.batch_row0:model.batch_row0 + len(model.batch_models)] = p.batch
     return pi
 
 

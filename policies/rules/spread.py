@@ -29,7 +29,9 @@ class Spread(RuleBase):
             applies = builder.new_bool(f"{policy.name}:{model.name}:applies")
             total = builder.total_replicas(model.name)
             builder.add(total <= need - 1 + big * applies, f"{policy.name}:{model.name}:applies")
-            builder.at_most(policy, need * applies - sum(used[1:], used[0]), 0, model.name)
+            # no domain at all: a model restricted to pairs outside these pools (a re-plan's model)
+            spread = need * applies - sum(used[1:], used[0]) if used else need * applies
+            builder.at_most(policy, spread, 0, model.name)
 
     def violations(self, policy: Policy, fleet: Fleet, placement: Placement) -> list[Violation]:
         need = policy.rule.spread.min_failure_domains if policy.rule.spread else 2
