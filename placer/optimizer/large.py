@@ -5,7 +5,8 @@
     2. a fractional plan and a bound. ``lp`` mode: the LP relaxation by column generation over
        pairs (``lp``), seeded with a greedy plan, the cheapest routes, a few failure domains and
        what runs now; its duals price every pair into a valid (Lagrangian) bound. ``replan``
-       mode (what runs now covers most models) starts from the current replicas, and ``direct``
+       mode (what runs now covers most models) starts from the current replicas, on a model of
+       the pairs around them alone (beyond SMALL_PAIRS: those its search would use), and ``direct``
        mode (fleets beyond LP_PAIRS, or whose first LP round did not finish in time) from the
        greedy plan; both take their bound from duals set without an LP (``lp.simple_duals``);
     3. a first plan (``repair``): round up the inference replicas the LP wants most of where they
@@ -54,12 +55,14 @@ from placer.optimizer.lns import Neighbourhoods, construct, improve, solve_free,
 from placer.optimizer.lp import (
     Master,
     PairTables,
+    Prices,
     cheapest_in_groups,
     column_generation,
     domain_cover,
     initial_pairs,
     lagrangian,
     simple_duals,
+    simple_prices,
 )
 from placer.optimizer.matrix import MatrixModel, build_matrix
 from placer.optimizer.repair import complete, round_and_cover
@@ -78,6 +81,8 @@ REPLAN_SHARE = 0.5  # re-plan from what runs when it covers this share of the mo
 PATIENCE = 24  # neighbourhood steps without gain before stopping
 REPLAN_PATIENCE = 8
 REPLAN_SEARCH = 0.05  # share of the time limit a re-plan spends searching
+REPLAN_ROUTES = 4  # per demand entry, a re-plan's model holds its cheapest routes to elastic pools
+REPLAN_FREE_REPLICAS = 1  # with room for this many replicas now (and as many on on-demand pools)
 LP_STOP_GAP = 5e-4  # column generation stops when the LP is this close to its bound (the rounding gains nothing more)
 SWEEP_SHARE = 0.85  # of the search time: one-model re-placements, before the neighbourhood search
 MAX_SEARCH_THREADS = 4
@@ -291,14 +296,25 @@ def optimize_large(
     # cuts tighten the LP; a fleet planned without the LP gets the cheapest set, and a re-plan
     # (which starts from what runs, and searches little) none
     replan = choose_mode(arrays, arrays.current_vector(current)) == "replan"
-    model = build_matrix(arrays, rules, current, cuts=not replan, cut_levels=cut_levels(arrays.n_pairs))
+    prices = None
+    if replan and arrays.n_pairs > SMALL_PAIRS:
+        # a re-plan's search only ever uses the pairs around what runs: its model holds those
+        # alone, and its bound prices every pair from their columns
+        columns = build_matrix(arrays, rules, current, columns_only=True)
+        keep = replan_pairs(columns)
+        prices = simple_prices(columns)
+        model = build_matrix(arrays.restrict(keep), rules, current, cuts=False)
+        where = f"{int(keep.sum())} of {arrays.n_pairs} pairs (around what runs): "
+    else:
+        model = build_matrix(arrays, rules, current, cuts=not replan, cut_levels=cut_levels(arrays.n_pairs))
+        where = ""
     for m, p in forbid:
-        j = arrays.find_pair(m, p)
+        j = model.arrays.find_pair(m, p)
         if j is not None:
             model.ub[model.blocks["x"][0] + j] = 0.0
-    clock.mark("model", f"{model.n_cols} columns, {model.n_rows} rows, {model.A.nnz} nonzeros")
+    clock.mark("model", f"{where}{model.n_cols} columns, {model.n_rows} rows, {model.A.nnz} nonzeros")
     result = solve_model(model, clock, fleet.settings.solver.relative_gap,
-                         workers=search_threads(fleet.settings.solver.workers))
+                         workers=search_threads(fleet.settings.solver.workers), prices=prices)
     if arrays.n_pairs <= CANDIDATES_PAIRS:
         result.candidates = ArrayCandidates(arrays)
     else:
@@ -326,12 +342,38 @@ def search_threads(workers: int | None) -> int:
     return max(1, min(MAX_SEARCH_THREADS, workers or available_cores()))
 
 
-def solve_model(model: MatrixModel, clock: Clock,
-                gap: float, workers: int = 1) -> LargeResult:
+def replan_pairs(model: MatrixModel) -> BoolArray:
+    """The pairs a re-plan searches over: what runs now, the cheapest routes, pairs and failure
+    domains of each model (``initial_pairs``), a fallback route per demand entry, and its
+    cheapest routes to elastic pools with room for a replica now, where demand grown past the
+    cheap pools goes (fixed pools' room is left out: headroom rules the arrays do not see may
+    hold it). A model built with ``columns_only`` will do."""
+    a = model.arrays
+    cur = model.current
+    keep: BoolArray = initial_pairs(model, np.flatnonzero(cur > 0)) | fallback_pairs(model)
+    if not a.n_routes:
+        return keep
+    used = np.bincount(a.pair_pool, weights=cur * a.pair_c, minlength=len(a.pools))
+    room = a.pool_max_nodes * a.pool_per_node - used
+    j = a.route_pair
+    pool = a.pair_pool[j]
+    y0 = model.blocks["y"][0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_rate = model.cost[y0:y0 + a.n_routes] + per_replica_cost(model)[j] / a.pair_thr[j]
+    fits = a.pool_elastic[pool] & (room[pool] >= REPLAN_FREE_REPLICAS * a.pair_c[j])
+    for ok, k in ((fits, REPLAN_ROUTES), (fits & ~a.pool_spot[pool], REPLAN_ROUTES)):
+        rs = np.flatnonzero(ok)
+        keep[j[rs[cheapest_in_groups(per_rate[rs], a.route_dem[rs], k)]]] = True
+    return keep
+
+
+def solve_model(model: MatrixModel, clock: Clock, gap: float, workers: int = 1,
+                prices: Prices | None = None) -> LargeResult:
     """Modes: ``lp`` (the LP, rounded); ``replan`` (from the replicas running now, when they cover
     most models: a re-plan changes little, and starts from what runs); ``direct`` (fleets whose
     LP would not fit the time: from the greedy plan). The last two take their bound from
-    ``lp.simple_duals`` unless the LP runs too."""
+    ``lp.simple_duals`` unless the LP runs too; ``prices``: theirs, set on the full arrays of a
+    model restricted to some pairs (whose bound then holds for the whole fleet)."""
     a = model.arrays
     x0, x1 = model.blocks["x"]
     tables = PairTables.build(model)
@@ -358,13 +400,13 @@ def solve_model(model: MatrixModel, clock: Clock,
     if lp is not None and lp.duals is not None:
         bound = lp.duals.bound
         if lp.status != "OPTIMAL":  # stopped early: its duals may bound less than the simple ones
-            bound = max(bound, lagrangian(model, tables, simple_duals(model), Master.serve_rows(model),
+            bound = max(bound, lagrangian(model, tables, simple_duals(model, prices), Master.serve_rows(model),
                                           integer=True, with_lp=False).bound)
         clock.mark("lp", f"{lp.status} value {lp.value:.2f} bound {bound:.2f} rounds {lp.iterations} "
                          f"master {int(lp.master.sum())}")
         start = lp.values
     else:
-        bound = lagrangian(model, tables, simple_duals(model), Master.serve_rows(model), integer=True,
+        bound = lagrangian(model, tables, simple_duals(model, prices), Master.serve_rows(model), integer=True,
                            with_lp=False).bound
         start = pseudo_lp(model, gx.astype(float))
         clock.mark("bound", f"simple duals: {bound:.2f}")
@@ -372,7 +414,7 @@ def solve_model(model: MatrixModel, clock: Clock,
     # the pairs the MIPs may use: all of them on small fleets; else the LP's master or the seed,
     # the pairs nearest to pricing out, what the greedy plan and the current state use, and a
     # fallback route per demand entry on an elastic on-demand pool
-    if a.n_pairs <= SMALL_PAIRS:
+    if a.n_pairs <= SMALL_PAIRS or a.parent is not None:  # a restricted model holds candidates only
         cand = np.ones(a.n_pairs, dtype=bool)
     else:
         cand = seed.copy()
