@@ -146,7 +146,7 @@ class MatrixModel:
     elastic_col: IntArray  # n column of each pool (-1: fixed)
     churn_col: IntArray  # s column of each pair (-1: nothing runs there now)
     gang_col: IntArray  # g column of each pair (-1: none)
-    capacity_row: IntArray | None = None  # capacity row of each pool (-1: no pairs)
+    capacity_row: IntArray | None = None  # capacity row of each pool (-1: a fixed pool without pairs)
     demand_row0: int = 0  # first demand row (one per demand entry, in order)
     batch_row0: int = -1  # first training / batch replicas row (one per active batch model, in order)
     batch_models: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # model of each k column
@@ -612,7 +612,9 @@ def build_matrix(arrays: FleetArrays, rules: Rules, current: Mapping[tuple[str, 
 
     # ------------------------------------------------------------ rows
     # capacity: sum c x - perNode n <= 0 (elastic) | <= count * perNode (fixed), pools with pairs
-    pools_used = np.unique(a.pair_pool)
+    # and every elastic pool (its row prices its nodes in a bound, pairs or not: a model restricted
+    # to some pairs is bounded as the full one is)
+    pools_used = np.union1d(np.unique(a.pair_pool), np.flatnonzero(a.pool_elastic))
     row_of_pool = np.full(len(a.pools), -1, dtype=np.int64)
     row_of_pool[pools_used] = np.arange(len(pools_used))
     cap_hi = np.where(a.pool_elastic[pools_used], 0.0, (a.pool_min_nodes * a.pool_per_node)[pools_used])

@@ -165,3 +165,24 @@ def test_replan_pairs_hold_what_runs_and_room_on_elastic_pools(restricted):
             assert keep[j]
             checked += 1
     assert checked > len(a.dem_model)
+
+
+def test_bound_holds_when_an_elastic_pool_with_minimum_nodes_loses_all_its_pairs(docs):
+    """Its nodes are paid either way; the restricted model still prices them as the full one does
+    (through the pool's capacity row), not once more on top of the demand they serve."""
+    import copy
+
+    docs = copy.deepcopy(docs)
+    pool = next(d for d in docs if d["kind"] == "Pool" and "min" in d["spec"]["nodes"])
+    pool["spec"]["nodes"]["min"] = 2
+    arrays = build_arrays(to_fleet(docs), RULES)
+    p = arrays.pool_index[pool["metadata"]["name"]]
+    keep = arrays.pair_pool != p
+    assert arrays.pool_min_nodes[p] == 2 and (~keep).any()
+    full = build_matrix(arrays, RULES, {}, cuts=False)
+    sub = build_matrix(arrays.restrict(keep), RULES, {}, cuts=False)
+    serve = Master.serve_rows
+    whole = lagrangian(full, PairTables.build(full), simple_duals(full), serve(full), integer=True, with_lp=False)
+    prices = simple_prices(build_matrix(arrays, RULES, {}, columns_only=True))
+    part = lagrangian(sub, PairTables.build(sub), simple_duals(sub, prices), serve(sub), integer=True, with_lp=False)
+    assert part.bound == pytest.approx(whole.bound, rel=1e-9)
