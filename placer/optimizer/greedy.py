@@ -23,6 +23,17 @@ def per_replica_cost(model: MatrixModel) -> FloatArray:
     return model.cost[x0:x1] + np.where(elastic, a.pool_price[a.pair_pool] * a.pair_c, 0.0)
 
 
+def per_rate_cost(model: MatrixModel, per_replica: FloatArray | None = None) -> FloatArray:
+    """Per route: its own cost per unit of rate plus its pair's replica cost per unit of
+    throughput (inf where the pair serves none); ``per_replica``: ``per_replica_cost``, when known."""
+    a = model.arrays
+    y0 = model.blocks["y"][0]
+    replica = per_replica_cost(model) if per_replica is None else per_replica
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out: FloatArray = model.cost[y0:y0 + a.n_routes] + replica[a.route_pair] / a.pair_thr[a.route_pair]
+    return out
+
+
 def model_size(model: MatrixModel) -> FloatArray:
     """GPUs each model wants at its best throughput (replicas wanted, for training and batch)."""
     a = model.arrays
@@ -43,11 +54,9 @@ def model_size(model: MatrixModel) -> FloatArray:
 def greedy(model: MatrixModel) -> tuple[IntArray, FloatArray]:
     """(replicas per pair, rate per route)."""
     a = model.arrays
-    y0 = model.blocks["y"][0]
     free = (a.pool_max_nodes * a.pool_per_node).astype(float)
     replica = per_replica_cost(model)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        per_rate = model.cost[y0:y0 + a.n_routes] + replica[a.route_pair] / a.pair_thr[a.route_pair]
+    per_rate = per_rate_cost(model, replica)
     x = np.zeros(a.n_pairs, dtype=np.int64)
     spare = np.zeros(a.n_pairs)  # throughput of placed replicas not yet routed
     y = np.zeros(a.n_routes)

@@ -49,7 +49,7 @@ from placer.optimizer.arrays import (
     IntArray,
     build_arrays,
 )
-from placer.optimizer.greedy import greedy, model_size, per_replica_cost, pseudo_lp
+from placer.optimizer.greedy import greedy, model_size, per_rate_cost, per_replica_cost, pseudo_lp
 from placer.optimizer.highs import solve
 from placer.optimizer.lns import Neighbourhoods, construct, improve, solve_free, sweep
 from placer.optimizer.lp import (
@@ -173,10 +173,7 @@ def fallback_pairs(model: MatrixModel) -> BoolArray:
     ok = np.flatnonzero(a.pool_elastic[pool] & ~a.pool_spot[pool])
     if not len(ok):
         return out
-    per_replica = per_replica_cost(model)
-    y0 = model.blocks["y"][0]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        unit = model.cost[y0 + ok] + per_replica[a.route_pair[ok]] / a.pair_thr[a.route_pair[ok]]
+    unit = per_rate_cost(model)[ok]
     out[a.route_pair[ok[cheapest_in_groups(unit, a.route_dem[ok], 1)]]] = True  # routes come by demand entry
     return out
 
@@ -357,9 +354,7 @@ def replan_pairs(model: MatrixModel) -> BoolArray:
     room = a.pool_max_nodes * a.pool_per_node - used
     j = a.route_pair
     pool = a.pair_pool[j]
-    y0 = model.blocks["y"][0]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        per_rate = model.cost[y0:y0 + a.n_routes] + per_replica_cost(model)[j] / a.pair_thr[j]
+    per_rate = per_rate_cost(model)
     fits = a.pool_elastic[pool] & (room[pool] >= REPLAN_FREE_REPLICAS * a.pair_c[j])
     for ok, k in ((fits, REPLAN_ROUTES), (fits & ~a.pool_spot[pool], REPLAN_ROUTES)):
         rs = np.flatnonzero(ok)

@@ -32,6 +32,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from placer.optimizer.arrays import BoolArray, FloatArray, IntArray
+from placer.optimizer.greedy import per_rate_cost, per_replica_cost
 from placer.optimizer.highs import BASIC, LOWER, new_highs, solve_arrays
 from placer.optimizer.matrix import MatrixModel
 
@@ -199,15 +200,11 @@ def simple_prices(model: MatrixModel) -> Prices:
     every pair's own problem in the Lagrangian bound is worth exactly 0. Columns only: a model
     built with ``columns_only`` will do."""
     a = model.arrays
-    x0, x1 = model.blocks["x"]
-    y0 = model.blocks["y"][0]
-    replica = model.cost[x0:x1] + np.where(a.pool_elastic[a.pair_pool], a.pool_price[a.pair_pool] * a.pair_c, 0.0)
+    replica = per_replica_cost(model)
     demand = np.zeros(len(a.dem_model))
     if a.n_routes:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            unit = model.cost[y0:y0 + a.n_routes] + replica[a.route_pair] / a.pair_thr[a.route_pair]
         best = np.full(len(a.dem_model), np.inf)
-        np.minimum.at(best, a.route_dem, unit)
+        np.minimum.at(best, a.route_dem, per_rate_cost(model, replica))
         best = np.minimum(best, model.cost[model.block("u")])
         demand = np.where(np.isfinite(best), best, 0.0)
     batch = np.zeros(len(model.batch_models))
@@ -300,13 +297,10 @@ def initial_pairs(model: MatrixModel, current_pairs: IntArray, per_demand: int =
     """A starting master: the cheapest routes of every demand entry by static cost, the cheapest
     pairs of every model (per replica), a cheap pair in a few failure domains, and what runs now."""
     a = model.arrays
-    x0, y0 = model.blocks["x"][0], model.blocks["y"][0]
     chosen = np.zeros(a.n_pairs, dtype=bool)
     chosen[current_pairs] = True
-    per_replica = model.cost[x0:x0 + a.n_pairs] + np.where(
-        a.pool_elastic[a.pair_pool], a.pool_price[a.pair_pool] * a.pair_c, 0.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        per_rate = model.cost[y0:y0 + a.n_routes] + per_replica[a.route_pair] / a.pair_thr[a.route_pair]
+    per_replica = per_replica_cost(model)
+    per_rate = per_rate_cost(model, per_replica)
     # routes come sorted by demand entry, pairs by model (build_arrays)
     if a.n_routes:
         chosen[a.route_pair[cheapest_in_groups(per_rate, a.route_dem, per_demand)]] = True
