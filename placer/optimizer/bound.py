@@ -24,6 +24,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -42,7 +43,8 @@ class Blocks:
     cols: IntArray
 
 
-def model_blocks(model: MatrixModel) -> Blocks:
+def model_blocks(model: MatrixModel, csr: Any = None) -> Blocks:
+    """``csr``: the model's matrix as CSR, when the caller has it."""
     a = model.arrays
     owner = np.full(model.n_cols, -1, dtype=np.int64)
     x0 = model.blocks["x"][0]
@@ -56,7 +58,7 @@ def model_blocks(model: MatrixModel) -> Blocks:
     for col in (model.gang_col, model.churn_col):
         has = col >= 0
         owner[col[has]] = a.pair_model[has]
-    csr = model.A.tocsr()
+    csr = model.A.tocsr() if csr is None else csr
     row_of = np.repeat(np.arange(model.n_rows), np.diff(csr.indptr))
 
     def spans(own: IntArray) -> tuple[IntArray, IntArray, BoolArray]:

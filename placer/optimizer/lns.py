@@ -34,6 +34,10 @@ STEP_OPTIONS = {"mip_heuristic_run_rens": False, "mip_heuristic_run_rins": False
                 "mip_heuristic_run_root_reduced_cost": False}
 
 
+# told each step's answer: the plan, the step's free columns (sorted), their new values, its models
+Record = Callable[[FloatArray, IntArray, FloatArray, IntArray], None]
+
+
 @dataclass
 class LnsStats:
     steps: int = 0
@@ -243,16 +247,20 @@ def _prepare(model: MatrixModel, hood: Neighbourhoods, act: FloatArray, v: Float
 
 
 def _commit(model: MatrixModel, act: FloatArray, v: FloatArray, free: IntArray, part: Sub,
-            sol: Solution) -> tuple[float, float, bool]:
+            sol: Solution, record: Record | None = None, models: IntArray | None = None,
+            ) -> tuple[float, float, bool]:
     """Take the step's answer into ``v`` (and the row activities ``act``) in place when it costs
     less than what the free columns hold now and keeps every row it touches within bounds (other
     steps may have moved the rest since it started). Returns the free columns' cost before and
-    after (equal when it was not taken), and whether it was better but stale."""
+    after (equal when it was not taken), and whether it was better but stale. ``record`` is told
+    every answer, taken or not, with the step's ``models``."""
     cost = model.cost[free]
     old_cost = float(cost @ v[free])
     if sol.values is None:
         return old_cost, old_cost, False
     new = model.rounded(sol.values, free)
+    if record is not None and models is not None:
+        record(v, free, new, models)
     new_cost = float(cost @ new)
     if new_cost >= old_cost - 1e-7 * max(1.0, abs(old_cost)):
         return old_cost, old_cost, False
@@ -282,7 +290,8 @@ def unused_capacity(model: MatrixModel, v: FloatArray) -> FloatArray:
 
 
 def sweep(model: MatrixModel, hood: Neighbourhoods, v: FloatArray, deadline: float, *,
-          step_limit: float = 0.2, workers: int = 1, min_gain: float = 1e-4) -> tuple[FloatArray, LnsStats]:
+          step_limit: float = 0.2, workers: int = 1, min_gain: float = 1e-4,
+          record: Record | None = None) -> tuple[FloatArray, LnsStats]:
     """Re-place the models one at a time around all the others, those paying most for replica
     capacity they do not use or for demand they leave unserved first: rounding leaves most models
     a fraction of a replica idle in each pool they use, and moving their demand so that fewer
@@ -291,7 +300,7 @@ def sweep(model: MatrixModel, hood: Neighbourhoods, v: FloatArray, deadline: flo
     ``workers`` threads solve at once (HiGHS lets go of the GIL); each answer is checked against
     the plan as it is when it comes back, and one made stale by another thread is solved once
     more. Passes over the models until ``deadline``, or until a pass gains less than
-    ``min_gain`` (relative); returns the better plan."""
+    ``min_gain`` (relative); returns the better plan. ``record``: told every step's answer."""
     stats = LnsStats()
     started = time.monotonic()
     if deadline - started < 0.1:
@@ -335,7 +344,8 @@ def sweep(model: MatrixModel, hood: Neighbourhoods, v: FloatArray, deadline: flo
                                            min(step_limit, left))
             sol = run()
             with lock:
-                old_cost, new_cost, stale = _commit(model, act, v, free, part, sol)
+                old_cost, new_cost, stale = _commit(model, act, v, free, part, sol, record,
+                                                    np.array([mi], dtype=np.int64))
                 stats.improved += new_cost < old_cost
                 gained[0] += old_cost - new_cost
                 if stale and mi not in retried:  # another thread took the capacity meanwhile: once more

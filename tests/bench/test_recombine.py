@@ -1,0 +1,149 @@
+"""Recombination (``placer.optimizer.recombine``): a MIP over the configurations of each model the
+search has seen. Its plan is never worse than the best plan made of those configurations, keeps
+every row, and puts each model in one configuration it was seen in."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+import numpy as np
+import pytest
+
+import placer.optimizer.large as large
+import placer.optimizer.recombine as recombine_mod
+from bench.generate import generate, to_fleet
+from placer.cost import price
+from placer.optimizer.arrays import build_arrays
+from placer.optimizer.highs import Solution
+from placer.optimizer.lns import Neighbourhoods, sweep
+from placer.optimizer.lp import PairTables, column_generation, initial_pairs
+from placer.optimizer.matrix import build_matrix
+from placer.optimizer.recombine import Configurations, recombine
+from placer.optimizer.repair import complete, round_and_cover
+from placer.placement import check_hard_constraints
+from policies import build_rules
+
+RULES = build_rules(dt.datetime(2026, 11, 28, tzinfo=dt.UTC))
+
+
+@pytest.fixture(scope="module")
+def plans():
+    """On a 60 x 14 fleet: the first plan (the LP rounded and completed), and the sweep's plan
+    from it, with the configurations the sweep saw recorded."""
+    fleet = to_fleet(generate(60, 14, seed=11))
+    model = build_matrix(build_arrays(fleet, RULES), RULES, {})
+    tables = PairTables.build(model)
+    lp = column_generation(model, tables, initial_pairs(model, np.zeros(0, dtype=np.int64)),
+                           deadline=time.monotonic() + 30)
+    allowed = np.ones(model.arrays.n_pairs, dtype=bool)
+    hood = Neighbourhoods(model, tables, allowed)
+    first = complete(model, hood, round_and_cover(model, lp.values, allowed), time_limit=10)
+    assert first is not None
+    configs = Configurations(model, csr=hood.csr)
+    configs.add_plan(first)
+    swept, stats = sweep(model, hood, first, deadline=time.monotonic() + 20, record=configs.add_step)
+    assert stats.improved > 0 and len(configs) > configs.n_models
+    return fleet, model, hood, first, swept, configs
+
+
+def throughputs(fleet):
+    a = build_arrays(fleet, RULES)
+    return {(a.models[m].name, a.pools[p].name): float(t)
+            for m, p, t in zip(a.pair_model.tolist(), a.pair_pool.tolist(), a.pair_thr.tolist(), strict=True)}
+
+
+def cost(model, v):
+    return float(model.cost @ v)
+
+
+def assert_feasible(model, v):
+    act = model.A @ v
+    tol = 1e-6 * np.maximum(1.0, np.abs(act))
+    assert np.all(act >= model.row_lo - tol) and np.all(act <= model.row_hi + tol)
+    assert np.all(v >= model.lb - 1e-7) and np.all(v <= model.ub + 1e-7)
+    ints = v[model.integer]
+    assert np.allclose(ints, np.round(ints))
+
+
+def test_from_the_first_plan_it_finds_a_plan_at_least_as_good_as_the_sweeps(plans):
+    """Every configuration of the sweep's plan was recorded (the first plan's, or a step's answer),
+    so the sweep's plan is one of the master's answers: recombining from the first plan must do
+    at least as well, in one MIP."""
+    fleet, model, _, first, swept, configs = plans
+    r = recombine(model, configs, first, time_limit=30)
+    assert r.values is not None and r.status == "OPTIMAL" and r.moved > 0
+    assert cost(model, r.values) <= cost(model, swept) + 1e-6 * abs(cost(model, swept))
+    assert cost(model, r.values) < cost(model, first)
+    assert_feasible(model, r.values)
+    # the plan, priced by placer.cost.price, costs what the model says, and keeps every rule
+    placement = large.placement_of(model, r.values)
+    assert check_hard_constraints(fleet, placement, throughputs(fleet)) == []
+    priced = price(fleet, placement, RULES)
+    assert [v for v in priced.violations if v.enforcement == "required"] == []
+    assert priced.objective == pytest.approx(sum(large.objective_terms(model, r.values).values()), rel=1e-6)
+
+
+def test_each_model_ends_in_a_configuration_it_was_seen_in(plans):
+    _, model, _, first, _, configs = plans
+    r = recombine(model, configs, first, time_limit=30)
+    assert r.values is not None
+    seen: dict[int, list[np.ndarray]] = {}
+    for m, z in configs.entries:
+        seen.setdefault(m, []).append(z)
+    for m in range(configs.n_models):
+        cols = configs.columns(m)
+        if len(cols):
+            assert any(np.allclose(r.values[cols], z) for z in seen[m]), f"model {m}: a configuration never seen"
+
+
+def test_with_the_incumbents_configurations_alone_there_is_no_better_plan(plans):
+    _, model, hood, _, swept, _ = plans
+    only = Configurations(model, csr=hood.csr)
+    r = recombine(model, only, swept, time_limit=30)
+    assert r.values is None and len(only) == sum(len(only.columns(m)) > 0 for m in range(only.n_models))
+
+
+def test_a_master_answer_that_breaks_a_row_is_not_taken(plans, monkeypatch):
+    """HiGHS answers within its tolerances; an answer whose plan breaks a row (here: every elastic
+    node switched off) is refused, and the caller keeps its plan."""
+    _, model, _, first, _, configs = plans
+    real = recombine_mod.solve_arrays
+
+    def broken(A, c, lb, ub, lo, hi, integer, **kw):
+        sol = real(A, c, lb, ub, lo, hi, integer, **kw)
+        values = np.array(sol.values)
+        values[len(configs):] = lb[len(configs):]  # the columns no model owns at their lower bounds
+        return Solution(sol.status, sol.cols, sol.rows, values, sol.objective, sol.bound)
+
+    monkeypatch.setattr(recombine_mod, "solve_arrays", broken)
+    r = recombine(model, configs, first, time_limit=30)
+    assert r.values is None and r.status == "ROWS"
+
+
+def test_a_step_answer_is_recorded_with_its_free_columns_set(plans):
+    _, model, _, first, _, _ = plans
+    configs = Configurations(model)
+    m = next(m for m in range(configs.n_models) if len(configs.columns(m)) > 2)
+    cols = configs.columns(m)
+    free = np.sort(cols[::2])
+    new = first[free] + 1.0
+    configs.add_step(first, free, new, np.array([m]))
+    (got_m, z), = configs.entries
+    expect = first[cols].copy()
+    expect[::2] = first[cols[::2]] + 1.0  # cols of a block come in column order, so free is cols[::2]
+    assert got_m == m and np.array_equal(z, expect)
+    configs.add_step(first, free, new, np.array([m]))  # the same again: kept once
+    assert len(configs) == 1
+
+
+def test_the_route_recombines_after_its_sweep_and_keeps_every_rule(monkeypatch):
+    monkeypatch.setattr(large, "FULL_MIP_COLS", 0)  # as on a fleet too large for HiGHS on the whole model
+    fleet = to_fleet(generate(80, 20, seed=3))
+    r = large.optimize_large(fleet, RULES, time_limit=4.0)
+    assert r.placement is not None and "recombine" in r.stats
+    assert check_hard_constraints(fleet, r.placement, throughputs(fleet)) == []
+    priced = price(fleet, r.placement, RULES)
+    assert [v for v in priced.violations if v.enforcement == "required"] == []
+    assert r.objective == pytest.approx(priced.objective, rel=1e-6, abs=1e-6)
+    assert r.bound <= r.objective + 1e-6
