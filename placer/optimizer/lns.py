@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from placer.optimizer.arrays import BoolArray, FloatArray, IntArray
 from placer.optimizer.highs import Solution, solve_arrays
@@ -58,6 +59,9 @@ class Neighbourhoods:
         self.y0 = model.blocks["y"][0]
         self.u0 = model.blocks["u"][0]
         self.aux0, self.aux1 = model.blocks["aux"]
+        # rows x policy variables alone: a pool's capacity row holds every pair on the pool, and
+        # reading whole rows to find the few policy variables cost most of a step at XL
+        self.aux_by_row = self.csc[:, self.aux0:self.aux1].tocsr()
         self.rng = np.random.default_rng(seed)
         k0, k1 = model.blocks["k"]
         self.k_col = np.full(len(a.models), -1, dtype=np.int64)
@@ -91,8 +95,7 @@ class Neighbourhoods:
         cols.append(n[n >= 0])
         # policy variables in the rows these replicas appear in
         rows = np.unique(self.csc[:, self.x0 + pairs].indices)
-        inrow = self.csr[rows].indices
-        cols.append(np.unique(inrow[(inrow >= self.aux0) & (inrow < self.aux1)]))
+        cols.append(self.aux0 + np.unique(self.aux_by_row[rows].indices))
         return np.unique(np.concatenate(cols))
 
     # ------------------------------------------------------------ neighbourhood choices
@@ -165,19 +168,29 @@ class Sub:
     """The MIP over the ``free`` columns with every other column fixed at its value: the rows the
     free columns touch, their bounds less what the fixed columns contribute."""
 
-    A_f: Any  # every row, free columns (to update row activities after a step)
-    rows: IntArray
-    sub: Any  # touched rows x free columns
+    rows: IntArray  # every row a free column touches
+    sub: Any  # those rows x free columns
     lo: FloatArray
     hi: FloatArray
 
+    def move(self, act: FloatArray, delta: FloatArray) -> None:
+        """Row activities ``act`` after the free columns change by ``delta`` (in place)."""
+        act[self.rows] += self.sub @ delta
+
+
+def touched_rows(csc: Any, cols: IntArray) -> tuple[IntArray, Any]:
+    """The rows that columns ``cols`` of the CSC matrix ``csc`` touch, and those rows x ``cols``.
+    (scipy's row selection on a CSC matrix allocates a vector of every row per call: 3M at XL.)"""
+    A_f = csc[:, cols]
+    rows, inverse = np.unique(A_f.indices, return_inverse=True)
+    sub = sp.csc_matrix((A_f.data, inverse.reshape(-1), A_f.indptr), shape=(len(rows), len(cols)))
+    return rows, sub
+
 
 def subproblem(model: MatrixModel, csc: Any, act: FloatArray, v: FloatArray, free: IntArray) -> Sub:
-    A_f = csc[:, free]
-    rows = np.unique(A_f.indices)
-    sub = A_f[rows, :]
+    rows, sub = touched_rows(csc, free)
     fixed = act[rows] - sub @ v[free]
-    return Sub(A_f, rows, sub, model.row_lo[rows] - fixed, model.row_hi[rows] - fixed)
+    return Sub(rows, sub, model.row_lo[rows] - fixed, model.row_hi[rows] - fixed)
 
 
 def improve(model: MatrixModel, hood: Neighbourhoods, v: FloatArray, deadline: float, *,
@@ -270,7 +283,7 @@ def _commit(model: MatrixModel, act: FloatArray, v: FloatArray, free: IntArray, 
     tol = 1e-6 * np.maximum(1.0, np.abs(after))
     if np.any(after < model.row_lo[rows] - tol) or np.any(after > model.row_hi[rows] + tol):
         return old_cost, old_cost, True
-    act += part.A_f @ delta
+    act[rows] = after
     v[free] = new
     return old_cost, new_cost, False
 
@@ -420,7 +433,7 @@ def construct(model: MatrixModel, hood: Neighbourhoods, order: IntArray, deadlin
             size = 1
             advance = 1
         new = model.rounded(sol.values, free)
-        act += part.A_f @ (new - v[free])
+        part.move(act, new - v[free])
         v[free] = new
         i += advance
         if sol.status == "OPTIMAL" and sol.seconds < 0.2 * step_limit:

@@ -21,7 +21,7 @@ import numpy as np
 from placer.optimizer.arrays import BoolArray, FloatArray, IntArray
 from placer.optimizer.greedy import per_replica_cost
 from placer.optimizer.highs import solve_arrays
-from placer.optimizer.lns import Neighbourhoods, solve_free
+from placer.optimizer.lns import Neighbourhoods, solve_free, touched_rows
 from placer.optimizer.lp import violated_rows
 from placer.optimizer.matrix import MatrixModel
 
@@ -372,9 +372,7 @@ def broken_rows(model: MatrixModel, hood: Neighbourhoods, v: FloatArray, free: I
     """Rows the fixed columns break alone, else those the sub-problem's feasibility relaxation
     breaks; ``fixed_cols``: the fixed columns whose rows count (default: every row)."""
     csc = hood.csc
-    A_f = csc[:, free]
-    rows = np.unique(A_f.indices)
-    sub = A_f[rows, :]
+    rows, sub = touched_rows(csc, free)
     act = csc @ v
     if fixed_cols is None:
         untouched = np.ones(model.n_rows, dtype=bool)

@@ -167,3 +167,33 @@ def test_the_route_sweeps_when_the_whole_model_is_too_large_for_highs(monkeypatc
            for m, p, t in zip(a.pair_model.tolist(), a.pair_pool.tolist(), a.pair_thr.tolist(), strict=True)}
     assert check_hard_constraints(fleet, result.placement, thr) == []
     assert [v for v in price(fleet, result.placement, RULES).violations if v.enforcement == "required"] == []
+
+
+def test_touched_rows_are_the_rows_a_columns_slice_touches():
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(4)
+    A = sp.random(400, 300, density=0.02, format="csc", random_state=rng)
+    for cols in (np.sort(rng.choice(300, 40, replace=False)), np.array([7]), np.arange(300)):
+        rows, sub = lns.touched_rows(A, cols)
+        assert np.array_equal(rows, np.unique(A[:, cols].indices))
+        assert np.array_equal(sub.toarray(), A[:, cols][rows, :].toarray())
+        assert sub.shape == (len(rows), len(cols))
+
+
+def test_a_steps_free_columns_hold_every_policy_variable_in_its_replicas_rows(first_plan):
+    """The policy variables come from a rows x policy-variables matrix; the same set as reading
+    every row its replicas touch."""
+    model, hood, _ = first_plan
+    a = model.arrays
+    aux0, aux1 = model.blocks["aux"]
+    assert aux1 > aux0  # the fleet has policy variables
+    for models in (np.array([0]), np.array([3, 17, 40]), hood.active_models):
+        cols = hood.columns(models)
+        pairs = np.concatenate([np.arange(a.pair_ptr[i], a.pair_ptr[i + 1]) for i in models])
+        pairs = pairs[hood.allowed[pairs]]
+        rows = np.unique(hood.csc[:, hood.x0 + pairs].indices)
+        inrow = hood.csr[rows].indices
+        expect = np.unique(inrow[(inrow >= aux0) & (inrow < aux1)])
+        assert np.array_equal(cols[(cols >= aux0) & (cols < aux1)], expect)
+        assert len(expect) or len(models) < 10  # the whole fleet's replicas touch some
