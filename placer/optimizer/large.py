@@ -85,6 +85,7 @@ REPLAN_SEARCH = 0.05  # share of the time limit a re-plan spends searching
 REPLAN_ROUTES = 4  # per demand entry, a re-plan's model holds its cheapest routes to elastic pools
 REPLAN_FREE_REPLICAS = 1  # with room for this many replicas now (and as many on on-demand pools)
 LP_STOP_GAP = 5e-4  # column generation stops when the LP is this close to its bound (the rounding gains nothing more)
+NEAR_PAIRS = int(os.environ.get("PLACER_NEAR_PAIRS", "16"))  # per model, the pairs nearest to pricing out the MIPs may use
 SWEEP_SHARE = 0.85  # of the search time: one-model re-placements, before the neighbourhood search
 MAX_SEARCH_THREADS = 4
 RECOMBINE_SHARE = 0.05  # of the time limit, at most, for the MIP over the configurations seen
@@ -435,7 +436,7 @@ def solve_model(model: MatrixModel, clock: Clock, gap: float, workers: int = 1,
             near = np.lexsort((lp.duals.g_lp, a.pair_model))
             pm = a.pair_model[near]
             rank = np.arange(len(near)) - np.searchsorted(pm, pm, side="left")
-            cand[near[rank < 3]] = True
+            cand[near[rank < NEAR_PAIRS]] = True
         cand |= fallback_pairs(model)
 
     # a first plan: the start rounded down, the rest covered greedily, then completed exactly
