@@ -16,13 +16,11 @@ from bench.generate import generate, to_fleet
 from placer.cost import price
 from placer.optimizer.arrays import build_arrays
 from placer.optimizer.highs import Solution
-from placer.optimizer.lns import Neighbourhoods, sweep
-from placer.optimizer.lp import PairTables, column_generation, initial_pairs
-from placer.optimizer.matrix import build_matrix
+from placer.optimizer.lns import sweep
 from placer.optimizer.recombine import Configurations, recombine
-from placer.optimizer.repair import complete, round_and_cover
 from placer.placement import check_hard_constraints
 from policies import build_rules
+from tests.bench.firstplan import assert_feasible, first_plan
 
 RULES = build_rules(dt.datetime(2026, 11, 28, tzinfo=dt.UTC))
 
@@ -32,14 +30,7 @@ def plans():
     """On a 60 x 14 fleet: the first plan (the LP rounded and completed), and the sweep's plan
     from it, with the configurations the sweep saw recorded."""
     fleet = to_fleet(generate(60, 14, seed=11))
-    model = build_matrix(build_arrays(fleet, RULES), RULES, {})
-    tables = PairTables.build(model)
-    lp = column_generation(model, tables, initial_pairs(model, np.zeros(0, dtype=np.int64)),
-                           deadline=time.monotonic() + 30)
-    allowed = np.ones(model.arrays.n_pairs, dtype=bool)
-    hood = Neighbourhoods(model, tables, allowed)
-    first = complete(model, hood, round_and_cover(model, lp.values, allowed), time_limit=10)
-    assert first is not None
+    model, hood, first = first_plan(fleet, RULES)
     configs = Configurations(model, csr=hood.csr)
     configs.add_plan(first)
     swept, stats = sweep(model, hood, first, deadline=time.monotonic() + 20, record=configs.add_step)
@@ -55,15 +46,6 @@ def throughputs(fleet):
 
 def cost(model, v):
     return float(model.cost @ v)
-
-
-def assert_feasible(model, v):
-    act = model.A @ v
-    tol = 1e-6 * np.maximum(1.0, np.abs(act))
-    assert np.all(act >= model.row_lo - tol) and np.all(act <= model.row_hi + tol)
-    assert np.all(v >= model.lb - 1e-7) and np.all(v <= model.ub + 1e-7)
-    ints = v[model.integer]
-    assert np.allclose(ints, np.round(ints))
 
 
 def test_from_the_first_plan_it_finds_a_plan_at_least_as_good_as_the_sweeps(plans):

@@ -12,11 +12,10 @@ import pytest
 import placer.optimizer.lns as lns
 from bench.generate import generate, to_fleet
 from placer.optimizer.arrays import build_arrays
-from placer.optimizer.lns import Neighbourhoods, sweep, unused_capacity
-from placer.optimizer.lp import PairTables, column_generation, initial_pairs
-from placer.optimizer.matrix import build_matrix
-from placer.optimizer.repair import complete, round_and_cover
+from placer.optimizer.lns import sweep, unused_capacity
 from policies import build_rules
+from tests.bench.firstplan import assert_feasible
+from tests.bench.firstplan import first_plan as plan_first
 
 RULES = build_rules(dt.datetime(2026, 11, 28, tzinfo=dt.UTC))
 
@@ -24,25 +23,7 @@ RULES = build_rules(dt.datetime(2026, 11, 28, tzinfo=dt.UTC))
 @pytest.fixture(scope="module")
 def first_plan():
     """The route's first plan on a 60 x 14 fleet: the LP, rounded and completed."""
-    fleet = to_fleet(generate(60, 14, seed=11))
-    model = build_matrix(build_arrays(fleet, RULES), RULES, {})
-    tables = PairTables.build(model)
-    lp = column_generation(model, tables, initial_pairs(model, np.zeros(0, dtype=np.int64)),
-                           deadline=time.monotonic() + 30)
-    allowed = np.ones(model.arrays.n_pairs, dtype=bool)
-    hood = Neighbourhoods(model, tables, allowed)
-    v = complete(model, hood, round_and_cover(model, lp.values, allowed), time_limit=10)
-    assert v is not None
-    return model, hood, v
-
-
-def assert_feasible(model, v):
-    act = model.A @ v
-    tol = 1e-6 * np.maximum(1.0, np.abs(act))
-    assert np.all(act >= model.row_lo - tol) and np.all(act <= model.row_hi + tol)
-    assert np.all(v >= model.lb - 1e-7) and np.all(v <= model.ub + 1e-7)  # HiGHS: primal feasibility 1e-7
-    ints = v[model.integer]
-    assert np.allclose(ints, np.round(ints))
+    return plan_first(to_fleet(generate(60, 14, seed=11)), RULES)
 
 
 @pytest.mark.parametrize("workers", [1, 2])
