@@ -1,22 +1,23 @@
 """Recombination: a plan put together from the configurations the search has already seen.
 
-The sweep and the neighbourhood search each change a few models at a time around all the
-others, so an answer that would need many models to move together (each freeing part of a
-node another one then fills) is out of their reach. Every step, though, leaves behind a
-configuration for each model it solved: the values of that model's own columns (its replicas,
-routes, unmet demand, and the policy variables only its rows use), which meet every row that
-touches that model alone. ``Configurations`` keeps the distinct ones per model, and
-``recombine`` solves a small MIP over them: pick one configuration per model, and the columns
-no model owns (elastic nodes, shared policy variables), so that the rows between models
-(capacity, budgets, spot share, ...) hold, at least cost. The incumbent is one of its answers
-(its start), so the result is never worse; a plan that moves many models at once comes out when
-their recorded configurations fit together better than the incumbent's.
+The sweep (``lns.sweep``) changes one model at a time around all the others, so an answer that
+would need many models to move together (each freeing part of a node another one then fills)
+is out of its reach. Every step, though, leaves behind a configuration of the model it solved:
+the values of that model's own columns (its replicas, routes, unmet demand, and the policy
+variables only its rows use), which meet every row that touches that model alone.
+``Configurations`` keeps the distinct ones per model (the first plan's and every step's answer,
+taken or not), and ``recombine`` solves a small MIP over them: pick one configuration per model,
+and the columns no model owns (elastic nodes, shared policy variables), so that the rows between
+models (capacity, budgets, spot share, ...) hold, at least cost. The incumbent is one of its
+answers (its start), so the result is never worse; a plan that moves many models at once comes
+out when their recorded configurations fit together better than the incumbent's.
 
 This is the restricted master of a Dantzig-Wolfe decomposition by model (the blocks of
 ``bound.model_blocks``), solved as a MIP over the columns at hand: price-and-branch without the
-pricing. Tried with pricing (each model's best configuration at the LP's duals) on the bench's
-M fleet: 9,316 -> 9,170 in 1 s of master, but pricing every model took 6.5 s, more than M's time
-limit, so configurations come from the search alone.
+pricing. Tried with pricing (each model's best configuration at the LP's duals, one small MIP
+per model) on the bench's M fleet: 9,316 -> 9,170 in 2 s of master, but pricing the 500 models
+took 6.2 s at 20 ms a model, more than M's whole time limit; so configurations come from the
+sweep alone.
 """
 
 from __future__ import annotations
