@@ -41,10 +41,9 @@ class Configurations:
     """Per model, the distinct values its own columns took in the plans and steps recorded."""
 
     def __init__(self, model: MatrixModel, blocks: Blocks | None = None, csr: Any = None) -> None:
-        self.model = model
         self.blocks = blocks if blocks is not None else model_blocks(model, csr)
         self.n_models = len(self.blocks.col_ptr) - 1
-        self._seen: list[set[bytes]] = [set() for _ in range(self.n_models)]
+        self._seen: list[dict[bytes, int]] = [{} for _ in range(self.n_models)]  # key -> entry
         self.entries: list[tuple[int, FloatArray]] = []  # (model, values on its columns)
 
     def columns(self, m: int) -> IntArray:
@@ -52,20 +51,23 @@ class Configurations:
         out: IntArray = b.cols[b.col_ptr[m]:b.col_ptr[m + 1]]
         return out
 
-    def _add(self, m: int, z: FloatArray, force: bool = False) -> None:
+    def _add(self, m: int, z: FloatArray, force: bool = False) -> int:
+        """The entry of configuration ``z`` of model ``m``, added when new (-1: not kept)."""
         key = np.round(z, 9).tobytes()
         seen = self._seen[m]
-        if key in seen or (not force and len(seen) > MAX_PER_MODEL):
-            return
-        seen.add(key)
+        if key in seen:
+            return seen[key]
+        if not force and len(seen) > MAX_PER_MODEL:
+            return -1
+        seen[key] = len(self.entries)
         self.entries.append((m, z))
+        return seen[key]
 
-    def add_plan(self, v: FloatArray) -> None:
-        """Every model's configuration in the plan ``v``."""
-        for m in range(self.n_models):
-            cols = self.columns(m)
-            if len(cols):
-                self._add(m, v[cols].copy(), force=True)
+    def add_plan(self, v: FloatArray) -> IntArray:
+        """Every model's configuration in the plan ``v``; returns their entries."""
+        got = [self._add(m, v[cols].copy(), force=True)
+               for m in range(self.n_models) if len(cols := self.columns(m))]
+        return np.array(got, dtype=np.int64)
 
     def add_step(self, v: FloatArray, free: IntArray, new: FloatArray, models: IntArray) -> None:
         """The configurations of ``models`` in the plan ``v`` with its (sorted) ``free`` columns
@@ -99,7 +101,7 @@ def recombine(model: MatrixModel, configs: Configurations, v: FloatArray, time_l
     among them) and any values of the columns no model owns; ``csr``: the model's matrix as CSR,
     when the caller has it."""
     started = time.monotonic()
-    configs.add_plan(v)  # the incumbent's configurations: the master's start, and its feasibility
+    mine = configs.add_plan(v)  # the incumbent's configurations: the master's start, and its feasibility
     b = configs.blocks
     A = model.A.tocsr() if csr is None else csr
     link = np.flatnonzero(~b.local)
@@ -126,10 +128,7 @@ def recombine(model: MatrixModel, configs: Configurations, v: FloatArray, time_l
     integer = np.concatenate([np.ones(K, dtype=bool), model.integer[alone]])
     # start: the incumbent's configuration of each model (its entry, added with force above)
     incumbent = np.zeros(K)
-    inc_key = {int(m): np.round(v[configs.columns(int(m))], 9).tobytes() for m in conv_models}
-    for k, (m, z) in enumerate(configs.entries):
-        if np.round(z, 9).tobytes() == inc_key[m]:
-            incumbent[k] = 1.0
+    incumbent[mine] = 1.0
     start = np.concatenate([incumbent, v[alone]])
     left = time_limit - (time.monotonic() - started)
     if left < 0.05:
