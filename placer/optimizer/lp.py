@@ -39,7 +39,6 @@ from placer.optimizer.matrix import MatrixModel
 RC_TOL = 1e-7
 INF = float("inf")
 DEBUG = bool(os.environ.get("PLACER_DEBUG"))
-LP_SOLVER = os.environ.get("PLACER_LP", "simplex")
 CHUNK = 400_000
 NEXT_ROUND = 2.0  # the next round of column generation is expected to take this many times the last
 
