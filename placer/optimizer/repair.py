@@ -73,25 +73,39 @@ def round_and_cover(model: MatrixModel, lp_values: FloatArray, allowed: BoolArra
     pure_hi = model.row_hi[pure]
 
     # the start may break such rows (a greedy start ignores spot caps): take replicas off the pairs
-    # that push a broken row up, largest push first, until it holds
-    over = np.flatnonzero(pure_act > pure_hi + 1e-7 * np.maximum(1.0, np.abs(pure_act)))
+    # that push a broken row up, largest push first, until it holds; and again, as taking a
+    # replica off may break another row (fewer on-demand replicas, a spot cap broken)
+    def rows_over() -> IntArray:
+        return np.flatnonzero(pure_act > pure_hi + 1e-7 * np.maximum(1.0, np.abs(pure_act)))
+
+    over = rows_over()
     if len(over):
         xr = xa.tocsr()
-        for row in over.tolist():
-            lo_, hi_ = xr.indptr[row], xr.indptr[row + 1]
-            js_, vals_ = xr.indices[lo_:hi_], xr.data[lo_:hi_]
-            for k in np.argsort(-vals_, kind="stable").tolist():
-                if pure_act[row] <= pure_hi[row] + 1e-7 * max(1.0, abs(pure_act[row])):
-                    break
-                j, val = int(js_[k]), float(vals_[k])
-                if val <= 0 or x[j] <= 0:
-                    continue
-                need = math.ceil((pure_act[row] - pure_hi[row]) / val - 1e-9)
-                take = min(int(x[j]), max(1, need))
-                c0, c1 = xa.indptr[j], xa.indptr[j + 1]
-                pure_act[xa.indices[c0:c1]] -= take * xa.data[c0:c1]
-                x[j] -= take
-                used[a.pair_pool[j]] -= take * a.pair_c[j]
+
+        def _take_off(rows: IntArray) -> None:
+            for row in rows.tolist():
+                lo_, hi_ = xr.indptr[row], xr.indptr[row + 1]
+                js_, vals_ = xr.indices[lo_:hi_], xr.data[lo_:hi_]
+                for k in np.argsort(-vals_, kind="stable").tolist():
+                    if pure_act[row] <= pure_hi[row] + 1e-7 * max(1.0, abs(pure_act[row])):
+                        break
+                    j, val = int(js_[k]), float(vals_[k])
+                    if val <= 0 or x[j] <= 0:
+                        continue
+                    need = math.ceil((pure_act[row] - pure_hi[row]) / val - 1e-9)
+                    take = min(int(x[j]), max(1, need))
+                    c0, c1 = xa.indptr[j], xa.indptr[j + 1]
+                    pure_act[xa.indices[c0:c1]] -= take * xa.data[c0:c1]
+                    x[j] -= take
+                    used[a.pair_pool[j]] -= take * a.pair_c[j]
+
+        rows_left = over
+        while len(rows_left):
+            before = int(x.sum())
+            _take_off(rows_left)
+            rows_left = rows_over()
+            if int(x.sum()) == before:  # nothing left to take off (x only falls: this ends)
+                break
         # what the removed replicas carried is demand to cover again
         cap = a.pair_thr * x
         load = np.bincount(a.route_pair, weights=y, minlength=a.n_pairs)
@@ -103,29 +117,33 @@ def round_and_cover(model: MatrixModel, lp_values: FloatArray, allowed: BoolArra
         served = np.bincount(a.route_dem, weights=y, minlength=len(a.dem_model))
         residual[:] = np.maximum(0.0, a.dem_rate - served - unmet_lp)
 
-    def keeps_rows(j: int, k: int) -> bool:
-        lo_, hi_ = xa.indptr[j], xa.indptr[j + 1]
-        if lo_ == hi_:
-            return True
-        rows_, vals = xa.indices[lo_:hi_], xa.data[lo_:hi_]
-        after = pure_act[rows_] + k * vals
-        return bool(np.all((vals <= 0) | (after <= pure_hi[rows_] + 1e-7 * np.maximum(1.0, np.abs(after)))))
+    pool_of, c_of = a.pair_pool, a.pair_c
+    per_node = np.where(a.pool_per_node > 0, a.pool_per_node, 1)
+    x_ub = model.ub[x0:x1]
+
+    def add_costs(js: IntArray, ks: IntArray) -> FloatArray:
+        """What ks more replicas on each pair js cost, nodes included (inf where they do not fit:
+        beyond the pair's bound, a row over replicas alone, the pool's nodes or GPUs)."""
+        p = pool_of[js]
+        need = used[p] + ks * c_of[js]
+        n = np.maximum(a.pool_min_nodes[p], np.ceil(need / per_node[p] - 1e-9))
+        el = elastic[p]
+        cost = ks * x_cost[js] + np.where(el, (n - nodes[p]) * node_price[p], 0.0)
+        fits = (x[js] + ks <= x_ub[js]) & np.where(el, n <= a.pool_max_nodes[p], need <= fixed_cap[p] + 1e-9)
+        # the rows over replicas alone, for every (pair, k) at once
+        starts, lens = xa.indptr[js], xa.indptr[js + 1] - xa.indptr[js]
+        if lens.sum():
+            seg = np.repeat(np.arange(len(js)), lens)
+            at = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens) + np.repeat(starts, lens)
+            rows_, vals = xa.indices[at], xa.data[at]
+            after = pure_act[rows_] + ks[seg] * vals
+            breaks = (vals > 0) & (after > pure_hi[rows_] + 1e-7 * np.maximum(1.0, np.abs(after)))
+            fits &= np.bincount(seg[breaks], minlength=len(js)) == 0
+        out: FloatArray = np.where(fits, cost, math.inf)
+        return out
 
     def add_cost(j: int, k: int) -> float:
-        """What k more replicas on pair j cost, nodes included (inf when they do not fit)."""
-        p = int(a.pair_pool[j])
-        c = int(a.pair_c[j])
-        if x[j] + k > model.ub[x0 + j] or not keeps_rows(j, k):
-            return math.inf
-        need = used[p] + k * c
-        if elastic[p]:
-            n = max(a.pool_min_nodes[p], math.ceil(need / a.pool_per_node[p] - 1e-9))
-            if n > a.pool_max_nodes[p]:
-                return math.inf
-            return float(k * float(x_cost[j]) + (n - nodes[p]) * float(node_price[p]))
-        if need > fixed_cap[p] + 1e-9:
-            return math.inf
-        return k * float(x_cost[j])
+        return float(add_costs(np.array([j]), np.array([k]))[0])
 
     def place(j: int, k: int) -> None:
         p = int(a.pair_pool[j])
@@ -157,7 +175,7 @@ def round_and_cover(model: MatrixModel, lp_values: FloatArray, allowed: BoolArra
             floor = int(m.spec.min_replicas or 0)
             while int(x[lo:hi].sum()) < floor:
                 # the LP's own choice first: its largest fractions, then the cheapest that fits
-                costs = [add_cost(int(j), 1) - 1e6 * lp_values[x0 + j] for j in js]
+                costs = add_costs(js, np.ones(len(js), dtype=np.int64)) - 1e6 * lp_values[x0 + js]
                 k = int(np.argmin(costs))
                 if not math.isfinite(costs[k]):
                     break
@@ -180,7 +198,7 @@ def round_and_cover(model: MatrixModel, lp_values: FloatArray, allowed: BoolArra
                     break
             continue
         while have < want:
-            costs = [add_cost(int(j), 1) for j in js]
+            costs = add_costs(js, np.ones(len(js), dtype=np.int64))
             k = int(np.argmin(costs))
             if not math.isfinite(costs[k]):
                 break
@@ -208,20 +226,22 @@ def round_and_cover(model: MatrixModel, lp_values: FloatArray, allowed: BoolArra
                 spare[j] -= take
                 need -= take
                 continue
-            best, best_r, best_k = math.inf, -1, 0
-            for r, j in zip(rs.tolist(), js.tolist(), strict=True):
-                thr = float(a.pair_thr[j])
-                if thr <= 0:
-                    continue
-                k = max(1, math.ceil(need / thr - 1e-9))
-                for kk in {1, k}:
-                    cost = add_cost(j, kk)
-                    if not math.isfinite(cost):
-                        continue
-                    serve = min(need, kk * thr)
-                    unit = (cost + float(route_cost[r]) * serve) / serve
-                    if unit < best:
-                        best, best_r, best_k = unit, r, kk
+            # one replica, or as many as the rest needs, on each route's pair: the least cost per
+            # unit of rate served (ties: the first route, one replica first)
+            thr_r = a.pair_thr[js]
+            ok = thr_r > 0
+            r_ok, j_ok, thr_ok = rs[ok], js[ok], thr_r[ok]
+            k_all = np.maximum(1, np.ceil(need / thr_ok - 1e-9)).astype(np.int64)
+            kk = np.stack([np.ones(len(j_ok), dtype=np.int64), k_all], axis=1).reshape(-1)
+            r2, j2, thr2 = np.repeat(r_ok, 2), np.repeat(j_ok, 2), np.repeat(thr_ok, 2)
+            cost2 = add_costs(j2, kk)
+            cost2[1::2][k_all == 1] = math.inf  # k = 1 already counted
+            serve = np.minimum(need, kk * thr2)
+            unit = np.where(np.isfinite(cost2), (cost2 + route_cost[r2] * serve) / serve, math.inf)
+            best_r = -1
+            if len(unit) and np.isfinite(unit.min()):
+                at = int(np.argmin(unit))
+                best_r, best_k = int(r2[at]), int(kk[at])
             if best_r < 0:
                 if widened:
                     break  # nowhere to go: left unmet
