@@ -73,7 +73,11 @@ from placer.policy import Rules
 
 DEBUG = bool(os.environ.get("PLACER_DEBUG"))
 SMALL_FLEET = 800  # models x pools up to which optimize() keeps the exact MIP (tests, examples)
-SMALL_PAIRS = 30_000  # up to this many pairs, every MIP may use every pair
+SMALL_PAIRS = 30_000  # up to this many pairs, a re-plan's model holds every pair
+# up to this many pairs, every MIP may use every pair; beyond, each model's pairs nearest to
+# pricing out and those its plans use (M, 24,831 pairs: 9,268 -> 9,246 USD/h, as a sweep step
+# over fewer pairs is quicker and the sweep reaches 300 models instead of 250)
+EVERY_PAIR = 10_000
 FULL_MIP_COLS = 20_000  # up to this many columns, HiGHS also gets the whole model (for its bound)
 FULL_MIP_SHARE = 0.9  # of the time left: on small models HiGHS from the first plan beats the neighbourhood search
 CANDIDATES_PAIRS = 100_000  # up to this many pairs, the result carries full Candidates
@@ -426,7 +430,7 @@ def solve_model(model: MatrixModel, clock: Clock, gap: float, workers: int = 1,
     # the pairs the MIPs may use: all of them on small fleets; else the LP's master or the seed,
     # the pairs nearest to pricing out, what the greedy plan and the current state use, and a
     # fallback route per demand entry on an elastic on-demand pool
-    if a.n_pairs <= SMALL_PAIRS or a.parent is not None:  # a restricted model holds candidates only
+    if a.n_pairs <= EVERY_PAIR or a.parent is not None:  # a restricted model holds candidates only
         cand = np.ones(a.n_pairs, dtype=bool)
     else:
         cand = seed.copy()

@@ -178,3 +178,32 @@ def test_a_steps_free_columns_hold_every_policy_variable_in_its_replicas_rows(fi
         expect = np.unique(inrow[(inrow >= aux0) & (inrow < aux1)])
         assert np.array_equal(cols[(cols >= aux0) & (cols < aux1)], expect)
         assert len(expect) or len(models) < 10  # the whole fleet's replicas touch some
+
+
+def test_beyond_every_pair_the_searches_use_each_models_nearest_pairs_and_keep_every_rule(monkeypatch):
+    """Through ``optimize_large`` with EVERY_PAIR lowered: the sweep and the neighbourhood search
+    get each model's pairs nearest to pricing out and the pairs its plans use, not all of them,
+    and the plan still keeps every hard constraint and required policy (a model that cannot fit
+    may still be placed on any of its pairs, by the construction's rescue)."""
+    import placer.optimizer.large as large
+    from placer.cost import price
+    from placer.placement import check_hard_constraints
+
+    monkeypatch.setattr(large, "EVERY_PAIR", 0)
+    monkeypatch.setattr(large, "NEAR_PAIRS", 2)
+    seen = []
+    real = large.Neighbourhoods
+
+    def spy(model, tables, allowed, *args, **kwargs):
+        seen.append(allowed)
+        return real(model, tables, allowed, *args, **kwargs)
+
+    monkeypatch.setattr(large, "Neighbourhoods", spy)
+    fleet = to_fleet(generate(60, 14, seed=11))
+    result = large.optimize_large(fleet, RULES, time_limit=6.0)
+    a = build_arrays(fleet, RULES)
+    assert len(seen) == 1 and 0 < seen[0].sum() < a.n_pairs
+    thr = {(a.models[m].name, a.pools[p].name): float(t)
+           for m, p, t in zip(a.pair_model.tolist(), a.pair_pool.tolist(), a.pair_thr.tolist(), strict=True)}
+    assert check_hard_constraints(fleet, result.placement, thr) == []
+    assert [v for v in price(fleet, result.placement, RULES).violations if v.enforcement == "required"] == []
