@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,39 +43,11 @@ class Solution:
         return self.values is not None
 
 
-# HiGHS runs one thread pool per process, sized by the first solve, and refuses a solve that asks
-# for another size. Small MIPs solve fastest on one thread (the sweep runs several at once, one
-# per Python thread); the column generation's master LPs gain from two (``LP_OPTIONS``).
+# HiGHS runs one thread pool per process, sized by the first solve; small MIPs solve fastest
+# on one thread, and the route's LPs (simplex) use one anyway.
 _banner_lock = threading.Lock()
 _banner_shown = False
 THREADS = int(os.environ.get("PLACER_HIGHS_THREADS", "1"))
-# HiGHS' parallel dual simplex: the master LP 1.2-1.35x faster on two threads (bench fleets, the
-# same LP: M 1.12 -> 0.95 s, L 9.6 -> 7.9 s over all rounds, XL's first round 26 -> 19 s)
-PARALLEL_LP = {"simplex_strategy": 2, "parallel": "on"}
-
-_pool = threading.Condition()
-_pool_threads = 0  # the size HiGHS' thread pool was started with (0: not started)
-_pool_runs = 0  # solves running on it
-
-
-@contextmanager
-def running(threads: int) -> Iterator[None]:
-    """Around a HiGHS solve on ``threads`` threads: when the pool was started with another size,
-    wait until no solve runs on it, and start it again with this one."""
-    global _pool_threads, _pool_runs
-    with _pool:
-        while _pool_threads not in (0, threads) and _pool_runs:
-            _pool.wait()
-        if _pool_threads not in (0, threads):
-            highspy.Highs.resetGlobalScheduler(True)
-        _pool_threads = threads
-        _pool_runs += 1
-    try:
-        yield
-    finally:
-        with _pool:
-            _pool_runs -= 1
-            _pool.notify_all()
 
 
 def new_highs() -> highspy.Highs:
@@ -161,8 +131,7 @@ def solve_arrays(A: Any, cost: FloatArray, lb: FloatArray, ub: FloatArray, row_l
         sol.col_value = list(np.asarray(start, dtype=float))
         sol.value_valid = True
         h.setSolution(sol)
-    with running(int((options or {}).get("threads", THREADS))):
-        h.run()
+    h.run()
     status = h.getModelStatus()
     info = h.getInfo()
     seconds = h.getRunTime()

@@ -407,7 +407,7 @@ def solve_model(model: MatrixModel, clock: Clock, gap: float, workers: int = 1,
     lp = None
     if mode == "lp":
         lp = column_generation(model, tables, seed, deadline=time.monotonic() + max(0.5, 0.5 * clock.left()),
-                               view=Master(model), stop_gap=LP_STOP_GAP, threads=workers)
+                               view=Master(model), stop_gap=LP_STOP_GAP)
         if lp.duals is None and lp.status == "INFEASIBLE":
             return LargeResult(lp.status, None, math.inf, -math.inf, clock.elapsed(), {})
         if lp.duals is None:  # its first round did not finish in time (a loaded machine): plan as direct mode

@@ -33,7 +33,7 @@ import scipy.sparse as sp
 
 from placer.optimizer.arrays import BoolArray, FloatArray, IntArray
 from placer.optimizer.greedy import per_rate_cost, per_replica_cost
-from placer.optimizer.highs import BASIC, LOWER, PARALLEL_LP, THREADS, new_highs, running, solve_arrays
+from placer.optimizer.highs import BASIC, LOWER, new_highs, solve_arrays
 from placer.optimizer.matrix import MatrixModel
 
 RC_TOL = 1e-7
@@ -330,8 +330,7 @@ def violated_rows(A: Any, cost: FloatArray, lb: FloatArray, ub: FloatArray, lo: 
     h.passModel(A.shape[1], A.shape[0], A.nnz, 1, 1, 0.0, cost, lb, np.where(np.isinf(ub), inf, ub),
                 np.where(np.isinf(lo), -inf, lo), np.where(np.isinf(hi), inf, hi), A.indptr.astype(np.int32),
                 A.indices.astype(np.int32), A.data.astype(np.float64), integrality)
-    with running(THREADS):
-        h.feasibilityRelaxation(-1, -1, 1.0)
+    h.feasibilityRelaxation(-1, -1, 1.0)
     act = np.array(h.getSolution().row_value)
     if len(act) != A.shape[0]:
         return np.zeros(0, dtype=np.int64)
@@ -471,10 +470,10 @@ class Master:
 
 def column_generation(model: MatrixModel, tables: PairTables, master: BoolArray, deadline: float,
                       add_per_model: int = 4, tol: float = 1e-6, max_rounds: int = 60,
-                      view: Master | None = None, stop_gap: float = 1e-6, threads: int = 1) -> LpResult:
+                      view: Master | None = None, stop_gap: float = 1e-6) -> LpResult:
     """Solve the LP over all pairs, starting from ``master``; stop when no pair prices out, when
     the master's value is within ``stop_gap`` (relative) of the bound its duals give, or at
-    ``deadline`` (the duals still give a valid bound). ``threads``: for HiGHS' parallel simplex."""
+    ``deadline`` (the duals still give a valid bound)."""
     started = time.monotonic()
     a = model.arrays
     view = view or Master(model)
@@ -491,8 +490,6 @@ def column_generation(model: MatrixModel, tables: PairTables, master: BoolArray,
         basis = (col_status[keys], row_status[rows]) if have_basis else None
         left = max(0.5, deadline - time.monotonic())
         options: dict[str, object] = {"presolve": "off"}  # presolve costs more than it saves here
-        if threads > 1:
-            options.update(PARALLEL_LP, threads=threads)
         lo, hi = model.row_lo[rows], model.row_hi[rows]
         sol = solve_arrays(A, cost, lb, ub, lo, hi, None, time_limit=left, basis=basis, options=options)
         if sol.values is None or sol.row_duals is None:
