@@ -28,10 +28,11 @@ from typing import Any
 
 from bench.generate import SIZES, TIME_LIMITS
 
-DEFAULT_METHODS = ("lp-bound", "model-bound", "placer", "full-mip", "cheapest", "most-allocated", "replan")
+DEFAULT_METHODS = ("lp-bound", "model-bound", "mip-bound", "placer", "full-mip", "cheapest", "most-allocated", "replan")
 LABELS = {
     "lp-bound": "(c) LP relaxation",
     "model-bound": "(c') Lagrangian by model",
+    "mip-bound": "(c'') HiGHS' bound, whole model",
     "placer": "placer",
     "full-mip": "(d) full MIP, OR-Tools MathOpt/HiGHS",
     "cheapest": "(a) cheapest pool",
@@ -46,8 +47,8 @@ def _limit_memory() -> None:
 
 
 def run_worker(size: str, method: str, seed: int, time_limit: float) -> dict[str, Any]:
-    wall_cap = {"lp-bound": 1500.0, "model-bound": 1500.0, "replan": 4 * time_limit + 300, "full-mip": time_limit + 180}.get(
-        method, 2 * time_limit + 240)
+    wall_cap = {"lp-bound": 1500.0, "model-bound": 1500.0, "mip-bound": 12 * time_limit + 600,
+                "replan": 4 * time_limit + 300, "full-mip": time_limit + 180}.get(method, 2 * time_limit + 240)
     cmd = [sys.executable, "-m", "bench.worker", size, method, "--seed", str(seed), "--time-limit", str(time_limit)]
     started = time.monotonic()
     env = dict(os.environ)

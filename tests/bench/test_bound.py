@@ -118,3 +118,27 @@ def test_an_unbounded_column_gives_no_bound(small):
     pi[loose.capacity_row[loose.arrays.pool_elastic & (loose.capacity_row >= 0)]] = -1e6  # nodes pay
     got = model_bound(loose, pi, time.monotonic() + 60)
     assert got.status == "UNBOUNDED" and got.bound == -math.inf
+
+
+def test_the_whole_model_mip_bound_lies_between_the_lp_and_the_optimum(monkeypatch):
+    """(c'') of the bench: HiGHS' bound on the whole model, tie-breaks taken off. On a fleet it
+    closes, it is the optimum's price (within the tie-breaks), at least the LP's bound; given no
+    time, still a bound; beyond MIP_BOUND_COLS, not run (and no bound)."""
+    import bench.baselines as baselines
+    from placer.optimizer.large import optimize_large
+
+    fleet = to_fleet(generate(14, 6, seed=3))
+    model = build_matrix(build_arrays(fleet, RULES), RULES, {})
+    opt = exact(model)
+    lp = baselines.lp_bound(fleet, RULES, time_limit=60)
+    got = baselines.mip_bound(fleet, RULES, time_limit=60)
+    assert got.status == "OPTIMAL"
+    assert lp.bound - 1e-6 <= got.bound <= opt + 1e-6
+    assert got.bound == pytest.approx(opt, rel=1e-4)
+    plan = optimize_large(fleet, RULES, time_limit=3.0)
+    assert got.bound <= plan.objective + 1e-6
+    quick = baselines.mip_bound(fleet, RULES, time_limit=0.01)
+    assert quick.bound <= got.bound + 1e-6
+    monkeypatch.setattr(baselines, "MIP_BOUND_COLS", 10)
+    skipped = baselines.mip_bound(fleet, RULES)
+    assert skipped.status.startswith("not run") and skipped.bound == -math.inf
