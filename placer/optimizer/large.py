@@ -75,8 +75,8 @@ DEBUG = bool(os.environ.get("PLACER_DEBUG"))
 SMALL_FLEET = 800  # models x pools up to which optimize() keeps the exact MIP (tests, examples)
 SMALL_PAIRS = 30_000  # up to this many pairs, a re-plan's model holds every pair
 # up to this many pairs, every MIP may use every pair; beyond, each model's pairs nearest to
-# pricing out and those its plans use (M, 24,831 pairs: 9,268 -> 9,246 USD/h, as a sweep step
-# over fewer pairs is quicker and the sweep reaches 300 models instead of 250)
+# pricing out and those its plans use (M, 24,831 pairs: 9,276 -> 9,252 USD/h on average over
+# five and six runs, as a sweep step over fewer pairs is quicker and the sweep reaches more models)
 EVERY_PAIR = 10_000
 FULL_MIP_COLS = 20_000  # up to this many columns, HiGHS also gets the whole model (for its bound)
 FULL_MIP_SHARE = 0.9  # of the time left: on small models HiGHS from the first plan beats the neighbourhood search
