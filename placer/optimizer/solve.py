@@ -112,11 +112,14 @@ def optimize(
     Fleets beyond ``placer.optimizer.large.SMALL_FLEET`` (models x pools) take the scalable
     route (``placer.optimizer.large``); smaller ones this exact MIP.
     """
-    from placer.optimizer.large import optimize_large, use_large
+    started = time.monotonic()
+    from placer.optimizer.large import optimize_large, use_large  # scipy, highspy: 0.5 s the first time
 
     if use_large(fleet):
-        return optimize_large(fleet, rules, current, progress, time_limit, forbid).as_solve_result()
-    started = time.monotonic()
+        # the time limit counts from this call, the first import of the route included
+        limit = time_limit if time_limit is not None else fleet.settings.solver.time_limit_seconds
+        rest = max(0.1 * limit, limit - (time.monotonic() - started))
+        return optimize_large(fleet, rules, current, progress, rest, forbid).as_solve_result()
     say = progress or (lambda _msg: None)
     current = current or {}
     say("finding eligible pools")

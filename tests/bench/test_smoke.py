@@ -161,3 +161,33 @@ def test_an_lp_that_does_not_finish_in_time_still_gives_a_plan(fleet, monkeypatc
     assert result.placement is not None
     assert check_hard_constraints(fleet, result.placement, throughputs(fleet)) == []
     assert result.bound <= result.objective + 1e-6
+
+
+@pytest.mark.parametrize("limit", [7.0, None])
+def test_the_scalable_routes_time_limit_counts_from_the_call(monkeypatch, limit):
+    """``optimize`` hands the scalable route what is left of the limit (Settings' when none is
+    given) once its modules are imported: never more, and not the whole limit again."""
+    import time
+
+    import placer.optimizer.large as large
+
+    fleet = to_fleet(generate(60, 14, seed=11))
+    assert large.use_large(fleet)
+    given = []
+
+    def fake(fleet, rules, current, progress, time_limit, forbid):
+        given.append(time_limit)
+        raise RuntimeError("stop here")
+
+    real_use_large = large.use_large
+
+    def slow_use_large(f):
+        time.sleep(0.2)  # as a first import of scipy and highspy would
+        return real_use_large(f)
+
+    monkeypatch.setattr(large, "optimize_large", fake)
+    monkeypatch.setattr(large, "use_large", slow_use_large)
+    with pytest.raises(RuntimeError, match="stop here"):
+        optimize(fleet, RULES, time_limit=limit)
+    full = limit if limit is not None else fleet.settings.solver.time_limit_seconds
+    assert len(given) == 1 and 0.5 * full < given[0] <= full - 0.2
