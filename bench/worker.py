@@ -86,7 +86,7 @@ def run(size: str, method: str, seed: int, time_limit: float) -> dict[str, Any]:
     # the modules the methods need are imported before the clock starts (about a second, once per
     # process: pydantic, OR-Tools, scipy, highspy), as the fleet is generated before it
     import bench.baselines  # noqa: F401
-    import placer.optimizer.large  # noqa: F401
+    import placer.optimizer.large
     import placer.optimizer.solve  # noqa: F401
 
     base_rss = rss_mib()
