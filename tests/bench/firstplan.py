@@ -6,12 +6,15 @@ import time
 
 import numpy as np
 
+from bench.worker import throughputs
+from placer.cost import price
 from placer.fleet import Fleet
 from placer.optimizer.arrays import build_arrays
 from placer.optimizer.lns import Neighbourhoods
 from placer.optimizer.lp import PairTables, column_generation, initial_pairs
 from placer.optimizer.matrix import MatrixModel, build_matrix
 from placer.optimizer.repair import complete, round_and_cover
+from placer.placement import Placement, check_hard_constraints
 from placer.policy import Rules
 
 
@@ -35,3 +38,10 @@ def assert_feasible(model: MatrixModel, v: np.ndarray) -> None:
     assert np.all(v >= model.lb - 1e-7) and np.all(v <= model.ub + 1e-7)  # HiGHS: primal feasibility 1e-7
     ints = v[model.integer]
     assert np.allclose(ints, np.round(ints))
+
+
+def assert_keeps_rules(fleet: Fleet, placement: Placement | None, rules: Rules) -> None:
+    """The plan keeps every hard constraint and required policy."""
+    assert placement is not None
+    assert check_hard_constraints(fleet, placement, throughputs(fleet, rules)) == []
+    assert [v for v in price(fleet, placement, rules).violations if v.enforcement == "required"] == []

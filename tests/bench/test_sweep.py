@@ -14,7 +14,7 @@ from bench.generate import generate, to_fleet
 from placer.optimizer.arrays import build_arrays
 from placer.optimizer.lns import sweep, unused_capacity
 from policies import build_rules
-from tests.bench.firstplan import assert_feasible
+from tests.bench.firstplan import assert_feasible, assert_keeps_rules
 from tests.bench.firstplan import first_plan as plan_first
 
 RULES = build_rules(dt.datetime(2026, 11, 28, tzinfo=dt.UTC))
@@ -131,8 +131,6 @@ def test_the_route_sweeps_when_the_whole_model_is_too_large_for_highs(monkeypatc
     """Through ``optimize_large``: a fleet over FULL_MIP_COLS (lowered here) gets the sweep, which
     improves the first plan, and the plan keeps every hard constraint and required policy."""
     import placer.optimizer.large as large
-    from placer.cost import price
-    from placer.placement import check_hard_constraints
 
     monkeypatch.setattr(large, "FULL_MIP_COLS", 0)
     fleet = to_fleet(generate(60, 14, seed=11))
@@ -143,11 +141,7 @@ def test_the_route_sweeps_when_the_whole_model_is_too_large_for_highs(monkeypatc
     assert float(swept.rsplit("value ", 1)[1]) < first - 1.0
     assert f"on {large.search_threads(None)} threads" in swept  # Settings leave solver.workers unset: the cores
     assert result.objective <= first
-    a = build_arrays(fleet, RULES)
-    thr = {(a.models[m].name, a.pools[p].name): float(t)
-           for m, p, t in zip(a.pair_model.tolist(), a.pair_pool.tolist(), a.pair_thr.tolist(), strict=True)}
-    assert check_hard_constraints(fleet, result.placement, thr) == []
-    assert [v for v in price(fleet, result.placement, RULES).violations if v.enforcement == "required"] == []
+    assert_keeps_rules(fleet, result.placement, RULES)
 
 
 def test_touched_rows_are_the_rows_a_columns_slice_touches():
@@ -186,8 +180,6 @@ def test_beyond_every_pair_the_searches_use_each_models_nearest_pairs_and_keep_e
     and the plan still keeps every hard constraint and required policy (a model that cannot fit
     may still be placed on any of its pairs, by the construction's rescue)."""
     import placer.optimizer.large as large
-    from placer.cost import price
-    from placer.placement import check_hard_constraints
 
     monkeypatch.setattr(large, "EVERY_PAIR", 0)
     monkeypatch.setattr(large, "NEAR_PAIRS", 2)
@@ -203,7 +195,4 @@ def test_beyond_every_pair_the_searches_use_each_models_nearest_pairs_and_keep_e
     result = large.optimize_large(fleet, RULES, time_limit=6.0)
     a = build_arrays(fleet, RULES)
     assert len(seen) == 1 and 0 < seen[0].sum() < a.n_pairs
-    thr = {(a.models[m].name, a.pools[p].name): float(t)
-           for m, p, t in zip(a.pair_model.tolist(), a.pair_pool.tolist(), a.pair_thr.tolist(), strict=True)}
-    assert check_hard_constraints(fleet, result.placement, thr) == []
-    assert [v for v in price(fleet, result.placement, RULES).violations if v.enforcement == "required"] == []
+    assert_keeps_rules(fleet, result.placement, RULES)
