@@ -17,7 +17,9 @@
        sweep (``lns.sweep``): each model re-placed by a small MIP around all the others, those
        paying most for replica capacity their routes leave idle (or for unserved demand) first,
        in passes, on Settings' solver.workers threads (at most MAX_SEARCH_THREADS; an answer is
-       taken only if it still holds against the plan as it is when it comes back);
+       taken only if it still holds against the plan as it is when it comes back); then a MIP
+       that picks one configuration per model among those the sweep saw and, after the LP,
+       each model's LP replicas gathered onto fewer pools (``recombine``);
     5. neighbourhood search (``lns``): small MIPs over the models on a pool with idle paid GPUs,
        around unserved demand, sharing pools, or at random, each started from the incumbent,
        until the time is up, the gap is closed, or steps stop paying;
@@ -65,7 +67,7 @@ from placer.optimizer.lp import (
     simple_prices,
 )
 from placer.optimizer.matrix import MatrixModel, build_matrix
-from placer.optimizer.recombine import Configurations, recombine
+from placer.optimizer.recombine import Configurations, consolidated, recombine
 from placer.optimizer.repair import complete, round_and_cover
 from placer.optimizer.solve import SolveResult, available_cores
 from placer.placement import Placement, Route
@@ -91,8 +93,15 @@ REPLAN_FREE_REPLICAS = 1  # with room for this many replicas now (and as many on
 LP_STOP_GAP = 5e-4  # column generation stops when the LP is this close to its bound (the rounding gains nothing more)
 NEAR_PAIRS = int(os.environ.get("PLACER_NEAR_PAIRS", "16"))  # per model, the pairs nearest to pricing out the MIPs may use
 SWEEP_SHARE = 0.85  # of the search time: one-model re-placements, before the neighbourhood search
+SWEEP_SHARE_LP = 0.6  # the same, when the recombination gets the LP's configurations as well
 MAX_SEARCH_THREADS = 4
 RECOMBINE_SHARE = 0.05  # of the time limit, at most, for the MIP over the configurations seen
+# with the LP's consolidated configurations as well: that master takes longer (M: 0.7-2.3 s to its
+# optimum against 0.1-0.5 s; L: no better plan in 2 s). Shares measured side by side with the
+# last ones (0.85, 0.05): L 37,797 with (0.6, 0.3), 37,867 with (0.75, 0.2), against 38,105; M
+# 9,226 against 9,234 on average over four runs each (a master given under 0.8 s found nothing)
+RECOMBINE_SHARE_LP = 0.3
+CONSOLIDATE_SHARE = 0.3  # of that time, at most, to complete the LP's configurations (M 0.05 s, L 0.5-0.8 s)
 RECOMBINE_PAIRS = 1_000_000  # recombine up to this many pairs (XL: blocks 4.7 s, master 3 s, no gain)
 GRACE = 0.25  # share of the time limit the first plan may run over rather than return none
 
@@ -371,16 +380,35 @@ def replan_pairs(model: MatrixModel) -> BoolArray:
 
 
 def _recombined(model: MatrixModel, configs: Configurations | None, v: FloatArray, clock: Clock, reserve: float,
-                csr: Any) -> FloatArray:
-    """``v``, or the better plan ``recombine`` puts together from the configurations seen so far."""
-    left = min(clock.left() - reserve, RECOMBINE_SHARE * clock.limit)
-    if configs is None or left < 0.1:
+                csr: Any, lp_values: FloatArray | None = None) -> FloatArray:
+    """``v``, or the better plan ``recombine`` puts together from the configurations seen so far
+    (and the LP's consolidated, given ``lp_values``)."""
+    if configs is None:
         return v
-    r = recombine(model, configs, v, time_limit=left, csr=csr)
-    better = r.values if r.values is not None else v
-    clock.mark("recombine", f"{r.configurations} configurations, {r.status}, {r.moved} models moved, "
-                            f"value {model_value(model, better):.2f}")
-    return better
+    share = RECOMBINE_SHARE_LP if lp_values is not None else RECOMBINE_SHARE
+    deadline = time.monotonic() + min(clock.left() - reserve, share * clock.limit)
+    # first the configurations seen (a quick master), then with the LP's from its answer: when that
+    # slower master finds nothing better in its time, the quick one's plan stands
+    rounds = [False, True] if lp_values is not None else [False]
+    for with_lp in rounds:
+        note = ""
+        if with_lp:
+            assert lp_values is not None
+            if deadline - time.monotonic() < 0.2:
+                break
+            added = configs.add_replicas(model, consolidated(model, lp_values, v), v, csr=csr,
+                                         time_limit=CONSOLIDATE_SHARE * (deadline - time.monotonic()))
+            note = f" (+{added} from the LP)"
+        left = deadline - time.monotonic()
+        if not with_lp:
+            left = min(left, RECOMBINE_SHARE * clock.limit)
+        if left < 0.1:
+            break
+        r = recombine(model, configs, v, time_limit=left, csr=csr)
+        v = r.values if r.values is not None else v
+        clock.mark("recombine", f"{r.configurations} configurations{note}, {r.status}, {r.moved} models moved, "
+                                f"value {model_value(model, v):.2f}")
+    return v
 
 
 def solve_model(model: MatrixModel, clock: Clock, gap: float, workers: int = 1,
@@ -472,23 +500,25 @@ def solve_model(model: MatrixModel, clock: Clock, gap: float, workers: int = 1,
             bound = max(bound, min(sol.bound, model_value(model, v)))
         clock.mark("full mip", f"{sol.status} value {model_value(model, v):.2f} bound {sol.bound:.2f}")
 
-    # the first plan leaves most models paying for a fraction of a replica in each pool they use:
-    # re-place them one at a time, the costliest first
-    budget = SWEEP_SHARE * (clock.left() - reserve)
-    if mode == "replan":
-        budget = min(budget, REPLAN_SEARCH * clock.limit)
     # the configurations of each model the search comes across, for recombining (not in a re-plan,
     # whose search is short and moves few models; not on the largest fleets, whose blocks take
-    # seconds to find and whose master did not finish in the time it had)
+    # seconds to find and whose master did not finish in the time it had), with the LP's
+    # consolidated (``recombine.consolidated``), which the master needs more time to fit together
     configs = None
     if mode != "replan" and a.n_pairs <= RECOMBINE_PAIRS:
         configs = Configurations(model, csr=hood.csr)
         configs.add_plan(v)
+    lp_configs = configs is not None and lp is not None
+    # the first plan leaves most models paying for a fraction of a replica in each pool they use:
+    # re-place them one at a time, the costliest first
+    budget = (SWEEP_SHARE_LP if lp_configs else SWEEP_SHARE) * (clock.left() - reserve)
+    if mode == "replan":
+        budget = min(budget, REPLAN_SEARCH * clock.limit)
     record = None if configs is None else configs.add_step
     v, st = sweep(model, hood, v, deadline=time.monotonic() + max(0.0, budget), workers=workers, record=record)
     clock.mark("sweep", f"{st.steps} models, {st.improved} improved on {workers} threads, "
                         f"value {model_value(model, v):.2f}")
-    v = _recombined(model, configs, v, clock, reserve, hood.csr)
+    v = _recombined(model, configs, v, clock, reserve, hood.csr, lp.values if lp_configs and lp else None)
 
     # improve by neighbourhood search until the time is up, the gap is closed, or steps stop paying
     target = bound

@@ -4,6 +4,7 @@ every row, and puts each model in one configuration it was seen in."""
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import time
 
@@ -17,7 +18,8 @@ from placer.cost import price
 from placer.optimizer.arrays import build_arrays
 from placer.optimizer.highs import Solution
 from placer.optimizer.lns import sweep
-from placer.optimizer.recombine import Configurations, recombine
+from placer.optimizer.lp import PairTables, column_generation, initial_pairs
+from placer.optimizer.recombine import Configurations, consolidated, recombine
 from placer.placement import check_hard_constraints
 from policies import build_rules
 from tests.bench.firstplan import assert_feasible, first_plan
@@ -119,11 +121,89 @@ def test_a_step_answer_is_recorded_with_its_free_columns_set(plans):
     assert len(configs) == 1
 
 
+@pytest.fixture(scope="module")
+def lp_values(plans):
+    _, model, _, _, _, _ = plans
+    lp = column_generation(model, PairTables.build(model), initial_pairs(model, np.zeros(0, dtype=np.int64)),
+                           deadline=time.monotonic() + 30)
+    return lp.values
+
+
+def test_consolidated_gathers_each_models_fractions_onto_one_pair(plans, lp_values):
+    """Per inference model: every pair at the LP's replicas rounded down but one, which carries at
+    least the throughput of all the fractions; other models keep the plan's replicas."""
+    _, model, _, _, swept, _ = plans
+    a = model.arrays
+    x0, x1 = model.blocks["x"]
+    lp_x = lp_values[x0:x1]
+    x = consolidated(model, lp_values, swept)
+    floor = np.floor(lp_x + 1e-6)
+    gathered = 0
+    for m, spec in enumerate(a.models):
+        js = np.arange(a.pair_ptr[m], a.pair_ptr[m + 1])
+        if not len(js):
+            continue
+        if not spec.inference:
+            assert np.array_equal(x[js], np.round(swept[x0 + js]))
+            continue
+        up = js[x[js] > floor[js]]
+        assert len(up) <= 1 and np.all(x[js] >= floor[js])
+        fraction = float(((lp_x[js] - floor[js]) * a.pair_thr[js]).sum())
+        if len(up) and x[up[0]] < model.ub[x0 + up[0]]:
+            gathered += 1
+            assert (x[up[0]] - floor[up[0]]) * a.pair_thr[up[0]] >= fraction - 1e-6
+    assert gathered > 0
+
+
+def test_the_lps_configurations_keep_every_row_of_their_model(plans, lp_values):
+    """Each added configuration has the given replicas and meets every row of its model alone; a
+    model whose replicas break one of its own rows (here: maxReplicas) is left out, the rest added;
+    and recombining with them is never worse, and keeps every row."""
+    _, model, hood, _, swept, _ = plans
+    a = model.arrays
+    x0, x1 = model.blocks["x"]
+    x = consolidated(model, lp_values, swept)
+    # one inference model given far more replicas than its maxReplicas (or its pairs) allow
+    m_bad = next(m for m, spec in enumerate(a.models) if spec.inference and a.pair_ptr[m + 1] > a.pair_ptr[m]
+                 and spec.spec.max_replicas is not None)
+    j_bad = int(a.pair_ptr[m_bad])
+    x[j_bad] = int(a.models[m_bad].spec.max_replicas) + 1
+    configs = copy.deepcopy(plans[5])  # what the sweep saw
+    before = len(configs)
+    added = configs.add_replicas(model, x, swept, time_limit=30, csr=hood.csr)
+    assert added > 0 and len(configs) == before + added
+    local = np.flatnonzero(configs.blocks.local)
+    changed = set(a.pair_model[np.round(swept[x0:x1]) != x].tolist())
+    for m, z in configs.entries[before:]:
+        assert m != m_bad and m in changed
+        cols = configs.columns(m)
+        w = swept.copy()
+        w[cols] = z
+        js = np.arange(a.pair_ptr[m], a.pair_ptr[m + 1])
+        assert np.array_equal(np.round(w[x0 + js]), x[js])
+        act = hood.csr[local] @ w
+        mine = np.asarray(abs(hood.csr[local]) @ np.isin(np.arange(model.n_cols), cols).astype(float)) > 0
+        tol = 1e-6 * np.maximum(1.0, np.abs(act))
+        assert np.all(act[mine] >= model.row_lo[local][mine] - tol[mine])
+        assert np.all(act[mine] <= model.row_hi[local][mine] + tol[mine])
+    # the incumbent is among the master's answers; on this fleet the sweep's configurations give
+    # no better plan, and with the LP's there is one (1,145.99 -> 1,141.20 USD/h, 9 models moved)
+    assert recombine(model, plans[5], swept, time_limit=30).values is None
+    r = recombine(model, configs, swept, time_limit=30)
+    assert r.values is not None and r.moved > 0
+    assert_feasible(model, r.values)
+    assert cost(model, r.values) < cost(model, swept)
+
+
 def test_the_route_recombines_after_its_sweep_and_keeps_every_rule(monkeypatch):
     monkeypatch.setattr(large, "FULL_MIP_COLS", 0)  # as on a fleet too large for HiGHS on the whole model
     fleet = to_fleet(generate(80, 20, seed=3))
-    r = large.optimize_large(fleet, RULES, time_limit=4.0)
+    said: list[str] = []
+    r = large.optimize_large(fleet, RULES, progress=said.append, time_limit=4.0)
     assert r.placement is not None and "recombine" in r.stats
+    # first the sweep's configurations, then with the LP's as well
+    recombined = [m for m in said if m.startswith("recombine")]
+    assert len(recombined) == 2 and "from the LP" in recombined[1], said
     assert check_hard_constraints(fleet, r.placement, throughputs(fleet)) == []
     priced = price(fleet, r.placement, RULES)
     assert [v for v in priced.violations if v.enforcement == "required"] == []
