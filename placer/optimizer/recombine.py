@@ -21,8 +21,8 @@ sweep, and from the LP: ``consolidated`` gathers each model's fractions of repli
 pair, and ``Configurations.add_replicas`` completes all those configurations in one MIP over the
 rows of single models. The plans the sweep reaches pay for whole replicas spread over many pools;
 these are the configurations that pay for fewer, and which of them fit together is what the
-recombination decides (bench M: 9,244 -> 9,224 USD/h on average over five runs; L: about 38,080
--> 37,840).
+recombination decides (bench L: 38,105 -> 37,838 USD/h with one way of gathering, 37,661 with
+all three; M: 9,234 -> 9,226 on average with one, as its master finds nothing in time with three).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ import scipy.sparse as sp
 
 from placer.optimizer.arrays import FloatArray, IntArray
 from placer.optimizer.bound import Blocks, model_blocks
+from placer.optimizer.greedy import per_replica_cost
 from placer.optimizer.highs import solve_arrays
 from placer.optimizer.lp import violated_rows
 from placer.optimizer.matrix import MatrixModel
@@ -147,10 +148,14 @@ class Configurations:
         return len(self.entries)
 
 
-def consolidated(model: MatrixModel, lp_values: FloatArray, v: FloatArray) -> IntArray:
+ONTO = ("fraction", "cheapest", "replicas")
+
+
+def consolidated(model: MatrixModel, lp_values: FloatArray, v: FloatArray, onto: str = "fraction") -> IntArray:
     """Replicas per pair from the LP's: each inference model's rounded down, and the throughput of
-    its fractions gathered onto its pair with the largest fraction, rounded up there; every other
-    model's as in the plan ``v``."""
+    its fractions gathered onto one of its pairs, rounded up there: the pair with the largest
+    fraction (``onto="fraction"``), the cheapest per unit of throughput (``"cheapest"``), or the
+    one with most replicas in the LP (``"replicas"``); every other model's as in the plan ``v``."""
     a = model.arrays
     x0, x1 = model.blocks["x"]
     f = lp_values[x0:x1]
@@ -159,7 +164,15 @@ def consolidated(model: MatrixModel, lp_values: FloatArray, v: FloatArray) -> In
     inference = np.array([m.inference for m in a.models], dtype=bool)
     js = np.flatnonzero((fraction > 1e-6) & inference[a.pair_model] & (a.pair_thr > 0))
     if len(js):
-        order = js[np.lexsort((-fraction[js], a.pair_model[js]))]
+        if onto == "fraction":
+            key = -fraction[js]
+        elif onto == "cheapest":
+            key = per_replica_cost(model)[js] / a.pair_thr[js]
+        elif onto == "replicas":
+            key = -f[js]
+        else:
+            raise ValueError(f"consolidated: onto must be one of {', '.join(ONTO)}, not {onto!r}")
+        order = js[np.lexsort((key, a.pair_model[js]))]
         pm = a.pair_model[order]
         head = order[np.r_[True, pm[1:] != pm[:-1]]]
         mass = np.bincount(a.pair_model[js], weights=fraction[js] * a.pair_thr[js], minlength=len(a.models))

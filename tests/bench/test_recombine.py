@@ -19,7 +19,7 @@ from placer.optimizer.arrays import build_arrays
 from placer.optimizer.highs import Solution
 from placer.optimizer.lns import sweep
 from placer.optimizer.lp import PairTables, column_generation, initial_pairs
-from placer.optimizer.recombine import Configurations, consolidated, recombine
+from placer.optimizer.recombine import ONTO, Configurations, consolidated, recombine
 from placer.placement import check_hard_constraints
 from policies import build_rules
 from tests.bench.firstplan import assert_feasible, first_plan
@@ -129,14 +129,15 @@ def lp_values(plans):
     return lp.values
 
 
-def test_consolidated_gathers_each_models_fractions_onto_one_pair(plans, lp_values):
+@pytest.mark.parametrize("onto", ONTO)
+def test_consolidated_gathers_each_models_fractions_onto_one_pair(plans, lp_values, onto):
     """Per inference model: every pair at the LP's replicas rounded down but one, which carries at
     least the throughput of all the fractions; other models keep the plan's replicas."""
     _, model, _, _, swept, _ = plans
     a = model.arrays
     x0, x1 = model.blocks["x"]
     lp_x = lp_values[x0:x1]
-    x = consolidated(model, lp_values, swept)
+    x = consolidated(model, lp_values, swept, onto)
     floor = np.floor(lp_x + 1e-6)
     gathered = 0
     for m, spec in enumerate(a.models):
@@ -153,6 +154,14 @@ def test_consolidated_gathers_each_models_fractions_onto_one_pair(plans, lp_valu
             gathered += 1
             assert (x[up[0]] - floor[up[0]]) * a.pair_thr[up[0]] >= fraction - 1e-6
     assert gathered > 0
+
+
+def test_consolidated_names_the_ways_it_knows(plans, lp_values):
+    _, model, _, _, swept, _ = plans
+    with pytest.raises(ValueError, match="fraction, cheapest, replicas"):
+        consolidated(model, lp_values, swept, "nearest")
+    ways = {onto: consolidated(model, lp_values, swept, onto) for onto in ONTO}
+    assert not np.array_equal(ways["fraction"], ways["cheapest"])  # they differ on this fleet
 
 
 def test_the_lps_configurations_keep_every_row_of_their_model(plans, lp_values):
@@ -195,8 +204,20 @@ def test_the_lps_configurations_keep_every_row_of_their_model(plans, lp_values):
     assert cost(model, r.values) < cost(model, swept)
 
 
-def test_the_route_recombines_after_its_sweep_and_keeps_every_rule(monkeypatch):
+@pytest.mark.parametrize("all_onto", [4.0, 0.0])
+def test_the_route_recombines_after_its_sweep_and_keeps_every_rule(monkeypatch, all_onto):
+    """The sweep's configurations first, then the LP's as well: gathered one way when the master
+    has under ALL_ONTO_SECONDS (here 1.2 s of 4), every way when it has more."""
     monkeypatch.setattr(large, "FULL_MIP_COLS", 0)  # as on a fleet too large for HiGHS on the whole model
+    monkeypatch.setattr(large, "ALL_ONTO_SECONDS", all_onto)
+    ways: list[str] = []
+    real = large.consolidated
+
+    def consolidated_seen(model, lp_values, v, onto):
+        ways.append(onto)
+        return real(model, lp_values, v, onto)
+
+    monkeypatch.setattr(large, "consolidated", consolidated_seen)
     fleet = to_fleet(generate(80, 20, seed=3))
     said: list[str] = []
     r = large.optimize_large(fleet, RULES, progress=said.append, time_limit=4.0)
@@ -204,6 +225,7 @@ def test_the_route_recombines_after_its_sweep_and_keeps_every_rule(monkeypatch):
     # first the sweep's configurations, then with the LP's as well
     recombined = [m for m in said if m.startswith("recombine")]
     assert len(recombined) == 2 and "from the LP" in recombined[1], said
+    assert tuple(ways) == (ONTO if all_onto == 0.0 else ONTO[:1])
     assert check_hard_constraints(fleet, r.placement, throughputs(fleet)) == []
     priced = price(fleet, r.placement, RULES)
     assert [v for v in priced.violations if v.enforcement == "required"] == []
