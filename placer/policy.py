@@ -57,6 +57,13 @@ class ModelBuilder(Protocol):
 
     def total_replicas(self, model: str) -> Any: ...
 
+    def unmet_beyond(self, model: str, replicas: int) -> tuple[Any, float]:
+        """The model's unmet rate (an expression; 0 for a model without demand), and the least of
+        it that any plan with at most ``replicas`` replicas of the model leaves: its demand less
+        what that many replicas serve on its fastest eligible pool (0 when they could serve it
+        all). For valid inequalities: ``unmet >= that`` unless the model has more replicas."""
+        ...
+
     def gpus_used(self, pool: str) -> Any: ...
 
     def gpus_capacity(self, pool: str) -> Any: ...

@@ -406,6 +406,23 @@ class _Builder:
         lo, hi = int(a.pair_ptr[mi]), int(a.pair_ptr[mi + 1])
         return Lin("leaf", np.arange(self.x0 + lo, self.x0 + hi, dtype=np.int64), np.ones(hi - lo))
 
+    def unmet_beyond(self, model: str, replicas: int) -> tuple[Any, float]:
+        a = self.arrays
+        mi = a.model_index.get(model)
+        if mi is None or "u" not in self.blocks:
+            return 0, 0.0
+        d0, d1 = int(np.searchsorted(a.dem_model, mi)), int(np.searchsorted(a.dem_model, mi, side="right"))
+        if d1 == d0:
+            return 0, 0.0
+        # on arrays restricted to some pairs, over every pair (as the full model's rows are)
+        full = a.parent if a.parent is not None else a
+        fm = full.model_index[model]
+        thr = full.pair_thr[full.pair_ptr[fm]:full.pair_ptr[fm + 1]]
+        fastest = float(thr.max()) if len(thr) else 0.0
+        short = float(a.dem_rate[d0:d1].sum()) - replicas * fastest
+        u0 = self.blocks["u"][0]
+        return Lin("leaf", u0 + np.arange(d0, d1, dtype=np.int64), np.ones(d1 - d0)), max(0.0, short)
+
     def gpus_used(self, pool: str) -> Any:
         a = self.arrays
         pi = a.pool_index[pool]

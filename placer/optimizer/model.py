@@ -120,6 +120,15 @@ class MipBuilder:
     def total_replicas(self, model: str) -> Any:
         return self.m.solver.Sum([v for (mm, _), v in self.m.x.items() if mm == model])
 
+    def unmet_beyond(self, model: str, replicas: int) -> tuple[Any, float]:
+        spec = self.fleet.models[model].spec
+        entries = [(i, u) for (name, i), u in self.m.u.items() if name == model]
+        if not entries:
+            return 0, 0.0
+        rate = sum(spec.demand[i].rate for i, _ in entries)
+        fastest = max((self.cands.pairs[(model, p)].throughput for p in self.cands.pools_of(model)), default=0.0)
+        return self.m.solver.Sum([u for _, u in entries]), max(0.0, rate - replicas * fastest)
+
     def gpus_used(self, pool: str) -> Any:
         return self.m.solver.Sum([
             self.cands.pairs[key].gpus_per_replica * v for key, v in self.m.x.items() if key[1] == pool

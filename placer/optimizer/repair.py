@@ -78,8 +78,23 @@ def round_and_cover(model: MatrixModel, lp_values: FloatArray, allowed: BoolArra
     def rows_over() -> IntArray:
         return np.flatnonzero(pure_act > pure_hi + 1e-7 * np.maximum(1.0, np.abs(pure_act)))
 
+    # and elastic pools past their most nodes (a start beyond the LP's: a scaled or a greedy one):
+    # replicas off, the largest first, until they fit
+    over_pools = np.flatnonzero(elastic & (used > a.pool_max_nodes * a.pool_per_node + 1e-9))
+    for p in over_pools.tolist():
+        js = np.flatnonzero((a.pair_pool == p) & (x > 0) & (a.pair_c > 0))
+        for j in js[np.argsort(-a.pair_c[js], kind="stable")].tolist():
+            room = float(a.pool_max_nodes[p] * a.pool_per_node[p])
+            if used[p] <= room + 1e-9:
+                break
+            take = min(int(x[j]), math.ceil((used[p] - room) / a.pair_c[j] - 1e-9))
+            c0, c1 = xa.indptr[j], xa.indptr[j + 1]
+            pure_act[xa.indices[c0:c1]] -= take * xa.data[c0:c1]
+            x[j] -= take
+            used[p] -= take * a.pair_c[j]
+        nodes[p] = min(nodes[p], a.pool_max_nodes[p])
     over = rows_over()
-    if len(over):
+    if len(over) or len(over_pools):
         xr = xa.tocsr()
 
         def _take_off(rows: IntArray) -> None:

@@ -29,6 +29,13 @@ class Spread(RuleBase):
             applies = builder.new_bool(f"{policy.name}:{model.name}:applies")
             total = builder.total_replicas(model.name)
             builder.add(total <= need - 1 + big * applies, f"{policy.name}:{model.name}:applies")
+            # valid, and what the LP needs to see the rule: with need-1 replicas or fewer (the rule
+            # not applying), at least `short` of the demand goes unmet. Without it the LP sets
+            # `applies` near 0 (big is large) and keeps a model whose demand needs N replicas in
+            # one failure domain, which the rounding keeps
+            unmet, short = builder.unmet_beyond(model.name, need - 1)
+            if short > 0:
+                builder.add(unmet + short * applies >= short, f"{policy.name}:{model.name}:serve-or-spread")
             # no domain at all: a model restricted to pairs outside these pools (a re-plan's model)
             spread = need * applies - sum(used[1:], used[0]) if used else need * applies
             builder.at_most(policy, spread, 0, model.name)
