@@ -57,6 +57,11 @@ class ModelBuilder(Protocol):
 
     def total_replicas(self, model: str) -> Any: ...
 
+    def least_replicas(self, model: str) -> int:
+        """The fewest replicas any plan gives the model: its minReplicas (0 for a model without one,
+        or when that row is left out, as when an infeasible plan is explained)."""
+        ...
+
     def unmet_beyond(self, model: str, replicas: int) -> tuple[Any, float]:
         """The model's unmet rate (an expression; 0 for a model without demand), and the least of
         it that any plan with at most ``replicas`` replicas of the model leaves: its demand less

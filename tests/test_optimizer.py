@@ -224,12 +224,12 @@ def test_spread_over_failure_domains():
     assert placement.pools_of("m") == {"p1": 1, "p2": 1}
 
 
-@pytest.mark.parametrize("rate, row", [(200, True), (80, False)])
-def test_the_lp_sees_a_spread_the_demand_forces(rate, row):
-    """The spread rule's `applies` is a big-M; with demand that needs two replicas, the valid row
-    unmet + short * applies >= short makes the LP relaxation itself put a whole replica in a second
-    failure domain (without it, the LP keeps both in the cheap one and pays a sliver elsewhere).
-    Demand one replica serves gets no such row."""
+@pytest.mark.parametrize("rate, least, row", [(200, None, "serve-or-spread"), (80, 2, "always"), (80, None, None)])
+def test_the_lp_sees_a_spread_the_demand_or_min_replicas_force(rate, least, row):
+    """The spread rule's `applies` is a big-M. When the demand needs two replicas (the valid row
+    unmet + short * applies >= short), or minReplicas is 2 (applies >= 1), the LP relaxation itself
+    puts a whole replica in a second failure domain (without those rows it keeps both in the cheap
+    one and pays a sliver elsewhere). Demand one replica serves, without minReplicas, gets neither."""
     import numpy as np
 
     from placer.optimizer.arrays import build_arrays
@@ -237,16 +237,16 @@ def test_the_lp_sees_a_spread_the_demand_forces(rate, row):
     from placer.optimizer.matrix import build_matrix
 
     spread = policy("spread", {"spread": {"minFailureDomains": 2}})
-    f = two_sites(pool("p1", "a", usd=1), pool("p3", "b", usd=5), inference("m", [{"location": "a", "rate": rate}]),
-                  spread, NO_CHURN)
+    extra = {"minReplicas": least} if least else {}
+    f = two_sites(pool("p1", "a", usd=1), pool("p3", "b", usd=5),
+                  inference("m", [{"location": "a", "rate": rate}], **extra), spread, NO_CHURN)
     model = build_matrix(build_arrays(f, RULES), RULES, {})
     a = model.arrays
     assert a.pair_thr.max() < 200 <= 2 * a.pair_thr.max() and a.pair_thr.max() >= 80  # two replicas, or one
-    names = [n for n in model.row_names.values() if n.endswith(":serve-or-spread")]
-    assert names == (["spread:m:serve-or-spread"] if row else [])
+    names = [n for n in model.row_names.values() if n.endswith((":serve-or-spread", ":always"))]
+    assert names == ([f"spread:m:{row}"] if row else [])
     lp = highs_solve(model, np.arange(model.n_cols), integer=False, time_limit=10)
-    x = lp.values[model.block("x")]
-    on_p3 = x[a.find_pair("m", "p3")]
+    on_p3 = lp.values[model.block("x")][a.find_pair("m", "p3")]
     if row:
         assert on_p3 >= 1 - 1e-6
         assert solve(f)[0].pools_of("m") == {"p1": 1, "p3": 1}  # and the plan is what it was

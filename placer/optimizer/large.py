@@ -90,6 +90,11 @@ REPLAN_PATIENCE = 8
 REPLAN_SEARCH = 0.05  # share of the time limit a re-plan spends searching
 REPLAN_ROUTES = 4  # per demand entry, a re-plan's model holds its cheapest routes to elastic pools
 REPLAN_FREE_REPLICAS = 1  # with room for this many replicas now (and as many on on-demand pools)
+# of the time left, at most, for the LP (column generation). At XL its first round takes 17-23 s and
+# a second (173,300 against 181,450) twice that: with 0.6 the second round fits when the first
+# took under about 22 s (plans 190,408 and 191,553 after two rounds, 193,061 after one, now that
+# the spread rule's rows leave few models for completion to set aside)
+LP_SHARE = 0.6
 LP_STOP_GAP = 5e-4  # column generation stops when the LP is this close to its bound (the rounding gains nothing more)
 NEAR_PAIRS = int(os.environ.get("PLACER_NEAR_PAIRS", "16"))  # per model, the pairs nearest to pricing out the MIPs may use
 SWEEP_SHARE = 0.85  # of the search time: one-model re-placements, before the neighbourhood search
@@ -444,7 +449,7 @@ def solve_model(model: MatrixModel, clock: Clock, gap: float, workers: int = 1,
 
     lp = None
     if mode == "lp":
-        lp = column_generation(model, tables, seed, deadline=time.monotonic() + max(0.5, 0.5 * clock.left()),
+        lp = column_generation(model, tables, seed, deadline=time.monotonic() + max(0.5, LP_SHARE * clock.left()),
                                view=Master(model), stop_gap=LP_STOP_GAP)
         if lp.duals is None and lp.status == "INFEASIBLE":
             return LargeResult(lp.status, None, math.inf, -math.inf, clock.elapsed(), {})

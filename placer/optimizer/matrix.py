@@ -406,6 +406,13 @@ class _Builder:
         lo, hi = int(a.pair_ptr[mi]), int(a.pair_ptr[mi + 1])
         return Lin("leaf", np.arange(self.x0 + lo, self.x0 + hi, dtype=np.int64), np.ones(hi - lo))
 
+    def least_replicas(self, model: str) -> int:
+        a = self.arrays
+        mi = a.model_index.get(model)
+        if mi is None or model in a.retired or not a.models[mi].inference:
+            return 0
+        return int(a.models[mi].spec.min_replicas or 0)  # build_matrix adds its row for every such model
+
     def unmet_beyond(self, model: str, replicas: int) -> tuple[Any, float]:
         a = self.arrays
         mi = a.model_index.get(model)

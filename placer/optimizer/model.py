@@ -120,6 +120,14 @@ class MipBuilder:
     def total_replicas(self, model: str) -> Any:
         return self.m.solver.Sum([v for (mm, _), v in self.m.x.items() if mm == model])
 
+    def least_replicas(self, model: str) -> int:
+        m = self.fleet.models[model]
+        if not m.inference or model in self.cands.retired or not self.cands.pools_of(model):
+            return 0
+        if self.active is not None and f"model:{model}:minReplicas" not in self.active:
+            return 0
+        return int(m.spec.min_replicas or 0)
+
     def unmet_beyond(self, model: str, replicas: int) -> tuple[Any, float]:
         spec = self.fleet.models[model].spec
         entries = [(i, u) for (name, i), u in self.m.u.items() if name == model]

@@ -29,13 +29,16 @@ class Spread(RuleBase):
             applies = builder.new_bool(f"{policy.name}:{model.name}:applies")
             total = builder.total_replicas(model.name)
             builder.add(total <= need - 1 + big * applies, f"{policy.name}:{model.name}:applies")
-            # valid, and what the LP needs to see the rule: with need-1 replicas or fewer (the rule
-            # not applying), at least `short` of the demand goes unmet. Without it the LP sets
-            # `applies` near 0 (big is large) and keeps a model whose demand needs N replicas in
-            # one failure domain, which the rounding keeps
-            unmet, short = builder.unmet_beyond(model.name, need - 1)
-            if short > 0:
-                builder.add(unmet + short * applies >= short, f"{policy.name}:{model.name}:serve-or-spread")
+            # valid rows that let the LP see the rule (without them it sets `applies` near 0, as big
+            # is large, and keeps a model that needs N replicas in one failure domain, which the
+            # rounding keeps): with minReplicas >= N the rule always applies; else, with N-1
+            # replicas or fewer, at least `short` of the demand goes unmet
+            if builder.least_replicas(model.name) >= need:
+                builder.add(applies >= 1, f"{policy.name}:{model.name}:always")
+            else:
+                unmet, short = builder.unmet_beyond(model.name, need - 1)
+                if short > 0:
+                    builder.add(unmet + short * applies >= short, f"{policy.name}:{model.name}:serve-or-spread")
             # no domain at all: a model restricted to pairs outside these pools (a re-plan's model)
             spread = need * applies - sum(used[1:], used[0]) if used else need * applies
             builder.at_most(policy, spread, 0, model.name)
