@@ -83,6 +83,11 @@ class ModelBuilder(Protocol):
 
     def add(self, constraint: Any, name: str) -> None: ...
 
+    def cut(self, constraint: Any, name: str) -> None:
+        """A valid inequality: one every integer plan that keeps the other rows keeps. The LP
+        relaxation needs it to see a rule; a solver given the whole MIP may leave it out."""
+        ...
+
     def at_most(self, policy: Policy, lhs: Any, rhs: Any, what: str) -> None:
         """lhs <= rhs: a hard constraint for a required policy; for a preferred one a
         slack s >= lhs - rhs, s >= 0, charged penaltyUsdPerHour per unit."""

@@ -153,6 +153,7 @@ class MatrixModel:
     current: FloatArray = field(default_factory=lambda: np.zeros(0))  # replicas running now, per pair
     penalties: list[tuple[Policy, str, int]] = field(default_factory=list)
     row_names: dict[int, str] = field(default_factory=dict)
+    cut_rows: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # rules' valid inequalities
 
     @property
     def n_cols(self) -> int:
@@ -218,6 +219,7 @@ class _Builder:
         self.n_rows = 0
         self.penalties: list[tuple[Policy, str, int]] = []
         self.row_names: dict[int, str] = {}
+        self.cut_rows: list[int] = []
         self._memos: dict[tuple[str, int], tuple[Any, Any]] = {}
         self.x0 = 0
         self.elastic_col = np.full(len(arrays.pools), -1, dtype=np.int64)
@@ -496,6 +498,11 @@ class _Builder:
         idx, coef, const = constraint.expr.flatten()
         self.row_names[self._row(idx, coef, constraint.lo - const, constraint.hi - const)] = name
 
+    def cut(self, constraint: Any, name: str) -> None:
+        before = self.n_rows + len(self._row_lo)
+        self.add(constraint, name)
+        self.cut_rows.extend(range(before, self.n_rows + len(self._row_lo)))
+
     def at_most(self, policy: Policy, lhs: Any, rhs: Any, what: str) -> None:
         if policy.required:
             self.add(Lin.wrap(lhs) <= rhs, f"{policy.name}:{what}")
@@ -731,6 +738,7 @@ def build_matrix(arrays: FleetArrays, rules: Rules, current: Mapping[tuple[str, 
         row_lo=np.concatenate(b.row_lo), row_hi=np.concatenate(b.row_hi),
         blocks=dict(b.blocks), serve_row=serve_row, elastic_col=b.elastic_col, churn_col=churn_col,
         gang_col=gang_col, penalties=b.penalties, row_names=b.row_names,
+        cut_rows=np.array(b.cut_rows, dtype=np.int64),
         capacity_row=capacity_row, demand_row0=demand_row0, batch_row0=batch_row0, batch_models=bm,
         current=cur,
     )

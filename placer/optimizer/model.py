@@ -171,6 +171,9 @@ class MipBuilder:
             return
         self.m.solver.Add(constraint, name)
 
+    def cut(self, constraint: Any, name: str) -> None:
+        self.add(constraint, name)
+
     def at_most(self, policy: Policy, lhs: Any, rhs: Any, what: str) -> None:
         if policy.required:
             self.add(lhs <= rhs, f"{policy.name}:{what}")

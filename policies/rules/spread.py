@@ -34,11 +34,11 @@ class Spread(RuleBase):
             # rounding keeps): with minReplicas >= N the rule always applies; else, with N-1
             # replicas or fewer, at least `short` of the demand goes unmet
             if builder.least_replicas(model.name) >= need:
-                builder.add(applies >= 1, f"{policy.name}:{model.name}:always")
+                builder.cut(applies >= 1, f"{policy.name}:{model.name}:always")
             else:
                 unmet, short = builder.unmet_beyond(model.name, need - 1)
                 if short > 0:
-                    builder.add(unmet + short * applies >= short, f"{policy.name}:{model.name}:serve-or-spread")
+                    builder.cut(unmet + short * applies >= short, f"{policy.name}:{model.name}:serve-or-spread")
             # no domain at all: a model restricted to pairs outside these pools (a re-plan's model)
             spread = need * applies - sum(used[1:], used[0]) if used else need * applies
             builder.at_most(policy, spread, 0, model.name)
