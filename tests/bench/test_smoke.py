@@ -21,6 +21,7 @@ from placer.optimizer.arrays import build_arrays
 from placer.optimizer.large import optimize_large
 from placer.placement import check_hard_constraints
 from policies import build_rules
+from tests.bench.firstplan import assert_keeps_rules
 
 RULES = build_rules(dt.datetime(2026, 11, 28, tzinfo=dt.UTC))
 
@@ -42,9 +43,7 @@ def throughputs(fleet):
 
 
 def test_plan_keeps_hard_constraints_and_required_policies(fleet, result):
-    assert result.placement is not None
-    assert check_hard_constraints(fleet, result.placement, throughputs(fleet)) == []
-    assert [v for v in price(fleet, result.placement, RULES).violations if v.enforcement == "required"] == []
+    assert_keeps_rules(fleet, result.placement, RULES)
 
 
 def test_objective_is_the_price_of_the_plan(fleet, result):
@@ -225,5 +224,4 @@ def test_highs_on_the_whole_model_gets_every_row_but_the_rules_cuts(monkeypatch)
         model.cut_rows.tolist())
     assert len(handed) == 1
     assert set(handed[0].tolist()) == set(range(model.n_rows)) - set(model.cut_rows.tolist())
-    assert r.placement is not None
-    assert [v for v in price(fleet, r.placement, RULES).violations if v.enforcement == "required"] == []
+    assert_keeps_rules(fleet, r.placement, RULES)
