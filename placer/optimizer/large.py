@@ -190,16 +190,17 @@ def pair_columns(model: MatrixModel, pairs: BoolArray) -> IntArray:
     return np.flatnonzero(keep)
 
 
-def fallback_pairs(model: MatrixModel) -> BoolArray:
+def fallback_pairs(model: MatrixModel, per_rate: FloatArray | None = None) -> BoolArray:
     """Per demand entry, its cheapest route to an elastic on-demand pool: capacity that other models'
-    rounding cannot use up, so that every demand keeps a way to be served."""
+    rounding cannot use up, so that every demand keeps a way to be served. ``per_rate``:
+    ``per_rate_cost(model)``, when the caller has it."""
     a = model.arrays
     out = np.zeros(a.n_pairs, dtype=bool)
     pool = a.pair_pool[a.route_pair]
     ok = np.flatnonzero(a.pool_elastic[pool] & ~a.pool_spot[pool])
     if not len(ok):
         return out
-    unit = per_rate_cost(model)[ok]
+    unit = (per_rate_cost(model) if per_rate is None else per_rate)[ok]
     out[a.route_pair[ok[cheapest_in_groups(unit, a.route_dem[ok], 1)]]] = True  # routes come by demand entry
     return out
 
@@ -373,14 +374,14 @@ def replan_pairs(model: MatrixModel) -> BoolArray:
     hold it). A model built with ``columns_only`` will do."""
     a = model.arrays
     cur = model.current
-    keep: BoolArray = initial_pairs(model, np.flatnonzero(cur > 0)) | fallback_pairs(model)
+    per_rate = per_rate_cost(model)
+    keep: BoolArray = initial_pairs(model, np.flatnonzero(cur > 0)) | fallback_pairs(model, per_rate)
     if not a.n_routes:
         return keep
     used = np.bincount(a.pair_pool, weights=cur * a.pair_c, minlength=len(a.pools))
     room = a.pool_max_nodes * a.pool_per_node - used
     j = a.route_pair
     pool = a.pair_pool[j]
-    per_rate = per_rate_cost(model)
     fits = a.pool_elastic[pool] & (room[pool] >= REPLAN_FREE_REPLICAS * a.pair_c[j])
     for ok, k in ((fits, REPLAN_ROUTES), (fits & ~a.pool_spot[pool], REPLAN_ROUTES)):
         rs = np.flatnonzero(ok)
