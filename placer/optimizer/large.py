@@ -391,40 +391,36 @@ def replan_pairs(model: MatrixModel) -> BoolArray:
 
 def _recombined(model: MatrixModel, configs: Configurations | None, v: FloatArray, clock: Clock, reserve: float,
                 csr: Any, lp_values: FloatArray | None = None) -> FloatArray:
-    """``v``, or the better plan ``recombine`` puts together from the configurations seen so far
-    (and the LP's consolidated, given ``lp_values``)."""
+    """``v``, or the better plan ``recombine`` puts together from the configurations seen so far;
+    given ``lp_values``, then again with the LP's consolidated from that plan: when the slower
+    master finds nothing better in its time, the quick one's plan stands."""
     if configs is None:
         return v
     share = RECOMBINE_SHARE_LP if lp_values is not None else RECOMBINE_SHARE
     deadline = time.monotonic() + min(clock.left() - reserve, share * clock.limit)
-    # first the configurations seen (a quick master), then with the LP's from its answer: when that
-    # slower master finds nothing better in its time, the quick one's plan stands
-    rounds = [False, True] if lp_values is not None else [False]
-    for with_lp in rounds:
-        note = ""
-        if with_lp:
-            assert lp_values is not None
-            if deadline - time.monotonic() < 0.2:
-                break
-            # a master over more configurations needs more time: every way of gathering the LP's
-            # fractions when it has the time (L), the first alone when it has not (M)
-            many = deadline - time.monotonic() >= ALL_ONTO_SECONDS
-            until = time.monotonic() + CONSOLIDATE_SHARE * (deadline - time.monotonic())
-            added = 0
-            for onto in ONTO if many else ONTO[:1]:
-                added += configs.add_replicas(model, consolidated(model, lp_values, v, onto), v, csr=csr,
-                                              time_limit=until - time.monotonic())
-            note = f" (+{added} from the LP)"
-        left = deadline - time.monotonic()
-        if not with_lp:
-            left = min(left, RECOMBINE_SHARE * clock.limit)
+
+    def once(v: FloatArray, left: float, note: str = "") -> FloatArray:
         if left < 0.1:
-            break
+            return v
         r = recombine(model, configs, v, time_limit=left, csr=csr)
-        v = r.values if r.values is not None else v
+        better = r.values if r.values is not None else v
         clock.mark("recombine", f"{r.configurations} configurations{note}, {r.status}, {r.moved} models moved, "
-                                f"value {model_value(model, v):.2f}")
-    return v
+                                f"value {model_value(model, better):.2f}")
+        return better
+
+    first = min(deadline - time.monotonic(), RECOMBINE_SHARE * clock.limit)
+    if first < 0.1:
+        return v
+    v = once(v, first)
+    if lp_values is None or deadline - time.monotonic() < 0.2:
+        return v
+    # a master over more configurations needs more time: every way of gathering the LP's fractions
+    # when it has the time (L), the first alone when it has not (M)
+    ways = ONTO if deadline - time.monotonic() >= ALL_ONTO_SECONDS else ONTO[:1]
+    until = time.monotonic() + CONSOLIDATE_SHARE * (deadline - time.monotonic())
+    added = sum(configs.add_replicas(model, consolidated(model, lp_values, v, onto), v, csr=csr,
+                                     time_limit=until - time.monotonic()) for onto in ways)
+    return once(v, deadline - time.monotonic(), f" (+{added} from the LP)")
 
 
 def solve_model(model: MatrixModel, clock: Clock, gap: float, workers: int = 1,
