@@ -122,6 +122,11 @@ class FleetArrays:
         return keys
 
     @cached_property
+    def model_inference(self) -> BoolArray:
+        """Per model: an inference model (training and batch models are not)."""
+        return np.array([m.inference for m in self.models], dtype=bool)
+
+    @cached_property
     def by_pool(self) -> tuple[IntArray, IntArray]:
         """(order, ptr): ``order[ptr[p]:ptr[p + 1]]`` are the pairs on pool p, by model."""
         # a stable sort of 16-bit keys is a radix sort: twice as fast on millions of pairs

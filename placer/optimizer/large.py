@@ -418,8 +418,8 @@ def _recombined(model: MatrixModel, configs: Configurations | None, v: FloatArra
     # when it has the time (L), the first alone when it has not (M)
     ways = ONTO if deadline - time.monotonic() >= ALL_ONTO_SECONDS else ONTO[:1]
     until = time.monotonic() + CONSOLIDATE_SHARE * (deadline - time.monotonic())
-    added = sum(configs.add_replicas(model, consolidated(model, lp_values, v, onto), v, csr=csr,
-                                     time_limit=until - time.monotonic()) for onto in ways)
+    added = sum(configs.add_replicas(consolidated(model, lp_values, v, onto), v, time_limit=until - time.monotonic())
+                for onto in ways)
     return once(v, deadline - time.monotonic(), f" (+{added} from the LP)")
 
 
@@ -523,17 +523,17 @@ def solve_model(model: MatrixModel, clock: Clock, gap: float, workers: int = 1,
     if mode != "replan" and a.n_pairs <= RECOMBINE_PAIRS:
         configs = Configurations(model, csr=hood.csr)
         configs.add_plan(v)
-    lp_configs = configs is not None and lp is not None
+    lp_values = lp.values if configs is not None and lp is not None else None  # for its configurations
     # the first plan leaves most models paying for a fraction of a replica in each pool they use:
     # re-place them one at a time, the costliest first
-    budget = (SWEEP_SHARE_LP if lp_configs else SWEEP_SHARE) * (clock.left() - reserve)
+    budget = (SWEEP_SHARE_LP if lp_values is not None else SWEEP_SHARE) * (clock.left() - reserve)
     if mode == "replan":
         budget = min(budget, REPLAN_SEARCH * clock.limit)
     record = None if configs is None else configs.add_step
     v, st = sweep(model, hood, v, deadline=time.monotonic() + max(0.0, budget), workers=workers, record=record)
     clock.mark("sweep", f"{st.steps} models, {st.improved} improved on {workers} threads, "
                         f"value {model_value(model, v):.2f}")
-    v = _recombined(model, configs, v, clock, reserve, hood.csr, lp.values if lp_configs and lp else None)
+    v = _recombined(model, configs, v, clock, reserve, hood.csr, lp_values)
 
     # improve by neighbourhood search until the time is up, the gap is closed, or steps stop paying
     target = bound

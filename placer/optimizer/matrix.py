@@ -582,7 +582,7 @@ def build_matrix(arrays: FleetArrays, rules: Rules, current: Mapping[tuple[str, 
     cost_x = np.where(elastic_pair, 0.0, price * a.pair_c) + TIE_BREAK
     if churn > 0:
         cost_x = cost_x + np.where(cur > 0, 0.0, churn)
-    batch_model = np.array([not m.inference for m in a.models], dtype=bool)
+    batch_model = ~a.model_inference
     wanted = np.array([(m.spec.replicas or 0) if not m.inference else 0 for m in a.models], dtype=float)
     pair_batch = batch_model[a.pair_model]
     with np.errstate(divide="ignore", invalid="ignore"):

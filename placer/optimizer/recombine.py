@@ -48,7 +48,10 @@ class Configurations:
     """Per model, the distinct values its own columns took in the plans and steps recorded."""
 
     def __init__(self, model: MatrixModel, blocks: Blocks | None = None, csr: Any = None) -> None:
-        self.blocks = blocks if blocks is not None else model_blocks(model, csr)
+        """``csr``: the model's matrix as CSR, when the caller has it."""
+        self.model = model
+        self.csr = model.A.tocsr() if csr is None else csr
+        self.blocks = blocks if blocks is not None else model_blocks(model, self.csr)
         self.n_models = len(self.blocks.col_ptr) - 1
         self._seen: list[dict[bytes, int]] = [{} for _ in range(self.n_models)]  # key -> entry
         self.entries: list[tuple[int, FloatArray]] = []  # (model, values on its columns)
@@ -89,21 +92,21 @@ class Configurations:
             z[hit] = new[pos[hit]]
             self._add(int(m), z)
 
-    def add_replicas(self, model: MatrixModel, x: IntArray, v: FloatArray, time_limit: float, csr: Any = None) -> int:
+    def add_replicas(self, x: IntArray, v: FloatArray, time_limit: float) -> int:
         """The configuration of each model whose replicas ``x`` (per pair) differ from the plan
         ``v``'s: those replicas, and every other column of the model's own set at least cost by one
         MIP over the rows of single models (block-diagonal: each model apart). A model whose
         replicas break one of its own rules (a spot cap, a spread) is left out; returns how many
         configurations were added."""
+        model, b = self.model, self.blocks
         a = model.arrays
-        b = self.blocks
         x0, x1 = model.blocks["x"]
         y0 = model.blocks["y"][0]
-        A = model.A.tocsr() if csr is None else csr
         changed = np.zeros(self.n_models, dtype=bool)
         changed[a.pair_model[np.flatnonzero(np.round(v[x0:x1]) != x)]] = True
         local = np.flatnonzero(b.local)
-        A_local = A[local]
+        A_local = self.csr[local]
+        row_model = b.owner[A_local.indices[A_local.indptr[:-1]]]  # a local row's columns are one model's
         started = time.monotonic()
         for _ in range(4):
             models = np.flatnonzero(changed)
@@ -111,17 +114,14 @@ class Configurations:
                 return 0
             cols = np.sort(np.concatenate([self.columns(int(m)) for m in models]))
             w = v.copy()
-            on = changed[a.pair_model]
-            w[x0:x1] = np.where(on, x, w[x0:x1])
+            w[x0:x1] = np.where(changed[a.pair_model], x, w[x0:x1])
             is_x = (cols >= x0) & (cols < x1)
             is_y = (cols >= y0) & (cols < y0 + a.n_routes)
             open_route = np.zeros(len(cols), dtype=bool)
             open_route[is_y] = w[x0 + a.route_pair[cols[is_y] - y0]] > 0.5
             w[cols[is_y & ~open_route]] = 0.0  # routes of pairs without replicas
             free = cols[~is_x & (~is_y | open_route)]
-            mine = np.zeros(model.n_cols, dtype=bool)
-            mine[cols] = True
-            rows = np.flatnonzero(np.asarray((abs(A_local) @ mine.astype(float)) > 0))
+            rows = np.flatnonzero(changed[row_model])
             sub = A_local[rows]
             fixed = sub @ w - sub[:, free] @ w[free]
             lo, hi = model.row_lo[local[rows]] - fixed, model.row_hi[local[rows]] - fixed
@@ -137,11 +137,9 @@ class Configurations:
                 return 0  # out of time
             bad = violated_rows(part, model.cost[free], model.lb[free], model.ub[free], lo, hi,
                                 integer=model.integer[free], time_limit=left)
-            owners = b.owner[sub[bad].indices]
-            owners = owners[owners >= 0]
-            if not len(owners):
+            if not len(bad):
                 return 0
-            changed[owners] = False
+            changed[row_model[rows[bad]]] = False
         return 0
 
     def __len__(self) -> int:
@@ -161,7 +159,7 @@ def consolidated(model: MatrixModel, lp_values: FloatArray, v: FloatArray, onto:
     f = lp_values[x0:x1]
     x = np.floor(f + 1e-6)
     fraction = f - x
-    inference = np.array([m.inference for m in a.models], dtype=bool)
+    inference = a.model_inference
     js = np.flatnonzero((fraction > 1e-6) & inference[a.pair_model] & (a.pair_thr > 0))
     if len(js):
         if onto == "fraction":

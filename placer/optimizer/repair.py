@@ -72,27 +72,34 @@ def round_and_cover(model: MatrixModel, lp_values: FloatArray, allowed: BoolArra
     pure_act = xa @ x
     pure_hi = model.row_hi[pure]
 
-    # the start may break such rows (a greedy start ignores spot caps): take replicas off the pairs
+    def place(j: int, k: int) -> None:
+        """k more replicas on pair j (fewer, for k < 0), with the rows, GPUs and nodes they change."""
+        p = int(a.pair_pool[j])
+        x[j] += k
+        lo_, hi_ = xa.indptr[j], xa.indptr[j + 1]
+        pure_act[xa.indices[lo_:hi_]] += k * xa.data[lo_:hi_]
+        used[p] += k * a.pair_c[j]
+        if elastic[p]:
+            nodes[p] = max(nodes[p], max(a.pool_min_nodes[p], math.ceil(used[p] / a.pool_per_node[p] - 1e-9)))
+
+    # a start beyond the LP's (a scaled or a greedy one) may put elastic pools past their most
+    # nodes: replicas off, the largest first, until they fit
+    over_pools = np.flatnonzero(elastic & (used > a.pool_max_nodes * a.pool_per_node + 1e-9))
+    for p in over_pools.tolist():
+        room = float(a.pool_max_nodes[p] * a.pool_per_node[p])
+        js = np.flatnonzero((a.pair_pool == p) & (x > 0) & (a.pair_c > 0))
+        for j in js[np.argsort(-a.pair_c[js], kind="stable")].tolist():
+            if used[p] <= room + 1e-9:
+                break
+            place(j, -min(int(x[j]), math.ceil((used[p] - room) / a.pair_c[j] - 1e-9)))
+        nodes[p] = min(nodes[p], a.pool_max_nodes[p])
+
+    # it may break rows over replicas alone (a greedy start ignores spot caps): take replicas off the pairs
     # that push a broken row up, largest push first, until it holds; and again, as taking a
     # replica off may break another row (fewer on-demand replicas, a spot cap broken)
     def rows_over() -> IntArray:
         return np.flatnonzero(pure_act > pure_hi + 1e-7 * np.maximum(1.0, np.abs(pure_act)))
 
-    # and elastic pools past their most nodes (a start beyond the LP's: a scaled or a greedy one):
-    # replicas off, the largest first, until they fit
-    over_pools = np.flatnonzero(elastic & (used > a.pool_max_nodes * a.pool_per_node + 1e-9))
-    for p in over_pools.tolist():
-        js = np.flatnonzero((a.pair_pool == p) & (x > 0) & (a.pair_c > 0))
-        for j in js[np.argsort(-a.pair_c[js], kind="stable")].tolist():
-            room = float(a.pool_max_nodes[p] * a.pool_per_node[p])
-            if used[p] <= room + 1e-9:
-                break
-            take = min(int(x[j]), math.ceil((used[p] - room) / a.pair_c[j] - 1e-9))
-            c0, c1 = xa.indptr[j], xa.indptr[j + 1]
-            pure_act[xa.indices[c0:c1]] -= take * xa.data[c0:c1]
-            x[j] -= take
-            used[p] -= take * a.pair_c[j]
-        nodes[p] = min(nodes[p], a.pool_max_nodes[p])
     over = rows_over()
     if len(over) or len(over_pools):
         xr = xa.tocsr()
@@ -108,11 +115,7 @@ def round_and_cover(model: MatrixModel, lp_values: FloatArray, allowed: BoolArra
                     if val <= 0 or x[j] <= 0:
                         continue
                     need = math.ceil((pure_act[row] - pure_hi[row]) / val - 1e-9)
-                    take = min(int(x[j]), max(1, need))
-                    c0, c1 = xa.indptr[j], xa.indptr[j + 1]
-                    pure_act[xa.indices[c0:c1]] -= take * xa.data[c0:c1]
-                    x[j] -= take
-                    used[a.pair_pool[j]] -= take * a.pair_c[j]
+                    place(j, -min(int(x[j]), max(1, need)))
 
         rows_left = over
         while len(rows_left):
@@ -160,18 +163,9 @@ def round_and_cover(model: MatrixModel, lp_values: FloatArray, allowed: BoolArra
     def add_cost(j: int, k: int) -> float:
         return float(add_costs(np.array([j]), np.array([k]))[0])
 
-    def place(j: int, k: int) -> None:
-        p = int(a.pair_pool[j])
-        x[j] += k
-        lo_, hi_ = xa.indptr[j], xa.indptr[j + 1]
-        pure_act[xa.indices[lo_:hi_]] += k * xa.data[lo_:hi_]
-        used[p] += k * a.pair_c[j]
-        if elastic[p]:
-            nodes[p] = max(nodes[p], max(a.pool_min_nodes[p], math.ceil(used[p] / a.pool_per_node[p] - 1e-9)))
-
     # an inference replica the LP wants most of is rounded up where it fits: its routes keep their
     # demand, where rounding down would buy a whole replica elsewhere for the fraction
-    inference = np.array([m.inference for m in a.models], dtype=bool)
+    inference = a.model_inference
     for j in np.argsort(-frac, kind="stable").tolist():
         if frac[j] < round_up:
             break
