@@ -18,15 +18,21 @@ from placer.placement import Placement, check_hard_constraints
 from placer.policy import Rules
 
 
+def lp_values(model: MatrixModel, tables: PairTables | None = None) -> np.ndarray:
+    """The model's LP relaxation, by column generation from the route's initial pairs."""
+    lp = column_generation(model, tables or PairTables.build(model), initial_pairs(model, np.zeros(0, dtype=np.int64)),
+                           deadline=time.monotonic() + 30)
+    assert lp.status == "OPTIMAL"
+    return lp.values
+
+
 def first_plan(fleet: Fleet, rules: Rules) -> tuple[MatrixModel, Neighbourhoods, np.ndarray]:
     """The LP, rounded and completed, with every pair allowed: the model, its neighbourhoods, the plan."""
     model = build_matrix(build_arrays(fleet, rules), rules, {})
     tables = PairTables.build(model)
-    lp = column_generation(model, tables, initial_pairs(model, np.zeros(0, dtype=np.int64)),
-                           deadline=time.monotonic() + 30)
     allowed = np.ones(model.arrays.n_pairs, dtype=bool)
     hood = Neighbourhoods(model, tables, allowed)
-    v = complete(model, hood, round_and_cover(model, lp.values, allowed), time_limit=10)
+    v = complete(model, hood, round_and_cover(model, lp_values(model, tables), allowed), time_limit=10)
     assert v is not None
     return model, hood, v
 

@@ -17,9 +17,9 @@ from bench.generate import generate, to_fleet
 from placer.cost import price
 from placer.optimizer.highs import Solution
 from placer.optimizer.lns import sweep
-from placer.optimizer.lp import PairTables, column_generation, initial_pairs
 from placer.optimizer.recombine import ONTO, Configurations, consolidated, recombine
 from policies import build_rules
+from tests.bench import firstplan
 from tests.bench.firstplan import assert_feasible, assert_keeps_rules, first_plan
 
 RULES = build_rules(dt.datetime(2026, 11, 28, tzinfo=dt.UTC))
@@ -114,10 +114,7 @@ def test_a_step_answer_is_recorded_with_its_free_columns_set(plans):
 
 @pytest.fixture(scope="module")
 def lp_values(plans):
-    _, model, _, _, _, _ = plans
-    lp = column_generation(model, PairTables.build(model), initial_pairs(model, np.zeros(0, dtype=np.int64)),
-                           deadline=time.monotonic() + 30)
-    return lp.values
+    return firstplan.lp_values(plans[1])
 
 
 @pytest.mark.parametrize("onto", ONTO)
@@ -170,7 +167,7 @@ def test_the_lps_configurations_keep_every_row_of_their_model(plans, lp_values):
     x[j_bad] = int(a.models[m_bad].spec.max_replicas) + 1
     configs = copy.deepcopy(plans[5])  # what the sweep saw
     before = len(configs)
-    added = configs.add_replicas(model, x, swept, time_limit=30, csr=hood.csr)
+    added = configs.add_replicas(x, swept, time_limit=30)
     assert added > 0 and len(configs) == before + added
     local = np.flatnonzero(configs.blocks.local)
     changed = set(a.pair_model[np.round(swept[x0:x1]) != x].tolist())
