@@ -16,7 +16,6 @@ expressions over column indices (``Lin``), so the rules stay opaque behaviours.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -526,41 +525,98 @@ def cover_cuts(b: _Builder, a: FleetArrays, routed: BoolArray, u0: int, per_grou
     model's demand as a whole and, when it has several entries, for each entry; for each, one
     with T the largest throughput and more with T the other throughput levels of its pairs
     (up to ``per_group``): the LP splits demand over GPU types, and each level closes part of it.
+    Built with array operations, in the order a loop over the groups would add them (the same
+    matrix at every bench size; XL: 1.5 s, against 2.9 s one group at a time).
     """
-    groups: list[tuple[IntArray, IntArray, float]] = []  # (pairs, demand entries, rate)
-    for mi in range(len(a.models)):
-        d0, d1 = int(np.searchsorted(a.dem_model, mi)), int(np.searchsorted(a.dem_model, mi, side="right"))
-        if d1 == d0:
-            continue
-        pairs = np.arange(a.pair_ptr[mi], a.pair_ptr[mi + 1])
-        pairs = pairs[routed[pairs]]
-        if len(pairs):
-            groups.append((pairs, np.arange(d0, d1), float(a.dem_rate[d0:d1].sum())))
-        if d1 - d0 > 1:
-            for d in range(d0, d1):
-                rp = np.unique(a.route_pair[a.route_ptr[d]:a.route_ptr[d + 1]])
-                if len(rp):
-                    groups.append((rp, np.array([d]), float(a.dem_rate[d])))
-    for pairs, dems, rate in groups:
-        thr = a.pair_thr[pairs]
-        top = float(thr.max())
-        if top <= 0 or rate <= 0:
-            continue
-        # one cut per throughput level: the largest, then the most common others
-        levels, counts = np.unique(thr[thr > 0], return_counts=True)
-        others = [float(t) for t in levels[np.argsort(-counts, kind="stable")] if t != top]
-        for T in [top, *others[: max(0, per_group - 1)]]:
-            q = rate / T
-            f = q - math.floor(q)
-            if f < 1e-6 or f > 1 - 1e-6:
-                continue
-            ap = thr / T
-            fp = ap - np.floor(ap)
-            coef = np.floor(ap) + np.minimum(fp, f) / f
-            idx = np.concatenate([b.x0 + pairs, u0 + dems])
-            val = np.concatenate([coef, np.full(len(dems), 1.0 / (T * f))])
-            b._row(idx, val, float(math.ceil(q)), INF)
-    b.finish_rules()
+    rate, pair_g, pair_j, dem_g, dem_d = _cover_groups(a, routed)
+    n_g = len(rate)
+    thr = a.pair_thr[pair_j]
+    top = np.full(n_g, -np.inf)
+    np.maximum.at(top, pair_g, thr)
+    # each group's throughput levels (positive, distinct) and how many of its pairs have each
+    pos = thr > 0
+    lg, lt = pair_g[pos], thr[pos]
+    order = np.lexsort((lt, lg))
+    lg, lt = lg[order], lt[order]
+    starts = np.flatnonzero(np.r_[True, (lg[1:] != lg[:-1]) | (lt[1:] != lt[:-1])])
+    counts = np.diff(np.r_[starts, len(lg)])
+    lg, lt = lg[starts], lt[starts]
+    # per group: the largest level first, then the most common others (ties: the smaller first)
+    order = np.lexsort((lt, -counts, lt != top[lg], lg))
+    lg, lt = lg[order], lt[order]
+    rank = np.arange(len(lg)) - np.searchsorted(lg, lg)
+    take = (rank < max(1, per_group)) & (rate[lg] > 0)
+    g, T = lg[take], lt[take]
+    q = rate[g] / T
+    f = q - np.floor(q)
+    whole = (f < 1e-6) | (f > 1 - 1e-6)  # rate/T whole: the rounding is the summed row itself
+    g, T, q, f = g[~whole], T[~whole], q[~whole], f[~whole]
+    # the cuts' entries: each cut's pairs, then its demand entries
+    pp = np.searchsorted(pair_g, np.arange(n_g + 1))
+    dp = np.searchsorted(dem_g, np.arange(n_g + 1))
+    cut_p, at_p = _spans(pp[g], pp[g + 1])
+    cut_d, at_d = _spans(dp[g], dp[g + 1])
+    ap = a.pair_thr[pair_j[at_p]] / T[cut_p]
+    fp = ap - np.floor(ap)
+    # laid out cut by cut: its pairs' entries, then its demand entries'
+    n_p, n_d = pp[g + 1] - pp[g], dp[g + 1] - dp[g]
+    first = np.cumsum(n_p + n_d) - (n_p + n_d)
+    put_p = first[cut_p] + at_p - pp[g][cut_p]
+    put_d = first[cut_d] + n_p[cut_d] + at_d - dp[g][cut_d]
+    cols = np.empty(len(put_p) + len(put_d), dtype=np.int64)
+    vals = np.empty(len(cols))
+    cols[put_p], cols[put_d] = b.x0 + pair_j[at_p], u0 + dem_d[at_d]
+    vals[put_p] = np.floor(ap) + np.minimum(fp, f[cut_p]) / f[cut_p]
+    vals[put_d] = 1.0 / (T[cut_d] * f[cut_d])
+    if len(g):
+        b.add_rows(np.repeat(np.arange(len(g)), n_p + n_d), cols, vals, np.ceil(q), INF, len(g))
+
+
+def _spans(lo: IntArray, hi: IntArray) -> tuple[IntArray, IntArray]:
+    """For ranges [lo_k, hi_k): each element's range k and the element itself, range by range."""
+    n = hi - lo
+    k = np.repeat(np.arange(len(n)), n)
+    return k, lo[k] + np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
+
+
+def _cover_groups(a: FleetArrays, routed: BoolArray) -> tuple[FloatArray, IntArray, IntArray, IntArray, IntArray]:
+    """The demand groups of ``cover_cuts``, numbered model by model: each model's whole demand
+    over its routed pairs, then (with several entries) each entry over its routes' pairs.
+    Returns each group's rate, and its pairs and its demand entries as (group, index) pairs
+    sorted by group, then index."""
+    n_models, n_dem = len(a.models), len(a.dem_model)
+    dem_ptr = np.searchsorted(a.dem_model, np.arange(n_models + 1))
+    per_model = np.diff(dem_ptr)
+    routes = np.diff(a.route_ptr)
+    whole = np.flatnonzero((per_model > 0) & (np.bincount(a.pair_model[routed], minlength=n_models) > 0))
+    entry = np.flatnonzero((per_model[a.dem_model] > 1) & (routes > 0))
+    # number the groups in model order, a model's whole demand before its entries
+    key_model = np.concatenate([whole, a.dem_model[entry]])
+    key_entry = np.concatenate([np.full(len(whole), -1), entry])
+    gid = np.empty(len(key_model), dtype=np.int64)
+    gid[np.lexsort((key_entry, key_model))] = np.arange(len(key_model))
+    g_whole, g_entry = gid[:len(whole)], gid[len(whole):]
+    rate = np.empty(len(gid))
+    rate[g_whole] = [float(a.dem_rate[dem_ptr[m]:dem_ptr[m + 1]].sum()) for m in whole.tolist()]
+    rate[g_entry] = a.dem_rate[entry]
+    # pairs: a model's routed ones; an entry's, from its routes, which ``build_arrays`` sorts by
+    # (entry, pool), one per pool: each pair once and in order. Both parts are sorted by group,
+    # so the stable sort by group merges two sorted runs.
+    of_model = np.full(n_models, -1, dtype=np.int64)
+    of_model[whole] = g_whole
+    of_entry = np.full(n_dem, -1, dtype=np.int64)
+    of_entry[entry] = g_entry
+    mine = np.flatnonzero(routed & (of_model[a.pair_model] >= 0))
+    route_g = of_entry[np.repeat(np.arange(n_dem), routes)]
+    pair_g = np.concatenate([of_model[a.pair_model[mine]], route_g[route_g >= 0]])
+    pair_j = np.concatenate([mine, a.route_pair[route_g >= 0]])
+    order = np.argsort(pair_g, kind="stable")
+    # demand entries: a model's all of them; an entry itself
+    _, of_whole = _spans(dem_ptr[whole], dem_ptr[whole + 1])
+    dem_g = np.concatenate([np.repeat(g_whole, per_model[whole]), g_entry])
+    dem_d = np.concatenate([of_whole, entry])
+    by_g = np.argsort(dem_g, kind="stable")
+    return rate, pair_g[order], pair_j[order], dem_g[by_g], dem_d[by_g]
 
 
 def build_matrix(arrays: FleetArrays, rules: Rules, current: Mapping[tuple[str, str], int],
