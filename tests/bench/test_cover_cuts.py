@@ -108,6 +108,6 @@ def test_no_integer_replicas_break_a_cut(built) -> None:
             x = rng.integers(0, 3, size=len(pairs)) * (rng.random(len(pairs)) < 0.5)
             served = float(a.pair_thr[pairs] @ x)
             u = np.zeros(len(dems))
-            u[0] = max(0.0, rate - served)  # every unserved unit on one entry: the cut's weakest case
+            u[0] = max(0.0, rate - served)  # on one entry: every entry weighs the same in a cut
             lhs = float(coef[is_x] @ x + coef[~is_x] @ u)
             assert lhs >= model.row_lo[r] - 1e-9, f"cut row {r}: x={x.tolist()} u={u.tolist()} gives {lhs}"
