@@ -122,6 +122,12 @@ class FleetArrays:
         return keys
 
     @cached_property
+    def dem_ptr(self) -> IntArray:
+        """Per model, its demand entries: ``dem_ptr[m]:dem_ptr[m + 1]`` (entries are sorted by model)."""
+        ptr: IntArray = np.searchsorted(self.dem_model, np.arange(len(self.models) + 1))
+        return ptr
+
+    @cached_property
     def model_inference(self) -> BoolArray:
         """Per model: an inference model (training and batch models are not)."""
         return np.array([m.inference for m in self.models], dtype=bool)
@@ -215,6 +221,15 @@ class ArrayCandidates(Candidates):
     @routes.setter
     def routes(self, _value: dict[tuple[str, int], list[RouteOption]]) -> None:
         """Set by the dataclass constructor; the routes come from the arrays."""
+
+
+def spans(lo: IntArray, hi: IntArray) -> tuple[IntArray, IntArray]:
+    """For ranges [lo_k, hi_k) (of pairs, routes, entries, a CSR's nonzeros): each element's range k
+    and the element itself, range by range, without a Python loop over the ranges."""
+    n = hi - lo
+    k = np.repeat(np.arange(len(n)), n)
+    at: IntArray = lo[k] + np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
+    return k, at
 
 
 def _gpus_per_replica(per_node: IntArray, gpus: int) -> IntArray:

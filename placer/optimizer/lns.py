@@ -70,7 +70,7 @@ class Neighbourhoods:
         k0, k1 = model.blocks["k"]
         self.k_col = np.full(len(a.models), -1, dtype=np.int64)
         self.k_col[model.batch_models] = np.arange(k0, k1)
-        self.dem_ptr = np.searchsorted(a.dem_model, np.arange(len(a.models) + 1))
+        self.dem_ptr = a.dem_ptr
         self.by_pool, self.pool_ptr = a.by_pool
         self.active_models = np.flatnonzero(np.diff(a.pair_ptr) > 0)
 

@@ -24,7 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from placer.fleet import Fleet, Model, Policy, Pool
-from placer.optimizer.arrays import BoolArray, FleetArrays, FloatArray, IntArray
+from placer.optimizer.arrays import BoolArray, FleetArrays, FloatArray, IntArray, spans
 from placer.policy import Rules, behaviour
 
 TIE_BREAK = 1e-6
@@ -419,7 +419,7 @@ class _Builder:
         mi = a.model_index.get(model)
         if mi is None or "u" not in self.blocks:
             return 0, 0.0
-        d0, d1 = int(np.searchsorted(a.dem_model, mi)), int(np.searchsorted(a.dem_model, mi, side="right"))
+        d0, d1 = int(a.dem_ptr[mi]), int(a.dem_ptr[mi + 1])
         if d1 == d0:
             return 0, 0.0
         # on arrays restricted to some pairs, over every pair (as the full model's rows are)
@@ -554,8 +554,8 @@ def cover_cuts(b: _Builder, a: FleetArrays, routed: BoolArray, u0: int, per_grou
     # the cuts' entries: each cut's pairs, then its demand entries
     pp = np.searchsorted(pair_g, np.arange(n_g + 1))
     dp = np.searchsorted(dem_g, np.arange(n_g + 1))
-    cut_p, at_p = _spans(pp[g], pp[g + 1])
-    cut_d, at_d = _spans(dp[g], dp[g + 1])
+    cut_p, at_p = spans(pp[g], pp[g + 1])
+    cut_d, at_d = spans(dp[g], dp[g + 1])
     ap = a.pair_thr[pair_j[at_p]] / T[cut_p]
     fp = ap - np.floor(ap)
     # laid out cut by cut: its pairs' entries, then its demand entries'
@@ -572,20 +572,13 @@ def cover_cuts(b: _Builder, a: FleetArrays, routed: BoolArray, u0: int, per_grou
         b.add_rows(np.repeat(np.arange(len(g)), n_p + n_d), cols, vals, np.ceil(q), INF, len(g))
 
 
-def _spans(lo: IntArray, hi: IntArray) -> tuple[IntArray, IntArray]:
-    """For ranges [lo_k, hi_k): each element's range k and the element itself, range by range."""
-    n = hi - lo
-    k = np.repeat(np.arange(len(n)), n)
-    return k, lo[k] + np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
-
-
 def _cover_groups(a: FleetArrays, routed: BoolArray) -> tuple[FloatArray, IntArray, IntArray, IntArray, IntArray]:
     """The demand groups of ``cover_cuts``, numbered model by model: each model's whole demand
     over its routed pairs, then (with several entries) each entry over its routes' pairs.
     Returns each group's rate, and its pairs and its demand entries as (group, index) pairs
     sorted by group, then index."""
     n_models, n_dem = len(a.models), len(a.dem_model)
-    dem_ptr = np.searchsorted(a.dem_model, np.arange(n_models + 1))
+    dem_ptr = a.dem_ptr
     per_model = np.diff(dem_ptr)
     routes = np.diff(a.route_ptr)
     whole = np.flatnonzero((per_model > 0) & (np.bincount(a.pair_model[routed], minlength=n_models) > 0))
@@ -612,7 +605,7 @@ def _cover_groups(a: FleetArrays, routed: BoolArray) -> tuple[FloatArray, IntArr
     pair_j = np.concatenate([mine, a.route_pair[route_g >= 0]])
     order = np.argsort(pair_g, kind="stable")
     # demand entries: a model's all of them; an entry itself
-    _, of_whole = _spans(dem_ptr[whole], dem_ptr[whole + 1])
+    _, of_whole = spans(dem_ptr[whole], dem_ptr[whole + 1])
     dem_g = np.concatenate([np.repeat(g_whole, per_model[whole]), g_entry])
     dem_d = np.concatenate([of_whole, entry])
     by_g = np.argsort(dem_g, kind="stable")

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from placer.optimizer.arrays import BoolArray, FloatArray, IntArray
+from placer.optimizer.arrays import BoolArray, FloatArray, IntArray, spans
 from placer.optimizer.greedy import per_replica_cost
 from placer.optimizer.highs import solve_arrays
 from placer.optimizer.lns import Neighbourhoods, solve_free, touched_rows
@@ -149,10 +149,8 @@ def round_and_cover(model: MatrixModel, lp_values: FloatArray, allowed: BoolArra
         cost = ks * x_cost[js] + np.where(el, (n - nodes[p]) * node_price[p], 0.0)
         fits = (x[js] + ks <= x_ub[js]) & np.where(el, n <= a.pool_max_nodes[p], need <= fixed_cap[p] + 1e-9)
         # the rows over replicas alone, for every (pair, k) at once
-        starts, lens = xa.indptr[js], xa.indptr[js + 1] - xa.indptr[js]
-        if lens.sum():
-            seg = np.repeat(np.arange(len(js)), lens)
-            at = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens) + np.repeat(starts, lens)
+        seg, at = spans(xa.indptr[js], xa.indptr[js + 1])
+        if len(at):
             rows_, vals = xa.indices[at], xa.data[at]
             after = pure_act[rows_] + ks[seg] * vals
             breaks = (vals > 0) & (after > pure_hi[rows_] + 1e-7 * np.maximum(1.0, np.abs(after)))
