@@ -31,7 +31,7 @@ from placer.placement import Placement, Route
 from placer.policy import Rules
 
 if TYPE_CHECKING:
-    from placer.optimizer.lp import LpResult
+    from placer.optimizer.lp import LpResult, PairTables
     from placer.optimizer.matrix import MatrixModel
 
 
@@ -335,15 +335,15 @@ def _most_allocated_model(st: _State, mi: int, js: np.ndarray) -> None:
             break
 
 
-def _full_lp(model: MatrixModel, deadline: float) -> LpResult:
+def _full_lp(model: MatrixModel, deadline: float, tables: PairTables | None = None) -> LpResult:
     """The LP over every pair by column generation, from the greedy plan and the cheapest pairs."""
     from placer.optimizer.greedy import greedy
     from placer.optimizer.lp import Master, PairTables, column_generation, initial_pairs
 
     gx, _ = greedy(model)
     seed = initial_pairs(model, np.zeros(0, dtype=np.int64)) | (gx > 0)
-    return column_generation(model, PairTables.build(model), seed, deadline=deadline, view=Master(model),
-                             max_rounds=200)
+    return column_generation(model, tables if tables is not None else PairTables.build(model), seed,
+                             deadline=deadline, view=Master(model), max_rounds=200)
 
 
 def lp_bound(fleet: Fleet, rules: Rules, time_limit: float = 600.0) -> Plan:
@@ -358,16 +358,15 @@ def lp_bound(fleet: Fleet, rules: Rules, time_limit: float = 600.0) -> Plan:
     return Plan(None, time.monotonic() - started, bound=bound, status=lp.status)
 
 
-BY_MODEL_PAIRS = 1_000_000  # beyond this many pairs the per-model MIPs take more than 20 minutes (XL)
-
-
 def model_bound(fleet: Fleet, rules: Rules, time_limit: float = 900.0, workers: int | None = None) -> Plan:
     """(c') The Lagrangian bound by model (``placer.optimizer.bound``) at the duals of the LP with
-    placer's cover cuts: every model's replicas whole, the rows between models priced. Beyond
-    BY_MODEL_PAIRS, or when the per-model MIPs run out of time, the LP with cover cuts alone
-    (also a valid bound, and above the plain LP)."""
+    placer's cover cuts: every model's replicas whole, the rows between models priced. The
+    models whose MIPs the time left after the LP does not reach count at a bound that needs no
+    solve (``bound.fallback_bounds``), so the bound is valid whenever the LP finished a round;
+    when it is below the LP's own (few models reached), the LP with cover cuts is the bound."""
     from placer.optimizer.bound import model_bound as lagrangian_by_model
     from placer.optimizer.large import cut_levels
+    from placer.optimizer.lp import PairTables
     from placer.optimizer.matrix import build_matrix
     from placer.optimizer.solve import available_cores
 
@@ -375,17 +374,19 @@ def model_bound(fleet: Fleet, rules: Rules, time_limit: float = 900.0, workers: 
     deadline = started + time_limit
     a = build_arrays(fleet, rules)
     model = build_matrix(a, rules, {}, cuts=True, cut_levels=cut_levels(a.n_pairs))
-    lp = _full_lp(model, deadline)
+    tables = PairTables.build(model)
+    lp = _full_lp(model, deadline, tables)
     if lp.duals is None:
         return Plan(None, time.monotonic() - started, status=lp.status)
-    if a.n_pairs > BY_MODEL_PAIRS:
+    lp_note = "" if lp.status == "OPTIMAL" else f" (LP {lp.status}: stopped before it converged)"
+    result = lagrangian_by_model(model, lp.duals.pi, deadline, workers=workers or available_cores(), tables=tables)
+    if result.bound < lp.duals.lp_bound:
         return Plan(None, time.monotonic() - started, bound=lp.duals.lp_bound,
-                    status=f"LP with cover cuts only ({a.n_pairs:,} pairs: the MIPs by model would not finish)")
-    result = lagrangian_by_model(model, lp.duals.pi, deadline, workers=workers or available_cores())
-    if result.bound < lp.duals.lp_bound:  # stopped without a bound: the LP's is still valid
-        return Plan(None, time.monotonic() - started, bound=lp.duals.lp_bound,
-                    status=f"{result.status}: LP with cover cuts only")
-    return Plan(None, time.monotonic() - started, bound=result.bound, status=result.status)
+                    status=f"{result.status}: LP with cover cuts only{lp_note}")
+    status = result.status
+    if result.fallback:
+        status += f" ({result.models:,} models by MIP, {result.fallback:,} at their fallback bound)"
+    return Plan(None, time.monotonic() - started, bound=result.bound, status=status + lp_note)
 
 
 MIP_BOUND_COLS = 100_000  # beyond this many columns HiGHS' whole-model bound stays below (c')'s in its time

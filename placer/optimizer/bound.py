@@ -14,7 +14,9 @@ bounds. For any ``pi`` of the right signs,
 is at most the optimum (weak duality). With the LP's duals it is at least the LP bound less
 solver tolerance, and it sees what the LP misses: that a model's replicas come whole, so a
 demand of 2.3 replicas costs 3 of them somewhere. A sub-MIP stopped early counts its own proven
-bound, so the sum stays valid.
+bound, so the sum stays valid; so does a model whose sub-MIP did not run in time, or proved
+nothing, counted at a bound on its own problem that needs no solve (``fallback_bounds``: its own
+rows priced by ``pi`` as well, each pair's problem in closed form, as ``lp.lagrangian`` does).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import numpy as np
 
 from placer.optimizer.arrays import BoolArray, FloatArray, IntArray
 from placer.optimizer.highs import solve_arrays
+from placer.optimizer.lp import PairTables, pair_values
 from placer.optimizer.matrix import MatrixModel
 
 
@@ -91,68 +94,137 @@ def model_blocks(model: MatrixModel, csr: Any = None) -> Blocks:
 
 @dataclass
 class ModelBound:
-    bound: float  # -inf when no valid bound came out (a sub-MIP without a bound, an unbounded column)
-    status: str  # OPTIMAL: every sub-MIP solved | BOUNDED: some stopped early | TIME_LIMIT | UNBOUNDED
+    bound: float  # -inf when no valid bound came out (an unbounded column, a model whose rules cannot hold)
+    status: str  # OPTIMAL: every sub-MIP solved | BOUNDED: some stopped early or did not run | UNBOUNDED | INFEASIBLE
     seconds: float
-    models: int
+    models: int  # sub-MIPs solved (to optimality or to a proven bound)
     linking_rows: int
+    fallback: int = 0  # models counted at ``fallback_bounds`` (out of time, or a sub-MIP without a bound)
+
+
+def _signed(model: MatrixModel, pi: FloatArray) -> FloatArray:
+    """``pi`` with the multipliers of the wrong sign for their row set to 0 (a row without a lower
+    side cannot price positive, one without an upper side negative)."""
+    lo, hi = model.row_lo, model.row_hi
+    pi = np.where((pi > 0) & np.isinf(lo), 0.0, pi)
+    out: FloatArray = np.where((pi < 0) & np.isinf(hi), 0.0, pi)
+    return out
+
+
+def _rows_term(model: MatrixModel, pi: FloatArray) -> FloatArray:
+    """Per row, what its multiplier contributes to a Lagrangian bound (``pi`` signed)."""
+    lo, hi = model.row_lo, model.row_hi
+    out: FloatArray = np.where(pi > 0, pi * np.where(np.isinf(lo), 0.0, lo), pi * np.where(np.isinf(hi), 0.0, hi))
+    return out
+
+
+def _at_bounds(rc: FloatArray, lb: FloatArray, ub: FloatArray) -> FloatArray:
+    """Per column, the least of rc * v over [lb, ub] (0 where rc is 0, whatever the bounds)."""
+    with np.errstate(invalid="ignore"):
+        out: FloatArray = np.where(rc > 0, rc * lb, np.where(rc < 0, rc * ub, 0.0))
+    return out
+
+
+def fallback_bounds(model: MatrixModel, pi: FloatArray, b: Blocks, tables: PairTables | None = None,
+                    csr: Any = None) -> FloatArray:
+    """Per model, a lower bound on its own problem in L(pi) without solving it: the Lagrangian
+    relaxation of that problem at ``pi``'s multipliers on its own rows (the pairs' serve rows
+    kept): what ``lp.lagrangian`` computes, restricted to one model's rows and columns. Any
+    multipliers give a valid bound on the model's problem, so a model counted at this one
+    keeps the sum valid. -inf for a model with an unbounded column."""
+    a = model.arrays
+    csr = model.A.tocsr() if csr is None else csr
+    serve = np.zeros(model.n_rows, dtype=bool)
+    serve[model.serve_row[model.serve_row >= 0]] = True
+    mu = _signed(model, np.where(b.local & ~serve, pi, 0.0))  # the models' own rows only
+    # a local row's columns all belong to one model: the first one's owner is the row's
+    starts = csr.indptr[:-1]
+    has = np.diff(csr.indptr) > 0
+    row_owner = np.full(model.n_rows, -1, dtype=np.int64)
+    row_owner[has] = b.owner[csr.indices[starts[has]]]
+    n_models = len(b.col_ptr) - 1
+    own_rows = b.local & (row_owner >= 0)
+    out = np.bincount(row_owner[own_rows], weights=_rows_term(model, mu)[own_rows], minlength=n_models)
+    # reduced costs at pi on the linking rows and mu on the model's own rows
+    rc = model.cost - model.A.T @ (np.where(b.local, 0.0, _signed(model, pi)) + mu)
+    x0, x1 = model.blocks["x"]
+    y0, y1 = model.blocks["y"]
+    other = b.owner >= 0
+    other[x0:x1] = False
+    other[y0:y1] = False
+    cols = np.flatnonzero(other)
+    out += np.bincount(b.owner[cols], weights=_at_bounds(rc[cols], model.lb[cols], model.ub[cols]),
+                       minlength=n_models)
+    if a.n_pairs:
+        g, _ = pair_values(model, tables if tables is not None else PairTables.build(model), rc, integer=True)
+        out += np.bincount(a.pair_model, weights=g, minlength=n_models)
+    result: FloatArray = np.where(np.isnan(out), -math.inf, out)
+    return result
 
 
 def model_bound(model: MatrixModel, pi: FloatArray, deadline: float, *, workers: int = 1, per_model: float = 0.5,
-                integer: bool = True, blocks: Blocks | None = None) -> ModelBound:
+                integer: bool = True, blocks: Blocks | None = None, tables: PairTables | None = None) -> ModelBound:
     """L(pi) of the module docstring; ``pi`` row multipliers (positive on a row's lower side). A
     sub-MIP gets at most ``per_model`` seconds (a few take seconds to close their last 0.01%),
-    after which its proven bound counts. ``integer=False`` relaxes the models' integrality: at the
-    LP's optimal duals that is the LP bound again."""
+    after which its proven bound counts; the models whose sub-MIP did not run by ``deadline``, or
+    proved nothing, count at ``fallback_bounds`` (``tables``: the model's ``PairTables``, when the
+    caller has them). ``integer=False`` relaxes the models' integrality: at the LP's optimal duals
+    that is the LP bound again."""
     started = time.monotonic()
-    b = blocks or model_blocks(model)
+    csr = model.A.tocsr()
+    b = blocks or model_blocks(model, csr)
     lo, hi = model.row_lo, model.row_hi
-    pi = np.where(b.local, 0.0, pi)
-    pi = np.where((pi > 0) & np.isinf(lo), 0.0, pi)
-    pi = np.where((pi < 0) & np.isinf(hi), 0.0, pi)
-    rows_term = float(np.where(pi > 0, pi * np.where(np.isinf(lo), 0.0, lo),
-                               pi * np.where(np.isinf(hi), 0.0, hi)).sum())
-    rc = model.cost - model.A.T @ pi
+    linking_pi = _signed(model, np.where(b.local, 0.0, pi))
+    rows_term = float(_rows_term(model, linking_pi).sum())
+    rc = model.cost - model.A.T @ linking_pi
     alone = b.owner < 0
-    r = rc[alone]
-    with np.errstate(invalid="ignore"):
-        cols = np.where(r > 0, r * model.lb[alone], np.where(r < 0, r * model.ub[alone], 0.0))
+    cols = _at_bounds(rc[alone], model.lb[alone], model.ub[alone])
     linking = int((~b.local).sum())
     n_models = len(b.col_ptr) - 1
     if not np.isfinite(cols).all():
         return ModelBound(-math.inf, "UNBOUNDED", time.monotonic() - started, 0, linking)
+    fallback = fallback_bounds(model, pi, b, tables, csr)
     csc = model.A.tocsc()
     total = [rows_term + float(cols.sum())]
     status = ["OPTIMAL"]
     done = [0]
+    fell_back = [0]
     lock = threading.Lock()
 
     def one(m: int) -> None:
         cols_m = b.cols[b.col_ptr[m]:b.col_ptr[m + 1]]
-        if not len(cols_m) or status[0] in ("TIME_LIMIT", "UNBOUNDED", "INFEASIBLE"):
+        if not len(cols_m) or status[0] in ("UNBOUNDED", "INFEASIBLE"):
             return
         left = deadline - time.monotonic()
-        if left <= 0:
-            status[0] = "TIME_LIMIT"
-            return
-        A_m = csc[:, cols_m]
-        rows = np.unique(A_m.indices)
-        rows = rows[b.local[rows]]
-        sol = solve_arrays(A_m[rows, :], rc[cols_m], model.lb[cols_m], model.ub[cols_m], lo[rows], hi[rows],
-                           model.integer[cols_m] if integer else None, time_limit=min(left, per_model), gap=1e-4)
-        value = sol.bound  # what HiGHS proved, not its incumbent (they differ by the gap)
-        with lock:
+        if left > 0:
+            A_m = csc[:, cols_m]
+            rows = np.unique(A_m.indices)
+            rows = rows[b.local[rows]]
+            sol = solve_arrays(A_m[rows, :], rc[cols_m], model.lb[cols_m], model.ub[cols_m], lo[rows], hi[rows],
+                               model.integer[cols_m] if integer else None, time_limit=min(left, per_model), gap=1e-4)
             if sol.status == "INFEASIBLE":  # the model's own rules cannot hold: nothing is bounded by this
-                status[0] = "INFEASIBLE"
-            elif not math.isfinite(value):
-                status[0] = "UNBOUNDED" if sol.status != "UNKNOWN" else "TIME_LIMIT"
-            else:
-                total[0] += value
-                if sol.status != "OPTIMAL" and status[0] == "OPTIMAL":
-                    status[0] = "BOUNDED"
-            done[0] += 1
+                with lock:
+                    status[0] = "INFEASIBLE"
+                return
+            value = sol.bound  # what HiGHS proved, not its incumbent (they differ by the gap)
+            if math.isfinite(value):
+                with lock:
+                    total[0] += max(value, float(fallback[m]))  # a sub-MIP stopped early may prove less
+                    done[0] += 1
+                    if sol.status != "OPTIMAL" and status[0] == "OPTIMAL":
+                        status[0] = "BOUNDED"
+                return
+        value = float(fallback[m])  # out of time, or a sub-MIP that proved nothing (stopped, or unbounded)
+        with lock:
+            if not math.isfinite(value):
+                status[0] = "UNBOUNDED"
+                return
+            total[0] += value
+            fell_back[0] += 1
+            if status[0] == "OPTIMAL":
+                status[0] = "BOUNDED"
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         list(pool.map(one, range(n_models)))
     bound = total[0] if status[0] in ("OPTIMAL", "BOUNDED") else -math.inf
-    return ModelBound(bound, status[0], time.monotonic() - started, done[0], linking)
+    return ModelBound(bound, status[0], time.monotonic() - started, done[0], linking, fell_back[0])

@@ -16,7 +16,7 @@ from placer.optimizer.arrays import build_arrays
 from placer.optimizer.bound import model_blocks, model_bound
 from placer.optimizer.greedy import greedy
 from placer.optimizer.highs import solve
-from placer.optimizer.lp import Master, PairTables, column_generation, initial_pairs
+from placer.optimizer.lp import Master, PairTables, column_generation, initial_pairs, lagrangian
 from placer.optimizer.matrix import build_matrix
 from policies import build_rules
 
@@ -100,10 +100,44 @@ def test_never_above_the_optimum_for_any_multipliers(small, spread):
         assert relaxed.bound <= got.bound + 1e-9 * abs(opt) and got.bound <= opt + 1e-6 * abs(opt), (got, opt)
 
 
-def test_out_of_time_gives_no_bound(small):
-    model, _, duals = small
+def test_out_of_time_counts_every_model_at_its_fallback(small):
+    """With no time for any sub-MIP, every model counts at ``fallback_bounds``: the sum is then the
+    pair Lagrangian of ``lp.lagrangian`` at the same multipliers, term by term."""
+    model, opt, duals = small
     got = model_bound(model, duals.pi, time.monotonic() - 1.0)
-    assert got.status == "TIME_LIMIT" and got.bound == -math.inf
+    pair = lagrangian(model, PairTables.build(model), duals.pi, Master.serve_rows(model), integer=True)
+    assert got.status == "BOUNDED" and got.models == 0 and got.fallback == len(model.arrays.models)
+    assert got.bound == pytest.approx(pair.bound, rel=1e-9, abs=1e-9)
+    assert got.bound <= opt + 1e-6 * abs(opt)
+
+
+@pytest.mark.parametrize("solved", [0, 1, 5])
+def test_sub_mips_that_prove_nothing_count_at_their_fallback(small, monkeypatch, solved):
+    """Sub-MIPs stopped before they prove anything (every one after the first ``solved``) leave a
+    bound between the pair Lagrangian and the full bound by model, and valid."""
+    from placer.optimizer import bound as bound_module
+
+    model, opt, duals = small
+    real = bound_module.solve_arrays
+    calls = [0]
+
+    def stopped(*args, **kwargs):
+        calls[0] += 1
+        sol = real(*args, **kwargs)
+        if calls[0] > solved:
+            sol.status, sol.bound, sol.values = "UNKNOWN", -math.inf, None
+        return sol
+
+    full = model_bound(model, duals.pi, time.monotonic() + 60)
+    monkeypatch.setattr(bound_module, "solve_arrays", stopped)
+    got = model_bound(model, duals.pi, time.monotonic() + 60)
+    pair = lagrangian(model, PairTables.build(model), duals.pi, Master.serve_rows(model), integer=True)
+    n = len(model.arrays.models)
+    assert got.models == min(solved, n) and got.fallback == n - got.models
+    assert pair.bound - 1e-9 * abs(opt) <= got.bound <= full.bound + 1e-9 * abs(opt)
+    assert got.bound <= opt + 1e-6 * abs(opt)
+    if solved == 0:
+        assert got.bound == pytest.approx(pair.bound, rel=1e-9)
 
 
 def test_an_unbounded_column_gives_no_bound(small):
