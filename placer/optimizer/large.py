@@ -90,10 +90,10 @@ REPLAN_PATIENCE = 8
 REPLAN_SEARCH = 0.05  # share of the time limit a re-plan spends searching
 REPLAN_ROUTES = 4  # per demand entry, a re-plan's model holds its cheapest routes to elastic pools
 REPLAN_FREE_REPLICAS = 1  # with room for this many replicas now (and as many on on-demand pools)
-# of the time left, at most, for the LP (column generation). At XL its first round takes 17-23 s and
-# a second (173,300 against 181,450) twice that: with 0.6 the second round fits when the first
-# took under about 22 s (plans 190,408 and 191,553 after two rounds, 193,061 after one, now that
-# the spread rule's rows leave few models for completion to set aside)
+# of the time left, at most, for the LP (column generation). At XL its rounds take 8-9, 20-22 and
+# 21-23 s (LP 181,450, 173,357, 171,751; converged 171,392 after nine): with 0.6 the third round
+# fits on this machine (plans 188,512 and 188,555 against 189,314 and 189,359 after two, the sweep
+# then finishing its third pass instead of a fifth, which gains little: 35 USD/h)
 LP_SHARE = 0.6
 LP_STOP_GAP = 5e-4  # column generation stops when the LP is this close to its bound (the rounding gains nothing more)
 NEAR_PAIRS = int(os.environ.get("PLACER_NEAR_PAIRS", "16"))  # per model, the pairs nearest to pricing out the MIPs may use
