@@ -44,6 +44,7 @@ from placer.optimizer.lp import violated_rows
 from placer.optimizer.matrix import MatrixModel
 
 MAX_PER_MODEL = 12  # configurations kept per model beyond the incumbent's (the first seen are kept)
+ADD_CHUNK = 500  # models completed per MIP by ``add_replicas``
 
 
 class Configurations:
@@ -96,19 +97,37 @@ class Configurations:
 
     def add_replicas(self, x: IntArray, v: FloatArray, time_limit: float) -> int:
         """The configuration of each model whose replicas ``x`` (per pair) differ from the plan
-        ``v``'s: those replicas, and every other column of the model's own set at least cost by one
-        MIP over the rows of single models (block-diagonal: each model apart). A model whose
-        replicas break one of its own rules (a spot cap, a spread) is left out; returns how many
-        configurations were added."""
-        model, b = self.model, self.blocks
+        ``v``'s: those replicas, and every other column of the model's own set at least cost by
+        MIPs over the rows of single models (block-diagonal: each model apart), ADD_CHUNK models
+        at a time, so that what is done when the time is up is kept. A model whose replicas break
+        one of its own rules (a spot cap, a spread) is left out; returns how many configurations
+        were added."""
+        model = self.model
+        a = model.arrays
+        x0, x1 = model.blocks["x"]
+        changed = np.unique(a.pair_model[np.flatnonzero(np.round(v[x0:x1]) != x)])
+        deadline = time.monotonic() + time_limit
+        local = np.flatnonzero(self.blocks.local)
+        A_local = self.csr[local]
+        row_model = self.blocks.owner[A_local.indices[A_local.indptr[:-1]]]  # a local row's columns are one model's
+        added = 0
+        for s in range(0, len(changed), ADD_CHUNK):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            added += self._complete(changed[s:s + ADD_CHUNK], x, v, left, local, A_local, row_model)
+        return added
+
+    def _complete(self, models: IntArray, x: IntArray, v: FloatArray, time_limit: float, local: IntArray,
+                  A_local: Any, row_model: IntArray) -> int:
+        """``add_replicas`` for the given models (``local``: the model's local rows, ``A_local``
+        their rows of the matrix, ``row_model`` the model each belongs to)."""
+        model = self.model
         a = model.arrays
         x0, x1 = model.blocks["x"]
         y0 = model.blocks["y"][0]
         changed = np.zeros(self.n_models, dtype=bool)
-        changed[a.pair_model[np.flatnonzero(np.round(v[x0:x1]) != x)]] = True
-        local = np.flatnonzero(b.local)
-        A_local = self.csr[local]
-        row_model = b.owner[A_local.indices[A_local.indptr[:-1]]]  # a local row's columns are one model's
+        changed[models] = True
         started = time.monotonic()
         for _ in range(4):
             models = np.flatnonzero(changed)
