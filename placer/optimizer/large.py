@@ -19,7 +19,8 @@
        in passes, on Settings' solver.workers threads (at most MAX_SEARCH_THREADS; an answer is
        taken only if it still holds against the plan as it is when it comes back); then a MIP
        that picks one configuration per model among those the sweep saw and, after the LP,
-       each model's LP replicas gathered onto fewer pools (``recombine``);
+       each model's LP replicas gathered onto fewer pools (``recombine``); when that moved
+       models, a sweep again around them;
     5. neighbourhood search (``lns``): small MIPs over the models on a pool with idle paid GPUs,
        around unserved demand, sharing pools, or at random, each started from the incumbent,
        until the time is up, the gap is closed, or steps stop paying;
@@ -111,6 +112,9 @@ CONSOLIDATE_SHARE = 0.3  # of that time, at most, to complete the LP's configura
 # 9 s: 37,661 USD/h against 37,838 with the first alone; at M, 1.5 s: with all three, the master
 # found no better plan in three runs out of three, and 9,191-9,246 with the first)
 ALL_ONTO_SECONDS = 4.0
+# of the time left after a recombination that moved models: a sweep around them (L: 1.5-2.4 s, and
+# plans 37,523-37,548 against 37,566-37,587 with the neighbourhood search alone, three runs each)
+RESWEEP_SHARE = 0.5
 RECOMBINE_PAIRS = 1_000_000  # recombine up to this many pairs (XL: blocks 4.7 s, master 3 s, no gain)
 GRACE = 0.25  # share of the time limit the first plan may run over rather than return none
 
@@ -533,7 +537,14 @@ def solve_model(model: MatrixModel, clock: Clock, gap: float, workers: int = 1,
     v, st = sweep(model, hood, v, deadline=time.monotonic() + max(0.0, budget), workers=workers, record=record)
     clock.mark("sweep", f"{st.steps} models, {st.improved} improved on {workers} threads, "
                         f"value {model_value(model, v):.2f}")
-    v = _recombined(model, configs, v, clock, reserve, hood.csr, lp_values)
+    recombined = _recombined(model, configs, v, clock, reserve, hood.csr, lp_values)
+    if recombined is not v and clock.left() - reserve > 0.5:
+        # the recombination moved many models at once: around them, one-model steps pay again
+        v, st = sweep(model, hood, recombined, deadline=time.monotonic() + RESWEEP_SHARE * (clock.left() - reserve),
+                      workers=workers)
+        clock.mark("resweep", f"{st.steps} models, {st.improved} improved, value {model_value(model, v):.2f}")
+    else:
+        v = recombined
 
     # improve by neighbourhood search until the time is up, the gap is closed, or steps stop paying
     target = bound
