@@ -32,7 +32,7 @@ import numpy as np
 
 from placer.optimizer.arrays import BoolArray, FloatArray, IntArray
 from placer.optimizer.highs import solve_arrays
-from placer.optimizer.lp import PairTables, pair_values
+from placer.optimizer.lp import PairTables, least_at_bounds, pair_values, rows_value, signed
 from placer.optimizer.matrix import MatrixModel
 
 
@@ -102,29 +102,6 @@ class ModelBound:
     fallback: int = 0  # models counted at ``fallback_bounds`` (out of time, or a sub-MIP without a bound)
 
 
-def _signed(model: MatrixModel, pi: FloatArray) -> FloatArray:
-    """``pi`` with the multipliers of the wrong sign for their row set to 0 (a row without a lower
-    side cannot price positive, one without an upper side negative)."""
-    lo, hi = model.row_lo, model.row_hi
-    pi = np.where((pi > 0) & np.isinf(lo), 0.0, pi)
-    out: FloatArray = np.where((pi < 0) & np.isinf(hi), 0.0, pi)
-    return out
-
-
-def _rows_term(model: MatrixModel, pi: FloatArray) -> FloatArray:
-    """Per row, what its multiplier contributes to a Lagrangian bound (``pi`` signed)."""
-    lo, hi = model.row_lo, model.row_hi
-    out: FloatArray = np.where(pi > 0, pi * np.where(np.isinf(lo), 0.0, lo), pi * np.where(np.isinf(hi), 0.0, hi))
-    return out
-
-
-def _at_bounds(rc: FloatArray, lb: FloatArray, ub: FloatArray) -> FloatArray:
-    """Per column, the least of rc * v over [lb, ub] (0 where rc is 0, whatever the bounds)."""
-    with np.errstate(invalid="ignore"):
-        out: FloatArray = np.where(rc > 0, rc * lb, np.where(rc < 0, rc * ub, 0.0))
-    return out
-
-
 def fallback_bounds(model: MatrixModel, pi: FloatArray, b: Blocks, tables: PairTables | None = None,
                     csr: Any = None) -> FloatArray:
     """Per model, a lower bound on its own problem in L(pi) without solving it: the Lagrangian
@@ -136,7 +113,7 @@ def fallback_bounds(model: MatrixModel, pi: FloatArray, b: Blocks, tables: PairT
     csr = model.A.tocsr() if csr is None else csr
     serve = np.zeros(model.n_rows, dtype=bool)
     serve[model.serve_row[model.serve_row >= 0]] = True
-    mu = _signed(model, np.where(b.local & ~serve, pi, 0.0))  # the models' own rows only
+    mu = signed(model, np.where(b.local & ~serve, pi, 0.0))  # the models' own rows only
     # a local row's columns all belong to one model: the first one's owner is the row's
     starts = csr.indptr[:-1]
     has = np.diff(csr.indptr) > 0
@@ -144,16 +121,16 @@ def fallback_bounds(model: MatrixModel, pi: FloatArray, b: Blocks, tables: PairT
     row_owner[has] = b.owner[csr.indices[starts[has]]]
     n_models = len(b.col_ptr) - 1
     own_rows = b.local & (row_owner >= 0)
-    out = np.bincount(row_owner[own_rows], weights=_rows_term(model, mu)[own_rows], minlength=n_models)
+    out = np.bincount(row_owner[own_rows], weights=rows_value(model, mu)[own_rows], minlength=n_models)
     # reduced costs at pi on the linking rows and mu on the model's own rows
-    rc = model.cost - model.A.T @ (np.where(b.local, 0.0, _signed(model, pi)) + mu)
+    rc = model.cost - model.A.T @ (np.where(b.local, 0.0, signed(model, pi)) + mu)
     x0, x1 = model.blocks["x"]
     y0, y1 = model.blocks["y"]
     other = b.owner >= 0
     other[x0:x1] = False
     other[y0:y1] = False
     cols = np.flatnonzero(other)
-    out += np.bincount(b.owner[cols], weights=_at_bounds(rc[cols], model.lb[cols], model.ub[cols]),
+    out += np.bincount(b.owner[cols], weights=least_at_bounds(rc[cols], model.lb[cols], model.ub[cols]),
                        minlength=n_models)
     if a.n_pairs:
         g, _ = pair_values(model, tables if tables is not None else PairTables.build(model), rc, integer=True)
@@ -174,11 +151,11 @@ def model_bound(model: MatrixModel, pi: FloatArray, deadline: float, *, workers:
     csr = model.A.tocsr()
     b = blocks or model_blocks(model, csr)
     lo, hi = model.row_lo, model.row_hi
-    linking_pi = _signed(model, np.where(b.local, 0.0, pi))
-    rows_term = float(_rows_term(model, linking_pi).sum())
+    linking_pi = signed(model, np.where(b.local, 0.0, pi))
+    rows_term = float(rows_value(model, linking_pi).sum())
     rc = model.cost - model.A.T @ linking_pi
     alone = b.owner < 0
-    cols = _at_bounds(rc[alone], model.lb[alone], model.ub[alone])
+    cols = least_at_bounds(rc[alone], model.lb[alone], model.ub[alone])
     linking = int((~b.local).sum())
     n_models = len(b.col_ptr) - 1
     if not np.isfinite(cols).all():

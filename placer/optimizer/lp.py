@@ -155,13 +155,33 @@ class Duals:
     g_lp: FloatArray  # G_j with continuous x, per pair
 
 
-def lagrangian(model: MatrixModel, tables: PairTables, row_duals: FloatArray, serve: BoolArray,
-               integer: bool = True, with_lp: bool = True) -> Duals:
-    pi = np.where(serve, 0.0, row_duals)
+def signed(model: MatrixModel, pi: FloatArray) -> FloatArray:
+    """``pi`` with the multipliers of the wrong sign for their row set to 0 (a row without a lower
+    side cannot price positive, one without an upper side negative)."""
     lo, hi = model.row_lo, model.row_hi
     pi = np.where((pi > 0) & np.isinf(lo), 0.0, pi)
-    pi = np.where((pi < 0) & np.isinf(hi), 0.0, pi)
-    rows = np.where(pi > 0, pi * np.where(np.isinf(lo), 0.0, lo), pi * np.where(np.isinf(hi), 0.0, hi)).sum()
+    out: FloatArray = np.where((pi < 0) & np.isinf(hi), 0.0, pi)
+    return out
+
+
+def rows_value(model: MatrixModel, pi: FloatArray) -> FloatArray:
+    """Per row, what its multiplier (``pi`` signed) contributes to a Lagrangian bound."""
+    lo, hi = model.row_lo, model.row_hi
+    out: FloatArray = np.where(pi > 0, pi * np.where(np.isinf(lo), 0.0, lo), pi * np.where(np.isinf(hi), 0.0, hi))
+    return out
+
+
+def least_at_bounds(rc: FloatArray, lb: FloatArray, ub: FloatArray) -> FloatArray:
+    """Per column, the least of rc * v over [lb, ub] (0 where rc is 0, whatever the bounds)."""
+    with np.errstate(invalid="ignore"):
+        out: FloatArray = np.where(rc > 0, rc * lb, np.where(rc < 0, rc * ub, 0.0))
+    return out
+
+
+def lagrangian(model: MatrixModel, tables: PairTables, row_duals: FloatArray, serve: BoolArray,
+               integer: bool = True, with_lp: bool = True) -> Duals:
+    pi = signed(model, np.where(serve, 0.0, row_duals))
+    rows = rows_value(model, pi).sum()
     rc = model.cost - model.A.T @ pi
     # every column but x and y (nodes, unmet, gang, churn, policy variables) is priced alone
     alone = np.ones(model.n_cols, dtype=bool)
@@ -169,9 +189,7 @@ def lagrangian(model: MatrixModel, tables: PairTables, row_duals: FloatArray, se
     alone[model.block("y")] = False
     r = rc[alone]
     r = np.where(np.abs(r) < RC_TOL, 0.0, r)
-    lb, ub = model.lb[alone], model.ub[alone]
-    with np.errstate(invalid="ignore"):
-        cols = np.where(r >= 0, r * lb, r * ub)
+    cols = least_at_bounds(r, model.lb[alone], model.ub[alone])
     cols_sum = float(np.sum(cols))
     g_lp, _, g_int, _ = pair_values_both(model, tables, rc)
     if not integer:
