@@ -120,8 +120,8 @@ class Configurations:
 
     def _complete(self, models: IntArray, x: IntArray, v: FloatArray, time_limit: float, local: IntArray,
                   A_local: Any, row_model: IntArray) -> int:
-        """``add_replicas`` for the given models (``local``: the model's local rows, ``A_local``
-        their rows of the matrix, ``row_model`` the model each belongs to)."""
+        """``add_replicas`` for the given models (``local``: the rows of single models, ``A_local``
+        those rows of the matrix, ``row_model`` the model each belongs to)."""
         model = self.model
         a = model.arrays
         x0, x1 = model.blocks["x"]
