@@ -590,7 +590,7 @@ def _cover_groups(a: FleetArrays, routed: BoolArray) -> tuple[FloatArray, IntArr
     gid[np.lexsort((key_entry, key_model))] = np.arange(len(key_model))
     g_whole, g_entry = gid[:len(whole)], gid[len(whole):]
     rate = np.empty(len(gid))
-    rate[g_whole] = [float(a.dem_rate[dem_ptr[m]:dem_ptr[m + 1]].sum()) for m in whole.tolist()]
+    rate[g_whole] = np.bincount(a.dem_model, weights=a.dem_rate, minlength=n_models)[whole]
     rate[g_entry] = a.dem_rate[entry]
     # pairs: a model's routed ones; an entry's, from its routes, which ``build_arrays`` sorts by
     # (entry, pool), one per pool: each pair once and in order. Both parts are sorted by group,
