@@ -20,8 +20,8 @@ took 6.2 s at 20 ms a model, more than M's whole time limit (with the search's s
 the plan as a start, still 8.5 ms a model on two threads: 17 s for L's 2,000, and nothing found
 by a master left 2.7 s at L); so configurations come from the
 sweep, and from the LP: ``consolidated`` gathers each model's fractions of replicas onto one
-pair, and ``Configurations.add_replicas`` completes all those configurations in one MIP over the
-rows of single models. The plans the sweep reaches pay for whole replicas spread over many pools;
+pair, and ``Configurations.add_replicas`` completes all those configurations by MIPs over the
+rows of single models (ADD_CHUNK models each). The plans the sweep reaches pay for whole replicas spread over many pools;
 these are the configurations that pay for fewer, and which of them fit together is what the
 recombination decides (bench L: 38,105 -> 37,838 USD/h with one way of gathering, 37,661 with
 all three; M: 9,234 -> 9,226 on average with one, as its master finds nothing in time with three).
