@@ -19,8 +19,8 @@
        in passes, on Settings' solver.workers threads (at most MAX_SEARCH_THREADS; an answer is
        taken only if it still holds against the plan as it is when it comes back); then a MIP
        that picks one configuration per model among those the sweep saw and, after the LP,
-       each model's LP replicas gathered onto fewer pools (``recombine``); when that moved
-       models, a sweep again around them;
+       each model's LP replicas gathered onto fewer pools and each model's best configuration
+       at the LP's duals (``recombine``); when that moved models, a sweep again around them;
     5. neighbourhood search (``lns``): small MIPs over the models on a pool with idle paid GPUs,
        around unserved demand, sharing pools, or at random, each started from the incumbent,
        until the time is up, the gap is closed, or steps stop paying;
@@ -56,6 +56,7 @@ from placer.optimizer.greedy import greedy, model_size, per_rate_cost, per_repli
 from placer.optimizer.highs import solve
 from placer.optimizer.lns import Neighbourhoods, construct, improve, solve_free, sweep
 from placer.optimizer.lp import (
+    LpResult,
     Master,
     PairTables,
     Prices,
@@ -64,6 +65,7 @@ from placer.optimizer.lp import (
     domain_cover,
     initial_pairs,
     lagrangian,
+    signed,
     simple_duals,
     simple_prices,
 )
@@ -99,14 +101,15 @@ LP_SHARE = 0.6
 LP_STOP_GAP = 5e-4  # column generation stops when the LP is this close to its bound (the rounding gains nothing more)
 NEAR_PAIRS = int(os.environ.get("PLACER_NEAR_PAIRS", "16"))  # per model, the pairs nearest to pricing out the MIPs may use
 SWEEP_SHARE = 0.85  # of the search time: one-model re-placements, before the neighbourhood search
-SWEEP_SHARE_LP = 0.6  # the same, when the recombination gets the LP's configurations as well
+SWEEP_SHARE_LP = 0.25  # the same, when the recombination gets the LP's configurations as well
 MAX_SEARCH_THREADS = 4
 RECOMBINE_SHARE = 0.05  # of the time limit, at most, for the MIP over the configurations seen
-# with the LP's consolidated configurations as well: that master takes longer (M: 0.7-2.3 s to its
-# optimum against 0.1-0.5 s; L: no better plan in 2 s). Shares measured side by side with the
-# last ones (0.85, 0.05): L 37,797 with (0.6, 0.3), 37,867 with (0.75, 0.2), against 38,105; M
-# 9,226 against 9,234 on average over four runs each (a master given under 0.8 s found nothing)
-RECOMBINE_SHARE_LP = 0.3
+# with the LP's consolidated and priced configurations as well: that master takes longer, and it is
+# where a plan gains most (each model's configuration at the LP's duals; see ``PRICE_SHARE``).
+# Shares measured side by side, (sweep, recombination): M 9,057-9,090 with (0.25, 0.6), 9,077-9,103
+# with (0.4, 0.5), 9,106-9,144 with (0.6, 0.3); L 37,127-37,128 with (0.25, 0.6), 37,144-37,183 with
+# (0.4, 0.5), 37,155-37,190 with (0.6, 0.3) (a shorter sweep leaves a re-sweep time after it)
+RECOMBINE_SHARE_LP = 0.6
 CONSOLIDATE_SHARE = 0.3  # of that time, at most, to complete the LP's configurations (M 0.05 s, L 0.5-0.8 s)
 # with at least this much time for that master, every way of gathering the LP's fractions (at L,
 # 9 s: 37,661 USD/h against 37,838 with the first alone; at M, 1.5 s: with all three, the master
@@ -116,6 +119,17 @@ ALL_ONTO_SECONDS = 4.0
 # plans 37,523-37,548 against 37,566-37,587 with the neighbourhood search alone, three runs each)
 RESWEEP_SHARE = 0.5
 RECOMBINE_PAIRS = 1_000_000  # recombine up to this many pairs (XL: blocks 4.7 s, master 3 s, no gain)
+# of that time left after the LP's consolidated configurations: each model's least-cost configuration
+# at the LP's duals, one small MIP per model (``Configurations.add_priced``; M 0.6-0.9 s for its 500
+# models, L 4.7-4.8 s for 2,000). Side by side with the route before it (no pricing; shares of the
+# sweep and recombination 0.6 and 0.3): M 9,055-9,093 against 9,173-9,202 (four runs each), L
+# 37,104-37,150 against 37,518-37,543 (two each). Without the LP's consolidated configurations
+# but with the priced ones: M 9,103-9,124, L 37,213-37,217
+PRICE_SHARE = 0.5
+# per model, the pairs nearest to pricing out its pricing MIP may use, with those the LP and the plan
+# use (M, three runs each: 2 pairs 9,104-9,127, 4 pairs 9,069-9,085, 8 pairs 9,068-9,078, 16
+# 9,062-9,077, every pair 9,068-9,104)
+PRICE_NEAR = 8
 GRACE = 0.25  # share of the time limit the first plan may run over rather than return none
 
 
@@ -393,14 +407,30 @@ def replan_pairs(model: MatrixModel) -> BoolArray:
     return keep
 
 
+def price_pairs(model: MatrixModel, lp: LpResult, v: FloatArray, allowed: BoolArray, near: int) -> BoolArray:
+    """The pairs a model's pricing MIP may use: its ``near`` pairs nearest to pricing out at the
+    LP's duals, those the LP and the plan ``v`` use, within ``allowed``."""
+    a = model.arrays
+    x0, x1 = model.blocks["x"]
+    out = np.zeros(a.n_pairs, dtype=bool)
+    if lp.duals is not None:
+        out[cheapest_in_groups(lp.duals.g_lp, a.pair_model, near)] = True
+    out |= lp.values[x0:x1] > 1e-6
+    out |= np.round(v[x0:x1]) > 0
+    result: BoolArray = out & allowed
+    return result
+
+
 def _recombined(model: MatrixModel, configs: Configurations | None, v: FloatArray, clock: Clock, reserve: float,
-                csr: Any, lp_values: FloatArray | None = None) -> FloatArray:
+                csr: Any, lp: LpResult | None = None, allowed: BoolArray | None = None,
+                workers: int = 1) -> FloatArray:
     """``v``, or the better plan ``recombine`` puts together from the configurations seen so far;
-    given ``lp_values``, then again with the LP's consolidated from that plan: when the slower
-    master finds nothing better in its time, the quick one's plan stands."""
+    given the LP ``lp``, then again with the LP's consolidated from that plan and each model's
+    configuration priced at the LP's duals (over ``allowed`` pairs, on ``workers`` threads): when
+    the slower master finds nothing better in its time, the quick one's plan stands."""
     if configs is None:
         return v
-    share = RECOMBINE_SHARE_LP if lp_values is not None else RECOMBINE_SHARE
+    share = RECOMBINE_SHARE_LP if lp is not None else RECOMBINE_SHARE
     deadline = time.monotonic() + min(clock.left() - reserve, share * clock.limit)
 
     def once(v: FloatArray, left: float, note: str = "") -> FloatArray:
@@ -416,15 +446,22 @@ def _recombined(model: MatrixModel, configs: Configurations | None, v: FloatArra
     if first < 0.1:
         return v
     v = once(v, first)
-    if lp_values is None or deadline - time.monotonic() < 0.2:
+    if lp is None or deadline - time.monotonic() < 0.2:
         return v
     # a master over more configurations needs more time: every way of gathering the LP's fractions
     # when it has the time (L), the first alone when it has not (M)
     ways = ONTO if deadline - time.monotonic() >= ALL_ONTO_SECONDS else ONTO[:1]
     until = time.monotonic() + CONSOLIDATE_SHARE * (deadline - time.monotonic())
-    added = sum(configs.add_replicas(consolidated(model, lp_values, v, onto), v, time_limit=until - time.monotonic())
+    added = sum(configs.add_replicas(consolidated(model, lp.values, v, onto), v, time_limit=until - time.monotonic())
                 for onto in ways)
-    return once(v, deadline - time.monotonic(), f" (+{added} from the LP)")
+    priced, t_price = 0, time.monotonic()
+    if lp.duals is not None and allowed is not None and PRICE_SHARE > 0:
+        b = configs.blocks
+        rc = model.cost - model.A.T @ signed(model, np.where(b.local, 0.0, lp.duals.pi))
+        until = time.monotonic() + PRICE_SHARE * (deadline - time.monotonic())
+        priced = configs.add_priced(rc, price_pairs(model, lp, v, allowed, PRICE_NEAR), v, until, workers)
+    return once(v, deadline - time.monotonic(), f" (+{added} from the LP, +{priced} priced "
+                                               f"in {time.monotonic() - t_price:.1f}s)")
 
 
 def solve_model(model: MatrixModel, clock: Clock, gap: float, workers: int = 1,
@@ -537,7 +574,8 @@ def solve_model(model: MatrixModel, clock: Clock, gap: float, workers: int = 1,
     v, st = sweep(model, hood, v, deadline=time.monotonic() + max(0.0, budget), workers=workers, record=record)
     clock.mark("sweep", f"{st.steps} models, {st.improved} improved on {workers} threads, "
                         f"value {model_value(model, v):.2f}")
-    recombined = _recombined(model, configs, v, clock, reserve, hood.csr, lp_values)
+    recombined = _recombined(model, configs, v, clock, reserve, hood.csr, lp if lp_values is not None else None,
+                             cand, workers)
     if recombined is not v and clock.left() - reserve > 0.5:
         # the recombination moved many models at once: around them, one-model steps pay again
         v, st = sweep(model, hood, recombined, deadline=time.monotonic() + RESWEEP_SHARE * (clock.left() - reserve),

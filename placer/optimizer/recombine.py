@@ -13,38 +13,48 @@ answers (its start), so the result is never worse; a plan that moves many models
 out when their recorded configurations fit together better than the incumbent's.
 
 This is the restricted master of a Dantzig-Wolfe decomposition by model (the blocks of
-``bound.model_blocks``), solved as a MIP over the columns at hand: price-and-branch without the
-pricing. Tried with pricing (each model's best configuration at the LP's duals, one small MIP
-per model) on the bench's M fleet: 9,316 -> 9,170 in 2 s of master, but pricing the 500 models
-took 6.2 s at 20 ms a model, more than M's whole time limit (with the search's step options and
-the plan as a start, still 8.5 ms a model on two threads: 17 s for L's 2,000, and nothing found
-by a master left 2.7 s at L); so configurations come from the
-sweep, and from the LP: ``consolidated`` gathers each model's fractions of replicas onto one
-pair, and ``Configurations.add_replicas`` completes all those configurations by MIPs over the
-rows of single models (ADD_CHUNK models each). The plans the sweep reaches pay for whole replicas spread over many pools;
-these are the configurations that pay for fewer, and which of them fit together is what the
-recombination decides (bench L: 38,105 -> 37,838 USD/h with one way of gathering, 37,661 with
-all three; M: 9,234 -> 9,226 on average with one, as its master finds nothing in time with three).
+``bound.model_blocks``), solved as a MIP over the columns at hand: price-and-branch. Its columns
+come from three places:
+
+- the sweep: each step's answer, a model re-placed around all the others;
+- the LP: ``consolidated`` gathers each model's fractions of replicas onto one pair, and
+  ``Configurations.add_replicas`` completes those configurations by MIPs over the rows of single
+  models (ADD_CHUNK models each);
+- pricing: ``Configurations.add_priced`` solves each model's own problem with the rows between
+  models priced at the LP's duals (one small MIP per model, over the pairs nearest to pricing out).
+
+The plans the sweep reaches pay for whole replicas spread over many pools, and each model's
+answer there is the best around the others as they are; the LP's and the priced configurations
+are each model's best when capacity is priced rather than taken, and which of them fit together
+is what the master decides. At the LP's duals, with every pair and 0.5 s a model, the priced
+configurations of bench M's 500 models took 8 s, and a master over them and the sweep's found
+9,048 USD/h in 1.5 s against 9,180 for the master's optimum over the sweep's and the LP's alone;
+over the nearest pairs, 0.05 s at most a model, 1 % gap, pricing takes 0.6-0.9 s at M and
+4.7-4.8 s at L's 2,000 models on two threads.
 """
 
 from __future__ import annotations
 
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from placer.optimizer.arrays import FloatArray, IntArray
+from placer.optimizer.arrays import BoolArray, FloatArray, IntArray
 from placer.optimizer.bound import Blocks, model_blocks
 from placer.optimizer.greedy import per_replica_cost
 from placer.optimizer.highs import solve_arrays
+from placer.optimizer.lns import STEP_OPTIONS
 from placer.optimizer.lp import violated_rows
 from placer.optimizer.matrix import MatrixModel
 
 MAX_PER_MODEL = 12  # configurations kept per model beyond the incumbent's (the first seen are kept)
 ADD_CHUNK = 500  # models completed per MIP by ``add_replicas``
+PRICE_STEP = 0.05  # seconds at most for one model's pricing MIP (most take 1-4 ms; a few would take 0.5 s)
 
 
 class Configurations:
@@ -162,6 +172,63 @@ class Configurations:
                 return 0
             changed[row_model[rows[bad]]] = False
         return 0
+
+    def add_priced(self, rc: FloatArray, pairs: BoolArray, v: FloatArray, deadline: float, workers: int = 1,
+                   step_limit: float = PRICE_STEP) -> int:
+        """Each model's least-cost configuration at reduced costs ``rc`` (the rows between models
+        priced by duals, the model's own rows kept): the pricing problem of the decomposition,
+        one small MIP per model over its ``pairs`` alone, ``step_limit`` seconds at most each,
+        on ``workers`` threads, until ``deadline``. The models whose configuration in the plan
+        ``v`` costs most at ``rc`` go first. Returns how many configurations were added."""
+        model = self.model
+        a = model.arrays
+        x0, x1 = model.blocks["x"]
+        y0, y1 = model.blocks["y"]
+        b = self.blocks
+        # a pair left out takes its replicas, routes and gang and churn columns with it (at 0)
+        out = np.zeros(model.n_cols, dtype=bool)
+        out[x0:x1] = ~pairs
+        out[y0:y1] = ~pairs[a.route_pair]
+        for col in (model.gang_col, model.churn_col):
+            has = col >= 0
+            out[col[has & ~pairs]] = True
+        out &= model.lb <= 0
+        local = np.flatnonzero(b.local)
+        A_local = self.csr[local]
+        row_model = b.owner[A_local.indices[A_local.indptr[:-1]]]  # a local row's columns are one model's
+        by_model = np.argsort(row_model, kind="stable")
+        row_ptr = np.searchsorted(row_model[by_model], np.arange(self.n_models + 1))
+        owned = b.owner >= 0
+        worth = np.bincount(b.owner[owned], weights=(rc * v)[owned], minlength=self.n_models)
+        order = np.argsort(-worth, kind="stable")
+        got: list[tuple[int, FloatArray]] = []
+        lock = threading.Lock()
+
+        def one(m: int) -> None:
+            left = deadline - time.monotonic()
+            cols = self.columns(m)
+            if left < 0.01 or not len(cols):
+                return
+            keep = ~out[cols]
+            free = cols[keep]
+            rows = by_model[row_ptr[m]:row_ptr[m + 1]]
+            sub = A_local[rows][:, free].tocsc()
+            sol = solve_arrays(sub, rc[free], model.lb[free], model.ub[free], model.row_lo[local[rows]],
+                               model.row_hi[local[rows]], model.integer[free], time_limit=min(step_limit, left),
+                               gap=1e-2, options=STEP_OPTIONS)
+            if sol.values is None:
+                return
+            z = np.zeros(len(cols))
+            z[keep] = model.rounded(sol.values, free)
+            with lock:
+                got.append((m, z))
+
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            list(pool.map(one, order.tolist()))
+        before = len(self.entries)
+        for m, z in got:
+            self._add(m, z, force=True)
+        return len(self.entries) - before
 
     def __len__(self) -> int:
         return len(self.entries)

@@ -193,6 +193,97 @@ def test_the_lps_configurations_keep_every_row_of_their_model(plans, lp_values):
         assert cost(model, r.values) < cost(model, swept)
 
 
+@pytest.fixture(scope="module")
+def lp_result(plans):
+    from placer.optimizer.lp import PairTables, column_generation, initial_pairs
+
+    model = plans[1]
+    lp = column_generation(model, PairTables.build(model), initial_pairs(model, np.zeros(0, dtype=np.int64)),
+                           deadline=time.monotonic() + 30)
+    assert lp.status == "OPTIMAL" and lp.duals is not None
+    return lp
+
+
+def reduced_costs(model, configs, lp):
+    from placer.optimizer.lp import signed
+
+    return model.cost - model.A.T @ signed(model, np.where(configs.blocks.local, 0.0, lp.duals.pi))
+
+
+def test_priced_configurations_are_each_models_best_at_the_duals(plans, lp_result):
+    """With every pair and time enough, each model's priced configuration costs at the LP's duals
+    no more than any configuration the sweep saw (within the pricing MIP's 1 % gap), meets every
+    row of its model alone, and sums to the Lagrangian bound by model (``bound.model_bound``,
+    which solves the same MIPs to 0.01 %) within that gap."""
+    from placer.optimizer.bound import model_bound
+    from placer.optimizer.lp import least_at_bounds, rows_value, signed
+
+    _, model, hood, _, swept, seen = plans
+    configs = Configurations(model, csr=hood.csr)
+    rc = reduced_costs(model, configs, lp_result)
+    every = np.ones(model.arrays.n_pairs, dtype=bool)
+    added = configs.add_priced(rc, every, swept, deadline=time.monotonic() + 60, step_limit=5.0)
+    owning = [m for m in range(configs.n_models) if len(configs.columns(m))]
+    assert added == len(configs) == len(owning)  # one each: none of them was there before
+    local = np.flatnonzero(configs.blocks.local)
+    total = 0.0
+    for m, z in configs.entries:
+        cols = configs.columns(m)
+        best = float(rc[cols] @ z)
+        total += best
+        others = [float(rc[cols] @ w) for k, w in seen.entries if k == m]
+        assert best <= min(others) + 1e-2 * max(1.0, abs(min(others))) + 1e-6, f"model {m}"
+        w = swept.copy()
+        w[cols] = z
+        act = hood.csr[local] @ w
+        mine = np.asarray(abs(hood.csr[local]) @ np.isin(np.arange(model.n_cols), cols).astype(float)) > 0
+        tol = 1e-6 * np.maximum(1.0, np.abs(act))
+        assert np.all(act[mine] >= model.row_lo[local][mine] - tol[mine])
+        assert np.all(act[mine] <= model.row_hi[local][mine] + tol[mine])
+    b = configs.blocks
+    linking = signed(model, np.where(b.local, 0.0, lp_result.duals.pi))
+    alone = b.owner < 0
+    total += float(rows_value(model, linking).sum())
+    total += float(least_at_bounds(rc[alone], model.lb[alone], model.ub[alone]).sum())
+    exact = model_bound(model, lp_result.duals.pi, time.monotonic() + 60, per_model=5.0)
+    assert exact.status == "OPTIMAL"
+    assert exact.bound - 1e-6 <= total <= exact.bound + 1e-2 * abs(exact.bound)
+
+
+def test_priced_configurations_use_the_given_pairs_alone_and_stop_at_the_deadline(plans, lp_result):
+    _, model, hood, _, swept, _ = plans
+    a = model.arrays
+    x0, x1 = model.blocks["x"]
+    y0, y1 = model.blocks["y"]
+    configs = Configurations(model, csr=hood.csr)
+    rc = reduced_costs(model, configs, lp_result)
+    assert configs.add_priced(rc, np.ones(a.n_pairs, dtype=bool), swept, deadline=time.monotonic() - 1) == 0
+    pairs = np.round(swept[x0:x1]) > 0  # the plan's pairs alone: the plan's configurations are among the answers
+    added = configs.add_priced(rc, pairs, swept, deadline=time.monotonic() + 60)
+    assert added > 0
+    for m, z in configs.entries:
+        w = np.zeros(model.n_cols)
+        w[configs.columns(m)] = z
+        assert not np.any(w[x0:x1][~pairs]) and not np.any(w[y0:y1][~pairs[a.route_pair]])
+
+
+def test_recombining_with_priced_configurations_finds_a_better_plan(plans, lp_result):
+    """The priced configurations added to the sweep's: the master over the larger set is at least
+    as good (both solved to optimality), keeps every row, and on this fleet is better."""
+    _, model, _, _, swept, seen = plans
+    more = copy.deepcopy(seen)
+    rc = reduced_costs(model, more, lp_result)
+    assert more.add_priced(rc, np.ones(model.arrays.n_pairs, dtype=bool), swept,
+                           deadline=time.monotonic() + 60) > 0
+    plain = recombine(model, copy.deepcopy(seen), swept, time_limit=30)
+    priced = recombine(model, more, swept, time_limit=30)
+    assert priced.status == "OPTIMAL" and priced.values is not None
+    assert plain.values is None or plain.status == "OPTIMAL"
+    before = cost(model, swept if plain.values is None else plain.values)
+    assert cost(model, priced.values) < before - 1e-6 * abs(before)
+    assert_feasible(model, priced.values)
+
+
 @pytest.mark.parametrize("all_onto", [4.0, 0.0])
 def test_the_route_recombines_after_its_sweep_and_keeps_every_rule(monkeypatch, all_onto):
     """The sweep's configurations first, then the LP's as well: gathered one way when the master
@@ -213,7 +304,7 @@ def test_the_route_recombines_after_its_sweep_and_keeps_every_rule(monkeypatch, 
     assert r.placement is not None and "recombine" in r.stats
     # first the sweep's configurations, then with the LP's as well
     recombined = [m for m in said if m.startswith("recombine")]
-    assert len(recombined) == 2 and "from the LP" in recombined[1], said
+    assert len(recombined) == 2 and "from the LP" in recombined[1] and "priced" in recombined[1], said
     assert tuple(ways) == (ONTO if all_onto == 0.0 else ONTO[:1])
     assert_keeps_rules(fleet, r.placement, RULES)
     priced = price(fleet, r.placement, RULES)
