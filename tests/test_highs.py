@@ -21,7 +21,7 @@ def test_a_consistent_answer_keeps_its_status_and_bound():
     A, cost, lb, ub, lo, hi, integer = knapsack()
     sol = highs.solve_arrays(A, cost, lb, ub, lo, hi, integer, time_limit=5.0, start=np.array([1.0, 0.0, 0.0]))
     assert sol.status == "OPTIMAL" and sol.values is not None
-    assert sol.objective == cost @ sol.values == -9.0 and sol.bound == -9.0
+    assert sol.objective == cost @ sol.values == -9.0 and sol.bound == -9.0 and not sol.inconsistent
 
 
 def test_an_objective_the_values_do_not_have_is_not_taken(monkeypatch):
@@ -52,4 +52,4 @@ def test_an_objective_the_values_do_not_have_is_not_taken(monkeypatch):
     sol = highs.solve_arrays(A, cost, lb, ub, lo, hi, integer, time_limit=5.0)
     assert sol.values is not None
     assert sol.objective == float(cost @ sol.values) == -9.0
-    assert sol.status == "FEASIBLE" and sol.bound == -math.inf
+    assert sol.status == "FEASIBLE" and sol.bound == -math.inf and sol.inconsistent

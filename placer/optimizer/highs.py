@@ -37,6 +37,7 @@ class Solution:
     basis: Any = None
     seconds: float = 0.0
     col_duals: FloatArray | None = None
+    inconsistent: bool = False  # a MIP answer whose objective its values do not have (see below)
 
     @property
     def feasible(self) -> bool:
@@ -176,4 +177,5 @@ def solve_arrays(A: Any, cost: FloatArray, lb: FloatArray, ub: FloatArray, row_l
     else:
         bound = objective
     empty = np.zeros(0, dtype=np.int64)
-    return Solution(name, empty, empty, values, objective, bound, row_duals, hbasis, seconds, col_duals)
+    return Solution(name, empty, empty, values, objective, bound, row_duals, hbasis, seconds, col_duals,
+                    inconsistent=not trusted)

@@ -438,7 +438,8 @@ def _recombined(model: MatrixModel, configs: Configurations | None, v: FloatArra
             return v
         r = recombine(model, configs, v, time_limit=left, csr=csr)
         better = r.values if r.values is not None else v
-        clock.mark("recombine", f"{r.configurations} configurations{note}, {r.status}, {r.moved} models moved, "
+        again = " (again without the start)" if r.retried else ""
+        clock.mark("recombine", f"{r.configurations} configurations{note}, {r.status}{again}, {r.moved} models moved, "
                                 f"value {model_value(model, better):.2f}")
         return better
 
@@ -456,8 +457,7 @@ def _recombined(model: MatrixModel, configs: Configurations | None, v: FloatArra
                 for onto in ways)
     priced, t_price = 0, time.monotonic()
     if lp.duals is not None and allowed is not None and PRICE_SHARE > 0:
-        b = configs.blocks
-        rc = model.cost - model.A.T @ signed(model, np.where(b.local, 0.0, lp.duals.pi))
+        rc = model.cost - model.A.T @ signed(model, np.where(configs.blocks.local, 0.0, lp.duals.pi))
         until = time.monotonic() + PRICE_SHARE * (deadline - time.monotonic())
         priced = configs.add_priced(rc, price_pairs(model, lp, v, allowed, PRICE_NEAR), v, until, workers)
     return once(v, deadline - time.monotonic(), f" (+{added} from the LP, +{priced} priced "

@@ -275,6 +275,7 @@ class RecombineResult:
     configurations: int
     seconds: float
     moved: int = 0  # models whose configuration changed
+    retried: bool = False  # HiGHS gave the start back at once: the master ran again without it
 
 
 def recombine(model: MatrixModel, configs: Configurations, v: FloatArray, time_limit: float,
@@ -316,8 +317,14 @@ def recombine(model: MatrixModel, configs: Configurations, v: FloatArray, time_l
     if left < 0.05:
         return RecombineResult(None, "TIME_LIMIT", K, time.monotonic() - started)
     sol = solve_arrays(master, cost, lb, ub, lo, hi, integer, time_limit=left, start=start, gap=1e-6)
+    left = time_limit - (time.monotonic() - started)
+    retried = sol.inconsistent and left >= 0.1
+    if retried:
+        # HiGHS gave the start back at once (``highs.solve_arrays``): the time left goes to the
+        # master without it, whose answer counts only if better than the incumbent (below)
+        sol = solve_arrays(master, cost, lb, ub, lo, hi, integer, time_limit=left, gap=1e-6)
     if sol.values is None:
-        return RecombineResult(None, sol.status, K, time.monotonic() - started)
+        return RecombineResult(None, sol.status, K, time.monotonic() - started, retried=retried)
     lam = sol.values[:K]
     new = v.copy()
     new[alone] = model.rounded(sol.values[K:], alone)
@@ -333,7 +340,7 @@ def recombine(model: MatrixModel, configs: Configurations, v: FloatArray, time_l
     act = A @ new
     tol = 1e-6 * np.maximum(1.0, np.abs(act))
     if np.any(act < model.row_lo - tol) or np.any(act > model.row_hi + tol):
-        return RecombineResult(None, "ROWS", K, time.monotonic() - started)
+        return RecombineResult(None, "ROWS", K, time.monotonic() - started, retried=retried)
     if float(model.cost @ new) >= float(model.cost @ v) - 1e-7 * max(1.0, abs(float(model.cost @ v))):
-        return RecombineResult(None, sol.status, K, time.monotonic() - started)
-    return RecombineResult(new, sol.status, K, time.monotonic() - started, moved)
+        return RecombineResult(None, sol.status, K, time.monotonic() - started, retried=retried)
+    return RecombineResult(new, sol.status, K, time.monotonic() - started, moved, retried)

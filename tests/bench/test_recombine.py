@@ -96,6 +96,29 @@ def test_a_master_answer_that_breaks_a_row_is_not_taken(plans, monkeypatch):
     assert r.values is None and r.status == "ROWS"
 
 
+def test_a_master_that_gives_the_start_back_at_once_runs_again_without_it(plans, monkeypatch):
+    """HiGHS 1.16 now and then gives a MIP start back at once with an objective its values do not
+    have (``highs.solve_arrays`` marks it inconsistent): the master then runs again without the
+    start in the time left, and its answer is taken."""
+    _, model, _, first, _, configs = plans
+    real = recombine_mod.solve_arrays
+    calls: list[bool] = []
+
+    def gives_start_back(A, c, lb, ub, lo, hi, integer, **kw):
+        calls.append(kw.get("start") is not None)
+        if kw.get("start") is not None:
+            start = np.asarray(kw["start"], dtype=float)
+            return Solution("FEASIBLE", np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), start,
+                            float(c @ start), -np.inf, inconsistent=True)
+        return real(A, c, lb, ub, lo, hi, integer, **kw)
+
+    monkeypatch.setattr(recombine_mod, "solve_arrays", gives_start_back)
+    r = recombine(model, configs, first, time_limit=30)
+    assert calls == [True, False] and r.retried
+    assert r.values is not None and r.status == "OPTIMAL" and cost(model, r.values) < cost(model, first)
+    assert_feasible(model, r.values)
+
+
 def test_a_step_answer_is_recorded_with_its_free_columns_set(plans):
     _, model, _, first, _, _ = plans
     configs = Configurations(model)
