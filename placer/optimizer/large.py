@@ -106,10 +106,11 @@ MAX_SEARCH_THREADS = 4
 RECOMBINE_SHARE = 0.05  # of the time limit, at most, for the MIP over the configurations seen
 # with the LP's consolidated and priced configurations as well: that master takes longer, and it is
 # where a plan gains most (each model's configuration at the LP's duals; see ``PRICE_SHARE``).
-# Shares measured side by side, (sweep, recombination): M 9,057-9,090 with (0.25, 0.6), 9,077-9,103
-# with (0.4, 0.5), 9,106-9,144 with (0.6, 0.3); L 37,127-37,128 with (0.25, 0.6), 37,144-37,183 with
-# (0.4, 0.5), 37,155-37,190 with (0.6, 0.3) (a shorter sweep leaves a re-sweep time after it)
-RECOMBINE_SHARE_LP = 0.6
+# Shares measured side by side, (sweep, recombination): M 9,059-9,066 with (0.25, 0.5), 9,067-9,087
+# with (0.25, 0.6), 9,077-9,103 with (0.4, 0.5); L 37,070-37,095 with (0.25, 0.5), 37,103-37,117 with
+# (0.25, 0.4), 37,115-37,136 with (0.25, 0.6), 37,144-37,183 with (0.4, 0.5) (a shorter sweep, and
+# a master that leaves a re-sweep time after it)
+RECOMBINE_SHARE_LP = 0.5
 CONSOLIDATE_SHARE = 0.3  # of that time, at most, to complete the LP's configurations (M 0.05 s, L 0.5-0.8 s)
 # with at least this much time for that master, every way of gathering the LP's fractions (at L,
 # 9 s: 37,661 USD/h against 37,838 with the first alone; at M, 1.5 s: with all three, the master
