@@ -121,8 +121,8 @@ ALL_ONTO_SECONDS = 4.0
 RESWEEP_SHARE = 0.5
 RECOMBINE_PAIRS = 1_000_000  # recombine up to this many pairs (XL: blocks 4.7 s, master 3 s, no gain)
 # of that time left after the LP's consolidated configurations: each model's least-cost configuration
-# at the LP's duals, one small MIP per model (``Configurations.add_priced``; M 0.6-0.9 s for its 500
-# models, L 4.7-4.8 s for 2,000). Side by side with the route before it (no pricing; shares of the
+# at the LP's duals, one small MIP per model (``Configurations.add_priced``; M 1.1-1.2 s for its 500
+# models, L 4.8-4.9 s for 2,000). Side by side with the route before it (no pricing; shares of the
 # sweep and recombination 0.6 and 0.3): M 9,055-9,093 against 9,173-9,202 (four runs each), L
 # 37,104-37,150 against 37,518-37,543 (two each). Without the LP's consolidated configurations
 # but with the priced ones: M 9,103-9,124, L 37,213-37,217

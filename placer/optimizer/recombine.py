@@ -29,8 +29,8 @@ are each model's best when capacity is priced rather than taken, and which of th
 is what the master decides. At the LP's duals, with every pair and 0.5 s a model, the priced
 configurations of bench M's 500 models took 8 s, and a master over them and the sweep's found
 9,048 USD/h in 1.5 s against 9,180 for the master's optimum over the sweep's and the LP's alone;
-over the nearest pairs, 0.05 s at most a model, 1 % gap, pricing takes 0.6-0.9 s at M and
-4.7-4.8 s at L's 2,000 models on two threads.
+over the nearest pairs, 0.05 s at most a model, 1 % gap, pricing takes 1.1-1.2 s at M and
+4.8-4.9 s at L's 2,000 models on two threads.
 """
 
 from __future__ import annotations
