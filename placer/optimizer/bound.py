@@ -102,6 +102,13 @@ class ModelBound:
     fallback: int = 0  # models counted at ``fallback_bounds`` (out of time, or a sub-MIP without a bound)
 
 
+def linking_reduced_costs(model: MatrixModel, pi: FloatArray, b: Blocks) -> FloatArray:
+    """Every column's cost with the rows between models priced by ``pi`` (signed) and the rows of
+    single models not: the costs of each model's own problem in L(pi), its pricing problem."""
+    rc: FloatArray = model.cost - model.A.T @ signed(model, np.where(b.local, 0.0, pi))
+    return rc
+
+
 def fallback_bounds(model: MatrixModel, pi: FloatArray, b: Blocks, tables: PairTables | None = None,
                     csr: Any = None) -> FloatArray:
     """Per model, a lower bound on its own problem in L(pi) without solving it: the Lagrangian
@@ -153,7 +160,7 @@ def model_bound(model: MatrixModel, pi: FloatArray, deadline: float, *, workers:
     lo, hi = model.row_lo, model.row_hi
     linking_pi = signed(model, np.where(b.local, 0.0, pi))
     rows_term = float(rows_value(model, linking_pi).sum())
-    rc = model.cost - model.A.T @ linking_pi
+    rc = linking_reduced_costs(model, pi, b)
     alone = b.owner < 0
     cols = least_at_bounds(rc[alone], model.lb[alone], model.ub[alone])
     linking = int((~b.local).sum())

@@ -52,6 +52,7 @@ from placer.optimizer.arrays import (
     IntArray,
     build_arrays,
 )
+from placer.optimizer.bound import linking_reduced_costs
 from placer.optimizer.greedy import greedy, model_size, per_rate_cost, per_replica_cost, pseudo_lp
 from placer.optimizer.highs import solve
 from placer.optimizer.lns import Neighbourhoods, construct, improve, solve_free, sweep
@@ -65,7 +66,6 @@ from placer.optimizer.lp import (
     domain_cover,
     initial_pairs,
     lagrangian,
-    signed,
     simple_duals,
     simple_prices,
 )
@@ -458,7 +458,7 @@ def _recombined(model: MatrixModel, configs: Configurations | None, v: FloatArra
                 for onto in ways)
     priced, t_price = 0, time.monotonic()
     if lp.duals is not None and allowed is not None and PRICE_SHARE > 0:
-        rc = model.cost - model.A.T @ signed(model, np.where(configs.blocks.local, 0.0, lp.duals.pi))
+        rc = linking_reduced_costs(model, lp.duals.pi, configs.blocks)
         until = time.monotonic() + PRICE_SHARE * (deadline - time.monotonic())
         priced = configs.add_priced(rc, price_pairs(model, lp, v, allowed, PRICE_NEAR), v, until, workers)
     return once(v, deadline - time.monotonic(), f" (+{added} from the LP, +{priced} priced "
@@ -565,18 +565,17 @@ def solve_model(model: MatrixModel, clock: Clock, gap: float, workers: int = 1,
     if mode != "replan" and a.n_pairs <= RECOMBINE_PAIRS:
         configs = Configurations(model, csr=hood.csr)
         configs.add_plan(v)
-    lp_values = lp.values if configs is not None and lp is not None else None  # for its configurations
+    lp_configs = lp if configs is not None else None  # the LP whose configurations the recombination gets
     # the first plan leaves most models paying for a fraction of a replica in each pool they use:
     # re-place them one at a time, the costliest first
-    budget = (SWEEP_SHARE_LP if lp_values is not None else SWEEP_SHARE) * (clock.left() - reserve)
+    budget = (SWEEP_SHARE_LP if lp_configs is not None else SWEEP_SHARE) * (clock.left() - reserve)
     if mode == "replan":
         budget = min(budget, REPLAN_SEARCH * clock.limit)
     record = None if configs is None else configs.add_step
     v, st = sweep(model, hood, v, deadline=time.monotonic() + max(0.0, budget), workers=workers, record=record)
     clock.mark("sweep", f"{st.steps} models, {st.improved} improved on {workers} threads, "
                         f"value {model_value(model, v):.2f}")
-    recombined = _recombined(model, configs, v, clock, reserve, hood.csr, lp if lp_values is not None else None,
-                             cand, workers)
+    recombined = _recombined(model, configs, v, clock, reserve, hood.csr, lp_configs, cand, workers)
     if recombined is not v and clock.left() - reserve > 0.5:
         # the recombination moved many models at once: around them, one-model steps pay again
         v, st = sweep(model, hood, recombined, deadline=time.monotonic() + RESWEEP_SHARE * (clock.left() - reserve),

@@ -228,9 +228,9 @@ def lp_result(plans):
 
 
 def reduced_costs(model, configs, lp):
-    from placer.optimizer.lp import signed
+    from placer.optimizer.bound import linking_reduced_costs
 
-    return model.cost - model.A.T @ signed(model, np.where(configs.blocks.local, 0.0, lp.duals.pi))
+    return linking_reduced_costs(model, lp.duals.pi, configs.blocks)
 
 
 def test_priced_configurations_are_each_models_best_at_the_duals(plans, lp_result):
