@@ -49,7 +49,6 @@ from placer.optimizer.arrays import (
     BoolArray,
     FleetArrays,
     FloatArray,
-    IntArray,
     build_arrays,
 )
 from placer.optimizer.bound import linking_reduced_costs
@@ -193,22 +192,6 @@ class Clock:
             print(f"[large] {name}: {self.marks[name]:.2f}s (total {now - self.start:.2f}s) {note}")
 
 
-def pair_columns(model: MatrixModel, pairs: BoolArray) -> IntArray:
-    """Columns of the sub-model with the given pairs (x, their routes, gang and churn columns)
-    and every column that belongs to no pair."""
-    a = model.arrays
-    keep = np.ones(model.n_cols, dtype=bool)
-    x0, x1 = model.blocks["x"]
-    y0, y1 = model.blocks["y"]
-    keep[x0:x1] = pairs
-    keep[y0:y1] = pairs[a.route_pair]
-    g = model.gang_col >= 0
-    keep[model.gang_col[g]] = pairs[g]
-    s = model.churn_col >= 0
-    keep[model.churn_col[s]] = pairs[s]
-    return np.flatnonzero(keep)
-
-
 def fallback_pairs(model: MatrixModel, per_rate: FloatArray | None = None) -> BoolArray:
     """Per demand entry, its cheapest route to an elastic on-demand pool: capacity that other models'
     rounding cannot use up, so that every demand keeps a way to be served. ``per_rate``:
@@ -305,7 +288,7 @@ def rens(model: MatrixModel, lp_values: FloatArray, time_limit: float, gap: floa
     extra = np.zeros(len(x), dtype=bool)
     extra[domain_cover(model, per_replica_cost(model), 3)] = True
     extra &= ~support
-    cols = pair_columns(model, support | extra)
+    cols = np.flatnonzero(model.with_pairs(support | extra))
     lb = model.lb.copy()
     ub = model.ub.copy()
     ub[x0:x1] = np.where(support, np.minimum(model.ub[x0:x1], np.ceil(x - 1e-6)), model.ub[x0:x1])

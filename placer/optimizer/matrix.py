@@ -166,6 +166,22 @@ class MatrixModel:
         a, b = self.blocks[name]
         return slice(a, b)
 
+    def with_pairs(self, pairs: BoolArray) -> BoolArray:
+        """Per column, whether a model restricted to the given pairs keeps it: every column of
+        those pairs (replicas, their routes, gang and churn columns) and every column that
+        belongs to no pair."""
+        a = self.arrays
+        keep = np.ones(self.n_cols, dtype=bool)
+        x0, x1 = self.blocks["x"]
+        y0, y1 = self.blocks["y"]
+        keep[x0:x1] = pairs
+        keep[y0:y1] = pairs[a.route_pair]
+        g = self.gang_col >= 0
+        keep[self.gang_col[g]] = pairs[g]
+        s = self.churn_col >= 0
+        keep[self.churn_col[s]] = pairs[s]
+        return keep
+
     def rounded(self, values: FloatArray, cols: IntArray | None = None) -> FloatArray:
         """A copy of ``values`` (of the columns ``cols``; default every column) with the integer
         columns rounded: HiGHS answers them only within its integrality tolerance."""

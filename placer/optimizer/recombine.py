@@ -181,18 +181,9 @@ class Configurations:
         on ``workers`` threads, until ``deadline``. The models whose configuration in the plan
         ``v`` costs most at ``rc`` go first. Returns how many configurations were added."""
         model = self.model
-        a = model.arrays
-        x0, x1 = model.blocks["x"]
-        y0, y1 = model.blocks["y"]
         b = self.blocks
         # a pair left out takes its replicas, routes and gang and churn columns with it (at 0)
-        out = np.zeros(model.n_cols, dtype=bool)
-        out[x0:x1] = ~pairs
-        out[y0:y1] = ~pairs[a.route_pair]
-        for col in (model.gang_col, model.churn_col):
-            has = col >= 0
-            out[col[has & ~pairs]] = True
-        out &= model.lb <= 0
+        out = ~model.with_pairs(pairs) & (model.lb <= 0)
         local = np.flatnonzero(b.local)
         A_local = self.csr[local]
         row_model = b.owner[A_local.indices[A_local.indptr[:-1]]]  # a local row's columns are one model's
