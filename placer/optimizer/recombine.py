@@ -68,6 +68,7 @@ class Configurations:
         self.n_models = len(self.blocks.col_ptr) - 1
         self._seen: list[dict[bytes, int]] = [{} for _ in range(self.n_models)]  # key -> entry
         self.entries: list[tuple[int, FloatArray]] = []  # (model, values on its columns)
+        self._local: tuple[IntArray, Any, IntArray] | None = None
 
     def columns(self, m: int) -> IntArray:
         b = self.blocks
@@ -85,6 +86,15 @@ class Configurations:
         seen[key] = len(self.entries)
         self.entries.append((m, z))
         return seen[key]
+
+    def local_rows(self) -> tuple[IntArray, Any, IntArray]:
+        """The rows of single models, those rows of the matrix (CSR), and the model each belongs to."""
+        if self._local is None:
+            local = np.flatnonzero(self.blocks.local)
+            A_local = self.csr[local]
+            row_model = self.blocks.owner[A_local.indices[A_local.indptr[:-1]]]  # a local row's columns are one model's
+            self._local = (local, A_local, row_model)
+        return self._local
 
     def add_plan(self, v: FloatArray) -> IntArray:
         """Every model's configuration in the plan ``v``; returns their entries."""
@@ -117,22 +127,18 @@ class Configurations:
         x0, x1 = model.blocks["x"]
         changed = np.unique(a.pair_model[np.flatnonzero(np.round(v[x0:x1]) != x)])
         deadline = time.monotonic() + time_limit
-        local = np.flatnonzero(self.blocks.local)
-        A_local = self.csr[local]
-        row_model = self.blocks.owner[A_local.indices[A_local.indptr[:-1]]]  # a local row's columns are one model's
         added = 0
         for s in range(0, len(changed), ADD_CHUNK):
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            added += self._complete(changed[s:s + ADD_CHUNK], x, v, left, local, A_local, row_model)
+            added += self._complete(changed[s:s + ADD_CHUNK], x, v, left)
         return added
 
-    def _complete(self, models: IntArray, x: IntArray, v: FloatArray, time_limit: float, local: IntArray,
-                  A_local: Any, row_model: IntArray) -> int:
-        """``add_replicas`` for the given models (``local``: the rows of single models, ``A_local``
-        those rows of the matrix, ``row_model`` the model each belongs to)."""
+    def _complete(self, models: IntArray, x: IntArray, v: FloatArray, time_limit: float) -> int:
+        """``add_replicas`` for the given models."""
         model = self.model
+        local, A_local, row_model = self.local_rows()
         a = model.arrays
         x0, x1 = model.blocks["x"]
         y0 = model.blocks["y"][0]
@@ -184,9 +190,7 @@ class Configurations:
         b = self.blocks
         # a pair left out takes its replicas, routes and gang and churn columns with it (at 0)
         out = ~model.with_pairs(pairs) & (model.lb <= 0)
-        local = np.flatnonzero(b.local)
-        A_local = self.csr[local]
-        row_model = b.owner[A_local.indices[A_local.indptr[:-1]]]  # a local row's columns are one model's
+        local, A_local, row_model = self.local_rows()
         by_model = np.argsort(row_model, kind="stable")
         row_ptr = np.searchsorted(row_model[by_model], np.arange(self.n_models + 1))
         owned = b.owner >= 0
