@@ -44,6 +44,7 @@ class Blocks:
     local: BoolArray
     col_ptr: IntArray  # columns of model m: cols[col_ptr[m]:col_ptr[m + 1]]
     cols: IntArray
+    row_owner: IntArray  # per row, the model whose own row it is (-1: a row between models)
 
 
 def model_blocks(model: MatrixModel, csr: Any = None) -> Blocks:
@@ -89,7 +90,7 @@ def model_blocks(model: MatrixModel, csr: Any = None) -> Blocks:
     local = (hi >= 0) & (lo == hi) & ~unowned
     order = np.argsort(owner, kind="stable")
     ptr = np.searchsorted(owner[order], np.arange(len(a.models) + 1))
-    return Blocks(owner, local, ptr, order)
+    return Blocks(owner, local, ptr, order, np.where(local, hi, -1))
 
 
 @dataclass
@@ -109,26 +110,18 @@ def linking_reduced_costs(model: MatrixModel, pi: FloatArray, b: Blocks) -> Floa
     return rc
 
 
-def fallback_bounds(model: MatrixModel, pi: FloatArray, b: Blocks, tables: PairTables | None = None,
-                    csr: Any = None) -> FloatArray:
+def fallback_bounds(model: MatrixModel, pi: FloatArray, b: Blocks, tables: PairTables | None = None) -> FloatArray:
     """Per model, a lower bound on its own problem in L(pi) without solving it: the Lagrangian
     relaxation of that problem at ``pi``'s multipliers on its own rows (the pairs' serve rows
     kept): what ``lp.lagrangian`` computes, restricted to one model's rows and columns. Any
     multipliers give a valid bound on the model's problem, so a model counted at this one
     keeps the sum valid. -inf for a model with an unbounded column."""
     a = model.arrays
-    csr = model.A.tocsr() if csr is None else csr
     serve = np.zeros(model.n_rows, dtype=bool)
     serve[model.serve_row[model.serve_row >= 0]] = True
     mu = signed(model, np.where(b.local & ~serve, pi, 0.0))  # the models' own rows only
-    # a local row's columns all belong to one model: the first one's owner is the row's
-    starts = csr.indptr[:-1]
-    has = np.diff(csr.indptr) > 0
-    row_owner = np.full(model.n_rows, -1, dtype=np.int64)
-    row_owner[has] = b.owner[csr.indices[starts[has]]]
     n_models = len(b.col_ptr) - 1
-    own_rows = b.local & (row_owner >= 0)
-    out = np.bincount(row_owner[own_rows], weights=rows_value(model, mu)[own_rows], minlength=n_models)
+    out = np.bincount(b.row_owner[b.local], weights=rows_value(model, mu)[b.local], minlength=n_models)
     # reduced costs at pi on the linking rows and mu on the model's own rows
     rc = model.cost - model.A.T @ (np.where(b.local, 0.0, signed(model, pi)) + mu)
     x0, x1 = model.blocks["x"]
@@ -167,7 +160,7 @@ def model_bound(model: MatrixModel, pi: FloatArray, deadline: float, *, workers:
     n_models = len(b.col_ptr) - 1
     if not np.isfinite(cols).all():
         return ModelBound(-math.inf, "UNBOUNDED", time.monotonic() - started, 0, linking)
-    fallback = fallback_bounds(model, pi, b, tables, csr)
+    fallback = fallback_bounds(model, pi, b, tables)
     csc = model.A.tocsc()
     total = [rows_term + float(cols.sum())]
     status = ["OPTIMAL"]

@@ -92,8 +92,7 @@ class Configurations:
         if self._local is None:
             local = np.flatnonzero(self.blocks.local)
             A_local = self.csr[local]
-            row_model = self.blocks.owner[A_local.indices[A_local.indptr[:-1]]]  # a local row's columns are one model's
-            self._local = (local, A_local, row_model)
+            self._local = (local, A_local, self.blocks.row_owner[local])
         return self._local
 
     def add_plan(self, v: FloatArray) -> IntArray:
