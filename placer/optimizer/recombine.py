@@ -59,6 +59,9 @@ ADD_CHUNK = 500  # models completed per MIP by ``add_replicas``
 # 9,056-9,059 against 9,053-9,074, L 37,065-37,076 against 37,070-37,123; on one dumped L master
 # given 9 s, 37,143 against 37,178 (0.8: the same 37,143)
 MASTER_OPTIONS: dict[str, object] = {"mip_heuristic_effort": 0.3}
+# relative gap of a pricing MIP. L, three runs each: 1e-2 37,091-37,104 (pricing 4.9-5.0 s), 5e-2
+# 37,126-37,158 (4.0-4.3 s), 1e-3 37,080-37,137 (5.2-5.4 s)
+PRICE_GAP = 1e-2
 PRICE_STEP = 0.05  # seconds at most for one model's pricing MIP (most take 1-4 ms; a few would take 0.5 s)
 
 
@@ -214,7 +217,7 @@ class Configurations:
             sub = A_local[rows][:, free].tocsc()
             sol = solve_arrays(sub, rc[free], model.lb[free], model.ub[free], model.row_lo[local[rows]],
                                model.row_hi[local[rows]], model.integer[free], time_limit=min(step_limit, left),
-                               gap=1e-2, options=STEP_OPTIONS)
+                               gap=PRICE_GAP, options=STEP_OPTIONS)
             if sol.values is None:
                 return
             z = np.zeros(len(cols))
