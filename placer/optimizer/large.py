@@ -128,7 +128,10 @@ RECOMBINE_PAIRS = 1_000_000  # recombine up to this many pairs (XL: blocks 4.7 s
 PRICE_SHARE = 0.5
 # per model, the pairs nearest to pricing out its pricing MIP may use, with those the LP and the plan
 # use (M, three runs each: 2 pairs 9,104-9,127, 4 pairs 9,069-9,085, 8 pairs 9,068-9,078, 16
-# 9,062-9,077, every pair 9,068-9,104)
+# 9,062-9,077, every pair 9,068-9,104). More pairs make better columns where pricing has the time
+# to reach every model and fewer models priced where it has not: with 32 (about 19 pairs a model,
+# against 9.4-9.9 with 8), L 37,003-37,111 (four runs) against 37,091-37,119 (five), its 2,000
+# models priced in 6.6-6.8 s; M 9,060-9,085 against 9,051-9,080 (six each), 354 of its 500 priced
 PRICE_NEAR = 8
 GRACE = 0.25  # share of the time limit the first plan may run over rather than return none
 
