@@ -133,6 +133,11 @@ PRICE_SHARE = 0.5
 # against 9.4-9.9 with 8), L 37,003-37,111 (four runs) against 37,091-37,119 (five), its 2,000
 # models priced in 6.6-6.8 s; M 9,060-9,085 against 9,051-9,080 (six each), 354 of its 500 priced
 PRICE_NEAR = 8
+# with pricing's time left once every model is priced over PRICE_NEAR pairs: again over this many,
+# the models whose configuration costs most at the duals first. L, three runs each: 37,009-37,073
+# (2,547-2,599 configurations priced in 6.6-7.1 s) against 37,078-37,101 (1,990-1,992 in 4.8-4.9
+# s); M has no time left for it (9,042-9,069 against 9,054-9,083)
+PRICE_WIDE = 32
 GRACE = 0.25  # share of the time limit the first plan may run over rather than return none
 
 
@@ -447,6 +452,8 @@ def _recombined(model: MatrixModel, configs: Configurations | None, v: FloatArra
         rc = linking_reduced_costs(model, lp.duals.pi, configs.blocks)
         until = time.monotonic() + PRICE_SHARE * (deadline - time.monotonic())
         priced = configs.add_priced(rc, price_pairs(model, lp, v, allowed, PRICE_NEAR), v, until, workers)
+        if until - time.monotonic() > 0.1:
+            priced += configs.add_priced(rc, price_pairs(model, lp, v, allowed, PRICE_WIDE), v, until, workers)
     return once(v, deadline - time.monotonic(), f" (+{added} from the LP, +{priced} priced "
                                                f"in {time.monotonic() - t_price:.1f}s)")
 
