@@ -401,12 +401,12 @@ def replan_pairs(model: MatrixModel) -> BoolArray:
 
 def price_pairs(model: MatrixModel, lp: LpResult, v: FloatArray, allowed: BoolArray, near: int) -> BoolArray:
     """The pairs a model's pricing MIP may use: its ``near`` pairs nearest to pricing out at the
-    LP's duals, those the LP and the plan ``v`` use, within ``allowed``."""
+    LP's duals (``lp`` has them), those the LP and the plan ``v`` use, within ``allowed``."""
     a = model.arrays
     x0, x1 = model.blocks["x"]
+    assert lp.duals is not None
     out = np.zeros(a.n_pairs, dtype=bool)
-    if lp.duals is not None:
-        out[cheapest_in_groups(lp.duals.g_lp, a.pair_model, near)] = True
+    out[cheapest_in_groups(lp.duals.g_lp, a.pair_model, near)] = True
     out |= lp.values[x0:x1] > 1e-6
     out |= np.round(v[x0:x1]) > 0
     result: BoolArray = out & allowed
@@ -448,7 +448,7 @@ def _recombined(model: MatrixModel, configs: Configurations | None, v: FloatArra
     added = sum(configs.add_replicas(consolidated(model, lp.values, v, onto), v, time_limit=until - time.monotonic())
                 for onto in ways)
     priced, t_price = 0, time.monotonic()
-    if lp.duals is not None and allowed is not None and PRICE_SHARE > 0:
+    if lp.duals is not None and allowed is not None:
         rc = linking_reduced_costs(model, lp.duals.pi, configs.blocks)
         until = time.monotonic() + PRICE_SHARE * (deadline - time.monotonic())
         priced = configs.add_priced(rc, price_pairs(model, lp, v, allowed, PRICE_NEAR), v, until, workers)
