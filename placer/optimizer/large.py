@@ -428,7 +428,7 @@ def _recombined(model: MatrixModel, configs: Configurations | None, v: FloatArra
     def once(v: FloatArray, left: float, note: str = "") -> FloatArray:
         if left < 0.1:
             return v
-        r = recombine(model, configs, v, time_limit=left, csr=csr)
+        r = recombine(model, configs, v, time_limit=left, csr=csr, workers=workers)
         better = r.values if r.values is not None else v
         again = " (again without the start)" if r.retried else ""
         clock.mark("recombine", f"{r.configurations} configurations{note}, {r.status}{again}, {r.moved} models moved, "

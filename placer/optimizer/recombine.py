@@ -47,7 +47,7 @@ import scipy.sparse as sp
 from placer.optimizer.arrays import BoolArray, FloatArray, IntArray
 from placer.optimizer.bound import Blocks, model_blocks
 from placer.optimizer.greedy import per_replica_cost
-from placer.optimizer.highs import solve_arrays
+from placer.optimizer.highs import Solution, solve_arrays
 from placer.optimizer.lns import STEP_OPTIONS
 from placer.optimizer.lp import violated_rows
 from placer.optimizer.matrix import MatrixModel
@@ -281,10 +281,11 @@ class RecombineResult:
 
 
 def recombine(model: MatrixModel, configs: Configurations, v: FloatArray, time_limit: float,
-              csr: Any = None) -> RecombineResult:
+              csr: Any = None, workers: int = 1) -> RecombineResult:
     """The least-cost plan made of one recorded configuration per model (the incumbent ``v``'s
     among them) and any values of the columns no model owns; ``csr``: the model's matrix as CSR,
-    when the caller has it."""
+    when the caller has it. ``workers``: searches at once, each on its own random seed (the other
+    threads of the route are idle while the master runs), the best answer taken."""
     started = time.monotonic()
     mine = configs.add_plan(v)  # the incumbent's configurations: the master's start, and its feasibility
     b = configs.blocks
@@ -311,6 +312,7 @@ def recombine(model: MatrixModel, configs: Configurations, v: FloatArray, time_l
     lo = np.concatenate([model.row_lo[link], ones])
     hi = np.concatenate([model.row_hi[link], ones])
     integer = np.concatenate([np.ones(K, dtype=bool), model.integer[alone]])
+    problem = (master, cost, lb, ub, lo, hi, integer)
     # start: the incumbent's configuration of each model (its entry, added with force above)
     incumbent = np.zeros(K)
     incumbent[mine] = 1.0
@@ -318,14 +320,24 @@ def recombine(model: MatrixModel, configs: Configurations, v: FloatArray, time_l
     left = time_limit - (time.monotonic() - started)
     if left < 0.05:
         return RecombineResult(None, "TIME_LIMIT", K, time.monotonic() - started)
-    sol = solve_arrays(master, cost, lb, ub, lo, hi, integer, time_limit=left, start=start, gap=1e-6,
-                       options=MASTER_OPTIONS)
-    left = time_limit - (time.monotonic() - started)
-    retried = sol.inconsistent and left >= 0.1
-    if retried:
-        # HiGHS gave the start back at once (``highs.solve_arrays``): the time left goes to the
-        # master without it, whose answer counts only if better than the incumbent (below)
-        sol = solve_arrays(master, cost, lb, ub, lo, hi, integer, time_limit=left, gap=1e-6, options=MASTER_OPTIONS)
+    deadline = time.monotonic() + left
+
+    def attempt(seed: int) -> tuple[Solution, bool]:
+        """The master from the start, on HiGHS' random seed ``seed``; whether it ran again without."""
+        options = {**MASTER_OPTIONS, "random_seed": seed}
+        sol = solve_arrays(*problem, time_limit=deadline - time.monotonic(), start=start, gap=1e-6, options=options)
+        left = deadline - time.monotonic()
+        if sol.inconsistent and left >= 0.1:
+            # HiGHS gave the start back at once (``highs.solve_arrays``): the time left goes to the
+            # master without it, whose answer counts only if better than the incumbent (below)
+            return solve_arrays(*problem, time_limit=left, gap=1e-6, options=options), True
+        return sol, False
+
+    # one search per thread, each on its own seed (HiGHS' MIP search runs on one): the best answer counts
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        tries = list(pool.map(attempt, range(max(1, workers))))
+    found = [t for t in tries if t[0].values is not None]
+    sol, retried = min(found, key=lambda t: float(cost @ t[0].values)) if found else tries[0]
     if sol.values is None:
         return RecombineResult(None, sol.status, K, time.monotonic() - started, retried=retried)
     lam = sol.values[:K]

@@ -119,6 +119,32 @@ def test_a_master_that_gives_the_start_back_at_once_runs_again_without_it(plans,
     assert_feasible(model, r.values)
 
 
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_each_worker_searches_on_its_own_seed_and_the_best_answer_counts(plans, monkeypatch, workers):
+    """With ``workers`` threads the master runs once per thread, on seeds 0, 1, ...: the cheapest
+    answer is taken, whichever seed found it (here the last: the others are made to find nothing
+    better than the incumbent)."""
+    _, model, _, first, _, configs = plans
+    real = recombine_mod.solve_arrays
+    seeds: list[int] = []
+
+    def by_seed(A, c, lb, ub, lo, hi, integer, **kw):
+        seed = kw["options"]["random_seed"]
+        seeds.append(seed)
+        if seed < workers - 1:
+            start = np.asarray(kw["start"], dtype=float)
+            return Solution("FEASIBLE", np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), start,
+                            float(c @ start), -np.inf)
+        return real(A, c, lb, ub, lo, hi, integer, **kw)
+
+    monkeypatch.setattr(recombine_mod, "solve_arrays", by_seed)
+    r = recombine(model, configs, first, time_limit=30, workers=workers)
+    assert sorted(seeds) == list(range(workers))
+    assert r.values is not None and r.status == "OPTIMAL" and cost(model, r.values) < cost(model, first)
+    assert not r.retried
+    assert_feasible(model, r.values)
+
+
 def test_a_step_answer_is_recorded_with_its_free_columns_set(plans):
     _, model, _, first, _, _ = plans
     configs = Configurations(model)
