@@ -334,8 +334,9 @@ def recombine(model: MatrixModel, configs: Configurations, v: FloatArray, time_l
         return sol, False
 
     # one search per thread, each on its own seed (HiGHS' MIP search runs on one): the best answer counts
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        tries = list(pool.map(attempt, range(max(1, workers))))
+    searches = max(1, workers)
+    with ThreadPoolExecutor(max_workers=searches) as pool:
+        tries = list(pool.map(attempt, range(searches)))
     found = [t for t in tries if t[0].values is not None]
     sol, retried = min(found, key=lambda t: float(cost @ t[0].values)) if found else tries[0]
     if sol.values is None:
