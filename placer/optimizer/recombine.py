@@ -21,7 +21,8 @@ come from three places:
   ``Configurations.add_replicas`` completes those configurations by MIPs over the rows of single
   models (ADD_CHUNK models each);
 - pricing: ``Configurations.add_priced`` solves each model's own problem with the rows between
-  models priced at the LP's duals (one small MIP per model, over the pairs nearest to pricing out).
+  models priced at the LP's duals (one small MIP per model, over the pairs nearest to pricing out,
+  started from the model's configuration in the plan).
 
 The plans the sweep reaches pay for whole replicas spread over many pools, and each model's
 answer there is the best around the others as they are; the LP's and the priced configurations
