@@ -112,9 +112,10 @@ RECOMBINE_SHARE = 0.05  # of the time limit, at most, for the MIP over the confi
 RECOMBINE_SHARE_LP = 0.5
 CONSOLIDATE_SHARE = 0.3  # of that time, at most, to complete the LP's configurations (M 0.05 s, L 0.5-0.8 s)
 # with at least this much time for that master, every way of gathering the LP's fractions (at L,
-# 9 s: 37,661 USD/h against 37,838 with the first alone; at M, 1.5 s: with all three, the master
-# found no better plan in three runs out of three, and 9,191-9,246 with the first)
-ALL_ONTO_SECONDS = 4.0
+# 9 s: 37,661 USD/h against 37,838 with the first alone). At M, 2.4 s: with all three 9,008-9,043,
+# with the first alone 9,032-9,051 (six runs each, side by side, with the priced configurations
+# and a master search per thread; before them, a 1.5 s master found no better plan with all three)
+ALL_ONTO_SECONDS = 1.0
 # of the time left after a recombination that moved models: a sweep around them (L: 1.5-2.4 s, and
 # plans 37,523-37,548 against 37,566-37,587 with the neighbourhood search alone, three runs each)
 RESWEEP_SHARE = 0.5
@@ -442,7 +443,7 @@ def _recombined(model: MatrixModel, configs: Configurations | None, v: FloatArra
     if lp is None or deadline - time.monotonic() < 0.2:
         return v
     # a master over more configurations needs more time: every way of gathering the LP's fractions
-    # when it has the time (L), the first alone when it has not (M)
+    # when it has the time (M and L), the first alone when it has not
     ways = ONTO if deadline - time.monotonic() >= ALL_ONTO_SECONDS else ONTO[:1]
     until = time.monotonic() + CONSOLIDATE_SHARE * (deadline - time.monotonic())
     added = sum(configs.add_replicas(consolidated(model, lp.values, v, onto), v, time_limit=until - time.monotonic())
