@@ -47,8 +47,8 @@ class Blocks:
     row_owner: IntArray  # per row, the model whose own row it is (-1: a row between models)
 
 
-def model_blocks(model: MatrixModel, csr: Any = None) -> Blocks:
-    """``csr``: the model's matrix as CSR, when the caller has it."""
+def model_blocks(model: MatrixModel, csr: Any = None, csc: Any = None) -> Blocks:
+    """``csr``, ``csc``: the model's matrix as CSR and as CSC, when the caller has them."""
     a = model.arrays
     owner = np.full(model.n_cols, -1, dtype=np.int64)
     x0 = model.blocks["x"][0]
@@ -63,25 +63,33 @@ def model_blocks(model: MatrixModel, csr: Any = None) -> Blocks:
         has = col >= 0
         owner[col[has]] = a.pair_model[has]
     csr = model.A.tocsr() if csr is None else csr
-    row_of = np.repeat(np.arange(model.n_rows), np.diff(csr.indptr))
+    nonempty = np.flatnonzero(np.diff(csr.indptr) > 0)
+    starts = csr.indptr[nonempty]
 
     def spans(own: IntArray) -> tuple[IntArray, IntArray, BoolArray]:
-        """Per row: least and greatest owner among its owned columns, and whether it has an unowned one."""
-        o = own[csr.indices]
+        """Per row: least and greatest owner among its owned columns, and whether it has an unowned one.
+        (Row by row with ``reduceat``, on 32-bit owners: at XL's 27.6M nonzeros, a vector of every
+        nonzero's row and ``minimum.at`` took seconds and 0.9 GB.)"""
+        o = own.astype(np.int32)[csr.indices]
+        none = o < 0
+        unowned = np.zeros(model.n_rows, dtype=bool)
         lo = np.full(model.n_rows, np.iinfo(np.int64).max)
         hi = np.full(model.n_rows, -1)
-        has = o >= 0
-        np.minimum.at(lo, row_of[has], o[has])
-        np.maximum.at(hi, row_of[has], o[has])
-        unowned = np.zeros(model.n_rows, dtype=bool)
-        unowned[row_of[~has]] = True
+        if not len(starts):
+            return lo, hi, unowned
+        unowned[nonempty] = np.logical_or.reduceat(none, starts)
+        o[none] = np.iinfo(np.int32).max
+        least = np.minimum.reduceat(o, starts)
+        lo[nonempty] = np.where(least == np.iinfo(np.int32).max, np.iinfo(np.int64).max, least)
+        o[none] = -1
+        hi[nonempty] = np.maximum.reduceat(o, starts)
         return lo, hi, unowned
 
     # a policy variable belongs to a model when every row it is in holds that model's columns only
     lo, hi, _ = spans(owner)
     aux0, aux1 = model.blocks["aux"]
     if aux1 > aux0:
-        csc = model.A.tocsc()
+        csc = model.A.tocsc() if csc is None else csc
         for c in range(aux0, aux1):
             rows = csc.indices[csc.indptr[c]:csc.indptr[c + 1]]
             if len(rows) and (hi[rows] >= 0).all() and (lo[rows] == hi[rows]).all() and (lo[rows] == lo[rows[0]]).all():

@@ -49,10 +49,7 @@ def test_blocks_partition_the_rows(small):
     a = model.arrays
     x0 = model.blocks["x"][0]
     assert (b.owner[x0:x0 + a.n_pairs] == a.pair_model).all()
-    csr = model.A.tocsr()
-    for r in np.flatnonzero(b.local):
-        owners = set(b.owner[csr.indices[csr.indptr[r]:csr.indptr[r + 1]]].tolist())
-        assert len(owners) == 1 and owners.pop() >= 0, r
+    assert_rows_owned(model, b)
     # capacity rows tie models together: never local when two models can use the pool
     cap = model.capacity_row
     shared = np.flatnonzero(np.bincount(a.pair_pool, minlength=len(a.pools)) > 1)
@@ -60,6 +57,31 @@ def test_blocks_partition_the_rows(small):
     # every column is in exactly one model's list or owned by none
     listed = np.sort(b.cols[b.col_ptr[0]:b.col_ptr[-1]])
     assert (listed == np.flatnonzero(b.owner >= 0)).all()
+
+
+def assert_rows_owned(model, b) -> int:
+    """A row is one model's exactly when every column in it is that model's (an empty row is
+    nobody's); the same blocks come out given the matrix as CSR and CSC. Returns how many rows
+    hold two models' columns and no column nobody owns."""
+    csr = model.A.tocsr()
+    between = 0
+    for r in range(model.n_rows):
+        owners = b.owner[csr.indices[csr.indptr[r]:csr.indptr[r + 1]]]
+        models = set(owners.tolist())
+        one = len(models) == 1 and min(models) >= 0
+        assert b.local[r] == one and b.row_owner[r] == (min(models) if one else -1), r
+        between += int(len(models) > 1 and min(models) >= 0)
+    again = model_blocks(model, csr, model.A.tocsc())
+    for name in ("owner", "local", "col_ptr", "cols", "row_owner"):
+        assert np.array_equal(getattr(again, name), getattr(b, name)), name
+    return between
+
+
+def test_rows_between_models_alone_are_nobodys():
+    """On a fleet with rows that hold two models' columns and nothing else (a row with a column
+    nobody owns is never one model's, whatever its models' columns)."""
+    model = build_matrix(build_arrays(to_fleet(generate(30, 10, seed=3)), RULES), RULES, {})
+    assert assert_rows_owned(model, model_blocks(model)) > 0
 
 
 def test_at_the_lp_duals_between_the_lp_and_the_optimum(small):
