@@ -20,7 +20,8 @@
        taken only if it still holds against the plan as it is when it comes back); then a MIP
        that picks one configuration per model among those the sweep saw and, after the LP,
        each model's LP replicas gathered onto fewer pools and each model's best configuration
-       at the LP's duals (``recombine``); when that moved models, a sweep again around them;
+       at the LP's duals (``recombine``; beyond RECOMBINE_PAIRS, one such MIP per part of the
+       fleet, the other models kept); when that moved models, a sweep again around them;
     5. neighbourhood search (``lns``): small MIPs over the models on a pool with idle paid GPUs,
        around unserved demand, sharing pools, or at random, each started from the incumbent,
        until the time is up, the gap is closed, or steps stop paying;
@@ -49,6 +50,7 @@ from placer.optimizer.arrays import (
     BoolArray,
     FleetArrays,
     FloatArray,
+    IntArray,
     build_arrays,
 )
 from placer.optimizer.bound import linking_reduced_costs
@@ -119,7 +121,12 @@ ALL_ONTO_SECONDS = 1.0
 # of the time left after a recombination that moved models: a sweep around them (L: 1.5-2.4 s, and
 # plans 37,523-37,548 against 37,566-37,587 with the neighbourhood search alone, three runs each)
 RESWEEP_SHARE = 0.5
-RECOMBINE_PAIRS = 1_000_000  # recombine up to this many pairs (XL: blocks 4.7 s, master 3 s, no gain)
+RECOMBINE_PAIRS = 1_000_000  # one master up to this many pairs; beyond, a master per part of the fleet
+# models per part (``model_parts``), each master with the others as they are. At XL (10,000 models,
+# one way of gathering the LP's fractions, one run each): parts of 500 188,367 USD/h, 1,000 187,710,
+# 2,000 186,676-187,011 (three runs), 5,000 189,097 (its masters found nothing in 6-9 s); 188,476-188,555
+# with no recombination. A master over all 10,000 found nothing in 33 s
+PART_MODELS = 2_000
 # of that time left after the LP's consolidated configurations: each model's least-cost configuration
 # at the LP's duals, one small MIP per model (``Configurations.add_priced``; M 1.1-1.2 s for its 500
 # models, L 4.8-4.9 s for 2,000). Side by side with the route before it (no pricing; shares of the
@@ -414,27 +421,66 @@ def price_pairs(model: MatrixModel, lp: LpResult, v: FloatArray, allowed: BoolAr
     return result
 
 
+def model_parts(model: MatrixModel, v: FloatArray, size: int) -> list[IntArray]:
+    """The models in parts of ``size``, each model with those whose pool with most of their GPUs
+    in the plan ``v`` is near its own (pools come location by location)."""
+    a = model.arrays
+    x0, x1 = model.blocks["x"]
+    gpus = np.round(v[x0:x1]) * a.pair_c
+    order = np.lexsort((-gpus, a.pair_model))
+    pm = a.pair_model[order]
+    first = order[np.r_[True, pm[1:] != pm[:-1]]] if len(order) else order
+    home = np.full(len(a.models), -1, dtype=np.int64)
+    home[a.pair_model[first]] = a.pair_pool[first]
+    placed = np.flatnonzero(home >= 0)
+    ranked = placed[np.argsort(home[placed], kind="stable")]
+    return [ranked[i:i + size] for i in range(0, len(ranked), size)]
+
+
 def _recombined(model: MatrixModel, configs: Configurations | None, v: FloatArray, clock: Clock, reserve: float,
                 csr: Any, lp: LpResult | None = None, allowed: BoolArray | None = None,
                 workers: int = 1) -> FloatArray:
     """``v``, or the better plan ``recombine`` puts together from the configurations seen so far;
     given the LP ``lp``, then again with the LP's consolidated from that plan and each model's
     configuration priced at the LP's duals (over ``allowed`` pairs, on ``workers`` threads): when
-    the slower master finds nothing better in its time, the quick one's plan stands."""
+    the slower master finds nothing better in its time, the quick one's plan stands. Beyond
+    RECOMBINE_PAIRS, each master runs part by part (``model_parts``), and the LP's fractions are
+    gathered one way only."""
     if configs is None:
         return v
     share = RECOMBINE_SHARE_LP if lp is not None else RECOMBINE_SHARE
     deadline = time.monotonic() + min(clock.left() - reserve, share * clock.limit)
 
+    by_parts = model.arrays.n_pairs > RECOMBINE_PAIRS
+
     def once(v: FloatArray, left: float, note: str = "") -> FloatArray:
         if left < 0.1:
             return v
-        r = recombine(model, configs, v, time_limit=left, csr=csr, workers=workers)
-        better = r.values if r.values is not None else v
-        again = " (again without the start)" if r.retried else ""
-        clock.mark("recombine", f"{r.configurations} configurations{note}, {r.status}{again}, {r.moved} models moved, "
-                                f"value {model_value(model, better):.2f}")
-        return better
+        if not by_parts:
+            r = recombine(model, configs, v, time_limit=left, csr=csr, workers=workers)
+            better = r.values if r.values is not None else v
+            again = " (again without the start)" if r.retried else ""
+            clock.mark("recombine", f"{r.configurations} configurations{note}, {r.status}{again}, "
+                                    f"{r.moved} models moved, value {model_value(model, better):.2f}")
+            return better
+        # a fleet too large for one master: a master per part, the others as they are
+        end = time.monotonic() + left
+        parts = model_parts(model, v, PART_MODELS)
+        moved = done = 0
+        for i, part in enumerate(parts):
+            share = (end - time.monotonic()) / (len(parts) - i)
+            if share < 0.1:
+                break
+            r = recombine(model, configs, v, time_limit=share, csr=csr, workers=workers, models=part)
+            done += 1
+            if r.values is not None:
+                v, moved = r.values, moved + r.moved
+            if DEBUG:
+                print(f"    part {i}: {len(part)} models, {r.configurations} configurations, {r.status}, "
+                      f"{r.moved} moved, {r.seconds:.1f}s, value {model_value(model, v):.2f}")
+        clock.mark("recombine", f"{done} of {len(parts)} parts{note}, {moved} models moved, "
+                                f"value {model_value(model, v):.2f}")
+        return v
 
     first = min(deadline - time.monotonic(), RECOMBINE_SHARE * clock.limit)
     if first < 0.1:
@@ -444,7 +490,7 @@ def _recombined(model: MatrixModel, configs: Configurations | None, v: FloatArra
         return v
     # a master over more configurations needs more time: every way of gathering the LP's fractions
     # when it has the time (M and L), the first alone when it has not
-    ways = ONTO if deadline - time.monotonic() >= ALL_ONTO_SECONDS else ONTO[:1]
+    ways = ONTO if deadline - time.monotonic() >= ALL_ONTO_SECONDS and not by_parts else ONTO[:1]
     until = time.monotonic() + CONSOLIDATE_SHARE * (deadline - time.monotonic())
     added = sum(configs.add_replicas(consolidated(model, lp.values, v, onto), v, time_limit=until - time.monotonic())
                 for onto in ways)
@@ -552,12 +598,11 @@ def solve_model(model: MatrixModel, clock: Clock, gap: float, workers: int = 1,
         clock.mark("full mip", f"{sol.status} value {model_value(model, v):.2f} bound {sol.bound:.2f}")
 
     # the configurations of each model the search comes across, for recombining (not in a re-plan,
-    # whose search is short and moves few models; not on the largest fleets, whose blocks take
-    # seconds to find and whose master did not finish in the time it had), with the LP's
-    # consolidated (``recombine.consolidated``), which the master needs more time to fit together
+    # whose search is short and moves few models), with the LP's consolidated
+    # (``recombine.consolidated``), which the master needs more time to fit together
     configs = None
-    if mode != "replan" and a.n_pairs <= RECOMBINE_PAIRS:
-        configs = Configurations(model, csr=hood.csr)
+    if mode != "replan":
+        configs = Configurations(model, csr=hood.csr, csc=hood.csc)
         configs.add_plan(v)
     lp_configs = lp if configs is not None else None  # the LP whose configurations the recombination gets
     # the first plan leaves most models paying for a fraction of a replica in each pool they use:

@@ -66,18 +66,29 @@ PRICE_GAP = 1e-2
 PRICE_STEP = 0.05  # seconds at most for one model's pricing MIP (most take 1-4 ms; a few would take 0.5 s)
 
 
+def on_columns(rows: Any, cols: IntArray) -> Any:
+    """The columns ``cols`` (sorted) of the CSR matrix ``rows``, as CSC. (scipy's column selection
+    on a CSR matrix allocates a vector of every column per call: 2.8 ms at XL's 8.3M columns,
+    against 1-4 ms for a model's pricing MIP.)"""
+    idx = rows.indices
+    pos = np.minimum(np.searchsorted(cols, idx), max(0, len(cols) - 1))
+    hit = cols[pos] == idx if len(cols) else np.zeros(len(idx), dtype=bool)
+    row = np.repeat(np.arange(rows.shape[0]), np.diff(rows.indptr))
+    return sp.csc_matrix((rows.data[hit], (row[hit], pos[hit])), shape=(rows.shape[0], len(cols)))
+
+
 class Configurations:
     """Per model, the distinct values its own columns took in the plans and steps recorded."""
 
-    def __init__(self, model: MatrixModel, blocks: Blocks | None = None, csr: Any = None) -> None:
-        """``csr``: the model's matrix as CSR, when the caller has it."""
+    def __init__(self, model: MatrixModel, blocks: Blocks | None = None, csr: Any = None, csc: Any = None) -> None:
+        """``csr``, ``csc``: the model's matrix as CSR and as CSC, when the caller has them."""
         self.model = model
         self.csr = model.A.tocsr() if csr is None else csr
-        self.blocks = blocks if blocks is not None else model_blocks(model, self.csr)
+        self.blocks = blocks if blocks is not None else model_blocks(model, self.csr, csc)
         self.n_models = len(self.blocks.col_ptr) - 1
         self._seen: list[dict[bytes, int]] = [{} for _ in range(self.n_models)]  # key -> entry
         self.entries: list[tuple[int, FloatArray]] = []  # (model, values on its columns)
-        self._local: tuple[IntArray, Any, IntArray] | None = None
+        self._local: tuple[IntArray, IntArray] | None = None
 
     def columns(self, m: int) -> IntArray:
         b = self.blocks
@@ -96,19 +107,26 @@ class Configurations:
         self.entries.append((m, z))
         return seen[key]
 
-    def local_rows(self) -> tuple[IntArray, Any, IntArray]:
-        """The rows of single models, those rows of the matrix (CSR), and the model each belongs to."""
+    def local_rows(self) -> tuple[IntArray, IntArray]:
+        """The rows of single models, model by model: model m's are ``rows[ptr[m]:ptr[m + 1]]``
+        (row indices of the matrix; its CSR, ``csr``, gives their entries)."""
         if self._local is None:
             local = np.flatnonzero(self.blocks.local)
-            A_local = self.csr[local]
-            self._local = (local, A_local, self.blocks.row_owner[local])
+            owner = self.blocks.row_owner[local]
+            order = np.argsort(owner, kind="stable")
+            self._local = (local[order], np.searchsorted(owner[order], np.arange(self.n_models + 1)))
         return self._local
 
-    def add_plan(self, v: FloatArray) -> IntArray:
-        """Every model's configuration in the plan ``v``; returns their entries."""
-        got = [self._add(m, v[cols].copy(), force=True)
-               for m in range(self.n_models) if len(cols := self.columns(m))]
+    def add_plan(self, v: FloatArray, models: IntArray | None = None) -> IntArray:
+        """Every model's configuration in the plan ``v`` (of ``models`` alone, when given);
+        returns their entries."""
+        which = range(self.n_models) if models is None else models.tolist()
+        got = [self._add(m, v[cols].copy(), force=True) for m in which if len(cols := self.columns(m))]
         return np.array(got, dtype=np.int64)
+
+    def models_of_entries(self) -> IntArray:
+        """The model of each entry."""
+        return np.fromiter((m for m, _ in self.entries), dtype=np.int64, count=len(self.entries))
 
     def add_step(self, v: FloatArray, free: IntArray, new: FloatArray, models: IntArray) -> None:
         """The configurations of ``models`` in the plan ``v`` with its (sorted) ``free`` columns
@@ -146,7 +164,8 @@ class Configurations:
     def _complete(self, models: IntArray, x: IntArray, v: FloatArray, time_limit: float) -> int:
         """``add_replicas`` for the given models."""
         model = self.model
-        local, A_local, row_model = self.local_rows()
+        local, _ = self.local_rows()
+        row_model = self.blocks.row_owner[local]
         a = model.arrays
         x0, x1 = model.blocks["x"]
         y0 = model.blocks["y"][0]
@@ -166,11 +185,11 @@ class Configurations:
             open_route[is_y] = w[x0 + a.route_pair[cols[is_y] - y0]] > 0.5
             w[cols[is_y & ~open_route]] = 0.0  # routes of pairs without replicas
             free = cols[~is_x & (~is_y | open_route)]
-            rows = np.flatnonzero(changed[row_model])
-            sub = A_local[rows]
-            fixed = sub @ w - sub[:, free] @ w[free]
-            lo, hi = model.row_lo[local[rows]] - fixed, model.row_hi[local[rows]] - fixed
-            part = sub[:, free].tocsc()
+            rows = np.sort(local[changed[row_model]])
+            sub = self.csr[rows]
+            part = on_columns(sub, free)
+            fixed = sub @ w - part @ w[free]
+            lo, hi = model.row_lo[rows] - fixed, model.row_hi[rows] - fixed
             left = max(0.05, time_limit - (time.monotonic() - started))
             sol = solve_arrays(part, model.cost[free], model.lb[free], model.ub[free], lo, hi, model.integer[free],
                                time_limit=left, gap=1e-4)
@@ -184,7 +203,7 @@ class Configurations:
                                 integer=model.integer[free], time_limit=left)
             if not len(bad):
                 return 0
-            changed[row_model[rows[bad]]] = False
+            changed[self.blocks.row_owner[rows[bad]]] = False
         return 0
 
     def add_priced(self, rc: FloatArray, pairs: BoolArray, v: FloatArray, deadline: float, workers: int = 1,
@@ -199,9 +218,7 @@ class Configurations:
         b = self.blocks
         # a pair left out takes its replicas, routes and gang and churn columns with it (at 0)
         out = ~model.with_pairs(pairs) & (model.lb <= 0)
-        local, A_local, row_model = self.local_rows()
-        by_model = np.argsort(row_model, kind="stable")
-        row_ptr = np.searchsorted(row_model[by_model], np.arange(self.n_models + 1))
+        local, row_ptr = self.local_rows()
         owned = b.owner >= 0
         worth = np.bincount(b.owner[owned], weights=(rc * v)[owned], minlength=self.n_models)
         order = np.argsort(-worth, kind="stable")
@@ -215,14 +232,14 @@ class Configurations:
                 return
             keep = ~out[cols]
             free = cols[keep]
-            rows = by_model[row_ptr[m]:row_ptr[m + 1]]
-            sub = A_local[rows][:, free].tocsc()
+            rows = local[row_ptr[m]:row_ptr[m + 1]]
+            sub = on_columns(self.csr[rows], free)
             # the plan's configuration meets the model's own rows: from it, the MIP needs no search
             # for a first answer, and never answers worse (M 9,038-9,055 against 9,050-9,086, five
             # runs each side by side; L 37,002-37,047 against 37,014-37,061, three)
             fits = not np.any(v[cols[~keep]])
-            sol = solve_arrays(sub, rc[free], model.lb[free], model.ub[free], model.row_lo[local[rows]],
-                               model.row_hi[local[rows]], model.integer[free], time_limit=min(step_limit, left),
+            sol = solve_arrays(sub, rc[free], model.lb[free], model.ub[free], model.row_lo[rows],
+                               model.row_hi[rows], model.integer[free], time_limit=min(step_limit, left),
                                gap=PRICE_GAP, options=START_OPTIONS if fits else STEP_OPTIONS,
                                start=v[free] if fits else None)
             if sol.values is None:
@@ -288,26 +305,52 @@ class RecombineResult:
 
 
 def recombine(model: MatrixModel, configs: Configurations, v: FloatArray, time_limit: float,
-              csr: Any = None, workers: int = 1) -> RecombineResult:
+              csr: Any = None, workers: int = 1, models: IntArray | None = None) -> RecombineResult:
     """The least-cost plan made of one recorded configuration per model (the incumbent ``v``'s
     among them) and any values of the columns no model owns; ``csr``: the model's matrix as CSR,
     when the caller has it. ``workers``: searches at once, each on its own random seed (the other
-    threads of the route are idle while the master runs), the best answer taken."""
+    threads of the route are idle while the master runs), the best answer taken. ``models``: only
+    these models change (every other one keeps its configuration in ``v``), and of the columns no
+    model owns, only those in the rows theirs touch: a master over a part of a fleet too large for
+    one."""
     started = time.monotonic()
-    mine = configs.add_plan(v)  # the incumbent's configurations: the master's start, and its feasibility
+    mine = configs.add_plan(v, models)  # the incumbent's configurations: the master's start, and its feasibility
     b = configs.blocks
     A = model.A.tocsr() if csr is None else csr
     link = np.flatnonzero(~b.local)
     alone = np.flatnonzero(b.owner < 0)
-    ms = np.fromiter((m for m, _ in configs.entries), dtype=np.int64, count=len(configs))
+    picked = np.arange(len(configs))
+    if models is not None:
+        in_part = np.zeros(configs.n_models, dtype=bool)
+        in_part[models] = True
+        picked = np.flatnonzero(in_part[configs.models_of_entries()])
+    entries = [configs.entries[int(k)] for k in picked]
+    ms = np.fromiter((m for m, _ in entries), dtype=np.int64, count=len(entries))
     K = len(ms)
     # every configuration as a column of Z (model columns x configurations)
     rows = np.concatenate([configs.columns(int(m)) for m in ms])
-    data = np.concatenate([z for _, z in configs.entries])
-    owner_ptr = np.repeat(np.arange(K), [len(z) for _, z in configs.entries])
+    data = np.concatenate([z for _, z in entries])
+    owner_ptr = np.repeat(np.arange(K), [len(z) for _, z in entries])
     Z = sp.csc_matrix((data, (rows, owner_ptr)), shape=(model.n_cols, K))
     A_link = A[link, :]
     V = (A_link @ Z).tocsc()
+    lo, hi = model.row_lo[link], model.row_hi[link]
+    if models is not None:
+        # the rows the part's configurations touch, the unowned columns in them, and every row
+        # those touch; everything else stays as in ``v``, its share of those rows in their bounds
+        touched = np.zeros(len(link), dtype=bool)
+        touched[V.indices] = True
+        A_alone = A_link[:, alone].tocsc()
+        hits = np.diff(A_alone[touched].tocsc().indptr) > 0
+        alone, A_alone = alone[hits], A_alone[:, hits]
+        touched[A_alone.indices] = True
+        keep = np.flatnonzero(touched)
+        fixed = v.copy()
+        fixed[rows] = 0.0
+        fixed[alone] = 0.0
+        rest = A_link[keep] @ fixed
+        link, A_link, V = link[keep], A_link[keep], V[keep]
+        lo, hi = lo[keep] - rest, hi[keep] - rest
     conv_models, conv_row = np.unique(ms, return_inverse=True)
     conv = sp.csc_matrix((np.ones(K), (conv_row, np.arange(K))), shape=(len(conv_models), K))
     master = sp.vstack([sp.hstack([V, A_link[:, alone]]),
@@ -316,13 +359,12 @@ def recombine(model: MatrixModel, configs: Configurations, v: FloatArray, time_l
     lb = np.concatenate([np.zeros(K), model.lb[alone]])
     ub = np.concatenate([np.ones(K), model.ub[alone]])
     ones = np.ones(len(conv_models))
-    lo = np.concatenate([model.row_lo[link], ones])
-    hi = np.concatenate([model.row_hi[link], ones])
+    lo = np.concatenate([lo, ones])
+    hi = np.concatenate([hi, ones])
     integer = np.concatenate([np.ones(K, dtype=bool), model.integer[alone]])
     problem = (master, cost, lb, ub, lo, hi, integer)
     # start: the incumbent's configuration of each model (its entry, added with force above)
-    incumbent = np.zeros(K)
-    incumbent[mine] = 1.0
+    incumbent = np.isin(picked, mine).astype(float)
     start = np.concatenate([incumbent, v[alone]])
     left = time_limit - (time.monotonic() - started)
     if left < 0.05:
@@ -356,7 +398,7 @@ def recombine(model: MatrixModel, configs: Configurations, v: FloatArray, time_l
     order = np.lexsort((-lam, ms))
     first = order[np.r_[True, ms[order][1:] != ms[order][:-1]]]
     for k in first:
-        m, z = configs.entries[int(k)]
+        m, z = entries[int(k)]
         if incumbent[k] < 0.5:
             moved += 1
         new[configs.columns(m)] = z

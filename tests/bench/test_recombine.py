@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 import placer.optimizer.large as large
 import placer.optimizer.recombine as recombine_mod
@@ -17,7 +18,7 @@ from bench.generate import generate, to_fleet
 from placer.cost import price
 from placer.optimizer.highs import Solution
 from placer.optimizer.lns import sweep
-from placer.optimizer.recombine import ONTO, Configurations, consolidated, recombine
+from placer.optimizer.recombine import ONTO, Configurations, consolidated, on_columns, recombine
 from policies import build_rules
 from tests.bench import firstplan
 from tests.bench.firstplan import assert_feasible, assert_keeps_rules, first_plan
@@ -143,6 +144,58 @@ def test_each_worker_searches_on_its_own_seed_and_the_best_answer_counts(plans, 
     assert r.values is not None and r.status == "OPTIMAL" and cost(model, r.values) < cost(model, first)
     assert not r.retried
     assert_feasible(model, r.values)
+
+
+def test_a_master_over_some_models_moves_those_alone_and_keeps_every_row(plans):
+    """``models``: a master over one part of the fleet, every other model kept as in the plan (its
+    share of the rows between models in their bounds). Over each part in turn from the first
+    plan, the plan improves and never breaks a row; over every model at once, the same optimum
+    as the master without ``models``."""
+    _, model, _, first, _, configs = plans
+    parts = large.model_parts(model, first, 20)
+    v, gained = first, 0
+    for part in parts:
+        r = recombine(model, configs, v, time_limit=30, models=part)
+        assert r.status == "OPTIMAL"
+        if r.values is None:
+            continue
+        others = np.setdiff1d(np.arange(configs.n_models), part)
+        for m in others:
+            assert np.array_equal(r.values[configs.columns(int(m))], v[configs.columns(int(m))]), m
+        assert_feasible(model, r.values)
+        assert cost(model, r.values) < cost(model, v)
+        v, gained = r.values, gained + 1
+    assert gained >= 2 and len(parts) == 3
+    every = recombine(model, configs, first, time_limit=30, models=np.arange(configs.n_models))
+    whole = recombine(model, configs, first, time_limit=30)
+    assert every.values is not None and whole.values is not None and every.status == whole.status == "OPTIMAL"
+    assert cost(model, every.values) == pytest.approx(cost(model, whole.values), rel=1e-9)
+
+
+def test_parts_hold_every_placed_model_once_with_those_on_pools_near_it(plans):
+    """``large.model_parts``: parts of at most the size, every model with replicas in exactly one,
+    in the order of the pool holding most of each model's GPUs."""
+    _, model, _, first, _, _ = plans
+    a = model.arrays
+    x0, x1 = model.blocks["x"]
+    parts = large.model_parts(model, first, 7)
+    every = np.concatenate(parts)
+    placed = np.unique(a.pair_model[np.round(first[x0:x1]) > 0])
+    assert all(len(p) <= 7 for p in parts) and np.array_equal(np.sort(every), placed)
+    gpus = np.round(first[x0:x1]) * a.pair_c
+    home = [int(a.pair_pool[np.flatnonzero(a.pair_model == m)][np.argmax(gpus[a.pair_model == m])]) for m in every]
+    assert home == sorted(home)
+
+
+def test_columns_of_a_csr_matrix_as_scipy_selects_them():
+    rng = np.random.default_rng(1)
+    for n in (1, 50, 5000):
+        rows = sp.random(20, n, density=0.1, format="csr", random_state=2)
+        for k in sorted({0, 1, min(n, 7), n}):
+            cols = np.sort(rng.choice(n, k, replace=False))
+            got, want = on_columns(rows, cols), rows[:, cols].tocsc()
+            assert got.shape == want.shape and abs(got - want).sum() == 0
+            assert np.array_equal(got.indptr, want.indptr) and np.array_equal(got.indices, want.indices)
 
 
 def test_a_step_answer_is_recorded_with_its_free_columns_set(plans):
@@ -372,12 +425,16 @@ def test_recombining_with_priced_configurations_finds_a_better_plan(plans, lp_re
     assert_feasible(model, priced.values)
 
 
-@pytest.mark.parametrize("all_onto", [4.0, 0.0])
-def test_the_route_recombines_after_its_sweep_and_keeps_every_rule(monkeypatch, all_onto):
+@pytest.mark.parametrize("all_onto, by_parts", [(4.0, False), (0.0, False), (0.0, True)])
+def test_the_route_recombines_after_its_sweep_and_keeps_every_rule(monkeypatch, all_onto, by_parts):
     """The sweep's configurations first, then the LP's as well: gathered one way when the master
-    has under ALL_ONTO_SECONDS (here 1.2 s of 4), every way when it has more."""
+    has under ALL_ONTO_SECONDS (here 1.2 s of 4), every way when it has more; beyond
+    RECOMBINE_PAIRS, one way, and a master per part of PART_MODELS models."""
     monkeypatch.setattr(large, "FULL_MIP_COLS", 0)  # as on a fleet too large for HiGHS on the whole model
     monkeypatch.setattr(large, "ALL_ONTO_SECONDS", all_onto)
+    if by_parts:
+        monkeypatch.setattr(large, "RECOMBINE_PAIRS", 0)
+        monkeypatch.setattr(large, "PART_MODELS", 30)
     ways: list[str] = []
     real = large.consolidated
 
@@ -393,7 +450,8 @@ def test_the_route_recombines_after_its_sweep_and_keeps_every_rule(monkeypatch, 
     # first the sweep's configurations, then with the LP's as well
     recombined = [m for m in said if m.startswith("recombine")]
     assert len(recombined) == 2 and "from the LP" in recombined[1] and "priced" in recombined[1], said
-    assert tuple(ways) == (ONTO if all_onto == 0.0 else ONTO[:1])
+    assert all(("of 3 parts" in m) == by_parts for m in recombined), said
+    assert tuple(ways) == (ONTO if all_onto == 0.0 and not by_parts else ONTO[:1])
     assert_keeps_rules(fleet, r.placement, RULES)
     priced = price(fleet, r.placement, RULES)
     assert r.objective == pytest.approx(priced.objective, rel=1e-6, abs=1e-6)
