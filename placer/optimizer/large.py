@@ -422,8 +422,9 @@ def price_pairs(model: MatrixModel, lp: LpResult, v: FloatArray, allowed: BoolAr
 
 
 def model_parts(model: MatrixModel, v: FloatArray, size: int) -> list[IntArray]:
-    """The models in parts of ``size``, each model with those whose pool with most of their GPUs
-    in the plan ``v`` is near its own (pools come location by location)."""
+    """Every model with pairs, in parts of ``size``: each model with those whose pool with most of
+    their GPUs in the plan ``v`` (a model without replicas: its first pair's) is near its own
+    (pools come location by location)."""
     a = model.arrays
     x0, x1 = model.blocks["x"]
     gpus = np.round(v[x0:x1]) * a.pair_c
@@ -432,8 +433,8 @@ def model_parts(model: MatrixModel, v: FloatArray, size: int) -> list[IntArray]:
     first = order[np.r_[True, pm[1:] != pm[:-1]]] if len(order) else order
     home = np.full(len(a.models), -1, dtype=np.int64)
     home[a.pair_model[first]] = a.pair_pool[first]
-    placed = np.flatnonzero(home >= 0)
-    ranked = placed[np.argsort(home[placed], kind="stable")]
+    has = np.flatnonzero(home >= 0)
+    ranked = has[np.argsort(home[has], kind="stable")]
     return [ranked[i:i + size] for i in range(0, len(ranked), size)]
 
 

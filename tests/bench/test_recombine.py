@@ -173,18 +173,21 @@ def test_a_master_over_some_models_moves_those_alone_and_keeps_every_row(plans):
 
 
 def test_parts_hold_every_placed_model_once_with_those_on_pools_near_it(plans):
-    """``large.model_parts``: parts of at most the size, every model with replicas in exactly one,
-    in the order of the pool holding most of each model's GPUs."""
+    """``large.model_parts``: parts of at most the size, every model with pairs in exactly one, in
+    the order of the pool holding most of each model's GPUs (a model without replicas: the pool
+    of its first pair)."""
     _, model, _, first, _, _ = plans
     a = model.arrays
     x0, x1 = model.blocks["x"]
-    parts = large.model_parts(model, first, 7)
+    v = first.copy()
+    gone = int(a.pair_model[np.flatnonzero(np.round(v[x0:x1]) > 0)[0]])
+    v[x0:x1][a.pair_model == gone] = 0.0  # one model placed nowhere
+    parts = large.model_parts(model, v, 7)
     every = np.concatenate(parts)
-    placed = np.unique(a.pair_model[np.round(first[x0:x1]) > 0])
-    assert all(len(p) <= 7 for p in parts) and np.array_equal(np.sort(every), placed)
-    gpus = np.round(first[x0:x1]) * a.pair_c
+    assert all(len(p) <= 7 for p in parts) and np.array_equal(np.sort(every), np.unique(a.pair_model))
+    gpus = np.round(v[x0:x1]) * a.pair_c
     home = [int(a.pair_pool[np.flatnonzero(a.pair_model == m)][np.argmax(gpus[a.pair_model == m])]) for m in every]
-    assert home == sorted(home)
+    assert home == sorted(home) and gone in every
 
 
 def test_columns_of_a_csr_matrix_as_scipy_selects_them():
