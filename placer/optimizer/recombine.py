@@ -304,19 +304,24 @@ class RecombineResult:
     retried: bool = False  # HiGHS gave the start back at once: the master ran again without it
 
 
-def recombine(model: MatrixModel, configs: Configurations, v: FloatArray, time_limit: float,
-              csr: Any = None, workers: int = 1, models: IntArray | None = None) -> RecombineResult:
-    """The least-cost plan made of one recorded configuration per model (the incumbent ``v``'s
-    among them) and any values of the columns no model owns; ``csr``: the model's matrix as CSR,
-    when the caller has it. ``workers``: searches at once, each on its own random seed (the other
-    threads of the route are idle while the master runs), the best answer taken. ``models``: only
-    these models change (every other one keeps its configuration in ``v``), and of the columns no
-    model owns, only those in the rows theirs touch: a master over a part of a fleet too large for
-    one."""
-    started = time.monotonic()
-    mine = configs.add_plan(v, models)  # the incumbent's configurations: the master's start, and its feasibility
+@dataclass
+class _Problem:
+    """The master: one column per configuration (``picked`` entries), then the ``alone`` columns
+    no model owns; its rows: the rows between models (``link``), then one per model (pick one)."""
+
+    problem: tuple[Any, FloatArray, FloatArray, FloatArray, FloatArray, FloatArray, Any]
+    A: Any  # the model's matrix, CSR
+    link: IntArray
+    alone: IntArray
+    picked: IntArray
+    entries: list[tuple[int, FloatArray]]
+
+
+def _master(model: MatrixModel, configs: Configurations, A: Any, models: IntArray | None = None,
+            v: FloatArray | None = None) -> _Problem:
+    """``recombine``'s master (see there for ``models`` and the plan ``v``, which only a master
+    over some models needs); ``A``: the model's matrix as CSR."""
     b = configs.blocks
-    A = model.A.tocsr() if csr is None else csr
     link = np.flatnonzero(~b.local)
     alone = np.flatnonzero(b.owner < 0)
     picked = np.arange(len(configs))
@@ -335,7 +340,7 @@ def recombine(model: MatrixModel, configs: Configurations, v: FloatArray, time_l
     A_link = A[link, :]
     V = (A_link @ Z).tocsc()
     lo, hi = model.row_lo[link], model.row_hi[link]
-    if models is not None:
+    if models is not None and v is not None:
         # the rows the part's configurations touch, the unowned columns in them, and every row
         # those touch; everything else stays as in ``v``, its share of those rows in their bounds
         touched = np.zeros(len(link), dtype=bool)
@@ -359,10 +364,41 @@ def recombine(model: MatrixModel, configs: Configurations, v: FloatArray, time_l
     lb = np.concatenate([np.zeros(K), model.lb[alone]])
     ub = np.concatenate([np.ones(K), model.ub[alone]])
     ones = np.ones(len(conv_models))
-    lo = np.concatenate([lo, ones])
-    hi = np.concatenate([hi, ones])
     integer = np.concatenate([np.ones(K, dtype=bool), model.integer[alone]])
-    problem = (master, cost, lb, ub, lo, hi, integer)
+    problem = (master, cost, lb, ub, np.concatenate([lo, ones]), np.concatenate([hi, ones]), integer)
+    return _Problem(problem, A, link, alone, picked, entries)
+
+
+def master_duals(model: MatrixModel, configs: Configurations, time_limit: float,
+                 csr: Any = None) -> tuple[float, FloatArray] | None:
+    """The LP of ``recombine``'s master over every configuration: its value, and its duals on the
+    rows between models (0 on every other row of the model), the prices a next round of
+    ``Configurations.add_priced`` may set from. None when the LP did not solve in time."""
+    mp = _master(model, configs, model.A.tocsr() if csr is None else csr)
+    sol = solve_arrays(*mp.problem[:6], None, time_limit=time_limit)
+    if sol.status != "OPTIMAL" or sol.row_duals is None:
+        return None
+    pi = np.zeros(model.n_rows)
+    pi[mp.link] = sol.row_duals[:len(mp.link)]
+    return sol.objective, pi
+
+
+def recombine(model: MatrixModel, configs: Configurations, v: FloatArray, time_limit: float,
+              csr: Any = None, workers: int = 1, models: IntArray | None = None) -> RecombineResult:
+    """The least-cost plan made of one recorded configuration per model (the incumbent ``v``'s
+    among them) and any values of the columns no model owns; ``csr``: the model's matrix as CSR,
+    when the caller has it. ``workers``: searches at once, each on its own random seed (the other
+    threads of the route are idle while the master runs), the best answer taken. ``models``: only
+    these models change (every other one keeps its configuration in ``v``), and of the columns no
+    model owns, only those in the rows theirs touch: a master over a part of a fleet too large for
+    one."""
+    started = time.monotonic()
+    mine = configs.add_plan(v, models)  # the incumbent's configurations: the master's start, and its feasibility
+    mp = _master(model, configs, model.A.tocsr() if csr is None else csr, models, v)
+    A, picked, entries, alone, K = mp.A, mp.picked, mp.entries, mp.alone, len(mp.picked)
+    ms = np.fromiter((mi for mi, _ in entries), dtype=np.int64, count=K)
+    problem = mp.problem
+    cost = problem[1]
     # start: the incumbent's configuration of each model (its entry, added with force above)
     incumbent = np.isin(picked, mine).astype(float)
     start = np.concatenate([incumbent, v[alone]])
@@ -386,8 +422,8 @@ def recombine(model: MatrixModel, configs: Configurations, v: FloatArray, time_l
     searches = max(1, workers)
     with ThreadPoolExecutor(max_workers=searches) as pool:
         tries = list(pool.map(attempt, range(searches)))
-    found = [t for t in tries if t[0].values is not None]
-    sol, retried = min(found, key=lambda t: float(cost @ t[0].values)) if found else tries[0]
+    found = [(t, t[0].values) for t in tries if t[0].values is not None]
+    sol, retried = min(found, key=lambda f: float(cost @ f[1]))[0] if found else tries[0]
     if sol.values is None:
         return RecombineResult(None, sol.status, K, time.monotonic() - started, retried=retried)
     lam = sol.values[:K]

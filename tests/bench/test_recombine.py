@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import math
 import time
 
 import numpy as np
@@ -18,7 +19,7 @@ from bench.generate import generate, to_fleet
 from placer.cost import price
 from placer.optimizer.highs import Solution
 from placer.optimizer.lns import sweep
-from placer.optimizer.recombine import ONTO, Configurations, consolidated, on_columns, recombine
+from placer.optimizer.recombine import ONTO, Configurations, consolidated, master_duals, on_columns, recombine
 from policies import build_rules
 from tests.bench import firstplan
 from tests.bench.firstplan import assert_feasible, assert_keeps_rules, first_plan
@@ -428,6 +429,28 @@ def test_recombining_with_priced_configurations_finds_a_better_plan(plans, lp_re
     assert_feasible(model, priced.values)
 
 
+def test_the_master_lp_lies_between_the_lp_and_the_master_and_its_duals_bound(plans, lp_result):
+    """``master_duals``: the LP of the master over the recorded configurations. Each configuration
+    meets its model's rows (cover cuts among them), so that LP is at least the model's LP; it is at
+    most the master's integer optimum; its duals price the rows between models alone; and at them
+    the Lagrangian bound by model (over every configuration, not only those recorded) is at most
+    its value (weak duality)."""
+    from placer.optimizer.bound import model_bound
+
+    _, model, _, first, _, seen = plans
+    configs = copy.deepcopy(seen)
+    got = master_duals(model, configs, time_limit=30)
+    assert got is not None
+    value, pi = got
+    best = recombine(model, copy.deepcopy(configs), first, time_limit=30)
+    assert best.status == "OPTIMAL" and best.values is not None
+    tol = 1e-6 * abs(value)
+    assert lp_result.value - tol <= value <= cost(model, best.values) + tol
+    assert not pi[configs.blocks.local].any() and np.any(pi != 0)
+    bound = model_bound(model, pi, time.monotonic() + 60, workers=2)
+    assert bound.status == "OPTIMAL" and bound.bound <= value + tol
+
+
 @pytest.mark.parametrize("all_onto, by_parts", [(4.0, False), (0.0, False), (0.0, True)])
 def test_the_route_recombines_after_its_sweep_and_keeps_every_rule(monkeypatch, all_onto, by_parts):
     """The sweep's configurations first, then the LP's as well: gathered one way when the master
@@ -446,6 +469,15 @@ def test_the_route_recombines_after_its_sweep_and_keeps_every_rule(monkeypatch, 
         return real(model, lp_values, v, onto)
 
     monkeypatch.setattr(large, "consolidated", consolidated_seen)
+    duals: list[float] = []
+    real_duals = large.master_duals
+
+    def master_duals_seen(*args, **kw):
+        got = real_duals(*args, **kw)
+        duals.append(math.nan if got is None else got[0])
+        return got
+
+    monkeypatch.setattr(large, "master_duals", master_duals_seen)
     fleet = to_fleet(generate(80, 20, seed=3))
     said: list[str] = []
     r = large.optimize_large(fleet, RULES, progress=said.append, time_limit=4.0)
@@ -455,6 +487,10 @@ def test_the_route_recombines_after_its_sweep_and_keeps_every_rule(monkeypatch, 
     assert len(recombined) == 2 and "from the LP" in recombined[1] and "priced" in recombined[1], said
     assert all(("of 3 parts" in m) == by_parts for m in recombined), said
     assert tuple(ways) == (ONTO if all_onto == 0.0 and not by_parts else ONTO[:1])
+    # a second round of pricing, from the master's LP, where the first leaves the time (this
+    # fleet's 80 models take far less than 1.2 s), not by parts
+    assert len(duals) == (0 if by_parts else 1) and all(math.isfinite(d) for d in duals)
+    assert ("in 2 rounds" in recombined[1]) == (not by_parts), said
     assert_keeps_rules(fleet, r.placement, RULES)
     priced = price(fleet, r.placement, RULES)
     assert r.objective == pytest.approx(priced.objective, rel=1e-6, abs=1e-6)
