@@ -22,7 +22,11 @@ come from three places:
   models (ADD_CHUNK models each);
 - pricing: ``Configurations.add_priced`` solves each model's own problem with the rows between
   models priced at the LP's duals (one small MIP per model, over the pairs nearest to pricing out,
-  started from the model's configuration in the plan).
+  started from the model's configuration in the plan); where there is the time, again at duals
+  between the LP's and those of the master's own LP (``master_duals``).
+
+On a fleet too large for one master, ``recombine(models=...)`` solves it over some models, every
+other one kept as it is.
 
 The plans the sweep reaches pay for whole replicas spread over many pools, and each model's
 answer there is the best around the others as they are; the LP's and the priced configurations
