@@ -63,7 +63,11 @@ ADD_CHUNK = 500  # models completed per MIP by ``add_replicas``
 # to its own LP bound; what it lacks in its time is incumbents). Side by side, three runs each: M
 # 9,056-9,059 against 9,053-9,074, L 37,065-37,076 against 37,070-37,123; on one dumped L master
 # given 9 s, 37,143 against 37,178 (0.8: the same 37,143)
-MASTER_OPTIONS: dict[str, object] = {"mip_heuristic_effort": 0.3}
+# Restarts off: at L, both seeds' masters once ran 13 minutes past a 6 s limit inside HiGHS 1.16's
+# presolve of a restart (HPresolve::strengthenInequalities, which checks no time limit there), until
+# killed; without restarts, M 9,021 and 9,031 against 9,029 and 9,026, L 36,949 and 36,949 against
+# 36,950 and 36,967 (side by side)
+MASTER_OPTIONS: dict[str, object] = {"mip_heuristic_effort": 0.3, "mip_allow_restart": False}
 # relative gap of a pricing MIP. L, three runs each: 1e-2 37,091-37,104 (pricing 4.9-5.0 s), 5e-2
 # 37,126-37,158 (4.0-4.3 s), 1e-3 37,080-37,137 (5.2-5.4 s)
 PRICE_GAP = 1e-2
