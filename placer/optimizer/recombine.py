@@ -323,6 +323,7 @@ class _Problem:
     alone: IntArray
     picked: IntArray
     entries: list[tuple[int, FloatArray]]
+    ms: IntArray  # the model of each configuration column
 
 
 def _master(model: MatrixModel, configs: Configurations, A: Any, models: IntArray | None = None,
@@ -374,7 +375,7 @@ def _master(model: MatrixModel, configs: Configurations, A: Any, models: IntArra
     ones = np.ones(len(conv_models))
     integer = np.concatenate([np.ones(K, dtype=bool), model.integer[alone]])
     problem = (master, cost, lb, ub, np.concatenate([lo, ones]), np.concatenate([hi, ones]), integer)
-    return _Problem(problem, A, link, alone, picked, entries)
+    return _Problem(problem, A, link, alone, picked, entries, ms)
 
 
 def master_duals(model: MatrixModel, configs: Configurations, time_limit: float,
@@ -403,8 +404,7 @@ def recombine(model: MatrixModel, configs: Configurations, v: FloatArray, time_l
     started = time.monotonic()
     mine = configs.add_plan(v, models)  # the incumbent's configurations: the master's start, and its feasibility
     mp = _master(model, configs, model.A.tocsr() if csr is None else csr, models, v)
-    A, picked, entries, alone, K = mp.A, mp.picked, mp.entries, mp.alone, len(mp.picked)
-    ms = np.fromiter((mi for mi, _ in entries), dtype=np.int64, count=K)
+    A, picked, entries, alone, ms, K = mp.A, mp.picked, mp.entries, mp.alone, mp.ms, len(mp.picked)
     problem = mp.problem
     cost = problem[1]
     # start: the incumbent's configuration of each model (its entry, added with force above)
