@@ -349,7 +349,8 @@ def _master(model: MatrixModel, configs: Configurations, A: Any, models: IntArra
     A_link = A[link, :]
     V = (A_link @ Z).tocsc()
     lo, hi = model.row_lo[link], model.row_hi[link]
-    if models is not None and v is not None:
+    if models is not None:
+        assert v is not None, "a master over some models keeps the others as in the plan v"
         # the rows the part's configurations touch, the unowned columns in them, and every row
         # those touch; everything else stays as in ``v``, its share of those rows in their bounds
         touched = np.zeros(len(link), dtype=bool)
