@@ -27,7 +27,7 @@ import scipy.sparse as sp
 from placer.optimizer.arrays import BoolArray, FloatArray, IntArray
 from placer.optimizer.highs import Solution, solve_arrays
 from placer.optimizer.lp import PairTables
-from placer.optimizer.matrix import MatrixModel
+from placer.optimizer.matrix import MatrixModel, rows_broken
 
 DEBUG = bool(os.environ.get("PLACER_DEBUG"))
 # small MIPs: HiGHS' own sub-MIP heuristics cost more than they find here
@@ -284,8 +284,7 @@ def _commit(model: MatrixModel, act: FloatArray, v: FloatArray, free: IntArray, 
     delta = new - v[free]
     rows = part.rows
     after = act[rows] + part.sub @ delta
-    tol = 1e-6 * np.maximum(1.0, np.abs(after))
-    if np.any(after < model.row_lo[rows] - tol) or np.any(after > model.row_hi[rows] + tol):
+    if np.any(rows_broken(part.sub, new, after, model.row_lo[rows], model.row_hi[rows])):
         return old_cost, old_cost, True
     act[rows] = after
     v[free] = new

@@ -127,6 +127,29 @@ class Row:
     hi: float
 
 
+# a row holds when its activity is within this share of the size of its terms (at least 1) of its
+# bounds: HiGHS answers continuous columns within its own tolerances, and a row such as "rate served
+# <= capacity a replica x replicas" sums terms of thousands to about 0, so a share of the sum would
+# refuse an answer 2e-6 over on terms of 5,461 (seen at M: a whole master's plan refused for it)
+ROW_TOLERANCE = 1e-6
+
+
+def rows_broken(A: Any, v: FloatArray, act: FloatArray, lo: FloatArray, hi: FloatArray) -> BoolArray:
+    """Which rows break their bounds ``lo``..``hi``: ``act`` is each row's activity, of which
+    ``A @ v`` is the part of the columns ``A`` holds (all of it, or the columns a step changes, the
+    rest fixed). A row counts as broken when it is off by more than ROW_TOLERANCE of the size of
+    its terms: |A| @ |v|, plus the fixed part's size."""
+    out: BoolArray = (act < lo - ROW_TOLERANCE * np.maximum(1.0, np.abs(act))) | \
+        (act > hi + ROW_TOLERANCE * np.maximum(1.0, np.abs(act)))
+    idx = np.flatnonzero(out)
+    if len(idx):  # off by more than a share of the sum: measure against the terms, on those rows alone
+        sub = A[idx]
+        mine = sub @ v
+        size = np.maximum(1.0, abs(sub) @ np.abs(v) + np.abs(act[idx] - mine))
+        out[idx] = (act[idx] < lo[idx] - ROW_TOLERANCE * size) | (act[idx] > hi[idx] + ROW_TOLERANCE * size)
+    return out
+
+
 # ---------------------------------------------------------------- the model
 
 

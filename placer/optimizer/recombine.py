@@ -55,7 +55,7 @@ from placer.optimizer.greedy import per_replica_cost
 from placer.optimizer.highs import Solution, solve_arrays
 from placer.optimizer.lns import START_OPTIONS, STEP_OPTIONS
 from placer.optimizer.lp import violated_rows
-from placer.optimizer.matrix import MatrixModel
+from placer.optimizer.matrix import MatrixModel, rows_broken
 
 MAX_PER_MODEL = 12  # configurations kept per model beyond the incumbent's (the first seen are kept)
 ADD_CHUNK = 500  # models completed per MIP by ``add_replicas``
@@ -447,9 +447,7 @@ def recombine(model: MatrixModel, configs: Configurations, v: FloatArray, time_l
         if incumbent[k] < 0.5:
             moved += 1
         new[configs.columns(m)] = z
-    act = A @ new
-    tol = 1e-6 * np.maximum(1.0, np.abs(act))
-    if np.any(act < model.row_lo - tol) or np.any(act > model.row_hi + tol):
+    if np.any(rows_broken(A, new, A @ new, model.row_lo, model.row_hi)):
         return RecombineResult(None, "ROWS", K, time.monotonic() - started, retried=retried)
     if float(model.cost @ new) >= float(model.cost @ v) - 1e-7 * max(1.0, abs(float(model.cost @ v))):
         return RecombineResult(None, sol.status, K, time.monotonic() - started, retried=retried)

@@ -19,6 +19,7 @@ from bench.generate import generate, to_fleet
 from placer.cost import price
 from placer.optimizer.highs import Solution
 from placer.optimizer.lns import sweep
+from placer.optimizer.matrix import rows_broken
 from placer.optimizer.recombine import ONTO, Configurations, consolidated, master_duals, on_columns, recombine
 from policies import build_rules
 from tests.bench import firstplan
@@ -96,6 +97,26 @@ def test_a_master_answer_that_breaks_a_row_is_not_taken(plans, monkeypatch):
     monkeypatch.setattr(recombine_mod, "solve_arrays", broken)
     r = recombine(model, configs, first, time_limit=30)
     assert r.values is None and r.status == "ROWS"
+
+
+@pytest.mark.parametrize("fmt", ["csr", "csc"])
+def test_a_row_holds_within_a_share_of_its_terms_not_of_its_sum(fmt):
+    """HiGHS answers continuous columns within its tolerances. ``rate <= 5,461 x replicas`` with
+    one replica sums 5,461 - 5,461.0000019 to about 0: off by 1.9e-6, more than 1e-6 of the sum
+    but not of the terms, so it holds (a whole master's plan was refused for this at M). Off by
+    0.1 it breaks. The part of a row outside ``A`` (fixed columns) counts in its size too."""
+    A = getattr(sp, f"{fmt}_matrix")(np.array([[-5461.0, 1.0], [0.0, 1.0]]))
+    lo, hi = np.array([-np.inf, -np.inf]), np.array([0.0, 4.0])
+    for over, broken in [(1.9e-6, False), (0.1, True)]:
+        v = np.array([1.0, 5461.0 + over])
+        got = rows_broken(A, v, A @ v, lo, hi)
+        assert list(got) == [broken, True]  # the second row: 5,461 against 4
+    # a step that changes the replicas alone: the rate is fixed, outside A, and its size still counts
+    step = A[:, [0]]
+    act = step @ np.array([1.0]) + np.array([5461.0 + 1.9e-6, 0.0])
+    assert not rows_broken(step, np.array([1.0]), act, lo, np.array([0.0, np.inf]))[0]
+    # with the old measure (a share of the sum) the first row was broken
+    assert act[0] > 1e-6 * max(1.0, abs(act[0]))
 
 
 def test_a_master_that_gives_the_start_back_at_once_runs_again_without_it(plans, monkeypatch):
