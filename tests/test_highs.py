@@ -53,3 +53,56 @@ def test_an_objective_the_values_do_not_have_is_not_taken(monkeypatch):
     assert sol.values is not None
     assert sol.objective == float(cost @ sol.values) == -9.0
     assert sol.status == "FEASIBLE" and sol.bound == -math.inf and sol.inconsistent
+
+
+def rate_on_a_pool():
+    """A replica x (integer, 0..1, 1 USD/h) and its rate y (0..10, worth 1e-4 a unit): y <= 5,461 x;
+    optimum x = y = 0."""
+    A = sp.csc_matrix(np.array([[-5461.0, 1.0], [0.0, 1.0]]))
+    cost = np.array([1.0, -1e-4])
+    return A, cost, np.zeros(2), np.array([1.0, 10.0]), np.array([-np.inf, 0.0]), np.array([0.0, np.inf]), \
+        np.array([True, False])
+
+
+def answering(monkeypatch, values):
+    """HiGHS' first answer (the MIP's) made ``values``: within its tolerances, as it may answer."""
+    real_new = highs.new_highs
+    told = [False]
+
+    class Answer:
+        def __init__(self, h):
+            self._h = h
+
+        def getSolution(self):
+            sol = self._h.getSolution()
+            if not told[0]:
+                told[0] = True
+                sol.col_value = list(values)
+            return sol
+
+        def __getattr__(self, name):
+            return getattr(self._h, name)
+
+    monkeypatch.setattr(highs, "new_highs", lambda: Answer(real_new()))
+
+
+def test_a_mip_answer_comes_back_integral_with_its_rows_held(monkeypatch):
+    """A replica count of 1e-8 is 0 within HiGHS' integrality tolerance, and its 5.3e-5 of rate
+    meets y <= 5,461 x within HiGHS' tolerance. Rounded, as every caller takes it, the rate would
+    sit on a pool with no replica (bench L: a recombination master's whole plan refused for it).
+    The answer comes back with x = 0 and the rate set again with x fixed: 0."""
+    answering(monkeypatch, [1e-8, 5.3e-5])
+    A, cost, lb, ub, lo, hi, integer = rate_on_a_pool()
+    sol = highs.solve_arrays(A, cost, lb, ub, lo, hi, integer, time_limit=5.0)
+    assert sol.values is not None and list(sol.values) == [0.0, 0.0]
+    assert sol.objective == 0.0 and sol.status == "OPTIMAL"
+
+
+def test_a_mip_answer_that_rounding_breaks_beyond_repair_is_no_answer(monkeypatch):
+    """With the rate held at 5e-5 at least, no rate fits beside x = 0: the rounded answer cannot
+    meet its rows, and the solve answers nothing rather than a plan that breaks a row."""
+    answering(monkeypatch, [1e-8, 5.3e-5])
+    A, cost, lb, ub, _, hi, integer = rate_on_a_pool()
+    floor = np.array([-np.inf, 5e-5])
+    sol = highs.solve_arrays(A, cost, lb, ub, floor, hi, integer, time_limit=5.0)
+    assert sol.values is None and sol.status == "UNKNOWN"
