@@ -111,10 +111,18 @@ class ModelBound:
     fallback: int = 0  # models counted at ``fallback_bounds`` (out of time, or a sub-MIP without a bound)
 
 
-def linking_reduced_costs(model: MatrixModel, pi: FloatArray, b: Blocks) -> FloatArray:
+def linking_multipliers(model: MatrixModel, pi: FloatArray, b: Blocks) -> FloatArray:
+    """``pi`` (signed) on the rows between models, 0 on the rows of single models."""
+    return signed(model, np.where(b.local, 0.0, pi))
+
+
+def linking_reduced_costs(model: MatrixModel, pi: FloatArray, b: Blocks, linking: FloatArray | None = None
+                          ) -> FloatArray:
     """Every column's cost with the rows between models priced by ``pi`` (signed) and the rows of
-    single models not: the costs of each model's own problem in L(pi), its pricing problem."""
-    rc: FloatArray = model.cost - model.A.T @ signed(model, np.where(b.local, 0.0, pi))
+    single models not: the costs of each model's own problem in L(pi), its pricing problem.
+    ``linking``: ``linking_multipliers`` of ``pi``, when the caller has them."""
+    mult = linking_multipliers(model, pi, b) if linking is None else linking
+    rc: FloatArray = model.cost - model.A.T @ mult
     return rc
 
 
@@ -159,9 +167,9 @@ def model_bound(model: MatrixModel, pi: FloatArray, deadline: float, *, workers:
     csr = model.A.tocsr()
     b = blocks or model_blocks(model, csr)
     lo, hi = model.row_lo, model.row_hi
-    linking_pi = signed(model, np.where(b.local, 0.0, pi))
+    linking_pi = linking_multipliers(model, pi, b)
     rows_term = float(rows_value(model, linking_pi).sum())
-    rc = linking_reduced_costs(model, pi, b)
+    rc = linking_reduced_costs(model, pi, b, linking_pi)
     alone = b.owner < 0
     cols = least_at_bounds(rc[alone], model.lb[alone], model.ub[alone])
     linking = int((~b.local).sum())
