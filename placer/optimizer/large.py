@@ -144,7 +144,7 @@ PRICE_NEAR = 8
 # with pricing's time left once every model is priced over PRICE_NEAR pairs: again over this many,
 # the models whose configuration costs most at the duals first. L, three runs each: 37,009-37,073
 # (2,547-2,599 configurations priced in 6.6-7.1 s) against 37,078-37,101 (1,990-1,992 in 4.8-4.9
-# s); at M (9,042-9,069 against 9,054-9,083) the second round now takes that time (SECOND_ROUND)
+# s); M has the time for it and no second round (9,042-9,069 against 9,054-9,083; see SECOND_ROUND)
 PRICE_WIDE = 32
 # a second round of pricing, where the first leaves the time for it (SECOND_ROUND), at prices this
 # share of the way from the master LP's duals to the LP's (Wentges' smoothing, centred on the LP's
@@ -155,14 +155,15 @@ PRICE_WIDE = 32
 # runs) against 37,026-37,062 (three) with the first round alone
 SMOOTHING = 0.5
 # the second round runs when the window left is at least this share of the first round's time; it
-# prices the models in the same order, as far as the window goes. At L the first round takes 3.2 s
-# of a 6.4 s window, so a rule of a whole round's time missed the second round now and then (1 of 4
-# runs: 37,044 against 36,932-36,989). Given 0.4 of the time left instead of 0.5 (a 5.1 s window),
-# three runs each side by side: a part of a second round 36,983-37,007, the first round alone
-# 37,041-37,064. M's first round takes 0.6 s of its 1.2 s window, so M now prices twice as well,
-# where the wider pass (PRICE_WIDE) had the time left: 9,010-9,048 against 9,013-9,035 (six runs
-# each), no change beyond noise
-SECOND_ROUND = 0.5
+# prices the models in the same order, as far as the window goes. A part of a second round pays at
+# L: given 0.4 of the time left instead of 0.5 (a 5.1 s window, 1.9 s left after the first round's
+# 3.2 s), three runs each side by side, 36,983-37,007 with it (share 0.5) against 37,041-37,064
+# without. At M it does not: M's first round takes 0.6 s of its 1.2 s window, and a share of 0.5
+# gives the rest to a second round instead of the wider pass (PRICE_WIDE): 9,020-9,058, mean
+# 9,041.9, against 9,007-9,042, mean 9,033.3 (ten runs each, side by side; six more each: 9,031.2
+# against 9,026.5). So a whole round's time it stays; at L, where the first round takes about half
+# the window, a run now and then misses the second round (1 of 13 runs: 37,044 against 36,930-37,006)
+SECOND_ROUND = 1.0
 GRACE = 0.25  # share of the time limit the first plan may run over rather than return none
 
 
@@ -519,8 +520,8 @@ def _recombined(model: MatrixModel, configs: Configurations | None, v: FloatArra
         near = price_pairs(model, lp, v, allowed, PRICE_NEAR)
         priced, rounds = configs.add_priced(rc, near, v, until, workers), 1
         # a second round, at prices halfway between the LP's and those of the master over what
-        # there is now (the master's own duals swing from round to round), when there is time for
-        # at least part of it (SECOND_ROUND)
+        # there is now (the master's own duals swing from round to round), when the window holds
+        # another round (SECOND_ROUND)
         if not by_parts and until - time.monotonic() > SECOND_ROUND * (time.monotonic() - t_price):
             got = master_duals(model, configs, until - time.monotonic(), csr)
             if got is not None:
