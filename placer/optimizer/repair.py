@@ -23,7 +23,7 @@ from placer.optimizer.greedy import per_replica_cost
 from placer.optimizer.highs import solve_arrays
 from placer.optimizer.lns import Neighbourhoods, solve_free, touched_rows
 from placer.optimizer.lp import violated_rows
-from placer.optimizer.matrix import MatrixModel
+from placer.optimizer.matrix import MatrixModel, rows_broken
 
 DEBUG = bool(os.environ.get("PLACER_DEBUG"))
 
@@ -407,8 +407,7 @@ def broken_rows(model: MatrixModel, hood: Neighbourhoods, v: FloatArray, free: I
         untouched = np.zeros(model.n_rows, dtype=bool)
         untouched[np.unique(csc[:, fixed_cols].indices)] = True
     untouched[rows] = False
-    tol = 1e-6 * np.maximum(1.0, np.abs(act))
-    bad = np.flatnonzero(untouched & ((act < model.row_lo - tol) | (act > model.row_hi + tol)))
+    bad = np.flatnonzero(untouched & rows_broken(csc, v, act, model.row_lo, model.row_hi))
     if len(bad):
         return bad
     fixed = act[rows] - sub @ v[free]
