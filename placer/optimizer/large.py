@@ -622,7 +622,7 @@ def solve_model(model: MatrixModel, clock: Clock, gap: float, workers: int = 1,
                     rows=np.setdiff1d(np.arange(model.n_rows), model.cut_rows),
                     time_limit=max(0.3, FULL_MIP_SHARE * (clock.left() - reserve)))
         if sol.values is not None and model_value(model, sol.values) < model_value(model, v) - 1e-9:
-            v = model.rounded(sol.values)
+            v = sol.values
         if math.isfinite(sol.bound):
             bound = max(bound, min(sol.bound, model_value(model, v)))
         clock.mark("full mip", f"{sol.status} value {model_value(model, v):.2f} bound {sol.bound:.2f}")

@@ -275,7 +275,7 @@ def _commit(model: MatrixModel, act: FloatArray, v: FloatArray, free: IntArray, 
     old_cost = float(cost @ v[free])
     if sol.values is None:
         return old_cost, old_cost, False
-    new = model.rounded(sol.values, free)
+    new = sol.values
     if record is not None and models is not None:
         record(v, free, new, models)
     new_cost = float(cost @ new)
@@ -435,7 +435,7 @@ def construct(model: MatrixModel, hood: Neighbourhoods, order: IntArray, deadlin
             rescue -= 1
             size = 1
             advance = 1
-        new = model.rounded(sol.values, free)
+        new = sol.values
         part.move(act, new - v[free])
         v[free] = new
         i += advance
@@ -458,4 +458,4 @@ def solve_free(model: MatrixModel, csc: Any, v: FloatArray, free: IntArray, time
                        options=STEP_OPTIONS if options is None else options)
     if sol.values is None:
         return None, sol.status
-    return model.rounded(sol.values, free), sol.status
+    return sol.values, sol.status

@@ -207,7 +207,7 @@ class MatrixModel:
 
     def rounded(self, values: FloatArray, cols: IntArray | None = None) -> FloatArray:
         """A copy of ``values`` (of the columns ``cols``; default every column) with the integer
-        columns rounded: HiGHS answers them only within its integrality tolerance."""
+        columns rounded (a plan from anywhere; ``highs.solve_arrays`` rounds its MIP answers itself)."""
         out: FloatArray = np.array(values, dtype=np.float64)
         ints = self.integer if cols is None else self.integer[cols]
         out[ints] = np.round(out[ints])

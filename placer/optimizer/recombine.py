@@ -203,7 +203,7 @@ class Configurations:
                                time_limit=left, gap=1e-4)
             if sol.values is not None:
                 before = len(self.entries)
-                self.add_step(w, free, model.rounded(sol.values, free), models)
+                self.add_step(w, free, sol.values, models)
                 return len(self.entries) - before
             if sol.status != "INFEASIBLE":
                 return 0  # out of time
@@ -253,7 +253,7 @@ class Configurations:
             if sol.values is None:
                 return
             z = np.zeros(len(cols))
-            z[keep] = model.rounded(sol.values, free)
+            z[keep] = sol.values
             with lock:
                 got.append((m, z))
 
@@ -437,7 +437,7 @@ def recombine(model: MatrixModel, configs: Configurations, v: FloatArray, time_l
         return RecombineResult(None, sol.status, K, time.monotonic() - started, retried=retried)
     lam = sol.values[:K]
     new = v.copy()
-    new[alone] = model.rounded(sol.values[K:], alone)
+    new[alone] = sol.values[K:]
     moved = 0
     # per model, its configuration with the largest weight (1 within HiGHS' tolerance)
     order = np.lexsort((-lam, ms))
