@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -156,13 +157,15 @@ def fallback_bounds(model: MatrixModel, pi: FloatArray, b: Blocks, tables: PairT
 
 
 def model_bound(model: MatrixModel, pi: FloatArray, deadline: float, *, workers: int = 1, per_model: float = 0.5,
-                integer: bool = True, blocks: Blocks | None = None, tables: PairTables | None = None) -> ModelBound:
+                integer: bool = True, blocks: Blocks | None = None, tables: PairTables | None = None,
+                record: Callable[[int, FloatArray], None] | None = None) -> ModelBound:
     """L(pi) of the module docstring; ``pi`` row multipliers (positive on a row's lower side). A
     sub-MIP gets at most ``per_model`` seconds (a few take seconds to close their last 0.01%),
     after which its proven bound counts; the models whose sub-MIP did not run by ``deadline``, or
     proved nothing, count at ``fallback_bounds`` (``tables``: the model's ``PairTables``, when the
     caller has them). ``integer=False`` relaxes the models' integrality: at the LP's optimal duals
-    that is the LP bound again."""
+    that is the LP bound again. ``record(m, z)``: each sub-MIP's answer, model ``m``'s values on
+    its own columns (in ``Blocks.cols`` order): a column for a master over configurations."""
     started = time.monotonic()
     csr = model.A.tocsr()
     b = blocks or model_blocks(model, csr)
@@ -200,6 +203,9 @@ def model_bound(model: MatrixModel, pi: FloatArray, deadline: float, *, workers:
                     status[0] = "INFEASIBLE"
                 return
             value = sol.bound  # what HiGHS proved, not its incumbent (they differ by the gap)
+            if record is not None and sol.values is not None:
+                with lock:
+                    record(m, sol.values)
             if math.isfinite(value):
                 with lock:
                     total[0] += max(value, float(fallback[m]))  # a sub-MIP stopped early may prove less

@@ -115,6 +115,12 @@ class Configurations:
         self.entries.append((m, z))
         return seen[key]
 
+    def add(self, m: int, z: FloatArray) -> None:
+        """Model ``m``'s configuration ``z`` (its values on ``columns(m)``), kept however many the
+        model has: ``bound.model_bound``'s ``record``, whose sub-MIPs' answers are columns of the
+        master."""
+        self._add(m, z.copy(), force=True)
+
     def local_rows(self) -> tuple[IntArray, IntArray]:
         """The rows of single models, model by model: model m's are ``rows[ptr[m]:ptr[m + 1]]``
         (row indices of the matrix; its CSR, ``csr``, gives their entries)."""

@@ -198,3 +198,35 @@ def test_the_whole_model_mip_bound_lies_between_the_lp_and_the_optimum(monkeypat
     monkeypatch.setattr(baselines, "MIP_BOUND_COLS", 10)
     skipped = baselines.mip_bound(fleet, RULES)
     assert skipped.status.startswith("not run") and skipped.bound == -math.inf
+
+
+def test_the_lagrangian_dual_climbs_from_the_lps_duals_and_stays_below_the_optimum():
+    """``bench.baselines.lagrangian_dual``: rounds of column generation on the master over the
+    sub-MIPs' answers raise L(pi) above its value at the LP's duals, never past the optimum nor
+    the master's LP, and stop once within DUAL_STOP of it. On this fleet: first 678.24, then
+    678.68 after seven rounds, the master's LP 678.73, the optimum 680.23."""
+    from bench.baselines import DUAL_STOP, lagrangian_dual
+    from bench.baselines import model_bound as bench_model_bound
+
+    fleet = to_fleet(generate(30, 8, seed=2))
+    model = build_matrix(build_arrays(fleet, RULES), RULES, {}, cuts=True)
+    sol = solve(model, np.arange(model.n_cols), integer=True, time_limit=120.0, gap=0.0)
+    assert sol.status == "OPTIMAL"
+    opt = sol.objective
+    duals = lp_duals(model)
+    at_lp = model_bound(model, duals.pi, time.monotonic() + 60)
+    got = lagrangian_dual(model, duals.pi, time.monotonic() + 60, plan=lambda: sol.values)
+    assert got.first == pytest.approx(at_lp.bound, rel=1e-9)
+    assert got.rounds >= 2 and got.bound > got.first + 1e-4 * abs(opt)
+    assert got.bound <= opt + 1e-6 * abs(opt)
+    assert got.bound <= got.master + 1e-6 * abs(opt)
+    assert got.master - got.bound <= DUAL_STOP * abs(got.master)
+    # without a plan the master may have no LP at first: never less than the first round, still a bound
+    alone = lagrangian_dual(model, duals.pi, time.monotonic() + 60)
+    assert alone.first <= alone.bound <= opt + 1e-6 * abs(opt)
+    # no time: the first round alone, every model at its fallback bound
+    late = lagrangian_dual(model, duals.pi, time.monotonic() - 1.0, plan=lambda: sol.values)
+    assert late.rounds == 1 and late.fallback == len(model.arrays.models) and late.bound <= got.first
+    # the bench's (c'): the same rounds, from a plan of the route, reported
+    bench = bench_model_bound(fleet, RULES, time_limit=60)
+    assert "rounds" in bench.status and got.first - 1e-6 * abs(opt) <= bench.bound <= opt + 1e-6 * abs(opt)
