@@ -26,7 +26,7 @@ def render(report: dict[str, Any], console: Console) -> None:
     table.add_column("change", justify="right")
 
     def row(label: str, a: float, b: float, fmt: str = "{:,.2f}") -> None:
-        table.add_row(label, fmt.format(a), fmt.format(b), (f"{b - a:+,.2f}"))
+        table.add_row(label, fmt.format(a), fmt.format(b), fmt.replace("{:", "{:+").format(b - a))  # as precise as the row
 
     row("total USD/h", base["cost"]["totalUsdPerHour"], scen["cost"]["totalUsdPerHour"])
     row("compute USD/h", base["cost"]["computeUsdPerHour"], scen["cost"]["computeUsdPerHour"])
