@@ -8,10 +8,10 @@ strings a user can grep (``memory``, ``gpu-type``, ...), with detail.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from placer.fleet import Fleet, Model, Pool
+from placer.fleet import Fleet, Model, Policy, Pool
 from placer.policy import Rules, behaviour
 from placer.spec import Diagnostic
 
@@ -23,6 +23,7 @@ SPOT = "spot"
 DATA_UNREACHABLE = "data-unreachable"
 POLICY = "policy"
 RETIRED = "retired"
+SLO = "slo"  # explain's reason for an eligible pool no demand reaches within its SLO
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class RouteOption:
 class Candidates:
     pairs: dict[tuple[str, str], Pair] = field(default_factory=dict)
     routes: dict[tuple[str, int], list[RouteOption]] = field(default_factory=dict)
-    excluded: dict[tuple[str, str], Exclusion] = field(default_factory=dict)
+    excluded: Mapping[tuple[str, str], Exclusion] = field(default_factory=dict)
     retired: dict[str, str] = field(default_factory=dict)  # model -> why
 
     def pools_of(self, model: str) -> list[str]:
@@ -85,35 +86,95 @@ def fit(fleet: Fleet, model: Model, pool: Pool) -> Exclusion | None:
     return None
 
 
+def required_of(fleet: Fleet, model: Model, active: Collection[str] | None = None) -> list[Policy]:
+    """The required policies that select ``model`` (of those ``active`` names, when given)."""
+    return [p for p in fleet.policies if p.required and (active is None or f"policy:{p.name}" in active)
+            and model in fleet.models_of(p.spec.models)]
+
+
+def retirement(fleet: Fleet, rules: Rules, model: Model, policies: Collection[Policy]) -> str | None:
+    """Why a required policy among ``policies`` (those that select ``model``) retires it, or None."""
+    for policy in policies:
+        why = behaviour(rules, policy).retires(policy, fleet, model)
+        if why:
+            return f"policy {policy.name}: {why}"
+    return None
+
+
+def exclusion(fleet: Fleet, rules: Rules, model: Model, pool: Pool, policies: Collection[Policy]) -> Exclusion | None:
+    """Why ``model`` cannot run on ``pool``: the fit rules, then the Filter of each required
+    policy among ``policies`` (those that select the model); None when it can."""
+    reason = fit(fleet, model, pool)
+    if reason is not None:
+        return reason
+    for policy in policies:
+        why = behaviour(rules, policy).excludes(policy, fleet, model, pool)
+        if why:
+            return Exclusion(POLICY, f"{policy.name}: {why}")
+    return None
+
+
+class Exclusions(Mapping[tuple[str, str], Exclusion]):
+    """The reason each (model, pool) pair is out, worked out on first lookup: for candidates built
+    without them (the scalable route's arrays), so that ``explain`` and a plan's reasons still
+    say why. Iterating works out every pair."""
+
+    def __init__(self, fleet: Fleet, rules: Rules, retired: Mapping[str, str]) -> None:
+        self._fleet = fleet
+        self._rules = rules
+        self._retired = retired
+        self._policies: dict[str, list[Policy]] = {}
+        self._known: dict[tuple[str, str], Exclusion | None] = {}
+
+    def _of(self, key: tuple[str, str]) -> Exclusion | None:
+        if key not in self._known:
+            model, pool = self._fleet.models.get(key[0]), self._fleet.pools.get(key[1])
+            if model is None or pool is None:
+                return None
+            if model.name in self._retired:
+                self._known[key] = Exclusion(RETIRED, self._retired[model.name])
+            else:
+                if model.name not in self._policies:
+                    self._policies[model.name] = required_of(self._fleet, model)
+                self._known[key] = exclusion(self._fleet, self._rules, model, pool, self._policies[model.name])
+        return self._known[key]
+
+    def __getitem__(self, key: tuple[str, str]) -> Exclusion:
+        got = self._of(key)
+        if got is None:
+            raise KeyError(key)
+        return got
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        for model in self._fleet.models:
+            for pool in self._fleet.pools:
+                if self._of((model, pool)) is not None:
+                    yield (model, pool)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
 def find_candidates(fleet: Fleet, rules: Rules, active: Collection[str] | None = None) -> Candidates:
     """Eligible pairs and SLO-feasible routes; ``active`` limits which required policies filter
     (None: all of them), for infeasibility explanations."""
     out = Candidates()
-    required = [p for p in fleet.policies if p.required and (active is None or f"policy:{p.name}" in active)]
+    excluded: dict[tuple[str, str], Exclusion] = {}
+    out.excluded = excluded
+    matching = {model.name: required_of(fleet, model, active) for model in fleet.models.values()}
     for model in fleet.models.values():
-        for policy in required:
-            if not fleet.models_of(policy.spec.models) or model not in fleet.models_of(policy.spec.models):
-                continue
-            why = behaviour(rules, policy).retires(policy, fleet, model)
-            if why:
-                out.retired[model.name] = f"policy {policy.name}: {why}"
-                break
+        why = retirement(fleet, rules, model, matching[model.name])
+        if why:
+            out.retired[model.name] = why
     for model in fleet.models.values():
-        matching = [p for p in required if model in fleet.models_of(p.spec.models)]
         for pool in fleet.pools.values():
             key = (model.name, pool.name)
             if model.name in out.retired:
-                out.excluded[key] = Exclusion(RETIRED, out.retired[model.name])
+                excluded[key] = Exclusion(RETIRED, out.retired[model.name])
                 continue
-            reason = fit(fleet, model, pool)
-            if reason is None:
-                for policy in matching:
-                    why = behaviour(rules, policy).excludes(policy, fleet, model, pool)
-                    if why:
-                        reason = Exclusion(POLICY, f"{policy.name}: {why}")
-                        break
+            reason = exclusion(fleet, rules, model, pool, matching[model.name])
             if reason is not None:
-                out.excluded[key] = reason
+                excluded[key] = reason
                 continue
             c = pool.gpus_per_replica(model.spec.replica.gpus)
             cap = pool.max_gpus // c

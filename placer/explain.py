@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
-from placer.candidates import Candidates
+from placer.candidates import SLO, Candidates, Exclusion
 from placer.cost import model_compute_usd, price
 from placer.fleet import Fleet
 from placer.optimizer import SolveResult, optimize
@@ -35,6 +36,25 @@ def _occupants(fleet: Fleet, placement: Placement, pool: str, model: str) -> str
     return f"eligible but full: {used}/{cap} GPUs taken by {', '.join(others) or 'nobody'}"
 
 
+def _slo_reason(fleet: Fleet, model: str, pool: str) -> str | None:
+    """Why an eligible ``pool`` serves none of an inference ``model``'s demand: each demand
+    entry's latency to it against its SLO; None when some entry reaches it in time."""
+    m = fleet.models[model]
+    demand = [d for d in m.spec.demand if d.rate > 0] if m.inference else []
+    if not demand:
+        return None
+    where = fleet.pools[pool].location.name
+    late = []
+    for d in demand:
+        lat = fleet.topology.latency_ms(d.location, where)
+        if math.isfinite(lat) and (d.latency_slo_ms is None or lat <= d.latency_slo_ms):
+            return None
+        late.append(f"from {d.location} {lat:g} ms > {d.latency_slo_ms:g} ms" if math.isfinite(lat)
+                    else f"from {d.location} unreachable")
+    more = f" and {len(late) - 3} more" if len(late) > 3 else ""
+    return str(Exclusion(SLO, f"no demand reaches {where} within its SLO ({'; '.join(late[:3])}{more})"))
+
+
 def explain(fleet: Fleet, rules: Rules, model: str, result: SolveResult, current: dict[tuple[str, str], int],
             cands: Candidates) -> Explanation:
     placement = result.placement
@@ -48,8 +68,11 @@ def explain(fleet: Fleet, rules: Rules, model: str, result: SolveResult, current
         if pool in placed:
             continue
         reason = cands.excluded.get((model, pool))
+        slo = _slo_reason(fleet, model, pool) if reason is None else None
         if reason is not None:
             ex.out[pool] = str(reason)
+        elif slo is not None:
+            ex.out[pool] = slo
         else:
             ex.unused[pool] = _occupants(fleet, placement, pool, model)
     if placed:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from placer.candidates import Candidates, Pair, RouteOption
+from placer.candidates import Candidates, Exclusion, Pair, RouteOption
 from placer.fleet import Fleet, Model, Pool, model_matches
 from placer.policy import Rules, behaviour
 
@@ -196,10 +196,11 @@ class ArrayCandidates(Candidates):
     """``FleetArrays.to_candidates`` built on first use of ``pairs`` or ``routes``: a plan of a large
     fleet reads only ``retired``, and building every pair and route object costs a re-plan's time."""
 
-    def __init__(self, arrays: FleetArrays) -> None:
+    def __init__(self, arrays: FleetArrays, excluded: Mapping[tuple[str, str], Exclusion] | None = None) -> None:
+        """``excluded``: why pairs are out (``candidates.Exclusions``); the arrays keep no reasons."""
         self._arrays = arrays
         self._built: Candidates | None = None
-        super().__init__(retired=dict(arrays.retired))
+        super().__init__(retired=dict(arrays.retired), excluded=excluded if excluded is not None else {})
 
     def _build(self) -> Candidates:
         if self._built is None:

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from placer.candidates import Candidates
+from placer.candidates import Candidates, Exclusions
 from placer.fleet import Fleet
 from placer.optimizer.arrays import (
     ArrayCandidates,
@@ -375,10 +375,12 @@ def optimize_large(
     clock.mark("model", f"{where}{model.n_cols} columns, {model.n_rows} rows, {model.A.nnz} nonzeros")
     result = solve_model(model, clock, fleet.settings.solver.relative_gap,
                          workers=search_threads(fleet.settings.solver.workers), prices=prices)
+    # the reasons pairs are out, worked out when asked for (explain, a plan's reasons)
+    excluded = Exclusions(fleet, rules, dict(arrays.retired))
     if arrays.n_pairs <= CANDIDATES_PAIRS:
-        result.candidates = ArrayCandidates(arrays)
+        result.candidates = ArrayCandidates(arrays, excluded)
     else:
-        result.candidates = Candidates(retired=dict(arrays.retired))
+        result.candidates = Candidates(retired=dict(arrays.retired), excluded=excluded)
     return result
 
 

@@ -138,6 +138,14 @@ def test_candidates_of_the_scalable_route_are_built_on_first_use(fleet, result):
     assert cands.pairs == eager.pairs and cands.routes == eager.routes
     assert cands._built is not None
     assert set(cands.pools_of(next(iter(eager.pairs))[0])) == set(eager.pools_of(next(iter(eager.pairs))[0]))
+    # the reasons pairs are out (the arrays keep none): the exact route's, pair by pair, and no
+    # reason for a pair the route may use
+    from placer.candidates import find_candidates
+
+    exact = find_candidates(fleet, RULES)
+    assert dict(cands.excluded) == exact.excluded and len(exact.excluded) > 0
+    assert all(cands.excluded.get(pair) is None for pair in eager.pairs)
+    assert {e.reason for e in exact.excluded.values()} >= {"policy", "throughput"}
 
 
 def test_an_lp_that_does_not_finish_in_time_still_gives_a_plan(fleet, monkeypatch):

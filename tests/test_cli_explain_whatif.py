@@ -1,0 +1,167 @@
+"""`placer explain` and `placer whatif` through the CLI, on fleets whose answers are known: every
+reason a pool can be out, on both optimizer routes, and each kind of scenario."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.fleetkit import doc, inference, link, location, policy, pool
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write(tmp: Path, *docs: dict) -> Path:
+    fleet = tmp / "fleet"
+    fleet.mkdir()
+    settings = doc("Settings", "s", {"state": {"path": str(tmp / "state.json")},
+                                     "apply": {"mode": "gitops", "directory": str(tmp / "deploy")},
+                                     "solver": {"timeLimitSeconds": 5}})
+    (fleet / "fleet.yaml").write_text(yaml.safe_dump_all([*docs, settings], sort_keys=False))
+    return fleet
+
+
+def placer(*args: str, optimizer: str = "") -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200"}
+    if optimizer:
+        env["PLACER_OPTIMIZER"] = optimizer
+    return subprocess.run([sys.executable, "-m", "placer", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, env=env)
+
+
+def why_not(stdout: str) -> dict[str, str]:
+    """The "Other pools" table: pool -> reason."""
+    rows = {}
+    for line in stdout.split("Other pools", 1)[1].splitlines():
+        cells = [c.strip() for c in line.split("│")]
+        if len(cells) == 2 and cells[0]:
+            rows[cells[0]] = cells[1]
+    return rows
+
+
+@pytest.fixture(scope="module")
+def explained(tmp_path_factory) -> Path:
+    """Model m (40 GiB a GPU, A100s only, not spot tolerant, demand at a within 10 ms) fits one
+    pool, p; each other pool is out for one reason: its memory, its GPU type, spot, a policy,
+    the SLO (b is 40 ms from a), or its GPUs, all taken by n (whose policy keeps it there)."""
+    return write(
+        tmp_path_factory.mktemp("explain"),
+        location("a"), location("b"), link("a", "b", 40),
+        pool("p", "a", usd=1.0),
+        pool("far", "b", usd=0.5),
+        pool("small", "a", gpu="L4-24GB", usd=0.3),
+        pool("hopper", "a", gpu="H100-80GB", usd=0.4),
+        pool("cheap-spot", "a", usd=0.2, spot=True),
+        pool("denied", "a", usd=0.6),
+        pool("full", "a", usd=0.9),
+        inference("m", [{"location": "a", "rate": 100, "latencySloMs": 10}], mem=40, gpuTypes=["A100-80GB"]),
+        inference("n", [{"location": "a", "rate": 800}]),
+        policy("keep-off-denied", {"denyPools": {}}, models={"names": ["m"]}, pools={"names": ["denied"]}),
+        policy("n-on-full", {"allowPools": {}}, models={"names": ["n"]}, pools={"names": ["full"]}),
+    )
+
+
+@pytest.mark.parametrize("optimizer", ["exact", "scalable"])
+def test_explain_gives_each_pool_its_reason_on_both_routes(explained, optimizer):
+    """The scalable route keeps no exclusion reasons in its arrays; explain must not call the
+    pools a policy or the fit rules forbid "eligible" there (it did, before ``Exclusions``)."""
+    r = placer("explain", str(explained), "m", optimizer=optimizer)
+    assert r.returncode == 0, r.stderr
+    assert "m: 1 replica(s) on p; compute 1.00 USD/h" in r.stdout
+    assert "demand at a: 100.0 routed to p (1 ms)" in r.stdout
+    rows = why_not(r.stdout)
+    assert rows["small"] == "memory: needs 40 GiB per GPU; L4-24GB has 24"
+    assert rows["hopper"].startswith("gpu-type: H100-80GB is not in gpuTypes")
+    assert rows["cheap-spot"] == "spot: cheap-spot is spot and the model is not spotTolerant"
+    assert rows["denied"] == "policy: keep-off-denied: denied is among the pools this policy names"
+    assert rows["far"] == "slo: no demand reaches b within its SLO (from a 40 ms > 10 ms)"
+    assert rows["full"] == "eligible but full: 8/8 GPUs taken by n"
+    assert set(rows) == {"small", "hopper", "cheap-spot", "denied", "far", "full"}
+    # without p, m can only go where n is (or nowhere): the cost of that, for the whole fleet
+    nxt = re.search(r"Next best without its current pools: (.+), costing \+([\d,.]+) USD/h", r.stdout)
+    assert nxt is not None, r.stdout
+    assert float(nxt.group(2).replace(",", "")) > 0
+
+
+def test_explain_names_the_model_it_cannot_find(explained):
+    r = placer("explain", str(explained), "mm")
+    assert r.returncode == 1 and "no model named 'mm'" in r.stderr and "did you mean 'm'" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+@pytest.fixture(scope="module")
+def scenarios(tmp_path_factory) -> Path:
+    """p: 8 GPUs at a, 1 USD/h each in use; q: an AWS pool at b of up to 2 nodes of 8 GPUs, 2 USD/h
+    a GPU, paid by the node. m needs one GPU per 100 of rate: 400 at a and 200 at b."""
+    return write(
+        tmp_path_factory.mktemp("whatif"),
+        location("a"), location("b"), link("a", "b", 5),
+        pool("p", "a", usd=1.0),
+        pool("q", "b", usd=2.0, provider="aws", count=None, min_nodes=0, max_nodes=2),
+        inference("m", [{"location": "a", "rate": 400}, {"location": "b", "rate": 200}]),
+    )
+
+
+def whatif(fleet: Path, *args: str) -> dict:
+    r = placer("whatif", str(fleet), *args, "--json")
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_whatif_demand_doubled_scales_onto_the_elastic_pool(scenarios):
+    report = whatif(scenarios, "--demand-scale", "2")
+    base, scen = report["base"], report["scenario"]
+    assert report["description"] == "demand x2"
+    assert base["unmet"] == {} and scen["unmet"] == {}
+    assert base["gpus"]["used"] == 6 and scen["gpus"]["used"] == 12 and scen["served"] == pytest.approx(1200)
+    # one node of q (8 GPUs, 16 USD/h, paid whole, so filled) and 4 GPUs of p: neither at its maximum
+    assert base["cost"]["computeUsdPerHour"] == pytest.approx(6.0)
+    assert scen["cost"]["computeUsdPerHour"] == pytest.approx(20.0)
+    assert scen["saturated"] == []
+
+
+def test_whatif_provider_down_with_doubled_demand_collapses_in_part(scenarios):
+    r = placer("whatif", str(scenarios), "--demand-scale", "2", "--fail-provider", "aws")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "What if: demand x2, provider aws down" in out
+    assert re.search(r"GPUs used\s+│\s+6\s+│\s+8\s+│\s+\+2 *$", out, re.M), out  # as precise as the row
+    assert re.search(r"served \(rate\)\s+│\s+600\s+│\s+800\s+│\s+\+200 *$", out, re.M), out
+    assert re.search(r"\bm\s+│\s+0\.0\s+│\s+400\.0", out), out  # the unmet table: base, scenario
+    assert "Saturated pools (at their maximum): p" in out
+    assert "Verdict: partly collapses: 66.67% of demand served, 400.0 units/s unmet." in out
+    report = whatif(scenarios, "--demand-scale", "2", "--fail-provider", "aws")
+    assert report["scenario"]["unmet"] == {"m": pytest.approx(400)}
+
+
+def test_whatif_location_down_moves_demand_to_the_other(scenarios):
+    report = whatif(scenarios, "--fail-location", "a")
+    scen = report["scenario"]
+    assert report["description"] == "location a down"
+    assert scen["unmet"] == {} and scen["served"] == pytest.approx(600)
+    assert scen["gpus"]["used"] == 6 and "p" not in scen["saturated"]  # a failed pool is not "saturated"
+
+
+def test_whatif_every_pool_down_serves_nothing(scenarios):
+    r = placer("whatif", str(scenarios), "--fail-pool", "p", "--fail-pool", "q")
+    assert r.returncode == 0, r.stderr
+    assert "pool p, q down" in r.stdout
+    assert "Verdict: partly collapses: 0.00% of demand served, 600.0 units/s unmet." in r.stdout
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--fail-location", "nowhere"), "no location named 'nowhere'"),
+    (("--fail-provider", "gcp"), "no pool has provider 'gcp'"),
+    (("--fail-pool", "p", "--fail-pool", "zz"), "no pool named 'zz'"),
+    (("--demand-scale", "-1"), "--demand-scale must be >= 0"),
+])
+def test_whatif_refuses_names_the_fleet_lacks(scenarios, args, message):
+    r = placer("whatif", str(scenarios), *args)
+    assert r.returncode == 1 and message in r.stderr and "Traceback" not in r.stderr
