@@ -25,9 +25,16 @@ class InfeasibleError(Exception):
     def __init__(self, conflict: Conflict) -> None:
         self.conflict = conflict
         together = " together" if len(conflict.policies) + len(conflict.models) > 1 else ""
+        why = ""
+        if conflict.capacity is not None:
+            most, need = conflict.capacity
+            allowed = "the pools these policies leave it" if conflict.policies else "the pools it fits"
+            why = f" ({conflict.models[0]} needs {need:,} replicas; {allowed} hold at most {most:,})"
+        elif not conflict.minimal:
+            why = " (not proven minimal: some checks ran out of time, so some of these may not take part)"
         super().__init__(
-            f"no placement satisfies {conflict.describe()}{together} with the fleet's capacity; relax one of "
-            "them (drop it or make a policy preferred, lower a minReplicas, or add capacity)"
+            f"no placement satisfies {conflict.describe()}{together} with the fleet's capacity{why}; relax one "
+            "of them (drop it or make a policy preferred, lower a minReplicas, or add capacity)"
         )
 
 
@@ -122,7 +129,7 @@ def make_plan(
         if result.status == "INFEASIBLE":
             if progress:
                 progress("infeasible: looking for the conflicting policies")
-            raise InfeasibleError(explain_infeasible(fleet, rules))
+            raise InfeasibleError(explain_infeasible(fleet, rules, progress))
         raise SolveError(
             f"the solver stopped with status {result.status} and no placement within "
             f"{fleet.settings.solver.time_limit_seconds:g} s; raise Settings solver.timeLimitSeconds"

@@ -306,5 +306,63 @@ def test_infeasible_required_policies_are_named():
     assert optimize(f, RULES).status == "INFEASIBLE"
     conflict = explain_infeasible(f, RULES)
     assert conflict.policies == ("pin-to-p",) and conflict.models == ("m",)
-    with pytest.raises(InfeasibleError, match=r"pin-to-p.*minReplicas of m"):
+    assert conflict.capacity == (2, 4) and conflict.checks == 0  # by arithmetic: p holds 2 replicas of m
+    with pytest.raises(InfeasibleError, match=r"pin-to-p.*minReplicas of m.*m needs 4 replicas; the pools these "
+                                              r"policies leave it hold at most 2"):
         make_plan(f, State(), RULES, NOW)
+
+
+def test_a_conflict_between_models_is_found_by_the_solver():
+    """m1 and m2 each fit p alone (3 of its 4 GPUs), not both: no single model's arithmetic sees
+    it, so QuickXplain's feasibility MIPs name the pin and both minimums, and nothing unrelated."""
+    pinned = {"labels": {"pin": "yes"}}
+    f = two_sites(pool("p", "a", count=1, per_node=4), pool("q", "b", count=1),
+                  inference("m1", [{"location": "a", "rate": 100}], minReplicas=3, labels={"pin": "yes"}),
+                  inference("m2", [{"location": "a", "rate": 100}], minReplicas=3, labels={"pin": "yes"}),
+                  inference("free", [{"location": "b", "rate": 100}], minReplicas=2),
+                  policy("pin-to-p", {"allowPools": {}}, models=pinned, pools={"names": ["p"]}),
+                  policy("unrelated", {"headroom": {"fraction": 0.1}}, pools={"names": ["q"]}), NO_CHURN)
+    assert optimize(f, RULES).status == "INFEASIBLE"
+    seen: list[str] = []
+    conflict = explain_infeasible(f, RULES, progress=seen.append)
+    assert conflict.policies == ("pin-to-p",) and conflict.models == ("m1", "m2")
+    assert conflict.minimal and conflict.capacity is None
+    assert 0 < conflict.checks == len(seen) and seen[0].startswith("conflict check 1: ")
+    with pytest.raises(InfeasibleError, match=r"pin-to-p and minReplicas of m1, m2 together"):
+        make_plan(f, State(), RULES, NOW)
+
+
+def test_quickxplain_finds_a_minimal_conflict_in_few_checks():
+    from placer.optimizer.conflicts import quickxplain
+
+    items = [f"g{i}" for i in range(265)]
+    checks = [0]
+
+    def needs(*conflict: str):
+        def infeasible(active: set[str]) -> bool:
+            checks[0] += 1
+            return set(conflict) <= active
+        return infeasible
+
+    assert quickxplain(items, needs("g7")) == ["g7"]
+    assert checks[0] <= 20  # a deletion filter would check 265 times
+    checks[0] = 0
+    assert sorted(quickxplain(items, needs("g3", "g150", "g264"))) == ["g150", "g264", "g3"]
+    assert checks[0] <= 60
+    assert quickxplain([], needs()) == []
+
+
+def test_a_conflict_the_solver_cannot_settle_names_every_group(monkeypatch):
+    """When the last check of the set QuickXplain found does not prove it infeasible (a check ran
+    out of time), the answer is every group, and says it is not minimal."""
+    import placer.optimizer.conflicts as conflicts
+
+    pinned = {"labels": {"pin": "yes"}}
+    f = two_sites(pool("p", "a", count=1, per_node=4), pool("q", "b", count=1),
+                  inference("m1", [{"location": "a", "rate": 100}], minReplicas=3, labels={"pin": "yes"}),
+                  inference("m2", [{"location": "a", "rate": 100}], minReplicas=3, labels={"pin": "yes"}),
+                  policy("pin-to-p", {"allowPools": {}}, models=pinned, pools={"names": ["p"]}), NO_CHURN)
+    monkeypatch.setattr(conflicts, "quickxplain", lambda items, infeasible: [items[0]])
+    conflict = explain_infeasible(f, RULES)
+    assert not conflict.minimal and conflict.policies == ("pin-to-p",) and conflict.models == ("m1", "m2")
+    assert "not proven minimal" in str(InfeasibleError(conflict))
