@@ -366,3 +366,18 @@ def test_a_conflict_the_solver_cannot_settle_names_every_group(monkeypatch):
     conflict = explain_infeasible(f, RULES)
     assert not conflict.minimal and conflict.policies == ("pin-to-p",) and conflict.models == ("m1", "m2")
     assert "not proven minimal" in str(InfeasibleError(conflict))
+
+
+@pytest.mark.parametrize("route", ["exact", "scalable"])
+def test_a_plan_says_why_a_pool_is_no_longer_allowed_on_either_route(route, monkeypatch):
+    """A replica on a pool a new required policy forbids is deleted with the policy as its reason;
+    the scalable route keeps no reasons in its arrays, so they come from ``Exclusions``."""
+    monkeypatch.setenv("PLACER_OPTIMIZER", route)
+    f = two_sites(pool("p", "a", count=1), pool("q", "b", count=1),
+                  inference("m", [{"location": "a", "rate": 100}]),
+                  policy("off-q", {"denyPools": {}}, models={"names": ["m"]}, pools={"names": ["q"]}), NO_CHURN)
+    state = State(deployments={"m@q": {"replicas": 1, "target": {}}})
+    plan = make_plan(f, state, RULES, NOW).plan
+    gone = [c for c in plan.changes if c.address == "deployment/m@q"]
+    assert len(gone) == 1 and gone[0].action == "delete"
+    assert gone[0].reasons == ("no longer eligible: policy: off-q: q is among the pools this policy names",)
