@@ -68,11 +68,9 @@ def explain(fleet: Fleet, rules: Rules, model: str, result: SolveResult, current
         if pool in placed:
             continue
         reason = cands.excluded.get((model, pool))
-        slo = _slo_reason(fleet, model, pool) if reason is None else None
-        if reason is not None:
-            ex.out[pool] = str(reason)
-        elif slo is not None:
-            ex.out[pool] = slo
+        why = str(reason) if reason is not None else _slo_reason(fleet, model, pool)
+        if why is not None:
+            ex.out[pool] = why
         else:
             ex.unused[pool] = _occupants(fleet, placement, pool, model)
     if placed:
