@@ -11,7 +11,7 @@ import math
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from placer.fleet import Fleet, Model, Policy, Pool
+from placer.fleet import Fleet, Model, Policy, Pool, model_matches
 from placer.policy import Rules, behaviour
 from placer.spec import Diagnostic
 
@@ -62,7 +62,19 @@ class Candidates:
     retired: dict[str, str] = field(default_factory=dict)  # model -> why
 
     def pools_of(self, model: str) -> list[str]:
-        return [p for (m, p) in self.pairs if m == model]
+        """The pools ``model`` may use, from an index of ``pairs`` built again when they change
+        (pairs are only ever added; a scan per call made the exact model's build quadratic: 4 s
+        of a 12 s conflict check at M)."""
+        pairs = self.pairs
+        key = (id(pairs), len(pairs))
+        index = self.__dict__.get("_pools_index")
+        if index is None or index[0] != key:
+            by_model: dict[str, list[str]] = {}
+            for m, p in pairs:
+                by_model.setdefault(m, []).append(p)
+            index = (key, by_model)
+            self.__dict__["_pools_index"] = index
+        return list(index[1].get(model, ()))
 
 
 def fit(fleet: Fleet, model: Model, pool: Pool) -> Exclusion | None:
@@ -89,7 +101,12 @@ def fit(fleet: Fleet, model: Model, pool: Pool) -> Exclusion | None:
 def required_of(fleet: Fleet, model: Model, active: Collection[str] | None = None) -> list[Policy]:
     """The required policies that select ``model`` (of those ``active`` names, when given)."""
     return [p for p in fleet.policies if p.required and (active is None or f"policy:{p.name}" in active)
-            and model in fleet.models_of(p.spec.models)]
+            and model_matches(p.spec.models, model)]
+
+
+def required_by_model(fleet: Fleet, active: Collection[str] | None = None) -> dict[str, list[Policy]]:
+    """``required_of`` for every model at once."""
+    return {name: required_of(fleet, model, active) for name, model in fleet.models.items()}
 
 
 def retirement(fleet: Fleet, rules: Rules, model: Model, policies: Collection[Policy]) -> str | None:
@@ -161,12 +178,13 @@ def find_candidates(fleet: Fleet, rules: Rules, active: Collection[str] | None =
     out = Candidates()
     excluded: dict[tuple[str, str], Exclusion] = {}
     out.excluded = excluded
-    matching = {model.name: required_of(fleet, model, active) for model in fleet.models.values()}
+    matching = required_by_model(fleet, active)
     for model in fleet.models.values():
         why = retirement(fleet, rules, model, matching[model.name])
         if why:
             out.retired[model.name] = why
     for model in fleet.models.values():
+        mine: list[str] = []  # the model's pools, as its pairs are added
         for pool in fleet.pools.values():
             key = (model.name, pool.name)
             if model.name in out.retired:
@@ -188,9 +206,10 @@ def find_candidates(fleet: Fleet, rules: Rules, active: Collection[str] | None =
                 for src in model.spec.data
             )
             out.pairs[key] = Pair(model.name, pool.name, c, model.spec.throughput.get(pool.gpu.name, 0.0), cap, egress)
+            mine.append(pool.name)
         for i, dem in enumerate(model.spec.demand):
             options = []
-            for pool_name in out.pools_of(model.name):
+            for pool_name in mine:
                 pool = fleet.pools[pool_name]
                 lat = fleet.topology.latency_ms(dem.location, pool.location.name)
                 if math.isfinite(lat) and (dem.latency_slo_ms is None or lat <= dem.latency_slo_ms):

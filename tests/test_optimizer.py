@@ -381,3 +381,35 @@ def test_a_plan_says_why_a_pool_is_no_longer_allowed_on_either_route(route, monk
     gone = [c for c in plan.changes if c.address == "deployment/m@q"]
     assert len(gone) == 1 and gone[0].action == "delete"
     assert gone[0].reasons == ("no longer eligible: policy: off-q: q is among the pools this policy names",)
+
+
+def test_a_conflict_check_over_the_models_its_groups_touch_answers_as_the_whole_fleet(monkeypatch):
+    """``conflicts.touched``: the fleet cut to the models the active groups select (and do not
+    retire) is feasible exactly when the whole fleet is, for any set of groups."""
+    import random
+
+    import placer.optimizer.conflicts as conflicts
+
+    pinned = {"labels": {"pin": "yes"}}
+    f = two_sites(pool("p", "a", count=1, per_node=4), pool("q", "b", count=1),
+                  inference("m1", [{"location": "a", "rate": 100}], minReplicas=3, labels={"pin": "yes"}),
+                  inference("m2", [{"location": "a", "rate": 100}], minReplicas=3, labels={"pin": "yes"}),
+                  inference("free", [{"location": "b", "rate": 100}], minReplicas=2),
+                  inference("chat-old", [{"location": "b", "rate": 100}], minReplicas=7, version="1.0",
+                            labels={"family": "chat"}),
+                  inference("chat-new", [{"location": "b", "rate": 100}], minReplicas=1, version="2.0",
+                            labels={"family": "chat"}),
+                  training("t", 1, gpus=8),
+                  policy("pin-to-p", {"allowPools": {}}, models=pinned, pools={"names": ["p"]}),
+                  policy("q-headroom", {"headroom": {"fraction": 0.25}}, pools={"names": ["q"]}),
+                  policy("latest-chat", {"retire": {"keepVersions": 1}}, models={"labels": {"family": "chat"}}),
+                  NO_CHURN)
+    every = conflicts.groups(f)
+    rng = random.Random(0)
+    subsets = [set(every), *({g for g in every if rng.random() < 0.5} for _ in range(14))]
+    cut = [conflicts.feasible(f, RULES, s) for s in subsets]
+    assert len(conflicts.touched(f, RULES, {"policy:pin-to-p"}).models) == 2
+    assert "chat-old" not in conflicts.touched(f, RULES, set(every)).models  # retired by latest-chat
+    monkeypatch.setattr(conflicts, "touched", lambda fleet, rules, active: fleet)
+    whole = [conflicts.feasible(f, RULES, s) for s in subsets]
+    assert cut == whole and False in whole and True in whole

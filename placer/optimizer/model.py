@@ -61,6 +61,11 @@ class MipModel:
     y: dict[tuple[str, int, str], Any] = field(default_factory=dict)
     u: dict[tuple[str, int], Any] = field(default_factory=dict)
     k: dict[str, Any] = field(default_factory=dict)
+    # the x keys of each model and of each pool, and the u keys of each model: the rules ask per
+    # model and per pool, and a scan of every variable per question made the build quadratic
+    x_of_model: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    x_of_pool: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    u_of_model: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
     terms: dict[str, list[tuple[float, Any]]] = field(default_factory=lambda: {t: [] for t in TERMS})
     tie_break: list[tuple[float, Any]] = field(default_factory=list)
     penalties: list[tuple[Policy, str, Any]] = field(default_factory=list)
@@ -118,7 +123,7 @@ class MipBuilder:
         return out
 
     def total_replicas(self, model: str) -> Any:
-        return self.m.solver.Sum([v for (mm, _), v in self.m.x.items() if mm == model])
+        return self.m.solver.Sum([self.m.x[key] for key in self.m.x_of_model.get(model, ())])
 
     def least_replicas(self, model: str) -> int:
         m = self.fleet.models[model]
@@ -130,7 +135,7 @@ class MipBuilder:
 
     def unmet_beyond(self, model: str, replicas: int) -> tuple[Any, float]:
         spec = self.fleet.models[model].spec
-        entries = [(i, u) for (name, i), u in self.m.u.items() if name == model]
+        entries = [(key[1], self.m.u[key]) for key in self.m.u_of_model.get(model, ())]
         if not entries:
             return 0, 0.0
         rate = sum(spec.demand[i].rate for i, _ in entries)
@@ -139,7 +144,7 @@ class MipBuilder:
 
     def gpus_used(self, pool: str) -> Any:
         return self.m.solver.Sum([
-            self.cands.pairs[key].gpus_per_replica * v for key, v in self.m.x.items() if key[1] == pool
+            self.cands.pairs[key].gpus_per_replica * self.m.x[key] for key in self.m.x_of_pool.get(pool, ())
         ])
 
     def gpus_capacity(self, pool: str) -> Any:
@@ -197,12 +202,14 @@ class MipBuilder:
         inf = s.infinity()
         for key, pair in cands.pairs.items():
             m.x[key] = self._int(0, pair.max_replicas, f"x[{key[0]},{key[1]}]")
+            m.x_of_model.setdefault(key[0], []).append(key)
+            m.x_of_pool.setdefault(key[1], []).append(key)
         for pool in fleet.pools.values():
             if pool.elastic:
                 m.n[pool.name] = self._int(pool.min_nodes, pool.max_nodes, f"n[{pool.name}]")
                 m.terms["compute"].append((pool.usd_per_gpu_hour * pool.per_node, m.n[pool.name]))
                 m.tie_break.append((TIE_BREAK, m.n[pool.name]))
-            used = [(cands.pairs[k].gpus_per_replica, v) for k, v in m.x.items() if k[1] == pool.name]
+            used = [(cands.pairs[k].gpus_per_replica, m.x[k]) for k in m.x_of_pool.get(pool.name, ())]
             if used:
                 s.Add(s.Sum([c * v for c, v in used]) <= self.gpus_capacity(pool.name), f"capacity[{pool.name}]")
             if not pool.elastic:
@@ -251,6 +258,7 @@ class MipBuilder:
                 continue  # numerically nothing: leaves the solver's tolerances alone
             u = s.NumVar(0, dem.rate, f"u[{model.name},{i}]")
             m.u[(model.name, i)] = u
+            m.u_of_model.setdefault(model.name, []).append((model.name, i))
             m.terms["unmet"].append((obj.unmet_usd_per_rate * factor, u))
             ys = []
             for opt in cands.routes.get((model.name, i), []):
