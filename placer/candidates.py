@@ -104,11 +104,6 @@ def required_of(fleet: Fleet, model: Model, active: Collection[str] | None = Non
             and model_matches(p.spec.models, model)]
 
 
-def required_by_model(fleet: Fleet, active: Collection[str] | None = None) -> dict[str, list[Policy]]:
-    """``required_of`` for every model at once."""
-    return {name: required_of(fleet, model, active) for name, model in fleet.models.items()}
-
-
 def retirement(fleet: Fleet, rules: Rules, model: Model, policies: Collection[Policy]) -> str | None:
     """Why a required policy among ``policies`` (those that select ``model``) retires it, or None."""
     for policy in policies:
@@ -178,7 +173,7 @@ def find_candidates(fleet: Fleet, rules: Rules, active: Collection[str] | None =
     out = Candidates()
     excluded: dict[tuple[str, str], Exclusion] = {}
     out.excluded = excluded
-    matching = required_by_model(fleet, active)
+    matching = {name: required_of(fleet, model, active) for name, model in fleet.models.items()}
     for model in fleet.models.values():
         why = retirement(fleet, rules, model, matching[model.name])
         if why:
