@@ -98,6 +98,11 @@ def fit(fleet: Fleet, model: Model, pool: Pool) -> Exclusion | None:
     return None
 
 
+def within_slo(latency_ms: float, slo_ms: float | None) -> bool:
+    """Whether a route of ``latency_ms`` (inf: none) meets a demand entry's SLO (None: any)."""
+    return math.isfinite(latency_ms) and (slo_ms is None or latency_ms <= slo_ms)
+
+
 def required_of(fleet: Fleet, model: Model, active: Collection[str] | None = None) -> list[Policy]:
     """The required policies that select ``model`` (of those ``active`` names, when given)."""
     return [p for p in fleet.policies if p.required and (active is None or f"policy:{p.name}" in active)
@@ -207,7 +212,7 @@ def find_candidates(fleet: Fleet, rules: Rules, active: Collection[str] | None =
             for pool_name in mine:
                 pool = fleet.pools[pool_name]
                 lat = fleet.topology.latency_ms(dem.location, pool.location.name)
-                if math.isfinite(lat) and (dem.latency_slo_ms is None or lat <= dem.latency_slo_ms):
+                if within_slo(lat, dem.latency_slo_ms):
                     options.append(RouteOption(model.name, i, dem.location, pool_name, lat))
             out.routes[(model.name, i)] = options
     return out

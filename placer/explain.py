@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from placer.candidates import SLO, Candidates, Exclusion
+from placer.candidates import SLO, Candidates, Exclusion, within_slo
 from placer.cost import model_compute_usd, price
 from placer.fleet import Fleet
 from placer.optimizer import SolveResult, optimize
@@ -47,7 +47,7 @@ def _slo_reason(fleet: Fleet, model: str, pool: str) -> str | None:
     late = []
     for d in demand:
         lat = fleet.topology.latency_ms(d.location, where)
-        if math.isfinite(lat) and (d.latency_slo_ms is None or lat <= d.latency_slo_ms):
+        if within_slo(lat, d.latency_slo_ms):
             return None
         late.append(f"from {d.location} {lat:g} ms > {d.latency_slo_ms:g} ms" if math.isfinite(lat)
                     else f"from {d.location} unreachable")
