@@ -1,7 +1,7 @@
 """Eligible (model, pool) pairs and routes, with the reason every other pair is out.
 
 Fit rules of SPEC section 2 (node size, memory, GPU allow-list, throughput listing, spot,
-data reachability) and the Filter of every active required policy. Reasons are constant
+data reachability) and the Filter of every required policy. Reasons are constant
 strings a user can grep (``memory``, ``gpu-type``, ...), with detail.
 """
 
@@ -172,13 +172,12 @@ class Exclusions(Mapping[tuple[str, str], Exclusion]):
         return sum(1 for _ in self)
 
 
-def find_candidates(fleet: Fleet, rules: Rules, active: Collection[str] | None = None) -> Candidates:
-    """Eligible pairs and SLO-feasible routes; ``active`` limits which required policies filter
-    (None: all of them), for infeasibility explanations."""
+def find_candidates(fleet: Fleet, rules: Rules) -> Candidates:
+    """Eligible pairs and SLO-feasible routes."""
     out = Candidates()
     excluded: dict[tuple[str, str], Exclusion] = {}
     out.excluded = excluded
-    matching = {name: required_of(fleet, model, active) for name, model in fleet.models.items()}
+    matching = {name: required_of(fleet, model) for name, model in fleet.models.items()}
     for model in fleet.models.values():
         why = retirement(fleet, rules, model, matching[model.name])
         if why:

@@ -90,3 +90,15 @@ def fleet(*docs: dict[str, Any]) -> Fleet:
     if errors or built is None:
         raise FleetError(problems)
     return built
+
+
+def with_groups(f: Fleet, active: set[str]) -> Fleet:
+    """``f`` with only the ``active`` required policies and minReplicas (``conflicts.groups``' names):
+    every model and every preferred policy kept. The reference a conflict check is tested against."""
+    import dataclasses
+
+    models = {n: m if f"model:{n}:minReplicas" in active or not m.spec.min_replicas
+              else dataclasses.replace(m, spec=m.spec.model_copy(update={"min_replicas": None}))
+              for n, m in f.models.items()}
+    policies = tuple(p for p in f.policies if not p.required or f"policy:{p.name}" in active)
+    return dataclasses.replace(f, models=models, policies=policies)

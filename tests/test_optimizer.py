@@ -383,12 +383,15 @@ def test_a_plan_says_why_a_pool_is_no_longer_allowed_on_either_route(route, monk
     assert gone[0].reasons == ("no longer eligible: policy: off-q: q is among the pools this policy names",)
 
 
-def test_a_conflict_check_over_the_models_its_groups_touch_answers_as_the_whole_fleet(monkeypatch):
-    """``conflicts.touched``: the fleet cut to the models the active groups select (and do not
-    retire) is feasible exactly when the whole fleet is, for any set of groups."""
+def test_a_conflict_check_over_the_models_with_a_minimum_answers_as_the_whole_fleet():
+    """``conflicts.touched``: the fleet cut to the models whose minimum the check holds (and that
+    it does not retire), with only the required policies it holds, is feasible exactly when the
+    whole fleet with those groups is (every model, the preferred policy too): on the exact route,
+    for any set of groups. (tests/test_property.py checks the same on random fleets.)"""
     import random
 
     import placer.optimizer.conflicts as conflicts
+    from tests.fleetkit import with_groups
 
     pinned = {"labels": {"pin": "yes"}}
     f = two_sites(pool("p", "a", count=1, per_node=4), pool("q", "b", count=1),
@@ -399,17 +402,20 @@ def test_a_conflict_check_over_the_models_its_groups_touch_answers_as_the_whole_
                             labels={"family": "chat"}),
                   inference("chat-new", [{"location": "b", "rate": 100}], minReplicas=1, version="2.0",
                             labels={"family": "chat"}),
+                  inference("pinned-no-minimum", [{"location": "a", "rate": 900}], labels={"pin": "yes"}),
                   training("t", 1, gpus=8),
                   policy("pin-to-p", {"allowPools": {}}, models=pinned, pools={"names": ["p"]}),
                   policy("q-headroom", {"headroom": {"fraction": 0.25}}, pools={"names": ["q"]}),
                   policy("latest-chat", {"retire": {"keepVersions": 1}}, models={"labels": {"family": "chat"}}),
+                  policy("spread", {"spread": {"minFailureDomains": 2}}, penalty=5),
                   NO_CHURN)
     every = conflicts.groups(f)
+    assert conflicts.touched(f, RULES, {"policy:pin-to-p"}).models == {}  # no minimum: every model may go unplaced
+    cut = conflicts.touched(f, RULES, {"policy:pin-to-p", "model:m1:minReplicas"})
+    assert list(cut.models) == ["m1"] and [p.name for p in cut.policies] == ["pin-to-p"]
+    assert "chat-old" not in conflicts.touched(f, RULES, set(every)).models  # retired by latest-chat
     rng = random.Random(0)
     subsets = [set(every), *({g for g in every if rng.random() < 0.5} for _ in range(14))]
-    cut = [conflicts.feasible(f, RULES, s) for s in subsets]
-    assert len(conflicts.touched(f, RULES, {"policy:pin-to-p"}).models) == 2
-    assert "chat-old" not in conflicts.touched(f, RULES, set(every)).models  # retired by latest-chat
-    monkeypatch.setattr(conflicts, "touched", lambda fleet, rules, active: fleet)
-    whole = [conflicts.feasible(f, RULES, s) for s in subsets]
-    assert cut == whole and False in whole and True in whole
+    checks = [conflicts.feasible(f, RULES, s) for s in subsets]
+    whole = [optimize(with_groups(f, s), RULES).status != "INFEASIBLE" for s in subsets]
+    assert checks == whole and False in whole and True in whole

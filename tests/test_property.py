@@ -8,9 +8,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from placer.cost import price
-from placer.optimizer import optimize
+from placer.fleet import Fleet
+from placer.optimizer import conflicts, optimize
 from placer.placement import check_hard_constraints
-from tests.fleetkit import RULES, fleet, inference, link, location, policy, pool, training
+from tests.fleetkit import RULES, fleet, inference, link, location, policy, pool, training, with_groups
 
 
 def num(lo, hi):
@@ -30,7 +31,8 @@ RULE_CHOICES = [
 
 
 @st.composite
-def fleets(draw):
+def fleet_docs(draw, min_replicas: bool = False):
+    """A small fleet's documents; ``min_replicas``: some inference models get a minimum."""
     n_loc = draw(st.integers(2, 3))
     locs = [location(f"l{i}", jurisdiction=draw(st.sampled_from(["EU", "US"]))) for i in range(n_loc)]
     links = [link(f"l{i}", f"l{i + 1}", draw(num(1, 50)), draw(num(0, 0.1))) for i in range(n_loc - 1)]
@@ -54,17 +56,22 @@ def fleets(draw):
             continue
         demand = [{"location": f"l{i}", "rate": draw(num(0, 500)),
                    "latencySloMs": draw(st.sampled_from([5, 30, 100]))} for i in range(n_loc) if draw(st.booleans())]
+        least = {"minReplicas": m} if min_replicas and (m := draw(st.integers(0, 4))) else {}
         models.append(inference(
             f"m{k}", demand, gpus=gpus, mem=draw(num(10, 70)),
             throughput={g: draw(num(10, 300)) for g in GPUS if draw(st.booleans())} or {"A100-80GB": 100},
             spotTolerant=draw(st.booleans()), priority=draw(st.integers(0, 50)),
-            data=[{"location": "l0", "gbPerHour": draw(num(0, 20))}] if draw(st.booleans()) else []))
+            data=[{"location": "l0", "gbPerHour": draw(num(0, 20))}] if draw(st.booleans()) else [], **least))
     policies = []
     for r, rule in enumerate(draw(st.lists(st.sampled_from(RULE_CHOICES), max_size=2, unique_by=str))):
         penalty = draw(st.one_of(st.none(), num(0.1, 10)))
         sel = {"jurisdiction": ["US"]} if "denyPools" in rule else None
         policies.append(policy(f"pol{r}", rule, pools=sel, penalty=penalty))
-    return fleet(*locs, *links, *pools, *models, *policies)
+    return [*locs, *links, *pools, *models, *policies]
+
+
+def fleets() -> st.SearchStrategy[Fleet]:
+    return fleet_docs().map(lambda docs: fleet(*docs))
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -82,3 +89,17 @@ def test_plans_respect_hard_constraints_and_price_agrees(f, current):
     assert cost.objective == pytest.approx(result.objective, rel=1e-5, abs=1e-4)
     assert cost.compute == pytest.approx(result.terms["compute"], rel=1e-6, abs=1e-6)
     assert cost.penalty == pytest.approx(result.terms["penalty"], rel=1e-5, abs=1e-4)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(fleet_docs(min_replicas=True), st.randoms(use_true_random=False))
+def test_a_conflict_check_answers_as_the_exact_model_of_the_whole_fleet(docs, rng):
+    """``conflicts.feasible`` solves the scalable route's matrix of a fleet cut to the models whose
+    minimum is checked and the policies checked: for any set of groups it says what the exact
+    route says of the whole fleet with the other groups dropped (every model, preferred policies
+    too)."""
+    f = fleet(*docs)
+    every = conflicts.groups(f)
+    for active in (set(every), {g for g in every if rng.random() < 0.5}):
+        exact = optimize(with_groups(f, active), RULES).status != "INFEASIBLE"
+        assert conflicts.feasible(f, RULES, active) == exact, sorted(active)

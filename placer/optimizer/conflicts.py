@@ -9,25 +9,30 @@ The groups are each required policy and each inference model's minReplicas. Two 
    once in this, the common case.
 2. otherwise, QuickXplain (Junker, 2004) over every group, each check a feasibility MIP of the
    fleet with some groups dropped: about 2k log(n/k) checks for a conflict of k of n groups,
-   against n for a deletion filter (at M, 267 groups: 14 checks, 29 s, where the deletion
-   filter took 963 s; at L, 1,058 groups: 16 checks, 398 s). A check the solver
-   does not settle in its time counts as feasible (infeasibility unproven), so the answer may
-   hold more groups than it needs; it is checked once more at the end, and when that is not
-   proven infeasible, every group is the answer (``minimal`` False).
+   against n for a deletion filter. A check is the scalable route's matrix with no objective
+   (its LP first, which settles most infeasible checks alone, then its MIP) over the models
+   whose minimum it holds (``touched``). At M, 267 groups: 14 checks in 0.1 s, where the deletion
+   filter took 963 s and checks of the exact model over the models the policies select 29 s; at
+   L, 1,058 groups: 16 checks in 1.0 s, against 398 s so. A check the solver does not settle
+   in its time counts as feasible (infeasibility unproven), so the answer may hold more groups
+   than it needs; it is checked once more at the end, and when that is not proven infeasible,
+   every group is the answer (``minimal`` False).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
-from ortools.linear_solver import pywraplp
+import numpy as np
 
-from placer.candidates import exclusion, find_candidates, required_of, retirement
+from placer.candidates import exclusion, required_of, retirement
 from placer.fleet import Fleet, Model, Policy
-from placer.optimizer.model import MipBuilder
-from placer.optimizer.solve import configure, solve_quietly
+from placer.optimizer.arrays import build_arrays
+from placer.optimizer.highs import solve_arrays
+from placer.optimizer.matrix import build_matrix
 from placer.policy import Rules
 
 CHECK_SECONDS = 10.0  # a feasibility check's time limit
@@ -57,34 +62,42 @@ def groups(fleet: Fleet) -> list[str]:
 
 
 def touched(fleet: Fleet, rules: Rules, active: Collection[str]) -> Fleet:
-    """The fleet with only the models the ``active`` groups touch (an active policy selects it,
-    or its minReplicas is active) and do not retire. It has a plan exactly when the whole fleet
-    has one: every other model may go unplaced (its demand unmet, its training replicas
-    unplaced), which no row it is in forbids, and a retired model is in no row. A check of a
-    narrow set is then a MIP over a few models: at L, the last checks (a pin and two minimums)
-    took under 0.1 s, against 27-30 s for the checks with a policy over every model."""
+    """The fleet a check solves: the models whose minReplicas is among the ``active`` groups (and
+    that no active policy retires), and the active required policies alone. It has a plan exactly
+    when the whole fleet with those groups has one: a model with no minimum may go unplaced (its
+    demand unmet, its training replicas unplaced), which no policy's row forbids, and so leaves
+    every row as it was; a retired model is in no row; a preferred policy pays a penalty and never
+    makes a plan impossible. So a check of a narrow set is a model of a few models, however many
+    the policies in it select."""
     names = {g.split(":")[1] for g in active if g.startswith("model:")}
-    for policy in fleet.policies:
-        if f"policy:{policy.name}" in active:
-            names |= {m.name for m in fleet.models_of(policy.spec.models)}
-    keep = {n: m for n, m in fleet.models.items()
-            if n in names and not retirement(fleet, rules, m, required_of(fleet, m, active))}
-    return dataclasses.replace(fleet, models=keep)
+    models = {n: m for n, m in fleet.models.items()
+              if n in names and not retirement(fleet, rules, m, required_of(fleet, m, active))}
+    policies = tuple(p for p in fleet.policies if p.required and f"policy:{p.name}" in active)
+    return dataclasses.replace(fleet, models=models, policies=policies)
 
 
 def feasible(fleet: Fleet, rules: Rules, active: set[str], time_limit: float = CHECK_SECONDS) -> bool:
-    """Whether the fleet has a plan with only the ``active`` groups: False only when the solver
-    proves it has none; a check that runs out of time counts as feasible."""
-    fleet = touched(fleet, rules, active)
-    cands = find_candidates(fleet, rules, active)
-    mip = MipBuilder(fleet, cands, {}, active=active, with_objective=False).build(rules)
-    params = configure(mip.solver, fleet, time_limit)
-    if getattr(mip.solver, "placer_kind", "") == "HIGHS":
-        # HiGHS' MIP presolve checks no time limit in its dual fixing: at L one check's presolve
-        # ran past 6 minutes (10 s asked). Without it the search keeps to the limit.
-        mip.solver.SetSolverSpecificParametersAsString("presolve=off\n")
-    status = solve_quietly(mip.solver, params)
-    return bool(status != pywraplp.Solver.INFEASIBLE)
+    """Whether the fleet has a plan with only the ``active`` groups: False only when HiGHS proves
+    it has none; a check that runs out of time counts as feasible. The fleet's model is the
+    scalable route's matrix (``build_matrix``; the same rows as the exact model) with no
+    objective: its LP first, which settles most infeasible checks at once, then the MIP, which
+    stops at its first plan."""
+    started = time.monotonic()
+    arrays = build_arrays(touched(fleet, rules, active), rules)
+    model = build_matrix(arrays, rules, {}, cuts=False)
+    if model.n_cols == 0:
+        return not bool(np.any((model.row_lo > 1e-9) | (model.row_hi < -1e-9)))
+    problem = (model.A, np.zeros(model.n_cols), model.lb, model.ub, model.row_lo, model.row_hi)
+    lp = solve_arrays(*problem, None, time_limit=max(0.05, time_limit - (time.monotonic() - started)))
+    if lp.status == "INFEASIBLE":
+        return False
+    left = time_limit - (time.monotonic() - started)
+    if left <= 0.05:
+        return True
+    # HiGHS' MIP presolve checks no time limit in its dual fixing: at L one check's presolve ran
+    # past 6 minutes (10 s asked). Without it the search keeps to the limit.
+    mip = solve_arrays(*problem, model.integer, time_limit=left, options={"presolve": "off"})
+    return mip.status != "INFEASIBLE"
 
 
 def most_replicas(fleet: Fleet, rules: Rules, model: Model, policies: Collection[Policy]) -> int:

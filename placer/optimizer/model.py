@@ -27,7 +27,7 @@ Objective (USD/h; each term kept apart for the report)
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,13 +75,10 @@ class MipBuilder:
     """Builds the MIP; implements ``placer.policy.ModelBuilder`` for the rules."""
 
     def __init__(self, fleet: Fleet, cands: Candidates, current: Mapping[tuple[str, str], int],
-                 active: Collection[str] | None = None, with_objective: bool = True,
                  solver: pywraplp.Solver | None = None, relax: bool = False) -> None:
         self.fleet = fleet
         self.cands = cands
         self.current = current
-        self.active = active
-        self.with_objective = with_objective
         self.relax = relax
         self.m = MipModel(solver or create_solver())
         self._count = 0
@@ -128,8 +125,6 @@ class MipBuilder:
     def least_replicas(self, model: str) -> int:
         m = self.fleet.models[model]
         if not m.inference or model in self.cands.retired or not self.cands.pools_of(model):
-            return 0
-        if self.active is not None and f"model:{model}:minReplicas" not in self.active:
             return 0
         return int(m.spec.min_replicas or 0)
 
@@ -233,18 +228,15 @@ class MipBuilder:
                 self._batch(model, pools, factor)
 
         for policy in fleet.policies:
-            if self.active is not None and policy.required and f"policy:{policy.name}" not in self.active:
-                continue
             behaviour(rules, policy).constrain(policy, self)
 
-        if self.with_objective:
-            objective = s.Objective()
-            for term in TERMS:
-                for coef, var in m.terms[term]:
-                    objective.SetCoefficient(var, objective.GetCoefficient(var) + coef)
-            for coef, var in m.tie_break:
+        objective = s.Objective()
+        for term in TERMS:
+            for coef, var in m.terms[term]:
                 objective.SetCoefficient(var, objective.GetCoefficient(var) + coef)
-            objective.SetMinimization()
+        for coef, var in m.tie_break:
+            objective.SetCoefficient(var, objective.GetCoefficient(var) + coef)
+        objective.SetMinimization()
         return m
 
     def _inference(self, model: Model, pools: list[str], factor: float) -> None:
@@ -280,8 +272,7 @@ class MipBuilder:
             if routed_to[pool]:
                 thr = cands.pairs[(model.name, pool)].throughput
                 s.Add(s.Sum(routed_to[pool]) <= thr * m.x[(model.name, pool)], f"serve[{model.name},{pool}]")
-        active = self.active is None or f"model:{model.name}:minReplicas" in self.active
-        if spec.min_replicas and active:
+        if spec.min_replicas:
             s.Add(self.total_replicas(model.name) >= spec.min_replicas, f"minReplicas[{model.name}]")
         if spec.max_replicas is not None and pools:
             s.Add(self.total_replicas(model.name) <= spec.max_replicas, f"maxReplicas[{model.name}]")
