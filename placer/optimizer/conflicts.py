@@ -26,13 +26,8 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
 from placer.candidates import exclusion, required_of, retirement
 from placer.fleet import Fleet, Model, Policy
-from placer.optimizer.arrays import build_arrays
-from placer.optimizer.highs import solve_arrays
-from placer.optimizer.matrix import build_matrix
 from placer.policy import Rules
 
 CHECK_SECONDS = 10.0  # a feasibility check's time limit
@@ -82,6 +77,12 @@ def feasible(fleet: Fleet, rules: Rules, active: set[str], time_limit: float = C
     scalable route's matrix (``build_matrix``; the same rows as the exact model) with no
     objective: its LP first, which settles most infeasible checks at once, then the MIP, which
     stops at its first plan."""
+    import numpy as np  # the scalable route's modules (scipy, highspy): imported when a plan fails
+
+    from placer.optimizer.arrays import build_arrays
+    from placer.optimizer.highs import solve_arrays
+    from placer.optimizer.matrix import build_matrix
+
     started = time.monotonic()
     arrays = build_arrays(touched(fleet, rules, active), rules)
     model = build_matrix(arrays, rules, {}, cuts=False)
