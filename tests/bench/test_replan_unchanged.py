@@ -1,0 +1,32 @@
+"""A re-plan of a fleet that has not changed, from its own plan, on the scalable route: what runs
+is one of the plans it weighs, so it never answers dearer than leaving everything where it is
+(before, at bench M it moved 81 replicas and cost 38 USD/h more; at L 362 and 518 USD/h)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+import placer.optimizer.large as large
+from bench.generate import generate, to_fleet
+from placer.cost import price
+from policies import build_rules
+
+RULES = build_rules(dt.datetime(2026, 11, 28, tzinfo=dt.UTC))
+
+
+@pytest.fixture(scope="module")
+def fleet():
+    return to_fleet(generate(300, 60, seed=0))
+
+
+def test_a_replan_of_an_unchanged_fleet_is_never_dearer_than_keeping_what_runs(fleet):
+    first = large.optimize_large(fleet, RULES, time_limit=3.0)
+    assert first.placement is not None
+    running = {k: r for k, r in first.placement.replicas.items() if r > 0}
+    again = large.optimize_large(fleet, RULES, current=running, time_limit=3.0)
+    assert again.placement is not None
+    keep = price(fleet, first.placement, RULES, running).objective  # no churn: nothing moves
+    assert price(fleet, again.placement, RULES, running).objective <= keep + 1e-6
+
