@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 import scipy.sparse as sp
 
 import placer.optimizer.highs as highs
@@ -106,3 +107,35 @@ def test_a_mip_answer_that_rounding_breaks_beyond_repair_is_no_answer(monkeypatc
     floor = np.array([-np.inf, 5e-5])
     sol = highs.solve_arrays(A, cost, lb, ub, floor, hi, integer, time_limit=5.0)
     assert sol.values is None and sol.status == "UNKNOWN"
+
+
+def test_an_isolated_solve_answers_as_the_solve_itself():
+    A, cost, lb, ub, lo, hi, integer = knapsack()
+    here = highs.solve_arrays(A, cost, lb, ub, lo, hi, integer, time_limit=5.0)
+    there = highs.solve_within(A, cost, lb, ub, lo, hi, integer, time_limit=5.0)
+    assert there.status == here.status == "OPTIMAL" and there.objective == here.objective == -9.0
+    assert np.array_equal(there.values, here.values)
+
+
+def test_an_isolated_solve_is_stopped_at_its_time_limit(monkeypatch):
+    """HiGHS checks no time limit in parts of its MIP root node (it ran 31 s of a 2.2 s limit): a
+    solve that does not come back is stopped shortly past its limit, with no values."""
+    import time
+
+    def stuck(*args, **kw):
+        time.sleep(60)
+
+    monkeypatch.setattr(highs, "solve_arrays", stuck)
+    started = time.monotonic()
+    sol = highs.solve_within(*knapsack(), time_limit=0.3)
+    assert sol.status == "TIME_LIMIT" and sol.values is None and not sol.feasible
+    assert time.monotonic() - started < 30  # stopped, not waited out
+
+
+def test_an_isolated_solve_raises_what_the_solve_raised(monkeypatch):
+    def broken(*args, **kw):
+        raise ValueError("no such option")
+
+    monkeypatch.setattr(highs, "solve_arrays", broken)
+    with pytest.raises(ValueError, match="no such option"):
+        highs.solve_within(*knapsack(), time_limit=5.0)

@@ -84,7 +84,13 @@ SMALL_PAIRS = 30_000  # up to this many pairs, a re-plan's model holds every pai
 # pricing out and those its plans use (M, 24,831 pairs: 9,276 -> 9,252 USD/h on average over
 # five and six runs, as a sweep step over fewer pairs is quicker and the sweep reaches more models)
 EVERY_PAIR = 10_000
-FULL_MIP_COLS = 20_000  # up to this many columns, HiGHS also gets the whole model (for its bound)
+# up to this many columns, HiGHS also gets the whole model (for a plan, and its bound). Beyond, the
+# search does better: at 5 s, with and without it, 60 x 25 (1,862 columns) 1,108.09 against
+# 1,113.36 and 80 x 25 (2,408) 1,411.89 against 1,420.64, but 100 x 30 (3,178) 3,003.38 against
+# 2,945.48, 200 x 40 (7,649) 4,965.12 against 4,827.98 and 300 x 60 (18,613) 6,357.84 against
+# 6,089.81; at 30 s, 100 x 30 2,932.93 against 2,927.17 and 200 x 40 4,846.00 against 4,815.58
+# (bench.generate fleets, seed 0). Its root node can outrun any time limit: it runs isolated
+FULL_MIP_COLS = 3_000
 FULL_MIP_SHARE = 0.9  # of the time left: on small models HiGHS from the first plan beats the neighbourhood search
 CANDIDATES_PAIRS = 100_000  # up to this many pairs, the result carries full Candidates
 LP_PAIRS = 8_000_000  # beyond this many pairs the LP does not fit the time: plan from the greedy plan
@@ -631,7 +637,7 @@ def solve_model(model: MatrixModel, clock: Clock, gap: float, workers: int = 1,
     if model.n_cols <= FULL_MIP_COLS and mode != "replan" and clock.left() > reserve + 0.5:
         sol = solve(model, np.arange(model.n_cols), integer=True, start=v, gap=gap,
                     rows=np.setdiff1d(np.arange(model.n_rows), model.cut_rows),
-                    time_limit=max(0.3, FULL_MIP_SHARE * (clock.left() - reserve)))
+                    time_limit=max(0.3, FULL_MIP_SHARE * (clock.left() - reserve)), isolated=True)
         if sol.values is not None and model_value(model, sol.values) < model_value(model, v) - 1e-9:
             v = sol.values
         if math.isfinite(sol.bound):
