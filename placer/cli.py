@@ -388,9 +388,10 @@ def explain(fleet: str, model: str, now_text: str | None, state_path: str | None
     rules = rules_for(now)
     with spinner(True) as progress:
         result = optimize(loaded, rules, current=state.replicas(), progress=progress)
-    if result.placement is None or result.candidates is None:
-        fail(f"the fleet has no feasible plan ({result.status}); run `placer plan {fleet}` for the conflict")
-    ex = run_explain(loaded, rules, model, result, state.replicas(), result.candidates)
+        if result.placement is None or result.candidates is None:
+            fail(f"the fleet has no feasible plan ({result.status}); run `placer plan {fleet}` for the conflict")
+        progress(f"the next best place for {model}")
+        ex = run_explain(loaded, rules, model, result, state.replicas(), result.candidates, progress=progress)
     if ex.retired:
         out.print(f"{model} is not placed: {ex.retired}")
     elif ex.placed:
@@ -412,7 +413,8 @@ def explain(fleet: str, model: str, now_text: str | None, state_path: str | None
     out.print(table)
     if ex.next_best is not None and ex.next_best_delta is not None:
         alt = ", ".join(f"{r} on {p}" for p, r in sorted(ex.next_best.items())) or "not placed"
-        out.print(f"Next best without its current pools: {alt}, costing {ex.next_best_delta:+,.2f} USD/h "
+        how = " (this plan re-planned without them, its moves priced as churn)" if ex.next_best_from_plan else ""
+        out.print(f"Next best without its current pools{how}: {alt}, costing {ex.next_best_delta:+,.2f} USD/h "
                   "for the whole fleet")
 
 

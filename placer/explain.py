@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from placer.candidates import SLO, Candidates, Exclusion, within_slo
@@ -24,6 +25,7 @@ class Explanation:
     unused: dict[str, str] = field(default_factory=dict)  # eligible pools not chosen -> note
     next_best: dict[str, int] | None = None
     next_best_delta: float | None = None
+    next_best_from_plan: bool = False  # the next best is this plan re-planned (the scalable route), not a new plan
     retired: str | None = None
 
 
@@ -56,7 +58,7 @@ def _slo_reason(fleet: Fleet, model: str, pool: str) -> str | None:
 
 
 def explain(fleet: Fleet, rules: Rules, model: str, result: SolveResult, current: dict[tuple[str, str], int],
-            cands: Candidates) -> Explanation:
+            cands: Candidates, progress: Callable[[str], None] | None = None) -> Explanation:
     placement = result.placement
     assert placement is not None
     placed = placement.pools_of(model)
@@ -74,7 +76,17 @@ def explain(fleet: Fleet, rules: Rules, model: str, result: SolveResult, current
         else:
             ex.unused[pool] = _occupants(fleet, placement, pool, model)
     if placed:
-        alt = optimize(fleet, rules, current=current, forbid=frozenset((model, p) for p in placed))
+        forbid = frozenset((model, p) for p in placed)
+        from placer.optimizer.large import use_large  # imported by optimize all the same
+
+        if use_large(fleet):
+            # two runs of the scalable route differ by more than most models' moves cost (at L, by
+            # up to 130 USD/h): the alternative is this plan re-planned without the model's pools,
+            # its moves priced as churn, whose cost differs from this plan's by what the move costs
+            ex.next_best_from_plan = True
+            alt = optimize(fleet, rules, current=dict(placement.replicas), forbid=forbid, progress=progress)
+        else:
+            alt = optimize(fleet, rules, current=current, forbid=forbid, progress=progress)
         if alt.placement is not None:
             ex.next_best = alt.placement.pools_of(model)
             ex.next_best_delta = (price(fleet, alt.placement, rules, current).objective
