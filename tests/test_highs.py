@@ -139,3 +139,11 @@ def test_an_isolated_solve_raises_what_the_solve_raised(monkeypatch):
     monkeypatch.setattr(highs, "solve_arrays", broken)
     with pytest.raises(ValueError, match="no such option"):
         highs.solve_within(*knapsack(), time_limit=5.0)
+
+
+def test_an_isolated_solve_whose_process_dies_has_no_answer(monkeypatch):
+    import os
+
+    monkeypatch.setattr(highs, "solve_arrays", lambda *args, **kw: os._exit(3))
+    sol = highs.solve_within(*knapsack(), time_limit=5.0)
+    assert sol.status == "UNKNOWN" and sol.values is None

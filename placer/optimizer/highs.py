@@ -215,7 +215,7 @@ ISOLATION_GRACE = 0.25
 def solve_within(A: Any, cost: FloatArray, lb: FloatArray, ub: FloatArray, row_lo: FloatArray, row_hi: FloatArray,
                  integer: Any, *, time_limit: float | None, **kw: Any) -> Solution:
     """``solve_arrays`` in a forked child process, stopped ISOLATION_GRACE seconds past
-    ``time_limit`` (status TIME_LIMIT, no values). HiGHS 1.16's MIP checks neither its time limit
+    ``time_limit`` (status TIME_LIMIT, no values; UNKNOWN if the child died). HiGHS 1.16's MIP checks neither its time limit
     nor ``cancelSolve`` in parts of its root node: on a fleet of 300 models x 60 pools (18,613
     columns), the whole model asked for 2.2 s ran 31 s in ``linesearchRounding``'s objective
     propagation, whatever the heuristic options, and a fleet of 200 x 40 10 s. Where a fork is
@@ -231,18 +231,19 @@ def solve_within(A: Any, cost: FloatArray, lb: FloatArray, ub: FloatArray, row_l
     def child() -> None:
         try:
             send.send(solve_arrays(A, cost, lb, ub, row_lo, row_hi, integer, time_limit=time_limit, **kw))
-        except BaseException as exc:  # noqa: BLE001 - handed to the parent, which raises it
+        except BaseException as exc:  # handed to the parent, which raises it
             send.send(exc)
 
     proc = ctx.Process(target=child, daemon=True)
     proc.start()
     send.close()
     answer: Any = None
+    status = "TIME_LIMIT"
     try:
         if receive.poll(time_limit + ISOLATION_GRACE):
             answer = receive.recv()
     except EOFError:  # the child died without an answer
-        answer = None
+        status = "UNKNOWN"
     finally:
         if proc.is_alive():
             proc.kill()
@@ -253,4 +254,4 @@ def solve_within(A: Any, cost: FloatArray, lb: FloatArray, ub: FloatArray, row_l
     if isinstance(answer, Solution):
         return answer
     empty = np.zeros(0, dtype=np.int64)
-    return Solution("TIME_LIMIT", empty, empty, None, INF, -INF, seconds=time_limit + ISOLATION_GRACE)
+    return Solution(status, empty, empty, None, INF, -INF, seconds=time_limit + ISOLATION_GRACE)

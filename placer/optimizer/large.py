@@ -614,7 +614,7 @@ def solve_model(model: MatrixModel, clock: Clock, gap: float, workers: int = 1,
     clock.mark("complete", "no plan" if v is None else f"value {model_value(model, v):.2f}")
     if mode == "replan":
         # what runs, kept as it is (the rounding drops the replicas its greedy routes leave idle, and
-        # covers again: at L, with no change to the fleet, 33,081 USD/h against 31,624 for what runs
+        # covers again: at L, with no change to the fleet, 33,081 USD/h against 31,640 for what runs
         # and a search that then moved 362 replicas and ended 518 USD/h dearer than not moving)
         kept = complete(model, hood, gx, time_limit=max(0.5, 0.3 * clock.left()),
                         deadline=time.monotonic() + max(0.5, 0.5 * (clock.left() - reserve)))
