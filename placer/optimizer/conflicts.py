@@ -14,10 +14,9 @@ The groups are each required policy and each inference model's minReplicas. Two 
    whose minimum it holds (``touched``). At M, 267 groups: 14 checks in 0.1 s, where the deletion
    filter took 963 s and checks of the exact model over the models the policies select 29 s; at
    L, 1,058 groups: 16 checks in 1.0 s, against 398 s so; at XL, 5,372 groups: 17 checks in
-   16.7 s. A check the solver does not settle
-   in its time counts as feasible (infeasibility unproven), so the answer may hold more groups
-   than it needs; it is checked once more at the end, and when that is not proven infeasible,
-   every group is the answer (``minimal`` False).
+   16.7 s. A check the solver does not settle in its time counts as feasible (infeasibility
+   unproven), so the answer may hold more groups than it needs; it is checked once more at the
+   end, and when that is not proven infeasible, every group is the answer (``minimal`` False).
 """
 
 from __future__ import annotations
