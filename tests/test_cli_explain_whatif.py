@@ -170,3 +170,28 @@ def test_whatif_every_pool_down_serves_nothing(scenarios):
 def test_whatif_refuses_names_the_fleet_lacks(scenarios, args, message):
     r = placer("whatif", str(scenarios), *args)
     assert r.returncode == 1 and message in r.stderr and "Traceback" not in r.stderr
+
+
+def tour_commands() -> list[list[str]]:
+    """The README tour's commands that only read the example fleet (validate, explain, whatif)."""
+    text = (ROOT / "README.md").read_text()
+    block = text.split("## A tour", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
+    out = []
+    for line in block.splitlines():
+        words = line.split("#", 1)[0].split()
+        if words[:1] == ["placer"] and words[1:2] and words[1] in ("validate", "explain", "whatif"):
+            out.append(words[1:])
+    return out
+
+
+def test_readme_tour_commands_run_on_the_example_fleet():
+    """A newcomer pastes the tour: the model it explains and the provider it fails must exist in
+    examples/hybrid (the tour once explained a model the example has no longer)."""
+    commands = tour_commands()
+    assert sorted(c[0] for c in commands) == ["explain", "validate", "whatif"]
+    for args in commands:
+        r = placer(*args)
+        assert r.returncode == 0, f"placer {' '.join(args)}: {r.stderr}"
+        if args[0] == "explain":
+            assert r.stdout.startswith(f"{args[2]}: "), r.stdout[:200]
+            assert "Other pools" in r.stdout and "Next best" in r.stdout
