@@ -372,10 +372,13 @@ def render(plan_path: str, out_dir: str) -> None:
 @click.argument("model")
 @click.option("--now", "now_text", help="The plan's time (ISO).")
 @click.option("--state", "state_path", type=click.Path(), help="Use this local state file instead of Settings'.")
-def explain(fleet: str, model: str, now_text: str | None, state_path: str | None) -> None:
+@click.option("--all", "every_row", is_flag=True,
+              help="One row per other pool, however many (by default, beyond 40 pools, one row per reason).")
+def explain(fleet: str, model: str, now_text: str | None, state_path: str | None, every_row: bool) -> None:
     """Where MODEL goes and why: its cost terms, why each other pool is out, the next-best pool."""
     from rich.table import Table
 
+    from placer.explain import GROUP_ABOVE, grouped
     from placer.explain import explain as run_explain
     from placer.loader_hint import suggest_name
     from placer.optimizer import optimize
@@ -403,13 +406,15 @@ def explain(fleet: str, model: str, now_text: str | None, state_path: str | None
         out.print(f"  demand at {loc}: {rate:,.1f} routed to {pool} ({lat:g} ms)")
     for loc, rate in ex.unmet:
         out.print(f"  demand at {loc}: {rate:,.1f} unmet", style="red")
-    table = Table(title="Other pools", title_justify="left", show_edge=False)
-    table.add_column("pool")
+    rows = grouped(ex, above=len(ex.out) + len(ex.unused) if every_row else GROUP_ABOVE)
+    many = len(rows) < len(ex.out) + len(ex.unused)
+    title = (f"Other pools: {len(ex.out) + len(ex.unused)}, grouped by reason (--all: one row each)" if many
+             else "Other pools")
+    table = Table(title=title, title_justify="left", show_edge=False)
+    table.add_column("pools" if many else "pool")
     table.add_column("why not")
-    for pool, why in sorted(ex.out.items()):
-        table.add_row(pool, why)
-    for pool, why in sorted(ex.unused.items()):
-        table.add_row(pool, why)
+    for pools, why in rows:
+        table.add_row(", ".join(pools), why)
     out.print(table)
     if ex.next_best is not None and ex.next_best_delta is not None:
         alt = ", ".join(f"{r} on {p}" for p, r in sorted(ex.next_best.items())) or "not placed"

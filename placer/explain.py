@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -92,3 +93,32 @@ def explain(fleet: Fleet, rules: Rules, model: str, result: SolveResult, current
             ex.next_best_delta = (price(fleet, alt.placement, rules, current).objective
                                   - price(fleet, placement, rules, current).objective)
     return ex
+
+
+GROUP_ABOVE = 40  # beyond this many other pools, ``grouped`` gathers pools out for the same reason into one row
+_FREE = re.compile(r", (\d+) of (\d+) GPUs free$")
+
+
+def grouped(ex: Explanation, above: int = GROUP_ABOVE) -> list[tuple[list[str], str]]:
+    """The "other pools" rows, (pools, reason): one row per pool (those out first, then the
+    eligible ones not chosen), or, beyond ``above`` pools (at bench L a model has about 300), one
+    row per reason, so that every pool still appears, with its reason. A reason that names its
+    own pool (spot, node-size, most policies) has the name written ``<pool>`` after its kind, and
+    an eligible pool its free GPUs beside its name; a pool alone in its row keeps its own text
+    (a name that is also a word of its reason, say a pool called "node", makes a template no other
+    pool shares)."""
+    rows = [([pool], why) for pool, why in sorted(ex.out.items())]
+    rows += [([pool], why) for pool, why in sorted(ex.unused.items())]
+    if len(rows) <= above:
+        return rows
+    groups: dict[str, list[tuple[str, str, str]]] = {}  # template -> (pool, its label, its own text)
+    for pool, why in sorted(ex.out.items()):
+        kind, sep, detail = why.partition(": ")
+        name = re.compile(rf"(?<![\w.-]){re.escape(pool)}(?![\w.-])")
+        groups.setdefault(kind + sep + name.sub("<pool>", detail), []).append((pool, pool, why))
+    for pool, why in sorted(ex.unused.items()):
+        free = _FREE.search(why)
+        key, label = (why[:free.start()], f"{pool} ({free[1]} of {free[2]} GPUs free)") if free else (why, pool)
+        groups.setdefault(key, []).append((pool, label, why))
+    return [([label for _, label, _ in members], key) if len(members) > 1 else ([members[0][0]], members[0][2])
+            for key, members in groups.items()]

@@ -101,6 +101,60 @@ def test_explain_names_the_model_it_cannot_find(explained):
     assert "Traceback" not in r.stderr
 
 
+def test_grouped_gathers_pools_out_for_one_reason_beyond_the_threshold():
+    """Every pool keeps its reason; its own name in the reason becomes <pool>, an eligible pool's
+    free GPUs go beside its name; up to the threshold, one row each, as before."""
+    from placer.explain import Explanation, grouped
+
+    ex = Explanation("m", {"p": 1}, 1.0, [], [])
+    ex.out = {"s1": "spot: s1 is spot and the model is not spotTolerant",
+              "s1x": "spot: s1x is spot and the model is not spotTolerant",
+              "l4": "memory: needs 40 GiB per GPU; L4-24GB has 24",
+              "l4b": "memory: needs 40 GiB per GPU; L4-24GB has 24",
+              "t4": "memory: needs 40 GiB per GPU; T4-16GB has 16",
+              "node": "node-size: a replica needs 4 GPUs on one node; node nodes have 1"}
+    ex.unused = {"q": "eligible; not chosen (cost), 3 of 8 GPUs free",
+                 "r": "eligible; not chosen (cost), 8 of 8 GPUs free",
+                 "full": "eligible but full: 8/8 GPUs taken by n"}
+    assert grouped(ex, above=9) == [([p], why) for p, why in [*sorted(ex.out.items()), *sorted(ex.unused.items())]]
+    assert grouped(ex, above=3) == [
+        (["l4", "l4b"], "memory: needs 40 GiB per GPU; L4-24GB has 24"),
+        (["node"], "node-size: a replica needs 4 GPUs on one node; node nodes have 1"),  # alone: its own text
+        (["s1", "s1x"], "spot: <pool> is spot and the model is not spotTolerant"),
+        (["t4"], "memory: needs 40 GiB per GPU; T4-16GB has 16"),
+        (["full"], "eligible but full: 8/8 GPUs taken by n"),  # a pool named like a word of its reason
+        (["q (3 of 8 GPUs free)", "r (8 of 8 GPUs free)"], "eligible; not chosen (cost)"),
+    ]
+
+
+def test_explain_groups_many_pools_by_reason_and_all_lists_each(tmp_path):
+    """45 other pools: by default one row per reason, every pool named once; --all, one row each."""
+    fleet = write(
+        tmp_path, location("a"),
+        pool("p", "a", usd=1.0),
+        *(pool(f"l4-{i:02d}", "a", gpu="L4-24GB", usd=0.3) for i in range(22)),
+        *(pool(f"spot-{i:02d}", "a", usd=0.2, spot=True) for i in range(20)),
+        *(pool(f"dear-{i}", "a", usd=2.0) for i in range(3)),
+        inference("m", [{"location": "a", "rate": 100}], mem=40),
+    )
+    r = placer("explain", str(fleet), "m")
+    assert r.returncode == 0, r.stderr
+    table = r.stdout.split("Other pools", 1)[1].split("Next best", 1)[0]
+    assert table.startswith(": 45, grouped by reason (--all: one row each)"), table[:200]
+    for name in [*(f"l4-{i:02d}" for i in range(22)), *(f"spot-{i:02d}" for i in range(20))]:
+        assert len(re.findall(rf"(?<![\w-]){name}(?![\w-])", table)) == 1, name
+    for i in range(3):
+        assert f"dear-{i} (8 of 8 GPUs free)" in " ".join(table.split())
+    assert table.count("memory: needs 40 GiB per GPU; L4-24GB has 24") == 1
+    assert table.count("spot: <pool> is spot and the model is not spotTolerant") == 1
+    assert table.count("eligible; not chosen (cost)") == 1
+    every = placer("explain", str(fleet), "m", "--all")
+    assert every.returncode == 0, every.stderr
+    rows = why_not(every.stdout)
+    assert len(rows) == 45 and rows["spot-07"] == "spot: spot-07 is spot and the model is not spotTolerant"
+    assert rows["dear-2"] == "eligible; not chosen (cost), 8 of 8 GPUs free"
+
+
 @pytest.fixture(scope="module")
 def scenarios(tmp_path_factory) -> Path:
     """p: 8 GPUs at a, 1 USD/h each in use; q: an AWS pool at b of up to 2 nodes of 8 GPUs, 2 USD/h
