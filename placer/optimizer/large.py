@@ -174,6 +174,17 @@ SMOOTHING = 0.5
 # against 9,026.5). So a whole round's time it stays; at L, where the first round takes about half
 # the window, a run now and then misses the second round (1 of 13 runs: 37,044 against 36,930-37,006)
 SECOND_ROUND = 1.0
+# with the time for this many rounds over every pair of each model (a round's time guessed from the
+# first's, over the nearest pairs, by the square root of the ratio of pairs: at M 0.6 s over about
+# 5,000 pairs, 1.9 s over 24,831), pricing runs over every pair, round after round; at the bench's
+# limits (M 5 s, L 30 s) the window holds no such rounds. M given more time, side by side: at 30 s
+# 8,954-8,967 (three runs) against 8,976-8,995 with the nearest pairs, at 60 s 8,963-8,968 (two)
+# against 8,978-8,980; single runs reached 8,949.06 at 30 s (4 rounds, the master's LP 8,914.20)
+# and 8,945.34 at 120 s (15 rounds, the master's LP 8,907.41, against (c') 8,904.61). Over the
+# nearest pairs alone, round after round, the master's LP stops at 8,955.01, and plans gain nothing
+EVERY_PAIR_ROUNDS = 3
+MAX_ROUNDS = 40
+MASTER_STOP = 1e-5  # rounds stop when the master's LP fell less than this share since the last
 GRACE = 0.25  # share of the time limit the first plan may run over rather than return none
 
 
@@ -451,6 +462,55 @@ def price_pairs(model: MatrixModel, lp: LpResult, v: FloatArray, allowed: BoolAr
     return result
 
 
+@dataclass
+class Pricing:
+    """What ``price_configurations`` did."""
+
+    priced: int = 0  # configurations added
+    rounds: int = 0
+    every_pair: bool = False  # its rounds after the first over every pair of each model
+    master_lp: list[float] = field(default_factory=list)  # the master's LP before each round after the first
+
+
+def price_configurations(model: MatrixModel, configs: Configurations, lp: LpResult, v: FloatArray,
+                         allowed: BoolArray, until: float, workers: int, csr: Any, by_parts: bool) -> Pricing:
+    """Each model's least-cost configuration at the LP's duals, over its nearest pairs within
+    ``allowed`` (``Configurations.add_priced``, from the plan ``v``); then more rounds, at prices
+    halfway between the LP's and those of the master over what there is now (the master's own
+    duals swing from round to round), while the window until ``until`` holds another round
+    (SECOND_ROUND): one more over the nearest pairs, then a wider pass (PRICE_WIDE); or, when the
+    window holds EVERY_PAIR_ROUNDS rounds over every pair of each model, those, until the master's
+    LP falls by less than MASTER_STOP (column generation on the master). By parts (a fleet too
+    large for one master: no master LP), the first round and the wider pass."""
+    assert lp.duals is not None
+    started = time.monotonic()
+    rc = linking_reduced_costs(model, lp.duals.pi, configs.blocks)
+    near = price_pairs(model, lp, v, allowed, PRICE_NEAR)
+    out = Pricing(configs.add_priced(rc, near, v, until, workers), 1)
+    last = time.monotonic() - started
+    n_pairs = model.arrays.n_pairs
+    per_round = last * math.sqrt(n_pairs / max(1, int(near.sum())))  # a round over every pair, about
+    out.every_pair = not by_parts and until - time.monotonic() >= EVERY_PAIR_ROUNDS * per_round
+    pairs, most = (np.ones(n_pairs, dtype=bool), MAX_ROUNDS) if out.every_pair else (near, 2)
+    while not by_parts and out.rounds < most and until - time.monotonic() > SECOND_ROUND * last:
+        t_round = time.monotonic()
+        got = master_duals(model, configs, until - time.monotonic(), csr)
+        if got is None or (out.master_lp and got[0] > out.master_lp[-1] - MASTER_STOP * abs(out.master_lp[-1])):
+            break
+        out.master_lp.append(got[0])
+        pi = SMOOTHING * lp.duals.pi + (1 - SMOOTHING) * got[1]
+        new = configs.add_priced(linking_reduced_costs(model, pi, configs.blocks), pairs, v, until, workers)
+        out.priced, out.rounds, last = out.priced + new, out.rounds + 1, time.monotonic() - t_round
+        if DEBUG:
+            print(f"    pricing round {out.rounds}{' over every pair' if out.every_pair else ''}: "
+                  f"master LP {got[0]:.2f}, +{new} in {last:.1f}s")
+        if not new:
+            break
+    if not out.every_pair and until - time.monotonic() > 0.1:
+        out.priced += configs.add_priced(rc, price_pairs(model, lp, v, allowed, PRICE_WIDE), v, until, workers)
+    return out
+
+
 def model_parts(model: MatrixModel, v: FloatArray, size: int) -> list[IntArray]:
     """Every model with pairs, in parts of ``size``: each model with those whose pool with most of
     their GPUs in the plan ``v`` (a model without replicas: its first pair's) is near its own
@@ -525,26 +585,16 @@ def _recombined(model: MatrixModel, configs: Configurations | None, v: FloatArra
     until = time.monotonic() + CONSOLIDATE_SHARE * (deadline - time.monotonic())
     added = sum(configs.add_replicas(consolidated(model, lp.values, v, onto), v, time_limit=until - time.monotonic())
                 for onto in ways)
-    priced, rounds, t_price = 0, 0, time.monotonic()
+    t_price = time.monotonic()
+    got = Pricing()
     if lp.duals is not None and allowed is not None:
-        rc = linking_reduced_costs(model, lp.duals.pi, configs.blocks)
         until = time.monotonic() + PRICE_SHARE * (deadline - time.monotonic())
-        near = price_pairs(model, lp, v, allowed, PRICE_NEAR)
-        priced, rounds = configs.add_priced(rc, near, v, until, workers), 1
-        # a second round, at prices halfway between the LP's and those of the master over what
-        # there is now (the master's own duals swing from round to round), when the window holds
-        # another round (SECOND_ROUND)
-        if not by_parts and until - time.monotonic() > SECOND_ROUND * (time.monotonic() - t_price):
-            got = master_duals(model, configs, until - time.monotonic(), csr)
-            if got is not None:
-                pi = SMOOTHING * lp.duals.pi + (1 - SMOOTHING) * got[1]
-                priced += configs.add_priced(linking_reduced_costs(model, pi, configs.blocks), near, v, until,
-                                             workers)
-                rounds = 2
-        if until - time.monotonic() > 0.1:
-            priced += configs.add_priced(rc, price_pairs(model, lp, v, allowed, PRICE_WIDE), v, until, workers)
+        got = price_configurations(model, configs, lp, v, allowed, until, workers, csr, by_parts)
+    priced, rounds = got.priced, got.rounds
     return once(v, deadline - time.monotonic(), f" (+{added} from the LP, +{priced} priced in {rounds} "
-                                               f"round{'s' if rounds != 1 else ''} in {time.monotonic() - t_price:.1f}s)")
+                                               f"round{'s' if rounds != 1 else ''}"
+                                               f"{' over every pair' if got.every_pair else ''} "
+                                               f"in {time.monotonic() - t_price:.1f}s)")
 
 
 def solve_model(model: MatrixModel, clock: Clock, gap: float, workers: int = 1,

@@ -23,7 +23,9 @@ come from three places:
 - pricing: ``Configurations.add_priced`` solves each model's own problem with the rows between
   models priced at the LP's duals (one small MIP per model, over the pairs nearest to pricing out,
   started from the model's configuration in the plan); where there is the time, again at duals
-  between the LP's and those of the master's own LP (``master_duals``).
+  between the LP's and those of the master's own LP (``master_duals``), and where the time holds
+  several rounds over every pair of each model, round after round over every pair until the
+  master's LP stops falling (``large.price_configurations``).
 
 On a fleet too large for one master, ``recombine(models=...)`` solves it over some models, every
 other one kept as it is.

@@ -482,8 +482,10 @@ def test_the_route_recombines_after_its_sweep_and_keeps_every_rule(monkeypatch, 
     if by_parts:
         monkeypatch.setattr(large, "RECOMBINE_PAIRS", 0)
         monkeypatch.setattr(large, "PART_MODELS", 30)
-    # pricing's window wide enough for a second round on a loaded machine as well
+    # pricing's window wide enough for a second round on a loaded machine as well, and the nearest
+    # pairs alone (the window never holds the rounds over every pair)
     monkeypatch.setattr(large, "PRICE_SHARE", 0.9)
+    monkeypatch.setattr(large, "EVERY_PAIR_ROUNDS", math.inf)
     ways: list[str] = []
     real = large.consolidated
 
@@ -528,6 +530,7 @@ def test_a_second_round_of_pricing_runs_where_the_window_holds_another(monkeypat
     left: none)."""
     monkeypatch.setattr(large, "FULL_MIP_COLS", 0)
     monkeypatch.setattr(large, "PRICE_SHARE", 0.9)
+    monkeypatch.setattr(large, "EVERY_PAIR_ROUNDS", math.inf)
     real = Configurations.add_priced
     calls: list[float] = []
 
@@ -545,3 +548,49 @@ def test_a_second_round_of_pricing_runs_where_the_window_holds_another(monkeypat
     assert r.placement is not None
     recombined = [m for m in said if m.startswith("recombine")]
     assert ("in 2 rounds" in recombined[-1]) == second, said
+
+
+@pytest.mark.parametrize("rounds_held", [0.0, math.inf])
+def test_where_the_window_holds_them_pricing_runs_over_every_pair_until_the_masters_lp_stops(
+        monkeypatch, rounds_held):
+    """EVERY_PAIR_ROUNDS 0: the window always holds the rounds over every pair. Each round after
+    the first prices every pair of each model, from a master's LP below the last one's by more
+    than MASTER_STOP, until that LP stops falling, no configuration is new, or the window closes;
+    more than the two rounds of the nearest pairs. inf: never, and two rounds over the nearest pairs
+    with the wider pass after them."""
+    monkeypatch.setattr(large, "FULL_MIP_COLS", 0)
+    monkeypatch.setattr(large, "PRICE_SHARE", 0.9)
+    monkeypatch.setattr(large, "EVERY_PAIR_ROUNDS", rounds_held)
+    got: list[large.Pricing] = []
+    pairs_seen: list[int] = []
+    real_price, real_add = large.price_configurations, Configurations.add_priced
+
+    def price_seen(*args, **kw):
+        got.append(real_price(*args, **kw))
+        return got[-1]
+
+    def add_seen(self, rc, pairs, *args, **kw):
+        pairs_seen.append(int(pairs.sum()))
+        return real_add(self, rc, pairs, *args, **kw)
+
+    monkeypatch.setattr(large, "price_configurations", price_seen)
+    monkeypatch.setattr(Configurations, "add_priced", add_seen)
+    fleet = to_fleet(generate(80, 20, seed=3))
+    said: list[str] = []
+    r = large.optimize_large(fleet, RULES, progress=said.append, time_limit=8.0)
+    assert r.placement is not None and len(got) == 1
+    p, n_pairs = got[0], len(large.build_arrays(fleet, RULES).pair_model)
+    assert p.every_pair == (rounds_held == 0.0)
+    if p.every_pair:
+        assert p.rounds >= 3 and len(p.master_lp) == p.rounds - 1
+        assert pairs_seen[1:] == [n_pairs] * (p.rounds - 1)  # and no wider pass after them
+        falls = np.diff(p.master_lp)
+        assert np.all(falls < -large.MASTER_STOP * np.abs(p.master_lp[:-1])), p.master_lp
+        assert any("over every pair" in m for m in said if m.startswith("recombine")), said
+    else:
+        assert p.rounds == 2 and len(p.master_lp) == 1
+        # the nearest twice (here nearly every pair: 10 a model), then the wider pass
+        assert len(pairs_seen) == 3 and pairs_seen[0] == pairs_seen[1] <= pairs_seen[2] <= n_pairs
+    assert p.priced > 0
+    assert_keeps_rules(fleet, r.placement, RULES)
+    assert r.objective == pytest.approx(price(fleet, r.placement, RULES).objective, rel=1e-6, abs=1e-6)
