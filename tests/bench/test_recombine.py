@@ -577,7 +577,7 @@ def test_where_the_window_holds_them_pricing_runs_over_every_pair_until_the_mast
     monkeypatch.setattr(Configurations, "add_priced", add_seen)
     fleet = to_fleet(generate(80, 20, seed=3))
     said: list[str] = []
-    r = large.optimize_large(fleet, RULES, progress=said.append, time_limit=8.0)
+    r = large.optimize_large(fleet, RULES, progress=said.append, time_limit=4.0)
     assert r.placement is not None and len(got) == 1
     p, n_pairs = got[0], len(large.build_arrays(fleet, RULES).pair_model)
     assert p.every_pair == (rounds_held == 0.0)
