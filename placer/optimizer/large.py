@@ -179,9 +179,9 @@ SECOND_ROUND = 1.0
 # 5,000 pairs, 1.9 s over 24,831), pricing runs over every pair, round after round; at the bench's
 # limits (M 5 s, L 30 s) the window holds no such rounds. M given more time, side by side: at 30 s
 # 8,954-8,967 (three runs) against 8,976-8,995 with the nearest pairs, at 60 s 8,963-8,968 (two)
-# against 8,978-8,980; single runs reached 8,949.06 at 30 s (4 rounds, the master's LP 8,914.20)
-# and 8,945.34 at 120 s (15 rounds, the master's LP 8,907.41, against (c') 8,904.61). Over the
-# nearest pairs alone, round after round, the master's LP stops at 8,955.01, and plans gain nothing
+# against 8,978-8,980; at 120 s 8,947.11 and 8,950.41 (7 and 8 rounds, the master's LP 8,907,
+# against (c') 8,904.61) against 8,974.50. Over the nearest pairs alone, round after round, the
+# master's LP stops at 8,955.01, and plans gain nothing (30 s 9,004.44, 60 s 8,975.39)
 EVERY_PAIR_ROUNDS = 3
 MAX_ROUNDS = 40
 MASTER_STOP = 1e-5  # rounds stop when the master's LP fell less than this share since the last
@@ -479,9 +479,10 @@ def price_configurations(model: MatrixModel, configs: Configurations, lp: LpResu
     halfway between the LP's and those of the master over what there is now (the master's own
     duals swing from round to round), while the window until ``until`` holds another round
     (SECOND_ROUND): one more over the nearest pairs, then a wider pass (PRICE_WIDE); or, when the
-    window holds EVERY_PAIR_ROUNDS rounds over every pair of each model, those, until the master's
-    LP falls by less than MASTER_STOP (column generation on the master). By parts (a fleet too
-    large for one master: no master LP), the first round and the wider pass."""
+    window holds EVERY_PAIR_ROUNDS rounds over every pair of each model (``allowed`` or not: the
+    master takes any configuration), those, until the master's LP falls by less than MASTER_STOP
+    (column generation on the master). By parts (a fleet too large for one master: no master LP),
+    the first round and the wider pass."""
     assert lp.duals is not None
     started = time.monotonic()
     rc = linking_reduced_costs(model, lp.duals.pi, configs.blocks)
