@@ -104,7 +104,7 @@ def grouped(ex: Explanation, above: int = GROUP_ABOVE) -> list[tuple[list[str], 
     eligible ones not chosen), or, beyond ``above`` pools (at bench L a model has about 300), one
     row per reason, so that every pool still appears, with its reason. A reason that names its
     own pool (spot, node-size, most policies) has the name written ``<pool>`` after its kind, and
-    an eligible pool its free GPUs beside its name; a pool alone in its row keeps its own text
+    an eligible pool its free and all GPUs beside its name; a pool alone in its row keeps its own text
     (a name that is also a word of its reason, say a pool called "node", makes a template no other
     pool shares)."""
     rows = [([pool], why) for pool, why in sorted(ex.out.items())]
@@ -118,7 +118,8 @@ def grouped(ex: Explanation, above: int = GROUP_ABOVE) -> list[tuple[list[str], 
         groups.setdefault(kind + sep + name.sub("<pool>", detail), []).append((pool, pool, why))
     for pool, why in sorted(ex.unused.items()):
         free = _FREE.search(why)
-        key, label = (why[:free.start()], f"{pool} ({free[1]} of {free[2]} GPUs free)") if free else (why, pool)
+        key, label = ((f"{why[:free.start()]}; free/all GPUs beside each", f"{pool} ({free[1]}/{free[2]})") if free
+                      else (why, pool))
         groups.setdefault(key, []).append((pool, label, why))
     return [([label for _, label, _ in members], key) if len(members) > 1 else ([members[0][0]], members[0][2])
             for key, members in groups.items()]

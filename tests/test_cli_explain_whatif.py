@@ -103,7 +103,7 @@ def test_explain_names_the_model_it_cannot_find(explained):
 
 def test_grouped_gathers_pools_out_for_one_reason_beyond_the_threshold():
     """Every pool keeps its reason; its own name in the reason becomes <pool>, an eligible pool's
-    free GPUs go beside its name; up to the threshold, one row each, as before."""
+    free and all GPUs go beside its name; up to the threshold, one row each, as before."""
     from placer.explain import Explanation, grouped
 
     ex = Explanation("m", {"p": 1}, 1.0, [], [])
@@ -123,7 +123,7 @@ def test_grouped_gathers_pools_out_for_one_reason_beyond_the_threshold():
         (["s1", "s1x"], "spot: <pool> is spot and the model is not spotTolerant"),
         (["t4"], "memory: needs 40 GiB per GPU; T4-16GB has 16"),
         (["full"], "eligible but full: 8/8 GPUs taken by n"),  # a pool named like a word of its reason
-        (["q (3 of 8 GPUs free)", "r (8 of 8 GPUs free)"], "eligible; not chosen (cost)"),
+        (["q (3/8)", "r (8/8)"], "eligible; not chosen (cost); free/all GPUs beside each"),
     ]
 
 
@@ -144,10 +144,10 @@ def test_explain_groups_many_pools_by_reason_and_all_lists_each(tmp_path):
     for name in [*(f"l4-{i:02d}" for i in range(22)), *(f"spot-{i:02d}" for i in range(20))]:
         assert len(re.findall(rf"(?<![\w-]){name}(?![\w-])", table)) == 1, name
     for i in range(3):
-        assert f"dear-{i} (8 of 8 GPUs free)" in " ".join(table.split())
+        assert f"dear-{i} (8/8)" in " ".join(table.split())
     assert table.count("memory: needs 40 GiB per GPU; L4-24GB has 24") == 1
     assert table.count("spot: <pool> is spot and the model is not spotTolerant") == 1
-    assert table.count("eligible; not chosen (cost)") == 1
+    assert table.count("eligible; not chosen (cost); free/all GPUs beside each") == 1
     every = placer("explain", str(fleet), "m", "--all")
     assert every.returncode == 0, every.stderr
     rows = why_not(every.stdout)
