@@ -27,7 +27,7 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 bench: $(STAMP)
-	$(BIN)/python -m bench.run $(if $(SIZE),--size $(SIZE),)
+	$(BIN)/python -m bench.run $(if $(SIZE),--size $(SIZE),) $(if $(TIME_LIMIT),--time-limit $(TIME_LIMIT),) $(if $(METHODS),--methods $(METHODS),)
 
 clean:
 	rm -rf $(VENV) .placer .pytest_cache .mypy_cache .ruff_cache

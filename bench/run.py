@@ -1,8 +1,10 @@
 """Scaling benchmark: placer against the baselines on generated fleets of size S, M, L and XL.
 
-    python -m bench.run [--size S,M,L,XL] [--seed 0] [--methods ...] [--out bench/results.json]
+    python -m bench.run [--size S,M,L,XL] [--seed 0] [--methods ...] [--time-limit SECONDS] [--out FILE]
 
-``SIZE=S`` in the environment does what ``--size S`` does. Every method runs in its own
+``SIZE=S`` in the environment does what ``--size S`` does, ``TIME_LIMIT=30`` what ``--time-limit 30``
+does: every size planned in that time instead of its own (S and M 5 s, L 30 s, XL 120 s), into
+``bench/results-30s.json`` so that ``results.json`` keeps the issue's limits. Every method runs in its own
 process (``bench.worker``), so that its peak memory (ru_maxrss) is its own; the fleet is
 generated there first and not timed. Each size prints, per method: cost (``placer.cost.price``,
 churn included), cost relative to the best lower bound any method proved, the method's own
@@ -78,13 +80,13 @@ def best_bound(rows: list[dict[str, Any]]) -> float | None:
     return max(finite) if finite else None
 
 
-def render(size: str, rows: list[dict[str, Any]]) -> None:
+def render(size: str, rows: list[dict[str, Any]], limit: float) -> None:
     from rich.console import Console
     from rich.table import Table
 
     bound = best_bound(rows)
     models, pools = SIZES[size]
-    title = f"size {size}: {models:,} models x {pools:,} pools, limit {TIME_LIMITS[size]:g}s"
+    title = f"size {size}: {models:,} models x {pools:,} pools, limit {limit:g}s"
     if bound is not None:
         title += f", best bound {bound:,.2f} USD/h"
     table = Table(title=title, title_justify="left")
@@ -129,14 +131,37 @@ def render(size: str, rows: list[dict[str, Any]]) -> None:
     Console(width=200).print(table)
 
 
+def default_out(time_limit: float | None) -> Path:
+    """results.json at each size's own limit; results-<seconds>s.json at another."""
+    here = Path(__file__).resolve().parent
+    return here / ("results.json" if time_limit is None else f"results-{time_limit:g}s.json")
+
+
+def _limit_from_env() -> float | None:
+    text = os.environ.get("TIME_LIMIT", "").strip()
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise SystemExit(f"TIME_LIMIT must be a number of seconds, not {text!r}") from None
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", default=os.environ.get("SIZE", "S,M,L,XL"),
                     help="comma-separated sizes among " + ", ".join(SIZES) + " (env SIZE)")
     ap.add_argument("--seed", type=int, default=int(os.environ.get("SEED", "0")))
     ap.add_argument("--methods", default=",".join(DEFAULT_METHODS), help="comma-separated: " + ", ".join(DEFAULT_METHODS))
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results.json"))
+    ap.add_argument("--time-limit", type=float, default=_limit_from_env(),
+                    help="seconds per plan instead of each size's (env TIME_LIMIT); the results then go to "
+                         "results-<seconds>s.json beside results.json unless --out says where")
+    ap.add_argument("--out", default=None, help="default: bench/results.json")
     args = ap.parse_args(argv)
+    if args.time_limit is not None and not (args.time_limit > 0 and math.isfinite(args.time_limit)):
+        raise SystemExit(f"--time-limit must be a positive number of seconds, not {args.time_limit}")
+    if args.out is None:
+        args.out = str(default_out(args.time_limit))
     sizes = [s.strip().upper() for s in args.size.split(",") if s.strip()]
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     out_path = Path(args.out)
@@ -151,16 +176,17 @@ def main(argv: list[str] | None = None) -> None:
         if size not in SIZES:
             raise SystemExit(f"unknown size {size!r}; sizes: {', '.join(SIZES)}")
         rows = []
+        limit = TIME_LIMITS[size] if args.time_limit is None else args.time_limit
         for method in methods:
             print(f"[bench] {size} {method} ...", file=sys.stderr, flush=True)
-            rows.append(run_worker(size, method, args.seed, TIME_LIMITS[size]))
+            rows.append(run_worker(size, method, args.seed, limit))
         bound = best_bound(rows)
         for r in rows:
             cost = _num(r.get("cost"))
             r["vs_best_bound"] = cost / bound - 1 if cost is not None and bound else None
-        results["sizes"][size] = {"models": SIZES[size][0], "pools": SIZES[size][1], "time_limit": TIME_LIMITS[size],
+        results["sizes"][size] = {"models": SIZES[size][0], "pools": SIZES[size][1], "time_limit": limit,
                                   "seed": args.seed, "best_bound": bound, "methods": rows}
-        render(size, rows)
+        render(size, rows, limit)
         results["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
         out_path.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print(f"wrote {out_path}", file=sys.stderr)

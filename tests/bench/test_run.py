@@ -1,0 +1,42 @@
+"""``bench.run``'s command line: another time limit than each size's, and where its results go."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench import run
+
+
+def test_a_time_limit_of_its_own_plans_each_size_in_it_and_says_so(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    run.main(["--size", "T", "--methods", "cheapest,placer", "--time-limit", "2", "--out", str(out)])
+    got = json.loads(out.read_text())["sizes"]["T"]
+    assert got["time_limit"] == 2.0
+    assert [r["method"] for r in got["methods"]] == ["cheapest", "placer"]
+    placer = got["methods"][1]
+    assert placer["time_limit"] == 2.0  # the worker was given 2 s, not T's own 5 s
+    assert placer["hard"] == 0 and placer["required_violations"] == 0
+    assert "limit 2s" in capsys.readouterr().out
+
+
+def test_results_at_another_limit_go_beside_results_json():
+    assert run.default_out(None).name == "results.json"
+    assert run.default_out(30.0).name == "results-30s.json"
+    assert run.default_out(2.5).name == "results-2.5s.json"
+    assert run.default_out(30.0).parent == run.default_out(None).parent
+
+
+@pytest.mark.parametrize("bad", ["0", "-3", "nan", "inf"])
+def test_a_time_limit_that_is_no_number_of_seconds_is_refused(bad, tmp_path):
+    with pytest.raises(SystemExit, match="--time-limit must be a positive number of seconds"):
+        run.main(["--size", "T", "--methods", "cheapest", "--time-limit", bad, "--out", str(tmp_path / "r.json")])
+
+
+def test_time_limit_from_the_environment(monkeypatch):
+    monkeypatch.setenv("TIME_LIMIT", "30")
+    assert run._limit_from_env() == 30.0
+    monkeypatch.setenv("TIME_LIMIT", "half a minute")
+    with pytest.raises(SystemExit, match="TIME_LIMIT must be a number of seconds, not 'half a minute'"):
+        run._limit_from_env()
