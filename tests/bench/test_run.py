@@ -40,3 +40,20 @@ def test_time_limit_from_the_environment(monkeypatch):
     monkeypatch.setenv("TIME_LIMIT", "half a minute")
     with pytest.raises(SystemExit, match="TIME_LIMIT must be a number of seconds, not 'half a minute'"):
         run._limit_from_env()
+
+
+def test_at_another_limit_costs_are_set_against_the_fleets_bound_in_results_json(tmp_path, monkeypatch):
+    """A bound holds for the fleet whatever time a plan is given: with its own limit, a run that
+    does not run the bound methods takes results.json's for the same size and seed."""
+    known = tmp_path / "results.json"
+    known.write_text(json.dumps({"sizes": {"T": {"seed": 0, "best_bound": 1.0}}}))
+    monkeypatch.setattr(run, "default_out", lambda limit: known if limit is None else tmp_path / "other.json")
+    assert run.proven_bound("T", 0) == 1.0
+    assert run.proven_bound("T", 1) is None and run.proven_bound("S", 0) is None
+    out = tmp_path / "r.json"
+    run.main(["--size", "T", "--methods", "cheapest", "--time-limit", "2", "--out", str(out)])
+    got = json.loads(out.read_text())["sizes"]["T"]
+    cheapest = got["methods"][0]
+    assert got["best_bound"] == 1.0 and cheapest["vs_best_bound"] == pytest.approx(cheapest["cost"] - 1.0)
+    known.write_text("{not json")
+    assert run.proven_bound("T", 0) is None
