@@ -182,6 +182,8 @@ SECOND_ROUND = 1.0
 # against 8,978-8,980; at 120 s 8,947.11 and 8,950.41 (7 and 8 rounds, the master's LP 8,907,
 # against (c') 8,904.61) against 8,974.50. Over the nearest pairs alone, round after round, the
 # master's LP stops at 8,955.01, and plans gain nothing (30 s 9,004.44, 60 s 8,975.39)
+# At L, given 120 s, its guess keeps the nearest pairs (36,846.27); forced over every pair, a round
+# takes 14.5 s, the window holds two, and the plan is 37,016.99
 EVERY_PAIR_ROUNDS = 3
 MAX_ROUNDS = 40
 MASTER_STOP = 1e-5  # rounds stop when the master's LP fell less than this share since the last
