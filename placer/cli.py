@@ -406,10 +406,10 @@ def explain(fleet: str, model: str, now_text: str | None, state_path: str | None
         out.print(f"  demand at {loc}: {rate:,.1f} routed to {pool} ({lat:g} ms)")
     for loc, rate in ex.unmet:
         out.print(f"  demand at {loc}: {rate:,.1f} unmet", style="red")
-    rows = grouped(ex, above=len(ex.out) + len(ex.unused) if every_row else GROUP_ABOVE)
-    many = len(rows) < len(ex.out) + len(ex.unused)
-    title = (f"Other pools: {len(ex.out) + len(ex.unused)}, grouped by reason (--all: one row each)" if many
-             else "Other pools")
+    others = len(ex.out) + len(ex.unused)
+    rows = grouped(ex, above=others if every_row else GROUP_ABOVE)
+    many = len(rows) < others
+    title = f"Other pools: {others}, grouped by reason (--all: one row each)" if many else "Other pools"
     table = Table(title=title, title_justify="left", show_edge=False)
     table.add_column("pools" if many else "pool")
     table.add_column("why not")

@@ -107,10 +107,8 @@ def grouped(ex: Explanation, above: int = GROUP_ABOVE) -> list[tuple[list[str], 
     an eligible pool its free and all GPUs beside its name; a pool alone in its row keeps its own text
     (a name that is also a word of its reason, say a pool called "node", makes a template no other
     pool shares)."""
-    rows = [([pool], why) for pool, why in sorted(ex.out.items())]
-    rows += [([pool], why) for pool, why in sorted(ex.unused.items())]
-    if len(rows) <= above:
-        return rows
+    if len(ex.out) + len(ex.unused) <= above:
+        return [([pool], why) for pool, why in [*sorted(ex.out.items()), *sorted(ex.unused.items())]]
     groups: dict[str, list[tuple[str, str, str]]] = {}  # template -> (pool, its label, its own text)
     for pool, why in sorted(ex.out.items()):
         kind, sep, detail = why.partition(": ")

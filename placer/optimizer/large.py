@@ -593,9 +593,8 @@ def _recombined(model: MatrixModel, configs: Configurations | None, v: FloatArra
     if lp.duals is not None and allowed is not None:
         until = time.monotonic() + PRICE_SHARE * (deadline - time.monotonic())
         got = price_configurations(model, configs, lp, v, allowed, until, workers, csr, by_parts)
-    priced, rounds = got.priced, got.rounds
-    return once(v, deadline - time.monotonic(), f" (+{added} from the LP, +{priced} priced in {rounds} "
-                                               f"round{'s' if rounds != 1 else ''}"
+    return once(v, deadline - time.monotonic(), f" (+{added} from the LP, +{got.priced} priced in {got.rounds} "
+                                               f"round{'s' if got.rounds != 1 else ''}"
                                                f"{' over every pair' if got.every_pair else ''} "
                                                f"in {time.monotonic() - t_price:.1f}s)")
 
