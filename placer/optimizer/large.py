@@ -182,9 +182,23 @@ SECOND_ROUND = 1.0
 # against 8,978-8,980; at 120 s 8,947.11 and 8,950.41 (7 and 8 rounds, the master's LP 8,907,
 # against (c') 8,904.61) against 8,974.50. Over the nearest pairs alone, round after round, the
 # master's LP stops at 8,955.01, and plans gain nothing (30 s 9,004.44, 60 s 8,975.39)
-# At L, given 120 s, its guess keeps the nearest pairs (36,846.27); forced over every pair, a round
-# takes 14.5 s, the window holds two, and the plan is 37,016.99
+# At L, given 120 s, its guess keeps them out (forced over every pair, a round takes 14.5 s, the
+# window holds two, and the plan is 37,016.99)
 EVERY_PAIR_ROUNDS = 3
+# where the window holds no rounds over every pair but AT_PRICES_ROUNDS over the pairs cheapest at
+# each round's prices (``pairs_at_prices``, this many per model and per demand entry by each of
+# its measures), those. L given 120 s: the master's LP 36,526 after seven such rounds (16,600-17,000
+# pairs, 3.5-4.1 s a round), where rounds over the nearest pairs stop at 36,734 (five rounds), and
+# plans 36,686.05, 36,719.41, 36,754.43 and 36,759.75 against 36,841.38, 36,846.27 and 36,855.76
+# with two rounds over the nearest pairs; the nearest pairs' ranking at the LP's duals misses
+# configurations that mix spot and on-demand pools (a spot cap) or take one replica of a small
+# pool. M at 15 s and 20 s (four to six rounds): 8,975.39, 8,957.70, 8,961.91 and 8,986.79
+# against 8,977.86, 8,980.85, 8,981.40 and 8,978.43
+PRICED_PAIRS = 2
+# at L given 60 s the window holds three such rounds (10.1-10.3 s), the master has less time for
+# more configurations, and plans are worse: 36,943.35, 36,945.95, 36,949.12 against 36,849.91,
+# 36,864.69, 36,892.96 with the nearest pairs. With five, L at 60 s keeps the nearest (36,873.62)
+AT_PRICES_ROUNDS = 5
 MAX_ROUNDS = 40
 MASTER_STOP = 1e-5  # rounds stop when the master's LP fell less than this share since the last
 GRACE = 0.25  # share of the time limit the first plan may run over rather than return none
@@ -464,13 +478,57 @@ def price_pairs(model: MatrixModel, lp: LpResult, v: FloatArray, allowed: BoolAr
     return result
 
 
+def pairs_at_prices(model: MatrixModel, rc: FloatArray, v: FloatArray, per_group: int) -> BoolArray:
+    """The pairs a model's pricing MIP may use at reduced costs ``rc``, ranked by what a
+    configuration pays at those prices, spot and on-demand pools apart (a spot cap makes
+    configurations mix the two): per model, the ``per_group`` whose replicas alone serve all its
+    demand at least cost (training and batch models: the cheapest replicas) and the 2 with the
+    cheapest replica (where the last bit of demand goes); per demand entry, the ``per_group`` with
+    the least cost per unit of rate and the ``per_group`` serving that entry alone at least cost;
+    with those the plan ``v`` uses. Whole replicas are what the LP's nearest pairs miss: an entry
+    served by one replica of a small pool, a model by a pool whose replicas cost more per unit of
+    rate and fewer in all."""
+    a = model.arrays
+    x0, x1 = model.blocks["x"]
+    y0 = model.blocks["y"][0]
+    rx, ry = rc[x0:x1], rc[y0:y0 + a.n_routes]
+    rate = a.dem_rate[a.route_dem]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        thr = a.pair_thr[a.route_pair]
+        per_rate = ry + rx[a.route_pair] / thr
+        alone = np.ceil(rate / thr - 1e-9) * rx[a.route_pair] + rate * ry
+        total = np.bincount(a.dem_model, weights=a.dem_rate, minlength=len(a.models))
+        routed = np.bincount(a.route_pair, weights=rate * ry, minlength=a.n_pairs)
+        whole = np.ceil(total[a.pair_model] / a.pair_thr - 1e-9) * rx + routed
+    # a pair serves all of its model's demand only with a route from every entry
+    entries = np.bincount(a.dem_model, minlength=len(a.models))
+    serves_all = np.bincount(a.route_pair, minlength=a.n_pairs) == entries[a.pair_model]
+    inference = entries[a.pair_model] > 0
+    whole = np.where(inference, np.where(serves_all, whole, np.inf), rx)
+    spot = a.pool_spot[a.pair_pool].astype(np.int64)
+    by_model = a.pair_model * 2 + spot
+    by_entry = a.route_dem * 2 + spot[a.route_pair]
+    out = np.zeros(a.n_pairs, dtype=bool)
+    for values, groups, k, of in ((whole, by_model, per_group, None), (rx, by_model, 2, None),
+                                  (per_rate, by_entry, per_group, a.route_pair),
+                                  (alone, by_entry, per_group, a.route_pair)):
+        order = np.argsort(groups, kind="stable")  # pools within a location may not be spot-sorted
+        got = order[cheapest_in_groups(np.nan_to_num(values[order], nan=np.inf), groups[order], k)]
+        out[got if of is None else of[got]] = True
+    out |= np.round(v[x0:x1]) > 0
+    return out
+
+
+OVER_NEAREST, OVER_EVERY_PAIR, OVER_AT_PRICES = "the nearest pairs", "every pair", "the cheapest pairs at each round's prices"
+
+
 @dataclass
 class Pricing:
     """What ``price_configurations`` did."""
 
     priced: int = 0  # configurations added
     rounds: int = 0
-    every_pair: bool = False  # its rounds after the first over every pair of each model
+    over: str = OVER_NEAREST  # the pairs of its rounds after the first: OVER_NEAREST, OVER_EVERY_PAIR or OVER_AT_PRICES
     master_lp: list[float] = field(default_factory=list)  # the master's LP before each round after the first
 
 
@@ -479,22 +537,31 @@ def price_configurations(model: MatrixModel, configs: Configurations, lp: LpResu
     """Each model's least-cost configuration at the LP's duals, over its nearest pairs within
     ``allowed`` (``Configurations.add_priced``, from the plan ``v``); then more rounds, at prices
     halfway between the LP's and those of the master over what there is now (the master's own
-    duals swing from round to round), while the window until ``until`` holds another round
-    (SECOND_ROUND): one more over the nearest pairs, then a wider pass (PRICE_WIDE); or, when the
-    window holds EVERY_PAIR_ROUNDS rounds over every pair of each model (``allowed`` or not: the
-    master takes any configuration), those, until the master's LP falls by less than MASTER_STOP
-    (column generation on the master). By parts (a fleet too large for one master: no master LP),
-    the first round and the wider pass."""
+    duals swing from round to round). When the window until ``until`` holds EVERY_PAIR_ROUNDS
+    rounds over every pair of each model (``allowed`` or not: the master takes any configuration),
+    those; else, when it holds as many over the pairs cheapest at each round's prices
+    (``pairs_at_prices``), those; either until the master's LP falls by less than MASTER_STOP
+    (column generation on the master). Else, while the window holds another round (SECOND_ROUND),
+    one more over the nearest pairs, then a wider pass (PRICE_WIDE). By parts (a fleet too large
+    for one master: no master LP), the first round and the wider pass."""
     assert lp.duals is not None
     started = time.monotonic()
     rc = linking_reduced_costs(model, lp.duals.pi, configs.blocks)
     near = price_pairs(model, lp, v, allowed, PRICE_NEAR)
     out = Pricing(configs.add_priced(rc, near, v, until, workers), 1)
     last = time.monotonic() - started
-    n_pairs = model.arrays.n_pairs
-    per_round = last * math.sqrt(n_pairs / max(1, int(near.sum())))  # a round over every pair, about
-    out.every_pair = not by_parts and until - time.monotonic() >= EVERY_PAIR_ROUNDS * per_round
-    pairs, most = (np.ones(n_pairs, dtype=bool), MAX_ROUNDS) if out.every_pair else (near, 2)
+    n_pairs, n_near = model.arrays.n_pairs, max(1, int(near.sum()))
+
+    def holds(rounds: float, pairs: int) -> bool:
+        """Whether the window left holds this many rounds over this many pairs, a round's time
+        guessed from the first's by the square root of the ratio of pairs"""
+        return until - time.monotonic() >= rounds * last * math.sqrt(pairs / n_near)
+
+    if not by_parts and holds(EVERY_PAIR_ROUNDS, n_pairs):
+        out.over = OVER_EVERY_PAIR
+    elif not by_parts and holds(AT_PRICES_ROUNDS, int(pairs_at_prices(model, rc, v, PRICED_PAIRS).sum())):
+        out.over = OVER_AT_PRICES
+    most = 2 if out.over == OVER_NEAREST else MAX_ROUNDS
     while not by_parts and out.rounds < most and until - time.monotonic() > SECOND_ROUND * last:
         t_round = time.monotonic()
         got = master_duals(model, configs, until - time.monotonic(), csr)
@@ -502,14 +569,18 @@ def price_configurations(model: MatrixModel, configs: Configurations, lp: LpResu
             break
         out.master_lp.append(got[0])
         pi = SMOOTHING * lp.duals.pi + (1 - SMOOTHING) * got[1]
-        new = configs.add_priced(linking_reduced_costs(model, pi, configs.blocks), pairs, v, until, workers)
+        rc_round = linking_reduced_costs(model, pi, configs.blocks)
+        pairs = {OVER_NEAREST: near, OVER_EVERY_PAIR: np.ones(n_pairs, dtype=bool)}.get(out.over)
+        if pairs is None:
+            pairs = pairs_at_prices(model, rc_round, v, PRICED_PAIRS)
+        new = configs.add_priced(rc_round, pairs, v, until, workers)
         out.priced, out.rounds, last = out.priced + new, out.rounds + 1, time.monotonic() - t_round
         if DEBUG:
-            print(f"    pricing round {out.rounds}{' over every pair' if out.every_pair else ''}: "
+            print(f"    pricing round {out.rounds} over {int(pairs.sum())} pairs ({out.over}): "
                   f"master LP {got[0]:.2f}, +{new} in {last:.1f}s")
         if not new:
             break
-    if not out.every_pair and until - time.monotonic() > 0.1:
+    if out.over == OVER_NEAREST and until - time.monotonic() > 0.1:
         out.priced += configs.add_priced(rc, price_pairs(model, lp, v, allowed, PRICE_WIDE), v, until, workers)
     return out
 
@@ -595,7 +666,7 @@ def _recombined(model: MatrixModel, configs: Configurations | None, v: FloatArra
         got = price_configurations(model, configs, lp, v, allowed, until, workers, csr, by_parts)
     return once(v, deadline - time.monotonic(), f" (+{added} from the LP, +{got.priced} priced in {got.rounds} "
                                                f"round{'s' if got.rounds != 1 else ''}"
-                                               f"{' over every pair' if got.every_pair else ''} "
+                                               f"{'' if got.over == OVER_NEAREST else ' over ' + got.over} "
                                                f"in {time.monotonic() - t_price:.1f}s)")
 
 

@@ -486,6 +486,7 @@ def test_the_route_recombines_after_its_sweep_and_keeps_every_rule(monkeypatch, 
     # pairs alone (the window never holds the rounds over every pair)
     monkeypatch.setattr(large, "PRICE_SHARE", 0.9)
     monkeypatch.setattr(large, "EVERY_PAIR_ROUNDS", math.inf)
+    monkeypatch.setattr(large, "AT_PRICES_ROUNDS", math.inf)
     ways: list[str] = []
     real = large.consolidated
 
@@ -531,6 +532,7 @@ def test_a_second_round_of_pricing_runs_where_the_window_holds_another(monkeypat
     monkeypatch.setattr(large, "FULL_MIP_COLS", 0)
     monkeypatch.setattr(large, "PRICE_SHARE", 0.9)
     monkeypatch.setattr(large, "EVERY_PAIR_ROUNDS", math.inf)
+    monkeypatch.setattr(large, "AT_PRICES_ROUNDS", math.inf)
     real = Configurations.add_priced
     calls: list[float] = []
 
@@ -550,47 +552,65 @@ def test_a_second_round_of_pricing_runs_where_the_window_holds_another(monkeypat
     assert ("in 2 rounds" in recombined[-1]) == second, said
 
 
-@pytest.mark.parametrize("rounds_held", [0.0, math.inf])
-def test_where_the_window_holds_them_pricing_runs_over_every_pair_until_the_masters_lp_stops(
-        monkeypatch, rounds_held):
-    """EVERY_PAIR_ROUNDS 0: the window always holds the rounds over every pair. Each round after
-    the first prices every pair of each model, from a master's LP below the last one's by more
-    than MASTER_STOP, until that LP stops falling, no configuration is new, or the window closes;
-    more than the two rounds of the nearest pairs. inf: never, and two rounds over the nearest pairs
-    with the wider pass after them."""
+@pytest.mark.parametrize("over", [large.OVER_EVERY_PAIR, large.OVER_AT_PRICES, large.OVER_NEAREST])
+def test_where_the_window_holds_them_pricing_runs_round_after_round_until_the_masters_lp_stops(monkeypatch, over):
+    """Where the window holds EVERY_PAIR_ROUNDS rounds over every pair (here: always), each round
+    after the first prices every pair of each model; where it holds only AT_PRICES_ROUNDS rounds
+    over the pairs cheapest at the round's prices, those pairs (``pairs_at_prices``); either from a
+    master's LP below the last one's by more than MASTER_STOP, until that LP stops falling, no
+    configuration is new, or the window closes: more than the two rounds of the nearest pairs.
+    Where it holds neither: two rounds over the nearest pairs, with the wider pass after them."""
     monkeypatch.setattr(large, "FULL_MIP_COLS", 0)
     monkeypatch.setattr(large, "PRICE_SHARE", 0.9)
-    monkeypatch.setattr(large, "EVERY_PAIR_ROUNDS", rounds_held)
+    monkeypatch.setattr(large, "EVERY_PAIR_ROUNDS", 0.0 if over == large.OVER_EVERY_PAIR else math.inf)
+    monkeypatch.setattr(large, "AT_PRICES_ROUNDS", 0.0 if over == large.OVER_AT_PRICES else math.inf)
     got: list[large.Pricing] = []
-    pairs_seen: list[int] = []
-    real_price, real_add = large.price_configurations, Configurations.add_priced
+    pairs_seen: list[np.ndarray] = []
+    at_prices: list[np.ndarray] = []
+    real_price, real_add, real_at = large.price_configurations, Configurations.add_priced, large.pairs_at_prices
 
     def price_seen(*args, **kw):
         got.append(real_price(*args, **kw))
         return got[-1]
 
     def add_seen(self, rc, pairs, *args, **kw):
-        pairs_seen.append(int(pairs.sum()))
+        pairs_seen.append(pairs.copy())
         return real_add(self, rc, pairs, *args, **kw)
+
+    def at_seen(model, rc, v, per_group):
+        at_prices.append(real_at(model, rc, v, per_group))
+        return at_prices[-1]
 
     monkeypatch.setattr(large, "price_configurations", price_seen)
     monkeypatch.setattr(Configurations, "add_priced", add_seen)
+    monkeypatch.setattr(large, "pairs_at_prices", at_seen)
     fleet = to_fleet(generate(80, 20, seed=3))
     said: list[str] = []
     r = large.optimize_large(fleet, RULES, progress=said.append, time_limit=4.0)
     assert r.placement is not None and len(got) == 1
     p, n_pairs = got[0], len(large.build_arrays(fleet, RULES).pair_model)
-    assert p.every_pair == (rounds_held == 0.0)
-    if p.every_pair:
+    assert p.over == over
+    recombined = [m for m in said if m.startswith("recombine")]
+    assert any(f"over {over}" in m for m in recombined) == (over != large.OVER_NEAREST), said
+    if over != large.OVER_NEAREST:
         assert p.rounds >= 3 and len(p.master_lp) == p.rounds - 1
-        assert pairs_seen[1:] == [n_pairs] * (p.rounds - 1)  # and no wider pass after them
+        assert len(pairs_seen) == p.rounds  # and no wider pass after them
+        if over == large.OVER_EVERY_PAIR:
+            assert all(s.all() for s in pairs_seen[1:])
+        else:
+            # each round over the pairs cheapest at its own prices (the first set decided the
+            # route, at the LP's duals), fewer than every pair, and not the same each round
+            assert len(at_prices) == p.rounds
+            assert all(np.array_equal(s, a) for s, a in zip(pairs_seen[1:], at_prices[1:], strict=True))
+            assert all(s.sum() < n_pairs for s in pairs_seen[1:])
+            assert any(not np.array_equal(pairs_seen[1], s) for s in pairs_seen[2:])
         falls = np.diff(p.master_lp)
         assert np.all(falls < -large.MASTER_STOP * np.abs(p.master_lp[:-1])), p.master_lp
-        assert any("over every pair" in m for m in said if m.startswith("recombine")), said
     else:
         assert p.rounds == 2 and len(p.master_lp) == 1
         # the nearest twice (here nearly every pair: 10 a model), then the wider pass
-        assert len(pairs_seen) == 3 and pairs_seen[0] == pairs_seen[1] <= pairs_seen[2] <= n_pairs
+        sizes = [int(s.sum()) for s in pairs_seen]
+        assert len(sizes) == 3 and sizes[0] == sizes[1] <= sizes[2] <= n_pairs
     assert p.priced > 0
     assert_keeps_rules(fleet, r.placement, RULES)
     assert r.objective == pytest.approx(price(fleet, r.placement, RULES).objective, rel=1e-6, abs=1e-6)
