@@ -192,8 +192,9 @@ EVERY_PAIR_ROUNDS = 3
 # plans 36,686.05, 36,719.41, 36,754.43 and 36,759.75 against 36,841.38, 36,846.27 and 36,855.76
 # with two rounds over the nearest pairs; the nearest pairs' ranking at the LP's duals misses
 # configurations that mix spot and on-demand pools (a spot cap) or take one replica of a small
-# pool. M at 15 s and 20 s (four to six rounds): 8,975.39, 8,957.70, 8,961.91 and 8,986.79
-# against 8,977.86, 8,980.85, 8,981.40 and 8,978.43
+# pool. L given 90 s (five rounds): 36,761.82 and 36,796.60 against 36,843.76 and 36,847.36. M at
+# 15 s and 20 s (four to six rounds): 8,975.39, 8,957.70, 8,961.91 and 8,986.79 against 8,977.86,
+# 8,980.85, 8,981.40 and 8,978.43
 PRICED_PAIRS = 2
 # at L given 60 s the window holds three such rounds (10.1-10.3 s), the master has less time for
 # more configurations, and plans are worse: 36,943.35, 36,945.95, 36,949.12 against 36,849.91,
