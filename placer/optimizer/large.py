@@ -514,7 +514,7 @@ def pairs_at_prices(model: MatrixModel, rc: FloatArray, v: FloatArray, per_group
                                   (per_rate, by_entry, per_group, a.route_pair),
                                   (alone, by_entry, per_group, a.route_pair)):
         order = np.argsort(groups, kind="stable")  # pools within a location may not be spot-sorted
-        got = order[cheapest_in_groups(np.nan_to_num(values[order], nan=np.inf), groups[order], k)]
+        got = order[cheapest_in_groups(values[order], groups[order], k)]
         out[got if of is None else of[got]] = True
     out |= np.round(v[x0:x1]) > 0
     return out
@@ -571,9 +571,8 @@ def price_configurations(model: MatrixModel, configs: Configurations, lp: LpResu
         out.master_lp.append(got[0])
         pi = SMOOTHING * lp.duals.pi + (1 - SMOOTHING) * got[1]
         rc_round = linking_reduced_costs(model, pi, configs.blocks)
-        pairs = {OVER_NEAREST: near, OVER_EVERY_PAIR: np.ones(n_pairs, dtype=bool)}.get(out.over)
-        if pairs is None:
-            pairs = pairs_at_prices(model, rc_round, v, PRICED_PAIRS)
+        pairs = (pairs_at_prices(model, rc_round, v, PRICED_PAIRS) if out.over == OVER_AT_PRICES
+                 else np.ones(n_pairs, dtype=bool) if out.over == OVER_EVERY_PAIR else near)
         new = configs.add_priced(rc_round, pairs, v, until, workers)
         out.priced, out.rounds, last = out.priced + new, out.rounds + 1, time.monotonic() - t_round
         if DEBUG:
