@@ -24,8 +24,9 @@ come from three places:
   models priced at the LP's duals (one small MIP per model, over the pairs nearest to pricing out,
   started from the model's configuration in the plan); where there is the time, again at duals
   between the LP's and those of the master's own LP (``master_duals``), and where the time holds
-  several rounds over every pair of each model, round after round over every pair until the
-  master's LP stops falling (``large.price_configurations``).
+  several rounds, round after round until the master's LP stops falling, over every pair of each
+  model or, where those rounds would take too long, over the pairs cheapest at each round's prices
+  (``large.price_configurations``, ``large.pairs_at_prices``).
 
 On a fleet too large for one master, ``recombine(models=...)`` solves it over some models, every
 other one kept as it is.
