@@ -196,11 +196,28 @@ EVERY_PAIR_ROUNDS = 3
 # 15 s and 20 s (four to six rounds): 8,975.39, 8,957.70, 8,961.91 and 8,986.79 against 8,977.86,
 # 8,980.85, 8,981.40 and 8,978.43
 PRICED_PAIRS = 2
-# at L given 60 s the window holds three such rounds (10.1-10.3 s), the master has less time for
-# more configurations, and plans are worse: 36,943.35, 36,945.95, 36,949.12 against 36,849.91,
-# 36,864.69, 36,892.96 with the nearest pairs. With five, L at 60 s keeps the nearest (36,873.62)
-AT_PRICES_ROUNDS = 5
+# at L given 60 s the window holds three such rounds (10.1-10.3 s). Each over every model, the
+# master had less time for more configurations, and plans were worse: 36,943.35, 36,945.95,
+# 36,949.12 against 36,849.91, 36,864.69, 36,892.96 with the nearest pairs. With the rounds between
+# WHOLE_EVERY's over some models alone, they pay there: 36,871.33, 36,872.83, 36,851.91 against
+# 36,892.20, 36,893.72, 36,858.16 (side by side, with five rounds: the nearest pairs)
+AT_PRICES_ROUNDS = 3
 MAX_ROUNDS = 40
+# partial pricing: after the first round, a round prices the models the round before improved
+# (whose priced configuration beat every one recorded for them), and every WHOLE_EVERY-th round
+# every model (models left out a round improve again when the prices move on). At L, from one
+# state after the first round, over the pairs at each round's prices: the master's LP 36,607.51
+# after 10.8 s of pricing and 36,540.75 after 16.5 s, against 36,729.78 after 10.5 s and 36,538.49
+# after 24.3 s pricing every model every round; over the improved models alone, never every model,
+# it stalls at 36,700.72. At M over every pair: 8,911.86 after 5.4 s against 8,910.08 after 7.8 s.
+# Plans, side by side (partial and AT_PRICES_ROUNDS 3, against every model and 5): M 15 s
+# 8,959.45, 8,970.25, 8,968.90 against 8,982.54, 8,986.90, 8,963.54; M 30 s 8,960.40, 8,951.89
+# against 8,960.75, 8,966.51; M 60 s 8,947.35 against 8,952.68; L 45 s (the nearest pairs both)
+# 36,857.05, 36,862.26 against 36,881.59, 36,862.72; L 90 s 36,727.56 against 36,736.76; L 120 s
+# 36,717.59, 36,726.99 against 36,732.64, 36,755.38. Where only the nearest pairs' two rounds fit
+# (M 5 s, L 30 s), the second prices every model as before (over some alone, L 30 s 37,028.20 in
+# one run, the wider pass then reaching fewer models)
+WHOLE_EVERY = 3
 MASTER_STOP = 1e-5  # rounds stop when the master's LP fell less than this share since the last
 GRACE = 0.25  # share of the time limit the first plan may run over rather than return none
 
@@ -542,14 +559,19 @@ def price_configurations(model: MatrixModel, configs: Configurations, lp: LpResu
     rounds over every pair of each model (``allowed`` or not: the master takes any configuration),
     those; else, when it holds as many over the pairs cheapest at each round's prices
     (``pairs_at_prices``), those; either until the master's LP falls by less than MASTER_STOP
-    (column generation on the master). Else, while the window holds another round (SECOND_ROUND),
-    one more over the nearest pairs, then a wider pass (PRICE_WIDE). By parts (a fleet too large
-    for one master: no master LP), the first round and the wider pass."""
+    (column generation on the master), each round over the models the one before improved
+    (``Priced.improved``) and every WHOLE_EVERY-th over all of them (partial pricing: where the
+    last round improved none, or the master's LP stopped falling after a round over some, the
+    next prices all; after one over all, pricing ends). Else, while the window holds another
+    round (SECOND_ROUND), one more over the nearest pairs, then a wider pass (PRICE_WIDE). By
+    parts (a fleet too large for one master: no master LP), the first round and the wider pass."""
     assert lp.duals is not None
     started = time.monotonic()
     rc = linking_reduced_costs(model, lp.duals.pi, configs.blocks)
     near = price_pairs(model, lp, v, allowed, PRICE_NEAR)
-    out = Pricing(configs.add_priced(rc, near, v, until, workers), 1)
+    first = configs.add_priced(rc, near, v, until, workers)
+    out = Pricing(first.added, 1)
+    active, since_whole = first.improved, 0  # the models the last round improved; rounds since one over all
     last = time.monotonic() - started
     n_pairs, n_near = model.arrays.n_pairs, max(1, int(near.sum()))
 
@@ -566,22 +588,29 @@ def price_configurations(model: MatrixModel, configs: Configurations, lp: LpResu
     while not by_parts and out.rounds < most and until - time.monotonic() > SECOND_ROUND * last:
         t_round = time.monotonic()
         got = master_duals(model, configs, until - time.monotonic(), csr)
-        if got is None or (out.master_lp and got[0] > out.master_lp[-1] - MASTER_STOP * abs(out.master_lp[-1])):
+        if got is None:
+            break
+        stalled = bool(out.master_lp) and got[0] > out.master_lp[-1] - MASTER_STOP * abs(out.master_lp[-1])
+        if stalled and since_whole == 0:
             break
         out.master_lp.append(got[0])
         pi = SMOOTHING * lp.duals.pi + (1 - SMOOTHING) * got[1]
         rc_round = linking_reduced_costs(model, pi, configs.blocks)
         pairs = (pairs_at_prices(model, rc_round, v, PRICED_PAIRS) if out.over == OVER_AT_PRICES
                  else np.ones(n_pairs, dtype=bool) if out.over == OVER_EVERY_PAIR else near)
-        new = configs.add_priced(rc_round, pairs, v, until, workers)
-        out.priced, out.rounds, last = out.priced + new, out.rounds + 1, time.monotonic() - t_round
+        # every model again when the models the last rounds improved have stopped paying
+        whole = out.over == OVER_NEAREST or stalled or not len(active) or since_whole + 1 >= WHOLE_EVERY
+        n_models = configs.n_models if whole else len(active)
+        new = configs.add_priced(rc_round, pairs, v, until, workers, models=None if whole else active)
+        active, since_whole = new.improved, 0 if whole else since_whole + 1
+        out.priced, out.rounds, last = out.priced + new.added, out.rounds + 1, time.monotonic() - t_round
         if DEBUG:
-            print(f"    pricing round {out.rounds} over {int(pairs.sum())} pairs ({out.over}): "
-                  f"master LP {got[0]:.2f}, +{new} in {last:.1f}s")
-        if not new:
+            print(f"    pricing round {out.rounds} over {int(pairs.sum())} pairs ({out.over}), "
+                  f"{n_models} models: master LP {got[0]:.2f}, +{new.added} in {last:.1f}s")
+        if not new.added and whole:
             break
     if out.over == OVER_NEAREST and until - time.monotonic() > 0.1:
-        out.priced += configs.add_priced(rc, price_pairs(model, lp, v, allowed, PRICE_WIDE), v, until, workers)
+        out.priced += configs.add_priced(rc, price_pairs(model, lp, v, allowed, PRICE_WIDE), v, until, workers).added
     return out
 
 

@@ -26,7 +26,8 @@ come from three places:
   between the LP's and those of the master's own LP (``master_duals``), and where the time holds
   several rounds, round after round until the master's LP stops falling, over every pair of each
   model or, where those rounds would take too long, over the pairs cheapest at each round's prices
-  (``large.price_configurations``, ``large.pairs_at_prices``).
+  (``large.price_configurations``, ``large.pairs_at_prices``), most rounds over the models the
+  round before improved alone (``Priced.improved``).
 
 On a fleet too large for one master, ``recombine(models=...)`` solves it over some models, every
 other one kept as it is.
@@ -43,6 +44,7 @@ over the nearest pairs, 0.05 s at most a model, 1 % gap, pricing takes 1.1-1.2 s
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -75,6 +77,15 @@ MASTER_OPTIONS: dict[str, object] = {"mip_heuristic_effort": 0.3, "mip_allow_res
 # 37,126-37,158 (4.0-4.3 s), 1e-3 37,080-37,137 (5.2-5.4 s)
 PRICE_GAP = 1e-2
 PRICE_STEP = 0.05  # seconds at most for one model's pricing MIP (most take 1-4 ms; a few would take 0.5 s)
+IMPROVED = 1e-3  # USD/h: a priced configuration cheaper than a model's recorded ones by more improves it
+
+
+@dataclass(frozen=True)
+class Priced:
+    """What ``Configurations.add_priced`` did."""
+
+    added: int  # configurations new to the record
+    improved: IntArray  # the models whose priced configuration beat every one recorded for them
 
 
 def on_columns(rows: Any, cols: IntArray) -> Any:
@@ -224,13 +235,15 @@ class Configurations:
         return 0
 
     def add_priced(self, rc: FloatArray, pairs: BoolArray, v: FloatArray, deadline: float, workers: int = 1,
-                   step_limit: float = PRICE_STEP) -> int:
+                   step_limit: float = PRICE_STEP, models: IntArray | None = None) -> Priced:
         """Each model's least-cost configuration at reduced costs ``rc`` (the rows between models
         priced by duals, the model's own rows kept): the pricing problem of the decomposition,
         one small MIP per model over its ``pairs`` alone, ``step_limit`` seconds at most each,
         on ``workers`` threads, until ``deadline``. The models whose configuration in the plan
         ``v`` costs most at ``rc`` go first; a model's configuration in ``v`` is its MIP's start
-        when it lies within the given pairs. Returns how many configurations were added."""
+        when it lies within the given pairs. ``models``: these alone (default: every model).
+        Returns how many configurations were added, and the models whose configuration costs less
+        at ``rc`` than every one recorded for them before (by more than IMPROVED)."""
         model = self.model
         b = self.blocks
         # a pair left out takes its replicas, routes and gang and churn columns with it (at 0)
@@ -239,7 +252,10 @@ class Configurations:
         owned = b.owner >= 0
         worth = np.bincount(b.owner[owned], weights=(rc * v)[owned], minlength=self.n_models)
         order = np.argsort(-worth, kind="stable")
+        if models is not None:
+            order = order[np.isin(order, models)]
         got: list[tuple[int, FloatArray]] = []
+        improved: list[int] = []
         lock = threading.Lock()
 
         def one(m: int) -> None:
@@ -263,15 +279,20 @@ class Configurations:
                 return
             z = np.zeros(len(cols))
             z[keep] = sol.values
+            # (the entries recorded so far: new ones are added once every thread is done)
+            best = min(float(rc[cols] @ self.entries[k][1]) for k in self._seen[m].values()) if self._seen[m] \
+                else math.inf
             with lock:
                 got.append((m, z))
+                if float(rc[cols] @ z) < best - IMPROVED:
+                    improved.append(m)
 
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             list(pool.map(one, order.tolist()))
         before = len(self.entries)
         for m, z in got:
             self._add(m, z, force=True)
-        return len(self.entries) - before
+        return Priced(len(self.entries) - before, np.sort(np.array(improved, dtype=np.int64)))
 
     def __len__(self) -> int:
         return len(self.entries)

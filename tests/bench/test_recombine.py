@@ -349,9 +349,10 @@ def test_priced_configurations_are_each_models_best_at_the_duals(plans, lp_resul
     configs = Configurations(model, csr=hood.csr)
     rc = reduced_costs(model, configs, lp_result)
     every = np.ones(model.arrays.n_pairs, dtype=bool)
-    added = configs.add_priced(rc, every, swept, deadline=time.monotonic() + 60, step_limit=5.0)
+    got = configs.add_priced(rc, every, swept, deadline=time.monotonic() + 60, step_limit=5.0)
     owning = [m for m in range(configs.n_models) if len(configs.columns(m))]
-    assert added == len(configs) == len(owning)  # one each: none of them was there before
+    assert got.added == len(configs) == len(owning)  # one each: none of them was there before
+    assert np.array_equal(got.improved, owning)  # a model with nothing recorded is improved by any
     local = np.flatnonzero(configs.blocks.local)
     total = 0.0
     for m, z in configs.entries:
@@ -384,14 +385,50 @@ def test_priced_configurations_use_the_given_pairs_alone_and_stop_at_the_deadlin
     y0, y1 = model.blocks["y"]
     configs = Configurations(model, csr=hood.csr)
     rc = reduced_costs(model, configs, lp_result)
-    assert configs.add_priced(rc, np.ones(a.n_pairs, dtype=bool), swept, deadline=time.monotonic() - 1) == 0
+    late = configs.add_priced(rc, np.ones(a.n_pairs, dtype=bool), swept, deadline=time.monotonic() - 1)
+    assert late.added == 0 and not len(late.improved)
     pairs = np.round(swept[x0:x1]) > 0  # the plan's pairs alone: the plan's configurations are among the answers
-    added = configs.add_priced(rc, pairs, swept, deadline=time.monotonic() + 60)
-    assert added > 0
+    assert configs.add_priced(rc, pairs, swept, deadline=time.monotonic() + 60).added > 0
     for m, z in configs.entries:
         w = np.zeros(model.n_cols)
         w[configs.columns(m)] = z
         assert not np.any(w[x0:x1][~pairs]) and not np.any(w[y0:y1][~pairs[a.route_pair]])
+
+
+def test_pricing_some_models_prices_those_alone_and_names_the_ones_it_improved(plans, lp_result, monkeypatch):
+    """``add_priced(models=...)`` solves those models' MIPs and no others; ``improved`` names the
+    models whose priced configuration costs less at the prices than every one recorded for them
+    before, by more than IMPROVED: here the sweep's, some beaten at the LP's duals and some not.
+    The same prices again improve none."""
+    _, model, _, _, swept, seen = plans
+    configs = copy.deepcopy(seen)
+    rc = reduced_costs(model, configs, lp_result)
+    every = np.ones(model.arrays.n_pairs, dtype=bool)
+    owning = np.array([m for m in range(configs.n_models) if len(configs.columns(m))])
+    before = {int(m): min(float(rc[configs.columns(int(m))] @ z) for k, z in configs.entries if k == m)
+              for m in owning}
+    real = recombine_mod.solve_arrays
+    solved: list[int] = []
+
+    def counted(*args, **kw):
+        solved.append(1)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(recombine_mod, "solve_arrays", counted)
+    some = owning[::2]
+    n_before = len(configs)
+    got = configs.add_priced(rc, every, swept, deadline=time.monotonic() + 60, step_limit=5.0, models=some)
+    assert len(solved) == len(some)
+    new = configs.entries[n_before:]
+    assert got.added == len(new) and {m for m, _ in new} <= set(some.tolist())
+    # the model's best at the prices, of its configurations now (the new ones among them)
+    after = {int(m): min(float(rc[configs.columns(int(m))] @ z) for k, z in configs.entries if k == m)
+             for m in some}
+    expected = [int(m) for m in some if after[int(m)] < before[int(m)] - recombine_mod.IMPROVED]
+    assert got.improved.tolist() == expected
+    assert 0 < len(expected) < len(some)  # the sweep's configurations are beaten for some models, not all
+    again = configs.add_priced(rc, every, swept, deadline=time.monotonic() + 60, step_limit=5.0, models=some)
+    assert again.added == 0 and not len(again.improved)
 
 
 def test_pricing_starts_from_the_plans_configuration_where_it_lies_within_the_pairs(plans, lp_result, monkeypatch):
@@ -440,7 +477,7 @@ def test_recombining_with_priced_configurations_finds_a_better_plan(plans, lp_re
     more = copy.deepcopy(seen)
     rc = reduced_costs(model, more, lp_result)
     assert more.add_priced(rc, np.ones(model.arrays.n_pairs, dtype=bool), swept,
-                           deadline=time.monotonic() + 60) > 0
+                           deadline=time.monotonic() + 60).added > 0
     plain = recombine(model, copy.deepcopy(seen), swept, time_limit=30)
     priced = recombine(model, more, swept, time_limit=30)
     assert priced.status == "OPTIMAL" and priced.values is not None
@@ -573,9 +610,14 @@ def test_where_the_window_holds_them_pricing_runs_round_after_round_until_the_ma
         got.append(real_price(*args, **kw))
         return got[-1]
 
+    asked: list[np.ndarray | None] = []  # the models each call priced (None: every one)
+    answered: list[recombine_mod.Priced] = []
+
     def add_seen(self, rc, pairs, *args, **kw):
         pairs_seen.append(pairs.copy())
-        return real_add(self, rc, pairs, *args, **kw)
+        asked.append(kw.get("models"))
+        answered.append(real_add(self, rc, pairs, *args, **kw))
+        return answered[-1]
 
     def at_seen(model, rc, v, per_group):
         at_prices.append(real_at(model, rc, v, per_group))
@@ -603,13 +645,27 @@ def test_where_the_window_holds_them_pricing_runs_round_after_round_until_the_ma
             assert len(at_prices) == p.rounds
             assert all(np.array_equal(s, a) for s, a in zip(pairs_seen[1:], at_prices[1:], strict=True))
             assert all(s.sum() < n_pairs for s in pairs_seen[1:])
-        falls = np.diff(p.master_lp)
-        assert np.all(falls < -large.MASTER_STOP * np.abs(p.master_lp[:-1])), p.master_lp
+        # the first round prices every model; each after it, the models the one before improved,
+        # or every model: every WHOLE_EVERY-th round, or when the last improved none or the master's
+        # LP stopped falling (only after a round over some models: after one over all, pricing ends)
+        assert asked[0] is None
+        since_whole = 0
+        for i in range(1, p.rounds):
+            stalled = i >= 2 and p.master_lp[i - 1] > p.master_lp[i - 2] - large.MASTER_STOP * abs(p.master_lp[i - 2])
+            whole = stalled or not len(answered[i - 1].improved) or since_whole + 1 >= large.WHOLE_EVERY
+            if whole:
+                assert asked[i] is None, i
+                assert not stalled or since_whole > 0, i
+            else:
+                assert np.array_equal(asked[i], answered[i - 1].improved), i
+            since_whole = 0 if whole else since_whole + 1
+        assert any(m is not None for m in asked)  # some rounds priced some models alone
     else:
         assert p.rounds == 2 and len(p.master_lp) == 1
         # the nearest twice (here nearly every pair: 10 a model), then the wider pass
         sizes = [int(s.sum()) for s in pairs_seen]
         assert len(sizes) == 3 and sizes[0] == sizes[1] <= sizes[2] <= n_pairs
+        assert all(m is None for m in asked)  # every model, each time
     assert p.priced > 0
     assert_keeps_rules(fleet, r.placement, RULES)
     assert r.objective == pytest.approx(price(fleet, r.placement, RULES).objective, rel=1e-6, abs=1e-6)
