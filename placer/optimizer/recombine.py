@@ -279,12 +279,12 @@ class Configurations:
                 return
             z = np.zeros(len(cols))
             z[keep] = sol.values
-            # (the entries recorded so far: new ones are added once every thread is done)
-            best = min(float(rc[cols] @ self.entries[k][1]) for k in self._seen[m].values()) if self._seen[m] \
-                else math.inf
+            # the model's configurations recorded so far (the new ones are added once every thread is done)
+            price = rc[cols]
+            best = min((float(price @ self.entries[k][1]) for k in self._seen[m].values()), default=math.inf)
             with lock:
                 got.append((m, z))
-                if float(rc[cols] @ z) < best - IMPROVED:
+                if float(price @ z) < best - IMPROVED:
                     improved.append(m)
 
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
