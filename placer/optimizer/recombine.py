@@ -57,7 +57,7 @@ import scipy.sparse as sp
 from placer.optimizer.arrays import BoolArray, FloatArray, IntArray
 from placer.optimizer.bound import Blocks, model_blocks
 from placer.optimizer.greedy import per_replica_cost
-from placer.optimizer.highs import Solution, solve_arrays
+from placer.optimizer.highs import Solution, solve_arrays, solve_within
 from placer.optimizer.lns import START_OPTIONS, STEP_OPTIONS
 from placer.optimizer.lp import violated_rows
 from placer.optimizer.matrix import MatrixModel, rows_broken
@@ -73,6 +73,15 @@ ADD_CHUNK = 500  # models completed per MIP by ``add_replicas``
 # killed; without restarts, M 9,021 and 9,031 against 9,029 and 9,026, L 36,949 and 36,949 against
 # 36,950 and 36,967 (side by side)
 MASTER_OPTIONS: dict[str, object] = {"mip_heuristic_effort": 0.3, "mip_allow_restart": False}
+# a master over this many configurations or more runs in a child process, stopped at its time limit
+# (``highs.solve_within``): HiGHS 1.16's presolve of the sub-MIP its RENS heuristic solves at the
+# root (HPresolve::strengthenInequalities again) checks no time limit either; at L given 120 s, with
+# three pairs a group at prices (PRICED_PAIRS), a master ran 11 minutes past its limit there, until
+# killed. L's masters hold 7,000-15,000 configurations and run 6 s or more; a fork and the answer's
+# way back cost about 20 ms (M's dumped master: the same answers as in this process at 0.5-2 s).
+# M's (1,600-3,000) stay here: isolated from 1,000, M at 5 s gave 9,036.59-9,067.95 (four runs,
+# mean 9,050.6) against 9,013.38-9,038.40 (mean 9,028.4) side by side, perhaps noise, not taken
+ISOLATE_MASTER = 5_000
 # relative gap of a pricing MIP. L, three runs each: 1e-2 37,091-37,104 (pricing 4.9-5.0 s), 5e-2
 # 37,126-37,158 (4.0-4.3 s), 1e-3 37,080-37,137 (5.2-5.4 s)
 PRICE_GAP = 1e-2
@@ -446,15 +455,17 @@ def recombine(model: MatrixModel, configs: Configurations, v: FloatArray, time_l
         return RecombineResult(None, "TIME_LIMIT", K, time.monotonic() - started)
     deadline = time.monotonic() + left
 
+    solve = solve_within if K >= ISOLATE_MASTER else solve_arrays
+
     def attempt(seed: int) -> tuple[Solution, bool]:
         """The master from the start, on HiGHS' random seed ``seed``; whether it ran again without."""
         options = {**MASTER_OPTIONS, "random_seed": seed}
-        sol = solve_arrays(*problem, time_limit=deadline - time.monotonic(), start=start, gap=1e-6, options=options)
+        sol = solve(*problem, time_limit=deadline - time.monotonic(), start=start, gap=1e-6, options=options)
         left = deadline - time.monotonic()
         if sol.inconsistent and left >= 0.1:
             # HiGHS gave the start back at once (``highs.solve_arrays``): the time left goes to the
             # master without it, whose answer counts only if better than the incumbent (below)
-            return solve_arrays(*problem, time_limit=left, gap=1e-6, options=options), True
+            return solve(*problem, time_limit=left, gap=1e-6, options=options), True
         return sol, False
 
     # one search per thread, each on its own seed (HiGHS' MIP search runs on one): the best answer counts

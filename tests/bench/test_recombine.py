@@ -168,6 +168,59 @@ def test_each_worker_searches_on_its_own_seed_and_the_best_answer_counts(plans, 
     assert_feasible(model, r.values)
 
 
+def stuck_in_a_child(monkeypatch) -> None:
+    """``highs.solve_arrays`` never answers in a child process (``highs.solve_within``'s), as HiGHS'
+    presolve did inside a large master's RENS heuristic; in this process it solves as ever."""
+    import os
+
+    import placer.optimizer.highs as highs
+
+    parent, real = os.getpid(), highs.solve_arrays
+
+    def stuck(*args, **kw):
+        if os.getpid() != parent:
+            time.sleep(60)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(highs, "solve_arrays", stuck)
+
+
+def test_a_large_master_runs_isolated_and_one_that_never_answers_is_stopped_at_its_limit(plans, monkeypatch):
+    """Masters over ISOLATE_MASTER configurations or more run in a child process: isolated, the
+    master finds the same optimum; and one whose solve never comes back is stopped shortly past
+    its time limit, with no plan (the caller keeps its own)."""
+    _, model, _, first, _, configs = plans
+    here = recombine(model, copy.deepcopy(configs), first, time_limit=30)
+    monkeypatch.setattr(recombine_mod, "ISOLATE_MASTER", 0)
+    there = recombine(model, copy.deepcopy(configs), first, time_limit=30)
+    assert here.status == there.status == "OPTIMAL" and here.values is not None and there.values is not None
+    assert cost(model, there.values) == pytest.approx(cost(model, here.values), rel=1e-9)
+    stuck_in_a_child(monkeypatch)
+    started = time.monotonic()
+    r = recombine(model, copy.deepcopy(configs), first, time_limit=1.0, workers=2)
+    assert r.values is None and r.status == "TIME_LIMIT"
+    assert time.monotonic() - started < 10  # stopped at 1.25 s, not waited out (60 s)
+
+
+def test_a_plan_whose_masters_never_answer_comes_in_its_time_and_keeps_every_rule(monkeypatch):
+    """The route with every master isolated and stuck: the plan comes at its time limit (with the
+    grace the first plan may take), the recombinations said to have stopped there, and the plan
+    keeps every rule and costs what ``placer.cost.price`` says."""
+    monkeypatch.setattr(large, "FULL_MIP_COLS", 0)
+    monkeypatch.setattr(recombine_mod, "ISOLATE_MASTER", 0)
+    stuck_in_a_child(monkeypatch)
+    fleet = to_fleet(generate(80, 20, seed=3))
+    said: list[str] = []
+    started = time.monotonic()
+    r = large.optimize_large(fleet, RULES, progress=said.append, time_limit=4.0)
+    assert time.monotonic() - started < 4.0 * (1 + large.GRACE) + 2.0  # a margin for a loaded machine
+    recombined = [m for m in said if m.startswith("recombine")]
+    assert recombined and all("TIME_LIMIT" in m and "0 models moved" in m for m in recombined), said
+    assert r.placement is not None
+    assert_keeps_rules(fleet, r.placement, RULES)
+    assert r.objective == pytest.approx(price(fleet, r.placement, RULES).objective, rel=1e-6, abs=1e-6)
+
+
 def test_a_master_over_some_models_moves_those_alone_and_keeps_every_row(plans):
     """``models``: a master over one part of the fleet, every other model kept as in the plan (its
     share of the rows between models in their bounds). Over each part in turn from the first
