@@ -77,11 +77,13 @@ MASTER_OPTIONS: dict[str, object] = {"mip_heuristic_effort": 0.3, "mip_allow_res
 # (``highs.solve_within``): HiGHS 1.16's presolve of the sub-MIP its RENS heuristic solves at the
 # root (HPresolve::strengthenInequalities again) checks no time limit either; at L given 120 s, with
 # three pairs a group at prices (PRICED_PAIRS), a master ran 11 minutes past its limit there, until
-# killed. L's masters hold 7,000-15,000 configurations and run 6 s or more; a fork and the answer's
-# way back cost about 20 ms (M's dumped master: the same answers as in this process at 0.5-2 s).
-# M's (1,600-3,000) stay here: isolated from 1,000, M at 5 s gave 9,036.59-9,067.95 (four runs,
-# mean 9,050.6) against 9,013.38-9,038.40 (mean 9,028.4) side by side, perhaps noise, not taken
-ISOLATE_MASTER = 5_000
+# killed. L's last masters hold 7,000-15,000 configurations and run 6 s or more, XL's parts'
+# 4,500-4,900; a fork and the answer's way back cost about 20 ms (M's dumped master: the same
+# answers as in this process at 0.5-2 s). M's (1,600-3,000) stay here: isolated from 1,000, M at 5
+# s gave 9,036.59-9,067.95 (four runs, mean 9,050.6) against 9,013.38-9,038.40 (mean 9,028.4)
+# side by side, perhaps noise, not taken. L at 30 s, isolated or not, five runs each: mean
+# 37,018.7 against 37,012.9
+ISOLATE_MASTER = 3_500
 # relative gap of a pricing MIP. L, three runs each: 1e-2 37,091-37,104 (pricing 4.9-5.0 s), 5e-2
 # 37,126-37,158 (4.0-4.3 s), 1e-3 37,080-37,137 (5.2-5.4 s)
 PRICE_GAP = 1e-2
