@@ -147,3 +147,65 @@ def test_an_isolated_solve_whose_process_dies_has_no_answer(monkeypatch):
     monkeypatch.setattr(highs, "solve_arrays", lambda *args, **kw: os._exit(3))
     sol = highs.solve_within(*knapsack(), time_limit=5.0)
     assert sol.status == "UNKNOWN" and sol.values is None
+
+
+def transport(n: int = 30, seed: int = 0):
+    """A transportation LP, n sources x n sinks (dense enough for the parallel dual simplex)."""
+    rng = np.random.default_rng(seed)
+    supply = rng.integers(10, 30, n).astype(float)
+    demand = supply[rng.permutation(n)] * 0.9
+    i, j = np.divmod(np.arange(n * n), n)
+    A = sp.vstack([sp.csc_matrix((np.ones(n * n), (i, np.arange(n * n))), shape=(n, n * n)),
+                   sp.csc_matrix((np.ones(n * n), (j, np.arange(n * n))), shape=(n, n * n))]).tocsc()
+    lo = np.r_[np.full(n, -np.inf), demand]
+    hi = np.r_[supply, np.full(n, np.inf)]
+    return A, rng.random(n * n) * 10, np.zeros(n * n), np.full(n * n, np.inf), lo, hi
+
+
+def test_an_isolated_solve_runs_on_threads_of_its_own(monkeypatch):
+    """A large LP's child runs HiGHS on a pool of its own threads: asked of this process' pool,
+    sized by its first solve, HiGHS answers nothing. The answer (value and duals) is the
+    one-thread solve's, and this process' own solves keep their pool of one."""
+    A, cost, lb, ub, lo, hi = transport()
+    here = highs.solve_arrays(A, cost, lb, ub, lo, hi, None, time_limit=10.0)  # this process' pool: one thread
+    assert here.status == "OPTIMAL"
+    options = {"simplex_strategy": 2}
+    mismatched = highs.solve_arrays(A, cost, lb, ub, lo, hi, None, time_limit=10.0, options={**options, "threads": 2})
+    assert mismatched.values is None  # why the child makes a pool of its own
+    there = highs.solve_within(A, cost, lb, ub, lo, hi, None, time_limit=10.0, threads=2, options=options)
+    assert there.status == "OPTIMAL" and there.objective == pytest.approx(here.objective, rel=1e-9)
+    # the duals price the same rows: their bound is the value
+    assert float(np.r_[lo[A.shape[0] // 2:]] @ there.row_duals[A.shape[0] // 2:]
+                 + hi[:A.shape[0] // 2] @ there.row_duals[:A.shape[0] // 2]) == pytest.approx(here.objective, rel=1e-6)
+    again = highs.solve_arrays(A, cost, lb, ub, lo, hi, None, time_limit=10.0)
+    assert again.status == "OPTIMAL"
+    # the child was asked for two threads
+    real = highs.solve_arrays
+
+    def check(*args, **kw):
+        if kw.get("options", {}).get("threads") != 2:
+            raise AssertionError(f"the child ran on {kw.get('options', {}).get('threads')} threads")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(highs, "solve_arrays", check)
+    assert highs.solve_within(A, cost, lb, ub, lo, hi, None, time_limit=10.0, threads=2, options=options).feasible
+
+
+def test_idle_cores_tell_a_busy_core_from_an_idle_one(monkeypatch):
+    """Read from /proc/stat: the cores of this process' affinity, idle and iowait ticks over all."""
+    import io
+
+    stats = iter([
+        "cpu  900 0 100 1000 0 0 0 0 0 0\ncpu0 100 0 0 400 0 0 0 0 0 0\ncpu1 300 0 50 300 0 0 0 0 0 0\n"
+        "cpu7 500 0 50 300 0 0 0 0 0 0\nintr 1\n",
+        # cpu0 busy 100 ticks; cpu1 idle 95 and waiting 5; cpu7 (not this process') idle
+        "cpu  900 0 100 1000 0 0 0 0 0 0\ncpu0 200 0 0 400 0 0 0 0 0 0\ncpu1 300 0 50 395 5 0 0 0 0 0\n"
+        "cpu7 500 0 50 400 0 0 0 0 0 0\nintr 1\n",
+        # 2 ticks later: too short a window to tell
+        "cpu  900 0 100 1000 0 0 0 0 0 0\ncpu0 201 0 0 400 0 0 0 0 0 0\ncpu1 300 0 50 396 5 0 0 0 0 0\n",
+    ])
+    monkeypatch.setattr(highs.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr("builtins.open", lambda path, *a, **k: io.StringIO(next(stats)))
+    idle = highs.IdleCores()
+    assert idle() == pytest.approx(1.0)  # one of two cores idle
+    assert idle() is None

@@ -207,20 +207,72 @@ def solve_arrays(A: Any, cost: FloatArray, lb: FloatArray, ub: FloatArray, row_l
                     inconsistent=not trusted)
 
 
+def _cpu_ticks(cpus: set[int]) -> tuple[int, int] | None:
+    """(idle, total) clock ticks of these CPUs since boot (Linux' /proc/stat), or None."""
+    try:
+        with open("/proc/stat") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    idle = total = 0
+    for line in lines:
+        name, *fields = line.split()
+        if not name.startswith("cpu") or name == "cpu" or int(name[3:]) not in cpus:
+            continue
+        ticks = [int(t) for t in fields[:8]]  # user nice system idle iowait irq softirq steal
+        idle += ticks[3] + ticks[4]
+        total += sum(ticks)
+    return (idle, total) if total else None
+
+
+class IdleCores:
+    """How many of this process' cores sat idle, on average, between one reading and the next:
+    whether a solve on several threads would find a core for each. HiGHS' parallel dual simplex
+    spins: XL's second LP round took 13.9 s on two threads against 19.1 s on one on an idle
+    machine, and 28.6 s against 17.1 s while another process held a core. A reading is None
+    where the OS does not tell (not Linux) or the window was too short to tell (under IDLE_WINDOW
+    ticks a core, 0.1 s)."""
+
+    def __init__(self) -> None:
+        try:
+            self.cpus = set(os.sched_getaffinity(0))
+        except AttributeError:  # not on Linux
+            self.cpus = set()
+        self._last = _cpu_ticks(self.cpus) if self.cpus else None
+
+    def __call__(self) -> float | None:
+        now = _cpu_ticks(self.cpus) if self.cpus else None
+        last, self._last = self._last, now
+        if now is None or last is None or now[1] - last[1] < IDLE_WINDOW * len(self.cpus):
+            return None
+        return len(self.cpus) * (now[0] - last[0]) / (now[1] - last[1])
+
+    def hold(self, threads: int) -> bool:
+        """Whether, since the last reading, the cores a solve's other ``threads - 1`` threads
+        would take sat idle, to within IDLE_SLACK of a core (this process running on one)."""
+        spare = self()
+        return spare is not None and spare >= threads - 1 - IDLE_SLACK
+
+
+IDLE_WINDOW = 10  # clock ticks a core (USER_HZ, 100 a second on Linux)
+IDLE_SLACK = 0.25
+
+
 # how long past its time limit an isolated solve may run before it is stopped: HiGHS answers within
 # about 0.05 s of its limit when it checks it
 ISOLATION_GRACE = 0.25
 
 
 def solve_within(A: Any, cost: FloatArray, lb: FloatArray, ub: FloatArray, row_lo: FloatArray, row_hi: FloatArray,
-                 integer: Any, *, time_limit: float | None, **kw: Any) -> Solution:
+                 integer: Any, *, time_limit: float | None, threads: int = 1, **kw: Any) -> Solution:
     """``solve_arrays`` in a forked child process, stopped ISOLATION_GRACE seconds past
     ``time_limit`` (status TIME_LIMIT, no values; UNKNOWN if the child died). HiGHS 1.16's MIP checks neither its time limit
     nor ``cancelSolve`` in parts of its root node: on a fleet of 300 models x 60 pools (18,613
     columns), the whole model asked for 2.2 s ran 31 s in ``linesearchRounding``'s objective
-    propagation, whatever the heuristic options, and a fleet of 200 x 40 10 s. Where a fork is
-    not to be had (no fork start method, or HiGHS' own thread pool, which a child would lack),
-    it runs here."""
+    propagation, whatever the heuristic options, and a fleet of 200 x 40 10 s. ``threads``: the
+    child's own HiGHS thread pool, of this many (this process keeps its pool of one, which the
+    small solves want). Where a fork is not to be had (no fork start method, or HiGHS' own
+    thread pool, which a child would lack), it runs here, on this process' pool."""
     import multiprocessing
 
     if time_limit is None or THREADS != 1 or "fork" not in multiprocessing.get_all_start_methods():
@@ -230,6 +282,9 @@ def solve_within(A: Any, cost: FloatArray, lb: FloatArray, ub: FloatArray, row_l
 
     def child() -> None:
         try:
+            if threads > 1:  # a pool of its own: the one inherited was sized by this process' first solve
+                highspy.Highs.resetGlobalScheduler(True)
+                kw["options"] = {**(kw.get("options") or {}), "threads": threads}
             send.send(solve_arrays(A, cost, lb, ub, row_lo, row_hi, integer, time_limit=time_limit, **kw))
         except BaseException as exc:  # handed to the parent, which raises it
             send.send(exc)

@@ -55,7 +55,7 @@ from placer.optimizer.arrays import (
 )
 from placer.optimizer.bound import linking_reduced_costs
 from placer.optimizer.greedy import greedy, model_size, per_rate_cost, per_replica_cost, pseudo_lp
-from placer.optimizer.highs import solve
+from placer.optimizer.highs import IdleCores, solve
 from placer.optimizer.lns import Neighbourhoods, construct, improve, solve_free, sweep
 from placer.optimizer.lp import (
     LpResult,
@@ -109,6 +109,16 @@ REPLAN_FREE_REPLICAS = 1  # with room for this many replicas now (and as many on
 # fits on this machine (plans 188,512 and 188,555 against 189,314 and 189,359 after two, the sweep
 # then finishing its third pass instead of a fifth, which gains little: 35 USD/h)
 LP_SHARE = 0.6
+# the same, when the LP's masters run on the search's threads (fleets of PARALLEL_LP_PAIRS pairs in
+# the first master, on a machine with cores idle: ``lp.column_generation``). XL's rounds then take
+# 6, 14 and 15 s; given 0.6, seven rounds converge the LP (171,392; bound 171,404), but the search
+# after it has 20 s less: plans 186,857-187,778 (mean 187,253, four runs) against 186,696-186,853
+# (mean 186,779, three) with 0.45 and three rounds, and 186,985-187,275 (mean 187,099, four) for
+# three rounds on one thread, side by side
+LP_SHARE_PARALLEL = 0.45
+# from this many pairs in the first master (XL 130,003: 675,607 columns; L 24,229 and M 5,139,
+# whose LP rounds of 0.1-1 s gain less than a child process costs them)
+PARALLEL_LP_PAIRS = 60_000
 LP_STOP_GAP = 5e-4  # column generation stops when the LP is this close to its bound (the rounding gains nothing more)
 NEAR_PAIRS = int(os.environ.get("PLACER_NEAR_PAIRS", "16"))  # per model, the pairs nearest to pricing out the MIPs may use
 SWEEP_SHARE = 0.85  # of the search time: one-model re-placements, before the neighbourhood search
@@ -706,6 +716,7 @@ def solve_model(model: MatrixModel, clock: Clock, gap: float, workers: int = 1,
     LP would not fit the time: from the greedy plan). The last two take their bound from
     ``lp.simple_duals`` unless the LP runs too; ``prices``: theirs, set on the full arrays of a
     model restricted to some pairs (whose bound then holds for the whole fleet)."""
+    idle = IdleCores()  # whether the LP would find the search's threads a core each
     a = model.arrays
     x0, x1 = model.blocks["x"]
     tables = PairTables.build(model)
@@ -722,8 +733,10 @@ def solve_model(model: MatrixModel, clock: Clock, gap: float, workers: int = 1,
 
     lp = None
     if mode == "lp":
-        lp = column_generation(model, tables, seed, deadline=time.monotonic() + max(0.5, LP_SHARE * clock.left()),
-                               view=Master(model), stop_gap=LP_STOP_GAP)
+        threads = workers if workers > 1 and int(seed.sum()) >= PARALLEL_LP_PAIRS and idle.hold(workers) else 1
+        share = LP_SHARE_PARALLEL if threads > 1 else LP_SHARE
+        lp = column_generation(model, tables, seed, deadline=time.monotonic() + max(0.5, share * clock.left()),
+                               view=Master(model), stop_gap=LP_STOP_GAP, threads=threads)
         if lp.duals is None and lp.status == "INFEASIBLE":
             return LargeResult(lp.status, None, math.inf, -math.inf, clock.elapsed(), {})
         if lp.duals is None:  # its first round did not finish in time (a loaded machine): plan as direct mode
@@ -735,7 +748,7 @@ def solve_model(model: MatrixModel, clock: Clock, gap: float, workers: int = 1,
             bound = max(bound, lagrangian(model, tables, simple_duals(model, prices), Master.serve_rows(model),
                                           integer=True, with_lp=False).bound)
         clock.mark("lp", f"{lp.status} value {lp.value:.2f} bound {bound:.2f} rounds {lp.iterations} "
-                         f"master {int(lp.master.sum())}")
+                         f"master {int(lp.master.sum())}{f' (up to {threads} threads)' if threads > 1 else ''}")
         start = lp.values
     else:
         bound = lagrangian(model, tables, simple_duals(model, prices), Master.serve_rows(model), integer=True,

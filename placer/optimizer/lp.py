@@ -33,7 +33,7 @@ import scipy.sparse as sp
 
 from placer.optimizer.arrays import BoolArray, FloatArray, IntArray
 from placer.optimizer.greedy import per_rate_cost, per_replica_cost
-from placer.optimizer.highs import BASIC, LOWER, new_highs, solve_arrays
+from placer.optimizer.highs import BASIC, LOWER, IdleCores, new_highs, solve_arrays, solve_within
 from placer.optimizer.matrix import MatrixModel
 
 RC_TOL = 1e-7
@@ -492,11 +492,14 @@ class Master:
 
 def column_generation(model: MatrixModel, tables: PairTables, master: BoolArray, deadline: float,
                       add_per_model: int = 4, tol: float = 1e-6, max_rounds: int = 60,
-                      view: Master | None = None, stop_gap: float = 1e-6) -> LpResult:
+                      view: Master | None = None, stop_gap: float = 1e-6, threads: int = 1) -> LpResult:
     """Solve the LP over all pairs, starting from ``master``; stop when no pair prices out, when
     the master's value is within ``stop_gap`` (relative) of the bound its duals give, or at
-    ``deadline`` (the duals still give a valid bound)."""
+    ``deadline`` (the duals still give a valid bound). ``threads``: cores for each master LP,
+    when as many sit idle (the LP then runs in a child with a HiGHS thread pool of its own; this
+    process keeps its pool of one, which small solves want)."""
     started = time.monotonic()
+    idle = IdleCores() if threads > 1 else None
     a = model.arrays
     view = view or Master(model)
     col_status = np.full(model.n_cols, LOWER, dtype=np.int8)
@@ -513,7 +516,15 @@ def column_generation(model: MatrixModel, tables: PairTables, master: BoolArray,
         left = max(0.5, deadline - time.monotonic())
         options: dict[str, object] = {"presolve": "off"}  # presolve costs more than it saves here
         lo, hi = model.row_lo[rows], model.row_hi[rows]
-        sol = solve_arrays(A, cost, lb, ub, lo, hi, None, time_limit=left, basis=basis, options=options)
+        # since the last solve (building this master, pricing), this process ran on one core
+        if idle is not None and idle.hold(threads):
+            options["simplex_strategy"] = 2  # dual simplex, its pricing and updates on several threads
+            sol = solve_within(A, cost, lb, ub, lo, hi, None, time_limit=left, threads=threads, basis=basis,
+                               options=options)
+        else:
+            sol = solve_arrays(A, cost, lb, ub, lo, hi, None, time_limit=left, basis=basis, options=options)
+        if idle is not None:
+            idle()  # the next reading starts here
         if sol.values is None or sol.row_duals is None:
             if best is not None:  # this round ran out of time: the last one's duals still bound
                 best.status = "FEASIBLE"

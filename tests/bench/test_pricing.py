@@ -171,6 +171,49 @@ def test_column_generation_does_not_start_a_round_it_cannot_finish(model, monkey
     assert full.iterations > 1 and full.status == "OPTIMAL"
 
 
+def test_column_generation_runs_its_masters_on_idle_cores(model, monkeypatch):
+    """Given threads, each master LP runs in a child on that many threads when as many cores sat
+    idle since the last solve, and here otherwise (HiGHS' parallel simplex spins: with a core
+    taken by another process it is slower than one thread). The LP it converges to is the same."""
+    import time
+
+    import placer.optimizer.lp as lp
+
+    seed = lp.initial_pairs(model, np.zeros(0, dtype=np.int64), per_demand=1, per_model=1, domains=1)
+    isolated, readings = [], []
+    real = lp.solve_within
+
+    def within(*args, **kwargs):
+        isolated.append(kwargs["threads"])
+        return real(*args, **kwargs)
+
+    class Idle:
+        spare: float | None = 2.0
+
+        def __call__(self):
+            readings.append(self.spare)
+            return self.spare
+
+        def hold(self, threads):
+            spare = self()
+            return spare is not None and spare >= threads - 1 - 0.25
+
+    monkeypatch.setattr(lp, "solve_within", within)
+    monkeypatch.setattr(lp, "IdleCores", Idle)
+    one = lp.column_generation(model, PairTables.build(model), seed, deadline=time.monotonic() + 60)
+    assert not isolated and not readings  # one thread: no child, no reading
+    two = lp.column_generation(model, PairTables.build(model), seed, deadline=time.monotonic() + 60, threads=2)
+    assert isolated == [2] * two.iterations and two.iterations > 1
+    for busy in (0.5, None):  # a core taken, or no reading: here
+        Idle.spare = busy
+        isolated.clear()
+        here = lp.column_generation(model, PairTables.build(model), seed, deadline=time.monotonic() + 60, threads=2)
+        assert not isolated and here.status == "OPTIMAL" and here.value == pytest.approx(one.value, rel=1e-9)
+    assert one.status == two.status == "OPTIMAL" and two.value == pytest.approx(one.value, rel=1e-9)
+    # its duals (an optimal vertex, maybe another one) still bound: at most the LP, as near as one's
+    assert two.duals.bound <= two.value + 1e-6 and two.duals.bound == pytest.approx(one.duals.bound, rel=1e-3)
+
+
 @pytest.mark.parametrize("elastic_only", [False, True])
 def test_domain_cover_takes_the_first_cheapest_pair_of_the_cheapest_domains(model, elastic_only):
     """Against a plain loop: per model, the first cheapest pair of each failure domain, then the
