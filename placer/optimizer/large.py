@@ -112,8 +112,8 @@ LP_SHARE = 0.6
 # the same, when the LP's masters run on the search's threads (fleets of PARALLEL_LP_PAIRS pairs in
 # the first master, on a machine with cores idle: ``lp.column_generation``). XL's rounds then take
 # 6, 14 and 15 s; given 0.6, seven rounds converge the LP (171,392; bound 171,404), but the search
-# after it has 20 s less: plans 186,857-187,778 (mean 187,253, four runs) against 186,696-186,853
-# (mean 186,779, three) with 0.45 and three rounds, and 186,985-187,275 (mean 187,099, four) for
+# after it has 20 s less: plans 186,857-187,778 (mean 187,253, four runs) against 186,507-186,853
+# (mean 186,711, four) with 0.45 and three rounds, and 186,985-187,275 (mean 187,099, four) for
 # three rounds on one thread, side by side
 LP_SHARE_PARALLEL = 0.45
 # from this many pairs in the first master (XL 130,003: 675,607 columns; L 24,229 and M 5,139,
