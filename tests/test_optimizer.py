@@ -419,3 +419,19 @@ def test_a_conflict_check_over_the_models_with_a_minimum_answers_as_the_whole_fl
     checks = [conflicts.feasible(f, RULES, s) for s in subsets]
     whole = [optimize(with_groups(f, s), RULES).status != "INFEASIBLE" for s in subsets]
     assert checks == whole and False in whole and True in whole
+
+
+def test_a_fleet_with_no_demand_to_serve_plans_nothing():
+    """No model with demand, and no capacity (found by hypothesis: the exact MIP stops without an
+    answer, and the scalable route read its cover cuts' levels from an empty list): no cut, an
+    empty plan, by either route."""
+    from placer.optimizer.large import optimize_large
+
+    f = two_sites(pool("p0", "a", per_node=1, count=0, usd=0.0, spot=True),
+                  pool("p1", "a", per_node=1, count=0, usd=0.0, spot=True),
+                  inference("m0", [], mem=10.0, spotTolerant=False), policy("spot", {"maxSpotFraction": 0.5}),
+                  policy("room", {"headroom": {"fraction": 0.2}}))
+    placement, cost = solve(f)
+    assert not placement.replicas and cost.objective == pytest.approx(0.0, abs=1e-6)
+    large = optimize_large(f, RULES, time_limit=5.0)
+    assert large.placement is not None and not large.placement.replicas

@@ -209,7 +209,7 @@ def improve(model: MatrixModel, hood: Neighbourhoods, v: FloatArray, deadline: f
     act = model.A @ v
     cost = model.cost
     pairs_per_model = np.maximum(1, np.diff(a.pair_ptr)).mean()
-    per_model = max(1.0, pairs_per_model * float(hood.allowed.mean()) * 2.5)
+    per_model = max(1.0, pairs_per_model * float(hood.allowed.mean() if len(hood.allowed) else 0.0) * 2.5)
     size = int(np.clip(target_cols / per_model, 2, 400))
     strategies = [hood.unmet, hood.idle_pool, hood.shared, hood.random]
     fails = 0
@@ -391,7 +391,7 @@ def construct(model: MatrixModel, hood: Neighbourhoods, order: IntArray, deadlin
     act = model.A @ v
     cost = model.cost
     pairs_per_model = np.maximum(1, np.diff(a.pair_ptr)).mean()
-    per_model = max(1.0, pairs_per_model * float(hood.allowed.mean()) * 2.5)
+    per_model = max(1.0, pairs_per_model * float(hood.allowed.mean() if len(hood.allowed) else 0.0) * 2.5)
     size = int(np.clip(target_cols / per_model, 1, 400))
     rescue = max(20, len(order))  # models that may free their neighbours to fit
     i = 0

@@ -60,7 +60,7 @@ class PairTables:
         order = np.argsort(a.route_pair, kind="stable")
         counts = np.bincount(a.route_pair, minlength=a.n_pairs)
         width = int(counts.max()) if len(counts) and counts.max() > 0 else 1
-        start = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        start = np.cumsum(counts) - counts
         pos = np.arange(len(order)) - np.repeat(start, counts)
         routes = np.full((a.n_pairs, width), -1, dtype=np.int64)
         routes[a.route_pair[order], pos] = order

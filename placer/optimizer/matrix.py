@@ -574,6 +574,8 @@ def cover_cuts(b: _Builder, a: FleetArrays, routed: BoolArray, u0: int, per_grou
     np.maximum.at(top, pair_g, thr)
     # each group's throughput levels (positive, distinct) and how many of its pairs have each
     pos = thr > 0
+    if not pos.any():  # no demand any pair serves (say, no model with demand): no cut
+        return
     lg, lt = pair_g[pos], thr[pos]
     order = np.lexsort((lt, lg))
     lg, lt = lg[order], lt[order]
