@@ -216,10 +216,10 @@ def _cpu_ticks(cpus: set[int]) -> tuple[int, int] | None:
         return None
     idle = total = 0
     for line in lines:
-        name, *fields = line.split()
-        if not name.startswith("cpu") or name == "cpu" or int(name[3:]) not in cpus:
+        name, _, rest = line.partition(" ")
+        if not name.startswith("cpu") or not name[3:].isdigit() or int(name[3:]) not in cpus:
             continue
-        ticks = [int(t) for t in fields[:8]]  # user nice system idle iowait irq softirq steal
+        ticks = [int(t) for t in rest.split()[:8]]  # user nice system idle iowait irq softirq steal
         idle += ticks[3] + ticks[4]
         total += sum(ticks)
     return (idle, total) if total else None

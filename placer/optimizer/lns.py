@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from placer.optimizer.arrays import BoolArray, FloatArray, IntArray
+from placer.optimizer.arrays import BoolArray, FleetArrays, FloatArray, IntArray
 from placer.optimizer.highs import Solution, solve_arrays
 from placer.optimizer.lp import PairTables
 from placer.optimizer.matrix import MatrixModel, rows_broken
@@ -197,6 +197,13 @@ def subproblem(model: MatrixModel, csc: Any, act: FloatArray, v: FloatArray, fre
     return Sub(rows, sub, model.row_lo[rows] - fixed, model.row_hi[rows] - fixed)
 
 
+def columns_per_model(a: FleetArrays, hood: Neighbourhoods) -> float:
+    """About how many columns one model brings to a step's MIP (its allowed pairs, with their
+    routes): what sizes a step to its target of columns."""
+    pairs_per_model = float(np.maximum(1, np.diff(a.pair_ptr)).mean())
+    return max(1.0, pairs_per_model * float(hood.allowed.mean() if len(hood.allowed) else 0.0) * 2.5)
+
+
 def improve(model: MatrixModel, hood: Neighbourhoods, v: FloatArray, deadline: float, *,
             target_cols: int = 300, step_limit: float = 0.5, stop: Callable[[float], bool] | None = None,
             patience: int = 24, min_gain: float = 1e-5) -> tuple[FloatArray, LnsStats]:
@@ -208,9 +215,7 @@ def improve(model: MatrixModel, hood: Neighbourhoods, v: FloatArray, deadline: f
     v = v.copy()
     act = model.A @ v
     cost = model.cost
-    pairs_per_model = np.maximum(1, np.diff(a.pair_ptr)).mean()
-    per_model = max(1.0, pairs_per_model * float(hood.allowed.mean() if len(hood.allowed) else 0.0) * 2.5)
-    size = int(np.clip(target_cols / per_model, 2, 400))
+    size = int(np.clip(target_cols / columns_per_model(a, hood), 2, 400))
     strategies = [hood.unmet, hood.idle_pool, hood.shared, hood.random]
     fails = 0
     idle_steps = 0
@@ -390,9 +395,7 @@ def construct(model: MatrixModel, hood: Neighbourhoods, order: IntArray, deadlin
     v = np.where(np.isfinite(model.lb), model.lb, 0.0) if start is None else start.copy()
     act = model.A @ v
     cost = model.cost
-    pairs_per_model = np.maximum(1, np.diff(a.pair_ptr)).mean()
-    per_model = max(1.0, pairs_per_model * float(hood.allowed.mean() if len(hood.allowed) else 0.0) * 2.5)
-    size = int(np.clip(target_cols / per_model, 1, 400))
+    size = int(np.clip(target_cols / columns_per_model(a, hood), 1, 400))
     rescue = max(20, len(order))  # models that may free their neighbours to fit
     i = 0
     while i < len(order):
