@@ -445,8 +445,7 @@ def recombine(model: MatrixModel, configs: Configurations, v: FloatArray, time_l
     one."""
     started = time.monotonic()
     mine = configs.add_plan(v, models)  # the incumbent's configurations: the master's start, and its feasibility
-    owners = configs.models_of_entries()
-    if not len(owners if models is None else owners[np.isin(owners, models)]):  # no model with columns
+    if not len(mine):  # no model with columns: nothing to pick
         return RecombineResult(None, "EMPTY", 0, time.monotonic() - started)
     mp = _master(model, configs, model.A.tocsr() if csr is None else csr, models, v)
     A, picked, entries, alone, ms, K = mp.A, mp.picked, mp.entries, mp.alone, mp.ms, len(mp.picked)
