@@ -441,6 +441,11 @@ def whatif(fleet: str, demand_scale: float, fail_pool: tuple[str, ...], fail_loc
     scenario = Scenario(demand_scale, frozenset(fail_pool), frozenset(fail_location), frozenset(fail_provider))
     with spinner(not as_json) as progress:
         report = compare(loaded, rules_for(now), scenario, progress)
+    base = report["base"]
+    if not base["feasible"]:
+        why = base["conflict"]["message"] if "conflict" in base else (
+            f"the solver stopped with status {base['status']} and no placement; raise Settings solver.timeLimitSeconds")
+        fail(f"the fleet has no feasible plan as it is, so there is nothing to compare the scenario with: {why}")
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return

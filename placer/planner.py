@@ -24,18 +24,7 @@ from placer.state import State
 class InfeasibleError(Exception):
     def __init__(self, conflict: Conflict) -> None:
         self.conflict = conflict
-        together = " together" if len(conflict.policies) + len(conflict.models) > 1 else ""
-        why = ""
-        if conflict.capacity is not None:
-            most, need = conflict.capacity
-            allowed = "the pools these policies leave it" if conflict.policies else "the pools it fits"
-            why = f" ({conflict.models[0]} needs {need:,} replicas; {allowed} hold at most {most:,})"
-        elif not conflict.minimal:
-            why = " (not proven minimal: some checks ran out of time, so some of these may not take part)"
-        super().__init__(
-            f"no placement satisfies {conflict.describe()}{together} with the fleet's capacity{why}; relax one "
-            "of them (drop it or make a policy preferred, lower a minReplicas, or add capacity)"
-        )
+        super().__init__(conflict.message())
 
 
 class SolveError(Exception):

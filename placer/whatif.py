@@ -9,7 +9,7 @@ from typing import Any
 
 from placer.cost import price
 from placer.fleet import Fleet, Model, Pool
-from placer.optimizer import optimize
+from placer.optimizer import explain_infeasible, optimize
 from placer.policy import Rules
 from placer.spec.kinds import PoolNodes
 
@@ -79,7 +79,9 @@ def saturated(fleet: Fleet, gpus_used: dict[str, int], failed: Collection[str]) 
 
 def compare(fleet: Fleet, rules: Rules, scenario: Scenario,
             progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Solve the base fleet and the scenario; report cost, unmet per model and saturated pools."""
+    """Solve the base fleet and the scenario; report cost, unmet per model and saturated pools, or,
+    for a side with no feasible plan, its status and (when infeasible) the conflict that makes it so.
+    A base with no plan leaves the scenario out: there is nothing to compare it with."""
     problems = check(fleet, scenario)
     if problems:
         raise ValueError("; ".join(problems))
@@ -91,6 +93,14 @@ def compare(fleet: Fleet, rules: Rules, scenario: Scenario,
         result = optimize(f, rules)
         if result.placement is None:
             sides[label] = {"status": result.status, "feasible": False}
+            if result.status == "INFEASIBLE":
+                if progress:
+                    progress(f"the {label} plan is infeasible: looking for the conflicting policies")
+                conflict = explain_infeasible(f, rules, progress)
+                sides[label]["conflict"] = {"policies": list(conflict.policies), "models": list(conflict.models),
+                                            "minimal": conflict.minimal, "message": conflict.message()}
+            if label == "base":
+                break  # nothing to compare a scenario with
             continue
         cost = price(f, result.placement, rules)
         used = {p: result.placement.gpus_used(f, p) for p in f.pools}

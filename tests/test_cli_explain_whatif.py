@@ -215,6 +215,53 @@ def test_whatif_every_pool_down_serves_nothing(scenarios):
     assert "Verdict: partly collapses: 0.00% of demand served, 600.0 units/s unmet." in r.stdout
 
 
+@pytest.fixture(scope="module")
+def pinned(tmp_path_factory) -> Path:
+    """The scenarios' pools, and m pinned to q (AWS) by a required policy, at least 4 replicas."""
+    return write(
+        tmp_path_factory.mktemp("pinned"),
+        location("a"), location("b"), link("a", "b", 5),
+        pool("p", "a", usd=1.0),
+        pool("q", "b", usd=2.0, provider="aws", count=None, min_nodes=0, max_nodes=2),
+        inference("m", [{"location": "a", "rate": 400}], minReplicas=4, labels={"pin": "yes"}),
+        inference("free", [{"location": "a", "rate": 200}]),
+        policy("pin-to-q", {"allowPools": {}}, models={"labels": {"pin": "yes"}}, pools={"names": ["q"]}),
+    )
+
+
+def test_whatif_names_what_breaks_when_a_scenario_has_no_plan(pinned):
+    """AWS down leaves m no pool its pin allows: the scenario has no plan, and the answer names
+    the policy and the minimum that conflict, with the arithmetic that shows it."""
+    report = whatif(pinned, "--fail-provider", "aws")
+    assert report["base"]["feasible"] and report["base"]["unmet"] == {}
+    scen = report["scenario"]
+    assert scen["feasible"] is False and scen["status"] == "INFEASIBLE"
+    assert scen["conflict"]["policies"] == ["pin-to-q"] and scen["conflict"]["models"] == ["m"]
+    assert scen["conflict"]["minimal"] is True
+    r = placer("whatif", str(pinned), "--fail-provider", "aws")
+    assert r.returncode == 0, r.stderr
+    text = " ".join(r.stdout.split())
+    assert ("The scenario has no feasible plan, a collapse: no placement satisfies required policies pin-to-q "
+            "and minReplicas of m together with the fleet's capacity (m needs 4 replicas; the pools these "
+            "policies leave it hold at most 0); relax one of them") in text, r.stdout
+    assert "Verdict" not in text  # no table of a plan that does not exist
+
+
+def test_whatif_refuses_a_fleet_with_no_plan_as_it_is(pinned, tmp_path):
+    """A base that cannot be planned is the fleet's problem, not the scenario's: exit 1, naming it."""
+    fleet = write(tmp_path,
+                  location("a"), pool("p", "a", usd=1.0),
+                  inference("m", [{"location": "a", "rate": 400}], minReplicas=12))
+    for extra in ((), ("--json",)):
+        r = placer("whatif", str(fleet), "--demand-scale", "2", *extra)
+        assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+        message = " ".join(r.stderr.split())
+        assert "the fleet has no feasible plan as it is, so there is nothing to compare the scenario with" in message
+        assert "minReplicas of m with the fleet's capacity (m needs 12 replicas; the pools it fits hold at most 8)" \
+            in message
+        assert r.stdout == ""
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (("--fail-location", "nowhere"), "no location named 'nowhere'"),
     (("--fail-provider", "gcp"), "no pool has provider 'gcp'"),

@@ -49,6 +49,19 @@ class Conflict:
             parts.append("minReplicas of " + ", ".join(self.models))
         return " and ".join(parts) if parts else "the fixed pool minimums"
 
+    def message(self) -> str:
+        """What conflicts, why when the arithmetic shows it, and what to do: for a person."""
+        together = " together" if len(self.policies) + len(self.models) > 1 else ""
+        why = ""
+        if self.capacity is not None:
+            most, need = self.capacity
+            allowed = "the pools these policies leave it" if self.policies else "the pools it fits"
+            why = f" ({self.models[0]} needs {need:,} replicas; {allowed} hold at most {most:,})"
+        elif not self.minimal:
+            why = " (not proven minimal: some checks ran out of time, so some of these may not take part)"
+        return (f"no placement satisfies {self.describe()}{together} with the fleet's capacity{why}; relax one "
+                "of them (drop it or make a policy preferred, lower a minReplicas, or add capacity)")
+
 
 def groups(fleet: Fleet) -> list[str]:
     out = [f"policy:{p.name}" for p in fleet.policies if p.required]

@@ -13,8 +13,8 @@ def render(report: dict[str, Any], console: Console) -> None:
     console.print(f"What if: {report['description']}", style="bold")
     if not scen.get("feasible"):
         if scen["status"] == "INFEASIBLE":
-            console.print("The scenario has no feasible plan: required policies or minimums cannot hold. "
-                          "That is a collapse.", style="red")
+            console.print(f"The scenario has no feasible plan, a collapse: {scen['conflict']['message']}.",
+                          style="red")
         else:
             console.print(f"The solver found no plan for the scenario within the time limit ({scen['status']}); "
                           "raise Settings solver.timeLimitSeconds and try again.", style="yellow")
