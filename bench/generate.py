@@ -530,6 +530,10 @@ def scale_demand(docs: list[dict[str, Any]], seed: int, low: float = 0.95, high:
     return out
 
 
+FILE_OF_KIND = {"Location": "locations", "Link": "links", "GPUType": "gpu-types", "Policy": "policies",
+                "Settings": "settings"}
+
+
 def write_fleet(docs: list[dict[str, Any]], directory: str | Path, chunk: int = 500) -> Path:
     """Write ``docs`` as a fleet directory (locations, links, pools, models in chunks, policies)."""
     root = Path(directory)
@@ -546,7 +550,7 @@ def write_fleet(docs: list[dict[str, Any]], directory: str | Path, chunk: int = 
                 current = f"models/models-{n:03d}.yaml"
             groups.setdefault(current, []).append(d)
         else:
-            groups.setdefault(f"{kind.lower()}s.yaml", []).append(d)
+            groups.setdefault(f"{FILE_OF_KIND.get(kind, kind.lower())}.yaml", []).append(d)
     for rel, items in groups.items():
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -68,6 +68,8 @@ def test_generator_is_deterministic_and_round_trips_through_yaml(tmp_path):
     docs = generate(6, 5, seed=7)
     assert docs == generate(6, 5, seed=7)
     write_fleet(docs, tmp_path / "fleet")
+    files = {p.relative_to(tmp_path / "fleet").as_posix() for p in (tmp_path / "fleet").rglob("*.yaml")}
+    assert {"locations.yaml", "links.yaml", "policies.yaml", "settings.yaml", "models/models-000.yaml"} <= files
     from_disk = load_fleet(tmp_path / "fleet")
     in_memory = to_fleet(docs)
     assert from_disk.digest == in_memory.digest
