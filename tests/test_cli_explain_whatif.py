@@ -247,7 +247,7 @@ def test_whatif_names_what_breaks_when_a_scenario_has_no_plan(pinned):
     assert "Verdict" not in text  # no table of a plan that does not exist
 
 
-def test_whatif_refuses_a_fleet_with_no_plan_as_it_is(pinned, tmp_path):
+def test_whatif_refuses_a_fleet_with_no_plan_as_it_is(tmp_path):
     """A base that cannot be planned is the fleet's problem, not the scenario's: exit 1, naming it."""
     fleet = write(tmp_path,
                   location("a"), pool("p", "a", usd=1.0),
