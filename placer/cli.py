@@ -381,7 +381,7 @@ def explain(fleet: str, model: str, now_text: str | None, state_path: str | None
     from placer.explain import GROUP_ABOVE, grouped
     from placer.explain import explain as run_explain
     from placer.loader_hint import suggest_name
-    from placer.optimizer import optimize
+    from placer.optimizer import explain_infeasible, optimize
 
     now = parse_now(now_text)
     loaded = read_fleet(fleet)
@@ -391,8 +391,13 @@ def explain(fleet: str, model: str, now_text: str | None, state_path: str | None
     rules = rules_for(now)
     with spinner(True) as progress:
         result = optimize(loaded, rules, current=state.replicas(), progress=progress)
+        if result.status == "INFEASIBLE":
+            progress("infeasible: looking for the conflicting policies")
+            fail(f"the fleet has no feasible plan, so {model} has no place: "
+                 f"{explain_infeasible(loaded, rules, progress).message()}")
         if result.placement is None or result.candidates is None:
-            fail(f"the fleet has no feasible plan ({result.status}); run `placer plan {fleet}` for the conflict")
+            fail(f"the solver stopped with status {result.status} and no plan for the fleet; "
+                 "raise Settings solver.timeLimitSeconds")
         progress(f"the next best place for {model}")
         ex = run_explain(loaded, rules, model, result, state.replicas(), result.candidates, progress=progress)
     if ex.retired:

@@ -262,6 +262,16 @@ def test_whatif_refuses_a_fleet_with_no_plan_as_it_is(tmp_path):
         assert r.stdout == ""
 
 
+def test_explain_on_a_fleet_with_no_plan_names_the_conflict(tmp_path):
+    fleet = write(tmp_path,
+                  location("a"), pool("p", "a", usd=1.0),
+                  inference("m", [{"location": "a", "rate": 400}], minReplicas=12))
+    r = placer("explain", str(fleet), "m")
+    assert r.returncode == 1 and "Traceback" not in r.stderr and r.stdout == "", r.stderr
+    assert ("the fleet has no feasible plan, so m has no place: no placement satisfies minReplicas of m with the "
+            "fleet's capacity (m needs 12 replicas; the pools it fits hold at most 8)") in " ".join(r.stderr.split())
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (("--fail-location", "nowhere"), "no location named 'nowhere'"),
     (("--fail-provider", "gcp"), "no pool has provider 'gcp'"),
