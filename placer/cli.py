@@ -514,9 +514,10 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from placer.apply import ApplyError
     from placer.planner import InfeasibleError, SolveError
     from placer.state import StateError
+    from placer.whatif import ScenarioError
 
     known: list[type[BaseException]] = [CliError, PlanFileError, StateError, ApplyError, InfeasibleError,
-                                        SolveError, OSError]
+                                        SolveError, ScenarioError, OSError]
     try:
         from providers.base import ProviderError
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +13,12 @@ from placer.fleet import Fleet, Model, Pool
 from placer.optimizer import explain_infeasible, optimize
 from placer.policy import Rules
 from placer.spec.kinds import PoolNodes
+from placer.spec.loader import suggest
+
+
+class ScenarioError(ValueError):
+    """A scenario the fleet cannot take: names it lacks, or a demand scale that is no number of
+    times (phrased for the user)."""
 
 
 @dataclass(frozen=True)
@@ -37,14 +44,17 @@ class Scenario:
 
 
 def check(fleet: Fleet, scenario: Scenario) -> list[str]:
-    """Names in the scenario that the fleet does not have."""
+    """What in the scenario the fleet cannot take: a pool, location or provider it does not have
+    (with the closest name it has), or a demand scale that is not a finite number >= 0."""
     problems = []
-    problems += [f"no pool named {p!r}" for p in scenario.fail_pools if p not in fleet.pools]
-    problems += [f"no location named {loc!r}" for loc in scenario.fail_locations if loc not in fleet.locations]
-    known = {p.provider for p in fleet.pools.values()}
-    problems += [f"no pool has provider {p!r}" for p in scenario.fail_providers if p not in known]
-    if scenario.demand_scale < 0:
-        problems.append("--demand-scale must be >= 0")
+    for label, names, known in (("pool", scenario.fail_pools, set(fleet.pools)),
+                                ("location", scenario.fail_locations, set(fleet.locations))):
+        problems += [f"no {label} named {n!r}{suggest(n, known)}" for n in sorted(names) if n not in known]
+    providers = sorted({p.provider for p in fleet.pools.values()})
+    problems += [f"no pool has provider {p!r} (the fleet's providers: {', '.join(providers)})"
+                 for p in sorted(scenario.fail_providers) if p not in providers]
+    if not math.isfinite(scenario.demand_scale) or scenario.demand_scale < 0:
+        problems.append(f"--demand-scale must be a finite number >= 0, not {scenario.demand_scale:g}")
     return problems
 
 
@@ -84,7 +94,7 @@ def compare(fleet: Fleet, rules: Rules, scenario: Scenario,
     A base with no plan leaves the scenario out: there is nothing to compare it with."""
     problems = check(fleet, scenario)
     if problems:
-        raise ValueError("; ".join(problems))
+        raise ScenarioError("; ".join(problems))
     changed = apply_scenario(fleet, scenario)
     sides: dict[str, Any] = {}
     for label, f in (("base", fleet), ("scenario", changed)):
