@@ -162,10 +162,19 @@ def read(path: str | Path) -> Plan:
 
 
 def atomic_write(path: str | Path, text: str) -> None:
-    """Write via a temporary file in the same directory, fsync, rename: never a half file."""
+    """Write via a temporary file in the same directory, fsync, rename: never a half file. An
+    OSError names ``path`` and why, never the temporary file."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    if target.is_dir():
+        raise IsADirectoryError(f"cannot write {path}: it is a directory; give a file path")
+    for above in target.parents:
+        if above.exists() and not above.is_dir():
+            raise NotADirectoryError(f"cannot write {path}: {above} is a file, not a directory")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    except OSError as exc:
+        raise type(exc)(f"cannot write {path}: {exc.strerror or exc}") from exc
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
@@ -177,9 +186,11 @@ def atomic_write(path: str | Path, text: str) -> None:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise type(exc)(f"cannot write {path}: {exc.strerror or exc}") from exc
         raise
 
 

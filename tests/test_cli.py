@@ -78,6 +78,23 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
     assert r.returncode == 1 and "no such plan file" in r.stderr
 
 
+def test_a_plan_written_where_no_file_can_be_says_where(tmp_path):
+    """--out onto a directory, or under a file: the path the user gave and why, exit 1, and no
+    temporary file left behind (the message once named the temporary file placer writes first)."""
+    fleet = write_fleet(tmp_path)
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    for out, why in ((taken, f"cannot write {taken}: it is a directory; give a file path"),
+                     (a_file / "sub" / "plan.json", f"cannot write {a_file / 'sub' / 'plan.json'}: {a_file} is a file, "
+                                                    "not a directory")):
+        r = placer("plan", str(fleet), "--out", str(out))
+        assert r.returncode == 1 and why in " ".join(r.stderr.split()), r.stderr
+        assert "Errno" not in r.stderr and "internal error" not in r.stderr
+    assert sorted(p.name for p in taken.iterdir()) == [] and a_file.read_text() == "x"
+
+
 def test_infeasible_plan_names_the_conflict(tmp_path):
     from tests.fleetkit import policy
     fleet = write_fleet(tmp_path, pool("q", "b", count=2), inference("big", [{"location": "a", "rate": 10}], minReplicas=20),
