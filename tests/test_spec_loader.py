@@ -127,6 +127,15 @@ def test_scalars_keep_their_yaml_types() -> None:
     assert str(raw.data["d"]) == "2026-01-15"
 
 
+def test_numbers_in_exponent_form_are_numbers() -> None:
+    """``rate: 1e6`` is a million, as YAML 1.2 reads it (PyYAML's YAML 1.1 reads it as the text
+    '1e6', and the rate was refused as no number); text that only looks like one stays text."""
+    raw = one("a: 1e6\nb: 1.5E+3\nc: -2e-3\nd: 1e\ne: e6\nf: 1.0e+6\ng: 12\nversion: 1e6\n")
+    assert raw.data == {"a": 1e6, "b": 1500.0, "c": -0.002, "d": "1e", "e": "e6", "f": 1e6, "g": 12,
+                        "version": "1e6"}
+    assert isinstance(raw.data["g"], int)
+
+
 # ---------------------------------------------------------------- source: directories
 
 
@@ -266,6 +275,15 @@ def test_strict_types_refuse_numbers_as_strings_and_floats_as_ints() -> None:
     ]
 
 
+def test_a_number_where_text_belongs_says_to_quote_it() -> None:
+    _, diags = load("apiVersion: placer.dev/v1alpha1\nkind: Location\nmetadata:\n  name: a\n"
+                    "  labels: {rack: 12, build: 1e6, name: x}\nspec:\n  environment: onprem\n")
+    hint = "put it in quotes: YAML reads unquoted 12, 1e6, true or 2026-01-01 as a number, a boolean or a date"
+    assert diags == [f"f.yaml:5: Location/a: metadata.labels.rack: Input should be a valid string, got 12; {hint}",
+                     f"f.yaml:5: Location/a: metadata.labels.build: Input should be a valid string, got 1000000.0; "
+                     f"{hint}"]
+
+
 def test_envelope_errors() -> None:
     _, diags = load("kind: Locaton\nmetadata: {name: a}\nspec: {}\n")
     assert diags == [
@@ -284,7 +302,8 @@ def test_metadata_errors() -> None:
     _, diags = load(f"apiVersion: {API_VERSION}\nkind: Location\nmetadata:\n  name: a\n  labels: {{tier: 1}}\n"
                     "  owner: me\nspec: {environment: edge}\n")
     assert diags == [
-        "f.yaml:5: Location/a: metadata.labels.tier: Input should be a valid string, got 1",
+        "f.yaml:5: Location/a: metadata.labels.tier: Input should be a valid string, got 1; put it in quotes: "
+        "YAML reads unquoted 12, 1e6, true or 2026-01-01 as a number, a boolean or a date",
         "f.yaml:6: Location/a: metadata.owner: unknown field; known fields: name, labels, annotations",
     ]
 

@@ -8,6 +8,7 @@ duplicates) are the fleet's job (``placer.fleet``).
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import types
 import typing
@@ -150,6 +151,8 @@ def _message(err: Any, root: type[BaseModel], loc: Loc) -> str:
         got = err.get("input")
         if not isinstance(got, dict | list):
             msg = f"{msg}, got {got!r}"
+        if kind == "string_type" and isinstance(got, bool | int | float | datetime.date):
+            msg += "; put it in quotes: YAML reads unquoted 12, 1e6, true or 2026-01-01 as a number, a boolean or a date"
     return msg
 
 

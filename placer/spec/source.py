@@ -8,6 +8,7 @@ too many documents, or nesting too deep.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,9 @@ class _NoAliasLoader(yaml.SafeLoader):
 
     The pure-Python loader, not libyaml's: its messages are the ones users see, and libyaml
     parses some plain scalars differently. File size limits keep it fast enough.
+
+    Numbers in exponent form are numbers, as YAML 1.2 reads them: ``rate: 1e6`` or ``1.5e6`` is
+    a rate, where YAML 1.1 (PyYAML's) wants ``1.0e+6`` and reads both as text.
     """
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
@@ -60,6 +64,10 @@ class _NoAliasLoader(yaml.SafeLoader):
             raise yaml.MarkedYAMLError(problem=ALIAS_MESSAGE, problem_mark=event.start_mark)
         node: yaml.Node | None = super().compose_node(parent, index)
         return node
+
+
+_NoAliasLoader.add_implicit_resolver(  # appended: PyYAML's own int and float resolvers still come first
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
 
 
 class _TooDeep(Exception):
