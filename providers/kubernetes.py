@@ -16,6 +16,7 @@ deployments are not this provider's (the gitops provider renders them).
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -181,10 +182,20 @@ class KubernetesProvider:
     def _client_from_kubeconfig(self, context: str | None) -> Any:
         from kubernetes import client, config
 
+        if not any(os.path.isfile(os.path.expanduser(p)) for p in self._kubeconfig_files()):
+            raise FileNotFoundError("no such file")  # the client says "Invalid kube-config file"
         # no urllib3 retries: the apply engine retries with backoff, and a timeout should say so at once
         configuration = client.Configuration(retries=0)
         return config.new_client_from_config(  # type: ignore[no-untyped-call]
             config_file=self.kubeconfig, context=context, client_configuration=configuration, persist_config=False)
+
+    def _kubeconfig_files(self) -> list[str]:
+        """The kubeconfig files the client reads: the given one, else KUBECONFIG's (a path list),
+        else ~/.kube/config."""
+        if self.kubeconfig:
+            return [self.kubeconfig]
+        listed = [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
+        return listed or ["~/.kube/config"]
 
     def _client(self, context: str | None) -> Any:
         with self._lock:
@@ -192,7 +203,7 @@ class KubernetesProvider:
                 try:
                     self._clients[context] = self._factory(context)
                 except Exception as exc:
-                    source = self.kubeconfig or "the default kubeconfig (KUBECONFIG or ~/.kube/config)"
+                    source = self.kubeconfig or f"the default kubeconfig ({os.pathsep.join(self._kubeconfig_files())})"
                     which = f"context {context!r}" if context else "the current context"
                     raise ProviderError(f"cannot load {which} from {source}: {exc}; check `kubectl config "
                                         "get-contexts` and target.kubernetes.context") from exc

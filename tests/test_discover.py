@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -409,3 +410,18 @@ def test_discover_aws_without_a_region_is_one_line(capsys: pytest.CaptureFixture
     code, out, err = run(capsys, "discover", "aws")
     assert code == 1 and out == ""
     assert err.strip() == "Error: AWS discovery needs regions: pass them, or set AWS_REGION / a profile region"
+
+
+def test_discover_kubernetes_without_a_kubeconfig_file_says_so(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kubeconfig path that names no file: the path and "no such file" (the client's own words
+    were "Invalid kube-config file. No configuration found."), for --kubeconfig and KUBECONFIG."""
+    missing = tmp_path / "nope"
+    code, out, err = run(capsys, "discover", "kubernetes", "--kubeconfig", str(missing))
+    assert code == 1 and out == ""
+    assert f"cannot load the current context from {missing}: no such file" in " ".join(err.split())
+    monkeypatch.setenv("KUBECONFIG", f"{missing}{os.pathsep}{tmp_path / 'also-nope'}")
+    code, out, err = run(capsys, "discover", "kubernetes")
+    assert code == 1 and out == ""
+    assert (f"from the default kubeconfig ({missing}{os.pathsep}{tmp_path / 'also-nope'}): no such file"
+            in " ".join(err.split()))
