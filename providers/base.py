@@ -10,6 +10,7 @@ may help (throttling, 5xx, timeouts) or not (bad request, not ours, not found).
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, runtime_checkable
@@ -59,6 +60,33 @@ class Provider(Protocol):
 def retryable_http(status: int | None) -> bool:
     """Throttling and server-side failures are worth a retry; client errors are not."""
     return status is not None and (status == 429 or status >= 500 or status == 408)
+
+
+def unreachable(exc: BaseException) -> str:
+    """Why a connection failed, in a few words, with the host where the exception names one:
+    "127.0.0.1:9: connection refused", "api.example: the host name does not resolve", "timed
+    out". requests and urllib3 wrap the socket's error two or three deep (MaxRetryError, then
+    NewConnectionError, then the OSError) and print every layer; this digs out the socket's."""
+    seen: set[int] = set()
+    where = reason = ""
+    todo: list[Any] = [exc]
+    while todo:
+        e = todo.pop(0)
+        if not isinstance(e, BaseException) or id(e) in seen:
+            continue
+        seen.add(id(e))
+        pool = vars(e).get("pool") or vars(e).get("conn")  # urllib3's; its `pool` property is deprecated
+        if not where and getattr(pool, "host", None):
+            where = f"{pool.host}:{pool.port}" if getattr(pool, "port", None) else str(pool.host)
+        if isinstance(e, socket.gaierror):
+            reason = "the host name does not resolve"
+        elif isinstance(e, TimeoutError | socket.timeout) or "timed out" in str(e).lower():
+            reason = reason or "timed out"
+        elif isinstance(e, OSError) and e.strerror:
+            reason = e.strerror[:1].lower() + e.strerror[1:]
+        todo += [getattr(e, "reason", None), e.__cause__, e.__context__, *e.args]
+    reason = reason or f"{type(exc).__name__}: {exc}"
+    return f"{where}: {reason}" if where else reason
 
 
 def pool_nodes(change: Change) -> int:

@@ -29,7 +29,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import compute_v1
 
 from placer.planfile import Change
-from providers.base import Discovered, ProviderError, guard, pool_nodes, retryable_http
+from providers.base import Discovered, ProviderError, guard, pool_nodes, retryable_http, unreachable
 
 T = TypeVar("T")
 
@@ -100,10 +100,11 @@ def classify(action: str, not_found: str = NOT_FOUND_HINT) -> Callable[[Exceptio
                 hint = "GCP refused the request as sent; fix the fleet or the plan before retrying"
             return ProviderError(f"gcp: {action} failed: {code} {detail}; {hint}", retryable=retryable_http(code))
         if isinstance(exc, gexc.RetryError | requests.Timeout):
-            return ProviderError(f"gcp: {action} failed: no answer in time ({exc}); a retry may succeed",
+            why = unreachable(exc) if isinstance(exc, requests.Timeout) else str(exc)
+            return ProviderError(f"gcp: {action} failed: no answer in time ({why}); a retry may succeed",
                                  retryable=True)
         if isinstance(exc, requests.ConnectionError):
-            return ProviderError(f"gcp: {action} failed: cannot reach the Compute API ({exc}); "
+            return ProviderError(f"gcp: {action} failed: cannot reach the Compute API ({unreachable(exc)}); "
                                  "check the network and retry", retryable=True)
         if isinstance(exc, auth_exc.DefaultCredentialsError):
             return ProviderError(f"gcp: {action} failed: no Google credentials ({exc}); run "

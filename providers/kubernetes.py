@@ -32,7 +32,7 @@ from placer.render.manifests import (
     deployment_manifest,
     deployment_name,
 )
-from providers.base import Discovered, ProviderError, guard, retryable_http
+from providers.base import Discovered, ProviderError, guard, retryable_http, unreachable
 from providers.kubernetes_discovery import pools_from_nodes
 
 APPLY_PATCH = "application/apply-patch+yaml"
@@ -303,7 +303,7 @@ class KubernetesProvider:
                                  f"{hint}", retryable=retryable, address=where.address)
         if isinstance(exc, HTTPError):  # timeouts, refused connections, dropped connections
             return ProviderError(f"{where.address}: {doing} {where} failed: cannot reach the API server "
-                                 f"({type(exc).__name__}: {exc}); is the cluster up and the kubeconfig right? "
+                                 f"({unreachable(exc)}); is the cluster up and the kubeconfig right? "
                                  "placer retries", retryable=True, address=where.address)
         if isinstance(exc, ConfigException):
             return ProviderError(f"{where.address}: {doing} {where} failed: kubeconfig problem: {exc}",

@@ -269,6 +269,17 @@ def test_request_timeout_is_retryable_and_fast(gcp: FakeCompute, provider: GcpPr
         provider.apply(pool_change("t4-pool", 2, ZONAL))
     assert time.monotonic() - start < 1.5  # the 0.5 s client timeout, not the server's 2 s
     assert err.value.retryable and "no answer in time" in str(err.value) and "t4-pool" in str(err.value)
+    host = gcp.url.split("//", 1)[1].rstrip("/")
+    assert f"({host}: timed out)" in str(err.value), "the socket's reason, not urllib3's three layers"
+
+
+def test_an_endpoint_nobody_answers_is_named_with_the_reason() -> None:
+    dead = GcpProvider(projects=[PROJECT], api_endpoint="http://127.0.0.1:9", request_timeout_s=0.5)
+    with pytest.raises(ProviderError) as err:
+        dead.apply(pool_change("t4-pool", 2, ZONAL))
+    assert err.value.retryable
+    assert "cannot reach the Compute API (127.0.0.1:9: connection refused); check the network" in str(err.value)
+    assert "Max retries" not in str(err.value) and "HTTPConnectionPool" not in str(err.value)
 
 
 def test_operation_not_done_in_time_is_retryable(gcp: FakeCompute, gcp_slow: GcpProvider) -> None:

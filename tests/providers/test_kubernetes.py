@@ -359,7 +359,8 @@ def test_timeouts_and_refused_connections_are_retryable(kube: FakeKubeApiServer,
     with pytest.raises(ProviderError) as err:
         prov.apply(change("create", 3))
     assert time.monotonic() - started < 0.9  # one short try, no hidden client retries
-    assert err.value.retryable and "cannot reach the API server" in str(err.value)
+    host = kube.url.split("//", 1)[1].rstrip("/")
+    assert err.value.retryable and f"cannot reach the API server ({host}: timed out)" in str(err.value)
     kube.slow(0.0)
     dead = FakeKubeApiServer().start()
     url = dead.url
@@ -367,7 +368,8 @@ def test_timeouts_and_refused_connections_are_retryable(kube: FakeKubeApiServer,
     kc = write_kubeconfig(tmp_path / "dead", {"gone": url})
     with pytest.raises(ProviderError) as refused:
         KubernetesProvider(str(kc), request_timeout_s=0.5).observe(change(context="gone"))
-    assert refused.value.retryable and "cannot reach" in str(refused.value)
+    host = url.split("//", 1)[1].rstrip("/")
+    assert refused.value.retryable and f"cannot reach the API server ({host}: connection refused)" in str(refused.value)
 
 
 # ---------------------------------------------------------------- waiting for rollouts
