@@ -76,8 +76,9 @@ def unreachable(exc: BaseException) -> str:
             continue
         seen.add(id(e))
         pool = vars(e).get("pool") or vars(e).get("conn")  # urllib3's; its `pool` property is deprecated
-        if not where and getattr(pool, "host", None):
-            where = f"{pool.host}:{pool.port}" if getattr(pool, "port", None) else str(pool.host)
+        host, port = getattr(pool, "host", None), getattr(pool, "port", None)
+        if not where and host:
+            where = f"{host}:{port}" if port else str(host)
         if isinstance(e, socket.gaierror):
             reason = "the host name does not resolve"
         elif isinstance(e, TimeoutError | socket.timeout) or "timed out" in str(e).lower():
