@@ -317,7 +317,10 @@ def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str
 @click.argument("plan_path", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print the plan file as JSON.")
 @click.option("--markdown", is_flag=True, help="Print Markdown, for a pull-request comment.")
-def show(plan_path: str, as_json: bool, markdown: bool) -> None:
+@click.option("--max-chars", type=click.IntRange(min=0), default=None,
+              help="With --markdown: at most this many characters, rows cut where they do not fit "
+                   "(default 60000, under GitHub's 65536 for a comment; 0: no limit).")
+def show(plan_path: str, as_json: bool, markdown: bool, max_chars: int | None) -> None:
     """Print a saved plan."""
     from placer.planfile import read
     from placer.render import markdown as md
@@ -325,11 +328,14 @@ def show(plan_path: str, as_json: bool, markdown: bool) -> None:
 
     if as_json and markdown:
         fail("choose one of --json and --markdown")
+    if max_chars is not None and not markdown:
+        fail("--max-chars limits --markdown; add --markdown")
     the_plan = read(plan_path)
     if as_json:
         click.echo(the_plan.dumps(), nl=False)
     elif markdown:
-        click.echo(md.render(the_plan.to_json()))
+        limit = md.COMMENT_CHARS if max_chars is None else (max_chars or None)
+        click.echo(md.render(the_plan.to_json(), limit, plan_path))
     else:
         summary.render(the_plan.to_json(), out)
 

@@ -1,17 +1,83 @@
-"""A plan as Markdown, for pull-request comments."""
+"""A plan as Markdown, for pull-request comments.
+
+A comment has a size limit (GitHub refuses a body over 65,536 characters, and a fleet of a few
+hundred models plans more changes than that holds), so ``render`` keeps within ``max_chars``:
+the header, costs and counts always, then as many rows as fit of unmet demand, policy
+violations, changes (every delete and update before any create) and placements, in that
+order, each cut section saying how many rows it left out and where to see them all.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from placer.render.report import SYMBOLS, change_detail, counts_line, model_rows, usd_per_million
+
+COMMENT_CHARS = 60_000  # under GitHub's 65,536 for a comment body, with room for a marker line
 
 
 def _row(cells: list[str]) -> str:
     return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
 
-def render(plan: dict[str, Any]) -> str:
+@dataclass
+class _Section:
+    """A titled list of rows, cut to fit when the comment is too long."""
+
+    head: list[str]
+    rows: list[str]
+    foot: list[str]
+    what: str  # "changes", "placements", ...: for the note on rows left out
+    rank: list[int] = field(default_factory=list)  # rows with a lower rank are kept first (default: in order)
+    kinds: list[str] = field(default_factory=list)  # what each row is, counted in the note on rows left out
+    keep: list[bool] = field(default_factory=list)
+
+    def _order(self) -> list[int]:
+        """The rows, best ranked first; in their own order within a rank."""
+        return sorted(range(len(self.rows)), key=lambda i: (self.rank[i] if self.rank else 0, i))
+
+    def _note(self, left: dict[str, int], total: int, some_kept: bool, show: str) -> list[str]:
+        of = f" ({', '.join(f'{n} {kind}' for kind, n in left.items())})" if left else ""
+        why = f"not shown{of}: the comment has no room for them; `{show}` prints them all._"
+        return [f"_… and {total} more {self.what} {why}" if some_kept else f"_{total} {self.what} {why}", ""]
+
+    def text(self, show: str) -> list[str]:
+        if not self.rows:
+            return []
+        keep = self.keep or [True] * len(self.rows)
+        kept = [r for r, k in zip(self.rows, keep, strict=True) if k]
+        left = len(self.rows) - len(kept)
+        if not left:
+            return [*self.head, *self.rows, *self.foot]
+        counts: dict[str, int] = {}
+        for i in self._order():  # kinds counted in the order rows are kept
+            if i < len(self.kinds) and not keep[i]:
+                counts[self.kinds[i]] = counts.get(self.kinds[i], 0) + 1
+        note = self._note(counts, left, bool(kept), show)
+        return [*self.head, *kept, *self.foot, *note] if kept else note
+
+    def note_chars(self, show: str) -> int:
+        """The most the note on rows left out can take: every row left out, of every kind."""
+        n = len(self.rows)
+        worst = self._note({kind: n for kind in dict.fromkeys(self.kinds)}, n, True, show) if n else []
+        return sum(len(line) + 1 for line in worst)
+
+    def fit(self, budget: int) -> int:
+        """Keep the rows, best ranked first, that fit with the title within ``budget``
+        characters (the note on the rest has its room already); returns the characters used."""
+        used = sum(len(line) + 1 for line in self.head + self.foot)
+        self.keep = [False] * len(self.rows)
+        for i in self._order():
+            size = len(self.rows[i]) + 1
+            if used + size > budget:
+                break
+            self.keep[i] = True
+            used += size
+        return used if any(self.keep) else 0
+
+
+def _header(plan: dict[str, Any]) -> list[str]:
     cost = plan.get("cost", {})
     solver = plan.get("solver", {})
     lines = ["### placer plan", ""]
@@ -38,28 +104,42 @@ def render(plan: dict[str, Any]) -> str:
         lines.append(_row([label, f"{cost.get(key, 0):,.2f}"]))
     lines.append(_row(["churn (one-off USD)", f"{cost.get('churnUsd', 0):,.2f}"]))
     lines.append("")
+    return lines
+
+
+def render(plan: dict[str, Any], max_chars: int | None = COMMENT_CHARS, plan_path: str = "PLAN") -> str:
+    """The plan as Markdown, within ``max_chars`` characters (None: all of it; the header and
+    costs are never cut); ``plan_path`` is named in the note on what was cut."""
     changes = plan.get("changes", [])
-    if changes:
-        lines += ["#### Changes", "", "```diff"]
-        for c in changes:
-            sym = SYMBOLS.get(c["action"], " ")
-            why = f"  # {'; '.join(c.get('reasons') or [])}" if c.get("reasons") else ""
-            lines.append(f"{sym} {c['address']} [phase {c['phase']}] {change_detail(c)}{why}")
-        lines += ["```", ""]
-    unmet = plan.get("unmet", [])
-    short = plan.get("unplacedReplicas", [])
-    if unmet or short:
-        lines += ["#### Unmet demand", "", "| model | where | rate |", "|---|---|---:|"]
-        lines += [_row([u["model"], u["demandLocation"], f"{u['rate']:,.1f}"]) for u in unmet]
-        lines += [_row([u["model"], "(replicas)", str(u["replicas"])]) for u in short]
-        lines.append("")
-    violations = plan.get("violations", [])
-    if violations:
-        lines += ["#### Policy violations", "", "| policy | enforcement | amount | detail |", "|---|---|---:|---|"]
-        lines += [_row([v["policy"], v["enforcement"], f"{v['amount']:g}", v["detail"]]) for v in violations]
-        lines.append("")
-    lines += ["<details><summary>Placements</summary>", "", "| model | placement | served | unmet |",
-              "|---|---|---:|---:|"]
-    lines += [_row([m, where, "-" if s is None else f"{s:,.0f}", f"{u:,.0f}"]) for m, where, s, u in model_rows(plan)]
-    lines += ["", "</details>", ""]
+    first = {"delete": 0, "update": 1}  # what a reviewer must see before what is only added
+    diff = _Section(["#### Changes", "", "```diff"], [], ["```", ""], "changes")
+    for c in changes:
+        sym = SYMBOLS.get(c["action"], " ")
+        why = f"  # {'; '.join(c.get('reasons') or [])}" if c.get("reasons") else ""
+        diff.rows.append(f"{sym} {c['address']} [phase {c['phase']}] {change_detail(c)}{why}")
+        diff.rank.append(first.get(c["action"], 2))
+        diff.kinds.append(c["action"])
+    unmet = _Section(["#### Unmet demand", "", "| model | where | rate |", "|---|---|---:|"], [], [""],
+                     "unmet demand rows")
+    unmet.rows += [_row([u["model"], u["demandLocation"], f"{u['rate']:,.1f}"]) for u in plan.get("unmet", [])]
+    unmet.rows += [_row([u["model"], "(replicas)", str(u["replicas"])]) for u in plan.get("unplacedReplicas", [])]
+    violations = _Section(["#### Policy violations", "", "| policy | enforcement | amount | detail |",
+                           "|---|---|---:|---|"], [], [""], "policy violations")
+    violations.rows += [_row([v["policy"], v["enforcement"], f"{v['amount']:g}", v["detail"]])
+                        for v in plan.get("violations", [])]
+    placements = _Section(["<details><summary>Placements</summary>", "", "| model | placement | served | unmet |",
+                           "|---|---|---:|---:|"], [], ["", "</details>", ""], "placements")
+    placements.rows += [_row([m, where, "-" if s is None else f"{s:,.0f}", f"{u:,.0f}"])
+                        for m, where, s, u in model_rows(plan)]
+    head = _header(plan)
+    show = f"placer show {plan_path}"
+    if max_chars is not None:
+        sections = (unmet, violations, diff, placements)  # the rarer and graver first
+        notes = [s.note_chars(show) for s in sections]  # each may need to say what it left out
+        budget = max_chars - sum(len(line) + 1 for line in head) - sum(notes)
+        for section, note in zip(sections, notes, strict=True):
+            budget -= section.fit(budget)
+            if all(section.keep):
+                budget += note  # nothing left out: its note's room goes to the sections after it
+    lines = head + diff.text(show) + unmet.text(show) + violations.text(show) + placements.text(show)
     return "\n".join(lines)

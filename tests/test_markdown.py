@@ -1,0 +1,106 @@
+"""The pull-request comment (placer.render.markdown): whole when it fits, cut to its limit when
+not, every delete and update shown before any create, and each cut section says what it left out."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from placer.render.markdown import COMMENT_CHARS, render
+from tests.fleetkit import inference, location, pool
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def big_plan(n: int = 3000) -> dict:
+    """n changes (every tenth a delete, every seventh an update, the rest creates), n placements
+    and routes, a few unmet rows and violations: a fleet of a few thousand deployments."""
+    changes, placements, routes = [], [], []
+    for i in range(n):
+        action = "delete" if i % 10 == 0 else "update" if i % 7 == 0 else "create"
+        before = None if action == "create" else {"replicas": 2}
+        after = None if action == "delete" else {"replicas": 3}
+        changes.append({"address": f"deployment/model-{i:05d}@pool-{i % 97:03d}", "action": action, "phase": 2,
+                        "before": before, "after": after, "reasons": ["demand moved"]})
+        placements.append({"model": f"model-{i:05d}", "pool": f"pool-{i % 97:03d}", "replicas": 3})
+        routes.append({"model": f"model-{i:05d}", "rate": 100.0})
+    return {
+        "changes": changes, "placements": placements, "routes": routes,
+        "unmet": [{"model": f"model-{i:05d}", "demandLocation": "fra", "rate": 5.0} for i in range(3)],
+        "unplacedReplicas": [{"model": "train-x", "replicas": 2}],
+        "violations": [{"policy": "spread", "enforcement": "preferred", "amount": 1, "detail": f"model-{i:05d}"}
+                       for i in range(4)],
+        "cost": {"totalUsdPerHour": 123.0}, "solver": {"status": "OPTIMAL", "wallSeconds": 1.0, "gap": 0.0},
+        "servedRate": 1.0, "models": {},
+    }
+
+
+def test_a_plan_that_fits_is_whole_and_says_nothing_was_cut() -> None:
+    plan = big_plan(20)
+    text = render(plan)
+    assert "not shown" not in text
+    assert all(c["address"] in text for c in plan["changes"])
+    assert text == render(plan, None)
+
+
+@pytest.mark.parametrize("limit", [2_500, 10_000, 40_000, COMMENT_CHARS])
+def test_a_long_plan_keeps_within_the_limit_with_every_delete_and_update_first(limit: int) -> None:
+    plan = big_plan()
+    whole = render(plan, None)
+    assert len(whole) > 4 * COMMENT_CHARS  # the case: far over GitHub's 65,536
+    text = render(plan, limit, "out/plan.json")
+    assert len(text) <= limit
+    assert "**Plan: 2314 to create, 386 to update, 300 to delete.**" in text  # the counts are never cut
+    shown = set(re.findall(r"^[-+~] (deployment/\S+)", text, re.M))
+    by_action = {a: {c["address"] for c in plan["changes"] if c["action"] == a} for a in ("delete", "update", "create")}
+    hidden = {a: len(addresses - shown) for a, addresses in by_action.items()}
+    # a create is shown only once every delete and update is
+    assert not (hidden["delete"] and (by_action["update"] | by_action["create"]) & shown)
+    assert not (hidden["update"] and by_action["create"] & shown)
+    left = sum(hidden.values())
+    assert left, "the limit cuts some changes"
+    counts = ", ".join(f"{n} {a}" for a, n in hidden.items() if n)
+    if shown:
+        assert f"_… and {left} more changes not shown ({counts}): " in text
+    else:
+        assert f"_{left} changes not shown ({counts}): " in text
+    assert "`placer show out/plan.json` prints them all" in text
+    # the rarer, graver rows come before changes: every unmet row and violation is there
+    assert "| train-x | (replicas) | 2 |" in text and "| model-00002 | fra | 5.0 |" in text
+    assert all(f"| spread | preferred | 1 | model-{i:05d} |" in text for i in range(4))
+    # what is shown keeps the plan's order
+    order = [c["address"] for c in plan["changes"] if c["address"] in shown]
+    assert re.findall(r"^[-+~] (deployment/\S+)", text, re.M) == order
+
+
+def test_show_markdown_cuts_at_max_chars_and_zero_means_whole(tmp_path: Path) -> None:
+    """Through the CLI, on a real saved plan: the default keeps under GitHub's limit, --max-chars
+    sets another, 0 prints it whole."""
+    docs = [location("a"), pool("p", "a", usd=1.0, count=40)]
+    docs += [inference(f"m{i:03d}", [{"location": "a", "rate": 100}]) for i in range(120)]
+    fleet = tmp_path / "fleet"
+    fleet.mkdir()
+    (fleet / "fleet.yaml").write_text(yaml.safe_dump_all(docs))
+    plan = tmp_path / "plan.json"
+
+    def placer(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "placer", *args], capture_output=True, text=True, cwd=ROOT,
+                              timeout=300)
+
+    r = placer("plan", str(fleet), "-o", str(plan))
+    assert r.returncode == 0, r.stderr
+    n = len(json.loads(plan.read_text())["changes"])
+    whole = placer("show", str(plan), "--markdown", "--max-chars", "0")
+    assert whole.returncode == 0 and "not shown" not in whole.stdout and whole.stdout.count("\n+ ") == n
+    cut = placer("show", str(plan), "--markdown", "--max-chars", "3000")
+    assert cut.returncode == 0 and len(cut.stdout) <= 3001  # and echo's newline
+    assert "more changes not shown" in cut.stdout and f"`placer show {plan}` prints them all" in cut.stdout
+    assert placer("show", str(plan), "--markdown").stdout == whole.stdout  # small enough for the default
+    r = placer("show", str(plan), "--max-chars", "10")
+    assert r.returncode == 1 and "--max-chars limits --markdown" in r.stderr
