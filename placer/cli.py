@@ -11,6 +11,8 @@ import datetime as dt
 import json
 import os
 import sys
+import threading
+import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -86,13 +88,36 @@ def settings_json(fleet: Fleet) -> dict[str, Any]:
     }
 
 
+STILL_EVERY = 10.0  # seconds between "Still planning…" lines where stderr is no terminal (CI logs)
+
+
 @contextmanager
 def spinner(enabled: bool) -> Iterator[Callable[[str], None]]:
-    if not (enabled and err.is_terminal):
+    """Progress on a long solve: a spinner with the solver's last message on a terminal; in a
+    CI log, a line every STILL_EVERY seconds (as Terraform's "Still creating... [10s elapsed]"),
+    so that a two-minute plan does not look hung."""
+    if not enabled:
         yield lambda _msg: None
         return
-    with err.status("planning…") as status:
-        yield lambda msg: status.update(msg)
+    if err.is_terminal:
+        with err.status("planning…") as status:
+            yield lambda msg: status.update(msg)
+        return
+    latest = ["starting"]
+    done = threading.Event()
+    started = time.monotonic()
+
+    def tick() -> None:
+        while not done.wait(STILL_EVERY):
+            err.print(f"Still planning… [{time.monotonic() - started:.0f}s elapsed; {latest[0]}]")
+
+    ticker = threading.Thread(target=tick, name="placer-progress", daemon=True)
+    ticker.start()
+    try:
+        yield lambda msg: latest.__setitem__(0, msg)
+    finally:
+        done.set()
+        ticker.join()
 
 
 class _Bar:

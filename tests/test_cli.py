@@ -138,3 +138,34 @@ def test_apply_fleet_needs_auto_approve(tmp_path):
     assert "Apply complete: 1 change(s) applied" in r.stdout
     assert (tmp_path / "deploy" / "clusters" / "default" / "m-p.yaml").exists()
     assert placer("plan", str(fleet), "--detailed-exitcode").returncode == 0
+
+
+def test_a_long_plan_in_a_ci_log_says_it_is_still_planning(tmp_path, capsys, monkeypatch):
+    """Where stderr is no terminal (a CI log), a plan that takes longer than STILL_EVERY prints
+    "Still planning… [Ns elapsed; <the solver's last message>]" as it goes, and nothing once done;
+    a short plan prints none (the stdout of --json stays the plan alone either way)."""
+    import time as _time
+
+    import placer.cli
+    import placer.planner
+
+    fleet = write_fleet(tmp_path)
+    real = placer.planner.optimize
+
+    def slow(*args, **kwargs):
+        kwargs["progress"]("solving: a slow fleet")
+        _time.sleep(0.35)
+        return real(*args, **{**kwargs, "progress": None})
+
+    monkeypatch.setattr(placer.planner, "optimize", slow)
+    monkeypatch.setattr(placer.cli, "STILL_EVERY", 0.1)
+    assert placer.cli.main(["plan", str(fleet), "--state", str(tmp_path / "state.json")]) == 0
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("Still planning")]
+    assert len(lines) >= 2, err
+    assert all(line.endswith("s elapsed; solving: a slow fleet]") for line in lines), lines
+    _time.sleep(0.3)  # the ticker stopped with the plan: nothing more comes
+    assert "Still planning" not in capsys.readouterr().err
+    monkeypatch.setattr(placer.cli, "STILL_EVERY", 10.0)
+    assert placer.cli.main(["plan", str(fleet), "--state", str(tmp_path / "state.json")]) == 0
+    assert "Still planning" not in capsys.readouterr().err
