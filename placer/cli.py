@@ -261,12 +261,17 @@ def refresh(fleet: str, state_path: str | None) -> None:
 @click.option("--auto-approve", is_flag=True, help="With a FLEET directory: plan and apply in one go.")
 @click.option("--state", "state_path", type=click.Path(), help="Use this local state file instead of the plan's.")
 @click.option("--now", "now_text", help="With --auto-approve: the plan's time (ISO).")
-def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str | None) -> None:
+@click.option("--fleet", "fleet_path", type=click.Path(),
+              help="With a saved PLAN: refuse it unless it was made from this fleet as it is now (its digest).")
+def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str | None,
+          fleet_path: str | None) -> None:
     """Execute the changes of a saved PLAN (or plan and apply FLEET with --auto-approve)."""
     from placer.apply import Applier, RetryPolicy, check_fresh
     from placer.planfile import read
 
     if Path(target).is_dir():
+        if fleet_path is not None:
+            fail("--fleet checks a saved plan against the fleet; with a fleet directory, drop it")
         if not auto_approve:
             fail(f"{target} is a fleet directory: save a plan with `placer plan {target} -o plan.json` and apply "
                  "that, or pass --auto-approve to plan and apply in one go")
@@ -287,6 +292,11 @@ def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str
     else:
         the_plan = read(target)
         backend = None
+        if fleet_path is not None:
+            now_digest = read_fleet(fleet_path).digest
+            if now_digest != the_plan.fleet_digest:
+                fail(f"{target} was made from another version of {fleet_path} (plan {the_plan.fleet_digest[:19]}…, "
+                     f"fleet now {now_digest[:19]}…); nothing was applied: plan it again")
     settings = the_plan.body.get("settings", {})
     if backend is None:
         backend = backend_from(settings.get("state", {}), state_path)

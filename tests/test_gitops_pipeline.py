@@ -228,6 +228,83 @@ def test_merge_refuses_a_dirty_deploy_repository(flow: Flow, tmp_path: Path) -> 
     assert r.returncode == 1 and "pipeline.sh pr" in r.stderr
 
 
+def test_merge_applies_the_reviewed_plan_while_it_is_current(flow: Flow, tmp_path: Path) -> None:
+    """merge FLEET DEPLOY PLAN applies the pull request's plan itself, not a fresh one (a large
+    fleet's plans differ from run to run: bench M, planned twice, put 336 of about 1,000
+    placements elsewhere); a plan made from another fleet, or against a state another merge has
+    moved on, is out of date: the merge says so and plans afresh. Which plan was applied shows in
+    the tree: the reviewed plan here is edited to 4 chat replicas, where a fresh plan makes 3."""
+    env = flow.env
+    fleet, deploy = tmp_path / "fleet", tmp_path / "deploy"
+    shutil.copytree(EXAMPLE / "fleet", fleet)
+    git(env, tmp_path, "init", "-q", "-b", "main", str(deploy))
+    run(env, PIPELINE, "merge", fleet, deploy)
+    models = fleet / "models.yaml"
+    models.write_text(models.read_text().replace("rate: 3000", "rate: 4500"))
+    run(env, PIPELINE, "pr", fleet, tmp_path / "out", deploy)
+    reviewed = tmp_path / "out" / "plan.json"
+    plan = json.loads(reviewed.read_text())
+    (chat,) = [c for c in plan["changes"] if c["address"] == "deployment/chat@fra-a100"]
+    assert chat["after"] == {"replicas": 3}
+    chat["after"]["replicas"] = 4
+    for p in plan["placements"]:
+        if (p["model"], p["pool"]) == ("chat", "fra-a100"):
+            p["replicas"], p["gpus"] = 4, 4 * p["gpus"] // 3
+    edited = tmp_path / "reviewed.json"
+    edited.write_text(json.dumps(plan))
+
+    def chat_replicas() -> int:
+        return int(yaml.safe_load(git(env, deploy, "show", "HEAD:clusters/onprem-fra/chat-fra-a100.yaml"))
+                   ["spec"]["replicas"])
+
+    # out of date: the fleet changed after the review (a comment edited in is no change: same digest)
+    models.write_text(models.read_text() + "\n# reviewed\n")
+    pools = fleet / "pools.yaml"
+    pools.write_text(pools.read_text().replace("usdPerGpuHour: 0.95", "usdPerGpuHour: 0.96"))
+    head = git(env, deploy, "rev-parse", "HEAD")
+    dry = tmp_path / "dry"
+    shutil.copytree(deploy, dry)
+    r = run(env, PIPELINE, "merge", fleet, dry, edited)
+    assert "the reviewed plan is out of date, planning afresh" in r.stderr and "another version of" in r.stderr
+    assert git(env, dry, "log", "-1", "--format=%s").startswith("placer: apply plan sha256:")
+    pools.write_text(pools.read_text().replace("usdPerGpuHour: 0.96", "usdPerGpuHour: 0.95"))
+
+    # current: applied as reviewed
+    r = run(env, PIPELINE, "merge", fleet, deploy, edited)
+    assert f"applied the reviewed plan {edited}" in r.stdout
+    assert git(env, deploy, "log", "-1", "--format=%s").startswith("placer: apply reviewed plan sha256:")
+    assert chat_replicas() == 4 and git(env, deploy, "rev-parse", "HEAD~1") == head
+    state = json.loads((deploy / ".placer" / "state.json").read_text())
+    assert state["serial"] == 2
+
+    # out of date: the state moved on (the same plan again, as after a second merge landed)
+    r = run(env, PIPELINE, "merge", fleet, deploy, edited)
+    assert "the reviewed plan is out of date, planning afresh" in r.stderr and "stale plan" in r.stderr
+    assert chat_replicas() == 3  # the fresh plan's
+
+    # a damaged plan is an error, not a reason to plan afresh
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    r = run(env, PIPELINE, "merge", fleet, deploy, bad, ok=False)
+    assert r.returncode == 1 and "not a plan file" in r.stderr
+    r = run(env, PIPELINE, "merge", fleet, deploy, tmp_path / "missing.json", ok=False)
+    assert r.returncode == 1 and "reviewed plan" in r.stderr and "not found" in r.stderr
+
+
+def test_apply_refuses_a_plan_made_from_another_fleet(flow: Flow, tmp_path: Path) -> None:
+    fleet = tmp_path / "fleet"
+    shutil.copytree(EXAMPLE / "fleet", fleet)
+    plan = tmp_path / "plan.json"
+    run(flow.env, BIN / "placer", "plan", fleet, "-o", plan, "--state", tmp_path / "state.json")
+    pools = fleet / "pools.yaml"
+    pools.write_text(pools.read_text().replace("usdPerGpuHour: 0.95", "usdPerGpuHour: 0.96"))
+    r = run(flow.env, BIN / "placer", "apply", plan, "--fleet", fleet, "--state", tmp_path / "state.json", ok=False)
+    assert r.returncode == 1 and f"{plan} was made from another version of {fleet}" in " ".join(r.stderr.split())
+    assert "nothing was applied" in r.stderr and not (tmp_path / "state.json").exists()
+    r = run(flow.env, BIN / "placer", "apply", fleet, "--fleet", fleet, ok=False)
+    assert r.returncode == 1 and "--fleet checks a saved plan" in r.stderr
+
+
 def test_github_workflow_runs_the_same_steps() -> None:
     workflow = yaml.safe_load((EXAMPLE / ".github" / "workflows" / "placer.yml").read_text())
     on = workflow.get("on", workflow.get(True))  # YAML 1.1 reads a bare `on` as true
@@ -241,6 +318,14 @@ def test_github_workflow_runs_the_same_steps() -> None:
     assert jobs["plan"]["permissions"]["pull-requests"] == "write"
     gitops_runs = "\n".join(s.get("run", "") for s in jobs["gitops"]["steps"])
     assert "./pipeline.sh merge" in gitops_runs and "git -C deploy push" in gitops_runs
+    # the merge applies the pull request's own plan: the artifact the plan job uploads, by name
+    (upload,) = [s for s in jobs["plan"]["steps"] if s.get("uses", "").startswith("actions/upload-artifact")]
+    assert upload["with"]["name"] == "placer-plan-${{ github.event.pull_request.number }}"
+    assert upload["with"]["path"] == "out/plan.json"
+    assert 'gh run download "$run" -n "placer-plan-$pr" -D reviewed' in gitops_runs
+    assert 'reviewed=(reviewed/plan.json)' in gitops_runs and './pipeline.sh merge "$FLEET" deploy "${reviewed[@]}"' \
+        in gitops_runs
+    assert jobs["gitops"]["permissions"] == {"contents": "read", "actions": "read", "pull-requests": "read"}
     live_runs = "\n".join(s.get("run", "") for s in jobs["live"]["steps"])
     assert "placer apply plan.json" in live_runs
     for job in ("gitops", "live"):

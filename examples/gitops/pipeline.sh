@@ -6,11 +6,16 @@
 #       pull-request comment). With DEPLOY_REPO_DIR (a read-only checkout of the deploy repository)
 #       the plan is diffed against the state committed there, so the comment shows what the merge
 #       would change; without it, against the fleet's own Settings state.
-#   pipeline.sh merge FLEET DEPLOY_REPO_DIR
+#   pipeline.sh merge FLEET DEPLOY_REPO_DIR [REVIEWED_PLAN]
 #       plan FLEET against the state in DEPLOY_REPO_DIR; when something changes, apply the plan
 #       there (gitops mode records the state and writes manifests and tfvars), render the whole
 #       tree with `placer render`, and commit: "placer: apply plan <fleet digest>". Nothing
 #       changes: no commit. Pushing is the caller's job (git -C DEPLOY_REPO_DIR push).
+#       With REVIEWED_PLAN (the pull request's plan.json): apply that plan, exactly what the
+#       comment showed, while it is current (made from this FLEET, against the state the deploy
+#       repository holds); else say why and plan afresh. A large fleet's plans differ from run
+#       to run in detail (the solver searches within a time limit), so a fresh plan may not be
+#       the one that was reviewed.
 #
 # The fleet must be in gitops mode (Settings apply.mode: gitops). Settings' state path and
 # apply.directory are read relative to the deploy repository's root: the state file is
@@ -28,7 +33,7 @@ STATE_REL=${PLACER_STATE:-.placer/state.json}
 MARKER='<!-- placer-plan -->'
 
 usage() {
-    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 1
 }
 
@@ -129,11 +134,15 @@ pr() {
 # -------------------------------------------------------------------- merge
 
 merge() {
-    [ $# -eq 2 ] || usage
-    local fleet deploy rc
+    [ $# -ge 2 ] && [ $# -le 3 ] || usage
+    local fleet deploy rc reviewed="" how="plan"
     fleet=$(abspath "$1")
     deploy=$(abspath "$2")
     [ -d "$fleet" ] || die "fleet directory $1 not found"
+    if [ $# -eq 3 ]; then
+        [ -f "$3" ] || die "reviewed plan $3 not found"
+        reviewed=$(abspath "$3")
+    fi
     git -C "$deploy" rev-parse --git-dir > /dev/null 2>&1 || die "$2 is not a git repository (the deploy repository)"
     deploy=$(git -C "$deploy" rev-parse --show-toplevel)
     if [ -n "$(git -C "$deploy" status --porcelain)" ]; then
@@ -143,20 +152,44 @@ merge() {
     trap 'rm -rf "$work"' EXIT
     cd "$deploy"
 
-    set +e  # plan validates the fleet first: errors come out as path:line: Kind/name: field: message
-    "$PLACER" plan "$fleet" -o "$work/plan.json" --state "$STATE_REL" --detailed-exitcode \
-        ${now_args[@]+"${now_args[@]}"}
-    rc=$?
-    set -e
-    case $rc in
-        0) echo "pipeline.sh: no changes; the deploy repository already holds this fleet's placement"; return 0 ;;
-        2) ;;
-        *) die "placer plan failed (exit $rc)" ;;
-    esac
-    [ "$(plan_field "$work/plan.json" mode)" = gitops ] \
-        || die "merge commits a GitOps tree: set Settings apply.mode: gitops (in live mode, run placer apply instead)"
+    if [ -n "$reviewed" ]; then
+        "$PLACER" show "$reviewed" --json > /dev/null  # a damaged or foreign file: placer says what is wrong
+        [ "$(plan_field "$reviewed" mode)" = gitops ] \
+            || die "merge commits a GitOps tree: set Settings apply.mode: gitops (in live mode, run placer apply instead)"
+        # apply refuses, before it changes anything, a plan made from another fleet or against
+        # another state: then the reviewed plan is out of date, and a fresh one is made
+        set +e
+        "$PLACER" apply "$reviewed" --fleet "$fleet" --state "$STATE_REL" 2> "$work/reviewed.txt"
+        rc=$?
+        set -e
+        if [ $rc -eq 0 ]; then
+            cat "$work/reviewed.txt" >&2
+            cp "$reviewed" "$work/plan.json"
+            how="reviewed plan"
+            echo "pipeline.sh: applied the reviewed plan $reviewed"
+        elif grep -q -e "was made from another version of" -e "stale plan" "$work/reviewed.txt"; then
+            echo "pipeline.sh: the reviewed plan is out of date, planning afresh: $(head -n 1 "$work/reviewed.txt")" >&2
+        else
+            cat "$work/reviewed.txt" >&2
+            die "placer apply of the reviewed plan failed (exit $rc)"
+        fi
+    fi
 
-    "$PLACER" apply "$work/plan.json" --state "$STATE_REL"
+    if [ "$how" = plan ]; then
+        set +e  # plan validates the fleet first: errors come out as path:line: Kind/name: field: message
+        "$PLACER" plan "$fleet" -o "$work/plan.json" --state "$STATE_REL" --detailed-exitcode \
+            ${now_args[@]+"${now_args[@]}"}
+        rc=$?
+        set -e
+        case $rc in
+            0) echo "pipeline.sh: no changes; the deploy repository already holds this fleet's placement"; return 0 ;;
+            2) ;;
+            *) die "placer plan failed (exit $rc)" ;;
+        esac
+        [ "$(plan_field "$work/plan.json" mode)" = gitops ] \
+            || die "merge commits a GitOps tree: set Settings apply.mode: gitops (in live mode, run placer apply instead)"
+        "$PLACER" apply "$work/plan.json" --state "$STATE_REL"
+    fi
     "$PLACER" render "$work/plan.json" --out "$(plan_field "$work/plan.json" directory)"
 
     git add -A
@@ -169,7 +202,7 @@ merge() {
         identity=(-c user.name="placer" -c user.email="placer@users.noreply.github.com")
     fi
     git ${identity[@]+"${identity[@]}"} commit --quiet \
-        -m "placer: apply plan $(plan_field "$work/plan.json" short-digest)" \
+        -m "placer: apply $how $(plan_field "$work/plan.json" short-digest)" \
         -m "$(plan_field "$work/plan.json" changes)" \
         -m "Fleet digest: $(plan_field "$work/plan.json" digest)"
     echo "pipeline.sh: committed $(git rev-parse --short HEAD) in $deploy"
