@@ -430,6 +430,12 @@ def explain(fleet: str, model: str, now_text: str | None, state_path: str | None
         fail(f"no model named {model!r} in {fleet}{suggest_name(model, loaded.models)}")
     state = backend_from(settings_json(loaded)["state"], state_path).read()
     rules = rules_for(now)
+    from placer.candidates import find_candidates
+
+    retired = find_candidates(loaded, rules).retired.get(model)
+    if retired is not None:  # no pool is its own reason, and the fleet's plan need not be solved to say so
+        out.print(f"{model} is not placed, on any pool: {retired}")
+        return
     with spinner(True) as progress:
         result = optimize(loaded, rules, current=state.replicas(), progress=progress)
         if result.status == "INFEASIBLE":
@@ -441,9 +447,7 @@ def explain(fleet: str, model: str, now_text: str | None, state_path: str | None
                  "raise Settings solver.timeLimitSeconds")
         progress(f"the next best place for {model}")
         ex = run_explain(loaded, rules, model, result, state.replicas(), result.candidates, progress=progress)
-    if ex.retired:
-        out.print(f"{model} is not placed: {ex.retired}")
-    elif ex.placed:
+    if ex.placed:
         where = ", ".join(f"{r} replica(s) on {p}" for p, r in sorted(ex.placed.items()))
         out.print(f"{model}: {where}; compute {ex.compute_usd:,.2f} USD/h")
     else:

@@ -27,7 +27,6 @@ class Explanation:
     next_best: dict[str, int] | None = None
     next_best_delta: float | None = None
     next_best_from_plan: bool = False  # the next best is this plan re-planned (the scalable route), not a new plan
-    retired: str | None = None
 
 
 def _occupants(fleet: Fleet, placement: Placement, pool: str, model: str) -> str:
@@ -65,8 +64,7 @@ def explain(fleet: Fleet, rules: Rules, model: str, result: SolveResult, current
     placed = placement.pools_of(model)
     routes = [(r.demand_location, r.pool, r.rate, r.latency_ms) for r in placement.routes if r.model == model]
     unmet = [(loc, rate) for m, loc, rate in placement.unmet(fleet) if m == model]
-    ex = Explanation(model, placed, model_compute_usd(fleet, placement, model), routes, unmet,
-                     retired=cands.retired.get(model))
+    ex = Explanation(model, placed, model_compute_usd(fleet, placement, model), routes, unmet)
     for pool in fleet.pools:
         if pool in placed:
             continue

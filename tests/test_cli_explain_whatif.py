@@ -313,3 +313,19 @@ def test_readme_tour_commands_run_on_the_example_fleet():
         if args[0] == "explain":
             assert r.stdout.startswith(f"{args[2]}: "), r.stdout[:200]
             assert "Other pools" in r.stdout and "Next best" in r.stdout
+
+
+def test_explain_on_a_retired_model_says_so_once(tmp_path):
+    """A model a retire policy takes out: one line with the policy's reason, not the same reason
+    on every pool; the fleet's plan is not solved for it (here the fleet has none: the other
+    model's minimum cannot hold, and explain still answers, exit 0)."""
+    fleet = write(tmp_path,
+                  location("a"), pool("p", "a", usd=1.0),
+                  policy("retire-old", {"retire": {"unusedForDays": 30}}),
+                  inference("old", [{"location": "a", "rate": 100}], lastUsed="2026-01-01"),
+                  inference("m", [{"location": "a", "rate": 400}], minReplicas=12, lastUsed="2026-11-27"))
+    r = placer("explain", str(fleet), "old", "--now", "2026-11-28")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("old is not placed, on any pool: policy retire-old: "), r.stdout
+    assert "p " not in r.stdout and "Other pools" not in r.stdout
