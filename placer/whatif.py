@@ -117,10 +117,12 @@ def compare(fleet: Fleet, rules: Rules, scenario: Scenario,
         unmet: dict[str, float] = {}
         for name, _loc, rate in result.placement.unmet(f):
             unmet[name] = unmet.get(name, 0.0) + rate
+        unplaced = 0  # training and batch replicas: counted apart from rates
         for model in f.models.values():
             short = result.placement.missing_replicas(f, model.name)
             if short and model.name not in result.placement.retired:
                 unmet[model.name] = unmet.get(model.name, 0.0) + short
+                unplaced += short
         demand = sum(m.total_demand for m in f.models.values())
         sides[label] = {
             "status": result.status,
@@ -130,6 +132,7 @@ def compare(fleet: Fleet, rules: Rules, scenario: Scenario,
             "demand": demand,
             "served": sum(r.rate for r in result.placement.routes),
             "unmet": dict(sorted(unmet.items())),
+            "unplacedReplicas": unplaced,
             "saturated": saturated(f, used, [p.name for p in f.pools.values() if scenario.failed(p)]),
             "gpus": {"used": sum(used.values()), "capacity": sum(
                 result.placement.gpus_capacity(f, p) for p in f.pools)},

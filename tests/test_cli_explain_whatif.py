@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.fleetkit import doc, inference, link, location, policy, pool
+from tests.fleetkit import doc, inference, link, location, policy, pool, training
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -213,6 +213,20 @@ def test_whatif_every_pool_down_serves_nothing(scenarios):
     assert r.returncode == 0, r.stderr
     assert "pool p, q down" in r.stdout
     assert "Verdict: partly collapses: 0.00% of demand served, 600.0 units/s unmet." in r.stdout
+
+
+def test_whatif_counts_unplaced_training_replicas_apart_from_rates(tmp_path):
+    """With every pool down, the verdict gives the rate unmet and, apart, the training replicas
+    left unplaced (they were in the unmet table, but the verdict spoke of rates alone)."""
+    fleet = write(tmp_path, location("a"), pool("p", "a", usd=1.0),
+                  inference("m", [{"location": "a", "rate": 200}]), training("t", replicas=1, gpus=2, mem=20))
+    r = placer("whatif", str(fleet), "--fail-pool", "p")
+    assert r.returncode == 0, r.stderr
+    assert ("Verdict: partly collapses: 0.00% of demand served, 200.0 units/s unmet, and 1 training/batch "
+            "replica(s) unplaced.") in " ".join(r.stdout.split())
+    report = whatif(fleet, "--fail-pool", "p")
+    assert report["scenario"]["unplacedReplicas"] == 1 and report["base"]["unplacedReplicas"] == 0
+    assert report["scenario"]["unmet"] == {"m": pytest.approx(200), "t": 1}
 
 
 @pytest.fixture(scope="module")

@@ -48,8 +48,11 @@ def render(report: dict[str, Any], console: Console) -> None:
         console.print(f"Saturated pools (at their maximum): {', '.join(scen['saturated'])}", style="yellow")
     short = max(0.0, scen["demand"] - scen["served"])
     share = scen["served"] / scen["demand"] if scen["demand"] else 1.0
+    replicas = int(scen.get("unplacedReplicas", 0))
     if short > 1e-6:
         verdict = f"partly collapses: {100 * share:.2f}% of demand served, {short:,.1f} units/s unmet"
+        if replicas:
+            verdict += f", and {replicas} training/batch replica(s) unplaced"
     elif unmet:
         verdict = "scales for inference; some training/batch replicas go unplaced"
     else:
