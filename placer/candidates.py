@@ -8,7 +8,7 @@ strings a user can grep (``memory``, ``gpu-type``, ...), with detail.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from placer.fleet import Fleet, Model, Policy, Pool, model_matches
@@ -220,19 +220,30 @@ def find_candidates(fleet: Fleet, rules: Rules) -> Candidates:
 
 def warnings(fleet: Fleet, cands: Candidates) -> list[Diagnostic]:
     """Models no pool can host, and demand no pool can reach within its SLO (SPEC: warnings)."""
+    return eligibility_warnings(
+        fleet, cands.retired, lambda model: len(cands.pools_of(model)),
+        lambda model, i: len(cands.routes.get((model, i)) or ()),
+        lambda model: [e for (m, _), e in cands.excluded.items() if m == model])
+
+
+def eligibility_warnings(fleet: Fleet, retired: Mapping[str, str], n_pools: Callable[[str], int],
+                         n_routes: Callable[[str, int], int],
+                         reasons: Callable[[str], Iterable[Exclusion]]) -> list[Diagnostic]:
+    """``warnings``, given what it counts: a model's eligible pools, a demand entry's routes, and
+    why each pool is out for a model that has none (asked only of such models)."""
     out: list[Diagnostic] = []
     for model in fleet.models.values():
         doc = fleet.document("Model", model.name)
-        if doc is None or model.name in cands.retired:
+        if doc is None or model.name in retired:
             continue
-        if not cands.pools_of(model.name):
-            reasons = sorted({str(e.reason) for (m, _), e in cands.excluded.items() if m == model.name})
-            why = f" (pools are out for: {', '.join(reasons)})" if reasons else " (the fleet has no pools)"
-            out.append(doc.diag("spec", f"no pool can host this model{why}; run `placer explain` for each pool",
+        if not n_pools(model.name):
+            why = sorted({str(e.reason) for e in reasons(model.name)})
+            hint = f" (pools are out for: {', '.join(why)})" if why else " (the fleet has no pools)"
+            out.append(doc.diag("spec", f"no pool can host this model{hint}; run `placer explain` for each pool",
                                 severity="warning"))
             continue
         for i, dem in enumerate(model.spec.demand):
-            if not cands.routes.get((model.name, i)) and dem.rate > 0:
+            if not n_routes(model.name, i) and dem.rate > 0:
                 slo = f"{dem.latency_slo_ms:g} ms" if dem.latency_slo_ms is not None else "any latency"
                 out.append(doc.diag(f"spec.demand[{i}]", f"no eligible pool is reachable from {dem.location} within "
                                     f"{slo}: this demand will be unmet", "spec", "demand", i, severity="warning"))

@@ -168,10 +168,10 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.argument("fleet", type=click.Path())
 def validate(fleet: str) -> None:
     """Check every document of FLEET; print each problem as path:line: Kind/name: field: message."""
-    from placer.candidates import find_candidates, warnings
+    from placer.optimizer.arrays import fleet_warnings
 
     loaded = load_fleet(fleet)
-    found = list(loaded.warnings) + warnings(loaded, find_candidates(loaded, rules_for(dt.datetime.now(dt.UTC))))
+    found = list(loaded.warnings) + fleet_warnings(loaded, rules_for(dt.datetime.now(dt.UTC)))
     for w in found:
         err.print(str(w), style="yellow")
     out.print(f"{fleet}: valid ({len(loaded.locations)} locations, {len(loaded.pools)} pools, "
@@ -430,9 +430,9 @@ def explain(fleet: str, model: str, now_text: str | None, state_path: str | None
         fail(f"no model named {model!r} in {fleet}{suggest_name(model, loaded.models)}")
     state = backend_from(settings_json(loaded)["state"], state_path).read()
     rules = rules_for(now)
-    from placer.candidates import find_candidates
+    from placer.candidates import required_of, retirement
 
-    retired = find_candidates(loaded, rules).retired.get(model)
+    retired = retirement(loaded, rules, loaded.models[model], required_of(loaded, loaded.models[model]))
     if retired is not None:  # no pool is its own reason, and the fleet's plan need not be solved to say so
         out.print(f"{model} is not placed, on any pool: {retired}")
         return

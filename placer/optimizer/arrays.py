@@ -23,9 +23,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from placer.candidates import Candidates, Exclusion, Pair, RouteOption
+from placer.candidates import Candidates, Exclusion, Exclusions, Pair, RouteOption, eligibility_warnings
 from placer.fleet import Fleet, Model, Pool, model_matches
 from placer.policy import Rules, behaviour
+from placer.spec import Diagnostic
 
 # SPEC section 1: what a required rule's Filter depends on. allowPools / denyPools decide by the
 # policy's pool selector alone; the other rules filter nothing (they constrain or retire).
@@ -426,3 +427,21 @@ def build_arrays(fleet: Fleet, rules: Rules) -> FleetArrays:
         location_names=locations,
         domain_names=list(domains),
     )
+
+
+def fleet_warnings(fleet: Fleet, rules: Rules) -> list[Diagnostic]:
+    """``candidates.warnings`` from the arrays: the same warnings without a Python object per
+    pair (``placer validate`` on bench XL, 10,000 models x 1,000 pools, took 68 s and 3.6 GB
+    through ``find_candidates``). Why pools are out is asked only of models that have none."""
+    a = build_arrays(fleet, rules)
+    index = a.model_index
+    pools_of = np.bincount(a.pair_model, minlength=len(a.models))
+    routes_of = {(a.models[int(m)].name, int(i)): int(n)
+                 for m, i, n in zip(a.dem_model, a.dem_index, np.diff(a.route_ptr), strict=True)}
+    excluded = Exclusions(fleet, rules, a.retired)
+
+    def reasons(model: str) -> list[Exclusion]:
+        return [e for e in (excluded.get((model, pool)) for pool in fleet.pools) if e is not None]
+
+    return eligibility_warnings(fleet, a.retired, lambda model: int(pools_of[index[model]]),
+                                lambda model, i: routes_of.get((model, i), 0), reasons)

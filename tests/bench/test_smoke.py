@@ -235,3 +235,30 @@ def test_highs_on_the_whole_model_gets_every_row_but_the_rules_cuts(monkeypatch)
     assert len(handed) == 1
     assert set(handed[0].tolist()) == set(range(model.n_rows)) - set(model.cut_rows.tolist())
     assert_keeps_rules(fleet, r.placement, RULES)
+
+
+@pytest.mark.parametrize("seed", [0, 3, 7])
+def test_validate_warnings_from_the_arrays_are_find_candidates_warnings(seed):
+    """`placer validate` warns from the arrays (fleet_warnings), not one object per pair: the same
+    warnings, in the same order, on generated fleets with a model no pool can host and demand no
+    pool reaches within its SLO added, and on the generator's own (which may have none)."""
+    import copy
+
+    from placer.candidates import find_candidates, warnings
+    from placer.optimizer.arrays import fleet_warnings
+
+    docs = generate(30, 12, seed=seed)
+    model = next(d for d in docs if d["kind"] == "Model" and d["spec"].get("demand"))
+    huge = copy.deepcopy(model)
+    huge["metadata"]["name"] = "too-big"
+    huge["spec"]["replica"]["memoryGiBPerGpu"] = 10_000
+    far = copy.deepcopy(model)
+    far["metadata"]["name"] = "too-far"
+    far["spec"]["demand"][0]["latencySloMs"] = 0.001
+    for extra in ([], [huge, far]):
+        fleet = to_fleet(docs + extra)
+        exact = [str(d) for d in warnings(fleet, find_candidates(fleet, RULES))]
+        assert [str(d) for d in fleet_warnings(fleet, RULES)] == exact
+        if extra:
+            assert any("too-big" in w and "no pool can host this model (pools are out for: " in w for w in exact)
+            assert any("too-far" in w and "within 0.001 ms" in w for w in exact)
