@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from placer.fleet import Fleet
 
@@ -30,21 +31,47 @@ class Placement:
     routes: tuple[Route, ...] = ()
     retired: frozenset[str] = field(default_factory=frozenset)
 
+    # Indexes by model and by pool, built on first use: the cost function, the diff and the
+    # policies ask per model and per pool, and scanning every pair each time made pricing bench
+    # XL's plan (10,000 models, about 15,000 placements) take 40 s. A Placement's mappings are
+    # not changed after it is made.
+    @cached_property
+    def _by_model(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for (m, p), r in self.replicas.items():
+            out.setdefault(m, {})[p] = r
+        return out
+
+    @cached_property
+    def _by_pool(self) -> dict[str, list[tuple[str, int]]]:
+        out: dict[str, list[tuple[str, int]]] = {}
+        for (m, p), r in self.replicas.items():
+            out.setdefault(p, []).append((m, r))
+        return out
+
+    @cached_property
+    def _routed(self) -> dict[tuple[str, str], float]:
+        out: dict[tuple[str, str], float] = {}
+        for r in self.routes:
+            key = (r.model, r.demand_location)
+            out[key] = out.get(key, 0.0) + r.rate
+        return out
+
     def replicas_of(self, model: str) -> int:
-        return sum(r for (m, _), r in self.replicas.items() if m == model)
+        return sum(self._by_model.get(model, {}).values())
 
     def pools_of(self, model: str) -> dict[str, int]:
-        return {p: r for (m, p), r in self.replicas.items() if m == model and r > 0}
+        return {p: r for p, r in self._by_model.get(model, {}).items() if r > 0}
 
     def routed(self, model: str, demand_location: str) -> float:
-        return sum(r.rate for r in self.routes if r.model == model and r.demand_location == demand_location)
+        return self._routed.get((model, demand_location), 0.0)
 
     def gpus_used(self, fleet: Fleet, pool: str) -> int:
         p = fleet.pools[pool]
         return sum(
             r * p.gpus_per_replica(fleet.models[m].spec.replica.gpus)
-            for (m, q), r in self.replicas.items()
-            if q == pool and m in fleet.models
+            for m, r in self._by_pool.get(pool, ())
+            if m in fleet.models
         )
 
     def gpus_capacity(self, fleet: Fleet, pool: str) -> int:

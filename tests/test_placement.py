@@ -1,0 +1,35 @@
+"""Placement's per-model and per-pool questions (indexed on first use) answer as a scan of every
+pair and route would: the cost function, the diff and the policies ask them thousands of times."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from placer.placement import Placement, Route
+from tests.fleetkit import fleet, inference, location, pool
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_indexed_answers_are_those_of_a_scan(seed: int) -> None:
+    rng = random.Random(seed)
+    pools = [f"p{i}" for i in range(6)]
+    models = [f"m{i}" for i in range(8)]
+    f = fleet(location("a"), *(pool(p, "a", per_node=rng.choice([1, 2, 4, 8]), count=4) for p in pools),
+              *(inference(m, [{"location": "a", "rate": 100}], gpus=rng.choice([1, 2])) for m in models))
+    replicas = {(m, p): rng.choice([0, 0, 1, 2, 5]) for m in models for p in pools if rng.random() < 0.6}
+    replicas[("gone", "p0")] = 3  # a model the fleet no longer has
+    routes = tuple(Route(m, rng.choice(["a", "b"]), rng.choice(pools), rng.uniform(0, 50), 1.0)
+                   for m in models for _ in range(rng.randint(0, 4)))
+    placement = Placement(replicas, {}, routes)
+    for m in [*models, "gone", "never"]:
+        assert placement.replicas_of(m) == sum(r for (mm, _), r in replicas.items() if mm == m)
+        assert placement.pools_of(m) == {p: r for (mm, p), r in replicas.items() if mm == m and r > 0}
+        for loc in ("a", "b", "c"):
+            assert placement.routed(m, loc) == pytest.approx(
+                sum(r.rate for r in routes if r.model == m and r.demand_location == loc))
+    for p in pools:
+        assert placement.gpus_used(f, p) == sum(
+            r * f.pools[p].gpus_per_replica(f.models[m].spec.replica.gpus)
+            for (m, q), r in replicas.items() if q == p and m in f.models)
