@@ -109,7 +109,7 @@ def spinner(enabled: bool) -> Iterator[Callable[[str], None]]:
 
     def tick() -> None:
         while not done.wait(STILL_EVERY):
-            err.print(f"Still planning… [{time.monotonic() - started:.0f}s elapsed; {latest[0]}]")
+            err.print(f"Still planning… [{time.monotonic() - started:.0f}s elapsed; last step: {latest[0]}]")
 
     ticker = threading.Thread(target=tick, name="placer-progress", daemon=True)
     ticker.start()

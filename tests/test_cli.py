@@ -142,7 +142,7 @@ def test_apply_fleet_needs_auto_approve(tmp_path):
 
 def test_a_long_plan_in_a_ci_log_says_it_is_still_planning(tmp_path, capsys, monkeypatch):
     """Where stderr is no terminal (a CI log), a plan that takes longer than STILL_EVERY prints
-    "Still planning… [Ns elapsed; <the solver's last message>]" as it goes, and nothing once done;
+    "Still planning… [Ns elapsed; last step: <the solver's last message>]" as it goes, and nothing once done;
     a short plan prints none (the stdout of --json stays the plan alone either way)."""
     import time as _time
 
@@ -163,7 +163,7 @@ def test_a_long_plan_in_a_ci_log_says_it_is_still_planning(tmp_path, capsys, mon
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith("Still planning")]
     assert len(lines) >= 2, err
-    assert all(line.endswith("s elapsed; solving: a slow fleet]") for line in lines), lines
+    assert all(line.endswith("s elapsed; last step: solving: a slow fleet]") for line in lines), lines
     _time.sleep(0.3)  # the ticker stopped with the plan: nothing more comes
     assert "Still planning" not in capsys.readouterr().err
     monkeypatch.setattr(placer.cli, "STILL_EVERY", 10.0)
