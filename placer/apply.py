@@ -98,6 +98,7 @@ class Applier:
         self.sleep = sleep
         self._write = threading.Lock()
         self._failed = threading.Event()
+        self._journaled = False  # changes of this apply the backend holds in its journal, not yet in the state
 
     def provider_for(self, change: Change) -> ChangeProvider:
         for provider in self.providers:
@@ -121,20 +122,31 @@ class Applier:
 
     def _record(self, state: State, change: Change, report: ApplyReport) -> None:
         with self._write:
-            if state.applying is not None and not state.applying.get("bumped"):
+            first = state.applying is not None and not state.applying.get("bumped")
+            if first:
+                assert state.applying is not None
                 state.serial += 1
                 state.applying["bumped"] = True
                 report.serial = state.serial
             key = change.address.split("/", 1)[1]
+            value: dict[str, Any] | None
             if change.kind == "pool":
-                state.pools[key] = {"nodes": int((change.after or {}).get("nodes", 0)), "target": change.target}
+                value = {"nodes": int((change.after or {}).get("nodes", 0)), "target": change.target}
             elif change.after is None:
-                state.deployments.pop(key, None)
+                value = None
             else:
-                state.deployments[key] = {"replicas": int(change.after["replicas"]), "target": change.target}
-            if state.applying is not None:
-                state.applying.setdefault("done", []).append(change.address)
-            self.backend.write(state)
+                value = {"replicas": int(change.after["replicas"]), "target": change.target}
+            entry = {"seq": len((state.applying or {}).get("done", [])) + 1, "address": change.address,
+                     "kind": change.kind, "key": key, "value": value}
+            state.replay(entry)
+            # the first change writes the whole state (the serial it bumps makes the plan stale);
+            # the rest go to the backend's journal where it keeps one
+            journal = getattr(self.backend, "record", None)
+            if first or journal is None or state.applying is None:
+                self.backend.write(state)
+            else:
+                journal(state, entry)
+                self._journaled = True
 
     def _one(self, state: State, change: Change, report: ApplyReport) -> None:
         if self._failed.is_set():
@@ -168,13 +180,21 @@ class Applier:
         if not todo:
             return report
         state.applying = {"plan": plan_id, "startedAt": _now(), "done": [], "bumped": False}
-        for phase in sorted({c.phase for c in todo}):
-            batch = [c for c in todo if c.phase == phase]
-            self.progress(f"phase {phase}: {PHASE_NAMES.get(phase, '')} ({len(batch)} change(s))", None)
-            self._parallel(batch, lambda c: self._one(state, c, report))
-            if phase == PHASE_UP:
-                up = [c for c in batch if c.kind == "deployment" and c.after]
-                self._parallel(up, lambda c: self._healthy(c, report))
+        try:
+            for phase in sorted({c.phase for c in todo}):
+                batch = [c for c in todo if c.phase == phase]
+                self.progress(f"phase {phase}: {PHASE_NAMES.get(phase, '')} ({len(batch)} change(s))", None)
+                self._parallel(batch, lambda c: self._one(state, c, report))
+                self._finish()
+                if phase == PHASE_UP:
+                    up = [c for c in batch if c.kind == "deployment" and c.after]
+                    self._parallel(up, lambda c: self._healthy(c, report))
+        except BaseException:
+            self._finish()
+            with self._write:
+                if self._journaled:  # an apply that stops folds its journal into the state
+                    self.backend.write(state)
+            raise
         with self._write:
             state.applying = None
             state.cost_usd_per_hour = cost_after
@@ -186,6 +206,14 @@ class Applier:
             self.backend.write(state)
         report.serial = state.serial
         return report
+
+    def _finish(self) -> None:
+        """Providers that keep work for the end of a phase (``finish``: the gitops provider's
+        kustomizations) do it now."""
+        for provider in self.providers:
+            finish = getattr(provider, "finish", None)
+            if finish is not None:
+                finish()
 
     def _parallel(self, changes: list[Change], fn: Callable[[Change], None]) -> None:
         if not changes:

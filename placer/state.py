@@ -3,6 +3,13 @@
 Backends: ``local`` (a JSON file written atomically, locked by a lock file that records
 who holds it since when) and ``s3`` (``placer.state_s3``). A state file that cannot be
 read is an error that says so; it is never overwritten silently.
+
+An apply records each change as it is done. The local backend appends it to a journal beside
+the state file (``<state>.journal``, one JSON line, fsync'd) rather than writing the whole state
+again: a state of 15,000 deployments takes 200 ms to write, and writing it after each of a large
+fleet's 22,000 first changes made that apply take over half an hour. ``read`` replays the
+journal; a full write folds it in and removes it (when the apply ends, well or not). A line cut
+short by a killed process was never recorded.
 """
 
 from __future__ import annotations
@@ -49,6 +56,17 @@ class State:
     history: list[dict[str, Any]] = field(default_factory=list)
     # an apply that has not finished: {"plan": ..., "startedAt": ..., "done": [addresses]}
     applying: dict[str, Any] | None = None
+
+    def replay(self, entry: dict[str, Any]) -> None:
+        """Redo one recorded change of an apply (``Applier`` writes ``entry``: the change's
+        ``address``, ``kind``, state ``key`` and ``value``, None for a deletion)."""
+        table = self.pools if entry["kind"] == "pool" else self.deployments
+        if entry["value"] is None:
+            table.pop(entry["key"], None)
+        else:
+            table[entry["key"]] = dict(entry["value"])
+        if self.applying is not None:
+            self.applying.setdefault("done", []).append(entry["address"])
 
     def replicas(self) -> dict[tuple[str, str], int]:
         out = {}
@@ -104,6 +122,14 @@ class State:
             raise StateError(f"{source}: malformed state ({exc}): {hint}") from None
 
 
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def lock_info(operation: str) -> dict[str, Any]:
     try:
         user = getpass.getuser()
@@ -130,6 +156,9 @@ class Backend(Protocol):
 
     def write(self, state: State) -> None: ...
 
+    # optional: ``record(state, entry)`` keeps one change of an apply (``State.replay`` reads
+    # ``entry`` back) more cheaply than ``write``; backends without it get ``write`` each time
+
     def lock(self, operation: str) -> Any:
         """A context manager holding the state lock (LockError if someone else holds it)."""
         ...
@@ -141,6 +170,7 @@ class LocalBackend:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self.journal_path = self.path.with_name(self.path.name + ".journal")
         self.location = str(self.path)
 
     def read(self) -> State:
@@ -153,10 +183,47 @@ class LocalBackend:
         if not text.strip():
             raise StateError(f"{self.path}: the state file is empty (truncated?); restore it from a backup; "
                              "placer will not overwrite it")
-        return State.loads(text, str(self.path))
+        state = State.loads(text, str(self.path))
+        self._replay(state)
+        return state
+
+    def _replay(self, state: State) -> None:
+        """The journal's records over ``state``: those of the apply the state is in the middle
+        of (its lineage and serial), not yet in it (a record's ``seq`` is its place among the
+        apply's done changes: a journal left behind by a fold that was cut short repeats some)."""
+        if state.applying is None:
+            return  # the apply ended with a full write: any journal left is in the state already
+        try:
+            lines = self.journal_path.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return
+        except (OSError, UnicodeDecodeError) as exc:
+            raise StateError(f"{self.journal_path}: cannot read the apply's journal: {exc}") from None
+        for line in lines:
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                break  # cut short by a killed process: never recorded
+            if entry.get("lineage") != state.lineage or entry.get("serial") != state.serial:
+                return  # another apply's
+            if entry["seq"] > len(state.applying.get("done", [])):
+                state.replay(entry)
+
+    def record(self, state: State, entry: dict[str, Any]) -> None:
+        """Append one change of an apply to the journal (``state`` holds it already): O(1), where
+        ``write`` is O(the state). The apply's last ``write`` folds the journal in."""
+        line = json.dumps({"lineage": state.lineage, "serial": state.serial, **entry}) + "\n"
+        new = not self.journal_path.exists()
+        with open(self.journal_path, "a", encoding="utf-8") as handle:
+            handle.write(line)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if new:
+            _fsync_dir(self.journal_path.parent)
 
     def write(self, state: State) -> None:
         atomic_write(self.path, state.dumps())
+        self.journal_path.unlink(missing_ok=True)  # in the state now (read skips what it holds, if this is cut short)
 
     @contextmanager
     def lock(self, operation: str) -> Iterator[dict[str, Any]]:

@@ -4,6 +4,12 @@ Deployments become manifests under ``clusters/<context>/`` (with a kustomization
 cluster), pool sizes become ``terraform/placer.auto.tfvars.json``. ``observe`` reads the
 files back, so apply verifies what it wrote. Nothing here waits on a cluster: health is
 the pipeline's business once the tree is merged.
+
+A cluster's kustomization lists its manifests. It is written once per apply phase
+(``finish``), from the manifests this provider knows a folder holds, not after each change:
+rewriting a list of 4,000 manifests after each of them made a large fleet's first apply
+quadratic. The first change of a provider's life rewrites any kustomization that does not list
+its folder (an apply killed between a manifest and its phase's end leaves one behind).
 """
 
 from __future__ import annotations
@@ -34,6 +40,9 @@ class GitOpsProvider:
     def __init__(self, directory: str | Path) -> None:
         self.root = Path(directory)
         self._lock = threading.Lock()
+        self._folders: dict[Path, set[str]] = {}  # a cluster folder's manifests, as on disk
+        self._dirty: set[Path] = set()  # folders whose kustomization is behind
+        self._checked = False  # whether the kustomizations found on disk were checked
 
     def handles(self, change: Change) -> bool:
         return change.kind in ("pool", "deployment")
@@ -43,15 +52,38 @@ class GitOpsProvider:
     def _manifest(self, change: Change) -> Path:
         return self.root / manifest_path(change.target)
 
-    def _refresh_kustomization(self, folder: Path) -> None:
-        resources = sorted(p.name for p in folder.glob("*.yaml") if p.name != "kustomization.yaml")
-        kust = folder / "kustomization.yaml"
-        if resources:
-            atomic_write(kust, kustomization_text(resources))
-        else:
-            kust.unlink(missing_ok=True)
-            if not any(folder.iterdir()):
-                folder.rmdir()
+    def _names(self, folder: Path) -> set[str]:
+        if folder not in self._folders:
+            self._folders[folder] = ({p.name for p in folder.glob("*.yaml") if p.name != "kustomization.yaml"}
+                                     if folder.is_dir() else set())
+        return self._folders[folder]
+
+    def _check_kustomizations(self) -> None:
+        """Mark every cluster folder whose kustomization does not list its manifests."""
+        self._checked = True
+        clusters = self.root / "clusters"
+        if not clusters.is_dir():
+            return
+        for folder in sorted(p for p in clusters.iterdir() if p.is_dir()):
+            names = self._names(folder)
+            kust = folder / "kustomization.yaml"
+            have = kust.read_text() if kust.exists() else None
+            if have != (kustomization_text(sorted(names)) if names else None):
+                self._dirty.add(folder)
+
+    def finish(self) -> None:
+        """Write the kustomization of every folder this provider changed (the apply's phase ends)."""
+        with self._lock:
+            for folder in sorted(self._dirty):
+                names = self._names(folder)
+                kust = folder / "kustomization.yaml"
+                if names:
+                    atomic_write(kust, kustomization_text(sorted(names)))
+                else:
+                    kust.unlink(missing_ok=True)
+                    if folder.is_dir() and not any(folder.iterdir()):
+                        folder.rmdir()
+            self._dirty.clear()
 
     # ------------------------------------------------------------ pools
 
@@ -80,18 +112,22 @@ class GitOpsProvider:
 
     def apply(self, change: Change) -> None:
         with self._lock:
+            if not self._checked:
+                self._check_kustomizations()
             if change.kind == "pool":
                 pools = self._read_tfvars()
                 pools[change.pool] = tfvars_entry(change.target, pool_nodes(change))
                 atomic_write(self.root / TFVARS, tfvars_text(pools))
                 return
             path = self._manifest(change)
+            names = self._names(path.parent)
             if change.after is None:
                 path.unlink(missing_ok=True)
+                names.discard(path.name)
             else:
                 atomic_write(path, manifest_text(change.target, int(change.after["replicas"])))
-            if path.parent.exists():
-                self._refresh_kustomization(path.parent)
+                names.add(path.name)
+            self._dirty.add(path.parent)
 
     def wait_healthy(self, change: Change, timeout_s: float) -> None:
         return None

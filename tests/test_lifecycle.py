@@ -268,7 +268,10 @@ def test_apply_killed_half_way_resumes_without_losing_or_repeating(
     k = len(done)  # 3, unless this machine is very slow
     assert 3 <= k < len(lh.INITIAL_CHANGES)
 
-    state = env.state_json()
+    # the first change wrote the whole state; the others went to its journal, which read replays
+    assert env.state_json()["applying"]["done"] == [lh.INITIAL_CHANGES[0][0]]
+    assert len(env.backend.journal_path.read_text().splitlines()) == k - 1
+    state = env.backend.read().to_json()
     assert state["serial"] == 1, "the first recorded change bumps the serial"
     assert state["applying"]["done"] == [c[0] for c in lh.INITIAL_CHANGES[:k]]
     assert sorted(state["deployments"]) == sorted(c[0].split("/", 1)[1] for c in lh.INITIAL_CHANGES[1:k])
@@ -292,6 +295,7 @@ def test_apply_killed_half_way_resumes_without_losing_or_repeating(
     monkeypatch.setattr(placer_cli, "providers_for",
                         lambda cfg, directory_override=None: [lh.LoggingProvider(env.deploy, log)])
     apply_ok(capsys, remaining)
+    assert not env.backend.journal_path.exists(), "the apply's end folds its journal into the state"
 
     assert lh.tree(env.deploy) == lh.tree(ref.deploy)
     assert lh.comparable_state(env.state) == lh.comparable_state(ref.state)

@@ -208,3 +208,74 @@ def test_force_unlock_needs_the_right_id(backend: LocalBackend) -> None:
 
 def test_describe_holder_tolerates_missing_fields() -> None:
     assert describe_holder({}) == "held by ? (pid ?) for ? since ?, lock ID ?"
+
+
+# ---------------------------------------------------------------- the apply's journal
+
+
+def applying_state() -> State:
+    state = sample_state()
+    state.serial = 4
+    state.applying = {"plan": "p", "startedAt": "2026-11-28T07:00:00Z", "done": ["pool/aws-h100"], "bumped": True}
+    return state
+
+
+def entry(seq: int, n: int, replicas: int | None = 2) -> dict:
+    return {"seq": seq, "address": f"deployment/m{n}@dc1", "kind": "deployment", "key": f"m{n}@dc1",
+            "value": None if replicas is None else {"replicas": replicas, "target": {"pool": "dc1"}}}
+
+
+def test_records_go_to_the_journal_and_read_replays_them(backend: LocalBackend) -> None:
+    state = applying_state()
+    backend.write(state)
+    written = backend.path.read_bytes()
+    for seq, e in enumerate((entry(2, 1), entry(3, 2), entry(4, 1, replicas=None)), start=2):
+        assert e["seq"] == seq
+        state.replay(e)
+        backend.record(state, e)
+    assert backend.path.read_bytes() == written, "a record does not write the state again"
+    assert len(backend.journal_path.read_text().splitlines()) == 3
+    again = backend.read()
+    assert again == state
+    assert again.applying is not None and again.applying["done"] == [
+        "pool/aws-h100", "deployment/m1@dc1", "deployment/m2@dc1", "deployment/m1@dc1"]
+    assert "m1@dc1" not in again.deployments and again.deployments["m2@dc1"]["replicas"] == 2
+    backend.write(again)  # a full write folds the journal in
+    assert not backend.journal_path.exists() and backend.read() == state
+
+
+def test_a_journal_line_cut_short_was_never_recorded(backend: LocalBackend) -> None:
+    state = applying_state()
+    backend.write(state)
+    state.replay(entry(2, 1))
+    backend.record(state, entry(2, 1))
+    with open(backend.journal_path, "a") as handle:
+        handle.write(json.dumps({"lineage": state.lineage, "serial": 4, **entry(3, 2)})[:40])  # a killed write
+    again = backend.read()
+    assert again == state and "m2@dc1" not in again.deployments
+
+
+def test_a_fold_cut_short_replays_only_what_the_state_lacks(backend: LocalBackend) -> None:
+    """Killed between writing the state and removing the journal: the journal's records are in the
+    state already (its done list says how many), and are not applied twice."""
+    state = applying_state()
+    backend.write(state)
+    for e in (entry(2, 1), entry(3, 2)):
+        state.replay(e)
+        backend.record(state, e)
+    kept = backend.journal_path.read_text()
+    backend.write(state)
+    backend.journal_path.write_text(kept)  # as if the removal had not happened
+    again = backend.read()
+    assert again == state and again.applying is not None and len(again.applying["done"]) == 3
+
+
+def test_a_journal_of_another_apply_or_of_an_ended_one_is_ignored(backend: LocalBackend) -> None:
+    state = applying_state()
+    backend.write(state)
+    backend.journal_path.write_text(json.dumps({"lineage": state.lineage, "serial": 3, **entry(2, 9)}) + "\n")
+    assert backend.read() == state  # serial 3: an older apply's
+    ended = sample_state()
+    backend.write(ended)
+    backend.journal_path.write_text(json.dumps({"lineage": ended.lineage, "serial": 3, **entry(2, 9)}) + "\n")
+    assert backend.read() == ended  # no apply under way: what ended is in the state

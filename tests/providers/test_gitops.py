@@ -1,0 +1,63 @@
+"""The gitops provider's kustomizations: written once per phase (finish), listing exactly the
+folder's manifests, and repaired where an interrupted apply left one behind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from placer.planfile import Change
+from placer.render.tree import kustomization_text
+from providers.gitops import GitOpsProvider
+
+
+def change(model: str, context: str, replicas: int | None = 2) -> Change:
+    target: dict[str, Any] = {"provider": "kubernetes", "pool": "h100", "model": model, "gpus": 1,
+                              "gpuType": "H100-80GB", "image": f"registry.local/models/{model}:1", "version": "1",
+                              "kubernetes": {"context": context, "namespace": "models"}}
+    return Change(address=f"deployment/{model}@h100", action="create" if replicas else "delete",  # type: ignore[arg-type]
+                  phase=2 if replicas else 3, before=None, after={"replicas": replicas} if replicas else None,
+                  target=target)
+
+
+def listed(folder: Path) -> list[str]:
+    return list(yaml.safe_load((folder / "kustomization.yaml").read_text())["resources"])
+
+
+def test_kustomizations_are_written_when_the_phase_ends(tmp_path: Path) -> None:
+    provider = GitOpsProvider(tmp_path)
+    for n in range(3):
+        provider.apply(change(f"m{n}", "a"))
+    folder = tmp_path / "clusters" / "a"
+    assert sorted(p.name for p in folder.iterdir()) == ["m0-h100.yaml", "m1-h100.yaml", "m2-h100.yaml"]
+    provider.finish()
+    assert listed(folder) == ["m0-h100.yaml", "m1-h100.yaml", "m2-h100.yaml"]
+    provider.apply(change("m1", "a", replicas=None))
+    provider.finish()
+    assert listed(folder) == ["m0-h100.yaml", "m2-h100.yaml"]
+    for n in (0, 2):
+        provider.apply(change(f"m{n}", "a", replicas=None))
+    provider.finish()
+    assert not folder.exists(), "a folder left without manifests goes, kustomization and all"
+
+
+def test_a_kustomization_an_interrupted_apply_left_behind_is_repaired(tmp_path: Path) -> None:
+    """Killed between a manifest and its phase's end: the next provider's first change rewrites
+    the stale kustomization, though that change is in another folder; a right one is left alone."""
+    first = GitOpsProvider(tmp_path)
+    first.apply(change("m0", "a"))
+    first.apply(change("ok", "c"))
+    first.finish()
+    first.apply(change("m1", "a"))  # ... and the process is killed here: no finish
+    stale, right = tmp_path / "clusters" / "a", tmp_path / "clusters" / "c"
+    assert listed(stale) == ["m0-h100.yaml"]
+    before = (right / "kustomization.yaml").stat().st_mtime_ns
+    second = GitOpsProvider(tmp_path)
+    second.apply(change("m2", "b"))
+    second.finish()
+    assert listed(stale) == ["m0-h100.yaml", "m1-h100.yaml"]
+    assert listed(tmp_path / "clusters" / "b") == ["m2-h100.yaml"]
+    assert (right / "kustomization.yaml").stat().st_mtime_ns == before
+    assert (stale / "kustomization.yaml").read_text() == kustomization_text(["m0-h100.yaml", "m1-h100.yaml"])
