@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -190,7 +191,8 @@ class Applier:
                     up = [c for c in batch if c.kind == "deployment" and c.after]
                     self._parallel(up, lambda c: self._healthy(c, report))
         except BaseException:
-            self._finish()
+            with suppress(Exception):  # a kustomization left behind is mended by the next apply; the state comes first
+                self._finish()
             with self._write:
                 if self._journaled:  # an apply that stops folds its journal into the state
                     self.backend.write(state)
