@@ -11,6 +11,7 @@ handlers, so the racing tests below test placer, not moto's race.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import socket
@@ -375,6 +376,82 @@ def test_access_denied() -> None:
             backend.write(sample())
 
 
+def applying(serial: int = 2) -> State:
+    state = sample(serial)
+    state.applying = {"plan": "p", "startedAt": "2026-11-28T07:00:00Z", "done": ["pool/aws-h100"], "bumped": True}
+    return state
+
+
+def journal_entry(seq: int, n: int) -> dict[str, Any]:
+    return {"seq": seq, "address": f"deployment/m{n}@aws-h100", "kind": "deployment", "key": f"m{n}@aws-h100",
+            "value": {"replicas": n, "target": {"provider": "aws"}}}
+
+
+def journal_keys(s3: Any, bucket: str) -> list[str]:
+    return sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=KEY + ".journal/").get("Contents", []))
+
+
+def test_an_apply_s_changes_are_small_objects_that_read_replays_and_write_deletes(
+        make: Any, s3: Any, bucket: str) -> None:
+    """After its first change an apply records each one as a small object, not by putting the
+    whole state again; another process reading the state of that unfinished apply replays them,
+    and its write (the next apply's first, or this one's end) folds them in and deletes them."""
+    writer = make()
+    writer.read()
+    state = applying()
+    writer.write(state)
+    body = obj(s3, bucket)
+    for seq in (2, 3):
+        entry = journal_entry(seq, seq)
+        state.replay(entry)
+        writer.record(state, entry)
+    assert obj(s3, bucket) == body, "a record does not put the state again"
+    assert journal_keys(s3, bucket) == [f"{KEY}.journal/0000000002-0000000002",
+                                        f"{KEY}.journal/0000000002-0000000003"]
+    reader = make()
+    again = reader.read()
+    assert again == state and again.deployments["m3@aws-h100"]["replicas"] == 3
+    reader.write(again)
+    assert journal_keys(s3, bucket) == [] and make().read() == state
+
+
+def test_journal_objects_already_in_the_state_or_of_another_serial_are_not_replayed(
+        make: Any, s3: Any, bucket: str) -> None:
+    backend = make()
+    backend.read()
+    state = applying()
+    backend.write(state)
+    entry = journal_entry(2, 7)
+    state.replay(entry)
+    backend.record(state, entry)
+    backend.write(state)  # folded in; as if its delete had failed, the object comes back:
+    s3.put_object(Bucket=bucket, Key=f"{KEY}.journal/0000000002-0000000002",
+                  Body=json.dumps({"lineage": state.lineage, "serial": 2, **entry}).encode())
+    s3.put_object(Bucket=bucket, Key=f"{KEY}.journal/0000000001-0000000003",
+                  Body=json.dumps({"lineage": state.lineage, "serial": 1, **journal_entry(3, 9)}).encode())
+    again = make().read()
+    assert again == state and again.applying is not None and len(again.applying["done"]) == 2
+    assert "m9@aws-h100" not in again.deployments
+
+
+def test_reading_an_unfinished_apply_without_list_permission_says_which(tmp_path: Path) -> None:
+    client = boto3.client("s3", region_name="us-east-1")
+    with Stubber(client) as stub:
+        stub.add_response("get_object", {"Body": _body(applying().dumps()), "ETag": '"e1"'})
+        stub.add_client_error("list_objects_v2", service_error_code="AccessDenied", http_status_code=403)
+        backend = S3Backend(bucket="locked-down", key=KEY, client=client)
+        with pytest.raises(StateError, match="need s3:ListBucket on the bucket") as caught:
+            backend.read()
+        assert f"s3://locked-down/{KEY}.journal/0000000002-*" in str(caught.value)
+
+
+def _body(text: str) -> Any:
+    from botocore.response import StreamingBody
+
+    data = text.encode()
+    return StreamingBody(io.BytesIO(data), len(data))
+
+
 def test_no_credentials(monkeypatch: pytest.MonkeyPatch, moto_endpoint: str) -> None:
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
@@ -424,6 +501,7 @@ def test_plan_and_apply_with_s3_state(tmp_path: Path, moto_endpoint: str, bucket
     state = json.loads(obj(s3, bucket)[0])
     assert state["serial"] == 1 and state["applying"] is None and len(state["deployments"]) == 4
     assert not exists(s3, bucket, KEY + ".lock"), "apply releases the lock"
+    assert journal_keys(s3, bucket) == [], "the apply's end folds its journal into the state"
     assert len([f for f in lh.tree(tmp_path / "deploy") if f.startswith("clusters/")]) == 5
 
     code, _, err = run(capsys, "plan", str(fleet), "--now", lh.NOW, "--detailed-exitcode")
