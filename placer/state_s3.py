@@ -127,7 +127,8 @@ class S3Backend:
                                   + "; create it (versioning on) or fix Settings state.bucket")
             if code in ("AccessDenied", "403", "Forbidden", "AllAccessDisabled"):
                 return StateError(f"{where}: cannot {doing}: access denied; the credentials in use need "
-                                  "s3:GetObject, s3:PutObject and s3:DeleteObject on the state and its .lock")
+                                  "s3:GetObject, s3:PutObject and s3:DeleteObject on the state, its .lock and its .journal/ "
+                                  "objects (and s3:ListBucket on the bucket)")
             if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"):
                 return StateError(f"{where}: cannot {doing}: the AWS credentials were refused ({code}): "
                                   f"{_message(exc)}")
