@@ -419,6 +419,7 @@ def explain(fleet: str, model: str, now_text: str | None, state_path: str | None
     """Where MODEL goes and why: its cost terms, why each other pool is out, the next-best pool."""
     from rich.table import Table
 
+    from placer.candidates import required_of, retirement
     from placer.explain import GROUP_ABOVE, grouped
     from placer.explain import explain as run_explain
     from placer.loader_hint import suggest_name
@@ -430,8 +431,6 @@ def explain(fleet: str, model: str, now_text: str | None, state_path: str | None
         fail(f"no model named {model!r} in {fleet}{suggest_name(model, loaded.models)}")
     state = backend_from(settings_json(loaded)["state"], state_path).read()
     rules = rules_for(now)
-    from placer.candidates import required_of, retirement
-
     retired = retirement(loaded, rules, loaded.models[model], required_of(loaded, loaded.models[model]))
     if retired is not None:  # no pool is its own reason, and the fleet's plan need not be solved to say so
         out.print(f"{model} is not placed, on any pool: {retired}")
