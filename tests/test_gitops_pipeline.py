@@ -291,6 +291,20 @@ def test_merge_applies_the_reviewed_plan_while_it_is_current(flow: Flow, tmp_pat
     assert r.returncode == 1 and "reviewed plan" in r.stderr and "not found" in r.stderr
 
 
+def test_merge_refuses_a_live_mode_fleet_or_plan_and_calls_no_cloud(flow: Flow, tmp_path: Path) -> None:
+    fleet = tmp_path / "fleet"
+    shutil.copytree(EXAMPLE / "fleet", fleet)
+    settings = fleet / "settings.yaml"
+    settings.write_text(settings.read_text().replace("mode: gitops", "mode: live"))
+    deploy = tmp_path / "deploy"
+    git(flow.env, tmp_path, "init", "-q", "-b", "main", str(deploy))
+    run(flow.env, BIN / "placer", "plan", fleet, "-o", tmp_path / "live.json", "--state", tmp_path / "s.json")
+    for extra in ((), (tmp_path / "live.json",)):
+        r = run(flow.env, PIPELINE, "merge", fleet, deploy, *extra, ok=False)
+        assert r.returncode == 1 and "merge commits a GitOps tree: set Settings apply.mode: gitops" in r.stderr
+        assert git(flow.env, deploy, "status", "--porcelain") == "" and not (deploy / ".placer").exists()
+
+
 def test_apply_refuses_a_plan_made_from_another_fleet(flow: Flow, tmp_path: Path) -> None:
     fleet = tmp_path / "fleet"
     shutil.copytree(EXAMPLE / "fleet", fleet)

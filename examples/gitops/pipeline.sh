@@ -133,6 +133,11 @@ pr() {
 
 # -------------------------------------------------------------------- merge
 
+require_gitops() {  # PLAN: merge commits a GitOps tree, never calls a cloud
+    [ "$(plan_field "$1" mode)" = gitops ] \
+        || die "merge commits a GitOps tree: set Settings apply.mode: gitops (in live mode, run placer apply instead)"
+}
+
 merge() {
     [ $# -ge 2 ] && [ $# -le 3 ] || usage
     local fleet deploy rc reviewed="" how="plan"
@@ -154,8 +159,7 @@ merge() {
 
     if [ -n "$reviewed" ]; then
         "$PLACER" show "$reviewed" --json > /dev/null  # a damaged or foreign file: placer says what is wrong
-        [ "$(plan_field "$reviewed" mode)" = gitops ] \
-            || die "merge commits a GitOps tree: set Settings apply.mode: gitops (in live mode, run placer apply instead)"
+        require_gitops "$reviewed"
         # apply refuses, before it changes anything, a plan made from another fleet or against
         # another state: then the reviewed plan is out of date, and a fresh one is made
         set +e
@@ -186,8 +190,7 @@ merge() {
             2) ;;
             *) die "placer plan failed (exit $rc)" ;;
         esac
-        [ "$(plan_field "$work/plan.json" mode)" = gitops ] \
-            || die "merge commits a GitOps tree: set Settings apply.mode: gitops (in live mode, run placer apply instead)"
+        require_gitops "$work/plan.json"
         "$PLACER" apply "$work/plan.json" --state "$STATE_REL"
     fi
     "$PLACER" render "$work/plan.json" --out "$(plan_field "$work/plan.json" directory)"
