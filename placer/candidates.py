@@ -218,19 +218,13 @@ def find_candidates(fleet: Fleet, rules: Rules) -> Candidates:
     return out
 
 
-def warnings(fleet: Fleet, cands: Candidates) -> list[Diagnostic]:
-    """Models no pool can host, and demand no pool can reach within its SLO (SPEC: warnings)."""
-    return eligibility_warnings(
-        fleet, cands.retired, lambda model: len(cands.pools_of(model)),
-        lambda model, i: len(cands.routes.get((model, i)) or ()),
-        lambda model: [e for (m, _), e in cands.excluded.items() if m == model])
-
-
 def eligibility_warnings(fleet: Fleet, retired: Mapping[str, str], n_pools: Callable[[str], int],
                          n_routes: Callable[[str, int], int],
                          reasons: Callable[[str], Iterable[Exclusion]]) -> list[Diagnostic]:
-    """``warnings``, given what it counts: a model's eligible pools, a demand entry's routes, and
-    why each pool is out for a model that has none (asked only of such models)."""
+    """Models no pool can host, and demand no pool can reach within its SLO (SPEC: warnings),
+    given what it counts: a model's eligible pools, a demand entry's routes, and why each pool is
+    out for a model that has none (asked only of such models). ``placer validate`` counts them
+    from the arrays (``optimizer.arrays.fleet_warnings``)."""
     out: list[Diagnostic] = []
     for model in fleet.models.values():
         doc = fleet.document("Model", model.name)

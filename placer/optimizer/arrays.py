@@ -430,7 +430,7 @@ def build_arrays(fleet: Fleet, rules: Rules) -> FleetArrays:
 
 
 def fleet_warnings(fleet: Fleet, rules: Rules) -> list[Diagnostic]:
-    """``candidates.warnings`` from the arrays: the same warnings without a Python object per
+    """``candidates.eligibility_warnings`` from the arrays: the warnings without a Python object per
     pair (``placer validate`` on bench XL, 10,000 models x 1,000 pools, took 68 s and 3.6 GB
     through ``find_candidates``). Why pools are out is asked only of models that have none."""
     a = build_arrays(fleet, rules)

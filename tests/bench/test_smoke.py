@@ -244,8 +244,14 @@ def test_validate_warnings_from_the_arrays_are_find_candidates_warnings(seed):
     pool reaches within its SLO added, and on the generator's own (which may have none)."""
     import copy
 
-    from placer.candidates import find_candidates, warnings
+    from placer.candidates import eligibility_warnings, find_candidates
     from placer.optimizer.arrays import fleet_warnings
+
+    def warnings(fleet, cands):  # the same counts, read off find_candidates' objects
+        return eligibility_warnings(
+            fleet, cands.retired, lambda model: len(cands.pools_of(model)),
+            lambda model, i: len(cands.routes.get((model, i)) or ()),
+            lambda model: [e for (m, _), e in cands.excluded.items() if m == model])
 
     docs = generate(30, 12, seed=seed)
     model = next(d for d in docs if d["kind"] == "Model" and d["spec"].get("demand"))
