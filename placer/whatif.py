@@ -123,6 +123,12 @@ def compare(fleet: Fleet, rules: Rules, scenario: Scenario,
             if short and model.name not in result.placement.retired:
                 unmet[model.name] = unmet.get(model.name, 0.0) + short
                 unplaced += short
+        broken: dict[str, dict[str, float]] = {}  # policy -> how often it is broken and what that costs
+        for v in cost.violations:
+            if v.enforcement == "preferred":  # priced as cost.price prices it
+                entry = broken.setdefault(v.policy, {"count": 0, "penaltyUsdPerHour": 0.0})
+                entry["count"] += 1
+                entry["penaltyUsdPerHour"] += v.amount * v.penalty_usd_per_hour
         demand = sum(m.total_demand for m in f.models.values())
         sides[label] = {
             "status": result.status,
@@ -133,6 +139,7 @@ def compare(fleet: Fleet, rules: Rules, scenario: Scenario,
             "served": sum(r.rate for r in result.placement.routes),
             "unmet": dict(sorted(unmet.items())),
             "unplacedReplicas": unplaced,
+            "violations": dict(sorted(broken.items())),
             "saturated": saturated(f, used, [p.name for p in f.pools.values() if scenario.failed(p)]),
             "gpus": {"used": sum(used.values()), "capacity": sum(
                 result.placement.gpus_capacity(f, p) for p in f.pools)},

@@ -194,10 +194,41 @@ def test_whatif_provider_down_with_doubled_demand_collapses_in_part(scenarios):
     assert re.search(r"GPUs used\s+│\s+6\s+│\s+8\s+│\s+\+2 *$", out, re.M), out  # as precise as the row
     assert re.search(r"served \(rate\)\s+│\s+600\s+│\s+800\s+│\s+\+200 *$", out, re.M), out
     assert re.search(r"\bm\s+│\s+0\.0\s+│\s+400\.0", out), out  # the unmet table: base, scenario
-    assert "Saturated pools (at their maximum): p" in out
+    assert "Saturated pools (1 at their maximum): p" in out
     assert "Verdict: partly collapses: 66.67% of demand served, 400.0 units/s unmet." in out
     report = whatif(scenarios, "--demand-scale", "2", "--fail-provider", "aws")
     assert report["scenario"]["unmet"] == {"m": pytest.approx(400)}
+    # the total's terms: the 400 unserved cost 1 USD/h each (unmetUsdPerRate), beside compute
+    cost = report["scenario"]["cost"]
+    assert cost["unmetUsdPerHour"] == pytest.approx(400) and cost["computeUsdPerHour"] == pytest.approx(8)
+    assert re.search(r"^ +unmet demand\s+│\s+0\.00\s+│\s+400\.00\s+│\s+\+400\.00 *$", out, re.M), out
+    assert re.search(r"^ +compute\s+│\s+6\.00\s+│\s+8\.00\s+│\s+\+2\.00 *$", out, re.M), out
+    terms = sum(v for k, v in cost.items() if k not in ("totalUsdPerHour", "churnUsd"))
+    assert cost["totalUsdPerHour"] == pytest.approx(terms)
+    assert "policy penalties" not in out  # a term neither side pays is left out
+
+
+def test_whatif_names_the_preferred_policies_a_scenario_gives_up(tmp_path):
+    """m prefers p (0.5 USD/h a replica elsewhere). As it is, p holds all 6 replicas; doubled, the
+    rest go to q: the policy is broken in the scenario, and the report says which, how often, and
+    for how much of the total's penalty term."""
+    fleet = write(tmp_path, location("a"), location("b"), link("a", "b", 5), pool("p", "a", usd=1.0),
+                  pool("q", "b", usd=2.0, provider="aws", count=None, min_nodes=0, max_nodes=2),
+                  inference("m", [{"location": "a", "rate": 400}, {"location": "b", "rate": 200}]),
+                  policy("stay-on-p", {"allowPools": {}}, models={"names": ["m"]}, pools={"names": ["p"]},
+                         penalty=0.5))
+    report = whatif(fleet, "--demand-scale", "2")
+    base, scen = report["base"], report["scenario"]
+    assert base["violations"] == {} and base["cost"]["penaltyUsdPerHour"] == 0
+    broken = scen["violations"]["stay-on-p"]
+    penalty = scen["cost"]["penaltyUsdPerHour"]
+    assert penalty >= 4 * 0.5 and broken["penaltyUsdPerHour"] == pytest.approx(penalty)  # p holds 8 of 12
+    r = placer("whatif", str(fleet), "--demand-scale", "2")
+    assert r.returncode == 0, r.stderr
+    assert "Preferred policies broken (times, penalty USD/h)" in r.stdout
+    assert re.search(rf"^ stay-on-p\s+│\s+0\s+│\s+{broken['count']} \({penalty:.2f}\) *$", r.stdout, re.M), r.stdout
+    assert re.search(rf"^ +policy penalties\s+│\s+0\.00\s+│\s+{penalty:.2f}\s+│\s+\+{penalty:.2f} *$", r.stdout,
+                     re.M), r.stdout
 
 
 def test_whatif_location_down_moves_demand_to_the_other(scenarios):
@@ -343,3 +374,30 @@ def test_explain_on_a_retired_model_says_so_once(tmp_path):
     lines = r.stdout.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("old is not placed, on any pool: policy retire-old: "), r.stdout
     assert "p " not in r.stdout and "Other pools" not in r.stdout
+
+
+def test_whatif_output_stays_short_when_many_models_fall_short():
+    """At fleet scale a scenario can leave hundreds of models short and saturate hundreds of pools:
+    the terminal lists the largest shortfalls and names the first pools, says how many more there
+    are and where to find them all (--json)."""
+    from rich.console import Console
+
+    from placer.render.whatif import SATURATED_NAMES, UNMET_ROWS, render
+
+    cost = {"totalUsdPerHour": 0.0, "computeUsdPerHour": 0.0, "unmetUsdPerHour": 0.0}
+    side = {"feasible": True, "cost": cost, "demand": 1000.0, "served": 1000.0, "gpus": {"used": 0},
+            "unmet": {}, "saturated": []}
+    short = {f"model-{i:03d}": float(i + 1) for i in range(UNMET_ROWS + 7)}
+    pools = [f"pool-{i:03d}" for i in range(SATURATED_NAMES + 5)]
+    report = {"description": "demand x2", "base": side,
+              "scenario": {**side, "served": 1000.0 - sum(short.values()), "unmet": short, "saturated": pools}}
+    console = Console(width=200, record=True)
+    render(report, console)
+    text = console.export_text()
+    listed = re.findall(r"^ (model-\d+) ", text, re.M)
+    assert len(listed) == UNMET_ROWS and listed[0] == f"model-{UNMET_ROWS + 6:03d}"  # the largest first
+    assert "model-000" not in listed  # the smallest are counted, not listed
+    assert "… and 7 more model(s) short of 28.0 in all (--json lists every one)" in text  # 1 + 2 + ... + 7
+    assert f"Saturated pools ({SATURATED_NAMES + 5} at their maximum): pool-000, " in text
+    assert f"pool-{SATURATED_NAMES - 1:03d}, and 5 more (--json names every one)" in text
+    assert f"pool-{SATURATED_NAMES:03d}" not in text

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from placer.render.report import SYMBOLS, change_detail, counts_line, model_rows, usd_per_million
+from placer.render.report import COST_TERMS, SYMBOLS, change_detail, counts_line, model_rows, usd_per_million
 
 COMMENT_CHARS = 60_000  # under GitHub's 65,536 for a comment body, with room for a marker line
 
@@ -98,9 +98,7 @@ def _header(plan: dict[str, Any]) -> list[str]:
     lines.append(f"Solver: {solver.get('status')} in {solver.get('wallSeconds', 0):.2f} s, gap {gap_text}")
     lines.append("")
     lines += ["| term | USD/h |", "|---|---:|"]
-    for label, key in (("compute", "computeUsdPerHour"), ("egress", "egressUsdPerHour"),
-                       ("latency", "latencyUsdPerHour"), ("unmet demand", "unmetUsdPerHour"),
-                       ("policy penalties", "penaltyUsdPerHour"), ("**total**", "totalUsdPerHour")):
+    for label, key in (*COST_TERMS, ("**total**", "totalUsdPerHour")):
         lines.append(_row([label, f"{cost.get(key, 0):,.2f}"]))
     lines.append(_row(["churn (one-off USD)", f"{cost.get('churnUsd', 0):,.2f}"]))
     lines.append("")

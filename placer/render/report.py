@@ -6,6 +6,11 @@ from typing import Any
 
 SYMBOLS = {"create": "+", "update": "~", "delete": "-", "no-op": " "}
 
+# The running cost's terms (cost.CostBreakdown.as_dict keys), in the order every renderer lists them;
+# their sum is totalUsdPerHour.
+COST_TERMS = (("compute", "computeUsdPerHour"), ("egress", "egressUsdPerHour"), ("latency", "latencyUsdPerHour"),
+              ("unmet demand", "unmetUsdPerHour"), ("policy penalties", "penaltyUsdPerHour"))
+
 
 def counts(plan: dict[str, Any]) -> dict[str, int]:
     out = {"create": 0, "update": 0, "delete": 0}

@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from placer.render.report import SYMBOLS, change_detail, counts_line, model_rows, usd_per_million
+from placer.render.report import COST_TERMS, SYMBOLS, change_detail, counts_line, model_rows, usd_per_million
 
 STYLE = {"create": "green", "update": "yellow", "delete": "red"}
 
@@ -48,9 +48,7 @@ def render(plan: dict[str, Any], console: Console, pool_prices: dict[str, float]
     costs = Table(title="Cost (USD/h)", title_justify="left", show_edge=False)
     costs.add_column("term")
     costs.add_column("USD/h", justify="right")
-    for label, key in (("compute", "computeUsdPerHour"), ("egress", "egressUsdPerHour"),
-                       ("latency", "latencyUsdPerHour"), ("unmet", "unmetUsdPerHour"),
-                       ("penalties", "penaltyUsdPerHour"), ("total", "totalUsdPerHour")):
+    for label, key in (*COST_TERMS, ("total", "totalUsdPerHour")):
         costs.add_row(label, f"{cost.get(key, 0):,.2f}", style="bold" if key == "totalUsdPerHour" else None)
     costs.add_row("churn (one-off USD)", f"{cost.get('churnUsd', 0):,.2f}")
     console.print(costs)

@@ -7,6 +7,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from placer.render.report import COST_TERMS
+
+UNMET_ROWS = 20  # models listed with unmet demand; --json lists them all
+SATURATED_NAMES = 30  # saturated pools named; --json names them all
+
 
 def render(report: dict[str, Any], console: Console) -> None:
     base, scen = report["base"], report["scenario"]
@@ -29,7 +34,9 @@ def render(report: dict[str, Any], console: Console) -> None:
         table.add_row(label, fmt.format(a), fmt.format(b), fmt.replace("{:", "{:+").format(b - a))  # as precise as the row
 
     row("total USD/h", base["cost"]["totalUsdPerHour"], scen["cost"]["totalUsdPerHour"])
-    row("compute USD/h", base["cost"]["computeUsdPerHour"], scen["cost"]["computeUsdPerHour"])
+    for label, key in COST_TERMS:  # the terms that add up to the total, those either side pays
+        if key == "computeUsdPerHour" or base["cost"].get(key) or scen["cost"].get(key):
+            row(f"  {label}", base["cost"].get(key, 0.0), scen["cost"].get(key, 0.0))
     row("demand (rate)", base["demand"], scen["demand"], "{:,.0f}")
     row("served (rate)", base["served"], scen["served"], "{:,.0f}")
     row("GPUs used", base["gpus"]["used"], scen["gpus"]["used"], "{:,.0f}")
@@ -41,11 +48,20 @@ def render(report: dict[str, Any], console: Console) -> None:
         t.add_column("model")
         t.add_column("base", justify="right")
         t.add_column("scenario", justify="right")
-        for model, amount in sorted(unmet.items(), key=lambda kv: -kv[1]):
+        ranked = sorted(unmet.items(), key=lambda kv: (-kv[1], kv[0]))
+        for model, amount in ranked[:UNMET_ROWS]:
             t.add_row(model, f"{base['unmet'].get(model, 0):,.1f}", f"{amount:,.1f}")
         console.print(t)
-    if scen["saturated"]:
-        console.print(f"Saturated pools (at their maximum): {', '.join(scen['saturated'])}", style="yellow")
+        if len(ranked) > UNMET_ROWS:
+            rest = ranked[UNMET_ROWS:]
+            console.print(f"… and {len(rest)} more model(s) short of {sum(a for _, a in rest):,.1f} in all "
+                          "(--json lists every one)")
+    policies(base.get("violations", {}), scen.get("violations", {}), console)
+    pools = scen["saturated"]
+    if pools:
+        named = ", ".join(pools[:SATURATED_NAMES])
+        more = f", and {len(pools) - SATURATED_NAMES} more (--json names every one)" if len(pools) > SATURATED_NAMES else ""
+        console.print(f"Saturated pools ({len(pools)} at their maximum): {named}{more}", style="yellow")
     short = max(0.0, scen["demand"] - scen["served"])
     share = scen["served"] / scen["demand"] if scen["demand"] else 1.0
     replicas = int(scen.get("unplacedReplicas", 0))
@@ -58,3 +74,22 @@ def render(report: dict[str, Any], console: Console) -> None:
     else:
         verdict = "scales: all demand is served"
     console.print(f"Verdict: {verdict}.", style="bold green" if not unmet else "bold red")
+
+
+def policies(base: dict[str, Any], scen: dict[str, Any], console: Console) -> None:
+    """The preferred policies either plan breaks (a required one is never broken), the dearest in
+    the scenario first: how often, and what their penalties cost an hour."""
+    names = sorted(set(base) | set(scen), key=lambda p: (-scen.get(p, {}).get("penaltyUsdPerHour", 0.0), p))
+    if not names:
+        return
+    t = Table(title="Preferred policies broken (times, penalty USD/h)", title_justify="left", show_edge=False)
+    t.add_column("policy")
+    t.add_column("base", justify="right")
+    t.add_column("scenario", justify="right")
+    for name in names[:UNMET_ROWS]:
+        cells = [f"{side[name]['count']:,} ({side[name]['penaltyUsdPerHour']:,.2f})" if name in side else "0"
+                 for side in (base, scen)]
+        t.add_row(name, *cells)
+    console.print(t)
+    if len(names) > UNMET_ROWS:
+        console.print(f"… and {len(names) - UNMET_ROWS} more policies (--json lists every one)")
