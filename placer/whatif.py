@@ -100,7 +100,11 @@ def compare(fleet: Fleet, rules: Rules, scenario: Scenario,
     for label, f in (("base", fleet), ("scenario", changed)):
         if progress:
             progress(f"solving the {label} plan")
-        result = optimize(f, rules)
+        said = progress
+        if progress:
+            def said(step: str, side: str = label, tell: Callable[[str], None] = progress) -> None:
+                tell(f"{side} plan: {step}")
+        result = optimize(f, rules, progress=said)
         if result.placement is None:
             sides[label] = {"status": result.status, "feasible": False}
             if result.status == "INFEASIBLE":

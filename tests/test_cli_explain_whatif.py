@@ -401,3 +401,22 @@ def test_whatif_output_stays_short_when_many_models_fall_short():
     assert f"Saturated pools ({SATURATED_NAMES + 5} at their maximum): pool-000, " in text
     assert f"pool-{SATURATED_NAMES - 1:03d}, and 5 more (--json names every one)" in text
     assert f"pool-{SATURATED_NAMES:03d}" not in text
+
+
+def test_whatif_progress_says_which_plan_each_solver_step_belongs_to(scenarios):
+    """A long what-if solves twice; its progress lines (the spinner, the CI log's "Still planning…")
+    carry the optimizer's own steps, each named for its side, not only "solving the scenario plan"."""
+    import datetime as dt
+
+    from placer.fleet import load_fleet
+    from placer.whatif import Scenario, compare
+    from policies import build_rules
+
+    said: list[str] = []
+    compare(load_fleet(str(scenarios)), build_rules(dt.datetime(2026, 1, 1, tzinfo=dt.UTC)),
+            Scenario(2.0, frozenset(), frozenset(), frozenset()), said.append)
+    base = said.index("solving the base plan")
+    scen = said.index("solving the scenario plan")
+    assert base < scen
+    assert any(s.startswith("base plan: solving") for s in said[base:scen]), said
+    assert any(s.startswith("scenario plan: solving") for s in said[scen:]), said
