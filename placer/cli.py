@@ -465,11 +465,9 @@ def explain(fleet: str, model: str, now_text: str | None, state_path: str | None
     for pools, why in rows:
         table.add_row(", ".join(pools), why)
     out.print(table)
-    if ex.next_best is not None and ex.next_best_delta is not None:
-        alt = ", ".join(f"{r} on {p}" for p, r in sorted(ex.next_best.items())) or "not placed"
-        how = " (this plan re-planned without them, its moves priced as churn)" if ex.next_best_from_plan else ""
-        out.print(f"Next best without its current pools{how}: {alt}, costing {ex.next_best_delta:+,.2f} USD/h "
-                  "for the whole fleet")
+    said = ex.next_best_text()
+    if said is not None:
+        out.print(said, style="yellow" if ex.next_best_cheaper else None)
 
 
 @cli.command()

@@ -3,6 +3,7 @@ reason a pool can be out, on both optimizer routes, and each kind of scenario.""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -85,8 +86,8 @@ def test_explain_gives_each_pool_its_reason_on_both_routes(explained, optimizer)
     assert rows["full"] == "eligible but full: 8/8 GPUs taken by n"
     assert set(rows) == {"small", "hopper", "cheap-spot", "denied", "far", "full"}
     # without p, m can only go where n is (or nowhere): the cost of that, for the whole fleet
-    # (the scalable route re-plans its own plan, two of whose runs may differ by more than the move)
-    how = " (this plan re-planned without them, its moves priced as churn)" if optimizer == "scalable" else ""
+    # (the scalable route moves the model alone: two of its runs may differ by more than the move)
+    how = " (every other model where this plan has it)" if optimizer == "scalable" else ""
     nxt = re.search(rf"Next best without its current pools{re.escape(how)}: (.+), costing \+([\d,.]+) USD/h",
                     r.stdout)
     assert nxt is not None, r.stdout
@@ -406,8 +407,6 @@ def test_whatif_output_stays_short_when_many_models_fall_short():
 def test_whatif_progress_says_which_plan_each_solver_step_belongs_to(scenarios):
     """A long what-if solves twice; its progress lines (the spinner, the CI log's "Still planning…")
     carry the optimizer's own steps, each named for its side, not only "solving the scenario plan"."""
-    import datetime as dt
-
     from placer.fleet import load_fleet
     from placer.whatif import Scenario, compare
     from policies import build_rules
@@ -420,3 +419,65 @@ def test_whatif_progress_says_which_plan_each_solver_step_belongs_to(scenarios):
     assert base < scen
     assert any(s.startswith("base plan: solving") for s in said[base:scen]), said
     assert any(s.startswith("scenario plan: solving") for s in said[scen:]), said
+
+
+def test_the_scalable_routes_next_best_moves_the_model_alone(tmp_path):
+    """On the scalable route the next best is the model moved alone: every other model keeps its
+    replicas, the plan is priced as it is (not searched again), and the difference is the move's:
+    m from p (1 USD/h a GPU) to q (1.5), the cheaper of the pools left, r being 3."""
+    from placer.cost import price
+    from placer.fleet import load_fleet
+    from placer.optimizer.alone import replace_alone
+    from placer.optimizer.solve import optimize
+    from policies import build_rules
+
+    fleet = load_fleet(str(write(
+        tmp_path, location("a"), pool("p", "a", usd=1.0), pool("q", "a", usd=1.5), pool("r", "a", usd=3.0),
+        inference("m", [{"location": "a", "rate": 100}]), inference("n", [{"location": "a", "rate": 400}]),
+        training("t", replicas=1, gpus=2, mem=20))))
+    rules = build_rules(dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    plan = optimize(fleet, rules, time_limit=5).placement
+    assert plan is not None and plan.pools_of("m") == {"p": 1}
+    base, moved = replace_alone(fleet, rules, plan, "m", ["p"], {})
+    assert base.replicas == plan.replicas
+    assert moved is not None and moved.pools_of("m") == {"q": 1}
+    assert {k: r for k, r in moved.replicas.items() if k[0] != "m"} == {k: r for k, r in plan.replicas.items()
+                                                                          if k[0] != "m"}
+    assert price(fleet, moved, rules).objective - price(fleet, base, rules).objective == pytest.approx(0.5)
+    # kept off every pool that fits it, it goes unplaced: its demand unmet, priced as such
+    _, nowhere = replace_alone(fleet, rules, plan, "m", ["p", "q", "r"], {})
+    assert nowhere is not None and nowhere.pools_of("m") == {} and nowhere.routed("m", "a") == 0
+
+
+def test_explain_says_when_moving_the_model_would_save(tmp_path, monkeypatch):
+    """A plan whose search stopped short can leave a model where moving it alone costs less (at
+    bench XL, 6.48 USD/h less for one model). explain must not call that move the "next best,
+    costing -6.48": it says the move is cheaper, and what to do. Here m is put on r (3 USD/h) by
+    hand; without r it goes to p, 2 USD/h cheaper."""
+    from dataclasses import replace
+
+    from placer.explain import explain
+    from placer.fleet import load_fleet
+    from placer.optimizer.solve import optimize
+    from placer.placement import Placement, Route
+    from policies import build_rules
+
+    monkeypatch.setenv("PLACER_OPTIMIZER", "scalable")
+    fleet = load_fleet(str(write(
+        tmp_path, location("a"), pool("p", "a", usd=1.0), pool("q", "a", usd=1.5), pool("r", "a", usd=3.0),
+        inference("m", [{"location": "a", "rate": 100}]), inference("n", [{"location": "a", "rate": 400}]))))
+    rules = build_rules(dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    result = optimize(fleet, rules, time_limit=5)
+    plan = result.placement
+    assert plan is not None and result.candidates is not None and plan.pools_of("m") == {"p": 1}
+    (route,) = [r for r in plan.routes if r.model == "m"]
+    worse = Placement(replicas={**{k: r for k, r in plan.replicas.items() if k[0] != "m"}, ("m", "r"): 1},
+                      nodes=plan.nodes, retired=plan.retired,
+                      routes=(*[r for r in plan.routes if r.model != "m"], Route("m", "a", "r", 100.0, route.latency_ms)))
+    ex = explain(fleet, rules, "m", replace(result, placement=worse), {}, result.candidates)
+    assert ex.placed == {"r": 1} and ex.next_best == {"p": 1} and ex.next_best_from_plan
+    assert ex.next_best_delta == pytest.approx(-2.0) and ex.next_best_cheaper
+    assert ex.next_best_text() == (
+        "Without its current pools (every other model where this plan has it): 1 on p, 2.00 USD/h cheaper for the "
+        "whole fleet: the plan's search stopped before this move (raise Settings solver.timeLimitSeconds, or plan "
+        "again from the applied state)")
