@@ -127,6 +127,9 @@ def loads(text: str, source: str = "plan") -> Plan:
     if not isinstance(data, dict):
         raise PlanFileError(f"{source}: not a plan file (expected a JSON object)")
     version = data.get("formatVersion")
+    if version is None:  # some other JSON file: a state file, a whatif report, a fleet's schema
+        raise PlanFileError(f"{source}: not a plan file (no formatVersion); create one with "
+                            "`placer plan FLEET -o PLAN`")
     if version != FORMAT_VERSION:
         raise PlanFileError(f"{source}: plan formatVersion {version!r} is not one this placer ({PLACER_VERSION}) "
                             f"knows (it reads {FORMAT_VERSION}); re-plan with this placer version")

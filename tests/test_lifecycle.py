@@ -456,7 +456,7 @@ def test_damaged_state_is_a_clear_error_and_stays_as_it_is(
     assert not env.backend.lock_path.exists()
 
 
-@pytest.mark.parametrize("kind", ["version", "truncated", "not-json", "missing"])
+@pytest.mark.parametrize("kind", ["version", "truncated", "not-json", "other-json", "missing"])
 def test_bad_plan_file_is_a_clear_error(env: Env, capsys: pytest.CaptureFixture[str], kind: str) -> None:
     path = env.root / "plan.json"
     plan_json(capsys, env, path)
@@ -465,6 +465,7 @@ def test_bad_plan_file_is_a_clear_error(env: Env, capsys: pytest.CaptureFixture[
         "version": "formatVersion 99",
         "truncated": "not a plan file (invalid JSON",
         "not-json": "not a plan file",
+        "other-json": "not a plan file (no formatVersion); create one with `placer plan FLEET -o PLAN`",
         "missing": "no such plan file",
     }[kind]
     if kind == "version":
@@ -475,6 +476,8 @@ def test_bad_plan_file_is_a_clear_error(env: Env, capsys: pytest.CaptureFixture[
         path.write_text(text[: len(text) // 2])
     elif kind == "not-json":
         path.write_text("formatVersion: 1\n")
+    elif kind == "other-json":  # the state file, say, given where the plan belongs
+        path.write_text(json.dumps({"lineage": "x", "serial": 3, "placements": []}))
     else:
         path.unlink()
 
