@@ -420,7 +420,7 @@ def explain(fleet: str, model: str, now_text: str | None, state_path: str | None
     from rich.table import Table
 
     from placer.candidates import required_of, retirement
-    from placer.explain import GROUP_ABOVE, grouped
+    from placer.explain import GROUP_ABOVE, GROUP_NAMES, grouped, names
     from placer.explain import explain as run_explain
     from placer.loader_hint import suggest_name
     from placer.optimizer import explain_infeasible, optimize
@@ -459,11 +459,13 @@ def explain(fleet: str, model: str, now_text: str | None, state_path: str | None
     rows = grouped(ex, above=others if every_row else GROUP_ABOVE)
     many = len(rows) < others
     title = f"Other pools: {others}, grouped by reason (--all: one row each)" if many else "Other pools"
+    if many and any(len(pools) > GROUP_NAMES for pools, _ in rows):
+        title = f"Other pools: {others}, grouped by reason, up to {GROUP_NAMES} named a row (--all: one row each)"
     table = Table(title=title, title_justify="left", show_edge=False)
     table.add_column("pools" if many else "pool")
     table.add_column("why not")
     for pools, why in rows:
-        table.add_row(", ".join(pools), why)
+        table.add_row(names(pools, len(pools) if every_row else GROUP_NAMES), why)
     out.print(table)
     said = ex.next_best_text()
     if said is not None:

@@ -51,8 +51,21 @@ def _occupants(fleet: Fleet, placement: Placement, pool: str, model: str) -> str
     cap = fleet.pools[pool].max_gpus
     if used < cap:
         return f"eligible; not chosen (cost), {cap - used} of {cap} GPUs free"
-    others = sorted({m for (m, p), r in placement.replicas.items() if p == pool and r > 0 and m != model})
-    return f"eligible but full: {used}/{cap} GPUs taken by {', '.join(others) or 'nobody'}"
+    per = fleet.pools[pool].gpus_per_replica
+    gpus = {m: r * per(fleet.models[m].spec.replica.gpus) for m, r in placement.models_on(pool).items() if m != model}
+    others = sorted(gpus, key=lambda m: (-gpus[m], m))  # who holds most first
+    return f"eligible but full: {used}/{cap} GPUs taken by {names(others, OCCUPANTS) or 'nobody'}"
+
+
+OCCUPANTS = 8  # models named as a full pool's occupants, those holding most GPUs first
+GROUP_NAMES = 8  # pools named in a row of pools out for one reason (``--all`` gives one row each)
+
+
+def names(items: list[str], limit: int) -> str:
+    """``items`` joined, the first ``limit`` of them and then how many more."""
+    if len(items) <= limit:
+        return ", ".join(items)
+    return f"{', '.join(items[:limit])} and {len(items) - limit} more"
 
 
 def _slo_reason(fleet: Fleet, model: str, pool: str) -> str | None:

@@ -57,6 +57,10 @@ class Placement:
             out[key] = out.get(key, 0.0) + r.rate
         return out
 
+    def models_on(self, pool: str) -> dict[str, int]:
+        """model -> replicas on ``pool``, for the models with a replica there."""
+        return {m: r for m, r in self._by_pool.get(pool, []) if r > 0}
+
     def replicas_of(self, model: str) -> int:
         return sum(self._by_model.get(model, {}).values())
 

@@ -129,7 +129,8 @@ def test_grouped_gathers_pools_out_for_one_reason_beyond_the_threshold():
 
 
 def test_explain_groups_many_pools_by_reason_and_all_lists_each(tmp_path):
-    """45 other pools: by default one row per reason, every pool named once; --all, one row each."""
+    """45 other pools: by default one row per reason, the first 8 pools of a reason named and the
+    rest counted (at bench XL, 999 pools named one a line made 855 lines); --all, one row each."""
     fleet = write(
         tmp_path, location("a"),
         pool("p", "a", usd=1.0),
@@ -141,9 +142,13 @@ def test_explain_groups_many_pools_by_reason_and_all_lists_each(tmp_path):
     r = placer("explain", str(fleet), "m")
     assert r.returncode == 0, r.stderr
     table = r.stdout.split("Other pools", 1)[1].split("Next best", 1)[0]
-    assert table.startswith(": 45, grouped by reason (--all: one row each)"), table[:200]
-    for name in [*(f"l4-{i:02d}" for i in range(22)), *(f"spot-{i:02d}" for i in range(20))]:
+    assert table.startswith(": 45, grouped by reason, up to 8 named a row (--all: one row each)"), table[:200]
+    for name in [*(f"l4-{i:02d}" for i in range(8)), *(f"spot-{i:02d}" for i in range(8))]:
         assert len(re.findall(rf"(?<![\w-]){name}(?![\w-])", table)) == 1, name
+    for name in [*(f"l4-{i:02d}" for i in range(8, 22)), *(f"spot-{i:02d}" for i in range(8, 20))]:
+        assert not re.search(rf"(?<![\w-]){name}(?![\w-])", table), name
+    flat = " ".join(table.split())
+    assert "l4-07 and 14 more" in flat and "spot-07 and 12 more" in flat
     for i in range(3):
         assert f"dear-{i} (8/8)" in " ".join(table.split())
     assert table.count("memory: needs 40 GiB per GPU; L4-24GB has 24") == 1
@@ -481,3 +486,20 @@ def test_explain_says_when_moving_the_model_would_save(tmp_path, monkeypatch):
         "Without its current pools (every other model where this plan has it): 1 on p, 2.00 USD/h cheaper for the "
         "whole fleet: the plan's search stopped before this move (raise Settings solver.timeLimitSeconds, or plan "
         "again from the applied state)")
+
+
+def test_a_full_pools_occupants_are_named_biggest_first_and_counted_beyond_eight(tmp_path):
+    """At bench L a full edge pool held 15 models, all named; explain names the 8 holding most
+    GPUs and counts the rest."""
+    pinned = {"labels": {"on": "full"}}
+    fleet = write(
+        tmp_path, location("a"),
+        pool("p", "a", usd=1.0), pool("full", "a", usd=0.5, per_node=10),
+        inference("big", [{"location": "a", "rate": 200}], labels={"on": "full"}),
+        *(inference(f"n{i}", [{"location": "a", "rate": 100}], labels={"on": "full"}) for i in range(8)),
+        inference("m", [{"location": "a", "rate": 100}]),
+        policy("stay", {"allowPools": {}}, models=pinned, pools={"names": ["full"]}),
+    )
+    r = placer("explain", str(fleet), "m")
+    assert r.returncode == 0, r.stderr
+    assert why_not(r.stdout)["full"] == "eligible but full: 10/10 GPUs taken by big, n0, n1, n2, n3, n4, n5, n6 and 1 more"
