@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from placer.candidates import exclusion, required_of, within_slo
 from placer.cost import price
 from placer.fleet import Fleet, Model, Pool
 from placer.optimizer import explain_infeasible, optimize
+from placer.placement import Placement
 from placer.policy import Rules
 from placer.spec.kinds import PoolNodes
 from placer.spec.loader import suggest
@@ -87,6 +89,31 @@ def saturated(fleet: Fleet, gpus_used: dict[str, int], failed: Collection[str]) 
     return out
 
 
+NO_ROOM, MAX_REPLICAS, COST = "noRoom", "maxReplicas", "cost"
+
+
+def why_unmet(fleet: Fleet, rules: Rules, placement: Placement, used: Mapping[str, int], model: Model,
+              location: str | None) -> str:
+    """Why demand of ``model`` at ``location`` (None: a training or batch replica) is left unmet:
+    MAX_REPLICAS, the model runs its maxReplicas already; NO_ROOM, no pool its fit rules and
+    required policies allow, within the demand's SLO, has GPUs left for a replica; else COST,
+    such a pool has room, and serving the demand there would cost more than the fleet charges
+    for leaving it unmet (or a limit across pools, a budget or a spot cap, forbids it)."""
+    if model.spec.max_replicas is not None and placement.replicas_of(model.name) >= model.spec.max_replicas:
+        return MAX_REPLICAS
+    slo = next((d.latency_slo_ms for d in model.spec.demand if d.location == location), None)
+    policies = required_of(fleet, model)
+    for pool in fleet.pools.values():
+        need = pool.gpus_per_replica(model.spec.replica.gpus)
+        if need == 0 or pool.max_gpus - used.get(pool.name, 0) < need:
+            continue
+        if location is not None and not within_slo(fleet.topology.latency_ms(location, pool.location.name), slo):
+            continue
+        if exclusion(fleet, rules, model, pool, policies) is None:
+            return COST
+    return NO_ROOM
+
+
 def compare(fleet: Fleet, rules: Rules, scenario: Scenario,
             progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Solve the base fleet and the scenario; report cost, unmet per model and saturated pools, or,
@@ -119,14 +146,22 @@ def compare(fleet: Fleet, rules: Rules, scenario: Scenario,
         cost = price(f, result.placement, rules)
         used = {p: result.placement.gpus_used(f, p) for p in f.pools}
         unmet: dict[str, float] = {}
-        for name, _loc, rate in result.placement.unmet(f):
+        why: dict[str, dict[str, float]] = {}  # model -> reason -> how much of its unmet
+        totals: dict[str, dict[str, Any]] = {}  # reason -> the rate and the replicas unmet for it
+        for name, loc, rate in result.placement.unmet(f):
             unmet[name] = unmet.get(name, 0.0) + rate
+            reason = why_unmet(f, rules, result.placement, used, f.models[name], loc)
+            why.setdefault(name, {})[reason] = why.get(name, {}).get(reason, 0.0) + rate
+            totals.setdefault(reason, {"rate": 0.0, "replicas": 0})["rate"] += rate
         unplaced = 0  # training and batch replicas: counted apart from rates
         for model in f.models.values():
             short = result.placement.missing_replicas(f, model.name)
             if short and model.name not in result.placement.retired:
                 unmet[model.name] = unmet.get(model.name, 0.0) + short
                 unplaced += short
+                reason = why_unmet(f, rules, result.placement, used, model, None)
+                why.setdefault(model.name, {})[reason] = short
+                totals.setdefault(reason, {"rate": 0.0, "replicas": 0})["replicas"] += short
         broken: dict[str, dict[str, float]] = {}  # policy -> how often it is broken and what that costs
         for v in cost.violations:
             if v.enforcement == "preferred":  # priced as cost.price prices it
@@ -143,6 +178,8 @@ def compare(fleet: Fleet, rules: Rules, scenario: Scenario,
             "served": sum(r.rate for r in result.placement.routes),
             "unmet": dict(sorted(unmet.items())),
             "unplacedReplicas": unplaced,
+            "unmetWhy": dict(sorted(why.items())),
+            "unmetByReason": totals,
             "violations": dict(sorted(broken.items())),
             "saturated": saturated(f, used, [p.name for p in f.pools.values() if scenario.failed(p)]),
             "gpus": {"used": sum(used.values()), "capacity": sum(

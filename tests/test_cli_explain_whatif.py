@@ -201,7 +201,7 @@ def test_whatif_provider_down_with_doubled_demand_collapses_in_part(scenarios):
     assert re.search(r"served \(rate\)\s+│\s+600\s+│\s+800\s+│\s+\+200 *$", out, re.M), out
     assert re.search(r"\bm\s+│\s+0\.0\s+│\s+400\.0", out), out  # the unmet table: base, scenario
     assert "Saturated pools (1 at their maximum): p" in out
-    assert "Verdict: partly collapses: 66.67% of demand served, 400.0 units/s unmet." in out
+    assert "Verdict: partly collapses: 66.67% of demand served; 400.0 units/s unmet where no pool in reach has room." in out
     report = whatif(scenarios, "--demand-scale", "2", "--fail-provider", "aws")
     assert report["scenario"]["unmet"] == {"m": pytest.approx(400)}
     # the total's terms: the 400 unserved cost 1 USD/h each (unmetUsdPerRate), beside compute
@@ -237,6 +237,37 @@ def test_whatif_names_the_preferred_policies_a_scenario_gives_up(tmp_path):
                      re.M), r.stdout
 
 
+def test_whatif_tells_a_collapse_from_a_cap_and_from_cost(tmp_path):
+    """Demand left unmet is not always a collapse. Doubled: capped's 800 is beyond its maxReplicas
+    of 2 (200 a replica); tiny's 0.4 would take a replica costing 1 USD/h where leaving it unmet
+    costs 0.4, though p has room; far's demand at b, within 2 ms, reaches no pool at all. Only far
+    is "no room"; with far gone, the fleet scales."""
+    docs = [location("a"), location("b"), link("a", "b", 5), pool("p", "a", usd=1.0),
+            inference("capped", [{"location": "a", "rate": 400}], throughput={"A100-80GB": 200}, maxReplicas=2),
+            inference("tiny", [{"location": "a", "rate": 0.2}])]
+    far = inference("far", [{"location": "b", "rate": 100, "latencySloMs": 2}])
+    (tmp_path / "one").mkdir()
+    report = whatif(write(tmp_path / "one", *docs, far), "--demand-scale", "2")
+    scen = report["scenario"]
+    assert scen["unmetWhy"] == {"capped": {"maxReplicas": pytest.approx(400)}, "far": {"noRoom": pytest.approx(200)},
+                                "tiny": {"cost": pytest.approx(0.4)}}
+    assert scen["unmetByReason"]["noRoom"] == {"rate": pytest.approx(200), "replicas": 0}
+    r = placer("whatif", str(tmp_path / "one" / "fleet"), "--demand-scale", "2")
+    assert r.returncode == 0, r.stderr
+    text = " ".join(r.stdout.split())
+    assert re.search(r"capped │ 0\.0 │ 400\.0 │ at its maxReplicas", text), r.stdout
+    assert re.search(r"far │ 100\.0 │ 200\.0 │ no room in reach", text), r.stdout
+    assert re.search(r"tiny │ 0\.2 │ 0\.4 │ cost: pools in reach have room", text), r.stdout
+    assert ("Verdict: partly collapses: 39.98% of demand served; 200.0 units/s unmet where no pool in reach has "
+            "room; 400.0 units/s beyond the maxReplicas of capped (raise it to serve them); 0.4 units/s left "
+            "unserved though pools in reach have room") in text, r.stdout
+    (tmp_path / "two").mkdir()
+    r = placer("whatif", str(write(tmp_path / "two", *docs)), "--demand-scale", "2")
+    assert r.returncode == 0, r.stderr
+    assert "Verdict: scales: 49.98% of demand served; 400.0 units/s beyond the maxReplicas of capped" in \
+        " ".join(r.stdout.split()), r.stdout
+
+
 def test_whatif_location_down_moves_demand_to_the_other(scenarios):
     report = whatif(scenarios, "--fail-location", "a")
     scen = report["scenario"]
@@ -249,7 +280,8 @@ def test_whatif_every_pool_down_serves_nothing(scenarios):
     r = placer("whatif", str(scenarios), "--fail-pool", "p", "--fail-pool", "q")
     assert r.returncode == 0, r.stderr
     assert "pool p, q down" in r.stdout
-    assert "Verdict: partly collapses: 0.00% of demand served, 600.0 units/s unmet." in r.stdout
+    assert "Verdict: partly collapses: 0.00% of demand served; 600.0 units/s unmet where no pool in reach has room." \
+        in " ".join(r.stdout.split())
 
 
 def test_whatif_counts_unplaced_training_replicas_apart_from_rates(tmp_path):
@@ -259,8 +291,8 @@ def test_whatif_counts_unplaced_training_replicas_apart_from_rates(tmp_path):
                   inference("m", [{"location": "a", "rate": 200}]), training("t", replicas=1, gpus=2, mem=20))
     r = placer("whatif", str(fleet), "--fail-pool", "p")
     assert r.returncode == 0, r.stderr
-    assert ("Verdict: partly collapses: 0.00% of demand served, 200.0 units/s unmet, and 1 training/batch "
-            "replica(s) unplaced.") in " ".join(r.stdout.split())
+    assert ("Verdict: partly collapses: 0.00% of demand served; 200.0 units/s and 1 training/batch replica(s) "
+            "unmet where no pool in reach has room.") in " ".join(r.stdout.split())
     report = whatif(fleet, "--fail-pool", "p")
     assert report["scenario"]["unplacedReplicas"] == 1 and report["base"]["unplacedReplicas"] == 0
     assert report["scenario"]["unmet"] == {"m": pytest.approx(200), "t": 1}

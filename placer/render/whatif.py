@@ -48,9 +48,11 @@ def render(report: dict[str, Any], console: Console) -> None:
         t.add_column("model")
         t.add_column("base", justify="right")
         t.add_column("scenario", justify="right")
+        t.add_column("why")
+        why = scen.get("unmetWhy", {})
         ranked = sorted(unmet.items(), key=lambda kv: (-kv[1], kv[0]))
         for model, amount in ranked[:UNMET_ROWS]:
-            t.add_row(model, f"{base['unmet'].get(model, 0):,.1f}", f"{amount:,.1f}")
+            t.add_row(model, f"{base['unmet'].get(model, 0):,.1f}", f"{amount:,.1f}", _why(why.get(model, {})))
         console.print(t)
         if len(ranked) > UNMET_ROWS:
             rest = ranked[UNMET_ROWS:]
@@ -62,18 +64,53 @@ def render(report: dict[str, Any], console: Console) -> None:
         named = ", ".join(pools[:SATURATED_NAMES])
         more = f", and {len(pools) - SATURATED_NAMES} more (--json names every one)" if len(pools) > SATURATED_NAMES else ""
         console.print(f"Saturated pools ({len(pools)} at their maximum): {named}{more}", style="yellow")
-    short = max(0.0, scen["demand"] - scen["served"])
+    verdict, collapses = _verdict(scen)
+    console.print(f"Verdict: {verdict}.", style="bold red" if collapses else "bold yellow" if unmet else "bold green")
+
+
+REASONS = {"noRoom": "no room in reach", "maxReplicas": "at its maxReplicas",
+           "cost": "cost: pools in reach have room"}
+
+
+def _why(amounts: dict[str, float]) -> str:
+    """The reasons a model's demand is unmet, with how much for each where there are several."""
+    if len(amounts) == 1:
+        return REASONS.get(next(iter(amounts)), next(iter(amounts)))
+    return "; ".join(f"{REASONS.get(k, k)} ({v:,.1f})" for k, v in sorted(amounts.items(), key=lambda kv: -kv[1]))
+
+
+def _amount(entry: dict[str, Any]) -> str:
+    parts = []
+    if entry.get("rate", 0.0) > 1e-6:
+        parts.append(f"{entry['rate']:,.1f} units/s")
+    if entry.get("replicas", 0):
+        parts.append(f"{entry['replicas']} training/batch replica(s)")
+    return " and ".join(parts)
+
+
+def _verdict(scen: dict[str, Any]) -> tuple[str, bool]:
+    """The answer to "would it scale or collapse?", and whether it collapses: demand unmet (or
+    training replicas unplaced) where no pool in reach has room. Demand beyond a model's
+    maxReplicas is the model's own limit, and what pools in reach have room for is left for its
+    cost (serving it would cost more than unmetUsdPerRate charges)."""
     share = scen["served"] / scen["demand"] if scen["demand"] else 1.0
-    replicas = int(scen.get("unplacedReplicas", 0))
-    if short > 1e-6:
-        verdict = f"partly collapses: {100 * share:.2f}% of demand served, {short:,.1f} units/s unmet"
-        if replicas:
-            verdict += f", and {replicas} training/batch replica(s) unplaced"
-    elif unmet:
-        verdict = "scales for inference; some training/batch replicas go unplaced"
-    else:
-        verdict = "scales: all demand is served"
-    console.print(f"Verdict: {verdict}.", style="bold green" if not unmet else "bold red")
+    by = scen.get("unmetByReason", {})
+    parts = []
+    if _amount(by.get("noRoom", {})):
+        parts.append(f"{_amount(by['noRoom'])} unmet where no pool in reach has room")
+    if _amount(by.get("maxReplicas", {})):
+        capped = sorted(m for m, r in scen.get("unmetWhy", {}).items() if "maxReplicas" in r)
+        parts.append(f"{_amount(by['maxReplicas'])} beyond the maxReplicas of {', '.join(capped[:5])}"
+                     f"{f' and {len(capped) - 5} more' if len(capped) > 5 else ''} (raise it to serve them)")
+    if _amount(by.get("cost", {})):
+        parts.append(f"{_amount(by['cost'])} left unserved though pools in reach have room: serving them would "
+                     "cost more than Settings objective.unmetUsdPerRate (unmetUsdPerReplica) charges, or a "
+                     "required budget or spot cap forbids it")
+    if not parts:
+        return "scales: all demand is served", False
+    collapses = bool(_amount(by.get("noRoom", {})))
+    return f"{'partly collapses' if collapses else 'scales'}: {100 * share:.2f}% of demand served; {'; '.join(parts)}", \
+        collapses
 
 
 def policies(base: dict[str, Any], scen: dict[str, Any], console: Console) -> None:
