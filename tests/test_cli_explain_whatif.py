@@ -259,7 +259,7 @@ def test_whatif_tells_a_collapse_from_a_cap_and_from_cost(tmp_path):
     assert re.search(r"far │ 100\.0 │ 200\.0 │ no room in reach", text), r.stdout
     assert re.search(r"tiny │ 0\.2 │ 0\.4 │ cost: pools in reach have room", text), r.stdout
     assert ("Verdict: partly collapses: 39.98% of demand served; 200.0 units/s unmet where no pool in reach has "
-            "room; 400.0 units/s beyond the maxReplicas of capped (raise it to serve them); 0.4 units/s left "
+            "room; 400.0 units/s beyond the maxReplicas of capped (raise maxReplicas to serve them); 0.4 units/s left "
             "unserved though pools in reach have room") in text, r.stdout
     (tmp_path / "two").mkdir()
     r = placer("whatif", str(write(tmp_path / "two", *docs)), "--demand-scale", "2")

@@ -101,7 +101,7 @@ def _verdict(scen: dict[str, Any]) -> tuple[str, bool]:
     if _amount(by.get("maxReplicas", {})):
         capped = sorted(m for m, r in scen.get("unmetWhy", {}).items() if "maxReplicas" in r)
         parts.append(f"{_amount(by['maxReplicas'])} beyond the maxReplicas of {', '.join(capped[:5])}"
-                     f"{f' and {len(capped) - 5} more' if len(capped) > 5 else ''} (raise it to serve them)")
+                     f"{f' and {len(capped) - 5} more' if len(capped) > 5 else ''} (raise maxReplicas to serve them)")
     if _amount(by.get("cost", {})):
         parts.append(f"{_amount(by['cost'])} left unserved though pools in reach have room: serving them would "
                      "cost more than Settings objective.unmetUsdPerRate (unmetUsdPerReplica) charges, or a "
