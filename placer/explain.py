@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from placer.candidates import SLO, Candidates, Exclusion, within_slo
+from placer.candidates import SLO, Candidates, Exclusion, exclusion, required_of, within_slo
 from placer.cost import model_compute_usd, price
-from placer.fleet import Fleet
+from placer.fleet import Fleet, Model
 from placer.optimizer import SolveResult, optimize
 from placer.placement import Placement
 from placer.policy import Rules
@@ -22,6 +22,9 @@ class Explanation:
     compute_usd: float
     routes: list[tuple[str, str, float, float]]  # demand location, pool, rate, latency
     unmet: list[tuple[str, float]]
+    unmet_why: dict[str, str] = field(default_factory=dict)  # demand location -> why_unmet's reason
+    missing: int = 0  # training/batch replicas not placed
+    missing_why: str | None = None
     out: dict[str, str] = field(default_factory=dict)  # pool -> reason
     unused: dict[str, str] = field(default_factory=dict)  # eligible pools not chosen -> note
     next_best: dict[str, int] | None = None
@@ -87,6 +90,32 @@ def _slo_reason(fleet: Fleet, model: str, pool: str) -> str | None:
     return str(Exclusion(SLO, f"no demand reaches {where} within its SLO ({'; '.join(late[:3])}{more})"))
 
 
+NO_ROOM, MAX_REPLICAS, COST = "noRoom", "maxReplicas", "cost"
+UNMET_REASONS = {NO_ROOM: "no room in reach", MAX_REPLICAS: "at its maxReplicas", COST: "cost: pools in reach have room"}
+
+
+def why_unmet(fleet: Fleet, rules: Rules, placement: Placement, used: Mapping[str, int], model: Model,
+              location: str | None) -> str:
+    """Why demand of ``model`` at ``location`` (None: a training or batch replica) is left unmet:
+    MAX_REPLICAS, the model runs its maxReplicas already; NO_ROOM, no pool its fit rules and
+    required policies allow, within the demand's SLO, has GPUs left for a replica; else COST,
+    such a pool has room, and serving the demand there would cost more than the fleet charges
+    for leaving it unmet (or a limit across pools, a budget or a spot cap, forbids it)."""
+    if model.spec.max_replicas is not None and placement.replicas_of(model.name) >= model.spec.max_replicas:
+        return MAX_REPLICAS
+    slo = next((d.latency_slo_ms for d in model.spec.demand if d.location == location), None)
+    policies = required_of(fleet, model)
+    for pool in fleet.pools.values():
+        need = pool.gpus_per_replica(model.spec.replica.gpus)
+        if need == 0 or pool.max_gpus - used.get(pool.name, 0) < need:
+            continue
+        if location is not None and not within_slo(fleet.topology.latency_ms(location, pool.location.name), slo):
+            continue
+        if exclusion(fleet, rules, model, pool, policies) is None:
+            return COST
+    return NO_ROOM
+
+
 def explain(fleet: Fleet, rules: Rules, model: str, result: SolveResult, current: dict[tuple[str, str], int],
             cands: Candidates, progress: Callable[[str], None] | None = None) -> Explanation:
     placement = result.placement
@@ -95,6 +124,12 @@ def explain(fleet: Fleet, rules: Rules, model: str, result: SolveResult, current
     routes = [(r.demand_location, r.pool, r.rate, r.latency_ms) for r in placement.routes if r.model == model]
     unmet = [(loc, rate) for m, loc, rate in placement.unmet(fleet) if m == model]
     ex = Explanation(model, placed, model_compute_usd(fleet, placement, model), routes, unmet)
+    ex.missing = placement.missing_replicas(fleet, model)
+    if unmet or ex.missing:
+        used = {p: placement.gpus_used(fleet, p) for p in fleet.pools}
+        ex.unmet_why = {loc: why_unmet(fleet, rules, placement, used, fleet.models[model], loc) for loc, _ in unmet}
+        if ex.missing:
+            ex.missing_why = why_unmet(fleet, rules, placement, used, fleet.models[model], None)
     for pool in fleet.pools:
         if pool in placed:
             continue

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
-from placer.candidates import exclusion, required_of, within_slo
 from placer.cost import price
+from placer.explain import why_unmet
 from placer.fleet import Fleet, Model, Pool
 from placer.optimizer import explain_infeasible, optimize
-from placer.placement import Placement
 from placer.policy import Rules
 from placer.spec.kinds import PoolNodes
 from placer.spec.loader import suggest
@@ -87,31 +86,6 @@ def saturated(fleet: Fleet, gpus_used: dict[str, int], failed: Collection[str]) 
         if gpus_used.get(pool.name, 0) >= pool.max_gpus:
             out.append(pool.name)
     return out
-
-
-NO_ROOM, MAX_REPLICAS, COST = "noRoom", "maxReplicas", "cost"
-
-
-def why_unmet(fleet: Fleet, rules: Rules, placement: Placement, used: Mapping[str, int], model: Model,
-              location: str | None) -> str:
-    """Why demand of ``model`` at ``location`` (None: a training or batch replica) is left unmet:
-    MAX_REPLICAS, the model runs its maxReplicas already; NO_ROOM, no pool its fit rules and
-    required policies allow, within the demand's SLO, has GPUs left for a replica; else COST,
-    such a pool has room, and serving the demand there would cost more than the fleet charges
-    for leaving it unmet (or a limit across pools, a budget or a spot cap, forbids it)."""
-    if model.spec.max_replicas is not None and placement.replicas_of(model.name) >= model.spec.max_replicas:
-        return MAX_REPLICAS
-    slo = next((d.latency_slo_ms for d in model.spec.demand if d.location == location), None)
-    policies = required_of(fleet, model)
-    for pool in fleet.pools.values():
-        need = pool.gpus_per_replica(model.spec.replica.gpus)
-        if need == 0 or pool.max_gpus - used.get(pool.name, 0) < need:
-            continue
-        if location is not None and not within_slo(fleet.topology.latency_ms(location, pool.location.name), slo):
-            continue
-        if exclusion(fleet, rules, model, pool, policies) is None:
-            return COST
-    return NO_ROOM
 
 
 def compare(fleet: Fleet, rules: Rules, scenario: Scenario,

@@ -535,3 +535,24 @@ def test_a_full_pools_occupants_are_named_biggest_first_and_counted_beyond_eight
     r = placer("explain", str(fleet), "m")
     assert r.returncode == 0, r.stderr
     assert why_not(r.stdout)["full"] == "eligible but full: 10/10 GPUs taken by big, n0, n1, n2, n3, n4, n5, n6 and 1 more"
+
+
+def test_explain_says_why_demand_is_unmet(tmp_path):
+    """explain gives unmet demand the reason whatif gives it: the model at its maxReplicas, no pool
+    in reach with room, or pools with room it would cost more to use than to leave it unmet."""
+    fleet = write(tmp_path, location("a"), location("b"), link("a", "b", 5), pool("p", "a", usd=1.0),
+                  inference("capped", [{"location": "a", "rate": 800}], throughput={"A100-80GB": 200},
+                            maxReplicas=2),
+                  inference("tiny", [{"location": "a", "rate": 0.4}]),
+                  inference("far", [{"location": "b", "rate": 100, "latencySloMs": 2}]),
+                  pool("q", "a", usd=1.0), training("t", replicas=2, gpus=8, mem=20),  # pinned to q: one fits
+                  policy("t-on-q", {"allowPools": {}}, models={"names": ["t"]}, pools={"names": ["q"]}))
+    said = {}
+    for model in ("capped", "tiny", "far", "t"):
+        r = placer("explain", str(fleet), model)
+        assert r.returncode == 0, r.stderr
+        said[model] = " ".join(r.stdout.split())
+    assert "demand at a: 400.0 unmet (at its maxReplicas)" in said["capped"], said["capped"]
+    assert "demand at a: 0.4 unmet (cost: pools in reach have room)" in said["tiny"], said["tiny"]
+    assert "demand at b: 100.0 unmet (no room in reach)" in said["far"], said["far"]
+    assert "1 replica(s) not placed (no room in reach)" in said["t"], said["t"]

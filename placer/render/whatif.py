@@ -7,6 +7,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from placer.explain import UNMET_REASONS
 from placer.render.report import COST_TERMS
 
 UNMET_ROWS = 20  # models listed with unmet demand; --json lists them all
@@ -68,15 +69,13 @@ def render(report: dict[str, Any], console: Console) -> None:
     console.print(f"Verdict: {verdict}.", style="bold red" if collapses else "bold yellow" if unmet else "bold green")
 
 
-REASONS = {"noRoom": "no room in reach", "maxReplicas": "at its maxReplicas",
-           "cost": "cost: pools in reach have room"}
 
 
 def _why(amounts: dict[str, float]) -> str:
     """The reasons a model's demand is unmet, with how much for each where there are several."""
     if len(amounts) == 1:
-        return REASONS.get(next(iter(amounts)), next(iter(amounts)))
-    return "; ".join(f"{REASONS.get(k, k)} ({v:,.1f})" for k, v in sorted(amounts.items(), key=lambda kv: -kv[1]))
+        return UNMET_REASONS.get(next(iter(amounts)), next(iter(amounts)))
+    return "; ".join(f"{UNMET_REASONS.get(k, k)} ({v:,.1f})" for k, v in sorted(amounts.items(), key=lambda kv: -kv[1]))
 
 
 def _amount(entry: dict[str, Any]) -> str:
