@@ -415,20 +415,32 @@ def render(plan_path: str, out_dir: str) -> None:
 @click.option("--state", "state_path", type=click.Path(), help="Use this local state file instead of Settings'.")
 @click.option("--all", "every_row", is_flag=True,
               help="One row per other pool, however many (by default, beyond 40 pools, one row per reason).")
-def explain(fleet: str, model: str, now_text: str | None, state_path: str | None, every_row: bool) -> None:
+@click.option("--plan", "plan_path", type=click.Path(),
+              help="Explain this saved plan (the one a pull request shows) instead of planning afresh.")
+def explain(fleet: str, model: str, now_text: str | None, state_path: str | None, every_row: bool,
+            plan_path: str | None) -> None:
     """Where MODEL goes and why: its cost terms, why each other pool is out, the next-best pool."""
     from rich.table import Table
 
-    from placer.candidates import required_of, retirement
+    from placer.candidates import Candidates, Exclusions, required_of, retirement
     from placer.explain import GROUP_ABOVE, GROUP_NAMES, UNMET_REASONS, grouped, names
     from placer.explain import explain as run_explain
     from placer.loader_hint import suggest_name
     from placer.optimizer import explain_infeasible, optimize
 
+    saved = None
+    if plan_path is not None:
+        from placer.planfile import read
+
+        saved = read(plan_path)
+        now_text = now_text or saved.created_at  # the plan's rules are those of its time
     now = parse_now(now_text)
     loaded = read_fleet(fleet)
     if model not in loaded.models:
         fail(f"no model named {model!r} in {fleet}{suggest_name(model, loaded.models)}")
+    if saved is not None and saved.fleet_digest != loaded.digest:
+        fail(f"{plan_path} was made from another version of {fleet} (plan {saved.fleet_digest[:19]}…, fleet now "
+             f"{loaded.digest[:19]}…): explain the fleet as it is without --plan, or plan it again")
     state = backend_from(settings_json(loaded)["state"], state_path).read()
     rules = rules_for(now)
     retired = retirement(loaded, rules, loaded.models[model], required_of(loaded, loaded.models[model]))
@@ -436,7 +448,22 @@ def explain(fleet: str, model: str, now_text: str | None, state_path: str | None
         out.print(f"{model} is not placed, on any pool: {retired}")
         return
     with spinner(True) as progress:
-        result = optimize(loaded, rules, current=state.replicas(), progress=progress)
+        if saved is not None:  # the plan as saved: nothing to solve but the next best
+            from placer.optimizer import SolveResult
+            from placer.planner import placement_of_body
+
+            kept = saved.body.get("solver", {})
+            gone = {str(r["model"]): str(r.get("reason", "")) for r in saved.body.get("retired", [])}
+            try:
+                placed = placement_of_body(saved.body)
+            except PlanFileError as exc:
+                fail(f"{plan_path}: {exc}")
+            result = SolveResult(str(kept.get("status", "SAVED")), placed,
+                                 float(kept.get("objectiveUsdPerHour") or 0.0), float(kept.get("boundUsdPerHour") or 0.0),
+                                 float(kept.get("wallSeconds") or 0.0),
+                                 candidates=Candidates(retired=gone, excluded=Exclusions(loaded, rules, gone)))
+        else:
+            result = optimize(loaded, rules, current=state.replicas(), progress=progress)
         if result.status == "INFEASIBLE":
             progress("infeasible: looking for the conflicting policies")
             fail(f"the fleet has no feasible plan, so {model} has no place: "

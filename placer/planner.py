@@ -15,8 +15,8 @@ from placer.cost import CostBreakdown, price
 from placer.diff import deployment_target, diff, managed_pool, pool_target
 from placer.fleet import Fleet
 from placer.optimizer import Conflict, SolveResult, explain_infeasible, optimize
-from placer.placement import Placement
-from placer.planfile import Plan
+from placer.placement import Placement, Route
+from placer.planfile import Plan, PlanFileError
 from placer.policy import Rules
 from placer.state import State
 
@@ -102,6 +102,23 @@ def placement_body(fleet: Fleet, result: SolveResult, placement: Placement, cost
         "violations": violations,
         "models": {m.name: {"demand": _r(m.total_demand)} for m in fleet.models.values()},
     }
+
+
+def placement_of_body(body: dict[str, Any]) -> Placement:
+    """The placement a plan's body records (``placement_body``'s inverse): replicas, nodes, routes
+    and retired models, for ``placer explain --plan``. Raises PlanFileError on a body that lacks
+    them (a plan edited by hand)."""
+    try:
+        return Placement(
+            replicas={(str(p["model"]), str(p["pool"])): int(p["replicas"]) for p in body["placements"]},
+            nodes={str(p["pool"]): int(p["nodes"]) for p in body["pools"]},
+            routes=tuple(Route(str(r["model"]), str(r["demandLocation"]), str(r["pool"]), float(r["rate"]),
+                               float(r["latencyMs"])) for r in body["routes"]),
+            retired=frozenset(str(r["model"]) for r in body.get("retired", [])),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PlanFileError(f"the plan's placements, pools or routes are malformed ({type(exc).__name__}: {exc}); "
+                            "plan again") from None
 
 
 def make_plan(

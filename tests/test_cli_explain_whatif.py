@@ -556,3 +556,40 @@ def test_explain_says_why_demand_is_unmet(tmp_path):
     assert "demand at a: 0.4 unmet (cost: pools in reach have room)" in said["tiny"], said["tiny"]
     assert "demand at b: 100.0 unmet (no room in reach)" in said["far"], said["far"]
     assert "1 replica(s) not placed (no room in reach)" in said["t"], said["t"]
+
+
+def test_explain_plan_explains_the_saved_plan_without_planning_again(tmp_path):
+    """`explain --plan PLAN` explains what the plan file records (a pull request's plan), not a new
+    solve: a plan edited to put m on q is explained with m on q. A plan from another version of
+    the fleet, or one whose placements are damaged, is refused with the reason."""
+    fleet = write(tmp_path, location("a"), pool("p", "a", usd=1.0), pool("q", "a", usd=2.0),
+                  inference("m", [{"location": "a", "rate": 100}]))
+    plan = tmp_path / "plan.json"
+    r = placer("plan", str(fleet), "-o", str(plan))
+    assert r.returncode == 0, r.stderr
+    saved = placer("explain", str(fleet), "m", "--plan", str(plan))
+    assert saved.returncode == 0, saved.stderr
+    assert "m: 1 replica(s) on p; compute 1.00 USD/h" in saved.stdout
+    assert "Next best without its current pools: 1 on q, costing +1.00 USD/h" in saved.stdout
+
+    data = json.loads(plan.read_text())
+    for entry in (*data["placements"], *data["routes"]):
+        entry["pool"] = "q"
+    plan.write_text(json.dumps(data))
+    edited = placer("explain", str(fleet), "m", "--plan", str(plan))
+    assert edited.returncode == 0, edited.stderr
+    assert "m: 1 replica(s) on q; compute 2.00 USD/h" in edited.stdout
+    assert "demand at a: 100.0 routed to q" in edited.stdout
+    assert "1 on p, 1.00 USD/h cheaper for the whole fleet" in " ".join(edited.stdout.split())
+
+    del data["routes"]
+    plan.write_text(json.dumps(data))
+    broken = placer("explain", str(fleet), "m", "--plan", str(plan))
+    assert broken.returncode == 1 and f"{plan}: the plan's placements, pools or routes are malformed" in broken.stderr
+
+    r = placer("plan", str(fleet), "-o", str(plan))
+    assert r.returncode == 0, r.stderr
+    (fleet / "more.yaml").write_text(yaml.safe_dump(pool("r", "a", usd=0.5)))
+    stale = placer("explain", str(fleet), "m", "--plan", str(plan))
+    assert stale.returncode == 1 and "was made from another version of" in stale.stderr, stale.stderr
+    assert "explain the fleet as it is without --plan, or plan it again" in stale.stderr
