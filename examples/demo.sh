@@ -30,5 +30,8 @@ set -e
 tail -1 "$WORK/replan.txt"
 if [ "$code" != 0 ]; then echo "re-plan exited $code, expected 0 (no changes)" >&2; exit 1; fi
 
+step "placer explain $FLEET legal-assistant-70b --plan $WORK/plan.json   (why the plan put it there)"
+placer explain "$FLEET" legal-assistant-70b --plan "$WORK/plan.json"
+
 step "placer whatif $FLEET --demand-scale 1.5   (if traffic grew by half tomorrow)"
 placer whatif "$FLEET" --now "$NOW" --demand-scale 1.5
