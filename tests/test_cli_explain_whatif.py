@@ -190,6 +190,9 @@ def test_whatif_demand_doubled_scales_onto_the_elastic_pool(scenarios):
     assert base["cost"]["computeUsdPerHour"] == pytest.approx(6.0)
     assert scen["cost"]["computeUsdPerHour"] == pytest.approx(20.0)
     assert scen["saturated"] == []
+    # planned from the base plan: 8 replicas started on q, 2 of p's 6 stopped, 0.5 USD each started
+    assert scen["fromBase"] == {"started": 8, "stopped": 2, "churnUsd": pytest.approx(4.0)}
+    assert "fromBase" not in base
 
 
 def test_whatif_provider_down_with_doubled_demand_collapses_in_part(scenarios):
@@ -201,6 +204,7 @@ def test_whatif_provider_down_with_doubled_demand_collapses_in_part(scenarios):
     assert re.search(r"served \(rate\)\s+│\s+600\s+│\s+800\s+│\s+\+200 *$", out, re.M), out
     assert re.search(r"\bm\s+│\s+0\.0\s+│\s+400\.0", out), out  # the unmet table: base, scenario
     assert "Saturated pools (1 at their maximum): p" in out
+    assert "Planned from the base plan: 2 replica(s) started, 0 stopped (churn 1.00 USD once)" in out
     assert "Verdict: partly collapses: 66.67% of demand served; 400.0 units/s unmet where no pool in reach has room." in out
     report = whatif(scenarios, "--demand-scale", "2", "--fail-provider", "aws")
     assert report["scenario"]["unmet"] == {"m": pytest.approx(400)}
@@ -385,12 +389,18 @@ def tour_commands() -> list[list[str]]:
     return out
 
 
-def test_readme_tour_commands_run_on_the_example_fleet():
+def test_readme_tour_commands_run_on_the_example_fleet(tmp_path):
     """A newcomer pastes the tour: the model it explains and the provider it fails must exist in
-    examples/hybrid (the tour once explained a model the example has no longer)."""
+    examples/hybrid (the tour once explained a model the example has no longer); the plan that
+    `explain --plan` reads is the one the tour's `placer plan` writes."""
     commands = tour_commands()
-    assert sorted(c[0] for c in commands) == ["explain", "validate", "whatif"]
+    assert sorted(c[0] for c in commands) == ["explain", "explain", "validate", "whatif"]
+    plan = tmp_path / "plan.json"
+    made = placer("plan", "examples/hybrid", "-o", str(plan))
+    assert made.returncode == 0, made.stderr
     for args in commands:
+        if "--plan" in args:
+            args = [str(plan) if a == "plan.json" else a for a in args]
         r = placer(*args)
         assert r.returncode == 0, f"placer {' '.join(args)}: {r.stderr}"
         if args[0] == "explain":

@@ -42,6 +42,10 @@ def render(report: dict[str, Any], console: Console) -> None:
     row("served (rate)", base["served"], scen["served"], "{:,.0f}")
     row("GPUs used", base["gpus"]["used"], scen["gpus"]["used"], "{:,.0f}")
     console.print(table)
+    moves = scen.get("fromBase")
+    if moves is not None:
+        console.print(f"Planned from the base plan: {moves['started']:,} replica(s) started, {moves['stopped']:,} "
+                      f"stopped (churn {moves['churnUsd']:,.2f} USD once)")
     unmet = scen["unmet"]
     if unmet:
         t = Table(title="Unmet in the scenario (rate, or replicas for training/batch)", title_justify="left",
