@@ -218,6 +218,18 @@ def find_candidates(fleet: Fleet, rules: Rules) -> Candidates:
     return out
 
 
+def stranded_minimum(fleet: Fleet, retired: Mapping[str, str], n_pools: Callable[[str], int]) -> str | None:
+    """An inference model with a minReplicas that no pool can host at all (``n_pools`` counts a
+    model's eligible pools), or None. Its minimum makes any plan impossible, but its row counts no
+    replica, and a solver given no column at all (no model of the fleet placeable) answers
+    "optimal" over nothing: both routes ask this first and answer INFEASIBLE, as they answer when
+    other models have pools."""
+    for model in fleet.models.values():
+        if model.inference and model.spec.min_replicas and model.name not in retired and not n_pools(model.name):
+            return model.name
+    return None
+
+
 def eligibility_warnings(fleet: Fleet, retired: Mapping[str, str], n_pools: Callable[[str], int],
                          n_routes: Callable[[str, int], int],
                          reasons: Callable[[str], Iterable[Exclusion]]) -> list[Diagnostic]:

@@ -435,3 +435,18 @@ def test_a_fleet_with_no_demand_to_serve_plans_nothing():
     assert not placement.replicas and cost.objective == pytest.approx(0.0, abs=1e-6)
     large = optimize_large(f, RULES, time_limit=5.0)
     assert large.placement is not None and not large.placement.replicas
+
+
+@pytest.mark.parametrize("route", ["exact", "scalable"])
+def test_a_minimum_no_pool_can_host_is_infeasible_even_when_nothing_else_is_placeable(route, monkeypatch):
+    """m needs a replica and no pool fits it (its only throughput is for H100s; the pool has
+    A100s). With another model placeable both routes said INFEASIBLE; with nothing placeable the
+    solver was handed no column and answered "optimal" over nothing, m's minimum ignored (a
+    property test's counterexample). Both routes now say INFEASIBLE, and the conflict names m."""
+    monkeypatch.setenv("PLACER_OPTIMIZER", route)
+    f = fleet(location("a"), pool("p", "a"),
+              inference("m", [], throughput={"H100-80GB": 10.0}, minReplicas=1))
+    result = optimize(f, RULES)
+    assert result.status == "INFEASIBLE" and result.placement is None
+    conflict = explain_infeasible(f, RULES)
+    assert conflict.models == ("m",) and "(m needs 1 replica; the pools it fits hold at most 0)" in conflict.message()

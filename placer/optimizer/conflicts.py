@@ -56,7 +56,7 @@ class Conflict:
         if self.capacity is not None:
             most, need = self.capacity
             allowed = "the pools these policies leave it" if self.policies else "the pools it fits"
-            why = f" ({self.models[0]} needs {need:,} replicas; {allowed} hold at most {most:,})"
+            why = f" ({self.models[0]} needs {need:,} replica{'s' if need != 1 else ''}; {allowed} hold at most {most:,})"
         elif not self.minimal:
             why = " (not proven minimal: some checks ran out of time, so some of these may not take part)"
         return (f"no placement satisfies {self.describe()}{together} with the fleet's capacity{why}; relax one "

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from placer.candidates import Candidates, Exclusions
+from placer.candidates import Candidates, Exclusions, stranded_minimum
 from placer.fleet import Fleet
 from placer.optimizer.arrays import (
     ArrayCandidates,
@@ -423,6 +423,9 @@ def optimize_large(
     clock = Clock(limit, progress or (lambda _m: None))
     arrays = build_arrays(fleet, rules)
     clock.mark("pairs", f"{arrays.n_pairs} pairs, {arrays.n_routes} routes")
+    counts, index = np.diff(arrays.pair_ptr), arrays.model_index
+    if stranded_minimum(fleet, arrays.retired, lambda m: int(counts[index[m]])) is not None:
+        return LargeResult("INFEASIBLE", None, math.inf, -math.inf, clock.elapsed(), {})
     # cuts tighten the LP; a fleet planned without the LP gets the cheapest set, and a re-plan
     # (which starts from what runs, and searches little) none
     replan = choose_mode(arrays, arrays.current_vector(current)) == "replan"

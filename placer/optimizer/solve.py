@@ -11,7 +11,7 @@ from typing import Any
 
 from ortools.linear_solver import pywraplp
 
-from placer.candidates import Candidates, find_candidates
+from placer.candidates import Candidates, find_candidates, stranded_minimum
 from placer.fleet import Fleet
 from placer.optimizer.model import TERMS, MipBuilder, MipModel
 from placer.optimizer.quiet import quiet_stdout
@@ -124,6 +124,8 @@ def optimize(
     current = current or {}
     say("finding eligible pools")
     cands = find_candidates(fleet, rules)
+    if stranded_minimum(fleet, cands.retired, lambda m: len(cands.pools_of(m))) is not None:
+        return SolveResult("INFEASIBLE", None, math.inf, -math.inf, time.monotonic() - started, {}, cands)
     say(f"building model: {len(cands.pairs)} eligible (model, pool) pairs")
     builder = MipBuilder(fleet, cands, current)
     mip = builder.build(rules)
