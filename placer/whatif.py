@@ -12,6 +12,7 @@ from placer.cost import churn_usd, price
 from placer.explain import why_unmet
 from placer.fleet import Fleet, Model, Pool
 from placer.optimizer import explain_infeasible, optimize
+from placer.placement import Placement
 from placer.policy import Rules
 from placer.spec.kinds import PoolNodes
 from placer.spec.loader import suggest
@@ -123,55 +124,59 @@ def compare(fleet: Fleet, rules: Rules, scenario: Scenario,
             if label == "base":
                 break  # nothing to compare a scenario with
             continue
-        cost = price(f, result.placement, rules)
-        moves = None
         if label == "base":
             base_replicas = dict(result.placement.replicas)
-        elif base_replicas is not None:
-            after = result.placement.replicas
-            moves = {"started": sum(max(0, r - base_replicas.get(k, 0)) for k, r in after.items()),
-                     "stopped": sum(max(0, r - after.get(k, 0)) for k, r in base_replicas.items()),
-                     "churnUsd": churn_usd(f, result.placement, base_replicas)}
-        used = {p: result.placement.gpus_used(f, p) for p in f.pools}
-        unmet: dict[str, float] = {}
-        why: dict[str, dict[str, float]] = {}  # model -> reason -> how much of its unmet
-        totals: dict[str, dict[str, Any]] = {}  # reason -> the rate and the replicas unmet for it
-        for name, loc, rate in result.placement.unmet(f):
-            unmet[name] = unmet.get(name, 0.0) + rate
-            reason = why_unmet(f, rules, result.placement, used, f.models[name], loc)
-            why.setdefault(name, {})[reason] = why.get(name, {}).get(reason, 0.0) + rate
-            totals.setdefault(reason, {"rate": 0.0, "replicas": 0})["rate"] += rate
-        unplaced = 0  # training and batch replicas: counted apart from rates
-        for model in f.models.values():
-            short = result.placement.missing_replicas(f, model.name)
-            if short and model.name not in result.placement.retired:
-                unmet[model.name] = unmet.get(model.name, 0.0) + short
-                unplaced += short
-                reason = why_unmet(f, rules, result.placement, used, model, None)
-                why.setdefault(model.name, {})[reason] = short
-                totals.setdefault(reason, {"rate": 0.0, "replicas": 0})["replicas"] += short
-        broken: dict[str, dict[str, float]] = {}  # policy -> how often it is broken and what that costs
-        for v in cost.violations:
-            if v.enforcement == "preferred":  # priced as cost.price prices it
-                entry = broken.setdefault(v.policy, {"count": 0, "penaltyUsdPerHour": 0.0})
-                entry["count"] += 1
-                entry["penaltyUsdPerHour"] += v.amount * v.penalty_usd_per_hour
-        demand = sum(m.total_demand for m in f.models.values())
-        sides[label] = {
-            "status": result.status,
-            "feasible": True,
-            "gap": result.gap,
-            "cost": cost.as_dict(),
-            "demand": demand,
-            "served": sum(r.rate for r in result.placement.routes),
-            "unmet": dict(sorted(unmet.items())),
-            "unplacedReplicas": unplaced,
-            "unmetWhy": dict(sorted(why.items())),
-            "unmetByReason": totals,
-            "violations": dict(sorted(broken.items())),
-            **({"fromBase": moves} if moves is not None else {}),
-            "saturated": saturated(f, used, [p.name for p in f.pools.values() if scenario.failed(p)]),
-            "gpus": {"used": sum(used.values()), "capacity": sum(
-                result.placement.gpus_capacity(f, p) for p in f.pools)},
-        }
+        sides[label] = _side(f, rules, scenario, result.placement, result.status, result.gap, current)
     return {"description": scenario.describe(), **sides}
+
+
+def _side(f: Fleet, rules: Rules, scenario: Scenario, placement: Placement, status: str, gap: float,
+          base: dict[tuple[str, str], int] | None) -> dict[str, Any]:
+    """One side's report: cost by term, demand and served, what is unmet and why, the preferred
+    policies broken, the pools saturated, and (for the scenario) the moves from the ``base`` plan."""
+    cost = price(f, placement, rules)
+    used = {p: placement.gpus_used(f, p) for p in f.pools}
+    unmet: dict[str, float] = {}
+    why: dict[str, dict[str, float]] = {}  # model -> reason -> how much of its unmet
+    totals: dict[str, dict[str, Any]] = {}  # reason -> the rate and the replicas unmet for it
+    for name, loc, rate in placement.unmet(f):
+        unmet[name] = unmet.get(name, 0.0) + rate
+        reason = why_unmet(f, rules, placement, used, f.models[name], loc)
+        why.setdefault(name, {})[reason] = why.get(name, {}).get(reason, 0.0) + rate
+        totals.setdefault(reason, {"rate": 0.0, "replicas": 0})["rate"] += rate
+    unplaced = 0  # training and batch replicas: counted apart from rates
+    for model in f.models.values():
+        short = placement.missing_replicas(f, model.name)
+        if short and model.name not in placement.retired:
+            unmet[model.name] = unmet.get(model.name, 0.0) + short
+            unplaced += short
+            reason = why_unmet(f, rules, placement, used, model, None)
+            why.setdefault(model.name, {})[reason] = short
+            totals.setdefault(reason, {"rate": 0.0, "replicas": 0})["replicas"] += short
+    broken: dict[str, dict[str, float]] = {}  # policy -> how often it is broken and what that costs
+    for v in cost.violations:
+        if v.enforcement == "preferred":  # priced as cost.price prices it
+            entry = broken.setdefault(v.policy, {"count": 0, "penaltyUsdPerHour": 0.0})
+            entry["count"] += 1
+            entry["penaltyUsdPerHour"] += v.amount * v.penalty_usd_per_hour
+    out = {
+        "status": status,
+        "feasible": True,
+        "gap": gap,
+        "cost": cost.as_dict(),
+        "demand": sum(m.total_demand for m in f.models.values()),
+        "served": sum(r.rate for r in placement.routes),
+        "unmet": dict(sorted(unmet.items())),
+        "unplacedReplicas": unplaced,
+        "unmetWhy": dict(sorted(why.items())),
+        "unmetByReason": totals,
+        "violations": dict(sorted(broken.items())),
+        "saturated": saturated(f, used, [p.name for p in f.pools.values() if scenario.failed(p)]),
+        "gpus": {"used": sum(used.values()), "capacity": sum(placement.gpus_capacity(f, p) for p in f.pools)},
+    }
+    if base is not None:
+        after = placement.replicas
+        out["fromBase"] = {"started": sum(max(0, r - base.get(k, 0)) for k, r in after.items()),
+                           "stopped": sum(max(0, r - after.get(k, 0)) for k, r in base.items()),
+                           "churnUsd": churn_usd(f, placement, base)}
+    return out

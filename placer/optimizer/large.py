@@ -97,8 +97,9 @@ LP_PAIRS = 8_000_000  # beyond this many pairs the LP does not fit the time: pla
 REPLAN_SHARE = 0.5  # re-plan from what runs when it covers this share of the models
 # ... and its replicas could serve this share of the demand: a re-plan's short search around what
 # runs suits a change of a few percent, not demand doubled (bench M x2 re-planned from its plan:
-# objective 25,943.60 with 7,263 of rate unmet in 0.8 s, where the whole route finds 20,443.45
-# with 2,478, its moves priced as churn all the same) or a large pool lost
+# objective 25,943.60 with 7,263 of rate unmet in 0.8 s, where the whole route finds 19,948.82
+# with 2,478 in 4.6 s, its moves priced as churn all the same; a fresh plan so priced, 20,441.07)
+# or a large pool lost
 REPLAN_SERVES = 0.9
 PATIENCE = 24  # neighbourhood steps without gain before stopping
 REPLAN_PATIENCE = 8

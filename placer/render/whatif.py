@@ -63,7 +63,7 @@ def render(report: dict[str, Any], console: Console) -> None:
             rest = ranked[UNMET_ROWS:]
             console.print(f"… and {len(rest)} more model(s) short of {sum(a for _, a in rest):,.1f} in all "
                           "(--json lists every one)")
-    policies(base.get("violations", {}), scen.get("violations", {}), console)
+    _policies(base.get("violations", {}), scen.get("violations", {}), console)
     pools = scen["saturated"]
     if pools:
         named = ", ".join(pools[:SATURATED_NAMES])
@@ -71,8 +71,6 @@ def render(report: dict[str, Any], console: Console) -> None:
         console.print(f"Saturated pools ({len(pools)} at their maximum): {named}{more}", style="yellow")
     verdict, collapses = _verdict(scen)
     console.print(f"Verdict: {verdict}.", style="bold red" if collapses else "bold yellow" if unmet else "bold green")
-
-
 
 
 def _why(amounts: dict[str, float]) -> str:
@@ -116,7 +114,7 @@ def _verdict(scen: dict[str, Any]) -> tuple[str, bool]:
         collapses
 
 
-def policies(base: dict[str, Any], scen: dict[str, Any], console: Console) -> None:
+def _policies(base: dict[str, Any], scen: dict[str, Any], console: Console) -> None:
     """The preferred policies either plan breaks (a required one is never broken), the dearest in
     the scenario first: how often, and what their penalties cost an hour."""
     names = sorted(set(base) | set(scen), key=lambda p: (-scen.get(p, {}).get("penaltyUsdPerHour", 0.0), p))
