@@ -12,6 +12,7 @@ from placer.cost import churn_usd, price
 from placer.explain import why_unmet
 from placer.fleet import Fleet, Model, Pool
 from placer.optimizer import explain_infeasible, optimize
+from placer.optimizer.large import use_large
 from placer.placement import Placement
 from placer.policy import Rules
 from placer.spec.kinds import PoolNodes
@@ -124,9 +125,22 @@ def compare(fleet: Fleet, rules: Rules, scenario: Scenario,
             if label == "base":
                 break  # nothing to compare a scenario with
             continue
+        if label == "base" and use_large(f):
+            # the scalable route's plan is not at its best (at XL 5% above the bound), and a re-plan
+            # from it keeps improving: the scenario, re-planned from the base, came out 383.56 USD/h
+            # *cheaper* with a pool lost. The base gets the same re-plan from itself, so that both
+            # sides have had the same search and the difference is the scenario's
+            if progress:
+                progress("re-planning the base plan from itself, as the scenario will be")
+            again = optimize(f, rules, current=dict(result.placement.replicas), progress=said)
+            if again.placement is not None and price(f, again.placement, rules).total <= price(
+                    f, result.placement, rules).total:
+                result = again
+        placement = result.placement
+        assert placement is not None  # a re-plan from a plan always has one
         if label == "base":
-            base_replicas = dict(result.placement.replicas)
-        sides[label] = _side(f, rules, scenario, result.placement, result.status, result.gap, current)
+            base_replicas = dict(placement.replicas)
+        sides[label] = _side(f, rules, scenario, placement, result.status, result.gap, current)
     return {"description": scenario.describe(), **sides}
 
 
