@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from placer.candidates import SLO, Candidates, Exclusion, exclusion, required_of, within_slo
 from placer.cost import model_compute_usd, price
-from placer.fleet import Fleet, Model
+from placer.fleet import Fleet, Model, Pool
 from placer.optimizer import SolveResult, optimize
 from placer.placement import Placement
 from placer.policy import Rules
@@ -27,6 +27,9 @@ class Explanation:
     missing_why: str | None = None
     out: dict[str, str] = field(default_factory=dict)  # pool -> reason
     unused: dict[str, str] = field(default_factory=dict)  # eligible pools not chosen -> note
+    # eligible pools not chosen -> USD/h of GPUs per unit of rate served there (inference) or per
+    # replica (training, batch): ``grouped`` lists them cheapest first
+    unused_price: dict[str, float] = field(default_factory=dict)
     next_best: dict[str, int] | None = None
     next_best_delta: float | None = None
     next_best_from_plan: bool = False  # the next best is this plan with the model moved alone (the scalable route)
@@ -69,6 +72,16 @@ def names(items: list[str], limit: int) -> str:
     if len(items) <= limit:
         return ", ".join(items)
     return f"{', '.join(items[:limit])} and {len(items) - limit} more"
+
+
+def _price(fleet: Fleet, model: Model, pool: Pool) -> float:
+    """USD/h of ``pool``'s GPUs per unit of rate one replica of ``model`` serves there (per replica
+    for training and batch): what makes an eligible pool cheap or dear for the model."""
+    usd = pool.usd_per_gpu_hour * pool.gpus_per_replica(model.spec.replica.gpus)
+    if not model.inference:
+        return usd
+    rate = model.spec.throughput.get(pool.gpu.name, 0.0)
+    return usd / rate if rate > 0 else math.inf
 
 
 def _slo_reason(fleet: Fleet, model: str, pool: str) -> str | None:
@@ -139,6 +152,7 @@ def explain(fleet: Fleet, rules: Rules, model: str, result: SolveResult, current
             ex.out[pool] = why
         else:
             ex.unused[pool] = _occupants(fleet, placement, pool, model)
+            ex.unused_price[pool] = _price(fleet, fleet.models[model], fleet.pools[pool])
     if placed:
         forbid = frozenset((model, p) for p in placed)
         from placer.optimizer.large import use_large  # imported by optimize all the same
@@ -168,6 +182,11 @@ GROUP_ABOVE = 40  # beyond this many other pools, ``grouped`` gathers pools out 
 _FREE = re.compile(r", (\d+) of (\d+) GPUs free$")
 
 
+def _cheapest_first(ex: Explanation) -> list[tuple[str, str]]:
+    """The eligible pools not chosen, with their notes: cheapest GPUs for the model's rate first."""
+    return sorted(ex.unused.items(), key=lambda kv: (ex.unused_price.get(kv[0], math.inf), kv[0]))
+
+
 def grouped(ex: Explanation, above: int = GROUP_ABOVE) -> list[tuple[list[str], str]]:
     """The "other pools" rows, (pools, reason): one row per pool (those out first, then the
     eligible ones not chosen), or, beyond ``above`` pools (at bench L a model has about 300), one
@@ -177,16 +196,17 @@ def grouped(ex: Explanation, above: int = GROUP_ABOVE) -> list[tuple[list[str], 
     (a name that is also a word of its reason, say a pool called "node", makes a template no other
     pool shares)."""
     if len(ex.out) + len(ex.unused) <= above:
-        return [([pool], why) for pool, why in [*sorted(ex.out.items()), *sorted(ex.unused.items())]]
+        return [([pool], why) for pool, why in [*sorted(ex.out.items()), *_cheapest_first(ex)]]
     groups: dict[str, list[tuple[str, str, str]]] = {}  # template -> (pool, its label, its own text)
     for pool, why in sorted(ex.out.items()):
         kind, sep, detail = why.partition(": ")
         name = re.compile(rf"(?<![\w.-]){re.escape(pool)}(?![\w.-])")
         groups.setdefault(kind + sep + name.sub("<pool>", detail), []).append((pool, pool, why))
-    for pool, why in sorted(ex.unused.items()):
+    order = ", cheapest for it first" if ex.unused_price else ""
+    for pool, why in _cheapest_first(ex):
         free = _FREE.search(why)
-        key, label = ((f"{why[:free.start()]}; free/all GPUs beside each", f"{pool} ({free[1]}/{free[2]})") if free
-                      else (why, pool))
+        key, label = ((f"{why[:free.start()]}; free/all GPUs beside each{order}", f"{pool} ({free[1]}/{free[2]})")
+                      if free else (why, pool))
         groups.setdefault(key, []).append((pool, label, why))
     return [([label for _, label, _ in members], key) if len(members) > 1 else ([members[0][0]], members[0][2])
             for key, members in groups.items()]

@@ -136,7 +136,7 @@ def test_explain_groups_many_pools_by_reason_and_all_lists_each(tmp_path):
         pool("p", "a", usd=1.0),
         *(pool(f"l4-{i:02d}", "a", gpu="L4-24GB", usd=0.3) for i in range(22)),
         *(pool(f"spot-{i:02d}", "a", usd=0.2, spot=True) for i in range(20)),
-        *(pool(f"dear-{i}", "a", usd=2.0) for i in range(3)),
+        *(pool(f"dear-{i}", "a", usd=usd) for i, usd in enumerate((2.0, 4.0, 3.0))),
         inference("m", [{"location": "a", "rate": 100}], mem=40),
     )
     r = placer("explain", str(fleet), "m")
@@ -149,8 +149,9 @@ def test_explain_groups_many_pools_by_reason_and_all_lists_each(tmp_path):
         assert not re.search(rf"(?<![\w-]){name}(?![\w-])", table), name
     flat = " ".join(table.split())
     assert "l4-07 and 14 more" in flat and "spot-07 and 12 more" in flat
-    for i in range(3):
-        assert f"dear-{i} (8/8)" in " ".join(table.split())
+    # the eligible pools not chosen, cheapest GPUs for m's rate first (2, 3, then 4 USD/h a GPU)
+    assert "dear-0 (8/8), dear-2 (8/8), dear-1 (8/8)" in flat, table
+    assert "free/all GPUs beside each, cheapest for it first" in flat
     assert table.count("memory: needs 40 GiB per GPU; L4-24GB has 24") == 1
     assert table.count("spot: <pool> is spot and the model is not spotTolerant") == 1
     assert table.count("eligible; not chosen (cost); free/all GPUs beside each") == 1
