@@ -8,7 +8,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
-from placer.cost import churn_usd, price
+from placer.cost import CostBreakdown, churn_usd, price
 from placer.explain import why_unmet
 from placer.fleet import Fleet, Model, Pool
 from placer.optimizer import explain_infeasible, optimize
@@ -125,6 +125,7 @@ def compare(fleet: Fleet, rules: Rules, scenario: Scenario,
             if label == "base":
                 break  # nothing to compare a scenario with
             continue
+        cost = price(f, result.placement, rules)
         if label == "base" and use_large(f):
             # the scalable route's plan is not at its best (at XL 5% above the bound), and a re-plan
             # from it keeps improving: the scenario, re-planned from the base, came out 383.56 USD/h
@@ -133,22 +134,22 @@ def compare(fleet: Fleet, rules: Rules, scenario: Scenario,
             if progress:
                 progress("re-planning the base plan from itself, as the scenario will be")
             again = optimize(f, rules, current=dict(result.placement.replicas), progress=said)
-            if again.placement is not None and price(f, again.placement, rules).total <= price(
-                    f, result.placement, rules).total:
-                result = again
+            if again.placement is not None:
+                again_cost = price(f, again.placement, rules)
+                if again_cost.total <= cost.total:
+                    result, cost = again, again_cost
         placement = result.placement
         assert placement is not None  # a re-plan from a plan always has one
         if label == "base":
             base_replicas = dict(placement.replicas)
-        sides[label] = _side(f, rules, scenario, placement, result.status, result.gap, current)
+        sides[label] = _side(f, rules, scenario, placement, cost, result.status, result.gap, current)
     return {"description": scenario.describe(), **sides}
 
 
-def _side(f: Fleet, rules: Rules, scenario: Scenario, placement: Placement, status: str, gap: float,
-          base: dict[tuple[str, str], int] | None) -> dict[str, Any]:
-    """One side's report: cost by term, demand and served, what is unmet and why, the preferred
+def _side(f: Fleet, rules: Rules, scenario: Scenario, placement: Placement, cost: CostBreakdown, status: str,
+          gap: float, base: dict[tuple[str, str], int] | None) -> dict[str, Any]:
+    """One side's report (``cost``: its placement priced): cost by term, demand and served, what is unmet and why, the preferred
     policies broken, the pools saturated, and (for the scenario) the moves from the ``base`` plan."""
-    cost = price(f, placement, rules)
     used = {p: placement.gpus_used(f, p) for p in f.pools}
     unmet: dict[str, float] = {}
     why: dict[str, dict[str, float]] = {}  # model -> reason -> how much of its unmet
