@@ -156,6 +156,36 @@ def fallback_bounds(model: MatrixModel, pi: FloatArray, b: Blocks, tables: PairT
     return result
 
 
+@dataclass
+class Lagrangian:
+    """L(pi) of the module docstring taken apart: the terms that need no MIP (the dropped rows and
+    the columns no model owns: ``fixed``, -inf when one of those columns is unbounded), and each
+    model's bound that needs no solve (``fallback_bounds``), which a model's proven MIP bound may
+    raise (``total``)."""
+
+    fixed: float
+    fallback: FloatArray
+
+    @staticmethod
+    def at(model: MatrixModel, pi: FloatArray, b: Blocks, tables: PairTables | None = None,
+           linking: FloatArray | None = None, rc: FloatArray | None = None) -> Lagrangian:
+        """At multipliers ``pi``; ``linking``, ``rc``: ``linking_multipliers`` and
+        ``linking_reduced_costs`` of ``pi``, when the caller has them."""
+        linking = linking_multipliers(model, pi, b) if linking is None else linking
+        rc = linking_reduced_costs(model, pi, b, linking) if rc is None else rc
+        alone = b.owner < 0
+        cols = least_at_bounds(rc[alone], model.lb[alone], model.ub[alone])
+        fixed = float(rows_value(model, linking).sum()) + float(cols.sum()) if np.isfinite(cols).all() else -math.inf
+        return Lagrangian(fixed, fallback_bounds(model, pi, b, tables))
+
+    def total(self, proven: FloatArray) -> float:
+        """L(pi) with each model at the greater of its ``proven`` bound (NaN or -inf: none, a
+        sub-MIP that did not run or proved nothing) and its fallback; -inf when no term bounds."""
+        best = np.where(np.isfinite(proven), np.maximum(proven, self.fallback), self.fallback)
+        out = self.fixed + float(best.sum())
+        return out if math.isfinite(out) else -math.inf
+
+
 def model_bound(model: MatrixModel, pi: FloatArray, deadline: float, *, workers: int = 1, per_model: float = 0.5,
                 integer: bool = True, blocks: Blocks | None = None, tables: PairTables | None = None,
                 record: Callable[[int, FloatArray], None] | None = None) -> ModelBound:
@@ -170,18 +200,15 @@ def model_bound(model: MatrixModel, pi: FloatArray, deadline: float, *, workers:
     csr = model.A.tocsr()
     b = blocks or model_blocks(model, csr)
     lo, hi = model.row_lo, model.row_hi
-    linking_pi = linking_multipliers(model, pi, b)
-    rows_term = float(rows_value(model, linking_pi).sum())
-    rc = linking_reduced_costs(model, pi, b, linking_pi)
-    alone = b.owner < 0
-    cols = least_at_bounds(rc[alone], model.lb[alone], model.ub[alone])
+    rc = linking_reduced_costs(model, pi, b)
     linking = int((~b.local).sum())
     n_models = len(b.col_ptr) - 1
-    if not np.isfinite(cols).all():
+    parts = Lagrangian.at(model, pi, b, tables, rc=rc)
+    if not math.isfinite(parts.fixed):
         return ModelBound(-math.inf, "UNBOUNDED", time.monotonic() - started, 0, linking)
-    fallback = fallback_bounds(model, pi, b, tables)
+    fallback = parts.fallback
     csc = model.A.tocsc()
-    total = [rows_term + float(cols.sum())]
+    total = [parts.fixed]
     status = ["OPTIMAL"]
     done = [0]
     fell_back = [0]

@@ -53,7 +53,7 @@ from placer.optimizer.arrays import (
     IntArray,
     build_arrays,
 )
-from placer.optimizer.bound import linking_reduced_costs
+from placer.optimizer.bound import Lagrangian, linking_reduced_costs
 from placer.optimizer.greedy import greedy, model_size, per_rate_cost, per_replica_cost, pseudo_lp
 from placer.optimizer.highs import IdleCores, solve
 from placer.optimizer.lns import Neighbourhoods, construct, improve, solve_free, sweep
@@ -579,10 +579,15 @@ class Pricing:
     rounds: int = 0
     over: str = OVER_NEAREST  # the pairs of its rounds after the first: OVER_NEAREST, OVER_EVERY_PAIR or OVER_AT_PRICES
     master_lp: list[float] = field(default_factory=list)  # the master's LP before each round after the first
+    # the best Lagrangian bound of its rounds over every pair and every model (``bound.Lagrangian``:
+    # each model at what its pricing MIP proved); -inf when none ran, or the model is restricted
+    bound: float = -math.inf
+    bounded: bool = False  # whether that round ran
 
 
 def price_configurations(model: MatrixModel, configs: Configurations, lp: LpResult, v: FloatArray,
-                         allowed: BoolArray, until: float, workers: int, csr: Any, by_parts: bool) -> Pricing:
+                         allowed: BoolArray, until: float, workers: int, csr: Any, by_parts: bool,
+                         tables: PairTables | None = None) -> Pricing:
     """Each model's least-cost configuration at the LP's duals, over its nearest pairs within
     ``allowed`` (``Configurations.add_priced``, from the plan ``v``); then more rounds, at prices
     halfway between the LP's and those of the master over what there is now (the master's own
@@ -595,7 +600,9 @@ def price_configurations(model: MatrixModel, configs: Configurations, lp: LpResu
     last round improved none, or the master's LP stopped falling after a round over some, the
     next prices all; after one over all, pricing ends). Else, while the window holds another
     round (SECOND_ROUND), one more over the nearest pairs, then a wider pass (PRICE_WIDE). By
-    parts (a fleet too large for one master: no master LP), the first round and the wider pass."""
+    parts (a fleet too large for one master: no master LP), the first round and the wider pass.
+    Each round over every pair and every model gives a Lagrangian bound (``Pricing.bound``;
+    ``tables``: the model's ``PairTables``, when the caller has them)."""
     assert lp.duals is not None
     started = time.monotonic()
     rc = linking_reduced_costs(model, lp.duals.pi, configs.blocks)
@@ -625,14 +632,24 @@ def price_configurations(model: MatrixModel, configs: Configurations, lp: LpResu
         if stalled and since_whole == 0:
             break
         out.master_lp.append(got[0])
-        pi = SMOOTHING * lp.duals.pi + (1 - SMOOTHING) * got[1]
-        rc_round = linking_reduced_costs(model, pi, configs.blocks)
+        # the first round over every pair prices every model at the LP's duals again, now over all
+        # its pairs: a Lagrangian bound at the multipliers that give the best one known (the
+        # master's, smoothed, gave 8,482 at M against the LP's 8,738 and 8,902 at the LP's duals)
+        bounding = out.over == OVER_EVERY_PAIR and not out.bounded and model.arrays.parent is None
+        pi = lp.duals.pi if bounding else SMOOTHING * lp.duals.pi + (1 - SMOOTHING) * got[1]
+        rc_round = rc if bounding else linking_reduced_costs(model, pi, configs.blocks)
         pairs = (pairs_at_prices(model, rc_round, v, PRICED_PAIRS) if out.over == OVER_AT_PRICES
                  else np.ones(n_pairs, dtype=bool) if out.over == OVER_EVERY_PAIR else near)
         # every model again when the models the last rounds improved have stopped paying
-        whole = out.over == OVER_NEAREST or stalled or not len(active) or since_whole + 1 >= WHOLE_EVERY
+        whole = (bounding or out.over == OVER_NEAREST or stalled or not len(active)
+                 or since_whole + 1 >= WHOLE_EVERY)
         n_models = configs.n_models if whole else len(active)
         new = configs.add_priced(rc_round, pairs, v, until, workers, models=None if whole else active)
+        if bounding:
+            # each model priced over all its pairs: what its MIP proved bounds its own problem in
+            # L(pi), so L(pi) bounds the plan (a restricted model's would bound it alone)
+            out.bound = Lagrangian.at(model, pi, configs.blocks, tables, rc=rc_round).total(new.proven)
+            out.bounded = True
         active, since_whole = new.improved, 0 if whole else since_whole + 1
         out.priced, out.rounds, last = out.priced + new.added, out.rounds + 1, time.monotonic() - t_round
         if DEBUG:
@@ -664,15 +681,16 @@ def model_parts(model: MatrixModel, v: FloatArray, size: int) -> list[IntArray]:
 
 def _recombined(model: MatrixModel, configs: Configurations | None, v: FloatArray, clock: Clock, reserve: float,
                 csr: Any, lp: LpResult | None = None, allowed: BoolArray | None = None,
-                workers: int = 1) -> FloatArray:
+                workers: int = 1, tables: PairTables | None = None) -> tuple[FloatArray, float]:
     """``v``, or the better plan ``recombine`` puts together from the configurations seen so far;
     given the LP ``lp``, then again with the LP's consolidated from that plan and each model's
     configuration priced at the LP's duals (over ``allowed`` pairs, on ``workers`` threads): when
     the slower master finds nothing better in its time, the quick one's plan stands. Beyond
     RECOMBINE_PAIRS, each master runs part by part (``model_parts``), and the LP's fractions are
-    gathered one way only."""
+    gathered one way only. With the plan, the bound its pricing proved (-inf: none; ``tables``:
+    the model's ``PairTables``, when the caller has them)."""
     if configs is None:
-        return v
+        return v, -math.inf
     share = RECOMBINE_SHARE_LP if lp is not None else RECOMBINE_SHARE
     deadline = time.monotonic() + min(clock.left() - reserve, share * clock.limit)
 
@@ -709,10 +727,10 @@ def _recombined(model: MatrixModel, configs: Configurations | None, v: FloatArra
 
     first = min(deadline - time.monotonic(), RECOMBINE_SHARE * clock.limit)
     if first < 0.1:
-        return v
+        return v, -math.inf
     v = once(v, first)
     if lp is None or deadline - time.monotonic() < 0.2:
-        return v
+        return v, -math.inf
     # a master over more configurations needs more time: every way of gathering the LP's fractions
     # when it has the time (M and L), the first alone when it has not
     ways = ONTO if deadline - time.monotonic() >= ALL_ONTO_SECONDS and not by_parts else ONTO[:1]
@@ -723,11 +741,12 @@ def _recombined(model: MatrixModel, configs: Configurations | None, v: FloatArra
     got = Pricing()
     if lp.duals is not None and allowed is not None:
         until = time.monotonic() + PRICE_SHARE * (deadline - time.monotonic())
-        got = price_configurations(model, configs, lp, v, allowed, until, workers, csr, by_parts)
+        got = price_configurations(model, configs, lp, v, allowed, until, workers, csr, by_parts, tables)
+    proved = f", bound {got.bound:.2f}" if math.isfinite(got.bound) else ""
     return once(v, deadline - time.monotonic(), f" (+{added} from the LP, +{got.priced} priced in {got.rounds} "
                                                f"round{'s' if got.rounds != 1 else ''}"
                                                f"{'' if got.over == OVER_NEAREST else ' over ' + got.over} "
-                                               f"in {time.monotonic() - t_price:.1f}s)")
+                                               f"in {time.monotonic() - t_price:.1f}s{proved})"), got.bound
 
 
 def solve_model(model: MatrixModel, clock: Clock, gap: float, workers: int = 1,
@@ -851,7 +870,9 @@ def solve_model(model: MatrixModel, clock: Clock, gap: float, workers: int = 1,
     v, st = sweep(model, hood, v, deadline=time.monotonic() + max(0.0, budget), workers=workers, record=record)
     clock.mark("sweep", f"{st.steps} models, {st.improved} improved on {workers} threads, "
                         f"value {model_value(model, v):.2f}")
-    recombined = _recombined(model, configs, v, clock, reserve, hood.csr, lp_configs, cand, workers)
+    recombined, priced_bound = _recombined(model, configs, v, clock, reserve, hood.csr, lp_configs, cand, workers,
+                                           tables)
+    bound = max(bound, priced_bound)
     if recombined is not v and clock.left() - reserve > 0.5:
         # the recombination moved many models at once: around them, one-model steps pay again
         v, st = sweep(model, hood, recombined, deadline=time.monotonic() + RESWEEP_SHARE * (clock.left() - reserve),

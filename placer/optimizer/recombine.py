@@ -97,6 +97,9 @@ class Priced:
 
     added: int  # configurations new to the record
     improved: IntArray  # the models whose priced configuration beat every one recorded for them
+    # per model, the least cost of its pricing problem its MIP proved (NaN: not priced, or proved
+    # nothing); over every pair, a bound on that model's own problem in L(rc's multipliers)
+    proven: FloatArray
 
 
 def on_columns(rows: Any, cols: IntArray) -> Any:
@@ -267,6 +270,7 @@ class Configurations:
             order = order[np.isin(order, models)]
         got: list[tuple[int, FloatArray]] = []
         improved: list[int] = []
+        proven = np.full(self.n_models, math.nan)
         lock = threading.Lock()
 
         def one(m: int) -> None:
@@ -286,6 +290,7 @@ class Configurations:
                                model.row_hi[rows], model.integer[free], time_limit=min(step_limit, left),
                                gap=PRICE_GAP, options=START_OPTIONS if fits else STEP_OPTIONS,
                                start=v[free] if fits else None)
+            proven[m] = sol.bound
             if sol.values is None:
                 return
             z = np.zeros(len(cols))
@@ -303,7 +308,7 @@ class Configurations:
         before = len(self.entries)
         for m, z in got:
             self._add(m, z, force=True)
-        return Priced(len(self.entries) - before, np.sort(np.array(improved, dtype=np.int64)))
+        return Priced(len(self.entries) - before, np.sort(np.array(improved, dtype=np.int64)), proven)
 
     def __len__(self) -> int:
         return len(self.entries)

@@ -13,7 +13,7 @@ import pytest
 
 from bench.generate import generate, to_fleet
 from placer.optimizer.arrays import build_arrays
-from placer.optimizer.bound import model_blocks, model_bound
+from placer.optimizer.bound import Lagrangian, model_blocks, model_bound
 from placer.optimizer.greedy import greedy
 from placer.optimizer.highs import solve
 from placer.optimizer.lp import Master, PairTables, column_generation, initial_pairs, lagrangian
@@ -131,6 +131,16 @@ def test_out_of_time_counts_every_model_at_its_fallback(small):
     assert got.status == "BOUNDED" and got.models == 0 and got.fallback == len(model.arrays.models)
     assert got.bound == pytest.approx(pair.bound, rel=1e-9, abs=1e-9)
     assert got.bound <= opt + 1e-6 * abs(opt)
+    # the same sum from its parts, with no model proved (NaN), or proofs of nothing (+-inf)
+    parts = Lagrangian.at(model, duals.pi, model_blocks(model))
+    n = len(model.arrays.models)
+    for proven in (np.full(n, np.nan), np.full(n, -np.inf), np.full(n, np.inf)):
+        assert parts.total(proven) == pytest.approx(got.bound, rel=1e-9, abs=1e-9)
+    # a model's proof counts where it beats its fallback, and only there
+    lifted = parts.fallback.copy()
+    lifted[0] += 5.0
+    lifted[1] -= 5.0
+    assert parts.total(lifted) == pytest.approx(got.bound + 5.0, rel=1e-9, abs=1e-9)
 
 
 @pytest.mark.parametrize("solved", [0, 1, 5])

@@ -17,9 +17,10 @@ import placer.optimizer.large as large
 import placer.optimizer.recombine as recombine_mod
 from bench.generate import generate, to_fleet
 from placer.cost import price
+from placer.optimizer.arrays import build_arrays
 from placer.optimizer.highs import Solution
 from placer.optimizer.lns import sweep
-from placer.optimizer.matrix import rows_broken
+from placer.optimizer.matrix import build_matrix, rows_broken
 from placer.optimizer.recombine import ONTO, Configurations, consolidated, master_duals, on_columns, recombine
 from policies import build_rules
 from tests.bench import firstplan
@@ -395,7 +396,7 @@ def test_priced_configurations_are_each_models_best_at_the_duals(plans, lp_resul
     no more than any configuration the sweep saw (within the pricing MIP's 1 % gap), meets every
     row of its model alone, and sums to the Lagrangian bound by model (``bound.model_bound``,
     which solves the same MIPs to 0.01 %) within that gap."""
-    from placer.optimizer.bound import model_bound
+    from placer.optimizer.bound import Lagrangian, model_bound
     from placer.optimizer.lp import least_at_bounds, rows_value, signed
 
     _, model, hood, _, swept, seen = plans
@@ -429,6 +430,10 @@ def test_priced_configurations_are_each_models_best_at_the_duals(plans, lp_resul
     exact = model_bound(model, lp_result.duals.pi, time.monotonic() + 60, per_model=5.0)
     assert exact.status == "OPTIMAL"
     assert exact.bound - 1e-6 <= total <= exact.bound + 1e-2 * abs(exact.bound)
+    # what each MIP proved: no more than its answer, and together the same bound within the gap
+    assert np.isfinite(got.proven[owning]).all()
+    lag = Lagrangian.at(model, lp_result.duals.pi, b).total(got.proven)
+    assert exact.bound - 1e-2 * abs(exact.bound) <= lag <= total + 1e-6
 
 
 def test_priced_configurations_use_the_given_pairs_alone_and_stop_at_the_deadline(plans, lp_result):
@@ -700,12 +705,15 @@ def test_where_the_window_holds_them_pricing_runs_round_after_round_until_the_ma
             assert all(s.sum() < n_pairs for s in pairs_seen[1:])
         # the first round prices every model; each after it, the models the one before improved,
         # or every model: every WHOLE_EVERY-th round, or when the last improved none or the master's
-        # LP stopped falling (only after a round over some models: after one over all, pricing ends)
+        # LP stopped falling (only after a round over some models: after one over all, pricing ends);
+        # over every pair, the second round too (at the LP's duals, for the bound)
         assert asked[0] is None
+        assert p.bounded == (over == large.OVER_EVERY_PAIR)
         since_whole = 0
         for i in range(1, p.rounds):
             stalled = i >= 2 and p.master_lp[i - 1] > p.master_lp[i - 2] - large.MASTER_STOP * abs(p.master_lp[i - 2])
-            whole = stalled or not len(answered[i - 1].improved) or since_whole + 1 >= large.WHOLE_EVERY
+            whole = (stalled or not len(answered[i - 1].improved) or since_whole + 1 >= large.WHOLE_EVERY
+                     or (i == 1 and p.bounded))
             if whole:
                 assert asked[i] is None, i
                 assert not stalled or since_whole > 0, i
@@ -722,3 +730,45 @@ def test_where_the_window_holds_them_pricing_runs_round_after_round_until_the_ma
     assert p.priced > 0
     assert_keeps_rules(fleet, r.placement, RULES)
     assert r.objective == pytest.approx(price(fleet, r.placement, RULES).objective, rel=1e-6, abs=1e-6)
+
+
+@pytest.mark.parametrize("seed", [3, 11])
+def test_the_first_round_over_every_pair_prices_at_the_lps_duals_and_bounds_the_plan(monkeypatch, seed):
+    """Where pricing runs over every pair, its first such round prices every model over all its
+    pairs at the LP's duals: what those MIPs proved makes a Lagrangian bound (``bound.Lagrangian``)
+    that the plan reports, above the LP's own (replicas come whole) and never above the optimum."""
+    from tests.bench.test_bound import exact
+
+    monkeypatch.setattr(large, "FULL_MIP_COLS", 0)
+    monkeypatch.setattr(large, "PRICE_SHARE", 0.9)
+    monkeypatch.setattr(large, "EVERY_PAIR_ROUNDS", 0.0)
+    monkeypatch.setattr(large, "AT_PRICES_ROUNDS", math.inf)
+    seen: list[tuple[large.Pricing, float, np.ndarray]] = []
+    rounds: list[tuple[np.ndarray, bool]] = []
+    real_price, real_add = large.price_configurations, Configurations.add_priced
+
+    def price_seen(model, configs, lp, *args, **kw):
+        got = real_price(model, configs, lp, *args, **kw)
+        seen.append((got, lp.duals.bound, lp.duals.pi))
+        return got
+
+    def add_seen(self, rc, pairs, *args, **kw):
+        rounds.append((rc.copy(), bool(pairs.all()) and kw.get("models") is None))
+        return real_add(self, rc, pairs, *args, **kw)
+
+    monkeypatch.setattr(large, "price_configurations", price_seen)
+    monkeypatch.setattr(Configurations, "add_priced", add_seen)
+    fleet = to_fleet(generate(30, 8, seed=seed))
+    said: list[str] = []
+    r = large.optimize_large(fleet, RULES, progress=said.append, time_limit=4.0)
+    assert r.placement is not None and len(seen) == 1
+    p, lp_bound, _ = seen[0]
+    assert p.over == large.OVER_EVERY_PAIR and p.bounded and len(rounds) >= 2
+    # the round after the first (at the LP's duals, over the nearest pairs) is at the same prices,
+    # over every pair and every model
+    assert rounds[1][1] and np.array_equal(rounds[1][0], rounds[0][0])
+    assert any(f"bound {p.bound:.2f}" in m for m in said if m.startswith("recombine")), said
+    model = build_matrix(build_arrays(fleet, RULES), RULES, {})
+    opt = exact(model)
+    assert lp_bound + 1e-6 < p.bound <= opt + 1e-6 * abs(opt), (lp_bound, p.bound, opt)
+    assert min(p.bound, r.objective) - 1e-6 <= r.bound <= opt + 1e-6 * abs(opt)
