@@ -579,8 +579,9 @@ class Pricing:
     rounds: int = 0
     over: str = OVER_NEAREST  # the pairs of its rounds after the first: OVER_NEAREST, OVER_EVERY_PAIR or OVER_AT_PRICES
     master_lp: list[float] = field(default_factory=list)  # the master's LP before each round after the first
-    # the best Lagrangian bound of its rounds over every pair and every model (``bound.Lagrangian``:
-    # each model at what its pricing MIP proved); -inf when none ran, or the model is restricted
+    # the Lagrangian bound of its first round over every pair (every model at the LP's duals;
+    # ``bound.Lagrangian``: each model at what its pricing MIP proved); -inf when none ran, or the
+    # model is restricted to some pairs
     bound: float = -math.inf
     bounded: bool = False  # whether that round ran
 
@@ -601,8 +602,9 @@ def price_configurations(model: MatrixModel, configs: Configurations, lp: LpResu
     next prices all; after one over all, pricing ends). Else, while the window holds another
     round (SECOND_ROUND), one more over the nearest pairs, then a wider pass (PRICE_WIDE). By
     parts (a fleet too large for one master: no master LP), the first round and the wider pass.
-    Each round over every pair and every model gives a Lagrangian bound (``Pricing.bound``;
-    ``tables``: the model's ``PairTables``, when the caller has them)."""
+    Over every pair, the first of those rounds prices every model at the LP's duals, and what its
+    MIPs prove is a Lagrangian bound (``Pricing.bound``; ``tables``: the model's ``PairTables``,
+    when the caller has them)."""
     assert lp.duals is not None
     started = time.monotonic()
     rc = linking_reduced_costs(model, lp.duals.pi, configs.blocks)
