@@ -206,6 +206,41 @@ def lagrangian(model: MatrixModel, tables: PairTables, row_duals: FloatArray, se
     return Duals(pi, rc, bound, lp_bound, g_lp)
 
 
+LINE_STEPS = 10  # golden-section steps of ``bound_on_line``: the segment narrowed to 0.8% of its length
+
+
+def bound_on_line(model: MatrixModel, tables: PairTables, start: FloatArray, end: FloatArray, serve: BoolArray,
+                  deadline: float, steps: int = LINE_STEPS) -> float:
+    """The best Lagrangian bound (``lagrangian``, replicas whole) at multipliers on the segment from
+    ``start`` to ``end``, by golden-section search: the bound is concave in the multipliers, so
+    along a line it rises to one peak, then falls. Every point tried bounds; the best counts. For
+    an LP stopped before it converged, between prices that need no LP (``simple_duals``) and the
+    last master's duals, each of which bounds far less than points between (XL: 142,879 and
+    -38,115 at the ends, 160,166 at 0.62 of the way)."""
+
+    def at(t: float) -> float:
+        return lagrangian(model, tables, start + t * (end - start), serve, integer=True, with_lp=False).bound
+
+    ratio = (math.sqrt(5.0) - 1.0) / 2.0
+    lo, hi = 0.0, 1.0
+    x1, x2 = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+    f1, f2 = at(x1), at(x2)
+    best = max(at(0.0), at(1.0), f1, f2)
+    for _ in range(steps):
+        if time.monotonic() >= deadline:
+            break
+        if f1 < f2:  # the peak lies right of x1
+            lo, x1, f1 = x1, x2, f2
+            x2 = lo + ratio * (hi - lo)
+            f2 = at(x2)
+        else:
+            hi, x2, f2 = x2, x1, f1
+            x1 = hi - ratio * (hi - lo)
+            f1 = at(x1)
+        best = max(best, f1, f2)
+    return best
+
+
 @dataclass
 class Prices:
     """Multipliers without an LP, by what they price (``simple_prices``)."""

@@ -240,3 +240,37 @@ def test_the_lagrangian_dual_climbs_from_the_lps_duals_and_stays_below_the_optim
     # the bench's (c'): the same rounds, from a plan of the route, reported
     bench = bench_model_bound(fleet, RULES, time_limit=60)
     assert "rounds" in bench.status and got.first - 1e-6 * abs(opt) <= bench.bound <= opt + 1e-6 * abs(opt)
+
+
+def test_an_lp_stopped_early_bounds_on_the_line_between_simple_prices_and_its_duals(monkeypatch):
+    """When the route's LP stops before it converges (here after its first round, on a fleet whose
+    first master lacks pairs), the plan's bound is the best point of a golden-section search on the
+    segment between prices that need no LP and the last master's duals (``lp.bound_on_line``):
+    above either end (774.71 and 503.94 when written, 1,000.69 between), below any plan."""
+    import placer.optimizer.large as large
+    from placer.optimizer.lp import bound_on_line, simple_duals
+
+    fleet = to_fleet(generate(60, 14, seed=11))
+    stopped = []
+    real = large.column_generation
+
+    def one_round(*args, **kw):
+        stopped.append(real(*args, **{**kw, "max_rounds": 1}))
+        return stopped[-1]
+
+    monkeypatch.setattr(large, "column_generation", one_round)
+    monkeypatch.setattr(large, "FULL_MIP_COLS", 0)
+    r = large.optimize_large(fleet, RULES, time_limit=3.0)
+    assert r.placement is not None and len(stopped) == 1 and stopped[0].status == "FEASIBLE"
+    a = build_arrays(fleet, RULES)
+    routed = build_matrix(a, RULES, {}, cuts=True, cut_levels=large.cut_levels(a.n_pairs))  # the route's model
+    tables, serve = PairTables.build(routed), Master.serve_rows(routed)
+    simple = simple_duals(routed)
+    ends = [lagrangian(routed, tables, pi, serve, integer=True, with_lp=False).bound
+            for pi in (simple, stopped[0].duals.pi)]
+    on_line = bound_on_line(routed, tables, simple, stopped[0].duals.pi, serve, deadline=time.monotonic() + 60)
+    assert max(ends) < on_line <= r.objective, (ends, on_line, r.objective)
+    assert on_line - 1e-6 <= r.bound <= r.objective + 1e-6
+    # the search stops at its deadline, the ends and two points tried
+    assert max(ends) <= bound_on_line(routed, tables, simple, stopped[0].duals.pi, serve,
+                                      deadline=time.monotonic() - 1.0) <= on_line
