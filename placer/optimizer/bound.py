@@ -87,6 +87,8 @@ def model_blocks(model: MatrixModel, csr: Any = None, csc: Any = None) -> Blocks
         return lo, hi, unowned
 
     # a policy variable belongs to a model when every row it is in holds that model's columns only
+    # (a spread rule's per-domain flags share a row with no model's column, so they, and the rule,
+    # stay between models: owned by their model, M's (c') came out no stronger and priced slower)
     lo, hi, _ = spans(owner)
     aux0, aux1 = model.blocks["aux"]
     if aux1 > aux0:
