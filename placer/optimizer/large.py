@@ -799,7 +799,8 @@ def solve_model(model: MatrixModel, clock: Clock, gap: float, workers: int = 1,
             bound = max(bound, lagrangian(model, tables, simple, serve, integer=True, with_lp=False).bound
                         if a.parent is not None else
                         bound_on_line(model, tables, simple, lp.duals.pi, serve,
-                                      deadline=time.monotonic() + LINE_SHARE * clock.limit))
+                                      deadline=time.monotonic() + LINE_SHARE * clock.limit,
+                                      end_bound=lp.duals.bound))
         clock.mark("lp", f"{lp.status} value {lp.value:.2f} bound {bound:.2f} rounds {lp.iterations} "
                          f"master {int(lp.master.sum())}{f' (up to {threads} threads)' if threads > 1 else ''}")
         start = lp.values

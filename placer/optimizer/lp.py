@@ -210,13 +210,14 @@ LINE_STEPS = 10  # golden-section steps of ``bound_on_line``: the segment narrow
 
 
 def bound_on_line(model: MatrixModel, tables: PairTables, start: FloatArray, end: FloatArray, serve: BoolArray,
-                  deadline: float, steps: int = LINE_STEPS) -> float:
+                  deadline: float, steps: int = LINE_STEPS, end_bound: float | None = None) -> float:
     """The best Lagrangian bound (``lagrangian``, replicas whole) at multipliers on the segment from
     ``start`` to ``end``, by golden-section search: the bound is concave in the multipliers, so
     along a line it rises to one peak, then falls. Every point tried bounds; the best counts. For
     an LP stopped before it converged, between prices that need no LP (``simple_duals``) and the
     last master's duals, each of which bounds far less than points between (XL: 142,879 and
-    -38,115 at the ends, 160,166 at 0.62 of the way)."""
+    -38,115 at the ends, 160,166 at 0.62 of the way). ``end_bound``: the bound at ``end``, when the
+    caller has it (``Duals.bound`` of the LP whose duals ``end`` are)."""
 
     def at(t: float) -> float:
         return lagrangian(model, tables, start + t * (end - start), serve, integer=True, with_lp=False).bound
@@ -225,7 +226,7 @@ def bound_on_line(model: MatrixModel, tables: PairTables, start: FloatArray, end
     lo, hi = 0.0, 1.0
     x1, x2 = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
     f1, f2 = at(x1), at(x2)
-    best = max(at(0.0), at(1.0), f1, f2)
+    best = max(at(0.0), at(1.0) if end_bound is None else end_bound, f1, f2)
     for _ in range(steps):
         if time.monotonic() >= deadline:
             break

@@ -270,6 +270,10 @@ def test_an_lp_stopped_early_bounds_on_the_line_between_simple_prices_and_its_du
             for pi in (simple, stopped[0].duals.pi)]
     on_line = bound_on_line(routed, tables, simple, stopped[0].duals.pi, serve, deadline=time.monotonic() + 60)
     assert max(ends) < on_line <= r.objective, (ends, on_line, r.objective)
+    # the LP's own bound is the one at its duals: the route hands it in rather than pricing them again
+    assert ends[1] == pytest.approx(stopped[0].duals.bound, rel=1e-9, abs=1e-6)
+    assert bound_on_line(routed, tables, simple, stopped[0].duals.pi, serve, deadline=time.monotonic() + 60,
+                         end_bound=stopped[0].duals.bound) == pytest.approx(on_line, rel=1e-9, abs=1e-6)
     assert on_line - 1e-6 <= r.bound <= r.objective + 1e-6
     # the search stops at its deadline, the ends and two points tried
     assert max(ends) <= bound_on_line(routed, tables, simple, stopped[0].duals.pi, serve,
