@@ -355,7 +355,8 @@ def lp_bound(fleet: Fleet, rules: Rules, time_limit: float = 600.0) -> Plan:
     a = build_arrays(fleet, rules)
     model = build_matrix(a, rules, {}, cuts=False)
     lp = _full_lp(model, deadline=time.monotonic() + time_limit)
-    bound = lp.duals.lp_bound if lp.duals is not None else -math.inf
+    # every bound here is the model's, which leaves out the demand no plan serves (``unserved_usd``)
+    bound = lp.duals.lp_bound + model.unserved_usd if lp.duals is not None else -math.inf
     return Plan(None, time.monotonic() - started, bound=bound, status=lp.status)
 
 
@@ -448,7 +449,7 @@ def model_bound(fleet: Fleet, rules: Rules, time_limit: float = 900.0, workers: 
     result = lagrangian_dual(model, lp.duals.pi, deadline, workers=workers or available_cores(), tables=tables,
                              plan=plan)
     if result.bound < lp.duals.lp_bound:
-        return Plan(None, time.monotonic() - started, bound=lp.duals.lp_bound,
+        return Plan(None, time.monotonic() - started, bound=lp.duals.lp_bound + model.unserved_usd,
                     status=f"{result.status}: LP with cover cuts only{lp_note}")
     status = result.status
     if result.fallback:
@@ -456,7 +457,7 @@ def model_bound(fleet: Fleet, rules: Rules, time_limit: float = 900.0, workers: 
     if result.rounds > 1:
         status += (f"; {result.rounds} rounds, {result.first:,.2f} at the LP's duals, "
                    f"the master's LP {result.master:,.2f}")
-    return Plan(None, time.monotonic() - started, bound=result.bound, status=status + lp_note)
+    return Plan(None, time.monotonic() - started, bound=result.bound + model.unserved_usd, status=status + lp_note)
 
 
 MIP_BOUND_COLS = 100_000  # beyond this many columns HiGHS' whole-model bound stays below (c')'s in its time
@@ -481,7 +482,7 @@ def mip_bound(fleet: Fleet, rules: Rules, time_limit: float = 300.0) -> Plan:
     x0, x1 = model.blocks["x"]
     nodes = model.elastic_col[model.elastic_col >= 0]
     slack = TIE_BREAK * float(model.ub[x0:x1].sum() + model.ub[nodes].sum())
-    bound = sol.bound - slack if math.isfinite(sol.bound) else -math.inf
+    bound = sol.bound - slack + model.unserved_usd if math.isfinite(sol.bound) else -math.inf
     return Plan(None, time.monotonic() - started, bound=bound, status=sol.status)
 
 
@@ -513,7 +514,7 @@ def full_mip(fleet: Fleet, rules: Rules, time_limit: float) -> Plan:
     # the bound less the most the tie-breaks (1e-6 a replica and a node) can add
     slack = TIE_BREAK * (sum(p.max_replicas for p in cands.pairs.values()) +
                          sum(p.max_nodes for p in fleet.pools.values() if p.elastic))
-    bound = result.termination.objective_bounds.dual_bound - slack
+    bound = result.termination.objective_bounds.dual_bound - slack + mip.unserved_usd
     if not result.has_primal_feasible_solution():
         return Plan(None, seconds, bound=bound if math.isfinite(bound) else -math.inf,
                     status=result.termination.reason.name)

@@ -196,6 +196,26 @@ def test_whatif_demand_doubled_scales_onto_the_elastic_pool(scenarios):
     assert "fromBase" not in base
 
 
+@pytest.mark.parametrize("optimizer", ["exact", "scalable"])
+def test_whatif_demand_far_beyond_the_fleet_still_fills_it(optimizer):
+    """Demand 100,000 times the example fleet's serves as much as at 50 times, where it is already
+    full. The demand no pool in reach could serve is left out of the solver's objective: in it, at
+    5.6e9 USD/h, the relative gap was wider than all the fleet could serve, and a first plan passed
+    as optimal (exact: served 0 on 32 GPUs; scalable: 632,939 against 649,531)."""
+    served = {}
+    for scale in ("50", "100000"):
+        r = placer("whatif", str(ROOT / "examples" / "hybrid"), "--demand-scale", scale, "--json", optimizer=optimizer)
+        assert r.returncode == 0, r.stderr
+        scen = json.loads(r.stdout)["scenario"]
+        served[scale] = scen["served"]
+        cost = scen["cost"]
+        terms = sum(v for k, v in cost.items() if k not in ("totalUsdPerHour", "churnUsd"))
+        assert cost["totalUsdPerHour"] == pytest.approx(terms, rel=1e-12)
+        assert cost["unmetUsdPerHour"] >= 55_780 * float(scale) - served[scale]  # priorities weigh some more
+    assert served["100000"] == pytest.approx(served["50"], rel=2e-3), served
+    assert served["50"] > 640_000
+
+
 def test_whatif_provider_down_with_doubled_demand_collapses_in_part(scenarios):
     r = placer("whatif", str(scenarios), "--demand-scale", "2", "--fail-provider", "aws")
     assert r.returncode == 0, r.stderr

@@ -450,3 +450,37 @@ def test_a_minimum_no_pool_can_host_is_infeasible_even_when_nothing_else_is_plac
     assert result.status == "INFEASIBLE" and result.placement is None
     conflict = explain_infeasible(f, RULES)
     assert conflict.models == ("m",) and "(m needs 1 replica; the pools it fits hold at most 0)" in conflict.message()
+
+
+@pytest.mark.parametrize("route", ["exact", "scalable"])
+def test_demand_beyond_reach_is_priced_but_left_out_of_the_solvers_objective(route, monkeypatch):
+    """m's demand at a (1e9 of rate) is far beyond the one pool in its SLO (8 GPUs, 800 of rate);
+    n's at b beyond its maxReplicas of 2 (200). What no plan can serve is a constant: the model
+    leaves it out, and the plan's objective and bound get it back, so that the plan is the cost
+    function's, fills what it can, and its gap is measured on what the plan decides."""
+    monkeypatch.setenv("PLACER_OPTIMIZER", route)
+    f = two_sites(pool("p", "a", usd=1), pool("q", "b", usd=2),
+                  inference("m", [{"location": "a", "rate": 1e9, "latencySloMs": 1}]),
+                  inference("n", [{"location": "b", "rate": 1e6, "latencySloMs": 1}], maxReplicas=2), NO_CHURN)
+    result = optimize(f, RULES)
+    placement, cost = solve(f)
+    assert placement.replicas == {("m", "p"): 8, ("n", "q"): 2}
+    assert cost.unmet == pytest.approx(1e9 - 800 + 1e6 - 200)
+    assert result.objective == pytest.approx(cost.objective, rel=1e-9)
+    assert result.bound <= result.objective + 1e-6
+    assert result.objective - result.bound <= 1e-3 * (8 + 4)  # within the gap of what is decided
+
+
+def test_servable_caps_each_entry_at_its_routes_and_maxreplicas():
+    import numpy as np
+
+    from placer.optimizer.arrays import servable
+
+    # entry 0: two routes, 3 replicas of 10 and 1 of 50; entry 1: the same, at most 1 replica
+    # (the fastest); entry 2: no route at all
+    served, beyond = servable(np.array([1000.0, 1000.0, 7.0]), np.array([0, 0, 1, 1]), np.array([0, 1, 0, 1]),
+                              np.array([10.0, 50.0]), np.array([3, 1]), np.array([0, 1, 0]))
+    assert served.tolist() == [80.0, 50.0, 0.0] and beyond.tolist() == [920.0, 950.0, 7.0]
+    served, beyond = servable(np.array([60.0]), np.array([0]), np.array([0]), np.array([10.0]), np.array([9]),
+                              np.array([0]))
+    assert served.tolist() == [60.0] and beyond.tolist() == [0.0]

@@ -68,13 +68,16 @@ class FleetArrays:
     # demand entries of active inference models
     dem_model: IntArray
     dem_index: IntArray  # position in model.spec.demand
-    dem_rate: FloatArray
+    dem_rate: FloatArray  # the rate its routes can serve at most (``servable``): the model's
     dem_location: IntArray
     route_ptr: IntArray
     # routes
     route_dem: IntArray
     route_pair: IntArray
     route_latency: FloatArray
+    # rate of each demand entry beyond what every pool in its reach could serve, were each full of
+    # the model's replicas: unmet whatever the plan, so out of the model (``dem_rate`` holds the rest)
+    dem_excess: FloatArray = field(default_factory=lambda: np.zeros(0))
     location_names: list[str] = field(default_factory=list)
     domain_names: list[str] = field(default_factory=list)
     # set on arrays restricted to some pairs (``restrict``): the arrays of every eligible pair
@@ -396,6 +399,9 @@ def build_arrays(fleet: Fleet, rules: Rules) -> FleetArrays:
             route_lat.append(lat[sel])
     rd = cat(route_dem, np.int64)
     route_ptr = np.searchsorted(rd, np.arange(len(dem_model) + 1)).astype(np.int64)
+    rp = cat(route_pair, np.int64)
+    rate, excess = servable(np.array(dem_rate, dtype=float), rd, rp, cat(pair_thr, np.float64),
+                            cat(pair_max, np.int64), np.array([m.spec.max_replicas or 0 for m in models])[dem_model])
     return FleetArrays(
         fleet=fleet,
         models=models,
@@ -418,15 +424,33 @@ def build_arrays(fleet: Fleet, rules: Rules) -> FleetArrays:
         pair_ptr=pair_ptr,
         dem_model=np.array(dem_model, dtype=np.int64),
         dem_index=np.array(dem_index, dtype=np.int64),
-        dem_rate=np.array(dem_rate, dtype=float),
+        dem_rate=rate,
+        dem_excess=excess,
         dem_location=np.array(dem_loc, dtype=np.int64),
         route_ptr=route_ptr,
         route_dem=rd,
-        route_pair=cat(route_pair, np.int64),
+        route_pair=rp,
         route_latency=cat(route_lat, np.float64),
         location_names=locations,
         domain_names=list(domains),
     )
+
+
+def servable(rate: FloatArray, route_dem: IntArray, route_pair: IntArray, pair_thr: FloatArray,
+             pair_max: IntArray, max_replicas: IntArray) -> tuple[FloatArray, FloatArray]:
+    """(each demand entry's rate that its routes could serve at most, the rest): its routes' pairs
+    each full (``pair_max`` replicas serving ``pair_thr`` each), and no more than ``max_replicas``
+    (0: none) of the fastest of them. The rest is unmet in every plan, a constant of the objective:
+    left in, a demand far beyond the fleet (``placer whatif --demand-scale 1e5``) made the solver's
+    relative gap wider than all it could serve, and its first plan, serving nothing, passed as
+    optimal."""
+    n = len(rate)
+    reach = np.bincount(route_dem, weights=(pair_max * pair_thr)[route_pair], minlength=n)
+    fastest = np.zeros(n)
+    np.maximum.at(fastest, route_dem, pair_thr[route_pair])
+    reach = np.where(max_replicas > 0, np.minimum(reach, max_replicas * fastest), reach)
+    served = np.minimum(rate, reach)
+    return served, rate - served
 
 
 def fleet_warnings(fleet: Fleet, rules: Rules) -> list[Diagnostic]:

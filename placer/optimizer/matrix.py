@@ -182,6 +182,16 @@ class MatrixModel:
         return len(self.cost)
 
     @property
+    def unserved_usd(self) -> float:
+        """USD/h of the demand no plan can serve (``arrays.dem_excess``), which the model leaves
+        out: a plan's objective in the model plus this is its cost, and so is a bound's."""
+        a = self.arrays
+        if not np.any(a.dem_excess > 0):
+            return 0.0
+        factor = np.array([m.priority_factor for m in a.models])[a.dem_model]
+        return float(a.fleet.settings.objective.unmet_usd_per_rate * np.sum(factor * a.dem_excess))
+
+    @property
     def n_rows(self) -> int:
         return len(self.row_lo)
 

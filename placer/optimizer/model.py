@@ -31,10 +31,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from ortools.linear_solver import pywraplp
 
 from placer.candidates import Candidates
 from placer.fleet import Fleet, Model, Policy, Pool
+from placer.optimizer.arrays import servable
 from placer.policy import Rules, behaviour
 
 TIE_BREAK = 1e-6
@@ -69,6 +71,10 @@ class MipModel:
     terms: dict[str, list[tuple[float, Any]]] = field(default_factory=lambda: {t: [] for t in TERMS})
     tie_break: list[tuple[float, Any]] = field(default_factory=list)
     penalties: list[tuple[Policy, str, Any]] = field(default_factory=list)
+    # the rate of each demand entry its routes can serve at most (``arrays.servable``), and USD/h of
+    # the rest, which no plan serves and the model leaves out (the cost is the objective plus this)
+    rate: dict[tuple[str, int], float] = field(default_factory=dict)
+    unserved_usd: float = 0.0
 
 
 class MipBuilder:
@@ -129,11 +135,10 @@ class MipBuilder:
         return int(m.spec.min_replicas or 0)
 
     def unmet_beyond(self, model: str, replicas: int) -> tuple[Any, float]:
-        spec = self.fleet.models[model].spec
         entries = [(key[1], self.m.u[key]) for key in self.m.u_of_model.get(model, ())]
         if not entries:
             return 0, 0.0
-        rate = sum(spec.demand[i].rate for i, _ in entries)
+        rate = sum(self.m.rate[(model, i)] for i, _ in entries)
         fastest = max((self.cands.pairs[(model, p)].throughput for p in self.cands.pools_of(model)), default=0.0)
         return self.m.solver.Sum([u for _, u in entries]), max(0.0, rate - replicas * fastest)
 
@@ -246,15 +251,24 @@ class MipBuilder:
         total_demand = model.total_demand
         routed_to: dict[str, list[Any]] = {p: [] for p in pools}
         for i, dem in enumerate(spec.demand):
-            if dem.rate < MIN_RATE:
+            options = cands.routes.get((model.name, i), [])
+            pairs = [cands.pairs[(model.name, opt.pool)] for opt in options]
+            served, beyond = servable(np.array([dem.rate]), np.zeros(len(pairs), dtype=np.int64),
+                                      np.arange(len(pairs)), np.array([p.throughput for p in pairs], dtype=float),
+                                      np.array([p.max_replicas for p in pairs], dtype=np.int64),
+                                      np.array([spec.max_replicas or 0]))
+            rate = float(served[0])
+            m.unserved_usd += obj.unmet_usd_per_rate * factor * float(beyond[0])
+            if rate < MIN_RATE:
                 continue  # numerically nothing: leaves the solver's tolerances alone
-            u = s.NumVar(0, dem.rate, f"u[{model.name},{i}]")
+            m.rate[(model.name, i)] = rate
+            u = s.NumVar(0, rate, f"u[{model.name},{i}]")
             m.u[(model.name, i)] = u
             m.u_of_model.setdefault(model.name, []).append((model.name, i))
             m.terms["unmet"].append((obj.unmet_usd_per_rate * factor, u))
             ys = []
-            for opt in cands.routes.get((model.name, i), []):
-                y = s.NumVar(0, dem.rate, f"y[{model.name},{i},{opt.pool}]")
+            for opt in options:
+                y = s.NumVar(0, rate, f"y[{model.name},{i},{opt.pool}]")
                 m.y[(model.name, i, opt.pool)] = y
                 ys.append(y)
                 routed_to[opt.pool].append(y)
@@ -267,7 +281,7 @@ class MipBuilder:
                     m.terms["latency"].append((lat, y))
                 if egress:
                     m.terms["egress"].append((egress, y))
-            s.Add(s.Sum([*ys, u]) == dem.rate, f"demand[{model.name},{i}]")
+            s.Add(s.Sum([*ys, u]) == rate, f"demand[{model.name},{i}]")
         for pool in pools:
             if routed_to[pool]:
                 thr = cands.pairs[(model.name, pool)].throughput

@@ -151,9 +151,11 @@ def optimize(
     if status not in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE):
         return SolveResult(name, None, math.inf, -math.inf, wall, {}, cands)
     terms = {t: sum(c * v.solution_value() for c, v in mip.terms[t]) for t in TERMS}
+    terms["unmet"] += mip.unserved_usd
     tie = sum(c * v.solution_value() for c, v in mip.tie_break)
-    objective = mip.solver.Objective().Value() - tie
-    bound = mip.solver.Objective().BestBound() - tie if status == pywraplp.Solver.FEASIBLE else objective
+    objective = mip.solver.Objective().Value() - tie + mip.unserved_usd
+    bound = (mip.solver.Objective().BestBound() - tie + mip.unserved_usd if status == pywraplp.Solver.FEASIBLE
+             else objective)
     bound = min(bound, objective)
     placement = read_placement(fleet, cands, mip)
     return SolveResult(name, placement, objective, bound, wall, terms, cands)
