@@ -472,6 +472,28 @@ def test_whatif_output_stays_short_when_many_models_fall_short():
     assert f"pool-{SATURATED_NAMES:03d}" not in text
 
 
+def test_whatif_rows_show_no_negative_zero_and_no_term_neither_side_pays():
+    """A solver's 1e-10 of unmet demand is no term to show, and a change that rounds to nothing
+    reads 0.00, not -0.00 (`whatif examples/hybrid --demand-scale 0` showed "unmet demand 0.00 0.00
+    -0.00")."""
+    from rich.console import Console
+
+    from placer.render.whatif import render
+
+    def side(unmet: float, compute: float, served: float) -> dict:
+        cost = {"totalUsdPerHour": compute + unmet, "computeUsdPerHour": compute, "unmetUsdPerHour": unmet}
+        return {"feasible": True, "cost": cost, "demand": served, "served": served, "gpus": {"used": 2},
+                "unmet": {}, "saturated": []}
+
+    report = {"description": "demand x0", "base": side(1.4e-10, 4.0, 100.0), "scenario": side(0.0, 4.0 - 1e-9, 100.0)}
+    console = Console(width=200, record=True)
+    render(report, console)
+    text = console.export_text()
+    assert "unmet demand" not in text and "-0" not in text, text
+    assert re.search(r"^ +compute\s+│\s+4\.00\s+│\s+4\.00\s+│\s+0\.00 *$", text, re.M), text
+    assert re.search(r"^ GPUs used\s+│\s+2\s+│\s+2\s+│\s+0 *$", text, re.M), text
+
+
 def test_whatif_progress_says_which_plan_each_solver_step_belongs_to(scenarios):
     """A long what-if solves twice; its progress lines (the spinner, the CI log's "Still planning…")
     carry the optimizer's own steps, each named for its side, not only "solving the scenario plan"."""

@@ -32,11 +32,17 @@ def render(report: dict[str, Any], console: Console) -> None:
     table.add_column("change", justify="right")
 
     def row(label: str, a: float, b: float, fmt: str = "{:,.2f}") -> None:
-        table.add_row(label, fmt.format(a), fmt.format(b), fmt.replace("{:", "{:+").format(b - a))  # as precise as the row
+        change = fmt.replace("{:", "{:+").format(b - a)  # as precise as the row
+        if float(change.replace(",", "")) == 0:  # no "-0.00" for a change of -1e-10
+            change = fmt.format(0.0)
+        table.add_row(label, fmt.format(a), fmt.format(b), change)
+
+    def paid(cost: dict[str, float], key: str) -> bool:
+        return abs(cost.get(key, 0.0)) >= 0.005  # shows as more than 0.00
 
     row("total USD/h", base["cost"]["totalUsdPerHour"], scen["cost"]["totalUsdPerHour"])
     for label, key in COST_TERMS:  # the terms that add up to the total, those either side pays
-        if key == "computeUsdPerHour" or base["cost"].get(key) or scen["cost"].get(key):
+        if key == "computeUsdPerHour" or paid(base["cost"], key) or paid(scen["cost"], key):
             row(f"  {label}", base["cost"].get(key, 0.0), scen["cost"].get(key, 0.0))
     row("demand (rate)", base["demand"], scen["demand"], "{:,.0f}")
     row("served (rate)", base["served"], scen["served"], "{:,.0f}")
