@@ -49,6 +49,13 @@ def test_a_plan_that_fits_is_whole_and_says_nothing_was_cut() -> None:
     assert text == render(plan, None)
 
 
+def test_the_cost_change_of_an_unchanged_plan_reads_zero_not_minus_zero() -> None:
+    plan = {**big_plan(3), "costBeforeUsdPerHour": 123.0 + 1e-9}
+    assert "Cost: **123.00 → 123.00 USD/h** (0.00)" in render(plan)
+    plan["costBeforeUsdPerHour"] = 1_000.0
+    assert "Cost: **1,000.00 → 123.00 USD/h** (-877.00)" in render(plan)
+
+
 @pytest.mark.parametrize("limit", [2_500, 10_000, 40_000, COMMENT_CHARS])
 def test_a_long_plan_keeps_within_the_limit_with_every_delete_and_update_first(limit: int) -> None:
     plan = big_plan()

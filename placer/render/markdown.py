@@ -12,7 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from placer.render.report import COST_TERMS, SYMBOLS, change_detail, counts_line, model_rows, usd_per_million
+from placer.render.report import (
+    COST_TERMS,
+    SYMBOLS,
+    change_detail,
+    counts_line,
+    model_rows,
+    signed,
+    usd_per_million,
+)
 
 COMMENT_CHARS = 60_000  # under GitHub's 65,536 for a comment body, with room for a marker line
 
@@ -87,7 +95,7 @@ def _header(plan: dict[str, Any]) -> list[str]:
     after = float(cost.get("totalUsdPerHour", 0.0))
     if isinstance(before, int | float):
         delta = after - before
-        lines.append(f"Cost: **{before:,.2f} → {after:,.2f} USD/h** ({delta:+,.2f})")
+        lines.append(f"Cost: **{before:,.2f} → {after:,.2f} USD/h** ({signed(delta)})")
     else:
         lines.append(f"Cost: **{after:,.2f} USD/h** (no prior apply)")
     per_m = usd_per_million(plan)

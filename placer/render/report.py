@@ -12,6 +12,13 @@ COST_TERMS = (("compute", "computeUsdPerHour"), ("egress", "egressUsdPerHour"), 
               ("unmet demand", "unmetUsdPerHour"), ("policy penalties", "penaltyUsdPerHour"))
 
 
+def signed(value: float, fmt: str = "{:,.2f}") -> str:
+    """``value`` with its sign, at ``fmt``'s precision: a change that rounds to nothing reads
+    0.00 (a plan priced again, or a solver's 1e-10, once read -0.00)."""
+    text = fmt.replace("{:", "{:+").format(value)
+    return fmt.format(0.0) if float(text.replace(",", "")) == 0 else text
+
+
 def counts(plan: dict[str, Any]) -> dict[str, int]:
     out = {"create": 0, "update": 0, "delete": 0}
     for c in plan.get("changes", []):

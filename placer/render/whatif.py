@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from placer.explain import UNMET_REASONS
-from placer.render.report import COST_TERMS
+from placer.render.report import COST_TERMS, signed
 
 UNMET_ROWS = 20  # models listed with unmet demand; --json lists them all
 SATURATED_NAMES = 30  # saturated pools named; --json names them all
@@ -32,10 +32,7 @@ def render(report: dict[str, Any], console: Console) -> None:
     table.add_column("change", justify="right")
 
     def row(label: str, a: float, b: float, fmt: str = "{:,.2f}") -> None:
-        change = fmt.replace("{:", "{:+").format(b - a)  # as precise as the row
-        if float(change.replace(",", "")) == 0:  # no "-0.00" for a change of -1e-10
-            change = fmt.format(0.0)
-        table.add_row(label, fmt.format(a), fmt.format(b), change)
+        table.add_row(label, fmt.format(a), fmt.format(b), signed(b - a, fmt))  # as precise as the row
 
     def paid(cost: dict[str, float], key: str) -> bool:
         return abs(cost.get(key, 0.0)) >= 0.005  # shows as more than 0.00
