@@ -33,3 +33,19 @@ def test_indexed_answers_are_those_of_a_scan(seed: int) -> None:
         assert placement.gpus_used(f, p) == sum(
             r * f.pools[p].gpus_per_replica(f.models[m].spec.replica.gpus)
             for (m, q), r in replicas.items() if q == p and m in f.models)
+
+
+def test_the_cost_function_counts_the_unmet_demand_the_placement_reports() -> None:
+    """A solver's route 1e-7 short of its demand row is no unmet demand, in the placement's unmet
+    list nor in the cost: at unmetUsdPerRate 1e9 the example's plan cost 628.85 USD/h of unmet
+    demand while every model showed 0 unmet. A real shortfall counts in both."""
+    from placer.cost import price
+    from tests.fleetkit import RULES, settings
+
+    f = fleet(location("a"), pool("p", "a"), inference("m", [{"location": "a", "rate": 6000}]),
+              settings(unmetUsdPerRate=1e9, churnUsdPerReplica=0))
+    dust = Placement({("m", "p"): 2}, {}, (Route("m", "a", "p", 6000 - 6e-7, 0.0),))
+    assert dust.unmet(f) == [] and price(f, dust, RULES).unmet == 0.0
+    short = Placement({("m", "p"): 2}, {}, (Route("m", "a", "p", 5999.0, 0.0),))
+    assert short.unmet(f) == [("m", "a", pytest.approx(1.0))]
+    assert price(f, short, RULES).unmet == pytest.approx(1e9)
