@@ -68,7 +68,7 @@ class FleetArrays:
     # demand entries of active inference models
     dem_model: IntArray
     dem_index: IntArray  # position in model.spec.demand
-    dem_rate: FloatArray  # the rate its routes can serve at most (``servable``): the model's
+    dem_rate: FloatArray  # its rate less what no route of it could serve (``dem_excess``)
     dem_location: IntArray
     route_ptr: IntArray
     # routes
