@@ -423,7 +423,7 @@ def explain(fleet: str, model: str, now_text: str | None, state_path: str | None
     from rich.table import Table
 
     from placer.candidates import Candidates, Exclusions, required_of, retirement
-    from placer.explain import GROUP_ABOVE, GROUP_NAMES, UNMET_REASONS, grouped, names
+    from placer.explain import GROUP_ABOVE, GROUP_NAMES, grouped, names
     from placer.explain import explain as run_explain
     from placer.loader_hint import suggest_name
     from placer.optimizer import explain_infeasible, optimize
@@ -481,9 +481,9 @@ def explain(fleet: str, model: str, now_text: str | None, state_path: str | None
     for loc, pool, rate, lat in ex.routes:
         out.print(f"  demand at {loc}: {rate:,.1f} routed to {pool} ({lat:g} ms)")
     for loc, rate in ex.unmet:
-        out.print(f"  demand at {loc}: {rate:,.1f} unmet ({UNMET_REASONS[ex.unmet_why[loc]]})", style="red")
+        out.print(f"  demand at {loc}: {rate:,.1f} unmet ({ex.unmet_why[loc]})", style="red")
     if ex.missing and ex.missing_why:
-        out.print(f"  {ex.missing} replica(s) not placed ({UNMET_REASONS[ex.missing_why]})", style="red")
+        out.print(f"  {ex.missing} replica(s) not placed ({ex.missing_why})", style="red")
     others = len(ex.out) + len(ex.unused)
     rows = grouped(ex, above=others if every_row else GROUP_ABOVE)
     many = len(rows) < others

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 
 from placer.candidates import SLO, Candidates, Exclusion, exclusion, required_of, within_slo
-from placer.cost import model_compute_usd, price
+from placer.cost import model_compute_usd, price, violations
 from placer.fleet import Fleet, Model, Pool
 from placer.optimizer import SolveResult, optimize
 from placer.placement import Placement
-from placer.policy import Rules
+from placer.policy import Rules, behaviour
 
 
 @dataclass
@@ -22,9 +22,9 @@ class Explanation:
     compute_usd: float
     routes: list[tuple[str, str, float, float]]  # demand location, pool, rate, latency
     unmet: list[tuple[str, float]]
-    unmet_why: dict[str, str] = field(default_factory=dict)  # demand location -> why_unmet's reason
+    unmet_why: dict[str, str] = field(default_factory=dict)  # demand location -> why it is unmet, in words
     missing: int = 0  # training/batch replicas not placed
-    missing_why: str | None = None
+    missing_why: str | None = None  # in words
     out: dict[str, str] = field(default_factory=dict)  # pool -> reason
     unused: dict[str, str] = field(default_factory=dict)  # eligible pools not chosen -> note
     # eligible pools not chosen -> USD/h of GPUs per unit of rate served there (inference) or per
@@ -103,30 +103,94 @@ def _slo_reason(fleet: Fleet, model: str, pool: str) -> str | None:
     return str(Exclusion(SLO, f"no demand reaches {where} within its SLO ({'; '.join(late[:3])}{more})"))
 
 
-NO_ROOM, MAX_REPLICAS, COST = "noRoom", "maxReplicas", "cost"
-UNMET_REASONS = {NO_ROOM: "no room in reach", MAX_REPLICAS: "at its maxReplicas", COST: "cost: pools in reach have room"}
+NO_ROOM, MAX_REPLICAS, COST, POLICY = "noRoom", "maxReplicas", "cost", "policy"
+UNMET_REASONS = {NO_ROOM: "no room in reach", MAX_REPLICAS: "at its maxReplicas", COST: "cost: pools in reach have room",
+                 POLICY: "required policies forbid more replicas where there is room"}
 
 
-def why_unmet(fleet: Fleet, rules: Rules, placement: Placement, used: Mapping[str, int], model: Model,
-              location: str | None) -> str:
-    """Why demand of ``model`` at ``location`` (None: a training or batch replica) is left unmet:
-    MAX_REPLICAS, the model runs its maxReplicas already; NO_ROOM, no pool its fit rules and
-    required policies allow, within the demand's SLO, has GPUs left for a replica; else COST,
-    such a pool has room, and serving the demand there would cost more than the fleet charges
-    for leaving it unmet (or a limit across pools, a budget or a spot cap, forbids it)."""
-    if model.spec.max_replicas is not None and placement.replicas_of(model.name) >= model.spec.max_replicas:
-        return MAX_REPLICAS
-    slo = next((d.latency_slo_ms for d in model.spec.demand if d.location == location), None)
-    policies = required_of(fleet, model)
-    for pool in fleet.pools.values():
-        need = pool.gpus_per_replica(model.spec.replica.gpus)
-        if need == 0 or pool.max_gpus - used.get(pool.name, 0) < need:
-            continue
-        if location is not None and not within_slo(fleet.topology.latency_ms(location, pool.location.name), slo):
-            continue
-        if exclusion(fleet, rules, model, pool, policies) is None:
-            return COST
-    return NO_ROOM
+def reason_text(reason: str, policies: Sequence[str] = ()) -> str:
+    """A reason of ``UnmetReasons.why`` in words, naming the policies that hold the demand back."""
+    if reason == POLICY and policies:
+        return f"required {'policy' if len(policies) == 1 else 'policies'} {', '.join(policies)} forbid" \
+               f"{'s' if len(policies) == 1 else ''} more replicas where there is room"
+    return UNMET_REASONS.get(reason, reason)
+
+
+# pools with room a model's extra replica is tried on, each check the policies' own over the fleet
+# (bench M x4 with two locations down: 28 unmet entries, 20 checks, 0.17 s): beyond this many, all
+# held by policies, the rest are taken to be held as well
+HELD_TRIES = 16
+
+
+class UnmetReasons:
+    """Why demand is left unmet in one plan, model by model (``why``)."""
+
+    def __init__(self, fleet: Fleet, rules: Rules, placement: Placement) -> None:
+        self.fleet, self.rules, self.placement = fleet, rules, placement
+        self.used = {p: placement.gpus_used(fleet, p) for p in fleet.pools}
+        self._held: dict[tuple[str, str], tuple[str, ...]] = {}
+        self._broken: set[tuple[str, str]] | None = None
+
+    def why(self, model: Model, location: str | None) -> tuple[str, tuple[str, ...]]:
+        """Why demand of ``model`` at ``location`` (None: a training or batch replica) is left
+        unmet, and the policies that hold it back: MAX_REPLICAS, the model runs its maxReplicas
+        already; NO_ROOM, no pool its fit rules and required policies allow, within the demand's
+        SLO, has GPUs left for a replica; POLICY, such pools have room, and one more replica on
+        each (on HELD_TRIES of them at most) would break a required policy (a spread over failure
+        domains the pools in reach do not span, a headroom, a budget, say); else COST, serving the
+        demand there would cost more than the fleet charges for leaving it unmet."""
+        fleet, placement = self.fleet, self.placement
+        if model.spec.max_replicas is not None and placement.replicas_of(model.name) >= model.spec.max_replicas:
+            return MAX_REPLICAS, ()
+        slo = next((d.latency_slo_ms for d in model.spec.demand if d.location == location), None)
+        policies = required_of(fleet, model)
+        held: set[str] = set()
+        tried = 0
+        for pool in fleet.pools.values():
+            need = pool.gpus_per_replica(model.spec.replica.gpus)
+            if need == 0 or pool.max_gpus - self.used.get(pool.name, 0) < need:
+                continue
+            if location is not None and not within_slo(fleet.topology.latency_ms(location, pool.location.name), slo):
+                continue
+            if exclusion(fleet, self.rules, model, pool, policies) is None:
+                names = self.held_by(model, pool)
+                if not names:
+                    return COST, ()
+                held.update(names)
+                tried += 1
+                if tried == HELD_TRIES:
+                    break
+        return (POLICY, tuple(sorted(held))) if held else (NO_ROOM, ())
+
+    def held_by(self, model: Model, pool: Pool) -> tuple[str, ...]:
+        """The required policies one more replica of ``model`` on ``pool`` would break, by the
+        policies' own checks (the cost function's), those the plan breaks already aside. An
+        elastic pool gets the nodes the replica needs, and then all it may have: held only if
+        both break a policy (more nodes free GPUs a headroom asks for, fewer keep a budget)."""
+        key = (model.name, pool.name)
+        if key not in self._held:
+            if self._broken is None:
+                self._broken = {(v.policy, v.detail) for v in violations(self.fleet, self.placement, self.rules)
+                                if v.enforcement == "required"}
+            replicas = dict(self.placement.replicas)
+            replicas[key] = replicas.get(key, 0) + 1
+            nodes: list[int | None] = [None]
+            if pool.elastic:
+                need = self.used.get(pool.name, 0) + pool.gpus_per_replica(model.spec.replica.gpus)
+                have = self.placement.nodes.get(pool.name, pool.min_nodes)
+                nodes = [*sorted({max(have, min(pool.max_nodes, -(-need // pool.per_node))), pool.max_nodes})]
+            held: tuple[str, ...] = ()
+            for count in nodes:
+                at = dict(self.placement.nodes) if count is None else {**self.placement.nodes, pool.name: count}
+                more = replace(self.placement, replicas=replicas, nodes=at)
+                held = tuple(sorted({
+                    policy.name for policy in self.fleet.policies if policy.required
+                    for v in behaviour(self.rules, policy).violations(policy, self.fleet, more)
+                    if (v.policy, v.detail) not in self._broken}))
+                if not held:
+                    break
+            self._held[key] = held
+        return self._held[key]
 
 
 def explain(fleet: Fleet, rules: Rules, model: str, result: SolveResult, current: dict[tuple[str, str], int],
@@ -139,10 +203,10 @@ def explain(fleet: Fleet, rules: Rules, model: str, result: SolveResult, current
     ex = Explanation(model, placed, model_compute_usd(fleet, placement, model), routes, unmet)
     ex.missing = placement.missing_replicas(fleet, model)
     if unmet or ex.missing:
-        used = {p: placement.gpus_used(fleet, p) for p in fleet.pools}
-        ex.unmet_why = {loc: why_unmet(fleet, rules, placement, used, fleet.models[model], loc) for loc, _ in unmet}
+        reasons = UnmetReasons(fleet, rules, placement)
+        ex.unmet_why = {loc: reason_text(*reasons.why(fleet.models[model], loc)) for loc, _ in unmet}
         if ex.missing:
-            ex.missing_why = why_unmet(fleet, rules, placement, used, fleet.models[model], None)
+            ex.missing_why = reason_text(*reasons.why(fleet.models[model], None))
     for pool in fleet.pools:
         if pool in placed:
             continue

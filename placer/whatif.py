@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from placer.cost import CostBreakdown, churn_usd, price
-from placer.explain import why_unmet
+from placer.explain import UnmetReasons
 from placer.fleet import Fleet, Model, Pool
 from placer.optimizer import explain_infeasible, optimize
 from placer.optimizer.large import use_large
@@ -150,13 +150,22 @@ def _side(f: Fleet, rules: Rules, scenario: Scenario, placement: Placement, cost
           gap: float, base: dict[tuple[str, str], int] | None) -> dict[str, Any]:
     """One side's report (``cost``: its placement priced): cost by term, demand and served, what is unmet and why, the preferred
     policies broken, the pools saturated, and (for the scenario) the moves from the ``base`` plan."""
-    used = {p: placement.gpus_used(f, p) for p in f.pools}
+    reasons = UnmetReasons(f, rules, placement)
+    used = reasons.used
     unmet: dict[str, float] = {}
     why: dict[str, dict[str, float]] = {}  # model -> reason -> how much of its unmet
+    held: dict[str, set[str]] = {}  # model -> the required policies that hold its demand back (POLICY)
     totals: dict[str, dict[str, Any]] = {}  # reason -> the rate and the replicas unmet for it
+
+    def because(model: Model, location: str | None) -> str:
+        reason, policies = reasons.why(model, location)
+        if policies:
+            held.setdefault(model.name, set()).update(policies)
+        return reason
+
     for name, loc, rate in placement.unmet(f):
         unmet[name] = unmet.get(name, 0.0) + rate
-        reason = why_unmet(f, rules, placement, used, f.models[name], loc)
+        reason = because(f.models[name], loc)
         why.setdefault(name, {})[reason] = why.get(name, {}).get(reason, 0.0) + rate
         totals.setdefault(reason, {"rate": 0.0, "replicas": 0})["rate"] += rate
     unplaced = 0  # training and batch replicas: counted apart from rates
@@ -165,7 +174,7 @@ def _side(f: Fleet, rules: Rules, scenario: Scenario, placement: Placement, cost
         if short and model.name not in placement.retired:
             unmet[model.name] = unmet.get(model.name, 0.0) + short
             unplaced += short
-            reason = why_unmet(f, rules, placement, used, model, None)
+            reason = because(model, None)
             why.setdefault(model.name, {})[reason] = short
             totals.setdefault(reason, {"rate": 0.0, "replicas": 0})["replicas"] += short
     broken: dict[str, dict[str, float]] = {}  # policy -> how often it is broken and what that costs
@@ -184,6 +193,7 @@ def _side(f: Fleet, rules: Rules, scenario: Scenario, placement: Placement, cost
         "unmet": dict(sorted(unmet.items())),
         "unplacedReplicas": unplaced,
         "unmetWhy": dict(sorted(why.items())),
+        "unmetPolicies": {m: sorted(names) for m, names in sorted(held.items())},
         "unmetByReason": totals,
         "violations": dict(sorted(broken.items())),
         "saturated": saturated(f, used, [p.name for p in f.pools.values() if scenario.failed(p)]),

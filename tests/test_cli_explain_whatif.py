@@ -293,6 +293,50 @@ def test_whatif_tells_a_collapse_from_a_cap_and_from_cost(tmp_path):
         " ".join(r.stdout.split()), r.stdout
 
 
+def test_whatif_names_the_required_policies_that_hold_demand_back(tmp_path):
+    """Doubled, m wants 8 replicas; p has the GPUs, but required keep-half keeps 4 of its 8 free:
+    400 of m's 800 are held back by keep-half, which a plain "cost" hid (on the example with
+    fra-dc1 down and demand x3, 11,472 units/s were "cost", all held by required policies:
+    made preferred, onprem-failover-headroom let 830 more be served). n needs two failure domains
+    for a second replica (required spread) and fits one pool, r (H100s only): held by n-spread. On elastic e, keeping a
+    quarter free makes a 7th replica need a second node (16 USD/h for 100 of rate, where leaving
+    it unmet costs 10): that is cost, not the policy, since more nodes would keep it."""
+    docs = [location("a"), location("b"), location("c"), link("a", "b", 50), link("b", "c", 50),
+            pool("p", "a", usd=1.0), pool("r", "c", gpu="H100-80GB", usd=1.0),
+            pool("e", "b", usd=2.0, provider="aws", count=None, min_nodes=0, max_nodes=2),
+            inference("m", [{"location": "a", "rate": 400, "latencySloMs": 10}]),
+            inference("n", [{"location": "c", "rate": 150, "latencySloMs": 10}], throughput={"H100-80GB": 100},
+                      labels={"tier": "critical"}),
+            inference("w", [{"location": "b", "rate": 350, "latencySloMs": 10}]),
+            policy("keep-half", {"headroom": {"fraction": 0.5}}, pools={"names": ["p"]}),
+            policy("keep-quarter", {"headroom": {"fraction": 0.25}}, pools={"names": ["e"]}),
+            policy("n-spread", {"spread": {"minFailureDomains": 2}}, models={"labels": {"tier": "critical"}})]
+    settings = doc("Settings", "s", {"state": {"path": str(tmp_path / "state.json")},
+                                     "apply": {"mode": "gitops", "directory": str(tmp_path / "deploy")},
+                                     "objective": {"unmetUsdPerRate": 0.1}, "solver": {"timeLimitSeconds": 5}})
+    fleet = tmp_path / "fleet"
+    fleet.mkdir()
+    (fleet / "fleet.yaml").write_text(yaml.safe_dump_all([*docs, settings], sort_keys=False))
+    report = whatif(fleet, "--demand-scale", "2")
+    scen = report["scenario"]
+    assert scen["unmetWhy"]["m"] == {"policy": pytest.approx(400)}
+    assert scen["unmetPolicies"] == {"m": ["keep-half"], "n": ["n-spread"]}
+    assert scen["unmetWhy"]["w"] == {"cost": pytest.approx(100)}
+    r = placer("whatif", str(fleet), "--demand-scale", "2")
+    assert r.returncode == 0, r.stderr
+    text = " ".join(r.stdout.split())
+    assert re.search(r"m │ 0\.0 │ 400\.0 │ required policy keep-half forbids more replicas where there is room",
+                     text), r.stdout
+    assert "held back by required policies keep-half, n-spread where pools in reach have room (relax them" in text
+    # explain says the same of the fleet with m's demand doubled in its file
+    (fleet / "fleet.yaml").write_text(yaml.safe_dump_all(
+        [*(inference("m", [{"location": "a", "rate": 800, "latencySloMs": 10}]) if d["metadata"]["name"] == "m" else d
+           for d in docs), settings],
+        sort_keys=False))
+    said = " ".join(placer("explain", str(fleet), "m").stdout.split())
+    assert "demand at a: 400.0 unmet (required policy keep-half forbids more replicas where there is room)" in said
+
+
 def test_whatif_location_down_moves_demand_to_the_other(scenarios):
     report = whatif(scenarios, "--fail-location", "a")
     scen = report["scenario"]

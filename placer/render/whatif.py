@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from placer.explain import UNMET_REASONS
+from placer.explain import POLICY, reason_text
 from placer.render.report import COST_TERMS, signed
 
 UNMET_ROWS = 20  # models listed with unmet demand; --json lists them all
@@ -58,9 +59,11 @@ def render(report: dict[str, Any], console: Console) -> None:
         t.add_column("scenario", justify="right")
         t.add_column("why")
         why = scen.get("unmetWhy", {})
+        held = scen.get("unmetPolicies", {})
         ranked = sorted(unmet.items(), key=lambda kv: (-kv[1], kv[0]))
         for model, amount in ranked[:UNMET_ROWS]:
-            t.add_row(model, f"{base['unmet'].get(model, 0):,.1f}", f"{amount:,.1f}", _why(why.get(model, {})))
+            t.add_row(model, f"{base['unmet'].get(model, 0):,.1f}", f"{amount:,.1f}",
+                      _why(why.get(model, {}), held.get(model, ())))
         console.print(t)
         if len(ranked) > UNMET_ROWS:
             rest = ranked[UNMET_ROWS:]
@@ -76,11 +79,12 @@ def render(report: dict[str, Any], console: Console) -> None:
     console.print(f"Verdict: {verdict}.", style="bold red" if collapses else "bold yellow" if unmet else "bold green")
 
 
-def _why(amounts: dict[str, float]) -> str:
-    """The reasons a model's demand is unmet, with how much for each where there are several."""
+def _why(amounts: dict[str, float], policies: Sequence[str] = ()) -> str:
+    """The reasons a model's demand is unmet, with how much for each where there are several
+    (``policies``: those that hold it back, for POLICY)."""
     if len(amounts) == 1:
-        return UNMET_REASONS.get(next(iter(amounts)), next(iter(amounts)))
-    return "; ".join(f"{UNMET_REASONS.get(k, k)} ({v:,.1f})" for k, v in sorted(amounts.items(), key=lambda kv: -kv[1]))
+        return reason_text(next(iter(amounts)), policies)
+    return "; ".join(f"{reason_text(k, policies)} ({v:,.1f})" for k, v in sorted(amounts.items(), key=lambda kv: -kv[1]))
 
 
 def _amount(entry: dict[str, Any]) -> str:
@@ -95,8 +99,9 @@ def _amount(entry: dict[str, Any]) -> str:
 def _verdict(scen: dict[str, Any]) -> tuple[str, bool]:
     """The answer to "would it scale or collapse?", and whether it collapses: demand unmet (or
     training replicas unplaced) where no pool in reach has room. Demand beyond a model's
-    maxReplicas is the model's own limit, and what pools in reach have room for is left for its
-    cost (serving it would cost more than unmetUsdPerRate charges)."""
+    maxReplicas is the model's own limit, demand that required policies hold back where pools have
+    room is theirs, and the rest of what pools in reach have room for is left for its cost (serving
+    it would cost more than unmetUsdPerRate charges)."""
     share = scen["served"] / scen["demand"] if scen["demand"] else 1.0
     by = scen.get("unmetByReason", {})
     parts = []
@@ -106,10 +111,14 @@ def _verdict(scen: dict[str, Any]) -> tuple[str, bool]:
         capped = sorted(m for m, r in scen.get("unmetWhy", {}).items() if "maxReplicas" in r)
         parts.append(f"{_amount(by['maxReplicas'])} beyond the maxReplicas of {', '.join(capped[:5])}"
                      f"{f' and {len(capped) - 5} more' if len(capped) > 5 else ''} (raise maxReplicas to serve them)")
+    if _amount(by.get(POLICY, {})):
+        held = sorted({p for names in scen.get("unmetPolicies", {}).values() for p in names})
+        parts.append(f"{_amount(by[POLICY])} held back by required {'policy' if len(held) == 1 else 'policies'} "
+                     f"{', '.join(held[:5])}{f' and {len(held) - 5} more' if len(held) > 5 else ''} where pools in "
+                     "reach have room (relax them to serve it)")
     if _amount(by.get("cost", {})):
         parts.append(f"{_amount(by['cost'])} left unserved though pools in reach have room: serving them would "
-                     "cost more than Settings objective.unmetUsdPerRate (unmetUsdPerReplica) charges, or a "
-                     "required budget or spot cap forbids it")
+                     "cost more than Settings objective.unmetUsdPerRate (unmetUsdPerReplica) charges")
     if not parts:
         return "scales: all demand is served", False
     collapses = bool(_amount(by.get("noRoom", {})))
