@@ -12,7 +12,7 @@ from placer.cost import model_compute_usd, price, violations
 from placer.fleet import Fleet, Model, Pool
 from placer.optimizer import SolveResult, optimize
 from placer.placement import Placement
-from placer.policy import Rules, behaviour
+from placer.policy import Rules, Violation, behaviour
 
 
 @dataclass
@@ -125,11 +125,17 @@ HELD_TRIES = 16
 class UnmetReasons:
     """Why demand is left unmet in one plan, model by model (``why``)."""
 
-    def __init__(self, fleet: Fleet, rules: Rules, placement: Placement) -> None:
+    def __init__(self, fleet: Fleet, rules: Rules, placement: Placement,
+                 broken: Sequence[Violation] | None = None) -> None:
+        """``broken``: the placement's violations, where the caller priced it already."""
         self.fleet, self.rules, self.placement = fleet, rules, placement
         self.used = {p: placement.gpus_used(fleet, p) for p in fleet.pools}
         self._held: dict[tuple[str, str], tuple[str, ...]] = {}
-        self._broken: set[tuple[str, str]] | None = None
+        self._broken = None if broken is None else self._required(broken)
+
+    @staticmethod
+    def _required(broken: Sequence[Violation]) -> set[tuple[str, str]]:
+        return {(v.policy, v.detail) for v in broken if v.enforcement == "required"}
 
     def why(self, model: Model, location: str | None) -> tuple[str, tuple[str, ...]]:
         """Why demand of ``model`` at ``location`` (None: a training or batch replica) is left
@@ -170,8 +176,7 @@ class UnmetReasons:
         key = (model.name, pool.name)
         if key not in self._held:
             if self._broken is None:
-                self._broken = {(v.policy, v.detail) for v in violations(self.fleet, self.placement, self.rules)
-                                if v.enforcement == "required"}
+                self._broken = self._required(violations(self.fleet, self.placement, self.rules))
             replicas = dict(self.placement.replicas)
             replicas[key] = replicas.get(key, 0) + 1
             nodes: list[int | None] = [None]

@@ -150,7 +150,7 @@ def _side(f: Fleet, rules: Rules, scenario: Scenario, placement: Placement, cost
           gap: float, base: dict[tuple[str, str], int] | None) -> dict[str, Any]:
     """One side's report (``cost``: its placement priced): cost by term, demand and served, what is unmet and why, the preferred
     policies broken, the pools saturated, and (for the scenario) the moves from the ``base`` plan."""
-    reasons = UnmetReasons(f, rules, placement)
+    reasons = UnmetReasons(f, rules, placement, cost.violations)
     used = reasons.used
     unmet: dict[str, float] = {}
     why: dict[str, dict[str, float]] = {}  # model -> reason -> how much of its unmet
