@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -120,6 +121,10 @@ def reason_text(reason: str, policies: Sequence[str] = ()) -> str:
 # (bench M x4 with two locations down: 28 unmet entries, 20 checks, 0.17 s): beyond this many, all
 # held by policies, the rest are taken to be held as well
 HELD_TRIES = 16
+# seconds of such checks for one plan's reasons: each takes 0.14 s at bench XL (from its cheapest-
+# pool plan with demand x3: 40 of 109 unmet entries in 5.5 s); past them, a pool with room is
+# taken to be free of policies, and the demand is put down to cost, as before the checks
+HELD_SECONDS = 10.0
 
 
 class UnmetReasons:
@@ -132,6 +137,7 @@ class UnmetReasons:
         self.used = {p: placement.gpus_used(fleet, p) for p in fleet.pools}
         self._held: dict[tuple[str, str], tuple[str, ...]] = {}
         self._broken = None if broken is None else self._required(broken)
+        self._deadline: float | None = None  # set by the first check (HELD_SECONDS)
 
     @staticmethod
     def _required(broken: Sequence[Violation]) -> set[tuple[str, str]]:
@@ -172,9 +178,14 @@ class UnmetReasons:
         """The required policies one more replica of ``model`` on ``pool`` would break, by the
         policies' own checks (the cost function's), those the plan breaks already aside. An
         elastic pool gets the nodes the replica needs, and then all it may have: held only if
-        both break a policy (more nodes free GPUs a headroom asks for, fewer keep a budget)."""
+        both break a policy (more nodes free GPUs a headroom asks for, fewer keep a budget).
+        Nothing once the plan's checks have had their HELD_SECONDS."""
         key = (model.name, pool.name)
         if key not in self._held:
+            if self._deadline is None:
+                self._deadline = time.monotonic() + HELD_SECONDS
+            if time.monotonic() >= self._deadline:
+                return ()
             if self._broken is None:
                 self._broken = self._required(violations(self.fleet, self.placement, self.rules))
             replicas = dict(self.placement.replicas)
