@@ -197,7 +197,7 @@ class UnmetReasons:
                 nodes = [*sorted({max(have, min(pool.max_nodes, -(-need // pool.per_node))), pool.max_nodes})]
             held: tuple[str, ...] = ()
             for count in nodes:
-                at = dict(self.placement.nodes) if count is None else {**self.placement.nodes, pool.name: count}
+                at = self.placement.nodes if count is None else {**self.placement.nodes, pool.name: count}
                 more = replace(self.placement, replicas=replicas, nodes=at)
                 held = tuple(sorted({
                     policy.name for policy in self.fleet.policies if policy.required
