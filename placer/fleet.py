@@ -391,6 +391,12 @@ def _check_model(doc: Document, spec: ModelSpec, need_location: Any, need_gpu: A
                               f"many; the largest node in the fleet has {max_per_node}", "spec", "replica", "gpus"))
 
 
+# the rules a policy's pools selector means nothing to, and what each looks at instead
+NAMES_NO_POOLS = {"spread": "counts the failure domains of every pool a model runs on",
+                  "maxSpotFraction": "counts a model's replicas on every spot pool",
+                  "retire": "retires models wherever they run"}
+
+
 def _check_policy(doc: Document, spec: PolicySpec, locations: Mapping[str, Location],
                   gpu_types: Mapping[str, GpuType], by_kind: Mapping[str, Mapping[str, Document]],
                   diags: list[Diagnostic]) -> None:
@@ -424,6 +430,9 @@ def _check_policy(doc: Document, spec: PolicySpec, locations: Mapping[str, Locat
         diags.append(doc.diag("spec.penaltyUsdPerHour", "applies only to enforcement: preferred (a required policy "
                               "is never violated)", "spec", "penaltyUsdPerHour"))
     rule = spec.rule
+    if rule.name in NAMES_NO_POOLS and spec.pools != Selector():
+        diags.append(doc.diag("spec.pools", f"{rule.name} names no pools (it {NAMES_NO_POOLS[rule.name]}): this "
+                              "pools selector is ignored; remove it", "spec", "pools", severity="warning"))
     if rule.name == "preferPools" and spec.enforcement == "required":
         diags.append(doc.diag("spec.rule.preferPools", "preferPools is a soft rule: use enforcement: preferred with "
                               "penaltyUsdPerHour (or allowPools for a hard rule)", "spec", "rule"))

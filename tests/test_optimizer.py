@@ -224,6 +224,31 @@ def test_spread_over_failure_domains():
     assert placement.pools_of("m") == {"p1": 1, "p2": 1}
 
 
+@pytest.mark.parametrize("penalty", [None, 100])
+def test_a_spread_counts_every_pool_whatever_pools_it_names(penalty):
+    """spread names no pools (SPEC): a pools selector on it is ignored, with a warning. Its rows
+    once counted only the selected pools' domains while its check counted all: required, a plan
+    that kept the rule was refused as a conflict; preferred, the solver paid a penalty no priced
+    plan showed (objective 1,075.74 against 375.74 on the example fleet)."""
+    from placer.fleet import build_fleet
+    from placer.spec import load_document
+    from placer.spec.source import RawDocument
+
+    spread = policy("spread", {"spread": {"minFailureDomains": 2}}, pools={"names": ["p1"]}, penalty=penalty)
+    if penalty:
+        spread["spec"]["enforcement"] = "preferred"
+    docs = [pool("p1", "a", usd=1), pool("p3", "b", usd=5), inference("m", [{"location": "a", "rate": 200}],
+                                                                      minReplicas=2), spread, NO_CHURN]
+    placement, cost = solve(two_sites(*docs))  # solve() checks the objective against the priced plan
+    assert placement.pools_of("m") == {"p1": 1, "p3": 1} and cost.violations == ()
+    loaded = [load_document(RawDocument(path="f.yaml", line=1, data=d))[0]
+              for d in (location("a"), location("b"), link("a", "b", 5), *docs)]
+    _, diags = build_fleet([d for d in loaded if d is not None])
+    assert [(d.field, d.severity) for d in diags] == [("spec.pools", "warning")]
+    assert "spread names no pools (it counts the failure domains of every pool a model runs on): this pools " \
+        "selector is ignored; remove it" in str(diags[0])
+
+
 @pytest.mark.parametrize("rate, least, row", [(200, None, "serve-or-spread"), (80, 2, "always"), (80, None, None)])
 def test_the_lp_sees_a_spread_the_demand_or_min_replicas_force(rate, least, row):
     """The spread rule's `applies` is a big-M. When the demand needs two replicas (the valid row
