@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +17,10 @@ from placer.placement import Placement
 from placer.policy import Rules
 from placer.spec.kinds import PoolNodes
 from placer.spec.loader import suggest
+
+# the most demand a scenario may ask for, units/s over the fleet: ten million times bench XL's, and
+# where floats still count it to the unit (they do to 9e15)
+MOST_DEMAND = 1e15
 
 
 class ScenarioError(ValueError):
@@ -58,6 +62,14 @@ def check(fleet: Fleet, scenario: Scenario) -> list[str]:
                  for p in sorted(scenario.fail_providers) if p not in providers]
     if not math.isfinite(scenario.demand_scale) or scenario.demand_scale < 0:
         problems.append(f"--demand-scale must be a finite number >= 0, not {scenario.demand_scale:g}")
+    else:
+        # every figure the report shows must stay a number, to the unit: 1e308 once gave a demand of
+        # inf, an unmet table without the inference models, and "Infinity" in the JSON
+        demand = math.fsum(d.rate for m in fleet.models.values() for d in m.spec.demand)
+        if demand * scenario.demand_scale > MOST_DEMAND:
+            problems.append(f"--demand-scale {scenario.demand_scale:g} asks for more than {MOST_DEMAND:.0e} units/s "
+                            f"over the fleet, the most a what-if counts to the unit (the fleet's demand is "
+                            f"{demand:,.0f} units/s: give at most {MOST_DEMAND / demand:.3g})")
     return problems
 
 
@@ -79,11 +91,12 @@ def apply_scenario(fleet: Fleet, scenario: Scenario) -> Fleet:
     return dataclasses.replace(fleet, pools=pools, models=models)
 
 
-def saturated(fleet: Fleet, gpus_used: dict[str, int], failed: Collection[str]) -> list[str]:
-    """Pools using all the GPUs they could ever have (fixed count, or elastic at max)."""
+def saturated(fleet: Fleet, gpus_used: dict[str, int]) -> list[str]:
+    """Pools using all the GPUs they could ever have (fixed count, or elastic at max); a pool with
+    none (one a scenario fails has none in the scenario's fleet) is not saturated."""
     out = []
     for pool in fleet.pools.values():
-        if pool.name in failed or pool.max_gpus == 0:
+        if pool.max_gpus == 0:
             continue
         if gpus_used.get(pool.name, 0) >= pool.max_gpus:
             out.append(pool.name)
@@ -125,7 +138,8 @@ def compare(fleet: Fleet, rules: Rules, scenario: Scenario,
             if label == "base":
                 break  # nothing to compare a scenario with
             continue
-        cost = price(f, result.placement, rules)
+        # the scenario's churn is counted from the base plan it is planned from, as `fromBase` counts it
+        cost = price(f, result.placement, rules, current)
         if label == "base" and use_large(f):
             # the scalable route's plan is not at its best (at XL 5% above the bound), and a re-plan
             # from it keeps improving: the scenario, re-planned from the base, came out 383.56 USD/h
@@ -142,11 +156,11 @@ def compare(fleet: Fleet, rules: Rules, scenario: Scenario,
         assert placement is not None  # a re-plan from a plan always has one
         if label == "base":
             base_replicas = dict(placement.replicas)
-        sides[label] = _side(f, rules, scenario, placement, cost, result.status, result.gap, current)
+        sides[label] = _side(f, rules, placement, cost, result.status, result.gap, current)
     return {"description": scenario.describe(), **sides}
 
 
-def _side(f: Fleet, rules: Rules, scenario: Scenario, placement: Placement, cost: CostBreakdown, status: str,
+def _side(f: Fleet, rules: Rules, placement: Placement, cost: CostBreakdown, status: str,
           gap: float, base: dict[tuple[str, str], int] | None) -> dict[str, Any]:
     """One side's report (``cost``: its placement priced): cost by term, demand and served, what is unmet and why, the preferred
     policies broken, the pools saturated, and (for the scenario) the moves from the ``base`` plan."""
@@ -168,12 +182,12 @@ def _side(f: Fleet, rules: Rules, scenario: Scenario, placement: Placement, cost
         reason = because(f.models[name], loc)
         why.setdefault(name, {})[reason] = why.get(name, {}).get(reason, 0.0) + rate
         totals.setdefault(reason, {"rate": 0.0, "replicas": 0})["rate"] += rate
-    unplaced = 0  # training and batch replicas: counted apart from rates
+    unplaced: dict[str, int] = {}  # training and batch replicas: counted apart from rates
     for model in f.models.values():
         short = placement.missing_replicas(f, model.name)
         if short and model.name not in placement.retired:
             unmet[model.name] = unmet.get(model.name, 0.0) + short
-            unplaced += short
+            unplaced[model.name] = short
             reason = because(model, None)
             why.setdefault(model.name, {})[reason] = short
             totals.setdefault(reason, {"rate": 0.0, "replicas": 0})["replicas"] += short
@@ -186,17 +200,19 @@ def _side(f: Fleet, rules: Rules, scenario: Scenario, placement: Placement, cost
     out = {
         "status": status,
         "feasible": True,
-        "gap": gap,
+        "gap": gap if math.isfinite(gap) else None,  # JSON has no Infinity (no bound, or a plan of cost 0)
         "cost": cost.as_dict(),
-        "demand": sum(m.total_demand for m in f.models.values()),
+        # a retired model's demand is nobody's to serve, as `plan` counts it
+        "demand": sum(m.total_demand for m in f.models.values() if m.name not in placement.retired),
         "served": sum(r.rate for r in placement.routes),
         "unmet": dict(sorted(unmet.items())),
-        "unplacedReplicas": unplaced,
+        "unplacedReplicas": sum(unplaced.values()),
+        "unplaced": dict(sorted(unplaced.items())),  # model -> training/batch replicas not placed
         "unmetWhy": dict(sorted(why.items())),
         "unmetPolicies": {m: sorted(names) for m, names in sorted(held.items())},
         "unmetByReason": totals,
         "violations": dict(sorted(broken.items())),
-        "saturated": saturated(f, used, [p.name for p in f.pools.values() if scenario.failed(p)]),
+        "saturated": saturated(f, used),
         "gpus": {"used": sum(used.values()), "capacity": sum(placement.gpus_capacity(f, p) for p in f.pools)},
     }
     if base is not None:

@@ -349,7 +349,7 @@ def test_whatif_every_pool_down_serves_nothing(scenarios):
     r = placer("whatif", str(scenarios), "--fail-pool", "p", "--fail-pool", "q")
     assert r.returncode == 0, r.stderr
     assert "pool p, q down" in r.stdout
-    assert "Verdict: partly collapses: 0.00% of demand served; 600.0 units/s unmet where no pool in reach has room." \
+    assert "Verdict: collapses: 0.00% of demand served; 600.0 units/s unmet where no pool in reach has room." \
         in " ".join(r.stdout.split())
 
 
@@ -360,11 +360,45 @@ def test_whatif_counts_unplaced_training_replicas_apart_from_rates(tmp_path):
                   inference("m", [{"location": "a", "rate": 200}]), training("t", replicas=1, gpus=2, mem=20))
     r = placer("whatif", str(fleet), "--fail-pool", "p")
     assert r.returncode == 0, r.stderr
-    assert ("Verdict: partly collapses: 0.00% of demand served; 200.0 units/s and 1 training/batch replica(s) "
+    assert ("Verdict: collapses: 0.00% of demand served; 200.0 units/s and 1 training/batch replica(s) "
             "unmet where no pool in reach has room.") in " ".join(r.stdout.split())
     report = whatif(fleet, "--fail-pool", "p")
     assert report["scenario"]["unplacedReplicas"] == 1 and report["base"]["unplacedReplicas"] == 0
     assert report["scenario"]["unmet"] == {"m": pytest.approx(200), "t": 1}
+    assert report["scenario"]["unplaced"] == {"t": 1} and report["base"]["unplaced"] == {}
+
+
+def test_whatif_base_side_is_the_base_plan_whatever_the_scenario_fails(tmp_path):
+    """The base side reports the base plan: a pool it fills is saturated there though the scenario
+    fails it (the base once left out the scenario's failed pools). The scenario's churn is counted
+    from the base plan, as its moves are (its cost said 97.50 USD where its moves said 57.50)."""
+    fleet = write(tmp_path, location("a"), location("b"), link("a", "b", 5),
+                  pool("p", "a", usd=1.0), pool("q", "b", usd=2.0, count=2),
+                  inference("m", [{"location": "a", "rate": 800}]))
+    report = whatif(fleet, "--fail-pool", "p")
+    base, scen = report["base"], report["scenario"]
+    assert base["saturated"] == ["p"] and scen["saturated"] == []
+    assert scen["fromBase"] == {"started": 8, "stopped": 8, "churnUsd": pytest.approx(4.0)}
+    assert scen["cost"]["churnUsd"] == pytest.approx(4.0)
+    same = whatif(fleet)["scenario"]
+    assert same["fromBase"]["churnUsd"] == 0 and same["cost"]["churnUsd"] == 0
+
+
+def test_whatif_leaves_a_retired_models_demand_out(tmp_path):
+    """A retired model's demand is nobody's to serve, as `plan` counts it: it was in the demand row
+    but neither served nor unmet, so "all demand is served" sat beside 91.68% served."""
+    fleet = write(tmp_path, location("a"), pool("p", "a", usd=1.0),
+                  policy("retire-old", {"retire": {"unusedForDays": 30}}),
+                  inference("old", [{"location": "a", "rate": 500}], lastUsed="2026-01-01"),
+                  inference("m", [{"location": "a", "rate": 400}], lastUsed="2026-11-27"))
+    r = placer("whatif", str(fleet), "--demand-scale", "2", "--now", "2026-11-28", "--json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    for side, demand in (("base", 400), ("scenario", 800)):
+        assert report[side]["demand"] == pytest.approx(demand) and report[side]["served"] == pytest.approx(demand)
+        assert report[side]["unmet"] == {}
+    r = placer("whatif", str(fleet), "--demand-scale", "2", "--now", "2026-11-28")
+    assert "Verdict: scales: all demand is served." in r.stdout, r.stdout
 
 
 @pytest.fixture(scope="module")
@@ -432,6 +466,10 @@ def test_explain_on_a_fleet_with_no_plan_names_the_conflict(tmp_path):
     (("--demand-scale", "-1"), "--demand-scale must be a finite number >= 0, not -1"),
     (("--demand-scale", "nan"), "--demand-scale must be a finite number >= 0, not nan"),
     (("--demand-scale", "inf"), "--demand-scale must be a finite number >= 0, not inf"),
+    # finite, but its demand is not (it gave an unmet table without the inference models, and
+    # "Infinity" in the JSON)
+    (("--demand-scale", "1e308"), "--demand-scale 1e+308 asks for more than 1e+15 units/s over the fleet, the most "
+     "a what-if counts to the unit (the fleet's demand is 600 units/s: give at most 1.67e+12)"),
 ])
 def test_whatif_refuses_names_the_fleet_lacks(scenarios, args, message):
     """A scenario the fleet cannot take is the user's to mend, not a bug to report: the message
@@ -498,22 +536,50 @@ def test_whatif_output_stays_short_when_many_models_fall_short():
     from placer.render.whatif import SATURATED_NAMES, UNMET_ROWS, render
 
     cost = {"totalUsdPerHour": 0.0, "computeUsdPerHour": 0.0, "unmetUsdPerHour": 0.0}
-    side = {"feasible": True, "cost": cost, "demand": 1000.0, "served": 1000.0, "gpus": {"used": 0},
-            "unmet": {}, "saturated": []}
+    side = {"status": "OPTIMAL", "gap": 0.0, "feasible": True, "cost": cost, "demand": 1000.0, "served": 1000.0,
+            "gpus": {"used": 0}, "unmet": {}, "saturated": []}
     short = {f"model-{i:03d}": float(i + 1) for i in range(UNMET_ROWS + 7)}
     pools = [f"pool-{i:03d}" for i in range(SATURATED_NAMES + 5)]
     report = {"description": "demand x2", "base": side,
-              "scenario": {**side, "served": 1000.0 - sum(short.values()), "unmet": short, "saturated": pools}}
+              "scenario": {**side, "served": 1000.0 - sum(short.values()), "unmet": short, "saturated": pools,
+                           "unplaced": {"model-000": 1}}}  # a training model, one replica short
     console = Console(width=200, record=True)
     render(report, console)
     text = console.export_text()
     listed = re.findall(r"^ (model-\d+) ", text, re.M)
     assert len(listed) == UNMET_ROWS and listed[0] == f"model-{UNMET_ROWS + 6:03d}"  # the largest first
     assert "model-000" not in listed  # the smallest are counted, not listed
-    assert "… and 7 more model(s) short of 28.0 in all (--json lists every one)" in text  # 1 + 2 + ... + 7
+    # 2 + ... + 7 units/s, and model-000's replica apart (once "28.0 in all", rates and replicas summed)
+    assert "… and 7 more model(s) short of 27.0 units/s and 1 training/batch replica(s) in all (--json lists every " \
+        "one)" in text
     assert f"Saturated pools ({SATURATED_NAMES + 5} at their maximum): pool-000, " in text
     assert f"pool-{SATURATED_NAMES - 1:03d}, and 5 more (--json names every one)" in text
     assert f"pool-{SATURATED_NAMES:03d}" not in text
+
+
+def test_whatif_shows_each_sides_search_and_doubts_cost_where_it_stopped_short():
+    """Each side's status and gap are shown; demand left unserved where pools have room is put
+    down to cost as a fact only by a search that finished (a 0.05 s limit left 80 units/s "costing
+    more than unmetUsdPerRate charges" where a replica cost 0.8 USD/h against 80)."""
+    from rich.console import Console
+
+    from placer.render.whatif import render
+
+    cost = {"totalUsdPerHour": 90.0, "computeUsdPerHour": 10.0, "unmetUsdPerHour": 80.0}
+    side = {"status": "OPTIMAL", "gap": 0.0, "feasible": True, "cost": cost, "demand": 1000.0, "served": 920.0,
+            "gpus": {"used": 2}, "unmet": {"m": 80.0}, "unmetWhy": {"m": {"cost": 80.0}},
+            "unmetByReason": {"cost": {"rate": 80.0, "replicas": 0}}, "saturated": []}
+    texts = {}
+    for status, gap in (("OPTIMAL", 0.0005), ("FEASIBLE", 0.8), ("FEASIBLE", None)):
+        console = Console(width=400, record=True)
+        render({"description": "demand x2", "base": side, "scenario": {**side, "status": status, "gap": gap}}, console)
+        texts[status, gap] = console.export_text()
+    assert "Solver: base OPTIMAL (gap 0.00%), scenario OPTIMAL (gap 0.05%)" in texts["OPTIMAL", 0.0005]
+    assert "Solver: base OPTIMAL (gap 0.00%), scenario FEASIBLE (gap n/a)" in texts["FEASIBLE", None]
+    charges = "serving them would cost more than Settings objective.unmetUsdPerRate (unmetUsdPerReplica) charges"
+    assert f"{charges}." in texts["OPTIMAL", 0.0005]
+    assert (f"{charges}, or the search stopped before it found how to serve them (FEASIBLE, gap 80.00%; raise "
+            "Settings solver.timeLimitSeconds).") in texts["FEASIBLE", 0.8]
 
 
 def test_whatif_rows_show_no_negative_zero_and_no_term_neither_side_pays():
@@ -526,8 +592,8 @@ def test_whatif_rows_show_no_negative_zero_and_no_term_neither_side_pays():
 
     def side(unmet: float, compute: float, served: float) -> dict:
         cost = {"totalUsdPerHour": compute + unmet, "computeUsdPerHour": compute, "unmetUsdPerHour": unmet}
-        return {"feasible": True, "cost": cost, "demand": served, "served": served, "gpus": {"used": 2},
-                "unmet": {}, "saturated": []}
+        return {"status": "OPTIMAL", "gap": 0.0, "feasible": True, "cost": cost, "demand": served, "served": served,
+                "gpus": {"used": 2}, "unmet": {}, "saturated": []}
 
     report = {"description": "demand x0", "base": side(1.4e-10, 4.0, 100.0), "scenario": side(0.0, 4.0 - 1e-9, 100.0)}
     console = Console(width=200, record=True)

@@ -17,6 +17,7 @@ from placer.render.report import (
     SYMBOLS,
     change_detail,
     counts_line,
+    gap_text,
     model_rows,
     signed,
     usd_per_million,
@@ -102,8 +103,7 @@ def _header(plan: dict[str, Any]) -> list[str]:
     if per_m is not None:
         lines.append(f"Cost per million units served: {per_m:,.4f} USD")
     gap = solver.get("gap")
-    gap_text = f"{100 * gap:.2f}%" if isinstance(gap, int | float) else "n/a"
-    lines.append(f"Solver: {solver.get('status')} in {solver.get('wallSeconds', 0):.2f} s, gap {gap_text}")
+    lines.append(f"Solver: {solver.get('status')} in {solver.get('wallSeconds', 0):.2f} s, gap {gap_text(gap)}")
     lines.append("")
     lines += ["| term | USD/h |", "|---|---:|"]
     for label, key in (*COST_TERMS, ("**total**", "totalUsdPerHour")):

@@ -19,6 +19,11 @@ def signed(value: float, fmt: str = "{:,.2f}") -> str:
     return fmt.format(0.0) if float(text.replace(",", "")) == 0 else text
 
 
+def gap_text(gap: Any) -> str:
+    """A solver's relative gap in words: a percentage, or n/a where it proved no bound."""
+    return f"{100 * gap:.2f}%" if isinstance(gap, int | float) and not isinstance(gap, bool) else "n/a"
+
+
 def counts(plan: dict[str, Any]) -> dict[str, int]:
     out = {"create": 0, "update": 0, "delete": 0}
     for c in plan.get("changes", []):

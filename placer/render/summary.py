@@ -8,7 +8,15 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from placer.render.report import COST_TERMS, SYMBOLS, change_detail, counts_line, model_rows, usd_per_million
+from placer.render.report import (
+    COST_TERMS,
+    SYMBOLS,
+    change_detail,
+    counts_line,
+    gap_text,
+    model_rows,
+    usd_per_million,
+)
 
 STYLE = {"create": "green", "update": "yellow", "delete": "red"}
 
@@ -20,10 +28,9 @@ def _num(x: float) -> str:
 def render(plan: dict[str, Any], console: Console, pool_prices: dict[str, float] | None = None) -> None:
     solver = plan.get("solver", {})
     gap = solver.get("gap")
-    gap_text = f"{100 * gap:.2f}%" if isinstance(gap, int | float) else "n/a"
     console.print(Text.assemble(("Solver: ", "bold"), f"{solver.get('status')} in {solver.get('wallSeconds', 0):.2f} s, "
                                 f"objective {solver.get('objectiveUsdPerHour', 0):,.2f} USD/h, bound "
-                                f"{solver.get('boundUsdPerHour', 0):,.2f}, gap {gap_text}"))
+                                f"{solver.get('boundUsdPerHour', 0):,.2f}, gap {gap_text(gap)}"))
 
     pools = Table(title="Pools", title_justify="left", show_edge=False)
     for col, justify in (("pool", "left"), ("nodes", "right"), ("GPUs used / capacity", "right"), ("util", "right")):

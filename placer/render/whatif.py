@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from placer.explain import POLICY, reason_text
-from placer.render.report import COST_TERMS, signed
+from placer.render.report import COST_TERMS, gap_text, signed
 
 UNMET_ROWS = 20  # models listed with unmet demand; --json lists them all
 SATURATED_NAMES = 30  # saturated pools named; --json names them all
@@ -46,6 +46,8 @@ def render(report: dict[str, Any], console: Console) -> None:
     row("served (rate)", base["served"], scen["served"], "{:,.0f}")
     row("GPUs used", base["gpus"]["used"], scen["gpus"]["used"], "{:,.0f}")
     console.print(table)
+    console.print(f"Solver: base {base['status']} (gap {gap_text(base.get('gap'))}), scenario {scen['status']} "
+                  f"(gap {gap_text(scen.get('gap'))})")
     moves = scen.get("fromBase")
     if moves is not None:
         console.print(f"Planned from the base plan: {moves['started']:,} replica(s) started, {moves['stopped']:,} "
@@ -66,9 +68,10 @@ def render(report: dict[str, Any], console: Console) -> None:
                       _why(why.get(model, {}), held.get(model, ())))
         console.print(t)
         if len(ranked) > UNMET_ROWS:
-            rest = ranked[UNMET_ROWS:]
-            console.print(f"… and {len(rest)} more model(s) short of {sum(a for _, a in rest):,.1f} in all "
-                          "(--json lists every one)")
+            rest = [m for m, _ in ranked[UNMET_ROWS:]]
+            replicas = sum(scen.get("unplaced", {}).get(m, 0) for m in rest)  # training/batch: replicas, not rate
+            short = _amount({"rate": sum(unmet[m] for m in rest) - replicas, "replicas": replicas})
+            console.print(f"… and {len(rest)} more model(s) short of {short} in all (--json lists every one)")
     _policies(base.get("violations", {}), scen.get("violations", {}), console)
     pools = scen["saturated"]
     if pools:
@@ -117,13 +120,17 @@ def _verdict(scen: dict[str, Any]) -> tuple[str, bool]:
                      f"{', '.join(held[:5])}{f' and {len(held) - 5} more' if len(held) > 5 else ''} where pools in "
                      "reach have room (relax them to serve it)")
     if _amount(by.get("cost", {})):
-        parts.append(f"{_amount(by['cost'])} left unserved though pools in reach have room: serving them would "
-                     "cost more than Settings objective.unmetUsdPerRate (unmetUsdPerReplica) charges")
+        because = ("serving them would cost more than Settings objective.unmetUsdPerRate (unmetUsdPerReplica) "
+                   "charges")
+        if scen.get("status") != "OPTIMAL":  # a search stopped short may simply not have found how
+            because += (f", or the search stopped before it found how to serve them ({scen.get('status')}, gap "
+                        f"{gap_text(scen.get('gap'))}; raise Settings solver.timeLimitSeconds)")
+        parts.append(f"{_amount(by['cost'])} left unserved though pools in reach have room: {because}")
     if not parts:
         return "scales: all demand is served", False
     collapses = bool(_amount(by.get("noRoom", {})))
-    return f"{'partly collapses' if collapses else 'scales'}: {100 * share:.2f}% of demand served; {'; '.join(parts)}", \
-        collapses
+    how = "scales" if not collapses else "collapses" if scen["served"] <= 0 < scen["demand"] else "partly collapses"
+    return f"{how}: {100 * share:.2f}% of demand served; {'; '.join(parts)}", collapses
 
 
 def _policies(base: dict[str, Any], scen: dict[str, Any], console: Console) -> None:
