@@ -107,6 +107,15 @@ def test_latency_slo_limits_routes():
     assert placement.replicas == {("m", "far"): 1}
 
 
+def test_a_route_as_long_as_its_slo_meets_it():
+    """Links of 1.1 and 2.2 ms make a path of 3.3000000000000003 ms: an SLO of 3.3 refused it, and
+    the demand went unmet ("3.3 ms > 3.3 ms")."""
+    f = fleet(location("a"), location("b"), location("c"), link("a", "b", 1.1), link("b", "c", 2.2),
+              pool("p", "c"), inference("m", [{"location": "a", "rate": 50, "latencySloMs": 3.3}]))
+    placement, _ = solve(f)
+    assert placement.routed("m", "a") == pytest.approx(50) and placement.unmet(f) == []
+
+
 def test_egress_term_prefers_the_pool_near_the_data():
     f = fleet(location("a"), location("b"), location("c"), link("a", "c", 5, egress=0.0), link("b", "c", 5, egress=0.5),
               pool("pa", "a", usd=1), pool("pb", "b", usd=1),

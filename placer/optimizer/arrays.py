@@ -23,7 +23,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from placer.candidates import Candidates, Exclusion, Exclusions, Pair, RouteOption, eligibility_warnings
+from placer.candidates import (
+    SLO_SLACK_MS,
+    Candidates,
+    Exclusion,
+    Exclusions,
+    Pair,
+    RouteOption,
+    eligibility_warnings,
+)
 from placer.fleet import Fleet, Model, Pool, model_matches
 from placer.policy import Rules, behaviour
 from placer.spec import Diagnostic
@@ -392,7 +400,7 @@ def build_arrays(fleet: Fleet, rules: Rules) -> FleetArrays:
             lat = latency[li, ploc]
             ok = np.isfinite(lat)
             if dem.latency_slo_ms is not None:
-                ok &= lat <= dem.latency_slo_ms
+                ok &= lat <= dem.latency_slo_ms + SLO_SLACK_MS
             sel = np.flatnonzero(ok)
             route_dem.append(np.full(len(sel), d, dtype=np.int64))
             route_pair.append(sel + lo)
