@@ -455,7 +455,7 @@ def explain(fleet: str, model: str, now_text: str | None, state_path: str | None
             kept = saved.body.get("solver", {})
             gone = {str(r["model"]): str(r.get("reason", "")) for r in saved.body.get("retired", [])}
             try:
-                placed = placement_of_body(saved.body)
+                placed = placement_of_body(saved.body, loaded)
             except PlanFileError as exc:
                 fail(f"{plan_path}: {exc}")
             result = SolveResult(str(kept.get("status", "SAVED")), placed,
@@ -495,7 +495,8 @@ def explain(fleet: str, model: str, now_text: str | None, state_path: str | None
     table.add_column("why not")
     for pools, why in rows:
         table.add_row(names(pools, len(pools) if every_row else GROUP_NAMES), why)
-    out.print(table)
+    if rows:  # a fleet of one pool has no others to tell of
+        out.print(table)
     said = ex.next_best_text()
     if said is not None:
         out.print(said, style="yellow" if ex.next_best_cheaper else None)

@@ -10,10 +10,11 @@ from dataclasses import dataclass, field, replace
 
 from placer.candidates import SLO, Candidates, Exclusion, exclusion, required_of, within_slo
 from placer.cost import model_compute_usd, price, violations
-from placer.fleet import Fleet, Model, Pool
+from placer.fleet import Fleet, Model, Policy, Pool
 from placer.optimizer import SolveResult, optimize
 from placer.placement import Placement
 from placer.policy import Rules, Violation, behaviour
+from placer.render.report import signed
 
 
 @dataclass
@@ -32,36 +33,57 @@ class Explanation:
     # replica (training, batch): ``grouped`` lists them cheapest first
     unused_price: dict[str, float] = field(default_factory=dict)
     next_best: dict[str, int] | None = None
-    next_best_delta: float | None = None
+    next_best_delta: float | None = None  # the fleet's running cost with the next best, less the plan's (USD/h)
+    next_best_churn: float = 0.0  # its one-off churn, less the plan's (USD)
     next_best_from_plan: bool = False  # the next best is this plan with the model moved alone (the scalable route)
+    no_next_best: str | None = None  # why there is none, where the model has pools and nothing else takes it
 
     @property
     def next_best_cheaper(self) -> bool:
-        """The move away costs less than the plan: the plan's search stopped short of it."""
-        return self.next_best_delta is not None and self.next_best_delta < -0.005
+        """The move away costs less than the plan, as the plan's search weighs it (running cost and
+        churn): the search stopped short of it."""
+        return self.next_best_delta is not None and self.next_best_delta + self.next_best_churn < -0.005
 
     def next_best_text(self) -> str | None:
+        how = " (every other model where this plan has it)" if self.next_best_from_plan else ""
+        if self.no_next_best is not None:
+            return f"No next best without its current pools{how}: {self.no_next_best}"
         if self.next_best is None or self.next_best_delta is None:
             return None
         alt = ", ".join(f"{r} on {p}" for p, r in sorted(self.next_best.items())) or "not placed"
-        how = " (every other model where this plan has it)" if self.next_best_from_plan else ""
+        # the churn is paid once, the running cost every hour: apart, as `plan` and `whatif` give them
+        churn = f" ({signed(self.next_best_churn)} USD of one-off churn)" if abs(self.next_best_churn) >= 0.005 else ""
         if not self.next_best_cheaper:
-            return (f"Next best without its current pools{how}: {alt}, costing {self.next_best_delta:+,.2f} USD/h "
-                    "for the whole fleet")
-        return (f"Without its current pools{how}: {alt}, {-self.next_best_delta:,.2f} USD/h cheaper for the whole "
-                "fleet: the plan's search stopped before this move (raise Settings solver.timeLimitSeconds, or "
-                "plan again from the applied state)")
+            return (f"Next best without its current pools{how}: {alt}, costing {signed(self.next_best_delta)} USD/h "
+                    f"for the whole fleet{churn}")
+        saves = (f"{-self.next_best_delta:,.2f} USD/h cheaper for the whole fleet{churn}" if self.next_best_delta < 0
+                 else f"costing {signed(self.next_best_delta)} USD/h for the whole fleet{churn}, less in all")
+        return (f"Without its current pools{how}: {alt}, {saves}: the plan's search stopped before this move (raise "
+                "Settings solver.timeLimitSeconds, or plan again from the applied state)")
 
 
-def _occupants(fleet: Fleet, placement: Placement, pool: str, model: str) -> str:
-    used = placement.gpus_used(fleet, pool)
+def _occupants(fleet: Fleet, placement: Placement, pool: str, model: str, reasons: UnmetReasons) -> str:
+    """Why an eligible ``pool`` does not hold ``model``: it has no GPUs, too few left for a replica
+    (and who holds them), one more replica there breaks required policies, or else its cost."""
+    used = reasons.used.get(pool, 0)
     cap = fleet.pools[pool].max_gpus
-    if used < cap:
-        return f"eligible; not chosen (cost), {cap - used} of {cap} GPUs free"
+    if cap == 0:
+        return "eligible, but it has no GPUs (0 nodes)"
     per = fleet.pools[pool].gpus_per_replica
+    need = per(fleet.models[model].spec.replica.gpus)
+    if cap - used >= need:
+        held = reasons.held_by(fleet.models[model], fleet.pools[pool])
+        if held:  # the check the pool's cost hid (the example's legal-assistant-70b, fra-a100-80)
+            one = len(held) == 1
+            return (f"eligible; held back by required {'policy' if one else 'policies'} {', '.join(held)}: one more "
+                    f"replica there breaks {'it' if one else 'them'}, {cap - used} of {cap} GPUs free")
+        return f"eligible; not chosen (cost), {cap - used} of {cap} GPUs free"
     gpus = {m: r * per(fleet.models[m].spec.replica.gpus) for m, r in placement.models_on(pool).items() if m != model}
     others = sorted(gpus, key=lambda m: (-gpus[m], m))  # who holds most first
-    return f"eligible but full: {used}/{cap} GPUs taken by {names(others, OCCUPANTS) or 'nobody'}"
+    if used >= cap:
+        return f"eligible but full: {used}/{cap} GPUs taken by {names(others, OCCUPANTS) or 'nobody'}"
+    return (f"eligible but too full for a replica of {need} GPUs: {cap - used} free, {used}/{cap} taken by "
+            f"{names(others, OCCUPANTS) or 'nobody'}")
 
 
 OCCUPANTS = 8  # models named as a full pool's occupants, those holding most GPUs first
@@ -104,8 +126,9 @@ def _slo_reason(fleet: Fleet, model: str, pool: str) -> str | None:
     return str(Exclusion(SLO, f"no demand reaches {where} within its SLO ({'; '.join(late[:3])}{more})"))
 
 
-NO_ROOM, MAX_REPLICAS, COST, POLICY = "noRoom", "maxReplicas", "cost", "policy"
+NO_ROOM, NO_POOL, MAX_REPLICAS, COST, POLICY = "noRoom", "noPool", "maxReplicas", "cost", "policy"
 UNMET_REASONS = {NO_ROOM: "no room in reach", MAX_REPLICAS: "at its maxReplicas", COST: "cost: pools in reach have room",
+                 NO_POOL: "no pool in reach may run it: fit rules, required policies or SLO",
                  POLICY: "required policies forbid more replicas where there is room"}
 
 
@@ -149,8 +172,10 @@ class UnmetReasons:
         already; NO_ROOM, no pool its fit rules and required policies allow, within the demand's
         SLO, has GPUs left for a replica; POLICY, such pools have room, and one more replica on
         each (on HELD_TRIES of them at most) would break a required policy (a spread over failure
-        domains the pools in reach do not span, a headroom, a budget, say); else COST, serving the
-        demand there would cost more than the fleet charges for leaving it unmet."""
+        domains the pools in reach do not span, a headroom, a budget, say); NO_POOL, no pool within
+        the SLO, full or not (one a scenario fails included), may run it at all, so that room would
+        not help; else COST, serving the demand there would cost more than the fleet charges for
+        leaving it unmet."""
         fleet, placement = self.fleet, self.placement
         if model.spec.max_replicas is not None and placement.replicas_of(model.name) >= model.spec.max_replicas:
             return MAX_REPLICAS, ()
@@ -172,7 +197,16 @@ class UnmetReasons:
                 tried += 1
                 if tried == HELD_TRIES:
                     break
-        return (POLICY, tuple(sorted(held))) if held else (NO_ROOM, ())
+        if held:
+            return POLICY, tuple(sorted(held))
+        return (NO_ROOM if self._in_reach(model, location, slo, policies) else NO_POOL), ()
+
+    def _in_reach(self, model: Model, location: str | None, slo: float | None, policies: Sequence[Policy]) -> bool:
+        """Some pool within the SLO of demand at ``location``, full or not, may run ``model``."""
+        fleet = self.fleet
+        return any(
+            (location is None or within_slo(fleet.topology.latency_ms(location, pool.location.name), slo))
+            and exclusion(fleet, self.rules, model, pool, policies) is None for pool in fleet.pools.values())
 
     def held_by(self, model: Model, pool: Pool) -> tuple[str, ...]:
         """The required policies one more replica of ``model`` on ``pool`` would break, by the
@@ -218,8 +252,8 @@ def explain(fleet: Fleet, rules: Rules, model: str, result: SolveResult, current
     unmet = [(loc, rate) for m, loc, rate in placement.unmet(fleet) if m == model]
     ex = Explanation(model, placed, model_compute_usd(fleet, placement, model), routes, unmet)
     ex.missing = placement.missing_replicas(fleet, model)
+    reasons = UnmetReasons(fleet, rules, placement)
     if unmet or ex.missing:
-        reasons = UnmetReasons(fleet, rules, placement)
         ex.unmet_why = {loc: reason_text(*reasons.why(fleet.models[model], loc)) for loc, _ in unmet}
         if ex.missing:
             ex.missing_why = reason_text(*reasons.why(fleet.models[model], None))
@@ -231,7 +265,7 @@ def explain(fleet: Fleet, rules: Rules, model: str, result: SolveResult, current
         if why is not None:
             ex.out[pool] = why
         else:
-            ex.unused[pool] = _occupants(fleet, placement, pool, model)
+            ex.unused[pool] = _occupants(fleet, placement, pool, model, reasons)
             ex.unused_price[pool] = _price(fleet, fleet.models[model], fleet.pools[pool])
     if placed:
         forbid = frozenset((model, p) for p in placed)
@@ -245,17 +279,33 @@ def explain(fleet: Fleet, rules: Rules, model: str, result: SolveResult, current
 
             ex.next_best_from_plan = True
             base, moved = replace_alone(fleet, rules, placement, model, placed, current)
-            if moved is not None:
-                ex.next_best = moved.pools_of(model)
-                ex.next_best_delta = (price(fleet, moved, rules, current).objective
-                                      - price(fleet, base, rules, current).objective)
+            if moved is None:
+                ex.no_next_best = NOWHERE
+            else:
+                _next_best(ex, fleet, rules, moved, base, current)
             return ex
         alt = optimize(fleet, rules, current=current, forbid=forbid, progress=progress)
         if alt.placement is not None:
-            ex.next_best = alt.placement.pools_of(model)
-            ex.next_best_delta = (price(fleet, alt.placement, rules, current).objective
-                                  - price(fleet, placement, rules, current).objective)
+            _next_best(ex, fleet, rules, alt.placement, placement, current)
+        else:
+            ex.no_next_best = NOWHERE if alt.status == "INFEASIBLE" else (
+                f"the solver found none within its time limit ({alt.status}; raise Settings solver.timeLimitSeconds)")
     return ex
+
+
+# why a model has no next best: kept off its pools, no placement of the fleet holds
+NOWHERE = "no plan of the fleet holds with it kept off them (its minReplicas or required policies need the pools it has)"
+
+
+def _next_best(ex: Explanation, fleet: Fleet, rules: Rules, alt: Placement, plan: Placement,
+               current: dict[tuple[str, str], int]) -> None:
+    """``ex``'s next best: ``alt``, priced against ``plan``, its running cost and its churn apart
+    (summed, they once read "USD/h": 108.00 where the running cost rose 148 USD/h and the move
+    saved 40 USD of churn)."""
+    moved, kept = price(fleet, alt, rules, current), price(fleet, plan, rules, current)
+    ex.next_best = alt.pools_of(ex.model)
+    ex.next_best_delta = moved.total - kept.total
+    ex.next_best_churn = moved.churn - kept.churn
 
 
 GROUP_ABOVE = 40  # beyond this many other pools, ``grouped`` gathers pools out for the same reason into one row

@@ -104,12 +104,13 @@ def placement_body(fleet: Fleet, result: SolveResult, placement: Placement, cost
     }
 
 
-def placement_of_body(body: dict[str, Any]) -> Placement:
+def placement_of_body(body: dict[str, Any], fleet: Fleet) -> Placement:
     """The placement a plan's body records (``placement_body``'s inverse): replicas, nodes, routes
     and retired models, for ``placer explain --plan``. Raises PlanFileError on a body that lacks
-    them (a plan edited by hand)."""
+    them, or names models, pools or locations ``fleet`` has not (a plan edited by hand: a pool
+    renamed in it once ended in an internal error)."""
     try:
-        return Placement(
+        placement = Placement(
             replicas={(str(p["model"]), str(p["pool"])): int(p["replicas"]) for p in body["placements"]},
             nodes={str(p["pool"]): int(p["nodes"]) for p in body["pools"]},
             routes=tuple(Route(str(r["model"]), str(r["demandLocation"]), str(r["pool"]), float(r["rate"]),
@@ -119,6 +120,21 @@ def placement_of_body(body: dict[str, Any]) -> Placement:
     except (KeyError, TypeError, ValueError) as exc:
         raise PlanFileError(f"the plan's placements, pools or routes are malformed ({type(exc).__name__}: {exc}); "
                             "plan again") from None
+    unknown = sorted(
+        {f"model {m!r}" for m, _ in placement.replicas if m not in fleet.models}
+        | {f"model {r.model!r}" for r in placement.routes if r.model not in fleet.models}
+        | {f"pool {p!r}" for _, p in placement.replicas if p not in fleet.pools}
+        | {f"pool {p!r}" for p in placement.nodes if p not in fleet.pools}
+        | {f"pool {r.pool!r}" for r in placement.routes if r.pool not in fleet.pools}
+        | {f"location {r.demand_location!r}" for r in placement.routes if r.demand_location not in fleet.locations})
+    if unknown:
+        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        raise PlanFileError(f"the plan names {', '.join(unknown[:5])}{more}, which the fleet does not have (was it "
+                            "edited by hand?); plan again")
+    negative = sorted(f"{m} on {p}" for (m, p), r in placement.replicas.items() if r < 0)
+    if negative:
+        raise PlanFileError(f"the plan gives negative replicas to {', '.join(negative[:5])}; plan again")
+    return placement
 
 
 def make_plan(

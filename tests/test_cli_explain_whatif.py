@@ -88,12 +88,13 @@ def test_explain_gives_each_pool_its_reason_on_both_routes(explained, optimizer)
     # without p, m can only go where n is (or nowhere): the cost of that, for the whole fleet
     # (the scalable route moves the model alone: two of its runs may differ by more than the move)
     how = " (every other model where this plan has it)" if optimizer == "scalable" else ""
-    nxt = re.search(rf"Next best without its current pools{re.escape(how)}: (.+), costing \+([\d,.]+) USD/h",
-                    r.stdout)
+    nxt = re.search(rf"Next best without its current pools{re.escape(how)}: (.+), costing \+([\d,.]+) USD/h for "
+                    r"the whole fleet \((.+) USD of one-off churn\)", r.stdout)
     assert nxt is not None, r.stdout
     # n's 8 replicas fill "full": m goes unplaced, its 100 of rate unmet (1 USD each), less p's
-    # 1 USD/h and the one replica fewer started (0.5 USD of churn), on both routes
-    assert nxt.group(1) == "not placed" and nxt.group(2) == "98.50"
+    # 1 USD/h, on both routes; apart, the one replica fewer started saves 0.5 USD of churn once
+    # (summed, they read "+98.50 USD/h")
+    assert nxt.groups() == ("not placed", "99.00", "-0.50")
 
 
 def test_explain_names_the_model_it_cannot_find(explained):
@@ -265,8 +266,9 @@ def test_whatif_names_the_preferred_policies_a_scenario_gives_up(tmp_path):
 def test_whatif_tells_a_collapse_from_a_cap_and_from_cost(tmp_path):
     """Demand left unmet is not always a collapse. Doubled: capped's 800 is beyond its maxReplicas
     of 2 (200 a replica); tiny's 0.4 would take a replica costing 1 USD/h where leaving it unmet
-    costs 0.4, though p has room; far's demand at b, within 2 ms, reaches no pool at all. Only far
-    is "no room"; with far gone, the fleet scales."""
+    costs 0.4, though p has room; far's demand at b, within 2 ms, reaches no pool at all, so room
+    would not serve it either: none of them is a collapse (the pools in reach full, as in
+    test_whatif_every_pool_down_serves_nothing), and the fleet scales, far's demand named apart."""
     docs = [location("a"), location("b"), link("a", "b", 5), pool("p", "a", usd=1.0),
             inference("capped", [{"location": "a", "rate": 400}], throughput={"A100-80GB": 200}, maxReplicas=2),
             inference("tiny", [{"location": "a", "rate": 0.2}])]
@@ -274,18 +276,21 @@ def test_whatif_tells_a_collapse_from_a_cap_and_from_cost(tmp_path):
     (tmp_path / "one").mkdir()
     report = whatif(write(tmp_path / "one", *docs, far), "--demand-scale", "2")
     scen = report["scenario"]
-    assert scen["unmetWhy"] == {"capped": {"maxReplicas": pytest.approx(400)}, "far": {"noRoom": pytest.approx(200)},
+    assert scen["unmetWhy"] == {"capped": {"maxReplicas": pytest.approx(400)}, "far": {"noPool": pytest.approx(200)},
                                 "tiny": {"cost": pytest.approx(0.4)}}
-    assert scen["unmetByReason"]["noRoom"] == {"rate": pytest.approx(200), "replicas": 0}
+    assert scen["unmetByReason"]["noPool"] == {"rate": pytest.approx(200), "replicas": 0}
     r = placer("whatif", str(tmp_path / "one" / "fleet"), "--demand-scale", "2")
     assert r.returncode == 0, r.stderr
     text = " ".join(r.stdout.split())
     assert re.search(r"capped │ 0\.0 │ 400\.0 │ at its maxReplicas", text), r.stdout
-    assert re.search(r"far │ 100\.0 │ 200\.0 │ no room in reach", text), r.stdout
+    assert re.search(r"far │ 100\.0 │ 200\.0 │ no pool in reach may run it: fit rules, required policies or SLO",
+                     text), r.stdout
     assert re.search(r"tiny │ 0\.2 │ 0\.4 │ cost: pools in reach have room", text), r.stdout
-    assert ("Verdict: partly collapses: 39.98% of demand served; 200.0 units/s unmet where no pool in reach has "
-            "room; 400.0 units/s beyond the maxReplicas of capped (raise maxReplicas to serve them); 0.4 units/s left "
-            "unserved though pools in reach have room") in text, r.stdout
+    # far's demand is unmet at any scale (it was "no room in reach", a collapse, though room would not serve it)
+    assert ("Verdict: scales: 39.98% of demand served; 200.0 units/s that no pool in reach may run (fit rules, "
+            "required policies or SLO; `placer explain` tells each pool's reason); 400.0 units/s beyond the "
+            "maxReplicas of capped (raise maxReplicas to serve them); 0.4 units/s left unserved though pools in "
+            "reach have room") in text, r.stdout
     (tmp_path / "two").mkdir()
     r = placer("whatif", str(write(tmp_path / "two", *docs)), "--demand-scale", "2")
     assert r.returncode == 0, r.stderr
@@ -717,7 +722,8 @@ def test_explain_says_why_demand_is_unmet(tmp_path):
         said[model] = " ".join(r.stdout.split())
     assert "demand at a: 400.0 unmet (at its maxReplicas)" in said["capped"], said["capped"]
     assert "demand at a: 0.4 unmet (cost: pools in reach have room)" in said["tiny"], said["tiny"]
-    assert "demand at b: 100.0 unmet (no room in reach)" in said["far"], said["far"]
+    assert "demand at b: 100.0 unmet (no pool in reach may run it: fit rules, required policies or SLO)" in \
+        said["far"], said["far"]
     assert "1 replica(s) not placed (no room in reach)" in said["t"], said["t"]
 
 
@@ -744,6 +750,14 @@ def test_explain_plan_explains_the_saved_plan_without_planning_again(tmp_path):
     assert "m: 1 replica(s) on q; compute 2.00 USD/h" in edited.stdout
     assert "demand at a: 100.0 routed to q" in edited.stdout
     assert "1 on p, 1.00 USD/h cheaper for the whole fleet" in " ".join(edited.stdout.split())
+
+    for entry in data["placements"]:  # a pool the fleet lacks: once an internal error (KeyError)
+        entry["pool"] = "gone"
+    plan.write_text(json.dumps(data))
+    renamed = placer("explain", str(fleet), "m", "--plan", str(plan))
+    assert renamed.returncode == 1 and "internal error" not in renamed.stderr, renamed.stderr
+    assert f"{plan}: the plan names pool 'gone', which the fleet does not have (was it edited by hand?); plan " \
+        "again" in " ".join(renamed.stderr.split())
 
     del data["routes"]
     plan.write_text(json.dumps(data))
@@ -791,3 +805,41 @@ def test_unmet_reasons_check_policies_within_their_time(monkeypatch):
     assert explain_module.UnmetReasons(f, RULES, placement).why(f.models["m"], "a") == ("policy", ("keep-half",))
     monkeypatch.setattr(explain_module, "HELD_SECONDS", 0.0)
     assert explain_module.UnmetReasons(f, RULES, placement).why(f.models["m"], "a") == ("cost", ())
+
+
+def test_explain_tells_a_pool_too_full_for_a_replica_held_by_policies_or_without_gpus(tmp_path):
+    """An eligible pool the model is not on was "not chosen (cost)" whenever it had a GPU free:
+    tight has 2 where a replica needs 4; one more replica on mixed breaks the required
+    separateWorkloads (inference runs there); empty has no nodes ("full: 0/0 GPUs taken by
+    nobody"). Each is cheaper than dear, where train went."""
+    fleet = write(
+        tmp_path, location("a"),
+        pool("tight", "a", usd=0.5), pool("mixed", "a", usd=0.6), pool("empty", "a", usd=0.1, count=0),
+        pool("dear", "a", usd=3.0),
+        inference("serve", [{"location": "a", "rate": 600}]), inference("other", [{"location": "a", "rate": 100}]),
+        training("train", replicas=1, gpus=4, mem=20),
+        policy("serve-on-tight", {"allowPools": {}}, models={"names": ["serve"]}, pools={"names": ["tight"]}),
+        policy("other-on-mixed", {"allowPools": {}}, models={"names": ["other"]}, pools={"names": ["mixed"]}),
+        policy("apart", {"separateWorkloads": ["training", "inference"]}),
+    )
+    r = placer("explain", str(fleet), "train")
+    assert r.returncode == 0, r.stderr
+    assert "train: 1 replica(s) on dear; compute 12.00 USD/h" in r.stdout, r.stdout
+    assert why_not(r.stdout) == {
+        "tight": "eligible but too full for a replica of 4 GPUs: 2 free, 6/8 taken by serve",
+        "mixed": "eligible; held back by required policy apart: one more replica there breaks it, 7 of 8 GPUs free",
+        "empty": "eligible, but it has no GPUs (0 nodes)"}
+
+
+@pytest.mark.parametrize("optimizer", ["exact", "scalable"])
+def test_explain_says_when_nothing_else_can_take_the_model(tmp_path, optimizer):
+    """m's minimum needs a pool and p is the only one: kept off it, no plan holds. explain said
+    nothing of a next best, and printed an empty table of other pools."""
+    fleet = write(tmp_path, location("a"), pool("p", "a"), inference("m", [{"location": "a", "rate": 150}],
+                                                                     minReplicas=1))
+    r = placer("explain", str(fleet), "m", optimizer=optimizer)
+    assert r.returncode == 0, r.stderr
+    assert "Other pools" not in r.stdout, r.stdout
+    assert "No next best without its current pools" in r.stdout
+    assert ("no plan of the fleet holds with it kept off them (its minReplicas or required policies need the pools "
+            "it has)") in " ".join(r.stdout.split()), r.stdout

@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from placer.explain import POLICY, reason_text
+from placer.explain import NO_POOL, POLICY, reason_text
 from placer.render.report import COST_TERMS, gap_text, signed
 
 UNMET_ROWS = 20  # models listed with unmet demand; --json lists them all
@@ -101,7 +101,8 @@ def _amount(entry: dict[str, Any]) -> str:
 
 def _verdict(scen: dict[str, Any]) -> tuple[str, bool]:
     """The answer to "would it scale or collapse?", and whether it collapses: demand unmet (or
-    training replicas unplaced) where no pool in reach has room. Demand beyond a model's
+    training replicas unplaced) where no pool in reach has room. Demand no pool in reach may run
+    at all is not served at any scale, demand beyond a model's
     maxReplicas is the model's own limit, demand that required policies hold back where pools have
     room is theirs, and the rest of what pools in reach have room for is left for its cost (serving
     it would cost more than unmetUsdPerRate charges)."""
@@ -110,6 +111,9 @@ def _verdict(scen: dict[str, Any]) -> tuple[str, bool]:
     parts = []
     if _amount(by.get("noRoom", {})):
         parts.append(f"{_amount(by['noRoom'])} unmet where no pool in reach has room")
+    if _amount(by.get(NO_POOL, {})):  # no room would serve it: it is unmet at any scale, not a collapse
+        parts.append(f"{_amount(by[NO_POOL])} that no pool in reach may run (fit rules, required policies or SLO; "
+                     "`placer explain` tells each pool's reason)")
     if _amount(by.get("maxReplicas", {})):
         capped = sorted(m for m, r in scen.get("unmetWhy", {}).items() if "maxReplicas" in r)
         parts.append(f"{_amount(by['maxReplicas'])} beyond the maxReplicas of {', '.join(capped[:5])}"
