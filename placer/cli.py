@@ -473,11 +473,13 @@ def explain(fleet: str, model: str, now_text: str | None, state_path: str | None
                  "raise Settings solver.timeLimitSeconds")
         progress(f"the next best place for {model}")
         ex = run_explain(loaded, rules, model, result, state.replicas(), result.candidates, progress=progress)
+    # its terms of the running cost: compute always, the others where they are more than 0.00
+    paid = [f"{k} {v:,.2f}" for k, v in ex.terms.items() if k == "compute" or abs(v) >= 0.005]
     if ex.placed:
         where = ", ".join(f"{r} replica(s) on {p}" for p, r in sorted(ex.placed.items()))
-        out.print(f"{model}: {where}; compute {ex.compute_usd:,.2f} USD/h")
+        out.print(f"{model}: {where}; {', '.join(paid)} USD/h")
     else:
-        out.print(f"{model} is not placed anywhere")
+        out.print(f"{model} is not placed anywhere" + (f"; {', '.join(paid[1:])} USD/h" if paid[1:] else ""))
     for loc, pool, rate, lat in ex.routes:
         out.print(f"  demand at {loc}: {rate:,.1f} routed to {pool} ({lat:g} ms)")
     for loc, rate in ex.unmet:

@@ -7,11 +7,11 @@ must agree with it on every plan. Terms in USD per hour, except churn (one-off U
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from placer.fleet import Fleet
-from placer.placement import Placement
+from placer.fleet import Fleet, Model
+from placer.placement import Placement, Route
 from placer.policy import Rules, Violation, behaviour
 
 
@@ -65,48 +65,69 @@ def model_compute_usd(fleet: Fleet, placement: Placement, model: str) -> float:
 
 
 def egress_usd(fleet: Fleet, placement: Placement) -> float:
+    routes: dict[str, list[Route]] = {}  # each model's, found once for all of them
+    for route in placement.routes:
+        routes.setdefault(route.model, []).append(route)
+    return sum(model_egress_usd(fleet, placement, m, routes.get(m.name, [])) for m in fleet.models.values()
+               if m.spec.data)
+
+
+def model_egress_usd(fleet: Fleet, placement: Placement, model: Model, routes: Iterable[Route] | None = None) -> float:
+    """USD/h of ``model``'s data moved to where it runs, each data source to each pool by the share
+    of the model there (of its demand routed, or of its replicas for training and batch).
+    ``routes``: the model's routes, where the caller has them (default: found in the plan)."""
+    if not model.spec.data:
+        return 0.0
+    shares: dict[str, float] = {}
+    if model.inference:
+        demand = model.total_demand
+        if demand <= 0:
+            return 0.0
+        for route in placement.routes if routes is None else routes:
+            if route.model == model.name:
+                shares[route.pool] = shares.get(route.pool, 0.0) + route.rate / demand
+    else:
+        wanted = model.spec.replicas or 0
+        for pool, r in placement.pools_of(model.name).items():
+            shares[pool] = r / wanted if wanted else 0.0
     total = 0.0
-    for model in fleet.models.values():
-        if not model.spec.data:
-            continue
-        shares: dict[str, float] = {}
-        if model.inference:
-            demand = model.total_demand
-            if demand <= 0:
-                continue
-            for route in placement.routes:
-                if route.model == model.name:
-                    shares[route.pool] = shares.get(route.pool, 0.0) + route.rate / demand
-        else:
-            wanted = model.spec.replicas or 0
-            for pool, r in placement.pools_of(model.name).items():
-                shares[pool] = r / wanted if wanted else 0.0
-        for pool, share in shares.items():
-            dest = fleet.pools[pool].location.name
-            for src in model.spec.data:
-                total += src.gb_per_hour * fleet.topology.egress_usd_per_gb(src.location, dest) * share
+    for pool, share in shares.items():
+        dest = fleet.pools[pool].location.name
+        for src in model.spec.data:
+            total += src.gb_per_hour * fleet.topology.egress_usd_per_gb(src.location, dest) * share
     return total
 
 
-def latency_usd(fleet: Fleet, placement: Placement) -> float:
+def latency_usd(fleet: Fleet, placement: Placement, model: str | None = None) -> float:
+    """USD/h of the plan's routes' latency (``model``'s alone, where given)."""
     coef = fleet.settings.objective.latency_usd_per_ms_per1k_rate
-    return sum(coef * r.rate / 1000.0 * r.latency_ms for r in placement.routes)
+    return sum(coef * r.rate / 1000.0 * r.latency_ms for r in placement.routes if model is None or r.model == model)
 
 
-def unmet_usd(fleet: Fleet, placement: Placement) -> float:
+def unmet_usd(fleet: Fleet, placement: Placement, model: str | None = None) -> float:
     """Demand not routed, as ``Placement.unmet`` reports it (a solver's 1e-7 short of a row is no
     unmet demand: at unmetUsdPerRate 1e9 such dust cost 628.85 USD/h where every model showed 0
-    unmet), and training/batch replicas not placed, each at its model's priority."""
+    unmet), and training/batch replicas not placed, each at its model's priority (``model``'s
+    alone, where given)."""
     obj = fleet.settings.objective
     total = 0.0
     for name, _location, short in placement.unmet(fleet):
-        model = fleet.models[name]
-        if model.inference:
-            total += obj.unmet_usd_per_rate * short * model.priority_factor
-    for model in fleet.models.values():
-        if model.name not in placement.retired and not model.inference:
-            total += obj.unmet_usd_per_replica * placement.missing_replicas(fleet, model.name) * model.priority_factor
+        m = fleet.models[name]
+        if m.inference and (model is None or name == model):
+            total += obj.unmet_usd_per_rate * short * m.priority_factor
+    for m in fleet.models.values():
+        if m.name not in placement.retired and not m.inference and (model is None or m.name == model):
+            total += obj.unmet_usd_per_replica * placement.missing_replicas(fleet, m.name) * m.priority_factor
     return total
+
+
+def model_usd(fleet: Fleet, placement: Placement, model: str) -> dict[str, float]:
+    """``model``'s own terms of the plan's running cost (USD/h): its compute, egress, latency and
+    unmet demand, each as the fleet's cost counts it (policy penalties belong to the policies)."""
+    return {"compute": model_compute_usd(fleet, placement, model),
+            "egress": model_egress_usd(fleet, placement, fleet.models[model]),
+            "latency": latency_usd(fleet, placement, model),
+            "unmet demand": unmet_usd(fleet, placement, model)}
 
 
 def churn_usd(fleet: Fleet, placement: Placement, current: Mapping[tuple[str, str], int]) -> float:

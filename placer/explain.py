@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from placer.candidates import SLO, Candidates, Exclusion, exclusion, required_of, within_slo
-from placer.cost import model_compute_usd, price, violations
+from placer.cost import model_usd, price, violations
 from placer.fleet import Fleet, Model, Policy, Pool
 from placer.optimizer import SolveResult, optimize
 from placer.placement import Placement
@@ -24,6 +24,7 @@ class Explanation:
     compute_usd: float
     routes: list[tuple[str, str, float, float]]  # demand location, pool, rate, latency
     unmet: list[tuple[str, float]]
+    terms: dict[str, float] = field(default_factory=dict)  # the model's terms of the running cost (USD/h)
     unmet_why: dict[str, str] = field(default_factory=dict)  # demand location -> why it is unmet, in words
     missing: int = 0  # training/batch replicas not placed
     missing_why: str | None = None  # in words
@@ -250,7 +251,8 @@ def explain(fleet: Fleet, rules: Rules, model: str, result: SolveResult, current
     placed = placement.pools_of(model)
     routes = [(r.demand_location, r.pool, r.rate, r.latency_ms) for r in placement.routes if r.model == model]
     unmet = [(loc, rate) for m, loc, rate in placement.unmet(fleet) if m == model]
-    ex = Explanation(model, placed, model_compute_usd(fleet, placement, model), routes, unmet)
+    terms = model_usd(fleet, placement, model)
+    ex = Explanation(model, placed, terms["compute"], routes, unmet, terms=terms)
     ex.missing = placement.missing_replicas(fleet, model)
     reasons = UnmetReasons(fleet, rules, placement)
     if unmet or ex.missing:

@@ -843,3 +843,14 @@ def test_explain_says_when_nothing_else_can_take_the_model(tmp_path, optimizer):
     assert "No next best without its current pools" in r.stdout
     assert ("no plan of the fleet holds with it kept off them (its minReplicas or required policies need the pools "
             "it has)") in " ".join(r.stdout.split()), r.stdout
+
+
+def test_explain_gives_the_models_own_terms_of_the_running_cost(tmp_path):
+    """"Its cost terms" (the issue): compute, and each other term the model pays (its data moved from
+    b: 10 GB/h at 0.1 USD/GB; its unmet demand at 1 USD a unit of rate), not compute alone."""
+    fleet = write(tmp_path, location("a"), location("b"), link("a", "b", 5, egress=0.1), pool("p", "a", count=1),
+                  inference("m", [{"location": "a", "rate": 900}], data=[{"location": "b", "gbPerHour": 10}]))
+    r = placer("explain", str(fleet), "m")
+    assert r.returncode == 0, r.stderr
+    # 8 replicas serve 800 of its 900: egress by the share served, 800/900 of 1 USD/h
+    assert "m: 8 replica(s) on p; compute 8.00, egress 0.89, unmet demand 100.00 USD/h" in r.stdout, r.stdout

@@ -49,3 +49,27 @@ def test_the_cost_function_counts_the_unmet_demand_the_placement_reports() -> No
     short = Placement({("m", "p"): 2}, {}, (Route("m", "a", "p", 5999.0, 0.0),))
     assert short.unmet(f) == [("m", "a", pytest.approx(1.0))]
     assert price(f, short, RULES).unmet == pytest.approx(1e9)
+
+
+def test_a_models_terms_add_up_to_the_fleets() -> None:
+    """`placer explain` shows a model's own terms of the running cost; over every model its egress,
+    latency and unmet demand sum to the fleet's, and its compute to the fleet's on fixed pools
+    (an elastic pool's is paid by the node)."""
+    from pathlib import Path
+
+    from placer.cost import model_usd, price
+    from placer.fleet import load_fleet
+    from placer.optimizer import optimize
+    from tests.fleetkit import RULES
+
+    f = load_fleet(str(Path(__file__).resolve().parents[1] / "examples" / "hybrid"))
+    placement = optimize(f, RULES).placement
+    assert placement is not None
+    cost = price(f, placement, RULES)
+    terms = [model_usd(f, placement, m) for m in f.models]
+    for key, total in (("egress", cost.egress), ("latency", cost.latency), ("unmet demand", cost.unmet)):
+        assert sum(t[key] for t in terms) == pytest.approx(total, rel=1e-9, abs=1e-9), key
+    assert cost.egress > 0 and cost.latency > 0
+    # compute: the fleet pays an elastic pool by the node, whole, and a model for its replicas
+    fixed = sum(p.usd_per_gpu_hour * placement.gpus_used(f, p.name) for p in f.pools.values() if not p.elastic)
+    assert fixed < sum(t["compute"] for t in terms) <= cost.compute + 1e-9
