@@ -552,6 +552,8 @@ _register()
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    if debug:  # anywhere on the line, as the internal error's hint says: `placer plan F --debug` too
+        args = ["--debug", *(a for a in args if a != "--debug")]
     try:
         cli.main(args=args, prog_name="placer", standalone_mode=False)
         return 0

@@ -169,3 +169,21 @@ def test_a_long_plan_in_a_ci_log_says_it_is_still_planning(tmp_path, capsys, mon
     monkeypatch.setattr(placer.cli, "STILL_EVERY", 10.0)
     assert placer.cli.main(["plan", str(fleet), "--state", str(tmp_path / "state.json")]) == 0
     assert "Still planning" not in capsys.readouterr().err
+
+
+def test_debug_shows_the_traceback_wherever_it_is_given(monkeypatch, capsys):
+    """An internal error says "rerun with --debug"; `placer validate F --debug` was refused ("No
+    such option"), only `placer --debug validate F` worked."""
+    import placer.cli as cli
+
+    def boom(path: str) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(cli, "load_fleet", boom)
+    assert cli.main(["validate", "fleet"]) == 1
+    said = capsys.readouterr().err
+    assert "internal error (RuntimeError: boom); rerun with --debug" in said and "Traceback" not in said
+    for argv in (["--debug", "validate", "fleet"], ["validate", "fleet", "--debug"], ["validate", "--debug", "fleet"]):
+        assert cli.main(argv) == 1
+        said = capsys.readouterr().err
+        assert "Traceback" in said and "RuntimeError: boom" in said and "No such option" not in said, argv
