@@ -78,6 +78,9 @@ def _occupants(fleet: Fleet, placement: Placement, pool: str, model: str, reason
             one = len(held) == 1
             return (f"eligible; held back by required {'policy' if one else 'policies'} {', '.join(held)}: one more "
                     f"replica there breaks {'it' if one else 'them'}, {cap - used} of {cap} GPUs free")
+        if held is None:
+            return (f"eligible; not chosen (cost, or required policies: their checks' {HELD_SECONDS:g} s ran out), "
+                    f"{cap - used} of {cap} GPUs free")
         return f"eligible; not chosen (cost), {cap - used} of {cap} GPUs free"
     gpus = {m: r * per(fleet.models[m].spec.replica.gpus) for m, r in placement.models_on(pool).items() if m != model}
     others = sorted(gpus, key=lambda m: (-gpus[m], m))  # who holds most first
@@ -209,18 +212,18 @@ class UnmetReasons:
             (location is None or within_slo(fleet.topology.latency_ms(location, pool.location.name), slo))
             and exclusion(fleet, self.rules, model, pool, policies) is None for pool in fleet.pools.values())
 
-    def held_by(self, model: Model, pool: Pool) -> tuple[str, ...]:
+    def held_by(self, model: Model, pool: Pool) -> tuple[str, ...] | None:
         """The required policies one more replica of ``model`` on ``pool`` would break, by the
         policies' own checks (the cost function's), those the plan breaks already aside. An
         elastic pool gets the nodes the replica needs, and then all it may have: held only if
         both break a policy (more nodes free GPUs a headroom asks for, fewer keep a budget).
-        Nothing once the plan's checks have had their HELD_SECONDS."""
+        None, unchecked, once the plan's checks have had their HELD_SECONDS."""
         key = (model.name, pool.name)
         if key not in self._held:
             if self._deadline is None:
                 self._deadline = time.monotonic() + HELD_SECONDS
             if time.monotonic() >= self._deadline:
-                return ()
+                return None
             if self._broken is None:
                 self._broken = self._required(violations(self.fleet, self.placement, self.rules))
             replicas = dict(self.placement.replicas)
@@ -267,8 +270,10 @@ def explain(fleet: Fleet, rules: Rules, model: str, result: SolveResult, current
         if why is not None:
             ex.out[pool] = why
         else:
-            ex.unused[pool] = _occupants(fleet, placement, pool, model, reasons)
             ex.unused_price[pool] = _price(fleet, fleet.models[model], fleet.pools[pool])
+    # cheapest first: the pools a reader asks about first get the policies' checks, within their time
+    for pool in sorted(ex.unused_price, key=lambda p: (ex.unused_price[p], p)):
+        ex.unused[pool] = _occupants(fleet, placement, pool, model, reasons)
     if placed:
         forbid = frozenset((model, p) for p in placed)
         from placer.optimizer.large import use_large  # imported by optimize all the same

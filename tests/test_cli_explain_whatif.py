@@ -807,6 +807,40 @@ def test_unmet_reasons_check_policies_within_their_time(monkeypatch):
     assert explain_module.UnmetReasons(f, RULES, placement).why(f.models["m"], "a") == ("cost", ())
 
 
+def test_explain_checks_the_cheapest_pools_policies_first_and_says_which_it_could_not(monkeypatch):
+    """An eligible pool with room is checked against the required policies cheapest first (at XL
+    the checks' time runs out); a pool left unchecked says so rather than "cost"."""
+    import time
+
+    import placer.explain as explain_module
+    from placer.optimizer import optimize
+    from tests.fleetkit import RULES, fleet
+
+    f = fleet(location("a"), pool("dear", "a", usd=2.0), pool("cheap", "a", usd=0.5), pool("home", "a", usd=5.0),
+              inference("m", [{"location": "a", "rate": 100}]),
+              policy("m-home", {"preferPools": {}}, models={"names": ["m"]}, pools={"names": ["home"]}, penalty=100),
+              policy("keep-free", {"headroom": {"fraction": 0.99}}, pools={"names": ["cheap", "dear"]}))
+    result = optimize(f, RULES)
+    assert result.placement is not None and result.candidates is not None
+    assert result.placement.pools_of("m") == {"home": 1}
+    checked: list[str] = []
+    real = explain_module.UnmetReasons.held_by
+
+    def held_by(self, model, pool):  # the first check uses up the time
+        checked.append(pool.name)
+        got = real(self, model, pool)
+        self._deadline = time.monotonic() - 1
+        return got
+
+    monkeypatch.setattr(explain_module.UnmetReasons, "held_by", held_by)
+    ex = explain_module.explain(f, RULES, "m", result, {}, result.candidates)
+    assert checked == ["cheap", "dear"]
+    assert ex.unused["cheap"] == ("eligible; held back by required policy keep-free: one more replica there breaks "
+                                  "it, 8 of 8 GPUs free")
+    assert ex.unused["dear"] == ("eligible; not chosen (cost, or required policies: their checks' 10 s ran out), 8 "
+                                 "of 8 GPUs free")
+
+
 def test_explain_tells_a_pool_too_full_for_a_replica_held_by_policies_or_without_gpus(tmp_path):
     """An eligible pool the model is not on was "not chosen (cost)" whenever it had a GPU free:
     tight has 2 where a replica needs 4; one more replica on mixed breaks the required
