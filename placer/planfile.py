@@ -164,18 +164,44 @@ def read(path: str | Path) -> Plan:
     return loads(text, str(path))
 
 
+def _umask() -> int:
+    """The process's umask, read without setting it (os.umask sets it, for every thread)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
+
+
 def atomic_write(path: str | Path, text: str) -> None:
     """Write via a temporary file in the same directory, fsync, rename: never a half file. An
     OSError names ``path`` and why, never the temporary file."""
     target = Path(path)
+    if target.is_symlink():  # the file it points to is replaced, the link kept (it was replaced by a file)
+        target = Path(os.path.realpath(target))
     if target.is_dir():
         raise IsADirectoryError(f"cannot write {path}: it is a directory; give a file path")
+    if target.exists() and not target.is_file():
+        # a device, a FIFO, a socket: written into, never renamed over (`plan -o /dev/null` as root
+        # replaced the device with a file)
+        try:
+            with open(target, "w", encoding="utf-8") as handle:
+                handle.write(text)
+        except OSError as exc:
+            raise type(exc)(f"cannot write {path}: {exc.strerror or exc}") from exc
+        return
     for above in target.parents:
         if above.exists() and not above.is_dir():
             raise NotADirectoryError(f"cannot write {path}: {above} is a file, not a directory")
     try:
+        # the file's own mode where it exists, else what the umask gives a new file (mkstemp's 0600
+        # made every plan file and manifest unreadable to the rest of a team)
+        mode = target.stat().st_mode & 0o7777 if target.exists() else 0o666 & ~_umask()
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        os.fchmod(fd, mode)
     except OSError as exc:
         raise type(exc)(f"cannot write {path}: {exc.strerror or exc}") from exc
     try:
