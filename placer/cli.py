@@ -393,19 +393,30 @@ def force_unlock(lock_id: str, fleet_path: str | None, state_path: str | None) -
 def render(plan_path: str, out_dir: str) -> None:
     """Write the GitOps tree of a plan: manifests per cluster and terraform tfvars."""
     from placer.planfile import atomic_write, read
-    from placer.render.tree import tree
+    from placer.render.tree import placer_wrote, tree
 
-    files = tree(read(plan_path).to_json())
     root = Path(out_dir)
+    # a manifest placer did not write (a namespace, an Argo CD app) stays, listed in its folder's
+    # kustomization; placer's own that the plan no longer has are removed (every file was, unsaid)
+    theirs: dict[str, list[str]] = {}
+    stale: list[Path] = []
+    for path in sorted(root.glob("clusters/*/*.yaml")):
+        if path.name == "kustomization.yaml" or placer_wrote(path.read_text(errors="replace")):
+            stale.append(path)
+        else:
+            theirs.setdefault(path.parent.name, []).append(path.name)
+    files = tree(read(plan_path).to_json(), theirs)
     for rel, text in files.items():
         path = root / rel
         if not path.exists() or path.read_text() != text:
             atomic_write(path, text)
-    keep = {str(root / rel) for rel in files}
-    for path in sorted(root.glob("clusters/**/*.yaml")):
-        if str(path) not in keep:
+    keep = {root / rel for rel in files}
+    for path in stale:
+        if path not in keep:
             path.unlink()
-    out.print(f"Wrote {len(files)} file(s) under {out_dir}.")
+    kept = sum(len(names) for names in theirs.values())
+    out.print(f"Wrote {len(files)} file(s) under {out_dir}"
+              + (f"; kept {kept} manifest(s) placer did not write, listed in their kustomization." if kept else "."))
 
 
 @cli.command()

@@ -187,3 +187,43 @@ def test_debug_shows_the_traceback_wherever_it_is_given(monkeypatch, capsys):
         assert cli.main(argv) == 1
         said = capsys.readouterr().err
         assert "Traceback" in said and "RuntimeError: boom" in said and "No such option" not in said, argv
+
+
+def test_render_keeps_to_its_tree_and_to_its_own_files(tmp_path):
+    """A context is a folder name only where it is a plain name: `../../escaped` wrote manifests
+    outside the tree, and an EKS context's ARN made nested folders. A manifest placer did not write
+    (a namespace) stays, listed in its folder's kustomization; placer's own stale ones go (render
+    removed every file it did not write, and said nothing)."""
+    k8s = {"target": {"kubernetes": {"context": "../../escaped"}}}
+    arn = {"target": {"kubernetes": {"context": "arn:aws:eks:eu-central-1:111:cluster/fra"}}}
+    fleet = write_fleet(tmp_path, pool("q", "b", usd=1, provider="kubernetes", **k8s),
+                        pool("r", "b", usd=1, provider="kubernetes", **arn),
+                        inference("n", [{"location": "b", "rate": 900}]))
+    plan = tmp_path / "plan.json"
+    assert placer("plan", str(fleet), "-o", str(plan)).returncode == 0
+    out = tmp_path / "a" / "b" / "gitops"
+    mine = out / "clusters" / "default"
+    mine.mkdir(parents=True)
+    (mine / "namespace.yaml").write_text("apiVersion: v1\nkind: Namespace\nmetadata: {name: models}\n")
+    (mine / "old-p.yaml").write_text("metadata: {labels: {app.kubernetes.io/managed-by: placer}}\n")
+    r = placer("render", str(plan), "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "kept 1 manifest(s) placer did not write" in r.stdout
+    written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.yaml") if p.parent != fleet)
+    assert all(w.startswith("a/b/gitops/clusters/") and w.count("/") == 5 for w in written), written
+    folders = sorted(p.name for p in (out / "clusters").iterdir())
+    assert folders[0] == "arn-aws-eks-eu-central-1-111-cluster-fra-" + folders[0][-8:] and len(folders) == 3
+    assert folders[1] == "default" and folders[2].startswith("escaped-")
+    assert not (mine / "old-p.yaml").exists() and (mine / "namespace.yaml").exists()
+    assert "namespace.yaml" in yaml.safe_load((mine / "kustomization.yaml").read_text())["resources"]
+
+
+def test_a_plan_edited_to_name_a_path_is_refused_not_written():
+    import pytest
+
+    from placer.planfile import PlanFileError
+    from placer.render.tree import tree
+
+    for model, where in (("../../x", "p"), ("m", "p/../../y"), ("M", "p")):
+        with pytest.raises(PlanFileError, match="which is no DNS-1123 name"):
+            tree({"placements": [{"target": {"model": model, "pool": where}, "replicas": 1}]})

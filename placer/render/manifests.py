@@ -11,6 +11,8 @@ import hashlib
 import re
 from typing import Any
 
+from placer.planfile import PlanFileError
+
 MANAGED_BY = "app.kubernetes.io/managed-by"
 MODEL_LABEL = "placer.dev/model"
 POOL_LABEL = "placer.dev/pool"
@@ -69,6 +71,34 @@ def deployment_manifest(target: dict[str, Any], replicas: int) -> dict[str, Any]
 
 
 def cluster_of(target: dict[str, Any]) -> str:
-    """The kubeconfig context a deployment goes to (the folder name in a GitOps tree)."""
+    """The kubeconfig context a deployment goes to."""
     k8s = target.get("kubernetes") or {}
     return str(k8s.get("context") or "default")
+
+
+_PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
+def cluster_folder(target: dict[str, Any]) -> str:
+    """The folder of a GitOps tree that a deployment's context gets: the context itself where it
+    is a plain name, else its letters and digits and a hash of it, so that a folder never leaves the
+    tree (a context of ``../../x`` wrote manifests outside it) and an EKS context's ARN
+    (``arn:aws:eks:…:cluster/name``) is one folder, not several."""
+    context = cluster_of(target)
+    if _PLAIN.fullmatch(context):
+        return context
+    digest = hashlib.sha256(context.encode()).hexdigest()[:8]
+    plain = re.sub(r"[^A-Za-z0-9._-]+", "-", context).strip("-._")[:150]
+    return f"{plain}-{digest}" if plain else digest
+
+
+def manifest_file(target: dict[str, Any]) -> str:
+    """A deployment's manifest's file name: its Deployment's name. A plan edited by hand to name a
+    model or pool that is no DNS-1123 label (``../x``) is refused, never written elsewhere."""
+    model, pool = str(target["model"]), str(target["pool"])
+    for kind, name in (("model", model), ("pool", pool)):
+        if not _LABEL.fullmatch(name):
+            raise PlanFileError(f"the plan names {kind} {name!r}, which is no DNS-1123 name (was the plan edited by "
+                                "hand?); plan again")
+    return f"{deployment_name(model, pool)}.yaml"

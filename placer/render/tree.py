@@ -12,13 +12,13 @@ from typing import Any
 
 import yaml
 
-from placer.render.manifests import cluster_of, deployment_manifest, deployment_name
+from placer.render.manifests import MANAGED_BY, cluster_folder, deployment_manifest, manifest_file
 
 TFVARS = "terraform/placer.auto.tfvars.json"
 
 
 def manifest_path(target: dict[str, Any]) -> str:
-    return f"clusters/{cluster_of(target)}/{deployment_name(str(target['model']), str(target['pool']))}.yaml"
+    return f"clusters/{cluster_folder(target)}/{manifest_file(target)}"
 
 
 def manifest_text(target: dict[str, Any], replicas: int) -> str:
@@ -67,15 +67,28 @@ def tfvars_text(pools: dict[str, dict[str, Any]], plan_info: dict[str, Any] | No
     return json.dumps(doc, indent=2, sort_keys=True) + "\n"
 
 
-def tree(plan: dict[str, Any]) -> dict[str, str]:
-    """Every file of the GitOps tree for a plan's placement (not only its changes)."""
+def placer_wrote(text: str) -> bool:
+    """Whether a manifest's text is one placer writes (labelled as placer's): the ones ``render``
+    may remove when a plan no longer has them; a person's own (a namespace, an Argo CD app) stay."""
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return False
+    labels = ((doc or {}).get("metadata") or {}).get("labels") if isinstance(doc, dict) else None
+    return isinstance(labels, dict) and labels.get(MANAGED_BY) == "placer"
+
+
+def tree(plan: dict[str, Any], others: dict[str, list[str]] | None = None) -> dict[str, str]:
+    """Every file of the GitOps tree for a plan's placement (not only its changes). ``others``:
+    cluster folder -> the manifests placer did not write there, which its kustomization lists too
+    (as the gitops apply keeps them)."""
     files: dict[str, str] = {}
-    by_cluster: dict[str, list[str]] = {}
+    by_cluster: dict[str, list[str]] = {folder: list(names) for folder, names in (others or {}).items()}
     for p in plan.get("placements", []):
         target = p["target"]
         path = manifest_path(target)
         files[path] = manifest_text(target, int(p["replicas"]))
-        by_cluster.setdefault(cluster_of(target), []).append(path.rsplit("/", 1)[1])
+        by_cluster.setdefault(cluster_folder(target), []).append(path.rsplit("/", 1)[1])
     for cluster, resources in by_cluster.items():
         files[f"clusters/{cluster}/kustomization.yaml"] = kustomization_text(resources)
     pools = {p["pool"]: tfvars_entry(p["target"], int(p["nodes"])) for p in plan.get("pools", []) if p.get("target")}
