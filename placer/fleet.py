@@ -327,6 +327,12 @@ def build_fleet(docs: list[Document]) -> tuple[Fleet | None, list[Diagnostic]]:
         if not any(d.severity == "error" for d in diags[before:]):
             models[name] = Model(name, doc.labels, doc.spec)
 
+    for (short, wide), (long, narrow), name in _deployment_clashes(models, pools):
+        diags.append(by_kind["Model"][long].diag(
+            "metadata.name", f"model {long} on pool {narrow} and model {short} on pool {wide} would both be "
+            f"Deployment {name} in one namespace (placer names a Deployment <model>-<pool>), and one would overwrite "
+            "the other; rename a model or a pool", "metadata", "name"))
+
     policies: list[Policy] = []
     for name, doc in by_kind.get("Policy", {}).items():
         before = len(diags)
@@ -346,6 +352,35 @@ def build_fleet(docs: list[Document]) -> tuple[Fleet | None, list[Diagnostic]]:
         documents=tuple(docs),
     )
     return fleet, diags
+
+
+def _deployment_clashes(models: Mapping[str, Model], pools: Mapping[str, Pool]
+                        ) -> list[tuple[tuple[str, str], tuple[str, str], str]]:
+    """Pairs (model, pool) whose Deployments, named ``<model>-<pool>``, would have one name in one
+    context and namespace: ``chat`` on ``eu-h100`` and ``chat-eu`` on ``h100``. The longer model
+    is the shorter, a hyphen and the start of the other pool's name, so only models that extend
+    another's name are looked at (none at bench XL), not every pair."""
+    rests: dict[str, list[str]] = {}  # a pool name's start before one of its hyphens -> the rest
+    for pool in pools:
+        for i, ch in enumerate(pool):
+            if ch == "-":
+                rests.setdefault(pool[:i], []).append(pool[i + 1:])
+
+    def where(pool: Pool) -> tuple[str, str]:
+        k8s = pool.spec.target.kubernetes
+        return (k8s.context or "default", k8s.namespace) if k8s is not None else ("default", "default")
+
+    out = []
+    for long in models:
+        for i, ch in enumerate(long):
+            if ch != "-" or long[:i] not in models:
+                continue
+            start = long[i + 1:]
+            for narrow in rests.get(start, []):
+                wide = f"{start}-{narrow}"
+                if narrow in pools and where(pools[wide]) == where(pools[narrow]):
+                    out.append(((long[:i], wide), (long, narrow), f"{long}-{narrow}"))
+    return out
 
 
 def _check_model(doc: Document, spec: ModelSpec, need_location: Any, need_gpu: Any, max_per_node: int,

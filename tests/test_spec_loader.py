@@ -357,3 +357,25 @@ def test_diagnostics_sort_by_path_then_line() -> None:
     err = FleetError([*ds, Diagnostic("a.yaml", 1, "w", severity="warning")])
     assert len(err.errors) == 3 and len(err.diagnostics) == 4
     assert str(err) == "3 error(s) in fleet"
+
+
+def test_two_placements_that_would_share_a_deployment_name_are_refused() -> None:
+    """chat on eu-h100 and chat-eu on h100 are both Deployment chat-eu-h100: render wrote one file
+    for both, apply reported two changes and kept one, and the next plan said "No changes". In
+    another namespace they are two objects, and the fleet is valid."""
+    from tests.fleetkit import fleet, inference, location, pool
+
+    def docs(namespace: str) -> list[dict]:
+        k8s = {"target": {"kubernetes": {"namespace": namespace}}}
+        return [location("a"), pool("eu-h100", "a", provider="kubernetes", **k8s), pool("h100", "a", provider="kubernetes"),
+                inference("chat", [{"location": "a", "rate": 100}]),
+                inference("chat-eu", [{"location": "a", "rate": 100}])]
+
+    with pytest.raises(FleetError) as caught:
+        fleet(*docs("default"))
+    (error,) = caught.value.errors
+    assert error.name == "chat-eu" and error.field == "metadata.name"
+    assert ("model chat-eu on pool h100 and model chat on pool eu-h100 would both be Deployment chat-eu-h100 in one "
+            "namespace (placer names a Deployment <model>-<pool>), and one would overwrite the other; rename a model "
+            "or a pool") in str(error)
+    assert fleet(*docs("other")).models.keys() == {"chat", "chat-eu"}
