@@ -8,6 +8,7 @@ versions and malformed files with a message that says what to do.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -112,16 +113,71 @@ class Plan:
         return out
 
     def dumps(self) -> str:
-        return json.dumps(self.to_json(), indent=2, sort_keys=False) + "\n"
+        return json.dumps(self.to_json(), indent=2, sort_keys=False, allow_nan=False) + "\n"
 
 
 REQUIRED_KEYS = ("formatVersion", "priorState", "changes", "fleetDigest")
+ACTIONS = ("create", "update", "delete", "no-op")
+# the report sections the renderers read, and what each must be (a plan edited by hand gave
+# `show`, `show --markdown` and `render` an internal error on a section of another type)
+SECTIONS: dict[str, type] = {"solver": dict, "cost": dict, "placements": list, "routes": list, "pools": list,
+                             "unmet": list, "unplacedReplicas": list, "retired": list, "violations": list,
+                             "models": dict}
+ENTRIES = ("placements", "routes", "pools", "unmet", "unplacedReplicas", "retired", "violations")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_change(i: int, c: Any) -> str | None:
+    """What is wrong with the ``i``-th change of a plan file, or None."""
+    if not isinstance(c, dict):
+        return f"changes[{i}] is not an object"
+    if c.get("action") not in ACTIONS:  # an unknown one was applied as a create
+        return f"changes[{i}] has action {c.get('action')!r}, not one of {', '.join(ACTIONS)}"
+    address = c.get("address")
+    kind, _, rest = address.partition("/") if isinstance(address, str) else ("", "", "")
+    if kind not in ("pool", "deployment") or not rest or (kind == "deployment") != ("@" in rest):
+        return f"changes[{i}] has address {address!r}, not pool/<pool> or deployment/<model>@<pool>"
+    if c.get("phase") not in PHASE_NAMES or isinstance(c.get("phase"), bool):
+        return f"changes[{i}] has phase {c.get('phase')!r}, not one of {', '.join(map(str, PHASE_NAMES))}"
+    for key in ("before", "after"):
+        if c.get(key) is not None and not isinstance(c[key], dict):
+            return f"changes[{i}].{key} is not an object"
+    if not isinstance(c.get("target", {}), dict):
+        return f"changes[{i}].target is not an object"
+    return None
+
+
+def _check_body(data: dict[str, Any]) -> str | None:
+    """What is wrong with a plan file's report sections, or None."""
+    for key, kind in SECTIONS.items():
+        if key in data and not isinstance(data[key], kind):
+            return f"{key} is not a JSON {'object' if kind is dict else 'array'}"
+    for key in ENTRIES:
+        bad = next((j for j, e in enumerate(data.get(key, [])) if not isinstance(e, dict)), None)
+        if bad is not None:
+            return f"{key}[{bad}] is not an object"
+    for key, value in data.get("cost", {}).items():
+        if not _number(value):
+            return f"cost.{key} is {value!r}, not a number"
+    return None
 
 
 def loads(text: str, source: str = "plan") -> Plan:
+    def finite_only(word: str) -> Any:  # JSON has no Infinity or NaN, and a plan none to carry
+        raise ValueError(f"{word} is no JSON number")
+
+    def finite(word: str) -> float:
+        value = float(word)
+        return value if math.isfinite(value) else finite_only(word)  # 1e400
+
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
+        data = json.loads(text, parse_constant=finite_only, parse_float=finite)
+    except ValueError as exc:
+        if not isinstance(exc, json.JSONDecodeError):
+            raise PlanFileError(f"{source}: not a plan file ({exc}); re-plan") from None
         raise PlanFileError(f"{source}: not a plan file (invalid JSON at line {exc.lineno}: {exc.msg}); "
                             "create one with `placer plan FLEET -o PLAN`") from None
     if not isinstance(data, dict):
@@ -130,12 +186,18 @@ def loads(text: str, source: str = "plan") -> Plan:
     if version is None:  # some other JSON file: a state file, a whatif report, a fleet's schema
         raise PlanFileError(f"{source}: not a plan file (no formatVersion); create one with "
                             "`placer plan FLEET -o PLAN`")
-    if version != FORMAT_VERSION:
+    if version != FORMAT_VERSION or isinstance(version, bool):  # true == 1 in Python, not in a plan file
         raise PlanFileError(f"{source}: plan formatVersion {version!r} is not one this placer ({PLACER_VERSION}) "
                             f"knows (it reads {FORMAT_VERSION}); re-plan with this placer version")
     missing = [k for k in REQUIRED_KEYS if k not in data]
     if missing:
         raise PlanFileError(f"{source}: plan file is missing {', '.join(missing)}; it may be truncated: re-plan")
+    if not isinstance(data["changes"], list):
+        raise PlanFileError(f"{source}: malformed plan file (changes is not a JSON array); re-plan")
+    wrong = next((w for w in (_check_change(i, c) for i, c in enumerate(data["changes"])) if w), None) \
+        or _check_body(data)
+    if wrong:
+        raise PlanFileError(f"{source}: malformed plan file ({wrong}); was it edited by hand? re-plan")
     try:
         prior = data["priorState"]
         changes = tuple(Change.from_json(c) for c in data["changes"])

@@ -456,12 +456,29 @@ def test_damaged_state_is_a_clear_error_and_stays_as_it_is(
     assert not env.backend.lock_path.exists()
 
 
-@pytest.mark.parametrize("kind", ["version", "truncated", "not-json", "other-json", "missing"])
+# a plan edited by hand: an unknown action was applied as a create; a section of another type was
+# an internal error in show and render; true passed for formatVersion 1; Infinity is no JSON
+TAMPERED = {
+    "action": (lambda d: d["changes"][0].update(action="destroy"),
+               "changes[0] has action 'destroy', not one of create, update, delete, no-op"),
+    "phase": (lambda d: d["changes"][0].update(phase=9), "changes[0] has phase 9, not one of 1, 2, 3, 4"),
+    "address": (lambda d: d["changes"][0].update(address="deployment/x"), "changes[0] has address 'deployment/x'"),
+    "cost": (lambda d: d.update(cost="cheap"), "cost is not a JSON object"),
+    "cost-entry": (lambda d: d["cost"].update(totalUsdPerHour="1"), "cost.totalUsdPerHour is '1', not a number"),
+    "placements": (lambda d: d.update(placements=["x"]), "placements[0] is not an object"),
+    "changes": (lambda d: d.update(changes={}), "changes is not a JSON array"),
+    "bool-version": (lambda d: d.update(formatVersion=True), "plan formatVersion True is not one"),
+}
+
+
+@pytest.mark.parametrize("kind", ["version", "truncated", "not-json", "other-json", "missing", "infinity", *TAMPERED])
 def test_bad_plan_file_is_a_clear_error(env: Env, capsys: pytest.CaptureFixture[str], kind: str) -> None:
     path = env.root / "plan.json"
     plan_json(capsys, env, path)
     text = path.read_text()
     expected = {
+        **{k: why for k, (_, why) in TAMPERED.items()},
+        "infinity": "not a plan file (Infinity is no JSON number); re-plan",
         "version": "formatVersion 99",
         "truncated": "not a plan file (invalid JSON",
         "not-json": "not a plan file",
@@ -476,6 +493,14 @@ def test_bad_plan_file_is_a_clear_error(env: Env, capsys: pytest.CaptureFixture[
         path.write_text(text[: len(text) // 2])
     elif kind == "not-json":
         path.write_text("formatVersion: 1\n")
+    elif kind in TAMPERED:
+        data = json.loads(text)
+        TAMPERED[kind][0](data)
+        path.write_text(json.dumps(data))
+    elif kind == "infinity":
+        data = json.loads(text)
+        data["cost"]["totalUsdPerHour"] = "INF"
+        path.write_text(json.dumps(data).replace('"INF"', "Infinity"))
     elif kind == "other-json":  # the state file, say, given where the plan belongs
         path.write_text(json.dumps({"lineage": "x", "serial": 3, "placements": []}))
     else:
