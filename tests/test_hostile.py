@@ -280,3 +280,24 @@ def test_link_to_a_directory_outside_is_followed(tmp_path: Path) -> None:
     docs, diags = read_fleet_dir(fleet)
     assert diags == []
     assert len(docs) == 6
+
+
+@pytest.mark.parametrize(("field", "value", "where"), [
+    ("rate", 1.7e308, "Model/m: spec.demand[0].rate"),  # the plan's objective was Infinity, its file no JSON
+    ("usd", 1e100, "Pool/p: spec.usdPerGpuHour"),  # the solver "found no placement within 30 s"
+    ("count", 10**18, "Pool/p: spec.nodes.count"),
+])
+def test_numbers_beyond_any_fleet_are_refused_where_they_are(field: str, value: float, where: str,
+                                                              tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    from tests.fleetkit import inference, location, pool
+
+    docs = [location("a"), pool("p", "a", **({"usd": value} if field == "usd" else {}),
+                                **({"count": value} if field == "count" else {})),
+            inference("m", [{"location": "a", "rate": value if field == "rate" else 100}])]
+    (tmp_path / "fleet.yaml").write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    assert main(["plan", str(tmp_path)]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"{where}: must be at most" in err and "no fleet needs more" in err, err
+    assert "Traceback" not in err and "internal error" not in err

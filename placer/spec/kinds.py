@@ -24,8 +24,14 @@ GPU_TYPE_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
 Environment = Literal["onprem", "cloud", "edge"]
 Provider = Literal["kubernetes", "aws", "gcp", "static"]
 Workload = Literal["inference", "training", "batch"]
-NonNeg = Annotated[float, Field(ge=0)]
-Positive = Annotated[float, Field(gt=0)]
+# Every number has a ceiling far above any fleet, so that every figure a plan reports stays a
+# number: a rate of 1.7e308 made the plan's objective Infinity (no JSON), and a price of 1e100 a
+# solver that "found no placement within 30 s" (its numbers, not its time, were the trouble)
+MOST = 1e12  # rates, prices, GB, ms, seconds: a trillion
+MOST_COUNT = 1_000_000  # nodes, replicas
+NonNeg = Annotated[float, Field(ge=0, le=MOST)]
+Positive = Annotated[float, Field(gt=0, le=MOST)]
+Count = Annotated[int, Field(ge=0, le=MOST_COUNT)]
 
 
 class Strict(BaseModel):
@@ -74,13 +80,13 @@ class GPUTypeSpec(Strict):
 
 class PoolGpu(Strict):
     type: str
-    per_node: int = Field(ge=1)
+    per_node: int = Field(ge=1, le=1024)
 
 
 class PoolNodes(Strict):
-    count: int | None = Field(default=None, ge=0)
-    min: int | None = Field(default=None, ge=0)
-    max: int | None = Field(default=None, ge=0)
+    count: Count | None = None
+    min: Count | None = None
+    max: Count | None = None
 
     @model_validator(mode="after")
     def _shape(self) -> PoolNodes:
@@ -172,7 +178,7 @@ class PoolSpec(Strict):
 
 
 class Replica(Strict):
-    gpus: int = Field(ge=1)
+    gpus: int = Field(ge=1, le=1024)
     memory_gi_b_per_gpu: Positive = Field(alias="memoryGiBPerGpu")
 
 
@@ -195,13 +201,13 @@ class ModelSpec(Strict):
     gpu_types: list[str] | None = None
     throughput: dict[str, Positive] = Field(default_factory=dict)
     demand: list[Demand] = Field(default_factory=list)
-    min_replicas: int | None = Field(default=None, ge=0)
-    max_replicas: int | None = Field(default=None, ge=0)
-    replicas: int | None = Field(default=None, ge=1)
+    min_replicas: Count | None = None
+    max_replicas: Count | None = None
+    replicas: int | None = Field(default=None, ge=1, le=MOST_COUNT)
     gang: bool | None = None
     data: list[DataSource] = Field(default_factory=list)
     spot_tolerant: bool = False
-    priority: int = 0
+    priority: int = Field(default=0, ge=-MOST_COUNT, le=MOST_COUNT)
     last_used: dt.date | None = None
 
     @field_validator("version", mode="before")

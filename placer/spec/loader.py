@@ -143,6 +143,11 @@ def _message(err: Any, root: type[BaseModel], loc: Loc) -> str:
         return f"must be a mapping (key: value), got {type(got).__name__} {got!r}"
     if kind == "finite_number":
         return "must be a finite number (not .inf or .nan)"
+    if kind == "less_than_equal":  # the ceilings every number has (kinds.MOST): "1000000000000" is hard to read
+        most = (err.get("ctx") or {}).get("le")
+        if isinstance(most, int | float) and most >= 1e6:
+            return f"must be at most {most:g}, got {err.get('input')!r}: no fleet needs more, and beyond it a " \
+                   "plan's figures stop being numbers"
     msg = str(err["msg"])
     for prefix in ("Value error, ", "Assertion failed, "):
         if msg.startswith(prefix):
