@@ -198,6 +198,13 @@ def loads(text: str, source: str = "plan") -> Plan:
         or _check_body(data)
     if wrong:
         raise PlanFileError(f"{source}: malformed plan file ({wrong}); was it edited by hand? re-plan")
+    from placer.spec.loader import controls  # the fleet's own check: a plan holds only what a fleet may
+
+    held = controls(data, ())
+    if held:
+        where = ".".join(map(str, held[0][0]))
+        raise PlanFileError(f"{source}: malformed plan file ({where} contains the control character {held[0][1]!r}, "
+                            "which would reach the terminal as it is); was it edited by hand? re-plan")
     try:
         prior = data["priorState"]
         changes = tuple(Change.from_json(c) for c in data["changes"])

@@ -468,6 +468,8 @@ TAMPERED = {
     "placements": (lambda d: d.update(placements=["x"]), "placements[0] is not an object"),
     "changes": (lambda d: d.update(changes={}), "changes is not a JSON array"),
     "bool-version": (lambda d: d.update(formatVersion=True), "plan formatVersion True is not one"),
+    "escape": (lambda d: d["changes"][0].update(reasons=["\x1b[2J"]),
+               "changes.0.reasons.0 contains the control character '\\x1b', which would reach the terminal"),
 }
 
 

@@ -111,3 +111,19 @@ def test_show_markdown_cuts_at_max_chars_and_zero_means_whole(tmp_path: Path) ->
     assert placer("show", str(plan), "--markdown").stdout == whole.stdout  # small enough for the default
     r = placer("show", str(plan), "--max-chars", "10")
     assert r.returncode == 1 and "--max-chars limits --markdown" in r.stderr
+
+
+def test_text_from_the_fleet_cannot_break_out_of_its_block_or_row() -> None:
+    """A change's reason and a violation's detail quote the fleet's text: three backticks in a
+    reason closed the diff block (the rest of the comment rendered as markdown: a table, an image,
+    a mention), and a line break split a table row."""
+    plan = big_plan(2)
+    plan["changes"][0]["reasons"] = ["retired: v```\n| injected | table |\n<img src=x> @here"]
+    plan["violations"][0]["detail"] = "a\nb | c <b>bold</b>"
+    text = render(plan)
+    block = text.split("#### Changes", 1)[1]
+    fence = re.match(r"\s*(`+)diff\n", block)
+    assert fence is not None and len(fence.group(1)) == 4, block[:80]
+    inside, closing, _ = block.partition("\n" + fence.group(1) + "\n")
+    assert closing and len(inside.split("diff\n", 1)[1].split("\n")) == len(plan["changes"])  # a line a change
+    assert "| a b \\| c &lt;b>bold&lt;/b> |" in text

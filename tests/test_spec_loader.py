@@ -379,3 +379,35 @@ def test_two_placements_that_would_share_a_deployment_name_are_refused() -> None
             "namespace (placer names a Deployment <model>-<pool>), and one would overwrite the other; rename a model "
             "or a pool") in str(error)
     assert fleet(*docs("other")).models.keys() == {"chat", "chat-eu"}
+
+
+@pytest.mark.parametrize(("extra", "field", "message"), [
+    ({"version": "1.0\x1b[2J"}, "spec.version", "contains the control character '\\x1b'"),
+    ({"labels": {"family": "chat\n```"}}, "metadata.labels.family", "contains the control character '\\n'"),
+    ({"version": "1.0\n"}, "spec.version", "contains the control character '\\n'"),
+    ({"version": "1.0 `x`"}, "spec.version", "'1.0 `x`' is no version: use letters, digits and . _ + -"),
+    ({"image": "registry/m:1 --privileged"}, "spec.image", "is no image reference"),
+])
+def test_text_that_would_reach_terminals_and_comments_as_code_is_refused(extra: dict, field: str,
+                                                                         message: str) -> None:
+    """An escape code in a version cleared the terminal that printed the plan; a line break or
+    backticks in it broke the pull request's comment (YAML's "\\e" and "\\n" escapes let them in)."""
+    from tests.fleetkit import inference, location, pool
+
+    labels = extra.pop("labels", None)
+    with pytest.raises(FleetError) as caught:
+        from tests.fleetkit import fleet
+
+        fleet(location("a"), pool("p", "a"), inference("m", [{"location": "a", "rate": 1}], labels=labels, **extra))
+    assert any(e.field == field and message in e.message for e in caught.value.errors), caught.value.errors
+
+
+def test_a_description_may_run_over_lines_and_a_version_carry_build_metadata() -> None:
+    from placer.render.manifests import deployment_manifest
+    from tests.fleetkit import fleet, inference, location, policy, pool
+
+    f = fleet(location("a"), pool("p", "a"), inference("m", [{"location": "a", "rate": 1}], version="3.0+cuda12.4"),
+              {**policy("x", {"allowPools": {}}), "spec": {"rule": {"allowPools": {}}, "description": "one\ntwo\tthree"}})
+    assert f.models["m"].spec.version == "3.0+cuda12.4"
+    image = deployment_manifest({"model": "m", "pool": "p", "version": "3.0+cuda12.4"}, 1)
+    assert image["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.local/models/m:3.0_cuda12.4"

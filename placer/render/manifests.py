@@ -39,7 +39,8 @@ def deployment_manifest(target: dict[str, Any], replicas: int) -> dict[str, Any]
         pod_labels["app.kubernetes.io/version"] = re.sub(r"[^A-Za-z0-9._-]", "-", str(version))[:63].strip("-._")
     container: dict[str, Any] = {
         "name": "model",
-        "image": str(target.get("image") or f"registry.local/models/{model}:{version or 'latest'}"),
+        # an image tag has no "+": a version's build metadata (3.0+cuda12.4) gets "_", as Helm's OCI charts do
+        "image": str(target.get("image") or f"registry.local/models/{model}:{str(version or 'latest').replace('+', '_')}"),
         "resources": {
             "limits": {"nvidia.com/gpu": str(int(target.get("gpus", 1)))},
             "requests": {"nvidia.com/gpu": str(int(target.get("gpus", 1)))},

@@ -9,6 +9,7 @@ order, each cut section saying how many rows it left out and where to see them a
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,8 +27,21 @@ from placer.render.report import (
 COMMENT_CHARS = 60_000  # under GitHub's 65,536 for a comment body, with room for a marker line
 
 
+def _cell(text: str) -> str:
+    """Text for a table cell: on one line, its pipes escaped and no HTML tag opened (a policy's
+    detail quotes the fleet's text: a line break split the row)."""
+    return " ".join(text.split("\n")).replace("|", "\\|").replace("<", "&lt;")
+
+
 def _row(cells: list[str]) -> str:
-    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+    return "| " + " | ".join(_cell(c) for c in cells) + " |"
+
+
+def _fence(rows: list[str]) -> str:
+    """A code fence longer than any run of backticks in ``rows`` (three in a change's reason closed
+    the diff block, and the rest of the comment rendered as markdown)."""
+    longest = max((len(run) for row in rows for run in re.findall(r"`+", row)), default=0)
+    return "`" * max(3, longest + 1)
 
 
 @dataclass
@@ -122,9 +136,11 @@ def render(plan: dict[str, Any], max_chars: int | None = COMMENT_CHARS, plan_pat
     for c in changes:
         sym = SYMBOLS.get(c["action"], " ")
         why = f"  # {'; '.join(c.get('reasons') or [])}" if c.get("reasons") else ""
-        diff.rows.append(f"{sym} {c['address']} [phase {c['phase']}] {change_detail(c)}{why}")
+        diff.rows.append(" ".join(f"{sym} {c['address']} [phase {c['phase']}] {change_detail(c)}{why}".split("\n")))
         diff.rank.append(first.get(c["action"], 2))
         diff.kinds.append(c["action"])
+    fence = _fence(diff.rows)
+    diff.head[-1], diff.foot[0] = f"{fence}diff", fence
     unmet = _Section(["#### Unmet demand", "", "| model | where | rate |", "|---|---|---:|"], [], [""],
                      "unmet demand rows")
     unmet.rows += [_row([u["model"], u["demandLocation"], f"{u['rate']:,.1f}"]) for u in plan.get("unmet", [])]

@@ -21,6 +21,8 @@ DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 # GPU type names are product names (H100-80GB): the built-in catalog is not DNS-1123.
 GPU_TYPE_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
 
+VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
+IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@-]{0,511}")
 Environment = Literal["onprem", "cloud", "edge"]
 Provider = Literal["kubernetes", "aws", "gcp", "static"]
 Workload = Literal["inference", "training", "batch"]
@@ -218,6 +220,24 @@ class ModelSpec(Strict):
             return str(v)
         if isinstance(v, dt.date):
             return v.isoformat()
+        return v
+
+    @field_validator("image")
+    @classmethod
+    def _image_reference(cls, v: str | None) -> str | None:
+        if v is not None and not IMAGE.fullmatch(v):
+            raise ValueError(f"{v!r} is no image reference: registry/name:tag or registry/name@sha256:..., with no "
+                             "spaces or quotes")
+        return v
+
+    @field_validator("version")
+    @classmethod
+    def _version_word(cls, v: str | None) -> str | None:
+        # it becomes an image tag and a label, and is shown in plans and pull-request comments: a
+        # line break or backticks in it broke the comment
+        if v is not None and not VERSION.fullmatch(v):
+            raise ValueError(f"{v!r} is no version: use letters, digits and . _ + - (up to 128, starting with a "
+                             "letter or digit), e.g. 1.4.2, 3.0+cuda12.4 or 2026-11-01")
         return v
 
     @field_validator("last_used", mode="before")

@@ -12,6 +12,7 @@ import datetime
 import difflib
 import types
 import typing
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -177,6 +178,26 @@ def check_name(kind: str, name: Any) -> str | None:
     return None
 
 
+def controls(value: Any, loc: Loc) -> list[tuple[Loc, str]]:
+    """Where a document's text (keys and values) holds a control character, and the first one:
+    a tab anywhere, a line break in a description, and no other (an escape code in a version
+    cleared the terminal that printed the plan, and a line break in it broke the pull request's
+    comment)."""
+    found: list[tuple[Loc, str]] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found += controls(key, (*loc, str(key))) + controls(item, (*loc, str(key)))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found += controls(item, (*loc, i))
+    elif isinstance(value, str):
+        allowed = "\t\n" if loc and loc[-1] == "description" else "\t"
+        bad = next((c for c in value if unicodedata.category(c) == "Cc" and c not in allowed), None)
+        if bad is not None:
+            found.append((loc, bad))
+    return found
+
+
 def load_document(raw: RawDocument) -> tuple[Document | None, list[Diagnostic]]:
     """Validate one raw document's envelope and spec."""
     diags: list[Diagnostic] = []
@@ -198,6 +219,10 @@ def load_document(raw: RawDocument) -> tuple[Document | None, list[Diagnostic]]:
     for key in data:
         if key not in ENVELOPE_KEYS:
             diags.append(d(str(key), f"unknown field{suggest(str(key), ENVELOPE_KEYS)}", (key,)))
+    for loc, char in controls(data, ()):
+        diags.append(d(_dotted(loc) or "(document)", f"contains the control character {char!r}: YAML's escapes (\"\\e\", "
+                       "\"\\x1b\") let one in, and it would reach terminals, manifests and pull-request comments as "
+                       "it is (a line break only in a description); remove it", loc))
     api = data.get("apiVersion")
     if api is None:
         diags.append(d("apiVersion", f"required field is missing; use {API_VERSION}", ()))
