@@ -15,7 +15,7 @@ from placer.cost import CostBreakdown, price
 from placer.diff import deployment_target, diff, managed_pool, pool_target
 from placer.fleet import Fleet
 from placer.optimizer import Conflict, SolveResult, explain_infeasible, optimize
-from placer.placement import Placement, Route
+from placer.placement import Placement, Route, check_hard_constraints
 from placer.planfile import Plan, PlanFileError
 from placer.policy import Rules
 from placer.state import State
@@ -158,6 +158,16 @@ def make_plan(
         )
     placement = result.placement
     cost = price(fleet, placement, rules, current)
+    # the plan is checked against the SPEC's hard constraints and the required policies before
+    # anyone can apply it: a search that kept a broken row (a minReplicas the scalable route's
+    # rounding left short, found by planning random fleets both ways) must fail loudly, not apply
+    thr = {(m, p): fleet.models[m].spec.throughput.get(fleet.pools[p].gpu.name, 0.0) for m, p in placement.replicas}
+    broken = check_hard_constraints(fleet, placement, thr) + [
+        f"required policy {v.policy}: {v.detail}" for v in cost.violations if v.enforcement == "required"]
+    if broken:
+        raise SolveError(f"placer's optimizer made a plan that breaks {len(broken)} hard rule(s), first {broken[0]}; "
+                         "nothing was written: this is a bug in placer, please report it with the fleet "
+                         "(`PLACER_OPTIMIZER=exact` may plan it meanwhile)")
     changes = diff(fleet, state, placement, result.candidates)
     body = placement_body(fleet, result, placement, cost, state)
     plan = Plan(

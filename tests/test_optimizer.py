@@ -518,3 +518,104 @@ def test_servable_caps_each_entry_at_its_routes_and_maxreplicas():
     served, beyond = servable(np.array([60.0]), np.array([0]), np.array([0]), np.array([10.0]), np.array([9]),
                               np.array([0]))
     assert served.tolist() == [60.0] and beyond.tolist() == [0.0]
+
+
+def both_routes(f, monkeypatch, current=None):
+    """The plans of both routes (the scalable route forced, as on a fleet past 800 pairs or an exact
+    MIP out of time), each checked by solve() against the cost function and the rules."""
+    out = {}
+    for route in ("exact", "scalable"):
+        monkeypatch.setenv("PLACER_OPTIMIZER", route)
+        out[route] = solve(f, current)
+    return out
+
+
+def test_the_scalable_route_plans_fleets_the_exact_route_does(monkeypatch):
+    """Found by planning 1,000 random small fleets both ways (the exact route was right on all):
+    the scalable route priced a batch model no pool can take at 0 (its replicas unplaced, 3,000 due),
+    crashed on a fleet with no demand routes, and on one whose last row (a headroom on a pool of
+    no nodes) is empty."""
+    no_pool = fleet(location("a"), pool("p", "a", gpu="L4-24GB"), training("t", replicas=3, gpus=2, mem=54),
+                    NO_CHURN)
+    got = both_routes(no_pool, monkeypatch)
+    assert got["exact"][1].objective == got["scalable"][1].objective == pytest.approx(3000)
+    only_training = fleet(location("a"), pool("p", "a", count=2), training("t", replicas=1, gpus=2, mem=20))
+    got = both_routes(only_training, monkeypatch)
+    assert got["scalable"][0].replicas == got["exact"][0].replicas == {("t", "p"): 1}
+    empty_last_row = fleet(location("a"), pool("p", "a", per_node=1, count=3, usd=0.0),
+                           pool("q", "a", gpu="T4-16GB", per_node=1, count=0),
+                           inference("m", [{"location": "a", "rate": 280}]), policy("h", {"headroom": {"fraction": 0.0}}))
+    got = both_routes(empty_last_row, monkeypatch)
+    assert got["scalable"][0].replicas == got["exact"][0].replicas == {("m", "p"): 3}
+
+
+@pytest.mark.parametrize("rule", ["spread", "maxModelsPerPool"])
+def test_a_scalable_replan_of_an_unchanged_fleet_keeps_a_plan_that_pays_a_preferred_penalty(rule, monkeypatch):
+    """The plan pays a preferred rule's penalty (one failure domain of two; two models on a pool
+    meant for one). Re-planned from itself on the scalable route, the penalty's column was left out
+    of the search, the rule found "broken", and a replica dropped: 157 USD/h against 73 kept."""
+    if rule == "spread":
+        f = fleet(location("a"), location("b"), link("a", "b", 25.0), pool("p", "b", gpu="T4-16GB", usd=3.0),
+                  inference("m", [{"location": "a", "rate": 243}], gpus=3, mem=13, throughput={"T4-16GB": 98.0}),
+                  policy("soft", {"spread": {"minFailureDomains": 2}}, penalty=2.0))
+    else:
+        f = fleet(location("a"), pool("p", "a", usd=1.0), pool("dear", "a", usd=9.0),
+                  inference("m", [{"location": "a", "rate": 300}]), inference("n", [{"location": "a", "rate": 300}]),
+                  policy("soft", {"maxModelsPerPool": 1}, penalty=0.5))
+    first, _ = both_routes(f, monkeypatch)["exact"]
+    current = dict(first.replicas)
+    for route, (again, cost) in both_routes(f, monkeypatch, current).items():
+        assert again.replicas == current, route
+        assert cost.objective == pytest.approx(price(f, first, RULES, current).objective), route
+
+
+def test_a_scalable_replan_around_a_model_no_pool_can_run(monkeypatch):
+    """The search's "unmet" neighbourhood took the models leaving most unserved: a batch model no
+    pool can run had no pools, and gathering their neighbours failed ("need at least one array to
+    concatenate"); and there is nothing the search can do for it."""
+    f = fleet(location("a"), pool("p", "a", min_nodes=0, max_nodes=2, count=None, provider="aws"),
+              inference("m", [{"location": "a", "rate": 700}]),
+              training("t", replicas=1, gpus=4, mem=20, gpuTypes=["H100-80GB"]))
+    first, _ = both_routes(f, monkeypatch)["exact"]
+    current = dict(first.replicas)
+    for route, (again, cost) in both_routes(f, monkeypatch, current).items():
+        assert again.replicas == current and cost.unmet == pytest.approx(1000), route
+
+
+def test_a_plan_that_breaks_a_hard_rule_is_never_written(monkeypatch):
+    """Whatever the search returns, `plan` checks it against the SPEC's hard constraints and the
+    required policies before it can be applied (the scalable route once returned a minReplicas
+    left short as OPTIMAL)."""
+    import placer.planner as planner
+    from placer.optimizer import SolveResult
+    from placer.placement import Placement
+
+    f = fleet(location("a"), pool("p", "a"), inference("m", [{"location": "a", "rate": 100}], minReplicas=3))
+    real = planner.optimize
+
+    def short(*args, **kwargs):
+        result = real(*args, **kwargs)
+        return SolveResult(result.status, Placement({("m", "p"): 2}, result.placement.nodes, result.placement.routes),
+                           result.objective, result.bound, result.wall_seconds, candidates=result.candidates)
+
+    monkeypatch.setattr(planner, "optimize", short)
+    with pytest.raises(planner.SolveError, match=r"breaks 1 hard rule\(s\), first m: 2 replicas < minReplicas 3; "
+                                                 "nothing was written: this is a bug in placer"):
+        make_plan(f, State(), RULES, NOW)
+
+
+def test_the_scalable_routes_rounding_keeps_a_minimum_of_replicas(monkeypatch):
+    """A random fleet, minimized: m7 must run 3 replicas (no demand of its own); the LP's rounding
+    left it 2, and the scalable route completed that plan around them, calling it OPTIMAL below
+    the MIP's proven bound: a row over replicas alone is no column's to mend."""
+    f = fleet(location("l1"), location("l3"), location("l4"),
+              pool("p0", "l4", gpu="H100-80GB", per_node=4, count=None, min_nodes=1, max_nodes=3, usd=1.0,
+                   provider="aws"),
+              pool("p1", "l3", gpu="H100-80GB", per_node=4, count=1, usd=2.0),
+              training("t0", replicas=1, gpus=1, mem=30), training("t2", replicas=2, gpus=4, mem=50, workload="batch"),
+              inference("m4", [{"location": "l1", "rate": 116}, {"location": "l4", "rate": 288}], mem=27,
+                        throughput={"H100-80GB": 133}),
+              inference("m7", [], gpus=2, mem=32, throughput={"H100-80GB": 66}, minReplicas=3))
+    got = both_routes(f, monkeypatch)  # solve() checks the hard constraints of each
+    assert got["scalable"][1].objective == pytest.approx(got["exact"][1].objective, rel=1e-3)
+    assert got["scalable"][0].replicas_of("m7") == 3

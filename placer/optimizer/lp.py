@@ -64,6 +64,8 @@ class PairTables:
         pos = np.arange(len(order)) - np.repeat(start, counts)
         routes = np.full((a.n_pairs, width), -1, dtype=np.int64)
         routes[a.route_pair[order], pos] = order
+        if not len(a.route_dem):  # no routes at all (training and batch alone): nothing to index
+            return PairTables(routes, np.zeros(routes.shape))
         rate = np.where(routes >= 0, a.dem_rate[a.route_dem[np.maximum(routes, 0)]], 0.0)
         return PairTables(routes, rate)
 

@@ -272,8 +272,12 @@ def pure_x_rows(model: MatrixModel, csr: Any = None) -> IntArray:
     x0, x1 = model.blocks["x"]
     csr = model.A.tocsr() if csr is None else csr
     outside = (csr.indices < x0) | (csr.indices >= x1)
-    n_out = np.add.reduceat(outside.astype(np.int64), csr.indptr[:-1]) if csr.nnz else np.zeros(model.n_rows)
-    n_out = np.where(np.diff(csr.indptr) > 0, n_out, 1)
+    # summed from the rows with entries alone (an empty last row's start is past the end, where
+    # reduceat fails); an empty row counts as not pure
+    nonempty = np.diff(csr.indptr) > 0
+    n_out = np.ones(len(nonempty), dtype=np.int64)
+    if csr.nnz:
+        n_out[nonempty] = np.add.reduceat(outside.astype(np.int64), csr.indptr[:-1][nonempty])
     pure = n_out == 0
     cap = model.capacity_row
     if cap is not None:
@@ -300,7 +304,10 @@ def neighbours(model: MatrixModel, hood: Neighbourhoods, models: IntArray, v: Fl
     """These models and those placed on the pools they may use (the largest holders first)."""
     a = model.arrays
     x0 = model.blocks["x"][0]
-    pools = np.unique(np.concatenate([a.pair_pool[a.pair_ptr[m]:a.pair_ptr[m + 1]] for m in models]))
+    pools = np.unique(np.concatenate([a.pair_pool[a.pair_ptr[m]:a.pair_ptr[m + 1]] for m in models])) \
+        if len(models) else np.zeros(0, dtype=np.int64)
+    if not len(pools):  # models no pool can run: they have no neighbours
+        return np.unique(np.asarray(models, dtype=np.int64))
     js = np.concatenate([hood.by_pool[hood.pool_ptr[p]:hood.pool_ptr[p + 1]] for p in pools])
     x = v[x0 + js]
     js = js[x > 0.5]
@@ -327,6 +334,14 @@ def complete(model: MatrixModel, hood: Neighbourhoods, x: IntArray, time_limit: 
     deadline = deadline if deadline is not None else time.monotonic() + 3 * time_limit
     v = np.where(np.isfinite(model.lb), model.lb, 0.0)
     v[x0:x1] = x
+    # a model no pool can run is in no neighbourhood: its demand and replicas go unmet here, or
+    # its rows stay broken (a batch model's replicas cost nothing: 0 USD/h where 3,000 were due)
+    idle = np.setdiff1d(np.arange(len(a.models)), hood.active_models)
+    k = hood.k_col[idle]
+    u = np.concatenate([np.arange(a.dem_ptr[m], a.dem_ptr[m + 1]) for m in idle]) + hood.u0 if len(idle) else \
+        np.zeros(0, dtype=np.int64)
+    for cols in (k[k >= 0], u):
+        v[cols] = model.ub[cols]
     csc = hood.csc
     ncols = model.elastic_col[model.elastic_col >= 0]
     if len(ncols):
@@ -339,6 +354,19 @@ def complete(model: MatrixModel, hood: Neighbourhoods, x: IntArray, time_limit: 
         v[ncols] = new
     act = csc @ v
     aside = np.zeros(len(a.models), dtype=bool)
+    # rows over replicas alone that the replicas break (a minReplicas the rounding left short): no
+    # column freed below touches them, so a plan that broke them passed for feasible (and priced
+    # below the MIP's proven bound); their models are set aside and placed afterwards, rows and all
+    pure = hood.pure_rows
+    if pure is None:
+        pure = hood.pure_rows = pure_x_rows(model, hood.csr)
+    tol = 1e-7 * np.maximum(1.0, np.abs(act[pure]))
+    short = pure[(act[pure] < model.row_lo[pure] - tol) | (act[pure] > model.row_hi[pure] + tol)]
+    if len(short):
+        aside[models_in_rows(model, hood, short)] = True
+        gone = np.flatnonzero(aside[a.pair_model] & (v[x0:x1] > 0))
+        act += csc[:, x0 + gone] @ -v[x0 + gone]
+        v[x0 + gone] = 0
     order = hood.active_models
     for start in range(0, len(order), chunk):
         models = order[start:start + chunk]
