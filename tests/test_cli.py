@@ -227,3 +227,20 @@ def test_a_plan_edited_to_name_a_path_is_refused_not_written():
     for model, where in (("../../x", "p"), ("m", "p/../../y"), ("M", "p")):
         with pytest.raises(PlanFileError, match="which is no DNS-1123 name"):
             tree({"placements": [{"target": {"model": model, "pool": where}, "replicas": 1}]})
+
+
+def test_long_names_fold_rather_than_cut_on_a_narrow_log():
+    """A CI log is 80 columns: two pools whose names end -zone-a and -zone-b both came out
+    "...-zo…", one row twice."""
+    from rich.console import Console
+
+    from placer.render.summary import render
+
+    names = [f"gpu-pool-in-the-frankfurt-datacentre-rack-row-{z}" for z in ("zone-a", "zone-b")]
+    plan = {"solver": {"status": "OPTIMAL"}, "cost": {"totalUsdPerHour": 1.0}, "changes": [],
+            "pools": [{"pool": n, "nodes": 1, "gpusUsed": 1, "gpusCapacity": 8} for n in names],
+            "placements": [{"model": "a-model-with-a-rather-long-name-v2", "pool": n, "replicas": 1} for n in names]}
+    console = Console(width=80, record=True)
+    render(plan, console)
+    text = console.export_text()
+    assert "…" not in text and "zone-a" in text and "zone-b" in text, text  # each name whole, folded

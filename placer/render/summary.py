@@ -32,9 +32,11 @@ def render(plan: dict[str, Any], console: Console, pool_prices: dict[str, float]
                                 f"objective {solver.get('objectiveUsdPerHour', 0):,.2f} USD/h, bound "
                                 f"{solver.get('boundUsdPerHour', 0):,.2f}, gap {gap_text(gap)}"))
 
+    # every column folds rather than cuts: on a CI log's 80 columns "…" made names ending -zone-a and
+    # -zone-b one row twice
     pools = Table(title="Pools", title_justify="left", show_edge=False)
     for col, justify in (("pool", "left"), ("nodes", "right"), ("GPUs used / capacity", "right"), ("util", "right")):
-        pools.add_column(col, justify=justify)  # type: ignore[arg-type]
+        pools.add_column(col, justify=justify, overflow="fold")  # type: ignore[arg-type]
     for p in plan.get("pools", []):
         cap = p["gpusCapacity"]
         util = f"{100 * p['gpusUsed'] / cap:.0f}%" if cap else "-"
@@ -43,7 +45,7 @@ def render(plan: dict[str, Any], console: Console, pool_prices: dict[str, float]
 
     models = Table(title="Models", title_justify="left", show_edge=False)
     for col, justify in (("model", "left"), ("placement", "left"), ("served", "right"), ("unmet", "right")):
-        models.add_column(col, justify=justify)  # type: ignore[arg-type]
+        models.add_column(col, justify=justify, overflow="fold")  # type: ignore[arg-type]
     for name, where, served, unmet in model_rows(plan):
         models.add_row(name, where, "-" if served is None else _num(served),
                        Text(_num(unmet), style="red") if unmet else "0")

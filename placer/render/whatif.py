@@ -56,7 +56,7 @@ def render(report: dict[str, Any], console: Console) -> None:
     if unmet:
         t = Table(title="Unmet in the scenario (rate, or replicas for training/batch)", title_justify="left",
                   show_edge=False)
-        t.add_column("model")
+        t.add_column("model", overflow="fold")
         t.add_column("base", justify="right")
         t.add_column("scenario", justify="right")
         t.add_column("why")
@@ -144,7 +144,7 @@ def _policies(base: dict[str, Any], scen: dict[str, Any], console: Console) -> N
     if not names:
         return
     t = Table(title="Preferred policies broken (times, penalty USD/h)", title_justify="left", show_edge=False)
-    t.add_column("policy")
+    t.add_column("policy", overflow="fold")
     t.add_column("base", justify="right")
     t.add_column("scenario", justify="right")
     for name in names[:UNMET_ROWS]:
