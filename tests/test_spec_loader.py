@@ -411,3 +411,33 @@ def test_a_description_may_run_over_lines_and_a_version_carry_build_metadata() -
     assert f.models["m"].spec.version == "3.0+cuda12.4"
     image = deployment_manifest({"model": "m", "pool": "p", "version": "3.0+cuda12.4"}, 1)
     assert image["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.local/models/m:3.0_cuda12.4"
+
+
+@pytest.mark.parametrize(("target", "message"), [
+    ({"namespace": "Inference_NS"}, "namespace 'Inference_NS' is no Kubernetes namespace"),
+    ({"nodeSelector": {"gpu": "NVIDIA H100 80GB"}}, "nodeSelector value 'NVIDIA H100 80GB' (of gpu) is no label value"),
+    ({"nodeSelector": {"acme.io/pool/x": "a"}}, "nodeSelector key 'acme.io/pool/x': its prefix before '/' must be a DNS"),
+    ({"tolerations": [{"key": "gpu", "operator": "Exists", "value": "yes"}]}, "operator Exists takes no value"),
+    ({"tolerations": [{"key": "gpu", "value": "yes", "effect": "NoSchedule", "tolerationSeconds": 30}]},
+     "tolerationSeconds applies to effect NoExecute only"),
+    ({"tolerations": [{"value": "yes"}]}, "a toleration without a key needs operator: Exists"),
+])
+def test_a_kubernetes_target_the_api_server_would_refuse_is_refused_here(target: dict, message: str) -> None:
+    """kubernetes-validate --strict checks a manifest's types, not these: the API server refuses
+    them at apply time, half-way through a plan."""
+    from tests.fleetkit import fleet, location, pool
+
+    with pytest.raises(FleetError) as caught:
+        fleet(location("a"), pool("p", "a", provider="kubernetes", target={"kubernetes": target}))
+    assert any(message in e.message for e in caught.value.errors), caught.value.errors
+
+
+def test_a_kubernetes_target_as_the_api_server_takes_it() -> None:
+    from tests.fleetkit import fleet, location, pool
+
+    k8s = {"namespace": "inference", "nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3", "x": ""},
+           "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+                           {"operator": "Exists"},
+                           {"key": "spot", "value": "true", "effect": "NoExecute", "tolerationSeconds": 60}]}
+    f = fleet(location("a"), pool("p", "a", provider="kubernetes", target={"kubernetes": k8s}))
+    assert f.pools["p"].spec.target.kubernetes is not None

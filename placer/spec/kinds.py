@@ -114,6 +114,23 @@ class PoolNodes(Strict):
         return self.count if self.count is not None else int(self.max or 0)
 
 
+# what the Kubernetes API server accepts (apimachinery's validation), checked here so that a
+# manifest placer renders is not refused at apply time: kubernetes-validate checks types only
+K8S_NAME = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)")
+K8S_PREFIX = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def _label_key(key: str) -> str | None:
+    """Why ``key`` is no label key (``[prefix/]name``), or None."""
+    prefix, slash, name = key.rpartition("/")
+    if slash and (not prefix or len(prefix) > 253 or not K8S_PREFIX.fullmatch(prefix)):
+        return f"{key!r}: its prefix before '/' must be a DNS subdomain (example.com)"
+    if not K8S_NAME.fullmatch(name):
+        return (f"{key!r}: its name must be 63 characters at most of letters, digits, '-', '_' or '.', starting and "
+                "ending with a letter or digit")
+    return None
+
+
 class Toleration(Strict):
     key: str | None = None
     operator: Literal["Exists", "Equal"] | None = None
@@ -121,12 +138,40 @@ class Toleration(Strict):
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
     toleration_seconds: int | None = None
 
+    @model_validator(mode="after")
+    def _as_kubernetes_takes_it(self) -> Toleration:
+        if self.key and (why := _label_key(self.key)):
+            raise ValueError(f"key {why}")
+        if self.operator == "Exists" and self.value:
+            raise ValueError("operator Exists takes no value (Kubernetes refuses one); drop value or use Equal")
+        if not self.key and self.operator != "Exists":
+            raise ValueError("a toleration without a key needs operator: Exists (it then tolerates every taint)")
+        if self.value and not K8S_NAME.fullmatch(self.value):
+            raise ValueError(f"value {self.value!r} is no label value: 63 characters at most of letters, digits, "
+                             "'-', '_' or '.', starting and ending with a letter or digit")
+        if self.toleration_seconds is not None and self.effect != "NoExecute":
+            raise ValueError("tolerationSeconds applies to effect NoExecute only (Kubernetes refuses it otherwise)")
+        return self
+
 
 class KubernetesTarget(Strict):
     context: str | None = None
     namespace: str = "default"
     node_selector: dict[str, str] = Field(default_factory=dict)
     tolerations: list[Toleration] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _as_kubernetes_takes_it(self) -> KubernetesTarget:
+        if len(self.namespace) > 63 or not DNS1123_LABEL.fullmatch(self.namespace):
+            raise ValueError(f"namespace {self.namespace!r} is no Kubernetes namespace: 63 characters at most of "
+                             "lower-case letters, digits and '-', starting and ending with a letter or digit")
+        for key, value in self.node_selector.items():
+            if why := _label_key(key):
+                raise ValueError(f"nodeSelector key {why}")
+            if value and not K8S_NAME.fullmatch(value):
+                raise ValueError(f"nodeSelector value {value!r} (of {key}) is no label value: 63 characters at most "
+                                 "of letters, digits, '-', '_' or '.', starting and ending with a letter or digit")
+        return self
 
 
 class EksTarget(Strict):
