@@ -174,9 +174,10 @@ def validate(fleet: str) -> None:
     found = list(loaded.warnings) + fleet_warnings(loaded, rules_for(dt.datetime.now(dt.UTC)))
     for w in found:
         err.print(str(w), style="yellow")
-    out.print(f"{fleet}: valid ({len(loaded.locations)} locations, {len(loaded.pools)} pools, "
-              f"{len(loaded.models)} models, {len(loaded.policies)} policies"
-              + (f", {len(found)} warning(s))" if found else ")"))
+    counts = ", ".join(f"{n} {one if n == 1 else many}" for n, one, many in (
+        (len(loaded.locations), "location", "locations"), (len(loaded.pools), "pool", "pools"),
+        (len(loaded.models), "model", "models"), (len(loaded.policies), "policy", "policies")))
+    out.print(f"{fleet}: valid ({counts}" + (f", {len(found)} warning(s))" if found else ")"))
 
 
 @cli.command()
