@@ -258,17 +258,22 @@ def build_arrays(fleet: Fleet, rules: Rules) -> FleetArrays:
     pools = list(fleet.pools.values())
     locations = list(fleet.locations)
     loc_index = {n: i for i, n in enumerate(locations)}
-    n_loc = len(locations)
-    latency = np.full((n_loc, n_loc), math.inf)
-    egress = np.full((n_loc, n_loc), math.inf)
-    for a, name_a in enumerate(locations):
-        for b, name_b in enumerate(locations):
-            latency[a, b] = fleet.topology.latency_ms(name_a, name_b)
-            egress[a, b] = fleet.topology.egress_usd_per_gb(name_a, name_b)
+    # latency and egress from where demand and data are (rows) to where pools are (columns), the
+    # only ones read: every pair of 5,000 edge locations took `validate` 46 s and 400 MB
+    sources = {d.location for m in models for d in m.spec.demand} | {s.location for m in models for s in m.spec.data}
+    row_of = {n: i for i, n in enumerate(sorted(sources & set(loc_index)))}
+    col_of = {n: j for j, n in enumerate(sorted({p.location.name for p in pools}))}
+    latency = np.full((len(row_of), len(col_of)), math.inf)
+    egress = np.full((len(row_of), len(col_of)), math.inf)
+    for name_a, i in row_of.items():
+        for name_b, j in col_of.items():
+            latency[i, j] = fleet.topology.latency_ms(name_a, name_b)
+            egress[i, j] = fleet.topology.egress_usd_per_gb(name_a, name_b)
 
     # ---------------------------------------------------------------- pools
     per_node = np.array([p.per_node for p in pools], dtype=np.int64)
     pool_loc = np.array([loc_index[p.location.name] for p in pools], dtype=np.int64)
+    pool_col = np.array([col_of[p.location.name] for p in pools], dtype=np.int64)  # in latency and egress
     spot = np.array([p.spot for p in pools], dtype=bool)
     type_names = sorted({p.gpu.name for p in pools})
     type_index = {t: i for i, t in enumerate(type_names)}
@@ -340,9 +345,9 @@ def build_arrays(fleet: Fleet, rules: Rules) -> FleetArrays:
         if not spec.spot_tolerant:
             ok &= ~spot
         for src in spec.data:
-            li = loc_index[src.location]
+            li = row_of[src.location]
             if li not in reach_cache:
-                reach_cache[li] = np.isfinite(latency[li, pool_loc])
+                reach_cache[li] = np.isfinite(latency[li, pool_col])
             ok &= reach_cache[li]
         for policy in required:
             excluded = pool_excluded[policy.name]
@@ -362,7 +367,7 @@ def build_arrays(fleet: Fleet, rules: Rules) -> FleetArrays:
             cap = np.minimum(cap, spec.replicas)
         eg = np.zeros(len(idx))
         for src in spec.data:
-            eg += src.gb_per_hour * egress[loc_index[src.location], pool_loc[idx]]
+            eg += src.gb_per_hour * egress[row_of[src.location], pool_col[idx]]
         pair_model.append(np.full(len(idx), mi, dtype=np.int64))
         pair_pool.append(idx.astype(np.int64))
         pair_c.append(c[idx])
@@ -389,7 +394,7 @@ def build_arrays(fleet: Fleet, rules: Rules) -> FleetArrays:
         if model.name in retired or not model.inference:
             continue
         lo, hi = int(pair_ptr[mi]), int(pair_ptr[mi + 1])
-        ploc = pool_loc[pp[lo:hi]]
+        pcol = pool_col[pp[lo:hi]]
         for i, dem in enumerate(model.spec.demand):
             d = len(dem_model)
             li = loc_index[dem.location]
@@ -397,7 +402,7 @@ def build_arrays(fleet: Fleet, rules: Rules) -> FleetArrays:
             dem_index.append(i)
             dem_rate.append(dem.rate)
             dem_loc.append(li)
-            lat = latency[li, ploc]
+            lat = latency[row_of[dem.location], pcol]
             ok = np.isfinite(lat)
             if dem.latency_slo_ms is not None:
                 ok &= lat <= dem.latency_slo_ms + SLO_SLACK_MS
