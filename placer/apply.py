@@ -178,7 +178,14 @@ class Applier:
             state.lineage = str(uuid.uuid4())
         report.lineage = state.lineage
         todo = [c for c in plan.changes if c.action != "no-op"]
+        self._mend()
         if not todo:
+            if state.applying is None:
+                return report
+            # an apply stopped after its last change was recorded (killed before its final write):
+            # nothing is left to do but to say it finished (the state said "in the middle of an
+            # apply" for good, and a GitOps tree's kustomizations stayed behind)
+            self._complete(plan, state, plan_id, cost_after, demand, report)
             return report
         state.applying = {"plan": plan_id, "startedAt": _now(), "done": [], "bumped": False}
         try:
@@ -197,6 +204,12 @@ class Applier:
                 if self._journaled:  # an apply that stops folds its journal into the state
                     self.backend.write(state)
             raise
+        self._complete(plan, state, plan_id, cost_after, demand, report)
+        return report
+
+    def _complete(self, plan: Plan, state: State, plan_id: str, cost_after: float | None,
+                  demand: dict[str, float], report: ApplyReport) -> None:
+        """The apply finished: the state says so, with the plan's cost, demand and a history entry."""
         with self._write:
             state.applying = None
             state.cost_usd_per_hour = cost_after
@@ -207,7 +220,16 @@ class Applier:
             state.history = state.history[-50:]
             self.backend.write(state)
         report.serial = state.serial
-        return report
+
+    def _mend(self) -> None:
+        """Providers that can mend what a killed apply left half-written (``mend``: the gitops
+        provider's kustomizations) do it first, whether or not the plan has changes; their
+        ``finish`` writes it."""
+        for provider in self.providers:
+            mend = getattr(provider, "mend", None)
+            if mend is not None:
+                mend()
+        self._finish()
 
     def _finish(self) -> None:
         """Providers that keep work for the end of a phase (``finish``: the gitops provider's

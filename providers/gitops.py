@@ -71,6 +71,14 @@ class GitOpsProvider:
             if have != (kustomization_text(sorted(names)) if names else None):
                 self._dirty.add(folder)
 
+    def mend(self) -> None:
+        """Mark every kustomization that does not list its folder's manifests, for ``finish`` to
+        write: run by each apply first, changes or none (a killed apply's re-plan has none, and
+        its tree stayed broken)."""
+        with self._lock:
+            if not self._checked:
+                self._check_kustomizations()
+
     def finish(self) -> None:
         """Write the kustomization of every folder this provider changed (the apply's phase ends)."""
         with self._lock:

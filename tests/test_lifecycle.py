@@ -515,3 +515,27 @@ def test_bad_plan_file_is_a_clear_error(env: Env, capsys: pytest.CaptureFixture[
         assert "internal error" not in stderr
     assert not env.state.exists()
     assert lh.tree(env.deploy) == {}
+
+
+def test_an_apply_killed_after_its_last_change_is_finished_by_the_next(env: Env,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """Killed after its last change was recorded, before the phase's kustomization and the final
+    write: the state said "in the middle of an apply" for good, and the GitOps tree's kustomization
+    never listed the new manifests, since the re-plan has no changes and the re-apply did nothing."""
+    first = env.root / "first.json"
+    plan_json(capsys, env, first)
+    apply_ok(capsys, first)
+    kust = sorted(env.deploy.rglob("kustomization.yaml"))
+    assert kust
+    listed = {k: k.read_text() for k in kust}
+    for k in kust:  # what the kill leaves: the manifests, no kustomization, an apply not finished
+        k.unlink()
+    data = env.state_json()
+    data["applying"] = {"plan": "killed", "startedAt": "2026-11-28T07:00:00Z", "done": [], "bumped": True}
+    env.state.write_text(json.dumps(data))
+    again = env.root / "again.json"
+    assert [c for c in plan_json(capsys, env, again)["changes"] if c["action"] != "no-op"] == []
+    apply_ok(capsys, again)
+    assert {k: k.read_text() for k in sorted(env.deploy.rglob("kustomization.yaml"))} == listed
+    after = env.state_json()
+    assert after.get("applying") is None and len(after["history"]) == len(data["history"]) + 1

@@ -619,3 +619,16 @@ def test_the_scalable_routes_rounding_keeps_a_minimum_of_replicas(monkeypatch):
     got = both_routes(f, monkeypatch)  # solve() checks the hard constraints of each
     assert got["scalable"][1].objective == pytest.approx(got["exact"][1].objective, rel=1e-3)
     assert got["scalable"][0].replicas_of("m7") == 3
+
+
+@pytest.mark.parametrize("elastic", [False, True])
+def test_the_scalable_route_plans_a_model_with_nothing_to_do(elastic, monkeypatch):
+    """Found by the routes' property test: a model with no demand, no minimum, and no pair (every
+    pool spot or of no nodes) gave the master no configuration to recombine ("need at least one
+    array to concatenate"); with one idle pair, the bound's sums met an integer zero."""
+    pools = [pool("p0", "a", gpu="L4-24GB", per_node=1, count=0), pool("p1", "a", per_node=1, count=0, spot=True)]
+    if elastic:
+        pools.append(pool("p2", "a", per_node=1, count=None, min_nodes=0, max_nodes=1, provider="aws", usd=0.0))
+    f = fleet(location("a"), *pools, inference("m", [], mem=10))
+    got = both_routes(f, monkeypatch)
+    assert got["scalable"][0].replicas == got["exact"][0].replicas == {}

@@ -140,7 +140,9 @@ def fallback_bounds(model: MatrixModel, pi: FloatArray, b: Blocks, tables: PairT
     serve[model.serve_row[model.serve_row >= 0]] = True
     mu = signed(model, np.where(b.local & ~serve, pi, 0.0))  # the models' own rows only
     n_models = len(b.col_ptr) - 1
-    out = np.bincount(b.row_owner[b.local], weights=rows_value(model, mu)[b.local], minlength=n_models)
+    # float whatever the counts (with no model rows at all, bincount answers ints, and the sums below
+    # could not be added to them)
+    out = np.bincount(b.row_owner[b.local], weights=rows_value(model, mu)[b.local], minlength=n_models).astype(float)
     # reduced costs at pi on the linking rows and mu on the model's own rows
     rc = model.cost - model.A.T @ (np.where(b.local, 0.0, signed(model, pi)) + mu)
     x0, x1 = model.blocks["x"]

@@ -388,8 +388,9 @@ def _master(model: MatrixModel, configs: Configurations, A: Any, models: IntArra
     ms = np.fromiter((m for m, _ in entries), dtype=np.int64, count=len(entries))
     K = len(ms)
     # every configuration as a column of Z (model columns x configurations)
-    rows = np.concatenate([configs.columns(int(m)) for m in ms])
-    data = np.concatenate([z for _, z in entries])
+    # no configuration at all where no model has a pair to run on (a fleet of pools of no nodes)
+    rows = np.concatenate([configs.columns(int(m)) for m in ms]) if K else np.zeros(0, dtype=np.int64)
+    data = np.concatenate([z for _, z in entries]) if K else np.zeros(0)
     owner_ptr = np.repeat(np.arange(K), [len(z) for _, z in entries])
     Z = sp.csc_matrix((data, (rows, owner_ptr)), shape=(model.n_cols, K))
     A_link = A[link, :]
