@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -146,8 +146,10 @@ class Applier:
             if first or journal is None or state.applying is None:
                 self.backend.write(state)
             else:
-                journal(state, entry)
+                # set first: a journal put that fails leaves a change done and in memory only, which
+                # the fold on failure must write (a 503 on it once left a written manifest unrecorded)
                 self._journaled = True
+                journal(state, entry)
 
     def _one(self, state: State, change: Change, report: ApplyReport) -> None:
         if self._failed.is_set():
@@ -250,8 +252,17 @@ class Applier:
                 raise
 
         with ThreadPoolExecutor(max_workers=min(self.parallelism, len(changes))) as pool:
-            futures = {pool.submit(guarded, c): c for c in changes}
-            done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+            futures: dict[Future[None], Change] = {}
+            try:
+                for c in changes:
+                    futures[pool.submit(guarded, c)] = c
+                done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+            except BaseException:  # Ctrl-C: nothing new starts (every queued change did); what runs ends, recorded
+                self._failed.set()
+                for f in futures:
+                    f.cancel()
+                wait([f for f in futures if not f.cancelled()])  # a second Ctrl-C stops this wait
+                raise
             errors = [f.exception() for f in done if f.exception() is not None]
             if errors:
                 for f in pending:

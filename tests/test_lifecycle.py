@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -29,6 +30,7 @@ from placer import planfile
 from placer.apply import Applier, ApplyError, RetryPolicy, StalePlanError, check_fresh
 from placer.state import LocalBackend
 from providers.base import ProviderError
+from providers.gitops import GitOpsProvider
 
 
 class Env:
@@ -539,3 +541,53 @@ def test_an_apply_killed_after_its_last_change_is_finished_by_the_next(env: Env,
     assert {k: k.read_text() for k in sorted(env.deploy.rglob("kustomization.yaml"))} == listed
     after = env.state_json()
     assert after.get("applying") is None and len(after["history"]) == len(data["history"]) + 1
+
+
+def test_a_change_whose_journal_entry_failed_is_in_the_state_the_failed_apply_leaves(
+        env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    """The first change writes the state; the rest go to the journal. When the journal's first put
+    fails (S3 answered 503), the change is done but was in memory only: the fold on failure skipped
+    it, and the state said it held "exactly what was done" without it."""
+    plan_path = env.root / "plan.json"
+    plan_json(capsys, env, plan_path)
+
+    class Flaky(LocalBackend):
+        def record(self, state: Any, entry: dict[str, Any]) -> None:
+            raise OSError("S3 answered ServiceUnavailable")
+
+    plan = load_plan(plan_path)
+    todo = [c for c in plan.changes if c.action != "no-op"]
+    assert len(todo) >= 2
+    applier = Applier(Flaky(env.state), [GitOpsProvider(env.deploy)], parallelism=1,
+                      retry=RetryPolicy(attempts=1, base_seconds=0.001))
+    state = env.backend.read()
+    with pytest.raises(OSError, match="ServiceUnavailable"):
+        applier.run(plan, state, "flaky", None, {})
+    done = env.state_json()["applying"]["done"]
+    assert done == [c.address for c in sorted(todo, key=lambda c: c.phase)][:2]  # the state write, the failed put
+
+
+def test_ctrl_c_starts_no_queued_change(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    """Interrupted during its first deployment, an apply still started every queued change of the
+    phase (about 6 s to exit); as after a failure, nothing new starts, and what ran is recorded."""
+    plan_path = env.root / "plan.json"
+    plan_json(capsys, env, plan_path)
+    started: list[str] = []
+
+    class Interrupted(GitOpsProvider):
+        def apply(self, change: Any) -> None:
+            started.append(change.address)
+            if change.kind == "deployment" and sum(a.startswith("deployment/") for a in started) == 1:
+                # Ctrl-C a moment later, on the main thread, which waits on this change meanwhile
+                threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGINT)).start()
+                time.sleep(0.5)
+            super().apply(change)
+
+    plan = load_plan(plan_path)
+    deployments = [c for c in plan.changes if c.action != "no-op" and c.kind == "deployment"]
+    applier = Applier(env.backend, [Interrupted(env.deploy)], parallelism=1, retry=RetryPolicy(base_seconds=0.001))
+    with pytest.raises(KeyboardInterrupt), env.backend.lock("apply"):
+        applier.run(plan, env.backend.read(), "interrupted", None, {})
+    first = next(a for a in started if a.startswith("deployment/"))
+    assert len(deployments) >= 2 and [a for a in started if a.startswith("deployment/")] == [first]
+    assert first in env.state_json()["applying"]["done"]
