@@ -108,7 +108,7 @@ class State:
         if data.get("version", STATE_VERSION) != STATE_VERSION:
             raise StateError(f"{source}: state version {data.get('version')!r} is newer than this placer reads")
         try:
-            return State(
+            state = State(
                 lineage=data["lineage"],
                 serial=int(data["serial"]),
                 deployments={str(k): dict(v) for k, v in (data.get("deployments") or {}).items()},
@@ -120,6 +120,32 @@ class State:
             )
         except (TypeError, ValueError, AttributeError) as exc:
             raise StateError(f"{source}: malformed state ({exc}): {hint}") from None
+        wrong = _wrong_fields(state)
+        if wrong:  # read unchecked, they were an internal error in `plan` (a hand edit, a bad merge)
+            raise StateError(f"{source}: malformed state ({wrong}): {hint}")
+        return state
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _wrong_fields(state: State) -> str | None:
+    """What in a state's fields is not what placer writes there, or None."""
+    for key, value in state.deployments.items():
+        if "@" not in key:
+            return f"deployment {key!r} is not <model>@<pool>"
+        if not _count(value.get("replicas", 0)):
+            return f"deployment {key}: replicas {value.get('replicas')!r} is no count"
+    for key, value in state.pools.items():
+        if "nodes" in value and not _count(value["nodes"]):
+            return f"pool {key}: nodes {value['nodes']!r} is no count"
+    if state.applying is not None:
+        if not isinstance(state.applying, dict) or not isinstance(state.applying.get("done", []), list):
+            return "applying is not an apply's record (with a list of the changes done)"
+    if state.cost_usd_per_hour is not None and not isinstance(state.cost_usd_per_hour, int | float):
+        return f"costUsdPerHour {state.cost_usd_per_hour!r} is no number"
+    return None
 
 
 def journal_line(state: State, entry: dict[str, Any]) -> str:

@@ -431,11 +431,30 @@ class _Nothing:
 # ---------------------------------------------------------------- damaged files
 
 
+def _edited(text: str, edit: Any) -> str:
+    data = json.loads(text)
+    edit(data)
+    return json.dumps(data)
+
+
+# fields of another type, as a hand edit or a bad merge leaves them: read unchecked, they were an
+# internal error in `plan`
+EDITS = {
+    "replicas-text": (lambda d: next(iter(d["deployments"].values())).update(replicas="three"),
+                      "replicas 'three' is no count"),
+    "key-without-at": (lambda d: d["deployments"].update(chat=d["deployments"].popitem()[1]),
+                       "deployment 'chat' is not <model>@<pool>"),
+    "applying-text": (lambda d: d.update(applying="yes"), "applying is not an apply's record"),
+}
+
+
 def _damage(kind: str, text: str) -> str:
+    if kind in EDITS:
+        return _edited(text, EDITS[kind][0])
     return {"garbage": "}}} this is not a state", "truncated": text[: len(text) // 3], "empty": ""}[kind]
 
 
-@pytest.mark.parametrize("kind", ["garbage", "truncated", "empty"])
+@pytest.mark.parametrize("kind", ["garbage", "truncated", "empty", *EDITS])
 def test_damaged_state_is_a_clear_error_and_stays_as_it_is(
         env: Env, capsys: pytest.CaptureFixture[str], kind: str) -> None:
     first = env.root / "first.json"
@@ -451,7 +470,7 @@ def test_damaged_state_is_a_clear_error_and_stays_as_it_is(
         code, stdout, stderr = placer(capsys, *args)
         assert code == 1, (args, stdout)
         assert str(env.state) in stderr
-        assert ("empty" if kind == "empty" else "invalid JSON") in stderr
+        assert (EDITS[kind][1] if kind in EDITS else "empty" if kind == "empty" else "invalid JSON") in stderr
         assert "internal error" not in stderr
         assert env.state.read_bytes() == before, "a damaged state must never be rewritten"
         assert lh.tree(env.deploy) == files
