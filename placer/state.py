@@ -140,9 +140,9 @@ def _wrong_fields(state: State) -> str | None:
     for key, value in state.pools.items():
         if "nodes" in value and not _count(value["nodes"]):
             return f"pool {key}: nodes {value['nodes']!r} is no count"
-    if state.applying is not None:
-        if not isinstance(state.applying, dict) or not isinstance(state.applying.get("done", []), list):
-            return "applying is not an apply's record (with a list of the changes done)"
+    applying = state.applying
+    if applying is not None and (not isinstance(applying, dict) or not isinstance(applying.get("done", []), list)):
+        return "applying is not an apply's record (with a list of the changes done)"
     if state.cost_usd_per_hour is not None and not isinstance(state.cost_usd_per_hour, int | float):
         return f"costUsdPerHour {state.cost_usd_per_hour!r} is no number"
     return None
