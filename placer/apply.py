@@ -162,15 +162,24 @@ class Applier:
         if (seen or None) != (wanted or None) and not _holds(seen, wanted):
             raise ApplyError(f"{change.address}: after apply the {provider.name} provider reports {seen}, "
                              f"but the plan wanted {wanted}; the state records what was done before this change")
-        self._record(state, change, report)
+        if not self._waits(change):
+            self._record(state, change, report)
         report.applied.append(change.address)
 
-    def _healthy(self, change: Change, report: ApplyReport) -> None:
-        provider = self.provider_for(change)
-        if not getattr(provider, "waits", True):
+    def _waits(self, change: Change) -> bool:
+        """A deployment scaled up, by a provider that waits for health: recorded once healthy, so
+        that until then the plan still holds it (a health wait that failed left it recorded, and
+        the re-plan's first change deleted the only healthy copy, on the pool it was leaving)."""
+        return (change.phase == PHASE_UP and change.kind == "deployment" and bool(change.after)
+                and getattr(self.provider_for(change), "waits", True))
+
+    def _healthy(self, state: State, change: Change, report: ApplyReport) -> None:
+        if not self._waits(change):
             return  # e.g. gitops: health is the pipeline's business once the tree is merged
+        provider = self.provider_for(change)
         self.progress(f"waiting for {change.address} to be healthy", change)
         self._with_retry(change, "health", lambda: provider.wait_healthy(change, self.health_timeout_s), report)
+        self._record(state, change, report)
 
     def run(self, plan: Plan, state: State, plan_id: str, cost_after: float | None,
             demand: dict[str, float]) -> ApplyReport:
@@ -198,7 +207,7 @@ class Applier:
                 self._finish()
                 if phase == PHASE_UP:
                     up = [c for c in batch if c.kind == "deployment" and c.after]
-                    self._parallel(up, lambda c: self._healthy(c, report))
+                    self._parallel(up, lambda c: self._healthy(state, c, report))
         except BaseException:
             with suppress(Exception):  # a kustomization left behind is mended by the next apply; the state comes first
                 self._finish()

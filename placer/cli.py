@@ -339,8 +339,8 @@ def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str
         except Exception as exc:
             applied = len((state.applying or {}).get("done", []))
             raise CliError(f"apply failed after {applied} of {total} change(s): {exc}. The state "
-                           f"({backend.location}) records exactly what was done; run `placer plan` to see what "
-                           "remains, then apply the new plan") from exc
+                           f"({backend.location}) records exactly what was done (a deployment scaled up once it is "
+                           "healthy); run `placer plan` to see what remains, then apply the new plan") from exc
     if not total:
         out.print("No changes. The infrastructure matches the plan.")
     else:

@@ -610,3 +610,48 @@ def test_ctrl_c_starts_no_queued_change(env: Env, capsys: pytest.CaptureFixture[
     first = next(a for a in started if a.startswith("deployment/"))
     assert len(deployments) >= 2 and [a for a in started if a.startswith("deployment/")] == [first]
     assert first in env.state_json()["applying"]["done"]
+
+
+def test_a_deployment_that_never_became_healthy_is_not_recorded_so_its_old_copy_stays(tmp_path: Path) -> None:
+    """Make before break across a failed apply: asr moves from pa to pb, and pb never becomes
+    healthy. pb was recorded before its health wait, so the re-plan held only "delete asr@pa",
+    and the re-apply deleted the only healthy copy. Recorded once healthy, pb stays in the next
+    plan, whose health wait comes before any delete."""
+    from placer.planfile import Change, Plan
+    from placer.state import State
+
+    class Cluster:
+        name, waits = "kubernetes", True
+
+        def __init__(self) -> None:
+            self.running = {"asr@pa": 3}
+
+        def handles(self, change: Change) -> bool:
+            return True
+
+        def apply(self, change: Change) -> None:
+            key = change.address.split("/", 1)[1]
+            if change.after is None:
+                self.running.pop(key, None)
+            else:
+                self.running[key] = change.after["replicas"]
+
+        def observe(self, change: Change) -> dict[str, Any] | None:
+            n = self.running.get(change.address.split("/", 1)[1])
+            return None if n is None else {"replicas": n}
+
+        def wait_healthy(self, change: Change, timeout_s: float) -> None:
+            raise ApplyError(f"{change.address} is not rolled out after {timeout_s:g}s: 0 ready")
+
+    backend = LocalBackend(tmp_path / "state.json")
+    backend.write(State(lineage="l", serial=1, deployments={"asr@pa": {"replicas": 3, "target": {}}}))
+    plan = Plan("now", "sha256:x", "l", 1, {}, (
+        Change("deployment/asr@pb", "create", 2, None, {"replicas": 3}),
+        Change("deployment/asr@pa", "delete", 3, {"replicas": 3}, None)))
+    cluster = Cluster()
+    applier = Applier(backend, [cluster], parallelism=1, health_timeout_s=1,
+                      retry=RetryPolicy(attempts=1, base_seconds=0.001))
+    with backend.lock("apply"), pytest.raises(ApplyError, match="not rolled out"):
+        applier.run(plan, backend.read(), "p", None, {})
+    assert cluster.running == {"asr@pa": 3, "asr@pb": 3}  # nothing deleted
+    assert backend.read().replicas() == {("asr", "pa"): 3}  # pb not recorded: the next plan creates it again
