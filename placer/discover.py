@@ -402,6 +402,18 @@ def _new_problems(before: RawDocument | None, after: RawDocument) -> list[str]:
 # ---------------------------------------------------------------- merge
 
 
+def _provider(doc: Any) -> str:
+    return str(_mapping(_mapping(doc).get("spec")).get("provider", ""))
+
+
+def _clouds_differ(existing: Any, discovered: Any) -> bool:
+    """Two pools whose capacity two different clouds or clusters own (aws, gcp, kubernetes): one
+    name, two pools. A static pool may be seen by any (one host of an on-prem pool)."""
+    owners = {"aws", "gcp", "kubernetes"}
+    a, b = _provider(existing), _provider(discovered)
+    return a in owners and b in owners and a != b
+
+
 def plan_merge(fleet: str | Path, documents: list[dict[str, Any]], header: Iterable[str] = (),
                notes: Iterable[str] = ()) -> MergePlan:
     """Merge discovered ``documents`` into the fleet at ``fleet`` (see the module docstring).
@@ -436,10 +448,22 @@ def plan_merge(fleet: str | Path, documents: list[dict[str, Any]], header: Itera
     problems: list[str] = []
     for doc in documents:
         key = _kind_name(doc)
-        if key is None or key in seen:
+        if key is None:
+            continue
+        if key in seen:  # a Location per pool repeats; two different pools of one name are one lost
+            first = next(d for d in documents if _kind_name(d) == key)
+            if key[0] == "Pool" and first != doc:
+                problems.append(f"discovery found two {key[0]}s named {key[1]}; name them apart (--pool) and "
+                                "discover again")
             continue
         seen.add(key)
         hit, how = by_name.get(key), ""
+        if hit is not None and key[0] == "Pool" and _clouds_differ(hit.data, doc):
+            # an AWS group named as a GCP pool is another pool, not news of it (its GPUs and target
+            # were written over the GCP pool's, and the group itself never added)
+            problems.append(f"Pool/{key[1]} in {hit.path} is a pool on {_provider(hit.data)}; discovery found one "
+                            f"on {_provider(doc)} of that name: rename one of them (--pool) and merge again")
+            continue
         if hit is None and key[0] == "Pool" and (own := _own_identity(doc)) is not None:
             same = [r for r in by_identity.get(own, []) if id(r) not in matched]
             if len(same) == 1:

@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 from placer.catalog import match_product
 from placer.spec.kinds import API_VERSION
 from providers.aws import FAILED_NODEGROUP_STATES, AwsProvider, client_error_parts
-from providers.base import Discovered, ProviderError
+from providers.base import Discovered, ProviderError, dns_label
 
 T = TypeVar("T")
 EKS_NODEGROUP_TAG = "eks:nodegroup-name"  # on the Auto Scaling group of an EKS managed node group
@@ -46,12 +46,6 @@ class GpuShape:
     count: int
 
 
-def dns_label(text: str, fallback: str = "pool") -> str:
-    label = re.sub(r"[^a-z0-9-]+", "-", text.lower())
-    label = re.sub(r"-{2,}", "-", label).strip("-")[:63].rstrip("-")
-    return label or fallback
-
-
 def gpu_type_name(shape: GpuShape) -> str:
     stem = re.sub(r"[^A-Za-z0-9.]+", "-", shape.product).strip("-.") or "GPU"
     return f"{stem}-{round(shape.memory_gib)}GB"
@@ -66,7 +60,7 @@ def jurisdiction(region: str) -> str | None:
 
 
 def location_name(region: str) -> str:
-    return dns_label(f"aws-{region}")
+    return dns_label(f"aws-{region}", "pool")
 
 
 def _batches(items: list[str], size: int) -> Iterable[list[str]]:
@@ -332,9 +326,9 @@ class _RegionScan:
         return name
 
     def _unique_name(self, base: str, region: str) -> str:
-        name = dns_label(base)
+        name = dns_label(base, "pool")
         if name in self.names:
-            name = dns_label(f"{base}-{region}")
+            name = dns_label(f"{base}-{region}", "pool")
         stem, n = name, 2
         while name in self.names:
             name = f"{stem[:60].rstrip('-')}-{n}"

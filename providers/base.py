@@ -10,6 +10,8 @@ may help (throttling, 5xx, timeouts) or not (bad request, not ours, not found).
 
 from __future__ import annotations
 
+import hashlib
+import re
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -108,3 +110,16 @@ def guard(address: str, call: Callable[[], T], classify: Callable[[Exception], P
             raise
         mapped.address = mapped.address or address
         raise mapped from exc
+
+
+def dns_label(text: str, fallback: str = "x") -> str:
+    """A DNS-1123 label made from ``text`` (a pool or location name from a cloud group, a node
+    label, a host name): lower-case letters, digits and single hyphens; ``fallback`` where nothing
+    is left. A long one keeps a hash of ``text``, so that two that share their first 54
+    characters stay two (a host's two GPU types once made one pool name, and `--merge` dropped one)."""
+    label = re.sub(r"-{2,}", "-", re.sub(r"[^a-z0-9-]+", "-", text.lower())).strip("-")
+    if not label:
+        return fallback
+    if len(label) <= 63:
+        return label
+    return f"{label[:54].rstrip('-')}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections import Counter
 from collections.abc import Iterable
@@ -12,7 +11,7 @@ from typing import Any
 
 from placer.catalog import match_product
 from placer.spec.kinds import API_VERSION
-from providers.base import Discovered
+from providers.base import Discovered, dns_label
 
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"  # GPU Feature Discovery
@@ -39,14 +38,6 @@ SPOT_LABELS = {
 TRANSIENT_TAINTS = ("node.kubernetes.io/", "node.cloudprovider.kubernetes.io/", "ToBeDeletedByClusterAutoscaler",
                     "DeletionCandidateOfClusterAutoscaler", "karpenter.sh/disrupted", "karpenter.sh/disruption")
 CLOUD_PROVIDER_IDS = ("aws://", "gce://", "azure://", "oci://", "ibm://", "alicloud://")
-
-
-def dns_label(text: str) -> str:
-    """A DNS-1123 label made from ``text``; long ones keep a hash so they stay distinct."""
-    label = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-") or "x"
-    if len(label) <= 63:
-        return label
-    return f"{label[:54].rstrip('-')}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
 
 
 def _quantity(value: Any) -> int:

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from placer.catalog import match_product
 from placer.spec.kinds import API_VERSION
-from providers.base import Discovered, ProviderError
+from providers.base import Discovered, ProviderError, dns_label
 
 NO_DRIVER = "NVML: no NVIDIA driver on this host (libnvidia-ml.so not found); run placer discover nvml on a GPU host"
 DRIVER_NOT_LOADED = ("NVML: no NVIDIA driver on this host (libnvidia-ml.so is there but the driver is not loaded); "
@@ -238,12 +238,6 @@ def _started(api: NvmlApi) -> None:
                             "host with a working NVIDIA driver") from exc
 
 
-def dns_label(text: str, fallback: str = "host") -> str:
-    label = re.sub(r"[^a-z0-9-]+", "-", text.lower())
-    label = re.sub(r"-{2,}", "-", label).strip("-")[:63].rstrip("-")
-    return label or fallback
-
-
 def _mig_text(mode: tuple[int, int] | None) -> str:
     if mode is None:
         return "n/a"
@@ -325,10 +319,10 @@ def _documents(host: str, driver: str, cuda: str | None, rows: list[GpuRow], gpu
     by_type: dict[str, list[GpuRow]] = {}
     for row in rows:
         by_type.setdefault(row.gpu_type, []).append(row)
-    base = dns_label(pool_name or host.split(".")[0])
+    base = dns_label(pool_name or host.split(".")[0], "host")
     pools = []
     for gpu_type, members in by_type.items():
-        name = base if len(by_type) == 1 else dns_label(f"{base}-{gpu_type}")
+        name = base if len(by_type) == 1 else dns_label(f"{base}-{gpu_type}", "host")
         annotations = {"placer.dev/discovered-from": f"nvml:{host}",
                        "placer.dev/gpus": ",".join(str(r.index) for r in members),
                        "placer.dev/nvidia-driver": driver}

@@ -225,6 +225,35 @@ def test_a_pool_found_under_another_name_is_matched_by_its_target(fleet: Path) -
                for line in plan.updated)
 
 
+def test_a_pool_of_another_cloud_by_the_same_name_is_refused_not_written_over(fleet: Path) -> None:
+    """An AWS group named as the fleet's Kubernetes pool is another pool: its GPUs and target were
+    written over the pool's, and the group never added."""
+    before = (fleet / "pools" / "pools.yaml").read_text()
+    found = aws_p4d("k8s-l4", {"region": "eu-west-1", "autoScalingGroupName": "k8s-l4"})
+    with pytest.raises(MergeError, match=r"Pool/k8s-l4 in .*pools.yaml is a pool on kubernetes; discovery found "
+                                         r"one on aws of that name: rename one of them \(--pool\)"):
+        plan_merge(fleet, [found])
+    assert (fleet / "pools" / "pools.yaml").read_text() == before
+
+
+def test_two_discovered_pools_of_one_name_are_refused_not_one_dropped(fleet: Path) -> None:
+    one = aws_p4d("twin", {"region": "eu-west-1", "autoScalingGroupName": "a"})
+    two = aws_p4d("twin", {"region": "eu-west-1", "autoScalingGroupName": "b"})
+    with pytest.raises(MergeError, match="discovery found two Pools named twin; name them apart"):
+        plan_merge(fleet, [one, two])
+    assert plan_merge(fleet, [one, one]).added == [f"{fleet / DISCOVERED_FILE}: Pool/twin"]  # the same twice: once
+
+
+def test_long_names_stay_distinct() -> None:
+    """A host's two GPU types, with a long host name, made one pool name (cut at 63)."""
+    from providers.base import dns_label
+
+    base = "gpu-host-in-the-frankfurt-datacentre-rack-row-07-slot-0012345678"
+    names = {dns_label(f"{base}-{t}") for t in ("H100-80GB", "L4-24GB")}
+    assert len(names) == 2 and all(len(n) <= 63 for n in names)
+    assert dns_label("Frankfurt DC--1") == "frankfurt-dc-1" and dns_label("***", "host") == "host"
+
+
 def test_other_kinds_only_gain_missing_fields(fleet: Path) -> None:
     cloud = {"apiVersion": API, "kind": "Location", "metadata": {"name": "aws-eu-west-1"},
              "spec": {"environment": "cloud", "jurisdiction": "EU"}}
@@ -256,6 +285,7 @@ def test_an_edit_the_yaml_round_trip_cannot_make_exactly_is_refused(fleet: Path)
     (fleet / "pools" / "pools.yaml").write_text(odd)
     found = copy.deepcopy(kube_l4(1))
     found["metadata"]["name"] = "aws-p4d"
+    found["spec"]["provider"] = "aws"  # the fleet's pool's own (a pool on another cloud is refused before)
     with pytest.raises(MergeError, match=r"pools.yaml:\d+: Pool/aws-p4d: cannot update it in place"):
         merge(fleet, [found])
 
