@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 from placer.catalog import match_product
 from placer.spec.kinds import API_VERSION
 from providers.aws import FAILED_NODEGROUP_STATES, AwsProvider, client_error_parts
-from providers.base import Discovered, ProviderError, dns_label
+from providers.base import Discovered, ProviderError, bounded_pages, dns_label
 
 T = TypeVar("T")
 EKS_NODEGROUP_TAG = "eks:nodegroup-name"  # on the Auto Scaling group of an EKS managed node group
@@ -121,7 +121,8 @@ class _RegionScan:
         client = self.provider._client("autoscaling", region)
 
         def read() -> list[dict[str, Any]]:
-            pages = client.get_paginator("describe_auto_scaling_groups").paginate()
+            pages = bounded_pages(client.get_paginator("describe_auto_scaling_groups").paginate(),
+                                  f"aws {region}: listing the Auto Scaling groups")
             return [g for page in pages for g in page.get("AutoScalingGroups", [])]
 
         return self._call(region, f"list the Auto Scaling groups in {region}", read)
@@ -209,9 +210,11 @@ class _RegionScan:
 
         def read() -> list[dict[str, Any]]:
             groups = []
-            for page in client.get_paginator("list_clusters").paginate():
+            for page in bounded_pages(client.get_paginator("list_clusters").paginate(),
+                                      f"aws {region}: listing the EKS clusters"):
                 for cluster in page.get("clusters", []):
-                    for ng_page in client.get_paginator("list_nodegroups").paginate(clusterName=cluster):
+                    for ng_page in bounded_pages(client.get_paginator("list_nodegroups").paginate(clusterName=cluster),
+                                                 f"aws {region}: listing the node groups of {cluster}"):
                         for ng in ng_page.get("nodegroups", []):
                             groups.append(client.describe_nodegroup(clusterName=cluster, nodegroupName=ng)["nodegroup"])
             return groups

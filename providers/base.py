@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import re
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -123,3 +123,25 @@ def dns_label(text: str, fallback: str = "x") -> str:
     if len(label) <= 63:
         return label
     return f"{label[:54].rstrip('-')}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+
+
+# pages a listing may take: far beyond any account (50,000 Auto Scaling groups at 100 a page), far short of
+# a server that answers page after page for ever (an ASG listing made 660 requests in 30 s)
+MOST_PAGES = 500
+
+
+def bounded_pages(pages: Iterable[T], what: str, token: Callable[[T], str] | None = None) -> Iterator[T]:
+    """``pages`` of a listing, stopped with a ProviderError when the server repeats a page token
+    (``token``: a page's next token) or answers more than MOST_PAGES pages."""
+    seen: set[str] = set()
+    for n, page in enumerate(pages, start=1):
+        if n > MOST_PAGES:
+            raise ProviderError(f"{what}: the server answered more than {MOST_PAGES} pages and kept going; "
+                                "stopped, nothing was written (a proxy or an API fault?)")
+        yield page
+        nxt = token(page) if token is not None else ""
+        if nxt and nxt in seen:
+            raise ProviderError(f"{what}: the server sent the page token {nxt[:40]!r} twice, which would list "
+                                "the same page for ever; stopped, nothing was written")
+        if nxt:
+            seen.add(nxt)

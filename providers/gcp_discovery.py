@@ -15,7 +15,7 @@ from google.cloud import compute_v1
 
 from placer.catalog import match_product
 from placer.spec.kinds import API_VERSION
-from providers.base import Discovered, ProviderError
+from providers.base import Discovered, ProviderError, bounded_pages
 from providers.gcp import GcpProvider, Mig
 
 T = TypeVar("T")
@@ -125,13 +125,18 @@ class _MigScan:
         client, kw = self.provider._client, self.provider._kw()
         found: _Listed = []
 
+        def token(page: Any) -> str:
+            return str(page.next_page_token or "")
+
         def zonal(zone: str) -> _Listed:
             pager = client(compute_v1.InstanceGroupManagersClient).list(project=project, zone=zone, **kw)
-            return [(Mig(project, m.name, zone=zone), m) for m in pager]
+            pages = bounded_pages(pager.pages, f"gcp {project}/{zone}: listing managed instance groups", token)
+            return [(Mig(project, m.name, zone=zone), m) for page in pages for m in page.items]
 
         def regional(region: str) -> _Listed:
             pager = client(compute_v1.RegionInstanceGroupManagersClient).list(project=project, region=region, **kw)
-            return [(Mig(project, m.name, region=region), m) for m in pager]
+            pages = bounded_pages(pager.pages, f"gcp {project}/{region}: listing managed instance groups", token)
+            return [(Mig(project, m.name, region=region), m) for page in pages for m in page.items]
 
         for zone in zones:
             found += self.provider._call(f"project/{project}", f"listing managed instance groups in {project}/{zone}",
@@ -145,12 +150,21 @@ class _MigScan:
 
         def aggregated() -> _Listed:
             out = []
+            unreachable: list[str] = []
             pager = client(compute_v1.InstanceGroupManagersClient).aggregated_list(project=project, **kw)
-            for scope, scoped in pager:
-                kind, _, where = scope.partition("/")
-                for m in scoped.instance_group_managers:
-                    mig = Mig(project, m.name, zone=where) if kind == "zones" else Mig(project, m.name, region=where)
-                    out.append((mig, m))
+            for page in bounded_pages(pager.pages, f"gcp {project}: listing managed instance groups", token):
+                unreachable += list(page.unreachables)
+                for scope, scoped in page.items.items():
+                    kind, _, where = scope.partition("/")
+                    if getattr(scoped.warning, "code", "") == "UNREACHABLE":
+                        unreachable.append(scope)
+                    for m in scoped.instance_group_managers:
+                        mig = Mig(project, m.name, zone=where) if kind == "zones" else Mig(project, m.name, region=where)
+                        out.append((mig, m))
+            if unreachable:  # a listing without them is not the project's: said, not printed as if whole
+                raise ProviderError(f"gcp {project}: the API could not reach {', '.join(sorted(set(unreachable)))}, "
+                                    "so the listing is incomplete; try again, or discover the other zones with --zone",
+                                    retryable=True)
             return out
 
         return self.provider._call(f"project/{project}", f"listing managed instance groups in project {project}",

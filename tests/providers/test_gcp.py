@@ -143,6 +143,30 @@ def test_discover_throttled_is_retryable(gcp: FakeCompute, provider: GcpProvider
     assert err.value.retryable and "429" in str(err.value)
 
 
+def test_discover_says_which_zones_the_listing_could_not_reach(gcp: FakeCompute, provider: GcpProvider) -> None:
+    """A zone the aggregated list could not reach was left out, and the rest printed as the whole
+    project (exit 0)."""
+    gcp.state.unreachable = ["zones/us-central1-f"]
+    with pytest.raises(ProviderError, match=r"could not reach zones/us-central1-f, so the listing is incomplete"):
+        provider.discover(projects=[PROJECT])
+
+
+def test_discover_stops_at_a_page_token_it_was_sent_before(gcp: FakeCompute, provider: GcpProvider) -> None:
+    """A page token sent twice listed the same page for ever (600 requests in 30 s)."""
+    gcp.state.page_size, gcp.state.stuck_token = 1, True
+    with pytest.raises(ProviderError, match="sent the page token '0' twice"):
+        provider.discover(projects=[PROJECT])
+    assert len(gcp.requests_to(f"/projects/{PROJECT}/aggregated/instanceGroupManagers")) == 2
+
+
+def test_a_listing_stops_after_the_most_pages_any_account_has() -> None:
+    from providers.base import MOST_PAGES, bounded_pages
+
+    with pytest.raises(ProviderError, match=f"more than {MOST_PAGES} pages"):
+        list(bounded_pages(iter(range(10 * MOST_PAGES)), "aws eu-west-1: listing the Auto Scaling groups"))
+    assert list(bounded_pages(iter(range(3)), "x")) == [0, 1, 2]
+
+
 # ------------------------------------------------------------------ apply and observe
 
 

@@ -84,6 +84,8 @@ class ComputeState:
     settle_polls: int = 0
     page_size: int = 500
     op_counter: int = 0
+    unreachable: list[str] = field(default_factory=list)  # scopes the aggregated list could not reach
+    stuck_token: bool = False  # every list page points back at the first (a faulty proxy)
 
 
 def google_error(status: int, message: str) -> dict[str, Any]:
@@ -309,9 +311,15 @@ class FakeCompute(LoopbackServer):
         # the real API also lists empty scopes, with a warning instead of items
         items["zones/antarctica-south1-a"] = {"warning": {"code": "NO_RESULTS_ON_PAGE",
                                                           "message": "There are no results for scope"}}
+        for scope in self.state.unreachable:  # as the API reports a zone it could not reach
+            items[scope] = {"warning": {"code": "UNREACHABLE", "message": f"{scope} is unreachable"}}
         out: dict[str, Any] = {"kind": "compute#instanceGroupManagerAggregatedList", "items": items}
+        if self.state.unreachable:
+            out["unreachables"] = list(self.state.unreachable)
         if start + self.state.page_size < len(scopes):
             out["nextPageToken"] = str(start + self.state.page_size)
+        if self.state.stuck_token:
+            out["nextPageToken"] = "0"
         return out
 
     def _read_mig(self, key: tuple[str, str, str, str]) -> dict[str, Any]:
