@@ -34,8 +34,21 @@ def _existing_fleet(ctx: click.Context, param: click.Parameter, value: str | Non
     return value
 
 
+def _name(kind: str) -> Callable[[click.Context, click.Parameter, str | None], str | None]:
+    """A callback that refuses a ``kind`` name a fleet would refuse, before anything is discovered
+    (--location "Frankfurt DC" printed documents that `placer validate` then refused, exit 0)."""
+    def check(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+        from placer.spec.loader import check_name
+
+        why = None if value is None else check_name(kind, value)
+        if why is not None:
+            raise click.BadParameter(f"{why}; a {kind} name goes into the fleet as it is")
+        return value
+    return check
+
+
 def _target_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    f = click.option("--location", "location", metavar="NAME",
+    f = click.option("--location", "location", metavar="NAME", callback=_name("Location"),
                      help="Put every discovered pool at this Location (created if the fleet lacks it).")(f)
     f = click.option("--merge", "merge_into", metavar="FLEET", type=click.Path(), callback=_existing_fleet,
                      help="Merge into the fleet directory FLEET instead of printing: update the pools it has "

@@ -367,6 +367,14 @@ def test_discover_merge_errors_are_one_line(capsys: pytest.CaptureFixture[str], 
     assert err.strip().startswith("Error: ") and "no such fleet directory" in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("location", ["Frankfurt DC", "eu_west/1"])
+def test_discover_refuses_a_location_no_fleet_would_take(capsys: pytest.CaptureFixture[str], location: str) -> None:
+    """Such a --location printed documents `placer validate` refused, exit 0."""
+    code, out, err = run(capsys, "discover", "nvml", "--replay", str(NVML / "t4x2.json"), "--location", location)
+    assert code == 1 and out == ""
+    assert f"Invalid value for '--location': {location!r} is not a DNS-1123 label" in " ".join(err.split())
+
+
 def test_discover_kubernetes_merge_finds_the_hand_written_pool_by_its_target(
         capsys: pytest.CaptureFixture[str], fleet: Path, tmp_path: Path) -> None:
     with FakeKubeApiServer() as kube:
