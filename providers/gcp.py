@@ -27,6 +27,7 @@ from google.api_core.client_options import ClientOptions
 from google.auth import exceptions as auth_exc
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import compute_v1
+from google.protobuf import json_format
 
 from placer.planfile import Change
 from providers.base import Discovered, ProviderError, guard, pool_nodes, retryable_http, unreachable
@@ -106,6 +107,9 @@ def classify(action: str, not_found: str = NOT_FOUND_HINT) -> Callable[[Exceptio
         if isinstance(exc, requests.ConnectionError):
             return ProviderError(f"gcp: {action} failed: cannot reach the Compute API ({unreachable(exc)}); "
                                  "check the network and retry", retryable=True)
+        if isinstance(exc, json_format.ParseError):  # an HTML page, a body cut short
+            return ProviderError(f"gcp: {action} failed: the Compute API's answer is not what it sends ({exc}); "
+                                 "a proxy in the way? a retry may get through", retryable=True)
         if isinstance(exc, auth_exc.DefaultCredentialsError):
             return ProviderError(f"gcp: {action} failed: no Google credentials ({exc}); run "
                                  "`gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS")

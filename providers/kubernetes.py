@@ -304,7 +304,11 @@ class KubernetesProvider:
         if isinstance(exc, HTTPError):  # timeouts, refused connections, dropped connections
             return ProviderError(f"{where.address}: {doing} {where} failed: cannot reach the API server "
                                  f"({unreachable(exc)}); is the cluster up and the kubeconfig right? "
-                                 "placer retries", retryable=True, address=where.address)
+                                 "a retry may get through", retryable=True, address=where.address)
+        if isinstance(exc, ValueError):  # json's JSONDecodeError: an HTML page, a body cut short
+            return ProviderError(f"{where.address}: {doing} {where} failed: the API server's answer is not JSON "
+                                 f"({exc}); is the kubeconfig's server the API server, not a proxy's page? a retry "
+                                 "may get through", retryable=True, address=where.address)
         if isinstance(exc, ConfigException):
             return ProviderError(f"{where.address}: {doing} {where} failed: kubeconfig problem: {exc}",
                                  address=where.address)
@@ -382,15 +386,18 @@ def _hint(status: int, where: _Where, retry_after: str | None) -> str:
     if status == 0:
         return "the TLS connection failed; check the cluster's certificate-authority in the kubeconfig"
     if status == 429:
-        return f"the API server is throttling{f' (Retry-After {retry_after}s)' if retry_after else ''}; placer retries"
+        return f"the API server is throttling{f' (Retry-After {retry_after}s)' if retry_after else ''}; a retry " \
+               "should get through"
     if status >= 500 or status == 408:
-        return "the API server failed or timed out; placer retries"
+        return "the API server failed or timed out; a retry may get through"
     if status == 409:
-        return "the object changed at the same time; placer retries and reads it again"
+        return "the object changed at the same time; a retry reads it again"
     if status in (401, 403):
         check = (f"kubectl auth can-i patch deployments {where.kubectl_args}" if where.name
                  else "kubectl auth can-i --list")
         return f"check the credentials of {where.label or 'the current context'} and what RBAC allows them (`{check}`)"
+    if status == 404 and not where.namespace:  # listing nodes: the API itself was not found
+        return "the API server has no such path: is the kubeconfig's server the API server (not a proxy's)?"
     if status == 404:
         return f"does namespace {where.namespace!r} exist? (`kubectl create namespace {where.namespace}`)"
     if status == 422:

@@ -351,3 +351,15 @@ def test_missing_credentials_say_what_to_do(monkeypatch: pytest.MonkeyPatch) -> 
         with pytest.raises(ProviderError) as err:
             call()
         assert not err.value.retryable and "gcloud auth application-default login" in str(err.value)
+
+
+def test_an_answer_that_is_not_the_apis_json_is_a_provider_error() -> None:
+    """A body cut short was "internal error (ParseError)", naming no project or request."""
+    from google.protobuf import json_format
+
+    from providers.gcp import classify
+
+    err = classify("listing managed instance groups in project acme")(json_format.ParseError("Failed to load JSON"))
+    assert err is not None and err.retryable
+    assert str(err).startswith("gcp: listing managed instance groups in project acme failed: the Compute API's answer "
+                               "is not what it sends (Failed to load JSON)")

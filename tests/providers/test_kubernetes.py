@@ -514,3 +514,35 @@ def test_rendered_manifest_passes_strict_schema_validation(tmp_path: Path, versi
     rejected = subprocess.run([*command, "--strict", "-k", version, str(bad)], capture_output=True, text=True,
                               env=offline, timeout=60, check=False)
     assert rejected.returncode != 0 and "gpus" in rejected.stdout + rejected.stderr
+
+
+@pytest.mark.parametrize("body", [b"<html><body>Sign in to the proxy</body></html>", b'{"kind": "NodeList", "ite'])
+def test_discover_on_an_answer_that_is_not_json_says_which_server(tmp_path: Path, body: bytes) -> None:
+    """A proxy's HTML page, or a body cut short, answered with 200: "internal error (JSONDecodeError)"
+    named neither the context nor the request."""
+    from http.server import BaseHTTPRequestHandler
+
+    from tests.servers.loopback import LoopbackServer
+
+    class Page(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    class Proxy(LoopbackServer):
+        def handler_class(self) -> type[BaseHTTPRequestHandler]:
+            return Page
+
+    with Proxy() as proxy:
+        provider = KubernetesProvider(str(write_kubeconfig(tmp_path / "kubeconfig", {"cluster-a": proxy.url})),
+                                      request_timeout_s=2.0)
+        with pytest.raises(ProviderError, match=r"listing nodes of context cluster-a failed: the API server's answer "
+                                                r"is not JSON .*not a proxy's page\?") as err:
+            provider.discover()
+    assert err.value.retryable
