@@ -17,6 +17,8 @@ GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"  # GPU Feature Discovery
 GPU_COUNT_LABEL = "nvidia.com/gpu.count"
 GPU_MEMORY_LABEL = "nvidia.com/gpu.memory"  # MiB
+MIG_STRATEGY_LABEL = "nvidia.com/mig.strategy"  # single: nvidia.com/gpu counts slices; mixed: whole GPUs only
+GPU_REPLICAS_LABEL = "nvidia.com/gpu.replicas"  # time-slicing: nvidia.com/gpu counts each GPU this many times
 REGION_LABEL = "topology.kubernetes.io/region"
 # labels that name the node group a node belongs to; placer.dev/pool lets an operator name pools
 NODE_POOL_LABELS = (
@@ -108,7 +110,24 @@ def pools_from_nodes(context_name: str | None, context: str | None, nodes: list[
         memory_gib = round(memory_mib / 1024, 1) if memory_mib else None
         allocatable = [_quantity(((m.get("status") or {}).get("allocatable") or {}).get(GPU_RESOURCE))
                        for m in members]
-        per_node = max(allocatable) or _quantity(sel.get(GPU_COUNT_LABEL))
+        # placer places whole GPUs: MIG slices and time-shared replicas are not GPUs (a node of 8 A100s
+        # cut into 7 slices each became 56 "A100-40GB"; 8 L4s shared 4 ways, 32 L4s)
+        strategy = _most_common(lab.get(MIG_STRATEGY_LABEL) or None for lab in labels_of)
+        replicas = _most_common(_quantity(lab.get(GPU_REPLICAS_LABEL)) or None for lab in labels_of) or 1
+        if strategy == "single" or "-MIG-" in product.upper():
+            notes.append(f"context {base}: nodes {', '.join(names)} offer MIG slices of {product} as {GPU_RESOURCE} "
+                         f"({MIG_STRATEGY_LABEL}={strategy or 'single'}); placer places whole GPUs only, so they are "
+                         "not in any pool: turn MIG off there, or declare the pool by hand")
+            continue
+        if replicas > 1:
+            allocatable = [a // replicas for a in allocatable]
+            doc_notes.append(f"nodes share each GPU {replicas} ways ({GPU_REPLICAS_LABEL}); counted as whole GPUs, "
+                             "since placer does not model sharing")
+        if strategy == "mixed":  # the whole GPUs are what is left as nvidia.com/gpu; the slices are not counted
+            per_node = max(allocatable)
+            doc_notes.append(f"MIG slices ({MIG_STRATEGY_LABEL}=mixed) are left out; only whole GPUs count")
+        else:
+            per_node = max(allocatable) or _quantity(sel.get(GPU_COUNT_LABEL))
         gpu = match_product(product, memory_gib)
         gpu_type = gpu.name if gpu else re.sub(r"[^A-Za-z0-9._-]+", "-", product).strip("-._")
         group_label = next((sel[k] for k in NODE_POOL_LABELS if k in sel), None)
@@ -118,6 +137,10 @@ def pools_from_nodes(context_name: str | None, context: str | None, nodes: list[
         while unique in taken:
             unique, n = dns_label(f"{name}-{n}"), n + 1
         taken.add(unique)
+        if per_node < 1 and strategy == "mixed":
+            notes.append(f"pool {unique}: every GPU of nodes {', '.join(names)} is cut into MIG slices "
+                         f"({MIG_STRATEGY_LABEL}=mixed); placer places whole GPUs only; skipped")
+            continue
         if per_node < 1:
             notes.append(f"pool {unique}: nodes {', '.join(names)} report no allocatable {GPU_RESOURCE} and no "
                          f"{GPU_COUNT_LABEL} (is the NVIDIA device plugin running?); skipped")

@@ -546,3 +546,26 @@ def test_discover_on_an_answer_that_is_not_json_says_which_server(tmp_path: Path
                                                 r"is not JSON .*not a proxy's page\?") as err:
             provider.discover()
     assert err.value.retryable
+
+
+def test_discover_counts_whole_gpus_not_mig_slices_or_shared_replicas() -> None:
+    """As GPU Feature Discovery labels them: 8 A100s cut 7 ways (MIG single) were 56 "A100-40GB";
+    8 A100s all cut (MIG mixed, none allocatable) were 8 whole ones; 8 L4s shared 4 ways, 32."""
+    from providers.kubernetes_discovery import pools_from_nodes
+
+    def node(name: str, gpus: int, labels: dict[str, str]) -> dict[str, Any]:
+        return {"metadata": {"name": name, "labels": labels}, "spec": {},
+                "status": {"allocatable": {"nvidia.com/gpu": str(gpus)},
+                           "conditions": [{"type": "Ready", "status": "True"}]}}
+
+    nodes = [node("mig", 56, {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-40GB-MIG-1g.5gb",
+                              "nvidia.com/gpu.count": "56", "nvidia.com/mig.strategy": "single"}),
+             node("mixed", 0, {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB", "nvidia.com/gpu.count": "8",
+                               "nvidia.com/mig.strategy": "mixed"}),
+             node("shared", 32, {"nvidia.com/gpu.product": "NVIDIA-L4", "nvidia.com/gpu.count": "8",
+                                 "nvidia.com/gpu.replicas": "4"})]
+    found = pools_from_nodes("ctx", "ctx", nodes, set())
+    pools = {d["metadata"]["name"]: d["spec"] for d in found.documents if d["kind"] == "Pool"}
+    assert list(pools) == ["ctx-l4-24gb"] and pools["ctx-l4-24gb"]["gpu"] == {"type": "L4-24GB", "perNode": 8}
+    notes = " ".join(found.notes)
+    assert "nodes mig offer MIG slices" in notes and "is cut into MIG slices" in notes and "4 ways" in notes
