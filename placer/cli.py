@@ -212,7 +212,7 @@ def plan(fleet: str, out_path: str | None, as_json: bool, detailed_exitcode: boo
                   f"{len(state.applying.get('done', []))} change(s) were recorded as done; this plan starts "
                   "from what was really done", style="yellow")
     if refresh:
-        state = _refresh(loaded, state, settings_json(loaded)["apply"])
+        state, _ = _refresh(loaded, state, settings_json(loaded)["apply"])
     with spinner(not as_json) as progress:
         result = make_plan(loaded, state, rules_for(now), now, progress)
     body = dict(result.plan.body)
@@ -231,14 +231,16 @@ def plan(fleet: str, out_path: str | None, as_json: bool, detailed_exitcode: boo
         raise SystemExit(2)
 
 
-def _refresh(fleet: Fleet, state: Any, apply_cfg: dict[str, Any]) -> Any:
-    from placer.refresh import drift, observe_state
+def _refresh(fleet: Fleet, state: Any, apply_cfg: dict[str, Any]) -> tuple[Any, int]:
+    """(the state as the providers hold it, how many drifts were reported)."""
+    from placer.refresh import drift, observe_state, unrecorded
 
     providers = providers_for(apply_cfg)
     observed = observe_state(state, providers)
-    for line in drift(state, observed):
+    lines = drift(state, observed) + unrecorded(state, providers)
+    for line in lines:
         err.print(f"drift: {line}", style="yellow")
-    return observed
+    return observed, len(lines)
 
 
 @cli.command()
@@ -250,10 +252,8 @@ def refresh(fleet: str, state_path: str | None) -> None:
     cfg = settings_json(loaded)
     backend = backend_from(cfg["state"], state_path)
     state = backend.read()
-    observed = _refresh(loaded, state, cfg["apply"])
-    from placer.refresh import drift
-
-    if not drift(state, observed):
+    _, drifts = _refresh(loaded, state, cfg["apply"])
+    if not drifts:
         out.print("No drift: the providers hold what the state records.")
 
 

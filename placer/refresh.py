@@ -32,9 +32,32 @@ def observe_state(state: State, providers: Sequence[Any]) -> State:
             seen.deployments[key] = {**entry, "replicas": int(now.get("replicas", 0))}
     for name, entry in state.pools.items():
         handled, now = _observe(providers, f"pool/{name}", entry.get("target") or {})
-        if handled and now is not None:
+        if not handled:
+            continue
+        if now is None:  # its group is gone (it was left as recorded, and no drift said so)
+            seen.pools.pop(name, None)
+        else:
             seen.pools[name] = {**entry, "nodes": int(now.get("nodes", 0))}
     return seen
+
+
+def unrecorded(state: State, providers: Sequence[Any]) -> list[str]:
+    """Deployments placer owns that the providers run and the state does not record (an apply
+    killed between a change and its record: refresh said "No drift" while it ran on GPUs the
+    planner counts as free), from the providers that can list what placer owns (``observed``)."""
+    contexts = sorted({str(ctx) for e in state.deployments.values()
+                       if (ctx := ((e.get("target") or {}).get("kubernetes") or {}).get("context"))})
+    lines = []
+    for provider in providers:
+        observed = getattr(provider, "observed", None)
+        if observed is None:
+            continue
+        for (model, pool), replicas in sorted(observed(contexts or None).items()):
+            if f"{model}@{pool}" not in state.deployments:
+                lines.append(f"deployment/{model}@{pool}: runs {replicas} replica(s) labelled as placer's that the "
+                             "state does not record (an apply stopped before recording it?); a plan does not remove "
+                             "it: delete it, or apply a plan that places it there")
+    return lines
 
 
 def drift(recorded: State, observed: State) -> list[str]:
@@ -43,10 +66,12 @@ def drift(recorded: State, observed: State) -> list[str]:
         a = recorded.deployments.get(key, {}).get("replicas")
         b = observed.deployments.get(key, {}).get("replicas")
         if a != b:
-            lines.append(f"deployment/{key}: state records {a} replicas, the cluster runs {b}")
+            lines.append(f"deployment/{key}: state records {a} replicas, the cluster runs "
+                         f"{'none (no such deployment)' if b is None else b}")
     for key in sorted(set(recorded.pools) | set(observed.pools)):
         a = recorded.pools.get(key, {}).get("nodes")
         b = observed.pools.get(key, {}).get("nodes")
         if a != b:
-            lines.append(f"pool/{key}: state records {a} nodes, the provider has {b}")
+            lines.append(f"pool/{key}: state records {a} nodes, the provider has "
+                         f"{'no such group' if b is None else b}")
     return lines

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -114,3 +115,21 @@ def test_plan_apply_replan_through_live_providers(world):
     assert "deployment/asr@dc-l4: state records 3 replicas, the cluster runs 1" in r.stderr
     r = placer(world, "plan", str(fleet), "--refresh", "--detailed-exitcode")
     assert r.returncode == 2 and "deployment/asr@dc-l4" in r.stdout
+
+    # a Deployment placer owns that the state never recorded (an apply killed between the two), and a
+    # pool whose group is gone: refresh said "No drift" for both
+    orphan = {"apiVersion": "apps/v1", "kind": "Deployment",
+              "metadata": {"name": "stray-dc-l4", "namespace": "ml", "labels": {
+                  "app.kubernetes.io/managed-by": "placer", "placer.dev/model": "stray", "placer.dev/pool": "dc-l4"}},
+              "spec": {"replicas": 2, "selector": {"matchLabels": {"placer.dev/model": "stray"}},
+                       "template": {"metadata": {"labels": {"placer.dev/model": "stray"}},
+                                    "spec": {"containers": [{"name": "m", "image": "x"}]}}}}
+    api.create_namespaced_deployment("ml", orphan)
+    world["autoscaling"].delete_auto_scaling_group(AutoScalingGroupName="e2e-h100", ForceDelete=True)
+    r = placer(world, "refresh", str(fleet))
+    said = " ".join(r.stderr.split())
+    # (its three contexts are one fake server here, so each sees the stray)
+    assert re.search(r"deployment/stray@dc-l4: runs \d+ replica\(s\) labelled as placer's that the state does not "
+                     r"record", said), said
+    assert "pool/aws-h100: state records 2 nodes, the provider has no such group" in said, said
+    assert "No drift" not in r.stdout
