@@ -444,19 +444,18 @@ def plan_merge(fleet: str | Path, documents: list[dict[str, Any]], header: Itera
     edits: dict[Path, list[tuple[RawDocument, list[FieldChange], str]]] = {}
     matched: set[int] = set()
     fresh: list[dict[str, Any]] = []
-    seen: set[tuple[str, str]] = set()
+    seen: dict[tuple[str, str], dict[str, Any]] = {}  # the first discovered document of each (kind, name)
     problems: list[str] = []
     for doc in documents:
         key = _kind_name(doc)
         if key is None:
             continue
         if key in seen:  # a Location per pool repeats; two different pools of one name are one lost
-            first = next(d for d in documents if _kind_name(d) == key)
-            if key[0] == "Pool" and first != doc:
+            if key[0] == "Pool" and seen[key] != doc:
                 problems.append(f"discovery found two {key[0]}s named {key[1]}; name them apart (--pool) and "
                                 "discover again")
             continue
-        seen.add(key)
+        seen[key] = doc
         hit, how = by_name.get(key), ""
         if hit is not None and key[0] == "Pool" and _clouds_differ(hit.data, doc):
             # an AWS group named as a GCP pool is another pool, not news of it (its GPUs and target
