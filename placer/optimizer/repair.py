@@ -277,7 +277,7 @@ def pure_x_rows(model: MatrixModel, csr: Any = None) -> IntArray:
     nonempty = np.diff(csr.indptr) > 0
     n_out = np.ones(len(nonempty), dtype=np.int64)
     if csr.nnz:
-        n_out[nonempty] = np.add.reduceat(outside.astype(np.int64), csr.indptr[:-1][nonempty])
+        n_out[nonempty] = np.add.reduceat(outside, csr.indptr[:-1][nonempty], dtype=np.int64)  # no int copy of it
     pure = n_out == 0
     cap = model.capacity_row
     if cap is not None:
