@@ -240,7 +240,15 @@ class KubernetesProvider:
         body = guard(where.address, lambda: _body(fetch(_preload_content=False,
                                                         _request_timeout=self.request_timeout_s)),
                      lambda exc: self._classify(exc, where, doing))
-        return list(body.get("items") or [])
+        items = body.get("items") if isinstance(body, dict) else None
+        # every item an object with its name: a list of another shape was an internal error (KeyError)
+        if not isinstance(body, dict) or not isinstance(items, list | None) or not all(
+                isinstance(i, dict) and isinstance(i.get("metadata"), dict)
+                and isinstance(i["metadata"].get("name"), str) for i in items or []):
+            raise ProviderError(f"{where.address}: {doing} {where} failed: the answer is not a Kubernetes list of "
+                                "named objects; is the kubeconfig's server the API server, not a proxy?",
+                                retryable=True, address=where.address)
+        return list(items or [])
 
     def _read(self, where: _Where) -> dict[str, Any] | None:
         api = self._apps(where.context)

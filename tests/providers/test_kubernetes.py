@@ -516,7 +516,8 @@ def test_rendered_manifest_passes_strict_schema_validation(tmp_path: Path, versi
     assert rejected.returncode != 0 and "gpus" in rejected.stdout + rejected.stderr
 
 
-@pytest.mark.parametrize("body", [b"<html><body>Sign in to the proxy</body></html>", b'{"kind": "NodeList", "ite'])
+@pytest.mark.parametrize("body", [b"<html><body>Sign in to the proxy</body></html>", b'{"kind": "NodeList", "ite',
+                                  b'{"kind": "NodeList", "items": {"a": 1}}', b'{"items": [{"status": {}}]}', b"[]"])
 def test_discover_on_an_answer_that_is_not_json_says_which_server(tmp_path: Path, body: bytes) -> None:
     """A proxy's HTML page, or a body cut short, answered with 200: "internal error (JSONDecodeError)"
     named neither the context nor the request."""
@@ -542,8 +543,9 @@ def test_discover_on_an_answer_that_is_not_json_says_which_server(tmp_path: Path
     with Proxy() as proxy:
         provider = KubernetesProvider(str(write_kubeconfig(tmp_path / "kubeconfig", {"cluster-a": proxy.url})),
                                       request_timeout_s=2.0)
-        with pytest.raises(ProviderError, match=r"listing nodes of context cluster-a failed: the API server's answer "
-                                                r"is not JSON .*not a proxy's page\?") as err:
+        with pytest.raises(ProviderError, match=r"listing nodes of context cluster-a failed: the (API server's answer "
+                                                r"is not JSON .*not a proxy's page\?|answer is not a Kubernetes list of "
+                                                r"named objects)") as err:
             provider.discover()
     assert err.value.retryable
 
