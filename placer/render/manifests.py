@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from placer.planfile import PlanFileError
+from placer.spec.loader import check_name
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 MODEL_LABEL = "placer.dev/model"
@@ -78,7 +79,6 @@ def cluster_of(target: dict[str, Any]) -> str:
 
 
 _PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
-_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
 def cluster_folder(target: dict[str, Any]) -> str:
@@ -98,8 +98,8 @@ def manifest_file(target: dict[str, Any]) -> str:
     """A deployment's manifest's file name: its Deployment's name. A plan edited by hand to name a
     model or pool that is no DNS-1123 label (``../x``) is refused, never written elsewhere."""
     model, pool = str(target["model"]), str(target["pool"])
-    for kind, name in (("model", model), ("pool", pool)):
-        if not _LABEL.fullmatch(name):
-            raise PlanFileError(f"the plan names {kind} {name!r}, which is no DNS-1123 name (was the plan edited by "
-                                "hand?); plan again")
+    for kind, name in (("Model", model), ("Pool", pool)):
+        if check_name(kind, name) is not None:  # the fleet's own check of a name
+            raise PlanFileError(f"the plan names {kind.lower()} {name!r}, which is no DNS-1123 name (was the plan "
+                                "edited by hand?); plan again")
     return f"{deployment_name(model, pool)}.yaml"
