@@ -13,6 +13,7 @@ leaves demand unserved, on several threads.
 from __future__ import annotations
 
 import collections
+import functools
 import math
 import os
 import threading
@@ -27,7 +28,7 @@ import scipy.sparse as sp
 from placer.optimizer.arrays import BoolArray, FleetArrays, FloatArray, IntArray
 from placer.optimizer.highs import Solution, solve_arrays
 from placer.optimizer.lp import PairTables
-from placer.optimizer.matrix import MatrixModel, rows_broken
+from placer.optimizer.matrix import MatrixModel, pure_x_rows, rows_broken
 
 DEBUG = bool(os.environ.get("PLACER_DEBUG"))
 # small MIPs: HiGHS' own sub-MIP heuristics cost more than they find here
@@ -77,7 +78,11 @@ class Neighbourhoods:
         self.dem_ptr = a.dem_ptr
         self.by_pool, self.pool_ptr = a.by_pool
         self.active_models = np.flatnonzero(np.diff(a.pair_ptr) > 0)
-        self.pure_rows: IntArray | None = None  # rows over replicas alone (repair.pure_x_rows), found once
+
+    @functools.cached_property
+    def pure_rows(self) -> IntArray:
+        """Rows over replicas alone, other than capacity (``matrix.pure_x_rows``), found once."""
+        return pure_x_rows(self.model, self.csr)
 
     def columns(self, models: IntArray, every_pair: IntArray | None = None) -> IntArray:
         """Free columns for these models (``every_pair``: models that may use all their pairs, not

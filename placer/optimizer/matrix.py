@@ -153,6 +153,25 @@ def rows_broken(A: Any, v: FloatArray, act: FloatArray, lo: FloatArray, hi: Floa
 # ---------------------------------------------------------------- the model
 
 
+def pure_x_rows(model: MatrixModel, csr: Any = None) -> IntArray:
+    """Rows whose columns are all replica counts, other than capacity rows (``csr``: the model's
+    matrix in CSR form, when the caller has it)."""
+    x0, x1 = model.blocks["x"]
+    csr = model.A.tocsr() if csr is None else csr
+    outside = (csr.indices < x0) | (csr.indices >= x1)
+    # summed from the rows with entries alone (an empty last row's start is past the end, where
+    # reduceat fails); an empty row counts as not pure
+    nonempty = np.diff(csr.indptr) > 0
+    n_out = np.ones(len(nonempty), dtype=np.int64)
+    if csr.nnz:
+        n_out[nonempty] = np.add.reduceat(outside, csr.indptr[:-1][nonempty], dtype=np.int64)  # no int copy of it
+    pure = n_out == 0
+    cap = model.capacity_row
+    if cap is not None:
+        pure[cap[cap >= 0]] = False
+    return np.flatnonzero(pure)
+
+
 @dataclass
 class MatrixModel:
     arrays: FleetArrays

@@ -23,7 +23,7 @@ from placer.optimizer.greedy import per_replica_cost
 from placer.optimizer.highs import solve_arrays
 from placer.optimizer.lns import Neighbourhoods, solve_free, touched_rows
 from placer.optimizer.lp import violated_rows
-from placer.optimizer.matrix import MatrixModel, rows_broken
+from placer.optimizer.matrix import MatrixModel, pure_x_rows, rows_broken
 
 DEBUG = bool(os.environ.get("PLACER_DEBUG"))
 
@@ -266,25 +266,6 @@ def round_and_cover(model: MatrixModel, lp_values: FloatArray, allowed: BoolArra
     return x
 
 
-def pure_x_rows(model: MatrixModel, csr: Any = None) -> IntArray:
-    """Rows whose columns are all replica counts, other than capacity rows (``csr``: the model's
-    matrix in CSR form, when the caller has it)."""
-    x0, x1 = model.blocks["x"]
-    csr = model.A.tocsr() if csr is None else csr
-    outside = (csr.indices < x0) | (csr.indices >= x1)
-    # summed from the rows with entries alone (an empty last row's start is past the end, where
-    # reduceat fails); an empty row counts as not pure
-    nonempty = np.diff(csr.indptr) > 0
-    n_out = np.ones(len(nonempty), dtype=np.int64)
-    if csr.nnz:
-        n_out[nonempty] = np.add.reduceat(outside, csr.indptr[:-1][nonempty], dtype=np.int64)  # no int copy of it
-    pure = n_out == 0
-    cap = model.capacity_row
-    if cap is not None:
-        pure[cap[cap >= 0]] = False
-    return np.flatnonzero(pure)
-
-
 def models_in_rows(model: MatrixModel, hood: Neighbourhoods, rows: IntArray) -> IntArray:
     """Models whose replicas appear in these rows, or in a row sharing a policy variable with them."""
     a = model.arrays
@@ -358,8 +339,6 @@ def complete(model: MatrixModel, hood: Neighbourhoods, x: IntArray, time_limit: 
     # column freed below touches them, so a plan that broke them passed for feasible (and priced
     # below the MIP's proven bound); their models are set aside and placed afterwards, rows and all
     pure = hood.pure_rows
-    if pure is None:
-        pure = hood.pure_rows = pure_x_rows(model, hood.csr)
     tol = 1e-7 * np.maximum(1.0, np.abs(act[pure]))
     short = pure[(act[pure] < model.row_lo[pure] - tol) | (act[pure] > model.row_hi[pure] + tol)]
     if len(short):

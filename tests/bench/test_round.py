@@ -14,8 +14,8 @@ from bench.generate import generate, to_fleet
 from placer.optimizer.arrays import build_arrays
 from placer.optimizer.greedy import greedy
 from placer.optimizer.large import pseudo_lp
-from placer.optimizer.matrix import build_matrix
-from placer.optimizer.repair import pure_x_rows, round_and_cover
+from placer.optimizer.matrix import build_matrix, pure_x_rows
+from placer.optimizer.repair import round_and_cover
 from policies import build_rules
 from tests.bench.firstplan import lp_values
 
