@@ -225,7 +225,8 @@ def loads(text: str, source: str = "plan") -> Plan:
 
 def read(path: str | Path) -> Plan:
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        # utf-8-sig: an editor or PowerShell's Out-File may have saved the plan with a byte-order mark
+        text = Path(path).read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise PlanFileError(f"{path}: no such plan file; create one with `placer plan FLEET -o {path}`") from None
     except (OSError, UnicodeDecodeError) as exc:

@@ -477,6 +477,18 @@ def test_damaged_state_is_a_clear_error_and_stays_as_it_is(
     assert not env.backend.lock_path.exists()
 
 
+def test_plan_saved_with_a_byte_order_mark_still_applies(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    """Windows editors and PowerShell's Out-File write UTF-8 with a BOM; json.loads refuses one."""
+    path = env.root / "plan.json"
+    plan_json(capsys, env, path)
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    code, stdout, stderr = placer(capsys, "show", str(path))
+    assert code == 0, stderr
+    assert "deployment/" in stdout, stdout
+    apply_ok(capsys, path)
+    assert json.loads(env.state.read_text())["serial"] == 1
+
+
 # a plan edited by hand: an unknown action was applied as a create; a section of another type was
 # an internal error in show and render; true passed for formatVersion 1; Infinity is no JSON
 TAMPERED = {
