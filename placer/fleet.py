@@ -250,8 +250,8 @@ def _unique(docs: Iterable[Document], diags: list[Diagnostic]) -> dict[str, dict
         if doc.name in seen:
             first = seen[doc.name]
             diags.append(
-                doc.diag("metadata.name", f"duplicate {doc.kind} name; first defined at {first.path}:{first.line}",
-                         "metadata", "name")
+                doc.diag("metadata.name", f"duplicate {doc.kind} name; first defined at "
+                         f"{first.path}:{first.line_of('metadata', 'name')}", "metadata", "name")
             )
             continue
         seen[doc.name] = doc
