@@ -10,6 +10,7 @@ apply adds 1 to the serial, which makes the interrupted plan stale.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import random
 import threading
 import time
@@ -22,6 +23,8 @@ from typing import Any, Protocol
 
 from placer.planfile import PHASE_NAMES, PHASE_UP, Change, Plan
 from placer.state import Backend, State
+
+_POOLS = itertools.count()  # names each apply's worker threads apart
 
 
 class ApplyError(Exception):
@@ -260,7 +263,8 @@ class Applier:
                 self._failed.set()
                 raise
 
-        with ThreadPoolExecutor(max_workers=min(self.parallelism, len(changes))) as pool:
+        prefix = f"placer-apply-{next(_POOLS)}"
+        with ThreadPoolExecutor(max_workers=min(self.parallelism, len(changes)), thread_name_prefix=prefix) as pool:
             futures: dict[Future[None], Change] = {}
             try:
                 for c in changes:
@@ -270,7 +274,15 @@ class Applier:
                 self._failed.set()
                 for f in futures:
                     f.cancel()
-                wait([f for f in futures if not f.cancelled()])  # a second Ctrl-C stops this wait
+                # a second Ctrl-C stops these waits
+                wait([f for f in futures if not f.cancelled()])
+                pool.shutdown(wait=True, cancel_futures=True)
+                # a Ctrl-C inside submit can land after a worker thread started and before the pool
+                # counted it (or the future reached ``futures``): its change ran on after the apply
+                # had returned; every thread of this pool is waited for by name
+                for thread in threading.enumerate():
+                    if thread.name.startswith(prefix + "_") and thread is not threading.current_thread():
+                        thread.join()
                 raise
             errors = [f.exception() for f in done if f.exception() is not None]
             if errors:

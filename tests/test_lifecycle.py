@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from concurrent.futures import thread as futures_thread
 from pathlib import Path
 from typing import Any
 
@@ -622,6 +623,46 @@ def test_ctrl_c_starts_no_queued_change(env: Env, capsys: pytest.CaptureFixture[
     first = next(a for a in started if a.startswith("deployment/"))
     assert len(deployments) >= 2 and [a for a in started if a.startswith("deployment/")] == [first]
     assert first in env.state_json()["applying"]["done"]
+
+
+def test_ctrl_c_while_a_worker_thread_starts_waits_for_its_change(
+        env: Env, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Ctrl-C inside ``submit``, after the worker thread started and before the pool counted it:
+    the change that thread took ran on after the apply had returned (and wrote the state then)."""
+    plan_path = env.root / "plan.json"
+    plan_json(capsys, env, plan_path)
+    finished: list[str] = []
+
+    class Slow(GitOpsProvider):
+        def apply(self, change: Any) -> None:
+            time.sleep(0.5)
+            super().apply(change)
+            finished.append(change.address)
+
+    real_start = threading.Thread.start
+
+    workers: list[threading.Thread] = []
+
+    def start_then_interrupt(thread: threading.Thread) -> None:
+        real_start(thread)
+        if getattr(thread, "_target", None) is futures_thread._worker:  # a pool's worker
+            workers.append(thread)
+            time.sleep(0.1)  # the worker has taken the first change
+            raise KeyboardInterrupt
+
+    plan = load_plan(plan_path)
+    first = next(c for c in sorted(plan.changes, key=lambda c: c.phase) if c.action != "no-op")
+    applier = Applier(env.backend, [Slow(env.deploy)], parallelism=1, retry=RetryPolicy(base_seconds=0.001))
+    monkeypatch.setattr(threading.Thread, "start", start_then_interrupt)
+    try:
+        with pytest.raises(KeyboardInterrupt), env.backend.lock("apply"):
+            applier.run(plan, env.backend.read(), "interrupted", None, {})
+        assert finished == [first.address], "the apply returned while its worker still ran a change"
+    finally:
+        monkeypatch.undo()
+        for thread in workers:
+            thread.join(timeout=10)
+    assert finished == [first.address]
 
 
 def test_a_deployment_that_never_became_healthy_is_not_recorded_so_its_old_copy_stays(tmp_path: Path) -> None:
