@@ -9,7 +9,19 @@ from placer.optimizer import explain_infeasible, optimize
 from placer.placement import check_hard_constraints
 from placer.planner import InfeasibleError, make_plan
 from placer.state import State
-from tests.fleetkit import NOW, RULES, fleet, inference, link, location, policy, pool, settings, training
+from tests.fleetkit import (
+    NOW,
+    RULES,
+    FleetError,
+    fleet,
+    inference,
+    link,
+    location,
+    policy,
+    pool,
+    settings,
+    training,
+)
 
 NO_CHURN = settings(churnUsdPerReplica=0)
 
@@ -221,6 +233,29 @@ def test_separate_workloads():
     assert len({p for _, p in placement.replicas}) == 2
 
 
+@pytest.mark.parametrize("route", ["exact", "scalable"])
+def test_a_pool_mixing_three_workloads_is_one_violation(route, monkeypatch):
+    """SPEC's unit for separateWorkloads is the pool: one pool hosting inference, training and batch
+    broke the preferred rule once, not twice (it was charged 2 x the penalty)."""
+    monkeypatch.setenv("PLACER_OPTIMIZER", route)
+    docs = [pool("a", "a", count=2, per_node=4, usd=1), inference("inf", [{"location": "a", "rate": 100}]),
+            training("tr", 1, gpus=1), training("bt", 1, gpus=1, workload="batch")]
+    sep = policy("sep", {"separateWorkloads": ["training", "inference", "batch"]}, penalty=0.5)
+    placement, cost = solve(two_sites(*docs, sep, NO_CHURN))
+    assert {p for _, p in placement.replicas} == {"a"}
+    assert [(v.policy, v.amount) for v in cost.violations] == [("sep", 1)]
+    assert cost.penalty == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("listed", [["training", "training"], ["training", "inference", "training"]])
+def test_a_workload_listed_twice_is_refused(listed):
+    """As required, [training, training] kept training off every pool (2,000 USD/h unmet); as
+    preferred it charged a penalty the plan did not show."""
+    with pytest.raises(FleetError) as refused:
+        two_sites(pool("a", "a"), training("tr", 1, gpus=1), policy("sep", {"separateWorkloads": listed}))
+    assert [d.message for d in refused.value.diagnostics] == ["lists training more than once; name each workload once"]
+
+
 def test_spread_over_failure_domains():
     docs = [pool("p1", "a", usd=1), pool("p2", "a", usd=1, failureDomain="rack-2"), pool("p3", "b", usd=5),
             inference("m", [{"location": "a", "rate": 200}], minReplicas=2)]
@@ -330,6 +365,22 @@ def test_retire_by_age_and_versions():
     assert set(result.candidates.retired) == {"v1", "idle"}
     assert {m for m, _ in result.placement.replicas} == {"v2", "v3"}
     assert result.terms["unmet"] == 0  # retired demand is not counted as unmet
+
+
+@pytest.mark.parametrize(("versions", "kept"), [
+    ({"ga": "2.0.0", "rc": "2.0.0-rc1"}, {"ga"}),  # a pre-release comes before its release
+    ({"ga": "2.0.0", "rc": "2.0.0rc1"}, {"ga"}),
+    ({"beta": "2.0.0-beta.2", "rc": "2.0.0-rc1"}, {"rc"}),
+    ({"base": "1.2.3", "fix": "1.2.3-hotfix1"}, {"fix"}),  # a hotfix comes after
+    ({"chat": "2", "q4": "2.0", "old": "1"}, {"chat", "q4"}),  # one version, two models: both newest
+])
+def test_retire_keeps_the_newest_versions_not_models(versions, kept):
+    docs = [pool("p", "a", count=2),
+            *(inference(name, [{"location": "a", "rate": 100}], labels={"family": "llm"}, version=v)
+              for name, v in versions.items())]
+    retire = policy("retire", {"retire": {"keepVersions": 1}})
+    result = optimize(two_sites(*docs, retire, NO_CHURN), RULES)
+    assert set(result.candidates.retired) == set(versions) - kept
 
 
 def test_infeasible_required_policies_are_named():

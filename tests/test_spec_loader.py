@@ -328,7 +328,21 @@ def test_scalar_document_is_refused() -> None:
 def test_unquoted_version_keeps_its_text() -> None:
     doc, diags = load(f"apiVersion: {API_VERSION}\nkind: Model\nmetadata: {{name: m}}\nspec:\n"
                       "  version: 1.10\n  workload: batch\n  replicas: 1\n  replica: {gpus: 1, memoryGiBPerGpu: 1}\n")
-    assert diags != [] or doc.spec.version == "1.10"
+    assert diags == [] and doc is not None and doc.spec.version == "1.10"
+
+
+@pytest.mark.parametrize("text", ["null", "~", ""])
+def test_a_null_version_is_no_version(text: str) -> None:
+    """`version: null` was the version "null", ranked by retire's keepVersions; `~` was refused."""
+    doc, diags = load(f"apiVersion: {API_VERSION}\nkind: Model\nmetadata: {{name: m}}\nspec:\n"
+                      f"  version: {text}\n  workload: batch\n  replicas: 1\n  replica: {{gpus: 1, memoryGiBPerGpu: 1}}\n")
+    assert diags == [] and doc is not None and doc.spec.version is None
+
+
+def test_a_quoted_null_version_stays_text() -> None:
+    doc, diags = load(f"apiVersion: {API_VERSION}\nkind: Model\nmetadata: {{name: m}}\nspec:\n"
+                      "  version: 'null'\n  workload: batch\n  replicas: 1\n  replica: {gpus: 1, memoryGiBPerGpu: 1}\n")
+    assert diags == [] and doc is not None and doc.spec.version == "null"
 
 
 def test_line_numbers_with_crlf_line_ends() -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 
@@ -62,6 +62,16 @@ class Rule(_P):
     headroom: Headroom | None = None
     max_models_per_pool: int | None = Field(default=None, ge=1)
     retire: Retire | None = None
+
+    @field_validator("separate_workloads")
+    @classmethod
+    def _distinct(cls, v: list[str] | None) -> list[str] | None:
+        # [training, training] asked for two pools' worth of one workload: as required it kept every
+        # training model off its pools, as preferred it charged a penalty no plan showed
+        if v is not None and len(set(v)) != len(v):
+            twice = sorted({w for w in v if v.count(w) > 1})
+            raise ValueError(f"lists {', '.join(twice)} more than once; name each workload once")
+        return v
 
     @model_validator(mode="before")
     @classmethod

@@ -99,8 +99,8 @@ def _to_python(
             lines[child] = item.start_mark.line + 1
             items.append(_to_python(loader, item, child, lines, depth + 1, diags))
         return items
-    if loc and loc[-1] in TEXT_KEYS and isinstance(node, yaml.ScalarNode):
-        return node.value
+    if loc and loc[-1] in TEXT_KEYS and isinstance(node, yaml.ScalarNode) and node.tag != "tag:yaml.org,2002:null":
+        return node.value  # `version: null` (or ~, or nothing) is no version, not the text "null"
     try:
         return loader.construct_object(node)
     except ValueError:  # an impossible date such as 2024-13-45: keep the text, the schema says why

@@ -10,16 +10,27 @@ from placer.placement import Placement
 from placer.policy import ModelBuilder, Violation
 from policies.base import RuleBase, models, violation
 
+# words after a release number that mark a later build of it; any other word marks a pre-release
+# (semver: 2.0.0-rc1 comes before 2.0.0)
+POST_RELEASE = frozenset({"post", "hotfix", "patch", "fix", "rev", "r"})
 
-def version_key(version: str) -> tuple[tuple[int, int | str], ...]:
-    """Order versions as release numbers: 1.10 > 1.9; ISO dates order naturally; v-prefixes ignored."""
+VersionKey = tuple[tuple[int, ...], int, tuple[tuple[int, int | str], ...]]
+
+
+def version_key(version: str) -> VersionKey:
+    """Order versions as release numbers: 1.10 > 1.9, 1.0 == 1.0.0, 2.0.0-rc1 < 2.0.0 <
+    2.0.0-hotfix1; ISO dates order naturally; v-prefixes ignored. Equal keys are one version."""
     parts = re.findall(r"\d+|[A-Za-z]+", version)
-    out: list[tuple[int, int | str]] = []
-    for part in parts:
-        if part.lower() == "v" and not out:
-            continue
-        out.append((1, int(part)) if part.isdigit() else (0, part.lower()))
-    return tuple(out)
+    if parts and parts[0].lower() == "v":
+        parts = parts[1:]
+    release: list[int] = []
+    while parts and parts[0].isdigit():
+        release.append(int(parts.pop(0)))
+    while release and release[-1] == 0:  # 1.0 is 1.0.0
+        release.pop()
+    phase = 1 if not parts else 2 if parts[0].lower() in POST_RELEASE else 0
+    rest = tuple((1, int(p)) if p.isdigit() else (0, p.lower()) for p in parts)
+    return tuple(release), phase, rest
 
 
 class Retire(RuleBase):
@@ -38,12 +49,16 @@ class Retire(RuleBase):
                 return f"unused for {idle} days (lastUsed {model.spec.last_used}, limit {params.unused_for_days})"
         family = model.labels.get("family")
         if params.keep_versions is not None and family and model.spec.version:
-            kin = [m for m in models(policy, fleet) if m.labels.get("family") == family and m.spec.version]
-            newest = sorted(kin, key=lambda m: version_key(m.spec.version or ""), reverse=True)
-            keep = {m.name for m in newest[: params.keep_versions]}
-            if model.name not in keep:
+            # the K newest distinct versions stay, with every model at one of them (two builds of
+            # version 2 are both the newest, whatever the documents' order)
+            kin: dict[VersionKey, str] = {}
+            for m in models(policy, fleet):
+                if m.labels.get("family") == family and m.spec.version:
+                    kin.setdefault(version_key(m.spec.version), m.spec.version)
+            newest = sorted(kin, reverse=True)[: params.keep_versions]
+            if version_key(model.spec.version) not in newest:
                 return (f"version {model.spec.version} is older than the newest {params.keep_versions} of "
-                        f"family {family} ({', '.join(m.spec.version or '' for m in newest[: params.keep_versions])})")
+                        f"family {family} ({', '.join(kin[k] for k in newest)})")
         return None
 
     def retires(self, policy: Policy, fleet: Fleet, model: Model) -> str | None:

@@ -26,8 +26,15 @@ class SeparateWorkloads(RuleBase):
                     builder.add(builder.replicas(m, p) <= builder.max_replicas(m, p) * hosts,
                                 f"{policy.name}:{p}:{m}")
                 present.append(hosts)
-            if len(present) > 1:
-                builder.at_most(policy, sum(present[1:], present[0]), 1, pool.name)
+            if len(present) < 2:
+                continue
+            hosted = sum(present[1:], present[0])
+            if policy.required:
+                builder.at_most(policy, hosted, 1, pool.name)
+            else:  # one unit of violation per pool, however many workloads it mixes (SPEC: "(pool)")
+                mixed = builder.new_bool(f"{policy.name}:{pool.name}:mixed")
+                builder.add(hosted <= 1 + (len(present) - 1) * mixed, f"{policy.name}:{pool.name}:mixed")
+                builder.at_most(policy, mixed, 0, pool.name)
 
     def violations(self, policy: Policy, fleet: Fleet, placement: Placement) -> list[Violation]:
         listed = policy.rule.separate_workloads or []
@@ -37,5 +44,5 @@ class SeparateWorkloads(RuleBase):
             present = sorted({matched[m] for (m, p), r in placement.replicas.items()
                               if p == pool.name and r > 0 and m in matched})
             if len(present) > 1:
-                out.append(violation(policy, len(present) - 1, f"{pool.name} hosts {' and '.join(present)}"))
+                out.append(violation(policy, 1, f"{pool.name} hosts {' and '.join(present)}"))
         return out
