@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -338,6 +338,7 @@ def build_fleet(docs: list[Document]) -> tuple[Fleet | None, list[Diagnostic]]:
         before = len(diags)
         _check_policy(doc, doc.spec, locations, gpu_types, by_kind, diags)
         if not any(d.severity == "error" for d in diags[before:]):
+            _selects_nothing(doc, doc.spec, models, pools, diags)
             policies.append(Policy(name, doc.labels, doc.spec))
 
     topology = Topology({n: loc.spec.local_latency_ms for n, loc in locations.items()}, links)
@@ -430,6 +431,46 @@ def _check_model(doc: Document, spec: ModelSpec, need_location: Any, need_gpu: A
 NAMES_NO_POOLS = {"spread": "counts the failure domains of every pool a model runs on",
                   "maxSpotFraction": "counts a model's replicas on every spot pool",
                   "retire": "retires models wherever they run"}
+# and the rules its models selector means nothing to
+NAMES_NO_MODELS = {"headroom": "keeps GPUs free on its pools, whoever runs there"}
+
+
+def _selects_nothing(doc: Document, spec: PolicySpec, models: Mapping[str, Model], pools: Mapping[str, Pool],
+                     diags: list[Diagnostic]) -> None:
+    """A selector that matches nothing turns its policy off without a word (a label `data: EU`
+    against models labelled `data: eu`: a required residency rule kept nothing in the EU)."""
+    rule = spec.rule.name
+    sides: list[tuple[str, str, Sequence[Model] | Sequence[Pool], Any]] = []
+    if rule not in NAMES_NO_MODELS:
+        sides.append(("models", "Model", list(models.values()), model_matches))
+    if rule not in NAMES_NO_POOLS:
+        sides.append(("pools", "Pool", list(pools.values()), pool_matches))
+    for side, kind, items, matches in sides:
+        sel: Selector = getattr(spec, side)
+        if sel == Selector() or not items or any(matches(sel, item) for item in items):
+            continue
+        if sel.names is not None and not set(sel.names) & {i.name for i in items}:
+            continue  # each name is already reported as unknown
+        hints = []
+        for key, want in (sel.labels or {}).items():
+            seen = sorted({i.labels[key] for i in items if key in i.labels})
+            if not seen:
+                keys = {k for i in items for k in i.labels}
+                hints.append(f"no {kind} has the label {key!r}{suggest(key, keys)}")
+            elif want not in seen:
+                hints.append(f"label {key} is {', '.join(seen[:5])}{', ...' if len(seen) > 5 else ''} "
+                             f"on the fleet's {kind}s, never {want!r}")
+        if side == "pools" and sel.jurisdiction is not None:
+            have = sorted({p.location.jurisdiction or "" for p in pools.values()} - {""})
+            if not set(sel.jurisdiction) & set(have):
+                hints.append(f"the pools' jurisdictions are {', '.join(have) or 'unset'}")
+        why = f" ({'; '.join(hints)})" if hints else ""
+        effect = ("the policy applies to nothing" if side == "models" else
+                  "the models it selects may run on no pool" if rule == "allowPools" else
+                  "every replica of the models it selects pays the penalty" if rule == "preferPools" else
+                  f"{rule} holds on no pool")
+        diags.append(doc.diag(f"spec.{side}", f"this {side} selector matches no {kind}{why}; {effect}",
+                              "spec", side, severity="warning"))
 
 
 def _check_policy(doc: Document, spec: PolicySpec, locations: Mapping[str, Location],
@@ -468,6 +509,9 @@ def _check_policy(doc: Document, spec: PolicySpec, locations: Mapping[str, Locat
     if rule.name in NAMES_NO_POOLS and spec.pools != Selector():
         diags.append(doc.diag("spec.pools", f"{rule.name} names no pools (it {NAMES_NO_POOLS[rule.name]}): this "
                               "pools selector is ignored; remove it", "spec", "pools", severity="warning"))
+    if rule.name in NAMES_NO_MODELS and spec.models != Selector():
+        diags.append(doc.diag("spec.models", f"{rule.name} names no models (it {NAMES_NO_MODELS[rule.name]}): this "
+                              "models selector is ignored; remove it", "spec", "models", severity="warning"))
     if rule.name == "preferPools" and spec.enforcement == "required":
         diags.append(doc.diag("spec.rule.preferPools", "preferPools is a soft rule: use enforcement: preferred with "
                               "penaltyUsdPerHour (or allowPools for a hard rule)", "spec", "rule"))
