@@ -319,6 +319,7 @@ def build_fleet(docs: list[Document]) -> tuple[Fleet | None, list[Diagnostic]]:
         if ok:
             pools[name] = Pool(name, doc.labels, spec, locations[spec.location], gpu_types[spec.gpu.type])
 
+    _shared_groups(by_kind.get("Pool", {}), diags)
     max_per_node = max((p.per_node for p in pools.values()), default=0)
     models: dict[str, Model] = {}
     for name, doc in by_kind.get("Model", {}).items():
@@ -425,6 +426,34 @@ def _check_model(doc: Document, spec: ModelSpec, need_location: Any, need_gpu: A
     if have_pools and spec.replica.gpus > max_per_node:
         diags.append(doc.diag("spec.replica.gpus", f"a replica of {spec.replica.gpus} GPUs needs one node with that "
                               f"many; the largest node in the fleet has {max_per_node}", "spec", "replica", "gpus"))
+
+
+def _node_group(spec: PoolSpec) -> str | None:
+    """The cloud node group an aws or gcp pool sizes, in words, or None."""
+    aws, gcp = spec.target.aws, spec.target.gcp
+    if spec.provider == "aws" and aws is not None:
+        if aws.eks is not None:
+            return f"EKS nodegroup {aws.eks.nodegroup} of cluster {aws.eks.cluster} in {aws.region}"
+        return f"auto scaling group {aws.auto_scaling_group_name} in {aws.region}"
+    if spec.provider == "gcp" and gcp is not None:
+        return f"instance group manager {gcp.instance_group_manager} in {gcp.project}/{gcp.zone or gcp.region}"
+    return None
+
+
+def _shared_groups(pool_docs: Mapping[str, Document], diags: list[Diagnostic]) -> None:
+    """Two pools sizing one node group: the plan counted its nodes twice, and each apply set the
+    group to one pool's count, then failed on the other's (and refresh saw no drift)."""
+    first: dict[str, Document] = {}
+    for doc in pool_docs.values():
+        group = _node_group(doc.spec)
+        if group is None:
+            continue
+        if group in first:
+            diags.append(doc.diag("spec.target", f"pool {first[group].name} sizes the same {group}; a node group "
+                                  "belongs to one pool (placer sets its size from that pool's nodes)",
+                                  "spec", "target"))
+        else:
+            first[group] = doc
 
 
 # the rules a policy's pools selector means nothing to, and what each looks at instead
