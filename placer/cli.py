@@ -67,6 +67,24 @@ def read_fleet(path: str) -> Fleet:
     return fleet
 
 
+def deploy_outside(fleet_path: str, loaded: Fleet) -> None:
+    """A gitops apply.directory the fleet's own loader would read: the manifests placer writes
+    there made the next plan fail on `unknown kind 'Deployment'` (the default, `deploy`, is inside
+    the fleet when placer runs from the fleet's directory)."""
+    apply_cfg = loaded.settings.apply
+    if apply_cfg.mode != "gitops":
+        return
+    root, out_dir = Path(fleet_path).resolve(), Path(apply_cfg.directory).resolve()
+    if not root.is_dir() or not out_dir.is_relative_to(root):
+        return
+    inside = out_dir.relative_to(root)
+    if any(part.startswith(".") for part in inside.parts):
+        return  # the loader skips hidden folders
+    fail(f"Settings apply.directory {apply_cfg.directory!r} is {out_dir}, inside the fleet {root}: the next plan "
+         "would read the manifests placer writes there as fleet documents; set apply.directory outside the fleet "
+         "(a relative one is from where placer runs), e.g. ../deploy")
+
+
 def backend_from(state_cfg: dict[str, Any], override: str | None) -> Any:
     from placer.state import LocalBackend
 
@@ -205,6 +223,7 @@ def plan(fleet: str, out_path: str | None, as_json: bool, detailed_exitcode: boo
 
     now = parse_now(now_text)
     loaded = read_fleet(fleet)
+    deploy_outside(fleet, loaded)
     backend = backend_from(settings_json(loaded)["state"], state_path)
     state = backend.read()
     if state.applying:
@@ -280,6 +299,7 @@ def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str
 
         now = parse_now(now_text)
         loaded = read_fleet(target)
+        deploy_outside(target, loaded)
         backend = backend_from(settings_json(loaded)["state"], state_path)
         with spinner(True) as progress:
             made = make_plan(loaded, backend.read(), rules_for(now), now, progress)

@@ -478,6 +478,25 @@ def test_damaged_state_is_a_clear_error_and_stays_as_it_is(
     assert not env.backend.lock_path.exists()
 
 
+@pytest.mark.parametrize("inside", ["deploy", "teams/deploy"])
+def test_a_gitops_directory_inside_the_fleet_is_refused_before_anything_is_written(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], inside: str) -> None:
+    """Run from the fleet's folder, the default directory `deploy` is in the fleet: the apply wrote
+    its manifests there and the next plan failed on `unknown kind 'Deployment'`."""
+    fleet, state = tmp_path / "fleet", tmp_path / "state.json"
+    lh.write_fleet(fleet, {"path": str(state)}, fleet / inside)
+    for args in (["plan", str(fleet), "--now", lh.NOW], ["apply", str(fleet), "--auto-approve", "--now", lh.NOW]):
+        code, _, stderr = placer(capsys, *args)
+        assert code == 1
+        assert f"Settings apply.directory '{fleet / inside}' is {fleet / inside}, inside the fleet {fleet}" in stderr
+    assert not state.exists() and not (fleet / inside).exists()
+    lh.write_fleet(fleet, {"path": str(state)}, fleet / ".deploy")  # a hidden folder the loader skips
+    code, _, stderr = placer(capsys, "apply", str(fleet), "--auto-approve", "--now", lh.NOW)
+    assert code == 0, stderr
+    code, _, stderr = placer(capsys, "plan", str(fleet), "--now", lh.NOW, "--detailed-exitcode")
+    assert code == 0, stderr
+
+
 def test_plan_saved_with_a_byte_order_mark_still_applies(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     """Windows editors and PowerShell's Out-File write UTF-8 with a BOM; json.loads refuses one."""
     path = env.root / "plan.json"
