@@ -18,6 +18,7 @@ import datetime as dt
 import getpass
 import json
 import os
+import shlex
 import socket
 import tempfile
 import uuid
@@ -280,7 +281,7 @@ class LocalBackend:
             holder = self._holder()
             raise LockError(
                 f"the state {self.path} is locked: {describe_holder(holder)}. If that process is gone, run "
-                f"`placer force-unlock {holder.get('ID', '?')}`",
+                f"`placer force-unlock {holder.get('ID', '?')} --state {shlex.quote(str(self.path))}`",
                 holder,
             ) from None
         finally:

@@ -311,7 +311,8 @@ class S3Backend:
     def _locked_error(self, holder: dict[str, Any]) -> LockError:
         return LockError(
             f"the state {self.location} is locked: {describe_holder(holder)}. If that process is gone, run "
-            f"`placer force-unlock {holder.get('ID', '?')}`",
+            f"`placer force-unlock {holder.get('ID', '?')} --fleet FLEET`, FLEET being the fleet whose Settings "
+            "hold this state",
             holder,
         )
 
@@ -369,7 +370,8 @@ class S3Backend:
                 self._delete_lock(found[1] or etag)
         except StateError as exc:
             raise StateError(f"{exc}; the lock is still held: once S3 answers again, run "
-                             f"`placer force-unlock {info['ID']}`") from None
+                             f"`placer force-unlock {info['ID']} --fleet FLEET`, FLEET being the fleet whose "
+                             "Settings hold this state") from None
 
     def force_unlock(self, lock_id: str) -> dict[str, Any]:
         found = self._holder()

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -233,6 +235,24 @@ def test_force_unlock_a_dead_holder(env: Env, capsys: pytest.CaptureFixture[str]
 
     code, _, stderr = placer(capsys, "force-unlock", holder["ID"], "--state", str(env.state))
     assert code == 1 and "not locked" in stderr
+
+
+def test_the_lock_hints_command_unlocks_as_printed(env: Env, capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The refused apply said `placer force-unlock ID`, which, run as printed, looked for the default
+    state file and answered "not locked"."""
+    path = env.root / "plan.json"
+    plan_json(capsys, env, path)
+    dead = env.backend.lock("apply")
+    dead.__enter__()  # never released, as if the process died
+    monkeypatch.chdir(env.root / "state")  # anywhere but where the fleet's default state would be
+    code, _, stderr = placer(capsys, "apply", str(path))
+    assert code == 1
+    printed = re.search(r"`placer (force-unlock [^`]+)`", " ".join(stderr.split()))
+    assert printed, stderr
+    code, stdout, stderr = placer(capsys, *shlex.split(printed.group(1)))
+    assert code == 0 and "Unlocked" in stdout, stderr
+    apply_ok(capsys, path)
 
 
 # ---------------------------------------------------------------- an apply killed half-way
