@@ -55,9 +55,14 @@ def parse_now(value: str | None) -> dt.datetime:
         return dt.datetime.now(dt.UTC)
     try:
         parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed = parsed.astimezone(dt.UTC) if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
     except ValueError:
         fail(f"--now {value!r} is not an ISO date or time (e.g. 2026-11-28 or 2026-11-28T07:00:00Z)")
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+    except OverflowError:  # 9999-12-31T23:59:59-12:00 is past year 9999 in UTC
+        parsed = dt.datetime.max.replace(tzinfo=dt.UTC)
+    if not 1970 <= parsed.year <= 9998:  # a plan's createdAt is an ISO time with a four-digit year
+        fail(f"--now {value!r} is out of range: give a time between 1970 and 9998")
+    return parsed
 
 
 def read_fleet(path: str) -> Fleet:

@@ -517,6 +517,23 @@ def test_a_gitops_directory_inside_the_fleet_is_refused_before_anything_is_writt
     assert code == 0, stderr
 
 
+@pytest.mark.parametrize(("now", "said"), [
+    ("9999-12-31T23:59:59-12:00", "is out of range"),  # past year 9999 in UTC: an internal OverflowError
+    ("0001-01-01", "is out of range"),  # made createdAt "1-01-01T00:00:00Z", no ISO time
+    ("2026-13-01", "is not an ISO date or time"),
+])
+def test_a_now_beyond_what_a_plan_can_record_is_refused(env: Env, capsys: pytest.CaptureFixture[str], now: str,
+                                                        said: str) -> None:
+    code, _, stderr = placer(capsys, "plan", str(env.fleet), "--now", now)
+    assert code == 1 and f"--now {now!r} {said}" in stderr and "internal error" not in stderr
+
+
+def test_a_now_with_an_offset_is_recorded_in_utc(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    code, stdout, stderr = placer(capsys, "plan", str(env.fleet), "--json", "--now", "2026-11-28T23:30:00-02:00")
+    assert code == 0, stderr
+    assert json.loads(stdout)["createdAt"] == "2026-11-29T01:30:00Z"
+
+
 def test_plan_saved_with_a_byte_order_mark_still_applies(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     """Windows editors and PowerShell's Out-File write UTF-8 with a BOM; json.loads refuses one."""
     path = env.root / "plan.json"

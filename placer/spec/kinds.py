@@ -374,6 +374,14 @@ class StateSettings(Strict):
     region: str | None = None
     endpoint_url: str | None = None
 
+    @field_validator("path")
+    @classmethod
+    def _a_file(cls, v: str) -> str:
+        # '' and '/' passed validate, and plan failed on an internal error
+        if not v.strip() or v.endswith(("/", "\\")) or v.rstrip("/").split("/")[-1] in (".", ".."):
+            raise ValueError(f"{v!r} names no file: give the state file's path, e.g. .placer/state.json")
+        return v
+
     @model_validator(mode="after")
     def _s3(self) -> StateSettings:
         if self.backend == "s3" and (not self.bucket or not self.key):
@@ -386,6 +394,13 @@ class ApplySettings(Strict):
     directory: str = "deploy"
     parallelism: int = Field(default=4, ge=1)
     health_timeout_seconds: Positive = 600.0
+
+    @field_validator("directory")
+    @classmethod
+    def _a_folder(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError(f"{v!r} names no folder: give the folder the gitops apply writes into, e.g. ../deploy")
+        return v
 
 
 class SettingsSpec(Strict):
