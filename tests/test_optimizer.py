@@ -142,6 +142,18 @@ def test_egress_term_prefers_the_pool_near_the_data():
     assert set(p for _, p in solve(f)[0].replicas) == {"pb"}
 
 
+def test_of_two_paths_equally_short_data_moves_over_the_cheaper():
+    """SPEC: egress is summed along the latency path; where two paths tie on latency, it was
+    whichever networkx found first (2 ms direct at 10 USD/GB over 2 ms through c for nothing)."""
+    for links in ([link("a", "b", 2, egress=10), link("a", "c", 1), link("c", "b", 1)],
+                  [link("a", "c", 1), link("c", "b", 1), link("a", "b", 2, egress=10)]):
+        f = fleet(location("a"), location("b"), location("c"), *links, pool("p", "b"))
+        for x, y in (("a", "b"), ("b", "a")):
+            assert f.topology.latency_ms(x, y) == 2
+            assert f.topology.egress_usd_per_gb(x, y) == 0
+        assert f.topology.egress_usd_per_gb("a", "c") == 0 and not f.topology.reachable("a", "nowhere")
+
+
 def test_latency_term_routes_to_the_closer_pool():
     f = fleet(location("a"), location("b"), location("c"), link("a", "c", 2), link("b", "c", 40),
               pool("pa", "a", usd=1), pool("pb", "b", usd=1),
