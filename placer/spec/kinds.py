@@ -313,6 +313,10 @@ def _as_list(v: Any) -> Any:
     return v
 
 
+# the selector fields that take one value for a list of one (`names: chat`)
+SELECTOR_LISTS = ("names", "environment", "provider", "jurisdiction", "location", "gpu_type", "workload")
+
+
 class Selector(Strict):
     """Fields are ANDed; the values of one field ORed. Which fields apply depends on the kind."""
 
@@ -326,9 +330,7 @@ class Selector(Strict):
     workload: list[Workload] | None = None
     spot: bool | None = None
 
-    @field_validator(
-        "names", "environment", "provider", "jurisdiction", "location", "gpu_type", "workload", mode="before"
-    )
+    @field_validator(*SELECTOR_LISTS, mode="before")
     @classmethod
     def _listify(cls, v: Any) -> Any:
         return _as_list(v)
