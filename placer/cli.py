@@ -192,9 +192,18 @@ def cli(ctx: click.Context, debug: bool) -> None:
 def validate(fleet: str) -> None:
     """Check every document of FLEET; print each problem as path:line: Kind/name: field: message."""
     from placer.optimizer.arrays import fleet_warnings
+    from placer.optimizer.conflicts import capacity_conflicts
 
     loaded = load_fleet(fleet)
-    found = list(loaded.warnings) + fleet_warnings(loaded, rules_for(dt.datetime.now(dt.UTC)))
+    rules = rules_for(dt.datetime.now(dt.UTC))
+    found = list(loaded.warnings) + fleet_warnings(loaded, rules)
+    # a minReplicas no allowed pool can hold: `plan` refuses the fleet, so validate does (a PR
+    # check passed, then the plan failed)
+    short = [doc.diag("spec.minReplicas", conflict.message(), "spec", "minReplicas")
+             for conflict in capacity_conflicts(loaded, rules)
+             if (doc := loaded.document("Model", conflict.models[0])) is not None]
+    if short:
+        raise FleetError([*found, *short])
     for w in found:
         err.print(str(w), style="yellow")
     counts = ", ".join(f"{n} {one if n == 1 else many}" for n, one, many in (

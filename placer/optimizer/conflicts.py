@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 
 from placer.candidates import exclusion, required_of, retirement
@@ -125,8 +125,9 @@ def most_replicas(fleet: Fleet, rules: Rules, model: Model, policies: Collection
     return total if cap is None else min(total, cap)
 
 
-def _by_capacity(fleet: Fleet, rules: Rules) -> Conflict | None:
-    """Step 1 of the module docstring: the first model whose minReplicas no allowed pools hold."""
+def capacity_conflicts(fleet: Fleet, rules: Rules) -> Iterator[Conflict]:
+    """Step 1 of the module docstring: each model whose minReplicas no allowed pools hold (no
+    solver: ``placer validate`` reports them all, so that a fleet no plan can place fails there)."""
     for model in fleet.models.values():
         need = model.spec.min_replicas if model.inference else None
         if not need:
@@ -141,9 +142,8 @@ def _by_capacity(fleet: Fleet, rules: Rules) -> Conflict | None:
             trial = [p for p in keep if p is not policy]
             if most_replicas(fleet, rules, model, trial) < need:
                 keep = trial
-        return Conflict(tuple(p.name for p in keep), (model.name,), 0,
-                        capacity=(most_replicas(fleet, rules, model, keep), need))
-    return None
+        yield Conflict(tuple(p.name for p in keep), (model.name,), 0,
+                       capacity=(most_replicas(fleet, rules, model, keep), need))
 
 
 def quickxplain(items: Sequence[str], infeasible: Callable[[set[str]], bool]) -> list[str]:
@@ -167,7 +167,7 @@ def quickxplain(items: Sequence[str], infeasible: Callable[[set[str]], bool]) ->
 def explain_infeasible(fleet: Fleet, rules: Rules, progress: Callable[[str], None] | None = None) -> Conflict:
     """A small set of conflicting groups (the whole set must be infeasible); see the module
     docstring. ``progress``: told each check."""
-    found = _by_capacity(fleet, rules)
+    found = next(capacity_conflicts(fleet, rules), None)
     if found is not None:
         return found
     every = groups(fleet)
