@@ -3,6 +3,7 @@ placer.spec.loader (envelope and spec, located diagnostics, did-you-mean) and Di
 
 from __future__ import annotations
 
+import datetime
 from pathlib import Path
 
 import pytest
@@ -134,6 +135,35 @@ def test_numbers_in_exponent_form_are_numbers() -> None:
     assert raw.data == {"a": 1e6, "b": 1500.0, "c": -0.002, "d": "1e", "e": "e6", "f": 1e6, "g": 12,
                         "version": "1e6"}
     assert isinstance(raw.data["g"], int)
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ("010", 10), ("07", 7), ("08", 8), ("-010", -10), ("0o10", 8), ("0x1F", 31), ("+12", 12),  # 1.1: 8, 7, error, -8
+    ("1:30", "1:30"), ("3_000", "3_000"), ("0b101", "0b101"), ("1_0.5", "1_0.5"),  # 1.1: 90, 3000, 5, 10.5
+    (".5", 0.5), ("1.", 1.0), ("-.inf", float("-inf")),
+    ("yes", "yes"), ("no", "no"), ("NO", "NO"), ("on", "on"), ("off", "off"), ("y", "y"),  # 1.1: booleans
+    ("true", True), ("False", False), ("TRUE", True), ("~", None), ("2026-01-15", datetime.date(2026, 1, 15)),
+])
+def test_scalars_are_read_as_yaml_1_2_reads_them(text: str, value: object) -> None:
+    """`count: 010` was octal 8 and `rate: 1:30` the sexagesimal 90, both valid without a word;
+    `jurisdiction: NO` (Norway) was false."""
+    raw = one(f"a: {text}\n")
+    assert raw.data["a"] == value and type(raw.data["a"]) is type(value)
+
+
+def test_yaml_1_1_booleans_where_a_boolean_belongs_say_to_write_true_or_false() -> None:
+    _, diags = load("apiVersion: placer.dev/v1alpha1\nkind: Pool\nmetadata: {name: p}\nspec:\n"
+                    "  location: dc1\n  provider: static\n  gpu: {type: L4-24GB, perNode: 2}\n"
+                    "  nodes: {count: 1}\n  usdPerGpuHour: 1\n  spot: yes\n")
+    assert diags == ["f.yaml:10: Pool/p: spec.spot: Input should be a valid boolean, got 'yes'; write true or false: "
+                     "fleet files are read as YAML 1.2, where yes, no, on and off are text"]
+
+
+def test_a_sexagesimal_rate_is_text_refused_where_it_is() -> None:
+    _, diags = load("apiVersion: placer.dev/v1alpha1\nkind: Model\nmetadata: {name: m}\nspec:\n"
+                    "  workload: inference\n  replica: {gpus: 1, memoryGiBPerGpu: 1}\n"
+                    "  throughput: {L4-24GB: 10}\n  demand:\n    - {location: dc1, rate: 1:30}\n")
+    assert diags == ["f.yaml:9: Model/m: spec.demand[0].rate: Input should be a valid number, got '1:30'"]
 
 
 # ---------------------------------------------------------------- source: directories

@@ -24,6 +24,7 @@ from placer.spec.rules import Rule
 from placer.spec.source import Loc, RawDocument
 
 ENVELOPE_KEYS = ("apiVersion", "kind", "metadata", "spec")
+YAML11_BOOLEANS = frozenset({"yes", "no", "on", "off", "y", "n"})  # booleans in YAML 1.1, text in 1.2
 
 
 @dataclass(frozen=True)
@@ -159,6 +160,8 @@ def _message(err: Any, root: type[BaseModel], loc: Loc) -> str:
             msg = f"{msg}, got {got!r}"
         if kind == "string_type" and isinstance(got, bool | int | float | datetime.date):
             msg += "; put it in quotes: YAML reads unquoted 12, 1e6, true or 2026-01-01 as a number, a boolean or a date"
+        if kind == "bool_type" and isinstance(got, str) and got.lower() in YAML11_BOOLEANS:
+            msg += "; write true or false: fleet files are read as YAML 1.2, where yes, no, on and off are text"
     return msg
 
 

@@ -54,8 +54,10 @@ class _NoAliasLoader(yaml.SafeLoader):
     The pure-Python loader, not libyaml's: its messages are the ones users see, and libyaml
     parses some plain scalars differently. File size limits keep it fast enough.
 
-    Numbers in exponent form are numbers, as YAML 1.2 reads them: ``rate: 1e6`` or ``1.5e6`` is
-    a rate, where YAML 1.1 (PyYAML's) wants ``1.0e+6`` and reads both as text.
+    Booleans and numbers are read as YAML 1.2's core schema reads them, not as YAML 1.1
+    (PyYAML's) does: ``rate: 1e6`` is a rate (1.1: the text "1e6"), ``count: 010`` is ten (1.1:
+    octal eight; ``0o10`` is eight), ``1:30`` and ``3_000`` are text (1.1: 90 and 3000), and only
+    true and false are booleans (1.1: yes, no, on, off as well, so ``jurisdiction: NO`` was false).
     """
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
@@ -66,8 +68,32 @@ class _NoAliasLoader(yaml.SafeLoader):
         return node
 
 
-_NoAliasLoader.add_implicit_resolver(  # appended: PyYAML's own int and float resolvers still come first
-    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
+# YAML 1.2's core schema (https://yaml.org/spec/1.2.2/#1032-tag-resolution) in place of PyYAML's 1.1
+# resolvers for booleans and numbers, on this loader only; int before float, which also matches "12".
+_CORE_SCHEMA = (
+    ("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), "tTfF"),
+    ("tag:yaml.org,2002:int", re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"), "-+0123456789"),
+    ("tag:yaml.org,2002:float", re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+                                           r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"), "-+.0123456789"),
+)
+_NoAliasLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in {t for t, _, _ in _CORE_SCHEMA}]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+for _tag, _regexp, _firsts in reversed(_CORE_SCHEMA):
+    for _first in _firsts:
+        _NoAliasLoader.yaml_implicit_resolvers.setdefault(_first, []).insert(0, (_tag, _regexp))
+
+
+def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    """An integer as YAML 1.2 reads it: decimal (a leading zero too), 0o octal or 0x hexadecimal."""
+    text = str(loader.construct_scalar(node))
+    if text.startswith(("0o", "0x")):
+        return int(text[2:], 8 if text[1] == "o" else 16)
+    return int(text, 10)
+
+
+_NoAliasLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 
 class _TooDeep(Exception):
