@@ -35,6 +35,7 @@ from typing import Any
 import yaml
 
 from placer.spec import RawDocument, load_document, read_fleet_dir
+from placer.spec.source import NOTHING_TO_PLAN
 
 DISCOVERED_FILE = "discovered.yaml"
 _MARKER = re.compile(r"^(---|\.\.\.)(?=\s|$)")
@@ -425,7 +426,7 @@ def plan_merge(fleet: str | Path, documents: list[dict[str, Any]], header: Itera
     if not root.exists():
         raise MergeError(f"{root}: no such fleet directory (create it first to start a new fleet)")
     raws, diags = read_fleet_dir(root)
-    diags = [d for d in diags if not d.message.startswith("no *.yaml")]
+    diags = [d for d in diags if not d.message.endswith(NOTHING_TO_PLAN)]
     if diags:
         more = f" (and {len(diags) - 1} more)" if len(diags) > 1 else ""
         raise MergeError(f"cannot merge into {root}: {diags[0]}{more}; fix the fleet first")

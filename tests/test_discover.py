@@ -298,6 +298,15 @@ def test_a_fleet_that_does_not_parse_or_exist_is_refused(fleet: Path, tmp_path: 
         merge(fleet, nvml_docs("t4x2.json"))
 
 
+def test_a_fleet_directory_without_documents_can_be_started(tmp_path: Path) -> None:
+    """validate refuses a fleet whose files hold no documents; discover --merge starts one there."""
+    root = tmp_path / "fleet"
+    root.mkdir()
+    (root / "README.yaml").write_text("# pools are discovered into discovered.yaml\n")
+    write(merge(root, nvml_docs("t4x2.json", location="fra-dc1")))
+    assert len(load_fleet(root).pools) == 1
+
+
 def test_relocate_puts_every_pool_at_one_location() -> None:
     docs = [{"apiVersion": API, "kind": "Location", "metadata": {"name": n}, "spec": {"environment": "cloud"}}
             for n in ("aws-eu-west-1", "aws-us-east-1")]

@@ -239,6 +239,32 @@ def test_directory_without_yaml_files(tmp_path: Path, capsys: pytest.CaptureFixt
                    "1 error in the fleet; nothing was planned or changed."]
 
 
+@pytest.mark.parametrize("content", ["", "# apiVersion: placer.dev/v1alpha1\n# kind: Location\n", "---\n---\n"])
+def test_files_without_documents_are_nothing_to_plan(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                     content: str) -> None:
+    """An empty or commented-out file was a valid fleet of nothing, and its plan deleted
+    everything the state recorded; a directory without YAML files was refused."""
+    fleet = tmp_path / "fleet"
+    (fleet / "sub").mkdir(parents=True)
+    (fleet / "a.yaml").write_text(content)
+    (fleet / "sub" / "b.yml").write_text("# nothing here yet\n")
+    code, err = validate(fleet, capsys)
+    assert code == 1
+    assert err == [f"{fleet}:0: the YAML files in this directory hold no documents (empty, or only comments): "
+                   "nothing to plan", "1 error in the fleet; nothing was planned or changed."]
+    code, err = validate(fleet / "a.yaml", capsys)
+    assert code == 1
+    assert err[0] == f"{fleet / 'a.yaml'}:0: this file holds no documents (empty, or only comments): nothing to plan"
+    code = main(["plan", str(fleet), "--state", str(tmp_path / "state.json"), "-o", str(tmp_path / "plan.json")])
+    assert code == 1 and not (tmp_path / "plan.json").exists()
+
+
+def test_an_empty_file_beside_documents_is_no_error(tmp_path: Path) -> None:
+    fleet = fleet_with(tmp_path, "empty.yaml", "")
+    docs, diags = read_fleet_dir(fleet)
+    assert diags == [] and len(docs) == 6
+
+
 def test_directory_symlink_loop(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     fleet = fleet_with(tmp_path, "extra.yaml", "# nothing\n")
     (fleet / "sub").mkdir()

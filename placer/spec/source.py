@@ -24,6 +24,7 @@ MAX_DEPTH = 32
 MAX_FILES = 10_000
 
 Loc = tuple[str | int, ...]
+NOTHING_TO_PLAN = "nothing to plan"  # how a fleet without documents is refused; discover --merge may start one
 
 
 @dataclass
@@ -236,7 +237,7 @@ def read_fleet_dir(root: str | os.PathLike[str]) -> tuple[list[RawDocument], lis
         return [], [Diagnostic(str(base), 0, "no such file or directory")]
     files = [base] if base.is_file() else _walk(base, diags)
     if not files and not diags:
-        diags.append(Diagnostic(str(base), 0, "no *.yaml or *.yml files in this directory: nothing to plan"))
+        diags.append(Diagnostic(str(base), 0, f"no *.yaml or *.yml files in this directory: {NOTHING_TO_PLAN}"))
     docs: list[RawDocument] = []
     total = 0
     for path in files:
@@ -275,4 +276,7 @@ def read_fleet_dir(root: str | os.PathLike[str]) -> tuple[list[RawDocument], lis
         file_docs, file_diags = parse_text(text, shown)
         docs.extend(file_docs)
         diags.extend(file_diags)
+    if files and not diags and all(doc.data is None for doc in docs):
+        held = "this file holds" if base.is_file() else "the YAML files in this directory hold"
+        diags.append(Diagnostic(str(base), 0, f"{held} no documents (empty, or only comments): {NOTHING_TO_PLAN}"))
     return docs, diags
