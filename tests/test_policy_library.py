@@ -125,7 +125,7 @@ def test_malformed_test_files_point_at_the_line(tmp_path: Path) -> None:
     assert r.returncode == 1
     assert f"ERROR {tmp_path}/p.test.yaml:7: PolicyTest/p: spec.cases[0].notPlacd: unknown field; did you mean " \
            "'notPlaced'?" in r.stderr
-    assert f"ERROR {tmp_path}/q.test.yaml:3: invalid YAML" in r.stderr
+    assert f"ERROR {tmp_path}/q.test.yaml:2: invalid YAML" in r.stderr
     assert "0 passed, 0 failed, 2 test file(s) with errors" in r.stdout
     assert "Traceback" not in r.stderr
 

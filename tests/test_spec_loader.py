@@ -121,6 +121,19 @@ def test_a_syntax_error_keeps_the_documents_before_it() -> None:
     assert len(diags) == 1 and diags[0].message.startswith("invalid YAML: ")
 
 
+@pytest.mark.parametrize(("text", "line"), [
+    ("a: 1\nb: 'x\nc: 2\n", 2),  # "found unexpected end of stream": was line 4, past the file
+    ('a: 1\nb: "x\n---\nc: 3\n', 2),  # "found unexpected document separator": was line 3
+    ("a: 1\nb: {c: 1\n", 2),
+    ("a: [1,\n\n\n", 1),  # "while parsing a flow node" marks the end itself: was line 4
+    ("a: [1,\n---\n", 1),
+])
+def test_an_unclosed_quote_or_bracket_is_reported_where_it_opened(text: str, line: int) -> None:
+    _, diags = parse_text(text, "q.yaml")
+    assert [d.line for d in diags] == [line]
+    assert diags[0].message.startswith("invalid YAML: while ")
+
+
 def test_scalars_keep_their_yaml_types() -> None:
     raw = one("i: 3\nf: 1.5\nb: true\ns: '3'\nn: null\nd: 2026-01-15\n")
     assert raw.data["i"] == 3 and raw.data["f"] == 1.5 and raw.data["b"] is True

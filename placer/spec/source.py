@@ -45,6 +45,8 @@ class RawDocument:
         return self.line
 
 
+# how PyYAML's scanner and parser name the end of the file or of a document, met before a closing quote or bracket
+STREAM_ENDS = ("end of stream", "document separator", "<stream end>", "<document start>", "<document end>")
 ALIAS_MESSAGE = "anchors and aliases (*name) are not allowed in fleet files; write the value out"
 TEXT_KEYS = frozenset({"version"})  # `version: 1.10` is the text 1.10, not the number 1.1
 
@@ -164,9 +166,13 @@ def parse_text(text: str, path: str) -> tuple[list[RawDocument], list[Diagnostic
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or str(exc)
-        if "<stream end>" in problem and exc.context_mark is not None:
-            mark = exc.context_mark  # an unclosed '{' or '[': point at where it opened, not past the file
-        line = mark.line + 1 if mark is not None else 1
+        if any(end in problem for end in STREAM_ENDS):  # an unclosed quote, '{' or '[': where it opened
+            opened = exc.context_mark
+            if (opened is None or mark is None or opened.index >= mark.index) and loader is not None and loader.marks:
+                opened = loader.marks[-1]  # "while parsing a flow node" marks the end itself: the innermost '[' or '{'
+            mark = opened or mark
+        last = max(1, text.count("\n") + (0 if text.endswith("\n") else 1))
+        line = min(mark.line + 1, last) if mark is not None else 1  # never past the file's last line
         if "'\\t'" in problem or "\t" in problem:
             problem = "a tab character where YAML expects spaces: indent with spaces, never tabs"
         elif exc.context:
