@@ -35,6 +35,7 @@ from typing import Any
 import yaml
 
 from placer.spec import RawDocument, load_document, read_fleet_dir
+from placer.spec.loader import kind_and_name
 from placer.spec.source import NOTHING_TO_PLAN
 
 DISCOVERED_FILE = "discovered.yaml"
@@ -170,13 +171,6 @@ def relocate(documents: list[dict[str, Any]], location: str) -> list[dict[str, A
 
 
 # ---------------------------------------------------------------- which fields change
-
-
-def _kind_name(data: Any) -> tuple[str, str] | None:
-    if not isinstance(data, dict) or not isinstance(data.get("metadata"), dict):
-        return None
-    kind, name = data.get("kind"), data["metadata"].get("name")
-    return (kind, name) if isinstance(kind, str) and isinstance(name, str) else None
 
 
 def _mapping(value: Any) -> dict[str, Any]:
@@ -433,7 +427,7 @@ def plan_merge(fleet: str | Path, documents: list[dict[str, Any]], header: Itera
     by_name: dict[tuple[str, str], RawDocument] = {}
     by_identity: dict[tuple[Any, ...], list[RawDocument]] = {}
     for raw in raws:
-        key = _kind_name(raw.data)
+        key = kind_and_name(raw.data)
         if key is None:
             continue
         by_name.setdefault(key, raw)
@@ -448,7 +442,7 @@ def plan_merge(fleet: str | Path, documents: list[dict[str, Any]], header: Itera
     seen: dict[tuple[str, str], dict[str, Any]] = {}  # the first discovered document of each (kind, name)
     problems: list[str] = []
     for doc in documents:
-        key = _kind_name(doc)
+        key = kind_and_name(doc)
         if key is None:
             continue
         if key in seen:  # a Location per pool repeats; two different pools of one name are one lost
@@ -472,7 +466,7 @@ def plan_merge(fleet: str | Path, documents: list[dict[str, Any]], header: Itera
             fresh.append(doc)
             continue
         matched.add(id(hit))
-        existing = _kind_name(hit.data) or key
+        existing = kind_and_name(hit.data) or key
         label = f"{existing[0]}/{existing[1]}"
         changes = field_changes(hit.data, doc)
         if not changes:

@@ -27,7 +27,7 @@ from placer.spec.kinds import (
     Selector,
     SettingsSpec,
 )
-from placer.spec.loader import suggest
+from placer.spec.loader import kind_and_name, suggest
 from placer.spec.rules import Rule
 from placer.topology import LinkInfo, Topology
 
@@ -221,12 +221,15 @@ def load_fleet(path: str | Path) -> Fleet:
     """Read, validate and resolve a fleet directory; raise FleetError with every problem."""
     raws, diags = read_fleet_dir(path)
     docs: list[Document] = []
+    invalid: list[tuple[str, str]] = []
     for raw in raws:
         doc, doc_diags = load_document(raw)
         diags.extend(doc_diags)
         if doc is not None:
             docs.append(doc)
-    fleet, more = build_fleet(docs)
+        elif doc_diags and (named := kind_and_name(raw.data)) is not None:
+            invalid.append(named)
+    fleet, more = build_fleet(docs, invalid)
     diags.extend(more)
     if fleet is None or any(d.severity == "error" for d in diags):
         raise FleetError(diags)
@@ -258,10 +261,18 @@ def _unique(docs: Iterable[Document], diags: list[Diagnostic]) -> dict[str, dict
     return by_kind
 
 
-def build_fleet(docs: list[Document]) -> tuple[Fleet | None, list[Diagnostic]]:
-    """Resolve references between typed documents (layer 2 of validation: semantics)."""
+def build_fleet(docs: list[Document], invalid: Iterable[tuple[str, str]] = ()
+                ) -> tuple[Fleet | None, list[Diagnostic]]:
+    """Resolve references between typed documents (layer 2 of validation: semantics).
+
+    ``invalid`` is the (kind, name) of each document that failed its shape: it exists, so a
+    reference to it is no error of its own (its error is reported where it is), only unresolved.
+    """
     diags: list[Diagnostic] = []
     by_kind = _unique(docs, diags)
+    broken: dict[str, set[str]] = {}
+    for kind, name in invalid:
+        broken.setdefault(kind, set()).add(name)
 
     settings_docs = [d for d in docs if d.kind == "Settings"]
     for extra in settings_docs[1:]:
@@ -277,13 +288,15 @@ def build_fleet(docs: list[Document]) -> tuple[Fleet | None, list[Diagnostic]]:
     def need_location(doc: Document, name: str, field: str, *loc: str | int) -> bool:
         if name in locations:
             return True
-        diags.append(doc.diag(field, f"unknown location {name!r}{suggest(name, locations)}", *loc))
+        if name not in broken.get("Location", ()):
+            diags.append(doc.diag(field, f"unknown location {name!r}{suggest(name, locations)}", *loc))
         return False
 
     def need_gpu(doc: Document, name: str, field: str, *loc: str | int) -> bool:
         if name in gpu_types:
             return True
-        diags.append(doc.diag(field, f"unknown GPU type {name!r}{suggest(name, gpu_types)}", *loc))
+        if name not in broken.get("GPUType", ()):
+            diags.append(doc.diag(field, f"unknown GPU type {name!r}{suggest(name, gpu_types)}", *loc))
         return False
 
     links: list[LinkInfo] = []
@@ -320,11 +333,15 @@ def build_fleet(docs: list[Document]) -> tuple[Fleet | None, list[Diagnostic]]:
             pools[name] = Pool(name, doc.labels, spec, locations[spec.location], gpu_types[spec.gpu.type])
 
     _shared_groups(by_kind.get("Pool", {}), diags)
-    max_per_node = max((p.per_node for p in pools.values()), default=0)
+    # the largest node of every pool written (one whose location or GPU type is wrong too), and none
+    # when a pool failed its shape: the replica may fit the node it would have had
+    pool_docs = by_kind.get("Pool", {}).values()
+    max_per_node = max((d.spec.gpu.per_node for d in pool_docs), default=0)
     models: dict[str, Model] = {}
     for name, doc in by_kind.get("Model", {}).items():
         before = len(diags)
-        _check_model(doc, doc.spec, need_location, need_gpu, max_per_node, bool(pools), diags)
+        _check_model(doc, doc.spec, need_location, need_gpu, max_per_node,
+                     bool(pool_docs) and "Pool" not in broken, diags)
         if not any(d.severity == "error" for d in diags[before:]):
             models[name] = Model(name, doc.labels, doc.spec)
 
@@ -337,7 +354,7 @@ def build_fleet(docs: list[Document]) -> tuple[Fleet | None, list[Diagnostic]]:
     policies: list[Policy] = []
     for name, doc in by_kind.get("Policy", {}).items():
         before = len(diags)
-        _check_policy(doc, doc.spec, locations, gpu_types, by_kind, diags)
+        _check_policy(doc, doc.spec, locations, gpu_types, by_kind, broken, diags)
         if not any(d.severity == "error" for d in diags[before:]):
             _selects_nothing(doc, doc.spec, models, pools, diags)
             policies.append(Policy(name, doc.labels, doc.spec))
@@ -504,7 +521,7 @@ def _selects_nothing(doc: Document, spec: PolicySpec, models: Mapping[str, Model
 
 def _check_policy(doc: Document, spec: PolicySpec, locations: Mapping[str, Location],
                   gpu_types: Mapping[str, GpuType], by_kind: Mapping[str, Mapping[str, Document]],
-                  diags: list[Diagnostic]) -> None:
+                  broken: Mapping[str, set[str]], diags: list[Diagnostic]) -> None:
     for side, allowed, kind in (("models", MODEL_SELECTOR_FIELDS, "Model"), ("pools", POOL_SELECTOR_FIELDS, "Pool")):
         sel: Selector = getattr(spec, side)
         for fname, info in Selector.model_fields.items():
@@ -516,16 +533,16 @@ def _check_policy(doc: Document, spec: PolicySpec, locations: Mapping[str, Locat
                 diags.append(doc.diag(f"spec.{side}.{alias}", f"a {side} selector cannot select by {alias}; "
                                       f"it takes {', '.join(pretty)}", "spec", side, alias))
         for i, n in enumerate(sel.names or []):
-            if n not in by_kind.get(kind, {}):
+            if n not in by_kind.get(kind, {}) and n not in broken.get(kind, ()):
                 diags.append(doc.diag(f"spec.{side}.names[{i}]",
                                       f"no {kind} named {n!r}{suggest(n, by_kind.get(kind, {}))}",
                                       "spec", side, "names", i, severity="warning"))
         for i, n in enumerate(sel.location or []):
-            if n not in locations:
+            if n not in locations and n not in broken.get("Location", ()):
                 diags.append(doc.diag(f"spec.{side}.location[{i}]", f"unknown location {n!r}{suggest(n, locations)}",
                                       "spec", side, "location", i))
         for i, n in enumerate(sel.gpu_type or []):
-            if n not in gpu_types:
+            if n not in gpu_types and n not in broken.get("GPUType", ()):
                 diags.append(doc.diag(f"spec.{side}.gpuType[{i}]", f"unknown GPU type {n!r}{suggest(n, gpu_types)}",
                                       "spec", side, "gpuType", i))
     if spec.enforcement == "preferred" and spec.penalty_usd_per_hour is None:

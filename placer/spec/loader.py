@@ -165,6 +165,14 @@ def _message(err: Any, root: type[BaseModel], loc: Loc) -> str:
     return msg
 
 
+def kind_and_name(data: Any) -> tuple[str, str] | None:
+    """A raw document's kind and metadata.name, where both are text (whatever else is wrong with it)."""
+    if not isinstance(data, dict) or not isinstance(data.get("metadata"), dict):
+        return None
+    kind, name = data.get("kind"), data["metadata"].get("name")
+    return (kind, name) if isinstance(kind, str) and isinstance(name, str) else None
+
+
 def check_name(kind: str, name: Any) -> str | None:
     """Why ``name`` is not a valid metadata.name for ``kind``, or None."""
     if not isinstance(name, str) or not name:
@@ -267,8 +275,11 @@ def load_document(raw: RawDocument) -> tuple[Document | None, list[Diagnostic]]:
     spec_type = SPEC_TYPES[kind]
     spec_data = data.get("spec")
     if spec_data is None:
-        if (kind == "Settings" and "spec" in data) or kind == "Settings":
+        if kind == "Settings":
             spec_data = {}
+        elif "spec" in data:
+            diags.append(d("spec", f"is empty: write the {kind}'s fields under it", ("spec",)))
+            return None, diags
         else:
             diags.append(d("spec", "required field is missing", ()))
             return None, diags
