@@ -134,6 +134,18 @@ def test_an_unclosed_quote_or_bracket_is_reported_where_it_opened(text: str, lin
     assert diags[0].message.startswith("invalid YAML: while ")
 
 
+@pytest.mark.parametrize(("text", "line", "message"), [
+    ("a:\n  b: 1.0\t\n  c: 2\n", 2, "a tab character at column 9: use spaces between and after values, never tabs"),
+    ("a:\t1.0\n", 1, "a tab character at column 3: use spaces between and after values, never tabs"),
+    ("a:\n\tb: 1\n", 2, "a tab character where YAML expects spaces: indent with spaces, never tabs"),
+    ("a:\n  \tb: 1\n", 2, "a tab character where YAML expects spaces: indent with spaces, never tabs"),
+])
+def test_a_tab_is_reported_where_it_is(text: str, line: int, message: str) -> None:
+    """A tab after a value was told to indent with spaces, and not which column."""
+    _, diags = parse_text(text, "t.yaml")
+    assert [str(d) for d in diags] == [f"t.yaml:{line}: invalid YAML: {message}"]
+
+
 def test_scalars_keep_their_yaml_types() -> None:
     raw = one("i: 3\nf: 1.5\nb: true\ns: '3'\nn: null\nd: 2026-01-15\n")
     assert raw.data["i"] == 3 and raw.data["f"] == 1.5 and raw.data["b"] is True

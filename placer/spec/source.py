@@ -136,6 +136,14 @@ def _to_python(
         return node.value
 
 
+def _tab_problem(mark: yaml.Mark | None) -> str:
+    """Where a tab PyYAML refuses is: in the indentation, or between or after values (``rate: 1.0<tab>``)."""
+    before = mark.buffer[mark.pointer - mark.column:mark.pointer] if mark is not None and mark.buffer else ""
+    if mark is not None and before.strip(" "):
+        return f"a tab character at column {mark.column + 1}: use spaces between and after values, never tabs"
+    return "a tab character where YAML expects spaces: indent with spaces, never tabs"
+
+
 def parse_text(text: str, path: str) -> tuple[list[RawDocument], list[Diagnostic]]:
     """Parse every document of one file; problems come back as diagnostics."""
     docs: list[RawDocument] = []
@@ -174,7 +182,7 @@ def parse_text(text: str, path: str) -> tuple[list[RawDocument], list[Diagnostic
         last = max(1, text.count("\n") + (0 if text.endswith("\n") else 1))
         line = min(mark.line + 1, last) if mark is not None else 1  # never past the file's last line
         if "'\\t'" in problem or "\t" in problem:
-            problem = "a tab character where YAML expects spaces: indent with spaces, never tabs"
+            problem = _tab_problem(mark)
         elif exc.context:
             problem = f"{exc.context}: {problem}" if exc.context not in problem else problem
         diags.append(Diagnostic(path, line, f"invalid YAML: {problem}"))
