@@ -87,6 +87,18 @@ def test_merge_key_with_alias_is_refused() -> None:
     assert [str(d) for d in diags] == [f"m.yaml:3: {ALIASES_REFUSED}"]
 
 
+def test_a_merge_key_without_an_alias_is_refused_in_words(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """It was "could not determine a constructor for the tag 'tag:yaml.org,2002:merge'"."""
+    fleet = fleet_with(tmp_path, "merge.yaml", "apiVersion: placer.dev/v1alpha1\nkind: Location\nmetadata: {name: dc9}\n"
+                       "spec:\n  <<: {environment: edge}\n  jurisdiction: EU\n")
+    code, err = validate(fleet, capsys)
+    assert code == 1
+    assert err[:-1] == [f"{fleet}/merge.yaml:5: invalid YAML: merge keys (<<) are not allowed in fleet files; "
+                        "write the keys out"]
+    docs, diags = parse_text("a: 1\n'<<': 2\n", "q.yaml")  # quoted, it is a key like any other
+    assert diags == [] and docs[0].data == {"a": 1, "<<": 2}
+
+
 # ---------------------------------------------------------------- nesting
 
 

@@ -48,6 +48,7 @@ class RawDocument:
 # how PyYAML's scanner and parser name the end of the file or of a document, met before a closing quote or bracket
 STREAM_ENDS = ("end of stream", "document separator", "<stream end>", "<document start>", "<document end>")
 ALIAS_MESSAGE = "anchors and aliases (*name) are not allowed in fleet files; write the value out"
+MERGE_MESSAGE = "merge keys (<<) are not allowed in fleet files; write the keys out"
 TEXT_KEYS = frozenset({"version"})  # `version: 1.10` is the text 1.10, not the number 1.1
 
 
@@ -111,6 +112,8 @@ def _to_python(
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # PyYAML has no constructor for it (an alias it would expand)
+                raise yaml.MarkedYAMLError(problem=MERGE_MESSAGE, problem_mark=key_node.start_mark)
             key = loader.construct_object(key_node)  # type: ignore[no-untyped-call]
             if isinstance(key, list | dict):
                 diags.append(f"{key_node.start_mark.line + 1}:mapping keys must be plain scalars")
