@@ -339,6 +339,15 @@ def test_a_number_where_text_belongs_says_to_quote_it() -> None:
                      f"{hint}"]
 
 
+def test_a_key_yaml_reads_as_a_boolean_or_number_is_named_as_written() -> None:
+    """It was `metadata.labels[1].[key]` for the key true (pydantic writes it as 1), as if a list."""
+    _, diags = load("apiVersion: placer.dev/v1alpha1\nkind: Location\nmetadata:\n  name: a\n"
+                    "  labels: {true: x, 12: y, on: off}\nspec:\n  environment: onprem\n")
+    hint = "put it in quotes: YAML reads unquoted 12, 1e6, true or 2026-01-01 as a number, a boolean or a date"
+    assert diags == [f"f.yaml:5: Location/a: metadata.labels.true: a key must be text, got True; {hint}",
+                     f"f.yaml:5: Location/a: metadata.labels.12: a key must be text, got 12; {hint}"]
+
+
 def test_envelope_errors() -> None:
     _, diags = load("kind: Locaton\nmetadata: {name: a}\nspec: {}\n")
     assert diags == [

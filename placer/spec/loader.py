@@ -121,6 +121,16 @@ def _dotted(loc: Loc) -> str:
     return out
 
 
+def _where(prefix: Loc, err: Any) -> tuple[str, Loc]:
+    """The field to name and the YAML keys to find the line of, for a pydantic error under ``prefix``."""
+    loc: Loc = (*prefix, *err["loc"])
+    if loc[-1] == "[key]":  # a key that is not text; pydantic writes a key true as 1: name the key as written
+        key = err["input"]
+        shown = ("true" if key else "false") if isinstance(key, bool) else str(key)
+        return f"{_dotted(loc[:-2])}.{shown}", typing.cast(Loc, (*loc[:-2], key))
+    return _dotted(loc), loc
+
+
 def _message(err: Any, root: type[BaseModel], loc: Loc) -> str:
     kind = err["type"]
     if kind == "extra_forbidden":
@@ -156,6 +166,8 @@ def _message(err: Any, root: type[BaseModel], loc: Loc) -> str:
             msg = msg[len(prefix) :]
     if kind in ("int_type", "float_type", "bool_type", "string_type", "list_type", "dict_type", "date_type"):
         got = err.get("input")
+        if loc and loc[-1] == "[key]":
+            msg = "a key must be text"
         if not isinstance(got, dict | list):
             msg = f"{msg}, got {got!r}"
         if kind == "string_type" and isinstance(got, bool | int | float | datetime.date):
@@ -266,10 +278,10 @@ def load_document(raw: RawDocument) -> tuple[Document | None, list[Diagnostic]]:
         meta = Metadata.model_validate(metadata)
     except ValidationError as exc:
         for err in exc.errors():
-            loc = ("metadata", *err["loc"])
             if err["loc"] == ("name",):
                 continue  # reported above
-            diags.append(d(_dotted(loc), _message(err, Metadata, tuple(err["loc"])), loc))
+            field, loc = _where(("metadata",), err)
+            diags.append(d(field, _message(err, Metadata, tuple(err["loc"])), loc))
         meta = None
 
     spec_type = SPEC_TYPES[kind]
@@ -290,8 +302,8 @@ def load_document(raw: RawDocument) -> tuple[Document | None, list[Diagnostic]]:
         spec = spec_type.model_validate(spec_data)
     except ValidationError as exc:
         for err in exc.errors():
-            loc = tuple(err["loc"])
-            diags.append(d(_dotted(("spec", *loc)), _message(err, spec_type, loc), ("spec", *loc)))
+            field, where = _where(("spec",), err)
+            diags.append(d(field, _message(err, spec_type, tuple(err["loc"])), where))
         return None, diags
     if diags or meta is None:
         return None, diags
