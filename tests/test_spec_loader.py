@@ -348,6 +348,20 @@ def test_a_key_yaml_reads_as_a_boolean_or_number_is_named_as_written() -> None:
                      f"f.yaml:5: Location/a: metadata.labels.12: a key must be text, got 12; {hint}"]
 
 
+@pytest.mark.parametrize(("kind", "spec", "line"), [
+    ("Pool", "  provider: kubernets\n", "spec.provider: Input should be 'kubernetes', 'aws', 'gcp' or 'static', "
+     "got 'kubernets'; did you mean 'kubernetes'?"),
+    ("Policy", "  enforcement: requried\n  rule: {allowPools: {}}\n", "spec.enforcement: Input should be 'required' "
+     "or 'preferred', got 'requried'; did you mean 'required'?"),
+    ("Policy", "  pools: {environment: [on-prem]}\n  rule: {allowPools: {}}\n", "spec.pools.environment[0]: Input "
+     "should be 'onprem', 'cloud' or 'edge', got 'on-prem'; did you mean 'onprem'?"),
+])
+def test_a_misspelt_enum_value_gets_a_did_you_mean(kind: str, spec: str, line: str) -> None:
+    """Misspelt fields, kinds and rules had one; misspelt values of a closed list did not."""
+    _, diags = load(f"apiVersion: placer.dev/v1alpha1\nkind: {kind}\nmetadata: {{name: x}}\nspec:\n{spec}")
+    assert [d for d in diags if "did you mean" in d] == [f"f.yaml:5: {kind}/x: {line}"]
+
+
 def test_envelope_errors() -> None:
     _, diags = load("kind: Locaton\nmetadata: {name: a}\nspec: {}\n")
     assert diags == [
@@ -414,7 +428,7 @@ def test_line_numbers_with_crlf_line_ends() -> None:
               "  environment: mars\r\n")
     _, diags = load_document(raw)
     assert [str(d) for d in diags] == [
-        "f.yaml:5: Location/a: spec.environment: Input should be 'onprem', 'cloud' or 'edge'"]
+        "f.yaml:5: Location/a: spec.environment: Input should be 'onprem', 'cloud' or 'edge', got 'mars'"]
 
 
 # ---------------------------------------------------------------- diagnostics

@@ -2,14 +2,15 @@
 
 Checks the envelope (apiVersion, kind, metadata) and the spec against its typed model,
 turning every pydantic error into a Diagnostic at the right file and line, with a
-"did you mean" for misspelt fields, kinds and rules. Cross-document checks (references,
-duplicates) are the fleet's job (``placer.fleet``).
+"did you mean" for misspelt fields, kinds, rules and values of a closed list.
+Cross-document checks (references, duplicates) are the fleet's job (``placer.fleet``).
 """
 
 from __future__ import annotations
 
 import datetime
 import difflib
+import re
 import types
 import typing
 import unicodedata
@@ -164,6 +165,9 @@ def _message(err: Any, root: type[BaseModel], loc: Loc) -> str:
     for prefix in ("Value error, ", "Assertion failed, "):
         if msg.startswith(prefix):
             msg = msg[len(prefix) :]
+    if kind == "literal_error" and isinstance(err.get("input"), str):  # "Input should be 'aws', 'gcp' or ..."
+        choices = re.findall(r"'([^']*)'", str((err.get("ctx") or {}).get("expected", "")))
+        msg = f"{msg}, got {err['input']!r}{suggest(err['input'], choices)}"
     if kind in ("int_type", "float_type", "bool_type", "string_type", "list_type", "dict_type", "date_type"):
         got = err.get("input")
         if loc and loc[-1] == "[key]":
