@@ -256,23 +256,27 @@ def read_fleet_dir(root: str | os.PathLike[str]) -> tuple[list[RawDocument], lis
     if not files and not diags:
         diags.append(Diagnostic(str(base), 0, f"no *.yaml or *.yml files in this directory: {NOTHING_TO_PLAN}"))
     docs: list[RawDocument] = []
+    sized: list[Path] = []
     total = 0
-    for path in files:
-        shown = str(path)
+    for path in files:  # every size first: a fleet over the limit is refused before any file is parsed
         try:
             size = path.stat().st_size
         except OSError as exc:
-            diags.append(Diagnostic(shown, 1, f"cannot read file: {exc.strerror}"))
+            diags.append(Diagnostic(str(path), 1, f"cannot read file: {exc.strerror}"))
             continue
         if size > MAX_FILE_BYTES:
             diags.append(
-                Diagnostic(shown, 1, f"file is {size} bytes, over the {MAX_FILE_BYTES}-byte limit for fleet files")
+                Diagnostic(str(path), 1, f"file is {size} bytes, over the {MAX_FILE_BYTES}-byte limit for fleet files")
             )
             continue
+        sized.append(path)
         total += size
-        if total > MAX_TOTAL_BYTES:
-            diags.append(Diagnostic(shown, 1, f"the fleet is over {MAX_TOTAL_BYTES} bytes in all; stopped reading"))
-            break
+    if total > MAX_TOTAL_BYTES:
+        diags.append(Diagnostic(str(base), 0, f"the {len(sized)} YAML files here are {total} bytes in all, over the "
+                                f"{MAX_TOTAL_BYTES}-byte ({MAX_TOTAL_BYTES // 2**20} MiB) limit for a fleet; none was read"))
+        return [], diags
+    for path in sized:
+        shown = str(path)
         try:
             raw = path.read_bytes()
         except OSError as exc:
