@@ -17,6 +17,7 @@ from typing import Any
 
 from placer.catalog import BUILTIN_GPU_TYPES, GpuType
 from placer.spec import Diagnostic, Document, FleetError, load_document, read_fleet_dir
+from placer.spec.diagnostics import sort_diagnostics
 from placer.spec.kinds import (
     MODEL_SELECTOR_FIELDS,
     POOL_SELECTOR_FIELDS,
@@ -242,7 +243,7 @@ def load_fleet(path: str | Path) -> Fleet:
         settings=fleet.settings,
         topology=fleet.topology,
         documents=fleet.documents,
-        warnings=tuple(d for d in diags if d.severity == "warning"),
+        warnings=tuple(sort_diagnostics(d for d in diags if d.severity == "warning")),
     )
 
 
@@ -356,8 +357,10 @@ def build_fleet(docs: list[Document], invalid: Iterable[tuple[str, str]] = ()
         before = len(diags)
         _check_policy(doc, doc.spec, locations, gpu_types, by_kind, broken, diags)
         if not any(d.severity == "error" for d in diags[before:]):
-            _selects_nothing(doc, doc.spec, models, pools, diags)
             policies.append(Policy(name, doc.labels, doc.spec))
+    if not broken and not any(d.severity == "error" for d in diags):  # else a model or pool left out matched
+        for policy in policies:
+            _selects_nothing(by_kind["Policy"][policy.name], policy.spec, models, pools, diags)
 
     topology = Topology({n: loc.spec.local_latency_ms for n, loc in locations.items()}, links)
     fleet = Fleet(
