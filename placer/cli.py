@@ -597,9 +597,12 @@ _register()
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in args
-    if debug:  # anywhere on the line, as the internal error's hint says: `placer plan F --debug` too
-        args = ["--debug", *(a for a in args if a != "--debug")]
+    # anywhere before a `--`, as the internal error's hint says: `placer plan F --debug` too (after
+    # `--` it is an argument: a fleet folder named --debug)
+    options = args[: args.index("--")] if "--" in args else args
+    debug = "--debug" in options
+    if debug:
+        args = ["--debug", *(a for a in options if a != "--debug"), *args[len(options):]]
     try:
         cli.main(args=args, prog_name="placer", standalone_mode=False)
         return 0
@@ -607,6 +610,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0) if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except click.exceptions.Abort:
         err.print("Aborted.")
+        return 1
+    except click.exceptions.NoArgsIsHelpError as exc:  # `placer` alone: its help, as asked, not an error
+        err.print(exc.format_message())
         return 1
     except click.ClickException as exc:
         err.print(f"Error: {exc.format_message()}")
@@ -629,8 +635,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(exc, known):
             err.print(f"Error: {exc}")
         else:
-            err.print(f"Error: internal error ({type(exc).__name__}: {exc}); rerun with --debug for the traceback "
-                      "and report it")
+            how = "the traceback is above" if debug else "rerun with --debug for the traceback"
+            err.print(f"Error: internal error ({type(exc).__name__}: {exc}); {how} and report it")
         return 1
 
 

@@ -216,6 +216,19 @@ def test_debug_shows_the_traceback_wherever_it_is_given(monkeypatch, capsys):
         assert cli.main(argv) == 1
         said = capsys.readouterr().err
         assert "Traceback" in said and "RuntimeError: boom" in said and "No such option" not in said, argv
+        assert "the traceback is above" in said and "rerun with --debug" not in said, argv
+    # after `--`, --debug is an argument: a folder of that name, not the option
+    assert cli.main(["validate", "--", "--debug"]) == 1
+    said = capsys.readouterr().err
+    assert "Traceback" not in said and "Missing argument" not in said
+
+
+def test_placer_alone_prints_its_help_not_an_error(capsys):
+    import placer.cli as cli
+
+    assert cli.main([]) == 1
+    said = capsys.readouterr().err
+    assert said.startswith("Usage: placer [OPTIONS] COMMAND") and "Error" not in said and "Commands:" in said
 
 
 def test_render_keeps_to_its_tree_and_to_its_own_files(tmp_path):
