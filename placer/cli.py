@@ -28,9 +28,22 @@ from placer.fleet import Fleet, load_fleet
 from placer.planfile import Plan, PlanFileError
 from placer.spec import FleetError
 
-# markup and emoji off: names and messages from users' files are printed as they are
-err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
-out = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
+LOG_WIDTH = 200  # a table's width where output is a log or a pipe, not a terminal
+
+
+def _console(stderr: bool = False) -> Console:
+    """Markup and emoji off: names and messages from users' files are printed as they are. Into a
+    log or a pipe (no terminal, no COLUMNS), tables are as wide as their rows up to LOG_WIDTH:
+    at rich's 80 columns a 63-character pool name was folded over two lines, and `placer plan F |
+    grep POOL` missed its row."""
+    console = Console(stderr=stderr, highlight=False, soft_wrap=True, markup=False, emoji=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = LOG_WIDTH
+    return console
+
+
+err = _console(stderr=True)
+out = _console()
 
 
 class CliError(Exception):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -117,6 +118,28 @@ def test_explain_and_whatif(tmp_path):
     assert report["base"]["unmet"] == {} and report["scenario"]["unmet"]["m"] == 2000
     r = placer("whatif", str(fleet), "--fail-pool", "nope")
     assert r.returncode == 1 and "no pool named 'nope'" in r.stderr
+
+
+def test_a_log_keeps_long_names_whole_on_their_rows(tmp_path):
+    """Piped or in a CI log, tables were 80 columns wide: a 63-character pool name was folded over
+    two lines, and `placer plan F | grep POOL` missed its row. A terminal's width (COLUMNS) still
+    folds."""
+    long_pool, long_model = "p" + "-x" * 31, "m" + "-y" * 31
+    fleet = tmp_path / "fleet"
+    fleet.mkdir()
+    docs = [location("a"), pool(long_pool, "a", usd=1), inference(long_model, [{"location": "a", "rate": 100}])]
+    (fleet / "fleet.yaml").write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    r = subprocess.run([sys.executable, "-m", "placer", "plan", str(fleet), "--state", str(tmp_path / "s.json")],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stderr
+    rows = r.stdout.splitlines()
+    assert len(long_pool) == len(long_model) == 63
+    assert any(long_pool in row and "/" in row for row in rows), r.stdout  # the pools table's row, whole
+    assert any(row.strip().startswith(long_model + " ") for row in rows), r.stdout
+    narrow = subprocess.run([sys.executable, "-m", "placer", "plan", str(fleet), "--state", str(tmp_path / "s.json")],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120, env={**env, "COLUMNS": "60"})
+    assert not any(long_pool in row for row in narrow.stdout.splitlines() if "┃" in row or "│" in row)
 
 
 def test_schema_is_json_schema():
