@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from placer.planfile import PHASE_NAMES, PHASE_UP, Change, Plan
-from placer.state import Backend, State
+from placer.state import Backend, State, pool_entry
 
 _POOLS = itertools.count()  # names each apply's worker threads apart
 
@@ -135,7 +135,8 @@ class Applier:
             key = change.address.split("/", 1)[1]
             value: dict[str, Any] | None
             if change.kind == "pool":
-                value = {"nodes": int((change.after or {}).get("nodes", 0)), "target": change.target}
+                nodes = None if _released(change) else int((change.after or {}).get("nodes", 0))
+                value = pool_entry(state.pools.get(key), nodes, change.target)
             elif change.after is None:
                 value = None
             else:
@@ -160,11 +161,12 @@ class Applier:
         provider = self.provider_for(change)
         self.progress(f"{change.action} {change.address}", change)
         self._with_retry(change, "apply", lambda: provider.apply(change), report)
-        seen = self._with_retry(change, "observe", lambda: provider.observe(change), report)
-        wanted = change.after
-        if (seen or None) != (wanted or None) and not _holds(seen, wanted):
-            raise ApplyError(f"{change.address}: after apply the {provider.name} provider reports {seen}, "
-                             f"but the plan wanted {wanted}; the state records what was done before this change")
+        if not _released(change):  # a released group is left as it is: nothing to verify
+            seen = self._with_retry(change, "observe", lambda: provider.observe(change), report)
+            wanted = change.after
+            if (seen or None) != (wanted or None) and not _holds(seen, wanted):
+                raise ApplyError(f"{change.address}: after apply the {provider.name} provider reports {seen}, "
+                                 f"but the plan wanted {wanted}; the state records what was done before this change")
         if not self._waits(change):
             self._record(state, change, report)
         report.applied.append(change.address)
@@ -293,6 +295,12 @@ class Applier:
                 first = errors[0]
                 assert first is not None
                 raise first
+
+
+def _released(change: Change) -> bool:
+    """A pool change that releases its group: placer stops sizing it (the gitops provider drops it from
+    the tfvars; the live ones leave it as it is)."""
+    return change.kind == "pool" and change.action == "delete"
 
 
 def _holds(seen: dict[str, Any] | None, wanted: dict[str, Any] | None) -> bool:

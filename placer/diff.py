@@ -4,7 +4,9 @@ Phases: 1 grow capacity; 2 create and scale up (then apply waits until healthy);
 3 scale down and delete; 4 shrink capacity. Only elastic pools of a cloud provider get
 node changes (fixed and static pools are never changed). Every change carries the
 provider target it needs, taken from the fleet or, for what the fleet no longer has,
-from the state.
+from the state. A pool the state records that the fleet no longer has placer size (removed,
+or made fixed) is released in phase 4, once its deployments are gone: placer stops sizing
+its group, which it never shrinks to 0 behind the user's back.
 """
 
 from __future__ import annotations
@@ -57,6 +59,33 @@ def managed_pool(pool: Pool) -> bool:
     return pool.elastic and pool.provider in MANAGED_POOL_PROVIDERS
 
 
+def group_text(target: dict[str, Any]) -> str:
+    """The group a pool target names, in words."""
+    aws, gcp = target.get("aws") or {}, target.get("gcp") or {}
+    if aws.get("autoScalingGroupName"):
+        return f"Auto Scaling group {aws['autoScalingGroupName']} in {aws.get('region')}"
+    if aws.get("eks"):
+        return f"EKS node group {aws['eks'].get('nodegroup')} of cluster {aws['eks'].get('cluster')} in {aws.get('region')}"
+    if gcp:
+        return f"managed instance group {gcp.get('instanceGroupManager')} in {gcp.get('zone') or gcp.get('region')}"
+    return "its group"
+
+
+def _release(name: str, entry: dict[str, Any], why: str, mode: str) -> Change:
+    """Phase 4: placer stops sizing the group ``entry`` records. Live, the group is left as it is (a
+    node group placer did not make is not shrunk to 0 behind the user's back); gitops drops its
+    tfvars entry, as the rendered tree does, and the Terraform that reads them decides."""
+    nodes = int(entry.get("nodes", 0))
+    target = dict(entry.get("target") or {})
+    group = group_text(target)
+    if mode == "gitops":
+        what = f"its entry leaves the tfvars, and the Terraform that reads them no longer keeps {group}: review its plan"
+    else:
+        what = (f"placer stops sizing {group} and leaves it as it is ({nodes} nodes): scale it down or delete "
+                "it with the tool that made it")
+    return Change(f"pool/{name}", "delete", PHASE_SHRINK, {"nodes": nodes}, None, (f"{why}: {what}",), target)
+
+
 def _reasons(fleet: Fleet, state: State, cands: Candidates | None, model: str, pool: str,
              before: int, after: int) -> tuple[str, ...]:
     if model not in fleet.models:
@@ -98,6 +127,13 @@ def diff(fleet: Fleet, state: State, placement: Placement, cands: Candidates | N
             changes.append(Change(f"pool/{p.name}", "update", PHASE_GROW if grow else PHASE_SHRINK,
                                   {"nodes": have_nodes}, {"nodes": want_nodes},
                                   ("more capacity needed" if grow else "capacity no longer needed",), pool_target(p)))
+
+    managed = {p.name for p in fleet.pools.values() if managed_pool(p)}
+    for name, entry in sorted(state.pools.items()):
+        if name not in managed:
+            gone = ("pool removed from the fleet" if name not in fleet.pools
+                    else "the pool is no longer an elastic aws or gcp pool that placer sizes")
+            changes.append(_release(name, entry, gone, fleet.settings.apply.mode))
 
     current = state.replicas()
     keys = sorted(set(current) | {k for k, r in placement.replicas.items() if r > 0})

@@ -27,6 +27,12 @@ PHASE_NAMES = {PHASE_GROW: "grow capacity", PHASE_UP: "create and scale up, wait
                PHASE_DOWN: "scale down and delete", PHASE_SHRINK: "shrink capacity"}
 
 
+def pool_group(target: dict[str, Any]) -> dict[str, Any]:
+    """The group a pool change's target names (its provider, its ``aws`` or ``gcp`` part): two
+    targets that name one group size the same nodes, whatever else of the pool changed."""
+    return {k: target.get(k) for k in ("provider", "aws", "gcp")}
+
+
 class PlanFileError(Exception):
     """A plan file that cannot be used; the message says why and what to do."""
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from placer.planfile import atomic_write
+from placer.planfile import atomic_write, pool_group
 
 STATE_VERSION = 1
 
@@ -125,6 +125,18 @@ class State:
         if wrong:  # read unchecked, they were an internal error in `plan` (a hand edit, a bad merge)
             raise StateError(f"{source}: malformed state ({wrong}): {hint}")
         return state
+
+
+def pool_entry(current: dict[str, Any] | None, nodes: int | None, target: dict[str, Any]) -> dict[str, Any] | None:
+    """A pool's state entry once a change set its group at ``target`` to ``nodes``, or released it
+    (``nodes`` None: placer no longer sizes that group). Releasing a group other than the one the
+    entry records (the pool's group was replaced, and the new one is recorded) keeps the entry."""
+    if nodes is not None:
+        return {"nodes": nodes, "target": target}
+    if current is not None and current.get("target") and target \
+            and pool_group(current["target"]) != pool_group(target):
+        return dict(current)
+    return None
 
 
 def _count(value: Any) -> bool:

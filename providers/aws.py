@@ -213,12 +213,9 @@ class AwsProvider:
         return None if state is None else {"nodes": state.desired}
 
     def apply(self, change: Change) -> None:
+        if change.action == "delete":
+            return  # released (its Pool left the fleet, or names another group): left as it is, no call made
         ref = group_ref(change)
-        if change.action == "delete" or change.after is None:
-            raise ProviderError(
-                f"{change.address}: placer does not delete {ref}; it only sets its desired size. Keep the Pool "
-                "with nodes.min 0 to scale it to zero, or delete the group with the tool that created it "
-                "(Terraform, eksctl)", address=change.address)
         nodes = pool_nodes(change)
         low, high = change.target.get("minNodes"), change.target.get("maxNodes")
         if nodes < 0 or (low is not None and nodes < int(low)) or (high is not None and nodes > int(high)):

@@ -1,7 +1,8 @@
 """The provider protocol: read (discover, observe) and write (apply, wait healthy).
 
 A provider handles the changes of a plan whose ``target.provider`` it serves:
-``pool/<name>`` changes set an elastic pool's node count (``after = {"nodes": n}``),
+``pool/<name>`` changes set an elastic pool's node count (``after = {"nodes": n}``; ``None``
+releases the group: placer stops sizing it, and leaves it as it is or, in gitops, drops its tfvars entry),
 ``deployment/<model>@<pool>`` changes set a Deployment's replicas
 (``after = {"replicas": r}``, ``None`` for delete). ``apply`` is idempotent: applying a
 change twice leaves the same result. Errors are ``ProviderError`` and say whether a retry

@@ -183,6 +183,8 @@ class GcpProvider:
         return None if found is None else {"nodes": int(found.target_size)}
 
     def apply(self, change: Change) -> None:
+        if change.action == "delete":
+            return  # released (its Pool left the fleet, or names another group): left as it is, no call made
         mig = Mig.of(change)
         nodes = pool_nodes(change)
         low, high = change.target.get("minNodes"), change.target.get("maxNodes")

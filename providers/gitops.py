@@ -124,7 +124,12 @@ class GitOpsProvider:
                 self._check_kustomizations()
             if change.kind == "pool":
                 pools = self._read_tfvars()
-                pools[change.pool] = tfvars_entry(change.target, pool_nodes(change))
+                if change.action != "delete":
+                    pools[change.pool] = tfvars_entry(change.target, pool_nodes(change))
+                elif change.pool in pools and _same_group(pools[change.pool], change.target):
+                    del pools[change.pool]  # released: the Terraform that reads the tfvars no longer keeps it
+                else:
+                    return  # released already, or the entry names the group that replaced it
                 atomic_write(self.root / TFVARS, tfvars_text(pools))
                 return
             path = self._manifest(change)
@@ -139,3 +144,9 @@ class GitOpsProvider:
 
     def wait_healthy(self, change: Change, timeout_s: float) -> None:
         return None
+
+
+def _same_group(entry: Any, target: dict[str, Any]) -> bool:
+    """Whether a tfvars entry names the group of a pool change's ``target``."""
+    mine = tfvars_entry(target, 0)
+    return isinstance(entry, dict) and all(entry.get(k) == mine[k] for k in ("provider", "aws", "gcp"))

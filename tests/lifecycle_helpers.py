@@ -62,7 +62,7 @@ def _model(name: str, gpu: str, throughput: float, location: str, rate: float) -
 
 
 def write_fleet(root: Path, state: dict[str, Any], deploy: Path, *, chat_rate: float = 3000,
-                summarize: bool = True) -> Path:
+                summarize: bool = True, aws_pool: bool = True) -> Path:
     """Write the lifecycle fleet under ``root`` (three files) and return ``root``."""
     root.mkdir(parents=True, exist_ok=True)
     for old in root.glob("*.yaml"):
@@ -81,6 +81,8 @@ def write_fleet(root: Path, state: dict[str, Any], deploy: Path, *, chat_rate: f
             "target": {"aws": {"region": "eu-west-1", "autoScalingGroupName": "h100"}},
         }),
     ]
+    if not aws_pool:
+        topology = [d for d in topology if d["metadata"]["name"] != "aws-h100"]
     models = [
         _model("chat", "H100-80GB", 1000, "aws-eu", chat_rate),
         _model("embed", "H100-80GB", 1000, "aws-eu", 2000),

@@ -181,6 +181,34 @@ def test_edited_fleet_shows_exactly_the_expected_changes(env: Env, capsys: pytes
     assert code == 0, stderr
 
 
+def test_a_pool_removed_from_the_fleet_is_released_and_leaves_the_tfvars(
+        env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    first = env.root / "first.json"
+    plan_json(capsys, env, first)
+    apply_ok(capsys, first)
+
+    env.write(aws_pool=False)
+    second = env.root / "second.json"
+    plan = plan_json(capsys, env, second)
+    pool = [c for c in plan["changes"] if c["address"] == "pool/aws-h100"]
+    # once its deployments are gone (phase 3), placer stops sizing its group: it kept 1 node for
+    # ever, in the state and the tfvars, and no plan said so
+    assert [(c["action"], c["phase"], c["before"], c["after"]) for c in pool] == [("delete", 4, {"nodes": 1}, None)]
+    assert pool[0]["reasons"][0].startswith("pool removed from the fleet: its entry leaves the tfvars")
+    assert pool[0]["target"]["aws"]["autoScalingGroupName"] == "h100"
+    assert {c["address"] for c in plan["changes"] if c["phase"] == 3} == {
+        "deployment/chat@aws-h100", "deployment/embed@aws-h100", "deployment/summarize@aws-h100"}
+    code, shown, _ = placer(capsys, "show", str(second))
+    assert code == 0 and "pool/aws-h100" in shown and "released: no longer sized by placer" in shown
+
+    apply_ok(capsys, second)
+    assert env.state_json()["pools"] == {}
+    tfvars = json.loads(lh.tree(env.deploy)["terraform/placer.auto.tfvars.json"])
+    assert tfvars["placer_pools"] == {}, "the gitops apply must drop it, as `placer render` of the plan does"
+    code, _, stderr = placer(capsys, "plan", str(env.fleet), "--now", lh.NOW, "--detailed-exitcode")
+    assert code == 0, stderr
+
+
 def test_stale_plan_is_refused_and_changes_nothing(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     a, b = env.root / "a.json", env.root / "b.json"
     plan_json(capsys, env, a)

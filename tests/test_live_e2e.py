@@ -17,16 +17,16 @@ import yaml
 from tests.fleetkit import doc, inference, location
 from tests.servers.gcp_server import FakeCompute
 from tests.servers.kube_server import FakeKubeApiServer, write_kubeconfig
-from tests.servers.moto_server import moto_server
+from tests.servers.moto_server import moto_server, reset_moto
 
 ROOT = Path(__file__).resolve().parents[1]
 REGION = "eu-west-1"
 AMI = "ami-12c6146b"  # one of moto's built-in images
 
 
-def _fleet(tmp: Path) -> Path:
+def _fleet(tmp: Path, *, aws_pool: bool = True) -> Path:
     fleet = tmp / "fleet"
-    fleet.mkdir()
+    fleet.mkdir(exist_ok=True)
     k8s = lambda ctx: {"context": ctx, "namespace": "ml", "nodeSelector": {"placer.dev/pool": "x"}}  # noqa: E731
     docs = [
         location("eu"), location("dc", env="onprem"),
@@ -47,6 +47,8 @@ def _fleet(tmp: Path) -> Path:
         inference("asr", [{"location": "dc", "rate": 300}], throughput={"L4-24GB": 100}, gpus=1, mem=16),
         doc("Settings", "s", {"state": {"path": str(tmp / "state.json")}, "apply": {"mode": "live"}}),
     ]
+    if not aws_pool:
+        docs = [d for d in docs if d["metadata"]["name"] != "aws-h100"]
     (fleet / "fleet.yaml").write_text(yaml.safe_dump_all(docs, sort_keys=False))
     return fleet
 
@@ -54,6 +56,7 @@ def _fleet(tmp: Path) -> Path:
 @pytest.fixture
 def world(tmp_path, monkeypatch):
     with moto_server() as aws_url, FakeCompute() as gcp, FakeKubeApiServer() as kube:
+        reset_moto(aws_url)  # moto's in-process servers share their resources: each test starts from none
         env = dict(os.environ)
         env.update({"AWS_ENDPOINT_URL": aws_url, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
                     "AWS_DEFAULT_REGION": REGION, "PLACER_GCP_API_ENDPOINT": gcp.endpoint,
@@ -133,3 +136,27 @@ def test_plan_apply_replan_through_live_providers(world):
                      r"record", said), said
     assert "pool/aws-h100: state records 2 nodes, the provider has no such group" in said, said
     assert "No drift" not in r.stdout
+
+
+def test_a_pool_removed_from_the_fleet_is_released_and_its_group_left_as_it_is(world):
+    fleet = _fleet(world["tmp"])
+    plan = world["tmp"] / "plan.json"
+    assert placer(world, "plan", str(fleet), "-o", str(plan)).returncode == 0
+    r = placer(world, "apply", str(plan))
+    assert r.returncode == 0, r.stderr + r.stdout
+
+    _fleet(world["tmp"], aws_pool=False)
+    r = placer(world, "plan", str(fleet), "-o", str(plan), "--detailed-exitcode")
+    assert r.returncode == 2, r.stderr
+    said = " ".join(r.stdout.split())
+    assert ("pool/aws-h100 [phase 4] nodes 2, released: no longer sized by placer # pool removed from the fleet: "
+            "placer stops sizing Auto Scaling group e2e-h100 in eu-west-1 and leaves it as it is (2 nodes)") in said, said
+    r = placer(world, "apply", str(plan))
+    assert r.returncode == 0, r.stderr + r.stdout
+    group = world["autoscaling"].describe_auto_scaling_groups(AutoScalingGroupNames=["e2e-h100"])
+    assert group["AutoScalingGroups"][0]["DesiredCapacity"] == 2, "a released group is not shrunk behind the user's back"
+    assert world["kube"].deployment("ml", "chat-70b-aws-h100") is None
+    state = json.loads((world["tmp"] / "state.json").read_text())
+    assert sorted(state["pools"]) == ["gcp-a100"]
+    r = placer(world, "plan", str(fleet), "--detailed-exitcode")
+    assert r.returncode == 0 and "No changes" in r.stdout, r.stdout + r.stderr

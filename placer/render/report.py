@@ -50,6 +50,8 @@ def usd_per_million(plan: dict[str, Any]) -> float | None:
 
 
 def change_detail(change: dict[str, Any]) -> str:
+    """A change's before and after in a line: counts go to 0 on a delete, except a pool's, which is
+    released (placer stops sizing its group; it does not empty it)."""
     before, after = change.get("before") or {}, change.get("after") or {}
     keys = sorted(set(before) | set(after))
     parts = []
@@ -57,9 +59,12 @@ def change_detail(change: dict[str, Any]) -> str:
         if change["action"] == "create":
             parts.append(f"{k} {after.get(k)}")
         elif change["action"] == "delete":
-            parts.append(f"{k} {before.get(k)} -> 0")
+            parts.append(f"{k} {before.get(k)}" if str(change.get("address", "")).startswith("pool/")
+                         else f"{k} {before.get(k)} -> 0")
         else:
             parts.append(f"{k} {before.get(k)} -> {after.get(k)}")
+    if change["action"] == "delete" and str(change.get("address", "")).startswith("pool/"):
+        parts.append("released: no longer sized by placer")
     return ", ".join(parts)
 
 

@@ -218,6 +218,12 @@ def test_bad_target_is_refused_and_nothing_is_sent(gcp: FakeCompute, provider: G
     assert gcp.state.requests == []
 
 
+def test_a_released_group_is_left_as_it_is_and_nothing_is_sent(gcp: FakeCompute, provider: GcpProvider) -> None:
+    change = pool_change("t4-pool", None, ZONAL)
+    provider.apply(Change(change.address, "delete", 4, {"nodes": 1}, None, (), change.target))
+    assert gcp.state.requests == [] and gcp.target_size(PROJECT, "t4-pool", **ZONAL) == 1
+
+
 @pytest.mark.parametrize("where", [ZONAL, REGIONAL])
 def test_missing_group_is_not_found_and_not_retryable(provider: GcpProvider, where: dict[str, str]) -> None:
     change = pool_change("no-such-group", 2, where)
