@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from placer.planfile import PHASE_NAMES, PHASE_UP, Change, Plan
-from placer.state import Backend, State, pool_entry
+from placer.state import Backend, State, deployment_entry, pool_entry
 
 _POOLS = itertools.count()  # names each apply's worker threads apart
 
@@ -137,10 +137,9 @@ class Applier:
             if change.kind == "pool":
                 nodes = None if _released(change) else int((change.after or {}).get("nodes", 0))
                 value = pool_entry(state.pools.get(key), nodes, change.target)
-            elif change.after is None:
-                value = None
             else:
-                value = {"replicas": int(change.after["replicas"]), "target": change.target}
+                replicas = None if change.after is None else int(change.after["replicas"])
+                value = deployment_entry(state.deployments.get(key), replicas, change.target)
             entry = {"seq": len((state.applying or {}).get("done", [])) + 1, "address": change.address,
                      "kind": change.kind, "key": key, "value": value}
             state.replay(entry)
@@ -304,9 +303,11 @@ def _released(change: Change) -> bool:
 
 
 def _holds(seen: dict[str, Any] | None, wanted: dict[str, Any] | None) -> bool:
+    """Whether a provider holds the counts a change wanted (the spec a change also carries, its image
+    or namespace, is what the provider just wrote; ``observe`` reports counts)."""
     if wanted is None:
         return seen is None or seen.get("replicas", 0) == 0
-    return seen is not None and all(seen.get(k) == v for k, v in wanted.items())
+    return seen is not None and all(seen.get(k) == wanted[k] for k in ("replicas", "nodes") if k in wanted)
 
 
 def _now() -> str:

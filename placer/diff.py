@@ -1,5 +1,10 @@
 """state x Placement -> ordered changes, make before break (SPEC section 3).
 
+A change of what a deployment or pool *is* reaches the infrastructure as well as a change of its
+count: a deployment's image, GPUs, nodeSelector... is an update in place; its place (context,
+namespace) a replacement, made and waited healthy before the old one is deleted; a pool's
+settings an update; its group (ASG, node group, MIG) a new group sized and the old one released.
+
 Phases: 1 grow capacity; 2 create and scale up (then apply waits until healthy);
 3 scale down and delete; 4 shrink capacity. Only elastic pools of a cloud provider get
 node changes (fixed and static pools are never changed). Every change carries the
@@ -16,7 +21,15 @@ from typing import Any
 from placer.candidates import Candidates
 from placer.fleet import Fleet, Model, Pool
 from placer.placement import Placement
-from placer.planfile import PHASE_DOWN, PHASE_GROW, PHASE_SHRINK, PHASE_UP, Change
+from placer.planfile import (
+    PHASE_DOWN,
+    PHASE_GROW,
+    PHASE_SHRINK,
+    PHASE_UP,
+    Change,
+    deployment_place,
+    pool_group,
+)
 from placer.state import State
 
 MANAGED_POOL_PROVIDERS = ("aws", "gcp")
@@ -71,15 +84,17 @@ def group_text(target: dict[str, Any]) -> str:
     return "its group"
 
 
-def _release(name: str, entry: dict[str, Any], why: str, mode: str) -> Change:
+def _release(name: str, entry: dict[str, Any], why: str, mode: str, replaced: bool = False) -> Change:
     """Phase 4: placer stops sizing the group ``entry`` records. Live, the group is left as it is (a
     node group placer did not make is not shrunk to 0 behind the user's back); gitops drops its
-    tfvars entry, as the rendered tree does, and the Terraform that reads them decides."""
+    tfvars entry (``replaced``: the entry names the new group), as the rendered tree does, and the
+    Terraform that reads them decides."""
     nodes = int(entry.get("nodes", 0))
     target = dict(entry.get("target") or {})
     group = group_text(target)
     if mode == "gitops":
-        what = f"its entry leaves the tfvars, and the Terraform that reads them no longer keeps {group}: review its plan"
+        what = (f"the tfvars no longer name {group}" if replaced else "its entry leaves the tfvars") + \
+            f", and the Terraform that reads them no longer keeps {group}: review its plan"
     else:
         what = (f"placer stops sizing {group} and leaves it as it is ({nodes} nodes): scale it down or delete "
                 "it with the tool that made it")
@@ -110,49 +125,133 @@ def _reasons(fleet: Fleet, state: State, cands: Candidates | None, model: str, p
     return tuple(reasons)
 
 
-def diff(fleet: Fleet, state: State, placement: Placement, cands: Candidates | None = None) -> list[Change]:
-    """Ordered changes that take ``state`` to ``placement``."""
+def deployment_spec(target: dict[str, Any]) -> dict[str, Any]:
+    """What a Deployment is, beside its place and replicas (what its manifest renders): a change of
+    any of these is an update in place."""
+    k8s = target.get("kubernetes") or {}
+    return {"image": target.get("image"), "version": target.get("version"), "gpus": target.get("gpus"),
+            "nodeSelector": dict(k8s.get("nodeSelector") or {}), "tolerations": list(k8s.get("tolerations") or [])}
+
+
+# what a pool's target says beside its group (the tfvars carry them): a change of any is an update
+POOL_SETTINGS = ("minNodes", "maxNodes", "gpuType", "gpusPerNode", "spot")
+
+
+def place_text(place: tuple[str | None, str]) -> str:
+    context, namespace = place
+    return f"namespace {namespace} of context {context}" if context else f"namespace {namespace} of the current context"
+
+
+def _replace(address: str, have: int, want: int, old: dict[str, Any], new: dict[str, Any],
+             why: tuple[str, ...]) -> list[Change]:
+    """A deployment whose place (context, namespace) changes: made at the new place and waited
+    healthy (phase 2) before the old one is deleted at its old place (phase 3)."""
+    was, now = deployment_place(old), deployment_place(new)
+    return [
+        Change(address, "create", PHASE_UP, None, {"replicas": want, "context": now[0], "namespace": now[1]},
+               (f"replaces the one in {place_text(was)}, which is deleted once this one is healthy", *why), new),
+        Change(address, "delete", PHASE_DOWN, {"replicas": have, "context": was[0], "namespace": was[1]}, None,
+               (f"replaced by the one in {place_text(now)}",), old),
+    ]
+
+
+def _deployment_changes(fleet: Fleet, state: State, placement: Placement, cands: Candidates | None) -> list[Change]:
     changes: list[Change] = []
-    known_nodes = state.nodes()
+    current = state.replicas()
+    keys = sorted(set(current) | {k for k, r in placement.replicas.items() if r > 0})
+    for model, pool in keys:
+        have = current.get((model, pool), 0)
+        want = placement.replicas.get((model, pool), 0)
+        address = f"deployment/{model}@{pool}"
+        recorded = dict(state.deployments.get(f"{model}@{pool}", {}).get("target") or {})
+        if model in fleet.models and pool in fleet.pools:
+            target = deployment_target(fleet.models[model], fleet.pools[pool])
+        else:
+            target = recorded
+        why = _reasons(fleet, state, cands, model, pool, have, want) if have != want else ()
+        if have == 0:
+            changes.append(Change(address, "create", PHASE_UP, None, {"replicas": want}, why, target))
+        elif want == 0:
+            changes.append(Change(address, "delete", PHASE_DOWN, {"replicas": have}, None, why, recorded or target))
+        elif recorded and deployment_place(recorded) != deployment_place(target):
+            changes += _replace(address, have, want, recorded, target, why)
+        else:
+            was, now = deployment_spec(recorded), deployment_spec(target)
+            changed = [k for k in now if recorded and was[k] != now[k]]
+            if have == want and not changed:
+                continue
+            spec = (f"{', '.join(changed)} changed in the fleet",) if changed else ()
+            changes.append(Change(address, "update", PHASE_UP if want >= have else PHASE_DOWN,
+                                  {"replicas": have, **{k: was[k] for k in changed}},
+                                  {"replicas": want, **{k: now[k] for k in changed}}, spec + why, target))
+    # copies a replacement made before an apply stopped, and not yet deleted
+    for key, entry in sorted(state.deployments.items()):
+        model, pool = key.split("@", 1)
+        placed = placement.replicas.get((model, pool), 0) > 0 and model in fleet.models and pool in fleet.pools
+        wanted = deployment_place(deployment_target(fleet.models[model], fleet.pools[pool])) if placed else None
+        for copy in entry.get("deposed") or []:
+            old = dict(copy.get("target") or {})
+            place = deployment_place(old)
+            if place != wanted:
+                changes.append(Change(f"deployment/{key}", "delete", PHASE_DOWN,
+                                      {"replicas": int(copy.get("replicas", 0)), "context": place[0],
+                                       "namespace": place[1]}, None,
+                                      (f"replaced by the one in {place_text(deployment_place(entry.get('target') or {}))}"
+                                       ": an apply stopped before deleting this copy",), old))
+    return changes
+
+
+def _pool_changes(fleet: Fleet, state: State, placement: Placement) -> list[Change]:
+    changes: list[Change] = []
+    mode = fleet.settings.apply.mode
     for p in fleet.pools.values():
         if not managed_pool(p):
             continue
         want_nodes = placement.nodes.get(p.name, p.min_nodes)
-        have_nodes = known_nodes.get(p.name)
-        if have_nodes is None:
+        recorded = state.pools.get(p.name)
+        target = pool_target(p)
+        if recorded is None or "nodes" not in recorded:
             changes.append(Change(f"pool/{p.name}", "create", PHASE_GROW, None, {"nodes": want_nodes},
-                                  ("not yet managed by placer",), pool_target(p)))
-        elif want_nodes != have_nodes:
-            grow = want_nodes > have_nodes
-            changes.append(Change(f"pool/{p.name}", "update", PHASE_GROW if grow else PHASE_SHRINK,
-                                  {"nodes": have_nodes}, {"nodes": want_nodes},
-                                  ("more capacity needed" if grow else "capacity no longer needed",), pool_target(p)))
+                                  ("not yet managed by placer",), target))
+            continue
+        have_nodes = int(recorded["nodes"])
+        old = dict(recorded.get("target") or {})
+        if old and pool_group(old) != pool_group(target):
+            changes += _regroup(p.name, have_nodes, want_nodes, old, target, mode)
+            continue
+        changed = [k for k in POOL_SETTINGS if k in old and old[k] != target.get(k)]
+        if want_nodes == have_nodes and not changed:
+            continue
+        grow = want_nodes >= have_nodes
+        why = (("more capacity needed" if grow else "capacity no longer needed",) if want_nodes != have_nodes
+               else ())
+        changes.append(Change(f"pool/{p.name}", "update", PHASE_GROW if grow else PHASE_SHRINK,
+                              {"nodes": have_nodes, **{k: old[k] for k in changed}},
+                              {"nodes": want_nodes, **{k: target.get(k) for k in changed}},
+                              ((f"{', '.join(changed)} changed in the fleet",) if changed else ()) + why, target))
 
     managed = {p.name for p in fleet.pools.values() if managed_pool(p)}
     for name, entry in sorted(state.pools.items()):
         if name not in managed:
             gone = ("pool removed from the fleet" if name not in fleet.pools
                     else "the pool is no longer an elastic aws or gcp pool that placer sizes")
-            changes.append(_release(name, entry, gone, fleet.settings.apply.mode))
+            changes.append(_release(name, entry, gone, mode))
+    return changes
 
-    current = state.replicas()
-    keys = sorted(set(current) | {k for k, r in placement.replicas.items() if r > 0})
-    for model, pool in keys:
-        have = current.get((model, pool), 0)
-        want = placement.replicas.get((model, pool), 0)
-        if have == want:
-            continue
-        address = f"deployment/{model}@{pool}"
-        if model in fleet.models and pool in fleet.pools:
-            target = deployment_target(fleet.models[model], fleet.pools[pool])
-        else:
-            target = dict(state.deployments.get(f"{model}@{pool}", {}).get("target") or {})
-        why = _reasons(fleet, state, cands, model, pool, have, want)
-        if have == 0:
-            changes.append(Change(address, "create", PHASE_UP, None, {"replicas": want}, why, target))
-        elif want == 0:
-            changes.append(Change(address, "delete", PHASE_DOWN, {"replicas": have}, None, why, target))
-        else:
-            phase = PHASE_UP if want > have else PHASE_DOWN
-            changes.append(Change(address, "update", phase, {"replicas": have}, {"replicas": want}, why, target))
+
+def _regroup(name: str, have: int, want: int, old: dict[str, Any], new: dict[str, Any], mode: str) -> list[Change]:
+    """A pool whose target names another group: placer sizes the new group (phase 1) and releases
+    the old one (phase 4), which it leaves as it is."""
+    was, now = pool_group(old), pool_group(new)
+    keys = [k for k in now if was.get(k) != now[k]]
+    return [
+        Change(f"pool/{name}", "create", PHASE_GROW, None, {"nodes": want, **{k: now[k] for k in keys}},
+               (f"its group is now {group_text(new)}, which placer sizes from here on", ), new),
+        _release(name, {"nodes": have, "target": old}, f"its group is now {group_text(new)}", mode, replaced=True),
+    ]
+
+
+def diff(fleet: Fleet, state: State, placement: Placement, cands: Candidates | None = None) -> list[Change]:
+    """Ordered changes that take ``state`` to ``placement`` (and to the fleet's targets)."""
+    changes = _pool_changes(fleet, state, placement) + _deployment_changes(fleet, state, placement, cands)
     return sorted(changes, key=lambda c: (c.phase, c.address))

@@ -27,6 +27,14 @@ PHASE_NAMES = {PHASE_GROW: "grow capacity", PHASE_UP: "create and scale up, wait
                PHASE_DOWN: "scale down and delete", PHASE_SHRINK: "shrink capacity"}
 
 
+def deployment_place(target: dict[str, Any]) -> tuple[str | None, str]:
+    """Where a deployment change's target puts its Deployment: (kubeconfig context, None for the
+    current one; namespace). A change there is a replacement, made before the old one is deleted;
+    any other change of the target (image, GPUs, nodeSelector...) updates the Deployment in place."""
+    k8s = target.get("kubernetes") or {}
+    return (k8s.get("context") or None, str(k8s.get("namespace") or "default"))
+
+
 def pool_group(target: dict[str, Any]) -> dict[str, Any]:
     """The group a pool change's target names (its provider, its ``aws`` or ``gcp`` part): two
     targets that name one group size the same nodes, whatever else of the pool changed."""

@@ -26,7 +26,9 @@ def observe_state(state: State, providers: Sequence[Any]) -> State:
         handled, now = _observe(providers, f"deployment/{key}", entry.get("target") or {})
         if not handled:
             continue
-        if now is None:
+        if now is None and entry.get("deposed"):  # the replaced copies are still to delete
+            seen.deployments[key] = {**entry, "replicas": 0}
+        elif now is None:
             seen.deployments.pop(key, None)
         else:
             seen.deployments[key] = {**entry, "replicas": int(now.get("replicas", 0))}

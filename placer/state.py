@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from placer.planfile import atomic_write, pool_group
+from placer.planfile import atomic_write, deployment_place, pool_group
 
 STATE_VERSION = 1
 
@@ -47,7 +47,8 @@ class LockError(StateError):
 class State:
     lineage: str | None = None
     serial: int = 0
-    # "model@pool" -> {"replicas": int, "target": {...}}
+    # "model@pool" -> {"replicas": int, "target": {...}, "deposed": [{"replicas": int, "target": {...}}]}
+    # (deposed: the copies at an older place that a replacement has yet to delete; absent when none)
     deployments: dict[str, dict[str, Any]] = field(default_factory=dict)
     # pool -> {"nodes": int, "target": {...}}
     pools: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -127,6 +128,32 @@ class State:
         return state
 
 
+def deployment_entry(current: dict[str, Any] | None, replicas: int | None,
+                     target: dict[str, Any]) -> dict[str, Any] | None:
+    """A deployment's state entry once a change made ``replicas`` run at ``target`` (None: deleted it
+    there). A replacement (the target's context or namespace changed) creates the new copy before it
+    deletes the old one: once the new one is recorded, the old one stays in the entry as ``deposed``
+    until its delete is recorded, so that an apply stopped between the two leaves it for the next
+    plan to delete (it leaked, and refresh said "No drift")."""
+    place = deployment_place(target)
+    cur = current or {}
+    deposed = [dict(d) for d in cur.get("deposed") or [] if deployment_place(d.get("target") or {}) != place]
+    main: dict[str, Any] | None = None
+    if int(cur.get("replicas", 0)) > 0:
+        main = {"replicas": int(cur["replicas"]), "target": dict(cur.get("target") or {})}
+    here = main is None or not main["target"] or not target or deployment_place(main["target"]) == place
+    if replicas is not None:
+        if not here and main is not None:
+            deposed.append(main)
+        main = {"replicas": replicas, "target": target}
+    elif here:
+        main = None
+    if main is None and not deposed:
+        return None
+    entry = main or {"replicas": 0, "target": dict(cur.get("target") or {})}
+    return {**entry, "deposed": deposed} if deposed else entry
+
+
 def pool_entry(current: dict[str, Any] | None, nodes: int | None, target: dict[str, Any]) -> dict[str, Any] | None:
     """A pool's state entry once a change set its group at ``target`` to ``nodes``, or released it
     (``nodes`` None: placer no longer sizes that group). Releasing a group other than the one the
@@ -150,6 +177,10 @@ def _wrong_fields(state: State) -> str | None:
             return f"deployment {key!r} is not <model>@<pool>"
         if not _count(value.get("replicas", 0)):
             return f"deployment {key}: replicas {value.get('replicas')!r} is no count"
+        deposed = value.get("deposed", [])
+        if not isinstance(deposed, list) or not all(isinstance(d, dict) and _count(d.get("replicas", 0))
+                                                    for d in deposed):
+            return f"deployment {key}: deposed is not a list of replaced copies (replicas, target)"
     for key, value in state.pools.items():
         if "nodes" in value and not _count(value["nodes"]):
             return f"pool {key}: nodes {value['nodes']!r} is no count"

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from placer.planfile import Change, atomic_write
+from placer.planfile import Change, atomic_write, deployment_place
 from placer.render.tree import (
     TFVARS,
     kustomization_text,
@@ -108,15 +108,22 @@ class GitOpsProvider:
 
     # ------------------------------------------------------------ protocol
 
-    def observe(self, change: Change) -> dict[str, Any] | None:
-        if change.kind == "pool":
-            entry = self._read_tfvars().get(change.pool)
-            return None if entry is None else {"nodes": int(entry["nodes"])}
+    def _read_manifest(self, change: Change) -> dict[str, Any] | None:
+        """The Deployment at ``change``'s place: its manifest, where that file holds it (a manifest of
+        another namespace at the same path is the copy that replaced it, not this one)."""
         path = self._manifest(change)
         if not path.exists():
             return None
         doc = yaml.safe_load(path.read_text())
-        return {"replicas": int(doc["spec"]["replicas"])}
+        namespace = ((doc or {}).get("metadata") or {}).get("namespace") if isinstance(doc, dict) else None
+        return doc if str(namespace or "default") == deployment_place(change.target)[1] else None
+
+    def observe(self, change: Change) -> dict[str, Any] | None:
+        if change.kind == "pool":
+            entry = self._read_tfvars().get(change.pool)
+            return None if entry is None or not _same_group(entry, change.target) else {"nodes": int(entry["nodes"])}
+        doc = self._read_manifest(change)
+        return None if doc is None else {"replicas": int(doc["spec"]["replicas"])}
 
     def apply(self, change: Change) -> None:
         with self._lock:
@@ -135,6 +142,8 @@ class GitOpsProvider:
             path = self._manifest(change)
             names = self._names(path.parent)
             if change.after is None:
+                if self._read_manifest(change) is None and path.exists():
+                    return  # the file holds the copy that replaced it (same context, another namespace)
                 path.unlink(missing_ok=True)
                 names.discard(path.name)
             else:

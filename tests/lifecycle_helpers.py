@@ -62,7 +62,8 @@ def _model(name: str, gpu: str, throughput: float, location: str, rate: float) -
 
 
 def write_fleet(root: Path, state: dict[str, Any], deploy: Path, *, chat_rate: float = 3000,
-                summarize: bool = True, aws_pool: bool = True) -> Path:
+                summarize: bool = True, aws_pool: bool = True, chat_image: str | None = None,
+                dc1_kubernetes: dict[str, Any] | None = None, asg: str = "h100", max_nodes: int = 4) -> Path:
     """Write the lifecycle fleet under ``root`` (three files) and return ``root``."""
     root.mkdir(parents=True, exist_ok=True)
     for old in root.glob("*.yaml"):
@@ -74,11 +75,12 @@ def write_fleet(root: Path, state: dict[str, Any], deploy: Path, *, chat_rate: f
         _doc("Pool", "dc1-a100", {
             "location": "dc1", "provider": "static", "gpu": {"type": "A100-80GB", "perNode": 8},
             "nodes": {"count": 1}, "usdPerGpuHour": 1.0,
+            **({"target": {"kubernetes": dc1_kubernetes}} if dc1_kubernetes else {}),
         }),
         _doc("Pool", "aws-h100", {
             "location": "aws-eu", "provider": "aws", "gpu": {"type": "H100-80GB", "perNode": 8},
-            "nodes": {"min": 0, "max": 4}, "usdPerGpuHour": 4.0,
-            "target": {"aws": {"region": "eu-west-1", "autoScalingGroupName": "h100"}},
+            "nodes": {"min": 0, "max": max_nodes}, "usdPerGpuHour": 4.0,
+            "target": {"aws": {"region": "eu-west-1", "autoScalingGroupName": asg}},
         }),
     ]
     if not aws_pool:
@@ -88,6 +90,8 @@ def write_fleet(root: Path, state: dict[str, Any], deploy: Path, *, chat_rate: f
         _model("embed", "H100-80GB", 1000, "aws-eu", 2000),
         _model("rerank", "A100-80GB", 1000, "dc1", 1500),
     ]
+    if chat_image:
+        models[0]["spec"]["image"] = chat_image
     if summarize:
         models.append(_model("summarize", "H100-80GB", 1000, "aws-eu", 1000))
     settings = [_doc("Settings", "settings", {

@@ -209,6 +209,120 @@ def test_a_pool_removed_from_the_fleet_is_released_and_leaves_the_tfvars(
     assert code == 0, stderr
 
 
+def test_a_changed_image_updates_and_a_changed_place_replaces_the_deployment(
+        env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    first = env.root / "first.json"
+    plan_json(capsys, env, first)
+    apply_ok(capsys, first)
+
+    # the same count, another image: "No changes", and the tree kept the old image
+    env.write(chat_image="reg/chat:2")
+    second = env.root / "second.json"
+    plan = plan_json(capsys, env, second)
+    assert lh.changes_of(plan) == [("deployment/chat@aws-h100", "update", 2, {"replicas": 3, "image": None},
+                                    {"replicas": 3, "image": "reg/chat:2"})]
+    assert plan["changes"][0]["reasons"] == ["image changed in the fleet"]
+    code, shown, _ = placer(capsys, "show", str(second))
+    assert "deployment/chat@aws-h100  [phase 2] image none -> reg/chat:2" in shown
+    apply_ok(capsys, second)
+    manifest = env.deploy / "clusters/default/chat-aws-h100.yaml"
+    assert "image: reg/chat:2" in manifest.read_text()
+    code, _, stderr = placer(capsys, "render", str(second), "--out", str(env.root / "rendered"))
+    assert code == 0, stderr
+    assert (env.root / "rendered/clusters/default/chat-aws-h100.yaml").read_text() == manifest.read_text()
+
+    # another context and namespace: made there (phase 2) before the old one goes (phase 3); the old
+    # one stayed beside it, and refresh said "No drift"
+    env.write(chat_image="reg/chat:2", dc1_kubernetes={"context": "dc2", "namespace": "team-b"})
+    third = env.root / "third.json"
+    plan = plan_json(capsys, env, third)
+    assert lh.changes_of(plan) == [
+        ("deployment/rerank@dc1-a100", "create", 2, None, {"replicas": 2, "context": "dc2", "namespace": "team-b"}),
+        ("deployment/rerank@dc1-a100", "delete", 3, {"replicas": 2, "context": None, "namespace": "default"}, None)]
+    apply_ok(capsys, third)
+    files = lh.tree(env.deploy)
+    assert "clusters/default/rerank-dc1-a100.yaml" not in files
+    assert "namespace: team-b" in files["clusters/dc2/rerank-dc1-a100.yaml"]
+    assert "deposed" not in env.state_json()["deployments"]["rerank@dc1-a100"]
+
+    # another namespace in the same context: the same file, rewritten, not deleted by the old one's delete
+    env.write(chat_image="reg/chat:2", dc1_kubernetes={"context": "dc2", "namespace": "team-c"})
+    fourth = env.root / "fourth.json"
+    plan = plan_json(capsys, env, fourth)
+    assert [c[:3] for c in lh.changes_of(plan)] == [("deployment/rerank@dc1-a100", "create", 2),
+                                                    ("deployment/rerank@dc1-a100", "delete", 3)]
+    apply_ok(capsys, fourth)
+    assert "namespace: team-c" in lh.tree(env.deploy)["clusters/dc2/rerank-dc1-a100.yaml"]
+    code, out, stderr = placer(capsys, "refresh", str(env.fleet))
+    assert code == 0 and "No drift" in out, stderr
+    code, _, stderr = placer(capsys, "plan", str(env.fleet), "--now", lh.NOW, "--detailed-exitcode")
+    assert code == 0, stderr
+
+
+def test_an_apply_stopped_between_a_replacement_and_its_delete_leaves_the_delete_to_the_next_plan(
+        env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    first = env.root / "first.json"
+    plan_json(capsys, env, first)
+    apply_ok(capsys, first)
+    env.write(dc1_kubernetes={"context": "dc2", "namespace": "team-b"})
+    second = env.root / "second.json"
+    plan_json(capsys, env, second)
+    class FailingDelete(GitOpsProvider):
+        def apply(self, change: Any) -> None:
+            if change.action == "delete":
+                raise ProviderError(f"{change.address}: 403 Forbidden", address=change.address)
+            super().apply(change)
+
+    with pytest.raises(ProviderError, match="403 Forbidden"):
+        run_applier(env, second, FailingDelete(env.deploy))  # made at the new place, the old one's delete fails
+    entry = env.state_json()["deployments"]["rerank@dc1-a100"]
+    assert entry["target"]["kubernetes"]["context"] == "dc2"
+    assert [d["target"]["kubernetes"] for d in entry["deposed"]] == [{"namespace": "default"}]
+
+    third = env.root / "third.json"
+    plan = plan_json(capsys, env, third)
+    assert lh.changes_of(plan) == [
+        ("deployment/rerank@dc1-a100", "delete", 3, {"replicas": 2, "context": None, "namespace": "default"}, None)]
+    assert "an apply stopped before deleting this copy" in plan["changes"][0]["reasons"][0]
+    apply_ok(capsys, third)
+    assert "clusters/default/rerank-dc1-a100.yaml" not in lh.tree(env.deploy)
+    assert "deposed" not in env.state_json()["deployments"]["rerank@dc1-a100"]
+    code, _, stderr = placer(capsys, "plan", str(env.fleet), "--now", lh.NOW, "--detailed-exitcode")
+    assert code == 0, stderr
+
+
+def test_a_pools_settings_update_it_and_another_group_replaces_it(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    first = env.root / "first.json"
+    plan_json(capsys, env, first)
+    apply_ok(capsys, first)
+
+    env.write(max_nodes=6)
+    second = env.root / "second.json"
+    plan = plan_json(capsys, env, second)
+    assert lh.changes_of(plan) == [("pool/aws-h100", "update", 1, {"nodes": 1, "maxNodes": 4},
+                                    {"nodes": 1, "maxNodes": 6})]
+    apply_ok(capsys, second)
+    tfvars = lambda: json.loads(lh.tree(env.deploy)["terraform/placer.auto.tfvars.json"])  # noqa: E731
+    assert tfvars()["placer_pools"]["aws-h100"]["max_nodes"] == 6
+
+    env.write(max_nodes=6, asg="h100-b")
+    third = env.root / "third.json"
+    plan = plan_json(capsys, env, third)
+    assert lh.changes_of(plan) == [
+        ("pool/aws-h100", "create", 1, None,
+         {"nodes": 1, "aws": {"region": "eu-west-1", "autoScalingGroupName": "h100-b"}}),
+        ("pool/aws-h100", "delete", 4, {"nodes": 1}, None)]
+    assert plan["changes"][1]["reasons"] == [
+        "its group is now Auto Scaling group h100-b in eu-west-1: the tfvars no longer name Auto Scaling group h100 "
+        "in eu-west-1, and the Terraform that reads them no longer keeps Auto Scaling group h100 in eu-west-1: "
+        "review its plan"]
+    apply_ok(capsys, third)
+    assert tfvars()["placer_pools"]["aws-h100"]["aws"]["auto_scaling_group_name"] == "h100-b"
+    assert env.state_json()["pools"]["aws-h100"]["target"]["aws"]["autoScalingGroupName"] == "h100-b"
+    code, _, stderr = placer(capsys, "plan", str(env.fleet), "--now", lh.NOW, "--detailed-exitcode")
+    assert code == 0, stderr
+
+
 def test_stale_plan_is_refused_and_changes_nothing(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     a, b = env.root / "a.json", env.root / "b.json"
     plan_json(capsys, env, a)

@@ -24,7 +24,7 @@ REGION = "eu-west-1"
 AMI = "ami-12c6146b"  # one of moto's built-in images
 
 
-def _fleet(tmp: Path, *, aws_pool: bool = True) -> Path:
+def _fleet(tmp: Path, *, aws_pool: bool = True, asr_image: str | None = None, dc_namespace: str = "ml") -> Path:
     fleet = tmp / "fleet"
     fleet.mkdir(exist_ok=True)
     k8s = lambda ctx: {"context": ctx, "namespace": "ml", "nodeSelector": {"placer.dev/pool": "x"}}  # noqa: E731
@@ -41,10 +41,11 @@ def _fleet(tmp: Path, *, aws_pool: bool = True) -> Path:
                                                     "instanceGroupManager": "placer-a100"},
                                             "kubernetes": k8s("gke-eu")}}),
         doc("Pool", "dc-l4", {"location": "dc", "provider": "kubernetes", "gpu": {"type": "L4-24GB", "perNode": 4},
-                              "nodes": {"count": 2}, "usdPerGpuHour": 0.5, "target": {"kubernetes": k8s("onprem")}}),
+                              "nodes": {"count": 2}, "usdPerGpuHour": 0.5, "target": {"kubernetes": {**k8s("onprem"), "namespace": dc_namespace}}}),
         inference("chat-70b", [{"location": "eu", "rate": 2500}], throughput={"H100-80GB": 1000}, gpus=4, mem=70),
         inference("embed", [{"location": "eu", "rate": 1100}], throughput={"A100-80GB": 100}, gpus=1, mem=30),
-        inference("asr", [{"location": "dc", "rate": 300}], throughput={"L4-24GB": 100}, gpus=1, mem=16),
+        inference("asr", [{"location": "dc", "rate": 300}], throughput={"L4-24GB": 100}, gpus=1, mem=16,
+                  **({"image": asr_image} if asr_image else {})),
         doc("Settings", "s", {"state": {"path": str(tmp / "state.json")}, "apply": {"mode": "live"}}),
     ]
     if not aws_pool:
@@ -158,5 +159,36 @@ def test_a_pool_removed_from_the_fleet_is_released_and_its_group_left_as_it_is(w
     assert world["kube"].deployment("ml", "chat-70b-aws-h100") is None
     state = json.loads((world["tmp"] / "state.json").read_text())
     assert sorted(state["pools"]) == ["gcp-a100"]
+    r = placer(world, "plan", str(fleet), "--detailed-exitcode")
+    assert r.returncode == 0 and "No changes" in r.stdout, r.stdout + r.stderr
+
+
+def test_a_changed_image_updates_and_a_changed_namespace_replaces_the_deployment(world):
+    fleet = _fleet(world["tmp"])
+    plan = world["tmp"] / "plan.json"
+    assert placer(world, "plan", str(fleet), "-o", str(plan)).returncode == 0
+    r = placer(world, "apply", str(plan))
+    assert r.returncode == 0, r.stderr + r.stdout
+    kube = world["kube"]
+    image = lambda d: d["spec"]["template"]["spec"]["containers"][0]["image"]  # noqa: E731
+
+    _fleet(world["tmp"], asr_image="reg/asr:2")  # "No changes" before: the cluster kept the old image
+    r = placer(world, "plan", str(fleet), "-o", str(plan), "--detailed-exitcode")
+    assert r.returncode == 2 and "Plan: 0 to create, 1 to update, 0 to delete." in r.stdout, r.stdout + r.stderr
+    r = placer(world, "apply", str(plan))
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert image(kube.deployment("ml", "asr-dc-l4")) == "reg/asr:2"
+
+    # another namespace: the new Deployment is made and rolled out before the old one is deleted
+    # (both ran on, and refresh said "No drift")
+    _fleet(world["tmp"], asr_image="reg/asr:2", dc_namespace="ml2")
+    r = placer(world, "plan", str(fleet), "-o", str(plan))
+    assert r.returncode == 0 and "Plan: 1 to create, 0 to update, 1 to delete." in r.stdout, r.stdout + r.stderr
+    r = placer(world, "apply", str(plan))
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert kube.deployment("ml", "asr-dc-l4") is None
+    assert image(kube.deployment("ml2", "asr-dc-l4")) == "reg/asr:2"
+    r = placer(world, "refresh", str(fleet))
+    assert r.returncode == 0 and "No drift" in r.stdout, r.stdout + r.stderr
     r = placer(world, "plan", str(fleet), "--detailed-exitcode")
     assert r.returncode == 0 and "No changes" in r.stdout, r.stdout + r.stderr

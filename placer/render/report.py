@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 SYMBOLS = {"create": "+", "update": "~", "delete": "-", "no-op": " "}
@@ -49,21 +50,32 @@ def usd_per_million(plan: dict[str, Any]) -> float | None:
     return running / (served * 3600.0 / 1e6)
 
 
+COUNTS = ("replicas", "nodes")
+
+
+def _shown(key: str, value: Any) -> str:
+    if value is None:
+        return "(current)" if key == "context" else "none"
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
 def change_detail(change: dict[str, Any]) -> str:
-    """A change's before and after in a line: counts go to 0 on a delete, except a pool's, which is
-    released (placer stops sizing its group; it does not empty it)."""
+    """A change's before and after in a line: an update shows what it changes; a delete takes counts
+    to 0, except a pool's, which is released (placer stops sizing its group; it does not empty it)."""
     before, after = change.get("before") or {}, change.get("after") or {}
     keys = sorted(set(before) | set(after))
+    pool = str(change.get("address", "")).startswith("pool/")
+    if change["action"] == "update":
+        keys = [k for k in keys if before.get(k) != after.get(k)] or keys
     parts = []
     for k in keys:
         if change["action"] == "create":
-            parts.append(f"{k} {after.get(k)}")
+            parts.append(f"{k} {_shown(k, after.get(k))}")
         elif change["action"] == "delete":
-            parts.append(f"{k} {before.get(k)}" if str(change.get("address", "")).startswith("pool/")
-                         else f"{k} {before.get(k)} -> 0")
+            parts.append(f"{k} {_shown(k, before.get(k))}" + (" -> 0" if k in COUNTS and not pool else ""))
         else:
-            parts.append(f"{k} {before.get(k)} -> {after.get(k)}")
-    if change["action"] == "delete" and str(change.get("address", "")).startswith("pool/"):
+            parts.append(f"{k} {_shown(k, before.get(k))} -> {_shown(k, after.get(k))}")
+    if change["action"] == "delete" and pool:
         parts.append("released: no longer sized by placer")
     return ", ".join(parts)
 
