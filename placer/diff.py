@@ -251,7 +251,57 @@ def _regroup(name: str, have: int, want: int, old: dict[str, Any], new: dict[str
     ]
 
 
+def _gpus(change: Change, side: str, fleet: Fleet) -> int:
+    """GPUs a replica of ``change``'s deployment counts on its pool, before or after it."""
+    pool = fleet.pools[change.pool]
+    values = getattr(change, side) or {}
+    model = fleet.models.get(change.model or "")
+    gpus = values.get("gpus", change.target.get("gpus") or (model.spec.replica.gpus if model else 1))
+    return pool.gpus_per_replica(int(gpus))
+
+
+def _room_first(fleet: Fleet, state: State, placement: Placement, changes: list[Change]) -> list[Change]:
+    """Make before break needs room for the old replicas and the new at once: on a pool that cannot
+    hold both (a full fixed pool whose replicas change hands: 4 of 4 GPUs held by a, a going to 2
+    and b to 2 needs 6), the new replicas never became healthy and the apply stopped at its health
+    wait, for good. There the scale-downs and deletes run first, in phase 2, and say why."""
+    use: dict[str, int] = {}
+    for key, entry in state.deployments.items():
+        model, on = key.split("@", 1)
+        if on not in fleet.pools:
+            continue
+        gpus = (entry.get("target") or {}).get("gpus") or (
+            fleet.models[model].spec.replica.gpus if model in fleet.models else 1)
+        copies = [entry, *(entry.get("deposed") or [])]
+        use[on] = use.get(on, 0) + sum(int(c.get("replicas", 0)) for c in copies) * \
+            fleet.pools[on].gpus_per_replica(int(gpus))
+    for c in changes:
+        if c.kind == "deployment" and c.phase == PHASE_UP and c.pool in fleet.pools:
+            grow = int((c.after or {}).get("replicas", 0)) * _gpus(c, "after", fleet)
+            if c.before is not None:  # an update; a replacement's create leaves the old copy counted
+                grow -= int(c.before.get("replicas", 0)) * _gpus(c, "before", fleet)
+            use[c.pool] = use.get(c.pool, 0) + max(0, grow)
+    full: dict[str, str] = {}
+    for name, need in use.items():
+        pool = fleet.pools[name]
+        nodes = pool.max_nodes if not pool.elastic else max(
+            placement.nodes.get(name, pool.min_nodes), int(state.pools.get(name, {}).get("nodes", pool.min_nodes)))
+        room = nodes * pool.per_node
+        if need > room:
+            full[name] = (f"scaled down first: {name} cannot hold the old replicas and the new at once (make "
+                          f"before break needs {need} of its {room} GPUs)")
+    return [Change(c.address, c.action, PHASE_UP, c.before, c.after, (full[c.pool], *c.reasons), c.target)
+            if c.kind == "deployment" and c.phase == PHASE_DOWN and c.pool in full else c for c in changes]
+
+
 def diff(fleet: Fleet, state: State, placement: Placement, cands: Candidates | None = None) -> list[Change]:
-    """Ordered changes that take ``state`` to ``placement`` (and to the fleet's targets)."""
+    """Ordered changes that take ``state`` to ``placement`` (and to the fleet's targets); within a
+    phase, what makes room (a scale-down ``_room_first`` moved up) before what takes it."""
     changes = _pool_changes(fleet, state, placement) + _deployment_changes(fleet, state, placement, cands)
-    return sorted(changes, key=lambda c: (c.phase, c.address))
+    changes = _room_first(fleet, state, placement, changes)
+
+    def shrinks(c: Change) -> bool:
+        return c.after is None or int(c.after.get("replicas", c.after.get("nodes", 0))) < \
+            int((c.before or {}).get("replicas", (c.before or {}).get("nodes", 0)))
+
+    return sorted(changes, key=lambda c: (c.phase, not shrinks(c), c.address))

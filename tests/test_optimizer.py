@@ -480,6 +480,28 @@ def test_a_plan_says_why_a_pool_is_no_longer_allowed_on_either_route(route, monk
     assert gone[0].reasons == ("no longer eligible: policy: off-q: q is among the pools this policy names",)
 
 
+def test_replicas_changing_hands_on_a_full_pool_make_room_first():
+    """p has 4 GPUs, all held by a; demand moves a to 2 replicas and b to 2. Made before broken, b's
+    replicas (phase 2) needed 6 of p's 4 GPUs, never became healthy, and the apply stopped at
+    their health wait for good, before a's scale-down (phase 3). On p the scale-down goes first."""
+    f = fleet(location("a"), pool("p", "a", count=1, per_node=4),
+              inference("a", [{"location": "a", "rate": 200}]), inference("b", [{"location": "a", "rate": 200}]),
+              NO_CHURN)
+    running = {"a@p": {"replicas": 4, "target": {"gpus": 1}}}
+    plan = make_plan(f, State(deployments=running), RULES, NOW).plan
+    order = [(c.address, c.phase, c.action) for c in plan.changes]
+    assert order == [("deployment/a@p", 2, "update"), ("deployment/b@p", 2, "create")]
+    assert plan.changes[0].reasons[0] == ("scaled down first: p cannot hold the old replicas and the new at once "
+                                          "(make before break needs 6 of its 4 GPUs)")
+    # with room for both (a second node), make before break as ever
+    f = fleet(location("a"), pool("p", "a", count=2, per_node=4),
+              inference("a", [{"location": "a", "rate": 200}]), inference("b", [{"location": "a", "rate": 200}]),
+              inference("c", [{"location": "a", "rate": 100}]), NO_CHURN)
+    running = {"a@p": {"replicas": 4, "target": {"gpus": 1}}, "c@p": {"replicas": 1, "target": {"gpus": 1}}}
+    plan = make_plan(f, State(deployments=running), RULES, NOW).plan
+    assert [(c.address, c.phase) for c in plan.changes] == [("deployment/b@p", 2), ("deployment/a@p", 3)]
+
+
 def test_a_conflict_check_over_the_models_with_a_minimum_answers_as_the_whole_fleet():
     """``conflicts.touched``: the fleet cut to the models whose minimum the check holds (and that
     it does not retire), with only the required policies it holds, is feasible exactly when the
