@@ -110,7 +110,8 @@ def _header(plan: dict[str, Any]) -> list[str]:
     after = float(cost.get("totalUsdPerHour", 0.0))
     if isinstance(before, int | float):
         delta = after - before
-        lines.append(f"Cost: **{before:,.2f} → {after:,.2f} USD/h** ({signed(delta)})")
+        lines.append(f"Cost: **{before:,.2f} → {after:,.2f} USD/h** ({signed(delta)}), from the cost at the last "
+                     "apply, for the fleet as it was then")
     else:
         lines.append(f"Cost: **{after:,.2f} USD/h** (no prior apply)")
     per_m = usd_per_million(plan)

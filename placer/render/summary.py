@@ -66,7 +66,11 @@ def render(plan: dict[str, Any], console: Console, pool_prices: dict[str, float]
         console.print(f"Cost per million units served: {per_m:,.4f} USD")
     before = plan.get("costBeforeUsdPerHour")
     if isinstance(before, int | float):
-        console.print(f"Cost before: {before:,.2f} USD/h, after: {cost.get('totalUsdPerHour', 0):,.2f} USD/h")
+        # the cost recorded at the last apply, of the fleet as it was: not what runs now priced
+        # against today's demand (a plan serving a moved demand once read "+50" where not applying
+        # it left 600 units/s unmet)
+        console.print(f"Cost at the last apply: {before:,.2f} USD/h (the fleet as it was then); this plan: "
+                      f"{cost.get('totalUsdPerHour', 0):,.2f} USD/h")
 
     for v in plan.get("violations", []):
         style = "red" if v["enforcement"] == "required" else "yellow"
