@@ -99,6 +99,18 @@ class Case(_Strict):
     def _when(cls, v: Any) -> dt.datetime | None:
         return _as_now(v)
 
+    @field_validator("placed")
+    @classmethod
+    def _counts(cls, v: dict[str, list[str] | dict[str, int]] | None) -> dict[str, list[str] | dict[str, int]] | None:
+        # `{fra-a100: -3}` was taken, and failed as "expected placed not placed, got 2 on fra-a100"
+        for model, where in (v or {}).items():
+            if isinstance(where, dict):
+                for pool, n in where.items():
+                    if n < 1:
+                        raise ValueError(f"{model} on {pool}: {n} replicas; give a count of 1 or more (a model "
+                                         "placed nowhere is notPlaced)")
+        return v
+
     @model_validator(mode="after")
     def _something_to_check(self) -> Case:
         if not (self.expect or self.retired is not None or self.placed is not None or self.not_placed is not None
@@ -281,7 +293,7 @@ class _TestDoc:
         return self.raw.line_of(("spec", *loc))
 
     def diag(self, message: str, *loc: str | int) -> Diagnostic:
-        return Diagnostic(self.raw.path, self.line(*loc), message, TEST_KIND, self.name, _dotted(loc))
+        return Diagnostic(self.raw.path, self.line(*loc), message, TEST_KIND, self.name, _dotted(("spec", *loc)))
 
 
 def _parse_test_doc(raw: RawDocument) -> tuple[_TestDoc | None, list[Diagnostic]]:

@@ -118,13 +118,18 @@ def test_malformed_test_files_point_at_the_line(tmp_path: Path) -> None:
         "spec:\n"
         "  cases:\n"
         "    - name: typo\n"
-        "      notPlacd: [m]\n")
+        "      notPlacd: [m]\n"
+        "    - name: negative\n"
+        "      placed: {m: {fra-a100: -3}}\n")
     (tmp_path / "q.test.yaml").write_text("kind: PolicyTest\nspec: {cases: [\n")
     (tmp_path / "q.yaml").write_text("")
     r = placer("policy", "test", tmp_path)
     assert r.returncode == 1
     assert f"ERROR {tmp_path}/p.test.yaml:7: PolicyTest/p: spec.cases[0].notPlacd: unknown field; did you mean " \
            "'notPlaced'?" in r.stderr
+    # a count below 1 was taken, and the case failed as "expected placed not placed, got 2 on fra-a100"
+    assert f"ERROR {tmp_path}/p.test.yaml:9: PolicyTest/p: spec.cases[1].placed: m on fra-a100: -3 replicas; give " \
+           "a count of 1 or more (a model placed nowhere is notPlaced)" in r.stderr
     assert f"ERROR {tmp_path}/q.test.yaml:2: invalid YAML" in r.stderr
     assert "0 passed, 0 failed, 2 test file(s) with errors" in r.stdout
     assert "Traceback" not in r.stderr
@@ -161,7 +166,7 @@ def test_bad_fixtures_and_unknown_names_fail_the_case_at_their_line(tmp_path: Pa
     report = policytest.run(tmp_path, policies.build_rules)
     assert not report.file_errors and report.failed == 2
     unknown, bad = report.cases
-    assert unknown.errors == (f"{tmp_path}/p.test.yaml:18: PolicyTest/p: cases[0].expect[0].allowed[0]: no pool "
+    assert unknown.errors == (f"{tmp_path}/p.test.yaml:18: PolicyTest/p: spec.cases[0].expect[0].allowed[0]: no pool "
                               "named 'fra-a10' in this case's fleet; did you mean 'fra-a100'?",)
     assert len(bad.errors) == 1
     assert bad.errors[0].startswith(f"{tmp_path}/p.test.yaml:23: Pool/fra-a100: spec.location: unknown location "
