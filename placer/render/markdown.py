@@ -20,6 +20,7 @@ from placer.render.report import (
     counts_line,
     gap_text,
     model_rows,
+    rate_column,
     signed,
     usd_per_million,
 )
@@ -152,8 +153,9 @@ def render(plan: dict[str, Any], max_chars: int | None = COMMENT_CHARS, plan_pat
                         for v in plan.get("violations", [])]
     placements = _Section(["<details><summary>Placements</summary>", "", "| model | placement | served | unmet |",
                            "|---|---|---:|---:|"], [], ["", "</details>", ""], "placements")
-    placements.rows += [_row([m, where, "-" if s is None else f"{s:,.0f}", f"{u:,.0f}"])
-                        for m, where, s, u in model_rows(plan)]
+    rows = model_rows(plan)
+    placements.rows += [_row([m, where, s, u]) for (m, where, _, _), s, u in
+                        zip(rows, rate_column([r[2] for r in rows]), rate_column([r[3] for r in rows]), strict=True)]
     head = _header(plan)
     show = f"placer show {plan_path}"
     if max_chars is not None:

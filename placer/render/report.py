@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 SYMBOLS = {"create": "+", "update": "~", "delete": "-", "no-op": " "}
@@ -99,3 +100,11 @@ def model_rows(plan: dict[str, Any]) -> list[tuple[str, str, float | None, float
     return [(m, ", ".join(placed.get(m, ["-"])),
              served.get(m, 0.0) if demand.get(m, {}).get("demand", 1.0) else None, unmet.get(m, 0.0))
             for m in names]
+
+
+def rate_column(values: Sequence[float | None]) -> list[str]:
+    """A table column of rates in one format: whole numbers without decimals where every value is
+    one, else two decimals for all ("30.00" once stood above "500" and "1,800"; the pull-request
+    comment showed 0.5 as 0); None is "-" (a model without demand)."""
+    whole = all(v is None or abs(v - round(v)) < 0.005 for v in values)
+    return ["-" if v is None else f"{v:,.0f}" if whole else f"{v:,.2f}" for v in values]

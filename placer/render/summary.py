@@ -15,14 +15,11 @@ from placer.render.report import (
     counts_line,
     gap_text,
     model_rows,
+    rate_column,
     usd_per_million,
 )
 
 STYLE = {"create": "green", "update": "yellow", "delete": "red"}
-
-
-def _num(x: float) -> str:
-    return f"{x:,.0f}" if abs(x) >= 100 else f"{x:,.2f}"
 
 
 def render(plan: dict[str, Any], console: Console, pool_prices: dict[str, float] | None = None) -> None:
@@ -46,9 +43,10 @@ def render(plan: dict[str, Any], console: Console, pool_prices: dict[str, float]
     models = Table(title="Models", title_justify="left", show_edge=False)
     for col, justify in (("model", "left"), ("placement", "left"), ("served", "right"), ("unmet", "right")):
         models.add_column(col, justify=justify, overflow="fold")  # type: ignore[arg-type]
-    for name, where, served, unmet in model_rows(plan):
-        models.add_row(name, where, "-" if served is None else _num(served),
-                       Text(_num(unmet), style="red") if unmet else "0")
+    rows = model_rows(plan)
+    served_col, unmet_col = rate_column([r[2] for r in rows]), rate_column([r[3] for r in rows])
+    for (name, where, _, unmet), served_text, unmet_text in zip(rows, served_col, unmet_col, strict=True):
+        models.add_row(name, where, served_text, Text(unmet_text, style="red") if unmet else unmet_text)
     console.print(models)
     for r in plan.get("retired", []):
         console.print(f"  retired: {r['model']} ({r['reason']})", style="dim")
