@@ -92,6 +92,7 @@ class Applier:
         retry: RetryPolicy | None = None,
         progress: Callable[[str, Change | None], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.backend = backend
         self.providers = list(providers)
@@ -100,6 +101,7 @@ class Applier:
         self.retry = retry or RetryPolicy()
         self.progress = progress or (lambda _msg, _change: None)
         self.sleep = sleep
+        self.clock = clock
         self._write = threading.Lock()
         self._failed = threading.Event()
         self._journaled = False  # changes of this apply the backend holds in its journal, not yet in the state
@@ -111,15 +113,20 @@ class Applier:
         raise ApplyError(f"{change.address}: no configured provider handles {change.kind} changes for "
                          f"provider {change.provider!r}; check Settings apply.mode and credentials")
 
-    def _with_retry(self, change: Change, what: str, call: Callable[[], Any], report: ApplyReport) -> Any:
+    def _with_retry(self, change: Change, what: str, call: Callable[[], Any], report: ApplyReport,
+                    deadline: float | None = None) -> Any:
+        """``call``, again after a retryable error, up to the policy's attempts; with ``deadline``
+        (``clock`` time) no retry starts that could not begin before it."""
         for attempt in range(self.retry.attempts):
             try:
                 return call()
             except Exception as exc:
                 if not _is_retryable(exc) or attempt == self.retry.attempts - 1:
                     raise
-                report.retries += 1
                 delay = self.retry.delay(attempt)
+                if deadline is not None and self.clock() + delay >= deadline:
+                    raise
+                report.retries += 1
                 self.progress(f"retrying {change.address} ({what}) in {delay:.1f}s after: {exc}", change)
                 self.sleep(delay)
         raise AssertionError("unreachable")
@@ -182,7 +189,14 @@ class Applier:
             return  # e.g. gitops: health is the pipeline's business once the tree is merged
         provider = self.provider_for(change)
         self.progress(f"waiting for {change.address} to be healthy", change)
-        self._with_retry(change, "health", lambda: provider.wait_healthy(change, self.health_timeout_s), report)
+        # one deadline for the whole wait: a retry after an error waits out what is left of it (the
+        # provider's timeout was retried in full, 6 times: an apply told 600 s waited an hour)
+        deadline = self.clock() + self.health_timeout_s
+
+        def wait() -> None:  # each try gets what is left of it (rounded: the first gets it whole)
+            provider.wait_healthy(change, max(0.0, round(deadline - self.clock(), 2)))
+
+        self._with_retry(change, "health", wait, report, deadline)
         self._record(state, change, report)
 
     def run(self, plan: Plan, state: State, plan_id: str, cost_after: float | None,

@@ -906,3 +906,42 @@ def test_a_deployment_that_never_became_healthy_is_not_recorded_so_its_old_copy_
         applier.run(plan, backend.read(), "p", None, {})
     assert cluster.running == {"asr@pa": 3, "asr@pb": 3}  # nothing deleted
     assert backend.read().replicas() == {("asr", "pa"): 3}  # pb not recorded: the next plan creates it again
+
+
+def test_a_health_wait_retries_an_error_within_one_deadline(tmp_path: Path) -> None:
+    """healthTimeoutSeconds bounds the wait and its retries together: each retry gets what is left
+    (each got the whole timeout again, six times over)."""
+    from placer.planfile import Change, Plan
+
+    now = [0.0]
+
+    class Cluster:
+        name, waits = "kubernetes", True
+
+        def __init__(self) -> None:
+            self.given: list[float] = []
+
+        def handles(self, change: Change) -> bool:
+            return True
+
+        def apply(self, change: Change) -> None:
+            pass
+
+        def observe(self, change: Change) -> dict[str, Any] | None:
+            return {"replicas": 3}
+
+        def wait_healthy(self, change: Change, timeout_s: float) -> None:
+            self.given.append(timeout_s)
+            now[0] += 40  # each try fails after 40 s
+            raise ProviderError(f"{change.address}: HTTP 503 while waiting", retryable=True)
+
+    backend = LocalBackend(tmp_path / "state.json")
+    cluster = Cluster()
+    applier = Applier(backend, [cluster], parallelism=1, health_timeout_s=100,
+                      retry=RetryPolicy(base_seconds=0.001), sleep=lambda s: now.__setitem__(0, now[0] + s),
+                      clock=lambda: now[0])
+    plan = Plan("now", "sha256:x", None, 0, {}, (Change("deployment/asr@pb", "create", 2, None, {"replicas": 3}),))
+    with backend.lock("apply"), pytest.raises(ProviderError, match="HTTP 503"):
+        applier.run(plan, backend.read(), "p", None, {})
+    assert cluster.given == [100, pytest.approx(60, abs=0.05), pytest.approx(20, abs=0.05)]
+    assert now[0] < 121

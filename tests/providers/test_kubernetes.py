@@ -19,9 +19,11 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from placer.apply import Applier, RetryPolicy  # noqa: E402
 from placer.fleet import load_fleet  # noqa: E402
-from placer.planfile import Change  # noqa: E402
+from placer.planfile import Change, Plan  # noqa: E402
 from placer.render.manifests import FIELD_MANAGER, MANAGED_BY, deployment_manifest  # noqa: E402
+from placer.state import LocalBackend  # noqa: E402
 from providers.base import Provider, ProviderError  # noqa: E402
 from providers.kubernetes import KubernetesProvider, rollout_status  # noqa: E402
 from tests.servers.kube_server import FakeKubeApiServer, write_kubeconfig  # noqa: E402
@@ -398,6 +400,25 @@ def test_wait_healthy_times_out_retryably(kube: FakeKubeApiServer, provider: Kub
     message = str(err.value)
     assert err.value.retryable and "not rolled out after 0.3s" in message
     assert "0 ready" in message and "kubectl --context cluster-a -n ml describe deployment llama-h100" in message
+
+
+def test_an_apply_waits_for_health_once_within_the_timeout(kube: FakeKubeApiServer, provider: KubernetesProvider,
+                                                          tmp_path: Path) -> None:
+    """healthTimeoutSeconds bounds the whole wait: the provider's timeout was retried like a 503,
+    six times (a deployment that never became ready held an apply told 600 s for an hour)."""
+    kube.ready_after_polls = None  # never ready
+    backend = LocalBackend(tmp_path / "state.json")
+    plan = Plan("now", "sha256:x", None, 0, {}, (change("create", 2),))
+    messages: list[str] = []
+    applier = Applier(backend, [provider], health_timeout_s=0.4, retry=RetryPolicy(base_seconds=0.001),
+                      progress=lambda m, _c: messages.append(m))
+    started = time.monotonic()
+    with backend.lock("apply"), pytest.raises(ProviderError, match=r"not rolled out after 0\.4s"):
+        applier.run(plan, backend.read(), "p", None, {})
+    assert time.monotonic() - started < 1.2  # 0.4 s and a little, not 6 x 0.4 s
+    assert not [m for m in messages if m.startswith("retrying")], messages
+    assert kube.deployment(NS, "llama-h100") is not None
+    assert backend.read().replicas() == {}  # not healthy, so not recorded
 
 
 def test_wait_healthy_for_a_delete_waits_until_gone(kube: FakeKubeApiServer, provider: KubernetesProvider) -> None:
