@@ -1,7 +1,7 @@
 """Apply: run exactly a plan's changes through providers, phase by phase, under the state lock.
 
 Refuses a stale plan. Each change is retried on retryable provider errors (exponential
-backoff with jitter), then verified (the provider must now hold what was planned) and
+backoff with jitter, or longer where the server asked: Retry-After), then verified (the provider must now hold what was planned) and
 recorded in the state at once (atomic write), so a killed apply leaves a state that says
 exactly what was done: the next plan starts from it. The first recorded change of an
 apply adds 1 to the serial, which makes the interrupted plan stale.
@@ -54,10 +54,13 @@ class RetryPolicy:
     attempts: int = 6
     base_seconds: float = 0.5
     max_seconds: float = 20.0
+    most_asked_seconds: float = 60.0  # the longest Retry-After honoured: a server's word, within reason
 
-    def delay(self, attempt: int) -> float:
-        """Full jitter: uniform in [0, min(max, base·2^attempt)]."""
-        return random.uniform(0, min(self.max_seconds, self.base_seconds * (2 ** attempt)))
+    def delay(self, attempt: int, asked: float | None = None) -> float:
+        """Full jitter: uniform in [0, min(max, base·2^attempt)]; at least what the server
+        ``asked`` (Retry-After), up to ``most_asked_seconds``."""
+        backoff = random.uniform(0, min(self.max_seconds, self.base_seconds * (2 ** attempt)))
+        return max(backoff, min(asked or 0.0, self.most_asked_seconds))
 
 
 @dataclass
@@ -123,11 +126,16 @@ class Applier:
             except Exception as exc:
                 if not _is_retryable(exc) or attempt == self.retry.attempts - 1:
                     raise
-                delay = self.retry.delay(attempt)
+                asked = getattr(exc, "retry_after", None)
+                delay = self.retry.delay(attempt, asked)
                 if deadline is not None and self.clock() + delay >= deadline:
                     raise
                 report.retries += 1
-                self.progress(f"retrying {change.address} ({what}) in {delay:.1f}s after: {exc}", change)
+                why = ""
+                if asked is not None:
+                    capped = f", at most {self.retry.most_asked_seconds:g}s" if asked > self.retry.most_asked_seconds else ""
+                    why = f", as the server asked (Retry-After {asked:g}s{capped})"
+                self.progress(f"retrying {change.address} ({what}) in {delay:.1f}s{why} after: {exc}", change)
                 self.sleep(delay)
         raise AssertionError("unreachable")
 

@@ -33,7 +33,7 @@ from botocore.exceptions import (
 from botocore.parsers import ResponseParserError
 
 from placer.planfile import Change
-from providers.base import Discovered, ProviderError, guard, pool_nodes, retryable_http
+from providers.base import Discovered, ProviderError, guard, pool_nodes, retry_after, retryable_http
 
 T = TypeVar("T")
 
@@ -74,12 +74,13 @@ def classify(exc: Exception, what: str, endpoint: str | None = None) -> Provider
     if isinstance(exc, ClientError):
         code, message, status = client_error_parts(exc)
         detail = f"{code}: {message}" if message else code
+        wait = retry_after((exc.response.get("ResponseMetadata") or {}).get("HTTPHeaders"))
         if code in THROTTLING_CODES or status == 429:
             return ProviderError(f"AWS throttled the request to {what} ({detail}); retry later, "
-                                 "or lower apply parallelism", retryable=True)
+                                 "or lower apply parallelism", retryable=True, retry_after=wait)
         if code in TRANSIENT_CODES or retryable_http(status):
             return ProviderError(f"AWS could not {what} for now (HTTP {status}, {detail}); retry",
-                                 retryable=True)
+                                 retryable=True, retry_after=wait)
         if code in AUTH_CODES or status in (401, 403):
             return ProviderError(f"AWS refused to {what} ({detail}): {CREDENTIALS_HINT}", retryable=False)
         return ProviderError(f"AWS rejected the request to {what} (HTTP {status}, {detail})", retryable=False)
@@ -198,7 +199,8 @@ class AwsProvider:
         def mapped(exc: Exception) -> ProviderError | None:
             error = classify(exc, what, self.endpoint_url)
             if error is not None and prefix:
-                error = ProviderError(f"{address}: {error}", retryable=error.retryable, address=address)
+                error = ProviderError(f"{address}: {error}", retryable=error.retryable, address=address,
+                                      retry_after=error.retry_after)
             return error
 
         return guard(address, call, mapped)

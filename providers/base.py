@@ -6,11 +6,14 @@ releases the group: placer stops sizing it, and leaves it as it is or, in gitops
 ``deployment/<model>@<pool>`` changes set a Deployment's replicas
 (``after = {"replicas": r}``, ``None`` for delete). ``apply`` is idempotent: applying a
 change twice leaves the same result. Errors are ``ProviderError`` and say whether a retry
-may help (throttling, 5xx, timeouts) or not (bad request, not ours, not found).
+may help (throttling, 5xx, timeouts) or not (bad request, not ours, not found), and how long
+the server asked to wait first (``retry_after``, from its Retry-After header).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import email.utils
 import hashlib
 import re
 import socket
@@ -24,10 +27,12 @@ T = TypeVar("T")
 
 
 class ProviderError(Exception):
-    def __init__(self, message: str, *, retryable: bool = False, address: str | None = None) -> None:
+    def __init__(self, message: str, *, retryable: bool = False, address: str | None = None,
+                 retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.address = address
+        self.retry_after = retry_after  # seconds the server asked to wait before a retry (Retry-After)
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,26 @@ class Provider(Protocol):
 def retryable_http(status: int | None) -> bool:
     """Throttling and server-side failures are worth a retry; client errors are not."""
     return status is not None and (status == 429 or status >= 500 or status == 408)
+
+
+def retry_after(headers: Any) -> float | None:
+    """The seconds a response's Retry-After header asks to wait (delta-seconds or an HTTP date),
+    or None: no such header, or one that says neither. ``headers``: any mapping of a response's
+    headers, whatever the case of their names."""
+    try:
+        value = next((v for k, v in dict(headers or {}).items() if str(k).lower() == "retry-after"), None)
+    except (TypeError, ValueError):
+        return None
+    text = str(value).strip() if value is not None else ""
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
 
 
 def unreachable(exc: BaseException) -> str:

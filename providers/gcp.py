@@ -30,7 +30,15 @@ from google.cloud import compute_v1
 from google.protobuf import json_format
 
 from placer.planfile import Change
-from providers.base import Discovered, ProviderError, guard, pool_nodes, retryable_http, unreachable
+from providers.base import (
+    Discovered,
+    ProviderError,
+    guard,
+    pool_nodes,
+    retry_after,
+    retryable_http,
+    unreachable,
+)
 
 T = TypeVar("T")
 
@@ -99,7 +107,10 @@ def classify(action: str, not_found: str = NOT_FOUND_HINT) -> Callable[[Exceptio
                 hint = "GCP is throttling or briefly unavailable; a retry should get through"
             else:
                 hint = "GCP refused the request as sent; fix the fleet or the plan before retrying"
-            return ProviderError(f"gcp: {action} failed: {code} {detail}; {hint}", retryable=retryable_http(code))
+            retryable = retryable_http(code)
+            wait = retry_after(getattr(exc.response, "headers", None)) if retryable else None
+            return ProviderError(f"gcp: {action} failed: {code} {detail}; {hint}", retryable=retryable,
+                                 retry_after=wait)
         if isinstance(exc, gexc.RetryError | requests.Timeout):
             why = unreachable(exc) if isinstance(exc, requests.Timeout) else str(exc)
             return ProviderError(f"gcp: {action} failed: no answer in time ({why}); a retry may succeed",

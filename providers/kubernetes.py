@@ -32,7 +32,7 @@ from placer.render.manifests import (
     deployment_manifest,
     deployment_name,
 )
-from providers.base import Discovered, ProviderError, guard, retryable_http, unreachable
+from providers.base import Discovered, ProviderError, guard, retry_after, retryable_http, unreachable
 from providers.kubernetes_discovery import pools_from_nodes
 
 APPLY_PATCH = "application/apply-patch+yaml"
@@ -304,11 +304,12 @@ class KubernetesProvider:
 
         if isinstance(exc, ApiException):
             status = int(exc.status or 0)
-            reason, message, retry_after = _status_details(exc)
+            reason, message = _status_details(exc)
             retryable = retryable_http(status) or status == 409
-            hint = _hint(status, where, retry_after)
+            wait = retry_after(exc.headers) if retryable else None
+            hint = _hint(status, where, wait)
             return ProviderError(f"{where.address}: {doing} {where} failed: HTTP {status} {reason}: {message}; "
-                                 f"{hint}", retryable=retryable, address=where.address)
+                                 f"{hint}", retryable=retryable, address=where.address, retry_after=wait)
         if isinstance(exc, HTTPError):  # timeouts, refused connections, dropped connections
             return ProviderError(f"{where.address}: {doing} {where} failed: cannot reach the API server "
                                  f"({unreachable(exc)}); is the cluster up and the kubeconfig right? "
@@ -373,7 +374,7 @@ def _body(response: Any) -> dict[str, Any]:
     return json.loads(data) if data else {}
 
 
-def _status_details(exc: Any) -> tuple[str, str, str | None]:
+def _status_details(exc: Any) -> tuple[str, str]:
     reason, message = str(exc.reason or ""), ""
     try:
         status = json.loads(exc.body or "")
@@ -385,16 +386,14 @@ def _status_details(exc: Any) -> tuple[str, str, str | None]:
                 message = "; ".join(f"{c.get('field')}: {c.get('message')}" for c in causes)
     except (ValueError, TypeError):
         message = str(exc.body or "")[:300]
-    headers = exc.headers or {}
-    retry_after = next((str(v) for k, v in dict(headers).items() if k.lower() == "retry-after"), None)
-    return reason, message or "(no message)", retry_after
+    return reason, message or "(no message)"
 
 
-def _hint(status: int, where: _Where, retry_after: str | None) -> str:
+def _hint(status: int, where: _Where, wait: float | None) -> str:
     if status == 0:
         return "the TLS connection failed; check the cluster's certificate-authority in the kubeconfig"
     if status == 429:
-        return f"the API server is throttling{f' (Retry-After {retry_after}s)' if retry_after else ''}; a retry " \
+        return f"the API server is throttling{f' (Retry-After {wait:g}s)' if wait is not None else ''}; a retry " \
                "should get through"
     if status >= 500 or status == 408:
         return "the API server failed or timed out; a retry may get through"

@@ -434,6 +434,18 @@ def test_one_throttle_is_absorbed_by_the_sdks_single_retry(
     assert desired_of(aws, gpu_asg) == 2
 
 
+@pytest.mark.parametrize("retry_after", ["9", "Wed, 21 Oct 2015 07:28:00 GMT"], ids=["seconds", "past-date"])
+def test_the_wait_a_throttled_answer_asks_for_goes_with_the_error(endpoint: str, session: boto3.Session,
+                                                                  retry_after: str) -> None:
+    throttled = query_error("Throttling", "Rate exceeded")
+    with FaultProxy(endpoint) as proxy:
+        provider = AwsProvider(endpoint_url=proxy.endpoint, session=session, max_attempts=1)
+        proxy.fail_next(1, Fault(throttled.status, throttled.body, {**throttled.headers, "Retry-After": retry_after}))
+        with pytest.raises(ProviderError) as err:
+            provider.observe(pool_change(1, asg_name="gpu-asg"))
+    assert err.value.retryable and err.value.retry_after == (9 if retry_after == "9" else 0)
+
+
 @pytest.mark.parametrize(("fault", "retryable"), [
     (json_error("ServiceUnavailableException", "try later", 503), True),
     (json_error("ThrottlingException", "Rate exceeded", 429), True),

@@ -255,6 +255,17 @@ def test_throttling_and_server_errors_are_retryable(gcp: FakeCompute, provider: 
     assert gcp.target_size(PROJECT, name, **where) == 4
 
 
+def test_the_wait_a_throttled_answer_asks_for_goes_with_the_error(gcp: FakeCompute, provider: GcpProvider) -> None:
+    gcp.fail_next(1, 429, retry_after=7)
+    with pytest.raises(ProviderError) as err:
+        provider.apply(pool_change("t4-pool", 4, ZONAL))
+    assert err.value.retryable and err.value.retry_after == 7  # the apply engine waits at least that long
+    gcp.fail_next(1, 503)
+    with pytest.raises(ProviderError) as plain:
+        provider.observe(pool_change("t4-pool", 4, ZONAL))
+    assert plain.value.retryable and plain.value.retry_after is None
+
+
 def test_client_errors_are_not_retryable(gcp: FakeCompute, provider: GcpProvider) -> None:
     gcp.fail_next(1, 403)
     with pytest.raises(ProviderError) as err:

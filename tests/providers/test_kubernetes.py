@@ -331,6 +331,27 @@ def test_errors_are_classified(kube: FakeKubeApiServer, provider: KubernetesProv
     assert provider.observe(change()) == {"replicas": 3}
 
 
+@pytest.mark.parametrize(("asked", "waited"), [(7, 7.0), (3600, 60.0)])
+def test_an_apply_waits_as_long_as_a_throttled_answer_asks(kube: FakeKubeApiServer, provider: KubernetesProvider,
+                                                           tmp_path: Path, asked: int, waited: float) -> None:
+    """Retry-After is honoured, up to a minute: the backoff alone retried after 0.2-3.5 s and
+    gave up on a server that asked for 10."""
+    kube.fail_next(2, 429, retry_after=asked, method="PATCH")
+    backend = LocalBackend(tmp_path / "state.json")
+    delays: list[float] = []
+    messages: list[str] = []
+    applier = Applier(backend, [provider], health_timeout_s=5, retry=RetryPolicy(base_seconds=0.001),
+                      sleep=delays.append, progress=lambda m, _c: messages.append(m))
+    with backend.lock("apply"):
+        report = applier.run(Plan("now", "sha256:x", None, 0, {}, (change("create", 2),)), backend.read(), "p",
+                             None, {})
+    assert report.retries == 2 and delays == [waited, waited]
+    retried = [m for m in messages if m.startswith("retrying")]
+    capped = ", at most 60s" if asked > 60 else ""
+    assert len(retried) == 2 and all(f"as the server asked (Retry-After {asked}s{capped})" in m for m in retried)
+    assert kube.deployment(NS, "llama-h100") is not None
+
+
 def test_an_invalid_manifest_is_a_422_with_the_field(provider: KubernetesProvider) -> None:
     with pytest.raises(ProviderError) as err:
         provider.apply(change("create", 1, model="Llama_3"))  # not a DNS-1123 name

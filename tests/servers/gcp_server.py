@@ -3,7 +3,7 @@
 It holds managed instance groups (zonal and regional), instance templates (global and
 regional), machine types, accelerator types, autoscalers and operations in memory, so a
 resize changes ``targetSize`` and a later GET reads it back. Fault knobs: the next N
-requests answer 429/503, or answer after a delay longer than the client's timeout;
+requests answer 429/503 (with a Retry-After header if asked), or answer after a delay longer than the client's timeout;
 operations stay RUNNING for K polls or finish DONE with an error; a resized group stays
 unstable for K reads. Unknown objects answer 404 with Google's error JSON.
 
@@ -55,6 +55,7 @@ class Fault:
     status: int | None = None
     delay_s: float = 0.0
     path_contains: str | None = None
+    retry_after: int | None = None  # a Retry-After header on the answer
 
 
 @dataclass
@@ -195,9 +196,10 @@ class FakeCompute(LoopbackServer):
 
     # ------------------------------------------------------------ knobs
 
-    def fail_next(self, n: int, status: int, path_contains: str | None = None) -> None:
+    def fail_next(self, n: int, status: int, path_contains: str | None = None, *,
+                  retry_after: int | None = None) -> None:
         with self._lock:
-            self.state.faults.append(Fault(n, status=status, path_contains=path_contains))
+            self.state.faults.append(Fault(n, status=status, path_contains=path_contains, retry_after=retry_after))
 
     def delay_next(self, n: int, seconds: float, path_contains: str | None = None) -> None:
         with self._lock:
@@ -228,8 +230,8 @@ class FakeCompute(LoopbackServer):
 
     # ------------------------------------------------------------ dispatch
 
-    def handle(self, method: str, raw_path: str) -> tuple[int, dict[str, Any], float]:
-        """Return (status, body, delay before answering)."""
+    def handle(self, method: str, raw_path: str) -> tuple[int, dict[str, Any], float, dict[str, str]]:
+        """Return (status, body, delay before answering, extra headers)."""
         parts = urlsplit(raw_path)
         path, query = parts.path, parse_qs(parts.query)
         delay = 0.0
@@ -241,13 +243,14 @@ class FakeCompute(LoopbackServer):
                     if fault.status is not None:
                         msg = ("Quota exceeded for quota metric 'Queries' and limit 'Queries per minute'"
                                if fault.status == 429 else "Backend Error")
-                        return fault.status, google_error(fault.status, msg), 0.0
+                        extra = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+                        return fault.status, google_error(fault.status, msg), 0.0, extra
                     delay = fault.delay_s
                     break
             try:
-                return 200, self._route(method, path, query), delay
+                return 200, self._route(method, path, query), delay, {}
             except _Reply as reply:
-                return reply.status, reply.body, delay
+                return reply.status, reply.body, delay, {}
 
     def _route(self, method: str, path: str, query: dict[str, list[str]]) -> dict[str, Any]:
         m = re.match(PREFIX + r"aggregated/instanceGroupManagers$", path)
@@ -385,7 +388,7 @@ def _make_handler(fake: FakeCompute) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length") or 0)
             if length:
                 self.rfile.read(length)
-            status, body, delay = fake.handle(self.command, self.path)
+            status, body, delay, extra = fake.handle(self.command, self.path)
             if delay:
                 time.sleep(delay)
             data = json.dumps(body).encode()
@@ -393,6 +396,8 @@ def _make_handler(fake: FakeCompute) -> type[BaseHTTPRequestHandler]:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json; charset=UTF-8")
                 self.send_header("Content-Length", str(len(data)))
+                for key, value in extra.items():
+                    self.send_header(key, value)
                 self.end_headers()
                 self.wfile.write(data)
             except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout tests)
