@@ -35,6 +35,11 @@ class StalePlanError(ApplyError):
     pass
 
 
+class UnfinishedError(ApplyError):
+    """Every change was made and recorded, but the state write that marks the apply finished
+    failed: the state still says the apply did not finish."""
+
+
 class ChangeProvider(Protocol):
     """The provider protocol as apply sees it (``providers.base.Provider``)."""
 
@@ -248,14 +253,20 @@ class Applier:
                   demand: dict[str, float], report: ApplyReport) -> None:
         """The apply finished: the state says so, with the plan's cost, demand and a history entry."""
         with self._write:
-            state.applying = None
+            applying, state.applying = state.applying, None
             state.cost_usd_per_hour = cost_after
             for model, total in demand.items():
                 state.models[model] = {"demand": total}
             state.history.append({"serial": state.serial, "appliedAt": _now(), "plan": plan_id,
                                   "changes": len(report.applied), "fleetDigest": plan.fleet_digest})
             state.history = state.history[-50:]
-            self.backend.write(state)
+            try:
+                self.backend.write(state)
+            except Exception as exc:
+                # as the backend still has it: every change done, the apply not finished (cleared
+                # first, the caller counted 0 changes done of an apply that had made them all)
+                state.applying = applying
+                raise UnfinishedError(str(exc)) from exc
         report.serial = state.serial
 
     def _mend(self) -> None:

@@ -313,7 +313,7 @@ def refresh(fleet: str, state_path: str | None) -> None:
 def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str | None,
           fleet_path: str | None) -> None:
     """Execute the changes of a saved PLAN (or plan and apply FLEET with --auto-approve)."""
-    from placer.apply import Applier, RetryPolicy, check_fresh
+    from placer.apply import Applier, RetryPolicy, UnfinishedError, check_fresh
     from placer.planfile import read
 
     if Path(target).is_dir():
@@ -383,9 +383,15 @@ def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str
                     report = applier.run(the_plan, state, plan_id, cost_after, demand)
             else:
                 report = applier.run(the_plan, state, plan_id, cost_after, demand)
+        except UnfinishedError as exc:
+            finished = f"all {total} change(s) were made and recorded" if total else "the plan had no changes left"
+            raise CliError(f"{finished}, but the state write that marks the apply finished failed: {_clause(exc)}. "
+                           f"The state ({backend.location}) still says the apply did not finish: the next `placer "
+                           "plan` starts from the changes it records (it should find none left), and applying that "
+                           "plan marks it finished") from exc
         except Exception as exc:
             applied = len((state.applying or {}).get("done", []))
-            raise CliError(f"apply failed after {applied} of {total} change(s): {exc}. The state "
+            raise CliError(f"apply failed after {applied} of {total} change(s): {_clause(exc)}. The state "
                            f"({backend.location}) records exactly what was done (a deployment scaled up once it is "
                            "healthy); run `placer plan` to see what remains, then apply the new plan") from exc
     if not total:
@@ -394,6 +400,11 @@ def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str
         out.print(f"Apply complete: {len(report.applied)} change(s) applied"
                   + (f" ({report.retries} retried)" if report.retries else "")
                   + f"; state serial {report.serial}.")
+
+
+def _clause(exc: BaseException) -> str:
+    """An error's message as a clause of a longer sentence: without its closing period."""
+    return str(exc).rstrip().rstrip(".")
 
 
 @cli.command()

@@ -945,3 +945,32 @@ def test_a_health_wait_retries_an_error_within_one_deadline(tmp_path: Path) -> N
         applier.run(plan, backend.read(), "p", None, {})
     assert cluster.given == [100, pytest.approx(60, abs=0.05), pytest.approx(20, abs=0.05)]
     assert now[0] < 121
+
+
+def test_an_apply_whose_last_state_write_fails_says_every_change_was_made(
+        env: Env, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The write that marks an apply finished failed (S3 answered 503): the error said "apply failed
+    after 0 of 5 change(s)" of an apply that had made and recorded all 5, its period doubled."""
+    plan_path = env.root / "plan.json"
+    plan_json(capsys, env, plan_path)
+
+    class Full(LocalBackend):
+        def write(self, state: Any) -> None:
+            if state.applying is None:
+                raise OSError("cannot write the state: Please reduce your request rate.")
+            super().write(state)
+
+    monkeypatch.setattr(placer_cli, "backend_from", lambda cfg, path=None: Full(env.state))
+    code, _, stderr = placer(capsys, "apply", str(plan_path))
+    assert code == 1
+    message = " ".join(stderr.split())
+    assert "all 5 change(s) were made and recorded, but the state write that marks the apply finished failed: " \
+           "cannot write the state: Please reduce your request rate. The state" in message
+    assert "it should find none left" in message and "..." not in message and ".." not in message
+    assert len(env.backend.read().applying["done"]) == 5  # the journal holds them all
+
+    monkeypatch.undo()
+    again = env.root / "again.json"
+    assert [c for c in plan_json(capsys, env, again)["changes"] if c["action"] != "no-op"] == []
+    apply_ok(capsys, again)
+    assert env.state_json()["applying"] is None
