@@ -443,6 +443,9 @@ def force_unlock(lock_id: str, fleet_path: str | None, state_path: str | None) -
     cfg: dict[str, Any] = settings_json(read_fleet(fleet_path))["state"] if fleet_path else {}
     backend = backend_from(cfg, state_path)
     holder = backend.force_unlock(lock_id)
+    if not holder.get("ID"):
+        out.print(f"Unlocked {backend.location} (the lock named no holder).")
+        return
     out.print(f"Unlocked {backend.location} (was held by {holder.get('Who', '?')} since {holder.get('Created', '?')}).")
 
 

@@ -242,6 +242,18 @@ def describe_holder(holder: dict[str, Any]) -> str:
             f"{holder.get('Operation', '?')} since {holder.get('Created', '?')}, lock ID {holder.get('ID', '?')}")
 
 
+def locked_message(location: str, holder: dict[str, Any], where: str, note: str = "") -> str:
+    """Why a lock was refused, and the ``placer force-unlock`` command that breaks it (``where``:
+    its --state or --fleet; ``note``: said after it). A lock that names no holder (empty or
+    unreadable: written by hand or by another tool, or cut short) is broken by any ID: it said
+    `placer force-unlock ?`, which the s3 backend refused."""
+    if holder.get("ID"):
+        return (f"the state {location} is locked: {describe_holder(holder)}. If that process is gone, run "
+                f"`placer force-unlock {holder['ID']} {where}`{note}")
+    return (f"the state {location} is locked by a lock that names no holder (empty or unreadable); if no placer is "
+            f"using this state, any lock ID breaks it: run `placer force-unlock any {where}`{note}")
+
+
 class Backend(Protocol):
     location: str
 
@@ -322,11 +334,8 @@ class LocalBackend:
             os.link(tmp, self.lock_path)
         except FileExistsError:
             holder = self._holder()
-            raise LockError(
-                f"the state {self.path} is locked: {describe_holder(holder)}. If that process is gone, run "
-                f"`placer force-unlock {holder.get('ID', '?')} --state {shlex.quote(str(self.path))}`",
-                holder,
-            ) from None
+            raise LockError(locked_message(str(self.path), holder, f"--state {shlex.quote(str(self.path))}"),
+                            holder) from None
         finally:
             os.unlink(tmp)
         try:

@@ -36,6 +36,7 @@ from placer.state import (
     describe_holder,
     journal_line,
     lock_info,
+    locked_message,
     replay_journal,
 )
 
@@ -309,12 +310,8 @@ class S3Backend:
             raise self._error(exc, "release the state lock", self.lock_key) from None
 
     def _locked_error(self, holder: dict[str, Any]) -> LockError:
-        return LockError(
-            f"the state {self.location} is locked: {describe_holder(holder)}. If that process is gone, run "
-            f"`placer force-unlock {holder.get('ID', '?')} --fleet FLEET`, FLEET being the fleet whose Settings "
-            "hold this state",
-            holder,
-        )
+        return LockError(locked_message(self.location, holder, "--fleet FLEET",
+                                        ", FLEET being the fleet whose Settings hold this state"), holder)
 
     def _acquire(self, info: dict[str, Any]) -> str | None:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -378,7 +375,8 @@ class S3Backend:
         if found is None:
             raise LockError(f"the state {self.location} is not locked")
         holder, etag = found
-        if holder.get("ID") != lock_id:
+        # one that names no holder (empty or unreadable) is broken by any ID, as on the local backend
+        if holder.get("ID") and holder.get("ID") != lock_id:
             raise LockError(f"lock ID {lock_id} does not match the lock on {self.location} "
                             f"({describe_holder(holder)})", holder)
         if not self._delete_lock(etag):

@@ -179,9 +179,13 @@ def test_lock_is_released_when_the_block_fails(backend: LocalBackend) -> None:
 def test_lock_file_that_cannot_be_read_still_locks(backend: LocalBackend) -> None:
     backend.lock_path.parent.mkdir(parents=True)
     backend.lock_path.write_text("not json")
-    with pytest.raises(LockError, match="is locked"), backend.lock("apply"):
+    with pytest.raises(LockError, match="is locked") as caught, backend.lock("apply"):
         pass
     assert backend.lock_path.read_text() == "not json"
+    assert "names no holder" in str(caught.value) and "any lock ID breaks it" in str(caught.value)
+    assert "placer force-unlock any --state" in str(caught.value)  # not `placer force-unlock ?`
+    assert backend.force_unlock("any") == {}
+    assert not backend.lock_path.exists()
 
 
 def test_force_unlock_needs_the_right_id(backend: LocalBackend) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import socket
 import sys
 import threading
@@ -514,6 +515,29 @@ def test_plan_and_apply_with_s3_state(tmp_path: Path, moto_endpoint: str, bucket
     code, _, err = run(capsys, "plan", str(fleet), "--now", lh.NOW)
     assert code == 1 and f"s3://{bucket}/{KEY}" in err and "invalid JSON" in err
     assert obj(s3, bucket) == before
+
+
+@pytest.mark.parametrize("body", [b"", b"not json", b'{"Who": "someone"}'], ids=["empty", "garbage", "no-id"])
+def test_a_lock_that_names_no_holder_is_broken_by_the_command_printed(
+        tmp_path: Path, moto_endpoint: str, bucket: str, s3: Any, capsys: pytest.CaptureFixture[str],
+        body: bytes) -> None:
+    """An empty lock object (written by hand, by another tool): the refusal said `placer force-unlock ?`,
+    and that ID, like any other, did "not match", for ever; the local backend takes any ID."""
+    fleet = lh.write_fleet(tmp_path / "fleet", {"backend": "s3", "bucket": bucket, "key": KEY,
+                                                "endpointUrl": moto_endpoint}, tmp_path / "deploy")
+    plan = tmp_path / "plan.json"
+    assert run(capsys, "plan", str(fleet), "-o", str(plan), "--now", lh.NOW)[0] == 0
+    s3.put_object(Bucket=bucket, Key=KEY + ".lock", Body=body)
+    code, _, err = run(capsys, "apply", str(plan))
+    message = " ".join(err.split())
+    assert code == 1 and "names no holder" in message and "any lock ID breaks it" in message, err
+    printed = re.search(r"`placer (force-unlock [^`]+)`", message)
+    assert printed and "?" not in printed.group(1), message
+    code, out, err = run(capsys, *printed.group(1).replace("FLEET", str(fleet)).split())
+    assert code == 0 and "Unlocked" in out and "named no holder" in out, err
+    assert not exists(s3, bucket, KEY + ".lock")
+    code, out, err = run(capsys, "apply", str(plan))
+    assert code == 0 and "Apply complete" in out, err
 
 
 def test_cli_names_a_missing_bucket(tmp_path: Path, moto_endpoint: str, capsys: pytest.CaptureFixture[str]) -> None:
