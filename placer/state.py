@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import getpass
 import json
+import math
 import os
 import shlex
 import socket
@@ -122,7 +123,7 @@ class State:
             )
         except (TypeError, ValueError, AttributeError) as exc:
             raise StateError(f"{source}: malformed state ({exc}): {hint}") from None
-        wrong = _wrong_fields(state)
+        wrong = _wrong_top(data) or _wrong_fields(state)
         if wrong:  # read unchecked, they were an internal error in `plan` (a hand edit, a bad merge)
             raise StateError(f"{source}: malformed state ({wrong}): {hint}")
         return state
@@ -170,8 +171,28 @@ def _count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _wrong_top(data: dict[str, Any]) -> str | None:
+    """What in a state's lineage, serial or history, as read, is not what placer writes there, or
+    None (``State.loads`` made a mapping of a history its list of keys, and took a serial of -5)."""
+    if not _count(data["serial"]):
+        return f"serial {data['serial']!r} is no count"
+    if data["lineage"] is not None and not isinstance(data["lineage"], str):
+        return f"lineage {data['lineage']!r} is no text"
+    history = data.get("history")
+    if history is not None and not (isinstance(history, list) and all(isinstance(h, dict) for h in history)):
+        return "history is not a list of applies"
+    return None
+
+
 def _wrong_fields(state: State) -> str | None:
     """What in a state's fields is not what placer writes there, or None."""
+    for key, value in state.models.items():
+        if "demand" in value and not _number(value["demand"]):
+            return f"model {key}: demand {value['demand']!r} is no number"
     for key, value in state.deployments.items():
         if "@" not in key:
             return f"deployment {key!r} is not <model>@<pool>"

@@ -608,6 +608,12 @@ EDITS = {
     "key-without-at": (lambda d: d["deployments"].update(chat=d["deployments"].popitem()[1]),
                        "deployment 'chat' is not <model>@<pool>"),
     "applying-text": (lambda d: d.update(applying="yes"), "applying is not an apply's record"),
+    # these were an internal error in `plan` (a TypeError in the diff) or read as something else
+    "demand-text": (lambda d: next(iter(d["models"].values())).update(demand="lots"),
+                    "demand 'lots' is no number"),
+    "serial-negative": (lambda d: d.update(serial=-5), "serial -5 is no count"),
+    "lineage-number": (lambda d: d.update(lineage=5), "lineage 5 is no text"),
+    "history-mapping": (lambda d: d.update(history={"a": 1}), "history is not a list of applies"),
 }
 
 
