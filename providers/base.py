@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import hashlib
+import http.client
 import re
 import socket
 from collections.abc import Callable, Iterable, Iterator
@@ -93,8 +94,9 @@ def retry_after(headers: Any) -> float | None:
 def unreachable(exc: BaseException) -> str:
     """Why a connection failed, in a few words, with the host where the exception names one:
     "127.0.0.1:9: connection refused", "api.example: the host name does not resolve", "timed
-    out". requests and urllib3 wrap the socket's error two or three deep (MaxRetryError, then
-    NewConnectionError, then the OSError) and print every layer; this digs out the socket's."""
+    out", "the server closed the connection without answering". requests and urllib3 wrap the
+    socket's error two or three deep (MaxRetryError, then NewConnectionError or ProtocolError, then
+    the OSError) and print every layer; this digs out the socket's."""
     seen: set[int] = set()
     where = reason = ""
     todo: list[Any] = [exc]
@@ -109,6 +111,10 @@ def unreachable(exc: BaseException) -> str:
             where = f"{host}:{port}" if port else str(host)
         if isinstance(e, socket.gaierror):
             reason = "the host name does not resolve"
+        elif isinstance(e, http.client.RemoteDisconnected):  # a ConnectionResetError without strerror
+            reason = "the server closed the connection without answering"
+        elif isinstance(e, http.client.IncompleteRead):
+            reason = reason or "the server closed the connection before the answer was complete"
         elif isinstance(e, TimeoutError | socket.timeout) or "timed out" in str(e).lower():
             reason = reason or "timed out"
         elif isinstance(e, OSError) and e.strerror:

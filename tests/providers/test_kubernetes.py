@@ -27,6 +27,7 @@ from placer.state import LocalBackend  # noqa: E402
 from providers.base import Provider, ProviderError  # noqa: E402
 from providers.kubernetes import KubernetesProvider, rollout_status  # noqa: E402
 from tests.servers.kube_server import FakeKubeApiServer, write_kubeconfig  # noqa: E402
+from tests.servers.moto_server import ClosingServer  # noqa: E402
 
 H100 = {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3", "nvidia.com/gpu.count": "8",
         "nvidia.com/gpu.memory": "81559", "nvidia.com/gpu.present": "true",
@@ -393,6 +394,20 @@ def test_timeouts_and_refused_connections_are_retryable(kube: FakeKubeApiServer,
         KubernetesProvider(str(kc), request_timeout_s=0.5).observe(change(context="gone"))
     host = url.split("//", 1)[1].rstrip("/")
     assert refused.value.retryable and f"cannot reach the API server ({host}: connection refused)" in str(refused.value)
+
+
+def test_a_server_that_closes_the_connection_is_said_so_in_a_few_words(tmp_path: Path) -> None:
+    """It printed urllib3's whole chain: MaxRetryError: HTTPConnectionPool(...): Max retries exceeded
+    ... (Caused by ProtocolError('Connection aborted.', RemoteDisconnected(...)))."""
+    with ClosingServer() as closing:
+        kc = write_kubeconfig(tmp_path / "closing", {"lb": closing.endpoint})
+        with pytest.raises(ProviderError) as err:
+            KubernetesProvider(str(kc), request_timeout_s=2).observe(change(context="lb"))
+    host = closing.endpoint.split("//", 1)[1]
+    message = str(err.value)
+    assert err.value.retryable
+    assert f"cannot reach the API server ({host}: the server closed the connection without answering)" in message
+    assert "MaxRetryError" not in message and "HTTPConnectionPool" not in message
 
 
 # ---------------------------------------------------------------- waiting for rollouts

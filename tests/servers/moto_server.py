@@ -4,10 +4,12 @@
 - ``FaultProxy``: an HTTP proxy in front of it that answers the next N requests with a canned
   failure (throttling, 503, 403...) and forwards the rest, counting every request.
 - ``SilentServer``: accepts connections and never answers, for read timeouts.
+- ``ClosingServer``: reads each request and closes the connection without an answer.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import socket
 import threading
@@ -142,6 +144,42 @@ class SilentServer:
 
     def __exit__(self, *exc: object) -> None:
         self._socket.close()
+
+
+class ClosingServer:
+    """Reads each request and closes the connection without answering (a proxy or load balancer
+    that drops it): the client sees "Remote end closed connection without response"."""
+
+    def __init__(self) -> None:
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.bind((HOST, 0))
+        self._socket.listen(16)
+        self.endpoint = f"http://{HOST}:{self._socket.getsockname()[1]}"
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._socket.accept()
+            except OSError:
+                return  # closed
+            with conn:
+                conn.settimeout(5)
+                data = b""
+                with contextlib.suppress(OSError):
+                    while b"\r\n\r\n" not in data:
+                        chunk = conn.recv(65536)
+                        if not chunk:
+                            break
+                        data += chunk
+
+    def __enter__(self) -> ClosingServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._socket.close()
+        self._thread.join(timeout=5)
 
 
 def free_port() -> int:
