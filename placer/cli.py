@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 from rich.console import Console
@@ -27,6 +27,9 @@ from placer import __version__
 from placer.fleet import Fleet, load_fleet
 from placer.planfile import Plan, PlanFileError
 from placer.spec import FleetError
+
+if TYPE_CHECKING:
+    from placer.apply import ApplyReport
 
 LOG_WIDTH = 200  # a table's width where output is a log or a pipe, not a terminal
 
@@ -374,26 +377,40 @@ def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str
     applier = Applier(backend, providers, parallelism=int(apply_cfg.get("parallelism", 4)),
                       health_timeout_s=float(apply_cfg.get("healthTimeoutSeconds", 600)), retry=retry,
                       progress=report_progress)
-    with backend.lock("apply"):
-        state = backend.read()
-        check_fresh(the_plan, state)
-        try:
-            if bar is not None:
-                with bar.progress:
+    report: ApplyReport | None = None
+    try:
+        with backend.lock("apply"):
+            state = backend.read()
+            check_fresh(the_plan, state)
+            try:
+                if bar is not None:
+                    with bar.progress:
+                        report = applier.run(the_plan, state, plan_id, cost_after, demand)
+                else:
                     report = applier.run(the_plan, state, plan_id, cost_after, demand)
-            else:
-                report = applier.run(the_plan, state, plan_id, cost_after, demand)
-        except UnfinishedError as exc:
-            finished = f"all {total} change(s) were made and recorded" if total else "the plan had no changes left"
-            raise CliError(f"{finished}, but the state write that marks the apply finished failed: {_clause(exc)}. "
-                           f"The state ({backend.location}) still says the apply did not finish: the next `placer "
-                           "plan` starts from the changes it records (it should find none left), and applying that "
-                           "plan marks it finished") from exc
-        except Exception as exc:
-            applied = len((state.applying or {}).get("done", []))
-            raise CliError(f"apply failed after {applied} of {total} change(s): {_clause(exc)}. The state "
-                           f"({backend.location}) records exactly what was done (a deployment scaled up once it is "
-                           "healthy); run `placer plan` to see what remains, then apply the new plan") from exc
+            except UnfinishedError as exc:
+                finished = (f"all {total} change(s) were made and recorded" if total
+                            else "the plan had no changes left")
+                raise CliError(f"{finished}, but the state write that marks the apply finished failed: "
+                               f"{_clause(exc)}. The state ({backend.location}) still says the apply did not "
+                               "finish: the next `placer plan` starts from the changes it records (it should find "
+                               "none left), and applying that plan marks it finished") from exc
+            except Exception as exc:
+                applied = len((state.applying or {}).get("done", []))
+                raise CliError(f"apply failed after {applied} of {total} change(s): {_clause(exc)}. The state "
+                               f"({backend.location}) records exactly what was done (a deployment scaled up once "
+                               "it is healthy); run `placer plan` to see what remains, then apply the new plan"
+                               ) from exc
+    except Exception as exc:
+        if report is None:
+            raise
+        # the apply completed, and only releasing the lock failed: say both (it said only the latter)
+        _say_complete(report, total)
+        raise CliError(f"the apply completed, but releasing the state lock failed: {exc}") from exc
+    _say_complete(report, total)
+
+
+def _say_complete(report: ApplyReport, total: int) -> None:
     if not total:
         out.print("No changes. The infrastructure matches the plan.")
     else:

@@ -540,6 +540,38 @@ def test_a_lock_that_names_no_holder_is_broken_by_the_command_printed(
     assert code == 0 and "Apply complete" in out, err
 
 
+def test_an_apply_that_cannot_release_its_lock_still_says_it_completed(
+        tmp_path: Path, moto_endpoint: str, bucket: str, s3: Any, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """S3 went away between the apply's last write and the lock's release: the apply exited with
+    the lock's message alone, no "Apply complete", as if it had failed."""
+    fleet = lh.write_fleet(tmp_path / "fleet", {"backend": "s3", "bucket": bucket, "key": KEY,
+                                                "endpointUrl": moto_endpoint}, tmp_path / "deploy")
+    plan = tmp_path / "plan.json"
+    assert run(capsys, "plan", str(fleet), "-o", str(plan), "--now", lh.NOW)[0] == 0
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    release = S3Backend._release
+
+    def offline_release(self: S3Backend, info: dict[str, Any], etag: str | None) -> None:
+        self._client = boto3.client("s3", endpoint_url=dead, config=Config(retries={"max_attempts": 1}))
+        release(self, info, etag)
+
+    monkeypatch.setattr(S3Backend, "_release", offline_release)
+    code, out, err = run(capsys, "apply", str(plan))
+    message = " ".join(err.split())
+    assert code == 1 and "Apply complete: 5 change(s) applied; state serial 1." in out
+    assert "the apply completed, but releasing the state lock failed" in message and "still held" in message
+    holder = json.loads(obj(s3, bucket, KEY + ".lock")[0])
+    assert f"placer force-unlock {holder['ID']} --fleet FLEET" in message
+    assert json.loads(obj(s3, bucket)[0])["applying"] is None
+
+    monkeypatch.undo()
+    code, out, err = run(capsys, "force-unlock", holder["ID"], "--fleet", str(fleet))
+    assert code == 0 and "Unlocked" in out, err
+
+
 def test_cli_names_a_missing_bucket(tmp_path: Path, moto_endpoint: str, capsys: pytest.CaptureFixture[str]) -> None:
     fleet = lh.write_fleet(tmp_path / "fleet", {"backend": "s3", "bucket": "placer-missing-bucket", "key": KEY,
                                                 "endpointUrl": moto_endpoint}, tmp_path / "deploy")
