@@ -186,7 +186,11 @@ def providers_for(apply_cfg: dict[str, Any], directory_override: str | None = No
 
     # Credentials and endpoints come from the usual places: AWS_PROFILE / AWS_ENDPOINT_URL, KUBECONFIG,
     # Google application default credentials; PLACER_GCP_API_ENDPOINT points at an alternative Compute API.
-    live += [AwsProvider(), GcpProvider(api_endpoint=os.environ.get("PLACER_GCP_API_ENDPOINT")),
+    # AWS: one try per call, read within 10 s: the apply engine retries, with backoff, Retry-After and a
+    # progress line each time (botocore's 3 tries of 20 s inside its 6 held a hung endpoint 377 s, silent
+    # for a minute at a time), as the Kubernetes and GCP providers leave it to
+    live += [AwsProvider(max_attempts=1, read_timeout_s=10.0),
+             GcpProvider(api_endpoint=os.environ.get("PLACER_GCP_API_ENDPOINT")),
              KubernetesProvider(kubeconfig=os.environ.get("KUBECONFIG"))]
     return live
 

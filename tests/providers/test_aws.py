@@ -462,6 +462,21 @@ def test_eks_errors_are_classified(endpoint: str, session: boto3.Session, fault:
         assert proxy.requests == 1
 
 
+def test_the_apply_s_aws_provider_leaves_retrying_to_the_apply_engine(endpoint: str,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """botocore made 3 tries (20 s each on a hung endpoint) inside each of the apply's 6: 377 s
+    without a progress line for a minute at a time; the apply engine retries, and says so."""
+    from placer.cli import providers_for
+
+    with FaultProxy(endpoint) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
+        aws = next(p for p in providers_for({"mode": "live"}) if p.name == "aws")
+        proxy.fail_next(10, query_error("InternalFailure", "oops", status=500))
+        with pytest.raises(ProviderError) as err:
+            aws.observe(pool_change(1, asg_name="gpu-asg"))
+        assert err.value.retryable and proxy.requests == 1
+
+
 def test_a_server_that_never_answers_is_a_retryable_timeout(session: boto3.Session) -> None:
     with SilentServer() as silent:
         provider = AwsProvider(endpoint_url=silent.endpoint, session=session, read_timeout_s=0.3, max_attempts=1)
