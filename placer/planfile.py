@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from placer.spec.kinds import MOST_COUNT
+
 FORMAT_VERSION = 1
 PLACER_VERSION = "0.1.0"
 
@@ -144,6 +146,46 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _shown(value: Any) -> str:
+    """``value`` as a message quotes it: a 300-digit count is cut."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _count(value: Any, most: int = MOST_COUNT) -> bool:
+    """A count as the fleet's: a whole number from 0 to ``most`` (3.0, "3" and -3 are none)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= most
+
+
+# the most a plan counts: a pool's nodes as the fleet's counts (a million), and its replicas or
+# GPUs as a million nodes of at most 1024 GPUs hold, a replica at least one of them
+MOST_GPUS = MOST_COUNT * 1024
+# the count a change's before and after hold, beside what else of its target changes, and its most
+# (a plan applied replicas -3 and 1e300 into the manifests, and the next plan called the state damaged)
+CHANGE_COUNT = {"pool": ("nodes", MOST_COUNT), "deployment": ("replicas", MOST_GPUS)}
+
+
+def _check_sides(i: int, c: dict[str, Any], kind: str) -> str | None:
+    """What is wrong with the before and after of the ``i``-th change, a ``kind`` change, or None:
+    each holds the count a change of its kind sets, and is there as its action needs."""
+    action, (key, most) = c["action"], CHANGE_COUNT[kind]
+    need = {"create": (False, True), "update": (True, True), "delete": (True, False)}.get(action)
+    for side, wanted in zip(("before", "after"), need or (None, None), strict=True):
+        value = c.get(side)
+        if value is not None and not isinstance(value, dict):
+            return f"changes[{i}].{side} is not an object"
+        if wanted is not None and (value is not None) != wanted:
+            return (f"changes[{i}] is a {action} {'without' if wanted else 'with'} {side}; "
+                    f"a {action} has {'a' if wanted else 'no'} {side}")
+        if value is None:
+            continue
+        if key not in value:
+            return f"changes[{i}].{side} has no {key}"
+        if not _count(value[key], most):
+            return f"changes[{i}].{side}.{key} is {_shown(value[key])}, not a count (0 to {most:,})"
+    return None
+
+
 def _check_change(i: int, c: Any) -> str | None:
     """What is wrong with the ``i``-th change of a plan file, or None."""
     if not isinstance(c, dict):
@@ -156,9 +198,12 @@ def _check_change(i: int, c: Any) -> str | None:
         return f"changes[{i}] has address {address!r}, not pool/<pool> or deployment/<model>@<pool>"
     if c.get("phase") not in PHASE_NAMES or isinstance(c.get("phase"), bool):
         return f"changes[{i}] has phase {c.get('phase')!r}, not one of {', '.join(map(str, PHASE_NAMES))}"
-    for key in ("before", "after"):
-        if c.get(key) is not None and not isinstance(c[key], dict):
-            return f"changes[{i}].{key} is not an object"
+    wrong = _check_sides(i, c, kind)
+    if wrong:
+        return wrong
+    reasons = c.get("reasons") or []
+    if not isinstance(reasons, list) or not all(isinstance(r, str) for r in reasons):
+        return f"changes[{i}].reasons is not an array of strings"
     if not isinstance(c.get("target", {}), dict):
         return f"changes[{i}].target is not an object"
     return None

@@ -695,7 +695,8 @@ def test_plan_saved_with_a_byte_order_mark_still_applies(env: Env, capsys: pytes
 
 
 # a plan edited by hand: an unknown action was applied as a create; a section of another type was
-# an internal error in show and render; true passed for formatVersion 1; Infinity is no JSON
+# an internal error in show and render; true passed for formatVersion 1; Infinity is no JSON;
+# replicas -3 and 1e300 were applied into the manifests (changes[0] creates a pool, [1] a deployment)
 TAMPERED = {
     "action": (lambda d: d["changes"][0].update(action="destroy"),
                "changes[0] has action 'destroy', not one of create, update, delete, no-op"),
@@ -708,6 +709,20 @@ TAMPERED = {
     "bool-version": (lambda d: d.update(formatVersion=True), "plan formatVersion True is not one"),
     "escape": (lambda d: d["changes"][0].update(reasons=["\x1b[2J"]),
                "changes.0.reasons.0 contains the control character '\\x1b', which would reach the terminal"),
+    "negative": (lambda d: d["changes"][1]["after"].update(replicas=-3),
+                 "changes[1].after.replicas is -3, not a count (0 to 1,024,000,000)"),
+    "absurd": (lambda d: d["changes"][1]["after"].update(replicas=1e300), "changes[1].after.replicas is 1e+300, not"),
+    "huge": (lambda d: d["changes"][1]["after"].update(replicas=10 ** 300),
+             "changes[1].after.replicas is 1000000000000000000000000000000000000..., not a count"),
+    "text-count": (lambda d: d["changes"][0]["after"].update(nodes="1"), "changes[0].after.nodes is '1', not a count"),
+    "nodes": (lambda d: d["changes"][0]["after"].update(nodes=1_000_001),
+              "changes[0].after.nodes is 1000001, not a count (0 to 1,000,000)"),
+    "other-count": (lambda d: d["changes"][0].update(after={"replicas": 1}), "changes[0].after has no nodes"),
+    "create-before": (lambda d: d["changes"][1].update(before={"replicas": 1}),
+                      "changes[1] is a create with before; a create has no before"),
+    "delete-after": (lambda d: d["changes"][1].update(action="delete", before={"replicas": 1}),
+                     "changes[1] is a delete with after; a delete has no after"),
+    "reasons": (lambda d: d["changes"][1].update(reasons=[1]), "changes[1].reasons is not an array of strings"),
 }
 
 
