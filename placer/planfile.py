@@ -11,11 +11,14 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from placer.spec.kinds import MOST_COUNT
+from pydantic import ValidationError
+
+from placer.spec.kinds import MOST_COUNT, ApplySettings, StateSettings
 
 FORMAT_VERSION = 1
 PLACER_VERSION = "0.1.0"
@@ -138,8 +141,26 @@ ACTIONS = ("create", "update", "delete", "no-op")
 # `show`, `show --markdown` and `render` an internal error on a section of another type)
 SECTIONS: dict[str, type] = {"solver": dict, "cost": dict, "placements": list, "routes": list, "pools": list,
                              "unmet": list, "unplacedReplicas": list, "retired": list, "violations": list,
-                             "models": dict}
-ENTRIES = ("placements", "routes", "pools", "unmet", "unplacedReplicas", "retired", "violations")
+                             "models": dict, "settings": dict}
+# the fields of each section's entries (solver's: its own) and what each holds, as `plan` writes
+# them (placer.planner.placement_body): an unmet row without its rate, a violation without its
+# enforcement, a placement without its pool were an internal error in `show`. A kind ending in
+# "?" may also be null or left out.
+FIELDS: dict[str, dict[str, str]] = {
+    "solver": {"status": "text", "objectiveUsdPerHour": "number", "boundUsdPerHour": "number", "gap": "number?",
+               "wallSeconds": "amount"},
+    "placements": {"model": "name", "pool": "name", "replicas": "replicas", "gpus": "gpus", "target": "object"},
+    "routes": {"model": "name", "demandLocation": "name", "pool": "name", "rate": "amount", "latencyMs": "amount"},
+    "pools": {"pool": "name", "nodes": "nodes", "gpusUsed": "gpus", "gpusCapacity": "gpus", "target": "object?"},
+    "unmet": {"model": "name", "demandLocation": "name", "rate": "amount"},
+    "unplacedReplicas": {"model": "name", "replicas": "replicas"},
+    "retired": {"model": "name", "reason": "text"},
+    "violations": {"policy": "name", "enforcement": "text", "amount": "number", "detail": "text"},
+}
+# the plan's own fields besides its sections
+TOP_FIELDS = {"placerVersion": "text?", "createdAt": "text?", "fleetDigest": "text", "costBeforeUsdPerHour": "number?",
+              "servedRate": "amount?"}
+PRIOR_FIELDS = {"lineage": "text?", "serial": "whole?"}
 
 
 def _number(value: Any) -> bool:
@@ -209,19 +230,80 @@ def _check_change(i: int, c: Any) -> str | None:
     return None
 
 
+# each kind of FIELDS: the test a value passes, and what it is in words
+KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "name": (lambda v: isinstance(v, str) and v != "", "a name"),
+    "text": (lambda v: isinstance(v, str), "a string"),
+    "nodes": (_count, f"a count (0 to {MOST_COUNT:,})"),
+    "replicas": (lambda v: _count(v, MOST_GPUS), f"a count (0 to {MOST_GPUS:,})"),
+    "gpus": (lambda v: _count(v, MOST_GPUS), f"a count of GPUs (0 to {MOST_GPUS:,})"),
+    "whole": (lambda v: _count(v, 2 ** 63 - 1), "a whole number of 0 or more"),
+    "amount": (lambda v: _number(v) and v >= 0, "a number of 0 or more"),
+    "number": (_number, "a number"),
+    "object": (lambda v: isinstance(v, dict), "an object"),
+}
+
+
+def _check_fields(where: str, entry: dict[str, Any], fields: dict[str, str]) -> str | None:
+    """What is wrong with ``entry``, found at ``where``, against ``fields`` (see FIELDS), or None."""
+    for key, kind in fields.items():
+        value = entry.get(key)
+        if kind.endswith("?") and value is None:
+            continue
+        if key not in entry:
+            return f"{where} has no {key}"
+        test, words = KINDS[kind.rstrip("?")]
+        if not test(value):
+            return f"{where + '.' if where else ''}{key} is {_shown(value)}, not {words}"
+    return None
+
+
+def _check_settings(settings: dict[str, Any]) -> str | None:
+    """What is wrong with the settings apply reads, by the fleet's own Settings rules, or None."""
+    for part, model in (("state", StateSettings), ("apply", ApplySettings)):
+        if part not in settings:
+            continue
+        if not isinstance(settings[part], dict):
+            return f"settings.{part} is not an object"
+        try:
+            model.model_validate(settings[part])
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(["settings", part, *map(str, first["loc"])])
+            got = "" if isinstance(first["input"], dict) else f", got {_shown(first['input'])}"
+            return f"{where}: {first['msg'][:1].lower()}{first['msg'][1:]}{got}"
+    return None
+
+
 def _check_body(data: dict[str, Any]) -> str | None:
-    """What is wrong with a plan file's report sections, or None."""
+    """What is wrong with a plan file's own fields and report sections, or None."""
+    prior = data["priorState"]
+    if not isinstance(prior, dict):
+        return "priorState is not an object"
+    wrong = _check_fields("", data, TOP_FIELDS) or _check_fields("priorState", prior, PRIOR_FIELDS)
+    if wrong:
+        return wrong
     for key, kind in SECTIONS.items():
         if key in data and not isinstance(data[key], kind):
             return f"{key} is not a JSON {'object' if kind is dict else 'array'}"
-    for key in ENTRIES:
-        bad = next((j for j, e in enumerate(data.get(key, [])) if not isinstance(e, dict)), None)
-        if bad is not None:
-            return f"{key}[{bad}] is not an object"
+    for key, fields in FIELDS.items():
+        if key not in data:
+            continue
+        entries = [data[key]] if isinstance(data[key], dict) else data[key]
+        for j, entry in enumerate(entries):
+            where = key if isinstance(data[key], dict) else f"{key}[{j}]"
+            wrong = f"{where} is not an object" if not isinstance(entry, dict) else _check_fields(where, entry, fields)
+            if wrong:
+                return wrong
     for key, value in data.get("cost", {}).items():
         if not _number(value):
-            return f"cost.{key} is {value!r}, not a number"
-    return None
+            return f"cost.{key} is {_shown(value)}, not a number"
+    for name, model in data.get("models", {}).items():
+        wrong = (f"models.{name} is not an object" if not isinstance(model, dict)
+                 else _check_fields(f"models.{name}", model, {"demand": "amount"}))
+        if wrong:
+            return wrong
+    return _check_settings(data["settings"]) if "settings" in data else None
 
 
 def loads(text: str, source: str = "plan") -> Plan:
@@ -245,7 +327,7 @@ def loads(text: str, source: str = "plan") -> Plan:
     if version is None:  # some other JSON file: a state file, a whatif report, a fleet's schema
         raise PlanFileError(f"{source}: not a plan file (no formatVersion); create one with "
                             "`placer plan FLEET -o PLAN`")
-    if version != FORMAT_VERSION or isinstance(version, bool):  # true == 1 in Python, not in a plan file
+    if version != FORMAT_VERSION or type(version) is not int:  # true, 1.0 == 1 in Python, not in a plan
         raise PlanFileError(f"{source}: plan formatVersion {version!r} is not one this placer ({PLACER_VERSION}) "
                             f"knows (it reads {FORMAT_VERSION}); re-plan with this placer version")
     missing = [k for k in REQUIRED_KEYS if k not in data]

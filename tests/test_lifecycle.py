@@ -723,6 +723,23 @@ TAMPERED = {
     "delete-after": (lambda d: d["changes"][1].update(action="delete", before={"replicas": 1}),
                      "changes[1] is a delete with after; a delete has no after"),
     "reasons": (lambda d: d["changes"][1].update(reasons=[1]), "changes[1].reasons is not an array of strings"),
+    # an entry without a field the renderers read, or with one of another type: internal errors in show
+    "unmet-entry": (lambda d: d.update(unmet=[{"model": "chat", "demandLocation": "dc1"}]), "unmet[0] has no rate"),
+    "violation-entry": (lambda d: d.update(violations=[{"policy": "p", "amount": 1, "detail": "d"}]),
+                        "violations[0] has no enforcement"),
+    "placement-pool": (lambda d: d["placements"][0].pop("pool"), "placements[0] has no pool"),
+    "placement-count": (lambda d: d["placements"][0].update(replicas="3"),
+                        "placements[0].replicas is '3', not a count (0 to 1,024,000,000)"),
+    "route-rate": (lambda d: d["routes"][0].update(rate=-1.0), "routes[0].rate is -1.0, not a number of 0 or more"),
+    "pool-gpus": (lambda d: d["pools"][0].update(gpusUsed=True), "pools[0].gpusUsed is True, not a count of GPUs"),
+    "solver-gap": (lambda d: d["solver"].update(gap="abc"), "solver.gap is 'abc', not a number"),
+    "model-demand": (lambda d: d["models"].update(chat=[]), "models.chat is not an object"),
+    "prior": (lambda d: d.update(priorState="x"), "priorState is not an object"),
+    "serial": (lambda d: d["priorState"].update(serial=-1), "priorState.serial is -1, not a whole number"),
+    "created": (lambda d: d.update(createdAt=5), "createdAt is 5, not a string"),
+    "settings": (lambda d: d["settings"].update(apply="x"), "settings.apply is not an object"),
+    "settings-field": (lambda d: d["settings"]["apply"].update(parallelism="4"), "settings.apply.parallelism: "),
+    "float-version": (lambda d: d.update(formatVersion=1.0), "plan formatVersion 1.0 is not one"),
 }
 
 
@@ -761,13 +778,14 @@ def test_bad_plan_file_is_a_clear_error(env: Env, capsys: pytest.CaptureFixture[
     else:
         path.unlink()
 
-    for command in ("apply", "show"):
-        code, _, stderr = placer(capsys, command, str(path))
+    tree = env.root / "tree"
+    for command in (["apply"], ["show"], ["show", "--markdown"], ["render", "--out", str(tree)]):
+        code, _, stderr = placer(capsys, *command, str(path))
         assert code == 1
-        assert expected in stderr and str(path) in stderr
+        assert expected in " ".join(stderr.split()) and str(path) in stderr
         assert "internal error" not in stderr
     assert not env.state.exists()
-    assert lh.tree(env.deploy) == {}
+    assert lh.tree(env.deploy) == {} and not tree.exists()
 
 
 def test_an_apply_killed_after_its_last_change_is_finished_by_the_next(env: Env,
