@@ -195,6 +195,16 @@ def providers_for(apply_cfg: dict[str, Any], directory_override: str | None = No
     return live
 
 
+class NamedPath(click.Path):
+    """A path that names something: an empty one is refused (`plan -o ''` saved no plan and said
+    nothing, and '' is the current directory to the rest)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if value == "":
+            self.fail("is empty; give a file or directory path", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 # ---------------------------------------------------------------- commands
 
 
@@ -208,7 +218,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 @cli.command()
-@click.argument("fleet", type=click.Path())
+@click.argument("fleet", type=NamedPath())
 def validate(fleet: str) -> None:
     """Check every document of FLEET; print each problem as path:line: Kind/name: field: message."""
     from placer.optimizer.arrays import fleet_warnings
@@ -241,12 +251,12 @@ def schema() -> None:
 
 
 @cli.command()
-@click.argument("fleet", type=click.Path())
-@click.option("-o", "--out", "out_path", type=click.Path(), help="Write the plan file here.")
+@click.argument("fleet", type=NamedPath())
+@click.option("-o", "--out", "out_path", type=NamedPath(), help="Write the plan file here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan file instead of the summary.")
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 0 when there are no changes, 2 when there are.")
 @click.option("--now", "now_text", help="The plan's time (ISO), for reproducible plans (retire policies).")
-@click.option("--state", "state_path", type=click.Path(), help="Use this local state file instead of Settings'.")
+@click.option("--state", "state_path", type=NamedPath(), help="Use this local state file instead of Settings'.")
 @click.option("--refresh", is_flag=True, help="First read what really runs from the providers; report drift.")
 def plan(fleet: str, out_path: str | None, as_json: bool, detailed_exitcode: bool, now_text: str | None,
          state_path: str | None, refresh: bool) -> None:
@@ -297,8 +307,8 @@ def _refresh(fleet: Fleet, state: Any, apply_cfg: dict[str, Any]) -> tuple[Any, 
 
 
 @cli.command()
-@click.argument("fleet", type=click.Path())
-@click.option("--state", "state_path", type=click.Path(), help="Use this local state file instead of Settings'.")
+@click.argument("fleet", type=NamedPath())
+@click.option("--state", "state_path", type=NamedPath(), help="Use this local state file instead of Settings'.")
 def refresh(fleet: str, state_path: str | None) -> None:
     """Read what really runs from the providers and report drift against the state (changes nothing)."""
     loaded = read_fleet(fleet)
@@ -311,11 +321,11 @@ def refresh(fleet: str, state_path: str | None) -> None:
 
 
 @cli.command()
-@click.argument("target", type=click.Path())
+@click.argument("target", type=NamedPath())
 @click.option("--auto-approve", is_flag=True, help="With a FLEET directory: plan and apply in one go.")
-@click.option("--state", "state_path", type=click.Path(), help="Use this local state file instead of the plan's.")
+@click.option("--state", "state_path", type=NamedPath(), help="Use this local state file instead of the plan's.")
 @click.option("--now", "now_text", help="With --auto-approve: the plan's time (ISO).")
-@click.option("--fleet", "fleet_path", type=click.Path(),
+@click.option("--fleet", "fleet_path", type=NamedPath(),
               help="With a saved PLAN: refuse it unless it was made from this fleet as it is now (its digest).")
 def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str | None,
           fleet_path: str | None) -> None:
@@ -429,7 +439,7 @@ def _clause(exc: BaseException) -> str:
 
 
 @cli.command()
-@click.argument("plan_path", type=click.Path())
+@click.argument("plan_path", type=NamedPath())
 @click.option("--json", "as_json", is_flag=True, help="Print the plan file as JSON.")
 @click.option("--markdown", is_flag=True, help="Print Markdown, for a pull-request comment.")
 @click.option("--max-chars", type=click.IntRange(min=0), default=None,
@@ -457,8 +467,8 @@ def show(plan_path: str, as_json: bool, markdown: bool, max_chars: int | None) -
 
 @cli.command("force-unlock")
 @click.argument("lock_id")
-@click.option("--fleet", "fleet_path", type=click.Path(), help="Fleet whose Settings name the state.")
-@click.option("--state", "state_path", type=click.Path(), help="The local state file.")
+@click.option("--fleet", "fleet_path", type=NamedPath(), help="Fleet whose Settings name the state.")
+@click.option("--state", "state_path", type=NamedPath(), help="The local state file.")
 def force_unlock(lock_id: str, fleet_path: str | None, state_path: str | None) -> None:
     """Break a stale state lock (only with its LOCK_ID, as printed by the refused command)."""
     cfg: dict[str, Any] = settings_json(read_fleet(fleet_path))["state"] if fleet_path else {}
@@ -471,8 +481,8 @@ def force_unlock(lock_id: str, fleet_path: str | None, state_path: str | None) -
 
 
 @cli.command()
-@click.argument("plan_path", type=click.Path())
-@click.option("--out", "out_dir", type=click.Path(), required=True, help="Directory of the GitOps tree.")
+@click.argument("plan_path", type=NamedPath())
+@click.option("--out", "out_dir", type=NamedPath(), required=True, help="Directory of the GitOps tree.")
 def render(plan_path: str, out_dir: str) -> None:
     """Write the GitOps tree of a plan: manifests per cluster and terraform tfvars."""
     from placer.planfile import atomic_write, read
@@ -503,13 +513,13 @@ def render(plan_path: str, out_dir: str) -> None:
 
 
 @cli.command()
-@click.argument("fleet", type=click.Path())
+@click.argument("fleet", type=NamedPath())
 @click.argument("model")
 @click.option("--now", "now_text", help="The plan's time (ISO).")
-@click.option("--state", "state_path", type=click.Path(), help="Use this local state file instead of Settings'.")
+@click.option("--state", "state_path", type=NamedPath(), help="Use this local state file instead of Settings'.")
 @click.option("--all", "every_row", is_flag=True,
               help="One row per other pool, however many (by default, beyond 40 pools, one row per reason).")
-@click.option("--plan", "plan_path", type=click.Path(),
+@click.option("--plan", "plan_path", type=NamedPath(),
               help="Explain this saved plan (the one a pull request shows) instead of planning afresh.")
 def explain(fleet: str, model: str, now_text: str | None, state_path: str | None, every_row: bool,
             plan_path: str | None) -> None:
@@ -599,7 +609,7 @@ def explain(fleet: str, model: str, now_text: str | None, state_path: str | None
 
 
 @cli.command()
-@click.argument("fleet", type=click.Path())
+@click.argument("fleet", type=NamedPath())
 @click.option("--demand-scale", type=float, default=1.0, show_default=True, help="Multiply every demand rate.")
 @click.option("--fail-pool", multiple=True, help="A pool that goes down (repeatable).")
 @click.option("--fail-location", multiple=True, help="A location whose pools all go down (repeatable).")

@@ -309,3 +309,18 @@ def test_long_names_fold_rather_than_cut_on_a_narrow_log():
     render(plan, console)
     text = console.export_text()
     assert "…" not in text and "zone-a" in text and "zone-b" in text, text  # each name whole, folded
+
+
+def test_an_empty_path_is_refused(tmp_path):
+    """`plan -o ''` exited 0 and saved no plan, saying nothing; `render --out ''` wrote the tree
+    into the current directory."""
+    fleet = write_fleet(tmp_path)
+    r = placer("plan", str(fleet), "-o", "")
+    assert r.returncode == 1 and "Invalid value for '-o' / '--out': is empty; give a file or directory path" \
+        in r.stderr, r.stderr
+    assert "Plan:" not in r.stdout
+    plan = tmp_path / "plan.json"
+    assert placer("plan", str(fleet), "-o", str(plan)).returncode == 0
+    r = placer("render", str(plan), "--out", "", cwd=tmp_path)
+    assert r.returncode == 1 and "'--out': is empty" in r.stderr, r.stderr
+    assert not (tmp_path / "clusters").exists()
