@@ -83,11 +83,13 @@ def _is_retryable(exc: BaseException) -> bool:
 
 def check_fresh(plan: Plan, state: State) -> None:
     if plan.prior_lineage != state.lineage or plan.prior_serial != state.serial:
-        raise StalePlanError(
-            f"stale plan: it was made against state lineage {plan.prior_lineage} serial {plan.prior_serial}, "
-            f"but the state is now lineage {state.lineage} serial {state.serial} (something was applied since). "
-            "Run `placer plan` again and apply the new plan."
-        )
+        # before the first apply there is no state, which a message calls so (it said "lineage None")
+        made = ("no state (nothing applied yet)" if plan.prior_lineage is None
+                else f"state lineage {plan.prior_lineage} serial {plan.prior_serial}")
+        now = ("there is no state now (was it removed, or is this another state file?)" if state.lineage is None
+               else f"the state is now lineage {state.lineage} serial {state.serial} (something was applied since)")
+        raise StalePlanError(f"stale plan: it was made against {made}, but {now}. "
+                             "Run `placer plan` again and apply the new plan.")
 
 
 class Applier:

@@ -332,14 +332,23 @@ def test_stale_plan_is_refused_and_changes_nothing(env: Env, capsys: pytest.Capt
 
     code, _, stderr = placer(capsys, "apply", str(b))
     assert code == 1
-    assert "stale plan" in stderr
-    assert "serial 0" in stderr and "serial 1" in stderr
+    lineage = env.state_json()["lineage"]
+    assert f"stale plan: it was made against no state (nothing applied yet), but the state is now lineage " \
+        f"{lineage} serial 1 (something was applied since)" in stderr, stderr
+    assert "None" not in stderr
     assert env.state.read_bytes() == before
     assert lh.tree(env.deploy) == files
     assert not env.backend.lock_path.exists(), "the refused apply must release the lock"
 
     with pytest.raises(StalePlanError, match="stale plan"):
         check_fresh(load_plan(b), env.backend.read())
+
+    c = env.root / "c.json"
+    plan_json(capsys, env, c)
+    env.state.unlink()
+    code, _, stderr = placer(capsys, "apply", str(c))
+    assert code == 1 and f"stale plan: it was made against state lineage {lineage} serial 1, but there is no " \
+        "state now (was it removed, or is this another state file?)" in stderr, stderr
 
 
 # ---------------------------------------------------------------- the lock
