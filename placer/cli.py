@@ -444,7 +444,8 @@ def _clause(exc: BaseException) -> str:
 @click.option("--markdown", is_flag=True, help="Print Markdown, for a pull-request comment.")
 @click.option("--max-chars", type=click.IntRange(min=0), default=None,
               help="With --markdown: at most this many characters, rows cut where they do not fit "
-                   "(default 60000, under GitHub's 65536 for a comment; 0: no limit).")
+                   "(default 60000, under GitHub's 65536 for a comment; 0: no limit). The counts and costs "
+                   "are never cut: a limit below them is refused.")
 def show(plan_path: str, as_json: bool, markdown: bool, max_chars: int | None) -> None:
     """Print a saved plan."""
     from placer.planfile import read
@@ -460,7 +461,10 @@ def show(plan_path: str, as_json: bool, markdown: bool, max_chars: int | None) -
         click.echo(the_plan.dumps(), nl=False)
     elif markdown:
         limit = md.COMMENT_CHARS if max_chars is None else (max_chars or None)
-        click.echo(md.render(the_plan.to_json(), limit, plan_path))
+        try:
+            click.echo(md.render(the_plan.to_json(), limit, plan_path))
+        except md.LimitTooLow as exc:
+            fail(f"--max-chars {limit}: {exc}, which are never cut; give at least {exc.floor}, or 0 for no limit")
     else:
         summary.render(the_plan.to_json(), out)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from placer.render.markdown import COMMENT_CHARS, render
+from placer.render.markdown import COMMENT_CHARS, LimitTooLow, render
 from tests.fleetkit import inference, location, pool
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,6 +87,16 @@ def test_a_long_plan_keeps_within_the_limit_with_every_delete_and_update_first(l
     assert re.findall(r"^[-+~] (deployment/\S+)", text, re.M) == order
 
 
+@pytest.mark.parametrize("limit", [0, 100, 600])
+def test_a_limit_below_the_header_and_notes_is_refused_with_the_least_that_fits(limit: int) -> None:
+    plan = big_plan(50)
+    with pytest.raises(LimitTooLow) as refused:
+        render(plan, limit)
+    assert refused.value.floor > limit
+    assert len(render(plan, refused.value.floor)) == refused.value.floor
+    assert len(render(plan, refused.value.floor + 200)) <= refused.value.floor + 200
+
+
 def test_show_markdown_cuts_at_max_chars_and_zero_means_whole(tmp_path: Path) -> None:
     """Through the CLI, on a real saved plan: the default keeps under GitHub's limit, --max-chars
     sets another, 0 prints it whole."""
@@ -112,6 +122,14 @@ def test_show_markdown_cuts_at_max_chars_and_zero_means_whole(tmp_path: Path) ->
     assert placer("show", str(plan), "--markdown").stdout == whole.stdout  # small enough for the default
     r = placer("show", str(plan), "--max-chars", "10")
     assert r.returncode == 1 and "--max-chars limits --markdown" in r.stderr
+    # below what is never cut (the counts, costs and notes): refused, not printed longer than asked
+    low = placer("show", str(plan), "--markdown", "--max-chars", "500")
+    assert low.returncode == 1 and low.stdout == "", low.stdout
+    found = re.search(r"--max-chars 500: the comment's counts, costs and notes on what it cuts take ([\d,]+) "
+                      r"characters, which are never cut; give at least (\d+), or 0 for no limit", low.stderr)
+    assert found is not None, low.stderr
+    least = placer("show", str(plan), "--markdown", "--max-chars", found.group(2))
+    assert least.returncode == 0 and len(least.stdout) == int(found.group(2)) + 1  # and echo's newline
 
 
 def test_text_from_the_fleet_cannot_break_out_of_its_block_or_row() -> None:

@@ -28,6 +28,15 @@ from placer.render.report import (
 COMMENT_CHARS = 60_000  # under GitHub's 65,536 for a comment body, with room for a marker line
 
 
+class LimitTooLow(ValueError):
+    """A ``max_chars`` below what the comment always holds: its header and costs, and the note on
+    each section it cut (``floor`` characters in all, the least that fits)."""
+
+    def __init__(self, floor: int) -> None:
+        self.floor = floor
+        super().__init__(f"the comment's counts, costs and notes on what it cuts take {floor:,} characters")
+
+
 def _cell(text: str) -> str:
     """Text for a table cell: on one line, its pipes escaped and no HTML tag opened (a policy's
     detail quotes the fleet's text: a line break split the row)."""
@@ -130,8 +139,9 @@ def _header(plan: dict[str, Any]) -> list[str]:
 
 
 def render(plan: dict[str, Any], max_chars: int | None = COMMENT_CHARS, plan_path: str = "PLAN") -> str:
-    """The plan as Markdown, within ``max_chars`` characters (None: all of it; the header and
-    costs are never cut); ``plan_path`` is named in the note on what was cut."""
+    """The plan as Markdown, within ``max_chars`` characters (None: all of it); ``plan_path`` is
+    named in the note on what was cut. The header and costs are never cut: LimitTooLow where
+    they and the notes do not fit (a limit of 500 printed 847 characters)."""
     changes = plan.get("changes", [])
     first = {"delete": 0, "update": 1}  # what a reviewer must see before what is only added
     diff = _Section(["#### Changes", "", "```diff"], [], ["```", ""], "changes")
@@ -166,5 +176,7 @@ def render(plan: dict[str, Any], max_chars: int | None = COMMENT_CHARS, plan_pat
             budget -= section.fit(budget)
             if all(section.keep):
                 budget += note  # nothing left out: its note's room goes to the sections after it
-    lines = head + diff.text(show) + unmet.text(show) + violations.text(show) + placements.text(show)
-    return "\n".join(lines)
+    text = "\n".join(head + diff.text(show) + unmet.text(show) + violations.text(show) + placements.text(show))
+    if max_chars is not None and len(text) > max_chars:  # every row was cut (the notes had their room kept)
+        raise LimitTooLow(len(text))
+    return text
