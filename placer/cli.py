@@ -7,6 +7,7 @@ the traceback. Cloud SDKs are imported only by the commands that use them.
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
 import json
 import os
@@ -656,8 +657,32 @@ _register()
 
 # ---------------------------------------------------------------- entry point
 
+# what placer's own words print where the output cannot encode them (an ASCII stdout: a pipe under
+# PYTHONIOENCODING=ascii, an old terminal); anything else unencodable, from a user's file, is "?"
+ASCII_FOR = {"×": "x", "→": "->", "…": "...", "—": "-", "–": "-", "−": "-", "·": "*", "≤": "<=", "≥": ">="}
+
+
+def _ascii_for(exc: UnicodeError) -> tuple[str, int]:
+    if not isinstance(exc, UnicodeEncodeError):
+        raise exc
+    return "".join(ASCII_FOR.get(ch, "?") for ch in exc.object[exc.start:exc.end]), exc.end
+
+
+def plain_where_needed(*streams: Any) -> None:
+    """Streams that cannot encode placer's own characters print their ASCII instead (rich chose
+    ASCII borders, but the × of "3×pool-a" was an internal error: UnicodeEncodeError)."""
+    codecs.register_error("placer-ascii", _ascii_for)
+    for stream in streams:
+        try:
+            "".join(ASCII_FOR).encode(getattr(stream, "encoding", None) or "utf-8")
+        except (UnicodeEncodeError, LookupError):
+            reconfigure = getattr(stream, "reconfigure", None)
+            if reconfigure is not None:
+                reconfigure(errors="placer-ascii")
+
 
 def main(argv: Sequence[str] | None = None) -> int:
+    plain_where_needed(sys.stdout, sys.stderr)
     args = list(sys.argv[1:] if argv is None else argv)
     # anywhere before a `--`, as the internal error's hint says: `placer plan F --debug` too (after
     # `--` it is an argument: a fleet folder named --debug)

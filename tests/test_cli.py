@@ -324,3 +324,24 @@ def test_an_empty_path_is_refused(tmp_path):
     r = placer("render", str(plan), "--out", "", cwd=tmp_path)
     assert r.returncode == 1 and "'--out': is empty" in r.stderr, r.stderr
     assert not (tmp_path / "clusters").exists()
+
+
+def test_an_ascii_stdout_gets_ascii(tmp_path):
+    """Where stdout cannot encode placer's own characters, they degrade ("3xpool", "->", "...")
+    as rich's borders do: the × of a placement was an internal error (UnicodeEncodeError)."""
+    fleet = write_fleet(tmp_path)
+    plan = tmp_path / "plan.json"
+    assert placer("plan", str(fleet), "-o", str(plan)).returncode == 0
+    (fleet / "more.yaml").write_text(yaml.safe_dump(location("c")))
+    env = {**os.environ, "PYTHONIOENCODING": "ascii"}
+
+    def ascii_placer(*args: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run([sys.executable, "-m", "placer", *args], cwd=ROOT, capture_output=True, env=env,
+                              timeout=120)
+
+    r = ascii_placer("show", str(plan))
+    assert r.returncode == 0, r.stderr
+    assert b" 1xp " in r.stdout and r.stdout.isascii()
+    r = ascii_placer("apply", str(plan), "--fleet", str(fleet))  # the digests are cut with an ellipsis
+    assert r.returncode == 1 and b"was made from another version of" in r.stderr, r.stderr
+    assert b"...," in r.stderr and r.stderr.isascii()
