@@ -153,6 +153,8 @@ def check_hard_constraints(fleet: Fleet, placement: Placement, throughput_of: Ma
                 problems.append(f"{model.name}: {r} replicas > wanted {model.spec.replicas}")
             if model.spec.gang_effective and len(placement.pools_of(model.name)) > 1:
                 problems.append(f"{model.name}: gang model split over pools")
+            if model.spec.gang_effective and 0 < r < (model.spec.replicas or 0):
+                problems.append(f"{model.name}: gang model partly placed ({r} of {model.spec.replicas})")
         if model.name in placement.retired and r > 0:
             problems.append(f"{model.name}: retired but placed")
     return problems

@@ -713,7 +713,8 @@ def test_explain_says_why_demand_is_unmet(tmp_path):
                             maxReplicas=2),
                   inference("tiny", [{"location": "a", "rate": 0.4}]),
                   inference("far", [{"location": "b", "rate": 100, "latencySloMs": 2}]),
-                  pool("q", "a", usd=1.0), training("t", replicas=2, gpus=8, mem=20),  # pinned to q: one fits
+                  pool("q", "a", usd=1.0), training("t", replicas=2, gpus=8, mem=20),  # pinned to q: one of
+                  # its two replicas fits, and a gang is placed whole or not at all
                   policy("t-on-q", {"allowPools": {}}, models={"names": ["t"]}, pools={"names": ["q"]}))
     said = {}
     for model in ("capped", "tiny", "far", "t"):
@@ -724,7 +725,7 @@ def test_explain_says_why_demand_is_unmet(tmp_path):
     assert "demand at a: 0.4 unmet (cost: pools in reach have room)" in said["tiny"], said["tiny"]
     assert "demand at b: 100.0 unmet (no pool in reach may run it: fit rules, required policies or SLO)" in \
         said["far"], said["far"]
-    assert "1 replica(s) not placed (no room in reach)" in said["t"], said["t"]
+    assert "2 replica(s) not placed (no room in reach)" in said["t"], said["t"]
 
 
 def test_explain_plan_explains_the_saved_plan_without_planning_again(tmp_path):

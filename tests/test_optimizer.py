@@ -189,12 +189,23 @@ def test_churn_keeps_what_runs():
     assert placement.replicas == {("m", "pa"): 1}
 
 
-def test_gang_keeps_training_in_one_pool():
+@pytest.mark.parametrize("route", ["exact", "scalable"])
+def test_a_gang_is_placed_whole_on_one_pool_or_not_at_all(route, monkeypatch):
+    """Two pools of one 8-GPU node, a training gang of two 8-GPU replicas: one replica was placed
+    (1,000 USD/h unmet), its GPUs held for a job whose workers start together or not at all."""
+    monkeypatch.setenv("PLACER_OPTIMIZER", route)
     pools = [pool("p1", "a", count=1), pool("p2", "b", count=1)]
     placement, cost = solve(two_sites(*pools, training("t", 2), NO_CHURN))
-    assert sum(placement.replicas.values()) == 1 and cost.unmet == pytest.approx(1000)
+    assert placement.replicas == {} and cost.unmet == pytest.approx(2000)
     placement, cost = solve(two_sites(*pools, training("t", 2, gang=False), NO_CHURN))
     assert sum(placement.replicas.values()) == 2 and cost.unmet == 0
+    placement, cost = solve(two_sites(pool("p1", "a", count=2), pool("p2", "b", count=1), training("t", 2),
+                                      NO_CHURN))
+    assert placement.replicas == {("t", "p1"): 2} and cost.unmet == 0
+    # a gang running in part (placed before this rule) is completed where there is room
+    placement, _ = solve(two_sites(pool("p1", "a", count=1), pool("p2", "b", count=2), training("t", 2),
+                                   NO_CHURN), current={("t", "p1"): 1})
+    assert placement.replicas == {("t", "p2"): 2}
 
 
 def test_min_and_max_replicas():

@@ -742,7 +742,7 @@ def build_matrix(arrays: FleetArrays, rules: Rules, current: Mapping[tuple[str, 
     # g: gang pool choice
     gang_col = np.full(n_pairs, -1, dtype=np.int64)
     counts = np.diff(a.pair_ptr)
-    gang_models = [mi for mi in bm.tolist() if a.models[mi].spec.gang_effective and counts[mi] > 1]
+    gang_models = [mi for mi in bm.tolist() if a.models[mi].spec.gang_effective and counts[mi] > 0]
     if gang_models:
         gp = np.concatenate([np.arange(a.pair_ptr[mi], a.pair_ptr[mi + 1]) for mi in gang_models])
         g0 = b.add_cols("g", np.zeros(len(gp)), 0.0, 1.0, True)
@@ -822,11 +822,11 @@ def build_matrix(arrays: FleetArrays, rules: Rules, current: Mapping[tuple[str, 
         batch_row0 = -1
     if gang_models:
         gp = np.flatnonzero(gang_col >= 0)
-        # x - wanted g <= 0
+        # x - wanted g = 0: all or none (partly placed, a gang's GPUs are held for a job that cannot run)
         i = np.concatenate([np.arange(len(gp)), np.arange(len(gp))])
         j = np.concatenate([b.x0 + gp, gang_col[gp]])
         v = np.concatenate([np.ones(len(gp)), -wanted[a.pair_model[gp]]])
-        b.add_rows(i, j, v, -INF, 0.0, len(gp))
+        b.add_rows(i, j, v, 0.0, 0.0, len(gp))
         # sum g <= 1
         owner = np.searchsorted(np.array(gang_models), a.pair_model[gp])
         b.add_rows(owner, gang_col[gp], np.ones(len(gp)), -INF, 1.0, len(gang_models))

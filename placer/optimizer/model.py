@@ -12,7 +12,7 @@ Constraints
     Σ_d y[m,d,p] ≤ thr[m,type(p)]·x[m,p]                         (a route needs replicas)
     Σ_p y[m,d,p] + u[m,d] = rate[m,d]                            (demand is routed or unmet)
     minReplicas ≤ Σ_p x[m,p] ≤ maxReplicas                       (inference bounds)
-    Σ_p x[m,p] + k[m] = replicas[m];  x[m,p] ≤ replicas[m]·g[m,p], Σ_p g[m,p] ≤ 1 (gang)
+    Σ_p x[m,p] + k[m] = replicas[m];  x[m,p] = replicas[m]·g[m,p], Σ_p g[m,p] ≤ 1 (gang: all or none)
     s[m,p] ≥ x[m,p] − current[m,p]
     plus each policy's rows (``placer.policy.ModelBuilder.at_most``).
 Objective (USD/h; each term kept apart for the report)
@@ -304,10 +304,12 @@ class MipBuilder:
             per_replica = sum(gb * usd for gb, usd in pair.egress_usd_per_gb) / wanted if wanted else 0.0
             if per_replica:
                 m.terms["egress"].append((per_replica, m.x[(model.name, p)]))
-        if model.spec.gang_effective and len(pools) > 1:
+        if model.spec.gang_effective and pools:
+            # all or nothing, on one pool: a gang's replicas start together (4 of 6 workers of a
+            # training job were placed, their GPUs held for a job that cannot run)
             gs = []
             for p in pools:
                 g = self.new_bool(f"gang[{model.name},{p}]")
                 gs.append(g)
-                s.Add(m.x[(model.name, p)] <= wanted * g)
+                s.Add(m.x[(model.name, p)] == wanted * g)
             s.Add(s.Sum(gs) <= 1, f"gang[{model.name}]")
