@@ -86,6 +86,14 @@ def apply_ok(capsys: pytest.CaptureFixture[str], plan: Path) -> str:
     return stdout
 
 
+def plan_and_apply(capsys: pytest.CaptureFixture[str], env: Env, name: str = "first.json") -> Path:
+    """Plan the fleet into ``name`` under the env's root and apply it; the plan's path."""
+    path = env.root / name
+    plan_json(capsys, env, path)
+    apply_ok(capsys, path)
+    return path
+
+
 def load_plan(path: Path) -> planfile.Plan:
     return planfile.read(path)
 
@@ -150,9 +158,7 @@ def test_plan_apply_replan_through_the_console_script(env: Env, capsys: pytest.C
 
 
 def test_edited_fleet_shows_exactly_the_expected_changes(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
-    first = env.root / "first.json"
-    plan_json(capsys, env, first)
-    apply_ok(capsys, first)
+    plan_and_apply(capsys, env)
 
     env.write(chat_rate=9000, summarize=False)
     second = env.root / "second.json"
@@ -183,9 +189,7 @@ def test_edited_fleet_shows_exactly_the_expected_changes(env: Env, capsys: pytes
 
 def test_a_pool_removed_from_the_fleet_is_released_and_leaves_the_tfvars(
         env: Env, capsys: pytest.CaptureFixture[str]) -> None:
-    first = env.root / "first.json"
-    plan_json(capsys, env, first)
-    apply_ok(capsys, first)
+    plan_and_apply(capsys, env)
 
     env.write(aws_pool=False)
     second = env.root / "second.json"
@@ -211,9 +215,7 @@ def test_a_pool_removed_from_the_fleet_is_released_and_leaves_the_tfvars(
 
 def test_a_changed_image_updates_and_a_changed_place_replaces_the_deployment(
         env: Env, capsys: pytest.CaptureFixture[str]) -> None:
-    first = env.root / "first.json"
-    plan_json(capsys, env, first)
-    apply_ok(capsys, first)
+    plan_and_apply(capsys, env)
 
     # the same count, another image: "No changes", and the tree kept the old image
     env.write(chat_image="reg/chat:2")
@@ -261,9 +263,7 @@ def test_a_changed_image_updates_and_a_changed_place_replaces_the_deployment(
 
 def test_an_apply_stopped_between_a_replacement_and_its_delete_leaves_the_delete_to_the_next_plan(
         env: Env, capsys: pytest.CaptureFixture[str]) -> None:
-    first = env.root / "first.json"
-    plan_json(capsys, env, first)
-    apply_ok(capsys, first)
+    plan_and_apply(capsys, env)
     env.write(dc1_kubernetes={"context": "dc2", "namespace": "team-b"})
     second = env.root / "second.json"
     plan_json(capsys, env, second)
@@ -292,9 +292,7 @@ def test_an_apply_stopped_between_a_replacement_and_its_delete_leaves_the_delete
 
 
 def test_a_pools_settings_update_it_and_another_group_replaces_it(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
-    first = env.root / "first.json"
-    plan_json(capsys, env, first)
-    apply_ok(capsys, first)
+    plan_and_apply(capsys, env)
 
     env.write(max_nodes=6)
     second = env.root / "second.json"
@@ -635,9 +633,7 @@ def _damage(kind: str, text: str) -> str:
 @pytest.mark.parametrize("kind", ["garbage", "truncated", "empty", *EDITS])
 def test_damaged_state_is_a_clear_error_and_stays_as_it_is(
         env: Env, capsys: pytest.CaptureFixture[str], kind: str) -> None:
-    first = env.root / "first.json"
-    plan_json(capsys, env, first)
-    apply_ok(capsys, first)
+    plan_and_apply(capsys, env)
     env.write(chat_rate=9000)
     second = env.root / "second.json"
     plan_json(capsys, env, second)
@@ -802,9 +798,7 @@ def test_an_apply_killed_after_its_last_change_is_finished_by_the_next(env: Env,
     """Killed after its last change was recorded, before the phase's kustomization and the final
     write: the state said "in the middle of an apply" for good, and the GitOps tree's kustomization
     never listed the new manifests, since the re-plan has no changes and the re-apply did nothing."""
-    first = env.root / "first.json"
-    plan_json(capsys, env, first)
-    apply_ok(capsys, first)
+    plan_and_apply(capsys, env)
     kust = sorted(env.deploy.rglob("kustomization.yaml"))
     assert kust
     listed = {k: k.read_text() for k in kust}

@@ -139,12 +139,18 @@ def test_plan_apply_replan_through_live_providers(world):
     assert "No drift" not in r.stdout
 
 
-def test_a_pool_removed_from_the_fleet_is_released_and_its_group_left_as_it_is(world):
-    fleet = _fleet(world["tmp"])
+def _plan_and_apply(world, fleet):
+    """Plan ``fleet`` into plan.json and apply it; the plan's path."""
     plan = world["tmp"] / "plan.json"
     assert placer(world, "plan", str(fleet), "-o", str(plan)).returncode == 0
     r = placer(world, "apply", str(plan))
     assert r.returncode == 0, r.stderr + r.stdout
+    return plan
+
+
+def test_a_pool_removed_from_the_fleet_is_released_and_its_group_left_as_it_is(world):
+    fleet = _fleet(world["tmp"])
+    plan = _plan_and_apply(world, fleet)
 
     _fleet(world["tmp"], aws_pool=False)
     r = placer(world, "plan", str(fleet), "-o", str(plan), "--detailed-exitcode")
@@ -165,10 +171,7 @@ def test_a_pool_removed_from_the_fleet_is_released_and_its_group_left_as_it_is(w
 
 def test_a_changed_image_updates_and_a_changed_namespace_replaces_the_deployment(world):
     fleet = _fleet(world["tmp"])
-    plan = world["tmp"] / "plan.json"
-    assert placer(world, "plan", str(fleet), "-o", str(plan)).returncode == 0
-    r = placer(world, "apply", str(plan))
-    assert r.returncode == 0, r.stderr + r.stdout
+    plan = _plan_and_apply(world, fleet)
     kube = world["kube"]
     image = lambda d: d["spec"]["template"]["spec"]["containers"][0]["image"]  # noqa: E731
 
