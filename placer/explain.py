@@ -71,7 +71,16 @@ def _occupants(fleet: Fleet, placement: Placement, pool: str, model: str, reason
     if cap == 0:
         return "eligible, but it has no GPUs (0 nodes)"
     per = fleet.pools[pool].gpus_per_replica
-    need = per(fleet.models[model].spec.replica.gpus)
+    m = fleet.models[model]
+    need = per(m.spec.replica.gpus)
+    # a gang goes whole onto one pool: the room it needs is every replica's
+    gang = m.spec.gang_effective and not m.inference and (m.spec.replicas or 0) > 1
+    what = f"a replica of {need} GPUs"
+    if gang:
+        what = f"its gang ({m.spec.replicas} replicas of {need} GPUs, {need * (m.spec.replicas or 0)} on one pool)"
+        need *= m.spec.replicas or 0
+        if cap < need:
+            return f"eligible but too small for {what}: it has {cap} GPUs"
     if cap - used >= need:
         held = reasons.held_by(fleet.models[model], fleet.pools[pool])
         if held:  # the check the pool's cost hid (the example's legal-assistant-70b, fra-a100-80)
@@ -86,7 +95,7 @@ def _occupants(fleet: Fleet, placement: Placement, pool: str, model: str, reason
     others = sorted(gpus, key=lambda m: (-gpus[m], m))  # who holds most first
     if used >= cap:
         return f"eligible but full: {used}/{cap} GPUs taken by {names(others, OCCUPANTS) or 'nobody'}"
-    return (f"eligible but too full for a replica of {need} GPUs: {cap - used} free, {used}/{cap} taken by "
+    return (f"eligible but too full for {what}: {cap - used} free, {used}/{cap} taken by "
             f"{names(others, OCCUPANTS) or 'nobody'}")
 
 

@@ -726,6 +726,8 @@ def test_explain_says_why_demand_is_unmet(tmp_path):
     assert "demand at b: 100.0 unmet (no pool in reach may run it: fit rules, required policies or SLO)" in \
         said["far"], said["far"]
     assert "2 replica(s) not placed (no room in reach)" in said["t"], said["t"]
+    assert "q │ eligible but too small for its gang (2 replicas of 8 GPUs, 16 on one pool): it has 8 GPUs" in \
+        said["t"], said["t"]
 
 
 def test_explain_plan_explains_the_saved_plan_without_planning_again(tmp_path):
