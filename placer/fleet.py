@@ -349,8 +349,8 @@ def build_fleet(docs: list[Document], invalid: Iterable[tuple[str, str]] = ()
     for (short, wide), (long, narrow), name in _deployment_clashes(models, pools):
         diags.append(by_kind["Model"][long].diag(
             "metadata.name", f"model {long} on pool {narrow} and model {short} on pool {wide} would both be "
-            f"Deployment {name} in one namespace (placer names a Deployment <model>-<pool>), and one would overwrite "
-            "the other; rename a model or a pool", "metadata", "name"))
+            f"Deployment {name} in one context (placer names a Deployment <model>-<pool>, and writes one file per name "
+            "in a context's folder), and one would overwrite the other; rename a model or a pool", "metadata", "name"))
 
     policies: list[Policy] = []
     for name, doc in by_kind.get("Policy", {}).items():
@@ -379,7 +379,8 @@ def build_fleet(docs: list[Document], invalid: Iterable[tuple[str, str]] = ()
 def _deployment_clashes(models: Mapping[str, Model], pools: Mapping[str, Pool]
                         ) -> list[tuple[tuple[str, str], tuple[str, str], str]]:
     """Pairs (model, pool) whose Deployments, named ``<model>-<pool>``, would have one name in one
-    context and namespace: ``chat`` on ``eu-h100`` and ``chat-eu`` on ``h100``. The longer model
+    context: ``chat`` on ``eu-h100`` and ``chat-eu`` on ``h100``. In two namespaces they would be two
+    objects, but the GitOps tree has one file per name in a context's folder, and one was lost. The longer model
     is the shorter, a hyphen and the start of the other pool's name, so only models that extend
     another's name are looked at (none at bench XL), not every pair."""
     rests: dict[str, list[str]] = {}  # a pool name's start before one of its hyphens -> the rest
@@ -388,9 +389,9 @@ def _deployment_clashes(models: Mapping[str, Model], pools: Mapping[str, Pool]
             if ch == "-":
                 rests.setdefault(pool[:i], []).append(pool[i + 1:])
 
-    def where(pool: Pool) -> tuple[str, str]:
+    def where(pool: Pool) -> str | None:
         k8s = pool.spec.target.kubernetes
-        return (k8s.context or "default", k8s.namespace) if k8s is not None else ("default", "default")
+        return k8s.context if k8s is not None else None
 
     out = []
     for long in models:

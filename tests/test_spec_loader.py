@@ -454,23 +454,26 @@ def test_diagnostics_sort_by_path_then_line() -> None:
 def test_two_placements_that_would_share_a_deployment_name_are_refused() -> None:
     """chat on eu-h100 and chat-eu on h100 are both Deployment chat-eu-h100: render wrote one file
     for both, apply reported two changes and kept one, and the next plan said "No changes". In
-    another namespace they are two objects, and the fleet is valid."""
+    another namespace of the same context they are two objects, but the GitOps tree has one file
+    per name in a context's folder: one was lost there (and kustomize refused the folder). In
+    another context, the fleet is valid."""
     from tests.fleetkit import fleet, inference, location, pool
 
-    def docs(namespace: str) -> list[dict]:
-        k8s = {"target": {"kubernetes": {"namespace": namespace}}}
+    def docs(namespace: str, context: str | None = None) -> list[dict]:
+        k8s = {"target": {"kubernetes": {"namespace": namespace, **({"context": context} if context else {})}}}
         return [location("a"), pool("eu-h100", "a", provider="kubernetes", **k8s), pool("h100", "a", provider="kubernetes"),
                 inference("chat", [{"location": "a", "rate": 100}]),
                 inference("chat-eu", [{"location": "a", "rate": 100}])]
 
-    with pytest.raises(FleetError) as caught:
-        fleet(*docs("default"))
-    (error,) = caught.value.errors
-    assert error.name == "chat-eu" and error.field == "metadata.name"
-    assert ("model chat-eu on pool h100 and model chat on pool eu-h100 would both be Deployment chat-eu-h100 in one "
-            "namespace (placer names a Deployment <model>-<pool>), and one would overwrite the other; rename a model "
-            "or a pool") in str(error)
-    assert fleet(*docs("other")).models.keys() == {"chat", "chat-eu"}
+    for namespace in ("default", "other"):
+        with pytest.raises(FleetError) as caught:
+            fleet(*docs(namespace))
+        (error,) = caught.value.errors
+        assert error.name == "chat-eu" and error.field == "metadata.name"
+        assert ("model chat-eu on pool h100 and model chat on pool eu-h100 would both be Deployment chat-eu-h100 in "
+                "one context (placer names a Deployment <model>-<pool>, and writes one file per name in a context's "
+                "folder), and one would overwrite the other; rename a model or a pool") in str(error)
+    assert fleet(*docs("default", context="eu")).models.keys() == {"chat", "chat-eu"}
 
 
 @pytest.mark.parametrize(("extra", "field", "message"), [
