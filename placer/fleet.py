@@ -389,9 +389,9 @@ def _deployment_clashes(models: Mapping[str, Model], pools: Mapping[str, Pool]
             if ch == "-":
                 rests.setdefault(pool[:i], []).append(pool[i + 1:])
 
-    def where(pool: Pool) -> str | None:
+    def where(pool: Pool) -> str:  # the context's folder: no context is the folder "default"
         k8s = pool.spec.target.kubernetes
-        return k8s.context if k8s is not None else None
+        return (k8s.context if k8s is not None else None) or "default"
 
     out = []
     for long in models:

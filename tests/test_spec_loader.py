@@ -473,6 +473,8 @@ def test_two_placements_that_would_share_a_deployment_name_are_refused() -> None
         assert ("model chat-eu on pool h100 and model chat on pool eu-h100 would both be Deployment chat-eu-h100 in "
                 "one context (placer names a Deployment <model>-<pool>, and writes one file per name in a context's "
                 "folder), and one would overwrite the other; rename a model or a pool") in str(error)
+    with pytest.raises(FleetError):  # no context is the folder of the context named default
+        fleet(*docs("other", context="default"))
     assert fleet(*docs("default", context="eu")).models.keys() == {"chat", "chat-eu"}
 
 
