@@ -327,6 +327,11 @@ def build_fleet(docs: list[Document], invalid: Iterable[tuple[str, str]] = ()
         if spec.provider == "gcp" and spec.target.gcp is None:
             diags.append(doc.diag("spec.target.gcp", "a gcp pool needs target.gcp {project, zone or region, "
                                   "instanceGroupManager}", "spec", "target"))
+        eks = spec.target.aws.eks if spec.target.aws is not None else None
+        if spec.provider == "aws" and eks is not None and spec.nodes.elastic and (spec.nodes.max or 0) < 1:
+            # AWS refuses a node group whose maximum is 0 (terraform plan of the aws module failed)
+            diags.append(doc.diag("spec.nodes.max", "an EKS node group's maximum size is at least 1 (AWS refuses 0); "
+                                  "give nodes.max >= 1, or remove the pool", "spec", "nodes", "max"))
         if spec.provider in ("static", "kubernetes") and spec.nodes.elastic:
             diags.append(doc.diag("spec.nodes", f"a {spec.provider} pool has fixed capacity: placer cannot add "
                                   "nodes to it; give nodes.count", "spec", "nodes"))
