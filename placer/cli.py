@@ -175,11 +175,14 @@ def _progress_bar(total: int) -> _Bar | None:
     return _Bar(total) if err.is_terminal and total else None
 
 
-def providers_for(apply_cfg: dict[str, Any], directory_override: str | None = None) -> list[Any]:
+def providers_for(apply_cfg: dict[str, Any], directory_override: str | None = None,
+                  plan: Plan | None = None) -> list[Any]:
+    """``plan``: the plan an apply carries out (the gitops tfvars name it, as render's do)."""
     if (apply_cfg.get("mode") or "live") == "gitops" or directory_override:
         from providers.gitops import GitOpsProvider
 
-        return [GitOpsProvider(directory_override or apply_cfg.get("directory", "deploy"))]
+        info = None if plan is None else {"fleet_digest": plan.fleet_digest, "serial": plan.prior_serial}
+        return [GitOpsProvider(directory_override or apply_cfg.get("directory", "deploy"), info)]
     live: list[Any] = []
     from providers.aws import AwsProvider
     from providers.gcp import GcpProvider
@@ -367,7 +370,7 @@ def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str
     if backend is None:
         backend = backend_from(settings.get("state", {}), state_path)
     apply_cfg = settings.get("apply", {})
-    providers = providers_for(apply_cfg)
+    providers = providers_for(apply_cfg, plan=the_plan)
     retry = RetryPolicy(base_seconds=float(os.environ.get("PLACER_RETRY_BASE_SECONDS", "0.5")))
     plan_id = str(uuid.uuid4())
     demand = {m: float(v.get("demand", 0.0)) for m, v in the_plan.body.get("models", {}).items()}

@@ -37,8 +37,11 @@ class GitOpsProvider:
     name = "gitops"
     waits = False  # nothing to wait for: the tree is synced by the pipeline
 
-    def __init__(self, directory: str | Path) -> None:
+    def __init__(self, directory: str | Path, plan_info: dict[str, Any] | None = None) -> None:
+        """``plan_info``: the plan's ``{fleet_digest, serial}``, written beside the pools in the
+        tfvars as ``placer_plan`` (as ``placer render`` writes it)."""
         self.root = Path(directory)
+        self.plan_info = plan_info
         self._lock = threading.Lock()
         self._folders: dict[Path, set[str]] = {}  # a cluster folder's manifests, as on disk
         self._dirty: set[Path] = set()  # folders whose kustomization is behind
@@ -80,8 +83,18 @@ class GitOpsProvider:
                 self._check_kustomizations()
 
     def finish(self) -> None:
-        """Write the kustomization of every folder this provider changed (the apply's phase ends)."""
+        """Write the kustomization of every folder this provider changed (the apply's phase ends),
+        and the plan's ``placer_plan`` into the tfvars where they name another plan (an apply
+        without pool changes left the last one's)."""
         with self._lock:
+            path = self.root / TFVARS
+            if self.plan_info is not None and path.exists():
+                try:
+                    stale = json.loads(path.read_text()).get("placer_plan") != self.plan_info
+                except (json.JSONDecodeError, AttributeError):
+                    stale = False  # the next pool change says what is wrong with the file
+                if stale:
+                    atomic_write(path, tfvars_text(self._read_tfvars(), self.plan_info))
             for folder in sorted(self._dirty):
                 names = self._names(folder)
                 kust = folder / "kustomization.yaml"
@@ -137,7 +150,7 @@ class GitOpsProvider:
                     del pools[change.pool]  # released: the Terraform that reads the tfvars no longer keeps it
                 else:
                     return  # released already, or the entry names the group that replaced it
-                atomic_write(self.root / TFVARS, tfvars_text(pools))
+                atomic_write(self.root / TFVARS, tfvars_text(pools, self.plan_info))
                 return
             path = self._manifest(change)
             names = self._names(path.parent)

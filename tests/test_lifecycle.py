@@ -187,6 +187,23 @@ def test_edited_fleet_shows_exactly_the_expected_changes(env: Env, capsys: pytes
     assert code == 0, stderr
 
 
+def test_the_gitops_tfvars_name_the_plan_as_renders_do(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    """terraform/README: the tfvars carry placer_plan {fleet_digest, serial}, "every key always
+    written"; the gitops apply wrote placer_pools alone (render wrote both)."""
+    first = plan_and_apply(capsys, env)
+    tfvars = env.deploy / "terraform" / "placer.auto.tfvars.json"
+    digest = json.loads(first.read_text())["fleetDigest"]
+    assert json.loads(tfvars.read_text())["placer_plan"] == {"fleet_digest": digest, "serial": 0}
+    code, _, stderr = placer(capsys, "render", str(first), "--out", str(env.root / "rendered"))
+    assert code == 0, stderr
+    assert (env.root / "rendered/terraform/placer.auto.tfvars.json").read_text() == tfvars.read_text()
+    env.write(chat_rate=3500)  # deployments change, pools do not: the tfvars still name this plan
+    second = plan_and_apply(capsys, env, "second.json")
+    assert not [c for c in json.loads(second.read_text())["changes"] if c["address"].startswith("pool/")]
+    digest = json.loads(second.read_text())["fleetDigest"]
+    assert json.loads(tfvars.read_text())["placer_plan"] == {"fleet_digest": digest, "serial": 1}
+
+
 def test_a_pool_removed_from_the_fleet_is_released_and_leaves_the_tfvars(
         env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     plan_and_apply(capsys, env)
@@ -465,7 +482,7 @@ def test_apply_killed_half_way_resumes_without_losing_or_repeating(
     assert code == 1 and "stale plan" in stderr
 
     monkeypatch.setattr(placer_cli, "providers_for",
-                        lambda cfg, directory_override=None: [lh.LoggingProvider(env.deploy, log)])
+                        lambda cfg, directory_override=None, plan=None: [lh.LoggingProvider(env.deploy, log)])
     apply_ok(capsys, remaining)
     assert not env.backend.journal_path.exists(), "the apply's end folds its journal into the state"
 
@@ -562,7 +579,7 @@ def test_permanent_error_through_the_cli(env: Env, capsys: pytest.CaptureFixture
     path = env.root / "plan.json"
     plan_json(capsys, env, path)
     monkeypatch.setattr(placer_cli, "providers_for",
-                        lambda cfg, directory_override=None: [lh.FaultyProvider(env.deploy, permanent_on=3)])
+                        lambda cfg, directory_override=None, plan=None: [lh.FaultyProvider(env.deploy, permanent_on=3)])
     code, _, stderr = placer(capsys, "apply", str(path))
     assert code == 1
     done = env.state_json()["applying"]["done"]
@@ -577,7 +594,7 @@ def test_transient_errors_through_the_cli(env: Env, capsys: pytest.CaptureFixtur
     plan_json(capsys, env, path)
     monkeypatch.setenv("PLACER_RETRY_BASE_SECONDS", "0.001")
     monkeypatch.setattr(placer_cli, "providers_for",
-                        lambda cfg, directory_override=None: [lh.FaultyProvider(env.deploy, transient=1)])
+                        lambda cfg, directory_override=None, plan=None: [lh.FaultyProvider(env.deploy, transient=1)])
     stdout = apply_ok(capsys, path)
     assert "5 change(s) applied (5 retried); state serial 1." in stdout
 
