@@ -7,11 +7,12 @@ settings an update; its group (ASG, node group, MIG) a new group sized and the o
 
 Phases: 1 grow capacity; 2 create and scale up (then apply waits until healthy);
 3 scale down and delete; 4 shrink capacity. Only elastic pools of a cloud provider get
-node changes (fixed and static pools are never changed). Every change carries the
+node changes (fixed and static pools are never changed), and those placer sized that the
+fleet has since made fixed (`nodes.count` pins their size). Every change carries the
 provider target it needs, taken from the fleet or, for what the fleet no longer has,
 from the state. A pool the state records that the fleet no longer has placer size (removed,
-or made fixed) is released in phase 4, once its deployments are gone: placer stops sizing
-its group, which it never shrinks to 0 behind the user's back.
+or no longer on aws or gcp) is released in phase 4, once its deployments are gone: placer
+stops sizing its group, which it never shrinks to 0 behind the user's back.
 """
 
 from __future__ import annotations
@@ -68,8 +69,14 @@ def deployment_target(model: Model, pool: Pool) -> dict[str, Any]:
     }
 
 
-def managed_pool(pool: Pool) -> bool:
-    return pool.elastic and pool.provider in MANAGED_POOL_PROVIDERS
+def managed_pool(pool: Pool, state: State | None = None) -> bool:
+    """Whether placer sizes ``pool``'s group: an elastic aws or gcp pool, or one that placer sized
+    (``state`` records it) and the fleet has since made fixed: its `nodes.count` pins the group's
+    size. Released instead, its tfvars entry went, and the Terraform that reads them removed the
+    group the same plan placed replicas on."""
+    if pool.provider not in MANAGED_POOL_PROVIDERS:
+        return False
+    return pool.elastic or (state is not None and pool.name in state.pools)
 
 
 def group_text(target: dict[str, Any]) -> str:
@@ -205,7 +212,7 @@ def _pool_changes(fleet: Fleet, state: State, placement: Placement) -> list[Chan
     changes: list[Change] = []
     mode = fleet.settings.apply.mode
     for p in fleet.pools.values():
-        if not managed_pool(p):
+        if not managed_pool(p, state):
             continue
         want_nodes = placement.nodes.get(p.name, p.min_nodes)
         recorded = state.pools.get(p.name)
@@ -230,11 +237,11 @@ def _pool_changes(fleet: Fleet, state: State, placement: Placement) -> list[Chan
                               {"nodes": want_nodes, **{k: target.get(k) for k in changed}},
                               ((f"{', '.join(changed)} changed in the fleet",) if changed else ()) + why, target))
 
-    managed = {p.name for p in fleet.pools.values() if managed_pool(p)}
+    managed = {p.name for p in fleet.pools.values() if managed_pool(p, state)}
     for name, entry in sorted(state.pools.items()):
         if name not in managed:
             gone = ("pool removed from the fleet" if name not in fleet.pools
-                    else "the pool is no longer an elastic aws or gcp pool that placer sizes")
+                    else "the pool is no longer an aws or gcp pool that placer sizes")
             changes.append(_release(name, entry, gone, mode))
     return changes
 

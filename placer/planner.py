@@ -75,7 +75,7 @@ def placement_body(fleet: Fleet, result: SolveResult, placement: Placement, cost
             "gpusUsed": placement.gpus_used(fleet, pool.name),
             "gpusCapacity": placement.gpus_capacity(fleet, pool.name),
         }
-        if managed_pool(pool):
+        if managed_pool(pool, state):
             entry["target"] = pool_target(pool)
         pools.append(entry)
     unmet = [{"model": m, "demandLocation": loc, "rate": _r(rate)} for m, loc, rate in placement.unmet(fleet)]

@@ -63,7 +63,8 @@ def _model(name: str, gpu: str, throughput: float, location: str, rate: float) -
 
 def write_fleet(root: Path, state: dict[str, Any], deploy: Path, *, chat_rate: float = 3000,
                 summarize: bool = True, aws_pool: bool = True, chat_image: str | None = None,
-                dc1_kubernetes: dict[str, Any] | None = None, asg: str = "h100", max_nodes: int = 4) -> Path:
+                dc1_kubernetes: dict[str, Any] | None = None, asg: str = "h100", max_nodes: int = 4,
+                aws_count: int | None = None) -> Path:
     """Write the lifecycle fleet under ``root`` (three files) and return ``root``."""
     root.mkdir(parents=True, exist_ok=True)
     for old in root.glob("*.yaml"):
@@ -79,8 +80,8 @@ def write_fleet(root: Path, state: dict[str, Any], deploy: Path, *, chat_rate: f
         }),
         _doc("Pool", "aws-h100", {
             "location": "aws-eu", "provider": "aws", "gpu": {"type": "H100-80GB", "perNode": 8},
-            "nodes": {"min": 0, "max": max_nodes}, "usdPerGpuHour": 4.0,
-            "target": {"aws": {"region": "eu-west-1", "autoScalingGroupName": asg}},
+            "nodes": {"min": 0, "max": max_nodes} if aws_count is None else {"count": aws_count},
+            "usdPerGpuHour": 4.0, "target": {"aws": {"region": "eu-west-1", "autoScalingGroupName": asg}},
         }),
     ]
     if not aws_pool:

@@ -204,6 +204,24 @@ def test_the_gitops_tfvars_name_the_plan_as_renders_do(env: Env, capsys: pytest.
     assert json.loads(tfvars.read_text())["placer_plan"] == {"fleet_digest": digest, "serial": 1}
 
 
+def test_a_pool_placer_sized_and_the_fleet_makes_fixed_stays_sized_at_its_count(
+        env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    """aws-h100 elastic, then `nodes: {count: 2}`: it was released (its tfvars entry dropped, so
+    the Terraform that reads them removed the group) by the plan that placed replicas on it."""
+    plan_and_apply(capsys, env)
+    env.write(aws_count=2)
+    second = env.root / "second.json"
+    plan = plan_json(capsys, env, second)
+    pool = [c for c in plan["changes"] if c["address"] == "pool/aws-h100"]
+    assert [(c["action"], c["after"]["nodes"]) for c in pool] == [("update", 2)], pool
+    assert any(p["pool"] == "aws-h100" and p["replicas"] > 0 for p in plan["placements"])
+    apply_ok(capsys, second)
+    tfvars = json.loads((env.deploy / "terraform" / "placer.auto.tfvars.json").read_text())["placer_pools"]
+    assert (tfvars["aws-h100"]["nodes"], tfvars["aws-h100"]["min_nodes"], tfvars["aws-h100"]["max_nodes"]) == (2, 2, 2)
+    code, _, stderr = placer(capsys, "plan", str(env.fleet), "--now", lh.NOW, "--detailed-exitcode")
+    assert code == 0, stderr
+
+
 def test_a_pool_removed_from_the_fleet_is_released_and_leaves_the_tfvars(
         env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     plan_and_apply(capsys, env)
