@@ -146,6 +146,10 @@ resource "aws_autoscaling_group" "pool" {
   }
 
   lifecycle {
+    # a renamed group (placer sizes the new one and releases the old) is made before the old one
+    # goes, as placer's plan orders it: destroy-first took the old group's GPU nodes first
+    create_before_destroy = true
+
     precondition {
       condition     = each.value.aws.region == data.aws_region.current.name
       error_message = "Pool ${each.key} is in ${each.value.aws.region} but this aws provider configuration is for ${data.aws_region.current.name}."

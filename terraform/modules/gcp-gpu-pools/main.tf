@@ -116,6 +116,12 @@ resource "google_compute_instance_group_manager" "pool" {
     type           = "OPPORTUNISTIC"
     minimal_action = "REPLACE"
   }
+
+  # a renamed group (placer sizes the new one and releases the old) is made before the old one
+  # goes, as placer's plan orders it: destroy-first took the old group's GPU nodes first
+  lifecycle {
+    create_before_destroy = true
+  }
 }
 
 resource "google_compute_region_instance_group_manager" "pool" {
@@ -137,5 +143,11 @@ resource "google_compute_region_instance_group_manager" "pool" {
   update_policy {
     type           = "OPPORTUNISTIC"
     minimal_action = "REPLACE"
+  }
+
+  # a renamed group (placer sizes the new one and releases the old) is made before the old one
+  # goes, as placer's plan orders it: destroy-first took the old group's GPU nodes first
+  lifecycle {
+    create_before_destroy = true
   }
 }
