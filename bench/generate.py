@@ -32,10 +32,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from placer.fleet import Fleet, build_fleet
 from placer.spec import API_VERSION, Document, FleetError, RawDocument, load_document
+from placer.spec.writer import dump_all
 
 SIZES: dict[str, tuple[int, int]] = {
     "T": (12, 8),  # tiny, for tests
@@ -554,7 +554,7 @@ def write_fleet(docs: list[dict[str, Any]], directory: str | Path, chunk: int = 
     for rel, items in groups.items():
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.safe_dump_all(items, sort_keys=False, default_flow_style=None, width=120))
+        path.write_text(dump_all(items, sort_keys=False, default_flow_style=None, width=120))
     return root
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from placer.render.manifests import MANAGED_BY, cluster_folder, deployment_manifest, manifest_file
+from placer.spec.writer import dump
 
 TFVARS = "terraform/placer.auto.tfvars.json"
 
@@ -22,7 +23,7 @@ def manifest_path(target: dict[str, Any]) -> str:
 
 
 def manifest_text(target: dict[str, Any], replicas: int) -> str:
-    return yaml.safe_dump(deployment_manifest(target, replicas), sort_keys=True, default_flow_style=False)
+    return dump(deployment_manifest(target, replicas), sort_keys=True, default_flow_style=False)
 
 
 def kustomization_text(resources: list[str]) -> str:
@@ -31,7 +32,7 @@ def kustomization_text(resources: list[str]) -> str:
         "kind": "Kustomization",
         "resources": sorted(resources),
     }
-    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
+    return dump(doc, sort_keys=False, default_flow_style=False)
 
 
 def tfvars_entry(target: dict[str, Any], nodes: int) -> dict[str, Any]:

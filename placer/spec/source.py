@@ -100,6 +100,21 @@ def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
 _NoAliasLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 
+class _Resolver(yaml.resolver.BaseResolver):
+    """The fleet loader's tag resolution alone, without a stream to read."""
+
+    yaml_implicit_resolvers = _NoAliasLoader.yaml_implicit_resolvers
+
+
+_RESOLVER = _Resolver()
+
+
+def plain_tag(text: str) -> str:
+    """The tag the fleet loader gives ``text`` written plain (unquoted): ``tag:yaml.org,2002:str`` where it
+    reads as that text, else the number, boolean, null or date it reads as (``8e1``: a float)."""
+    return str(_RESOLVER.resolve(yaml.ScalarNode, text, (True, False)))  # type: ignore[no-untyped-call]
+
+
 class _TooDeep(Exception):
     pass
 
