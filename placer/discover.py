@@ -37,6 +37,7 @@ import yaml
 from placer.spec import RawDocument, load_document, read_fleet_dir
 from placer.spec.loader import kind_and_name
 from placer.spec.source import NOTHING_TO_PLAN
+from placer.spec.writer import Dumper, plain_is_text
 
 DISCOVERED_FILE = "discovered.yaml"
 _MARKER = re.compile(r"^(---|\.\.\.)(?=\s|$)")
@@ -102,7 +103,7 @@ class _Flow(dict[str, Any]):
     """A small mapping written in flow style ({type: H100-80GB, perNode: 8}), as fleets are written."""
 
 
-class _Dumper(yaml.SafeDumper):
+class _Dumper(Dumper):
     pass
 
 
@@ -329,6 +330,21 @@ def _guess_indent(body: str) -> tuple[int, int]:
     return mapping, offset if offset is not None else mapping
 
 
+def _quoted(value: Any) -> Any:
+    """``value`` with the text YAML 1.2 or 1.1 would misread marked to be written quoted, as placer's
+    writer quotes it (ruamel.yaml writes ``-.5e3`` and ``yes`` plain: a number to the fleet loader, a
+    boolean to YAML 1.1)."""
+    from ruamel.yaml.scalarstring import SingleQuotedScalarString
+
+    if isinstance(value, dict):
+        return {_quoted(k): _quoted(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_quoted(v) for v in value]
+    if isinstance(value, str) and not plain_is_text(value):
+        return SingleQuotedScalarString(value)
+    return value
+
+
 def _edit(segment: str, changes: list[FieldChange], where: str) -> str:
     """One document's text with ``changes`` applied by a ruamel.yaml round trip."""
     try:
@@ -356,7 +372,7 @@ def _edit(segment: str, changes: list[FieldChange], where: str) -> str:
         raise MergeError(f"{where}: cannot read this document to edit it in place ({exc})") from exc
     if not isinstance(data, MutableMapping):
         raise MergeError(f"{where}: not a mapping; cannot edit it in place")
-    apply_changes(data, changes)
+    apply_changes(data, [FieldChange(c.path, c.before, _quoted(c.after)) for c in changes])
     buffer = io.StringIO()
     rt.dump(data, buffer)
     return head + buffer.getvalue() + trailing

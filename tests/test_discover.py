@@ -472,3 +472,52 @@ def test_discover_kubernetes_without_a_kubeconfig_file_says_so(capsys: pytest.Ca
     assert code == 1 and out == ""
     assert (f"from the default kubeconfig ({missing}{os.pathsep}{tmp_path / 'also-nope'}): no such file"
             in " ".join(err.split()))
+
+
+# ---------------------------------------------------------------- text that looks like a number
+
+
+def test_discovered_text_that_yaml_1_2_reads_as_a_number_is_written_quoted(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A node pool named 8e1 and a taint 0o10 were written plain: the fleet loader (YAML 1.2) read
+    them back as 80.0 and 8, and `placer validate` refused the file discover had just written."""
+    fleet = tmp_path / "fleet"
+    fleet.mkdir()
+    with FakeKubeApiServer() as kube:
+        for name in ("gpu-a", "gpu-b"):
+            kube.add_node(name, gpus=8, labels={"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3",
+                                                "nvidia.com/gpu.memory": "81559", "karpenter.sh/nodepool": "8e1"},
+                          taints=[{"key": "dedicated", "value": "0o10", "effect": "NoSchedule"}])
+        kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", {"lab": kube.url})
+        code, _, err = run(capsys, "discover", "kubernetes", "--kubeconfig", str(kubeconfig), "--context", "lab",
+                           "--merge", str(fleet))
+        assert code == 0, err
+    code, out, err = run(capsys, "validate", str(fleet))
+    assert code == 0, out + err
+    target = next(iter(load_fleet(fleet).pools.values())).spec.target.kubernetes
+    assert target is not None
+    assert target.node_selector["karpenter.sh/nodepool"] == "8e1"
+    assert [t.value for t in target.tolerations] == ["0o10"]
+    text = (fleet / DISCOVERED_FILE).read_text()
+    assert "karpenter.sh/nodepool: '8e1'" in text and "value: '0o10'" in text
+
+
+def test_a_merge_edit_quotes_new_text_that_yaml_1_2_or_1_1_would_misread(fleet: Path) -> None:
+    """ruamel.yaml wrote a new context -.5e3 plain (the fleet loader read -500.0, and the merged
+    fleet no longer loaded) and a nodeSelector yes and toleration n plain (YAML 1.1 booleans)."""
+    found = kube_l4(3)
+    kube = found["spec"]["target"]["kubernetes"]
+    kube["context"] = "-.5e3"
+    kube["nodeSelector"]["acme.io/shared"] = "yes"
+    kube["tolerations"].append({"key": "tier", "operator": "Equal", "value": "n", "effect": "NoSchedule"})
+    write(merge(fleet, [found]))
+    target = load_fleet(fleet).pools["k8s-l4"].spec.target.kubernetes
+    assert target is not None
+    assert target.context == "-.5e3"
+    assert target.node_selector == {"nvidia.com/gpu.product": "NVIDIA-L4", "acme.io/shared": "yes"}
+    assert [t.value for t in target.tolerations] == [None, "n"]
+    text = (fleet / "pools" / "pools.yaml").read_text()
+    pool = next(d for d in yaml.safe_load_all(text) if d["metadata"]["name"] == "k8s-l4")  # YAML 1.1 too
+    assert pool["spec"]["target"]["kubernetes"]["context"] == "-.5e3"
+    assert pool["spec"]["target"]["kubernetes"]["nodeSelector"]["acme.io/shared"] == "yes"
+    assert pool["spec"]["target"]["kubernetes"]["tolerations"][1]["value"] == "n"
