@@ -36,7 +36,7 @@ import yaml
 
 from placer.spec import RawDocument, load_document, read_fleet_dir
 from placer.spec.loader import kind_and_name
-from placer.spec.source import NOTHING_TO_PLAN
+from placer.spec.source import NOTHING_TO_PLAN, parse_text
 from placer.spec.writer import Dumper, plain_is_text
 
 DISCOVERED_FILE = "discovered.yaml"
@@ -389,11 +389,8 @@ def _changed_text(path: Path, text: str, edits: list[tuple[RawDocument, list[Fie
         new = _edit(bodies[index], changes, where)
         expected = copy.deepcopy(raw.data)
         apply_changes(expected, changes)
-        try:
-            reread = list(yaml.safe_load_all(new))
-        except yaml.YAMLError:
-            reread = []
-        if [d for d in reread if d is not None] != [expected]:
+        reread, problems = parse_text(new, where)  # as the fleet loader reads it (YAML 1.2), not as PyYAML does
+        if problems or [d.data for d in reread if d.data is not None] != [expected]:
             raise MergeError(f"{where}: cannot update it in place without changing other fields (the YAML "
                              f"round trip differs); make these changes by hand: "
                              f"{'; '.join(str(c) for c in changes)}")

@@ -521,3 +521,54 @@ def test_a_merge_edit_quotes_new_text_that_yaml_1_2_or_1_1_would_misread(fleet: 
     assert pool["spec"]["target"]["kubernetes"]["context"] == "-.5e3"
     assert pool["spec"]["target"]["kubernetes"]["nodeSelector"]["acme.io/shared"] == "yes"
     assert pool["spec"]["target"]["kubernetes"]["tolerations"][1]["value"] == "n"
+
+
+def test_a_pool_holding_text_yaml_1_1_reads_otherwise_is_updated_in_place(tmp_path: Path) -> None:
+    """The edit was re-read with PyYAML (YAML 1.1: shared: yes is true, 2.5e0 is text), so a valid
+    fleet's pool could not be updated: "the YAML round trip differs"."""
+    root = tmp_path / "fleet"
+    root.mkdir()
+    pools = root / "pools.yaml"
+    pools.write_text(LAB_POOL)
+    load_fleet(root)
+    found = pool_doc("lab-h100", {
+        "location": "lab", "provider": "kubernetes", "gpu": {"type": "H100-80GB", "perNode": 8},
+        "nodes": {"count": 2}, "usdPerGpuHour": 0,
+        "target": {"kubernetes": {"context": "lab", "namespace": "default",
+                                  "nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"},
+                                  "tolerations": [{"key": "dedicated", "operator": "Exists"}]}}})
+    plan = plan_merge(root, [found])
+    assert plan.updated == [f"{pools}: Pool/lab-h100: spec.nodes.count: 1 -> 2",
+                            f"{pools}: Pool/lab-h100: spec.target.kubernetes.tolerations: "
+                            '[{"key": "dedicated"}] -> [{"key": "dedicated"}, {"key": "dedicated", "operator": "Exists"}]']
+    write(plan.files)
+    text = pools.read_text()
+    assert "labels: {shared: yes}" in text and "usdPerGpuHour: 2.5e0" in text and "nodes: {count: 2}" in text
+    pool = load_fleet(root).pools["lab-h100"]
+    assert dict(pool.labels) == {"shared": "yes"} and pool.spec.usd_per_gpu_hour == 2.5
+
+
+LAB_POOL = """\
+apiVersion: placer.dev/v1alpha1
+kind: Location
+metadata: {name: lab}
+spec: {environment: onprem, jurisdiction: NO}
+---
+apiVersion: placer.dev/v1alpha1
+kind: Pool
+metadata:
+  name: lab-h100
+  labels: {shared: yes}
+spec:
+  location: lab
+  provider: kubernetes
+  gpu: {type: H100-80GB, perNode: 8}
+  nodes: {count: 1}
+  usdPerGpuHour: 2.5e0
+  target:
+    kubernetes:
+      context: lab
+      namespace: default
+      nodeSelector: {nvidia.com/gpu.product: NVIDIA-H100-80GB-HBM3}
+      tolerations: [{key: dedicated}]
+"""
