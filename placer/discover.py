@@ -215,6 +215,8 @@ def _sync(path: tuple[str, ...], old: Any, new: Any, out: list[FieldChange]) -> 
             if key == "tolerations" and isinstance(before, list) and isinstance(value, list):
                 value = before + [t for t in value if t not in before]  # extra tolerations are harmless
             if key in ATOMIC:
+                if before is MISSING and value in ([], {}):
+                    continue  # none found: the same as a field left out, not an edit
                 if before is MISSING or not _same(before, value):
                     out.append(FieldChange(child, before, copy.deepcopy(value)))
                 continue

@@ -548,6 +548,29 @@ def test_a_pool_holding_text_yaml_1_1_reads_otherwise_is_updated_in_place(tmp_pa
     assert dict(pool.labels) == {"shared": "yes"} and pool.spec.usd_per_gpu_hour == 2.5
 
 
+def test_a_pool_without_tolerations_does_not_gain_an_empty_list(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """Nodes without taints were discovered with tolerations: [], and merge wrote that into a pool
+    that left the field out (the same thing), as an update."""
+    root = tmp_path / "fleet"
+    root.mkdir()
+    pools = root / "pools.yaml"
+    pools.write_text(LAB_POOL.replace("      tolerations: [{key: dedicated}]\n", ""))
+    with FakeKubeApiServer() as kube:
+        for name in ("gpu-a", "gpu-b"):
+            kube.add_node(name, gpus=8, labels={"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3",
+                                                "nvidia.com/gpu.memory": "81559"})
+        kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", {"lab": kube.url})
+        code, out, err = run(capsys, "discover", "kubernetes", "--kubeconfig", str(kubeconfig), "--context", "lab",
+                             "--merge", str(root))
+    assert code == 0, err
+    assert out.splitlines()[0] == (f"updated {pools}: Pool/lab-h100 (discovered as Pool/lab-h100-80gb: same "
+                                   "kubernetes target): spec.nodes.count: 1 -> 2")
+    assert "tolerations" not in out
+    assert pools.read_text() == LAB_POOL.replace("      tolerations: [{key: dedicated}]\n", "").replace(
+        "nodes: {count: 1}", "nodes: {count: 2}")
+
+
 LAB_POOL = """\
 apiVersion: placer.dev/v1alpha1
 kind: Location
