@@ -149,21 +149,36 @@ def place_text(place: tuple[str | None, str]) -> str:
     return f"namespace {namespace} of context {context}" if context else f"namespace {namespace} of the current context"
 
 
+def same_place(old: dict[str, Any], new: dict[str, Any], mode: str) -> bool:
+    """Whether two deployment targets put their Deployment in one place. In a GitOps tree no
+    context is the folder `default`, as is the context named default: a replacement between the
+    two wrote the new manifest, then deleted it as the old one. (Live, no context is the
+    kubeconfig's current one, which the Kubernetes provider resolves when it deletes.)"""
+    was, now = deployment_place(old), deployment_place(new)
+    if mode == "gitops":
+        return (was[0] or "default", was[1]) == (now[0] or "default", now[1])
+    return was == now
+
+
 def _replace(address: str, have: int, want: int, old: dict[str, Any], new: dict[str, Any],
              why: tuple[str, ...]) -> list[Change]:
     """A deployment whose place (context, namespace) changes: made at the new place and waited
-    healthy (phase 2) before the old one is deleted at its old place (phase 3)."""
+    healthy (phase 2) before the old one is deleted at its old place (phase 3). The delete names
+    the new place (``replacedBy``), so that a provider that finds both are one object deletes
+    nothing."""
     was, now = deployment_place(old), deployment_place(new)
     return [
         Change(address, "create", PHASE_UP, None, {"replicas": want, "context": now[0], "namespace": now[1]},
                (f"replaces the one in {place_text(was)}, which is deleted once this one is healthy", *why), new),
-        Change(address, "delete", PHASE_DOWN, {"replicas": have, "context": was[0], "namespace": was[1]}, None,
+        Change(address, "delete", PHASE_DOWN, {"replicas": have, "context": was[0], "namespace": was[1],
+                                               "replacedBy": {"context": now[0], "namespace": now[1]}}, None,
                (f"replaced by the one in {place_text(now)}",), old),
     ]
 
 
 def _deployment_changes(fleet: Fleet, state: State, placement: Placement, cands: Candidates | None) -> list[Change]:
     changes: list[Change] = []
+    mode = fleet.settings.apply.mode
     current = state.replicas()
     keys = sorted(set(current) | {k for k, r in placement.replicas.items() if r > 0})
     for model, pool in keys:
@@ -180,7 +195,7 @@ def _deployment_changes(fleet: Fleet, state: State, placement: Placement, cands:
             changes.append(Change(address, "create", PHASE_UP, None, {"replicas": want}, why, target))
         elif want == 0:
             changes.append(Change(address, "delete", PHASE_DOWN, {"replicas": have}, None, why, recorded or target))
-        elif recorded and deployment_place(recorded) != deployment_place(target):
+        elif recorded and not same_place(recorded, target, mode):
             changes += _replace(address, have, want, recorded, target, why)
         else:
             was, now = deployment_spec(recorded), deployment_spec(target)
@@ -188,18 +203,20 @@ def _deployment_changes(fleet: Fleet, state: State, placement: Placement, cands:
             if have == want and not changed:
                 continue
             spec = (f"{', '.join(changed)} changed in the fleet",) if changed else ()
-            changes.append(Change(address, "update", PHASE_UP if want >= have else PHASE_DOWN,
+            # a new spec rolls the pods out, waited healthy in phase 2 whatever the count does
+            # (with fewer replicas it went to phase 3, where nothing waits for a rollout)
+            changes.append(Change(address, "update", PHASE_UP if want >= have or changed else PHASE_DOWN,
                                   {"replicas": have, **{k: was[k] for k in changed}},
                                   {"replicas": want, **{k: now[k] for k in changed}}, spec + why, target))
     # copies a replacement made before an apply stopped, and not yet deleted
     for key, entry in sorted(state.deployments.items()):
         model, pool = key.split("@", 1)
         placed = placement.replicas.get((model, pool), 0) > 0 and model in fleet.models and pool in fleet.pools
-        wanted = deployment_place(deployment_target(fleet.models[model], fleet.pools[pool])) if placed else None
+        wanted = deployment_target(fleet.models[model], fleet.pools[pool]) if placed else None
         for copy in entry.get("deposed") or []:
             old = dict(copy.get("target") or {})
             place = deployment_place(old)
-            if place != wanted:
+            if wanted is None or not same_place(old, wanted, mode):
                 changes.append(Change(f"deployment/{key}", "delete", PHASE_DOWN,
                                       {"replicas": int(copy.get("replicas", 0)), "context": place[0],
                                        "namespace": place[1]}, None,
@@ -289,6 +306,7 @@ def _room_first(fleet: Fleet, state: State, placement: Placement, changes: list[
                 grow -= int(c.before.get("replicas", 0)) * _gpus(c, "before", fleet)
             use[c.pool] = use.get(c.pool, 0) + max(0, grow)
     full: dict[str, str] = {}
+    over: dict[str, int] = {}  # GPUs short on a pool, old and new at once
     for name, need in use.items():
         pool = fleet.pools[name]
         nodes = pool.max_nodes if not pool.elastic else max(
@@ -297,8 +315,31 @@ def _room_first(fleet: Fleet, state: State, placement: Placement, changes: list[
         if need > room:
             full[name] = (f"scaled down first: {name} cannot hold the old replicas and the new at once (make "
                           f"before break needs {need} of its {room} GPUs)")
-    return [Change(c.address, c.action, PHASE_UP, c.before, c.after, (full[c.pool], *c.reasons), c.target)
-            if c.kind == "deployment" and c.phase == PHASE_DOWN and c.pool in full else c for c in changes]
+            over[name] = need - room
+    # only as many as make the room, those freeing most first (every one went: a model whose
+    # replicas stayed where they were was scaled down with the rest)
+    early: set[int] = set()
+    for name, short in over.items():
+        downs = [(i, c) for i, c in enumerate(changes)
+                 if c.kind == "deployment" and c.phase == PHASE_DOWN and c.pool == name]
+        freed = {i: int((c.before or {}).get("replicas", 0)) * _gpus(c, "before", fleet)
+                 - int((c.after or {}).get("replicas", 0)) * _gpus(c, "after", fleet) for i, c in downs}
+        for i, _ in sorted(downs, key=lambda ic: (-freed[ic[0]], ic[1].address)):
+            if short <= 0:
+                break
+            early.add(i)
+            short -= freed[i]
+    first = {changes[i].address for i in early if changes[i].after is None}  # replacements' deletes among them
+    out = []
+    for i, c in enumerate(changes):
+        if i in early:
+            c = Change(c.address, c.action, PHASE_UP, c.before, c.after, (full[c.pool], *c.reasons), c.target)
+        elif c.action == "create" and c.address in first and c.reasons and "once this one is healthy" in c.reasons[0]:
+            said = c.reasons[0].replace("which is deleted once this one is healthy",
+                                        f"which is deleted first: {c.pool} cannot hold both")
+            c = Change(c.address, c.action, c.phase, c.before, c.after, (said, *c.reasons[1:]), c.target)
+        out.append(c)
+    return out
 
 
 def diff(fleet: Fleet, state: State, placement: Placement, cands: Candidates | None = None) -> list[Change]:

@@ -131,7 +131,19 @@ class GitOpsProvider:
         namespace = ((doc or {}).get("metadata") or {}).get("namespace") if isinstance(doc, dict) else None
         return doc if str(namespace or "default") == deployment_place(change.target)[1] else None
 
+    def _replaced_here(self, change: Change) -> bool:
+        """A replacement's delete whose old place is the file its create wrote (no context and the
+        context named default are one folder): the delete deleted the only copy."""
+        new = (change.before or {}).get("replacedBy") if change.after is None else None
+        if not isinstance(new, dict):
+            return False
+        there = {"kubernetes": {"context": new.get("context"), "namespace": new.get("namespace") or "default"}}
+        return (manifest_path({**change.target, **there}) == manifest_path(change.target)
+                and str(new.get("namespace") or "default") == deployment_place(change.target)[1])
+
     def observe(self, change: Change) -> dict[str, Any] | None:
+        if change.kind == "deployment" and self._replaced_here(change):
+            return None  # the old copy is the new one: nothing of it is left to find
         if change.kind == "pool":
             entry = self._read_tfvars().get(change.pool)
             return None if entry is None or not _same_group(entry, change.target) else {"nodes": int(entry["nodes"])}
@@ -155,6 +167,8 @@ class GitOpsProvider:
             path = self._manifest(change)
             names = self._names(path.parent)
             if change.after is None:
+                if self._replaced_here(change):
+                    return  # the file holds the copy that replaced it: the same place by another name
                 if self._read_manifest(change) is None and path.exists():
                     return  # the file holds the copy that replaced it (same context, another namespace)
                 path.unlink(missing_ok=True)

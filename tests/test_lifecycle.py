@@ -222,6 +222,19 @@ def test_a_pool_placer_sized_and_the_fleet_makes_fixed_stays_sized_at_its_count(
     assert code == 0, stderr
 
 
+def test_naming_the_default_context_moves_nothing_in_the_tree(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    """dc1-a100 gains `context: default`: no context is the tree's folder default too. The plan
+    replaced the Deployment: its create wrote the manifest, its delete removed the same file, and
+    the tree was left empty, the next plan saying "No changes"."""
+    plan_and_apply(capsys, env)
+    manifest = env.deploy / "clusters" / "default" / "rerank-dc1-a100.yaml"
+    assert manifest.exists()
+    env.write(dc1_kubernetes={"context": "default"})
+    code, stdout, stderr = placer(capsys, "plan", str(env.fleet), "--now", lh.NOW, "--detailed-exitcode")
+    assert code == 0 and "deployment/rerank@dc1-a100" not in stdout, stdout + stderr
+    assert manifest.exists()
+
+
 def test_a_pool_removed_from_the_fleet_is_released_and_leaves_the_tfvars(
         env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     plan_and_apply(capsys, env)
@@ -275,7 +288,8 @@ def test_a_changed_image_updates_and_a_changed_place_replaces_the_deployment(
     plan = plan_json(capsys, env, third)
     assert lh.changes_of(plan) == [
         ("deployment/rerank@dc1-a100", "create", 2, None, {"replicas": 2, "context": "dc2", "namespace": "team-b"}),
-        ("deployment/rerank@dc1-a100", "delete", 3, {"replicas": 2, "context": None, "namespace": "default"}, None)]
+        ("deployment/rerank@dc1-a100", "delete", 3, {"replicas": 2, "context": None, "namespace": "default",
+                                                     "replacedBy": {"context": "dc2", "namespace": "team-b"}}, None)]
     apply_ok(capsys, third)
     files = lh.tree(env.deploy)
     assert "clusters/default/rerank-dc1-a100.yaml" not in files

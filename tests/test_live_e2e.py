@@ -24,17 +24,19 @@ REGION = "eu-west-1"
 AMI = "ami-12c6146b"  # one of moto's built-in images
 
 
-def _fleet(tmp: Path, *, aws_pool: bool = True, asr_image: str | None = None, dc_namespace: str = "ml") -> Path:
+def _fleet(tmp: Path, *, aws_pool: bool = True, asr_image: str | None = None, dc_namespace: str = "ml",
+           aws_context: str | None = "eks-eu") -> Path:
     fleet = tmp / "fleet"
     fleet.mkdir(exist_ok=True)
-    k8s = lambda ctx: {"context": ctx, "namespace": "ml", "nodeSelector": {"placer.dev/pool": "x"}}  # noqa: E731
+    k8s = lambda ctx: {**({"context": ctx} if ctx else {}), "namespace": "ml",  # noqa: E731
+                       "nodeSelector": {"placer.dev/pool": "x"}}
     docs = [
         location("eu"), location("dc", env="onprem"),
         doc("Link", "eu-dc", {"between": ["eu", "dc"], "latencyMs": 8}),
         doc("Pool", "aws-h100", {"location": "eu", "provider": "aws", "gpu": {"type": "H100-80GB", "perNode": 8},
                                  "nodes": {"min": 0, "max": 4}, "usdPerGpuHour": 4.0,
                                  "target": {"aws": {"region": REGION, "autoScalingGroupName": "e2e-h100"},
-                                            "kubernetes": k8s("eks-eu")}}),
+                                            "kubernetes": k8s(aws_context)}}),
         doc("Pool", "gcp-a100", {"location": "eu", "provider": "gcp", "gpu": {"type": "A100-80GB", "perNode": 8},
                                  "nodes": {"min": 0, "max": 4}, "usdPerGpuHour": 3.0,
                                  "target": {"gcp": {"project": "acme", "zone": "europe-west4-a",
@@ -167,6 +169,31 @@ def test_a_pool_removed_from_the_fleet_is_released_and_its_group_left_as_it_is(w
     assert sorted(state["pools"]) == ["gcp-a100"]
     r = placer(world, "plan", str(fleet), "--detailed-exitcode")
     assert r.returncode == 0 and "No changes" in r.stdout, r.stdout + r.stderr
+
+
+def test_naming_the_current_context_moves_nothing(world):
+    """aws-h100's target names context eks-eu, the kubeconfig's current one; then no context. The
+    plan replaces the Deployment (it cannot read the kubeconfig), and the replacement's delete, at
+    the old place, deleted the object its create had just applied: the only copy."""
+    fleet = _fleet(world["tmp"])
+    _plan_and_apply(world, fleet)
+    before = world["kube"].deployment("ml", "chat-70b-aws-h100")
+    assert before is not None
+    _fleet(world["tmp"], aws_context=None)
+    plan = world["tmp"] / "plan.json"
+    r = placer(world, "plan", str(fleet), "-o", str(plan))
+    assert r.returncode == 0, r.stderr
+    actions = sorted(c["action"] for c in json.loads(plan.read_text())["changes"]
+                     if c["address"] == "deployment/chat-70b@aws-h100")
+    assert actions == ["create", "delete"]
+    r = placer(world, "apply", str(plan))
+    assert r.returncode == 0, r.stderr + r.stdout
+    after = world["kube"].deployment("ml", "chat-70b-aws-h100")
+    assert after is not None and after["spec"]["replicas"] == before["spec"]["replicas"]
+    r = placer(world, "refresh", str(fleet))
+    assert r.returncode == 0 and "No drift" in r.stdout, r.stdout + r.stderr
+    r = placer(world, "plan", str(fleet), "--detailed-exitcode")
+    assert r.returncode == 0, r.stdout + r.stderr
 
 
 def test_a_changed_image_updates_and_a_changed_namespace_replaces_the_deployment(world):

@@ -504,6 +504,14 @@ def test_replicas_changing_hands_on_a_full_pool_make_room_first():
     assert order == [("deployment/a@p", 2, "update"), ("deployment/b@p", 2, "create")]
     assert plan.changes[0].reasons[0] == ("scaled down first: p cannot hold the old replicas and the new at once "
                                           "(make before break needs 6 of its 4 GPUs)")
+    # only what makes the room goes first: a's 4 GPUs are enough for c's 3, and b waits its turn
+    f = fleet(location("a"), pool("p", "a", count=1, per_node=8),
+              inference("a", [{"location": "a", "rate": 200}]), inference("b", [{"location": "a", "rate": 100}]),
+              inference("c", [{"location": "a", "rate": 300}]), NO_CHURN)
+    running = {"a@p": {"replicas": 6, "target": {"gpus": 1}}, "b@p": {"replicas": 2, "target": {"gpus": 1}}}
+    plan = make_plan(f, State(deployments=running), RULES, NOW).plan
+    assert [(c.address, c.phase) for c in plan.changes] == [
+        ("deployment/a@p", 2), ("deployment/c@p", 2), ("deployment/b@p", 3)]
     # with room for both (a second node), make before break as ever
     f = fleet(location("a"), pool("p", "a", count=2, per_node=4),
               inference("a", [{"location": "a", "rate": 200}]), inference("b", [{"location": "a", "rate": 200}]),
@@ -511,6 +519,17 @@ def test_replicas_changing_hands_on_a_full_pool_make_room_first():
     running = {"a@p": {"replicas": 4, "target": {"gpus": 1}}, "c@p": {"replicas": 1, "target": {"gpus": 1}}}
     plan = make_plan(f, State(deployments=running), RULES, NOW).plan
     assert [(c.address, c.phase) for c in plan.changes] == [("deployment/b@p", 2), ("deployment/a@p", 3)]
+
+
+def test_a_new_image_with_fewer_replicas_is_rolled_out_in_phase_2():
+    """A spec change with a scale-down went to phase 3, where nothing waits for a rollout: the
+    apply said complete while the new pods never became ready."""
+    f = fleet(location("a"), pool("p", "a", count=1, per_node=8),
+              inference("m", [{"location": "a", "rate": 300}], image="reg/m:2"), NO_CHURN)
+    running = {"m@p": {"replicas": 5, "target": {"gpus": 1, "image": "reg/m:1", "kubernetes": {"namespace": "default"}}}}
+    plan = make_plan(f, State(deployments=running), RULES, NOW).plan
+    assert [(c.address, c.action, c.phase, c.before, c.after) for c in plan.changes] == [
+        ("deployment/m@p", "update", 2, {"replicas": 5, "image": "reg/m:1"}, {"replicas": 3, "image": "reg/m:2"})]
 
 
 def test_a_conflict_check_over_the_models_with_a_minimum_answers_as_the_whole_fleet():

@@ -54,6 +54,11 @@ def usd_per_million(plan: dict[str, Any]) -> float | None:
 COUNTS = ("replicas", "nodes")
 
 
+# what a change carries for the providers, not for a reader: a replacement's delete names the new
+# place (its reason says it in words)
+HIDDEN = frozenset({"replacedBy"})
+
+
 def _shown(key: str, value: Any) -> str:
     if value is None:
         return "(current)" if key == "context" else "none"
@@ -64,7 +69,7 @@ def change_detail(change: dict[str, Any]) -> str:
     """A change's before and after in a line: an update shows what it changes; a delete takes counts
     to 0, except a pool's, which is released (placer stops sizing its group; it does not empty it)."""
     before, after = change.get("before") or {}, change.get("after") or {}
-    keys = sorted(set(before) | set(after))
+    keys = sorted((set(before) | set(after)) - HIDDEN)
     pool = str(change.get("address", "")).startswith("pool/")
     if change["action"] == "update":
         keys = [k for k in keys if before.get(k) != after.get(k)] or keys

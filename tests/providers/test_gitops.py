@@ -61,3 +61,29 @@ def test_a_kustomization_an_interrupted_apply_left_behind_is_repaired(tmp_path: 
     assert listed(tmp_path / "clusters" / "b") == ["m2-h100.yaml"]
     assert (right / "kustomization.yaml").stat().st_mtime_ns == before
     assert (stale / "kustomization.yaml").read_text() == kustomization_text(["m0-h100.yaml", "m1-h100.yaml"])
+
+
+def test_a_replacements_delete_at_the_place_its_create_wrote_deletes_nothing(tmp_path: Path) -> None:
+    """No context and the context named default are one folder: a plan from before they were
+    compared so (or edited by hand) replaced the Deployment there, and its delete removed the file
+    its create had just written, the only copy."""
+    provider = GitOpsProvider(tmp_path)
+    new = change("m", "default")
+    provider.apply(new)
+    old_target = {**new.target, "kubernetes": {"namespace": "models"}}  # no context
+    delete = Change(address="deployment/m@h100", action="delete", phase=3,
+                    before={"replicas": 2, "context": None, "namespace": "models",
+                            "replacedBy": {"context": "default", "namespace": "models"}},
+                    after=None, target=old_target)
+    provider.apply(delete)
+    provider.finish()
+    assert (tmp_path / "clusters" / "default" / "m-h100.yaml").exists()
+    assert provider.observe(delete) is None and provider.observe(new) == {"replicas": 2}
+    # a delete at another namespace of the folder still deletes its own copy alone
+    elsewhere = Change(address="deployment/m@h100", action="delete", phase=3,
+                       before={"replicas": 2, "context": "default", "namespace": "models",
+                               "replacedBy": {"context": "default", "namespace": "other"}},
+                       after=None, target=new.target)
+    provider.apply(elsewhere)
+    provider.finish()
+    assert not (tmp_path / "clusters" / "default").exists()
