@@ -188,6 +188,24 @@ def _wrong_top(data: dict[str, Any]) -> str | None:
     return None
 
 
+def _wrong_target(target: Any) -> str | None:
+    """What in a recorded target is not what placer writes there (a plan read it with no check:
+    internal errors on a target of "x" or gpus of "two"), or None."""
+    if not isinstance(target, dict):
+        return f"target {target!r} is not a mapping"
+    for part in ("kubernetes", "aws", "gcp"):
+        if target.get(part) is not None and not isinstance(target[part], dict):
+            return f"target.{part} {target[part]!r} is not a mapping"
+    k8s = target.get("kubernetes") or {}
+    for key in ("context", "namespace", "image", "version"):
+        where = k8s if key in ("context", "namespace") else target
+        if where.get(key) is not None and not isinstance(where[key], str):
+            return f"target {key} {where[key]!r} is no text"
+    if target.get("gpus") is not None and not (_count(target["gpus"]) and target["gpus"] >= 1):
+        return f"target.gpus {target['gpus']!r} is no count"
+    return None
+
+
 def _wrong_fields(state: State) -> str | None:
     """What in a state's fields is not what placer writes there, or None."""
     for key, value in state.models.items():
@@ -202,9 +220,16 @@ def _wrong_fields(state: State) -> str | None:
         if not isinstance(deposed, list) or not all(isinstance(d, dict) and _count(d.get("replicas", 0))
                                                     for d in deposed):
             return f"deployment {key}: deposed is not a list of replaced copies (replicas, target)"
+        for i, entry in enumerate([value, *deposed]):
+            why = _wrong_target(entry["target"]) if "target" in entry else None
+            if why:
+                return f"deployment {key}: {'deposed[' + str(i - 1) + '] ' if i else ''}{why}"
     for key, value in state.pools.items():
         if "nodes" in value and not _count(value["nodes"]):
             return f"pool {key}: nodes {value['nodes']!r} is no count"
+        why = _wrong_target(value["target"]) if "target" in value else None
+        if why:
+            return f"pool {key}: {why}"
     applying = state.applying
     if applying is not None and (not isinstance(applying, dict) or not isinstance(applying.get("done", []), list)):
         return "applying is not an apply's record (with a list of the changes done)"

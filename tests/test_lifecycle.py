@@ -670,6 +670,16 @@ EDITS = {
     "serial-negative": (lambda d: d.update(serial=-5), "serial -5 is no count"),
     "lineage-number": (lambda d: d.update(lineage=5), "lineage 5 is no text"),
     "history-mapping": (lambda d: d.update(history={"a": 1}), "history is not a list of applies"),
+    # a recorded target of another shape: internal errors in plan and refresh (ValueError, AttributeError)
+    "target-text": (lambda d: d["deployments"]["chat@aws-h100"].update(target="x"),
+                    "deployment chat@aws-h100: target 'x' is not a mapping"),
+    "target-kubernetes-text": (lambda d: d["deployments"]["chat@aws-h100"]["target"].update(kubernetes="x"),
+                               "deployment chat@aws-h100: target.kubernetes 'x' is not a mapping"),
+    "target-gpus-text": (lambda d: d["deployments"]["chat@aws-h100"]["target"].update(gpus="two"),
+                         "deployment chat@aws-h100: target.gpus 'two' is no count"),
+    "deposed-target-text": (lambda d: d["deployments"]["chat@aws-h100"].update(deposed=[{"replicas": 1, "target": "x"}]),
+                            "deployment chat@aws-h100: deposed[0] target 'x' is not a mapping"),
+    "pool-target-text": (lambda d: d["pools"]["aws-h100"].update(target="x"), "pool aws-h100: target 'x' is not a mapping"),
 }
 
 
