@@ -6,7 +6,7 @@ import copy
 from collections.abc import Sequence
 from typing import Any
 
-from placer.planfile import Change
+from placer.planfile import Change, deployment_place
 from placer.state import State
 
 
@@ -54,12 +54,27 @@ def unrecorded(state: State, providers: Sequence[Any]) -> list[str]:
         observed = getattr(provider, "observed", None)
         if observed is None:
             continue
-        for (model, pool), replicas in sorted(observed(contexts or None).items()):
-            if f"{model}@{pool}" not in state.deployments:
+        cluster_key = getattr(provider, "cluster_key", lambda context: str(context))
+        for (model, pool, cluster, namespace), replicas in sorted(observed(contexts or None).items()):
+            entry = state.deployments.get(f"{model}@{pool}")
+            if entry is None:
                 lines.append(f"deployment/{model}@{pool}: runs {replicas} replica(s) labelled as placer's that the "
                              "state does not record (an apply stopped before recording it?); a plan does not remove "
                              "it: delete it, or apply a plan that places it there")
+                continue
+            places = set()
+            for kept in [entry, *(entry.get("deposed") or [])]:
+                context, recorded_namespace = deployment_place(kept.get("target") or {})
+                try:
+                    places.add((cluster_key(context), recorded_namespace))
+                except Exception:  # a context the kubeconfig lacks: its own drift line says so
+                    places.add((str(context), recorded_namespace))
+            if (cluster, namespace) not in places:
+                lines.append(f"deployment/{model}@{pool}: runs {replicas} replica(s) in namespace {namespace} of "
+                             f"{cluster}, where the state records none (an apply stopped in the middle of a "
+                             "replacement?); a plan does not remove it: delete it there")
     return lines
+
 
 
 def drift(recorded: State, observed: State) -> list[str]:

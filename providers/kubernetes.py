@@ -184,18 +184,31 @@ class KubernetesProvider:
             notes.append(f"usdPerGpuHour is 0 for {', '.join(pools)}: fill in what a GPU hour costs you")
         return Discovered(documents=list(shared.values()) + documents, notes=notes)
 
-    def observed(self, contexts: list[str] | None = None) -> dict[tuple[str, str], int]:
-        """(model, pool) -> replicas of every Deployment placer owns, in every namespace of ``contexts``.
-        The same (model, pool) in two namespaces adds up: both run."""
-        out: dict[tuple[str, str], int] = {}
+    def cluster_key(self, context: str | None) -> str:
+        """The API server a context (None: the current one) talks to: two contexts of one cluster
+        see the same objects."""
+        return str(getattr(getattr(self._client(context), "configuration", None), "host", None) or context)
+
+    def observed(self, contexts: list[str] | None = None) -> dict[tuple[str, str, str, str], int]:
+        """(model, pool, cluster, namespace) -> replicas of every Deployment placer owns, in every
+        namespace of the clusters of ``contexts`` (each API server listed once; ``cluster_key``).
+        Keyed by place: summed over namespaces, a copy a killed replacement left in another
+        namespace passed for the recorded one."""
+        out: dict[tuple[str, str, str, str], int] = {}
+        seen: set[str] = set()
         for context in self._contexts(contexts):
+            cluster = self.cluster_key(context)
+            if cluster in seen:
+                continue
+            seen.add(cluster)
             fetch = partial(self._apps(context).list_deployment_for_all_namespaces,
                             label_selector=f"{MANAGED_BY}=placer")
             for item in self._list(context, "listing placer's deployments in", fetch):
-                labels = (item.get("metadata") or {}).get("labels") or {}
+                meta = item.get("metadata") or {}
+                labels = meta.get("labels") or {}
                 model, pool = labels.get(MODEL_LABEL), labels.get(POOL_LABEL)
                 if model and pool:
-                    key = (str(model), str(pool))
+                    key = (str(model), str(pool), cluster, str(meta.get("namespace") or "default"))
                     out[key] = out.get(key, 0) + int((item.get("spec") or {}).get("replicas", 1))
         return out
 

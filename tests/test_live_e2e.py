@@ -196,6 +196,28 @@ def test_naming_the_current_context_moves_nothing(world):
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+def test_refresh_reports_a_copy_in_a_place_the_state_does_not_record(world):
+    """An apply killed in a replacement's health wait left the new copy (namespace ml2) beside the
+    recorded one (ml): refresh summed placer's Deployments over namespaces and said "No drift"."""
+    from kubernetes import client, config
+
+    fleet = _fleet(world["tmp"])
+    _plan_and_apply(world, fleet)
+    api = client.AppsV1Api(config.new_client_from_config(world["env"]["KUBECONFIG"], context="onprem"))
+    copy = api.read_namespaced_deployment("asr-dc-l4", "ml").to_dict()
+    body = {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "asr-dc-l4", "namespace": "ml2", "labels": copy["metadata"]["labels"]},
+            "spec": {"replicas": 3, "selector": {"matchLabels": copy["spec"]["selector"]["match_labels"]},
+                     "template": {"metadata": {"labels": copy["spec"]["template"]["metadata"]["labels"]},
+                                  "spec": {"containers": [{"name": "m", "image": "x"}]}}}}
+    api.create_namespaced_deployment("ml2", body)
+    r = placer(world, "refresh", str(fleet))
+    said = " ".join(r.stderr.split())
+    assert re.search(r"deployment/asr@dc-l4: runs 3 replica\(s\) in namespace ml2 of \S+, where the state records "
+                     r"none \(an apply stopped in the middle of a replacement\?\)", said), said
+    assert "namespace ml of" not in said and "No drift" not in r.stdout  # the recorded copy is no drift
+
+
 def test_a_changed_image_updates_and_a_changed_namespace_replaces_the_deployment(world):
     fleet = _fleet(world["tmp"])
     plan = _plan_and_apply(world, fleet)

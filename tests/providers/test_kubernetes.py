@@ -267,7 +267,9 @@ def test_observed_lists_every_deployment_placer_owns(kube: FakeKubeApiServer,
     provider.apply(change("create", 1, model="mistral", namespace="serving"))
     provider.apply(change("create", 2, model="llama", pool="a100", namespace="serving"))
     kube.seed_deployment(foreign_deployment("web", "default"))
-    assert provider.observed() == {("llama", "h100"): 3, ("mistral", "h100"): 1, ("llama", "a100"): 2}
+    host = kube.url
+    assert provider.observed() == {("llama", "h100", host, NS): 3, ("mistral", "h100", host, "serving"): 1,
+                                   ("llama", "a100", host, "serving"): 2}
     listed = [r for r in kube.requests if r.path == "/apis/apps/v1/deployments"]
     assert listed[-1].query["labelSelector"] == [f"{MANAGED_BY}=placer"]
 
@@ -280,7 +282,7 @@ def test_changes_go_to_the_context_they_name(tmp_path: Path) -> None:
         prov.apply(change("create", 1, model="phi", context=None))  # None: the current context
         assert [d["metadata"]["name"] for d in b.deployments()] == ["llama-h100"]
         assert [d["metadata"]["name"] for d in a.deployments()] == ["phi-h100"]
-        assert prov.observed(["a", "b"]) == {("llama", "h100"): 2, ("phi", "h100"): 1}
+        assert prov.observed(["a", "b"]) == {("llama", "h100", b.url, NS): 2, ("phi", "h100", a.url, NS): 1}
         with pytest.raises(ProviderError) as err:
             prov.apply(change("create", 1, context="nope"))
         assert not err.value.retryable and "'nope'" in str(err.value) and str(kc) in str(err.value)
