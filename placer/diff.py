@@ -29,6 +29,7 @@ from placer.planfile import (
     PHASE_UP,
     Change,
     deployment_place,
+    group_text,
     pool_group,
 )
 from placer.state import State
@@ -77,18 +78,6 @@ def managed_pool(pool: Pool, state: State | None = None) -> bool:
     if pool.provider not in MANAGED_POOL_PROVIDERS:
         return False
     return pool.elastic or (state is not None and pool.name in state.pools)
-
-
-def group_text(target: dict[str, Any]) -> str:
-    """The group a pool target names, in words."""
-    aws, gcp = target.get("aws") or {}, target.get("gcp") or {}
-    if aws.get("autoScalingGroupName"):
-        return f"Auto Scaling group {aws['autoScalingGroupName']} in {aws.get('region')}"
-    if aws.get("eks"):
-        return f"EKS node group {aws['eks'].get('nodegroup')} of cluster {aws['eks'].get('cluster')} in {aws.get('region')}"
-    if gcp:
-        return f"managed instance group {gcp.get('instanceGroupManager')} in {gcp.get('zone') or gcp.get('region')}"
-    return "its group"
 
 
 def _release(name: str, entry: dict[str, Any], why: str, mode: str, replaced: bool = False) -> Change:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from placer.catalog import BUILTIN_GPU_TYPES, GpuType
+from placer.planfile import group_text
 from placer.spec import Diagnostic, Document, FleetError, load_document, read_fleet_dir
 from placer.spec.diagnostics import sort_diagnostics
 from placer.spec.kinds import (
@@ -455,15 +456,11 @@ def _check_model(doc: Document, spec: ModelSpec, need_location: Any, need_gpu: A
 
 
 def _node_group(spec: PoolSpec) -> str | None:
-    """The cloud node group an aws or gcp pool sizes, in words, or None."""
-    aws, gcp = spec.target.aws, spec.target.gcp
-    if spec.provider == "aws" and aws is not None:
-        if aws.eks is not None:
-            return f"EKS nodegroup {aws.eks.nodegroup} of cluster {aws.eks.cluster} in {aws.region}"
-        return f"auto scaling group {aws.auto_scaling_group_name} in {aws.region}"
-    if spec.provider == "gcp" and gcp is not None:
-        return f"instance group manager {gcp.instance_group_manager} in {gcp.project}/{gcp.zone or gcp.region}"
-    return None
+    """The cloud node group an aws or gcp pool sizes, in words (``planfile.group_text``), or None."""
+    part = getattr(spec.target, spec.provider, None) if spec.provider in ("aws", "gcp") else None
+    if part is None:
+        return None
+    return group_text({spec.provider: part.model_dump(mode="json", by_alias=True, exclude_none=True)})
 
 
 def _shared_groups(pool_docs: Mapping[str, Document], diags: list[Diagnostic]) -> None:

@@ -46,6 +46,19 @@ def pool_group(target: dict[str, Any]) -> dict[str, Any]:
     return {k: target.get(k) for k in ("provider", "aws", "gcp")}
 
 
+def group_text(target: dict[str, Any]) -> str:
+    """The node group a pool target names, in words (also what tells two groups apart)."""
+    aws, gcp = target.get("aws") or {}, target.get("gcp") or {}
+    if aws.get("autoScalingGroupName"):
+        return f"Auto Scaling group {aws['autoScalingGroupName']} in {aws.get('region')}"
+    if aws.get("eks"):
+        return f"EKS node group {aws['eks'].get('nodegroup')} of cluster {aws['eks'].get('cluster')} in {aws.get('region')}"
+    if gcp:
+        return (f"managed instance group {gcp.get('instanceGroupManager')} in {gcp.get('project')}/"
+                f"{gcp.get('zone') or gcp.get('region')}")
+    return "its group"
+
+
 class PlanFileError(Exception):
     """A plan file that cannot be used; the message says why and what to do."""
 
