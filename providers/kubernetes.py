@@ -62,32 +62,20 @@ class KubernetesProvider:
             return False
         return bool(change.target.get("kubernetes")) or change.provider != "static"
 
-    def _cluster(self, context: str | None) -> str | None:
-        """The kubeconfig cluster a context (None: the current one) talks to, or its name."""
-        name = self._context_name(context)
-        try:
-            from kubernetes import config
-
-            contexts, _active = config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
-                config_file=self.kubeconfig)
-            for entry in contexts:
-                if entry.get("name") == name:
-                    return str((entry.get("context") or {}).get("cluster") or name)
-        except Exception:
-            pass
-        return name
-
     def _replaced_here(self, change: Change) -> bool:
         """A replacement's delete whose old place is the object its create made: no context and the
-        current context by name, or two contexts of one cluster (the delete deleted the only copy)."""
+        current context by name, or two contexts of one API server (``cluster_key``; the delete
+        deleted the only copy)."""
         new = (change.before or {}).get("replacedBy") if change.action == "delete" else None
         if not isinstance(new, dict):
             return False
         old = _Where.of(change)
         if str(new.get("namespace") or "default") != old.namespace:
             return False
-        here, there = self._cluster(old.context), self._cluster(new.get("context") or None)
-        return here is not None and here == there
+        try:
+            return self.cluster_key(old.context) == self.cluster_key(new.get("context") or None)
+        except ProviderError:  # a context the kubeconfig no longer has: the delete there says so
+            return False
 
     def observe(self, change: Change) -> dict[str, Any] | None:
         """``{"replicas": r}`` of the Deployment placer owns at ``change.address``; None if there is none
