@@ -31,6 +31,7 @@ from placer.planfile import (
     deployment_place,
     group_text,
     pool_group,
+    tree_place,
 )
 from placer.state import State
 
@@ -143,10 +144,9 @@ def same_place(old: dict[str, Any], new: dict[str, Any], mode: str) -> bool:
     context is the folder `default`, as is the context named default: a replacement between the
     two wrote the new manifest, then deleted it as the old one. (Live, no context is the
     kubeconfig's current one, which the Kubernetes provider resolves when it deletes.)"""
-    was, now = deployment_place(old), deployment_place(new)
     if mode == "gitops":
-        return (was[0] or "default", was[1]) == (now[0] or "default", now[1])
-    return was == now
+        return tree_place(old) == tree_place(new)
+    return deployment_place(old) == deployment_place(new)
 
 
 def _replace(address: str, have: int, want: int, old: dict[str, Any], new: dict[str, Any],

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from placer.catalog import BUILTIN_GPU_TYPES, GpuType
-from placer.planfile import group_text
+from placer.planfile import group_text, tree_place
 from placer.spec import Diagnostic, Document, FleetError, load_document, read_fleet_dir
 from placer.spec.diagnostics import sort_diagnostics
 from placer.spec.kinds import (
@@ -395,9 +395,9 @@ def _deployment_clashes(models: Mapping[str, Model], pools: Mapping[str, Pool]
             if ch == "-":
                 rests.setdefault(pool[:i], []).append(pool[i + 1:])
 
-    def where(pool: Pool) -> str:  # the context's folder: no context is the folder "default"
+    def where(pool: Pool) -> str:  # the context's folder (``planfile.tree_place``)
         k8s = pool.spec.target.kubernetes
-        return (k8s.context if k8s is not None else None) or "default"
+        return tree_place({"kubernetes": {"context": k8s.context if k8s is not None else None}})[0]
 
     out = []
     for long in models:

@@ -40,6 +40,14 @@ def deployment_place(target: dict[str, Any]) -> tuple[str | None, str]:
     return (k8s.get("context") or None, str(k8s.get("namespace") or "default"))
 
 
+def tree_place(target: dict[str, Any]) -> tuple[str, str]:
+    """Where a deployment change's target puts it in a GitOps tree: (its context's folder, before
+    the folder name is made safe; namespace). No context is the folder `default`, as is the
+    context named default."""
+    context, namespace = deployment_place(target)
+    return context or "default", namespace
+
+
 def pool_group(target: dict[str, Any]) -> dict[str, Any]:
     """The group a pool change's target names (its provider, its ``aws`` or ``gcp`` part): two
     targets that name one group size the same nodes, whatever else of the pool changed."""

@@ -11,7 +11,7 @@ import hashlib
 import re
 from typing import Any
 
-from placer.planfile import PlanFileError
+from placer.planfile import PlanFileError, tree_place
 from placer.spec.loader import check_name
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -73,9 +73,8 @@ def deployment_manifest(target: dict[str, Any], replicas: int) -> dict[str, Any]
 
 
 def cluster_of(target: dict[str, Any]) -> str:
-    """The kubeconfig context a deployment goes to."""
-    k8s = target.get("kubernetes") or {}
-    return str(k8s.get("context") or "default")
+    """The kubeconfig context a deployment goes to (no context: `default`; ``planfile.tree_place``)."""
+    return tree_place(target)[0]
 
 
 _PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
