@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from placer.planfile import Change, atomic_write, deployment_place
+from placer.planfile import Change, atomic_write, deployment_place, tree_place
 from placer.render.tree import (
     TFVARS,
     kustomization_text,
@@ -137,9 +137,7 @@ class GitOpsProvider:
         new = (change.before or {}).get("replacedBy") if change.after is None else None
         if not isinstance(new, dict):
             return False
-        there = {"kubernetes": {"context": new.get("context"), "namespace": new.get("namespace") or "default"}}
-        return (manifest_path({**change.target, **there}) == manifest_path(change.target)
-                and str(new.get("namespace") or "default") == deployment_place(change.target)[1])
+        return tree_place({"kubernetes": new}) == tree_place(change.target)  # one folder, one file name
 
     def observe(self, change: Change) -> dict[str, Any] | None:
         if change.kind == "deployment" and self._replaced_here(change):
