@@ -184,6 +184,8 @@ def _emit(found: Discovered, source: str, merge_into: str | None, location: str 
         click.echo(f"unchanged {label}")
     for label in plan.skipped:
         click.echo(f"skipped {label}: no new pool is there")
+    for line in plan.renamed:
+        click.echo(f"renamed {line}")
     if not (plan.updated or plan.added):
         click.echo(f"No changes: {merge_into} already holds what discovery found.")
     else:

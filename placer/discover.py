@@ -2,7 +2,10 @@
 
 Merging keeps the fleet a hand-written thing. A discovered document whose (kind, name) is in
 the fleet, or a Pool whose target names the same group (ASG, EKS node group, MIG, Kubernetes
-context and node selector, NVML host), updates only what discovery knows, in place:
+context and node selector, NVML host), updates only what discovery knows, in place. A Pool of
+the fleet's name that is another pool (on another cloud, or whose target names another group of
+the discovered provider) is no match: the discovered one is added under a name of its own, its
+place (region, zone, context) appended, and ``MergePlan.renamed`` says why.
 
 - Pool: ``spec.gpu``; ``spec.nodes`` only when the discovered provider owns the pool's capacity
   (same provider, not ``static``: one host sees one node of an on-prem pool); ``spec.spot`` when
@@ -82,6 +85,7 @@ class MergePlan:
     added: list[str] = field(default_factory=list)  # "path: Kind/name"
     unchanged: list[str] = field(default_factory=list)  # "Kind/name"
     skipped: list[str] = field(default_factory=list)  # "Location/name": new, but no new pool is there
+    renamed: list[str] = field(default_factory=list)  # "Pool/old -> Pool/new: why": a namesake is in the fleet
 
 
 def _show(value: Any) -> str:
@@ -416,12 +420,57 @@ def _provider(doc: Any) -> str:
     return str(_mapping(_mapping(doc).get("spec")).get("provider", ""))
 
 
-def _clouds_differ(existing: Any, discovered: Any) -> bool:
-    """Two pools whose capacity two different clouds or clusters own (aws, gcp, kubernetes): one
-    name, two pools. A static pool may be seen by any (one host of an on-prem pool)."""
-    owners = {"aws", "gcp", "kubernetes"}
+def _other_pool(existing: Any, discovered: Any) -> str | None:
+    """Why the fleet's Pool ``existing`` is not the discovered Pool of the same name, or None when it is.
+
+    Another provider's pool is another pool (an AWS group named as a GCP or a static pool), except
+    that NVML discovery (provider static) sees one host of any on-prem pool. So is a pool whose
+    target names another group of the discovered provider (one name in two regions, zones,
+    projects or clusters): a name is not a group's identity, its target is."""
     a, b = _provider(existing), _provider(discovered)
-    return a in owners and b in owners and a != b
+    if a in ("aws", "gcp", "kubernetes") and b in ("aws", "gcp", "kubernetes") and a != b:
+        return f"a {a} pool (discovery found one on {b})"
+    own = _own_identity(discovered)
+    if own is None:
+        return None
+    theirs = [i for i in identities(existing) if i[0] == own[0]]
+    if theirs and own not in theirs:
+        return f"the pool of another {own[0]} group ({_describe(theirs[0])}; discovery found {_describe(own)})"
+    return None
+
+
+def _describe(identity: tuple[Any, ...]) -> str:
+    if identity[0] == "kubernetes":
+        return f"context {identity[1]}, nodes {', '.join(f'{k}={v}' for k, v in identity[2])}"
+    return " ".join(str(part) for part in identity[1:] if part not in (None, ""))
+
+
+def _place(identity: tuple[Any, ...] | None, provider: str) -> str:
+    """Where a discovered pool's group is, to tell it by name from a namesake: region, zone, context."""
+    if identity is None:
+        return provider
+    if identity[0] == "aws":
+        return str(identity[1])
+    if identity[0] == "gcp":
+        return str(identity[2] or identity[3])
+    if identity[0] == "kubernetes":
+        return str(identity[1] or provider)
+    return provider
+
+
+def _unique_name(name: str, place: str, taken: set[str]) -> str:
+    """``name`` suffixed with ``place`` (then a number) as a DNS-1123 label no name in ``taken`` has."""
+    def label(text: str, suffix: str) -> str:
+        text = re.sub(r"-{2,}", "-", re.sub(r"[^a-z0-9-]+", "-", text.lower())).strip("-")
+        return f"{text[: 63 - len(suffix)].rstrip('-')}{suffix}"
+
+    place = label(place, "") or "pool"
+    candidate, n = label(name, f"-{place[:40]}"), 2
+    while candidate in taken:
+        candidate = label(name, f"-{place[:40]}-{n}")
+        n += 1
+    taken.add(candidate)
+    return candidate
 
 
 def plan_merge(fleet: str | Path, documents: list[dict[str, Any]], header: Iterable[str] = (),
@@ -456,6 +505,7 @@ def plan_merge(fleet: str | Path, documents: list[dict[str, Any]], header: Itera
     fresh: list[dict[str, Any]] = []
     seen: dict[tuple[str, str], dict[str, Any]] = {}  # the first discovered document of each (kind, name)
     problems: list[str] = []
+    namesakes: dict[str, str] = {}  # a discovered Pool's name -> why the fleet's pool of its name is another
     for doc in documents:
         key = kind_and_name(doc)
         if key is None:
@@ -467,18 +517,17 @@ def plan_merge(fleet: str | Path, documents: list[dict[str, Any]], header: Itera
             continue
         seen[key] = doc
         hit, how = by_name.get(key), ""
-        if hit is not None and key[0] == "Pool" and _clouds_differ(hit.data, doc):
-            # an AWS group named as a GCP pool is another pool, not news of it (its GPUs and target
-            # were written over the GCP pool's, and the group itself never added)
-            problems.append(f"Pool/{key[1]} in {hit.path} is a pool on {_provider(hit.data)}; discovery found one "
-                            f"on {_provider(doc)} of that name: rename one of them (--pool) and merge again")
-            continue
+        if hit is not None and key[0] == "Pool" and (why := _other_pool(hit.data, doc)) is not None:
+            # another pool of that name, not news of it: its GPUs and target were written over the
+            # fleet's pool (one name in two regions retargeted the user's pool), the group never added
+            namesakes[key[1]] = f"{hit.path}:{hit.line_of(('metadata', 'name'))}: Pool/{key[1]} is {why}"
+            hit = None
         if hit is None and key[0] == "Pool" and (own := _own_identity(doc)) is not None:
             same = [r for r in by_identity.get(own, []) if id(r) not in matched]
             if len(same) == 1:
                 hit, how = same[0], f" (discovered as {key[0]}/{key[1]}: same {own[0]} target)"
         if hit is None or id(hit) in matched:
-            fresh.append(doc)
+            fresh.append(copy.deepcopy(doc) if key[0] == "Pool" else doc)  # it may be renamed
             continue
         matched.add(id(hit))
         existing = kind_and_name(hit.data) or key
@@ -493,6 +542,16 @@ def plan_merge(fleet: str | Path, documents: list[dict[str, Any]], header: Itera
         apply_changes(after, changes)
         problems += _new_problems(hit, RawDocument(hit.path, hit.line, after, hit.lines))
 
+    taken = {name for kind, name in by_name if kind == "Pool"}
+    for doc in fresh:  # a new pool never takes a name the fleet has: one name, two pools
+        name = doc["metadata"]["name"]
+        if doc.get("kind") == "Pool" and name in taken:
+            new_name = _unique_name(name, _place(_own_identity(doc), _provider(doc)), taken)
+            doc["metadata"]["name"] = new_name
+            why = namesakes.get(name, f"Pool/{name} is already in the fleet, as the pool of another group")
+            plan.renamed.append(f"Pool/{name} -> Pool/{new_name}: {why}")
+        elif doc.get("kind") == "Pool":
+            taken.add(name)
     used = {_mapping(d.get("spec")).get("location") for d in fresh if d.get("kind") == "Pool"}
     plan.skipped = [f"Location/{d['metadata']['name']}" for d in fresh
                     if d.get("kind") == "Location" and d["metadata"]["name"] not in used]

@@ -15,9 +15,20 @@ import yaml
 
 import placer.cli
 from placer.cli_discover import discover as discover_command
-from placer.discover import DISCOVERED_FILE, MergeError, merge, plan_merge, relocate, render
+from placer.discover import (
+    DISCOVERED_FILE,
+    MergeError,
+    _changed_text,
+    field_changes,
+    merge,
+    plan_merge,
+    relocate,
+    render,
+)
 from placer.fleet import load_fleet
 from placer.planfile import atomic_write
+from placer.spec import read_fleet_dir
+from placer.spec.loader import kind_and_name
 from providers.nvml import ReplayNvml, discover_host
 from tests.servers.kube_server import FakeKubeApiServer, write_kubeconfig
 from tests.servers.moto_server import moto_server
@@ -185,10 +196,19 @@ def test_merge_is_pure_and_idempotent(fleet: Path) -> None:
     assert sorted(again.unchanged) == ["Location/fra-dc1", "Pool/infer-t4-07", "Pool/k8s-l4"]
 
 
+def edited(fleet: Path, found: dict[str, Any]) -> dict[Path, str]:
+    """The fleet's files with ``found`` merged into its namesake, whatever its target (the editing
+    alone: ``plan_merge`` adds a group of another target as a new pool)."""
+    raw = next(r for r in read_fleet_dir(fleet)[0] if kind_and_name(r.data) == ("Pool", found["metadata"]["name"]))
+    path = Path(raw.path)
+    changes = field_changes(raw.data, found)
+    return {path: _changed_text(path, path.read_text(), [(raw, changes, f"Pool/{found['metadata']['name']}")])}
+
+
 def test_exclusive_fields_are_swapped_not_mixed(fleet: Path) -> None:
     pools = fleet / "pools" / "pools.yaml"
     found = aws_p4d("aws-p4d", {"region": "eu-west-1", "eks": {"cluster": "ml", "nodegroup": "p4d"}})
-    files = merge(fleet, [found])
+    files = edited(fleet, found)
     new = files[pools]
     assert "  nodes: {min: 0, max: 4}\n" in new  # count -> min/max, still in flow style
     assert "    aws: {region: eu-west-1, eks: {cluster: ml, nodegroup: p4d}}\n" in new
@@ -207,7 +227,7 @@ def test_comments_below_a_removed_key_and_before_the_next_document_stay(fleet: P
         "# the next document is generated\n---\n") + "apiVersion: placer.dev/v1alpha1\nkind: GPUType\n"
         "metadata: {name: MI300X-192GB}\nspec: {memoryGiB: 192}\n")
     found = aws_p4d("aws-p4d", {"region": "eu-west-1", "eks": {"cluster": "ml", "nodegroup": "p4d"}})
-    new = merge(fleet, [found])[pools]
+    new = edited(fleet, found)[pools]
     assert ("    aws:\n      region: eu-west-1\n      # terraform: modules/gpu-asg\n      eks:\n        cluster: ml\n"
             "        nodegroup: p4d\n    kubernetes:\n      namespace: ml\n"
             "# the next document is generated\n---\n") in new
@@ -225,15 +245,35 @@ def test_a_pool_found_under_another_name_is_matched_by_its_target(fleet: Path) -
                for line in plan.updated)
 
 
-def test_a_pool_of_another_cloud_by_the_same_name_is_refused_not_written_over(fleet: Path) -> None:
+def test_a_pool_of_another_cloud_by_the_same_name_is_added_under_its_own_name_not_written_over(fleet: Path) -> None:
     """An AWS group named as the fleet's Kubernetes pool is another pool: its GPUs and target were
     written over the pool's, and the group never added."""
-    before = (fleet / "pools" / "pools.yaml").read_text()
     found = aws_p4d("k8s-l4", {"region": "eu-west-1", "autoScalingGroupName": "k8s-l4"})
-    with pytest.raises(MergeError, match=r"Pool/k8s-l4 in .*pools.yaml is a pool on kubernetes; discovery found "
-                                         r"one on aws of that name: rename one of them \(--pool\)"):
-        plan_merge(fleet, [found])
-    assert (fleet / "pools" / "pools.yaml").read_text() == before
+    plan = plan_merge(fleet, [found])
+    assert list(plan.files) == [fleet / DISCOVERED_FILE]  # the fleet's pool is left alone
+    assert plan.added == [f"{fleet / DISCOVERED_FILE}: Pool/k8s-l4-eu-west-1"]
+    assert plan.renamed == [f"Pool/k8s-l4 -> Pool/k8s-l4-eu-west-1: {fleet / 'pools' / 'pools.yaml'}:22: Pool/k8s-l4 "
+                            "is a kubernetes pool (discovery found one on aws)"]
+
+
+def test_a_namesake_group_in_another_region_is_a_new_pool_not_a_retargeted_one(fleet: Path) -> None:
+    """A group named as the fleet's pool in another region moved the pool there (region, group,
+    GPUs), kept its hand price and Location, and exit 0."""
+    found = aws_p4d("aws-p4d", {"region": "us-east-1", "autoScalingGroupName": "aws-p4d"})
+    found["spec"]["location"] = "aws-us-east-1"
+    location = {"apiVersion": API, "kind": "Location", "metadata": {"name": "aws-us-east-1"},
+                "spec": {"environment": "cloud", "jurisdiction": "US"}}
+    plan = plan_merge(fleet, [location, found])
+    assert list(plan.files) == [fleet / DISCOVERED_FILE] and plan.updated == []
+    assert plan.added == [f"{fleet / DISCOVERED_FILE}: Location/aws-us-east-1",
+                          f"{fleet / DISCOVERED_FILE}: Pool/aws-p4d-us-east-1"]
+    assert plan.renamed == [f"Pool/aws-p4d -> Pool/aws-p4d-us-east-1: {fleet / 'pools' / 'pools.yaml'}:46: "
+                            "Pool/aws-p4d is the pool of another aws group (eu-west-1 p4d-old; discovery found "
+                            "us-east-1 aws-p4d)"]
+    write(plan.files)
+    assert load_fleet(fleet).pools["aws-p4d"].spec.target.aws.region == "eu-west-1"
+    again = plan_merge(fleet, [location, found])  # the renamed pool is found by its target next time
+    assert again.files == {} and "Pool/aws-p4d-us-east-1 (discovered as Pool/aws-p4d: same aws target)" in again.unchanged
 
 
 def test_two_discovered_pools_of_one_name_are_refused_not_one_dropped(fleet: Path) -> None:
@@ -510,7 +550,7 @@ def test_a_merge_edit_quotes_new_text_that_yaml_1_2_or_1_1_would_misread(fleet: 
     kube["context"] = "-.5e3"
     kube["nodeSelector"]["acme.io/shared"] = "yes"
     kube["tolerations"].append({"key": "tier", "operator": "Equal", "value": "n", "effect": "NoSchedule"})
-    write(merge(fleet, [found]))
+    write(edited(fleet, found))  # another context and selector: plan_merge would add it as a new pool
     target = load_fleet(fleet).pools["k8s-l4"].spec.target.kubernetes
     assert target is not None
     assert target.context == "-.5e3"
