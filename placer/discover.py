@@ -428,7 +428,7 @@ def _other_pool(existing: Any, discovered: Any) -> str | None:
     target names another group of the discovered provider (one name in two regions, zones,
     projects or clusters): a name is not a group's identity, its target is."""
     a, b = _provider(existing), _provider(discovered)
-    if a in ("aws", "gcp", "kubernetes") and b in ("aws", "gcp", "kubernetes") and a != b:
+    if a and b != "static" and a != b:
         return f"a {a} pool (discovery found one on {b})"
     own = _own_identity(discovered)
     if own is None:

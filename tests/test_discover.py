@@ -276,6 +276,17 @@ def test_a_namesake_group_in_another_region_is_a_new_pool_not_a_retargeted_one(f
     assert again.files == {} and "Pool/aws-p4d-us-east-1 (discovered as Pool/aws-p4d: same aws target)" in again.unchanged
 
 
+def test_a_cloud_group_named_as_a_static_pool_is_added_not_written_over(fleet: Path) -> None:
+    """An ASG named as an on-prem static pool turned the H100 x4 rack into A100 spot capacity on AWS.
+    Only NVML discovery (provider static) sees a host of an on-prem pool."""
+    found = aws_p4d("dgx-h100-01", {"region": "eu-west-1", "autoScalingGroupName": "dgx-h100-01"})
+    plan = plan_merge(fleet, [found])
+    assert list(plan.files) == [fleet / DISCOVERED_FILE] and plan.updated == []
+    assert plan.added == [f"{fleet / DISCOVERED_FILE}: Pool/dgx-h100-01-eu-west-1"]
+    assert plan.renamed[0].endswith("Pool/dgx-h100-01 is a static pool (discovery found one on aws)")
+    assert plan_merge(fleet, nvml_docs("h100x8.json", location="fra-dc1")).updated  # NVML still updates it
+
+
 def test_two_discovered_pools_of_one_name_are_refused_not_one_dropped(fleet: Path) -> None:
     one = aws_p4d("twin", {"region": "eu-west-1", "autoScalingGroupName": "a"})
     two = aws_p4d("twin", {"region": "eu-west-1", "autoScalingGroupName": "b"})
