@@ -18,7 +18,8 @@ place (region, zone, context) appended, and ``MergePlan.renamed`` says why.
 Everything else (prices, labels, comments, key order, quoting, flow or block style) stays as
 written: the edited document is round-tripped with ruamel.yaml, the other documents of its
 file are kept byte for byte, and the result is re-read with the fleet's own YAML parser to
-check that exactly the intended fields changed. Documents not in the fleet are appended to
+check that exactly the intended fields changed; the merged fleet is then checked as a whole as
+``placer validate`` checks it (references, duplicate names, shared groups). Documents not in the fleet are appended to
 ``discovered.yaml`` (a new Location only when a new pool is there). ``merge`` only reads
 files; the caller writes what it returns.
 """
@@ -37,7 +38,8 @@ from typing import Any
 
 import yaml
 
-from placer.spec import RawDocument, load_document, read_fleet_dir
+from placer.fleet import build_fleet
+from placer.spec import Diagnostic, Document, RawDocument, load_document, read_fleet_dir
 from placer.spec.loader import kind_and_name
 from placer.spec.source import NOTHING_TO_PLAN, parse_text
 from placer.spec.writer import Dumper, plain_is_text
@@ -517,15 +519,17 @@ def plan_merge(fleet: str | Path, documents: list[dict[str, Any]], header: Itera
             continue
         seen[key] = doc
         hit, how = by_name.get(key), ""
+        own = _own_identity(doc) if key[0] == "Pool" else None
+        same = [r for r in by_identity.get(own, []) if id(r) not in matched] if own is not None else []
+        if len(same) == 1 and same[0] is not hit:  # its target first: a name can be another pool's
+            hit = None
         if hit is not None and key[0] == "Pool" and (why := _other_pool(hit.data, doc)) is not None:
             # another pool of that name, not news of it: its GPUs and target were written over the
             # fleet's pool (one name in two regions retargeted the user's pool), the group never added
             namesakes[key[1]] = f"{hit.path}:{hit.line_of(('metadata', 'name'))}: Pool/{key[1]} is {why}"
             hit = None
-        if hit is None and key[0] == "Pool" and (own := _own_identity(doc)) is not None:
-            same = [r for r in by_identity.get(own, []) if id(r) not in matched]
-            if len(same) == 1:
-                hit, how = same[0], f" (discovered as {key[0]}/{key[1]}: same {own[0]} target)"
+        if hit is None and own is not None and len(same) == 1:
+            hit, how = same[0], f" (discovered as {key[0]}/{key[1]}: same {own[0]} target)"
         if hit is None or id(hit) in matched:
             fresh.append(copy.deepcopy(doc) if key[0] == "Pool" else doc)  # it may be renamed
             continue
@@ -571,9 +575,37 @@ def plan_merge(fleet: str | Path, documents: list[dict[str, Any]], header: Itera
         plan.files[target] = current + (_appended(fresh, header, notes) if current.strip() else
                                         render(fresh, header, notes))
         plan.added.extend(f"{target}: {d['kind']}/{d['metadata']['name']}" for d in fresh)
+    problems += _fleet_problems(raws, plan.files)
     if problems:
         raise MergeError("the merged fleet would be invalid, so nothing was written: " + "; ".join(problems))
     return plan
+
+
+def _fleet_errors(raws: Iterable[RawDocument]) -> dict[tuple[str, str, str, str], Diagnostic]:
+    """The fleet-level errors (references, duplicate names, shared groups) ``placer validate`` finds
+    in these documents, by what they say (lines move when a file is edited)."""
+    docs: list[Document] = []
+    invalid: list[tuple[str, str]] = []
+    for raw in raws:
+        doc, diags = load_document(raw)
+        if doc is not None:
+            docs.append(doc)
+        elif diags and (named := kind_and_name(raw.data)) is not None:
+            invalid.append(named)
+    return {(d.kind, d.name, d.field, re.sub(r"\S+:\d+", "", d.message)): d
+            for d in build_fleet(docs, invalid)[1] if d.severity == "error"}
+
+
+def _fleet_problems(raws: list[RawDocument], files: dict[Path, str]) -> list[str]:
+    """The errors the fleet would have with ``files`` written that it has not now: the merge checks
+    the merged fleet as validate would (it wrote a duplicate pool name and a shared group, exit 0)."""
+    if not files:
+        return []
+    after = [r for r in raws if Path(r.path) not in files]
+    for path, text in files.items():
+        after += parse_text(text, str(path))[0]
+    before = _fleet_errors(raws)
+    return [str(d) for key, d in _fleet_errors(after).items() if key not in before]
 
 
 def merge(fleet_dir: str | Path, documents: list[dict[str, Any]]) -> dict[Path, str]:

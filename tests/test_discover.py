@@ -287,6 +287,31 @@ def test_a_cloud_group_named_as_a_static_pool_is_added_not_written_over(fleet: P
     assert plan_merge(fleet, nvml_docs("h100x8.json", location="fra-dc1")).updated  # NVML still updates it
 
 
+def test_a_group_is_matched_by_its_target_before_a_namesake_without_one(fleet: Path) -> None:
+    """Pool p4d-old (no target yet: the fleet is being written) took the group that the fleet's aws-p4d
+    sizes, by name: two pools sizing one group."""
+    pools = fleet / "pools" / "pools.yaml"
+    pools.write_text(POOLS + "---\n" + POOLS.split("---\n")[-1].replace("name: aws-p4d", "name: p4d-old")
+                     .replace("  target:\n    aws: {region: eu-west-1, autoScalingGroupName: p4d-old}\n", ""))
+    found = aws_p4d("p4d-old", {"region": "eu-west-1", "autoScalingGroupName": "p4d-old"}, high=6)
+    plan = plan_merge(fleet, [found])
+    assert plan.updated and plan.added == [] and plan.renamed == []
+    assert all(line.startswith(f"{pools}: Pool/aws-p4d (discovered as Pool/p4d-old: same aws target)")
+               for line in plan.updated)
+    assert plan.files[pools].endswith("  name: p4d-old\n" + POOLS.split("name: aws-p4d\n")[1].split("  target:")[0])
+
+
+def test_a_merge_that_would_leave_the_fleet_invalid_writes_nothing(fleet: Path) -> None:
+    """A discovered pool of a GPU type the fleet does not define was merged, exit 0, and validate
+    refused the fleet: the merge checks the merged fleet as validate does."""
+    found = aws_p4d("p5", {"region": "eu-west-1", "autoScalingGroupName": "p5"})
+    found["spec"]["gpu"]["type"] = "B200-180GB"
+    with pytest.raises(MergeError, match=r"nothing was written: .*discovered.yaml:\d+: Pool/p5: spec.gpu.type: "
+                                         r"unknown GPU type 'B200-180GB'"):
+        plan_merge(fleet, [found])
+    assert not (fleet / DISCOVERED_FILE).exists()
+
+
 def test_two_discovered_pools_of_one_name_are_refused_not_one_dropped(fleet: Path) -> None:
     one = aws_p4d("twin", {"region": "eu-west-1", "autoScalingGroupName": "a"})
     two = aws_p4d("twin", {"region": "eu-west-1", "autoScalingGroupName": "b"})
