@@ -196,12 +196,23 @@ def identities(document: dict[str, Any]) -> set[tuple[Any, ...]]:
     if gcp.get("project") and gcp.get("instanceGroupManager"):
         found.add(("gcp", gcp["project"], gcp.get("zone"), gcp.get("region"), gcp["instanceGroupManager"]))
     if kube.get("nodeSelector"):
-        selector = tuple(sorted((str(k), str(v)) for k, v in _mapping(kube.get("nodeSelector")).items()))
-        found.add(("kubernetes", kube.get("context"), selector))
+        found.add(("kubernetes", kube.get("context"), _selector_identity(kube.get("nodeSelector"))))
     source = _mapping(_mapping(document.get("metadata")).get("annotations")).get("placer.dev/discovered-from")
     if spec.get("provider") == "static" and isinstance(source, str) and source.startswith("nvml:"):
         found.add(("nvml", source, _mapping(spec.get("gpu")).get("type")))
     return found
+
+
+# node labels that say how big a node is, not which group it is in: GPU Feature Discovery sets
+# nvidia.com/gpu.count on every GPU node, discovery selects on it (a node group of 1-GPU and one of
+# 8-GPU nodes are two pools), and a hand-written selector seldom names it (its pool was not
+# recognised, and its nodes were added again as a second pool)
+SIZING_LABELS = frozenset({"nvidia.com/gpu.count"})
+
+
+def _selector_identity(selector: Any) -> tuple[tuple[str, str], ...]:
+    """A node selector as the nodes it names: the labels that identify a group, not the sizing ones."""
+    return tuple(sorted((str(k), str(v)) for k, v in _mapping(selector).items() if str(k) not in SIZING_LABELS))
 
 
 def _own_identity(document: dict[str, Any]) -> tuple[Any, ...] | None:
@@ -223,6 +234,9 @@ def _sync(path: tuple[str, ...], old: Any, new: Any, out: list[FieldChange]) -> 
             if key in ATOMIC:
                 if before is MISSING and value in ([], {}):
                     continue  # none found: the same as a field left out, not an edit
+                if key == "nodeSelector" and isinstance(before, dict) and isinstance(value, dict) and \
+                        _selector_identity(before) == _selector_identity(value) and before:
+                    continue  # the same nodes: the hand-written selector stays
                 if before is MISSING or not _same(before, value):
                     out.append(FieldChange(child, before, copy.deepcopy(value)))
                 continue

@@ -460,11 +460,18 @@ def test_discover_refuses_a_location_no_fleet_would_take(capsys: pytest.CaptureF
     assert f"Invalid value for '--location': {location!r} is not a DNS-1123 label" in " ".join(err.split())
 
 
+@pytest.mark.parametrize("gfd_count", [False, True])
 def test_discover_kubernetes_merge_finds_the_hand_written_pool_by_its_target(
-        capsys: pytest.CaptureFixture[str], fleet: Path, tmp_path: Path) -> None:
+        capsys: pytest.CaptureFixture[str], fleet: Path, tmp_path: Path, gfd_count: bool) -> None:
+    """GPU Feature Discovery labels every GPU node with nvidia.com/gpu.count, which discovery selects
+    on and a hand-written selector seldom names: the pool was not recognised and its nodes were
+    added again as a second pool."""
+    labels = {"nvidia.com/gpu.product": "NVIDIA-L4", "nvidia.com/gpu.memory": "23034"}
+    if gfd_count:
+        labels["nvidia.com/gpu.count"] = "1"
     with FakeKubeApiServer() as kube:
         for name in ("l4-a", "l4-b", "l4-c"):
-            kube.add_node(name, gpus=1, labels={"nvidia.com/gpu.product": "NVIDIA-L4", "nvidia.com/gpu.memory": "23034"})
+            kube.add_node(name, gpus=1, labels=labels)
         kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", {"onprem-fra": kube.url})
         code, out, err = run(capsys, "discover", "kubernetes", "--kubeconfig", str(kubeconfig),
                              "--context", "onprem-fra", "--merge", str(fleet))
