@@ -87,12 +87,16 @@ def discover(provider: GcpProvider, projects: list[str] | None = None, zones: li
     scan = _MigScan(provider, notes)
     pools: list[dict[str, Any]] = []
     seen_regions: set[str] = set()
-    for project in _projects(provider, projects):
-        for mig, body in scan.list_migs(project, zones or [], regions or []):
-            pool = scan.pool_document(mig, body)
-            if pool is not None:
-                pools.append(pool)
-                seen_regions.add(mig.region_name)
+    listed = [found for project in _projects(provider, projects)
+              for found in scan.list_migs(project, zones or [], regions or [])]
+    # names by where the groups are, not by the order the API lists them in (an aggregated list is
+    # a map whose order varies): two groups of one name got each other's pool name from run to run
+    listed.sort(key=lambda found: (found[0].project, found[0].zone or found[0].region or "", found[0].name))
+    for mig, body in listed:
+        pool = scan.pool_document(mig, body)
+        if pool is not None:
+            pools.append(pool)
+            seen_regions.add(mig.region_name)
     locations = [_location_document(region) for region in sorted(seen_regions)]
     return Discovered(documents=locations + pools, notes=notes)
 

@@ -136,6 +136,19 @@ def test_discover_listed_zones_and_regions_only(gcp: FakeCompute, provider: GcpP
     assert gcp.requests_to("/regions/europe-west4/instanceGroupManagers", "GET")
 
 
+def test_discover_names_groups_of_one_name_by_where_they_are_not_by_listing_order(
+        gcp: FakeCompute, provider: GcpProvider) -> None:
+    """The aggregated list is a map whose order varies: two groups named infer took each other's pool
+    name from run to run, so two discoveries of one project gave two different files."""
+    t = gcp.add_template(PROJECT, "l4-dup", "g2-standard-24")
+    gcp.add_mig(PROJECT, "infer", t, zone="us-central1-a", target_size=1)
+    gcp.add_mig(PROJECT, "infer", t, zone="europe-west4-a", target_size=2)
+    for zones in (["us-central1-a", "europe-west4-a"], ["europe-west4-a", "us-central1-a"], None):
+        pools = by_name(provider.discover(projects=[PROJECT], zones=zones).documents, "Pool")
+        assert pools["infer"]["spec"]["target"]["gcp"]["zone"] == "europe-west4-a"
+        assert pools["infer-us-central1-a"]["spec"]["target"]["gcp"]["zone"] == "us-central1-a"
+
+
 def test_discover_throttled_is_retryable(gcp: FakeCompute, provider: GcpProvider) -> None:
     gcp.fail_next(1, 429, path_contains="instanceTemplates")
     with pytest.raises(ProviderError) as err:
