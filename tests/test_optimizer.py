@@ -354,6 +354,37 @@ def test_max_spot_fraction():
     assert solve(two_sites(*docs, cap, NO_CHURN))[0].pools_of("m") == {"spot": 2, "od": 2}
 
 
+def test_trim_drops_the_replicas_no_route_or_rule_needs():
+    """The scalable route's last step (``large.trim``): a replica no route uses and no rule needs
+    goes (the search left some when its time ran out: bench M had replicas serving no demand on
+    another continent); one a rule needs stays (n's second replica, for its minReplicas, serves
+    nothing either); and the plan left holds every row."""
+    import numpy as np
+
+    from placer.optimizer.arrays import build_arrays
+    from placer.optimizer.highs import solve as highs_solve
+    from placer.optimizer.large import trim
+    from placer.optimizer.matrix import build_matrix, rows_broken
+
+    f = two_sites(pool("spot", "a", usd=0.5, spot=True), pool("od", "a", usd=2), pool("far", "b", usd=1),
+                  inference("m", [{"location": "a", "rate": 100, "latencySloMs": 50}], spotTolerant=True),
+                  inference("n", [{"location": "a", "rate": 100, "latencySloMs": 50}], minReplicas=2),
+                  policy("half-spot", {"maxSpotFraction": 0.5}, models={"names": ["m"]}))
+    model = build_matrix(build_arrays(f, RULES), RULES, {})
+    a, x = model.arrays, model.block("x")
+    best = highs_solve(model, np.arange(model.n_cols), integer=True, time_limit=10).values
+    assert best is not None and round(sum(best[x][a.find_pair("n", p)] for p in ("od", "far"))) == 2
+    padded = best.copy()
+    padded[x][a.find_pair("n", "od")] += 1  # idle: nothing routes to it, and n has its two
+    padded[x][a.find_pair("m", "far")] += 1  # idle too
+    assert model.cost @ padded > model.cost @ best + 1
+    trimmed = trim(model, padded)
+    assert np.array_equal(np.round(trimmed[x]), np.round(best[x]))
+    assert model.cost @ trimmed == pytest.approx(model.cost @ best)
+    assert not rows_broken(model.A, trimmed, model.A @ trimmed, model.row_lo, model.row_hi).any()
+    assert np.array_equal(trim(model, best), model.rounded(best))  # nothing to drop: unchanged
+
+
 def test_budget_caps_compute():
     docs = [pool("p", "a", usd=2), inference("m", [{"location": "a", "rate": 400}])]
     assert solve(two_sites(*docs, NO_CHURN))[0].replicas_of("m") == 4
