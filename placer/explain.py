@@ -65,7 +65,8 @@ class Explanation:
 
 def _occupants(fleet: Fleet, placement: Placement, pool: str, model: str, reasons: UnmetReasons) -> str:
     """Why an eligible ``pool`` does not hold ``model``: it has no GPUs, too few left for a replica
-    (and who holds them), one more replica there breaks required policies, or else its cost."""
+    (a gang: for all of it, and who holds them), the replica (the gang) there breaks required
+    policies, or else its cost."""
     used = reasons.used.get(pool, 0)
     cap = fleet.pools[pool].max_gpus
     if cap == 0:
@@ -73,20 +74,19 @@ def _occupants(fleet: Fleet, placement: Placement, pool: str, model: str, reason
     per = fleet.pools[pool].gpus_per_replica
     m = fleet.models[model]
     need = per(m.spec.replica.gpus)
-    # a gang goes whole onto one pool: the room it needs is every replica's
-    gang = m.spec.gang_effective and not m.inference and (m.spec.replicas or 0) > 1
-    what = f"a replica of {need} GPUs"
-    if gang:
-        what = f"its gang ({m.spec.replicas} replicas of {need} GPUs, {need * (m.spec.replicas or 0)} on one pool)"
-        need *= m.spec.replicas or 0
+    unit = reasons.unit(m)
+    what, there = f"a replica of {need} GPUs", "one more replica there breaks"
+    if unit > 1:  # a gang goes whole onto one pool: the room it needs is every replica's
+        what, there = f"its gang ({unit} replicas of {need} GPUs, {need * unit} on one pool)", "its gang there breaks"
+        need *= unit
         if cap < need:
             return f"eligible but too small for {what}: it has {cap} GPUs"
     if cap - used >= need:
-        held = reasons.held_by(fleet.models[model], fleet.pools[pool])
+        held = reasons.held_by(m, fleet.pools[pool])
         if held:  # the check the pool's cost hid (the example's legal-assistant-70b, fra-a100-80)
             one = len(held) == 1
-            return (f"eligible; held back by required {'policy' if one else 'policies'} {', '.join(held)}: one more "
-                    f"replica there breaks {'it' if one else 'them'}, {cap - used} of {cap} GPUs free")
+            return (f"eligible; held back by required {'policy' if one else 'policies'} {', '.join(held)}: {there} "
+                    f"{'it' if one else 'them'}, {cap - used} of {cap} GPUs free")
         if held is None:
             return (f"eligible; not chosen (cost, or required policies: their checks' {HELD_SECONDS:g} s ran out), "
                     f"{cap - used} of {cap} GPUs free")
@@ -188,7 +188,8 @@ class UnmetReasons:
         domains the pools in reach do not span, a headroom, a budget, say); NO_POOL, no pool within
         the SLO, full or not (one a scenario fails included), may run it at all, so that room would
         not help; else COST, serving the demand there would cost more than the fleet charges for
-        leaving it unmet."""
+        leaving it unmet. A gang's replicas go onto one pool together (``unit``): the room and the
+        policies are checked for all of them."""
         fleet, placement = self.fleet, self.placement
         if model.spec.max_replicas is not None and placement.replicas_of(model.name) >= model.spec.max_replicas:
             return MAX_REPLICAS, ()
@@ -196,8 +197,9 @@ class UnmetReasons:
         policies = required_of(fleet, model)
         held: set[str] = set()
         tried = 0
+        unit = self.unit(model)
         for pool in fleet.pools.values():
-            need = pool.gpus_per_replica(model.spec.replica.gpus)
+            need = pool.gpus_per_replica(model.spec.replica.gpus) * unit
             if need == 0 or pool.max_gpus - self.used.get(pool.name, 0) < need:
                 continue
             if location is not None and not within_slo(fleet.topology.latency_ms(location, pool.location.name), slo):
@@ -221,12 +223,21 @@ class UnmetReasons:
             (location is None or within_slo(fleet.topology.latency_ms(location, pool.location.name), slo))
             and exclusion(fleet, self.rules, model, pool, policies) is None for pool in fleet.pools.values())
 
+    @staticmethod
+    def unit(model: Model) -> int:
+        """The replicas of ``model`` that go onto one pool together: a gang's every replica (all or
+        nothing, on one pool), else one."""
+        if model.spec.gang_effective and not model.inference:
+            return max(1, model.spec.replicas or 1)
+        return 1
+
     def held_by(self, model: Model, pool: Pool) -> tuple[str, ...] | None:
-        """The required policies one more replica of ``model`` on ``pool`` would break, by the
-        policies' own checks (the cost function's), those the plan breaks already aside. An
-        elastic pool gets the nodes the replica needs, and then all it may have: held only if
-        both break a policy (more nodes free GPUs a headroom asks for, fewer keep a budget).
-        None, unchecked, once the plan's checks have had their HELD_SECONDS."""
+        """The required policies one more replica of ``model`` on ``pool`` would break (a gang: all
+        its replicas there, off any pool it has), by the policies' own checks (the cost function's),
+        those the plan breaks already aside. An elastic pool gets the nodes the replicas need, and
+        then all it may have: held only if both break a policy (more nodes free GPUs a headroom asks
+        for, fewer keep a budget). None, unchecked, once the plan's checks have had their
+        HELD_SECONDS."""
         key = (model.name, pool.name)
         if key not in self._held:
             if self._deadline is None:
@@ -235,11 +246,14 @@ class UnmetReasons:
                 return None
             if self._broken is None:
                 self._broken = self._required(violations(self.fleet, self.placement, self.rules))
+            unit = self.unit(model)
             replicas = dict(self.placement.replicas)
-            replicas[key] = replicas.get(key, 0) + 1
+            if unit > 1:  # a gang moves whole: off the pool it has, all onto this one
+                replicas = {k: r for k, r in replicas.items() if k[0] != model.name}
+            replicas[key] = replicas.get(key, 0) + unit
             nodes: list[int | None] = [None]
             if pool.elastic:
-                need = self.used.get(pool.name, 0) + pool.gpus_per_replica(model.spec.replica.gpus)
+                need = self.used.get(pool.name, 0) + pool.gpus_per_replica(model.spec.replica.gpus) * unit
                 have = self.placement.nodes.get(pool.name, pool.min_nodes)
                 nodes = [*sorted({max(have, min(pool.max_nodes, -(-need // pool.per_node))), pool.max_nodes})]
             held: tuple[str, ...] = ()

@@ -891,3 +891,39 @@ def test_explain_gives_the_models_own_terms_of_the_running_cost(tmp_path):
     assert r.returncode == 0, r.stderr
     # 8 replicas serve 800 of its 900: egress by the share served, 800/900 of 1 USD/h
     assert "m: 8 replica(s) on p; compute 8.00, egress 0.89, unmet demand 100.00 USD/h" in r.stdout, r.stdout
+
+
+def test_a_gangs_reasons_count_the_room_and_policies_of_all_its_replicas():
+    """A gang (2 replicas of 8 GPUs, all on one pool or none) was explained by one replica's room
+    and one replica's policies: with web's 4 GPUs on big (16), 12 free took one replica of 8, and
+    the unplaced gang was "cost: pools in reach have room" (whatif: "scales"); on cheap, required
+    keep-60 lets one replica in (8 of 32 used) but not the gang (16 of 32), and explain called it
+    "not chosen (cost)"."""
+    from placer.explain import NO_ROOM, POLICY, UnmetReasons, explain
+    from placer.optimizer import optimize
+    from placer.whatif import Scenario, apply_scenario
+    from tests.fleetkit import RULES, fleet
+
+    full = fleet(location("dc"), pool("big", "dc", gpu="H100-80GB", count=2),
+                 inference("web", [{"location": "dc", "rate": 2000}], throughput={"H100-80GB": 1000}, gpus=2,
+                           mem=40, minReplicas=2),
+                 training("train", replicas=2, gpus=8, mem=70))
+    placement = optimize(full, RULES).placement
+    assert placement is not None and placement.missing_replicas(full, "train") == 2
+    assert UnmetReasons(full, RULES, placement).why(full.models["train"], None) == (NO_ROOM, ())
+
+    held = fleet(location("dc"), pool("cheap", "dc", gpu="H100-80GB", count=4, usd=1.0),
+                 pool("dear", "dc", gpu="H100-80GB", count=2, usd=5.0),
+                 training("train", replicas=2, gpus=8, mem=70),
+                 policy("keep-60", {"headroom": {"fraction": 0.6}}, pools={"names": ["cheap"]}))
+    result = optimize(held, RULES)
+    assert result.placement is not None and result.candidates is not None
+    assert result.placement.pools_of("train") == {"dear": 2}
+    ex = explain(held, RULES, "train", result, {}, result.candidates)
+    assert ex.unused["cheap"] == ("eligible; held back by required policy keep-60: its gang there breaks it, "
+                                  "32 of 32 GPUs free")
+    lost = apply_scenario(held, Scenario(fail_pools=frozenset({"dear"})))
+    placement = optimize(lost, RULES).placement
+    assert placement is not None and placement.missing_replicas(lost, "train") == 2
+    assert UnmetReasons(lost, RULES, placement).why(lost.models["train"], None) == (POLICY, ("keep-60",))
+
