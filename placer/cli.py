@@ -623,17 +623,20 @@ def explain(fleet: str, model: str, now_text: str | None, state_path: str | None
 @click.option("--fail-location", multiple=True, help="A location whose pools all go down (repeatable).")
 @click.option("--fail-provider", multiple=True, help="A provider whose pools all go down (repeatable).")
 @click.option("--now", "now_text", help="The plan's time (ISO).")
+@click.option("--state", "state_path", type=NamedPath(), help="Use this local state file instead of Settings'.")
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
 def whatif(fleet: str, demand_scale: float, fail_pool: tuple[str, ...], fail_location: tuple[str, ...],
-           fail_provider: tuple[str, ...], now_text: str | None, as_json: bool) -> None:
-    """Re-solve FLEET under a scenario and compare it with the base plan: would it scale or collapse?"""
+           fail_provider: tuple[str, ...], now_text: str | None, state_path: str | None, as_json: bool) -> None:
+    """Re-solve FLEET under a scenario and compare it with the base plan (what `plan` plans from the
+    applied state): would it scale or collapse?"""
     from placer.whatif import Scenario, compare
 
     now = parse_now(now_text)
     loaded = read_fleet(fleet)
     scenario = Scenario(demand_scale, frozenset(fail_pool), frozenset(fail_location), frozenset(fail_provider))
+    state = backend_from(settings_json(loaded)["state"], state_path).read()
     with spinner(not as_json) as progress:
-        report = compare(loaded, rules_for(now), scenario, progress)
+        report = compare(loaded, rules_for(now), scenario, progress, current=state.replicas())
     base = report["base"]
     if not base["feasible"]:
         why = base["conflict"]["message"] if "conflict" in base else (

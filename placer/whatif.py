@@ -103,11 +103,13 @@ def saturated(fleet: Fleet, gpus_used: dict[str, int]) -> list[str]:
     return out
 
 
-def compare(fleet: Fleet, rules: Rules, scenario: Scenario,
-            progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+def compare(fleet: Fleet, rules: Rules, scenario: Scenario, progress: Callable[[str], None] | None = None,
+            current: dict[tuple[str, str], int] | None = None) -> dict[str, Any]:
     """Solve the base fleet and the scenario; report cost, unmet per model and saturated pools, or,
     for a side with no feasible plan, its status and (when infeasible) the conflict that makes it so.
-    A base with no plan leaves the scenario out: there is nothing to compare it with."""
+    A base with no plan leaves the scenario out: there is nothing to compare it with. The base is
+    planned from ``current`` (the applied state's replicas), as `placer plan` plans it, its moves
+    priced as churn; the scenario from the base plan."""
     problems = check(fleet, scenario)
     if problems:
         raise ScenarioError("; ".join(problems))
@@ -121,12 +123,14 @@ def compare(fleet: Fleet, rules: Rules, scenario: Scenario,
         if progress:
             def said(step: str, side: str = label, tell: Callable[[str], None] = progress) -> None:
                 tell(f"{side} plan: {step}")
-        # the scenario is planned from the base plan, as `placer plan` would plan it from the applied
-        # state, its moves priced as churn: what changes is what the scenario asks, not a new search's
-        # noise (bench M, a pool down, planned afresh: 6.17 USD/h *cheaper* than the base; from the
-        # base: 48.96 dearer), and a small change re-plans in a fraction of the time
-        current = base_replicas if label == "scenario" else None
-        result = optimize(f, rules, current=current, progress=said)
+        # the base is what `placer plan` plans from the applied state (a plan that keeps what runs
+        # where it runs, not a fresh search's pick); the scenario is planned from the base plan, the
+        # state once that plan is applied, its moves priced as churn: what changes is what the
+        # scenario asks, not a new search's noise (bench M, a pool down, planned afresh: 6.17 USD/h
+        # *cheaper* than the base; from the base: 48.96 dearer), and a small change re-plans in a
+        # fraction of the time
+        start = base_replicas if label == "scenario" else current
+        result = optimize(f, rules, current=start, progress=said)
         if result.placement is None:
             sides[label] = {"status": result.status, "feasible": False}
             if result.status == "INFEASIBLE":
@@ -138,8 +142,8 @@ def compare(fleet: Fleet, rules: Rules, scenario: Scenario,
             if label == "base":
                 break  # nothing to compare a scenario with
             continue
-        # the scenario's churn is counted from the base plan it is planned from, as `fromBase` counts it
-        cost = price(f, result.placement, rules, current)
+        # each side's churn is counted from what it is planned from (the scenario's as `fromBase` counts it)
+        cost = price(f, result.placement, rules, start)
         if label == "base" and use_large(f):
             # the scalable route's plan is not at its best (at XL 5% above the bound), and a re-plan
             # from it keeps improving: the scenario, re-planned from the base, came out 383.56 USD/h
@@ -149,14 +153,15 @@ def compare(fleet: Fleet, rules: Rules, scenario: Scenario,
                 progress("re-planning the base plan from itself, as the scenario will be")
             again = optimize(f, rules, current=dict(result.placement.replicas), progress=said)
             if again.placement is not None:
-                again_cost = price(f, again.placement, rules)
-                if again_cost.total <= cost.total:
+                again_cost = price(f, again.placement, rules, start)  # its churn from the state, too
+                if again_cost.objective <= cost.objective:
                     result, cost = again, again_cost
         placement = result.placement
         assert placement is not None  # a re-plan from a plan always has one
         if label == "base":
             base_replicas = dict(placement.replicas)
-        sides[label] = _side(f, rules, placement, cost, result.status, result.gap, current)
+        sides[label] = _side(f, rules, placement, cost, result.status, result.gap,
+                             base_replicas if label == "scenario" else None)
     return {"description": scenario.describe(), **sides}
 
 

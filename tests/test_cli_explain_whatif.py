@@ -927,3 +927,22 @@ def test_a_gangs_reasons_count_the_room_and_policies_of_all_its_replicas():
     assert placement is not None and placement.missing_replicas(lost, "train") == 2
     assert UnmetReasons(lost, RULES, placement).why(lost.models["train"], None) == (POLICY, ("keep-60",))
 
+
+def test_whatif_plans_its_base_from_the_applied_state_as_plan_does(tmp_path):
+    """small runs on l4 (the state says so); l4b is 0.10 USD/h a GPU cheaper, not worth the move,
+    so `plan` keeps it there. whatif planned its base afresh (small on l4b), and then `--fail-pool
+    l4` changed nothing: 0 started, 0 stopped. Its base is now plan's, read from the state as plan
+    and explain read it (--state, else Settings'), and losing l4 moves small's 3 replicas."""
+    fleet = write(tmp_path, location("a"), pool("l4", "a", gpu="L4-24GB", per_node=4, count=2, usd=0.6),
+                  pool("l4b", "a", gpu="L4-24GB", per_node=4, count=2, usd=0.5),
+                  inference("small", [{"location": "a", "rate": 600}], throughput={"L4-24GB": 200}))
+    state = tmp_path / "applied.json"
+    state.write_text(json.dumps({"version": 1, "lineage": "l", "serial": 1,
+                                 "deployments": {"small@l4": {"replicas": 3}}}))
+    report = whatif(fleet, "--fail-pool", "l4", "--state", str(state))
+    assert report["base"]["cost"]["computeUsdPerHour"] == pytest.approx(1.8)
+    assert report["scenario"]["fromBase"]["started"] == 3 and report["scenario"]["fromBase"]["stopped"] == 3
+    # with no state applied, the base is planned afresh, as plan plans it
+    report = whatif(fleet, "--fail-pool", "l4")
+    assert report["base"]["cost"]["computeUsdPerHour"] == pytest.approx(1.5)
+    assert report["scenario"]["fromBase"]["started"] == 0
