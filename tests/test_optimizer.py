@@ -778,3 +778,15 @@ def test_the_scalable_route_plans_a_model_with_nothing_to_do(elastic, monkeypatc
     f = fleet(location("a"), *pools, inference("m", [], mem=10))
     got = both_routes(f, monkeypatch)
     assert got["scalable"][0].replicas == got["exact"][0].replicas == {}
+
+
+def test_validate_warns_on_a_fleet_without_pools_instead_of_crashing():
+    """With no pools, the arrays' per-GPU-type columns were numpy's default float (an empty list),
+    and a model with gpuTypes or demand ended `placer validate` in an internal error (TypeError:
+    bitwise_and on float64): each model now gets its warning that no pool can host it."""
+    from placer.optimizer.arrays import fleet_warnings
+
+    f = fleet(location("dc"), inference("m", [{"location": "dc", "rate": 100}], throughput={"H100-80GB": 100}),
+              inference("t", [{"location": "dc", "rate": 10}], gpuTypes=["A100-80GB"]))
+    warned = [str(d) for d in fleet_warnings(f, RULES)]
+    assert len(warned) == 2 and all("no pool can host this model" in w for w in warned), warned

@@ -278,7 +278,7 @@ def build_arrays(fleet: Fleet, rules: Rules) -> FleetArrays:
     type_names = sorted({p.gpu.name for p in pools})
     type_index = {t: i for i, t in enumerate(type_names)}
     pool_type = np.array([type_index[p.gpu.name] for p in pools], dtype=np.int64)
-    type_memory = np.array([fleet.gpu_types[t].memory_gib for t in type_names])
+    type_memory = np.array([fleet.gpu_types[t].memory_gib for t in type_names], dtype=np.float64)
     domains: dict[str, int] = {}
     pool_domain = np.array([domains.setdefault(p.failure_domain, len(domains)) for p in pools], dtype=np.int64)
 
@@ -337,10 +337,10 @@ def build_arrays(fleet: Fleet, rules: Rules) -> FleetArrays:
         c = c_cache[g]
         allowed_type = type_memory >= spec.replica.memory_gi_b_per_gpu
         if spec.gpu_types is not None:
-            allowed_type &= np.array([t in spec.gpu_types for t in type_names])
-        thr_type = np.array([spec.throughput.get(t, 0.0) for t in type_names])
+            allowed_type &= np.array([t in spec.gpu_types for t in type_names], dtype=bool)
+        thr_type = np.array([spec.throughput.get(t, 0.0) for t in type_names], dtype=np.float64)
         if model.inference:
-            allowed_type &= np.array([t in spec.throughput for t in type_names])
+            allowed_type &= np.array([t in spec.throughput for t in type_names], dtype=bool)
         ok = (c > 0) & allowed_type[pool_type]
         if not spec.spot_tolerant:
             ok &= ~spot
@@ -414,7 +414,7 @@ def build_arrays(fleet: Fleet, rules: Rules) -> FleetArrays:
     route_ptr = np.searchsorted(rd, np.arange(len(dem_model) + 1)).astype(np.int64)
     rp = cat(route_pair, np.int64)
     rate, excess = servable(np.array(dem_rate, dtype=float), rd, rp, cat(pair_thr, np.float64),
-                            cat(pair_max, np.int64), np.array([m.spec.max_replicas or 0 for m in models])[dem_model])
+                            cat(pair_max, np.int64), np.array([m.spec.max_replicas or 0 for m in models], dtype=np.int64)[dem_model])
     return FleetArrays(
         fleet=fleet,
         models=models,
