@@ -79,11 +79,10 @@ class Candidates:
 
 
 def fit(fleet: Fleet, model: Model, pool: Pool) -> Exclusion | None:
-    """Why ``model`` cannot run on ``pool`` by the fit rules alone, or None."""
+    """Why ``model`` cannot run on ``pool`` by the fit rules alone, or None. The GPU type's reasons
+    (memory, gpuTypes, throughput) come before the node's size: bigger nodes of a GPU the model
+    cannot use would not help, and "node-size" said they would."""
     spec = model.spec
-    if pool.gpus_per_replica(spec.replica.gpus) == 0:
-        return Exclusion(NODE_TOO_SMALL, f"a replica needs {spec.replica.gpus} GPUs on one node; "
-                         f"{pool.name} nodes have {pool.per_node}")
     if pool.gpu.memory_gib < spec.replica.memory_gi_b_per_gpu:
         return Exclusion(MEMORY, f"needs {spec.replica.memory_gi_b_per_gpu:g} GiB per GPU; "
                          f"{pool.gpu.name} has {pool.gpu.memory_gib:g}")
@@ -91,6 +90,9 @@ def fit(fleet: Fleet, model: Model, pool: Pool) -> Exclusion | None:
         return Exclusion(GPU_TYPE, f"{pool.gpu.name} is not in gpuTypes {spec.gpu_types}")
     if model.inference and pool.gpu.name not in spec.throughput:
         return Exclusion(NO_THROUGHPUT, f"no throughput given for {pool.gpu.name}")
+    if pool.gpus_per_replica(spec.replica.gpus) == 0:
+        return Exclusion(NODE_TOO_SMALL, f"a replica needs {spec.replica.gpus} GPUs on one node; "
+                         f"{pool.name} nodes have {pool.per_node}")
     if pool.spot and not spec.spot_tolerant:
         return Exclusion(SPOT, f"{pool.name} is spot and the model is not spotTolerant")
     for src in spec.data:

@@ -790,3 +790,21 @@ def test_validate_warns_on_a_fleet_without_pools_instead_of_crashing():
               inference("t", [{"location": "dc", "rate": 10}], gpuTypes=["A100-80GB"]))
     warned = [str(d) for d in fleet_warnings(f, RULES)]
     assert len(warned) == 2 and all("no pool can host this model" in w for w in warned), warned
+
+
+def test_fit_gives_the_gpu_types_reason_before_the_nodes_size():
+    """A replica of 3 GPUs with 40 GiB each on L4 nodes of 2 was "node-size" (bigger nodes would
+    help), though an L4 has 24 GiB: the GPU type's reasons (memory, gpuTypes, throughput) come
+    first, node-size only where the GPU would do."""
+    from placer.candidates import fit
+
+    f = fleet(location("a"), pool("l4", "a", gpu="L4-24GB", per_node=2), pool("a100", "a", per_node=2),
+              pool("h100", "a", gpu="H100-80GB", per_node=2), pool("wide", "a", gpu="H100-80GB", per_node=4),
+              inference("big", [{"location": "a", "rate": 10}], gpus=3, mem=40,
+                        throughput={"A100-80GB": 100, "L4-24GB": 10}, gpuTypes=["A100-80GB", "L4-24GB"]),
+              inference("any", [{"location": "a", "rate": 10}], gpus=3, mem=40, throughput={"A100-80GB": 100}))
+    reason = {(m, p): str(fit(f, f.models[m], f.pools[p])) for m in ("big", "any") for p in ("l4", "a100", "h100")}
+    assert reason[("big", "l4")] == "memory: needs 40 GiB per GPU; L4-24GB has 24"
+    assert reason[("big", "h100")].startswith("gpu-type: H100-80GB is not in gpuTypes")
+    assert reason[("any", "h100")] == "throughput: no throughput given for H100-80GB"
+    assert reason[("big", "a100")] == "node-size: a replica needs 3 GPUs on one node; a100 nodes have 2"
