@@ -7,7 +7,7 @@ must agree with it on every plan. Terms in USD per hour, except churn (one-off U
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from placer.fleet import Fleet, Model
@@ -139,6 +139,16 @@ def violations(fleet: Fleet, placement: Placement, rules: Rules) -> list[Violati
     out: list[Violation] = []
     for policy in fleet.policies:
         out.extend(behaviour(rules, policy).violations(policy, fleet, placement))
+    return out
+
+
+def penalty_by_policy(found: Sequence[Violation]) -> dict[str, float]:
+    """The preferred policies' penalties among ``found`` violations, policy by policy (USD/h), each
+    priced as ``price`` prices it."""
+    out: dict[str, float] = {}
+    for v in found:
+        if v.enforcement == "preferred":
+            out[v.policy] = out.get(v.policy, 0.0) + v.amount * v.penalty_usd_per_hour
     return out
 
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from placer.candidates import SLO, Candidates, Exclusion, exclusion, required_of, within_slo
-from placer.cost import model_usd, price, violations
+from placer.cost import model_usd, penalty_by_policy, price, violations
 from placer.fleet import Fleet, Model, Policy, Pool
 from placer.optimizer import SolveResult, optimize
 from placer.placement import Placement
@@ -90,6 +90,17 @@ def _occupants(fleet: Fleet, placement: Placement, pool: str, model: str, reason
         if held is None:
             return (f"eligible; not chosen (cost, or required policies: their checks' {HELD_SECONDS:g} s ran out), "
                     f"{cap - used} of {cap} GPUs free")
+        penalties = reasons.penalties(m, fleet.pools[pool])
+        if penalties is None:
+            return (f"eligible; not chosen (cost, or preferred policies' penalties: their checks' {HELD_SECONDS:g} s "
+                    f"ran out), {cap - used} of {cap} GPUs free")
+        if penalties:  # the price a preferred policy adds, which "cost" hid
+            whose = "one more replica" if unit == 1 else "its gang"
+            total = f"{whose} there adds {sum(penalties.values()):,.2f} USD/h of"
+            charged = (f"{total} penalty for preferred policy {next(iter(penalties))}" if len(penalties) == 1 else
+                       f"{total} penalties for preferred policies "
+                       + ", ".join(f"{name} ({usd:,.2f})" for name, usd in penalties.items()))
+            return f"eligible; not chosen (cost: {charged}), {cap - used} of {cap} GPUs free"
         return f"eligible; not chosen (cost), {cap - used} of {cap} GPUs free"
     gpus = {m: r * per(fleet.models[m].spec.replica.gpus) for m, r in placement.models_on(pool).items() if m != model}
     others = sorted(gpus, key=lambda m: (-gpus[m], m))  # who holds most first
@@ -172,6 +183,8 @@ class UnmetReasons:
         self.fleet, self.rules, self.placement = fleet, rules, placement
         self.used = {p: placement.gpus_used(fleet, p) for p in fleet.pools}
         self._held: dict[tuple[str, str], tuple[str, ...]] = {}
+        self._nodes: dict[tuple[str, str], int | None] = {}  # the pool's nodes held_by settled on
+        self._charged: dict[str, float] | None = None  # preferred policy -> the plan's penalty (USD/h)
         self._broken = None if broken is None else self._required(broken)
         self._deadline: float | None = None  # set by the first check (HELD_SECONDS)
 
@@ -231,6 +244,23 @@ class UnmetReasons:
             return max(1, model.spec.replicas or 1)
         return 1
 
+    def _more(self, model: Model, pool: Pool, count: int | None) -> Placement:
+        """The plan with ``model``'s ``unit`` more on ``pool`` (a gang moved there whole), the pool
+        at ``count`` nodes (None: as the plan has it)."""
+        unit = self.unit(model)
+        replicas = dict(self.placement.replicas)
+        if unit > 1:  # a gang moves whole: off the pool it has, all onto this one
+            replicas = {k: r for k, r in replicas.items() if k[0] != model.name}
+        key = (model.name, pool.name)
+        replicas[key] = replicas.get(key, 0) + unit
+        at = self.placement.nodes if count is None else {**self.placement.nodes, pool.name: count}
+        return replace(self.placement, replicas=replicas, nodes=at)
+
+    def _in_time(self) -> bool:
+        if self._deadline is None:
+            self._deadline = time.monotonic() + HELD_SECONDS
+        return time.monotonic() < self._deadline
+
     def held_by(self, model: Model, pool: Pool) -> tuple[str, ...] | None:
         """The required policies one more replica of ``model`` on ``pool`` would break (a gang: all
         its replicas there, off any pool it has), by the policies' own checks (the cost function's),
@@ -240,34 +270,48 @@ class UnmetReasons:
         HELD_SECONDS."""
         key = (model.name, pool.name)
         if key not in self._held:
-            if self._deadline is None:
-                self._deadline = time.monotonic() + HELD_SECONDS
-            if time.monotonic() >= self._deadline:
+            if not self._in_time():
                 return None
             if self._broken is None:
                 self._broken = self._required(violations(self.fleet, self.placement, self.rules))
-            unit = self.unit(model)
-            replicas = dict(self.placement.replicas)
-            if unit > 1:  # a gang moves whole: off the pool it has, all onto this one
-                replicas = {k: r for k, r in replicas.items() if k[0] != model.name}
-            replicas[key] = replicas.get(key, 0) + unit
             nodes: list[int | None] = [None]
             if pool.elastic:
-                need = self.used.get(pool.name, 0) + pool.gpus_per_replica(model.spec.replica.gpus) * unit
+                need = self.used.get(pool.name, 0) + pool.gpus_per_replica(model.spec.replica.gpus) * self.unit(model)
                 have = self.placement.nodes.get(pool.name, pool.min_nodes)
                 nodes = [*sorted({max(have, min(pool.max_nodes, -(-need // pool.per_node))), pool.max_nodes})]
             held: tuple[str, ...] = ()
             for count in nodes:
-                at = self.placement.nodes if count is None else {**self.placement.nodes, pool.name: count}
-                more = replace(self.placement, replicas=replicas, nodes=at)
+                more = self._more(model, pool, count)
                 held = tuple(sorted({
                     policy.name for policy in self.fleet.policies if policy.required
                     for v in behaviour(self.rules, policy).violations(policy, self.fleet, more)
                     if (v.policy, v.detail) not in self._broken}))
+                self._nodes[key] = count
                 if not held:
                     break
             self._held[key] = held
         return self._held[key]
+
+    def penalties(self, model: Model, pool: Pool) -> dict[str, float] | None:
+        """The preferred policies whose penalty (USD/h, as the cost function prices it) grows with
+        ``model``'s replica (its gang) on ``pool``, by how much, at the nodes ``held_by`` gave the
+        pool; None, unchecked, once the plan's checks have had their HELD_SECONDS."""
+        key = (model.name, pool.name)
+        if not self._in_time() or self.held_by(model, pool) is None:
+            return None
+        preferred = [p for p in self.fleet.policies if not p.required]
+        if not preferred:
+            return {}
+
+        def charged(placement: Placement) -> dict[str, float]:
+            return penalty_by_policy([v for policy in preferred
+                                      for v in behaviour(self.rules, policy).violations(policy, self.fleet, placement)])
+
+        if self._charged is None:
+            self._charged = charged(self.placement)
+        after = charged(self._more(model, pool, self._nodes.get(key)))
+        return {name: usd - self._charged.get(name, 0.0) for name, usd in sorted(after.items())
+                if usd - self._charged.get(name, 0.0) >= 0.005}
 
 
 def explain(fleet: Fleet, rules: Rules, model: str, result: SolveResult, current: dict[tuple[str, str], int],

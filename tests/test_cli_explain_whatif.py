@@ -946,3 +946,23 @@ def test_whatif_plans_its_base_from_the_applied_state_as_plan_does(tmp_path):
     report = whatif(fleet, "--fail-pool", "l4")
     assert report["base"]["cost"]["computeUsdPerHour"] == pytest.approx(1.5)
     assert report["scenario"]["fromBase"]["started"] == 0
+
+
+def test_explain_names_the_preferred_policy_that_keeps_a_model_off_a_cheaper_pool():
+    """l4 is cheaper for small than h100, but preferred avoid-l4 charges 10 USD/h a replica there:
+    explain called l4 "not chosen (cost)", the policy that decided it unnamed."""
+    from placer.explain import explain
+    from placer.optimizer import optimize
+    from tests.fleetkit import RULES, fleet
+
+    f = fleet(location("a"), pool("h100", "a", gpu="H100-80GB", usd=2.0),
+              pool("l4", "a", gpu="L4-24GB", per_node=4, count=2, usd=0.5),
+              inference("small", [{"location": "a", "rate": 600}], throughput={"L4-24GB": 200, "H100-80GB": 800}),
+              policy("avoid-l4", {"denyPools": {}}, models={"names": ["small"]}, pools={"gpuType": ["L4-24GB"]},
+                     penalty=10))
+    result = optimize(f, RULES)
+    assert result.placement is not None and result.candidates is not None
+    assert result.placement.pools_of("small") == {"h100": 1}
+    ex = explain(f, RULES, "small", result, {}, result.candidates)
+    assert ex.unused["l4"] == ("eligible; not chosen (cost: one more replica there adds 10.00 USD/h of penalty for "
+                               "preferred policy avoid-l4), 8 of 8 GPUs free")
