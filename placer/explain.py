@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from placer.candidates import SLO, Candidates, Exclusion, exclusion, required_of, within_slo
@@ -156,12 +156,25 @@ UNMET_REASONS = {NO_ROOM: "no room in reach", MAX_REPLICAS: "at its maxReplicas"
                  POLICY: "required policies forbid more replicas where there is room"}
 
 
-def reason_text(reason: str, policies: Sequence[str] = ()) -> str:
-    """A reason of ``UnmetReasons.why`` in words, naming the policies that hold the demand back."""
-    if reason == POLICY and policies:
-        return f"required {'policy' if len(policies) == 1 else 'policies'} {', '.join(policies)} forbid" \
-               f"{'s' if len(policies) == 1 else ''} more replicas where there is room"
-    return UNMET_REASONS.get(reason, reason)
+def reason_text(reason: str, holds: Mapping[str, Sequence[str]] | Sequence[str] = ()) -> str:
+    """A reason of ``UnmetReasons.why`` in words, naming the policies that hold the demand back and
+    (``holds`` a mapping) the pools each holds: those that hold every pool in reach with room
+    first, for relaxing only some of the policies serves nothing more where another holds the pool."""
+    if reason != POLICY or not holds:
+        return UNMET_REASONS.get(reason, reason)
+    if not isinstance(holds, Mapping):  # the names alone
+        return (f"required {'policy' if len(holds) == 1 else 'policies'} {', '.join(holds)} forbid"
+                f"{'s' if len(holds) == 1 else ''} more replicas where there is room")
+    pools = sorted({p for ps in holds.values() for p in ps})
+    every = [name for name, ps in holds.items() if len(set(ps)) == len(pools)]
+    some = [f"{name} on {names(sorted(ps), 3)}" for name, ps in holds.items() if name not in every]
+    if not every:
+        return (f"required policies forbid more replicas on every pool in reach with room, none on all: "
+                f"{'; '.join(some)}")
+    one = len(every) == 1
+    also = f"; {'; '.join(some)} as well" if some else ""
+    return (f"required {'policy' if one else 'policies'} {', '.join(every)} forbid{'s' if one else ''} more "
+            f"replicas on every pool in reach with room ({names(pools, 3)}){also}")
 
 
 # pools with room a model's extra replica is tried on, each check the policies' own over the fleet
@@ -192,9 +205,10 @@ class UnmetReasons:
     def _required(broken: Sequence[Violation]) -> set[tuple[str, str]]:
         return {(v.policy, v.detail) for v in broken if v.enforcement == "required"}
 
-    def why(self, model: Model, location: str | None) -> tuple[str, tuple[str, ...]]:
+    def why(self, model: Model, location: str | None) -> tuple[str, dict[str, tuple[str, ...]]]:
         """Why demand of ``model`` at ``location`` (None: a training or batch replica) is left
-        unmet, and the policies that hold it back: MAX_REPLICAS, the model runs its maxReplicas
+        unmet, and the policies that hold it back, each with the pools it holds (those that hold
+        every pool tried first): MAX_REPLICAS, the model runs its maxReplicas
         already; NO_ROOM, no pool its fit rules and required policies allow, within the demand's
         SLO, has GPUs left for a replica; POLICY, such pools have room, and one more replica on
         each (on HELD_TRIES of them at most) would break a required policy (a spread over failure
@@ -205,10 +219,10 @@ class UnmetReasons:
         policies are checked for all of them."""
         fleet, placement = self.fleet, self.placement
         if model.spec.max_replicas is not None and placement.replicas_of(model.name) >= model.spec.max_replicas:
-            return MAX_REPLICAS, ()
+            return MAX_REPLICAS, {}
         slo = next((d.latency_slo_ms for d in model.spec.demand if d.location == location), None)
         policies = required_of(fleet, model)
-        held: set[str] = set()
+        held: dict[str, list[str]] = {}  # policy -> the pools with room it holds back
         tried = 0
         unit = self.unit(model)
         for pool in fleet.pools.values():
@@ -220,14 +234,17 @@ class UnmetReasons:
             if exclusion(fleet, self.rules, model, pool, policies) is None:
                 names = self.held_by(model, pool)
                 if not names:
-                    return COST, ()
-                held.update(names)
+                    return COST, {}
+                for name in names:
+                    held.setdefault(name, []).append(pool.name)
                 tried += 1
                 if tried == HELD_TRIES:
                     break
         if held:
-            return POLICY, tuple(sorted(held))
-        return (NO_ROOM if self._in_reach(model, location, slo, policies) else NO_POOL), ()
+            # those that hold every pool tried first: relaxing only the others serves nothing more
+            order = sorted(held, key=lambda name: (len(held[name]) < tried, name))
+            return POLICY, {name: tuple(held[name]) for name in order}
+        return (NO_ROOM if self._in_reach(model, location, slo, policies) else NO_POOL), {}
 
     def _in_reach(self, model: Model, location: str | None, slo: float | None, policies: Sequence[Policy]) -> bool:
         """Some pool within the SLO of demand at ``location``, full or not, may run ``model``."""

@@ -165,6 +165,12 @@ def compare(fleet: Fleet, rules: Rules, scenario: Scenario, progress: Callable[[
     return {"description": scenario.describe(), **sides}
 
 
+def _holding_all_first(holds: dict[str, set[str]]) -> list[str]:
+    """The policies of ``holds`` (policy -> pools it holds), those holding every pool first."""
+    every = set().union(*holds.values())
+    return sorted(holds, key=lambda p: (holds[p] != every, p))
+
+
 def _side(f: Fleet, rules: Rules, placement: Placement, cost: CostBreakdown, status: str,
           gap: float, base: dict[tuple[str, str], int] | None) -> dict[str, Any]:
     """One side's report (``cost``: its placement priced): cost by term, demand and served, what is unmet and why, the preferred
@@ -173,13 +179,14 @@ def _side(f: Fleet, rules: Rules, placement: Placement, cost: CostBreakdown, sta
     used = reasons.used
     unmet: dict[str, float] = {}
     why: dict[str, dict[str, float]] = {}  # model -> reason -> how much of its unmet
-    held: dict[str, set[str]] = {}  # model -> the required policies that hold its demand back (POLICY)
+    # model -> the required policies that hold its demand back (POLICY) -> the pools each holds
+    held: dict[str, dict[str, set[str]]] = {}
     totals: dict[str, dict[str, Any]] = {}  # reason -> the rate and the replicas unmet for it
 
     def because(model: Model, location: str | None) -> str:
-        reason, policies = reasons.why(model, location)
-        if policies:
-            held.setdefault(model.name, set()).update(policies)
+        reason, holds = reasons.why(model, location)
+        for policy, pools in holds.items():
+            held.setdefault(model.name, {}).setdefault(policy, set()).update(pools)
         return reason
 
     for name, loc, rate in placement.unmet(f):
@@ -214,7 +221,10 @@ def _side(f: Fleet, rules: Rules, placement: Placement, cost: CostBreakdown, sta
         "unplacedReplicas": sum(unplaced.values()),
         "unplaced": dict(sorted(unplaced.items())),  # model -> training/batch replicas not placed
         "unmetWhy": dict(sorted(why.items())),
-        "unmetPolicies": {m: sorted(names) for m, names in sorted(held.items())},
+        # those that hold every pool in reach with room first (relaxing only the others serves nothing more)
+        "unmetPolicies": {m: _holding_all_first(pools) for m, pools in sorted(held.items())},
+        "unmetPolicyPools": {m: {p: sorted(pools[p]) for p in _holding_all_first(pools)}
+                             for m, pools in sorted(held.items())},
         "unmetByReason": totals,
         "violations": dict(sorted(broken.items())),
         "saturated": saturated(f, used),

@@ -330,16 +330,18 @@ def test_whatif_names_the_required_policies_that_hold_demand_back(tmp_path):
     r = placer("whatif", str(fleet), "--demand-scale", "2")
     assert r.returncode == 0, r.stderr
     text = " ".join(r.stdout.split())
-    assert re.search(r"m │ 0\.0 │ 400\.0 │ required policy keep-half forbids more replicas where there is room",
-                     text), r.stdout
-    assert "held back by required policies keep-half, n-spread where pools in reach have room (relax them" in text
+    assert re.search(r"m │ 0\.0 │ 400\.0 │ required policy keep-half forbids more replicas on every pool in reach "
+                     r"with room \(p\)", text), r.stdout
+    assert ("held back by required policies where pools in reach have room (keep-half, n-spread on every pool in "
+            "reach with room): a pool serves more only with every policy that holds it relaxed") in text
     # explain says the same of the fleet with m's demand doubled in its file
     (fleet / "fleet.yaml").write_text(yaml.safe_dump_all(
         [*(inference("m", [{"location": "a", "rate": 800, "latencySloMs": 10}]) if d["metadata"]["name"] == "m" else d
            for d in docs), settings],
         sort_keys=False))
     said = " ".join(placer("explain", str(fleet), "m").stdout.split())
-    assert "demand at a: 400.0 unmet (required policy keep-half forbids more replicas where there is room)" in said
+    assert ("demand at a: 400.0 unmet (required policy keep-half forbids more replicas on every pool in reach with "
+            "room (p))") in said
 
 
 def test_whatif_location_down_moves_demand_to_the_other(scenarios):
@@ -805,9 +807,9 @@ def test_unmet_reasons_check_policies_within_their_time(monkeypatch):
               policy("keep-half", {"headroom": {"fraction": 0.5}}, pools={"names": ["p"]}))
     placement = optimize(f, RULES).placement
     assert placement is not None and placement.replicas == {("m", "p"): 4}
-    assert explain_module.UnmetReasons(f, RULES, placement).why(f.models["m"], "a") == ("policy", ("keep-half",))
+    assert explain_module.UnmetReasons(f, RULES, placement).why(f.models["m"], "a") == ("policy", {"keep-half": ("p",)})
     monkeypatch.setattr(explain_module, "HELD_SECONDS", 0.0)
-    assert explain_module.UnmetReasons(f, RULES, placement).why(f.models["m"], "a") == ("cost", ())
+    assert explain_module.UnmetReasons(f, RULES, placement).why(f.models["m"], "a") == ("cost", {})
 
 
 def test_explain_checks_the_cheapest_pools_policies_first_and_says_which_it_could_not(monkeypatch):
@@ -910,7 +912,7 @@ def test_a_gangs_reasons_count_the_room_and_policies_of_all_its_replicas():
                  training("train", replicas=2, gpus=8, mem=70))
     placement = optimize(full, RULES).placement
     assert placement is not None and placement.missing_replicas(full, "train") == 2
-    assert UnmetReasons(full, RULES, placement).why(full.models["train"], None) == (NO_ROOM, ())
+    assert UnmetReasons(full, RULES, placement).why(full.models["train"], None) == (NO_ROOM, {})
 
     held = fleet(location("dc"), pool("cheap", "dc", gpu="H100-80GB", count=4, usd=1.0),
                  pool("dear", "dc", gpu="H100-80GB", count=2, usd=5.0),
@@ -925,7 +927,7 @@ def test_a_gangs_reasons_count_the_room_and_policies_of_all_its_replicas():
     lost = apply_scenario(held, Scenario(fail_pools=frozenset({"dear"})))
     placement = optimize(lost, RULES).placement
     assert placement is not None and placement.missing_replicas(lost, "train") == 2
-    assert UnmetReasons(lost, RULES, placement).why(lost.models["train"], None) == (POLICY, ("keep-60",))
+    assert UnmetReasons(lost, RULES, placement).why(lost.models["train"], None) == (POLICY, {"keep-60": ("cheap",)})
 
 
 def test_whatif_plans_its_base_from_the_applied_state_as_plan_does(tmp_path):
@@ -966,3 +968,37 @@ def test_explain_names_the_preferred_policy_that_keeps_a_model_off_a_cheaper_poo
     ex = explain(f, RULES, "small", result, {}, result.candidates)
     assert ex.unused["l4"] == ("eligible; not chosen (cost: one more replica there adds 10.00 USD/h of penalty for "
                                "preferred policy avoid-l4), 8 of 8 GPUs free")
+
+
+def test_unmet_reasons_say_which_policy_holds_which_pool():
+    """Required cap (a budget of 5 USD/h) holds m back on p1 and p2, keep-half on p1 alone: the
+    union, "required policies cap, keep-half forbid more replicas (relax them to serve it)", read
+    as if relaxing either would serve more, though without keep-half the budget still binds. The
+    policy holding every pool comes first, each other with the pools it holds, and whatif's
+    verdict claims no relaxing of a subset serves it."""
+    from placer.explain import POLICY, UnmetReasons, reason_text
+    from placer.optimizer import optimize
+    from placer.render.whatif import _verdict
+    from tests.fleetkit import RULES, fleet
+
+    f = fleet(location("dc"), pool("p1", "dc", gpu="H100-80GB", usd=1.0), pool("p2", "dc", gpu="L40S-48GB", per_node=4,
+                                                                               usd=0.5),
+              inference("m", [{"location": "dc", "rate": 1000, "latencySloMs": 20}], mem=40,
+                        throughput={"H100-80GB": 100, "L40S-48GB": 50}),
+              policy("keep-half", {"headroom": {"fraction": 0.5}}, pools={"names": ["p1"]}),
+              policy("cap", {"budget": {"maxUsdPerHour": 5.0}}, models={"names": ["m"]}))
+    placement = optimize(f, RULES).placement
+    assert placement is not None
+    reason, holds = UnmetReasons(f, RULES, placement).why(f.models["m"], "dc")
+    assert reason == POLICY and holds == {"cap": ("p1", "p2"), "keep-half": ("p1",)} and next(iter(holds)) == "cap"
+    assert reason_text(reason, holds) == ("required policy cap forbids more replicas on every pool in reach with room "
+                                          "(p1, p2); keep-half on p1 as well")
+    only = {"keep-half": ("p1",), "spread": ("p2",)}
+    assert reason_text(POLICY, only) == ("required policies forbid more replicas on every pool in reach with room, "
+                                         "none on all: keep-half on p1; spread on p2")
+    verdict, collapses = _verdict({"served": 500, "demand": 1000, "unmetByReason": {POLICY: {"rate": 500.0}},
+                                   "unmetPolicyPools": {"m": {"cap": ["p1", "p2"], "keep-half": ["p1"]}}})
+    assert not collapses and "relax them to serve it" not in verdict
+    assert ("500.0 units/s held back by required policies where pools in reach have room (cap on every pool in "
+            "reach with room; keep-half on some of them): a pool serves more only with every policy that holds it "
+            "relaxed") in verdict

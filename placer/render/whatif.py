@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rich.console import Console
@@ -61,11 +61,11 @@ def render(report: dict[str, Any], console: Console) -> None:
         t.add_column("scenario", justify="right")
         t.add_column("why")
         why = scen.get("unmetWhy", {})
-        held = scen.get("unmetPolicies", {})
+        held = scen.get("unmetPolicyPools", {})
         ranked = sorted(unmet.items(), key=lambda kv: (-kv[1], kv[0]))
         for model, amount in ranked[:UNMET_ROWS]:
             t.add_row(model, f"{base['unmet'].get(model, 0):,.1f}", f"{amount:,.1f}",
-                      _why(why.get(model, {}), held.get(model, ())))
+                      _why(why.get(model, {}), held.get(model, {})))
         console.print(t)
         if len(ranked) > UNMET_ROWS:
             rest = [m for m, _ in ranked[UNMET_ROWS:]]
@@ -82,12 +82,13 @@ def render(report: dict[str, Any], console: Console) -> None:
     console.print(f"Verdict: {verdict}.", style="bold red" if collapses else "bold yellow" if unmet else "bold green")
 
 
-def _why(amounts: dict[str, float], policies: Sequence[str] = ()) -> str:
+def _why(amounts: dict[str, float], holds: Mapping[str, Sequence[str]] | None = None) -> str:
     """The reasons a model's demand is unmet, with how much for each where there are several
-    (``policies``: those that hold it back, for POLICY)."""
+    (``holds``: the policies that hold it back, for POLICY, each with the pools it holds)."""
+    holds = holds or {}
     if len(amounts) == 1:
-        return reason_text(next(iter(amounts)), policies)
-    return "; ".join(f"{reason_text(k, policies)} ({v:,.1f})" for k, v in sorted(amounts.items(), key=lambda kv: -kv[1]))
+        return reason_text(next(iter(amounts)), holds)
+    return "; ".join(f"{reason_text(k, holds)} ({v:,.1f})" for k, v in sorted(amounts.items(), key=lambda kv: -kv[1]))
 
 
 def _amount(entry: dict[str, Any]) -> str:
@@ -119,10 +120,20 @@ def _verdict(scen: dict[str, Any]) -> tuple[str, bool]:
         parts.append(f"{_amount(by['maxReplicas'])} beyond the maxReplicas of {', '.join(capped[:5])}"
                      f"{f' and {len(capped) - 5} more' if len(capped) > 5 else ''} (raise maxReplicas to serve them)")
     if _amount(by.get(POLICY, {})):
-        held = sorted({p for names in scen.get("unmetPolicies", {}).values() for p in names})
-        parts.append(f"{_amount(by[POLICY])} held back by required {'policy' if len(held) == 1 else 'policies'} "
-                     f"{', '.join(held[:5])}{f' and {len(held) - 5} more' if len(held) > 5 else ''} where pools in "
-                     "reach have room (relax them to serve it)")
+        holds = scen.get("unmetPolicyPools", {})
+        # the policies that hold every pool in reach with room of each model they hold back, and the rest
+        named = {p for pools in holds.values() for p in pools}
+        every = sorted(p for p in named if all(set(h[p]) == set().union(*h.values()) for h in holds.values() if p in h))
+        some = sorted(named - set(every))
+
+        def listed(names: list[str]) -> str:
+            return f"{', '.join(names[:5])}{f' and {len(names) - 5} more' if len(names) > 5 else ''}"
+
+        who = ([f"{listed(every)} on every pool in reach with room"] if every else []) + (
+            [f"{listed(some)} on some of them"] if some else [])
+        parts.append(f"{_amount(by[POLICY])} held back by required policies where pools in reach have room "
+                     f"({'; '.join(who)}): a pool serves more only with every policy that holds it relaxed "
+                     "(`placer explain` names each pool's)")
     if _amount(by.get("cost", {})):
         because = ("serving them would cost more than Settings objective.unmetUsdPerRate (unmetUsdPerReplica) "
                    "charges")
