@@ -436,7 +436,8 @@ def test_whatif_names_what_breaks_when_a_scenario_has_no_plan(pinned):
     text = " ".join(r.stdout.split())
     assert ("The scenario has no feasible plan, a collapse: no placement satisfies required policies pin-to-q "
             "and minReplicas of m together with the fleet's capacity (m needs 4 replicas; the pools these "
-            "policies leave it hold at most 0); relax one of them") in text, r.stdout
+            "policies leave it hold at most 0); relax one of them (drop the policy or make it preferred, lower the "
+            "minReplicas, or add capacity); other conflicts may remain") in text, r.stdout
     assert "Verdict" not in text  # no table of a plan that does not exist
 
 

@@ -808,3 +808,24 @@ def test_fit_gives_the_gpu_types_reason_before_the_nodes_size():
     assert reason[("big", "h100")].startswith("gpu-type: H100-80GB is not in gpuTypes")
     assert reason[("any", "h100")] == "throughput: no throughput given for H100-80GB"
     assert reason[("big", "a100")] == "node-size: a replica needs 3 GPUs on one node; a100 nodes have 2"
+
+
+def test_a_conflicts_advice_is_true_of_its_members():
+    """The message said "with the fleet's capacity" and "add capacity" of a conflict the solver
+    found among placement rules alone (spread and maxModelsPerPool), offered to lower a
+    minReplicas where none took part, and "relax one of them" as if that were sure to give a
+    plan, where the fleet may hold a second conflict."""
+    from placer.optimizer.conflicts import Conflict
+
+    rules = Conflict(("spread-all", "max-one"), ("a", "b"), 3).message()
+    assert "capacity" not in rules
+    assert rules == ("no placement on the fleet's pools satisfies required policies spread-all, max-one and "
+                     "minReplicas of a, b together; relax one of them (drop a policy or make it preferred, or lower a "
+                     "minReplicas); other conflicts may remain")
+    assert Conflict(("p",), (), 1).message().endswith("relax it (drop the policy or make it preferred); other "
+                                                      "conflicts may remain")
+    short = Conflict((), ("m",), 0, capacity=(0, 2)).message()
+    assert short == ("no placement satisfies minReplicas of m with the fleet's capacity (m needs 2 replicas; the pools "
+                     "it fits hold at most 0); relax it (lower the minReplicas, or add capacity); other conflicts may "
+                     "remain")
+    assert "relax some of them" in Conflict(("p", "q"), (), 5, minimal=False).message()

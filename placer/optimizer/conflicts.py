@@ -50,17 +50,29 @@ class Conflict:
         return " and ".join(parts) if parts else "the fixed pool minimums"
 
     def message(self) -> str:
-        """What conflicts, why when the arithmetic shows it, and what to do: for a person."""
-        together = " together" if len(self.policies) + len(self.models) > 1 else ""
-        why = ""
+        """What conflicts, why when the arithmetic shows it, and what to do: for a person. The
+        pools' capacity is named only where the arithmetic shows it takes part; the fleet may hold
+        more conflicts than this one."""
+        members = len(self.policies) + len(self.models)
+        together = " together" if members > 1 else ""
+        how = []
+        if self.policies:
+            how.append(f"drop {'the' if len(self.policies) == 1 else 'a'} policy or make it preferred")
+        if self.models:
+            how.append(f"lower {'the' if len(self.models) == 1 else 'a'} minReplicas")
         if self.capacity is not None:
             most, need = self.capacity
             allowed = "the pools these policies leave it" if self.policies else "the pools it fits"
-            why = f" ({self.models[0]} needs {need:,} replica{'s' if need != 1 else ''}; {allowed} hold at most {most:,})"
-        elif not self.minimal:
-            why = " (not proven minimal: some checks ran out of time, so some of these may not take part)"
-        return (f"no placement satisfies {self.describe()}{together} with the fleet's capacity{why}; relax one "
-                "of them (drop it or make a policy preferred, lower a minReplicas, or add capacity)")
+            what = (f"no placement satisfies {self.describe()}{together} with the fleet's capacity ({self.models[0]} "
+                    f"needs {need:,} replica{'s' if need != 1 else ''}; {allowed} hold at most {most:,})")
+            how.append("add capacity")
+        else:
+            unproven = ("" if self.minimal else
+                        " (not proven minimal: some checks ran out of time, so some of these may not take part)")
+            what = f"no placement on the fleet's pools satisfies {self.describe()}{together}{unproven}"
+        advice = f"{', '.join(how[:-1])}, or {how[-1]}" if len(how) > 1 else "".join(how)
+        relax = "relax it" if members == 1 else "relax one of them" if self.minimal else "relax some of them"
+        return f"{what}; {relax}{f' ({advice})' if advice else ''}; other conflicts may remain"
 
 
 def groups(fleet: Fleet) -> list[str]:
