@@ -37,6 +37,13 @@ def placer(*args: str, optimizer: str = "") -> subprocess.CompletedProcess[str]:
                           timeout=120, env=env)
 
 
+def line_of(fleet: Path, key: str, after: str = "") -> int:
+    """The line of ``fleet``'s file where ``key:`` first appears (after the line holding ``after``)."""
+    lines = (fleet / "fleet.yaml").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if after in line) if after else 0
+    return next(i for i, line in enumerate(lines) if i >= start and line.strip().startswith(f"{key}:")) + 1
+
+
 def why_not(stdout: str) -> dict[str, str]:
     """The "Other pools" table: pool -> reason."""
     rows = {}
@@ -434,10 +441,11 @@ def test_whatif_names_what_breaks_when_a_scenario_has_no_plan(pinned):
     r = placer("whatif", str(pinned), "--fail-provider", "aws")
     assert r.returncode == 0, r.stderr
     text = " ".join(r.stdout.split())
-    assert ("The scenario has no feasible plan, a collapse: no placement satisfies required policies pin-to-q "
-            "and minReplicas of m together with the fleet's capacity (m needs 4 replicas; the pools these "
-            "policies leave it hold at most 0); relax one of them (drop the policy or make it preferred, lower the "
-            "minReplicas, or add capacity); other conflicts may remain") in text, r.stdout
+    assert re.search(r"The scenario has no feasible plan, a collapse: no placement satisfies required policies "
+                     r"pin-to-q \(\S+fleet\.yaml:\d+\) and minReplicas of m \(\S+fleet\.yaml:\d+\) together with "
+                     r"the fleet's capacity \(m needs 4 replicas; the pools these policies leave it hold at most 0\); "
+                     r"relax one of them \(drop the policy or make it preferred, lower the minReplicas, or add "
+                     r"capacity\); other conflicts may remain", text), r.stdout
     assert "Verdict" not in text  # no table of a plan that does not exist
 
 
@@ -451,8 +459,8 @@ def test_whatif_refuses_a_fleet_with_no_plan_as_it_is(tmp_path):
         assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
         message = " ".join(r.stderr.split())
         assert "the fleet has no feasible plan as it is, so there is nothing to compare the scenario with" in message
-        assert "minReplicas of m with the fleet's capacity (m needs 12 replicas; the pools it fits hold at most 8)" \
-            in message
+        assert (f"minReplicas of m ({fleet / 'fleet.yaml'}:{line_of(fleet, 'minReplicas')}) with the fleet's "
+                "capacity (m needs 12 replicas; the pools it fits hold at most 8)") in message
         assert r.stdout == ""
 
 
@@ -462,8 +470,9 @@ def test_explain_on_a_fleet_with_no_plan_names_the_conflict(tmp_path):
                   inference("m", [{"location": "a", "rate": 400}], minReplicas=12))
     r = placer("explain", str(fleet), "m")
     assert r.returncode == 1 and "Traceback" not in r.stderr and r.stdout == "", r.stderr
-    assert ("the fleet has no feasible plan, so m has no place: no placement satisfies minReplicas of m with the "
-            "fleet's capacity (m needs 12 replicas; the pools it fits hold at most 8)") in " ".join(r.stderr.split())
+    assert (f"the fleet has no feasible plan, so m has no place: no placement satisfies minReplicas of m "
+            f"({fleet / 'fleet.yaml'}:{line_of(fleet, 'minReplicas')}) with the fleet's capacity (m needs 12 replicas; "
+            "the pools it fits hold at most 8)") in " ".join(r.stderr.split())
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -1003,3 +1012,22 @@ def test_unmet_reasons_say_which_policy_holds_which_pool():
     assert ("500.0 units/s held back by required policies where pools in reach have room (cap on every pool in "
             "reach with room; keep-half on some of them): a pool serves more only with every policy that holds it "
             "relaxed") in verdict
+
+
+def test_plan_names_where_each_member_of_a_conflict_is_defined(tmp_path):
+    """An infeasible fleet's error named the policies and models alone, where validate gives each
+    problem its file and line: each member now has its path:line (a policy's enforcement, a
+    model's minReplicas)."""
+    fleet = write(tmp_path, location("a"), pool("p1", "a", failureDomain="fd1"), pool("p2", "a", failureDomain="fd2"),
+                  inference("m1", [{"location": "a", "rate": 100}], minReplicas=2),
+                  inference("m2", [{"location": "a", "rate": 100}], minReplicas=2),
+                  doc("Policy", "spread-all", {"enforcement": "required", "rule": {"spread": {"minFailureDomains": 2}}}),
+                  doc("Policy", "max-one", {"enforcement": "required", "rule": {"maxModelsPerPool": 1}}))
+    r = placer("plan", str(fleet))
+    assert r.returncode == 1, r.stdout
+    path = fleet / "fleet.yaml"
+    message = " ".join(r.stderr.split())
+    assert (f"required policies spread-all ({path}:{line_of(fleet, 'enforcement', 'spread-all')}), max-one "
+            f"({path}:{line_of(fleet, 'enforcement', 'max-one')}) and minReplicas of m1 "
+            f"({path}:{line_of(fleet, 'minReplicas', 'm1')}), m2 ({path}:{line_of(fleet, 'minReplicas', 'm2')}) "
+            "together") in message, message

@@ -467,7 +467,8 @@ def test_a_conflict_between_models_is_found_by_the_solver():
     assert conflict.policies == ("pin-to-p",) and conflict.models == ("m1", "m2")
     assert conflict.minimal and conflict.capacity is None
     assert 0 < conflict.checks == len(seen) and seen[0].startswith("conflict check 1: ")
-    with pytest.raises(InfeasibleError, match=r"pin-to-p and minReplicas of m1, m2 together"):
+    with pytest.raises(InfeasibleError, match=r"pin-to-p \(test\.yaml:\d+\) and minReplicas of m1 \(test\.yaml:\d+\), m2 "
+                       r"\(test\.yaml:\d+\) together"):
         make_plan(f, State(), RULES, NOW)
 
 

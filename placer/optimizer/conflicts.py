@@ -41,18 +41,26 @@ class Conflict:
     minimal: bool = True  # False: some check did not settle in time, and the set may hold more than it needs
     capacity: tuple[int, int] | None = None  # step 1's answer: (replicas the pools could hold, minReplicas)
 
+    # "policy:NAME" or "model:NAME" -> "path:line" of its enforcement or its minReplicas (``located``)
+    sources: tuple[tuple[str, str], ...] = ()
+
     def describe(self) -> str:
+        where = dict(self.sources)
+
+        def at(group: str, name: str) -> str:
+            return f"{name} ({where[group]})" if group in where else name
+
         parts = []
         if self.policies:
-            parts.append("required policies " + ", ".join(self.policies))
+            parts.append("required policies " + ", ".join(at(f"policy:{p}", p) for p in self.policies))
         if self.models:
-            parts.append("minReplicas of " + ", ".join(self.models))
+            parts.append("minReplicas of " + ", ".join(at(f"model:{m}", m) for m in self.models))
         return " and ".join(parts) if parts else "the fixed pool minimums"
 
     def message(self) -> str:
-        """What conflicts, why when the arithmetic shows it, and what to do: for a person. The
-        pools' capacity is named only where the arithmetic shows it takes part; the fleet may hold
-        more conflicts than this one."""
+        """What conflicts (where each is defined, when ``located``), why when the arithmetic shows
+        it, and what to do: for a person. The pools' capacity is named only where the arithmetic
+        shows it takes part; the fleet may hold more conflicts than this one."""
         members = len(self.policies) + len(self.models)
         together = " together" if members > 1 else ""
         how = []
@@ -73,6 +81,18 @@ class Conflict:
         advice = f"{', '.join(how[:-1])}, or {how[-1]}" if len(how) > 1 else "".join(how)
         relax = "relax it" if members == 1 else "relax one of them" if self.minimal else "relax some of them"
         return f"{what}; {relax}{f' ({advice})' if advice else ''}; other conflicts may remain"
+
+
+def located(fleet: Fleet, conflict: Conflict) -> Conflict:
+    """``conflict`` with each member's place in the fleet's files: a policy's enforcement (where it
+    is made preferred), a model's minReplicas."""
+    sources = []
+    for kind, names, key in (("Policy", conflict.policies, "enforcement"), ("Model", conflict.models, "minReplicas")):
+        for name in names:
+            doc = fleet.document(kind, name)
+            if doc is not None:
+                sources.append((f"{kind.lower()}:{name}", f"{doc.path}:{doc.line_of('spec', key)}"))
+    return dataclasses.replace(conflict, sources=tuple(sources))
 
 
 def groups(fleet: Fleet) -> list[str]:
@@ -181,7 +201,7 @@ def explain_infeasible(fleet: Fleet, rules: Rules, progress: Callable[[str], Non
     docstring. ``progress``: told each check."""
     found = next(capacity_conflicts(fleet, rules), None)
     if found is not None:
-        return found
+        return located(fleet, found)
     every = groups(fleet)
     checks = [0]
 
@@ -197,4 +217,4 @@ def explain_infeasible(fleet: Fleet, rules: Rules, progress: Callable[[str], Non
         keep = every
     policies = tuple(g.split(":", 1)[1] for g in keep if g.startswith("policy:"))
     models = tuple(g.split(":")[1] for g in keep if g.startswith("model:"))
-    return Conflict(policies, models, checks[0], minimal)
+    return located(fleet, Conflict(policies, models, checks[0], minimal))
