@@ -1031,3 +1031,27 @@ def test_plan_names_where_each_member_of_a_conflict_is_defined(tmp_path):
             f"({path}:{line_of(fleet, 'enforcement', 'max-one')}) and minReplicas of m1 "
             f"({path}:{line_of(fleet, 'minReplicas', 'm1')}), m2 ({path}:{line_of(fleet, 'minReplicas', 'm2')}) "
             "together") in message, message
+
+
+@pytest.mark.parametrize("width", [40, 24])
+def test_whatif_never_cuts_a_number_on_a_narrow_terminal(width):
+    """On 40 columns the change column read "+5,020.…": a number column is as wide as its widest
+    cell, the labels fold, and where even that does not fit the table is as wide as it needs."""
+    from rich.console import Console
+
+    from placer.render.whatif import render
+
+    def side(unmet: float, compute: float, served: float, models: dict) -> dict:
+        cost = {"totalUsdPerHour": compute + unmet, "computeUsdPerHour": compute, "unmetUsdPerHour": unmet}
+        return {"status": "OPTIMAL", "gap": 0.0, "feasible": True, "cost": cost, "demand": 20000, "served": served,
+                "gpus": {"used": 23}, "unmet": models, "saturated": [], "unmetWhy": {m: {"noRoom": v} for m, v in
+                                                                                      models.items()}}
+
+    report = {"description": "demand x5", "base": side(0.0, 84.0, 20000, {}),
+              "scenario": side(5000.0, 104.02, 17000, {"a-model-with-a-long-name": 3000.0})}
+    console = Console(width=width, record=True, soft_wrap=True)
+    render(report, console)
+    text = console.export_text()
+    for number in ("+5,020.02", "5,104.02", "+5,000.00", "3,000.0", "-3,000"):
+        assert number in text, text
+    assert "…" not in text, text

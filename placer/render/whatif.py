@@ -26,14 +26,10 @@ def render(report: dict[str, Any], console: Console) -> None:
             console.print(f"The solver found no plan for the scenario within the time limit ({scen['status']}); "
                           "raise Settings solver.timeLimitSeconds and try again.", style="yellow")
         return
-    table = Table(show_edge=False)
-    table.add_column("")
-    table.add_column("base", justify="right")
-    table.add_column("scenario", justify="right")
-    table.add_column("change", justify="right")
+    rows: list[list[str]] = []
 
     def row(label: str, a: float, b: float, fmt: str = "{:,.2f}") -> None:
-        table.add_row(label, fmt.format(a), fmt.format(b), signed(b - a, fmt))  # as precise as the row
+        rows.append([label, fmt.format(a), fmt.format(b), signed(b - a, fmt)])  # as precise as the row
 
     def paid(cost: dict[str, float], key: str) -> bool:
         return abs(cost.get(key, 0.0)) >= 0.005  # shows as more than 0.00
@@ -45,7 +41,8 @@ def render(report: dict[str, Any], console: Console) -> None:
     row("demand (rate)", base["demand"], scen["demand"], "{:,.0f}")
     row("served (rate)", base["served"], scen["served"], "{:,.0f}")
     row("GPUs used", base["gpus"]["used"], scen["gpus"]["used"], "{:,.0f}")
-    console.print(table)
+    _print(console, Table(show_edge=False), [("", LABEL), ("base", NUMBER), ("scenario", NUMBER), ("change", NUMBER)],
+           rows)
     console.print(f"Solver: base {base['status']} (gap {gap_text(base.get('gap'))}), scenario {scen['status']} "
                   f"(gap {gap_text(scen.get('gap'))})")
     moves = scen.get("fromBase")
@@ -56,17 +53,12 @@ def render(report: dict[str, Any], console: Console) -> None:
     if unmet:
         t = Table(title="Unmet in the scenario (rate, or replicas for training/batch)", title_justify="left",
                   show_edge=False)
-        t.add_column("model", overflow="fold")
-        t.add_column("base", justify="right")
-        t.add_column("scenario", justify="right")
-        t.add_column("why")
         why = scen.get("unmetWhy", {})
         held = scen.get("unmetPolicyPools", {})
         ranked = sorted(unmet.items(), key=lambda kv: (-kv[1], kv[0]))
-        for model, amount in ranked[:UNMET_ROWS]:
-            t.add_row(model, f"{base['unmet'].get(model, 0):,.1f}", f"{amount:,.1f}",
-                      _why(why.get(model, {}), held.get(model, {})))
-        console.print(t)
+        _print(console, t, [("model", LABEL), ("base", NUMBER), ("scenario", NUMBER), ("why", TEXT)],
+               [[model, f"{base['unmet'].get(model, 0):,.1f}", f"{amount:,.1f}",
+                 _why(why.get(model, {}), held.get(model, {}))] for model, amount in ranked[:UNMET_ROWS]])
         if len(ranked) > UNMET_ROWS:
             rest = [m for m, _ in ranked[UNMET_ROWS:]]
             replicas = sum(scen.get("unplaced", {}).get(m, 0) for m in rest)  # training/batch: replicas, not rate
@@ -80,6 +72,36 @@ def render(report: dict[str, Any], console: Console) -> None:
         console.print(f"Saturated pools ({len(pools)} at their maximum): {named}{more}", style="yellow")
     verdict, collapses = _verdict(scen)
     console.print(f"Verdict: {verdict}.", style="bold red" if collapses else "bold yellow" if unmet else "bold green")
+
+
+LABEL, NUMBER, TEXT = "label", "number", "text"  # a column's kind, for ``_print``
+LABEL_WIDTH = 8  # the narrowest a label column folds to
+
+
+def _print(console: Console, table: Table, columns: Sequence[tuple[str, str]], rows: list[list[str]]) -> None:
+    """``table`` with ``columns`` (header, kind) and ``rows``, printed so that a number is never cut:
+    a number column is as wide as its widest cell; labels and text fold. On a terminal too narrow
+    even for that, the table is as wide as it needs (40 columns cut "+5,020.02" to "+5,020.…")."""
+    needed = 0
+    for i, (header, kind) in enumerate(columns):
+        widest = max([len(header), *(len(r[i]) for r in rows)])
+        if kind == NUMBER:
+            table.add_column(header, justify="right", no_wrap=True, min_width=widest)
+        else:
+            widest = min(widest, LABEL_WIDTH)
+            table.add_column(header, overflow="fold", min_width=widest)
+        needed += widest + 2 + (i > 0)  # its padding, and the rule before it
+    for r in rows:
+        table.add_row(*r)
+    if console.width >= needed:
+        console.print(table)
+        return
+    width = console.width  # print() keeps to the console's width, whatever it is asked
+    console.width = needed
+    try:
+        console.print(table)
+    finally:
+        console.width = width
 
 
 def _why(amounts: dict[str, float], holds: Mapping[str, Sequence[str]] | None = None) -> str:
@@ -155,13 +177,8 @@ def _policies(base: dict[str, Any], scen: dict[str, Any], console: Console) -> N
     if not names:
         return
     t = Table(title="Preferred policies broken (times, penalty USD/h)", title_justify="left", show_edge=False)
-    t.add_column("policy", overflow="fold")
-    t.add_column("base", justify="right")
-    t.add_column("scenario", justify="right")
-    for name in names[:UNMET_ROWS]:
-        cells = [f"{side[name]['count']:,} ({side[name]['penaltyUsdPerHour']:,.2f})" if name in side else "0"
-                 for side in (base, scen)]
-        t.add_row(name, *cells)
-    console.print(t)
+    _print(console, t, [("policy", LABEL), ("base", NUMBER), ("scenario", NUMBER)],
+           [[name, *(f"{side[name]['count']:,} ({side[name]['penaltyUsdPerHour']:,.2f})" if name in side else "0"
+                     for side in (base, scen))] for name in names[:UNMET_ROWS]])
     if len(names) > UNMET_ROWS:
         console.print(f"… and {len(names) - UNMET_ROWS} more policies (--json lists every one)")
