@@ -52,14 +52,19 @@ class Scenario:
 
 def check(fleet: Fleet, scenario: Scenario) -> list[str]:
     """What in the scenario the fleet cannot take: a pool, location or provider it does not have
-    (with the closest name it has), or a demand scale that is not a finite number >= 0."""
+    (with the closest name it has), a location with no pools (nothing would fail), or a demand
+    scale that is not a finite number >= 0."""
     problems = []
     for label, names, known in (("pool", scenario.fail_pools, set(fleet.pools)),
                                 ("location", scenario.fail_locations, set(fleet.locations))):
         problems += [f"no {label} named {n!r}{suggest(n, known)}" for n in sorted(names) if n not in known]
+    # a location with no pools: failing it changes nothing, which a scenario must not pass off as an answer
+    placed = {p.location.name for p in fleet.pools.values()}
+    problems += [f"location {n!r} has no pools, so nothing fails there" for n in sorted(scenario.fail_locations)
+                 if n in fleet.locations and n not in placed]
     providers = sorted({p.provider for p in fleet.pools.values()})
-    problems += [f"no pool has provider {p!r} (the fleet's providers: {', '.join(providers)})"
-                 for p in sorted(scenario.fail_providers) if p not in providers]
+    listed = f"the fleet's providers: {', '.join(providers)}" if providers else "the fleet has no pools"
+    problems += [f"no pool has provider {p!r} ({listed})" for p in sorted(scenario.fail_providers) if p not in providers]
     if not math.isfinite(scenario.demand_scale) or scenario.demand_scale < 0:
         problems.append(f"--demand-scale must be a finite number >= 0, not {scenario.demand_scale:g}")
     else:

@@ -1055,3 +1055,18 @@ def test_whatif_never_cuts_a_number_on_a_narrow_terminal(width):
     for number in ("+5,020.02", "5,104.02", "+5,000.00", "3,000.0", "-3,000"):
         assert number in text, text
     assert "…" not in text, text
+
+
+def test_whatif_refuses_a_location_with_no_pools_and_names_no_providers_of_a_poolless_fleet():
+    """Failing a location that has no pools gave an unchanged scenario without a word; a provider
+    on a fleet with no pools was refused with "(the fleet's providers: )"."""
+    from placer.whatif import Scenario, check
+    from tests.fleetkit import fleet
+
+    f = fleet(location("a"), location("empty"), pool("p", "a"), inference("m", [{"location": "a", "rate": 100}]))
+    assert check(f, Scenario(fail_locations=frozenset({"empty"}))) == [
+        "location 'empty' has no pools, so nothing fails there"]
+    assert check(f, Scenario(fail_locations=frozenset({"a"}))) == []
+    bare = fleet(location("a"), inference("m", [{"location": "a", "rate": 100}]))
+    assert check(bare, Scenario(fail_providers=frozenset({"static"}))) == [
+        "no pool has provider 'static' (the fleet has no pools)"]
