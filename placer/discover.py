@@ -8,9 +8,10 @@ the discovered provider) is no match: the discovered one is added under a name o
 place (region, zone, context) appended, and ``MergePlan.renamed`` says why.
 
 - Pool: ``spec.gpu``; ``spec.nodes`` only when the discovered provider owns the pool's capacity
-  (same provider, not ``static``: one host sees one node of an on-prem pool); ``spec.spot`` when
-  discovery says; ``spec.target.<provider>`` (``namespace`` only if missing: discovery cannot know
-  it; ``tolerations`` gain the discovered ones); ``spec.location`` only if missing. Exclusive
+  (same provider, not ``static``: one host sees one node of an on-prem pool), and its fields that
+  discovery marks as placeholders (the size range of a MIG without an autoscaler) only where the
+  pool lacks them; ``spec.spot`` when discovery says; ``spec.target.<provider>`` (``namespace``
+  only if missing: discovery cannot know it; ``tolerations`` gain the discovered ones); ``spec.location`` only if missing. Exclusive
   alternatives are swapped, not mixed
   (``nodes.count`` vs ``min``/``max``, ``autoScalingGroupName`` vs ``eks``, ``zone`` vs ``region``).
 - any other kind: spec fields that are missing are added; none is overwritten.
@@ -31,7 +32,7 @@ import io
 import itertools
 import json
 import re
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -253,8 +254,31 @@ def _sync(path: tuple[str, ...], old: Any, new: Any, out: list[FieldChange]) -> 
         out.append(FieldChange(path, old, copy.deepcopy(new)))
 
 
-def field_changes(existing: dict[str, Any], found: dict[str, Any]) -> list[FieldChange]:
-    """What merging ``found`` into the hand-written ``existing`` document changes (module docstring)."""
+def _without_guesses(existing: dict[str, Any], found: dict[str, Any],
+                     guessed: Iterable[tuple[str, ...]]) -> dict[str, Any]:
+    """``found`` less the placeholder fields ``guessed`` that ``existing`` has set, itself or as an
+    exclusive alternative (``nodes.count`` for a guessed ``nodes.max``): a guess fills a gap, it
+    does not overwrite (a MIG without an autoscaler turned the user's max 4 into 8 on every merge)."""
+    found = copy.deepcopy(found)
+    for path in guessed:
+        old: Any = existing
+        new: Any = found
+        for key in path[:-1]:
+            old, new = _mapping(old).get(key), _mapping(new).get(key)
+        key = path[-1]
+        if not isinstance(new, dict) or key not in new or not isinstance(old, dict):
+            continue
+        rivals = [k for group in EXCLUSIVE.get(path[:-1], ()) if key not in group for k in group]
+        if key in old or any(k in old for k in rivals):
+            del new[key]
+    return found
+
+
+def field_changes(existing: dict[str, Any], found: dict[str, Any],
+                  guessed: Iterable[tuple[str, ...]] = ()) -> list[FieldChange]:
+    """What merging ``found`` into the hand-written ``existing`` document changes (module docstring);
+    ``guessed``: the paths of ``found``'s placeholder fields, filled in only where missing."""
+    found = _without_guesses(existing, found, guessed)
     old_spec = existing.get("spec")
     new_spec = _mapping(found.get("spec"))
     if not isinstance(old_spec, dict):
@@ -490,10 +514,12 @@ def _unique_name(name: str, place: str, taken: set[str]) -> str:
 
 
 def plan_merge(fleet: str | Path, documents: list[dict[str, Any]], header: Iterable[str] = (),
-               notes: Iterable[str] = ()) -> MergePlan:
+               notes: Iterable[str] = (), guessed: Mapping[str, Iterable[tuple[str, ...]]] | None = None) -> MergePlan:
     """Merge discovered ``documents`` into the fleet at ``fleet`` (see the module docstring).
 
     ``header`` and ``notes`` become comments above the documents appended to ``discovered.yaml``.
+    ``guessed``: by discovered Pool name, the paths of its placeholder fields (``Discovered.guessed``);
+    they fill in what the fleet's pool lacks and never overwrite what it has.
     Raises MergeError, and changes nothing, when the fleet cannot be read or an edit is not safe.
     """
     root = Path(fleet)
@@ -550,7 +576,7 @@ def plan_merge(fleet: str | Path, documents: list[dict[str, Any]], header: Itera
         matched.add(id(hit))
         existing = kind_and_name(hit.data) or key
         label = f"{existing[0]}/{existing[1]}"
-        changes = field_changes(hit.data, doc)
+        changes = field_changes(hit.data, doc, (guessed or {}).get(key[1], ()) if key[0] == "Pool" else ())
         if not changes:
             plan.unchanged.append(label + how)
             continue

@@ -42,6 +42,10 @@ class Discovered:
 
     documents: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # Pool name -> the paths of fields (("spec", "nodes", "max")) that are placeholders, not facts
+    # about the group (a MIG without an autoscaler has no size range): a merge fills them in where
+    # the fleet's pool lacks them, and never writes them over what the user set
+    guessed: dict[str, frozenset[tuple[str, ...]]] = field(default_factory=dict)
 
 
 @runtime_checkable

@@ -35,6 +35,8 @@ USD_PER_GPU_HOUR: dict[str, float] = {
 }
 SPOT_FACTOR = 0.35  # spot prices float; about a third of on-demand
 DEFAULT_MAX_NODES = 8
+# without an autoscaler a group has no size range: min 0 and max(8, size) are placeholders
+GUESSED_SIZES = frozenset({("spec", "nodes", "min"), ("spec", "nodes", "max")})
 JURISDICTIONS = {"europe": "EU", "us": "US", "northamerica": "CA", "australia": "AU"}
 _TEMPLATE = re.compile(r"projects/(?P<project>[^/]+)/(?:global|regions/(?P<region>[^/]+))/instanceTemplates/(?P<name>[^/]+)$")
 _SCOPED = re.compile(r"projects/(?P<project>[^/]+)/(?P<kind>zones|regions)/(?P<scope>[^/]+)/\w+/(?P<name>[^/]+)$")
@@ -81,8 +83,9 @@ def discover(provider: GcpProvider, projects: list[str] | None = None, zones: li
     notes = [
         "gcp: usdPerGpuHour is an approximate on-demand list price (GPU plus its share of the VM, "
         f"us-central1; spot about {SPOT_FACTOR:g}x): replace it with your negotiated prices",
-        f"gcp: nodes.max is the group's autoscaler maximum where it has one, otherwise "
-        f"max({DEFAULT_MAX_NODES}, current size): set it to what you are willing to pay for",
+        f"gcp: nodes.min/nodes.max are the autoscaler's where the group has one, otherwise 0/"
+        f"max({DEFAULT_MAX_NODES}, current size): set them to what you are willing to pay for (a merge "
+        "keeps the ones you set)",
     ]
     scan = _MigScan(provider, notes)
     pools: list[dict[str, Any]] = []
@@ -98,7 +101,7 @@ def discover(provider: GcpProvider, projects: list[str] | None = None, zones: li
             pools.append(pool)
             seen_regions.add(mig.region_name)
     locations = [_location_document(region) for region in sorted(seen_regions)]
-    return Discovered(documents=locations + pools, notes=notes)
+    return Discovered(documents=locations + pools, notes=notes, guessed=scan.guessed)
 
 
 def _projects(provider: GcpProvider, projects: list[str] | None) -> list[str]:
@@ -123,6 +126,7 @@ class _MigScan:
         self.provider = provider
         self.notes = notes
         self.names: set[str] = set()
+        self.guessed: dict[str, frozenset[tuple[str, ...]]] = {}  # Discovered.guessed
         self._memo: dict[tuple[str, ...], Any] = {}  # templates, machine and accelerator types
 
     def list_migs(self, project: str, zones: list[str], regions: list[str]) -> _Listed:
@@ -232,10 +236,12 @@ class _MigScan:
         if price is None:
             self.notes.append(f"gcp: no built-in price for {gpu}: set usdPerGpuHour of the pool for {mig}")
         usd = round((price or 0.0) * (SPOT_FACTOR if spot else 1.0), 2)
+        sizes = self._autoscaler_sizes(mig, body)
         spec: dict[str, Any] = {
             "location": f"gcp-{mig.region_name}", "provider": "gcp",
             "gpu": {"type": gpu, "perNode": int(per_node)},
-            "nodes": {"min": 0, "max": self._max_nodes(mig, body)},
+            "nodes": {"min": sizes[0], "max": sizes[1]} if sizes else
+                     {"min": 0, "max": max(DEFAULT_MAX_NODES, int(body.target_size))},
             "usdPerGpuHour": usd, "spot": spot,
         }
         if mig.zone:
@@ -243,6 +249,8 @@ class _MigScan:
         where = {"zone": mig.zone} if mig.zone else {"region": mig.region}
         spec["target"] = {"gcp": {"project": mig.project, **where, "instanceGroupManager": mig.name}}
         name = _unique(dns1123(mig.name), mig.zone or str(mig.region), self.names)
+        if sizes is None:
+            self.guessed[name] = GUESSED_SIZES
         return {"apiVersion": API_VERSION, "kind": "Pool", "metadata": {"name": name}, "spec": spec}
 
     def _gpu_from_description(self, mig: Mig, zone: str, accelerator: str) -> str | None:
@@ -254,11 +262,11 @@ class _MigScan:
         gpu = match_product(description) if description else None
         return gpu.name if gpu else None
 
-    def _max_nodes(self, mig: Mig, body: compute_v1.InstanceGroupManager) -> int:
-        fallback = max(DEFAULT_MAX_NODES, int(body.target_size))
+    def _autoscaler_sizes(self, mig: Mig, body: compute_v1.InstanceGroupManager) -> tuple[int, int] | None:
+        """The group's autoscaler's (min, max) replicas, or None where it has none (or it cannot be read)."""
         found = _SCOPED.search(body.status.autoscaler or "")
         if found is None:
-            return fallback
+            return None
         ref: dict[str, str] = found.groupdict()
         client, kw = self.provider._client, self.provider._kw
 
@@ -271,7 +279,8 @@ class _MigScan:
 
         auto = self._lookup(mig, "the autoscaler", read)
         if auto is None:
-            return fallback
-        self.notes.append(f"gcp: {mig} has autoscaler {ref['name']} (max {auto.autoscaling_policy.max_num_replicas}): "
+            return None
+        policy = auto.autoscaling_policy
+        self.notes.append(f"gcp: {mig} has autoscaler {ref['name']} (max {policy.max_num_replicas}): "
                           "it overrides the sizes placer sets; turn it off (mode OFF) or leave the pool out")
-        return int(auto.autoscaling_policy.max_num_replicas)
+        return int(policy.min_num_replicas), int(policy.max_num_replicas)

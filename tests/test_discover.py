@@ -24,6 +24,7 @@ from placer.discover import (
     plan_merge,
     relocate,
     render,
+    to_yaml,
 )
 from placer.fleet import load_fleet
 from placer.planfile import atomic_write
@@ -235,6 +236,30 @@ def test_comments_below_a_removed_key_and_before_the_next_document_stay(fleet: P
     assert "the old group" not in new  # an end-of-line comment goes with its key
     pools.write_text(new)
     assert load_fleet(fleet).pools["aws-p4d"].spec.target.kubernetes.namespace == "ml"
+
+
+def gcp_l4(nodes: dict[str, int]) -> dict[str, Any]:
+    return pool_doc("infer", {"location": "aws-eu-west-1", "provider": "gcp", "gpu": {"type": "L4-24GB", "perNode": 8},
+                              "nodes": nodes, "usdPerGpuHour": 0.71, "spot": False,
+                              "target": {"gcp": {"project": "acme", "zone": "europe-west4-a",
+                                                 "instanceGroupManager": "infer"}}})
+
+
+def test_placeholder_sizes_fill_gaps_but_never_overwrite_what_the_user_set(tmp_path: Path) -> None:
+    """A MIG without an autoscaler has no size range: discovery's min 0 / max 8 turned the user's
+    max 4 into 8 on every merge. Marked as guesses, they only fill in; an autoscaler's are facts."""
+    guessed = [("spec", "nodes", "min"), ("spec", "nodes", "max")]
+    found = gcp_l4({"min": 0, "max": 8})
+    assert field_changes(gcp_l4({"min": 1, "max": 4}), found, guessed) == []
+    assert field_changes(gcp_l4({"count": 2}), found, guessed) == []  # nor swaps count for guesses
+    assert [str(c) for c in field_changes(gcp_l4({"min": 1}), found, guessed)] == ["spec.nodes.max: (none) -> 8"]
+    assert [str(c) for c in field_changes(gcp_l4({"min": 1, "max": 4}), found)] == [
+        "spec.nodes.min: 1 -> 0", "spec.nodes.max: 4 -> 8"]  # facts (an autoscaler's) still update
+    root = tmp_path / "fleet"
+    root.mkdir()
+    (root / "fleet.yaml").write_text(LOCATIONS + "---\n" + to_yaml(gcp_l4({"min": 0, "max": 4})))
+    plan = plan_merge(root, [found], guessed={"infer": guessed})
+    assert plan.files == {} and plan.unchanged == ["Pool/infer"]
 
 
 def test_a_pool_found_under_another_name_is_matched_by_its_target(fleet: Path) -> None:

@@ -117,6 +117,9 @@ def test_discover_finds_gpu_groups_zonal_and_regional(gcp: FakeCompute, provider
         assert doc["apiVersion"] == "placer.dev/v1alpha1"
         (PoolSpec if doc["kind"] == "Pool" else LocationSpec).model_validate(doc["spec"])
 
+    # without an autoscaler the size range is a placeholder: a merge keeps the user's (the autoscaler's is a fact)
+    assert found.guessed == {name: {("spec", "nodes", "min"), ("spec", "nodes", "max")} for name in pools
+                             if name != "a100-spot"}
     notes = "\n".join(found.notes)
     assert "approximate" in notes and "nodes.max" in notes
     assert "A100_Spot" in notes and "autoscaler" in notes
