@@ -166,7 +166,7 @@ def _emit(found: Discovered, source: str, merge_into: str | None, location: str 
             err.print("Nothing found: no GPU pools there (see the notes above).", style="yellow")
         return
     try:
-        plan = plan_merge(merge_into, documents, header, found.notes, found.guessed)
+        plan = plan_merge(merge_into, documents, header, found.notes, found.guessed, found.scopes)
     except MergeError as exc:
         raise CliError(str(exc)) from exc
     for path, text in sorted(plan.files.items()):
@@ -186,7 +186,10 @@ def _emit(found: Discovered, source: str, merge_into: str | None, location: str 
         click.echo(f"skipped {label}: no new pool is there")
     for line in plan.renamed:
         click.echo(f"renamed {line}")
+    for line in plan.missing:
+        click.echo(f"not found {line}")
     if not (plan.updated or plan.added):
-        click.echo(f"No changes: {merge_into} already holds what discovery found.")
+        click.echo(f"No changes: {merge_into} already holds what discovery found"
+                   + (", and pools it no longer finds (above)." if plan.missing else "."))
     else:
         click.echo(f"Merged into {merge_into}; check it with: placer validate {merge_into}")

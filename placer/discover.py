@@ -89,6 +89,7 @@ class MergePlan:
     unchanged: list[str] = field(default_factory=list)  # "Kind/name"
     skipped: list[str] = field(default_factory=list)  # "Location/name": new, but no new pool is there
     renamed: list[str] = field(default_factory=list)  # "Pool/old -> Pool/new: why": a namesake is in the fleet
+    missing: list[str] = field(default_factory=list)  # "path:line: Pool/name (nodes ...): why": not found any more
 
 
 def _show(value: Any) -> str:
@@ -514,12 +515,15 @@ def _unique_name(name: str, place: str, taken: set[str]) -> str:
 
 
 def plan_merge(fleet: str | Path, documents: list[dict[str, Any]], header: Iterable[str] = (),
-               notes: Iterable[str] = (), guessed: Mapping[str, Iterable[tuple[str, ...]]] | None = None) -> MergePlan:
+               notes: Iterable[str] = (), guessed: Mapping[str, Iterable[tuple[str, ...]]] | None = None,
+               scopes: Iterable[tuple[Any, ...]] = ()) -> MergePlan:
     """Merge discovered ``documents`` into the fleet at ``fleet`` (see the module docstring).
 
     ``header`` and ``notes`` become comments above the documents appended to ``discovered.yaml``.
     ``guessed``: by discovered Pool name, the paths of its placeholder fields (``Discovered.guessed``);
-    they fill in what the fleet's pool lacks and never overwrite what it has.
+    they fill in what the fleet's pool lacks and never overwrite what it has. ``scopes``: what discovery
+    read in full (``Discovered.scopes``); the fleet's pools there that no discovered pool matched are
+    listed in ``MergePlan.missing`` (a merge adds and updates; removing is the user's call).
     Raises MergeError, and changes nothing, when the fleet cannot be read or an edit is not safe.
     """
     root = Path(fleet)
@@ -586,6 +590,7 @@ def plan_merge(fleet: str | Path, documents: list[dict[str, Any]], header: Itera
         apply_changes(after, changes)
         problems += _new_problems(hit, RawDocument(hit.path, hit.line, after, hit.lines))
 
+    plan.missing = _not_found(raws, matched, list(scopes))
     taken = {name for kind, name in by_name if kind == "Pool"}
     for doc in fresh:  # a new pool never takes a name the fleet has: one name, two pools
         name = doc["metadata"]["name"]
@@ -619,6 +624,25 @@ def plan_merge(fleet: str | Path, documents: list[dict[str, Any]], header: Itera
     if problems:
         raise MergeError("the merged fleet would be invalid, so nothing was written: " + "; ".join(problems))
     return plan
+
+
+def _not_found(raws: list[RawDocument], matched: set[int], scopes: list[tuple[Any, ...]]) -> list[str]:
+    """The fleet's Pools in ``scopes`` that discovery did not find: a group that is gone, or the pool
+    a transient taint split off (4 nodes claimed where 3 were). Said, not removed."""
+    out = []
+    for raw in raws:
+        if id(raw) in matched or kind_and_name(raw.data) is None or raw.data.get("kind") != "Pool":
+            continue
+        where = next((s for s in scopes for i in identities(raw.data) if i[:len(s)] == s), None)
+        if where is None:
+            continue
+        nodes = _mapping(raw.data.get("spec")).get("nodes", MISSING)
+        scope = " ".join([{"kubernetes": "kubernetes context"}.get(where[0], where[0]),
+                          *(str(part) for part in where[1:] if part not in (None, ""))])
+        out.append(f"{raw.path}:{raw.line_of(('metadata', 'name'))}: Pool/{raw.data['metadata']['name']} "
+                   f"(nodes {_show(nodes)}): discovery read {scope} and found no such group there; if its "
+                   "nodes are gone or now in another pool, remove it (the notes say which nodes were left out)")
+    return out
 
 
 def _fleet_errors(raws: Iterable[RawDocument]) -> dict[tuple[str, str, str, str], Diagnostic]:

@@ -46,6 +46,9 @@ class Discovered:
     # about the group (a MIG without an autoscaler has no size range): a merge fills them in where
     # the fleet's pool lacks them, and never writes them over what the user set
     guessed: dict[str, frozenset[tuple[str, ...]]] = field(default_factory=dict)
+    # what discovery read in full, as the start of a pool identity (placer.discover.identities):
+    # ("kubernetes", context). A fleet pool there that discovery did not find is reported by a merge
+    scopes: list[tuple[Any, ...]] = field(default_factory=list)
 
 
 @runtime_checkable

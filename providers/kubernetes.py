@@ -158,9 +158,12 @@ class KubernetesProvider:
         documents: list[dict[str, Any]] = []
         notes: list[str] = []
         taken: set[str] = set()
+        scopes: list[tuple[Any, ...]] = []
         for context in self._contexts(contexts):
             nodes = self._list(context, "listing nodes of", partial(self._core(context).list_node))
-            found = pools_from_nodes(self._context_name(context), context, nodes, taken)
+            name = self._context_name(context)
+            found = pools_from_nodes(name, context, nodes, taken)
+            scopes.append(("kubernetes", context if context is not None else name))  # as the pools' target says
             for doc in found.documents:
                 if doc["kind"] == "Pool":
                     documents.append(doc)
@@ -170,7 +173,7 @@ class KubernetesProvider:
         pools = [d["metadata"]["name"] for d in documents]
         if pools:
             notes.append(f"usdPerGpuHour is 0 for {', '.join(pools)}: fill in what a GPU hour costs you")
-        return Discovered(documents=list(shared.values()) + documents, notes=notes)
+        return Discovered(documents=list(shared.values()) + documents, notes=notes, scopes=scopes)
 
     def cluster_key(self, context: str | None) -> str:
         """The API server a context (None: the current one) talks to: two contexts of one cluster

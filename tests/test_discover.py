@@ -518,6 +518,29 @@ def test_discover_kubernetes_merge_finds_the_hand_written_pool_by_its_target(
     assert not (fleet / DISCOVERED_FILE).exists()
 
 
+def test_a_pool_discovery_no_longer_finds_is_reported_with_its_place(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A NoExecute taint made a second pool; once it was lifted, a merge updated the first to all 3
+    nodes and said nothing of the second: 4 nodes claimed where 3 exist."""
+    fleet = tmp_path / "fleet"
+    fleet.mkdir()
+    labels = {"nvidia.com/gpu.product": "NVIDIA-L4", "nvidia.com/gpu.memory": "23034"}
+    with FakeKubeApiServer() as kube:
+        for name in ("l4-a", "l4-b", "l4-c"):
+            kube.add_node(name, gpus=1, labels=labels, taints=[{"key": "maintenance", "value": "disk",
+                                                                "effect": "NoExecute"}] if name == "l4-c" else None)
+        kubeconfig = str(write_kubeconfig(tmp_path / "kubeconfig", {"prod": kube.url}))
+        assert run(capsys, "discover", "kubernetes", "--kubeconfig", kubeconfig, "--merge", str(fleet))[0] == 0
+        kube.add_node("l4-c", gpus=1, labels=labels)  # maintenance over: the taint is gone
+        code, out, err = run(capsys, "discover", "kubernetes", "--kubeconfig", kubeconfig, "--merge", str(fleet))
+    assert code == 0, err
+    assert f"updated {fleet / DISCOVERED_FILE}: Pool/prod-l4-24gb: spec.nodes.count: 2 -> 3" in out
+    assert (f"not found {fleet / DISCOVERED_FILE}:35: Pool/prod-l4-24gb-2 (nodes {{\"count\": 1}}): discovery read "
+            "kubernetes context prod and found no such group there") in out
+    # only pools of what discovery read: another context's, or another provider's, are not its business
+    assert plan_merge(fleet, [], scopes=[("kubernetes", "staging")]).missing == []
+
+
 # ---------------------------------------------------------------- AWS against moto
 
 
