@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -29,27 +30,25 @@ BUILTIN_GPU_TYPES: dict[str, GpuType] = {
 }
 
 
+# reported memory within this fraction of a catalog type's: the same GPU (drivers report a little less)
+MEMORY_TOLERANCE = 0.15
+
+
 def match_product(product: str, memory_gib: float | None = None) -> GpuType | None:
     """Map a product name as NVML, Kubernetes labels or a cloud reports it onto the catalog.
 
     ``NVIDIA H100 80GB HBM3`` -> H100-80GB; ``Tesla T4`` -> T4-16GB; ``NVIDIA A100-SXM4-40GB`` -> A100-40GB.
-    Memory (GiB, as reported) breaks ties between variants of one family.
+    A type's stem (H100, L4, Orin) must be a whole word of the name, not part of one: ``NVIDIA-GH200-480GB``
+    is no H200, nor ``L40S`` an L4. Memory (GiB, as reported) breaks ties between variants of one family,
+    and rules out a type whose memory is more than MEMORY_TOLERANCE off: None, not the nearest.
     """
-    text = product.upper().replace("_", "-").replace(" ", "-")
-    candidates = []
-    for gpu in BUILTIN_GPU_TYPES.values():
-        stem = gpu.name.split("-")[0]
-        if stem == "A10G" and "A10G" not in text:
-            continue
-        if stem == "L4" and ("L40" in text or "L4" not in text.replace("L40", "")):
-            continue
-        if stem in text:
-            candidates.append(gpu)
-    if not candidates:
-        return None
-    if len(candidates) == 1:
-        return candidates[0]
-    size_in_name = [g for g in candidates if g.name.split("-")[1] in text]
+    words = set(re.split(r"[^A-Z0-9]+", product.upper()))
+    candidates = [gpu for gpu in BUILTIN_GPU_TYPES.values() if gpu.name.split("-")[0].upper() in words]
+    if memory_gib is not None:
+        candidates = [g for g in candidates if abs(g.memory_gib - memory_gib) <= MEMORY_TOLERANCE * g.memory_gib]
+    if len(candidates) <= 1:
+        return candidates[0] if candidates else None
+    size_in_name = [g for g in candidates if g.name.split("-")[1] in words]
     if len(size_in_name) == 1:
         return size_in_name[0]
     if memory_gib is not None:

@@ -32,8 +32,6 @@ APPROX_ON_DEMAND_USD_PER_HOUR: dict[str, float] = {
     "g4dn.xlarge": 0.526, "g4dn.2xlarge": 0.752, "g4dn.4xlarge": 1.204, "g4dn.8xlarge": 2.176,
     "g4dn.12xlarge": 3.912, "g4dn.16xlarge": 4.352, "g4dn.metal": 7.824,
 }
-# A discovered GPU maps onto a catalog type only if its memory is this close to the catalog's.
-CATALOG_MEMORY_TOLERANCE = 0.15
 
 
 @dataclass(frozen=True)
@@ -313,9 +311,8 @@ class _RegionScan:
 
     def _gpu_type(self, shape: GpuShape) -> str:
         """A catalog name when the product and memory match one; otherwise a GPUType document is added."""
-        known = match_product(shape.product, shape.memory_gib or None)
-        if known and (not shape.memory_gib
-                      or abs(known.memory_gib - shape.memory_gib) <= CATALOG_MEMORY_TOLERANCE * known.memory_gib):
+        known = match_product(shape.product, shape.memory_gib or None)  # None where the memory is off
+        if known:
             return known.name
         name = gpu_type_name(shape)
         if name not in self.gpu_types:

@@ -26,8 +26,6 @@ NO_DRIVER = "NVML: no NVIDIA driver on this host (libnvidia-ml.so not found); ru
 DRIVER_NOT_LOADED = ("NVML: no NVIDIA driver on this host (libnvidia-ml.so is there but the driver is not loaded); "
                      "run placer discover nvml on a GPU host")
 GIB = 1024**3
-# A GPU maps onto a catalog type only if its memory is this close to the catalog's (as providers.aws).
-CATALOG_MEMORY_TOLERANCE = 0.15
 FORMAT = "placer.dev/nvml-recording/v1"
 
 
@@ -297,8 +295,8 @@ def discover_host(api: NvmlApi, location: str | None = None,
 
 def _gpu_type(product: str, memory_gib: float, added: dict[str, dict[str, Any]], notes: list[str]) -> str:
     """A catalog name when the product and memory match one; otherwise a GPUType document is added."""
-    known = match_product(product, memory_gib)
-    if known and abs(known.memory_gib - memory_gib) <= CATALOG_MEMORY_TOLERANCE * known.memory_gib:
+    known = match_product(product, memory_gib)  # None where the memory is off
+    if known:
         return known.name
     stem = re.sub(r"[^A-Za-z0-9.]+", "-", product).strip("-.") or "GPU"
     name = f"{stem}-{round(memory_gib)}GB"

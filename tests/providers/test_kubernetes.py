@@ -630,3 +630,26 @@ def test_discover_counts_whole_gpus_not_mig_slices_or_shared_replicas() -> None:
     assert list(pools) == ["ctx-l4-24gb"] and pools["ctx-l4-24gb"]["gpu"] == {"type": "L4-24GB", "perNode": 8}
     notes = " ".join(found.notes)
     assert "nodes mig offer MIG slices" in notes and "is cut into MIG slices" in notes and "4 ways" in notes
+
+
+def gfd_node(name: str, gpus: int, labels: dict[str, str]) -> dict[str, Any]:
+    """A node as GPU Feature Discovery and the device plugin label it, Ready."""
+    return {"metadata": {"name": name, "labels": labels}, "spec": {},
+            "status": {"allocatable": {"nvidia.com/gpu": str(gpus)},
+                       "conditions": [{"type": "Ready", "status": "True"}]}}
+
+
+def test_discover_matches_a_gpu_by_whole_words_and_its_memory() -> None:
+    """A GH200 (96 GiB) was an H200-141GB ("H200" is in "GH200"); an Orin matched nothing."""
+    from providers.kubernetes_discovery import pools_from_nodes
+
+    nodes = [gfd_node("gh200", 1, {"nvidia.com/gpu.product": "NVIDIA-GH200-480GB", "nvidia.com/gpu.memory": "97871"}),
+             gfd_node("orin", 1, {"nvidia.com/gpu.product": "NVIDIA-Jetson-AGX-Orin", "nvidia.com/gpu.memory": "62800"}),
+             gfd_node("big-l4", 1, {"nvidia.com/gpu.product": "NVIDIA-L4", "nvidia.com/gpu.memory": "81920",
+                                    "placer.dev/pool": "odd"})]
+    found = pools_from_nodes("ctx", "ctx", nodes, set())
+    gpus = {d["metadata"]["name"]: d["spec"]["gpu"]["type"] for d in found.documents if d["kind"] == "Pool"}
+    assert gpus == {"ctx-nvidia-gh200-480gb": "NVIDIA-GH200-480GB", "ctx-orin-64gb": "Orin-64GB",
+                    "odd": "NVIDIA-L4"}  # an "L4" of 80 GiB is no L4-24GB: a GPUType of its own
+    types = {d["metadata"]["name"]: d["spec"]["memoryGiB"] for d in found.documents if d["kind"] == "GPUType"}
+    assert types == {"NVIDIA-GH200-480GB": 95.6, "NVIDIA-L4": 80.0}
