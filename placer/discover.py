@@ -321,7 +321,8 @@ def apply_changes(document: MutableMapping[str, Any], changes: Iterable[FieldCha
 
 
 def _pop_keeping_comments(node: MutableMapping[str, Any], key: str) -> None:
-    """Remove ``key``; in a ruamel.yaml map, the full-line comments below it move to the key before it."""
+    """Remove ``key``; in a ruamel.yaml map, the full-line comments below it move to the key before
+    it, or above the map's first key where ``key`` was the first (they were dropped)."""
     if key not in node:
         return
     items = getattr(getattr(node, "ca", None), "items", {})
@@ -330,17 +331,25 @@ def _pop_keeping_comments(node: MutableMapping[str, Any], key: str) -> None:
     index = keys.index(key)
     node.pop(key)
     rest = token.value.split("\n", 1)[1] if token is not None and "\n" in token.value else ""
-    if not rest.strip() or index == 0:
+    if not rest.strip():
         return  # the end-of-line comment goes with its key
+    from ruamel.yaml.error import CommentMark
+    from ruamel.yaml.tokens import CommentToken
+
+    if index == 0:
+        ca = getattr(node, "ca", None)
+        if ca is None or not node:
+            return  # no key left to put them above
+        if ca.comment is None:
+            ca.comment = [None, []]
+        ca.comment[1] = [*(ca.comment[1] or []), CommentToken(rest, CommentMark(0), None)]
+        return
     holder, last = node, keys[index - 1]
     while (isinstance(holder[last], MutableMapping) and holder[last] and hasattr(holder[last], "fa")
            and not holder[last].fa.flow_style()):
         holder, last = holder[last], list(holder[last])[-1]
     if isinstance(holder[last], list) and not getattr(getattr(holder[last], "fa", None), "flow_style", lambda: False)():
         return  # after a block sequence: no place to put them
-    from ruamel.yaml.error import CommentMark
-    from ruamel.yaml.tokens import CommentToken
-
     entry = holder.ca.items.setdefault(last, [None, None, None, None])  # type: ignore[attr-defined]
     if entry[2] is None:
         entry[2] = CommentToken("\n" + rest, CommentMark(0), None)
@@ -423,6 +432,11 @@ def _edit(segment: str, changes: list[FieldChange], where: str) -> str:
     buffer = io.StringIO()
     rt.dump(data, buffer)
     return head + buffer.getvalue() + trailing
+
+
+def _read_exact(path: Path) -> str:
+    """A file's text with its line ends as they are (``read_text`` turns CRLF into LF)."""
+    return path.read_bytes().decode("utf-8")
 
 
 def _changed_text(path: Path, text: str, edits: list[tuple[RawDocument, list[FieldChange], str]]) -> str:
@@ -606,7 +620,7 @@ def plan_merge(fleet: str | Path, documents: list[dict[str, Any]], header: Itera
                     if d.get("kind") == "Location" and d["metadata"]["name"] not in used]
     fresh = [d for d in fresh if d.get("kind") != "Location" or d["metadata"]["name"] in used]
     for path, file_edits in edits.items():
-        plan.files[path] = _changed_text(path, path.read_text(encoding="utf-8"), file_edits)
+        plan.files[path] = _changed_text(path, _read_exact(path), file_edits)
 
     if fresh:
         target = root / DISCOVERED_FILE if root.is_dir() else root
@@ -614,11 +628,12 @@ def plan_merge(fleet: str | Path, documents: list[dict[str, Any]], header: Itera
             problems += _new_problems(None, RawDocument(str(target), 0, doc))
         current = plan.files.get(target)
         if current is None:
-            current = target.read_text(encoding="utf-8") if target.exists() else ""
+            current = _read_exact(target) if target.exists() else ""
+        end = "\r\n" if "\r\n" in current else "\n"  # the file's line ends, for what is appended too
         if current and not current.endswith("\n"):
-            current += "\n"
-        plan.files[target] = current + (_appended(fresh, header, notes) if current.strip() else
-                                        render(fresh, header, notes))
+            current += end
+        more = _appended(fresh, header, notes) if current.strip() else render(fresh, header, notes)
+        plan.files[target] = current + more.replace("\n", end)
         plan.added.extend(f"{target}: {d['kind']}/{d['metadata']['name']}" for d in fresh)
     problems += _fleet_problems(raws, plan.files)
     if problems:

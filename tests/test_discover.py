@@ -262,6 +262,27 @@ def test_placeholder_sizes_fill_gaps_but_never_overwrite_what_the_user_set(tmp_p
     assert plan.files == {} and plan.unchanged == ["Pool/infer"]
 
 
+def test_a_crlf_fleet_stays_crlf_and_a_comment_below_a_removed_first_key_stays(fleet: Path) -> None:
+    """A merge into a CRLF fleet wrote it all with LF (read_text hid the CR), and dropped the
+    comment below nodes.count when count, the first key, gave way to min/max."""
+    pools, discovered = fleet / "pools" / "pools.yaml", fleet / DISCOVERED_FILE
+    assert POOLS.count("  nodes: {count: 2}\n") == 1
+    text = POOLS.replace("  nodes: {count: 2}\n", "  nodes:\n    count: 2   # legacy\n"
+                         "    # TODO: min/max once we trust the autoscaler\n")
+    pools.write_bytes(text.replace("\n", "\r\n").encode())
+    discovered.write_bytes(b"# found earlier\r\n")
+    found = aws_p4d("aws-p4d", {"region": "eu-west-1", "autoScalingGroupName": "p4d-old"}, high=6)
+    plan = plan_merge(fleet, [found, *nvml_docs("t4x2.json", location="fra-dc1")])
+    assert plan.added == [f"{discovered}: Pool/infer-t4-07"]
+    for new in plan.files.values():
+        assert "\n" not in new.replace("\r\n", ""), new  # every line ends as the file's did
+    assert ("  nodes:\r\n    # TODO: min/max once we trust the autoscaler\r\n    min: 0\r\n    max: 6\r\n"
+            "  usdPerGpuHour: 4.1") in plan.files[pools]
+    assert plan.files[discovered].startswith("# found earlier\r\n---\r\n")
+    write(plan.files)
+    assert load_fleet(fleet).pools["aws-p4d"].spec.nodes.max == 6
+
+
 def test_a_pool_found_under_another_name_is_matched_by_its_target(fleet: Path) -> None:
     found = aws_p4d("p4d-old", {"region": "eu-west-1", "autoScalingGroupName": "p4d-old"}, high=6)
     plan = plan_merge(fleet, [found])
