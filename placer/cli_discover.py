@@ -153,7 +153,7 @@ def _gpu_table(rows: list[GpuRow]) -> None:
 
 def _emit(found: Discovered, source: str, merge_into: str | None, location: str | None) -> None:
     from placer.cli import CliError, err, fail
-    from placer.discover import MergeError, plan_merge, relocate, render
+    from placer.discover import MergeError, plan_merge, refused, relocate, render
     from placer.planfile import atomic_write
 
     documents = relocate(found.documents, location) if location else list(found.documents)
@@ -161,7 +161,8 @@ def _emit(found: Discovered, source: str, merge_into: str | None, location: str 
     header = [f"Discovered by placer {__version__} from {source} at {stamp}."]
     if merge_into is None:
         header.append("Review it (prices, jurisdictions), then save it into your fleet or rerun with --merge FLEET.")
-        click.echo(render(documents, header, found.notes), nl=False)
+        documents, left_out = refused(documents)
+        click.echo(render(documents, header, [*found.notes, *(f"skipped {line}" for line in left_out)]), nl=False)
         if not documents:
             err.print("Nothing found: no GPU pools there (see the notes above).", style="yellow")
         return
@@ -186,10 +187,12 @@ def _emit(found: Discovered, source: str, merge_into: str | None, location: str 
         click.echo(f"skipped {label}: no new pool is there")
     for line in plan.renamed:
         click.echo(f"renamed {line}")
+    for line in plan.refused:
+        click.echo(f"skipped {line}")
     for line in plan.missing:
         click.echo(f"not found {line}")
     if not (plan.updated or plan.added):
-        click.echo(f"No changes: {merge_into} already holds what discovery found"
-                   + (", and pools it no longer finds (above)." if plan.missing else "."))
+        click.echo(f"No changes written to {merge_into}: see the pools skipped or not found above."
+                   if plan.refused or plan.missing else f"No changes: {merge_into} already holds what discovery found.")
     else:
         click.echo(f"Merged into {merge_into}; check it with: placer validate {merge_into}")

@@ -39,6 +39,7 @@ from typing import Any
 
 import yaml
 
+from placer.catalog import BUILTIN_GPU_TYPES
 from placer.fleet import build_fleet
 from placer.spec import Diagnostic, Document, RawDocument, load_document, read_fleet_dir
 from placer.spec.loader import kind_and_name
@@ -90,6 +91,7 @@ class MergePlan:
     skipped: list[str] = field(default_factory=list)  # "Location/name": new, but no new pool is there
     renamed: list[str] = field(default_factory=list)  # "Pool/old -> Pool/new: why": a namesake is in the fleet
     missing: list[str] = field(default_factory=list)  # "path:line: Pool/name (nodes ...): why": not found any more
+    refused: list[str] = field(default_factory=list)  # "Pool/name, ...: why": discovered, but no fleet would take it
 
 
 def _show(value: Any) -> str:
@@ -468,6 +470,40 @@ def _new_problems(before: RawDocument | None, after: RawDocument) -> list[str]:
     return [str(d) for d in load_document(after)[1] if d.severity == "error" and (d.field, d.message) not in old]
 
 
+# ---------------------------------------------------------------- what no fleet would take
+
+
+def refused(documents: list[dict[str, Any]], gpu_types: Iterable[str] = ()) -> tuple[list[dict[str, Any]], list[str]]:
+    """``documents`` less those ``placer validate`` would refuse, and one line per document left out
+    (``Kind/name: why``) saying why and what to do: a field out of range (allocatable nvidia.com/gpu 10^12), text no fleet
+    holds (an ASG name with a line break), a Pool of a GPU type that is neither built in, nor among
+    ``documents``, nor one of ``gpu_types`` (the fleet's GPUType documents). One group a fleet cannot
+    take no longer stops the others from being printed or merged."""
+    kept: list[dict[str, Any]] = []
+    out: list[str] = []
+    for doc in documents:
+        errors = [d for d in load_document(RawDocument("discovered", 0, doc))[1] if d.severity == "error"]
+        if errors:
+            named = kind_and_name(doc)
+            label = f"{named[0]}/{named[1]}" if named else "a document"
+            why = "; ".join(f"{d.field}: {d.message}" if d.field else d.message for d in errors)
+            out.append(f"{label}: a fleet would refuse it as discovered ({why}); left out, the rest "
+                       "goes on: declare its pool by hand if you need it")
+        else:
+            kept.append(doc)
+    known = set(BUILTIN_GPU_TYPES) | set(gpu_types) | {
+        d["metadata"]["name"] for d in kept if d.get("kind") == "GPUType"}
+    pools = [d for d in kept if d.get("kind") == "Pool"]
+    for doc in pools:
+        gpu = _mapping(_mapping(doc.get("spec")).get("gpu")).get("type")
+        if gpu not in known:
+            kept.remove(doc)
+            out.append(f"Pool/{doc['metadata']['name']}: its GPU type {gpu} is not built in and discovery could "
+                       f"not tell its memory; left out: add a GPUType document named {gpu} with its memoryGiB "
+                       "to the fleet, then discover again with --merge")
+    return kept, out
+
+
 # ---------------------------------------------------------------- merge
 
 
@@ -560,6 +596,12 @@ def plan_merge(fleet: str | Path, documents: list[dict[str, Any]], header: Itera
                 by_identity.setdefault(ident, []).append(raw)
 
     plan = MergePlan()
+    kept, plan.refused = refused(documents, {name for kind, name in by_name if kind == "GPUType"})
+    # the fleet's pools of groups left out are not "not found": discovery saw them
+    left_out = [d for d in documents if d.get("kind") == "Pool" and not any(d is k for k in kept)]
+    documents = kept
+    excused = {id(r) for d in left_out for r in [*by_identity.get(_own_identity(d) or (), []),
+                                                 by_name.get(("Pool", str(d["metadata"]["name"])))] if r is not None}
     edits: dict[Path, list[tuple[RawDocument, list[FieldChange], str]]] = {}
     matched: set[int] = set()
     fresh: list[dict[str, Any]] = []
@@ -604,7 +646,7 @@ def plan_merge(fleet: str | Path, documents: list[dict[str, Any]], header: Itera
         apply_changes(after, changes)
         problems += _new_problems(hit, RawDocument(hit.path, hit.line, after, hit.lines))
 
-    plan.missing = _not_found(raws, matched, list(scopes))
+    plan.missing = _not_found(raws, matched | excused, list(scopes))
     taken = {name for kind, name in by_name if kind == "Pool"}
     for doc in fresh:  # a new pool never takes a name the fleet has: one name, two pools
         name = doc["metadata"]["name"]

@@ -22,6 +22,7 @@ from placer.discover import (
     field_changes,
     merge,
     plan_merge,
+    refused,
     relocate,
     render,
     to_yaml,
@@ -348,12 +349,12 @@ def test_a_group_is_matched_by_its_target_before_a_namesake_without_one(fleet: P
 
 
 def test_a_merge_that_would_leave_the_fleet_invalid_writes_nothing(fleet: Path) -> None:
-    """A discovered pool of a GPU type the fleet does not define was merged, exit 0, and validate
-    refused the fleet: the merge checks the merged fleet as validate does."""
+    """A discovered pool the fleet could not hold was merged, exit 0, and validate refused the
+    fleet: the merge checks the merged fleet as validate does. (A pool of a GPU type nobody
+    defines is left out beforehand, with a line saying so: test_a_group_no_fleet_would_take_...)"""
     found = aws_p4d("p5", {"region": "eu-west-1", "autoScalingGroupName": "p5"})
-    found["spec"]["gpu"]["type"] = "B200-180GB"
-    with pytest.raises(MergeError, match=r"nothing was written: .*discovered.yaml:\d+: Pool/p5: spec.gpu.type: "
-                                         r"unknown GPU type 'B200-180GB'"):
+    found["spec"]["location"] = "nowhere"
+    with pytest.raises(MergeError, match=r"nothing was written: .*discovered.yaml:\d+: Pool/p5: spec.location"):
         plan_merge(fleet, [found])
     assert not (fleet / DISCOVERED_FILE).exists()
 
@@ -560,6 +561,35 @@ def test_a_pool_discovery_no_longer_finds_is_reported_with_its_place(
             "kubernetes context prod and found no such group there") in out
     # only pools of what discovery read: another context's, or another provider's, are not its business
     assert plan_merge(fleet, [], scopes=[("kubernetes", "staging")]).missing == []
+
+
+def test_a_group_no_fleet_would_take_is_left_out_with_why_and_the_rest_is_merged(fleet: Path) -> None:
+    """One such group refused the whole merge (an ASG named with a line break: "remove it", though
+    it is someone else's group), or was printed for validate to refuse (perNode 10^12)."""
+    def kube(name: str, product: str, gpu: str, per_node: int) -> dict[str, Any]:
+        target = {"context": "onprem-fra", "nodeSelector": {"nvidia.com/gpu.product": product}}
+        return pool_doc(name, {**kube_l4(1)["spec"], "gpu": {"type": gpu, "perNode": per_node},
+                               "target": {"kubernetes": target}})
+
+    rtx = kube("rtx", "NVIDIA-RTX-PRO-6000", "NVIDIA-RTX-PRO-6000", 2)
+    huge = kube("huge", "NVIDIA-L4-X", "L4-24GB", 10**12)
+    newline = aws_p4d("nl-here", {"region": "eu-west-1", "autoScalingGroupName": "nl\nhere"})
+    plan = plan_merge(fleet, [newline, huge, rtx, *nvml_docs("t4x2.json", location="fra-dc1")])
+    assert plan.added == [f"{fleet / DISCOVERED_FILE}: Pool/infer-t4-07"]
+    assert [line.split(":")[0] for line in plan.refused] == ["Pool/nl-here", "Pool/huge", "Pool/rtx"]
+    assert "spec.gpu.perNode: Input should be less than or equal to 1024" in plan.refused[1]
+    assert plan.refused[2].endswith("add a GPUType document named NVIDIA-RTX-PRO-6000 with its memoryGiB to the "
+                                    "fleet, then discover again with --merge")
+    write(plan.files)
+    load_fleet(fleet)
+    # once the fleet describes the GPU type, its pool is merged
+    (fleet / "types.yaml").write_text("apiVersion: placer.dev/v1alpha1\nkind: GPUType\n"
+                                      "metadata: {name: NVIDIA-RTX-PRO-6000}\nspec: {memoryGiB: 96}\n")
+    assert plan_merge(fleet, [rtx]).added == [f"{fleet / DISCOVERED_FILE}: Pool/rtx"]
+    assert refused([rtx, huge])[0] == []  # printed (no fleet to know the type from): left out too
+    # the fleet's pool of a group left out is not "not found": discovery saw it
+    bad_l4 = kube("l4-bad", "NVIDIA-L4", "L4-24GB", 10**12)
+    assert plan_merge(fleet, [bad_l4], scopes=[("kubernetes", "onprem-fra")]).missing == []
 
 
 # ---------------------------------------------------------------- AWS against moto
