@@ -32,10 +32,19 @@ from placer.render.manifests import (
     deployment_manifest,
     deployment_name,
 )
-from providers.base import Discovered, ProviderError, guard, retry_after, retryable_http, unreachable
+from providers.base import (
+    Discovered,
+    ProviderError,
+    bounded_pages,
+    guard,
+    retry_after,
+    retryable_http,
+    unreachable,
+)
 from providers.kubernetes_discovery import pools_from_nodes
 
 APPLY_PATCH = "application/apply-patch+yaml"
+LIST_PAGE = 500  # items a listing asks for at a time (a huge cluster's nodes in pages, not one answer)
 ApiClientFactory = Callable[[str | None], Any]
 
 
@@ -270,19 +279,31 @@ class KubernetesProvider:
             return None
 
     def _list(self, context: str | None, doing: str, fetch: Callable[..., Any]) -> list[dict[str, Any]]:
+        """Every item of a listing, page after page (``metadata.continue``; a page was all a listing
+        read, so a paging server's other nodes were left out)."""
         where = _Where.for_context(context, self._context_name(context))
-        body = guard(where.address, lambda: _body(fetch(_preload_content=False,
-                                                        _request_timeout=self.request_timeout_s)),
-                     lambda exc: self._classify(exc, where, doing))
-        items = body.get("items") if isinstance(body, dict) else None
-        # every item an object with its name: a list of another shape was an internal error (KeyError)
-        if not isinstance(body, dict) or not isinstance(items, list | None) or not all(
-                isinstance(i, dict) and isinstance(i.get("metadata"), dict)
-                and isinstance(i["metadata"].get("name"), str) for i in items or []):
-            raise ProviderError(f"{where.address}: {doing} {where} failed: the answer is not a Kubernetes list of "
-                                "named objects; is the kubeconfig's server the API server, not a proxy?",
-                                retryable=True, address=where.address)
-        return list(items or [])
+
+        def pages() -> Any:
+            token = ""
+            while True:
+                page = partial(fetch, limit=LIST_PAGE, _preload_content=False,
+                               _request_timeout=self.request_timeout_s, **({"_continue": token} if token else {}))
+                body = guard(where.address, partial(_read_body, page), lambda exc: self._classify(exc, where, doing))
+                items = body.get("items") if isinstance(body, dict) else None
+                # every item an object with its name: a list of another shape was an internal error (KeyError)
+                if not isinstance(body, dict) or not isinstance(items, list | None) or not all(
+                        isinstance(i, dict) and isinstance(i.get("metadata"), dict)
+                        and isinstance(i["metadata"].get("name"), str) for i in items or []):
+                    raise ProviderError(f"{where.address}: {doing} {where} failed: the answer is not a Kubernetes "
+                                        "list of named objects; is the kubeconfig's server the API server, not a "
+                                        "proxy?", retryable=True, address=where.address)
+                yield body
+                token = _continue(body)
+                if not token:
+                    return
+
+        return [item for body in bounded_pages(pages(), f"{where.address}: {doing} {where}", _continue)
+                for item in body.get("items") or []]
 
     def _read(self, where: _Where) -> dict[str, Any] | None:
         api = self._apps(where.context)
@@ -395,6 +416,17 @@ class _Where:
         if not self.name:
             return ctx
         return f"deployment {self.namespace}/{self.name} in {ctx}"
+
+
+def _continue(body: Any) -> str:
+    """A list answer's ``metadata.continue``: the token of its next page, or "" at the last."""
+    metadata = body.get("metadata") if isinstance(body, dict) else None
+    token = metadata.get("continue") if isinstance(metadata, dict) else None
+    return token if isinstance(token, str) else ""
+
+
+def _read_body(call: Callable[[], Any]) -> dict[str, Any]:
+    return _body(call())
 
 
 def _body(response: Any) -> dict[str, Any]:

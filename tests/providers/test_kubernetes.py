@@ -151,6 +151,21 @@ def test_discover_groups_gpu_nodes_into_pools(kube: FakeKubeApiServer, provider:
     assert set(fleet.pools) == set(pools)
 
 
+def test_discover_follows_continue_tokens_and_stops_at_a_repeated_one(kube: FakeKubeApiServer,
+                                                                    provider: KubernetesProvider) -> None:
+    """The first page was all a listing read: a paging server's other nodes were left out."""
+    for i in range(5):
+        kube.add_node(f"h100-{i}", gpus=8, labels=H100)
+    kube.page_size = 2
+    pools = [d["spec"] for d in provider.discover().documents if d["kind"] == "Pool"]
+    assert [p["nodes"] for p in pools] == [{"count": 5}]
+    listed = [r.query for r in kube.requests if r.path == "/api/v1/nodes"]
+    assert [q.get("continue") for q in listed] == [None, ["2"], ["4"]]
+    kube.repeat_continue = True
+    with pytest.raises(ProviderError, match="page token '2' twice"):
+        provider.discover()
+
+
 def test_discover_two_contexts_and_an_unknown_gpu(tmp_path: Path) -> None:
     with FakeKubeApiServer() as east, FakeKubeApiServer() as edge:
         east.add_node("h100-a", gpus=8, labels=H100)

@@ -322,6 +322,8 @@ class FakeKubeApiServer(LoopbackServer):
         self.ready_after_polls = ready_after_polls
         self.delay_s = delay_s
         self.delay_path_contains: str | None = None
+        self.page_size: int | None = None  # list at most this many items a page (as a ?limit= would), then continue
+        self.repeat_continue = False  # a faulty server: every page's continue token is the first one
         self.requests: list[RequestLog] = []
         self._lock = threading.RLock()
         self._rv = 1000
@@ -580,8 +582,16 @@ class FakeKubeApiServer(LoopbackServer):
                   if _selector_matches(label_sel, i["metadata"].get("labels") or {})
                   and _field_selector_matches(field_sel, i)]
         api_version = "apps/v1" if kind == "Deployment" else "v1"
-        return {"kind": f"{kind}List", "apiVersion": api_version, "metadata": {"resourceVersion": str(self._rv)},
-                "items": chosen}
+        metadata: dict[str, Any] = {"resourceVersion": str(self._rv)}
+        limits = [n for n in (self.page_size, int((query.get("limit") or ["0"])[0]) or None) if n]
+        if limits:  # pages: the continue token is the offset of the next one
+            start = int((query.get("continue") or ["0"])[0])
+            size = min(limits)
+            if start + size < len(chosen):
+                metadata["continue"] = str(size if self.repeat_continue else start + size)
+                metadata["remainingItemCount"] = len(chosen) - start - size
+            chosen = chosen[start:start + size]
+        return {"kind": f"{kind}List", "apiVersion": api_version, "metadata": metadata, "items": chosen}
 
     # ------------------------------------------------------------ routing
 
