@@ -111,7 +111,8 @@ def gcp(projects: tuple[str, ...], zones: tuple[str, ...], regions: tuple[str, .
 
 
 @discover.command("nvml")
-@click.option("--pool", "pool_name", metavar="NAME", help="Pool name (default: the host name).")
+@click.option("--pool", "pool_name", metavar="NAME", callback=_name("Pool"),
+              help="Pool name (default: the host name).")
 @click.option("--replay", type=click.Path(exists=True, dir_okay=False), hidden=True,
               help="Answer from an NVML recording instead of this host's driver (tests, demos).")
 @_target_options

@@ -76,8 +76,8 @@ def classify(exc: Exception, what: str, endpoint: str | None = None) -> Provider
         detail = f"{code}: {message}" if message else code
         wait = retry_after((exc.response.get("ResponseMetadata") or {}).get("HTTPHeaders"))
         if code in THROTTLING_CODES or status == 429:
-            return ProviderError(f"AWS throttled the request to {what} ({detail}); retry later, "
-                                 "or lower apply parallelism", retryable=True, retry_after=wait)
+            return ProviderError(f"AWS throttled the request to {what} ({detail}); retry later (if an apply "
+                                 "keeps being throttled, lower its parallelism)", retryable=True, retry_after=wait)
         if code in TRANSIENT_CODES or retryable_http(status):
             return ProviderError(f"AWS could not {what} for now (HTTP {status}, {detail}); retry",
                                  retryable=True, retry_after=wait)

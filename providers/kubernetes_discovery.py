@@ -146,8 +146,10 @@ def pools_from_nodes(context_name: str | None, context: str | None, nodes: list[
                          f"{GPU_COUNT_LABEL} (is the NVIDIA device plugin running?); skipped")
             continue
         if gpu is None:
-            doc_notes.append(f"GPU product {product!r} is not in the built-in catalog: add a GPUType document "
-                             f"named {gpu_type}" + ("" if memory_gib else " with its memoryGiB"))
+            doc_notes.append(f"GPU product {product!r} is not in the built-in catalog: " + (
+                f"added a GPUType document named {gpu_type} of {memory_gib} GiB (its {GPU_MEMORY_LABEL} label); "
+                "check it, and give models a throughput for it" if memory_gib else
+                f"its nodes have no {GPU_MEMORY_LABEL} label to tell its memory by"))
             if memory_gib:
                 documents.append({"apiVersion": API_VERSION, "kind": "GPUType", "metadata": {"name": gpu_type},
                                   "spec": {"memoryGiB": memory_gib, "vendor": "nvidia"}})

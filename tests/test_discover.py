@@ -499,6 +499,13 @@ def test_discover_merge_errors_are_one_line(capsys: pytest.CaptureFixture[str], 
     assert err.strip().startswith("Error: ") and "no such fleet directory" in err and len(err.strip().splitlines()) == 1
 
 
+def test_discover_refuses_a_pool_name_no_fleet_would_take(capsys: pytest.CaptureFixture[str]) -> None:
+    """--pool "Ünïcode" silently became n-code, while such a --location was refused."""
+    code, out, err = run(capsys, "discover", "nvml", "--replay", str(NVML / "t4x2.json"), "--pool", "Ünïcode")
+    assert code == 1 and out == ""
+    assert "Invalid value for '--pool': 'Ünïcode' is not a DNS-1123 label" in " ".join(err.split())
+
+
 @pytest.mark.parametrize("location", ["Frankfurt DC", "eu_west/1"])
 def test_discover_refuses_a_location_no_fleet_would_take(capsys: pytest.CaptureFixture[str], location: str) -> None:
     """Such a --location printed documents `placer validate` refused, exit 0."""

@@ -424,6 +424,18 @@ def test_asg_errors_are_classified_and_sdk_retries_are_bounded(
         assert proxy.requests == attempts  # botocore retried at most once, then handed the error to us
 
 
+def test_a_throttled_discovery_is_not_told_to_lower_apply_parallelism() -> None:
+    from botocore.exceptions import ClientError
+
+    from providers.aws import classify
+
+    throttled = ClientError({"Error": {"Code": "Throttling", "Message": "Rate exceeded"},
+                             "ResponseMetadata": {"HTTPStatusCode": 400}}, "DescribeAutoScalingGroups")
+    error = classify(throttled, "list the Auto Scaling groups of eu-west-1")
+    assert error is not None and error.retryable
+    assert "retry later" in str(error) and "or lower apply parallelism" not in str(error)
+
+
 def test_one_throttle_is_absorbed_by_the_sdks_single_retry(
         aws: Clients, endpoint: str, session: boto3.Session, gpu_asg: str) -> None:
     with FaultProxy(endpoint) as proxy:

@@ -184,7 +184,9 @@ def test_discover_two_contexts_and_an_unknown_gpu(tmp_path: Path) -> None:
         ada = by_kind["Pool"]["edge-nvidia-rtx-6000-ada"]
         assert ada["gpu"] == {"type": "NVIDIA-RTX-6000-Ada", "perNode": 1} and ada["nodes"] == {"count": 2}
         assert by_kind["GPUType"] == {"NVIDIA-RTX-6000-Ada": {"memoryGiB": 48.0, "vendor": "nvidia"}}
-        assert any("not in the built-in catalog" in n for n in found.notes)
+        # the GPUType is there: the note says so, not "add a GPUType document" (it was added)
+        assert "pool edge-nvidia-rtx-6000-ada: GPU product 'NVIDIA-RTX-6000-Ada' is not in the built-in catalog: " \
+               "added a GPUType document named NVIDIA-RTX-6000-Ada of 48.0 GiB" in "\n".join(found.notes)
         # no contexts given: the kubeconfig's current one, named explicitly in the pools' target
         current = KubernetesProvider(str(kc), request_timeout_s=2.0).discover()
         assert [d["spec"]["target"]["kubernetes"]["context"] for d in current.documents if d["kind"] == "Pool"] \
