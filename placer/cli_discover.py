@@ -157,6 +157,15 @@ def _emit(found: Discovered, source: str, merge_into: str | None, location: str 
     from placer.discover import MergeError, plan_merge, refused, relocate, render
     from placer.planfile import atomic_write
 
+    if found.unread and not any(d.get("kind") == "Pool" for d in found.documents):
+        for note in found.notes:
+            err.print(f"note: {note}", style="yellow", markup=False)
+        fail(f"could not read {len(found.unread)} group{'s' if len(found.unread) > 1 else ''} "
+             f"({', '.join(found.unread[:5])}{', ...' if len(found.unread) > 5 else ''}) and found no GPU pool "
+             "in the rest; the notes above say why: fix that and discover again")
+    if found.unread:
+        err.print(f"{len(found.unread)} group(s) could not be read and are left out (see the notes): "
+                  f"{', '.join(found.unread)}", style="yellow", markup=False)
     documents = relocate(found.documents, location) if location else list(found.documents)
     stamp = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
     header = [f"Discovered by placer {__version__} from {source} at {stamp}."]

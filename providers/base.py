@@ -49,6 +49,8 @@ class Discovered:
     # what discovery read in full, as the start of a pool identity (placer.discover.identities):
     # ("kubernetes", context). A fleet pool there that discovery did not find is reported by a merge
     scopes: list[tuple[Any, ...]] = field(default_factory=list)
+    # groups discovery could not read (a 403 on a template), each skipped with a note: not "no GPUs there"
+    unread: list[str] = field(default_factory=list)
 
 
 @runtime_checkable

@@ -101,7 +101,8 @@ def discover(provider: GcpProvider, projects: list[str] | None = None, zones: li
             pools.append(pool)
             seen_regions.add(mig.region_name)
     locations = [_location_document(region) for region in sorted(seen_regions)]
-    return Discovered(documents=locations + pools, notes=notes, guessed=scan.guessed)
+    return Discovered(documents=locations + pools, notes=notes, guessed=scan.guessed,
+                      unread=sorted(set(scan.unread)))
 
 
 def _projects(provider: GcpProvider, projects: list[str] | None) -> list[str]:
@@ -127,6 +128,7 @@ class _MigScan:
         self.notes = notes
         self.names: set[str] = set()
         self.guessed: dict[str, frozenset[tuple[str, ...]]] = {}  # Discovered.guessed
+        self.unread: list[str] = []  # Discovered.unread
         self._memo: dict[tuple[str, ...], Any] = {}  # templates, machine and accelerator types
 
     def list_migs(self, project: str, zones: list[str], regions: list[str]) -> _Listed:
@@ -190,6 +192,7 @@ class _MigScan:
             if exc.retryable:
                 raise
             self.notes.append(f"{exc}; skipped")
+            self.unread.append(str(mig))
             found = None
         if key is not None:
             self._memo[key] = found

@@ -32,6 +32,7 @@ from placer.planfile import atomic_write
 from placer.spec import read_fleet_dir
 from placer.spec.loader import kind_and_name
 from providers.nvml import ReplayNvml, discover_host
+from tests.servers.gcp_server import FakeCompute
 from tests.servers.kube_server import FakeKubeApiServer, write_kubeconfig
 from tests.servers.moto_server import moto_server
 
@@ -597,6 +598,22 @@ def test_a_group_no_fleet_would_take_is_left_out_with_why_and_the_rest_is_merged
     # the fleet's pool of a group left out is not "not found": discovery saw it
     bad_l4 = kube("l4-bad", "NVIDIA-L4", "L4-24GB", 10**12)
     assert plan_merge(fleet, [bad_l4], scopes=[("kubernetes", "onprem-fra")]).missing == []
+
+
+def test_discover_gcp_says_a_group_could_not_be_read_not_that_there_are_no_gpus(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A 403 on a GPU group's template printed "Nothing found: no GPU pools there", exit 0."""
+    with FakeCompute() as gcp:
+        gcp.add_machine_type("n1-standard-8")
+        template = gcp.add_template("acme", "t4", "n1-standard-8", accelerators=[("nvidia-tesla-t4", 1)])
+        gcp.add_mig("acme", "infer", template, zone="us-central1-a", target_size=1)
+        gcp.fail_next(5, 403, path_contains="instanceTemplates")
+        code, out, err = run(capsys, "discover", "gcp", "--project", "acme", "--api-endpoint", gcp.endpoint)
+    assert code == 1 and out == ""
+    err = " ".join(err.split())
+    assert "Nothing found" not in err and "403" in err and "skipped" in err  # the note says why
+    assert err.endswith("found no GPU pool in the rest; the notes above say why: fix that and discover again")
+    assert "Error: could not read 1 group (" in err and "infer" in err.split("Error: ")[1]
 
 
 # ---------------------------------------------------------------- AWS against moto
