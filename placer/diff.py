@@ -214,7 +214,10 @@ def _deployment_changes(fleet: Fleet, state: State, placement: Placement, cands:
     return changes
 
 
-def _pool_changes(fleet: Fleet, state: State, placement: Placement) -> list[Change]:
+def _pool_changes(fleet: Fleet, state: State, placement: Placement, need: dict[str, int]) -> list[Change]:
+    """Each managed pool to its planned size; one that make before break needs bigger for the
+    apply (``need``: GPUs the old replicas and the new take at once) grows to it in phase 1 and
+    back in phase 4."""
     changes: list[Change] = []
     mode = fleet.settings.apply.mode
     for p in fleet.pools.values():
@@ -223,9 +226,12 @@ def _pool_changes(fleet: Fleet, state: State, placement: Placement) -> list[Chan
         want_nodes = placement.nodes.get(p.name, p.min_nodes)
         recorded = state.pools.get(p.name)
         target = pool_target(p)
+        peak = _peak_nodes(p, state, placement, need.get(p.name, 0))
         if recorded is None or "nodes" not in recorded:
-            changes.append(Change(f"pool/{p.name}", "create", PHASE_GROW, None, {"nodes": want_nodes},
-                                  ("not yet managed by placer",), target))
+            first = peak or want_nodes
+            changes.append(Change(f"pool/{p.name}", "create", PHASE_GROW, None, {"nodes": first},
+                                  ("not yet managed by placer", *_grown(p, need, peak, want_nodes)), target))
+            changes += _back(p, peak, want_nodes, target)
             continue
         have_nodes = int(recorded["nodes"])
         old = dict(recorded.get("target") or {})
@@ -233,6 +239,14 @@ def _pool_changes(fleet: Fleet, state: State, placement: Placement) -> list[Chan
             changes += _regroup(p.name, have_nodes, want_nodes, old, target, mode)
             continue
         changed = [k for k in POOL_SETTINGS if k in old and old[k] != target.get(k)]
+        if peak:
+            changes.append(Change(f"pool/{p.name}", "update", PHASE_GROW,
+                                  {"nodes": have_nodes, **{k: old[k] for k in changed}},
+                                  {"nodes": peak, **{k: target.get(k) for k in changed}},
+                                  ((f"{', '.join(changed)} changed in the fleet",) if changed else ())
+                                  + _grown(p, need, peak, want_nodes), target))
+            changes += _back(p, peak, want_nodes, target)
+            continue
         if want_nodes == have_nodes and not changed:
             continue
         grow = want_nodes >= have_nodes
@@ -250,6 +264,45 @@ def _pool_changes(fleet: Fleet, state: State, placement: Placement) -> list[Chan
                     else "the pool is no longer an aws or gcp pool that placer sizes")
             changes.append(_release(name, entry, gone, mode))
     return changes
+
+
+def _peak_nodes(pool: Pool, state: State, placement: Placement, need: int) -> int | None:
+    """Nodes an elastic pool grows to in phase 1 so that make before break has room for the old
+    replicas and the new at once (``need`` GPUs), up to its nodes.max; None where its planned and
+    current sizes already hold them (or placer does not size it, or its group is replaced: the
+    new group is sized as planned). Above the planned size only until phase 4."""
+    if not pool.elastic or not managed_pool(pool, state):
+        return None
+    recorded = state.pools.get(pool.name) or {}
+    old = recorded.get("target")
+    if old and pool_group(old) != pool_group(pool_target(pool)):
+        return None
+    size = max(placement.nodes.get(pool.name, pool.min_nodes), int(recorded.get("nodes", pool.min_nodes)))
+    nodes = min(pool.max_nodes, -(-need // pool.per_node))
+    return nodes if nodes > size else None
+
+
+def _grown(pool: Pool, need: dict[str, int], peak: int | None, want: int) -> tuple[str, ...]:
+    """Why a pool's phase-1 change sizes it above its plan, or nothing where it does not."""
+    if peak is None:
+        return ()
+    def nodes(n: int) -> str:
+        return f"{n} node{'' if n == 1 else 's'}"
+
+    gpus = need[pool.name]
+    held = (nodes(peak) if peak * pool.per_node >= gpus else
+            f"{nodes(peak)}, its nodes.max, hold {peak * pool.per_node} (the rest is scaled down first)")
+    return (f"room for make before break: the old replicas and the new at once need {gpus} GPUs ({held}) "
+            f"until phase 3; back to {nodes(want)} in phase 4",)
+
+
+def _back(pool: Pool, peak: int | None, want: int, target: dict[str, Any]) -> list[Change]:
+    """Phase 4: a pool grown for make before break back to its planned size."""
+    if peak is None:
+        return []
+    return [Change(f"pool/{pool.name}", "update", PHASE_SHRINK, {"nodes": peak}, {"nodes": want},
+                   ("back to its planned size: the room make before break needed in phases 2 and 3 is free",),
+                   target)]
 
 
 def _regroup(name: str, have: int, want: int, old: dict[str, Any], new: dict[str, Any], mode: str) -> list[Change]:
@@ -273,11 +326,9 @@ def _gpus(change: Change, side: str, fleet: Fleet) -> int:
     return pool.gpus_per_replica(int(gpus))
 
 
-def _room_first(fleet: Fleet, state: State, placement: Placement, changes: list[Change]) -> list[Change]:
-    """Make before break needs room for the old replicas and the new at once: on a pool that cannot
-    hold both (a full fixed pool whose replicas change hands: 4 of 4 GPUs held by a, a going to 2
-    and b to 2 needs 6), the new replicas never became healthy and the apply stopped at its health
-    wait, for good. There the scale-downs and deletes run first, in phase 2, and say why."""
+def _need(fleet: Fleet, state: State, changes: list[Change]) -> dict[str, int]:
+    """GPUs each pool holds at once under make before break: the old replicas (and copies a
+    replacement left) and what phase 2 adds, before phase 3 takes anything away."""
     use: dict[str, int] = {}
     for key, entry in state.deployments.items():
         model, on = key.split("@", 1)
@@ -294,12 +345,23 @@ def _room_first(fleet: Fleet, state: State, placement: Placement, changes: list[
             if c.before is not None:  # an update; a replacement's create leaves the old copy counted
                 grow -= int(c.before.get("replicas", 0)) * _gpus(c, "before", fleet)
             use[c.pool] = use.get(c.pool, 0) + max(0, grow)
+    return use
+
+
+def _room_first(fleet: Fleet, state: State, placement: Placement, changes: list[Change],
+                use: dict[str, int]) -> list[Change]:
+    """Make before break needs room for the old replicas and the new at once (``use``: GPUs per
+    pool). An elastic pool grows for it (``_peak_nodes``); on a pool that cannot hold both even so
+    (a full fixed pool whose replicas change hands: 4 of 4 GPUs held by a, a going to 2 and b to 2
+    needs 6), the new replicas never became healthy and the apply stopped at its health wait, for
+    good. There the scale-downs and deletes run first, in phase 2, and say why."""
     full: dict[str, str] = {}
     over: dict[str, int] = {}  # GPUs short on a pool, old and new at once
     for name, need in use.items():
         pool = fleet.pools[name]
         nodes = pool.max_nodes if not pool.elastic else max(
-            placement.nodes.get(name, pool.min_nodes), int(state.pools.get(name, {}).get("nodes", pool.min_nodes)))
+            placement.nodes.get(name, pool.min_nodes), int(state.pools.get(name, {}).get("nodes", pool.min_nodes)),
+            _peak_nodes(pool, state, placement, need) or 0)
         room = nodes * pool.per_node
         if need > room:
             full[name] = (f"scaled down first: {name} cannot hold the old replicas and the new at once (make "
@@ -334,8 +396,10 @@ def _room_first(fleet: Fleet, state: State, placement: Placement, changes: list[
 def diff(fleet: Fleet, state: State, placement: Placement, cands: Candidates | None = None) -> list[Change]:
     """Ordered changes that take ``state`` to ``placement`` (and to the fleet's targets); within a
     phase, what makes room (a scale-down ``_room_first`` moved up) before what takes it."""
-    changes = _pool_changes(fleet, state, placement) + _deployment_changes(fleet, state, placement, cands)
-    changes = _room_first(fleet, state, placement, changes)
+    deployments = _deployment_changes(fleet, state, placement, cands)
+    need = _need(fleet, state, deployments)
+    changes = _pool_changes(fleet, state, placement, need) + deployments
+    changes = _room_first(fleet, state, placement, changes, need)
 
     def shrinks(c: Change) -> bool:
         return c.after is None or int(c.after.get("replicas", c.after.get("nodes", 0))) < \

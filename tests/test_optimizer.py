@@ -553,6 +553,34 @@ def test_replicas_changing_hands_on_a_full_pool_make_room_first():
     assert [(c.address, c.phase) for c in plan.changes] == [("deployment/b@p", 2), ("deployment/a@p", 3)]
 
 
+def test_an_elastic_pool_grows_for_make_before_break_and_shrinks_after():
+    """An aws pool of 1-GPU nodes (0 to 10), both held by a; demand moves a to 1 and b to 1. a was
+    scaled down first (make before break needs 3 of its 2 GPUs) on a pool that could grow: it grows
+    to 3 nodes in phase 1, b is made and waited healthy, a scaled down, and the pool back to 2."""
+    def elastic(most):
+        return fleet(location("a"), pool("p", "a", per_node=1, min_nodes=0, max_nodes=most, provider="aws"),
+                     inference("a", [{"location": "a", "rate": 100}]), inference("b", [{"location": "a", "rate": 100}]),
+                     NO_CHURN)
+    running = {"a@p": {"replicas": 2, "target": {"gpus": 1}}}
+    pools = {"p": {"nodes": 2, "target": {"provider": "aws", "aws": {"region": "eu-west-1",
+                                                                    "autoScalingGroupName": "p"}}}}
+    plan = make_plan(elastic(10), State(deployments=running, pools=pools), RULES, NOW).plan
+    assert [(c.address, c.phase, c.action, c.before, c.after) for c in plan.changes] == [
+        ("pool/p", 1, "update", {"nodes": 2}, {"nodes": 3}),
+        ("deployment/b@p", 2, "create", None, {"replicas": 1}),
+        ("deployment/a@p", 3, "update", {"replicas": 2}, {"replicas": 1}),
+        ("pool/p", 4, "update", {"nodes": 3}, {"nodes": 2})]
+    assert plan.changes[0].reasons[0] == ("room for make before break: the old replicas and the new at once need "
+                                          "3 GPUs (3 nodes) until phase 3; back to 2 nodes in phase 4")
+    assert plan.changes[-1].reasons[0] == ("back to its planned size: the room make before break needed in phases 2 "
+                                           "and 3 is free")
+    assert [p["nodes"] for p in plan.body["pools"]] == [2]  # what the pool is sized to at the end
+    # where even its most nodes cannot hold both, it grows to them, and the rest makes room first
+    plan = make_plan(elastic(2), State(deployments=running, pools=pools), RULES, NOW).plan
+    assert [(c.address, c.phase) for c in plan.changes] == [("deployment/a@p", 2), ("deployment/b@p", 2)]
+    assert "needs 3 of its 2 GPUs" in plan.changes[0].reasons[0]
+
+
 def test_a_new_image_with_fewer_replicas_is_rolled_out_in_phase_2():
     """A spec change with a scale-down went to phase 3, where nothing waits for a rollout: the
     apply said complete while the new pods never became ready."""
