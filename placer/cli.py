@@ -265,13 +265,15 @@ def schema() -> None:
 def plan(fleet: str, out_path: str | None, as_json: bool, detailed_exitcode: bool, now_text: str | None,
          state_path: str | None, refresh: bool) -> None:
     """Solve FLEET, diff against the state, print the summary and write the plan file."""
-    from placer.planfile import write
+    from placer.planfile import check_writable, write
     from placer.planner import make_plan
     from placer.render import summary
 
     now = parse_now(now_text)
     loaded = read_fleet(fleet)
     deploy_outside(fleet, loaded)
+    if out_path:  # a path no plan can be written to is said before the solve, not after it
+        check_writable(out_path)
     backend = backend_from(settings_json(loaded)["state"], state_path)
     state = backend.read()
     if state.applying:

@@ -7,6 +7,7 @@ versions and malformed files with a message that says what to do.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -407,14 +408,41 @@ def _umask() -> int:
     return 0o022
 
 
-def atomic_write(path: str | Path, text: str) -> None:
-    """Write via a temporary file in the same directory, fsync, rename: never a half file. An
-    OSError names ``path`` and why, never the temporary file."""
+def _where(path: str | Path) -> Path:
+    """The file writing ``path`` writes, refused where it is a folder or under a file."""
     target = Path(path)
     if target.is_symlink():  # the file it points to is replaced, the link kept (it was replaced by a file)
         target = Path(os.path.realpath(target))
     if target.is_dir():
         raise IsADirectoryError(f"cannot write {path}: it is a directory; give a file path")
+    for above in target.parents:
+        if above.exists() and not above.is_dir():
+            raise NotADirectoryError(f"cannot write {path}: {above} is a file, not a directory")
+    return target
+
+
+def check_writable(path: str | Path) -> None:
+    """Raise the OSError ``atomic_write(path, ...)`` would for a path it cannot write, writing
+    nothing that stays: a command that writes at the end (``plan -o`` after a 44 s solve) asks
+    first. A temporary file is made and removed in the nearest folder that exists."""
+    target = _where(path)
+    try:
+        if target.exists() and not target.is_file():  # a device or FIFO: written into
+            if not os.access(target, os.W_OK):
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+            return
+        base = next(above for above in target.parents if above.exists())
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=base)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise type(exc)(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def atomic_write(path: str | Path, text: str) -> None:
+    """Write via a temporary file in the same directory, fsync, rename: never a half file. An
+    OSError names ``path`` and why, never the temporary file."""
+    target = _where(path)
     if target.exists() and not target.is_file():
         # a device, a FIFO, a socket: written into, never renamed over (`plan -o /dev/null` as root
         # replaced the device with a file)
@@ -424,9 +452,6 @@ def atomic_write(path: str | Path, text: str) -> None:
         except OSError as exc:
             raise type(exc)(f"cannot write {path}: {exc.strerror or exc}") from exc
         return
-    for above in target.parents:
-        if above.exists() and not above.is_dir():
-            raise NotADirectoryError(f"cannot write {path}: {above} is a file, not a directory")
     try:
         # the file's own mode where it exists, else what the umask gives a new file (mkstemp's 0600
         # made every plan file and manifest unreadable to the rest of a team)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.fleetkit import inference, link, location, pool
@@ -94,6 +95,37 @@ def test_a_plan_written_where_no_file_can_be_says_where(tmp_path):
         assert r.returncode == 1 and why in " ".join(r.stderr.split()), r.stderr
         assert "Errno" not in r.stderr and "internal error" not in r.stderr
     assert sorted(p.name for p in taken.iterdir()) == [] and a_file.read_text() == "x"
+
+
+def test_a_plan_path_that_cannot_be_written_is_refused_before_the_solve(tmp_path, monkeypatch):
+    """--out onto a directory, under a file, or into a folder placer may not write was found only
+    after the whole solve (44 s at L): an infeasible fleet said it was infeasible instead."""
+    from tests.fleetkit import policy
+
+    fleet = write_fleet(tmp_path, inference("big", [{"location": "a", "rate": 10}], minReplicas=20),
+                        policy("only-p", {"allowPools": {}}, pools={"names": ["p"]}))
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    for out, why in ((taken, f"cannot write {taken}: it is a directory; give a file path"),
+                     (a_file / "plan.json", f"cannot write {a_file / 'plan.json'}: {a_file} is a file, not a directory")):
+        r = placer("plan", str(fleet), "--out", str(out))
+        assert r.returncode == 1 and why in " ".join(r.stderr.split()) and "only-p" not in r.stderr, r.stderr
+    assert list(taken.iterdir()) == []
+    # a folder it may not write (root may write any: the refusal is the OS's, asked by a file made and removed)
+    from placer import planfile
+
+    def refused(*_a, **_k):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(planfile.tempfile, "mkstemp", refused)
+    with pytest.raises(PermissionError, match=r"^cannot write .*/ro/plan.json: Permission denied$"):
+        planfile.check_writable(tmp_path / "ro" / "plan.json")
+    monkeypatch.undo()
+    planfile.check_writable(tmp_path / "new" / "plan.json")
+    assert not (tmp_path / "new").exists() and sorted(p.name for p in tmp_path.iterdir()) == [
+        "a-file", "fleet", "taken"]
 
 
 def test_infeasible_plan_names_the_conflict(tmp_path):
