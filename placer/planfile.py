@@ -7,15 +7,17 @@ versions and malformed files with a message that says what to do.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import json
 import math
 import os
+import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import ValidationError
 
@@ -439,43 +441,103 @@ def check_writable(path: str | Path) -> None:
         raise type(exc)(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
+def _libc_syncfs() -> Callable[[int], int] | None:
+    """syncfs(2) where the C library has it (Linux), else None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return cast(Callable[[int], int], libc.syncfs)
+    except (OSError, AttributeError):
+        return None
+
+
+SYNCFS = _libc_syncfs()
+
+
+SYNCFS_FROM = 16  # files written at once from which a syncfs, wider than an fsync, is worth it: a tree
+
+
+def _syncfs(folders: list[Path], files: int) -> bool:
+    """Make what was written in ``folders`` durable with one syncfs(2) per file system they are on
+    (a tree at L: 2 calls where a sync a file took thousands); False where there is no syncfs or
+    ``files`` are few, and each file and folder is synced instead."""
+    if SYNCFS is None or not folders or files < SYNCFS_FROM:
+        return False
+    one: dict[int, Path] = {}
+    for folder in folders:
+        one.setdefault(folder.stat().st_dev, folder)
+    for folder in one.values():
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            if SYNCFS(fd) != 0:
+                code = ctypes.get_errno()
+                raise OSError(code, os.strerror(code))
+        finally:
+            os.close(fd)
+    return True
+
+
+def _fsync(path: str | Path, flags: int) -> None:
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def atomic_write(path: str | Path, text: str) -> None:
     """Write via a temporary file in the same directory, fsync, rename: never a half file. An
     OSError names ``path`` and why, never the temporary file."""
-    target = _where(path)
-    if target.exists() and not target.is_file():
-        # a device, a FIFO, a socket: written into, never renamed over (`plan -o /dev/null` as root
-        # replaced the device with a file)
-        try:
-            with open(target, "w", encoding="utf-8") as handle:
+    atomic_write_all({path: text})
+
+
+def atomic_write_all(files: Mapping[str, str] | Mapping[Path, str] | Mapping[str | Path, str]) -> None:
+    """``atomic_write`` for many files at once, as safe and with far fewer syncs: each file is
+    written to a temporary file beside it; once all are, they are made durable (one syncfs per
+    file system, else an fsync each), renamed over their paths, and the renames made durable (a
+    syncfs again, else an fsync a folder). A file and then its folder, one after the other, took
+    2,142 syncs and 5 s for a GitOps tree at M. A crash leaves each file its old text or its new,
+    never half of one. An OSError names the path and why, never a temporary file."""
+    staged: list[tuple[str | Path, Path, str]] = []  # (path, file it writes, its temporary file)
+    path: str | Path = ""
+    try:
+        for path, text in files.items():
+            target = _where(path)
+            if target.exists() and not target.is_file():
+                # a device, a FIFO, a socket: written into, never renamed over (`plan -o /dev/null`
+                # as root replaced the device with a file)
+                with open(target, "w", encoding="utf-8") as handle:
+                    handle.write(text)
+                continue
+            # the file's own mode where it exists, else what the umask gives a new file (mkstemp's
+            # 0600 made every plan file and manifest unreadable to the rest of a team)
+            mode = target.stat().st_mode & 0o7777 if target.exists() else 0o666 & ~_umask()
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+            staged.append((path, target, tmp))
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                os.fchmod(fd, mode)
                 handle.write(text)
-        except OSError as exc:
-            raise type(exc)(f"cannot write {path}: {exc.strerror or exc}") from exc
-        return
-    try:
-        # the file's own mode where it exists, else what the umask gives a new file (mkstemp's 0600
-        # made every plan file and manifest unreadable to the rest of a team)
-        mode = target.stat().st_mode & 0o7777 if target.exists() else 0o666 & ~_umask()
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        os.fchmod(fd, mode)
-    except OSError as exc:
-        raise type(exc)(f"cannot write {path}: {exc.strerror or exc}") from exc
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-        dir_fd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        folders = sorted({target.parent for _, target, _ in staged})
+        path = folders[0] if folders else ""
+        if not _syncfs(folders, len(staged)):
+            for entry in staged:  # reopened: thousands of open files would pass the process's limit
+                path = entry[0]
+                _fsync(entry[2], os.O_WRONLY)
+        for done, (path, target, tmp) in enumerate(staged):
+            os.replace(tmp, target)
+            staged[done] = (path, target, "")
+        path = folders[0] if folders else ""
+        if not _syncfs(folders, len(staged)):
+            for folder in folders:
+                path = folder
+                _fsync(folder, os.O_RDONLY)
     except BaseException as exc:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
+        for _, _, tmp in staged:
+            if tmp and os.path.exists(tmp):
+                os.unlink(tmp)
+        if isinstance(exc, OSError) and not str(exc).startswith("cannot write "):
             raise type(exc)(f"cannot write {path}: {exc.strerror or exc}") from exc
         raise
 

@@ -313,6 +313,10 @@ def test_render_keeps_to_its_tree_and_to_its_own_files(tmp_path):
     assert folders[1] == "default" and folders[2].startswith("escaped-")
     assert not (mine / "old-p.yaml").exists() and (mine / "namespace.yaml").exists()
     assert "namespace.yaml" in yaml.safe_load((mine / "kustomization.yaml").read_text())["resources"]
+    assert r.stdout.startswith("Wrote 7 file(s) under ") and "removed 1 the plan no longer has" in r.stdout
+    # the same plan again writes nothing, and says so (it said "Wrote 7 file(s)")
+    r = placer("render", str(plan), "--out", str(out))
+    assert r.returncode == 0 and r.stdout.startswith(f"Wrote 0 file(s) under {out}, 7 unchanged;"), r.stdout
 
 
 def test_a_plan_edited_to_name_a_path_is_refused_not_written():
