@@ -468,7 +468,7 @@ def show(plan_path: str, as_json: bool, markdown: bool, max_chars: int | None) -
     elif markdown:
         limit = md.COMMENT_CHARS if max_chars is None else (max_chars or None)
         try:
-            click.echo(md.render(the_plan.to_json(), limit, plan_path))
+            click.echo(md.render(the_plan.to_json(), limit, plan_path), nl=False)  # it ends in its newline
         except md.LimitTooLow as exc:
             fail(f"--max-chars {limit}: {exc}, which are never cut; give at least {exc.floor}, or 0 for no limit")
     else:

@@ -81,10 +81,30 @@ def test_a_long_plan_keeps_within_the_limit_with_every_delete_and_update_first(l
     assert "`placer show out/plan.json` prints them all" in text
     # the rarer, graver rows come before changes: every unmet row and violation is there
     assert "| train-x | (replicas) | 2 |" in text and "| model-00002 | fra | 5.0 |" in text
-    assert all(f"| spread | preferred | 1 | model-{i:05d} |" in text for i in range(4))
+    assert "| spread | preferred | 4 | 4 violations, the first model-00000; `placer show out/plan.json` lists them " \
+        "all |" in text  # a preferred policy's many in one row, once rows must be cut
     # what is shown keeps the plan's order
     order = [c["address"] for c in plan["changes"] if c["address"] in shown]
     assert re.findall(r"^[-+~] (deployment/\S+)", text, re.M) == order
+
+
+def test_a_preferred_policys_many_violations_take_one_row_when_changes_are_cut() -> None:
+    """One preferred policy's 187 violations (0.5 each) took 17,889 of a comment's 59,895
+    characters while 242 changes were cut: once rows must be cut, they are one row, and a
+    required policy's and a preferred policy's single violation stay rows of their own."""
+    plan = big_plan(1000)
+    plan["violations"] = [{"policy": "prefers-onprem", "enforcement": "preferred", "amount": 0.5,
+                           "detail": f"model-{i:05d}: 1 on cloud-{i:03d}"} for i in range(187)]
+    plan["violations"] += [{"policy": "budget", "enforcement": "required", "amount": 3, "detail": "over by 3"},
+                           {"policy": "spread", "enforcement": "preferred", "amount": 1, "detail": "model-00001"}]
+    assert "| prefers-onprem | preferred | 0.5 | model-00186: 1 on cloud-186 |" in render(plan, None)
+    text = render(plan, 40_000, "plan.json")
+    assert len(text) <= 40_000
+    assert "| prefers-onprem | preferred | 93.5 | 187 violations, the first model-00000: 1 on cloud-000; " \
+        "`placer show plan.json` lists them all |" in text
+    assert "| budget | required | 3 | over by 3 |" in text and "| spread | preferred | 1 | model-00001 |" in text
+    assert "model-00186: 1 on cloud-186" not in text and "policy violations not shown" not in text
+    assert len(re.findall(r"^[-+~] deployment/", text, re.M)) > 500  # 187 rows gave room for 400
 
 
 @pytest.mark.parametrize("limit", [0, 100, 600])
@@ -117,7 +137,7 @@ def test_show_markdown_cuts_at_max_chars_and_zero_means_whole(tmp_path: Path) ->
     whole = placer("show", str(plan), "--markdown", "--max-chars", "0")
     assert whole.returncode == 0 and "not shown" not in whole.stdout and whole.stdout.count("\n+ ") == n
     cut = placer("show", str(plan), "--markdown", "--max-chars", "3000")
-    assert cut.returncode == 0 and len(cut.stdout) <= 3001  # and echo's newline
+    assert cut.returncode == 0 and len(cut.stdout) <= 3000 and cut.stdout.endswith("all._\n")  # its newline too
     assert "more changes not shown" in cut.stdout and f"`placer show {plan}` prints them all" in cut.stdout
     assert placer("show", str(plan), "--markdown").stdout == whole.stdout  # small enough for the default
     r = placer("show", str(plan), "--max-chars", "10")
@@ -129,7 +149,7 @@ def test_show_markdown_cuts_at_max_chars_and_zero_means_whole(tmp_path: Path) ->
                       r"characters, which are never cut; give at least (\d+), or 0 for no limit", low.stderr)
     assert found is not None, low.stderr
     least = placer("show", str(plan), "--markdown", "--max-chars", found.group(2))
-    assert least.returncode == 0 and len(least.stdout) == int(found.group(2)) + 1  # and echo's newline
+    assert least.returncode == 0 and len(least.stdout) == int(found.group(2))  # its final newline among them
 
 
 def test_text_from_the_fleet_cannot_break_out_of_its_block_or_row() -> None:
