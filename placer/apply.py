@@ -4,7 +4,9 @@ Refuses a stale plan. Each change is retried on retryable provider errors (expon
 backoff with jitter, or longer where the server asked: Retry-After), then verified (the provider must now hold what was planned) and
 recorded in the state at once (atomic write), so a killed apply leaves a state that says
 exactly what was done: the next plan starts from it. The first recorded change of an
-apply adds 1 to the serial, which makes the interrupted plan stale.
+apply adds 1 to the serial, which makes the interrupted plan stale; a plan read while an apply
+ran records how far it had got (``priorState.applying``), which makes it stale once that apply
+records another change or finishes.
 """
 
 from __future__ import annotations
@@ -90,6 +92,17 @@ def check_fresh(plan: Plan, state: State) -> None:
                else f"the state is now lineage {state.lineage} serial {state.serial} (something was applied since)")
         raise StalePlanError(f"stale plan: it was made against {made}, but {now}. "
                              "Run `placer plan` again and apply the new plan.")
+    then, now_at = plan.prior_applying, state.progress()
+    if then != now_at:
+        # an apply moves the serial at its first change only: a plan read while one ran carried
+        # the serial it ends with, and was accepted once it had finished (and undid its changes)
+        made = ("while no apply was in progress" if then is None
+                else f"while an apply was in progress, after {then.get('done')} of its change(s)")
+        now = ("that apply has finished" if now_at is None
+               else f"the state now records {now_at['done']} change(s) of an unfinished apply")
+        raise StalePlanError(f"stale plan: another apply changed the state since it was planned (it was made "
+                             f"{made}; {now}). Run `placer plan` again once no apply is running, and apply the "
+                             "new plan.")
 
 
 class Applier:

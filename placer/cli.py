@@ -8,6 +8,7 @@ the traceback. Cloud SDKs are imported only by the commands that use them.
 from __future__ import annotations
 
 import codecs
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -276,18 +277,14 @@ def plan(fleet: str, out_path: str | None, as_json: bool, detailed_exitcode: boo
         check_writable(out_path)
     backend = backend_from(settings_json(loaded)["state"], state_path)
     state = backend.read()
-    if state.applying:
-        err.print(f"warning: the last apply (plan {state.applying.get('plan')}) did not finish; "
-                  f"{len(state.applying.get('done', []))} change(s) were recorded as done; this plan starts "
-                  "from what was really done", style="yellow")
+    _warn_unfinished(backend, state)
     if refresh:
         state, _ = _refresh(loaded, state, settings_json(loaded)["apply"])
     with spinner(not as_json) as progress:
         result = make_plan(loaded, state, rules_for(now), now, progress)
     body = dict(result.plan.body)
     body["settings"] = settings_json(loaded)
-    final = Plan(result.plan.created_at, result.plan.fleet_digest, result.plan.prior_lineage,
-                 result.plan.prior_serial, body, result.plan.changes)
+    final = dataclasses.replace(result.plan, body=body)
     if out_path:
         write(final, out_path)
     if as_json:
@@ -298,6 +295,26 @@ def plan(fleet: str, out_path: str | None, as_json: bool, detailed_exitcode: boo
             out.print(f"\nSaved the plan to {out_path}. Apply it with: placer apply {out_path}")
     if detailed_exitcode and final.has_changes:
         raise SystemExit(2)
+
+
+def _warn_unfinished(backend: Any, state: Any) -> None:
+    """Warn that the state is locked by an apply that runs (the plan reads it half-way: apply refuses
+    the plan once it moves on), or that the last apply did not finish (a plan after a crash starts
+    from what it did); said as one, the latter misled about an apply that was still running."""
+    from placer.state import describe_holder, holder_gone
+
+    holder = backend.holder()
+    done = len((state.applying or {}).get("done", []))
+    if holder is not None and not holder_gone(holder):
+        who = describe_holder(holder) if holder.get("ID") else "by a lock that names no holder"
+        err.print(f"warning: an apply is running: the state {backend.location} is locked, {who}; this plan "
+                  f"starts from the {done} change(s) it has recorded so far, and `placer apply` will refuse it "
+                  "as stale once that apply records another or finishes: plan again once it has finished",
+                  style="yellow")
+    elif state.applying:
+        err.print(f"warning: the last apply (plan {state.applying.get('plan')}) did not finish; "
+                  f"{done} change(s) were recorded as done; this plan starts from what was really done",
+                  style="yellow")
 
 
 def _refresh(fleet: Fleet, state: Any, apply_cfg: dict[str, Any]) -> tuple[Any, int]:
@@ -355,8 +372,7 @@ def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str
             made = make_plan(loaded, backend.read(), rules_for(now), now, progress)
         body = dict(made.plan.body)
         body["settings"] = settings_json(loaded)
-        the_plan = Plan(made.plan.created_at, made.plan.fleet_digest, made.plan.prior_lineage,
-                        made.plan.prior_serial, body, made.plan.changes)
+        the_plan = dataclasses.replace(made.plan, body=body)
         from placer.render import summary
 
         summary.render(the_plan.to_json(), out)

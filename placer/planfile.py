@@ -138,6 +138,10 @@ class Plan:
     changes: tuple[Change, ...]
     format_version: int = FORMAT_VERSION
     placer_version: str = PLACER_VERSION
+    # the unfinished apply the state was in the middle of, as planned ({"plan": its id, "done": the
+    # changes it had recorded}; ``State.progress``), or None: a plan read while an apply ran carried
+    # its serial, and was accepted once it had moved on
+    prior_applying: dict[str, Any] | None = None
 
     @property
     def has_changes(self) -> bool:
@@ -151,6 +155,8 @@ class Plan:
             "fleetDigest": self.fleet_digest,
             "priorState": {"lineage": self.prior_lineage, "serial": self.prior_serial},
         }
+        if self.prior_applying is not None:
+            out["priorState"]["applying"] = self.prior_applying
         out.update(self.body)
         out["changes"] = [c.to_json() for c in self.changes]
         return out
@@ -184,7 +190,8 @@ FIELDS: dict[str, dict[str, str]] = {
 # the plan's own fields besides its sections
 TOP_FIELDS = {"placerVersion": "text?", "createdAt": "text?", "fleetDigest": "text", "costBeforeUsdPerHour": "number?",
               "servedRate": "amount?"}
-PRIOR_FIELDS = {"lineage": "text?", "serial": "whole?"}
+PRIOR_FIELDS = {"lineage": "text?", "serial": "whole?", "applying": "object?"}
+APPLYING_FIELDS = {"plan": "text?", "done": "whole"}
 
 
 def _number(value: Any) -> bool:
@@ -305,6 +312,8 @@ def _check_body(data: dict[str, Any]) -> str | None:
     if not isinstance(prior, dict):
         return "priorState is not an object"
     wrong = _check_fields("", data, TOP_FIELDS) or _check_fields("priorState", prior, PRIOR_FIELDS)
+    if not wrong and prior.get("applying") is not None:
+        wrong = _check_fields("priorState.applying", prior["applying"], APPLYING_FIELDS)
     if wrong:
         return wrong
     for key, kind in SECTIONS.items():
@@ -383,6 +392,7 @@ def loads(text: str, source: str = "plan") -> Plan:
             body=body,
             changes=changes,
             placer_version=str(data.get("placerVersion", "")),
+            prior_applying=None if prior.get("applying") is None else dict(prior["applying"]),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise PlanFileError(f"{source}: malformed plan file ({exc}); re-plan") from None

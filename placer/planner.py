@@ -177,5 +177,6 @@ def make_plan(
         prior_serial=state.serial,
         body=body,
         changes=tuple(changes),
+        prior_applying=state.progress(),
     )
     return PlanResult(plan, result, cost, placement)

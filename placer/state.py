@@ -71,6 +71,16 @@ class State:
         if self.applying is not None:
             self.applying.setdefault("done", []).append(entry["address"])
 
+    def progress(self) -> dict[str, Any] | None:
+        """Where the unfinished apply the state is in the middle of stands: ``{"plan": its id,
+        "done": how many changes it recorded}``, or None. A plan records it (``priorState.applying``):
+        an apply's serial moves at its first change only, so a plan read while one ran is told from
+        one read after it by this."""
+        if self.applying is None:
+            return None
+        plan = self.applying.get("plan")
+        return {"plan": None if plan is None else str(plan), "done": len(self.applying.get("done", []))}
+
     def replicas(self) -> dict[tuple[str, str], int]:
         out = {}
         for key, value in self.deployments.items():
@@ -283,6 +293,21 @@ def lock_info(operation: str) -> dict[str, Any]:
     }
 
 
+def holder_gone(holder: dict[str, Any]) -> bool:
+    """Whether a lock's holder is known to be gone: a process of this host that no longer runs
+    (a killed apply's lock). One of another host, or a lock that names none, may still run."""
+    who, pid = str(holder.get("Who", "")), holder.get("PID")
+    if who.rpartition("@")[2] != socket.gethostname() or not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # it runs, as another user
+    return False
+
+
 def describe_holder(holder: dict[str, Any]) -> str:
     return (f"held by {holder.get('Who', '?')} (pid {holder.get('PID', '?')}) for "
             f"{holder.get('Operation', '?')} since {holder.get('Created', '?')}, lock ID {holder.get('ID', '?')}")
@@ -315,6 +340,10 @@ class Backend(Protocol):
         ...
 
     def force_unlock(self, lock_id: str) -> dict[str, Any]: ...
+
+    def holder(self) -> dict[str, Any] | None:
+        """Who holds the state lock ({} for a lock that names no one), or None when it is free."""
+        ...
 
 
 class LocalBackend:
@@ -392,6 +421,9 @@ class LocalBackend:
                     self.lock_path.unlink()
             except FileNotFoundError:
                 pass
+
+    def holder(self) -> dict[str, Any] | None:
+        return self._holder() if self.lock_path.exists() else None
 
     def _holder(self) -> dict[str, Any]:
         try:

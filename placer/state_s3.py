@@ -276,6 +276,10 @@ class S3Backend:
 
     # ------------------------------------------------------------ lock
 
+    def holder(self) -> dict[str, Any] | None:
+        found = self._holder()
+        return None if found is None else found[0]
+
     def _holder(self) -> tuple[dict[str, Any], str | None] | None:
         got = self._get(self.lock_key, "read the state lock")
         if got is None:

@@ -398,6 +398,39 @@ def test_stale_plan_is_refused_and_changes_nothing(env: Env, capsys: pytest.Capt
         "state now (was it removed, or is this another state file?)" in stderr, stderr
 
 
+def test_a_plan_made_during_another_apply_is_stale_once_that_apply_moves_on(
+        env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    """A plan read while another apply ran (between its first change, which bumps the serial, and
+    its end) carried that apply's final serial, and was accepted once it finished: a fleet reverted
+    meanwhile deleted the only copy. It is stale now, and `plan` says an apply is running."""
+    plan_and_apply(capsys, env)
+    env.write(chat_rate=9000, summarize=False)  # its phase 3 deletes summarize
+    edited = env.root / "edited.json"
+    plan_json(capsys, env, edited)
+    mid = env.root / "mid.json"
+    said: list[str] = []
+
+    class PlansMidway(GitOpsProvider):
+        def apply(self, change: Any) -> None:
+            if change.phase == 3 and not said:
+                env.write()  # reverted while the apply runs
+                code, _, stderr = placer(capsys, "plan", str(env.fleet), "--now", lh.NOW, "-o", str(mid))
+                assert code == 0, stderr
+                said.append(stderr)
+            super().apply(change)
+
+    run_applier(env, edited, PlansMidway(env.deploy))
+    assert said and "an apply is running" in said[0] and f"pid {os.getpid()}" in said[0], said
+    assert "did not finish" not in said[0], "the warning after a crash, for an apply still running"
+    before = env.state.read_bytes()
+    code, _, stderr = placer(capsys, "apply", str(mid))
+    assert code == 1 and "stale plan" in stderr and "another apply changed the state since" in stderr, stderr
+    assert env.state.read_bytes() == before
+
+    with pytest.raises(StalePlanError, match="another apply changed the state since"):
+        check_fresh(load_plan(mid), env.backend.read())
+
+
 # ---------------------------------------------------------------- the lock
 
 
@@ -800,6 +833,8 @@ TAMPERED = {
     "model-demand": (lambda d: d["models"].update(chat=[]), "models.chat is not an object"),
     "prior": (lambda d: d.update(priorState="x"), "priorState is not an object"),
     "serial": (lambda d: d["priorState"].update(serial=-1), "priorState.serial is -1, not a whole number"),
+    "prior-applying": (lambda d: d["priorState"].update(applying={"plan": "p", "done": "2"}),
+                       "priorState.applying.done is '2', not a whole number"),
     "created": (lambda d: d.update(createdAt=5), "createdAt is 5, not a string"),
     "settings": (lambda d: d["settings"].update(apply="x"), "settings.apply is not an object"),
     "settings-field": (lambda d: d["settings"]["apply"].update(parallelism="4"), "settings.apply.parallelism: "),
