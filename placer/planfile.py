@@ -420,6 +420,18 @@ def _umask() -> int:
     return 0o022
 
 
+def link_on_the_way(root: Path, path: Path) -> Path | None:
+    """The first symbolic link from below ``root`` down to ``path`` (itself included), or None: a
+    tree that keeps to its folder is written where none is (``atomic_write`` follows links, as a
+    ``-o`` target may be one, and a link inside a GitOps tree led an apply outside it)."""
+    at = root
+    for part in path.relative_to(root).parts:
+        at = at / part
+        if at.is_symlink():
+            return at
+    return None
+
+
 def _where(path: str | Path) -> Path:
     """The file writing ``path`` writes, refused where it is a folder or under a file."""
     target = Path(path)

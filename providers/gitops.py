@@ -15,13 +15,14 @@ its folder (an apply killed between a manifest and its phase's end leaves one be
 from __future__ import annotations
 
 import json
+import os
 import threading
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from placer.planfile import Change, atomic_write, deployment_place, tree_place
+from placer.planfile import Change, atomic_write, deployment_place, link_on_the_way, tree_place
 from placer.render.tree import (
     TFVARS,
     kustomization_text,
@@ -53,7 +54,21 @@ class GitOpsProvider:
     # ------------------------------------------------------------ deployments
 
     def _manifest(self, change: Change) -> Path:
-        return self.root / manifest_path(change.target)
+        return self._plain(self.root / manifest_path(change.target), change.address)
+
+    def _plain(self, path: Path, address: str | None = None) -> Path:
+        """``path``, a file of the tree, where no symbolic link on the way leads elsewhere: a manifest
+        that was a link overwrote the file outside the tree it pointed to, and a cluster folder that
+        was one got the manifests and a kustomization there."""
+        link = link_on_the_way(self.root, path)
+        if link is not None:
+            what = "folder" if link != path else "file"
+            where = "" if link == path else f"cannot write {path}: "
+            raise ProviderError(f"{where}{link} is a symbolic link (to {os.readlink(link)}); placer "
+                                f"writes its GitOps tree's own files, never through a link, which may lead outside "
+                                f"{self.root}: replace the link with a plain {what} (or remove it) and apply again",
+                                retryable=False, address=address)
+        return path
 
     def _names(self, folder: Path) -> set[str]:
         if folder not in self._folders:
@@ -65,9 +80,10 @@ class GitOpsProvider:
         """Mark every cluster folder whose kustomization does not list its manifests."""
         self._checked = True
         clusters = self.root / "clusters"
-        if not clusters.is_dir():
+        if not clusters.is_dir() or clusters.is_symlink():
             return
-        for folder in sorted(p for p in clusters.iterdir() if p.is_dir()):
+        # a folder that is a link is none of placer's: its *.yaml were listed, its kustomization written
+        for folder in sorted(p for p in clusters.iterdir() if p.is_dir() and not p.is_symlink()):
             names = self._names(folder)
             kust = folder / "kustomization.yaml"
             have = kust.read_text() if kust.exists() else None
@@ -94,10 +110,10 @@ class GitOpsProvider:
                 except (json.JSONDecodeError, AttributeError):
                     stale = False  # the next pool change says what is wrong with the file
                 if stale:
-                    atomic_write(path, tfvars_text(self._read_tfvars(), self.plan_info))
+                    atomic_write(self._plain(path), tfvars_text(self._read_tfvars(), self.plan_info))
             for folder in sorted(self._dirty):
                 names = self._names(folder)
-                kust = folder / "kustomization.yaml"
+                kust = self._plain(folder / "kustomization.yaml")
                 if names:
                     atomic_write(kust, kustomization_text(sorted(names)))
                 else:
@@ -109,7 +125,7 @@ class GitOpsProvider:
     # ------------------------------------------------------------ pools
 
     def _read_tfvars(self) -> dict[str, Any]:
-        path = self.root / TFVARS
+        path = self._plain(self.root / TFVARS)
         if not path.exists():
             return {}
         try:
@@ -160,7 +176,7 @@ class GitOpsProvider:
                     del pools[change.pool]  # released: the Terraform that reads the tfvars no longer keeps it
                 else:
                     return  # released already, or the entry names the group that replaced it
-                atomic_write(self.root / TFVARS, tfvars_text(pools, self.plan_info))
+                atomic_write(self._plain(self.root / TFVARS, change.address), tfvars_text(pools, self.plan_info))
                 return
             path = self._manifest(change)
             names = self._names(path.parent)

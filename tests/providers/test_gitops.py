@@ -87,3 +87,59 @@ def test_a_replacements_delete_at_the_place_its_create_wrote_deletes_nothing(tmp
     provider.apply(elsewhere)
     provider.finish()
     assert not (tmp_path / "clusters" / "default").exists()
+
+
+def pool_change(nodes: int = 2) -> Change:
+    target = {"provider": "aws", "pool": "h100", "aws": {"region": "eu-west-1", "autoScalingGroupName": "h100"}}
+    return Change(address="pool/h100", action="create", phase=1, before=None, after={"nodes": nodes},
+                  target=target)
+
+
+def test_the_tree_is_never_written_through_a_symbolic_link(tmp_path: Path) -> None:
+    """A link inside the tree led the apply outside it: a manifest that was a link to a file
+    outside overwrote that file, and a cluster folder that was a link to another folder got the
+    manifests and a kustomization there (listing every *.yaml found there). Each is refused,
+    naming the link, and nothing outside is touched."""
+    import pytest
+
+    from providers.base import ProviderError
+
+    root, outside = tmp_path / "deploy", tmp_path / "outside"
+    outside.mkdir()
+    victim = outside / "victim.yaml"
+    victim.write_text("precious: data\n")
+    (outside / "other.yaml").write_text("theirs: true\n")
+    folder = root / "clusters" / "a"
+    folder.mkdir(parents=True)
+
+    (folder / "m0-h100.yaml").symlink_to(victim)
+    with pytest.raises(ProviderError, match=r"clusters/a/m0-h100\.yaml is a symbolic link \(to .*victim\.yaml\)"):
+        GitOpsProvider(root).apply(change("m0", "a"))
+    with pytest.raises(ProviderError, match="symbolic link"):
+        GitOpsProvider(root).apply(change("m0", "a", replicas=None))
+    assert victim.read_text() == "precious: data\n" and (folder / "m0-h100.yaml").is_symlink()
+
+    (folder / "m0-h100.yaml").unlink()
+    folder.rmdir()
+    folder.symlink_to(outside)
+    provider = GitOpsProvider(root)
+    provider.mend()
+    provider.finish()  # a linked folder is no folder of placer's: its kustomization is not written
+    with pytest.raises(ProviderError, match=r"clusters/a is a symbolic link"):
+        provider.apply(change("m0", "a"))
+    provider.finish()
+    assert sorted(p.name for p in outside.iterdir()) == ["other.yaml", "victim.yaml"]
+
+    folder.unlink()
+    folder.mkdir()
+    provider = GitOpsProvider(root)
+    provider.apply(change("m0", "a"))
+    (folder / "kustomization.yaml").symlink_to(victim)
+    with pytest.raises(ProviderError, match=r"kustomization\.yaml is a symbolic link"):
+        provider.finish()
+    assert victim.read_text() == "precious: data\n"
+
+    (root / "terraform").symlink_to(outside)
+    with pytest.raises(ProviderError, match=r"terraform is a symbolic link"):
+        GitOpsProvider(root).apply(pool_change())
+    assert sorted(p.name for p in outside.iterdir()) == ["other.yaml", "victim.yaml"]
