@@ -253,20 +253,49 @@ def journal_line(state: State, entry: dict[str, Any]) -> str:
     return json.dumps({"lineage": state.lineage, "serial": state.serial, **entry})
 
 
-def replay_journal(state: State, lines: Iterable[str]) -> None:
-    """A journal's records over ``state``: those of the apply the state is in the middle of (its
-    lineage and serial), not yet in it (a record's ``seq`` is its place among the apply's done
-    changes: a journal left behind by a fold that was cut short repeats some). A line that does
-    not parse was cut short by a killed process: it and any after it were never recorded."""
+def _wrong_record(entry: Any) -> str | None:
+    """What in a journal record, as read, is not what ``Applier`` writes there, or None (read
+    unchecked, a record without its value or with a seq of "1" was an internal error)."""
+    if not isinstance(entry, dict):
+        return "not a JSON object"
+    if not _count(entry.get("seq")) or entry["seq"] < 1:
+        return f"seq {entry.get('seq')!r} is no count"
+    if entry.get("kind") not in ("pool", "deployment"):
+        return f"kind {entry.get('kind')!r} is not pool or deployment"
+    for key in ("address", "key"):
+        if not isinstance(entry.get(key), str):
+            return f"{key} {entry.get(key)!r} is no text"
+    if "value" not in entry:
+        return "no value"
+    value = entry["value"]
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        return f"value {value!r} is not a mapping or null"
+    table = {entry["key"]: value}
+    return _wrong_fields(State(pools=table) if entry["kind"] == "pool" else State(deployments=table))
+
+
+def replay_journal(state: State, records: Iterable[tuple[str, str]]) -> None:
+    """A journal's records, each ``(where it is, its line)``, over ``state``: those of the apply
+    the state is in the middle of (its lineage and serial), not yet in it (a record's ``seq`` is
+    its place among the apply's done changes: a journal left behind by a fold that was cut short
+    repeats some). A line that does not parse was cut short by a killed process: it and any after
+    it were never recorded. One that parses but is no record is a StateError."""
     if state.applying is None:
         return
-    for line in lines:
+    for where, line in records:
         try:
             entry = json.loads(line)
         except json.JSONDecodeError:
             break
-        if entry.get("lineage") != state.lineage or entry.get("serial") != state.serial:
+        if isinstance(entry, dict) and (entry.get("lineage") != state.lineage or entry.get("serial") != state.serial):
             return  # another apply's
+        wrong = _wrong_record(entry)
+        if wrong:
+            raise StateError(f"{where}: malformed journal record ({wrong}): the journal of the apply that did not "
+                             "finish is damaged; restore it from a backup rather than deleting it (it records "
+                             "changes that were made, which the state alone does not): placer will not overwrite it")
         if entry["seq"] > len(state.applying.get("done", [])):
             state.replay(entry)
 
@@ -376,7 +405,7 @@ class LocalBackend:
             return
         except (OSError, UnicodeDecodeError) as exc:
             raise StateError(f"{self.journal_path}: cannot read the apply's journal: {exc}") from None
-        replay_journal(state, lines)
+        replay_journal(state, ((f"{self.journal_path}:{n}", line) for n, line in enumerate(lines, start=1)))
 
     def record(self, state: State, entry: dict[str, Any]) -> None:
         """Append one change of an apply to the journal (``state`` holds it already): O(1), where

@@ -208,7 +208,7 @@ class S3Backend:
         for key in sorted(keys):
             got = self._get(key, "read the journal of an apply that did not finish")
             if got is not None:
-                lines.append(got[0].decode("utf-8", errors="replace"))
+                lines.append((f"s3://{self.bucket}/{key}", got[0].decode("utf-8", errors="replace")))
         replay_journal(state, lines)
         self._journal = keys
 

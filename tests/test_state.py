@@ -6,6 +6,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -317,6 +318,29 @@ def test_atomic_write_all_syncs_far_less_than_a_file_and_a_folder_each(tmp_path:
     with pytest.raises(NotADirectoryError, match="is a file, not a directory"):
         planfile.atomic_write_all({tmp_path / "a" / "m0.yaml": "new\n", tmp_path / "c" / "x.yaml": "x\n"})
     assert (tmp_path / "a" / "m0.yaml").read_text() in ("m0\n", "M0\n") and leftovers(tmp_path / "a", "m0.yaml") == []
+
+
+@pytest.mark.parametrize("line, why", [
+    ({"seq": 2, "address": "deployment/m1@dc1", "kind": "deployment", "key": "m1@dc1"}, "no value"),
+    ({**entry(2, 1), "seq": "2"}, "seq '2' is no count"),
+    ([1, 2], "not a JSON object"),
+    ({**entry(2, 1), "kind": "node"}, "kind 'node'"),
+    ({**entry(2, 1), "value": {"replicas": -1}}, "replicas -1 is no count"),
+    ({**entry(2, 1), "key": "nopool"}, "is not <model>@<pool>"),
+])
+def test_a_malformed_journal_line_is_a_state_error(backend: LocalBackend, line: Any, why: str) -> None:
+    """A journal line that parses but is not a recorded change (a hand edit, another tool) was an
+    internal error (KeyError 'value', TypeError on a seq of "1", AttributeError on a list)."""
+    state = applying_state()
+    backend.write(state)
+    record = {"lineage": state.lineage, "serial": 4, **line} if isinstance(line, dict) else line
+    backend.journal_path.write_text(json.dumps(entry(2, 7) | {"lineage": state.lineage, "serial": 4}) + "\n"
+                                    + json.dumps(record) + "\n")
+    with pytest.raises(StateError) as caught:
+        backend.read()
+    message = str(caught.value)
+    assert f"{backend.journal_path}:2: malformed journal record" in message and why in message, message
+    assert "restore it" in message
 
 
 def test_atomic_write_writes_into_links_fifos_and_keeps_modes(tmp_path: Path) -> None:
