@@ -432,6 +432,18 @@ def link_on_the_way(root: Path, path: Path) -> Path | None:
     return None
 
 
+def blocked_folder(path: Path) -> str | None:
+    """What above ``path`` keeps its folder from being one, in words, or None: a file, or a symbolic
+    link to nothing (mkdir said only `File exists`, naming neither)."""
+    for above in path.parents:
+        if above.is_symlink() and not above.exists():
+            return (f"{above} is a symbolic link to {os.readlink(above)}, which does not exist: create what it "
+                    "points to, or remove the link")
+        if above.exists() and not above.is_dir():
+            return f"{above} is a file, not a directory"
+    return None
+
+
 def _where(path: str | Path) -> Path:
     """The file writing ``path`` writes, refused where it is a folder or under a file."""
     target = Path(path)
@@ -439,9 +451,9 @@ def _where(path: str | Path) -> Path:
         target = Path(os.path.realpath(target))
     if target.is_dir():
         raise IsADirectoryError(f"cannot write {path}: it is a directory; give a file path")
-    for above in target.parents:
-        if above.exists() and not above.is_dir():
-            raise NotADirectoryError(f"cannot write {path}: {above} is a file, not a directory")
+    blocked = blocked_folder(target)
+    if blocked:
+        raise NotADirectoryError(f"cannot write {path}: {blocked}")
     return target
 
 

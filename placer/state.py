@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from placer.planfile import atomic_write, deployment_place, pool_group
+from placer.planfile import atomic_write, blocked_folder, deployment_place, pool_group
 
 STATE_VERSION = 1
 
@@ -300,6 +300,12 @@ def replay_journal(state: State, records: Iterable[tuple[str, str]]) -> None:
             state.replay(entry)
 
 
+def _reason(exc: OSError) -> str:
+    """An OSError's reason without the file it names (which may be a temporary one)."""
+    reason = exc.strerror or str(exc)
+    return reason[:1].lower() + reason[1:]
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -387,8 +393,10 @@ class LocalBackend:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return State()
-        except (OSError, UnicodeDecodeError) as exc:
+        except UnicodeDecodeError as exc:
             raise StateError(f"{self.path}: cannot read state: {exc}") from None
+        except OSError as exc:
+            raise StateError(f"{self.path}: cannot read state: {blocked_folder(self.path) or _reason(exc)}") from None
         if not text.strip():
             raise StateError(f"{self.path}: the state file is empty (truncated?); restore it from a backup; "
                              "placer will not overwrite it")
@@ -426,20 +434,34 @@ class LocalBackend:
     @contextmanager
     def lock(self, operation: str) -> Iterator[dict[str, Any]]:
         info = lock_info(operation)
-        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        folder = self.lock_path.parent
+        cannot = f"cannot lock the state {self.path}"
+        # in words: mkdir said `[Errno 17] File exists: 'afile'`, mkstemp named its temporary file
+        blocked = blocked_folder(self.lock_path)
+        if blocked:
+            raise StateError(f"{cannot}: {blocked}")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StateError(f"{cannot}: cannot create the folder {folder} ({_reason(exc)})") from None
         # write the holder's identity to a private file, then link it into place: the lock file
         # appears atomically with its content, so it is never seen empty
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.lock_path.name}.", dir=self.lock_path.parent)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(info, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
         try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.lock_path.name}.", dir=folder)
+        except OSError as exc:
+            raise StateError(f"{cannot}: cannot create a file in {folder} ({_reason(exc)})") from None
+        try:
+            with os.fdopen(fd, "w") as handle:
+                json.dump(info, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
             os.link(tmp, self.lock_path)
         except FileExistsError:
             holder = self._holder()
             raise LockError(locked_message(str(self.path), holder, f"--state {shlex.quote(str(self.path))}"),
                             holder) from None
+        except OSError as exc:
+            raise StateError(f"{cannot}: cannot write the lock file {self.lock_path} ({_reason(exc)})") from None
         finally:
             os.unlink(tmp)
         try:

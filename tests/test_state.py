@@ -374,3 +374,39 @@ def test_atomic_write_writes_into_links_fifos_and_keeps_modes(tmp_path: Path) ->
     reader.join(10)
     assert got == ["through the pipe"] and stat.S_ISFIFO(fifo.stat().st_mode)  # as /dev/null would be: not
     # tried here, since a regression would replace the machine's device
+
+
+def test_a_state_where_no_folder_can_be_is_said_so_in_words(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--state afile/state.json` said `[Errno 17] File exists: 'afile'`; a folder the lock cannot be
+    written to named the lock's temporary file; a GitOps directory that is a dangling link said
+    `cannot write deploy/clusters/ca/m.yaml: File exists`."""
+    import tempfile
+
+    from placer.planfile import atomic_write
+
+    afile = tmp_path / "afile"
+    afile.write_text("x\n")
+    backend = LocalBackend(afile / "state.json")
+    with pytest.raises(StateError, match=rf"cannot lock the state {afile}/state.json: {afile} is a file, not a "
+                                         "directory"), backend.lock("apply"):
+        pass
+    with pytest.raises(StateError, match=f"{afile} is a file, not a directory"):
+        backend.read()
+
+    def denied(prefix: str = "", dir: str = "", **_: object) -> tuple[int, str]:
+        raise PermissionError(13, "Permission denied", f"{dir}/{prefix}a7d_2wm_")
+
+    monkeypatch.setattr(tempfile, "mkstemp", denied)
+    ro = LocalBackend(tmp_path / "ro" / "state.json")
+    with pytest.raises(StateError) as caught, ro.lock("apply"):
+        pass
+    assert str(caught.value) == (f"cannot lock the state {tmp_path}/ro/state.json: cannot create a file in "
+                                 f"{tmp_path}/ro (permission denied)"), caught.value
+    monkeypatch.undo()
+
+    (tmp_path / "deploy").symlink_to("nowhere")
+    with pytest.raises(OSError) as raised:
+        atomic_write(tmp_path / "deploy" / "clusters" / "ca" / "m.yaml", "x")
+    assert str(raised.value) == (f"cannot write {tmp_path}/deploy/clusters/ca/m.yaml: {tmp_path}/deploy is a "
+                                 "symbolic link to nowhere, which does not exist: create what it points to, or "
+                                 "remove the link"), raised.value
