@@ -270,8 +270,9 @@ class Applier:
         with self._write:
             applying, state.applying = state.applying, None
             state.cost_usd_per_hour = cost_after
-            for model, total in demand.items():
-                state.models[model] = {"demand": total}
+            # the models of this plan only: a model removed from the fleet kept its demand, and when
+            # it came back its plan said "demand changed" from what it had been before it left
+            state.models = {model: {"demand": total} for model, total in demand.items()}
             state.history.append({"serial": state.serial, "appliedAt": _now(), "plan": plan_id,
                                   "changes": len(report.applied), "fleetDigest": plan.fleet_digest})
             state.history = state.history[-50:]

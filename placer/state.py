@@ -53,7 +53,7 @@ class State:
     deployments: dict[str, dict[str, Any]] = field(default_factory=dict)
     # pool -> {"nodes": int, "target": {...}}
     pools: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # model -> {"demand": total rate at the last apply}
+    # model -> {"demand": total rate at the last apply}, for the models of the last applied plan only
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
     cost_usd_per_hour: float | None = None
     history: list[dict[str, Any]] = field(default_factory=list)

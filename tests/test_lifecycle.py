@@ -179,6 +179,9 @@ def test_edited_fleet_shows_exactly_the_expected_changes(env: Env, capsys: pytes
         "chat@aws-h100": 9, "embed@aws-h100": 2, "rerank@dc1-a100": 2}
     assert state["pools"]["aws-h100"]["nodes"] == 2
     assert state["models"]["chat"] == {"demand": 9000.0}
+    # the models of the last applied plan only: a removed model's demand stayed, and when it came back
+    # its plan said "demand changed" from what it had been before it left
+    assert sorted(state["models"]) == ["chat", "embed", "rerank"]
     files = lh.tree(env.deploy)
     assert not [f for f in files if "summarize" in f], "the removed model's manifest must be gone"
     assert json.loads(files["terraform/placer.auto.tfvars.json"])["placer_pools"]["aws-h100"]["nodes"] == 2
