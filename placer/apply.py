@@ -128,6 +128,7 @@ class Applier:
         self._write = threading.Lock()
         self._failed = threading.Event()
         self._journaled = False  # changes of this apply the backend holds in its journal, not yet in the state
+        self.notes: list[str] = []  # what providers mended before the changes (``mend``), in words
 
     def provider_for(self, change: Change) -> ChangeProvider:
         for provider in self.providers:
@@ -286,13 +287,13 @@ class Applier:
         report.serial = state.serial
 
     def _mend(self) -> None:
-        """Providers that can mend what a killed apply left half-written (``mend``: the gitops
-        provider's kustomizations) do it first, whether or not the plan has changes; their
-        ``finish`` writes it."""
+        """Providers that can mend what a killed apply left half-written or a user edited (``mend``:
+        the gitops provider's kustomizations) do it first, whether or not the plan has changes;
+        their ``finish`` writes it. What they said they mend is kept in ``notes``."""
         for provider in self.providers:
             mend = getattr(provider, "mend", None)
             if mend is not None:
-                mend()
+                self.notes += mend() or []
         self._finish()
 
     def _finish(self) -> None:

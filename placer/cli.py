@@ -415,7 +415,7 @@ def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str
                       progress=report_progress)
     report: ApplyReport | None = None
     try:
-        with backend.lock("apply"):
+        with backend.lock("apply"), _saying(applier.notes):
             state = backend.read()
             check_fresh(the_plan, state)
             try:
@@ -444,6 +444,17 @@ def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str
         _say_complete(report, total)
         raise CliError(f"the apply completed, but releasing the state lock failed: {exc}") from exc
     _say_complete(report, total)
+
+
+@contextmanager
+def _saying(notes: list[str]) -> Iterator[None]:
+    """Print ``notes`` (what the apply mended, such as a kustomization it restored) once the apply
+    ends, well or not (a user's edit was undone under "No changes")."""
+    try:
+        yield
+    finally:
+        for note in notes:
+            err.print(note, style="yellow")
 
 
 def _say_complete(report: ApplyReport, total: int) -> None:

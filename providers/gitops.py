@@ -47,6 +47,7 @@ class GitOpsProvider:
         self._folders: dict[Path, set[str]] = {}  # a cluster folder's manifests, as on disk
         self._dirty: set[Path] = set()  # folders whose kustomization is behind
         self._checked = False  # whether the kustomizations found on disk were checked
+        self._mended: list[str] = []  # what the check found to restore, and why, in words
 
     def handles(self, change: Change) -> bool:
         return change.kind in ("pool", "deployment")
@@ -89,14 +90,18 @@ class GitOpsProvider:
             have = kust.read_text() if kust.exists() else None
             if have != (kustomization_text(sorted(names)) if names else None):
                 self._dirty.add(folder)
+                self._mended.append(_mend_note(kust, have, names))
 
-    def mend(self) -> None:
-        """Mark every kustomization that does not list its folder's manifests, for ``finish`` to
-        write: run by each apply first, changes or none (a killed apply's re-plan has none, and
-        its tree stayed broken)."""
+    def mend(self) -> list[str]:
+        """Mark every kustomization that is not the list of its folder's manifests placer writes, for
+        ``finish`` to write: run by each apply first, changes or none (a killed apply's re-plan has
+        none, and its tree stayed broken). What it will restore, and why, in words (a user's edit
+        was undone by an apply that said only "No changes")."""
         with self._lock:
             if not self._checked:
                 self._check_kustomizations()
+            mended, self._mended = self._mended, []
+            return mended
 
     def finish(self) -> None:
         """Write the kustomization of every folder this provider changed (the apply's phase ends),
@@ -194,6 +199,26 @@ class GitOpsProvider:
 
     def wait_healthy(self, change: Change, timeout_s: float) -> None:
         return None
+
+
+def _mend_note(kust: Path, have: str | None, names: set[str]) -> str:
+    """What ``finish`` will do to the kustomization ``kust`` (``have``: its text, None when missing;
+    ``names``: its folder's manifests), and why."""
+    if not names:
+        return f"removed {kust}: its folder holds no manifest"
+    if have is None:
+        return f"restored {kust}: it was missing (an apply stopped before the end of its phase)"
+    try:
+        doc = yaml.safe_load(have)
+    except yaml.YAMLError:
+        doc = None
+    resources = doc.get("resources") if isinstance(doc, dict) else None
+    why = ("it had been edited" if isinstance(resources, list) and set(map(str, resources)) == names
+           else "it did not list exactly the folder's manifests (an apply stopped before the end of its phase, or "
+                "an edit)")
+    return (f"restored {kust}: {why}; placer owns each cluster folder's kustomization.yaml, the list of the "
+            f"folder's manifests: put your own kustomize edits in an overlay above {kust.parent} (a "
+            "kustomization that lists it as a resource)")
 
 
 def _same_group(entry: Any, target: dict[str, Any]) -> bool:

@@ -190,6 +190,32 @@ def test_edited_fleet_shows_exactly_the_expected_changes(env: Env, capsys: pytes
     assert code == 0, stderr
 
 
+def test_an_apply_that_restores_an_edited_kustomization_says_so(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    """placer owns each cluster folder's kustomization.yaml: an apply with no changes rewrote one a
+    user had edited (commonLabels added) and said only "No changes. The infrastructure matches the
+    plan." It says what it restored, and why; one the apply itself left behind is named too."""
+    plan_and_apply(capsys, env)
+    kust = sorted(env.deploy.rglob("kustomization.yaml"))[0]
+    listed = kust.read_text()
+    kust.write_text(listed + "commonLabels:\n  team: ml\n")
+    again = env.root / "again.json"
+    plan_json(capsys, env, again)
+    code, stdout, stderr = placer(capsys, "apply", str(again))
+    assert code == 0, stderr
+    assert kust.read_text() == listed
+    said = stdout + stderr
+    assert f"restored {kust}: it had been edited" in said and "placer owns" in said, said
+    assert f"an overlay above {kust.parent}" in said, said
+    assert "No changes." in stdout
+
+    kust.unlink()  # as an apply killed before its phase's end leaves it
+    plan_json(capsys, env, again)
+    code, stdout, stderr = placer(capsys, "apply", str(again))
+    assert code == 0 and f"restored {kust}: it was missing" in stdout + stderr, stdout + stderr
+    code, stdout, stderr = placer(capsys, "apply", str(again))
+    assert code == 0 and "restored" not in stdout + stderr, "a kustomization as placer wrote it is left unsaid"
+
+
 def test_the_gitops_tfvars_name_the_plan_as_renders_do(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     """terraform/README: the tfvars carry placer_plan {fleet_digest, serial}, "every key always
     written"; the gitops apply wrote placer_pools alone (render wrote both)."""
