@@ -12,6 +12,7 @@ import dataclasses
 import datetime as dt
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -415,7 +416,7 @@ def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str
                       progress=report_progress)
     report: ApplyReport | None = None
     try:
-        with backend.lock("apply"), _saying(applier.notes):
+        with backend.lock("apply"), _saying(applier.notes), _sigterm_interrupts() as stopped_by:
             state = backend.read()
             check_fresh(the_plan, state)
             try:
@@ -431,12 +432,15 @@ def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str
                                f"{_clause(exc)}. The state ({backend.location}) still says the apply did not "
                                "finish: the next `placer plan` starts from the changes it records (it should find "
                                "none left), and applying that plan marks it finished") from exc
-            except Exception as exc:
+            except (Exception, KeyboardInterrupt) as exc:
                 applied = len((state.applying or {}).get("done", []))
-                raise CliError(f"apply failed after {applied} of {total} change(s): {_clause(exc)}. The state "
-                               f"({backend.location}) records exactly what was done (a deployment scaled up once "
-                               "it is healthy); run `placer plan` to see what remains, then apply the new plan"
-                               ) from exc
+                what = (f"apply interrupted ({stopped_by[0]}) after {applied} of {total} change(s): it stopped "
+                        "once the changes in flight were done, and released the state lock"
+                        if isinstance(exc, KeyboardInterrupt) else
+                        f"apply failed after {applied} of {total} change(s): {_clause(exc)}")
+                raise CliError(f"{what}. The state ({backend.location}) records exactly what was done (a deployment "
+                               "scaled up once it is healthy); run `placer plan` to see what remains, then apply "
+                               "the new plan") from exc
     except Exception as exc:
         if report is None:
             raise
@@ -444,6 +448,27 @@ def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str
         _say_complete(report, total)
         raise CliError(f"the apply completed, but releasing the state lock failed: {exc}") from exc
     _say_complete(report, total)
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[list[str]]:
+    """SIGTERM (a CI job cancelled, `docker stop`) stops the apply as Ctrl-C does: after the changes
+    in flight, recorded, the lock released (it killed the apply and left the lock). Yields the
+    name of the signal that stopped it, once one has."""
+    stopped_by = ["SIGINT"]
+    if threading.current_thread() is not threading.main_thread():
+        yield stopped_by
+        return
+
+    def interrupt(signum: int, _frame: Any) -> None:
+        stopped_by[0] = signal.Signals(signum).name
+        raise KeyboardInterrupt
+
+    before = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield stopped_by
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 @contextmanager

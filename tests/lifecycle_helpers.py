@@ -197,7 +197,21 @@ def slow_apply(plan_path: str, state_path: str, deploy: str, log: str, sleep_s: 
     return 0
 
 
+def slow_cli_apply(plan_path: str, deploy: str, log: str, sleep_s: str) -> int:
+    """``placer apply PLAN`` itself, its provider a LoggingProvider that sleeps before each change."""
+    from placer import cli
+
+    def providers_for(cfg: Any, directory_override: Any = None, plan: Any = None) -> list[Any]:
+        return [LoggingProvider(Path(deploy), Path(log), float(sleep_s))]
+
+    cli.providers_for = providers_for  # type: ignore[assignment]
+    return cli.main(["apply", plan_path])
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 7 and sys.argv[1] == "slow-apply":
         sys.exit(slow_apply(*sys.argv[2:]))
-    sys.exit(f"usage: {sys.argv[0]} slow-apply PLAN STATE DEPLOY LOG SLEEP_SECONDS")
+    if len(sys.argv) == 6 and sys.argv[1] == "slow-cli-apply":
+        sys.exit(slow_cli_apply(*sys.argv[2:]))
+    sys.exit(f"usage: {sys.argv[0]} slow-apply PLAN STATE DEPLOY LOG SLEEP_SECONDS\n"
+             f"       {sys.argv[0]} slow-cli-apply PLAN DEPLOY LOG SLEEP_SECONDS")

@@ -962,6 +962,43 @@ def test_a_change_whose_journal_entry_failed_is_in_the_state_the_failed_apply_le
     assert done == [c.address for c in sorted(todo, key=lambda c: c.phase)][:2]  # the state write, the failed put
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_apply_says_what_it_did_and_releases_the_lock(
+        env: Env, capsys: pytest.CaptureFixture[str], sig: signal.Signals) -> None:
+    """Ctrl-C said only "Aborted."; SIGTERM (a CI cancel, docker stop) killed the apply as SIGKILL
+    does and left the lock. Both stop after the change in flight, record it, release the lock and
+    say how many changes were done and that the state records them."""
+    path = env.root / "plan.json"
+    plan_json(capsys, env, path)
+    log = env.root / "apply.log"
+    proc = subprocess.Popen([sys.executable, str(lh.HERE), "slow-cli-apply", str(path), str(env.deploy), str(log),
+                             "0.5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "COLUMNS": "400"})
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            lines = log.read_text().splitlines() if log.exists() else []
+            if sum(line.startswith("done ") for line in lines) >= 2 and lines[-1].startswith("start "):
+                break
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, lines
+            time.sleep(0.02)
+        proc.send_signal(sig)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    done = [line.split(" ", 1)[1] for line in log.read_text().splitlines() if line.startswith("done ")]
+    assert proc.returncode == 1, (proc.returncode, stderr)
+    assert "Traceback" not in stderr and "Aborted." not in stderr, stderr
+    name = signal.Signals(sig).name
+    assert f"apply interrupted ({name}) after {len(done)} of 5 change(s)" in " ".join(stderr.split()), stderr
+    assert "records exactly what was done" in " ".join(stderr.split()), stderr
+    assert not env.backend.lock_path.exists(), "the interrupted apply releases the lock"
+    assert env.backend.read().applying["done"] == done, "the change in flight was finished and recorded"
+
+
 def test_ctrl_c_starts_no_queued_change(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     """Interrupted during its first deployment, an apply still started every queued change of the
     phase (about 6 s to exit); as after a failure, nothing new starts, and what ran is recorded."""
