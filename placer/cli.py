@@ -547,10 +547,12 @@ def force_unlock(lock_id: str, fleet_path: str | None, state_path: str | None) -
 @click.option("--out", "out_dir", type=NamedPath(), required=True, help="Directory of the GitOps tree.")
 def render(plan_path: str, out_dir: str) -> None:
     """Write the GitOps tree of a plan: manifests per cluster and terraform tfvars."""
-    from placer.planfile import atomic_write_all, read
+    from placer.planfile import atomic_write_all, read, tree_leftovers
     from placer.render.tree import placer_wrote, tree
 
     root = Path(out_dir)
+    for left in tree_leftovers(root):  # a render or apply killed mid-write left it
+        left.unlink(missing_ok=True)
     # a manifest placer did not write (a namespace, an Argo CD app) stays, listed in its folder's
     # kustomization; placer's own that the plan no longer has are removed (every file was, unsaid)
     theirs: dict[str, list[str]] = {}

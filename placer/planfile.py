@@ -12,6 +12,7 @@ import errno
 import json
 import math
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Callable, Mapping
@@ -442,6 +443,31 @@ def blocked_folder(path: Path) -> str | None:
         if above.exists() and not above.is_dir():
             return f"{above} is a file, not a directory"
     return None
+
+
+# the temporary file ``atomic_write`` writes before its rename: ``.<name>.`` and mkstemp's 8 characters
+_TEMPORARY = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}")
+
+
+def tree_leftovers(root: Path) -> list[Path]:
+    """The temporary files ``atomic_write`` left in the GitOps tree under ``root`` when killed before
+    its rename (a SIGKILL mid-apply left hidden ``clusters/*/.m-pa.yaml.XXXXXXXX`` files for good):
+    those of the files placer writes there only, a manifest or kustomization in a cluster folder and
+    the tfvars, never in a folder that is a link."""
+    clusters = root / "clusters"
+    folders = [] if clusters.is_symlink() or not clusters.is_dir() else sorted(clusters.iterdir())
+    found = []
+    for folder in [*folders, root / "terraform"]:
+        if folder.is_symlink() or not folder.is_dir():
+            continue
+        for path in sorted(folder.iterdir()):
+            match = _TEMPORARY.fullmatch(path.name)
+            if match is None or path.is_symlink() or not path.is_file():
+                continue
+            name = match["name"]
+            if name.endswith(".yaml") if folder.parent == clusters else name == "placer.auto.tfvars.json":
+                found.append(path)
+    return found
 
 
 def _where(path: str | Path) -> Path:

@@ -22,7 +22,14 @@ from typing import Any
 
 import yaml
 
-from placer.planfile import Change, atomic_write, deployment_place, link_on_the_way, tree_place
+from placer.planfile import (
+    Change,
+    atomic_write,
+    deployment_place,
+    link_on_the_way,
+    tree_leftovers,
+    tree_place,
+)
 from placer.render.tree import (
     TFVARS,
     kustomization_text,
@@ -93,13 +100,20 @@ class GitOpsProvider:
                 self._mended.append(_mend_note(kust, have, names))
 
     def mend(self) -> list[str]:
-        """Mark every kustomization that is not the list of its folder's manifests placer writes, for
+        """Remove the temporary files a killed write left (``tree_leftovers``), and mark every
+        kustomization that is not the list of its folder's manifests placer writes, for
         ``finish`` to write: run by each apply first, changes or none (a killed apply's re-plan has
         none, and its tree stayed broken). What it will restore, and why, in words (a user's edit
         was undone by an apply that said only "No changes")."""
         with self._lock:
             if not self._checked:
                 self._check_kustomizations()
+            left = tree_leftovers(self.root)
+            for path in left:
+                path.unlink(missing_ok=True)
+            if left:
+                self._mended.append(f"removed {len(left)} temporary file(s) a killed write left in {self.root}: "
+                                    + ", ".join(str(p.relative_to(self.root)) for p in left))
             mended, self._mended = self._mended, []
             return mended
 

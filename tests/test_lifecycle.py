@@ -216,6 +216,34 @@ def test_an_apply_that_restores_an_edited_kustomization_says_so(env: Env, capsys
     assert code == 0 and "restored" not in stdout + stderr, "a kustomization as placer wrote it is left unsaid"
 
 
+def test_temporary_files_a_killed_write_left_in_the_tree_are_removed(
+        env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    """SIGKILL between atomic_write's temporary file and its rename left hidden files in the tree
+    (clusters/*/.m-pa.yaml.XXXXXXXX, terraform/.placer.auto.tfvars.json.XXXXXXXX) for good. The next
+    apply removes them, as does render; files of that look that placer did not name are kept."""
+    path = plan_and_apply(capsys, env)
+    folder = sorted(env.deploy.rglob("kustomization.yaml"))[0].parent
+    left = [folder / ".chat-aws-h100.yaml.k3x_9q2a", folder / ".kustomization.yaml.abcdefgh",
+            env.deploy / "terraform" / ".placer.auto.tfvars.json.0a1b2c3d"]
+    theirs = [folder / ".gitkeep", folder / ".notes.txt.abcdefgh", env.deploy / "terraform" / ".main.tf.abcdefgh",
+              folder / ".chat-aws-h100.yaml.toolong12"]
+    for p in left + theirs:
+        p.write_text("half\n")
+    again = env.root / "again.json"
+    plan_json(capsys, env, again)
+    code, stdout, stderr = placer(capsys, "apply", str(again))
+    assert code == 0, stderr
+    assert not [p for p in left if p.exists()], "placer's own leftovers are removed"
+    assert all(p.exists() for p in theirs)
+    assert "removed 3 temporary file(s)" in stdout + stderr, stdout + stderr
+
+    for p in left:
+        p.write_text("half\n")
+    code, _, stderr = placer(capsys, "render", str(path), "--out", str(env.deploy))
+    assert code == 0, stderr
+    assert not [p for p in left if p.exists()] and all(p.exists() for p in theirs)
+
+
 def test_the_gitops_tfvars_name_the_plan_as_renders_do(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     """terraform/README: the tfvars carry placer_plan {fleet_digest, serial}, "every key always
     written"; the gitops apply wrote placer_pools alone (render wrote both)."""
