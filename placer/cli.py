@@ -33,6 +33,7 @@ from placer.spec import FleetError
 
 if TYPE_CHECKING:
     from placer.apply import ApplyReport
+    from placer.explain import Explanation
 
 LOG_WIDTH = 200  # a table's width where output is a log or a pipe, not a terminal
 
@@ -84,8 +85,8 @@ def parse_now(value: str | None) -> dt.datetime:
     return parsed
 
 
-def read_fleet(path: str) -> Fleet:
-    fleet = load_fleet(path)
+def read_fleet(path: str, progress: Callable[[str], None] | None = None) -> Fleet:
+    fleet = load_fleet(path, progress)
     for warning in fleet.warnings:
         err.print(str(warning), style="yellow")
     return fleet
@@ -133,25 +134,36 @@ def settings_json(fleet: Fleet) -> dict[str, Any]:
 STILL_EVERY = 10.0  # seconds between "Still planning…" lines where stderr is no terminal (CI logs)
 
 
+def _command_started() -> float:
+    """When the running command started (``cli``'s callback noted it), so that progress counts
+    from there; now, outside a command."""
+    ctx = click.get_current_context(silent=True)
+    obj = ctx.find_root().obj if ctx is not None else None
+    return float(obj["started"]) if isinstance(obj, dict) and "started" in obj else time.monotonic()
+
+
 @contextmanager
-def spinner(enabled: bool) -> Iterator[Callable[[str], None]]:
-    """Progress on a long solve: a spinner with the solver's last message on a terminal; in a
-    CI log, a line every STILL_EVERY seconds (as Terraform's "Still creating... [10s elapsed]"),
-    so that a two-minute plan does not look hung."""
+def spinner(enabled: bool, doing: str = "planning") -> Iterator[Callable[[str], None]]:
+    """Progress on a long command, told each step as it begins (reading the fleet, "reading fleet:
+    12 of 51 files", to the solver's steps): a spinner with the current step on a terminal; in a
+    CI log, a line every STILL_EVERY seconds of the command ("Still planning… [10s elapsed; now:
+    reading fleet: 12 of 51 files]", as Terraform's "Still creating... [10s elapsed]"), so that a
+    two-minute plan does not look hung. Commands open it first: it was opened after the fleet was
+    read (8 s at L), so that nothing showed for that long, and the clock started late."""
     if not enabled:
         yield lambda _msg: None
         return
     if err.is_terminal:
-        with err.status("planning…") as status:
+        with err.status(f"{doing}…") as status:
             yield lambda msg: status.update(msg)
         return
     latest = ["starting"]
     done = threading.Event()
-    started = time.monotonic()
+    started = _command_started()
 
-    def tick() -> None:
-        while not done.wait(STILL_EVERY):
-            err.print(f"Still planning… [{time.monotonic() - started:.0f}s elapsed; last step: {latest[0]}]")
+    def tick() -> None:  # on the command's 10 s marks
+        while not done.wait(STILL_EVERY - (time.monotonic() - started) % STILL_EVERY):
+            err.print(f"Still {doing}… [{time.monotonic() - started:.0f}s elapsed; now: {latest[0]}]")
 
     ticker = threading.Thread(target=tick, name="placer-progress", daemon=True)
     ticker.start()
@@ -220,7 +232,7 @@ class NamedPath(click.Path):
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:
     """placer: plan and apply GPU model placements over on-prem, cloud and edge pools."""
-    ctx.obj = {"debug": debug}
+    ctx.obj = {"debug": debug, "started": time.monotonic()}
 
 
 @cli.command()
@@ -230,14 +242,17 @@ def validate(fleet: str) -> None:
     from placer.optimizer.arrays import fleet_warnings
     from placer.optimizer.conflicts import capacity_conflicts
 
-    loaded = load_fleet(fleet)
-    rules = rules_for(dt.datetime.now(dt.UTC))
-    found = list(loaded.warnings) + fleet_warnings(loaded, rules)
-    # a minReplicas no allowed pool can hold: `plan` refuses the fleet, so validate does (a PR
-    # check passed, then the plan failed)
-    short = [doc.diag("spec.minReplicas", conflict.message(), "spec", "minReplicas")
-             for conflict in capacity_conflicts(loaded, rules)
-             if (doc := loaded.document("Model", conflict.models[0])) is not None]
+    with spinner(True, "validating") as progress:
+        loaded = load_fleet(fleet, progress)
+        rules = rules_for(dt.datetime.now(dt.UTC))
+        progress("checking which pools each model may use")
+        found = list(loaded.warnings) + fleet_warnings(loaded, rules)
+        # a minReplicas no allowed pool can hold: `plan` refuses the fleet, so validate does (a PR
+        # check passed, then the plan failed)
+        progress("checking each model's minReplicas against the pools it may use")
+        short = [doc.diag("spec.minReplicas", conflict.message(), "spec", "minReplicas")
+                 for conflict in capacity_conflicts(loaded, rules)
+                 if (doc := loaded.document("Model", conflict.models[0])) is not None]
     if short:
         raise FleetError([*found, *short])
     for w in found:
@@ -272,16 +287,18 @@ def plan(fleet: str, out_path: str | None, as_json: bool, detailed_exitcode: boo
     from placer.render import summary
 
     now = parse_now(now_text)
-    loaded = read_fleet(fleet)
-    deploy_outside(fleet, loaded)
-    if out_path:  # a path no plan can be written to is said before the solve, not after it
-        check_writable(out_path)
-    backend = backend_from(settings_json(loaded)["state"], state_path)
-    state = backend.read()
-    _warn_unfinished(backend, state)
-    if refresh:
-        state, _ = _refresh(loaded, state, settings_json(loaded)["apply"])
     with spinner(not as_json) as progress:
+        loaded = read_fleet(fleet, progress)
+        deploy_outside(fleet, loaded)
+        if out_path:  # a path no plan can be written to is said before the solve, not after it
+            check_writable(out_path)
+        backend = backend_from(settings_json(loaded)["state"], state_path)
+        progress(f"reading the state ({backend.location})")
+        state = backend.read()
+        _warn_unfinished(backend, state)
+        if refresh:
+            progress("refreshing: reading what runs from the providers")
+            state, _ = _refresh(loaded, state, settings_json(loaded)["apply"])
         result = make_plan(loaded, state, rules_for(now), now, progress)
     body = dict(result.plan.body)
     body["settings"] = settings_json(loaded)
@@ -335,11 +352,14 @@ def _refresh(fleet: Fleet, state: Any, apply_cfg: dict[str, Any]) -> tuple[Any, 
 @click.option("--state", "state_path", type=NamedPath(), help="Use this local state file instead of Settings'.")
 def refresh(fleet: str, state_path: str | None) -> None:
     """Read what really runs from the providers and report drift against the state (changes nothing)."""
-    loaded = read_fleet(fleet)
-    cfg = settings_json(loaded)
-    backend = backend_from(cfg["state"], state_path)
-    state = backend.read()
-    _, drifts = _refresh(loaded, state, cfg["apply"])
+    with spinner(True, "refreshing") as progress:
+        loaded = read_fleet(fleet, progress)
+        cfg = settings_json(loaded)
+        backend = backend_from(cfg["state"], state_path)
+        progress(f"reading the state ({backend.location})")
+        state = backend.read()
+        progress("reading what runs from the providers")
+        _, drifts = _refresh(loaded, state, cfg["apply"])
     if not drifts:
         out.print("No drift: the providers hold what the state records.")
 
@@ -366,10 +386,11 @@ def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str
         from placer.planner import make_plan
 
         now = parse_now(now_text)
-        loaded = read_fleet(target)
-        deploy_outside(target, loaded)
-        backend = backend_from(settings_json(loaded)["state"], state_path)
         with spinner(True) as progress:
+            loaded = read_fleet(target, progress)
+            deploy_outside(target, loaded)
+            backend = backend_from(settings_json(loaded)["state"], state_path)
+            progress(f"reading the state ({backend.location})")
             made = make_plan(loaded, backend.read(), rules_for(now), now, progress)
         body = dict(made.plan.body)
         body["settings"] = settings_json(loaded)
@@ -381,7 +402,8 @@ def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str
         the_plan = read(target)
         backend = None
         if fleet_path is not None:
-            now_digest = read_fleet(fleet_path).digest
+            with spinner(True, "reading the fleet") as progress:
+                now_digest = read_fleet(fleet_path, progress).digest
             if now_digest != the_plan.fleet_digest:
                 fail(f"{target} was made from another version of {fleet_path} (plan {the_plan.fleet_digest[:19]}…, "
                      f"fleet now {now_digest[:19]}…); nothing was applied: plan it again")
@@ -551,26 +573,34 @@ def render(plan_path: str, out_dir: str) -> None:
     from placer.render.tree import placer_wrote, tree
 
     root = Path(out_dir)
-    for left in tree_leftovers(root):  # a render or apply killed mid-write left it
-        left.unlink(missing_ok=True)
-    # a manifest placer did not write (a namespace, an Argo CD app) stays, listed in its folder's
-    # kustomization; placer's own that the plan no longer has are removed (every file was, unsaid)
-    theirs: dict[str, list[str]] = {}
-    stale: list[Path] = []
-    for path in sorted(root.glob("clusters/*/*.yaml")):
-        if path.name == "kustomization.yaml" or placer_wrote(path.read_text(errors="replace")):
-            stale.append(path)
-        else:
-            theirs.setdefault(path.parent.name, []).append(path.name)
-    files = tree(read(plan_path).to_json(), theirs)
-    # only what differs is written, all at once (a sync a file and one a folder took 6 s at M)
-    changed = {root / rel: text for rel, text in files.items()
-               if not (root / rel).exists() or (root / rel).read_text() != text}
-    atomic_write_all(changed)
-    keep = {root / rel for rel in files}
-    gone = [path for path in stale if path not in keep]
-    for path in gone:
-        path.unlink()
+    with spinner(True, "rendering") as progress:
+        for left in tree_leftovers(root):  # a render or apply killed mid-write left it
+            left.unlink(missing_ok=True)
+        progress(f"reading {plan_path}")
+        the_plan = read(plan_path).to_json()
+        # a manifest placer did not write (a namespace, an Argo CD app) stays, listed in its folder's
+        # kustomization; placer's own that the plan no longer has are removed (every file was, unsaid)
+        progress(f"reading the manifests under {out_dir}")
+        theirs: dict[str, list[str]] = {}
+        stale: list[Path] = []
+        for path in sorted(root.glob("clusters/*/*.yaml")):
+            if path.name == "kustomization.yaml" or placer_wrote(path.read_text(errors="replace")):
+                stale.append(path)
+            else:
+                theirs.setdefault(path.parent.name, []).append(path.name)
+        progress("building the GitOps tree")
+        files = tree(the_plan, theirs)
+        progress(f"comparing {len(files):,} file(s) with the tree")
+        # only what differs is written, all at once (a sync a file and one a folder took 6 s at M)
+        changed = {root / rel: text for rel, text in files.items()
+                   if not (root / rel).exists() or (root / rel).read_text() != text}
+        progress(f"writing {len(changed):,} file(s)")
+        atomic_write_all(changed)
+        keep = {root / rel for rel in files}
+        progress("removing the manifests the plan no longer has")
+        gone = [path for path in stale if path not in keep]
+        for path in gone:
+            path.unlink()
     kept = sum(len(names) for names in theirs.values())
     same = len(files) - len(changed)
     out.print(f"Wrote {len(changed)} file(s) under {out_dir}" + (f", {same} unchanged" if same else "")
@@ -592,57 +622,35 @@ def explain(fleet: str, model: str, now_text: str | None, state_path: str | None
     """Where MODEL goes and why: its cost terms, why each other pool is out, the next-best pool."""
     from rich.table import Table
 
-    from placer.candidates import Candidates, Exclusions, required_of, retirement
+    from placer.candidates import required_of, retirement
     from placer.explain import GROUP_ABOVE, GROUP_NAMES, grouped, names
-    from placer.explain import explain as run_explain
     from placer.loader_hint import suggest_name
-    from placer.optimizer import explain_infeasible, optimize
 
-    saved = None
-    if plan_path is not None:
-        from placer.planfile import read
+    with spinner(True, "explaining") as progress:
+        saved = None
+        if plan_path is not None:
+            from placer.planfile import read
 
-        saved = read(plan_path)
-        now_text = now_text or saved.created_at  # the plan's rules are those of its time
-    now = parse_now(now_text)
-    loaded = read_fleet(fleet)
-    if model not in loaded.models:
-        fail(f"no model named {model!r} in {fleet}{suggest_name(model, loaded.models)}")
-    if saved is not None and saved.fleet_digest != loaded.digest:
-        fail(f"{plan_path} was made from another version of {fleet} (plan {saved.fleet_digest[:19]}…, fleet now "
-             f"{loaded.digest[:19]}…): explain the fleet as it is without --plan, or plan it again")
-    state = backend_from(settings_json(loaded)["state"], state_path).read()
-    rules = rules_for(now)
-    retired = retirement(loaded, rules, loaded.models[model], required_of(loaded, loaded.models[model]))
-    if retired is not None:  # no pool is its own reason, and the fleet's plan need not be solved to say so
+            progress(f"reading {plan_path}")
+            saved = read(plan_path)
+            now_text = now_text or saved.created_at  # the plan's rules are those of its time
+        now = parse_now(now_text)
+        loaded = read_fleet(fleet, progress)
+        if model not in loaded.models:
+            fail(f"no model named {model!r} in {fleet}{suggest_name(model, loaded.models)}")
+        if saved is not None and saved.fleet_digest != loaded.digest:
+            fail(f"{plan_path} was made from another version of {fleet} (plan {saved.fleet_digest[:19]}…, fleet now "
+                 f"{loaded.digest[:19]}…): explain the fleet as it is without --plan, or plan it again")
+        backend = backend_from(settings_json(loaded)["state"], state_path)
+        progress(f"reading the state ({backend.location})")
+        state = backend.read()
+        rules = rules_for(now)
+        retired = retirement(loaded, rules, loaded.models[model], required_of(loaded, loaded.models[model]))
+        # no pool is its own reason, and the fleet's plan need not be solved to say so
+        ex = None if retired is not None else _explanation(loaded, rules, model, state, saved, plan_path, progress)
+    if ex is None:
         out.print(f"{model} is not placed, on any pool: {retired}")
         return
-    with spinner(True) as progress:
-        if saved is not None:  # the plan as saved: nothing to solve but the next best
-            from placer.optimizer import SolveResult
-            from placer.planner import placement_of_body
-
-            kept = saved.body.get("solver", {})
-            gone = {str(r["model"]): str(r.get("reason", "")) for r in saved.body.get("retired", [])}
-            try:
-                placed = placement_of_body(saved.body, loaded)
-            except PlanFileError as exc:
-                fail(f"{plan_path}: {exc}")
-            result = SolveResult(str(kept.get("status", "SAVED")), placed,
-                                 float(kept.get("objectiveUsdPerHour") or 0.0), float(kept.get("boundUsdPerHour") or 0.0),
-                                 float(kept.get("wallSeconds") or 0.0),
-                                 candidates=Candidates(retired=gone, excluded=Exclusions(loaded, rules, gone)))
-        else:
-            result = optimize(loaded, rules, current=state.replicas(), progress=progress)
-        if result.status == "INFEASIBLE":
-            progress("infeasible: looking for the conflicting policies")
-            fail(f"the fleet has no feasible plan, so {model} has no place: "
-                 f"{explain_infeasible(loaded, rules, progress).message()}")
-        if result.placement is None or result.candidates is None:
-            fail(f"the solver stopped with status {result.status} and no plan for the fleet; "
-                 "raise Settings solver.timeLimitSeconds")
-        progress(f"the next best place for {model}")
-        ex = run_explain(loaded, rules, model, result, state.replicas(), result.candidates, progress=progress)
     # its terms of the running cost: compute always, the others where they are more than 0.00
     paid = [f"{k} {v:,.2f}" for k, v in ex.terms.items() if k == "compute" or abs(v) >= 0.005]
     if ex.placed:
@@ -674,6 +682,40 @@ def explain(fleet: str, model: str, now_text: str | None, state_path: str | None
         out.print(said, style="yellow" if ex.next_best_cheaper else None)
 
 
+def _explanation(loaded: Fleet, rules: Any, model: str, state: Any, saved: Plan | None, plan_path: str | None,
+                 progress: Callable[[str], None]) -> Explanation:
+    """``model`` explained in the plan ``saved`` (from ``plan_path``), or in the fleet's plan solved now."""
+    from placer.candidates import Candidates, Exclusions
+    from placer.explain import explain as run_explain
+    from placer.optimizer import explain_infeasible, optimize
+
+    if saved is not None:  # the plan as saved: nothing to solve but the next best
+        from placer.optimizer import SolveResult
+        from placer.planner import placement_of_body
+
+        kept = saved.body.get("solver", {})
+        gone = {str(r["model"]): str(r.get("reason", "")) for r in saved.body.get("retired", [])}
+        try:
+            placed = placement_of_body(saved.body, loaded)
+        except PlanFileError as exc:
+            fail(f"{plan_path}: {exc}")
+        result = SolveResult(str(kept.get("status", "SAVED")), placed,
+                             float(kept.get("objectiveUsdPerHour") or 0.0), float(kept.get("boundUsdPerHour") or 0.0),
+                             float(kept.get("wallSeconds") or 0.0),
+                             candidates=Candidates(retired=gone, excluded=Exclusions(loaded, rules, gone)))
+    else:
+        result = optimize(loaded, rules, current=state.replicas(), progress=progress)
+    if result.status == "INFEASIBLE":
+        progress("infeasible: looking for the conflicting policies")
+        fail(f"the fleet has no feasible plan, so {model} has no place: "
+             f"{explain_infeasible(loaded, rules, progress).message()}")
+    if result.placement is None or result.candidates is None:
+        fail(f"the solver stopped with status {result.status} and no plan for the fleet; "
+             "raise Settings solver.timeLimitSeconds")
+    progress(f"the next best place for {model}")
+    return run_explain(loaded, rules, model, result, state.replicas(), result.candidates, progress=progress)
+
+
 @cli.command()
 @click.argument("fleet", type=NamedPath())
 @click.option("--demand-scale", type=float, default=1.0, show_default=True, help="Multiply every demand rate.")
@@ -690,10 +732,10 @@ def whatif(fleet: str, demand_scale: float, fail_pool: tuple[str, ...], fail_loc
     from placer.whatif import Scenario, compare
 
     now = parse_now(now_text)
-    loaded = read_fleet(fleet)
-    scenario = Scenario(demand_scale, frozenset(fail_pool), frozenset(fail_location), frozenset(fail_provider))
-    state = backend_from(settings_json(loaded)["state"], state_path).read()
     with spinner(not as_json) as progress:
+        loaded = read_fleet(fleet, progress)
+        scenario = Scenario(demand_scale, frozenset(fail_pool), frozenset(fail_location), frozenset(fail_provider))
+        state = backend_from(settings_json(loaded)["state"], state_path).read()
         report = compare(loaded, rules_for(now), scenario, progress, current=state.replicas())
     base = report["base"]
     if not base["feasible"]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -219,9 +219,12 @@ def pool_matches(selector: Selector, pool: Pool) -> bool:
 # ---------------------------------------------------------------- building
 
 
-def load_fleet(path: str | Path) -> Fleet:
-    """Read, validate and resolve a fleet directory; raise FleetError with every problem."""
-    raws, diags = read_fleet_dir(path)
+def load_fleet(path: str | Path, progress: Callable[[str], None] | None = None) -> Fleet:
+    """Read, validate and resolve a fleet directory; raise FleetError with every problem.
+    ``progress``: told each step as it begins."""
+    say = progress or (lambda _msg: None)
+    raws, diags = read_fleet_dir(path, say)
+    say(f"checking {len(raws):,} fleet documents")
     docs: list[Document] = []
     invalid: list[tuple[str, str]] = []
     for raw in raws:
@@ -231,6 +234,7 @@ def load_fleet(path: str | Path) -> Fleet:
             docs.append(doc)
         elif doc_diags and (named := kind_and_name(raw.data)) is not None:
             invalid.append(named)
+    say("resolving the fleet's references")
     fleet, more = build_fleet(docs, invalid)
     diags.extend(more)
     if fleet is None or any(d.severity == "error" for d in diags):

@@ -157,6 +157,8 @@ def make_plan(
             f"{fleet.settings.solver.time_limit_seconds:g} s; raise Settings solver.timeLimitSeconds"
         )
     placement = result.placement
+    if progress:
+        progress("pricing the plan and checking its hard rules")
     cost = price(fleet, placement, rules, current)
     # the plan is checked against the SPEC's hard constraints and the required policies before
     # anyone can apply it: a search that kept a broken row (a minReplicas the scalable route's
@@ -168,6 +170,8 @@ def make_plan(
         raise SolveError(f"placer's optimizer made a plan that breaks {len(broken)} hard rule(s), first {broken[0]}; "
                          "nothing was written: this is a bug in placer, please report it with the fleet "
                          "(`PLACER_OPTIMIZER=exact` may plan it meanwhile)")
+    if progress:
+        progress("listing the changes from the state")
     changes = diff(fleet, state, placement, result.candidates)
     body = placement_body(fleet, result, placement, cost, state)
     plan = Plan(

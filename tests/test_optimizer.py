@@ -858,3 +858,19 @@ def test_a_conflicts_advice_is_true_of_its_members():
                      "it fits hold at most 0); relax it (lower the minReplicas, or add capacity); other conflicts may "
                      "remain")
     assert "relax some of them" in Conflict(("p", "q"), (), 5, minimal=False).message()
+
+
+def test_the_scalable_routes_progress_names_each_step_as_it_starts():
+    """Its progress was each step's timing once the step was done ("seed: 0.21s lp: 23889 pairs",
+    shown through the LP's 8.8 s at L): the spinner showed the last finished step, not the current one."""
+    import re
+
+    from placer.optimizer.large import optimize_large
+
+    said: list[str] = []
+    f = two_sites(pool("p", "a", usd=1), pool("q", "b", usd=2), inference("m0", [{"location": "a", "rate": 100}]))
+    assert optimize_large(f, RULES, progress=said.append, time_limit=5.0).placement is not None
+    assert said[:3] == ["finding eligible pools", "building the model: 2 eligible (model, pool) pairs",
+                        "a first plan to start from"], said
+    assert "rounding to whole replicas" in said and "neighbourhood search" in said, said
+    assert not [s for s in said if re.match(r"[a-z ]+: \d+\.\d\ds", s)], said  # no "seed: 0.21s ..."

@@ -302,11 +302,16 @@ class Clock:
     def elapsed(self) -> float:
         return time.monotonic() - self.start
 
+    def begin(self, step: str) -> None:
+        """Say the step that starts now: progress shows what the route is doing, where it showed the
+        step just done (``mark``'s)."""
+        self.say(step)
+
     def mark(self, name: str, note: str = "") -> None:
+        """Note how long step ``name`` took (``stats``; printed with its note under PLACER_DEBUG)."""
         now = time.monotonic()
         self.marks[name] = now - self._last
         self._last = now
-        self.say(f"{name}: {self.marks[name]:.2f}s{(' ' + note) if note else ''}")
         if DEBUG:
             print(f"[large] {name}: {self.marks[name]:.2f}s (total {now - self.start:.2f}s) {note}")
 
@@ -435,6 +440,7 @@ def finish(model: MatrixModel, v: FloatArray, clock: Clock, csc: Any = None) -> 
             v = polished
         if rnd == TRIM_ROUNDS or clock.left() < 2.0 * (time.monotonic() - started):
             break
+        clock.begin("dropping the replicas no route or rule needs")
         trimmed = trim(model, v, csc)
         if model_value(model, trimmed) >= model_value(model, v) - 1e-6:
             break
@@ -484,11 +490,13 @@ def optimize_large(
     current = dict(current or {})
     limit = float(time_limit if time_limit is not None else fleet.settings.solver.time_limit_seconds)
     clock = Clock(limit, progress or (lambda _m: None))
+    clock.begin("finding eligible pools")
     arrays = build_arrays(fleet, rules)
     clock.mark("pairs", f"{arrays.n_pairs} pairs, {arrays.n_routes} routes")
     counts, index = np.diff(arrays.pair_ptr), arrays.model_index
     if stranded_minimum(fleet, arrays.retired, lambda m: int(counts[index[m]])) is not None:
         return LargeResult("INFEASIBLE", None, math.inf, -math.inf, clock.elapsed(), {})
+    clock.begin(f"building the model: {arrays.n_pairs:,} eligible (model, pool) pairs")
     # cuts tighten the LP; a fleet planned without the LP gets the cheapest set, and a re-plan
     # (which starts from what runs, and searches little) none
     replan = choose_mode(arrays, arrays.current_vector(current)) == "replan"
@@ -764,6 +772,7 @@ def _recombined(model: MatrixModel, configs: Configurations | None, v: FloatArra
         if left < 0.1:
             return v
         if not by_parts:
+            clock.begin("recombining the configurations the search saw")
             r = recombine(model, configs, v, time_limit=left, csr=csr, workers=workers)
             better = r.values if r.values is not None else v
             again = " (again without the start)" if r.retried else ""
@@ -778,6 +787,7 @@ def _recombined(model: MatrixModel, configs: Configurations | None, v: FloatArra
             share = (end - time.monotonic()) / (len(parts) - i)
             if share < 0.1:
                 break
+            clock.begin(f"recombining the configurations the search saw: part {i + 1} of {len(parts)}")
             r = recombine(model, configs, v, time_limit=share, csr=csr, workers=workers, models=part)
             done += 1
             if r.values is not None:
@@ -799,12 +809,14 @@ def _recombined(model: MatrixModel, configs: Configurations | None, v: FloatArra
     # when it has the time (M and L), the first alone when it has not
     ways = ONTO if deadline - time.monotonic() >= ALL_ONTO_SECONDS and not by_parts else ONTO[:1]
     until = time.monotonic() + CONSOLIDATE_SHARE * (deadline - time.monotonic())
+    clock.begin("gathering the LP's fractions of replicas into configurations")
     added = sum(configs.add_replicas(consolidated(model, lp.values, v, onto), v, time_limit=until - time.monotonic())
                 for onto in ways)
     t_price = time.monotonic()
     got = Pricing()
     if lp.duals is not None and allowed is not None:
         until = time.monotonic() + PRICE_SHARE * (deadline - time.monotonic())
+        clock.begin("pricing configurations at the LP's duals")
         got = price_configurations(model, configs, lp, v, allowed, until, workers, csr, by_parts, tables)
     proved = f", bound {got.bound:.2f}" if math.isfinite(got.bound) else ""
     return once(v, deadline - time.monotonic(), f" (+{added} from the LP, +{got.priced} priced in {got.rounds} "
@@ -820,6 +832,7 @@ def solve_model(model: MatrixModel, clock: Clock, gap: float, workers: int = 1,
     LP would not fit the time: from the greedy plan). The last two take their bound from
     ``lp.simple_duals`` unless the LP runs too; ``prices``: theirs, set on the full arrays of a
     model restricted to some pairs (whose bound then holds for the whole fleet)."""
+    clock.begin("a first plan to start from")
     idle = IdleCores()  # whether the LP would find the search's threads a core each
     a = model.arrays
     x0, x1 = model.blocks["x"]
@@ -839,6 +852,7 @@ def solve_model(model: MatrixModel, clock: Clock, gap: float, workers: int = 1,
     if mode == "lp":
         threads = workers if workers > 1 and int(seed.sum()) >= PARALLEL_LP_PAIRS and idle.hold(workers) else 1
         share = LP_SHARE_PARALLEL if threads > 1 else LP_SHARE
+        clock.begin(f"the LP by column generation, from {int(seed.sum()):,} pairs")
         lp = column_generation(model, tables, seed, deadline=time.monotonic() + max(0.5, share * clock.left()),
                                view=Master(model), stop_gap=LP_STOP_GAP, threads=threads)
         if lp.duals is None and lp.status == "INFEASIBLE":
@@ -849,6 +863,7 @@ def solve_model(model: MatrixModel, clock: Clock, gap: float, workers: int = 1,
     if lp is not None and lp.duals is not None:
         bound = lp.duals.bound
         if lp.status != "OPTIMAL":
+            clock.begin("the LP stopped early: bounding the cost between its duals and simple ones")
             # stopped early: its duals may bound far less than the simple ones, and points between
             # both bound more than either (a restricted model's bound must hold for the whole
             # fleet: the simple prices alone, set on the full arrays, do)
@@ -863,6 +878,7 @@ def solve_model(model: MatrixModel, clock: Clock, gap: float, workers: int = 1,
                          f"master {int(lp.master.sum())}{f' (up to {threads} threads)' if threads > 1 else ''}")
         start = lp.values
     else:
+        clock.begin("bounding the cost by simple duals")
         bound = lagrangian(model, tables, simple_duals(model, prices), Master.serve_rows(model), integer=True,
                            with_lp=False).bound
         start = pseudo_lp(model, gx.astype(float))
@@ -885,11 +901,13 @@ def solve_model(model: MatrixModel, clock: Clock, gap: float, workers: int = 1,
         cand |= fallback_pairs(model)
 
     # a first plan: the start rounded down, the rest covered greedily, then completed exactly
+    clock.begin("rounding to whole replicas")
     hood = Neighbourhoods(model, tables, cand)
     x_int = round_and_cover(model, start, cand, csr=hood.csr)
     clock.mark("round", f"{int(x_int.sum())} replicas")
     # completing is the one way to a plan: it may take what the search would have had, and some
     # grace beyond the limit (a plan a little late beats no plan)
+    clock.begin("completing the first plan")
     v = complete(model, hood, x_int, time_limit=max(0.5, 0.3 * clock.left()),
                  deadline=time.monotonic() + max(0.5, 0.85 * (clock.left() - reserve)) + GRACE * clock.limit)
     clock.mark("complete", "no plan" if v is None else f"value {model_value(model, v):.2f}")
@@ -897,16 +915,19 @@ def solve_model(model: MatrixModel, clock: Clock, gap: float, workers: int = 1,
         # what runs, kept as it is (the rounding drops the replicas its greedy routes leave idle, and
         # covers again: at L, with no change to the fleet, 33,081 USD/h against 31,640 for what runs
         # and a search that then moved 362 replicas and ended 518 USD/h dearer than not moving)
+        clock.begin("completing what runs, kept as it is")
         kept = complete(model, hood, gx, time_limit=max(0.5, 0.3 * clock.left()),
                         deadline=time.monotonic() + max(0.5, 0.5 * (clock.left() - reserve)))
         if kept is not None and (v is None or model_value(model, kept) < model_value(model, v)):
             v = kept
         clock.mark("keep", "no plan" if kept is None else f"value {model_value(model, kept):.2f}")
     if v is None:
+        clock.begin("constructing a plan, the largest models first")
         order = np.argsort(-model_size(model), kind="stable")
         v = construct(model, hood, order, deadline=time.monotonic() + max(0.5, 0.5 * clock.left()))
         clock.mark("construct", "no plan" if v is None else f"value {model_value(model, v):.2f}")
     if v is None and lp is not None:
+        clock.begin("a plan around the LP's (RENS)")
         v = rens(model, lp.values, time_limit=max(0.3, 0.5 * clock.left()), gap=gap)
         clock.mark("rens", "no plan" if v is None else f"value {model_value(model, v):.2f}")
     if v is None:
@@ -916,6 +937,7 @@ def solve_model(model: MatrixModel, clock: Clock, gap: float, workers: int = 1,
     # (without the rules' cuts: HiGHS' own search finds S's optimum in 6 s without them, and not in
     # 9 s with them; the LP needs them, the MIP does not)
     if model.n_cols <= FULL_MIP_COLS and mode != "replan" and clock.left() > reserve + 0.5:
+        clock.begin(f"HiGHS on the whole model: {model.n_cols:,} columns")
         sol = solve(model, np.arange(model.n_cols), integer=True, start=v, gap=gap,
                     rows=np.setdiff1d(np.arange(model.n_rows), model.cut_rows),
                     time_limit=max(0.3, FULL_MIP_SHARE * (clock.left() - reserve)), isolated=True)
@@ -939,6 +961,7 @@ def solve_model(model: MatrixModel, clock: Clock, gap: float, workers: int = 1,
     if mode == "replan":
         budget = min(budget, max(REPLAN_SEARCH_LEAST * clock.limit, REPLAN_TIME * clock.limit - clock.elapsed()))
     record = None if configs is None else configs.add_step
+    clock.begin("re-placing models one at a time, the costliest first")
     v, st = sweep(model, hood, v, deadline=time.monotonic() + max(0.0, budget), workers=workers, record=record)
     clock.mark("sweep", f"{st.steps} models, {st.improved} improved on {workers} threads, "
                         f"value {model_value(model, v):.2f}")
@@ -947,6 +970,7 @@ def solve_model(model: MatrixModel, clock: Clock, gap: float, workers: int = 1,
     bound = max(bound, priced_bound)
     if recombined is not v and clock.left() - reserve > 0.5:
         # the recombination moved many models at once: around them, one-model steps pay again
+        clock.begin("re-placing the models the recombination moved")
         v, st = sweep(model, hood, recombined, deadline=time.monotonic() + RESWEEP_SHARE * (clock.left() - reserve),
                       workers=workers)
         clock.mark("resweep", f"{st.steps} models, {st.improved} improved, value {model_value(model, v):.2f}")
@@ -963,9 +987,11 @@ def solve_model(model: MatrixModel, clock: Clock, gap: float, workers: int = 1,
     budget = clock.left() - reserve - TRIM_SHARE * clock.limit
     if mode == "replan":  # a re-plan moves little: a short search around what runs
         budget = min(budget, REPLAN_TIME * clock.limit - clock.elapsed())
+    clock.begin("neighbourhood search")
     v, st = improve(model, hood, v, deadline=time.monotonic() + max(0.0, budget), stop=done, patience=patience,
                     min_gain=1e-4 if mode == "replan" else 1e-5)
     clock.mark("lns", f"{st.steps} steps, {st.improved} improved, value {model_value(model, v):.2f}")
+    clock.begin("polishing the plan")
     v = finish(model, v, clock, hood.csc)
     terms = objective_terms(model, v)
     objective = sum(terms.values())

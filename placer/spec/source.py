@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -340,8 +341,12 @@ def _walk(root: Path, diags: list[Diagnostic]) -> list[Path]:
     return sorted(found, key=lambda p: str(p))
 
 
-def read_fleet_dir(root: str | os.PathLike[str]) -> tuple[list[RawDocument], list[Diagnostic]]:
-    """Read every fleet document below ``root`` (a directory, or a single YAML file)."""
+def read_fleet_dir(root: str | os.PathLike[str], progress: Callable[[str], None] | None = None
+                   ) -> tuple[list[RawDocument], list[Diagnostic]]:
+    """Read every fleet document below ``root`` (a directory, or a single YAML file). ``progress``:
+    told "reading fleet: 12 of 51 files" as each file is read."""
+    say = progress or (lambda _msg: None)
+    say("reading fleet")
     base = Path(root)
     diags: list[Diagnostic] = []
     if not base.exists():
@@ -369,7 +374,8 @@ def read_fleet_dir(root: str | os.PathLike[str]) -> tuple[list[RawDocument], lis
         diags.append(Diagnostic(str(base), 0, f"the {len(sized)} YAML files here are {total} bytes in all, over the "
                                 f"{MAX_TOTAL_BYTES}-byte ({MAX_TOTAL_BYTES // 2**20} MiB) limit for a fleet; none was read"))
         return [], diags
-    for path in sized:
+    for i, path in enumerate(sized, 1):
+        say(f"reading fleet: {i:,} of {len(sized):,} files")
         shown = str(path)
         try:
             raw = path.read_bytes()
