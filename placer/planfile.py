@@ -518,12 +518,10 @@ SYNCFS = _libc_syncfs()
 SYNCFS_FROM = 16  # files written at once from which a syncfs, wider than an fsync, is worth it: a tree
 
 
-def _syncfs(folders: list[Path], files: int) -> bool:
+def _syncfs(folders: list[Path]) -> None:
     """Make what was written in ``folders`` durable with one syncfs(2) per file system they are on
-    (a tree at L: 2 calls where a sync a file took thousands); False where there is no syncfs or
-    ``files`` are few, and each file and folder is synced instead."""
-    if SYNCFS is None or not folders or files < SYNCFS_FROM:
-        return False
+    (a tree at L: 2 calls where a sync a file took thousands). Only where SYNCFS is found."""
+    assert SYNCFS is not None
     one: dict[int, Path] = {}
     for folder in folders:
         one.setdefault(folder.stat().st_dev, folder)
@@ -535,7 +533,6 @@ def _syncfs(folders: list[Path], files: int) -> bool:
                 raise OSError(code, os.strerror(code))
         finally:
             os.close(fd)
-    return True
 
 
 def _fsync(path: str | Path, flags: int) -> None:
@@ -561,6 +558,9 @@ def atomic_write_all(files: Mapping[str, str] | Mapping[Path, str] | Mapping[str
     never half of one. An OSError names the path and why, never a temporary file."""
     staged: list[tuple[str | Path, Path, str]] = []  # (path, file it writes, its temporary file)
     path: str | Path = ""
+    # a few files (or no syncfs): each synced through the handle that wrote it, as it is written (a
+    # reopened one failed on a read-only file's temporary copy, whose mode it already had)
+    bulk = SYNCFS is not None and len(files) >= SYNCFS_FROM
     try:
         for path, text in files.items():
             target = _where(path)
@@ -579,17 +579,20 @@ def atomic_write_all(files: Mapping[str, str] | Mapping[Path, str] | Mapping[str
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 os.fchmod(fd, mode)
                 handle.write(text)
+                if not bulk:
+                    handle.flush()
+                    os.fsync(fd)
         folders = sorted({target.parent for _, target, _ in staged})
         path = folders[0] if folders else ""
-        if not _syncfs(folders, len(staged)):
-            for entry in staged:  # reopened: thousands of open files would pass the process's limit
-                path = entry[0]
-                _fsync(entry[2], os.O_WRONLY)
+        if bulk:
+            _syncfs(folders)
         for done, (path, target, tmp) in enumerate(staged):
             os.replace(tmp, target)
             staged[done] = (path, target, "")
         path = folders[0] if folders else ""
-        if not _syncfs(folders, len(staged)):
+        if bulk:
+            _syncfs(folders)
+        else:
             for folder in folders:
                 path = folder
                 _fsync(folder, os.O_RDONLY)

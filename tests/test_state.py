@@ -410,3 +410,33 @@ def test_a_state_where_no_folder_can_be_is_said_so_in_words(tmp_path: Path, monk
     assert str(raised.value) == (f"cannot write {tmp_path}/deploy/clusters/ca/m.yaml: {tmp_path}/deploy is a "
                                  "symbolic link to nowhere, which does not exist: create what it points to, or "
                                  "remove the link"), raised.value
+
+
+@pytest.mark.parametrize("many", [False, True])
+def test_atomic_write_replaces_a_read_only_file_as_a_user_would(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 many: bool) -> None:
+    """A read-only file (0444: a state or tfvars a team made so) is replaced, its mode kept. The
+    many-file write reopened each temporary file for writing to sync it, after giving it the
+    target's mode: as any user but root that open failed, and an apply stopped after making its
+    first change, with the state not recording it."""
+    import stat
+
+    import placer.planfile as planfile
+
+    real_open = os.open
+
+    def open_as_a_user(path: Any, flags: int, *args: Any, **kw: Any) -> int:
+        # root opens anything; a user may not open for writing a file without its write bit
+        if flags & (os.O_WRONLY | os.O_RDWR) and os.path.isfile(path) and not os.stat(path).st_mode & stat.S_IWUSR:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args, **kw)
+
+    monkeypatch.setattr(planfile.os, "open", open_as_a_user)
+    monkeypatch.setattr(planfile, "SYNCFS", None)  # the route every system without syncfs takes
+    target = tmp_path / "state.json"
+    target.write_text("old")
+    target.chmod(0o444)
+    files = {target: "new"} | ({tmp_path / f"f{i}.yaml": "x" for i in range(20)} if many else {})
+    planfile.atomic_write_all(files)
+    assert target.read_text() == "new" and stat.S_IMODE(target.stat().st_mode) == 0o444
+    assert leftovers(tmp_path, "state.json") == []
