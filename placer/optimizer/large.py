@@ -276,6 +276,7 @@ class LargeResult:
     stats: dict[str, float] = field(default_factory=dict)
     values: FloatArray | None = None
     candidates: Candidates | None = None
+    log: list[str] = field(default_factory=list)  # each step done: "name: 0.21s note" (``Clock.mark``)
 
     @property
     def gap(self) -> float:
@@ -294,6 +295,7 @@ class Clock:
         self.limit = limit
         self.say = say
         self.marks: dict[str, float] = {}
+        self.log: list[str] = []  # each step done, its time and note: the route's record (tests read it)
         self._last = self.start
 
     def left(self) -> float:
@@ -312,6 +314,7 @@ class Clock:
         now = time.monotonic()
         self.marks[name] = now - self._last
         self._last = now
+        self.log.append(f"{name}: {self.marks[name]:.2f}s {note}")
         if DEBUG:
             print(f"[large] {name}: {self.marks[name]:.2f}s (total {now - self.start:.2f}s) {note}")
 
@@ -519,6 +522,7 @@ def optimize_large(
     clock.mark("model", f"{where}{model.n_cols} columns, {model.n_rows} rows, {model.A.nnz} nonzeros")
     result = solve_model(model, clock, fleet.settings.solver.relative_gap,
                          workers=search_threads(fleet.settings.solver.workers), prices=prices)
+    result.log = clock.log
     # the reasons pairs are out, worked out when asked for (explain, a plan's reasons)
     excluded = Exclusions(fleet, rules, dict(arrays.retired))
     if arrays.n_pairs <= CANDIDATES_PAIRS:

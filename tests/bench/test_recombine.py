@@ -214,6 +214,7 @@ def test_a_plan_whose_masters_never_answer_comes_in_its_time_and_keeps_every_rul
     said: list[str] = []
     started = time.monotonic()
     r = large.optimize_large(fleet, RULES, progress=said.append, time_limit=4.0)
+    said = r.log  # the route's record of each step done, its time and note
     assert time.monotonic() - started < 4.0 * (1 + large.GRACE) + 2.0  # a margin for a loaded machine
     recombined = [m for m in said if m.startswith("recombine")]
     assert recombined and all("TIME_LIMIT" in m and "0 models moved" in m for m in recombined), said
@@ -602,6 +603,7 @@ def test_the_route_recombines_after_its_sweep_and_keeps_every_rule(monkeypatch, 
     fleet = to_fleet(generate(80, 20, seed=3))
     said: list[str] = []
     r = large.optimize_large(fleet, RULES, progress=said.append, time_limit=4.0)
+    said = r.log  # the route's record of each step done, its time and note
     assert r.placement is not None and "recombine" in r.stats
     # first the sweep's configurations, then with the LP's as well
     recombined = [m for m in said if m.startswith("recombine")]
@@ -642,6 +644,7 @@ def test_a_second_round_of_pricing_runs_where_the_window_holds_another(monkeypat
     monkeypatch.setattr(Configurations, "add_priced", slow_first)
     said: list[str] = []
     r = large.optimize_large(to_fleet(generate(80, 20, seed=3)), RULES, progress=said.append, time_limit=4.0)
+    said = r.log  # the route's record of each step done, its time and note
     assert r.placement is not None
     recombined = [m for m in said if m.startswith("recombine")]
     assert ("in 2 rounds" in recombined[-1]) == second, said
@@ -687,6 +690,7 @@ def test_where_the_window_holds_them_pricing_runs_round_after_round_until_the_ma
     fleet = to_fleet(generate(80, 20, seed=3))
     said: list[str] = []
     r = large.optimize_large(fleet, RULES, progress=said.append, time_limit=4.0)
+    said = r.log  # the route's record of each step done, its time and note
     assert r.placement is not None and len(got) == 1
     p, n_pairs = got[0], len(large.build_arrays(fleet, RULES).pair_model)
     assert p.over == over
@@ -761,6 +765,7 @@ def test_the_first_round_over_every_pair_prices_at_the_lps_duals_and_bounds_the_
     fleet = to_fleet(generate(30, 8, seed=seed))
     said: list[str] = []
     r = large.optimize_large(fleet, RULES, progress=said.append, time_limit=4.0)
+    said = r.log  # the route's record of each step done, its time and note
     assert r.placement is not None and len(seen) == 1
     p, lp_bound, _ = seen[0]
     assert p.over == large.OVER_EVERY_PAIR and p.bounded and len(rounds) >= 2

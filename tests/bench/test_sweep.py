@@ -136,6 +136,7 @@ def test_the_route_sweeps_when_the_whole_model_is_too_large_for_highs(monkeypatc
     fleet = to_fleet(generate(60, 14, seed=11))
     said: list[str] = []
     result = large.optimize_large(fleet, RULES, progress=said.append, time_limit=6.0)
+    said = result.log  # the route's record of each step done, its time and note
     first = float(next(s for s in said if s.startswith("complete:")).rsplit("value ", 1)[1])
     swept = next(s for s in said if s.startswith("sweep:"))
     assert float(swept.rsplit("value ", 1)[1]) < first - 1.0
