@@ -617,16 +617,17 @@ def render(plan_path: str, out_dir: str) -> None:
               help="One row per other pool, however many (by default, beyond 40 pools, one row per reason).")
 @click.option("--plan", "plan_path", type=NamedPath(),
               help="Explain this saved plan (the one a pull request shows) instead of planning afresh.")
+@click.option("--json", "as_json", is_flag=True, help="Print the explanation as JSON.")
 def explain(fleet: str, model: str, now_text: str | None, state_path: str | None, every_row: bool,
-            plan_path: str | None) -> None:
+            plan_path: str | None, as_json: bool) -> None:
     """Where MODEL goes and why: its cost terms, why each other pool is out, the next-best pool."""
     from rich.table import Table
 
     from placer.candidates import required_of, retirement
-    from placer.explain import GROUP_ABOVE, GROUP_NAMES, grouped, names
+    from placer.explain import GROUP_ABOVE, GROUP_NAMES, Explanation, grouped, names
     from placer.loader_hint import suggest_name
 
-    with spinner(True, "explaining") as progress:
+    with spinner(not as_json, "explaining") as progress:
         saved = None
         if plan_path is not None:
             from placer.planfile import read
@@ -649,7 +650,13 @@ def explain(fleet: str, model: str, now_text: str | None, state_path: str | None
         # no pool is its own reason, and the fleet's plan need not be solved to say so
         ex = None if retired is not None else _explanation(loaded, rules, model, state, saved, plan_path, progress)
     if ex is None:
-        out.print(f"{model} is not placed, on any pool: {retired}")
+        if as_json:
+            click.echo(json.dumps(Explanation(model, {}, 0.0, [], [], retired=retired).as_json(), indent=2))
+        else:
+            out.print(f"{model} is not placed, on any pool: {retired}")
+        return
+    if as_json:
+        click.echo(json.dumps(ex.as_json(), indent=2))
         return
     # its terms of the running cost: compute always, the others where they are more than 0.00
     paid = [f"{k} {v:,.2f}" for k, v in ex.terms.items() if k == "compute" or abs(v) >= 0.005]
@@ -664,6 +671,8 @@ def explain(fleet: str, model: str, now_text: str | None, state_path: str | None
         out.print(f"  demand at {loc}: {rate:,.1f} unmet ({ex.unmet_why[loc]})", style="red")
     if ex.missing and ex.missing_why:
         out.print(f"  {ex.missing} replica(s) not placed ({ex.missing_why})", style="red")
+    for idle in ex.idle:  # replicas no route needs: held by a rule, or (yellow) by none
+        out.print(f"  {idle.text()}", style="yellow" if idle.spare else None)
     others = len(ex.out) + len(ex.unused)
     rows = grouped(ex, above=others if every_row else GROUP_ABOVE)
     many = len(rows) < others

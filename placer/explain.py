@@ -7,10 +7,12 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from placer.candidates import SLO, Candidates, Exclusion, exclusion, required_of, within_slo
 from placer.cost import model_usd, penalty_by_policy, price, violations
 from placer.fleet import Fleet, Model, Policy, Pool
+from placer.idle import Idle, idle_replicas
 from placer.optimizer import SolveResult, optimize
 from placer.placement import Placement
 from placer.policy import Rules, Violation, behaviour
@@ -38,12 +40,37 @@ class Explanation:
     next_best_churn: float = 0.0  # its one-off churn, less the plan's (USD)
     next_best_from_plan: bool = False  # the next best is this plan with the model moved alone (the scalable route)
     no_next_best: str | None = None  # why there is none, where the model has pools and nothing else takes it
+    idle: list[Idle] = field(default_factory=list)  # its pools with replicas beyond what their routes need
+    retired: str | None = None  # why no pool is its own, where a required policy retires it (set by the caller)
 
     @property
     def next_best_cheaper(self) -> bool:
         """The move away costs less than the plan, as the plan's search weighs it (running cost and
         churn): the search stopped short of it."""
         return self.next_best_delta is not None and self.next_best_delta + self.next_best_churn < -0.005
+
+    def as_json(self) -> dict[str, Any]:
+        """Everything the text tells, for a script (``placer explain --json``)."""
+        if self.retired is not None:
+            return {"model": self.model, "retired": self.retired}
+        return {
+            "model": self.model,
+            "placed": dict(sorted(self.placed.items())),
+            # the model's terms of the running cost: compute, egress, latency, unmetDemand
+            "costUsdPerHour": {re.sub(r" (\w)", lambda w: w[1].upper(), k): v for k, v in self.terms.items()},
+            "routes": [{"demandLocation": loc, "pool": pool, "rate": rate, "latencyMs": lat}
+                       for loc, pool, rate, lat in self.routes],
+            "unmet": [{"demandLocation": loc, "rate": rate, "why": self.unmet_why.get(loc)} for loc, rate in self.unmet],
+            "unplacedReplicas": self.missing,
+            "unplacedWhy": self.missing_why,
+            "idle": [i.as_json() for i in self.idle],
+            "otherPools": {**dict(sorted(self.out.items())), **dict(_cheapest_first(self))},
+            "nextBest": None if self.next_best is None else {
+                "placed": dict(sorted(self.next_best.items())), "deltaUsdPerHour": self.next_best_delta,
+                "churnUsd": self.next_best_churn, "modelMovedAlone": self.next_best_from_plan,
+                "cheaper": self.next_best_cheaper},
+            "nextBestText": self.next_best_text(),
+        }
 
     def next_best_text(self) -> str | None:
         how = " (every other model where this plan has it)" if self.next_best_from_plan else ""
@@ -341,6 +368,7 @@ def explain(fleet: Fleet, rules: Rules, model: str, result: SolveResult, current
     terms = model_usd(fleet, placement, model)
     ex = Explanation(model, placed, terms["compute"], routes, unmet, terms=terms)
     ex.missing = placement.missing_replicas(fleet, model)
+    ex.idle = idle_replicas(fleet, rules, placement, model)
     reasons = UnmetReasons(fleet, rules, placement)
     if unmet or ex.missing:
         ex.unmet_why = {loc: reason_text(*reasons.why(fleet.models[model], loc)) for loc, _ in unmet}

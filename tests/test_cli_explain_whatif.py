@@ -1070,3 +1070,71 @@ def test_whatif_refuses_a_location_with_no_pools_and_names_no_providers_of_a_poo
     bare = fleet(location("a"), inference("m", [{"location": "a", "rate": 100}]))
     assert check(bare, Scenario(fail_providers=frozenset({"static"}))) == [
         "no pool has provider 'static' (the fleet has no pools)"]
+
+
+def _half_spot(tmp: Path, **enforcement: float) -> Path:
+    """m's 200 units/s at a are served by spot (0.5 USD/h a GPU); half-spot (maxSpotFraction 0.5)
+    asks for as many replicas off spot, and far's are the cheapest (b: no egress while idle)."""
+    return write(tmp, location("a"), location("b"), link("a", "b", 5, egress=1),
+                 pool("spot", "a", usd=0.5, spot=True), pool("od", "a", usd=4.0), pool("far", "b", usd=1.0),
+                 inference("m", [{"location": "a", "rate": 200, "latencySloMs": 50}],
+                           data=[{"location": "a", "gbPerHour": 100}], spotTolerant=True),
+                 inference("n", [{"location": "a", "rate": 100}], minReplicas=3, gpuTypes=["A100-80GB"]),
+                 policy("half-spot", {"maxSpotFraction": 0.5}, models={"names": ["m"]},
+                        penalty=enforcement.get("penalty")))
+
+
+def test_explain_says_which_rule_holds_replicas_no_route_needs(tmp_path):
+    """m's 2 replicas on far serve nothing: explain said "2 replica(s) on far" and routed all the
+    demand to spot, which a reader took for a bug. It now says which rule one replica fewer breaks
+    (the policies' own checks), in the text and in --json; n's minReplicas holds its idle two."""
+    fleet = _half_spot(tmp_path)
+    r = placer("explain", str(fleet), "m")
+    assert r.returncode == 0, r.stderr
+    text = " ".join(r.stdout.split())
+    assert "m: 2 replica(s) on far, 2 replica(s) on spot" in text, r.stdout
+    assert ("far: 2 replica(s) serve no demand now; held by required policy half-spot (one fewer there breaks it: "
+            "m: 2 of 3 replicas on spot (max 0.5))") in text, r.stdout
+    assert "spot: " not in text.split("routed to spot", 1)[1]  # the pool whose replicas serve is not listed
+
+    r = placer("explain", str(fleet), "m", "--json")
+    assert r.returncode == 0, r.stderr
+    said = json.loads(r.stdout)
+    assert said["placed"] == {"far": 2, "spot": 2}
+    [idle] = said["idle"]
+    assert idle["pool"] == "far" and idle["idle"] == idle["heldByRequired"] == 2 and idle["notNeeded"] == 0
+    assert idle["requiredRules"] == [{"rule": "half-spot", "broken": "m: 2 of 3 replicas on spot (max 0.5)"}]
+    assert said["costUsdPerHour"]["compute"] == pytest.approx(3.0)
+
+    r = placer("explain", str(fleet), "n")
+    assert r.returncode == 0, r.stderr
+    [pool_of_n] = [p for p in ("od", "far", "spot") if f"3 replica(s) on {p}" in r.stdout]
+    assert (f"{pool_of_n}: 2 of 3 replica(s) serve no demand now (the 100.0 routed there needs 1); held by "
+            "minReplicas 3 (one fewer there breaks it: n would have 2 replica(s))") in " ".join(r.stdout.split())
+
+
+def test_explain_says_when_idle_replicas_are_kept_for_a_penalty_or_not_needed(tmp_path):
+    """Idle replicas a preferred policy's penalty pays for are said to be kept for it, with what
+    they save; one no rule holds (a saved plan with one more, as a search stopped by its time
+    limit may leave) is said to be not needed."""
+    fleet = _half_spot(tmp_path, penalty=10)
+    r = placer("explain", str(fleet), "m")
+    assert r.returncode == 0, r.stderr
+    assert ("far: 2 replica(s) serve no demand now; kept for preferred policy half-spot: without them its penalty "
+            "grows by 10.00 USD/h, more than the 2.00 USD/h of compute they cost") in " ".join(r.stdout.split())
+
+    plan = tmp_path / "plan.json"
+    r = placer("plan", str(fleet), "-o", str(plan))
+    assert r.returncode == 0, r.stderr
+    data = json.loads(plan.read_text())
+    [spot] = [p for p in data["placements"] if p["model"] == "m" and p["pool"] == "spot"]
+    spot["replicas"] += 1
+    plan.write_text(json.dumps(data))
+    r = placer("explain", str(fleet), "m", "--plan", str(plan), "--json")
+    assert r.returncode == 0, r.stderr
+    idle = {i["pool"]: i for i in json.loads(r.stdout)["idle"]}
+    assert idle["spot"]["idle"] == idle["spot"]["notNeeded"] == 1, idle
+    assert idle["spot"]["why"] == (
+        "spot: 1 of 3 replica(s) serve no demand now (the 200.0 routed there needs 2); not needed: no rule holds it "
+        "(the plan's search stopped before dropping it: plan again, or raise Settings solver.timeLimitSeconds)")
+
