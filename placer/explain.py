@@ -10,11 +10,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from placer.candidates import SLO, Candidates, Exclusion, exclusion, required_of, within_slo
-from placer.cost import model_usd, penalty_by_policy, price, violations
+from placer.cost import compute_usd, model_usd, penalty_by_policy, price, violations
 from placer.fleet import Fleet, Model, Policy, Pool
 from placer.idle import Idle, idle_replicas
 from placer.optimizer import SolveResult, optimize
-from placer.placement import Placement
+from placer.placement import Placement, Route
 from placer.policy import Rules, Violation, behaviour
 from placer.render.report import signed
 
@@ -158,6 +158,14 @@ def _price(fleet: Fleet, model: Model, pool: Pool) -> float:
     return usd / rate if rate > 0 else math.inf
 
 
+def _serving_usd(fleet: Fleet, placement: Placement, model: Model) -> float:
+    """The running cost (USD/h) that serving more of ``model`` changes, penalties aside, priced as
+    ``price`` prices it: the fleet's compute (an elastic pool's nodes, whole) and the model's egress,
+    latency and unmet demand."""
+    terms = model_usd(fleet, placement, model.name)
+    return compute_usd(fleet, placement) + terms["egress"] + terms["latency"] + terms["unmet demand"]
+
+
 def _slo_reason(fleet: Fleet, model: str, pool: str) -> str | None:
     """Why an eligible ``pool`` serves none of an inference ``model``'s demand: each demand
     entry's latency to it against its SLO; None when some entry reaches it in time."""
@@ -186,7 +194,14 @@ UNMET_REASONS = {NO_ROOM: "no room in reach", MAX_REPLICAS: "at its maxReplicas"
 def reason_text(reason: str, holds: Mapping[str, Sequence[str]] | Sequence[str] = ()) -> str:
     """A reason of ``UnmetReasons.why`` in words, naming the policies that hold the demand back and
     (``holds`` a mapping) the pools each holds: those that hold every pool in reach with room
-    first, for relaxing only some of the policies serves nothing more where another holds the pool."""
+    first, for relaxing only some of the policies serves nothing more where another holds the pool.
+    For COST, ``holds`` are the preferred policies whose penalty makes serving it cost more."""
+    if reason == COST and isinstance(holds, Mapping) and holds:
+        one = len(holds) == 1
+        pools = sorted({p for ps in holds.values() for p in ps})
+        return (f"cost: the {'penalty' if one else 'penalties'} of preferred {'policy' if one else 'policies'} "
+                f"{', '.join(holds)} make{'s' if one else ''} serving it on {names(pools, 3)} cost more than leaving "
+                "it unmet (what Settings objective.unmetUsdPerRate or unmetUsdPerReplica charges)")
     if reason != POLICY or not holds:
         return UNMET_REASONS.get(reason, reason)
     if not isinstance(holds, Mapping):  # the names alone
@@ -242,8 +257,9 @@ class UnmetReasons:
         domains the pools in reach do not span, a headroom, a budget, say); NO_POOL, no pool within
         the SLO, full or not (one a scenario fails included), may run it at all, so that room would
         not help; else COST, serving the demand there would cost more than the fleet charges for
-        leaving it unmet. A gang's replicas go onto one pool together (``unit``): the room and the
-        policies are checked for all of them."""
+        leaving it unmet, with the preferred policies (each with the pool) whose penalty is what
+        makes it so on the cheapest such pool, if any. A gang's replicas go onto one pool together
+        (``unit``): the room and the policies are checked for all of them."""
         fleet, placement = self.fleet, self.placement
         if model.spec.max_replicas is not None and placement.replicas_of(model.name) >= model.spec.max_replicas:
             return MAX_REPLICAS, {}
@@ -252,16 +268,17 @@ class UnmetReasons:
         held: dict[str, list[str]] = {}  # policy -> the pools with room it holds back
         tried = 0
         unit = self.unit(model)
-        for pool in fleet.pools.values():
-            need = pool.gpus_per_replica(model.spec.replica.gpus) * unit
-            if need == 0 or pool.max_gpus - self.used.get(pool.name, 0) < need:
-                continue
-            if location is not None and not within_slo(fleet.topology.latency_ms(location, pool.location.name), slo):
-                continue
+        room = [pool for pool in fleet.pools.values()
+                if 0 < pool.gpus_per_replica(model.spec.replica.gpus) * unit <= pool.max_gpus - self.used.get(pool.name, 0)
+                and (location is None
+                     or within_slo(fleet.topology.latency_ms(location, pool.location.name), slo))]
+        # cheapest for the model first: where serving would pay, if anywhere, and so where a
+        # preferred policy's penalty is what makes it cost more than leaving the demand unmet
+        for pool in sorted(room, key=lambda p: (_price(fleet, model, p), p.name)):
             if exclusion(fleet, self.rules, model, pool, policies) is None:
                 names = self.held_by(model, pool)
                 if not names:
-                    return COST, {}
+                    return COST, {name: (pool.name,) for name in self._charged_off(model, pool, location)}
                 for name in names:
                     held.setdefault(name, []).append(pool.name)
                 tried += 1
@@ -272,6 +289,25 @@ class UnmetReasons:
             order = sorted(held, key=lambda name: (len(held[name]) < tried, name))
             return POLICY, {name: tuple(held[name]) for name in order}
         return (NO_ROOM if self._in_reach(model, location, slo, policies) else NO_POOL), {}
+
+    def _charged_off(self, model: Model, pool: Pool, location: str | None) -> tuple[str, ...]:
+        """The preferred policies whose penalty is what makes ``model``'s replica (its gang) on
+        ``pool``, serving what it can of the demand unmet at ``location``, cost more than leaving
+        it unmet: the plan's running cost, as the cost function prices it, falls with the replica
+        there and its penalties aside, and does not with them. None named once the checks' time has
+        run out."""
+        penalties = self.penalties(model, pool)
+        if not penalties:
+            return ()
+        more = self._more(model, pool, self._nodes.get((model.name, pool.name)))
+        if location is not None:
+            rate = model.spec.throughput.get(pool.gpu.name, 0.0) * self.unit(model)
+            short = sum(d.rate for d in model.spec.demand if d.location == location) - self.placement.routed(
+                model.name, location)
+            lat = self.fleet.topology.latency_ms(location, pool.location.name)
+            more = replace(more, routes=(*more.routes, Route(model.name, location, pool.name, min(rate, short), lat)))
+        gain = _serving_usd(self.fleet, more, model) - _serving_usd(self.fleet, self.placement, model)
+        return tuple(penalties) if gain < 0 <= gain + sum(penalties.values()) else ()
 
     def _in_reach(self, model: Model, location: str | None, slo: float | None, policies: Sequence[Policy]) -> bool:
         """Some pool within the SLO of demand at ``location``, full or not, may run ``model``."""

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from placer.cost import CostBreakdown, churn_usd, price
-from placer.explain import UnmetReasons
+from placer.explain import POLICY, UnmetReasons
 from placer.fleet import Fleet, Model, Pool
 from placer.optimizer import explain_infeasible, optimize
 from placer.optimizer.large import use_large
@@ -186,12 +186,15 @@ def _side(f: Fleet, rules: Rules, placement: Placement, cost: CostBreakdown, sta
     why: dict[str, dict[str, float]] = {}  # model -> reason -> how much of its unmet
     # model -> the required policies that hold its demand back (POLICY) -> the pools each holds
     held: dict[str, dict[str, set[str]]] = {}
+    # model -> the preferred policies whose penalty leaves its demand unmet (COST) -> the pools
+    charged: dict[str, dict[str, set[str]]] = {}
     totals: dict[str, dict[str, Any]] = {}  # reason -> the rate and the replicas unmet for it
 
     def because(model: Model, location: str | None) -> str:
         reason, holds = reasons.why(model, location)
+        into = held if reason == POLICY else charged
         for policy, pools in holds.items():
-            held.setdefault(model.name, {}).setdefault(policy, set()).update(pools)
+            into.setdefault(model.name, {}).setdefault(policy, set()).update(pools)
         return reason
 
     for name, loc, rate in placement.unmet(f):
@@ -230,6 +233,8 @@ def _side(f: Fleet, rules: Rules, placement: Placement, cost: CostBreakdown, sta
         "unmetPolicies": {m: _holding_all_first(pools) for m, pools in sorted(held.items())},
         "unmetPolicyPools": {m: {p: sorted(pools[p]) for p in _holding_all_first(pools)}
                              for m, pools in sorted(held.items())},
+        # the preferred policies whose penalty makes serving cost more than leaving it unmet ("cost")
+        "unmetPenalties": {m: {p: sorted(pools[p]) for p in sorted(pools)} for m, pools in sorted(charged.items())},
         "unmetByReason": totals,
         "violations": dict(sorted(broken.items())),
         "saturated": saturated(f, used),

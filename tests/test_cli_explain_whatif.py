@@ -1138,3 +1138,33 @@ def test_explain_says_when_idle_replicas_are_kept_for_a_penalty_or_not_needed(tm
         "spot: 1 of 3 replica(s) serve no demand now (the 200.0 routed there needs 2); not needed: no rule holds it "
         "(the plan's search stopped before dropping it: plan again, or raise Settings solver.timeLimitSeconds)")
 
+
+def test_whatif_names_the_preferred_policy_whose_penalty_leaves_demand_unmet(tmp_path):
+    """A replica of m on p costs 1 USD/h and would serve 100 units/s unmet at 1 USD/h each, but
+    preferred avoid-p charges 500 USD/h a replica there: whatif put m's demand down to "cost", the
+    policy that decided it unnamed (explain names it in its pool notes). dear costs more to serve
+    than its demand is charged unmet with or without its policy's small penalty: plain cost."""
+    fleet = write(tmp_path, location("a"), pool("p", "a", usd=1.0),
+                  inference("m", [{"location": "a", "rate": 300}]),
+                  inference("dear", [{"location": "a", "rate": 1}], throughput={"A100-80GB": 0.5}),
+                  policy("avoid-p", {"denyPools": {}}, models={"names": ["m"]}, pools={"names": ["p"]}, penalty=500),
+                  policy("tax-dear", {"denyPools": {}}, models={"names": ["dear"]}, pools={"names": ["p"]},
+                         penalty=0.5))
+    scen = whatif(fleet, "--demand-scale", "2")["scenario"]
+    assert scen["unmet"] == {"dear": pytest.approx(2.0), "m": pytest.approx(600.0)}
+    assert scen["unmetWhy"] == {"dear": {"cost": pytest.approx(2.0)}, "m": {"cost": pytest.approx(600.0)}}
+    assert scen["unmetPenalties"] == {"m": {"avoid-p": ["p"]}}
+    assert scen["unmetPolicies"] == {}  # required policies alone: none holds either back
+
+    r = placer("whatif", str(fleet), "--demand-scale", "2")
+    assert r.returncode == 0, r.stderr
+    text = " ".join(r.stdout.split())
+    assert ("cost: the penalty of preferred policy avoid-p makes serving it on p cost more than leaving it unmet"
+            in text), r.stdout
+    assert "dear │ 1.0 │ 2.0 │ cost: pools in reach have room" in text, r.stdout
+
+    r = placer("explain", str(fleet), "m")
+    assert r.returncode == 0, r.stderr
+    assert ("demand at a: 300.0 unmet (cost: the penalty of preferred policy avoid-p makes serving it on p cost more "
+            "than leaving it unmet") in " ".join(r.stdout.split()), r.stdout
+

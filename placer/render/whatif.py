@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from placer.explain import NO_POOL, POLICY, reason_text
+from placer.explain import COST, NO_POOL, POLICY, reason_text
 from placer.render.report import COST_TERMS, gap_text, signed
 
 UNMET_ROWS = 20  # models listed with unmet demand; --json lists them all
@@ -55,10 +55,11 @@ def render(report: dict[str, Any], console: Console) -> None:
                   show_edge=False)
         why = scen.get("unmetWhy", {})
         held = scen.get("unmetPolicyPools", {})
+        charged = scen.get("unmetPenalties", {})
         ranked = sorted(unmet.items(), key=lambda kv: (-kv[1], kv[0]))
         _print(console, t, [("model", LABEL), ("base", NUMBER), ("scenario", NUMBER), ("why", TEXT)],
                [[model, f"{base['unmet'].get(model, 0):,.1f}", f"{amount:,.1f}",
-                 _why(why.get(model, {}), held.get(model, {}))] for model, amount in ranked[:UNMET_ROWS]])
+                 _why(why.get(model, {}), held.get(model, {}), charged.get(model, {}))] for model, amount in ranked[:UNMET_ROWS]])
         if len(ranked) > UNMET_ROWS:
             rest = [m for m, _ in ranked[UNMET_ROWS:]]
             replicas = sum(scen.get("unplaced", {}).get(m, 0) for m in rest)  # training/batch: replicas, not rate
@@ -104,13 +105,17 @@ def _print(console: Console, table: Table, columns: Sequence[tuple[str, str]], r
         console.width = width
 
 
-def _why(amounts: dict[str, float], holds: Mapping[str, Sequence[str]] | None = None) -> str:
+def _why(amounts: dict[str, float], holds: Mapping[str, Sequence[str]] | None = None,
+         charged: Mapping[str, Sequence[str]] | None = None) -> str:
     """The reasons a model's demand is unmet, with how much for each where there are several
-    (``holds``: the policies that hold it back, for POLICY, each with the pools it holds)."""
-    holds = holds or {}
+    (``holds``: the policies that hold it back, for POLICY, each with the pools it holds;
+    ``charged``: the preferred policies whose penalty makes serving it cost more, for COST)."""
+    def text(reason: str) -> str:
+        return reason_text(reason, (charged if reason == COST else holds) or {})
+
     if len(amounts) == 1:
-        return reason_text(next(iter(amounts)), holds)
-    return "; ".join(f"{reason_text(k, holds)} ({v:,.1f})" for k, v in sorted(amounts.items(), key=lambda kv: -kv[1]))
+        return text(next(iter(amounts)))
+    return "; ".join(f"{text(k)} ({v:,.1f})" for k, v in sorted(amounts.items(), key=lambda kv: -kv[1]))
 
 
 def _amount(entry: dict[str, Any]) -> str:
@@ -162,6 +167,14 @@ def _verdict(scen: dict[str, Any]) -> tuple[str, bool]:
         if scen.get("status") != "OPTIMAL":  # a search stopped short may simply not have found how
             because += (f", or the search stopped before it found how to serve them ({scen.get('status')}, gap "
                         f"{gap_text(scen.get('gap'))}; raise Settings solver.timeLimitSeconds)")
+        charged = scen.get("unmetPenalties", {})
+        policies = sorted({p for pools in charged.values() for p in pools})
+        if policies:  # the preferred policies whose penalty is what makes serving cost more
+            one = len(policies) == 1
+            because += (f"; for {len(charged)} model(s) the {'penalty' if one else 'penalties'} of preferred "
+                        f"{'policy' if one else 'policies'} {', '.join(policies[:5])}"
+                        f"{f' and {len(policies) - 5} more' if len(policies) > 5 else ''} make{'s' if one else ''} it so "
+                        f"(lower {'its' if one else 'their'} penaltyUsdPerHour to serve them)")
         parts.append(f"{_amount(by['cost'])} left unserved though pools in reach have room: {because}")
     if not parts:
         return "scales: all demand is served", False
