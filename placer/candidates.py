@@ -252,9 +252,11 @@ def eligibility_warnings(fleet: Fleet, retired: Mapping[str, str], n_pools: Call
             continue
         if not n_pools(model.name):
             why = sorted({str(e.reason) for e in reasons(model.name)})
-            hint = f" (pools are out for: {', '.join(why)})" if why else " (the fleet has no pools)"
-            out.append(doc.diag("spec", f"no pool can host this model{hint}; run `placer explain` for each pool",
-                                severity="warning"))
+            hint = f" (pools are out for: {', '.join(why)})" if why else ""
+            # a fleet without pools has none to explain: it needs one
+            said = (f"no pool can host this model{hint}; run `placer explain` for each pool" if fleet.pools else
+                    "no pool can host this model: the fleet has no pools (add a Pool document for it to run on)")
+            out.append(doc.diag("spec", said, severity="warning"))
             continue
         for i, dem in enumerate(model.spec.demand):
             if not n_routes(model.name, i) and dem.rate > 0:

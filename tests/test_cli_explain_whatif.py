@@ -1168,3 +1168,17 @@ def test_whatif_names_the_preferred_policy_whose_penalty_leaves_demand_unmet(tmp
     assert ("demand at a: 300.0 unmet (cost: the penalty of preferred policy avoid-p makes serving it on p cost more "
             "than leaving it unmet") in " ".join(r.stdout.split()), r.stdout
 
+
+def test_validate_says_a_fleet_has_no_pools_instead_of_asking_for_each_pool(tmp_path):
+    """A fleet with no Pool documents warned "no pool can host this model (the fleet has no
+    pools); run `placer explain` for each pool": there is no pool to run it for."""
+    fleet = tmp_path / "fleet"
+    fleet.mkdir()
+    (fleet / "fleet.yaml").write_text(yaml.safe_dump_all(
+        [location("a"), inference("m", [{"location": "a", "rate": 100}])], sort_keys=False))
+    r = placer("validate", str(fleet))
+    assert r.returncode == 0, r.stderr
+    said = " ".join((r.stdout + r.stderr).split())
+    assert "Model/m: spec: warning: no pool can host this model: the fleet has no pools (add a Pool document " \
+        "for it to run on)" in said, said
+    assert "for each pool" not in said
