@@ -214,10 +214,11 @@ def _deployment_changes(fleet: Fleet, state: State, placement: Placement, cands:
     return changes
 
 
-def _pool_changes(fleet: Fleet, state: State, placement: Placement, need: dict[str, int]) -> list[Change]:
+def _pool_changes(fleet: Fleet, state: State, placement: Placement, need: dict[str, int],
+                  whole: dict[str, int]) -> list[Change]:
     """Each managed pool to its planned size; one that make before break needs bigger for the
-    apply (``need``: GPUs the old replicas and the new take at once) grows to it in phase 1 and
-    back in phase 4."""
+    apply (``need``: GPUs the old replicas and the new take at once, once the scale-downs that go
+    first have run; ``whole``: before them) grows to it in phase 1 and back in phase 4."""
     changes: list[Change] = []
     mode = fleet.settings.apply.mode
     for p in fleet.pools.values():
@@ -230,7 +231,7 @@ def _pool_changes(fleet: Fleet, state: State, placement: Placement, need: dict[s
         if recorded is None or "nodes" not in recorded:
             first = peak or want_nodes
             changes.append(Change(f"pool/{p.name}", "create", PHASE_GROW, None, {"nodes": first},
-                                  ("not yet managed by placer", *_grown(p, need, peak, want_nodes)), target))
+                                  ("not yet managed by placer", *_grown(p, need, whole, peak, want_nodes)), target))
             changes += _back(p, peak, want_nodes, target)
             continue
         have_nodes = int(recorded["nodes"])
@@ -244,7 +245,7 @@ def _pool_changes(fleet: Fleet, state: State, placement: Placement, need: dict[s
                                   {"nodes": have_nodes, **{k: old[k] for k in changed}},
                                   {"nodes": peak, **{k: target.get(k) for k in changed}},
                                   ((f"{', '.join(changed)} changed in the fleet",) if changed else ())
-                                  + _grown(p, need, peak, want_nodes), target))
+                                  + _grown(p, need, whole, peak, want_nodes), target))
             changes += _back(p, peak, want_nodes, target)
             continue
         if want_nodes == have_nodes and not changed:
@@ -282,17 +283,18 @@ def _peak_nodes(pool: Pool, state: State, placement: Placement, need: int) -> in
     return nodes if nodes > size else None
 
 
-def _grown(pool: Pool, need: dict[str, int], peak: int | None, want: int) -> tuple[str, ...]:
+def _grown(pool: Pool, need: dict[str, int], whole: dict[str, int], peak: int | None, want: int) -> tuple[str, ...]:
     """Why a pool's phase-1 change sizes it above its plan, or nothing where it does not."""
     if peak is None:
         return ()
     def nodes(n: int) -> str:
         return f"{n} node{'' if n == 1 else 's'}"
 
-    gpus = need[pool.name]
+    gpus, before = need[pool.name], whole.get(pool.name, need[pool.name])
+    first = f", less {before - gpus} scaled down first in phase 2: {gpus}" if before > gpus else ""
     held = (nodes(peak) if peak * pool.per_node >= gpus else
-            f"{nodes(peak)}, its nodes.max, hold {peak * pool.per_node} (the rest is scaled down first)")
-    return (f"room for make before break: the old replicas and the new at once need {gpus} GPUs ({held}) "
+            f"{nodes(peak)}, its nodes.max, hold {peak * pool.per_node}: the new replicas may wait for room")
+    return (f"room for make before break: the old replicas and the new at once need {before} GPUs{first} ({held}) "
             f"until phase 3; back to {nodes(want)} in phase 4",)
 
 
@@ -349,12 +351,15 @@ def _need(fleet: Fleet, state: State, changes: list[Change]) -> dict[str, int]:
 
 
 def _room_first(fleet: Fleet, state: State, placement: Placement, changes: list[Change],
-                use: dict[str, int]) -> list[Change]:
+                use: dict[str, int]) -> tuple[list[Change], dict[str, int]]:
     """Make before break needs room for the old replicas and the new at once (``use``: GPUs per
     pool). An elastic pool grows for it (``_peak_nodes``); on a pool that cannot hold both even so
     (a full fixed pool whose replicas change hands: 4 of 4 GPUs held by a, a going to 2 and b to 2
-    needs 6), the new replicas never became healthy and the apply stopped at its health wait, for
-    good. There the scale-downs and deletes run first, in phase 2, and say why."""
+    needs 6; an elastic one at its nodes.max), the new replicas never became healthy and the apply
+    stopped at its health wait, for good. There scale-downs and deletes run first, in phase 2, and
+    say why: only as many replicas as make the room, a count-only scale-down split in two where
+    part of it does (3 -> 2 in phase 2, 2 -> 1 in phase 3, as a grown pool's size comes back in
+    phase 4). Returns the changes and the GPUs each pool then holds at once, which it grows to."""
     full: dict[str, str] = {}
     over: dict[str, int] = {}  # GPUs short on a pool, old and new at once
     for name, need in use.items():
@@ -364,33 +369,48 @@ def _room_first(fleet: Fleet, state: State, placement: Placement, changes: list[
             _peak_nodes(pool, state, placement, need) or 0)
         room = nodes * pool.per_node
         if need > room:
+            most = " at nodes.max" if pool.elastic and nodes == pool.max_nodes else ""
             full[name] = (f"scaled down first: {name} cannot hold the old replicas and the new at once (make "
-                          f"before break needs {need} of its {room} GPUs)")
+                          f"before break needs {need} of its {room} GPUs{most})")
             over[name] = need - room
     # only as many as make the room, those freeing most first (every one went: a model whose
     # replicas stayed where they were was scaled down with the rest)
-    early: set[int] = set()
+    early: dict[int, int] = {}  # change -> replicas it keeps until phase 3 (0: all of it goes first)
+    left = dict(use)
     for name, short in over.items():
         downs = [(i, c) for i, c in enumerate(changes)
                  if c.kind == "deployment" and c.phase == PHASE_DOWN and c.pool == name]
-        freed = {i: int((c.before or {}).get("replicas", 0)) * _gpus(c, "before", fleet)
+        each = {i: _gpus(c, "before", fleet) for i, c in downs}
+        freed = {i: int((c.before or {}).get("replicas", 0)) * each[i]
                  - int((c.after or {}).get("replicas", 0)) * _gpus(c, "after", fleet) for i, c in downs}
-        for i, _ in sorted(downs, key=lambda ic: (-freed[ic[0]], ic[1].address)):
+        for i, c in sorted(downs, key=lambda ic: (-freed[ic[0]], ic[1].address)):
             if short <= 0:
                 break
-            early.add(i)
-            short -= freed[i]
-    first = {changes[i].address for i in early if changes[i].after is None}  # replacements' deletes among them
+            # a count-only change can stop part way; a copy at another place goes whole or not at all
+            keep = 0
+            if set(c.before or {}) == {"replicas"} and freed[i] > short and each[i] > 0:
+                keep = (freed[i] - short) // each[i]
+            early[i] = keep
+            short -= freed[i] - keep * each[i]
+            left[name] -= freed[i] - keep * each[i]
+    first = {changes[i].address for i, keep in early.items() if changes[i].after is None and not keep}
     out = []
     for i, c in enumerate(changes):
-        if i in early:
+        if early.get(i):
+            to = int((c.after or {}).get("replicas", 0))
+            mid, rest = to + early[i], f"on to {to}" if c.after is not None else "deleted"
+            out.append(Change(c.address, "update", PHASE_UP, c.before, {"replicas": mid},
+                              (f"{full[c.pool]}: to {mid} only, and {rest} in phase 3 once the new replicas "
+                               "are healthy", *c.reasons), c.target))
+            c = Change(c.address, c.action, c.phase, {"replicas": mid}, c.after, c.reasons, c.target)
+        elif i in early:
             c = Change(c.address, c.action, PHASE_UP, c.before, c.after, (full[c.pool], *c.reasons), c.target)
         elif c.action == "create" and c.address in first and c.reasons and "once this one is healthy" in c.reasons[0]:
             said = c.reasons[0].replace("which is deleted once this one is healthy",
                                         f"which is deleted first: {c.pool} cannot hold both")
             c = Change(c.address, c.action, c.phase, c.before, c.after, (said, *c.reasons[1:]), c.target)
         out.append(c)
-    return out
+    return out, left
 
 
 def diff(fleet: Fleet, state: State, placement: Placement, cands: Candidates | None = None) -> list[Change]:
@@ -398,8 +418,9 @@ def diff(fleet: Fleet, state: State, placement: Placement, cands: Candidates | N
     phase, what makes room (a scale-down ``_room_first`` moved up) before what takes it."""
     deployments = _deployment_changes(fleet, state, placement, cands)
     need = _need(fleet, state, deployments)
-    changes = _pool_changes(fleet, state, placement, need) + deployments
-    changes = _room_first(fleet, state, placement, changes, need)
+    # the scale-downs that must go first come first: a pool grows only for what they leave
+    deployments, left = _room_first(fleet, state, placement, deployments, need)
+    changes = _pool_changes(fleet, state, placement, left, need) + deployments
 
     def shrinks(c: Change) -> bool:
         return c.after is None or int(c.after.get("replicas", c.after.get("nodes", 0))) < \

@@ -536,14 +536,25 @@ def test_replicas_changing_hands_on_a_full_pool_make_room_first():
     assert order == [("deployment/a@p", 2, "update"), ("deployment/b@p", 2, "create")]
     assert plan.changes[0].reasons[0] == ("scaled down first: p cannot hold the old replicas and the new at once "
                                           "(make before break needs 6 of its 4 GPUs)")
-    # only what makes the room goes first: a's 4 GPUs are enough for c's 3, and b waits its turn
+    # only what makes the room goes first: 3 of a's 4 GPUs are enough for c's 3, and b and a's
+    # last replica wait their turn
     f = fleet(location("a"), pool("p", "a", count=1, per_node=8),
               inference("a", [{"location": "a", "rate": 200}]), inference("b", [{"location": "a", "rate": 100}]),
               inference("c", [{"location": "a", "rate": 300}]), NO_CHURN)
     running = {"a@p": {"replicas": 6, "target": {"gpus": 1}}, "b@p": {"replicas": 2, "target": {"gpus": 1}}}
     plan = make_plan(f, State(deployments=running), RULES, NOW).plan
-    assert [(c.address, c.phase) for c in plan.changes] == [
-        ("deployment/a@p", 2), ("deployment/c@p", 2), ("deployment/b@p", 3)]
+    assert [(c.address, c.phase, c.before, c.after) for c in plan.changes] == [
+        ("deployment/a@p", 2, {"replicas": 6}, {"replicas": 3}), ("deployment/c@p", 2, None, {"replicas": 3}),
+        ("deployment/a@p", 3, {"replicas": 3}, {"replicas": 2}), ("deployment/b@p", 3, {"replicas": 2}, {"replicas": 1})]
+    # a deletion too: a, gone from the fleet, keeps 2 of its 4 GPUs until b is healthy
+    f = fleet(location("a"), pool("p", "a", count=1, per_node=4),
+              inference("b", [{"location": "a", "rate": 200}]), NO_CHURN)
+    running = {"a@p": {"replicas": 4, "target": {"gpus": 1}}}
+    plan = make_plan(f, State(deployments=running), RULES, NOW).plan
+    assert [(c.address, c.phase, c.action, c.before, c.after) for c in plan.changes] == [
+        ("deployment/a@p", 2, "update", {"replicas": 4}, {"replicas": 2}),
+        ("deployment/b@p", 2, "create", None, {"replicas": 2}),
+        ("deployment/a@p", 3, "delete", {"replicas": 2}, None)]
     # with room for both (a second node), make before break as ever
     f = fleet(location("a"), pool("p", "a", count=2, per_node=4),
               inference("a", [{"location": "a", "rate": 200}]), inference("b", [{"location": "a", "rate": 200}]),
@@ -579,6 +590,41 @@ def test_an_elastic_pool_grows_for_make_before_break_and_shrinks_after():
     plan = make_plan(elastic(2), State(deployments=running, pools=pools), RULES, NOW).plan
     assert [(c.address, c.phase) for c in plan.changes] == [("deployment/a@p", 2), ("deployment/b@p", 2)]
     assert "needs 3 of its 2 GPUs" in plan.changes[0].reasons[0]
+
+
+def test_a_pool_grown_to_its_most_nodes_scales_down_first_only_what_it_cannot_hold():
+    """An aws pool of 1-GPU nodes (at most 4), its 3 held by a; a goes to 1 and b to 2, which need
+    5 GPUs at once. The pool grew to 4 and all of a's scale-down ran first anyway: the node it grew
+    by held nothing. Now a goes to 2 first, what the 4th node cannot hold, and to 1 once b is
+    healthy; where what must go first frees the room on its own, the pool does not grow."""
+    def elastic(**ns):
+        return fleet(location("a"), pool("p", "a", per_node=1, min_nodes=0, max_nodes=4, provider="aws",
+                                          target={"aws": {"region": "eu-west-1", "autoScalingGroupName": "p"},
+                                                  "kubernetes": {"namespace": ns.get("a", "default")}}),
+                     inference("a", [{"location": "a", "rate": 100}], minReplicas=ns.get("n", 1), maxReplicas=ns.get("n", 1)),
+                     *([] if "a" in ns else [inference("b", [{"location": "a", "rate": 100}], minReplicas=2,
+                                                       maxReplicas=2)]),
+                     NO_CHURN)
+    pools = {"p": {"nodes": 3, "target": {"provider": "aws", "aws": {"region": "eu-west-1",
+                                                                    "autoScalingGroupName": "p"}}}}
+    running = {"a@p": {"replicas": 3, "target": {"gpus": 1, "kubernetes": {"namespace": "default"}}}}
+    plan = make_plan(elastic(), State(deployments=running, pools=pools), RULES, NOW).plan
+    assert [(c.address, c.phase, c.action, c.before, c.after) for c in plan.changes] == [
+        ("pool/p", 1, "update", {"nodes": 3}, {"nodes": 4}),
+        ("deployment/a@p", 2, "update", {"replicas": 3}, {"replicas": 2}),
+        ("deployment/b@p", 2, "create", None, {"replicas": 2}),
+        ("deployment/a@p", 3, "update", {"replicas": 2}, {"replicas": 1}),
+        ("pool/p", 4, "update", {"nodes": 4}, {"nodes": 3})]
+    assert plan.changes[0].reasons[0] == ("room for make before break: the old replicas and the new at once need "
+                                          "5 GPUs, less 1 scaled down first in phase 2: 4 (4 nodes) until phase 3; "
+                                          "back to 3 nodes in phase 4")
+    assert plan.changes[1].reasons[0] == ("scaled down first: p cannot hold the old replicas and the new at once "
+                                          "(make before break needs 5 of its 4 GPUs at nodes.max): to 2 only, and on to 1 in "
+                                          "phase 3 once the new replicas are healthy")
+    # a moves namespace: its old copy's delete (whole or not at all) frees the room by itself
+    plan = make_plan(elastic(a="new", n=3), State(deployments=running, pools=pools), RULES, NOW).plan
+    assert [(c.address, c.phase, c.action) for c in plan.changes] == [
+        ("deployment/a@p", 2, "delete"), ("deployment/a@p", 2, "create")]
 
 
 def test_a_new_image_with_fewer_replicas_is_rolled_out_in_phase_2():
