@@ -177,7 +177,8 @@ def _emit(found: Discovered, source: str, merge_into: str | None, location: str 
             err.print("Nothing found: no GPU pools there (see the notes above).", style="yellow")
         return
     try:
-        plan = plan_merge(merge_into, documents, header, found.notes, found.guessed, found.scopes)
+        plan = plan_merge(merge_into, documents, header, found.notes, found.guessed, found.scopes,
+                          found.members)
     except MergeError as exc:
         raise CliError(str(exc)) from exc
     for path, text in sorted(plan.files.items()):

@@ -2,7 +2,8 @@
 
 Merging keeps the fleet a hand-written thing. A discovered document whose (kind, name) is in
 the fleet, or a Pool whose target names the same group (ASG, EKS node group, MIG, Kubernetes
-context and node selector, NVML host), updates only what discovery knows, in place. A Pool of
+context and node selector, or a hand-written selector that selects exactly the group's nodes; NVML
+host), updates only what discovery knows, in place. A Pool of
 the fleet's name that is another pool (on another cloud, or whose target names another group of
 the discovered provider) is no match: the discovered one is added under a name of its own, its
 place (region, zone, context) appended, and ``MergePlan.renamed`` says why.
@@ -200,23 +201,12 @@ def identities(document: dict[str, Any]) -> set[tuple[Any, ...]]:
     if gcp.get("project") and gcp.get("instanceGroupManager"):
         found.add(("gcp", gcp["project"], gcp.get("zone"), gcp.get("region"), gcp["instanceGroupManager"]))
     if kube.get("nodeSelector"):
-        found.add(("kubernetes", kube.get("context"), _selector_identity(kube.get("nodeSelector"))))
+        selector = tuple(sorted((str(k), str(v)) for k, v in _mapping(kube.get("nodeSelector")).items()))
+        found.add(("kubernetes", kube.get("context"), selector))
     source = _mapping(_mapping(document.get("metadata")).get("annotations")).get("placer.dev/discovered-from")
     if spec.get("provider") == "static" and isinstance(source, str) and source.startswith("nvml:"):
         found.add(("nvml", source, _mapping(spec.get("gpu")).get("type")))
     return found
-
-
-# node labels that say how big a node is, not which group it is in: GPU Feature Discovery sets
-# nvidia.com/gpu.count on every GPU node, discovery selects on it (a node group of 1-GPU and one of
-# 8-GPU nodes are two pools), and a hand-written selector seldom names it (its pool was not
-# recognised, and its nodes were added again as a second pool)
-SIZING_LABELS = frozenset({"nvidia.com/gpu.count"})
-
-
-def _selector_identity(selector: Any) -> tuple[tuple[str, str], ...]:
-    """A node selector as the nodes it names: the labels that identify a group, not the sizing ones."""
-    return tuple(sorted((str(k), str(v)) for k, v in _mapping(selector).items() if str(k) not in SIZING_LABELS))
 
 
 def _own_identity(document: dict[str, Any]) -> tuple[Any, ...] | None:
@@ -238,9 +228,6 @@ def _sync(path: tuple[str, ...], old: Any, new: Any, out: list[FieldChange]) -> 
             if key in ATOMIC:
                 if before is MISSING and value in ([], {}):
                     continue  # none found: the same as a field left out, not an edit
-                if key == "nodeSelector" and isinstance(before, dict) and isinstance(value, dict) and \
-                        _selector_identity(before) == _selector_identity(value) and before:
-                    continue  # the same nodes: the hand-written selector stays
                 if before is MISSING or not _same(before, value):
                     out.append(FieldChange(child, before, copy.deepcopy(value)))
                 continue
@@ -504,6 +491,63 @@ def refused(documents: list[dict[str, Any]], gpu_types: Iterable[str] = ()) -> t
     return kept, out
 
 
+# ---------------------------------------------------------------- a hand-written selector, by its nodes
+
+
+def _selects(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    """Whether a nodeSelector selects a node of these labels, as Kubernetes reads it."""
+    return all(labels.get(str(k)) == (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in selector.items())
+
+
+def _tolerates(tolerations: Any, taint: Mapping[str, Any]) -> bool:
+    """Whether tolerations let a pool's pods onto a node of ``taint`` (a discovered group's taint,
+    as the toleration discovery wrote for it), as Kubernetes matches them."""
+    for toleration in tolerations if isinstance(tolerations, list) else []:
+        t = _mapping(toleration)
+        if t.get("effect") not in (None, "", taint.get("effect")):
+            continue
+        if t.get("operator") == "Exists" and t.get("key") in (None, "", taint.get("key")):
+            return True
+        if t.get("operator") != "Exists" and t.get("key") == taint.get("key") and \
+                str(t.get("value") or "") == str(taint.get("value") or ""):
+            return True
+    return False
+
+
+def _kube_target(document: Any) -> dict[str, Any]:
+    return _mapping(_mapping(_mapping(_mapping(document).get("spec")).get("target")).get("kubernetes"))
+
+
+def _by_nodes(raws: list[RawDocument], documents: list[dict[str, Any]],
+              members: Mapping[str, Mapping[str, Mapping[str, str]]]) -> dict[int, tuple[Any, ...]]:
+    """The discovered Kubernetes group each of the fleet's pools is by its nodes, by ``id`` of its
+    RawDocument: where its nodeSelector is no group's own (GPU Feature Discovery sets
+    nvidia.com/gpu.count on every GPU node, and a hand-written selector seldom names it), the group
+    whose nodes are exactly those its nodeSelector and tolerations let it onto. ``members``: by
+    discovered Pool name, its nodes' labels (``Discovered.members``)."""
+    groups: dict[Any, list[tuple[tuple[Any, ...], Mapping[str, Mapping[str, str]], Any]]] = {}
+    for doc in documents:
+        own = _own_identity(doc) if doc.get("kind") == "Pool" else None
+        nodes = members.get(str(_mapping(doc.get("metadata")).get("name")))
+        if own is not None and own[0] == "kubernetes" and nodes:
+            groups.setdefault(own[1], []).append((own, nodes, _kube_target(doc).get("tolerations")))
+    own_selectors = {own for context in groups.values() for own, _, _ in context}
+    found: dict[int, tuple[Any, ...]] = {}
+    for raw in raws:
+        theirs = [i for i in identities(raw.data) if i[0] == "kubernetes"] if raw.data.get("kind") == "Pool" else []
+        if not theirs or theirs[0] in own_selectors or theirs[0][1] not in groups:
+            continue
+        kube = _kube_target(raw.data)
+        selector, tolerations = _mapping(kube.get("nodeSelector")), kube.get("tolerations")
+        hits = [(own, sorted(n for n, labels in nodes.items() if _selects(selector, labels)), nodes)
+                for own, nodes, taints in groups[theirs[0][1]]
+                if all(_tolerates(tolerations, _mapping(t)) for t in taints or [])]
+        hits = [hit for hit in hits if hit[1]]
+        if len(hits) == 1 and len(hits[0][1]) == len(hits[0][2]):
+            found[id(raw)] = hits[0][0]
+    return found
+
+
 # ---------------------------------------------------------------- merge
 
 
@@ -511,20 +555,21 @@ def _provider(doc: Any) -> str:
     return str(_mapping(_mapping(doc).get("spec")).get("provider", ""))
 
 
-def _other_pool(existing: Any, discovered: Any) -> str | None:
+def _other_pool(existing: Any, discovered: Any, by_nodes: tuple[Any, ...] | None = None) -> str | None:
     """Why the fleet's Pool ``existing`` is not the discovered Pool of the same name, or None when it is.
 
     Another provider's pool is another pool (an AWS group named as a GCP or a static pool), except
     that NVML discovery (provider static) sees one host of any on-prem pool. So is a pool whose
     target names another group of the discovered provider (one name in two regions, zones,
-    projects or clusters): a name is not a group's identity, its target is."""
+    projects or clusters): a name is not a group's identity, its target is. ``by_nodes``: the group
+    ``existing`` is by the nodes its nodeSelector selects (``_by_nodes``)."""
     a, b = _provider(existing), _provider(discovered)
     if a and b != "static" and a != b:
         return f"a {a} pool (discovery found one on {b})"
     own = _own_identity(discovered)
     if own is None:
         return None
-    theirs = [i for i in identities(existing) if i[0] == own[0]]
+    theirs = [i for i in [*identities(existing), by_nodes] if i is not None and i[0] == own[0]]
     if theirs and own not in theirs:
         return f"the pool of another {own[0]} group ({_describe(theirs[0])}; discovery found {_describe(own)})"
     return None
@@ -566,7 +611,8 @@ def _unique_name(name: str, place: str, taken: set[str]) -> str:
 
 def plan_merge(fleet: str | Path, documents: list[dict[str, Any]], header: Iterable[str] = (),
                notes: Iterable[str] = (), guessed: Mapping[str, Iterable[tuple[str, ...]]] | None = None,
-               scopes: Iterable[tuple[Any, ...]] = ()) -> MergePlan:
+               scopes: Iterable[tuple[Any, ...]] = (),
+               members: Mapping[str, Mapping[str, Mapping[str, str]]] | None = None) -> MergePlan:
     """Merge discovered ``documents`` into the fleet at ``fleet`` (see the module docstring).
 
     ``header`` and ``notes`` become comments above the documents appended to ``discovered.yaml``.
@@ -574,6 +620,8 @@ def plan_merge(fleet: str | Path, documents: list[dict[str, Any]], header: Itera
     they fill in what the fleet's pool lacks and never overwrite what it has. ``scopes``: what discovery
     read in full (``Discovered.scopes``); the fleet's pools there that no discovered pool matched are
     listed in ``MergePlan.missing`` (a merge adds and updates; removing is the user's call).
+    ``members``: by discovered Pool name, its nodes' labels (``Discovered.members``): a fleet pool whose
+    nodeSelector is no group's own is the group whose nodes it selects, and keeps its selector.
     Raises MergeError, and changes nothing, when the fleet cannot be read or an edit is not safe.
     """
     root = Path(fleet)
@@ -595,12 +643,19 @@ def plan_merge(fleet: str | Path, documents: list[dict[str, Any]], header: Itera
             for ident in identities(raw.data):
                 by_identity.setdefault(ident, []).append(raw)
 
+    by_nodes = _by_nodes(raws, documents, members or {})  # the groups of hand-written selectors
+    by_their_nodes: dict[tuple[Any, ...], list[RawDocument]] = {}
+    for raw in raws:
+        if id(raw) in by_nodes:
+            by_their_nodes.setdefault(by_nodes[id(raw)], []).append(raw)
+
     plan = MergePlan()
     kept, plan.refused = refused(documents, {name for kind, name in by_name if kind == "GPUType"})
     # the fleet's pools of groups left out are not "not found": discovery saw them
     left_out = [d for d in documents if d.get("kind") == "Pool" and not any(d is k for k in kept)]
     documents = kept
     excused = {id(r) for d in left_out for r in [*by_identity.get(_own_identity(d) or (), []),
+                                                 *by_their_nodes.get(_own_identity(d) or (), []),
                                                  by_name.get(("Pool", str(d["metadata"]["name"])))] if r is not None}
     edits: dict[Path, list[tuple[RawDocument, list[FieldChange], str]]] = {}
     matched: set[int] = set()
@@ -621,9 +676,11 @@ def plan_merge(fleet: str | Path, documents: list[dict[str, Any]], header: Itera
         hit, how = by_name.get(key), ""
         own = _own_identity(doc) if key[0] == "Pool" else None
         same = [r for r in by_identity.get(own, []) if id(r) not in matched] if own is not None else []
+        if own is not None and not same:  # a selector of its own that selects the group's nodes
+            same = [r for r in by_their_nodes.get(own, []) if id(r) not in matched]
         if len(same) == 1 and same[0] is not hit:  # its target first: a name can be another pool's
             hit = None
-        if hit is not None and key[0] == "Pool" and (why := _other_pool(hit.data, doc)) is not None:
+        if hit is not None and key[0] == "Pool" and (why := _other_pool(hit.data, doc, by_nodes.get(id(hit)))) is not None:
             # another pool of that name, not news of it: its GPUs and target were written over the
             # fleet's pool (one name in two regions retargeted the user's pool), the group never added
             namesakes[key[1]] = f"{hit.path}:{hit.line_of(('metadata', 'name'))}: Pool/{key[1]} is {why}"
@@ -636,6 +693,8 @@ def plan_merge(fleet: str | Path, documents: list[dict[str, Any]], header: Itera
         matched.add(id(hit))
         existing = kind_and_name(hit.data) or key
         label = f"{existing[0]}/{existing[1]}"
+        if own is not None and own not in identities(hit.data) and by_nodes.get(id(hit)) == own:
+            doc = _keeping_selector(doc)  # it selects the group's nodes as the user wrote it
         changes = field_changes(hit.data, doc, (guessed or {}).get(key[1], ()) if key[0] == "Pool" else ())
         if not changes:
             plan.unchanged.append(label + how)
@@ -681,6 +740,13 @@ def plan_merge(fleet: str | Path, documents: list[dict[str, Any]], header: Itera
     if problems:
         raise MergeError("the merged fleet would be invalid, so nothing was written: " + "; ".join(problems))
     return plan
+
+
+def _keeping_selector(document: dict[str, Any]) -> dict[str, Any]:
+    """A discovered Kubernetes Pool less its nodeSelector: the fleet's selects the same nodes."""
+    document = copy.deepcopy(document)
+    _kube_target(document).pop("nodeSelector", None)
+    return document
 
 
 def _not_found(raws: list[RawDocument], matched: set[int], scopes: list[tuple[Any, ...]]) -> list[str]:

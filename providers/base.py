@@ -49,6 +49,9 @@ class Discovered:
     # what discovery read in full, as the start of a pool identity (placer.discover.identities):
     # ("kubernetes", context). A fleet pool there that discovery did not find is reported by a merge
     scopes: list[tuple[Any, ...]] = field(default_factory=list)
+    # Pool name -> its nodes as discovery saw them, node name -> labels (Kubernetes): a merge runs a
+    # hand-written nodeSelector over them to tell which discovered group, if any, the pool is
+    members: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
     # groups discovery could not read (a 403 on a template), each skipped with a note: not "no GPUs there"
     unread: list[str] = field(default_factory=list)
 

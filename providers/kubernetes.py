@@ -168,6 +168,7 @@ class KubernetesProvider:
         notes: list[str] = []
         taken: set[str] = set()
         scopes: list[tuple[Any, ...]] = []
+        members: dict[str, dict[str, dict[str, str]]] = {}
         for context in self._contexts(contexts):
             nodes = self._list(context, "listing nodes of", partial(self._core(context).list_node))
             name = self._context_name(context)
@@ -179,10 +180,12 @@ class KubernetesProvider:
                 else:
                     shared.setdefault((doc["kind"], doc["metadata"]["name"]), doc)
             notes.extend(found.notes)
+            members.update(found.members)
         pools = [d["metadata"]["name"] for d in documents]
         if pools:
             notes.append(f"usdPerGpuHour is 0 for {', '.join(pools)}: fill in what a GPU hour costs you")
-        return Discovered(documents=list(shared.values()) + documents, notes=notes, scopes=scopes)
+        return Discovered(documents=list(shared.values()) + documents, notes=notes, scopes=scopes,
+                          members=members)
 
     def cluster_key(self, context: str | None) -> str:
         """The API server a context (None: the current one) talks to: two contexts of one cluster

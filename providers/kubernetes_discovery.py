@@ -100,6 +100,7 @@ def pools_from_nodes(context_name: str | None, context: str | None, nodes: list[
         notes.append(f"context {base}: nodes {', '.join(sorted(unlabelled))} offer {GPU_RESOURCE} but have no "
                      f"{GPU_PRODUCT_LABEL} label (install NVIDIA GPU Feature Discovery); they are not in any pool")
     documents: list[dict[str, Any]] = []
+    nodes_of: dict[str, dict[str, dict[str, str]]] = {}  # Discovered.members
     for (selector, taints), members in sorted(groups.items()):
         doc_notes: list[str] = []
         sel = dict(selector)
@@ -192,5 +193,7 @@ def pools_from_nodes(context_name: str | None, context: str | None, nodes: list[
                                                        f"{len(members)} node{'s' if len(members) > 1 else ''} ({', '.join(names[:5])}"
                                                        f"{', ...' if len(names) > 5 else ''})"}},
                           "spec": spec})
+        nodes_of[unique] = {str(m["metadata"]["name"]): {str(k): str(v) for k, v in lab.items()}
+                            for m, lab in zip(members, labels_of, strict=True)}
         notes.extend(f"pool {unique}: {note}" for note in doc_notes)
-    return Discovered(documents=documents, notes=notes)
+    return Discovered(documents=documents, notes=notes, members=nodes_of)

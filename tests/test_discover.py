@@ -571,6 +571,41 @@ def test_a_pool_discovery_no_longer_finds_is_reported_with_its_place(
     assert plan_merge(fleet, [], scopes=[("kubernetes", "staging")]).missing == []
 
 
+L4_ONE = {"nvidia.com/gpu.product": "NVIDIA-L4", "nvidia.com/gpu.memory": "23034", "nvidia.com/gpu.count": "1"}
+L4_FOUR = {**L4_ONE, "nvidia.com/gpu.count": "4"}
+
+
+def merge_kube(capsys: pytest.CaptureFixture[str], tmp_path: Path, fleet: Path, context: str,
+               nodes: dict[str, tuple[int, dict[str, str]]]) -> tuple[int, str, str]:
+    """discover kubernetes --merge against a cluster of these nodes (name: GPUs, labels)."""
+    with FakeKubeApiServer() as kube:
+        for name, (gpus, labels) in nodes.items():
+            kube.add_node(name, gpus=gpus, labels=labels)
+        kubeconfig = str(write_kubeconfig(tmp_path / "kubeconfig", {context: kube.url}))
+        return run(capsys, "discover", "kubernetes", "--kubeconfig", kubeconfig, "--merge", str(fleet))
+
+
+ONES = {f"one-{i}": (1, L4_ONE) for i in range(2)}
+FOURS = {f"four-{i}": (4, L4_FOUR) for i in range(3)}
+
+
+def test_a_kubernetes_pool_of_other_sized_nodes_is_not_written_over_when_its_nodes_are_gone(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """With nvidia.com/gpu.count left out of a pool's identity, once the 1-GPU nodes were gone a merge
+    wrote the 4-GPU group over their pool (perNode 4, count 3, its selector still gpu.count 1) and
+    said the 4-GPU pool was not found, for the user to remove."""
+    fleet = tmp_path / "fleet"
+    fleet.mkdir()
+    assert merge_kube(capsys, tmp_path, fleet, "prod", {**ONES, **FOURS})[0] == 0
+    code, out, err = merge_kube(capsys, tmp_path, fleet, "prod", FOURS)  # the 1-GPU nodes are gone
+    assert code == 0, err
+    assert "updated" not in out and "added" not in out
+    assert "unchanged Pool/prod-l4-24gb-2 (discovered as Pool/prod-l4-24gb: same kubernetes target)" in out
+    assert f"not found {fleet / DISCOVERED_FILE}:15: Pool/prod-l4-24gb (nodes {{\"count\": 2}})" in out
+    pools = load_fleet(fleet).pools
+    assert pools["prod-l4-24gb"].spec.gpu.per_node == 1 and pools["prod-l4-24gb-2"].spec.gpu.per_node == 4
+
+
 def test_a_group_no_fleet_would_take_is_left_out_with_why_and_the_rest_is_merged(fleet: Path) -> None:
     """One such group refused the whole merge (an ASG named with a line break: "remove it", though
     it is someone else's group), or was printed for validate to refuse (perNode 10^12)."""
