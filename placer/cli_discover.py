@@ -200,10 +200,12 @@ def _emit(found: Discovered, source: str, merge_into: str | None, location: str 
         click.echo(f"renamed {line}")
     for line in plan.refused:
         click.echo(f"skipped {line}")
+    for line in plan.ambiguous:
+        click.echo(f"ambiguous {line}")
     for line in plan.missing:
         click.echo(f"not found {line}")
     if not (plan.updated or plan.added):
-        click.echo(f"No changes written to {merge_into}: see the pools skipped or not found above."
-                   if plan.refused or plan.missing else f"No changes: {merge_into} already holds what discovery found.")
+        click.echo(f"No changes written to {merge_into}: see the pools skipped, ambiguous or not found above."
+                   if plan.refused or plan.ambiguous or plan.missing else f"No changes: {merge_into} already holds what discovery found.")
     else:
         click.echo(f"Merged into {merge_into}; check it with: placer validate {merge_into}")

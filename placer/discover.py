@@ -93,6 +93,7 @@ class MergePlan:
     renamed: list[str] = field(default_factory=list)  # "Pool/old -> Pool/new: why": a namesake is in the fleet
     missing: list[str] = field(default_factory=list)  # "path:line: Pool/name (nodes ...): why": not found any more
     refused: list[str] = field(default_factory=list)  # "Pool/name, ...: why": discovered, but no fleet would take it
+    ambiguous: list[str] = field(default_factory=list)  # "path:line: Pool/name ...: why": onto several groups' nodes
 
 
 def _show(value: Any) -> str:
@@ -518,34 +519,69 @@ def _kube_target(document: Any) -> dict[str, Any]:
     return _mapping(_mapping(_mapping(_mapping(document).get("spec")).get("target")).get("kubernetes"))
 
 
+@dataclass(frozen=True)
+class _Overlap:
+    """A discovered group some of whose nodes a fleet pool selects, not being that group."""
+
+    identity: tuple[Any, ...]
+    name: str  # the discovered Pool's
+    selected: list[str]  # its nodes the fleet pool selects
+    nodes: int  # how many it has
+
+
 def _by_nodes(raws: list[RawDocument], documents: list[dict[str, Any]],
-              members: Mapping[str, Mapping[str, Mapping[str, str]]]) -> dict[int, tuple[Any, ...]]:
+              members: Mapping[str, Mapping[str, Mapping[str, str]]]
+              ) -> tuple[dict[int, tuple[Any, ...]], dict[int, list[_Overlap]]]:
     """The discovered Kubernetes group each of the fleet's pools is by its nodes, by ``id`` of its
     RawDocument: where its nodeSelector is no group's own (GPU Feature Discovery sets
     nvidia.com/gpu.count on every GPU node, and a hand-written selector seldom names it), the group
-    whose nodes are exactly those its nodeSelector and tolerations let it onto. ``members``: by
-    discovered Pool name, its nodes' labels (``Discovered.members``)."""
-    groups: dict[Any, list[tuple[tuple[Any, ...], Mapping[str, Mapping[str, str]], Any]]] = {}
+    whose nodes are exactly those its nodeSelector and tolerations let it onto. A pool onto the nodes
+    of several groups, or onto some of one group's, is none of them: those come second, as the
+    groups it overlaps. ``members``: by discovered Pool name, its nodes' labels (``Discovered.members``)."""
+    groups: dict[Any, list[tuple[tuple[Any, ...], str, Mapping[str, Mapping[str, str]], Any]]] = {}
     for doc in documents:
         own = _own_identity(doc) if doc.get("kind") == "Pool" else None
-        nodes = members.get(str(_mapping(doc.get("metadata")).get("name")))
+        name = str(_mapping(doc.get("metadata")).get("name"))
+        nodes = members.get(name)
         if own is not None and own[0] == "kubernetes" and nodes:
-            groups.setdefault(own[1], []).append((own, nodes, _kube_target(doc).get("tolerations")))
-    own_selectors = {own for context in groups.values() for own, _, _ in context}
+            groups.setdefault(own[1], []).append((own, name, nodes, _kube_target(doc).get("tolerations")))
+    own_selectors = {group[0] for context in groups.values() for group in context}
     found: dict[int, tuple[Any, ...]] = {}
+    overlaps: dict[int, list[_Overlap]] = {}
     for raw in raws:
         theirs = [i for i in identities(raw.data) if i[0] == "kubernetes"] if raw.data.get("kind") == "Pool" else []
         if not theirs or theirs[0] in own_selectors or theirs[0][1] not in groups:
             continue
         kube = _kube_target(raw.data)
         selector, tolerations = _mapping(kube.get("nodeSelector")), kube.get("tolerations")
-        hits = [(own, sorted(n for n, labels in nodes.items() if _selects(selector, labels)), nodes)
-                for own, nodes, taints in groups[theirs[0][1]]
+        hits = [_Overlap(own, name, sorted(n for n, labels in nodes.items() if _selects(selector, labels)), len(nodes))
+                for own, name, nodes, taints in groups[theirs[0][1]]
                 if all(_tolerates(tolerations, _mapping(t)) for t in taints or [])]
-        hits = [hit for hit in hits if hit[1]]
-        if len(hits) == 1 and len(hits[0][1]) == len(hits[0][2]):
-            found[id(raw)] = hits[0][0]
-    return found
+        hits = [hit for hit in hits if hit.selected]
+        if len(hits) == 1 and len(hits[0].selected) == hits[0].nodes:
+            found[id(raw)] = hits[0].identity
+        elif hits:
+            overlaps[id(raw)] = hits
+    return found, overlaps
+
+
+def _ambiguous(raw: RawDocument, overlaps: list[_Overlap], held: set[tuple[Any, ...]]) -> str:
+    """Why the fleet's pool ``raw`` is none of the discovered groups it overlaps, and what to do;
+    ``held``: those of them left out for it (they would count its nodes twice)."""
+    groups = ", ".join(f"{o.name} ({', '.join(o.selected)}{'' if len(o.selected) == o.nodes else f' of its {o.nodes} nodes'})"
+                       for o in overlaps)
+    what = (f"the nodes of {len(overlaps)} discovered groups, not one group's: {groups}; it is "
+            f"{'neither' if len(overlaps) == 2 else 'none of them'}" if len(overlaps) > 1 else
+            f"some of the nodes of discovered group {groups}; it is not that group")
+    left = [o.name for o in overlaps if o.identity in held]
+    if len(left) == len(overlaps):
+        what += f", and {'they were' if len(left) > 1 else 'it was'} not added"
+    elif left:
+        what += f", and {', '.join(left)} {'were' if len(left) > 1 else 'was'} not added"
+    return (f"{raw.path}:{raw.line_of(('metadata', 'name'))}: Pool/{raw.data['metadata']['name']} (nodeSelector "
+            f"{_show(_kube_target(raw.data).get('nodeSelector'))}) selects {what}: add nvidia.com/gpu.count or a "
+            "node-group label (placer.dev/pool) to its nodeSelector so that it selects exactly one group's nodes, "
+            "and merge again")
 
 
 # ---------------------------------------------------------------- merge
@@ -621,7 +657,8 @@ def plan_merge(fleet: str | Path, documents: list[dict[str, Any]], header: Itera
     read in full (``Discovered.scopes``); the fleet's pools there that no discovered pool matched are
     listed in ``MergePlan.missing`` (a merge adds and updates; removing is the user's call).
     ``members``: by discovered Pool name, its nodes' labels (``Discovered.members``): a fleet pool whose
-    nodeSelector is no group's own is the group whose nodes it selects, and keeps its selector.
+    nodeSelector is no group's own is the group whose nodes it selects, and keeps its selector; one
+    that selects nodes of several groups is none of them, they are not added, and ``MergePlan.ambiguous`` says so.
     Raises MergeError, and changes nothing, when the fleet cannot be read or an edit is not safe.
     """
     root = Path(fleet)
@@ -643,7 +680,9 @@ def plan_merge(fleet: str | Path, documents: list[dict[str, Any]], header: Itera
             for ident in identities(raw.data):
                 by_identity.setdefault(ident, []).append(raw)
 
-    by_nodes = _by_nodes(raws, documents, members or {})  # the groups of hand-written selectors
+    by_nodes, overlaps = _by_nodes(raws, documents, members or {})  # the groups of hand-written selectors
+    overlapped = {o.identity for found in overlaps.values() for o in found}
+    held: set[tuple[Any, ...]] = set()  # groups not added: a fleet pool that is none of them has their nodes
     by_their_nodes: dict[tuple[Any, ...], list[RawDocument]] = {}
     for raw in raws:
         if id(raw) in by_nodes:
@@ -687,6 +726,9 @@ def plan_merge(fleet: str | Path, documents: list[dict[str, Any]], header: Itera
             hit = None
         if hit is None and own is not None and len(same) == 1:
             hit, how = same[0], f" (discovered as {key[0]}/{key[1]}: same {own[0]} target)"
+        if (hit is None or id(hit) in matched) and own in overlapped:
+            held.add(own)  # added, it would count the nodes of the fleet's pool twice
+            continue
         if hit is None or id(hit) in matched:
             fresh.append(copy.deepcopy(doc) if key[0] == "Pool" else doc)  # it may be renamed
             continue
@@ -705,7 +747,8 @@ def plan_merge(fleet: str | Path, documents: list[dict[str, Any]], header: Itera
         apply_changes(after, changes)
         problems += _new_problems(hit, RawDocument(hit.path, hit.line, after, hit.lines))
 
-    plan.missing = _not_found(raws, matched | excused, list(scopes))
+    plan.ambiguous = [_ambiguous(raw, overlaps[id(raw)], held) for raw in raws if id(raw) in overlaps]
+    plan.missing = _not_found(raws, matched | excused | set(overlaps), list(scopes))
     taken = {name for kind, name in by_name if kind == "Pool"}
     for doc in fresh:  # a new pool never takes a name the fleet has: one name, two pools
         name = doc["metadata"]["name"]

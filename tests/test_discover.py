@@ -606,6 +606,34 @@ def test_a_kubernetes_pool_of_other_sized_nodes_is_not_written_over_when_its_nod
     assert pools["prod-l4-24gb"].spec.gpu.per_node == 1 and pools["prod-l4-24gb-2"].spec.gpu.per_node == 4
 
 
+def test_a_hand_written_kubernetes_pool_over_several_groups_is_said_not_added_to(
+        capsys: pytest.CaptureFixture[str], fleet: Path, tmp_path: Path) -> None:
+    """k8s-l4 selects every L4 node, of 1 and of 4 GPUs: the first merge took it for the 1-GPU group
+    and added the 4-GPU one, the second added the 1-GPU group again and called k8s-l4 not found
+    (3 pools over 5 nodes, validate exit 0). It is neither group; the merge says so and adds none."""
+    before = {path: path.read_text() for path in fleet.rglob("*.yaml")}
+    for _ in range(2):
+        code, out, err = merge_kube(capsys, tmp_path, fleet, "onprem-fra", {**ONES, **FOURS})
+        assert code == 0, err
+        assert not [line for line in out.splitlines() if line.startswith(("added", "updated", "not found"))]
+        assert (f"ambiguous {fleet / 'pools' / 'pools.yaml'}:22: Pool/k8s-l4 (nodeSelector "
+                '{"nvidia.com/gpu.product": "NVIDIA-L4"}) selects the nodes of 2 discovered groups, not one '
+                "group's: onprem-fra-l4-24gb (one-0, one-1), onprem-fra-l4-24gb-2 (four-0, four-1, four-2); it "
+                "is neither, and they were not added: add nvidia.com/gpu.count or a node-group label "
+                "(placer.dev/pool) to its nodeSelector so that it selects exactly one group's nodes, and merge again"
+                ) in " ".join(out.split())
+        assert {path: path.read_text() for path in fleet.rglob("*.yaml")} == before
+    # once it names the count, it is the 1-GPU group, and the 4-GPU group is added
+    pools = fleet / "pools" / "pools.yaml"
+    pools.write_text(POOLS.replace("nvidia.com/gpu.product: NVIDIA-L4\n",
+                                   "nvidia.com/gpu.product: NVIDIA-L4\n        nvidia.com/gpu.count: '1'\n"))
+    code, out, err = merge_kube(capsys, tmp_path, fleet, "onprem-fra", {**ONES, **FOURS})
+    assert code == 0, err
+    assert "ambiguous" not in out and "not found" not in out
+    assert f"added {fleet / DISCOVERED_FILE}: Pool/onprem-fra-l4-24gb-2" in out
+    assert "unchanged Pool/k8s-l4 (discovered as Pool/onprem-fra-l4-24gb: same kubernetes target)" in out
+
+
 def test_a_group_no_fleet_would_take_is_left_out_with_why_and_the_rest_is_merged(fleet: Path) -> None:
     """One such group refused the whole merge (an ASG named with a line break: "remove it", though
     it is someone else's group), or was printed for validate to refuse (perNode 10^12)."""
