@@ -598,12 +598,14 @@ def _other_pool(existing: Any, discovered: Any, by_nodes: tuple[Any, ...] | None
     that NVML discovery (provider static) sees one host of any on-prem pool. So is a pool whose
     target names another group of the discovered provider (one name in two regions, zones,
     projects or clusters): a name is not a group's identity, its target is. ``by_nodes``: the group
-    ``existing`` is by the nodes its nodeSelector selects (``_by_nodes``)."""
+    ``existing`` is by the nodes its nodeSelector selects (``_by_nodes``). NVML's is no group: the
+    host a pool was discovered on is one node of it, and another host of the pool (``--pool``)
+    updates or leaves it (it added a copy of the pool, "of another nvml group")."""
     a, b = _provider(existing), _provider(discovered)
     if a and b != "static" and a != b:
         return f"a {a} pool (discovery found one on {b})"
     own = _own_identity(discovered)
-    if own is None:
+    if own is None or own[0] == "nvml":
         return None
     theirs = [i for i in [*identities(existing), by_nodes] if i is not None and i[0] == own[0]]
     if theirs and own not in theirs:

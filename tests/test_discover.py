@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -333,6 +334,19 @@ def test_a_cloud_group_named_as_a_static_pool_is_added_not_written_over(fleet: P
     assert plan.added == [f"{fleet / DISCOVERED_FILE}: Pool/dgx-h100-01-eu-west-1"]
     assert plan.renamed[0].endswith("Pool/dgx-h100-01 is a static pool (discovery found one on aws)")
     assert plan_merge(fleet, nvml_docs("h100x8.json", location="fra-dc1")).updated  # NVML still updates it
+
+
+def test_a_second_host_of_an_on_prem_pool_updates_the_pool_not_a_copy_of_it(fleet: Path, tmp_path: Path) -> None:
+    """--pool rack1 on the rack's second host added Pool/rack1-static, "the pool of another nvml
+    group": NVML sees one host of an on-prem pool, and the host a pool was first discovered on is
+    no group of its own."""
+    recording = json.loads((NVML / "h100x8.json").read_text())
+    recording["hostname"] = "dgx-h100-02.lab.example.com"
+    (tmp_path / "host2.json").write_text(json.dumps(recording))
+    write(plan_merge(fleet, discover_host(ReplayNvml(NVML / "h100x8.json"), "fra-dc1", "rack1")[0].documents).files)
+    plan = plan_merge(fleet, discover_host(ReplayNvml(tmp_path / "host2.json"), "fra-dc1", "rack1")[0].documents)
+    assert plan.renamed == [] and plan.added == [] and plan.files == {}
+    assert plan.unchanged == ["Location/fra-dc1", "Pool/rack1"]
 
 
 def test_a_group_is_matched_by_its_target_before_a_namesake_without_one(fleet: Path) -> None:
