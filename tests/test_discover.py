@@ -648,6 +648,41 @@ def test_a_hand_written_kubernetes_pool_over_several_groups_is_said_not_added_to
     assert "unchanged Pool/k8s-l4 (discovered as Pool/onprem-fra-l4-24gb: same kubernetes target)" in out
 
 
+def test_a_hand_written_kubernetes_pool_is_found_by_the_nodes_its_selector_and_tolerations_select(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A pool selecting its nodes by a label discovery does not group by was "found no such group
+    there ... remove it" on every merge, its nodes live, and its group added again."""
+    fleet = tmp_path / "fleet"
+    fleet.mkdir()
+    (fleet / "pools.yaml").write_text(LOCATIONS.split("---\n")[0] + """---
+apiVersion: placer.dev/v1alpha1
+kind: Pool
+metadata: {name: gpu-workers}
+spec:
+  location: fra-dc1
+  provider: kubernetes
+  gpu: {type: L4-24GB, perNode: 1}
+  nodes: {count: 3}
+  usdPerGpuHour: 1
+  target:
+    kubernetes: {context: prod, namespace: ml, nodeSelector: {node-role.example.com/gpu: "true"}}
+""")
+    labels = {**L4_ONE, "node-role.example.com/gpu": "true"}
+    with FakeKubeApiServer() as kube:
+        for name in ("l4-a", "l4-b", "l4-c", "l4-d"):
+            kube.add_node(name, gpus=1, labels=labels)
+        # a node it does not tolerate is none of its nodes: a pool of its own
+        kube.add_node("l4-e", gpus=1, labels=labels, taints=[{"key": "maintenance", "effect": "NoSchedule"}])
+        kubeconfig = str(write_kubeconfig(tmp_path / "kubeconfig", {"prod": kube.url}))
+        code, out, err = run(capsys, "discover", "kubernetes", "--kubeconfig", kubeconfig, "--merge", str(fleet))
+    assert code == 0, err
+    assert "not found" not in out and "ambiguous" not in out
+    assert (f"updated {fleet / 'pools.yaml'}: Pool/gpu-workers (discovered as Pool/prod-l4-24gb: same kubernetes "
+            "target): spec.nodes.count: 3 -> 4") in out.splitlines()
+    assert f"added {fleet / DISCOVERED_FILE}: Pool/prod-l4-24gb-2" in out
+    assert 'nodeSelector: {node-role.example.com/gpu: "true"}' in (fleet / "pools.yaml").read_text()
+
+
 def test_a_group_no_fleet_would_take_is_left_out_with_why_and_the_rest_is_merged(fleet: Path) -> None:
     """One such group refused the whole merge (an ASG named with a line break: "remove it", though
     it is someone else's group), or was printed for validate to refuse (perNode 10^12)."""
