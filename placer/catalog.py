@@ -12,6 +12,12 @@ class GpuType:
     memory_gib: float
     vendor: str | None = None
     family: str | None = None
+    # other words a product name calls it by, matched as whole words as the stem is (AWS g5g: "T4g")
+    variants: tuple[str, ...] = ()
+
+    def words(self) -> frozenset[str]:
+        """The whole words of a product name that name this type: its stem, and its variants."""
+        return frozenset({self.name.split("-")[0].upper(), *(v.upper() for v in self.variants)})
 
 
 BUILTIN_GPU_TYPES: dict[str, GpuType] = {
@@ -24,7 +30,7 @@ BUILTIN_GPU_TYPES: dict[str, GpuType] = {
         GpuType("L40S-48GB", 48, "nvidia", "ada"),
         GpuType("L4-24GB", 24, "nvidia", "ada"),
         GpuType("A10G-24GB", 24, "nvidia", "ampere"),
-        GpuType("T4-16GB", 16, "nvidia", "turing"),
+        GpuType("T4-16GB", 16, "nvidia", "turing", ("T4G",)),
         GpuType("Orin-64GB", 64, "nvidia", "ampere"),
     )
 }
@@ -39,11 +45,11 @@ def match_product(product: str, memory_gib: float | None = None) -> GpuType | No
 
     ``NVIDIA H100 80GB HBM3`` -> H100-80GB; ``Tesla T4`` -> T4-16GB; ``NVIDIA A100-SXM4-40GB`` -> A100-40GB.
     A type's stem (H100, L4, Orin) must be a whole word of the name, not part of one: ``NVIDIA-GH200-480GB``
-    is no H200, nor ``L40S`` an L4. Memory (GiB, as reported) breaks ties between variants of one family,
+    is no H200, nor ``L40S`` an L4; a known variant is a word too (``T4g``, AWS g5g's T4). Memory (GiB, as reported) breaks ties between variants of one family,
     and rules out a type whose memory is more than MEMORY_TOLERANCE off: None, not the nearest.
     """
     words = set(re.split(r"[^A-Z0-9]+", product.upper()))
-    candidates = [gpu for gpu in BUILTIN_GPU_TYPES.values() if gpu.name.split("-")[0].upper() in words]
+    candidates = [gpu for gpu in BUILTIN_GPU_TYPES.values() if gpu.words() & words]
     if memory_gib is not None:
         candidates = [g for g in candidates if abs(g.memory_gib - memory_gib) <= MEMORY_TOLERANCE * g.memory_gib]
     if len(candidates) <= 1:

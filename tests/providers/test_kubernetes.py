@@ -670,3 +670,21 @@ def test_discover_matches_a_gpu_by_whole_words_and_its_memory() -> None:
                     "odd": "NVIDIA-L4"}  # an "L4" of 80 GiB is no L4-24GB: a GPUType of its own
     types = {d["metadata"]["name"]: d["spec"]["memoryGiB"] for d in found.documents if d["kind"] == "GPUType"}
     assert types == {"NVIDIA-GH200-480GB": 95.6, "NVIDIA-L4": 80.0}
+
+
+@pytest.mark.parametrize(("product", "memory_gib", "expected"), [
+    ("T4g", 16.0, "T4-16GB"),  # AWS g5g names its T4 so
+    ("NVIDIA T4G", None, "T4-16GB"),
+    ("Tesla T4", 15.0, "T4-16GB"),
+    ("NVIDIA-GH200-480GB", 95.6, None),  # a G- prefix is no variant: a GH200 is no H200
+    ("NVIDIA-GH200-480GB", None, None),
+    ("NVIDIA H200", 139.8, "H200-141GB"),
+    ("NVIDIA L40S", 44.4, "L40S-48GB"),
+])
+def test_a_gpu_is_matched_by_its_name_or_a_known_variant_of_it(
+        product: str, memory_gib: float | None, expected: str | None) -> None:
+    """Matching by whole words turned AWS g5g's "T4g" (a T4 of 16 GiB) into a GPUType of its own."""
+    from placer.catalog import match_product
+
+    found = match_product(product, memory_gib)
+    assert (found.name if found else None) == expected
