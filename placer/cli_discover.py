@@ -188,22 +188,12 @@ def _emit(found: Discovered, source: str, merge_into: str | None, location: str 
             fail(f"cannot write {path}: {exc.strerror or exc}; files written before it keep their new contents")
     for note in found.notes:
         err.print(f"note: {note}", style="yellow", markup=False)
-    for line in plan.updated:
-        click.echo(f"updated {line}")
-    for line in plan.added:
-        click.echo(f"added {line}")
-    for label in plan.unchanged:
-        click.echo(f"unchanged {label}")
-    for label in plan.skipped:
-        click.echo(f"skipped {label}: no new pool is there")
-    for line in plan.renamed:
-        click.echo(f"renamed {line}")
-    for line in plan.refused:
-        click.echo(f"skipped {line}")
-    for line in plan.ambiguous:
-        click.echo(f"ambiguous {line}")
-    for line in plan.missing:
-        click.echo(f"not found {line}")
+    for word, lines in (("updated", plan.updated), ("added", plan.added), ("unchanged", plan.unchanged),
+                        ("skipped", [f"{label}: no new pool is there" for label in plan.skipped]),
+                        ("renamed", plan.renamed), ("skipped", plan.refused), ("ambiguous", plan.ambiguous),
+                        ("not found", plan.missing)):
+        for line in lines:
+            click.echo(f"{word} {line}")
     if not (plan.updated or plan.added):
         click.echo(f"No changes written to {merge_into}: see the pools skipped, ambiguous or not found above."
                    if plan.refused or plan.ambiguous or plan.missing else f"No changes: {merge_into} already holds what discovery found.")
