@@ -569,7 +569,7 @@ def force_unlock(lock_id: str, fleet_path: str | None, state_path: str | None) -
 @click.option("--out", "out_dir", type=NamedPath(), required=True, help="Directory of the GitOps tree.")
 def render(plan_path: str, out_dir: str) -> None:
     """Write the GitOps tree of a plan: manifests per cluster and terraform tfvars."""
-    from placer.planfile import atomic_write_all, read, tree_leftovers
+    from placer.planfile import atomic_write_all, link_refusal, read, tree_leftovers
     from placer.render.tree import placer_wrote, tree
 
     root = Path(out_dir)
@@ -594,6 +594,9 @@ def render(plan_path: str, out_dir: str) -> None:
         # only what differs is written, all at once (a sync a file and one a folder took 6 s at M)
         changed = {root / rel: text for rel, text in files.items()
                    if not (root / rel).exists() or (root / rel).read_text() != text}
+        refused = [why for path in changed if (why := link_refusal(root, path)) is not None]
+        if refused:  # as the gitops apply refuses it: a link in the tree led a render outside it
+            fail(refused[0] + (f" ({len(refused) - 1} more such file(s))" if len(refused) > 1 else ""))
         progress(f"writing {len(changed):,} file(s)")
         atomic_write_all(changed)
         keep = {root / rel for rel in files}

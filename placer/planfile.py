@@ -433,6 +433,20 @@ def link_on_the_way(root: Path, path: Path) -> Path | None:
     return None
 
 
+def link_refusal(root: Path, path: Path) -> str | None:
+    """Why ``path``, a file of the GitOps tree under ``root``, is not written, or None: a symbolic
+    link on the way (``link_on_the_way``) may lead outside the tree (a manifest that was a link
+    overwrote the file it pointed to; a cluster folder that was one got the manifests there)."""
+    link = link_on_the_way(root, path)
+    if link is None:
+        return None
+    what = "folder" if link != path else "file"
+    where = "" if link == path else f"cannot write {path}: "
+    return (f"{where}{link} is a symbolic link (to {os.readlink(link)}); placer writes its GitOps tree's own "
+            f"files, never through a link, which may lead outside {root}: replace the link with a plain {what} "
+            "(or remove it) and try again")
+
+
 def blocked_folder(path: Path) -> str | None:
     """What above ``path`` keeps its folder from being one, in words, or None: a file, or a symbolic
     link to nothing (mkdir said only `File exists`, naming neither)."""

@@ -15,7 +15,6 @@ its folder (an apply killed between a manifest and its phase's end leaves one be
 from __future__ import annotations
 
 import json
-import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from placer.planfile import (
     Change,
     atomic_write,
     deployment_place,
-    link_on_the_way,
+    link_refusal,
     tree_leftovers,
     tree_place,
 )
@@ -68,14 +67,9 @@ class GitOpsProvider:
         """``path``, a file of the tree, where no symbolic link on the way leads elsewhere: a manifest
         that was a link overwrote the file outside the tree it pointed to, and a cluster folder that
         was one got the manifests and a kustomization there."""
-        link = link_on_the_way(self.root, path)
-        if link is not None:
-            what = "folder" if link != path else "file"
-            where = "" if link == path else f"cannot write {path}: "
-            raise ProviderError(f"{where}{link} is a symbolic link (to {os.readlink(link)}); placer "
-                                f"writes its GitOps tree's own files, never through a link, which may lead outside "
-                                f"{self.root}: replace the link with a plain {what} (or remove it) and apply again",
-                                retryable=False, address=address)
+        refused = link_refusal(self.root, path)
+        if refused is not None:
+            raise ProviderError(refused, retryable=False, address=address)
         return path
 
     def _names(self, folder: Path) -> set[str]:

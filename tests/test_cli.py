@@ -438,6 +438,38 @@ def test_render_keeps_to_its_tree_and_to_its_own_files(tmp_path):
     assert r.returncode == 0 and r.stdout.startswith(f"Wrote 0 file(s) under {out}, 7 unchanged;"), r.stdout
 
 
+def test_render_never_writes_through_a_symbolic_link_in_the_tree(tmp_path):
+    """As the gitops apply refuses them: a kustomization that was a link to a file outside the tree
+    was overwritten with the folder's list, and a cluster folder that was a link got the manifests
+    and a kustomization where it pointed. render now stops, naming the link, and writes nothing."""
+    fleet = write_fleet(tmp_path, pool("q", "b", usd=1, provider="kubernetes",
+                                       target={"kubernetes": {"context": "c1"}}),
+                        inference("n", [{"location": "b", "rate": 900}]))
+    plan = tmp_path / "plan.json"
+    assert placer("plan", str(fleet), "-o", str(plan)).returncode == 0
+    out = tmp_path / "gitops"
+    assert placer("render", str(plan), "--out", str(out)).returncode == 0
+    outside = tmp_path / "outside.yaml"
+    outside.write_text("mine\n")
+    kust = out / "clusters" / "c1" / "kustomization.yaml"
+    kust.unlink()
+    kust.symlink_to(outside)
+    r = placer("render", str(plan), "--out", str(out))
+    assert r.returncode == 1 and f"{kust} is a symbolic link (to {outside})" in r.stderr, r.stderr
+    assert outside.read_text() == "mine\n"
+    kust.unlink()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    folder = out / "clusters" / "c1"
+    for f in folder.iterdir():
+        f.unlink()
+    folder.rmdir()
+    folder.symlink_to(elsewhere)
+    r = placer("render", str(plan), "--out", str(out))
+    assert r.returncode == 1 and f"{folder} is a symbolic link" in r.stderr, r.stderr
+    assert list(elsewhere.iterdir()) == []
+
+
 def test_a_plan_edited_to_name_a_path_is_refused_not_written():
     import pytest
 
