@@ -209,8 +209,13 @@ class Applier:
     def _waits(self, change: Change) -> bool:
         """A deployment scaled up, by a provider that waits for health: recorded once healthy, so
         that until then the plan still holds it (a health wait that failed left it recorded, and
-        the re-plan's first change deleted the only healthy copy, on the pool it was leaving)."""
-        return (change.phase == PHASE_UP and change.kind == "deployment" and bool(change.after)
+        the re-plan's first change deleted the only healthy copy, on the pool it was leaving). A
+        scale-down that makes room in phase 2 (``diff._room_first``) is recorded once made, as
+        phase 3's are: deferred, its wait failing left the state at the old count, and the next plan
+        of the old fleet said "No changes" with a replica short."""
+        after, before = change.after or {}, change.before or {}
+        room = set(after) == {"replicas"} and before and int(after["replicas"]) < int(before.get("replicas", 0))
+        return (change.phase == PHASE_UP and change.kind == "deployment" and bool(after) and not room
                 and getattr(self.provider_for(change), "waits", True))
 
     def _healthy(self, state: State, change: Change, report: ApplyReport) -> None:
@@ -323,6 +328,10 @@ class Applier:
                 done, pending = wait(futures, return_when=FIRST_EXCEPTION)
             except BaseException:  # Ctrl-C: nothing new starts (every queued change did); what runs ends, recorded
                 self._failed.set()
+                for provider in self.providers:  # and a health wait under way ends now (``providers.base.pause``)
+                    stop = getattr(provider, "stop", None)
+                    if isinstance(stop, threading.Event):
+                        stop.set()
                 for f in futures:
                     f.cancel()
                 # a second Ctrl-C stops these waits

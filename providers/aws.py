@@ -33,7 +33,7 @@ from botocore.exceptions import (
 from botocore.parsers import ResponseParserError
 
 from placer.planfile import Change
-from providers.base import Discovered, ProviderError, guard, pool_nodes, retry_after, retryable_http
+from providers.base import Discovered, ProviderError, guard, pause, pool_nodes, retry_after, retryable_http
 
 T = TypeVar("T")
 
@@ -172,6 +172,7 @@ class AwsProvider:
         read_timeout_s: float = 20.0,
         poll_interval_s: float = 5.0,
     ) -> None:
+        self.stop = threading.Event()  # set by an interrupted apply: health waits end at once (base.pause)
         self.region_names = list(region_names or [])
         self._explicit_endpoint = endpoint_url
         self.endpoint_url = endpoint_url or os.environ.get("AWS_ENDPOINT_URL")  # boto3 honours it itself too
@@ -273,7 +274,7 @@ class AwsProvider:
             if remaining <= 0:
                 raise ProviderError(self._timeout_message(change, ref, state, want, timeout_s),
                                     retryable=True, address=change.address)
-            time.sleep(min(self._poll_interval_s, remaining))
+            pause(self.stop, min(self._poll_interval_s, remaining), change.address, f"{ref} to reach its size")
 
     # ------------------------------------------------------------ reading groups
 

@@ -18,6 +18,7 @@ import hashlib
 import http.client
 import re
 import socket
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, runtime_checkable
@@ -76,6 +77,17 @@ class Provider(Protocol):
     def wait_healthy(self, change: Change, timeout_s: float) -> None:
         """Block until what ``change`` made is healthy (rolled out); ProviderError on timeout."""
         ...
+
+
+def pause(stop: threading.Event, seconds: float, address: str, waiting_for: str) -> None:
+    """Sleep between a health wait's polls, unless the apply is interrupted (``stop``, set by the
+    apply on Ctrl-C or SIGTERM): then stop waiting at once. A SIGTERM 1 s into a rollout's wait
+    took until the health timeout (600 s by default) to stop, past a CI runner's or `docker stop`'s
+    grace, whose SIGKILL then left the lock behind. What the wait was for is made already; it is
+    recorded once healthy, so the next plan still holds it."""
+    if stop.wait(max(0.0, seconds)):
+        raise ProviderError(f"{address}: stopped waiting for {waiting_for}: the apply was interrupted",
+                            address=address)
 
 
 def retryable_http(status: int | None) -> bool:

@@ -34,6 +34,7 @@ from providers.base import (
     Discovered,
     ProviderError,
     guard,
+    pause,
     pool_nodes,
     retry_after,
     retryable_http,
@@ -146,6 +147,7 @@ class GcpProvider:
     def __init__(self, projects: list[str] | None = None, api_endpoint: str | None = None,
                  credentials: Any = None, *, request_timeout_s: float = 30.0,
                  operation_timeout_s: float = 600.0, poll_interval_s: float = 2.0) -> None:
+        self.stop = threading.Event()  # set by an interrupted apply: health waits end at once (base.pause)
         self.projects = list(projects or [])
         self._options = ClientOptions(api_endpoint=api_endpoint) if api_endpoint else None
         self._credentials = credentials or (_anonymous() if api_endpoint else None)
@@ -273,7 +275,7 @@ class GcpProvider:
                     f"gcp: {mig} not stable after {timeout_s:g}s ({doing}); instances may be waiting on quota "
                     f"or GPU capacity: see `gcloud compute instance-groups managed list-errors {mig.name} "
                     f"{where} --project {mig.project}`", retryable=True, address=change.address)
-            time.sleep(interval)
+            pause(self.stop, interval, change.address, f"{mig} to become stable")
             interval = min(interval * 1.5, 10.0)
 
     # ------------------------------------------------------------ discovery

@@ -37,6 +37,7 @@ from providers.base import (
     ProviderError,
     bounded_pages,
     guard,
+    pause,
     retry_after,
     retryable_http,
     unreachable,
@@ -56,6 +57,7 @@ class KubernetesProvider:
     def __init__(self, kubeconfig: str | None = None, contexts: list[str] | None = None,
                  api_client_factory: ApiClientFactory | None = None, *,
                  request_timeout_s: float = 30.0, poll_interval_s: float = 2.0) -> None:
+        self.stop = threading.Event()  # set by an interrupted apply: health waits end at once (base.pause)
         self.kubeconfig = kubeconfig
         self.contexts = list(contexts or [])
         self.request_timeout_s = request_timeout_s
@@ -157,7 +159,7 @@ class KubernetesProvider:
                 raise ProviderError(f"{where.address}: {where} is not {'gone' if deleting else 'rolled out'} after "
                                     f"{timeout_s:g}s: {last}; check `kubectl {where.kubectl_args} describe "
                                     f"deployment {where.name}`{hint}", retryable=True, address=where.address)
-            time.sleep(min(self.poll_interval_s, left))
+            pause(self.stop, min(self.poll_interval_s, left), where.address, f"{where} to {'go' if deleting else 'roll out'}")
 
     # ------------------------------------------------------------ read-only views
 

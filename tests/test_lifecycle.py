@@ -1204,3 +1204,42 @@ def test_an_apply_whose_last_state_write_fails_says_every_change_was_made(
     assert [c for c in plan_json(capsys, env, again)["changes"] if c["action"] != "no-op"] == []
     apply_ok(capsys, again)
     assert env.state_json()["applying"] is None
+
+
+def test_a_scale_down_that_makes_room_is_recorded_once_made_not_once_healthy(tmp_path: Path) -> None:
+    """A phase-2 scale-down that makes room for make before break (``diff._room_first``: 3 -> 2
+    before b's replicas come) was recorded only once its health wait passed: a wait that failed
+    left the state at 3 while 2 ran, and the next plan of the old fleet said "No changes" with a
+    replica short. It is recorded once made, as phase 3's scale-downs are; a scale-up still waits."""
+
+    class Waits:
+        name, waits = "kubernetes", True
+
+        def handles(self, change: planfile.Change) -> bool:
+            return True
+
+    applier = Applier(LocalBackend(tmp_path / "state.json"), [Waits()])
+
+    def change(before: dict[str, Any] | None, after: dict[str, Any] | None) -> planfile.Change:
+        return planfile.Change("deployment/a@p", "update" if before else "create", 2, before, after, (), {})
+
+    assert not applier._waits(change({"replicas": 3}, {"replicas": 2}))  # room first: recorded once made
+    assert applier._waits(change({"replicas": 2}, {"replicas": 3}))  # a scale-up: once healthy
+    assert applier._waits(change(None, {"replicas": 2}))
+    assert applier._waits(change({"replicas": 3, "image": "a:1"}, {"replicas": 2, "image": "a:2"}))  # a rollout
+
+
+def test_an_interrupted_apply_ends_a_health_wait_at_once() -> None:
+    """SIGTERM 1 s into a rollout's health wait stopped the apply only at the health timeout (30 s
+    of a 30 s wait; 600 s by default), past `docker stop`'s grace, whose SIGKILL left the lock. The
+    apply sets each provider's ``stop`` and ``providers.base.pause`` ends the wait at once."""
+    from providers.base import pause
+
+    stop = threading.Event()
+    threading.Timer(0.2, stop.set).start()
+    started = time.monotonic()
+    with pytest.raises(ProviderError, match="deployment/a@p: stopped waiting for a to roll out: the apply was "
+                                            "interrupted") as caught:
+        pause(stop, 60.0, "deployment/a@p", "a to roll out")
+    assert time.monotonic() - started < 10 and not caught.value.retryable
+    pause(threading.Event(), 0.01, "deployment/a@p", "a to roll out")  # not stopped: a plain sleep
