@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from placer.catalog import match_product
-from placer.spec.kinds import API_VERSION
+from placer.spec.kinds import API_VERSION, PoolGpu
 from providers.base import Discovered, dns_label
 
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -40,6 +40,8 @@ SPOT_LABELS = {
 TRANSIENT_TAINTS = ("node.kubernetes.io/", "node.cloudprovider.kubernetes.io/", "ToBeDeletedByClusterAutoscaler",
                     "DeletionCandidateOfClusterAutoscaler", "karpenter.sh/disrupted", "karpenter.sh/disruption")
 CLOUD_PROVIDER_IDS = ("aws://", "gce://", "azure://", "oci://", "ibm://", "alicloud://")
+# the most GPUs a fleet's node may hold (Pool spec.gpu.perNode): a node that reports more is broken
+MAX_PER_NODE: int = next(m.le for m in PoolGpu.model_fields["per_node"].metadata if hasattr(m, "le"))
 
 
 def _quantity(value: Any) -> int:
@@ -66,6 +68,16 @@ def _toleration(key: str, value: str, effect: str) -> dict[str, str]:
     if value:
         return {"key": key, "operator": "Equal", "value": value, "effect": effect}
     return {"key": key, "operator": "Exists", "effect": effect}
+
+
+def _impossible(gpus: int, labelled: int) -> str | None:
+    """Why a node's count of whole GPUs cannot be true, or None: more than its own
+    nvidia.com/gpu.count label says it has, or than any node of a fleet holds."""
+    if labelled and gpus > labelled:
+        return f"its {GPU_COUNT_LABEL} label says {labelled}"
+    if gpus > MAX_PER_NODE:
+        return f"a node of a fleet holds at most {MAX_PER_NODE}"
+    return None
 
 
 def _most_common(values: Iterable[Any]) -> Any:
@@ -124,11 +136,23 @@ def pools_from_nodes(context_name: str | None, context: str | None, nodes: list[
             allocatable = [a // replicas for a in allocatable]
             doc_notes.append(f"nodes share each GPU {replicas} ways ({GPU_REPLICAS_LABEL}); counted as whole GPUs, "
                              "since placer does not model sharing")
+        # a node that reports more GPUs than it can have (a broken device plugin) is left out alone: taken
+        # as the group's perNode, 10^12 GPUs on one L4 node made the whole group a pool no fleet takes
+        impossible = {str(m["metadata"]["name"]): (a, why) for m, a in zip(members, allocatable, strict=True)
+                      if (why := _impossible(a, _quantity(sel.get(GPU_COUNT_LABEL)))) is not None}
+        left_alone = "; ".join(f"node {node} reports {a} allocatable {GPU_RESOURCE}, but {why} "
+                               f"(`kubectl describe node {node}`)" for node, (a, why) in sorted(impossible.items()))
+        sane = [a for m, a in zip(members, allocatable, strict=True) if str(m["metadata"]["name"]) not in impossible]
+        if not sane:
+            notes.append(f"context {base}: {left_alone}; not in any pool: is the NVIDIA device plugin there broken?")
+            continue
+        if impossible:
+            doc_notes.append(f"{left_alone}; left out of the pool: is the NVIDIA device plugin there broken?")
         if strategy == "mixed":  # the whole GPUs are what is left as nvidia.com/gpu; the slices are not counted
-            per_node = max(allocatable)
+            per_node = max(sane)
             doc_notes.append(f"MIG slices ({MIG_STRATEGY_LABEL}=mixed) are left out; only whole GPUs count")
         else:
-            per_node = max(allocatable) or _quantity(sel.get(GPU_COUNT_LABEL))
+            per_node = max(sane) or _quantity(sel.get(GPU_COUNT_LABEL))
         gpu = match_product(product, memory_gib)
         gpu_type = gpu.name if gpu else re.sub(r"[^A-Za-z0-9._-]+", "-", product).strip("-._")
         group_label = next((sel[k] for k in NODE_POOL_LABELS if k in sel), None)
@@ -157,9 +181,10 @@ def pools_from_nodes(context_name: str | None, context: str | None, nodes: list[
         short = [m["metadata"]["name"] for m, a in zip(members, allocatable, strict=True) if a < per_node]
         if short:
             doc_notes.append(f"nodes {', '.join(sorted(short))} offer fewer than {per_node} GPUs (a failed GPU?)")
-        usable = [m for m in members if _ready(m) and not (m.get("spec") or {}).get("unschedulable")]
-        if len(usable) < len(members):
-            left_out = sorted(set(names) - {str(m["metadata"]["name"]) for m in usable})
+        usable = [m for m in members if _ready(m) and not (m.get("spec") or {}).get("unschedulable")
+                  and str(m["metadata"]["name"]) not in impossible]
+        left_out = sorted(set(names) - set(impossible) - {str(m["metadata"]["name"]) for m in usable})
+        if left_out:
             doc_notes.append(f"nodes {', '.join(left_out)} are not Ready or cordoned and are not counted")
         spot_flags = [any(lab.get(k) == v for k, v in SPOT_LABELS.items()) for lab in labels_of]
         if any(spot_flags) and not all(spot_flags):

@@ -688,3 +688,31 @@ def test_a_gpu_is_matched_by_its_name_or_a_known_variant_of_it(
 
     found = match_product(product, memory_gib)
     assert (found.name if found else None) == expected
+
+
+def test_a_node_reporting_impossibly_many_gpus_is_left_out_alone() -> None:
+    """One L4 node whose device plugin reported 10^12 GPUs was taken as the group's perNode: the
+    healthy nodes were "fewer than 1000000000000 GPUs" and the pool no fleet takes was skipped."""
+    from providers.kubernetes_discovery import pools_from_nodes
+
+    l4 = {"nvidia.com/gpu.product": "NVIDIA-L4", "nvidia.com/gpu.count": "1", "nvidia.com/gpu.memory": "23034"}
+    unlabelled = {"nvidia.com/gpu.product": "NVIDIA-L4", "placer.dev/pool": "l4-bare"}  # no gpu.count label
+    nodes = [gfd_node("a1-0", 1, l4), gfd_node("a1-1", 1, l4), gfd_node("big-0", 10**12, l4),
+             gfd_node("over-0", 4, l4), gfd_node("bare-0", 2, unlabelled), gfd_node("bare-1", 2048, unlabelled),
+             gfd_node("lone", 4096, {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3", "nvidia.com/gpu.count": "8"})]
+    found = pools_from_nodes("prod", "prod", nodes, set())
+    pools = {d["metadata"]["name"]: d["spec"] for d in found.documents if d["kind"] == "Pool"}
+    assert set(pools) == {"prod-l4-24gb", "l4-bare"}
+    assert pools["prod-l4-24gb"]["gpu"]["perNode"] == 1 and pools["prod-l4-24gb"]["nodes"] == {"count": 2}
+    assert pools["l4-bare"]["gpu"]["perNode"] == 2 and pools["l4-bare"]["nodes"] == {"count": 1}
+    notes = "\n".join(found.notes)
+    assert "fewer than" not in notes and "not Ready" not in notes
+    assert ("pool prod-l4-24gb: node big-0 reports 1000000000000 allocatable nvidia.com/gpu, but its "
+            "nvidia.com/gpu.count label says 1 (`kubectl describe node big-0`); node over-0 reports 4 allocatable "
+            "nvidia.com/gpu, but its nvidia.com/gpu.count label says 1") in notes
+    assert "pool l4-bare: node bare-1 reports 2048 allocatable nvidia.com/gpu, but a node of a fleet holds at " \
+           "most 1024" in notes
+    assert "context prod: node lone reports 4096 allocatable nvidia.com/gpu, but its nvidia.com/gpu.count label " \
+           "says 8 (`kubectl describe node lone`); not in any pool" in notes
+    # the group's nodes, the left-out one too, are what its nodeSelector selects (a merge matches by them)
+    assert set(found.members["prod-l4-24gb"]) == {"a1-0", "a1-1", "big-0", "over-0"}
