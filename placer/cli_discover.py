@@ -186,7 +186,7 @@ def _emit(found: Discovered, source: str, merge_into: str | None, location: str 
             atomic_write(path, text)
         except OSError as exc:
             fail(f"cannot write {path}: {exc.strerror or exc}; files written before it keep their new contents")
-    for note in found.notes:
+    for note in plan.notes:
         err.print(f"note: {note}", style="yellow", markup=False)
     for word, lines in (("updated", plan.updated), ("added", plan.added), ("unchanged", plan.unchanged),
                         ("skipped", [f"{label}: no new pool is there" for label in plan.skipped]),

@@ -55,6 +55,36 @@ class MergeError(Exception):
     """The fleet cannot take the discovered documents safely; nothing should be written."""
 
 
+class PoolNote(str):
+    """A note that says one thing of some discovered pools (``pools``, where ``template`` has
+    ``{pools}``). It holds for those of them that are printed or added, and only those
+    (``notes_for``): "usdPerGpuHour is 0 for ..." named pools merged into priced ones too."""
+
+    pools: tuple[str, ...]
+    template: str
+
+    def __new__(cls, template: str, pools: Iterable[str]) -> PoolNote:
+        names = tuple(pools)
+        note = super().__new__(cls, template.replace("{pools}", ", ".join(names)))
+        note.pools, note.template = names, template
+        return note
+
+    def __getnewargs__(self) -> tuple[str, tuple[str, ...]]:  # type: ignore[override]  # copy, pickle
+        return self.template, self.pools
+
+
+def notes_for(notes: Iterable[str], pools: Mapping[str, str]) -> list[str]:
+    """``notes`` as they hold for ``pools`` (discovered Pool name -> the name it is written under):
+    a PoolNote names those of its pools there, by that name, and is left out where it names none."""
+    out: list[str] = []
+    for note in notes:
+        if not isinstance(note, PoolNote):
+            out.append(note)
+        elif kept := [pools[p] for p in note.pools if p in pools]:
+            out.append(PoolNote(note.template, kept))
+    return out
+
+
 class _Missing:
     def __repr__(self) -> str:
         return "(none)"
@@ -94,6 +124,7 @@ class MergePlan:
     missing: list[str] = field(default_factory=list)  # "path:line: Pool/name (nodes ...): why": not found any more
     refused: list[str] = field(default_factory=list)  # "Pool/name, ...: why": discovered, but no fleet would take it
     ambiguous: list[str] = field(default_factory=list)  # "path:line: Pool/name ...: why": onto several groups' nodes
+    notes: list[str] = field(default_factory=list)  # discovery's notes as they hold for what was added (notes_for)
 
 
 def _show(value: Any) -> str:
@@ -145,8 +176,13 @@ def _comments(lines: Iterable[str]) -> str:
 
 
 def render(documents: list[dict[str, Any]], header: Iterable[str] = (), notes: Iterable[str] = ()) -> str:
-    """Multi-document YAML: a comment header, the notes as comments, then the documents."""
-    return _header(header, notes) + "".join(f"---\n{to_yaml(d)}" for d in documents)
+    """Multi-document YAML: a comment header, the notes as comments (those about pools for the
+    Pools among ``documents``: ``notes_for``), then the documents."""
+    return _header(header, notes_for(notes, _pool_names(documents))) + "".join(f"---\n{to_yaml(d)}" for d in documents)
+
+
+def _pool_names(documents: Iterable[dict[str, Any]]) -> dict[str, str]:
+    return {str(d["metadata"]["name"]): str(d["metadata"]["name"]) for d in documents if d.get("kind") == "Pool"}
 
 
 def _header(header: Iterable[str], notes: Iterable[str]) -> str:
@@ -752,6 +788,7 @@ def plan_merge(fleet: str | Path, documents: list[dict[str, Any]], header: Itera
     plan.ambiguous = [_ambiguous(raw, overlaps[id(raw)], held) for raw in raws if id(raw) in overlaps]
     plan.missing = _not_found(raws, matched | excused | set(overlaps), list(scopes))
     taken = {name for kind, name in by_name if kind == "Pool"}
+    added: dict[str, str] = {}  # a discovered Pool's name -> the name it is added under
     for doc in fresh:  # a new pool never takes a name the fleet has: one name, two pools
         name = doc["metadata"]["name"]
         if doc.get("kind") == "Pool" and name in taken:
@@ -759,8 +796,11 @@ def plan_merge(fleet: str | Path, documents: list[dict[str, Any]], header: Itera
             doc["metadata"]["name"] = new_name
             why = namesakes.get(name, f"Pool/{name} is already in the fleet, as the pool of another group")
             plan.renamed.append(f"Pool/{name} -> Pool/{new_name}: {why}")
+            added[name] = new_name
         elif doc.get("kind") == "Pool":
             taken.add(name)
+            added[name] = name
+    plan.notes = notes_for(notes, added)
     used = {_mapping(d.get("spec")).get("location") for d in fresh if d.get("kind") == "Pool"}
     plan.skipped = [f"Location/{d['metadata']['name']}" for d in fresh
                     if d.get("kind") == "Location" and d["metadata"]["name"] not in used]
@@ -778,7 +818,7 @@ def plan_merge(fleet: str | Path, documents: list[dict[str, Any]], header: Itera
         end = "\r\n" if "\r\n" in current else "\n"  # the file's line ends, for what is appended too
         if current and not current.endswith("\n"):
             current += end
-        more = _appended(fresh, header, notes) if current.strip() else render(fresh, header, notes)
+        more = _appended(fresh, header, plan.notes) if current.strip() else render(fresh, header, plan.notes)
         plan.files[target] = current + more.replace("\n", end)
         plan.added.extend(f"{target}: {d['kind']}/{d['metadata']['name']}" for d in fresh)
     problems += _fleet_problems(raws, plan.files)

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from placer.discover import PoolNote
 from placer.planfile import Change
 from placer.render.manifests import (
     FIELD_MANAGER,
@@ -183,9 +184,9 @@ class KubernetesProvider:
                     shared.setdefault((doc["kind"], doc["metadata"]["name"]), doc)
             notes.extend(found.notes)
             members.update(found.members)
-        pools = [d["metadata"]["name"] for d in documents]
-        if pools:
-            notes.append(f"usdPerGpuHour is 0 for {', '.join(pools)}: fill in what a GPU hour costs you")
+        pools = [d["metadata"]["name"] for d in documents if d["spec"].get("usdPerGpuHour") == 0]
+        if pools:  # of the pools printed or added only: a merge keeps a fleet pool's price
+            notes.append(PoolNote("usdPerGpuHour is 0 for {pools}: fill in what a GPU hour costs you", pools))
         return Discovered(documents=list(shared.values()) + documents, notes=notes, scopes=scopes,
                           members=members)
 

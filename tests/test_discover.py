@@ -19,9 +19,11 @@ from placer.cli_discover import discover as discover_command
 from placer.discover import (
     DISCOVERED_FILE,
     MergeError,
+    PoolNote,
     _changed_text,
     field_changes,
     merge,
+    notes_for,
     plan_merge,
     refused,
     relocate,
@@ -560,6 +562,39 @@ def test_discover_kubernetes_merge_finds_the_hand_written_pool_by_its_target(
     # the namespace discovery cannot know and the hand-written tolerations stay
     assert pools.read_text() == POOLS.replace("count: 2   # as of", "count: 3   # as of")
     assert not (fleet / DISCOVERED_FILE).exists()
+
+
+def test_the_price_note_names_only_the_pools_printed_or_added(
+        capsys: pytest.CaptureFixture[str], fleet: Path, tmp_path: Path) -> None:
+    """"usdPerGpuHour is 0 for ..." named every discovered pool: those merged into the fleet's priced
+    pools, skipped ones, and, after "No changes", all of them again."""
+    l4 = {"nvidia.com/gpu.product": "NVIDIA-L4", "nvidia.com/gpu.memory": "23034"}
+    with FakeKubeApiServer() as kube:
+        for name in ("l4-a", "l4-b", "l4-c"):
+            kube.add_node(name, gpus=1, labels=l4)
+        kube.add_node("h100-a", gpus=8, labels={"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"})
+        kube.add_node("gh-0", gpus=1, labels={"nvidia.com/gpu.product": "NVIDIA-GH200-480GB"})  # skipped
+        kubeconfig = str(write_kubeconfig(tmp_path / "kubeconfig", {"onprem-fra": kube.url}))
+        code, out, err = run(capsys, "discover", "kubernetes", "--kubeconfig", kubeconfig)
+        assert code == 0, err
+        assert "# - usdPerGpuHour is 0 for onprem-fra-h100-80gb, onprem-fra-l4-24gb: fill in" in out
+        code, out, err = run(capsys, "discover", "kubernetes", "--kubeconfig", kubeconfig, "--merge", str(fleet))
+        assert code == 0, err
+        assert "added" in out and "Pool/k8s-l4 (discovered as Pool/onprem-fra-l4-24gb" in out
+        notes = [line for line in err.splitlines() if "usdPerGpuHour" in line]
+        assert notes == ["note: usdPerGpuHour is 0 for onprem-fra-h100-80gb: fill in what a GPU hour costs you"]
+        assert [line for line in (fleet / DISCOVERED_FILE).read_text().splitlines() if "usdPerGpuHour is" in line] \
+            == ["# - usdPerGpuHour is 0 for onprem-fra-h100-80gb: fill in what a GPU hour costs you"]
+        code, out, err = run(capsys, "discover", "kubernetes", "--kubeconfig", kubeconfig, "--merge", str(fleet))
+        assert code == 0 and "No changes" in out and "usdPerGpuHour" not in err
+
+
+def test_a_pool_note_follows_its_pools_renamed_and_goes_with_the_last() -> None:
+    note = PoolNote("usdPerGpuHour is 0 for {pools}: fill in", ["a", "b", "c"])
+    assert note == "usdPerGpuHour is 0 for a, b, c: fill in" and copy.deepcopy(note).pools == ("a", "b", "c")
+    assert notes_for(["plain", note], {"c": "c-fra", "b": "b"}) == ["plain", "usdPerGpuHour is 0 for b, c-fra: fill in"]
+    assert notes_for([note], {}) == []
+    assert "for a:" in render([pool_doc("a", {})], notes=[note])
 
 
 def test_a_pool_discovery_no_longer_finds_is_reported_with_its_place(
