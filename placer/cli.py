@@ -594,14 +594,16 @@ def render(plan_path: str, out_dir: str) -> None:
         # only what differs is written, all at once (a sync a file and one a folder took 6 s at M)
         changed = {root / rel: text for rel, text in files.items()
                    if not (root / rel).exists() or (root / rel).read_text() != text}
-        refused = [why for path in changed if (why := link_refusal(root, path)) is not None]
-        if refused:  # as the gitops apply refuses it: a link in the tree led a render outside it
+        keep = {root / rel for rel in files}
+        gone = [path for path in stale if path not in keep]
+        # as the gitops apply refuses it: a link in the tree led a render outside it, to write there
+        # and to remove what the plan no longer has there
+        refused = [why for path in [*changed, *gone] if (why := link_refusal(root, path)) is not None]
+        if refused:
             fail(refused[0] + (f" ({len(refused) - 1} more such file(s))" if len(refused) > 1 else ""))
         progress(f"writing {len(changed):,} file(s)")
         atomic_write_all(changed)
-        keep = {root / rel for rel in files}
         progress("removing the manifests the plan no longer has")
-        gone = [path for path in stale if path not in keep]
         for path in gone:
             path.unlink()
     kept = sum(len(names) for names in theirs.values())

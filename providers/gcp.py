@@ -233,7 +233,8 @@ class GcpProvider:
             op = self._call(address, f"waiting for operation {op.name} ({action})",
                             functools.partial(self._wait_once, mig, op, remaining))
             if op.status != _DONE:
-                time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
+                pause(self.stop, min(interval, max(0.0, deadline - time.monotonic())), address,
+                      f"operation {op.name} ({action})")
                 interval = min(interval * 1.5, 10.0)
         errors = list(op.error.errors) if op.error else []
         if errors or op.http_error_status_code >= 400:

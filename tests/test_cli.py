@@ -468,6 +468,22 @@ def test_render_never_writes_through_a_symbolic_link_in_the_tree(tmp_path):
     r = placer("render", str(plan), "--out", str(out))
     assert r.returncode == 1 and f"{folder} is a symbolic link" in r.stderr, r.stderr
     assert list(elsewhere.iterdir()) == []
+    # nor removes through one what the plan no longer has (the pool moved to another context)
+    folder.unlink()
+    assert placer("render", str(plan), "--out", str(out)).returncode == 0
+    (tmp_path / "away").mkdir()
+    moved = folder.rename(tmp_path / "away" / "c1")
+    folder.symlink_to(moved)
+    kept = sorted(p.name for p in moved.iterdir())
+    (tmp_path / "v2").mkdir()
+    fleet2 = write_fleet(tmp_path / "v2", pool("q", "b", usd=1, provider="kubernetes",
+                                              target={"kubernetes": {"context": "c2"}}),
+                         inference("n", [{"location": "b", "rate": 900}]))
+    plan2 = tmp_path / "plan2.json"
+    assert placer("plan", str(fleet2), "-o", str(plan2)).returncode == 0
+    r = placer("render", str(plan2), "--out", str(out))
+    assert r.returncode == 1 and f"{folder} is a symbolic link" in r.stderr, r.stderr
+    assert sorted(p.name for p in moved.iterdir()) == kept and kept
 
 
 def test_a_plan_edited_to_name_a_path_is_refused_not_written():
