@@ -114,7 +114,7 @@ class Applier:
         health_timeout_s: float = 600.0,
         retry: RetryPolicy | None = None,
         progress: Callable[[str, Change | None], None] | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], object] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.backend = backend
@@ -123,10 +123,11 @@ class Applier:
         self.health_timeout_s = health_timeout_s
         self.retry = retry or RetryPolicy()
         self.progress = progress or (lambda _msg, _change: None)
-        self.sleep = sleep
+        self._failed = threading.Event()
+        self._interrupted = threading.Event()  # Ctrl-C or SIGTERM: a retry's wait ends at once
+        self.sleep = sleep if sleep is not None else self._interrupted.wait
         self.clock = clock
         self._write = threading.Lock()
-        self._failed = threading.Event()
         self._journaled = False  # changes of this apply the backend holds in its journal, not yet in the state
         self.notes: list[str] = []  # what providers mended before the changes (``mend``), in words
 
@@ -158,6 +159,8 @@ class Applier:
                     why = f", as the server asked (Retry-After {asked:g}s{capped})"
                 self.progress(f"retrying {change.address} ({what}) in {delay:.1f}s{why} after: {exc}", change)
                 self.sleep(delay)
+                if self._interrupted.is_set():  # no retry after an interrupt (a Retry-After of 60 s, 6 times)
+                    raise
         raise AssertionError("unreachable")
 
     def _record(self, state: State, change: Change, report: ApplyReport) -> None:
@@ -328,6 +331,7 @@ class Applier:
                 done, pending = wait(futures, return_when=FIRST_EXCEPTION)
             except BaseException:  # Ctrl-C: nothing new starts (every queued change did); what runs ends, recorded
                 self._failed.set()
+                self._interrupted.set()
                 for provider in self.providers:  # and a health wait under way ends now (``providers.base.pause``)
                     stop = getattr(provider, "stop", None)
                     if isinstance(stop, threading.Event):

@@ -1243,3 +1243,24 @@ def test_an_interrupted_apply_ends_a_health_wait_at_once() -> None:
         pause(stop, 60.0, "deployment/a@p", "a to roll out")
     assert time.monotonic() - started < 10 and not caught.value.retryable
     pause(threading.Event(), 0.01, "deployment/a@p", "a to roll out")  # not stopped: a plain sleep
+
+
+def test_an_interrupt_ends_a_retrys_wait_and_its_retries(tmp_path: Path) -> None:
+    """A server answering 429 with Retry-After: 60 kept an interrupted apply sleeping 60 s a try, 6
+    tries, past `docker stop`'s grace, whose SIGKILL left the lock: the wait ends on the interrupt,
+    and no retry follows it."""
+    from placer.apply import ApplyReport
+
+    applier = Applier(LocalBackend(tmp_path / "state.json"), [])
+    calls: list[float] = []
+
+    def throttled() -> None:
+        calls.append(time.monotonic())
+        raise ProviderError("deployment/a@p: 429 Too Many Requests", retryable=True, retry_after=60.0)
+
+    change = planfile.Change("deployment/a@p", "create", 2, None, {"replicas": 1}, (), {})
+    threading.Timer(0.2, applier._interrupted.set).start()
+    started = time.monotonic()
+    with pytest.raises(ProviderError, match="429"):
+        applier._with_retry(change, "apply", throttled, ApplyReport(serial=0))
+    assert time.monotonic() - started < 10 and len(calls) == 1
