@@ -88,6 +88,11 @@ class GitOpsProvider:
         for folder in sorted(p for p in clusters.iterdir() if p.is_dir() and not p.is_symlink()):
             names = self._names(folder)
             kust = folder / "kustomization.yaml"
+            if kust.is_symlink() or kust.is_dir():
+                # never read through it, nor said restored: ``finish`` refuses it, naming it (an apply
+                # said "restored" of a link to a file outside the tree, then refused to write it)
+                self._dirty.add(folder)
+                continue
             have = kust.read_text() if kust.exists() else None
             if have != (kustomization_text(sorted(names)) if names else None):
                 self._dirty.add(folder)

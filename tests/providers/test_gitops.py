@@ -138,6 +138,12 @@ def test_the_tree_is_never_written_through_a_symbolic_link(tmp_path: Path) -> No
     with pytest.raises(ProviderError, match=r"kustomization\.yaml is a symbolic link"):
         provider.finish()
     assert victim.read_text() == "precious: data\n"
+    # an apply's first step (``mend``) said it restored it, then refused to write it
+    again = GitOpsProvider(root)
+    assert not [n for n in again.mend() if "restored" in n]
+    with pytest.raises(ProviderError, match=r"kustomization\.yaml is a symbolic link"):
+        again.finish()
+    assert victim.read_text() == "precious: data\n"
 
     (root / "terraform").symlink_to(outside)
     with pytest.raises(ProviderError, match=r"terraform is a symbolic link"):
