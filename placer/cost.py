@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from placer.fleet import Fleet, Model
+from placer.fleet import Fleet, Model, Policy
 from placer.placement import Placement, Route
 from placer.policy import Rules, Violation, behaviour
 
@@ -135,9 +135,12 @@ def churn_usd(fleet: Fleet, placement: Placement, current: Mapping[tuple[str, st
     return sum(per * max(0, r - current.get(key, 0)) for key, r in placement.replicas.items())
 
 
-def violations(fleet: Fleet, placement: Placement, rules: Rules) -> list[Violation]:
+def violations(fleet: Fleet, placement: Placement, rules: Rules,
+               policies: Sequence[Policy] | None = None) -> list[Violation]:
+    """What ``placement`` breaks of the fleet's policies (``policies``: of these alone), by each
+    rule's own check."""
     out: list[Violation] = []
-    for policy in fleet.policies:
+    for policy in fleet.policies if policies is None else policies:
         out.extend(behaviour(rules, policy).violations(policy, fleet, placement))
     return out
 

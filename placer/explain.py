@@ -15,7 +15,7 @@ from placer.fleet import Fleet, Model, Policy, Pool
 from placer.idle import Idle, idle_replicas
 from placer.optimizer import SolveResult, optimize
 from placer.placement import Placement, Route
-from placer.policy import Rules, Violation, behaviour
+from placer.policy import Rules, Violation
 from placer.render.report import signed
 
 
@@ -362,10 +362,9 @@ class UnmetReasons:
             held: tuple[str, ...] = ()
             for count in nodes:
                 more = self._more(model, pool, count)
-                held = tuple(sorted({
-                    policy.name for policy in self.fleet.policies if policy.required
-                    for v in behaviour(self.rules, policy).violations(policy, self.fleet, more)
-                    if (v.policy, v.detail) not in self._broken}))
+                required = [policy for policy in self.fleet.policies if policy.required]
+                held = tuple(sorted({v.policy for v in violations(self.fleet, more, self.rules, required)
+                                     if (v.policy, v.detail) not in self._broken}))
                 self._nodes[key] = count
                 if not held:
                     break
@@ -384,8 +383,7 @@ class UnmetReasons:
             return {}
 
         def charged(placement: Placement) -> dict[str, float]:
-            return penalty_by_policy([v for policy in preferred
-                                      for v in behaviour(self.rules, policy).violations(policy, self.fleet, placement)])
+            return penalty_by_policy(violations(self.fleet, placement, self.rules, preferred))
 
         if self._charged is None:
             self._charged = charged(self.placement)

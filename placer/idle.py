@@ -7,10 +7,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from placer.candidates import required_of
-from placer.cost import model_compute_usd, penalty_by_policy
+from placer.cost import model_compute_usd, penalty_by_policy, violations
 from placer.fleet import Fleet, model_matches
 from placer.placement import Placement
-from placer.policy import Rules, behaviour
+from placer.policy import Rules
 
 
 @dataclass(frozen=True)
@@ -101,10 +101,10 @@ def idle_replicas(fleet: Fleet, rules: Rules, placement: Placement, model: str) 
     preferred = [p for p in fleet.policies if not p.required and model_matches(p.spec.models, m)]
     def measured(at: Placement) -> dict[str, tuple[float, list[str]]]:
         """Each required policy's violations of ``at``: how much in all, and what each says."""
-        got: dict[str, tuple[float, list[str]]] = {}
-        for p in required:
-            found = behaviour(rules, p).violations(p, fleet, at)
-            got[p.name] = (sum(v.amount for v in found), [v.detail for v in found])
+        got: dict[str, tuple[float, list[str]]] = {p.name: (0.0, []) for p in required}
+        for v in violations(fleet, at, rules, required):
+            amount, details = got[v.policy]
+            got[v.policy] = (amount + v.amount, [*details, v.detail])
         return got
 
     # what the plan breaks already (a saved plan's, an edited one's): a rule counts as broken by
@@ -141,7 +141,7 @@ def idle_replicas(fleet: Fleet, rules: Rules, placement: Placement, model: str) 
         return lo
 
     def charged(at: Placement) -> dict[str, float]:
-        return penalty_by_policy([v for p in preferred for v in behaviour(rules, p).violations(p, fleet, at)])
+        return penalty_by_policy(violations(fleet, at, rules, preferred))
 
     out: list[Idle] = []
     for pool, count, spare, rate in idle:
