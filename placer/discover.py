@@ -36,7 +36,7 @@ import re
 from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import yaml
 
@@ -56,32 +56,41 @@ class MergeError(Exception):
 
 
 class PoolNote(str):
-    """A note that says one thing of some discovered pools (``pools``, where ``template`` has
-    ``{pools}``). It holds for those of them that are printed or added, and only those
-    (``notes_for``): "usdPerGpuHour is 0 for ..." named pools merged into priced ones too."""
+    """A note that says one thing of some discovered documents of one kind (``names``, where
+    ``template`` has ``{names}``). It holds for those of them that are printed or added, and only
+    those (``notes_for``): "usdPerGpuHour is 0 for ..." named pools merged into priced ones too."""
 
-    pools: tuple[str, ...]
+    kind: ClassVar[str] = "Pool"
+    names: tuple[str, ...]
     template: str
 
-    def __new__(cls, template: str, pools: Iterable[str]) -> PoolNote:
-        names = tuple(pools)
-        note = super().__new__(cls, template.replace("{pools}", ", ".join(names)))
-        note.pools, note.template = names, template
+    def __new__(cls, template: str, names: Iterable[str]) -> Self:
+        listed = tuple(names)
+        note = super().__new__(cls, template.replace("{names}", ", ".join(listed)))
+        note.names, note.template = listed, template
         return note
 
     def __getnewargs__(self) -> tuple[str, tuple[str, ...]]:  # type: ignore[override]  # copy, pickle
-        return self.template, self.pools
+        return self.template, self.names
 
 
-def notes_for(notes: Iterable[str], pools: Mapping[str, str]) -> list[str]:
-    """``notes`` as they hold for ``pools`` (discovered Pool name -> the name it is written under):
-    a PoolNote names those of its pools there, by that name, and is left out where it names none."""
+class JurisdictionNote(PoolNote):
+    """"set spec.jurisdiction" of some discovered Locations: it holds for those written without one
+    (a merge never overwrites a Location's spec: the fleet's own jurisdiction stays)."""
+
+    kind = "Location"
+
+
+def notes_for(notes: Iterable[str], names: Mapping[str, Mapping[str, str]]) -> list[str]:
+    """``notes`` as they hold for ``names`` (by kind, a discovered document's name -> the name it
+    is written under, of the documents a note may still be true of): a PoolNote names those of its
+    documents there, by that name, and is left out where it names none."""
     out: list[str] = []
     for note in notes:
         if not isinstance(note, PoolNote):
             out.append(note)
-        elif kept := [pools[p] for p in note.pools if p in pools]:
-            out.append(PoolNote(note.template, kept))
+        elif kept := [written[n] for n in note.names if n in (written := names.get(note.kind, {}))]:
+            out.append(type(note)(note.template, kept))
     return out
 
 
@@ -178,11 +187,15 @@ def _comments(lines: Iterable[str]) -> str:
 def render(documents: list[dict[str, Any]], header: Iterable[str] = (), notes: Iterable[str] = ()) -> str:
     """Multi-document YAML: a comment header, the notes as comments (those about pools for the
     Pools among ``documents``: ``notes_for``), then the documents."""
-    return _header(header, notes_for(notes, _pool_names(documents))) + "".join(f"---\n{to_yaml(d)}" for d in documents)
+    return _header(header, notes_for(notes, _noted(documents))) + "".join(f"---\n{to_yaml(d)}" for d in documents)
 
 
-def _pool_names(documents: Iterable[dict[str, Any]]) -> dict[str, str]:
-    return {str(d["metadata"]["name"]): str(d["metadata"]["name"]) for d in documents if d.get("kind") == "Pool"}
+def _noted(documents: Iterable[dict[str, Any]]) -> dict[str, dict[str, str]]:
+    """The names notes may hold for among ``documents`` (``notes_for``): every Pool, and the
+    Locations without a jurisdiction."""
+    return {"Pool": {str(d["metadata"]["name"]): str(d["metadata"]["name"]) for d in documents if d.get("kind") == "Pool"},
+            "Location": {str(d["metadata"]["name"]): str(d["metadata"]["name"]) for d in documents
+                         if d.get("kind") == "Location" and "jurisdiction" not in _mapping(d.get("spec"))}}
 
 
 def _header(header: Iterable[str], notes: Iterable[str]) -> str:
@@ -800,11 +813,13 @@ def plan_merge(fleet: str | Path, documents: list[dict[str, Any]], header: Itera
         elif doc.get("kind") == "Pool":
             taken.add(name)
             added[name] = name
-    plan.notes = notes_for(notes, added)
     used = {_mapping(d.get("spec")).get("location") for d in fresh if d.get("kind") == "Pool"}
     plan.skipped = [f"Location/{d['metadata']['name']}" for d in fresh
                     if d.get("kind") == "Location" and d["metadata"]["name"] not in used]
     fresh = [d for d in fresh if d.get("kind") != "Location" or d["metadata"]["name"] in used]
+    # the fleet's own Locations keep their spec (a merge only fills in what is missing)
+    unset = _noted([*fresh, *(r.data for (kind, _), r in by_name.items() if kind == "Location")])["Location"]
+    plan.notes = notes_for(notes, {"Pool": added, "Location": unset})
     for path, file_edits in edits.items():
         plan.files[path] = _changed_text(path, _read_exact(path), file_edits)
 

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from botocore.exceptions import ClientError
 
 from placer.catalog import match_product
+from placer.discover import JurisdictionNote, PoolNote
 from placer.spec.kinds import API_VERSION
 from providers.aws import FAILED_NODEGROUP_STATES, AwsProvider, client_error_parts
 from providers.base import Discovered, ProviderError, bounded_pages, dns_label
@@ -82,15 +83,16 @@ def discover(provider: AwsProvider, regions: list[str]) -> Discovered:
         if guess:
             location["jurisdiction"] = guess
         else:
-            notes.append(f"Location {location_name(region)}: set spec.jurisdiction (could not guess it "
-                         f"from region {region})")
+            notes.append(JurisdictionNote(f"Location {{names}}: set spec.jurisdiction (could not guess it "
+                                          f"from region {region})", [location_name(region)]))
         documents.append({"apiVersion": API_VERSION, "kind": "Location",
                           "metadata": {"name": location_name(region)}, "spec": location})
         documents.extend(pools)
     documents[:0] = scan.gpu_types.values()
-    if scan.priced:
-        notes.append("usdPerGpuHour of discovered AWS pools comes from a small built-in table of approximate "
-                     "us-east-1 on-demand list prices; other regions, spot and discounts differ: review them")
+    if scan.priced:  # of the pools a merge adds only: it never overwrites a fleet's price
+        notes.append(PoolNote("usdPerGpuHour of {names} comes from a small built-in table of approximate "
+                              "us-east-1 on-demand list prices; other regions, spot and discounts differ: review them",
+                              scan.priced))
     return Discovered(documents=documents, notes=notes)
 
 
@@ -102,7 +104,7 @@ class _RegionScan:
         self.notes = notes
         self.gpu_types: dict[str, dict[str, Any]] = {}
         self.names: set[str] = set()
-        self.priced = False
+        self.priced: list[str] = []  # the Pools priced from the built-in table
         self._shapes: dict[tuple[str, str], GpuShape | None] = {}
 
     def _call(self, region: str, what: str, call: Callable[[], T]) -> T:
@@ -343,10 +345,11 @@ class _RegionScan:
         hourly = APPROX_ON_DEMAND_USD_PER_HOUR.get(instance_type)
         if hourly is None:
             price = 0.0
-            self.notes.append(f"Pool {name}: usdPerGpuHour is 0: no built-in price for {instance_type}; fill it in")
+            self.notes.append(PoolNote(f"Pool {{names}}: usdPerGpuHour is 0: no built-in price for {instance_type}; "
+                                       "fill it in", [name]))
         else:
             price = round(hourly / per_node, 4)
-            self.priced = True
+            self.priced.append(name)
         return {
             "apiVersion": API_VERSION,
             "kind": "Pool",

@@ -14,6 +14,7 @@ from google.auth import exceptions as auth_exc
 from google.cloud import compute_v1
 
 from placer.catalog import match_product
+from placer.discover import PoolNote
 from placer.spec.kinds import API_VERSION
 from providers.base import Discovered, ProviderError, bounded_pages
 from providers.gcp import GcpProvider, Mig
@@ -81,8 +82,6 @@ def discover(provider: GcpProvider, projects: list[str] | None = None, zones: li
     With ``zones``/``regions`` only those are listed; otherwise one aggregated list per project.
     """
     notes = [
-        "gcp: usdPerGpuHour is an approximate on-demand list price (GPU plus its share of the VM, "
-        f"us-central1; spot about {SPOT_FACTOR:g}x): replace it with your negotiated prices",
         f"gcp: nodes.min/nodes.max are the autoscaler's where the group has one, otherwise 0/"
         f"max({DEFAULT_MAX_NODES}, current size): set them to what you are willing to pay for (a merge "
         "keeps the ones you set)",
@@ -101,6 +100,10 @@ def discover(provider: GcpProvider, projects: list[str] | None = None, zones: li
             pools.append(pool)
             seen_regions.add(mig.region_name)
     locations = [_location_document(region) for region in sorted(seen_regions)]
+    if scan.priced:  # of the pools a merge adds only: it never overwrites a fleet's price
+        notes.insert(0, PoolNote("gcp: usdPerGpuHour of {names} is an approximate on-demand list price (GPU "
+                                 f"plus its share of the VM, us-central1; spot about {SPOT_FACTOR:g}x): replace "
+                                 "it with your negotiated prices", scan.priced))
     return Discovered(documents=locations + pools, notes=notes, guessed=scan.guessed,
                       unread=sorted(set(scan.unread)))
 
@@ -129,6 +132,7 @@ class _MigScan:
         self.names: set[str] = set()
         self.guessed: dict[str, frozenset[tuple[str, ...]]] = {}  # Discovered.guessed
         self.unread: list[str] = []  # Discovered.unread
+        self.priced: list[str] = []  # the Pools priced from the built-in table
         self._memo: dict[tuple[str, ...], Any] = {}  # templates, machine and accelerator types
 
     def list_migs(self, project: str, zones: list[str], regions: list[str]) -> _Listed:
@@ -236,8 +240,6 @@ class _MigScan:
             return None
         spot = props.scheduling.provisioning_model == "SPOT" or bool(props.scheduling.preemptible)
         price = USD_PER_GPU_HOUR.get(gpu)
-        if price is None:
-            self.notes.append(f"gcp: no built-in price for {gpu}: set usdPerGpuHour of the pool for {mig}")
         usd = round((price or 0.0) * (SPOT_FACTOR if spot else 1.0), 2)
         sizes = self._autoscaler_sizes(mig, body)
         spec: dict[str, Any] = {
@@ -254,6 +256,11 @@ class _MigScan:
         name = _unique(dns1123(mig.name), mig.zone or str(mig.region), self.names)
         if sizes is None:
             self.guessed[name] = GUESSED_SIZES
+        if price is None:
+            self.notes.append(PoolNote(f"gcp: no built-in price for {gpu}: set usdPerGpuHour of {{names}} "
+                                       f"(group {mig})", [name]))
+        else:
+            self.priced.append(name)
         return {"apiVersion": API_VERSION, "kind": "Pool", "metadata": {"name": name}, "spec": spec}
 
     def _gpu_from_description(self, mig: Mig, zone: str, accelerator: str) -> str | None:

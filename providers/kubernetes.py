@@ -186,7 +186,7 @@ class KubernetesProvider:
             members.update(found.members)
         pools = [d["metadata"]["name"] for d in documents if d["spec"].get("usdPerGpuHour") == 0]
         if pools:  # of the pools printed or added only: a merge keeps a fleet pool's price
-            notes.append(PoolNote("usdPerGpuHour is 0 for {pools}: fill in what a GPU hour costs you", pools))
+            notes.append(PoolNote("usdPerGpuHour is 0 for {names}: fill in what a GPU hour costs you", pools))
         return Discovered(documents=list(shared.values()) + documents, notes=notes, scopes=scopes,
                           members=members)
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from placer.catalog import match_product
+from placer.discover import JurisdictionNote, PoolNote
 from placer.spec.kinds import API_VERSION
 from providers.base import Discovered, ProviderError, dns_label
 
@@ -344,11 +345,12 @@ def _documents(host: str, driver: str, cuda: str | None, rows: list[GpuRow], gpu
                 "target": {},
             },
         })
-        notes.append(f"Pool {name}: usdPerGpuHour is 0: fill in what a GPU hour of this host costs you "
-                     "(amortised hardware, power, space)")
+        notes.append(PoolNote("Pool {names}: usdPerGpuHour is 0: fill in what a GPU hour of this host costs you "
+                              "(amortised hardware, power, space)", [name]))
     location_doc = {"apiVersion": API_VERSION, "kind": "Location", "metadata": {"name": where},
                     "spec": {"environment": "onprem"}}
-    notes.append(f"Location {where}: set spec.jurisdiction (e.g. EU, US) for residency policies")
+    notes.append(JurisdictionNote("Location {names}: set spec.jurisdiction (e.g. EU, US) for residency policies",
+                                  [where]))
     if len(pools) > 1:
         notes.append(f"nvml {host}: the host mixes GPU models; one Pool per model, each a node of its GPUs")
     return Discovered(documents=[location_doc, *gpu_types.values(), *pools], notes=notes)

@@ -503,7 +503,9 @@ def test_discover_nvml_merge_writes_the_fleet_and_says_what_changed(
     code, out, err = run(capsys, "discover", "nvml", "--replay", replay, "--location", "fra-dc1", "--merge", str(fleet))
     assert code == 0, err
     assert f"updated {fleet / 'pools' / 'pools.yaml'}: Pool/dgx-h100-01: spec.gpu.perNode: 4 -> 8" in out
-    assert "unchanged Location/fra-dc1" in out and "note: Pool dgx-h100-01: usdPerGpuHour is 0" in err
+    assert "unchanged Location/fra-dc1" in out
+    # the fleet's price (1.85) and jurisdiction (EU) stay: discovery's "is 0" and "set it" are not true of them
+    assert "usdPerGpuHour" not in err and "jurisdiction" not in err
     assert load_fleet(fleet).pools["dgx-h100-01"].spec.gpu.per_node == 8
     code, out, _ = run(capsys, "discover", "nvml", "--replay", replay, "--location", "fra-dc1", "--merge", str(fleet))
     assert code == 0 and "No changes" in out
@@ -590,9 +592,9 @@ def test_the_price_note_names_only_the_pools_printed_or_added(
 
 
 def test_a_pool_note_follows_its_pools_renamed_and_goes_with_the_last() -> None:
-    note = PoolNote("usdPerGpuHour is 0 for {pools}: fill in", ["a", "b", "c"])
-    assert note == "usdPerGpuHour is 0 for a, b, c: fill in" and copy.deepcopy(note).pools == ("a", "b", "c")
-    assert notes_for(["plain", note], {"c": "c-fra", "b": "b"}) == ["plain", "usdPerGpuHour is 0 for b, c-fra: fill in"]
+    note = PoolNote("usdPerGpuHour is 0 for {names}: fill in", ["a", "b", "c"])
+    assert note == "usdPerGpuHour is 0 for a, b, c: fill in" and copy.deepcopy(note).names == ("a", "b", "c")
+    assert notes_for(["plain", note], {"Pool": {"c": "c-fra", "b": "b"}}) == ["plain", "usdPerGpuHour is 0 for b, c-fra: fill in"]
     assert notes_for([note], {}) == []
     assert "for a:" in render([pool_doc("a", {})], notes=[note])
 
@@ -804,6 +806,60 @@ def test_discover_aws_prints_pool_documents(capsys: pytest.CaptureFixture[str], 
     (tmp_path / "f").mkdir()
     (tmp_path / "f" / "fleet.yaml").write_text(out)
     assert "train-p4d" in load_fleet(tmp_path / "f").pools
+
+
+def test_discover_aws_price_notes_name_only_the_pools_it_prices(capsys: pytest.CaptureFixture[str], moto: str,
+                                                                  aws_env: None, tmp_path: Path) -> None:
+    """"usdPerGpuHour of discovered AWS pools comes from a built-in table" (and "is 0" of a pool,
+    and "set spec.jurisdiction" of a Location) were said on every merge, of pools merged into the
+    fleet's priced ones too: a merge never overwrites a price."""
+    region = "ap-southeast-3"  # no jurisdiction guessed
+    autoscaling = boto3.Session(region_name=region).client("autoscaling", endpoint_url=moto)
+    for name, instance_type in (("train-p4d", "p4d.24xlarge"), ("odd-p5", "p5e.48xlarge")):
+        autoscaling.create_launch_configuration(LaunchConfigurationName=name, ImageId="ami-12c6146b",
+                                                InstanceType=instance_type)
+        autoscaling.create_auto_scaling_group(AutoScalingGroupName=name, LaunchConfigurationName=name, MinSize=0,
+                                              MaxSize=4, DesiredCapacity=0, AvailabilityZones=[f"{region}a"])
+    code, out, err = run(capsys, "discover", "aws", "--region", region, "--endpoint-url", moto)
+    assert code == 0, err
+    assert "# - usdPerGpuHour of train-p4d comes from a small built-in table" in out
+    assert "# - Pool odd-p5: usdPerGpuHour is 0: no built-in price for p5e.48xlarge; fill it in" in out
+    assert "# - Location aws-ap-southeast-3: set spec.jurisdiction" in out
+    fleet = tmp_path / "fleet"
+    fleet.mkdir()
+    (fleet / "fleet.yaml").write_text(f"""\
+apiVersion: placer.dev/v1alpha1
+kind: Location
+metadata: {{name: jakarta}}
+spec: {{environment: cloud, jurisdiction: ID}}
+---
+apiVersion: placer.dev/v1alpha1
+kind: Pool
+metadata: {{name: p4d}}
+spec:
+  location: jakarta
+  provider: aws
+  gpu: {{type: A100-40GB, perNode: 8}}
+  nodes: {{min: 0, max: 4}}
+  usdPerGpuHour: 2.5
+  target: {{aws: {{region: {region}, autoScalingGroupName: train-p4d}}}}
+---
+apiVersion: placer.dev/v1alpha1
+kind: Pool
+metadata: {{name: p5e}}
+spec:
+  location: jakarta
+  provider: aws
+  gpu: {{type: H200-141GB, perNode: 8}}
+  nodes: {{min: 0, max: 4}}
+  usdPerGpuHour: 1.2
+  target: {{aws: {{region: {region}, autoScalingGroupName: odd-p5}}}}
+""")
+    load_fleet(fleet)
+    code, out, err = run(capsys, "discover", "aws", "--region", region, "--endpoint-url", moto, "--merge", str(fleet))
+    assert code == 0, err
+    assert "usdPerGpuHour" not in err and "jurisdiction" not in err  # the fleet's prices and location stay
+    assert load_fleet(fleet).pools["p4d"].spec.usd_per_gpu_hour == 2.5
 
 
 def test_discover_aws_without_a_region_is_one_line(capsys: pytest.CaptureFixture[str], aws_env: None) -> None:
