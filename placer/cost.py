@@ -111,12 +111,12 @@ def unmet_usd(fleet: Fleet, placement: Placement, model: str | None = None) -> f
     alone, where given)."""
     obj = fleet.settings.objective
     total = 0.0
-    for name, _location, short in placement.unmet(fleet):
+    for name, _location, short in placement.unmet(fleet, model):
         m = fleet.models[name]
-        if m.inference and (model is None or name == model):
+        if m.inference:
             total += obj.unmet_usd_per_rate * short * m.priority_factor
-    for m in fleet.models.values():
-        if m.name not in placement.retired and not m.inference and (model is None or m.name == model):
+    for m in fleet.models.values() if model is None else [fleet.models[model]]:
+        if m.name not in placement.retired and not m.inference:
             total += obj.unmet_usd_per_replica * placement.missing_replicas(fleet, m.name) * m.priority_factor
     return total
 

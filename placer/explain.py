@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from placer.candidates import SLO, Candidates, Exclusion, exclusion, required_of, within_slo
-from placer.cost import compute_usd, model_usd, penalty_by_policy, price, violations
+from placer.cost import churn_usd, compute_usd, model_usd, penalty_by_policy, price, violations
 from placer.fleet import Fleet, Model, Policy, Pool
 from placer.idle import Idle, idle_replicas
 from placer.optimizer import SolveResult, optimize
@@ -32,9 +32,9 @@ class Explanation:
     missing_why: str | None = None  # in words
     out: dict[str, str] = field(default_factory=dict)  # pool -> reason
     unused: dict[str, str] = field(default_factory=dict)  # eligible pools not chosen -> note
-    # eligible pools not chosen -> USD/h of GPUs per unit of rate served there (inference) or per
-    # replica (training, batch): ``grouped`` lists them cheapest first
-    unused_price: dict[str, float] = field(default_factory=dict)
+    # eligible pools not chosen -> what the model costs there alone (``cost_alone``: its running
+    # cost, USD/h, and its churn): ``grouped`` lists them cheapest first
+    unused_cost: dict[str, float] = field(default_factory=dict)
     next_best: dict[str, int] | None = None
     next_best_delta: float | None = None  # the fleet's running cost with the next best, less the plan's (USD/h)
     next_best_churn: float = 0.0  # its one-off churn, less the plan's (USD)
@@ -150,12 +150,57 @@ def names(items: list[str], limit: int) -> str:
 
 def _price(fleet: Fleet, model: Model, pool: Pool) -> float:
     """USD/h of ``pool``'s GPUs per unit of rate one replica of ``model`` serves there (per replica
-    for training and batch): what makes an eligible pool cheap or dear for the model."""
+    for training and batch): where unmet demand would be cheapest to serve, before routing."""
     usd = pool.usd_per_gpu_hour * pool.gpus_per_replica(model.spec.replica.gpus)
     if not model.inference:
         return usd
     rate = model.spec.throughput.get(pool.gpu.name, 0.0)
     return usd / rate if rate > 0 else math.inf
+
+
+def alone_on(fleet: Fleet, placement: Placement, model: Model, pool: Pool) -> Placement:
+    """``model`` on ``pool`` alone, in the room the plan's other models leave there: its demand
+    within the SLO routed there, nearest first, as far as the pool's free GPUs and its maxReplicas
+    allow, with the replicas that takes (its minReplicas at least, where they fit); a training or
+    batch model's replicas as many as fit (a gang all or none). The plan holds only the model."""
+    per = pool.gpus_per_replica(model.spec.replica.gpus)
+    others = sum(r * pool.gpus_per_replica(fleet.models[m].spec.replica.gpus)
+                 for m, r in placement.models_on(pool.name).items() if m != model.name and m in fleet.models)
+    fits = max(0, pool.max_gpus - others) // per if per > 0 else 0
+    if model.spec.max_replicas is not None:
+        fits = min(fits, model.spec.max_replicas)
+    routes: list[Route] = []
+    if not model.inference:
+        want = model.spec.replicas or 0
+        count = (want if want <= fits else 0) if UnmetReasons.unit(model) > 1 else min(want, fits)
+    else:
+        thr = model.spec.throughput.get(pool.gpu.name, 0.0)
+        left = fits * thr
+        reach = [(fleet.topology.latency_ms(d.location, pool.location.name), d.location, d.rate)
+                 for d in model.spec.demand if d.rate > 0]
+        for lat, loc, rate in sorted(r for r in reach if within_slo(r[0], _slo(model, r[1]))):
+            if left <= 0:
+                break
+            routes.append(Route(model.name, loc, pool.name, min(rate, left), lat))
+            left -= routes[-1].rate
+        served = sum(r.rate for r in routes)
+        count = min(fits, max(math.ceil(served / thr - 1e-9) if thr > 0 else 0, model.spec.min_replicas or 0))
+    return replace(placement, replicas={(model.name, pool.name): count} if count else {}, routes=tuple(routes))
+
+
+def _slo(model: Model, location: str | None) -> float | None:
+    """The latency SLO of ``model``'s demand at ``location`` (None: none, or no such demand)."""
+    return next((d.latency_slo_ms for d in model.spec.demand if d.location == location), None)
+
+
+def cost_alone(fleet: Fleet, placement: Placement, model: Model, pool: Pool,
+               current: Mapping[tuple[str, str], int]) -> float:
+    """What ``model`` costs on ``pool`` alone (``alone_on``), by the cost function's terms: its
+    compute, egress, latency and unmet demand (USD/h), and the churn of starting its replicas
+    there (one-off USD, from the applied state ``current``), summed as the plan's search sums
+    them. What orders the eligible pools not chosen: the first is where the model would cost least."""
+    there = alone_on(fleet, placement, model, pool)
+    return sum(model_usd(fleet, there, model.name).values()) + churn_usd(fleet, there, current)
 
 
 def _serving_usd(fleet: Fleet, placement: Placement, model: Model) -> float:
@@ -263,7 +308,7 @@ class UnmetReasons:
         fleet, placement = self.fleet, self.placement
         if model.spec.max_replicas is not None and placement.replicas_of(model.name) >= model.spec.max_replicas:
             return MAX_REPLICAS, {}
-        slo = next((d.latency_slo_ms for d in model.spec.demand if d.location == location), None)
+        slo = _slo(model, location)
         policies = required_of(fleet, model)
         held: dict[str, list[str]] = {}  # policy -> the pools with room it holds back
         tried = 0
@@ -416,9 +461,9 @@ def explain(fleet: Fleet, rules: Rules, model: str, result: SolveResult, current
         if why is not None:
             ex.out[pool] = why
         else:
-            ex.unused_price[pool] = _price(fleet, fleet.models[model], fleet.pools[pool])
+            ex.unused_cost[pool] = cost_alone(fleet, placement, fleet.models[model], fleet.pools[pool], current)
     # cheapest first: the pools a reader asks about first get the policies' checks, within their time
-    for pool in sorted(ex.unused_price, key=lambda p: (ex.unused_price[p], p)):
+    for pool in sorted(ex.unused_cost, key=lambda p: (ex.unused_cost[p], p)):
         ex.unused[pool] = _occupants(fleet, placement, pool, model, reasons)
     if placed:
         forbid = frozenset((model, p) for p in placed)
@@ -466,8 +511,9 @@ _FREE = re.compile(r", (\d+) of (\d+) GPUs free$")
 
 
 def _cheapest_first(ex: Explanation) -> list[tuple[str, str]]:
-    """The eligible pools not chosen, with their notes: cheapest GPUs for the model's rate first."""
-    return sorted(ex.unused.items(), key=lambda kv: (ex.unused_price.get(kv[0], math.inf), kv[0]))
+    """The eligible pools not chosen, with their notes: where the model would cost least alone first
+    (``cost_alone``), a tie by name."""
+    return sorted(ex.unused.items(), key=lambda kv: (ex.unused_cost.get(kv[0], math.inf), kv[0]))
 
 
 def grouped(ex: Explanation, above: int = GROUP_ABOVE) -> list[tuple[list[str], str]]:
@@ -485,7 +531,7 @@ def grouped(ex: Explanation, above: int = GROUP_ABOVE) -> list[tuple[list[str], 
         kind, sep, detail = why.partition(": ")
         name = re.compile(rf"(?<![\w.-]){re.escape(pool)}(?![\w.-])")
         groups.setdefault(kind + sep + name.sub("<pool>", detail), []).append((pool, pool, why))
-    order = ", cheapest for it first" if ex.unused_price else ""
+    order = ", cheapest for it first" if ex.unused_cost else ""
     for pool, why in _cheapest_first(ex):
         free = _FREE.search(why)
         key, label = ((f"{why[:free.start()]}; free/all GPUs beside each{order}", f"{pool} ({free[1]}/{free[2]})")

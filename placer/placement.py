@@ -81,10 +81,11 @@ class Placement:
     def gpus_capacity(self, fleet: Fleet, pool: str) -> int:
         return self.nodes.get(pool, fleet.pools[pool].min_nodes) * fleet.pools[pool].per_node
 
-    def unmet(self, fleet: Fleet) -> list[tuple[str, str, float]]:
-        """(model, demand location, rate not routed) for every demand entry short by more than EPS."""
+    def unmet(self, fleet: Fleet, model_name: str | None = None) -> list[tuple[str, str, float]]:
+        """(model, demand location, rate not routed) for every demand entry short by more than EPS
+        (``model_name``'s alone, where given: the others' are not looked at)."""
         out = []
-        for model in fleet.models.values():
+        for model in fleet.models.values() if model_name is None else [fleet.models[model_name]]:
             if model.name in self.retired:
                 continue  # retired on purpose: its demand is not "unmet"
             for d in model.spec.demand:

@@ -170,6 +170,28 @@ def test_explain_groups_many_pools_by_reason_and_all_lists_each(tmp_path):
     assert rows["dear-2"] == "eligible; not chosen (cost), 8 of 8 GPUs free"
 
 
+def test_explain_lists_the_eligible_pools_by_what_the_model_costs_there(tmp_path):
+    """The eligible pools not chosen were listed by GPU price alone, and read top-down as "next
+    best": small (1.20 USD/h a GPU), far (1.50), near and twin (2.00). But far is at b, away from
+    the demand and the data at a, whose 100 GB/h cost 0.50 USD a GB to move there: m's 4 replicas
+    cost 12 + 50 USD/h there, 16 on near. n holds half of small: the 2 replicas m may have there
+    leave 200 of its demand unmet (200 USD/h). Pools that cost the same (near, twin) by name."""
+    fleet = write(tmp_path, location("a"), location("b"), link("a", "b", 20, egress=0.5),
+                  pool("p", "a", usd=1.0), pool("twin", "a", usd=2.0), pool("near", "a", usd=2.0),
+                  pool("far", "b", usd=1.5), pool("small", "a", usd=1.2),
+                  inference("m", [{"location": "a", "rate": 400, "latencySloMs": 50}], gpus=2,
+                            data=[{"location": "a", "gbPerHour": 100}]),
+                  inference("n", [{"location": "a", "rate": 400}], minReplicas=4),
+                  policy("n-on-small", {"allowPools": {}}, models={"names": ["n"]}, pools={"names": ["small"]}))
+    r = placer("explain", str(fleet), "m")
+    assert r.returncode == 0, r.stderr
+    assert "m: 4 replica(s) on p; compute 8.00 USD/h" in r.stdout, r.stdout
+    assert list(why_not(r.stdout)) == ["near", "twin", "far", "small"], r.stdout
+    r = placer("explain", str(fleet), "m", "--json")
+    assert r.returncode == 0, r.stderr
+    assert list(json.loads(r.stdout)["otherPools"]) == ["near", "twin", "far", "small"]
+
+
 @pytest.fixture(scope="module")
 def scenarios(tmp_path_factory) -> Path:
     """p: 8 GPUs at a, 1 USD/h each in use; q: an AWS pool at b of up to 2 nodes of 8 GPUs, 2 USD/h
