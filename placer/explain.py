@@ -285,12 +285,18 @@ class UnmetReasons:
         self._held: dict[tuple[str, str], tuple[str, ...]] = {}
         self._nodes: dict[tuple[str, str], int | None] = {}  # the pool's nodes held_by settled on
         self._charged: dict[str, float] | None = None  # preferred policy -> the plan's penalty (USD/h)
-        self._broken = None if broken is None else self._required(broken)
+        self._broken = None if broken is None else self._required(broken)  # (policy, subject) -> amount
         self._deadline: float | None = None  # set by the first check (HELD_SECONDS)
 
     @staticmethod
-    def _required(broken: Sequence[Violation]) -> set[tuple[str, str]]:
-        return {(v.policy, v.detail) for v in broken if v.enforcement == "required"}
+    def _required(broken: Sequence[Violation]) -> dict[tuple[str, str], float]:
+        """The required policies' violations among ``broken``, each by its identity (``Violation.key``:
+        its policy and the model or pool it is about), with how much."""
+        out: dict[tuple[str, str], float] = {}
+        for v in broken:
+            if v.enforcement == "required":
+                out[v.key] = out.get(v.key, 0.0) + v.amount
+        return out
 
     def why(self, model: Model, location: str | None) -> tuple[str, dict[str, tuple[str, ...]]]:
         """Why demand of ``model`` at ``location`` (None: a training or batch replica) is left
@@ -388,11 +394,14 @@ class UnmetReasons:
 
     def held_by(self, model: Model, pool: Pool) -> tuple[str, ...] | None:
         """The required policies one more replica of ``model`` on ``pool`` would break (a gang: all
-        its replicas there, off any pool it has), by the policies' own checks (the cost function's),
-        those the plan breaks already aside. An elastic pool gets the nodes the replicas need, and
-        then all it may have: held only if both break a policy (more nodes free GPUs a headroom asks
-        for, fewer keep a budget). None, unchecked, once the plan's checks have had their
-        HELD_SECONDS."""
+        its replicas there, off any pool it has), by the policies' own checks (the cost function's):
+        a violation the plan has already (the same policy, about the same model or pool) counts only
+        where the replica makes it worse, whatever its words say (they change with the counts: one
+        more replica off spot turned "m: 2 of 3 replicas on spot" into "2 of 4", a smaller
+        violation, and the replica was said to break the policy). An elastic pool gets the nodes
+        the replicas need, and then all it may have: held only if both break a policy (more nodes
+        free GPUs a headroom asks for, fewer keep a budget). None, unchecked, once the plan's
+        checks have had their HELD_SECONDS."""
         key = (model.name, pool.name)
         if key not in self._held:
             if not self._in_time():
@@ -408,8 +417,9 @@ class UnmetReasons:
             for count in nodes:
                 more = self._more(model, pool, count)
                 required = [policy for policy in self.fleet.policies if policy.required]
-                held = tuple(sorted({v.policy for v in violations(self.fleet, more, self.rules, required)
-                                     if (v.policy, v.detail) not in self._broken}))
+                after = self._required(violations(self.fleet, more, self.rules, required))
+                held = tuple(sorted({policy for (policy, subject), amount in after.items()
+                                     if amount > self._broken.get((policy, subject), 0.0) + 1e-9}))
                 self._nodes[key] = count
                 if not held:
                     break

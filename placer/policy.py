@@ -25,6 +25,17 @@ class Violation:
     amount: float
     detail: str
     penalty_usd_per_hour: float = 0.0
+    # what it is about: the model (maxSpotFraction, spread, allowPools, denyPools, preferPools,
+    # retirement), the pool (headroom, maxModelsPerPool, separateWorkloads), or "" (all the
+    # policy selects: a budget)
+    subject: str = ""
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """Which violation this is, whatever its numbers: its policy and its subject. Its detail's
+        words are no identity: they change with the counts ("m: 2 of 3 replicas on spot" is
+        "m: 2 of 4" with one more replica off spot, the same violation, and a smaller one)."""
+        return self.policy, self.subject
 
 
 class ModelBuilder(Protocol):

@@ -33,5 +33,7 @@ def pools(policy: Policy, fleet: Fleet) -> list[Pool]:
     return fleet.pools_of(policy.spec.pools)
 
 
-def violation(policy: Policy, amount: float, detail: str) -> Violation:
-    return Violation(policy.name, policy.spec.enforcement, amount, detail, policy.penalty)
+def violation(policy: Policy, amount: float, detail: str, *, subject: str) -> Violation:
+    """A violation of ``policy`` about ``subject`` (a model's name, a pool's, or "" for all the
+    policy selects): ``Violation.key``."""
+    return Violation(policy.name, policy.spec.enforcement, amount, detail, policy.penalty, subject)

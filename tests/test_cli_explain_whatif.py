@@ -1161,6 +1161,39 @@ def test_explain_says_when_idle_replicas_are_kept_for_a_penalty_or_not_needed(tm
         "(the plan's search stopped before dropping it: plan again, or raise Settings solver.timeLimitSeconds)")
 
 
+def test_explain_tells_a_violation_the_plan_has_by_its_policy_and_subject_not_its_words(tmp_path):
+    """A saved plan edited to put 2 of m's 3 replicas on spot breaks required few-spot ("m: 2 of 3
+    replicas on spot (max 0.25)"). One more replica on od2, off spot, makes that "2 of 4", a
+    smaller violation of the same policy about the same model: compared by its words, it was
+    new, and od2 was "held back by required policy few-spot". One more on spot2 ("3 of 4") makes
+    it worse, and holds spot2 back still."""
+    fleet = write(tmp_path, location("a"),
+                  pool("spot", "a", usd=0.5, spot=True), pool("od", "a", usd=1.0), pool("od2", "a", usd=3.0),
+                  pool("spot2", "a", usd=2.0, spot=True),
+                  inference("m", [{"location": "a", "rate": 300}], spotTolerant=True),
+                  policy("few-spot", {"maxSpotFraction": 0.25}, models={"names": ["m"]}))
+    plan = tmp_path / "plan.json"
+    r = placer("plan", str(fleet), "-o", str(plan))
+    assert r.returncode == 0, r.stderr
+    data = json.loads(plan.read_text())
+    [od] = data["placements"]
+    [route] = data["routes"]
+    assert od["pool"] == "od" and od["replicas"] == 3 and route["rate"] == 300
+    spot = json.loads(json.dumps(od))
+    spot["target"]["pool"] = spot["pool"] = "spot"
+    spot["replicas"] = spot["gpus"] = 2
+    od["replicas"] = od["gpus"] = 1
+    data["placements"].append(spot)
+    data["routes"] = [{**route, "rate": 100.0}, {**route, "pool": "spot", "rate": 200.0}]
+    plan.write_text(json.dumps(data))
+    r = placer("explain", str(fleet), "m", "--plan", str(plan))
+    assert r.returncode == 0, r.stderr
+    assert "m: 1 replica(s) on od, 2 replica(s) on spot" in r.stdout, r.stdout
+    assert why_not(r.stdout) == {
+        "spot2": "eligible; held back by required policy few-spot: one more replica there breaks it, 8 of 8 GPUs free",
+        "od2": "eligible; not chosen (cost), 8 of 8 GPUs free"}
+
+
 def test_whatif_names_the_preferred_policy_whose_penalty_leaves_demand_unmet(tmp_path):
     """A replica of m on p costs 1 USD/h and would serve 100 units/s unmet at 1 USD/h each, but
     preferred avoid-p charges 500 USD/h a replica there: whatif put m's demand down to "cost", the

@@ -36,7 +36,7 @@ class _PoolSet(RuleBase):
             bad = {p: r for p, r in placement.pools_of(model.name).items() if self._wrong(policy, fleet.pools[p])}
             if bad:
                 where = ", ".join(f"{r} on {p}" for p, r in sorted(bad.items()))
-                out.append(violation(policy, sum(bad.values()), f"{model.name}: {where}"))
+                out.append(violation(policy, sum(bad.values()), f"{model.name}: {where}", subject=model.name))
         return out
 
 

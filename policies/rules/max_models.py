@@ -32,5 +32,6 @@ class MaxModelsPerPool(RuleBase):
         for pool in pools(policy, fleet):
             hosted = {m for (m, p), r in placement.replicas.items() if p == pool.name and r > 0 and m in matched}
             if len(hosted) > limit:
-                out.append(violation(policy, len(hosted) - limit, f"{pool.name} hosts {len(hosted)} models (max {limit})"))
+                out.append(violation(policy, len(hosted) - limit, f"{pool.name} hosts {len(hosted)} models (max {limit})",
+                                     subject=pool.name))
         return out

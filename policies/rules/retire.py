@@ -77,5 +77,6 @@ class Retire(RuleBase):
             placed = placement.replicas_of(model.name)
             why = self.reason(policy, fleet, model) if placed else None
             if why:
-                out.append(violation(policy, placed, f"{model.name}: {placed} replicas of a retired model ({why})"))
+                out.append(violation(policy, placed, f"{model.name}: {placed} replicas of a retired model ({why})",
+                                     subject=model.name))
         return out

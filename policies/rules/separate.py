@@ -44,5 +44,5 @@ class SeparateWorkloads(RuleBase):
             present = sorted({matched[m] for (m, p), r in placement.replicas.items()
                               if p == pool.name and r > 0 and m in matched})
             if len(present) > 1:
-                out.append(violation(policy, 1, f"{pool.name} hosts {' and '.join(present)}"))
+                out.append(violation(policy, 1, f"{pool.name} hosts {' and '.join(present)}", subject=pool.name))
         return out

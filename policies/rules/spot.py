@@ -30,5 +30,6 @@ class MaxSpotFraction(RuleBase):
             spot = sum(r for p, r in placed.items() if fleet.pools[p].spot)
             over = spot - f * total
             if over > 1e-6:
-                out.append(violation(policy, over, f"{model.name}: {spot} of {total} replicas on spot (max {f:g})"))
+                out.append(violation(policy, over, f"{model.name}: {spot} of {total} replicas on spot (max {f:g})",
+                                     subject=model.name))
         return out

@@ -55,5 +55,5 @@ class Spread(RuleBase):
             domains = {fleet.pools[p].failure_domain for p in placed}
             if len(domains) < need:
                 out.append(violation(policy, need - len(domains),
-                                     f"{model.name}: {len(domains)} failure domain(s) of {need}"))
+                                     f"{model.name}: {len(domains)} failure domain(s) of {need}", subject=model.name))
         return out
