@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from placer.planfile import PHASE_NAMES, PHASE_UP, Change, Plan
-from placer.state import Backend, State, deployment_entry, pool_entry
+from placer.state import Backend, State, deployment_entry, health_marked, pool_entry
 
 _POOLS = itertools.count()  # names each apply's worker threads apart
 
@@ -128,7 +128,9 @@ class Applier:
         self.sleep = sleep if sleep is not None else self._interrupted.wait
         self.clock = clock
         self._write = threading.Lock()
-        self._journaled = False  # changes of this apply the backend holds in its journal, not yet in the state
+        # what this apply recorded that the state file does not hold yet: changes the backend holds in its
+        # journal, a health mark cleared in memory
+        self._journaled = False
         self.notes: list[str] = []  # what providers mended before the changes (``mend``), in words
 
     def provider_for(self, change: Change) -> ChangeProvider:
@@ -163,7 +165,8 @@ class Applier:
                     raise
         raise AssertionError("unreachable")
 
-    def _record(self, state: State, change: Change, report: ApplyReport) -> None:
+    def _record(self, state: State, change: Change, report: ApplyReport, healthy: bool = True) -> None:
+        """Record ``change`` as made (``healthy`` False: marked as not healthy yet, see ``_waits``)."""
         with self._write:
             first = state.applying is not None and not state.applying.get("bumped")
             if first:
@@ -179,6 +182,8 @@ class Applier:
             else:
                 replicas = None if change.after is None else int(change.after["replicas"])
                 value = deployment_entry(state.deployments.get(key), replicas, change.target)
+                if value is not None and replicas is not None:
+                    value = health_marked(value, healthy)
             entry = {"seq": len((state.applying or {}).get("done", [])) + 1, "address": change.address,
                      "kind": change.kind, "key": key, "value": value}
             state.replay(entry)
@@ -205,17 +210,18 @@ class Applier:
             if (seen or None) != (wanted or None) and not _holds(seen, wanted):
                 raise ApplyError(f"{change.address}: after apply the {provider.name} provider reports {seen}, "
                                  f"but the plan wanted {wanted}; the state records what was done before this change")
-        if not self._waits(change):
-            self._record(state, change, report)
+        self._record(state, change, report, healthy=not self._waits(change))
         report.applied.append(change.address)
 
     def _waits(self, change: Change) -> bool:
-        """A deployment scaled up, by a provider that waits for health: recorded once healthy, so
-        that until then the plan still holds it (a health wait that failed left it recorded, and
-        the re-plan's first change deleted the only healthy copy, on the pool it was leaving). A
-        scale-down that makes room in phase 2 (``diff._room_first``) is recorded once made, as
-        phase 3's are: deferred, its wait failing left the state at the old count, and the next plan
-        of the old fleet said "No changes" with a replica short."""
+        """A deployment created, scaled up or rolled out, by a provider that waits for health: recorded
+        once made, marked not healthy (``"healthy": false``) until its wait passes, so that a wait that
+        fails (or is interrupted) leaves in the state what the cluster runs, and the next plan applies
+        it again and waits for it before any delete (recorded as done, the re-plan's first change
+        deleted the only healthy copy, on the pool it was leaving; recorded only once healthy, the
+        state kept the old version and count, and the plan of the fleet backed out to them said "No
+        changes"). A scale-down that makes room in phase 2 (``diff._room_first``) is not waited for,
+        as phase 3's are not: its wait failing left a replica short."""
         after, before = change.after or {}, change.before or {}
         room = set(after) == {"replicas"} and before and int(after["replicas"]) < int(before.get("replicas", 0))
         return (change.phase == PHASE_UP and change.kind == "deployment" and bool(after) and not room
@@ -234,7 +240,15 @@ class Applier:
             provider.wait_healthy(change, max(0.0, round(deadline - self.clock(), 2)))
 
         self._with_retry(change, "health", wait, report, deadline)
-        self._record(state, change, report)
+        with self._write:
+            # the mark cleared in memory, in the state file from its next whole write (when the apply
+            # ends, well or not): a state read after a kill still says "not healthy" of it, and the
+            # next plan waits for it once more
+            key = change.address.split("/", 1)[1]
+            entry = state.deployments.get(key)
+            if entry is not None and "healthy" in entry:
+                state.deployments[key] = health_marked(entry, True)
+                self._journaled = True
 
     def run(self, plan: Plan, state: State, plan_id: str, cost_after: float | None,
             demand: dict[str, float]) -> ApplyReport:

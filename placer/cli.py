@@ -360,6 +360,10 @@ def refresh(fleet: str, state_path: str | None) -> None:
         state = backend.read()
         progress("reading what runs from the providers")
         _, drifts = _refresh(loaded, state, cfg["apply"])
+    from placer.refresh import unhealthy
+
+    for line in unhealthy(state):
+        err.print(f"note: {line}", style="yellow")
     if not drifts:
         out.print("No drift: the providers hold what the state records.")
 
@@ -461,8 +465,8 @@ def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str
                         if isinstance(exc, KeyboardInterrupt) else
                         f"apply failed after {applied} of {total} change(s): {_clause(exc)}")
                 raise CliError(f"{what}. The state ({backend.location}) records exactly what was done (a deployment "
-                               "scaled up once it is healthy); run `placer plan` to see what remains, then apply "
-                               "the new plan") from exc
+                               "whose health wait did not pass, as made but not healthy); run `placer plan` to see "
+                               "what remains, then apply the new plan") from exc
     except Exception as exc:
         if report is None:
             raise

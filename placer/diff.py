@@ -165,6 +165,9 @@ def _replace(address: str, have: int, want: int, old: dict[str, Any], new: dict[
     ]
 
 
+UNHEALTHY = "the last apply made it, but it did not become healthy: applied again, and waited healthy"
+
+
 def _deployment_changes(fleet: Fleet, state: State, placement: Placement, cands: Candidates | None) -> list[Change]:
     changes: list[Change] = []
     mode = fleet.settings.apply.mode
@@ -174,7 +177,8 @@ def _deployment_changes(fleet: Fleet, state: State, placement: Placement, cands:
         have = current.get((model, pool), 0)
         want = placement.replicas.get((model, pool), 0)
         address = f"deployment/{model}@{pool}"
-        recorded = dict(state.deployments.get(f"{model}@{pool}", {}).get("target") or {})
+        entry = state.deployments.get(f"{model}@{pool}", {})
+        recorded = dict(entry.get("target") or {})
         if model in fleet.models and pool in fleet.pools:
             target = deployment_target(fleet.models[model], fleet.pools[pool])
         else:
@@ -189,14 +193,20 @@ def _deployment_changes(fleet: Fleet, state: State, placement: Placement, cands:
         else:
             was, now = deployment_spec(recorded), deployment_spec(target)
             changed = [k for k in now if recorded and was[k] != now[k]]
-            if have == want and not changed:
+            # made by the last apply, whose health wait did not pass (``Applier._waits``): applied
+            # again and waited healthy, whatever else changes (recorded only once healthy, the state
+            # stayed at what ran before, and the plan of the fleet backed out to it said "No changes")
+            sick = entry.get("healthy") is False
+            if have == want and not changed and not sick:
                 continue
             spec = (f"{', '.join(changed)} changed in the fleet",) if changed else ()
+            mark = ({"healthy": False}, {"healthy": True}) if sick else ({}, {})
             # a new spec rolls the pods out, waited healthy in phase 2 whatever the count does
             # (with fewer replicas it went to phase 3, where nothing waits for a rollout)
-            changes.append(Change(address, "update", PHASE_UP if want >= have or changed else PHASE_DOWN,
-                                  {"replicas": have, **{k: was[k] for k in changed}},
-                                  {"replicas": want, **{k: now[k] for k in changed}}, spec + why, target))
+            changes.append(Change(address, "update", PHASE_UP if want >= have or changed or sick else PHASE_DOWN,
+                                  {"replicas": have, **{k: was[k] for k in changed}, **mark[0]},
+                                  {"replicas": want, **{k: now[k] for k in changed}, **mark[1]},
+                                  spec + ((UNHEALTHY,) if sick else ()) + why, target))
     # copies a replacement made before an apply stopped, and not yet deleted
     for key, entry in sorted(state.deployments.items()):
         model, pool = key.split("@", 1)

@@ -76,6 +76,13 @@ def unrecorded(state: State, providers: Sequence[Any]) -> list[str]:
     return lines
 
 
+def unhealthy(state: State) -> list[str]:
+    """The deployments the last apply made whose health wait did not pass (``"healthy": false``):
+    no drift, what runs is what the state records; said, as the state keeps them to wait for again."""
+    return [f"deployment/{key}: the last apply made it, but it did not become healthy; the next plan applies "
+            "it again and waits for it" for key, entry in sorted(state.deployments.items())
+            if entry.get("healthy") is False]
+
 
 def drift(recorded: State, observed: State) -> list[str]:
     lines = []

@@ -48,8 +48,11 @@ class LockError(StateError):
 class State:
     lineage: str | None = None
     serial: int = 0
-    # "model@pool" -> {"replicas": int, "target": {...}, "deposed": [{"replicas": int, "target": {...}}]}
-    # (deposed: the copies at an older place that a replacement has yet to delete; absent when none)
+    # "model@pool" -> {"replicas": int, "target": {...}, "healthy": false,
+    #                  "deposed": [{"replicas": int, "target": {...}}]}
+    # (healthy: false, an apply made it and its health wait did not pass (failed, timed out, or was
+    # interrupted): the next plan applies it again and waits for it; absent once healthy.
+    # deposed: the copies at an older place that a replacement has yet to delete; absent when none)
     deployments: dict[str, dict[str, Any]] = field(default_factory=dict)
     # pool -> {"nodes": int, "target": {...}}
     pools: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -157,12 +160,23 @@ def deployment_entry(current: dict[str, Any] | None, replicas: int | None,
         if not here and main is not None:
             deposed.append(main)
         main = {"replicas": replicas, "target": target}
+    elif not here and main is not None and cur.get("healthy") is False:
+        main["healthy"] = False  # a deposed copy's delete leaves the copy that replaced it as it was
     elif here:
         main = None
     if main is None and not deposed:
         return None
     entry = main or {"replicas": 0, "target": dict(cur.get("target") or {})}
     return {**entry, "deposed": deposed} if deposed else entry
+
+
+def health_marked(entry: dict[str, Any], healthy: bool) -> dict[str, Any]:
+    """A deployment's state entry marked as made but not healthy (``healthy`` False: its health wait
+    has yet to pass, or did not), or with that mark cleared. A rollout recorded only once healthy
+    left the state at the old version and count when its wait failed, and the plan of the fleet
+    backed out to them said "No changes" while the cluster ran the new ones."""
+    kept = {k: v for k, v in entry.items() if k != "healthy"}
+    return kept if healthy else {**kept, "healthy": False}
 
 
 def pool_entry(current: dict[str, Any] | None, nodes: int | None, target: dict[str, Any]) -> dict[str, Any] | None:
@@ -226,6 +240,8 @@ def _wrong_fields(state: State) -> str | None:
             return f"deployment {key!r} is not <model>@<pool>"
         if not _count(value.get("replicas", 0)):
             return f"deployment {key}: replicas {value.get('replicas')!r} is no count"
+        if not isinstance(value.get("healthy", True), bool):
+            return f"deployment {key}: healthy {value['healthy']!r} is not true or false"
         deposed = value.get("deposed", [])
         if not isinstance(deposed, list) or not all(isinstance(d, dict) and _count(d.get("replicas", 0))
                                                     for d in deposed):

@@ -84,7 +84,7 @@ def pause(stop: threading.Event, seconds: float, address: str, waiting_for: str)
     apply on Ctrl-C or SIGTERM): then stop waiting at once. A SIGTERM 1 s into a rollout's wait
     took until the health timeout (600 s by default) to stop, past a CI runner's or `docker stop`'s
     grace, whose SIGKILL then left the lock behind. What the wait was for is made already; it is
-    recorded once healthy, so the next plan still holds it."""
+    recorded as made but not healthy, so the next plan applies it again and waits for it."""
     if stop.wait(max(0.0, seconds)):
         raise ProviderError(f"{address}: stopped waiting for {waiting_for}: the apply was interrupted",
                             address=address)

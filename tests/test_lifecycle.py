@@ -767,6 +767,8 @@ EDITS = {
                                "deployment chat@aws-h100: target.kubernetes 'x' is not a mapping"),
     "target-gpus-text": (lambda d: d["deployments"]["chat@aws-h100"]["target"].update(gpus="two"),
                          "deployment chat@aws-h100: target.gpus 'two' is no count"),
+    "healthy-text": (lambda d: d["deployments"]["chat@aws-h100"].update(healthy="no"),
+                     "deployment chat@aws-h100: healthy 'no' is not true or false"),
     "deposed-target-text": (lambda d: d["deployments"]["chat@aws-h100"].update(deposed=[{"replicas": 1, "target": "x"}]),
                             "deployment chat@aws-h100: deposed[0] target 'x' is not a mapping"),
     "pool-target-text": (lambda d: d["pools"]["aws-h100"].update(target="x"), "pool aws-h100: target 'x' is not a mapping"),
@@ -1093,11 +1095,12 @@ def test_ctrl_c_while_a_worker_thread_starts_waits_for_its_change(
     assert finished == [first.address]
 
 
-def test_a_deployment_that_never_became_healthy_is_not_recorded_so_its_old_copy_stays(tmp_path: Path) -> None:
+def test_a_deployment_that_never_became_healthy_is_recorded_not_healthy_so_its_old_copy_stays(
+        tmp_path: Path) -> None:
     """Make before break across a failed apply: asr moves from pa to pb, and pb never becomes
-    healthy. pb was recorded before its health wait, so the re-plan held only "delete asr@pa",
-    and the re-apply deleted the only healthy copy. Recorded once healthy, pb stays in the next
-    plan, whose health wait comes before any delete."""
+    healthy. pb was recorded as done before its health wait, so the re-plan held only "delete
+    asr@pa", and the re-apply deleted the only healthy copy. Recorded as made but not healthy, pb
+    is applied again in the next plan, whose health wait comes before any delete."""
     from placer.planfile import Change, Plan
     from placer.state import State
 
@@ -1135,7 +1138,32 @@ def test_a_deployment_that_never_became_healthy_is_not_recorded_so_its_old_copy_
     with backend.lock("apply"), pytest.raises(ApplyError, match="not rolled out"):
         applier.run(plan, backend.read(), "p", None, {})
     assert cluster.running == {"asr@pa": 3, "asr@pb": 3}  # nothing deleted
-    assert backend.read().replicas() == {("asr", "pa"): 3}  # pb not recorded: the next plan creates it again
+    state = backend.read()
+    assert state.replicas() == {("asr", "pa"): 3, ("asr", "pb"): 3}  # what runs
+    assert state.deployments["asr@pb"]["healthy"] is False and "healthy" not in state.deployments["asr@pa"]
+
+
+def test_a_deployment_left_not_healthy_is_applied_again_in_phase_2_whatever_its_count_does(
+        env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    """The last apply made rerank@dc1-a100 with 3 replicas, and its health wait did not pass; the fleet
+    needs 2. A scale-down goes to phase 3, where nothing waits, and its record dropped the mark: the
+    plan applies it again in phase 2, waited healthy. The gitops apply waits for nothing (health is the
+    pipeline's once the tree is merged): it records the change as made, and healthy."""
+    plan_and_apply(capsys, env)
+    state = env.state_json()
+    state["deployments"]["rerank@dc1-a100"].update(replicas=3, healthy=False)
+    env.state.write_text(json.dumps(state))
+    again = env.root / "again.json"
+    changes = [c for c in plan_json(capsys, env, again)["changes"] if c["action"] != "no-op"]
+    assert [(c["address"], c["action"], c["phase"], c["before"], c["after"]) for c in changes] == [
+        ("deployment/rerank@dc1-a100", "update", 2, {"replicas": 3, "healthy": False},
+         {"replicas": 2, "healthy": True})]
+    assert changes[0]["reasons"][0].startswith("the last apply made it, but it did not become healthy")
+    assert not Applier(env.backend, [GitOpsProvider(env.deploy)])._waits(planfile.Change.from_json(changes[0]))
+    apply_ok(capsys, again)
+    entry = env.state_json()["deployments"]["rerank@dc1-a100"]
+    assert entry["replicas"] == 2 and "healthy" not in entry
+    assert [c for c in plan_json(capsys, env)["changes"] if c["action"] != "no-op"] == []
 
 
 def test_a_health_wait_retries_an_error_within_one_deadline(tmp_path: Path) -> None:
@@ -1227,6 +1255,8 @@ def test_a_scale_down_that_makes_room_is_recorded_once_made_not_once_healthy(tmp
     assert applier._waits(change({"replicas": 2}, {"replicas": 3}))  # a scale-up: once healthy
     assert applier._waits(change(None, {"replicas": 2}))
     assert applier._waits(change({"replicas": 3, "image": "a:1"}, {"replicas": 2, "image": "a:2"}))  # a rollout
+    # the last apply left it not healthy: applied again, and waited for, whatever its count does
+    assert applier._waits(change({"replicas": 3, "healthy": False}, {"replicas": 2, "healthy": True}))
 
 
 def test_an_interrupted_apply_ends_a_health_wait_at_once() -> None:

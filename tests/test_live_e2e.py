@@ -14,7 +14,7 @@ import boto3
 import pytest
 import yaml
 
-from tests.fleetkit import doc, inference, location
+from tests.fleetkit import doc, inference, location, training
 from tests.servers.gcp_server import FakeCompute
 from tests.servers.kube_server import FakeKubeApiServer, write_kubeconfig
 from tests.servers.moto_server import moto_server, reset_moto
@@ -243,4 +243,117 @@ def test_a_changed_image_updates_and_a_changed_namespace_replaces_the_deployment
     r = placer(world, "refresh", str(fleet))
     assert r.returncode == 0 and "No drift" in r.stdout, r.stdout + r.stderr
     r = placer(world, "plan", str(fleet), "--detailed-exitcode")
+    assert r.returncode == 0 and "No changes" in r.stdout, r.stdout + r.stderr
+
+
+# ---------------------------------------------------------------- a rollout that never became healthy
+
+
+def _one_model_fleet(tmp: Path, version: str, replicas: int) -> Path:
+    """asr, a training model of ``replicas`` replicas at ``version``, on a Kubernetes pool of 8 L4s."""
+    fleet = tmp / "fleet"
+    fleet.mkdir(exist_ok=True)
+    docs = [
+        location("dc", env="onprem"),
+        doc("Pool", "dc-l4", {"location": "dc", "provider": "kubernetes", "gpu": {"type": "L4-24GB", "perNode": 4},
+                              "nodes": {"count": 2}, "usdPerGpuHour": 0.5,
+                              "target": {"kubernetes": {"context": "onprem", "namespace": "ml"}}}),
+        training("asr", replicas, gpus=1, mem=16, version=version),
+        doc("Settings", "s", {"state": {"path": str(tmp / "state.json")},
+                              "apply": {"mode": "live", "healthTimeoutSeconds": 1}}),
+    ]
+    (fleet / "fleet.yaml").write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    return fleet
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """A fake kube-apiserver only (``world`` without the clouds), for the ``placer`` helper."""
+    with FakeKubeApiServer() as kube:
+        env = dict(os.environ)
+        env.update({"KUBECONFIG": str(write_kubeconfig(tmp_path / "kubeconfig", {"onprem": kube.url})),
+                    "PLACER_RETRY_BASE_SECONDS": "0.01"})
+        yield {"env": env, "kube": kube, "tmp": tmp_path}
+
+
+def _rolled_out_but_never_healthy(cluster):
+    """asr runs v1 with 3 replicas (applied); the fleet then says v2 with 2, and the apply's rollout
+    is made but its pods never become ready: the health wait fails. The fleet's path."""
+    tmp, kube = cluster["tmp"], cluster["kube"]
+    fleet = _one_model_fleet(tmp, "v1", 3)
+    _plan_and_apply(cluster, fleet)
+    _one_model_fleet(tmp, "v2", 2)
+    kube.ready_after_polls = None  # the new pods never become ready
+    plan = tmp / "plan.json"
+    assert placer(cluster, "plan", str(fleet), "-o", str(plan)).returncode == 0
+    r = placer(cluster, "apply", str(plan))
+    assert r.returncode == 1 and "not rolled out after 1s" in r.stderr, r.stdout + r.stderr
+    made = kube.deployment("ml", "asr-dc-l4")
+    assert made["spec"]["replicas"] == 2
+    assert made["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/version"] == "v2"
+    return fleet
+
+
+def _entry(cluster):
+    return json.loads((cluster["tmp"] / "state.json").read_text())["deployments"]["asr@dc-l4"]
+
+
+UNHEALTHY = ("~ deployment/asr@dc-l4 [phase 2] healthy false -> true # the last apply made it, but it did not "
+             "become healthy: applied again, and waited healthy")
+
+
+def test_a_rollout_that_never_became_healthy_is_recorded_as_made_and_not_healthy(cluster):
+    """A phase-2 rollout (v1 -> v2) that also lowered the count (3 -> 2) never became healthy: the
+    state kept v1 and 3 replicas while the cluster ran v2 and 2, so the plan of the fleet backed out
+    to v1/3 said "No changes". The state records what was made, marked not healthy: the plan of the
+    same fleet applies it again and waits for it, and once healthy the mark is cleared."""
+    fleet = _rolled_out_but_never_healthy(cluster)
+    entry = _entry(cluster)
+    assert (entry["replicas"], entry["target"]["version"], entry["healthy"]) == (2, "v2", False)
+
+    r = placer(cluster, "plan", str(fleet), "--detailed-exitcode")
+    assert r.returncode == 2, r.stdout + r.stderr
+    said = " ".join(r.stdout.split())
+    assert UNHEALTHY in said and "Plan: 0 to create, 1 to update, 0 to delete." in said, said
+    r = placer(cluster, "refresh", str(fleet))  # no drift, and the mark is said, not lost
+    assert r.returncode == 0 and "No drift" in r.stdout, r.stdout + r.stderr
+    assert ("deployment/asr@dc-l4: the last apply made it, but it did not become healthy; the next plan applies "
+            "it again and waits for it") in " ".join(r.stderr.split())
+    r = placer(cluster, "plan", str(fleet), "--refresh", "--detailed-exitcode")
+    assert r.returncode == 2 and UNHEALTHY in " ".join(r.stdout.split()), r.stdout + r.stderr
+
+    # still not ready: the re-apply waits again, fails again, and the mark stays
+    plan = cluster["tmp"] / "plan.json"
+    assert placer(cluster, "plan", str(fleet), "-o", str(plan)).returncode == 0
+    r = placer(cluster, "apply", str(plan))
+    assert r.returncode == 1 and "not rolled out after 1s" in r.stderr, r.stdout + r.stderr
+    assert _entry(cluster)["healthy"] is False
+
+    cluster["kube"].roll_out("ml", "asr-dc-l4")  # what held the pods is fixed
+    _plan_and_apply(cluster, fleet)
+    assert "healthy" not in _entry(cluster)
+    r = placer(cluster, "plan", str(fleet), "--detailed-exitcode")
+    assert r.returncode == 0 and "No changes" in r.stdout, r.stdout + r.stderr
+
+
+def test_backing_out_of_a_rollout_that_never_became_healthy_changes_what_runs(cluster):
+    """The same failed rollout, then the fleet backed out to v1 and 3 replicas: the plan said "No
+    changes" (the state still said v1/3) and the cluster kept v2/2. It changes v2/2 back to v1/3."""
+    fleet = _rolled_out_but_never_healthy(cluster)
+    _one_model_fleet(cluster["tmp"], "v1", 3)
+    cluster["kube"].ready_after_polls = 0
+    plan = cluster["tmp"] / "plan.json"
+    r = placer(cluster, "plan", str(fleet), "-o", str(plan), "--detailed-exitcode")
+    assert r.returncode == 2, r.stdout + r.stderr
+    said = " ".join(r.stdout.split())
+    assert ("~ deployment/asr@dc-l4 [phase 2] healthy false -> true, replicas 2 -> 3, version v2 -> v1 # version "
+            "changed in the fleet; the last apply made it, but it did not become healthy") in said, said
+    r = placer(cluster, "apply", str(plan))
+    assert r.returncode == 0, r.stdout + r.stderr
+    running = cluster["kube"].deployment("ml", "asr-dc-l4")
+    assert running["spec"]["replicas"] == 3
+    assert running["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/version"] == "v1"
+    entry = _entry(cluster)
+    assert (entry["replicas"], entry["target"]["version"], "healthy" in entry) == (3, "v1", False)
+    r = placer(cluster, "plan", str(fleet), "--detailed-exitcode")
     assert r.returncode == 0 and "No changes" in r.stdout, r.stdout + r.stderr

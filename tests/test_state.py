@@ -327,6 +327,7 @@ def test_atomic_write_all_syncs_far_less_than_a_file_and_a_folder_each(tmp_path:
     ({**entry(2, 1), "kind": "node"}, "kind 'node'"),
     ({**entry(2, 1), "value": {"replicas": -1}}, "replicas -1 is no count"),
     ({**entry(2, 1), "key": "nopool"}, "is not <model>@<pool>"),
+    ({**entry(2, 1), "value": {"replicas": 1, "healthy": "false"}}, "healthy 'false' is not true or false"),
 ])
 def test_a_malformed_journal_line_is_a_state_error(backend: LocalBackend, line: Any, why: str) -> None:
     """A journal line that parses but is not a recorded change (a hand edit, another tool) was an
@@ -440,3 +441,23 @@ def test_atomic_write_replaces_a_read_only_file_as_a_user_would(tmp_path: Path, 
     planfile.atomic_write_all(files)
     assert target.read_text() == "new" and stat.S_IMODE(target.stat().st_mode) == 0o444
     assert leftovers(tmp_path, "state.json") == []
+
+
+def test_a_deployment_made_but_not_healthy_keeps_its_mark() -> None:
+    """``"healthy": false``: an apply made the deployment and its health wait did not pass. It reads
+    back as written, an entry without it as before; a deposed copy's delete keeps the mark of the copy
+    that replaced it, a change of that copy drops it (the apply marks it again where it waits)."""
+    from placer.state import deployment_entry, health_marked
+
+    state = sample_state()
+    state.deployments["chat@aws-h100"]["healthy"] = False
+    again = State.loads(state.dumps(), "state.json")
+    assert again.deployments["chat@aws-h100"]["healthy"] is False and "healthy" not in again.deployments["gone@dc1"]
+    assert again.replicas() == {("chat", "aws-h100"): 3}
+
+    old, new = {"kubernetes": {"namespace": "a"}}, {"kubernetes": {"namespace": "b"}}
+    made = health_marked(deployment_entry({"replicas": 2, "target": old}, 2, new) or {}, False)
+    assert made == {"replicas": 2, "target": new, "healthy": False, "deposed": [{"replicas": 2, "target": old}]}
+    assert deployment_entry(made, None, old) == {"replicas": 2, "target": new, "healthy": False}
+    assert deployment_entry(made, 3, new) == {"replicas": 3, "target": new, "deposed": [{"replicas": 2, "target": old}]}
+    assert health_marked(made, True) == {"replicas": 2, "target": new, "deposed": [{"replicas": 2, "target": old}]}

@@ -473,7 +473,8 @@ def test_an_apply_waits_for_health_once_within_the_timeout(kube: FakeKubeApiServ
     assert time.monotonic() - started < 1.2  # 0.4 s and a little, not 6 x 0.4 s
     assert not [m for m in messages if m.startswith("retrying")], messages
     assert kube.deployment(NS, "llama-h100") is not None
-    assert backend.read().replicas() == {}  # not healthy, so not recorded
+    state = backend.read()  # made, so recorded, but not healthy
+    assert state.replicas() == {("llama", "h100"): 2} and state.deployments["llama@h100"]["healthy"] is False
 
 
 def test_wait_healthy_for_a_delete_waits_until_gone(kube: FakeKubeApiServer, provider: KubernetesProvider) -> None:

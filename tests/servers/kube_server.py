@@ -10,7 +10,8 @@ applied (lists are atomic); applying a different value to a leaf another manager
 409 conflict unless ``force=true``, which takes the field over; leaves a manager stops
 applying are removed when nobody else owns them. ``resourceVersion`` increases on every
 write, ``metadata.generation`` when the spec changes. Knobs: ``ready_after_polls`` (a
-Deployment reports itself rolled out after that many reads; 0 at once, None never),
+Deployment reports itself rolled out after that many reads; 0 at once, None never; ``roll_out``
+makes one that never would report itself rolled out, as pods do once what held them is fixed),
 ``fail_next`` (the next N requests answer 429 with Retry-After, 503 or 500), ``delay_s``
 (slow responses). ``write_kubeconfig`` points kubectl and the Python client at servers.
 """
@@ -396,6 +397,11 @@ class FakeKubeApiServer(LoopbackServer):
         with self._lock:
             rec = self._deployments.get((namespace, name))
             return self._render(rec, poll=False) if rec else None
+
+    def roll_out(self, namespace: str, name: str) -> None:
+        """The stored Deployment's pods become ready: it reports itself rolled out from now on."""
+        with self._lock:
+            self._get_record(namespace, name).polls_left = 0
 
     def deployments(self) -> list[dict[str, Any]]:
         with self._lock:
