@@ -704,9 +704,11 @@ def _explanation(loaded: Fleet, rules: Any, model: str, state: Any, saved: Plan 
                  progress: Callable[[str], None]) -> Explanation:
     """``model`` explained in the plan ``saved`` (from ``plan_path``), or in the fleet's plan solved now."""
     from placer.candidates import Candidates, Exclusions
+    from placer.diff import running_replicas
     from placer.explain import explain as run_explain
     from placer.optimizer import explain_infeasible, optimize
 
+    current = running_replicas(loaded, state)  # what runs where the fleet puts it, as `plan` prices it
     if saved is not None:  # the plan as saved: nothing to solve but the next best
         from placer.optimizer import SolveResult
         from placer.planner import placement_of_body
@@ -722,7 +724,7 @@ def _explanation(loaded: Fleet, rules: Any, model: str, state: Any, saved: Plan 
                              float(kept.get("wallSeconds") or 0.0),
                              candidates=Candidates(retired=gone, excluded=Exclusions(loaded, rules, gone)))
     else:
-        result = optimize(loaded, rules, current=state.replicas(), progress=progress)
+        result = optimize(loaded, rules, current=current, progress=progress)
     if result.status == "INFEASIBLE":
         progress("infeasible: looking for the conflicting policies")
         fail(f"the fleet has no feasible plan, so {model} has no place: "
@@ -731,7 +733,7 @@ def _explanation(loaded: Fleet, rules: Any, model: str, state: Any, saved: Plan 
         fail(f"the solver stopped with status {result.status} and no plan for the fleet; "
              "raise Settings solver.timeLimitSeconds")
     progress(f"the next best place for {model}")
-    return run_explain(loaded, rules, model, result, state.replicas(), result.candidates, progress=progress)
+    return run_explain(loaded, rules, model, result, current, result.candidates, progress=progress)
 
 
 @cli.command()
@@ -747,6 +749,7 @@ def whatif(fleet: str, demand_scale: float, fail_pool: tuple[str, ...], fail_loc
            fail_provider: tuple[str, ...], now_text: str | None, state_path: str | None, as_json: bool) -> None:
     """Re-solve FLEET under a scenario and compare it with the base plan (what `plan` plans from the
     applied state): would it scale or collapse?"""
+    from placer.diff import running_replicas
     from placer.whatif import Scenario, compare
 
     now = parse_now(now_text)
@@ -754,7 +757,7 @@ def whatif(fleet: str, demand_scale: float, fail_pool: tuple[str, ...], fail_loc
         loaded = read_fleet(fleet, progress)
         scenario = Scenario(demand_scale, frozenset(fail_pool), frozenset(fail_location), frozenset(fail_provider))
         state = backend_from(settings_json(loaded)["state"], state_path).read()
-        report = compare(loaded, rules_for(now), scenario, progress, current=state.replicas())
+        report = compare(loaded, rules_for(now), scenario, progress, current=running_replicas(loaded, state))
     base = report["base"]
     if not base["feasible"]:
         why = base["conflict"]["message"] if "conflict" in base else (

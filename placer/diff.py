@@ -149,6 +149,28 @@ def same_place(old: dict[str, Any], new: dict[str, Any], mode: str) -> bool:
     return deployment_place(old) == deployment_place(new)
 
 
+def running_replicas(fleet: Fleet, state: State) -> dict[tuple[str, str], int]:
+    """The replicas each (model, pool) runs now at the place the fleet gives its Deployment: what a
+    plan is priced and searched against (churn, SPEC section 2). A deployment the state records at
+    another place (context, namespace) runs none there, as its replacement starts every replica
+    anew (counted as running, a namespace change was 0.00 USD of churn), and a copy a stopped
+    replacement left at the fleet's place (``deposed``) runs its own. Where every place matches,
+    this is ``state.replicas()``."""
+    mode = fleet.settings.apply.mode
+    out = {}
+    for key, entry in state.deployments.items():
+        model, pool = key.split("@", 1)
+        replicas = int(entry.get("replicas", 0))
+        if model in fleet.models and pool in fleet.pools:
+            want = deployment_target(fleet.models[model], fleet.pools[pool])
+            here = [c for c in (entry, *(entry.get("deposed") or []))
+                    if not c.get("target") or same_place(c["target"], want, mode)]
+            replicas = int(here[0].get("replicas", 0)) if here else 0
+        if replicas > 0:
+            out[(model, pool)] = replicas
+    return out
+
+
 def _replace(address: str, have: int, want: int, old: dict[str, Any], new: dict[str, Any],
              why: tuple[str, ...]) -> list[Change]:
     """A deployment whose place (context, namespace) changes: made at the new place and waited

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from placer.cost import CostBreakdown, price
-from placer.diff import deployment_target, diff, managed_pool, pool_target
+from placer.diff import deployment_target, diff, managed_pool, pool_target, running_replicas
 from placer.fleet import Fleet
 from placer.optimizer import Conflict, SolveResult, explain_infeasible, optimize
 from placer.placement import Placement, Route, check_hard_constraints
@@ -145,7 +145,7 @@ def make_plan(
     progress: Callable[[str], None] | None = None,
     time_limit: float | None = None,
 ) -> PlanResult:
-    current = state.replicas()
+    current = running_replicas(fleet, state)
     result = optimize(fleet, rules, current=current, progress=progress, time_limit=time_limit)
     if result.placement is None:
         if result.status == "INFEASIBLE":

@@ -31,6 +31,8 @@ import lifecycle_helpers as lh
 from placer import cli as placer_cli
 from placer import planfile
 from placer.apply import Applier, ApplyError, RetryPolicy, StalePlanError, check_fresh
+from placer.diff import running_replicas
+from placer.fleet import load_fleet
 from placer.state import LocalBackend
 from providers.base import ProviderError
 from providers.gitops import GitOpsProvider
@@ -367,6 +369,30 @@ def test_a_changed_image_updates_and_a_changed_place_replaces_the_deployment(
     assert code == 0, stderr
 
 
+def test_a_changed_place_starts_its_replicas_anew_as_churn_and_an_unchanged_fleet_starts_none(
+        env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    plan_and_apply(capsys, env)
+    # every deployment where the fleet puts it: what the plan is priced against is the state's replicas
+    state = env.backend.read()
+    assert running_replicas(load_fleet(env.fleet), state) == state.replicas()
+    plan = plan_json(capsys, env)
+    assert plan["changes"] == [] and plan["cost"]["churnUsd"] == 0
+
+    # another namespace: rerank's 2 replicas start anew there, 2 x 0.5 USD (SPEC section 2); counted
+    # per (model, pool) as running, the replacement was 0.00 USD of churn
+    env.write(dc1_kubernetes={"namespace": "team-b"})
+    plan = plan_json(capsys, env)
+    assert [c[:3] for c in lh.changes_of(plan)] == [("deployment/rerank@dc1-a100", "create", 2),
+                                                    ("deployment/rerank@dc1-a100", "delete", 3)]
+    cost = plan["cost"]
+    assert cost["churnUsd"] == 1.0
+    assert plan["solver"]["objectiveUsdPerHour"] == pytest.approx(cost["totalUsdPerHour"] + 1.0, abs=1e-5)
+    code, shown, stderr = placer(capsys, "plan", str(env.fleet), "--now", lh.NOW)
+    assert code == 0 and re.search(r"churn \(one-off USD\)\s*│\s*1\.00", shown), stderr or shown
+    code, out, stderr = placer(capsys, "whatif", str(env.fleet), "--json", "--now", lh.NOW)
+    assert code == 0 and json.loads(out)["base"]["cost"]["churnUsd"] == 1.0, stderr
+
+
 def test_an_apply_stopped_between_a_replacement_and_its_delete_leaves_the_delete_to_the_next_plan(
         env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     plan_and_apply(capsys, env)
@@ -384,9 +410,14 @@ def test_an_apply_stopped_between_a_replacement_and_its_delete_leaves_the_delete
     entry = env.state_json()["deployments"]["rerank@dc1-a100"]
     assert entry["target"]["kubernetes"]["context"] == "dc2"
     assert [d["target"]["kubernetes"] for d in entry["deposed"]] == [{"namespace": "default"}]
+    # the copy left at the old place runs its replicas there: a fleet put back starts none anew
+    env.write()
+    assert plan_json(capsys, env)["cost"]["churnUsd"] == 0
+    env.write(dc1_kubernetes={"context": "dc2", "namespace": "team-b"})
 
     third = env.root / "third.json"
     plan = plan_json(capsys, env, third)
+    assert plan["cost"]["churnUsd"] == 0
     assert lh.changes_of(plan) == [
         ("deployment/rerank@dc1-a100", "delete", 3, {"replicas": 2, "context": None, "namespace": "default"}, None)]
     assert "an apply stopped before deleting this copy" in plan["changes"][0]["reasons"][0]
