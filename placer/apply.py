@@ -346,7 +346,9 @@ class Applier:
             except BaseException:  # Ctrl-C: nothing new starts (every queued change did); what runs ends, recorded
                 self._failed.set()
                 self._interrupted.set()
-                for provider in self.providers:  # and a health wait under way ends now (``providers.base.pause``)
+                # and a health wait under way ends now (``providers.base.pause``), as does a wait of the
+                # state backend to try an S3 call again (``state_s3``: a hung S3 kept it 150 s)
+                for provider in (*self.providers, self.backend):
                     stop = getattr(provider, "stop", None)
                     if isinstance(stop, threading.Event):
                         stop.set()

@@ -110,7 +110,9 @@ def deploy_outside(fleet_path: str, loaded: Fleet) -> None:
          "(a relative one is from where placer runs), e.g. ../deploy")
 
 
-def backend_from(state_cfg: dict[str, Any], override: str | None) -> Any:
+def backend_from(state_cfg: dict[str, Any], override: str | None,
+                 progress: Callable[[str], None] | None = None) -> Any:
+    """The state backend Settings name; ``progress`` is told when the s3 one waits to try a call again."""
     from placer.state import LocalBackend
 
     if override:
@@ -119,7 +121,8 @@ def backend_from(state_cfg: dict[str, Any], override: str | None) -> Any:
         from placer.state_s3 import S3Backend
 
         return S3Backend(bucket=state_cfg["bucket"], key=state_cfg["key"], region=state_cfg.get("region"),
-                         endpoint_url=state_cfg.get("endpointUrl"))
+                         endpoint_url=state_cfg.get("endpointUrl"),
+                         retry_base_s=float(os.environ.get("PLACER_RETRY_BASE_SECONDS", "0.5")), progress=progress)
     return LocalBackend(state_cfg.get("path", ".placer/state.json"))
 
 
@@ -292,7 +295,7 @@ def plan(fleet: str, out_path: str | None, as_json: bool, detailed_exitcode: boo
         deploy_outside(fleet, loaded)
         if out_path:  # a path no plan can be written to is said before the solve, not after it
             check_writable(out_path)
-        backend = backend_from(settings_json(loaded)["state"], state_path)
+        backend = backend_from(settings_json(loaded)["state"], state_path, progress)
         progress(f"reading the state ({backend.location})")
         state = backend.read()
         _warn_unfinished(backend, state)
@@ -355,7 +358,7 @@ def refresh(fleet: str, state_path: str | None) -> None:
     with spinner(True, "refreshing") as progress:
         loaded = read_fleet(fleet, progress)
         cfg = settings_json(loaded)
-        backend = backend_from(cfg["state"], state_path)
+        backend = backend_from(cfg["state"], state_path, progress)
         progress(f"reading the state ({backend.location})")
         state = backend.read()
         progress("reading what runs from the providers")
@@ -393,7 +396,7 @@ def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str
         with spinner(True) as progress:
             loaded = read_fleet(target, progress)
             deploy_outside(target, loaded)
-            backend = backend_from(settings_json(loaded)["state"], state_path)
+            backend = backend_from(settings_json(loaded)["state"], state_path, progress)
             progress(f"reading the state ({backend.location})")
             made = make_plan(loaded, backend.read(), rules_for(now), now, progress)
         body = dict(made.plan.body)
@@ -404,7 +407,6 @@ def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str
         summary.render(the_plan.to_json(), out)
     else:
         the_plan = read(target)
-        backend = None
         if fleet_path is not None:
             with spinner(True, "reading the fleet") as progress:
                 now_digest = read_fleet(fleet_path, progress).digest
@@ -412,8 +414,8 @@ def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str
                 fail(f"{target} was made from another version of {fleet_path} (plan {the_plan.fleet_digest[:19]}…, "
                      f"fleet now {now_digest[:19]}…); nothing was applied: plan it again")
     settings = the_plan.body.get("settings", {})
-    if backend is None:
-        backend = backend_from(settings.get("state", {}), state_path)
+    # the apply's own: it says on stderr when it waits to try an S3 call again (the plan's told a spinner)
+    backend = backend_from(settings.get("state", {}), state_path, lambda msg: err.print(msg, style="dim"))
     apply_cfg = settings.get("apply", {})
     providers = providers_for(apply_cfg, plan=the_plan)
     retry = RetryPolicy(base_seconds=float(os.environ.get("PLACER_RETRY_BASE_SECONDS", "0.5")))
@@ -651,7 +653,7 @@ def explain(fleet: str, model: str, now_text: str | None, state_path: str | None
         if saved is not None and saved.fleet_digest != loaded.digest:
             fail(f"{plan_path} was made from another version of {fleet} (plan {saved.fleet_digest[:19]}…, fleet now "
                  f"{loaded.digest[:19]}…): explain the fleet as it is without --plan, or plan it again")
-        backend = backend_from(settings_json(loaded)["state"], state_path)
+        backend = backend_from(settings_json(loaded)["state"], state_path, progress)
         progress(f"reading the state ({backend.location})")
         state = backend.read()
         rules = rules_for(now)
@@ -756,7 +758,7 @@ def whatif(fleet: str, demand_scale: float, fail_pool: tuple[str, ...], fail_loc
     with spinner(not as_json) as progress:
         loaded = read_fleet(fleet, progress)
         scenario = Scenario(demand_scale, frozenset(fail_pool), frozenset(fail_location), frozenset(fail_provider))
-        state = backend_from(settings_json(loaded)["state"], state_path).read()
+        state = backend_from(settings_json(loaded)["state"], state_path, progress).read()
         report = compare(loaded, rules_for(now), scenario, progress, current=running_replicas(loaded, state))
     base = report["base"]
     if not base["feasible"]:

@@ -15,6 +15,12 @@ Concurrency rests on S3's conditional writes, not on a second service:
 A state object that cannot be read (empty, not JSON, not a placer state) is an error and is
 never overwritten. botocore errors become ``StateError`` with a message that says what to fix.
 
+Each S3 call is bounded as the AWS provider's are: botocore tries it once (connect 5 s, read 10 s);
+``_call`` tries a throttled, failed (5xx) or timed-out one again, up to ``TRIES`` tries within
+``WAIT_S`` seconds, says so through ``progress`` before each wait, and stops waiting (and
+retrying) once ``stop`` is set (an interrupted apply sets it, as it sets its providers'). botocore's
+own retries (4 of them, reading for 30 s) held a hung endpoint 2.5 minutes, silent.
+
 An apply's changes after its first are recorded as small objects under
 ``<key>.journal/<serial>-<seq>`` (``record``), not by putting the whole state again (a state of
 15,000 deployments is 10 MB); ``read`` replays those of an apply that did not finish (which
@@ -25,9 +31,11 @@ delete leaves behind belong to an older serial and are never replayed.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from typing import Any
+from typing import Any, TypeVar
 
 from placer.state import (
     LockError,
@@ -45,6 +53,15 @@ _CONFLICT_CODES = {"PreconditionFailed", "ConditionalRequestConflict", "412", "4
 _MISSING_KEY_CODES = {"NoSuchKey", "404", "NotFound"}
 _UNSUPPORTED_CODES = {"NotImplemented", "501"}
 _UNREAD: Any = object()  # the state has not been read by this backend yet
+# answers worth another try: throttling, S3's own failures and timeouts
+_TRANSIENT_CODES = {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "Throttling",
+                    "ThrottlingException", "RequestLimitExceeded", "TooManyRequests", "429", "500", "502", "503",
+                    "504"}
+TRIES = 4  # tries of one S3 call
+WAIT_S = 45.0  # no retry starts that could not begin within this many seconds of the first try
+CONNECT_TIMEOUT_S = 5.0
+READ_TIMEOUT_S = 10.0
+T = TypeVar("T")
 
 
 def _code(exc: Exception) -> str:
@@ -59,6 +76,28 @@ def _message(exc: Exception) -> str:
     return str((response.get("Error") or {}).get("Message") or exc)
 
 
+def _transient(exc: Exception) -> bool:
+    """Whether an S3 call's failure may pass if tried again (throttled, failed, timed out)."""
+    from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
+
+    if isinstance(exc, ClientError):
+        code = _code(exc)
+        status = ((getattr(exc, "response", None) or {}).get("ResponseMetadata") or {}).get("HTTPStatusCode")
+        if code in _UNSUPPORTED_CODES:
+            return False  # a store without conditional deletes: the caller falls back at once
+        return code in _TRANSIENT_CODES or (isinstance(status, int) and status >= 500)
+    return isinstance(exc, ConnectionError | HTTPClientError)
+
+
+def _said(exc: Exception) -> str:
+    """What S3 (or the connection to it) answered, in a clause."""
+    from botocore.exceptions import ClientError
+
+    if isinstance(exc, ClientError):
+        return f"S3 answered {_code(exc) or 'an error'}: {_message(exc).rstrip('.')}"
+    return f"{type(exc).__name__}: {exc}"
+
+
 def _etag(value: str | None) -> str | None:
     return None if value is None else value.strip('"')
 
@@ -67,7 +106,8 @@ class S3Backend:
     """State in ``s3://bucket/key``, locked by ``s3://bucket/key.lock`` (same interface as LocalBackend)."""
 
     def __init__(self, bucket: str, key: str, region: str | None = None, endpoint_url: str | None = None,
-                 client: Any = None) -> None:
+                 client: Any = None, retry_base_s: float = 0.5,
+                 progress: Callable[[str], None] | None = None) -> None:
         if not bucket or not key:
             raise StateError("the s3 state backend needs a bucket and a key (Settings state.bucket, state.key)")
         self.bucket = bucket
@@ -77,6 +117,9 @@ class S3Backend:
         self.endpoint_url = endpoint_url
         self.location = f"s3://{bucket}/{key}"
         self._client = client
+        self.retry_base_s = retry_base_s
+        self.progress = progress or (lambda _msg: None)  # told before each wait to try a call again
+        self.stop = threading.Event()  # set by an interrupted apply: no wait, no retry (``_call``)
         self.client  # noqa: B018 - made now, in the caller's thread (boto3 clients are thread-safe, making them is not)
         # the ETag of the state object as read last: None = no object; _UNREAD = not read yet
         self._etag: Any = _UNREAD
@@ -92,9 +135,9 @@ class S3Backend:
             from botocore.config import Config
 
             config = Config(
-                retries={"max_attempts": 4, "mode": "standard"},
-                connect_timeout=10,
-                read_timeout=30,
+                retries={"total_max_attempts": 1, "mode": "standard"},  # ``_call`` retries, bounded
+                connect_timeout=CONNECT_TIMEOUT_S,
+                read_timeout=READ_TIMEOUT_S,
                 s3={"addressing_style": "path"} if self.endpoint_url else None,
             )
             try:
@@ -103,6 +146,32 @@ class S3Backend:
             except Exception as exc:  # bad region or endpoint, broken AWS config file
                 raise StateError(f"{self.location}: cannot create an S3 client: {exc}") from None
         return self._client
+
+    def _call(self, doing: str, call: Callable[[], T]) -> T:
+        """``call()``, tried again while it fails in a way that may pass (``_transient``): up to
+        ``TRIES`` tries, none starting ``WAIT_S`` seconds after the first, with backoff and jitter
+        between them (``RetryPolicy``, the apply's), each wait said through ``progress``; once
+        ``stop`` is set (an interrupt) no wait and no retry. Raises the last error, its ``tries``
+        set to how many tries were made."""
+        from placer.apply import RetryPolicy
+
+        policy = RetryPolicy(attempts=TRIES, base_seconds=self.retry_base_s, max_seconds=8.0)
+        deadline = time.monotonic() + WAIT_S
+        for attempt in range(1, TRIES + 1):
+            try:
+                return call()
+            except Exception as exc:
+                exc.tries = attempt  # type: ignore[attr-defined]
+                if attempt == TRIES or not _transient(exc) or self.stop.is_set():
+                    raise
+                delay = policy.delay(attempt - 1)
+                if time.monotonic() + delay >= deadline:
+                    raise
+                self.progress(f"{self.location}: cannot {doing} yet ({_said(exc)}); trying again in {delay:.1f}s "
+                              f"(try {attempt + 1} of {TRIES})")
+                if self.stop.wait(delay):
+                    raise
+        raise AssertionError("unreachable")
 
     def _error(self, exc: Exception, doing: str, key: str | None = None) -> StateError:
         """A botocore error, phrased for the user."""
@@ -143,9 +212,12 @@ class S3Backend:
         """(body, ETag) of ``key``, or None when it does not exist."""
         from botocore.exceptions import BotoCoreError, ClientError
 
-        try:
+        def get() -> tuple[dict[str, Any], bytes]:
             response = self.client.get_object(Bucket=self.bucket, Key=key)
-            body = response["Body"].read()
+            return response, response["Body"].read()
+
+        try:
+            response, body = self._call(doing, get)
         except ClientError as exc:
             if _code(exc) in _MISSING_KEY_CODES:
                 return None
@@ -193,9 +265,19 @@ class S3Backend:
 
         prefix = self._journal_prefix(state)
         keys: list[str] = []
+        def page(token: str | None) -> dict[str, Any]:
+            more = {"ContinuationToken": token} if token else {}
+            return dict(self.client.list_objects_v2(Bucket=self.bucket, Prefix=prefix, **more))
+
         try:
-            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
-                keys += [o["Key"] for o in page.get("Contents", [])]
+            token: str | None = None
+            while True:
+                listed = self._call("list the journal of an apply that did not finish",
+                                    lambda token=token: page(token))  # type: ignore[misc]
+                keys += [o["Key"] for o in listed.get("Contents", [])]
+                token = listed.get("NextContinuationToken") if listed.get("IsTruncated") else None
+                if not token:
+                    break
         except ClientError as exc:
             if _code(exc) in ("AccessDenied", "403", "Forbidden"):
                 raise StateError(f"s3://{self.bucket}/{prefix}*: cannot list the journal of an apply that did not "
@@ -218,8 +300,9 @@ class S3Backend:
 
         key = f"{self._journal_prefix(state)}{int(entry['seq']):010d}"
         try:
-            self.client.put_object(Bucket=self.bucket, Key=key, Body=journal_line(state, entry).encode("utf-8"),
-                                   ContentType="application/json")
+            body = journal_line(state, entry).encode("utf-8")
+            self._call("record a change of the apply", lambda: self.client.put_object(
+                Bucket=self.bucket, Key=key, Body=body, ContentType="application/json"))
         except (ClientError, BotoCoreError) as exc:
             raise self._error(exc, "record a change of the apply", key) from None
         self._journal.append(key)
@@ -231,9 +314,10 @@ class S3Backend:
 
         keys, self._journal = self._journal, []
         for i in range(0, len(keys), 1000):
+            batch = {"Objects": [{"Key": k} for k in keys[i:i + 1000]], "Quiet": True}
             with suppress(ClientError, BotoCoreError):
-                self.client.delete_objects(Bucket=self.bucket, Delete={
-                    "Objects": [{"Key": k} for k in keys[i:i + 1000]], "Quiet": True})
+                self._call("delete the journal", lambda batch=batch: self.client.delete_objects(  # type: ignore[misc]
+                    Bucket=self.bucket, Delete=batch))
 
     def write(self, state: State) -> None:
         """Write ``state`` only over the object read last (``read`` first); else StateError."""
@@ -249,8 +333,8 @@ class S3Backend:
         else:
             condition = {"IfMatch": f'"{self._etag}"'}
         try:
-            response = self.client.put_object(Bucket=self.bucket, Key=self.key, Body=body,
-                                              ContentType="application/json", **condition)
+            response = self._call("write the state", lambda: self.client.put_object(
+                Bucket=self.bucket, Key=self.key, Body=body, ContentType="application/json", **condition))
         except ClientError as exc:
             code = _code(exc)
             if code in _CONFLICT_CODES or ("IfMatch" in condition and code in _MISSING_KEY_CODES):
@@ -298,13 +382,15 @@ class S3Backend:
         try:
             if etag:
                 try:
-                    self.client.delete_object(Bucket=self.bucket, Key=self.lock_key, IfMatch=f'"{etag}"')
+                    self._call("release the state lock", lambda: self.client.delete_object(
+                        Bucket=self.bucket, Key=self.lock_key, IfMatch=f'"{etag}"'))
                     return True
                 except ClientError as exc:
                     if _code(exc) not in _UNSUPPORTED_CODES:
                         raise
             # a store without conditional deletes: plain delete (we just checked the ID)
-            self.client.delete_object(Bucket=self.bucket, Key=self.lock_key)
+            self._call("release the state lock",
+                       lambda: self.client.delete_object(Bucket=self.bucket, Key=self.lock_key))
             return True
         except ClientError as exc:
             if _code(exc) in _CONFLICT_CODES or _code(exc) in _MISSING_KEY_CODES:
@@ -328,8 +414,9 @@ class S3Backend:
             if found is not None:
                 raise self._locked_error(found[0])
             try:
-                response = self.client.put_object(Bucket=self.bucket, Key=self.lock_key, Body=body,
-                                                  ContentType="application/json", IfNoneMatch="*")
+                response = self._call("lock the state", lambda: self.client.put_object(
+                    Bucket=self.bucket, Key=self.lock_key, Body=body, ContentType="application/json",
+                    IfNoneMatch="*"))
             except ClientError as exc:
                 if _code(exc) not in _CONFLICT_CODES:
                     raise self._error(exc, "lock the state", self.lock_key) from None

@@ -1249,7 +1249,7 @@ def test_an_apply_whose_last_state_write_fails_says_every_change_was_made(
                 raise OSError("cannot write the state: Please reduce your request rate.")
             super().write(state)
 
-    monkeypatch.setattr(placer_cli, "backend_from", lambda cfg, path=None: Full(env.state))
+    monkeypatch.setattr(placer_cli, "backend_from", lambda cfg, path=None, progress=None: Full(env.state))
     code, _, stderr = placer(capsys, "apply", str(plan_path))
     assert code == 1
     message = " ".join(stderr.split())

@@ -18,6 +18,7 @@ import re
 import socket
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,10 +26,12 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.awsrequest import AWSResponse
 from botocore.config import Config
 from botocore.stub import Stubber
 
 from placer import cli as placer_cli
+from placer import state_s3
 from placer.state import LockError, State, StateError
 from placer.state_s3 import S3Backend
 
@@ -76,6 +79,7 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("PLACER_RETRY_BASE_SECONDS", "0.001")  # the CLI's backend tries S3 again at once
 
 
 @pytest.fixture
@@ -93,8 +97,66 @@ def bucket(s3: Any) -> str:
 @pytest.fixture
 def make(moto_endpoint: str, bucket: str) -> Any:
     def backend(key: str = KEY, name: str | None = None) -> S3Backend:
-        return S3Backend(bucket=name or bucket, key=key, endpoint_url=moto_endpoint)
+        return S3Backend(bucket=name or bucket, key=key, endpoint_url=moto_endpoint, retry_base_s=0.001)
     return backend
+
+
+class _Raw(io.BytesIO):
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self.getvalue()
+
+
+class Faults:
+    """S3 failing as a test says, for the clients placer makes (botocore's ``before-send``: a
+    request a rule answers never reaches moto). ``add(path, ...)``: the requests whose path
+    matches (and method, when given) pass ``skip`` times, then get ``status`` ``count`` times."""
+
+    def __init__(self) -> None:
+        self.rules: list[dict[str, Any]] = []
+        self.log: list[tuple[str, str, int | None]] = []
+        self.lock = threading.Lock()
+
+    def add(self, path: str, *, method: str | None = None, skip: int = 0, count: int = 10**6, status: int = 503,
+            code: str = "SlowDown", message: str = "Please reduce your request rate.") -> None:
+        self.rules.append({"path": path, "method": method, "skip": skip, "count": count, "status": status,
+                           "code": code, "message": message})
+
+    def __call__(self, request: Any, **_: Any) -> AWSResponse | None:
+        from urllib.parse import urlsplit
+
+        path = urlsplit(request.url).path
+        with self.lock:
+            for rule in self.rules:
+                if rule["count"] <= 0 or not re.search(rule["path"], path) \
+                        or rule["method"] not in (None, request.method):
+                    continue
+                if rule["skip"] > 0:
+                    rule["skip"] -= 1
+                    continue
+                rule["count"] -= 1
+                self.log.append((request.method, path, rule["status"]))
+                body = (f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{rule["code"]}</Code>'
+                        f'<Message>{rule["message"]}</Message><RequestId>x</RequestId></Error>').encode()
+                return AWSResponse(request.url, rule["status"], {"Content-Type": "application/xml"}, _Raw(body))
+            self.log.append((request.method, path, None))
+        return None
+
+
+@pytest.fixture
+def faults(monkeypatch: pytest.MonkeyPatch) -> Faults:
+    """S3 fails as the test adds rules to it, for every S3Backend (the CLI's too)."""
+    made = Faults()
+    real = S3Backend.client
+
+    def client(self: S3Backend) -> Any:
+        got = real.fget(self)  # type: ignore[attr-defined]
+        if not getattr(got, "_faulty", False):
+            got.meta.events.register("before-send.s3", made)
+            got._faulty = True
+        return got
+
+    monkeypatch.setattr(S3Backend, "client", property(client))
+    return made
 
 
 def sample(serial: int = 1, replicas: int = 3) -> State:
@@ -358,7 +420,8 @@ def test_unreachable_endpoint(tmp_path: Path) -> None:
         port = sock.getsockname()[1]
     client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}",
                           config=Config(retries={"max_attempts": 1}, connect_timeout=2))
-    backend = S3Backend(bucket="b-unreachable", key=KEY, endpoint_url=f"http://127.0.0.1:{port}", client=client)
+    backend = S3Backend(bucket="b-unreachable", key=KEY, endpoint_url=f"http://127.0.0.1:{port}", client=client,
+                        retry_base_s=0.001)
     with pytest.raises(StateError, match="cannot reach the S3 endpoint"):
         backend.read()
 
@@ -367,9 +430,10 @@ def test_access_denied() -> None:
     client = boto3.client("s3", region_name="us-east-1")
     with Stubber(client) as stub:
         stub.add_client_error("get_object", service_error_code="AccessDenied", http_status_code=403)
-        stub.add_client_error("put_object", service_error_code="SlowDown", service_message="Reduce your rate",
-                              http_status_code=503)
-        backend = S3Backend(bucket="locked-down", key=KEY, client=client)
+        for _ in range(state_s3.TRIES):
+            stub.add_client_error("put_object", service_error_code="SlowDown", service_message="Reduce your rate",
+                                  http_status_code=503)
+        backend = S3Backend(bucket="locked-down", key=KEY, client=client, retry_base_s=0.001)
         with pytest.raises(StateError, match="access denied") as caught:
             backend.read()
         assert "s3://locked-down/" in str(caught.value)
@@ -578,3 +642,53 @@ def test_cli_names_a_missing_bucket(tmp_path: Path, moto_endpoint: str, capsys: 
     code, _, err = run(capsys, "plan", str(fleet), "--now", lh.NOW)
     assert code == 1
     assert "placer-missing-bucket" in err and "does not exist" in err
+
+
+# ---------------------------------------------------------------- S3 slow or failing
+
+
+def test_a_hung_s3_is_given_up_on_in_bounded_time_and_said_while_waited_for(
+        tmp_path: Path, moto_endpoint: str, bucket: str, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """S3 accepting connections and answering nothing: `placer apply PLAN` said nothing for 2.5
+    minutes (botocore's 5 tries of 30 s), then one line. Each call is now tried once by botocore
+    (read timeout 10 s, shortened here) and at most TRIES times by the backend, a line before each wait."""
+    fleet = lh.write_fleet(tmp_path / "fleet", {"backend": "s3", "bucket": bucket, "key": KEY,
+                                                "endpointUrl": moto_endpoint}, tmp_path / "deploy")
+    plan = tmp_path / "plan.json"
+    assert run(capsys, "plan", str(fleet), "-o", str(plan), "--now", lh.NOW)[0] == 0
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(16)  # connections complete in the backlog; nothing ever answers
+    try:
+        saved = json.loads(plan.read_text())
+        saved["settings"]["state"]["endpointUrl"] = f"http://127.0.0.1:{hung.getsockname()[1]}"
+        plan.write_text(json.dumps(saved))
+        monkeypatch.setattr(state_s3, "READ_TIMEOUT_S", 0.3, raising=False)
+        started = time.monotonic()
+        code, _, err = run(capsys, "apply", str(plan))
+        took = time.monotonic() - started
+    finally:
+        hung.close()
+    message = " ".join(err.split())
+    assert code == 1 and "cannot read the state lock" in message and "Read timeout" in message, err
+    assert took < 2 + state_s3.TRIES * 0.3 * 2, took
+    waits = [line for line in err.splitlines() if "trying again in" in line]
+    assert len(waits) == state_s3.TRIES - 1 and f"(try {state_s3.TRIES} of {state_s3.TRIES})" in waits[-1], err
+
+
+def test_an_interrupt_ends_the_wait_to_try_s3_again(make: Any, faults: Faults) -> None:
+    """An interrupted apply sets the backend's ``stop`` as it sets its providers': a wait to try
+    again ends at once and no try follows (a hung journal put kept an apply 150 s after SIGTERM)."""
+    faults.add(KEY)
+    backend = make()
+    backend.retry_base_s = 30.0
+    threading.Timer(0.2, backend.stop.set).start()
+    started = time.monotonic()
+    with pytest.raises(StateError, match="SlowDown"):
+        backend.read()
+    assert time.monotonic() - started < 5
+    assert len(faults.log) == 1, faults.log
+    with pytest.raises(StateError, match="SlowDown"):
+        backend.read()  # once stopped, one try
+    assert len(faults.log) == 2, faults.log
