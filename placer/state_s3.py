@@ -419,7 +419,8 @@ class S3Backend:
                     IfNoneMatch="*"))
             except ClientError as exc:
                 if _code(exc) not in _CONFLICT_CODES:
-                    raise self._error(exc, "lock the state", self.lock_key) from None
+                    raise self._undo_lock(info, None, self._error(exc, "lock the state", self.lock_key),
+                                          _transient(exc)) from None
                 found = self._holder()
                 if found is None:
                     continue  # released meanwhile: try again
@@ -428,16 +429,44 @@ class S3Backend:
                     return etag  # a retried put whose first try had won
                 raise self._locked_error(holder) from None
             except BotoCoreError as exc:
-                raise self._error(exc, "lock the state", self.lock_key) from None
+                raise self._undo_lock(info, None, self._error(exc, "lock the state", self.lock_key),
+                                      _transient(exc)) from None
             etag = _etag(response.get("ETag"))
             # read back: a store that ignores If-None-Match (or a racing twin) is caught here
-            found = self._holder()
+            try:
+                found = self._holder()
+            except StateError as exc:
+                raise self._undo_lock(info, etag, exc) from None
             if found is None:
                 continue  # force-unlocked in the meantime: try again
             if found[0].get("ID") != info["ID"]:
                 raise self._locked_error(found[0])
             return etag
         raise StateError(f"{self.location}: the state lock keeps changing hands; try again")
+
+    def _undo_lock(self, info: dict[str, Any], etag: str | None, error: StateError,
+                   maybe: bool = True) -> StateError:
+        """``error``, S3's failure once this locker's lock object was created (``etag``) or may have
+        been (None: a put whose answer was lost, when ``maybe``): the lock is deleted again, best
+        effort, else the error says it is held and how to break it (it was left, unsaid, and the
+        next apply was refused as locked by this one)."""
+        if not maybe:
+            return error
+        try:
+            if etag is None:
+                found = self._holder()
+                if found is None or found[0].get("ID") != info["ID"]:
+                    return error  # it was not created
+                etag = found[1]
+            self._delete_lock(etag)
+        except StateError:
+            made = "the lock it created" if etag else "if a try of it created the lock, it"
+            return StateError(f"{str(error).rstrip('.')}; {made} {self._held(info)}")
+        return error
+
+    def _held(self, info: dict[str, Any]) -> str:
+        return (f"is still held: once S3 answers again, run `placer force-unlock {info['ID']} --fleet FLEET`, "
+                "FLEET being the fleet whose Settings hold this state")
 
     @contextmanager
     def lock(self, operation: str) -> Iterator[dict[str, Any]]:
@@ -457,9 +486,7 @@ class S3Backend:
             if found is not None and found[0].get("ID") == info["ID"]:
                 self._delete_lock(found[1] or etag)
         except StateError as exc:
-            raise StateError(f"{exc}; the lock is still held: once S3 answers again, run "
-                             f"`placer force-unlock {info['ID']} --fleet FLEET`, FLEET being the fleet whose "
-                             "Settings hold this state") from None
+            raise StateError(f"{exc}; the lock {self._held(info)}") from None
 
     def force_unlock(self, lock_id: str) -> dict[str, Any]:
         found = self._holder()

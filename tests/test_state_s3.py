@@ -692,3 +692,26 @@ def test_an_interrupt_ends_the_wait_to_try_s3_again(make: Any, faults: Faults) -
     with pytest.raises(StateError, match="SlowDown"):
         backend.read()  # once stopped, one try
     assert len(faults.log) == 2, faults.log
+
+
+@pytest.mark.parametrize("delete_fails", [False, True])
+def test_a_lock_whose_read_back_fails_is_deleted_again_or_said_held(
+        make: Any, s3: Any, bucket: str, faults: Faults, delete_fails: bool) -> None:
+    """The lock's put succeeded and S3 failed reading it back: the lock stayed, unsaid, and the
+    next apply was refused as locked by the pid of this one."""
+    faults.add(r"\.lock$", method="GET", skip=1, count=state_s3.TRIES)  # the look before the put passes
+    if delete_fails:
+        faults.add(r"\.lock$", method="DELETE")
+    backend = make()
+    with pytest.raises(StateError) as caught, backend.lock("apply"):
+        pytest.fail("locked")
+    message = str(caught.value)
+    assert "cannot read the state lock" in message and "SlowDown" in message, message
+    if delete_fails:
+        holder = json.loads(obj(s3, bucket, KEY + ".lock")[0])
+        assert "the lock it created is still held" in message, message
+        assert f"placer force-unlock {holder['ID']} --fleet FLEET" in message, message
+    else:
+        assert "still held" not in message and not exists(s3, bucket, KEY + ".lock"), message
+        with make().lock("apply"):
+            pass
