@@ -131,6 +131,11 @@ class Applier:
         # what this apply recorded that the state file does not hold yet: changes the backend holds in its
         # journal, a health mark cleared in memory
         self._journaled = False
+        # changes made whose record failed (a state write or journal put S3 refused): an apply that
+        # stops writes them with the state; where that write fails too (``fold_error``), they are
+        # made and not recorded, which the caller must say (the next plan makes them again)
+        self.unrecorded: list[str] = []
+        self.fold_error: Exception | None = None
         self.notes: list[str] = []  # what providers mended before the changes (``mend``), in words
 
     def provider_for(self, change: Change) -> ChangeProvider:
@@ -190,13 +195,17 @@ class Applier:
             # the first change writes the whole state (the serial it bumps makes the plan stale);
             # the rest go to the backend's journal where it keeps one
             journal = getattr(self.backend, "record", None)
-            if first or journal is None or state.applying is None:
-                self.backend.write(state)
-            else:
-                # set first: a journal put that fails leaves a change done and in memory only, which
-                # the fold on failure must write (a 503 on it once left a written manifest unrecorded)
-                self._journaled = True
-                journal(state, entry)
+            try:
+                if first or journal is None or state.applying is None:
+                    self.backend.write(state)
+                else:
+                    self._journaled = True
+                    journal(state, entry)
+            except BaseException:
+                # done and in memory only, which the fold on failure must write (a 503 on a journal
+                # put once left a written manifest unrecorded)
+                self.unrecorded.append(change.address)
+                raise
 
     def _one(self, state: State, change: Change, report: ApplyReport) -> None:
         if self._failed.is_set():
@@ -281,8 +290,14 @@ class Applier:
             with suppress(Exception):  # a kustomization left behind is mended by the next apply; the state comes first
                 self._finish()
             with self._write:
-                if self._journaled:  # an apply that stops folds its journal into the state
-                    self.backend.write(state)
+                if self._journaled or self.unrecorded:  # an apply that stops folds its journal into the state
+                    try:
+                        self.backend.write(state)
+                        self.unrecorded = []
+                    except Exception as exc:
+                        # the apply's own error is raised; this one, and what it leaves unrecorded,
+                        # the caller says (it replaced that error, and the CLI said the state was exact)
+                        self.fold_error = exc
             raise
         self._complete(plan, state, plan_id, cost_after, demand, report)
         return report

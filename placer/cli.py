@@ -32,7 +32,7 @@ from placer.planfile import Plan, PlanFileError
 from placer.spec import FleetError
 
 if TYPE_CHECKING:
-    from placer.apply import ApplyReport
+    from placer.apply import Applier, ApplyReport
     from placer.explain import Explanation
 
 LOG_WIDTH = 200  # a table's width where output is a log or a pipe, not a terminal
@@ -381,7 +381,7 @@ def refresh(fleet: str, state_path: str | None) -> None:
 def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str | None,
           fleet_path: str | None) -> None:
     """Execute the changes of a saved PLAN (or plan and apply FLEET with --auto-approve)."""
-    from placer.apply import Applier, RetryPolicy, UnfinishedError, check_fresh
+    from placer.apply import Applier, RetryPolicy, check_fresh
     from placer.planfile import read
 
     if Path(target).is_dir():
@@ -443,39 +443,77 @@ def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str
                       health_timeout_s=float(apply_cfg.get("healthTimeoutSeconds", 600)), retry=retry,
                       progress=report_progress)
     report: ApplyReport | None = None
+    unread: Exception | None = None  # the state could not be read, or the plan is stale
+    stopped: BaseException | None = None  # the apply's own failure or interrupt
+    applied = 0
+    # what went wrong is said once the lock is released, or not: it said "released the state lock",
+    # and nothing of a lock S3 had failed to release (an outage)
     try:
         with backend.lock("apply"), _saying(applier.notes), _sigterm_interrupts() as stopped_by:
-            state = backend.read()
-            check_fresh(the_plan, state)
             try:
-                if bar is not None:
-                    with bar.progress:
+                state = backend.read()
+                check_fresh(the_plan, state)
+            except Exception as exc:
+                unread = exc
+            else:
+                try:
+                    if bar is not None:
+                        with bar.progress:
+                            report = applier.run(the_plan, state, plan_id, cost_after, demand)
+                    else:
                         report = applier.run(the_plan, state, plan_id, cost_after, demand)
-                else:
-                    report = applier.run(the_plan, state, plan_id, cost_after, demand)
-            except UnfinishedError as exc:
-                finished = (f"all {total} change(s) were made and recorded" if total
-                            else "the plan had no changes left")
-                raise CliError(f"{finished}, but the state write that marks the apply finished failed: "
-                               f"{_clause(exc)}. The state ({backend.location}) still says the apply did not "
-                               "finish: the next `placer plan` starts from the changes it records (it should find "
-                               "none left), and applying that plan marks it finished") from exc
-            except (Exception, KeyboardInterrupt) as exc:
-                applied = len((state.applying or {}).get("done", []))
-                what = (f"apply interrupted ({stopped_by[0]}) after {applied} of {total} change(s): it stopped "
-                        "once the changes in flight were done, and released the state lock"
-                        if isinstance(exc, KeyboardInterrupt) else
-                        f"apply failed after {applied} of {total} change(s): {_clause(exc)}")
-                raise CliError(f"{what}. The state ({backend.location}) records exactly what was done (a deployment "
-                               "whose health wait did not pass, as made but not healthy); run `placer plan` to see "
-                               "what remains, then apply the new plan") from exc
+                except (Exception, KeyboardInterrupt) as exc:
+                    stopped = exc
+                    applied = len((state.applying or {}).get("done", []))
     except Exception as exc:
-        if report is None:
-            raise
-        # the apply completed, and only releasing the lock failed: say both (it said only the latter)
-        _say_complete(report, total)
-        raise CliError(f"the apply completed, but releasing the state lock failed: {exc}") from exc
+        if report is None and unread is None and stopped is None:
+            raise  # the lock was not taken
+        lock_left: Exception | None = exc
+    else:
+        lock_left = None
+    if stopped is not None:
+        raise CliError(_apply_stopped(stopped, applied, total, stopped_by[0], applier, backend.location,
+                                      lock_left)) from stopped
+    if unread is not None:
+        if lock_left is None:
+            raise unread
+        raise CliError(f"{_clause(unread)}. Releasing the state lock failed too: {lock_left}") from unread
+    assert report is not None
     _say_complete(report, total)
+    if lock_left is not None:
+        # the apply completed, and only releasing the lock failed: say both (it said only the latter)
+        raise CliError(f"the apply completed, but releasing the state lock failed: {lock_left}") from lock_left
+
+
+def _apply_stopped(exc: BaseException, applied: int, total: int, signal_name: str, applier: Applier,
+                   location: str, lock_left: Exception | None) -> str:
+    """Why an apply stopped, what the state records of what it did (a change made whose record
+    failed, and the state write after it too, is named: it said the state recorded "exactly what was
+    done" without it), and whether the lock is left."""
+    from placer.apply import UnfinishedError
+
+    lock = f" Releasing the state lock failed too: {_clause(lock_left)}" if lock_left is not None else ""
+    if isinstance(exc, UnfinishedError):
+        finished = f"all {total} change(s) were made and recorded" if total else "the plan had no changes left"
+        return (f"{finished}, but the state write that marks the apply finished failed: {_clause(exc)}. The state "
+                f"({location}) still says the apply did not finish: the next `placer plan` starts from the changes "
+                f"it records (it should find none left), and applying that plan marks it finished.{lock}")
+    if isinstance(exc, KeyboardInterrupt):
+        what = (f"apply interrupted ({signal_name}) after {applied} of {total} change(s): it stopped once the "
+                "changes in flight were done" + ("" if lock_left else ", and released the state lock"))
+    else:
+        what = f"apply failed after {applied} of {total} change(s): {_clause(exc)}"
+    if applier.unrecorded:
+        made = ", ".join(applier.unrecorded)
+        one = len(applier.unrecorded) == 1
+        told = (f"{made} {'was' if one else 'were'} made but {'is' if one else 'are'} not recorded: recording "
+                f"{'it' if one else 'them'} failed, and so did writing the state after "
+                f"({_clause(applier.fold_error or exc)}). The state ({location}) records the rest of what was done; "
+                f"the next `placer plan` does not know of {made} and plans {'it' if one else 'them'} again")
+    else:
+        told = (f"The state ({location}) records exactly what was done (a deployment whose health wait did not "
+                "pass, as made but not healthy); run `placer plan` to see what remains, then apply the new plan")
+    return f"{what}. {told}.{lock}"
 
 
 @contextmanager

@@ -715,3 +715,41 @@ def test_a_lock_whose_read_back_fails_is_deleted_again_or_said_held(
         assert "still held" not in message and not exists(s3, bucket, KEY + ".lock"), message
         with make().lock("apply"):
             pass
+
+
+@pytest.mark.parametrize("fold", ["fails", "passes"])
+def test_an_s3_outage_mid_apply_names_the_change_made_and_not_recorded_and_the_lock_left(
+        tmp_path: Path, moto_endpoint: str, bucket: str, s3: Any, capsys: pytest.CaptureFixture[str],
+        make: Any, faults: Faults, fold: str) -> None:
+    """S3 answers 503 from the third change's journal put on: the put, the state write after it and
+    the lock's release all fail. The apply said the state "records exactly what was done": the third
+    change, made, was not in it (the next plan made it again), and of the lock left nothing was said.
+    Where S3 answers the state write again, the change is in it, and the state is exact."""
+    fleet = lh.write_fleet(tmp_path / "fleet", {"backend": "s3", "bucket": bucket, "key": KEY,
+                                                "endpointUrl": moto_endpoint}, tmp_path / "deploy")
+    plan = tmp_path / "plan.json"
+    assert run(capsys, "plan", str(fleet), "-o", str(plan), "--now", lh.NOW)[0] == 0
+    order = [c["address"] for c in sorted(json.loads(plan.read_text())["changes"], key=lambda c: c["phase"])
+             if c["action"] != "no-op"]
+    # before the third change's journal put: the lock's look, put and read-back, the state's read,
+    # the first change's state write and the second's journal put
+    faults.add(bucket, skip=6, count=10**6 if fold == "fails" else state_s3.TRIES)
+    code, _, err = run(capsys, "apply", str(plan))
+    message = " ".join(err.split())
+    assert code == 1 and "apply failed after 3 of 5 change(s)" in message, err
+    faults.rules.clear()
+    recorded = make().read()
+    assert recorded.applying is not None
+    if fold == "passes":
+        assert recorded.applying["done"] == order[:3], "the fold records the change whose journal put failed"
+        assert "records exactly what was done" in message and "not recorded" not in message, err
+        assert not exists(s3, bucket, KEY + ".lock")
+        return
+    assert recorded.applying["done"] == order[:2]
+    assert "records exactly" not in message, err
+    assert f"{order[2]} was made but is not recorded" in message and "cannot write the state" in message, err
+    holder = json.loads(obj(s3, bucket, KEY + ".lock")[0])
+    assert "Releasing the state lock failed too" in message and "still held" in message, err
+    assert f"placer force-unlock {holder['ID']} --fleet FLEET" in message, err
+    code, out, err = run(capsys, "force-unlock", holder["ID"], "--fleet", str(fleet))
+    assert code == 0 and "Unlocked" in out, err
