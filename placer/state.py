@@ -119,10 +119,15 @@ class State:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise StateError(f"{source}: invalid JSON at line {exc.lineno} ({exc.msg}): {hint}") from None
+        except RecursionError:  # ``[[[...]]]`` 100,000 deep was an internal error
+            raise StateError(f"{source}: malformed state (nested too deeply to read): {hint}") from None
         if not isinstance(data, dict) or "serial" not in data or "lineage" not in data:
             raise StateError(f"{source}: not a placer state (no lineage/serial): {hint}")
-        if data.get("version", STATE_VERSION) != STATE_VERSION:
-            raise StateError(f"{source}: state version {data.get('version')!r} is newer than this placer reads")
+        version = data.get("version", STATE_VERSION)
+        if not _count(version) or version < 1:  # a version of "1" was said to be newer than this placer
+            raise StateError(f"{source}: malformed state (version {version!r} is no count): {hint}")
+        if version > STATE_VERSION:
+            raise StateError(f"{source}: state version {version} is newer than this placer reads")
         try:
             state = State(
                 lineage=data["lineage"],
@@ -259,7 +264,8 @@ def _wrong_fields(state: State) -> str | None:
     applying = state.applying
     if applying is not None and (not isinstance(applying, dict) or not isinstance(applying.get("done", []), list)):
         return "applying is not an apply's record (with a list of the changes done)"
-    if state.cost_usd_per_hour is not None and not isinstance(state.cost_usd_per_hour, int | float):
+    # NaN or 1e999 (infinite) passed, and `plan -o` failed writing it: "Out of range float values"
+    if state.cost_usd_per_hour is not None and not _number(state.cost_usd_per_hour):
         return f"costUsdPerHour {state.cost_usd_per_hour!r} is no number"
     return None
 

@@ -110,6 +110,13 @@ DAMAGED = {
     "deployments a list": ('{"lineage": "l", "serial": 1, "deployments": [1]}', "malformed state"),
     "deployment not an object": ('{"lineage": "l", "serial": 1, "deployments": {"m@p": 5}}', "malformed state"),
     "newer version": ('{"version": 2, "lineage": "l", "serial": 1}', "state version 2"),
+    # these passed the checks and then broke `plan` with an internal error (or a wrong message)
+    "cost NaN": ('{"lineage": "l", "serial": 1, "costUsdPerHour": NaN}', "malformed state (costUsdPerHour nan"),
+    "cost infinite": ('{"lineage": "l", "serial": 1, "costUsdPerHour": 1e999}', "costUsdPerHour inf is no number"),
+    "cost -Infinity": ('{"lineage": "l", "serial": 1, "costUsdPerHour": -Infinity}', "costUsdPerHour -inf"),
+    "nested deeply": ("[" * 100000 + "]" * 100000, "malformed state (nested too deeply to read)"),
+    "version as text": ('{"version": "1", "lineage": "l", "serial": 1}', "malformed state (version '1' is no count"),
+    "version 0": ('{"version": 0, "lineage": "l", "serial": 1}', "malformed state (version 0 is no count"),
 }
 
 

@@ -289,6 +289,10 @@ def test_racing_writers_exactly_one_wins(make: Any, s3: Any, bucket: str, existi
     ("wrong shape", b"[1, 2]", "not a placer state"),
     ("malformed", b'{"lineage": "l", "serial": "x"}', "malformed state"),
     ("newer", b'{"version": 7, "lineage": "l", "serial": 1}', "state version 7"),
+    ("version as text", b'{"version": "1", "lineage": "l", "serial": 1}', "malformed state (version '1'"),
+    ("cost NaN", b'{"lineage": "l", "serial": 1, "costUsdPerHour": NaN}', "malformed state (costUsdPerHour nan"),
+    ("cost infinite", b'{"lineage": "l", "serial": 1, "costUsdPerHour": 1e999}', "costUsdPerHour inf is no"),
+    ("nested deeply", b"[" * 100000 + b"]" * 100000, "malformed state (nested too deeply"),
     ("binary", b"\xff\xfe\x00\x01", "not UTF-8"),
 ])
 def test_damaged_state_object_is_an_error_and_never_overwritten(
