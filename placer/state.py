@@ -298,26 +298,35 @@ def _wrong_record(entry: Any) -> str | None:
     return _wrong_fields(State(pools=table) if entry["kind"] == "pool" else State(deployments=table))
 
 
-def replay_journal(state: State, records: Iterable[tuple[str, str]]) -> None:
+def _damaged_journal(where: str, wrong: str) -> StateError:
+    return StateError(f"{where}: malformed journal record ({wrong}): the journal of the apply that did not "
+                      "finish is damaged; restore it from a backup rather than deleting it (it records "
+                      "changes that were made, which the state alone does not): placer will not overwrite it")
+
+
+def replay_journal(state: State, records: Iterable[tuple[str, str]], torn_tail: bool = False) -> None:
     """A journal's records, each ``(where it is, its line)``, over ``state``: those of the apply
     the state is in the middle of (its lineage and serial), not yet in it (a record's ``seq`` is
     its place among the apply's done changes: a journal left behind by a fold that was cut short
-    repeats some). A line that does not parse was cut short by a killed process: it and any after
-    it were never recorded. One that parses but is no record is a StateError."""
+    repeats some). With ``torn_tail`` (an append-only file), a last line that does not parse was
+    cut short by a killed process and was never recorded. Any other that does not parse (the s3
+    backend writes each record whole, in one put), or that parses but is no record, is damage: a
+    StateError (it and every record after it were dropped, and the next apply deleted them)."""
     if state.applying is None:
         return
-    for where, line in records:
+    listed = list(records)
+    for n, (where, line) in enumerate(listed, start=1):
         try:
             entry = json.loads(line)
-        except json.JSONDecodeError:
-            break
+        except (json.JSONDecodeError, RecursionError) as exc:
+            if torn_tail and n == len(listed):
+                break
+            raise _damaged_journal(where, f"not JSON: {getattr(exc, 'msg', 'nested too deeply')}") from None
         if isinstance(entry, dict) and (entry.get("lineage") != state.lineage or entry.get("serial") != state.serial):
             return  # another apply's
         wrong = _wrong_record(entry)
         if wrong:
-            raise StateError(f"{where}: malformed journal record ({wrong}): the journal of the apply that did not "
-                             "finish is damaged; restore it from a backup rather than deleting it (it records "
-                             "changes that were made, which the state alone does not): placer will not overwrite it")
+            raise _damaged_journal(where, wrong)
         if entry["seq"] > len(state.applying.get("done", [])):
             state.replay(entry)
 
@@ -435,7 +444,8 @@ class LocalBackend:
             return
         except (OSError, UnicodeDecodeError) as exc:
             raise StateError(f"{self.journal_path}: cannot read the apply's journal: {exc}") from None
-        replay_journal(state, ((f"{self.journal_path}:{n}", line) for n, line in enumerate(lines, start=1)))
+        replay_journal(state, ((f"{self.journal_path}:{n}", line) for n, line in enumerate(lines, start=1)),
+                       torn_tail=True)
 
     def record(self, state: State, entry: dict[str, Any]) -> None:
         """Append one change of an apply to the journal (``state`` holds it already): O(1), where

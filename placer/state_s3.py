@@ -25,7 +25,8 @@ An apply's changes after its first are recorded as small objects under
 ``<key>.journal/<serial>-<seq>`` (``record``), not by putting the whole state again (a state of
 15,000 deployments is 10 MB); ``read`` replays those of an apply that did not finish (which
 needs s3:ListBucket), and the apply's last ``write`` deletes them. Journal objects a failed
-delete leaves behind belong to an older serial and are never replayed.
+delete leaves behind belong to an older serial and are never replayed. A journal object is written
+whole, in one put: one that does not parse is damage, never a record cut short.
 """
 
 from __future__ import annotations

@@ -268,6 +268,23 @@ def test_a_journal_line_cut_short_was_never_recorded(backend: LocalBackend) -> N
     assert again == state and "m2@dc1" not in again.deployments
 
 
+def test_a_journal_line_that_does_not_parse_before_others_is_damage(backend: LocalBackend) -> None:
+    """Only a last line is cut short by a killed write: one with records after it was taken for one,
+    and it and every record after it were dropped silently (the next apply deleted them)."""
+    state = applying_state()
+    backend.write(state)
+    for seq in (2, 3):
+        state.replay(entry(seq, seq))
+        backend.record(state, entry(seq, seq))
+    lines = backend.journal_path.read_text().splitlines()
+    backend.journal_path.write_text("\n".join([lines[0][:40], lines[1]]) + "\n")
+    with pytest.raises(StateError) as caught:
+        backend.read()
+    message = str(caught.value)
+    assert f"{backend.journal_path}:1: malformed journal record (not JSON" in message, message
+    assert "placer will not overwrite it" in message
+
+
 def test_a_fold_cut_short_replays_only_what_the_state_lacks(backend: LocalBackend) -> None:
     """Killed between writing the state and removing the journal: the journal's records are in the
     state already (its done list says how many), and are not applied twice."""

@@ -503,6 +503,29 @@ def test_journal_objects_already_in_the_state_or_of_another_serial_are_not_repla
     assert "m9@aws-h100" not in again.deployments
 
 
+@pytest.mark.parametrize("body", [b"garbage", b"", json.dumps({"seq": 2})[:5].encode()], ids=["garbage", "empty", "cut"])
+def test_a_journal_object_that_is_not_json_is_damage(make: Any, s3: Any, bucket: str, body: bytes) -> None:
+    """Each record is an object written whole in one put: one that does not parse is damaged, not
+    cut short by a killed process (the local file's last line can be). It and every record after it
+    were dropped silently, and the next apply deleted them."""
+    backend = make()
+    backend.read()
+    state = applying()
+    backend.write(state)
+    for seq in (2, 3):
+        entry = journal_entry(seq, seq)
+        state.replay(entry)
+        backend.record(state, entry)
+    damaged = f"{KEY}.journal/0000000002-0000000002"
+    s3.put_object(Bucket=bucket, Key=damaged, Body=body)
+    with pytest.raises(StateError) as caught:
+        make().read()
+    message = str(caught.value)
+    assert f"s3://{bucket}/{damaged}: malformed journal record (not JSON" in message, message
+    assert "placer will not overwrite it" in message
+    assert journal_keys(s3, bucket) == [damaged, f"{KEY}.journal/0000000002-0000000003"]
+
+
 def test_reading_an_unfinished_apply_without_list_permission_says_which(tmp_path: Path) -> None:
     client = boto3.client("s3", region_name="us-east-1")
     with Stubber(client) as stub:
