@@ -99,6 +99,15 @@ def _said(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def _tried(exc: Exception) -> str:
+    """For a failure that may pass (throttled, failed, timed out): how often it was tried, and that
+    it is temporary (a SlowDown said only "Please reduce your request rate.")."""
+    if not _transient(exc):
+        return ""
+    tries = int(getattr(exc, "tries", 1))
+    return f"; tried {tries} time{'s' if tries != 1 else ''}: this is temporary, try again in a minute"
+
+
 def _etag(value: str | None) -> str | None:
     return None if value is None else value.strip('"')
 
@@ -189,7 +198,7 @@ class S3Backend:
                               "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or run on a role)")
         if isinstance(exc, EndpointConnectionError):
             return StateError(f"{where}: cannot {doing}: cannot reach the S3 endpoint "
-                              f"{self.endpoint_url or '(AWS default)'}: {exc}")
+                              f"{self.endpoint_url or '(AWS default)'}: {exc}{_tried(exc)}")
         if isinstance(exc, ClientError):
             code = _code(exc)
             if code == "NoSuchBucket":
@@ -206,8 +215,8 @@ class S3Backend:
             if code in ("PermanentRedirect", "AuthorizationHeaderMalformed", "301"):
                 return StateError(f"{where}: cannot {doing}: the bucket {self.bucket!r} is in another region "
                                   "than the client's; set Settings state.region")
-            return StateError(f"{where}: cannot {doing}: S3 answered {code or 'an error'}: {_message(exc)}")
-        return StateError(f"{where}: cannot {doing}: {type(exc).__name__}: {exc}")
+            return StateError(f"{where}: cannot {doing}: {_said(exc)}{_tried(exc)}")
+        return StateError(f"{where}: cannot {doing}: {_said(exc)}{_tried(exc)}")
 
     def _get(self, key: str, doing: str) -> tuple[bytes, str | None] | None:
         """(body, ETag) of ``key``, or None when it does not exist."""

@@ -780,3 +780,18 @@ def test_an_s3_outage_mid_apply_names_the_change_made_and_not_recorded_and_the_l
     assert f"placer force-unlock {holder['ID']} --fleet FLEET" in message, err
     code, out, err = run(capsys, "force-unlock", holder["ID"], "--fleet", str(fleet))
     assert code == 0 and "Unlocked" in out, err
+
+
+def test_a_throttled_call_says_it_was_tried_and_is_temporary(make: Any, faults: Faults) -> None:
+    """S3's "Please reduce your request rate." was said as it came, its period doubled before what
+    followed (".;"), and nothing said it was tried again or that it passes."""
+    faults.add(KEY)
+    with pytest.raises(StateError) as caught:
+        make().read()
+    message = str(caught.value)
+    assert message.endswith(f"cannot read the state: S3 answered SlowDown: Please reduce your request rate; tried "
+                            f"{state_s3.TRIES} times: this is temporary, try again in a minute"), message
+    assert len(faults.log) == state_s3.TRIES
+    with pytest.raises(StateError) as caught, make("other.json").lock("apply") as info:
+        faults.add(r"\.lock$")  # S3 throttles the release
+    assert ".;" not in str(caught.value) and f"placer force-unlock {info['ID']}" in str(caught.value)
