@@ -33,6 +33,8 @@ from placer.planfile import (
     pool_group,
     tree_place,
 )
+from placer.policy import Rules
+from placer.reasons import Reasons
 from placer.state import State
 
 MANAGED_POOL_PROVIDERS = ("aws", "gcp")
@@ -96,30 +98,6 @@ def _release(name: str, entry: dict[str, Any], why: str, mode: str, replaced: bo
         what = (f"placer stops sizing {group} and leaves it as it is ({nodes} nodes): scale it down or delete "
                 "it with the tool that made it")
     return Change(f"pool/{name}", "delete", PHASE_SHRINK, {"nodes": nodes}, None, (f"{why}: {what}",), target)
-
-
-def _reasons(fleet: Fleet, state: State, cands: Candidates | None, model: str, pool: str,
-             before: int, after: int) -> tuple[str, ...]:
-    if model not in fleet.models:
-        return ("model removed from the fleet",)
-    if pool not in fleet.pools:
-        return ("pool removed from the fleet",)
-    if cands is not None:
-        if model in cands.retired:
-            return (f"retired: {cands.retired[model]}",)
-        excluded = cands.excluded.get((model, pool))
-        if excluded is not None and after == 0:
-            return (f"no longer eligible: {excluded}",)
-    reasons = []
-    m = fleet.models[model]
-    prior = state.models.get(model, {}).get("demand")
-    if m.inference and prior is not None and abs(prior - m.total_demand) > 1e-9:
-        reasons.append(f"demand changed {prior:g} -> {m.total_demand:g}")
-    if before == 0 and not state.deployments:
-        reasons.append("initial placement")
-    elif not reasons:
-        reasons.append("cheaper placement" if before > after else "capacity for demand")
-    return tuple(reasons)
 
 
 def deployment_spec(target: dict[str, Any]) -> dict[str, Any]:
@@ -190,8 +168,10 @@ def _replace(address: str, have: int, want: int, old: dict[str, Any], new: dict[
 UNHEALTHY = "the last apply made it, but it did not become healthy: applied again, and waited healthy"
 
 
-def _deployment_changes(fleet: Fleet, state: State, placement: Placement, cands: Candidates | None) -> list[Change]:
+def _deployment_changes(fleet: Fleet, state: State, placement: Placement, cands: Candidates | None,
+                        rules: Rules | None) -> list[Change]:
     changes: list[Change] = []
+    reasons = Reasons(fleet, state, placement, cands, rules)
     mode = fleet.settings.apply.mode
     current = state.replicas()
     keys = sorted(set(current) | {k for k, r in placement.replicas.items() if r > 0})
@@ -205,7 +185,7 @@ def _deployment_changes(fleet: Fleet, state: State, placement: Placement, cands:
             target = deployment_target(fleet.models[model], fleet.pools[pool])
         else:
             target = recorded
-        why = _reasons(fleet, state, cands, model, pool, have, want) if have != want else ()
+        why = reasons.of(model, pool, have, want) if have != want else ()
         if have == 0:
             changes.append(Change(address, "create", PHASE_UP, None, {"replicas": want}, why, target))
         elif want == 0:
@@ -445,10 +425,12 @@ def _room_first(fleet: Fleet, state: State, placement: Placement, changes: list[
     return out, left
 
 
-def diff(fleet: Fleet, state: State, placement: Placement, cands: Candidates | None = None) -> list[Change]:
+def diff(fleet: Fleet, state: State, placement: Placement, cands: Candidates | None = None,
+         rules: Rules | None = None) -> list[Change]:
     """Ordered changes that take ``state`` to ``placement`` (and to the fleet's targets); within a
-    phase, what makes room (a scale-down ``_room_first`` moved up) before what takes it."""
-    deployments = _deployment_changes(fleet, state, placement, cands)
+    phase, what makes room (a scale-down ``_room_first`` moved up) before what takes it. ``rules``:
+    the policies' behaviours, for the reasons that name a policy (``placer.reasons``)."""
+    deployments = _deployment_changes(fleet, state, placement, cands, rules)
     need = _need(fleet, state, deployments)
     # the scale-downs that must go first come first: a pool grows only for what they leave
     deployments, left = _room_first(fleet, state, placement, deployments, need)

@@ -172,7 +172,7 @@ def make_plan(
                          "(`PLACER_OPTIMIZER=exact` may plan it meanwhile)")
     if progress:
         progress("listing the changes from the state")
-    changes = diff(fleet, state, placement, result.candidates)
+    changes = diff(fleet, state, placement, result.candidates, rules)
     body = placement_body(fleet, result, placement, cost, state)
     plan = Plan(
         created_at=now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
