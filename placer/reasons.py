@@ -1,9 +1,11 @@
 """Why a deployment's replicas change: the reasons a plan's changes give (SPEC section 3).
 
-Each reason is checked, not guessed from the change's direction: the running placement (the
-state's replicas on the fleet's pools) is measured against the new fleet with the policies' own
-checks (``cost.violations``), and a policy is named where moving the model as the plan does
-lessens what the running placement breaks of it.
+Each reason is checked, not guessed from whether a count goes up or down: the running placement
+(the state's replicas on the fleet's pools) is measured against the new fleet with the policies'
+own checks (``cost.violations``), the model's own counts and demand, and the one cost function
+(``cost.model_compute_usd``, at the fleet's prices). A policy is named where moving the model as
+the plan does lessens what the running placement breaks of it; "cheaper placement" only where the
+model's compute falls.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from placer.candidates import Candidates
-from placer.cost import penalty_by_policy, violations
+from placer.cost import model_compute_usd, penalty_by_policy, violations
 from placer.fleet import Fleet, Model, Policy, model_matches
 from placer.placement import Placement
 from placer.policy import Rules, Violation
@@ -37,8 +39,12 @@ class Reasons:
                  rules: Rules | None) -> None:
         self.fleet, self.state, self.placement, self.cands, self.rules = fleet, state, placement, cands, rules
         self.before = running(fleet, state, placement)
+        self.runs: dict[str, dict[str, int]] = {}  # model -> pool -> replicas, on any pool the state records
+        for (m, p), r in state.replicas().items():
+            self.runs.setdefault(m, {})[p] = r
         self._broken: dict[str, list[Violation]] | None = None
         self._policies: dict[str, tuple[str, ...]] = {}
+        self._otherwise: dict[str, str] = {}
 
     def of(self, model: str, pool: str, before: int, after: int) -> tuple[str, ...]:
         """Why ``model``'s replicas on ``pool`` go from ``before`` to ``after``."""
@@ -58,12 +64,73 @@ class Reasons:
         reasons: list[str] = []
         m = fleet.models[model]
         prior = state.models.get(model, {}).get("demand")
-        if m.inference and prior is not None and abs(prior - m.total_demand) > 1e-9:
+        if m.inference and prior is not None and abs(prior - m.total_demand) > 1e-9 and self.follows(m, prior):
             reasons.append(f"demand changed {prior:g} -> {m.total_demand:g}")
         reasons += self.policies(m)
+        reasons += self.counts(m, before, after)
         if not reasons:
-            reasons.append("cheaper placement" if before > after else "capacity for demand")
+            if model not in self._otherwise:
+                self._otherwise[model] = self.otherwise(m)
+            reasons.append(self._otherwise[model])
         return tuple(reasons)
+
+    def follows(self, model: Model, prior: float) -> bool:
+        """Whether the model's replicas, all its pools together, move the way its demand did
+        (more for more): a move with as many replicas, or more for less demand, is for another
+        reason."""
+        grows = self.placement.replicas_of(model.name) - sum(self.runs.get(model.name, {}).values())
+        return grows * (model.total_demand - prior) > 0
+
+    def counts(self, model: Model, before: int, after: int) -> list[str]:
+        """The model's own count its running replicas (on any pool) are short of, for a change
+        that adds replicas, or over, for one that takes them away."""
+        runs = sum(self.runs.get(model.name, {}).values())
+        spec = model.spec
+        if model.inference:
+            bounds = [("minReplicas", spec.min_replicas, 1), ("maxReplicas", spec.max_replicas, -1)]
+        else:
+            bounds = [("replicas", spec.replicas, 1), ("replicas", spec.replicas, -1)]
+        return [f"{name} {n}: it runs {runs}" for name, n, sign in bounds
+                if n is not None and (n - runs) * sign > 0 and (after - before) * sign > 0]
+
+    def otherwise(self, model: Model) -> str:
+        """Why a change no demand, policy or count of the model's own asks for is made: the
+        model is new, cheaper as planned (its compute, as the cost function prices it, against
+        what it runs, at the fleet's prices), short of its demand as it runs, or moved to make room
+        for other models; else only what it costs."""
+        name = model.name
+        was = model_compute_usd(self.fleet, self.before, name)
+        now = model_compute_usd(self.fleet, self.placement, name)
+        if name not in self.runs and self.state.models and name not in self.state.models:
+            return "model added to the fleet"
+        if now < was - PENNY:
+            return f"cheaper placement: its compute {was:,.2f} -> {now:,.2f} USD/h"
+        if model.inference:
+            excluded = self.cands.excluded if self.cands is not None else {}
+            serve = sum(r * model.spec.throughput.get(self.fleet.pools[p].gpu.name, 0.0)
+                        for p, r in self.before.pools_of(name).items() if (name, p) not in excluded)
+            if serve < model.total_demand - 1e-9:
+                return (f"capacity for demand: the replicas it may keep serve {serve:g} of its "
+                        f"{model.total_demand:g}")
+        rooms = [f"room on {p} for {', '.join(others)}" for p, others in self._displaced(model)]
+        if rooms:
+            return "; ".join(rooms)
+        return (f"placed anew by the plan, its compute {was:,.2f} -> {now:,.2f} USD/h "
+                f"(`placer explain FLEET {name}` says why it runs where it does)")
+
+    def _displaced(self, model: Model) -> list[tuple[str, list[str]]]:
+        """The pools the model leaves replicas on that, as planned, cannot hold them beside the
+        other models that grow there, with those models."""
+        out = []
+        fleet, old, new = self.fleet, self.before, self.placement
+        each = model.spec.replica.gpus
+        for p, r in sorted(old.pools_of(model.name).items()):
+            freed = (r - new.replicas.get((model.name, p), 0)) * fleet.pools[p].gpus_per_replica(each)
+            others = sorted(m for m, n in new.models_on(p).items()
+                            if m != model.name and n > old.replicas.get((m, p), 0))
+            if freed > 0 and others and new.gpus_used(fleet, p) + freed > new.gpus_capacity(fleet, p):
+                out.append((p, others))
+        return out
 
     def broken(self) -> dict[str, list[Violation]]:
         """The running placement's violations of the fleet's policies, policy by policy."""

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from placer import cli as placer_cli
-from tests.fleetkit import doc, inference, location, policy, pool, training
+from tests.fleetkit import doc, inference, link, location, policy, pool, training
 
 NOW = "2026-11-28T00:00:00Z"
 
@@ -25,10 +25,11 @@ class Fleet:
         self.dir = root / "fleet"
         self.dir.mkdir()
 
-    def write(self, *docs: dict[str, Any]) -> None:
+    def write(self, *docs: dict[str, Any], objective: dict[str, float] | None = None) -> None:
         settings = doc("Settings", "s", {"state": {"path": str(self.root / "state.json")},
                                          "apply": {"mode": "gitops", "directory": str(self.root / "deploy")},
-                                         "solver": {"timeLimitSeconds": 20, "relativeGap": 0}})
+                                         "solver": {"timeLimitSeconds": 20, "relativeGap": 0},
+                                         "objective": objective or {}})
         (self.dir / "fleet.yaml").write_text(yaml.safe_dump_all([location("a"), *docs, settings], sort_keys=False))
 
 
@@ -42,12 +43,13 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> str:
 
 
 def replan(capsys: pytest.CaptureFixture[str], fleet: Fleet, first: list[dict[str, Any]],
-           then: list[dict[str, Any]]) -> tuple[dict[str, list[str]], str, str]:
-    """Apply ``first``, plan ``then``: each change's reasons by address, the plan's text and its
-    pull-request markdown."""
+           then: list[dict[str, Any]], objective: dict[str, float] | None = None
+           ) -> tuple[dict[str, list[str]], str, str]:
+    """Apply ``first``, plan ``then`` (with ``objective``): each change's reasons by address, the
+    plan's text and its pull-request markdown."""
     fleet.write(*first)
     run(capsys, "apply", str(fleet.dir), "--auto-approve", "--now", NOW)
-    fleet.write(*then)
+    fleet.write(*then, objective=objective)
     saved = fleet.root / "plan.json"
     text = run(capsys, "plan", str(fleet.dir), "-o", str(saved), "--now", NOW)
     plan = json.loads(saved.read_text())
@@ -100,3 +102,68 @@ def test_a_policy_two_models_moves_keep_together_is_named_for_both_and_no_other(
     apart = "required policy apart, which the running placement breaks: pb hosts inference and training"
     assert reasons == {"deployment/m1@pa": [apart], "deployment/m1@pb": [apart], "deployment/m2@pa": [apart],
                        "deployment/m2@pb": [apart], "deployment/m3@pa": ["demand changed 100 -> 200"]}
+
+
+def m(**spec: Any) -> dict[str, Any]:
+    return inference("m", [{"location": "a", "rate": 300}], **spec)
+
+
+PA, PB = pool("pa", "a", usd=2), pool("pb", "a", usd=1)
+ROOM = [pool("pa", "a", gpu="H100-80GB", usd=2), PB,
+        inference("m1", [{"location": "a", "rate": 400}], throughput={"A100-80GB": 100, "H100-80GB": 100})]
+NEAR = [location("b"), link("a", "b", 20), pool("pa", "a", usd=1), pool("pb", "b", usd=2),
+        inference("m", [{"location": "b", "rate": 300}])]
+
+# scenario -> (fleet applied, fleet planned, objective, the changes' reasons)
+SCENARIOS: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, float] | None,
+                           dict[str, list[str]]]] = {
+    # pb's price rises: the move is cheaper, priced at the fleet's prices (the create said 'capacity for demand')
+    "price": ([PA, PB, m()], [PA, pool("pb", "a", usd=3), m()], None, {
+        "deployment/m@pa": ["cheaper placement: its compute 9.00 -> 6.00 USD/h"],
+        "deployment/m@pb": ["cheaper placement: its compute 9.00 -> 6.00 USD/h"]}),
+    # and with demand a little lower, as many replicas move: the price, not the demand (it said 'demand changed')
+    "price, demand": ([PA, PB, m()], [PA, pool("pb", "a", usd=3), inference("m", [{"location": "a", "rate": 290}])],
+                      None, {"deployment/m@pa": ["cheaper placement: its compute 9.00 -> 6.00 USD/h"],
+                             "deployment/m@pb": ["cheaper placement: its compute 9.00 -> 6.00 USD/h"]}),
+    # the model's own counts (they said 'capacity for demand', and 'cheaper placement' for a lower maxReplicas)
+    "minReplicas": ([PA, PB, m()], [PA, PB, m(minReplicas=4)], None, {
+        "deployment/m@pb": ["minReplicas 4: it runs 3"]}),
+    "maxReplicas": ([PA, PB, m()], [PA, PB, m(maxReplicas=2)], None, {
+        "deployment/m@pb": ["maxReplicas 2: it runs 3"]}),
+    "replicas": ([PA, PB, training("t", 1, gpus=1)], [PA, PB, training("t", 2, gpus=1)], None, {
+        "deployment/t@pb": ["replicas 2: it runs 1"]}),
+    # a throughput halved: the running replicas serve half the demand, which is capacity for demand
+    "throughput": ([PA, PB, m()], [PA, PB, m(throughput={"A100-80GB": 50})], None, {
+        "deployment/m@pb": ["capacity for demand: the replicas it may keep serve 150 of its 300"]}),
+    "added": ([PA, PB, m()], [PA, PB, m(), inference("n", [{"location": "a", "rate": 100}])], None, {
+        "deployment/n@pb": ["model added to the fleet"]}),
+    # m2's demand grows where only pb serves it: m1 moves half onto the dearer pa to make room (it
+    # said 'cheaper placement' for its scale-down and 'capacity for demand' for its create)
+    "room": ([*ROOM, inference("m2", [{"location": "a", "rate": 400}])],
+             [*ROOM, inference("m2", [{"location": "a", "rate": 600}])], None, {
+        "deployment/m1@pa": ["room on pb for m2"],
+        "deployment/m1@pb": ["scaled down first: pb cannot hold the old replicas and the new at once (make before "
+                             "break needs 10 of its 8 GPUs)", "room on pb for m2"],
+        "deployment/m2@pb": ["demand changed 400 -> 600"]}),
+    # latency priced higher: m moves to the dearer pool beside its users, which no reason above covers
+    "latency": (NEAR, NEAR, {"latencyUsdPerMsPer1kRate": 1.0}, {
+        "deployment/m@pb": ["placed anew by the plan, its compute 3.00 -> 6.00 USD/h "
+                            "(`placer explain FLEET m` says why it runs where it does)"],
+        "deployment/m@pa": ["placed anew by the plan, its compute 3.00 -> 6.00 USD/h "
+                            "(`placer explain FLEET m` says why it runs where it does)"]}),
+}
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_a_reason_is_true_of_what_changed(tmp_path: Path, capsys: pytest.CaptureFixture[str], scenario: str) -> None:
+    """'cheaper placement' only where the model's compute, as the cost function prices it at the
+    fleet's prices, falls; 'capacity for demand' only where the replicas it may keep fall short of
+    its demand; a count of the model's own, a new model and room made for others named; else what
+    the model costs as planned. Before, a scale-down was 'cheaper placement' and anything else
+    'capacity for demand', whatever changed."""
+    first, then, objective, expected = SCENARIOS[scenario]
+    reasons, text, markdown = replan(capsys, Fleet(tmp_path), first, then, objective)
+    assert reasons == expected
+    for address, said in expected.items():
+        assert f"{address} " in text and f"# {'; '.join(said)}" in text
+        assert f"# {'; '.join(said)}" in markdown
