@@ -181,11 +181,25 @@ class Fleet:
                 return d
         return None
 
+    @cached_property
+    def _selected(self) -> dict[tuple[str, int], tuple[Selector, list[Any]]]:
+        """What each selector (by identity, held so that no other takes its id) selects: a policy's
+        check asks once per placement it checks (a plan's reasons check hundreds at L, and scanning
+        2,000 models' labels each time took most of a second)."""
+        return {}
+
+    def _select(self, kind: str, selector: Selector, scan: Callable[[], list[Any]]) -> list[Any]:
+        hit = self._selected.get((kind, id(selector)))
+        if hit is None or hit[0] is not selector:
+            hit = self._selected[(kind, id(selector))] = (selector, scan())
+        return list(hit[1])
+
     def pools_of(self, selector: Selector) -> list[Pool]:
-        return [p for p in self.pools.values() if pool_matches(selector, p)]
+        return self._select("pools", selector, lambda: [p for p in self.pools.values() if pool_matches(selector, p)])
 
     def models_of(self, selector: Selector) -> list[Model]:
-        return [m for m in self.models.values() if model_matches(selector, m)]
+        return self._select("models", selector,
+                            lambda: [m for m in self.models.values() if model_matches(selector, m)])
 
 
 # ---------------------------------------------------------------- selectors

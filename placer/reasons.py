@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from placer.candidates import Candidates
 from placer.cost import model_compute_usd, penalty_by_policy, violations
-from placer.fleet import Fleet, Model, Policy, model_matches
+from placer.fleet import Fleet, Model, Policy
 from placer.placement import Placement
 from placer.policy import Rules, Violation
 from placer.state import State
@@ -45,6 +45,7 @@ class Reasons:
         self._broken: dict[str, list[Violation]] | None = None
         self._policies: dict[str, tuple[str, ...]] = {}
         self._otherwise: dict[str, str] = {}
+        self._selected: dict[str, frozenset[str]] = {}  # policy -> the models it selects
 
     def of(self, model: str, pool: str, before: int, after: int) -> tuple[str, ...]:
         """Why ``model``'s replicas on ``pool`` go from ``before`` to ``after``."""
@@ -149,14 +150,20 @@ class Reasons:
         alone as it runs breaks them more. Each with what the running placement breaks of it."""
         if model.name not in self._policies:
             broken = self.broken()
-            mine = [p for p in self.fleet.policies if p.name in broken and model_matches(p.spec.models, model)]
-            alone = self._swap(self.before, self.placement, model)
+            mine = [p for p in self.fleet.policies if p.name in broken and model.name in self._selects(p)]
+            alone = self._swap(self.before, self.placement, model) if mine else self.before
             found = [why for p in mine if (why := self._lessened(p, None, alone))]
             if mine and not found:
                 back = self._swap(self.placement, self.before, model)
                 found = [why for p in mine if (why := self._lessened(p, back, self.placement))]
             self._policies[model.name] = tuple(found)
         return self._policies[model.name]
+
+    def _selects(self, policy: Policy) -> frozenset[str]:
+        """The names of the models ``policy`` selects (asked once per changed model)."""
+        if policy.name not in self._selected:
+            self._selected[policy.name] = frozenset(m.name for m in self.fleet.models_of(policy.spec.models))
+        return self._selected[policy.name]
 
     @staticmethod
     def _swap(base: Placement, other: Placement, model: Model) -> Placement:
