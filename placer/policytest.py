@@ -31,7 +31,7 @@ from placer.policy import Rules
 from placer.spec import Diagnostic, Document, load_document
 from placer.spec.kinds import API_VERSION
 from placer.spec.loader import suggest
-from placer.spec.source import MAX_FILE_BYTES, Loc, RawDocument, parse_text
+from placer.spec.source import Loc, RawDocument, read_file
 
 TEST_KIND = "PolicyTest"
 TEST_SUFFIXES = (".test.yaml", ".test.yml")
@@ -226,20 +226,6 @@ def policy_file_for(test_file: Path) -> Path:
 # ---------------------------------------------------------------- reading
 
 
-def _read_yaml(path: Path) -> tuple[list[RawDocument], list[Diagnostic]]:
-    shown = str(path)
-    try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            return [], [Diagnostic(shown, 1, f"file is {size} bytes, over the {MAX_FILE_BYTES}-byte limit")]
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        return [], [Diagnostic(shown, 1, "not UTF-8 text")]
-    except OSError as exc:
-        return [], [Diagnostic(shown, 1, f"cannot read: {exc.strerror or exc}")]
-    return parse_text(text, shown)
-
-
 def _sub_document(raw: RawDocument, loc: Loc, data: Any) -> RawDocument:
     """The YAML value at ``loc`` of ``raw`` as a document of its own, keeping its lines."""
     n = len(loc)
@@ -265,7 +251,7 @@ class _PolicyFiles:
     def load(self, path: Path) -> tuple[list[Document], list[Diagnostic]]:
         key = path.resolve()
         if key not in self.cache:
-            raws, diags = _read_yaml(path)
+            raws, diags = read_file(path, "policy")
             docs: list[Document] = []
             for raw in raws:
                 doc, more = load_document(raw)
@@ -485,7 +471,7 @@ def run_file(path: Path, rules_for: RulesFor, select: re.Pattern[str] | None = N
              policy_files: _PolicyFiles | None = None) -> tuple[list[CaseResult], list[Diagnostic]]:
     """Run the cases of one test file; a file that cannot be read or parsed gives diagnostics instead."""
     policy_files = policy_files or _PolicyFiles()
-    raws, diags = _read_yaml(path)
+    raws, diags = read_file(path, "policy test")
     if diags:
         return [], diags
     tests: list[_TestDoc] = []

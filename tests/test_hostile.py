@@ -214,6 +214,16 @@ def test_latin1_file_points_at_the_first_bad_line(tmp_path: Path, capsys: pytest
     assert err[:-1] == [f"{fleet}/zurich.yaml:6: not UTF-8 text; fleet files must be UTF-8 YAML"]
 
 
+def test_a_device_or_fifo_named_as_the_fleet_is_refused_unread(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Both were taken for directories ("cannot read directory: Not a directory"); policy test reads through here too."""
+    os.mkfifo(tmp_path / "fifo.yaml")
+    for path, what in ((Path("/dev/null"), "a character device"), (tmp_path / "fifo.yaml", "a named pipe (FIFO)")):
+        code, err = validate(path, capsys)
+        assert code == 1
+        assert err[0] == f"{path}:1: not a regular file ({what}): name a YAML file", err
+
+
 def test_utf16_file_is_reported_as_not_utf8(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     text = "apiVersion: placer.dev/v1alpha1\nkind: Location\nmetadata: {name: dc2}\nspec: {environment: edge}\n"
     fleet = fleet_with(tmp_path, "utf16.yaml", text.encode("utf-16"))

@@ -4,6 +4,7 @@ their reasons and exit 1."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -180,3 +181,50 @@ def test_run_selects_cases_and_reports_when_nothing_is_found(tmp_path: Path) -> 
     assert r.returncode == 1 and "no policy test files" in r.stderr
     r = placer("policy", "test", LIBRARY, "--run", "no-such-case")
     assert r.returncode == 1 and "no case matches --run 'no-such-case'" in r.stdout
+
+
+# ---------------------------------------------------------------- reading test and policy files
+
+
+def placer_limited(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`placer` with 3 GiB of address space and 60 s: a reader that reads /dev/zero to its end fails
+    soon with MemoryError, one that waits on a FIFO for a writer is stopped."""
+    import resource
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (3 * 2**30, 3 * 2**30))
+
+    return subprocess.run([sys.executable, "-c", RUN_CLI, *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, timeout=60, check=False, preexec_fn=limit)
+
+
+def a_test_of(policy: str) -> str:
+    return ("apiVersion: placer.dev/v1alpha1\nkind: PolicyTest\nmetadata: {name: t}\nspec:\n"
+            f"  policy: {policy}\n  cases: [{{name: a, violations: 0}}]\n")
+
+
+def test_policy_files_are_read_as_fleet_files_are(tmp_path: Path) -> None:
+    """/dev/zero filled the memory (an internal error: MemoryError), a FIFO waited for a writer for ever;
+    a directory is refused too (its message, at the test's line: see the next test)."""
+    os.mkfifo(tmp_path / "fifo.yaml")
+    (tmp_path / "z.test.yaml").write_text(a_test_of("/dev/zero"))
+    (tmp_path / "f.test.yaml").write_text(a_test_of("fifo.yaml"))
+    (tmp_path / "big.yaml").write_text("# " + "x" * (2**20) + "\n")
+    (tmp_path / "big.test.yaml").write_text(a_test_of("big.yaml"))
+    (tmp_path / "pols").mkdir()
+    (tmp_path / "d.test.yaml").write_text(a_test_of("pols"))
+    r = placer_limited("policy", "test", ".", cwd=tmp_path)
+    assert r.returncode == 1
+    assert "internal error" not in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert "ERROR big.yaml:1: file is 1048579 bytes, over the 1048576-byte limit for policy files" in r.stderr
+    assert "not a regular file (a character device)" in r.stderr
+    assert "not a regular file (a named pipe (FIFO))" in r.stderr
+    assert "0 passed, 0 failed, 4 test file(s) with errors" in r.stdout
+
+
+def test_test_files_are_decoded_as_fleet_files_are(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text((LIBRARY / "residency-eu.yaml").read_text())
+    (tmp_path / "p.test.yaml").write_bytes(a_test_of("p.yaml").encode("utf-16"))
+    r = placer("policy", "test", tmp_path / "p.test.yaml")
+    assert r.returncode == 1
+    assert f"ERROR {tmp_path}/p.test.yaml:1: UTF-16 text, not UTF-8: save the file as UTF-8" in r.stderr, r.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -341,6 +342,61 @@ def _walk(root: Path, diags: list[Diagnostic]) -> list[Path]:
     return sorted(found, key=lambda p: str(p))
 
 
+# what a path is, where it is no regular file: the words of ``not_regular``
+_FILE_TYPES = ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+               (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"))
+
+
+def _file_type(mode: int) -> str:
+    return next((words for test, words in _FILE_TYPES if test(mode)), "not a file")
+
+
+def _too_big(shown: str, size: int, what: str) -> Diagnostic:
+    return Diagnostic(shown, 1, f"file is {size} bytes, over the {MAX_FILE_BYTES}-byte limit for {what} files")
+
+
+def _decode(raw: bytes, shown: str, what: str) -> tuple[str | None, Diagnostic | None]:
+    """A file's bytes as text, or why they are none: UTF-16, binary, or not UTF-8."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return None, Diagnostic(shown, 1, "UTF-16 text, not UTF-8: save the file as UTF-8")
+    if b"\x00" in raw:
+        return None, Diagnostic(shown, 1, "binary file (contains NUL bytes), not YAML")
+    try:
+        return raw.decode("utf-8"), None
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        return None, Diagnostic(shown, line, f"not UTF-8 text; {what} files must be UTF-8 YAML")
+
+
+def read_file(path: str | os.PathLike[str], what: str = "fleet") -> tuple[list[RawDocument], list[Diagnostic]]:
+    """Every document of one YAML file, read as the fleet loader reads each of its files: a
+    regular file only (a device, FIFO or directory is refused, never read: /dev/zero filled the
+    memory, a FIFO waited for ever), at most MAX_FILE_BYTES, UTF-8 text. ``what``: the kind of
+    file, in messages ("fleet", "policy", "policy test")."""
+    shown = str(path)
+    try:  # non-blocking: a FIFO opens at once (and is refused below) where a plain open waits for a writer
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except OSError as exc:
+        return [], [Diagnostic(shown, 1, f"cannot read file: {exc.strerror or exc}")]
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_FILE_BYTES:
+        os.close(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return [], [Diagnostic(shown, 1, f"not a regular file ({_file_type(info.st_mode)}): name a YAML file")]
+        return [], [_too_big(shown, info.st_size, what)]
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            raw = handle.read(MAX_FILE_BYTES + 1)
+        except OSError as exc:
+            return [], [Diagnostic(shown, 1, f"cannot read file: {exc.strerror or exc}")]
+    if len(raw) > MAX_FILE_BYTES:  # grown since it was measured
+        return [], [_too_big(shown, len(raw), what)]
+    text, problem = _decode(raw, shown, what)
+    if text is None:
+        return [], [problem] if problem is not None else []
+    return parse_text(text, shown)
+
+
 def read_fleet_dir(root: str | os.PathLike[str], progress: Callable[[str], None] | None = None
                    ) -> tuple[list[RawDocument], list[Diagnostic]]:
     """Read every fleet document below ``root`` (a directory, or a single YAML file). ``progress``:
@@ -351,7 +407,7 @@ def read_fleet_dir(root: str | os.PathLike[str], progress: Callable[[str], None]
     diags: list[Diagnostic] = []
     if not base.exists():
         return [], [Diagnostic(str(base), 0, "no such file or directory")]
-    files = [base] if base.is_file() else _walk(base, diags)
+    files = _walk(base, diags) if base.is_dir() else [base]  # a device or FIFO named: read_file refuses it
     if not files and not diags:
         diags.append(Diagnostic(str(base), 0, f"no *.yaml or *.yml files in this directory: {NOTHING_TO_PLAN}"))
     docs: list[RawDocument] = []
@@ -364,9 +420,7 @@ def read_fleet_dir(root: str | os.PathLike[str], progress: Callable[[str], None]
             diags.append(Diagnostic(str(path), 1, f"cannot read file: {exc.strerror}"))
             continue
         if size > MAX_FILE_BYTES:
-            diags.append(
-                Diagnostic(str(path), 1, f"file is {size} bytes, over the {MAX_FILE_BYTES}-byte limit for fleet files")
-            )
+            diags.append(_too_big(str(path), size, "fleet"))
             continue
         sized.append(path)
         total += size
@@ -376,25 +430,7 @@ def read_fleet_dir(root: str | os.PathLike[str], progress: Callable[[str], None]
         return [], diags
     for i, path in enumerate(sized, 1):
         say(f"reading fleet: {i:,} of {len(sized):,} files")
-        shown = str(path)
-        try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            diags.append(Diagnostic(shown, 1, f"cannot read file: {exc.strerror}"))
-            continue
-        if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-            diags.append(Diagnostic(shown, 1, "UTF-16 text, not UTF-8: save the file as UTF-8"))
-            continue
-        if b"\x00" in raw:
-            diags.append(Diagnostic(shown, 1, "binary file (contains NUL bytes), not YAML"))
-            continue
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            line = raw[: exc.start].count(b"\n") + 1
-            diags.append(Diagnostic(shown, line, "not UTF-8 text; fleet files must be UTF-8 YAML"))
-            continue
-        file_docs, file_diags = parse_text(text, shown)
+        file_docs, file_diags = read_file(path)
         docs.extend(file_docs)
         diags.extend(file_diags)
     if files and not diags and all(doc.data is None for doc in docs):
