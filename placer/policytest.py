@@ -17,7 +17,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -31,7 +31,7 @@ from placer.policy import Rules
 from placer.spec import Diagnostic, Document, load_document
 from placer.spec.kinds import API_VERSION
 from placer.spec.loader import suggest
-from placer.spec.source import Loc, RawDocument, read_file
+from placer.spec.source import Loc, RawDocument, not_regular, read_file
 
 TEST_KIND = "PolicyTest"
 TEST_SUFFIXES = (".test.yaml", ".test.yml")
@@ -142,6 +142,13 @@ class TestSpec(_Strict):
     def _listify(cls, v: Any) -> Any:
         return [v] if isinstance(v, str) else v
 
+    @field_validator("policy")
+    @classmethod
+    def _named(cls, v: list[str] | None) -> list[str] | None:
+        if any(not name.strip() for name in v or []):  # "" was the test file's own directory: ".:1: cannot read"
+            raise ValueError("an empty file name: name a policy file, relative to this test file")
+        return v
+
 
 _FIELD_NAMES = sorted({info.alias or name for model in (TestSpec, Case, Eligibility)
                        for name, info in model.model_fields.items()})
@@ -201,7 +208,11 @@ def find_test_files(root: str | Path) -> list[Path]:
     if base.is_file():
         return [base]
     if not base.is_dir():
-        raise NoTestsError(f"{root}: no such file or directory")
+        what = not_regular(base)
+        if what == "no such file or directory":
+            raise NoTestsError(f"{root}: {what}")
+        raise NoTestsError(f"{root}: not a regular file ({what}): name a policy test file "
+                           f"({' or '.join('*' + s for s in TEST_SUFFIXES)}) or a directory of them")
     found = [p for p in base.rglob("*") if p.is_file() and is_test_file(p)
              and not any(part.startswith(".") for part in p.relative_to(base).parts)]
     if not found:
@@ -467,6 +478,30 @@ def _run_case(test: _TestDoc, i: int, case: Case, shared: list[Document], policy
     return result(failures=failures)
 
 
+def _unreadable_policy(path: Path, named: str | None) -> str | None:
+    """Why the policy file at ``path`` (``named`` so in spec.policy, None for the default) cannot be
+    read, and what to name instead; None where it is a regular file. Said at spec.policy's line:
+    its reader's "pols:1: cannot read: Is a directory" named neither the test nor what to do."""
+    what = not_regular(path)
+    if what is None:
+        return None
+    if what == "no such file or directory":
+        return f"policy file {path} not found{'' if named else ' (the default: set spec.policy to name it)'}"
+    if what == "a directory":
+        try:
+            found = sorted(p.name for p in path.iterdir() if p.name.endswith((".yaml", ".yml"))
+                           and not is_test_file(p) and not p.name.startswith(".") and p.is_file())
+        except OSError:
+            found = []
+        base = PurePosixPath(named or path.name)
+        if 0 < len(found) <= 5:
+            listed = f", e.g. policy: [{', '.join(str(base / name) for name in found)}]"
+        else:
+            listed = f" (it holds {len(found)} YAML files)" if found else " (it holds no YAML file)"
+        return f"policy file {path} is a directory: name the policy files in it{listed}"
+    return f"policy file {path} is not a regular file ({what}): name a YAML file of Policy documents"
+
+
 def run_file(path: Path, rules_for: RulesFor, select: re.Pattern[str] | None = None,
              policy_files: _PolicyFiles | None = None) -> tuple[list[CaseResult], list[Diagnostic]]:
     """Run the cases of one test file; a file that cannot be read or parsed gives diagnostics instead."""
@@ -490,10 +525,12 @@ def run_file(path: Path, rules_for: RulesFor, select: re.Pattern[str] | None = N
                         else [policy_file_for(path)])
         policy_docs: list[Document] = []
         for k, policy_path in enumerate(policy_paths):
-            if not policy_path.exists():
-                where = ("policy", k) if test.spec.policy else ()
-                hint = "" if test.spec.policy else " (the default: set spec.policy to name it)"
-                diags.append(test.diag(f"policy file {policy_path} not found{hint}", *where))
+            named = test.spec.policy[k] if test.spec.policy else None
+            problem = _unreadable_policy(policy_path, named)
+            if problem is not None:
+                listed = isinstance(test.raw.data["spec"].get("policy"), list)
+                where = ("policy", k) if listed else ("policy",) if named is not None else ()
+                diags.append(test.diag(problem, *where))
                 continue
             docs, more = policy_files.load(policy_path)
             diags.extend(d for d in more if d.severity == "error")

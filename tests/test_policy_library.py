@@ -228,3 +228,29 @@ def test_test_files_are_decoded_as_fleet_files_are(tmp_path: Path) -> None:
     r = placer("policy", "test", tmp_path / "p.test.yaml")
     assert r.returncode == 1
     assert f"ERROR {tmp_path}/p.test.yaml:1: UTF-16 text, not UTF-8: save the file as UTF-8" in r.stderr, r.stderr
+
+
+def test_an_unreadable_spec_policy_is_said_at_its_line_with_what_to_name(tmp_path: Path) -> None:
+    """A directory was "pols:1: cannot read: Is a directory" ("." for policy: ""), naming neither the
+    test file nor what to do; a test path that is a device was "no such file or directory"."""
+    (tmp_path / "pols").mkdir()
+    for name in ("b.yaml", "a.yml", "notes.txt"):
+        (tmp_path / "pols" / name).write_text((LIBRARY / "residency-eu.yaml").read_text())
+    os.mkfifo(tmp_path / "fifo.yaml")
+    (tmp_path / "d.test.yaml").write_text(a_test_of("pols"))
+    (tmp_path / "e.test.yaml").write_text(a_test_of('""'))
+    (tmp_path / "f.test.yaml").write_text(a_test_of("[p.yaml, fifo.yaml]"))
+    (tmp_path / "p.yaml").write_text((LIBRARY / "residency-eu.yaml").read_text())
+    r = placer_limited("policy", "test", ".", cwd=tmp_path)
+    assert r.returncode == 1
+    assert r.stderr.splitlines() == [
+        "ERROR d.test.yaml:5: PolicyTest/t: spec.policy: policy file pols is a directory: name the policy files "
+        "in it, e.g. policy: [pols/a.yml, pols/b.yaml]",
+        "ERROR e.test.yaml:5: PolicyTest/t: spec.policy: an empty file name: name a policy file, relative to this "
+        "test file",
+        "ERROR f.test.yaml:5: PolicyTest/t: spec.policy[1]: policy file fifo.yaml is not a regular file (a named "
+        "pipe (FIFO)): name a YAML file of Policy documents"]
+    r = placer("policy", "test", "/dev/null")
+    assert r.returncode == 1
+    assert r.stderr.strip() == ("Error: /dev/null: not a regular file (a character device): name a policy test "
+                                "file (*.test.yaml or *.test.yml) or a directory of them")

@@ -351,6 +351,16 @@ def _file_type(mode: int) -> str:
     return next((words for test, words in _FILE_TYPES if test(mode)), "not a file")
 
 
+def not_regular(path: str | os.PathLike[str]) -> str | None:
+    """What ``path`` is, where it is no regular file to read (links followed): "no such file or
+    directory", "a directory", "a character device", "a named pipe (FIFO)", ...; None for a regular file."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return "no such file or directory"
+    return None if stat.S_ISREG(mode) else _file_type(mode)
+
+
 def _too_big(shown: str, size: int, what: str) -> Diagnostic:
     return Diagnostic(shown, 1, f"file is {size} bytes, over the {MAX_FILE_BYTES}-byte limit for {what} files")
 
