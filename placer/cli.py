@@ -73,16 +73,12 @@ def rules_for(now: dt.datetime) -> Any:
 def parse_now(value: str | None) -> dt.datetime:
     if value is None:
         return dt.datetime.now(dt.UTC)
+    from placer.policy import plan_time
+
     try:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-        parsed = parsed.astimezone(dt.UTC) if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
-    except ValueError:
-        fail(f"--now {value!r} is not an ISO date or time (e.g. 2026-11-28 or 2026-11-28T07:00:00Z)")
-    except OverflowError:  # 9999-12-31T23:59:59-12:00 is past year 9999 in UTC
-        parsed = dt.datetime.max.replace(tzinfo=dt.UTC)
-    if not 1970 <= parsed.year <= 9998:  # a plan's createdAt is an ISO time with a four-digit year
-        fail(f"--now {value!r} is out of range: give a time between 1970 and 9998")
-    return parsed
+        return plan_time(value)
+    except ValueError as exc:
+        fail(f"--now {value!r} {exc}")
 
 
 def read_fleet(path: str, progress: Callable[[str], None] | None = None) -> Fleet:

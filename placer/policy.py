@@ -10,12 +10,37 @@ implementations live in the ``policies`` package and are wired in by the CLI.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from placer.fleet import Fleet, Model, Policy, Pool
 from placer.placement import Placement
+
+
+def plan_time(value: str | dt.date) -> dt.datetime:
+    """The plan's time as rules judge by it (retire's unusedForDays counts the days to it), in UTC:
+    ISO text, a date or a datetime; a time with an offset is converted to UTC, one without is UTC.
+    ``placer plan --now`` and a policy test's ``now`` both come through here, so that a test's
+    2026-11-28T02:00:00+05:00 is the plan's 2026-11-27 (the test kept the offset's 28th, and
+    retired a model the plan kept). ValueError says what is wrong with it, to follow the value."""
+    if isinstance(value, dt.datetime):
+        parsed = value
+    elif isinstance(value, dt.date):
+        parsed = dt.datetime(value.year, value.month, value.day)
+    else:
+        try:
+            parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError("is not an ISO date or time (e.g. 2026-11-28 or 2026-11-28T07:00:00Z)") from None
+    try:
+        parsed = parsed.astimezone(dt.UTC) if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+    except OverflowError:  # 9999-12-31T23:59:59-12:00 is past year 9999 in UTC
+        parsed = dt.datetime.max.replace(tzinfo=dt.UTC)
+    if not 1970 <= parsed.year <= 9998:  # a plan's createdAt is an ISO time with a four-digit year
+        raise ValueError("is out of range: give a time between 1970 and 9998")
+    return parsed
 
 
 @dataclass(frozen=True)

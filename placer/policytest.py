@@ -27,7 +27,7 @@ from placer.candidates import POLICY, RETIRED, Candidates, find_candidates
 from placer.cost import violations as find_violations
 from placer.fleet import Fleet, build_fleet
 from placer.optimizer import SolveResult, optimize
-from placer.policy import Rules
+from placer.policy import Rules, plan_time
 from placer.spec import Diagnostic, Document, load_document
 from placer.spec.kinds import API_VERSION
 from placer.spec.loader import suggest
@@ -49,21 +49,15 @@ class _Strict(BaseModel):
 
 
 def _as_now(value: Any) -> dt.datetime | None:
-    """A plan time from YAML: a date, a datetime, or ISO text; naive times are UTC."""
+    """A plan time from YAML (a date, a datetime, or ISO text) exactly as ``placer plan --now`` takes it."""
     if value is None:
         return None
-    if isinstance(value, dt.datetime):
-        parsed = value
-    elif isinstance(value, dt.date):
-        parsed = dt.datetime(value.year, value.month, value.day)
-    elif isinstance(value, str):
-        try:
-            parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            raise ValueError(f"{value!r} is not an ISO date or time (e.g. 2026-11-28)") from None
-    else:
+    if not isinstance(value, str | dt.date):
         raise ValueError(f"expected an ISO date or time, got {value!r}")
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+    try:
+        return plan_time(value)
+    except ValueError as exc:
+        raise ValueError(f"{value if isinstance(value, str) else value.isoformat()!r} {exc}") from None
 
 
 class Eligibility(_Strict):

@@ -254,3 +254,30 @@ def test_an_unreadable_spec_policy_is_said_at_its_line_with_what_to_name(tmp_pat
     assert r.returncode == 1
     assert r.stderr.strip() == ("Error: /dev/null: not a regular file (a character device): name a policy test "
                                 "file (*.test.yaml or *.test.yml) or a directory of them")
+
+
+def test_a_case_is_judged_at_the_time_placer_plan_takes_its_now_to_be(tmp_path: Path) -> None:
+    """A now with an offset kept it (11-28 at 02:00+05:00), where plan --now converts to UTC (11-27
+    at 21:00): the test said a model 30 days unused was retired, and the plan kept it."""
+    from placer.cli import parse_now
+
+    for text in ("2026-11-28T02:00:00+05:00", "2026-11-28", "2026-11-27T21:00:00Z", "2026-11-28T00:00:00-05:00"):
+        assert str(policytest._as_now(text)) == str(parse_now(text)), text  # the same day too: not just ==
+    assert str(policytest._as_now(yaml.safe_load("2026-11-28 02:00:00+05:00"))) == "2026-11-27 21:00:00+00:00"
+    (tmp_path / "retire.yaml").write_text("apiVersion: placer.dev/v1alpha1\nkind: Policy\nmetadata: {name: r}\n"
+                                          "spec: {rule: {retire: {unusedForDays: 30}}}\n")
+    (tmp_path / "retire.test.yaml").write_text(
+        "apiVersion: placer.dev/v1alpha1\nkind: PolicyTest\nmetadata: {name: r}\nspec:\n  fleet:\n"
+        "    - {kind: Location, metadata: {name: dc}, spec: {environment: onprem}}\n"
+        "    - kind: Model\n      metadata: {name: old}\n"
+        "      spec: {lastUsed: 2026-10-28, replica: {gpus: 1, memoryGiBPerGpu: 4}, throughput: {A100-80GB: 1}, demand: []}\n"
+        "  cases:\n"
+        "    - {name: plus-five, now: '2026-11-28T02:00:00+05:00', expect: [], retired: []}\n"
+        "    - {name: minus-five, now: 2026-11-28T00:00:00-05:00, retired: [old]}\n")
+    report = policytest.run(tmp_path, policies.build_rules)
+    assert not report.file_errors, report.file_errors
+    assert [(c.name, c.passed) for c in report.cases] == [("plus-five", True), ("minus-five", True)], report.cases
+    (tmp_path / "retire.test.yaml").write_text((tmp_path / "retire.test.yaml").read_text()
+                                               .replace("retired: []}", "retired: [old]}"))
+    plus_five = policytest.run(tmp_path, policies.build_rules).cases[0]
+    assert (plus_five.errors, plus_five.failures) == ((), ("old: expected retired, got not retired",))
