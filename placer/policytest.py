@@ -18,9 +18,18 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from placer.candidates import POLICY, RETIRED, Candidates, find_candidates
@@ -30,7 +39,7 @@ from placer.optimizer import SolveResult, optimize
 from placer.policy import Rules, plan_time
 from placer.spec import Diagnostic, Document, load_document
 from placer.spec.kinds import API_VERSION
-from placer.spec.loader import suggest
+from placer.spec.loader import error_message, error_where, suggest
 from placer.spec.source import Loc, RawDocument, not_regular, read_file
 
 TEST_KIND = "PolicyTest"
@@ -45,7 +54,25 @@ RulesFor = Callable[[dt.datetime], Rules]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True)
+    """As strict as the fleet's models: `violations: false`, `infeasible: "no"` and a count of 2.0 or true are refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, alias_generator=to_camel, populate_by_name=True)
+
+
+# a case's placed.<model>: a list of pools, or replica counts per pool; pydantic names the branch in an
+# error's location by its tag, which is left out of the field and line said
+_POOLS, _COUNTS = "list of pools", "pool: replicas"
+
+
+def _placed_shape(value: Any) -> str | None:
+    return _POOLS if isinstance(value, list) else _COUNTS if isinstance(value, dict) else None
+
+
+_Placed = Annotated[
+    Annotated[list[str], Tag(_POOLS)] | Annotated[dict[str, int], Tag(_COUNTS)],
+    Discriminator(_placed_shape, custom_error_type="placed_shape",
+                  custom_error_message="must be a list of pools or a mapping {pool: replicas}"),
+]
 
 
 def _as_now(value: Any) -> dt.datetime | None:
@@ -83,7 +110,7 @@ class Case(_Strict):
     fleet: list[Any] = Field(default_factory=list)
     expect: list[Eligibility] = Field(default_factory=list)
     retired: list[str] | None = None
-    placed: dict[str, list[str] | dict[str, int]] | None = None
+    placed: dict[str, _Placed] | None = None
     not_placed: list[str] | None = None
     violations: int | None = Field(default=None, ge=0)
     infeasible: bool | None = None
@@ -142,10 +169,6 @@ class TestSpec(_Strict):
         if any(not name.strip() for name in v or []):  # "" was the test file's own directory: ".:1: cannot read"
             raise ValueError("an empty file name: name a policy file, relative to this test file")
         return v
-
-
-_FIELD_NAMES = sorted({info.alias or name for model in (TestSpec, Case, Eligibility)
-                       for name, info in model.model_fields.items()})
 
 
 # ---------------------------------------------------------------- results
@@ -323,15 +346,13 @@ def _parse_test_doc(raw: RawDocument) -> tuple[_TestDoc | None, list[Diagnostic]
     try:
         parsed = TestSpec.model_validate(spec)
     except ValidationError as exc:
-        for err in exc.errors():
-            loc = tuple(err["loc"])
-            msg = str(err["msg"]).removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                msg = f"unknown field{suggest(str(loc[-1]), _FIELD_NAMES)}"
-            elif err["type"] == "missing":
-                msg = "required field is missing"
-            diags.append(Diagnostic(raw.path, raw.line_of(("spec", *loc)), msg, TEST_KIND, name,
-                                    _dotted(("spec", *loc))))
+        for err in exc.errors():  # in the fleet loader's words, as strict as it is
+            err["loc"] = tuple(part for part in err["loc"] if part not in (_POOLS, _COUNTS))
+            msg = error_message(err, TestSpec, err["loc"])
+            if err["type"] == "placed_shape":
+                msg += f", got {err['input']!r}"
+            field, loc = error_where(("spec",), err)
+            diags.append(Diagnostic(raw.path, raw.line_of(loc), msg, TEST_KIND, name, field))
         return None, diags
     seen: dict[str, int] = {}
     for i, case in enumerate(parsed.cases):

@@ -281,3 +281,29 @@ def test_a_case_is_judged_at_the_time_placer_plan_takes_its_now_to_be(tmp_path: 
                                                .replace("retired: []}", "retired: [old]}"))
     plus_five = policytest.run(tmp_path, policies.build_rules).cases[0]
     assert (plus_five.errors, plus_five.failures) == ((), ("old: expected retired, got not retired",))
+
+
+def test_expectations_are_as_strict_as_fleet_files(tmp_path: Path) -> None:
+    """`cheap-spot: true` was a count of 1, `ondemand: 2.0` of 2, `violations: false` 0 and `infeasible: "no"`
+    true, where a fleet file refuses each (README: only true and false are booleans)."""
+    (tmp_path / "p.yaml").write_text((LIBRARY / "residency-eu.yaml").read_text())
+    (tmp_path / "p.test.yaml").write_text(
+        "apiVersion: placer.dev/v1alpha1\nkind: PolicyTest\nmetadata: {name: p}\nspec:\n  cases:\n"
+        "    - name: loose\n"
+        "      placed: {chat: {cheap-spot: true, ondemand: 2.0}, m: 3}\n"
+        "      violations: false\n"
+        "      infeasible: \"no\"\n"
+        "    - {name: text, notPlaced: [12]}\n")
+    r = placer("policy", "test", tmp_path)
+    assert r.returncode == 1
+    where = f"ERROR {tmp_path}/p.test.yaml"
+    assert r.stderr.splitlines() == [
+        f"{where}:7: PolicyTest/p: spec.cases[0].placed.chat.cheap-spot: Input should be a valid integer, got True",
+        f"{where}:7: PolicyTest/p: spec.cases[0].placed.chat.ondemand: Input should be a valid integer, got 2.0",
+        f"{where}:7: PolicyTest/p: spec.cases[0].placed.m: must be a list of pools or a mapping {{pool: replicas}}, "
+        "got 3",
+        f"{where}:8: PolicyTest/p: spec.cases[0].violations: Input should be a valid integer, got False",
+        f"{where}:9: PolicyTest/p: spec.cases[0].infeasible: Input should be a valid boolean, got 'no'; write true or "
+        "false: fleet files are read as YAML 1.2, where yes, no, on and off are text",
+        f"{where}:10: PolicyTest/p: spec.cases[1].notPlaced[0]: Input should be a valid string, got 12; put it in "
+        "quotes: YAML reads unquoted 12, 1e6, true or 2026-01-01 as a number, a boolean or a date"]

@@ -122,7 +122,7 @@ def _dotted(loc: Loc) -> str:
     return out
 
 
-def _where(prefix: Loc, err: Any) -> tuple[str, Loc]:
+def error_where(prefix: Loc, err: Any) -> tuple[str, Loc]:
     """The field to name and the YAML keys to find the line of, for a pydantic error under ``prefix``."""
     loc: Loc = (*prefix, *err["loc"])
     if loc[-1] == "[key]":  # a key that is not text; pydantic writes a key true as 1: name the key as written
@@ -132,7 +132,8 @@ def _where(prefix: Loc, err: Any) -> tuple[str, Loc]:
     return _dotted(loc), loc
 
 
-def _message(err: Any, root: type[BaseModel], loc: Loc) -> str:
+def error_message(err: Any, root: type[BaseModel], loc: Loc) -> str:
+    """One pydantic error under ``root`` at ``loc``, in the fleet loader's words (also a policy test file's)."""
     kind = err["type"]
     if kind == "extra_forbidden":
         parent = _model_at(root, loc[:-1])
@@ -284,8 +285,8 @@ def load_document(raw: RawDocument) -> tuple[Document | None, list[Diagnostic]]:
         for err in exc.errors():
             if err["loc"] == ("name",):
                 continue  # reported above
-            field, loc = _where(("metadata",), err)
-            diags.append(d(field, _message(err, Metadata, tuple(err["loc"])), loc))
+            field, loc = error_where(("metadata",), err)
+            diags.append(d(field, error_message(err, Metadata, tuple(err["loc"])), loc))
         meta = None
 
     spec_type = SPEC_TYPES[kind]
@@ -306,8 +307,8 @@ def load_document(raw: RawDocument) -> tuple[Document | None, list[Diagnostic]]:
         spec = spec_type.model_validate(spec_data)
     except ValidationError as exc:
         for err in exc.errors():
-            field, where = _where(("spec",), err)
-            diags.append(d(field, _message(err, spec_type, tuple(err["loc"])), where))
+            field, where = error_where(("spec",), err)
+            diags.append(d(field, error_message(err, spec_type, tuple(err["loc"])), where))
         return None, diags
     if diags or meta is None:
         return None, diags
