@@ -519,9 +519,10 @@ def _selects_nothing(doc: Document, spec: PolicySpec, models: Mapping[str, Model
         sel: Selector = getattr(spec, side)
         if sel == Selector() or not items or any(matches(sel, item) for item in items):
             continue
-        if sel.names is not None and not set(sel.names) & {i.name for i in items}:
-            continue  # each name is already reported as unknown
-        hints = []
+        if sel.names and not set(sel.names) & {i.name for i in items}:
+            continue  # each name is already reported as unknown; `names: []` has none to report, and is said here
+        hints = [f"{info.alias or fname} is an empty list" for fname, info in Selector.model_fields.items()
+                 if getattr(sel, fname) == []]
         for key, want in (sel.labels or {}).items():
             seen = sorted({i.labels[key] for i in items if key in i.labels})
             if not seen:
