@@ -30,6 +30,7 @@ SLO = "slo"  # explain's reason for an eligible pool no demand reaches within it
 class Exclusion:
     reason: str
     detail: str
+    policy: str = ""  # the policy's name, for reason POLICY
 
     def __str__(self) -> str:
         return f"{self.reason}: {self.detail}"
@@ -136,7 +137,7 @@ def exclusion(fleet: Fleet, rules: Rules, model: Model, pool: Pool, policies: Co
     for policy in policies:
         why = behaviour(rules, policy).excludes(policy, fleet, model, pool)
         if why:
-            return Exclusion(POLICY, f"{policy.name}: {why}")
+            return Exclusion(POLICY, f"{policy.name}: {why}", policy.name)
     return None
 
 
@@ -251,10 +252,14 @@ def eligibility_warnings(fleet: Fleet, retired: Mapping[str, str], n_pools: Call
         if doc is None or model.name in retired:
             continue
         if not n_pools(model.name):
-            why = sorted({str(e.reason) for e in reasons(model.name)})
+            excluded = list(reasons(model.name))
+            named = sorted({e.policy for e in excluded if e.reason == POLICY})
+            why = [f"{'policy' if len(named) == 1 else 'policies'} {_and(named)}" if reason == POLICY else reason
+                   for reason in sorted({e.reason for e in excluded})]
             hint = f" (pools are out for: {', '.join(why)})" if why else ""
-            # a fleet without pools has none to explain: it needs one
-            said = (f"no pool can host this model{hint}; run `placer explain` for each pool" if fleet.pools else
+            # explain takes the model, not a pool; a fleet without pools has none to explain: it needs one
+            said = (f"no pool can host this model{hint}; `placer explain FLEET {model.name}` says why each pool is out"
+                    if fleet.pools else
                     "no pool can host this model: the fleet has no pools (add a Pool document for it to run on)")
             out.append(doc.diag("spec", said, severity="warning"))
             continue
@@ -264,3 +269,8 @@ def eligibility_warnings(fleet: Fleet, retired: Mapping[str, str], n_pools: Call
                 out.append(doc.diag(f"spec.demand[{i}]", f"no eligible pool is reachable from {dem.location} within "
                                     f"{slo}: this demand will be unmet", "spec", "demand", i, severity="warning"))
     return out
+
+
+def _and(names: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return " and ".join(names) if len(names) < 3 else f"{', '.join(names[:-1])} and {names[-1]}"

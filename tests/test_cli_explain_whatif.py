@@ -1237,3 +1237,18 @@ def test_validate_says_a_fleet_has_no_pools_instead_of_asking_for_each_pool(tmp_
     assert "Model/m: spec: warning: no pool can host this model: the fleet has no pools (add a Pool document " \
         "for it to run on)" in said, said
     assert "for each pool" not in said
+
+
+def test_validate_names_the_policies_that_leave_a_model_no_pool_and_the_explain_to_run(tmp_path):
+    """It said "pools are out for: policy" without naming one, and to run `placer explain` "for each
+    pool", where explain takes the fleet and a model."""
+    fleet = write(tmp_path, location("a"), pool("p", "a"), pool("q", "a"), inference("m", [{"location": "a", "rate": 1}]),
+                  policy("not-p", {"denyPools": {}}, pools={"names": ["p"]}),
+                  policy("not-q", {"denyPools": {}}, pools={"names": ["q"]}))
+    r = placer("validate", str(fleet))
+    assert r.returncode == 0, r.stderr
+    said = " ".join((r.stdout + r.stderr).split())
+    assert "Model/m: spec: warning: no pool can host this model (pools are out for: policies not-p and not-q); " \
+        "`placer explain FLEET m` says why each pool is out" in said, said
+    r = placer("explain", str(fleet), "m")
+    assert r.returncode == 0 and "not-p" in r.stdout, r.stdout + r.stderr
