@@ -539,6 +539,7 @@ def run_file(path: Path, rules_for: RulesFor, select: re.Pattern[str] | None = N
         policy_paths = ([path.parent / p for p in test.spec.policy] if test.spec.policy
                         else [policy_file_for(path)])
         policy_docs: list[Document] = []
+        listed_at: dict[Path, int] = {}
         for k, policy_path in enumerate(policy_paths):
             named = test.spec.policy[k] if test.spec.policy else None
             problem = _unreadable_policy(policy_path, named)
@@ -546,6 +547,11 @@ def run_file(path: Path, rules_for: RulesFor, select: re.Pattern[str] | None = N
                 listed = isinstance(test.raw.data["spec"].get("policy"), list)
                 where = ("policy", k) if listed else ("policy",) if named is not None else ()
                 diags.append(test.diag(problem, *where))
+                continue
+            first = listed_at.setdefault(policy_path.resolve(), k)
+            if first != k:  # its Policy documents were read twice: "duplicate Policy name; first defined at" itself
+                diags.append(test.diag(f"policy file {policy_path} is listed twice (spec.policy[{first}] names it "
+                                       "too): list each policy file once", "policy", k))
                 continue
             docs, more = policy_files.load(policy_path)
             diags.extend(d for d in more if d.severity == "error")

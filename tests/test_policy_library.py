@@ -307,3 +307,13 @@ def test_expectations_are_as_strict_as_fleet_files(tmp_path: Path) -> None:
         "false: fleet files are read as YAML 1.2, where yes, no, on and off are text",
         f"{where}:10: PolicyTest/p: spec.cases[1].notPlaced[0]: Input should be a valid string, got 12; put it in "
         "quotes: YAML reads unquoted 12, 1e6, true or 2026-01-01 as a number, a boolean or a date"]
+
+
+def test_a_policy_file_listed_twice_is_said_so(tmp_path: Path) -> None:
+    """It was read twice, and said "duplicate Policy name; first defined at p.yaml:3" of itself."""
+    (tmp_path / "p.yaml").write_text((LIBRARY / "residency-eu.yaml").read_text())
+    (tmp_path / "p.test.yaml").write_text(a_test_of("[p.yaml, ./p.yaml]"))
+    r = placer("policy", "test", "p.test.yaml", cwd=tmp_path)
+    assert r.returncode == 1
+    assert r.stderr.splitlines() == ["ERROR p.test.yaml:5: PolicyTest/t: spec.policy[1]: policy file p.yaml is listed "
+                                     "twice (spec.policy[0] names it too): list each policy file once"]
