@@ -298,11 +298,11 @@ def test_expectations_are_as_strict_as_fleet_files(tmp_path: Path) -> None:
     assert r.returncode == 1
     where = f"ERROR {tmp_path}/p.test.yaml"
     assert r.stderr.splitlines() == [
-        f"{where}:7: PolicyTest/p: spec.cases[0].placed.chat.cheap-spot: Input should be a valid integer, got True",
+        f"{where}:7: PolicyTest/p: spec.cases[0].placed.chat.cheap-spot: Input should be a valid integer, got true",
         f"{where}:7: PolicyTest/p: spec.cases[0].placed.chat.ondemand: Input should be a valid integer, got 2.0",
         f"{where}:7: PolicyTest/p: spec.cases[0].placed.m: must be a list of pools or a mapping {{pool: replicas}}, "
         "got 3",
-        f"{where}:8: PolicyTest/p: spec.cases[0].violations: Input should be a valid integer, got False",
+        f"{where}:8: PolicyTest/p: spec.cases[0].violations: Input should be a valid integer, got false",
         f"{where}:9: PolicyTest/p: spec.cases[0].infeasible: Input should be a valid boolean, got 'no'; write true or "
         "false: fleet files are read as YAML 1.2, where yes, no, on and off are text",
         f"{where}:10: PolicyTest/p: spec.cases[1].notPlaced[0]: Input should be a valid string, got 12; put it in "

@@ -344,7 +344,7 @@ def test_a_key_yaml_reads_as_a_boolean_or_number_is_named_as_written() -> None:
     _, diags = load("apiVersion: placer.dev/v1alpha1\nkind: Location\nmetadata:\n  name: a\n"
                     "  labels: {true: x, 12: y, on: off}\nspec:\n  environment: onprem\n")
     hint = "put it in quotes: YAML reads unquoted 12, 1e6, true or 2026-01-01 as a number, a boolean or a date"
-    assert diags == [f"f.yaml:5: Location/a: metadata.labels.true: a key must be text, got True; {hint}",
+    assert diags == [f"f.yaml:5: Location/a: metadata.labels.true: a key must be text, got true; {hint}",
                      f"f.yaml:5: Location/a: metadata.labels.12: a key must be text, got 12; {hint}"]
 
 
@@ -373,7 +373,20 @@ def test_envelope_errors() -> None:
 
 def test_spec_must_be_a_mapping() -> None:
     _, diags = load(f"apiVersion: {API_VERSION}\nkind: Location\nmetadata: {{name: a}}\nspec: [onprem]\n")
-    assert diags == ["f.yaml:4: Location/a: spec: must be a mapping, got list"]
+    assert diags == ["f.yaml:4: Location/a: spec: must be a mapping, got a list"]
+
+
+def test_a_value_of_the_wrong_kind_is_named_in_yaml_words() -> None:
+    """`pools: null` said "got NoneType", `spec: 3` "got int": Python's words, not the file's."""
+    _, diags = load(f"apiVersion: {API_VERSION}\nkind: Policy\nmetadata: {{name: p, labels: null}}\nspec:\n"
+                    "  pools: null\n  models: 3\n  rule: null\n")
+    assert diags == [
+        "f.yaml:3: Policy/p: metadata.labels: must be a mapping (key: value), got null",
+        "f.yaml:6: Policy/p: spec.models: must be a mapping (a selector: names, labels, workload), got 3",
+        "f.yaml:5: Policy/p: spec.pools: must be a mapping (a selector: names, labels, jurisdiction, ...), got null",
+        "f.yaml:7: Policy/p: spec.rule: must be a mapping with exactly one rule, e.g. {allowPools: {}}, got null"]
+    _, diags = load(f"apiVersion: {API_VERSION}\nkind: Location\nmetadata: {{name: a}}\nspec: true\n")
+    assert diags == ["f.yaml:4: Location/a: spec: must be a mapping, got true"]
 
 
 def test_metadata_errors() -> None:

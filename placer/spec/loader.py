@@ -132,6 +132,18 @@ def error_where(prefix: Loc, err: Any) -> tuple[str, Loc]:
     return _dotted(loc), loc
 
 
+def shown(value: Any) -> str:
+    """A value in a message, in YAML's words: null, true, false, a list, a mapping; else as written
+    (3, 'text', 2026-01-01). Python's type names ("got NoneType", "got True") are not the file's."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | dict):
+        return "a list" if isinstance(value, list) else "a mapping"
+    return str(value) if isinstance(value, datetime.date) else repr(value)
+
+
 def error_message(err: Any, root: type[BaseModel], loc: Loc) -> str:
     """One pydantic error under ``root`` at ``loc``, in the fleet loader's words (also a policy test file's)."""
     kind = err["type"]
@@ -150,11 +162,11 @@ def error_message(err: Any, root: type[BaseModel], loc: Loc) -> str:
         got = err.get("input")
         target = _model_at(root, loc)
         if target is Rule:
-            return f"must be a mapping with exactly one rule, e.g. {{allowPools: {{}}}}, got {got!r}"
+            return f"must be a mapping with exactly one rule, e.g. {{allowPools: {{}}}}, got {shown(got)}"
         if target is Selector:
             fields = "names, labels, workload" if loc and loc[-1] == "models" else "names, labels, jurisdiction, ..."
-            return f"must be a mapping (a selector: {fields}), got {type(got).__name__}"
-        return f"must be a mapping (key: value), got {type(got).__name__} {got!r}"
+            return f"must be a mapping (a selector: {fields}), got {shown(got)}"
+        return f"must be a mapping (key: value), got {shown(got)}"
     if kind == "finite_number":
         return "must be a finite number (not .inf or .nan)"
     if kind == "less_than_equal":  # the ceilings every number has (kinds.MOST): "1000000000000" is hard to read
@@ -174,7 +186,7 @@ def error_message(err: Any, root: type[BaseModel], loc: Loc) -> str:
         if loc and loc[-1] == "[key]":
             msg = "a key must be text"
         if not isinstance(got, dict | list):
-            msg = f"{msg}, got {got!r}"
+            msg = f"{msg}, got {shown(got)}"
         if kind == "string_type" and isinstance(got, bool | int | float | datetime.date):
             msg += "; put it in quotes: YAML reads unquoted 12, 1e6, true or 2026-01-01 as a number, a boolean or a date"
         if kind == "bool_type" and isinstance(got, str) and got.lower() in YAML11_BOOLEANS:
@@ -301,7 +313,7 @@ def load_document(raw: RawDocument) -> tuple[Document | None, list[Diagnostic]]:
             diags.append(d("spec", "required field is missing", ()))
             return None, diags
     if not isinstance(spec_data, dict):
-        diags.append(d("spec", f"must be a mapping, got {type(spec_data).__name__}", ("spec",)))
+        diags.append(d("spec", f"must be a mapping, got {shown(spec_data)}", ("spec",)))
         return None, diags
     try:
         spec = spec_type.model_validate(spec_data)
