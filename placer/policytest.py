@@ -39,7 +39,7 @@ from placer.optimizer import SolveResult, optimize
 from placer.policy import Rules, plan_time
 from placer.spec import Diagnostic, Document, load_document
 from placer.spec.kinds import API_VERSION
-from placer.spec.loader import error_message, error_where, suggest
+from placer.spec.loader import error_message, error_where, kind_and_name, suggest
 from placer.spec.source import Loc, RawDocument, not_regular, read_file
 
 TEST_KIND = "PolicyTest"
@@ -251,6 +251,11 @@ def policy_file_for(test_file: Path) -> Path:
     return test_file.with_name(stem + ".yaml")
 
 
+def policy_test_for(policy_file: Path) -> Path:
+    """The test file of a policy file: ``x.yaml`` -> ``x.test.yaml``."""
+    return policy_file.with_name(policy_file.name.rsplit(".", 1)[0] + TEST_SUFFIXES[0])
+
+
 # ---------------------------------------------------------------- reading
 
 
@@ -282,6 +287,11 @@ class _PolicyFiles:
             raws, diags = read_file(path, "policy")
             docs: list[Document] = []
             for raw in raws:
+                if isinstance(raw.data, dict) and raw.data.get("kind") == TEST_KIND:
+                    diags.append(Diagnostic(raw.path, raw.line_of(("kind",)), f"a policy file holds Policy documents "
+                                            f"only, found {TEST_KIND}; put it in a test file of its own "
+                                            f"({'*' + TEST_SUFFIXES[0]})", TEST_KIND, (kind_and_name(raw.data) or ("", ""))[1], "kind"))
+                    continue
                 doc, more = load_document(raw)
                 diags.extend(more)
                 if doc is None:
@@ -326,8 +336,14 @@ def _parse_test_doc(raw: RawDocument) -> tuple[_TestDoc | None, list[Diagnostic]
     diags: list[Diagnostic] = []
     if data.get("kind") != TEST_KIND:
         kind = data.get("kind")
-        hint = (" (a fleet document in a test file? put fixtures under spec.fleet or a case's fleet)"
-                if isinstance(kind, str) else "")
+        hint = ""
+        if kind == "Policy" and not is_test_file(Path(raw.path)):  # the file was passed as a test file
+            hint = (f": {raw.path} is a Policy file; pass `placer policy test` its {TEST_KIND} file "
+                    f"({policy_test_for(Path(raw.path)).name}) or their directory")
+        elif isinstance(kind, str) and not is_test_file(Path(raw.path)):
+            hint = f": {raw.path} is a fleet file, not a policy test; pass {TEST_KIND} files ({'*' + TEST_SUFFIXES[0]})"
+        elif isinstance(kind, str):
+            hint = " (a fleet document in a test file? put fixtures under spec.fleet or a case's fleet)"
         return None, [d(f"kind must be {TEST_KIND}, got {kind!r}{hint}", ("kind",) if "kind" in data else ())]
     if data.get("apiVersion") != API_VERSION:
         diags.append(d(f"apiVersion must be {API_VERSION}, got {data.get('apiVersion')!r}",
@@ -373,6 +389,10 @@ def _fixtures(test: _TestDoc, loc: Loc, items: list[Any]) -> tuple[list[Document
     docs: list[Document] = []
     diags: list[Diagnostic] = []
     for j, item in enumerate(items):
+        if isinstance(item, dict) and item.get("kind") == TEST_KIND:  # the loader's words are for fleet directories
+            diags.append(test.diag(f"a {TEST_KIND} cannot be a fixture: a fleet here holds fleet documents (Location, "
+                                   "Pool, Model, Policy, ...)", *loc, j, "kind"))
+            continue
         doc, more = load_document(_sub_document(test.raw, ("spec", *loc, j), item))
         diags.extend(more)
         if doc is not None:

@@ -262,9 +262,9 @@ def slow_reading(monkeypatch, seconds):
 
     real = source.parse_text
 
-    def slow(text, path):
+    def slow(text, path, *what):
         _time.sleep(seconds)
-        return real(text, path)
+        return real(text, path, *what)
 
     monkeypatch.setattr(source, "parse_text", slow)
 

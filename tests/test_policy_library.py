@@ -304,7 +304,7 @@ def test_expectations_are_as_strict_as_fleet_files(tmp_path: Path) -> None:
         "got 3",
         f"{where}:8: PolicyTest/p: spec.cases[0].violations: Input should be a valid integer, got false",
         f"{where}:9: PolicyTest/p: spec.cases[0].infeasible: Input should be a valid boolean, got 'no'; write true or "
-        "false: fleet files are read as YAML 1.2, where yes, no, on and off are text",
+        "false: placer reads YAML 1.2, where yes, no, on and off are text",
         f"{where}:10: PolicyTest/p: spec.cases[1].notPlaced[0]: Input should be a valid string, got 12; put it in "
         "quotes: YAML reads unquoted 12, 1e6, true or 2026-01-01 as a number, a boolean or a date"]
 
@@ -317,3 +317,28 @@ def test_a_policy_file_listed_twice_is_said_so(tmp_path: Path) -> None:
     assert r.returncode == 1
     assert r.stderr.splitlines() == ["ERROR p.test.yaml:5: PolicyTest/t: spec.policy[1]: policy file p.yaml is listed "
                                      "twice (spec.policy[0] names it too): list each policy file once"]
+
+
+def test_the_fleet_loaders_words_are_put_right_for_test_and_policy_files(tmp_path: Path) -> None:
+    """Test files were told of "fleet files" and "the fleet directory", and a policy file passed as a
+    test file was "a fleet document in a test file?"."""
+    (tmp_path / "p.yaml").write_text((LIBRARY / "residency-eu.yaml").read_text())
+    (tmp_path / "alias.test.yaml").write_text("a: &x 1\nb: *x\n")
+    (tmp_path / "fixture.test.yaml").write_text(
+        "apiVersion: placer.dev/v1alpha1\nkind: PolicyTest\nmetadata: {name: f}\nspec:\n  policy: p.yaml\n"
+        "  fleet:\n    - {kind: PolicyTest, metadata: {name: g}}\n  cases: [{name: a, violations: 0}]\n")
+    (tmp_path / "holds-test.yaml").write_text(a_test_of("p.yaml").replace("{name: t}", "{name: inner}"))
+    (tmp_path / "policy.test.yaml").write_text(a_test_of("holds-test.yaml"))
+    r = placer("policy", "test", ".", cwd=tmp_path)
+    assert r.returncode == 1
+    assert r.stderr.splitlines() == [
+        "ERROR alias.test.yaml:2: invalid YAML: anchors and aliases (*name) are not allowed in policy test files; "
+        "write the value out",
+        "ERROR fixture.test.yaml:7: PolicyTest/f: spec.fleet[0].kind: a PolicyTest cannot be a fixture: a fleet "
+        "here holds fleet documents (Location, Pool, Model, Policy, ...)",
+        "ERROR holds-test.yaml:2: PolicyTest/inner: kind: a policy file holds Policy documents only, found "
+        "PolicyTest; put it in a test file of its own (*.test.yaml)"]
+    r = placer("policy", "test", "p.yaml", cwd=tmp_path)
+    assert r.stderr.splitlines() == [
+        "ERROR p.yaml:6: kind: kind must be PolicyTest, got 'Policy': p.yaml is a Policy file; pass `placer policy "
+        "test` its PolicyTest file (p.test.yaml) or their directory"]

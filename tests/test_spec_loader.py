@@ -181,7 +181,7 @@ def test_yaml_1_1_booleans_where_a_boolean_belongs_say_to_write_true_or_false() 
                     "  location: dc1\n  provider: static\n  gpu: {type: L4-24GB, perNode: 2}\n"
                     "  nodes: {count: 1}\n  usdPerGpuHour: 1\n  spot: yes\n")
     assert diags == ["f.yaml:10: Pool/p: spec.spot: Input should be a valid boolean, got 'yes'; write true or false: "
-                     "fleet files are read as YAML 1.2, where yes, no, on and off are text"]
+                     "placer reads YAML 1.2, where yes, no, on and off are text"]
 
 
 def test_a_sexagesimal_rate_is_text_refused_where_it_is() -> None:

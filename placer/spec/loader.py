@@ -190,7 +190,7 @@ def error_message(err: Any, root: type[BaseModel], loc: Loc) -> str:
         if kind == "string_type" and isinstance(got, bool | int | float | datetime.date):
             msg += "; put it in quotes: YAML reads unquoted 12, 1e6, true or 2026-01-01 as a number, a boolean or a date"
         if kind == "bool_type" and isinstance(got, str) and got.lower() in YAML11_BOOLEANS:
-            msg += "; write true or false: fleet files are read as YAML 1.2, where yes, no, on and off are text"
+            msg += "; write true or false: placer reads YAML 1.2, where yes, no, on and off are text"
     return msg
 
 

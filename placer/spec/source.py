@@ -197,8 +197,9 @@ def _tab_problem(mark: yaml.Mark | None) -> str:
     return "a tab character where YAML expects spaces: indent with spaces, never tabs"
 
 
-def parse_text(text: str, path: str) -> tuple[list[RawDocument], list[Diagnostic]]:
-    """Parse every document of one file; problems come back as diagnostics.
+def parse_text(text: str, path: str, what: str = "fleet") -> tuple[list[RawDocument], list[Diagnostic]]:
+    """Parse every document of one file; problems come back as diagnostics. ``what``: the kind of
+    file, in messages (anchors are not allowed in "policy test" files).
 
     libyaml reads it where it can (``_read_fast``); the pure-Python loader where libyaml is not
     installed, the text holds what the two may read differently, or there is anything to report."""
@@ -206,7 +207,7 @@ def parse_text(text: str, path: str) -> tuple[list[RawDocument], list[Diagnostic
         docs = _read_fast(text, path)
         if docs is not None:
             return docs, []
-    return _read_pure(text, path)
+    return _read_pure(text, path, what)
 
 
 def _libyaml_reads_alike(text: str) -> bool:
@@ -243,7 +244,7 @@ def _read_fast(text: str, path: str) -> list[RawDocument] | None:
     return docs
 
 
-def _read_pure(text: str, path: str) -> tuple[list[RawDocument], list[Diagnostic]]:
+def _read_pure(text: str, path: str, what: str = "fleet") -> tuple[list[RawDocument], list[Diagnostic]]:
     """Every document as the pure-Python loader reads it, with a diagnostic for each problem."""
     docs: list[RawDocument] = []
     diags: list[Diagnostic] = []
@@ -273,6 +274,8 @@ def _read_pure(text: str, path: str) -> tuple[list[RawDocument], list[Diagnostic
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or str(exc)
+        if problem in (ALIAS_MESSAGE, MERGE_MESSAGE):
+            problem = problem.replace("in fleet files", f"in {what} files")
         if any(end in problem for end in STREAM_ENDS):  # an unclosed quote, '{' or '[': where it opened
             opened = exc.context_mark
             if (opened is None or mark is None or opened.index >= mark.index) and loader is not None and loader.marks:
@@ -404,7 +407,7 @@ def read_file(path: str | os.PathLike[str], what: str = "fleet") -> tuple[list[R
     text, problem = _decode(raw, shown, what)
     if text is None:
         return [], [problem] if problem is not None else []
-    return parse_text(text, shown)
+    return parse_text(text, shown, what)
 
 
 def read_fleet_dir(root: str | os.PathLike[str], progress: Callable[[str], None] | None = None
