@@ -556,7 +556,8 @@ def run_file(path: Path, rules_for: RulesFor, select: re.Pattern[str] | None = N
         return [], diags
     results: list[CaseResult] = []
     for test in tests:
-        policy_paths = ([path.parent / p for p in test.spec.policy] if test.spec.policy
+        # `policy: []` is no policy file (the fixtures' own Policy documents only), not the default <name>.yaml
+        policy_paths = ([path.parent / p for p in test.spec.policy] if test.spec.policy is not None
                         else [policy_file_for(path)])
         policy_docs: list[Document] = []
         listed_at: dict[Path, int] = {}

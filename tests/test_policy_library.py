@@ -342,3 +342,18 @@ def test_the_fleet_loaders_words_are_put_right_for_test_and_policy_files(tmp_pat
     assert r.stderr.splitlines() == [
         "ERROR p.yaml:6: kind: kind must be PolicyTest, got 'Policy': p.yaml is a Policy file; pass `placer policy "
         "test` its PolicyTest file (p.test.yaml) or their directory"]
+
+
+def test_an_empty_spec_policy_reads_no_policy_file(tmp_path: Path) -> None:
+    """`policy: []` read the default p.yaml, as if policy were left out: its Policy and the case's own were
+    then 'duplicate Policy name'."""
+    (tmp_path / "p.yaml").write_text("apiVersion: placer.dev/v1alpha1\nkind: Policy\nmetadata: {name: cap}\n"
+                                     "spec: {rule: {maxModelsPerPool: 1}}\n")
+    (tmp_path / "p.test.yaml").write_text(
+        "apiVersion: placer.dev/v1alpha1\nkind: PolicyTest\nmetadata: {name: own}\nspec:\n  policy: []\n"
+        "  fleet:\n    - {kind: Location, metadata: {name: dc}, spec: {environment: onprem}}\n"
+        "    - {kind: Policy, metadata: {name: cap}, spec: {rule: {maxModelsPerPool: 2}}}\n"
+        "  cases: [{name: fixtures-only, violations: 0}]\n")
+    report = policytest.run(tmp_path, policies.build_rules)
+    assert not report.file_errors and [(c.name, c.errors, c.failures) for c in report.cases] == \
+        [("fixtures-only", (), ())]
