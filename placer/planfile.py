@@ -18,11 +18,22 @@ import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Annotated, Any, Literal, cast
 
-from pydantic import ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from placer.spec.kinds import MOST_COUNT, ApplySettings, StateSettings
+from placer.spec.kinds import (
+    MOST_COUNT,
+    ApplySettings,
+    AwsTarget,
+    Count,
+    GcpTarget,
+    KubernetesTarget,
+    Provider,
+    StateSettings,
+    Strict,
+    Workload,
+)
 
 FORMAT_VERSION = 1
 PLACER_VERSION = "0.1.0"
@@ -239,6 +250,89 @@ def _check_sides(i: int, c: dict[str, Any], kind: str) -> str | None:
     return None
 
 
+Name = Annotated[str, Field(min_length=1)]
+
+
+class _PoolTarget(Strict):
+    """A pool change's target as ``diff.pool_target`` writes it, less its group (its provider's part)."""
+
+    pool: Name
+    min_nodes: Count
+    max_nodes: Count
+    gpu_type: Name
+    gpus_per_node: int = Field(ge=1, le=1024)
+    spot: bool
+
+    @model_validator(mode="after")
+    def _bounds(self) -> _PoolTarget:
+        if self.min_nodes > self.max_nodes:
+            raise ValueError(f"minNodes ({self.min_nodes}) is greater than maxNodes ({self.max_nodes})")
+        return self
+
+
+class AwsPoolTarget(_PoolTarget):
+    provider: Literal["aws"]
+    aws: AwsTarget
+
+
+class GcpPoolTarget(_PoolTarget):
+    provider: Literal["gcp"]
+    gcp: GcpTarget
+
+
+class DeploymentTarget(Strict):
+    """A deployment change's target as ``diff.deployment_target`` writes it (image and version may be null)."""
+
+    provider: Provider
+    pool: Name
+    model: Name
+    gpus: int = Field(ge=1, le=1024)
+    gpu_type: Name
+    image: str | None
+    version: str | None
+    workload: Workload
+    kubernetes: KubernetesTarget
+
+
+# the schema of a pool change's target, by its provider: placer sizes the groups of these only
+POOL_TARGETS: dict[str, type[_PoolTarget]] = {"aws": AwsPoolTarget, "gcp": GcpPoolTarget}
+
+
+def _schema_wrong(where: str, model: type[BaseModel], value: Any) -> str | None:
+    """What is wrong with ``value``, found at ``where``, by ``model`` (the first problem, naming
+    its field path: ``changes[1].target.model: missing``), or None."""
+    try:
+        model.model_validate(value)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        path = ".".join([where, *map(str, first["loc"])])
+        if first["type"] == "missing":
+            return f"{path}: missing"
+        if first["type"] == "extra_forbidden":
+            return f"{path}: not a field placer writes there"
+        msg = first["msg"].removeprefix("Value error, ")
+        got = "" if isinstance(first["input"], dict) else f", got {_shown(first['input'])}"
+        return f"{path}: {msg[:1].lower()}{msg[1:]}{got}"
+    return None
+
+
+def _check_target(i: int, target: Any, kind: str) -> str | None:
+    """What is wrong with the target of the ``i``-th change, a ``kind`` change, or None: each kind
+    of target (a deployment's; an aws or a gcp pool's) has the fields apply and its providers read,
+    of their types (a target without its model failed the apply half way, on a KeyError)."""
+    where = f"changes[{i}].target"
+    if not isinstance(target, dict):
+        return f"{where} is not an object"
+    if kind == "deployment":
+        return _schema_wrong(where, DeploymentTarget, target)
+    provider = target.get("provider")
+    if provider not in POOL_TARGETS:
+        return (f"{where}.provider: missing" if provider is None else
+                f"{where}.provider is {_shown(provider)}, not {' or '.join(POOL_TARGETS)} (placer sizes the "
+                "groups of those pools only)")
+    return _schema_wrong(where, POOL_TARGETS[str(provider)], target)
+
+
 def _check_change(i: int, c: Any) -> str | None:
     """What is wrong with the ``i``-th change of a plan file, or None."""
     if not isinstance(c, dict):
@@ -257,9 +351,9 @@ def _check_change(i: int, c: Any) -> str | None:
     reasons = c.get("reasons") or []
     if not isinstance(reasons, list) or not all(isinstance(r, str) for r in reasons):
         return f"changes[{i}].reasons is not an array of strings"
-    if not isinstance(c.get("target", {}), dict):
-        return f"changes[{i}].target is not an object"
-    return None
+    if "target" not in c:
+        return f"changes[{i}].target: missing"
+    return _check_target(i, c["target"], kind)
 
 
 # each kind of FIELDS: the test a value passes, and what it is in words
@@ -297,13 +391,9 @@ def _check_settings(settings: dict[str, Any]) -> str | None:
             continue
         if not isinstance(settings[part], dict):
             return f"settings.{part} is not an object"
-        try:
-            model.model_validate(settings[part])
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(["settings", part, *map(str, first["loc"])])
-            got = "" if isinstance(first["input"], dict) else f", got {_shown(first['input'])}"
-            return f"{where}: {first['msg'][:1].lower()}{first['msg'][1:]}{got}"
+        wrong = _schema_wrong(f"settings.{part}", model, settings[part])
+        if wrong:
+            return wrong
     return None
 
 

@@ -910,6 +910,22 @@ TAMPERED = {
     "delete-after": (lambda d: d["changes"][1].update(action="delete", before={"replicas": 1}),
                      "changes[1] is a delete with after; a delete has no after"),
     "reasons": (lambda d: d["changes"][1].update(reasons=[1]), "changes[1].reasons is not an array of strings"),
+    # a target without a field apply reads, or with one of another type: the apply made the changes
+    # before it, then failed on a KeyError 'model' or an int() of "x"
+    "target-field": (lambda d: d["changes"][1]["target"].pop("model"), "changes[1].target.model: missing"),
+    "target-empty": (lambda d: d["changes"][1].update(target={}), "changes[1].target.provider: missing"),
+    "target-none": (lambda d: d["changes"][1].pop("target"), "changes[1].target: missing"),
+    "target-type": (lambda d: d["changes"][1]["target"].update(gpus="x"),
+                    "changes[1].target.gpus: input should be a valid integer, got 'x'"),
+    "target-namespace": (lambda d: d["changes"][1]["target"]["kubernetes"].update(namespace=3),
+                         "changes[1].target.kubernetes.namespace: input should be a valid string, got 3"),
+    "target-nodes": (lambda d: d["changes"][0]["target"].update(maxNodes=-1),
+                     "changes[0].target.maxNodes: input should be greater than or equal to 0, got -1"),
+    "target-group": (lambda d: d["changes"][0]["target"].pop("aws"), "changes[0].target.aws: missing"),
+    "target-region": (lambda d: d["changes"][0]["target"]["aws"].pop("region"),
+                      "changes[0].target.aws.region: missing"),
+    "target-provider": (lambda d: d["changes"][0]["target"].update(provider="static"),
+                        "changes[0].target.provider is 'static', not aws or gcp"),
     # an entry without a field the renderers read, or with one of another type: internal errors in show
     "unmet-entry": (lambda d: d.update(unmet=[{"model": "chat", "demandLocation": "dc1"}]), "unmet[0] has no rate"),
     "violation-entry": (lambda d: d.update(violations=[{"policy": "p", "amount": 1, "detail": "d"}]),
