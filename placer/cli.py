@@ -409,10 +409,10 @@ def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str
             if now_digest != the_plan.fleet_digest:
                 fail(f"{target} was made from another version of {fleet_path} (plan {the_plan.fleet_digest[:19]}…, "
                      f"fleet now {now_digest[:19]}…); nothing was applied: plan it again")
-    settings = the_plan.body.get("settings", {})
+    settings = the_plan.body["settings"]  # a plan file has them (``planfile.loads``), as a fleet's plan does
     # the apply's own: it says on stderr when it waits to try an S3 call again (the plan's told a spinner)
-    backend = backend_from(settings.get("state", {}), state_path, lambda msg: err.print(msg, style="dim"))
-    apply_cfg = settings.get("apply", {})
+    backend = backend_from(settings["state"], state_path, lambda msg: err.print(msg, style="dim"))
+    apply_cfg = settings["apply"]
     providers = providers_for(apply_cfg, plan=the_plan)
     retry = RetryPolicy(base_seconds=float(os.environ.get("PLACER_RETRY_BASE_SECONDS", "0.5")))
     plan_id = str(uuid.uuid4())

@@ -177,7 +177,9 @@ class Plan:
         return json.dumps(self.to_json(), indent=2, sort_keys=False, allow_nan=False) + "\n"
 
 
-REQUIRED_KEYS = ("formatVersion", "priorState", "changes", "fleetDigest")
+# a plan without its settings was applied with the defaults' (live, the default state path), whatever
+# the fleet's Settings said: a plan reviewed in gitops mode resized a real group
+REQUIRED_KEYS = ("formatVersion", "priorState", "changes", "fleetDigest", "settings")
 ACTIONS = ("create", "update", "delete", "no-op")
 # the report sections the renderers read, and what each must be (a plan edited by hand gave
 # `show`, `show --markdown` and `render` an internal error on a section of another type)
@@ -385,12 +387,19 @@ def _check_fields(where: str, entry: dict[str, Any], fields: dict[str, str]) -> 
 
 
 def _check_settings(settings: dict[str, Any]) -> str | None:
-    """What is wrong with the settings apply reads, by the fleet's own Settings rules, or None."""
+    """What is wrong with the settings apply reads, by the fleet's own Settings rules, or None.
+    Each part, and each field of it that ``plan`` writes (all but those null by default), must be
+    there: apply takes nothing from a default, as a plan reviewed in gitops mode whose
+    ``apply.mode`` was lost went live."""
     for part, model in (("state", StateSettings), ("apply", ApplySettings)):
         if part not in settings:
-            continue
+            return f"settings.{part}: missing"
         if not isinstance(settings[part], dict):
             return f"settings.{part} is not an object"
+        written = [f.alias or name for name, f in model.model_fields.items() if f.default is not None]
+        lost = next((key for key in written if key not in settings[part]), None)
+        if lost is not None:
+            return f"settings.{part}.{lost}: missing"
         wrong = _schema_wrong(f"settings.{part}", model, settings[part])
         if wrong:
             return wrong
@@ -427,7 +436,7 @@ def _check_body(data: dict[str, Any]) -> str | None:
                  else _check_fields(f"models.{name}", model, {"demand": "amount"}))
         if wrong:
             return wrong
-    return _check_settings(data["settings"]) if "settings" in data else None
+    return _check_settings(data["settings"])
 
 
 def loads(text: str, source: str = "plan") -> Plan:

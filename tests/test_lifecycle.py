@@ -944,12 +944,19 @@ TAMPERED = {
     "created": (lambda d: d.update(createdAt=5), "createdAt is 5, not a string"),
     "settings": (lambda d: d["settings"].update(apply="x"), "settings.apply is not an object"),
     "settings-field": (lambda d: d["settings"]["apply"].update(parallelism="4"), "settings.apply.parallelism: "),
+    # a plan without its settings (or its apply.mode) was applied live, whatever the fleet's Settings said
+    "no-settings": (lambda d: d.pop("settings"), "plan file is missing settings; it may be truncated: re-plan"),
+    "settings-empty": (lambda d: d.update(settings={}), "settings.state: missing"),
+    "settings-mode": (lambda d: d["settings"]["apply"].pop("mode"), "settings.apply.mode: missing"),
+    "settings-path": (lambda d: d["settings"]["state"].pop("path"), "settings.state.path: missing"),
     "float-version": (lambda d: d.update(formatVersion=1.0), "plan formatVersion 1.0 is not one"),
 }
 
 
 @pytest.mark.parametrize("kind", ["version", "truncated", "not-json", "other-json", "missing", "infinity", *TAMPERED])
-def test_bad_plan_file_is_a_clear_error(env: Env, capsys: pytest.CaptureFixture[str], kind: str) -> None:
+def test_bad_plan_file_is_a_clear_error(env: Env, capsys: pytest.CaptureFixture[str], kind: str,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(env.root)  # a plan without settings was applied to the default state path, here
     path = env.root / "plan.json"
     plan_json(capsys, env, path)
     text = path.read_text()
@@ -989,7 +996,7 @@ def test_bad_plan_file_is_a_clear_error(env: Env, capsys: pytest.CaptureFixture[
         assert code == 1
         assert expected in " ".join(stderr.split()) and str(path) in stderr
         assert "internal error" not in stderr
-    assert not env.state.exists()
+    assert not env.state.exists() and not (env.root / ".placer").exists()
     assert lh.tree(env.deploy) == {} and not tree.exists()
 
 
