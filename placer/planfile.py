@@ -355,7 +355,17 @@ def _check_change(i: int, c: Any) -> str | None:
         return f"changes[{i}].reasons is not an array of strings"
     if "target" not in c:
         return f"changes[{i}].target: missing"
-    return _check_target(i, c["target"], kind)
+    wrong = _check_target(i, c["target"], kind)
+    if wrong:
+        return wrong
+    # the address and the target name one pool (and model): apply records the change by its address
+    # and its providers write the target's (pool/zzz over pb's target gave pb's group two tfvars entries)
+    model, at, pool = rest.partition("@")  # as Change.model and Change.pool read it
+    for key, named in ({"model": model, "pool": pool} if at else {"pool": rest}).items():
+        if c["target"][key] != named:
+            return (f"changes[{i}] has address {address!r}, but its target.{key} is {_shown(c['target'][key])}: "
+                    f"both name the {key} it changes")
+    return None
 
 
 # each kind of FIELDS: the test a value passes, and what it is in words

@@ -926,6 +926,11 @@ TAMPERED = {
                       "changes[0].target.aws.region: missing"),
     "target-provider": (lambda d: d["changes"][0]["target"].update(provider="static"),
                         "changes[0].target.provider is 'static', not aws or gcp"),
+    # an address that names another pool or model than its target: applied, two tfvars entries sized one group
+    "address-pool": (lambda d: d["changes"][0].update(address="pool/zzz"),
+                     "changes[0] has address 'pool/zzz', but its target.pool is 'aws-h100': both name the pool"),
+    "address-model": (lambda d: d["changes"][1].update(address=d["changes"][1]["address"].replace("@", "x@")),
+                      "but its target.model is"),
     # an entry without a field the renderers read, or with one of another type: internal errors in show
     "unmet-entry": (lambda d: d.update(unmet=[{"model": "chat", "demandLocation": "dc1"}]), "unmet[0] has no rate"),
     "violation-entry": (lambda d: d.update(violations=[{"policy": "p", "amount": 1, "detail": "d"}]),
