@@ -1,7 +1,7 @@
 """Apply: run exactly a plan's changes through providers, phase by phase, under the state lock.
 
-Refuses a stale plan. Each change is retried on retryable provider errors (exponential
-backoff with jitter, or longer where the server asked: Retry-After), then verified (the provider must now hold what was planned) and
+Refuses a stale plan, and one whose changes do not start from the state it was made from. Each
+change is retried on retryable provider errors (exponential backoff with jitter, or longer where the server asked: Retry-After), then verified (the provider must now hold what was planned) and
 recorded in the state at once (atomic write), so a killed apply leaves a state that says
 exactly what was done: the next plan starts from it. The first recorded change of an
 apply adds 1 to the serial, which makes the interrupted plan stale; a plan read while an apply
@@ -23,7 +23,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from placer.planfile import PHASE_NAMES, PHASE_UP, Change, Plan
+from placer.planfile import PHASE_NAMES, PHASE_UP, Change, Plan, deployment_place
 from placer.state import Backend, State, deployment_entry, health_marked, pool_entry
 
 _POOLS = itertools.count()  # names each apply's worker threads apart
@@ -35,6 +35,11 @@ class ApplyError(Exception):
 
 class StalePlanError(ApplyError):
     pass
+
+
+class InconsistentPlanError(ApplyError):
+    """A plan made from the state it is applied to whose changes do not start from what that state
+    records (edited by hand)."""
 
 
 class UnfinishedError(ApplyError):
@@ -103,6 +108,39 @@ def check_fresh(plan: Plan, state: State) -> None:
         raise StalePlanError(f"stale plan: another apply changed the state since it was planned (it was made "
                              f"{made}; {now}). Run `placer plan` again once no apply is running, and apply the "
                              "new plan.")
+    check_before(plan, state)
+
+
+def check_before(plan: Plan, state: State) -> None:
+    """Refuse a plan whose changes do not start from ``state``, the very state it was made from
+    (``check_fresh``): the first change apply makes at each address has for its before the count
+    the state records there (a before.nodes of 5 where the state had 1 was applied). A create
+    starts from nothing, and what follows a change at its address from that change: neither is
+    checked. A deployment's delete starts from the copy at its target's place (a replacement's
+    old copy, or one an apply stopped before deleting)."""
+    seen: set[str] = set()
+    for i, change in sorted(enumerate(plan.changes), key=lambda ic: ic[1].phase):
+        if change.action == "no-op" or change.address in seen:
+            continue
+        seen.add(change.address)
+        if change.action == "create" or change.before is None:
+            continue
+        key, count = change.address.split("/", 1)[1], "nodes" if change.kind == "pool" else "replicas"
+        entry = (state.pools if change.kind == "pool" else state.deployments).get(key)
+        copies = [] if entry is None else [entry]
+        if entry is not None and change.kind == "deployment" and change.action == "delete":
+            place = deployment_place(change.target)
+            copies = [c for c in [entry, *(entry.get("deposed") or [])]
+                      if deployment_place(c.get("target") or {}) == place] or copies
+        have = sorted({int(c.get(count, 0)) for c in copies})
+        if change.before.get(count) in have:
+            continue
+        recorded = (f"records {count} {' or '.join(map(str, have))}" if have
+                    else f"records no {change.kind} {key}")
+        raise InconsistentPlanError(
+            f"inconsistent plan: changes[{i}] ({change.action} {change.address}) starts from {count} "
+            f"{change.before.get(count)!r}, but the state it was made from (serial {state.serial}) {recorded}; "
+            "was the plan edited by hand? Run `placer plan` again and apply the new plan.")
 
 
 class Applier:

@@ -486,6 +486,31 @@ def test_stale_plan_is_refused_and_changes_nothing(env: Env, capsys: pytest.Capt
         "state now (was it removed, or is this another state file?)" in stderr, stderr
 
 
+@pytest.mark.parametrize(("index", "before", "said"), [
+    (0, {"nodes": 5}, "changes[0] (update pool/aws-h100) starts from nodes 5, but the state it was made from "
+                      "(serial 1) records nodes 1"),
+    (2, {"replicas": 4}, "changes[2] (delete deployment/summarize@aws-h100) starts from replicas 4, but the state "
+                         "it was made from (serial 1) records replicas 1"),
+])
+def test_a_plan_whose_before_is_not_the_state_it_was_made_from_is_refused(
+        env: Env, capsys: pytest.CaptureFixture[str], index: int, before: dict[str, int], said: str) -> None:
+    """A plan of the state's own serial was made from it: a before edited to another count (nodes 5
+    where the state had 1) was applied as if it were so."""
+    plan_and_apply(capsys, env)
+    env.write(chat_rate=9000, summarize=False)
+    path = env.root / "second.json"
+    data = plan_json(capsys, env, path)
+    assert lh.changes_of(data) == lh.EDITED_CHANGES
+    data["changes"][index]["before"] = before
+    path.write_text(json.dumps(data))
+    state, files = env.state.read_bytes(), lh.tree(env.deploy)
+    code, _, stderr = placer(capsys, "apply", str(path))
+    assert code == 1 and f"inconsistent plan: {said}; was the plan edited by hand? Run `placer plan` again" \
+        in " ".join(stderr.split()), stderr
+    assert env.state.read_bytes() == state and lh.tree(env.deploy) == files
+    assert not env.backend.lock_path.exists()
+
+
 def test_a_plan_made_during_another_apply_is_stale_once_that_apply_moves_on(
         env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     """A plan read while another apply ran (between its first change, which bumps the serial, and
