@@ -177,9 +177,11 @@ class Plan:
         return json.dumps(self.to_json(), indent=2, sort_keys=False, allow_nan=False) + "\n"
 
 
-# a plan without its settings was applied with the defaults' (live, the default state path), whatever
-# the fleet's Settings said: a plan reviewed in gitops mode resized a real group
-REQUIRED_KEYS = ("formatVersion", "priorState", "changes", "fleetDigest", "settings")
+# SPEC section 3's fields and sections, and the settings apply reads: a plan without its cost or solver
+# was shown as costing 0.00 USD/h, solved by None; one without its settings was applied with the
+# defaults' (live, the default state path), whatever the fleet's Settings said
+REQUIRED_KEYS = ("formatVersion", "placerVersion", "createdAt", "fleetDigest", "priorState", "solver", "cost",
+                 "placements", "routes", "pools", "unmet", "violations", "changes", "settings")
 ACTIONS = ("create", "update", "delete", "no-op")
 # the report sections the renderers read, and what each must be (a plan edited by hand gave
 # `show`, `show --markdown` and `render` an internal error on a section of another type)
@@ -191,6 +193,8 @@ SECTIONS: dict[str, type] = {"solver": dict, "cost": dict, "placements": list, "
 # enforcement, a placement without its pool were an internal error in `show`. A kind ending in
 # "?" may also be null or left out.
 FIELDS: dict[str, dict[str, str]] = {
+    "cost": {key: "number" for key in ("totalUsdPerHour", "computeUsdPerHour", "egressUsdPerHour", "latencyUsdPerHour",
+                                        "unmetUsdPerHour", "churnUsd", "penaltyUsdPerHour")},
     "solver": {"status": "text", "objectiveUsdPerHour": "number", "boundUsdPerHour": "number", "gap": "number?",
                "wallSeconds": "amount"},
     "placements": {"model": "name", "pool": "name", "replicas": "replicas", "gpus": "gpus", "target": "object"},
@@ -202,7 +206,7 @@ FIELDS: dict[str, dict[str, str]] = {
     "violations": {"policy": "name", "enforcement": "text", "amount": "number", "detail": "text"},
 }
 # the plan's own fields besides its sections
-TOP_FIELDS = {"placerVersion": "text?", "createdAt": "text?", "fleetDigest": "text", "costBeforeUsdPerHour": "number?",
+TOP_FIELDS = {"placerVersion": "text", "createdAt": "text", "fleetDigest": "text", "costBeforeUsdPerHour": "number?",
               "servedRate": "amount?"}
 PRIOR_FIELDS = {"lineage": "text?", "serial": "whole?", "applying": "object?"}
 APPLYING_FIELDS = {"plan": "text?", "done": "whole"}

@@ -935,6 +935,14 @@ TAMPERED = {
     "delete-after": (lambda d: d["changes"][1].update(action="delete", before={"replicas": 1}),
                      "changes[1] is a delete with after; a delete has no after"),
     "reasons": (lambda d: d["changes"][1].update(reasons=[1]), "changes[1].reasons is not an array of strings"),
+    # a plan without SPEC section 3's sections: shown as 30.00 -> 0.00 USD/h, solved by None, exit 0
+    "no-cost": (lambda d: [d.pop(k) for k in ("cost", "solver")],
+                "plan file is missing solver, cost; it may be truncated: re-plan"),
+    "no-sections": (lambda d: [d.pop(k) for k in ("placements", "pools", "routes", "unmet", "violations", "createdAt",
+                                                  "placerVersion")],
+                    "plan file is missing placerVersion, createdAt, placements, routes, pools, unmet, violations;"),
+    "cost-field": (lambda d: d["cost"].pop("totalUsdPerHour"), "cost has no totalUsdPerHour"),
+    "created-null": (lambda d: d.update(createdAt=None), "createdAt is None, not a string"),
     # a target without a field apply reads, or with one of another type: the apply made the changes
     # before it, then failed on a KeyError 'model' or an int() of "x"
     "target-field": (lambda d: d["changes"][1]["target"].pop("model"), "changes[1].target.model: missing"),
