@@ -95,8 +95,14 @@ def check_fresh(plan: Plan, state: State) -> None:
                 else f"state lineage {plan.prior_lineage} serial {plan.prior_serial}")
         now = ("there is no state now (was it removed, or is this another state file?)" if state.lineage is None
                else f"the state is now lineage {state.lineage} serial {state.serial} (something was applied since)")
-        raise StalePlanError(f"stale plan: it was made against {made}, but {now}. "
-                             "Run `placer plan` again and apply the new plan.")
+        again = "Run `placer plan` again and apply the new plan."
+        if state.lineage is not None and state.lineage == plan.prior_lineage and state.serial < plan.prior_serial:
+            # the serial went back (it said "something was applied since", which nothing was)
+            now = (f"the state is now serial {state.serial}, older than the plan: it was restored from a backup "
+                   "or rolled back since, and what the later applies did is no longer recorded")
+            again = ("Check that the infrastructure is what that state records (`placer refresh FLEET`), then "
+                     "run `placer plan` again against the current state and apply the new plan.")
+        raise StalePlanError(f"stale plan: it was made against {made}, but {now}. {again}")
     then, now_at = plan.prior_applying, state.progress()
     if then != now_at:
         # an apply moves the serial at its first change only: a plan read while one ran carried

@@ -511,6 +511,25 @@ def test_a_plan_whose_before_is_not_the_state_it_was_made_from_is_refused(
     assert not env.backend.lock_path.exists()
 
 
+def test_a_plan_newer_than_the_state_says_the_state_went_back(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    """A state restored from a backup (serial 2 back to 1) made a plan of serial 2 stale "(something
+    was applied since)", which nothing was."""
+    plan_and_apply(capsys, env)
+    backup = env.state.read_bytes()
+    env.write(chat_rate=9000)
+    plan_and_apply(capsys, env, "second.json")
+    third = env.root / "third.json"
+    env.write(chat_rate=5000)
+    plan_json(capsys, env, third)
+    env.state.write_bytes(backup)  # serial 1 again
+    code, _, stderr = placer(capsys, "apply", str(third))
+    said = " ".join(stderr.split())
+    assert code == 1 and "something was applied since" not in said, said
+    assert "serial 2, but the state is now serial 1, older than the plan: it was restored from a backup or rolled " \
+        "back since" in said and "run `placer plan` again against the current state and apply the new plan" in said
+    assert env.state.read_bytes() == backup
+
+
 def test_a_plan_made_during_another_apply_is_stale_once_that_apply_moves_on(
         env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     """A plan read while another apply ran (between its first change, which bumps the serial, and
