@@ -402,6 +402,10 @@ def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str
 
         summary.render(the_plan.to_json(), out)
     else:
+        if now_text is not None:  # it was ignored: the saved plan was applied as it was made
+            fail("--now sets the time of the plan that --auto-approve makes from a fleet directory; a saved plan "
+                 "was made at its own time (its createdAt): drop --now, or plan again with `placer plan FLEET "
+                 "--now TIME -o PLAN`")
         the_plan = read(target)
         if fleet_path is not None:
             with spinner(True, "reading the fleet") as progress:

@@ -511,6 +511,16 @@ def test_a_plan_whose_before_is_not_the_state_it_was_made_from_is_refused(
     assert not env.backend.lock_path.exists()
 
 
+def test_apply_of_a_saved_plan_refuses_now(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    """--now sets the time of the plan --auto-approve makes; with a saved plan it was ignored."""
+    path = env.root / "plan.json"
+    plan_json(capsys, env, path)
+    code, _, stderr = placer(capsys, "apply", str(path), "--now", "2030-01-01")
+    assert code == 1 and "--now sets the time of the plan that --auto-approve makes from a fleet directory; a " \
+        "saved plan was made at its own time (its createdAt): drop --now" in " ".join(stderr.split()), stderr
+    assert not env.state.exists() and lh.tree(env.deploy) == {}
+
+
 def test_a_plan_newer_than_the_state_says_the_state_went_back(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     """A state restored from a backup (serial 2 back to 1) made a plan of serial 2 stale "(something
     was applied since)", which nothing was."""
