@@ -114,7 +114,8 @@ def check_fresh(plan: Plan, state: State) -> None:
         raise StalePlanError(f"stale plan: another apply changed the state since it was planned (it was made "
                              f"{made}; {now}). Run `placer plan` again once no apply is running, and apply the "
                              "new plan.")
-    check_before(plan, state)
+    if not plan.prior_refreshed:  # planned from what runs (``plan --refresh``), where it differs from the state
+        check_before(plan, state)
 
 
 def check_before(plan: Plan, state: State) -> None:

@@ -301,7 +301,8 @@ def plan(fleet: str, out_path: str | None, as_json: bool, detailed_exitcode: boo
         result = make_plan(loaded, state, rules_for(now), now, progress)
     body = dict(result.plan.body)
     body["settings"] = settings_json(loaded)
-    final = dataclasses.replace(result.plan, body=body)
+    # a refreshed plan's changes start from what runs, which apply does not hold against the state's record
+    final = dataclasses.replace(result.plan, body=body, prior_refreshed=refresh)
     if out_path:
         write(final, out_path)
     if as_json:

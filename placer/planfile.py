@@ -154,6 +154,9 @@ class Plan:
     # changes it had recorded}; ``State.progress``), or None: a plan read while an apply ran carried
     # its serial, and was accepted once it had moved on
     prior_applying: dict[str, Any] | None = None
+    # planned from the state as the providers report it (``plan --refresh``): its changes start from
+    # what runs, not from what the state records (``apply.check_before``)
+    prior_refreshed: bool = False
 
     @property
     def has_changes(self) -> bool:
@@ -169,6 +172,8 @@ class Plan:
         }
         if self.prior_applying is not None:
             out["priorState"]["applying"] = self.prior_applying
+        if self.prior_refreshed:
+            out["priorState"]["refreshed"] = True
         out.update(self.body)
         out["changes"] = [c.to_json() for c in self.changes]
         return out
@@ -208,7 +213,7 @@ FIELDS: dict[str, dict[str, str]] = {
 # the plan's own fields besides its sections
 TOP_FIELDS = {"placerVersion": "text", "createdAt": "text", "fleetDigest": "text", "costBeforeUsdPerHour": "number?",
               "servedRate": "amount?"}
-PRIOR_FIELDS = {"lineage": "text?", "serial": "whole?", "applying": "object?"}
+PRIOR_FIELDS = {"lineage": "text?", "serial": "whole?", "applying": "object?", "refreshed": "flag?"}
 APPLYING_FIELDS = {"plan": "text?", "done": "whole"}
 
 
@@ -383,6 +388,7 @@ KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "amount": (lambda v: _number(v) and v >= 0, "a number of 0 or more"),
     "number": (_number, "a number"),
     "object": (lambda v: isinstance(v, dict), "an object"),
+    "flag": (lambda v: isinstance(v, bool), "true or false"),
 }
 
 
@@ -507,6 +513,7 @@ def loads(text: str, source: str = "plan") -> Plan:
             changes=changes,
             placer_version=str(data.get("placerVersion", "")),
             prior_applying=None if prior.get("applying") is None else dict(prior["applying"]),
+            prior_refreshed=prior.get("refreshed") is True,
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise PlanFileError(f"{source}: malformed plan file ({exc}); re-plan") from None

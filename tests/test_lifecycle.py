@@ -511,6 +511,31 @@ def test_a_plan_whose_before_is_not_the_state_it_was_made_from_is_refused(
     assert not env.backend.lock_path.exists()
 
 
+def test_a_plan_made_with_refresh_starts_from_what_runs_and_applies(
+        env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    """``plan --refresh`` plans from what the providers report, so its changes start from the drift
+    (replicas 5 where the state records 3), not from the state: apply refused such a plan as
+    "inconsistent ... edited by hand", and a plain plan said No changes, so drift could not be undone."""
+    plan_and_apply(capsys, env)
+    [manifest] = [p for p in env.deploy.rglob("chat-*.yaml")]
+    recorded = manifest.read_text()
+    assert "replicas: 3" in recorded
+    manifest.write_text(recorded.replace("replicas: 3", "replicas: 5"))  # someone scaled it by hand
+    path = env.root / "refreshed.json"
+    code, out, err = placer(capsys, "plan", str(env.fleet), "--refresh", "--now", lh.NOW, "-o", str(path))
+    assert code == 0, err
+    assert "state records 3 replicas, the cluster runs 5" in " ".join((out + err).split())
+    data = json.loads(path.read_text())
+    assert data["priorState"]["refreshed"] is True
+    [change] = [c for c in data["changes"] if c["address"].startswith("deployment/chat@")]
+    assert change["before"]["replicas"] == 5 and change["after"]["replicas"] == 3
+    apply_ok(capsys, path)
+    assert manifest.read_text() == recorded
+    assert not plan_json(capsys, env)["changes"]
+    # a plan made without --refresh still starts from the state's record, and is held to it
+    assert "refreshed" not in plan_json(capsys, env)["priorState"]
+
+
 def test_apply_of_a_saved_plan_refuses_now(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     """--now sets the time of the plan --auto-approve makes; with a saved plan it was ignored."""
     path = env.root / "plan.json"
