@@ -389,6 +389,25 @@ def test_a_value_of_the_wrong_kind_is_named_in_yaml_words() -> None:
     assert diags == ["f.yaml:4: Location/a: spec: must be a mapping, got true"]
 
 
+def test_cloud_group_names_are_what_their_apis_accept() -> None:
+    """An EKS node group "g6_12xlarge.big" or a MIG "Infer_A" passed validate and was refused by the
+    cloud at `terraform apply`."""
+    def pool(target: str) -> list[str]:
+        return load(f"apiVersion: {API_VERSION}\nkind: Pool\nmetadata: {{name: p}}\nspec:\n  location: x\n"
+                    f"  provider: aws\n  gpu: {{type: L4-24GB, perNode: 1}}\n  nodes: {{min: 0, max: 2}}\n"
+                    f"  usdPerGpuHour: 1\n  target: {target}\n")[1]
+
+    assert pool("{aws: {region: eu-west-1, eks: {cluster: ml-eu, nodegroup: g6_12xlarge-big}}}") == []
+    [said] = pool("{aws: {region: eu-west-1, eks: {cluster: ml-eu, nodegroup: g6_12xlarge.big}}}")
+    assert "spec.target.aws.eks.nodegroup" in said and "'g6_12xlarge.big' is no EKS node group name" in said
+    [said] = pool("{aws: {region: eu-west-1, eks: {cluster: -ml, nodegroup: a}}}")
+    assert "'-ml' is no EKS cluster name" in said
+    assert pool("{gcp: {project: acme, zone: us-central1-a, instanceGroupManager: infer-a1}}") == []
+    for bad in ("Infer_A", "infer-", "1infer", "a" * 64):
+        [said] = pool(f"{{gcp: {{project: acme, zone: us-central1-a, instanceGroupManager: {bad}}}}}")
+        assert f"'{bad}' is no managed instance group name" in said, said
+
+
 def test_metadata_errors() -> None:
     _, diags = load(f"apiVersion: {API_VERSION}\nkind: Location\nmetadata:\n  name: a\n  labels: {{tier: 1}}\n"
                     "  owner: me\nspec: {environment: edge}\n")

@@ -11,7 +11,7 @@ import datetime as dt
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from placer.spec.rules import Rule
@@ -174,9 +174,24 @@ class KubernetesTarget(Strict):
         return self
 
 
+# what the AWS and GCP APIs accept as these names: a fleet that passed validate was refused at
+# `terraform apply` (an EKS node group "g6_12xlarge.big", a GPU type with a dot in a GCP label)
+EKS_NAME = re.compile(r"[0-9A-Za-z][A-Za-z0-9_-]*")
+GCP_NAME = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
 class EksTarget(Strict):
     cluster: str
     nodegroup: str
+
+    @field_validator("cluster", "nodegroup")
+    @classmethod
+    def _eks_name(cls, v: str, info: ValidationInfo) -> str:
+        most = 100 if info.field_name == "cluster" else 63
+        if not EKS_NAME.fullmatch(v) or len(v) > most:
+            raise ValueError(f"{v!r} is no EKS {'cluster' if most == 100 else 'node group'} name: use letters, "
+                             f"digits, - and _ (up to {most}, starting with a letter or digit), as EKS requires")
+        return v
 
 
 class AwsTarget(Strict):
@@ -196,6 +211,14 @@ class GcpTarget(Strict):
     zone: str | None = None
     region: str | None = None
     instance_group_manager: str
+
+    @field_validator("instance_group_manager")
+    @classmethod
+    def _gcp_name(cls, v: str) -> str:
+        if not GCP_NAME.fullmatch(v):
+            raise ValueError(f"{v!r} is no managed instance group name: use lowercase letters, digits and - (up "
+                             "to 63, starting with a letter, not ending with -), as GCP requires")
+        return v
 
     @model_validator(mode="after")
     def _one(self) -> GcpTarget:

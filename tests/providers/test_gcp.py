@@ -31,7 +31,7 @@ def seed(gcp: FakeCompute) -> None:
     t4 = gcp.add_template(PROJECT, "t4-tmpl", "n1-standard-8", accelerators=[("nvidia-tesla-t4", 2)])
     gcp.add_mig(PROJECT, "t4-pool", t4, zone="us-central1-a", target_size=1)
     a2 = gcp.add_template(PROJECT, "a2-spot", "a2-highgpu-4g", spot=True)
-    gcp.add_mig(PROJECT, "A100_Spot", a2, zone="europe-west4-a", target_size=2, autoscaler_max=6)
+    gcp.add_mig(PROJECT, "a100-spot", a2, zone="europe-west4-a", target_size=2, autoscaler_max=6)
     l4 = gcp.add_template(PROJECT, "l4-tmpl", "zones/europe-west4-b/machineTypes/g2-standard-24",
                           region="europe-west4", preemptible=False)
     gcp.add_mig(PROJECT, "l4-serving", l4, region="europe-west4", target_size=3)
@@ -100,7 +100,7 @@ def test_discover_finds_gpu_groups_zonal_and_regional(gcp: FakeCompute, provider
     assert a100["gpu"] == {"type": "A100-40GB", "perNode": 4}
     assert a100["spot"] is True and a100["nodes"] == {"min": 0, "max": 6}
     assert a100["usdPerGpuHour"] < 3.67
-    assert a100["target"]["gcp"]["instanceGroupManager"] == "A100_Spot"  # the real name, not the label
+    assert a100["target"]["gcp"]["instanceGroupManager"] == "a100-spot"  # GCP names are DNS labels already
     # regional group, regional template, g2 machine type given as a partial URL
     l4 = pools["l4-serving"]["spec"]
     assert l4["gpu"] == {"type": "L4-24GB", "perNode": 2} and l4["location"] == "gcp-europe-west4"
@@ -122,7 +122,7 @@ def test_discover_finds_gpu_groups_zonal_and_regional(gcp: FakeCompute, provider
                              if name != "a100-spot"}
     notes = "\n".join(found.notes)
     assert "approximate" in notes and "nodes.max" in notes
-    assert "A100_Spot" in notes and "autoscaler" in notes
+    assert "a100-spot" in notes and "autoscaler" in notes
     assert "nvidia-tesla-v100" in notes and "broken" in notes and "deleted-tmpl" in notes
     assert "web-frontend" not in notes  # CPU-only groups are simply not pools
     assert len(gcp.requests_to(f"/projects/{PROJECT}/aggregated/instanceGroupManagers")) > 1  # paged

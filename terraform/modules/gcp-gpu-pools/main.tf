@@ -31,7 +31,7 @@ locals {
   instance_labels = {
     for name, p in local.gcp_pools : name => merge(var.labels, var.pool_settings[name].labels, {
       "placer-pool"     = name
-      "placer-gpu-type" = lower(p.gpu_type)
+      "placer-gpu-type" = substr(replace(lower(p.gpu_type), "/[^a-z0-9_-]/", "-"), 0, 63)
       "placer-spot"     = tostring(p.spot)
       "managed-by"      = "placer-terraform"
     })
