@@ -651,6 +651,9 @@ def render(plan_path: str, out_dir: str) -> None:
         progress("removing the manifests the plan no longer has")
         for path in gone:
             path.unlink()
+        for folder in sorted({path.parent for path in gone}):  # as the gitops apply, no empty cluster folder left
+            if not any(folder.iterdir()):
+                folder.rmdir()
     kept = sum(len(names) for names in theirs.values())
     same = len(files) - len(changed)
     out.print(f"Wrote {len(changed)} file(s) under {out_dir}" + (f", {same} unchanged" if same else "")

@@ -436,6 +436,14 @@ def test_render_keeps_to_its_tree_and_to_its_own_files(tmp_path):
     # the same plan again writes nothing, and says so (it said "Wrote 7 file(s)")
     r = placer("render", str(plan), "--out", str(out))
     assert r.returncode == 0 and r.stdout.startswith(f"Wrote 0 file(s) under {out}, 7 unchanged;"), r.stdout
+    # a cluster the plan no longer has leaves no empty folder behind, as the gitops apply leaves none
+    gone = out / "clusters" / "edge-gone"
+    gone.mkdir()
+    (gone / "m-edge.yaml").write_text("metadata: {labels: {app.kubernetes.io/managed-by: placer}}\n")
+    (gone / "kustomization.yaml").write_text("resources: [m-edge.yaml]\n")
+    r = placer("render", str(plan), "--out", str(out))
+    assert r.returncode == 0 and "removed 2 the plan no longer has" in r.stdout, r.stdout
+    assert not gone.exists() and sorted(p.name for p in (out / "clusters").iterdir()) == folders
 
 
 def test_render_never_writes_through_a_symbolic_link_in_the_tree(tmp_path):
