@@ -96,6 +96,12 @@ def check_fresh(plan: Plan, state: State) -> None:
         now = ("there is no state now (was it removed, or is this another state file?)" if state.lineage is None
                else f"the state is now lineage {state.lineage} serial {state.serial} (something was applied since)")
         again = "Run `placer plan` again and apply the new plan."
+        if state.lineage is not None and plan.prior_lineage is not None and state.lineage != plan.prior_lineage:
+            # another state than the plan's (it said "something was applied since", of a state file swapped)
+            now = (f"the state is now lineage {state.lineage} serial {state.serial}, another state than the plan's "
+                   "(another fleet's state file, or one made anew since)")
+            again = ("Check that Settings state (or --state) names this fleet's state, then run `placer plan` "
+                     "again and apply the new plan.")
         if state.lineage is not None and state.lineage == plan.prior_lineage and state.serial < plan.prior_serial:
             # the serial went back (it said "something was applied since", which nothing was)
             now = (f"the state is now serial {state.serial}, older than the plan: it was restored from a backup "

@@ -458,6 +458,25 @@ def test_a_pools_settings_update_it_and_another_group_replaces_it(env: Env, caps
     assert code == 0, stderr
 
 
+def test_a_plan_of_another_state_says_so(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    """A plan made against one state, applied with another state file (another lineage), said
+    "(something was applied since)": nothing was; it is another state."""
+    plan_and_apply(capsys, env)
+    path = env.root / "second.json"
+    env.write(chat_rate=9000)
+    plan_json(capsys, env, path)
+    data = env.state_json()
+    data["lineage"] = "0" * 8 + "-0000-4000-8000-" + "0" * 12  # another fleet's state file put in its place
+    env.state.write_text(json.dumps(data))
+    before = env.state.read_bytes()
+    code, _, stderr = placer(capsys, "apply", str(path))
+    said = " ".join(stderr.split())
+    assert code == 1 and "another state than the plan's (another fleet's state file, or one made anew since)" \
+        in said and "something was applied since" not in said, said
+    assert "Check that Settings state (or --state) names this fleet's state" in said
+    assert env.state.read_bytes() == before
+
+
 def test_stale_plan_is_refused_and_changes_nothing(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     a, b = env.root / "a.json", env.root / "b.json"
     plan_json(capsys, env, a)
