@@ -318,15 +318,24 @@ class Applier:
             state.lineage = str(uuid.uuid4())
         report.lineage = state.lineage
         todo = [c for c in plan.changes if c.action != "no-op"]
+        try:
+            self._apply(plan, state, plan_id, cost_after, demand, report, todo)
+        finally:
+            self._said()
+        return report
+
+    def _apply(self, plan: Plan, state: State, plan_id: str, cost_after: float | None,
+               demand: dict[str, float], report: ApplyReport, todo: list[Change]) -> None:
+        """``run``'s work: mend, then each phase's changes, then the state marked finished."""
         self._mend()
         if not todo:
             if state.applying is None:
-                return report
+                return
             # an apply stopped after its last change was recorded (killed before its final write):
             # nothing is left to do but to say it finished (the state said "in the middle of an
             # apply" for good, and a GitOps tree's kustomizations stayed behind)
             self._complete(plan, state, plan_id, cost_after, demand, report)
-            return report
+            return
         state.applying = {"plan": plan_id, "startedAt": _now(), "done": [], "bumped": False}
         try:
             for phase in sorted({c.phase for c in todo}):
@@ -351,7 +360,6 @@ class Applier:
                         self.fold_error = exc
             raise
         self._complete(plan, state, plan_id, cost_after, demand, report)
-        return report
 
     def _complete(self, plan: Plan, state: State, plan_id: str, cost_after: float | None,
                   demand: dict[str, float], report: ApplyReport) -> None:
@@ -383,6 +391,14 @@ class Applier:
             if mend is not None:
                 self.notes += mend() or []
         self._finish()
+
+    def _said(self) -> None:
+        """What providers can tell only once the apply's phases are done (``said``: a gitops
+        kustomization removed or written again), added to ``notes``."""
+        for provider in self.providers:
+            said = getattr(provider, "said", None)
+            if said is not None:
+                self.notes += said() or []
 
     def _finish(self) -> None:
         """Providers that keep work for the end of a phase (``finish``: the gitops provider's

@@ -54,6 +54,9 @@ class GitOpsProvider:
         self._dirty: set[Path] = set()  # folders whose kustomization is behind
         self._checked = False  # whether the kustomizations found on disk were checked
         self._mended: list[str] = []  # what the check found to restore, and why, in words
+        # kustomizations whose folder held no manifest when checked: removed, unless the apply writes
+        # manifests there again; which of the two, ``said`` tells once the apply's phases are done
+        self._emptied: list[Path] = []
 
     def handles(self, change: Change) -> bool:
         return change.kind in ("pool", "deployment")
@@ -96,7 +99,10 @@ class GitOpsProvider:
             have = kust.read_text() if kust.exists() else None
             if have != (kustomization_text(sorted(names)) if names else None):
                 self._dirty.add(folder)
-                self._mended.append(_mend_note(kust, have, names))
+                if names:
+                    self._mended.append(_mend_note(kust, have, names))
+                else:
+                    self._emptied.append(kust)
 
     def mend(self) -> list[str]:
         """Remove the temporary files a killed write left (``tree_leftovers``), and mark every
@@ -115,6 +121,16 @@ class GitOpsProvider:
                                     + ", ".join(str(p.relative_to(self.root)) for p in left))
             mended, self._mended = self._mended, []
             return mended
+
+    def said(self) -> list[str]:
+        """What became of the kustomizations whose folder held no manifest when the apply began, in
+        words, once its phases are done: removed, or written again for the manifests the apply put
+        there (it said "removed ...: its folder holds no manifest" of one it then wrote back)."""
+        with self._lock:
+            emptied, self._emptied = self._emptied, []
+            return [f"rewrote {kust}: the manifests it listed had been deleted from its folder; it lists the ones "
+                    "this apply wrote there" if kust.exists() else f"removed {kust}: its folder holds no manifest"
+                    for kust in emptied]
 
     def finish(self) -> None:
         """Write the kustomization of every folder this provider changed (the apply's phase ends),
@@ -216,9 +232,7 @@ class GitOpsProvider:
 
 def _mend_note(kust: Path, have: str | None, names: set[str]) -> str:
     """What ``finish`` will do to the kustomization ``kust`` (``have``: its text, None when missing;
-    ``names``: its folder's manifests), and why."""
-    if not names:
-        return f"removed {kust}: its folder holds no manifest"
+    ``names``: its folder's manifests, not none), and why."""
     if have is None:
         return f"restored {kust}: it was missing (an apply stopped before the end of its phase)"
     try:

@@ -218,6 +218,40 @@ def test_an_apply_that_restores_an_edited_kustomization_says_so(env: Env, capsys
     assert code == 0 and "restored" not in stdout + stderr, "a kustomization as placer wrote it is left unsaid"
 
 
+def test_a_manifest_deleted_by_hand_and_written_again_is_not_said_removed(
+        env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    """A folder's manifests deleted by hand, then written again by a refreshed plan's apply: the
+    apply said "removed .../kustomization.yaml: its folder holds no manifest" and then wrote both
+    back in the same run. What it says is what it leaves."""
+    plan_and_apply(capsys, env)
+    by_folder: dict[Path, list[Path]] = {}
+    for p in env.deploy.rglob("*.yaml"):
+        if p.name != "kustomization.yaml":
+            by_folder.setdefault(p.parent, []).append(p)
+    folder, manifests = sorted(by_folder.items())[0]
+    kust = folder / "kustomization.yaml"
+    written, listed = {m: m.read_text() for m in manifests}, kust.read_text()
+    for m in manifests:
+        m.unlink()  # someone emptied the folder by hand
+    path = env.root / "refreshed.json"
+    code, _, err = placer(capsys, "plan", str(env.fleet), "--refresh", "--now", lh.NOW, "-o", str(path))
+    assert code == 0, err
+    code, stdout, stderr = placer(capsys, "apply", str(path))
+    said = " ".join((stdout + stderr).split())
+    assert code == 0, said
+    assert {m: m.read_text() for m in manifests} == written and kust.read_text() == listed
+    assert "holds no manifest" not in said and f"removed {kust}" not in said, said
+    assert f"rewrote {kust}: the manifests it listed had been deleted from its folder; it lists the ones this " \
+        "apply wrote there" in said, said
+    for m in manifests:
+        m.unlink()
+    again = env.root / "again.json"
+    plan_json(capsys, env, again)  # from the state: nothing to write there again
+    code, stdout, stderr = placer(capsys, "apply", str(again))
+    assert code == 0 and f"removed {kust}: its folder holds no manifest" in " ".join((stdout + stderr).split())
+    assert not kust.exists()
+
+
 def test_temporary_files_a_killed_write_left_in_the_tree_are_removed(
         env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     """SIGKILL between atomic_write's temporary file and its rename left hidden files in the tree
