@@ -122,10 +122,14 @@ def backend_from(state_cfg: dict[str, Any], override: str | None,
     return LocalBackend(state_cfg.get("path", ".placer/state.json"))
 
 
-def settings_json(fleet: Fleet) -> dict[str, Any]:
+def settings_json(fleet: Fleet, state_path: str | None = None) -> dict[str, Any]:
+    """The settings a plan carries to apply. ``state_path``: the local state file `--state` named,
+    which the plan was made against, so that `placer apply PLAN` records there (it carried the
+    Settings' state, and an apply of a plan made with --state recorded into another file)."""
     s = fleet.settings
     return {
-        "state": s.state.model_dump(mode="json", by_alias=True, exclude_none=True),
+        "state": ({"backend": "local", "path": str(Path(state_path))} if state_path
+                  else s.state.model_dump(mode="json", by_alias=True, exclude_none=True)),
         "apply": s.apply.model_dump(mode="json", by_alias=True, exclude_none=True),
     }
 
@@ -300,7 +304,7 @@ def plan(fleet: str, out_path: str | None, as_json: bool, detailed_exitcode: boo
             state, _ = _refresh(loaded, state, settings_json(loaded)["apply"])
         result = make_plan(loaded, state, rules_for(now), now, progress)
     body = dict(result.plan.body)
-    body["settings"] = settings_json(loaded)
+    body["settings"] = settings_json(loaded, state_path)
     # a refreshed plan's changes start from what runs, which apply does not hold against the state's record
     final = dataclasses.replace(result.plan, body=body, prior_refreshed=refresh)
     if out_path:
@@ -397,7 +401,7 @@ def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str
             progress(f"reading the state ({backend.location})")
             made = make_plan(loaded, backend.read(), rules_for(now), now, progress)
         body = dict(made.plan.body)
-        body["settings"] = settings_json(loaded)
+        body["settings"] = settings_json(loaded, state_path)
         the_plan = dataclasses.replace(made.plan, body=body)
         from placer.render import summary
 

@@ -556,3 +556,22 @@ def test_an_ascii_stdout_gets_ascii(tmp_path):
     r = ascii_placer("apply", str(plan), "--fleet", str(fleet))  # the digests are cut with an ellipsis
     assert r.returncode == 1 and b"was made from another version of" in r.stderr, r.stderr
     assert b"...," in r.stderr and r.stderr.isascii()
+
+
+def test_a_plan_made_with_state_is_applied_to_that_state(tmp_path):
+    """`plan --state S -o PLAN` then `apply PLAN`, as plan's own hint says: the plan carries the
+    state it was made against. It carried the fleet's Settings state, so the apply recorded into
+    another file than the one planned from, and the next `plan --state S` started from nothing."""
+    fleet = write_fleet(tmp_path)
+    other, plan = tmp_path / "other" / "state.json", tmp_path / "plan.json"
+    r = placer("plan", str(fleet), "-o", str(plan), "--state", str(other))
+    assert r.returncode == 0, r.stderr
+    assert f"Apply it with: placer apply {plan}" in r.stdout
+    assert json.loads(plan.read_text())["settings"]["state"] == {"backend": "local", "path": str(other)}
+    r = placer("apply", str(plan))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(other.read_text())["serial"] == 1
+    assert not (tmp_path / "state.json").exists()  # the Settings' state was not planned from
+    r = placer("plan", str(fleet), "--state", str(other), "--detailed-exitcode")
+    assert r.returncode == 0 and "No changes" in r.stdout, r.stdout + r.stderr
+
