@@ -525,6 +525,9 @@ def read(path: str | Path) -> Plan:
         text = Path(path).read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise PlanFileError(f"{path}: no such plan file; create one with `placer plan FLEET -o {path}`") from None
+    except IsADirectoryError:  # the fleet, most likely: it said "[Errno 21] Is a directory"
+        raise PlanFileError(f"{path} is a directory, not a plan file: make one with `placer plan {path} -o plan.json` "
+                            "and pass that") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise PlanFileError(f"{path}: cannot read plan file: {exc}") from None
     return loads(text, str(path))

@@ -575,3 +575,15 @@ def test_a_plan_made_with_state_is_applied_to_that_state(tmp_path):
     r = placer("plan", str(fleet), "--state", str(other), "--detailed-exitcode")
     assert r.returncode == 0 and "No changes" in r.stdout, r.stdout + r.stderr
 
+
+def test_a_fleet_directory_given_as_a_plan_file_says_so(tmp_path):
+    """`show`, `render` and `explain --plan` of a directory (the fleet, where the plan file goes)
+    say what it is and what to do, as `apply` does; they said "cannot read plan file: [Errno 21]
+    Is a directory: '...'"."""
+    fleet = write_fleet(tmp_path)
+    hint = f"{fleet} is a directory, not a plan file: make one with `placer plan {fleet} -o plan.json` and pass that"
+    for args in (["show", str(fleet)], ["render", str(fleet), "--out", str(tmp_path / "tree")],
+                 ["explain", str(fleet), "m", "--plan", str(fleet)]):
+        r = placer(*args)
+        assert r.returncode == 1 and r.stderr.strip() == f"Error: {hint}", (args, r.stderr)
+
