@@ -587,3 +587,11 @@ def test_a_fleet_directory_given_as_a_plan_file_says_so(tmp_path):
         r = placer(*args)
         assert r.returncode == 1 and r.stderr.strip() == f"Error: {hint}", (args, r.stderr)
 
+
+def test_a_mistyped_fleet_path_names_the_folder_meant(tmp_path):
+    """A fleet path with a typo names the folder beside it that it was most likely meant to be;
+    it said "no such file or directory" and nothing of what to give."""
+    write_fleet(tmp_path)
+    r = placer("plan", str(tmp_path / "flete"))
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.splitlines()[0] == f"{tmp_path / 'flete'}:0: no such file or directory; did you mean {tmp_path / 'fleet'}?"

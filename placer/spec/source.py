@@ -7,6 +7,7 @@ too many documents, or nesting too deep.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import stat
@@ -410,6 +411,18 @@ def read_file(path: str | os.PathLike[str], what: str = "fleet") -> tuple[list[R
     return parse_text(text, shown, what)
 
 
+def _meant(missing: Path) -> str:
+    """'; did you mean examples/hybrid?' where a folder or YAML file beside a missing fleet path is
+    named much as it is (a typo said "no such file or directory" and nothing of what to give), or ''."""
+    try:
+        beside = [entry.name for entry in os.scandir(missing.parent)
+                  if entry.is_dir() or entry.name.endswith((".yaml", ".yml"))]
+    except OSError:
+        return ""
+    match = difflib.get_close_matches(missing.name, beside, n=1, cutoff=0.75)
+    return f"; did you mean {missing.parent / match[0]}?" if match else ""
+
+
 def read_fleet_dir(root: str | os.PathLike[str], progress: Callable[[str], None] | None = None
                    ) -> tuple[list[RawDocument], list[Diagnostic]]:
     """Read every fleet document below ``root`` (a directory, or a single YAML file). ``progress``:
@@ -419,7 +432,7 @@ def read_fleet_dir(root: str | os.PathLike[str], progress: Callable[[str], None]
     base = Path(root)
     diags: list[Diagnostic] = []
     if not base.exists():
-        return [], [Diagnostic(str(base), 0, "no such file or directory")]
+        return [], [Diagnostic(str(base), 0, "no such file or directory" + _meant(base))]
     files = _walk(base, diags) if base.is_dir() else [base]  # a device or FIFO named: read_file refuses it
     if not files and not diags:
         diags.append(Diagnostic(str(base), 0, f"no *.yaml or *.yml files in this directory: {NOTHING_TO_PLAN}"))
