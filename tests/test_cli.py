@@ -595,3 +595,18 @@ def test_a_mistyped_fleet_path_names_the_folder_meant(tmp_path):
     r = placer("plan", str(tmp_path / "flete"))
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert r.stderr.splitlines()[0] == f"{tmp_path / 'flete'}:0: no such file or directory; did you mean {tmp_path / 'fleet'}?"
+
+
+def test_a_plan_file_given_as_the_fleet_says_so(tmp_path):
+    """`placer plan PLAN` or `validate PLAN` (the plan file where the fleet goes) is one line saying
+    what the file is and what to run; it was an error per plan field, "formatVersion: unknown field;
+    did you mean 'apiVersion'?" and 20 more."""
+    fleet, plan = write_fleet(tmp_path), tmp_path / "plan.json"
+    assert placer("plan", str(fleet), "-o", str(plan)).returncode == 0
+    for command in ("plan", "validate"):
+        r = placer(command, str(plan))
+        assert r.returncode == 1 and "Traceback" not in r.stderr
+        assert r.stderr.splitlines() == [
+            f"{plan}:1: a placer plan file, not a fleet document: name the fleet's directory instead; "
+            f"`placer show {plan}` prints this plan, `placer apply {plan}` applies it",
+            "1 error in the fleet; nothing was planned or changed."], r.stderr

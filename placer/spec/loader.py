@@ -256,6 +256,11 @@ def load_document(raw: RawDocument) -> tuple[Document | None, list[Diagnostic]]:
     def d(field: str, message: str, loc: Loc) -> Diagnostic:
         return Diagnostic(raw.path, raw.line_of(loc), message, shown_kind, shown_name, field)
 
+    if "formatVersion" in data and "changes" in data and "kind" not in data and "apiVersion" not in data:
+        # a plan file named as the fleet: one line, where each of its fields was an "unknown field"
+        return None, [Diagnostic(raw.path, raw.line, "a placer plan file, not a fleet document: name the fleet's "
+                                 f"directory instead; `placer show {raw.path}` prints this plan, `placer apply "
+                                 f"{raw.path}` applies it")]
     for key in data:
         if key not in ENVELOPE_KEYS:
             diags.append(d(str(key), f"unknown field{suggest(str(key), ENVELOPE_KEYS)}", (key,)))
