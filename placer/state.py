@@ -517,7 +517,11 @@ class LocalBackend:
 
     def force_unlock(self, lock_id: str) -> dict[str, Any]:
         if not self.lock_path.exists():
-            raise LockError(f"the state {self.path} is not locked")
+            # no state either: most likely not the state meant (--fleet or --state left out), not a lock gone
+            nothing = "" if self.path.exists() else (
+                ", and there is no state there: name the locked one as the refused command printed it, with "
+                "--state PATH or --fleet FLEET (its Settings' state)")
+            raise LockError(f"the state {self.path} is not locked{nothing}")
         holder = self._holder()
         if not holder.get("ID"):
             # unreadable or empty (an older placer crashed while writing it): any ID breaks it

@@ -610,3 +610,13 @@ def test_a_plan_file_given_as_the_fleet_says_so(tmp_path):
             f"{plan}:1: a placer plan file, not a fleet document: name the fleet's directory instead; "
             f"`placer show {plan}` prints this plan, `placer apply {plan}` applies it",
             "1 error in the fleet; nothing was planned or changed."], r.stderr
+
+
+def test_force_unlock_of_a_state_that_is_not_there_says_to_name_it(tmp_path):
+    """`placer force-unlock ID` without --fleet or --state, where the default state does not exist,
+    says so and how to name the locked one; it said only "the state .placer/state.json is not
+    locked", as if the lock that refused the apply were gone."""
+    r = placer("force-unlock", "1111", cwd=tmp_path)
+    assert r.returncode == 1 and r.stderr == (
+        "Error: the state .placer/state.json is not locked, and there is no state there: name the locked one as "
+        "the refused command printed it, with --state PATH or --fleet FLEET (its Settings' state)\n")
