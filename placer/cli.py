@@ -299,6 +299,7 @@ def plan(fleet: str, out_path: str | None, as_json: bool, detailed_exitcode: boo
         progress(f"reading the state ({backend.location})")
         state = backend.read()
         _warn_unfinished(backend, state)
+        _warn_empty(fleet, loaded, state)
         if refresh:
             progress("refreshing: reading what runs from the providers")
             state, _ = _refresh(loaded, state, settings_json(loaded)["apply"])
@@ -317,6 +318,16 @@ def plan(fleet: str, out_path: str | None, as_json: bool, detailed_exitcode: boo
             out.print(f"\nSaved the plan to {out_path}. Apply it with: placer apply {out_path}")
     if detailed_exitcode and final.has_changes:
         raise SystemExit(2)
+
+
+def _warn_empty(fleet_path: str, loaded: Fleet, state: Any) -> None:
+    """Warn that a fleet with no pool and no model plans to delete all the state records: its
+    settings.yaml named as the fleet (a file is a fleet of its documents) said only "N to delete"."""
+    if loaded.pools or loaded.models or not (state.deployments or state.pools):
+        return
+    err.print(f"warning: {fleet_path} declares no Pool and no Model, so this plan deletes the "
+              f"{len(state.deployments)} deployment(s) and {len(state.pools)} pool(s) the state records: is "
+              f"{fleet_path} the fleet's directory?", style="yellow")
 
 
 def _warn_unfinished(backend: Any, state: Any) -> None:
@@ -399,7 +410,9 @@ def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str
             deploy_outside(target, loaded)
             backend = backend_from(settings_json(loaded)["state"], state_path, progress)
             progress(f"reading the state ({backend.location})")
-            made = make_plan(loaded, backend.read(), rules_for(now), now, progress)
+            state = backend.read()
+            _warn_empty(target, loaded, state)
+            made = make_plan(loaded, state, rules_for(now), now, progress)
         body = dict(made.plan.body)
         body["settings"] = settings_json(loaded, state_path)
         the_plan = dataclasses.replace(made.plan, body=body)

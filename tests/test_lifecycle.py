@@ -589,6 +589,28 @@ def test_a_plan_made_with_refresh_starts_from_what_runs_and_applies(
     assert "refreshed" not in plan_json(capsys, env)["priorState"]
 
 
+def test_a_fleet_without_pools_or_models_that_deletes_what_runs_is_warned_of(
+        env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    """The fleet's settings.yaml named as the fleet (a file is a fleet of its documents) planned,
+    without a word, to delete every deployment and pool the state records."""
+    plan_and_apply(capsys, env)
+    code, out, err = placer(capsys, "plan", str(env.fleet), "--now", lh.NOW)
+    assert code == 0 and "declares no Pool" not in out + err
+    recorded = env.state_json()
+    n_dep, n_pool = len(recorded["deployments"]), len(recorded.get("pools", {}))
+    settings = env.fleet / "settings.yaml"
+    empty = env.root / "empty"
+    empty.mkdir()
+    (empty / "settings.yaml").write_text(settings.read_text())
+    for args in (["plan", str(settings), "--now", lh.NOW],
+                 ["apply", str(empty), "--auto-approve", "--now", lh.NOW]):
+        code, out, err = placer(capsys, *args)
+        said = " ".join((out + err).split())
+        assert code == 0, said
+        assert f"warning: {args[1]} declares no Pool and no Model, so this plan deletes the {n_dep} deployment(s) " \
+            f"and {n_pool} pool(s) the state records: is {args[1]} the fleet's directory?" in said, said
+
+
 def test_apply_of_a_saved_plan_refuses_now(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     """--now sets the time of the plan --auto-approve makes; with a saved plan it was ignored."""
     path = env.root / "plan.json"
