@@ -1253,3 +1253,18 @@ def test_validate_names_the_policies_that_leave_a_model_no_pool_and_the_explain_
         "`placer explain FLEET m` says why each pool is out" in said, said
     r = placer("explain", str(fleet), "m")
     assert r.returncode == 0 and "not-p" in r.stdout, r.stdout + r.stderr
+
+
+def test_whatif_shows_rates_that_are_not_whole_as_they_are(tmp_path):
+    """A model of 4.5 units/s (a diffusion model's images/s) on replicas of 1.5, doubled: the demand
+    and served rows give 4.50 -> 9.00 and 4.50 -> 6.00, as the plan's tables give rates that are
+    not whole. Printed whole, they read demand 4 -> 9, change +4, and served 4 -> 6, change +2
+    (0.45 read 0 -> 1, change 0)."""
+    fleet = write(tmp_path, location("a"), pool("p", "a", gpu="L4-24GB", per_node=4, usd=0.01),
+                  inference("m", [{"location": "a", "rate": 4.5}], throughput={"L4-24GB": 1.5}, mem=10))
+    r = placer("whatif", str(fleet), "--demand-scale", "2")
+    assert r.returncode == 0, r.stderr
+    rows = {cells[0]: cells[1:] for line in r.stdout.splitlines()
+            if len(cells := [c.strip() for c in line.split("│")]) == 4}
+    assert rows["demand (rate)"] == ["4.50", "9.00", "+4.50"], r.stdout
+    assert rows["served (rate)"] == ["4.50", "6.00", "+1.50"], r.stdout

@@ -107,9 +107,15 @@ def model_rows(plan: dict[str, Any]) -> list[tuple[str, str, float | None, float
             for m in names]
 
 
-def rate_column(values: Sequence[float | None]) -> list[str]:
-    """A table column of rates in one format: whole numbers without decimals where every value is
-    one, else two decimals for all ("30.00" once stood above "500" and "1,800"; the pull-request
-    comment showed 0.5 as 0); None is "-" (a model without demand)."""
+def rate_format(values: Sequence[float | None]) -> str:
+    """The one format of a table's rates: whole numbers without decimals where every value is
+    one, else two decimals for all (None is no value)."""
     whole = all(v is None or abs(v - round(v)) < 0.005 for v in values)
-    return ["-" if v is None else f"{v:,.0f}" if whole else f"{v:,.2f}" for v in values]
+    return "{:,.0f}" if whole else "{:,.2f}"
+
+
+def rate_column(values: Sequence[float | None]) -> list[str]:
+    """A table column of rates in one format (``rate_format``: "30.00" once stood above "500" and
+    "1,800"; the pull-request comment showed 0.5 as 0); None is "-" (a model without demand)."""
+    fmt = rate_format(values)
+    return ["-" if v is None else fmt.format(v) for v in values]

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from placer.explain import COST, NO_POOL, POLICY, reason_text
-from placer.render.report import COST_TERMS, gap_text, signed
+from placer.render.report import COST_TERMS, gap_text, rate_format, signed
 
 UNMET_ROWS = 20  # models listed with unmet demand; --json lists them all
 SATURATED_NAMES = 30  # saturated pools named; --json names them all
@@ -38,8 +38,10 @@ def render(report: dict[str, Any], console: Console) -> None:
     for label, key in COST_TERMS:  # the terms that add up to the total, those either side pays
         if key == "computeUsdPerHour" or paid(base["cost"], key) or paid(scen["cost"], key):
             row(f"  {label}", base["cost"].get(key, 0.0), scen["cost"].get(key, 0.0))
-    row("demand (rate)", base["demand"], scen["demand"], "{:,.0f}")
-    row("served (rate)", base["served"], scen["served"], "{:,.0f}")
+    # rates as the plan's tables give them: 0.45 units/s printed whole read "0 -> 1, change 0"
+    rates = rate_format([base["demand"], scen["demand"], base["served"], scen["served"]])
+    row("demand (rate)", base["demand"], scen["demand"], rates)
+    row("served (rate)", base["served"], scen["served"], rates)
     row("GPUs used", base["gpus"]["used"], scen["gpus"]["used"], "{:,.0f}")
     _print(console, Table(show_edge=False), [("", LABEL), ("base", NUMBER), ("scenario", NUMBER), ("change", NUMBER)],
            rows)
