@@ -17,6 +17,7 @@ from placer.cost import model_compute_usd, penalty_by_policy, violations
 from placer.fleet import Fleet, Model, Policy
 from placer.placement import Placement
 from placer.policy import Rules, Violation
+from placer.render.report import rate_format
 from placer.state import State
 
 # a preferred policy's penalty that falls by less is no reason (the cost report's cent)
@@ -66,7 +67,9 @@ class Reasons:
         m = fleet.models[model]
         prior = state.models.get(model, {}).get("demand")
         if m.inference and prior is not None and abs(prior - m.total_demand) > 1e-9 and self.follows(m, prior):
-            reasons.append(f"demand changed {prior:g} -> {m.total_demand:g}")
+            # as the plan's tables give rates (":g" said 1e+06 -> 1.23457e+06, six digits kept)
+            rate = rate_format([prior, m.total_demand])
+            reasons.append(f"demand changed {rate.format(prior)} -> {rate.format(m.total_demand)}")
         reasons += self.policies(m)
         reasons += self.counts(m, before, after)
         if not reasons:
@@ -111,8 +114,9 @@ class Reasons:
             serve = sum(r * model.spec.throughput.get(self.fleet.pools[p].gpu.name, 0.0)
                         for p, r in self.before.pools_of(name).items() if (name, p) not in excluded)
             if serve < model.total_demand - 1e-9:
-                return (f"capacity for demand: the replicas it may keep serve {serve:g} of its "
-                        f"{model.total_demand:g}")
+                rate = rate_format([serve, model.total_demand])
+                return (f"capacity for demand: the replicas it may keep serve {rate.format(serve)} of its "
+                        f"{rate.format(model.total_demand)}")
         rooms = [f"room on {p} for {', '.join(others)}" for p, others in self._displaced(model)]
         if rooms:
             return "; ".join(rooms)

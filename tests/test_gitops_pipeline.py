@@ -145,14 +145,14 @@ def test_pull_request_comment_shows_the_change_and_its_cost(flow: Flow) -> None:
     plan = json.loads((flow.out / "plan.json").read_text())
     assert comment.startswith("<!-- placer-plan -->\n### placer plan")
     assert "**Plan: 0 to create, 1 to update, 0 to delete.**" in comment
-    assert "~ deployment/chat@fra-a100 [phase 2] replicas 2 -> 3  # demand changed 3000 -> 4500" in comment
+    assert "~ deployment/chat@fra-a100 [phase 2] replicas 2 -> 3  # demand changed 3,000 -> 4,500" in comment
     # before: 4 A100 GPUs x 0.95 + one 4 x L4 node x 0.89 = 7.36; after: 6 x 0.95 + 3.56 = 9.26
     assert "Cost: **7.36 → 9.26 USD/h** (+1.90)" in comment
     assert [c["address"] for c in plan["changes"]] == ["deployment/chat@fra-a100"]
     assert plan["priorState"]["serial"] == 1  # planned against the state committed in the deploy repo
     changes = comment.split("```diff\n", 1)[1].split("```", 1)[0]
     assert changes.splitlines() == [
-        "~ deployment/chat@fra-a100 [phase 2] replicas 2 -> 3  # demand changed 3000 -> 4500"]
+        "~ deployment/chat@fra-a100 [phase 2] replicas 2 -> 3  # demand changed 3,000 -> 4,500"]
 
 
 def test_merging_the_pull_request_commits_only_what_changed(flow: Flow) -> None:

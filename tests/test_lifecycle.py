@@ -167,7 +167,7 @@ def test_edited_fleet_shows_exactly_the_expected_changes(env: Env, capsys: pytes
     plan = plan_json(capsys, env, second)
     assert lh.changes_of(plan) == lh.EDITED_CHANGES
     reasons = {c["address"]: c["reasons"] for c in plan["changes"]}
-    assert reasons["deployment/chat@aws-h100"] == ["demand changed 3000 -> 9000"]
+    assert reasons["deployment/chat@aws-h100"] == ["demand changed 3,000 -> 9,000"]
     assert reasons["deployment/summarize@aws-h100"] == ["model removed from the fleet"]
     assert reasons["pool/aws-h100"] == ["more capacity needed"]
     assert plan["priorState"]["serial"] == 1

@@ -167,3 +167,16 @@ def test_a_reason_is_true_of_what_changed(tmp_path: Path, capsys: pytest.Capture
     for address, said in expected.items():
         assert f"{address} " in text and f"# {'; '.join(said)}" in text
         assert f"# {'; '.join(said)}" in markdown
+
+
+def test_demand_in_a_reason_reads_as_the_plans_tables_give_it(capsys, tmp_path):
+    """Tokens/s of a fleet run to millions: the reason gives 1,000,000 -> 1,234,567, as the Models
+    table gives the rate. It said 'demand changed 1e+06 -> 1.23457e+06', the new demand rounded
+    to six digits (1,000,000 -> 1,000,004 would have read 1e+06 -> 1e+06)."""
+    def chat(rate: int) -> dict[str, Any]:
+        return inference("chat", [{"location": "a", "rate": rate}], throughput={"A100-80GB": 100_000})
+
+    reasons, text, markdown = replan(capsys, Fleet(tmp_path), [pool("p", "a", count=2), chat(1_000_000)],
+                                     [pool("p", "a", count=2), chat(1_234_567)])
+    assert reasons == {"deployment/chat@p": ["demand changed 1,000,000 -> 1,234,567"]}
+    assert "e+06" not in text + markdown
