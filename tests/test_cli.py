@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.fleetkit import inference, link, location, pool
+from tests.fleetkit import inference, link, location, pool, training
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -620,3 +620,18 @@ def test_force_unlock_of_a_state_that_is_not_there_says_to_name_it(tmp_path):
     assert r.returncode == 1 and r.stderr == (
         "Error: the state .placer/state.json is not locked, and there is no state there: name the locked one as "
         "the refused command printed it, with --state PATH or --fleet FLEET (its Settings' state)\n")
+
+
+def test_a_training_model_short_of_replicas_shows_no_unmet_rate(tmp_path):
+    """A training job of 2 x 8 GPUs on one 8-GPU node is not placed: its Models row says so in the
+    placement column, and its served and unmet rate columns hold no rate ('-'), as a model without
+    demand has none. The unmet column said 0, beside 2 replicas unplaced at 2,000 USD/h."""
+    fleet = write_fleet(tmp_path, training("t", 2, gpus=8))
+    r = placer("plan", str(fleet))
+    assert r.returncode == 0, r.stderr
+    row = next(line for line in r.stdout.splitlines() if line.strip().startswith("t "))
+    assert [c.strip() for c in row.split("│")] == ["t", "2 replica(s) unplaced", "-", "-"], r.stdout
+    plan = tmp_path / "plan.json"
+    assert placer("plan", str(fleet), "-o", str(plan)).returncode == 0
+    markdown = placer("show", str(plan), "--markdown").stdout
+    assert "| t | 2 replica(s) unplaced | - | - |" in markdown, markdown

@@ -86,9 +86,10 @@ def change_detail(change: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def model_rows(plan: dict[str, Any]) -> list[tuple[str, str, float | None, float]]:
+def model_rows(plan: dict[str, Any]) -> list[tuple[str, str, float | None, float | None]]:
     """(model, placement text, served rate, unmet rate) per model that is placed or short;
-    served is None for models without demand (training, batch)."""
+    served and unmet are None for models without demand (training, batch: their unplaced
+    replicas are in the placement text; an unmet rate of 0 beside them read as nothing missing)."""
     placed: dict[str, list[str]] = {}
     for p in plan.get("placements", []):
         placed.setdefault(p["model"], []).append(f"{p['replicas']}×{p['pool']}")
@@ -102,9 +103,12 @@ def model_rows(plan: dict[str, Any]) -> list[tuple[str, str, float | None, float
         placed.setdefault(u["model"], []).append(f"{u['replicas']} replica(s) unplaced")
     names = sorted(set(placed) | set(unmet))
     demand = plan.get("models", {})
-    return [(m, ", ".join(placed.get(m, ["-"])),
-             served.get(m, 0.0) if demand.get(m, {}).get("demand", 1.0) else None, unmet.get(m, 0.0))
-            for m in names]
+    rows: list[tuple[str, str, float | None, float | None]] = []
+    for m in names:
+        has_demand = bool(demand.get(m, {}).get("demand", 1.0))
+        rows.append((m, ", ".join(placed.get(m, ["-"])), served.get(m, 0.0) if has_demand else None,
+                     unmet.get(m, 0.0) if has_demand else None))
+    return rows
 
 
 def rate_format(values: Sequence[float | None]) -> str:
