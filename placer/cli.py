@@ -696,6 +696,7 @@ def explain(fleet: str, model: str, now_text: str | None, state_path: str | None
     from placer.candidates import required_of, retirement
     from placer.explain import GROUP_ABOVE, GROUP_NAMES, Explanation, grouped, names
     from placer.loader_hint import suggest_name
+    from placer.render.report import rate_format
 
     with spinner(not as_json, "explaining") as progress:
         saved = None
@@ -735,10 +736,12 @@ def explain(fleet: str, model: str, now_text: str | None, state_path: str | None
         out.print(f"{model}: {where}; {', '.join(paid)} USD/h")
     else:
         out.print(f"{model} is not placed anywhere" + (f"; {', '.join(paid[1:])} USD/h" if paid[1:] else ""))
+    # its rates as the plan's tables give them (one decimal said 0.4 of 0.45, and 1,000.0)
+    rate_fmt = rate_format([*(r[2] for r in ex.routes), *(r for _, r in ex.unmet)])
     for loc, pool, rate, lat in ex.routes:
-        out.print(f"  demand at {loc}: {rate:,.1f} routed to {pool} ({lat:g} ms)")
+        out.print(f"  demand at {loc}: {rate_fmt.format(rate)} routed to {pool} ({lat:g} ms)")
     for loc, rate in ex.unmet:
-        out.print(f"  demand at {loc}: {rate:,.1f} unmet ({ex.unmet_why[loc]})", style="red")
+        out.print(f"  demand at {loc}: {rate_fmt.format(rate)} unmet ({ex.unmet_why[loc]})", style="red")
     if ex.missing and ex.missing_why:
         out.print(f"  {ex.missing} replica(s) not placed ({ex.missing_why})", style="red")
     for idle in ex.idle:  # replicas no route needs: held by a rule, or (yellow) by none

@@ -11,6 +11,7 @@ from placer.cost import model_compute_usd, penalty_by_policy, violations
 from placer.fleet import Fleet, model_matches
 from placer.placement import Placement
 from placer.policy import Rules
+from placer.render.report import rate_format
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class Idle:
 
     def text(self) -> str:
         what = (f"{self.replicas} replica(s) serve no demand now" if self.idle == self.replicas else
-                f"{self.idle} of {self.replicas} replica(s) serve no demand now (the {self.routed:,.1f} routed there "
+                f"{self.idle} of {self.replicas} replica(s) serve no demand now (the {rate_format([self.routed]).format(self.routed)} routed there "
                 f"needs {self.replicas - self.idle})")
 
         def them(n: int) -> str:

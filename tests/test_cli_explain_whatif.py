@@ -83,7 +83,7 @@ def test_explain_gives_each_pool_its_reason_on_both_routes(explained, optimizer)
     r = placer("explain", str(explained), "m", optimizer=optimizer)
     assert r.returncode == 0, r.stderr
     assert "m: 1 replica(s) on p; compute 1.00 USD/h" in r.stdout
-    assert "demand at a: 100.0 routed to p (1 ms)" in r.stdout
+    assert "demand at a: 100 routed to p (1 ms)" in r.stdout
     rows = why_not(r.stdout)
     assert rows["small"] == "memory: needs 40 GiB per GPU; L4-24GB has 24"
     assert rows["hopper"].startswith("gpu-type: H100-80GB is not in gpuTypes")
@@ -369,7 +369,7 @@ def test_whatif_names_the_required_policies_that_hold_demand_back(tmp_path):
            for d in docs), settings],
         sort_keys=False))
     said = " ".join(placer("explain", str(fleet), "m").stdout.split())
-    assert ("demand at a: 400.0 unmet (required policy keep-half forbids more replicas on every pool in reach with "
+    assert ("demand at a: 400 unmet (required policy keep-half forbids more replicas on every pool in reach with "
             "room (p))") in said
 
 
@@ -755,9 +755,9 @@ def test_explain_says_why_demand_is_unmet(tmp_path):
         r = placer("explain", str(fleet), model)
         assert r.returncode == 0, r.stderr
         said[model] = " ".join(r.stdout.split())
-    assert "demand at a: 400.0 unmet (at its maxReplicas)" in said["capped"], said["capped"]
-    assert "demand at a: 0.4 unmet (cost: pools in reach have room)" in said["tiny"], said["tiny"]
-    assert "demand at b: 100.0 unmet (no pool in reach may run it: fit rules, required policies or SLO)" in \
+    assert "demand at a: 400 unmet (at its maxReplicas)" in said["capped"], said["capped"]
+    assert "demand at a: 0.40 unmet (cost: pools in reach have room)" in said["tiny"], said["tiny"]
+    assert "demand at b: 100 unmet (no pool in reach may run it: fit rules, required policies or SLO)" in \
         said["far"], said["far"]
     assert "2 replica(s) not placed (no room in reach)" in said["t"], said["t"]
     assert "q │ eligible but too small for its gang (2 replicas of 8 GPUs, 16 on one pool): it has 8 GPUs" in \
@@ -785,7 +785,7 @@ def test_explain_plan_explains_the_saved_plan_without_planning_again(tmp_path):
     edited = placer("explain", str(fleet), "m", "--plan", str(plan))
     assert edited.returncode == 0, edited.stderr
     assert "m: 1 replica(s) on q; compute 2.00 USD/h" in edited.stdout
-    assert "demand at a: 100.0 routed to q" in edited.stdout
+    assert "demand at a: 100 routed to q" in edited.stdout
     assert "1 on p, 1.00 USD/h cheaper for the whole fleet" in " ".join(edited.stdout.split())
 
     for entry in data["placements"]:  # a pool the fleet lacks: once an internal error (KeyError)
@@ -1132,7 +1132,7 @@ def test_explain_says_which_rule_holds_replicas_no_route_needs(tmp_path):
     r = placer("explain", str(fleet), "n")
     assert r.returncode == 0, r.stderr
     [pool_of_n] = [p for p in ("od", "far", "spot") if f"3 replica(s) on {p}" in r.stdout]
-    assert (f"{pool_of_n}: 2 of 3 replica(s) serve no demand now (the 100.0 routed there needs 1); held by "
+    assert (f"{pool_of_n}: 2 of 3 replica(s) serve no demand now (the 100 routed there needs 1); held by "
             "minReplicas 3 (one fewer there breaks it: n would have 2 replica(s))") in " ".join(r.stdout.split())
 
 
@@ -1158,7 +1158,7 @@ def test_explain_says_when_idle_replicas_are_kept_for_a_penalty_or_not_needed(tm
     idle = {i["pool"]: i for i in json.loads(r.stdout)["idle"]}
     assert idle["spot"]["idle"] == idle["spot"]["notNeeded"] == 1, idle
     assert idle["spot"]["why"] == (
-        "spot: 1 of 3 replica(s) serve no demand now (the 200.0 routed there needs 2); not needed: no rule holds it "
+        "spot: 1 of 3 replica(s) serve no demand now (the 200 routed there needs 2); not needed: no rule holds it "
         "(the plan's search stopped before dropping it: plan again, or raise Settings solver.timeLimitSeconds)")
 
 
@@ -1221,7 +1221,7 @@ def test_whatif_names_the_preferred_policy_whose_penalty_leaves_demand_unmet(tmp
 
     r = placer("explain", str(fleet), "m")
     assert r.returncode == 0, r.stderr
-    assert ("demand at a: 300.0 unmet (cost: the penalty of preferred policy avoid-p makes serving it on p cost more "
+    assert ("demand at a: 300 unmet (cost: the penalty of preferred policy avoid-p makes serving it on p cost more "
             "than leaving it unmet") in " ".join(r.stdout.split()), r.stdout
 
 
@@ -1268,3 +1268,17 @@ def test_whatif_shows_rates_that_are_not_whole_as_they_are(tmp_path):
             if len(cells := [c.strip() for c in line.split("│")]) == 4}
     assert rows["demand (rate)"] == ["4.50", "9.00", "+4.50"], r.stdout
     assert rows["served (rate)"] == ["4.50", "6.00", "+1.50"], r.stdout
+
+
+def test_explain_gives_a_routes_rate_as_the_plan_does(tmp_path):
+    """4.5 units/s on three replicas of 1.5: explain says 4.50 routed, as the plan's Models table
+    says 4.50 served, and 1,000 where it says 1,000. It printed one decimal: '4.5', '1,000.0', and
+    for 0.45 on replicas of 0.15 '0.4 routed' (the routes' sum is 0.44999999999999996)."""
+    fleet = write(tmp_path, location("a"), pool("p", "a", gpu="L4-24GB", per_node=4, usd=0.01),
+                  inference("m", [{"location": "a", "rate": 4.5}], throughput={"L4-24GB": 1.5}, mem=10),
+                  inference("n", [{"location": "a", "rate": 1000}], throughput={"L4-24GB": 1000}, mem=10))
+    r = placer("explain", str(fleet), "m")
+    assert r.returncode == 0, r.stderr
+    assert "demand at a: 4.50 routed to p (1 ms)" in r.stdout, r.stdout
+    r = placer("explain", str(fleet), "n")
+    assert "demand at a: 1,000 routed to p (1 ms)" in r.stdout, r.stdout
