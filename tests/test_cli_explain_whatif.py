@@ -253,10 +253,10 @@ def test_whatif_provider_down_with_doubled_demand_collapses_in_part(scenarios):
     assert "What if: demand x2, provider aws down" in out
     assert re.search(r"GPUs used\s+│\s+6\s+│\s+8\s+│\s+\+2 *$", out, re.M), out  # as precise as the row
     assert re.search(r"served \(rate\)\s+│\s+600\s+│\s+800\s+│\s+\+200 *$", out, re.M), out
-    assert re.search(r"\bm\s+│\s+0\.0\s+│\s+400\.0", out), out  # the unmet table: base, scenario
+    assert re.search(r"\bm\s+│\s+0\s+│\s+400\s", out), out  # the unmet table: base, scenario
     assert "Saturated pools (1 at their maximum): p" in out
     assert "Planned from the base plan: 2 replica(s) started, 0 stopped (churn 1.00 USD once)" in out
-    assert "Verdict: partly collapses: 66.67% of demand served; 400.0 units/s unmet where no pool in reach has room." in out
+    assert "Verdict: partly collapses: 66.67% of demand served; 400 units/s unmet where no pool in reach has room." in out
     report = whatif(scenarios, "--demand-scale", "2", "--fail-provider", "aws")
     assert report["scenario"]["unmet"] == {"m": pytest.approx(400)}
     # the total's terms: the 400 unserved cost 1 USD/h each (unmetUsdPerRate), beside compute
@@ -311,19 +311,19 @@ def test_whatif_tells_a_collapse_from_a_cap_and_from_cost(tmp_path):
     r = placer("whatif", str(tmp_path / "one" / "fleet"), "--demand-scale", "2")
     assert r.returncode == 0, r.stderr
     text = " ".join(r.stdout.split())
-    assert re.search(r"capped │ 0\.0 │ 400\.0 │ at its maxReplicas", text), r.stdout
-    assert re.search(r"far │ 100\.0 │ 200\.0 │ no pool in reach may run it: fit rules, required policies or SLO",
+    assert re.search(r"capped │ 0\.00 │ 400\.00 │ at its maxReplicas", text), r.stdout
+    assert re.search(r"far │ 100\.00 │ 200\.00 │ no pool in reach may run it: fit rules, required policies or SLO",
                      text), r.stdout
-    assert re.search(r"tiny │ 0\.2 │ 0\.4 │ cost: pools in reach have room", text), r.stdout
+    assert re.search(r"tiny │ 0\.20 │ 0\.40 │ cost: pools in reach have room", text), r.stdout
     # far's demand is unmet at any scale (it was "no room in reach", a collapse, though room would not serve it)
-    assert ("Verdict: scales: 39.98% of demand served; 200.0 units/s that no pool in reach may run (fit rules, "
-            "required policies or SLO; `placer explain` tells each pool's reason); 400.0 units/s beyond the "
-            "maxReplicas of capped (raise maxReplicas to serve them); 0.4 units/s left unserved though pools in "
+    assert ("Verdict: scales: 39.98% of demand served; 200 units/s that no pool in reach may run (fit rules, "
+            "required policies or SLO; `placer explain` tells each pool's reason); 400 units/s beyond the "
+            "maxReplicas of capped (raise maxReplicas to serve them); 0.40 units/s left unserved though pools in "
             "reach have room") in text, r.stdout
     (tmp_path / "two").mkdir()
     r = placer("whatif", str(write(tmp_path / "two", *docs)), "--demand-scale", "2")
     assert r.returncode == 0, r.stderr
-    assert "Verdict: scales: 49.98% of demand served; 400.0 units/s beyond the maxReplicas of capped" in \
+    assert "Verdict: scales: 49.98% of demand served; 400 units/s beyond the maxReplicas of capped" in \
         " ".join(r.stdout.split()), r.stdout
 
 
@@ -359,7 +359,7 @@ def test_whatif_names_the_required_policies_that_hold_demand_back(tmp_path):
     r = placer("whatif", str(fleet), "--demand-scale", "2")
     assert r.returncode == 0, r.stderr
     text = " ".join(r.stdout.split())
-    assert re.search(r"m │ 0\.0 │ 400\.0 │ required policy keep-half forbids more replicas on every pool in reach "
+    assert re.search(r"m │ 0 │ 400 │ required policy keep-half forbids more replicas on every pool in reach "
                      r"with room \(p\)", text), r.stdout
     assert ("held back by required policies where pools in reach have room (keep-half, n-spread on every pool in "
             "reach with room): a pool serves more only with every policy that holds it relaxed") in text
@@ -385,7 +385,7 @@ def test_whatif_every_pool_down_serves_nothing(scenarios):
     r = placer("whatif", str(scenarios), "--fail-pool", "p", "--fail-pool", "q")
     assert r.returncode == 0, r.stderr
     assert "pool p, q down" in r.stdout
-    assert "Verdict: collapses: 0.00% of demand served; 600.0 units/s unmet where no pool in reach has room." \
+    assert "Verdict: collapses: 0.00% of demand served; 600 units/s unmet where no pool in reach has room." \
         in " ".join(r.stdout.split())
 
 
@@ -396,7 +396,7 @@ def test_whatif_counts_unplaced_training_replicas_apart_from_rates(tmp_path):
                   inference("m", [{"location": "a", "rate": 200}]), training("t", replicas=1, gpus=2, mem=20))
     r = placer("whatif", str(fleet), "--fail-pool", "p")
     assert r.returncode == 0, r.stderr
-    assert ("Verdict: collapses: 0.00% of demand served; 200.0 units/s and 1 training/batch replica(s) "
+    assert ("Verdict: collapses: 0.00% of demand served; 200 units/s and 1 training/batch replica(s) "
             "unmet where no pool in reach has room.") in " ".join(r.stdout.split())
     report = whatif(fleet, "--fail-pool", "p")
     assert report["scenario"]["unplacedReplicas"] == 1 and report["base"]["unplacedReplicas"] == 0
@@ -589,7 +589,7 @@ def test_whatif_output_stays_short_when_many_models_fall_short():
     assert len(listed) == UNMET_ROWS and listed[0] == f"model-{UNMET_ROWS + 6:03d}"  # the largest first
     assert "model-000" not in listed  # the smallest are counted, not listed
     # 2 + ... + 7 units/s, and model-000's replica apart (once "28.0 in all", rates and replicas summed)
-    assert "… and 7 more model(s) short of 27.0 units/s and 1 training/batch replica(s) in all (--json lists every " \
+    assert "… and 7 more model(s) short of 27 units/s and 1 training/batch replica(s) in all (--json lists every " \
         "one)" in text
     assert f"Saturated pools ({SATURATED_NAMES + 5} at their maximum): pool-000, " in text
     assert f"pool-{SATURATED_NAMES - 1:03d}, and 5 more (--json names every one)" in text
@@ -1032,7 +1032,7 @@ def test_unmet_reasons_say_which_policy_holds_which_pool():
     verdict, collapses = _verdict({"served": 500, "demand": 1000, "unmetByReason": {POLICY: {"rate": 500.0}},
                                    "unmetPolicyPools": {"m": {"cap": ["p1", "p2"], "keep-half": ["p1"]}}})
     assert not collapses and "relax them to serve it" not in verdict
-    assert ("500.0 units/s held back by required policies where pools in reach have room (cap on every pool in "
+    assert ("500 units/s held back by required policies where pools in reach have room (cap on every pool in "
             "reach with room; keep-half on some of them): a pool serves more only with every policy that holds it "
             "relaxed") in verdict
 
@@ -1075,8 +1075,9 @@ def test_whatif_never_cuts_a_number_on_a_narrow_terminal(width):
     console = Console(width=width, record=True, soft_wrap=True)
     render(report, console)
     text = console.export_text()
-    for number in ("+5,020.02", "5,104.02", "+5,000.00", "3,000.0", "-3,000"):
+    for number in ("+5,020.02", "5,104.02", "+5,000.00", "-3,000"):
         assert number in text, text
+    assert re.search(r"│\s+3,000\s+│", text), text  # the unmet table's cell
     assert "…" not in text, text
 
 
@@ -1217,7 +1218,7 @@ def test_whatif_names_the_preferred_policy_whose_penalty_leaves_demand_unmet(tmp
     text = " ".join(r.stdout.split())
     assert ("cost: the penalty of preferred policy avoid-p makes serving it on p cost more than leaving it unmet"
             in text), r.stdout
-    assert "dear │ 1.0 │ 2.0 │ cost: pools in reach have room" in text, r.stdout
+    assert "dear │ 1 │ 2 │ cost: pools in reach have room" in text, r.stdout
 
     r = placer("explain", str(fleet), "m")
     assert r.returncode == 0, r.stderr
@@ -1268,6 +1269,24 @@ def test_whatif_shows_rates_that_are_not_whole_as_they_are(tmp_path):
             if len(cells := [c.strip() for c in line.split("│")]) == 4}
     assert rows["demand (rate)"] == ["4.50", "9.00", "+4.50"], r.stdout
     assert rows["served (rate)"] == ["4.50", "6.00", "+1.50"], r.stdout
+
+
+def test_whatif_and_the_markdown_plan_give_unmet_rates_as_the_plans_tables_do(tmp_path):
+    """6.5 units/s on one 4-GPU node of replicas of 1.5: 0.50 unmet, 7.00 once doubled. The whatif
+    Unmet table and verdict and the pull-request comment's Unmet table said them with one decimal,
+    0.5 and 7.0 (0.05 read 0.1), where the plan's tables give two."""
+    fleet = write(tmp_path, location("a"), pool("p", "a", gpu="L4-24GB", per_node=4, usd=0.01),
+                  inference("m", [{"location": "a", "rate": 6.5}], throughput={"L4-24GB": 1.5}, mem=10))
+    r = placer("whatif", str(fleet), "--demand-scale", "2")
+    assert r.returncode == 0, r.stderr
+    rows = {cells[0]: cells[1:] for line in r.stdout.splitlines()
+            if len(cells := [c.strip() for c in line.split("│")]) == 4}
+    assert rows["m"] == ["0.50", "7.00", "no room in reach"], r.stdout
+    assert "; 7 units/s unmet where no pool in reach has room" in " ".join(r.stdout.split()), r.stdout
+    plan = tmp_path / "plan.json"
+    assert placer("plan", str(fleet), "-o", str(plan)).returncode == 0
+    markdown = placer("show", str(plan), "--markdown").stdout
+    assert "| m | a | 0.50 |" in markdown, markdown
 
 
 def test_explain_gives_a_routes_rate_as_the_plan_does(tmp_path):

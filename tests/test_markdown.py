@@ -80,7 +80,7 @@ def test_a_long_plan_keeps_within_the_limit_with_every_delete_and_update_first(l
         assert f"_{left} changes not shown ({counts}): " in text
     assert "`placer show out/plan.json` prints them all" in text
     # the rarer, graver rows come before changes: every unmet row and violation is there
-    assert "| train-x | (replicas) | 2 |" in text and "| model-00002 | fra | 5.0 |" in text
+    assert "| train-x | (replicas) | 2 |" in text and "| model-00002 | fra | 5 |" in text
     assert "| spread | preferred | 4 | 4 violations, the first model-00000; `placer show out/plan.json` lists them " \
         "all |" in text  # a preferred policy's many in one row, once rows must be cut
     # what is shown keeps the plan's order

@@ -179,7 +179,8 @@ def render(plan: dict[str, Any], max_chars: int | None = COMMENT_CHARS, plan_pat
     diff.head[-1], diff.foot[0] = f"{fence}diff", fence
     unmet = _Section(["#### Unmet demand", "", "| model | where | rate |", "|---|---|---:|"], [], [""],
                      "unmet demand rows")
-    unmet.rows += [_row([u["model"], u["demandLocation"], f"{u['rate']:,.1f}"]) for u in plan.get("unmet", [])]
+    rates = rate_column([u["rate"] for u in plan.get("unmet", [])])
+    unmet.rows += [_row([u["model"], u["demandLocation"], rate]) for u, rate in zip(plan.get("unmet", []), rates, strict=True)]
     unmet.rows += [_row([u["model"], "(replicas)", str(u["replicas"])]) for u in plan.get("unplacedReplicas", [])]
     violations = _Section(["#### Policy violations", "", "| policy | enforcement | amount | detail |",
                            "|---|---|---:|---|"], [], [""], "policy violations")

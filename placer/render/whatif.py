@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from placer.explain import COST, NO_POOL, POLICY, reason_text
-from placer.render.report import COST_TERMS, gap_text, rate_format, signed
+from placer.render.report import COST_TERMS, gap_text, rate_column, rate_format, signed
 
 UNMET_ROWS = 20  # models listed with unmet demand; --json lists them all
 SATURATED_NAMES = 30  # saturated pools named; --json names them all
@@ -58,12 +58,13 @@ def render(report: dict[str, Any], console: Console) -> None:
         why = scen.get("unmetWhy", {})
         held = scen.get("unmetPolicyPools", {})
         charged = scen.get("unmetPenalties", {})
-        ranked = sorted(unmet.items(), key=lambda kv: (-kv[1], kv[0]))
+        ranked = sorted(unmet.items(), key=lambda kv: (-kv[1], kv[0]))[:UNMET_ROWS]
+        unmet_rates = rate_column([base["unmet"].get(m, 0) for m, _ in ranked] + [amount for _, amount in ranked])
         _print(console, t, [("model", LABEL), ("base", NUMBER), ("scenario", NUMBER), ("why", TEXT)],
-               [[model, f"{base['unmet'].get(model, 0):,.1f}", f"{amount:,.1f}",
-                 _why(why.get(model, {}), held.get(model, {}), charged.get(model, {}))] for model, amount in ranked[:UNMET_ROWS]])
-        if len(ranked) > UNMET_ROWS:
-            rest = [m for m, _ in ranked[UNMET_ROWS:]]
+               [[model, unmet_rates[i], unmet_rates[len(ranked) + i],
+                 _why(why.get(model, {}), held.get(model, {}), charged.get(model, {}))] for i, (model, _) in enumerate(ranked)])
+        if len(unmet) > UNMET_ROWS:
+            rest = [m for m, _ in sorted(unmet.items(), key=lambda kv: (-kv[1], kv[0]))[UNMET_ROWS:]]
             replicas = sum(scen.get("unplaced", {}).get(m, 0) for m in rest)  # training/batch: replicas, not rate
             short = _amount({"rate": sum(unmet[m] for m in rest) - replicas, "replicas": replicas})
             console.print(f"… and {len(rest)} more model(s) short of {short} in all (--json lists every one)")
@@ -117,13 +118,14 @@ def _why(amounts: dict[str, float], holds: Mapping[str, Sequence[str]] | None = 
 
     if len(amounts) == 1:
         return text(next(iter(amounts)))
-    return "; ".join(f"{text(k)} ({v:,.1f})" for k, v in sorted(amounts.items(), key=lambda kv: -kv[1]))
+    fmt = rate_format(list(amounts.values()))
+    return "; ".join(f"{text(k)} ({fmt.format(v)})" for k, v in sorted(amounts.items(), key=lambda kv: -kv[1]))
 
 
 def _amount(entry: dict[str, Any]) -> str:
     parts = []
     if entry.get("rate", 0.0) > 1e-6:
-        parts.append(f"{entry['rate']:,.1f} units/s")
+        parts.append(f"{rate_format([entry['rate']]).format(entry['rate'])} units/s")
     if entry.get("replicas", 0):
         parts.append(f"{entry['replicas']} training/batch replica(s)")
     return " and ".join(parts)
