@@ -36,15 +36,20 @@ if TYPE_CHECKING:
     from placer.explain import Explanation
 
 LOG_WIDTH = 200  # a table's width where output is a log or a pipe, not a terminal
+MIN_WIDTH = 20  # the narrowest COLUMNS a table is laid out in; a narrower one is taken as none
 
 
 def _console(stderr: bool = False) -> Console:
     """Markup and emoji off: names and messages from users' files are printed as they are. Into a
     log or a pipe (no terminal, no COLUMNS), tables are as wide as their rows up to LOG_WIDTH:
     at rich's 80 columns a 63-character pool name was folded over two lines, and `placer plan F |
-    grep POOL` missed its row."""
-    console = Console(stderr=stderr, highlight=False, soft_wrap=True, markup=False, emoji=False)
-    if not console.is_terminal and "COLUMNS" not in os.environ:
+    grep POOL` missed its row. A COLUMNS under MIN_WIDTH is no width: at COLUMNS=0 (a shell that
+    read a terminal of 0 columns) nothing was printed, errors neither, and at 5 tables of empty cells."""
+    env = dict(os.environ)
+    if not env.get("COLUMNS", "").isdigit() or int(env["COLUMNS"]) < MIN_WIDTH:
+        env.pop("COLUMNS", None)
+    console = Console(stderr=stderr, highlight=False, soft_wrap=True, markup=False, emoji=False, _environ=env)
+    if not console.is_terminal and "COLUMNS" not in env:
         console.width = LOG_WIDTH
     return console
 

@@ -635,3 +635,21 @@ def test_a_training_model_short_of_replicas_shows_no_unmet_rate(tmp_path):
     assert placer("plan", str(fleet), "-o", str(plan)).returncode == 0
     markdown = placer("show", str(plan), "--markdown").stdout
     assert "| t | 2 replica(s) unplaced | - | - |" in markdown, markdown
+
+
+def test_a_columns_of_0_is_no_width_and_nothing_is_lost(tmp_path):
+    """COLUMNS=0 (a shell that read a terminal of 0 columns) printed nothing at all: not the plan's
+    summary, not an error (exit 1 and not a word); COLUMNS=5 printed tables of empty cells. A
+    COLUMNS too narrow for any table is taken as no COLUMNS."""
+    fleet = write_fleet(tmp_path)
+    plan = tmp_path / "plan.json"
+    assert placer("plan", str(fleet), "-o", str(plan)).returncode == 0
+    for columns in ("0", "5"):
+        env = {**os.environ, "COLUMNS": columns}
+        r = subprocess.run([sys.executable, "-m", "placer", "show", str(plan)], cwd=ROOT, capture_output=True,
+                           text=True, timeout=120, env=env)
+        assert r.returncode == 0 and "Plan: 1 to create" in r.stdout, (columns, r.stdout)
+        assert any(row.strip().startswith("p ") and "1 / " in row for row in r.stdout.splitlines()), r.stdout
+        r = subprocess.run([sys.executable, "-m", "placer", "show", str(tmp_path / "none.json")], cwd=ROOT,
+                           capture_output=True, text=True, timeout=120, env=env)
+        assert r.returncode == 1 and "none.json: no such plan file" in r.stderr, (columns, r.stderr)
