@@ -28,6 +28,7 @@ from botocore.exceptions import (
     NoCredentialsError,
     NoRegionError,
     PartialCredentialsError,
+    ProfileNotFound,
     ReadTimeoutError,
 )
 from botocore.parsers import ResponseParserError
@@ -176,7 +177,9 @@ class AwsProvider:
         self.region_names = list(region_names or [])
         self._explicit_endpoint = endpoint_url
         self.endpoint_url = endpoint_url or os.environ.get("AWS_ENDPOINT_URL")  # boto3 honours it itself too
-        self._session = session or boto3.Session()
+        # made at the first call (``_aws_session``): a profile AWS_PROFILE names that does not exist is
+        # said then, of an AWS pool; it was an internal error of every live apply and refresh
+        self._session = session
         self._config = Config(retries={"total_max_attempts": max_attempts, "mode": "standard"},
                               connect_timeout=connect_timeout_s, read_timeout=read_timeout_s,
                               user_agent_extra="placer")
@@ -186,12 +189,29 @@ class AwsProvider:
 
     # ------------------------------------------------------------ plumbing
 
+    def _aws_session(self) -> boto3.Session:
+        if self._session is None:
+            try:
+                self._session = boto3.Session()
+            except ProfileNotFound as exc:
+                profile = exc.kwargs.get("profile")
+                raise ProviderError(f"no AWS profile named {profile!r} (AWS_PROFILE or AWS_DEFAULT_PROFILE names it) "
+                                    "in the AWS config files: add it (`aws configure --profile "
+                                    f"{profile}`) or unset AWS_PROFILE", retryable=False) from exc
+        return self._session
+
     def _client(self, service: str, region: str) -> Any:
         key = (service, region)
         with self._lock:
             if key not in self._clients:
-                self._clients[key] = self._session.client(
-                    service, region_name=region, endpoint_url=self._explicit_endpoint, config=self._config)
+                session = self._aws_session()
+                try:
+                    self._clients[key] = session.client(
+                        service, region_name=region, endpoint_url=self._explicit_endpoint, config=self._config)
+                except ValueError as exc:  # botocore's "Invalid endpoint: ..."
+                    raise ProviderError(f"AWS endpoint {self.endpoint_url!r} is not a URL ({exc}): give one such as "
+                                        "https://autoscaling.eu-west-1.amazonaws.com in AWS_ENDPOINT_URL (or "
+                                        "--endpoint-url), or unset it", retryable=False) from exc
             return self._clients[key]
 
     def _call(self, address: str, what: str, call: Callable[[], T], *, prefix: bool = True) -> T:
@@ -367,8 +387,8 @@ class AwsProvider:
         (``providers.aws_discovery``)."""
         from providers.aws_discovery import discover
 
-        regions = list(region_names or self.region_names or ([self._session.region_name]
-                                                            if self._session.region_name else []))
+        home = None if region_names or self.region_names else self._aws_session().region_name
+        regions = list(region_names or self.region_names or ([home] if home else []))
         if not regions:
             raise ProviderError("AWS discovery needs regions: pass them, or set AWS_REGION / a profile region")
         return discover(self, regions)

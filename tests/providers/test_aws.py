@@ -514,3 +514,22 @@ def test_missing_credentials_are_not_retryable(endpoint: str, monkeypatch: pytes
     with pytest.raises(ProviderError) as err:
         provider.observe(pool_change(1, asg_name="gpu-asg"))
     assert not err.value.retryable and "AWS_ACCESS_KEY_ID" in str(err.value)
+
+
+def test_a_profile_or_endpoint_aws_cannot_use_is_said_as_such_and_only_when_aws_is_called(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """AWS_PROFILE naming no profile made every live apply and refresh (of kubernetes pools only
+    too: the provider was built for each) an internal error, 'ProfileNotFound ... report it'; an
+    AWS_ENDPOINT_URL that is no URL, 'ValueError: Invalid endpoint'."""
+    monkeypatch.setenv("AWS_PROFILE", "no-such-profile")
+    provider = AwsProvider(region_names=[EU])  # nothing is read yet: a fleet without AWS pools is not held up
+    with pytest.raises(ProviderError) as err:
+        provider.observe(pool_change(1, asg_name="gpu-asg"))
+    assert not err.value.retryable and "AWS_PROFILE" in str(err.value) and "'no-such-profile'" in str(err.value)
+    with pytest.raises(ProviderError, match="no-such-profile"):
+        provider.discover()
+    monkeypatch.delenv("AWS_PROFILE")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "not-a-url")
+    with pytest.raises(ProviderError) as err:
+        AwsProvider(region_names=[EU]).observe(pool_change(1, asg_name="gpu-asg"))
+    assert not err.value.retryable and "'not-a-url'" in str(err.value) and "AWS_ENDPOINT_URL" in str(err.value)
