@@ -154,14 +154,14 @@ def _command_started() -> float:
 def spinner(enabled: bool, doing: str = "planning") -> Iterator[Callable[[str], None]]:
     """Progress on a long command, told each step as it begins (reading the fleet, "reading fleet:
     12 of 51 files", to the solver's steps): a spinner with the current step on a terminal; in a
-    CI log, a line every STILL_EVERY seconds of the command ("Still planning… [10s elapsed; now:
+    CI log or on a TERM=dumb terminal (``_live``), a line every STILL_EVERY seconds of the command ("Still planning… [10s elapsed; now:
     reading fleet: 12 of 51 files]", as Terraform's "Still creating... [10s elapsed]"), so that a
     two-minute plan does not look hung. Commands open it first: it was opened after the fleet was
     read (8 s at L), so that nothing showed for that long, and the clock started late."""
     if not enabled:
         yield lambda _msg: None
         return
-    if err.is_terminal:
+    if _live():
         with err.status(f"{doing}…") as status:
             yield lambda msg: status.update(msg)
         return
@@ -183,7 +183,7 @@ def spinner(enabled: bool, doing: str = "planning") -> Iterator[Callable[[str], 
 
 
 class _Bar:
-    """A rich progress bar over an apply's changes (terminals only; CI gets plain lines)."""
+    """A rich progress bar over an apply's changes (terminals only, ``_live``; CI gets plain lines)."""
 
     def __init__(self, total: int) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -193,8 +193,14 @@ class _Bar:
         self.task = self.progress.add_task("applying", total=total)
 
 
+def _live() -> bool:
+    """Whether stderr is a terminal that draws a spinner or a bar: TERM=dumb (Emacs' shell, an IDE's
+    console) draws neither, and got nothing at all, where a CI log gets a line every STILL_EVERY s."""
+    return err.is_terminal and not err.is_dumb_terminal
+
+
 def _progress_bar(total: int) -> _Bar | None:
-    return _Bar(total) if err.is_terminal and total else None
+    return _Bar(total) if _live() and total else None
 
 
 def providers_for(apply_cfg: dict[str, Any], directory_override: str | None = None,

@@ -653,3 +653,33 @@ def test_a_columns_of_0_is_no_width_and_nothing_is_lost(tmp_path):
         r = subprocess.run([sys.executable, "-m", "placer", "show", str(tmp_path / "none.json")], cwd=ROOT,
                            capture_output=True, text=True, timeout=120, env=env)
         assert r.returncode == 1 and "none.json: no such plan file" in r.stderr, (columns, r.stderr)
+
+
+def test_a_dumb_terminal_gets_the_ci_logs_progress_lines(tmp_path, monkeypatch):
+    """On a terminal of TERM=dumb (Emacs' shell, an IDE's console) the spinner draws nothing, and
+    the "Still planning…" lines were a CI log's only: a long plan showed no progress at all."""
+    import io
+    import time as _time
+
+    from rich.console import Console
+
+    import placer.cli
+    import placer.planner
+
+    fleet = write_fleet(tmp_path)
+    real = placer.planner.optimize
+
+    def slow(*args, **kwargs):
+        kwargs["progress"]("solving: a slow fleet")
+        _time.sleep(0.35)
+        return real(*args, **{**kwargs, "progress": None})
+
+    dumb = Console(file=io.StringIO(), force_terminal=True, _environ={"TERM": "dumb"})
+    assert dumb.is_terminal and dumb.is_dumb_terminal
+    monkeypatch.setattr(placer.cli, "err", dumb)
+    monkeypatch.setattr(placer.cli, "out", Console(file=io.StringIO()))
+    monkeypatch.setattr(placer.planner, "optimize", slow)
+    monkeypatch.setattr(placer.cli, "STILL_EVERY", 0.1)
+    assert placer.cli.main(["plan", str(fleet), "--state", str(tmp_path / "state.json")]) == 0
+    said = dumb.file.getvalue()
+    assert "Still planning… [0s elapsed; now: solving: a slow fleet]" in said, said
