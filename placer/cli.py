@@ -692,7 +692,7 @@ def render(plan_path: str, out_dir: str) -> None:
 @cli.command()
 @click.argument("fleet", type=NamedPath())
 @click.argument("model")
-@click.option("--now", "now_text", help="The plan's time (ISO).")
+@click.option("--now", "now_text", help="The plan's time (ISO); not with --plan, whose time is its createdAt.")
 @click.option("--state", "state_path", type=NamedPath(), help="Use this local state file instead of Settings'.")
 @click.option("--all", "every_row", is_flag=True,
               help="One row per other pool, however many (by default, beyond 40 pools, one row per reason).")
@@ -714,9 +714,12 @@ def explain(fleet: str, model: str, now_text: str | None, state_path: str | None
         if plan_path is not None:
             from placer.planfile import read
 
+            if now_text is not None:  # its placement was explained under the rules of another time
+                fail(f"--now sets the time of a plan explain makes afresh; {plan_path} was made at its own time "
+                     "(its createdAt), which explain takes: drop --now, or explain without --plan")
             progress(f"reading {plan_path}")
             saved = read(plan_path)
-            now_text = now_text or saved.created_at  # the plan's rules are those of its time
+            now_text = saved.created_at  # the plan's rules are those of its time
         now = parse_now(now_text)
         loaded = read_fleet(fleet, progress)
         if model not in loaded.models:

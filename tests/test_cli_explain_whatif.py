@@ -1301,3 +1301,22 @@ def test_explain_gives_a_routes_rate_as_the_plan_does(tmp_path):
     assert "demand at a: 4.50 routed to p (1 ms)" in r.stdout, r.stdout
     r = placer("explain", str(fleet), "n")
     assert "demand at a: 1,000 routed to p (1 ms)" in r.stdout, r.stdout
+
+
+def test_explain_of_a_saved_plan_takes_no_other_time(tmp_path):
+    """`explain --plan PLAN --now T` explained the plan's placement (made at its createdAt) under
+    the rules of T: a model the plan retired, unused since before createdAt, was 'not placed
+    anywhere' with every pool out as 'retired: unused for 331 days' at a T it had been used 14
+    days before. --now is refused with --plan, as `apply` refuses it with a saved plan."""
+    fleet = write(tmp_path, location("a"), pool("p", "a", usd=1.0),
+                  policy("retire-old", {"retire": {"unusedForDays": 30}}),
+                  inference("old", [{"location": "a", "rate": 100}], lastUsed="2026-01-01"),
+                  inference("m", [{"location": "a", "rate": 100}], lastUsed="2026-11-27"))
+    plan = tmp_path / "plan.json"
+    r = placer("plan", str(fleet), "-o", str(plan), "--now", "2026-11-28")
+    assert r.returncode == 0, r.stderr
+    r = placer("explain", str(fleet), "old", "--plan", str(plan), "--now", "2026-01-15")
+    assert r.returncode == 1 and "Traceback" not in r.stderr, (r.stdout, r.stderr)
+    assert "--now" in r.stderr and "createdAt" in r.stderr and "drop --now" in r.stderr, r.stderr
+    r = placer("explain", str(fleet), "old", "--plan", str(plan))
+    assert r.returncode == 0 and r.stdout.startswith("old is not placed, on any pool: policy retire-old: "), r.stdout
