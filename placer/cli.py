@@ -768,7 +768,7 @@ def explain(fleet: str, model: str, now_text: str | None, state_path: str | None
         title = f"Other pools: {others}, grouped by reason, up to {GROUP_NAMES} named a row (--all: one row each)"
     table = Table(title=title, title_justify="left", show_edge=False)
     table.add_column("pools" if many else "pool", overflow="fold")
-    table.add_column("why not")
+    table.add_column("why not", overflow="fold")  # a policy's name was cut, "eu-data-stays-in-e…"
     for pools, why in rows:
         table.add_row(names(pools, len(pools) if every_row else GROUP_NAMES), why)
     if rows:  # a fleet of one pool has no others to tell of

@@ -1320,3 +1320,18 @@ def test_explain_of_a_saved_plan_takes_no_other_time(tmp_path):
     assert "--now" in r.stderr and "createdAt" in r.stderr and "drop --now" in r.stderr, r.stderr
     r = placer("explain", str(fleet), "old", "--plan", str(plan))
     assert r.returncode == 0 and r.stdout.startswith("old is not placed, on any pool: policy retire-old: "), r.stdout
+
+
+def test_explain_folds_the_reasons_of_a_narrow_terminal_rather_than_cut_them(tmp_path):
+    """At 40 columns the 'why not' column cut a policy's name, "policy: eu-data-stays-in-e…": two
+    policies that share a start were one, as the plan's tables once made two pools one."""
+    name = "keep-this-model-on-the-pools-named-here-only"
+    fleet = write(tmp_path, location("a"), pool("p", "a", usd=1.0), pool("q", "a", usd=0.5),
+                  policy(name, {"allowPools": {}}, models={"names": ["m"]}, pools={"names": ["p"]}),
+                  inference("m", [{"location": "a", "rate": 100}]))
+    r = subprocess.run([sys.executable, "-m", "placer", "explain", str(fleet), "m"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=120, env={**os.environ, "COLUMNS": "40"})
+    assert r.returncode == 0, r.stderr
+    rows = [line for line in r.stdout.splitlines() if "│" in line]
+    assert rows and not any("…" in row for row in rows), r.stdout
+    assert name in "".join(row.split("│")[-1].strip() for row in rows), r.stdout
