@@ -166,3 +166,20 @@ def test_text_from_the_fleet_cannot_break_out_of_its_block_or_row() -> None:
     inside, closing, _ = block.partition("\n" + fence.group(1) + "\n")
     assert closing and len(inside.split("diff\n", 1)[1].split("\n")) == len(plan["changes"])  # a line a change
     assert "| a b \\| c &lt;b>bold&lt;/b> |" in text
+
+
+def test_the_comment_names_the_models_a_policy_retired_as_the_summary_does() -> None:
+    """`placer show` lists each retired model with the policy's reason; the comment a reviewer reads
+    left them out: a fleet of 29 models showed 24, and five vanished from the pull request unsaid.
+    They are cut, when the comment must be, after the changes and before the placements."""
+    plan = {**big_plan(2), "retired": [
+        {"model": "chat-v1", "reason": "policy retire-stale: version 1 is older than the newest 2 | of family chat"},
+        {"model": "img-v1", "reason": "policy retire-stale: unused for 149 days (lastUsed 2026-07-02, limit 30)"}]}
+    text = render(plan)
+    assert "#### Retired models" in text and "| model | why |" in text, text
+    assert "| chat-v1 | policy retire-stale: version 1 is older than the newest 2 \\| of family chat |" in text
+    assert "| img-v1 | policy retire-stale: unused for 149 days (lastUsed 2026-07-02, limit 30) |" in text
+    assert text.index("#### Retired models") < text.index("<summary>Placements</summary>")
+    plan = {**big_plan(3000), "retired": plan["retired"] * 400}
+    cut = render(plan, 20_000)
+    assert len(cut) <= 20_000 and "retired models not shown" in cut, cut[-2000:]

@@ -4,7 +4,7 @@ A comment has a size limit (GitHub refuses a body over 65,536 characters, and a 
 hundred models plans more changes than that holds), so ``render`` keeps within ``max_chars``:
 the header, costs and counts always, then as many rows as fit of unmet demand, policy
 violations (a preferred policy's many in one row, once rows must be cut), changes (every
-delete and update before any create) and placements, in that order, each cut section saying
+delete and update before any create), retired models and placements, in that order, each cut section saying
 how many rows it left out and where to see them all. The limit holds the comment's final
 newline.
 """
@@ -185,6 +185,9 @@ def render(plan: dict[str, Any], max_chars: int | None = COMMENT_CHARS, plan_pat
     violations = _Section(["#### Policy violations", "", "| policy | enforcement | amount | detail |",
                            "|---|---|---:|---|"], [], [""], "policy violations")
     violations.rows += _violation_rows(plan.get("violations", []), None)
+    # as the summary lists them: the comment left them out, and a retired model vanished from it unsaid
+    retired = _Section(["#### Retired models", "", "| model | why |", "|---|---|"], [], [""], "retired models")
+    retired.rows += [_row([r["model"], r["reason"]]) for r in plan.get("retired", [])]
     placements = _Section(["<details><summary>Placements</summary>", "", "| model | placement | served | unmet |",
                            "|---|---|---:|---:|"], [], ["", "</details>", ""], "placements")
     rows = model_rows(plan)
@@ -192,17 +195,18 @@ def render(plan: dict[str, Any], max_chars: int | None = COMMENT_CHARS, plan_pat
                         zip(rows, rate_column([r[2] for r in rows]), rate_column([r[3] for r in rows]), strict=True)]
     head = _header(plan)
     show = f"placer show {plan_path}"
-    whole = "\n".join(head + diff.text(show) + unmet.text(show) + violations.text(show) + placements.text(show))
+    body = (diff, unmet, violations, retired, placements)  # in the comment's order
+    whole = "\n".join(head + [line for section in body for line in section.text(show)])
     if max_chars is not None and len(whole) > max_chars:
         violations.rows = _violation_rows(plan.get("violations", []), show)
-        sections = (unmet, violations, diff, placements)  # the rarer and graver first
+        sections = (unmet, violations, diff, retired, placements)  # the rarer and graver first
         notes = [s.note_chars(show) for s in sections]  # each may need to say what it left out
         budget = max_chars - sum(len(line) + 1 for line in head) - sum(notes)
         for section, note in zip(sections, notes, strict=True):
             budget -= section.fit(budget)
             if all(section.keep):
                 budget += note  # nothing left out: its note's room goes to the sections after it
-    text = "\n".join(head + diff.text(show) + unmet.text(show) + violations.text(show) + placements.text(show))
+    text = "\n".join(head + [line for section in body for line in section.text(show)])
     if max_chars is not None and len(text) > max_chars:  # every row was cut (the notes had their room kept)
         raise LimitTooLow(len(text))
     return text
