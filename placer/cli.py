@@ -111,6 +111,27 @@ def deploy_outside(fleet_path: str, loaded: Fleet) -> None:
          "(a relative one is from where placer runs), e.g. ../deploy")
 
 
+def out_refusal(out_path: str, fleet_path: str, backend: Any) -> None:
+    """A plan file is not written over the local state, nor where the fleet's loader reads: `-o STATE`
+    replaced the state with the plan (its lineage, serial and record lost, every later command
+    refusing it as damaged), and `-o F/settings.yaml` a fleet file."""
+    from placer.state import LocalBackend
+
+    target = Path(out_path).resolve()
+    if isinstance(backend, LocalBackend):
+        own = {backend.path: "the state file", backend.lock_path: "the state's lock file",
+               backend.journal_path: "the state's journal"}
+        for path, what in own.items():
+            if path.resolve() == target:
+                fail(f"-o {out_path} is {what} {path}: writing the plan there would replace it (the state's lineage, "
+                     "serial and what runs where); save the plan elsewhere, e.g. -o plan.json")
+    root = Path(fleet_path).resolve()
+    if root.is_dir() and target.is_relative_to(root) and target.name.endswith((".yaml", ".yml")) \
+            and not any(part.startswith(".") for part in target.relative_to(root).parts):
+        fail(f"-o {out_path} is a YAML file inside the fleet {root}: the plan would replace or join the fleet's "
+             "documents, which the next plan reads; save it outside the fleet, or as a .json file")
+
+
 def backend_from(state_cfg: dict[str, Any], override: str | None,
                  progress: Callable[[str], None] | None = None) -> Any:
     """The state backend Settings name; ``progress`` is told when the s3 one waits to try a call again."""
@@ -304,9 +325,10 @@ def plan(fleet: str, out_path: str | None, as_json: bool, detailed_exitcode: boo
     with spinner(not as_json) as progress:
         loaded = read_fleet(fleet, progress)
         deploy_outside(fleet, loaded)
-        if out_path:  # a path no plan can be written to is said before the solve, not after it
-            check_writable(out_path)
         backend = backend_from(settings_json(loaded)["state"], state_path, progress)
+        if out_path:  # a path no plan can be written to, or should be, is said before the solve, not after it
+            out_refusal(out_path, fleet, backend)
+            check_writable(out_path)
         progress(f"reading the state ({backend.location})")
         state = backend.read()
         _warn_unfinished(backend, state)

@@ -683,3 +683,25 @@ def test_a_dumb_terminal_gets_the_ci_logs_progress_lines(tmp_path, monkeypatch):
     assert placer.cli.main(["plan", str(fleet), "--state", str(tmp_path / "state.json")]) == 0
     said = dumb.file.getvalue()
     assert "Still planning… [0s elapsed; now: solving: a slow fleet]" in said, said
+
+
+def test_a_plan_is_not_written_over_the_state_or_into_the_fleet(tmp_path):
+    """`plan F -o STATE` replaced the state file with the plan (its lineage, serial and what runs
+    where lost: every later command refused the 'damaged' state), and `-o F/settings.yaml`
+    replaced a fleet file. Both are refused before the solve, and nothing is written."""
+    fleet = write_fleet(tmp_path)
+    plan = tmp_path / "plan.json"
+    assert placer("plan", str(fleet), "-o", str(plan)).returncode == 0
+    assert placer("apply", str(plan)).returncode == 0
+    state = tmp_path / "state.json"
+    recorded, source = state.read_text(), (fleet / "fleet.yaml").read_text()
+    r = placer("plan", str(fleet), "-o", str(state))
+    assert r.returncode == 1 and f"-o {state} is the state file" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    r = placer("plan", str(fleet), "-o", "../state.json", cwd=fleet)  # the same file, named another way
+    assert r.returncode == 1 and "is the state file" in r.stderr, r.stderr
+    assert state.read_text() == recorded
+    for target in (fleet / "fleet.yaml", fleet / "sub" / "plan.yml"):
+        r = placer("plan", str(fleet), "-o", str(target))
+        assert r.returncode == 1 and f"-o {target} is a YAML file inside the fleet" in r.stderr, r.stderr
+    assert (fleet / "fleet.yaml").read_text() == source and not (fleet / "sub").exists()
+    assert placer("plan", str(fleet), "-o", str(fleet / "plan.json")).returncode == 0  # the loader reads no JSON
