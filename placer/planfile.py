@@ -34,6 +34,7 @@ from placer.spec.kinds import (
     Strict,
     Workload,
 )
+from placer.spec.source import not_regular
 
 FORMAT_VERSION = 1
 PLACER_VERSION = "0.1.0"
@@ -520,6 +521,9 @@ def loads(text: str, source: str = "plan") -> Plan:
 
 
 def read(path: str | Path) -> Plan:
+    what = not_regular(path)
+    if what in ("a character device", "a block device", "a socket"):  # /dev/zero was read until memory ran out
+        raise PlanFileError(f"{path}: not a plan file ({what}); name the file `placer plan FLEET -o PLAN` wrote")
     try:
         # utf-8-sig: an editor or PowerShell's Out-File may have saved the plan with a byte-order mark
         text = Path(path).read_text(encoding="utf-8-sig")

@@ -705,3 +705,17 @@ def test_a_plan_is_not_written_over_the_state_or_into_the_fleet(tmp_path):
         assert r.returncode == 1 and f"-o {target} is a YAML file inside the fleet" in r.stderr, r.stderr
     assert (fleet / "fleet.yaml").read_text() == source and not (fleet / "sub").exists()
     assert placer("plan", str(fleet), "-o", str(fleet / "plan.json")).returncode == 0  # the loader reads no JSON
+
+
+def test_a_device_named_as_the_plan_is_refused_unread(tmp_path):
+    """`placer show /dev/zero` (or apply, render, explain --plan) read it until the memory ran out,
+    where the fleet loader refuses a device unread. A device is refused, saying what it is; a pipe
+    (`placer show <(...)`) is still read."""
+    r = placer("show", "/dev/null")  # /dev/zero here read without end: the same path, harmless
+    assert r.returncode == 1 and "/dev/null: not a plan file (a character device)" in r.stderr, r.stderr
+    fleet = write_fleet(tmp_path)
+    plan = tmp_path / "plan.json"
+    assert placer("plan", str(fleet), "-o", str(plan)).returncode == 0
+    shown = subprocess.run(f"{sys.executable} -m placer show <(cat {plan})", shell=True, executable="/bin/bash",
+                           cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0 and "Plan: 1 to create" in shown.stdout, shown.stderr
