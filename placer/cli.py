@@ -126,6 +126,9 @@ def out_refusal(out_path: str, fleet_path: str, backend: Any) -> None:
                 fail(f"-o {out_path} is {what} {path}: writing the plan there would replace it (the state's lineage, "
                      "serial and what runs where); save the plan elsewhere, e.g. -o plan.json")
     root = Path(fleet_path).resolve()
+    if target == root:  # a fleet of one YAML file
+        fail(f"-o {out_path} is the fleet's own file: the plan would replace it; save the plan elsewhere, e.g. "
+             "-o plan.json")
     if root.is_dir() and target.is_relative_to(root) and target.name.endswith((".yaml", ".yml")) \
             and not any(part.startswith(".") for part in target.relative_to(root).parts):
         fail(f"-o {out_path} is a YAML file inside the fleet {root}: the plan would replace or join the fleet's "

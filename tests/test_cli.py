@@ -705,6 +705,10 @@ def test_a_plan_is_not_written_over_the_state_or_into_the_fleet(tmp_path):
         assert r.returncode == 1 and f"-o {target} is a YAML file inside the fleet" in r.stderr, r.stderr
     assert (fleet / "fleet.yaml").read_text() == source and not (fleet / "sub").exists()
     assert placer("plan", str(fleet), "-o", str(fleet / "plan.json")).returncode == 0  # the loader reads no JSON
+    one = fleet / "fleet.yaml"  # a fleet of one file, named as the fleet
+    r = placer("plan", str(one), "-o", str(one))
+    assert r.returncode == 1 and f"-o {one} is the fleet's own file" in r.stderr, r.stderr
+    assert one.read_text() == source
 
 
 def test_a_device_named_as_the_plan_is_refused_unread(tmp_path):
