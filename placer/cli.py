@@ -39,6 +39,15 @@ LOG_WIDTH = 200  # a table's width where output is a log or a pipe, not a termin
 MIN_WIDTH = 20  # the narrowest COLUMNS a table is laid out in; a narrower one is taken as none
 
 
+class _StderrConsole(Console):
+    """stderr's console: where its reader went away (`placer plan F 2>&1 >summary.txt | head -1`),
+    it goes quiet. Rich's answer to a broken pipe put /dev/null over stdout, from the progress
+    thread too: the summary redirected to a file was lost, and the command exited 0."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+
+
 def _console(stderr: bool = False) -> Console:
     """Markup and emoji off: names and messages from users' files are printed as they are. Into a
     log or a pipe (no terminal, no COLUMNS), tables are as wide as their rows up to LOG_WIDTH:
@@ -48,7 +57,8 @@ def _console(stderr: bool = False) -> Console:
     env = dict(os.environ)
     if not env.get("COLUMNS", "").isdigit() or int(env["COLUMNS"]) < MIN_WIDTH:
         env.pop("COLUMNS", None)
-    console = Console(stderr=stderr, highlight=False, soft_wrap=True, markup=False, emoji=False, _environ=env)
+    console = (_StderrConsole if stderr else Console)(stderr=stderr, highlight=False, soft_wrap=True, markup=False,
+                                                      emoji=False, _environ=env)
     if not console.is_terminal and "COLUMNS" not in env:
         console.width = LOG_WIDTH
     return console

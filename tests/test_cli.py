@@ -723,3 +723,29 @@ def test_a_device_named_as_the_plan_is_refused_unread(tmp_path):
     shown = subprocess.run(f"{sys.executable} -m placer show <(cat {plan})", shell=True, executable="/bin/bash",
                            cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert shown.returncode == 0 and "Plan: 1 to create" in shown.stdout, shown.stderr
+
+
+def test_a_reader_of_stderr_that_goes_away_leaves_stdout_alone(tmp_path):
+    """`placer plan F 2>&1 >summary.txt | head -1`: the reader of stderr left after the first
+    "Still planning…" line, and rich's answer to the broken pipe put /dev/null over stdout, from
+    the progress thread: summary.txt stayed empty, exit 0. stderr goes quiet; stdout is kept."""
+    fleet = write_fleet(tmp_path)
+    script = tmp_path / "slow.py"
+    script.write_text(
+        "import sys, time\n"
+        "import placer.cli, placer.planner\n"
+        "real = placer.planner.optimize\n"
+        "def slow(*args, **kwargs):\n"
+        "    kwargs['progress']('solving')\n"
+        "    time.sleep(1.5)\n"
+        "    return real(*args, **{**kwargs, 'progress': None})\n"
+        "placer.planner.optimize = slow\n"
+        "placer.cli.STILL_EVERY = 0.2\n"
+        f"sys.exit(placer.cli.main(['plan', {str(fleet)!r}, '--state', {str(tmp_path / 's.json')!r}]))\n")
+    summary = tmp_path / "summary.txt"
+    with summary.open("w") as sink:
+        proc = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, stdout=sink, stderr=subprocess.PIPE)
+        assert proc.stderr is not None
+        proc.stderr.close()  # the reader goes away at once
+        assert proc.wait(timeout=120) == 0
+    assert "Plan: 1 to create" in summary.read_text(), summary.read_text()
