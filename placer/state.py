@@ -211,6 +211,8 @@ def _wrong_top(data: dict[str, Any]) -> str | None:
         return f"serial {data['serial']!r} is no count"
     if data["lineage"] is not None and not isinstance(data["lineage"], str):
         return f"lineage {data['lineage']!r} is no text"
+    if data["lineage"] is not None and not data["lineage"].isprintable():  # it is printed, and written in plans
+        return f"lineage {data['lineage']!r} is no lineage (it holds a control character)"
     history = data.get("history")
     if history is not None and not (isinstance(history, list) and all(isinstance(h, dict) for h in history)):
         return "history is not a list of applies"
@@ -235,8 +237,36 @@ def _wrong_target(target: Any) -> str | None:
     return None
 
 
+def _wrong_name(kind: str, name: str) -> str | None:
+    """Why ``name``, a state's name of a ``kind``, is none a fleet may hold, or None: a key is printed
+    in the plan as an address (`- deployment/<model>@<pool>`), so a line break in it forged a plan
+    line, an escape code reached the terminal, and the plan written was one apply refuses."""
+    from placer.spec.loader import check_name  # the fleet's own check of a name
+
+    why = check_name(kind, name)
+    return None if why is None else f"{kind.lower()} {why}"
+
+
 def _wrong_fields(state: State) -> str | None:
     """What in a state's fields is not what placer writes there, or None."""
+    from placer.spec.loader import controls  # the fleet's own check: a state holds only what a fleet may
+
+    for part, table in (("deployments", state.deployments), ("pools", state.pools), ("models", state.models),
+                        ("applying", state.applying if isinstance(state.applying, dict) else {})):
+        held = controls(table, (part,))
+        if held:
+            return (f"{'.'.join(map(str, held[0][0]))!r} contains the control character {held[0][1]!r}, which "
+                    "would reach the terminal as it is")
+    for key in state.models:
+        if why := _wrong_name("Model", key):
+            return f"models: {why}"
+    for key in state.deployments:
+        model, _, pool = key.partition("@")
+        if why := (_wrong_name("Model", model) or _wrong_name("Pool", pool)) if pool else None:
+            return f"deployment {key!r}: {why}"
+    for key in state.pools:
+        if why := _wrong_name("Pool", key):
+            return f"pools: {why}"
     for key, value in state.models.items():
         if "demand" in value and not _number(value["demand"]):
             return f"model {key}: demand {value['demand']!r} is no number"

@@ -117,6 +117,24 @@ DAMAGED = {
     "nested deeply": ("[" * 100000 + "]" * 100000, "malformed state (nested too deeply to read)"),
     "version as text": ('{"version": "1", "lineage": "l", "serial": 1}', "malformed state (version '1' is no count"),
     "version 0": ('{"version": 0, "lineage": "l", "serial": 1}', "malformed state (version 0 is no count"),
+    # names a fleet could not hold: each is printed in the plan as an address, where a line break
+    # forged a change line and an escape code reached the terminal, and the plan written was refused
+    "deployment name with a line break": (
+        json.dumps({"lineage": "l", "serial": 1, "deployments": {
+            "m\n  + deployment/x@p  [phase 2] replicas 9@p": {"replicas": 1, "target": {"pool": "p"}}}}),
+        "malformed state ('deployments.m\\n  + deployment/x@p"),
+    "deployment pool no DNS name": (
+        '{"lineage": "l", "serial": 1, "deployments": {"m@../p": {"replicas": 1}}}',
+        "malformed state (deployment 'm@../p': pool '../p' is not a DNS-1123 label"),
+    "pool name no DNS name": ('{"lineage": "l", "serial": 1, "pools": {"P_1": {"nodes": 1}}}',
+                              "malformed state (pools: pool 'P_1' is not a DNS-1123 label"),
+    "escape code in a context": (
+        '{"lineage": "l", "serial": 1, "deployments": {"m@p": {"replicas": 1, "target": {"kubernetes": '
+        '{"context": "dc\\u001b[2J"}}}}}', "'deployments.m@p.target.kubernetes.context' contains the control character '\\x1b'"),
+    "applying with an escape code": (
+        '{"lineage": "l", "serial": 1, "applying": {"plan": "p\\u001b[2J", "done": []}}',
+        "malformed state ('applying.plan' contains the control character '\\x1b'"),
+    "lineage with a line break": ('{"lineage": "l\\nx", "serial": 1}', "malformed state (lineage 'l\\nx' is no lineage"),
 }
 
 
@@ -131,6 +149,7 @@ def test_damaged_state_is_an_error_that_names_the_file(backend: LocalBackend, na
     message = str(caught.value)
     assert str(backend.path) in message
     assert expected in message
+    assert "\n" not in message and "\x1b" not in message, "the message is one line, with no escape code"
     assert backend.path.read_bytes() == before, "reading a damaged state must not touch it"
     assert leftovers(backend.path.parent, backend.path.name) == []
 
@@ -351,6 +370,8 @@ def test_atomic_write_all_syncs_far_less_than_a_file_and_a_folder_each(tmp_path:
     ({**entry(2, 1), "kind": "node"}, "kind 'node'"),
     ({**entry(2, 1), "value": {"replicas": -1}}, "replicas -1 is no count"),
     ({**entry(2, 1), "key": "nopool"}, "is not <model>@<pool>"),
+    ({**entry(2, 1), "key": "m1\x1b[2J@dc1"}, "contains the control character '\\x1b'"),
+    ({**entry(2, 1), "key": "M1@dc1"}, "model 'M1' is not a DNS-1123 label"),
     ({**entry(2, 1), "value": {"replicas": 1, "healthy": "false"}}, "healthy 'false' is not true or false"),
 ])
 def test_a_malformed_journal_line_is_a_state_error(backend: LocalBackend, line: Any, why: str) -> None:

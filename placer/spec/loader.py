@@ -207,10 +207,10 @@ def check_name(kind: str, name: Any) -> str | None:
     if not isinstance(name, str) or not name:
         return "required: a non-empty string"
     if kind == "GPUType":
-        if not GPU_TYPE_NAME.match(name) or len(name) > 63:
+        if not GPU_TYPE_NAME.fullmatch(name) or len(name) > 63:
             return f"{name!r} is not a valid GPU type name (letters, digits, '.', '_' and '-', at most 63)"
         return None
-    if len(name) > 63 or not DNS1123_LABEL.match(name):
+    if len(name) > 63 or not DNS1123_LABEL.fullmatch(name):
         return (
             f"{name!r} is not a DNS-1123 label (lower-case letters, digits and '-', "
             "starting and ending with a letter or digit, at most 63 characters)"
