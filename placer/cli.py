@@ -669,7 +669,10 @@ def force_unlock(lock_id: str, fleet_path: str | None, state_path: str | None) -
     if not holder.get("ID"):
         out.print(f"Unlocked {backend.location} (the lock named no holder).")
         return
-    out.print(f"Unlocked {backend.location} (was held by {holder.get('Who', '?')} since {holder.get('Created', '?')}).")
+    from placer.state import said
+
+    out.print(f"Unlocked {backend.location} (was held by {said(holder.get('Who', '?'))} since "
+              f"{said(holder.get('Created', '?'))}).")
 
 
 @cli.command()

@@ -404,9 +404,18 @@ def holder_gone(holder: dict[str, Any]) -> bool:
     return False
 
 
+def said(value: Any) -> str:
+    """A lock's field as a message prints it: quoted where it holds a control character (a lock is
+    a file or an object anyone with access may write: its line breaks and escape codes reached the
+    terminal as they were)."""
+    text = str(value)
+    return text if text.isprintable() else repr(text)
+
+
 def describe_holder(holder: dict[str, Any]) -> str:
-    return (f"held by {holder.get('Who', '?')} (pid {holder.get('PID', '?')}) for "
-            f"{holder.get('Operation', '?')} since {holder.get('Created', '?')}, lock ID {holder.get('ID', '?')}")
+    return (f"held by {said(holder.get('Who', '?'))} (pid {said(holder.get('PID', '?'))}) for "
+            f"{said(holder.get('Operation', '?'))} since {said(holder.get('Created', '?'))}, "
+            f"lock ID {said(holder.get('ID', '?'))}")
 
 
 def locked_message(location: str, holder: dict[str, Any], where: str, note: str = "") -> str:
@@ -416,7 +425,7 @@ def locked_message(location: str, holder: dict[str, Any], where: str, note: str 
     `placer force-unlock ?`, which the s3 backend refused."""
     if holder.get("ID"):
         return (f"the state {location} is locked: {describe_holder(holder)}. If that process is gone, run "
-                f"`placer force-unlock {holder['ID']} {where}`{note}")
+                f"`placer force-unlock {shlex.quote(str(holder['ID']))} {where}`{note}")
     return (f"the state {location} is locked by a lock that names no holder (empty or unreadable); if no placer is "
             f"using this state, any lock ID breaks it: run `placer force-unlock any {where}`{note}")
 

@@ -238,6 +238,24 @@ def test_force_unlock_needs_the_right_id(backend: LocalBackend) -> None:
     assert not backend.lock_path.exists()
 
 
+def test_a_lock_written_by_another_hand_prints_as_one_line_and_its_unlock_command_is_quoted(
+        backend: LocalBackend) -> None:
+    """A lock is a file anyone with access to the state may write: its fields reached the terminal
+    as they were (line breaks, escape codes), and its ID went unquoted into the `placer
+    force-unlock` command the operator is told to run (`x; rm -rf ~` ran a second command)."""
+    backend.lock_path.parent.mkdir(parents=True)
+    holder = {"ID": "x; rm -rf ~", "Who": "me\n+ deployment/x@p", "Operation": "apply\x1b[2J", "PID": 1,
+              "Created": "2026-11-28T07:00:00Z"}
+    backend.lock_path.write_text(json.dumps(holder))
+    with pytest.raises(LockError) as caught, backend.lock("apply"):
+        pass
+    message = str(caught.value)
+    assert "\n" not in message and "\x1b" not in message, message
+    assert "held by 'me\\n+ deployment/x@p'" in message and "for 'apply\\x1b[2J'" in message, message
+    assert "`placer force-unlock 'x; rm -rf ~' --state" in message, message
+    assert backend.force_unlock("x; rm -rf ~") == holder
+
+
 def test_describe_holder_tolerates_missing_fields() -> None:
     assert describe_holder({}) == "held by ? (pid ?) for ? since ?, lock ID ?"
 
