@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import json
 import random
 import threading
 import time
@@ -23,7 +24,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from placer.planfile import PHASE_NAMES, PHASE_UP, Change, Plan, deployment_place
+from placer.planfile import PHASE_NAMES, PHASE_UP, Change, Plan, deployment_place, pool_group
 from placer.state import Backend, State, deployment_entry, health_marked, pool_entry
 
 _POOLS = itertools.count()  # names each apply's worker threads apart
@@ -120,39 +121,62 @@ def check_fresh(plan: Plan, state: State) -> None:
         raise StalePlanError(f"stale plan: another apply changed the state since it was planned (it was made "
                              f"{made}; {now}). Run `placer plan` again once no apply is running, and apply the "
                              "new plan.")
-    if not plan.prior_refreshed:  # planned from what runs (``plan --refresh``), where it differs from the state
-        check_before(plan, state)
+    # planned from what runs (``plan --refresh``), its changes start from that, not from the state
+    check_before(plan, state, from_state=not plan.prior_refreshed)
 
 
-def check_before(plan: Plan, state: State) -> None:
+def _place(change: Change) -> str:
+    """What one change at its address acts on: a deployment's place (a replacement's new copy and its
+    old one are two), a pool's group (a new group and the one it replaces are two)."""
+    where = deployment_place(change.target) if change.kind == "deployment" else pool_group(change.target)
+    return f"{change.address} {json.dumps(where, sort_keys=True)}"
+
+
+def check_before(plan: Plan, state: State, from_state: bool = True) -> None:
     """Refuse a plan whose changes do not start from ``state``, the very state it was made from
-    (``check_fresh``): the first change apply makes at each address has for its before the count
-    the state records there (a before.nodes of 5 where the state had 1 was applied). A create
-    starts from nothing, and what follows a change at its address from that change: neither is
-    checked. A deployment's delete starts from the copy at its target's place (a replacement's
-    old copy, or one an apply stopped before deleting)."""
-    seen: set[str] = set()
+    (``check_fresh``): the first change apply makes at each place (an address's deployment copy or
+    pool group) has for its before the count the state records there (a before.nodes of 5 where the
+    state had 1 was applied), and each later one there starts where the one before it left off (a
+    second create of a deployment, 2 then 7 replicas on a pool that holds 4, was applied as it came).
+    A create starts from nothing, unchecked against the state. A deployment's delete starts from the
+    copy at its target's place (a replacement's old copy, or one an apply stopped before deleting).
+    Without ``from_state`` (a plan made with --refresh starts from what runs) only the latter holds."""
+    left: dict[str, tuple[int, Change]] = {}  # what the last change at a place left there, and which
     for i, change in sorted(enumerate(plan.changes), key=lambda ic: ic[1].phase):
-        if change.action == "no-op" or change.address in seen:
+        if change.action == "no-op":
             continue
-        seen.add(change.address)
-        if change.action == "create" or change.before is None:
+        count = "nodes" if change.kind == "pool" else "replicas"
+        place = _place(change)
+        starts = None if change.before is None else change.before.get(count)
+        if place in left:
+            j, done = left[place]
+            after = None if done.after is None else done.after.get(count)
+            if starts != after:
+                was = "nothing" if starts is None else f"{count} {starts!r}"
+                then = "nothing" if after is None else f"{count} {after!r}"
+                raise InconsistentPlanError(
+                    f"inconsistent plan: changes[{i}] ({change.action} {change.address}) starts from {was}, but "
+                    f"changes[{j}] ({done.action}) before it at that address leaves {then}; was the plan edited by "
+                    "hand? Run `placer plan` again and apply the new plan.")
+            left[place] = (i, change)
             continue
-        key, count = change.address.split("/", 1)[1], "nodes" if change.kind == "pool" else "replicas"
+        left[place] = (i, change)
+        if not from_state or change.action == "create" or change.before is None:
+            continue
+        key = change.address.split("/", 1)[1]
         entry = (state.pools if change.kind == "pool" else state.deployments).get(key)
         copies = [] if entry is None else [entry]
         if entry is not None and change.kind == "deployment" and change.action == "delete":
-            place = deployment_place(change.target)
             copies = [c for c in [entry, *(entry.get("deposed") or [])]
-                      if deployment_place(c.get("target") or {}) == place] or copies
+                      if deployment_place(c.get("target") or {}) == deployment_place(change.target)] or copies
         have = sorted({int(c.get(count, 0)) for c in copies})
-        if change.before.get(count) in have:
+        if starts in have:
             continue
         recorded = (f"records {count} {' or '.join(map(str, have))}" if have
                     else f"records no {change.kind} {key}")
         raise InconsistentPlanError(
             f"inconsistent plan: changes[{i}] ({change.action} {change.address}) starts from {count} "
-            f"{change.before.get(count)!r}, but the state it was made from (serial {state.serial}) {recorded}; "
+            f"{starts!r}, but the state it was made from (serial {state.serial}) {recorded}; "
             "was the plan edited by hand? Run `placer plan` again and apply the new plan.")
 
 

@@ -564,6 +564,43 @@ def test_a_plan_whose_before_is_not_the_state_it_was_made_from_is_refused(
     assert not env.backend.lock_path.exists()
 
 
+@pytest.mark.parametrize(("extra", "said"), [
+    # a second scale-up of chat, from where the plan's own left it: 9 -> 30 on a pool of 2 nodes
+    ({"address": "deployment/chat@aws-h100", "action": "update", "phase": 2, "before": {"replicas": 3},
+      "after": {"replicas": 30}},
+     "changes[3] (update deployment/chat@aws-h100) starts from replicas 3, but changes[1] (update) before it at "
+     "that address leaves replicas 9"),
+    # a create where the plan's own change has just made it
+    ({"address": "deployment/chat@aws-h100", "action": "create", "phase": 2, "before": None,
+      "after": {"replicas": 30}},
+     "changes[3] (create deployment/chat@aws-h100) starts from nothing, but changes[1] (update) before it at that "
+     "address leaves replicas 9"),
+    # the pool sized again after its own change, from the count it had before
+    ({"address": "pool/aws-h100", "action": "update", "phase": 4, "before": {"nodes": 1}, "after": {"nodes": 8}},
+     "changes[3] (update pool/aws-h100) starts from nodes 1, but changes[0] (update) before it at that address "
+     "leaves nodes 2"),
+])
+def test_a_change_added_at_an_address_the_plan_changes_already_is_refused(
+        env: Env, capsys: pytest.CaptureFixture[str], extra: dict[str, Any], said: str) -> None:
+    """A plan edited by hand with one more change at an address it changes already: only the first
+    change at an address was held to the state, and what followed it there was not checked, so
+    a second create or update of chat was applied as it came (30 replicas on a pool of 2 nodes)."""
+    plan_and_apply(capsys, env)
+    env.write(chat_rate=9000, summarize=False)
+    path = env.root / "second.json"
+    data = plan_json(capsys, env, path)
+    assert lh.changes_of(data) == lh.EDITED_CHANGES
+    twin = next(c for c in data["changes"] if c["address"] == extra["address"])
+    data["changes"].append({**twin, **extra})
+    path.write_text(json.dumps(data))
+    state, files = env.state.read_bytes(), lh.tree(env.deploy)
+    code, _, stderr = placer(capsys, "apply", str(path))
+    assert code == 1 and f"inconsistent plan: {said}; was the plan edited by hand? Run `placer plan` again" \
+        in " ".join(stderr.split()), stderr
+    assert env.state.read_bytes() == state and lh.tree(env.deploy) == files
+    assert not env.backend.lock_path.exists()
+
+
 def test_a_plan_made_with_refresh_starts_from_what_runs_and_applies(
         env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     """``plan --refresh`` plans from what the providers report, so its changes start from the drift
