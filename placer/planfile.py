@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, cast
 
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from placer.spec.kinds import (
     MOST_COUNT,
@@ -33,6 +33,8 @@ from placer.spec.kinds import (
     StateSettings,
     Strict,
     Workload,
+    image_reference,
+    version_word,
 )
 from placer.spec.source import not_regular
 
@@ -305,6 +307,10 @@ class DeploymentTarget(Strict):
     workload: Workload
     kubernetes: KubernetesTarget
 
+    # what the fleet's Model takes: they go into the manifests as they are
+    _image = field_validator("image")(lambda v: image_reference(v))
+    _version = field_validator("version")(lambda v: version_word(v))
+
 
 # the schema of a pool change's target, by its provider: placer sizes the groups of these only
 POOL_TARGETS: dict[str, type[_PoolTarget]] = {"aws": AwsPoolTarget, "gcp": GcpPoolTarget}
@@ -328,11 +334,11 @@ def _schema_wrong(where: str, model: type[BaseModel], value: Any) -> str | None:
     return None
 
 
-def _check_target(i: int, target: Any, kind: str) -> str | None:
-    """What is wrong with the target of the ``i``-th change, a ``kind`` change, or None: each kind
-    of target (a deployment's; an aws or a gcp pool's) has the fields apply and its providers read,
-    of their types (a target without its model failed the apply half way, on a KeyError)."""
-    where = f"changes[{i}].target"
+def _check_target(where: str, target: Any, kind: str) -> str | None:
+    """What is wrong with ``target``, found at ``where``, the target of a ``kind`` change or row, or
+    None: each kind of target (a deployment's; an aws or a gcp pool's) has the fields apply, render
+    and the providers read, of their types (a target without its model failed the apply half way, on
+    a KeyError)."""
     if not isinstance(target, dict):
         return f"{where} is not an object"
     if kind == "deployment":
@@ -365,7 +371,7 @@ def _check_change(i: int, c: Any) -> str | None:
         return f"changes[{i}].reasons is not an array of strings"
     if "target" not in c:
         return f"changes[{i}].target: missing"
-    wrong = _check_target(i, c["target"], kind)
+    wrong = _check_target(f"changes[{i}].target", c["target"], kind)
     if wrong:
         return wrong
     # the address and the target name one pool (and model): apply records the change by its address
@@ -447,6 +453,20 @@ def _check_body(data: dict[str, Any]) -> str | None:
         for j, entry in enumerate(entries):
             where = key if isinstance(data[key], dict) else f"{key}[{j}]"
             wrong = f"{where} is not an object" if not isinstance(entry, dict) else _check_fields(where, entry, fields)
+            if wrong:
+                return wrong
+    # the rows render writes the tree from: their targets as a change's (a placement's gpus of "two"
+    # was an internal error, a namespace "../x" and maxNodes -5 were written into the tree)
+    for key, of in (("placements", "deployment"), ("pools", "pool")):
+        for j, entry in enumerate(data.get(key, [])):
+            if of == "pool" and entry.get("target") is None:
+                continue
+            wrong = _check_target(f"{key}[{j}].target", entry["target"], of)
+            named = next((k for k in ("model", "pool") if not wrong and k in entry and entry["target"][k] != entry[k]),
+                         None)
+            if named is not None:
+                wrong = (f"{key}[{j}] is of {named} {entry[named]!r}, but its target.{named} is "
+                         f"{_shown(entry['target'][named])}: both name the {named} it places")
             if wrong:
                 return wrong
     for key, value in data.get("cost", {}).items():

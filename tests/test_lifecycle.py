@@ -1154,6 +1154,20 @@ TAMPERED = {
     "settings-mode": (lambda d: d["settings"]["apply"].pop("mode"), "settings.apply.mode: missing"),
     "settings-path": (lambda d: d["settings"]["state"].pop("path"), "settings.state.path: missing"),
     "float-version": (lambda d: d.update(formatVersion=1.0), "plan formatVersion 1.0 is not one"),
+    # the rows `render` writes the tree from, their targets unchecked: an internal error on gpus of
+    # "two", and a namespace "../x", an image with a space and maxNodes -5 written into the tree
+    "placement-target": (lambda d: d["placements"][0]["target"].update(gpus="two"),
+                         "placements[0].target.gpus: input should be a valid integer, got 'two'"),
+    "placement-namespace": (lambda d: d["placements"][0]["target"]["kubernetes"].update(namespace="../x"),
+                            "placements[0].target.kubernetes: namespace '../x' is no Kubernetes namespace"),
+    "placement-image": (lambda d: d["placements"][0]["target"].update(image="reg/chat:1 --privileged"),
+                        "placements[0].target.image: 'reg/chat:1 --privileged' is no image reference"),
+    "placement-model": (lambda d: d["placements"][0]["target"].update(model="zzz"),
+                        "placements[0] is of model 'chat', but its target.model is 'zzz'"),
+    "pool-target": (lambda d: next(p for p in d["pools"] if p.get("target"))["target"].update(maxNodes=-5),
+                    ".target.maxNodes: input should be greater than or equal to 0, got -5"),
+    "target-version": (lambda d: d["changes"][1]["target"].update(version="1`\n| x"),
+                       "changes[1].target.version: '1`\\n| x' is no version"),
 }
 
 

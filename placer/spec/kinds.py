@@ -263,6 +263,24 @@ class DataSource(Strict):
     gb_per_hour: NonNeg
 
 
+def image_reference(v: str | None) -> str | None:
+    """``v`` as a model's ``image`` (or a plan's deployment target's), or a ValueError saying why it is none."""
+    if v is not None and not IMAGE.fullmatch(v):
+        raise ValueError(f"{v!r} is no image reference: registry/name:tag or registry/name@sha256:..., with no "
+                         "spaces or quotes")
+    return v
+
+
+def version_word(v: str | None) -> str | None:
+    """``v`` as a model's ``version`` (or a plan's deployment target's), or a ValueError saying why it is none:
+    it becomes an image tag and a label, and is shown in plans and pull-request comments (a line
+    break or backticks in it broke the comment)."""
+    if v is not None and not VERSION.fullmatch(v):
+        raise ValueError(f"{v!r} is no version: use letters, digits and . _ + - (up to 128, starting with a "
+                         "letter or digit), e.g. 1.4.2, 3.0+cuda12.4 or 2026-11-01")
+    return v
+
+
 class ModelSpec(Strict):
     workload: Workload = "inference"
     version: str | None = None
@@ -293,20 +311,12 @@ class ModelSpec(Strict):
     @field_validator("image")
     @classmethod
     def _image_reference(cls, v: str | None) -> str | None:
-        if v is not None and not IMAGE.fullmatch(v):
-            raise ValueError(f"{v!r} is no image reference: registry/name:tag or registry/name@sha256:..., with no "
-                             "spaces or quotes")
-        return v
+        return image_reference(v)
 
     @field_validator("version")
     @classmethod
     def _version_word(cls, v: str | None) -> str | None:
-        # it becomes an image tag and a label, and is shown in plans and pull-request comments: a
-        # line break or backticks in it broke the comment
-        if v is not None and not VERSION.fullmatch(v):
-            raise ValueError(f"{v!r} is no version: use letters, digits and . _ + - (up to 128, starting with a "
-                             "letter or digit), e.g. 1.4.2, 3.0+cuda12.4 or 2026-11-01")
-        return v
+        return version_word(v)
 
     @field_validator("last_used", mode="before")
     @classmethod
