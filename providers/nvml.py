@@ -119,6 +119,52 @@ def _replayed(answer: Any) -> Any:
     return answer
 
 
+# each device's answers in a recording, as ``record()`` writes them: text, or pairs of counts
+_ANSWERS: dict[str, tuple[str, ...]] = {"name": (), "uuid": (), "memory": ("total", "used"),
+                                        "utilization": ("gpu", "memory"), "migMode": ("current", "pending")}
+
+
+def _recorded_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _wrong_recording(data: dict[str, Any]) -> str | None:
+    """What in an NVML recording is not what ``record()`` writes (read as it was, a memory of NaN
+    or "lots" was an internal error, and one of -1 byte a GPU type named ``...-0GB``), or None."""
+    def wrong_answer(where: str, answer: Any, pair: tuple[str, ...]) -> str | None:
+        if isinstance(answer, dict) and set(answer) == {"error"}:
+            return None if isinstance(answer["error"], str) else f"{where}.error {answer['error']!r} is no NVML error name"
+        if not pair:
+            return None if isinstance(answer, str) else f"{where} {answer!r} is no text"
+        if not isinstance(answer, dict):
+            return f"{where} {answer!r} is not an object of {' and '.join(pair)}"
+        bad = next((k for k in pair if not _recorded_count(answer.get(k))), None)
+        return None if bad is None else f"{where}.{bad} {answer.get(bad)!r} is no count"
+
+    if not isinstance(data.get("hostname", ""), str):
+        return f"hostname {data['hostname']!r} is no text"
+    for key in ("driverVersion", "cudaDriverVersion"):  # read only once NVML started
+        answer = data.get(key)
+        if answer is None or (isinstance(answer, dict) and set(answer) == {"error"}):
+            continue
+        if key == "driverVersion" and not isinstance(answer, str):
+            return f"{key} {answer!r} is no text"
+        if key == "cudaDriverVersion" and not _recorded_count(answer):
+            return f"{key} {answer!r} is no count"
+    devices = data.get("devices", [])
+    if not isinstance(devices, list):
+        return "devices is not a list"
+    for i, device in enumerate(devices):
+        if not isinstance(device, dict):
+            return f"devices[{i}] is not an object"
+        for key, pair in _ANSWERS.items():
+            if key not in device:
+                return f"devices[{i}] has no {key}"
+            if wrong := wrong_answer(f"devices[{i}].{key}", device[key], pair):
+                return wrong
+    return None
+
+
 class ReplayNvml:
     """NvmlApi answering from a recording of a real host (``record()``'s JSON)."""
 
@@ -130,6 +176,10 @@ class ReplayNvml:
             raise ProviderError(f"NVML replay {path}: cannot read it ({exc})") from exc
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise ProviderError(f"NVML replay {path}: not an NVML recording (needs \"format\": \"{FORMAT}\")")
+        wrong = _wrong_recording(data)
+        if wrong:
+            raise ProviderError(f"NVML replay {path}: malformed recording ({wrong}); record the host again with "
+                                "`python -m providers.nvml > host.json`")
         self._data = data
         self._devices: list[dict[str, Any]] = list(data.get("devices", []))
 

@@ -497,6 +497,29 @@ def test_discover_nvml_replay_prints_a_valid_fleet(capsys: pytest.CaptureFixture
     assert "GPU-" in err and "79.6" in err and "enabled" in err
 
 
+@pytest.mark.parametrize(("edit", "said"), [
+    (lambda d: d["devices"][0]["memory"].update(total=float("nan")), "devices[0].memory.total nan is no count"),
+    (lambda d: d["devices"][0]["memory"].update(total="lots"), "devices[0].memory.total 'lots' is no count"),
+    (lambda d: d["devices"][0]["memory"].update(total=-1), "devices[0].memory.total -1 is no count"),
+    (lambda d: d["devices"][1].update(utilization=[97, 3]), "devices[1].utilization [97, 3] is not an object of gpu and memory"),
+    (lambda d: d["devices"][2].pop("name"), "devices[2] has no name"),
+    (lambda d: d.update(devices={"0": {}}), "devices is not a list"),
+    (lambda d: d.update(cudaDriverVersion="12.4"), "cudaDriverVersion '12.4' is no count"),
+])
+def test_a_malformed_nvml_recording_is_refused_saying_where(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                            edit: Any, said: str) -> None:
+    """A recording edited or made by another tool: a memory of NaN or "lots" was an internal error,
+    and one of -1 byte a pool of a GPU type named `NVIDIA-H100-80GB-HBM3-0GB`."""
+    data = json.loads((NVML / "h100x8.json").read_text())
+    edit(data)
+    path = tmp_path / "host.json"
+    path.write_text(json.dumps(data))
+    code, out, err = run(capsys, "discover", "nvml", "--replay", str(path))
+    assert code == 1 and out == "", out
+    assert f"NVML replay {path}: malformed recording ({said}); record the host again" in " ".join(err.split()), err
+    assert "internal error" not in err
+
+
 def test_discover_nvml_merge_writes_the_fleet_and_says_what_changed(
         capsys: pytest.CaptureFixture[str], fleet: Path) -> None:
     replay = str(NVML / "h100x8.json")
