@@ -247,6 +247,51 @@ def test_control_character_is_a_located_error() -> None:
     assert "\n" not in diags[0].message
 
 
+def test_a_file_named_with_a_line_break_or_an_escape_code_is_refused_on_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A fleet file's name is printed in each of its diagnostics: a name with a line break forged a
+    diagnostic line in the validate check of a pull request, an escape code reached the terminal,
+    and a fleet with such a file was read (and planned) as any other."""
+    name = "m.yaml:3: ok\nbase.yaml:1: all good\x1b[2J.yaml"
+    fleet = fleet_with(tmp_path, name, BASE.read_text().replace("kind: Model", "kind: Modell", 1))
+    capsys.readouterr()
+    assert main(["validate", str(fleet)]) == 1
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and len(err.splitlines()) == 2, err
+    assert err.splitlines()[0] == (f"{str(fleet / name)!r}:1: this file name holds a control character: rename it; "
+                                   "it was not read"), err
+    # a policy test file so named, whose path every PASS and FAIL line of its cases printed as it was
+    tests = tmp_path / "tests"
+    tests.mkdir()
+    odd = tests / "ok.test.yaml\nFAIL  x\x1b[2J.test.yaml"
+    odd.write_text("kind: PolicyTest\n")
+    assert main(["policy", "test", str(tests)]) == 1
+    said = capsys.readouterr()
+    assert "\x1b" not in said.out + said.err and "FAIL" not in said.out, said
+    assert said.err.startswith(f"ERROR {str(odd)!r}:1: this path holds "
+                               "a control character: rename it; it was not read"), said.err
+
+
+def test_a_diagnostic_prints_the_control_characters_it_refuses_quoted(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """The diagnostic that refused a name's or a key's escape code printed the name and the key as
+    they were: the code it warned "would reach terminals" reached the terminal, and a line break
+    in them forged a diagnostic line."""
+    text = BASE.read_text()
+    name = re.search(r"kind: Model\nmetadata:\n  name: (\S+)", text)
+    assert name is not None
+    fleet = fleet_with(tmp_path, "extra.yaml", text[name.start():].split("\n---")[0].replace(
+        f"name: {name.group(1)}", 'name: "m\\e[31m\\nfleet/x.yaml:1: fine"', 1).replace(
+        "spec:\n", 'spec:\n  "ke\\e[32my\\nz": 1\n', 1))
+    capsys.readouterr()
+    assert main(["validate", str(fleet)]) == 1
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert "\x1b" not in err and not any(line.startswith("fleet/x.yaml") for line in lines), err
+    assert any("/extra.yaml:" in line and "Model/'m\\x1b[31m\\nfleet/x.yaml:1: fine'" in line
+               and "'spec.ke\\x1b[32my\\nz': contains the control character" in line for line in lines), err
+
+
 def test_python_tags_never_run_code(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     docs, diags = parse_text(f'a: !!python/object/apply:os.system ["touch {marker}"]\n'

@@ -24,14 +24,21 @@ class Diagnostic:
     severity: Severity = "error"
 
     def __str__(self) -> str:
-        parts = [f"{self.path}:{self.line}"]
+        parts = [f"{_visible(self.path)}:{self.line}"]
         if self.kind or self.name:
-            parts.append(f"{self.kind or '?'}/{self.name or '?'}")
+            parts.append(f"{_visible(self.kind) or '?'}/{_visible(self.name) or '?'}")
         if self.field:
-            parts.append(self.field)
+            parts.append(_visible(self.field))
         prefix = "warning: " if self.severity == "warning" else ""
-        parts.append(prefix + self.message)
+        parts.append(prefix + "".join(c if c.isprintable() else repr(c)[1:-1] for c in self.message))
         return ": ".join(parts)
+
+
+def _visible(text: str) -> str:
+    """A file name, document name or field as a diagnostic prints it: quoted where it holds a control
+    character (the diagnostic that refused a name's escape code, or a file named with a line break,
+    printed it as it was: the code reached the terminal, and the line break forged a diagnostic line)."""
+    return text if text.isprintable() else repr(text)
 
 
 class FleetError(Exception):

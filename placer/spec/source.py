@@ -11,6 +11,7 @@ import difflib
 import os
 import re
 import stat
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -328,6 +329,13 @@ def _walk(root: Path, diags: list[Diagnostic]) -> list[Path]:
                 is_file = entry.is_file()
             except OSError:
                 is_dir = is_file = False
+            if (is_dir or entry.name.endswith((".yaml", ".yml"))) \
+                    and any(unicodedata.category(c) == "Cc" for c in entry.name):
+                # printed in every diagnostic of the file: a line break forged a diagnostic line, an
+                # escape code reached the terminal (and its documents were read as any other)
+                diags.append(Diagnostic(str(path), 1, f"this {'directory' if is_dir else 'file'} name holds a control "
+                                        "character: rename it; it was not read"))
+                continue
             if entry.is_symlink() and not os.path.exists(entry.path):
                 if entry.name.endswith((".yaml", ".yml")):
                     diags.append(Diagnostic(str(path), 1, "broken or looping symbolic link"))
@@ -388,6 +396,8 @@ def read_file(path: str | os.PathLike[str], what: str = "fleet") -> tuple[list[R
     memory, a FIFO waited for ever), at most MAX_FILE_BYTES, UTF-8 text. ``what``: the kind of
     file, in messages ("fleet", "policy", "policy test")."""
     shown = str(path)
+    if any(unicodedata.category(c) == "Cc" for c in shown):  # printed with every result and diagnostic of it
+        return [], [Diagnostic(shown, 1, "this path holds a control character: rename it; it was not read")]
     try:  # non-blocking: a FIFO opens at once (and is refused below) where a plain open waits for a writer
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
     except OSError as exc:
