@@ -480,7 +480,8 @@ def _read_exact(path: Path) -> str:
 
 def _changed_text(path: Path, text: str, edits: list[tuple[RawDocument, list[FieldChange], str]]) -> str:
     crlf = "\r\n" in text
-    text = text.replace("\r\n", "\n")
+    bom = "\ufeff" if text.startswith("\ufeff") else ""  # an editor's byte-order mark stays, as the line ends do
+    text = text.removeprefix(bom).replace("\r\n", "\n")
     segments = _segments(text)
     bodies = [body for _, body in segments]
     for raw, changes, label in edits:
@@ -497,7 +498,7 @@ def _changed_text(path: Path, text: str, edits: list[tuple[RawDocument, list[Fie
         if index + 1 < len(bodies) and not new.endswith("\n"):
             new += "\n"
         bodies[index] = new
-    result = "".join(bodies)
+    result = bom + "".join(bodies)
     return result.replace("\n", "\r\n") if crlf else result
 
 

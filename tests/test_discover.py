@@ -288,6 +288,22 @@ def test_a_crlf_fleet_stays_crlf_and_a_comment_below_a_removed_first_key_stays(f
     assert load_fleet(fleet).pools["aws-p4d"].spec.nodes.max == 6
 
 
+def test_a_fleet_file_with_a_byte_order_mark_keeps_it(fleet: Path) -> None:
+    """A file an editor saved with a byte-order mark lost it when a merge edited a pool in it (the
+    line ends stayed): a change to the file's first bytes the merge was not asked for."""
+    pools = fleet / "pools" / "pools.yaml"
+    docs = POOLS.split("---\n")
+    first = [d for d in docs if "name: aws-p4d" in d] + [d for d in docs if "name: aws-p4d" not in d]
+    pools.write_bytes(b"\xef\xbb\xbf" + "---\n".join(first).replace("\n", "\r\n").encode())  # the pool edited first
+    found = aws_p4d("aws-p4d", {"region": "eu-west-1", "autoScalingGroupName": "p4d-old"}, high=6)
+    plan = plan_merge(fleet, [found])
+    new = plan.files[pools]
+    assert new.startswith("\ufeff" + first[0][:20].replace("\n", "\r\n")) and new.count("\ufeff") == 1, new[:40]
+    assert "\n" not in new.replace("\r\n", "")
+    write(plan.files)
+    assert load_fleet(fleet).pools["aws-p4d"].spec.nodes.max == 6
+
+
 def test_a_pool_found_under_another_name_is_matched_by_its_target(fleet: Path) -> None:
     found = aws_p4d("p4d-old", {"region": "eu-west-1", "autoScalingGroupName": "p4d-old"}, high=6)
     plan = plan_merge(fleet, [found])
