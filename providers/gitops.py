@@ -96,7 +96,8 @@ class GitOpsProvider:
                 # said "restored" of a link to a file outside the tree, then refused to write it)
                 self._dirty.add(folder)
                 continue
-            have = kust.read_text() if kust.exists() else None
+            # placer's own file, whatever is in it: bytes that are no UTF-8 are an edit like any other
+            have = kust.read_bytes().decode("utf-8", errors="replace") if kust.exists() else None
             if have != (kustomization_text(sorted(names)) if names else None):
                 self._dirty.add(folder)
                 if names:
@@ -141,7 +142,7 @@ class GitOpsProvider:
             if self.plan_info is not None and path.exists():
                 try:
                     stale = json.loads(path.read_text()).get("placer_plan") != self.plan_info
-                except (json.JSONDecodeError, AttributeError):
+                except (ValueError, AttributeError, RecursionError):  # not JSON, not UTF-8, nested too deeply
                     stale = False  # the next pool change says what is wrong with the file
                 if stale:
                     atomic_write(self._plain(path), tfvars_text(self._read_tfvars(), self.plan_info))
@@ -166,6 +167,12 @@ class GitOpsProvider:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise ProviderError(f"{path}: not valid JSON ({exc.msg}); fix or remove it before applying") from None
+        except UnicodeDecodeError:  # was said as Python's codec error, naming no file
+            raise ProviderError(f"{path}: not UTF-8 text, so not the JSON placer writes; fix or remove it before "
+                                "applying") from None
+        except RecursionError:  # was "maximum recursion depth exceeded", naming no file
+            raise ProviderError(f"{path}: JSON nested too deeply to read, not what placer writes; fix or remove it "
+                                "before applying") from None
         pools = data.get("placer_pools", {}) if isinstance(data, dict) else {}
         return dict(pools) if isinstance(pools, dict) else {}
 
@@ -237,7 +244,7 @@ def _mend_note(kust: Path, have: str | None, names: set[str]) -> str:
         return f"restored {kust}: it was missing (an apply stopped before the end of its phase)"
     try:
         doc = yaml.safe_load(have)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):  # nested too deeply: "maximum recursion depth exceeded" failed the apply
         doc = None
     resources = doc.get("resources") if isinstance(doc, dict) else None
     why = ("it had been edited" if isinstance(resources, list) and set(map(str, resources)) == names

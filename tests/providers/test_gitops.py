@@ -6,10 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from placer.planfile import Change
 from placer.render.tree import kustomization_text
+from providers.base import ProviderError
 from providers.gitops import GitOpsProvider
 
 
@@ -149,3 +151,35 @@ def test_the_tree_is_never_written_through_a_symbolic_link(tmp_path: Path) -> No
     with pytest.raises(ProviderError, match=r"terraform is a symbolic link"):
         GitOpsProvider(root).apply(pool_change())
     assert sorted(p.name for p in outside.iterdir()) == ["other.yaml", "victim.yaml"]
+
+
+def test_a_kustomization_or_tfvars_of_bytes_no_placer_writes_is_mended_or_named(tmp_path: Path) -> None:
+    """A kustomization that is no UTF-8, or YAML nested deeper than Python recurses, failed every
+    gitops apply, "No changes" included, with Python's words and no file named ("'utf-8' codec can't
+    decode byte 0xff", "maximum recursion depth exceeded"): placer owns the file and restores it.
+    Tfvars so damaged are named, with what to do."""
+    first = GitOpsProvider(tmp_path)
+    first.apply(change("m0", "a"))
+    first.apply(change("m1", "b"))
+    first.finish()
+    (tmp_path / "clusters" / "a" / "kustomization.yaml").write_bytes(b"\xff\xfe\x00resources: [x]\n")
+    (tmp_path / "clusters" / "b" / "kustomization.yaml").write_text("[" * 100_000 + "]" * 100_000)
+    second = GitOpsProvider(tmp_path)
+    notes = second.mend()
+    assert len(notes) == 2 and all(n.startswith("restored ") for n in notes), notes
+    second.finish()
+    assert listed(tmp_path / "clusters" / "a") == ["m0-h100.yaml"]
+    assert listed(tmp_path / "clusters" / "b") == ["m1-h100.yaml"]
+
+    pool = Change(address="pool/p", action="update", phase=1, before={"nodes": 1}, after={"nodes": 2},
+                  target={"provider": "aws", "pool": "p", "minNodes": 0, "maxNodes": 4, "gpuType": "L4-24GB",
+                          "gpusPerNode": 4, "spot": False, "aws": {"region": "eu-west-1", "autoScalingGroupName": "g"}})
+    tfvars = tmp_path / "terraform" / "placer.auto.tfvars.json"
+    tfvars.parent.mkdir()
+    for damage, said in ((b"\xff{}", "not UTF-8 text"), (b"[" * 100_000 + b"]" * 100_000, "nested too deeply")):
+        tfvars.write_bytes(damage)
+        with pytest.raises(ProviderError) as caught:
+            GitOpsProvider(tmp_path).apply(pool)
+        assert str(caught.value).startswith(f"{tfvars}: ") and said in str(caught.value), caught.value
+        assert "fix or remove it before applying" in str(caught.value)
+        assert tfvars.read_bytes() == damage
