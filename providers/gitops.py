@@ -184,7 +184,14 @@ class GitOpsProvider:
         path = self._manifest(change)
         if not path.exists():
             return None
-        doc = yaml.safe_load(path.read_text())
+        try:
+            doc = yaml.safe_load(path.read_text())
+        except (UnicodeDecodeError, yaml.YAMLError, RecursionError) as exc:
+            # Python's words and no file named (a YAML error's over several lines) failed the apply
+            why = ("not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else "YAML nested too deeply to read"
+                   if isinstance(exc, RecursionError) else "not YAML")
+            raise ProviderError(f"{path}: {why}, not the manifest placer writes for {change.address}; fix or remove "
+                                "it before applying") from None
         namespace = ((doc or {}).get("metadata") or {}).get("namespace") if isinstance(doc, dict) else None
         return doc if str(namespace or "default") == deployment_place(change.target)[1] else None
 
@@ -203,7 +210,13 @@ class GitOpsProvider:
             entry = self._read_tfvars().get(change.pool)
             return None if entry is None or not _same_group(entry, change.target) else {"nodes": int(entry["nodes"])}
         doc = self._read_manifest(change)
-        return None if doc is None else {"replicas": int(doc["spec"]["replicas"])}
+        if doc is None:
+            return None
+        replicas = (doc.get("spec") or {}).get("replicas") if isinstance(doc.get("spec"), dict | None) else None
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+            raise ProviderError(f"{self._manifest(change)}: its spec.replicas is {replicas!r}, not a count: not the "
+                                f"manifest placer writes for {change.address}; fix or remove it before applying")
+        return {"replicas": replicas}
 
     def apply(self, change: Change) -> None:
         with self._lock:

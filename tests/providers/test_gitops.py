@@ -183,3 +183,31 @@ def test_a_kustomization_or_tfvars_of_bytes_no_placer_writes_is_mended_or_named(
         assert str(caught.value).startswith(f"{tfvars}: ") and said in str(caught.value), caught.value
         assert "fix or remove it before applying" in str(caught.value)
         assert tfvars.read_bytes() == damage
+
+
+@pytest.mark.parametrize(("damage", "said"), [
+    (b"\xff\xfe", "not UTF-8 text"), (b"[" * 100_000 + b"]" * 100_000, "YAML nested too deeply to read"),
+    (b"a: [\n", "not YAML"),
+    (b"kind: Deployment\nmetadata: {namespace: models}\nspec: {replicas: many}\n",
+     "its spec.replicas is 'many', not a count"),
+])
+def test_a_manifest_placer_did_not_write_so_is_named_not_failed_in_pythons_words(
+        tmp_path: Path, damage: bytes, said: str) -> None:
+    """A deployment's manifest damaged in the tree (not UTF-8, not YAML, nested too deeply, no count
+    of replicas): its delete or its check after a change failed the apply with Python's words and no
+    file named, a YAML error's over several lines."""
+    first = GitOpsProvider(tmp_path)
+    first.apply(change("m0", "a"))
+    first.finish()
+    manifest = tmp_path / "clusters" / "a" / "m0-h100.yaml"
+    manifest.write_bytes(damage)
+    checks = [(change("m0", "a"), "observe")]
+    if b"replicas" not in damage:  # a delete reads no count: it removes the file that holds the copy
+        checks.append((change("m0", "a", replicas=None), "apply"))
+    for c, act in checks:
+        with pytest.raises(ProviderError) as caught:
+            getattr(GitOpsProvider(tmp_path), act)(c)
+        message = str(caught.value)
+        assert message.startswith(f"{manifest}: ") and said in message and "\n" not in message, message
+        assert "not the manifest placer writes for deployment/m0@h100; fix or remove it before applying" in message
+    assert manifest.read_bytes() == damage
