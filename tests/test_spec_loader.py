@@ -531,6 +531,26 @@ def test_text_that_would_reach_terminals_and_comments_as_code_is_refused(extra: 
     assert any(e.field == field and message in e.message for e in caught.value.errors), caught.value.errors
 
 
+def test_an_invisible_format_character_is_refused_but_in_a_description() -> None:
+    """A jurisdiction "U\u200bS" (a zero-width space) looks like US on every screen, and a required
+    `denyPools: {jurisdiction: [US]}` let US-data models onto its pools without a word; a label
+    with a right-to-left override ("\u202e") reordered the text around it."""
+    from tests.fleetkit import fleet, inference, location, policy, pool
+
+    us = location("us", jurisdiction="U\u200bS")
+    docs = [location("eu"), us, pool("p-eu", "eu"), pool("p-us", "us"),
+            inference("m", [{"location": "eu", "rate": 1}], labels={"team": "a\u202eb"}),
+            policy("no-us", {"denyPools": {}}, pools={"jurisdiction": ["US"]})]
+    with pytest.raises(FleetError) as caught:
+        fleet(*docs)
+    said = {(e.name, e.field): e.message for e in caught.value.errors}
+    assert {("us", "spec.jurisdiction"), ("m", "metadata.labels.team")} <= said.keys(), said
+    assert said[("us", "spec.jurisdiction")].startswith("contains the invisible format character '\\u200b'")
+    assert "'\\u202e'" in said[("m", "metadata.labels.team")]
+    described = {**policy("x", {"allowPools": {}}), "spec": {"rule": {"allowPools": {}}, "description": "a\u200db"}}
+    assert fleet(location("a"), pool("p", "a"), described).pools.keys() == {"p"}
+
+
 def test_a_description_may_run_over_lines_and_a_version_carry_build_metadata() -> None:
     from placer.render.manifests import deployment_manifest
     from tests.fleetkit import fleet, inference, location, policy, pool

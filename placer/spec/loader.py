@@ -231,8 +231,12 @@ def controls(value: Any, loc: Loc) -> list[tuple[Loc, str]]:
         for i, item in enumerate(value):
             found += controls(item, (*loc, i))
     elif isinstance(value, str):
-        allowed = "\t\n" if loc and loc[-1] == "description" else "\t"
-        bad = next((c for c in value if unicodedata.category(c) == "Cc" and c not in allowed), None)
+        described = bool(loc) and loc[-1] == "description"
+        allowed = "\t\n" if described else "\t"
+        # and, but in a description, an invisible format character (zero-width, bidi override): a
+        # jurisdiction "U\u200bS" looked like US and no selector's US matched it, "\u202e" reordered a line
+        hidden = ("Cc",) if described else ("Cc", "Cf")
+        bad = next((c for c in value if unicodedata.category(c) in hidden and c not in allowed), None)
         if bad is not None:
             found.append((loc, bad))
     return found
@@ -265,6 +269,11 @@ def load_document(raw: RawDocument) -> tuple[Document | None, list[Diagnostic]]:
         if key not in ENVELOPE_KEYS:
             diags.append(d(str(key), f"unknown field{suggest(str(key), ENVELOPE_KEYS)}", (key,)))
     for loc, char in controls(data, ()):
+        if unicodedata.category(char) == "Cf":
+            diags.append(d(_dotted(loc) or "(document)", f"contains the invisible format character {char!r}: it hides "
+                           "or reorders text on screen (a jurisdiction 'U\\u200bS' looks like US, and no selector's US "
+                           "matches it); remove it (a description may hold one)", loc))
+            continue
         diags.append(d(_dotted(loc) or "(document)", f"contains the control character {char!r}: YAML's escapes (\"\\e\", "
                        "\"\\x1b\") let one in, and it would reach terminals, manifests and pull-request comments as "
                        "it is (a line break only in a description); remove it", loc))
