@@ -125,11 +125,47 @@ def check_fresh(plan: Plan, state: State) -> None:
     check_before(plan, state, from_state=not plan.prior_refreshed)
 
 
+def _place_of(address: str, target: dict[str, Any]) -> str:
+    """What a change or a recorded copy at ``address`` acts on: a deployment's place (a replacement's
+    new copy and its old one are two), a pool's group (a new group and the one it replaces are two)."""
+    where = deployment_place(target) if address.startswith("deployment/") else pool_group(target)
+    return f"{address} {json.dumps(where, sort_keys=True)}"
+
+
 def _place(change: Change) -> str:
-    """What one change at its address acts on: a deployment's place (a replacement's new copy and its
-    old one are two), a pool's group (a new group and the one it replaces are two)."""
-    where = deployment_place(change.target) if change.kind == "deployment" else pool_group(change.target)
-    return f"{change.address} {json.dumps(where, sort_keys=True)}"
+    return _place_of(change.address, change.target)
+
+
+def _check_reaches(plan: Plan, state: State, left: dict[str, tuple[int, Change]]) -> None:
+    """Refuse a plan whose changes, from ``state``, do not reach what its placements and pools say:
+    a change taken out of the plan by hand (the create of a pool a deployment needs, the delete of
+    a model's copy) was not missed, and the plan applied what was left."""
+    have: dict[str, tuple[str, int]] = {}  # place -> (address, count) once the changes are made
+    for key, entry in state.deployments.items():
+        for copy in [entry, *(entry.get("deposed") or [])]:
+            have[_place_of(f"deployment/{key}", copy.get("target") or {})] = (f"deployment/{key}",
+                                                                             int(copy.get("replicas", 0)))
+    for key, entry in state.pools.items():
+        have[_place_of(f"pool/{key}", entry.get("target") or {})] = (f"pool/{key}", int(entry.get("nodes", 0)))
+    for place, (_, change) in left.items():
+        count = "nodes" if change.kind == "pool" else "replicas"
+        have[place] = (change.address, 0 if change.after is None else int(change.after.get(count, 0)))
+    wanted: dict[str, tuple[str, int]] = {}
+    for row in plan.body.get("placements") or []:
+        address = f"deployment/{row['model']}@{row['pool']}"
+        wanted[_place_of(address, row["target"])] = (address, int(row["replicas"]))
+    for row in plan.body.get("pools") or []:
+        if row.get("target"):
+            wanted[_place_of(f"pool/{row['pool']}", row["target"])] = (f"pool/{row['pool']}", int(row["nodes"]))
+    for place in sorted(have.keys() | wanted.keys()):
+        address = (have.get(place) or wanted[place])[0]
+        got, want = have.get(place, (address, 0))[1], wanted.get(place, (address, 0))[1]
+        if got != want:
+            count = "nodes" if address.startswith("pool/") else "replicas"
+            section = "pools" if count == "nodes" else "placements"
+            raise InconsistentPlanError(
+                f"inconsistent plan: its changes leave {address} at {count} {got}, but its {section} say {want} "
+                "(was a change taken out, or added, by hand?); run `placer plan` again and apply the new plan.")
 
 
 def check_before(plan: Plan, state: State, from_state: bool = True) -> None:
@@ -178,6 +214,8 @@ def check_before(plan: Plan, state: State, from_state: bool = True) -> None:
             f"inconsistent plan: changes[{i}] ({change.action} {change.address}) starts from {count} "
             f"{starts!r}, but the state it was made from (serial {state.serial}) {recorded}; "
             "was the plan edited by hand? Run `placer plan` again and apply the new plan.")
+    if from_state:
+        _check_reaches(plan, state, left)
 
 
 class Applier:

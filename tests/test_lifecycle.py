@@ -601,6 +601,30 @@ def test_a_change_added_at_an_address_the_plan_changes_already_is_refused(
     assert not env.backend.lock_path.exists()
 
 
+@pytest.mark.parametrize(("index", "said"), [
+    (0, "its changes leave pool/aws-h100 at nodes 1, but its pools say 2"),
+    (2, "its changes leave deployment/summarize@aws-h100 at replicas 1, but its placements say 0"),
+])
+def test_a_plan_with_a_change_taken_out_is_refused(env: Env, capsys: pytest.CaptureFixture[str], index: int,
+                                                   said: str) -> None:
+    """A plan edited by hand to leave out a change (the pool's growth chat's 9 replicas need, the
+    delete of summarize, which the fleet no longer has) applied what was left: the state then
+    disagreed with the plan's own placements and pools, which the review had shown."""
+    plan_and_apply(capsys, env)
+    env.write(chat_rate=9000, summarize=False)
+    path = env.root / "second.json"
+    data = plan_json(capsys, env, path)
+    assert lh.changes_of(data) == lh.EDITED_CHANGES
+    del data["changes"][index]
+    path.write_text(json.dumps(data))
+    state, files = env.state.read_bytes(), lh.tree(env.deploy)
+    code, _, stderr = placer(capsys, "apply", str(path))
+    assert code == 1 and f"inconsistent plan: {said} (was a change taken out, or added, by hand?)" \
+        in " ".join(stderr.split()), stderr
+    assert env.state.read_bytes() == state and lh.tree(env.deploy) == files
+    assert not env.backend.lock_path.exists()
+
+
 def test_a_plan_made_with_refresh_starts_from_what_runs_and_applies(
         env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     """``plan --refresh`` plans from what the providers report, so its changes start from the drift
