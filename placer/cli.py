@@ -28,6 +28,7 @@ from rich.console import Console
 
 from placer import __version__
 from placer.fleet import Fleet, load_fleet
+from placer.knobs import KnobError, env_number
 from placer.planfile import Plan, PlanFileError
 from placer.spec import FleetError
 
@@ -145,6 +146,11 @@ def out_refusal(out_path: str, fleet_path: str, backend: Any) -> None:
              "documents, which the next plan reads; save it outside the fleet, or as a .json file")
 
 
+def retry_base_seconds() -> float:
+    """The first wait before a provider's or S3's call is tried again, ``PLACER_RETRY_BASE_SECONDS``."""
+    return env_number("PLACER_RETRY_BASE_SECONDS", 0.5)
+
+
 def backend_from(state_cfg: dict[str, Any], override: str | None,
                  progress: Callable[[str], None] | None = None) -> Any:
     """The state backend Settings name; ``progress`` is told when the s3 one waits to try a call again."""
@@ -157,7 +163,7 @@ def backend_from(state_cfg: dict[str, Any], override: str | None,
 
         return S3Backend(bucket=state_cfg["bucket"], key=state_cfg["key"], region=state_cfg.get("region"),
                          endpoint_url=state_cfg.get("endpointUrl"),
-                         retry_base_s=float(os.environ.get("PLACER_RETRY_BASE_SECONDS", "0.5")), progress=progress)
+                         retry_base_s=retry_base_seconds(), progress=progress)
     return LocalBackend(state_cfg.get("path", ".placer/state.json"))
 
 
@@ -482,7 +488,7 @@ def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str
     backend = backend_from(settings["state"], state_path, lambda msg: err.print(msg, style="dim"))
     apply_cfg = settings["apply"]
     providers = providers_for(apply_cfg, plan=the_plan)
-    retry = RetryPolicy(base_seconds=float(os.environ.get("PLACER_RETRY_BASE_SECONDS", "0.5")))
+    retry = RetryPolicy(base_seconds=retry_base_seconds())
     plan_id = str(uuid.uuid4())
     demand = {m: float(v.get("demand", 0.0)) for m, v in the_plan.body.get("models", {}).items()}
     cost_after = the_plan.body.get("cost", {}).get("totalUsdPerHour")
@@ -977,7 +983,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from placer.whatif import ScenarioError
 
     known: list[type[BaseException]] = [CliError, PlanFileError, StateError, ApplyError, InfeasibleError,
-                                        SolveError, ScenarioError, OSError]
+                                        SolveError, ScenarioError, OSError, KnobError]
     try:
         from providers.base import ProviderError
 

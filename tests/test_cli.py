@@ -749,3 +749,23 @@ def test_a_reader_of_stderr_that_goes_away_leaves_stdout_alone(tmp_path):
         proc.stderr.close()  # the reader goes away at once
         assert proc.wait(timeout=120) == 0
     assert "Plan: 1 to create" in summary.read_text(), summary.read_text()
+
+
+@pytest.mark.parametrize(("name", "value", "takes"), [
+    ("PLACER_HIGHS_THREADS", "abc", "a whole number of 1 or more"),
+    ("PLACER_HIGHS_THREADS", "0", "a whole number of 1 or more"),
+    ("PLACER_RETRY_BASE_SECONDS", "-1", "a number of 0 or more"),
+    ("PLACER_RETRY_BASE_SECONDS", "nan", "a number of 0 or more"),
+])
+def test_a_placer_variable_set_to_what_it_cannot_take_is_named(tmp_path, monkeypatch, name, value, takes):
+    """PLACER_HIGHS_THREADS=abc failed the optimizer's import with Python's traceback; a retry wait
+    of 'nan' or -1 was taken as it came. Each is one line naming the variable and what it takes."""
+    fleet = write_fleet(tmp_path)
+    monkeypatch.setenv(name, value)
+    monkeypatch.setenv("PLACER_OPTIMIZER", "scalable")  # the route that runs HiGHS through highspy
+    r = placer("apply", str(fleet), "--auto-approve")
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == (
+        f"Error: the environment variable {name} is {value!r}, not {takes}: set it to one, or unset it "
+        f"({'1' if name == 'PLACER_HIGHS_THREADS' else '0.5'} by default)"), r.stderr
+    assert not (tmp_path / "state.json").exists()

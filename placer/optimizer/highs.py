@@ -16,6 +16,7 @@ from typing import Any
 import highspy
 import numpy as np
 
+from placer.knobs import env_number
 from placer.optimizer.arrays import BoolArray, FloatArray, IntArray
 from placer.optimizer.matrix import MatrixModel, rows_broken
 from placer.optimizer.quiet import quiet_stdout
@@ -48,7 +49,13 @@ class Solution:
 # on one thread, and the route's LPs (simplex) use one anyway.
 _banner_lock = threading.Lock()
 _banner_shown = False
-THREADS = int(os.environ.get("PLACER_HIGHS_THREADS", "1"))
+
+
+def highs_threads() -> int:
+    """HiGHS' threads, ``PLACER_HIGHS_THREADS`` (1 by default)."""
+    return int(env_number("PLACER_HIGHS_THREADS", 1, whole=True, least=1))
+
+
 SETTLE_SECONDS = 1.0  # at most, for the LP that settles a MIP answer's continuous columns (``_settled``)
 
 
@@ -62,7 +69,7 @@ def new_highs() -> highspy.Highs:
                 h = highspy.Highs()  # type: ignore[no-untyped-call]
             _banner_shown = True
     h.setOptionValue("output_flag", False)
-    h.setOptionValue("threads", THREADS)
+    h.setOptionValue("threads", highs_threads())
     return h
 
 
@@ -275,7 +282,7 @@ def solve_within(A: Any, cost: FloatArray, lb: FloatArray, ub: FloatArray, row_l
     thread pool, which a child would lack), it runs here, on this process' pool."""
     import multiprocessing
 
-    if time_limit is None or THREADS != 1 or "fork" not in multiprocessing.get_all_start_methods():
+    if time_limit is None or highs_threads() != 1 or "fork" not in multiprocessing.get_all_start_methods():
         return solve_arrays(A, cost, lb, ub, row_lo, row_hi, integer, time_limit=time_limit, **kw)
     ctx = multiprocessing.get_context("fork")
     receive, send = ctx.Pipe(duplex=False)

@@ -46,6 +46,7 @@ import numpy as np
 
 from placer.candidates import Candidates, Exclusions, stranded_minimum
 from placer.fleet import Fleet
+from placer.knobs import env_number
 from placer.optimizer.arrays import (
     ArrayCandidates,
     BoolArray,
@@ -254,7 +255,8 @@ TRIM_ROUNDS = 3
 
 def cut_levels(n_pairs: int) -> int:
     """Throughput levels per cover cut group: each tightens the LP, and slows it down."""
-    return int(os.environ.get("PLACER_CUT_LEVELS", 4 if n_pairs <= 100_000 else (2 if n_pairs <= 1_500_000 else 1)))
+    return int(env_number("PLACER_CUT_LEVELS", 4 if n_pairs <= 100_000 else (2 if n_pairs <= 1_500_000 else 1),
+                          whole=True))
 
 
 def use_large(fleet: Fleet) -> bool:
