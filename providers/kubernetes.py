@@ -231,8 +231,13 @@ class KubernetesProvider:
     def _client_from_kubeconfig(self, context: str | None) -> Any:
         from kubernetes import client, config
 
-        if not any(os.path.isfile(os.path.expanduser(p)) for p in self._kubeconfig_files()):
+        files = [os.path.expanduser(p) for p in self._kubeconfig_files()]
+        if not any(os.path.isfile(p) for p in files):
             raise FileNotFoundError("no such file")  # the client says "Invalid kube-config file"
+        for path in files:
+            wrong = _not_a_kubeconfig(path)
+            if wrong is not None:
+                raise ValueError(f"{path} is not a kubeconfig: {wrong}")
         # no urllib3 retries: the apply engine retries with backoff, and a timeout should say so at once
         configuration = client.Configuration(retries=0)
         return config.new_client_from_config(  # type: ignore[no-untyped-call]
@@ -522,4 +527,30 @@ def _stalled(obj: dict[str, Any]) -> str | None:
     for cond in (obj.get("status") or {}).get("conditions") or []:
         if cond.get("type") == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded":
             return f"progress deadline exceeded ({cond.get('message') or 'no progress'})"
+    return None
+
+
+def _not_a_kubeconfig(path: str) -> str | None:
+    """Why the file at ``path`` is no kubeconfig, in one line, or None (a file not there is left to
+    the client, which skips it in a KUBECONFIG list). KUBECONFIG=/etc/passwd said "'str' object does
+    not support item assignment", and a YAML error ran over four lines."""
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = yaml.safe_load(f)
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        return f"cannot read it ({exc})"
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        return f"not YAML{where} ({getattr(exc, 'problem', None) or 'unreadable'})"
+    except RecursionError:
+        return "YAML nested too deeply"
+    if doc is None:
+        return None  # empty: the client reads it as no configuration
+    if not isinstance(doc, dict) or not any(k in doc for k in ("clusters", "contexts", "users", "current-context")):
+        return "a kubeconfig is a YAML mapping of clusters, contexts and users (kind: Config)"
     return None

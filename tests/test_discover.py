@@ -922,6 +922,24 @@ def test_discover_kubernetes_without_a_kubeconfig_file_says_so(capsys: pytest.Ca
             in " ".join(err.split()))
 
 
+@pytest.mark.parametrize(("text", "why"), [
+    ("root:x:0:0:root:/root:/bin/bash\n", "a kubeconfig is a YAML mapping of clusters, contexts and users"),
+    ("clusters: [1\n", "not YAML at line 2 (expected ',' or ']', but got '<stream end>')"),
+])
+def test_discover_kubernetes_of_a_file_that_is_no_kubeconfig_says_so(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, why: str) -> None:
+    """KUBECONFIG naming a file that is no kubeconfig (/etc/passwd) said "'str' object does not
+    support item assignment"; one that is no YAML gave the parser's error over four lines."""
+    path = tmp_path / "config"
+    path.write_text(text)
+    monkeypatch.setenv("KUBECONFIG", str(path))
+    code, out, err = run(capsys, "discover", "kubernetes")
+    assert code == 1 and out == ""
+    assert len(err.strip().splitlines()) == 1, err
+    assert f"cannot load the current context from the default kubeconfig ({path}): {path} is not a kubeconfig: {why}" \
+        in err, err
+
+
 # ---------------------------------------------------------------- text that looks like a number
 
 
