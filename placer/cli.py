@@ -12,6 +12,7 @@ import dataclasses
 import datetime as dt
 import json
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -367,7 +368,7 @@ def plan(fleet: str, out_path: str | None, as_json: bool, detailed_exitcode: boo
     else:
         summary.render(final.to_json(), out)
         if out_path:
-            out.print(f"\nSaved the plan to {out_path}. Apply it with: placer apply {out_path}")
+            out.print(f"\nSaved the plan to {out_path}. Apply it with: placer apply {shlex.quote(out_path)}")
     if detailed_exitcode and final.has_changes:
         raise SystemExit(2)
 
@@ -452,7 +453,7 @@ def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str
         if fleet_path is not None:
             fail("--fleet checks a saved plan against the fleet; with a fleet directory, drop it")
         if not auto_approve:
-            fail(f"{target} is a fleet directory: save a plan with `placer plan {target} -o plan.json` and apply "
+            fail(f"{target} is a fleet directory: save a plan with `placer plan {shlex.quote(target)} -o plan.json` and apply "
                  "that, or pass --auto-approve to plan and apply in one go")
         from placer.planner import make_plan
 

@@ -11,6 +11,7 @@ only by the subcommand that needs it.
 from __future__ import annotations
 
 import datetime as dt
+import shlex
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -198,4 +199,4 @@ def _emit(found: Discovered, source: str, merge_into: str | None, location: str 
         click.echo(f"No changes written to {merge_into}: see the pools skipped, ambiguous or not found above."
                    if plan.refused or plan.ambiguous or plan.missing else f"No changes: {merge_into} already holds what discovery found.")
     else:
-        click.echo(f"Merged into {merge_into}; check it with: placer validate {merge_into}")
+        click.echo(f"Merged into {merge_into}; check it with: placer validate {shlex.quote(str(merge_into))}")

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import re
+import shlex
 import sys
 import tempfile
 from collections.abc import Callable, Mapping
@@ -550,7 +551,7 @@ def read(path: str | Path) -> Plan:
     except FileNotFoundError:
         raise PlanFileError(f"{path}: no such plan file; create one with `placer plan FLEET -o {path}`") from None
     except IsADirectoryError:  # the fleet, most likely: it said "[Errno 21] Is a directory"
-        raise PlanFileError(f"{path} is a directory, not a plan file: make one with `placer plan {path} -o plan.json` "
+        raise PlanFileError(f"{path} is a directory, not a plan file: make one with `placer plan {shlex.quote(str(path))} -o plan.json` "
                             "and pass that") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise PlanFileError(f"{path}: cannot read plan file: {exc}") from None

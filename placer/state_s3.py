@@ -32,6 +32,7 @@ whole, in one put: one that does not parse is damage, never a record cut short.
 from __future__ import annotations
 
 import json
+import shlex
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -475,7 +476,7 @@ class S3Backend:
         return error
 
     def _held(self, info: dict[str, Any]) -> str:
-        return (f"is still held: once S3 answers again, run `placer force-unlock {info['ID']} --fleet FLEET`, "
+        return (f"is still held: once S3 answers again, run `placer force-unlock {shlex.quote(str(info['ID']))} --fleet FLEET`, "
                 "FLEET being the fleet whose Settings hold this state")
 
     @contextmanager

@@ -769,3 +769,21 @@ def test_a_placer_variable_set_to_what_it_cannot_take_is_named(tmp_path, monkeyp
         f"Error: the environment variable {name} is {value!r}, not {takes}: set it to one, or unset it "
         f"({'1' if name == 'PLACER_HIGHS_THREADS' else '0.5'} by default)"), r.stderr
     assert not (tmp_path / "state.json").exists()
+
+
+def test_the_commands_placer_suggests_quote_a_path_with_a_space(tmp_path):
+    """"Apply it with: placer apply my plan.json", pasted, applied a file named 'my'. The paths in
+    the commands placer suggests are quoted as a shell reads them."""
+    fleet = write_fleet(tmp_path)
+    spaced = tmp_path / "my fleet"
+    fleet.rename(spaced)
+    plan = tmp_path / "my plan.json"
+    r = placer("plan", str(spaced), "-o", str(plan))
+    assert r.returncode == 0, r.stderr
+    assert f"Apply it with: placer apply '{plan}'" in r.stdout, r.stdout
+    r = placer("apply", str(spaced))
+    assert r.returncode == 1 and f"`placer plan '{spaced}' -o plan.json`" in r.stderr, r.stderr
+    r = placer("show", str(spaced))
+    assert r.returncode == 1 and f"`placer plan '{spaced}' -o plan.json`" in r.stderr, r.stderr
+    r = placer("validate", str(plan))
+    assert r.returncode == 1 and f"`placer show '{plan}'` prints this plan" in r.stderr, r.stderr

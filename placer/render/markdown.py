@@ -12,6 +12,7 @@ newline.
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -194,7 +195,7 @@ def render(plan: dict[str, Any], max_chars: int | None = COMMENT_CHARS, plan_pat
     placements.rows += [_row([m, where, s, u]) for (m, where, _, _), s, u in
                         zip(rows, rate_column([r[2] for r in rows]), rate_column([r[3] for r in rows]), strict=True)]
     head = _header(plan)
-    show = f"placer show {plan_path}"
+    show = f"placer show {shlex.quote(plan_path)}"
     body = (diff, unmet, violations, retired, placements)  # in the comment's order
     whole = "\n".join(head + [line for section in body for line in section.text(show)])
     if max_chars is not None and len(whole) > max_chars:

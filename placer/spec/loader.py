@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import difflib
 import re
+import shlex
 import types
 import typing
 import unicodedata
@@ -263,8 +264,8 @@ def load_document(raw: RawDocument) -> tuple[Document | None, list[Diagnostic]]:
     if "formatVersion" in data and "changes" in data and "kind" not in data and "apiVersion" not in data:
         # a plan file named as the fleet: one line, where each of its fields was an "unknown field"
         return None, [Diagnostic(raw.path, raw.line, "a placer plan file, not a fleet document: name the fleet's "
-                                 f"directory instead; `placer show {raw.path}` prints this plan, `placer apply "
-                                 f"{raw.path}` applies it")]
+                                 f"directory instead; `placer show {shlex.quote(raw.path)}` prints this plan, "
+                                 f"`placer apply {shlex.quote(raw.path)}` applies it")]
     for key in data:
         if key not in ENVELOPE_KEYS:
             diags.append(d(str(key), f"unknown field{suggest(str(key), ENVELOPE_KEYS)}", (key,)))
