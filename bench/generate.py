@@ -559,9 +559,14 @@ def write_fleet(docs: list[dict[str, Any]], directory: str | Path, chunk: int = 
 
 
 if __name__ == "__main__":  # python -m bench.generate SIZE DIR [SEED]
-    import sys
+    import argparse
 
-    size, out = sys.argv[1], sys.argv[2]
-    seed = int(sys.argv[3]) if len(sys.argv) > 3 else 0
-    written = write_fleet(size_docs(size, seed), out)
-    print(f"wrote {size} fleet (seed {seed}) to {written}")
+    parser = argparse.ArgumentParser(prog="python -m bench.generate",
+                                     description="Write a seeded SPEC-format fleet of a bench size to DIR.")
+    parser.add_argument("size", choices=sorted(SIZES), help="models x pools: " + ", ".join(
+        f"{k} {m:,} x {p:,}" for k, (m, p) in SIZES.items()))
+    parser.add_argument("dir", help="the fleet directory to write")
+    parser.add_argument("seed", nargs="?", type=int, default=0, help="the generator's seed (0)")
+    args = parser.parse_args()
+    written = write_fleet(size_docs(args.size, args.seed), args.dir)
+    print(f"wrote {args.size} fleet (seed {args.seed}) to {written}")
