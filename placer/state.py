@@ -538,11 +538,9 @@ class LocalBackend:
         try:
             yield info
         finally:
-            try:
-                if self._holder().get("ID") == info["ID"]:
-                    self.lock_path.unlink()
-            except FileNotFoundError:
-                pass
+            if self._holder().get("ID") == info["ID"]:
+                self._remove_lock(f"the state stays locked; once {folder} is writable again, run `placer "
+                                  f"force-unlock {info['ID']} --state {shlex.quote(str(self.path))}`")
 
     def holder(self) -> dict[str, Any] | None:
         return self._holder() if self.lock_path.exists() else None
@@ -562,12 +560,24 @@ class LocalBackend:
                 "--state PATH or --fleet FLEET (its Settings' state)")
             raise LockError(f"the state {self.path} is not locked{nothing}")
         holder = self._holder()
+        again = f"the state stays locked; make {self.lock_path.parent} writable, then run this command again"
         if not holder.get("ID"):
             # unreadable or empty (an older placer crashed while writing it): any ID breaks it
-            self.lock_path.unlink()
+            self._remove_lock(again)
             return holder
         if holder.get("ID") != lock_id:
             raise LockError(f"lock ID {lock_id} does not match the lock on {self.path} ({describe_holder(holder)})",
                             holder)
-        self.lock_path.unlink()
+        self._remove_lock(again)
         return holder
+
+    def _remove_lock(self, then: str) -> None:
+        """Remove the lock file (gone already: nothing to do). One that cannot be (its folder made
+        read-only, a volume remounted) is a StateError saying so and ``then``, what to do: it was
+        Python's "[Errno 1] Operation not permitted: '...lock'", and no word of the lock left."""
+        try:
+            self.lock_path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise StateError(f"cannot remove the lock file {self.lock_path} ({_reason(exc)}): {then}") from None

@@ -8,6 +8,7 @@ that fail on purpose are in ``lifecycle_helpers.py``.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -787,6 +788,43 @@ def test_the_lock_hints_command_unlocks_as_printed(env: Env, capsys: pytest.Capt
     code, stdout, stderr = placer(capsys, *shlex.split(printed.group(1)))
     assert code == 0 and "Unlocked" in stdout, stderr
     apply_ok(capsys, path)
+
+
+def test_a_lock_that_cannot_be_removed_is_said_with_the_command_that_removes_it(
+        env: Env, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The state's folder turned read-only during an apply (a volume remounted, `chattr +i`): the apply
+    said "Releasing the state lock failed too: [Errno 1] Operation not permitted: '.../state.json.lock'"
+    and no command to remove the lock it left; force-unlock said the same errno, as a bare error."""
+    path = env.root / "plan.json"
+    plan_json(capsys, env, path)
+    unlink = Path.unlink
+
+    def refused(self: Path, missing_ok: bool = False) -> None:
+        if self.name.endswith(".lock"):
+            raise PermissionError(errno.EPERM, "Operation not permitted", str(self))
+        unlink(self, missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", refused)
+    code, stdout, stderr = placer(capsys, "apply", str(path))
+    said = " ".join(stderr.split())
+    assert code == 1 and "Apply complete" in stdout, stdout + stderr
+    lock = json.loads(env.backend.lock_path.read_text())
+    assert "[Errno" not in said, said
+    assert (f"the apply completed, but releasing the state lock failed: cannot remove the lock file "
+            f"{env.backend.lock_path} (operation not permitted): the state stays locked; once") in said, said
+    printed = re.search(r"`placer (force-unlock [^`]+)`", said)
+    assert printed and lock["ID"] in printed.group(1), said
+
+    code, _, stderr = placer(capsys, *shlex.split(printed.group(1)))  # the folder still read-only
+    said = " ".join(stderr.split())
+    assert code == 1 and "[Errno" not in said, said
+    assert f"cannot remove the lock file {env.backend.lock_path} (operation not permitted)" in said, said
+    assert env.backend.lock_path.exists()
+
+    monkeypatch.undo()  # the folder writable again: the printed command removes the lock
+    code, stdout, stderr = placer(capsys, *shlex.split(printed.group(1)))
+    assert code == 0 and "Unlocked" in stdout, stderr
+    assert not env.backend.lock_path.exists()
 
 
 # ---------------------------------------------------------------- an apply killed half-way
