@@ -325,7 +325,14 @@ class Applier:
             return  # another change failed: start nothing new
         provider = self.provider_for(change)
         self.progress(f"{change.action} {change.address}", change)
-        self._with_retry(change, "apply", lambda: provider.apply(change), report)
+        try:
+            self._with_retry(change, "apply", lambda: provider.apply(change), report)
+        except Exception:
+            if not self._made_when_interrupted(provider, change):
+                raise
+            self._record(state, change, report, healthy=not self._waits(change))
+            report.applied.append(change.address)
+            return
         if not _released(change):  # a released group is left as it is: nothing to verify
             seen = self._with_retry(change, "observe", lambda: provider.observe(change), report)
             wanted = change.after
@@ -334,6 +341,19 @@ class Applier:
                                  f"but the plan wanted {wanted}; the state records what was done before this change")
         self._record(state, change, report, healthy=not self._waits(change))
         report.applied.append(change.address)
+
+    def _made_when_interrupted(self, provider: ChangeProvider, change: Change) -> bool:
+        """Whether a change whose provider call an interrupt ended (a GCP resize's operation wait,
+        ``providers.base.pause``) was made even so: the request was sent, and the provider holds what
+        was planned. It is then recorded, as a change in flight is (the apply said it stopped "after
+        0 of 4 change(s)" and that the state recorded exactly what was done, of a group GCP had resized)."""
+        if not self._interrupted.is_set() or _released(change) or not _moves_a_count(change):
+            return False  # what observe reports (counts) cannot tell an image or a setting made from one not
+        try:
+            seen = provider.observe(change)
+        except Exception:
+            return False  # unknown: not recorded; the next plan makes it again (the same size, which is safe)
+        return _holds(seen, change.after)
 
     def _waits(self, change: Change) -> bool:
         """A deployment created, scaled up or rolled out, by a provider that waits for health: recorded
@@ -523,6 +543,12 @@ def _released(change: Change) -> bool:
     """A pool change that releases its group: placer stops sizing it (the gitops provider drops it from
     the tfvars; the live ones leave it as it is)."""
     return change.kind == "pool" and change.action == "delete"
+
+
+def _moves_a_count(change: Change) -> bool:
+    """Whether ``change`` changes a count (replicas or nodes), which ``observe`` can tell made."""
+    before, after = change.before or {}, change.after or {}
+    return any(before.get(k) != after.get(k) for k in ("replicas", "nodes"))
 
 
 def _holds(seen: dict[str, Any] | None, wanted: dict[str, Any] | None) -> bool:

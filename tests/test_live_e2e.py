@@ -357,3 +357,46 @@ def test_backing_out_of_a_rollout_that_never_became_healthy_changes_what_runs(cl
     assert (entry["replicas"], entry["target"]["version"], "healthy" in entry) == (3, "v1", False)
     r = placer(cluster, "plan", str(fleet), "--detailed-exitcode")
     assert r.returncode == 0 and "No changes" in r.stdout, r.stdout + r.stderr
+
+
+# ---------------------------------------------------------------- an apply interrupted in a provider's wait
+
+
+def test_a_resize_interrupted_in_its_operation_wait_is_recorded_as_made(world):
+    """SIGTERM while the apply waited on GCP's resize operation: the resize was sent and GCP held the
+    new size, but the apply said "interrupted after 0 of 4 change(s) ... The state records exactly what
+    was done", with the pool at its old size (refresh: drift). What the provider holds once the wait
+    ends is recorded, as a change in flight is."""
+    import signal
+    import time
+
+    fleet = _fleet(world["tmp"])
+    _plan_and_apply(world, fleet)
+    text = (fleet / "fleet.yaml").read_text()
+    (fleet / "fleet.yaml").write_text(text.replace("rate: 1100", "rate: 2200"))  # embed: gcp-a100 2 -> 3 nodes
+    plan = world["tmp"] / "plan.json"
+    assert placer(world, "plan", str(fleet), "-o", str(plan)).returncode == 0
+    gcp = world["gcp"]
+    gcp.operations_run_for(10_000)  # the resize's operation runs on
+    proc = subprocess.Popen([sys.executable, "-m", "placer", "apply", str(plan)], cwd=world["tmp"],
+                            env={**world["env"], "COLUMNS": "400"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not gcp.requests_to("/operations/"):  # resized, and waiting on its operation
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    said = " ".join(stderr.split())
+    assert proc.returncode == 1 and "Traceback" not in said, said
+    assert gcp.target_size("acme", "placer-a100", zone="europe-west4-a") == 3
+    assert "apply interrupted (SIGTERM) after 1 of " in said, said
+    assert json.loads((world["tmp"] / "state.json").read_text())["pools"]["gcp-a100"]["nodes"] == 3
+    r = placer(world, "refresh", str(fleet))
+    assert r.returncode == 0 and "No drift" in r.stdout, r.stdout + r.stderr
