@@ -351,7 +351,9 @@ def plan(fleet: str, out_path: str | None, as_json: bool, detailed_exitcode: boo
             check_writable(out_path)
         progress(f"reading the state ({backend.location})")
         state = backend.read()
-        _warn_unfinished(backend, state)
+        # where force-unlock finds this state: as given, else through the fleet's Settings
+        _warn_unfinished(backend, state, f"--state {shlex.quote(state_path)}" if state_path
+                         else f"--fleet {shlex.quote(fleet)}")
         _warn_empty(fleet, loaded, state)
         if refresh:
             progress("refreshing: reading what runs from the providers")
@@ -383,10 +385,12 @@ def _warn_empty(fleet_path: str, loaded: Fleet, state: Any) -> None:
               f"{fleet_path} the fleet's directory?", style="yellow")
 
 
-def _warn_unfinished(backend: Any, state: Any) -> None:
+def _warn_unfinished(backend: Any, state: Any, where: str) -> None:
     """Warn that the state is locked by an apply that runs (the plan reads it half-way: apply refuses
     the plan once it moves on), or that the last apply did not finish (a plan after a crash starts
-    from what it did); said as one, the latter misled about an apply that was still running."""
+    from what it did); said as one, the latter misled about an apply that was still running. A lock
+    whose apply is gone (killed) is said with the command that removes it (``where``: force-unlock's
+    --state or --fleet): it went unsaid, and the apply the plan advised was refused."""
     from placer.state import describe_holder, holder_gone
 
     holder = backend.holder()
@@ -397,10 +401,15 @@ def _warn_unfinished(backend: Any, state: Any) -> None:
                   f"starts from the {done} change(s) it has recorded so far, and `placer apply` will refuse it "
                   "as stale once that apply records another or finishes: plan again once it has finished",
                   style="yellow")
-    elif state.applying:
+        return
+    if state.applying:
         err.print(f"warning: the last apply (plan {state.applying.get('plan')}) did not finish; "
                   f"{done} change(s) were recorded as done; this plan starts from what was really done",
                   style="yellow")
+    if holder is not None:  # its holder is gone
+        err.print(f"warning: the state {backend.location} is locked by an apply that no longer runs (pid "
+                  f"{holder.get('PID')} on this host: killed?), and `placer apply` refuses until the lock is "
+                  f"removed: run `placer force-unlock {holder.get('ID')} {where}`", style="yellow")
 
 
 def _refresh(fleet: Fleet, state: Any, apply_cfg: dict[str, Any]) -> tuple[Any, int]:

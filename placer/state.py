@@ -423,6 +423,9 @@ def locked_message(location: str, holder: dict[str, Any], where: str, note: str 
     its --state or --fleet; ``note``: said after it). A lock that names no holder (empty or
     unreadable: written by hand or by another tool, or cut short) is broken by any ID: it said
     `placer force-unlock ?`, which the s3 backend refused."""
+    if holder.get("ID") and holder_gone(holder):  # a process of this host: it said "If that process is gone"
+        return (f"the state {location} is locked: {describe_holder(holder)}; pid {holder.get('PID')} no longer "
+                f"runs on this host (killed?): run `placer force-unlock {holder['ID']} {where}`{note}")
     if holder.get("ID"):
         return (f"the state {location} is locked: {describe_holder(holder)}. If that process is gone, run "
                 f"`placer force-unlock {shlex.quote(str(holder['ID']))} {where}`{note}")

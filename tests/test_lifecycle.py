@@ -827,6 +827,36 @@ def test_a_lock_that_cannot_be_removed_is_said_with_the_command_that_removes_it(
     assert not env.backend.lock_path.exists()
 
 
+def test_a_lock_whose_apply_is_gone_is_said_by_plan_and_apply_with_the_command(
+        env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    """An apply SIGKILLed left its lock: the next plan said nothing of it (only, where it had recorded a
+    change, that it "did not finish"), and the apply it advised was refused with "If that process is
+    gone", of a process of this host placer can tell is gone."""
+    path = env.root / "plan.json"
+    plan_json(capsys, env, path)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = env.backend.lock("apply")
+    holder = dead.__enter__()  # never released
+    holder["PID"] = int(gone.stdout)
+    env.backend.lock_path.write_text(json.dumps(holder))
+
+    assert placer_cli.main(["plan", str(env.fleet), "--now", lh.NOW]) == 0
+    said = " ".join(capsys.readouterr().err.split())
+    assert (f"warning: the state {env.state} is locked by an apply that no longer runs (pid {holder['PID']} on "
+            "this host: killed?)") in said, said
+    printed = re.search(r"`placer (force-unlock [^`]+)`", said)
+    assert printed and holder["ID"] in printed.group(1), said
+
+    code, _, stderr = placer(capsys, "apply", str(path))
+    said = " ".join(stderr.split())
+    assert code == 1 and "If that process is gone" not in said, said
+    assert f"pid {holder['PID']} no longer runs on this host (killed?): run `placer force-unlock {holder['ID']}" in said
+
+    code, stdout, stderr = placer(capsys, *shlex.split(printed.group(1)))
+    assert code == 0 and "Unlocked" in stdout, stderr
+    apply_ok(capsys, path)
+
+
 # ---------------------------------------------------------------- an apply killed half-way
 
 
