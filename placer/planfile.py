@@ -632,6 +632,17 @@ def tree_leftovers(root: Path) -> list[Path]:
     return found
 
 
+def file_leftovers(path: Path) -> list[Path]:
+    """The temporary files ``atomic_write`` left beside ``path`` (``.<name>.XXXXXXXX``) when killed
+    before its rename."""
+    target = Path(os.path.realpath(path))
+    if not target.parent.is_dir():
+        return []
+    return [left for left in sorted(target.parent.iterdir())
+            if (match := _TEMPORARY.fullmatch(left.name)) is not None and match["name"] == target.name
+            and not left.is_symlink() and left.is_file()]
+
+
 def _where(path: str | Path) -> Path:
     """The file writing ``path`` writes, refused where it is a folder or under a file."""
     target = Path(path)

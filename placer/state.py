@@ -24,12 +24,12 @@ import socket
 import tempfile
 import uuid
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from placer.planfile import atomic_write, blocked_folder, deployment_place, pool_group
+from placer.planfile import atomic_write, blocked_folder, deployment_place, file_leftovers, pool_group
 
 STATE_VERSION = 1
 
@@ -538,6 +538,12 @@ class LocalBackend:
             raise StateError(f"{cannot}: cannot write the lock file {self.lock_path} ({_reason(exc)})") from None
         finally:
             os.unlink(tmp)
+        # the lock's holder is the only writer of the state: a temporary file of it is one a killed write
+        # left (it stayed for good, a whole state each); a locker's own (``.state.json.lock.*``) may be
+        # another's under way, and is left
+        for left in file_leftovers(self.path):
+            with suppress(OSError):
+                left.unlink()
         try:
             yield info
         finally:

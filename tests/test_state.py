@@ -524,3 +524,21 @@ def test_a_deployment_made_but_not_healthy_keeps_its_mark() -> None:
     assert deployment_entry(made, None, old) == {"replicas": 2, "target": new, "healthy": False}
     assert deployment_entry(made, 3, new) == {"replicas": 3, "target": new, "deposed": [{"replicas": 2, "target": old}]}
     assert health_marked(made, True) == {"replicas": 2, "target": new, "deposed": [{"replicas": 2, "target": old}]}
+
+
+def test_the_lock_removes_the_temporary_files_a_killed_write_left(backend: LocalBackend) -> None:
+    """A SIGKILL between atomic_write's temporary file and its rename left hidden ``.state.json.XXXXXXXX``
+    files beside the state for good, each a whole state (10 MB at XL). Whoever holds the lock is the only
+    writer of the state: taking it removes them, and nothing else (a locker's own temporary file may be
+    another's under way)."""
+    backend.write(sample_state())
+    folder = backend.path.parent
+    left = [folder / ".state.json.su8x_gl0", folder / ".state.json.ab12cd34"]
+    kept = [folder / ".other.json.ab12cd34", folder / ".state.json.notours", folder / ".state.json.lock.ab12cd34",
+            folder / "notes.txt"]
+    for path in (*left, *kept):
+        path.write_text("{}")
+    with backend.lock("apply"):
+        assert not any(path.exists() for path in left)
+        assert all(path.exists() for path in kept)
+    assert backend.read() == sample_state()
