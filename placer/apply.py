@@ -249,6 +249,9 @@ class Applier:
         # made and not recorded, which the caller must say (the next plan makes them again)
         self.unrecorded: list[str] = []
         self.fold_error: Exception | None = None
+        # deployments whose health wait passed, their mark cleared in memory only: the state's next whole
+        # write records it; where that write fails, the next plan applies them again and waits for them
+        self.healthy_unwritten: list[str] = []
         self.notes: list[str] = []  # what providers mended before the changes (``mend``), in words
 
     def provider_for(self, change: Change) -> ChangeProvider:
@@ -391,6 +394,7 @@ class Applier:
             if entry is not None and "healthy" in entry:
                 state.deployments[key] = health_marked(entry, True)
                 self._journaled = True
+                self.healthy_unwritten.append(change.address)
 
     def run(self, plan: Plan, state: State, plan_id: str, cost_after: float | None,
             demand: dict[str, float]) -> ApplyReport:
@@ -435,7 +439,7 @@ class Applier:
                 if self._journaled or self.unrecorded:  # an apply that stops folds its journal into the state
                     try:
                         self.backend.write(state)
-                        self.unrecorded = []
+                        self.unrecorded, self.healthy_unwritten = [], []
                     except Exception as exc:
                         # the apply's own error is raised; this one, and what it leaves unrecorded,
                         # the caller says (it replaced that error, and the CLI said the state was exact)

@@ -575,9 +575,15 @@ def _apply_stopped(exc: BaseException, applied: int, total: int, signal_name: st
     lock = f" Releasing the state lock failed too: {_clause(lock_left)}" if lock_left is not None else ""
     if isinstance(exc, UnfinishedError):
         finished = f"all {total} change(s) were made and recorded" if total else "the plan had no changes left"
+        left = "it should find none left"
+        if applier.healthy_unwritten:  # it said "none left", and the plan applied them again
+            one = len(applier.healthy_unwritten) == 1
+            it = "it" if one else "them"
+            left += (f" but {', '.join(sorted(applier.healthy_unwritten))} ({'its' if one else 'their'} health wait "
+                     f"passed, which that write was to record: the plan applies {it} again and waits for {it})")
         return (f"{finished}, but the state write that marks the apply finished failed: {_clause(exc)}. The state "
                 f"({location}) still says the apply did not finish: the next `placer plan` starts from the changes "
-                f"it records (it should find none left), and applying that plan marks it finished.{lock}")
+                f"it records ({left}), and applying that plan marks it finished.{lock}")
     if isinstance(exc, KeyboardInterrupt):
         what = (f"apply interrupted ({signal_name}) after {applied} of {total} change(s): it stopped once the "
                 "changes in flight were done" + ("" if lock_left else ", and released the state lock"))

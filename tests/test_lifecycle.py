@@ -1598,6 +1598,41 @@ def test_an_apply_whose_last_state_write_fails_says_every_change_was_made(
     assert env.state_json()["applying"] is None
 
 
+def test_an_apply_whose_last_state_write_fails_names_the_health_waits_it_did_not_record(
+        env: Env, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Deployments whose health wait passed are marked healthy in the state's final write only: where
+    that write failed, the error said the next plan "should find none left", and the plan applied
+    each of them again (healthy false -> true)."""
+    plan_path = env.root / "plan.json"
+    plan_json(capsys, env, plan_path)
+
+    class Full(LocalBackend):
+        def write(self, state: Any) -> None:
+            if state.applying is None:
+                raise OSError("cannot write the state: No space left on device")
+            super().write(state)
+
+    class Waiting(GitOpsProvider):
+        waits = True
+
+        def wait_healthy(self, change: Any, timeout_s: float) -> None:
+            return None
+
+    monkeypatch.setattr(placer_cli, "backend_from", lambda cfg, path=None, progress=None: Full(env.state))
+    monkeypatch.setattr(placer_cli, "providers_for", lambda cfg, directory_override=None, plan=None: [Waiting(env.deploy)])
+    code, _, stderr = placer(capsys, "apply", str(plan_path))
+    message = " ".join(stderr.split())
+    assert code == 1 and "all 5 change(s) were made and recorded" in message, message
+    waited = sorted(c["address"] for c in json.loads(plan_path.read_text())["changes"]
+                    if c["address"].startswith("deployment/"))
+    assert (f"(it should find none left but {', '.join(waited)} (their health wait passed, which that write was "
+            "to record: the plan applies them again and waits for them))") in message, message
+
+    monkeypatch.setattr(placer_cli, "backend_from", lambda cfg, path=None, progress=None: LocalBackend(env.state))
+    again = env.root / "again.json"
+    assert sorted(c["address"] for c in plan_json(capsys, env, again)["changes"] if c["action"] != "no-op") == waited
+
+
 def test_a_scale_down_that_makes_room_is_recorded_once_made_not_once_healthy(tmp_path: Path) -> None:
     """A phase-2 scale-down that makes room for make before break (``diff._room_first``: 3 -> 2
     before b's replicas come) was recorded only once its health wait passed: a wait that failed
