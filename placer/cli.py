@@ -526,6 +526,7 @@ def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str
     unread: Exception | None = None  # the state could not be read, or the plan is stale
     stopped: BaseException | None = None  # the apply's own failure or interrupt
     applied = 0
+    unhealthy: list[str] = []  # deployments the state records as made but not healthy, once the apply stopped
     # what went wrong is said once the lock is released, or not: it said "released the state lock",
     # and nothing of a lock S3 had failed to release (an outage)
     try:
@@ -545,6 +546,8 @@ def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str
                 except (Exception, KeyboardInterrupt) as exc:
                     stopped = exc
                     applied = len((state.applying or {}).get("done", []))
+                    unhealthy = sorted(f"deployment/{key}" for key, entry in state.deployments.items()
+                                       if entry.get("healthy") is False)
     except Exception as exc:
         if report is None and unread is None and stopped is None:
             raise  # the lock was not taken
@@ -553,7 +556,7 @@ def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str
         lock_left = None
     if stopped is not None:
         raise CliError(_apply_stopped(stopped, applied, total, stopped_by[0], applier, backend.location,
-                                      lock_left)) from stopped
+                                      lock_left, unhealthy)) from stopped
     if unread is not None:
         if lock_left is None:
             raise unread
@@ -566,10 +569,11 @@ def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str
 
 
 def _apply_stopped(exc: BaseException, applied: int, total: int, signal_name: str, applier: Applier,
-                   location: str, lock_left: Exception | None) -> str:
+                   location: str, lock_left: Exception | None, unhealthy: list[str]) -> str:
     """Why an apply stopped, what the state records of what it did (a change made whose record
     failed, and the state write after it too, is named: it said the state recorded "exactly what was
-    done" without it), and whether the lock is left."""
+    done" without it; ``unhealthy``, the deployments it records as made but not healthy, are named:
+    it said there was such a deployment of every stopped apply), and whether the lock is left."""
     from placer.apply import UnfinishedError
 
     lock = f" Releasing the state lock failed too: {_clause(lock_left)}" if lock_left is not None else ""
@@ -597,8 +601,13 @@ def _apply_stopped(exc: BaseException, applied: int, total: int, signal_name: st
                 f"({_clause(applier.fold_error or exc)}). The state ({location}) records the rest of what was done; "
                 f"the next `placer plan` does not know of {made} and plans {'it' if one else 'them'} again")
     else:
-        told = (f"The state ({location}) records exactly what was done (a deployment whose health wait did not "
-                "pass, as made but not healthy); run `placer plan` to see what remains, then apply the new plan")
+        marked = ""
+        if unhealthy:
+            one = len(unhealthy) == 1
+            marked = (f" ({', '.join(unhealthy)}, whose health wait did not pass, as made but not healthy: the next "
+                      f"plan applies {'it' if one else 'them'} again and waits for {'it' if one else 'them'})")
+        told = (f"The state ({location}) records exactly what was done{marked}; run `placer plan` to see what "
+                "remains, then apply the new plan")
     return f"{what}. {told}.{lock}"
 
 

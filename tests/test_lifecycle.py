@@ -1022,6 +1022,9 @@ def test_permanent_error_through_the_cli(env: Env, capsys: pytest.CaptureFixture
     assert done[:2] == ["pool/aws-h100", "deployment/chat@aws-h100"]
     assert f"apply failed after {len(done)} of 5 change(s)" in stderr and "400 Bad Request" in stderr
     assert "run `placer plan`" in stderr
+    # no health wait failed (the gitops apply waits for none): it said "(a deployment whose health wait did
+    # not pass, as made but not healthy)" of every failed apply, a pool's first change too
+    assert "health wait" not in stderr and "not healthy" not in stderr, stderr
 
 
 def test_transient_errors_through_the_cli(env: Env, capsys: pytest.CaptureFixture[str],

@@ -288,6 +288,8 @@ def _rolled_out_but_never_healthy(cluster):
     assert placer(cluster, "plan", str(fleet), "-o", str(plan)).returncode == 0
     r = placer(cluster, "apply", str(plan))
     assert r.returncode == 1 and "not rolled out after 1s" in r.stderr, r.stdout + r.stderr
+    assert ("records exactly what was done (deployment/asr@dc-l4, whose health wait did not pass, as made but not "
+            "healthy: the next plan applies it again and waits for it)") in " ".join(r.stderr.split()), r.stderr
     made = kube.deployment("ml", "asr-dc-l4")
     assert made["spec"]["replicas"] == 2
     assert made["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/version"] == "v2"
