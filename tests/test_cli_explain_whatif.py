@@ -781,6 +781,8 @@ def test_explain_plan_explains_the_saved_plan_without_planning_again(tmp_path):
     data = json.loads(plan.read_text())
     for entry in (*data["placements"], *data["routes"]):
         entry["pool"] = "q"
+    for entry in data["placements"]:  # its target names the pool too (a plan file's check)
+        entry["target"]["pool"] = "q"
     plan.write_text(json.dumps(data))
     edited = placer("explain", str(fleet), "m", "--plan", str(plan))
     assert edited.returncode == 0, edited.stderr
@@ -789,7 +791,7 @@ def test_explain_plan_explains_the_saved_plan_without_planning_again(tmp_path):
     assert "1 on p, 1.00 USD/h cheaper for the whole fleet" in " ".join(edited.stdout.split())
 
     for entry in data["placements"]:  # a pool the fleet lacks: once an internal error (KeyError)
-        entry["pool"] = "gone"
+        entry["pool"] = entry["target"]["pool"] = "gone"
     plan.write_text(json.dumps(data))
     renamed = placer("explain", str(fleet), "m", "--plan", str(plan))
     assert renamed.returncode == 1 and "internal error" not in renamed.stderr, renamed.stderr
