@@ -540,6 +540,23 @@ def test_stale_plan_is_refused_and_changes_nothing(env: Env, capsys: pytest.Capt
         "state now (was it removed, or is this another state file?)" in stderr, stderr
 
 
+def edited_plan_is_refused(capsys: pytest.CaptureFixture[str], env: Env, edit: Any, said: str) -> None:
+    """Apply the first plan, edit the fleet (chat up, summarize gone), plan it, ``edit`` the plan's
+    JSON by hand, and see the apply refuse it with ``said``, the state, tree and lock untouched."""
+    plan_and_apply(capsys, env)
+    env.write(chat_rate=9000, summarize=False)
+    path = env.root / "second.json"
+    data = plan_json(capsys, env, path)
+    assert lh.changes_of(data) == lh.EDITED_CHANGES
+    edit(data)
+    path.write_text(json.dumps(data))
+    state, files = env.state.read_bytes(), lh.tree(env.deploy)
+    code, _, stderr = placer(capsys, "apply", str(path))
+    assert code == 1 and f"inconsistent plan: {said}" in " ".join(stderr.split()), stderr
+    assert env.state.read_bytes() == state and lh.tree(env.deploy) == files
+    assert not env.backend.lock_path.exists()
+
+
 @pytest.mark.parametrize(("index", "before", "said"), [
     (0, {"nodes": 5}, "changes[0] (update pool/aws-h100) starts from nodes 5, but the state it was made from "
                       "(serial 1) records nodes 1"),
@@ -550,19 +567,8 @@ def test_a_plan_whose_before_is_not_the_state_it_was_made_from_is_refused(
         env: Env, capsys: pytest.CaptureFixture[str], index: int, before: dict[str, int], said: str) -> None:
     """A plan of the state's own serial was made from it: a before edited to another count (nodes 5
     where the state had 1) was applied as if it were so."""
-    plan_and_apply(capsys, env)
-    env.write(chat_rate=9000, summarize=False)
-    path = env.root / "second.json"
-    data = plan_json(capsys, env, path)
-    assert lh.changes_of(data) == lh.EDITED_CHANGES
-    data["changes"][index]["before"] = before
-    path.write_text(json.dumps(data))
-    state, files = env.state.read_bytes(), lh.tree(env.deploy)
-    code, _, stderr = placer(capsys, "apply", str(path))
-    assert code == 1 and f"inconsistent plan: {said}; was the plan edited by hand? Run `placer plan` again" \
-        in " ".join(stderr.split()), stderr
-    assert env.state.read_bytes() == state and lh.tree(env.deploy) == files
-    assert not env.backend.lock_path.exists()
+    edited_plan_is_refused(capsys, env, lambda data: data["changes"][index].update(before=before),
+                           f"{said}; was the plan edited by hand? Run `placer plan` again")
 
 
 @pytest.mark.parametrize(("extra", "said"), [
@@ -586,20 +592,11 @@ def test_a_change_added_at_an_address_the_plan_changes_already_is_refused(
     """A plan edited by hand with one more change at an address it changes already: only the first
     change at an address was held to the state, and what followed it there was not checked, so
     a second create or update of chat was applied as it came (30 replicas on a pool of 2 nodes)."""
-    plan_and_apply(capsys, env)
-    env.write(chat_rate=9000, summarize=False)
-    path = env.root / "second.json"
-    data = plan_json(capsys, env, path)
-    assert lh.changes_of(data) == lh.EDITED_CHANGES
-    twin = next(c for c in data["changes"] if c["address"] == extra["address"])
-    data["changes"].append({**twin, **extra})
-    path.write_text(json.dumps(data))
-    state, files = env.state.read_bytes(), lh.tree(env.deploy)
-    code, _, stderr = placer(capsys, "apply", str(path))
-    assert code == 1 and f"inconsistent plan: {said}; was the plan edited by hand? Run `placer plan` again" \
-        in " ".join(stderr.split()), stderr
-    assert env.state.read_bytes() == state and lh.tree(env.deploy) == files
-    assert not env.backend.lock_path.exists()
+    def add(data: dict[str, Any]) -> None:
+        twin = next(c for c in data["changes"] if c["address"] == extra["address"])
+        data["changes"].append({**twin, **extra})
+
+    edited_plan_is_refused(capsys, env, add, f"{said}; was the plan edited by hand? Run `placer plan` again")
 
 
 @pytest.mark.parametrize(("index", "said"), [
@@ -611,19 +608,8 @@ def test_a_plan_with_a_change_taken_out_is_refused(env: Env, capsys: pytest.Capt
     """A plan edited by hand to leave out a change (the pool's growth chat's 9 replicas need, the
     delete of summarize, which the fleet no longer has) applied what was left: the state then
     disagreed with the plan's own placements and pools, which the review had shown."""
-    plan_and_apply(capsys, env)
-    env.write(chat_rate=9000, summarize=False)
-    path = env.root / "second.json"
-    data = plan_json(capsys, env, path)
-    assert lh.changes_of(data) == lh.EDITED_CHANGES
-    del data["changes"][index]
-    path.write_text(json.dumps(data))
-    state, files = env.state.read_bytes(), lh.tree(env.deploy)
-    code, _, stderr = placer(capsys, "apply", str(path))
-    assert code == 1 and f"inconsistent plan: {said} (was a change taken out, or added, by hand?)" \
-        in " ".join(stderr.split()), stderr
-    assert env.state.read_bytes() == state and lh.tree(env.deploy) == files
-    assert not env.backend.lock_path.exists()
+    edited_plan_is_refused(capsys, env, lambda data: data["changes"].pop(index),
+                           f"{said} (was a change taken out, or added, by hand?)")
 
 
 def test_a_plan_made_with_refresh_starts_from_what_runs_and_applies(
