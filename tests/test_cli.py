@@ -224,6 +224,22 @@ def test_apply_fleet_needs_auto_approve(tmp_path):
     assert placer("plan", str(fleet), "--detailed-exitcode").returncode == 0
 
 
+def slow_optimizer(monkeypatch, seconds: float = 0.35) -> None:
+    """The planner's optimizer, made to say "solving: a slow fleet" and take ``seconds`` longer."""
+    import time as _time
+
+    import placer.planner
+
+    real = placer.planner.optimize
+
+    def slow(*args, **kwargs):
+        kwargs["progress"]("solving: a slow fleet")
+        _time.sleep(seconds)
+        return real(*args, **{**kwargs, "progress": None})
+
+    monkeypatch.setattr(placer.planner, "optimize", slow)
+
+
 def test_a_long_plan_in_a_ci_log_says_it_is_still_planning(tmp_path, capsys, monkeypatch):
     """Where stderr is no terminal (a CI log), a plan that takes longer than STILL_EVERY prints
     "Still planning… [Ns elapsed; now: <the current step>]" as it goes, and nothing once done;
@@ -231,17 +247,10 @@ def test_a_long_plan_in_a_ci_log_says_it_is_still_planning(tmp_path, capsys, mon
     import time as _time
 
     import placer.cli
-    import placer.planner
 
     fleet = write_fleet(tmp_path)
-    real = placer.planner.optimize
+    slow_optimizer(monkeypatch)
 
-    def slow(*args, **kwargs):
-        kwargs["progress"]("solving: a slow fleet")
-        _time.sleep(0.35)
-        return real(*args, **{**kwargs, "progress": None})
-
-    monkeypatch.setattr(placer.planner, "optimize", slow)
     monkeypatch.setattr(placer.cli, "STILL_EVERY", 0.1)
     assert placer.cli.main(["plan", str(fleet), "--state", str(tmp_path / "state.json")]) == 0
     err = capsys.readouterr().err
@@ -659,26 +668,18 @@ def test_a_dumb_terminal_gets_the_ci_logs_progress_lines(tmp_path, monkeypatch):
     """On a terminal of TERM=dumb (Emacs' shell, an IDE's console) the spinner draws nothing, and
     the "Still planning…" lines were a CI log's only: a long plan showed no progress at all."""
     import io
-    import time as _time
 
     from rich.console import Console
 
     import placer.cli
-    import placer.planner
 
     fleet = write_fleet(tmp_path)
-    real = placer.planner.optimize
-
-    def slow(*args, **kwargs):
-        kwargs["progress"]("solving: a slow fleet")
-        _time.sleep(0.35)
-        return real(*args, **{**kwargs, "progress": None})
+    slow_optimizer(monkeypatch)
 
     dumb = Console(file=io.StringIO(), force_terminal=True, _environ={"TERM": "dumb"})
     assert dumb.is_terminal and dumb.is_dumb_terminal
     monkeypatch.setattr(placer.cli, "err", dumb)
     monkeypatch.setattr(placer.cli, "out", Console(file=io.StringIO()))
-    monkeypatch.setattr(placer.planner, "optimize", slow)
     monkeypatch.setattr(placer.cli, "STILL_EVERY", 0.1)
     assert placer.cli.main(["plan", str(fleet), "--state", str(tmp_path / "state.json")]) == 0
     said = dumb.file.getvalue()
