@@ -24,7 +24,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from placer.planfile import PHASE_NAMES, PHASE_UP, Change, Plan, deployment_place, pool_group
+from placer.planfile import PHASE_NAMES, PHASE_UP, Change, Plan, deployment_place, pool_group, tree_place
 from placer.state import Backend, State, deployment_entry, health_marked, pool_entry
 
 _POOLS = itertools.count()  # names each apply's worker threads apart
@@ -139,24 +139,42 @@ def _place(change: Change) -> str:
 def _check_reaches(plan: Plan, state: State, left: dict[str, tuple[int, Change]]) -> None:
     """Refuse a plan whose changes, from ``state``, do not reach what its placements and pools say:
     a change taken out of the plan by hand (the create of a pool a deployment needs, the delete of
-    a model's copy) was not missed, and the plan applied what was left."""
+    a model's copy) was not missed, and the plan applied what was left. Places compare as the plan
+    made them (``diff.same_place``): in a GitOps tree no context is the context default, and a copy
+    the state records without a target is where the plan puts its address."""
+    gitops = ((plan.body.get("settings") or {}).get("apply") or {}).get("mode") == "gitops"
+    targets: dict[str, dict[str, Any]] = {}  # address -> the target the plan puts it at
+    for row in plan.body.get("placements") or []:
+        targets[f"deployment/{row['model']}@{row['pool']}"] = row["target"]
+    for row in plan.body.get("pools") or []:
+        if row.get("target"):
+            targets[f"pool/{row['pool']}"] = row["target"]
+    for _, change in left.values():
+        targets.setdefault(change.address, change.target)
+
+    def where(address: str, target: dict[str, Any] | None) -> str:
+        target = target or targets.get(address) or {}
+        if not address.startswith("deployment/"):
+            return _place_of(address, target)
+        return f"{address} {json.dumps(tree_place(target) if gitops else deployment_place(target))}"
+
     have: dict[str, tuple[str, int]] = {}  # place -> (address, count) once the changes are made
     for key, entry in state.deployments.items():
         for copy in [entry, *(entry.get("deposed") or [])]:
-            have[_place_of(f"deployment/{key}", copy.get("target") or {})] = (f"deployment/{key}",
-                                                                             int(copy.get("replicas", 0)))
+            have[where(f"deployment/{key}", copy.get("target"))] = (f"deployment/{key}", int(copy.get("replicas", 0)))
     for key, entry in state.pools.items():
-        have[_place_of(f"pool/{key}", entry.get("target") or {})] = (f"pool/{key}", int(entry.get("nodes", 0)))
-    for place, (_, change) in left.items():
+        have[where(f"pool/{key}", entry.get("target"))] = (f"pool/{key}", int(entry.get("nodes", 0)))
+    for _, change in left.values():
         count = "nodes" if change.kind == "pool" else "replicas"
-        have[place] = (change.address, 0 if change.after is None else int(change.after.get(count, 0)))
+        have[where(change.address, change.target)] = (
+            change.address, 0 if change.after is None else int(change.after.get(count, 0)))
     wanted: dict[str, tuple[str, int]] = {}
     for row in plan.body.get("placements") or []:
         address = f"deployment/{row['model']}@{row['pool']}"
-        wanted[_place_of(address, row["target"])] = (address, int(row["replicas"]))
+        wanted[where(address, row["target"])] = (address, int(row["replicas"]))
     for row in plan.body.get("pools") or []:
         if row.get("target"):
-            wanted[_place_of(f"pool/{row['pool']}", row["target"])] = (f"pool/{row['pool']}", int(row["nodes"]))
+            wanted[where(f"pool/{row['pool']}", row["target"])] = (f"pool/{row['pool']}", int(row["nodes"]))
     for place in sorted(have.keys() | wanted.keys()):
         address = (have.get(place) or wanted[place])[0]
         got, want = have.get(place, (address, 0))[1], wanted.get(place, (address, 0))[1]

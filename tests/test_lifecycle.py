@@ -612,6 +612,29 @@ def test_a_plan_with_a_change_taken_out_is_refused(env: Env, capsys: pytest.Capt
                            f"{said} (was a change taken out, or added, by hand?)")
 
 
+@pytest.mark.parametrize("how", ["context default named", "state without targets"])
+def test_a_plan_whose_places_match_as_the_plan_compares_them_applies(
+        env: Env, capsys: pytest.CaptureFixture[str], how: str) -> None:
+    """The check that a plan reaches its own placements compared places by context and namespace
+    as written: rerank, recorded with no context, left where the fleet now names the context
+    default (one folder of the tree, no change), or recorded without a target (a copy the plan puts
+    where its address is), was refused as a change taken out by hand, each plan after it too."""
+    env.write(dc1_kubernetes={"namespace": "team-b"})
+    plan_and_apply(capsys, env)
+    if how == "state without targets":
+        data = env.state_json()
+        for entry in [*data["deployments"].values(), *data["pools"].values()]:
+            del entry["target"]
+        env.state.write_text(json.dumps(data))
+    env.write(chat_rate=9000, dc1_kubernetes={"namespace": "team-b", "context": "default"}
+              if how == "context default named" else {"namespace": "team-b"})
+    path = env.root / "second.json"
+    plan_json(capsys, env, path)
+    apply_ok(capsys, path)
+    code, _, stderr = placer(capsys, "plan", str(env.fleet), "--now", lh.NOW, "--detailed-exitcode")
+    assert code == 0, stderr
+
+
 def test_a_plan_made_with_refresh_starts_from_what_runs_and_applies(
         env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     """``plan --refresh`` plans from what the providers report, so its changes start from the drift
