@@ -530,6 +530,10 @@ def _stalled(obj: dict[str, Any]) -> str | None:
     return None
 
 
+# what a kubeconfig holds at its top, beside its kind
+KUBECONFIG_KEYS = ("clusters", "contexts", "users", "current-context", "preferences", "extensions")
+
+
 def _not_a_kubeconfig(path: str) -> str | None:
     """Why the file at ``path`` is no kubeconfig, in one line, or None (a file not there is left to
     the client, which skips it in a KUBECONFIG list). KUBECONFIG=/etc/passwd said "'str' object does
@@ -551,6 +555,7 @@ def _not_a_kubeconfig(path: str) -> str | None:
         return "YAML nested too deeply"
     if doc is None:
         return None  # empty: the client reads it as no configuration
-    if not isinstance(doc, dict) or not any(k in doc for k in ("clusters", "contexts", "users", "current-context")):
+    # a file of a KUBECONFIG list may hold its preferences only (kind: Config): the client merges it
+    if not isinstance(doc, dict) or not (doc.get("kind") == "Config" or any(k in doc for k in KUBECONFIG_KEYS)):
         return "a kubeconfig is a YAML mapping of clusters, contexts and users (kind: Config)"
     return None
