@@ -13,6 +13,13 @@ from functools import cached_property
 from placer.fleet import Fleet
 
 EPS = 1e-6
+# a demand entry short by no more than this many units/s (and by no more than EPS of its rate) is a
+# solver's rounding, not unmet demand: the tables print rates to a hundredth. A millionth of the
+# rate alone hid a whole unit of 1,000,001 that the solver had left unmet and priced (the plan said
+# unmet 0.00 and a total 1.00 USD/h below its objective); a billionth of it (the exact route's rows
+# come back about 1e-15 of the rate short, the scalable route's up to about 4e-10) would leave the
+# plan file's routes, rounded to 6 decimals, short of small rates
+UNMET_DUST = 0.01
 
 
 @dataclass(frozen=True)
@@ -82,7 +89,8 @@ class Placement:
         return self.nodes.get(pool, fleet.pools[pool].min_nodes) * fleet.pools[pool].per_node
 
     def unmet(self, fleet: Fleet, model_name: str | None = None) -> list[tuple[str, str, float]]:
-        """(model, demand location, rate not routed) for every demand entry short by more than EPS
+        """(model, demand location, rate not routed) for every demand entry short by more than EPS of
+        its rate or UNMET_DUST units/s, whichever is less, and by more than EPS
         (``model_name``'s alone, where given: the others' are not looked at)."""
         out = []
         for model in fleet.models.values() if model_name is None else [fleet.models[model_name]]:
@@ -90,7 +98,7 @@ class Placement:
                 continue  # retired on purpose: its demand is not "unmet"
             for d in model.spec.demand:
                 short = d.rate - self.routed(model.name, d.location)
-                if short > EPS * max(1.0, d.rate):
+                if short > max(EPS, min(EPS * d.rate, UNMET_DUST)):
                     out.append((model.name, d.location, short))
         return out
 

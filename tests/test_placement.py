@@ -51,6 +51,32 @@ def test_the_cost_function_counts_the_unmet_demand_the_placement_reports() -> No
     assert price(f, short, RULES).unmet == pytest.approx(1e9)
 
 
+def test_a_whole_unit_short_of_a_large_demand_is_unmet_demand() -> None:
+    """1,000,001 units/s on ten replicas of 100,000: the plan serves 1,000,000 and leaves one unit
+    unmet (cheaper than an eleventh replica), which the solver prices. A shortfall under a
+    millionth of the demand was taken for a solver's rounding: the plan said unmet 0.00 and total
+    20.10 USD/h beside an objective of 21.10, and listed no unmet demand. A hundredth of a unit
+    short of a small rate is still rounding."""
+    from placer.cost import price
+    from placer.optimizer import optimize
+    from tests.fleetkit import RULES, settings
+
+    f = fleet(location("a"), pool("p", "a", per_node=8, count=2, usd=2.0),
+              inference("m", [{"location": "a", "rate": 1_000_001}], throughput={"A100-80GB": 100_000}),
+              settings(churnUsdPerReplica=0))
+    result = optimize(f, RULES)
+    assert result.placement is not None and result.placement.replicas_of("m") == 10
+    assert result.placement.unmet(f) == [("m", "a", pytest.approx(1.0))]
+    cost = price(f, result.placement, RULES)
+    assert cost.unmet == pytest.approx(1.0)
+    assert cost.objective == pytest.approx(result.objective, abs=1e-6)
+    # three routes of a plan file, each rounded to 6 decimals, 1.5e-6 short of 1,000: rounding
+    small = fleet(location("a"), pool("p", "a"), inference("m", [{"location": "a", "rate": 1000}]))
+    rounded = Placement(replicas={("m", "p"): 1}, nodes={},
+                        routes=tuple(Route("m", "a", "p", 333.333333, 1.0) for _ in range(3)))
+    assert rounded.unmet(small) == []
+
+
 def test_a_models_terms_add_up_to_the_fleets() -> None:
     """`placer explain` shows a model's own terms of the running cost; over every model its egress,
     latency and unmet demand sum to the fleet's, and its compute to the fleet's on fixed pools
