@@ -212,6 +212,12 @@ def _deployment_changes(fleet: Fleet, state: State, placement: Placement, cands:
     # copies a replacement made before an apply stopped, and not yet deleted
     for key, entry in sorted(state.deployments.items()):
         model, pool = key.split("@", 1)
+        if (model, pool) not in keys and not entry.get("deposed") and not int(entry.get("replicas", 0)):
+            # recorded, and running nowhere (a refreshed state): the delete drops the record, which the
+            # next plan from the state deleted again (its refreshed plan said "No changes")
+            changes.append(Change(f"deployment/{key}", "delete", PHASE_DOWN, {"replicas": 0}, None,
+                                  ("the cluster runs none of it: the state's record of it goes",),
+                                  dict(entry.get("target") or {})))
         placed = placement.replicas.get((model, pool), 0) > 0 and model in fleet.models and pool in fleet.pools
         wanted = deployment_target(fleet.models[model], fleet.pools[pool]) if placed else None
         for copy in entry.get("deposed") or []:

@@ -26,10 +26,8 @@ def observe_state(state: State, providers: Sequence[Any]) -> State:
         handled, now = _observe(providers, f"deployment/{key}", entry.get("target") or {})
         if not handled:
             continue
-        if now is None and entry.get("deposed"):  # the replaced copies are still to delete
+        if now is None:  # kept at 0, for the plan to delete the record (and any replaced copies still to delete)
             seen.deployments[key] = {**entry, "replicas": 0}
-        elif now is None:
-            seen.deployments.pop(key, None)
         else:
             seen.deployments[key] = {**entry, "replicas": int(now.get("replicas", 0))}
     for name, entry in state.pools.items():
@@ -91,7 +89,7 @@ def drift(recorded: State, observed: State) -> list[str]:
         b = observed.deployments.get(key, {}).get("replicas")
         if a != b:
             lines.append(f"deployment/{key}: state records {a} replicas, the cluster runs "
-                         f"{'none (no such deployment)' if b is None else b}")
+                         f"{b or 'none'}")
     for key in sorted(set(recorded.pools) | set(observed.pools)):
         a = recorded.pools.get(key, {}).get("nodes")
         b = observed.pools.get(key, {}).get("nodes")

@@ -660,6 +660,25 @@ def test_a_plan_made_with_refresh_starts_from_what_runs_and_applies(
     assert "refreshed" not in plan_json(capsys, env)["priorState"]
 
 
+def test_a_refreshed_plan_forgets_a_deployment_gone_from_the_cluster_that_the_fleet_dropped(
+        env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    """A deployment's manifest deleted by hand, its model dropped from the fleet: the refreshed plan
+    said "No changes" and its apply left the state recording it, so the next plan said "1 to
+    delete" of what ran nowhere, and the state disagreed with the plan just applied."""
+    plan_and_apply(capsys, env)
+    [manifest] = [p for p in env.deploy.rglob("summarize-*.yaml")]
+    manifest.unlink()  # someone deleted it by hand
+    env.write(summarize=False)
+    path = env.root / "refreshed.json"
+    code, _, err = placer(capsys, "plan", str(env.fleet), "--refresh", "--now", lh.NOW, "-o", str(path))
+    assert code == 0, err
+    [change] = [c for c in json.loads(path.read_text())["changes"] if c["address"].startswith("deployment/summarize@")]
+    assert (change["action"], change["before"], change["after"]) == ("delete", {"replicas": 0}, None)
+    apply_ok(capsys, path)
+    assert not any(k.startswith("summarize@") for k in env.state_json()["deployments"])
+    assert not plan_json(capsys, env)["changes"]
+
+
 def test_a_fleet_without_pools_or_models_that_deletes_what_runs_is_warned_of(
         env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     """The fleet's settings.yaml named as the fleet (a file is a fleet of its documents) planned,
