@@ -34,8 +34,8 @@ def observe_state(state: State, providers: Sequence[Any]) -> State:
         handled, now = _observe(providers, f"pool/{name}", entry.get("target") or {})
         if not handled:
             continue
-        if now is None:  # its group is gone (it was left as recorded, and no drift said so)
-            seen.pools.pop(name, None)
+        if now is None:  # its group is gone: kept without nodes, created again or its record dropped by the plan
+            seen.pools[name] = {k: v for k, v in entry.items() if k != "nodes"}
         else:
             seen.pools[name] = {**entry, "nodes": int(now.get("nodes", 0))}
     return seen

@@ -679,6 +679,26 @@ def test_a_refreshed_plan_forgets_a_deployment_gone_from_the_cluster_that_the_fl
     assert not plan_json(capsys, env)["changes"]
 
 
+def test_a_refreshed_plan_forgets_a_pool_whose_group_is_gone_that_the_fleet_dropped(
+        env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    """A pool's tfvars entry deleted by hand, the pool dropped from the fleet: the refreshed plan
+    left the state recording the pool, so the next plan released it again ("1 to delete")."""
+    plan_and_apply(capsys, env)
+    tfvars = env.deploy / "terraform" / "placer.auto.tfvars.json"
+    data = json.loads(tfvars.read_text())
+    del data["placer_pools"]["aws-h100"]  # someone removed the group by hand
+    tfvars.write_text(json.dumps(data))
+    env.write(aws_pool=False)
+    path = env.root / "refreshed.json"
+    code, _, err = placer(capsys, "plan", str(env.fleet), "--refresh", "--now", lh.NOW, "-o", str(path))
+    assert code == 0, err
+    [change] = [c for c in json.loads(path.read_text())["changes"] if c["address"] == "pool/aws-h100"]
+    assert (change["action"], change["before"], change["after"]) == ("delete", {"nodes": 0}, None)
+    apply_ok(capsys, path)
+    assert "aws-h100" not in env.state_json()["pools"]
+    assert not plan_json(capsys, env)["changes"]
+
+
 def test_a_fleet_without_pools_or_models_that_deletes_what_runs_is_warned_of(
         env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     """The fleet's settings.yaml named as the fleet (a file is a fleet of its documents) planned,
