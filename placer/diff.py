@@ -186,7 +186,12 @@ def _deployment_changes(fleet: Fleet, state: State, placement: Placement, cands:
         else:
             target = recorded
         why = reasons.of(model, pool, have, want) if have != want else ()
-        if have == 0:
+        # recorded elsewhere, running nowhere (a refreshed state): replaced from 0, so that the old
+        # place's record goes with the apply (it was recorded as a replaced copy, the next plan deleting it)
+        gone = have == 0 and not entry.get("deposed") and entry and recorded and not same_place(recorded, target, mode)
+        if gone and want > 0:
+            changes += _replace(address, 0, want, recorded, target, why)
+        elif have == 0:
             changes.append(Change(address, "create", PHASE_UP, None, {"replicas": want}, why, target))
         elif want == 0:
             changes.append(Change(address, "delete", PHASE_DOWN, {"replicas": have}, None, why, recorded or target))

@@ -699,6 +699,24 @@ def test_a_refreshed_plan_forgets_a_pool_whose_group_is_gone_that_the_fleet_drop
     assert not plan_json(capsys, env)["changes"]
 
 
+def test_a_refreshed_plan_moving_a_deployment_gone_from_the_cluster_leaves_no_copy_to_delete(
+        env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    """A deployment's manifest deleted by hand, its pool's namespace changed: the refreshed plan
+    created it in the new namespace, and its apply recorded the copy refresh found gone as a
+    replaced one, which the next plan deleted ("an apply stopped before deleting this copy")."""
+    env.write(dc1_kubernetes={"context": "dc1", "namespace": "team-a"})
+    plan_and_apply(capsys, env)
+    [manifest] = [p for p in env.deploy.rglob("rerank-*.yaml")]
+    manifest.unlink()  # someone deleted it by hand
+    env.write(dc1_kubernetes={"context": "dc1", "namespace": "team-b"})
+    path = env.root / "refreshed.json"
+    code, _, err = placer(capsys, "plan", str(env.fleet), "--refresh", "--now", lh.NOW, "-o", str(path))
+    assert code == 0, err
+    apply_ok(capsys, path)
+    assert "deposed" not in env.state_json()["deployments"]["rerank@dc1-a100"]
+    assert not plan_json(capsys, env)["changes"]
+
+
 def test_a_fleet_without_pools_or_models_that_deletes_what_runs_is_warned_of(
         env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     """The fleet's settings.yaml named as the fleet (a file is a fleet of its documents) planned,
