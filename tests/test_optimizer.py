@@ -492,6 +492,45 @@ def test_quickxplain_finds_a_minimal_conflict_in_few_checks():
     assert quickxplain([], needs()) == []
 
 
+def test_a_conflict_found_through_checks_that_ran_out_of_time_is_not_called_minimal(monkeypatch):
+    """A check that runs out of time counts as feasible, so QuickXplain keeps groups it may not
+    need (here every one, the unrelated headroom and free's minimum too); the last check proves
+    the set a conflict, not that relaxing any one member frees it. It said "relax one of them"."""
+    import numpy as np
+
+    import placer.optimizer.conflicts as conflicts
+    import placer.optimizer.highs as highs
+
+    pinned = {"labels": {"pin": "yes"}}
+    f = two_sites(pool("p", "a", count=1, per_node=4), pool("q", "b", count=1),
+                  inference("m1", [{"location": "a", "rate": 100}], minReplicas=3, labels={"pin": "yes"}),
+                  inference("m2", [{"location": "a", "rate": 100}], minReplicas=3, labels={"pin": "yes"}),
+                  inference("free", [{"location": "b", "rate": 100}], minReplicas=2),
+                  policy("pin-to-p", {"allowPools": {}}, models=pinned, pools={"names": ["p"]}),
+                  policy("unrelated", {"headroom": {"fraction": 0.1}}, pools={"names": ["q"]}), NO_CHURN)
+    every = set(conflicts.groups(f))
+    checked: list[set[str]] = []
+    real_touched, real_solve = conflicts.touched, highs.solve_arrays
+
+    def touched(fleet, rules, active):
+        checked.append(set(active))
+        return real_touched(fleet, rules, active)
+
+    def solve(*args, **kw):  # every check but that of all the groups runs out of time
+        if checked[-1] != every:
+            return highs.Solution("UNKNOWN", np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), None,
+                                  float("nan"), float("nan"))
+        return real_solve(*args, **kw)
+
+    monkeypatch.setattr(conflicts, "touched", touched)
+    monkeypatch.setattr(highs, "solve_arrays", solve)
+    conflict = explain_infeasible(f, RULES)
+    assert conflict.policies == ("pin-to-p", "unrelated") and conflict.models == ("m1", "m2", "free")
+    assert not conflict.minimal
+    message = str(InfeasibleError(conflict))
+    assert "not proven minimal" in message and "relax some of them" in message
+
+
 def test_a_conflict_the_solver_cannot_settle_names_every_group(monkeypatch):
     """When the last check of the set QuickXplain found does not prove it infeasible (a check ran
     out of time), the answer is every group, and says it is not minimal."""

@@ -15,8 +15,10 @@ The groups are each required policy and each inference model's minReplicas. Two 
    filter took 963 s and checks of the exact model over the models the policies select 29 s; at
    L, 1,058 groups: 16 checks in 1.0 s, against 398 s so; at XL, 5,372 groups: 17 checks in
    16.7 s. A check the solver does not settle in its time counts as feasible (infeasibility
-   unproven), so the answer may hold more groups than it needs; it is checked once more at the
-   end, and when that is not proven infeasible, every group is the answer (``minimal`` False).
+   unproven), so the answer may hold more groups than it needs (``minimal`` False: a timed-out
+   check kept a group that relaxing frees nothing, and the answer said "relax one of them"); it
+   is checked once more at the end, and when that is not proven infeasible, every group is the
+   answer.
 """
 
 from __future__ import annotations
@@ -116,9 +118,11 @@ def touched(fleet: Fleet, rules: Rules, active: Collection[str]) -> Fleet:
     return dataclasses.replace(fleet, models=models, policies=policies)
 
 
-def feasible(fleet: Fleet, rules: Rules, active: set[str], time_limit: float = CHECK_SECONDS) -> bool:
+def feasible(fleet: Fleet, rules: Rules, active: set[str], time_limit: float = CHECK_SECONDS,
+             unsettled: Callable[[], None] | None = None) -> bool:
     """Whether the fleet has a plan with only the ``active`` groups: False only when HiGHS proves
-    it has none; a check that runs out of time counts as feasible. The fleet's model is the
+    it has none; a check that runs out of time counts as feasible (and calls ``unsettled``: the
+    answer built on it is not proven minimal). The fleet's model is the
     scalable route's matrix (``build_matrix``; the same rows as the exact model) with no
     objective: its LP first, which settles most infeasible checks at once, then the MIP, which
     stops at its first plan."""
@@ -138,12 +142,17 @@ def feasible(fleet: Fleet, rules: Rules, active: set[str], time_limit: float = C
     if lp.status == "INFEASIBLE":
         return False
     left = time_limit - (time.monotonic() - started)
-    if left <= 0.05:
-        return True
-    # HiGHS' MIP presolve checks no time limit in its dual fixing: at L one check's presolve ran
-    # past 6 minutes (10 s asked). Without it the search keeps to the limit.
-    mip = solve_arrays(*problem, model.integer, time_limit=left, options={"presolve": "off"})
-    return mip.status != "INFEASIBLE"
+    if left > 0.05:
+        # HiGHS' MIP presolve checks no time limit in its dual fixing: at L one check's presolve ran
+        # past 6 minutes (10 s asked). Without it the search keeps to the limit.
+        mip = solve_arrays(*problem, model.integer, time_limit=left, options={"presolve": "off"})
+        if mip.status == "INFEASIBLE":
+            return False
+        if mip.feasible:
+            return True
+    if unsettled:
+        unsettled()
+    return True
 
 
 def most_replicas(fleet: Fleet, rules: Rules, model: Model, policies: Collection[Policy]) -> int:
@@ -204,16 +213,20 @@ def explain_infeasible(fleet: Fleet, rules: Rules, progress: Callable[[str], Non
         return located(fleet, found)
     every = groups(fleet)
     checks = [0]
+    timed_out: list[int] = []  # the checks that ran out of time, each counted feasible
 
     def infeasible(active: set[str]) -> bool:
         checks[0] += 1
         if progress:
             progress(f"conflict check {checks[0]}: {len(active)} of {len(every)} policies and minimums")
-        return not feasible(fleet, rules, active)
+        return not feasible(fleet, rules, active, unsettled=lambda: timed_out.append(checks[0]))
 
     keep = quickxplain(every, infeasible)
-    minimal = infeasible(set(keep))
-    if not minimal:
+    # a check counted feasible for want of time may have kept a group the conflict does not need:
+    # the set is proven a conflict by the last check, but minimal only when no check timed out
+    proven = infeasible(set(keep))
+    minimal = proven and not timed_out
+    if not proven:
         keep = every
     policies = tuple(g.split(":", 1)[1] for g in keep if g.startswith("policy:"))
     models = tuple(g.split(":")[1] for g in keep if g.startswith("model:"))
