@@ -211,7 +211,7 @@ def _serving_usd(fleet: Fleet, placement: Placement, model: Model) -> float:
     return compute_usd(fleet, placement) + terms["egress"] + terms["latency"] + terms["unmet demand"]
 
 
-def _slo_reason(fleet: Fleet, model: str, pool: str) -> str | None:
+def _late(fleet: Fleet, model: str, pool: str) -> str | None:
     """Why an eligible ``pool`` serves none of an inference ``model``'s demand: each demand
     entry's latency to it against its SLO; None when some entry reaches it in time."""
     m = fleet.models[model]
@@ -227,7 +227,7 @@ def _slo_reason(fleet: Fleet, model: str, pool: str) -> str | None:
         late.append(f"from {d.location} {lat:g} ms > {d.latency_slo_ms:g} ms" if math.isfinite(lat)
                     else f"from {d.location} unreachable")
     more = f" and {len(late) - 3} more" if len(late) > 3 else ""
-    return str(Exclusion(SLO, f"no demand reaches {where} within its SLO ({'; '.join(late[:3])}{more})"))
+    return f"no demand reaches {where} within its SLO ({'; '.join(late[:3])}{more})"
 
 
 NO_ROOM, NO_POOL, MAX_REPLICAS, COST, POLICY = "noRoom", "noPool", "maxReplicas", "cost", "policy"
@@ -463,18 +463,27 @@ def explain(fleet: Fleet, rules: Rules, model: str, result: SolveResult, current
         ex.unmet_why = {loc: reason_text(*reasons.why(fleet.models[model], loc)) for loc, _ in unmet}
         if ex.missing:
             ex.missing_why = reason_text(*reasons.why(fleet.models[model], None))
+    minimum = bool(fleet.models[model].spec.min_replicas)
+    minimum_only: dict[str, str] = {}  # eligible pools no demand reaches in time -> that, in words
     for pool in fleet.pools:
         if pool in placed:
             continue
         reason = cands.excluded.get((model, pool))
-        why = str(reason) if reason is not None else _slo_reason(fleet, model, pool)
-        if why is not None:
-            ex.out[pool] = why
-        else:
+        late = None if reason is not None else _late(fleet, model, pool)
+        if reason is not None:
+            ex.out[pool] = str(reason)
+        elif late is not None and not minimum:
+            ex.out[pool] = str(Exclusion(SLO, late))
+        else:  # a pool no demand reaches in time still holds replicas of a minimum (the plan may put them there)
             ex.unused_cost[pool] = cost_alone(fleet, placement, fleet.models[model], fleet.pools[pool], current)
+            if late is not None:
+                minimum_only[pool] = late
     # cheapest first: the pools a reader asks about first get the policies' checks, within their time
     for pool in sorted(ex.unused_cost, key=lambda p: (ex.unused_cost[p], p)):
-        ex.unused[pool] = _occupants(fleet, placement, pool, model, reasons)
+        note = _occupants(fleet, placement, pool, model, reasons)
+        if pool in minimum_only:  # every note starts "eligible"
+            note = f"eligible, for its minReplicas only, as {minimum_only[pool]}{note.removeprefix('eligible')}"
+        ex.unused[pool] = note
     if placed:
         forbid = frozenset((model, p) for p in placed)
         from placer.optimizer.large import use_large  # imported by optimize all the same

@@ -1337,3 +1337,20 @@ def test_explain_folds_the_reasons_of_a_narrow_terminal_rather_than_cut_them(tmp
     rows = [line for line in r.stdout.splitlines() if "│" in line]
     assert rows and not any("…" in row for row in rows), r.stdout
     assert name in "".join(row.split("│")[-1].strip() for row in rows), r.stdout
+
+
+def test_a_pool_no_demand_reaches_in_time_is_eligible_for_a_models_minimum(tmp_path):
+    """m's minReplicas 3 may sit where no demand reaches in time (its third replica does, on far1):
+    far2, as far, was listed as out ("slo: ..."), and then named the next best."""
+    fleet = write(tmp_path, location("a"), location("b"), link("a", "b", 50),
+                  pool("near", "a", count=1, per_node=4, usd=5.0), pool("far1", "b", count=1, per_node=4, usd=0.1),
+                  pool("far2", "b", count=1, per_node=4, usd=0.2),
+                  inference("m", [{"location": "a", "rate": 100, "latencySloMs": 5}], minReplicas=3))
+    r = placer("explain", str(fleet), "m", "--json")
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    assert got["placed"] == {"far1": 2, "near": 1}
+    assert got["nextBest"]["placed"] == {"far2": 3}
+    assert got["otherPools"]["far2"] == ("eligible, for its minReplicas only, as no demand reaches b within its SLO "
+                                         "(from a 50 ms > 5 ms); not chosen (cost), 4 of 4 GPUs free")
+
