@@ -762,7 +762,8 @@ def render(plan_path: str, out_dir: str) -> None:
 @click.argument("fleet", type=NamedPath())
 @click.argument("model")
 @click.option("--now", "now_text", help="The plan's time (ISO); not with --plan, whose time is its createdAt.")
-@click.option("--state", "state_path", type=NamedPath(), help="Use this local state file instead of Settings'.")
+@click.option("--state", "state_path", type=NamedPath(),
+              help="Use this local state file instead of Settings' (with --plan: instead of the plan's).")
 @click.option("--all", "every_row", is_flag=True,
               help="One row per other pool, however many (by default, beyond 40 pools, one row per reason).")
 @click.option("--plan", "plan_path", type=NamedPath(),
@@ -796,7 +797,9 @@ def explain(fleet: str, model: str, now_text: str | None, state_path: str | None
         if saved is not None and saved.fleet_digest != loaded.digest:
             fail(f"{plan_path} was made from another version of {fleet} (plan {saved.fleet_digest[:19]}…, fleet now "
                  f"{loaded.digest[:19]}…): explain the fleet as it is without --plan, or plan it again")
-        backend = backend_from(settings_json(loaded)["state"], state_path, progress)
+        # a saved plan's own state, as apply reads it (one made with --state names that file)
+        settings = saved.body["settings"] if saved is not None else settings_json(loaded)
+        backend = backend_from(settings["state"], state_path, progress)
         progress(f"reading the state ({backend.location})")
         state = backend.read()
         rules = rules_for(now)

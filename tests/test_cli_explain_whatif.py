@@ -1354,3 +1354,23 @@ def test_a_pool_no_demand_reaches_in_time_is_eligible_for_a_models_minimum(tmp_p
     assert got["otherPools"]["far2"] == ("eligible, for its minReplicas only, as no demand reaches b within its SLO "
                                          "(from a 50 ms > 5 ms); not chosen (cost), 4 of 4 GPUs free")
 
+
+def test_explain_of_a_saved_plan_prices_churn_from_the_state_the_plan_names(tmp_path):
+    """A plan made with --state names that state, as apply reads it: explain --plan priced its next
+    best's churn from Settings' state instead (m running on p there: moving it to q cost 0.50 USD of
+    churn, where from the plan's empty state it costs none more than p)."""
+    fleet = write(tmp_path, location("a"), pool("p", "a", usd=1.0), pool("q", "a", usd=2.0),
+                  inference("m", [{"location": "a", "rate": 100}]))
+    plan, other = tmp_path / "plan.json", tmp_path / "other.json"
+    for args in (("plan", str(fleet), "-o", str(plan)), ("apply", str(plan)),
+                 ("plan", str(fleet), "--state", str(other), "-o", str(plan))):
+        r = placer(*args)
+        assert r.returncode == 0, r.stderr
+    r = placer("explain", str(fleet), "m", "--plan", str(plan), "--json")
+    assert r.returncode == 0, r.stderr
+    best = json.loads(r.stdout)["nextBest"]
+    assert (best["placed"], best["deltaUsdPerHour"], best["churnUsd"]) == ({"q": 1}, 1.0, 0.0)
+    r = placer("explain", str(fleet), "m", "--plan", str(plan), "--state", str(tmp_path / "state.json"), "--json")
+    assert r.returncode == 0, r.stderr  # --state still names another
+    assert json.loads(r.stdout)["nextBest"]["churnUsd"] == 0.5
+
