@@ -1258,17 +1258,25 @@ def test_validate_names_the_policies_that_leave_a_model_no_pool_and_the_explain_
     assert r.returncode == 0 and "not-p" in r.stdout, r.stdout + r.stderr
 
 
+def doubled_on_one_node(tmp_path: Path, rate: float) -> tuple[Path, subprocess.CompletedProcess[str],
+                                                              dict[str, list[str]]]:
+    """``rate`` units/s of m on one 4-GPU node of replicas of 1.5, doubled by whatif: the fleet, the
+    run, and its table rows of four cells by their first."""
+    fleet = write(tmp_path, location("a"), pool("p", "a", gpu="L4-24GB", per_node=4, usd=0.01),
+                  inference("m", [{"location": "a", "rate": rate}], throughput={"L4-24GB": 1.5}, mem=10))
+    r = placer("whatif", str(fleet), "--demand-scale", "2")
+    assert r.returncode == 0, r.stderr
+    rows = {cells[0]: cells[1:] for line in r.stdout.splitlines()
+            if len(cells := [c.strip() for c in line.split("│")]) == 4}
+    return fleet, r, rows
+
+
 def test_whatif_shows_rates_that_are_not_whole_as_they_are(tmp_path):
     """A model of 4.5 units/s (a diffusion model's images/s) on replicas of 1.5, doubled: the demand
     and served rows give 4.50 -> 9.00 and 4.50 -> 6.00, as the plan's tables give rates that are
     not whole. Printed whole, they read demand 4 -> 9, change +4, and served 4 -> 6, change +2
     (0.45 read 0 -> 1, change 0)."""
-    fleet = write(tmp_path, location("a"), pool("p", "a", gpu="L4-24GB", per_node=4, usd=0.01),
-                  inference("m", [{"location": "a", "rate": 4.5}], throughput={"L4-24GB": 1.5}, mem=10))
-    r = placer("whatif", str(fleet), "--demand-scale", "2")
-    assert r.returncode == 0, r.stderr
-    rows = {cells[0]: cells[1:] for line in r.stdout.splitlines()
-            if len(cells := [c.strip() for c in line.split("│")]) == 4}
+    _, r, rows = doubled_on_one_node(tmp_path, 4.5)
     assert rows["demand (rate)"] == ["4.50", "9.00", "+4.50"], r.stdout
     assert rows["served (rate)"] == ["4.50", "6.00", "+1.50"], r.stdout
 
@@ -1277,12 +1285,7 @@ def test_whatif_and_the_markdown_plan_give_unmet_rates_as_the_plans_tables_do(tm
     """6.5 units/s on one 4-GPU node of replicas of 1.5: 0.50 unmet, 7.00 once doubled. The whatif
     Unmet table and verdict and the pull-request comment's Unmet table said them with one decimal,
     0.5 and 7.0 (0.05 read 0.1), where the plan's tables give two."""
-    fleet = write(tmp_path, location("a"), pool("p", "a", gpu="L4-24GB", per_node=4, usd=0.01),
-                  inference("m", [{"location": "a", "rate": 6.5}], throughput={"L4-24GB": 1.5}, mem=10))
-    r = placer("whatif", str(fleet), "--demand-scale", "2")
-    assert r.returncode == 0, r.stderr
-    rows = {cells[0]: cells[1:] for line in r.stdout.splitlines()
-            if len(cells := [c.strip() for c in line.split("│")]) == 4}
+    fleet, r, rows = doubled_on_one_node(tmp_path, 6.5)
     assert rows["m"] == ["0.50", "7.00", "no room in reach"], r.stdout
     assert "; 7 units/s unmet where no pool in reach has room" in " ".join(r.stdout.split()), r.stdout
     plan = tmp_path / "plan.json"

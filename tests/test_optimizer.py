@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from placer.cost import price
+from placer.fleet import Fleet
 from placer.optimizer import explain_infeasible, optimize
 from placer.placement import check_hard_constraints
 from placer.planner import InfeasibleError, make_plan
@@ -451,16 +452,22 @@ def test_infeasible_required_policies_are_named():
         make_plan(f, State(), RULES, NOW)
 
 
+def pinned_pair() -> Fleet:
+    """m1 and m2 each fit p alone (3 of its 4 GPUs), not both, pinned there by pin-to-p; free and
+    the headroom on q are unrelated to that conflict."""
+    pinned = {"labels": {"pin": "yes"}}
+    return two_sites(pool("p", "a", count=1, per_node=4), pool("q", "b", count=1),
+                     inference("m1", [{"location": "a", "rate": 100}], minReplicas=3, labels={"pin": "yes"}),
+                     inference("m2", [{"location": "a", "rate": 100}], minReplicas=3, labels={"pin": "yes"}),
+                     inference("free", [{"location": "b", "rate": 100}], minReplicas=2),
+                     policy("pin-to-p", {"allowPools": {}}, models=pinned, pools={"names": ["p"]}),
+                     policy("unrelated", {"headroom": {"fraction": 0.1}}, pools={"names": ["q"]}), NO_CHURN)
+
+
 def test_a_conflict_between_models_is_found_by_the_solver():
     """m1 and m2 each fit p alone (3 of its 4 GPUs), not both: no single model's arithmetic sees
     it, so QuickXplain's feasibility MIPs name the pin and both minimums, and nothing unrelated."""
-    pinned = {"labels": {"pin": "yes"}}
-    f = two_sites(pool("p", "a", count=1, per_node=4), pool("q", "b", count=1),
-                  inference("m1", [{"location": "a", "rate": 100}], minReplicas=3, labels={"pin": "yes"}),
-                  inference("m2", [{"location": "a", "rate": 100}], minReplicas=3, labels={"pin": "yes"}),
-                  inference("free", [{"location": "b", "rate": 100}], minReplicas=2),
-                  policy("pin-to-p", {"allowPools": {}}, models=pinned, pools={"names": ["p"]}),
-                  policy("unrelated", {"headroom": {"fraction": 0.1}}, pools={"names": ["q"]}), NO_CHURN)
+    f = pinned_pair()
     assert optimize(f, RULES).status == "INFEASIBLE"
     seen: list[str] = []
     conflict = explain_infeasible(f, RULES, progress=seen.append)
@@ -501,13 +508,7 @@ def test_a_conflict_found_through_checks_that_ran_out_of_time_is_not_called_mini
     import placer.optimizer.conflicts as conflicts
     import placer.optimizer.highs as highs
 
-    pinned = {"labels": {"pin": "yes"}}
-    f = two_sites(pool("p", "a", count=1, per_node=4), pool("q", "b", count=1),
-                  inference("m1", [{"location": "a", "rate": 100}], minReplicas=3, labels={"pin": "yes"}),
-                  inference("m2", [{"location": "a", "rate": 100}], minReplicas=3, labels={"pin": "yes"}),
-                  inference("free", [{"location": "b", "rate": 100}], minReplicas=2),
-                  policy("pin-to-p", {"allowPools": {}}, models=pinned, pools={"names": ["p"]}),
-                  policy("unrelated", {"headroom": {"fraction": 0.1}}, pools={"names": ["q"]}), NO_CHURN)
+    f = pinned_pair()
     every = set(conflicts.groups(f))
     checked: list[set[str]] = []
     real_touched, real_solve = conflicts.touched, highs.solve_arrays
