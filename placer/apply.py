@@ -24,7 +24,16 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from placer.planfile import PHASE_NAMES, PHASE_UP, Change, Plan, deployment_place, pool_group, tree_place
+from placer.planfile import (
+    CHANGE_COUNT,
+    PHASE_NAMES,
+    PHASE_UP,
+    Change,
+    Plan,
+    deployment_place,
+    pool_group,
+    tree_place,
+)
 from placer.state import Backend, State, deployment_entry, health_marked, pool_entry
 
 _POOLS = itertools.count()  # names each apply's worker threads apart
@@ -165,7 +174,7 @@ def _check_reaches(plan: Plan, state: State, left: dict[str, tuple[int, Change]]
     for key, entry in state.pools.items():
         have[where(f"pool/{key}", entry.get("target"))] = (f"pool/{key}", int(entry.get("nodes", 0)))
     for _, change in left.values():
-        count = "nodes" if change.kind == "pool" else "replicas"
+        count = CHANGE_COUNT[change.kind][0]
         have[where(change.address, change.target)] = (
             change.address, 0 if change.after is None else int(change.after.get(count, 0)))
     wanted: dict[str, tuple[str, int]] = {}
@@ -199,7 +208,7 @@ def check_before(plan: Plan, state: State, from_state: bool = True) -> None:
     for i, change in sorted(enumerate(plan.changes), key=lambda ic: ic[1].phase):
         if change.action == "no-op":
             continue
-        count = "nodes" if change.kind == "pool" else "replicas"
+        count = CHANGE_COUNT[change.kind][0]
         place = _place(change)
         starts = None if change.before is None else change.before.get(count)
         if place in left:
