@@ -960,3 +960,17 @@ def test_the_scalable_routes_progress_names_each_step_as_it_starts():
                         "a first plan to start from"], said
     assert "rounding to whole replicas" in said and "neighbourhood search" in said, said
     assert not [s for s in said if re.match(r"[a-z ]+: \d+\.\d\ds", s)], said  # no "seed: 0.21s ..."
+
+
+def test_the_exact_route_plans_a_fleet_of_no_pair_whose_rules_add_rows(monkeypatch):
+    """Found by brute force on tiny fleets: no model fits any pool, and a headroom adds its row
+    (0 GPUs used <= 1.5) to a MIP of no variable. HiGHS answered that model with no status (99):
+    the plan fell back to the scalable route, or, the exact route forced, failed with 'no placement
+    within 20 s; raise Settings solver.timeLimitSeconds'."""
+    monkeypatch.setenv("PLACER_OPTIMIZER", "exact")
+    f = fleet(location("a"), pool("p", "a", gpu="T4-16GB", per_node=3),
+              inference("m", [{"location": "a", "rate": 250}], mem=30, throughput={"T4-16GB": 100}),
+              policy("h", {"headroom": {"fraction": 0.5}}), NO_CHURN)
+    result = optimize(f, RULES)
+    assert result.status == "OPTIMAL" and result.placement is not None and not result.placement.replicas
+    assert result.objective == pytest.approx(250)

@@ -50,6 +50,11 @@ class SolveResult:
 
 
 def solve_quietly(solver: pywraplp.Solver, params: pywraplp.MPSolverParameters) -> int:
+    if solver.NumVariables() == 0:
+        # no pair, no elastic pool: every row a rule added is a constant, which holds or not; HiGHS
+        # answers such a model with no status (99), as if it had run out of time
+        held = all(row.lb() <= 1e-9 and row.ub() >= -1e-9 for row in solver.constraints())
+        return int(pywraplp.Solver.OPTIMAL if held else pywraplp.Solver.INFEASIBLE)
     with quiet_stdout():
         return int(solver.Solve(params))
 
@@ -153,7 +158,7 @@ def optimize(
     terms = {t: sum(c * v.solution_value() for c, v in mip.terms[t]) for t in TERMS}
     terms["unmet"] += mip.unserved_usd
     tie = sum(c * v.solution_value() for c, v in mip.tie_break)
-    objective = mip.solver.Objective().Value() - tie + mip.unserved_usd
+    objective = (mip.solver.Objective().Value() if mip.solver.NumVariables() else 0.0) - tie + mip.unserved_usd
     bound = (mip.solver.Objective().BestBound() - tie + mip.unserved_usd if status == pywraplp.Solver.FEASIBLE
              else objective)
     bound = min(bound, objective)
