@@ -974,3 +974,21 @@ def test_the_exact_route_plans_a_fleet_of_no_pair_whose_rules_add_rows(monkeypat
     result = optimize(f, RULES)
     assert result.status == "OPTIMAL" and result.placement is not None and not result.placement.replicas
     assert result.objective == pytest.approx(250)
+
+
+def test_the_scalable_route_leaves_a_gang_unplaced_where_its_penalty_costs_more(monkeypatch):
+    """Found by brute force on tiny fleets: placing the gang t costs 2 (compute) + 10 (the
+    preferred allowPools) + 1 (churn) USD/h, leaving it 10. HiGHS, started from the first plan
+    (t placed), handed that start back with an objective it did not have; the answer was taken as
+    it came, and the search's own started MIPs fared the same: 17.60 USD/h against 14.60."""
+    f = fleet(location("us", jurisdiction="US"), location("eu"),
+              pool("p", "us", per_node=4, usd=0.5),
+              pool("q", "eu", per_node=2, count=None, min_nodes=0, max_nodes=2, provider="aws", usd=2.0, spot=True),
+              training("b", 1, gpus=2, mem=30, spotTolerant=True, workload="batch", priority=50),
+              training("t", 2, gpus=2, mem=10, spotTolerant=True),
+              policy("eu", {"allowPools": {}}, pools={"jurisdiction": ["EU"]}, penalty=5),
+              policy("p-only", {"allowPools": {}}, pools={"names": ["p"]}, penalty=0.1),
+              settings(churnUsdPerReplica=0.5, unmetUsdPerReplica=5))
+    got = both_routes(f, monkeypatch)
+    assert got["exact"][1].objective == pytest.approx(14.6)
+    assert got["scalable"][0].replicas == got["exact"][0].replicas == {("b", "q"): 1}
