@@ -236,11 +236,14 @@ UNMET_REASONS = {NO_ROOM: "no room in reach", MAX_REPLICAS: "at its maxReplicas"
                  POLICY: "required policies forbid more replicas where there is room"}
 
 
-def reason_text(reason: str, holds: Mapping[str, Sequence[str]] | Sequence[str] = ()) -> str:
+def reason_text(reason: str, holds: Mapping[str, Sequence[str]] | Sequence[str] = (), gang: str | None = None) -> str:
     """A reason of ``UnmetReasons.why`` in words, naming the policies that hold the demand back and
     (``holds`` a mapping) the pools each holds: those that hold every pool in reach with room
     first, for relaxing only some of the policies serves nothing more where another holds the pool.
-    For COST, ``holds`` are the preferred policies whose penalty makes serving it cost more."""
+    For COST, ``holds`` are the preferred policies whose penalty makes serving it cost more. For
+    NO_POOL, ``gang`` (``UnmetReasons.gang``) is the size of a gang no pool in reach holds whole."""
+    if reason == NO_POOL and gang is not None:
+        return f"no pool in reach may run it: none holds its gang of {gang}"
     if reason == COST and isinstance(holds, Mapping) and holds:
         one = len(holds) == 1
         pools = sorted({p for ps in holds.values() for p in ps})
@@ -278,9 +281,12 @@ class UnmetReasons:
     """Why demand is left unmet in one plan, model by model (``why``)."""
 
     def __init__(self, fleet: Fleet, rules: Rules, placement: Placement,
-                 broken: Sequence[Violation] | None = None) -> None:
-        """``broken``: the placement's violations, where the caller priced it already."""
+                 broken: Sequence[Violation] | None = None, declared: Fleet | None = None) -> None:
+        """``broken``: the placement's violations, where the caller priced it already. ``declared``:
+        the fleet as its files declare it, where ``fleet`` is a scenario's with pools failed: a
+        failed pool still holds, once back, the gang it could hold (losing it is a collapse)."""
         self.fleet, self.rules, self.placement = fleet, rules, placement
+        self.declared = fleet if declared is None else declared
         self.used = {p: placement.gpus_used(fleet, p) for p in fleet.pools}
         self._held: dict[tuple[str, str], tuple[str, ...]] = {}
         self._nodes: dict[tuple[str, str], int | None] = {}  # the pool's nodes held_by settled on
@@ -306,8 +312,8 @@ class UnmetReasons:
         SLO, has GPUs left for a replica; POLICY, such pools have room, and one more replica on
         each (on HELD_TRIES of them at most) would break a required policy (a spread over failure
         domains the pools in reach do not span, a headroom, a budget, say); NO_POOL, no pool within
-        the SLO, full or not (one a scenario fails included), may run it at all, so that room would
-        not help; else COST, serving the demand there would cost more than the fleet charges for
+        the SLO, full or not (one a scenario fails included), may run it at all, or (a gang) none
+        that may is big enough for all of it (``gang``), so that room would not help; else COST, serving the demand there would cost more than the fleet charges for
         leaving it unmet, with the preferred policies (each with the pool) whose penalty is what
         makes it so on the cheapest such pool, if any. A gang's replicas go onto one pool together
         (``unit``): the room and the policies are checked for all of them."""
@@ -360,12 +366,37 @@ class UnmetReasons:
         gain = _serving_usd(self.fleet, more, model) - _serving_usd(self.fleet, self.placement, model)
         return tuple(penalties) if gain < 0 <= gain + sum(penalties.values()) else ()
 
-    def _in_reach(self, model: Model, location: str | None, slo: float | None, policies: Sequence[Policy]) -> bool:
-        """Some pool within the SLO of demand at ``location``, full or not, may run ``model``."""
+    def _may_run(self, model: Model, location: str | None, slo: float | None,
+                 policies: Sequence[Policy]) -> list[Pool]:
+        """The pools within the SLO of demand at ``location``, full or not, that may run ``model``."""
         fleet = self.fleet
-        return any(
-            (location is None or within_slo(fleet.topology.latency_ms(location, pool.location.name), slo))
-            and exclusion(fleet, self.rules, model, pool, policies) is None for pool in fleet.pools.values())
+        return [pool for pool in fleet.pools.values()
+                if (location is None or within_slo(fleet.topology.latency_ms(location, pool.location.name), slo))
+                and exclusion(fleet, self.rules, model, pool, policies) is None]
+
+    def _holds_whole(self, model: Model, pool: Pool) -> bool:
+        """``pool``, at the most GPUs its file gives it (a pool a scenario fails included), holds
+        ``model``'s ``unit`` of replicas: a gang's every replica on one pool."""
+        unit = self.unit(model)
+        return unit == 1 or pool.gpus_per_replica(model.spec.replica.gpus) * unit <= self.declared.pools[
+            pool.name].max_gpus
+
+    def _in_reach(self, model: Model, location: str | None, slo: float | None, policies: Sequence[Policy]) -> bool:
+        """Some pool within the SLO of demand at ``location``, full or not, may run ``model``, and
+        is big enough for a gang of it whole: else no room would serve it."""
+        return any(self._holds_whole(model, pool) for pool in self._may_run(model, location, slo, policies))
+
+    def gang(self, model: Model) -> str | None:
+        """The size of ``model``'s gang in words ("2 x 8 GPUs"), where pools may run its replicas
+        but none is big enough for all of them on one pool: why it is unmet at any scale (NO_POOL).
+        None for a model that is no gang, or where the gang is not what keeps it off every pool."""
+        unit = self.unit(model)
+        if unit == 1:
+            return None
+        pools = self._may_run(model, None, None, required_of(self.fleet, model))
+        if not pools or any(self._holds_whole(model, pool) for pool in pools):
+            return None
+        return f"{unit} x {model.spec.replica.gpus} GPUs"
 
     @staticmethod
     def unit(model: Model) -> int:
@@ -462,7 +493,7 @@ def explain(fleet: Fleet, rules: Rules, model: str, result: SolveResult, current
     if unmet or ex.missing:
         ex.unmet_why = {loc: reason_text(*reasons.why(fleet.models[model], loc)) for loc, _ in unmet}
         if ex.missing:
-            ex.missing_why = reason_text(*reasons.why(fleet.models[model], None))
+            ex.missing_why = reason_text(*reasons.why(fleet.models[model], None), reasons.gang(fleet.models[model]))
     minimum = bool(fleet.models[model].spec.min_replicas)
     minimum_only: dict[str, str] = {}  # eligible pools no demand reaches in time -> that, in words
     for pool in fleet.pools:

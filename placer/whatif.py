@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from placer.cost import CostBreakdown, churn_usd, price
-from placer.explain import POLICY, UnmetReasons
+from placer.explain import NO_POOL, POLICY, UnmetReasons
 from placer.fleet import Fleet, Model, Pool
 from placer.optimizer import explain_infeasible, optimize
 from placer.optimizer.large import use_large
@@ -166,7 +166,7 @@ def compare(fleet: Fleet, rules: Rules, scenario: Scenario, progress: Callable[[
         if label == "base":
             base_replicas = dict(placement.replicas)
         sides[label] = _side(f, rules, placement, cost, result.status, result.gap,
-                             base_replicas if label == "scenario" else None)
+                             base_replicas if label == "scenario" else None, fleet)
     return {"description": scenario.describe(), **sides}
 
 
@@ -177,10 +177,11 @@ def _holding_all_first(holds: dict[str, set[str]]) -> list[str]:
 
 
 def _side(f: Fleet, rules: Rules, placement: Placement, cost: CostBreakdown, status: str,
-          gap: float, base: dict[tuple[str, str], int] | None) -> dict[str, Any]:
+          gap: float, base: dict[tuple[str, str], int] | None, declared: Fleet) -> dict[str, Any]:
     """One side's report (``cost``: its placement priced): cost by term, demand and served, what is unmet and why, the preferred
-    policies broken, the pools saturated, and (for the scenario) the moves from the ``base`` plan."""
-    reasons = UnmetReasons(f, rules, placement, cost.violations)
+    policies broken, the pools saturated, and (for the scenario) the moves from the ``base`` plan. ``declared``:
+    the fleet before the scenario, whose failed pools still hold, once back, the gangs they could hold."""
+    reasons = UnmetReasons(f, rules, placement, cost.violations, declared)
     used = reasons.used
     unmet: dict[str, float] = {}
     why: dict[str, dict[str, float]] = {}  # model -> reason -> how much of its unmet
@@ -203,12 +204,16 @@ def _side(f: Fleet, rules: Rules, placement: Placement, cost: CostBreakdown, sta
         why.setdefault(name, {})[reason] = why.get(name, {}).get(reason, 0.0) + rate
         totals.setdefault(reason, {"rate": 0.0, "replicas": 0})["rate"] += rate
     unplaced: dict[str, int] = {}  # training and batch replicas: counted apart from rates
+    gangs: dict[str, str] = {}  # model -> the size of its gang no pool in reach holds whole (NO_POOL), in words
     for model in f.models.values():
         short = placement.missing_replicas(f, model.name)
         if short and model.name not in placement.retired:
             unmet[model.name] = unmet.get(model.name, 0.0) + short
             unplaced[model.name] = short
             reason = because(model, None)
+            gang = reasons.gang(model) if reason == NO_POOL else None
+            if gang is not None:
+                gangs[model.name] = gang
             why.setdefault(model.name, {})[reason] = short
             totals.setdefault(reason, {"rate": 0.0, "replicas": 0})["replicas"] += short
     broken: dict[str, dict[str, float]] = {}  # policy -> how often it is broken and what that costs
@@ -229,6 +234,7 @@ def _side(f: Fleet, rules: Rules, placement: Placement, cost: CostBreakdown, sta
         "unplacedReplicas": sum(unplaced.values()),
         "unplaced": dict(sorted(unplaced.items())),  # model -> training/batch replicas not placed
         "unmetWhy": dict(sorted(why.items())),
+        "unmetGangs": dict(sorted(gangs.items())),
         # those that hold every pool in reach with room first (relaxing only the others serves nothing more)
         "unmetPolicies": {m: _holding_all_first(pools) for m, pools in sorted(held.items())},
         "unmetPolicyPools": {m: {p: sorted(pools[p]) for p in _holding_all_first(pools)}

@@ -759,9 +759,54 @@ def test_explain_says_why_demand_is_unmet(tmp_path):
     assert "demand at a: 0.40 unmet (cost: pools in reach have room)" in said["tiny"], said["tiny"]
     assert "demand at b: 100 unmet (no pool in reach may run it: fit rules, required policies or SLO)" in \
         said["far"], said["far"]
-    assert "2 replica(s) not placed (no room in reach)" in said["t"], said["t"]
+    # no pool q may run holds the gang whole: unmet at any scale (it was "no room in reach", a collapse)
+    assert "2 replica(s) not placed (no pool in reach may run it: none holds its gang of 2 x 8 GPUs)" in said["t"], \
+        said["t"]
     assert "q │ eligible but too small for its gang (2 replicas of 8 GPUs, 16 on one pool): it has 8 GPUs" in \
         said["t"], said["t"]
+
+
+def test_whatif_a_gang_bigger_than_every_pool_is_no_collapse_but_one_crowded_out_is(tmp_path):
+    """t's gang (2 x 8 GPUs) fits no pool it may run on (q has 8): unmet at any scale, not a collapse,
+    and not for lack of room; whatif called it "no room in reach" and its verdict "collapses". With
+    q at 16 GPUs and n pinned there taking 9, the gang fits q but finds no room: that is a collapse.
+    A pool the scenario fails counts at its declared size: failing the only pool that holds the gang
+    is a collapse too."""
+    docs = [location("a"), pool("p", "a", usd=1.0),
+            inference("n", [{"location": "a", "rate": 100}]), training("t", replicas=2, gpus=8, mem=20),
+            policy("t-on-q", {"allowPools": {}}, models={"names": ["t"]}, pools={"names": ["q"]})]
+    (tmp_path / "small").mkdir()
+    small = write(tmp_path / "small", *docs, pool("q", "a", usd=1.0))
+    report = whatif(small, "--demand-scale", "2")
+    scen = report["scenario"]
+    assert scen["unmetWhy"]["t"] == {"noPool": 2} and scen["unmetGangs"] == {"t": "2 x 8 GPUs"}, scen
+    r = placer("whatif", str(small), "--demand-scale", "2")
+    assert r.returncode == 0, r.stderr
+    text = " ".join(r.stdout.split())
+    assert "t │ 2 │ 2 │ no pool in reach may run it: none holds its gang of 2 x 8 GPUs" in text, r.stdout
+    assert ("Verdict: scales: 100.00% of demand served; 2 training/batch replica(s) that no pool in reach may run "
+            "(fit rules, required policies, SLO or a gang bigger than any pool;") in text, r.stdout
+
+    (tmp_path / "crowded").mkdir()
+    crowded = write(tmp_path / "crowded", *docs[:2], pool("q", "a", usd=1.0, count=2), *docs[3:],
+                    inference("n", [{"location": "a", "rate": 100}], minReplicas=9),
+                    policy("n-on-q", {"allowPools": {}}, models={"names": ["n"]}, pools={"names": ["q"]}))
+    report = whatif(crowded, "--demand-scale", "2")
+    assert report["scenario"]["unmetWhy"]["t"] == {"noRoom": 2} and report["scenario"]["unmetGangs"] == {}
+    r = placer("whatif", str(crowded), "--demand-scale", "2")
+    assert r.returncode == 0, r.stderr
+    text = " ".join(r.stdout.split())
+    assert "t │ 2 │ 2 │ no room in reach" in text, r.stdout
+    assert "Verdict: partly collapses:" in text and "2 training/batch replica(s) unmet where no pool in reach has " \
+        "room" in text, r.stdout
+    said = " ".join(placer("explain", str(crowded), "t").stdout.split())
+    assert "2 replica(s) not placed (no room in reach)" in said, said
+
+    (tmp_path / "lost").mkdir()
+    lost = write(tmp_path / "lost", *docs, pool("q", "a", usd=1.0, count=2))
+    report = whatif(lost, "--fail-pool", "q")
+    assert report["base"]["unmet"] == {}, report["base"]
+    assert report["scenario"]["unmetWhy"]["t"] == {"noRoom": 2} and report["scenario"]["unmetGangs"] == {}
 
 
 def test_explain_plan_explains_the_saved_plan_without_planning_again(tmp_path):

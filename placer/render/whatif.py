@@ -58,11 +58,12 @@ def render(report: dict[str, Any], console: Console) -> None:
         why = scen.get("unmetWhy", {})
         held = scen.get("unmetPolicyPools", {})
         charged = scen.get("unmetPenalties", {})
+        gangs = scen.get("unmetGangs", {})
         ranked = sorted(unmet.items(), key=lambda kv: (-kv[1], kv[0]))[:UNMET_ROWS]
         unmet_rates = rate_column([base["unmet"].get(m, 0) for m, _ in ranked] + [amount for _, amount in ranked])
         _print(console, t, [("model", LABEL), ("base", NUMBER), ("scenario", NUMBER), ("why", TEXT)],
                [[model, unmet_rates[i], unmet_rates[len(ranked) + i],
-                 _why(why.get(model, {}), held.get(model, {}), charged.get(model, {}))] for i, (model, _) in enumerate(ranked)])
+                 _why(why.get(model, {}), held.get(model, {}), charged.get(model, {}), gangs.get(model))] for i, (model, _) in enumerate(ranked)])
         if len(unmet) > UNMET_ROWS:
             rest = [m for m, _ in sorted(unmet.items(), key=lambda kv: (-kv[1], kv[0]))[UNMET_ROWS:]]
             replicas = sum(scen.get("unplaced", {}).get(m, 0) for m in rest)  # training/batch: replicas, not rate
@@ -109,12 +110,13 @@ def _print(console: Console, table: Table, columns: Sequence[tuple[str, str]], r
 
 
 def _why(amounts: dict[str, float], holds: Mapping[str, Sequence[str]] | None = None,
-         charged: Mapping[str, Sequence[str]] | None = None) -> str:
+         charged: Mapping[str, Sequence[str]] | None = None, gang: str | None = None) -> str:
     """The reasons a model's demand is unmet, with how much for each where there are several
     (``holds``: the policies that hold it back, for POLICY, each with the pools it holds;
-    ``charged``: the preferred policies whose penalty makes serving it cost more, for COST)."""
+    ``charged``: the preferred policies whose penalty makes serving it cost more, for COST;
+    ``gang``: the size of a gang no pool in reach holds whole, for NO_POOL)."""
     def text(reason: str) -> str:
-        return reason_text(reason, (charged if reason == COST else holds) or {})
+        return reason_text(reason, (charged if reason == COST else holds) or {}, gang)
 
     if len(amounts) == 1:
         return text(next(iter(amounts)))
@@ -144,7 +146,9 @@ def _verdict(scen: dict[str, Any]) -> tuple[str, bool]:
     if _amount(by.get("noRoom", {})):
         parts.append(f"{_amount(by['noRoom'])} unmet where no pool in reach has room")
     if _amount(by.get(NO_POOL, {})):  # no room would serve it: it is unmet at any scale, not a collapse
-        parts.append(f"{_amount(by[NO_POOL])} that no pool in reach may run (fit rules, required policies or SLO; "
+        rules = "fit rules, required policies, SLO or a gang bigger than any pool" if scen.get("unmetGangs") else \
+            "fit rules, required policies or SLO"
+        parts.append(f"{_amount(by[NO_POOL])} that no pool in reach may run ({rules}; "
                      "`placer explain` tells each pool's reason)")
     if _amount(by.get("maxReplicas", {})):
         capped = sorted(m for m, r in scen.get("unmetWhy", {}).items() if "maxReplicas" in r)
