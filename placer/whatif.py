@@ -231,6 +231,9 @@ def _side(f: Fleet, rules: Rules, placement: Placement, cost: CostBreakdown, sta
         "demand": sum(m.total_demand for m in f.models.values() if m.name not in placement.retired),
         "served": sum(r.rate for r in placement.routes),
         "unmet": dict(sorted(unmet.items())),
+        # the training and batch replicas wanted, as `demand` the rate (a retired model's are nobody's)
+        "replicasWanted": sum(m.spec.replicas or 0 for m in f.models.values()
+                              if not m.inference and m.name not in placement.retired),
         "unplacedReplicas": sum(unplaced.values()),
         "unplaced": dict(sorted(unplaced.items())),  # model -> training/batch replicas not placed
         "unmetWhy": dict(sorted(why.items())),

@@ -404,6 +404,23 @@ def test_whatif_counts_unplaced_training_replicas_apart_from_rates(tmp_path):
     assert report["scenario"]["unplaced"] == {"t": 1} and report["base"]["unplaced"] == {}
 
 
+def test_whatif_a_fleet_of_training_jobs_all_down_collapses(tmp_path):
+    """A fleet with no rate to serve, only training and batch jobs: with every pool down nothing
+    runs, a collapse; the verdict said "partly collapses: 100.00% of demand served". With one of
+    its two pools down, half the replicas run: a collapse in part, counted in replicas."""
+    fleet = write(tmp_path, location("a"), pool("p", "a", count=2), pool("q", "a", usd=2.0),
+                  training("t", replicas=2, gpus=8, mem=20), training("b", replicas=2, gpus=4, mem=20, gang=False))
+    r = placer("whatif", str(fleet), "--fail-pool", "p", "--fail-pool", "q")
+    assert r.returncode == 0, r.stderr
+    assert ("Verdict: collapses: 0 of 4 training/batch replica(s) placed; 4 training/batch replica(s) unmet where "
+            "no pool in reach has room.") in " ".join(r.stdout.split()), r.stdout
+    r = placer("whatif", str(fleet), "--fail-pool", "p")
+    assert r.returncode == 0, r.stderr
+    assert ("Verdict: partly collapses: 2 of 4 training/batch replica(s) placed; 2 training/batch replica(s) unmet "
+            "where no pool in reach has room.") in " ".join(r.stdout.split()), r.stdout
+    assert whatif(fleet, "--fail-pool", "p")["scenario"]["replicasWanted"] == 4
+
+
 def test_whatif_base_side_is_the_base_plan_whatever_the_scenario_fails(tmp_path):
     """The base side reports the base plan: a pool it fills is saturated there though the scenario
     fails it (the base once left out the scenario's failed pools). The scenario's churn is counted

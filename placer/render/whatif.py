@@ -187,8 +187,15 @@ def _verdict(scen: dict[str, Any]) -> tuple[str, bool]:
     if not parts:
         return "scales: all demand is served", False
     collapses = bool(_amount(by.get("noRoom", {})))
-    how = "scales" if not collapses else "collapses" if scen["served"] <= 0 < scen["demand"] else "partly collapses"
-    return f"{how}: {100 * share:.2f}% of demand served; {'; '.join(parts)}", collapses
+    # training and batch replicas count as the rate does: a fleet of training jobs, every pool down,
+    # "partly collapses: 100.00% of demand served" (no rate was asked for, and nothing ran)
+    wanted = scen.get("replicasWanted", 0)
+    placed = wanted - scen.get("unplacedReplicas", 0)
+    nothing = scen["served"] <= 0 and placed <= 0 and (scen["demand"] > 0 or wanted > 0)
+    how = "scales" if not collapses else "collapses" if nothing else "partly collapses"
+    served = (f"{100 * share:.2f}% of demand served" if scen["demand"] or not wanted
+              else f"{placed:,} of {wanted:,} training/batch replica(s) placed")
+    return f"{how}: {served}; {'; '.join(parts)}", collapses
 
 
 def _policies(base: dict[str, Any], scen: dict[str, Any], console: Console) -> None:
