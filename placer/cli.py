@@ -50,6 +50,37 @@ class _StderrConsole(Console):
         self.quiet = True
 
 
+def stdout_gone() -> None:
+    """stdout's reader went away (`placer plan F --detailed-exitcode | head -1`): what is left to print
+    goes to /dev/null, and the command runs on to its own exit status. Rich's answer to the broken
+    pipe, and click's, was exit 1: a plan with changes (2) said as an error, its file written."""
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError):  # no file behind it (a test's capture): nothing is left to flush there
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+
+
+class _StdoutConsole(Console):
+    """stdout's console: where its reader went away, it goes quiet (``stdout_gone``)."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        stdout_gone()
+
+
+def echo(text: str, nl: bool = True) -> None:
+    """``click.echo`` to stdout, which a reader that went away does not end (``stdout_gone``)."""
+    try:
+        click.echo(text, nl=nl)
+    except BrokenPipeError:
+        stdout_gone()
+
+
 def _console(stderr: bool = False) -> Console:
     """Markup and emoji off: names and messages from users' files are printed as they are. Into a
     log or a pipe (no terminal, no COLUMNS), tables are as wide as their rows up to LOG_WIDTH:
@@ -59,7 +90,7 @@ def _console(stderr: bool = False) -> Console:
     env = dict(os.environ)
     if not env.get("COLUMNS", "").isdigit() or int(env["COLUMNS"]) < MIN_WIDTH:
         env.pop("COLUMNS", None)
-    console = (_StderrConsole if stderr else Console)(stderr=stderr, highlight=False, soft_wrap=True, markup=False,
+    console = (_StderrConsole if stderr else _StdoutConsole)(stderr=stderr, highlight=False, soft_wrap=True, markup=False,
                                                       emoji=False, _environ=env)
     if not console.is_terminal and "COLUMNS" not in env:
         console.width = LOG_WIDTH
@@ -323,7 +354,7 @@ def schema() -> None:
     """Print the JSON Schema of the fleet format (for editors: yaml-language-server)."""
     from placer.schema import fleet_schema
 
-    click.echo(json.dumps(fleet_schema(), indent=2))
+    echo(json.dumps(fleet_schema(), indent=2))
 
 
 @cli.command()
@@ -366,7 +397,7 @@ def plan(fleet: str, out_path: str | None, as_json: bool, detailed_exitcode: boo
     if out_path:
         write(final, out_path)
     if as_json:
-        click.echo(final.dumps(), nl=False)
+        echo(final.dumps(), nl=False)
     else:
         summary.render(final.to_json(), out)
         if out_path:
@@ -677,11 +708,11 @@ def show(plan_path: str, as_json: bool, markdown: bool, max_chars: int | None) -
         fail("--max-chars limits --markdown; add --markdown")
     the_plan = read(plan_path)
     if as_json:
-        click.echo(the_plan.dumps(), nl=False)
+        echo(the_plan.dumps(), nl=False)
     elif markdown:
         limit = md.COMMENT_CHARS if max_chars is None else (max_chars or None)
         try:
-            click.echo(md.render(the_plan.to_json(), limit, plan_path), nl=False)  # it ends in its newline
+            echo(md.render(the_plan.to_json(), limit, plan_path), nl=False)  # it ends in its newline
         except md.LimitTooLow as exc:
             fail(f"--max-chars {limit}: {exc}, which are never cut; give at least {exc.floor}, or 0 for no limit")
     else:
@@ -808,12 +839,12 @@ def explain(fleet: str, model: str, now_text: str | None, state_path: str | None
         ex = None if retired is not None else _explanation(loaded, rules, model, state, saved, plan_path, progress)
     if ex is None:
         if as_json:
-            click.echo(json.dumps(Explanation(model, {}, 0.0, [], [], retired=retired).as_json(), indent=2))
+            echo(json.dumps(Explanation(model, {}, 0.0, [], [], retired=retired).as_json(), indent=2))
         else:
             out.print(f"{model} is not placed, on any pool: {retired}")
         return
     if as_json:
-        click.echo(json.dumps(ex.as_json(), indent=2))
+        echo(json.dumps(ex.as_json(), indent=2))
         return
     # its terms of the running cost: compute always, the others where they are more than 0.00
     paid = [f"{k} {v:,.2f}" for k, v in ex.terms.items() if k == "compute" or abs(v) >= 0.005]
@@ -914,7 +945,7 @@ def whatif(fleet: str, demand_scale: float, fail_pool: tuple[str, ...], fail_loc
             f"the solver stopped with status {base['status']} and no placement; raise Settings solver.timeLimitSeconds")
         fail(f"the fleet has no feasible plan as it is, so there is nothing to compare the scenario with: {why}")
     if as_json:
-        click.echo(json.dumps(report, indent=2))
+        echo(json.dumps(report, indent=2))
         return
     from placer.render.whatif import render as render_whatif
 

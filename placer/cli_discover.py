@@ -154,7 +154,7 @@ def _gpu_table(rows: list[GpuRow]) -> None:
 
 
 def _emit(found: Discovered, source: str, merge_into: str | None, location: str | None) -> None:
-    from placer.cli import CliError, err, fail
+    from placer.cli import CliError, echo, err, fail
     from placer.discover import MergeError, plan_merge, refused, relocate, render
     from placer.planfile import atomic_write
 
@@ -173,7 +173,7 @@ def _emit(found: Discovered, source: str, merge_into: str | None, location: str 
     if merge_into is None:
         header.append("Review it (prices, jurisdictions), then save it into your fleet or rerun with --merge FLEET.")
         documents, left_out = refused(documents)
-        click.echo(render(documents, header, [*found.notes, *(f"skipped {line}" for line in left_out)]), nl=False)
+        echo(render(documents, header, [*found.notes, *(f"skipped {line}" for line in left_out)]), nl=False)
         if not documents:
             err.print("Nothing found: no GPU pools there (see the notes above).", style="yellow")
         return
@@ -194,9 +194,9 @@ def _emit(found: Discovered, source: str, merge_into: str | None, location: str 
                         ("renamed", plan.renamed), ("skipped", plan.refused), ("ambiguous", plan.ambiguous),
                         ("not found", plan.missing)):
         for line in lines:
-            click.echo(f"{word} {line}")
+            echo(f"{word} {line}")
     if not (plan.updated or plan.added):
-        click.echo(f"No changes written to {merge_into}: see the pools skipped, ambiguous or not found above."
+        echo(f"No changes written to {merge_into}: see the pools skipped, ambiguous or not found above."
                    if plan.refused or plan.ambiguous or plan.missing else f"No changes: {merge_into} already holds what discovery found.")
     else:
-        click.echo(f"Merged into {merge_into}; check it with: placer validate {shlex.quote(str(merge_into))}")
+        echo(f"Merged into {merge_into}; check it with: placer validate {shlex.quote(str(merge_into))}")

@@ -788,3 +788,32 @@ def test_the_commands_placer_suggests_quote_a_path_with_a_space(tmp_path):
     assert r.returncode == 1 and f"`placer plan '{spaced}' -o plan.json`" in r.stderr, r.stderr
     r = placer("validate", str(plan))
     assert r.returncode == 1 and f"`placer show '{plan}'` prints this plan" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("extra", [[], ["--json"]])
+def test_a_reader_of_stdout_that_goes_away_leaves_the_plans_exit_status(tmp_path, extra):
+    """`placer plan F --detailed-exitcode | head -1`: the reader closed the pipe after a line, and
+    the broken pipe (rich's answer to it, and click's) made the exit 1, an error, where the plan has
+    changes (2) and its file was written. Through a pipe whose reader is gone: the plan's own status,
+    the plan file written, nothing on stderr; `show` of it exits 0."""
+    fleet = write_fleet(tmp_path)
+    plan = tmp_path / "plan.json"
+
+    def closed_pipe(*args: str) -> tuple[int, str]:
+        proc = subprocess.Popen([sys.executable, "-m", "placer", *args], cwd=ROOT, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()  # the reader goes away at once: every write to stdout is a broken pipe
+        stderr = proc.stderr.read()
+        return proc.wait(timeout=120), stderr
+
+    code, stderr = closed_pipe("plan", str(fleet), "-o", str(plan), "--detailed-exitcode", *extra)
+    assert code == 2 and "Error" not in stderr and "Traceback" not in stderr, stderr
+    assert [c["address"] for c in json.loads(plan.read_text())["changes"]] == ["deployment/m@p"]
+    for how in ([], ["--json"], ["--markdown"]):
+        code, stderr = closed_pipe("show", str(plan), *how)
+        assert code == 0 and not stderr, (how, stderr)
+    assert placer("apply", str(plan)).returncode == 0
+    code, stderr = closed_pipe("plan", str(fleet), "--detailed-exitcode", *extra)
+    assert code == 0 and "Error" not in stderr, stderr
+
