@@ -717,7 +717,8 @@ def plan_merge(fleet: str | Path, documents: list[dict[str, Any]], header: Itera
     if not root.exists():
         raise MergeError(f"{root}: no such fleet directory (create it first to start a new fleet)")
     raws, diags = read_fleet_dir(root)
-    diags = [d for d in diags if not d.message.endswith(NOTHING_TO_PLAN)]
+    # errors only: a warning (a rendered tree the loader skips) is no fleet that does not parse
+    diags = [d for d in diags if d.severity == "error" and not d.message.endswith(NOTHING_TO_PLAN)]
     if diags:
         more = f" (and {len(diags) - 1} more)" if len(diags) > 1 else ""
         raise MergeError(f"cannot merge into {root}: {diags[0]}{more}; fix the fleet first")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -817,3 +818,31 @@ def test_a_reader_of_stdout_that_goes_away_leaves_the_plans_exit_status(tmp_path
     code, stderr = closed_pipe("plan", str(fleet), "--detailed-exitcode", *extra)
     assert code == 0 and "Error" not in stderr, stderr
 
+
+def test_a_tree_rendered_inside_the_fleet_is_skipped_by_the_next_plan(tmp_path):
+    """`placer render plan.json --out FLEET/deploy`: the next `placer plan FLEET` read the rendered
+    Deployments and kustomizations as fleet documents and failed (`unknown kind 'Deployment'`, ten
+    errors). The loader knows a tree placer rendered by the tfvars beside its `clusters/` folder,
+    and skips that folder with a one-line note, where the tree is a subfolder or the fleet itself;
+    a `clusters` folder of fleet documents is read as any."""
+    fleet = write_fleet(tmp_path)
+    plan = tmp_path / "plan.json"
+    assert placer("plan", str(fleet), "-o", str(plan)).returncode == 0
+    for out in (fleet / "deploy", fleet):
+        r = placer("render", str(plan), "--out", str(out))
+        assert r.returncode == 0, r.stderr
+        note = (f"{out / 'clusters'}:1: warning: skipped: the manifests of a GitOps tree placer rendered "
+                f"(beside {out / 'terraform' / 'placer.auto.tfvars.json'}), no fleet documents; render it outside "
+                "the fleet (placer render PLAN --out ../deploy) to drop this note")
+        for command in (["validate", str(fleet)], ["plan", str(fleet), "--detailed-exitcode"]):
+            r = placer(*command)
+            assert r.returncode == 2 if command[0] == "plan" else r.returncode == 0, r.stderr
+            assert r.stderr.strip().splitlines() == [note], r.stderr
+        r = placer("plan", str(fleet), "--json")
+        assert json.loads(r.stdout)["fleetDigest"] == json.loads(plan.read_text())["fleetDigest"]
+        shutil.rmtree(out / "clusters")
+    own = tmp_path / "own"  # no tfvars beside it: a clusters folder of the fleet's own documents
+    (own / "clusters").mkdir(parents=True)
+    (fleet / "fleet.yaml").rename(own / "clusters" / "fleet.yaml")
+    r = placer("validate", str(own))
+    assert r.returncode == 0 and "valid (2 locations, 1 pool, 1 model" in r.stdout, r.stdout + r.stderr

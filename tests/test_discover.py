@@ -454,6 +454,19 @@ def test_a_fleet_that_does_not_parse_or_exist_is_refused(fleet: Path, tmp_path: 
         merge(fleet, nvml_docs("t4x2.json"))
 
 
+def test_a_fleet_holding_a_rendered_tree_is_merged_into(fleet: Path) -> None:
+    """The loader skips a tree `placer render` wrote inside the fleet, with a warning; discover
+    --merge took that warning for a fleet that does not parse ("fix the fleet first")."""
+    pools = len(load_fleet(fleet).pools)
+    tree = fleet / "deploy"
+    (tree / "terraform").mkdir(parents=True)
+    (tree / "terraform" / "placer.auto.tfvars.json").write_text('{"placer_pools": {}}\n')
+    (tree / "clusters" / "dc1").mkdir(parents=True)
+    (tree / "clusters" / "dc1" / "m-p.yaml").write_text("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: m-p}\n")
+    write(merge(fleet, nvml_docs("t4x2.json", location="fra-dc1")))
+    assert len(load_fleet(fleet).pools) == pools + 1
+
+
 def test_a_fleet_directory_without_documents_can_be_started(tmp_path: Path) -> None:
     """validate refuses a fleet whose files hold no documents; discover --merge starts one there."""
     root = tmp_path / "fleet"

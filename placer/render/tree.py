@@ -13,9 +13,10 @@ from typing import Any
 import yaml
 
 from placer.render.manifests import MANAGED_BY, cluster_folder, deployment_manifest, manifest_file
+from placer.spec.source import RENDERED_TFVARS
 from placer.spec.writer import dump
 
-TFVARS = "terraform/placer.auto.tfvars.json"
+TFVARS = RENDERED_TFVARS  # by which the fleet loader knows a rendered tree, and skips it
 
 
 def manifest_path(target: dict[str, Any]) -> str:

@@ -29,6 +29,10 @@ MAX_FILES = 10_000
 
 Loc = tuple[str | int, ...]
 NOTHING_TO_PLAN = "nothing to plan"  # how a fleet without documents is refused; discover --merge may start one
+# the file every GitOps tree `placer render` writes holds, beside its `clusters/` folder: the loader
+# knows such a folder by it and skips its manifests (render --out FLEET/deploy failed the next plan
+# on `unknown kind 'Deployment'`)
+RENDERED_TFVARS = "terraform/placer.auto.tfvars.json"
 
 
 @dataclass
@@ -340,7 +344,12 @@ def _walk(root: Path, diags: list[Diagnostic]) -> list[Path]:
                 if entry.name.endswith((".yaml", ".yml")):
                     diags.append(Diagnostic(str(path), 1, "broken or looping symbolic link"))
                 continue
-            if is_dir:
+            if is_dir and entry.name == "clusters" and (directory / RENDERED_TFVARS).is_file():
+                diags.append(Diagnostic(str(path), 1, "skipped: the manifests of a GitOps tree placer rendered "
+                                        f"(beside {directory / RENDERED_TFVARS}), no fleet documents; render it "
+                                        "outside the fleet (placer render PLAN --out ../deploy) to drop this note",
+                                        severity="warning"))
+            elif is_dir:
                 visit(path)
             elif is_file and entry.name.endswith((".yaml", ".yml")):
                 found.append(path)
