@@ -169,7 +169,8 @@ def test_merging_the_pull_request_commits_only_what_changed(flow: Flow) -> None:
     digest = json.loads((flow.out / "plan.json").read_text())["fleetDigest"]
     subject = flow.second_message.splitlines()[0]
     assert subject == f"placer: apply plan {digest[:len('sha256:') + 12]}"
-    assert "~ deployment/chat@fra-a100 (replicas 2 -> 3)" in flow.second_message
+    assert "~ deployment/chat@fra-a100  [phase 2] replicas 2 -> 3  # demand changed 3,000 -> 4,500" \
+        in flow.second_message.splitlines(), flow.second_message
     state = json.loads((flow.deploy / ".placer" / "state.json").read_text())
     assert state["serial"] == 2 and state["deployments"]["chat@fra-a100"]["replicas"] == 3
 
@@ -344,3 +345,25 @@ def test_github_workflow_runs_the_same_steps() -> None:
     assert "placer apply plan.json" in live_runs
     for job in ("gitops", "live"):
         assert jobs[job]["concurrency"] == {"group": "placer-apply", "cancel-in-progress": False}
+
+
+def test_the_commit_says_each_change_as_the_plan_comment_does(flow: Flow, tmp_path: Path) -> None:
+    """A pool's new namespace replaces chat's Deployment; the merge's commit described its changes
+    in words of its own: `context 0 -> onprem-fra`, `namespace inference -> 0`, and `replacedBy
+    {'context': ...} -> 0` (a Python dict). It says them as placer does, with the reason, as the
+    comment and `placer show` do."""
+    fleet, deploy = tmp_path / "fleet", tmp_path / "deploy"
+    shutil.copytree(EXAMPLE / "fleet", fleet)
+    git(flow.env, tmp_path, "init", "-q", "-b", "main", str(deploy))
+    run(flow.env, PIPELINE, "merge", fleet, deploy)
+    pools = fleet / "pools.yaml"
+    pools.write_text(pools.read_text().replace("namespace: inference", "namespace: team-b", 1))
+    run(flow.env, PIPELINE, "merge", fleet, deploy)
+    body = git(flow.env, deploy, "log", "-1", "--format=%b").splitlines()
+    changes = [line for line in body if line[:2] in ("+ ", "- ", "~ ")]
+    assert changes == [
+        "+ deployment/chat@fra-a100  [phase 2] context onprem-fra, namespace team-b, replicas 2  # replaces the one "
+        "in namespace inference of context onprem-fra, which is deleted once this one is healthy",
+        "- deployment/chat@fra-a100  [phase 3] context onprem-fra, namespace inference, replicas 2 -> 0  # replaced "
+        "by the one in namespace team-b of context onprem-fra"], body
+    assert "Cost: 7.36 -> 7.36 USD/h" in body, body

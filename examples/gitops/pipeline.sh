@@ -52,14 +52,13 @@ abspath() {  # an absolute path for $1, which may not exist yet
 now_args=()
 if [ -n "${PLACER_NOW:-}" ]; then now_args=(--now "$PLACER_NOW"); fi
 
-# plan_field PLAN FIELD: one fact from a plan file (digest, short-digest, mode, directory, changes).
+# plan_field PLAN FIELD: one fact from a plan file (digest, short-digest, mode, directory, cost).
 plan_field() {
     "$PYTHON" - "$1" "$2" <<'PY'
 import json, sys
 plan = json.load(open(sys.argv[1], encoding="utf-8"))
 what = sys.argv[2]
 apply = plan.get("settings", {}).get("apply", {})
-symbols = {"create": "+", "update": "~", "delete": "-"}
 if what == "digest":
     print(plan["fleetDigest"])
 elif what == "short-digest":
@@ -69,17 +68,19 @@ elif what == "mode":
     print(apply.get("mode", "live"))
 elif what == "directory":
     print(apply.get("directory", "deploy"))
-elif what == "changes":
-    for c in plan.get("changes", []):
-        if c["action"] in symbols:
-            before, after = c.get("before") or {}, c.get("after") or {}
-            detail = ", ".join(f"{k} {before.get(k, 0)} -> {after.get(k, 0)}" for k in sorted(set(before) | set(after)))
-            print(f"{symbols[c['action']]} {c['address']} ({detail})")
+elif what == "cost":
     cost = plan.get("cost", {}).get("totalUsdPerHour")
     before = plan.get("costBeforeUsdPerHour")
     if cost is not None:
-        print(f"\nCost: {'%.2f' % before if isinstance(before, (int, float)) else 'n/a'} -> {cost:.2f} USD/h")
+        print(f"Cost: {'%.2f' % before if isinstance(before, (int, float)) else 'n/a'} -> {cost:.2f} USD/h")
 PY
+}
+
+# plan_changes PLAN: the plan's changes as placer says them (`placer show`), a line each with its reason,
+# as the pull-request comment shows them (words of this script's own said a replacement's context
+# "0 -> onprem-fra" and printed its replacedBy as a Python dict)
+plan_changes() {
+    "$PLACER" show "$1" | sed -n '/^Changes (make before break):$/,/^$/s/^  //p'
 }
 
 # -------------------------------------------------------------------- pr
@@ -206,7 +207,8 @@ merge() {
     fi
     git ${identity[@]+"${identity[@]}"} commit --quiet \
         -m "placer: apply $how $(plan_field "$work/plan.json" short-digest)" \
-        -m "$(plan_field "$work/plan.json" changes)" \
+        -m "$(plan_changes "$work/plan.json")" \
+        -m "$(plan_field "$work/plan.json" cost)" \
         -m "Fleet digest: $(plan_field "$work/plan.json" digest)"
     echo "pipeline.sh: committed $(git rev-parse --short HEAD) in $deploy"
 }
