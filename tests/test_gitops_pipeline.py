@@ -367,3 +367,23 @@ def test_the_commit_says_each_change_as_the_plan_comment_does(flow: Flow, tmp_pa
         "- deployment/chat@fra-a100  [phase 3] context onprem-fra, namespace inference, replicas 2 -> 0  # replaced "
         "by the one in namespace team-b of context onprem-fra"], body
     assert "Cost: 7.36 -> 7.36 USD/h" in body, body
+
+
+def test_a_reviewed_plan_without_changes_makes_no_commit(flow: Flow, tmp_path: Path) -> None:
+    """A pull request whose comment said "No changes" (a label, a description): its merge applied
+    the plan's nothing, rendered it, and committed "apply reviewed plan" with no change in it, the
+    tfvars' placer_plan alone rewritten (Terraform then retags every node group). Nothing to change
+    makes no commit, and leaves the deploy repository clean, as a fresh plan's nothing does."""
+    fleet, deploy, out = tmp_path / "fleet", tmp_path / "deploy", tmp_path / "out"
+    shutil.copytree(EXAMPLE / "fleet", fleet)
+    git(flow.env, tmp_path, "init", "-q", "-b", "main", str(deploy))
+    run(flow.env, PIPELINE, "merge", fleet, deploy)
+    head = git(flow.env, deploy, "rev-parse", "HEAD")
+    models = fleet / "models.yaml"
+    models.write_text(models.read_text().replace("team: assistant", "team: assistants", 1))
+    run(flow.env, PIPELINE, "pr", fleet, out, deploy)
+    assert json.loads((out / "plan.json").read_text())["changes"] == []
+    r = run(flow.env, PIPELINE, "merge", fleet, deploy, out / "plan.json")
+    assert "no changes" in r.stdout, r.stdout + r.stderr
+    assert git(flow.env, deploy, "rev-parse", "HEAD") == head
+    assert git(flow.env, deploy, "status", "--porcelain") == ""

@@ -15,7 +15,8 @@
 #       comment showed, while it is current (made from this FLEET, against the state the deploy
 #       repository holds); else say why and plan afresh. A large fleet's plans differ from run
 #       to run in detail (the solver searches within a time limit), so a fresh plan may not be
-#       the one that was reviewed.
+#       the one that was reviewed. A reviewed plan without changes is not applied: the fleet
+#       is planned afresh, and nothing to change makes no commit.
 #
 # The fleet must be in gitops mode (Settings apply.mode: gitops). Settings' state path and
 # apply.directory are read relative to the deploy repository's root: the state file is
@@ -33,7 +34,7 @@ STATE_REL=${PLACER_STATE:-.placer/state.json}
 MARKER='<!-- placer-plan -->'
 
 usage() {
-    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 1
 }
 
@@ -52,7 +53,7 @@ abspath() {  # an absolute path for $1, which may not exist yet
 now_args=()
 if [ -n "${PLACER_NOW:-}" ]; then now_args=(--now "$PLACER_NOW"); fi
 
-# plan_field PLAN FIELD: one fact from a plan file (digest, short-digest, mode, directory, cost).
+# plan_field PLAN FIELD: one fact from a plan file (digest, short-digest, count, mode, directory, cost).
 plan_field() {
     "$PYTHON" - "$1" "$2" <<'PY'
 import json, sys
@@ -64,6 +65,8 @@ if what == "digest":
 elif what == "short-digest":
     algo, _, hexdigest = plan["fleetDigest"].partition(":")
     print(f"{algo}:{hexdigest[:12]}")
+elif what == "count":
+    print(len(plan.get("changes", [])))
 elif what == "mode":
     print(apply.get("mode", "live"))
 elif what == "directory":
@@ -161,6 +164,12 @@ merge() {
     if [ -n "$reviewed" ]; then
         "$PLACER" show "$reviewed" --json > /dev/null  # a damaged or foreign file: placer says what is wrong
         require_gitops "$reviewed"
+    fi
+    if [ -n "$reviewed" ] && [ "$(plan_field "$reviewed" count)" = 0 ]; then
+        # nothing to apply: its apply rewrote the tfvars' placer_plan, and the merge committed that alone;
+        # the fleet as merged is planned against the committed state, as without a reviewed plan
+        echo "pipeline.sh: the reviewed plan has no changes; checking the fleet as merged" >&2
+    elif [ -n "$reviewed" ]; then
         # apply refuses, before it changes anything, a plan made from another fleet or against
         # another state: then the reviewed plan is out of date, and a fresh one is made
         set +e
