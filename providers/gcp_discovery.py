@@ -241,7 +241,10 @@ class _MigScan:
         spot = props.scheduling.provisioning_model == "SPOT" or bool(props.scheduling.preemptible)
         price = USD_PER_GPU_HOUR.get(gpu)
         usd = round((price or 0.0) * (SPOT_FACTOR if spot else 1.0), 2)
-        sizes = self._autoscaler_sizes(mig, body)
+        autoscaler = _SCOPED.search(body.status.autoscaler or "")
+        sizes = self._autoscaler_sizes(mig, autoscaler.groupdict()) if autoscaler else None
+        if autoscaler and sizes is None:
+            return None  # its autoscaler, which overrides placer's sizes, could not be read: skipped (a note says why)
         spec: dict[str, Any] = {
             "location": f"gcp-{mig.region_name}", "provider": "gcp",
             "gpu": {"type": gpu, "perNode": int(per_node)},
@@ -272,12 +275,9 @@ class _MigScan:
         gpu = match_product(description) if description else None
         return gpu.name if gpu else None
 
-    def _autoscaler_sizes(self, mig: Mig, body: compute_v1.InstanceGroupManager) -> tuple[int, int] | None:
-        """The group's autoscaler's (min, max) replicas, or None where it has none (or it cannot be read)."""
-        found = _SCOPED.search(body.status.autoscaler or "")
-        if found is None:
-            return None
-        ref: dict[str, str] = found.groupdict()
+    def _autoscaler_sizes(self, mig: Mig, ref: dict[str, str]) -> tuple[int, int] | None:
+        """(min, max) replicas of the group's autoscaler ``ref`` (``_SCOPED``'s parts of its link), or
+        None where it cannot be read (a note says why, and the group is unread)."""
         client, kw = self.provider._client, self.provider._kw
 
         def read() -> compute_v1.Autoscaler:

@@ -817,6 +817,22 @@ def test_discover_gcp_says_a_group_could_not_be_read_not_that_there_are_no_gpus(
     assert "Error: could not read 1 group (" in err and "infer" in err.split("Error: ")[1]
 
 
+def test_discover_gcp_leaves_out_a_group_whose_autoscaler_it_could_not_read(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A 403 on a group's autoscaler printed its pool with the placeholder sizes 0 to 8 and without the
+    note that the autoscaler overrides placer, while the notes said it was skipped and left out."""
+    with FakeCompute() as gcp:
+        l4 = gcp.add_template("acme", "l4", "g2-standard-4", accelerators=[("nvidia-l4", 1)])
+        gcp.add_mig("acme", "scaled", l4, zone="us-central1-a", target_size=1, autoscaler_max=5)
+        gcp.add_mig("acme", "fixed", l4, zone="us-central1-a", target_size=1)
+        gcp.fail_next(1, 403, path_contains="autoscalers")
+        code, out, err = run(capsys, "discover", "gcp", "--project", "acme", "--api-endpoint", gcp.endpoint)
+    assert code == 0, err
+    assert [d["metadata"]["name"] for d in yaml.safe_load_all(out) if d["kind"] == "Pool"] == ["fixed"]
+    assert "reading the autoscaler of managed instance group scaled" in out and "skipped" in out
+    assert "1 group(s) could not be read and are left out (see the notes): managed instance group scaled" in err
+
+
 # ---------------------------------------------------------------- AWS against moto
 
 
