@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import google.auth
@@ -122,6 +123,13 @@ def _projects(provider: GcpProvider, projects: list[str] | None) -> list[str]:
     return chosen
 
 
+@dataclass(frozen=True)
+class _Unread:
+    """A per-group read that failed, remembered: ``first`` names the group it failed for."""
+
+    first: str
+
+
 class _MigScan:
     """One discovery run: lists the groups, reads their templates, machine types, accelerator types and
     autoscalers (each once per run), and builds Pool documents."""
@@ -185,22 +193,28 @@ class _MigScan:
                                    aggregated)
 
     def _lookup(self, mig: Mig, what: str, call: Callable[[], T], key: tuple[str, ...] | None = None) -> T | None:
-        """A per-group read, remembered under ``key`` for the rest of this run:
-        a retryable failure stops discovery, others skip the group with a note."""
+        """A per-group read, remembered under ``key`` for the rest of this run: a retryable failure
+        stops discovery, others skip the group with a note, and every later group that needs the
+        same read (a shared template or machine type) too (they were taken for groups without GPUs)."""
         if key is not None and key in self._memo:
-            return self._memo[key]  # type: ignore[no-any-return]
+            found = self._memo[key]
+            if isinstance(found, _Unread):
+                self.notes.append(f"gcp: {mig}: skipped: reading {what} failed, as it did for {found.first} above")
+                self.unread.append(str(mig))
+                return None
+            return found  # type: ignore[no-any-return]
         try:
-            found: T | None = self.provider._call(f"pool/{mig.name}", f"reading {what} of {mig}", call,
-                                                  not_found="the group refers to something that no longer exists")
+            found = self.provider._call(f"pool/{mig.name}", f"reading {what} of {mig}", call,
+                                        not_found="the group refers to something that no longer exists")
         except ProviderError as exc:
             if exc.retryable:
                 raise
             self.notes.append(f"{exc}; skipped")
             self.unread.append(str(mig))
-            found = None
+            found = _Unread(str(mig))
         if key is not None:
             self._memo[key] = found
-        return found
+        return None if isinstance(found, _Unread) else found
 
     def pool_document(self, mig: Mig, body: compute_v1.InstanceGroupManager) -> dict[str, Any] | None:
         client, kw = self.provider._client, self.provider._kw

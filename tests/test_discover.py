@@ -817,6 +817,27 @@ def test_discover_gcp_says_a_group_could_not_be_read_not_that_there_are_no_gpus(
     assert "Error: could not read 1 group (" in err and "infer" in err.split("Error: ")[1]
 
 
+def test_discover_gcp_names_every_group_of_a_template_or_machine_type_it_could_not_read(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A 403 on a machine type three GPU groups share said one of them could not be read; the
+    other two were read from the remembered failure as groups without GPUs and left out unsaid."""
+    with FakeCompute() as gcp:
+        gcp.add_machine_type("a2-highgpu-8g", [("nvidia-tesla-a100", 8)])
+        a100 = gcp.add_template("acme", "a100", "a2-highgpu-8g")
+        l4 = gcp.add_template("acme", "l4", "g2-standard-4", accelerators=[("nvidia-l4", 1)])
+        for name in ("train-a", "train-b", "train-c"):
+            gcp.add_mig("acme", name, a100, zone="us-central1-a", target_size=1)
+        gcp.add_mig("acme", "infer", l4, zone="us-central1-a", target_size=1)
+        gcp.fail_next(1, 403, path_contains="machineTypes")
+        code, out, err = run(capsys, "discover", "gcp", "--project", "acme", "--api-endpoint", gcp.endpoint)
+    assert code == 0, err
+    assert [d["metadata"]["name"] for d in yaml.safe_load_all(out) if d["kind"] == "Pool"] == ["infer"]
+    err = " ".join(err.split())
+    assert "3 group(s) could not be read and are left out" in err
+    assert all(f"group {name} (project acme" in err.split("left out")[1] for name in ("train-a", "train-b", "train-c"))
+    assert "train-b (project acme, zone us-central1-a): skipped: reading machine type a2-highgpu-8g failed" in out
+
+
 def test_discover_gcp_leaves_out_a_group_whose_autoscaler_it_could_not_read(
         capsys: pytest.CaptureFixture[str]) -> None:
     """A 403 on a group's autoscaler printed its pool with the placeholder sizes 0 to 8 and without the
