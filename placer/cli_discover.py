@@ -48,6 +48,12 @@ def _name(kind: str) -> Callable[[click.Context, click.Parameter, str | None], s
     return check
 
 
+def _once(values: tuple[str, ...]) -> tuple[str, ...]:
+    """Repeated option values, each once: a place read twice gave each of its groups two pools
+    of one target, a fleet `placer validate` refuses."""
+    return tuple(dict.fromkeys(values))
+
+
 def _target_options(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.option("--location", "location", metavar="NAME", callback=_name("Location"),
                      help="Put every discovered pool at this Location (created if the fleet lacks it).")(f)
@@ -71,6 +77,7 @@ def kubernetes(kubeconfig: str | None, contexts: tuple[str, ...], merge_into: st
     """Group each context's GPU nodes into Pools (by GPU product, count, node group and taints)."""
     from providers.kubernetes import KubernetesProvider
 
+    contexts = _once(contexts)
     provider = KubernetesProvider(kubeconfig=kubeconfig, contexts=list(contexts))
     try:
         found = provider.discover()
@@ -89,6 +96,7 @@ def aws(regions: tuple[str, ...], endpoint_url: str | None, merge_into: str | No
     """Pools for the GPU Auto Scaling groups and EKS managed node groups of each region."""
     from providers.aws import AwsProvider
 
+    regions = _once(regions)
     found = AwsProvider(region_names=list(regions), endpoint_url=endpoint_url).discover()
     _emit(found, f"AWS: {', '.join(regions) if regions else 'the default region'}", merge_into, location)
 
@@ -104,6 +112,7 @@ def gcp(projects: tuple[str, ...], zones: tuple[str, ...], regions: tuple[str, .
     """Pools for the managed instance groups whose instances carry GPUs."""
     from providers.gcp import GcpProvider
 
+    projects, zones, regions = _once(projects), _once(zones), _once(regions)
     found = GcpProvider(projects=list(projects), api_endpoint=api_endpoint).discover(
         list(projects) or None, list(zones) or None, list(regions) or None)
     scope = ", ".join([*zones, *regions])

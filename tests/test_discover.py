@@ -838,6 +838,25 @@ def test_discover_gcp_names_every_group_of_a_template_or_machine_type_it_could_n
     assert "train-b (project acme, zone us-central1-a): skipped: reading machine type a2-highgpu-8g failed" in out
 
 
+def test_a_place_named_twice_is_discovered_once(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """--zone, --project or --context given twice read the place twice: each group came out as two
+    pools of one target (the second renamed), a fleet `placer validate` refused (a group sizes one pool)."""
+    with FakeCompute() as gcp:
+        l4 = gcp.add_template("acme", "l4", "g2-standard-4", accelerators=[("nvidia-l4", 1)])
+        gcp.add_mig("acme", "infer", l4, zone="us-central1-a", target_size=1)
+        for twice in (["--zone", "us-central1-a", "--zone", "us-central1-a"], ["--project", "acme"]):
+            code, out, err = run(capsys, "discover", "gcp", "--project", "acme", *twice, "--api-endpoint", gcp.endpoint)
+            assert code == 0, err
+            assert [d["metadata"]["name"] for d in yaml.safe_load_all(out) if d["kind"] == "Pool"] == ["infer"]
+    with FakeKubeApiServer() as kube:
+        kube.add_node("l4-a", gpus=1, labels=L4_ONE)
+        kubeconfig = str(write_kubeconfig(tmp_path / "kubeconfig", {"prod": kube.url}))
+        code, out, err = run(capsys, "discover", "kubernetes", "--kubeconfig", kubeconfig, "--context", "prod",
+                             "--context", "prod")
+    assert code == 0, err
+    assert [d["metadata"]["name"] for d in yaml.safe_load_all(out) if d["kind"] == "Pool"] == ["prod-l4-24gb"]
+
+
 def test_discover_gcp_leaves_out_a_group_whose_autoscaler_it_could_not_read(
         capsys: pytest.CaptureFixture[str]) -> None:
     """A 403 on a group's autoscaler printed its pool with the placeholder sizes 0 to 8 and without the
