@@ -113,6 +113,7 @@ def pools_from_nodes(context_name: str | None, context: str | None, nodes: list[
                      f"{GPU_PRODUCT_LABEL} label (install NVIDIA GPU Feature Discovery); they are not in any pool")
     documents: list[dict[str, Any]] = []
     nodes_of: dict[str, dict[str, dict[str, str]]] = {}  # Discovered.members
+    keys: dict[str, tuple[Any, ...]] = {}  # a Pool's name -> its group's (selector, taints)
     for (selector, taints), members in sorted(groups.items()):
         doc_notes: list[str] = []
         sel = dict(selector)
@@ -220,5 +221,27 @@ def pools_from_nodes(context_name: str | None, context: str | None, nodes: list[
                           "spec": spec})
         nodes_of[unique] = {str(m["metadata"]["name"]): {str(k): str(v) for k, v in lab.items()}
                             for m, lab in zip(members, labels_of, strict=True)}
+        keys[unique] = (selector, taints)
         notes.extend(f"pool {unique}: {note}" for note in doc_notes)
+    notes.extend(_overlaps(keys, nodes_of))
     return Discovered(documents=documents, notes=notes, members=nodes_of)
+
+
+def _overlaps(keys: dict[str, tuple[Any, ...]], nodes_of: dict[str, dict[str, dict[str, str]]]) -> list[str]:
+    """A note for each pool whose nodeSelector and tolerations also let its pods onto another pool's
+    nodes: a selector with fewer labels than the other's (nodes without a node-group label beside
+    nodes with one), or the same selector with a taint the other's nodes lack. Its replicas may run
+    there, on GPUs placer counts as the other pool's (a tainted node made a pool of one node whose
+    Deployments the scheduler could put on any of the group's untainted nodes)."""
+    out = []
+    for name, (selector, taints) in keys.items():
+        onto = [other for other, (theirs, their_taints) in keys.items() if other != name
+                and set(selector) <= set(theirs) and set(their_taints) <= set(taints)]
+        if onto:
+            nodes = sorted(n for other in onto for n in nodes_of[other])
+            out.append(f"pool {name}: its nodeSelector{' and tolerations' if taints else ''} also let its pods onto "
+                       f"the nodes of pool {', '.join(onto)} ({', '.join(nodes[:5])}{', ...' if len(nodes) > 5 else ''}), "
+                       f"whose GPUs placer counts there too: label its own nodes placer.dev/pool={name} (`kubectl "
+                       f"label node NODE placer.dev/pool={name}`) and add that label to its nodeSelector where a "
+                       "fleet holds it, so that it selects them alone; then discover again")
+    return out

@@ -668,7 +668,7 @@ def test_a_pool_discovery_no_longer_finds_is_reported_with_its_place(
         code, out, err = run(capsys, "discover", "kubernetes", "--kubeconfig", kubeconfig, "--merge", str(fleet))
     assert code == 0, err
     assert f"updated {fleet / DISCOVERED_FILE}: Pool/prod-l4-24gb: spec.nodes.count: 2 -> 3" in out
-    assert (f"not found {fleet / DISCOVERED_FILE}:35: Pool/prod-l4-24gb-2 (nodes {{\"count\": 1}}): discovery read "
+    assert (f"not found {fleet / DISCOVERED_FILE}:36: Pool/prod-l4-24gb-2 (nodes {{\"count\": 1}}): discovery read "
             "kubernetes context prod and found no such group there") in out
     # only pools of what discovery read: another context's, or another provider's, are not its business
     assert plan_merge(fleet, [], scopes=[("kubernetes", "staging")]).missing == []
@@ -690,6 +690,30 @@ def merge_kube(capsys: pytest.CaptureFixture[str], tmp_path: Path, fleet: Path, 
 
 ONES = {f"one-{i}": (1, L4_ONE) for i in range(2)}
 FOURS = {f"four-{i}": (4, L4_FOUR) for i in range(3)}
+
+
+def test_a_discovered_kubernetes_pool_whose_pods_may_run_on_another_pools_nodes_says_so(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A node tainted dedicated=ml became a pool of its own with the group's nodeSelector and a
+    toleration: its Deployments could run on the group's untainted nodes, whose GPUs placer counts
+    as the other pool's, and nothing said so (a hand-written pool like it is refused as ambiguous)."""
+    with FakeKubeApiServer() as kube:
+        for name in ("l4-a", "l4-b"):
+            kube.add_node(name, gpus=1, labels=L4_ONE)
+        kube.add_node("l4-ml", gpus=1, labels=L4_ONE, taints=[{"key": "dedicated", "value": "ml",
+                                                                "effect": "NoSchedule"}])
+        kube.add_node("h100", gpus=8, labels={"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3",
+                                              "nvidia.com/gpu.count": "8"})
+        kubeconfig = str(write_kubeconfig(tmp_path / "kubeconfig", {"prod": kube.url}))
+        code, out, err = run(capsys, "discover", "kubernetes", "--kubeconfig", kubeconfig)
+    assert code == 0, err
+    pools = {d["metadata"]["name"]: d for d in yaml.safe_load_all(out) if d["kind"] == "Pool"}
+    assert pools["prod-l4-24gb-2"]["spec"]["target"]["kubernetes"]["tolerations"][0]["key"] == "dedicated"
+    notes = " ".join(line.removeprefix("# ").strip() for line in out.splitlines() if line.startswith("#"))
+    assert ("pool prod-l4-24gb-2: its nodeSelector and tolerations also let its pods onto the nodes of pool "
+            "prod-l4-24gb (l4-a, l4-b), whose GPUs placer counts there too: label its own nodes "
+            "placer.dev/pool=prod-l4-24gb-2") in notes
+    assert "pool prod-l4-24gb:" not in notes and "pool prod-h100" not in notes  # the others select their own nodes
 
 
 def test_a_kubernetes_pool_of_other_sized_nodes_is_not_written_over_when_its_nodes_are_gone(
