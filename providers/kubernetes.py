@@ -313,8 +313,18 @@ class KubernetesProvider:
                 if not token:
                     return
 
-        return [item for body in bounded_pages(pages(), f"{where.address}: {doing} {where}", _continue)
-                for item in body.get("items") or []]
+        def listing() -> list[dict[str, Any]]:
+            return [item for body in bounded_pages(pages(), f"{where.address}: {doing} {where}", _continue)
+                    for item in body.get("items") or []]
+
+        try:
+            return listing()
+        except ProviderError as exc:
+            if getattr(exc.__cause__, "status", None) != 410:
+                raise
+        # 410 Expired: the API server compacted past the continue token; a new listing from the first
+        # page is whole, as client-go's pager does (a second expiry is said, with what to do)
+        return listing()
 
     def _read(self, where: _Where) -> dict[str, Any] | None:
         api = self._apps(where.context)
@@ -484,6 +494,8 @@ def _hint(status: int, where: _Where, wait: float | None) -> str:
         return "the API server has no such path: is the kubeconfig's server the API server (not a proxy's)?"
     if status == 404:
         return f"does namespace {where.namespace!r} exist? (`kubectl create namespace {where.namespace}`)"
+    if status == 410:
+        return "the listing took longer than the API server keeps its continue token; run it again"
     if status == 422:
         return "the API server rejected the rendered manifest; fix the pool's target.kubernetes or the model and re-plan"
     return "fix the request and re-plan"

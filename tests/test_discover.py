@@ -716,6 +716,27 @@ def test_a_discovered_kubernetes_pool_whose_pods_may_run_on_another_pools_nodes_
     assert "pool prod-l4-24gb:" not in notes and "pool prod-h100" not in notes  # the others select their own nodes
 
 
+def test_discover_kubernetes_lists_again_when_the_continue_token_expired_part_way(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A 410 Expired on a later page of the node listing (the API server compacted past its token)
+    failed discovery with 'fix the request and re-plan'; a new listing from the first page is whole."""
+    with FakeKubeApiServer() as kube:
+        kube.page_size = 2
+        for i in range(5):
+            kube.add_node(f"l4-{i}", gpus=1, labels=L4_ONE)
+        kube.expire_continue = 1
+        kubeconfig = str(write_kubeconfig(tmp_path / "kubeconfig", {"prod": kube.url}))
+        code, out, err = run(capsys, "discover", "kubernetes", "--kubeconfig", kubeconfig)
+        assert code == 0, err
+        assert [d["spec"]["nodes"] for d in yaml.safe_load_all(out) if d["kind"] == "Pool"] == [{"count": 5}]
+        kube.expire_continue = 2  # expired again: said, and what to do
+        code, out, err = run(capsys, "discover", "kubernetes", "--kubeconfig", kubeconfig)
+    assert code == 1 and out == ""
+    err = " ".join(err.split())
+    assert "HTTP 410 Expired" in err and "re-plan" not in err
+    assert err.endswith("the listing took longer than the API server keeps its continue token; run it again")
+
+
 def test_a_kubernetes_pool_of_other_sized_nodes_is_not_written_over_when_its_nodes_are_gone(
         capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     """With nvidia.com/gpu.count left out of a pool's identity, once the 1-GPU nodes were gone a merge

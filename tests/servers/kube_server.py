@@ -325,6 +325,7 @@ class FakeKubeApiServer(LoopbackServer):
         self.delay_path_contains: str | None = None
         self.page_size: int | None = None  # list at most this many items a page (as a ?limit= would), then continue
         self.repeat_continue = False  # a faulty server: every page's continue token is the first one
+        self.expire_continue = 0  # answer this many continued list requests 410 Expired (the token is too old)
         self.requests: list[RequestLog] = []
         self._lock = threading.RLock()
         self._rv = 1000
@@ -590,6 +591,10 @@ class FakeKubeApiServer(LoopbackServer):
         api_version = "apps/v1" if kind == "Deployment" else "v1"
         metadata: dict[str, Any] = {"resourceVersion": str(self._rv)}
         limits = [n for n in (self.page_size, int((query.get("limit") or ["0"])[0]) or None) if n]
+        if query.get("continue") and self.expire_continue > 0:  # as etcd compacted past the token's revision
+            self.expire_continue -= 1
+            raise ApiError(410, "Expired", "The provided continue parameter is too old to display a consistent list "
+                           "result. You can start a new list without the continue parameter.")
         if limits:  # pages: the continue token is the offset of the next one
             start = int((query.get("continue") or ["0"])[0])
             size = min(limits)
