@@ -4,6 +4,7 @@ templates, launch configurations, mixed-instances overrides) and EKS managed nod
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -93,7 +94,7 @@ def discover(provider: AwsProvider, regions: list[str]) -> Discovered:
         notes.append(PoolNote("usdPerGpuHour of {names} comes from a small built-in table of approximate "
                               "us-east-1 on-demand list prices; other regions, spot and discounts differ: review them",
                               scan.priced))
-    return Discovered(documents=documents, notes=notes)
+    return Discovered(documents=documents, notes=notes, unread=scan.unread)
 
 
 class _RegionScan:
@@ -105,6 +106,7 @@ class _RegionScan:
         self.gpu_types: dict[str, dict[str, Any]] = {}
         self.names: set[str] = set()
         self.priced: list[str] = []  # the Pools priced from the built-in table
+        self.unread: list[str] = []  # Discovered.unread
         self._shapes: dict[tuple[str, str], GpuShape | None] = {}
 
     def _call(self, region: str, what: str, call: Callable[[], T]) -> T:
@@ -206,26 +208,49 @@ class _RegionScan:
     # ------------------------------------------------------------ EKS managed node groups
 
     def _nodegroups(self, region: str) -> list[dict[str, Any]]:
+        """Every EKS node group of the region that can be read; a cluster or node group refused
+        alone is left out alone, with a note, as unread (one refusal dropped every cluster's)."""
         client = self.provider._client("eks", region)
 
-        def read() -> list[dict[str, Any]]:
-            groups = []
-            for page in bounded_pages(client.get_paginator("list_clusters").paginate(),
-                                      f"aws {region}: listing the EKS clusters"):
-                for cluster in page.get("clusters", []):
-                    for ng_page in bounded_pages(client.get_paginator("list_nodegroups").paginate(clusterName=cluster),
-                                                 f"aws {region}: listing the node groups of {cluster}"):
-                        for ng in ng_page.get("nodegroups", []):
-                            groups.append(client.describe_nodegroup(clusterName=cluster, nodegroupName=ng)["nodegroup"])
-            return groups
+        def clusters() -> list[str]:
+            return [cluster for page in bounded_pages(client.get_paginator("list_clusters").paginate(),
+                                                      f"aws {region}: listing the EKS clusters")
+                    for cluster in page.get("clusters", [])]
+
+        def nodegroups(cluster: str) -> list[str]:
+            return [ng for page in bounded_pages(client.get_paginator("list_nodegroups").paginate(clusterName=cluster),
+                                                 f"aws {region}: listing the node groups of {cluster}")
+                    for ng in page.get("nodegroups", [])]
 
         try:
-            return self._call(region, f"list the EKS node groups in {region}", read)
+            names = self._call(region, f"list the EKS clusters in {region}", clusters)
         except ProviderError as exc:
             if exc.retryable:
                 raise
             self.notes.append(f"aws {region}: EKS node groups not discovered: {exc}")
             return []
+        groups = []
+        for cluster in names:
+            listed = f"the node groups of EKS cluster '{cluster}' in {region}"
+            for ng in self._readable(region, f"list {listed}", functools.partial(nodegroups, cluster), listed) or []:
+                one = f"EKS node group '{ng}' of cluster '{cluster}' in {region}"
+                group = self._readable(region, f"describe {one}", functools.partial(
+                    client.describe_nodegroup, clusterName=cluster, nodegroupName=ng), one)
+                if group is not None:
+                    groups.append(group["nodegroup"])
+        return groups
+
+    def _readable(self, region: str, what: str, call: Callable[[], T], label: str) -> T | None:
+        """``call``'s answer; None where AWS refuses it for good, the ``label``led thing then skipped
+        with a note and unread (a retryable failure stops discovery)."""
+        try:
+            return self._call(region, what, call)
+        except ProviderError as exc:
+            if exc.retryable:
+                raise
+            self.notes.append(f"aws {region}: {label} skipped: {exc}")
+            self.unread.append(label)
+            return None
 
     def _nodegroup_pool(self, region: str, group: dict[str, Any]) -> dict[str, Any] | None:
         cluster, name = group["clusterName"], group["nodegroupName"]

@@ -37,7 +37,7 @@ from placer.spec.loader import kind_and_name
 from providers.nvml import ReplayNvml, discover_host
 from tests.servers.gcp_server import FakeCompute
 from tests.servers.kube_server import FakeKubeApiServer, write_kubeconfig
-from tests.servers.moto_server import moto_server
+from tests.servers.moto_server import FaultProxy, json_error, moto_server
 
 if "discover" not in placer.cli.cli.commands:  # until placer.cli registers it
     placer.cli.cli.add_command(discover_command)
@@ -1013,6 +1013,32 @@ spec:
     assert code == 0, err
     assert "usdPerGpuHour" not in err and "jurisdiction" not in err  # the fleet's prices and location stay
     assert load_fleet(fleet).pools["p4d"].spec.usd_per_gpu_hour == 2.5
+
+
+def test_discover_aws_leaves_out_only_the_eks_node_group_it_may_not_read(capsys: pytest.CaptureFixture[str], moto: str,
+                                                                         aws_env: None) -> None:
+    """One refused eks:DescribeNodegroup (a policy scoped to some clusters, or a group deleted since it
+    was listed) dropped every node group of every cluster in the region: 'Nothing found: no GPU pools
+    there', exit 0."""
+    region = "sa-east-1"
+    eks = boto3.Session(region_name=region).client("eks", endpoint_url=moto)
+    for cluster in ("alpha", "beta"):
+        eks.create_cluster(name=cluster, roleArn="arn:aws:iam::123456789012:role/eks",
+                           resourcesVpcConfig={"subnetIds": ["subnet-1"]})
+        for group in ("ng1", "ng2"):
+            eks.create_nodegroup(clusterName=cluster, nodegroupName=group, nodeRole="arn:aws:iam::123456789012:role/n",
+                                 subnets=["subnet-1"], instanceTypes=["g5.xlarge"],
+                                 scalingConfig={"minSize": 0, "maxSize": 2, "desiredSize": 0})
+    denied = json_error("AccessDeniedException", "User is not authorized to perform eks:DescribeNodegroup", 403)
+    with FaultProxy(moto) as proxy:
+        # Auto Scaling groups, EKS clusters, alpha's groups, alpha ng1, alpha ng2, beta's groups, beta ng1: then refused
+        proxy.fail_after(7, denied)
+        code, out, err = run(capsys, "discover", "aws", "--region", region, "--endpoint-url", proxy.endpoint)
+    assert code == 0, err
+    assert sorted(d["metadata"]["name"] for d in yaml.safe_load_all(out) if d["kind"] == "Pool") == [
+        "alpha-ng1", "alpha-ng2", "beta-ng1"]
+    assert "EKS node group 'ng2' of cluster 'beta' in sa-east-1 skipped: AWS refused" in out
+    assert "1 group(s) could not be read and are left out (see the notes): EKS node group 'ng2' of cluster 'beta'" in err
 
 
 def test_discover_aws_without_a_region_is_one_line(capsys: pytest.CaptureFixture[str], aws_env: None) -> None:

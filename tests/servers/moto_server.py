@@ -69,7 +69,7 @@ class FaultProxy:
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream.removeprefix("http://")
         self.requests = 0
-        self._faults: list[Fault] = []
+        self._faults: list[Fault | None] = []  # None: forwarded
         self._lock = threading.Lock()
         proxy = self
 
@@ -118,6 +118,12 @@ class FaultProxy:
     def fail_next(self, n: int, fault: Fault) -> None:
         with self._lock:
             self._faults = [fault] * n
+            self.requests = 0
+
+    def fail_after(self, forwarded: int, fault: Fault) -> None:
+        """Forward the next ``forwarded`` requests, then answer one with ``fault``."""
+        with self._lock:
+            self._faults = [None] * forwarded + [fault]
             self.requests = 0
 
     def __enter__(self) -> FaultProxy:
