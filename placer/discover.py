@@ -81,6 +81,13 @@ class JurisdictionNote(PoolNote):
     kind = "Location"
 
 
+class GpuTypeNote(PoolNote):
+    """"added a GPUType document" of some discovered GPUTypes: it holds for those printed or added
+    (a merge into a fleet that has the type adds none; every merge after the first said it added it)."""
+
+    kind = "GPUType"
+
+
 def notes_for(notes: Iterable[str], names: Mapping[str, Mapping[str, str]]) -> list[str]:
     """``notes`` as they hold for ``names`` (by kind, a discovered document's name -> the name it
     is written under, of the documents a note may still be true of): a PoolNote names those of its
@@ -191,9 +198,11 @@ def render(documents: list[dict[str, Any]], header: Iterable[str] = (), notes: I
 
 
 def _noted(documents: Iterable[dict[str, Any]]) -> dict[str, dict[str, str]]:
-    """The names notes may hold for among ``documents`` (``notes_for``): every Pool, and the
-    Locations without a jurisdiction."""
+    """The names notes may hold for among ``documents`` (``notes_for``): every Pool and GPUType, and
+    the Locations without a jurisdiction."""
     return {"Pool": {str(d["metadata"]["name"]): str(d["metadata"]["name"]) for d in documents if d.get("kind") == "Pool"},
+            "GPUType": {str(d["metadata"]["name"]): str(d["metadata"]["name"]) for d in documents
+                        if d.get("kind") == "GPUType"},
             "Location": {str(d["metadata"]["name"]): str(d["metadata"]["name"]) for d in documents
                          if d.get("kind") == "Location" and "jurisdiction" not in _mapping(d.get("spec"))}}
 
@@ -821,7 +830,7 @@ def plan_merge(fleet: str | Path, documents: list[dict[str, Any]], header: Itera
     fresh = [d for d in fresh if d.get("kind") != "Location" or d["metadata"]["name"] in used]
     # the fleet's own Locations keep their spec (a merge only fills in what is missing)
     unset = _noted([*fresh, *(r.data for (kind, _), r in by_name.items() if kind == "Location")])["Location"]
-    plan.notes = notes_for(notes, {"Pool": added, "Location": unset})
+    plan.notes = notes_for(notes, {"Pool": added, "Location": unset, "GPUType": _noted(fresh)["GPUType"]})
     for path, file_edits in edits.items():
         plan.files[path] = _changed_text(path, _read_exact(path), file_edits)
 

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from botocore.exceptions import ClientError
 
 from placer.catalog import match_product
-from placer.discover import JurisdictionNote, PoolNote
+from placer.discover import GpuTypeNote, JurisdictionNote, PoolNote
 from placer.spec.kinds import API_VERSION
 from providers.aws import FAILED_NODEGROUP_STATES, AwsProvider, client_error_parts
 from providers.base import Discovered, ProviderError, bounded_pages, dns_label
@@ -348,8 +348,9 @@ class _RegionScan:
                 spec["vendor"] = shape.manufacturer.lower()
             self.gpu_types[name] = {"apiVersion": API_VERSION, "kind": "GPUType", "metadata": {"name": name},
                                     "spec": spec}
-            self.notes.append(f"GPUType {name}: AWS GPU '{shape.product}' is not in the built-in catalog; added it "
-                              "(check memoryGiB, and give models a throughput for it)")
+            self.notes.append(GpuTypeNote(f"GPUType {{names}}: AWS GPU '{shape.product}' is not in the built-in "
+                                          "catalog; added it (check memoryGiB, and give models a throughput for it)",
+                                          [name]))
         return name
 
     def _unique_name(self, base: str, region: str) -> str:

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from placer.catalog import match_product
+from placer.discover import GpuTypeNote
 from placer.spec.kinds import API_VERSION, PoolGpu
 from providers.base import Discovered, dns_label
 
@@ -171,14 +172,15 @@ def pools_from_nodes(context_name: str | None, context: str | None, nodes: list[
             notes.append(f"pool {unique}: nodes {', '.join(names)} report no allocatable {GPU_RESOURCE} and no "
                          f"{GPU_COUNT_LABEL} (is the NVIDIA device plugin running?); skipped")
             continue
-        if gpu is None:
-            doc_notes.append(f"GPU product {product!r} is not in the built-in catalog: " + (
-                f"added a GPUType document named {gpu_type} of {memory_gib} GiB (its {GPU_MEMORY_LABEL} label); "
-                "check it, and give models a throughput for it" if memory_gib else
-                f"its nodes have no {GPU_MEMORY_LABEL} label to tell its memory by"))
-            if memory_gib:
-                documents.append({"apiVersion": API_VERSION, "kind": "GPUType", "metadata": {"name": gpu_type},
-                                  "spec": {"memoryGiB": memory_gib, "vendor": "nvidia"}})
+        if gpu is None and not memory_gib:
+            doc_notes.append(f"GPU product {product!r} is not in the built-in catalog: its nodes have no "
+                             f"{GPU_MEMORY_LABEL} label to tell its memory by")
+        elif gpu is None:
+            notes.append(GpuTypeNote(f"pool {unique}: GPU product {product!r} is not in the built-in catalog: added a "
+                                     f"GPUType document named {{names}} of {memory_gib} GiB (its {GPU_MEMORY_LABEL} "
+                                     "label); check it, and give models a throughput for it", [gpu_type]))
+            documents.append({"apiVersion": API_VERSION, "kind": "GPUType", "metadata": {"name": gpu_type},
+                              "spec": {"memoryGiB": memory_gib, "vendor": "nvidia"}})
         short = [m["metadata"]["name"] for m, a in zip(members, allocatable, strict=True) if a < per_node]
         if short:
             doc_notes.append(f"nodes {', '.join(sorted(short))} offer fewer than {per_node} GPUs (a failed GPU?)")

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from placer.catalog import match_product
-from placer.discover import JurisdictionNote, PoolNote
+from placer.discover import GpuTypeNote, JurisdictionNote, PoolNote
 from placer.spec.kinds import API_VERSION
 from providers.base import Discovered, ProviderError, dns_label
 
@@ -354,8 +354,8 @@ def _gpu_type(product: str, memory_gib: float, added: dict[str, dict[str, Any]],
     if name not in added:
         added[name] = {"apiVersion": API_VERSION, "kind": "GPUType", "metadata": {"name": name},
                        "spec": {"memoryGiB": round(memory_gib, 1), "vendor": "nvidia"}}
-        notes.append(f"GPUType {name}: GPU '{product}' is not in the built-in catalog; added it "
-                     "(check memoryGiB, and give models a throughput for it)")
+        notes.append(GpuTypeNote(f"GPUType {{names}}: GPU '{product}' is not in the built-in catalog; added it "
+                                 "(check memoryGiB, and give models a throughput for it)", [name]))
     return name
 
 

@@ -737,6 +737,23 @@ def test_discover_kubernetes_lists_again_when_the_continue_token_expired_part_wa
     assert err.endswith("the listing took longer than the API server keeps its continue token; run it again")
 
 
+def test_a_merge_says_a_gpu_type_was_added_only_when_it_was(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """Every merge after the first said 'added a GPUType document named NVIDIA-RTX-6000-Ada-Generation'
+    beside 'unchanged GPUType/NVIDIA-RTX-6000-Ada-Generation': the fleet had it, nothing was added."""
+    fleet = tmp_path / "fleet"
+    fleet.mkdir()
+    rtx = {"nvidia.com/gpu.product": "NVIDIA-RTX-6000-Ada-Generation", "nvidia.com/gpu.memory": "49140",
+           "nvidia.com/gpu.count": "2"}
+    code, out, err = merge_kube(capsys, tmp_path, fleet, "prod", {"rtx-a": (2, rtx)})
+    assert code == 0, err
+    assert f"added {fleet / DISCOVERED_FILE}: GPUType/NVIDIA-RTX-6000-Ada-Generation" in out
+    assert "added a GPUType document named NVIDIA-RTX-6000-Ada-Generation of 48.0 GiB" in " ".join(err.split())
+    code, out, err = merge_kube(capsys, tmp_path, fleet, "prod", {"rtx-a": (2, rtx), "rtx-b": (2, rtx)})
+    assert code == 0, err
+    assert "unchanged GPUType/NVIDIA-RTX-6000-Ada-Generation" in out and "spec.nodes.count: 1 -> 2" in out
+    assert "GPUType" not in err
+
+
 def test_a_kubernetes_pool_of_other_sized_nodes_is_not_written_over_when_its_nodes_are_gone(
         capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     """With nvidia.com/gpu.count left out of a pool's identity, once the 1-GPU nodes were gone a merge
