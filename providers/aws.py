@@ -25,6 +25,7 @@ from botocore.exceptions import (
     ConnectTimeoutError,
     EndpointConnectionError,
     HTTPClientError,
+    InvalidRegionError,
     NoCredentialsError,
     NoRegionError,
     PartialCredentialsError,
@@ -208,6 +209,9 @@ class AwsProvider:
                 try:
                     self._clients[key] = session.client(
                         service, region_name=region, endpoint_url=self._explicit_endpoint, config=self._config)
+                except InvalidRegionError as exc:  # a ValueError too: it was said of the endpoint
+                    raise ProviderError(f"{region!r} is not an AWS region name (such as eu-west-1): fix --region, "
+                                        "AWS_REGION or the pool's target.aws.region", retryable=False) from exc
                 except ValueError as exc:  # botocore's "Invalid endpoint: ..."
                     raise ProviderError(f"AWS endpoint {self.endpoint_url!r} is not a URL ({exc}): give one such as "
                                         "https://autoscaling.eu-west-1.amazonaws.com in AWS_ENDPOINT_URL (or "

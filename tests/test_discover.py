@@ -1064,6 +1064,15 @@ def test_discover_aws_without_a_region_is_one_line(capsys: pytest.CaptureFixture
     assert err.strip() == "Error: AWS discovery needs regions: pass them, or set AWS_REGION / a profile region"
 
 
+def test_discover_aws_of_a_malformed_region_says_the_region_is_wrong(capsys: pytest.CaptureFixture[str],
+                                                                      aws_env: None) -> None:
+    """--region eu_west_1 said 'AWS endpoint None is not a URL': set AWS_ENDPOINT_URL or unset it."""
+    code, out, err = run(capsys, "discover", "aws", "--region", "eu_west_1")
+    assert code == 1 and out == ""
+    assert err.strip() == ("Error: 'eu_west_1' is not an AWS region name (such as eu-west-1): fix --region, "
+                           "AWS_REGION or the pool's target.aws.region")
+
+
 def test_discover_kubernetes_without_a_kubeconfig_file_says_so(capsys: pytest.CaptureFixture[str], tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """A kubeconfig path that names no file: the path and "no such file" (the client's own words
