@@ -202,10 +202,12 @@ def backend_from(state_cfg: dict[str, Any], override: str | None,
 def settings_json(fleet: Fleet, state_path: str | None = None) -> dict[str, Any]:
     """The settings a plan carries to apply. ``state_path``: the local state file `--state` named,
     which the plan was made against, so that `placer apply PLAN` records there (it carried the
-    Settings' state, and an apply of a plan made with --state recorded into another file)."""
+    Settings' state, and an apply of a plan made with --state recorded into another file). A relative
+    one is made absolute, from where plan runs, as it was typed: carried as typed, an apply run from
+    another directory recorded into a new state there."""
     s = fleet.settings
     return {
-        "state": ({"backend": "local", "path": str(Path(state_path))} if state_path
+        "state": ({"backend": "local", "path": str(Path(state_path).absolute())} if state_path
                   else s.state.model_dump(mode="json", by_alias=True, exclude_none=True)),
         "apply": s.apply.model_dump(mode="json", by_alias=True, exclude_none=True),
     }

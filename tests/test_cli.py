@@ -846,3 +846,21 @@ def test_a_tree_rendered_inside_the_fleet_is_skipped_by_the_next_plan(tmp_path):
     (fleet / "fleet.yaml").rename(own / "clusters" / "fleet.yaml")
     r = placer("validate", str(own))
     assert r.returncode == 0 and "valid (2 locations, 1 pool, 1 model" in r.stdout, r.stdout + r.stderr
+
+
+def test_a_plan_made_with_a_relative_state_is_applied_to_it_from_another_directory(tmp_path):
+    """`--state st/state.json` names a file from where plan runs; the plan carried the path as typed,
+    so `placer apply PLAN` run from another directory (a CI job's) recorded into a new state there,
+    and the next `plan --state st/state.json` started from nothing."""
+    fleet = write_fleet(tmp_path)
+    (tmp_path / "job1").mkdir()
+    (tmp_path / "job2").mkdir()
+    plan = tmp_path / "plan.json"
+    r = placer("plan", str(fleet), "-o", str(plan), "--state", "st/state.json", cwd=tmp_path / "job1")
+    assert r.returncode == 0, r.stderr
+    r = placer("apply", str(plan), cwd=tmp_path / "job2")
+    assert r.returncode == 0, r.stderr
+    assert not (tmp_path / "job2" / "st").exists()
+    assert json.loads((tmp_path / "job1" / "st" / "state.json").read_text())["serial"] == 1
+    r = placer("plan", str(fleet), "--state", "st/state.json", "--detailed-exitcode", cwd=tmp_path / "job1")
+    assert r.returncode == 0 and "No changes" in r.stdout, r.stdout + r.stderr
