@@ -424,7 +424,7 @@ def _warn_unfinished(backend: Any, state: Any, where: str) -> None:
     from what it did); said as one, the latter misled about an apply that was still running. A lock
     whose apply is gone (killed) is said with the command that removes it (``where``: force-unlock's
     --state or --fleet): it went unsaid, and the apply the plan advised was refused."""
-    from placer.state import describe_holder, holder_gone
+    from placer.state import describe_holder, holder_gone, said, unlock_command
 
     holder = backend.holder()
     done = len((state.applying or {}).get("done", []))
@@ -441,8 +441,8 @@ def _warn_unfinished(backend: Any, state: Any, where: str) -> None:
                   style="yellow")
     if holder is not None:  # its holder is gone
         err.print(f"warning: the state {backend.location} is locked by an apply that no longer runs (pid "
-                  f"{holder.get('PID')} on this host: killed?), and `placer apply` refuses until the lock is "
-                  f"removed: run `placer force-unlock {holder.get('ID')} {where}`", style="yellow")
+                  f"{said(holder.get('PID'))} on this host: killed?), and `placer apply` refuses until the lock is "
+                  f"removed: run `{unlock_command(holder, where)}`", style="yellow")
 
 
 def _refresh(fleet: Fleet, state: Any, apply_cfg: dict[str, Any]) -> tuple[Any, int]:

@@ -418,17 +418,25 @@ def describe_holder(holder: dict[str, Any]) -> str:
             f"lock ID {said(holder.get('ID', '?'))}")
 
 
+def unlock_command(holder: dict[str, Any], where: str) -> str:
+    """The `placer force-unlock` command that breaks ``holder``'s lock, its ID shell-quoted (a lock is a
+    file anyone with access may write: an ID of `x; rm -rf ~`, pasted, ran a second command), or quoted
+    as ``said`` does where it holds a control character, whose escape codes reached the terminal."""
+    lock_id = str(holder.get("ID"))
+    return f"placer force-unlock {shlex.quote(lock_id) if lock_id.isprintable() else said(lock_id)} {where}"
+
+
 def locked_message(location: str, holder: dict[str, Any], where: str, note: str = "") -> str:
     """Why a lock was refused, and the ``placer force-unlock`` command that breaks it (``where``:
     its --state or --fleet; ``note``: said after it). A lock that names no holder (empty or
     unreadable: written by hand or by another tool, or cut short) is broken by any ID: it said
     `placer force-unlock ?`, which the s3 backend refused."""
     if holder.get("ID") and holder_gone(holder):  # a process of this host: it said "If that process is gone"
-        return (f"the state {location} is locked: {describe_holder(holder)}; pid {holder.get('PID')} no longer "
-                f"runs on this host (killed?): run `placer force-unlock {holder['ID']} {where}`{note}")
+        return (f"the state {location} is locked: {describe_holder(holder)}; pid {said(holder.get('PID'))} no "
+                f"longer runs on this host (killed?): run `{unlock_command(holder, where)}`{note}")
     if holder.get("ID"):
         return (f"the state {location} is locked: {describe_holder(holder)}. If that process is gone, run "
-                f"`placer force-unlock {shlex.quote(str(holder['ID']))} {where}`{note}")
+                f"`{unlock_command(holder, where)}`{note}")
     return (f"the state {location} is locked by a lock that names no holder (empty or unreadable); if no placer is "
             f"using this state, any lock ID breaks it: run `placer force-unlock any {where}`{note}")
 

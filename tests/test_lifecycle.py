@@ -923,6 +923,25 @@ def test_a_lock_whose_apply_is_gone_is_said_by_plan_and_apply_with_the_command(
     apply_ok(capsys, path)
 
 
+
+def test_the_plans_warning_of_a_gone_apply_quotes_its_lock_as_apply_does(
+        env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    """A lock is a file anyone with access to the state may write: the plan's warning of a lock whose
+    process is gone put its ID in the force-unlock command as it was (`x; rm -rf ~` ran a second
+    command, pasted) and its escape codes on the terminal, where the refusal of a lock whose holder
+    may still run quotes them."""
+    plan_json(capsys, env)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = env.backend.lock("apply")
+    holder = dead.__enter__()  # never released
+    holder.update({"PID": int(gone.stdout), "ID": "x; rm -rf ~\x1b[2J"})
+    env.backend.lock_path.write_text(json.dumps(holder))
+    code, _, stderr = placer(capsys, "plan", str(env.fleet), "--now", lh.NOW)
+    said = " ".join(stderr.split())
+    assert code == 0 and "\x1b" not in stderr, stderr
+    assert "`placer force-unlock 'x; rm -rf ~\\x1b[2J' --fleet" in said, said
+
+
 # ---------------------------------------------------------------- an apply killed half-way
 
 

@@ -542,3 +542,19 @@ def test_the_lock_removes_the_temporary_files_a_killed_write_left(backend: Local
         assert not any(path.exists() for path in left)
         assert all(path.exists() for path in kept)
     assert backend.read() == sample_state()
+
+
+def test_a_lock_of_a_gone_process_written_by_another_hand_is_quoted_too(backend: LocalBackend) -> None:
+    """A lock naming a process of this host that no longer runs is said with the force-unlock command
+    to run; that message put the ID in the command as it was (`x; rm -rf ~` ran a second command),
+    where the one for a holder that may still run quotes it."""
+    import socket
+
+    backend.lock_path.parent.mkdir(parents=True)
+    gone = {"ID": "x; rm -rf ~", "Who": f"me@{socket.gethostname()}", "Operation": "apply", "PID": 4_000_000,
+            "Created": "2026-11-28T07:00:00Z"}
+    for pid in (4_000_000,):
+        backend.lock_path.write_text(json.dumps({**gone, "PID": pid}))
+        with pytest.raises(LockError) as caught, backend.lock("apply"):
+            pass
+        assert "`placer force-unlock 'x; rm -rf ~' --state" in str(caught.value), str(caught.value)
