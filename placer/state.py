@@ -401,6 +401,8 @@ def holder_gone(holder: dict[str, Any]) -> bool:
         return True
     except OSError:
         return False  # it runs, as another user
+    except OverflowError:
+        return False  # a PID no process can have (a lock written by another hand): it was an internal error
     return False
 
 

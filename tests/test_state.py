@@ -558,3 +558,21 @@ def test_a_lock_of_a_gone_process_written_by_another_hand_is_quoted_too(backend:
         with pytest.raises(LockError) as caught, backend.lock("apply"):
             pass
         assert "`placer force-unlock 'x; rm -rf ~' --state" in str(caught.value), str(caught.value)
+
+
+def test_a_lock_naming_a_pid_no_process_can_have_is_refused_in_words(backend: LocalBackend) -> None:
+    """A lock written by another hand may name a PID of this host no process can have (1 << 40):
+    the check whether that process is gone was an internal error (OverflowError) of every plan and
+    apply that read the lock; it may still run, for all placer can tell."""
+    import socket
+
+    from placer.state import holder_gone
+
+    holder = {"ID": "x", "Who": f"me@{socket.gethostname()}", "Operation": "apply", "PID": 1 << 40,
+              "Created": "2026-11-28T07:00:00Z"}
+    assert holder_gone(holder) is False
+    backend.lock_path.parent.mkdir(parents=True)
+    backend.lock_path.write_text(json.dumps(holder))
+    with pytest.raises(LockError) as caught, backend.lock("apply"):
+        pass
+    assert "If that process is gone, run `placer force-unlock x --state" in str(caught.value), str(caught.value)
