@@ -17,7 +17,7 @@ from placer.cost import model_compute_usd, penalty_by_policy, violations
 from placer.fleet import Fleet, Model, Policy
 from placer.placement import Placement
 from placer.policy import Rules, Violation
-from placer.render.report import rate_format
+from placer.render.report import rates_apart
 from placer.state import State
 
 # a preferred policy's penalty that falls by less is no reason (the cost report's cent)
@@ -68,7 +68,7 @@ class Reasons:
         prior = state.models.get(model, {}).get("demand")
         if m.inference and prior is not None and abs(prior - m.total_demand) > 1e-9 and self.follows(m, prior):
             # as the plan's tables give rates (":g" said 1e+06 -> 1.23457e+06, six digits kept)
-            rate = rate_format([prior, m.total_demand])
+            rate = rates_apart([prior, m.total_demand])
             reasons.append(f"demand changed {rate.format(prior)} -> {rate.format(m.total_demand)}")
         reasons += self.policies(m)
         reasons += self.counts(m, before, after)
@@ -114,7 +114,7 @@ class Reasons:
             serve = sum(r * model.spec.throughput.get(self.fleet.pools[p].gpu.name, 0.0)
                         for p, r in self.before.pools_of(name).items() if (name, p) not in excluded)
             if serve < model.total_demand - 1e-9:
-                rate = rate_format([serve, model.total_demand])
+                rate = rates_apart([serve, model.total_demand])
                 return (f"capacity for demand: the replicas it may keep serve {rate.format(serve)} of its "
                         f"{rate.format(model.total_demand)}")
         rooms = [f"room on {p} for {', '.join(others)}" for p, others in self._displaced(model)]

@@ -180,3 +180,14 @@ def test_demand_in_a_reason_reads_as_the_plans_tables_give_it(capsys, tmp_path):
                                      [pool("p", "a", count=2), chat(1_234_567)])
     assert reasons == {"deployment/chat@p": ["demand changed 1,000,000 -> 1,234,567"]}
     assert "e+06" not in text + markdown
+
+
+def test_a_demand_change_smaller_than_a_tables_rounding_is_told_apart(capsys, tmp_path):
+    """A change of demand the tables round away (200 -> 200.004 units/s) that takes a replica more
+    gives both rates with the digits that tell them apart; it said 'demand changed 200 -> 200'."""
+    def m(rate: float) -> dict[str, Any]:
+        return inference("m", [{"location": "a", "rate": rate}])
+
+    reasons, _, _ = replan(capsys, Fleet(tmp_path), [pool("p", "a"), m(200)], [pool("p", "a"), m(200.004)],
+                           objective={"unmetUsdPerRate": 1000})
+    assert reasons == {"deployment/m@p": ["demand changed 200.000 -> 200.004"]}, reasons

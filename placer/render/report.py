@@ -118,6 +118,17 @@ def rate_format(values: Sequence[float | None]) -> str:
     return "{:,.0f}" if whole else "{:,.2f}"
 
 
+def rates_apart(values: Sequence[float]) -> str:
+    """``rate_format``, with the decimals (up to 6) that tell distinct ``values`` apart: a change
+    the tables round away (200 -> 200.004, which took a replica more) read 'demand changed 200 -> 200'."""
+    fmt = rate_format(values)
+    for digits in range(3, 7):
+        if len({fmt.format(v) for v in values}) == len(set(values)):
+            break
+        fmt = f"{{:,.{digits}f}}"
+    return fmt
+
+
 def rate_column(values: Sequence[float | None]) -> list[str]:
     """A table column of rates in one format (``rate_format``: "30.00" once stood above "500" and
     "1,800"; the pull-request comment showed 0.5 as 0); None is "-" (a model without demand)."""
