@@ -549,7 +549,7 @@ def read(path: str | Path) -> Plan:
         # utf-8-sig: an editor or PowerShell's Out-File may have saved the plan with a byte-order mark
         text = Path(path).read_text(encoding="utf-8-sig")
     except FileNotFoundError:
-        raise PlanFileError(f"{path}: no such plan file; create one with `placer plan FLEET -o {path}`") from None
+        raise PlanFileError(f"{path}: no such plan file; create one with `placer plan FLEET -o {shlex.quote(str(path))}`") from None
     except IsADirectoryError:  # the fleet, most likely: it said "[Errno 21] Is a directory"
         raise PlanFileError(f"{path} is a directory, not a plan file: make one with `placer plan {shlex.quote(str(path))} -o plan.json` "
                             "and pass that") from None

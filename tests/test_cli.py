@@ -864,3 +864,10 @@ def test_a_plan_made_with_a_relative_state_is_applied_to_it_from_another_directo
     assert json.loads((tmp_path / "job1" / "st" / "state.json").read_text())["serial"] == 1
     r = placer("plan", str(fleet), "--state", "st/state.json", "--detailed-exitcode", cwd=tmp_path / "job1")
     assert r.returncode == 0 and "No changes" in r.stdout, r.stdout + r.stderr
+
+
+def test_the_plan_command_for_a_missing_plan_quotes_its_path(tmp_path):
+    """`placer show 'my plan.json'` of a plan not made yet said to create it with `placer plan FLEET
+    -o my plan.json`, which, pasted, saves a plan named 'my' (and reads 'plan.json' as the fleet)."""
+    r = placer("show", str(tmp_path / "my plan.json"))
+    assert r.returncode == 1 and f"`placer plan FLEET -o '{tmp_path / 'my plan.json'}'`" in r.stderr, r.stderr
