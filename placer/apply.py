@@ -98,12 +98,16 @@ def _is_retryable(exc: BaseException) -> bool:
     return bool(getattr(exc, "retryable", False))
 
 
-def check_fresh(plan: Plan, state: State) -> None:
+def check_fresh(plan: Plan, state: State, location: str | None = None) -> None:
+    """Refuse a plan not made from ``state``, read at ``location`` (named where a plan finds no state
+    there: a plan applied on another machine, or its state moved, said "there is no state now", and
+    nothing of which file apply had looked for)."""
     if plan.prior_lineage != state.lineage or plan.prior_serial != state.serial:
         # before the first apply there is no state, which a message calls so (it said "lineage None")
         made = ("no state (nothing applied yet)" if plan.prior_lineage is None
                 else f"state lineage {plan.prior_lineage} serial {plan.prior_serial}")
-        now = ("there is no state now (was it removed, or is this another state file?)" if state.lineage is None
+        at = f" at {location}" if location else ""
+        now = (f"there is no state{at} now (was it removed, or is this another state file?)" if state.lineage is None
                else f"the state is now lineage {state.lineage} serial {state.serial} (something was applied since)")
         again = "Run `placer plan` again and apply the new plan."
         if state.lineage is not None and plan.prior_lineage is not None and state.lineage != plan.prior_lineage:

@@ -566,7 +566,7 @@ def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str
         with backend.lock("apply"), _saying(applier.notes), _sigterm_interrupts() as stopped_by:
             try:
                 state = backend.read()
-                check_fresh(the_plan, state)
+                check_fresh(the_plan, state, backend.location)
             except Exception as exc:
                 unread = exc
             else:

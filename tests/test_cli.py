@@ -871,3 +871,15 @@ def test_the_plan_command_for_a_missing_plan_quotes_its_path(tmp_path):
     -o my plan.json`, which, pasted, saves a plan named 'my' (and reads 'plan.json' as the fleet)."""
     r = placer("show", str(tmp_path / "my plan.json"))
     assert r.returncode == 1 and f"`placer plan FLEET -o '{tmp_path / 'my plan.json'}'`" in r.stderr, r.stderr
+
+
+def test_a_stale_plan_without_its_state_names_the_state_apply_read(tmp_path):
+    """A plan applied where its state is not (another machine, the state file moved) was refused as
+    'there is no state now (was it removed, or is this another state file?)', without naming the
+    file apply had looked for."""
+    fleet, state, plan = write_fleet(tmp_path), tmp_path / "st" / "state.json", tmp_path / "plan.json"
+    assert placer("apply", str(fleet), "--auto-approve", "--state", str(state)).returncode == 0
+    assert placer("plan", str(fleet), "-o", str(plan), "--state", str(state)).returncode == 0
+    state.rename(tmp_path / "moved.json")
+    r = placer("apply", str(plan))
+    assert r.returncode == 1 and f"but there is no state at {state} now" in r.stderr, r.stderr

@@ -536,8 +536,9 @@ def test_stale_plan_is_refused_and_changes_nothing(env: Env, capsys: pytest.Capt
     plan_json(capsys, env, c)
     env.state.unlink()
     code, _, stderr = placer(capsys, "apply", str(c))
+    said = " ".join(stderr.split())
     assert code == 1 and f"stale plan: it was made against state lineage {lineage} serial 1, but there is no " \
-        "state now (was it removed, or is this another state file?)" in stderr, stderr
+        f"state at {env.state} now (was it removed, or is this another state file?)" in said, stderr
 
 
 def edited_plan_is_refused(capsys: pytest.CaptureFixture[str], env: Env, edit: Any, said: str) -> None:
