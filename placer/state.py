@@ -375,25 +375,43 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def pid_namespace() -> str | None:
+    """The PID namespace this process runs in (Linux: ``pid:[4026531836]``), None where there are none:
+    a container on the host's network has the host's name, but not its processes."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+
+
 def lock_info(operation: str) -> dict[str, Any]:
     try:
         user = getpass.getuser()
     except Exception:
         user = str(os.getuid())
-    return {
+    info: dict[str, Any] = {
         "ID": str(uuid.uuid4()),
         "Operation": operation,
         "Who": f"{user}@{socket.gethostname()}",
         "PID": os.getpid(),
         "Created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
+    namespace = pid_namespace()
+    if namespace is not None:
+        info["PIDNamespace"] = namespace
+    return info
 
 
 def holder_gone(holder: dict[str, Any]) -> bool:
-    """Whether a lock's holder is known to be gone: a process of this host that no longer runs
-    (a killed apply's lock). One of another host, or a lock that names none, may still run."""
+    """Whether a lock's holder is known to be gone: a process of this host, and of this PID namespace,
+    that no longer runs (a killed apply's lock). One of another host, of another PID namespace (a
+    container with the host's name, `docker run --network host`: a running apply's lock was said gone
+    and to be forced), of one not recorded (an older placer's lock), or a lock that names none, may
+    still run."""
     who, pid = str(holder.get("Who", "")), holder.get("PID")
     if who.rpartition("@")[2] != socket.gethostname() or not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
+    if holder.get("PIDNamespace") != pid_namespace():
         return False
     try:
         os.kill(pid, 0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -576,3 +577,30 @@ def test_a_lock_naming_a_pid_no_process_can_have_is_refused_in_words(backend: Lo
     with pytest.raises(LockError) as caught, backend.lock("apply"):
         pass
     assert "If that process is gone, run `placer force-unlock x --state" in str(caught.value), str(caught.value)
+
+
+def test_a_lock_held_from_another_pid_namespace_of_this_host_is_not_said_gone(backend: LocalBackend) -> None:
+    """A container that shares the host's name (`docker run --network host`, a pod on the host
+    network) sees none of the host's processes, nor the host its own: a lock held by a running apply
+    there was said to be of a process that 'no longer runs on this host (killed?)', with the
+    force-unlock command, which let a second apply in beside it. Only a lock taken in this PID
+    namespace (or one of a system without them) is known gone by its PID."""
+    import socket
+
+    from placer.state import holder_gone, lock_info
+
+    ours = lock_info("apply")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    assert holder_gone({**ours, "PID": int(dead.stdout)})  # taken here: its PID is one of ours
+    elsewhere = {**ours, "PID": int(dead.stdout), "Who": f"me@{socket.gethostname()}"}
+    if not os.path.exists("/proc/self/ns/pid"):
+        pytest.skip("no PID namespaces on this system")
+    elsewhere["PIDNamespace"] = "pid:[1]"
+    assert not holder_gone(elsewhere)
+    del elsewhere["PIDNamespace"]  # a lock of an older placer: where it was taken is not known
+    assert not holder_gone(elsewhere)
+    backend.lock_path.parent.mkdir(parents=True)
+    backend.lock_path.write_text(json.dumps({**elsewhere, "PIDNamespace": "pid:[1]"}))
+    with pytest.raises(LockError) as caught, backend.lock("apply"):
+        pass
+    assert "no longer runs" not in str(caught.value) and "If that process is gone" in str(caught.value)
