@@ -11,6 +11,7 @@ Retrying with backoff is the apply engine's job; botocore's own retries are kept
 from __future__ import annotations
 
 import os
+import shlex
 import threading
 import time
 from collections.abc import Callable
@@ -198,7 +199,7 @@ class AwsProvider:
                 profile = exc.kwargs.get("profile")
                 raise ProviderError(f"no AWS profile named {profile!r} (AWS_PROFILE or AWS_DEFAULT_PROFILE names it) "
                                     "in the AWS config files: add it (`aws configure --profile "
-                                    f"{profile}`) or unset AWS_PROFILE", retryable=False) from exc
+                                    f"{shlex.quote(str(profile))}`) or unset AWS_PROFILE", retryable=False) from exc
         return self._session
 
     def _client(self, service: str, region: str) -> Any:

@@ -533,3 +533,12 @@ def test_a_profile_or_endpoint_aws_cannot_use_is_said_as_such_and_only_when_aws_
     with pytest.raises(ProviderError) as err:
         AwsProvider(region_names=[EU]).observe(pool_change(1, asg_name="gpu-asg"))
     assert not err.value.retryable and "'not-a-url'" in str(err.value) and "AWS_ENDPOINT_URL" in str(err.value)
+
+
+def test_the_aws_configure_command_for_a_missing_profile_quotes_its_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    """AWS_PROFILE='ml team' naming no profile said to run `aws configure --profile ml team`, which,
+    pasted, configures a profile 'ml' and fails on 'team'."""
+    monkeypatch.setenv("AWS_PROFILE", "ml team")
+    with pytest.raises(ProviderError) as err:
+        AwsProvider(region_names=[EU]).observe(pool_change(1, asg_name="gpu-asg"))
+    assert "`aws configure --profile 'ml team'`" in str(err.value), str(err.value)
