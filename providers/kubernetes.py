@@ -565,8 +565,8 @@ def _not_a_kubeconfig(path: str) -> str | None:
         return f"not YAML{where} ({getattr(exc, 'problem', None) or 'unreadable'})"
     except RecursionError:
         return "YAML nested too deeply"
-    if doc is None:
-        return None  # empty: the client reads it as no configuration
+    if doc is None or doc == {}:
+        return None  # empty (or `{}`): the client reads it as no configuration
     # a file of a KUBECONFIG list may hold its preferences only (kind: Config): the client merges it
     if not isinstance(doc, dict) or not (doc.get("kind") == "Config" or any(k in doc for k in KUBECONFIG_KEYS)):
         return "a kubeconfig is a YAML mapping of clusters, contexts and users (kind: Config)"

@@ -1124,6 +1124,24 @@ def test_discover_kubernetes_reads_a_kubeconfig_list_with_a_file_of_preferences_
     assert code == 0 and "kind: Pool" in out, err
 
 
+
+def test_discover_kubernetes_reads_a_kubeconfig_list_with_an_empty_mapping(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file of a KUBECONFIG list that holds `{}`, no configuration as an empty file is, which the
+    client merges as any, was refused as 'not a kubeconfig ... (kind: Config)'."""
+    empty = tmp_path / "empty"
+    empty.write_text("{}\n")
+    with FakeKubeApiServer() as kube:
+        kube.add_node("gpu-a", gpus=8, labels={"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3",
+                                               "nvidia.com/gpu.memory": "81559"})
+        kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", {"lab": kube.url})
+        listed = f"{kubeconfig}{os.pathsep}{empty}"
+        monkeypatch.setenv("KUBECONFIG", listed)
+        monkeypatch.setattr("kubernetes.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION", listed)
+        code, out, err = run(capsys, "discover", "kubernetes", "--context", "lab")
+    assert code == 0 and "kind: Pool" in out, err
+
+
 # ---------------------------------------------------------------- text that looks like a number
 
 
