@@ -59,6 +59,24 @@ def solve_quietly(solver: pywraplp.Solver, params: pywraplp.MPSolverParameters) 
         return int(solver.Solve(params))
 
 
+HIGHS_ABS_GAP = 1e-6  # HiGHS' mip_abs_gap, left at its default: it also stops within this of its bound
+
+
+def proven_bound(solver: pywraplp.Solver, status: int, relative_gap: float) -> float:
+    """What the solved model's objective is proven no lower than. OR-Tools' HiGHS interface reports
+    its plan's objective as the best bound once HiGHS stops within the gap, not HiGHS' own bound:
+    what the stop proves is the objective less the gap (HiGHS' gap is to |objective|). Taken as
+    the bound, a plan 0.08% above the optimum (20 models x 10 pools) reported that dearer plan as
+    the bound, and a gap of 0."""
+    if solver.NumVariables() == 0:
+        return 0.0
+    value = float(solver.Objective().Value())
+    best = float(solver.Objective().BestBound())
+    if status == pywraplp.Solver.OPTIMAL and getattr(solver, "placer_kind", "") == "HIGHS":
+        best = min(best, value - max(relative_gap * abs(value), HIGHS_ABS_GAP))
+    return best
+
+
 def available_cores() -> int:
     """The cores this process may use (its CPU affinity, where the OS tells it): the default for
     Settings' solver.workers."""
@@ -159,8 +177,7 @@ def optimize(
     terms["unmet"] += mip.unserved_usd
     tie = sum(c * v.solution_value() for c, v in mip.tie_break)
     objective = (mip.solver.Objective().Value() if mip.solver.NumVariables() else 0.0) - tie + mip.unserved_usd
-    bound = (mip.solver.Objective().BestBound() - tie + mip.unserved_usd if status == pywraplp.Solver.FEASIBLE
-             else objective)
-    bound = min(bound, objective)
+    bound = min(proven_bound(mip.solver, status, fleet.settings.solver.relative_gap) - tie + mip.unserved_usd,
+                objective)
     placement = read_placement(fleet, cands, mip)
     return SolveResult(name, placement, objective, bound, wall, terms, cands)
