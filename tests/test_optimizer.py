@@ -766,26 +766,41 @@ def test_demand_beyond_reach_is_priced_but_left_out_of_the_solvers_objective(rou
     assert result.objective - result.bound <= 1e-3 * (8 + 4)  # within the gap of what is decided
 
 
+def generated_at_gap(gap: float) -> Fleet:
+    """A generated fleet of 12 models x 8 pools (seed 5) whose exact MIP, stopped within a relative
+    gap of 5%, holds a plan 3% above its optimum."""
+    from bench.generate import generate, to_fleet
+
+    docs = generate(12, 8, seed=5)
+    next(d for d in docs if d["kind"] == "Settings")["spec"]["solver"] = {"relativeGap": gap, "timeLimitSeconds": 20}
+    return to_fleet(docs)
+
+
 def test_the_exact_routes_bound_stopped_within_the_gap_is_no_higher_than_the_optimum(monkeypatch):
     """HiGHS stops within solver.relativeGap of its bound, and OR-Tools reports that plan's objective
     as the best bound: the exact route took it for its bound, above the optimum, and a gap of 0 (a
     generated 20 x 10 fleet: bound 430.89 USD/h at the default gap, the optimum 430.55). Here the
     gap is 5%, on a fleet whose MIP stops 3% above its optimum."""
-    from bench.generate import generate, to_fleet
-
     monkeypatch.setenv("PLACER_OPTIMIZER", "exact")
-
-    def exact(gap: float):
-        docs = generate(12, 8, seed=5)
-        next(d for d in docs if d["kind"] == "Settings")["spec"]["solver"] = {"relativeGap": gap,
-                                                                               "timeLimitSeconds": 20}
-        return optimize(to_fleet(docs), RULES)
-
-    stopped, optimum = exact(0.05), exact(0.0)
+    stopped, optimum = optimize(generated_at_gap(0.05), RULES), optimize(generated_at_gap(0.0), RULES)
     assert stopped.status == optimum.status == "OPTIMAL"
     assert stopped.objective > optimum.objective + 1.0  # the stop left a dearer plan
     assert stopped.bound <= optimum.objective + 1e-6
     assert 0 < stopped.gap <= 0.05 + 1e-6
+
+def test_an_exact_replan_stopped_within_the_gap_keeps_what_runs_unless_moving_pays(monkeypatch):
+    """Re-planned from its optimum, the fleet's MIP stopped within 5% at a plan that moved 2 replicas
+    and cost 710.14 USD/h, churn priced, against 708.69 for keeping what runs: the exact route
+    took it. It now keeps what runs where the plan it stopped at costs no less."""
+    monkeypatch.setenv("PLACER_OPTIMIZER", "exact")
+    optimum = optimize(generated_at_gap(0.0), RULES)
+    current = dict(optimum.placement.replicas)
+    f = generated_at_gap(0.05)
+    again = optimize(f, RULES, current=current)
+    assert again.placement.replicas == current
+    assert again.objective == pytest.approx(price(f, optimum.placement, RULES, current).objective, rel=1e-6)
+    assert again.objective == pytest.approx(price(f, again.placement, RULES, current).objective, rel=1e-6)
+    assert again.bound <= again.objective
 
 
 def test_servable_caps_each_entry_at_its_routes_and_maxreplicas():

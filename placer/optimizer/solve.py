@@ -173,11 +173,51 @@ def optimize(
         return replace(fallback, wall_seconds=time.monotonic() - started, candidates=fallback.candidates or cands)
     if status not in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE):
         return SolveResult(name, None, math.inf, -math.inf, wall, {}, cands)
+    objective, terms, placement = _answer(fleet, cands, mip)
+    bound = min(proven_bound(mip.solver, status, fleet.settings.solver.relative_gap) - _tie(mip) + mip.unserved_usd,
+                objective)
+    limit = time_limit if time_limit is not None else fleet.settings.solver.time_limit_seconds
+    solved = _solved(mip)
+    kept = _kept(fleet, cands, mip, current, placement, forbid, limit - (time.monotonic() - started))
+    if kept is not None and kept[0] <= solved + 1e-9:  # the tie break's too: fewer replicas at one cost
+        say("keeping what runs: the plan the solver stopped at costs more")
+        objective, terms, placement = kept[1]
+        bound = min(bound, objective)
+    return SolveResult(name, placement, objective, bound, time.monotonic() - started, terms, cands)
+
+
+def _tie(mip: MipModel) -> float:
+    return float(sum(c * v.solution_value() for c, v in mip.tie_break))
+
+
+def _solved(mip: MipModel) -> float:
+    """The solver's own objective: the plan's with the tie break, without the demand no pool serves."""
+    return float(mip.solver.Objective().Value()) if mip.solver.NumVariables() else 0.0
+
+
+def _answer(fleet: Fleet, cands: Candidates, mip: MipModel) -> tuple[float, dict[str, float], Placement]:
+    """The solved model's objective (the cost function's: without the tie break, with the demand no
+    pool could serve), its terms and its placement."""
     terms = {t: sum(c * v.solution_value() for c, v in mip.terms[t]) for t in TERMS}
     terms["unmet"] += mip.unserved_usd
-    tie = sum(c * v.solution_value() for c, v in mip.tie_break)
-    objective = (mip.solver.Objective().Value() if mip.solver.NumVariables() else 0.0) - tie + mip.unserved_usd
-    bound = min(proven_bound(mip.solver, status, fleet.settings.solver.relative_gap) - tie + mip.unserved_usd,
-                objective)
-    placement = read_placement(fleet, cands, mip)
-    return SolveResult(name, placement, objective, bound, wall, terms, cands)
+    return _solved(mip) - _tie(mip) + mip.unserved_usd, terms, read_placement(fleet, cands, mip)
+
+
+def _kept(fleet: Fleet, cands: Candidates, mip: MipModel, current: Mapping[tuple[str, str], int],
+          plan: Placement, forbid: frozenset[tuple[str, str]],
+          time_left: float) -> tuple[float, tuple[float, dict[str, float], Placement]] | None:
+    """What runs kept as it is, nodes and routes planned around it, where the plan moves replicas
+    (HiGHS stops within solver.relativeGap of its bound, at a plan that may cost more than keeping
+    what runs, churn priced): the solver's objective of it and its answer. None where what runs
+    cannot be kept (a pair no longer eligible or forbidden, a rule it breaks) or no answer came."""
+    running = {k: r for k, r in current.items() if r > 0}
+    if not running or running == dict(plan.replicas) or time_left <= 0:
+        return None
+    if any(k not in mip.x or k in forbid or r > mip.x[k].ub() for k, r in running.items()):
+        return None
+    for key, var in mip.x.items():
+        var.SetBounds(running.get(key, 0), running.get(key, 0))
+    status = solve_quietly(mip.solver, configure(mip.solver, fleet, max(1.0, time_left)))
+    if status not in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE):
+        return None
+    return _solved(mip), _answer(fleet, cands, mip)
