@@ -1029,3 +1029,20 @@ def test_the_scalable_route_leaves_a_gang_unplaced_where_its_penalty_costs_more(
     got = both_routes(f, monkeypatch)
     assert got["exact"][1].objective == pytest.approx(14.6)
     assert got["scalable"][0].replicas == got["exact"][0].replicas == {("b", "q"): 1}
+
+
+def test_a_scalable_replan_that_finds_no_plan_around_what_runs_proves_the_fleet_infeasible(monkeypatch):
+    """m runs on p and q (a required spread over 2 failure domains); q lost, no plan can hold it.
+    The re-plan around what runs found none and answered UNKNOWN, which whatif and plan told the
+    user to cure by raising the time limit (bench M with a pool down, after 1.8 s of 5), naming no
+    conflict; the whole route's LP proves it INFEASIBLE, whose conflict explain_infeasible names."""
+    monkeypatch.setenv("PLACER_OPTIMIZER", "scalable")
+    docs = [location("a"), pool("p", "a", failureDomain="da"),
+            inference("m", [{"location": "a", "rate": 100}], minReplicas=2),
+            policy("two-domains", {"spread": {"minFailureDomains": 2}})]
+    both = fleet(*docs, pool("q", "a", failureDomain="db"))
+    first, _ = solve(both)
+    assert first.replicas == {("m", "p"): 1, ("m", "q"): 1}
+    lost = fleet(*docs, pool("q", "a", count=0, failureDomain="db"))
+    result = optimize(lost, RULES, current=dict(first.replicas))
+    assert result.placement is None and result.status == "INFEASIBLE"

@@ -517,13 +517,19 @@ def optimize_large(
     else:
         model = build_matrix(arrays, rules, current, cuts=not replan, cut_levels=cut_levels(arrays.n_pairs))
         where = ""
-    for m, p in forbid:
-        j = model.arrays.find_pair(m, p)
-        if j is not None:
-            model.ub[model.blocks["x"][0] + j] = 0.0
+    _forbid(model, forbid)
     clock.mark("model", f"{where}{model.n_cols} columns, {model.n_rows} rows, {model.A.nnz} nonzeros")
-    result = solve_model(model, clock, fleet.settings.solver.relative_gap,
-                         workers=search_threads(fleet.settings.solver.workers), prices=prices)
+    gap, workers = fleet.settings.solver.relative_gap, search_threads(fleet.settings.solver.workers)
+    result = solve_model(model, clock, gap, workers=workers, prices=prices)
+    if replan and result.placement is None and result.status != "INFEASIBLE":
+        # no plan around what runs (a pool lost under a required spread, a minimum that must
+        # move): the whole route, whose LP finds a plan elsewhere or proves there is none. The
+        # re-plan's "UNKNOWN" told whatif and plan to raise the time limit, after 1.8 s of 5 at M,
+        # for a fleet no plan can hold (whatif named no conflict)
+        clock.begin("no plan around what runs: planning the whole fleet")
+        model = build_matrix(arrays, rules, current, cuts=True, cut_levels=cut_levels(arrays.n_pairs))
+        _forbid(model, forbid)
+        result = solve_model(model, clock, gap, workers=workers, mode=whole_mode(arrays))
     result.log = clock.log
     # the reasons pairs are out, worked out when asked for (explain, a plan's reasons)
     excluded = Exclusions(fleet, rules, dict(arrays.retired))
@@ -532,6 +538,19 @@ def optimize_large(
     else:
         result.candidates = Candidates(retired=dict(arrays.retired), excluded=excluded)
     return result
+
+
+def _forbid(model: MatrixModel, forbid: frozenset[tuple[str, str]]) -> None:
+    """Keep the given (model, pool) pairs empty."""
+    for m, p in forbid:
+        j = model.arrays.find_pair(m, p)
+        if j is not None:
+            model.ub[model.blocks["x"][0] + j] = 0.0
+
+
+def whole_mode(a: FleetArrays) -> str:
+    """The route over the whole fleet: ``direct`` beyond LP_PAIRS, else ``lp``."""
+    return "direct" if a.n_pairs > LP_PAIRS else "lp"
 
 
 def choose_mode(a: FleetArrays, cur: FloatArray) -> str:
@@ -545,7 +564,7 @@ def choose_mode(a: FleetArrays, cur: FloatArray) -> str:
     covered[a.pair_model[cur > 0]] = True
     if active.any() and covered[active].mean() >= REPLAN_SHARE and serves(a, cur) >= REPLAN_SERVES:
         return "replan"
-    return "direct" if a.n_pairs > LP_PAIRS else "lp"
+    return whole_mode(a)
 
 
 def serves(a: FleetArrays, cur: FloatArray) -> float:
@@ -832,12 +851,13 @@ def _recombined(model: MatrixModel, configs: Configurations | None, v: FloatArra
 
 
 def solve_model(model: MatrixModel, clock: Clock, gap: float, workers: int = 1,
-                prices: Prices | None = None) -> LargeResult:
+                prices: Prices | None = None, mode: str | None = None) -> LargeResult:
     """Modes: ``lp`` (the LP, rounded); ``replan`` (from the replicas running now, when they cover
     most models: a re-plan changes little, and starts from what runs); ``direct`` (fleets whose
     LP would not fit the time: from the greedy plan). The last two take their bound from
     ``lp.simple_duals`` unless the LP runs too; ``prices``: theirs, set on the full arrays of a
-    model restricted to some pairs (whose bound then holds for the whole fleet)."""
+    model restricted to some pairs (whose bound then holds for the whole fleet); ``mode``: this one,
+    not ``choose_mode``'s."""
     clock.begin("a first plan to start from")
     idle = IdleCores()  # whether the LP would find the search's threads a core each
     a = model.arrays
@@ -845,7 +865,7 @@ def solve_model(model: MatrixModel, clock: Clock, gap: float, workers: int = 1,
     tables = PairTables.build(model)
     cur = model.current
     cur_pairs = np.flatnonzero(cur > 0)
-    mode = choose_mode(a, cur)
+    mode = mode or choose_mode(a, cur)
     reserve = 0.3 + 0.02 * clock.limit
     if mode == "replan":
         gx = np.minimum(cur, model.ub[x0:x1]).astype(np.int64)
