@@ -1005,7 +1005,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except SystemExit as exc:
         return int(exc.code or 0) if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        if isinstance(exc.__context__, KeyboardInterrupt):
+            # click turns Ctrl-C into Abort: it said "Aborted." and exited 1, an error, where the
+            # interrupt below was meant (130, as shells count SIGINT)
+            return _interrupted()
         err.print("Aborted.")
         return 1
     except click.exceptions.NoArgsIsHelpError as exc:  # `placer` alone: its help, as asked, not an error
@@ -1023,8 +1027,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         err.print(f"{n} error{'s' if n != 1 else ''} in the fleet; nothing was planned or changed.")
         return 1
     except KeyboardInterrupt:
-        err.print("Interrupted.")
-        return 130
+        return _interrupted()
     except Exception as exc:
         if debug:
             traceback.print_exc()
@@ -1035,6 +1038,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             how = "the traceback is above" if debug else "rerun with --debug for the traceback"
             err.print(f"Error: internal error ({type(exc).__name__}: {exc}); {how} and report it")
         return 1
+
+
+def _interrupted() -> int:
+    """Ctrl-C (SIGINT) outside an apply, which says what it did itself: exit 130, as shells count it."""
+    err.print("Interrupted.")
+    return 130
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:

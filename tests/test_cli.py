@@ -883,3 +883,21 @@ def test_a_stale_plan_without_its_state_names_the_state_apply_read(tmp_path):
     state.rename(tmp_path / "moved.json")
     r = placer("apply", str(plan))
     assert r.returncode == 1 and f"but there is no state at {state} now" in r.stderr, r.stderr
+
+
+def test_ctrl_c_during_a_plan_says_interrupted_and_exits_130(tmp_path, capsys, monkeypatch):
+    """click turns Ctrl-C into its Abort: the plan said "Aborted." and exited 1, an error (a CI step
+    could not tell it from a failed plan), and main's "Interrupted." with 130 never ran. No plan
+    file is written."""
+    import placer.cli
+    import placer.planner
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(placer.planner, "optimize", interrupted)
+    fleet, out = write_fleet(tmp_path), tmp_path / "plan.json"
+    assert placer.cli.main(["plan", str(fleet), "-o", str(out)]) == 130
+    err = capsys.readouterr().err
+    assert err.strip() == "Interrupted.", err
+    assert not out.exists()
