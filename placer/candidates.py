@@ -12,6 +12,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from placer.fleet import Fleet, Model, Policy, Pool, model_matches
+from placer.placement import EPS, UNMET_DUST
 from placer.policy import Rules, behaviour
 from placer.spec import Diagnostic
 
@@ -241,11 +242,14 @@ def stranded_minimum(fleet: Fleet, retired: Mapping[str, str], n_pools: Callable
 
 def eligibility_warnings(fleet: Fleet, retired: Mapping[str, str], n_pools: Callable[[str], int],
                          n_routes: Callable[[str, int], int],
-                         reasons: Callable[[str], Iterable[Exclusion]]) -> list[Diagnostic]:
-    """Models no pool can host, and demand no pool can reach within its SLO (SPEC: warnings),
-    given what it counts: a model's eligible pools, a demand entry's routes, and why each pool is
-    out for a model that has none (asked only of such models). ``placer validate`` counts them
-    from the arrays (``optimizer.arrays.fleet_warnings``)."""
+                         reasons: Callable[[str], Iterable[Exclusion]],
+                         servable: Callable[[str, int], float]) -> list[Diagnostic]:
+    """Models no pool can host, demand no pool can reach within its SLO, and demand beyond what
+    any plan could serve (SPEC: "demand that cannot be served ... validate warns about it"),
+    given what it counts: a model's eligible pools, a demand entry's routes, why each pool is out
+    for a model that has none (asked only of such models), and the rate of a demand entry that its
+    routes' pools, full of the model's replicas (and no more than its maxReplicas), could serve.
+    ``placer validate`` counts them from the arrays (``optimizer.arrays.fleet_warnings``)."""
     out: list[Diagnostic] = []
     for model in fleet.models.values():
         doc = fleet.document("Model", model.name)
@@ -268,6 +272,15 @@ def eligibility_warnings(fleet: Fleet, retired: Mapping[str, str], n_pools: Call
                 slo = f"{dem.latency_slo_ms:g} ms" if dem.latency_slo_ms is not None else "any latency"
                 out.append(doc.diag(f"spec.demand[{i}]", f"no eligible pool is reachable from {dem.location} within "
                                     f"{slo}: this demand will be unmet", "spec", "demand", i, severity="warning"))
+                continue
+            served = servable(model.name, i)
+            if dem.rate - served > max(EPS, min(EPS * dem.rate, UNMET_DUST)):
+                cap = (f", and no more than its maxReplicas of {model.spec.max_replicas}"
+                       if model.spec.max_replicas is not None else "")
+                out.append(doc.diag(f"spec.demand[{i}]", f"at most {served:,.2f} of its rate {dem.rate:,.2f} can be "
+                                    f"served (every pool in reach full of this model's replicas{cap}): "
+                                    f"{dem.rate - served:,.2f} will be unmet in any plan; add capacity or lower the "
+                                    "rate", "spec", "demand", i, severity="warning"))
     return out
 
 

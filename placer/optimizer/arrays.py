@@ -475,10 +475,12 @@ def fleet_warnings(fleet: Fleet, rules: Rules) -> list[Diagnostic]:
     pools_of = np.bincount(a.pair_model, minlength=len(a.models))
     routes_of = {(a.models[int(m)].name, int(i)): int(n)
                  for m, i, n in zip(a.dem_model, a.dem_index, np.diff(a.route_ptr), strict=True)}
+    served = {(a.models[int(m)].name, int(i)): float(r) for m, i, r in zip(a.dem_model, a.dem_index, a.dem_rate, strict=True)}
     excluded = Exclusions(fleet, rules, a.retired)
 
     def reasons(model: str) -> list[Exclusion]:
         return [e for e in (excluded.get((model, pool)) for pool in fleet.pools) if e is not None]
 
     return eligibility_warnings(fleet, a.retired, lambda model: int(pools_of[index[model]]),
-                                lambda model, i: routes_of.get((model, i), 0), reasons)
+                                lambda model, i: routes_of.get((model, i), 0), reasons,
+                                lambda model, i: served.get((model, i), 0.0))
