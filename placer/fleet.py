@@ -226,7 +226,7 @@ def pool_matches(selector: Selector, pool: Pool) -> bool:
         and (selector.jurisdiction is None or pool.location.jurisdiction in selector.jurisdiction)
         and (selector.location is None or pool.location.name in selector.location)
         and (selector.gpu_type is None or pool.gpu.name in selector.gpu_type)
-        and (selector.spot is None or pool.spot == selector.spot)
+        and (selector.spot is None or pool.spot in selector.spot)
     )
 
 

@@ -901,3 +901,30 @@ def test_ctrl_c_during_a_plan_says_interrupted_and_exits_130(tmp_path, capsys, m
     err = capsys.readouterr().err
     assert err.strip() == "Interrupted.", err
     assert not out.exists()
+
+
+def test_a_spot_selector_takes_a_list_as_every_selector_field_does(tmp_path):
+    """SPEC: a selector's fields are ANDed, the values of one field ORed. `spot: [true]` was refused
+    ("Input should be a valid boolean") where `provider: [aws]` and `provider: aws` are taken alike;
+    `spot: [true, false]` is either, and `spot: []` selects nothing, warned of as `names: []` is."""
+    from tests.fleetkit import policy
+
+    fleet = write_fleet(tmp_path, pool("cheap", "a", usd=0.1, spot=True),
+                        inference("s", [{"location": "a", "rate": 100}], spotTolerant=True),
+                        policy("no-spot", {"denyPools": {}}, pools={"spot": [True]}))
+    r = placer("validate", str(fleet))
+    assert r.returncode == 0 and "warning" not in r.stderr, r.stderr
+    plan = tmp_path / "plan.json"
+    assert placer("plan", str(fleet), "-o", str(plan)).returncode == 0
+    assert {p["pool"] for p in json.loads(plan.read_text())["placements"]} == {"p"}
+    for spot, placed in (([True, False], set()), ([False], {"cheap"})):
+        (tmp_path / str(spot)).mkdir()
+        fleet = write_fleet(tmp_path / str(spot), pool("cheap", "a", usd=0.1, spot=True),
+                            inference("s", [{"location": "a", "rate": 100}], spotTolerant=True),
+                            policy("no-spot", {"denyPools": {}}, pools={"spot": spot}))
+        assert placer("plan", str(fleet), "-o", str(plan)).returncode == 0
+        assert {p["pool"] for p in json.loads(plan.read_text())["placements"]} == placed, spot
+    (tmp_path / "none").mkdir()
+    fleet = write_fleet(tmp_path / "none", policy("no-spot", {"denyPools": {}}, pools={"spot": []}))
+    r = placer("validate", str(fleet))
+    assert r.returncode == 0 and "spot is an empty list" in r.stderr, r.stderr

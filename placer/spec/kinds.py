@@ -346,8 +346,8 @@ def _as_list(v: Any) -> Any:
     return v
 
 
-# the selector fields that take one value for a list of one (`names: chat`)
-SELECTOR_LISTS = ("names", "environment", "provider", "jurisdiction", "location", "gpu_type", "workload")
+# the selector fields that take one value for a list of one (`names: chat`, `spot: true`)
+SELECTOR_LISTS = ("names", "environment", "provider", "jurisdiction", "location", "gpu_type", "workload", "spot")
 
 
 class Selector(Strict):
@@ -361,7 +361,7 @@ class Selector(Strict):
     location: list[str] | None = None
     gpu_type: list[str] | None = None
     workload: list[Workload] | None = None
-    spot: bool | None = None
+    spot: list[bool] | None = None
 
     @field_validator(*SELECTOR_LISTS, mode="before")
     @classmethod
