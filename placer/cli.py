@@ -404,6 +404,9 @@ def plan(fleet: str, out_path: str | None, as_json: bool, detailed_exitcode: boo
         summary.render(final.to_json(), out)
         if out_path:
             out.print(f"\nSaved the plan to {out_path}. Apply it with: placer apply {shlex.quote(out_path)}")
+        elif final.has_changes:  # as Terraform's plan without -out: there is no file for apply to take
+            out.print(f"\nThis plan was not saved: plan it with -o PLAN (placer plan {shlex.quote(fleet)} -o plan.json), "
+                      "then placer apply PLAN applies exactly its changes.")
     if detailed_exitcode and final.has_changes:
         raise SystemExit(2)
 

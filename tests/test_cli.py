@@ -928,3 +928,18 @@ def test_a_spot_selector_takes_a_list_as_every_selector_field_does(tmp_path):
     fleet = write_fleet(tmp_path / "none", policy("no-spot", {"denyPools": {}}, pools={"spot": []}))
     r = placer("validate", str(fleet))
     assert r.returncode == 0 and "spot is an empty list" in r.stderr, r.stderr
+
+
+def test_a_plan_with_changes_made_without_out_says_it_was_not_saved(tmp_path):
+    """SPEC: `placer plan` writes the plan file. Without -o it writes none, as Terraform's plan
+    without -out; its summary ended at "Plan: 1 to create" and nothing said that there was no file
+    for `placer apply`, or how to get one."""
+    fleet = write_fleet(tmp_path)
+    r = placer("plan", str(fleet), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "Plan: 1 to create" in r.stdout
+    assert f"not saved: plan it with -o PLAN (placer plan {fleet} -o plan.json)" in " ".join(r.stdout.split())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fleet"]
+    assert placer("apply", str(fleet), "--auto-approve").returncode == 0
+    r = placer("plan", str(fleet), cwd=tmp_path)  # no changes: nothing to apply, nothing said
+    assert r.returncode == 0 and "No changes" in r.stdout and "not saved" not in r.stdout
