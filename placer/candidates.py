@@ -243,12 +243,14 @@ def stranded_minimum(fleet: Fleet, retired: Mapping[str, str], n_pools: Callable
 def eligibility_warnings(fleet: Fleet, retired: Mapping[str, str], n_pools: Callable[[str], int],
                          n_routes: Callable[[str, int], int],
                          reasons: Callable[[str], Iterable[Exclusion]],
-                         servable: Callable[[str, int], float]) -> list[Diagnostic]:
+                         servable: Callable[[str, int], float],
+                         placeable: Callable[[str], Collection[int]]) -> list[Diagnostic]:
     """Models no pool can host, demand no pool can reach within its SLO, and demand beyond what
     any plan could serve (SPEC: "demand that cannot be served ... validate warns about it"),
     given what it counts: a model's eligible pools, a demand entry's routes, why each pool is out
-    for a model that has none (asked only of such models), and the rate of a demand entry that its
-    routes' pools, full of the model's replicas (and no more than its maxReplicas), could serve.
+    for a model that has none (asked only of such models), the rate of a demand entry that its
+    routes' pools, full of the model's replicas (and no more than its maxReplicas), could serve,
+    and the replicas of a training or batch model each pool it may run on could hold.
     ``placer validate`` counts them from the arrays (``optimizer.arrays.fleet_warnings``)."""
     out: list[Diagnostic] = []
     for model in fleet.models.values():
@@ -267,6 +269,20 @@ def eligibility_warnings(fleet: Fleet, retired: Mapping[str, str], n_pools: Call
                     "no pool can host this model: the fleet has no pools (add a Pool document for it to run on)")
             out.append(doc.diag("spec", said, severity="warning"))
             continue
+        wanted = model.spec.replicas or 0
+        if not model.inference and wanted:
+            held = placeable(model.name)
+            if model.spec.gang_effective and wanted > 1 and max(held, default=0) < wanted:
+                out.append(doc.diag("spec.replicas", f"no pool it may run on holds its gang of {wanted} x "
+                                    f"{model.spec.replica.gpus} GPUs whole: its {wanted} replicas will be unplaced in "
+                                    "any plan; add capacity to one pool or set gang: false", "spec", "replicas",
+                                    severity="warning"))
+            elif (wanted == 1 or not model.spec.gang_effective) and sum(held) < wanted:
+                said = (f"no pool it may run on has room for one of its replicas: its {wanted} will be unplaced in "
+                        "any plan; add capacity" if not sum(held) else
+                        f"at most {sum(held)} of its {wanted} replicas can be placed (every pool it may run on full "
+                        f"of them): {wanted - sum(held)} will be unplaced in any plan; add capacity or lower replicas")
+                out.append(doc.diag("spec.replicas", said, "spec", "replicas", severity="warning"))
         for i, dem in enumerate(model.spec.demand):
             if not n_routes(model.name, i) and dem.rate > 0:
                 slo = f"{dem.latency_slo_ms:g} ms" if dem.latency_slo_ms is not None else "any latency"

@@ -483,4 +483,5 @@ def fleet_warnings(fleet: Fleet, rules: Rules) -> list[Diagnostic]:
 
     return eligibility_warnings(fleet, a.retired, lambda model: int(pools_of[index[model]]),
                                 lambda model, i: routes_of.get((model, i), 0), reasons,
-                                lambda model, i: served.get((model, i), 0.0))
+                                lambda model, i: served.get((model, i), 0.0),
+                                lambda model: a.pair_max[a.pair_ptr[index[model]]:a.pair_ptr[index[model] + 1]].tolist())

@@ -249,13 +249,14 @@ def test_validate_warnings_from_the_arrays_are_find_candidates_warnings(seed):
     from placer.optimizer.arrays import build_arrays, fleet_warnings
 
     def warnings(fleet, cands):  # the same counts, read off find_candidates' objects
-        a = build_arrays(fleet, RULES)  # the rate each demand entry could be served, as the solver takes it
+        a = build_arrays(fleet, RULES)  # what each demand entry and model could be served, as the solver takes it
         served = {(a.models[m].name, i): r for m, i, r in zip(a.dem_model, a.dem_index, a.dem_rate, strict=True)}
         return eligibility_warnings(
             fleet, cands.retired, lambda model: len(cands.pools_of(model)),
             lambda model, i: len(cands.routes.get((model, i)) or ()),
             lambda model: [e for (m, _), e in cands.excluded.items() if m == model],
-            lambda model, i: served.get((model, i), 0.0))
+            lambda model, i: served.get((model, i), 0.0),
+            lambda model: a.pair_max[a.pair_ptr[a.model_index[model]]:a.pair_ptr[a.model_index[model] + 1]].tolist())
 
     docs = generate(30, 12, seed=seed)
     model = next(d for d in docs if d["kind"] == "Model" and d["spec"].get("demand"))
