@@ -49,6 +49,11 @@ Action = Literal["create", "update", "delete", "no-op"]
 PHASE_GROW, PHASE_UP, PHASE_DOWN, PHASE_SHRINK = 1, 2, 3, 4
 PHASE_NAMES = {PHASE_GROW: "grow capacity", PHASE_UP: "create and scale up, wait healthy",
                PHASE_DOWN: "scale down and delete", PHASE_SHRINK: "shrink capacity"}
+# the phases in which plan puts each kind of change (SPEC: make before break); apply runs by phase.
+# A deployment's delete may come in phase 2, first, where its pool cannot hold both copies (diff.py)
+PHASES_OF = {("pool", "create"): (PHASE_GROW,), ("pool", "update"): (PHASE_GROW, PHASE_SHRINK),
+             ("pool", "delete"): (PHASE_SHRINK,), ("deployment", "create"): (PHASE_UP,),
+             ("deployment", "update"): (PHASE_UP, PHASE_DOWN), ("deployment", "delete"): (PHASE_UP, PHASE_DOWN)}
 
 
 def deployment_place(target: dict[str, Any]) -> tuple[str | None, str]:
@@ -367,6 +372,10 @@ def _check_change(i: int, c: Any) -> str | None:
     wrong = _check_sides(i, c, kind)
     if wrong:
         return wrong
+    phases = PHASES_OF.get((kind, c["action"]), tuple(PHASE_NAMES))
+    if c["phase"] not in phases:  # a create moved to phase 4 was made after every delete: break before make
+        return (f"changes[{i}] puts a {kind}'s {c['action']} in phase {c['phase']} ({PHASE_NAMES[c['phase']]}); placer "
+                f"makes it in phase {' or '.join(map(str, phases))}")
     reasons = c.get("reasons") or []
     if not isinstance(reasons, list) or not all(isinstance(r, str) for r in reasons):
         return f"changes[{i}].reasons is not an array of strings"

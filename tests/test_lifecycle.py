@@ -1260,6 +1260,11 @@ TAMPERED = {
     "action": (lambda d: d["changes"][0].update(action="destroy"),
                "changes[0] has action 'destroy', not one of create, update, delete, no-op"),
     "phase": (lambda d: d["changes"][0].update(phase=9), "changes[0] has phase 9, not one of 1, 2, 3, 4"),
+    # make before break undone: a create applied with the shrinking, after every scale-down and delete
+    "phase-late": (lambda d: d["changes"][1].update(phase=4),
+                   "changes[1] puts a deployment's create in phase 4 (shrink capacity); placer makes it in phase 2"),
+    "phase-kind": (lambda d: d["changes"][0].update(phase=3),
+                   "changes[0] puts a pool's create in phase 3 (scale down and delete); placer makes it in phase 1"),
     "address": (lambda d: d["changes"][0].update(address="deployment/x"), "changes[0] has address 'deployment/x'"),
     "cost": (lambda d: d.update(cost="cheap"), "cost is not a JSON object"),
     "cost-entry": (lambda d: d["cost"].update(totalUsdPerHour="1"), "cost.totalUsdPerHour is '1', not a number"),
