@@ -1046,3 +1046,29 @@ def test_a_scalable_replan_that_finds_no_plan_around_what_runs_proves_the_fleet_
     lost = fleet(*docs, pool("q", "a", count=0, failureDomain="db"))
     result = optimize(lost, RULES, current=dict(first.replicas))
     assert result.placement is None and result.status == "INFEASIBLE"
+
+
+def test_a_search_that_stops_without_a_plan_on_a_fleet_that_has_none_names_its_conflict(monkeypatch):
+    """A search that stops with no plan and no proof (at bench M, a re-plan from an applied state
+    whose LP did not finish a round in time) on a fleet that has no plan: the fleet is checked as the
+    conflict search checks it, and the plan names the conflict; it said "raise Settings
+    solver.timeLimitSeconds", which no time would have mended. A fleet that has a plan stays UNKNOWN."""
+    import math
+
+    import placer.optimizer.large as large
+
+    def stopped(*args, **kwargs):
+        return large.LargeResult("UNKNOWN", None, math.inf, -math.inf, 0.0, {})
+
+    monkeypatch.setenv("PLACER_OPTIMIZER", "scalable")
+    monkeypatch.setattr(large, "solve_model", stopped)
+    f = pinned_pair()
+    assert optimize(f, RULES).status == "INFEASIBLE"
+    with pytest.raises(InfeasibleError, match=r"pin-to-p \(test\.yaml:\d+\) and minReplicas of m1"):
+        make_plan(f, State(), RULES, NOW)
+    # one pinned minimum alone has a plan: there the search's stop is not the fleet's
+    alone = two_sites(pool("p", "a", count=1, per_node=4),
+                      inference("m1", [{"location": "a", "rate": 100}], minReplicas=3, labels={"pin": "yes"}),
+                      policy("pin-to-p", {"allowPools": {}}, models={"labels": {"pin": "yes"}}, pools={"names": ["p"]}),
+                      NO_CHURN)
+    assert optimize(alone, RULES).status == "UNKNOWN"

@@ -142,7 +142,8 @@ def optimize(
         # the time limit counts from this call, the first import of the route included
         limit = time_limit if time_limit is not None else fleet.settings.solver.time_limit_seconds
         rest = max(0.1 * limit, limit - (time.monotonic() - started))
-        return optimize_large(fleet, rules, current, progress, rest, forbid).as_solve_result()
+        return _proven(fleet, rules, optimize_large(fleet, rules, current, progress, rest, forbid).as_solve_result(),
+                       forbid, progress)
     say = progress or (lambda _msg: None)
     current = current or {}
     say("finding eligible pools")
@@ -170,9 +171,10 @@ def optimize(
         say("the exact MIP found no plan in time; planning by the scalable route")
         rest = max(0.1 * limit, limit - (time.monotonic() - started))
         fallback = optimize_large(fleet, rules, current, progress, rest, forbid).as_solve_result()
-        return replace(fallback, wall_seconds=time.monotonic() - started, candidates=fallback.candidates or cands)
+        return _proven(fleet, rules, replace(fallback, wall_seconds=time.monotonic() - started,
+                                             candidates=fallback.candidates or cands), forbid, progress)
     if status not in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE):
-        return SolveResult(name, None, math.inf, -math.inf, wall, {}, cands)
+        return _proven(fleet, rules, SolveResult(name, None, math.inf, -math.inf, wall, {}, cands), forbid, progress)
     objective, terms, placement = _answer(fleet, cands, mip)
     bound = min(proven_bound(mip.solver, status, fleet.settings.solver.relative_gap) - _tie(mip) + mip.unserved_usd,
                 objective)
@@ -184,6 +186,23 @@ def optimize(
         objective, terms, placement = kept[1]
         bound = min(bound, objective)
     return SolveResult(name, placement, objective, bound, time.monotonic() - started, terms, cands)
+
+
+def _proven(fleet: Fleet, rules: Rules, result: SolveResult, forbid: frozenset[tuple[str, str]],
+            progress: Callable[[str], None] | None) -> SolveResult:
+    """``result`` INFEASIBLE where the search stopped with no plan and no proof (a re-plan at M from an
+    applied state with a pool's nodes set to 0: its LP did not finish a round in the time) but the
+    fleet has no plan, as the conflict search's own check proves (``conflicts.feasible``: its LP,
+    then its MIP, 10 s at most), so that plan, explain and whatif name the conflict; they said
+    "raise Settings solver.timeLimitSeconds", which no time would have mended. A plan asked with
+    ``forbid`` (explain's next best) is left as it is: the fleet without it may have a plan."""
+    if result.placement is not None or result.status == "INFEASIBLE" or forbid:
+        return result
+    from placer.optimizer.conflicts import feasible, groups
+
+    if progress:
+        progress("no plan in time: checking whether the fleet has one at all")
+    return result if feasible(fleet, rules, set(groups(fleet))) else replace(result, status="INFEASIBLE")
 
 
 def _tie(mip: MipModel) -> float:
