@@ -56,6 +56,8 @@ AUTH_CODES = frozenset({
     "UnrecognizedClientException", "ExpiredToken", "ExpiredTokenException", "AuthFailure",
     "SignatureDoesNotMatch", "InvalidSignatureException", "MissingAuthenticationToken",
 })
+# of AUTH_CODES, those that refuse one call (a policy scoped to some resources), not the credentials themselves
+PERMISSION_CODES = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"})
 CREDENTIALS_HINT = ("check the AWS credentials placer runs with (AWS_PROFILE, or AWS_ACCESS_KEY_ID and "
                     "AWS_SECRET_ACCESS_KEY) and that they allow this call")
 

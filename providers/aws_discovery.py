@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 from placer.catalog import match_product
 from placer.discover import GpuTypeNote, JurisdictionNote, PoolNote
 from placer.spec.kinds import API_VERSION
-from providers.aws import FAILED_NODEGROUP_STATES, AwsProvider, client_error_parts
+from providers.aws import FAILED_NODEGROUP_STATES, PERMISSION_CODES, AwsProvider, client_error_parts
 from providers.base import Discovered, ProviderError, bounded_pages, dns_label
 
 T = TypeVar("T")
@@ -136,11 +136,14 @@ class _RegionScan:
         if group.get("Status"):  # only set while the group is being deleted
             self.notes.append(f"aws {region}: Auto Scaling group '{name}' skipped: {group['Status']}")
             return None
-        types, spot = self._asg_instance_types(region, group)
+        where = f"Auto Scaling group '{name}' in {region}"
+        found = self._asg_instance_types(region, group, where)
+        if found is None:
+            return None  # its launch template or configuration may not be read: skipped (a note says why)
+        types, spot = found
         if not types:
             self.notes.append(f"aws {region}: Auto Scaling group '{name}' skipped: cannot tell its instance type")
             return None
-        where = f"Auto Scaling group '{name}' in {region}"
         gpu = self._pool_gpu(region, types, where)
         if gpu is None:
             return None
@@ -148,12 +151,16 @@ class _RegionScan:
         return self._pool_doc(region, name, types[0], gpu, int(group["MinSize"]), int(group["MaxSize"]),
                               spot, target, f"aws:{region}:autoscaling/{name}")
 
-    def _asg_instance_types(self, region: str, group: dict[str, Any]) -> tuple[list[str], bool]:
+    def _asg_instance_types(self, region: str, group: dict[str, Any], where: str) -> tuple[list[str], bool] | None:
+        """(instance types, spot) of the group ``where`` names; None where AWS refuses the read of its
+        launch template or configuration (skipped with a note, unread)."""
         name = group["AutoScalingGroupName"]
         mixed = group.get("MixedInstancesPolicy")
         if mixed:
             template = mixed.get("LaunchTemplate", {}) or {}
-            data = self._template_data(region, template.get("LaunchTemplateSpecification", {}) or {})
+            data = self._template_data(region, template.get("LaunchTemplateSpecification", {}) or {}, where)
+            if data is None:
+                return None
             overrides = template.get("Overrides", []) or []
             types = [o["InstanceType"] for o in overrides if o.get("InstanceType")]
             if any("InstanceRequirements" in o for o in overrides):
@@ -168,14 +175,20 @@ class _RegionScan:
                                   "its pool is marked spot: true because part of it can be reclaimed")
             return types, spot
         if group.get("LaunchTemplate"):
-            data = self._template_data(region, group["LaunchTemplate"])
+            data = self._template_data(region, group["LaunchTemplate"], where)
+            if data is None:
+                return None
             return ([data["InstanceType"]] if data.get("InstanceType") else self._running_types(group),
                     self._template_spot(data))
         if group.get("LaunchConfigurationName"):
             lc_name = group["LaunchConfigurationName"]
-            configs = self._call(region, f"read launch configuration '{lc_name}' in {region}",
-                                 lambda: self.provider._client("autoscaling", region).describe_launch_configurations(
-                                     LaunchConfigurationNames=[lc_name])).get("LaunchConfigurations", [])
+            read = self._unless_refused(
+                region, f"read launch configuration '{lc_name}' in {region}", lambda: self.provider._client(
+                    "autoscaling", region).describe_launch_configurations(LaunchConfigurationNames=[lc_name]),
+                where, "autoscaling:DescribeLaunchConfigurations")
+            if read is None:
+                return None
+            configs = read.get("LaunchConfigurations", [])
             if configs:
                 return [configs[0]["InstanceType"]], bool(configs[0].get("SpotPrice"))
         return self._running_types(group), False
@@ -188,8 +201,9 @@ class _RegionScan:
     def _template_spot(data: dict[str, Any]) -> bool:
         return (data.get("InstanceMarketOptions", {}) or {}).get("MarketType") == "spot"
 
-    def _template_data(self, region: str, spec: dict[str, Any]) -> dict[str, Any]:
-        """LaunchTemplateData of an ASG's (LaunchTemplateId|LaunchTemplateName, Version) or an EKS one's (id|name, version)."""
+    def _template_data(self, region: str, spec: dict[str, Any], where: str) -> dict[str, Any] | None:
+        """LaunchTemplateData of an ASG's (LaunchTemplateId|LaunchTemplateName, Version) or an EKS one's
+        (id|name, version); None where AWS refuses its read, the group ``where`` names then skipped."""
         ident = spec.get("LaunchTemplateId") or spec.get("id")
         name = spec.get("LaunchTemplateName") or spec.get("name")
         version = str(spec.get("Version") or spec.get("version") or "$Default")
@@ -200,8 +214,12 @@ class _RegionScan:
             kwargs["LaunchTemplateName"] = name
         else:
             return {}
-        versions = self._call(region, f"read launch template {ident or name} version {version} in {region}",
-                              lambda: self.provider._client("ec2", region).describe_launch_template_versions(**kwargs))
+        versions = self._unless_refused(
+            region, f"read launch template {ident or name} version {version} in {region}",
+            lambda: self.provider._client("ec2", region).describe_launch_template_versions(**kwargs),
+            where, "ec2:DescribeLaunchTemplateVersions")
+        if versions is None:
+            return None
         found = versions.get("LaunchTemplateVersions", [])
         return dict(found[0].get("LaunchTemplateData", {}) or {}) if found else {}
 
@@ -252,6 +270,24 @@ class _RegionScan:
             self.unread.append(label)
             return None
 
+    def _unless_refused(self, region: str, what: str, call: Callable[[], T], where: str, permission: str) -> T | None:
+        """``call``'s answer; None where AWS refuses it (AccessDenied, UnauthorizedOperation: a policy
+        scoped to some templates), the group ``where`` names then skipped with a note naming
+        ``permission``, and unread (any other failure, throttling or a bad request, stops discovery;
+        one refused template once stopped the whole run, no other group discovered)."""
+        try:
+            return self._call(region, what, call)
+        except ProviderError as exc:
+            cause = exc.__cause__
+            if not isinstance(cause, ClientError) or client_error_parts(cause)[0] not in PERMISSION_CODES:
+                raise
+            code, message, _ = client_error_parts(cause)
+            self.notes.append(f"aws {region}: {where} skipped: AWS refused to {what} "
+                              f"({f'{code}: {message}' if message else code}); "
+                              f"allow {permission} on it to discover the group")
+            self.unread.append(where)
+            return None
+
     def _nodegroup_pool(self, region: str, group: dict[str, Any]) -> dict[str, Any] | None:
         cluster, name = group["clusterName"], group["nodegroupName"]
         where = f"EKS node group '{name}' of cluster '{cluster}' in {region}"
@@ -261,7 +297,9 @@ class _RegionScan:
         types: list[str] = []
         if group.get("launchTemplate"):
             # An instance type in the launch template wins (AWS then leaves instanceTypes unset).
-            data = self._template_data(region, group["launchTemplate"])
+            data = self._template_data(region, group["launchTemplate"], where)
+            if data is None:
+                return None
             types = [data["InstanceType"]] if data.get("InstanceType") else []
         types = types or list(group.get("instanceTypes") or [])
         if not types:

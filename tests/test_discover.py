@@ -37,7 +37,7 @@ from placer.spec.loader import kind_and_name
 from providers.nvml import ReplayNvml, discover_host
 from tests.servers.gcp_server import FakeCompute
 from tests.servers.kube_server import FakeKubeApiServer, write_kubeconfig
-from tests.servers.moto_server import FaultProxy, json_error, moto_server
+from tests.servers.moto_server import Fault, FaultProxy, ec2_error, json_error, moto_server, query_error
 
 if "discover" not in placer.cli.cli.commands:  # until placer.cli registers it
     placer.cli.cli.add_command(discover_command)
@@ -1056,6 +1056,49 @@ def test_discover_aws_leaves_out_only_the_eks_node_group_it_may_not_read(capsys:
         "alpha-ng1", "alpha-ng2", "beta-ng1"]
     assert "EKS node group 'ng2' of cluster 'beta' in sa-east-1 skipped: AWS refused" in out
     assert "1 group(s) could not be read and are left out (see the notes): EKS node group 'ng2' of cluster 'beta'" in err
+
+
+@pytest.mark.parametrize(("region", "source", "fault", "refused"), [
+    ("us-east-2", "template", ec2_error("UnauthorizedOperation", "You are not authorized to perform this operation.",
+                                        403), "ec2:DescribeLaunchTemplateVersions"),
+    ("ap-northeast-2", "configuration", query_error(
+        "AccessDenied", "User is not authorized to perform autoscaling:DescribeLaunchConfigurations", 403),
+     "autoscaling:DescribeLaunchConfigurations"),
+    ("ca-west-1", "template", ec2_error("InvalidParameterValue", "bad version", 400), None),
+], ids=["template-refused", "configuration-refused", "template-rejected"])
+def test_discover_aws_leaves_out_only_the_auto_scaling_group_it_may_not_read(
+        capsys: pytest.CaptureFixture[str], moto: str, aws_env: None, region: str, source: str, fault: Fault,
+        refused: str | None) -> None:
+    """One refused read of an Auto Scaling group's launch template or configuration (a policy scoped
+    to some templates) stopped discovery: 'AWS refused to read launch template ...', exit 1, and no
+    other group of the account was discovered. A failure other than a refusal still stops it."""
+    session = boto3.Session(region_name=region)
+    autoscaling, ec2 = (session.client(s, endpoint_url=moto) for s in ("autoscaling", "ec2"))
+    for group, instance_type in (("a-train", "p4d.24xlarge"), ("b-infer", "g5.xlarge")):
+        if source == "template":
+            ec2.create_launch_template(LaunchTemplateName=group, LaunchTemplateData={
+                "ImageId": "ami-12c6146b", "InstanceType": instance_type})
+            launch: dict[str, Any] = {"LaunchTemplate": {"LaunchTemplateName": group}}
+        else:
+            autoscaling.create_launch_configuration(LaunchConfigurationName=group, ImageId="ami-12c6146b",
+                                                    InstanceType=instance_type)
+            launch = {"LaunchConfigurationName": group}
+        autoscaling.create_auto_scaling_group(AutoScalingGroupName=group, MinSize=0, MaxSize=4, DesiredCapacity=0,
+                                              AvailabilityZones=[f"{region}a"], **launch)
+    with FaultProxy(moto) as proxy:
+        proxy.fail_after(1, fault)  # the Auto Scaling groups, then a-train's template or configuration: refused
+        code, out, err = run(capsys, "discover", "aws", "--region", region, "--endpoint-url", proxy.endpoint)
+    if refused is None:
+        assert code == 1 and out == ""
+        assert err.startswith("Error: AWS rejected the request to read launch template lt-") and "bad version" in err
+        return
+    assert code == 0, err
+    assert [d["metadata"]["name"] for d in yaml.safe_load_all(out) if d["kind"] == "Pool"] == ["b-infer"]
+    group = f"Auto Scaling group 'a-train' in {region}"
+    note = " ".join(line.removeprefix("#").strip() for line in out.splitlines() if line.startswith("#"))
+    assert f"{group} skipped: AWS refused to read launch {source} " in note
+    assert f"allow {refused} on it to discover the group" in note
+    assert f"1 group(s) could not be read and are left out (see the notes): {group}" in err
 
 
 def test_discover_aws_without_a_region_is_one_line(capsys: pytest.CaptureFixture[str], aws_env: None) -> None:

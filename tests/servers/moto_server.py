@@ -57,6 +57,13 @@ def query_error(code: str, message: str, status: int = 400) -> Fault:
     return Fault(status, body.encode(), {"Content-Type": "text/xml"})
 
 
+def ec2_error(code: str, message: str, status: int = 400) -> Fault:
+    """An error as EC2 sends it (its own query-protocol shape)."""
+    body = (f"<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors>"
+            "<RequestID>fault</RequestID></Response>")
+    return Fault(status, body.encode(), {"Content-Type": "text/xml"})
+
+
 def json_error(code: str, message: str, status: int) -> Fault:
     """An error as AWS rest-json services (EKS...) send it."""
     return Fault(status, f'{{"message": "{message}"}}'.encode(),
