@@ -1149,37 +1149,22 @@ def test_discover_kubernetes_of_a_file_that_is_no_kubeconfig_says_so(
         in err, err
 
 
-def test_discover_kubernetes_reads_a_kubeconfig_list_with_a_file_of_preferences_only(
-        capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A file of a KUBECONFIG list holding only its preferences (kind: Config), which the client
-    merges as any, was refused as 'not a kubeconfig ... (kind: Config)'."""
-    prefs = tmp_path / "prefs"
-    prefs.write_text("apiVersion: v1\nkind: Config\npreferences: {}\n")
+@pytest.mark.parametrize("second", ["apiVersion: v1\nkind: Config\npreferences: {}\n", "{}\n"],
+                         ids=["preferences-only", "empty-mapping"])
+def test_discover_kubernetes_reads_a_kubeconfig_list_with_a_file_of_no_cluster(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, second: str) -> None:
+    """A file of a KUBECONFIG list holding only its preferences (kind: Config), or `{}` (no
+    configuration, as an empty file), which the client merges as any, was refused as 'not a
+    kubeconfig ... (kind: Config)'."""
+    other = tmp_path / "other"
+    other.write_text(second)
     with FakeKubeApiServer() as kube:
         kube.add_node("gpu-a", gpus=8, labels={"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3",
                                                "nvidia.com/gpu.memory": "81559"})
         kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", {"lab": kube.url})
-        listed = f"{kubeconfig}{os.pathsep}{prefs}"
+        listed = f"{kubeconfig}{os.pathsep}{other}"
         monkeypatch.setenv("KUBECONFIG", listed)
         # the client reads KUBECONFIG once, when it is imported: as in a process started with it set
-        monkeypatch.setattr("kubernetes.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION", listed)
-        code, out, err = run(capsys, "discover", "kubernetes", "--context", "lab")
-    assert code == 0 and "kind: Pool" in out, err
-
-
-
-def test_discover_kubernetes_reads_a_kubeconfig_list_with_an_empty_mapping(
-        capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A file of a KUBECONFIG list that holds `{}`, no configuration as an empty file is, which the
-    client merges as any, was refused as 'not a kubeconfig ... (kind: Config)'."""
-    empty = tmp_path / "empty"
-    empty.write_text("{}\n")
-    with FakeKubeApiServer() as kube:
-        kube.add_node("gpu-a", gpus=8, labels={"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3",
-                                               "nvidia.com/gpu.memory": "81559"})
-        kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", {"lab": kube.url})
-        listed = f"{kubeconfig}{os.pathsep}{empty}"
-        monkeypatch.setenv("KUBECONFIG", listed)
         monkeypatch.setattr("kubernetes.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION", listed)
         code, out, err = run(capsys, "discover", "kubernetes", "--context", "lab")
     assert code == 0 and "kind: Pool" in out, err
