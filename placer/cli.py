@@ -483,7 +483,7 @@ def refresh(fleet: str, state_path: str | None) -> None:
 
 @cli.command()
 @click.argument("target", type=NamedPath())
-@click.option("--auto-approve", is_flag=True, help="With a FLEET directory: plan and apply in one go.")
+@click.option("--auto-approve", is_flag=True, help="With a FLEET (a directory or one YAML file): plan and apply in one go.")
 @click.option("--state", "state_path", type=NamedPath(), help="Use this local state file instead of the plan's.")
 @click.option("--now", "now_text", help="With --auto-approve: the plan's time (ISO).")
 @click.option("--fleet", "fleet_path", type=NamedPath(),
@@ -494,11 +494,13 @@ def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str
     from placer.apply import Applier, RetryPolicy, check_fresh
     from placer.planfile import read
 
-    if Path(target).is_dir():
+    # a fleet: a directory, or one YAML file, as plan and validate take it (a fleet file was read as a
+    # plan: "not a plan file (invalid JSON at line 1 ...)")
+    if Path(target).is_dir() or (Path(target).is_file() and target.lower().endswith((".yaml", ".yml"))):
         if fleet_path is not None:
-            fail("--fleet checks a saved plan against the fleet; with a fleet directory, drop it")
+            fail("--fleet checks a saved plan against the fleet; with a fleet, drop it")
         if not auto_approve:
-            fail(f"{target} is a fleet directory: save a plan with `placer plan {shlex.quote(target)} -o plan.json` and apply "
+            fail(f"{target} is a fleet, not a plan: save a plan with `placer plan {shlex.quote(target)} -o plan.json` and apply "
                  "that, or pass --auto-approve to plan and apply in one go")
         from placer.planner import make_plan
 

@@ -943,3 +943,18 @@ def test_a_plan_with_changes_made_without_out_says_it_was_not_saved(tmp_path):
     assert placer("apply", str(fleet), "--auto-approve").returncode == 0
     r = placer("plan", str(fleet), cwd=tmp_path)  # no changes: nothing to apply, nothing said
     assert r.returncode == 0 and "No changes" in r.stdout and "not saved" not in r.stdout
+
+
+def test_apply_auto_approve_takes_a_fleet_of_one_file_as_plan_does(tmp_path):
+    """`placer plan F.yaml` takes one file as a fleet; `placer apply F.yaml --auto-approve` read it
+    as a plan file ("not a plan file (invalid JSON at line 1 ...)"). It plans and applies it, and
+    without --auto-approve says it is a fleet and how to save its plan."""
+    fleet = write_fleet(tmp_path) / "fleet.yaml"
+    r = placer("apply", str(fleet))
+    assert r.returncode == 1 and f"{fleet} is a fleet, not a plan: save a plan with `placer plan {fleet} -o plan.json`" \
+        in " ".join(r.stderr.split()), r.stderr
+    r = placer("apply", str(fleet), "--auto-approve")
+    assert r.returncode == 0 and "Apply complete" in r.stdout, r.stdout + r.stderr
+    assert json.loads((tmp_path / "state.json").read_text())["serial"] == 1
+    r = placer("plan", str(fleet), "--detailed-exitcode")
+    assert r.returncode == 0 and "No changes" in r.stdout, r.stdout + r.stderr
