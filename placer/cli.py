@@ -32,6 +32,7 @@ from placer.fleet import Fleet, load_fleet
 from placer.knobs import KnobError, env_number
 from placer.planfile import Plan, PlanFileError
 from placer.spec import FleetError
+from placer.spec.source import YAML_SUFFIXES
 
 if TYPE_CHECKING:
     from placer.apply import Applier, ApplyReport
@@ -172,7 +173,7 @@ def out_refusal(out_path: str, fleet_path: str, backend: Any) -> None:
     if target == root:  # a fleet of one YAML file
         fail(f"-o {out_path} is the fleet's own file: the plan would replace it; save the plan elsewhere, e.g. "
              "-o plan.json")
-    if root.is_dir() and target.is_relative_to(root) and target.name.endswith((".yaml", ".yml")) \
+    if root.is_dir() and target.is_relative_to(root) and target.name.endswith(YAML_SUFFIXES) \
             and not any(part.startswith(".") for part in target.relative_to(root).parts):
         fail(f"-o {out_path} is a YAML file inside the fleet {root}: the plan would replace or join the fleet's "
              "documents, which the next plan reads; save it outside the fleet, or as a .json file")
@@ -496,7 +497,7 @@ def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str
 
     # a fleet: a directory, or one YAML file, as plan and validate take it (a fleet file was read as a
     # plan: "not a plan file (invalid JSON at line 1 ...)")
-    if Path(target).is_dir() or (Path(target).is_file() and target.lower().endswith((".yaml", ".yml"))):
+    if Path(target).is_dir() or (Path(target).is_file() and target.lower().endswith(YAML_SUFFIXES)):
         if fleet_path is not None:
             fail("--fleet checks a saved plan against the fleet; with a fleet, drop it")
         if not auto_approve:

@@ -40,7 +40,7 @@ from placer.policy import Rules, plan_time
 from placer.spec import Diagnostic, Document, load_document
 from placer.spec.kinds import API_VERSION
 from placer.spec.loader import error_message, error_where, kind_and_name, suggest
-from placer.spec.source import Loc, RawDocument, not_regular, read_file
+from placer.spec.source import YAML_SUFFIXES, Loc, RawDocument, not_regular, read_file
 
 TEST_KIND = "PolicyTest"
 TEST_SUFFIXES = (".test.yaml", ".test.yml")
@@ -244,7 +244,7 @@ def policy_file_for(test_file: Path) -> Path:
         if stem.endswith(suffix):
             stem = stem[: -len(suffix)]
             break
-    for ext in (".yaml", ".yml"):
+    for ext in YAML_SUFFIXES:
         candidate = test_file.with_name(stem + ext)
         if candidate.exists():
             return candidate
@@ -524,7 +524,7 @@ def _unreadable_policy(path: Path, named: str | None) -> str | None:
         return f"policy file {path} not found{'' if named else ' (the default: set spec.policy to name it)'}"
     if what == "a directory":
         try:
-            found = sorted(p.name for p in path.iterdir() if p.name.endswith((".yaml", ".yml"))
+            found = sorted(p.name for p in path.iterdir() if p.name.endswith(YAML_SUFFIXES)
                            and not is_test_file(p) and not p.name.startswith(".") and p.is_file())
         except OSError:
             found = []

@@ -28,6 +28,7 @@ MAX_DEPTH = 32
 MAX_FILES = 10_000
 
 Loc = tuple[str | int, ...]
+YAML_SUFFIXES = (".yaml", ".yml")  # the files a fleet directory's walk reads
 NOTHING_TO_PLAN = "nothing to plan"  # how a fleet without documents is refused; discover --merge may start one
 # the file every GitOps tree `placer render` writes holds, beside its `clusters/` folder: the loader
 # knows such a folder by it and skips its manifests (render --out FLEET/deploy failed the next plan
@@ -333,7 +334,7 @@ def _walk(root: Path, diags: list[Diagnostic]) -> list[Path]:
                 is_file = entry.is_file()
             except OSError:
                 is_dir = is_file = False
-            if (is_dir or entry.name.endswith((".yaml", ".yml"))) \
+            if (is_dir or entry.name.endswith(YAML_SUFFIXES)) \
                     and any(unicodedata.category(c) == "Cc" for c in entry.name):
                 # printed in every diagnostic of the file: a line break forged a diagnostic line, an
                 # escape code reached the terminal (and its documents were read as any other)
@@ -341,7 +342,7 @@ def _walk(root: Path, diags: list[Diagnostic]) -> list[Path]:
                                         "character: rename it; it was not read"))
                 continue
             if entry.is_symlink() and not os.path.exists(entry.path):
-                if entry.name.endswith((".yaml", ".yml")):
+                if entry.name.endswith(YAML_SUFFIXES):
                     diags.append(Diagnostic(str(path), 1, "broken or looping symbolic link"))
                 continue
             if is_dir and entry.name == "clusters" and (directory / RENDERED_TFVARS).is_file():
@@ -351,7 +352,7 @@ def _walk(root: Path, diags: list[Diagnostic]) -> list[Path]:
                                         severity="warning"))
             elif is_dir:
                 visit(path)
-            elif is_file and entry.name.endswith((".yaml", ".yml")):
+            elif is_file and entry.name.endswith(YAML_SUFFIXES):
                 found.append(path)
                 if len(found) > MAX_FILES:
                     raise OverflowError
@@ -435,7 +436,7 @@ def _meant(missing: Path) -> str:
     named much as it is (a typo said "no such file or directory" and nothing of what to give), or ''."""
     try:
         beside = [entry.name for entry in os.scandir(missing.parent)
-                  if entry.is_dir() or entry.name.endswith((".yaml", ".yml"))]
+                  if entry.is_dir() or entry.name.endswith(YAML_SUFFIXES)]
     except OSError:
         return ""
     match = difflib.get_close_matches(missing.name, beside, n=1, cutoff=0.75)
