@@ -1663,6 +1663,18 @@ def test_a_health_wait_retries_an_error_within_one_deadline(tmp_path: Path) -> N
     assert now[0] < 121
 
 
+def final_write_fails(monkeypatch: pytest.MonkeyPatch, env: Env, message: str) -> None:
+    """The CLI's state backend fails (OSError ``message``) the write that marks an apply finished."""
+
+    class Full(LocalBackend):
+        def write(self, state: Any) -> None:
+            if state.applying is None:
+                raise OSError(message)
+            super().write(state)
+
+    monkeypatch.setattr(placer_cli, "backend_from", lambda cfg, path=None, progress=None: Full(env.state))
+
+
 def test_an_apply_whose_last_state_write_fails_says_every_change_was_made(
         env: Env, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """The write that marks an apply finished failed (S3 answered 503): the error said "apply failed
@@ -1670,13 +1682,7 @@ def test_an_apply_whose_last_state_write_fails_says_every_change_was_made(
     plan_path = env.root / "plan.json"
     plan_json(capsys, env, plan_path)
 
-    class Full(LocalBackend):
-        def write(self, state: Any) -> None:
-            if state.applying is None:
-                raise OSError("cannot write the state: Please reduce your request rate.")
-            super().write(state)
-
-    monkeypatch.setattr(placer_cli, "backend_from", lambda cfg, path=None, progress=None: Full(env.state))
+    final_write_fails(monkeypatch, env, "cannot write the state: Please reduce your request rate.")
     code, _, stderr = placer(capsys, "apply", str(plan_path))
     assert code == 1
     message = " ".join(stderr.split())
@@ -1700,11 +1706,7 @@ def test_an_apply_whose_last_state_write_fails_names_the_health_waits_it_did_not
     plan_path = env.root / "plan.json"
     plan_json(capsys, env, plan_path)
 
-    class Full(LocalBackend):
-        def write(self, state: Any) -> None:
-            if state.applying is None:
-                raise OSError("cannot write the state: No space left on device")
-            super().write(state)
+    final_write_fails(monkeypatch, env, "cannot write the state: No space left on device")
 
     class Waiting(GitOpsProvider):
         waits = True
@@ -1712,7 +1714,6 @@ def test_an_apply_whose_last_state_write_fails_names_the_health_waits_it_did_not
         def wait_healthy(self, change: Any, timeout_s: float) -> None:
             return None
 
-    monkeypatch.setattr(placer_cli, "backend_from", lambda cfg, path=None, progress=None: Full(env.state))
     monkeypatch.setattr(placer_cli, "providers_for", lambda cfg, directory_override=None, plan=None: [Waiting(env.deploy)])
     code, _, stderr = placer(capsys, "apply", str(plan_path))
     message = " ".join(stderr.split())
