@@ -320,6 +320,38 @@ class _TestDoc:
         return Diagnostic(self.raw.path, self.line(*loc), message, TEST_KIND, self.name, _dotted(("spec", *loc)))
 
 
+def _contradictions(case: Case) -> list[tuple[str, Loc]]:
+    """Expectations of one case that no result can meet together, or that a result never checks
+    (an infeasible case has no placement for placed, notPlaced and violations): each with where it is.
+    Such a case passed unchecked, or failed as if the policy were wrong."""
+    out: list[tuple[str, Loc]] = []
+    if case.infeasible:
+        unchecked = [key for key, value in (("placed", case.placed), ("notPlaced", case.not_placed),
+                                            ("violations", case.violations)) if value is not None]
+        if unchecked:
+            out.append((f"infeasible: true leaves no placement to check {' and '.join(unchecked)} on; move "
+                        f"{'it' if len(unchecked) == 1 else 'them'} to a case of its own", ("infeasible",)))
+    for k, model in enumerate(case.not_placed or []):
+        if model in (case.placed or {}):
+            out.append((f"{model} is placed in this case too; expect it placed or notPlaced, not both",
+                        ("notPlaced", k)))
+    allowed: dict[tuple[str, str], int] = {}
+    for j, e in enumerate(case.expect):
+        for pool in e.allowed:
+            allowed.setdefault((e.model, pool), j)
+    for j, e in enumerate(case.expect):
+        for k, pool in enumerate(e.denied):
+            if (e.model, pool) in allowed:
+                first = allowed[(e.model, pool)]
+                also = "" if first == j else f" (expect[{first}])"
+                out.append((f"{e.model} is expected allowed on {pool} in this case too{also}; expect it allowed or "
+                            "denied, not both", ("expect", j, "denied", k)))
+        if e.reason is not None and not e.denied:
+            out.append(("reason is the text of a denial's reason, and this expectation denies no pool; drop it, or "
+                        "list the pools under denied", ("expect", j, "reason")))
+    return out
+
+
 def _parse_test_doc(raw: RawDocument) -> tuple[_TestDoc | None, list[Diagnostic]]:
     data = raw.data
     if data is None:
@@ -377,6 +409,9 @@ def _parse_test_doc(raw: RawDocument) -> tuple[_TestDoc | None, list[Diagnostic]
                                     f"duplicate case name {case.name!r} (first is cases[{seen[case.name]}])",
                                     TEST_KIND, name, f"spec.cases[{i}].name"))
         seen.setdefault(case.name, i)
+        for message, loc in _contradictions(case):
+            diags.append(Diagnostic(raw.path, raw.line_of(("spec", "cases", i, *loc)), message, TEST_KIND, name,
+                                    _dotted(("spec", "cases", i, *loc))))
     if diags:
         return None, diags
     return _TestDoc(raw, name, parsed), []

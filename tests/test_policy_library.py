@@ -357,3 +357,36 @@ def test_an_empty_spec_policy_reads_no_policy_file(tmp_path: Path) -> None:
     report = policytest.run(tmp_path, policies.build_rules)
     assert not report.file_errors and [(c.name, c.errors, c.failures) for c in report.cases] == \
         [("fixtures-only", (), ())]
+
+
+def test_expectations_a_case_cannot_both_meet_are_refused_at_their_line(tmp_path: Path) -> None:
+    """`infeasible: true` with placed, notPlaced and violations passed, none of them checked (no plan to
+    check them on); a model both placed and notPlaced, a pool both allowed and denied, could never pass,
+    and failed as if the policy were wrong."""
+    (tmp_path / "p.yaml").write_text((LIBRARY / "residency-eu.yaml").read_text())
+    (tmp_path / "p.test.yaml").write_text(
+        "apiVersion: placer.dev/v1alpha1\nkind: PolicyTest\nmetadata: {name: p}\nspec:\n  cases:\n"
+        "    - name: unchecked\n"
+        "      infeasible: true\n"
+        "      placed: {m: {fra-a100: 7}}\n"
+        "      violations: 5\n"
+        "    - name: both\n"
+        "      placed: {m: [fra-a100]}\n"
+        "      notPlaced: [n, m]\n"
+        "      expect:\n"
+        "        - {model: m, allowed: [fra-a100], denied: [use1-a100]}\n"
+        "        - {model: m, denied: [fra-a100], reason: memory}\n"
+        "        - {model: n, allowed: [use1-a100], reason: memory}\n")
+    r = placer("policy", "test", "p.test.yaml", cwd=tmp_path)
+    assert r.returncode == 1
+    where = "ERROR p.test.yaml"
+    assert r.stderr.splitlines() == [
+        f"{where}:7: PolicyTest/p: spec.cases[0].infeasible: infeasible: true leaves no placement to check placed and "
+        "violations on; move them to a case of its own",
+        f"{where}:12: PolicyTest/p: spec.cases[1].notPlaced[1]: m is placed in this case too; expect it placed or "
+        "notPlaced, not both",
+        f"{where}:15: PolicyTest/p: spec.cases[1].expect[1].denied[0]: m is expected allowed on fra-a100 in this case "
+        "too (expect[0]); expect it allowed or denied, not both",
+        f"{where}:16: PolicyTest/p: spec.cases[1].expect[2].reason: reason is the text of a denial's reason, and this "
+        "expectation denies no pool; drop it, or list the pools under denied"]
+    assert "0 passed, 0 failed, 1 test file(s) with errors" in r.stdout
