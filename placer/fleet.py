@@ -583,6 +583,13 @@ def _check_policy(doc: Document, spec: PolicySpec, locations: Mapping[str, Locat
     if rule.name in NAMES_NO_MODELS and spec.models != Selector():
         diags.append(doc.diag("spec.models", f"{rule.name} names no models (it {NAMES_NO_MODELS[rule.name]}): this "
                               "models selector is ignored; remove it", "spec", "models", severity="warning"))
+    listed = rule.separate_workloads or []
+    chosen = spec.models.workload
+    if listed and chosen and len(set(listed) & set(chosen)) < 2:
+        diags.append(doc.diag("spec.models.workload", f"selects {' and '.join(chosen)} models only, so no pool "
+                              f"can host two of the workloads separateWorkloads lists ({', '.join(listed)}): the "
+                              "policy holds on nothing; drop the workload selector (the rule names its workloads)",
+                              "spec", "models", "workload", severity="warning"))
     if rule.name == "preferPools" and spec.enforcement == "required":
         diags.append(doc.diag("spec.rule.preferPools", "preferPools is a soft rule: use enforcement: preferred with "
                               "penaltyUsdPerHour (or allowPools for a hard rule)", "spec", "rule"))

@@ -390,3 +390,24 @@ def test_expectations_a_case_cannot_both_meet_are_refused_at_their_line(tmp_path
         f"{where}:16: PolicyTest/p: spec.cases[1].expect[2].reason: reason is the text of a denial's reason, and this "
         "expectation denies no pool; drop it, or list the pools under denied"]
     assert "0 passed, 0 failed, 1 test file(s) with errors" in r.stdout
+
+
+def test_a_separate_workloads_whose_models_selector_leaves_one_workload_is_warned_of(tmp_path: Path) -> None:
+    """`models: {workload: training}` on separateWorkloads [training, inference] selects no inference model,
+    so no pool can ever host both: the policy held on nothing, and validate said the fleet was valid."""
+    (tmp_path / "fleet.yaml").write_text(
+        "apiVersion: placer.dev/v1alpha1\nkind: Location\nmetadata: {name: dc}\nspec: {environment: onprem}\n---\n"
+        "apiVersion: placer.dev/v1alpha1\nkind: Pool\nmetadata: {name: p}\nspec: {location: dc, provider: static, "
+        "gpu: {type: A100-80GB, perNode: 8}, nodes: {count: 1}, usdPerGpuHour: 1}\n---\n"
+        "apiVersion: placer.dev/v1alpha1\nkind: Model\nmetadata: {name: tr}\nspec: {workload: training, replicas: 1, "
+        "replica: {gpus: 1, memoryGiBPerGpu: 40}}\n---\n"
+        "apiVersion: placer.dev/v1alpha1\nkind: Model\nmetadata: {name: chat}\nspec: {replica: {gpus: 1, "
+        "memoryGiBPerGpu: 40}, throughput: {A100-80GB: 100}, demand: [{location: dc, rate: 100}]}\n")
+    (tmp_path / "separate.yaml").write_text(
+        "apiVersion: placer.dev/v1alpha1\nkind: Policy\nmetadata: {name: sep}\nspec:\n"
+        "  models: {workload: [training, batch]}\n  rule: {separateWorkloads: [training, inference]}\n")
+    r = placer("validate", ".", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "separate.yaml:5: Policy/sep: spec.models.workload: warning: selects training and batch models only, so " \
+        "no pool can host two of the workloads separateWorkloads lists (training, inference): the policy holds on " \
+        "nothing; drop the workload selector (the rule names its workloads)" in r.stdout + r.stderr
