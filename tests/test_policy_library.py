@@ -411,3 +411,21 @@ def test_a_separate_workloads_whose_models_selector_leaves_one_workload_is_warne
     assert "separate.yaml:5: Policy/sep: spec.models.workload: warning: selects training and batch models only, so " \
         "no pool can host two of the workloads separateWorkloads lists (training, inference): the policy holds on " \
         "nothing; drop the workload selector (the rule names its workloads)" in r.stdout + r.stderr
+
+
+def test_a_headroom_violation_says_its_fraction_unrounded(tmp_path: Path) -> None:
+    """A headroom of 0.004 on a full pool was said as 'keeps < 0% free', which no pool can be short of."""
+    (tmp_path / "p.yaml").write_text(
+        "apiVersion: placer.dev/v1alpha1\nkind: Policy\nmetadata: {name: head}\nspec:\n  enforcement: preferred\n"
+        "  penaltyUsdPerHour: 0.01\n  rule: {headroom: {fraction: 0.004}}\n")
+    (tmp_path / "p.test.yaml").write_text(
+        "apiVersion: placer.dev/v1alpha1\nkind: PolicyTest\nmetadata: {name: h}\nspec:\n  fleet:\n"
+        "    - {kind: Location, metadata: {name: dc}, spec: {environment: onprem}}\n"
+        "    - {kind: Pool, metadata: {name: p}, spec: {location: dc, provider: static, "
+        "gpu: {type: A100-80GB, perNode: 8}, nodes: {count: 1}, usdPerGpuHour: 1}}\n"
+        "    - {kind: Model, metadata: {name: m}, spec: {replica: {gpus: 1, memoryGiBPerGpu: 40}, "
+        "throughput: {A100-80GB: 100}, demand: [{location: dc, rate: 800}]}}\n"
+        "  cases: [{name: full, violations: 0}]\n")
+    report = policytest.run(tmp_path, policies.build_rules)
+    assert [c.failures for c in report.cases] == [
+        ("expected 0 violation(s), got 1 (head: p: 8 of 8 GPUs used, keeps < 0.4% free)",)]

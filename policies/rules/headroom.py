@@ -25,6 +25,6 @@ class Headroom(RuleBase):
             cap = placement.gpus_capacity(fleet, pool.name)
             short = used - (1 - f) * cap
             if short > 1e-6:
-                out.append(violation(policy, short, f"{pool.name}: {used} of {cap} GPUs used, keeps < {f:.0%} free",
+                out.append(violation(policy, short, f"{pool.name}: {used} of {cap} GPUs used, keeps < {f * 100:g}% free",
                                      subject=pool.name))
         return out
