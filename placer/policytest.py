@@ -580,11 +580,19 @@ def run_file(path: Path, rules_for: RulesFor, select: re.Pattern[str] | None = N
     if diags:
         return [], diags
     tests: list[_TestDoc] = []
+    by_name: dict[str, _TestDoc] = {}
     for raw in raws:
         test, more = _parse_test_doc(raw)
         diags.extend(more)
-        if test is not None:
-            tests.append(test)
+        if test is None:
+            continue
+        earlier = by_name.setdefault(test.name, test)
+        if earlier is not test:  # its cases' reports and --run's '<test>/<case>' could not tell the two apart
+            diags.append(Diagnostic(raw.path, raw.line_of(("metadata", "name")),
+                                    f"duplicate {TEST_KIND} name {test.name!r} in this file; first defined at "
+                                    f"{earlier.raw.path}:{earlier.raw.line_of(('metadata', 'name'))}: give each test its "
+                                    "own name", TEST_KIND, test.name, "metadata.name"))
+        tests.append(test)
     if not raws:
         diags.append(Diagnostic(str(path), 1, f"empty test file: expected a {TEST_KIND} document"))
     if diags:

@@ -429,3 +429,15 @@ def test_a_headroom_violation_says_its_fraction_unrounded(tmp_path: Path) -> Non
     report = policytest.run(tmp_path, policies.build_rules)
     assert [c.failures for c in report.cases] == [
         ("expected 0 violation(s), got 1 (head: p: 8 of 8 GPUs used, keeps < 0.4% free)",)]
+
+
+def test_two_tests_of_one_name_in_a_file_are_refused(tmp_path: Path) -> None:
+    """Two PolicyTest documents named t, each with a case c, printed `PASS  t/c` and `FAIL  t/c`: no
+    report told them apart, and no --run could pick one."""
+    (tmp_path / "p.yaml").write_text((LIBRARY / "residency-eu.yaml").read_text())
+    (tmp_path / "p.test.yaml").write_text(a_test_of("p.yaml") + "---\n" + a_test_of("p.yaml"))
+    r = placer("policy", "test", "p.test.yaml", cwd=tmp_path)
+    assert r.returncode == 1
+    assert r.stderr.splitlines() == [
+        "ERROR p.test.yaml:10: PolicyTest/t: metadata.name: duplicate PolicyTest name 't' in this file; first "
+        "defined at p.test.yaml:3: give each test its own name"]
