@@ -465,7 +465,22 @@ def _why_out(cands: Candidates, model: str, pool: str) -> str:
     return f"denied ({excl})" if excl is not None else "allowed"
 
 
-def _eligibility_failures(case: Case, cands: Candidates) -> list[str]:
+def _charged_only(fleet: Fleet, model: str) -> str:
+    """Why a model a case expects retired may be only charged: the preferred retire policies that
+    select it, which price its replicas and take none out of the plan (``retired`` looks at what
+    the required ones take out)."""
+    soft = [p.name for p in fleet.policies if p.rule.name == "retire" and not p.required
+            and any(m.name == model for m in fleet.models_of(p.spec.models))]
+    if not soft:
+        return ""
+    one = len(soft) == 1
+    return (f" (retire {'policy' if one else 'policies'} {', '.join(soft)} {'is' if one else 'are'} preferred: "
+            f"{'it charges its' if one else 'they charge their'} penalty for the model's replicas and "
+            f"{'takes' if one else 'take'} none out of the plan; check notPlaced or violations, or make "
+            f"{'it' if one else 'them'} required)")
+
+
+def _eligibility_failures(case: Case, fleet: Fleet, cands: Candidates) -> list[str]:
     out: list[str] = []
     for e in case.expect:
         for pool in e.allowed:
@@ -482,7 +497,7 @@ def _eligibility_failures(case: Case, cands: Candidates) -> list[str]:
                            f"({excl}); the case does not exercise the policy (or set reason)")
     for model in case.retired or []:
         if model not in cands.retired:
-            out.append(f"{model}: expected retired, got not retired")
+            out.append(f"{model}: expected retired, got not retired{_charged_only(fleet, model)}")
     return out
 
 
@@ -541,7 +556,7 @@ def _run_case(test: _TestDoc, i: int, case: Case, shared: list[Document], policy
         return result(errors=[str(d) for d in named])
     now = case.now or test.spec.now or dt.datetime.now(dt.UTC)
     rules = rules_for(now)
-    failures = _eligibility_failures(case, find_candidates(fleet, rules))
+    failures = _eligibility_failures(case, fleet, find_candidates(fleet, rules))
     if case.solves:
         limit = min(fleet.settings.solver.time_limit_seconds, CASE_TIME_LIMIT_S)
         failures += _placement_failures(case, fleet, rules, optimize(fleet, rules, time_limit=limit))

@@ -441,3 +441,20 @@ def test_two_tests_of_one_name_in_a_file_are_refused(tmp_path: Path) -> None:
     assert r.stderr.splitlines() == [
         "ERROR p.test.yaml:10: PolicyTest/t: metadata.name: duplicate PolicyTest name 't' in this file; first "
         "defined at p.test.yaml:3: give each test its own name"]
+
+
+def test_retired_under_a_preferred_retire_says_the_policy_only_charges(tmp_path: Path) -> None:
+    """A preferred retire charges its penalty for a model's replicas and takes nothing out of the plan;
+    `retired: [m]` failed 'm: expected retired, got not retired', the policy's own verdict unsaid."""
+    (tmp_path / "p.yaml").write_text(
+        "apiVersion: placer.dev/v1alpha1\nkind: Policy\nmetadata: {name: ret}\nspec:\n  enforcement: preferred\n"
+        "  penaltyUsdPerHour: 100\n  rule: {retire: {unusedForDays: 30}}\n")
+    (tmp_path / "p.test.yaml").write_text(
+        "apiVersion: placer.dev/v1alpha1\nkind: PolicyTest\nmetadata: {name: r}\nspec:\n  now: 2026-11-28\n"
+        "  fleet:\n    - {kind: Model, metadata: {name: m}, spec: {workload: batch, replicas: 1, replica: {gpus: 1, "
+        "memoryGiBPerGpu: 40}, "
+        "lastUsed: 2026-01-01}}\n  cases: [{name: old, retired: [m]}]\n")
+    report = policytest.run(tmp_path, policies.build_rules)
+    assert [c.failures for c in report.cases] == [
+        ("m: expected retired, got not retired (retire policy ret is preferred: it charges its penalty for the "
+         "model's replicas and takes none out of the plan; check notPlaced or violations, or make it required)",)]
