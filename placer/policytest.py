@@ -12,6 +12,7 @@ Pure apart from reading the test and policy files; the rule behaviours come in t
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 import time
@@ -36,7 +37,7 @@ from placer.candidates import POLICY, RETIRED, Candidates, find_candidates
 from placer.cost import violations as find_violations
 from placer.fleet import Fleet, build_fleet
 from placer.optimizer import SolveResult, optimize
-from placer.policy import Rules, plan_time
+from placer.policy import Rules, behaviour, plan_time
 from placer.spec import Diagnostic, Document, load_document
 from placer.spec.kinds import API_VERSION
 from placer.spec.loader import error_message, error_where, kind_and_name, suggest
@@ -465,22 +466,27 @@ def _why_out(cands: Candidates, model: str, pool: str) -> str:
     return f"denied ({excl})" if excl is not None else "allowed"
 
 
-def _charged_only(fleet: Fleet, model: str) -> str:
-    """Why a model a case expects retired may be only charged: the preferred retire policies that
-    select it, which price its replicas and take none out of the plan (``retired`` looks at what
-    the required ones take out)."""
-    soft = [p.name for p in fleet.policies if p.rule.name == "retire" and not p.required
-            and any(m.name == model for m in fleet.models_of(p.spec.models))]
-    if not soft:
-        return ""
-    one = len(soft) == 1
-    return (f" (retire {'policy' if one else 'policies'} {', '.join(soft)} {'is' if one else 'are'} preferred: "
-            f"{'it charges its' if one else 'they charge their'} penalty for the model's replicas and "
-            f"{'takes' if one else 'take'} none out of the plan; check notPlaced or violations, or make "
-            f"{'it' if one else 'them'} required)")
+def _charged_only(fleet: Fleet, rules: Rules, model: str, pool: str | None, check: str) -> str:
+    """Why a model a case expects denied on ``pool`` (or, with None, retired) may be only charged:
+    the preferred policies that, were they required, would deny or retire it, with what they would
+    say. ``denied`` and ``retired`` look at what required policies do; a preferred one prices the
+    model's replicas instead, and its verdict went unsaid ('expected denied on pool p, got allowed')."""
+    found = []
+    for policy in fleet.policies:
+        if policy.required:
+            continue
+        hard = dataclasses.replace(policy, spec=policy.spec.model_copy(update={"enforcement": "required"}))
+        rule, m = behaviour(rules, hard), fleet.models[model]
+        if not any(x.name == model for x in fleet.models_of(policy.spec.models)):
+            continue
+        said = rule.retires(hard, fleet, m) if pool is None else rule.excludes(hard, fleet, m, fleet.pools[pool])
+        if said:
+            found.append(f"preferred policy {policy.name} charges its penalty instead: as required it would "
+                         f"{'retire it' if pool is None else f'deny {pool}'} ({said})")
+    return f" ({'; '.join(found)}; check {check}, or make it required)" if found else ""
 
 
-def _eligibility_failures(case: Case, fleet: Fleet, cands: Candidates) -> list[str]:
+def _eligibility_failures(case: Case, fleet: Fleet, rules: Rules, cands: Candidates) -> list[str]:
     out: list[str] = []
     for e in case.expect:
         for pool in e.allowed:
@@ -489,7 +495,8 @@ def _eligibility_failures(case: Case, fleet: Fleet, cands: Candidates) -> list[s
         for pool in e.denied:
             excl = cands.excluded.get((e.model, pool))
             if excl is None:
-                out.append(f"{e.model}: expected denied on pool {pool}, got allowed")
+                why = _charged_only(fleet, rules, e.model, pool, "placed or violations")
+                out.append(f"{e.model}: expected denied on pool {pool}, got allowed{why}")
             elif e.reason is not None and e.reason not in str(excl):
                 out.append(f"{e.model}: expected denied on pool {pool} because of {e.reason!r}, got denied ({excl})")
             elif e.reason is None and excl.reason not in (POLICY, RETIRED):
@@ -497,7 +504,8 @@ def _eligibility_failures(case: Case, fleet: Fleet, cands: Candidates) -> list[s
                            f"({excl}); the case does not exercise the policy (or set reason)")
     for model in case.retired or []:
         if model not in cands.retired:
-            out.append(f"{model}: expected retired, got not retired{_charged_only(fleet, model)}")
+            why = _charged_only(fleet, rules, model, None, "notPlaced or violations")
+            out.append(f"{model}: expected retired, got not retired{why}")
     return out
 
 
@@ -556,7 +564,7 @@ def _run_case(test: _TestDoc, i: int, case: Case, shared: list[Document], policy
         return result(errors=[str(d) for d in named])
     now = case.now or test.spec.now or dt.datetime.now(dt.UTC)
     rules = rules_for(now)
-    failures = _eligibility_failures(case, fleet, find_candidates(fleet, rules))
+    failures = _eligibility_failures(case, fleet, rules, find_candidates(fleet, rules))
     if case.solves:
         limit = min(fleet.settings.solver.time_limit_seconds, CASE_TIME_LIMIT_S)
         failures += _placement_failures(case, fleet, rules, optimize(fleet, rules, time_limit=limit))

@@ -456,5 +456,27 @@ def test_retired_under_a_preferred_retire_says_the_policy_only_charges(tmp_path:
         "lastUsed: 2026-01-01}}\n  cases: [{name: old, retired: [m]}]\n")
     report = policytest.run(tmp_path, policies.build_rules)
     assert [c.failures for c in report.cases] == [
-        ("m: expected retired, got not retired (retire policy ret is preferred: it charges its penalty for the "
-         "model's replicas and takes none out of the plan; check notPlaced or violations, or make it required)",)]
+        ("m: expected retired, got not retired (preferred policy ret charges its penalty instead: as required it "
+         "would retire it (unused for 331 days (lastUsed 2026-01-01, limit 30)); check notPlaced or violations, or "
+         "make it required)",)]
+
+
+def test_denied_under_a_preferred_policy_says_the_policy_only_charges(tmp_path: Path) -> None:
+    """`denied` under a preferred denyPools failed 'expected denied on pool p, got allowed', as if the
+    policy did nothing: a preferred policy denies no pool, it charges its penalty."""
+    (tmp_path / "p.yaml").write_text(
+        "apiVersion: placer.dev/v1alpha1\nkind: Policy\nmetadata: {name: soft}\nspec:\n  enforcement: preferred\n"
+        "  penaltyUsdPerHour: 100\n  pools: {names: [p]}\n  rule: {denyPools: {}}\n")
+    (tmp_path / "p.test.yaml").write_text(
+        "apiVersion: placer.dev/v1alpha1\nkind: PolicyTest\nmetadata: {name: d}\nspec:\n  fleet:\n"
+        "    - {kind: Location, metadata: {name: dc}, spec: {environment: onprem}}\n"
+        "    - {kind: Pool, metadata: {name: p}, spec: {location: dc, provider: static, "
+        "gpu: {type: A100-80GB, perNode: 8}, nodes: {count: 1}, usdPerGpuHour: 1}}\n"
+        "    - {kind: Model, metadata: {name: m}, spec: {workload: batch, replicas: 1, replica: {gpus: 1, "
+        "memoryGiBPerGpu: 40}}}\n"
+        "  cases: [{name: off, expect: [{model: m, denied: [p]}]}]\n")
+    report = policytest.run(tmp_path, policies.build_rules)
+    assert [c.failures for c in report.cases] == [
+        ("m: expected denied on pool p, got allowed (preferred policy soft charges its penalty instead: as required "
+         "it would deny p (p is among the pools this policy names); check placed or violations, or make it "
+         "required)",)]
