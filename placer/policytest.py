@@ -336,10 +336,18 @@ def _contradictions(case: Case) -> list[tuple[str, Loc]]:
         if model in (case.placed or {}):
             out.append((f"{model} is placed in this case too; expect it placed or notPlaced, not both",
                         ("notPlaced", k)))
+    retired = set(case.retired or [])
+    for model in case.placed or {}:
+        if model in retired:
+            out.append((f"{model} is expected retired in this case too, and a retired model is placed nowhere; "
+                        "expect it retired or placed, not both", ("placed", model)))
     allowed: dict[tuple[str, str], int] = {}
     for j, e in enumerate(case.expect):
-        for pool in e.allowed:
+        for k, pool in enumerate(e.allowed):
             allowed.setdefault((e.model, pool), j)
+            if e.model in retired:
+                out.append((f"{e.model} is expected retired in this case too, and a retired model is allowed on no "
+                            "pool; expect it retired or allowed, not both", ("expect", j, "allowed", k)))
     for j, e in enumerate(case.expect):
         for k, pool in enumerate(e.denied):
             if (e.model, pool) in allowed:

@@ -480,3 +480,22 @@ def test_denied_under_a_preferred_policy_says_the_policy_only_charges(tmp_path: 
         ("m: expected denied on pool p, got allowed (preferred policy soft charges its penalty instead: as required "
          "it would deny p (p is among the pools this policy names); check placed or violations, or make it "
          "required)",)]
+
+
+def test_a_model_expected_retired_and_placed_is_refused_at_its_line(tmp_path: Path) -> None:
+    """`retired` takes a model out of the plan; the same case's `placed` or `allowed` for it could never pass,
+    and failed as if the policy were wrong."""
+    (tmp_path / "p.yaml").write_text((LIBRARY / "residency-eu.yaml").read_text())
+    (tmp_path / "p.test.yaml").write_text(
+        "apiVersion: placer.dev/v1alpha1\nkind: PolicyTest\nmetadata: {name: p}\nspec:\n  cases:\n"
+        "    - name: both\n"
+        "      retired: [m]\n"
+        "      placed: {m: [fra-a100]}\n"
+        "      expect: [{model: m, allowed: [fra-a100]}]\n")
+    r = placer("policy", "test", "p.test.yaml", cwd=tmp_path)
+    assert r.returncode == 1
+    assert r.stderr.splitlines() == [
+        "ERROR p.test.yaml:8: PolicyTest/p: spec.cases[0].placed.m: m is expected retired in this case too, and a "
+        "retired model is placed nowhere; expect it retired or placed, not both",
+        "ERROR p.test.yaml:9: PolicyTest/p: spec.cases[0].expect[0].allowed[0]: m is expected retired in this case "
+        "too, and a retired model is allowed on no pool; expect it retired or allowed, not both"]
