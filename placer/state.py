@@ -127,7 +127,9 @@ class State:
         if not _count(version) or version < 1:  # a version of "1" was said to be newer than this placer
             raise StateError(f"{source}: malformed state (version {version!r} is no count): {hint}")
         if version > STATE_VERSION:
-            raise StateError(f"{source}: state version {version} is newer than this placer reads")
+            # it said only that, not what to do, nor that it is left as it is
+            raise StateError(f"{source}: state version {version} is newer than this placer reads ({STATE_VERSION}): "
+                             "upgrade placer to the version that wrote it; placer will not overwrite it")
         try:
             state = State(
                 lineage=data["lineage"],

@@ -110,7 +110,8 @@ DAMAGED = {
     "serial not a number": ('{"lineage": "l", "serial": "three"}', "malformed state"),
     "deployments a list": ('{"lineage": "l", "serial": 1, "deployments": [1]}', "malformed state"),
     "deployment not an object": ('{"lineage": "l", "serial": 1, "deployments": {"m@p": 5}}', "malformed state"),
-    "newer version": ('{"version": 2, "lineage": "l", "serial": 1}', "state version 2"),
+    "newer version": ('{"version": 2, "lineage": "l", "serial": 1}',
+                      "state version 2 is newer than this placer reads (1): upgrade placer"),
     # these passed the checks and then broke `plan` with an internal error (or a wrong message)
     "cost NaN": ('{"lineage": "l", "serial": 1, "costUsdPerHour": NaN}', "malformed state (costUsdPerHour nan"),
     "cost infinite": ('{"lineage": "l", "serial": 1, "costUsdPerHour": 1e999}', "costUsdPerHour inf is no number"),
