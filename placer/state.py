@@ -29,7 +29,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from placer.planfile import atomic_write, blocked_folder, deployment_place, file_leftovers, pool_group
+from placer.planfile import (
+    POOL_TARGETS,
+    atomic_write,
+    blocked_folder,
+    deployment_place,
+    file_leftovers,
+    pool_group,
+)
 
 STATE_VERSION = 1
 
@@ -221,11 +228,17 @@ def _wrong_top(data: dict[str, Any]) -> str | None:
     return None
 
 
-def _wrong_target(target: Any) -> str | None:
+def _wrong_target(target: Any, names: dict[str, str]) -> str | None:
     """What in a recorded target is not what placer writes there (a plan read it with no check:
-    internal errors on a target of "x" or gpus of "two"), or None."""
+    internal errors on a target of "x" or gpus of "two" or null), or None. ``names``: the model and
+    pool its key names, which a target that names them names too, as a plan's change must (one
+    naming another pool, or a pool's of a provider placer sizes none of, made `plan` write a plan
+    that apply refused as "edited by hand")."""
     if not isinstance(target, dict):
         return f"target {target!r} is not a mapping"
+    for key, name in names.items():
+        if key in target and target[key] != name:
+            return f"target.{key} {target[key]!r} is not its {key} {name!r}"
     for part in ("kubernetes", "aws", "gcp"):
         if target.get(part) is not None and not isinstance(target[part], dict):
             return f"target.{part} {target[part]!r} is not a mapping"
@@ -234,7 +247,7 @@ def _wrong_target(target: Any) -> str | None:
         where = k8s if key in ("context", "namespace") else target
         if where.get(key) is not None and not isinstance(where[key], str):
             return f"target {key} {where[key]!r} is no text"
-    if target.get("gpus") is not None and not (_count(target["gpus"]) and target["gpus"] >= 1):
+    if "gpus" in target and not (_count(target["gpus"]) and target["gpus"] >= 1):
         return f"target.gpus {target['gpus']!r} is no count"
     return None
 
@@ -275,6 +288,7 @@ def _wrong_fields(state: State) -> str | None:
     for key, value in state.deployments.items():
         if "@" not in key:
             return f"deployment {key!r} is not <model>@<pool>"
+        model, _, pool = key.partition("@")
         if not _count(value.get("replicas", 0)):
             return f"deployment {key}: replicas {value.get('replicas')!r} is no count"
         if not isinstance(value.get("healthy", True), bool):
@@ -284,13 +298,17 @@ def _wrong_fields(state: State) -> str | None:
                                                     for d in deposed):
             return f"deployment {key}: deposed is not a list of replaced copies (replicas, target)"
         for i, entry in enumerate([value, *deposed]):
-            why = _wrong_target(entry["target"]) if "target" in entry else None
+            why = _wrong_target(entry["target"], {"model": model, "pool": pool}) if "target" in entry else None
             if why:
                 return f"deployment {key}: {'deposed[' + str(i - 1) + '] ' if i else ''}{why}"
     for key, value in state.pools.items():
         if "nodes" in value and not _count(value["nodes"]):
             return f"pool {key}: nodes {value['nodes']!r} is no count"
-        why = _wrong_target(value["target"]) if "target" in value else None
+        target = value.get("target") or {}
+        if isinstance(target, dict) and "provider" in target and target["provider"] not in POOL_TARGETS:
+            return (f"pool {key}: target.provider {target['provider']!r} is not {' or '.join(POOL_TARGETS)} "
+                    "(placer sizes the groups of those pools only)")
+        why = _wrong_target(value["target"], {"pool": key}) if "target" in value else None
         if why:
             return f"pool {key}: {why}"
     applying = state.applying

@@ -137,6 +137,23 @@ DAMAGED = {
         '{"lineage": "l", "serial": 1, "applying": {"plan": "p\\u001b[2J", "done": []}}',
         "malformed state ('applying.plan' contains the control character '\\x1b'"),
     "lineage with a line break": ('{"lineage": "l\\nx", "serial": 1}', "malformed state (lineage 'l\\nx' is no lineage"),
+    # hand edits that passed, then broke `plan` (gpus null: an internal error) or made it write a plan
+    # that apply refused as "edited by hand", naming the plan
+    "target gpus null": ('{"lineage": "l", "serial": 1, "deployments": {"m@p": {"replicas": 1, "target": {"gpus": null}}}}',
+                         "malformed state (deployment m@p: target.gpus None is no count"),
+    "target of another pool": (
+        '{"lineage": "l", "serial": 1, "deployments": {"m@p": {"replicas": 1, "target": {"model": "m", "pool": "q"}}}}',
+        "malformed state (deployment m@p: target.pool 'q' is not its pool 'p'"),
+    "deposed target of another model": (
+        '{"lineage": "l", "serial": 1, "deployments": {"m@p": {"replicas": 0, "target": {}, "deposed": '
+        '[{"replicas": 1, "target": {"model": "x", "pool": "p"}}]}}}',
+        "malformed state (deployment m@p: deposed[0] target.model 'x' is not its model 'm'"),
+    "pool target of another pool": (
+        '{"lineage": "l", "serial": 1, "pools": {"p": {"nodes": 1, "target": {"provider": "aws", "pool": "q"}}}}',
+        "malformed state (pool p: target.pool 'q' is not its pool 'p'"),
+    "pool target of no provider placer sizes": (
+        '{"lineage": "l", "serial": 1, "pools": {"p": {"nodes": 1, "target": {"provider": 5}}}}',
+        "malformed state (pool p: target.provider 5 is not aws or gcp"),
 }
 
 
