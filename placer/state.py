@@ -505,8 +505,11 @@ class Backend(Protocol):
 class LocalBackend:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.lock_path = self.path.with_name(self.path.name + ".lock")
-        self.journal_path = self.path.with_name(self.path.name + ".journal")
+        # beside the file a write writes (a link's target, as ``atomic_write`` writes into a link), not
+        # the link: an apply through a link to the state ran while another held the file's lock
+        real = Path(os.path.realpath(self.path))
+        self.lock_path = real.with_name(real.name + ".lock")
+        self.journal_path = real.with_name(real.name + ".journal")
         self.location = str(self.path)
 
     def read(self) -> State:

@@ -313,6 +313,27 @@ def test_records_go_to_the_journal_and_read_replays_them(backend: LocalBackend) 
     assert not backend.journal_path.exists() and backend.read() == state
 
 
+def test_a_state_named_through_a_link_is_locked_and_journalled_beside_the_file_it_names(
+        backend: LocalBackend, tmp_path: Path) -> None:
+    # a link to the state (a shared volume's file named from a checkout, --state of a link) is written
+    # into: its lock was the link's, and an apply through it ran while another held the file's lock,
+    # the last full write dropping the other's changes; its journal, the link's, no read of the file replayed
+    backend.write(applying_state())
+    link = tmp_path / "link.json"
+    link.symlink_to(backend.path)
+    through = LocalBackend(link)
+    with backend.lock("apply") as info, pytest.raises(LockError) as caught, through.lock("apply"):
+        pass
+    assert info["ID"] in str(caught.value) and str(link) in str(caught.value)
+    with through.lock("apply"), pytest.raises(LockError), backend.lock("apply"):
+        pass
+    state = through.read()
+    state.replay(entry(2, 1))
+    through.record(state, entry(2, 1))
+    assert backend.read() == state, "the file's readers replay the journal written through the link"
+    assert not (tmp_path / "link.json.lock").exists() and not (tmp_path / "link.json.journal").exists()
+
+
 def test_a_journal_line_cut_short_was_never_recorded(backend: LocalBackend) -> None:
     state = applying_state()
     backend.write(state)
