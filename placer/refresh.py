@@ -11,8 +11,13 @@ from placer.state import State
 
 
 def _observe(providers: Sequence[Any], address: str, target: dict[str, Any]) -> tuple[bool, dict[str, Any] | None]:
-    """(whether some provider handles ``address``, what it reports there)."""
-    change = Change(address, "no-op", 0, None, None, (), target)
+    """(whether some provider handles ``address``, what it reports there). The change's target names
+    the model and pool of its address, as a plan's change does (a recorded one without them, of an
+    older placer or edited by hand, failed the gitops provider's read with a KeyError)."""
+    rest = address.partition("/")[2]
+    model, at, pool = rest.partition("@")
+    names = {"model": model, "pool": pool} if at else {"pool": rest}
+    change = Change(address, "no-op", 0, None, None, (), {**target, **names})
     provider = next((p for p in providers if p.handles(change)), None)
     if provider is None:
         return False, None

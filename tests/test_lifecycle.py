@@ -661,6 +661,22 @@ def test_a_plan_made_with_refresh_starts_from_what_runs_and_applies(
     assert "refreshed" not in plan_json(capsys, env)["priorState"]
 
 
+def test_refresh_finds_a_deployment_whose_recorded_target_does_not_name_its_model_and_pool(
+        env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    """A recorded target without its model and pool (a state of an older placer, or edited by hand)
+    names them by its key, as a plan's change does: refresh in gitops mode failed on it with an
+    internal error (KeyError: 'model'), which plan did not."""
+    plan_and_apply(capsys, env)
+    data = env.state_json()
+    [key] = [k for k in data["deployments"] if k.startswith("chat@")]
+    for part in ("model", "pool"):
+        del data["deployments"][key]["target"][part]
+    env.state.write_text(json.dumps(data))
+    code, out, err = placer(capsys, "refresh", str(env.fleet))
+    assert code == 0, err
+    assert "No drift" in out, out + err
+
+
 def test_a_refreshed_plan_forgets_a_deployment_gone_from_the_cluster_that_the_fleet_dropped(
         env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     """A deployment's manifest deleted by hand, its model dropped from the fleet: the refreshed plan
