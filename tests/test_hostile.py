@@ -404,3 +404,24 @@ def test_numbers_beyond_any_fleet_are_refused_where_they_are(field: str, value: 
     err = " ".join(capsys.readouterr().err.split())
     assert f"{where}: must be at most" in err and "no fleet needs more" in err, err
     assert "Traceback" not in err and "internal error" not in err
+
+
+def test_a_value_of_thousands_of_characters_is_not_echoed_whole(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """A name, a kind or a number 100,000 characters long was echoed whole: one diagnostic of 100 KB,
+    its own words (what to fix) lost in it; and 100,000 digits were 'Input should be a valid number'."""
+    text = BASE.read_text()
+    (tmp_path / "base.yaml").write_text(text)
+    head = "apiVersion: placer.dev/v1alpha1\n"
+    (tmp_path / "long.yaml").write_text(
+        f"{head}kind: Location\nmetadata: {{name: {'x' * 5000}}}\nspec: {{environment: onprem}}\n---\n"
+        f"{head}kind: {'K' * 5000}\nmetadata: {{name: k}}\nspec: {{}}\n---\n"
+        f"{head}kind: Location\nmetadata: {{name: n}}\nspec: {{environment: onprem, localLatencyMs: {'9' * 100_000}}}\n")
+    code, err = validate(tmp_path, capsys)
+    assert code == 1
+    assert len(err) == 4 and all(len(line) < 700 for line in err), [line[:200] for line in err]
+    assert f"{tmp_path}/long.yaml:3: Location/" in err[0] and "is not a DNS-1123 label" in err[0], err[0]
+    assert "characters)..." in err[0] and "at most 63 characters)" in err[0], err[0]
+    assert "kind: unknown kind 'KKK" in err[1] and err[1].endswith("Policy, Settings"), err[1]
+    assert err[2] == (f"{tmp_path}/long.yaml:14: Location/n: spec.localLatencyMs: a number of 100,000 digits, too many "
+                      "to read; no fleet needs more than 1e12"), err[2]

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 Severity = Literal["error", "warning"]
+MOST_NAME = 100  # characters of a kind, name or field a diagnostic prints (names are at most 63)
+MOST_MESSAGE = 400  # characters of a message: the longest placer writes, with room for a value quoted in it
 
 
 @dataclass(frozen=True, order=True)
@@ -26,12 +28,23 @@ class Diagnostic:
     def __str__(self) -> str:
         parts = [f"{_visible(self.path)}:{self.line}"]
         if self.kind or self.name:
-            parts.append(f"{_visible(self.kind) or '?'}/{_visible(self.name) or '?'}")
+            parts.append(f"{_visible(clipped(self.kind, MOST_NAME)) or '?'}/{_visible(clipped(self.name, MOST_NAME)) or '?'}")
         if self.field:
-            parts.append(_visible(self.field))
+            parts.append(_visible(clipped(self.field, MOST_NAME)))
         prefix = "warning: " if self.severity == "warning" else ""
-        parts.append(prefix + "".join(c if c.isprintable() else repr(c)[1:-1] for c in self.message))
+        message = clipped(self.message, MOST_MESSAGE)
+        parts.append(prefix + "".join(c if c.isprintable() else repr(c)[1:-1] for c in message))
         return ": ".join(parts)
+
+
+def clipped(text: str, most: int) -> str:
+    """``text``, or where it is longer than ``most`` its start and end around how much was cut: a
+    name, key or number of 100,000 characters, echoed whole, made a diagnostic one line of 100 KB,
+    and the message's own words (what to fix, at its end) were lost in it."""
+    if len(text) <= most:
+        return text
+    keep = (most - 30) // 2
+    return f"{text[:keep]}...({len(text) - 2 * keep:,} characters)...{text[-keep:]}"
 
 
 def _visible(text: str) -> str:

@@ -12,6 +12,7 @@ import datetime
 import difflib
 import re
 import shlex
+import sys
 import types
 import typing
 import unicodedata
@@ -23,7 +24,7 @@ from pydantic import BaseModel, ValidationError
 from placer.spec.diagnostics import Diagnostic
 from placer.spec.kinds import API_VERSION, DNS1123_LABEL, GPU_TYPE_NAME, KINDS, SPEC_TYPES, Metadata, Selector
 from placer.spec.rules import Rule
-from placer.spec.source import Loc, RawDocument
+from placer.spec.source import Loc, RawDocument, plain_tag
 
 ENVELOPE_KEYS = ("apiVersion", "kind", "metadata", "spec")
 YAML11_BOOLEANS = frozenset({"yes", "no", "on", "off", "y", "n"})  # booleans in YAML 1.1, text in 1.2
@@ -184,6 +185,10 @@ def error_message(err: Any, root: type[BaseModel], loc: Loc) -> str:
         msg = f"{msg}, got {err['input']!r}{suggest(err['input'], choices)}"
     if kind in ("int_type", "float_type", "bool_type", "string_type", "list_type", "dict_type", "date_type"):
         got = err.get("input")
+        if kind in ("int_type", "float_type") and isinstance(got, str) and plain_tag(got).endswith(":int") \
+                and len(got.lstrip("+-")) > sys.get_int_max_str_digits():
+            # written plain, too many digits for Python to read as a number: the loader kept the text
+            return f"a number of {len(got.lstrip('+-')):,} digits, too many to read; no fleet needs more than 1e12"
         if loc and loc[-1] == "[key]":
             msg = "a key must be text"
         if not isinstance(got, dict | list):
