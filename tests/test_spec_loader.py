@@ -348,6 +348,18 @@ def test_a_key_yaml_reads_as_a_boolean_or_number_is_named_as_written() -> None:
                      f"f.yaml:5: Location/a: metadata.labels.12: a key must be text, got 12; {hint}"]
 
 
+def test_a_field_key_that_is_not_text_is_named_as_written_and_said_how_to_mend() -> None:
+    """A key of a document's fields (not of labels) that YAML reads as a number, null or date was
+    `spec[2]: Keys should be strings`, `spec.None`, `spec.datetime.date(2026, 1, 1)`: Python's words."""
+    _, diags = load("apiVersion: placer.dev/v1alpha1\nkind: Location\nmetadata:\n  name: a\n"
+                    "  labels: {~: x}\nspec:\n  environment: onprem\n  2: x\n  null: y\n  2026-01-01: z\n")
+    hint = "put it in quotes: YAML reads unquoted 12, 1e6, true or 2026-01-01 as a number, a boolean or a date"
+    assert diags == ["f.yaml:5: Location/a: metadata.labels.null: a key must be text, got null",
+                     f"f.yaml:8: Location/a: spec.2: a key must be text, got 2; {hint}",
+                     "f.yaml:9: Location/a: spec.null: a key must be text, got null",
+                     f"f.yaml:10: Location/a: spec.2026-01-01: a key must be text, got 2026-01-01; {hint}"]
+
+
 @pytest.mark.parametrize(("kind", "spec", "line"), [
     ("Pool", "  provider: kubernets\n", "spec.provider: Input should be 'kubernetes', 'aws', 'gcp' or 'static', "
      "got 'kubernets'; did you mean 'kubernetes'?"),

@@ -127,11 +127,20 @@ def _dotted(loc: Loc) -> str:
 def error_where(prefix: Loc, err: Any) -> tuple[str, Loc]:
     """The field to name and the YAML keys to find the line of, for a pydantic error under ``prefix``."""
     loc: Loc = (*prefix, *err["loc"])
-    if loc[-1] == "[key]":  # a key that is not text; pydantic writes a key true as 1: name the key as written
+    # a key that is not text: of a mapping of text (labels), at [key]; of a document's fields, as the
+    # last part (spec[2], spec.None); pydantic writes a key true as 1: name the key as written
+    if loc[-1] == "[key]" or err["type"] == "invalid_key":
         key = err["input"]
-        shown = ("true" if key else "false") if isinstance(key, bool) else str(key)
-        return f"{_dotted(loc[:-2])}.{shown}", typing.cast(Loc, (*loc[:-2], key))
+        parent = loc[:-2] if loc[-1] == "[key]" else loc[:-1]
+        return f"{_dotted(parent)}.{key_as_written(key)}", typing.cast(Loc, (*parent, key))
     return _dotted(loc), loc
+
+
+def key_as_written(key: Any) -> str:
+    """A mapping key as YAML wrote it: true, false, null, 12, 2026-01-01 (Python's True, None, datetime.date(...))."""
+    if key is None or isinstance(key, bool):
+        return shown(key)
+    return str(key)
 
 
 def shown(value: Any) -> str:
@@ -183,6 +192,8 @@ def error_message(err: Any, root: type[BaseModel], loc: Loc) -> str:
     if kind == "literal_error" and isinstance(err.get("input"), str):  # "Input should be 'aws', 'gcp' or ..."
         choices = re.findall(r"'([^']*)'", str((err.get("ctx") or {}).get("expected", "")))
         msg = f"{msg}, got {err['input']!r}{suggest(err['input'], choices)}"
+    if kind == "invalid_key":  # a field's key that is not text (spec: {2: x}): as a text key of labels is said
+        kind, loc = "string_type", (*loc[:-1], "[key]")
     if kind in ("int_type", "float_type", "bool_type", "string_type", "list_type", "dict_type", "date_type"):
         got = err.get("input")
         if kind in ("int_type", "float_type") and isinstance(got, str) and plain_tag(got).endswith(":int") \
