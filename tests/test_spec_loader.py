@@ -97,8 +97,26 @@ def test_base_fleet_documents_start_on_their_apiversion_lines() -> None:
 
 def test_duplicate_keys_are_reported_at_the_second() -> None:
     docs, diags = parse_text("a: 1\nb:\n  c: 1\n  c: 2\n", "dup.yaml")
-    assert [str(d) for d in diags] == ["dup.yaml:4: duplicate key 'c'"]
+    assert [str(d) for d in diags] == ["dup.yaml:4: duplicate key 'c', first at line 3: keep one of the two"]
     assert docs[0].data == {"a": 1, "b": {"c": 2}}
+
+
+def test_a_document_without_its_separator_is_said_to_want_one() -> None:
+    """Two documents without the '---' between them were one, and the message said only
+    "duplicate key 'apiVersion'": neither where the first was nor that a '---' was missing."""
+    doc = "apiVersion: placer.dev/v1alpha1\nkind: Location\nmetadata: {name: a}\nspec: {environment: onprem}\n"
+    _, diags = parse_text(doc + doc.replace("name: a", "name: b"), "two.yaml")
+    assert [str(d) for d in diags][:2] == [
+        "two.yaml:5: duplicate key 'apiVersion', first at line 1: keep one of the two; or, where a new document "
+        "starts here, put a line --- before it",
+        "two.yaml:6: duplicate key 'kind', first at line 2: keep one of the two; or, where a new document starts "
+        "here, put a line --- before it"]
+
+
+def test_the_keys_1_and_true_are_no_duplicates() -> None:
+    """YAML's 1 and true are two keys (Python's 1 == True): 'duplicate key True' was said of them."""
+    _, diags = parse_text("a: {1: x, true: y}\n", "k.yaml")
+    assert diags == []
 
 
 def test_non_scalar_keys_are_reported() -> None:

@@ -168,6 +168,7 @@ def _to_python(
         raise _TooDeep()
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
+        first: dict[tuple[str, Any], int] = {}  # the line of each key, by its tag too: the keys 1 and true are two
         for key_node, value_node in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":  # PyYAML has no constructor for it (an alias it would expand)
                 raise yaml.MarkedYAMLError(problem=MERGE_MESSAGE, problem_mark=key_node.start_mark)
@@ -175,10 +176,17 @@ def _to_python(
             if isinstance(key, list | dict):
                 diags.append(f"{key_node.start_mark.line + 1}:mapping keys must be plain scalars")
                 continue
-            if key in out:
-                diags.append(f"{key_node.start_mark.line + 1}:duplicate key {key!r}")
+            line = key_node.start_mark.line + 1
+            if (key_node.tag, key) in first:
+                # at a document's top, apiVersion or kind again is most often a document without its '---'
+                new_document = "; or, where a new document starts here, put a line --- before it" \
+                    if not loc and key in ("apiVersion", "kind") else ""
+                diags.append(f"{line}:duplicate key {key!r}, first at line {first[(key_node.tag, key)]}: "
+                             f"keep one of the two{new_document}")
+            else:
+                first[(key_node.tag, key)] = line
             child = (*loc, key)
-            lines[child] = key_node.start_mark.line + 1
+            lines[child] = line
             out[key] = _to_python(loader, value_node, child, lines, depth + 1, diags)
         return out
     if isinstance(node, yaml.SequenceNode):
