@@ -958,3 +958,21 @@ def test_apply_auto_approve_takes_a_fleet_of_one_file_as_plan_does(tmp_path):
     assert json.loads((tmp_path / "state.json").read_text())["serial"] == 1
     r = placer("plan", str(fleet), "--detailed-exitcode")
     assert r.returncode == 0 and "No changes" in r.stdout, r.stdout + r.stderr
+
+
+def test_a_rendered_tree_named_as_the_fleet_is_nothing_to_plan(tmp_path):
+    """`placer plan deploy` (the GitOps tree placer rendered, named for the fleet): its clusters folder
+    skipped, the loader read no file and said only its note, so an empty fleet was 'valid' and its plan
+    said 'No changes', exit 0, as if the fleet had been read."""
+    fleet = write_fleet(tmp_path)
+    plan = tmp_path / "plan.json"
+    assert placer("plan", str(fleet), "-o", str(plan)).returncode == 0
+    assert placer("apply", str(plan)).returncode == 0
+    deploy = tmp_path / "deploy"
+    assert placer("render", str(plan), "--out", str(deploy)).returncode == 0
+    for command in (["validate", str(deploy)], ["plan", str(deploy), "--detailed-exitcode"]):
+        r = placer(*command)
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert r.stderr.splitlines()[0] == (f"{deploy}:0: no *.yaml or *.yml files in this directory but those "
+                                            "skipped below: nothing to plan"), r.stderr
+        assert "to destroy" not in r.stdout and "delete" not in r.stdout, r.stdout

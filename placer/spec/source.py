@@ -462,8 +462,9 @@ def read_fleet_dir(root: str | os.PathLike[str], progress: Callable[[str], None]
     if not base.exists():
         return [], [Diagnostic(str(base), 0, "no such file or directory" + _meant(base))]
     files = _walk(base, diags) if base.is_dir() else [base]  # a device or FIFO named: read_file refuses it
-    if not files and not diags:
-        diags.append(Diagnostic(str(base), 0, f"no *.yaml or *.yml files in this directory: {NOTHING_TO_PLAN}"))
+    if not files and not any(d.severity == "error" for d in diags):  # a rendered tree skipped is no fleet
+        skipped = " but those skipped below" if diags else ""
+        diags.append(Diagnostic(str(base), 0, f"no *.yaml or *.yml files in this directory{skipped}: {NOTHING_TO_PLAN}"))
     docs: list[RawDocument] = []
     sized: list[Path] = []
     total = 0
