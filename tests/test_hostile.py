@@ -365,12 +365,24 @@ def test_file_symlink_loop(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
                    "2 errors in the fleet; nothing was planned or changed."]
 
 
-def test_link_to_a_device_is_not_read(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    # /dev/zero would never end; a fleet file must be a regular file.
+def test_link_to_a_device_or_a_fifo_is_not_read_and_said_skipped(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """/dev/zero would never end, a FIFO waits for a writer: a fleet file must be a regular file. Both
+    were skipped without a word, and a fleet of only a FIFO was 'valid (0 locations, ...)'."""
     fleet = fleet_with(tmp_path, "extra.yaml", "# nothing\n")
     os.symlink("/dev/zero", fleet / "zero.yaml")
-    code, _ = validate(fleet, capsys)
+    os.mkfifo(fleet / "pipe.yml")
+    code, err = validate(fleet, capsys)
     assert code == 0
+    assert err == [f"{fleet}/{name}:1: warning: skipped: {what}, not a regular file, so not read; remove it or "
+                   "rename it without .yaml to drop this note"
+                   for name, what in (("pipe.yml", "a named pipe (FIFO)"), ("zero.yaml", "a character device"))], err
+    only = tmp_path / "only"
+    only.mkdir()
+    os.mkfifo(only / "pipe.yaml")
+    code, err = validate(only, capsys)
+    assert code == 1 and err[0] == f"{only}:0: no *.yaml or *.yml files in this directory but those skipped " \
+        "below: nothing to plan", err
 
 
 def test_link_to_a_directory_outside_is_followed(tmp_path: Path) -> None:

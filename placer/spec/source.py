@@ -364,6 +364,10 @@ def _walk(root: Path, diags: list[Diagnostic]) -> list[Path]:
                 found.append(path)
                 if len(found) > MAX_FILES:
                     raise OverflowError
+            elif entry.name.endswith(YAML_SUFFIXES):  # a FIFO, a device, a socket (or a link to one): never read
+                diags.append(Diagnostic(str(path), 1, f"skipped: {not_regular(path)}, not a regular file, so not "
+                                        "read; remove it or rename it without .yaml to drop this note",
+                                        severity="warning"))
 
     try:
         visit(root)
@@ -462,7 +466,7 @@ def read_fleet_dir(root: str | os.PathLike[str], progress: Callable[[str], None]
     if not base.exists():
         return [], [Diagnostic(str(base), 0, "no such file or directory" + _meant(base))]
     files = _walk(base, diags) if base.is_dir() else [base]  # a device or FIFO named: read_file refuses it
-    if not files and not any(d.severity == "error" for d in diags):  # a rendered tree skipped is no fleet
+    if not files and not any(d.severity == "error" for d in diags):  # a FIFO or rendered tree skipped is no fleet
         skipped = " but those skipped below" if diags else ""
         diags.append(Diagnostic(str(base), 0, f"no *.yaml or *.yml files in this directory{skipped}: {NOTHING_TO_PLAN}"))
     docs: list[RawDocument] = []
