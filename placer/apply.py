@@ -284,6 +284,8 @@ class Applier:
         # write records it; where that write fails, the next plan applies them again and waits for them
         self.healthy_unwritten: list[str] = []
         self.notes: list[str] = []  # what providers mended before the changes (``mend``), in words
+        # changes of the failed phase that failed beside the one the apply raises, for the caller to say
+        self.also_failed: list[BaseException] = []
 
     def provider_for(self, change: Change) -> ChangeProvider:
         for provider in self.providers:
@@ -563,15 +565,15 @@ class Applier:
                     if thread.name.startswith(prefix + "_") and thread is not threading.current_thread():
                         thread.join()
                 raise
-            errors = [f.exception() for f in done if f.exception() is not None]
-            if errors:
+            if any(f.exception() is not None for f in done):
                 for f in pending:
                     f.cancel()
                 wait(pending)
-                errors += [f.exception() for f in pending if not f.cancelled() and f.exception() is not None]
-                first = errors[0]
-                assert first is not None
-                raise first
+                # every change that failed, in the plan's order: the first is raised, the others are
+                # kept for the caller to say (it said one, and the user mended it only to meet the next)
+                errors = [e for f in futures if not f.cancelled() and (e := f.exception()) is not None]
+                self.also_failed += errors[1:]
+                raise errors[0]
 
 
 def _released(change: Change) -> bool:

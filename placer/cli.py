@@ -632,6 +632,10 @@ def _apply_stopped(exc: BaseException, applied: int, total: int, signal_name: st
                 "changes in flight were done" + ("" if lock_left else ", and released the state lock"))
     else:
         what = f"apply failed after {applied} of {total} change(s): {_clause(exc)}"
+        if applier.also_failed:
+            one = len(applier.also_failed) == 1
+            what += (f". {len(applier.also_failed)} other change{'' if one else 's'} failed too: "
+                     + "; ".join(_clause(other) for other in applier.also_failed))
     if applier.unrecorded:
         made = ", ".join(applier.unrecorded)
         one = len(applier.unrecorded) == 1

@@ -402,3 +402,24 @@ def test_a_resize_interrupted_in_its_operation_wait_is_recorded_as_made(world):
     assert json.loads((world["tmp"] / "state.json").read_text())["pools"]["gcp-a100"]["nodes"] == 3
     r = placer(world, "refresh", str(fleet))
     assert r.returncode == 0 and "No drift" in r.stdout, r.stdout + r.stderr
+
+
+def test_every_change_of_a_phase_that_failed_is_said(world):
+    """A fleet whose AWS pool names another region and whose GCP pool another zone: both resizes of
+    phase 1 fail, and the apply said only one of them (whichever ended first); the user mended it,
+    planned and applied again, only to be told of the other."""
+    fleet = _fleet(world["tmp"])
+    text = (fleet / "fleet.yaml").read_text()
+    (fleet / "fleet.yaml").write_text(text.replace(f"region: {REGION}", "region: us-east-1")
+                                      .replace("zone: europe-west4-a", "zone: europe-west4-b"))
+    plan = world["tmp"] / "plan.json"
+    assert placer(world, "plan", str(fleet), "-o", str(plan)).returncode == 0
+    r = placer(world, "apply", str(plan))
+    said = " ".join(r.stderr.split())
+    assert r.returncode == 1 and "Traceback" not in said, said
+    assert "apply failed after 0 of 5 change(s)" in said, said
+    assert "Auto Scaling group 'e2e-h100' in us-east-1 not found" in said, said
+    assert "zones/europe-west4-b/instanceGroupManagers/placer-a100' was not found" in said, said
+    assert "1 other change failed too" in said, said
+    assert not (world["tmp"] / "state.json").exists() or not json.loads(
+        (world["tmp"] / "state.json").read_text()).get("pools")
