@@ -184,6 +184,27 @@ class GcpProvider:
         return change.kind == "pool" and change.provider == "gcp"
 
     def observe(self, change: Change) -> dict[str, Any] | None:
+        return self._of_pool(change, self._observe)
+
+    def apply(self, change: Change) -> None:
+        self._of_pool(change, self._apply)
+
+    def wait_healthy(self, change: Change, timeout_s: float) -> None:
+        self._of_pool(change, functools.partial(self._wait_healthy, timeout_s=timeout_s))
+
+    @staticmethod
+    def _of_pool(change: Change, call: Callable[[Change], T]) -> T:
+        """``call(change)``; its error says first the pool it is of (the group is named by target.gcp, often
+        not as the pool is: a failed apply said which group, and not which pool of the fleet to mend)."""
+        try:
+            return call(change)
+        except ProviderError as exc:
+            if str(exc).startswith(f"{change.address}: "):
+                raise
+            raise ProviderError(f"{change.address}: {exc}", retryable=exc.retryable, address=change.address,
+                                retry_after=exc.retry_after) from exc
+
+    def _observe(self, change: Change) -> dict[str, Any] | None:
         mig = Mig.of(change)
 
         def read() -> compute_v1.InstanceGroupManager | None:
@@ -195,7 +216,7 @@ class GcpProvider:
         found = self._call(change.address, f"reading the size of {mig}", read)
         return None if found is None else {"nodes": int(found.target_size)}
 
-    def apply(self, change: Change) -> None:
+    def _apply(self, change: Change) -> None:
         if change.action == "delete":
             return  # released (its Pool left the fleet, or names another group): left as it is, no call made
         mig = Mig.of(change)
@@ -258,7 +279,7 @@ class GcpProvider:
         except requests.Timeout:
             return op  # our deadline came first; the loop reports it
 
-    def wait_healthy(self, change: Change, timeout_s: float) -> None:
+    def _wait_healthy(self, change: Change, timeout_s: float) -> None:
         mig = Mig.of(change)
         deadline = time.monotonic() + timeout_s
         interval = self.poll_interval_s

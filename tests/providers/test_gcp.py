@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -396,3 +397,20 @@ def test_an_answer_that_is_not_the_apis_json_is_a_provider_error() -> None:
     assert err is not None and err.retryable
     assert str(err).startswith("gcp: listing managed instance groups in project acme failed: the Compute API's answer "
                                "is not what it sends (Failed to load JSON)")
+
+
+def test_an_error_names_the_pool_whose_change_failed(gcp: FakeCompute, provider: GcpProvider) -> None:
+    """A pool's group is named by target.gcp, often not as the pool is: the failed apply said
+    "gcp: resizing managed instance group placer-a100 ... failed", and not which pool of the fleet to mend,
+    where the AWS provider's said "pool/<name>: ..." of each."""
+    change = replace(pool_change("t4-pool", 2, {"zone": "us-central1-f"}), address="pool/gpu-serving")
+    for call in (lambda: provider.apply(change), lambda: provider.wait_healthy(change, 1.0)):
+        with pytest.raises(ProviderError) as err:
+            call()
+        assert str(err.value).startswith("pool/gpu-serving: gcp: "), str(err.value)
+        assert "us-central1-f" in str(err.value) and err.value.address == "pool/gpu-serving"
+    gcp.operations_fail("QUOTA_EXCEEDED", "Quota 'NVIDIA_T4_GPUS' exceeded. Limit: 0.0 in region us-central1.")
+    with pytest.raises(ProviderError) as err:
+        provider.apply(replace(pool_change("t4-pool", 2, ZONAL), address="pool/gpu-serving"))
+    assert str(err.value).startswith("pool/gpu-serving: gcp: resizing "), str(err.value)
+    assert "QUOTA_EXCEEDED" in str(err.value) and not err.value.retryable
