@@ -246,11 +246,14 @@ class GcpProvider:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 scope = f"--zone {mig.zone}" if mig.zone else f"--region {mig.region}"
+                # not for the apply engine to retry: a retry sent the resize again and waited the whole
+                # timeout again, 6 times (an hour at the default 600 s)
                 raise ProviderError(
                     f"gcp: {action}: operation {op.name} not finished after {self.operation_timeout_s:g}s "
                     f"(still {compute_v1.Operation.Status(op.status).name}); GCP may still complete it "
                     f"(`gcloud compute operations describe {op.name} {scope} --project {mig.project}`); "
-                    "retrying re-sends the same size, which is safe", retryable=True, address=address)
+                    "once it is done, run `placer plan` and apply the new plan (it sends the same size again, "
+                    "which is safe)", retryable=False, address=address)
             op = self._call(address, f"waiting for operation {op.name} ({action})",
                             functools.partial(self._wait_once, mig, op, remaining))
             if op.status != _DONE:
