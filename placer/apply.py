@@ -47,6 +47,20 @@ class StalePlanError(ApplyError):
     pass
 
 
+class RetriesSpent(ApplyError):
+    """A retryable provider error that every try of the retry policy met: its message (which says a
+    retry may help) and how often it was tried, so that the operator is not told to retry what the
+    apply already retried (``__cause__`` is the last error)."""
+
+    retryable = False
+
+    def __init__(self, last: BaseException, tries: int, seconds: float) -> None:
+        super().__init__(f"{str(last).rstrip().rstrip('.')}; tried {tries} times over {seconds:.0f}s and it still "
+                         "failed: wait until the provider answers again, then run `placer plan` and apply the new "
+                         "plan")
+        self.tries = tries
+
+
 class InconsistentPlanError(ApplyError):
     """A plan made from the state it is applied to whose changes do not start from what that state
     records (edited by hand)."""
@@ -298,12 +312,17 @@ class Applier:
                     deadline: float | None = None) -> Any:
         """``call``, again after a retryable error, up to the policy's attempts; with ``deadline``
         (``clock`` time) no retry starts that could not begin before it."""
+        started = self.clock()
         for attempt in range(self.retry.attempts):
             try:
                 return call()
             except Exception as exc:
-                if not _is_retryable(exc) or attempt == self.retry.attempts - 1:
+                if not _is_retryable(exc):
                     raise
+                if attempt == self.retry.attempts - 1:
+                    if attempt == 0:
+                        raise  # a policy of one try: nothing was retried
+                    raise RetriesSpent(exc, attempt + 1, self.clock() - started) from exc
                 asked = getattr(exc, "retry_after", None)
                 delay = self.retry.delay(attempt, asked)
                 if deadline is not None and self.clock() + delay >= deadline:

@@ -374,7 +374,7 @@ class AwsProvider:
             seen = f"status {state.status}, desired size {state.desired} of {want}{instances}{self._issues(state)}"
             hint, check = "", "check the node group's health in EKS"
         return (f"{change.address}: timed out after {timeout_s:g}s waiting for {ref} to be healthy: {seen}"
-                f"{hint}; {check}, then apply again to keep waiting")
+                f"{hint}; {check}, then run `placer plan` and apply the new plan, which waits for it again")
 
     def _latest_activity(self, ref: GroupRef) -> str | None:
         try:

@@ -267,7 +267,8 @@ class GcpProvider:
             codes = {e.code for e in errors}
             retryable = bool(codes & _RETRYABLE_OP_ERRORS) or retryable_http(op.http_error_status_code or None)
             hint = ("GPU capacity or rate limits may clear, a retry may succeed; if it persists, pick another "
-                    "zone" if retryable else "fix the cause (quota, permissions, template) in GCP, then apply again")
+                    "zone" if retryable else "fix the cause (quota, permissions, template) in GCP, then run `placer plan` "
+                    "and apply the new plan")
             raise ProviderError(f"gcp: {action} failed: operation {op.name} ended with {detail}; {hint}",
                                 retryable=retryable, address=address)
 

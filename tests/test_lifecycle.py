@@ -31,7 +31,7 @@ import lifecycle_helpers as lh
 
 from placer import cli as placer_cli
 from placer import planfile
-from placer.apply import Applier, ApplyError, RetryPolicy, StalePlanError, check_fresh
+from placer.apply import Applier, ApplyError, RetriesSpent, RetryPolicy, StalePlanError, check_fresh
 from placer.diff import running_replicas
 from placer.fleet import load_fleet
 from placer.state import LocalBackend
@@ -1066,9 +1066,12 @@ def test_retries_are_bounded(env: Env, capsys: pytest.CaptureFixture[str]) -> No
     plan = load_plan(path)
     applier = Applier(env.backend, [provider], parallelism=1,
                       retry=RetryPolicy(attempts=3, base_seconds=0.001), sleep=lambda _s: None)
-    with pytest.raises(ProviderError, match=r"503|429") as caught:
+    with pytest.raises(RetriesSpent, match=r"503|429") as caught:
         applier.run(plan, env.backend.read(), "test", None, {})
-    assert caught.value.retryable
+    # the provider's message says a retry may help; the apply's says it was retried, and what next
+    assert "tried 3 times" in str(caught.value) and "run `placer plan`" in str(caught.value)
+    assert isinstance(caught.value.__cause__, ProviderError) and caught.value.__cause__.retryable
+    assert not caught.value.retryable
     assert provider.calls == ["pool/aws-h100"] * 3
     assert not env.state.exists(), "nothing was done, so nothing is recorded"
 

@@ -375,6 +375,8 @@ def test_wait_healthy_times_out_retryably_with_what_it_saw(provider: AwsProvider
     assert time.monotonic() - started < 5
     assert err.value.retryable
     assert "1 of 3 instances InService" in str(err.value) and f"'{gpu_asg}'" in str(err.value)
+    # once anything was applied the plan is stale: what waits again is the next plan's apply
+    assert str(err.value).endswith("then run `placer plan` and apply the new plan, which waits for it again")
 
 
 def test_a_released_group_is_left_alone_and_malformed_targets_are_refused_without_calls() -> None:

@@ -317,6 +317,8 @@ def test_operation_that_fails_reports_its_error(gcp: FakeCompute, provider: GcpP
         provider.apply(pool_change(name, 7, where))
     assert err.value.retryable is retryable
     assert f"{code}: {message.rstrip('.')}" in str(err.value) and name in str(err.value)
+    if not retryable:  # the plan applied is stale once anything was made: the next step is a new plan
+        assert "then run `placer plan` and apply the new plan" in str(err.value), str(err.value)
     assert gcp.target_size(PROJECT, name, **where) == before
 
 
