@@ -55,16 +55,18 @@ def check(fleet: Fleet, scenario: Scenario) -> list[str]:
     (with the closest name it has), a location with no pools (nothing would fail), or a demand
     scale that is not a finite number >= 0."""
     problems = []
-    for label, names, known in (("pool", scenario.fail_pools, set(fleet.pools)),
-                                ("location", scenario.fail_locations, set(fleet.locations))):
-        problems += [f"no {label} named {n!r}{suggest(n, known)}" for n in sorted(names) if n not in known]
+    providers = sorted({p.provider for p in fleet.pools.values()})
+    kinds = {"pool": set(fleet.pools), "location": set(fleet.locations), "provider": set(providers)}
+    for label, names in (("pool", scenario.fail_pools), ("location", scenario.fail_locations)):
+        problems += [f"no {label} named {n!r}{_kind_of(n, label, kinds) or suggest(n, kinds[label])}"
+                     for n in sorted(names) if n not in kinds[label]]
     # a location with no pools: failing it changes nothing, which a scenario must not pass off as an answer
     placed = {p.location.name for p in fleet.pools.values()}
     problems += [f"location {n!r} has no pools, so nothing fails there" for n in sorted(scenario.fail_locations)
                  if n in fleet.locations and n not in placed]
-    providers = sorted({p.provider for p in fleet.pools.values()})
     listed = f"the fleet's providers: {', '.join(providers)}" if providers else "the fleet has no pools"
-    problems += [f"no pool has provider {p!r} ({listed})" for p in sorted(scenario.fail_providers) if p not in providers]
+    problems += [f"no pool has provider {p!r} ({listed}){_kind_of(p, 'provider', kinds)}"
+                 for p in sorted(scenario.fail_providers) if p not in providers]
     if not math.isfinite(scenario.demand_scale) or scenario.demand_scale < 0:
         problems.append(f"--demand-scale must be a finite number >= 0, not {scenario.demand_scale:g}")
     else:
@@ -76,6 +78,15 @@ def check(fleet: Fleet, scenario: Scenario) -> list[str]:
                             f"over the fleet, the most a what-if counts to the unit (the fleet's demand is "
                             f"{demand:,.0f} units/s: give at most {MOST_DEMAND / demand:.3g})")
     return problems
+
+
+def _kind_of(name: str, label: str, kinds: dict[str, set[str]]) -> str:
+    """Where ``name``, given as a ``label`` the fleet lacks, is the name of another kind of the
+    fleet's (a location given to --fail-pool): which, and the option that fails it; else ''."""
+    other = next((kind for kind, known in kinds.items() if kind != label and name in known), None)
+    if other is None:
+        return ""
+    return f"; {name!r} is a {other}: fail it with --fail-{other} {name}"
 
 
 def _scale(model: Model, factor: float) -> Model:

@@ -519,6 +519,13 @@ def test_explain_on_a_fleet_with_no_plan_names_the_conflict(tmp_path):
     (("--fail-provider", "gcp"), "no pool has provider 'gcp' (the fleet's providers: aws, static)"),
     (("--fail-pool", "p", "--fail-pool", "zz"), "no pool named 'zz'"),
     (("--fail-pool", "pp"), "no pool named 'pp'; did you mean 'p'?"),
+    # a name of another kind, given to the wrong option: said so, with the option that fails it
+    # (it was "no pool named 'a'", and nothing to do)
+    (("--fail-pool", "a"), "no pool named 'a'; 'a' is a location: fail it with --fail-location a"),
+    (("--fail-location", "q"), "no location named 'q'; 'q' is a pool: fail it with --fail-pool q"),
+    (("--fail-pool", "aws"), "no pool named 'aws'; 'aws' is a provider: fail it with --fail-provider aws"),
+    (("--fail-provider", "b"), "no pool has provider 'b' (the fleet's providers: aws, static); 'b' is a location: "
+     "fail it with --fail-location b"),
     (("--demand-scale", "-1"), "--demand-scale must be a finite number >= 0, not -1"),
     (("--demand-scale", "nan"), "--demand-scale must be a finite number >= 0, not nan"),
     (("--demand-scale", "inf"), "--demand-scale must be a finite number >= 0, not inf"),
