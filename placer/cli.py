@@ -898,6 +898,7 @@ def _explanation(loaded: Fleet, rules: Any, model: str, state: Any, saved: Plan 
     """``model`` explained in the plan ``saved`` (from ``plan_path``), or in the fleet's plan solved now."""
     from placer.candidates import Candidates, Exclusions
     from placer.diff import running_replicas
+    from placer.explain import every_pool_out
     from placer.explain import explain as run_explain
     from placer.optimizer import explain_infeasible, optimize
 
@@ -920,8 +921,10 @@ def _explanation(loaded: Fleet, rules: Any, model: str, state: Any, saved: Plan 
         result = optimize(loaded, rules, current=current, progress=progress)
     if result.status == "INFEASIBLE":
         progress("infeasible: looking for the conflicting policies")
-        fail(f"the fleet has no feasible plan, so {model} has no place: "
-             f"{explain_infeasible(loaded, rules, progress).message()}")
+        conflict = explain_infeasible(loaded, rules, progress).message()
+        # a model no pool may run: why each pool is out needs no plan (validate's warning sends the reader here)
+        out = every_pool_out(loaded, rules, model)
+        fail(f"the fleet has no feasible plan, so {model} has no place: {conflict}" + (f"; and {out}" if out else ""))
     if result.placement is None or result.candidates is None:
         fail(f"the solver stopped with status {result.status} and no plan for the fleet; "
              "raise Settings solver.timeLimitSeconds")

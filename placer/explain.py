@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from placer.candidates import SLO, Candidates, Exclusion, exclusion, required_of, within_slo
+from placer.candidates import SLO, Candidates, Exclusion, Exclusions, exclusion, required_of, within_slo
 from placer.cost import churn_usd, compute_usd, model_usd, penalty_by_policy, price, violations
 from placer.fleet import Fleet, Model, Policy, Pool
 from placer.idle import Idle, idle_replicas
@@ -135,6 +135,18 @@ def _occupants(fleet: Fleet, placement: Placement, pool: str, model: str, reason
         return f"eligible but full: {used}/{cap} GPUs taken by {names(others, OCCUPANTS) or 'nobody'}"
     return (f"eligible but too full for {what}: {cap - used} free, {used}/{cap} taken by "
             f"{names(others, OCCUPANTS) or 'nobody'}")
+
+
+def every_pool_out(fleet: Fleet, rules: Rules, model: str) -> str | None:
+    """Why each pool is out for ``model`` (its fit rules and required policies, as ``explain`` gives
+    them), where every pool is: what a fleet with no plan still has to say of a model no pool may
+    run (validate's warning sends the reader here for it), the first OCCUPANTS of them named; None
+    where some pool may run it."""
+    excluded = Exclusions(fleet, rules, {})
+    why = {pool: excluded.get((model, pool)) for pool in sorted(fleet.pools)}
+    if not why or any(reason is None for reason in why.values()):
+        return None
+    return f"no pool may run {model}: " + names([f"{pool} ({reason})" for pool, reason in why.items()], OCCUPANTS)
 
 
 OCCUPANTS = 8  # models named as a full pool's occupants, those holding most GPUs first

@@ -514,6 +514,30 @@ def test_explain_on_a_fleet_with_no_plan_names_the_conflict(tmp_path):
             "the pools it fits hold at most 8)") in " ".join(r.stderr.split())
 
 
+def test_explain_on_a_fleet_with_no_plan_says_why_each_pool_is_out_for_a_model_none_may_run(tmp_path):
+    """validate's warning for a model no pool can host sends the reader to `placer explain FLEET m`
+    for why each pool is out; where that model's minReplicas (or another's) leaves the fleet no
+    plan, explain said only the conflict ("the pools it fits hold at most 0"), never the pools'
+    reasons, for that model or any other that no pool may run."""
+    fleet = write(tmp_path,
+                  location("a"), pool("small", "a", per_node=2), pool("l4", "a", gpu="L4-24GB"),
+                  inference("m", [{"location": "a", "rate": 100}], gpus=4, mem=40, minReplicas=2),
+                  inference("n", [{"location": "a", "rate": 100}], gpus=4, mem=40),
+                  inference("ok", [{"location": "a", "rate": 100}]))
+    warned = placer("validate", str(fleet))
+    assert "`placer explain FLEET m` says why each pool is out" in warned.stderr + warned.stdout
+    for model in ("m", "n"):
+        r = placer("explain", str(fleet), model)
+        said = " ".join(r.stderr.split())
+        assert r.returncode == 1 and "Traceback" not in r.stderr and r.stdout == "", r.stderr
+        assert f"the fleet has no feasible plan, so {model} has no place: no placement satisfies minReplicas of m" in said
+        assert (f"no pool may run {model}: l4 (memory: needs 40 GiB per GPU; L4-24GB has 24), small (node-size: a "
+                "replica needs 4 GPUs on one node; small nodes have 2)") in said, said
+    # a model some pool may run has the conflict alone to mend
+    r = placer("explain", str(fleet), "ok")
+    assert r.returncode == 1 and "no pool may run" not in r.stderr, r.stderr
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (("--fail-location", "nowhere"), "no location named 'nowhere'"),
     (("--fail-provider", "gcp"), "no pool has provider 'gcp' (the fleet's providers: aws, static)"),
