@@ -38,7 +38,7 @@ class Scenario:
     def describe(self) -> str:
         parts = []
         if self.demand_scale != 1.0:
-            parts.append(f"demand x{self.demand_scale:g}")
+            parts.append(f"demand x{_times(self.demand_scale)}")
         for label, names in (("pool", self.fail_pools), ("location", self.fail_locations),
                              ("provider", self.fail_providers)):
             if names:
@@ -48,6 +48,14 @@ class Scenario:
     def failed(self, pool: Pool) -> bool:
         return (pool.name in self.fail_pools or pool.location.name in self.fail_locations
                 or pool.provider in self.fail_providers)
+
+
+def _times(factor: float) -> str:
+    """``factor`` as few digits give it back exactly (``:g`` said "demand x1" of 1.00000001, whose
+    changes the table showed beside it, and "demand x-0" of -0)."""
+    factor += 0.0  # -0.0 is 0
+    short = f"{factor:g}"
+    return short if float(short) == factor else repr(factor)
 
 
 def check(fleet: Fleet, scenario: Scenario) -> list[str]:

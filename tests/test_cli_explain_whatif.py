@@ -211,6 +211,13 @@ def whatif(fleet: Path, *args: str) -> dict:
     return json.loads(r.stdout)
 
 
+@pytest.mark.parametrize(("scale", "said"), [("-0", "demand x0"), ("1.00000001", "demand x1.00000001")])
+def test_whatif_describes_a_demand_scale_as_given(scenarios, scale, said):
+    """The scenario's line names the scale it ran: ``:g`` gave "demand x1" of 1.00000001, whose
+    changes the table showed beside it, and "demand x-0" of -0."""
+    assert whatif(scenarios, "--demand-scale", scale)["description"] == said
+
+
 def test_whatif_demand_doubled_scales_onto_the_elastic_pool(scenarios):
     report = whatif(scenarios, "--demand-scale", "2")
     base, scen = report["base"], report["scenario"]
