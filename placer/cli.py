@@ -794,11 +794,17 @@ def render(plan_path: str, out_dir: str) -> None:
         for folder in sorted({path.parent for path in gone}):  # as the gitops apply, no empty cluster folder left
             if not any(folder.iterdir()):
                 folder.rmdir()
-    kept = sum(len(names) for names in theirs.values())
+    # one at a Deployment's path is the plan's now, as the gitops apply writes it (it was said kept)
+    taken = sorted(f"clusters/{folder}/{name}" for folder, names in theirs.items() for name in names
+                   if f"clusters/{folder}/{name}" in files)
+    kept = sum(len(names) for names in theirs.values()) - len(taken)
     same = len(files) - len(changed)
     out.print(f"Wrote {len(changed)} file(s) under {out_dir}" + (f", {same} unchanged" if same else "")
               + (f", removed {len(gone)} the plan no longer has" if gone else "")
-              + (f"; kept {kept} manifest(s) placer did not write, listed in their kustomization." if kept else "."))
+              + (f"; kept {kept} manifest(s) placer did not write, listed in their kustomization" if kept else "")
+              + (f"; replaced {len(taken)} placer did not write with the plan's Deployment of that name: "
+                 + ", ".join(taken[:3]) + (f" and {len(taken) - 3} more" if len(taken) > 3 else "") if taken else "")
+              + ".")
 
 
 @cli.command()

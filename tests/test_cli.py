@@ -456,6 +456,25 @@ def test_render_keeps_to_its_tree_and_to_its_own_files(tmp_path):
     assert not gone.exists() and sorted(p.name for p in (out / "clusters").iterdir()) == folders
 
 
+def test_render_lists_a_deployment_once_where_a_file_placer_did_not_write_had_its_name(tmp_path):
+    """A manifest placer did not write at the path of one of the plan's Deployments (a hand-written
+    one from before placer) is replaced by the plan's, as the gitops apply writes it, and said so: the
+    kustomization listed the file twice (kustomize refuses the folder) and render said it was kept."""
+    fleet = write_fleet(tmp_path, pool("q", "b", usd=1, provider="kubernetes",
+                                       target={"kubernetes": {"context": "c1"}}),
+                        inference("n", [{"location": "b", "rate": 900}]))
+    plan = tmp_path / "plan.json"
+    assert placer("plan", str(fleet), "-o", str(plan)).returncode == 0
+    folder = tmp_path / "gitops" / "clusters" / "c1"
+    folder.mkdir(parents=True)
+    (folder / "n-q.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: n-q}\n")
+    r = placer("render", str(plan), "--out", str(tmp_path / "gitops"))
+    assert r.returncode == 0, r.stderr
+    assert yaml.safe_load((folder / "kustomization.yaml").read_text())["resources"] == ["n-q.yaml"]
+    assert yaml.safe_load((folder / "n-q.yaml").read_text())["kind"] == "Deployment"
+    assert "kept" not in r.stdout and "replaced 1 placer did not write" in r.stdout and "clusters/c1/n-q.yaml" in r.stdout
+
+
 def test_render_never_writes_through_a_symbolic_link_in_the_tree(tmp_path):
     """As the gitops apply refuses them: a kustomization that was a link to a file outside the tree
     was overwritten with the folder's list, and a cluster folder that was a link got the manifests

@@ -83,16 +83,17 @@ def placer_wrote(text: str) -> bool:
 def tree(plan: dict[str, Any], others: dict[str, list[str]] | None = None) -> dict[str, str]:
     """Every file of the GitOps tree for a plan's placement (not only its changes). ``others``:
     cluster folder -> the manifests placer did not write there, which its kustomization lists too
-    (as the gitops apply keeps them)."""
+    (as the gitops apply keeps them). One of those at a Deployment's path is overwritten, as the gitops
+    apply writes it, and listed once (it was listed twice, and kustomize refused the folder)."""
     files: dict[str, str] = {}
-    by_cluster: dict[str, list[str]] = {folder: list(names) for folder, names in (others or {}).items()}
+    by_cluster: dict[str, set[str]] = {folder: set(names) for folder, names in (others or {}).items()}
     for p in plan.get("placements", []):
         target = p["target"]
         path = manifest_path(target)
         files[path] = manifest_text(target, int(p["replicas"]))
-        by_cluster.setdefault(cluster_folder(target), []).append(path.rsplit("/", 1)[1])
+        by_cluster.setdefault(cluster_folder(target), set()).add(path.rsplit("/", 1)[1])
     for cluster, resources in by_cluster.items():
-        files[f"clusters/{cluster}/kustomization.yaml"] = kustomization_text(resources)
+        files[f"clusters/{cluster}/kustomization.yaml"] = kustomization_text(sorted(resources))
     pools = {p["pool"]: tfvars_entry(p["target"], int(p["nodes"])) for p in plan.get("pools", []) if p.get("target")}
     prior = plan.get("priorState", {})
     files[TFVARS] = tfvars_text(pools, {"fleet_digest": plan.get("fleetDigest"), "serial": prior.get("serial", 0)})
