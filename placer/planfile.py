@@ -221,7 +221,7 @@ FIELDS: dict[str, dict[str, str]] = {
 }
 # the plan's own fields besides its sections
 TOP_FIELDS = {"placerVersion": "text", "createdAt": "text", "fleetDigest": "text", "costBeforeUsdPerHour": "number?",
-              "servedRate": "amount?"}
+              "servedRate": "amount?", "servingUsdPerHour": "amount?"}
 PRIOR_FIELDS = {"lineage": "text?", "serial": "whole?", "applying": "object?", "refreshed": "flag?"}
 APPLYING_FIELDS = {"plan": "text?", "done": "whole"}
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from placer.cost import CostBreakdown, price
+from placer.cost import CostBreakdown, model_usd, price
 from placer.diff import deployment_target, diff, managed_pool, pool_target, running_replicas
 from placer.fleet import Fleet
 from placer.optimizer import Conflict, SolveResult, explain_infeasible, optimize
@@ -87,11 +87,17 @@ def placement_body(fleet: Fleet, result: SolveResult, placement: Placement, cost
         for v in cost.violations
     ]
     served = sum(r.rate for r in placement.routes)
+    # what serving the demand costs: the running compute, egress and latency less the training and batch
+    # models' own (their compute was counted per unit served: 67.20 USD/h of which 2.40 served)
+    running = cost.compute + cost.egress + cost.latency
+    apart = sum(usd for m in fleet.models.values() if not m.inference
+                for term, usd in model_usd(fleet, placement, m.name).items() if term in ("compute", "egress"))
     return {
         "solver": solver,
         "cost": {k: _r(v) for k, v in cost.as_dict().items()},
         "costBeforeUsdPerHour": state.cost_usd_per_hour,
         "servedRate": _r(served),
+        "servingUsdPerHour": _r(max(0.0, running - apart)),
         "placements": placements,
         "routes": routes,
         "pools": pools,

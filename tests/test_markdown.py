@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from placer.render.markdown import COMMENT_CHARS, LimitTooLow, render
-from tests.fleetkit import inference, location, pool
+from tests.fleetkit import inference, location, pool, training
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -150,6 +150,24 @@ def test_show_markdown_cuts_at_max_chars_and_zero_means_whole(tmp_path: Path) ->
     assert found is not None, low.stderr
     least = placer("show", str(plan), "--markdown", "--max-chars", found.group(2))
     assert least.returncode == 0 and len(least.stdout) == int(found.group(2))  # its final newline among them
+
+
+def test_cost_per_million_served_leaves_out_what_training_costs(tmp_path: Path) -> None:
+    """The cost per million units served is what serving costs: a training model's compute beside an
+    inference model's was counted per unit served (81 USD/h over 100 units/s read 225 USD, not 2.78)."""
+    docs = [location("a"), pool("p", "a", usd=1.0), pool("t", "a", gpu="H100-80GB", usd=10.0),
+            inference("chat", [{"location": "a", "rate": 100}]), training("train", 1, gpuTypes=["H100-80GB"])]
+    fleet = tmp_path / "fleet"
+    fleet.mkdir()
+    (fleet / "fleet.yaml").write_text(yaml.safe_dump_all(docs))
+    plan = tmp_path / "plan.json"
+    run = [sys.executable, "-m", "placer"]
+    r = subprocess.run([*run, "plan", str(fleet), "-o", str(plan)], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "Cost per million units served: 2.7778 USD" in r.stdout, r.stdout
+    shown = subprocess.run([*run, "show", str(plan), "--markdown"], capture_output=True, text=True, cwd=ROOT,
+                           timeout=300)
+    assert "| compute | 81.00 |" in shown.stdout and "Cost per million units served: 2.7778 USD" in shown.stdout
 
 
 def test_text_from_the_fleet_cannot_break_out_of_its_block_or_row() -> None:

@@ -42,13 +42,17 @@ def counts_line(plan: dict[str, Any]) -> str:
 
 
 def usd_per_million(plan: dict[str, Any]) -> float | None:
-    """Compute + egress + latency cost per million units served (rate is per second)."""
+    """The cost of serving (compute + egress + latency, less the training and batch models' own:
+    ``servingUsdPerHour``) per million units served (rate is per second). A plan written before
+    that field: the whole of compute + egress + latency."""
     served = float(plan.get("servedRate") or 0.0)
     if served <= 0:
         return None
     cost = plan.get("cost", {})
-    running = sum(float(cost.get(k, 0.0)) for k in ("computeUsdPerHour", "egressUsdPerHour", "latencyUsdPerHour"))
-    return running / (served * 3600.0 / 1e6)
+    running = plan.get("servingUsdPerHour")
+    if not isinstance(running, int | float) or isinstance(running, bool):
+        running = sum(float(cost.get(k, 0.0)) for k in ("computeUsdPerHour", "egressUsdPerHour", "latencyUsdPerHour"))
+    return float(running) / (served * 3600.0 / 1e6)
 
 
 COUNTS = ("replicas", "nodes")
