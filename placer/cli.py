@@ -755,7 +755,7 @@ def force_unlock(lock_id: str, fleet_path: str | None, state_path: str | None) -
 def render(plan_path: str, out_dir: str) -> None:
     """Write the GitOps tree of a plan: manifests per cluster and terraform tfvars."""
     from placer.planfile import atomic_write_all, link_refusal, read, tree_leftovers
-    from placer.render.tree import placer_wrote, tree
+    from placer.render.tree import listed, placer_wrote, tree
 
     root = Path(out_dir)
     with spinner(True, "rendering") as progress:
@@ -768,8 +768,10 @@ def render(plan_path: str, out_dir: str) -> None:
         progress(f"reading the manifests under {out_dir}")
         theirs: dict[str, list[str]] = {}
         stale: list[Path] = []
-        for path in sorted(root.glob("clusters/*/*.yaml")):
-            if path.name == "kustomization.yaml" or placer_wrote(path.read_text(errors="replace")):
+        for path in sorted(p for p in root.glob("clusters/*/*") if listed(p) or p.name == "kustomization.yaml"):
+            # placer writes *.yaml only: a *.yml is someone's, listed whatever its labels
+            if path.name == "kustomization.yaml" or (
+                    path.suffix == ".yaml" and placer_wrote(path.read_text(errors="replace"))):
                 stale.append(path)
             else:
                 theirs.setdefault(path.parent.name, []).append(path.name)

@@ -32,6 +32,7 @@ from placer.planfile import (
 from placer.render.tree import (
     TFVARS,
     kustomization_text,
+    listed,
     manifest_path,
     manifest_text,
     tfvars_entry,
@@ -77,7 +78,7 @@ class GitOpsProvider:
 
     def _names(self, folder: Path) -> set[str]:
         if folder not in self._folders:
-            self._folders[folder] = ({p.name for p in folder.glob("*.yaml") if p.name != "kustomization.yaml"}
+            self._folders[folder] = ({p.name for p in folder.iterdir() if listed(p)}
                                      if folder.is_dir() else set())
         return self._folders[folder]
 

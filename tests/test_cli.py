@@ -475,6 +475,24 @@ def test_render_lists_a_deployment_once_where_a_file_placer_did_not_write_had_it
     assert "kept" not in r.stdout and "replaced 1 placer did not write" in r.stdout and "clusters/c1/n-q.yaml" in r.stdout
 
 
+def test_render_lists_a_yml_manifest_placer_did_not_write(tmp_path):
+    """A namespace.yml beside placer's manifests is kept and listed in the kustomization, as a
+    namespace.yaml is, whatever its labels (placer writes *.yaml only): it was left out of the list."""
+    fleet = write_fleet(tmp_path, pool("q", "b", usd=1, provider="kubernetes",
+                                       target={"kubernetes": {"context": "c1"}}),
+                        inference("n", [{"location": "b", "rate": 900}]))
+    plan = tmp_path / "plan.json"
+    assert placer("plan", str(fleet), "-o", str(plan)).returncode == 0
+    folder = tmp_path / "gitops" / "clusters" / "c1"
+    folder.mkdir(parents=True)
+    (folder / "namespace.yml").write_text("apiVersion: v1\nkind: Namespace\nmetadata: {name: models}\n")
+    (folder / "copy.yml").write_text("metadata: {labels: {app.kubernetes.io/managed-by: placer}}\n")
+    r = placer("render", str(plan), "--out", str(tmp_path / "gitops"))
+    assert r.returncode == 0 and "kept 2 manifest(s) placer did not write" in r.stdout, r.stdout + r.stderr
+    resources = yaml.safe_load((folder / "kustomization.yaml").read_text())["resources"]
+    assert resources == ["copy.yml", "n-q.yaml", "namespace.yml"] and (folder / "copy.yml").exists()
+
+
 def test_render_never_writes_through_a_symbolic_link_in_the_tree(tmp_path):
     """As the gitops apply refuses them: a kustomization that was a link to a file outside the tree
     was overwritten with the folder's list, and a cluster folder that was a link got the manifests

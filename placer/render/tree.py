@@ -8,12 +8,13 @@ deterministic byte for byte: sorted keys, sorted file lists, no timestamps.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 from placer.render.manifests import MANAGED_BY, cluster_folder, deployment_manifest, manifest_file
-from placer.spec.source import RENDERED_TFVARS
+from placer.spec.source import RENDERED_TFVARS, YAML_SUFFIXES
 from placer.spec.writer import dump
 
 TFVARS = RENDERED_TFVARS  # by which the fleet loader knows a rendered tree, and skips it
@@ -67,6 +68,13 @@ def tfvars_text(pools: dict[str, dict[str, Any]], plan_info: dict[str, Any] | No
     if plan_info is not None:
         doc["placer_plan"] = plan_info
     return json.dumps(doc, indent=2, sort_keys=True) + "\n"
+
+
+def listed(path: Path) -> bool:
+    """Whether a file of a cluster folder is a manifest its kustomization lists: every ``*.yaml`` and
+    ``*.yml`` but the kustomization (a namespace.yml put beside placer's was left out of it, so the
+    pipeline stopped applying it)."""
+    return path.name.endswith(YAML_SUFFIXES) and path.name not in ("kustomization.yaml", "kustomization.yml")
 
 
 def placer_wrote(text: str) -> bool:

@@ -45,6 +45,21 @@ def test_kustomizations_are_written_when_the_phase_ends(tmp_path: Path) -> None:
     assert not folder.exists(), "a folder left without manifests goes, kustomization and all"
 
 
+def test_a_yml_manifest_beside_placers_is_listed_in_the_kustomization(tmp_path: Path) -> None:
+    """A namespace.yml put beside placer's manifests is listed, as a namespace.yaml is: it was left
+    out of the kustomization, so the pipeline stopped applying it."""
+    folder = tmp_path / "clusters" / "a"
+    folder.mkdir(parents=True)
+    (folder / "namespace.yml").write_text("apiVersion: v1\nkind: Namespace\nmetadata: {name: models}\n")
+    provider = GitOpsProvider(tmp_path)
+    provider.apply(change("m0", "a"))
+    provider.finish()
+    assert listed(folder) == ["m0-h100.yaml", "namespace.yml"]
+    provider.apply(change("m0", "a", replicas=None))
+    provider.finish()
+    assert listed(folder) == ["namespace.yml"]
+
+
 def test_a_kustomization_an_interrupted_apply_left_behind_is_repaired(tmp_path: Path) -> None:
     """Killed between a manifest and its phase's end: the next provider's first change rewrites
     the stale kustomization, though that change is in another folder; a right one is left alone."""
