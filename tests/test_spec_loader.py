@@ -611,6 +611,18 @@ def test_a_kubernetes_target_the_api_server_would_refuse_is_refused_here(target:
     assert any(message in e.message for e in caught.value.errors), caught.value.errors
 
 
+def test_every_problem_of_a_kubernetes_target_is_named_at_once() -> None:
+    """validate names each problem: a namespace and two nodeSelector entries the API server refuses
+    were named one at a time, the next only once the first was fixed."""
+    from tests.fleetkit import fleet, location, pool
+
+    k8s = {"namespace": "Team_A", "nodeSelector": {"gpu": "a b", "Bad Key": "x"}}
+    with pytest.raises(FleetError) as caught:
+        fleet(location("a"), pool("p", "a", provider="kubernetes", target={"kubernetes": k8s}))
+    said = " ".join(e.message for e in caught.value.errors)
+    assert "namespace 'Team_A'" in said and "value 'a b' (of gpu)" in said and "key 'Bad Key'" in said, said
+
+
 def test_a_kubernetes_target_as_the_api_server_takes_it() -> None:
     from tests.fleetkit import fleet, location, pool
 

@@ -162,15 +162,19 @@ class KubernetesTarget(Strict):
 
     @model_validator(mode="after")
     def _as_kubernetes_takes_it(self) -> KubernetesTarget:
+        # every problem at once (validate named the first only, and the next after it was fixed)
+        problems = []
         if len(self.namespace) > 63 or not DNS1123_LABEL.fullmatch(self.namespace):
-            raise ValueError(f"namespace {self.namespace!r} is no Kubernetes namespace: 63 characters at most of "
-                             "lower-case letters, digits and '-', starting and ending with a letter or digit")
+            problems.append(f"namespace {self.namespace!r} is no Kubernetes namespace: 63 characters at most of "
+                            "lower-case letters, digits and '-', starting and ending with a letter or digit")
         for key, value in self.node_selector.items():
             if why := _label_key(key):
-                raise ValueError(f"nodeSelector key {why}")
+                problems.append(f"nodeSelector key {why}")
             if value and not K8S_NAME.fullmatch(value):
-                raise ValueError(f"nodeSelector value {value!r} (of {key}) is no label value: 63 characters at most "
-                                 "of letters, digits, '-', '_' or '.', starting and ending with a letter or digit")
+                problems.append(f"nodeSelector value {value!r} (of {key}) is no label value: 63 characters at most "
+                                "of letters, digits, '-', '_' or '.', starting and ending with a letter or digit")
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
 
