@@ -768,7 +768,8 @@ def render(plan_path: str, out_dir: str) -> None:
         progress(f"reading the manifests under {out_dir}")
         theirs: dict[str, list[str]] = {}
         stale: list[Path] = []
-        for path in sorted(p for p in root.glob("clusters/*/*") if listed(p) or p.name == "kustomization.yaml"):
+        found = root.glob("clusters/*/*")
+        for path in sorted(p for p in found if listed(p) or (p.name == "kustomization.yaml" and p.is_file())):
             # placer writes *.yaml only: a *.yml is someone's, listed whatever its labels
             if path.name == "kustomization.yaml" or (
                     path.suffix == ".yaml" and placer_wrote(path.read_text(errors="replace"))):

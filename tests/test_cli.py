@@ -487,6 +487,7 @@ def test_render_lists_a_yml_manifest_placer_did_not_write(tmp_path):
     folder.mkdir(parents=True)
     (folder / "namespace.yml").write_text("apiVersion: v1\nkind: Namespace\nmetadata: {name: models}\n")
     (folder / "copy.yml").write_text("metadata: {labels: {app.kubernetes.io/managed-by: placer}}\n")
+    (folder / "base.yaml").mkdir()  # a folder, no manifest: render failed on it ("[Errno 21] Is a directory")
     r = placer("render", str(plan), "--out", str(tmp_path / "gitops"))
     assert r.returncode == 0 and "kept 2 manifest(s) placer did not write" in r.stdout, r.stdout + r.stderr
     resources = yaml.safe_load((folder / "kustomization.yaml").read_text())["resources"]

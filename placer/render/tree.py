@@ -73,8 +73,9 @@ def tfvars_text(pools: dict[str, dict[str, Any]], plan_info: dict[str, Any] | No
 def listed(path: Path) -> bool:
     """Whether a file of a cluster folder is a manifest its kustomization lists: every ``*.yaml`` and
     ``*.yml`` but the kustomization (a namespace.yml put beside placer's was left out of it, so the
-    pipeline stopped applying it)."""
-    return path.name.endswith(YAML_SUFFIXES) and path.name not in ("kustomization.yaml", "kustomization.yml")
+    pipeline stopped applying it). A folder so named is none (render failed on it: "[Errno 21] Is a directory")."""
+    return (path.name.endswith(YAML_SUFFIXES) and path.name not in ("kustomization.yaml", "kustomization.yml")
+            and not path.is_dir())
 
 
 def placer_wrote(text: str) -> bool:
