@@ -389,7 +389,16 @@ class Applier:
             report.applied.append(change.address)
             return
         if not _released(change):  # a released group is left as it is: nothing to verify
-            seen = self._with_retry(change, "observe", lambda: provider.observe(change), report)
+            try:
+                seen = self._with_retry(change, "observe", lambda: provider.observe(change), report)
+            except Exception:
+                # the provider took the change, and only reading it back failed: recorded as made
+                # (marked not healthy where it waits, so the next plan applies it again and checks
+                # it); left out, the state said nothing of a Deployment the cluster ran, and the
+                # apply said the state recorded exactly what was done
+                self._record(state, change, report, healthy=not self._waits(change))
+                report.applied.append(change.address)
+                raise
             wanted = change.after
             if (seen or None) != (wanted or None) and not _holds(seen, wanted):
                 raise ApplyError(f"{change.address}: after apply the {provider.name} provider reports {seen}, "

@@ -16,7 +16,7 @@ import yaml
 
 from tests.fleetkit import doc, inference, location, training
 from tests.servers.gcp_server import FakeCompute
-from tests.servers.kube_server import FakeKubeApiServer, write_kubeconfig
+from tests.servers.kube_server import FakeKubeApiServer, status_object, write_kubeconfig
 from tests.servers.moto_server import moto_server, reset_moto
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -423,3 +423,37 @@ def test_every_change_of_a_phase_that_failed_is_said(world):
     assert "1 other change failed too" in said, said
     assert not (world["tmp"] / "state.json").exists() or not json.loads(
         (world["tmp"] / "state.json").read_text()).get("pools")
+
+
+def test_a_change_made_whose_verification_fails_is_recorded_as_made(cluster):
+    """The server-side apply of asr's Deployment went through, then every read of it answered 503,
+    so its verification failed: the state did not record it while the cluster ran it, the apply said
+    the state recorded exactly what was done, and refresh called it a copy the state does not record.
+    It is recorded as made, not healthy yet: the next plan applies it again and waits for it."""
+    tmp, kube = cluster["tmp"], cluster["kube"]
+    fleet = _one_model_fleet(tmp, "v1", 3)
+    plan = tmp / "plan.json"
+    assert placer(cluster, "plan", str(fleet), "-o", str(plan)).returncode == 0
+    handle, made = kube.handle, []
+
+    def reads_fail_once_made(method, path, *rest):
+        if method == "PATCH" and path.endswith("/asr-dc-l4"):
+            made.append(path)
+        elif made and method == "GET" and path.endswith("/asr-dc-l4"):
+            return 503, status_object(503, "ServiceUnavailable", "the server is currently unable to handle "
+                                      "the request"), {}
+        return handle(method, path, *rest)
+
+    kube.handle = reads_fail_once_made
+    r = placer(cluster, "apply", str(plan))
+    kube.handle = handle
+    assert r.returncode == 1 and "HTTP 503" in r.stderr, r.stdout + r.stderr
+    assert kube.deployment("ml", "asr-dc-l4")["spec"]["replicas"] == 3
+    assert "records exactly what was done (deployment/asr@dc-l4," in " ".join(r.stderr.split()), r.stderr
+    entry = _entry(cluster)
+    assert (entry["replicas"], entry["healthy"]) == (3, False)
+
+    r = placer(cluster, "plan", str(fleet), "--detailed-exitcode")
+    assert r.returncode == 2 and UNHEALTHY in " ".join(r.stdout.split()), r.stdout + r.stderr
+    _plan_and_apply(cluster, fleet)
+    assert "healthy" not in _entry(cluster)
