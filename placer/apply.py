@@ -297,6 +297,10 @@ class Applier:
         # deployments whose health wait passed, their mark cleared in memory only: the state's next whole
         # write records it; where that write fails, the next plan applies them again and waits for them
         self.healthy_unwritten: list[str] = []
+        # deployments whose health wait began: one the apply marked not healthy and stopped before
+        # waiting for (another change failed) is said to be so, not to have failed its wait
+        self.waited: set[str] = set()
+        self.marked: set[str] = set()  # deployments this apply recorded as made, not healthy yet
         self.notes: list[str] = []  # what providers mended before the changes (``mend``), in words
         # changes of the failed phase that failed beside the one the apply raises, for the caller to say
         self.also_failed: list[BaseException] = []
@@ -357,6 +361,8 @@ class Applier:
                 value = deployment_entry(state.deployments.get(key), replicas, change.target)
                 if value is not None and replicas is not None:
                     value = health_marked(value, healthy)
+                    if not healthy:
+                        self.marked.add(change.address)
             entry = {"seq": len((state.applying or {}).get("done", [])) + 1, "address": change.address,
                      "kind": change.kind, "key": key, "value": value}
             state.replay(entry)
@@ -438,6 +444,7 @@ class Applier:
             return  # e.g. gitops: health is the pipeline's business once the tree is merged
         provider = self.provider_for(change)
         self.progress(f"waiting for {change.address} to be healthy", change)
+        self.waited.add(change.address)
         # one deadline for the whole wait: a retry after an error waits out what is left of it (the
         # provider's timeout was retried in full, 6 times: an apply told 600 s waited an hour)
         deadline = self.clock() + self.health_timeout_s

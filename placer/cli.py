@@ -646,8 +646,16 @@ def _apply_stopped(exc: BaseException, applied: int, total: int, signal_name: st
     else:
         marked = ""
         if unhealthy:
+            # made by this apply and stopped before their wait (another change failed), or whose wait
+            # did not pass (this apply's, or the last one's): it said the latter of all of them
+            unwaited = [a for a in unhealthy if a in applier.marked and a not in applier.waited]
+            failed = [a for a in unhealthy if a not in unwaited]
+            why = [f"{', '.join(failed)}, whose health wait did not pass"] if failed else []
+            if unwaited:
+                why.append(f"{', '.join(unwaited)}, which the apply stopped before waiting for "
+                           f"{'its' if len(unwaited) == 1 else 'their'} health")
             one = len(unhealthy) == 1
-            marked = (f" ({', '.join(unhealthy)}, whose health wait did not pass, as made but not healthy: the next "
+            marked = (f" ({'; '.join(why)}, as made but not healthy: the next "
                       f"plan applies {'it' if one else 'them'} again and waits for {'it' if one else 'them'})")
         told = (f"The state ({location}) records exactly what was done{marked}; run `placer plan` to see what "
                 "remains, then apply the new plan")

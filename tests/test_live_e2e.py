@@ -457,3 +457,24 @@ def test_a_change_made_whose_verification_fails_is_recorded_as_made(cluster):
     assert r.returncode == 2 and UNHEALTHY in " ".join(r.stdout.split()), r.stdout + r.stderr
     _plan_and_apply(cluster, fleet)
     assert "healthy" not in _entry(cluster)
+
+
+def test_a_deployment_made_before_another_failed_is_not_said_to_have_failed_its_health_wait(cluster):
+    """asr and tts are created together; tts is refused (403), so the apply stops before any health
+    wait. asr, made and recorded as not healthy yet, was said to be one "whose health wait did not
+    pass", which sent the operator to look for what held pods that had never been waited for."""
+    tmp, kube = cluster["tmp"], cluster["kube"]
+    fleet = _one_model_fleet(tmp, "v1", 3)
+    docs = list(yaml.safe_load_all((fleet / "fleet.yaml").read_text()))
+    docs.insert(-1, training("tts", 2, gpus=1, mem=16))
+    (fleet / "fleet.yaml").write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    plan = tmp / "plan.json"
+    assert placer(cluster, "plan", str(fleet), "-o", str(plan)).returncode == 0
+    kube.fail_next(100, 403, path_contains="/tts-dc-l4")
+    r = placer(cluster, "apply", str(plan))
+    said = " ".join(r.stderr.split())
+    assert r.returncode == 1 and "HTTP 403" in said, said
+    assert kube.deployment("ml", "asr-dc-l4") is not None and _entry(cluster)["healthy"] is False
+    assert "whose health wait did not pass" not in said, said
+    assert ("(deployment/asr@dc-l4, which the apply stopped before waiting for its health, as made but not "
+            "healthy: the next plan applies it again and waits for it)") in said, said
