@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from placer.cost import CostBreakdown, model_usd, price
+from placer.cost import CostBreakdown, model_compute_usd, model_egress_usd, price
 from placer.diff import deployment_target, diff, managed_pool, pool_target, running_replicas
 from placer.fleet import Fleet
 from placer.optimizer import Conflict, SolveResult, explain_infeasible, optimize
@@ -90,8 +90,8 @@ def placement_body(fleet: Fleet, result: SolveResult, placement: Placement, cost
     # what serving the demand costs: the running compute, egress and latency less the training and batch
     # models' own (their compute was counted per unit served: 67.20 USD/h of which 2.40 served)
     running = cost.compute + cost.egress + cost.latency
-    apart = sum(usd for m in fleet.models.values() if not m.inference
-                for term, usd in model_usd(fleet, placement, m.name).items() if term in ("compute", "egress"))
+    apart = sum(model_compute_usd(fleet, placement, m.name) + model_egress_usd(fleet, placement, m)
+                for m in fleet.models.values() if not m.inference)  # no routes: model_usd's scan of them is not needed
     return {
         "solver": solver,
         "cost": {k: _r(v) for k, v in cost.as_dict().items()},
