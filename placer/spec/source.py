@@ -216,12 +216,14 @@ def parse_text(text: str, path: str, what: str = "fleet") -> tuple[list[RawDocum
     """Parse every document of one file; problems come back as diagnostics. ``what``: the kind of
     file, in messages (anchors are not allowed in "policy test" files).
 
-    libyaml reads it where it can (``_read_fast``); the pure-Python loader where libyaml is not
-    installed, the text holds what the two may read differently, or there is anything to report."""
+    libyaml reads it where it can (``_read_fast``), and says the problems it finds in a document's
+    keys and its count (a duplicate key, a key that is a list, too many documents); the pure-Python
+    loader where libyaml is not installed, the text holds what the two may read differently, or
+    libyaml stops on what only the pure loader has the words and the line for (a syntax error)."""
     if _libyaml_reads_alike(text):
-        docs = _read_fast(text, path)
-        if docs is not None:
-            return docs, []
+        read = _read_fast(text, path)
+        if read is not None:
+            return read
     return _read_pure(text, path, what)
 
 
@@ -232,12 +234,15 @@ def _libyaml_reads_alike(text: str) -> bool:
     return _CLoader is not None and ended and not _PURE_ONLY.search(text, 1 if text.startswith("\ufeff") else 0)
 
 
-def _read_fast(text: str, path: str) -> list[RawDocument] | None:
-    """Every document as libyaml reads it, or None where it finds anything to report (a syntax
-    error, a duplicate key, too many documents, nesting too deep, ...): the pure-Python loader reads
-    that file again and says what, in its words and at its lines."""
+def _read_fast(text: str, path: str) -> tuple[list[RawDocument], list[Diagnostic]] | None:
+    """Every document as libyaml reads it, with a diagnostic for each duplicate or non-scalar key
+    and for more than MAX_DOCUMENTS documents, at the lines and in the words of ``_read_pure``; None
+    where it stops on anything else (a syntax error, a merge key, nesting too deep): the pure-Python
+    loader reads that file again and says what, in its words and at its lines. (Every problem sent
+    the file to the pure loader: a 1 MB file of duplicate keys took over a minute.)"""
     assert _CLoader is not None
     docs: list[RawDocument] = []
+    diags: list[Diagnostic] = []
     loader = _CLoader(text)
     try:
         while loader.check_node():
@@ -245,18 +250,23 @@ def _read_fast(text: str, path: str) -> list[RawDocument] | None:
             if node is None:
                 continue
             if len(docs) >= MAX_DOCUMENTS:
-                return None
+                diags.append(Diagnostic(path, node.start_mark.line + 1, f"more than {MAX_DOCUMENTS} documents"))
+                break
             lines: dict[Loc, int] = {}
             problems: list[str] = []
             data = _to_python(loader, node, (), lines, 0, problems)
-            if problems:
-                return None
+            diags += _located(path, problems)
             docs.append(RawDocument(path=path, line=node.start_mark.line + 1, data=data, lines=lines))
     except Exception:  # whatever it is, the pure-Python loader names it
         return None
     finally:
         loader.dispose()
-    return docs
+    return docs, diags
+
+
+def _located(path: str, problems: list[str]) -> list[Diagnostic]:
+    """``_to_python``'s problems ("12:duplicate key ...") as diagnostics of ``path``."""
+    return [Diagnostic(path, int(where), msg) for where, msg in (p.split(":", 1) for p in problems)]
 
 
 def _read_pure(text: str, path: str, what: str = "fleet") -> tuple[list[RawDocument], list[Diagnostic]]:
@@ -282,9 +292,7 @@ def _read_pure(text: str, path: str, what: str = "fleet") -> tuple[list[RawDocum
                     Diagnostic(path, node.start_mark.line + 1, f"document nested deeper than {MAX_DEPTH} levels")
                 )
                 continue
-            for p in problems:
-                where, msg = p.split(":", 1)
-                diags.append(Diagnostic(path, int(where), msg))
+            diags += _located(path, problems)
             docs.append(RawDocument(path=path, line=node.start_mark.line + 1, data=data, lines=lines))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
