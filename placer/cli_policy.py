@@ -30,6 +30,7 @@ def test(path: str, pattern: str | None, verbose: bool) -> None:
     """
     from placer.cli import err, fail, out, rules_for
     from placer.policytest import NoTestsError, run
+    from placer.spec.diagnostics import capped_per_file
 
     if pattern:
         try:
@@ -41,7 +42,7 @@ def test(path: str, pattern: str | None, verbose: bool) -> None:
     except NoTestsError as exc:
         fail(str(exc))
 
-    for diag in report.file_errors:
+    for diag in capped_per_file(report.file_errors):  # a test file of 100,000 problems: 50 of them, and a count
         err.print(f"ERROR {diag}", style="red", markup=False)
     current = None
     for case in report.cases:

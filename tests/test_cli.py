@@ -81,6 +81,28 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
     assert r.returncode == 1 and "no such plan file" in r.stderr
 
 
+def test_a_file_of_many_problems_prints_the_first_of_them_and_a_count(tmp_path):
+    """A file of 200,000 duplicate keys printed 200,000 lines (and ran past a minute); the first
+    MOST_PER_FILE of a file are printed, then one line of how many more, and the count is of every error."""
+    from placer.spec.diagnostics import MOST_PER_FILE
+
+    fleet = write_fleet(tmp_path)
+    keys = MOST_PER_FILE + 10
+    (fleet / "dup.yaml").write_text("k: 1\n" * (keys + 1))  # keys duplicates, and 3 problems of the document
+    (fleet / "fleet.yaml").write_text((fleet / "fleet.yaml").read_text().replace("rate: 100", "rate: -1"))
+    r = placer("validate", str(fleet))
+    assert r.returncode == 1
+    lines = r.stderr.splitlines()
+    dup = [line for line in lines if line.startswith(f"{fleet / 'dup.yaml'}:")]
+    assert len(dup) == MOST_PER_FILE + 1
+    assert dup[2] == f"{fleet / 'dup.yaml'}:2: duplicate key 'k', first at line 1: keep one of the two"
+    # two at line 1 (no apiVersion, no kind), a duplicate at each line to MOST_PER_FILE - 1; its unknown field 'k' too
+    assert dup[-1] == (f"{fleet / 'dup.yaml'}:{MOST_PER_FILE}: ... and {keys + 3 - MOST_PER_FILE} more problems in "
+                       "this file from this line on, not shown; fix those above and run again")
+    assert sum(line.startswith(f"{fleet / 'fleet.yaml'}:") for line in lines) == 1  # another file's own
+    assert lines[-1] == f"{keys + 3 + 1} errors in the fleet; nothing was planned or changed."
+
+
 def test_a_plan_written_where_no_file_can_be_says_where(tmp_path):
     """--out onto a directory, or under a file: the path the user gave and why, exit 1, and no
     temporary file left behind (the message once named the temporary file placer writes first)."""

@@ -13,6 +13,7 @@ from typing import Literal
 Severity = Literal["error", "warning"]
 MOST_NAME = 100  # characters of a kind, name or field a diagnostic prints (names are at most 63)
 MOST_MESSAGE = 400  # characters of a message: the longest placer writes, with room for a value quoted in it
+MOST_PER_FILE = 50  # diagnostics printed of one file; the rest are counted in one line
 
 
 @dataclass(frozen=True, order=True)
@@ -55,16 +56,35 @@ def _visible(text: str) -> str:
 
 
 class FleetError(Exception):
-    """The fleet has errors; carries every diagnostic found (errors and warnings)."""
+    """The fleet has errors; carries every diagnostic found (errors and warnings), sorted
+    (``found``), and those to print (``diagnostics``: at most MOST_PER_FILE of a file)."""
 
     def __init__(self, diagnostics: Iterable[Diagnostic]) -> None:
-        self.diagnostics = sorted(diagnostics, key=_order)
-        errors = [d for d in self.diagnostics if d.severity == "error"]
-        super().__init__(f"{len(errors)} error(s) in fleet")
+        self.found = sorted(diagnostics, key=_order)
+        self.diagnostics = capped_per_file(self.found)
+        super().__init__(f"{len(self.errors)} error(s) in fleet")
 
     @property
     def errors(self) -> list[Diagnostic]:
-        return [d for d in self.diagnostics if d.severity == "error"]
+        """Every error found, those not printed too."""
+        return [d for d in self.found if d.severity == "error"]
+
+
+def capped_per_file(diags: list[Diagnostic], most: int = MOST_PER_FILE) -> list[Diagnostic]:
+    """The first ``most`` of each file's diagnostics (in their order), then one saying how many more: a
+    file of 200,000 duplicate keys printed 200,000 lines, the first problems scrolled out of sight."""
+    out: list[Diagnostic] = []
+    by_path: dict[str, list[Diagnostic]] = {}
+    for d in diags:
+        by_path.setdefault(d.path, []).append(d)
+    for path, found in by_path.items():
+        out += found[:most]
+        rest = found[most:]
+        if rest:
+            severity: Severity = "error" if any(d.severity == "error" for d in rest) else "warning"
+            out.append(Diagnostic(path, rest[0].line, f"... and {len(rest):,} more problems in this file from this "
+                                  "line on, not shown; fix those above and run again", severity=severity))
+    return out
 
 
 def _order(d: Diagnostic) -> tuple[str, int, str]:
