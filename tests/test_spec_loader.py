@@ -4,12 +4,13 @@ placer.spec.loader (envelope and spec, located diagnostics, did-you-mean) and Di
 from __future__ import annotations
 
 import datetime
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
 
-from placer.spec import Diagnostic, FleetError, load_document, read_fleet_dir
-from placer.spec.diagnostics import sort_diagnostics
+from placer.spec import Diagnostic, FleetError, load_document, loader, read_fleet_dir
+from placer.spec.diagnostics import MOST_PER_FILE, sort_diagnostics
 from placer.spec.kinds import API_VERSION, KINDS, PoolSpec
 from placer.spec.loader import check_name, suggest
 from placer.spec.source import RawDocument, parse_text
@@ -632,3 +633,21 @@ def test_a_kubernetes_target_as_the_api_server_takes_it() -> None:
                            {"key": "spot", "value": "true", "effect": "NoExecute", "tolerationSeconds": 60}]}
     f = fleet(location("a"), pool("p", "a", provider="kubernetes", target={"kubernetes": k8s}))
     assert f.pools["p"].spec.target.kubernetes is not None
+
+
+def test_only_the_unknown_fields_a_file_prints_are_matched_for_a_did_you_mean(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A document of 100,000 unknown keys spent 10 s in difflib for lines the cap never prints (MOST_PER_FILE
+    a file): the first MOST_PER_FILE have their 'did you mean', the rest are only 'unknown field'."""
+    asked: list[str] = []
+
+    def counted(word: str, choices: Iterable[str]) -> str:
+        asked.append(word)
+        return suggest(word, choices)
+
+    monkeypatch.setattr(loader, "suggest", counted)
+    keys = "".join(f"specs{i}: 1\n" for i in range(MOST_PER_FILE + 10))
+    docs, _ = parse_text("apiVersion: placer.dev/v1alpha1\nkind: Location\nmetadata: {name: a}\n" + keys, "u.yaml")
+    _, diags = load_document(docs[0])
+    unknown = [d for d in diags if d.message.startswith("unknown field")]
+    assert len(unknown) == MOST_PER_FILE + 10 and len(asked) == MOST_PER_FILE
+    assert unknown[0].message == "unknown field; did you mean 'spec'?" and unknown[-1].message == "unknown field"
