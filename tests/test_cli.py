@@ -833,6 +833,21 @@ def test_a_placer_variable_set_to_what_it_cannot_take_is_named(tmp_path, monkeyp
     assert not (tmp_path / "state.json").exists()
 
 
+@pytest.mark.parametrize("value", ["scaleable", "fast"])
+def test_a_placer_optimizer_route_it_has_not_is_named(tmp_path, monkeypatch, value):
+    """PLACER_OPTIMIZER=scaleable (a typo of scalable) was taken as unset for the route, yet as set
+    for the exact route's fallback, which it turned off: the plan went on without a word. It is one
+    line naming the variable and the routes it takes, before anything is applied."""
+    fleet = write_fleet(tmp_path)
+    monkeypatch.setenv("PLACER_OPTIMIZER", value)
+    r = placer("apply", str(fleet), "--auto-approve")
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == (
+        f"Error: the environment variable PLACER_OPTIMIZER is {value!r}, not one of exact, scalable: "
+        "set it to one, or unset it (the route by the fleet's size)"), r.stderr
+    assert not (tmp_path / "state.json").exists()
+
+
 def test_the_commands_placer_suggests_quote_a_path_with_a_space(tmp_path):
     """"Apply it with: placer apply my plan.json", pasted, applied a file named 'my'. The paths in
     the commands placer suggests are quoted as a shell reads them."""

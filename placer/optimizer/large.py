@@ -46,7 +46,7 @@ import numpy as np
 
 from placer.candidates import Candidates, Exclusions, stranded_minimum
 from placer.fleet import Fleet
-from placer.knobs import env_number
+from placer.knobs import env_choice, env_number
 from placer.optimizer.arrays import (
     ArrayCandidates,
     BoolArray,
@@ -259,10 +259,15 @@ def cut_levels(n_pairs: int) -> int:
                           whole=True))
 
 
+def forced_route() -> str | None:
+    """The route PLACER_OPTIMIZER=exact|scalable forces, None where it is unset (KnobError for another word)."""
+    return env_choice("PLACER_OPTIMIZER", ("exact", "scalable"), "the route by the fleet's size")
+
+
 def use_large(fleet: Fleet) -> bool:
     """The scalable route for fleets beyond SMALL_FLEET; PLACER_OPTIMIZER=exact|scalable forces one."""
-    forced = os.environ.get("PLACER_OPTIMIZER", "").lower()
-    if forced in ("exact", "scalable"):
+    forced = forced_route()
+    if forced is not None:
         return forced == "scalable"
     return len(fleet.models) * len(fleet.pools) > SMALL_FLEET
 

@@ -136,7 +136,8 @@ def optimize(
     route (``placer.optimizer.large``); smaller ones this exact MIP.
     """
     started = time.monotonic()
-    from placer.optimizer.large import optimize_large, use_large  # scipy, highspy: 0.5 s the first time
+    # scipy, highspy: 0.5 s the first time
+    from placer.optimizer.large import forced_route, optimize_large, use_large
 
     if use_large(fleet):
         # the time limit counts from this call, the first import of the route included
@@ -163,7 +164,7 @@ def optimize(
     name = STATUS_NAMES.get(status, "UNKNOWN")
     stopped = status not in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE, pywraplp.Solver.INFEASIBLE,
                              pywraplp.Solver.UNBOUNDED, pywraplp.Solver.MODEL_INVALID)
-    if stopped and not os.environ.get("PLACER_OPTIMIZER"):
+    if stopped and forced_route() is None:
         # HiGHS through pywraplp hands back no incumbent when it stops at the time limit (status
         # 99 or NOT_SOLVED, though HiGHS held a plan): take the scalable route, which always keeps a plan,
         # for the time that is left (at least a tenth of the limit)
