@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The demo: validate and plan the hybrid fleet, apply it in gitops mode, re-plan (no changes).
+# The demo: validate and plan the hybrid fleet, apply it in gitops mode, re-plan (no changes),
+# explain one model's place, and ask what traffic grown by half would do.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FLEET=examples/hybrid
