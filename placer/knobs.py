@@ -1,8 +1,8 @@
 """Numbers read from PLACER_* environment variables: the knobs that tests, benchmarks and operators
-set (``PLACER_HIGHS_THREADS``, ``PLACER_RETRY_BASE_SECONDS``, ``PLACER_CUT_LEVELS``), and the
-choice among words of ``PLACER_OPTIMIZER``. Read where
-they are used, not at import: ``PLACER_HIGHS_THREADS=abc`` failed the import of the optimizer
-with Python's traceback, before the CLI could say which variable was wrong."""
+set (``PLACER_HIGHS_THREADS``, ``PLACER_RETRY_BASE_SECONDS``, ``PLACER_CUT_LEVELS``,
+``PLACER_NEAR_PAIRS``), and the choice among words of ``PLACER_OPTIMIZER``. Read where they are
+used, not at import: ``PLACER_HIGHS_THREADS=abc`` failed the import of the optimizer with Python's
+traceback, before the CLI could say which variable was wrong."""
 
 from __future__ import annotations
 

@@ -848,6 +848,23 @@ def test_a_placer_optimizer_route_it_has_not_is_named(tmp_path, monkeypatch, val
     assert not (tmp_path / "state.json").exists()
 
 
+def test_a_search_knob_that_cannot_be_read_fails_no_plan_it_is_not_used_in(tmp_path, monkeypatch):
+    """PLACER_NEAR_PAIRS=abc was read when the optimizer was imported, and every plan of any fleet
+    ended in Python's traceback (ValueError: invalid literal for int()). It is read where the
+    scalable route's search uses it, and is an error naming it there."""
+    import placer.optimizer.large as large
+    from placer.knobs import KnobError
+
+    fleet = write_fleet(tmp_path)
+    monkeypatch.setenv("PLACER_NEAR_PAIRS", "abc")
+    r = placer("plan", str(fleet))
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    with pytest.raises(KnobError, match="PLACER_NEAR_PAIRS is 'abc', not a whole number of 1 or more"):
+        large.near_pairs()
+    monkeypatch.setenv("PLACER_NEAR_PAIRS", "3")
+    assert large.near_pairs() == 3
+
+
 def test_the_commands_placer_suggests_quote_a_path_with_a_space(tmp_path):
     """"Apply it with: placer apply my plan.json", pasted, applied a file named 'my'. The paths in
     the commands placer suggests are quoted as a shell reads them."""

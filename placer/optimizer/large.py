@@ -136,7 +136,7 @@ PARALLEL_LP_PAIRS = 60_000
 # points, 2.5 s, took it from 142,879 to 160,166 USD/h against 186,805 for the plan)
 LINE_SHARE = 0.02
 LP_STOP_GAP = 5e-4  # column generation stops when the LP is this close to its bound (the rounding gains nothing more)
-NEAR_PAIRS = int(os.environ.get("PLACER_NEAR_PAIRS", "16"))  # per model, the pairs nearest to pricing out the MIPs may use
+NEAR_PAIRS = 16  # per model, the pairs nearest to pricing out the MIPs may use (PLACER_NEAR_PAIRS)
 SWEEP_SHARE = 0.85  # of the search time: one-model re-placements, before the neighbourhood search
 SWEEP_SHARE_LP = 0.25  # the same, when the recombination gets the LP's configurations as well
 MAX_SEARCH_THREADS = 4
@@ -257,6 +257,12 @@ def cut_levels(n_pairs: int) -> int:
     """Throughput levels per cover cut group: each tightens the LP, and slows it down."""
     return int(env_number("PLACER_CUT_LEVELS", 4 if n_pairs <= 100_000 else (2 if n_pairs <= 1_500_000 else 1),
                           whole=True))
+
+
+def near_pairs() -> int:
+    """Per model, the pairs nearest to pricing out that the MIPs may use: ``PLACER_NEAR_PAIRS``, else
+    NEAR_PAIRS. Read here, not at import: ``abc`` failed every plan with Python's traceback."""
+    return int(env_number("PLACER_NEAR_PAIRS", NEAR_PAIRS, whole=True, least=1))
 
 
 def forced_route() -> str | None:
@@ -928,7 +934,7 @@ def solve_model(model: MatrixModel, clock: Clock, gap: float, workers: int = 1,
             near = np.lexsort((lp.duals.g_lp, a.pair_model))
             pm = a.pair_model[near]
             rank = np.arange(len(near)) - np.searchsorted(pm, pm, side="left")
-            cand[near[rank < NEAR_PAIRS]] = True
+            cand[near[rank < near_pairs()]] = True
         cand |= fallback_pairs(model)
 
     # a first plan: the start rounded down, the rest covered greedily, then completed exactly
