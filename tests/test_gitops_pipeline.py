@@ -155,6 +155,21 @@ def test_pull_request_comment_shows_the_change_and_its_cost(flow: Flow) -> None:
         "~ deployment/chat@fra-a100 [phase 2] replicas 2 -> 3  # demand changed 3,000 -> 4,500"]
 
 
+def test_the_readme_quotes_the_pull_request_comment_as_placer_writes_it(flow: Flow) -> None:
+    """The README shows this comment as "real `placer show plan.json --markdown` output"; it stopped
+    at the changes, and the comment goes on with its placements. The same, but for the solve time."""
+    import re
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    quoted = readme.split("````markdown\n", 1)[1].split("````", 1)[0]
+    comment = (flow.out / "comment.md").read_text(encoding="utf-8").removeprefix("<!-- placer-plan -->\n")
+
+    def timeless(text: str) -> str:
+        return re.sub(r"Solver: OPTIMAL in [0-9.]+ s", "Solver: OPTIMAL in _ s", text)
+
+    assert timeless(quoted) == timeless(comment)
+
+
 def test_merging_the_pull_request_commits_only_what_changed(flow: Flow) -> None:
     assert flow.second != flow.first
     assert git(flow.env, flow.deploy, "rev-parse", f"{flow.second}~1") == flow.first
