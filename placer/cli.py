@@ -66,20 +66,46 @@ def stdout_gone() -> None:
         os.close(devnull)
 
 
+def stdout_failed(exc: OSError) -> NoReturn:
+    """A write to stdout that failed otherwise (a full disk, ``> /dev/full``): said as the output's,
+    where it goes, and what to do. It was 'Error: [Errno 28] No space left on device', from any command."""
+    from placer.state import said
+
+    where = ""
+    try:
+        target = os.readlink(f"/proc/self/fd/{sys.stdout.fileno()}")
+        where = f" ({said(target)})" if target.startswith("/") else ""
+    except (OSError, ValueError, AttributeError):  # no /proc, or no file behind stdout: "stdout" alone
+        pass
+    raise CliError(f"cannot write the output to stdout{where}: {exc.strerror or exc}; the output is cut short: "
+                   "make room there, or send it elsewhere (> FILE on another disk)") from exc
+
+
 class _StdoutConsole(Console):
-    """stdout's console: where its reader went away, it goes quiet (``stdout_gone``)."""
+    """stdout's console: where its reader went away, it goes quiet (``stdout_gone``); where a write
+    fails otherwise, the command fails saying so (``stdout_failed``)."""
 
     def on_broken_pipe(self) -> None:
         self.quiet = True
         stdout_gone()
 
+    def _check_buffer(self) -> None:
+        try:
+            super()._check_buffer()  # a broken pipe is rich's to take (on_broken_pipe above)
+        except OSError as exc:
+            del self._buffer[:]  # not written again by the error's printing, nor at exit
+            stdout_failed(exc)
+
 
 def echo(text: str, nl: bool = True) -> None:
-    """``click.echo`` to stdout, which a reader that went away does not end (``stdout_gone``)."""
+    """``click.echo`` to stdout, which a reader that went away does not end (``stdout_gone``), and
+    whose other write failures say what and where (``stdout_failed``)."""
     try:
         click.echo(text, nl=nl)
     except BrokenPipeError:
         stdout_gone()
+    except OSError as exc:
+        stdout_failed(exc)
 
 
 def _console(stderr: bool = False) -> Console:

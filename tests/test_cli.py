@@ -1068,3 +1068,28 @@ def test_a_rendered_tree_named_as_the_fleet_is_nothing_to_plan(tmp_path):
         assert r.stderr.splitlines()[0] == (f"{deploy}:0: no *.yaml or *.yml files in this directory but those "
                                             "skipped below: nothing to plan"), r.stderr
         assert "to destroy" not in r.stdout and "delete" not in r.stdout, r.stdout
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full, a device every write to fails")
+def test_a_stdout_that_cannot_be_written_is_named_with_what_to_do(tmp_path):
+    """`placer explain F M --json > /dev/full` said only 'Error: [Errno 28] No space left on device':
+    neither that it was stdout nor what to do. Every command's output, as text, JSON or Markdown: one
+    line naming stdout (and where it goes), the reason, and what to do; the plan file is still written."""
+    fleet = write_fleet(tmp_path)
+    plan = tmp_path / "plan.json"
+    with open("/dev/full", "w") as full:
+        def to_full(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([sys.executable, "-m", "placer", *args], cwd=ROOT, stdout=full,
+                                  stderr=subprocess.PIPE, text=True, timeout=120)
+
+        r = to_full("plan", str(fleet), "-o", str(plan))
+        assert r.returncode == 1 and json.loads(plan.read_text())["changes"], r.stderr
+        runs = [r] + [to_full(*args) for args in (["show", str(plan)], ["show", str(plan), "--json"],
+                                                  ["show", str(plan), "--markdown"], ["schema"],
+                                                  ["explain", str(fleet), "m", "--json"], ["validate", str(fleet)])]
+    for r in runs:
+        lines = r.stderr.splitlines()
+        assert r.returncode == 1 and len(lines) == 1, r.stderr
+        assert lines[0].startswith("Error: cannot write the output to stdout (/dev/full): No space left on device;"), \
+            r.stderr
+        assert "[Errno" not in r.stderr and "elsewhere" in r.stderr, r.stderr
