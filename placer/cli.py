@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import dataclasses
 import datetime as dt
+import io
 import json
 import os
 import shlex
@@ -77,6 +78,7 @@ def stdout_failed(exc: OSError) -> NoReturn:
         where = f" ({said(target)})" if target.startswith("/") else ""
     except (OSError, ValueError, AttributeError):  # no /proc, or no file behind stdout: "stdout" alone
         pass
+    stdout_gone()  # what is left in its buffer goes nowhere at exit, not to a second error (exit 120)
     raise CliError(f"cannot write the output to stdout{where}: {exc.strerror or exc}; the output is cut short: "
                    "make room there, or send it elsewhere (> FILE on another disk)") from exc
 
@@ -1047,7 +1049,20 @@ def plain_where_needed(*streams: Any) -> None:
                 reconfigure(errors="placer-ascii")
 
 
+def stdout_written_whole() -> None:
+    """Under PYTHONUNBUFFERED=1 (``python -u``) stdout's text layer writes straight to its file and
+    drops what a write did not take: a full disk took 10,000 bytes of `placer schema > f`, and the
+    command exited 0, its output cut without a word. Over a buffer, a short write is written on or
+    fails (``stdout_failed``); every print flushes, so nothing waits in it. Only the process's own
+    stdout, which lives as long as it: a wrapper of another's file (a test's capture) closes it when it goes."""
+    stream = sys.stdout
+    if stream is sys.__stdout__ and isinstance(stream, io.TextIOWrapper) and isinstance(stream.buffer, io.RawIOBase):
+        sys.stdout = io.TextIOWrapper(io.BufferedWriter(stream.buffer), encoding=stream.encoding,
+                                      errors=stream.errors, line_buffering=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    stdout_written_whole()
     plain_where_needed(sys.stdout, sys.stderr)
     args = list(sys.argv[1:] if argv is None else argv)
     # anywhere before a `--`, as the internal error's hint says: `placer plan F --debug` too (after

@@ -1093,3 +1093,23 @@ def test_a_stdout_that_cannot_be_written_is_named_with_what_to_do(tmp_path):
         assert lines[0].startswith("Error: cannot write the output to stdout (/dev/full): No space left on device;"), \
             r.stderr
         assert "[Errno" not in r.stderr and "elsewhere" in r.stderr, r.stderr
+
+
+def test_an_unbuffered_stdout_that_takes_part_of_the_output_fails_the_command(tmp_path):
+    """Under PYTHONUNBUFFERED=1 (many container images set it) Python's stdout drops what a write to a
+    full disk did not take: `placer schema > f` wrote its first 10,000 bytes, said nothing and exited
+    0, a cut JSON file taken for whole. A file that takes part of the output: exit 1, said so."""
+    import resource
+    import signal
+
+    def at_most_10000_bytes() -> None:  # a file that fills up: a write across the limit is a short one
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (10_000, 10_000))
+
+    target = tmp_path / "schema.json"
+    with open(target, "w") as sink:
+        r = subprocess.run([sys.executable, "-m", "placer", "schema"], cwd=ROOT, stdout=sink, stderr=subprocess.PIPE,
+                           text=True, timeout=120, preexec_fn=at_most_10000_bytes,
+                           env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert r.returncode == 1 and f"cannot write the output to stdout ({target})" in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 1 and target.stat().st_size == 10_000, r.stderr
