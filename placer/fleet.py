@@ -176,10 +176,17 @@ class Fleet:
         return "sha256:" + hashlib.sha256(blob).hexdigest()
 
     def document(self, kind: str, name: str) -> Document | None:
+        return self._documents_by_name.get((kind, name))
+
+    @cached_property
+    def _documents_by_name(self) -> dict[tuple[str, str], Document]:
+        """Each document by kind and name, the first where two share them: validate asks once per model
+        (``candidates.eligibility_warnings``), and scanning every document each time took 69 s of a
+        bench XL validate (10,000 models)."""
+        found: dict[tuple[str, str], Document] = {}
         for d in self.documents:
-            if d.kind == kind and d.name == name:
-                return d
-        return None
+            found.setdefault((d.kind, d.name), d)
+        return found
 
     @cached_property
     def _selected(self) -> dict[tuple[str, int], tuple[Selector, list[Any]]]:
