@@ -114,6 +114,22 @@ class _Resolver(yaml.resolver.BaseResolver):
 
     yaml_implicit_resolvers = _NoAliasLoader.yaml_implicit_resolvers
 
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        """The tag of a plain scalar depends on its text alone (there are no path resolvers): each
+        text's is looked up once (a fleet's keys, kinds and figures repeat) and kept."""
+        if kind is not yaml.ScalarNode or not implicit[0]:
+            return super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
+        tag = _PLAIN_TAGS.get(value)
+        if tag is None:
+            if len(_PLAIN_TAGS) >= MOST_PLAIN_TAGS:
+                _PLAIN_TAGS.clear()
+            tag = _PLAIN_TAGS[value] = super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
+        return tag
+
+
+MOST_PLAIN_TAGS = 50_000  # texts whose tags are kept (names are seldom met twice, so the store is emptied when full)
+_PLAIN_TAGS: dict[str, str] = {}
+
 
 _RESOLVER = _Resolver()
 
@@ -161,6 +177,18 @@ class _TooDeep(Exception):
     pass
 
 
+STR_TAG = "tag:yaml.org,2002:str"
+
+
+def _construct(loader: Any, node: yaml.Node) -> Any:
+    """The Python value of a key or scalar node: the text of a text scalar as PyYAML's constructor
+    gives it (``construct_yaml_str``: the node's value), without its bookkeeping, most of the
+    time of a large fleet's reading; any other node as the loader constructs it."""
+    if node.tag == STR_TAG and isinstance(node, yaml.ScalarNode):
+        return node.value
+    return loader.construct_object(node)
+
+
 def _to_python(
     loader: Any, node: yaml.Node, loc: Loc, lines: dict[Loc, int], depth: int, diags: list[str]
 ) -> Any:
@@ -172,7 +200,7 @@ def _to_python(
         for key_node, value_node in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":  # PyYAML has no constructor for it (an alias it would expand)
                 raise yaml.MarkedYAMLError(problem=MERGE_MESSAGE, problem_mark=key_node.start_mark)
-            key = loader.construct_object(key_node)  # type: ignore[no-untyped-call]
+            key = _construct(loader, key_node)
             if isinstance(key, list | dict):
                 diags.append(f"{key_node.start_mark.line + 1}:mapping keys must be plain scalars")
                 continue
@@ -199,7 +227,7 @@ def _to_python(
     if loc and loc[-1] in TEXT_KEYS and isinstance(node, yaml.ScalarNode) and node.tag != "tag:yaml.org,2002:null":
         return node.value  # `version: null` (or ~, or nothing) is no version, not the text "null"
     try:
-        return loader.construct_object(node)
+        return _construct(loader, node)
     except ValueError:  # an impossible date such as 2024-13-45: keep the text, the schema says why
         return node.value
 
