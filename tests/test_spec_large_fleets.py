@@ -67,3 +67,28 @@ def test_a_fleet_file_resolves_each_plain_text_once_and_constructs_no_text(monke
     assert len(resolved) == len(set(resolved)) <= 300 + 13  # each name, and the 13 texts every document repeats
     assert constructed == ["tag:yaml.org,2002:float"] * 300  # the figures; no text
 
+
+def test_printable_text_is_not_looked_through_character_by_character(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The check for control characters asked the Unicode category of every character of every
+    document (800,828 asks for 9,900 small Location documents); text that is printable holds none,
+    and only the rest is looked into, so an escape code is still found."""
+    import unicodedata
+
+    from placer.spec import load_document
+    from placer.spec.source import parse_text
+
+    asked: list[str] = []
+    category = unicodedata.category
+
+    def counting(char: str) -> str:
+        asked.append(char)
+        return category(char)
+
+    monkeypatch.setattr(unicodedata, "category", counting)
+    raws, _ = parse_text(_locations(50), "locations.yaml")
+    assert all(load_document(raw)[1] == [] for raw in raws)
+    assert asked == []
+    raws, _ = parse_text('apiVersion: placer.dev/v1alpha1\nkind: Location\nmetadata: {name: a}\n'
+                         'spec: {environment: cloud, jurisdiction: "E\\eU"}\n', "escape.yaml")
+    _, diags = load_document(raws[0])
+    assert [(d.field, d.line) for d in diags] == [("spec.jurisdiction", 4)] and "'\\x1b'" in diags[0].message

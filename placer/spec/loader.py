@@ -241,13 +241,25 @@ def controls(value: Any, loc: Loc) -> list[tuple[Loc, str]]:
     cleared the terminal that printed the plan, and a line break in it broke the pull request's
     comment)."""
     found: list[tuple[Loc, str]] = []
+    _controls(value, loc, found)
+    return found
+
+
+def _controls(value: Any, loc: Loc, found: list[tuple[Loc, str]]) -> None:
+    """``controls``, adding to ``found``."""
+    # a number, boolean, date or printable text holds none: only the rest is looked into (every
+    # value of bench XL's 11,361 documents was, 639,299 calls)
     if isinstance(value, dict):
         for key, item in value.items():
-            found += controls(key, (*loc, str(key))) + controls(item, (*loc, str(key)))
+            if isinstance(key, dict | list) or (isinstance(key, str) and not key.isprintable()):
+                _controls(key, (*loc, str(key)), found)
+            if isinstance(item, dict | list) or (isinstance(item, str) and not item.isprintable()):
+                _controls(item, (*loc, str(key)), found)
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            found += controls(item, (*loc, i))
-    elif isinstance(value, str):
+            if isinstance(item, dict | list) or (isinstance(item, str) and not item.isprintable()):
+                _controls(item, (*loc, i), found)
+    elif isinstance(value, str) and not value.isprintable():  # printable text holds no Cc or Cf character
         described = bool(loc) and loc[-1] == "description"
         allowed = "\t\n" if described else "\t"
         # and, but in a description, an invisible format character (zero-width, bidi override): a
@@ -256,7 +268,6 @@ def controls(value: Any, loc: Loc) -> list[tuple[Loc, str]]:
         bad = next((c for c in value if unicodedata.category(c) in hidden and c not in allowed), None)
         if bad is not None:
             found.append((loc, bad))
-    return found
 
 
 def load_document(raw: RawDocument) -> tuple[Document | None, list[Diagnostic]]:
