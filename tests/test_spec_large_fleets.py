@@ -92,3 +92,26 @@ def test_printable_text_is_not_looked_through_character_by_character(monkeypatch
                          'spec: {environment: cloud, jurisdiction: "E\\eU"}\n', "escape.yaml")
     _, diags = load_document(raws[0])
     assert [(d.field, d.line) for d in diags] == [("spec.jurisdiction", 4)] and "'\\x1b'" in diags[0].message
+
+
+def test_validate_counts_a_models_pools_until_they_hold_its_min_replicas(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Whether a model's pools hold its minReplicas counted every pool for every model: 5,366,000
+    pools at bench XL, most of its validate's minutes. The pools are counted until they hold enough;
+    a model they cannot hold is still found, with all they hold."""
+    from placer.optimizer import conflicts
+    from tests.fleetkit import RULES, fleet, inference, location, pool
+
+    looked: list[str] = []
+    exclusion = conflicts.exclusion
+
+    def counting(fleet, rules, model, pool, policies):  # type: ignore[no-untyped-def]
+        looked.append(pool.name)
+        return exclusion(fleet, rules, model, pool, policies)
+
+    monkeypatch.setattr(conflicts, "exclusion", counting)
+    demand = [{"location": "a", "rate": 1}]
+    loaded = fleet(location("a"), *(pool(f"p{i}", "a") for i in range(50)),
+                   inference("small", demand, minReplicas=3), inference("big", demand, minReplicas=401))
+    found = list(conflicts.capacity_conflicts(loaded, RULES))
+    assert [(c.models, c.capacity) for c in found] == [(("big",), (400, 401))]
+    assert len(looked) == 1 + 50 + 50  # small: the first pool holds 8; big: all, and all again to say how many

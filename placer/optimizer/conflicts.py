@@ -155,13 +155,19 @@ def feasible(fleet: Fleet, rules: Rules, active: set[str], time_limit: float = C
     return True
 
 
-def most_replicas(fleet: Fleet, rules: Rules, model: Model, policies: Collection[Policy]) -> int:
+def most_replicas(fleet: Fleet, rules: Rules, model: Model, policies: Collection[Policy],
+                  enough: int | None = None) -> int:
     """The replicas of ``model`` the pools ``policies`` (required, selecting it) and the fit rules
-    leave it could hold at most: each pool's whole capacity, its maxReplicas at most."""
+    leave it could hold at most: each pool's whole capacity, its maxReplicas at most. ``enough``:
+    the pools are counted until they hold that many, and no further (whether they hold a model's
+    minReplicas is all validate asks: counting every pool for each of bench XL's 5,366 models with
+    minReplicas, 5,366,000 pools, was most of its time)."""
     total = 0
     for pool in fleet.pools.values():
         if exclusion(fleet, rules, model, pool, policies) is None:
             total += pool.max_gpus // max(1, pool.gpus_per_replica(model.spec.replica.gpus))
+            if enough is not None and total >= enough:
+                break
     cap = model.spec.max_replicas
     return total if cap is None else min(total, cap)
 
@@ -176,12 +182,12 @@ def capacity_conflicts(fleet: Fleet, rules: Rules) -> Iterator[Conflict]:
         policies = required_of(fleet, model)
         if retirement(fleet, rules, model, policies):
             continue  # a retired model needs no replicas
-        if most_replicas(fleet, rules, model, policies) >= need:
+        if most_replicas(fleet, rules, model, policies, need) >= need:
             continue
         keep = list(policies)
         for policy in list(keep):
             trial = [p for p in keep if p is not policy]
-            if most_replicas(fleet, rules, model, trial) < need:
+            if most_replicas(fleet, rules, model, trial, need) < need:
                 keep = trial
         yield Conflict(tuple(p.name for p in keep), (model.name,), 0,
                        capacity=(most_replicas(fleet, rules, model, keep), need))
