@@ -478,10 +478,9 @@ def test_render_keeps_to_its_tree_and_to_its_own_files(tmp_path):
     assert not gone.exists() and sorted(p.name for p in (out / "clusters").iterdir()) == folders
 
 
-def test_render_lists_a_deployment_once_where_a_file_placer_did_not_write_had_its_name(tmp_path):
-    """A manifest placer did not write at the path of one of the plan's Deployments (a hand-written
-    one from before placer) is replaced by the plan's, as the gitops apply writes it, and said so: the
-    kustomization listed the file twice (kustomize refuses the folder) and render said it was kept."""
+def _planned_for_cluster_c1(tmp_path):
+    """A saved plan of one model on a kubernetes pool of context c1, and that cluster's folder of a
+    GitOps tree under tmp_path/gitops, made but not rendered into."""
     fleet = write_fleet(tmp_path, pool("q", "b", usd=1, provider="kubernetes",
                                        target={"kubernetes": {"context": "c1"}}),
                         inference("n", [{"location": "b", "rate": 900}]))
@@ -489,6 +488,14 @@ def test_render_lists_a_deployment_once_where_a_file_placer_did_not_write_had_it
     assert placer("plan", str(fleet), "-o", str(plan)).returncode == 0
     folder = tmp_path / "gitops" / "clusters" / "c1"
     folder.mkdir(parents=True)
+    return plan, folder
+
+
+def test_render_lists_a_deployment_once_where_a_file_placer_did_not_write_had_its_name(tmp_path):
+    """A manifest placer did not write at the path of one of the plan's Deployments (a hand-written
+    one from before placer) is replaced by the plan's, as the gitops apply writes it, and said so: the
+    kustomization listed the file twice (kustomize refuses the folder) and render said it was kept."""
+    plan, folder = _planned_for_cluster_c1(tmp_path)
     (folder / "n-q.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: n-q}\n")
     r = placer("render", str(plan), "--out", str(tmp_path / "gitops"))
     assert r.returncode == 0, r.stderr
@@ -500,13 +507,7 @@ def test_render_lists_a_deployment_once_where_a_file_placer_did_not_write_had_it
 def test_render_lists_a_yml_manifest_placer_did_not_write(tmp_path):
     """A namespace.yml beside placer's manifests is kept and listed in the kustomization, as a
     namespace.yaml is, whatever its labels (placer writes *.yaml only): it was left out of the list."""
-    fleet = write_fleet(tmp_path, pool("q", "b", usd=1, provider="kubernetes",
-                                       target={"kubernetes": {"context": "c1"}}),
-                        inference("n", [{"location": "b", "rate": 900}]))
-    plan = tmp_path / "plan.json"
-    assert placer("plan", str(fleet), "-o", str(plan)).returncode == 0
-    folder = tmp_path / "gitops" / "clusters" / "c1"
-    folder.mkdir(parents=True)
+    plan, folder = _planned_for_cluster_c1(tmp_path)
     (folder / "namespace.yml").write_text("apiVersion: v1\nkind: Namespace\nmetadata: {name: models}\n")
     (folder / "copy.yml").write_text("metadata: {labels: {app.kubernetes.io/managed-by: placer}}\n")
     (folder / "base.yaml").mkdir()  # a folder, no manifest: render failed on it ("[Errno 21] Is a directory")
