@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from placer.planfile import Change, deployment_place
@@ -14,10 +15,9 @@ def _observe(providers: Sequence[Any], address: str, target: dict[str, Any]) -> 
     """(whether some provider handles ``address``, what it reports there). The change's target names
     the model and pool of its address, as a plan's change does (a recorded one without them, of an
     older placer or edited by hand, failed the gitops provider's read with a KeyError)."""
-    rest = address.partition("/")[2]
-    model, at, pool = rest.partition("@")
-    names = {"model": model, "pool": pool} if at else {"pool": rest}
-    change = Change(address, "no-op", 0, None, None, (), {**target, **names})
+    change = Change(address, "no-op", 0, None, None, (), target)
+    names = {"pool": change.pool} if change.model is None else {"model": change.model, "pool": change.pool}
+    change = replace(change, target={**target, **names})
     provider = next((p for p in providers if p.handles(change)), None)
     if provider is None:
         return False, None
