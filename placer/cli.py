@@ -357,7 +357,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 def validate(fleet: str) -> None:
     """Check every document of FLEET; print each problem as path:line: Kind/name: field: message."""
     from placer.optimizer.arrays import fleet_warnings
-    from placer.optimizer.conflicts import capacity_conflicts
+    from placer.optimizer.conflicts import budget_conflicts, capacity_conflicts
 
     with spinner(True, "validating") as progress:
         loaded = load_fleet(fleet, progress)
@@ -370,6 +370,12 @@ def validate(fleet: str) -> None:
         short = [doc.diag("spec.minReplicas", conflict.message(), "spec", "minReplicas")
                  for conflict in capacity_conflicts(loaded, rules)
                  if (doc := loaded.document("Model", conflict.models[0])) is not None]
+        # and a required budget they cannot be paid for within, at its maxUsdPerHour
+        progress("checking each required budget against the minReplicas of its models")
+        short += [doc.diag("spec.rule.budget.maxUsdPerHour", conflict.message(), "spec", "rule", "budget",
+                           "maxUsdPerHour")
+                  for conflict in budget_conflicts(loaded, rules)
+                  if (doc := loaded.document("Policy", conflict.policies[0])) is not None]
     if short:
         raise FleetError([*found, *short])
     for w in found:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from placer.fleet import Fleet, Model, Policy
+from placer.fleet import Fleet, Model, Policy, Pool
 from placer.placement import Placement, Route
 from placer.policy import Rules, Violation, behaviour
 
@@ -55,13 +55,15 @@ def compute_usd(fleet: Fleet, placement: Placement) -> float:
     return total
 
 
+def replica_compute_usd(pool: Pool, gpus: int) -> float:
+    """The compute cost (SPEC, budget) of one replica of ``gpus`` GPUs on ``pool``: usdPerGpuHour · c[m,p]."""
+    return pool.usd_per_gpu_hour * pool.gpus_per_replica(gpus)
+
+
 def model_compute_usd(fleet: Fleet, placement: Placement, model: str) -> float:
     """A model's compute cost (SPEC, budget): usdPerGpuHour · c[m,p] over its replicas."""
     gpus = fleet.models[model].spec.replica.gpus
-    return sum(
-        r * fleet.pools[p].usd_per_gpu_hour * fleet.pools[p].gpus_per_replica(gpus)
-        for p, r in placement.pools_of(model).items()
-    )
+    return sum(r * replica_compute_usd(fleet.pools[p], gpus) for p, r in placement.pools_of(model).items())
 
 
 def egress_usd(fleet: Fleet, placement: Placement) -> float:

@@ -1158,6 +1158,62 @@ def test_plan_names_where_each_member_of_a_conflict_is_defined(tmp_path):
             "together") in message, message
 
 
+def budgeted(tmp: Path, cap: float, penalty: float | None = None, counted: list[str] | None = None) -> Path:
+    """m (3 replicas of 2 GPUs) pinned to q at 6 USD/h a replica, and n, whose 10 replicas of 1 GPU
+    fill p (8 GPUs at 1 USD/h) and then r (2 USD/h): 18 + 8 + 4 = 30 USD/h at the least for the
+    minReplicas of the models budget team-cap selects (of the pools it counts, ``counted``)."""
+    return write(tmp, location("a"), pool("p", "a", usd=1.0),
+                 pool("q", "a", usd=3.0, provider="aws", count=None, min_nodes=0, max_nodes=2),
+                 pool("r", "a", usd=2.0),
+                 inference("m", [{"location": "a", "rate": 100}], gpus=2, minReplicas=3, labels={"team": "x", "pin": "q"}),
+                 inference("n", [{"location": "a", "rate": 100}], minReplicas=10, labels={"team": "x"}),
+                 inference("free", [{"location": "a", "rate": 100}], minReplicas=1),
+                 policy("pin-q", {"allowPools": {}}, models={"labels": {"pin": "q"}}, pools={"names": ["q"]}),
+                 policy("team-cap", {"budget": {"maxUsdPerHour": cap}}, models={"labels": {"team": "x"}},
+                        pools={"names": counted} if counted else None, penalty=penalty))
+
+
+def test_validate_and_plan_name_a_required_budget_that_cannot_pay_for_its_minreplicas(tmp_path):
+    """validate passed a fleet whose required budget (29 USD/h) cannot pay for the minReplicas of
+    its models (30 USD/h at the least), and plan named the conflict only after a solver search,
+    without the arithmetic: validate now fails at the budget's maxUsdPerHour, and plan names the
+    same conflict by arithmetic, with the numbers, exit 1."""
+    fleet = budgeted(tmp_path, 29)
+    path = fleet / "fleet.yaml"
+    why = ("their minReplicas cost at least 30.00 USD/h on the cheapest pools allowed (m: 3 replicas, 18.00; n: 10 "
+           "replicas, 12.00), over team-cap's maxUsdPerHour of 29; relax one of them (drop a policy or make it "
+           "preferred, lower a minReplicas, or raise the maxUsdPerHour); other conflicts may remain")
+    r = placer("validate", str(fleet))
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert (f"{path}:{line_of(fleet, 'maxUsdPerHour')}: Policy/team-cap: spec.rule.budget.maxUsdPerHour: no placement "
+            f"satisfies required policies team-cap, pin-q and minReplicas of m, n together: {why}"
+            ) in r.stderr.splitlines(), r.stderr
+    r = placer("plan", str(fleet))
+    assert r.returncode == 1 and "Traceback" not in r.stderr and r.stdout == "", r.stderr
+    assert (f"no placement satisfies required policies team-cap ({path}:{line_of(fleet, 'spec', 'team-cap')}), "
+            f"pin-q ({path}:{line_of(fleet, 'spec', 'pin-q')}) and minReplicas of m "
+            f"({path}:{line_of(fleet, 'minReplicas', 'name: m')}), n ({path}:{line_of(fleet, 'minReplicas', 'name: n')}) "
+            f"together: {why}") in " ".join(r.stderr.split()), r.stderr
+
+
+@pytest.mark.parametrize(("cap", "penalty", "counted"), [
+    (30, None, None),  # exactly the least the minReplicas cost
+    (29, 100.0, None),  # a preferred budget is paid for, never a conflict
+    (22, None, ["q", "r"]),  # n's 8 replicas on p, a pool it does not count, cost it nothing: 18 + 4
+], ids=["exactly-enough", "preferred", "pools-it-does-not-count"])
+def test_a_budget_the_minreplicas_fit_in_validates_and_plans(tmp_path, cap, penalty, counted):
+    """The budget's bound is a lower one: a fleet it passes has a plan, within the budget."""
+    fleet = budgeted(tmp_path, cap, penalty, counted)
+    r = placer("validate", str(fleet))
+    assert r.returncode == 0 and "cost at least" not in r.stderr + r.stdout, r.stderr
+    r = placer("plan", str(fleet), "--json")
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    placed = {(p["model"], p["pool"]): p["replicas"] for p in got["placements"]}
+    assert placed[("m", "q")] == 3 and placed.get(("n", "p"), 0) + placed.get(("n", "r"), 0) + placed.get(("n", "q"), 0) == 10
+    assert got["violations"] == [] or penalty is not None, got["violations"]
+
+
 @pytest.mark.parametrize("width", [40, 24])
 def test_whatif_never_cuts_a_number_on_a_narrow_terminal(width):
     """On 40 columns the change column read "+5,020.…": a number column is as wide as its widest

@@ -5,8 +5,13 @@ The groups are each required policy and each inference model's minReplicas. Two 
 1. by arithmetic, model by model: a model whose minReplicas exceeds the replicas every pool its
    required policies leave it could ever hold (whole capacity, headroom and other models
    aside) conflicts with those policies alone; the policies whose exclusions it needs are
-   kept by a deletion filter over that sum. No solver runs, so a fleet of any size answers at
-   once in this, the common case.
+   kept by a deletion filter over that sum; and a required budget that cannot pay for the
+   minReplicas of the models it selects, each on the cheapest pools (that it counts) its required
+   policies leave it: a lower bound of their compute, each model alone and its minReplicas filled
+   cheapest pool first (other models, and nodes an elastic pool shares, only add to it), above
+   maxUsdPerHour. The fewest models whose bounds pass the cap are named, largest first, and the
+   other policies whose exclusions the sum needs (a deletion filter). No solver runs, so a fleet of
+   any size answers at once in these, the common cases.
 2. otherwise, QuickXplain (Junker, 2004) over every group, each check a feasibility MIP of the
    fleet with some groups dropped: about 2k log(n/k) checks for a conflict of k of n groups,
    against n for a deletion filter. A check is the scalable route's matrix with no objective
@@ -29,10 +34,23 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 
 from placer.candidates import exclusion, required_of, retirement
-from placer.fleet import Fleet, Model, Policy
+from placer.cost import replica_compute_usd
+from placer.fleet import Fleet, Model, Policy, Pool, model_matches
 from placer.policy import Rules
 
 CHECK_SECONDS = 10.0  # a feasibility check's time limit
+BREAKDOWN = 3  # models whose share of a budget's bound its message names
+OVER_BUDGET = 1e-6  # USD/h a bound must pass maxUsdPerHour by: the plan's own budget check allows as much
+
+
+@dataclass(frozen=True)
+class Overspend:
+    """Step 1's answer for a required budget: the least its models' minReplicas cost together."""
+
+    policy: str
+    cap: float  # its maxUsdPerHour
+    usd: float  # the lower bound of their compute (USD/h), over ``cap``
+    needs: tuple[tuple[str, int, float], ...]  # (model, minReplicas, its share of ``usd``)
 
 
 @dataclass(frozen=True)
@@ -42,6 +60,7 @@ class Conflict:
     checks: int  # feasibility MIPs solved
     minimal: bool = True  # False: some check did not settle in time, and the set may hold more than it needs
     capacity: tuple[int, int] | None = None  # step 1's answer: (replicas the pools could hold, minReplicas)
+    budget: Overspend | None = None  # step 1's answer for a budget that cannot pay the minReplicas
 
     # "policy:NAME" or "model:NAME" -> "path:line" of its enforcement or its minReplicas (``located``)
     sources: tuple[tuple[str, str], ...] = ()
@@ -70,7 +89,16 @@ class Conflict:
             how.append(f"drop {'the' if len(self.policies) == 1 else 'a'} policy or make it preferred")
         if self.models:
             how.append(f"lower {'the' if len(self.models) == 1 else 'a'} minReplicas")
-        if self.capacity is not None:
+        if self.budget is not None:
+            spent = self.budget
+            each = [f"{m}: {n:,} replica{'s' if n != 1 else ''}, {usd:,.2f}" for m, n, usd in spent.needs]
+            if len(each) > BREAKDOWN:
+                each[BREAKDOWN - 1:] = [f"and {len(each) - BREAKDOWN + 1:,} more"]
+            what = (f"no placement satisfies {self.describe()}{together}: {'their' if len(self.models) > 1 else 'its'} "
+                    f"minReplicas cost at least {_usd(spent.usd, spent.cap)} USD/h on the cheapest pools allowed "
+                    f"({'; '.join(each)}), over {spent.policy}'s maxUsdPerHour of {spent.cap:,g}")
+            how.append("raise the maxUsdPerHour")
+        elif self.capacity is not None:
             most, need = self.capacity
             allowed = "the pools these policies leave it" if self.policies else "the pools it fits"
             what = (f"no placement satisfies {self.describe()}{together} with the fleet's capacity ({self.models[0]} "
@@ -83,6 +111,12 @@ class Conflict:
         advice = f"{', '.join(how[:-1])}, or {how[-1]}" if len(how) > 1 else "".join(how)
         relax = "relax it" if members == 1 else "relax one of them" if self.minimal else "relax some of them"
         return f"{what}; {relax}{f' ({advice})' if advice else ''}; other conflicts may remain"
+
+
+def _usd(usd: float, cap: float) -> str:
+    """``usd`` to the cent, or finer where that would print it as ``cap``."""
+    cents = f"{usd:,.2f}"
+    return f"{usd:,.6f}" if cents == f"{cap:,.2f}" else cents
 
 
 def located(fleet: Fleet, conflict: Conflict) -> Conflict:
@@ -193,6 +227,86 @@ def capacity_conflicts(fleet: Fleet, rules: Rules) -> Iterator[Conflict]:
                        capacity=(most_replicas(fleet, rules, model, keep), need))
 
 
+def least_usd(fleet: Fleet, rules: Rules, model: Model, policies: Collection[Policy], need: int,
+              cheapest: Sequence[tuple[float, Pool]]) -> float:
+    """The least compute ``need`` replicas of ``model`` can cost on the pools ``policies`` (required,
+    selecting it) and the fit rules leave it: ``cheapest`` holds every pool with the cost a budget
+    counts of one replica there, cheapest first; each pool's whole capacity is filled in turn (a
+    lower bound: other models, and nodes an elastic pool shares, only add to it)."""
+    total, left = 0.0, need
+    for usd, pool in cheapest:
+        if exclusion(fleet, rules, model, pool, policies) is None:
+            held = min(left, pool.max_gpus // max(1, pool.gpus_per_replica(model.spec.replica.gpus)))
+            total += held * usd
+            left -= held
+            if left <= 0:
+                break
+    return total
+
+
+def budget_conflicts(fleet: Fleet, rules: Rules) -> Iterator[Conflict]:
+    """Step 1 of the module docstring for each required budget whose models' minReplicas cost more,
+    at the least, than its maxUsdPerHour (no solver: ``placer validate`` reports them all)."""
+    for budget in fleet.policies:
+        if budget.required and budget.rule.budget is not None:
+            found = overspent(fleet, rules, budget, budget.rule.budget.max_usd_per_hour)
+            if found is not None:
+                yield found
+
+
+def overspent(fleet: Fleet, rules: Rules, budget: Policy, cap: float) -> Conflict | None:
+    """``budget`` (of ``cap`` USD/h) and the fewest of its models whose minReplicas cost more than
+    ``cap`` at the least, with the other required policies that bound needs; None where they do not."""
+    counted = {p.name for p in fleet.pools_of(budget.spec.pools)}  # the pools whose compute it counts
+    orders: dict[int, list[tuple[float, Pool]]] = {}  # by GPUs per replica
+
+    def cheapest(model: Model) -> list[tuple[float, Pool]]:
+        gpus = model.spec.replica.gpus
+        if gpus not in orders:
+            orders[gpus] = sorted(((replica_compute_usd(p, gpus) if p.name in counted else 0.0, p)
+                                   for p in fleet.pools.values()), key=lambda item: item[0])
+        return orders[gpus]
+
+    def least(model: Model, need: int, policies: Collection[Policy]) -> float:
+        mine = [p for p in policies if model_matches(p.spec.models, model)]
+        return least_usd(fleet, rules, model, mine, need, cheapest(model))
+
+    needs: list[tuple[Model, int, float]] = []
+    for model in fleet.models_of(budget.spec.models):
+        need = model.spec.min_replicas if model.inference else None
+        if not need:
+            continue
+        policies = required_of(fleet, model)
+        if retirement(fleet, rules, model, policies):
+            continue  # a retired model needs no replicas
+        needs.append((model, need, least(model, need, policies)))
+    if sum(usd for _, _, usd in needs) - cap <= OVER_BUDGET:
+        return None
+    # the fewest models whose bounds pass the cap: the largest first
+    needs.sort(key=lambda item: -item[2])
+    kept: list[tuple[Model, int, float]] = []
+    for item in needs:
+        kept.append(item)
+        if sum(usd for _, _, usd in kept) - cap > OVER_BUDGET:
+            break
+    # the other policies whose exclusions the bound needs: a deletion filter
+    keep = list({p.name: p for m, _, _ in kept for p in required_of(fleet, m) if p is not budget}.values())
+    for policy in list(keep):
+        trial = [p for p in keep if p is not policy]
+        if sum(least(m, n, trial) for m, n, _ in kept) - cap > OVER_BUDGET:
+            keep = trial
+    shares = tuple((m.name, n, least(m, n, keep)) for m, n, _ in kept)
+    return Conflict((budget.name, *(p.name for p in keep)), tuple(m.name for m, _, _ in kept), 0,
+                    budget=Overspend(budget.name, cap, sum(usd for _, _, usd in shares), shares))
+
+
+def arithmetic_conflicts(fleet: Fleet, rules: Rules) -> Iterator[Conflict]:
+    """Every conflict step 1 finds: minReplicas beyond the capacity the policies leave, then
+    required budgets that cannot pay for them."""
+    yield from capacity_conflicts(fleet, rules)
+    yield from budget_conflicts(fleet, rules)
+
+
 def quickxplain(items: Sequence[str], infeasible: Callable[[set[str]], bool]) -> list[str]:
     """A minimal subset of ``items`` that ``infeasible`` (of a set of items) holds for, given that
     it holds for all of them (Junker's QuickXplain, with nothing in the background)."""
@@ -214,7 +328,7 @@ def quickxplain(items: Sequence[str], infeasible: Callable[[set[str]], bool]) ->
 def explain_infeasible(fleet: Fleet, rules: Rules, progress: Callable[[str], None] | None = None) -> Conflict:
     """A small set of conflicting groups (the whole set must be infeasible); see the module
     docstring. ``progress``: told each check."""
-    found = next(capacity_conflicts(fleet, rules), None)
+    found = next(arithmetic_conflicts(fleet, rules), None)
     if found is not None:
         return located(fleet, found)
     every = groups(fleet)
