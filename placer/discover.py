@@ -608,7 +608,9 @@ def _by_nodes(raws: list[RawDocument], documents: list[dict[str, Any]],
     found: dict[int, tuple[Any, ...]] = {}
     overlaps: dict[int, list[_Overlap]] = {}
     for raw in raws:
-        theirs = [i for i in identities(raw.data) if i[0] == "kubernetes"] if raw.data.get("kind") == "Pool" else []
+        named = kind_and_name(raw.data)  # a text, a list or a pool without a name is none it can name
+        pool = named is not None and named[0] == "Pool"
+        theirs = [i for i in identities(raw.data) if i[0] == "kubernetes"] if pool else []
         if not theirs or theirs[0] in own_selectors or theirs[0][1] not in groups:
             continue
         kube = _kube_target(raw.data)

@@ -476,6 +476,20 @@ def test_a_fleet_directory_without_documents_can_be_started(tmp_path: Path) -> N
     assert len(load_fleet(root).pools) == 1
 
 
+@pytest.mark.parametrize("text", ["hello\n", "- a\n- b\n"])
+def test_a_fleet_holding_a_document_that_is_no_mapping_is_merged_into(
+        capsys: pytest.CaptureFixture[str], fleet: Path, text: str) -> None:
+    """A fleet file holding a text or a list (a note, a stray list) made discover --merge an internal
+    error (AttributeError: 'str' object has no attribute 'get'); validate says what is wrong with it."""
+    (fleet / "stray.yaml").write_text(text)
+    code, out, err = run(capsys, "discover", "nvml", "--replay", str(NVML / "t4x2.json"), "--location", "fra-dc1",
+                         "--merge", str(fleet))
+    assert code == 0, err
+    assert "internal error" not in err
+    assert f"added {fleet / DISCOVERED_FILE}: Pool/infer-t4-07" in out
+    assert (fleet / "stray.yaml").read_text() == text  # not the merge's to change
+
+
 def test_relocate_puts_every_pool_at_one_location() -> None:
     docs = [{"apiVersion": API, "kind": "Location", "metadata": {"name": n}, "spec": {"environment": "cloud"}}
             for n in ("aws-eu-west-1", "aws-us-east-1")]
