@@ -838,6 +838,9 @@ def plan_merge(fleet: str | Path, documents: list[dict[str, Any]], header: Itera
 
     if fresh:
         target = root / DISCOVERED_FILE if root.is_dir() else root
+        if target.exists() and not target.is_file():
+            raise MergeError(f"cannot merge into {root}: {target} is a directory, not a file; new documents go "
+                             "into that file: move the directory away, then discover again")
         for doc in fresh:
             problems += _new_problems(None, RawDocument(str(target), 0, doc))
         current = plan.files.get(target)

@@ -490,6 +490,19 @@ def test_a_fleet_holding_a_document_that_is_no_mapping_is_merged_into(
     assert (fleet / "stray.yaml").read_text() == text  # not the merge's to change
 
 
+def test_a_merge_whose_discovered_file_is_a_directory_says_what_to_do(
+        capsys: pytest.CaptureFixture[str], fleet: Path) -> None:
+    """A directory named discovered.yaml in the fleet was "Error: [Errno 21] Is a directory", not where
+    new documents go nor what to do."""
+    (fleet / DISCOVERED_FILE).mkdir()
+    code, out, err = run(capsys, "discover", "nvml", "--replay", str(NVML / "t4x2.json"), "--location", "fra-dc1",
+                         "--merge", str(fleet))
+    assert code == 1 and out == ""
+    err = " ".join(err.split())
+    assert f"Error: cannot merge into {fleet}: {fleet / DISCOVERED_FILE} is a directory, not a file; new " \
+           "documents go into that file: move the directory away, then discover again" in err, err
+
+
 def test_relocate_puts_every_pool_at_one_location() -> None:
     docs = [{"apiVersion": API, "kind": "Location", "metadata": {"name": n}, "spec": {"environment": "cloud"}}
             for n in ("aws-eu-west-1", "aws-us-east-1")]
