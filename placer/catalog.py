@@ -40,6 +40,14 @@ BUILTIN_GPU_TYPES: dict[str, GpuType] = {
 MEMORY_TOLERANCE = 0.15
 
 
+def type_name(product: str, memory_gib: float) -> str:
+    """The GPUType name of a GPU the catalog lacks, as every discovery names it: its product name and
+    its memory (``NVIDIA RTX A6000``, 48 GiB -> ``NVIDIA-RTX-A6000-48GB``), so that one product at two
+    memory sizes is two types (Kubernetes named both by the product: one type, of the first's memory)."""
+    stem = re.sub(r"[^A-Za-z0-9.]+", "-", product).strip("-.") or "GPU"
+    return f"{stem}-{round(memory_gib)}GB"
+
+
 def match_product(product: str, memory_gib: float | None = None) -> GpuType | None:
     """Map a product name as NVML, Kubernetes labels or a cloud reports it onto the catalog.
 

@@ -5,14 +5,13 @@ templates, launch configurations, mixed-instances overrides) and EKS managed nod
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError
 
-from placer.catalog import match_product
+from placer.catalog import match_product, type_name
 from placer.discover import GpuTypeNote, JurisdictionNote, PoolNote
 from placer.spec.kinds import API_VERSION
 from providers.aws import FAILED_NODEGROUP_STATES, PERMISSION_CODES, AwsProvider, client_error_parts
@@ -47,8 +46,7 @@ class GpuShape:
 
 
 def gpu_type_name(shape: GpuShape) -> str:
-    stem = re.sub(r"[^A-Za-z0-9.]+", "-", shape.product).strip("-.") or "GPU"
-    return f"{stem}-{round(shape.memory_gib)}GB"
+    return type_name(shape.product, shape.memory_gib)
 
 
 def jurisdiction(region: str) -> str | None:

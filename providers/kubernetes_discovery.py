@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from placer.catalog import match_product
+from placer.catalog import match_product, type_name
 from placer.discover import GpuTypeNote
 from placer.spec.kinds import API_VERSION, PoolGpu
 from providers.base import Discovered, dns_label
@@ -156,7 +156,10 @@ def pools_from_nodes(context_name: str | None, context: str | None, nodes: list[
         else:
             per_node = max(sane) or _quantity(sel.get(GPU_COUNT_LABEL))
         gpu = match_product(product, memory_gib)
-        gpu_type = gpu.name if gpu else re.sub(r"[^A-Za-z0-9._-]+", "-", product).strip("-._")
+        # a type of its own is named by its memory too, as other discoveries name one: by the product
+        # alone, groups of one product at two sizes were one GPUType of the first's memory
+        gpu_type = gpu.name if gpu else type_name(product, memory_gib) if memory_gib else \
+            re.sub(r"[^A-Za-z0-9._-]+", "-", product).strip("-._")
         group_label = next((sel[k] for k in NODE_POOL_LABELS if k in sel), None)
         named = sel.get("placer.dev/pool")
         name = dns_label(str(named)) if named else dns_label(f"{base}-{group_label or gpu_type}")

@@ -11,14 +11,13 @@ for a table. The recording format is ``record()``'s output; an answer NVML refus
 from __future__ import annotations
 
 import json
-import re
 import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from placer.catalog import match_product
+from placer.catalog import match_product, type_name
 from placer.discover import GpuTypeNote, JurisdictionNote, PoolNote
 from placer.spec.kinds import API_VERSION
 from providers.base import Discovered, ProviderError, dns_label
@@ -349,8 +348,7 @@ def _gpu_type(product: str, memory_gib: float, added: dict[str, dict[str, Any]],
     known = match_product(product, memory_gib)  # None where the memory is off
     if known:
         return known.name
-    stem = re.sub(r"[^A-Za-z0-9.]+", "-", product).strip("-.") or "GPU"
-    name = f"{stem}-{round(memory_gib)}GB"
+    name = type_name(product, memory_gib)
     if name not in added:
         added[name] = {"apiVersion": API_VERSION, "kind": "GPUType", "metadata": {"name": name},
                        "spec": {"memoryGiB": round(memory_gib, 1), "vendor": "nvidia"}}

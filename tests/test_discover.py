@@ -773,11 +773,11 @@ def test_a_merge_says_a_gpu_type_was_added_only_when_it_was(capsys: pytest.Captu
            "nvidia.com/gpu.count": "2"}
     code, out, err = merge_kube(capsys, tmp_path, fleet, "prod", {"rtx-a": (2, rtx)})
     assert code == 0, err
-    assert f"added {fleet / DISCOVERED_FILE}: GPUType/NVIDIA-RTX-6000-Ada-Generation" in out
-    assert "added a GPUType document named NVIDIA-RTX-6000-Ada-Generation of 48.0 GiB" in " ".join(err.split())
+    assert f"added {fleet / DISCOVERED_FILE}: GPUType/NVIDIA-RTX-6000-Ada-Generation-48GB" in out
+    assert "added a GPUType document named NVIDIA-RTX-6000-Ada-Generation-48GB of 48.0 GiB" in " ".join(err.split())
     code, out, err = merge_kube(capsys, tmp_path, fleet, "prod", {"rtx-a": (2, rtx), "rtx-b": (2, rtx)})
     assert code == 0, err
-    assert "unchanged GPUType/NVIDIA-RTX-6000-Ada-Generation" in out and "spec.nodes.count: 1 -> 2" in out
+    assert "unchanged GPUType/NVIDIA-RTX-6000-Ada-Generation-48GB" in out and "spec.nodes.count: 1 -> 2" in out
     assert "GPUType" not in err
 
 
@@ -944,6 +944,38 @@ def test_a_place_named_twice_is_discovered_once(capsys: pytest.CaptureFixture[st
                              "--context", "prod")
     assert code == 0, err
     assert [d["metadata"]["name"] for d in yaml.safe_load_all(out) if d["kind"] == "Pool"] == ["prod-l4-24gb"]
+
+
+def test_one_unknown_gpu_product_at_two_memory_sizes_is_two_gpu_types(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """Kubernetes named a GPU the catalog lacks by its product alone: groups of one product at two
+    memory sizes (ECC on in one) were one GPUType of the first's memory, the other pool's GPUs typed
+    larger than they are, and its note said a GPUType of its size was added. Named by its memory too,
+    as AWS and NVML discovery name one, each group's type is its own."""
+    ada = "NVIDIA-RTX-6000-Ada-Generation"
+    with FakeKubeApiServer() as kube, FakeKubeApiServer() as edge:
+        kube.add_node("ecc-off", gpus=1, labels={"nvidia.com/gpu.product": ada, "nvidia.com/gpu.memory": "49140",
+                                                 "placer.dev/pool": "render"})
+        kube.add_node("ecc-on", gpus=1, labels={"nvidia.com/gpu.product": ada, "nvidia.com/gpu.memory": "46068",
+                                                "placer.dev/pool": "render-ecc"})
+        edge.add_node("edge-1", gpus=1, labels={"nvidia.com/gpu.product": ada, "nvidia.com/gpu.memory": "40960"})
+        kubeconfig = str(write_kubeconfig(tmp_path / "kubeconfig", {"prod": kube.url, "edge": edge.url}))
+        code, out, err = run(capsys, "discover", "kubernetes", "--kubeconfig", kubeconfig, "--context", "prod",
+                             "--context", "edge")
+    assert code == 0, err
+    docs = list(yaml.safe_load_all(out))
+    types = {d["metadata"]["name"]: d["spec"]["memoryGiB"] for d in docs if d["kind"] == "GPUType"}
+    assert types == {f"{ada}-48GB": 48.0, f"{ada}-45GB": 45.0, f"{ada}-40GB": 40.0}
+    pools = {d["metadata"]["name"]: d["spec"]["gpu"]["type"] for d in docs if d["kind"] == "Pool"}
+    assert pools == {"render": f"{ada}-48GB", "render-ecc": f"{ada}-45GB", f"edge-{ada.lower()}-40gb": f"{ada}-40GB"}
+    notes = " ".join(out.split())
+    assert f"pool render-ecc: GPU product '{ada}' is not in the built-in catalog: added a GPUType document named " \
+           f"{ada}-45GB of 45.0 GiB" in notes
+    (tmp_path / "f").mkdir()
+    (tmp_path / "f" / "fleet.yaml").write_text(out)
+    fleet = load_fleet(tmp_path / "f")
+    assert {name: fleet.gpu_types[pool.spec.gpu.type].memory_gib for name, pool in fleet.pools.items()} \
+        == {"render": 48.0, "render-ecc": 45.0, f"edge-{ada.lower()}-40gb": 40.0}
 
 
 def test_discover_gcp_leaves_out_a_group_whose_autoscaler_it_could_not_read(
