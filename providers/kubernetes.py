@@ -172,7 +172,15 @@ class KubernetesProvider:
         taken: set[str] = set()
         scopes: list[tuple[Any, ...]] = []
         members: dict[str, dict[str, dict[str, str]]] = {}
+        read: dict[str, str | None] = {}  # an API server -> the context its nodes were read as
         for context in self._contexts(contexts):
+            cluster = self.cluster_key(context)
+            if cluster in read:  # its nodes as another context's pools: every GPU counted twice
+                first = read[cluster] or self._context_name(read[cluster]) or "the current context"
+                notes.append(f"context {context}: the API server of context {first} ({cluster}); its nodes are "
+                             f"read once, as context {first}'s")
+                continue
+            read[cluster] = context
             nodes = self._list(context, "listing nodes of", partial(self._core(context).list_node))
             name = self._context_name(context)
             found = pools_from_nodes(name, context, nodes, taken)

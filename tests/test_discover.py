@@ -978,6 +978,23 @@ def test_one_unknown_gpu_product_at_two_memory_sizes_is_two_gpu_types(
         == {"render": 48.0, "render-ecc": 45.0, f"edge-{ada.lower()}-40gb": 40.0}
 
 
+def test_two_contexts_of_one_api_server_are_discovered_once(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """--context prod --context prod-admin, both of one API server, made a pool of each context over the
+    same nodes: a fleet `placer validate` took, with every GPU of that cluster counted twice."""
+    with FakeKubeApiServer() as kube:
+        kube.add_node("l4-a", gpus=1, labels=L4_ONE)
+        kubeconfig = str(write_kubeconfig(tmp_path / "kubeconfig", {"prod": kube.url, "prod-admin": kube.url}))
+        code, out, err = run(capsys, "discover", "kubernetes", "--kubeconfig", kubeconfig, "--context", "prod",
+                             "--context", "prod-admin")
+        url = kube.url
+    assert code == 0, err
+    pools = [d for d in yaml.safe_load_all(out) if d["kind"] == "Pool"]
+    assert [(p["metadata"]["name"], p["spec"]["target"]["kubernetes"]["context"]) for p in pools] \
+        == [("prod-l4-24gb", "prod")]
+    assert f"context prod-admin: the API server of context prod ({url}); its nodes are read once, as " \
+           "context prod's" in " ".join(out.split())
+
+
 def test_discover_gcp_leaves_out_a_group_whose_autoscaler_it_could_not_read(
         capsys: pytest.CaptureFixture[str]) -> None:
     """A 403 on a group's autoscaler printed its pool with the placeholder sizes 0 to 8 and without the
