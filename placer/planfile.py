@@ -558,6 +558,9 @@ def read(path: str | Path) -> Plan:
         # utf-8-sig: an editor or PowerShell's Out-File may have saved the plan with a byte-order mark
         text = Path(path).read_text(encoding="utf-8-sig")
     except FileNotFoundError:
+        if str(path) == "-":  # meant as standard input: `plan -o -` would write a file named '-' for it
+            raise PlanFileError("-: no such plan file, and a plan is not read from standard input; save one with "
+                                "`placer plan FLEET -o plan.json` and pass that path") from None
         raise PlanFileError(f"{path}: no such plan file; create one with `placer plan FLEET -o {shlex.quote(str(path))}`") from None
     except IsADirectoryError:  # the fleet, most likely: it said "[Errno 21] Is a directory"
         raise PlanFileError(f"{path} is a directory, not a plan file: make one with `placer plan {shlex.quote(str(path))} -o plan.json` "

@@ -81,6 +81,15 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
     assert r.returncode == 1 and "no such plan file" in r.stderr
 
 
+def test_show_dash_says_a_plan_is_not_read_from_stdin(tmp_path):
+    """`placer show -` (a plan piped in) said to create one with `placer plan FLEET -o -`, which
+    writes a file named '-'; it says the plan is read from a file, and how to save one."""
+    r = placer("show", "-", cwd=tmp_path)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "not read from standard input" in r.stderr and "-o plan.json" in r.stderr, r.stderr
+    assert "-o -" not in r.stderr
+
+
 def test_a_file_of_many_problems_prints_the_first_of_them_and_a_count(tmp_path):
     """A file of 200,000 duplicate keys printed 200,000 lines (and ran past a minute); the first
     MOST_PER_FILE of a file are printed, then one line of how many more, and the count is of every error."""
