@@ -670,10 +670,36 @@ def test_whatif_shows_each_sides_search_and_doubts_cost_where_it_stopped_short()
         texts[status, gap] = console.export_text()
     assert "Solver: base OPTIMAL (gap 0.00%), scenario OPTIMAL (gap 0.05%)" in texts["OPTIMAL", 0.0005]
     assert "Solver: base OPTIMAL (gap 0.00%), scenario FEASIBLE (gap n/a)" in texts["FEASIBLE", None]
-    charges = "serving them would cost more than Settings objective.unmetUsdPerRate (unmetUsdPerReplica) charges"
+    charges = "serving them would cost more than Settings objective.unmetUsdPerRate charges"
     assert f"{charges}." in texts["OPTIMAL", 0.0005]
     assert (f"{charges}, or the search stopped before it found how to serve them (FEASIBLE, gap 80.00%; raise "
             "Settings solver.timeLimitSeconds).") in texts["FEASIBLE", 0.8]
+
+
+def test_whatif_verdict_names_the_unmet_setting_that_charges_each_model():
+    """Demand left unserved for its cost names the setting that charges it: unmetUsdPerRate an
+    inference model's rate, unmetUsdPerReplica a training or batch model's replicas, each with its
+    models where both are left; the verdict said "unmetUsdPerRate (unmetUsdPerReplica)" of either."""
+    from rich.console import Console
+
+    from placer.render.whatif import render
+
+    cost = {"totalUsdPerHour": 90.0, "computeUsdPerHour": 10.0, "unmetUsdPerHour": 80.0}
+    side = {"status": "OPTIMAL", "gap": 0.0, "feasible": True, "cost": cost, "demand": 1000.0, "served": 1000.0,
+            "gpus": {"used": 2}, "unmet": {}, "saturated": [], "replicasWanted": 4}
+    training = {"unmet": {"t": 2}, "unplaced": {"t": 2}, "unplacedReplicas": 2, "unmetWhy": {"t": {"cost": 2}},
+                "unmetByReason": {"cost": {"rate": 0.0, "replicas": 2}}}
+    both = {"served": 920.0, "unmet": {"m": 80.0, "t": 2}, "unplaced": {"t": 2}, "unplacedReplicas": 2,
+            "unmetWhy": {"m": {"cost": 80.0}, "t": {"cost": 2}}, "unmetByReason": {"cost": {"rate": 80.0, "replicas": 2}}}
+    texts = []
+    for scen in (training, both):
+        console = Console(width=600, record=True)
+        render({"description": "demand x2", "base": side, "scenario": {**side, **scen}}, console)
+        texts.append(" ".join(console.export_text().split()))
+    assert "cost more than Settings objective.unmetUsdPerReplica charges." in texts[0], texts[0]
+    assert "unmetUsdPerRate" not in texts[0]
+    assert ("cost more than Settings objective.unmetUsdPerRate (of m) and unmetUsdPerReplica (of t) charge."
+            in texts[1]), texts[1]
 
 
 def test_whatif_rows_show_no_negative_zero_and_no_term_neither_side_pays():

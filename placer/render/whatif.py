@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from placer.explain import COST, NO_POOL, POLICY, reason_text
+from placer.explain import COST, NO_POOL, POLICY, names, reason_text
 from placer.render.report import COST_TERMS, gap_text, rate_column, rate_format, signed
 
 UNMET_ROWS = 20  # models listed with unmet demand; --json lists them all
@@ -133,6 +133,20 @@ def _amount(entry: dict[str, Any]) -> str:
     return " and ".join(parts)
 
 
+def _unmet_charges(scen: dict[str, Any], cost: dict[str, Any]) -> str:
+    """The setting, or each of the two with its models, that charges what ``cost`` (the rate and the
+    replicas left unserved for cost) leaves unmet: unmetUsdPerRate an inference model's rate,
+    unmetUsdPerReplica a training or batch model's replicas."""
+    rate, replicas = cost.get("rate", 0.0) > 1e-6, bool(cost.get("replicas", 0))
+    if not (rate and replicas):
+        return f"{'unmetUsdPerRate' if rate else 'unmetUsdPerReplica'} charges"
+    unplaced = scen.get("unplaced", {})
+    priced = sorted(m for m, why in scen.get("unmetWhy", {}).items() if COST in why)
+    per_rate = names([m for m in priced if m not in unplaced], 5)
+    per_replica = names([m for m in priced if m in unplaced], 5)
+    return f"unmetUsdPerRate (of {per_rate}) and unmetUsdPerReplica (of {per_replica}) charge"
+
+
 def _verdict(scen: dict[str, Any]) -> tuple[str, bool]:
     """The answer to "would it scale or collapse?", and whether it collapses: demand unmet (or
     training replicas unplaced) where no pool in reach has room. Demand no pool in reach may run
@@ -170,8 +184,7 @@ def _verdict(scen: dict[str, Any]) -> tuple[str, bool]:
                      f"({'; '.join(who)}): a pool serves more only with every policy that holds it relaxed "
                      "(`placer explain` names each pool's)")
     if _amount(by.get("cost", {})):
-        because = ("serving them would cost more than Settings objective.unmetUsdPerRate (unmetUsdPerReplica) "
-                   "charges")
+        because = f"serving them would cost more than Settings objective.{_unmet_charges(scen, by['cost'])}"
         if scen.get("status") != "OPTIMAL":  # a search stopped short may simply not have found how
             because += (f", or the search stopped before it found how to serve them ({scen.get('status')}, gap "
                         f"{gap_text(scen.get('gap'))}; raise Settings solver.timeLimitSeconds)")
