@@ -10,6 +10,10 @@ rm -rf "$WORK"
 mkdir -p "$WORK"
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+# the first $1 lines of standard input, indented, then how many more were left out
+listed() {
+  awk -v most="$1" 'NR <= most { print "  " $0 } END { if (NR > most) printf "  ... and %d more files\n", NR - most }'
+}
 
 step "placer validate $FLEET"
 placer validate "$FLEET"
@@ -21,7 +25,7 @@ step "placer apply $WORK/plan.json   (gitops mode: writes manifests and tfvars)"
 placer apply "$WORK/plan.json"
 
 step "what the GitOps tree now holds"
-find "$WORK/deploy" -type f | sort | sed 's/^/  /' | head -40
+find "$WORK/deploy" -type f | sort | listed 40
 
 step "placer plan $FLEET --detailed-exitcode   (a re-plan after apply changes nothing: exit 0)"
 set +e
