@@ -20,7 +20,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -33,6 +33,7 @@ from placer.fleet import Fleet, load_fleet
 from placer.knobs import KnobError, env_number
 from placer.planfile import Plan, PlanFileError
 from placer.spec import FleetError
+from placer.spec.diagnostics import Diagnostic, capped_per_file, sort_diagnostics
 from placer.spec.source import YAML_SUFFIXES
 
 if TYPE_CHECKING:
@@ -160,9 +161,15 @@ def parse_now(value: str | None) -> dt.datetime:
 
 def read_fleet(path: str, progress: Callable[[str], None] | None = None) -> Fleet:
     fleet = load_fleet(path, progress)
-    for warning in fleet.warnings:
-        err.print(str(warning), style="yellow")
+    print_warnings(fleet.warnings)
     return fleet
+
+
+def print_warnings(warnings: Iterable[Diagnostic]) -> None:
+    """A valid fleet's warnings as its errors are printed: a file's first MOST_PER_FILE, then how many
+    more (200 policies with an ignored selector printed 200 warnings, the fleet's summary scrolled away)."""
+    for warning in capped_per_file(sort_diagnostics(warnings)):
+        err.print(str(warning), style="yellow")
 
 
 def deploy_outside(fleet_path: str, loaded: Fleet) -> None:
@@ -378,8 +385,7 @@ def validate(fleet: str) -> None:
                   if (doc := loaded.document("Policy", conflict.policies[0])) is not None]
     if short:
         raise FleetError([*found, *short])
-    for w in found:
-        err.print(str(w), style="yellow")
+    print_warnings(found)
     counts = ", ".join(f"{n} {one if n == 1 else many}" for n, one, many in (
         (len(loaded.locations), "location", "locations"), (len(loaded.pools), "pool", "pools"),
         (len(loaded.models), "model", "models"), (len(loaded.policies), "policy", "policies")))

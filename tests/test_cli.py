@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.fleetkit import inference, link, location, pool, training
+from tests.fleetkit import inference, link, location, policy, pool, training
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -110,6 +110,28 @@ def test_a_file_of_many_problems_prints_the_first_of_them_and_a_count(tmp_path):
                        "this file from this line on, not shown; fix those above and run again")
     assert sum(line.startswith(f"{fleet / 'fleet.yaml'}:") for line in lines) == 1  # another file's own
     assert lines[-1] == f"{keys + 3 + 1} errors in the fleet; nothing was planned or changed."
+
+
+def test_a_valid_fleet_of_many_warnings_prints_the_first_of_a_file_and_a_count(tmp_path):
+    """Warnings are capped per file as errors are: 200 spread policies with a pools selector (which
+    spread ignores) printed 200 warnings, from validate and from every command that reads the fleet."""
+    from placer.spec.diagnostics import MOST_PER_FILE
+
+    fleet = write_fleet(tmp_path)
+    (fleet / "policies.yaml").write_text(yaml.safe_dump_all(
+        [policy(f"spread-{i:03d}", {"spread": {"minFailureDomains": 2}}, pools={"names": ["p"]}, penalty=1) for i in range(200)],
+        sort_keys=False))
+    path = fleet / "policies.yaml"
+    for args in (["validate", str(fleet)], ["plan", str(fleet)]):
+        r = placer(*args)
+        assert r.returncode == 0, r.stderr
+        said = [line for line in r.stderr.splitlines() if line.startswith(f"{path}:")]
+        assert len(said) == MOST_PER_FILE + 1, (args, len(said))
+        assert all("pools selector is ignored" in line for line in said[:-1])
+        assert said[-1].startswith(f"{path}:") and said[-1].endswith(
+            f": warning: ... and {200 - MOST_PER_FILE} more problems in this file from this line on, not shown; fix "
+            "those above and run again"), said[-1]
+    assert "200 warning(s)" in placer("validate", str(fleet)).stdout
 
 
 def test_a_plan_written_where_no_file_can_be_says_where(tmp_path):
