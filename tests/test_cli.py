@@ -1145,3 +1145,16 @@ def test_an_unbuffered_stdout_that_takes_part_of_the_output_fails_the_command(tm
                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert r.returncode == 1 and f"cannot write the output to stdout ({target})" in r.stderr, r.stderr
     assert r.stderr.count("\n") == 1 and target.stat().st_size == 10_000, r.stderr
+
+
+def test_a_plan_that_costs_nothing_is_shown_with_no_gap(tmp_path):
+    fleet = write_fleet(tmp_path)
+    text = (fleet / "fleet.yaml").read_text()
+    (fleet / "fleet.yaml").write_text(text.replace("rate: 100", "rate: 0"))  # nothing to serve: a plan of 0 USD/h
+    r = placer("plan", str(fleet), "--json")
+    assert r.returncode == 0, r.stderr
+    solver = json.loads(r.stdout)["solver"]
+    assert solver["status"] == "OPTIMAL" and solver["objectiveUsdPerHour"] == 0
+    assert solver["gap"] <= 0.001  # HiGHS' absolute tolerance (1e-6 USD/h) over 0 USD/h once read 1000
+    r = placer("plan", str(fleet))
+    assert r.returncode == 0 and "gap 0.00%" in r.stdout, r.stdout

@@ -76,7 +76,7 @@ from placer.optimizer.lp import (
 from placer.optimizer.matrix import ROW_TOLERANCE, MatrixModel, build_matrix
 from placer.optimizer.recombine import ONTO, Configurations, consolidated, master_duals, recombine
 from placer.optimizer.repair import complete, round_and_cover
-from placer.optimizer.solve import SolveResult, available_cores
+from placer.optimizer.solve import SolveResult, available_cores, relative_gap
 from placer.placement import Placement, Route
 from placer.policy import Rules
 
@@ -293,9 +293,7 @@ class LargeResult:
 
     @property
     def gap(self) -> float:
-        if self.placement is None or not math.isfinite(self.bound):
-            return math.inf
-        return max(0.0, self.objective - self.bound) / max(abs(self.objective), 1e-9)
+        return relative_gap(self.objective, self.bound) if self.placement is not None else math.inf
 
     def as_solve_result(self) -> SolveResult:
         return SolveResult(self.status, self.placement, self.objective, self.bound, self.wall_seconds,
