@@ -1158,3 +1158,16 @@ def test_a_plan_that_costs_nothing_is_shown_with_no_gap(tmp_path):
     assert solver["gap"] <= 0.001  # HiGHS' absolute tolerance (1e-6 USD/h) over 0 USD/h once read 1000
     r = placer("plan", str(fleet))
     assert r.returncode == 0 and "gap 0.00%" in r.stdout, r.stdout
+
+
+def test_a_small_unmet_rate_is_not_shown_as_0(tmp_path):
+    # b's demand is 5 ms from the only pool and asks for 1 ms: none of its 0.004 units/s is served
+    fleet = write_fleet(tmp_path, inference("tiny", [{"location": "b", "rate": 0.004, "latencySloMs": 1}]))
+    plan = tmp_path / "plan.json"
+    r = placer("plan", str(fleet), "-o", str(plan))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(plan.read_text())["unmet"] == [{"model": "tiny", "demandLocation": "b", "rate": 0.004}]
+    row = next(line for line in r.stdout.splitlines() if line.startswith(" tiny "))
+    assert row.split()[-1] == "0.004", row  # it read "0" beside a placement of "-"
+    r = placer("show", str(plan), "--markdown")
+    assert "| tiny | b | 0.004 |" in r.stdout, r.stdout  # the unmet demand table listed a rate of 0

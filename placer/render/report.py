@@ -117,9 +117,15 @@ def model_rows(plan: dict[str, Any]) -> list[tuple[str, str, float | None, float
 
 def rate_format(values: Sequence[float | None]) -> str:
     """The one format of a table's rates: whole numbers without decimals where every value is
-    one, else two decimals for all (None is no value)."""
+    one, else two decimals for all (None is no value); more decimals (up to 6) where a rate that
+    is not 0 would read 0 (0.004 units/s unmet read "0", in a table of unmet demand)."""
     whole = all(v is None or abs(v - round(v)) < 0.005 for v in values)
-    return "{:,.0f}" if whole else "{:,.2f}"
+    fmt = "{:,.0f}" if whole else "{:,.2f}"
+    for digits in range(3, 7):
+        if not any(v and float(fmt.format(v).replace(",", "")) == 0 for v in values):
+            break
+        fmt = f"{{:,.{digits}f}}"
+    return fmt
 
 
 def rates_apart(values: Sequence[float]) -> str:
