@@ -201,3 +201,18 @@ def test_the_comment_names_the_models_a_policy_retired_as_the_summary_does() -> 
     plan = {**big_plan(3000), "retired": plan["retired"] * 400}
     cut = render(plan, 20_000)
     assert len(cut) <= 20_000 and "retired models not shown" in cut, cut[-2000:]
+
+
+def test_a_violations_amount_is_written_out_not_in_exponent_notation() -> None:
+    """A budget over by 14,814,000 USD/h read 1.4813e+07 in the amount column (and rounded to 6
+    digits); the amounts are as the plan's other numbers, with thousands separators."""
+    plan = big_plan(3)
+    plan["violations"] = [{"policy": "budget-cap", "enforcement": "preferred", "amount": 14_814_000.0,
+                           "detail": "compute over budget"},
+                          {"policy": "headroom", "enforcement": "preferred", "amount": 0.004, "detail": "pool-1"},
+                          {"policy": "headroom", "enforcement": "preferred", "amount": 1234567.5, "detail": "pool-2"}]
+    text = render(plan, None)
+    assert "| budget-cap | preferred | 14,814,000 | compute over budget |" in text, text
+    assert "| headroom | preferred | 0.004 | pool-1 |" in text and "| headroom | preferred | 1,234,567.5 | pool-2 |" in text
+    cut = render(plan, len(text) - 1, "plan.json")  # cut: a preferred policy's many in one row, summed
+    assert "| headroom | preferred | 1,234,567.504 | 2 violations" in cut, cut

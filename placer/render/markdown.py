@@ -19,6 +19,7 @@ from typing import Any
 from placer.render.report import (
     COST_TERMS,
     SYMBOLS,
+    amount_text,
     change_detail,
     counts_line,
     gap_text,
@@ -146,7 +147,7 @@ def _violation_rows(violations: list[dict[str, Any]], show: str | None) -> list[
     row: how many, their amount, the first, and where to see them all (one preferred policy's 187
     rows took 17,889 characters of a comment that cut 242 changes for want of room)."""
     if show is None:
-        return [_row([v["policy"], v["enforcement"], f"{v['amount']:g}", v["detail"]]) for v in violations]
+        return [_row([v["policy"], v["enforcement"], amount_text(v['amount']), v["detail"]]) for v in violations]
     preferred: dict[str, list[dict[str, Any]]] = {}
     for v in violations:
         if v["enforcement"] == "preferred":
@@ -155,10 +156,10 @@ def _violation_rows(violations: list[dict[str, Any]], show: str | None) -> list[
     for v in violations:
         many = preferred.get(v["policy"]) if v["enforcement"] == "preferred" else None
         if many is None or len(many) == 1:
-            rows.append(_row([v["policy"], v["enforcement"], f"{v['amount']:g}", v["detail"]]))
+            rows.append(_row([v["policy"], v["enforcement"], amount_text(v['amount']), v["detail"]]))
         elif v["policy"] not in said:
             said.add(v["policy"])
-            rows.append(_row([v["policy"], v["enforcement"], f"{sum(float(w['amount']) for w in many):g}",
+            rows.append(_row([v["policy"], v["enforcement"], amount_text(sum(float(w['amount']) for w in many)),
                               f"{len(many)} violations, the first {v['detail']}; `{show}` lists them all"]))
     return rows
 

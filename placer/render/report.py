@@ -21,6 +21,14 @@ def signed(value: float, fmt: str = "{:,.2f}") -> str:
     return fmt.format(0.0) if float(text.replace(",", "")) == 0 else text
 
 
+def amount_text(value: float) -> str:
+    """A policy violation's amount (replicas, GPUs, USD... as its rule counts): with thousands
+    separators and the decimals it has, up to 6 (``:g`` wrote a budget over by 14,814,000 USD/h as
+    1.4813e+07)."""
+    text = f"{value:,.6f}".rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
 def gap_text(gap: Any) -> str:
     """A solver's relative gap in words: a percentage, or n/a where it proved no bound."""
     return f"{100 * gap:.2f}%" if isinstance(gap, int | float) and not isinstance(gap, bool) else "n/a"
