@@ -1171,3 +1171,13 @@ def test_a_small_unmet_rate_is_not_shown_as_0(tmp_path):
     assert row.split()[-1] == "0.004", row  # it read "0" beside a placement of "-"
     r = placer("show", str(plan), "--markdown")
     assert "| tiny | b | 0.004 |" in r.stdout, r.stdout  # the unmet demand table listed a rate of 0
+
+
+def test_a_budget_violation_writes_its_numbers_out(tmp_path):
+    pricey = [pool("q", "a", gpu="H100-80GB", usd=1_500_000),
+              inference("pricey", [{"location": "a", "rate": 100}], throughput={"H100-80GB": 100}, minReplicas=1),
+              policy("cap", {"budget": {"maxUsdPerHour": 1_000_000}}, penalty=0.001)]
+    r = placer("plan", str(write_fleet(tmp_path, *pricey)))
+    assert r.returncode == 0, r.stderr
+    # it read "compute 1500001.00 USD/h over budget 1e+06"
+    assert "policy cap (preferred): compute 1,500,001.00 USD/h over budget 1,000,000.00" in r.stdout, r.stdout

@@ -27,6 +27,6 @@ class Budget(RuleBase):
             scoped = {k: r for k, r in placement.replicas.items() if k[0] == model.name and k[1] in in_scope}
             spent += model_compute_usd(fleet, type(placement)(scoped, placement.nodes), model.name)
         if spent - limit > 1e-6:
-            return [violation(policy, spent - limit, f"compute {spent:.2f} USD/h over budget {limit:g}",
+            return [violation(policy, spent - limit, f"compute {spent:,.2f} USD/h over budget {limit:,.2f}",
                               subject="")]
         return []
