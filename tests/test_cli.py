@@ -1181,3 +1181,10 @@ def test_a_budget_violation_writes_its_numbers_out(tmp_path):
     assert r.returncode == 0, r.stderr
     # it read "compute 1500001.00 USD/h over budget 1e+06"
     assert "policy cap (preferred): compute 1,500,001.00 USD/h over budget 1,000,000.00" in r.stdout, r.stdout
+
+
+def test_the_pools_table_writes_thousands_as_the_other_tables_do(tmp_path):
+    r = placer("plan", str(write_fleet(tmp_path, pool("big", "a", gpu="H100-80GB", count=2000, usd=9))))
+    assert r.returncode == 0, r.stderr
+    row = next(line for line in r.stdout.splitlines() if line.startswith(" big "))
+    assert [cell.strip() for cell in row.split("│")[1:3]] == ["2,000", "0 / 16,000"], row  # it read 2000, 0 / 16000

@@ -37,7 +37,7 @@ def render(plan: dict[str, Any], console: Console, pool_prices: dict[str, float]
     for p in plan.get("pools", []):
         cap = p["gpusCapacity"]
         util = f"{100 * p['gpusUsed'] / cap:.0f}%" if cap else "-"
-        pools.add_row(p["pool"], str(p["nodes"]), f"{p['gpusUsed']} / {cap}", util)
+        pools.add_row(p["pool"], f"{p['nodes']:,}", f"{p['gpusUsed']:,} / {cap:,}", util)  # as the other tables: 16,000
     console.print(pools)
 
     models = Table(title="Models", title_justify="left", show_edge=False)
