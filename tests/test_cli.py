@@ -1188,3 +1188,22 @@ def test_the_pools_table_writes_thousands_as_the_other_tables_do(tmp_path):
     assert r.returncode == 0, r.stderr
     row = next(line for line in r.stdout.splitlines() if line.startswith(" big "))
     assert [cell.strip() for cell in row.split("│")[1:3]] == ["2,000", "0 / 16,000"], row  # it read 2000, 0 / 16000
+
+
+def test_a_number_is_never_cut_on_a_narrow_terminal():
+    """At 40 columns the summary folded its numbers as it folds names: served read "1,500,00" over
+    "0,000", and a pool's GPUs "12,000 /" over "16,000"; a number is whole on its row, as whatif's are."""
+    from rich.console import Console
+
+    from placer.render.summary import render
+
+    name = "a-pool-with-a-long-name-in-the-frankfurt-datacentre"
+    plan = {"solver": {"status": "OPTIMAL"}, "cost": {"totalUsdPerHour": 1.0}, "changes": [],
+            "pools": [{"pool": name, "nodes": 2000, "gpusUsed": 12000, "gpusCapacity": 16000}],
+            "placements": [{"model": "a-model-with-a-rather-long-name-v2", "pool": name, "replicas": 1500}],
+            "routes": [{"model": "a-model-with-a-rather-long-name-v2", "rate": 1.5e9}]}
+    console = Console(width=40, record=True)
+    render(plan, console)
+    text = console.export_text()
+    for number in ("2,000", "12,000 / 16,000", "1,500,000,000"):
+        assert number in text, text

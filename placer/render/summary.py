@@ -18,6 +18,7 @@ from placer.render.report import (
     rate_column,
     usd_per_million,
 )
+from placer.render.tables import LABEL, NUMBER, TEXT, print_table
 
 STYLE = {"create": "green", "update": "yellow", "delete": "red"}
 
@@ -29,25 +30,21 @@ def render(plan: dict[str, Any], console: Console, pool_prices: dict[str, float]
                                 f"objective {solver.get('objectiveUsdPerHour', 0):,.2f} USD/h, bound "
                                 f"{solver.get('boundUsdPerHour', 0):,.2f}, gap {gap_text(gap)}"))
 
-    # every column folds rather than cuts: on a CI log's 80 columns "…" made names ending -zone-a and
-    # -zone-b one row twice
-    pools = Table(title="Pools", title_justify="left", show_edge=False)
-    for col, justify in (("pool", "left"), ("nodes", "right"), ("GPUs used / capacity", "right"), ("util", "right")):
-        pools.add_column(col, justify=justify, overflow="fold")  # type: ignore[arg-type]
-    for p in plan.get("pools", []):
-        cap = p["gpusCapacity"]
-        util = f"{100 * p['gpusUsed'] / cap:.0f}%" if cap else "-"
-        pools.add_row(p["pool"], f"{p['nodes']:,}", f"{p['gpusUsed']:,} / {cap:,}", util)  # as the other tables: 16,000
-    console.print(pools)
+    # names fold rather than cut (on a CI log's 80 columns "…" made names ending -zone-a and -zone-b
+    # one row twice); numbers are never cut (print_table)
+    pools = [[p["pool"], f"{p['nodes']:,}", f"{p['gpusUsed']:,} / {p['gpusCapacity']:,}",
+              f"{100 * p['gpusUsed'] / p['gpusCapacity']:.0f}%" if p["gpusCapacity"] else "-"]
+             for p in plan.get("pools", [])]
+    print_table(console, Table(title="Pools", title_justify="left", show_edge=False),
+                [("pool", LABEL), ("nodes", NUMBER), ("GPUs used / capacity", NUMBER), ("util", NUMBER)], pools)
 
-    models = Table(title="Models", title_justify="left", show_edge=False)
-    for col, justify in (("model", "left"), ("placement", "left"), ("served", "right"), ("unmet", "right")):
-        models.add_column(col, justify=justify, overflow="fold")  # type: ignore[arg-type]
     rows = model_rows(plan)
     served_col, unmet_col = rate_column([r[2] for r in rows]), rate_column([r[3] for r in rows])
-    for (name, where, _, unmet), served_text, unmet_text in zip(rows, served_col, unmet_col, strict=True):
-        models.add_row(name, where, served_text, Text(unmet_text, style="red") if unmet else unmet_text)
-    console.print(models)
+    models: list[list[str | Text]] = [
+        [name, where, served_text, Text(unmet_text, style="red") if unmet else unmet_text]
+        for (name, where, _, unmet), served_text, unmet_text in zip(rows, served_col, unmet_col, strict=True)]
+    print_table(console, Table(title="Models", title_justify="left", show_edge=False),
+                [("model", LABEL), ("placement", TEXT), ("served", NUMBER), ("unmet", NUMBER)], models)
     for r in plan.get("retired", []):
         console.print(f"  retired: {r['model']} ({r['reason']})", style="dim")
 

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from placer.explain import COST, NO_POOL, POLICY, names, reason_text
 from placer.render.report import COST_TERMS, gap_text, rate_column, rate_format, signed
+from placer.render.tables import LABEL, NUMBER, TEXT, print_table
 
 UNMET_ROWS = 20  # models listed with unmet demand; --json lists them all
 SATURATED_NAMES = 30  # saturated pools named; --json names them all
@@ -43,7 +44,7 @@ def render(report: dict[str, Any], console: Console) -> None:
     row("demand (rate)", base["demand"], scen["demand"], rates)
     row("served (rate)", base["served"], scen["served"], rates)
     row("GPUs used", base["gpus"]["used"], scen["gpus"]["used"], "{:,.0f}")
-    _print(console, Table(show_edge=False), [("", LABEL), ("base", NUMBER), ("scenario", NUMBER), ("change", NUMBER)],
+    print_table(console, Table(show_edge=False), [("", LABEL), ("base", NUMBER), ("scenario", NUMBER), ("change", NUMBER)],
            rows)
     console.print(f"Solver: base {base['status']} (gap {gap_text(base.get('gap'))}), scenario {scen['status']} "
                   f"(gap {gap_text(scen.get('gap'))})")
@@ -61,7 +62,7 @@ def render(report: dict[str, Any], console: Console) -> None:
         gangs = scen.get("unmetGangs", {})
         ranked = sorted(unmet.items(), key=lambda kv: (-kv[1], kv[0]))[:UNMET_ROWS]
         unmet_rates = rate_column([base["unmet"].get(m, 0) for m, _ in ranked] + [amount for _, amount in ranked])
-        _print(console, t, [("model", LABEL), ("base", NUMBER), ("scenario", NUMBER), ("why", TEXT)],
+        print_table(console, t, [("model", LABEL), ("base", NUMBER), ("scenario", NUMBER), ("why", TEXT)],
                [[model, unmet_rates[i], unmet_rates[len(ranked) + i],
                  _why(why.get(model, {}), held.get(model, {}), charged.get(model, {}), gangs.get(model))] for i, (model, _) in enumerate(ranked)])
         if len(unmet) > UNMET_ROWS:
@@ -77,36 +78,6 @@ def render(report: dict[str, Any], console: Console) -> None:
         console.print(f"Saturated pools ({len(pools)} at their maximum): {named}{more}", style="yellow")
     verdict, collapses = _verdict(scen)
     console.print(f"Verdict: {verdict}.", style="bold red" if collapses else "bold yellow" if unmet else "bold green")
-
-
-LABEL, NUMBER, TEXT = "label", "number", "text"  # a column's kind, for ``_print``
-LABEL_WIDTH = 8  # the narrowest a label column folds to
-
-
-def _print(console: Console, table: Table, columns: Sequence[tuple[str, str]], rows: list[list[str]]) -> None:
-    """``table`` with ``columns`` (header, kind) and ``rows``, printed so that a number is never cut:
-    a number column is as wide as its widest cell; labels and text fold. On a terminal too narrow
-    even for that, the table is as wide as it needs (40 columns cut "+5,020.02" to "+5,020.…")."""
-    needed = 0
-    for i, (header, kind) in enumerate(columns):
-        widest = max([len(header), *(len(r[i]) for r in rows)])
-        if kind == NUMBER:
-            table.add_column(header, justify="right", no_wrap=True, min_width=widest)
-        else:
-            widest = min(widest, LABEL_WIDTH)
-            table.add_column(header, overflow="fold", min_width=widest)
-        needed += widest + 2 + (i > 0)  # its padding, and the rule before it
-    for r in rows:
-        table.add_row(*r)
-    if console.width >= needed:
-        console.print(table)
-        return
-    width = console.width  # print() keeps to the console's width, whatever it is asked
-    console.width = needed
-    try:
-        console.print(table)
-    finally:
-        console.width = width
 
 
 def _why(amounts: dict[str, float], holds: Mapping[str, Sequence[str]] | None = None,
@@ -218,7 +189,7 @@ def _policies(base: dict[str, Any], scen: dict[str, Any], console: Console) -> N
     if not names:
         return
     t = Table(title="Preferred policies broken (times, penalty USD/h)", title_justify="left", show_edge=False)
-    _print(console, t, [("policy", LABEL), ("base", NUMBER), ("scenario", NUMBER)],
+    print_table(console, t, [("policy", LABEL), ("base", NUMBER), ("scenario", NUMBER)],
            [[name, *(f"{side[name]['count']:,} ({side[name]['penaltyUsdPerHour']:,.2f})" if name in side else "0"
                      for side in (base, scen))] for name in names[:UNMET_ROWS]])
     if len(names) > UNMET_ROWS:
