@@ -248,12 +248,15 @@ UNMET_REASONS = {NO_ROOM: "no room in reach", MAX_REPLICAS: "at its maxReplicas"
                  POLICY: "required policies forbid more replicas where there is room"}
 
 
-def reason_text(reason: str, holds: Mapping[str, Sequence[str]] | Sequence[str] = (), gang: str | None = None) -> str:
+def reason_text(reason: str, holds: Mapping[str, Sequence[str]] | Sequence[str] = (), gang: str | None = None,
+                replicas: bool = False) -> str:
     """A reason of ``UnmetReasons.why`` in words, naming the policies that hold the demand back and
     (``holds`` a mapping) the pools each holds: those that hold every pool in reach with room
     first, for relaxing only some of the policies serves nothing more where another holds the pool.
     For COST, ``holds`` are the preferred policies whose penalty makes serving it cost more. For
-    NO_POOL, ``gang`` (``UnmetReasons.gang``) is the size of a gang no pool in reach holds whole."""
+    NO_POOL, ``gang`` (``UnmetReasons.gang``) is the size of a gang no pool in reach holds whole.
+    ``replicas``: what is unmet is a training or batch model's replicas, which Settings'
+    unmetUsdPerReplica charges (an inference model's rate: unmetUsdPerRate)."""
     if reason == NO_POOL and gang is not None:
         return f"no pool in reach may run it: none holds its gang of {gang}"
     if reason == COST and isinstance(holds, Mapping) and holds:
@@ -261,7 +264,7 @@ def reason_text(reason: str, holds: Mapping[str, Sequence[str]] | Sequence[str] 
         pools = sorted({p for ps in holds.values() for p in ps})
         return (f"cost: the {'penalty' if one else 'penalties'} of preferred {'policy' if one else 'policies'} "
                 f"{', '.join(holds)} make{'s' if one else ''} serving it on {names(pools, 3)} cost more than leaving "
-                "it unmet (what Settings objective.unmetUsdPerRate or unmetUsdPerReplica charges)")
+                f"it unmet (what Settings objective.{'unmetUsdPerReplica' if replicas else 'unmetUsdPerRate'} charges)")
     if reason != POLICY or not holds:
         return UNMET_REASONS.get(reason, reason)
     if not isinstance(holds, Mapping):  # the names alone
@@ -505,7 +508,8 @@ def explain(fleet: Fleet, rules: Rules, model: str, result: SolveResult, current
     if unmet or ex.missing:
         ex.unmet_why = {loc: reason_text(*reasons.why(fleet.models[model], loc)) for loc, _ in unmet}
         if ex.missing:
-            ex.missing_why = reason_text(*reasons.why(fleet.models[model], None), reasons.gang(fleet.models[model]))
+            ex.missing_why = reason_text(*reasons.why(fleet.models[model], None), reasons.gang(fleet.models[model]),
+                                         replicas=True)
     minimum = bool(fleet.models[model].spec.min_replicas)
     minimum_only: dict[str, str] = {}  # eligible pools no demand reaches in time -> that, in words
     for pool in fleet.pools:

@@ -1559,3 +1559,30 @@ def test_explain_of_a_saved_plan_prices_churn_from_the_state_the_plan_names(tmp_
     assert r.returncode == 0, r.stderr  # --state still names another
     assert json.loads(r.stdout)["nextBest"]["churnUsd"] == 0.5
 
+
+
+def test_a_training_model_left_unplaced_for_a_penalty_names_unmet_usd_per_replica(tmp_path):
+    """A training replica on p costs 8 USD/h against unmetUsdPerReplica's 1,000, but preferred
+    avoid-p charges 5,000 a replica there: explain and whatif put it down to the penalty and named
+    "unmetUsdPerRate or unmetUsdPerReplica" as what leaving it unmet costs; a replica is charged
+    unmetUsdPerReplica alone (an inference model's rate, unmetUsdPerRate alone, as above)."""
+    fleet = write(tmp_path, location("a"), pool("p", "a", usd=1.0),
+                  training("t", 1),
+                  policy("avoid-p", {"denyPools": {}}, models={"names": ["t"]}, pools={"names": ["p"]}, penalty=5000))
+    r = placer("explain", str(fleet), "t")
+    assert r.returncode == 0, r.stderr
+    text = " ".join(r.stdout.split())
+    assert ("the penalty of preferred policy avoid-p makes serving it on p cost more than leaving it unmet (what "
+            "Settings objective.unmetUsdPerReplica charges)") in text, r.stdout
+    r = placer("whatif", str(fleet), "--demand-scale", "2")
+    assert r.returncode == 0, r.stderr
+    text = " ".join(r.stdout.split())
+    assert "objective.unmetUsdPerReplica charges)" in text and "unmetUsdPerRate" not in text, r.stdout
+
+    (tmp_path / "inference").mkdir()
+    fleet = write(tmp_path / "inference", location("a"), pool("p", "a", usd=1.0),
+                  inference("m", [{"location": "a", "rate": 300}]),
+                  policy("avoid-p", {"denyPools": {}}, models={"names": ["m"]}, pools={"names": ["p"]}, penalty=500))
+    r = placer("explain", str(fleet), "m")
+    assert r.returncode == 0, r.stderr
+    assert "(what Settings objective.unmetUsdPerRate charges)" in " ".join(r.stdout.split()), r.stdout

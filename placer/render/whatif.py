@@ -64,7 +64,8 @@ def render(report: dict[str, Any], console: Console) -> None:
         unmet_rates = rate_column([base["unmet"].get(m, 0) for m, _ in ranked] + [amount for _, amount in ranked])
         print_table(console, t, [("model", LABEL), ("base", NUMBER), ("scenario", NUMBER), ("why", TEXT)],
                [[model, unmet_rates[i], unmet_rates[len(ranked) + i],
-                 _why(why.get(model, {}), held.get(model, {}), charged.get(model, {}), gangs.get(model))] for i, (model, _) in enumerate(ranked)])
+                 _why(why.get(model, {}), held.get(model, {}), charged.get(model, {}), gangs.get(model),
+                      model in scen.get("unplaced", {}))] for i, (model, _) in enumerate(ranked)])
         if len(unmet) > UNMET_ROWS:
             rest = [m for m, _ in sorted(unmet.items(), key=lambda kv: (-kv[1], kv[0]))[UNMET_ROWS:]]
             replicas = sum(scen.get("unplaced", {}).get(m, 0) for m in rest)  # training/batch: replicas, not rate
@@ -81,13 +82,14 @@ def render(report: dict[str, Any], console: Console) -> None:
 
 
 def _why(amounts: dict[str, float], holds: Mapping[str, Sequence[str]] | None = None,
-         charged: Mapping[str, Sequence[str]] | None = None, gang: str | None = None) -> str:
+         charged: Mapping[str, Sequence[str]] | None = None, gang: str | None = None, replicas: bool = False) -> str:
     """The reasons a model's demand is unmet, with how much for each where there are several
     (``holds``: the policies that hold it back, for POLICY, each with the pools it holds;
     ``charged``: the preferred policies whose penalty makes serving it cost more, for COST;
-    ``gang``: the size of a gang no pool in reach holds whole, for NO_POOL)."""
+    ``gang``: the size of a gang no pool in reach holds whole, for NO_POOL; ``replicas``: a training
+    or batch model's replicas are unmet, not rate)."""
     def text(reason: str) -> str:
-        return reason_text(reason, (charged if reason == COST else holds) or {}, gang)
+        return reason_text(reason, (charged if reason == COST else holds) or {}, gang, replicas)
 
     if len(amounts) == 1:
         return text(next(iter(amounts)))
