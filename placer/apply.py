@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
-import random
 import threading
 import time
 import uuid
@@ -34,6 +33,8 @@ from placer.planfile import (
     pool_group,
     tree_place,
 )
+from placer.retry import RetriesSpent as Spent
+from placer.retry import RetryPolicy, retrying
 from placer.state import Backend, State, deployment_entry, health_marked, pool_entry
 
 _POOLS = itertools.count()  # names each apply's worker threads apart
@@ -47,18 +48,13 @@ class StalePlanError(ApplyError):
     pass
 
 
-class RetriesSpent(ApplyError):
-    """A retryable provider error that every try of the retry policy met: its message (which says a
-    retry may help) and how often it was tried, so that the operator is not told to retry what the
-    apply already retried (``__cause__`` is the last error)."""
-
-    retryable = False
+class RetriesSpent(Spent, ApplyError):
+    """A retryable provider error that every try of the retry policy met (``placer.retry``): the
+    operator is told to plan again, not to retry what the apply already retried."""
 
     def __init__(self, last: BaseException, tries: int, seconds: float) -> None:
-        super().__init__(f"{str(last).rstrip().rstrip('.')}; tried {tries} times over {seconds:.0f}s and it still "
-                         "failed: wait until the provider answers again, then run `placer plan` and apply the new "
-                         "plan")
-        self.tries = tries
+        super().__init__(last, tries, seconds, "wait until the provider answers again, then run `placer plan` and "
+                         "apply the new plan")
 
 
 class InconsistentPlanError(ApplyError):
@@ -85,20 +81,6 @@ class ChangeProvider(Protocol):
     def wait_healthy(self, change: Change, timeout_s: float) -> None: ...
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    attempts: int = 6
-    base_seconds: float = 0.5
-    max_seconds: float = 20.0
-    most_asked_seconds: float = 60.0  # the longest Retry-After honoured: a server's word, within reason
-
-    def delay(self, attempt: int, asked: float | None = None) -> float:
-        """Full jitter: uniform in [0, min(max, base·2^attempt)]; at least what the server
-        ``asked`` (Retry-After), up to ``most_asked_seconds``."""
-        backoff = random.uniform(0, min(self.max_seconds, self.base_seconds * (2 ** attempt)))
-        return max(backoff, min(asked or 0.0, self.most_asked_seconds))
-
-
 @dataclass
 class ApplyReport:
     applied: list[str] = field(default_factory=list)
@@ -106,10 +88,6 @@ class ApplyReport:
     retries: int = 0
     serial: int = 0
     lineage: str = ""
-
-
-def _is_retryable(exc: BaseException) -> bool:
-    return bool(getattr(exc, "retryable", False))
 
 
 def check_fresh(plan: Plan, state: State, location: str | None = None) -> None:
@@ -314,33 +292,15 @@ class Applier:
 
     def _with_retry(self, change: Change, what: str, call: Callable[[], Any], report: ApplyReport,
                     deadline: float | None = None) -> Any:
-        """``call``, again after a retryable error, up to the policy's attempts; with ``deadline``
-        (``clock`` time) no retry starts that could not begin before it."""
-        started = self.clock()
-        for attempt in range(self.retry.attempts):
-            try:
-                return call()
-            except Exception as exc:
-                if not _is_retryable(exc):
-                    raise
-                if attempt == self.retry.attempts - 1:
-                    if attempt == 0:
-                        raise  # a policy of one try: nothing was retried
-                    raise RetriesSpent(exc, attempt + 1, self.clock() - started) from exc
-                asked = getattr(exc, "retry_after", None)
-                delay = self.retry.delay(attempt, asked)
-                if deadline is not None and self.clock() + delay >= deadline:
-                    raise
-                report.retries += 1
-                why = ""
-                if asked is not None:
-                    capped = f", at most {self.retry.most_asked_seconds:g}s" if asked > self.retry.most_asked_seconds else ""
-                    why = f", as the server asked (Retry-After {asked:g}s{capped})"
-                self.progress(f"retrying {change.address} ({what}) in {delay:.1f}s{why} after: {exc}", change)
-                self.sleep(delay)
-                if self._interrupted.is_set():  # no retry after an interrupt (a Retry-After of 60 s, 6 times)
-                    raise
-        raise AssertionError("unreachable")
+        """``call``, again after a retryable error, up to the policy's attempts (``placer.retry``);
+        with ``deadline`` (``clock`` time) no retry starts that could not begin before it, and none
+        after an interrupt (a Retry-After of 60 s, 6 times)."""
+        def said(exc: BaseException, delay: float, why: str) -> None:
+            report.retries += 1
+            self.progress(f"retrying {change.address} ({what}) in {delay:.1f}s{why} after: {exc}", change)
+
+        return retrying(call, self.retry, spent=RetriesSpent, on_retry=said, sleep=self.sleep, clock=self.clock,
+                        deadline=deadline, stopped=self._interrupted.is_set)
 
     def _record(self, state: State, change: Change, report: ApplyReport, healthy: bool = True) -> None:
         """Record ``change`` as made (``healthy`` False: marked as not healthy yet, see ``_waits``)."""

@@ -532,8 +532,9 @@ def refresh(fleet: str, state_path: str | None) -> None:
 def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str | None,
           fleet_path: str | None) -> None:
     """Execute the changes of a saved PLAN (or plan and apply FLEET with --auto-approve)."""
-    from placer.apply import Applier, RetryPolicy, check_fresh
+    from placer.apply import Applier, check_fresh
     from placer.planfile import read
+    from placer.retry import RetryPolicy
 
     # a fleet: a directory, or one YAML file, as plan and validate take it (a fleet file was read as a
     # plan: "not a plan file (invalid JSON at line 1 ...)")
@@ -1132,11 +1133,12 @@ def _interrupted() -> int:
 def _known_errors() -> tuple[type[BaseException], ...]:
     from placer.apply import ApplyError
     from placer.planner import InfeasibleError, SolveError
+    from placer.retry import RetriesSpent
     from placer.state import StateError
     from placer.whatif import ScenarioError
 
     known: list[type[BaseException]] = [CliError, PlanFileError, StateError, ApplyError, InfeasibleError,
-                                        SolveError, ScenarioError, OSError, KnobError]
+                                        SolveError, ScenarioError, OSError, KnobError, RetriesSpent]
     try:
         from providers.base import ProviderError
 

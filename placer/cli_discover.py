@@ -20,6 +20,7 @@ import click
 from placer import __version__
 
 if TYPE_CHECKING:
+    from placer.retry import Retrier
     from providers.base import Discovered
     from providers.nvml import GpuRow
 
@@ -63,6 +64,18 @@ def _target_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
+def _retry(kind: str) -> Retrier:
+    """Each listing and read of a discovery tried again after throttling, a 5xx or a timeout, as an
+    apply tries its calls (its policy; ``PLACER_RETRY_BASE_SECONDS`` the first wait), each wait said
+    on stderr; one throttled answer stopped the whole run, with "a retry should get through"."""
+    from placer.cli import err, retry_base_seconds
+    from placer.retry import Retrier, RetryPolicy
+
+    return Retrier(RetryPolicy(base_seconds=retry_base_seconds()),
+                   then=f"wait a few minutes, then run `placer discover {kind}` again (nothing was written)",
+                   progress=lambda line: err.print(line, style="yellow", markup=False))
+
+
 @click.group("discover")
 def discover() -> None:
     """Find GPU pools (Kubernetes nodes, AWS groups, GCP MIGs, this host's GPUs) as fleet documents."""
@@ -80,7 +93,7 @@ def kubernetes(kubeconfig: str | None, contexts: tuple[str, ...], merge_into: st
     contexts = _once(contexts)
     provider = KubernetesProvider(kubeconfig=kubeconfig, contexts=list(contexts))
     try:
-        found = provider.discover()
+        found = provider.discover(retry=_retry("kubernetes"))
     finally:
         provider.close()
     which = ", ".join(contexts) if contexts else "the current context"
@@ -97,7 +110,10 @@ def aws(regions: tuple[str, ...], endpoint_url: str | None, merge_into: str | No
     from providers.aws import AwsProvider
 
     regions = _once(regions)
-    found = AwsProvider(region_names=list(regions), endpoint_url=endpoint_url).discover()
+    # one try per call, read within 10 s, as apply's: discovery retries, saying so (botocore's own 3
+    # tries, silent, inside each of them)
+    provider = AwsProvider(region_names=list(regions), endpoint_url=endpoint_url, max_attempts=1, read_timeout_s=10.0)
+    found = provider.discover(retry=_retry("aws"))
     _emit(found, f"AWS: {', '.join(regions) if regions else 'the default region'}", merge_into, location)
 
 
@@ -114,7 +130,7 @@ def gcp(projects: tuple[str, ...], zones: tuple[str, ...], regions: tuple[str, .
 
     projects, zones, regions = _once(projects), _once(zones), _once(regions)
     found = GcpProvider(projects=list(projects), api_endpoint=api_endpoint).discover(
-        list(projects) or None, list(zones) or None, list(regions) or None)
+        list(projects) or None, list(zones) or None, list(regions) or None, retry=_retry("gcp"))
     scope = ", ".join([*zones, *regions])
     _emit(found, f"GCP: {', '.join(projects) if projects else 'the default project'}"
           + (f" ({scope})" if scope else ""), merge_into, location)

@@ -161,10 +161,10 @@ class S3Backend:
     def _call(self, doing: str, call: Callable[[], T]) -> T:
         """``call()``, tried again while it fails in a way that may pass (``_transient``): up to
         ``TRIES`` tries, none starting ``WAIT_S`` seconds after the first, with backoff and jitter
-        between them (``RetryPolicy``, the apply's), each wait said through ``progress``; once
+        between them (``placer.retry.RetryPolicy``, the apply's), each wait said through ``progress``; once
         ``stop`` is set (an interrupt) no wait and no retry. Raises the last error, its ``tries``
         set to how many tries were made."""
-        from placer.apply import RetryPolicy
+        from placer.retry import RetryPolicy
 
         policy = RetryPolicy(attempts=TRIES, base_seconds=self.retry_base_s, max_seconds=8.0)
         deadline = time.monotonic() + WAIT_S

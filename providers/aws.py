@@ -36,6 +36,7 @@ from botocore.exceptions import (
 from botocore.parsers import ResponseParserError
 
 from placer.planfile import Change
+from placer.retry import Retrier
 from providers.base import Discovered, ProviderError, guard, pause, pool_nodes, retry_after, retryable_http
 
 T = TypeVar("T")
@@ -389,13 +390,13 @@ class AwsProvider:
 
     # ------------------------------------------------------------ discovery
 
-    def discover(self, region_names: list[str] | None = None) -> Discovered:
+    def discover(self, region_names: list[str] | None = None, retry: Retrier | None = None) -> Discovered:
         """Pool documents for every GPU Auto Scaling group and EKS node group, and a Location per region
-        (``providers.aws_discovery``)."""
+        (``providers.aws_discovery``); ``retry`` tries each call again after a retryable failure."""
         from providers.aws_discovery import discover
 
         home = None if region_names or self.region_names else self._aws_session().region_name
         regions = list(region_names or self.region_names or ([home] if home else []))
         if not regions:
             raise ProviderError("AWS discovery needs regions: pass them, or set AWS_REGION / a profile region")
-        return discover(self, regions)
+        return discover(self, regions, retry)

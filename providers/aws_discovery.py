@@ -13,6 +13,7 @@ from botocore.exceptions import ClientError
 
 from placer.catalog import match_product, type_name
 from placer.discover import GpuTypeNote, JurisdictionNote, PoolNote
+from placer.retry import Retrier
 from placer.spec.kinds import API_VERSION
 from providers.aws import FAILED_NODEGROUP_STATES, PERMISSION_CODES, AwsProvider, client_error_parts
 from providers.base import Discovered, ProviderError, bounded_pages, dns_label
@@ -67,11 +68,12 @@ def _batches(items: list[str], size: int) -> Iterable[list[str]]:
 
 
 
-def discover(provider: AwsProvider, regions: list[str]) -> Discovered:
-    """Pool documents for every GPU Auto Scaling group and EKS node group, and a Location per region."""
+def discover(provider: AwsProvider, regions: list[str], retry: Retrier | None = None) -> Discovered:
+    """Pool documents for every GPU Auto Scaling group and EKS node group, and a Location per region;
+    ``retry`` tries each call again after a retryable failure (without it each is made once)."""
     documents: list[dict[str, Any]] = []
     notes: list[str] = []
-    scan = _RegionScan(provider, notes)
+    scan = _RegionScan(provider, notes, retry or Retrier())
     for region in regions:
         pools = scan.pools(region)
         if not pools:
@@ -98,8 +100,9 @@ def discover(provider: AwsProvider, regions: list[str]) -> Discovered:
 class _RegionScan:
     """One discovery run: reads groups, launch templates and instance types, and builds Pool documents."""
 
-    def __init__(self, provider: AwsProvider, notes: list[str]) -> None:
+    def __init__(self, provider: AwsProvider, notes: list[str], retry: Retrier) -> None:
         self.provider = provider
+        self.retry = retry
         self.notes = notes
         self.gpu_types: dict[str, dict[str, Any]] = {}
         self.names: set[str] = set()
@@ -108,7 +111,9 @@ class _RegionScan:
         self._shapes: dict[tuple[str, str], GpuShape | None] = {}
 
     def _call(self, region: str, what: str, call: Callable[[], T]) -> T:
-        return self.provider._call(f"aws/{region}", what, call, prefix=False)
+        """``call`` through the provider (its error messages), tried again while it fails in a way a
+        retry may pass (throttling, a 5xx, a timeout): one throttled answer stopped the whole run."""
+        return self.retry(functools.partial(self.provider._call, f"aws/{region}", what, call, prefix=False))
 
     def pools(self, region: str) -> list[dict[str, Any]]:
         out = [doc for group in self._asgs(region) if (doc := self._asg_pool(region, group)) is not None]

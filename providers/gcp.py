@@ -30,6 +30,7 @@ from google.cloud import compute_v1
 from google.protobuf import json_format
 
 from placer.planfile import Change
+from placer.retry import Retrier
 from providers.base import (
     Discovered,
     ProviderError,
@@ -307,12 +308,13 @@ class GcpProvider:
     # ------------------------------------------------------------ discovery
 
     def discover(self, projects: list[str] | None = None, zones: list[str] | None = None,
-                 regions: list[str] | None = None) -> Discovered:
+                 regions: list[str] | None = None, retry: Retrier | None = None) -> Discovered:
         """Pool documents for the MIGs whose instances carry GPUs, and a Location per region
         (``providers.gcp_discovery``).
 
         With ``zones``/``regions`` only those are listed; otherwise one aggregated list per project.
+        ``retry`` tries each call again after a retryable failure (without it each is made once).
         """
         from providers.gcp_discovery import discover
 
-        return discover(self, projects, zones, regions)
+        return discover(self, projects, zones, regions, retry)

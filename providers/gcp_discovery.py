@@ -16,6 +16,7 @@ from google.cloud import compute_v1
 
 from placer.catalog import match_product
 from placer.discover import PoolNote
+from placer.retry import Retrier
 from placer.spec.kinds import API_VERSION
 from providers.base import Discovered, ProviderError, bounded_pages
 from providers.gcp import GcpProvider, Mig
@@ -77,17 +78,18 @@ def _location_document(region: str) -> dict[str, Any]:
 
 
 def discover(provider: GcpProvider, projects: list[str] | None = None, zones: list[str] | None = None,
-             regions: list[str] | None = None) -> Discovered:
+             regions: list[str] | None = None, retry: Retrier | None = None) -> Discovered:
     """Pool documents for the MIGs whose instances carry GPUs, and a Location per region.
 
     With ``zones``/``regions`` only those are listed; otherwise one aggregated list per project.
+    ``retry`` tries each call again after a retryable failure (without it each is made once).
     """
     notes = [
         f"gcp: nodes.min/nodes.max are the autoscaler's where the group has one, otherwise 0/"
         f"max({DEFAULT_MAX_NODES}, current size): set them to what you are willing to pay for (a merge "
         "keeps the ones you set)",
     ]
-    scan = _MigScan(provider, notes)
+    scan = _MigScan(provider, notes, retry or Retrier())
     pools: list[dict[str, Any]] = []
     seen_regions: set[str] = set()
     listed = [found for project in _projects(provider, projects)
@@ -134,14 +136,20 @@ class _MigScan:
     """One discovery run: lists the groups, reads their templates, machine types, accelerator types and
     autoscalers (each once per run), and builds Pool documents."""
 
-    def __init__(self, provider: GcpProvider, notes: list[str]) -> None:
+    def __init__(self, provider: GcpProvider, notes: list[str], retry: Retrier) -> None:
         self.provider = provider
+        self.retry = retry
         self.notes = notes
         self.names: set[str] = set()
         self.guessed: dict[str, frozenset[tuple[str, ...]]] = {}  # Discovered.guessed
         self.unread: list[str] = []  # Discovered.unread
         self.priced: list[str] = []  # the Pools priced from the built-in table
         self._memo: dict[tuple[str, ...], Any] = {}  # templates, machine and accelerator types
+
+    def _call(self, address: str, action: str, call: Callable[[], T], **kw: str) -> T:
+        """``call`` through the provider (its error messages), tried again while it fails in a way a
+        retry may pass (throttling, a 5xx, a timeout): one throttled answer stopped the whole run."""
+        return self.retry(functools.partial(self.provider._call, address, action, call, **kw))
 
     def list_migs(self, project: str, zones: list[str], regions: list[str]) -> _Listed:
         client, kw = self.provider._client, self.provider._kw()
@@ -161,12 +169,11 @@ class _MigScan:
             return [(Mig(project, m.name, region=region), m) for page in pages for m in page.items]
 
         for zone in zones:
-            found += self.provider._call(f"project/{project}", f"listing managed instance groups in {project}/{zone}",
-                                         functools.partial(zonal, zone))
+            found += self._call(f"project/{project}", f"listing managed instance groups in {project}/{zone}",
+                                functools.partial(zonal, zone))
         for region in regions:
-            found += self.provider._call(f"project/{project}",
-                                         f"listing managed instance groups in {project}/{region}",
-                                         functools.partial(regional, region))
+            found += self._call(f"project/{project}", f"listing managed instance groups in {project}/{region}",
+                                functools.partial(regional, region))
         if zones or regions:
             return found
 
@@ -189,8 +196,8 @@ class _MigScan:
                                     retryable=True)
             return out
 
-        return self.provider._call(f"project/{project}", f"listing managed instance groups in project {project}",
-                                   aggregated)
+        return self._call(f"project/{project}", f"listing managed instance groups in project {project}",
+                          aggregated)
 
     def _lookup(self, mig: Mig, what: str, call: Callable[[], T], key: tuple[str, ...] | None = None) -> T | None:
         """A per-group read, remembered under ``key`` for the rest of this run: a retryable failure
@@ -204,8 +211,8 @@ class _MigScan:
                 return None
             return found  # type: ignore[no-any-return]
         try:
-            found = self.provider._call(f"pool/{mig.name}", f"reading {what} of {mig}", call,
-                                        not_found="the group refers to something that no longer exists")
+            found = self._call(f"pool/{mig.name}", f"reading {what} of {mig}", call,
+                               not_found="the group refers to something that no longer exists")
         except ProviderError as exc:
             if exc.retryable:
                 raise

@@ -33,6 +33,7 @@ from placer.render.manifests import (
     deployment_manifest,
     deployment_name,
 )
+from placer.retry import Retrier
 from providers.base import (
     Discovered,
     ProviderError,
@@ -164,8 +165,11 @@ class KubernetesProvider:
 
     # ------------------------------------------------------------ read-only views
 
-    def discover(self, contexts: list[str] | None = None) -> Discovered:
-        """Pool documents (one per group of like GPU nodes) and Location documents, per context."""
+    def discover(self, contexts: list[str] | None = None, retry: Retrier | None = None) -> Discovered:
+        """Pool documents (one per group of like GPU nodes) and Location documents, per context.
+        ``retry`` tries a node listing again after a retryable failure (throttling, a 5xx, a
+        timeout); without it each listing is made once."""
+        retry = retry or Retrier()
         shared: dict[tuple[str, str], dict[str, Any]] = {}  # Locations and GPUTypes, once each
         documents: list[dict[str, Any]] = []
         notes: list[str] = []
@@ -181,7 +185,7 @@ class KubernetesProvider:
                              f"read once, as context {first}'s")
                 continue
             read[cluster] = context
-            nodes = self._list(context, "listing nodes of", partial(self._core(context).list_node))
+            nodes = retry(partial(self._list, context, "listing nodes of", partial(self._core(context).list_node)))
             name = self._context_name(context)
             found = pools_from_nodes(name, context, nodes, taken)
             scopes.append(("kubernetes", context if context is not None else name))  # as the pools' target says

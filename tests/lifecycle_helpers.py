@@ -182,7 +182,8 @@ class FaultyProvider(GitOpsProvider):
 def slow_apply(plan_path: str, state_path: str, deploy: str, log: str, sleep_s: str) -> int:
     """What ``placer apply`` does, with a LoggingProvider that sleeps before each change."""
     from placer import planfile
-    from placer.apply import Applier, RetryPolicy, check_fresh
+    from placer.apply import Applier, check_fresh
+    from placer.retry import RetryPolicy
     from placer.state import LocalBackend
 
     plan = planfile.read(plan_path)

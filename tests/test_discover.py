@@ -1367,3 +1367,84 @@ spec:
       nodeSelector: {nvidia.com/gpu.product: NVIDIA-H100-80GB-HBM3}
       tolerations: [{key: dedicated}]
 """
+
+
+# ---------------------------------------------------------------- throttling: discovery tries again
+
+
+@pytest.fixture
+def short_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PLACER_RETRY_BASE_SECONDS", "0.001")  # the knob apply's tests use: the same waits
+
+
+def _spent(err: str, kind: str) -> str:
+    """The error a discovery whose retries were spent ends with, in one line of words: how many
+    tries over how long, and what to do."""
+    said = " ".join(err.split())
+    assert said.count("Error: ") == 1 and said.count("retrying in ") == 5, said  # 6 tries, each wait said
+    error = said.split("Error: ")[1]
+    assert "tried 6 times over " in error, error
+    assert error.endswith(f"run `placer discover {kind}` again (nothing was written)"), error
+    return error
+
+
+def test_discover_kubernetes_tries_a_throttled_listing_again(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                             short_waits: None) -> None:
+    """One 429 or 503 on the node listing stopped the whole discovery, exit 1, "a retry should get
+    through", where apply tries its calls again: discovery tries again as apply does, its Retry-After
+    honoured, and stops only once the policy's tries are spent, saying so, nothing written."""
+    fleet = tmp_path / "fleet"
+    fleet.mkdir()
+    (fleet / "pools.yaml").write_text(LAB_POOL)
+    with FakeKubeApiServer() as kube:
+        kube.add_node("l4-a", gpus=1, labels=L4_ONE)
+        kubeconfig = str(write_kubeconfig(tmp_path / "kubeconfig", {"prod": kube.url}))
+        kube.fail_next(1, 429, retry_after=1, path_contains="/nodes")
+        kube.fail_next(1, 503, path_contains="/nodes")
+        code, out, err = run(capsys, "discover", "kubernetes", "--kubeconfig", kubeconfig)
+        assert code == 0, err
+        assert [d["metadata"]["name"] for d in yaml.safe_load_all(out) if d["kind"] == "Pool"] == ["prod-l4-24gb"]
+        said = " ".join(err.split())
+        assert said.count("retrying in ") == 2 and "as the server asked (Retry-After 1s)" in said, said
+        kube.fail_next(100, 429, retry_after=None, path_contains="/nodes")
+        code, out, err = run(capsys, "discover", "kubernetes", "--kubeconfig", kubeconfig, "--merge", str(fleet))
+    assert code == 1 and out == ""
+    assert "HTTP 429" in _spent(err, "kubernetes")
+    assert [p.name for p in fleet.iterdir()] == ["pools.yaml"] and (fleet / "pools.yaml").read_text() == LAB_POOL
+
+
+def test_discover_aws_tries_a_throttled_call_again(capsys: pytest.CaptureFixture[str], moto: str, aws_env: None,
+                                                   short_waits: None) -> None:
+    region = "eu-north-1"
+    autoscaling = boto3.Session(region_name=region).client("autoscaling", endpoint_url=moto)
+    autoscaling.create_launch_configuration(LaunchConfigurationName="g5", ImageId="ami-12c6146b",
+                                            InstanceType="g5.xlarge")
+    autoscaling.create_auto_scaling_group(AutoScalingGroupName="infer-g5", LaunchConfigurationName="g5",
+                                          MinSize=0, MaxSize=4, DesiredCapacity=0, AvailabilityZones=[f"{region}a"])
+    with FaultProxy(moto) as proxy:
+        proxy.fail_next(2, query_error("Throttling", "Rate exceeded"))
+        code, out, err = run(capsys, "discover", "aws", "--region", region, "--endpoint-url", proxy.endpoint)
+        assert code == 0, err
+        assert [d["metadata"]["name"] for d in yaml.safe_load_all(out) if d["kind"] == "Pool"] == ["infer-g5"]
+        assert " ".join(err.split()).count("retrying in ") == 2, err  # discovery's tries, not botocore's, silent
+        proxy.fail_next(100, query_error("RequestLimitExceeded", "Request limit exceeded."))
+        code, out, err = run(capsys, "discover", "aws", "--region", region, "--endpoint-url", proxy.endpoint)
+        assert proxy.requests == 6  # one request a try: botocore's own retries would be 3 a try
+    assert code == 1 and out == ""
+    assert "AWS throttled the request" in _spent(err, "aws")
+
+
+def test_discover_gcp_tries_a_throttled_read_again(capsys: pytest.CaptureFixture[str], short_waits: None) -> None:
+    with FakeCompute() as gcp:
+        l4 = gcp.add_template("acme", "l4", "g2-standard-4", accelerators=[("nvidia-l4", 1)])
+        gcp.add_mig("acme", "infer", l4, zone="us-central1-a", target_size=1)
+        gcp.fail_next(1, 429, path_contains="instanceTemplates")
+        gcp.fail_next(1, 503, path_contains="aggregated")
+        code, out, err = run(capsys, "discover", "gcp", "--project", "acme", "--api-endpoint", gcp.endpoint)
+        assert code == 0, err
+        assert [d["metadata"]["name"] for d in yaml.safe_load_all(out) if d["kind"] == "Pool"] == ["infer"]
+        assert " ".join(err.split()).count("retrying in ") == 2, err
+        gcp.fail_next(100, 503)
+        code, out, err = run(capsys, "discover", "gcp", "--project", "acme", "--api-endpoint", gcp.endpoint)
+    assert code == 1 and out == ""
+    assert "503" in _spent(err, "gcp")

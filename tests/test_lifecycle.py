@@ -31,9 +31,10 @@ import lifecycle_helpers as lh
 
 from placer import cli as placer_cli
 from placer import planfile
-from placer.apply import Applier, ApplyError, RetriesSpent, RetryPolicy, StalePlanError, check_fresh
+from placer.apply import Applier, ApplyError, RetriesSpent, StalePlanError, check_fresh
 from placer.diff import running_replicas
 from placer.fleet import load_fleet
+from placer.retry import RetryPolicy
 from placer.state import LocalBackend
 from providers.base import ProviderError
 from providers.gitops import GitOpsProvider

@@ -19,10 +19,11 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from placer.apply import Applier, RetryPolicy  # noqa: E402
+from placer.apply import Applier  # noqa: E402
 from placer.fleet import load_fleet  # noqa: E402
 from placer.planfile import Change, Plan  # noqa: E402
 from placer.render.manifests import FIELD_MANAGER, MANAGED_BY, deployment_manifest  # noqa: E402
+from placer.retry import RetryPolicy  # noqa: E402
 from placer.state import LocalBackend  # noqa: E402
 from providers.base import Provider, ProviderError  # noqa: E402
 from providers.kubernetes import KubernetesProvider, rollout_status  # noqa: E402
