@@ -398,6 +398,11 @@ class KubernetesProvider:
             hint = _hint(status, where, wait)
             return ProviderError(f"{where.address}: {doing} {where} failed: HTTP {status} {reason}: {message}; "
                                  f"{hint}", retryable=retryable, address=where.address, retry_after=wait)
+        unanswered = _read_timeout(exc)
+        if unanswered is not None:  # it was said "cannot reach the API server", of one that took the request
+            return ProviderError(f"{where.address}: {doing} {where} failed: the API server ({unanswered}) did not "
+                                 f"answer within {self.request_timeout_s:g}s; is it overloaded? a retry may get through",
+                                 retryable=True, address=where.address)
         if isinstance(exc, HTTPError):  # timeouts, refused connections, dropped connections
             return ProviderError(f"{where.address}: {doing} {where} failed: cannot reach the API server "
                                  f"({unreachable(exc)}); is the cluster up and the kubeconfig right? "
@@ -471,6 +476,26 @@ def _body(response: Any) -> dict[str, Any]:
         if release is not None:
             release()
     return json.loads(data) if data else {}
+
+
+def _read_timeout(exc: BaseException) -> str | None:
+    """The host:port of an API server that took a request and did not answer it in time (urllib3's
+    read timeout, however deep it is wrapped), or None: another failure."""
+    from urllib3.exceptions import ReadTimeoutError
+
+    seen: set[int] = set()
+    todo: list[Any] = [exc]
+    while todo:
+        e = todo.pop()
+        if not isinstance(e, BaseException) or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, ReadTimeoutError):
+            pool = vars(e).get("pool")  # its `pool` property is deprecated, as in providers.base.unreachable
+            host, port = getattr(pool, "host", None), getattr(pool, "port", None)
+            return f"{host}:{port}" if host and port else str(host or "no host named")
+        todo += [getattr(e, "reason", None), e.__cause__, e.__context__]
+    return None
 
 
 def _status_details(exc: Any) -> tuple[str, str]:
