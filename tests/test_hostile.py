@@ -65,7 +65,7 @@ def test_billion_laughs_is_refused_without_expanding() -> None:
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert elapsed < 1.0
+    assert elapsed < 5.0  # refused, not expanded (a loaded machine's margin: the expansion would not end)
     assert peak < 5 * 1024 * 1024
     assert docs == []
     assert [str(d) for d in diags] == [f"bomb.yaml:2: {ALIASES_REFUSED}"]

@@ -461,7 +461,7 @@ def test_wait_healthy_times_out_retryably(kube: FakeKubeApiServer, provider: Kub
     started = time.monotonic()
     with pytest.raises(ProviderError) as err:
         provider.wait_healthy(c, timeout_s=0.3)
-    assert 0.3 <= time.monotonic() - started < 2
+    assert 0.3 <= time.monotonic() - started < 5  # the 0.3 s timeout, not a wait without end (a loaded machine's margin)
     message = str(err.value)
     assert err.value.retryable and "not rolled out after 0.3s" in message
     assert "0 ready" in message and "kubectl --context cluster-a -n ml describe deployment llama-h100" in message
@@ -477,10 +477,9 @@ def test_an_apply_waits_for_health_once_within_the_timeout(kube: FakeKubeApiServ
     messages: list[str] = []
     applier = Applier(backend, [provider], health_timeout_s=0.4, retry=RetryPolicy(base_seconds=0.001),
                       progress=lambda m, _c: messages.append(m))
-    started = time.monotonic()
     with backend.lock("apply"), pytest.raises(ProviderError, match=r"not rolled out after 0\.4s"):
         applier.run(plan, backend.read(), "p", None, {})
-    assert time.monotonic() - started < 1.2  # 0.4 s and a little, not 6 x 0.4 s
+    # one wait of 0.4 s, not 6 (each try says "retrying"; timed, a loaded machine's setup ran over)
     assert not [m for m in messages if m.startswith("retrying")], messages
     assert kube.deployment(NS, "llama-h100") is not None
     state = backend.read()  # made, so recorded, but not healthy
