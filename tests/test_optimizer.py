@@ -14,6 +14,7 @@ from tests.fleetkit import (
     NOW,
     RULES,
     FleetError,
+    doc,
     fleet,
     inference,
     link,
@@ -1072,3 +1073,32 @@ def test_a_search_that_stops_without_a_plan_on_a_fleet_that_has_none_names_its_c
                       policy("pin-to-p", {"allowPools": {}}, models={"labels": {"pin": "yes"}}, pools={"names": ["p"]}),
                       NO_CHURN)
     assert optimize(alone, RULES).status == "UNKNOWN"
+
+
+def test_the_exact_routes_objective_is_the_cost_functions_where_it_stops_within_the_gap(monkeypatch):
+    """HiGHS stops within relativeGap 0.001 of its bound at a plan whose headroom slack (3 GPUs short)
+    is above what the plan breaks (1 GPU: 10 of 12 used, 9 kept); the plan's objective counted the
+    slack, 4520.64 USD/h where the cost function prices the plan at 4519.64 (found by planning random
+    fleets both ways)."""
+    monkeypatch.setenv("PLACER_OPTIMIZER", "exact")
+    gap = doc("Settings", "settings", {"solver": {"relativeGap": 0.001, "timeLimitSeconds": 20}})
+    f = fleet(
+        location("l0", env="onprem"), location("l1", env="edge", jurisdiction="US", local=0.5),
+        pool("p3", "l0", per_node=4, count=None, min_nodes=1, max_nodes=4, provider="aws", usd=1.47, spot=True),
+        pool("p4", "l1", per_node=2, count=None, min_nodes=0, max_nodes=4, provider="aws", usd=4.55),
+        training("m0", 2, gpus=3, mem=70, labels={"team": "y"}, priority=10, spotTolerant=True),
+        training("m1", 3, gpus=1, mem=20, labels={"team": "y"}, priority=50, spotTolerant=True, workload="batch",
+                 gang=True),
+        inference("m3", [{"location": "l0", "rate": 10, "latencySloMs": 60}], gpus=2, mem=40, labels={"team": "x"},
+                  throughput={"A100-80GB": 300}, spotTolerant=True),
+        policy("pol0", {"headroom": {"fraction": 0.25}}, penalty=0.5),
+        policy("pol1", {"spread": {"minFailureDomains": 2}}, models={"labels": {"team": "x"}}, penalty=50),
+        policy("pol2", {"spread": {"minFailureDomains": 3}}, models={"labels": {"team": "y"}}),
+        gap,
+    )
+    result = optimize(f, RULES)
+    assert result.placement is not None
+    cost = price(f, result.placement, RULES)
+    assert result.objective == pytest.approx(cost.objective, rel=1e-9, abs=1e-6)
+    assert result.terms["penalty"] == pytest.approx(cost.penalty, rel=1e-9, abs=1e-6)
+    assert result.bound <= result.objective + 1e-9

@@ -12,8 +12,9 @@ from typing import Any
 from ortools.linear_solver import pywraplp
 
 from placer.candidates import Candidates, find_candidates, stranded_minimum
+from placer.cost import price
 from placer.fleet import Fleet
-from placer.optimizer.model import TERMS, MipBuilder, MipModel
+from placer.optimizer.model import MipBuilder, MipModel
 from placer.optimizer.quiet import quiet_stdout
 from placer.placement import Placement, Route
 from placer.policy import Rules
@@ -184,12 +185,12 @@ def optimize(
                                              candidates=fallback.candidates or cands), forbid, progress)
     if status not in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE):
         return _proven(fleet, rules, SolveResult(name, None, math.inf, -math.inf, wall, {}, cands), forbid, progress)
-    objective, terms, placement = _answer(fleet, cands, mip)
+    objective, terms, placement = _answer(fleet, rules, cands, mip, current)
     bound = min(proven_bound(mip.solver, status, fleet.settings.solver.relative_gap) - _tie(mip) + mip.unserved_usd,
                 objective)
     limit = time_limit if time_limit is not None else fleet.settings.solver.time_limit_seconds
     solved = _solved(mip)
-    kept = _kept(fleet, cands, mip, current, placement, forbid, limit - (time.monotonic() - started))
+    kept = _kept(fleet, rules, cands, mip, current, placement, forbid, limit - (time.monotonic() - started))
     if kept is not None and kept[0] <= solved + 1e-9:  # the tie break's too: fewer replicas at one cost
         say("keeping what runs: the plan the solver stopped at costs more")
         objective, terms, placement = kept[1]
@@ -223,15 +224,20 @@ def _solved(mip: MipModel) -> float:
     return float(mip.solver.Objective().Value()) if mip.solver.NumVariables() else 0.0
 
 
-def _answer(fleet: Fleet, cands: Candidates, mip: MipModel) -> tuple[float, dict[str, float], Placement]:
-    """The solved model's objective (the cost function's: without the tie break, with the demand no
-    pool could serve), its terms and its placement."""
-    terms = {t: sum(c * v.solution_value() for c, v in mip.terms[t]) for t in TERMS}
-    terms["unmet"] += mip.unserved_usd
-    return _solved(mip) - _tie(mip) + mip.unserved_usd, terms, read_placement(fleet, cands, mip)
+def _answer(fleet: Fleet, rules: Rules, cands: Candidates, mip: MipModel,
+            current: Mapping[tuple[str, str], int]) -> tuple[float, dict[str, float], Placement]:
+    """The solved model's placement, its objective and terms as the cost function prices it (without
+    the tie break, with the demand no pool could serve). Not the model's own values: HiGHS stops
+    within solver.relativeGap at a plan whose slacks may sit above what it breaks (a headroom slack
+    of 3 GPUs where the plan kept all but 1: 1 USD/h more than the plan costs)."""
+    placement = read_placement(fleet, cands, mip)
+    cost = price(fleet, placement, rules, current)
+    terms = {"compute": cost.compute, "egress": cost.egress, "latency": cost.latency, "unmet": cost.unmet,
+             "churn": cost.churn, "penalty": cost.penalty}
+    return cost.objective, terms, placement
 
 
-def _kept(fleet: Fleet, cands: Candidates, mip: MipModel, current: Mapping[tuple[str, str], int],
+def _kept(fleet: Fleet, rules: Rules, cands: Candidates, mip: MipModel, current: Mapping[tuple[str, str], int],
           plan: Placement, forbid: frozenset[tuple[str, str]],
           time_left: float) -> tuple[float, tuple[float, dict[str, float], Placement]] | None:
     """What runs kept as it is, nodes and routes planned around it, where the plan moves replicas
@@ -248,4 +254,4 @@ def _kept(fleet: Fleet, cands: Candidates, mip: MipModel, current: Mapping[tuple
     status = solve_quietly(mip.solver, configure(mip.solver, fleet, max(1.0, time_left)))
     if status not in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE):
         return None
-    return _solved(mip), _answer(fleet, cands, mip)
+    return _solved(mip), _answer(fleet, rules, cands, mip, current)
