@@ -294,13 +294,16 @@ def _most_allocated_model(st: _State, mi: int, js: np.ndarray) -> None:
             ok = cands[below & st.rooms(a.pair_pool[cands], a.pair_c[cands], one_more, grow=True)]
         return ok
 
-    def one(cands: np.ndarray) -> int | None:
+    def fresh(cands: np.ndarray) -> np.ndarray:
+        return cands[[int(a.pool_domain[a.pair_pool[j]]) not in domains for j in cands.tolist()]]
+
+    def one(cands: np.ndarray, fresh_only: bool = False) -> int | None:
         nonlocal placed
-        ok = feasible(cands)
-        if st.spread[mi] and len(domains) < st.spread[mi] and len(ok):
-            fresh = ok[[int(a.pool_domain[a.pair_pool[j]]) not in domains for j in ok]]
-            if len(fresh):
-                ok = fresh
+        # a spread short of its domains filters first (a topology spread constraint), then a node
+        # more where one fits: a pool in a new domain that must grow beats one in a domain held
+        ok = feasible(fresh(cands)) if st.spread[mi] and len(domains) < st.spread[mi] else np.zeros(0, dtype=np.int64)
+        if not len(ok) and not fresh_only:
+            ok = feasible(cands)
         if not len(ok):
             return None
         p = a.pair_pool[ok]
@@ -333,6 +336,11 @@ def _most_allocated_model(st: _State, mi: int, js: np.ndarray) -> None:
         return
     while placed < target:
         if one(js) is None:
+            break
+    # the demand's pools held too few domains: a replica more in a new one, as (a) adds (the rule
+    # holds from as many replicas as domains)
+    while st.spread[mi] and placed >= st.spread[mi] and len(domains) < st.spread[mi]:
+        if one(js, fresh_only=True) is None:
             break
 
 

@@ -273,3 +273,18 @@ def test_validate_warnings_from_the_arrays_are_find_candidates_warnings(seed):
         if extra:
             assert any("too-big" in w and "no pool can host this model (pools are out for: " in w for w in exact)
             assert any("too-far" in w and "within 0.001 ms" in w for w in exact)
+
+
+def test_most_allocated_keeps_a_spread_by_growing_a_pool_in_another_domain():
+    """(b) filters by a spread short of its domains before it prefers pools with room (a topology
+    spread constraint, then the cluster autoscaler): on bench S it put both replicas of a critical
+    model in the one domain with room, and every replica of one whose demand reaches one domain
+    there, 3 spread policies broken that a node more elsewhere keeps."""
+    from bench.generate import make_fleet
+
+    small = make_fleet("S", 0)
+    plan = most_allocated(small, RULES)
+    assert plan.placement is not None
+    required = [v for v in price(small, plan.placement, RULES).violations if v.enforcement == "required"]
+    assert required == []
+    assert check_hard_constraints(small, plan.placement, throughputs(small)) == []
