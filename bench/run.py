@@ -81,6 +81,13 @@ def best_bound(rows: list[dict[str, Any]]) -> float | None:
     return max(finite) if finite else None
 
 
+def vs_bound(row: dict[str, Any], bound: float | None) -> float | None:
+    """A method's cost relative to the best bound; none for a re-plan, which prices another fleet
+    (the demand changed), so that no bound of this one holds for it."""
+    cost = _num(row.get("cost"))
+    return cost / bound - 1 if cost is not None and bound and row.get("method") != "replan" else None
+
+
 def render(size: str, rows: list[dict[str, Any]], limit: float, bound: float | None) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -96,8 +103,8 @@ def render(size: str, rows: list[dict[str, Any]], limit: float, bound: float | N
         table.add_column(col, justify=just)  # type: ignore[arg-type]
     for r in rows:
         cost = _num(r.get("cost"))
-        replan = r.get("method") == "replan"  # a re-plan prices another fleet: no ratio to this bound
-        rel = f"{cost / bound - 1:+.2%}" if cost is not None and bound and not replan else ""
+        ratio = vs_bound(r, bound)
+        rel = f"{ratio:+.2%}" if ratio is not None else ""
         own = _num(r.get("bound"))
         gap = _num(r.get("gap"))
         checks = ""
@@ -195,8 +202,7 @@ def main(argv: list[str] | None = None) -> None:
         if known is not None and (bound is None or known > bound):
             bound = known  # the fleet's, from results.json: no need to run its bounds again
         for r in rows:
-            cost = _num(r.get("cost"))
-            r["vs_best_bound"] = cost / bound - 1 if cost is not None and bound else None
+            r["vs_best_bound"] = vs_bound(r, bound)
         results["sizes"][size] = {"models": SIZES[size][0], "pools": SIZES[size][1], "time_limit": limit,
                                   "seed": args.seed, "best_bound": bound, "methods": rows}
         render(size, rows, limit, bound)

@@ -57,3 +57,19 @@ def test_at_another_limit_costs_are_set_against_the_fleets_bound_in_results_json
     assert got["best_bound"] == 1.0 and cheapest["vs_best_bound"] == pytest.approx(cheapest["cost"] - 1.0)
     known.write_text("{not json")
     assert run.proven_bound("T", 0) is None
+
+
+def test_a_replan_has_no_ratio_to_the_bound_in_results_json_as_in_the_table(tmp_path, monkeypatch, capsys):
+    """A re-plan prices the fleet with its demand changed: results.json gave it -9.15% against the
+    bound of the fleet before, below a lower bound, where the table leaves it empty."""
+    rows = {"lp-bound": {"method": "lp-bound", "bound": 100.0},
+            "placer": {"method": "placer", "cost": 110.0, "bound": 90.0},
+            "replan": {"method": "replan", "cost": 95.0, "bound": 80.0, "wall": 1.0, "first_wall": 4.0}}
+    monkeypatch.setattr(run, "run_worker", lambda size, method, seed, limit: dict(rows[method]))
+    out = tmp_path / "r.json"
+    run.main(["--size", "T", "--methods", "lp-bound,placer,replan", "--out", str(out)])
+    got = {r["method"]: r for r in json.loads(out.read_text())["sizes"]["T"]["methods"]}
+    assert got["placer"]["vs_best_bound"] == pytest.approx(0.10)
+    assert got["replan"]["vs_best_bound"] is None
+    table = capsys.readouterr().out
+    assert "+10.00%" in table and "-5.00%" not in table
