@@ -154,6 +154,27 @@ def default_out(time_limit: float | None) -> Path:
     return here / ("results.json" if time_limit is None else f"results-{time_limit:g}s.json")
 
 
+def read_results(path: Path) -> dict[str, Any]:
+    """The results ``path`` holds, to which the sizes run are written (a file that is not JSON
+    starts afresh); refused before anything runs where they could not be written."""
+    where = path.parent if path.parent != Path("") else Path(".")
+    if path.is_dir():
+        raise SystemExit(f"cannot write the results to {path}: it is a directory; give a file with --out")
+    if not where.is_dir():
+        raise SystemExit(f"cannot write the results to {path}: no directory {where}; make it or give another --out")
+    if not os.access(path if path.exists() else where, os.W_OK):
+        raise SystemExit(f"cannot write the results to {path}: permission denied; give another --out")
+    try:
+        results = json.loads(path.read_text()) if path.exists() else {}
+    except (ValueError, UnicodeDecodeError):
+        results = {}
+    if not isinstance(results, dict):
+        results = {}
+    if not isinstance(results.get("sizes"), dict):
+        results["sizes"] = {}
+    return results
+
+
 def _limit_from_env() -> float | None:
     text = os.environ.get("TIME_LIMIT", "").strip()
     if not text:
@@ -181,17 +202,18 @@ def main(argv: list[str] | None = None) -> None:
         args.out = str(default_out(args.time_limit))
     sizes = [s.strip().upper() for s in args.size.split(",") if s.strip()]
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    out_path = Path(args.out)
-    results: dict[str, Any] = {}
-    if out_path.exists():
-        try:
-            results = json.loads(out_path.read_text())
-        except ValueError:
-            results = {}
-    results.setdefault("sizes", {})
+    # every argument is checked before the first method runs (a size takes minutes)
     for size in sizes:
         if size not in SIZES:
-            raise SystemExit(f"unknown size {size!r}; sizes: {', '.join(SIZES)}")
+            raise SystemExit(f"unknown size {size!r} in --size (SIZE); sizes: {', '.join(SIZES)}")
+    for method in methods:
+        if method not in DEFAULT_METHODS:
+            raise SystemExit(f"unknown method {method!r} in --methods (METHODS); methods: {', '.join(DEFAULT_METHODS)}")
+    if not sizes or not methods:
+        raise SystemExit("nothing to run: give at least one size (--size, SIZE) and one method (--methods, METHODS)")
+    out_path = Path(args.out)
+    results = read_results(out_path)
+    for size in sizes:
         rows = []
         limit = TIME_LIMITS[size] if args.time_limit is None else args.time_limit
         for method in methods:
@@ -207,7 +229,10 @@ def main(argv: list[str] | None = None) -> None:
                                   "seed": args.seed, "best_bound": bound, "methods": rows}
         render(size, rows, limit, bound)
         results["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
-        out_path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+        try:
+            out_path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+        except OSError as e:
+            raise SystemExit(f"cannot write the results to {out_path}: {e.strerror}; give another --out") from None
     print(f"wrote {out_path}", file=sys.stderr)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -57,6 +58,41 @@ def test_at_another_limit_costs_are_set_against_the_fleets_bound_in_results_json
     assert got["best_bound"] == 1.0 and cheapest["vs_best_bound"] == pytest.approx(cheapest["cost"] - 1.0)
     known.write_text("{not json")
     assert run.proven_bound("T", 0) is None
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["--size", "T,Q", "--methods", "cheapest"], "unknown size 'Q' in --size (SIZE); sizes: T, S, M, L, XL"),
+    (["--size", "T", "--methods", "cheapest,nonsense"], "unknown method 'nonsense' in --methods (METHODS); methods: "),
+    (["--size", ",", "--methods", "cheapest"], "nothing to run"),
+])
+def test_a_size_or_method_it_does_not_know_is_refused_before_anything_runs(args, said, tmp_path, monkeypatch):
+    """METHODS=nonsense ran a worker that failed, printed its row and replaced the size's results
+    with it (exit 0); SIZE=S,Q ran every method of S before it named Q."""
+    ran: list[str] = []
+    monkeypatch.setattr(run, "run_worker", lambda size, method, seed, limit: ran.append(method) or {})
+    out = tmp_path / "r.json"
+    with pytest.raises(SystemExit, match=re.escape(said)):
+        run.main([*args, "--out", str(out)])
+    assert ran == [] and not out.exists()
+
+
+@pytest.mark.parametrize("where", ["missing/r.json", "."])
+def test_results_that_cannot_be_written_are_refused_before_anything_runs(where, tmp_path, monkeypatch):
+    """An --out in no directory was a FileNotFoundError traceback after every method had run."""
+    ran: list[str] = []
+    monkeypatch.setattr(run, "run_worker", lambda size, method, seed, limit: ran.append(method) or {})
+    with pytest.raises(SystemExit, match=r"cannot write the results to .*(no directory|it is a directory)"):
+        run.main(["--size", "T", "--methods", "cheapest", "--out", str(tmp_path / where)])
+    assert ran == []
+
+
+def test_results_of_another_shape_start_afresh(tmp_path, monkeypatch):
+    """A results file holding a JSON list was a TypeError traceback after the run."""
+    monkeypatch.setattr(run, "run_worker", lambda size, method, seed, limit: {"method": method, "cost": 2.0})
+    out = tmp_path / "r.json"
+    out.write_text("[]")
+    run.main(["--size", "T", "--methods", "cheapest", "--out", str(out)])
+    assert json.loads(out.read_text())["sizes"]["T"]["methods"][0]["cost"] == 2.0
 
 
 def test_a_replan_has_no_ratio_to_the_bound_in_results_json_as_in_the_table(tmp_path, monkeypatch, capsys):
