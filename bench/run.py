@@ -185,11 +185,22 @@ def _limit_from_env() -> float | None:
         raise SystemExit(f"TIME_LIMIT must be a number of seconds, not {text!r}") from None
 
 
+def _seed_from_env() -> int:
+    text = os.environ.get("SEED", "").strip()
+    try:
+        seed = int(text) if text else 0
+    except ValueError:
+        seed = -1
+    if seed < 0:
+        raise SystemExit(f"SEED must be a whole number 0 or more, not {text!r}")
+    return seed
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", default=os.environ.get("SIZE", "S,M,L,XL"),
                     help="comma-separated sizes among " + ", ".join(SIZES) + " (env SIZE)")
-    ap.add_argument("--seed", type=int, default=int(os.environ.get("SEED", "0")))
+    ap.add_argument("--seed", type=int, default=_seed_from_env(), help="the generator's seed, 0 or more (env SEED)")
     ap.add_argument("--methods", default=",".join(DEFAULT_METHODS), help="comma-separated: " + ", ".join(DEFAULT_METHODS))
     ap.add_argument("--time-limit", type=float, default=_limit_from_env(),
                     help="seconds per plan instead of each size's (env TIME_LIMIT); the results then go to "
@@ -198,6 +209,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if args.time_limit is not None and not (args.time_limit > 0 and math.isfinite(args.time_limit)):
         raise SystemExit(f"--time-limit must be a positive number of seconds, not {args.time_limit}")
+    if args.seed < 0:
+        raise SystemExit(f"--seed must be a whole number 0 or more, not {args.seed}")
     if args.out is None:
         args.out = str(default_out(args.time_limit))
     sizes = [s.strip().upper() for s in args.size.split(",") if s.strip()]

@@ -109,3 +109,20 @@ def test_a_replan_has_no_ratio_to_the_bound_in_results_json_as_in_the_table(tmp_
     assert got["replan"]["vs_best_bound"] is None
     table = capsys.readouterr().out
     assert "+10.00%" in table and "-5.00%" not in table
+
+
+@pytest.mark.parametrize(("env", "args", "said"), [
+    ("abc", [], "SEED must be a whole number 0 or more, not 'abc'"),
+    ("-1", [], "SEED must be a whole number 0 or more, not '-1'"),
+    ("", ["--seed", "-1"], "--seed must be a whole number 0 or more, not -1"),
+])
+def test_a_seed_that_is_no_generator_seed_is_refused_before_anything_runs(env, args, said, tmp_path, monkeypatch):
+    """SEED=abc was a ValueError traceback; a seed below 0 ran every method into the generator's
+    'expected non-negative integer', exit 0, its failed rows written over the size's results."""
+    ran: list[str] = []
+    monkeypatch.setattr(run, "run_worker", lambda size, method, seed, limit: ran.append(method) or {})
+    monkeypatch.setenv("SEED", env)
+    out = tmp_path / "r.json"
+    with pytest.raises(SystemExit, match=re.escape(said)):
+        run.main(["--size", "T", "--methods", "cheapest", *args, "--out", str(out)])
+    assert ran == [] and not out.exists()
