@@ -19,7 +19,7 @@ import sys
 import time
 from typing import Any
 
-from bench.generate import TIME_LIMITS, scale_demand, size_docs, to_fleet
+from bench.generate import SIZES, TIME_LIMITS, scale_demand, size_docs, to_fleet
 from placer.cost import price
 from placer.fleet import Fleet
 from placer.placement import Placement, check_hard_constraints
@@ -171,7 +171,7 @@ def run(size: str, method: str, seed: int, time_limit: float) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("size")
+    ap.add_argument("size", choices=list(SIZES))
     ap.add_argument("method", choices=METHODS)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--time-limit", type=float, default=None)

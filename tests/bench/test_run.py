@@ -126,3 +126,13 @@ def test_a_seed_that_is_no_generator_seed_is_refused_before_anything_runs(env, a
     with pytest.raises(SystemExit, match=re.escape(said)):
         run.main(["--size", "T", "--methods", "cheapest", *args, "--out", str(out)])
     assert ran == [] and not out.exists()
+
+
+def test_the_worker_refuses_a_size_it_does_not_know(capsys):
+    """``python -m bench.worker Q placer`` was a KeyError traceback."""
+    from bench import worker
+
+    with pytest.raises(SystemExit) as got:
+        worker.main(["Q", "placer"])
+    assert got.value.code == 2
+    assert "argument size: invalid choice: 'Q'" in capsys.readouterr().err
