@@ -558,15 +558,30 @@ def write_fleet(docs: list[dict[str, Any]], directory: str | Path, chunk: int = 
     return root
 
 
-if __name__ == "__main__":  # python -m bench.generate SIZE DIR [SEED]
+def main(argv: list[str] | None = None) -> None:
+    """python -m bench.generate SIZE DIR [SEED]: the fleet into DIR, new or empty (files of
+    another fleet left beside it would make one fleet of both)."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m bench.generate",
                                      description="Write a seeded SPEC-format fleet of a bench size to DIR.")
     parser.add_argument("size", choices=sorted(SIZES), help="models x pools: " + ", ".join(
         f"{k} {m:,} x {p:,}" for k, (m, p) in SIZES.items()))
-    parser.add_argument("dir", help="the fleet directory to write")
-    parser.add_argument("seed", nargs="?", type=int, default=0, help="the generator's seed (0)")
-    args = parser.parse_args()
-    written = write_fleet(size_docs(args.size, args.seed), args.dir)
+    parser.add_argument("dir", help="the fleet directory to write, new or empty")
+    parser.add_argument("seed", nargs="?", type=int, default=0, help="the generator's seed, 0 or more (0)")
+    args = parser.parse_args(argv)
+    if args.seed < 0:
+        parser.error(f"the seed must be a whole number 0 or more, not {args.seed}")
+    root = Path(args.dir)
+    if root.exists() and not root.is_dir():
+        parser.error(f"{root} is a file, not a directory; give a new or empty directory")
+    held = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()) if root.is_dir() else []
+    if held:
+        parser.error(f"{root} already holds {len(held)} file(s) ({held[0]}, ...), which would be read as part of "
+                     "the fleet; give a new or empty directory, or remove them first")
+    written = write_fleet(size_docs(args.size, args.seed), root)
     print(f"wrote {args.size} fleet (seed {args.seed}) to {written}")
+
+
+if __name__ == "__main__":
+    main()

@@ -288,3 +288,24 @@ def test_most_allocated_keeps_a_spread_by_growing_a_pool_in_another_domain():
     required = [v for v in price(small, plan.placement, RULES).violations if v.enforcement == "required"]
     assert required == []
     assert check_hard_constraints(small, plan.placement, throughputs(small)) == []
+
+
+
+def test_generate_refuses_a_directory_that_holds_another_fleet(tmp_path):
+    """``python -m bench.generate S DIR`` over DIR holding an M fleet wrote S's files among M's and
+    said 'wrote S fleet': validate then read one fleet of both, 50 errors."""
+    import subprocess
+    import sys
+
+    def generate_cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "bench.generate", *args], capture_output=True, text=True,
+                              timeout=120, check=False)
+
+    first = generate_cli("T", str(tmp_path / "fleet"))
+    assert first.returncode == 0 and "wrote T fleet (seed 0)" in first.stdout
+    again = generate_cli("T", str(tmp_path / "fleet"), "1")
+    assert again.returncode == 2
+    assert "already holds" in again.stderr and "give a new or empty directory" in again.stderr
+    assert load_fleet(tmp_path / "fleet").digest == to_fleet(generate(12, 8, 0, 5.0)).digest
+    negative = generate_cli("T", str(tmp_path / "other"), "-1")
+    assert negative.returncode == 2 and "the seed must be a whole number 0 or more, not -1" in negative.stderr
