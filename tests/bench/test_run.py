@@ -136,3 +136,20 @@ def test_the_worker_refuses_a_size_it_does_not_know(capsys):
         worker.main(["Q", "placer"])
     assert got.value.code == 2
     assert "argument size: invalid choice: 'Q'" in capsys.readouterr().err
+
+
+def test_at_its_own_limit_a_run_without_bound_methods_takes_the_fleets_bound(tmp_path, monkeypatch, capsys):
+    """``make bench SIZE=S METHODS=most-allocated,replan`` had no bound: no ratio in its table, and
+    results.json's best bound for S (1,326.53) written over with null."""
+    known = tmp_path / "results.json"
+    known.write_text(json.dumps({"sizes": {"T": {"seed": 0, "best_bound": 100.0}}}))
+    monkeypatch.setattr(run, "default_out", lambda limit: known if limit is None else tmp_path / "other.json")
+    monkeypatch.setattr(run, "run_worker", lambda size, method, seed, limit: {"method": method, "cost": 150.0})
+    run.main(["--size", "T", "--methods", "most-allocated"])
+    got = json.loads(known.read_text())["sizes"]["T"]
+    assert got["best_bound"] == 100.0 and got["methods"][0]["vs_best_bound"] == pytest.approx(0.5)
+    assert "+50.00%" in capsys.readouterr().out
+    # where a bound method runs at the size's own limit, the run's bounds are the fleet's
+    monkeypatch.setattr(run, "run_worker", lambda size, method, seed, limit: {"method": method, "bound": 90.0})
+    run.main(["--size", "T", "--methods", "lp-bound"])
+    assert json.loads(known.read_text())["sizes"]["T"]["best_bound"] == 90.0
