@@ -133,6 +133,10 @@ def run(size: str, method: str, seed: int, time_limit: float) -> dict[str, Any]:
         out.update(wall=time.monotonic() - started, peak_mib=peak_mib(), status=plan.status,
                    bound=plan.bound if math.isfinite(plan.bound) else None)
         out.update(check(fleet, rules, plan.placement))
+        if out["cost"] is not None and math.isfinite(plan.bound):  # its own gap, as placer's row gives
+            from placer.optimizer.solve import relative_gap
+
+            out["gap"] = relative_gap(out["cost"], plan.bound)
     elif method == "replan":
         from placer.optimizer.solve import optimize
 

@@ -153,3 +153,12 @@ def test_at_its_own_limit_a_run_without_bound_methods_takes_the_fleets_bound(tmp
     monkeypatch.setattr(run, "run_worker", lambda size, method, seed, limit: {"method": method, "bound": 90.0})
     run.main(["--size", "T", "--methods", "lp-bound"])
     assert json.loads(known.read_text())["sizes"]["T"]["best_bound"] == 90.0
+
+
+def test_the_full_mip_row_has_its_own_gap_as_placers_has():
+    """(d) reported its own bound and a plan, and the table's own gap column was empty for it."""
+    from bench import worker
+
+    got = worker.run("T", "full-mip", 0, 5.0)
+    assert got["cost"] is not None and got["bound"] is not None
+    assert got["gap"] == pytest.approx(max(0.0, got["cost"] - got["bound"]) / max(abs(got["cost"]), 1.0))
