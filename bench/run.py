@@ -92,6 +92,7 @@ def vs_bound(row: dict[str, Any], bound: float | None) -> float | None:
 
 def render(size: str, rows: list[dict[str, Any]], limit: float, bound: float | None) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     models, pools = SIZES[size]
@@ -133,10 +134,11 @@ def render(size: str, rows: list[dict[str, Any]], limit: float, bound: float | N
                         extra = mv["started"] - sticky["started"]
                         status += (f"; {extra:+d} starts for {run_sticky - run:,.2f} USD/h less running cost "
                                    f"(churn {_num(r.get('churn_usd')) or 0:,.2f} USD once)")
-        table.add_row(LABELS.get(str(r.get("method")), str(r.get("method"))),
+        # a worker's status ends with its last line of output, which may hold [brackets]: not markup
+        table.add_row(escape(LABELS.get(str(r.get("method")), str(r.get("method")))),
                       f"{cost:,.2f}" if cost is not None else "",
                       rel, f"{own:,.2f}" if own is not None else "", f"{gap:.2%}" if gap is not None else "",
-                      wall_text, f"{r['peak_mib']:,.0f}" if _num(r.get("peak_mib")) else "", checks, status)
+                      wall_text, f"{r['peak_mib']:,.0f}" if _num(r.get("peak_mib")) else "", checks, escape(status))
     Console(width=200).print(table)
 
 

@@ -162,3 +162,15 @@ def test_the_full_mip_row_has_its_own_gap_as_placers_has():
     got = worker.run("T", "full-mip", 0, 5.0)
     assert got["cost"] is not None and got["bound"] is not None
     assert got["gap"] == pytest.approx(max(0.0, got["cost"] - got["bound"]) / max(abs(got["cost"]), 1.0))
+
+
+def test_a_status_with_brackets_is_printed_as_it_is(tmp_path, monkeypatch, capsys):
+    """A worker's failure ends with its last line of output: '[/tmp/a]' in it was read as a rich
+    closing tag, a MarkupError traceback after the run (results.json not written), and '[hint]'
+    was dropped from the table."""
+    status = "failed (exit 1): error: [hint] see [/tmp/a]"
+    monkeypatch.setattr(run, "run_worker", lambda size, method, seed, limit: {"method": method, "status": status})
+    out = tmp_path / "r.json"
+    run.main(["--size", "T", "--methods", "cheapest", "--out", str(out)])
+    assert "[hint] see [/tmp/a]" in capsys.readouterr().out
+    assert json.loads(out.read_text())["sizes"]["T"]["methods"][0]["status"] == status
