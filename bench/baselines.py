@@ -1,7 +1,8 @@
 """Baselines for the benchmark, each priced by ``placer.cost.price`` (the one cost function).
 
-(a) ``cheapest_pool``: per model, largest first, the one eligible pool where the whole model
-    costs least (SkyPilot's optimizer picks one region per task);
+(a) ``cheapest_pool``: per model, largest first, each of its demand locations on the one eligible
+    pool within its SLO, with room for all of that demand, where it costs least (SkyPilot's
+    optimizer picks one region per task; a location no pool can take whole goes unserved);
 (b) ``most_allocated``: Kubernetes-style, one replica at a time onto the feasible pool that
     is most allocated (the MostAllocated score), adding a node when none has room;
 (c) ``lp_bound``: the LP relaxation of the full model (no cuts), solved to optimality by
