@@ -139,7 +139,10 @@ def render(size: str, rows: list[dict[str, Any]], limit: float, bound: float | N
                       f"{cost:,.2f}" if cost is not None else "",
                       rel, f"{own:,.2f}" if own is not None else "", f"{gap:.2%}" if gap is not None else "",
                       wall_text, f"{r['peak_mib']:,.0f}" if _num(r.get("peak_mib")) else "", checks, escape(status))
-    Console(width=200).print(table)
+    # a terminal's width (or COLUMNS'): rows wider than the terminal wrap out of line; 200 for a
+    # file or a pipe, where a long status need not wrap
+    terminal = os.environ.get("COLUMNS", "").isdigit() or sys.stdout.isatty()
+    Console(width=None if terminal else 200).print(table)
 
 
 def proven_bound(size: str, seed: int) -> float | None:

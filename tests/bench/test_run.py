@@ -174,3 +174,19 @@ def test_a_status_with_brackets_is_printed_as_it_is(tmp_path, monkeypatch, capsy
     run.main(["--size", "T", "--methods", "cheapest", "--out", str(out)])
     assert "[hint] see [/tmp/a]" in capsys.readouterr().out
     assert json.loads(out.read_text())["sizes"]["T"]["methods"][0]["status"] == status
+
+
+def test_the_table_keeps_within_the_terminals_width(tmp_path, monkeypatch, capsys):
+    """The table was 200 columns wide whatever the terminal: in a narrower one each row wrapped
+    onto the next line, the columns out of line."""
+    rows = {"lp-bound": {"method": "lp-bound", "bound": 1265.38, "status": "OPTIMAL", "wall": 0.03, "peak_mib": 101},
+            "replan": {"method": "replan", "cost": 1205.18, "bound": 1085.82, "wall": 0.76, "first_wall": 4.62,
+                       "peak_mib": 108, "hard": 0, "required_violations": 0, "status": "FEASIBLE",
+                       "moves": {"started": 13, "stopped": 9}, "sticky_moves": {"started": 7, "stopped": 4},
+                       "running_usd_per_hour": 1180.0, "sticky_running_usd_per_hour": 1185.71, "churn_usd": 6.5}}
+    monkeypatch.setattr(run, "run_worker", lambda size, method, seed, limit: dict(rows[method]))
+    monkeypatch.setenv("COLUMNS", "120")
+    run.main(["--size", "T", "--methods", "lp-bound,replan", "--out", str(tmp_path / "r.json")])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines and max(len(line.rstrip()) for line in lines) <= 120
+    assert "1,205.18" in "\n".join(lines) and "FEASIBLE;" in "\n".join(lines)
