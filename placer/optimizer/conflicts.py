@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from placer.candidates import exclusion, required_of, retirement
 from placer.cost import replica_compute_usd
@@ -206,23 +207,41 @@ def most_replicas(fleet: Fleet, rules: Rules, model: Model, policies: Collection
     return total if cap is None else min(total, cap)
 
 
-def capacity_conflicts(fleet: Fleet, rules: Rules) -> Iterator[Conflict]:
-    """Step 1 of the module docstring: each model whose minReplicas no allowed pools hold (no
-    solver: ``placer validate`` reports them all, so that a fleet no plan can place fails there)."""
-    for model in fleet.models.values():
+def minimums(fleet: Fleet, rules: Rules, models: Iterable[Model]) -> Iterator[tuple[Model, int, list[Policy]]]:
+    """Of ``models``, each inference model with a minReplicas that no required policy retires: the
+    model, its minReplicas and its required policies."""
+    for model in models:
         need = model.spec.min_replicas if model.inference else None
         if not need:
             continue
         policies = required_of(fleet, model)
-        if retirement(fleet, rules, model, policies):
-            continue  # a retired model needs no replicas
-        if most_replicas(fleet, rules, model, policies, need) >= need:
+        if not retirement(fleet, rules, model, policies):  # a retired model needs no replicas
+            yield model, need, list(policies)
+
+
+def needed(policies: Sequence[Policy], holds: Callable[[list[Policy]], bool]) -> list[Policy]:
+    """The ``policies`` a conflict that ``holds`` with all of them needs: a deletion filter, each
+    dropped where the conflict holds without it."""
+    keep = list(policies)
+    for policy in list(keep):
+        trial = [p for p in keep if p is not policy]
+        if holds(trial):
+            keep = trial
+    return keep
+
+
+def short_of(fleet: Fleet, rules: Rules, model: Model, need: int, policies: list[Policy]) -> bool:
+    """Whether the pools ``policies`` leave ``model`` hold fewer than ``need`` of its replicas."""
+    return most_replicas(fleet, rules, model, policies, need) < need
+
+
+def capacity_conflicts(fleet: Fleet, rules: Rules) -> Iterator[Conflict]:
+    """Step 1 of the module docstring: each model whose minReplicas no allowed pools hold (no
+    solver: ``placer validate`` reports them all, so that a fleet no plan can place fails there)."""
+    for model, need, policies in minimums(fleet, rules, fleet.models.values()):
+        if not short_of(fleet, rules, model, need, policies):
             continue
-        keep = list(policies)
-        for policy in list(keep):
-            trial = [p for p in keep if p is not policy]
-            if most_replicas(fleet, rules, model, trial, need) < need:
-                keep = trial
+        keep = needed(policies, partial(short_of, fleet, rules, model, need))
         yield Conflict(tuple(p.name for p in keep), (model.name,), 0,
                        capacity=(most_replicas(fleet, rules, model, keep), need))
 
@@ -271,15 +290,8 @@ def overspent(fleet: Fleet, rules: Rules, budget: Policy, cap: float) -> Conflic
         mine = [p for p in policies if model_matches(p.spec.models, model)]
         return least_usd(fleet, rules, model, mine, need, cheapest(model))
 
-    needs: list[tuple[Model, int, float]] = []
-    for model in fleet.models_of(budget.spec.models):
-        need = model.spec.min_replicas if model.inference else None
-        if not need:
-            continue
-        policies = required_of(fleet, model)
-        if retirement(fleet, rules, model, policies):
-            continue  # a retired model needs no replicas
-        needs.append((model, need, least(model, need, policies)))
+    needs = [(model, need, least(model, need, policies))
+             for model, need, policies in minimums(fleet, rules, fleet.models_of(budget.spec.models))]
     if sum(usd for _, _, usd in needs) - cap <= OVER_BUDGET:
         return None
     # the fewest models whose bounds pass the cap: the largest first
@@ -290,11 +302,8 @@ def overspent(fleet: Fleet, rules: Rules, budget: Policy, cap: float) -> Conflic
         if sum(usd for _, _, usd in kept) - cap > OVER_BUDGET:
             break
     # the other policies whose exclusions the bound needs: a deletion filter
-    keep = list({p.name: p for m, _, _ in kept for p in required_of(fleet, m) if p is not budget}.values())
-    for policy in list(keep):
-        trial = [p for p in keep if p is not policy]
-        if sum(least(m, n, trial) for m, n, _ in kept) - cap > OVER_BUDGET:
-            keep = trial
+    keep = needed(list({p.name: p for m, _, _ in kept for p in required_of(fleet, m) if p is not budget}.values()),
+                  lambda trial: sum(least(m, n, trial) for m, n, _ in kept) - cap > OVER_BUDGET)
     shares = tuple((m.name, n, least(m, n, keep)) for m, n, _ in kept)
     return Conflict((budget.name, *(p.name for p in keep)), tuple(m.name for m, _, _ in kept), 0,
                     budget=Overspend(budget.name, cap, sum(usd for _, _, usd in shares), shares))
