@@ -1031,14 +1031,19 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
 
 
+def _asg(moto: str, region: str, name: str, instance_type: str) -> None:
+    """An Auto Scaling group of 0-4 ``instance_type`` nodes from a launch configuration of its name."""
+    autoscaling = boto3.Session(region_name=region).client("autoscaling", endpoint_url=moto)
+    autoscaling.create_launch_configuration(LaunchConfigurationName=name, ImageId="ami-12c6146b",
+                                            InstanceType=instance_type)
+    autoscaling.create_auto_scaling_group(AutoScalingGroupName=name, LaunchConfigurationName=name, MinSize=0,
+                                          MaxSize=4, DesiredCapacity=0, AvailabilityZones=[f"{region}a"])
+
+
 def test_discover_aws_prints_pool_documents(capsys: pytest.CaptureFixture[str], moto: str, aws_env: None,
                                             tmp_path: Path) -> None:
     region = "eu-west-3"
-    autoscaling = boto3.Session(region_name=region).client("autoscaling", endpoint_url=moto)
-    autoscaling.create_launch_configuration(LaunchConfigurationName="p4d", ImageId="ami-12c6146b",
-                                            InstanceType="p4d.24xlarge")
-    autoscaling.create_auto_scaling_group(AutoScalingGroupName="train-p4d", LaunchConfigurationName="p4d",
-                                          MinSize=0, MaxSize=4, DesiredCapacity=0, AvailabilityZones=[f"{region}a"])
+    _asg(moto, region, "train-p4d", "p4d.24xlarge")
 
     code, out, err = run(capsys, "discover", "aws", "--region", region, "--endpoint-url", moto)
     assert code == 0, err
@@ -1060,12 +1065,8 @@ def test_discover_aws_price_notes_name_only_the_pools_it_prices(capsys: pytest.C
     and "set spec.jurisdiction" of a Location) were said on every merge, of pools merged into the
     fleet's priced ones too: a merge never overwrites a price."""
     region = "ap-southeast-3"  # no jurisdiction guessed
-    autoscaling = boto3.Session(region_name=region).client("autoscaling", endpoint_url=moto)
     for name, instance_type in (("train-p4d", "p4d.24xlarge"), ("odd-p5", "p5e.48xlarge")):
-        autoscaling.create_launch_configuration(LaunchConfigurationName=name, ImageId="ami-12c6146b",
-                                                InstanceType=instance_type)
-        autoscaling.create_auto_scaling_group(AutoScalingGroupName=name, LaunchConfigurationName=name, MinSize=0,
-                                              MaxSize=4, DesiredCapacity=0, AvailabilityZones=[f"{region}a"])
+        _asg(moto, region, name, instance_type)
     code, out, err = run(capsys, "discover", "aws", "--region", region, "--endpoint-url", moto)
     assert code == 0, err
     assert "# - usdPerGpuHour of train-p4d comes from a small built-in table" in out
@@ -1416,11 +1417,7 @@ def test_discover_kubernetes_tries_a_throttled_listing_again(capsys: pytest.Capt
 def test_discover_aws_tries_a_throttled_call_again(capsys: pytest.CaptureFixture[str], moto: str, aws_env: None,
                                                    short_waits: None) -> None:
     region = "eu-north-1"
-    autoscaling = boto3.Session(region_name=region).client("autoscaling", endpoint_url=moto)
-    autoscaling.create_launch_configuration(LaunchConfigurationName="g5", ImageId="ami-12c6146b",
-                                            InstanceType="g5.xlarge")
-    autoscaling.create_auto_scaling_group(AutoScalingGroupName="infer-g5", LaunchConfigurationName="g5",
-                                          MinSize=0, MaxSize=4, DesiredCapacity=0, AvailabilityZones=[f"{region}a"])
+    _asg(moto, region, "infer-g5", "g5.xlarge")
     with FaultProxy(moto) as proxy:
         proxy.fail_next(2, query_error("Throttling", "Rate exceeded"))
         code, out, err = run(capsys, "discover", "aws", "--region", region, "--endpoint-url", proxy.endpoint)
