@@ -878,7 +878,7 @@ def explain(fleet: str, model: str, now_text: str | None, state_path: str | None
     from placer.candidates import required_of, retirement
     from placer.explain import GROUP_ABOVE, GROUP_NAMES, Explanation, grouped, names
     from placer.loader_hint import suggest_name
-    from placer.render.report import rate_format
+    from placer.render.report import json_report, rate_format
 
     with spinner(not as_json, "explaining") as progress:
         saved = None
@@ -909,12 +909,12 @@ def explain(fleet: str, model: str, now_text: str | None, state_path: str | None
         ex = None if retired is not None else _explanation(loaded, rules, model, state, saved, plan_path, progress)
     if ex is None:
         if as_json:
-            echo(json.dumps(Explanation(model, {}, 0.0, [], [], retired=retired).as_json(), indent=2))
+            echo(json_report(Explanation(model, {}, 0.0, [], [], retired=retired).as_json()))
         else:
             out.print(f"{model} is not placed, on any pool: {retired}")
         return
     if as_json:
-        echo(json.dumps(ex.as_json(), indent=2))
+        echo(json_report(ex.as_json()))
         return
     # its terms of the running cost: compute always, the others where they are more than 0.00
     paid = [f"{k} {v:,.2f}" for k, v in ex.terms.items() if k == "compute" or abs(v) >= 0.005]
@@ -1004,6 +1004,7 @@ def whatif(fleet: str, demand_scale: float, fail_pool: tuple[str, ...], fail_loc
     """Re-solve FLEET under a scenario and compare it with the base plan (what `plan` plans from the
     applied state): would it scale or collapse?"""
     from placer.diff import running_replicas
+    from placer.render.report import json_report
     from placer.whatif import Scenario, compare
 
     now = parse_now(now_text)
@@ -1018,7 +1019,7 @@ def whatif(fleet: str, demand_scale: float, fail_pool: tuple[str, ...], fail_loc
             f"the solver stopped with status {base['status']} and no placement; raise Settings solver.timeLimitSeconds")
         fail(f"the fleet has no feasible plan as it is, so there is nothing to compare the scenario with: {why}")
     if as_json:
-        echo(json.dumps(report, indent=2))
+        echo(json_report(report))
         return
     from placer.render.whatif import render as render_whatif
 

@@ -1586,3 +1586,23 @@ def test_a_training_model_left_unplaced_for_a_penalty_names_unmet_usd_per_replic
     r = placer("explain", str(fleet), "m")
     assert r.returncode == 0, r.stderr
     assert "(what Settings objective.unmetUsdPerRate charges)" in " ".join(r.stdout.split()), r.stdout
+
+
+def _unrounded(value: object) -> list[float]:
+    """The floats in a JSON value with more than 6 decimals."""
+    if isinstance(value, float):
+        return [value] if round(value, 6) != value else []
+    if isinstance(value, dict):
+        return [x for v in value.values() for x in _unrounded(v)]
+    if isinstance(value, list):
+        return [x for v in value for x in _unrounded(v)]
+    return []
+
+
+def test_explain_and_whatif_json_round_their_numbers_as_the_plan_file_does():
+    """explain --json printed 1.8800000000000001 and 8.599999999999999e-05, whatif --json
+    217.27501178571427, where the plan file rounds every number to 6 decimals."""
+    r = placer("explain", "examples/hybrid", "asr-callcenter-eu", "--json")
+    assert r.returncode == 0, r.stderr
+    assert _unrounded(json.loads(r.stdout)) == []
+    assert _unrounded(whatif(ROOT / "examples" / "hybrid", "--demand-scale", "2")) == []

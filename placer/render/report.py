@@ -14,6 +14,26 @@ COST_TERMS = (("compute", "computeUsdPerHour"), ("egress", "egressUsdPerHour"), 
               ("unmet demand", "unmetUsdPerHour"), ("policy penalties", "penaltyUsdPerHour"))
 
 
+JSON_DIGITS = 6  # a report's numbers in JSON, as the plan file writes its own
+
+
+def json_report(value: Any) -> str:
+    """``value`` (explain's or whatif's report) as indented JSON, every float rounded to JSON_DIGITS
+    decimals as the plan file's are (they printed 4800.000000000004 beside the plan's 4800.0)."""
+
+    def rounded(v: Any) -> Any:
+        if isinstance(v, float):
+            r = round(v, JSON_DIGITS)
+            return 0.0 if r == 0 else r
+        if isinstance(v, dict):
+            return {k: rounded(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [rounded(x) for x in v]
+        return v
+
+    return json.dumps(rounded(value), indent=2)
+
+
 def signed(value: float, fmt: str = "{:,.2f}") -> str:
     """``value`` with its sign, at ``fmt``'s precision: a change that rounds to nothing reads
     0.00 (a plan priced again, or a solver's 1e-10, once read -0.00)."""
