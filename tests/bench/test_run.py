@@ -10,6 +10,13 @@ import pytest
 from bench import run
 
 
+@pytest.fixture(autouse=True)
+def _into_a_pipe(monkeypatch):
+    """The table as printed into a file or a pipe, 200 wide: pytest-xdist's workers set COLUMNS=80,
+    which fitted it to 80 columns and cut the cells the tests read."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+
+
 def test_a_time_limit_of_its_own_plans_each_size_in_it_and_says_so(tmp_path, capsys):
     out = tmp_path / "r.json"
     run.main(["--size", "T", "--methods", "cheapest,placer", "--time-limit", "2", "--out", str(out)])
