@@ -39,6 +39,7 @@ from placer.spec.source import YAML_SUFFIXES
 if TYPE_CHECKING:
     from placer.apply import Applier, ApplyReport
     from placer.explain import Explanation
+    from placer.retry import Retrier
 
 LOG_WIDTH = 200  # a table's width where output is a log or a pipe, not a terminal
 MIN_WIDTH = 20  # the narrowest COLUMNS a table is laid out in; a narrower one is taken as none
@@ -217,6 +218,16 @@ def out_refusal(out_path: str, fleet_path: str, backend: Any) -> None:
 def retry_base_seconds() -> float:
     """The first wait before a provider's or S3's call is tried again, ``PLACER_RETRY_BASE_SECONDS``."""
     return env_number("PLACER_RETRY_BASE_SECONDS", 0.5)
+
+
+def provider_retrier(then: str) -> Retrier:
+    """Provider reads outside an apply (discovery's, refresh's) tried again after throttling, a 5xx
+    or a timeout, as an apply tries its calls (its policy; ``PLACER_RETRY_BASE_SECONDS`` the first
+    wait), each wait said on stderr; once the tries are spent, ``then`` says what to do."""
+    from placer.retry import Retrier, RetryPolicy
+
+    return Retrier(RetryPolicy(base_seconds=retry_base_seconds()), then=then,
+                   progress=lambda line: err.print(line, style="yellow", markup=False))
 
 
 def backend_from(state_cfg: dict[str, Any], override: str | None,
@@ -431,7 +442,9 @@ def plan(fleet: str, out_path: str | None, as_json: bool, detailed_exitcode: boo
         _warn_empty(fleet, loaded, state)
         if refresh:
             progress("refreshing: reading what runs from the providers")
-            state, _ = _refresh(loaded, state, settings_json(loaded)["apply"])
+            state, _ = _refresh(loaded, state, settings_json(loaded)["apply"],
+                                f"wait a few minutes, then run `placer plan {shlex.quote(fleet)} --refresh` again "
+                                "(no plan was written)")
         result = make_plan(loaded, state, rules_for(now), now, progress)
     body = dict(result.plan.body)
     body["settings"] = settings_json(loaded, state_path)
@@ -489,13 +502,17 @@ def _warn_unfinished(backend: Any, state: Any, where: str) -> None:
                   f"removed: run `{unlock_command(holder, where)}`", style="yellow")
 
 
-def _refresh(fleet: Fleet, state: Any, apply_cfg: dict[str, Any]) -> tuple[Any, int]:
-    """(the state as the providers hold it, how many drifts were reported)."""
+def _refresh(fleet: Fleet, state: Any, apply_cfg: dict[str, Any], then: str) -> tuple[Any, int]:
+    """(the state as the providers hold it, how many drifts were reported). Each read is tried again
+    after throttling, a 5xx or a timeout (``provider_retrier``; ``then``: what to do once its tries
+    are spent): one throttled read stopped the refresh, exit 1. Every read is made before any drift
+    is said, and nothing is written: a refresh whose reads failed leaves no half-read world behind."""
     from placer.refresh import drift, observe_state, unrecorded
 
     providers = providers_for(apply_cfg)
-    observed = observe_state(state, providers)
-    lines = drift(state, observed) + unrecorded(state, providers)
+    retry = provider_retrier(then)
+    observed = observe_state(state, providers, retry)
+    lines = drift(state, observed) + unrecorded(state, providers, retry)
     for line in lines:
         err.print(f"drift: {line}", style="yellow")
     return observed, len(lines)
@@ -513,7 +530,8 @@ def refresh(fleet: str, state_path: str | None) -> None:
         progress(f"reading the state ({backend.location})")
         state = backend.read()
         progress("reading what runs from the providers")
-        _, drifts = _refresh(loaded, state, cfg["apply"])
+        _, drifts = _refresh(loaded, state, cfg["apply"], f"wait a few minutes, then run `placer refresh "
+                             f"{shlex.quote(fleet)}` again (it changes nothing: the state is as it was)")
     from placer.refresh import unhealthy
 
     for line in unhealthy(state):

@@ -68,12 +68,9 @@ def _retry(kind: str) -> Retrier:
     """Each listing and read of a discovery tried again after throttling, a 5xx or a timeout, as an
     apply tries its calls (its policy; ``PLACER_RETRY_BASE_SECONDS`` the first wait), each wait said
     on stderr; one throttled answer stopped the whole run, with "a retry should get through"."""
-    from placer.cli import err, retry_base_seconds
-    from placer.retry import Retrier, RetryPolicy
+    from placer.cli import provider_retrier
 
-    return Retrier(RetryPolicy(base_seconds=retry_base_seconds()),
-                   then=f"wait a few minutes, then run `placer discover {kind}` again (nothing was written)",
-                   progress=lambda line: err.print(line, style="yellow", markup=False))
+    return provider_retrier(f"wait a few minutes, then run `placer discover {kind}` again (nothing was written)")
 
 
 @click.group("discover")

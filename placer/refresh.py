@@ -1,17 +1,24 @@
-"""Refresh: what the providers really hold, as a State, and its drift from the recorded state."""
+"""Refresh: what the providers really hold, as a State, and its drift from the recorded state.
+
+Each provider read is made through a ``Retrier`` (``placer.retry``): a throttled, failed (5xx) or
+timed-out read is tried again, as apply and discovery try theirs; its tries spent, it raises, and
+nothing of what was read is kept (the caller writes nothing)."""
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from placer.planfile import Change, deployment_place
+from placer.retry import Retrier
 from placer.state import State
 
 
-def _observe(providers: Sequence[Any], address: str, target: dict[str, Any]) -> tuple[bool, dict[str, Any] | None]:
+def _observe(providers: Sequence[Any], address: str, target: dict[str, Any],
+             retry: Retrier) -> tuple[bool, dict[str, Any] | None]:
     """(whether some provider handles ``address``, what it reports there). The change's target names
     the model and pool of its address, as a plan's change does (a recorded one without them, of an
     older placer or edited by hand, failed the gitops provider's read with a KeyError)."""
@@ -21,14 +28,16 @@ def _observe(providers: Sequence[Any], address: str, target: dict[str, Any]) -> 
     provider = next((p for p in providers if p.handles(change)), None)
     if provider is None:
         return False, None
-    return True, provider.observe(change)
+    return True, retry(partial(provider.observe, change))
 
 
-def observe_state(state: State, providers: Sequence[Any]) -> State:
-    """A copy of ``state`` whose replicas and nodes are what the providers report now."""
+def observe_state(state: State, providers: Sequence[Any], retry: Retrier | None = None) -> State:
+    """A copy of ``state`` whose replicas and nodes are what the providers report now; ``retry``
+    tries each read again after a retryable failure (without it each is made once)."""
+    retry = retry or Retrier()
     seen = copy.deepcopy(state)
     for key, entry in state.deployments.items():
-        handled, now = _observe(providers, f"deployment/{key}", entry.get("target") or {})
+        handled, now = _observe(providers, f"deployment/{key}", entry.get("target") or {}, retry)
         if not handled:
             continue
         if now is None:  # kept at 0, for the plan to delete the record (and any replaced copies still to delete)
@@ -36,7 +45,7 @@ def observe_state(state: State, providers: Sequence[Any]) -> State:
         else:
             seen.deployments[key] = {**entry, "replicas": int(now.get("replicas", 0))}
     for name, entry in state.pools.items():
-        handled, now = _observe(providers, f"pool/{name}", entry.get("target") or {})
+        handled, now = _observe(providers, f"pool/{name}", entry.get("target") or {}, retry)
         if not handled:
             continue
         if now is None:  # its group is gone: kept without nodes, created again or its record dropped by the plan
@@ -46,10 +55,12 @@ def observe_state(state: State, providers: Sequence[Any]) -> State:
     return seen
 
 
-def unrecorded(state: State, providers: Sequence[Any]) -> list[str]:
+def unrecorded(state: State, providers: Sequence[Any], retry: Retrier | None = None) -> list[str]:
     """Deployments placer owns that the providers run and the state does not record (an apply
     killed between a change and its record: refresh said "No drift" while it ran on GPUs the
-    planner counts as free), from the providers that can list what placer owns (``observed``)."""
+    planner counts as free), from the providers that can list what placer owns (``observed``),
+    each listing through ``retry`` (without it made once)."""
+    retry = retry or Retrier()
     contexts = sorted({str(ctx) for e in state.deployments.values()
                        if (ctx := ((e.get("target") or {}).get("kubernetes") or {}).get("context"))})
     lines = []
@@ -58,7 +69,7 @@ def unrecorded(state: State, providers: Sequence[Any]) -> list[str]:
         if observed is None:
             continue
         cluster_key = getattr(provider, "cluster_key", lambda context: str(context))
-        for (model, pool, cluster, namespace), replicas in sorted(observed(contexts or None).items()):
+        for (model, pool, cluster, namespace), replicas in sorted(retry(partial(observed, contexts or None)).items()):
             entry = state.deployments.get(f"{model}@{pool}")
             if entry is None:
                 lines.append(f"deployment/{model}@{pool}: runs {replicas} replica(s) labelled as placer's that the "

@@ -17,7 +17,7 @@ import yaml
 from tests.fleetkit import doc, inference, location, training
 from tests.servers.gcp_server import FakeCompute
 from tests.servers.kube_server import FakeKubeApiServer, status_object, write_kubeconfig
-from tests.servers.moto_server import moto_server, reset_moto
+from tests.servers.moto_server import FaultProxy, moto_server, query_error, reset_moto
 
 ROOT = Path(__file__).resolve().parents[1]
 REGION = "eu-west-1"
@@ -244,6 +244,66 @@ def test_a_changed_image_updates_and_a_changed_namespace_replaces_the_deployment
     assert r.returncode == 0 and "No drift" in r.stdout, r.stdout + r.stderr
     r = placer(world, "plan", str(fleet), "--detailed-exitcode")
     assert r.returncode == 0 and "No changes" in r.stdout, r.stdout + r.stderr
+
+
+# ---------------------------------------------------------------- refresh: throttled reads tried again
+
+
+def _spent(stderr: str, then: str) -> str:
+    """The error a command ends with once its retries are spent: one line saying how many tries over
+    how long and what to do, each of the 5 waits before it said."""
+    said = " ".join(stderr.split())
+    assert said.count("Error: ") == 1 and said.count("retrying in ") == 5, said
+    error = said.split("Error: ")[1]
+    assert "tried 6 times over " in error and error.endswith(then), error
+    return error
+
+
+def test_refresh_tries_a_throttled_read_again_and_changes_nothing_once_its_tries_are_spent(world):
+    """One throttled or failed read (a Deployment's, a group's, placer's Deployments listed) stopped
+    `placer refresh` and `plan --refresh`, exit 1, where apply and discovery try theirs again: each
+    read is tried again by the same policy, each wait said; once its tries are spent the command says
+    so in one line, exit 1, the state byte for byte as it was and no plan written."""
+    fleet = _fleet(world["tmp"])
+    _plan_and_apply(world, fleet)
+    state = world["tmp"] / "state.json"
+    before = state.read_bytes()
+    kube, gcp = world["kube"], world["gcp"]
+    with FaultProxy(world["env"]["AWS_ENDPOINT_URL"]) as proxy:
+        throttled = {**world, "env": {**world["env"], "AWS_ENDPOINT_URL": proxy.endpoint}}
+        kube.fail_next(1, 429, retry_after=1, path_contains="/namespaces/ml/deployments/")
+        kube.fail_next(1, 503, path_contains="/apis/apps/v1/deployments")  # the listing of placer's
+        gcp.fail_next(1, 503, path_contains="instanceGroupManagers/placer-a100")
+        proxy.fail_next(1, query_error("Throttling", "Rate exceeded"))
+        r = placer(throttled, "refresh", str(fleet))
+        assert r.returncode == 0 and "No drift" in r.stdout, r.stdout + r.stderr
+        said = " ".join(r.stderr.split())
+        assert said.count("retrying in ") == 4 and "as the server asked (Retry-After 1s)" in said, said
+        assert "AWS throttled the request" in said and "Error: " not in said, said
+
+        gcp.fail_next(6, 503, path_contains="instanceGroupManagers/placer-a100")
+        r = placer(throttled, "refresh", str(fleet))
+        assert r.returncode == 1 and "No drift" not in r.stdout and "drift:" not in r.stderr, r.stdout + r.stderr
+        error = _spent(r.stderr, f"run `placer refresh {fleet}` again (it changes nothing: the state is as it was)")
+        assert error.startswith("pool/gcp-a100: ") and "503" in error, error
+        kube.fail_next(6, 429, retry_after=None, path_contains="/apis/apps/v1/deployments")
+        r = placer(throttled, "refresh", str(fleet))
+        assert r.returncode == 1 and "HTTP 429" in _spent(r.stderr, "(it changes nothing: the state is as it was)")
+
+        refreshed = world["tmp"] / "refreshed.json"
+        proxy.fail_next(6, query_error("RequestLimitExceeded", "Request limit exceeded."))
+        r = placer(throttled, "plan", str(fleet), "--refresh", "-o", str(refreshed))
+        assert r.returncode == 1 and not refreshed.exists(), r.stdout + r.stderr
+        error = _spent(r.stderr, f"run `placer plan {fleet} --refresh` again (no plan was written)")
+        assert error.startswith("pool/aws-h100: ") and "AWS throttled the request" in error, error
+        assert proxy.requests == 6  # one request a try: botocore's own retries would be 3 a try
+        assert state.read_bytes() == before
+
+        proxy.fail_next(1, query_error("Throttling", "Rate exceeded"))
+        r = placer(throttled, "plan", str(fleet), "--refresh", "-o", str(refreshed), "--detailed-exitcode")
+        assert r.returncode == 0 and "No changes" in r.stdout, r.stdout + r.stderr
+        assert " ".join(r.stderr.split()).count("retrying in ") == 1, r.stderr
+    assert state.read_bytes() == before
 
 
 # ---------------------------------------------------------------- a rollout that never became healthy
