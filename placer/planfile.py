@@ -13,6 +13,7 @@ import json
 import math
 import os
 import re
+import secrets
 import shlex
 import sys
 import tempfile
@@ -728,6 +729,22 @@ def _fsync(path: str | Path, flags: int) -> None:
         os.close(fd)
 
 
+def _temporary_beside(target: Path, staged: list[tuple[str | Path, Path, str]], path: str | Path) -> tuple[int, str]:
+    """Create a temporary file beside ``target`` (``.<name>.XXXXXXXX``, as mkstemp's), open for
+    writing, and put it on ``staged``, the list a failed write removes, before it exists: an
+    interrupt (Ctrl-C, SIGTERM) inside mkstemp, after it made the file, left the file for good."""
+    while True:
+        tmp = str(target.parent / f".{target.name}.{''.join(secrets.choice(_TEMPORARY_LETTERS) for _ in range(8))}")
+        staged.append((path, target, tmp))
+        try:
+            return os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600), tmp
+        except FileExistsError:  # another's: not ours to remove
+            staged.pop()
+
+
+_TEMPORARY_LETTERS = "abcdefghijklmnopqrstuvwxyz0123456789_"  # mkstemp's, which ``_TEMPORARY`` matches
+
+
 def atomic_write(path: str | Path, text: str) -> None:
     """Write via a temporary file in the same directory, fsync, rename: never a half file. An
     OSError names ``path`` and why, never the temporary file."""
@@ -759,8 +776,7 @@ def atomic_write_all(files: Mapping[str, str] | Mapping[Path, str] | Mapping[str
             # 0600 made every plan file and manifest unreadable to the rest of a team)
             mode = target.stat().st_mode & 0o7777 if target.exists() else 0o666 & ~_umask()
             target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-            staged.append((path, target, tmp))
+            fd, tmp = _temporary_beside(target, staged, path)
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 os.fchmod(fd, mode)
                 handle.write(text)
