@@ -1,3 +1,3 @@
-from placer.cli import main
+from placer.interrupts import main
 
 raise SystemExit(main())

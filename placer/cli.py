@@ -14,7 +14,6 @@ import io
 import json
 import os
 import shlex
-import signal
 import sys
 import threading
 import time
@@ -30,6 +29,7 @@ from rich.console import Console
 
 from placer import __version__
 from placer.fleet import Fleet, load_fleet
+from placer.interrupts import interrupted, sigterm_interrupts
 from placer.knobs import KnobError, env_number
 from placer.planfile import Plan, PlanFileError
 from placer.spec import FleetError
@@ -628,7 +628,7 @@ def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str
     # what went wrong is said once the lock is released, or not: it said "released the state lock",
     # and nothing of a lock S3 had failed to release (an outage)
     try:
-        with backend.lock("apply"), _saying(applier.notes), _sigterm_interrupts() as stopped_by:
+        with backend.lock("apply"), _saying(applier.notes), sigterm_interrupts() as stopped_by:
             try:
                 state = backend.read()
                 check_fresh(the_plan, state, backend.location)
@@ -719,27 +719,6 @@ def _apply_stopped(exc: BaseException, applied: int, total: int, signal_name: st
         told = (f"The state ({location}) records exactly what was done{marked}; run `placer plan` to see what "
                 "remains, then apply the new plan")
     return f"{what}. {told}.{lock}"
-
-
-@contextmanager
-def _sigterm_interrupts() -> Iterator[list[str]]:
-    """SIGTERM (a CI job cancelled, `docker stop`) stops the apply as Ctrl-C does: after the changes
-    in flight, recorded, the lock released (it killed the apply and left the lock). Yields the
-    name of the signal that stopped it, once one has."""
-    stopped_by = ["SIGINT"]
-    if threading.current_thread() is not threading.main_thread():
-        yield stopped_by
-        return
-
-    def interrupt(signum: int, _frame: Any) -> None:
-        stopped_by[0] = signal.Signals(signum).name
-        raise KeyboardInterrupt
-
-    before = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield stopped_by
-    finally:
-        signal.signal(signal.SIGTERM, before)
 
 
 @contextmanager
@@ -1103,6 +1082,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in options
     if debug:
         args = ["--debug", *(a for a in options if a != "--debug"), *args[len(options):]]
+    with sigterm_interrupts() as stopped_by:
+        return _run(args, debug, stopped_by)
+
+
+def _run(args: list[str], debug: bool, stopped_by: list[str]) -> int:
+    """The command, its errors said in one line each and mapped to exit statuses."""
     try:
         cli.main(args=args, prog_name="placer", standalone_mode=False)
         return 0
@@ -1112,7 +1097,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(exc.__context__, KeyboardInterrupt):
             # click turns Ctrl-C into Abort: it said "Aborted." and exited 1, an error, where the
             # interrupt below was meant (130, as shells count SIGINT)
-            return _interrupted()
+            return _interrupted(stopped_by[0])
         err.print("Aborted.")
         return 1
     except click.exceptions.NoArgsIsHelpError as exc:  # `placer` alone: its help, as asked, not an error
@@ -1130,7 +1115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         err.print(f"{n} error{'s' if n != 1 else ''} in the fleet; nothing was planned or changed.")
         return 1
     except KeyboardInterrupt:
-        return _interrupted()
+        return _interrupted(stopped_by[0])
     except Exception as exc:
         if debug:
             traceback.print_exc()
@@ -1143,10 +1128,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def _interrupted() -> int:
-    """Ctrl-C (SIGINT) outside an apply, which says what it did itself: exit 130, as shells count it."""
-    err.print("Interrupted.")
-    return 130
+def _interrupted(signal_name: str) -> int:
+    """Ctrl-C (SIGINT) or SIGTERM outside an apply, which says what it did itself: exit 130 or 143,
+    as shells count them."""
+    said, status = interrupted(signal_name)
+    err.print(said)
+    return status
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:

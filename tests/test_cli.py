@@ -1207,3 +1207,45 @@ def test_a_number_is_never_cut_on_a_narrow_terminal():
     text = console.export_text()
     for number in ("2,000", "12,000 / 16,000", "1,500,000,000"):
         assert number in text, text
+
+
+def _signalled(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m placer ARGS` with ``code`` run first (a hook that sends the signal at a chosen moment)."""
+    run = f"import runpy, sys\n{code}\nsys.argv = ['placer', *sys.argv[1:]]\nrunpy.run_module('placer', run_name='__main__')"
+    return subprocess.run([sys.executable, "-c", run, *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def test_sigterm_stops_a_render_as_ctrl_c_does_and_leaves_no_temporary_file(tmp_path):
+    """Only an apply took SIGTERM (a CI job cancelled, `docker stop`, `timeout`): it killed a render
+    at once, nothing said, hundreds of hidden `.name.yaml.XXXXXXXX` files left in the tree at M (a
+    plan -o its `.plan.json.XXXXXXXX`). Now it stops as Ctrl-C does: the write cleaned up, one line,
+    exit 143 (128 + 15, as shells count it)."""
+    plan, _ = _planned_for_cluster_c1(tmp_path)
+    hook = ("import os, signal\n"
+            "real = os.fdopen\n"
+            "def fdopen(fd, *a, **k):\n"
+            "    if sys._getframe(1).f_globals.get('__name__') == 'placer.planfile':\n"
+            "        os.kill(os.getpid(), signal.SIGTERM)  # the tree's first file under way\n"
+            "    return real(fd, *a, **k)\n"
+            "os.fdopen = fdopen")
+    done = _signalled(hook, "render", str(plan), "--out", str(tmp_path / "gitops"))
+    assert done.returncode == 143, (done.returncode, done.stderr)
+    assert done.stderr.strip() == "Interrupted (SIGTERM).", done.stderr
+    assert [p.name for p in (tmp_path / "gitops").rglob(".*")] == []
+    assert placer("render", str(plan), "--out", str(tmp_path / "gitops")).returncode == 0
+
+
+def test_ctrl_c_while_placer_loads_says_interrupted_not_a_traceback(tmp_path):
+    """A Ctrl-C in a command's first half second, while placer's modules load, printed a
+    KeyboardInterrupt traceback of 40 lines (SIGTERM then: nothing)."""
+    hook = ("import builtins, os, signal\n"
+            "real = builtins.__import__\n"
+            "def imported(name, *a, **k):\n"
+            "    if name == 'rich.console':\n"
+            "        builtins.__import__ = real\n"
+            "        os.kill(os.getpid(), signal.SIGINT)\n"
+            "    return real(name, *a, **k)\n"
+            "builtins.__import__ = imported")
+    done = _signalled(hook, "validate", str(write_fleet(tmp_path)))
+    assert done.returncode == 130, (done.returncode, done.stderr)
+    assert done.stderr.strip() == "Interrupted.", done.stderr
