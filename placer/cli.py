@@ -800,12 +800,16 @@ def force_unlock(lock_id: str, fleet_path: str | None, state_path: str | None) -
 @click.option("--out", "out_dir", type=NamedPath(), required=True, help="Directory of the GitOps tree.")
 def render(plan_path: str, out_dir: str) -> None:
     """Write the GitOps tree of a plan: manifests per cluster and terraform tfvars."""
-    from placer.planfile import atomic_write_all, link_refusal, read, tree_leftovers
+    from placer.planfile import atomic_write_all, cannot_write, link_refusal, read, tree_leftovers
     from placer.render.tree import listed, placer_wrote, tree
 
     root = Path(out_dir)
     with spinner(True, "rendering") as progress:
-        for left in tree_leftovers(root):  # a render or apply killed mid-write left it
+        try:  # the first look at --out: a name too long for the file system is said here
+            left_behind = tree_leftovers(root)
+        except OSError as exc:
+            raise cannot_write(out_dir, exc) from exc
+        for left in left_behind:  # a render or apply killed mid-write left it
             left.unlink(missing_ok=True)
         progress(f"reading {plan_path}")
         the_plan = read(plan_path).to_json()

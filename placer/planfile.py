@@ -673,8 +673,8 @@ def check_writable(path: str | Path) -> None:
     """Raise the OSError ``atomic_write(path, ...)`` would for a path it cannot write, writing
     nothing that stays: a command that writes at the end (``plan -o`` after a 44 s solve) asks
     first. A temporary file is made and removed in the nearest folder that exists."""
-    target = _where(path)
     try:
+        target = _where(path)  # a name too long for the file system: its lstat says so
         if target.exists() and not target.is_file():  # a device or FIFO: written into
             if not os.access(target, os.W_OK):
                 raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
@@ -684,7 +684,17 @@ def check_writable(path: str | Path) -> None:
         os.close(fd)
         os.unlink(tmp)
     except OSError as exc:
-        raise type(exc)(f"cannot write {path}: {exc.strerror or exc}") from exc
+        raise cannot_write(path, exc) from exc
+
+
+def cannot_write(path: str | Path, exc: OSError) -> OSError:
+    """``exc``, an OSError writing ``path``, as one that names ``path`` and why, never a temporary
+    file: ``cannot write PATH: Permission denied``. A name too long says what to do (it was Python's
+    ``[Errno 36] File name too long: '...'``, the whole path again)."""
+    if exc.errno == errno.ENAMETOOLONG:
+        return type(exc)(f"cannot write {path}: a file or folder name in it is too long for the file system "
+                         "(most take 255 bytes a name, 4,096 a path); give a shorter path")
+    return type(exc)(f"cannot write {path}: {exc.strerror or exc}")
 
 
 def _libc_syncfs() -> Callable[[int], int] | None:
@@ -802,7 +812,7 @@ def atomic_write_all(files: Mapping[str, str] | Mapping[Path, str] | Mapping[str
             if tmp and os.path.exists(tmp):
                 os.unlink(tmp)
         if isinstance(exc, OSError) and not str(exc).startswith("cannot write "):
-            raise type(exc)(f"cannot write {path}: {exc.strerror or exc}") from exc
+            raise cannot_write(path, exc) from exc
         raise
 
 

@@ -151,6 +151,27 @@ def test_a_plan_written_where_no_file_can_be_says_where(tmp_path):
     assert sorted(p.name for p in taken.iterdir()) == [] and a_file.read_text() == "x"
 
 
+def test_a_path_with_a_name_too_long_is_refused_in_words(tmp_path):
+    """plan -o and render --out with a 300-character name: Python's "[Errno 36] File name too long:"
+    and the whole path again; now the path given, why and what to do, exit 1, nothing written."""
+    fleet = write_fleet(tmp_path)
+    long = "a" * 300
+    why = "a file or folder name in it is too long for the file system"
+    for out in (tmp_path / f"{long}.json", tmp_path / long / "plan.json"):
+        r = placer("plan", str(fleet), "-o", str(out))
+        said = " ".join(r.stderr.split())
+        assert r.returncode == 1 and said.startswith(f"Error: cannot write {out}: {why}"), r.stderr
+        assert said.endswith("give a shorter path") and "Errno" not in said, r.stderr
+    plan = tmp_path / "plan.json"
+    assert placer("plan", str(fleet), "-o", str(plan)).returncode == 0
+    for out in (tmp_path / long, tmp_path / long / "tree"):
+        r = placer("render", str(plan), "--out", str(out))
+        said = " ".join(r.stderr.split())
+        assert r.returncode == 1 and said.startswith(f"Error: cannot write {out}: {why}"), r.stderr
+        assert said.endswith("give a shorter path") and "Errno" not in said, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fleet", "plan.json"]
+
+
 def test_a_plan_path_that_cannot_be_written_is_refused_before_the_solve(tmp_path, monkeypatch):
     """--out onto a directory, under a file, or into a folder placer may not write was found only
     after the whole solve (44 s at L): an infeasible fleet said it was infeasible instead."""
