@@ -739,10 +739,11 @@ def _fsync(path: str | Path, flags: int) -> None:
         os.close(fd)
 
 
-def _temporary_beside(target: Path, staged: list[tuple[str | Path, Path, str]], path: str | Path) -> tuple[int, str]:
+def temporary_beside(target: Path, staged: list[tuple[str | Path, Path, str]], path: str | Path) -> tuple[int, str]:
     """Create a temporary file beside ``target`` (``.<name>.XXXXXXXX``, as mkstemp's), open for
     writing, and put it on ``staged``, the list a failed write removes, before it exists: an
-    interrupt (Ctrl-C, SIGTERM) inside mkstemp, after it made the file, left the file for good."""
+    interrupt (Ctrl-C, SIGTERM) inside mkstemp, after it made the file, left the file for good.
+    ``atomic_write_all``'s, and the state lock's private file (``state.LocalBackend.lock``)."""
     while True:
         tmp = str(target.parent / f".{target.name}.{''.join(secrets.choice(_TEMPORARY_LETTERS) for _ in range(8))}")
         staged.append((path, target, tmp))
@@ -786,7 +787,7 @@ def atomic_write_all(files: Mapping[str, str] | Mapping[Path, str] | Mapping[str
             # 0600 made every plan file and manifest unreadable to the rest of a team)
             mode = target.stat().st_mode & 0o7777 if target.exists() else 0o666 & ~_umask()
             target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = _temporary_beside(target, staged, path)
+            fd, tmp = temporary_beside(target, staged, path)
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 os.fchmod(fd, mode)
                 handle.write(text)

@@ -21,7 +21,6 @@ import math
 import os
 import shlex
 import socket
-import tempfile
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
@@ -36,6 +35,7 @@ from placer.planfile import (
     deployment_place,
     file_leftovers,
     pool_group,
+    temporary_beside,
 )
 
 STATE_VERSION = 1
@@ -570,32 +570,38 @@ class LocalBackend:
         except OSError as exc:
             raise StateError(f"{cannot}: cannot create the folder {folder} ({_reason(exc)})") from None
         # write the holder's identity to a private file, then link it into place: the lock file
-        # appears atomically with its content, so it is never seen empty
+        # appears atomically with its content, so it is never seen empty. The private file is on
+        # ``staged`` before it exists, and from the link on the lock is released whatever stops the
+        # command: an interrupt (Ctrl-C, SIGTERM) or an OSError in the sweep below left the lock held,
+        # and one just after mkstemp made the private file left that file, both for good
+        staged: list[tuple[str | Path, Path, str]] = []
         try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.lock_path.name}.", dir=folder)
-        except OSError as exc:
-            raise StateError(f"{cannot}: cannot create a file in {folder} ({_reason(exc)})") from None
-        try:
-            with os.fdopen(fd, "w") as handle:
-                json.dump(info, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.link(tmp, self.lock_path)
-        except FileExistsError:
-            holder = self._holder()
-            raise LockError(locked_message(str(self.path), holder, f"--state {shlex.quote(str(self.path))}"),
-                            holder) from None
-        except OSError as exc:
-            raise StateError(f"{cannot}: cannot write the lock file {self.lock_path} ({_reason(exc)})") from None
-        finally:
-            os.unlink(tmp)
-        # the lock's holder is the only writer of the state: a temporary file of it is one a killed write
-        # left (it stayed for good, a whole state each); a locker's own (``.state.json.lock.*``) may be
-        # another's under way, and is left
-        for left in file_leftovers(self.path):
-            with suppress(OSError):
-                left.unlink()
-        try:
+            try:
+                try:
+                    fd, tmp = temporary_beside(self.lock_path, staged, self.lock_path)
+                except OSError as exc:
+                    raise StateError(f"{cannot}: cannot create a file in {folder} ({_reason(exc)})") from None
+                with os.fdopen(fd, "w") as handle:
+                    json.dump(info, handle)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.link(tmp, self.lock_path)
+            except FileExistsError:
+                holder = self._holder()
+                raise LockError(locked_message(str(self.path), holder, f"--state {shlex.quote(str(self.path))}"),
+                                holder) from None
+            except OSError as exc:
+                raise StateError(f"{cannot}: cannot write the lock file {self.lock_path} ({_reason(exc)})") from None
+            finally:
+                for _, _, private in staged:
+                    with suppress(FileNotFoundError):
+                        os.unlink(private)
+            # the lock's holder is the only writer of the state: a temporary file of it is one a killed write
+            # left (it stayed for good, a whole state each); a locker's own (``.state.json.lock.*``) may be
+            # another's under way, and is left
+            for left in file_leftovers(self.path):
+                with suppress(OSError):
+                    left.unlink()
             yield info
         finally:
             if self._holder().get("ID") == info["ID"]:

@@ -484,8 +484,6 @@ def test_a_state_where_no_folder_can_be_is_said_so_in_words(tmp_path: Path, monk
     """`--state afile/state.json` said `[Errno 17] File exists: 'afile'`; a folder the lock cannot be
     written to named the lock's temporary file; a GitOps directory that is a dangling link said
     `cannot write deploy/clusters/ca/m.yaml: File exists`."""
-    import tempfile
-
     from placer.planfile import atomic_write
 
     afile = tmp_path / "afile"
@@ -497,10 +495,14 @@ def test_a_state_where_no_folder_can_be_is_said_so_in_words(tmp_path: Path, monk
     with pytest.raises(StateError, match=f"{afile} is a file, not a directory"):
         backend.read()
 
-    def denied(prefix: str = "", dir: str = "", **_: object) -> tuple[int, str]:
-        raise PermissionError(13, "Permission denied", f"{dir}/{prefix}a7d_2wm_")
+    real_open = os.open
 
-    monkeypatch.setattr(tempfile, "mkstemp", denied)
+    def denied(path: str, *args: Any, **kwargs: Any) -> int:  # root may create a file in any folder
+        if Path(path).name.startswith(".state.json.lock."):
+            raise PermissionError(13, "Permission denied", path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", denied)
     ro = LocalBackend(tmp_path / "ro" / "state.json")
     with pytest.raises(StateError) as caught, ro.lock("apply"):
         pass
@@ -582,6 +584,50 @@ def test_the_lock_removes_the_temporary_files_a_killed_write_left(backend: Local
         assert not any(path.exists() for path in left)
         assert all(path.exists() for path in kept)
     assert backend.read() == sample_state()
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, PermissionError])
+def test_a_lock_stopped_while_it_sweeps_is_released(backend: LocalBackend, monkeypatch: pytest.MonkeyPatch,
+                                                    stop: type[BaseException]) -> None:
+    """Ctrl-C or SIGTERM (a KeyboardInterrupt), or an OSError, in the sweep of a killed write's
+    temporary files, after the lock file was linked into place: the lock was left held, every later
+    command refused until a force-unlock. Now it is released, and no private file of it is left."""
+    import placer.state as state_module
+
+    def sweep(_path: Path) -> list[Path]:
+        raise stop
+
+    backend.write(sample_state())
+    monkeypatch.setattr(state_module, "file_leftovers", sweep)
+    with pytest.raises(stop), backend.lock("apply"):
+        pytest.fail("the block is not run")
+    assert not backend.lock_path.exists(), "the lock is released"
+    assert leftovers(backend.path.parent, backend.lock_path.name) == []
+    monkeypatch.undo()
+    with backend.lock("apply"):
+        assert backend.read() == sample_state()
+
+
+def test_an_interrupt_as_the_locks_private_file_is_made_leaves_none(backend: LocalBackend,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C or SIGTERM landing just after the lock's private file was made, before the lock knew
+    its name (mkstemp had made it and not yet returned): the hidden ``.state.json.lock.XXXXXXXX``
+    stayed for good. It is removed as the interrupt goes by, and the state is not locked."""
+    real_open = os.open
+
+    def made_then_interrupted(path: str, *args: Any, **kwargs: Any) -> int:
+        fd = real_open(path, *args, **kwargs)
+        if Path(path).name.startswith(".state.json.lock."):
+            os.close(fd)
+            raise KeyboardInterrupt
+        return fd
+
+    backend.path.parent.mkdir()
+    monkeypatch.setattr(os, "open", made_then_interrupted)
+    with pytest.raises(KeyboardInterrupt), backend.lock("apply"):
+        pytest.fail("the block is not run")
+    monkeypatch.undo()
+    assert sorted(p.name for p in backend.path.parent.iterdir()) == []
 
 
 def test_a_lock_of_a_gone_process_written_by_another_hand_is_quoted_too(backend: LocalBackend) -> None:
