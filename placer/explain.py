@@ -498,7 +498,9 @@ def explain(fleet: Fleet, rules: Rules, model: str, result: SolveResult, current
     placement = result.placement
     assert placement is not None
     placed = placement.pools_of(model)
-    routes = [(r.demand_location, r.pool, r.rate, r.latency_ms) for r in placement.routes if r.model == model]
+    # by demand location and pool, as the plan file holds them: `--plan` gave a saved plan's routes in
+    # that order and a fresh plan's in the solver's
+    routes = sorted((r.demand_location, r.pool, r.rate, r.latency_ms) for r in placement.routes if r.model == model)
     unmet = [(loc, rate) for m, loc, rate in placement.unmet(fleet) if m == model]
     terms = model_usd(fleet, placement, model)
     ex = Explanation(model, placed, terms["compute"], routes, unmet, terms=terms)

@@ -605,6 +605,23 @@ def test_readme_tour_commands_run_on_the_example_fleet(tmp_path):
             assert "Other pools" in r.stdout and "Next best" in r.stdout
 
 
+def test_explain_gives_a_fresh_plans_routes_in_a_saved_plans_order(tmp_path):
+    """The README's tour explains legal-assistant-70b afresh and `--plan plan.json`, "the same, of a
+    saved plan": the fresh one listed its routes in the solver's order (fra-dc1, fra-dc1, edge-muc),
+    the saved one by demand location and pool, as the plan file holds them (edge-muc first)."""
+    plan = tmp_path / "plan.json"
+    made = placer("plan", "examples/hybrid", "-o", str(plan), "--now", "2026-11-28T07:00:00Z")
+    assert made.returncode == 0, made.stderr
+    fresh = placer("explain", "examples/hybrid", "legal-assistant-70b", "--now", "2026-11-28T07:00:00Z")
+    saved = placer("explain", "examples/hybrid", "legal-assistant-70b", "--plan", str(plan))
+    assert fresh.returncode == 0 and saved.returncode == 0, fresh.stderr + saved.stderr
+
+    def routes(out: str) -> list[str]:
+        return [line for line in out.splitlines() if line.startswith("  demand at ")]
+
+    assert len(routes(saved.stdout)) > 1 and routes(fresh.stdout) == routes(saved.stdout), fresh.stdout + saved.stdout
+
+
 def test_explain_on_a_retired_model_says_so_once(tmp_path):
     """A model a retire policy takes out: one line with the policy's reason, not the same reason
     on every pool; the fleet's plan is not solved for it (here the fleet has none: the other
