@@ -90,6 +90,18 @@ def test_show_dash_says_a_plan_is_not_read_from_stdin(tmp_path):
     assert "-o -" not in r.stderr
 
 
+@pytest.mark.parametrize("command", [["validate", "-"], ["plan", "-"], ["explain", "-", "m"],
+                                     ["whatif", "-", "--demand-scale", "2"]])
+def test_a_fleet_given_as_dash_says_a_fleet_is_not_read_from_stdin(tmp_path, command):
+    """`cat fleet.yaml | placer validate -` said '-:0: no such file or directory' and nothing of what
+    to give, where `placer show -` says a plan is not read from standard input: so does a fleet."""
+    r = placer(*command, cwd=tmp_path)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.splitlines()[0] == ("-:0: no such file or directory; a fleet is not read from standard input: "
+                                        "save it to a file (> fleet.yaml) and give that, or the fleet's directory"), \
+        r.stderr
+
+
 def test_a_file_of_many_problems_prints_the_first_of_them_and_a_count(tmp_path):
     """A file of 200,000 duplicate keys printed 200,000 lines (and ran past a minute); the first
     MOST_PER_FILE of a file are printed, then one line of how many more, and the count is of every error."""

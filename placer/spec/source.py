@@ -481,7 +481,11 @@ def read_file(path: str | os.PathLike[str], what: str = "fleet") -> tuple[list[R
 
 def _meant(missing: Path) -> str:
     """'; did you mean examples/hybrid?' where a folder or YAML file beside a missing fleet path is
-    named much as it is (a typo said "no such file or directory" and nothing of what to give), or ''."""
+    named much as it is (a typo said "no such file or directory" and nothing of what to give), or ''.
+    ``-`` is standard input, which a fleet is not read from (as a plan file is not)."""
+    if str(missing) == "-":
+        return ("; a fleet is not read from standard input: save it to a file (> fleet.yaml) and give that, "
+                "or the fleet's directory")
     try:
         beside = [entry.name for entry in os.scandir(missing.parent)
                   if entry.is_dir() or entry.name.endswith(YAML_SUFFIXES)]
