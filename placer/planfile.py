@@ -57,6 +57,15 @@ PHASES_OF = {("pool", "create"): (PHASE_GROW,), ("pool", "update"): (PHASE_GROW,
              ("deployment", "update"): (PHASE_UP, PHASE_DOWN), ("deployment", "delete"): (PHASE_UP, PHASE_DOWN)}
 
 
+DIGITS = 6  # decimals of a plan file's numbers (and of explain's and whatif's JSON)
+
+
+def rounded(x: float, digits: int = DIGITS) -> float:
+    """``x`` to ``digits`` decimals, as a plan file writes its numbers; never -0.0."""
+    value = round(float(x), digits)
+    return 0.0 if value == 0 else value
+
+
 def deployment_place(target: dict[str, Any]) -> tuple[str | None, str]:
     """Where a deployment change's target puts its Deployment: (kubeconfig context, None for the
     current one; namespace). A change there is a replacement, made before the old one is deleted;

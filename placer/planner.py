@@ -17,6 +17,7 @@ from placer.fleet import Fleet
 from placer.optimizer import Conflict, SolveResult, explain_infeasible, optimize
 from placer.placement import Placement, Route, check_hard_constraints
 from placer.planfile import Plan, PlanFileError
+from placer.planfile import rounded as _r
 from placer.policy import Rules
 from placer.state import State
 
@@ -37,11 +38,6 @@ class PlanResult:
     result: SolveResult
     cost: CostBreakdown
     placement: Placement
-
-
-def _r(x: float, digits: int = 6) -> float:
-    value = round(float(x), digits)
-    return 0.0 if value == 0 else value
 
 
 def placement_body(fleet: Fleet, result: SolveResult, placement: Placement, cost: CostBreakdown,

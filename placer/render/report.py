@@ -6,6 +6,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from placer.planfile import rounded
+
 SYMBOLS = {"create": "+", "update": "~", "delete": "-", "no-op": " "}
 
 # The running cost's terms (cost.CostBreakdown.as_dict keys), in the order every renderer lists them;
@@ -14,24 +16,20 @@ COST_TERMS = (("compute", "computeUsdPerHour"), ("egress", "egressUsdPerHour"), 
               ("unmet demand", "unmetUsdPerHour"), ("policy penalties", "penaltyUsdPerHour"))
 
 
-JSON_DIGITS = 6  # a report's numbers in JSON, as the plan file writes its own
-
-
 def json_report(value: Any) -> str:
-    """``value`` (explain's or whatif's report) as indented JSON, every float rounded to JSON_DIGITS
-    decimals as the plan file's are (they printed 4800.000000000004 beside the plan's 4800.0)."""
+    """``value`` (explain's or whatif's report) as indented JSON, every float rounded as the plan
+    file's numbers are (``planfile.rounded``: they printed 4800.000000000004 beside the plan's 4800.0)."""
 
-    def rounded(v: Any) -> Any:
+    def each(v: Any) -> Any:
         if isinstance(v, float):
-            r = round(v, JSON_DIGITS)
-            return 0.0 if r == 0 else r
+            return rounded(v)
         if isinstance(v, dict):
-            return {k: rounded(x) for k, x in v.items()}
+            return {k: each(x) for k, x in v.items()}
         if isinstance(v, list | tuple):
-            return [rounded(x) for x in v]
+            return [each(x) for x in v]
         return v
 
-    return json.dumps(rounded(value), indent=2)
+    return json.dumps(each(value), indent=2)
 
 
 def signed(value: float, fmt: str = "{:,.2f}") -> str:

@@ -44,8 +44,8 @@ def render(report: dict[str, Any], console: Console) -> None:
     row("demand (rate)", base["demand"], scen["demand"], rates)
     row("served (rate)", base["served"], scen["served"], rates)
     row("GPUs used", base["gpus"]["used"], scen["gpus"]["used"], "{:,.0f}")
-    print_table(console, Table(show_edge=False), [("", LABEL), ("base", NUMBER), ("scenario", NUMBER), ("change", NUMBER)],
-           rows)
+    print_table(console, Table(show_edge=False),
+                [("", LABEL), ("base", NUMBER), ("scenario", NUMBER), ("change", NUMBER)], rows)
     console.print(f"Solver: base {base['status']} (gap {gap_text(base.get('gap'))}), scenario {scen['status']} "
                   f"(gap {gap_text(scen.get('gap'))})")
     moves = scen.get("fromBase")
@@ -63,9 +63,9 @@ def render(report: dict[str, Any], console: Console) -> None:
         ranked = sorted(unmet.items(), key=lambda kv: (-kv[1], kv[0]))[:UNMET_ROWS]
         unmet_rates = rate_column([base["unmet"].get(m, 0) for m, _ in ranked] + [amount for _, amount in ranked])
         print_table(console, t, [("model", LABEL), ("base", NUMBER), ("scenario", NUMBER), ("why", TEXT)],
-               [[model, unmet_rates[i], unmet_rates[len(ranked) + i],
-                 _why(why.get(model, {}), held.get(model, {}), charged.get(model, {}), gangs.get(model),
-                      model in scen.get("unplaced", {}))] for i, (model, _) in enumerate(ranked)])
+                    [[model, unmet_rates[i], unmet_rates[len(ranked) + i],
+                      _why(why.get(model, {}), held.get(model, {}), charged.get(model, {}), gangs.get(model),
+                           model in scen.get("unplaced", {}))] for i, (model, _) in enumerate(ranked)])
         if len(unmet) > UNMET_ROWS:
             rest = [m for m, _ in sorted(unmet.items(), key=lambda kv: (-kv[1], kv[0]))[UNMET_ROWS:]]
             replicas = sum(scen.get("unplaced", {}).get(m, 0) for m in rest)  # training/batch: replicas, not rate
