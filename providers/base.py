@@ -121,18 +121,10 @@ def unreachable(exc: BaseException) -> str:
     out", "the server closed the connection without answering". requests and urllib3 wrap the
     socket's error two or three deep (MaxRetryError, then NewConnectionError or ProtocolError, then
     the OSError) and print every layer; this digs out the socket's."""
-    seen: set[int] = set()
     where = reason = ""
-    todo: list[Any] = [exc]
-    while todo:
-        e = todo.pop(0)
-        if not isinstance(e, BaseException) or id(e) in seen:
-            continue
-        seen.add(id(e))
-        pool = vars(e).get("pool") or vars(e).get("conn")  # urllib3's; its `pool` property is deprecated
-        host, port = getattr(pool, "host", None), getattr(pool, "port", None)
-        if not where and host:
-            where = f"{host}:{port}" if port else str(host)
+    for e in causes(exc):
+        if not where:
+            where = host_of(e) or ""
         if isinstance(e, socket.gaierror):
             reason = "the host name does not resolve"
         elif isinstance(e, http.client.RemoteDisconnected):  # a ConnectionResetError without strerror
@@ -143,9 +135,31 @@ def unreachable(exc: BaseException) -> str:
             reason = reason or "timed out"
         elif isinstance(e, OSError) and e.strerror:
             reason = e.strerror[:1].lower() + e.strerror[1:]
-        todo += [getattr(e, "reason", None), e.__cause__, e.__context__, *e.args]
     reason = reason or f"{type(exc).__name__}: {exc}"
     return f"{where}: {reason}" if where else reason
+
+
+def causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and every exception it wraps, each once, nearest first: requests and urllib3 wrap the
+    socket's error two or three deep (``reason``, the cause and context, the arguments)."""
+    seen: set[int] = set()
+    todo: list[Any] = [exc]
+    while todo:
+        e = todo.pop(0)
+        if not isinstance(e, BaseException) or id(e) in seen:
+            continue
+        seen.add(id(e))
+        yield e
+        todo += [getattr(e, "reason", None), e.__cause__, e.__context__, *e.args]
+
+
+def host_of(exc: BaseException) -> str | None:
+    """The host:port a urllib3 exception names (its connection pool's or connection's), or None."""
+    pool = vars(exc).get("pool") or vars(exc).get("conn")  # urllib3's; its `pool` property is deprecated
+    host, port = getattr(pool, "host", None), getattr(pool, "port", None)
+    if not host:
+        return None
+    return f"{host}:{port}" if port else str(host)
 
 
 def pool_nodes(change: Change) -> int:

@@ -38,7 +38,9 @@ from providers.base import (
     Discovered,
     ProviderError,
     bounded_pages,
+    causes,
     guard,
+    host_of,
     pause,
     retry_after,
     retryable_http,
@@ -483,19 +485,8 @@ def _read_timeout(exc: BaseException) -> str | None:
     read timeout, however deep it is wrapped), or None: another failure."""
     from urllib3.exceptions import ReadTimeoutError
 
-    seen: set[int] = set()
-    todo: list[Any] = [exc]
-    while todo:
-        e = todo.pop()
-        if not isinstance(e, BaseException) or id(e) in seen:
-            continue
-        seen.add(id(e))
-        if isinstance(e, ReadTimeoutError):
-            pool = vars(e).get("pool")  # its `pool` property is deprecated, as in providers.base.unreachable
-            host, port = getattr(pool, "host", None), getattr(pool, "port", None)
-            return f"{host}:{port}" if host and port else str(host or "no host named")
-        todo += [getattr(e, "reason", None), e.__cause__, e.__context__]
-    return None
+    timed_out = next((e for e in causes(exc) if isinstance(e, ReadTimeoutError)), None)
+    return None if timed_out is None else host_of(timed_out) or "no host named"
 
 
 def _status_details(exc: Any) -> tuple[str, str]:
