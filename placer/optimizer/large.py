@@ -957,8 +957,8 @@ def solve_model(model: MatrixModel, clock: Clock, gap: float, workers: int = 1,
             v = kept
         clock.mark("keep", "no plan" if kept is None else f"value {model_value(model, kept):.2f}")
         if kept is not None:
-            # what runs, kept, with more replicas where the new demand needs them (bench M, five 5%
-            # changes in a row, each re-planned from the last: 42-63 USD/h a step below the rounding
+            # what runs, kept, with more replicas where the new demand needs them (bench M, four 5%
+            # changes in a row, each re-planned from the last: 21-63 USD/h a step below the rounding
             # above; L, three: 219-272)
             clock.begin("covering the demand what runs leaves unmet")
             more = covered(model, hood, kept, cand, time_limit=max(0.5, 0.3 * clock.left()),

@@ -1,7 +1,7 @@
 """A re-plan after demand changed starts from what runs, covered (``repair.covered``): every running
 replica kept, and more where the new demand needs them. Before, its starts were what runs as it is
 (the grown demand unmet) and the rounding of what runs' greedy routes, which dropped replicas
-those routes left idle and covered again: at bench M, five 5% changes in a row each ended 42-63
+those routes left idle and covered again: at bench M, four 5% changes in a row each ended 21-63
 USD/h dearer."""
 
 from __future__ import annotations
