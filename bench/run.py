@@ -20,6 +20,7 @@ the fewest moves the change needs).
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import math
 import os
@@ -49,6 +50,20 @@ MEMORY_CAP = 16 * 2**30  # address space per worker: a method that needs more fa
 
 def _limit_memory() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
+
+
+def run_stamp(where: Path | None = None) -> dict[str, str | None]:
+    """When this run started (UTC) and the commit it ran at (``git rev-parse --short HEAD`` in
+    ``where``, bench's checkout by default; None where there is none), written on each of its rows:
+    a results file keeps the rows of earlier runs beside them."""
+    where = where or Path(__file__).resolve().parent
+    try:
+        got = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=where, capture_output=True, text=True,
+                             timeout=10, check=False)
+        commit = got.stdout.strip() if got.returncode == 0 else ""
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return {"ran_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "commit": commit or None}
 
 
 def run_worker(size: str, method: str, seed: int, time_limit: float) -> dict[str, Any]:
@@ -90,7 +105,48 @@ def vs_bound(row: dict[str, Any], bound: float | None) -> float | None:
     return cost / bound - 1 if cost is not None and bound and row.get("method") != "replan" else None
 
 
-def render(size: str, rows: list[dict[str, Any]], limit: float, bound: float | None) -> None:
+def earlier_rows(entry: Any, size: str, seed: int, limit: float) -> tuple[list[dict[str, Any]], str | None]:
+    """The rows a results file holds for ``size`` that a run of the same fleet (size, seed) at the
+    same limit keeps, and, where the file's rows are of another fleet or limit (none kept), which."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("methods"), list):
+        return [], None
+    models, pools = SIZES[size]
+    if (entry.get("seed"), _num(entry.get("time_limit")), entry.get("models", models), entry.get("pools", pools)) \
+            != (seed, limit, models, pools):
+        return [], (f"seed {entry.get('seed')}, limit {entry.get('time_limit')}s, "
+                    f"{entry.get('models')} models x {entry.get('pools')} pools")
+    # a row that says its own seed or limit must say this one's (a failed row says neither)
+    return [r for r in entry["methods"] if isinstance(r, dict) and r.get("seed", seed) == seed
+            and _num(r.get("time_limit", limit)) == limit], None
+
+
+def merge_rows(kept: list[dict[str, Any]], fresh: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``kept`` with each method run now in its place (``fresh``'s row instead of every row of that
+    method), and the methods it did not hold after them, in the order run."""
+    new = {r.get("method"): r for r in fresh}
+    placed: set[Any] = set()  # any other row of a method placed is dropped
+    rows = []
+    for r in kept:
+        method = r.get("method")
+        if method not in new:
+            rows.append(r)
+        elif method not in placed:
+            rows.append(new[method])
+            placed.add(method)
+    rows.extend(r for method, r in new.items() if method not in placed)
+    return rows
+
+
+def ran(row: dict[str, Any], stamp: dict[str, str | None]) -> str:
+    """The table's run column: "this run", or the time and commit an earlier row records."""
+    if row.get("ran_at") == stamp["ran_at"] and row.get("commit") == stamp["commit"]:
+        return "this run"
+    at = str(row.get("ran_at") or "")[:16].replace("T", " ")
+    return " ".join(p for p in (at, str(row.get("commit") or "")) if p) or "earlier, not recorded"
+
+
+def render(size: str, rows: list[dict[str, Any]], limit: float, bound: float | None,
+           stamp: dict[str, str | None] | None = None, kept_from: Path | None = None) -> None:
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -102,7 +158,7 @@ def render(size: str, rows: list[dict[str, Any]], limit: float, bound: float | N
     table = Table(title=title, title_justify="left")
     for col, just in (("method", "left"), ("cost USD/h", "right"), ("vs best bound", "right"),
                       ("own bound", "right"), ("own gap", "right"), ("wall s", "right"), ("peak MiB", "right"),
-                      ("checks", "left"), ("status", "left")):
+                      ("checks", "left"), ("status", "left"), *((("run", "left"),) if stamp else ())):
         table.add_column(col, justify=just)  # type: ignore[arg-type]
     for r in rows:
         cost = _num(r.get("cost"))
@@ -138,7 +194,13 @@ def render(size: str, rows: list[dict[str, Any]], limit: float, bound: float | N
         table.add_row(escape(LABELS.get(str(r.get("method")), str(r.get("method")))),
                       f"{cost:,.2f}" if cost is not None else "",
                       rel, f"{own:,.2f}" if own is not None else "", f"{gap:.2%}" if gap is not None else "",
-                      wall_text, f"{r['peak_mib']:,.0f}" if _num(r.get("peak_mib")) else "", checks, escape(status))
+                      wall_text, f"{r['peak_mib']:,.0f}" if _num(r.get("peak_mib")) else "", checks, escape(status),
+                      *((escape(ran(r, stamp)),) if stamp else ()))
+    if stamp:
+        table.caption = escape(f"this run: {str(stamp['ran_at'])[:16].replace('T', ' ')} UTC at {stamp['commit'] or 'no commit'}"
+                               + (f"; the other rows are kept from {kept_from}, as run before"
+                                  if kept_from and any(ran(r, stamp) != "this run" for r in rows) else ""))
+        table.caption_justify = "left"
     # a terminal's width (or COLUMNS'): rows wider than the terminal wrap out of line; 200 for a
     # file or a pipe, where a long status need not wrap
     terminal = os.environ.get("COLUMNS", "").isdigit() or sys.stdout.isatty()
@@ -220,8 +282,9 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"--seed must be a whole number 0 or more, not {args.seed}")
     if args.out is None:
         args.out = str(default_out(args.time_limit))
-    sizes = [s.strip().upper() for s in args.size.split(",") if s.strip()]
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    # each once, in the order given (a method given twice ran twice, its second row replacing its first)
+    sizes = list(dict.fromkeys(s.strip().upper() for s in args.size.split(",") if s.strip()))
+    methods = list(dict.fromkeys(m.strip() for m in args.methods.split(",") if m.strip()))
     # every argument is checked before the first method runs (a size takes minutes)
     for size in sizes:
         if size not in SIZES:
@@ -233,29 +296,38 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("nothing to run: give at least one size (--size, SIZE) and one method (--methods, METHODS)")
     out_path = Path(args.out)
     results = read_results(out_path)
+    stamp = run_stamp()
     for size in sizes:
-        rows = []
         limit = TIME_LIMITS[size] if args.time_limit is None else args.time_limit
-        for method in methods:
-            print(f"[bench] {size} {method} ...", file=sys.stderr, flush=True)
-            rows.append(run_worker(size, method, args.seed, limit))
-        bound = best_bound(rows)
+        kept, other = earlier_rows(results["sizes"].get(size), size, args.seed, limit)
+        if other:
+            print(f"[bench] {size}: {out_path} holds its rows of {other}; this run's (seed {args.seed}, "
+                  f"limit {limit:g}s) replace them all, as rows of another fleet or limit are not merged",
+                  file=sys.stderr, flush=True)
         # the fleet's bound holds at any limit: taken from results.json at another limit, or where
         # no bound method runs (METHODS=placer at the size's own limit had none, nor its table a ratio)
         fresh = args.time_limit is None and any(m in BOUND_METHODS for m in methods)
         known = None if fresh else proven_bound(size, args.seed)
+        ran_now: list[dict[str, Any]] = []
+        for method in methods:
+            print(f"[bench] {size} {method} ...", file=sys.stderr, flush=True)
+            ran_now.append({**run_worker(size, method, args.seed, limit), **stamp})
+        # every row the file held for the size and did not run now is kept, each with its run's time
+        # and commit; a method run now replaces its row
+        rows = merge_rows(kept, ran_now)
+        bound = best_bound(rows)
         if known is not None and (bound is None or known > bound):
             bound = known  # the fleet's, from results.json: no need to run its bounds again
         for r in rows:
             r["vs_best_bound"] = vs_bound(r, bound)
         results["sizes"][size] = {"models": SIZES[size][0], "pools": SIZES[size][1], "time_limit": limit,
                                   "seed": args.seed, "best_bound": bound, "methods": rows}
-        render(size, rows, limit, bound)
         results["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
         try:
             out_path.write_text(json.dumps(results, indent=2, default=str) + "\n")
         except OSError as e:
             raise SystemExit(f"cannot write the results to {out_path}: {e.strerror}; give another --out") from None
+        render(size, rows, limit, bound, stamp, out_path)
     print(f"wrote {out_path}", file=sys.stderr)
 
 

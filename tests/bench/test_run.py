@@ -197,3 +197,85 @@ def test_the_table_keeps_within_the_terminals_width(tmp_path, monkeypatch, capsy
     lines = capsys.readouterr().out.splitlines()
     assert lines and max(len(line.rstrip()) for line in lines) <= 120
     assert "1,205.18" in "\n".join(lines) and "FEASIBLE;" in "\n".join(lines)
+
+
+def _results(tmp_path, monkeypatch, sizes):
+    """A results file holding ``sizes`` (results.json too, for the fleet's bound), and a worker that
+    prices every method run now at 105 with an own bound of 90."""
+    out = tmp_path / "results.json"
+    out.write_text(json.dumps({"sizes": sizes, "machine": {"cpus": 2}}))
+    monkeypatch.setattr(run, "default_out", lambda limit: out if limit is None else tmp_path / "other.json")
+    ran: list[tuple[str, str]] = []
+
+    def worker(size, method, seed, limit):
+        ran.append((size, method))
+        return {"size": size, "method": method, "seed": seed, "time_limit": limit, "cost": 105.0, "bound": 90.0}
+
+    monkeypatch.setattr(run, "run_worker", worker)
+    return out, ran
+
+
+def _entry(seed=0, limit=5.0, rows=()):
+    return {"models": 12, "pools": 8, "time_limit": limit, "seed": seed, "best_bound": 100.0,
+            "methods": [{"method": m, "seed": seed, "time_limit": limit, **extra} for m, extra in rows]}
+
+
+EARLIER = (("lp-bound", {"bound": 100.0}), ("placer", {"cost": 110.0, "bound": 95.0}),
+           ("cheapest", {"cost": 300.0, "ran_at": "2026-12-01T10:00:00Z", "commit": "abc1234"}))
+
+
+def test_a_run_of_some_methods_keeps_the_rows_it_did_not_run(tmp_path, monkeypatch, capsys):
+    """``python -m bench.run --size M --methods placer`` wrote M's entry with its one row: the
+    bounds', baselines' and re-plan's rows of the published table were lost to a quick check."""
+    other_size = _entry(rows=(("placer", {"cost": 7.0}),)) | {"models": 50, "pools": 20}
+    out, ran = _results(tmp_path, monkeypatch, {"T": _entry(rows=EARLIER), "S": other_size})
+    run.main(["--size", "T", "--methods", "placer", "--out", str(out)])
+    assert ran == [("T", "placer")]
+    got = json.loads(out.read_text())["sizes"]
+    assert got["S"] == other_size  # a size not run is left as it was
+    rows = {r["method"]: r for r in got["T"]["methods"]}
+    assert [r["method"] for r in got["T"]["methods"]] == ["lp-bound", "placer", "cheapest"]  # in place
+    assert rows["placer"]["cost"] == 105.0  # replaced
+    assert rows["lp-bound"]["bound"] == 100.0 and rows["cheapest"]["cost"] == 300.0  # kept as they were
+    assert "ran_at" not in rows["lp-bound"] and rows["cheapest"]["commit"] == "abc1234"
+    # the row run now says when and at which commit
+    stamp = run.run_stamp()
+    assert rows["placer"]["commit"] == stamp["commit"] and re.fullmatch(r"\d{4}-\d\d-\d\dT[\d:]{8}Z", rows["placer"]["ran_at"])
+    # the best bound is the kept lp-bound's, as results.json gave it, and every row is set against it
+    assert got["T"]["best_bound"] == 100.0
+    assert rows["placer"]["vs_best_bound"] == pytest.approx(0.05) and rows["cheapest"]["vs_best_bound"] == pytest.approx(2.0)
+    table = capsys.readouterr().out
+    assert "this run" in table and "2026-12-01 10:00 abc1234" in table and "earlier, not recorded" in table
+    assert "the other rows are kept from " in table and "results.json, as run before" in " ".join(table.split())
+
+
+def test_rows_of_another_seed_or_limit_are_never_merged(tmp_path, monkeypatch, capsys):
+    """Only the same fleet (size, seed) at the same limit is merged: a size's rows of another seed or
+    limit are replaced whole, and said so; a row that says another limit is dropped."""
+    out, _ = _results(tmp_path, monkeypatch, {"T": _entry(seed=1, rows=EARLIER)})
+    run.main(["--size", "T", "--methods", "placer", "--out", str(out)])
+    got = json.loads(out.read_text())["sizes"]["T"]
+    assert [r["method"] for r in got["methods"]] == ["placer"] and got["seed"] == 0
+    assert f"{out} holds its rows of seed 1, limit 5.0s" in capsys.readouterr().err
+
+    out.write_text(json.dumps({"sizes": {"T": _entry(rows=EARLIER)}}))
+    run.main(["--size", "T", "--methods", "placer", "--time-limit", "2", "--out", str(out)])
+    assert [r["method"] for r in json.loads(out.read_text())["sizes"]["T"]["methods"]] == ["placer"]
+
+    entry = _entry(rows=EARLIER)
+    entry["methods"][0]["time_limit"] = 30.0
+    out.write_text(json.dumps({"sizes": {"T": entry}}))
+    run.main(["--size", "T", "--methods", "placer", "--out", str(out)])
+    assert [r["method"] for r in json.loads(out.read_text())["sizes"]["T"]["methods"]] == ["placer", "cheapest"]
+
+
+def test_a_size_or_method_given_twice_runs_once(tmp_path, monkeypatch):
+    """``--methods placer,placer`` ran placer twice, the second row written over the first."""
+    out, ran = _results(tmp_path, monkeypatch, {})
+    run.main(["--size", "T,t", "--methods", "placer,cheapest,placer", "--out", str(out)])
+    assert ran == [("T", "placer"), ("T", "cheapest")]
+
+
+def test_the_run_stamp_has_no_commit_outside_a_checkout(tmp_path):
+    assert run.run_stamp(tmp_path)["commit"] is None
+    assert run.run_stamp()["commit"]  # this checkout's
