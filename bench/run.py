@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.generate import SIZES, TIME_LIMITS
+from placer.planfile import atomic_write, check_writable
 
 DEFAULT_METHODS = ("lp-bound", "model-bound", "mip-bound", "placer", "full-mip", "cheapest", "most-allocated", "replan")
 LABELS = {
@@ -223,24 +224,39 @@ def default_out(time_limit: float | None) -> Path:
     return here / ("results.json" if time_limit is None else f"results-{time_limit:g}s.json")
 
 
+def _cannot_write(e: OSError) -> str:
+    """planfile's 'cannot write PATH: why' of the results, and what to do."""
+    said = str(e).replace("cannot write ", "cannot write the results to ", 1)
+    return said if "; give " in said else f"{said}; give another --out"
+
+
 def read_results(path: Path) -> dict[str, Any]:
-    """The results ``path`` holds, to which the sizes run are written (a file that is not JSON
-    starts afresh); refused before anything runs where they could not be written."""
+    """The results ``path`` holds, to which the rows run are written beside those it keeps (a
+    missing or empty file starts afresh); refused before anything runs where they could not be
+    written, or where the file holds what is not results (its rows would be lost)."""
     where = path.parent if path.parent != Path("") else Path(".")
     if path.is_dir():
         raise SystemExit(f"cannot write the results to {path}: it is a directory; give a file with --out")
     if not where.is_dir():
         raise SystemExit(f"cannot write the results to {path}: no directory {where}; make it or give another --out")
-    if not os.access(path if path.exists() else where, os.W_OK):
-        raise SystemExit(f"cannot write the results to {path}: permission denied; give another --out")
     try:
-        results = json.loads(path.read_text()) if path.exists() else {}
-    except (ValueError, UnicodeDecodeError):
-        results = {}
-    if not isinstance(results, dict):
-        results = {}
-    if not isinstance(results.get("sizes"), dict):
-        results["sizes"] = {}
+        check_writable(path)
+        text = path.read_text(encoding="utf-8") if path.exists() else ""
+    except OSError as e:
+        raise SystemExit(_cannot_write(e)) from None
+    except UnicodeDecodeError as e:
+        raise SystemExit(f"{path}: not results JSON (byte {e.start} is not UTF-8), and its rows would be lost: "
+                         "move it away or give another --out") from None
+    try:
+        results = json.loads(text) if text.strip() else {}
+    except ValueError as e:
+        line = getattr(e, "lineno", None)
+        raise SystemExit(f"{path}{f':{line}' if line else ''}: not results JSON ({getattr(e, 'msg', e)}), and its "
+                         "rows would be lost: fix it (a merge conflict's markers?), move it away or give "
+                         "another --out") from None
+    if not isinstance(results, dict) or not isinstance(results.setdefault("sizes", {}), dict):
+        raise SystemExit(f"{path}: not a results file (a JSON object whose 'sizes' is an object), and what it "
+                         "holds would be lost: move it away or give another --out")
     return results
 
 
@@ -323,10 +339,10 @@ def main(argv: list[str] | None = None) -> None:
         results["sizes"][size] = {"models": SIZES[size][0], "pools": SIZES[size][1], "time_limit": limit,
                                   "seed": args.seed, "best_bound": bound, "methods": rows}
         results["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
-        try:
-            out_path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+        try:  # a temporary file renamed over it: a write that fails or is stopped leaves the file as it was
+            atomic_write(out_path, json.dumps(results, indent=2, default=str) + "\n")
         except OSError as e:
-            raise SystemExit(f"cannot write the results to {out_path}: {e.strerror}; give another --out") from None
+            raise SystemExit(_cannot_write(e)) from None
         render(size, rows, limit, bound, stamp, out_path)
     print(f"wrote {out_path}", file=sys.stderr)
 

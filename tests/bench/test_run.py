@@ -93,13 +93,51 @@ def test_results_that_cannot_be_written_are_refused_before_anything_runs(where, 
     assert ran == []
 
 
-def test_results_of_another_shape_start_afresh(tmp_path, monkeypatch):
-    """A results file holding a JSON list was a TypeError traceback after the run."""
+@pytest.mark.parametrize(("held", "said"), [
+    ("[]", "not a results file (a JSON object whose 'sizes' is an object)"),
+    ('{"sizes": []}', "not a results file"),
+    ('{"sizes": {\n<<<<<<< HEAD\n', ":2: not results JSON (Expecting property name enclosed in double quotes)"),
+    ("\xff", "not results JSON (byte 0 is not UTF-8)"),
+])
+def test_a_results_file_that_holds_no_results_is_refused_not_overwritten(held, said, tmp_path, monkeypatch):
+    """A results file holding a JSON list was a TypeError traceback after the run; then it, and a
+    file that is not JSON (a merge conflict's markers in results.json), were written over with the
+    sizes run alone, every other row lost."""
+    ran: list[str] = []
+    monkeypatch.setattr(run, "run_worker", lambda size, method, seed, limit: ran.append(method) or {})
+    out = tmp_path / "r.json"
+    out.write_bytes(held.encode("latin-1"))
+    with pytest.raises(SystemExit, match=re.escape(said) + ".*move it away or give another --out"):
+        run.main(["--size", "T", "--methods", "cheapest", "--out", str(out)])
+    assert ran == [] and out.read_bytes() == held.encode("latin-1")
+
+
+def test_an_empty_results_file_starts_afresh(tmp_path, monkeypatch):
     monkeypatch.setattr(run, "run_worker", lambda size, method, seed, limit: {"method": method, "cost": 2.0})
     out = tmp_path / "r.json"
-    out.write_text("[]")
+    out.write_text("\n")
     run.main(["--size", "T", "--methods", "cheapest", "--out", str(out)])
     assert json.loads(out.read_text())["sizes"]["T"]["methods"][0]["cost"] == 2.0
+
+
+def test_a_write_that_fails_leaves_the_results_as_they_were(tmp_path, monkeypatch):
+    """The results were written in place: a full disk (or Ctrl-C) in the write left half a file,
+    which the next run then started afresh over, every row lost."""
+    import errno
+    import os
+
+    monkeypatch.setattr(run, "run_worker", lambda size, method, seed, limit: {"method": method, "cost": 2.0})
+    out = tmp_path / "r.json"
+    out.write_text(held := json.dumps({"sizes": {"S": {"methods": []}}}))
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(SystemExit, match=re.escape(f"cannot write the results to {out}: No space left on device; "
+                                                   "give another --out")):
+        run.main(["--size", "T", "--methods", "cheapest", "--out", str(out)])
+    assert out.read_text() == held and [p.name for p in tmp_path.iterdir()] == ["r.json"]
 
 
 def test_a_replan_has_no_ratio_to_the_bound_in_results_json_as_in_the_table(tmp_path, monkeypatch, capsys):
