@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.generate import SIZES, TIME_LIMITS
+from placer.interrupts import interrupted, sigterm_interrupts
 from placer.planfile import atomic_write, check_writable
 
 DEFAULT_METHODS = ("lp-bound", "model-bound", "mip-bound", "placer", "full-mip", "cheapest", "most-allocated", "replan")
@@ -281,6 +282,44 @@ def _seed_from_env() -> int:
     return seed
 
 
+def run_size(size: str, methods: list[str], seed: int, time_limit: float | None, results: dict[str, Any],
+             out_path: Path, stamp: dict[str, str | None]) -> None:
+    """Run ``methods`` at ``size``, writing the results to ``out_path`` after each (a run stopped
+    keeps the rows it finished), then print the size's table."""
+    limit = TIME_LIMITS[size] if time_limit is None else time_limit
+    kept, other = earlier_rows(results["sizes"].get(size), size, seed, limit)
+    if other:
+        print(f"[bench] {size}: {out_path} holds its rows of {other}; this run's (seed {seed}, "
+              f"limit {limit:g}s) replace them all, as rows of another fleet or limit are not merged",
+              file=sys.stderr, flush=True)
+    # the fleet's bound holds at any limit: taken from results.json at another limit, or where
+    # no bound method runs (METHODS=placer at the size's own limit had none, nor its table a ratio)
+    fresh = time_limit is None and any(m in BOUND_METHODS for m in methods)
+    known = None if fresh else proven_bound(size, seed)  # read before this size is written
+    ran_now: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
+    bound: float | None = None
+    for method in methods:
+        print(f"[bench] {size} {method} ...", file=sys.stderr, flush=True)
+        ran_now.append({**run_worker(size, method, seed, limit), **stamp})
+        # every row the file held for the size and did not run now is kept, each with its run's time
+        # and commit; a method run now replaces its row
+        rows = merge_rows(kept, ran_now)
+        bound = best_bound(rows)
+        if known is not None and (bound is None or known > bound):
+            bound = known  # the fleet's, from results.json: no need to run its bounds again
+        for r in rows:
+            r["vs_best_bound"] = vs_bound(r, bound)
+        results["sizes"][size] = {"models": SIZES[size][0], "pools": SIZES[size][1], "time_limit": limit,
+                                  "seed": seed, "best_bound": bound, "methods": rows}
+        results["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
+        try:  # a temporary file renamed over it: a write that fails or is stopped leaves the file as it was
+            atomic_write(out_path, json.dumps(results, indent=2, default=str) + "\n")
+        except OSError as e:
+            raise SystemExit(_cannot_write(e)) from None
+    render(size, rows, limit, bound, stamp, out_path)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", default=os.environ.get("SIZE", "S,M,L,XL"),
@@ -313,37 +352,17 @@ def main(argv: list[str] | None = None) -> None:
     out_path = Path(args.out)
     results = read_results(out_path)
     stamp = run_stamp()
-    for size in sizes:
-        limit = TIME_LIMITS[size] if args.time_limit is None else args.time_limit
-        kept, other = earlier_rows(results["sizes"].get(size), size, args.seed, limit)
-        if other:
-            print(f"[bench] {size}: {out_path} holds its rows of {other}; this run's (seed {args.seed}, "
-                  f"limit {limit:g}s) replace them all, as rows of another fleet or limit are not merged",
-                  file=sys.stderr, flush=True)
-        # the fleet's bound holds at any limit: taken from results.json at another limit, or where
-        # no bound method runs (METHODS=placer at the size's own limit had none, nor its table a ratio)
-        fresh = args.time_limit is None and any(m in BOUND_METHODS for m in methods)
-        known = None if fresh else proven_bound(size, args.seed)
-        ran_now: list[dict[str, Any]] = []
-        for method in methods:
-            print(f"[bench] {size} {method} ...", file=sys.stderr, flush=True)
-            ran_now.append({**run_worker(size, method, args.seed, limit), **stamp})
-        # every row the file held for the size and did not run now is kept, each with its run's time
-        # and commit; a method run now replaces its row
-        rows = merge_rows(kept, ran_now)
-        bound = best_bound(rows)
-        if known is not None and (bound is None or known > bound):
-            bound = known  # the fleet's, from results.json: no need to run its bounds again
-        for r in rows:
-            r["vs_best_bound"] = vs_bound(r, bound)
-        results["sizes"][size] = {"models": SIZES[size][0], "pools": SIZES[size][1], "time_limit": limit,
-                                  "seed": args.seed, "best_bound": bound, "methods": rows}
-        results["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
-        try:  # a temporary file renamed over it: a write that fails or is stopped leaves the file as it was
-            atomic_write(out_path, json.dumps(results, indent=2, default=str) + "\n")
-        except OSError as e:
-            raise SystemExit(_cannot_write(e)) from None
-        render(size, rows, limit, bound, stamp, out_path)
+    # SIGTERM stops it as Ctrl-C does: the worker running is killed (subprocess.run's cleanup), not
+    # left to run on for up to its wall cap, and the rows run before it stay written
+    with sigterm_interrupts() as stopped_by:
+        try:
+            for size in sizes:
+                run_size(size, methods, args.seed, args.time_limit, results, out_path, stamp)
+        except KeyboardInterrupt:
+            said, status = interrupted(stopped_by[0])
+            print(f"{said} Each row run before it is written to {out_path}; run the rest again with --size "
+                  "and --methods", file=sys.stderr)
+            raise SystemExit(status) from None
     print(f"wrote {out_path}", file=sys.stderr)
 
 

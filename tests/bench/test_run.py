@@ -317,3 +317,39 @@ def test_a_size_or_method_given_twice_runs_once(tmp_path, monkeypatch):
 def test_the_run_stamp_has_no_commit_outside_a_checkout(tmp_path):
     assert run.run_stamp(tmp_path)["commit"] is None
     assert run.run_stamp()["commit"]  # this checkout's
+
+
+class _Stopped(Exception):
+    """What SIGTERM raises in the test itself (it killed pytest where bench did not take it)."""
+
+
+@pytest.mark.parametrize(("how", "status", "said"), [("SIGINT", 130, "Interrupted."),
+                                                     ("SIGTERM", 143, "Interrupted (SIGTERM).")])
+def test_a_run_stopped_keeps_the_rows_it_finished_and_says_so(how, status, said, tmp_path, monkeypatch, capsys):
+    """Ctrl-C in a run was a KeyboardInterrupt traceback, the rows of the size it was in, run for
+    up to half an hour, lost (the results were written once a size ended); SIGTERM killed it, its
+    worker left running for up to its wall cap."""
+    import os
+    import signal
+
+    def worker(size, method, seed, limit):
+        if method == "placer":
+            if how == "SIGINT":
+                raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGTERM)
+        return {"method": method, "cost": 2.0}
+
+    def stopped(signum, frame):
+        raise _Stopped
+
+    before = signal.signal(signal.SIGTERM, stopped)
+    monkeypatch.setattr(run, "run_worker", worker)
+    out = tmp_path / "r.json"
+    try:
+        with pytest.raises((SystemExit, KeyboardInterrupt, _Stopped)) as got:
+            run.main(["--size", "T", "--methods", "cheapest,placer", "--out", str(out)])
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert isinstance(got.value, SystemExit) and got.value.code == status
+    assert [r["method"] for r in json.loads(out.read_text())["sizes"]["T"]["methods"]] == ["cheapest"]
+    assert f"{said} Each row run before it is written to {out}" in capsys.readouterr().err
