@@ -2,8 +2,9 @@
 
     python -m bench.run [--size S,M,L,XL] [--seed 0] [--methods ...] [--time-limit SECONDS] [--out FILE]
 
-``SIZE=S`` in the environment does what ``--size S`` does, ``TIME_LIMIT=30`` what ``--time-limit 30``
-does: every size planned in that time instead of its own (S and M 5 s, L 30 s, XL 120 s), into
+``SIZE=S`` in the environment does what ``--size S`` does, ``METHODS=placer`` what ``--methods
+placer`` does, and ``TIME_LIMIT=30`` what ``--time-limit 30`` does: every size planned in that
+time instead of its own (S and M 5 s, L 30 s, XL 120 s), into
 ``bench/results-30s.json`` so that ``results.json`` keeps the issue's limits; costs are set against
 the best bound of the methods run or the one ``results.json`` holds for the same fleet, the higher
 (so too at a size's own limit where none of the bound methods runs). Every method runs in its own
@@ -322,10 +323,12 @@ def run_size(size: str, methods: list[str], seed: int, time_limit: float | None,
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--size", default=os.environ.get("SIZE", "S,M,L,XL"),
+    # SIZE, METHODS: set and empty is as unset (make bench SIZE= exports it empty)
+    ap.add_argument("--size", default=os.environ.get("SIZE", "").strip() or "S,M,L,XL",
                     help="comma-separated sizes among " + ", ".join(SIZES) + " (env SIZE)")
     ap.add_argument("--seed", type=int, default=_seed_from_env(), help="the generator's seed, 0 or more (env SEED)")
-    ap.add_argument("--methods", default=",".join(DEFAULT_METHODS), help="comma-separated: " + ", ".join(DEFAULT_METHODS))
+    ap.add_argument("--methods", default=os.environ.get("METHODS", "").strip() or ",".join(DEFAULT_METHODS),
+                    help="comma-separated: " + ", ".join(DEFAULT_METHODS) + " (env METHODS)")
     ap.add_argument("--time-limit", type=float, default=_limit_from_env(),
                     help="seconds per plan instead of each size's (env TIME_LIMIT); the results then go to "
                          "results-<seconds>s.json beside results.json unless --out says where")

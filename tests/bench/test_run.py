@@ -353,3 +353,18 @@ def test_a_run_stopped_keeps_the_rows_it_finished_and_says_so(how, status, said,
     assert isinstance(got.value, SystemExit) and got.value.code == status
     assert [r["method"] for r in json.loads(out.read_text())["sizes"]["T"]["methods"]] == ["cheapest"]
     assert f"{said} Each row run before it is written to {out}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("env", "sizes", "methods"), [
+    ({"METHODS": "cheapest", "SIZE": "T"}, ["T"], ["cheapest"]),
+    ({"METHODS": " ", "SIZE": ""}, ["S", "M", "L", "XL"], list(run.DEFAULT_METHODS)),
+])
+def test_sizes_and_methods_from_the_environment(env, sizes, methods, tmp_path, monkeypatch):
+    """METHODS=placer python -m bench.run ran every method (only make read METHODS), and SIZE=
+    (make bench SIZE= exports it empty) said 'nothing to run'."""
+    ran: list[tuple[str, str]] = []
+    monkeypatch.setattr(run, "run_worker", lambda size, method, seed, limit: ran.append((size, method)) or {})
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    run.main(["--out", str(tmp_path / "r.json")])
+    assert ran == [(s, m) for s in sizes for m in methods]
