@@ -49,6 +49,8 @@ def placement_body(fleet: Fleet, result: SolveResult, placement: Placement, cost
         "gap": _r(result.gap) if math.isfinite(result.gap) else None,
         "wallSeconds": _r(result.wall_seconds, 3),
     }
+    if result.note:  # how far the gap may be read (a re-plan's weak bound)
+        solver["note"] = result.note
     placements = []
     for (model_name, pool_name), replicas in sorted(placement.replicas.items()):
         p = fleet.pools[pool_name]

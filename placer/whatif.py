@@ -185,7 +185,7 @@ def compare(fleet: Fleet, rules: Rules, scenario: Scenario, progress: Callable[[
         if label == "base":
             base_replicas = dict(placement.replicas)
         sides[label] = _side(f, rules, placement, cost, result.status, result.gap,
-                             base_replicas if label == "scenario" else None, fleet)
+                             base_replicas if label == "scenario" else None, fleet, result.note)
     return {"description": scenario.describe(), **sides}
 
 
@@ -196,7 +196,7 @@ def _holding_all_first(holds: dict[str, set[str]]) -> list[str]:
 
 
 def _side(f: Fleet, rules: Rules, placement: Placement, cost: CostBreakdown, status: str,
-          gap: float, base: dict[tuple[str, str], int] | None, declared: Fleet) -> dict[str, Any]:
+          gap: float, base: dict[tuple[str, str], int] | None, declared: Fleet, note: str = "") -> dict[str, Any]:
     """One side's report (``cost``: its placement priced): cost by term, demand and served, what is unmet and why, the preferred
     policies broken, the pools saturated, and (for the scenario) the moves from the ``base`` plan. ``declared``:
     the fleet before the scenario, whose failed pools still hold, once back, the gangs they could hold."""
@@ -245,6 +245,7 @@ def _side(f: Fleet, rules: Rules, placement: Placement, cost: CostBreakdown, sta
         "status": status,
         "feasible": True,
         "gap": gap if math.isfinite(gap) else None,  # JSON has no Infinity (no bound, or a plan of cost 0)
+        **({"gapNote": note} if note else {}),  # how far the gap may be read (SolveResult.note)
         "cost": cost.as_dict(),
         # a retired model's demand is nobody's to serve, as `plan` counts it
         "demand": sum(m.total_demand for m in f.models.values() if m.name not in placement.retired),

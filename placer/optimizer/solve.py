@@ -48,6 +48,8 @@ class SolveResult:
     wall_seconds: float
     terms: Mapping[str, float] = field(default_factory=dict)
     candidates: Candidates | None = None
+    # what a reader of the gap should know: how the bound was found, where it is weak ("": nothing)
+    note: str = ""
 
     @property
     def gap(self) -> float:

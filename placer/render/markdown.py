@@ -132,7 +132,8 @@ def _header(plan: dict[str, Any]) -> list[str]:
     if per_m is not None:
         lines.append(f"Cost per million units served: {per_m:,.4f} USD")
     gap = solver.get("gap")
-    lines.append(f"Solver: {solver.get('status')} in {solver.get('wallSeconds', 0):.2f} s, gap {gap_text(gap)}")
+    lines.append(f"Solver: {solver.get('status')} in {solver.get('wallSeconds', 0):.2f} s, gap {gap_text(gap)}"
+                 + (f" ({solver['note']})" if solver.get("note") else ""))
     lines.append("")
     lines += ["| term | USD/h |", "|---|---:|"]
     for label, key in (*COST_TERMS, ("**total**", "totalUsdPerHour")):

@@ -29,6 +29,8 @@ def render(plan: dict[str, Any], console: Console, pool_prices: dict[str, float]
     console.print(Text.assemble(("Solver: ", "bold"), f"{solver.get('status')} in {solver.get('wallSeconds', 0):.2f} s, "
                                 f"objective {solver.get('objectiveUsdPerHour', 0):,.2f} USD/h, bound "
                                 f"{solver.get('boundUsdPerHour', 0):,.2f}, gap {gap_text(gap)}"))
+    if solver.get("note"):
+        console.print(Text(f"  ({solver['note']})", style="dim"))
 
     # names fold rather than cut (on a CI log's 80 columns "…" made names ending -zone-a and -zone-b
     # one row twice); numbers are never cut (print_table)

@@ -7,6 +7,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from placer.explain import COST, NO_POOL, POLICY, names, reason_text
 from placer.render.report import COST_TERMS, gap_text, rate_column, rate_format, signed
@@ -48,6 +49,12 @@ def render(report: dict[str, Any], console: Console) -> None:
                 [("", LABEL), ("base", NUMBER), ("scenario", NUMBER), ("change", NUMBER)], rows)
     console.print(f"Solver: base {base['status']} (gap {gap_text(base.get('gap'))}), scenario {scen['status']} "
                   f"(gap {gap_text(scen.get('gap'))})")
+    notes = {side: s["gapNote"] for side, s in (("base", base), ("scenario", scen)) if s.get("gapNote")}
+    if len(notes) == 2 and notes["base"] == notes["scenario"]:
+        console.print(Text(f"  (both: {notes['base']})", style="dim"))
+    else:
+        for side, note in notes.items():
+            console.print(Text(f"  ({side}: {note})", style="dim"))
     moves = scen.get("fromBase")
     if moves is not None:
         console.print(f"Planned from the base plan: {moves['started']:,} replica(s) started, {moves['stopped']:,} "

@@ -81,3 +81,30 @@ def test_a_replan_is_never_dearer_than_what_runs_covered(changed, monkeypatch):
     assert len(starts) == 1, "the re-plan did not weigh what runs, covered"
     assert price(fleet, again.placement, RULES, running).objective <= \
         price(fleet, starts[0], RULES, running).objective + 1e-6
+
+
+def test_a_replan_says_its_gap_overstates_and_a_first_plan_says_nothing(changed):
+    """A re-plan's bound, from simple prices, lies far below the optimum (at bench M a gap of 24%
+    where the LP proves 5%): the plan says so beside its gap, in the summary, the pull-request
+    comment and whatif; a first plan, whose bound is the LP's, has no such note."""
+    from rich.console import Console
+
+    from placer.planfile import FIELDS, _check_fields
+    from placer.render.markdown import render as markdown
+    from placer.render.summary import render as summary
+
+    fleet, running = changed
+    first = large.optimize_large(fleet, RULES, time_limit=3.0).as_solve_result()
+    again = large.optimize_large(fleet, RULES, current=running, time_limit=3.0).as_solve_result()
+    assert first.note == "" and again.note == large.REPLAN_NOTE
+    assert again.gap > 0.1  # the weak bound the note is about
+    plan = {"solver": {"status": again.status, "objectiveUsdPerHour": again.objective, "boundUsdPerHour": again.bound,
+                       "gap": again.gap, "wallSeconds": again.wall_seconds, "note": again.note},
+            "cost": {"totalUsdPerHour": 1.0}, "changes": [], "pools": [], "placements": []}
+    assert _check_fields("solver", plan["solver"], FIELDS["solver"]) is None  # a plan file that holds it reads
+    assert _check_fields("solver", {**plan["solver"], "note": 3}, FIELDS["solver"]) == "solver.note is 3, not a string"
+    console = Console(width=100, record=True)
+    summary(plan, console)
+    said = " ".join(console.export_text().split())
+    assert "gap overstates what a longer search could save" in said
+    assert "simple prices" in markdown({**plan, "routes": [], "unmet": [], "violations": [], "models": {}})
