@@ -37,14 +37,17 @@ class RetryPolicy:
 
 
 class RetriesSpent(Exception):
-    """A retryable error that every try of the policy met: its message, how often and over how
-    long it was tried, and ``then``, what to do now, so that nobody is told to retry what was
-    retried already (``__cause__`` is the last error; not ``retryable``: nothing retries it again)."""
+    """A retryable error that every try of the policy met: what failed, how often and over how long
+    it was tried, and ``then``, what to do now, so that nobody is told to retry what was retried
+    already (``__cause__`` is the last error; not ``retryable``: nothing retries it again). What
+    failed is the error's ``facts`` where it has them (a provider's error: its message without its
+    advice to retry), else its message."""
 
     retryable = False
 
     def __init__(self, last: BaseException, tries: int, seconds: float, then: str) -> None:
-        super().__init__(f"{str(last).rstrip().rstrip('.')}; tried {tries} times over {seconds:.0f}s and it still "
+        said = (getattr(last, "facts", None) or str(last)).rstrip().rstrip(".")
+        super().__init__(f"{said}{' ' if said.endswith('?') else '; '}tried {tries} times over {seconds:.0f}s and it still "
                          f"failed: {then}")
         self.tries = tries
         self.seconds = seconds

@@ -82,20 +82,20 @@ def classify(exc: Exception, what: str, endpoint: str | None = None) -> Provider
         detail = f"{code}: {message}" if message else code
         wait = retry_after((exc.response.get("ResponseMetadata") or {}).get("HTTPHeaders"))
         if code in THROTTLING_CODES or status == 429:
-            return ProviderError(f"AWS throttled the request to {what} ({detail}); retry later (if an apply "
-                                 "keeps being throttled, lower its parallelism)", retryable=True, retry_after=wait)
+            return ProviderError(f"AWS throttled the request to {what} ({detail}); if an apply keeps being throttled, "
+                                 "lower its parallelism", retryable=True, retry_after=wait, retry_advice="retry later")
         if code in TRANSIENT_CODES or retryable_http(status):
-            return ProviderError(f"AWS could not {what} for now (HTTP {status}, {detail}); retry",
-                                 retryable=True, retry_after=wait)
+            return ProviderError(f"AWS could not {what} for now (HTTP {status}, {detail})",
+                                 retryable=True, retry_after=wait, retry_advice="retry")
         if code in AUTH_CODES or status in (401, 403):
             return ProviderError(f"AWS refused to {what} ({detail}): {CREDENTIALS_HINT}", retryable=False)
         return ProviderError(f"AWS rejected the request to {what} (HTTP {status}, {detail})", retryable=False)
     if isinstance(exc, ReadTimeoutError | ConnectTimeoutError):
-        return ProviderError(f"timed out talking to AWS{where} to {what}; retry (check network or "
-                             "AWS_ENDPOINT_URL if it keeps happening)", retryable=True)
+        return ProviderError(f"timed out talking to AWS{where} to {what}; if it keeps happening, check the network "
+                             "or AWS_ENDPOINT_URL", retryable=True, retry_advice="retry")
     if isinstance(exc, HTTPClientError | EndpointConnectionError):  # also ConnectionClosedError, proxies
         return ProviderError(f"could not reach AWS{where} to {what} ({exc}); check network, proxy or "
-                             "AWS_ENDPOINT_URL, then retry", retryable=True)
+                             "AWS_ENDPOINT_URL", retryable=True, retry_advice="then retry")
     if isinstance(exc, NoCredentialsError | PartialCredentialsError):
         return ProviderError(f"no usable AWS credentials to {what}: set AWS_PROFILE, or AWS_ACCESS_KEY_ID "
                              "and AWS_SECRET_ACCESS_KEY", retryable=False)
@@ -103,7 +103,7 @@ def classify(exc: Exception, what: str, endpoint: str | None = None) -> Provider
         return ProviderError(f"no AWS region to {what}: set target.aws.region or AWS_REGION", retryable=False)
     if isinstance(exc, ResponseParserError):
         return ProviderError(f"AWS{where} sent an unreadable answer to the request to {what} "
-                             "(the endpoint is probably failing); retry", retryable=True)
+                             "(the endpoint is probably failing)", retryable=True, retry_advice="retry")
     if isinstance(exc, BotoCoreError):
         return ProviderError(f"AWS SDK error while trying to {what}: {exc}", retryable=False)
     return None
@@ -228,8 +228,7 @@ class AwsProvider:
         def mapped(exc: Exception) -> ProviderError | None:
             error = classify(exc, what, self.endpoint_url)
             if error is not None and prefix:
-                error = ProviderError(f"{address}: {error}", retryable=error.retryable, address=address,
-                                      retry_after=error.retry_after)
+                error = error.at(address)
             return error
 
         return guard(address, call, mapped)

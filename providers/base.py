@@ -29,12 +29,26 @@ T = TypeVar("T")
 
 
 class ProviderError(Exception):
+    """What failed, where and what the server said (``facts``), then, for an error a retry may pass,
+    ``retry_advice`` ("a retry should get through"). The message is both; once every try of a retry
+    policy met the error, ``placer.retry.RetriesSpent`` says its facts alone, not advice to retry what
+    was just retried ("...; a retry should get through; tried 6 times over 40s and it still failed")."""
+
     def __init__(self, message: str, *, retryable: bool = False, address: str | None = None,
-                 retry_after: float | None = None) -> None:
-        super().__init__(message)
+                 retry_after: float | None = None, retry_advice: str = "") -> None:
+        super().__init__(f"{message}{' ' if message.endswith('?') else '; '}{retry_advice}" if retry_advice
+                         else message)
+        self.facts = message
+        self.retry_advice = retry_advice
         self.retryable = retryable
         self.address = address
         self.retry_after = retry_after  # seconds the server asked to wait before a retry (Retry-After)
+
+    def at(self, address: str) -> ProviderError:
+        """This error, its message started by ``address`` (the pool or Deployment it is of), its
+        advice kept apart."""
+        return ProviderError(f"{address}: {self.facts}", retryable=self.retryable, address=address,
+                             retry_after=self.retry_after, retry_advice=self.retry_advice)
 
 
 @dataclass(frozen=True)

@@ -100,29 +100,30 @@ def classify(action: str, not_found: str = NOT_FOUND_HINT) -> Callable[[Exceptio
         if isinstance(exc, gexc.GoogleAPICallError):
             code = exc.code if isinstance(exc.code, int) else None
             detail = _short(exc)
+            advice = ""
             if isinstance(exc, gexc.NotFound):
                 hint = not_found
             elif code in (401, 403):
                 hint = ("the credentials lack permission: grant roles/compute.instanceAdmin.v1 on the project, "
                         "or run `gcloud auth application-default login` as someone who has it")
             elif retryable_http(code):
-                hint = "GCP is throttling or briefly unavailable; a retry should get through"
+                hint, advice = "GCP is throttling or briefly unavailable", "a retry should get through"
             else:
                 hint = "GCP refused the request as sent; fix the fleet or the plan before retrying"
             retryable = retryable_http(code)
             wait = retry_after(getattr(exc.response, "headers", None)) if retryable else None
             return ProviderError(f"gcp: {action} failed: {code} {detail}; {hint}", retryable=retryable,
-                                 retry_after=wait)
+                                 retry_after=wait, retry_advice=advice)
         if isinstance(exc, gexc.RetryError | requests.Timeout):
             why = unreachable(exc) if isinstance(exc, requests.Timeout) else str(exc)
-            return ProviderError(f"gcp: {action} failed: no answer in time ({why}); a retry may succeed",
-                                 retryable=True)
+            return ProviderError(f"gcp: {action} failed: no answer in time ({why})", retryable=True,
+                                 retry_advice="a retry may succeed")
         if isinstance(exc, requests.ConnectionError):
             return ProviderError(f"gcp: {action} failed: cannot reach the Compute API ({unreachable(exc)}); "
-                                 "check the network and retry", retryable=True)
+                                 "check the network", retryable=True, retry_advice="then retry")
         if isinstance(exc, json_format.ParseError):  # an HTML page, a body cut short
             return ProviderError(f"gcp: {action} failed: the Compute API's answer is not what it sends ({exc}); "
-                                 "a proxy in the way? a retry may get through", retryable=True)
+                                 "a proxy in the way?", retryable=True, retry_advice="a retry may get through")
         if isinstance(exc, auth_exc.DefaultCredentialsError):
             return ProviderError(f"gcp: {action} failed: no Google credentials ({exc}); run "
                                  "`gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS")
@@ -202,8 +203,7 @@ class GcpProvider:
         except ProviderError as exc:
             if str(exc).startswith(f"{change.address}: "):
                 raise
-            raise ProviderError(f"{change.address}: {exc}", retryable=exc.retryable, address=change.address,
-                                retry_after=exc.retry_after) from exc
+            raise exc.at(change.address) from exc
 
     def _observe(self, change: Change) -> dict[str, Any] | None:
         mig = Mig.of(change)
@@ -267,11 +267,11 @@ class GcpProvider:
                 f"{op.http_error_status_code} {op.http_error_message}")
             codes = {e.code for e in errors}
             retryable = bool(codes & _RETRYABLE_OP_ERRORS) or retryable_http(op.http_error_status_code or None)
-            hint = ("GPU capacity or rate limits may clear, a retry may succeed; if it persists, pick another "
-                    "zone" if retryable else "fix the cause (quota, permissions, template) in GCP, then run `placer plan` "
-                    "and apply the new plan")
+            hint = ("GPU capacity or rate limits may clear (if it persists, pick another zone)" if retryable else
+                    "fix the cause (quota, permissions, template) in GCP, then run `placer plan` and apply the new plan")
             raise ProviderError(f"gcp: {action} failed: operation {op.name} ended with {detail}; {hint}",
-                                retryable=retryable, address=address)
+                                retryable=retryable, address=address,
+                                retry_advice="a retry may succeed" if retryable else "")
 
     def _wait_once(self, mig: Mig, op: compute_v1.Operation, remaining: float) -> compute_v1.Operation:
         timeout = max(0.1, min(remaining, 120.0))  # the server answers within 2 minutes, DONE or not

@@ -192,8 +192,8 @@ class _MigScan:
                         out.append((mig, m))
             if unreachable:  # a listing without them is not the project's: said, not printed as if whole
                 raise ProviderError(f"gcp {project}: the API could not reach {', '.join(sorted(set(unreachable)))}, "
-                                    "so the listing is incomplete; try again, or discover the other zones with --zone",
-                                    retryable=True)
+                                    "so the listing is incomplete; discover the other zones with --zone",
+                                    retryable=True, retry_advice="a retry may get through")
             return out
 
         return self._call(f"project/{project}", f"listing managed instance groups in project {project}",

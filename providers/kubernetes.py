@@ -399,20 +399,21 @@ class KubernetesProvider:
             wait = retry_after(exc.headers) if retryable else None
             hint = _hint(status, where, wait)
             return ProviderError(f"{where.address}: {doing} {where} failed: HTTP {status} {reason}: {message}; "
-                                 f"{hint}", retryable=retryable, address=where.address, retry_after=wait)
+                                 f"{hint}", retryable=retryable, address=where.address, retry_after=wait,
+                                 retry_advice=_RETRY_ADVICE.get(status, "a retry may get through") if retryable else "")
         unanswered = _read_timeout(exc)
         if unanswered is not None:  # it was said "cannot reach the API server", of one that took the request
             return ProviderError(f"{where.address}: {doing} {where} failed: the API server ({unanswered}) did not "
-                                 f"answer within {self.request_timeout_s:g}s; is it overloaded? a retry may get through",
-                                 retryable=True, address=where.address)
+                                 f"answer within {self.request_timeout_s:g}s; is it overloaded?", retryable=True,
+                                 address=where.address, retry_advice="a retry may get through")
         if isinstance(exc, HTTPError):  # timeouts, refused connections, dropped connections
             return ProviderError(f"{where.address}: {doing} {where} failed: cannot reach the API server "
-                                 f"({unreachable(exc)}); is the cluster up and the kubeconfig right? "
-                                 "a retry may get through", retryable=True, address=where.address)
+                                 f"({unreachable(exc)}); is the cluster up and the kubeconfig right?", retryable=True,
+                                 address=where.address, retry_advice="a retry may get through")
         if isinstance(exc, ValueError):  # json's JSONDecodeError: an HTML page, a body cut short
             return ProviderError(f"{where.address}: {doing} {where} failed: the API server's answer is not JSON "
-                                 f"({exc}); is the kubeconfig's server the API server, not a proxy's page? a retry "
-                                 "may get through", retryable=True, address=where.address)
+                                 f"({exc}); is the kubeconfig's server the API server, not a proxy's page?",
+                                 retryable=True, address=where.address, retry_advice="a retry may get through")
         if isinstance(exc, ConfigException):
             return ProviderError(f"{where.address}: {doing} {where} failed: kubeconfig problem: {exc}",
                                  address=where.address)
@@ -504,16 +505,20 @@ def _status_details(exc: Any) -> tuple[str, str]:
     return reason, message or "(no message)"
 
 
+# what a retryable status's error advises (after its _hint), left out once retries are spent
+_RETRY_ADVICE = {429: "a retry should get through", 409: "a retry reads it again"}
+
+
 def _hint(status: int, where: _Where, wait: float | None) -> str:
+    """What a status means, and what to do where a retry will not pass it (_RETRY_ADVICE says where one may)."""
     if status == 0:
         return "the TLS connection failed; check the cluster's certificate-authority in the kubeconfig"
     if status == 429:
-        return f"the API server is throttling{f' (Retry-After {wait:g}s)' if wait is not None else ''}; a retry " \
-               "should get through"
+        return f"the API server is throttling{f' (Retry-After {wait:g}s)' if wait is not None else ''}"
     if status >= 500 or status == 408:
-        return "the API server failed or timed out; a retry may get through"
+        return "the API server failed or timed out"
     if status == 409:
-        return "the object changed at the same time; a retry reads it again"
+        return "the object changed at the same time"
     if status in (401, 403):
         check = (f"kubectl auth can-i patch deployments {where.kubectl_args}" if where.name
                  else "kubectl auth can-i --list")

@@ -1386,6 +1386,8 @@ def _spent(err: str, kind: str) -> str:
     error = said.split("Error: ")[1]
     assert "tried 6 times over " in error, error
     assert error.endswith(f"run `placer discover {kind}` again (nothing was written)"), error
+    # the provider's advice to retry is not said of what was retried ("a retry should get through; tried 6 times")
+    assert "retry" not in error.split("tried 6 times")[0], error
     return error
 
 

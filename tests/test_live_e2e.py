@@ -256,6 +256,7 @@ def _spent(stderr: str, then: str) -> str:
     assert said.count("Error: ") == 1 and said.count("retrying in ") == 5, said
     error = said.split("Error: ")[1]
     assert "tried 6 times over " in error and error.endswith(then), error
+    assert "retry" not in error.split("tried 6 times")[0], error  # no advice to retry what was retried
     return error
 
 

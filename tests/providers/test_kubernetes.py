@@ -23,7 +23,7 @@ from placer.apply import Applier  # noqa: E402
 from placer.fleet import load_fleet  # noqa: E402
 from placer.planfile import Change, Plan  # noqa: E402
 from placer.render.manifests import FIELD_MANAGER, MANAGED_BY, deployment_manifest  # noqa: E402
-from placer.retry import RetryPolicy  # noqa: E402
+from placer.retry import RetriesSpent, RetryPolicy  # noqa: E402
 from placer.state import LocalBackend  # noqa: E402
 from providers.base import Provider, ProviderError  # noqa: E402
 from providers.kubernetes import KubernetesProvider, rollout_status  # noqa: E402
@@ -414,6 +414,10 @@ def test_timeouts_and_refused_connections_are_retryable(kube: FakeKubeApiServer,
         prov.discover()
     assert f"listing nodes of context cluster-a failed: the API server ({host}) did not answer within 0.2s; is it " \
            "overloaded? a retry may get through" in str(listing.value)
+    # once every try met it, the error says what failed, not to retry what was retried
+    spent = str(RetriesSpent(listing.value, 6, 12.0, "run it again later"))
+    assert spent.endswith("within 0.2s; is it overloaded? tried 6 times over 12s and it still failed: run it again "
+                          "later") and "a retry" not in spent, spent
     kube.slow(0.0)
     dead = FakeKubeApiServer().start()
     url = dead.url
