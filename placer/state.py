@@ -598,8 +598,16 @@ class LocalBackend:
                         os.unlink(private)
             # the lock's holder is the only writer of the state: a temporary file of it is one a killed write
             # left (it stayed for good, a whole state each); a locker's own (``.state.json.lock.*``) may be
-            # another's under way, and is left
-            for left in file_leftovers(self.path):
+            # another's under way, and is left. A folder it cannot list (writable, not readable: `chmod 300`)
+            # was Python's "[Errno 13] Permission denied: 'FOLDER'", and no word of what placer was doing
+            try:
+                lefts = file_leftovers(self.path)
+            except OSError as exc:
+                raise StateError(f"{cannot}: cannot list the folder {folder} ({_reason(exc)}) to remove what a "
+                                 "killed write left there; nothing was changed: make the folder readable as well "
+                                 f"as writable by this user (`chmod u+rwx {shlex.quote(str(folder))}` if you "
+                                 "own it), then run the command again") from None
+            for left in lefts:
                 with suppress(OSError):
                     left.unlink()
             yield info

@@ -836,6 +836,48 @@ def test_apply_while_locked_is_refused_with_the_holder(env: Env, capsys: pytest.
     apply_ok(capsys, path)
 
 
+@pytest.mark.parametrize("how", ["chmod", "seam"])
+def test_a_state_folder_the_lock_cannot_list_is_said_in_words(env: Env, capsys: pytest.CaptureFixture[str],
+                                                               monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    """The lock lists the state's folder to sweep a killed write's temporary files; a folder it
+    can write but not list (`chmod 300`) stopped the apply with Python's "Error: [Errno 13]
+    Permission denied: 'FOLDER'". Now one line says what placer was doing, where and what to do,
+    exit 1, the lock released and nothing written (root lists any folder: the seam raises what
+    listing one raises)."""
+    path = env.root / "plan.json"
+    plan_json(capsys, env, path)
+    folder = env.state.parent
+    folder.mkdir()
+    if how == "chmod":
+        folder.chmod(0o300)
+        try:
+            os.listdir(folder)
+        except PermissionError:
+            pass
+        else:  # root (CAP_DAC_READ_SEARCH) lists a folder whatever its mode
+            folder.chmod(0o755)
+            pytest.skip("this user lists a folder whatever its mode; the seam case stands for it")
+    else:
+        import placer.state as state_module
+
+        def unlistable(_path: Path) -> list[Path]:
+            raise PermissionError(errno.EACCES, "Permission denied", str(folder))
+
+        monkeypatch.setattr(state_module, "file_leftovers", unlistable)
+    try:
+        code, stdout, stderr = placer(capsys, "apply", str(path))
+    finally:
+        folder.chmod(0o755)
+    assert code == 1 and stdout == "", stdout
+    assert stderr == (f"Error: cannot lock the state {env.state}: cannot list the folder {folder} (permission denied) "
+                      "to remove what a killed write left there; nothing was changed: make the folder readable as "
+                      f"well as writable by this user (`chmod u+rwx {folder}` if you own it), then run the command "
+                      "again\n"), stderr
+    assert list(folder.iterdir()) == [] and lh.tree(env.deploy) == {}
+    monkeypatch.undo()
+    apply_ok(capsys, path)  # the state as it was: the same plan is not stale
+
+
 def test_force_unlock_a_dead_holder(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     path = env.root / "plan.json"
     plan_json(capsys, env, path)

@@ -586,12 +586,13 @@ def test_the_lock_removes_the_temporary_files_a_killed_write_left(backend: Local
     assert backend.read() == sample_state()
 
 
-@pytest.mark.parametrize("stop", [KeyboardInterrupt, PermissionError])
+@pytest.mark.parametrize(("stop", "said"), [(KeyboardInterrupt, KeyboardInterrupt), (PermissionError, StateError)])
 def test_a_lock_stopped_while_it_sweeps_is_released(backend: LocalBackend, monkeypatch: pytest.MonkeyPatch,
-                                                    stop: type[BaseException]) -> None:
-    """Ctrl-C or SIGTERM (a KeyboardInterrupt), or an OSError, in the sweep of a killed write's
-    temporary files, after the lock file was linked into place: the lock was left held, every later
-    command refused until a force-unlock. Now it is released, and no private file of it is left."""
+                                                    stop: type[BaseException], said: type[BaseException]) -> None:
+    """Ctrl-C or SIGTERM (a KeyboardInterrupt), or an OSError (said as a StateError), in the sweep of
+    a killed write's temporary files, after the lock file was linked into place: the lock was left
+    held, every later command refused until a force-unlock. Now it is released, and no private file
+    of it is left."""
     import placer.state as state_module
 
     def sweep(_path: Path) -> list[Path]:
@@ -599,7 +600,7 @@ def test_a_lock_stopped_while_it_sweeps_is_released(backend: LocalBackend, monke
 
     backend.write(sample_state())
     monkeypatch.setattr(state_module, "file_leftovers", sweep)
-    with pytest.raises(stop), backend.lock("apply"):
+    with pytest.raises(said), backend.lock("apply"):
         pytest.fail("the block is not run")
     assert not backend.lock_path.exists(), "the lock is released"
     assert leftovers(backend.path.parent, backend.lock_path.name) == []
