@@ -227,6 +227,9 @@ def find_test_files(root: str | Path) -> list[Path]:
         return [base]
     if not base.is_dir():
         what = not_regular(base)
+        if what == "no such file or directory" and str(root) == "-":  # meant as standard input, as a fleet's '-'
+            raise NoTestsError(f"-: {what}; policy tests are not read from standard input: save them to a file "
+                               f"(> policy{TEST_SUFFIXES[0]}) and give that, or a directory of them")
         if what == "no such file or directory":
             raise NoTestsError(f"{root}: {what}")
         raise NoTestsError(f"{root}: not a regular file ({what}): name a policy test file "

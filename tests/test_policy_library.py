@@ -256,6 +256,17 @@ def test_an_unreadable_spec_policy_is_said_at_its_line_with_what_to_name(tmp_pat
                                 "file (*.test.yaml or *.test.yml) or a directory of them")
 
 
+def test_policy_tests_given_as_dash_say_they_are_not_read_from_stdin(tmp_path: Path) -> None:
+    """`cat p.test.yaml | placer policy test -` said '-: no such file or directory' and nothing of what
+    to give, where `placer validate -` and `placer show -` say a fleet or plan is not read from
+    standard input: so does policy test, exit 1 as they do."""
+    r = placer("policy", "test", "-", cwd=tmp_path)
+    assert r.returncode == 1 and r.stdout == "", r.stdout
+    assert r.stderr.strip() == ("Error: -: no such file or directory; policy tests are not read from standard "
+                                "input: save them to a file (> policy.test.yaml) and give that, or a directory "
+                                "of them"), r.stderr
+
+
 def test_a_case_is_judged_at_the_time_placer_plan_takes_its_now_to_be(tmp_path: Path) -> None:
     """A now with an offset kept it (11-28 at 02:00+05:00), where plan --now converts to UTC (11-27
     at 21:00): the test said a model 30 days unused was retired, and the plan kept it."""
