@@ -1,35 +1,58 @@
 """Ctrl-C (SIGINT) and SIGTERM (a CI job cancelled, `docker stop`, `timeout`) end every command the
 same way: as a KeyboardInterrupt, so that what is being written is cleaned up (a temporary file
 removed, a lock released) and the command says it was interrupted, exit 128 + the signal's number
-as shells count it. Light on purpose: the console script takes it before placer's modules load."""
+as shells count it. Light on purpose: the console script takes it before placer's modules load.
+
+A signal in a command's last moments, once its work is done and its exit status decided (the
+interpreter shutting down, ~0.1-0.25 s), is said and counted the same way: ``Interrupted
+(SIGTERM).``, exit 143 (``Interrupted.``, 130, for Ctrl-C). Whoever sent it asked the command to
+stop and is told it stopped, so that `placer plan -o P && placer apply P` cancelled then applies
+nothing; what the command finished stays done (a plan file written whole, the state written), as
+after any interrupt. It was not said: SIGTERM killed the process silent (-15 to a Python caller),
+Ctrl-C printed a KeyboardInterrupt traceback, and a SIGTERM just after the command's last line
+said "Interrupted." and exited 130."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
+from contextlib import contextmanager, suppress
+from types import FrameType
+
+
+class _Interrupting:
+    """The SIGTERM handler ``sigterm_interrupts`` installs: a KeyboardInterrupt, the signal's name
+    noted on ``stopped_by``, which a nested ``sigterm_interrupts`` shares (each had its own, and a
+    SIGTERM that landed in the inner one and was caught by the outer was said as Ctrl-C's, 130)."""
+
+    def __init__(self) -> None:
+        self.stopped_by = ["SIGINT"]
+
+    def __call__(self, signum: int, _frame: FrameType | None) -> None:
+        self.stopped_by[0] = signal.Signals(signum).name
+        raise KeyboardInterrupt
 
 
 @contextmanager
 def sigterm_interrupts() -> Iterator[list[str]]:
     """SIGTERM raises KeyboardInterrupt as Ctrl-C does (it killed the command at once: a render's
     tree left hundreds of hidden temporary files, nothing said). Yields the name of the signal that
-    stopped it, once one has (SIGINT until then). Only on the main thread, where signals arrive."""
-    stopped_by = ["SIGINT"]
+    stopped it, once one has (SIGINT until then); within another's, that one's. Only on the main
+    thread, where signals arrive."""
     if threading.current_thread() is not threading.main_thread():
-        yield stopped_by
+        yield ["SIGINT"]
         return
-
-    def interrupt(signum: int, _frame: Any) -> None:
-        stopped_by[0] = signal.Signals(signum).name
-        raise KeyboardInterrupt
-
-    before = signal.signal(signal.SIGTERM, interrupt)
+    before = signal.getsignal(signal.SIGTERM)
+    if isinstance(before, _Interrupting):
+        yield before.stopped_by
+        return
+    interrupt = _Interrupting()
+    signal.signal(signal.SIGTERM, interrupt)
     try:
-        yield stopped_by
+        yield interrupt.stopped_by
     finally:
         signal.signal(signal.SIGTERM, before)
 
@@ -41,17 +64,39 @@ def interrupted(signal_name: str) -> tuple[str, int]:
     return said, 128 + signal.Signals[signal_name].value
 
 
+def _exit_on_signals(said_already: bool) -> None:
+    """From here on (the command ended, Python shutting down) SIGINT and SIGTERM are said, unless
+    the command said it was interrupted already, and end the process at once with the signal's
+    status: there is nothing left to clean up, and a KeyboardInterrupt now would be a traceback."""
+
+    def end(signum: int, _frame: FrameType | None) -> None:
+        said, status = interrupted(signal.Signals(signum).name)
+        for stream in (sys.stdout, sys.stderr):  # as the command left them; a write under way may refuse
+            with suppress(Exception):
+                stream.flush()
+        if not said_already:
+            with suppress(OSError):
+                os.write(2, f"{said}\n".encode())
+        os._exit(status)
+
+    signal.signal(signal.SIGINT, end)
+    signal.signal(signal.SIGTERM, end)
+
+
 def main() -> int:
     """The console script: placer's command line, a signal while its modules load (the first half
-    second of every command) included; that printed a KeyboardInterrupt traceback (or, SIGTERM,
-    nothing)."""
-    with sigterm_interrupts() as stopped_by:
-        try:
-            from placer.cli import main as run
+    second of every command) and once it has ended included; the first printed a KeyboardInterrupt
+    traceback (or, SIGTERM, nothing). The process's own: what it installs is not put back."""
+    interrupt = _Interrupting()
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        from placer.cli import main as run
 
-            return run()
-        except KeyboardInterrupt:  # while loading, or a second one while the first was being said
-            said, status = interrupted(stopped_by[0])
-            print(said, file=sys.stderr)
-            return status
-
+        status = run()
+        _exit_on_signals(said_already=False)
+        return status
+    except KeyboardInterrupt:  # while loading, just after the command ended, or a second one as the first was said
+        _exit_on_signals(said_already=True)
+        said, status = interrupted(interrupt.stopped_by[0])
+        print(said, file=sys.stderr)
+        return status

@@ -1271,6 +1271,33 @@ def test_sigterm_stops_a_render_as_ctrl_c_does_and_leaves_no_temporary_file(tmp_
     assert placer("render", str(plan), "--out", str(tmp_path / "gitops")).returncode == 0
 
 
+_JUST_AFTER = {
+    # the command's last line printed, its status decided: the SIGTERM was said as Ctrl-C's ("Interrupted.", 130)
+    "after its last line": ("import os, signal, placer.cli\n"
+                            "real = placer.cli._run\n"
+                            "def ran(*a):\n"
+                            "    status = real(*a)\n"
+                            "    os.kill(os.getpid(), signal.{sig})\n"
+                            "    return status\n"
+                            "placer.cli._run = ran"),
+    # Python shutting down: SIGTERM killed it silent (-15), Ctrl-C was a KeyboardInterrupt traceback
+    "as Python shuts down": ("import atexit, os, signal\n"
+                             "atexit.register(lambda: os.kill(os.getpid(), signal.{sig}))"),
+}
+
+
+@pytest.mark.parametrize("when", sorted(_JUST_AFTER))
+@pytest.mark.parametrize(("sig", "said", "status"), [("SIGTERM", "Interrupted (SIGTERM).", 143),
+                                                     ("SIGINT", "Interrupted.", 130)])
+def test_a_signal_as_a_command_ends_is_said_and_counted(tmp_path, when, sig, said, status):
+    """A signal in a command's last moments, its work done (here: its output printed), is said and
+    counted as any other (placer.interrupts): the one who sent it is told the command stopped."""
+    fleet = write_fleet(tmp_path)
+    done = _signalled(_JUST_AFTER[when].format(sig=sig), "validate", str(fleet))
+    assert (done.returncode, done.stderr.strip()) == (status, said), (done.returncode, done.stderr)
+    assert done.stdout == placer("validate", str(fleet)).stdout != "", done.stdout
+
+
 def test_ctrl_c_while_placer_loads_says_interrupted_not_a_traceback(tmp_path):
     """A Ctrl-C in a command's first half second, while placer's modules load, printed a
     KeyboardInterrupt traceback of 40 lines (SIGTERM then: nothing)."""
