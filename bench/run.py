@@ -5,10 +5,13 @@
 ``SIZE=S`` in the environment does what ``--size S`` does, ``METHODS=placer`` what ``--methods
 placer`` does, and ``TIME_LIMIT=30`` what ``--time-limit 30`` does: every size planned in that
 time instead of its own (S and M 5 s, L 30 s, XL 120 s), into
-``bench/results-30s.json`` so that ``results.json`` keeps the issue's limits; costs are set against
-the best bound of the methods run or the one ``results.json`` holds for the same fleet, the higher
-(so too at a size's own limit where none of the bound methods runs). Every method runs in its own
-process (``bench.worker``), so that its peak memory (ru_maxrss) is its own; the fleet is
+``bench/results-30s.json`` so that ``results.json`` keeps the issue's limits; ``SEED=1`` does what
+``--seed 1`` does: other fleets, into their own ``bench/results-seed1.json``
+(``results-30s-seed1.json`` with ``TIME_LIMIT=30``), so that ``results.json`` keeps seed 0's, the
+published results. Costs are set against the best bound of the methods run or the one the seed's
+results at the sizes' own limits (``results.json``, ``results-seed1.json``) hold for the same fleet,
+the higher (so too at a size's own limit where none of the bound methods runs). Every method runs
+in its own process (``bench.worker``), so that its peak memory (ru_maxrss) is its own; the fleet is
 generated there first and not timed. Each size prints, per method: cost (``placer.cost.price``,
 churn included), cost relative to the best lower bound any method proved, the method's own
 bound and gap, wall time, peak memory, and the checks (hard constraints, required-policy
@@ -211,19 +214,23 @@ def render(size: str, rows: list[dict[str, Any]], limit: float, bound: float | N
 
 
 def proven_bound(size: str, seed: int) -> float | None:
-    """The best bound ``results.json`` holds for the fleet of ``size`` at ``seed``: a bound of the
-    fleet, whatever time a plan is given (its bound methods take minutes)."""
+    """The best bound the seed's results at the sizes' own limits hold for the fleet of ``size``
+    at ``seed`` (``results.json`` for seed 0, ``results-seed<seed>.json`` for another): a bound of
+    the fleet, whatever time a plan is given (its bound methods take minutes)."""
     try:
-        got = json.loads(default_out(None).read_text())["sizes"][size]
+        got = json.loads(default_out(None, seed).read_text())["sizes"][size]
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return _num(got.get("best_bound")) if isinstance(got, dict) and got.get("seed") == seed else None
 
 
-def default_out(time_limit: float | None) -> Path:
-    """results.json at each size's own limit; results-<seconds>s.json at another."""
+def default_out(time_limit: float | None, seed: int = 0) -> Path:
+    """results.json at each size's own limit and seed 0, the published results; results-<seconds>s.json
+    at another limit; another seed's beside them, its own (results-seed1.json, results-30s-seed1.json),
+    so that an exploratory seed never replaces the published rows."""
     here = Path(__file__).resolve().parent
-    return here / ("results.json" if time_limit is None else f"results-{time_limit:g}s.json")
+    name = "results" + ("" if time_limit is None else f"-{time_limit:g}s") + ("" if seed == 0 else f"-seed{seed}")
+    return here / f"{name}.json"
 
 
 def _cannot_write(e: OSError) -> str:
@@ -326,20 +333,24 @@ def main(argv: list[str] | None = None) -> None:
     # SIZE, METHODS: set and empty is as unset (make bench SIZE= exports it empty)
     ap.add_argument("--size", default=os.environ.get("SIZE", "").strip() or "S,M,L,XL",
                     help="comma-separated sizes among " + ", ".join(SIZES) + " (env SIZE)")
-    ap.add_argument("--seed", type=int, default=_seed_from_env(), help="the generator's seed, 0 or more (env SEED)")
+    ap.add_argument("--seed", type=int, default=_seed_from_env(),
+                    help="the generator's seed, 0 or more (env SEED); another than 0 writes to its own "
+                         "results-seed<seed>.json (results-<seconds>s-seed<seed>.json) unless --out says where")
     ap.add_argument("--methods", default=os.environ.get("METHODS", "").strip() or ",".join(DEFAULT_METHODS),
                     help="comma-separated: " + ", ".join(DEFAULT_METHODS) + " (env METHODS)")
     ap.add_argument("--time-limit", type=float, default=_limit_from_env(),
                     help="seconds per plan instead of each size's (env TIME_LIMIT); the results then go to "
                          "results-<seconds>s.json beside results.json unless --out says where")
-    ap.add_argument("--out", default=None, help="default: bench/results.json")
+    ap.add_argument("--out", default=None,
+                    help="default: bench/results.json, the published results (seed 0, each size's own limit); "
+                         "bench/results-<seconds>s.json with --time-limit, -seed<seed> before .json with --seed")
     args = ap.parse_args(argv)
     if args.time_limit is not None and not (args.time_limit > 0 and math.isfinite(args.time_limit)):
         raise SystemExit(f"--time-limit must be a positive number of seconds, not {args.time_limit}")
     if args.seed < 0:
         raise SystemExit(f"--seed must be a whole number 0 or more, not {args.seed}")
     if args.out is None:
-        args.out = str(default_out(args.time_limit))
+        args.out = str(default_out(args.time_limit, args.seed))
     # each once, in the order given (a method given twice ran twice, its second row replacing its first)
     sizes = list(dict.fromkeys(s.strip().upper() for s in args.size.split(",") if s.strip()))
     methods = list(dict.fromkeys(m.strip() for m in args.methods.split(",") if m.strip()))

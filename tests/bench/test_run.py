@@ -34,6 +34,33 @@ def test_results_at_another_limit_go_beside_results_json():
     assert run.default_out(30.0).name == "results-30s.json"
     assert run.default_out(2.5).name == "results-2.5s.json"
     assert run.default_out(30.0).parent == run.default_out(None).parent
+    # another seed's go to its own file, never into the published results (seed 0's)
+    assert run.default_out(None, 0).name == "results.json"
+    assert run.default_out(None, 1).name == "results-seed1.json"
+    assert run.default_out(30.0, 1).name == "results-30s-seed1.json"
+
+
+def test_another_seed_never_replaces_the_published_results(tmp_path, monkeypatch, capsys):
+    """``make bench SIZE=M SEED=1`` wrote into results.json and replaced M's published seed-0 rows
+    whole, after which the fleet's bound (proven_bound) was gone for seed 0."""
+    real = run.default_out
+    monkeypatch.setattr(run, "default_out", lambda *limit_seed: tmp_path / real(*limit_seed).name)
+    published = tmp_path / "results.json"
+    published.write_text(held := json.dumps({"sizes": {"T": _entry(rows=EARLIER)}}))
+    monkeypatch.setattr(run, "run_worker", lambda size, method, seed, limit: {"method": method, "seed": seed,
+                                                                              "cost": 150.0, "bound": 120.0})
+    monkeypatch.setenv("SEED", "1")
+    run.main(["--size", "T", "--methods", "placer"])
+    assert published.read_text() == held and run.proven_bound("T", 0) == 100.0
+    got = json.loads((tmp_path / "results-seed1.json").read_text())["sizes"]["T"]
+    assert got["seed"] == 1 and [r["method"] for r in got["methods"]] == ["placer"]
+    assert run.proven_bound("T", 1) == 120.0  # the seed's own bound, from its own file
+    # at another limit, the seed's bound is taken from its own results at the sizes' limits
+    monkeypatch.setattr(run, "run_worker", lambda size, method, seed, limit: {"method": method, "cost": 180.0})
+    run.main(["--size", "T", "--methods", "cheapest", "--time-limit", "2"])
+    got = json.loads((tmp_path / "results-2s-seed1.json").read_text())["sizes"]["T"]
+    assert got["best_bound"] == 120.0 and got["methods"][0]["vs_best_bound"] == pytest.approx(0.5)
+    assert published.read_text() == held and not (tmp_path / "results-2s.json").exists()
 
 
 @pytest.mark.parametrize("bad", ["0", "-3", "nan", "inf"])
@@ -55,7 +82,7 @@ def test_at_another_limit_costs_are_set_against_the_fleets_bound_in_results_json
     does not run the bound methods takes results.json's for the same size and seed."""
     known = tmp_path / "results.json"
     known.write_text(json.dumps({"sizes": {"T": {"seed": 0, "best_bound": 1.0}}}))
-    monkeypatch.setattr(run, "default_out", lambda limit: known if limit is None else tmp_path / "other.json")
+    monkeypatch.setattr(run, "default_out", lambda limit, seed=0: known if limit is None else tmp_path / "other.json")
     assert run.proven_bound("T", 0) == 1.0
     assert run.proven_bound("T", 1) is None and run.proven_bound("S", 0) is None
     out = tmp_path / "r.json"
@@ -188,7 +215,7 @@ def test_at_its_own_limit_a_run_without_bound_methods_takes_the_fleets_bound(tmp
     results.json's best bound for S (1,326.53) written over with null."""
     known = tmp_path / "results.json"
     known.write_text(json.dumps({"sizes": {"T": {"seed": 0, "best_bound": 100.0}}}))
-    monkeypatch.setattr(run, "default_out", lambda limit: known if limit is None else tmp_path / "other.json")
+    monkeypatch.setattr(run, "default_out", lambda limit, seed=0: known if limit is None else tmp_path / "other.json")
     monkeypatch.setattr(run, "run_worker", lambda size, method, seed, limit: {"method": method, "cost": 150.0})
     run.main(["--size", "T", "--methods", "most-allocated"])
     got = json.loads(known.read_text())["sizes"]["T"]
@@ -242,7 +269,7 @@ def _results(tmp_path, monkeypatch, sizes):
     prices every method run now at 105 with an own bound of 90."""
     out = tmp_path / "results.json"
     out.write_text(json.dumps({"sizes": sizes, "machine": {"cpus": 2}}))
-    monkeypatch.setattr(run, "default_out", lambda limit: out if limit is None else tmp_path / "other.json")
+    monkeypatch.setattr(run, "default_out", lambda limit, seed=0: out if limit is None else tmp_path / "other.json")
     ran: list[tuple[str, str]] = []
 
     def worker(size, method, seed, limit):
