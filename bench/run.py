@@ -58,17 +58,28 @@ def _limit_memory() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
 
 
+def _git(where: Path, *args: str) -> str | None:
+    """``git args`` in ``where``: its output, or None where it failed (no checkout, no git)."""
+    try:
+        got = subprocess.run(["git", *args], cwd=where, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return got.stdout if got.returncode == 0 else None
+
+
 def run_stamp(where: Path | None = None) -> dict[str, str | None]:
     """When this run started (UTC) and the commit it ran at (``git rev-parse --short HEAD`` in
     ``where``, bench's checkout by default; None where there is none), written on each of its rows:
-    a results file keeps the rows of earlier runs beside them."""
+    a results file keeps the rows of earlier runs beside them. A tree with uncommitted changes to
+    tracked files is not the commit's: "abc1234-dirty", as ``git describe --dirty`` says (the
+    results files bench writes itself, bench/results*.json, are not counted)."""
     where = where or Path(__file__).resolve().parent
-    try:
-        got = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=where, capture_output=True, text=True,
-                             timeout=10, check=False)
-        commit = got.stdout.strip() if got.returncode == 0 else ""
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
+    commit = (_git(where, "rev-parse", "--short", "HEAD") or "").strip()
+    if commit:
+        changed = _git(where, "status", "--porcelain", "--untracked-files=no", "--", ":(top)",
+                       ":(top,exclude)bench/results*.json")
+        if changed is None or changed.strip():  # unknown is not said clean
+            commit += "-dirty"
     return {"ran_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "commit": commit or None}
 
 

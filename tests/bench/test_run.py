@@ -346,6 +346,35 @@ def test_the_run_stamp_has_no_commit_outside_a_checkout(tmp_path):
     assert run.run_stamp()["commit"]  # this checkout's
 
 
+def test_the_run_stamp_says_a_tree_with_uncommitted_changes_is_not_its_commits(tmp_path):
+    """A row said HEAD's short hash whatever the tree held: a modified tree's numbers were taken for
+    the commit's. Changes to tracked files mark it as ``git describe --dirty`` does; an untracked
+    file, or a results file bench itself wrote, does not."""
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "run.py").write_text("x = 1\n")
+    (tmp_path / "bench" / "results.json").write_text("{}\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "c")
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tmp_path, capture_output=True,
+                          text=True, check=True).stdout.strip()
+    where = tmp_path / "bench"
+    assert run.run_stamp(where)["commit"] == head
+    (tmp_path / "bench" / "results.json").write_text('{"sizes": {}}\n')
+    (tmp_path / "notes.txt").write_text("untracked\n")
+    assert run.run_stamp(where)["commit"] == head
+    (tmp_path / "bench" / "run.py").write_text("x = 2\n")
+    assert run.run_stamp(where)["commit"] == f"{head}-dirty"
+    git("add", "bench/run.py")  # staged, not committed
+    assert run.run_stamp(where)["commit"] == f"{head}-dirty"
+
+
 class _Stopped(Exception):
     """What SIGTERM raises in the test itself (it killed pytest where bench did not take it)."""
 
