@@ -83,6 +83,18 @@ def run_stamp(where: Path | None = None) -> dict[str, str | None]:
     return {"ran_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "commit": commit or None}
 
 
+def machine_now() -> dict[str, Any]:
+    """The machine a run ran on, written on each of its rows (a results file keeps rows of other
+    runs, maybe on other machines, beside them): its CPUs, Python, and the load average over 1, 5
+    and 15 minutes as the run starts, before its own workers add to it (None where the system has
+    none): on a shared machine another's work slows every method."""
+    try:
+        load: list[float] | None = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        load = None
+    return {"cpus": os.cpu_count(), "python": sys.version.split()[0], "load_average": load}
+
+
 def run_worker(size: str, method: str, seed: int, time_limit: float) -> dict[str, Any]:
     wall_cap = {"lp-bound": 1500.0, "model-bound": 1500.0, "mip-bound": 12 * time_limit + 600,
                 "replan": 4 * time_limit + 300, "full-mip": time_limit + 180}.get(method, 2 * time_limit + 240)
@@ -302,7 +314,7 @@ def _seed_from_env() -> int:
 
 
 def run_size(size: str, methods: list[str], seed: int, time_limit: float | None, results: dict[str, Any],
-             out_path: Path, stamp: dict[str, str | None]) -> None:
+             out_path: Path, stamp: dict[str, str | None], machine: dict[str, Any]) -> None:
     """Run ``methods`` at ``size``, writing the results to ``out_path`` after each (a run stopped
     keeps the rows it finished), then print the size's table."""
     limit = TIME_LIMITS[size] if time_limit is None else time_limit
@@ -320,9 +332,9 @@ def run_size(size: str, methods: list[str], seed: int, time_limit: float | None,
     bound: float | None = None
     for method in methods:
         print(f"[bench] {size} {method} ...", file=sys.stderr, flush=True)
-        ran_now.append({**run_worker(size, method, seed, limit), **stamp})
-        # every row the file held for the size and did not run now is kept, each with its run's time
-        # and commit; a method run now replaces its row
+        ran_now.append({**run_worker(size, method, seed, limit), **stamp, "machine": machine})
+        # every row the file held for the size and did not run now is kept, each with its run's time,
+        # commit and machine; a method run now replaces its row
         rows = merge_rows(kept, ran_now)
         bound = best_bound(rows)
         if known is not None and (bound is None or known > bound):
@@ -331,7 +343,9 @@ def run_size(size: str, methods: list[str], seed: int, time_limit: float | None,
             r["vs_best_bound"] = vs_bound(r, bound)
         results["sizes"][size] = {"models": SIZES[size][0], "pools": SIZES[size][1], "time_limit": limit,
                                   "seed": seed, "best_bound": bound, "methods": rows}
-        results["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
+        # each row says its own machine: the file's one machine described the latest run alone, not
+        # the rows kept from others (nothing reads it)
+        results.pop("machine", None)
         try:  # a temporary file renamed over it: a write that fails or is stopped leaves the file as it was
             atomic_write(out_path, json.dumps(results, indent=2, default=str) + "\n")
         except OSError as e:
@@ -377,12 +391,13 @@ def main(argv: list[str] | None = None) -> None:
     out_path = Path(args.out)
     results = read_results(out_path)
     stamp = run_stamp()
+    machine = machine_now()  # its load average before the first worker adds to it
     # SIGTERM stops it as Ctrl-C does: the worker running is killed (subprocess.run's cleanup), not
     # left to run on for up to its wall cap, and the rows run before it stay written
     with sigterm_interrupts() as stopped_by:
         try:
             for size in sizes:
-                run_size(size, methods, args.seed, args.time_limit, results, out_path, stamp)
+                run_size(size, methods, args.seed, args.time_limit, results, out_path, stamp, machine)
         except KeyboardInterrupt:
             said, status = interrupted(stopped_by[0])
             print(f"{said} Each row run before it is written to {out_path}; run the rest again with --size "

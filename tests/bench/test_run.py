@@ -334,6 +334,23 @@ def test_rows_of_another_seed_or_limit_are_never_merged(tmp_path, monkeypatch, c
     assert [r["method"] for r in json.loads(out.read_text())["sizes"]["T"]["methods"]] == ["placer", "cheapest"]
 
 
+def test_each_row_says_the_machine_it_ran_on(tmp_path, monkeypatch):
+    """The file's one ``machine`` described the latest run alone, the rows kept from other runs
+    with it: each row run now says its own (CPUs, Python, the load average as the run started)."""
+    import os
+    import sys
+
+    out, _ = _results(tmp_path, monkeypatch, {"T": _entry(rows=EARLIER)})
+    loads = iter([(1.5, 1.0, 0.25), (9.0, 9.0, 9.0)])
+    monkeypatch.setattr(os, "getloadavg", lambda: next(loads))
+    run.main(["--size", "T", "--methods", "placer,most-allocated", "--out", str(out)])
+    got = json.loads(out.read_text())
+    rows = {r["method"]: r for r in got["sizes"]["T"]["methods"]}
+    machine = {"cpus": os.cpu_count(), "python": sys.version.split()[0], "load_average": [1.5, 1.0, 0.25]}
+    assert rows["placer"]["machine"] == machine and rows["most-allocated"]["machine"] == machine  # the run's start
+    assert "machine" not in rows["lp-bound"] and "machine" not in got  # kept rows say none; nothing claims them
+
+
 def test_a_size_or_method_given_twice_runs_once(tmp_path, monkeypatch):
     """``--methods placer,placer`` ran placer twice, the second row written over the first."""
     out, ran = _results(tmp_path, monkeypatch, {})
