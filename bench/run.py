@@ -358,18 +358,23 @@ def main(argv: list[str] | None = None) -> None:
     # SIZE, METHODS: set and empty is as unset (make bench SIZE= exports it empty)
     ap.add_argument("--size", default=os.environ.get("SIZE", "").strip() or "S,M,L,XL",
                     help="comma-separated sizes among " + ", ".join(SIZES) + " (env SIZE)")
-    ap.add_argument("--seed", type=int, default=_seed_from_env(),
+    ap.add_argument("--seed", type=int, default=None,
                     help="the generator's seed, 0 or more (env SEED); another than 0 writes to its own "
                          "results-seed<seed>.json (results-<seconds>s-seed<seed>.json) unless --out says where")
     ap.add_argument("--methods", default=os.environ.get("METHODS", "").strip() or ",".join(DEFAULT_METHODS),
                     help="comma-separated: " + ", ".join(DEFAULT_METHODS) + " (env METHODS)")
-    ap.add_argument("--time-limit", type=float, default=_limit_from_env(),
+    ap.add_argument("--time-limit", type=float, default=None,
                     help="seconds per plan instead of each size's (env TIME_LIMIT); the results then go to "
                          "results-<seconds>s.json beside results.json unless --out says where")
     ap.add_argument("--out", default=None,
                     help="default: bench/results.json, the published results (seed 0, each size's own limit); "
                          "bench/results-<seconds>s.json with --time-limit, -seed<seed> before .json with --seed")
     args = ap.parse_args(argv)
+    # SEED, TIME_LIMIT read only where no option gives them (a bad one was refused beside --seed 1)
+    if args.seed is None:
+        args.seed = _seed_from_env()
+    if args.time_limit is None:
+        args.time_limit = _limit_from_env()
     if args.time_limit is not None and not (args.time_limit > 0 and math.isfinite(args.time_limit)):
         raise SystemExit(f"--time-limit must be a positive number of seconds, not {args.time_limit}")
     if args.seed < 0:

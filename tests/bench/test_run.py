@@ -200,6 +200,23 @@ def test_a_seed_that_is_no_generator_seed_is_refused_before_anything_runs(env, a
     assert ran == [] and not out.exists()
 
 
+@pytest.mark.parametrize(("env", "args", "seed", "limit"), [
+    ({"SEED": "abc"}, ["--seed", "1"], 1, 5.0),
+    ({"SEED": "-1"}, ["--seed", "0"], 0, 5.0),
+    ({"TIME_LIMIT": "half a minute"}, ["--time-limit", "2"], 0, 2.0),
+    ({"SEED": "2", "TIME_LIMIT": "3"}, [], 2, 3.0),
+])
+def test_the_environment_is_read_only_where_no_option_says(env, args, seed, limit, tmp_path, monkeypatch):
+    """SEED and TIME_LIMIT were checked as the parser was built: SEED=abc was refused beside
+    --seed 1, which it does not set."""
+    ran: list[tuple[int, float]] = []
+    monkeypatch.setattr(run, "run_worker", lambda size, method, seed, limit: ran.append((seed, limit)) or {})
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    run.main(["--size", "T", "--methods", "cheapest", *args, "--out", str(tmp_path / "r.json")])
+    assert ran == [(seed, limit)]
+
+
 def test_the_worker_refuses_a_size_it_does_not_know(capsys):
     """``python -m bench.worker Q placer`` was a KeyError traceback."""
     from bench import worker
