@@ -113,7 +113,12 @@ def run_worker(size: str, method: str, seed: int, time_limit: float) -> dict[str
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
         return {"size": size, "method": method, "status": f"failed (exit {proc.returncode}): {tail[0][:120]}",
                 "wall": time.monotonic() - started}
-    result: dict[str, Any] = json.loads(lines[-1])
+    try:
+        result: dict[str, Any] = json.loads(lines[-1])
+    except ValueError as e:  # a line of its own output, or one cut short: the run goes on to the next method
+        return {"size": size, "method": method, "wall": time.monotonic() - started,
+                "status": f"failed (exit {proc.returncode}): its last line is not a result "
+                          f"({getattr(e, 'msg', e)}): {lines[-1][:120]}"}
     return result
 
 

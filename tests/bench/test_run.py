@@ -217,6 +217,31 @@ def test_the_environment_is_read_only_where_no_option_says(env, args, seed, limi
     assert ran == [(seed, limit)]
 
 
+def test_a_worker_whose_last_line_is_no_result_is_a_failed_row(tmp_path, monkeypatch, capsys):
+    """A worker's last line starting with "{" that is not JSON (its own output, or a line cut
+    short) was a JSONDecodeError traceback that stopped the run; other failures are a row."""
+    import subprocess
+
+    real = subprocess.run
+
+    def worker(cmd, **kw):  # bench.worker's run faked; git's (the run's commit) as it is
+        if cmd[1:3] != ["-m", "bench.worker"]:
+            return real(cmd, **kw)
+        return subprocess.CompletedProcess(cmd, 0, stdout='{"size": "T", "method": "placer"}\n{placement: [ok]\n',
+                                           stderr="")
+
+    monkeypatch.setattr(subprocess, "run", worker)
+    got = run.run_worker("T", "placer", 0, 5.0)
+    assert got["size"] == "T" and got["method"] == "placer" and got["wall"] >= 0
+    assert got["status"] == ("failed (exit 0): its last line is not a result (Expecting property name enclosed "
+                             "in double quotes): {placement: [ok]")
+    out = tmp_path / "r.json"
+    run.main(["--size", "T", "--methods", "placer,cheapest", "--out", str(out)])  # the run goes on
+    rows = json.loads(out.read_text())["sizes"]["T"]["methods"]
+    assert [r["status"][:6] for r in rows] == ["failed", "failed"]
+    assert "{placement: [ok]" in capsys.readouterr().out
+
+
 def test_the_worker_refuses_a_size_it_does_not_know(capsys):
     """``python -m bench.worker Q placer`` was a KeyError traceback."""
     from bench import worker
