@@ -358,7 +358,9 @@ def run_size(size: str, methods: list[str], seed: int, time_limit: float | None,
     render(size, rows, limit, bound, stamp, out_path)
 
 
-def main(argv: list[str] | None = None) -> None:
+def arguments(argv: list[str] | None) -> tuple[argparse.Namespace, list[str], list[str]]:
+    """The command line, its environment read where no option says (``--out`` made the default
+    file where none is given), and its sizes and methods, each once; refused before anything runs."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     # SIZE, METHODS: set and empty is as unset (make bench SIZE= exports it empty)
     ap.add_argument("--size", default=os.environ.get("SIZE", "").strip() or "S,M,L,XL",
@@ -398,20 +400,29 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"unknown method {method!r} in --methods (METHODS); methods: {', '.join(DEFAULT_METHODS)}")
     if not sizes or not methods:
         raise SystemExit("nothing to run: give at least one size (--size, SIZE) and one method (--methods, METHODS)")
-    out_path = Path(args.out)
-    results = read_results(out_path)
-    stamp = run_stamp()
-    machine = machine_now()  # its load average before the first worker adds to it
-    # SIGTERM stops it as Ctrl-C does: the worker running is killed (subprocess.run's cleanup), not
-    # left to run on for up to its wall cap, and the rows run before it stay written
+    return args, sizes, methods
+
+
+def main(argv: list[str] | None = None) -> None:
+    # SIGTERM stops it as Ctrl-C does, from the first line (the arguments, the results file read,
+    # git asked): the worker running is killed (subprocess.run's cleanup), not left to run on for
+    # up to its wall cap, and the rows run before it stay written
     with sigterm_interrupts() as stopped_by:
+        running: Path | None = None  # the results file, once the first method runs
         try:
+            args, sizes, methods = arguments(argv)
+            out_path = Path(args.out)
+            results = read_results(out_path)
+            stamp = run_stamp()
+            machine = machine_now()  # its load average before the first worker adds to it
+            running = out_path
             for size in sizes:
                 run_size(size, methods, args.seed, args.time_limit, results, out_path, stamp, machine)
         except KeyboardInterrupt:
             said, status = interrupted(stopped_by[0])
-            print(f"{said} Each row run before it is written to {out_path}; run the rest again with --size "
-                  "and --methods", file=sys.stderr)
+            print((f"{said} Each row run before it is written to {running}; run the rest again with --size "
+                   "and --methods") if running else f"{said} Nothing was run, nor any results written.",
+                  file=sys.stderr)
             raise SystemExit(status) from None
     print(f"wrote {out_path}", file=sys.stderr)
 

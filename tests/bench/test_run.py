@@ -470,6 +470,41 @@ def test_a_run_stopped_keeps_the_rows_it_finished_and_says_so(how, status, said,
     assert f"{said} Each row run before it is written to {out}" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("where", ["_seed_from_env", "read_results"])
+@pytest.mark.parametrize(("how", "status", "said"), [("SIGINT", 130, "Interrupted."),
+                                                     ("SIGTERM", 143, "Interrupted (SIGTERM).")])
+def test_a_run_stopped_before_it_runs_says_so(where, how, status, said, tmp_path, monkeypatch, capsys):
+    """Ctrl-C as the arguments were read or the results file was (a slow disk, a big file) was a
+    KeyboardInterrupt traceback, and SIGTERM killed it unsaid; the rest of a run says 'Interrupted.'."""
+    import os
+    import signal
+
+    real = getattr(run, where)
+
+    def stop(*args):
+        if how == "SIGINT":
+            raise KeyboardInterrupt
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args)
+
+    def stopped(signum, frame):
+        raise _Stopped
+
+    ran: list[str] = []
+    monkeypatch.setattr(run, "run_worker", lambda size, method, seed, limit: ran.append(method) or {})
+    monkeypatch.setattr(run, where, stop)
+    before = signal.signal(signal.SIGTERM, stopped)
+    out = tmp_path / "r.json"
+    try:
+        with pytest.raises((SystemExit, KeyboardInterrupt, _Stopped)) as got:
+            run.main(["--size", "T", "--methods", "cheapest", "--out", str(out)])
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert isinstance(got.value, SystemExit) and got.value.code == status
+    assert capsys.readouterr().err == f"{said} Nothing was run, nor any results written.\n"
+    assert ran == [] and not out.exists()
+
+
 @pytest.mark.parametrize(("env", "sizes", "methods"), [
     ({"METHODS": "cheapest", "SIZE": "T"}, ["T"], ["cheapest"]),
     ({"METHODS": " ", "SIZE": ""}, ["S", "M", "L", "XL"], list(run.DEFAULT_METHODS)),
