@@ -438,6 +438,22 @@ class _Stopped(Exception):
     """What SIGTERM raises in the test itself (it killed pytest where bench did not take it)."""
 
 
+def _stopped_run(argv: list[str]) -> object:
+    """How ``run.main(argv)`` ended, with SIGTERM raising _Stopped where bench did not take it."""
+    import signal
+
+    def stopped(signum, frame):
+        raise _Stopped
+
+    before = signal.signal(signal.SIGTERM, stopped)
+    try:
+        with pytest.raises((SystemExit, KeyboardInterrupt, _Stopped)) as got:
+            run.main(argv)
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    return got.value
+
+
 @pytest.mark.parametrize(("how", "status", "said"), [("SIGINT", 130, "Interrupted."),
                                                      ("SIGTERM", 143, "Interrupted (SIGTERM).")])
 def test_a_run_stopped_keeps_the_rows_it_finished_and_says_so(how, status, said, tmp_path, monkeypatch, capsys):
@@ -454,18 +470,10 @@ def test_a_run_stopped_keeps_the_rows_it_finished_and_says_so(how, status, said,
             os.kill(os.getpid(), signal.SIGTERM)
         return {"method": method, "cost": 2.0}
 
-    def stopped(signum, frame):
-        raise _Stopped
-
-    before = signal.signal(signal.SIGTERM, stopped)
     monkeypatch.setattr(run, "run_worker", worker)
     out = tmp_path / "r.json"
-    try:
-        with pytest.raises((SystemExit, KeyboardInterrupt, _Stopped)) as got:
-            run.main(["--size", "T", "--methods", "cheapest,placer", "--out", str(out)])
-    finally:
-        signal.signal(signal.SIGTERM, before)
-    assert isinstance(got.value, SystemExit) and got.value.code == status
+    ended = _stopped_run(["--size", "T", "--methods", "cheapest,placer", "--out", str(out)])
+    assert isinstance(ended, SystemExit) and ended.code == status
     assert [r["method"] for r in json.loads(out.read_text())["sizes"]["T"]["methods"]] == ["cheapest"]
     assert f"{said} Each row run before it is written to {out}" in capsys.readouterr().err
 
@@ -487,20 +495,12 @@ def test_a_run_stopped_before_it_runs_says_so(where, how, status, said, tmp_path
         os.kill(os.getpid(), signal.SIGTERM)
         return real(*args)
 
-    def stopped(signum, frame):
-        raise _Stopped
-
     ran: list[str] = []
     monkeypatch.setattr(run, "run_worker", lambda size, method, seed, limit: ran.append(method) or {})
     monkeypatch.setattr(run, where, stop)
-    before = signal.signal(signal.SIGTERM, stopped)
     out = tmp_path / "r.json"
-    try:
-        with pytest.raises((SystemExit, KeyboardInterrupt, _Stopped)) as got:
-            run.main(["--size", "T", "--methods", "cheapest", "--out", str(out)])
-    finally:
-        signal.signal(signal.SIGTERM, before)
-    assert isinstance(got.value, SystemExit) and got.value.code == status
+    ended = _stopped_run(["--size", "T", "--methods", "cheapest", "--out", str(out)])
+    assert isinstance(ended, SystemExit) and ended.code == status
     assert capsys.readouterr().err == f"{said} Nothing was run, nor any results written.\n"
     assert ran == [] and not out.exists()
 
