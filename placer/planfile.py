@@ -633,18 +633,46 @@ def blocked_folder(path: Path) -> str | None:
 _TEMPORARY = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}")
 
 
+def os_reason(exc: OSError) -> str:
+    """An OSError's reason in words, without the file it names (which may be a temporary one):
+    ``permission denied``."""
+    reason = exc.strerror or str(exc)
+    return reason[:1].lower() + reason[1:]
+
+
+def cannot_list(folder: Path, exc: OSError, doing: str) -> OSError:
+    """``exc``, an OSError listing ``folder`` (``doing``: what for, in words), as one that says so
+    and what to do: a folder it can write but not list (`chmod 300`) was Python's "[Errno 13]
+    Permission denied: 'FOLDER'", and no word of what placer was doing."""
+    said = f"cannot list the folder {folder} ({os_reason(exc)}) {doing}"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        said += (": make the folder readable as well as writable by this user (`chmod u+rwx "
+                 f"{shlex.quote(str(folder))}` if you own it), then run the command again")
+    return type(exc)(said)
+
+
+def _listed(folder: Path, doing: str) -> list[Path]:
+    """What ``folder`` holds, sorted; an OSError said as ``cannot_list`` says it."""
+    try:
+        return sorted(folder.iterdir())
+    except OSError as exc:
+        raise cannot_list(folder, exc, doing) from None
+
+
 def tree_leftovers(root: Path) -> list[Path]:
     """The temporary files ``atomic_write`` left in the GitOps tree under ``root`` when killed before
     its rename (a SIGKILL mid-apply left hidden ``clusters/*/.m-pa.yaml.XXXXXXXX`` files for good):
     those of the files placer writes there only, a manifest or kustomization in a cluster folder and
-    the tfvars, never in a folder that is a link."""
+    the tfvars, never in a folder that is a link. A folder it cannot list is said in words
+    (``cannot_list``)."""
+    doing = "to remove what a killed write left there"
     clusters = root / "clusters"
-    folders = [] if clusters.is_symlink() or not clusters.is_dir() else sorted(clusters.iterdir())
+    folders = [] if clusters.is_symlink() or not clusters.is_dir() else _listed(clusters, doing)
     found = []
     for folder in [*folders, root / "terraform"]:
         if folder.is_symlink() or not folder.is_dir():
             continue
-        for path in sorted(folder.iterdir()):
+        for path in _listed(folder, doing):
             match = _TEMPORARY.fullmatch(path.name)
             if match is None or path.is_symlink() or not path.is_file():
                 continue

@@ -34,6 +34,7 @@ from placer.planfile import (
     blocked_folder,
     deployment_place,
     file_leftovers,
+    os_reason,
     pool_group,
     temporary_beside,
 )
@@ -381,12 +382,6 @@ def replay_journal(state: State, records: Iterable[tuple[str, str]], torn_tail: 
             state.replay(entry)
 
 
-def _reason(exc: OSError) -> str:
-    """An OSError's reason without the file it names (which may be a temporary one)."""
-    reason = exc.strerror or str(exc)
-    return reason[:1].lower() + reason[1:]
-
-
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -520,7 +515,7 @@ class LocalBackend:
         except UnicodeDecodeError as exc:
             raise StateError(f"{self.path}: cannot read state: {exc}") from None
         except OSError as exc:
-            raise StateError(f"{self.path}: cannot read state: {blocked_folder(self.path) or _reason(exc)}") from None
+            raise StateError(f"{self.path}: cannot read state: {blocked_folder(self.path) or os_reason(exc)}") from None
         if not text.strip():
             raise StateError(f"{self.path}: the state file is empty (truncated?); restore it from a backup; "
                              "placer will not overwrite it")
@@ -568,7 +563,7 @@ class LocalBackend:
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StateError(f"{cannot}: cannot create the folder {folder} ({_reason(exc)})") from None
+            raise StateError(f"{cannot}: cannot create the folder {folder} ({os_reason(exc)})") from None
         # write the holder's identity to a private file, then link it into place: the lock file
         # appears atomically with its content, so it is never seen empty. The private file is on
         # ``staged`` before it exists, and from the link on the lock is released whatever stops the
@@ -580,7 +575,7 @@ class LocalBackend:
                 try:
                     fd, tmp = temporary_beside(self.lock_path, staged, self.lock_path)
                 except OSError as exc:
-                    raise StateError(f"{cannot}: cannot create a file in {folder} ({_reason(exc)})") from None
+                    raise StateError(f"{cannot}: cannot create a file in {folder} ({os_reason(exc)})") from None
                 with os.fdopen(fd, "w") as handle:
                     json.dump(info, handle)
                     handle.flush()
@@ -591,7 +586,7 @@ class LocalBackend:
                 raise LockError(locked_message(str(self.path), holder, f"--state {shlex.quote(str(self.path))}"),
                                 holder) from None
             except OSError as exc:
-                raise StateError(f"{cannot}: cannot write the lock file {self.lock_path} ({_reason(exc)})") from None
+                raise StateError(f"{cannot}: cannot write the lock file {self.lock_path} ({os_reason(exc)})") from None
             finally:
                 for _, _, private in staged:
                     with suppress(FileNotFoundError):
@@ -603,7 +598,7 @@ class LocalBackend:
             try:
                 lefts = file_leftovers(self.path)
             except OSError as exc:
-                raise StateError(f"{cannot}: cannot list the folder {folder} ({_reason(exc)}) to remove what a "
+                raise StateError(f"{cannot}: cannot list the folder {folder} ({os_reason(exc)}) to remove what a "
                                  "killed write left there; nothing was changed: make the folder readable as well "
                                  f"as writable by this user (`chmod u+rwx {shlex.quote(str(folder))}` if you "
                                  "own it), then run the command again") from None
@@ -654,4 +649,4 @@ class LocalBackend:
         except FileNotFoundError:
             pass
         except OSError as exc:
-            raise StateError(f"cannot remove the lock file {self.lock_path} ({_reason(exc)}): {then}") from None
+            raise StateError(f"cannot remove the lock file {self.lock_path} ({os_reason(exc)}): {then}") from None

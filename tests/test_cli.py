@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests import denied
 from tests.fleetkit import inference, link, location, policy, pool, training
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -553,6 +554,27 @@ def _planned_for_cluster_c1(tmp_path):
     folder = tmp_path / "gitops" / "clusters" / "c1"
     folder.mkdir(parents=True)
     return plan, folder
+
+
+@pytest.mark.parametrize("how", denied.HOWS)
+def test_render_into_a_cluster_folder_it_cannot_list_says_so_in_words(tmp_path, capsys, monkeypatch, how):
+    """render sweeps what a killed write left in each cluster folder first; one it can write but not
+    list (`chmod 300`) said "cannot write OUT: Permission denied", the tree it named writable and no
+    word of the folder or what to do. Now the folder, why and what to do, exit 1, nothing written."""
+    import placer.cli
+
+    plan, folder = _planned_for_cluster_c1(tmp_path)
+    denied.unlistable(folder, monkeypatch, how)
+    try:
+        code = placer.cli.main(["render", str(plan), "--out", str(tmp_path / "gitops")])
+    finally:
+        denied.restore(folder)
+    said = " ".join(capsys.readouterr().err.split())
+    assert code == 1 and said == (f"Error: cannot write {tmp_path / 'gitops'}: cannot list the folder {folder} "
+                                  "(permission denied) to remove what a killed write left there: make the folder "
+                                  f"readable as well as writable by this user (`chmod u+rwx {folder}` if you own "
+                                  "it), then run the command again"), said
+    assert os.listdir(folder) == [] and not (tmp_path / "gitops" / "terraform").exists()
 
 
 def test_render_lists_a_deployment_once_where_a_file_placer_did_not_write_had_its_name(tmp_path):
