@@ -822,7 +822,7 @@ def render(plan_path: str, out_dir: str) -> None:
         for path in sorted(p for p in found if listed(p) or (p.name == "kustomization.yaml" and p.is_file())):
             # placer writes *.yaml only: a *.yml is someone's, listed whatever its labels
             if path.name == "kustomization.yaml" or (
-                    path.suffix == ".yaml" and placer_wrote(path.read_text(errors="replace"))):
+                    path.suffix == ".yaml" and placer_wrote(_tree_file(path, "to tell whether placer wrote it"))):
                 stale.append(path)
             else:
                 theirs.setdefault(path.parent.name, []).append(path.name)
@@ -831,7 +831,7 @@ def render(plan_path: str, out_dir: str) -> None:
         progress(f"comparing {len(files):,} file(s) with the tree")
         # only what differs is written, all at once (a sync a file and one a folder took 6 s at M)
         changed = {root / rel: text for rel, text in files.items()
-                   if not (root / rel).exists() or (root / rel).read_text() != text}
+                   if not (root / rel).exists() or _tree_file(root / rel, "to compare it with the plan's", "strict") != text}
         keep = {root / rel for rel in files}
         gone = [path for path in stale if path not in keep]
         # as the gitops apply refuses it: a link in the tree led a render outside it, to write there
@@ -858,6 +858,17 @@ def render(plan_path: str, out_dir: str) -> None:
               + (f"; replaced {len(taken)} placer did not write with the plan's Deployment of that name: "
                  + ", ".join(taken[:3]) + (f" and {len(taken) - 3} more" if len(taken) > 3 else "") if taken else "")
               + ".")
+
+
+def _tree_file(path: Path, doing: str, errors: str = "replace") -> str:
+    """The text of a file of the GitOps tree ``render`` reads (``doing``: what for): one it cannot
+    read is said in words (``cannot_read``); it was Python's "[Errno 13] Permission denied: 'FILE'"."""
+    from placer.planfile import cannot_read
+
+    try:
+        return path.read_text(errors=errors)
+    except OSError as exc:
+        raise cannot_read(path, exc, f"{doing}; nothing was written") from None
 
 
 @cli.command()

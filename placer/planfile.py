@@ -651,6 +651,17 @@ def cannot_list(folder: Path, exc: OSError, doing: str) -> OSError:
     return type(exc)(said)
 
 
+def cannot_read(path: str | Path, exc: OSError, doing: str) -> OSError:
+    """``exc``, an OSError reading the file ``path`` (``doing``: what for, in words), as one that
+    says so and what to do: a file it cannot read (`chmod 200`) was Python's "[Errno 13] Permission
+    denied: 'FILE'"."""
+    said = f"cannot read {path} ({os_reason(exc)}) {doing}"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        said += (f": make it readable by this user (`chmod u+r {shlex.quote(str(path))}` if you own it), then "
+                 "run the command again")
+    return type(exc)(said)
+
+
 def _listed(folder: Path, doing: str) -> list[Path]:
     """What ``folder`` holds, sorted; an OSError said as ``cannot_list`` says it."""
     try:

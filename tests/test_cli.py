@@ -577,6 +577,34 @@ def test_render_into_a_cluster_folder_it_cannot_list_says_so_in_words(tmp_path, 
     assert os.listdir(folder) == [] and not (tmp_path / "gitops" / "terraform").exists()
 
 
+@pytest.mark.parametrize("how", denied.HOWS)
+@pytest.mark.parametrize(("name", "doing"), [("clusters/c1/namespace.yaml", "to tell whether placer wrote it"),
+                                             ("terraform/placer.auto.tfvars.json", "to compare it with the plan's")])
+def test_render_over_a_file_it_cannot_read_says_so_in_words(tmp_path, capsys, monkeypatch, name, doing, how):
+    """A file of the tree render reads (a manifest, to tell whether placer wrote it; a file of the
+    plan's, to compare it) that it cannot read (`chmod 200`) said Python's "Error: [Errno 13]
+    Permission denied: 'FILE'". Now the file, why and what to do, exit 1, nothing written."""
+    import placer.cli
+
+    plan, folder = _planned_for_cluster_c1(tmp_path)
+    out = tmp_path / "gitops"
+    (folder / "namespace.yaml").write_text("apiVersion: v1\nkind: Namespace\nmetadata: {name: models}\n")
+    assert placer.cli.main(["render", str(plan), "--out", str(out)]) == 0
+    capsys.readouterr()
+    kust = folder / "kustomization.yaml"
+    kust.write_text("resources: []\n")  # a render that got past the file would write it
+    denied.unreadable(out / name, monkeypatch, how)
+    try:
+        code = placer.cli.main(["render", str(plan), "--out", str(out)])
+    finally:
+        denied.restore(out / name)
+    said = " ".join(capsys.readouterr().err.split())
+    assert code == 1 and said == (f"Error: cannot read {out / name} (permission denied) {doing}; nothing was "
+                                  f"written: make it readable by this user (`chmod u+r {out / name}` if you own it), "
+                                  "then run the command again"), said
+    assert kust.read_text() == "resources: []\n"
+
+
 def test_render_lists_a_deployment_once_where_a_file_placer_did_not_write_had_its_name(tmp_path):
     """A manifest placer did not write at the path of one of the plan's Deployments (a hand-written
     one from before placer) is replaced by the plan's, as the gitops apply writes it, and said so: the
