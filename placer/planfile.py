@@ -662,7 +662,7 @@ def cannot_read(path: str | Path, exc: OSError, doing: str) -> OSError:
     return type(exc)(said)
 
 
-def _listed(folder: Path, doing: str) -> list[Path]:
+def list_folder(folder: Path, doing: str) -> list[Path]:
     """What ``folder`` holds, sorted; an OSError said as ``cannot_list`` says it."""
     try:
         return sorted(folder.iterdir())
@@ -678,12 +678,12 @@ def tree_leftovers(root: Path) -> list[Path]:
     (``cannot_list``)."""
     doing = "to remove what a killed write left there"
     clusters = root / "clusters"
-    folders = [] if clusters.is_symlink() or not clusters.is_dir() else _listed(clusters, doing)
+    folders = [] if clusters.is_symlink() or not clusters.is_dir() else list_folder(clusters, doing)
     found = []
     for folder in [*folders, root / "terraform"]:
         if folder.is_symlink() or not folder.is_dir():
             continue
-        for path in _listed(folder, doing):
+        for path in list_folder(folder, doing):
             match = _TEMPORARY.fullmatch(path.name)
             if match is None or path.is_symlink() or not path.is_file():
                 continue

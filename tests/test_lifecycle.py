@@ -38,6 +38,7 @@ from placer.retry import RetryPolicy
 from placer.state import LocalBackend
 from providers.base import ProviderError
 from providers.gitops import GitOpsProvider
+from tests import denied
 
 
 class Env:
@@ -876,6 +877,45 @@ def test_a_state_folder_the_lock_cannot_list_is_said_in_words(env: Env, capsys: 
     assert list(folder.iterdir()) == [] and lh.tree(env.deploy) == {}
     monkeypatch.undo()
     apply_ok(capsys, path)  # the state as it was: the same plan is not stale
+
+
+@pytest.mark.parametrize("how", denied.HOWS)
+@pytest.mark.parametrize("what", ["clusters", "cluster folder", "kustomization", "tfvars"])
+def test_a_tree_the_gitops_apply_cannot_list_or_read_is_said_in_words(
+        env: Env, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, what: str, how: str) -> None:
+    """The gitops apply lists the tree's folders and reads its kustomizations and tfvars before it
+    changes anything; a folder it can write but not list (`chmod 300`) or a file it cannot read
+    (`chmod 200`) failed it with Python's "[Errno 13] Permission denied: 'PATH'". Now the path, why
+    and what to do, exit 1, nothing written: the state as it was."""
+    plan_and_apply(capsys, env)
+    kust = sorted(env.deploy.rglob("kustomization.yaml"))[0]
+    again = env.root / "again.json"
+    plan_json(capsys, env, again)
+    state = env.state.read_bytes()
+    path = {"clusters": env.deploy / "clusters", "cluster folder": kust.parent, "kustomization": kust,
+            "tfvars": env.deploy / "terraform" / "placer.auto.tfvars.json"}[what]
+    if path.is_dir():
+        denied.unlistable(path, monkeypatch, how)
+    else:
+        denied.unreadable(path, monkeypatch, how)
+    try:
+        code, _, stderr = placer(capsys, "apply", str(again))
+    finally:
+        denied.restore(path)
+    said = " ".join(stderr.split())
+    if path.is_dir():
+        why = (f"cannot list the folder {path} (permission denied) to read which "
+               + ("cluster folders" if what == "clusters" else "manifests") + " it holds: make the folder readable "
+               f"as well as writable by this user (`chmod u+rwx {path}` if you own it)")
+    else:
+        why = (f"cannot read {path} (permission denied) to check "
+               + ("that it lists its folder's manifests" if what == "kustomization" else "which plan it names")
+               + f": make it readable by this user (`chmod u+r {path}` if you own it)")
+    assert code == 1 and said.startswith(f"Error: apply failed after 0 of 0 change(s): {why}, then run the command "
+                                         "again."), said
+    assert "Errno" not in said and env.state.read_bytes() == state
+    monkeypatch.undo()
+    apply_ok(capsys, again)
 
 
 def test_force_unlock_a_dead_holder(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
