@@ -663,11 +663,16 @@ def cannot_read(path: str | Path, exc: OSError, doing: str) -> OSError:
 
 
 def list_folder(folder: Path, doing: str) -> list[Path]:
-    """What ``folder`` holds, sorted; an OSError said as ``cannot_list`` says it."""
+    """What ``folder`` holds, sorted; an OSError said as ``cannot_list`` says it. A folder it can
+    list but not enter (`chmod 600`) is refused here too: each look at what it holds (``is_dir``,
+    ``exists``) was Python's "[Errno 13] Permission denied: 'FOLDER/NAME'" (``FOLDER/.`` is looked
+    up through the folder, as its entries are)."""
     try:
-        return sorted(folder.iterdir())
+        found = sorted(folder.iterdir())
+        os.stat(os.path.join(folder, "."))
     except OSError as exc:
         raise cannot_list(folder, exc, doing) from None
+    return found
 
 
 def tree_leftovers(root: Path) -> list[Path]:

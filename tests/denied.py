@@ -43,6 +43,30 @@ def unlistable(folder: Path, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
     monkeypatch.setattr(Path, "iterdir", seam)
 
 
+def unsearchable(folder: Path, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    """``folder`` can be listed but not entered (`chmod 600`): nothing in it can be looked at."""
+    if how == "chmod":
+        folder.chmod(0o600)
+        try:
+            os.stat(os.path.join(folder, "."))
+        except PermissionError:
+            return
+        folder.chmod(0o755)
+        pytest.skip("this user enters a folder whatever its mode; the seam case stands for it")
+    stat = os.stat
+    inside = str(folder.resolve()) + os.sep
+
+    def seam(path: Any, *args: Any, **kwargs: Any) -> Any:
+        name = os.fspath(path) if isinstance(path, str | os.PathLike) else None
+        # a name in it, or the folder itself by way of it ("FOLDER/.")
+        if isinstance(name, str) and (os.path.abspath(name).startswith(inside)
+                                      or (name.endswith(os.sep + ".") and os.path.abspath(name) + os.sep == inside)):
+            raise _denied(Path(name))
+        return stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", seam)
+
+
 def unreadable(file: Path, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
     """``file`` cannot be read (it can still be written over)."""
     if how == "chmod":

@@ -557,14 +557,18 @@ def _planned_for_cluster_c1(tmp_path):
 
 
 @pytest.mark.parametrize("how", denied.HOWS)
-def test_render_into_a_cluster_folder_it_cannot_list_says_so_in_words(tmp_path, capsys, monkeypatch, how):
+@pytest.mark.parametrize("enter", [False, True])
+def test_render_into_a_cluster_folder_it_cannot_list_says_so_in_words(tmp_path, capsys, monkeypatch, enter, how):
     """render sweeps what a killed write left in each cluster folder first; one it can write but not
     list (`chmod 300`) said "cannot write OUT: Permission denied", the tree it named writable and no
-    word of the folder or what to do. Now the folder, why and what to do, exit 1, nothing written."""
+    word of the folder or what to do, and one it can list but not enter (`chmod 600`) Python's
+    "[Errno 13] Permission denied: 'FOLDER/kustomization.yaml'". Now the folder, why and what to
+    do, exit 1, nothing written."""
     import placer.cli
 
     plan, folder = _planned_for_cluster_c1(tmp_path)
-    denied.unlistable(folder, monkeypatch, how)
+    (folder / "namespace.yaml").write_text("apiVersion: v1\nkind: Namespace\nmetadata: {name: models}\n")
+    (denied.unsearchable if enter else denied.unlistable)(folder, monkeypatch, how)
     try:
         code = placer.cli.main(["render", str(plan), "--out", str(tmp_path / "gitops")])
     finally:
@@ -574,7 +578,7 @@ def test_render_into_a_cluster_folder_it_cannot_list_says_so_in_words(tmp_path, 
                                   "(permission denied) to remove what a killed write left there: make the folder "
                                   f"readable as well as writable by this user (`chmod u+rwx {folder}` if you own "
                                   "it), then run the command again"), said
-    assert os.listdir(folder) == [] and not (tmp_path / "gitops" / "terraform").exists()
+    assert os.listdir(folder) == ["namespace.yaml"] and not (tmp_path / "gitops" / "terraform").exists()
 
 
 @pytest.mark.parametrize("how", denied.HOWS)
