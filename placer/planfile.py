@@ -575,7 +575,12 @@ def read(path: str | Path) -> Plan:
     except IsADirectoryError:  # the fleet, most likely: it said "[Errno 21] Is a directory"
         raise PlanFileError(f"{path} is a directory, not a plan file: make one with `placer plan {shlex.quote(str(path))} -o plan.json` "
                             "and pass that") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except NotADirectoryError:  # it said "[Errno 20] Not a directory", naming no file
+        raise PlanFileError(f"{path}: no such plan file: {blocked_folder(Path(path)) or 'a folder in its path is a file'}"
+                            ) from None
+    except OSError as exc:  # it said "[Errno 13] Permission denied: 'PATH'"
+        raise PlanFileError(str(cannot_read(path, exc, "as a plan file"))) from None
+    except UnicodeDecodeError as exc:
         raise PlanFileError(f"{path}: cannot read plan file: {exc}") from None
     return loads(text, str(path))
 
@@ -657,8 +662,14 @@ def cannot_read(path: str | Path, exc: OSError, doing: str) -> OSError:
     denied: 'FILE'"."""
     said = f"cannot read {path} ({os_reason(exc)}) {doing}"
     if exc.errno in (errno.EACCES, errno.EPERM):
-        said += (f": make it readable by this user (`chmod u+r {shlex.quote(str(path))}` if you own it), then "
-                 "run the command again")
+        # a folder on the way this user cannot enter (`chmod 600`) is what to change, not the file
+        closed = next((above for above in reversed(Path(path).parents) if not os.access(above, os.X_OK)), None)
+        if closed is not None:
+            said += (f": the folder {closed} cannot be entered; make it searchable by this user (`chmod u+x "
+                     f"{shlex.quote(str(closed))}` if you own it), then run the command again")
+        else:
+            said += (f": make it readable by this user (`chmod u+r {shlex.quote(str(path))}` if you own it), then "
+                     "run the command again")
     return type(exc)(said)
 
 

@@ -777,6 +777,42 @@ def test_a_fleet_directory_given_as_a_plan_file_says_so(tmp_path):
         assert r.returncode == 1 and r.stderr.strip() == f"Error: {hint}", (args, r.stderr)
 
 
+def test_a_plan_file_under_a_file_says_which_is_a_file(tmp_path):
+    """`show PLAN/x` where PLAN is a file said "cannot read plan file: [Errno 20] Not a directory:
+    '...'"; now which of its folders is a file."""
+    plan = tmp_path / "plan.json"
+    plan.write_text("{}")
+    r = placer("show", str(plan / "x"))
+    assert r.returncode == 1 and r.stderr.strip() == (f"Error: {plan / 'x'}: no such plan file: {plan} is a file, not "
+                                                      "a directory"), r.stderr
+
+
+@pytest.mark.parametrize("how", denied.HOWS)
+def test_a_plan_file_it_cannot_read_says_what_to_change(tmp_path, capsys, monkeypatch, how):
+    """A plan file in a folder this user cannot enter (`chmod 600`; a file it cannot read, as the
+    seam has it) said "cannot read plan file: [Errno 13] Permission denied: 'PATH'". Now what to
+    change, and how, exit 1."""
+    import placer.cli
+
+    folder = tmp_path / "plans"
+    folder.mkdir()
+    plan = folder / "plan.json"
+    plan.write_text("{}")
+    if how == "chmod":
+        denied.unsearchable(folder, monkeypatch, how)
+        todo = f"the folder {folder} cannot be entered; make it searchable by this user (`chmod u+x {folder}`"
+    else:
+        denied.unreadable(plan, monkeypatch, how)
+        todo = f"make it readable by this user (`chmod u+r {plan}`"
+    try:
+        code = placer.cli.main(["show", str(plan)])
+    finally:
+        denied.restore(folder)
+    said = " ".join(capsys.readouterr().err.split())
+    assert code == 1 and said == (f"Error: cannot read {plan} (permission denied) as a plan file: {todo} if you own "
+                                  "it), then run the command again"), said
+
+
 def test_a_mistyped_fleet_path_names_the_folder_meant(tmp_path):
     """A fleet path with a typo names the folder beside it that it was most likely meant to be;
     it said "no such file or directory" and nothing of what to give."""
