@@ -754,7 +754,10 @@ def check_writable(path: str | Path) -> None:
 def cannot_write(path: str | Path, exc: OSError) -> OSError:
     """``exc``, an OSError writing ``path``, as one that names ``path`` and why, never a temporary
     file: ``cannot write PATH: Permission denied``. A name too long says what to do (it was Python's
-    ``[Errno 36] File name too long: '...'``, the whole path again)."""
+    ``[Errno 36] File name too long: '...'``, the whole path again). One said so already is kept
+    (``plan -o FILE/plan.json`` said "cannot write P: cannot write P: FILE is a file, ...")."""
+    if str(exc).startswith("cannot write "):
+        return exc
     if exc.errno == errno.ENAMETOOLONG:
         return type(exc)(f"cannot write {path}: a file or folder name in it is too long for the file system "
                          "(most take 255 bytes a name, 4,096 a path); give a shorter path")
@@ -876,7 +879,7 @@ def atomic_write_all(files: Mapping[str, str] | Mapping[Path, str] | Mapping[str
         for _, _, tmp in staged:
             if tmp and os.path.exists(tmp):
                 os.unlink(tmp)
-        if isinstance(exc, OSError) and not str(exc).startswith("cannot write "):
+        if isinstance(exc, OSError) and cannot_write(path, exc) is not exc:
             raise cannot_write(path, exc) from exc
         raise
 
