@@ -178,7 +178,7 @@ def _gpu_table(rows: list[GpuRow]) -> None:
 def _emit(found: Discovered, source: str, merge_into: str | None, location: str | None) -> None:
     from placer.cli import CliError, echo, err, fail
     from placer.discover import MergeError, plan_merge, refused, relocate, render
-    from placer.planfile import atomic_write
+    from placer.planfile import atomic_write, cannot_write
 
     if found.unread and not any(d.get("kind") == "Pool" for d in found.documents):
         for note in found.notes:
@@ -208,7 +208,8 @@ def _emit(found: Discovered, source: str, merge_into: str | None, location: str 
         try:
             atomic_write(path, text)
         except OSError as exc:
-            fail(f"cannot write {path}: {exc.strerror or exc}; files written before it keep their new contents")
+            # atomic_write's error says the path already: it was said twice ("cannot write P: cannot write P: ...")
+            fail(f"{cannot_write(path, exc)}; files written before it keep their new contents")
     for note in plan.notes:
         err.print(f"note: {note}", style="yellow", markup=False)
     for word, lines in (("updated", plan.updated), ("added", plan.added), ("unchanged", plan.unchanged),

@@ -43,6 +43,30 @@ def unlistable(folder: Path, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
     monkeypatch.setattr(Path, "iterdir", seam)
 
 
+def unwritable(folder: Path, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    """No file can be made in ``folder`` (`chmod 500`)."""
+    if how == "chmod":
+        folder.chmod(0o500)
+        try:
+            (folder / ".probe").touch()
+        except PermissionError:
+            return
+        (folder / ".probe").unlink()
+        folder.chmod(0o755)
+        pytest.skip("this user writes in a folder whatever its mode; the seam case stands for it")
+    import placer.planfile
+
+    beside = placer.planfile.temporary_beside
+    target = folder.resolve()
+
+    def seam(path: Path, *args: Any, **kwargs: Any) -> Any:
+        if path.parent.resolve() == target:
+            raise _denied(path.parent)
+        return beside(path, *args, **kwargs)
+
+    monkeypatch.setattr(placer.planfile, "temporary_beside", seam)
+
+
 def unsearchable(folder: Path, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
     """``folder`` can be listed but not entered (`chmod 600`): nothing in it can be looked at."""
     if how == "chmod":

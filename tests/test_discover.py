@@ -35,6 +35,7 @@ from placer.planfile import atomic_write
 from placer.spec import read_fleet_dir
 from placer.spec.loader import kind_and_name
 from providers.nvml import ReplayNvml, discover_host
+from tests import denied
 from tests.servers.gcp_server import FakeCompute
 from tests.servers.kube_server import FakeKubeApiServer, write_kubeconfig
 from tests.servers.moto_server import Fault, FaultProxy, ec2_error, json_error, moto_server, query_error
@@ -588,6 +589,24 @@ def test_discover_nvml_merge_writes_the_fleet_and_says_what_changed(
     assert load_fleet(fleet).pools["dgx-h100-01"].spec.gpu.per_node == 8
     code, out, _ = run(capsys, "discover", "nvml", "--replay", replay, "--location", "fra-dc1", "--merge", str(fleet))
     assert code == 0 and "No changes" in out
+
+
+@pytest.mark.parametrize("how", denied.HOWS)
+def test_a_merge_into_a_folder_it_cannot_write_says_so_once(capsys: pytest.CaptureFixture[str], fleet: Path,
+                                                              monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    """A fleet file in a folder it cannot write (`chmod 500`) said "cannot write FILE: cannot write
+    FILE: Permission denied"; now once, exit 1, the file as it was."""
+    path = fleet / "pools" / "pools.yaml"
+    denied.unwritable(path.parent, monkeypatch, how)
+    try:
+        code, _, err = run(capsys, "discover", "nvml", "--replay", str(NVML / "h100x8.json"), "--location",
+                             "fra-dc1", "--merge", str(fleet))
+    finally:
+        denied.restore(path.parent)
+    said = " ".join(err.split())
+    assert code == 1 and said.endswith(f"Error: cannot write {path}: Permission denied; files written before it keep "
+                                       "their new contents"), said
+    assert path.read_text() == POOLS
 
 
 def test_discover_merge_errors_are_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
