@@ -645,14 +645,16 @@ def os_reason(exc: OSError) -> str:
     return reason[:1].lower() + reason[1:]
 
 
-def cannot_list(folder: Path, exc: OSError, doing: str) -> OSError:
-    """``exc``, an OSError listing ``folder`` (``doing``: what for, in words), as one that says so
-    and what to do: a folder it can write but not list (`chmod 300`) was Python's "[Errno 13]
-    Permission denied: 'FOLDER'", and no word of what placer was doing."""
+def cannot_list(folder: Path, exc: OSError, doing: str, writes: bool = True) -> OSError:
+    """``exc``, an OSError listing ``folder`` (``doing``: what for, in words; ``writes``: whether
+    placer writes there too), as one that says so and what to do: a folder it can write but not
+    list (`chmod 300`) was Python's "[Errno 13] Permission denied: 'FOLDER'", and no word of what
+    placer was doing."""
     said = f"cannot list the folder {folder} ({os_reason(exc)}) {doing}"
     if exc.errno in (errno.EACCES, errno.EPERM):
-        said += (": make the folder readable as well as writable by this user (`chmod u+rwx "
-                 f"{shlex.quote(str(folder))}` if you own it), then run the command again")
+        said += (": make the folder readable as well as writable by this user (`chmod u+rwx " if writes
+                 else ": make the folder readable by this user (`chmod u+rx ")
+        said += f"{shlex.quote(str(folder))}` if you own it), then run the command again"
     return type(exc)(said)
 
 
@@ -673,7 +675,7 @@ def cannot_read(path: str | Path, exc: OSError, doing: str) -> OSError:
     return type(exc)(said)
 
 
-def list_folder(folder: Path, doing: str) -> list[Path]:
+def list_folder(folder: Path, doing: str, writes: bool = True) -> list[Path]:
     """What ``folder`` holds, sorted; an OSError said as ``cannot_list`` says it. A folder it can
     list but not enter (`chmod 600`) is refused here too: each look at what it holds (``is_dir``,
     ``exists``) was Python's "[Errno 13] Permission denied: 'FOLDER/NAME'" (``FOLDER/.`` is looked
@@ -682,7 +684,7 @@ def list_folder(folder: Path, doing: str) -> list[Path]:
         found = sorted(folder.iterdir())
         os.stat(os.path.join(folder, "."))
     except OSError as exc:
-        raise cannot_list(folder, exc, doing) from None
+        raise cannot_list(folder, exc, doing, writes) from None
     return found
 
 

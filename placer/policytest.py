@@ -37,6 +37,7 @@ from placer.candidates import POLICY, RETIRED, Candidates, find_candidates
 from placer.cost import violations as find_violations
 from placer.fleet import Fleet, build_fleet
 from placer.optimizer import SolveResult, optimize
+from placer.planfile import list_folder
 from placer.policy import Rules, behaviour, plan_time
 from placer.spec import Diagnostic, Document, load_document
 from placer.spec.kinds import API_VERSION
@@ -234,11 +235,28 @@ def find_test_files(root: str | Path) -> list[Path]:
             raise NoTestsError(f"{root}: {what}")
         raise NoTestsError(f"{root}: not a regular file ({what}): name a policy test file "
                            f"({' or '.join('*' + s for s in TEST_SUFFIXES)}) or a directory of them")
-    found = [p for p in base.rglob("*") if p.is_file() and is_test_file(p)
-             and not any(part.startswith(".") for part in p.relative_to(base).parts)]
+    found = list(_test_files_below(base))
     if not found:
         raise NoTestsError(f"{root}: no policy test files ({' or '.join('*' + s for s in TEST_SUFFIXES)})")
     return sorted(found)
+
+
+def _test_files_below(folder: Path) -> Iterable[Path]:
+    """The test files below ``folder``, hidden entries and folders that are links skipped (as
+    ``rglob`` skipped them). A folder it cannot list or enter is refused (NoTestsError, in words):
+    ``rglob`` skipped one it could not list (`chmod 300`), its tests unrun and the run passed, and
+    one it could not enter (`chmod 600`) was Python's "[Errno 13] Permission denied: 'FILE'"."""
+    try:
+        entries = list_folder(folder, "to find the policy tests in it", writes=False)
+    except OSError as exc:
+        raise NoTestsError(f"{exc}; no test was run") from None
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            yield from _test_files_below(entry)
+        elif is_test_file(entry) and entry.is_file():
+            yield entry
 
 
 def policy_file_for(test_file: Path) -> Path:

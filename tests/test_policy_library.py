@@ -17,6 +17,7 @@ import yaml
 import policies
 from placer import policytest
 from placer.fleet import load_fleet
+from tests import denied
 
 ROOT = Path(__file__).resolve().parents[1]
 LIBRARY = ROOT / "policies" / "library"
@@ -510,3 +511,30 @@ def test_a_model_expected_retired_and_placed_is_refused_at_its_line(tmp_path: Pa
         "retired model is placed nowhere; expect it retired or placed, not both",
         "ERROR p.test.yaml:9: PolicyTest/p: spec.cases[0].expect[0].allowed[0]: m is expected retired in this case "
         "too, and a retired model is allowed on no pool; expect it retired or allowed, not both"]
+
+
+@pytest.mark.parametrize("how", denied.HOWS)
+@pytest.mark.parametrize("enter", [False, True])
+def test_a_test_folder_it_cannot_list_is_refused_not_skipped(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                             monkeypatch: pytest.MonkeyPatch, enter: bool,
+                                                             how: str) -> None:
+    """A folder of tests it cannot list (`chmod 300`) was skipped unsaid: its tests were not run,
+    and the run passed, exit 0. One it can list but not enter (`chmod 600`) was Python's "[Errno 13]
+    Permission denied: 'FILE'". Now the folder, why and what to do, exit 1, no test run."""
+    from placer.cli import main
+
+    shutil.copy(LIBRARY / "budget-team.test.yaml", tmp_path)
+    shutil.copy(LIBRARY / "budget-team.yaml", tmp_path)
+    sub = tmp_path / "team"
+    sub.mkdir()
+    shutil.copy(LIBRARY / "budget-team.test.yaml", sub)
+    (denied.unsearchable if enter else denied.unlistable)(sub, monkeypatch, how)
+    try:
+        code = main(["policy", "test", str(tmp_path)])
+    finally:
+        denied.restore(sub)
+    out, err = capsys.readouterr()
+    assert code == 1 and out == "", out
+    assert " ".join(err.split()) == (f"Error: cannot list the folder {sub} (permission denied) to find the policy tests "
+                                     f"in it: make the folder readable by this user (`chmod u+rx {sub}` if you own it), "
+                                     "then run the command again; no test was run"), err
