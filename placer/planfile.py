@@ -791,7 +791,11 @@ def _syncfs(folders: list[Path]) -> None:
     for folder in folders:
         one.setdefault(folder.stat().st_dev, folder)
     for folder in one.values():
-        fd = os.open(folder, os.O_RDONLY)
+        try:
+            fd = os.open(folder, os.O_RDONLY)
+        except PermissionError:  # a folder it may write but not read (`chmod 300`): see _fsync_folder
+            os.sync()
+            return
         try:
             if SYNCFS(fd) != 0:
                 code = ctypes.get_errno()
@@ -806,6 +810,17 @@ def _fsync(path: str | Path, flags: int) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the renames in ``folder`` durable (fsync(2) of the folder). One it may write but not
+    read (`chmod 300`, a drop folder) cannot be opened to be synced: sync(2) makes them durable
+    instead (every file system's writes), where it failed a write that was done ("cannot write
+    FOLDER: Permission denied", the file in place)."""
+    try:
+        _fsync(folder, os.O_RDONLY)
+    except PermissionError:
+        os.sync()
 
 
 def temporary_beside(target: Path, staged: list[tuple[str | Path, Path, str]], path: str | Path) -> tuple[int, str]:
@@ -876,7 +891,7 @@ def atomic_write_all(files: Mapping[str, str] | Mapping[Path, str] | Mapping[str
         else:
             for folder in folders:
                 path = folder
-                _fsync(folder, os.O_RDONLY)
+                _fsync_folder(folder)
     except BaseException as exc:
         for _, _, tmp in staged:
             if tmp and os.path.exists(tmp):

@@ -164,6 +164,37 @@ def test_a_plan_written_where_no_file_can_be_says_where(tmp_path):
     assert sorted(p.name for p in taken.iterdir()) == [] and a_file.read_text() == "x"
 
 
+@pytest.mark.parametrize("how", denied.HOWS)
+def test_a_plan_written_into_a_folder_it_cannot_read_is_saved(tmp_path, capsys, monkeypatch, how):
+    """-o into a folder it may write but not read (`chmod 300`, a drop folder): the plan was written,
+    then the folder could not be opened to sync the rename, and it said "cannot write FOLDER:
+    Permission denied", exit 1, of a plan that was saved. Now it is saved and said so, exit 0."""
+    import placer.cli
+    from placer import planfile
+
+    fleet = write_fleet(tmp_path)
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    if how == "chmod":
+        denied.unlistable(drop, monkeypatch, how)
+    else:
+        fsync = planfile._fsync
+
+        def unreadable(path, flags):
+            if Path(path) == drop:
+                raise PermissionError(13, "Permission denied", str(path))
+            fsync(path, flags)
+
+        monkeypatch.setattr(planfile, "_fsync", unreadable)
+    try:
+        code = placer.cli.main(["plan", str(fleet), "-o", str(drop / "plan.json")])
+    finally:
+        denied.restore(drop)
+    out, err = capsys.readouterr()
+    assert code == 0 and f"Saved the plan to {drop / 'plan.json'}." in out and err == "", err
+    assert os.listdir(drop) == ["plan.json"] and json.loads((drop / "plan.json").read_text())["formatVersion"] == 1
+
+
 def test_a_path_with_a_name_too_long_is_refused_in_words(tmp_path):
     """plan -o and render --out with a 300-character name: Python's "[Errno 36] File name too long:"
     and the whole path again; now the path given, why and what to do, exit 1, nothing written."""
