@@ -831,7 +831,7 @@ def render(plan_path: str, out_dir: str) -> None:
         progress(f"comparing {len(files):,} file(s) with the tree")
         # only what differs is written, all at once (a sync a file and one a folder took 6 s at M)
         changed = {root / rel: text for rel, text in files.items()
-                   if not (root / rel).exists() or _tree_file(root / rel, "to compare it with the plan's", "strict") != text}
+                   if not (root / rel).exists() or _tree_file(root / rel, "to compare it with the plan's") != text}
         keep = {root / rel for rel in files}
         gone = [path for path in stale if path not in keep]
         # as the gitops apply refuses it: a link in the tree led a render outside it, to write there
@@ -860,13 +860,15 @@ def render(plan_path: str, out_dir: str) -> None:
               + ".")
 
 
-def _tree_file(path: Path, doing: str, errors: str = "replace") -> str:
+def _tree_file(path: Path, doing: str) -> str:
     """The text of a file of the GitOps tree ``render`` reads (``doing``: what for): one it cannot
-    read is said in words (``cannot_read``); it was Python's "[Errno 13] Permission denied: 'FILE'"."""
+    read is said in words (``cannot_read``); it was Python's "[Errno 13] Permission denied: 'FILE'".
+    Bytes that are no UTF-8 are an edit like any other, replaced (one at a plan's path was an
+    internal error, UnicodeDecodeError)."""
     from placer.planfile import cannot_read
 
     try:
-        return path.read_text(errors=errors)
+        return path.read_text(errors="replace")
     except OSError as exc:
         raise cannot_read(path, exc, f"{doing}; nothing was written") from None
 

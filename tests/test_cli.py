@@ -640,6 +640,20 @@ def test_render_over_a_file_it_cannot_read_says_so_in_words(tmp_path, capsys, mo
     assert kust.read_text() == "resources: []\n"
 
 
+def test_render_over_a_file_that_is_no_utf8_writes_the_plans(tmp_path):
+    """A file at one of the plan's paths holding bytes that are no UTF-8 was an internal error
+    (UnicodeDecodeError); it is written over with the plan's, as any other edit."""
+    plan, _ = _planned_for_cluster_c1(tmp_path)
+    out = tmp_path / "gitops"
+    assert placer("render", str(plan), "--out", str(out)).returncode == 0
+    tfvars = out / "terraform" / "placer.auto.tfvars.json"
+    want = tfvars.read_bytes()
+    tfvars.write_bytes(b"\xff\xfe{}")
+    r = placer("render", str(plan), "--out", str(out))
+    assert r.returncode == 0 and r.stdout.startswith(f"Wrote 1 file(s) under {out}"), r.stdout + r.stderr
+    assert tfvars.read_bytes() == want
+
+
 def test_render_lists_a_deployment_once_where_a_file_placer_did_not_write_had_its_name(tmp_path):
     """A manifest placer did not write at the path of one of the plan's Deployments (a hand-written
     one from before placer) is replaced by the plan's, as the gitops apply writes it, and said so: the
