@@ -357,6 +357,13 @@ class NamedPath(click.Path):
             self.fail("is empty; give a file or directory path", param, ctx)
         return super().convert(value, param, ctx)
 
+    def fail(self, message: str, param: click.Parameter | None = None, ctx: click.Context | None = None) -> NoReturn:
+        # click's "Path 'p.json' is not readable." said what, not what to do
+        if message.endswith(" is not readable."):
+            message = (f"{message[:-1]}: this user may not read it; make it readable (`chmod u+r` a file, "
+                       "`chmod u+rx` a folder) or run placer as a user who may")
+        super().fail(message, param, ctx)
+
 
 # ---------------------------------------------------------------- commands
 

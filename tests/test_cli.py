@@ -858,6 +858,34 @@ def test_a_plan_file_it_cannot_read_says_what_to_change(tmp_path, capsys, monkey
                                   "it), then run the command again"), said
 
 
+@pytest.mark.parametrize("how", denied.HOWS)
+def test_a_path_click_finds_unreadable_says_what_to_do(tmp_path, capsys, monkeypatch, how):
+    """A plan file this user may not read (`chmod 200`) is refused by the command line's own check,
+    which said "Path '...' is not readable." and nothing of what to do."""
+    import os
+
+    import placer.cli
+
+    plan = tmp_path / "plan.json"
+    plan.write_text("{}")
+    if how == "chmod":
+        plan.chmod(0o200)
+        if os.access(plan, os.R_OK):
+            plan.chmod(0o644)
+            pytest.skip("this user reads a file whatever its mode; the seam case stands for it")
+    else:
+        access = os.access
+        monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if str(p) == str(plan) and mode == os.R_OK
+                            else access(p, mode, **kw))
+    try:
+        code = placer.cli.main(["show", str(plan)])
+    finally:
+        plan.chmod(0o644)
+    said = " ".join(capsys.readouterr().err.split())
+    assert code == 1 and f"Path '{plan}' is not readable: this user may not read it; make it readable (`chmod u+r` " \
+        "a file, `chmod u+rx` a folder) or run placer as a user who may" in said, said
+
+
 def test_a_mistyped_fleet_path_names_the_folder_meant(tmp_path):
     """A fleet path with a typo names the folder beside it that it was most likely meant to be;
     it said "no such file or directory" and nothing of what to give."""
