@@ -32,6 +32,7 @@ from placer.planfile import (
     POOL_TARGETS,
     atomic_write,
     blocked_folder,
+    cannot_list,
     deployment_place,
     file_leftovers,
     os_reason,
@@ -598,10 +599,8 @@ class LocalBackend:
             try:
                 lefts = file_leftovers(self.path)
             except OSError as exc:
-                raise StateError(f"{cannot}: cannot list the folder {folder} ({os_reason(exc)}) to remove what a "
-                                 "killed write left there; nothing was changed: make the folder readable as well "
-                                 f"as writable by this user (`chmod u+rwx {shlex.quote(str(folder))}` if you "
-                                 "own it), then run the command again") from None
+                said = cannot_list(folder, exc, "to remove what a killed write left there; nothing was changed")
+                raise StateError(f"{cannot}: {said}") from None
             for left in lefts:
                 with suppress(OSError):
                     left.unlink()
