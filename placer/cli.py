@@ -807,7 +807,7 @@ def force_unlock(lock_id: str, fleet_path: str | None, state_path: str | None) -
 @click.option("--out", "out_dir", type=NamedPath(), required=True, help="Directory of the GitOps tree.")
 def render(plan_path: str, out_dir: str) -> None:
     """Write the GitOps tree of a plan: manifests per cluster and terraform tfvars."""
-    from placer.planfile import atomic_write_all, cannot_write, link_refusal, read, tree_leftovers
+    from placer.planfile import atomic_write_all, cannot_write, link_refusal, read, read_said, tree_leftovers
     from placer.render.tree import listed, placer_wrote, tree
 
     root = Path(out_dir)
@@ -829,7 +829,7 @@ def render(plan_path: str, out_dir: str) -> None:
         for path in sorted(p for p in found if listed(p) or (p.name == "kustomization.yaml" and p.is_file())):
             # placer writes *.yaml only: a *.yml is someone's, listed whatever its labels
             if path.name == "kustomization.yaml" or (
-                    path.suffix == ".yaml" and placer_wrote(_tree_file(path, "to tell whether placer wrote it"))):
+                    path.suffix == ".yaml" and placer_wrote(read_said(path, "to tell whether placer wrote it; nothing was written"))):
                 stale.append(path)
             else:
                 theirs.setdefault(path.parent.name, []).append(path.name)
@@ -838,7 +838,7 @@ def render(plan_path: str, out_dir: str) -> None:
         progress(f"comparing {len(files):,} file(s) with the tree")
         # only what differs is written, all at once (a sync a file and one a folder took 6 s at M)
         changed = {root / rel: text for rel, text in files.items()
-                   if not (root / rel).exists() or _tree_file(root / rel, "to compare it with the plan's") != text}
+                   if not (root / rel).exists() or read_said(root / rel, "to compare it with the plan's; nothing was written") != text}
         keep = {root / rel for rel in files}
         gone = [path for path in stale if path not in keep]
         # as the gitops apply refuses it: a link in the tree led a render outside it, to write there
@@ -865,19 +865,6 @@ def render(plan_path: str, out_dir: str) -> None:
               + (f"; replaced {len(taken)} placer did not write with the plan's Deployment of that name: "
                  + ", ".join(taken[:3]) + (f" and {len(taken) - 3} more" if len(taken) > 3 else "") if taken else "")
               + ".")
-
-
-def _tree_file(path: Path, doing: str) -> str:
-    """The text of a file of the GitOps tree ``render`` reads (``doing``: what for): one it cannot
-    read is said in words (``cannot_read``); it was Python's "[Errno 13] Permission denied: 'FILE'".
-    Bytes that are no UTF-8 are an edit like any other, replaced (one at a plan's path was an
-    internal error, UnicodeDecodeError)."""
-    from placer.planfile import cannot_read
-
-    try:
-        return path.read_text(errors="replace")
-    except OSError as exc:
-        raise cannot_read(path, exc, f"{doing}; nothing was written") from None
 
 
 @cli.command()

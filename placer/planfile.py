@@ -675,6 +675,16 @@ def cannot_read(path: str | Path, exc: OSError, doing: str) -> OSError:
     return type(exc)(said)
 
 
+def read_said(path: Path, doing: str, errors: str = "replace") -> str:
+    """The text of the file ``path`` (``doing``: what for); one it cannot read (`chmod 200`) is said
+    in words (``cannot_read``): it was Python's "[Errno 13] Permission denied: 'FILE'". ``errors``:
+    how bytes that are no UTF-8 are read ("replace": an edit like any other; "strict": raised)."""
+    try:
+        return path.read_bytes().decode("utf-8", errors=errors)
+    except OSError as exc:
+        raise cannot_read(path, exc, doing) from None
+
+
 def list_folder(folder: Path, doing: str, writes: bool = True) -> list[Path]:
     """What ``folder`` holds, sorted; an OSError said as ``cannot_list`` says it. A folder it can
     list but not enter (`chmod 600`) is refused here too: each look at what it holds (``is_dir``,

@@ -24,10 +24,10 @@ import yaml
 from placer.planfile import (
     Change,
     atomic_write,
-    cannot_read,
     deployment_place,
     link_refusal,
     list_folder,
+    read_said,
     tree_leftovers,
     tree_place,
 )
@@ -101,7 +101,7 @@ class GitOpsProvider:
                 self._dirty.add(folder)
                 continue
             # placer's own file, whatever is in it: bytes that are no UTF-8 are an edit like any other
-            have = _read(kust, "to check that it lists its folder's manifests") if kust.exists() else None
+            have = read_said(kust, "to check that it lists its folder's manifests") if kust.exists() else None
             if have != (kustomization_text(sorted(names)) if names else None):
                 self._dirty.add(folder)
                 if names:
@@ -145,7 +145,7 @@ class GitOpsProvider:
             path = self.root / TFVARS
             if self.plan_info is not None and path.exists():
                 try:
-                    stale = json.loads(_read(path, "to check which plan it names", "strict")).get("placer_plan") != self.plan_info
+                    stale = json.loads(read_said(path, "to check which plan it names", "strict")).get("placer_plan") != self.plan_info
                 except (ValueError, AttributeError, RecursionError):  # not JSON, not UTF-8, nested too deeply
                     stale = False  # the next pool change says what is wrong with the file
                 if stale:
@@ -168,7 +168,7 @@ class GitOpsProvider:
         if not path.exists():
             return {}
         try:
-            data = json.loads(_read(path, "to read the pool sizes placer wrote there", "strict"))
+            data = json.loads(read_said(path, "to read the pool sizes placer wrote there", "strict"))
         except json.JSONDecodeError as exc:
             raise ProviderError(f"{path}: not valid JSON ({exc.msg}); fix or remove it before applying") from None
         except UnicodeDecodeError:  # was said as Python's codec error, naming no file
@@ -189,7 +189,7 @@ class GitOpsProvider:
         if not path.exists():
             return None
         try:
-            doc = yaml.safe_load(_read(path, f"to read the manifest placer writes for {change.address}", "strict"))
+            doc = yaml.safe_load(read_said(path, f"to read the manifest placer writes for {change.address}", "strict"))
         except (UnicodeDecodeError, yaml.YAMLError, RecursionError) as exc:
             # Python's words and no file named (a YAML error's over several lines) failed the apply
             why = ("not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else "YAML nested too deeply to read"
@@ -252,15 +252,6 @@ class GitOpsProvider:
 
     def wait_healthy(self, change: Change, timeout_s: float) -> None:
         return None
-
-
-def _read(path: Path, doing: str, errors: str = "replace") -> str:
-    """The text of a file of the tree (``doing``: what for); one it cannot read (`chmod 200`) is said
-    in words (``cannot_read``): it was Python's "[Errno 13] Permission denied: 'FILE'"."""
-    try:
-        return path.read_bytes().decode("utf-8", errors=errors)
-    except OSError as exc:
-        raise cannot_read(path, exc, doing) from None
 
 
 def _mend_note(kust: Path, have: str | None, names: set[str]) -> str:
