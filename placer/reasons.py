@@ -117,15 +117,17 @@ class Reasons:
                 rate = rates_apart([serve, model.total_demand])
                 return (f"capacity for demand: the replicas it may keep serve {rate.format(serve)} of its "
                         f"{rate.format(model.total_demand)}")
-        rooms = [f"room on {p} for {', '.join(others)}" for p, others in self._displaced(model)]
+        rooms = [f"room on {p} for {', '.join(others)}{why}" for p, others, why in self._displaced(model)]
         if rooms:
             return "; ".join(rooms)
         return (f"placed anew by the plan, its compute {was:,.2f} -> {now:,.2f} USD/h "
                 f"(`placer explain FLEET {name}` says why it runs where it does)")
 
-    def _displaced(self, model: Model) -> list[tuple[str, list[str]]]:
+    def _displaced(self, model: Model) -> list[tuple[str, list[str], str]]:
         """The pools the model leaves replicas on that, as planned, cannot hold them beside the
-        other models that grow there, with those models."""
+        other models that grow there, with those models and, where the pool's GPUs could, the
+        required policy on it that they would break (a headroom that keeps GPUs free: such a move
+        said 'placed anew by the plan', 8 of 16 of them in five re-plans of bench M)."""
         out = []
         fleet, old, new = self.fleet, self.before, self.placement
         each = model.spec.replica.gpus
@@ -133,9 +135,31 @@ class Reasons:
             freed = (r - new.replicas.get((model.name, p), 0)) * fleet.pools[p].gpus_per_replica(each)
             others = sorted(m for m, n in new.models_on(p).items()
                             if m != model.name and n > old.replicas.get((m, p), 0))
-            if freed > 0 and others and new.gpus_used(fleet, p) + freed > new.gpus_capacity(fleet, p):
-                out.append((p, others))
+            if freed <= 0 or not others:
+                continue
+            if new.gpus_used(fleet, p) + freed > new.gpus_capacity(fleet, p):
+                out.append((p, others, ""))
+            elif (broken := self._kept_breaks(model.name, p, r)) is not None:
+                out.append((p, others, f" (kept there, its replicas break required policy {broken.policy}: "
+                                       f"{broken.detail})"))
         return out
+
+    def _kept_breaks(self, model: str, pool: str, replicas: int) -> Violation | None:
+        """A required policy on ``pool`` that the plan, with ``model``'s ``replicas`` kept there,
+        breaks there more than the plan does; or None."""
+        if self.rules is None:
+            return None
+        mine = [p for p in self.fleet.policies if p.required and any(q.name == pool for q in self.fleet.pools_of(p.spec.pools))]
+        if not mine:
+            return None
+        kept = dict(self.placement.replicas)
+        kept[(model, pool)] = replicas
+        planned: dict[str, float] = {}
+        for v in violations(self.fleet, self.placement, self.rules, mine):
+            if v.subject == pool:
+                planned[v.policy] = planned.get(v.policy, 0.0) + v.amount
+        return next((v for v in violations(self.fleet, Placement(kept, self.placement.nodes), self.rules, mine)
+                     if v.subject == pool and v.amount > planned.get(v.policy, 0.0) + 1e-9), None)
 
     def broken(self) -> dict[str, list[Violation]]:
         """The running placement's violations of the fleet's policies, policy by policy."""

@@ -111,6 +111,11 @@ def m(**spec: Any) -> dict[str, Any]:
 PA, PB = pool("pa", "a", usd=2), pool("pb", "a", usd=1)
 ROOM = [pool("pa", "a", gpu="H100-80GB", usd=2), PB,
         inference("m1", [{"location": "a", "rate": 400}], throughput={"A100-80GB": 100, "H100-80GB": 100})]
+HEADROOM = [pool("pa", "a", gpu="H100-80GB", usd=2), PB,
+            inference("m1", [{"location": "a", "rate": 200}], throughput={"A100-80GB": 100, "H100-80GB": 100}),
+            policy("keep-free", {"headroom": {"fraction": 0.25}}, pools={"names": ["pb"]})]
+KEEP_FREE = ("room on pb for m2 (kept there, its replicas break required policy keep-free: pb: 7 of 8 GPUs used, "
+             "keeps < 25% free)")
 NEAR = [location("b"), link("a", "b", 20), pool("pa", "a", usd=1), pool("pb", "b", usd=2),
         inference("m", [{"location": "b", "rate": 300}])]
 
@@ -145,6 +150,13 @@ SCENARIOS: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str,
         "deployment/m1@pb": ["scaled down first: pb cannot hold the old replicas and the new at once (make before "
                              "break needs 10 of its 8 GPUs)", "room on pb for m2"],
         "deployment/m2@pb": ["demand changed 400 -> 600"]}),
+    # as "room", but pb is held to 6 of its 8 GPUs by a required headroom: m2's 5 replicas and m1's 2
+    # fit its GPUs, not its headroom, so m1 moves a replica to the dearer pa for m2 (it said 'placed anew
+    # by the plan', though the headroom is why; found by re-planning bench M, 8 of 16 such models)
+    "room, headroom": ([*HEADROOM, inference("m2", [{"location": "a", "rate": 300}])],
+                       [*HEADROOM, inference("m2", [{"location": "a", "rate": 500}])], None, {
+        "deployment/m1@pa": [KEEP_FREE], "deployment/m1@pb": [KEEP_FREE],
+        "deployment/m2@pb": ["demand changed 300 -> 500"]}),
     # latency priced higher: m moves to the dearer pool beside its users, which no reason above covers
     "latency": (NEAR, NEAR, {"latencyUsdPerMsPer1kRate": 1.0}, {
         "deployment/m@pb": ["placed anew by the plan, its compute 3.00 -> 6.00 USD/h "
