@@ -116,6 +116,11 @@ HEADROOM = [pool("pa", "a", gpu="H100-80GB", usd=2), PB,
             policy("keep-free", {"headroom": {"fraction": 0.25}}, pools={"names": ["pb"]})]
 KEEP_FREE = ("room on pb for m2 (kept there, its replicas break required policy keep-free: pb: 7 of 8 GPUs used, "
              "keeps < 25% free)")
+NODES = [pool("pa", "a", per_node=1, min_nodes=0, max_nodes=4, provider="aws"),
+         pool("pb", "a", gpu="H100-80GB", usd=2, min_nodes=0, max_nodes=2, provider="aws"),
+         inference("m", [{"location": "a", "rate": 100}], throughput={"A100-80GB": 100, "H100-80GB": 100})]
+FEWER = ("pa shrinks 1 -> 0 nodes (1.00 USD/h less), too few to keep its replicas there; it moves onto GPUs pb "
+         "runs already, its compute 1.00 -> 2.00 USD/h")
 NEAR = [location("b"), link("a", "b", 20), pool("pa", "a", usd=1), pool("pb", "b", usd=2),
         inference("m", [{"location": "b", "rate": 300}])]
 
@@ -157,6 +162,15 @@ SCENARIOS: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str,
                        [*HEADROOM, inference("m2", [{"location": "a", "rate": 500}])], None, {
         "deployment/m1@pa": [KEEP_FREE], "deployment/m1@pb": [KEEP_FREE],
         "deployment/m2@pb": ["demand changed 300 -> 500"]}),
+    # n's demand falls and frees a GPU on pb's one node: m moves there from pa, dearer a GPU, so that pa
+    # needs no node (it said 'placed anew by the plan, its compute 1.00 -> 2.00 USD/h', of a move that
+    # saves 1 USD/h; found by re-planning bench M)
+    "fewer nodes": ([*NODES, inference("n", [{"location": "a", "rate": 800}], throughput={"H100-80GB": 100})],
+                    [*NODES, inference("n", [{"location": "a", "rate": 700}], throughput={"H100-80GB": 100})],
+                    None, {"deployment/m@pa": [FEWER], "deployment/m@pb": [FEWER],
+                           "deployment/n@pb": ["demand changed 800 -> 700"], "pool/pa": ["capacity no longer needed"],
+                           "pool/pb": ["back to its planned size: the room make before break needed in phases 2 "
+                                       "and 3 is free"]}),
     # latency priced higher: m moves to the dearer pool beside its users, which no reason above covers
     "latency": (NEAR, NEAR, {"latencyUsdPerMsPer1kRate": 1.0}, {
         "deployment/m@pb": ["placed anew by the plan, its compute 3.00 -> 6.00 USD/h "
