@@ -95,6 +95,14 @@ def check_fresh(plan: Plan, state: State, location: str | None = None) -> None:
     there: a plan applied on another machine, or its state moved, said "there is no state now", and
     nothing of which file apply had looked for)."""
     if plan.prior_lineage != state.lineage or plan.prior_serial != state.serial:
+        applied = _applied_by(plan, state)
+        if applied is not None:
+            # this very plan was applied (a CI job run again): it said "something was applied since"
+            serial, when = applied.get("serial"), applied.get("appliedAt")
+            since = "" if serial == state.serial else f"; the state is now serial {state.serial}"
+            raise StalePlanError(f"stale plan: it was applied already, by the apply that made state serial {serial} "
+                                 f"(at {when}{since}); nothing was applied now. Run `placer plan` again to see whether "
+                                 "anything changed since, and apply the new plan.")
         # before the first apply there is no state, which a message calls so (it said "lineage None")
         made = ("no state (nothing applied yet)" if plan.prior_lineage is None
                 else f"state lineage {plan.prior_lineage} serial {plan.prior_serial}")
@@ -128,6 +136,15 @@ def check_fresh(plan: Plan, state: State, location: str | None = None) -> None:
                              "new plan.")
     # planned from what runs (``plan --refresh``), its changes start from that, not from the state
     check_before(plan, state, from_state=not plan.prior_refreshed)
+
+
+def _applied_by(plan: Plan, state: State) -> dict[str, Any] | None:
+    """The apply of ``state``'s history that applied ``plan`` (by its digest), where it was made
+    from this state's lineage, or before it had one, and the state has moved on since; or None."""
+    if plan.prior_lineage not in (None, state.lineage) or state.serial <= plan.prior_serial:
+        return None
+    digest = plan.digest()
+    return next((h for h in reversed(state.history) if h.get("planDigest") == digest), None)
 
 
 def _place_of(address: str, target: dict[str, Any]) -> str:
@@ -485,7 +502,8 @@ class Applier:
             # it came back its plan said "demand changed" from what it had been before it left
             state.models = {model: {"demand": total} for model, total in demand.items()}
             state.history.append({"serial": state.serial, "appliedAt": _now(), "plan": plan_id,
-                                  "changes": len(report.applied), "fleetDigest": plan.fleet_digest})
+                                  "changes": len(report.applied), "fleetDigest": plan.fleet_digest,
+                                  "planDigest": plan.digest()})
             state.history = state.history[-50:]
             try:
                 self.backend.write(state)

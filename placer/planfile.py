@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import hashlib
 import json
 import math
 import os
@@ -199,6 +200,13 @@ class Plan:
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2, sort_keys=False, allow_nan=False) + "\n"
+
+    def digest(self) -> str:
+        """sha256 of the plan's JSON, keys sorted: the same plan file, read again, has the same one.
+        The state's history records it of each apply (``planDigest``), so that a plan applied
+        again is told from one another apply made stale."""
+        text = json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"), allow_nan=False)
+        return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
 # SPEC section 3's fields and sections, and the settings apply reads: a plan without its cost or solver

@@ -514,9 +514,35 @@ def test_a_plan_of_another_state_says_so(env: Env, capsys: pytest.CaptureFixture
     assert env.state.read_bytes() == before
 
 
+def test_a_plan_applied_again_says_it_was_applied(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    """A plan applied a second time (a CI job run again) said 'stale plan: ... (something was applied
+    since)', as of another's apply: the state's history records each apply's plan (planDigest), and
+    the refusal says this plan was applied, by which apply, and changes nothing."""
+    first = plan_and_apply(capsys, env)
+    before, files = env.state.read_bytes(), lh.tree(env.deploy)
+    code, _, stderr = placer(capsys, "apply", str(first))
+    said = " ".join(stderr.split())
+    applied_at = env.state_json()["history"][-1]["appliedAt"]
+    assert code == 1 and (f"stale plan: it was applied already, by the apply that made state serial 1 (at "
+                          f"{applied_at}); nothing was applied now. Run `placer plan` again to see whether "
+                          "anything changed since, and apply the new plan.") in said, said
+    assert "something was applied since" not in said
+    assert env.state.read_bytes() == before and lh.tree(env.deploy) == files
+    # once another apply followed, it says that too
+    second = env.root / "second.json"
+    env.write(chat_rate=9000)
+    plan_json(capsys, env, second)
+    apply_ok(capsys, second)
+    code, _, stderr = placer(capsys, "apply", str(first))
+    said = " ".join(stderr.split())
+    assert code == 1 and "by the apply that made state serial 1 (at" in said and \
+        "; the state is now serial 2); nothing was applied now" in said, said
+
+
 def test_stale_plan_is_refused_and_changes_nothing(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     a, b = env.root / "a.json", env.root / "b.json"
     plan_json(capsys, env, a)
+    env.write(chat_rate=9000)  # another plan: one identical to a (the same --now) was applied with it
     plan_json(capsys, env, b)
     apply_ok(capsys, a)
     before, files = env.state.read_bytes(), lh.tree(env.deploy)
