@@ -10,10 +10,17 @@ stop and is told it stopped, so that `placer plan -o P && placer apply P` cancel
 nothing; what the command finished stays done (a plan file written whole, the state written), as
 after any interrupt. It was not said: SIGTERM killed the process silent (-15 to a Python caller),
 Ctrl-C printed a KeyboardInterrupt traceback, and a SIGTERM just after the command's last line
-said "Interrupted." and exited 130."""
+said "Interrupted." and exited 130.
+
+Once the exit handlers have run, the process ends with the command's status (``os._exit``), before
+Python tears its modules down (where ``main``'s is the first exit handler registered, as the console
+script's is): there Python gives signals back to the system's default, and a
+SIGTERM or Ctrl-C there killed the process silent (-15, -2), its work done and printed: 11 of 40
+SIGTERMs sent around the end of a `placer validate`."""
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import sys
@@ -83,20 +90,42 @@ def _exit_on_signals(said_already: bool) -> None:
     signal.signal(signal.SIGTERM, end)
 
 
+def _end_now(ended: list[int]) -> None:
+    """The last exit handler (registered first): the process ends now with the command's status,
+    ``ended``'s one entry, its output flushed, rather than after Python's teardown of its modules,
+    where a signal is no longer Python's to say (the system's default kills the process silent).
+    Where ``main`` did not return (an error escaped it), or a flush fails (a closed pipe), Python
+    ends as it would, saying what it says and exiting with its own status."""
+    if not ended:
+        return
+    streams = {id(s): s for s in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__) if s is not None}
+    for stream in streams.values():
+        try:
+            stream.flush()
+        except Exception:
+            return
+    os._exit(ended[0])
+
+
 def main() -> int:
     """The console script: placer's command line, a signal while its modules load (the first half
     second of every command) and once it has ended included; the first printed a KeyboardInterrupt
     traceback (or, SIGTERM, nothing). The process's own: what it installs is not put back."""
     interrupt = _Interrupting()
     signal.signal(signal.SIGTERM, interrupt)
+    ended: list[int] = []
+    # before placer's modules and the libraries register theirs, so run last; not where another was
+    # registered before it (a hook, a coverage tool's), which would be skipped
+    if not atexit._ncallbacks():
+        atexit.register(_end_now, ended)
     try:
         from placer.cli import main as run
 
         status = run()
         _exit_on_signals(said_already=False)
-        return status
     except KeyboardInterrupt:  # while loading, just after the command ended, or a second one as the first was said
         _exit_on_signals(said_already=True)
         said, status = interrupted(interrupt.stopped_by[0])
         print(said, file=sys.stderr)
-        return status
+    ended.append(status)
+    return status

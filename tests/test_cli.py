@@ -1461,6 +1461,25 @@ def test_a_signal_as_a_command_ends_is_said_and_counted(tmp_path, when, sig, sai
     assert done.stdout == placer("validate", str(fleet)).stdout != "", done.stdout
 
 
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_a_signal_as_python_tears_its_modules_down_finds_the_command_ended(tmp_path, sig):
+    """Once its exit handlers ran, Python gives signals back to the system's default and tears its
+    modules down (~0.1 s): a SIGTERM or Ctrl-C there killed a command silent (-15, -2), its work done
+    and printed. The process now ends with the command's status as its exit handlers end (here the
+    signal, sent by a finalizer of that teardown, is never sent)."""
+    fleet = write_fleet(tmp_path)
+    hook = ("import os, signal, time\n"
+            "class Late:\n"
+            "    def __del__(self):  # run as Python tears the modules down\n"
+            f"        os.kill(os.getpid(), signal.{sig})\n"
+            "        time.sleep(2)\n"
+            "sys.modules['late'] = type(sys)('late')\n"
+            "sys.modules['late'].late = Late()")
+    done = _signalled(hook, "validate", str(fleet))
+    assert (done.returncode, done.stderr) == (0, ""), (done.returncode, done.stderr)
+    assert done.stdout == placer("validate", str(fleet)).stdout != "", done.stdout
+
+
 def test_ctrl_c_while_placer_loads_says_interrupted_not_a_traceback(tmp_path):
     """A Ctrl-C in a command's first half second, while placer's modules load, printed a
     KeyboardInterrupt traceback of 40 lines (SIGTERM then: nothing)."""
