@@ -547,6 +547,17 @@ def refresh(fleet: str, state_path: str | None) -> None:
         out.print("No drift: the providers hold what the state records.")
 
 
+def _names_a_fleet(target: str) -> bool:
+    """Whether apply's TARGET is a fleet (a directory, or one YAML file) rather than a plan file. One
+    that cannot be looked at (in a folder this user cannot enter, `chmod 600`) is taken as a plan,
+    whose read says why and what to change: it was Python's "[Errno 13] Permission denied: 'PLAN'"."""
+    path = Path(target)
+    try:
+        return path.is_dir() or (path.is_file() and target.lower().endswith(YAML_SUFFIXES))
+    except OSError:
+        return False
+
+
 @cli.command()
 @click.argument("target", type=NamedPath())
 @click.option("--auto-approve", is_flag=True, help="With a FLEET (a directory or one YAML file): plan and apply in one go.")
@@ -563,7 +574,7 @@ def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str
 
     # a fleet: a directory, or one YAML file, as plan and validate take it (a fleet file was read as a
     # plan: "not a plan file (invalid JSON at line 1 ...)")
-    if Path(target).is_dir() or (Path(target).is_file() and target.lower().endswith(YAML_SUFFIXES)):
+    if _names_a_fleet(target):
         if fleet_path is not None:
             fail("--fleet checks a saved plan against the fleet; with a fleet, drop it")
         if not auto_approve:

@@ -859,6 +859,35 @@ def test_a_plan_file_it_cannot_read_says_what_to_change(tmp_path, capsys, monkey
 
 
 @pytest.mark.parametrize("how", denied.HOWS)
+def test_apply_of_a_plan_in_a_folder_it_cannot_enter_says_what_to_change(tmp_path, capsys, monkeypatch, how):
+    """`apply PLAN` where PLAN's folder cannot be entered (`chmod 600`) was Python's "Error: [Errno 13]
+    Permission denied: 'PLAN'" (its look at whether PLAN is a fleet folder), where show, render and
+    explain --plan say what to change; now apply says it as they do, exit 1, nothing applied."""
+    import placer.cli
+
+    fleet = write_fleet(tmp_path)
+    folder = tmp_path / "plans"
+    folder.mkdir()
+    plan = folder / "plan.json"
+    assert placer.cli.main(["plan", str(fleet), "-o", str(plan)]) == 0
+    capsys.readouterr()
+    denied.unsearchable(folder, monkeypatch, how)
+    if how == "chmod":
+        todo = f"the folder {folder} cannot be entered; make it searchable by this user (`chmod u+x {folder}`"
+    else:  # the seam's folder: os.stat refused in it, and the file's open as well
+        denied.unreadable(plan, monkeypatch, how)
+        todo = f"make it readable by this user (`chmod u+r {plan}`"
+    try:
+        code = placer.cli.main(["apply", str(plan)])
+    finally:
+        denied.restore(folder)
+    said = " ".join(capsys.readouterr().err.split())
+    assert code == 1 and said == (f"Error: cannot read {plan} (permission denied) as a plan file: {todo} if you own "
+                                  "it), then run the command again"), said
+    assert not (tmp_path / "state.json").exists() and not (tmp_path / "deploy").exists(), "nothing was applied"
+
+
+@pytest.mark.parametrize("how", denied.HOWS)
 def test_a_path_click_finds_unreadable_says_what_to_do(tmp_path, capsys, monkeypatch, how):
     """A plan file this user may not read (`chmod 200`) is refused by the command line's own check,
     which said "Path '...' is not readable." and nothing of what to do."""
