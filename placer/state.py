@@ -15,6 +15,7 @@ short by a killed process was never recorded.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import getpass
 import json
 import math
@@ -576,7 +577,10 @@ class LocalBackend:
                 try:
                     fd, tmp = temporary_beside(self.lock_path, staged, self.lock_path)
                 except OSError as exc:
-                    raise StateError(f"{cannot}: cannot create a file in {folder} ({os_reason(exc)})") from None
+                    todo = (f": make the folder writable and searchable by this user (`chmod u+rwx "
+                            f"{shlex.quote(str(folder))}` if you own it), then run the command again"
+                            if exc.errno in (errno.EACCES, errno.EPERM) else "")
+                    raise StateError(f"{cannot}: cannot create a file in {folder} ({os_reason(exc)}){todo}") from None
                 with os.fdopen(fd, "w") as handle:
                     json.dump(info, handle)
                     handle.flush()
@@ -589,8 +593,10 @@ class LocalBackend:
             except OSError as exc:
                 raise StateError(f"{cannot}: cannot write the lock file {self.lock_path} ({os_reason(exc)})") from None
             finally:
+                # one never made (a folder it cannot enter, `chmod 600`, refused it) cannot be removed
+                # either: that error replaced the refusal's ("[Errno 13] Permission denied: '.state.json.lock.x'")
                 for _, _, private in staged:
-                    with suppress(FileNotFoundError):
+                    with suppress(OSError):
                         os.unlink(private)
             # the lock's holder is the only writer of the state: a temporary file of it is one a killed write
             # left (it stayed for good, a whole state each); a locker's own (``.state.json.lock.*``) may be

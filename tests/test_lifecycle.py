@@ -905,6 +905,58 @@ def test_a_state_folder_the_lock_cannot_list_is_said_in_words(env: Env, capsys: 
     apply_ok(capsys, path)  # the state as it was: the same plan is not stale
 
 
+@pytest.mark.parametrize("how", ["chmod", "seam"])
+def test_a_state_folder_the_lock_cannot_enter_is_said_in_words(env: Env, capsys: pytest.CaptureFixture[str],
+                                                                monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    """A state folder this user can list but not enter (`chmod 600`): the lock's private file could
+    not be made, and the removal of it, never made, failed too, its error said instead: Python's
+    "Error: [Errno 13] Permission denied: '.../.state.json.lock.XXXXXXXX'". Now one line says where
+    and what to do, exit 1, nothing written (the seam refuses the file and its removal, as such a
+    folder does)."""
+    path = env.root / "plan.json"
+    plan_json(capsys, env, path)
+    folder = env.state.parent
+    folder.mkdir()
+    if how == "chmod":
+        folder.chmod(0o600)
+        try:
+            os.stat(os.path.join(folder, "."))
+        except PermissionError:
+            pass
+        else:  # root (CAP_DAC_READ_SEARCH) enters a folder whatever its mode
+            folder.chmod(0o755)
+            pytest.skip("this user enters a folder whatever its mode; the seam case stands for it")
+    else:
+        import placer.state as state_module
+
+        beside, unlink = state_module.temporary_beside, os.unlink
+
+        def refused(target: Path, staged: list[Any], named: Any) -> Any:
+            if target.parent == folder:
+                staged.append((named, target, str(folder / f".{target.name}.abcdefgh")))
+                raise PermissionError(errno.EACCES, "Permission denied", staged[-1][2])
+            return beside(target, staged, named)
+
+        def unlinked(name: Any, *args: Any, **kwargs: Any) -> None:
+            if Path(name).parent == folder:
+                raise PermissionError(errno.EACCES, "Permission denied", str(name))
+            unlink(name, *args, **kwargs)
+
+        monkeypatch.setattr(state_module, "temporary_beside", refused)
+        monkeypatch.setattr(os, "unlink", unlinked)
+    try:
+        code, stdout, stderr = placer(capsys, "apply", str(path))
+    finally:
+        folder.chmod(0o755)
+    assert code == 1 and stdout == "", stdout
+    assert stderr == (f"Error: cannot lock the state {env.state}: cannot create a file in {folder} (permission denied): "
+                      f"make the folder writable and searchable by this user (`chmod u+rwx {folder}` if you own it), "
+                      "then run the command again\n"), stderr
+    assert list(folder.iterdir()) == [] and lh.tree(env.deploy) == {}
+    monkeypatch.undo()
+    apply_ok(capsys, path)
+
+
 @pytest.mark.parametrize("how", denied.HOWS)
 @pytest.mark.parametrize("what", ["clusters", "cluster folder", "kustomization", "tfvars"])
 def test_a_tree_the_gitops_apply_cannot_list_or_read_is_said_in_words(

@@ -507,7 +507,9 @@ def test_a_state_where_no_folder_can_be_is_said_so_in_words(tmp_path: Path, monk
     with pytest.raises(StateError) as caught, ro.lock("apply"):
         pass
     assert str(caught.value) == (f"cannot lock the state {tmp_path}/ro/state.json: cannot create a file in "
-                                 f"{tmp_path}/ro (permission denied)"), caught.value
+                                 f"{tmp_path}/ro (permission denied): make the folder writable and searchable by "
+                                 f"this user (`chmod u+rwx {tmp_path}/ro` if you own it), then run the command "
+                                 "again"), caught.value
     monkeypatch.undo()
 
     (tmp_path / "deploy").symlink_to("nowhere")
