@@ -37,7 +37,7 @@ from placer.candidates import POLICY, RETIRED, Candidates, find_candidates
 from placer.cost import violations as find_violations
 from placer.fleet import Fleet, build_fleet
 from placer.optimizer import SolveResult, optimize
-from placer.planfile import list_folder
+from placer.planfile import cannot_read, list_folder
 from placer.policy import Rules, behaviour, plan_time
 from placer.spec import Diagnostic, Document, load_document
 from placer.spec.kinds import API_VERSION
@@ -224,9 +224,13 @@ def is_test_file(path: Path) -> bool:
 def find_test_files(root: str | Path) -> list[Path]:
     """``root`` itself if it is a file, else every ``*.test.yaml`` below it (sorted; hidden entries skipped)."""
     base = Path(root)
-    if base.is_file():
-        return [base]
-    if not base.is_dir():
+    try:
+        if base.is_file():
+            return [base]
+        is_dir = base.is_dir()
+    except OSError as exc:  # in a folder it cannot enter (`chmod 600`): Python's "[Errno 13] Permission denied: 'PATH'"
+        raise NoTestsError(f"{cannot_read(base, exc, 'to run the policy tests in it')}; no test was run") from None
+    if not is_dir:
         what = not_regular(base)
         if what == "no such file or directory" and str(root) == "-":  # meant as standard input, as a fleet's '-'
             raise NoTestsError(f"-: {what}; policy tests are not read from standard input: save them to a file "

@@ -538,3 +538,30 @@ def test_a_test_folder_it_cannot_list_is_refused_not_skipped(tmp_path: Path, cap
     assert " ".join(err.split()) == (f"Error: cannot list the folder {sub} (permission denied) to find the policy tests "
                                      f"in it: make the folder readable by this user (`chmod u+rx {sub}` if you own it), "
                                      "then run the command again; no test was run"), err
+
+
+@pytest.mark.parametrize("how", denied.HOWS)
+def test_a_test_file_in_a_folder_it_cannot_enter_says_what_to_change(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                     monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    """`policy test DIR/x.test.yaml` where DIR cannot be entered (`chmod 600`) was Python's "Error:
+    [Errno 13] Permission denied: 'DIR/x.test.yaml'", as a folder of tests given whole was before. Now
+    the file, why and what to change, exit 1, no test run."""
+    from placer.cli import main
+
+    sub = tmp_path / "team"
+    sub.mkdir()
+    shutil.copy(LIBRARY / "budget-team.test.yaml", sub)
+    shutil.copy(LIBRARY / "budget-team.yaml", sub)
+    test = sub / "budget-team.test.yaml"
+    denied.unsearchable(sub, monkeypatch, how)
+    # the seam refuses os.stat alone; os.access, which names the folder to change, sees none of it
+    todo = (f"the folder {sub} cannot be entered; make it searchable by this user (`chmod u+x {sub}`" if how == "chmod"
+            else f"make it readable by this user (`chmod u+r {test}`")
+    try:
+        code = main(["policy", "test", str(test)])
+    finally:
+        denied.restore(sub)
+    out, err = capsys.readouterr()
+    assert code == 1 and out == "", out
+    assert " ".join(err.split()) == (f"Error: cannot read {test} (permission denied) to run the policy tests in it: "
+                                     f"{todo} if you own it), then run the command again; no test was run"), err
