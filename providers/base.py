@@ -36,8 +36,9 @@ class ProviderError(Exception):
 
     def __init__(self, message: str, *, retryable: bool = False, address: str | None = None,
                  retry_after: float | None = None, retry_advice: str = "") -> None:
-        super().__init__(f"{message}{' ' if message.endswith('?') else '; '}{retry_advice}" if retry_advice
-                         else message)
+        # "check the network, then retry" reads on from its facts (it was "check the network; then retry")
+        joint = " " if message.endswith("?") else ", " if retry_advice.startswith("then ") else "; "
+        super().__init__(f"{message}{joint}{retry_advice}" if retry_advice else message)
         self.facts = message
         self.retry_advice = retry_advice
         self.retryable = retryable

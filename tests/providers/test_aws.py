@@ -507,6 +507,7 @@ def test_an_endpoint_nobody_listens_on_is_retryable(session: boto3.Session) -> N
     with pytest.raises(ProviderError) as err:
         provider.observe(pool_change(1, eks=("ml", "gpu")))
     assert err.value.retryable and "could not reach AWS" in str(err.value)
+    assert str(err.value).endswith("; check network, proxy or AWS_ENDPOINT_URL, then retry"), str(err.value)
 
 
 def test_missing_credentials_are_not_retryable(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:

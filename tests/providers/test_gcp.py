@@ -338,7 +338,8 @@ def test_an_endpoint_nobody_answers_is_named_with_the_reason() -> None:
     with pytest.raises(ProviderError) as err:
         dead.apply(pool_change("t4-pool", 2, ZONAL))
     assert err.value.retryable
-    assert "cannot reach the Compute API (127.0.0.1:9: connection refused); check the network" in str(err.value)
+    assert str(err.value).endswith("cannot reach the Compute API (127.0.0.1:9: connection refused); check the network, "
+                                   "then retry"), str(err.value)
     assert "Max retries" not in str(err.value) and "HTTPConnectionPool" not in str(err.value)
 
 
