@@ -29,7 +29,7 @@ from rich.console import Console
 
 from placer import __version__
 from placer.fleet import Fleet, load_fleet
-from placer.interrupts import interrupted, sigterm_interrupts
+from placer.interrupts import from_interrupt, interrupted, sigterm_interrupts
 from placer.knobs import KnobError, env_number
 from placer.planfile import Plan, PlanFileError
 from placer.spec import FleetError
@@ -1139,9 +1139,13 @@ def _run(args: list[str], debug: bool, stopped_by: list[str]) -> int:
     except KeyboardInterrupt:
         return _interrupted(stopped_by[0])
     except Exception as exc:
+        known = _known_errors()
+        # a signal as a module a command imports made its classes, not an internal error (it said "internal
+        # error (RuntimeError: Error calling __set_name__ ...)"); placer's own errors say their interrupt
+        if not isinstance(exc, known) and from_interrupt(exc):
+            return _interrupted(stopped_by[0])
         if debug:
             traceback.print_exc()
-        known = _known_errors()
         if isinstance(exc, known):
             err.print(f"Error: {exc}")
         else:

@@ -71,6 +71,21 @@ def interrupted(signal_name: str) -> tuple[str, int]:
     return said, 128 + signal.Signals[signal_name].value
 
 
+def from_interrupt(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised from a KeyboardInterrupt (its ``__cause__`` chain): Python gives one
+    in a class's making, as a module loads (pydantic's models: a signal in the first half second of
+    a command), as "RuntimeError: Error calling __set_name__ on 'Field' instance ...", its cause the
+    interrupt."""
+    seen = {id(exc)}
+    cause = exc.__cause__
+    while cause is not None and id(cause) not in seen:  # a chain may loop (an error raised from itself)
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__
+    return False
+
+
 def _exit_on_signals(said_already: bool) -> None:
     """From here on (the command ended, Python shutting down) SIGINT and SIGTERM are said, unless
     the command said it was interrupted already, and end the process at once with the signal's
@@ -123,7 +138,9 @@ def main() -> int:
 
         status = run()
         _exit_on_signals(said_already=False)
-    except KeyboardInterrupt:  # while loading, just after the command ended, or a second one as the first was said
+    except (KeyboardInterrupt, RuntimeError) as exc:  # while loading, just after the command ended, or a second
+        if not isinstance(exc, KeyboardInterrupt) and not from_interrupt(exc):  # one as the first was said
+            raise
         _exit_on_signals(said_already=True)
         said, status = interrupted(interrupt.stopped_by[0])
         print(said, file=sys.stderr)

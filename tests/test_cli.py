@@ -1509,6 +1509,54 @@ def test_a_signal_as_python_tears_its_modules_down_finds_the_command_ended(tmp_p
     assert done.stdout == placer("validate", str(fleet)).stdout != "", done.stdout
 
 
+@pytest.mark.parametrize(("sig", "said", "status"), [("SIGTERM", "Interrupted (SIGTERM).", 143),
+                                                     ("SIGINT", "Interrupted.", 130)])
+def test_a_signal_as_a_module_makes_its_classes_is_an_interrupt(tmp_path, capsys, monkeypatch, sig, said, status):
+    """A signal as a module a command imports makes its classes (pydantic's models, in a command's
+    first half second) comes out of Python as "RuntimeError: Error calling __set_name__ ...", its
+    cause the KeyboardInterrupt: it was said as an internal error to report, exit 1."""
+    import os
+    import signal
+    import time
+
+    import placer.cli
+
+    fleet = write_fleet(tmp_path)
+
+    def loading(*args, **kwargs):
+        class Field:
+            def __set_name__(self, owner, name):
+                os.kill(os.getpid(), getattr(signal, sig))
+                time.sleep(1)  # the handler raises within it
+
+        class Model:  # made as a module loads
+            field = Field()
+
+    monkeypatch.setattr(placer.cli, "load_fleet", loading)
+    code = placer.cli.main(["validate", str(fleet)])
+    assert (code, capsys.readouterr().err.strip()) == (status, said)
+
+
+@pytest.mark.parametrize(("sig", "said", "status"), [("SIGTERM", "Interrupted (SIGTERM).", 143),
+                                                     ("SIGINT", "Interrupted.", 130)])
+def test_a_signal_as_placer_loads_its_classes_is_an_interrupt(sig, said, status):
+    """The same as placer's command line itself loads (the console script's import of placer.cli):
+    the RuntimeError was a traceback."""
+    hook = ("import os, signal, time, types\n"
+            "cli = types.ModuleType('placer.cli')\n"
+            "def loading(name):\n"
+            "    class Field:\n"
+            "        def __set_name__(self, owner, attr):\n"
+            f"            os.kill(os.getpid(), signal.{sig})\n"
+            "            time.sleep(1)\n"
+            "    class Model:\n"
+            "        field = Field()\n"
+            "cli.__getattr__ = loading\n"
+            "sys.modules['placer.cli'] = cli")
+    done = _signalled(hook, "--version")
+    assert (done.returncode, done.stderr.strip()) == (status, said), (done.returncode, done.stderr)
+
+
 def test_ctrl_c_while_placer_loads_says_interrupted_not_a_traceback(tmp_path):
     """A Ctrl-C in a command's first half second, while placer's modules load, printed a
     KeyboardInterrupt traceback of 40 lines (SIGTERM then: nothing)."""
