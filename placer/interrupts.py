@@ -131,7 +131,8 @@ def main() -> int:
     ended: list[int] = []
     # before placer's modules and the libraries register theirs, so run last; not where another was
     # registered before it (a hook, a coverage tool's), which would be skipped
-    if not atexit._ncallbacks():
+    # (``_ncallbacks`` is CPython's: elsewhere the teardown goes on as Python has it)
+    if getattr(atexit, "_ncallbacks", lambda: 1)() == 0:
         atexit.register(_end_now, ended)
     try:
         from placer.cli import main as run
