@@ -691,6 +691,15 @@ def test_whatif_shows_each_sides_search_and_doubts_cost_where_it_stopped_short()
     assert f"{charges}." in texts["OPTIMAL", 0.0005]
     assert (f"{charges}, or the search stopped before it found how to serve them (FEASIBLE, gap 80.00%; raise "
             "Settings solver.timeLimitSeconds).") in texts["FEASIBLE", 0.8]
+    # a re-plan around what runs: its gap, from simple prices, says little, and more time would not
+    # bring the whole route's search (it said to raise the time limit, beside the note saying that)
+    console = Console(width=400, record=True)
+    render({"description": "demand x2", "base": side,
+            "scenario": {**side, "status": "FEASIBLE", "gap": 0.36, "gapNote": "re-planned around what runs"}}, console)
+    text = console.export_text()
+    assert (f"{charges}, or the short search around what runs did not find how to serve them (FEASIBLE; its gap, "
+            "36.00%, says little: see the note under Solver).") in text
+    assert "(scenario: re-planned around what runs)" in text and "timeLimitSeconds" not in text
 
 
 def test_whatif_verdict_names_the_unmet_setting_that_charges_each_model():

@@ -165,7 +165,11 @@ def _verdict(scen: dict[str, Any]) -> tuple[str, bool]:
                      "(`placer explain` names each pool's)")
     if _amount(by.get("cost", {})):
         because = f"serving them would cost more than Settings objective.{_unmet_charges(scen, by['cost'])}"
-        if scen.get("status") != "OPTIMAL":  # a search stopped short may simply not have found how
+        if scen.get("gapNote"):  # a re-plan's short search, whose gap (simple prices) says little
+            because += (f", or the short search around what runs did not find how to serve them "
+                        f"({scen.get('status')}; its gap, {gap_text(scen.get('gap'))}, says little: see the note "
+                        "under Solver)")
+        elif scen.get("status") != "OPTIMAL":  # a search stopped short may simply not have found how
             because += (f", or the search stopped before it found how to serve them ({scen.get('status')}, gap "
                         f"{gap_text(scen.get('gap'))}; raise Settings solver.timeLimitSeconds)")
         charged = scen.get("unmetPenalties", {})
