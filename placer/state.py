@@ -34,6 +34,7 @@ from placer.planfile import (
     atomic_write,
     blocked_folder,
     cannot_list,
+    cannot_read,
     deployment_place,
     file_leftovers,
     os_reason,
@@ -516,6 +517,8 @@ class LocalBackend:
             return State()
         except UnicodeDecodeError as exc:
             raise StateError(f"{self.path}: cannot read state: {exc}") from None
+        except PermissionError as exc:  # it said "cannot read state: permission denied", and nothing of what to do
+            raise StateError(str(cannot_read(self.path, exc, "as the state"))) from None
         except OSError as exc:
             raise StateError(f"{self.path}: cannot read state: {blocked_folder(self.path) or os_reason(exc)}") from None
         if not text.strip():

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from placer.state import LocalBackend, LockError, State, StateError, describe_holder
+from tests import denied
 
 
 def sample_state() -> State:
@@ -188,6 +189,24 @@ def test_state_that_is_not_text(backend: LocalBackend) -> None:
         backend.read()
     assert str(backend.path) in str(caught.value)
     assert backend.path.read_bytes() == before
+
+
+@pytest.mark.parametrize("how", denied.HOWS)
+def test_a_state_this_user_cannot_read_says_what_to_do(backend: LocalBackend, monkeypatch, how) -> None:
+    """A state file this user may not read (`chmod 200`) said "cannot read state: permission
+    denied", and nothing of what to do; it is left as it was."""
+    backend.path.parent.mkdir(parents=True)
+    backend.path.write_text("{}")
+    denied.unreadable(backend.path, monkeypatch, how)
+    try:
+        with pytest.raises(StateError) as caught:
+            backend.read()
+    finally:
+        denied.restore(backend.path)
+    assert str(caught.value) == (f"cannot read {backend.path} (permission denied) as the state: make it readable by "
+                                 f"this user (`chmod u+r {backend.path}` if you own it), then run the command again")
+    monkeypatch.undo()
+    assert backend.path.read_text() == "{}"
 
 
 def test_state_path_that_is_a_directory(backend: LocalBackend) -> None:
