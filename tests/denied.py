@@ -22,16 +22,22 @@ def _denied(path: Path) -> PermissionError:
     return PermissionError(errno.EACCES, "Permission denied", str(path))
 
 
+def _chmod_bites(path: Path, mode: int, tried: Any, back: int, does: str) -> None:
+    """``path`` set to ``mode``, where ``tried()`` then raises PermissionError; else its mode given
+    ``back`` and the test skipped (``does``: what this user does whatever the mode)."""
+    path.chmod(mode)
+    try:
+        tried()
+    except PermissionError:
+        return
+    path.chmod(back)
+    pytest.skip(f"this user {does} whatever its mode; the seam case stands for it")
+
+
 def unlistable(folder: Path, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
     """``folder`` cannot be listed (it can still be written and entered)."""
     if how == "chmod":
-        folder.chmod(0o300)
-        try:
-            os.listdir(folder)
-        except PermissionError:
-            return
-        folder.chmod(0o755)
-        pytest.skip("this user lists a folder whatever its mode; the seam case stands for it")
+        return _chmod_bites(folder, 0o300, lambda: os.listdir(folder), 0o755, "lists a folder")
     iterdir = Path.iterdir
     target = folder.resolve()
 
@@ -46,14 +52,8 @@ def unlistable(folder: Path, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
 def unwritable(folder: Path, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
     """No file can be made in ``folder`` (`chmod 500`)."""
     if how == "chmod":
-        folder.chmod(0o500)
-        try:
-            (folder / ".probe").touch()
-        except PermissionError:
-            return
-        (folder / ".probe").unlink()
-        folder.chmod(0o755)
-        pytest.skip("this user writes in a folder whatever its mode; the seam case stands for it")
+        probe = folder / ".probe"
+        return _chmod_bites(folder, 0o500, lambda: (probe.touch(), probe.unlink()), 0o755, "writes in a folder")
     import placer.planfile
 
     beside = placer.planfile.temporary_beside
@@ -70,13 +70,7 @@ def unwritable(folder: Path, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
 def unsearchable(folder: Path, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
     """``folder`` can be listed but not entered (`chmod 600`): nothing in it can be looked at."""
     if how == "chmod":
-        folder.chmod(0o600)
-        try:
-            os.stat(os.path.join(folder, "."))
-        except PermissionError:
-            return
-        folder.chmod(0o755)
-        pytest.skip("this user enters a folder whatever its mode; the seam case stands for it")
+        return _chmod_bites(folder, 0o600, lambda: os.stat(os.path.join(folder, ".")), 0o755, "enters a folder")
     stat = os.stat
     inside = str(folder.resolve()) + os.sep
 
@@ -94,13 +88,7 @@ def unsearchable(folder: Path, monkeypatch: pytest.MonkeyPatch, how: str) -> Non
 def unreadable(file: Path, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
     """``file`` cannot be read (it can still be written over)."""
     if how == "chmod":
-        file.chmod(0o200)
-        try:
-            file.read_bytes()
-        except PermissionError:
-            return
-        file.chmod(0o644)
-        pytest.skip("this user reads a file whatever its mode; the seam case stands for it")
+        return _chmod_bites(file, 0o200, file.read_bytes, 0o644, "reads a file")
     opener = Path.open
     target = file.resolve()
 
