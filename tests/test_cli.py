@@ -832,6 +832,17 @@ def test_a_plan_file_under_a_file_says_which_is_a_file(tmp_path):
                                                       "a directory"), r.stderr
 
 
+def _plan_denied(plan: Path, monkeypatch: pytest.MonkeyPatch, how: str) -> str:
+    """``plan``'s folder made one this user cannot enter (chmod), or ``plan`` one it cannot read (the
+    seam: root enters any folder); what the refusal should say to do."""
+    folder = plan.parent
+    if how == "chmod":
+        denied.unsearchable(folder, monkeypatch, how)
+        return f"the folder {folder} cannot be entered; make it searchable by this user (`chmod u+x {folder}`"
+    denied.unreadable(plan, monkeypatch, how)
+    return f"make it readable by this user (`chmod u+r {plan}`"
+
+
 @pytest.mark.parametrize("how", denied.HOWS)
 def test_a_plan_file_it_cannot_read_says_what_to_change(tmp_path, capsys, monkeypatch, how):
     """A plan file in a folder this user cannot enter (`chmod 600`; a file it cannot read, as the
@@ -843,12 +854,7 @@ def test_a_plan_file_it_cannot_read_says_what_to_change(tmp_path, capsys, monkey
     folder.mkdir()
     plan = folder / "plan.json"
     plan.write_text("{}")
-    if how == "chmod":
-        denied.unsearchable(folder, monkeypatch, how)
-        todo = f"the folder {folder} cannot be entered; make it searchable by this user (`chmod u+x {folder}`"
-    else:
-        denied.unreadable(plan, monkeypatch, how)
-        todo = f"make it readable by this user (`chmod u+r {plan}`"
+    todo = _plan_denied(plan, monkeypatch, how)
     try:
         code = placer.cli.main(["show", str(plan)])
     finally:
@@ -871,12 +877,8 @@ def test_apply_of_a_plan_in_a_folder_it_cannot_enter_says_what_to_change(tmp_pat
     plan = folder / "plan.json"
     assert placer.cli.main(["plan", str(fleet), "-o", str(plan)]) == 0
     capsys.readouterr()
-    denied.unsearchable(folder, monkeypatch, how)
-    if how == "chmod":
-        todo = f"the folder {folder} cannot be entered; make it searchable by this user (`chmod u+x {folder}`"
-    else:  # the seam's folder: os.stat refused in it, and the file's open as well
-        denied.unreadable(plan, monkeypatch, how)
-        todo = f"make it readable by this user (`chmod u+r {plan}`"
+    denied.unsearchable(folder, monkeypatch, how)  # the seam's: os.stat refused in it (apply looks whether PLAN is a folder)
+    todo = _plan_denied(plan, monkeypatch, how)
     try:
         code = placer.cli.main(["apply", str(plan)])
     finally:
