@@ -832,15 +832,27 @@ def test_a_plan_file_under_a_file_says_which_is_a_file(tmp_path):
                                                       "a directory"), r.stderr
 
 
-def _plan_denied(plan: Path, monkeypatch: pytest.MonkeyPatch, how: str) -> str:
-    """``plan``'s folder made one this user cannot enter (chmod), or ``plan`` one it cannot read (the
-    seam: root enters any folder); what the refusal should say to do."""
+def _refuses_unreadable_plan(command: str, plan: Path, capsys: pytest.CaptureFixture[str],
+                             monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    """``placer COMMAND PLAN`` with ``plan``'s folder one this user cannot enter (chmod), or ``plan``
+    one it cannot read (the seam: root enters any folder, and the seam's folder refuses os.stat in
+    it, as apply's look at whether PLAN is a fleet folder meets), says what to change, exit 1."""
+    import placer.cli
+
     folder = plan.parent
+    denied.unsearchable(folder, monkeypatch, how)
     if how == "chmod":
-        denied.unsearchable(folder, monkeypatch, how)
-        return f"the folder {folder} cannot be entered; make it searchable by this user (`chmod u+x {folder}`"
-    denied.unreadable(plan, monkeypatch, how)
-    return f"make it readable by this user (`chmod u+r {plan}`"
+        todo = f"the folder {folder} cannot be entered; make it searchable by this user (`chmod u+x {folder}`"
+    else:
+        denied.unreadable(plan, monkeypatch, how)
+        todo = f"make it readable by this user (`chmod u+r {plan}`"
+    try:
+        code = placer.cli.main([command, str(plan)])
+    finally:
+        denied.restore(folder)
+    said = " ".join(capsys.readouterr().err.split())
+    assert code == 1 and said == (f"Error: cannot read {plan} (permission denied) as a plan file: {todo} if you own "
+                                  "it), then run the command again"), said
 
 
 @pytest.mark.parametrize("how", denied.HOWS)
@@ -848,20 +860,11 @@ def test_a_plan_file_it_cannot_read_says_what_to_change(tmp_path, capsys, monkey
     """A plan file in a folder this user cannot enter (`chmod 600`; a file it cannot read, as the
     seam has it) said "cannot read plan file: [Errno 13] Permission denied: 'PATH'". Now what to
     change, and how, exit 1."""
-    import placer.cli
-
     folder = tmp_path / "plans"
     folder.mkdir()
     plan = folder / "plan.json"
     plan.write_text("{}")
-    todo = _plan_denied(plan, monkeypatch, how)
-    try:
-        code = placer.cli.main(["show", str(plan)])
-    finally:
-        denied.restore(folder)
-    said = " ".join(capsys.readouterr().err.split())
-    assert code == 1 and said == (f"Error: cannot read {plan} (permission denied) as a plan file: {todo} if you own "
-                                  "it), then run the command again"), said
+    _refuses_unreadable_plan("show", plan, capsys, monkeypatch, how)
 
 
 @pytest.mark.parametrize("how", denied.HOWS)
@@ -877,15 +880,7 @@ def test_apply_of_a_plan_in_a_folder_it_cannot_enter_says_what_to_change(tmp_pat
     plan = folder / "plan.json"
     assert placer.cli.main(["plan", str(fleet), "-o", str(plan)]) == 0
     capsys.readouterr()
-    denied.unsearchable(folder, monkeypatch, how)  # the seam's: os.stat refused in it (apply looks whether PLAN is a folder)
-    todo = _plan_denied(plan, monkeypatch, how)
-    try:
-        code = placer.cli.main(["apply", str(plan)])
-    finally:
-        denied.restore(folder)
-    said = " ".join(capsys.readouterr().err.split())
-    assert code == 1 and said == (f"Error: cannot read {plan} (permission denied) as a plan file: {todo} if you own "
-                                  "it), then run the command again"), said
+    _refuses_unreadable_plan("apply", plan, capsys, monkeypatch, how)
     assert not (tmp_path / "state.json").exists() and not (tmp_path / "deploy").exists(), "nothing was applied"
 
 
