@@ -876,18 +876,26 @@ def test_a_state_folder_the_lock_cannot_list_is_said_in_words(env: Env, capsys: 
     folder = env.state.parent
     folder.mkdir()
     denied.unlistable(folder, monkeypatch, how)
+    _lock_refuses(env, capsys, monkeypatch, path, f"cannot list the folder {folder} (permission denied) to remove what "
+                  "a killed write left there; nothing was changed: make the folder readable as well as writable by "
+                  f"this user (`chmod u+rwx {folder}` if you own it), then run the command again")
+
+
+def _lock_refuses(env: Env, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, path: Path,
+                  why: str) -> None:
+    """``placer apply PATH`` with the state's folder made one the lock cannot use: exit 1, one line
+    'cannot lock the state STATE: WHY', nothing written; once the folder is given back, the same plan
+    applies (the state as it was: it is not stale)."""
+    folder = env.state.parent
     try:
         code, stdout, stderr = placer(capsys, "apply", str(path))
     finally:
         folder.chmod(0o755)
     assert code == 1 and stdout == "", stdout
-    assert stderr == (f"Error: cannot lock the state {env.state}: cannot list the folder {folder} (permission denied) "
-                      "to remove what a killed write left there; nothing was changed: make the folder readable as "
-                      f"well as writable by this user (`chmod u+rwx {folder}` if you own it), then run the command "
-                      "again\n"), stderr
+    assert stderr == f"Error: cannot lock the state {env.state}: {why}\n", stderr
     monkeypatch.undo()
     assert list(folder.iterdir()) == [] and lh.tree(env.deploy) == {}
-    apply_ok(capsys, path)  # the state as it was: the same plan is not stale
+    apply_ok(capsys, path)
 
 
 @pytest.mark.parametrize("how", ["chmod", "seam"])
@@ -922,17 +930,9 @@ def test_a_state_folder_the_lock_cannot_enter_is_said_in_words(env: Env, capsys:
 
         monkeypatch.setattr(state_module, "temporary_beside", refused)
         monkeypatch.setattr(os, "unlink", unlinked)
-    try:
-        code, stdout, stderr = placer(capsys, "apply", str(path))
-    finally:
-        folder.chmod(0o755)
-    assert code == 1 and stdout == "", stdout
-    assert stderr == (f"Error: cannot lock the state {env.state}: cannot create a file in {folder} (permission denied): "
-                      f"make the folder writable and searchable by this user (`chmod u+rwx {folder}` if you own it), "
-                      "then run the command again\n"), stderr
-    assert list(folder.iterdir()) == [] and lh.tree(env.deploy) == {}
-    monkeypatch.undo()
-    apply_ok(capsys, path)
+    _lock_refuses(env, capsys, monkeypatch, path, f"cannot create a file in {folder} (permission denied): make the "
+                  f"folder writable and searchable by this user (`chmod u+rwx {folder}` if you own it), then run the "
+                  "command again")
 
 
 @pytest.mark.parametrize("how", denied.HOWS)
