@@ -426,8 +426,11 @@ def schema() -> None:
 @click.option("--now", "now_text", help="The plan's time (ISO), for reproducible plans (retire policies).")
 @click.option("--state", "state_path", type=NamedPath(), help="Use this local state file instead of Settings'.")
 @click.option("--refresh", is_flag=True, help="First read what really runs from the providers; report drift.")
+@click.option("--full-search", is_flag=True,
+              help="Search the whole fleet in all of solver.timeLimitSeconds, its moves priced as churn, where "
+                   "what runs would make this a short re-plan around it (large fleets; small ones always are).")
 def plan(fleet: str, out_path: str | None, as_json: bool, detailed_exitcode: bool, now_text: str | None,
-         state_path: str | None, refresh: bool) -> None:
+         state_path: str | None, refresh: bool, full_search: bool) -> None:
     """Solve FLEET, diff against the state, print the summary and write the plan file."""
     from placer.planfile import check_writable, write
     from placer.planner import make_plan
@@ -452,7 +455,7 @@ def plan(fleet: str, out_path: str | None, as_json: bool, detailed_exitcode: boo
             state, _ = _refresh(loaded, state, settings_json(loaded)["apply"],
                                 f"wait a few minutes, then run `placer plan {shlex.quote(fleet)} --refresh` again "
                                 "(no plan was written)")
-        result = make_plan(loaded, state, rules_for(now), now, progress)
+        result = make_plan(loaded, state, rules_for(now), now, progress, whole=full_search)
     body = dict(result.plan.body)
     body["settings"] = settings_json(loaded, state_path)
     # a refreshed plan's changes start from what runs, which apply does not hold against the state's record

@@ -148,9 +148,11 @@ def make_plan(
     now: dt.datetime,
     progress: Callable[[str], None] | None = None,
     time_limit: float | None = None,
+    whole: bool = False,
 ) -> PlanResult:
+    """``whole``: search the whole fleet in the whole time (``optimize``), not a short re-plan."""
     current = running_replicas(fleet, state)
-    result = optimize(fleet, rules, current=current, progress=progress, time_limit=time_limit)
+    result = optimize(fleet, rules, current=current, progress=progress, time_limit=time_limit, whole=whole)
     if result.placement is None:
         if result.status == "INFEASIBLE":
             if progress:

@@ -120,7 +120,8 @@ REPLAN_SEARCH_LEAST = 0.03
 # the plan costs 7,910: a gap of 24% where 5% is proven; the plan says so beside its gap
 REPLAN_NOTE = (f"re-planned around what runs, a short search in {REPLAN_TIME:.0%} of solver.timeLimitSeconds: its "
                "bound comes from simple prices, not the LP, and lies far below the best plan's cost, so the gap "
-               "overstates what a longer search could save")
+               "overstates what a longer search could save; `placer plan --full-search` searches the whole fleet "
+               "in the whole time, its moves priced as churn")
 REPLAN_ROUTES = 4  # per demand entry, a re-plan's model holds its cheapest routes to elastic pools
 REPLAN_FREE_REPLICAS = 1  # with room for this many replicas now (and as many on on-demand pools)
 # of the time left, at most, for the LP (column generation). At XL its rounds take 8-9, 20-22 and
@@ -505,9 +506,12 @@ def optimize_large(
     progress: Callable[[str], None] | None = None,
     time_limit: float | None = None,
     forbid: frozenset[tuple[str, str]] = frozenset(),
+    whole: bool = False,
 ) -> LargeResult:
     """Place every model of ``fleet`` at least cost, scalably; see the module docstring.
-    ``forbid`` keeps the given (model, pool) pairs empty."""
+    ``forbid`` keeps the given (model, pool) pairs empty; ``whole``: search the whole fleet in the
+    whole time, as a first plan does (its moves priced as churn), even where what runs would make
+    this a short re-plan around it."""
     current = dict(current or {})
     limit = float(time_limit if time_limit is not None else fleet.settings.solver.time_limit_seconds)
     clock = Clock(limit, progress or (lambda _m: None))
@@ -520,7 +524,7 @@ def optimize_large(
     clock.begin(f"building the model: {arrays.n_pairs:,} eligible (model, pool) pairs")
     # cuts tighten the LP; a fleet planned without the LP gets the cheapest set, and a re-plan
     # (which starts from what runs, and searches little) none
-    replan = choose_mode(arrays, arrays.current_vector(current)) == "replan"
+    replan = not whole and choose_mode(arrays, arrays.current_vector(current)) == "replan"
     prices = None
     if replan and arrays.n_pairs > SMALL_PAIRS:
         # a re-plan's search only ever uses the pairs around what runs: its model holds those
@@ -536,7 +540,7 @@ def optimize_large(
     _forbid(model, forbid)
     clock.mark("model", f"{where}{model.n_cols} columns, {model.n_rows} rows, {model.A.nnz} nonzeros")
     gap, workers = fleet.settings.solver.relative_gap, search_threads(fleet.settings.solver.workers)
-    result = solve_model(model, clock, gap, workers=workers, prices=prices)
+    result = solve_model(model, clock, gap, workers=workers, prices=prices, mode=whole_mode(arrays) if whole else None)
     if replan and result.placement is None and result.status != "INFEASIBLE":
         # no plan around what runs (a pool lost under a required spread, a minimum that must
         # move): the whole route, whose LP finds a plan elsewhere or proves there is none. The

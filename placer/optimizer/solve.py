@@ -139,10 +139,13 @@ def optimize(
     progress: Callable[[str], None] | None = None,
     time_limit: float | None = None,
     forbid: frozenset[tuple[str, str]] = frozenset(),
+    whole: bool = False,
 ) -> SolveResult:
     """Place every model of ``fleet`` at least cost (SPEC section 2).
 
     ``forbid`` keeps the given (model, pool) pairs empty (for ``explain``'s next-best pool).
+    ``whole``: the scalable route searches the whole fleet in the whole time even where what runs
+    (``current``) would make it a short re-plan around it; the exact MIP always does.
     Fleets beyond ``placer.optimizer.large.SMALL_FLEET`` (models x pools) take the scalable
     route (``placer.optimizer.large``); smaller ones this exact MIP.
     """
@@ -154,7 +157,7 @@ def optimize(
         # the time limit counts from this call, the first import of the route included
         limit = time_limit if time_limit is not None else fleet.settings.solver.time_limit_seconds
         rest = max(0.1 * limit, limit - (time.monotonic() - started))
-        return _proven(fleet, rules, optimize_large(fleet, rules, current, progress, rest, forbid).as_solve_result(),
+        return _proven(fleet, rules, optimize_large(fleet, rules, current, progress, rest, forbid, whole).as_solve_result(),
                        forbid, progress)
     say = progress or (lambda _msg: None)
     current = current or {}
@@ -182,7 +185,7 @@ def optimize(
         limit = time_limit if time_limit is not None else fleet.settings.solver.time_limit_seconds
         say("the exact MIP found no plan in time; planning by the scalable route")
         rest = max(0.1 * limit, limit - (time.monotonic() - started))
-        fallback = optimize_large(fleet, rules, current, progress, rest, forbid).as_solve_result()
+        fallback = optimize_large(fleet, rules, current, progress, rest, forbid, whole).as_solve_result()
         return _proven(fleet, rules, replace(fallback, wall_seconds=time.monotonic() - started,
                                              candidates=fallback.candidates or cands), forbid, progress)
     if status not in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE):
