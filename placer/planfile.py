@@ -768,7 +768,10 @@ def check_writable(path: str | Path) -> None:
         os.close(fd)
         os.unlink(tmp)
     except OSError as exc:
-        raise cannot_write(path, exc) from exc
+        said = cannot_write(path, exc)
+        if said is exc:  # said so already (a folder, under a file): raised from itself, its cause was itself
+            raise
+        raise said from exc
 
 
 def cannot_write(path: str | Path, exc: OSError) -> OSError:

@@ -162,6 +162,13 @@ def test_a_plan_written_where_no_file_can_be_says_where(tmp_path):
         # said once: under a file it was "cannot write P: cannot write P: F is a file, not a directory"
         assert r.returncode == 1 and " ".join(r.stderr.split()) == f"Error: {why}", r.stderr
     assert sorted(p.name for p in taken.iterdir()) == [] and a_file.read_text() == "x"
+    from placer.planfile import check_writable
+
+    for out in (taken, a_file / "plan.json"):
+        with pytest.raises(OSError) as caught:
+            check_writable(out)
+        # a refusal said already was raised from itself: its own cause (a cycle a traceback walks)
+        assert caught.value.__cause__ is not caught.value, out
 
 
 @pytest.mark.parametrize("how", denied.HOWS)
