@@ -35,9 +35,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.generate import SIZES, TIME_LIMITS
-from placer.interrupts import interrupted, sigterm_interrupts
-from placer.planfile import atomic_write, check_writable
+try:  # Ctrl-C while numpy and placer load (the first half second) is said as later, not as a traceback
+    from bench.generate import SIZES, TIME_LIMITS
+    from placer.interrupts import interrupted, sigterm_interrupts
+    from placer.planfile import atomic_write, check_writable
+except KeyboardInterrupt:
+    if __name__ != "__main__":
+        raise
+    print("Interrupted. Nothing was run, nor any results written.", file=sys.stderr)
+    raise SystemExit(130) from None
 
 DEFAULT_METHODS = ("lp-bound", "model-bound", "mip-bound", "placer", "full-mip", "cheapest", "most-allocated", "replan")
 LABELS = {

@@ -518,3 +518,28 @@ def test_sizes_and_methods_from_the_environment(env, sizes, methods, tmp_path, m
         monkeypatch.setenv(name, value)
     run.main(["--out", str(tmp_path / "r.json")])
     assert ran == [(s, m) for s in sizes for m in methods]
+
+
+def test_ctrl_c_while_it_loads_is_said_not_a_traceback(tmp_path):
+    """Ctrl-C in the first half second of `python -m bench.run`, while numpy and placer load, printed
+    a KeyboardInterrupt traceback; now it says so, exit 130, as it does later. The interrupt is made
+    to land there: an import hook (sitecustomize) raises it as bench.generate is imported."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class Stop:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'bench.generate':\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, Stop())\n")
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(root)])}
+    r = subprocess.run([sys.executable, "-m", "bench.run", "--size", "S", "--out", str(tmp_path / "r.json")],
+                       cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 130 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip() == "Interrupted. Nothing was run, nor any results written."
+    assert not (tmp_path / "r.json").exists()
