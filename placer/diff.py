@@ -108,6 +108,18 @@ def deployment_spec(target: dict[str, Any]) -> dict[str, Any]:
             "nodeSelector": dict(k8s.get("nodeSelector") or {}), "tolerations": list(k8s.get("tolerations") or [])}
 
 
+def spec_changes(recorded: dict[str, Any], target: dict[str, Any]) -> list[str]:
+    """What of ``deployment_spec`` differs between the target a deployment was made with
+    (``recorded``; none recorded: nothing) and ``target``. Each is in its pods' template (the
+    version as a pod label, and the image's tag where the model names no image): a change of any
+    rolls every pod out, each replica started anew (all but a version whose label reads as the old
+    one's, 1.0+a for 1.0-a, beside an image the model names: counted as a rollout all the same)."""
+    if not recorded:
+        return []
+    was, now = deployment_spec(recorded), deployment_spec(target)
+    return [k for k in now if was[k] != now[k]]
+
+
 # what a pool's target says beside its group (the tfvars carry them): a change of any is an update
 POOL_SETTINGS = ("minNodes", "maxNodes", "gpuType", "gpusPerNode", "spot")
 
@@ -128,12 +140,16 @@ def same_place(old: dict[str, Any], new: dict[str, Any], mode: str) -> bool:
 
 
 def running_replicas(fleet: Fleet, state: State) -> dict[tuple[str, str], int]:
-    """The replicas each (model, pool) runs now at the place the fleet gives its Deployment: what a
-    plan is priced and searched against (churn, SPEC section 2). A deployment the state records at
-    another place (context, namespace) runs none there, as its replacement starts every replica
-    anew (counted as running, a namespace change was 0.00 USD of churn), and a copy a stopped
-    replacement left at the fleet's place (``deposed``) runs its own. Where every place matches,
-    this is ``state.replicas()``."""
+    """The replicas each (model, pool) runs now at the place the fleet gives its Deployment, as
+    the fleet has it: what a plan is priced and searched against (churn, SPEC section 2). A
+    deployment the state records at another place (context, namespace) runs none there, as its
+    replacement starts every replica anew (counted as running, a namespace change was 0.00 USD of
+    churn), and a copy a stopped replacement left at the fleet's place (``deposed``) runs its own.
+    One whose image, version, GPUs, nodeSelector or tolerations the fleet changes
+    (``spec_changes``) runs none either: its rollout restarts every replica where it is, as a
+    move starts them elsewhere (counted as running, it was 0.00 USD of churn, and the search kept
+    the model where it ran over a cheaper pool that started no more). Where every place and spec
+    matches, this is ``state.replicas()``."""
     mode = fleet.settings.apply.mode
     out = {}
     for key, entry in state.deployments.items():
@@ -142,7 +158,8 @@ def running_replicas(fleet: Fleet, state: State) -> dict[tuple[str, str], int]:
         if model in fleet.models and pool in fleet.pools:
             want = deployment_target(fleet.models[model], fleet.pools[pool])
             here = [c for c in (entry, *(entry.get("deposed") or []))
-                    if not c.get("target") or same_place(c["target"], want, mode)]
+                    if not c.get("target")
+                    or (same_place(c["target"], want, mode) and not spec_changes(c["target"], want))]
             replicas = int(here[0].get("replicas", 0)) if here else 0
         if replicas > 0:
             out[(model, pool)] = replicas
@@ -163,6 +180,15 @@ def _replace(address: str, have: int, want: int, old: dict[str, Any], new: dict[
                                                "replacedBy": {"context": now[0], "namespace": now[1]}}, None,
                (f"replaced by the one in {place_text(now)}",), old),
     ]
+
+
+def _rollout(changed: list[str], replicas: int, fleet: Fleet) -> str:
+    """Why a deployment is updated in place, and the churn its rollout costs: every replica it
+    keeps is started anew (``running_replicas`` counts it as running none)."""
+    usd = replicas * fleet.settings.objective.churn_usd_per_replica
+    which = "its replica" if replicas == 1 else f"all {replicas} of its replicas"
+    return (f"{', '.join(changed)} changed in the fleet: the rollout starts {which} anew "
+            f"({usd:,.2f} USD of churn)")
 
 
 UNHEALTHY = "the last apply made it, but it did not become healthy: applied again, and waited healthy"
@@ -199,14 +225,14 @@ def _deployment_changes(fleet: Fleet, state: State, placement: Placement, cands:
             changes += _replace(address, have, want, recorded, target, why)
         else:
             was, now = deployment_spec(recorded), deployment_spec(target)
-            changed = [k for k in now if recorded and was[k] != now[k]]
+            changed = spec_changes(recorded, target)
             # made by the last apply, whose health wait did not pass (``Applier._waits``): applied
             # again and waited healthy, whatever else changes (recorded only once healthy, the state
             # stayed at what ran before, and the plan of the fleet backed out to it said "No changes")
             sick = entry.get("healthy") is False
             if have == want and not changed and not sick:
                 continue
-            spec = (f"{', '.join(changed)} changed in the fleet",) if changed else ()
+            spec = (_rollout(changed, want, fleet),) if changed else ()
             mark = ({"healthy": False}, {"healthy": True}) if sick else ({}, {})
             # a new spec rolls the pods out, waited healthy in phase 2 whatever the count does
             # (with fewer replicas it went to phase 3, where nothing waits for a rollout)

@@ -63,6 +63,7 @@ def _model(name: str, gpu: str, throughput: float, location: str, rate: float) -
 
 def write_fleet(root: Path, state: dict[str, Any], deploy: Path, *, chat_rate: float = 3000,
                 summarize: bool = True, aws_pool: bool = True, chat_image: str | None = None,
+                chat_version: str | None = None, chat_gpus: int = 1,
                 dc1_kubernetes: dict[str, Any] | None = None, asg: str = "h100", max_nodes: int = 4,
                 aws_count: int | None = None) -> Path:
     """Write the lifecycle fleet under ``root`` (three files) and return ``root``."""
@@ -93,6 +94,9 @@ def write_fleet(root: Path, state: dict[str, Any], deploy: Path, *, chat_rate: f
     ]
     if chat_image:
         models[0]["spec"]["image"] = chat_image
+    if chat_version:
+        models[0]["spec"]["version"] = chat_version
+    models[0]["spec"]["replica"]["gpus"] = chat_gpus
     if summarize:
         models.append(_model("summarize", "H100-80GB", 1000, "aws-eu", 1000))
     settings = [_doc("Settings", "settings", {

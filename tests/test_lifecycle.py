@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -39,6 +40,7 @@ from placer.state import LocalBackend
 from providers.base import ProviderError
 from providers.gitops import GitOpsProvider
 from tests import denied
+from tests.fleetkit import doc, inference, location, pool
 
 
 class Env:
@@ -367,7 +369,8 @@ def test_a_changed_image_updates_and_a_changed_place_replaces_the_deployment(
     plan = plan_json(capsys, env, second)
     assert lh.changes_of(plan) == [("deployment/chat@aws-h100", "update", 2, {"replicas": 3, "image": None},
                                     {"replicas": 3, "image": "reg/chat:2"})]
-    assert plan["changes"][0]["reasons"] == ["image changed in the fleet"]
+    assert plan["changes"][0]["reasons"] == [
+        "image changed in the fleet: the rollout starts all 3 of its replicas anew (1.50 USD of churn)"]
     code, shown, _ = placer(capsys, "show", str(second))
     assert "deployment/chat@aws-h100  [phase 2] image none -> reg/chat:2" in shown
     apply_ok(capsys, second)
@@ -428,6 +431,73 @@ def test_a_changed_place_starts_its_replicas_anew_as_churn_and_an_unchanged_flee
     assert code == 0 and re.search(r"churn \(one-off USD\)\s*│\s*1\.00", shown), stderr or shown
     code, out, stderr = placer(capsys, "whatif", str(env.fleet), "--json", "--now", lh.NOW)
     assert code == 0 and json.loads(out)["base"]["cost"]["churnUsd"] == 1.0, stderr
+
+
+@pytest.mark.parametrize("edit, field", [({"chat_image": "reg/chat:2"}, "image"),
+                                         ({"chat_version": "2.0"}, "version"),
+                                         ({"chat_gpus": 2}, "gpus")])
+def test_a_rollout_in_place_starts_its_replicas_anew_as_churn(
+        env: Env, capsys: pytest.CaptureFixture[str], edit: dict[str, Any], field: str) -> None:
+    """A new image, version (the pods' label, and the image's tag where the model names no image)
+    or GPUs per replica rolls every pod of chat's Deployment out: its 3 replicas start anew, 3 x 0.5
+    USD of churn (SPEC section 2), and the change stays an update in place. Counted as running, it
+    was 0.00 USD of churn, the plan's objective its running cost alone."""
+    plan_and_apply(capsys, env)
+    env.write(**edit)
+    second = env.root / "second.json"
+    plan = plan_json(capsys, env, second)
+    chat = [c for c in plan["changes"] if c["address"] == "deployment/chat@aws-h100"]
+    assert [(c["action"], c["phase"], c["before"]["replicas"], c["after"]["replicas"], field in c["after"])
+            for c in chat] == [("update", 2, 3, 3, True)]
+    cost = plan["cost"]
+    assert cost["churnUsd"] == 1.5
+    assert plan["solver"]["objectiveUsdPerHour"] == pytest.approx(cost["totalUsdPerHour"] + 1.5, abs=1e-5)
+    said = f"{field} changed in the fleet: the rollout starts all 3 of its replicas anew (1.50 USD of churn)"
+    assert chat[0]["reasons"] == [said]
+    code, shown, stderr = placer(capsys, "show", str(second))
+    assert code == 0 and re.search(r"churn \(one-off USD\)\s*│\s*1\.50", shown), stderr or shown
+    assert said in " ".join(shown.split())
+    code, out, stderr = placer(capsys, "whatif", str(env.fleet), "--json", "--now", lh.NOW)
+    assert code == 0 and json.loads(out)["base"]["cost"]["churnUsd"] == 1.5, stderr
+    # once rolled out, it runs as the fleet has it: nothing starts anew
+    apply_ok(capsys, second)
+    plan = plan_json(capsys, env)
+    assert plan["changes"] == [] and plan["cost"]["churnUsd"] == 0
+
+
+def test_a_model_whose_rollout_restarts_its_replicas_moves_where_it_is_cheaper(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """m runs on pa (2.00 USD/h a GPU); pb (1.70) would save 0.30 USD/h, less than the 0.50 USD its
+    replica's start costs, so the plan keeps m where it runs. Its new image restarts the replica on
+    pa as on pb: the plan moves it to pb. Counted as running on pa, the rollout was 0.00 USD of
+    churn and the search kept m on the dearer pool."""
+    fleet = tmp_path / "fleet"
+    fleet.mkdir()
+    settings = doc("Settings", "s", {"state": {"path": str(tmp_path / "state.json")},
+                                     "apply": {"mode": "gitops", "directory": str(tmp_path / "deploy")},
+                                     "solver": {"timeLimitSeconds": 20, "workers": 1}})
+
+    def write(image: str, *pools: dict[str, Any]) -> None:
+        model = inference("m", [{"location": "a", "rate": 100}], image=image)
+        (fleet / "fleet.yaml").write_text(yaml.safe_dump_all([location("a"), *pools, model, settings]))
+
+    def plan_of() -> dict[str, Any]:
+        code, out, stderr = placer(capsys, "plan", str(fleet), "--json", "--now", lh.NOW)
+        assert code == 0, stderr
+        return json.loads(out)
+
+    pa, pb = pool("pa", "a", usd=2.0), pool("pb", "a", usd=1.7)
+    write("reg/m:1", pa)
+    code, _, stderr = placer(capsys, "apply", str(fleet), "--auto-approve", "--now", lh.NOW)
+    assert code == 0, stderr
+    write("reg/m:1", pa, pb)
+    plan = plan_of()
+    assert (plan["changes"], plan["cost"]["churnUsd"]) == ([], 0)
+    write("reg/m:2", pa, pb)
+    plan = plan_of()
+    assert lh.changes_of(plan) == [("deployment/m@pb", "create", 2, None, {"replicas": 1}),
+                                   ("deployment/m@pa", "delete", 3, {"replicas": 1}, None)]
+    assert (plan["cost"]["computeUsdPerHour"], plan["cost"]["churnUsd"]) == (1.7, 0.5)
 
 
 def test_an_apply_stopped_between_a_replacement_and_its_delete_leaves_the_delete_to_the_next_plan(

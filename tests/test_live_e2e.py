@@ -410,7 +410,8 @@ def test_backing_out_of_a_rollout_that_never_became_healthy_changes_what_runs(cl
     assert r.returncode == 2, r.stdout + r.stderr
     said = " ".join(r.stdout.split())
     assert ("~ deployment/asr@dc-l4 [phase 2] healthy false -> true, replicas 2 -> 3, version v2 -> v1 # version "
-            "changed in the fleet; the last apply made it, but it did not become healthy") in said, said
+            "changed in the fleet: the rollout starts all 3 of its replicas anew (1.50 USD of churn); the last apply "
+            "made it, but it did not become healthy") in said, said
     r = placer(cluster, "apply", str(plan))
     assert r.returncode == 0, r.stdout + r.stderr
     running = cluster["kube"].deployment("ml", "asr-dc-l4")
