@@ -46,13 +46,16 @@ class CostBreakdown:
 
 
 def compute_usd(fleet: Fleet, placement: Placement) -> float:
-    total = 0.0
-    for pool in fleet.pools.values():
-        if pool.elastic:
-            total += pool.usd_per_gpu_hour * pool.per_node * placement.nodes.get(pool.name, pool.min_nodes)
-        else:
-            total += pool.usd_per_gpu_hour * placement.gpus_used(fleet, pool.name)
-    return total
+    return sum(pool_compute_usd(fleet, placement, pool) for pool in fleet.pools)
+
+
+def pool_compute_usd(fleet: Fleet, placement: Placement, pool: str) -> float:
+    """``pool``'s compute cost: an elastic pool's nodes, whatever runs on them; a fixed pool's GPUs
+    used (its nodes are there all the same)."""
+    p = fleet.pools[pool]
+    if p.elastic:
+        return p.usd_per_gpu_hour * p.per_node * placement.nodes.get(pool, p.min_nodes)
+    return p.usd_per_gpu_hour * placement.gpus_used(fleet, pool)
 
 
 def replica_compute_usd(pool: Pool, gpus: int) -> float:

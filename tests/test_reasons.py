@@ -108,6 +108,16 @@ def m(**spec: Any) -> dict[str, Any]:
     return inference("m", [{"location": "a", "rate": 300}], **spec)
 
 
+def n(rate: int) -> dict[str, Any]:
+    """n, which only H100s serve."""
+    return inference("n", [{"location": "a", "rate": rate}], throughput={"H100-80GB": 100})
+
+
+def mi(*demand: dict[str, Any]) -> dict[str, Any]:
+    """m, 100 units/s at a, on an A100 or an H100 alike."""
+    return inference("m", [{"location": "a", "rate": 100}, *demand], throughput={"A100-80GB": 100, "H100-80GB": 100})
+
+
 PA, PB = pool("pa", "a", usd=2), pool("pb", "a", usd=1)
 ROOM = [pool("pa", "a", gpu="H100-80GB", usd=2), PB,
         inference("m1", [{"location": "a", "rate": 400}], throughput={"A100-80GB": 100, "H100-80GB": 100})]
@@ -121,6 +131,9 @@ NODES = [pool("pa", "a", per_node=1, min_nodes=0, max_nodes=4, provider="aws"),
          inference("m", [{"location": "a", "rate": 100}], throughput={"A100-80GB": 100, "H100-80GB": 100})]
 FEWER = ("pa shrinks 1 -> 0 nodes (1.00 USD/h less), too few to keep its replicas there; it moves onto GPUs pb "
          "runs already, its compute 1.00 -> 2.00 USD/h")
+IDLE = [pool("pf", "a"), pool("pe", "a", gpu="H100-80GB", usd=2, per_node=2, min_nodes=0, max_nodes=2, provider="aws")]
+IDLE_GPU = ("the fleet's compute 1.00 USD/h less than with it kept as it ran: it frees 1 GPU of pf and uses idle GPUs "
+            "of the nodes pe runs anyway; its own compute 1.00 -> 2.00 USD/h")
 NEAR = [location("b"), link("a", "b", 20), pool("pa", "a", usd=1), pool("pb", "b", usd=2),
         inference("m", [{"location": "b", "rate": 300}])]
 
@@ -171,6 +184,12 @@ SCENARIOS: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str,
                            "deployment/n@pb": ["demand changed 800 -> 700"], "pool/pa": ["capacity no longer needed"],
                            "pool/pb": ["back to its planned size: the room make before break needed in phases 2 "
                                        "and 3 is free"]}),
+    # n's demand falls and leaves a GPU of pe's one node idle: m moves there from the fixed pf, priced
+    # by the GPU used, dearer a GPU for m and 1 USD/h cheaper for the fleet (it said 'placed anew by the
+    # plan, its compute 1.00 -> 2.00 USD/h'; 6 of 9 such models in five 5% re-plans of bench M)
+    "idle GPUs": ([*IDLE, mi(), n(200)], [*IDLE, mi(), n(100)], None, {
+        "deployment/m@pe": [IDLE_GPU], "deployment/m@pf": [IDLE_GPU], "deployment/n@pe": ["demand changed 200 -> 100"],
+        "pool/pe": ["back to its planned size: the room make before break needed in phases 2 and 3 is free"]}),
     # latency priced higher: m moves to the dearer pool beside its users, which no reason above covers
     "latency": (NEAR, NEAR, {"latencyUsdPerMsPer1kRate": 1.0}, {
         "deployment/m@pb": ["placed anew by the plan, its compute 3.00 -> 6.00 USD/h "
@@ -184,8 +203,8 @@ SCENARIOS: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str,
 def test_a_reason_is_true_of_what_changed(tmp_path: Path, capsys: pytest.CaptureFixture[str], scenario: str) -> None:
     """'cheaper placement' only where the model's compute, as the cost function prices it at the
     fleet's prices, falls; 'capacity for demand' only where the replicas it may keep fall short of
-    its demand; a count of the model's own, a new model and room made for others named; else what
-    the model costs as planned. Before, a scale-down was 'cheaper placement' and anything else
+    its demand; a count of the model's own, a new model, room made for others and the fleet's compute
+    a move saves named; else what the model costs as planned. Before, a scale-down was 'cheaper placement' and anything else
     'capacity for demand', whatever changed."""
     first, then, objective, expected = SCENARIOS[scenario]
     reasons, text, markdown = replan(capsys, Fleet(tmp_path), first, then, objective)
