@@ -108,6 +108,11 @@ def m(**spec: Any) -> dict[str, Any]:
     return inference("m", [{"location": "a", "rate": 300}], **spec)
 
 
+def at(a: int, b: int) -> dict[str, Any]:
+    """m's demand at a and at b, each within 10 ms."""
+    return inference("m", [{"location": "a", "rate": a, "latencySloMs": 10}, {"location": "b", "rate": b, "latencySloMs": 10}])
+
+
 def n(rate: int) -> dict[str, Any]:
     """n, which only H100s serve."""
     return inference("n", [{"location": "a", "rate": rate}], throughput={"H100-80GB": 100})
@@ -134,6 +139,10 @@ FEWER = ("pa shrinks 1 -> 0 nodes (1.00 USD/h less), too few to keep its replica
 IDLE = [pool("pf", "a"), pool("pe", "a", gpu="H100-80GB", usd=2, per_node=2, min_nodes=0, max_nodes=2, provider="aws")]
 IDLE_GPU = ("the fleet's compute 1.00 USD/h less than with it kept as it ran: it frees 1 GPU of pf and uses idle GPUs "
             "of the nodes pe runs anyway; its own compute 1.00 -> 2.00 USD/h")
+# pa at a and pb at b, 50 ms apart: each serves only its own location's demand within 10 ms
+APART = [location("b"), link("a", "b", 50), PA, pool("pb", "b", usd=2)]
+SHIFT = "capacity for demand: the replicas it may keep serve 200 of its 300 within its latency SLOs"
+FAR = [location("c"), link("a", "c", 50)]  # no pool within 5 ms of c
 NEAR = [location("b"), link("a", "b", 20), pool("pa", "a", usd=1), pool("pb", "b", usd=2),
         inference("m", [{"location": "b", "rate": 300}])]
 
@@ -190,6 +199,20 @@ SCENARIOS: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str,
     "idle GPUs": ([*IDLE, mi(), n(200)], [*IDLE, mi(), n(100)], None, {
         "deployment/m@pe": [IDLE_GPU], "deployment/m@pf": [IDLE_GPU], "deployment/n@pe": ["demand changed 200 -> 100"],
         "pool/pe": ["back to its planned size: the room make before break needed in phases 2 and 3 is free"]}),
+    # as many units/s, a third of them moved from a to b: a replica moves from pa to pb, where the
+    # demand now is (it said 'placed anew by the plan, its compute 6.00 -> 6.00 USD/h', its replicas'
+    # throughput summed serving the 300; 3 of 9 such models in five 5% re-plans of bench M)
+    "demand moved": ([*APART, at(200, 100)], [*APART, at(100, 200)], None, {
+        "deployment/m@pa": [SHIFT], "deployment/m@pb": [SHIFT]}),
+    # as "idle GPUs", with 100 units/s more of m's demand at c, which no pool reaches in time: the
+    # replica it keeps serve 100 of its 200, but so does the plan's, and that is no reason to move
+    # (it said 'capacity for demand: the replicas it may keep serve 100 of its 200')
+    "idle GPUs, demand out of reach": (
+        [*FAR, *IDLE, mi({"location": "c", "rate": 100, "latencySloMs": 5}), n(200)],
+        [*FAR, *IDLE, mi({"location": "c", "rate": 100, "latencySloMs": 5}), n(100)], None, {
+            "deployment/m@pe": [IDLE_GPU], "deployment/m@pf": [IDLE_GPU],
+            "deployment/n@pe": ["demand changed 200 -> 100"],
+            "pool/pe": ["back to its planned size: the room make before break needed in phases 2 and 3 is free"]}),
     # latency priced higher: m moves to the dearer pool beside its users, which no reason above covers
     "latency": (NEAR, NEAR, {"latencyUsdPerMsPer1kRate": 1.0}, {
         "deployment/m@pb": ["placed anew by the plan, its compute 3.00 -> 6.00 USD/h "
