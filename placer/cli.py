@@ -977,7 +977,7 @@ def _explanation(loaded: Fleet, rules: Any, model: str, state: Any, saved: Plan 
                  progress: Callable[[str], None]) -> Explanation:
     """``model`` explained in the plan ``saved`` (from ``plan_path``), or in the fleet's plan solved now."""
     from placer.candidates import Candidates, Exclusions
-    from placer.diff import running_replicas
+    from placer.diff import placed_replicas, running_replicas
     from placer.explain import every_pool_out
     from placer.explain import explain as run_explain
     from placer.optimizer import explain_infeasible, optimize
@@ -998,7 +998,7 @@ def _explanation(loaded: Fleet, rules: Any, model: str, state: Any, saved: Plan 
                              float(kept.get("wallSeconds") or 0.0),
                              candidates=Candidates(retired=gone, excluded=Exclusions(loaded, rules, gone)))
     else:
-        result = optimize(loaded, rules, current=current, progress=progress)
+        result = optimize(loaded, rules, current=current, progress=progress, placed=placed_replicas(loaded, state))
     if result.status == "INFEASIBLE":
         progress("infeasible: looking for the conflicting policies")
         conflict = explain_infeasible(loaded, rules, progress).message()
@@ -1025,7 +1025,7 @@ def whatif(fleet: str, demand_scale: float, fail_pool: tuple[str, ...], fail_loc
            fail_provider: tuple[str, ...], now_text: str | None, state_path: str | None, as_json: bool) -> None:
     """Re-solve FLEET under a scenario and compare it with the base plan (what `plan` plans from the
     applied state): would it scale or collapse?"""
-    from placer.diff import running_replicas
+    from placer.diff import placed_replicas, running_replicas
     from placer.render.report import json_report
     from placer.whatif import Scenario, compare
 
@@ -1034,7 +1034,8 @@ def whatif(fleet: str, demand_scale: float, fail_pool: tuple[str, ...], fail_loc
         loaded = read_fleet(fleet, progress)
         scenario = Scenario(demand_scale, frozenset(fail_pool), frozenset(fail_location), frozenset(fail_provider))
         state = backend_from(settings_json(loaded)["state"], state_path, progress).read()
-        report = compare(loaded, rules_for(now), scenario, progress, current=running_replicas(loaded, state))
+        report = compare(loaded, rules_for(now), scenario, progress, current=running_replicas(loaded, state),
+                         placed=placed_replicas(loaded, state))
     base = report["base"]
     if not base["feasible"]:
         why = base["conflict"]["message"] if "conflict" in base else (

@@ -139,7 +139,7 @@ def same_place(old: dict[str, Any], new: dict[str, Any], mode: str) -> bool:
     return deployment_place(old) == deployment_place(new)
 
 
-def running_replicas(fleet: Fleet, state: State) -> dict[tuple[str, str], int]:
+def running_replicas(fleet: Fleet, state: State, rollouts_run: bool = False) -> dict[tuple[str, str], int]:
     """The replicas each (model, pool) runs now at the place the fleet gives its Deployment, as
     the fleet has it: what a plan is priced and searched against (churn, SPEC section 2). A
     deployment the state records at another place (context, namespace) runs none there, as its
@@ -149,7 +149,8 @@ def running_replicas(fleet: Fleet, state: State) -> dict[tuple[str, str], int]:
     (``spec_changes``) runs none either: its rollout restarts every replica where it is, as a
     move starts them elsewhere (counted as running, it was 0.00 USD of churn, and the search kept
     the model where it ran over a cheaper pool that started no more). Where every place and spec
-    matches, this is ``state.replicas()``."""
+    matches, this is ``state.replicas()``. ``rollouts_run``: such a deployment's replicas counted
+    where they run all the same (``placed_replicas``)."""
     mode = fleet.settings.apply.mode
     out = {}
     for key, entry in state.deployments.items():
@@ -159,11 +160,21 @@ def running_replicas(fleet: Fleet, state: State) -> dict[tuple[str, str], int]:
             want = deployment_target(fleet.models[model], fleet.pools[pool])
             here = [c for c in (entry, *(entry.get("deposed") or []))
                     if not c.get("target")
-                    or (same_place(c["target"], want, mode) and not spec_changes(c["target"], want))]
+                    or (same_place(c["target"], want, mode) and (rollouts_run or not spec_changes(c["target"], want)))]
             replicas = int(here[0].get("replicas", 0)) if here else 0
         if replicas > 0:
             out[(model, pool)] = replicas
     return out
+
+
+def placed_replicas(fleet: Fleet, state: State) -> dict[tuple[str, str], int] | None:
+    """Where replicas run now, a rollout's included, where that differs from ``running_replicas``
+    (else None): what the search starts from and re-plans around, while churn counts the rollout's
+    replicas as started anew. Counted as not running, the 13 models of bench M with most demand
+    rolled out (15% of it) sent the plan from the short re-plan to the whole route, 27.46 USD dearer
+    than rolling them out where they run."""
+    placed = running_replicas(fleet, state, rollouts_run=True)
+    return placed if placed != running_replicas(fleet, state) else None
 
 
 def _replace(address: str, have: int, want: int, old: dict[str, Any], new: dict[str, Any],

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from placer.cost import CostBreakdown, model_compute_usd, model_egress_usd, price
-from placer.diff import deployment_target, diff, managed_pool, pool_target, running_replicas
+from placer.diff import deployment_target, diff, managed_pool, placed_replicas, pool_target, running_replicas
 from placer.fleet import Fleet
 from placer.optimizer import Conflict, SolveResult, explain_infeasible, optimize
 from placer.placement import Placement, Route, check_hard_constraints
@@ -152,7 +152,8 @@ def make_plan(
 ) -> PlanResult:
     """``whole``: search the whole fleet in the whole time (``optimize``), not a short re-plan."""
     current = running_replicas(fleet, state)
-    result = optimize(fleet, rules, current=current, progress=progress, time_limit=time_limit, whole=whole)
+    result = optimize(fleet, rules, current=current, progress=progress, time_limit=time_limit, whole=whole,
+                      placed=placed_replicas(fleet, state))
     if result.placement is None:
         if result.status == "INFEASIBLE":
             if progress:

@@ -128,12 +128,14 @@ def saturated(fleet: Fleet, gpus_used: dict[str, int]) -> list[str]:
 
 
 def compare(fleet: Fleet, rules: Rules, scenario: Scenario, progress: Callable[[str], None] | None = None,
-            current: dict[tuple[str, str], int] | None = None) -> dict[str, Any]:
+            current: dict[tuple[str, str], int] | None = None,
+            placed: dict[tuple[str, str], int] | None = None) -> dict[str, Any]:
     """Solve the base fleet and the scenario; report cost, unmet per model and saturated pools, or,
     for a side with no feasible plan, its status and (when infeasible) the conflict that makes it so.
     A base with no plan leaves the scenario out: there is nothing to compare it with. The base is
     planned from ``current`` (the applied state's replicas), as `placer plan` plans it, its moves
-    priced as churn; the scenario from the base plan."""
+    priced as churn (``placed``: where replicas run, where a rollout makes it differ from
+    ``current``, as `placer plan` has it); the scenario from the base plan."""
     problems = check(fleet, scenario)
     if problems:
         raise ScenarioError("; ".join(problems))
@@ -154,7 +156,7 @@ def compare(fleet: Fleet, rules: Rules, scenario: Scenario, progress: Callable[[
         # *cheaper* than the base; from the base: 48.96 dearer), and a small change re-plans in a
         # fraction of the time
         start = base_replicas if label == "scenario" else current
-        result = optimize(f, rules, current=start, progress=said)
+        result = optimize(f, rules, current=start, progress=said, placed=None if label == "scenario" else placed)
         if result.placement is None:
             sides[label] = {"status": result.status, "feasible": False}
             if result.status == "INFEASIBLE":

@@ -507,11 +507,14 @@ def optimize_large(
     time_limit: float | None = None,
     forbid: frozenset[tuple[str, str]] = frozenset(),
     whole: bool = False,
+    placed: Mapping[tuple[str, str], int] | None = None,
 ) -> LargeResult:
     """Place every model of ``fleet`` at least cost, scalably; see the module docstring.
     ``forbid`` keeps the given (model, pool) pairs empty; ``whole``: search the whole fleet in the
     whole time, as a first plan does (its moves priced as churn), even where what runs would make
-    this a short re-plan around it."""
+    this a short re-plan around it. ``placed``: where replicas run now, where that differs from
+    ``current`` (a rollout's replicas, which churn counts as started anew): the re-plan's mode, the
+    pairs around what runs and its start are theirs."""
     current = dict(current or {})
     limit = float(time_limit if time_limit is not None else fleet.settings.solver.time_limit_seconds)
     clock = Clock(limit, progress or (lambda _m: None))
@@ -524,18 +527,19 @@ def optimize_large(
     clock.begin(f"building the model: {arrays.n_pairs:,} eligible (model, pool) pairs")
     # cuts tighten the LP; a fleet planned without the LP gets the cheapest set, and a re-plan
     # (which starts from what runs, and searches little) none
-    replan = not whole and choose_mode(arrays, arrays.current_vector(current)) == "replan"
+    replan = not whole and choose_mode(arrays, arrays.current_vector(current if placed is None else placed)) == "replan"
     prices = None
     if replan and arrays.n_pairs > SMALL_PAIRS:
         # a re-plan's search only ever uses the pairs around what runs: its model holds those
         # alone, and its bound prices every pair from their columns
-        columns = build_matrix(arrays, rules, current, columns_only=True)
+        columns = build_matrix(arrays, rules, current, columns_only=True, placed=placed)
         keep = replan_pairs(columns)
         prices = simple_prices(columns)
-        model = build_matrix(arrays.restrict(keep), rules, current, cuts=False)
+        model = build_matrix(arrays.restrict(keep), rules, current, cuts=False, placed=placed)
         where = f"{int(keep.sum())} of {arrays.n_pairs} pairs (around what runs): "
     else:
-        model = build_matrix(arrays, rules, current, cuts=not replan, cut_levels=cut_levels(arrays.n_pairs))
+        model = build_matrix(arrays, rules, current, cuts=not replan, cut_levels=cut_levels(arrays.n_pairs),
+                             placed=placed)
         where = ""
     _forbid(model, forbid)
     clock.mark("model", f"{where}{model.n_cols} columns, {model.n_rows} rows, {model.A.nnz} nonzeros")
@@ -547,7 +551,7 @@ def optimize_large(
         # re-plan's "UNKNOWN" told whatif and plan to raise the time limit, after 1.8 s of 5 at M,
         # for a fleet no plan can hold (whatif named no conflict)
         clock.begin("no plan around what runs: planning the whole fleet")
-        model = build_matrix(arrays, rules, current, cuts=True, cut_levels=cut_levels(arrays.n_pairs))
+        model = build_matrix(arrays, rules, current, cuts=True, cut_levels=cut_levels(arrays.n_pairs), placed=placed)
         _forbid(model, forbid)
         result = solve_model(model, clock, gap, workers=workers, mode=whole_mode(arrays))
     result.log = clock.log
@@ -612,7 +616,7 @@ def replan_pairs(model: MatrixModel) -> BoolArray:
     cheap pools goes (fixed pools' room is left out: headroom rules the arrays do not see may
     hold it). A model built with ``columns_only`` will do."""
     a = model.arrays
-    cur = model.current
+    cur = model.placed
     per_rate = per_rate_cost(model)
     keep: BoolArray = initial_pairs(model, np.flatnonzero(cur > 0)) | fallback_pairs(model, per_rate)
     if not a.n_routes:
@@ -883,7 +887,7 @@ def solve_model(model: MatrixModel, clock: Clock, gap: float, workers: int = 1,
     a = model.arrays
     x0, x1 = model.blocks["x"]
     tables = PairTables.build(model)
-    cur = model.current
+    cur = model.placed  # where replicas run now, a rollout's too: what a re-plan starts from
     cur_pairs = np.flatnonzero(cur > 0)
     mode = mode or choose_mode(a, cur)
     reserve = 0.3 + 0.02 * clock.limit

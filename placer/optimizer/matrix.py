@@ -192,6 +192,9 @@ class MatrixModel:
     batch_row0: int = -1  # first training / batch replicas row (one per active batch model, in order)
     batch_models: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # model of each k column
     current: FloatArray = field(default_factory=lambda: np.zeros(0))  # replicas running now, per pair
+    # where replicas run now, per pair, a rollout's included (which ``current``, for churn, leaves
+    # out): what a re-plan searches around and starts from; ``current`` where none is given
+    placed: FloatArray = field(default_factory=lambda: np.zeros(0))
     penalties: list[tuple[Policy, str, int]] = field(default_factory=list)
     row_names: dict[int, str] = field(default_factory=dict)
     cut_rows: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # rules' valid inequalities
@@ -683,10 +686,12 @@ def _cover_groups(a: FleetArrays, routed: BoolArray) -> tuple[FloatArray, IntArr
 
 
 def build_matrix(arrays: FleetArrays, rules: Rules, current: Mapping[tuple[str, str], int],
-                 cuts: bool = True, cut_levels: int = 4, columns_only: bool = False) -> MatrixModel:
+                 cuts: bool = True, cut_levels: int = 4, columns_only: bool = False,
+                 placed: Mapping[tuple[str, str], int] | None = None) -> MatrixModel:
     """The full placement model (every eligible pair and route) as one sparse matrix; ``cuts``
     adds valid inequalities that tighten its LP relaxation (``cover_cuts``). ``columns_only``: the
-    columns' costs and bounds without a row (what choosing pairs by cost needs, in a fifth of the time)."""
+    columns' costs and bounds without a row (what choosing pairs by cost needs, in a fifth of the time).
+    ``placed``: where replicas run now, where that differs from ``current`` (``MatrixModel.placed``)."""
     a = arrays
     fleet = a.fleet
     obj = fleet.settings.objective
@@ -757,7 +762,7 @@ def build_matrix(arrays: FleetArrays, rules: Rules, current: Mapping[tuple[str, 
             arrays=a, cost=cost, lb=lb, ub=ub, integer=integer, A=sp.csc_matrix((0, b.n_cols)),
             row_lo=np.zeros(0), row_hi=np.zeros(0), blocks=dict(b.blocks),
             serve_row=np.full(n_pairs, -1, dtype=np.int64), elastic_col=b.elastic_col, churn_col=churn_col,
-            gang_col=gang_col, batch_models=bm, current=cur,
+            gang_col=gang_col, batch_models=bm, current=cur, placed=cur if placed is None else a.current_vector(placed),
         )
 
     # ------------------------------------------------------------ rows
@@ -859,5 +864,5 @@ def build_matrix(arrays: FleetArrays, rules: Rules, current: Mapping[tuple[str, 
         gang_col=gang_col, penalties=b.penalties, row_names=b.row_names,
         cut_rows=np.array(b.cut_rows, dtype=np.int64),
         capacity_row=capacity_row, demand_row0=demand_row0, batch_row0=batch_row0, batch_models=bm,
-        current=cur,
+        current=cur, placed=cur if placed is None else a.current_vector(placed),
     )

@@ -140,12 +140,15 @@ def optimize(
     time_limit: float | None = None,
     forbid: frozenset[tuple[str, str]] = frozenset(),
     whole: bool = False,
+    placed: Mapping[tuple[str, str], int] | None = None,
 ) -> SolveResult:
     """Place every model of ``fleet`` at least cost (SPEC section 2).
 
     ``forbid`` keeps the given (model, pool) pairs empty (for ``explain``'s next-best pool).
     ``whole``: the scalable route searches the whole fleet in the whole time even where what runs
-    (``current``) would make it a short re-plan around it; the exact MIP always does.
+    (``current``) would make it a short re-plan around it; the exact MIP always does. ``placed``:
+    where replicas run now, where that differs from ``current`` (a rollout's, which churn counts as
+    started anew): the scalable route re-plans around them and starts from them.
     Fleets beyond ``placer.optimizer.large.SMALL_FLEET`` (models x pools) take the scalable
     route (``placer.optimizer.large``); smaller ones this exact MIP.
     """
@@ -157,8 +160,8 @@ def optimize(
         # the time limit counts from this call, the first import of the route included
         limit = time_limit if time_limit is not None else fleet.settings.solver.time_limit_seconds
         rest = max(0.1 * limit, limit - (time.monotonic() - started))
-        return _proven(fleet, rules, optimize_large(fleet, rules, current, progress, rest, forbid, whole).as_solve_result(),
-                       forbid, progress)
+        large = optimize_large(fleet, rules, current, progress, rest, forbid, whole, placed)
+        return _proven(fleet, rules, large.as_solve_result(), forbid, progress)
     say = progress or (lambda _msg: None)
     current = current or {}
     say("finding eligible pools")
@@ -185,7 +188,7 @@ def optimize(
         limit = time_limit if time_limit is not None else fleet.settings.solver.time_limit_seconds
         say("the exact MIP found no plan in time; planning by the scalable route")
         rest = max(0.1 * limit, limit - (time.monotonic() - started))
-        fallback = optimize_large(fleet, rules, current, progress, rest, forbid, whole).as_solve_result()
+        fallback = optimize_large(fleet, rules, current, progress, rest, forbid, whole, placed).as_solve_result()
         return _proven(fleet, rules, replace(fallback, wall_seconds=time.monotonic() - started,
                                              candidates=fallback.candidates or cands), forbid, progress)
     if status not in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE):

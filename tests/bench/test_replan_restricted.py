@@ -144,7 +144,7 @@ def test_replan_pairs_hold_what_runs_and_room_on_elastic_pools(restricted):
     full, _, _ = restricted
     a = full.arrays
     columns = build_matrix(a, RULES, {}, columns_only=True)
-    columns.current = full.current
+    columns.current = columns.placed = full.current
     keep = large.replan_pairs(columns)
     assert keep[full.current > 0].all()
     used = np.bincount(a.pair_pool, weights=full.current * a.pair_c, minlength=len(a.pools))
