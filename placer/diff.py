@@ -17,6 +17,7 @@ stops sizing its group, which it never shrinks to 0 behind the user's back.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from placer.candidates import Candidates
@@ -274,7 +275,7 @@ def _deployment_changes(fleet: Fleet, state: State, placement: Placement, cands:
     return changes
 
 
-def _pool_changes(fleet: Fleet, state: State, placement: Placement, need: dict[str, int],
+def _pool_changes(fleet: Fleet, state: State, placement: Placement, room: _Room, need: dict[str, int],
                   whole: dict[str, int]) -> list[Change]:
     """Each managed pool to its planned size; one that make before break needs bigger for the
     apply (``need``: GPUs the old replicas and the new take at once, once the scale-downs that go
@@ -287,11 +288,11 @@ def _pool_changes(fleet: Fleet, state: State, placement: Placement, need: dict[s
         want_nodes = placement.nodes.get(p.name, p.min_nodes)
         recorded = state.pools.get(p.name)
         target = pool_target(p)
-        peak = _peak_nodes(p, state, placement, need.get(p.name, 0))
+        peak = room.peak(p, need.get(p.name, 0))
         if recorded is None or "nodes" not in recorded:
             first = peak or want_nodes
             changes.append(Change(f"pool/{p.name}", "create", PHASE_GROW, None, {"nodes": first},
-                                  ("not yet managed by placer", *_grown(p, need, whole, peak, want_nodes)), target))
+                                  ("not yet managed by placer", *_grown(p, room, need, whole, peak, want_nodes)), target))
             changes += _back(p, peak, want_nodes, target)
             continue
         have_nodes = int(recorded["nodes"])
@@ -305,7 +306,7 @@ def _pool_changes(fleet: Fleet, state: State, placement: Placement, need: dict[s
                                   {"nodes": have_nodes, **{k: old[k] for k in changed}},
                                   {"nodes": peak, **{k: target.get(k) for k in changed}},
                                   ((f"{', '.join(changed)} changed in the fleet",) if changed else ())
-                                  + _grown(p, need, whole, peak, want_nodes), target))
+                                  + _grown(p, room, need, whole, peak, want_nodes), target))
             changes += _back(p, peak, want_nodes, target)
             continue
         if want_nodes == have_nodes and not changed:
@@ -327,35 +328,93 @@ def _pool_changes(fleet: Fleet, state: State, placement: Placement, need: dict[s
     return changes
 
 
-def _peak_nodes(pool: Pool, state: State, placement: Placement, need: int) -> int | None:
-    """Nodes an elastic pool grows to in phase 1 so that make before break has room for the old
-    replicas and the new at once (``need`` GPUs), up to its nodes.max; None where its planned and
-    current sizes already hold them (or placer does not size it, or its group is replaced: the
-    new group is sized as planned). Above the planned size only until phase 4."""
-    if not pool.elastic or not managed_pool(pool, state):
-        return None
-    recorded = state.pools.get(pool.name) or {}
-    old = recorded.get("target")
-    if old and pool_group(old) != pool_group(pool_target(pool)):
-        return None
-    size = max(placement.nodes.get(pool.name, pool.min_nodes), int(recorded.get("nodes", pool.min_nodes)))
-    nodes = min(pool.max_nodes, -(-need // pool.per_node))
-    return nodes if nodes > size else None
+class _Room:
+    """The GPUs a pool may hold while an apply runs, the old replicas and the new at once between
+    phases 2 and 3: its nodes' GPUs, less those the strictest required headroom on it keeps free (as
+    ``policies/rules/headroom.py`` checks it: used <= (1 - fraction) x capacity), though never fewer
+    than it holds now (a pool that breaks the policy as it runs goes on doing so until phase 3, no
+    further). Only the plan's end state was held to a headroom (the optimizer's row, make_plan's
+    check), and make before break counted GPUs: a pool kept to 6 of its 8 GPUs held 7 until phase 3."""
+
+    def __init__(self, fleet: Fleet, state: State, placement: Placement) -> None:
+        self.fleet, self.state, self.placement = fleet, state, placement
+        self.held = _running_gpus(fleet, state)
+        self.kept: dict[str, tuple[float, str]] = {}  # pool -> the strictest required headroom's fraction, name
+        for policy in fleet.policies:
+            rule = policy.rule.headroom
+            if policy.required and rule is not None:
+                for pool in fleet.pools_of(policy.spec.pools):
+                    if rule.fraction > self.kept.get(pool.name, (0.0, ""))[0]:
+                        self.kept[pool.name] = (rule.fraction, policy.name)
+
+    def gpus(self, pool: Pool, nodes: int) -> int:
+        """The GPUs ``pool`` at ``nodes`` nodes may hold during the apply."""
+        cap = nodes * pool.per_node
+        if pool.name not in self.kept:
+            return cap
+        allowed = math.floor((1 - self.kept[pool.name][0]) * cap + 1e-6)
+        return min(cap, max(allowed, self.held.get(pool.name, 0)))
+
+    def kept_text(self, pool: Pool, nodes: int) -> str:
+        """', of which required policy P keeps K free' where a headroom keeps some of ``pool``'s GPUs
+        at ``nodes`` nodes from the apply; else ''."""
+        free = nodes * pool.per_node - self.gpus(pool, nodes)
+        return f", of which required policy {self.kept[pool.name][1]} keeps {free} free" if free > 0 else ""
+
+    def grows(self, pool: Pool) -> bool:
+        """Whether ``pool`` may grow in phase 1 for the apply: an elastic pool placer sizes, its group
+        kept (a new group is sized as planned)."""
+        if not pool.elastic or not managed_pool(pool, self.state):
+            return False
+        old = (self.state.pools.get(pool.name) or {}).get("target")
+        return not (old and pool_group(old) != pool_group(pool_target(pool)))
+
+    def size(self, pool: Pool) -> int:
+        """The nodes ``pool`` has during the apply where it does not grow for it: its planned or
+        current size, the larger (a fixed pool's count)."""
+        if not pool.elastic:
+            return pool.max_nodes
+        recorded = self.state.pools.get(pool.name) or {}
+        return max(self.placement.nodes.get(pool.name, pool.min_nodes), int(recorded.get("nodes", pool.min_nodes)))
+
+    def peak(self, pool: Pool, need: int) -> int | None:
+        """Nodes an elastic pool grows to in phase 1 so that make before break has room for the old
+        replicas and the new at once (``need`` GPUs), up to its nodes.max; None where its planned and
+        current sizes already hold them (or placer does not size it, or its group is replaced: the
+        new group is sized as planned). Above the planned size only until phase 4."""
+        if not self.grows(pool):
+            return None
+        nodes = -(-need // pool.per_node)
+        kept = self.kept.get(pool.name)
+        if kept is not None and self.held.get(pool.name, 0) < need:
+            nodes = pool.max_nodes if kept[0] >= 1 else max(nodes, math.ceil((need - 1e-6) / ((1 - kept[0]) * pool.per_node)))
+        while nodes < pool.max_nodes and self.gpus(pool, nodes) < need:  # a float's rounding: a step at most
+            nodes += 1
+        nodes = min(pool.max_nodes, nodes)
+        return nodes if nodes > self.size(pool) else None
 
 
-def _grown(pool: Pool, need: dict[str, int], whole: dict[str, int], peak: int | None, want: int) -> tuple[str, ...]:
+def _nodes(n: int) -> str:
+    return f"{n} node{'' if n == 1 else 's'}"
+
+
+def _grown(pool: Pool, room: _Room, need: dict[str, int], whole: dict[str, int], peak: int | None,
+           want: int) -> tuple[str, ...]:
     """Why a pool's phase-1 change sizes it above its plan, or nothing where it does not."""
     if peak is None:
         return ()
-    def nodes(n: int) -> str:
-        return f"{n} node{'' if n == 1 else 's'}"
-
     gpus, before = need[pool.name], whole.get(pool.name, need[pool.name])
     first = f", less {before - gpus} scaled down first in phase 2: {gpus}" if before > gpus else ""
-    held = (nodes(peak) if peak * pool.per_node >= gpus else
-            f"{nodes(peak)}, its nodes.max, hold {peak * pool.per_node}: the new replicas may wait for room")
-    return (f"room for make before break: the old replicas and the new at once need {before} GPUs{first} ({held}) "
-            f"until phase 3; back to {nodes(want)} in phase 4",)
+    cap, kept = peak * pool.per_node, room.kept_text(pool, peak)
+    if room.gpus(pool, peak) >= gpus:
+        held = _nodes(peak) + (f": {cap} GPUs{kept}" if kept else "")
+    elif gpus <= cap:
+        held = (f"{_nodes(peak)}, its nodes.max, hold {cap}{kept}: required policy {room.kept[pool.name][1]} is "
+                "broken until phase 3")
+    else:
+        held = f"{_nodes(peak)}, its nodes.max, hold {cap}{kept}: the new replicas may wait for room"
+    return (f"room for make before break: the old replicas and the new at once need {before} GPUs{first} "
+            f"({held}) until phase 3; back to {_nodes(want)} in phase 4",)
 
 
 def _back(pool: Pool, peak: int | None, want: int, target: dict[str, Any]) -> list[Change]:
@@ -388,9 +447,9 @@ def _gpus(change: Change, side: str, fleet: Fleet) -> int:
     return pool.gpus_per_replica(int(gpus))
 
 
-def _need(fleet: Fleet, state: State, changes: list[Change]) -> dict[str, int]:
-    """GPUs each pool holds at once under make before break: the old replicas (and copies a
-    replacement left) and what phase 2 adds, before phase 3 takes anything away."""
+def _running_gpus(fleet: Fleet, state: State) -> dict[str, int]:
+    """GPUs each pool of the fleet holds as the state records it: the replicas of every deployment
+    there and the copies a replacement left."""
     use: dict[str, int] = {}
     for key, entry in state.deployments.items():
         model, on = key.split("@", 1)
@@ -401,6 +460,13 @@ def _need(fleet: Fleet, state: State, changes: list[Change]) -> dict[str, int]:
         copies = [entry, *(entry.get("deposed") or [])]
         use[on] = use.get(on, 0) + sum(int(c.get("replicas", 0)) for c in copies) * \
             fleet.pools[on].gpus_per_replica(int(gpus))
+    return use
+
+
+def _need(fleet: Fleet, state: State, changes: list[Change]) -> dict[str, int]:
+    """GPUs each pool holds at once under make before break: the old replicas (and copies a
+    replacement left) and what phase 2 adds, before phase 3 takes anything away."""
+    use = _running_gpus(fleet, state)
     for c in changes:
         if c.kind == "deployment" and c.phase == PHASE_UP and c.pool in fleet.pools:
             grow = int((c.after or {}).get("replicas", 0)) * _gpus(c, "after", fleet)
@@ -410,33 +476,40 @@ def _need(fleet: Fleet, state: State, changes: list[Change]) -> dict[str, int]:
     return use
 
 
+def _short_text(name: str, pool: Pool, room: _Room, nodes: int, need: int) -> str:
+    """'P cannot hold the old replicas and the new at once (make before break needs N of its C
+    GPUs ...)': why the apply cannot run ``need`` GPUs on ``pool`` at ``nodes`` nodes."""
+    most = " at nodes.max" if pool.elastic and nodes == pool.max_nodes else ""
+    return (f"{name} cannot hold the old replicas and the new at once (make before break needs {need} of its "
+            f"{nodes * pool.per_node} GPUs{most}{room.kept_text(pool, nodes)})")
+
+
 def _room_first(fleet: Fleet, state: State, placement: Placement, changes: list[Change],
-                use: dict[str, int]) -> tuple[list[Change], dict[str, int]]:
+                use: dict[str, int], room: _Room) -> tuple[list[Change], dict[str, int]]:
     """Make before break needs room for the old replicas and the new at once (``use``: GPUs per
-    pool). An elastic pool grows for it (``_peak_nodes``); on a pool that cannot hold both even so
-    (a full fixed pool whose replicas change hands: 4 of 4 GPUs held by a, a going to 2 and b to 2
-    needs 6; an elastic one at its nodes.max), the new replicas never became healthy and the apply
-    stopped at its health wait, for good. There scale-downs and deletes run first, in phase 2, and
-    say why: only as many replicas as make the room, a count-only scale-down split in two where
-    part of it does (3 -> 2 in phase 2, 2 -> 1 in phase 3, as a grown pool's size comes back in
-    phase 4). Returns the changes and the GPUs each pool then holds at once, which it grows to."""
+    pool), within what a required headroom leaves (``_Room``). An elastic pool grows for it
+    (``_Room.peak``); on a pool that cannot hold both even so (a full fixed pool whose replicas
+    change hands: 4 of 4 GPUs held by a, a going to 2 and b to 2 needs 6; an elastic one at its
+    nodes.max), the new replicas never became healthy and the apply stopped at its health wait, for
+    good (or, where a headroom was what they lacked, ran and broke it until phase 3). There
+    scale-downs and deletes run first, in phase 2, and say why: only as many replicas as make the
+    room, a count-only scale-down split in two where part of it does (3 -> 2 in phase 2, 2 -> 1 in
+    phase 3, as a grown pool's size comes back in phase 4). Where even all of them cannot make it,
+    the pool's other phase-2 changes say what follows. Returns the changes and the GPUs each pool
+    then holds at once, which it grows to."""
     full: dict[str, str] = {}
     over: dict[str, int] = {}  # GPUs short on a pool, old and new at once
     for name, need in use.items():
         pool = fleet.pools[name]
-        nodes = pool.max_nodes if not pool.elastic else max(
-            placement.nodes.get(name, pool.min_nodes), int(state.pools.get(name, {}).get("nodes", pool.min_nodes)),
-            _peak_nodes(pool, state, placement, need) or 0)
-        room = nodes * pool.per_node
-        if need > room:
-            most = " at nodes.max" if pool.elastic and nodes == pool.max_nodes else ""
-            full[name] = (f"scaled down first: {name} cannot hold the old replicas and the new at once (make "
-                          f"before break needs {need} of its {room} GPUs{most})")
-            over[name] = need - room
+        nodes = max(room.size(pool), room.peak(pool, need) or 0)
+        if need > room.gpus(pool, nodes):
+            full[name] = _short_text(name, pool, room, nodes, need)
+            over[name] = need - room.gpus(pool, nodes)
     # only as many as make the room, those freeing most first (every one went: a model whose
     # replicas stayed where they were was scaled down with the rest)
     early: dict[int, int] = {}  # change -> replicas it keeps until phase 3 (0: all of it goes first)
     left = dict(use)
+    still: dict[str, str] = {}  # pool -> what follows where its scale-downs cannot make the room
     for name, short in over.items():
         downs = [(i, c) for i, c in enumerate(changes)
                  if c.kind == "deployment" and c.phase == PHASE_DOWN and c.pool == name]
@@ -453,6 +526,16 @@ def _room_first(fleet: Fleet, state: State, placement: Placement, changes: list[
             early[i] = keep
             short -= freed[i] - keep * each[i]
             left[name] -= freed[i] - keep * each[i]
+        if short > 0:
+            pool = fleet.pools[name]
+            nodes = max(room.size(pool), room.peak(pool, left[name]) or 0)
+            cap = nodes * pool.per_node
+            what = _short_text(name, pool, room, nodes, left[name])
+            if left[name] > cap:
+                still[name] = f"{what} even with its scale-downs first: the new replicas may wait for room"
+            else:
+                still[name] = (f"breaks required policy {room.kept[name][1]} on {name} until phase 3: {what} even "
+                               "with its scale-downs first")
     first = {changes[i].address for i, keep in early.items() if changes[i].after is None and not keep}
     out = []
     for i, c in enumerate(changes):
@@ -460,15 +543,18 @@ def _room_first(fleet: Fleet, state: State, placement: Placement, changes: list[
             to = int((c.after or {}).get("replicas", 0))
             mid, rest = to + early[i], f"on to {to}" if c.after is not None else "deleted"
             out.append(Change(c.address, "update", PHASE_UP, c.before, {"replicas": mid},
-                              (f"{full[c.pool]}: to {mid} only, and {rest} in phase 3 once the new replicas "
-                               "are healthy", *c.reasons), c.target))
+                              (f"scaled down first: {full[c.pool]}: to {mid} only, and {rest} in phase 3 once the "
+                               "new replicas are healthy", *c.reasons), c.target))
             c = Change(c.address, c.action, c.phase, {"replicas": mid}, c.after, c.reasons, c.target)
         elif i in early:
-            c = Change(c.address, c.action, PHASE_UP, c.before, c.after, (full[c.pool], *c.reasons), c.target)
+            c = Change(c.address, c.action, PHASE_UP, c.before, c.after, (f"scaled down first: {full[c.pool]}",
+                                                                          *c.reasons), c.target)
         elif c.action == "create" and c.address in first and c.reasons and "once this one is healthy" in c.reasons[0]:
             said = c.reasons[0].replace("which is deleted once this one is healthy",
                                         f"which is deleted first: {c.pool} cannot hold both")
             c = Change(c.address, c.action, c.phase, c.before, c.after, (said, *c.reasons[1:]), c.target)
+        elif c.kind == "deployment" and c.phase == PHASE_UP and c.after and c.pool in still:
+            c = Change(c.address, c.action, c.phase, c.before, c.after, (still[c.pool], *c.reasons), c.target)
         out.append(c)
     return out, left
 
@@ -480,9 +566,10 @@ def diff(fleet: Fleet, state: State, placement: Placement, cands: Candidates | N
     the policies' behaviours, for the reasons that name a policy (``placer.reasons``)."""
     deployments = _deployment_changes(fleet, state, placement, cands, rules)
     need = _need(fleet, state, deployments)
+    room = _Room(fleet, state, placement)
     # the scale-downs that must go first come first: a pool grows only for what they leave
-    deployments, left = _room_first(fleet, state, placement, deployments, need)
-    changes = _pool_changes(fleet, state, placement, left, need) + deployments
+    deployments, left = _room_first(fleet, state, placement, deployments, need, room)
+    changes = _pool_changes(fleet, state, placement, room, left, need) + deployments
 
     def shrinks(c: Change) -> bool:
         return c.after is None or int(c.after.get("replicas", c.after.get("nodes", 0))) < \

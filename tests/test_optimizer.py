@@ -679,6 +679,99 @@ def test_a_new_image_with_fewer_replicas_is_rolled_out_in_phase_2():
         ("deployment/m@p", "update", 2, {"replicas": 5, "image": "reg/m:1"}, {"replicas": 3, "image": "reg/m:2"})]
 
 
+def _after_phase_2(plan, running, pool):
+    """GPUs (1 a replica) ``pool`` holds between phases 2 and 3, the old replicas and the new at once."""
+    held = sum(e["replicas"] for k, e in running.items() if k.endswith(f"@{pool}"))
+    for c in plan.changes:
+        if c.phase == 2 and c.pool == pool and c.kind == "deployment":
+            held += (c.after or {}).get("replicas", 0) - (c.before or {}).get("replicas", 0)
+    return held
+
+
+def test_make_before_break_keeps_a_required_headroom_between_phases_2_and_3():
+    """pb keeps 25% of its 8 GPUs free (required); m2 grows 3 -> 5 there and m1 moves a replica to
+    pa to make room. The plan's end state holds 6 of 8, but made before broken pb held 7 between
+    phases 2 and 3: make before break counted GPUs only. m1's scale-down on pb now goes first, in
+    phase 2, and says why, as one that makes room for GPUs does."""
+    both = {"A100-80GB": 100, "H100-80GB": 100}
+    f = fleet(location("a"), pool("pa", "a", gpu="H100-80GB", usd=2), pool("pb", "a", usd=1),
+              inference("m1", [{"location": "a", "rate": 200}], throughput=both),
+              inference("m2", [{"location": "a", "rate": 500}], throughput=both),
+              policy("keep-free", {"headroom": {"fraction": 0.25}}, pools={"names": ["pb"]}), NO_CHURN)
+    running = {"m1@pb": {"replicas": 2, "target": {"gpus": 1}}, "m2@pb": {"replicas": 3, "target": {"gpus": 1}}}
+    plan = make_plan(f, State(deployments=running), RULES, NOW).plan
+    assert [(c.address, c.phase, c.before, c.after) for c in plan.changes] == [
+        ("deployment/m1@pb", 2, {"replicas": 2}, {"replicas": 1}), ("deployment/m1@pa", 2, None, {"replicas": 1}),
+        ("deployment/m2@pb", 2, {"replicas": 3}, {"replicas": 5})]
+    assert plan.changes[0].reasons[0] == ("scaled down first: pb cannot hold the old replicas and the new at once "
+                                          "(make before break needs 7 of its 8 GPUs, of which required policy "
+                                          "keep-free keeps 2 free)")
+    assert _after_phase_2(plan, running, "pb") == 6
+    # a pool that breaks the policy as it runs (m1 on all 8) breaks it no further until phase 3: its
+    # scale-down to 2 waits for phase 3 as ever, not 8 -> 6 first
+    f = fleet(location("a"), pool("pb", "a"), inference("m1", [{"location": "a", "rate": 200}]),
+              policy("keep-free", {"headroom": {"fraction": 0.25}}, pools={"names": ["pb"]}), NO_CHURN)
+    running = {"m1@pb": {"replicas": 8, "target": {"gpus": 1}}}
+    plan = make_plan(f, State(deployments=running), RULES, NOW).plan
+    assert [(c.address, c.phase, c.before, c.after) for c in plan.changes] == [
+        ("deployment/m1@pb", 3, {"replicas": 8}, {"replicas": 2})]
+
+
+def test_an_elastic_pool_grows_for_make_before_break_within_its_required_headroom():
+    """An aws pool of 4-GPU nodes that keeps 25% free: a holds its 3 allowed GPUs of one node, and
+    goes to 2 as b comes with 1. The old replicas and the new at once fit the node's 4 GPUs, not its
+    headroom: the pool grew nothing, and held 4 of 4 until phase 3. It grows to 2 nodes for them
+    now; at nodes.max 1, a's scale-down goes first."""
+    def elastic(most):
+        return fleet(location("a"), pool("p", "a", per_node=4, min_nodes=0, max_nodes=most, provider="aws"),
+                     inference("a", [{"location": "a", "rate": 100}], minReplicas=2, maxReplicas=2),
+                     inference("b", [{"location": "a", "rate": 100}], minReplicas=1, maxReplicas=1),
+                     policy("keep-free", {"headroom": {"fraction": 0.25}}, pools={"names": ["p"]}), NO_CHURN)
+    running = {"a@p": {"replicas": 3, "target": {"gpus": 1}}}
+    pools = {"p": {"nodes": 1, "target": {"provider": "aws", "aws": {"region": "eu-west-1",
+                                                                    "autoScalingGroupName": "p"}}}}
+    plan = make_plan(elastic(4), State(deployments=running, pools=pools), RULES, NOW).plan
+    assert [(c.address, c.phase, c.before, c.after) for c in plan.changes] == [
+        ("pool/p", 1, {"nodes": 1}, {"nodes": 2}), ("deployment/b@p", 2, None, {"replicas": 1}),
+        ("deployment/a@p", 3, {"replicas": 3}, {"replicas": 2}), ("pool/p", 4, {"nodes": 2}, {"nodes": 1})]
+    assert plan.changes[0].reasons[0] == ("room for make before break: the old replicas and the new at once need "
+                                          "4 GPUs (2 nodes: 8 GPUs, of which required policy keep-free keeps 2 "
+                                          "free) until phase 3; back to 1 node in phase 4")
+    plan = make_plan(elastic(1), State(deployments=running, pools=pools), RULES, NOW).plan
+    assert [(c.address, c.phase, c.before, c.after) for c in plan.changes] == [
+        ("deployment/a@p", 2, {"replicas": 3}, {"replicas": 2}), ("deployment/b@p", 2, None, {"replicas": 1})]
+    assert plan.changes[0].reasons[0] == ("scaled down first: p cannot hold the old replicas and the new at once "
+                                          "(make before break needs 4 of its 4 GPUs at nodes.max, of which required "
+                                          "policy keep-free keeps 1 free)")
+
+
+def test_a_required_headroom_no_scale_down_can_keep_during_the_apply_is_said():
+    """m's new image rolls out with one replica fewer (6 -> 5) as n comes with 1, on a pool that
+    keeps 2 of its 8 GPUs free: m's old replicas stay until its new ones are healthy, and no
+    scale-down on p can make the room first. The plan broke the policy until phase 3 and said
+    nothing; now its phase-2 changes there say so."""
+    f = fleet(location("a"), pool("p", "a", count=1, per_node=8),
+              inference("m", [{"location": "a", "rate": 500}], image="reg/m:2", minReplicas=5, maxReplicas=5),
+              inference("n", [{"location": "a", "rate": 100}], minReplicas=1, maxReplicas=1),
+              policy("keep-free", {"headroom": {"fraction": 0.25}}, pools={"names": ["p"]}), NO_CHURN)
+    running = {"m@p": {"replicas": 6, "target": {"gpus": 1, "image": "reg/m:1", "kubernetes": {"namespace": "default"}}}}
+    plan = make_plan(f, State(deployments=running), RULES, NOW).plan
+    said = ("breaks required policy keep-free on p until phase 3: p cannot hold the old replicas and the new at "
+            "once (make before break needs 7 of its 8 GPUs, of which required policy keep-free keeps 2 free) even "
+            "with its scale-downs first")
+    assert [(c.address, c.phase, c.reasons[0]) for c in plan.changes] == [
+        ("deployment/m@p", 2, said), ("deployment/n@p", 2, said)]
+    # without the policy, on 6 GPUs: the same, for the GPUs themselves
+    f = fleet(location("a"), pool("p", "a", count=1, per_node=6),
+              inference("m", [{"location": "a", "rate": 500}], image="reg/m:2", minReplicas=5, maxReplicas=5),
+              inference("n", [{"location": "a", "rate": 100}], minReplicas=1, maxReplicas=1), NO_CHURN)
+    plan = make_plan(f, State(deployments=running), RULES, NOW).plan
+    said = ("p cannot hold the old replicas and the new at once (make before break needs 7 of its 6 GPUs) even "
+            "with its scale-downs first: the new replicas may wait for room")
+    assert [(c.address, c.phase, c.reasons[0]) for c in plan.changes] == [
+        ("deployment/m@p", 2, said), ("deployment/n@p", 2, said)]
+
+
 def test_a_conflict_check_over_the_models_with_a_minimum_answers_as_the_whole_fleet():
     """``conflicts.touched``: the fleet cut to the models whose minimum the check holds (and that
     it does not retire), with only the required policies it holds, is feasible exactly when the

@@ -179,10 +179,13 @@ SCENARIOS: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str,
         "deployment/m2@pb": ["demand changed 400 -> 600"]}),
     # as "room", but pb is held to 6 of its 8 GPUs by a required headroom: m2's 5 replicas and m1's 2
     # fit its GPUs, not its headroom, so m1 moves a replica to the dearer pa for m2 (it said 'placed anew
-    # by the plan', though the headroom is why; found by re-planning bench M, 8 of 16 such models)
+    # by the plan', though the headroom is why; found by re-planning bench M, 8 of 16 such models). Its
+    # scale-down on pb goes first: made before broken, pb held 7 until phase 3
     "room, headroom": ([*HEADROOM, inference("m2", [{"location": "a", "rate": 300}])],
                        [*HEADROOM, inference("m2", [{"location": "a", "rate": 500}])], None, {
-        "deployment/m1@pa": [KEEP_FREE], "deployment/m1@pb": [KEEP_FREE],
+        "deployment/m1@pa": [KEEP_FREE],
+        "deployment/m1@pb": ["scaled down first: pb cannot hold the old replicas and the new at once (make before "
+                             "break needs 7 of its 8 GPUs, of which required policy keep-free keeps 2 free)", KEEP_FREE],
         "deployment/m2@pb": ["demand changed 300 -> 500"]}),
     # n's demand falls and frees a GPU on pb's one node: m moves there from pa, dearer a GPU, so that pa
     # needs no node (it said 'placed anew by the plan, its compute 1.00 -> 2.00 USD/h', of a move that
