@@ -18,6 +18,7 @@ stops sizing its group, which it never shrinks to 0 behind the user's back.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from placer.candidates import Candidates
@@ -276,10 +277,11 @@ def _deployment_changes(fleet: Fleet, state: State, placement: Placement, cands:
 
 
 def _pool_changes(fleet: Fleet, state: State, placement: Placement, room: _Room, need: dict[str, int],
-                  whole: dict[str, int]) -> list[Change]:
+                  whole: dict[str, int], surge: dict[str, int]) -> list[Change]:
     """Each managed pool to its planned size; one that make before break needs bigger for the
     apply (``need``: GPUs the old replicas and the new take at once, once the scale-downs that go
-    first have run; ``whole``: before them) grows to it in phase 1 and back in phase 4."""
+    first have run; ``whole``: before them; ``surge``: what the rollouts' surge pods take besides,
+    ``_surges``) grows to it in phase 1 and back in phase 4."""
     changes: list[Change] = []
     mode = fleet.settings.apply.mode
     for p in fleet.pools.values():
@@ -288,11 +290,11 @@ def _pool_changes(fleet: Fleet, state: State, placement: Placement, room: _Room,
         want_nodes = placement.nodes.get(p.name, p.min_nodes)
         recorded = state.pools.get(p.name)
         target = pool_target(p)
-        peak = room.peak(p, need.get(p.name, 0))
+        peak = room.peak(p, need.get(p.name, 0), surge.get(p.name, 0))
         if recorded is None or "nodes" not in recorded:
             first = peak or want_nodes
             changes.append(Change(f"pool/{p.name}", "create", PHASE_GROW, None, {"nodes": first},
-                                  ("not yet managed by placer", *_grown(p, room, need, whole, peak, want_nodes)), target))
+                                  ("not yet managed by placer", *_grown(p, room, need, whole, surge, peak, want_nodes)), target))
             changes += _back(p, peak, want_nodes, target)
             continue
         have_nodes = int(recorded["nodes"])
@@ -306,7 +308,7 @@ def _pool_changes(fleet: Fleet, state: State, placement: Placement, room: _Room,
                                   {"nodes": have_nodes, **{k: old[k] for k in changed}},
                                   {"nodes": peak, **{k: target.get(k) for k in changed}},
                                   ((f"{', '.join(changed)} changed in the fleet",) if changed else ())
-                                  + _grown(p, room, need, whole, peak, want_nodes), target))
+                                  + _grown(p, room, need, whole, surge, peak, want_nodes), target))
             changes += _back(p, peak, want_nodes, target)
             continue
         if want_nodes == have_nodes and not changed:
@@ -377,14 +379,20 @@ class _Room:
         recorded = self.state.pools.get(pool.name) or {}
         return max(self.placement.nodes.get(pool.name, pool.min_nodes), int(recorded.get("nodes", pool.min_nodes)))
 
-    def peak(self, pool: Pool, need: int) -> int | None:
+    def most(self, pool: Pool) -> int:
+        """The most nodes ``pool`` may have during the apply."""
+        return pool.max_nodes if self.grows(pool) else self.size(pool)
+
+    def peak(self, pool: Pool, need: int, surge: int = 0) -> int | None:
         """Nodes an elastic pool grows to in phase 1 so that make before break has room for the old
-        replicas and the new at once (``need`` GPUs), up to its nodes.max; None where its planned and
-        current sizes already hold them (or placer does not size it, or its group is replaced: the
-        new group is sized as planned). Above the planned size only until phase 4."""
+        replicas and the new at once (``need`` GPUs), and its GPUs for the surge pods of rollouts
+        besides (``surge``: a pod that a headroom's free GPUs may hold while it rolls out), up to
+        its nodes.max; None where its planned and current sizes already hold them (or placer does
+        not size it, or its group is replaced: the new group is sized as planned). Above the
+        planned size only until phase 4."""
         if not self.grows(pool):
             return None
-        nodes = -(-need // pool.per_node)
+        nodes = -(-(need + surge) // pool.per_node)
         kept = self.kept.get(pool.name)
         if kept is not None and self.held.get(pool.name, 0) < need:
             nodes = pool.max_nodes if kept[0] >= 1 else max(nodes, math.ceil((need - 1e-6) / ((1 - kept[0]) * pool.per_node)))
@@ -398,22 +406,23 @@ def _nodes(n: int) -> str:
     return f"{n} node{'' if n == 1 else 's'}"
 
 
-def _grown(pool: Pool, room: _Room, need: dict[str, int], whole: dict[str, int], peak: int | None,
-           want: int) -> tuple[str, ...]:
+def _grown(pool: Pool, room: _Room, need: dict[str, int], whole: dict[str, int], surge: dict[str, int],
+           peak: int | None, want: int) -> tuple[str, ...]:
     """Why a pool's phase-1 change sizes it above its plan, or nothing where it does not."""
     if peak is None:
         return ()
-    gpus, before = need[pool.name], whole.get(pool.name, need[pool.name])
+    gpus, before, more = need[pool.name], whole.get(pool.name, need[pool.name]), surge.get(pool.name, 0)
     first = f", less {before - gpus} scaled down first in phase 2: {gpus}" if before > gpus else ""
+    rolls = f", and {more} more for the surge pods of rollouts in phase 2: {gpus + more}" if more else ""
     cap, kept = peak * pool.per_node, room.kept_text(pool, peak)
-    if room.gpus(pool, peak) >= gpus:
+    if room.gpus(pool, peak) >= gpus and cap >= gpus + more:
         held = _nodes(peak) + (f": {cap} GPUs{kept}" if kept else "")
-    elif gpus <= cap:
+    elif gpus > room.gpus(pool, peak) and gpus <= cap:
         held = (f"{_nodes(peak)}, its nodes.max, hold {cap}{kept}: required policy {room.kept[pool.name][1]} is "
                 "broken until phase 3")
     else:
         held = f"{_nodes(peak)}, its nodes.max, hold {cap}{kept}: the new replicas may wait for room"
-    return (f"room for make before break: the old replicas and the new at once need {before} GPUs{first} "
+    return (f"room for make before break: the old replicas and the new at once need {before} GPUs{first}{rolls} "
             f"({held}) until phase 3; back to {_nodes(want)} in phase 4",)
 
 
@@ -559,6 +568,86 @@ def _room_first(fleet: Fleet, state: State, placement: Placement, changes: list[
     return out, left
 
 
+# the strategy a Deployment is rolled out with where its pool has no room for a surge pod: one old
+# pod goes before each new one starts (Kubernetes' default needs a pod more for 1 to 3 replicas)
+NO_SURGE = {"maxSurge": 0, "maxUnavailable": 1}
+
+
+def _surge(c: Change, fleet: Fleet) -> int:
+    """GPUs the rollout of ``c`` takes on its pool beyond its old replicas and its new at once, with
+    Kubernetes' default strategy (RollingUpdate, maxSurge 25% rounded up, maxUnavailable 25%
+    rounded down): the surge pods it starts before an old pod may go. 0 where ``c`` rolls nothing
+    out (a new count only, a re-apply) or where the old pods it may take down first make room for a
+    new one (4 replicas and more, as many GPUs a replica)."""
+    if c.kind != "deployment" or c.action != "update" or c.phase != PHASE_UP:
+        return 0
+    if not set(c.before or {}) - {"replicas", "healthy"}:  # the pod template (image, GPUs...) is the same
+        return 0
+    have, want = int((c.before or {}).get("replicas", 0)), int((c.after or {}).get("replicas", 0))
+    if want <= 0:
+        return 0
+    surge, down = -(-want // 4), want // 4
+    new = _gpus(c, "after", fleet)
+    if down * _gpus(c, "before", fleet) >= new:
+        return 0
+    return max(0, want + surge - max(have, want)) * new
+
+
+def _surges(fleet: Fleet, room: _Room, changes: list[Change], left: dict[str, int]
+            ) -> tuple[list[Change], dict[str, int]]:
+    """A Deployment updated in place (image, GPUs, nodeSelector, tolerations) rolls out with its
+    strategy: Kubernetes' default starts a surge pod before an old one goes, and on a pool with no
+    GPU free for it the pod never started, and the rollout (the apply's health wait) hung until its
+    timeout. Its GPUs count in the room a pool needs in phase 2 beside ``left`` (the old replicas and
+    the new at once), an elastic pool growing for them; GPUs a required headroom keeps free may hold
+    it (they are free, and it is gone once the rollout is done: taking a model's only replica down
+    instead would be worse). A rollout its pool cannot hold even at its most nodes is applied with
+    NO_SURGE instead (its target's ``strategy``), and says so. Returns the changes and the GPUs each
+    pool's surges take."""
+    taken: dict[str, int] = {}
+    out = []
+    for c in changes:
+        more = _surge(c, fleet)
+        if more:
+            pool = fleet.pools[c.pool]
+            nodes = room.most(pool)
+            need = left.get(c.pool, 0) + taken.get(c.pool, 0) + more
+            if need <= nodes * pool.per_node:
+                taken[c.pool] = taken.get(c.pool, 0) + more
+            else:
+                want = int((c.after or {}).get("replicas", 0))
+                down = ("its only replica is down while the new one starts" if want == 1 else
+                        f"one of its {want} replicas at a time is down while it rolls out")
+                most = " at nodes.max" if pool.elastic and nodes == pool.max_nodes else ""
+                why = (f"rolled out with maxSurge 0, maxUnavailable 1: {c.pool} has no room for the surge pod "
+                       "Kubernetes' default rollout starts first (the old replicas, the new and it need "
+                       f"{need} of its {nodes * pool.per_node} GPUs{most}), so {down}")
+                c = Change(c.address, c.action, c.phase, c.before, c.after, (why, *c.reasons),
+                           {**c.target, "strategy": dict(NO_SURGE)})
+        out.append(c)
+    return out, taken
+
+
+def planned_strategies(state: State, changes: Sequence[Change]) -> dict[tuple[str, str], dict[str, Any]]:
+    """The rollout strategy each deployment's manifest keeps once the plan is applied, by (model,
+    pool), where it has one (``_surges``): the one its create or update is applied with, or, where
+    the plan leaves it as it runs, the one it was last applied with (the state's record), so that
+    ``render`` writes the manifest the apply wrote, and the tree a later plan renders keeps it."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    changed = set()
+    for c in changes:
+        if c.kind == "deployment" and c.after is not None and c.model:
+            changed.add((c.model, c.pool))
+            if c.target.get("strategy"):
+                out[(c.model, c.pool)] = dict(c.target["strategy"])
+    for key, entry in state.deployments.items():
+        model, pool = key.split("@", 1)
+        strategy = (entry.get("target") or {}).get("strategy")
+        if (model, pool) not in changed and strategy:
+            out[(model, pool)] = dict(strategy)
+    return out
+
+
 def diff(fleet: Fleet, state: State, placement: Placement, cands: Candidates | None = None,
          rules: Rules | None = None) -> list[Change]:
     """Ordered changes that take ``state`` to ``placement`` (and to the fleet's targets); within a
@@ -567,9 +656,11 @@ def diff(fleet: Fleet, state: State, placement: Placement, cands: Candidates | N
     deployments = _deployment_changes(fleet, state, placement, cands, rules)
     need = _need(fleet, state, deployments)
     room = _Room(fleet, state, placement)
-    # the scale-downs that must go first come first: a pool grows only for what they leave
+    # the scale-downs that must go first come first: a pool grows only for what they leave, and
+    # for the surge pods of the rollouts it can hold
     deployments, left = _room_first(fleet, state, placement, deployments, need, room)
-    changes = _pool_changes(fleet, state, placement, room, left, need) + deployments
+    deployments, surge = _surges(fleet, room, deployments, left)
+    changes = _pool_changes(fleet, state, placement, room, left, need, surge) + deployments
 
     def shrinks(c: Change) -> bool:
         return c.after is None or int(c.after.get("replicas", c.after.get("nodes", 0))) < \

@@ -318,8 +318,23 @@ class GcpPoolTarget(_PoolTarget):
     gcp: GcpTarget
 
 
+class RolloutStrategy(Strict):
+    """A Deployment's RollingUpdate strategy, where its pool has no room for Kubernetes' default
+    surge (``diff._surges``): counts, at least one of them above 0, as the API server asks."""
+
+    max_surge: int = Field(ge=0, le=MOST_GPUS)
+    max_unavailable: int = Field(ge=0, le=MOST_GPUS)
+
+    @model_validator(mode="after")
+    def _moves(self) -> RolloutStrategy:
+        if not self.max_surge and not self.max_unavailable:
+            raise ValueError("maxSurge and maxUnavailable are both 0: a rollout could never replace a pod")
+        return self
+
+
 class DeploymentTarget(Strict):
-    """A deployment change's target as ``diff.deployment_target`` writes it (image and version may be null)."""
+    """A deployment change's target as ``diff.deployment_target`` writes it (image and version may be
+    null), with the strategy ``diff._surges`` gives a rollout."""
 
     provider: Provider
     pool: Name
@@ -330,6 +345,7 @@ class DeploymentTarget(Strict):
     version: str | None
     workload: Workload
     kubernetes: KubernetesTarget
+    strategy: RolloutStrategy | None = None
 
     # what the fleet's Model takes: they go into the manifests as they are
     _image = field_validator("image")(lambda v: image_reference(v))

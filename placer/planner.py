@@ -7,16 +7,24 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from placer.cost import CostBreakdown, model_compute_usd, model_egress_usd, price
-from placer.diff import deployment_target, diff, managed_pool, placed_replicas, pool_target, running_replicas
+from placer.diff import (
+    deployment_target,
+    diff,
+    managed_pool,
+    placed_replicas,
+    planned_strategies,
+    pool_target,
+    running_replicas,
+)
 from placer.fleet import Fleet
 from placer.optimizer import Conflict, SolveResult, explain_infeasible, optimize
 from placer.placement import Placement, Route, check_hard_constraints
-from placer.planfile import Plan, PlanFileError
+from placer.planfile import Change, Plan, PlanFileError
 from placer.planfile import rounded as _r
 from placer.policy import Rules
 from placer.state import State
@@ -41,7 +49,9 @@ class PlanResult:
 
 
 def placement_body(fleet: Fleet, result: SolveResult, placement: Placement, cost: CostBreakdown,
-                   state: State) -> dict[str, Any]:
+                   state: State, changes: Sequence[Change] = ()) -> dict[str, Any]:
+    """The plan's body. Each placement's target is its manifest's once ``changes`` are applied: with
+    the rollout strategy a change gives it, or that it keeps (``diff.planned_strategies``)."""
     solver = {
         "status": result.status,
         "objectiveUsdPerHour": _r(result.objective),
@@ -52,13 +62,15 @@ def placement_body(fleet: Fleet, result: SolveResult, placement: Placement, cost
     if result.note:  # how far the gap may be read (a re-plan's weak bound)
         solver["note"] = result.note
     placements = []
+    strategies = planned_strategies(state, changes)
     for (model_name, pool_name), replicas in sorted(placement.replicas.items()):
         p = fleet.pools[pool_name]
         m = fleet.models[model_name]
+        strategy = strategies.get((model_name, pool_name))
         placements.append({
             "model": model_name, "pool": pool_name, "replicas": replicas,
             "gpus": replicas * p.gpus_per_replica(m.spec.replica.gpus),
-            "target": deployment_target(m, p),
+            "target": {**deployment_target(m, p), **({"strategy": strategy} if strategy else {})},
         })
     routes = [
         {"model": r.model, "demandLocation": r.demand_location, "pool": r.pool, "rate": _r(r.rate),
@@ -180,7 +192,7 @@ def make_plan(
     if progress:
         progress("listing the changes from the state")
     changes = diff(fleet, state, placement, result.candidates, rules)
-    body = placement_body(fleet, result, placement, cost, state)
+    body = placement_body(fleet, result, placement, cost, state, changes)
     plan = Plan(
         created_at=now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         fleet_digest=fleet.digest,

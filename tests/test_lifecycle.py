@@ -409,6 +409,57 @@ def test_a_changed_image_updates_and_a_changed_place_replaces_the_deployment(
     assert code == 0, stderr
 
 
+def test_a_rollout_without_a_surge_pod_is_the_manifest_the_apply_and_every_render_write(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """m and n, 2 replicas each, fill p's 4 GPUs; m's image changes. The plan rolls m out with
+    maxSurge 0, maxUnavailable 1 (Kubernetes' default started a surge pod no GPU was free for, and
+    the rollout hung): the gitops apply writes that strategy, render of the plan writes the same
+    tree, and so does render of the next plan, which changes nothing (the state records it). A
+    later change of m's count drops it, in the apply and in render alike."""
+    from tests.fleetkit import doc, inference, location, pool
+
+    fleet, deploy = tmp_path / "fleet", tmp_path / "deploy"
+    fleet.mkdir()
+
+    def write(image: str, m: int = 2) -> None:
+        docs = [location("a"), pool("p", "a", count=1, per_node=4),
+                inference("m", [{"location": "a", "rate": 100}], image=image, minReplicas=m, maxReplicas=m),
+                inference("n", [{"location": "a", "rate": 100}], minReplicas=2, maxReplicas=2),
+                doc("Settings", "s", {"state": {"path": str(tmp_path / "state.json")},
+                                      "apply": {"mode": "gitops", "directory": str(deploy)},
+                                      "objective": {"churnUsdPerReplica": 0}})]
+        (fleet / "fleet.yaml").write_text(yaml.safe_dump_all(docs, sort_keys=False))
+
+    def plan_apply_render(name: str) -> tuple[str, dict[str, str]]:
+        path = tmp_path / f"{name}.json"
+        code, shown, stderr = placer(capsys, "plan", str(fleet), "-o", str(path), "--now", lh.NOW)
+        assert code == 0, stderr
+        apply_ok(capsys, path)
+        code, _, stderr = placer(capsys, "render", str(path), "--out", str(tmp_path / name))
+        assert code == 0, stderr
+        # render writes the manifests the apply wrote (the tfvars, of no pool placer sizes, apart)
+        assert lh.tree(tmp_path / name / "clusters") == lh.tree(deploy / "clusters")
+        return shown, lh.tree(deploy / "clusters")
+
+    write("reg/m:1")
+    plan_apply_render("first")
+    write("reg/m:2")
+    shown, files = plan_apply_render("second")
+    assert ("deployment/m@p  [phase 2] image reg/m:1 -> reg/m:2  # rolled out with maxSurge 0, maxUnavailable 1: p "
+            "has no room for the surge pod") in " ".join(shown.split("\n"))
+    manifest = yaml.safe_load(files["default/m-p.yaml"])
+    assert manifest["spec"]["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0,
+                                                                                      "maxUnavailable": 1}}
+    assert "strategy" not in yaml.safe_load(files["default/n-p.yaml"])["spec"]
+    assert json.loads((tmp_path / "state.json").read_text())["deployments"]["m@p"]["target"]["strategy"] == {
+        "maxSurge": 0, "maxUnavailable": 1}
+    shown, again = plan_apply_render("third")
+    assert "No changes" in shown and again == files
+    write("reg/m:2", m=1)
+    _, files = plan_apply_render("fourth")
+    assert "strategy" not in yaml.safe_load(files["default/m-p.yaml"])["spec"]
+
+
 def test_a_changed_place_starts_its_replicas_anew_as_churn_and_an_unchanged_fleet_starts_none(
         env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     plan_and_apply(capsys, env)
@@ -1532,6 +1583,9 @@ TAMPERED = {
                     "changes[1].target.gpus: input should be a valid integer, got 'x'"),
     "target-namespace": (lambda d: d["changes"][1]["target"]["kubernetes"].update(namespace=3),
                          "changes[1].target.kubernetes.namespace: input should be a valid string, got 3"),
+    # a rollout strategy the API server refuses (diff._surges writes maxSurge 0, maxUnavailable 1)
+    "target-strategy": (lambda d: d["changes"][1]["target"].update(strategy={"maxSurge": 0, "maxUnavailable": 0}),
+                        "changes[1].target.strategy: maxSurge and maxUnavailable are both 0"),
     "target-nodes": (lambda d: d["changes"][0]["target"].update(maxNodes=-1),
                      "changes[0].target.maxNodes: input should be greater than or equal to 0, got -1"),
     "target-group": (lambda d: d["changes"][0]["target"].pop("aws"), "changes[0].target.aws: missing"),

@@ -9,6 +9,7 @@ from placer.fleet import Fleet
 from placer.optimizer import explain_infeasible, optimize
 from placer.placement import check_hard_constraints
 from placer.planner import InfeasibleError, make_plan
+from placer.render.manifests import deployment_manifest
 from placer.state import State
 from tests.fleetkit import (
     NOW,
@@ -770,6 +771,77 @@ def test_a_required_headroom_no_scale_down_can_keep_during_the_apply_is_said():
             "with its scale-downs first: the new replicas may wait for room")
     assert [(c.address, c.phase, c.reasons[0]) for c in plan.changes] == [
         ("deployment/m@p", 2, said), ("deployment/n@p", 2, said)]
+
+
+def test_a_rollout_its_pool_has_no_room_to_surge_for_goes_without_a_surge_pod():
+    """m and n, 2 replicas each, fill p's 4 GPUs, and m's image changes. Kubernetes' default
+    rollout (maxSurge 25% rounded up: 1 pod; maxUnavailable 25% rounded down: 0) starts a pod before
+    an old one goes, no GPU was free for it, and the rollout (the apply's health wait) hung until its
+    timeout. m is rolled out with maxSurge 0, maxUnavailable 1 now (its target's strategy, which its
+    manifest renders), and says so. 4 replicas may take one down first: they keep the default, as
+    does a rollout whose surge pod the GPUs a headroom keeps free can hold."""
+    def full(replicas):
+        return fleet(location("a"), pool("p", "a", count=1, per_node=2 * replicas),
+                     inference("m", [{"location": "a", "rate": 100}], image="reg/m:2", minReplicas=replicas,
+                               maxReplicas=replicas),
+                     inference("n", [{"location": "a", "rate": 100}], minReplicas=replicas, maxReplicas=replicas),
+                     NO_CHURN)
+
+    def running(replicas):
+        return {"m@p": {"replicas": replicas, "target": {"gpus": 1, "image": "reg/m:1",
+                                                        "kubernetes": {"namespace": "default"}}},
+                "n@p": {"replicas": replicas, "target": {"gpus": 1, "kubernetes": {"namespace": "default"}}}}
+    plan = make_plan(full(2), State(deployments=running(2)), RULES, NOW).plan
+    assert [(c.address, c.phase, c.before, c.after) for c in plan.changes] == [
+        ("deployment/m@p", 2, {"replicas": 2, "image": "reg/m:1"}, {"replicas": 2, "image": "reg/m:2"})]
+    assert plan.changes[0].reasons == (
+        "rolled out with maxSurge 0, maxUnavailable 1: p has no room for the surge pod Kubernetes' default rollout "
+        "starts first (the old replicas, the new and it need 5 of its 4 GPUs), so one of its 2 replicas at a time "
+        "is down while it rolls out", "image changed in the fleet")
+    assert plan.changes[0].target["strategy"] == {"maxSurge": 0, "maxUnavailable": 1}
+    assert deployment_manifest(plan.changes[0].target, 2)["spec"]["strategy"] == {
+        "type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}
+    # the tree render writes from the plan's placements has it too
+    placed = {(p["model"], p["pool"]): p["target"] for p in plan.body["placements"]}
+    assert placed[("m", "p")]["strategy"] == {"maxSurge": 0, "maxUnavailable": 1}
+    assert "strategy" not in placed[("n", "p")]
+    plan = make_plan(full(4), State(deployments=running(4)), RULES, NOW).plan
+    assert [(c.address, c.reasons, "strategy" in c.target) for c in plan.changes] == [
+        ("deployment/m@p", ("image changed in the fleet",), False)]
+    # GPUs a required headroom keeps free may hold the surge pod while it rolls out (they are free)
+    kept = fleet(location("a"), pool("p", "a", count=1, per_node=8),
+                 inference("m", [{"location": "a", "rate": 100}], image="reg/m:2", minReplicas=2, maxReplicas=2),
+                 inference("n", [{"location": "a", "rate": 100}], minReplicas=4, maxReplicas=4),
+                 policy("keep-free", {"headroom": {"fraction": 0.25}}, pools={"names": ["p"]}), NO_CHURN)
+    plan = make_plan(kept, State(deployments={**running(2), "n@p": {"replicas": 4, "target": {"gpus": 1}}}),
+                     RULES, NOW).plan
+    assert [(c.address, c.reasons, "strategy" in c.target) for c in plan.changes] == [
+        ("deployment/m@p", ("image changed in the fleet",), False)]
+
+
+def test_an_elastic_pool_grows_for_a_rollouts_surge_pod():
+    """m's 2 replicas fill an aws pool of 1-GPU nodes, and its image changes: the pool grows a node
+    for the surge pod in phase 1 (it grew nothing, and the rollout hung), and back in phase 4. At its
+    nodes.max it cannot: m goes without a surge pod, one replica at a time down."""
+    def elastic(most):
+        return fleet(location("a"), pool("p", "a", per_node=1, min_nodes=0, max_nodes=most, provider="aws"),
+                     inference("m", [{"location": "a", "rate": 100}], image="reg/m:2", minReplicas=2, maxReplicas=2),
+                     NO_CHURN)
+    running = {"m@p": {"replicas": 2, "target": {"gpus": 1, "image": "reg/m:1", "kubernetes": {"namespace": "default"}}}}
+    pools = {"p": {"nodes": 2, "target": {"provider": "aws", "aws": {"region": "eu-west-1",
+                                                                    "autoScalingGroupName": "p"}}}}
+    plan = make_plan(elastic(4), State(deployments=running, pools=pools), RULES, NOW).plan
+    assert [(c.address, c.phase, c.before, c.after, "strategy" in c.target) for c in plan.changes] == [
+        ("pool/p", 1, {"nodes": 2}, {"nodes": 3}, False),
+        ("deployment/m@p", 2, {"replicas": 2, "image": "reg/m:1"}, {"replicas": 2, "image": "reg/m:2"}, False),
+        ("pool/p", 4, {"nodes": 3}, {"nodes": 2}, False)]
+    assert plan.changes[0].reasons[0] == ("room for make before break: the old replicas and the new at once need "
+                                          "2 GPUs, and 1 more for the surge pods of rollouts in phase 2: 3 (3 nodes) "
+                                          "until phase 3; back to 2 nodes in phase 4")
+    plan = make_plan(elastic(2), State(deployments=running, pools=pools), RULES, NOW).plan
+    assert [(c.address, c.target.get("strategy")) for c in plan.changes] == [
+        ("deployment/m@p", {"maxSurge": 0, "maxUnavailable": 1})]
+    assert "need 3 of its 2 GPUs at nodes.max), so one of its 2 replicas" in plan.changes[0].reasons[0]
 
 
 def test_a_conflict_check_over_the_models_with_a_minimum_answers_as_the_whole_fleet():

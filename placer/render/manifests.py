@@ -56,6 +56,15 @@ def deployment_manifest(target: dict[str, Any], replicas: int) -> dict[str, Any]
         pod_spec["nodeSelector"] = dict(sorted(k8s["nodeSelector"].items()))
     if k8s.get("tolerations"):
         pod_spec["tolerations"] = [dict(sorted(t.items())) for t in k8s["tolerations"]]
+    spec: dict[str, Any] = {
+        "replicas": int(replicas),
+        "selector": {"matchLabels": {MODEL_LABEL: model, POOL_LABEL: pool}},
+        "template": {"metadata": {"labels": pod_labels}, "spec": pod_spec},
+    }
+    strategy = target.get("strategy")
+    if strategy:  # a rollout its pool has no room to surge for (diff._surges); else Kubernetes' default
+        spec["strategy"] = {"type": "RollingUpdate", "rollingUpdate": {
+            "maxSurge": int(strategy["maxSurge"]), "maxUnavailable": int(strategy["maxUnavailable"])}}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -64,11 +73,7 @@ def deployment_manifest(target: dict[str, Any], replicas: int) -> dict[str, Any]
             "namespace": str(k8s.get("namespace") or "default"),
             "labels": labels,
         },
-        "spec": {
-            "replicas": int(replicas),
-            "selector": {"matchLabels": {MODEL_LABEL: model, POOL_LABEL: pool}},
-            "template": {"metadata": {"labels": pod_labels}, "spec": pod_spec},
-        },
+        "spec": spec,
     }
 
 

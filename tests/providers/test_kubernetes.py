@@ -245,6 +245,29 @@ def test_update_scales_idempotently_and_delete_removes(kube: FakeKubeApiServer,
     assert len([w for w in kube.writes() if w.method == "DELETE"]) == 1
 
 
+def test_a_rollout_with_no_room_to_surge_is_applied_with_its_strategy_which_a_later_change_drops(
+        kube: FakeKubeApiServer, provider: KubernetesProvider) -> None:
+    """A rollout whose pool has no GPU free for Kubernetes' default surge pod (``diff._surges``) is
+    applied with maxSurge 0, maxUnavailable 1, as the gitops tree renders it; a later change of the
+    Deployment without it takes it away (server-side apply: a field placer stops applying goes, and
+    Kubernetes' default comes back), as the tree's manifest is then written without it."""
+    provider.apply(change("create", 2))
+    c = change("update", 2)
+    rollout = Change(c.address, "update", 2, {"replicas": 2, "image": "registry.local/models/llama:3.1"},
+                     {"replicas": 2, "image": "registry.local/models/llama:3.2"}, (),
+                     {**c.target, "image": "registry.local/models/llama:3.2",
+                      "strategy": {"maxSurge": 0, "maxUnavailable": 1}})
+    provider.apply(rollout)
+    obj = kube.deployment(NS, "llama-h100")
+    assert obj is not None and obj["spec"]["strategy"] == {"type": "RollingUpdate",
+                                                           "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}
+    assert obj["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.local/models/llama:3.2"
+    provider.apply(Change(c.address, "update", 3, {"replicas": 2}, {"replicas": 1}, (),
+                          {**c.target, "image": "registry.local/models/llama:3.2"}))
+    obj = kube.deployment(NS, "llama-h100")
+    assert obj is not None and obj["spec"]["replicas"] == 1 and "strategy" not in obj["spec"]
+
+
 def test_an_object_placer_does_not_own_is_left_untouched(kube: FakeKubeApiServer,
                                                          provider: KubernetesProvider) -> None:
     kube.seed_deployment(foreign_deployment(), manager="helm")
@@ -591,16 +614,20 @@ def test_rendered_manifest_passes_strict_schema_validation(tmp_path: Path, versi
     assert command is not None
     good = tmp_path / "deployment.yaml"
     good.write_text(yaml.safe_dump(deployment_manifest(change().target, 3)), encoding="utf-8")
+    # a rollout its pool has no room to surge for (diff._surges)
+    surgeless = tmp_path / "surgeless.yaml"
+    surgeless.write_text(yaml.safe_dump(deployment_manifest(
+        {**change().target, "strategy": {"maxSurge": 0, "maxUnavailable": 1}}, 2)), encoding="utf-8")
     bad_doc = deployment_manifest(change().target, 3)
     bad_doc["spec"]["template"]["spec"]["containers"][0]["gpus"] = 2  # not a field of Container
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(bad_doc), encoding="utf-8")
     offline = {**os.environ, "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
                "NO_PROXY": ""}  # any network use would fail
-    ok = subprocess.run([*command, "--strict", "-k", version, str(good)], capture_output=True, text=True,
-                        env=offline, timeout=60, check=False)
+    ok = subprocess.run([*command, "--strict", "-k", version, str(good), str(surgeless)], capture_output=True,
+                        text=True, env=offline, timeout=60, check=False)
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert "INFO" in ok.stdout and "passed" in ok.stdout
+    assert "INFO" in ok.stdout and ok.stdout.count("passed") == 2
     rejected = subprocess.run([*command, "--strict", "-k", version, str(bad)], capture_output=True, text=True,
                               env=offline, timeout=60, check=False)
     assert rejected.returncode != 0 and "gpus" in rejected.stdout + rejected.stderr
