@@ -296,6 +296,9 @@ class Applier:
         # waiting for (another change failed) is said to be so, not to have failed its wait
         self.waited: set[str] = set()
         self.marked: set[str] = set()  # deployments this apply recorded as made, not healthy yet
+        # changes whose provider call failed but which the provider holds even so (``_made_even_so``):
+        # recorded as made, for the caller to say beside the error
+        self.made_failing: list[str] = []
         self.notes: list[str] = []  # what providers mended before the changes (``mend``), in words
         # changes of the failed phase that failed beside the one the apply raises, for the caller to say
         self.also_failed: list[BaseException] = []
@@ -366,11 +369,14 @@ class Applier:
         try:
             self._with_retry(change, "apply", lambda: provider.apply(change), report)
         except Exception:
-            if not self._made_when_interrupted(provider, change):
+            if not self._made_even_so(provider, change):
                 raise
             self._record(state, change, report, healthy=not self._waits(change))
             report.applied.append(change.address)
-            return
+            if self._interrupted.is_set():
+                return
+            self.made_failing.append(change.address)
+            raise
         if not _released(change):  # a released group is left as it is: nothing to verify
             try:
                 seen = self._with_retry(change, "observe", lambda: provider.observe(change), report)
@@ -389,12 +395,14 @@ class Applier:
         self._record(state, change, report, healthy=not self._waits(change))
         report.applied.append(change.address)
 
-    def _made_when_interrupted(self, provider: ChangeProvider, change: Change) -> bool:
-        """Whether a change whose provider call an interrupt ended (a GCP resize's operation wait,
-        ``providers.base.pause``) was made even so: the request was sent, and the provider holds what
-        was planned. It is then recorded, as a change in flight is (the apply said it stopped "after
-        0 of 4 change(s)" and that the state recorded exactly what was done, of a group GCP had resized)."""
-        if not self._interrupted.is_set() or _released(change) or not _moves_a_count(change):
+    def _made_even_so(self, provider: ChangeProvider, change: Change) -> bool:
+        """Whether a change whose provider call failed, or an interrupt ended (a GCP resize's operation
+        wait, ``providers.base.pause``), was made even so: the provider holds what was planned. A request
+        can be taken and its answer lost (a timeout, a proxy's 504, a GCP operation not done in time, its
+        wait failing); it is then recorded, as a change in flight is. The apply said it stopped "after 0
+        of 4 change(s)" and that the state recorded exactly what was done, of a group GCP had resized, and
+        a Deployment the API server had made after the client's timeout was in no state."""
+        if _released(change) or not _moves_a_count(change):
             return False  # what observe reports (counts) cannot tell an image or a setting made from one not
         try:
             seen = provider.observe(change)

@@ -716,6 +716,13 @@ def _apply_stopped(exc: BaseException, applied: int, total: int, signal_name: st
             one = len(applier.also_failed) == 1
             what += (f". {len(applier.also_failed)} other change{'' if one else 's'} failed too: "
                      + "; ".join(_clause(other) for other in applier.also_failed))
+        if applier.made_failing:
+            # a request taken whose answer was lost (a timeout, a proxy's 504): the provider holds what was
+            # planned, and the state records it; it was left out, and the state said to be exact
+            one = len(applier.made_failing) == 1
+            what += (f". Even so, the provider holds {', '.join(applier.made_failing)} as planned (it took the "
+                     f"change; its answer or the wait for it failed): the state records {'it' if one else 'them'} "
+                     "as made")
     if applier.unrecorded:
         made = ", ".join(applier.unrecorded)
         one = len(applier.unrecorded) == 1

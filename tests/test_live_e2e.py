@@ -540,3 +540,71 @@ def test_a_deployment_made_before_another_failed_is_not_said_to_have_failed_its_
     assert "whose health wait did not pass" not in said, said
     assert ("(deployment/asr@dc-l4, which the apply stopped before waiting for its health, as made but not "
             "healthy: the next plan applies it again and waits for it)") in said, said
+
+
+# ---------------------------------------------------------------- a change made whose answer was lost
+
+
+def test_a_change_the_api_server_made_whose_answer_was_lost_is_recorded_as_made(cluster):
+    """A proxy in front of the API server answered asr's server-side apply 504 after the server had
+    made it, every try: the apply said the state recorded exactly what was done, and the state had no
+    asr while the cluster ran it. What the provider holds after a failed change is looked at: asr is
+    recorded as made (not healthy yet), said so, and the next plan applies it again and waits for it."""
+    tmp, kube = cluster["tmp"], cluster["kube"]
+    fleet = _one_model_fleet(tmp, "v1", 3)
+    plan = tmp / "plan.json"
+    assert placer(cluster, "plan", str(fleet), "-o", str(plan)).returncode == 0
+    handle = kube.handle
+
+    def made_then_lost(method, path, *rest):
+        answer = handle(method, path, *rest)
+        if method == "PATCH" and path.endswith("/asr-dc-l4"):
+            return 504, status_object(504, "Timeout", "the server was unable to return a response in the time "
+                                      "allotted, but may still be processing the request"), {}
+        return answer
+
+    kube.handle = made_then_lost
+    r = placer(cluster, "apply", str(plan))
+    kube.handle = handle
+    said = " ".join(r.stderr.split())
+    assert r.returncode == 1 and "HTTP 504" in said and "tried 6 times" in said, said
+    assert kube.deployment("ml", "asr-dc-l4")["spec"]["replicas"] == 3
+    assert "apply failed after 1 of 1 change(s)" in said, said
+    assert ("Even so, the provider holds deployment/asr@dc-l4 as planned (it took the change; its answer or the "
+            "wait for it failed): the state records it as made.") in said, said
+    entry = _entry(cluster)
+    assert (entry["replicas"], entry["healthy"]) == (3, False)
+
+    r = placer(cluster, "plan", str(fleet), "--detailed-exitcode")
+    assert r.returncode == 2 and UNHEALTHY in " ".join(r.stdout.split()), r.stdout + r.stderr
+    _plan_and_apply(cluster, fleet)
+    assert "healthy" not in _entry(cluster)
+
+
+def test_a_resize_whose_operation_wait_failed_is_recorded_where_the_group_holds_it(world):
+    """GCP took the resize, and every wait on its operation answered 503: the apply said the state
+    recorded exactly what was done, without gcp-a100, whose group had been resized (the next plan
+    sized it again, and refresh said nothing of it). It is recorded at the size the group holds."""
+    fleet = _fleet(world["tmp"])
+    plan = world["tmp"] / "plan.json"
+    assert placer(world, "plan", str(fleet), "-o", str(plan)).returncode == 0
+    gcp = world["gcp"]
+    gcp.operations_run_for(5)
+    gcp.fail_next(100, 503, "/operations/")
+    r = placer(world, "apply", str(plan))
+    said = " ".join(r.stderr.split())
+    assert r.returncode == 1 and "Traceback" not in said and "503" in said, said
+    assert gcp.target_size("acme", "placer-a100", zone="europe-west4-a") == 2
+    assert "Even so, the provider holds pool/gcp-a100 as planned" in said, said
+    pools = json.loads((world["tmp"] / "state.json").read_text())["pools"]
+    assert {name: entry["nodes"] for name, entry in pools.items()} == {"aws-h100": 2, "gcp-a100": 2}
+
+    gcp.state.faults.clear()
+    gcp.operations_run_for(0)
+    r = placer(world, "plan", str(fleet), "-o", str(plan))
+    assert r.returncode == 0, r.stderr
+    assert not [c for c in json.loads(plan.read_text())["changes"] if c["address"].startswith("pool/")]
+    r = placer(world, "apply", str(plan))
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = placer(world, "plan", str(fleet), "--detailed-exitcode")
+    assert r.returncode == 0 and "No changes" in r.stdout, r.stdout + r.stderr
