@@ -149,6 +149,9 @@ class KubernetesProvider:
                         raise ProviderError(f"{where.address}: {where} was deleted while placer waited for its "
                                             "rollout; run `placer plan` again to see what runs now",
                                             address=where.address)
+                    scaled = _scaled_by_another(obj, change, where)
+                    if scaled:
+                        raise ProviderError(scaled, address=where.address)
                     done, last = rollout_status(obj)
                     if done:
                         return
@@ -566,6 +569,20 @@ def rollout_status(obj: dict[str, Any]) -> tuple[bool, str]:
         return True, f"{want} of {want} replicas ready"
     return False, (f"{counts['updatedReplicas']} updated, {counts['readyReplicas']} ready, "
                    f"{counts['availableReplicas']} available, {counts['replicas']} running of {want} wanted")
+
+
+def _scaled_by_another(obj: dict[str, Any], change: Change, where: _Where) -> str | None:
+    """Why a rollout's wait cannot pass where the Deployment no longer wants the replicas placer applied
+    (an autoscaler, `kubectl scale`), or None. Its rollout of their count passed: scaled to 0 while
+    placer waited, the apply said "Apply complete" and the state 3 replicas healthy."""
+    wanted = (change.after or {}).get("replicas")
+    has = int((obj.get("spec") or {}).get("replicas", 1))
+    if not isinstance(wanted, int) or has == wanted:
+        return None
+    return (f"{where.address}: {where} was scaled to {has} replica(s) by someone else while placer waited for "
+            f"its rollout of {wanted} (a HorizontalPodAutoscaler, `kubectl scale`? see `kubectl "
+            f"{where.kubectl_args} get hpa` and the Deployment's managedFields): stop what scales it, then run "
+            f"`placer plan` and apply the new plan, which sets it back to {wanted} and waits for it")
 
 
 def _stalled(obj: dict[str, Any]) -> str | None:

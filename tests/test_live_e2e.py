@@ -608,3 +608,39 @@ def test_a_resize_whose_operation_wait_failed_is_recorded_where_the_group_holds_
     assert r.returncode == 0, r.stdout + r.stderr
     r = placer(world, "plan", str(fleet), "--detailed-exitcode")
     assert r.returncode == 0 and "No changes" in r.stdout, r.stdout + r.stderr
+
+
+def test_a_deployment_scaled_by_someone_else_while_placer_waits_fails_its_wait(cluster):
+    """`kubectl scale --replicas=0` (or an autoscaler) while the apply waited for asr's rollout of 3:
+    the wait passed on the 0 replicas rolled out, the apply said "Apply complete" and the state 3
+    replicas healthy while nothing ran. The wait fails and says who may have scaled it; the state
+    marks asr not healthy, so the next plan sets it back to 3 and waits for it."""
+    tmp, kube = cluster["tmp"], cluster["kube"]
+    fleet = _one_model_fleet(tmp, "v1", 3)
+    plan = tmp / "plan.json"
+    assert placer(cluster, "plan", str(fleet), "-o", str(plan)).returncode == 0
+    handle, reads = kube.handle, []
+
+    def scaled_in_the_wait(method, path, *rest):
+        if method == "GET" and path.endswith("/asr-dc-l4") and kube.deployment("ml", "asr-dc-l4") is not None:
+            reads.append(path)
+            if len(reads) == 2:  # the first read after the apply's read-back: the health wait's
+                handle("PATCH", path, {}, {"content-type": "application/merge-patch+json",
+                                           "user-agent": "kubectl/v1.33.0"}, b'{"spec": {"replicas": 0}}')
+        return handle(method, path, *rest)
+
+    kube.handle = scaled_in_the_wait
+    r = placer(cluster, "apply", str(plan))
+    kube.handle = handle
+    said = " ".join(r.stderr.split())
+    assert r.returncode == 1 and "Apply complete" not in r.stdout, r.stdout + said
+    assert ("deployment/asr@dc-l4: deployment ml/asr-dc-l4 in context onprem was scaled to 0 replica(s) by someone "
+            "else while placer waited for its rollout of 3 (a HorizontalPodAutoscaler, `kubectl scale`? see "
+            "`kubectl --context onprem -n ml get hpa`") in said, said
+    assert kube.deployment("ml", "asr-dc-l4")["spec"]["replicas"] == 0
+    assert (_entry(cluster)["replicas"], _entry(cluster)["healthy"]) == (3, False)
+
+    r = placer(cluster, "plan", str(fleet), "--detailed-exitcode")
+    assert r.returncode == 2 and UNHEALTHY in " ".join(r.stdout.split()), r.stdout + r.stderr
+    _plan_and_apply(cluster, fleet)
+    assert kube.deployment("ml", "asr-dc-l4")["spec"]["replicas"] == 3 and "healthy" not in _entry(cluster)
