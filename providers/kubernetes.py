@@ -528,8 +528,9 @@ def _hint(status: int, where: _Where, wait: float | None) -> str:
         return f"check the credentials of {where.label or 'the current context'} and what RBAC allows them (`{check}`)"
     if status == 404 and not where.namespace:  # listing nodes: the API itself was not found
         return "the API server has no such path: is the kubeconfig's server the API server (not a proxy's)?"
-    if status == 404:
-        return f"does namespace {where.namespace!r} exist? (`kubectl create namespace {where.namespace}`)"
+    if status == 404:  # the context named: the kubeconfig's current one may be another cluster's
+        ctx = f"--context {where.context} " if where.context else ""
+        return f"does namespace {where.namespace!r} exist? (`kubectl {ctx}create namespace {where.namespace}`)"
     if status == 410:
         return "the listing took longer than the API server keeps its continue token; run it again"
     if status == 422:

@@ -644,3 +644,28 @@ def test_a_deployment_scaled_by_someone_else_while_placer_waits_fails_its_wait(c
     assert r.returncode == 2 and UNHEALTHY in " ".join(r.stdout.split()), r.stdout + r.stderr
     _plan_and_apply(cluster, fleet)
     assert kube.deployment("ml", "asr-dc-l4")["spec"]["replicas"] == 3 and "healthy" not in _entry(cluster)
+
+
+def test_a_namespace_that_does_not_exist_is_said_with_the_command_for_its_cluster(cluster):
+    """The pool's namespace does not exist in its context's cluster: the error said to run `kubectl
+    create namespace ml`, which makes it in the kubeconfig's current context, another cluster where
+    the pool names another context. It names the context, and nothing is recorded."""
+    tmp, kube = cluster["tmp"], cluster["kube"]
+    fleet = _one_model_fleet(tmp, "v1", 3)
+    env = {**cluster["env"], "KUBECONFIG": str(write_kubeconfig(
+        tmp / "kubeconfig", {"laptop": "http://127.0.0.1:9", "onprem": kube.url}, current="laptop"))}
+    local = {**cluster, "env": env}
+    plan = tmp / "plan.json"
+    assert placer(local, "plan", str(fleet), "-o", str(plan)).returncode == 0
+    kube.namespaces = {"default"}
+    r = placer(local, "apply", str(plan))
+    said = " ".join(r.stderr.split())
+    assert r.returncode == 1 and "retrying" not in said, said
+    assert ('deployment/asr@dc-l4: server-side apply of deployment ml/asr-dc-l4 in context onprem failed: HTTP 404 '
+            'NotFound: namespaces "ml" not found; does namespace \'ml\' exist? (`kubectl --context onprem create '
+            "namespace ml`)") in said, said
+    assert "apply failed after 0 of 1 change(s)" in said and kube.deployments() == [], said
+
+    kube.namespaces = {"default", "ml"}  # the command run
+    _plan_and_apply(local, fleet)
+    assert kube.deployment("ml", "asr-dc-l4")["spec"]["replicas"] == 3

@@ -367,7 +367,7 @@ def test_errors_are_classified(kube: FakeKubeApiServer, provider: KubernetesProv
     if status == 429:
         assert "Retry-After 1s" in message
     if status == 404:
-        assert "kubectl create namespace ml" in message
+        assert "kubectl --context cluster-a create namespace ml" in message
     if status == 403:
         assert "kubectl auth can-i patch deployments --context cluster-a -n ml" in message
     assert kube.deployment(NS, "llama-h100") is None

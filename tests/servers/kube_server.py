@@ -12,7 +12,8 @@ applying are removed when nobody else owns them. ``resourceVersion`` increases o
 write, ``metadata.generation`` when the spec changes. Knobs: ``ready_after_polls`` (a
 Deployment reports itself rolled out after that many reads; 0 at once, None never; ``roll_out``
 makes one that never would report itself rolled out, as pods do once what held them is fixed),
-``fail_next`` (the next N requests answer 429 with Retry-After, 503 or 500), ``delay_s``
+``namespaces`` (None: every namespace exists; else only these, and a Deployment made in another is a
+404 ``namespaces "X" not found``, as the real server answers), ``fail_next`` (the next N requests answer 429 with Retry-After, 503 or 500), ``delay_s``
 (slow responses). ``write_kubeconfig`` points kubectl and the Python client at servers.
 """
 
@@ -326,6 +327,7 @@ class FakeKubeApiServer(LoopbackServer):
         self.page_size: int | None = None  # list at most this many items a page (as a ?limit= would), then continue
         self.repeat_continue = False  # a faulty server: every page's continue token is the first one
         self.expire_continue = 0  # answer this many continued list requests 410 Expired (the token is too old)
+        self.namespaces: set[str] | None = None  # the namespaces that exist (None: every one)
         self.requests: list[RequestLog] = []
         self._lock = threading.RLock()
         self._rv = 1000
@@ -454,6 +456,7 @@ class FakeKubeApiServer(LoopbackServer):
             raise ApiError(400, "BadRequest", "the namespace of the provided object does not match the "
                            "namespace sent on the request")
         name = str(meta.get("name") or "")
+        self._require_namespace(ns)
         if (ns, name) in self._deployments:
             raise ApiError(409, "AlreadyExists", f'deployments.apps "{name}" already exists',
                            {"name": name, "group": "apps", "kind": "deployments"})
@@ -468,6 +471,10 @@ class FakeKubeApiServer(LoopbackServer):
         rec = _Record(body, {manager: (operation, set(leaf_paths(body)))})
         self._store(rec, None)
         return self._render(rec, poll=False)
+
+    def _require_namespace(self, ns: str) -> None:
+        if self.namespaces is not None and ns not in self.namespaces:
+            raise ApiError(404, "NotFound", f'namespaces "{ns}" not found', {"name": ns, "kind": "namespaces"})
 
     def _get_record(self, ns: str, name: str) -> _Record:
         rec = self._deployments.get((ns, name))
@@ -658,6 +665,7 @@ class FakeKubeApiServer(LoopbackServer):
                 return 200, copy.deepcopy(self._nodes[m.group(1)])
             m = re.fullmatch(r"/api/v1/namespaces/([^/]+)", path)
             if m:
+                self._require_namespace(m.group(1))
                 return 200, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": m.group(1)},
                              "status": {"phase": "Active"}}
         m = re.fullmatch(r"/apis/apps/v1(?:/namespaces/([^/]+))?/deployments", path)
