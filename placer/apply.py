@@ -103,6 +103,17 @@ def check_fresh(plan: Plan, state: State, location: str | None = None) -> None:
             raise StalePlanError(f"stale plan: it was applied already, by the apply that made state serial {serial} "
                                  f"(at {when}{since}); nothing was applied now. Run `placer plan` again to see whether "
                                  "anything changed since, and apply the new plan.")
+        stopped = _stopped_apply_of(plan, state)
+        if stopped is not None:
+            # its own apply stopped part-way (a CI job run again after it failed): it said "something was
+            # applied since", as of another apply
+            total = sum(1 for c in plan.changes if c.action != "no-op")
+            done = len(stopped.get("done") or [])
+            raise StalePlanError(f"stale plan: it was applied in part already: its apply (started at "
+                                 f"{stopped.get('startedAt')}) stopped after {done} of its {total} change(s), which "
+                                 f"the state (serial {state.serial}) records; nothing was applied now. Run `placer "
+                                 "plan` again: the new plan starts from what that apply did and holds what remains; "
+                                 "apply it.")
         # before the first apply there is no state, which a message calls so (it said "lineage None")
         made = ("no state (nothing applied yet)" if plan.prior_lineage is None
                 else f"state lineage {plan.prior_lineage} serial {plan.prior_serial}")
@@ -145,6 +156,15 @@ def _applied_by(plan: Plan, state: State) -> dict[str, Any] | None:
         return None
     digest = plan.digest()
     return next((h for h in reversed(state.history) if h.get("planDigest") == digest), None)
+
+
+def _stopped_apply_of(plan: Plan, state: State) -> dict[str, Any] | None:
+    """The unfinished apply ``state`` records (``applying``) where it applied ``plan`` (by its digest),
+    made from this state's lineage, or before it had one, and recorded a change since; or None."""
+    applying = state.applying
+    if applying is None or plan.prior_lineage not in (None, state.lineage) or state.serial <= plan.prior_serial:
+        return None
+    return applying if applying.get("planDigest") == plan.digest() else None
 
 
 def _place_of(address: str, target: dict[str, Any]) -> str:
@@ -475,7 +495,9 @@ class Applier:
             # apply" for good, and a GitOps tree's kustomizations stayed behind)
             self._complete(plan, state, plan_id, cost_after, demand, report)
             return
-        state.applying = {"plan": plan_id, "startedAt": _now(), "done": [], "bumped": False}
+        # the plan's digest: the same plan applied again once this apply stopped is told so (``check_fresh``)
+        state.applying = {"plan": plan_id, "planDigest": plan.digest(), "startedAt": _now(), "done": [],
+                          "bumped": False}
         try:
             for phase in sorted({c.phase for c in todo}):
                 batch = [c for c in todo if c.phase == phase]

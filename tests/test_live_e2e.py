@@ -669,3 +669,37 @@ def test_a_namespace_that_does_not_exist_is_said_with_the_command_for_its_cluste
     kube.namespaces = {"default", "ml"}  # the command run
     _plan_and_apply(local, fleet)
     assert kube.deployment("ml", "asr-dc-l4")["spec"]["replicas"] == 3
+
+
+def test_a_plan_applied_again_after_its_apply_stopped_part_way_says_so(cluster):
+    """A CI job run again after its apply failed half-way (tts refused, asr made): the refusal of the
+    same plan said "something was applied since", as of another apply. It says the plan was applied
+    in part, how far, and that nothing was applied now; the re-plan holds what remains."""
+    tmp, kube = cluster["tmp"], cluster["kube"]
+    fleet = _one_model_fleet(tmp, "v1", 3)
+    docs = list(yaml.safe_load_all((fleet / "fleet.yaml").read_text()))
+    docs.insert(-1, training("tts", 2, gpus=1, mem=16))
+    (fleet / "fleet.yaml").write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    plan = tmp / "plan.json"
+    assert placer(cluster, "plan", str(fleet), "-o", str(plan)).returncode == 0
+    kube.fail_next(100, 403, path_contains="/tts-dc-l4")
+    r = placer(cluster, "apply", str(plan))
+    assert r.returncode == 1 and "apply failed after 1 of 2 change(s)" in " ".join(r.stderr.split()), r.stderr
+    kube._faults.clear()
+    state = (tmp / "state.json").read_bytes()
+    writes = len(kube.writes())
+
+    r = placer(cluster, "apply", str(plan))
+    said = " ".join(r.stderr.split())
+    assert r.returncode == 1 and "something was applied since" not in said, said
+    assert re.search(r"stale plan: it was applied in part already: its apply \(started at \S+Z\) stopped after 1 "
+                     r"of its 2 change\(s\), which the state \(serial 1\) records; nothing was applied now\. Run "
+                     r"`placer plan` again: the new plan starts from what that apply did and holds what remains; "
+                     r"apply it\.", said), said
+    assert (tmp / "state.json").read_bytes() == state and len(kube.writes()) == writes
+
+    r = placer(cluster, "plan", str(fleet), "-o", str(plan))
+    assert r.returncode == 0 and "+ deployment/tts@dc-l4" in r.stdout, r.stdout + r.stderr
+    assert placer(cluster, "apply", str(plan)).returncode == 0
+    r = placer(cluster, "plan", str(fleet), "--detailed-exitcode")
+    assert r.returncode == 0 and "No changes" in r.stdout, r.stdout + r.stderr
