@@ -505,7 +505,8 @@ def _status_details(exc: Any) -> tuple[str, str]:
                 message = "; ".join(f"{c.get('field')}: {c.get('message')}" for c in causes)
     except (ValueError, TypeError):
         message = str(exc.body or "")[:300]
-    return reason, message or "(no message)"
+    # the server's sentence runs on into the hint: "try again later.; the API server is throttling"
+    return reason, message.rstrip().rstrip(".") or "(no message)"
 
 
 # what a retryable status's error advises (after its _hint), left out once retries are spent
