@@ -736,8 +736,13 @@ def _apply_stopped(exc: BaseException, applied: int, total: int, signal_name: st
             # made by this apply and stopped before their wait (another change failed), or whose wait
             # did not pass (this apply's, or the last one's): it said the latter of all of them
             unwaited = [a for a in unhealthy if a in applier.marked and a not in applier.waited]
-            failed = [a for a in unhealthy if a not in unwaited]
+            # waited for when Ctrl-C or SIGTERM came: it said their wait "did not pass", and the operator
+            # looked for what held pods that were never given the time
+            ended = [a for a in unhealthy if isinstance(exc, KeyboardInterrupt) and a in applier.waited]
+            failed = [a for a in unhealthy if a not in unwaited and a not in ended]
             why = [f"{', '.join(failed)}, whose health wait did not pass"] if failed else []
+            if ended:
+                why.append(f"{', '.join(ended)}, whose health wait the interrupt ended")
             if unwaited:
                 why.append(f"{', '.join(unwaited)}, which the apply stopped before waiting for "
                            f"{'its' if len(unwaited) == 1 else 'their'} health")

@@ -703,3 +703,39 @@ def test_a_plan_applied_again_after_its_apply_stopped_part_way_says_so(cluster):
     assert placer(cluster, "apply", str(plan)).returncode == 0
     r = placer(cluster, "plan", str(fleet), "--detailed-exitcode")
     assert r.returncode == 0 and "No changes" in r.stdout, r.stdout + r.stderr
+
+
+def test_a_health_wait_an_interrupt_ended_is_not_said_to_have_failed(cluster):
+    """SIGTERM while the apply waited for asr's rollout: the error said asr was one "whose health wait
+    did not pass", and the operator looked for what held pods the apply had not given the time. It
+    says the interrupt ended its wait; asr is recorded made, not healthy, as before."""
+    import signal
+    import time
+
+    tmp, kube = cluster["tmp"], cluster["kube"]
+    fleet = _one_model_fleet(tmp, "v1", 3)
+    text = (fleet / "fleet.yaml").read_text()
+    (fleet / "fleet.yaml").write_text(text.replace("healthTimeoutSeconds: 1", "healthTimeoutSeconds: 120"))
+    plan = tmp / "plan.json"
+    assert placer(cluster, "plan", str(fleet), "-o", str(plan)).returncode == 0
+    kube.ready_after_polls = None  # its pods never become ready: the wait runs until the signal
+    reads = lambda: [r for r in kube.requests if r.method == "GET" and r.path.endswith("/asr-dc-l4")]  # noqa: E731
+    proc = subprocess.Popen([sys.executable, "-m", "placer", "apply", str(plan)], cwd=tmp, env=cluster["env"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while len(reads()) < 3:  # the apply's read, its read-back, and the health wait's first
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    said = " ".join(stderr.split())
+    assert proc.returncode == 1 and "apply interrupted (SIGTERM) after 1 of 1 change(s)" in said, said
+    assert ("records exactly what was done (deployment/asr@dc-l4, whose health wait the interrupt ended, as made "
+            "but not healthy: the next plan applies it again and waits for it)") in said, said
+    assert "did not pass" not in said and _entry(cluster)["healthy"] is False, said
