@@ -233,9 +233,14 @@ def provider_retrier(then: str) -> Retrier:
 def backend_from(state_cfg: dict[str, Any], override: str | None,
                  progress: Callable[[str], None] | None = None) -> Any:
     """The state backend Settings name; ``progress`` is told when the s3 one waits to try a call again."""
+    from placer.spec.kinds import state_url
     from placer.state import LocalBackend
 
     if override:
+        url = state_url(override)
+        if url:  # it was the file s3:/b/k here: none, and plan planned as if nothing had been applied
+            fail(f"--state {override} is {url[0]}, and --state takes a local state file only: {url[1]}, and drop "
+                 "--state")
         return LocalBackend(override)
     if state_cfg.get("backend", "local") == "s3":
         from placer.state_s3 import S3Backend

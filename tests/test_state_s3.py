@@ -608,6 +608,30 @@ def test_plan_and_apply_with_s3_state(tmp_path: Path, moto_endpoint: str, bucket
     assert obj(s3, bucket) == before
 
 
+def test_a_state_given_as_an_s3_url_to_state_is_refused_with_how_to_name_it(
+        tmp_path: Path, moto_endpoint: str, bucket: str, s3: Any, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--state s3://B/K` was read as the local path s3:/B/K: no file there, so plan planned from nothing
+    (every deployment the S3 state records created again, exit 0) and apply recorded into that file."""
+    fleet = lh.write_fleet(tmp_path / "fleet", {"backend": "s3", "bucket": bucket, "key": KEY,
+                                                "endpointUrl": moto_endpoint}, tmp_path / "deploy")
+    assert run(capsys, "apply", str(fleet), "--auto-approve", "--now", lh.NOW)[0] == 0
+    applied = obj(s3, bucket)
+    monkeypatch.chdir(tmp_path)
+    url = f"s3://{bucket}/{KEY}"
+    plan = tmp_path / "plan.json"
+    for args in (("plan", str(fleet), "--now", lh.NOW, "-o", str(plan)),
+                 ("apply", str(fleet), "--auto-approve", "--now", lh.NOW),
+                 ("force-unlock", "any")):
+        code, out, err = run(capsys, *args, "--state", url)
+        message = " ".join(err.split())
+        assert code == 1 and "to create" not in out, (args, out)
+        assert (f"--state {url} is an S3 URL, and --state takes a local state file only: name that state in the "
+                f"fleet's Settings as state: {{backend: s3, bucket: {bucket}, key: {KEY}}}, and drop --state") in message
+    assert not plan.exists() and not (tmp_path / "s3:").exists()
+    assert obj(s3, bucket) == applied
+
+
 @pytest.mark.parametrize("body", [b"", b"not json", b'{"Who": "someone"}'], ids=["empty", "garbage", "no-id"])
 def test_a_lock_that_names_no_holder_is_broken_by_the_command_printed(
         tmp_path: Path, moto_endpoint: str, bucket: str, s3: Any, capsys: pytest.CaptureFixture[str],

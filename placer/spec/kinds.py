@@ -405,6 +405,25 @@ class SolverSettings(Strict):
     workers: int | None = Field(default=None, ge=1)
 
 
+URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+)://(.*)", re.DOTALL)  # two letters at least: not a drive (C://)
+
+
+def state_url(path: str) -> tuple[str, str] | None:
+    """(what URL ``path`` is, how to name that state), where ``path``, given as a local state file, is a
+    URL; None when it is none. Read as a path, `s3://b/k` was the file s3:/b/k here: none, so plan
+    planned as if nothing had ever been applied, and apply recorded into that file."""
+    found = URL.match(path.strip())
+    if found is None:
+        return None
+    scheme, rest = found.group(1).lower(), found.group(2)
+    bucket, _, key = rest.partition("/") if scheme == "s3" else ("", "", "")
+    how = (f"name that state in the fleet's Settings as state: {{backend: s3, bucket: {bucket or 'BUCKET'}, key: "
+           f"{key or 'KEY'}}}")
+    if scheme != "s3":
+        return f"a {scheme}:// URL", f"placer keeps its state in a local file or in S3: {how.split(' as ', 1)[1]}"
+    return "an S3 URL", how
+
+
 class StateSettings(Strict):
     backend: Literal["local", "s3"] = "local"
     path: str = ".placer/state.json"
@@ -419,6 +438,9 @@ class StateSettings(Strict):
         # '' and '/' passed validate, and plan failed on an internal error
         if not v.strip() or v.endswith(("/", "\\")) or v.rstrip("/").split("/")[-1] in (".", ".."):
             raise ValueError(f"{v!r} names no file: give the state file's path, e.g. .placer/state.json")
+        url = state_url(v)
+        if url:  # a local file named s3:/b/k here, and the S3 state unread
+            raise ValueError(f"{v!r} is {url[0]}, and path names a local state file: {url[1]}")
         return v
 
     @model_validator(mode="after")
