@@ -406,6 +406,10 @@ class SolverSettings(Strict):
 
 
 URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+)://(.*)", re.DOTALL)  # two letters at least: not a drive (C://)
+# what botocore takes (an ARN aside): its checks, made at the first S3 call
+BUCKET = re.compile(r"[a-zA-Z0-9.\-_]{1,255}")
+REGION = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9\-]{0,61}[a-zA-Z0-9])?")
+ENDPOINT = re.compile(r"https?://[^\s/?#]+(/\S*)?", re.IGNORECASE)
 
 
 def state_url(path: str) -> tuple[str, str] | None:
@@ -441,6 +445,50 @@ class StateSettings(Strict):
         url = state_url(v)
         if url:  # a local file named s3:/b/k here, and the S3 state unread
             raise ValueError(f"{v!r} is {url[0]}, and path names a local state file: {url[1]}")
+        return v
+
+    @field_validator("bucket")
+    @classmethod
+    def _a_bucket(cls, v: str | None) -> str | None:
+        # S3 refused them only at the first read, in botocore's words: 'Invalid bucket name "s3://b": Bucket
+        # name must match the regex "^[a-zA-Z0-9.\-_]{1,255}$" or be an ARN matching the regex ...'
+        if v is None or v.startswith("arn:") or BUCKET.fullmatch(v):
+            return v
+        url = URL.match(v)
+        if url:
+            bucket, _, key = url.group(2).partition("/")
+            raise ValueError(f"{v!r} is a URL: give the bucket's name alone, bucket: {bucket or 'BUCKET'}, and "
+                             f"the object's in key{f', key: {key}' if key else ''}")
+        if "/" in v:
+            bucket, _, folder = v.partition("/")
+            raise ValueError(f"{v!r} holds a '/', which no bucket's name does: put the folder at the start of key "
+                             f"(bucket: {bucket}, key: {folder.rstrip('/')}/...)")
+        raise ValueError(f"{v!r} is no bucket name: give the S3 bucket's name (letters, digits, '.', '-' and '_', "
+                         "at most 255), or an access point's ARN")
+
+    @field_validator("key")
+    @classmethod
+    def _a_key(cls, v: str | None) -> str | None:
+        if v is not None and URL.match(v):
+            raise ValueError(f"{v!r} is a URL: key is the object's name in the bucket (e.g. envs/prod/placer.json), "
+                             "and the bucket is named in bucket")
+        return v
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _an_endpoint(cls, v: str | None) -> str | None:
+        # botocore said only "cannot create an S3 client: Invalid endpoint: localhost:9000", at the first read
+        if v is not None and not ENDPOINT.fullmatch(v):
+            raise ValueError(f"{v!r} is no endpoint URL: give it with its scheme, e.g. http://localhost:9000 or "
+                             "https://s3.eu-west-1.amazonaws.com")
+        return v
+
+    @field_validator("region")
+    @classmethod
+    def _a_region(cls, v: str | None) -> str | None:
+        # botocore: "Provided region_name 'eu west 1' doesn't match a supported format.", at the first read
+        if v is not None and not REGION.fullmatch(v):
+            raise ValueError(f"{v!r} is no region name: give the bucket's AWS region, e.g. eu-west-1")
         return v
 
     @model_validator(mode="after")
