@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import errno
 import getpass
+import hashlib
 import json
 import math
 import os
@@ -43,10 +44,35 @@ from placer.planfile import (
 )
 
 STATE_VERSION = 1
+_UNREAD: Any = object()  # the state has not been read by this backend yet
 
 
 class StateError(Exception):
     """The state cannot be read or written; the message says what to do."""
+
+
+class StateConflict(StateError):
+    """The state is not the one the backend read or wrote last: another writer replaced or removed it
+    while this apply held the lock (its lock broken with `placer force-unlock` while it ran, or the state
+    edited, restored or deleted by hand). Nothing was written over it."""
+
+
+def changed_under(location: str, now: bytes | None, found_none: bool = False) -> StateConflict:
+    """The conflict of a write refused because the state at ``location`` is now ``now`` (None: gone;
+    ``found_none``: there was none when this apply read it)."""
+    if now is None:
+        how = "it was deleted after this apply read it"
+    else:
+        try:
+            data = json.loads(now)
+            serial = f", now serial {data['serial']}" if isinstance(data, dict) and "serial" in data else ""
+        except (ValueError, RecursionError):
+            serial = ""
+        how = (f"another writer wrote one after this apply found none{serial}" if found_none
+               else f"another writer replaced it after this apply read it{serial}")
+    return StateConflict(f"{location}: the state changed under you: re-plan ({how}, while this apply held the lock: "
+                         "the lock broken with `placer force-unlock` while it ran, or the state written, restored or "
+                         "deleted by hand; nothing was overwritten)")
 
 
 class LockError(StateError):
@@ -509,11 +535,23 @@ class LocalBackend:
         self.lock_path = real.with_name(real.name + ".lock")
         self.journal_path = real.with_name(real.name + ".journal")
         self.location = str(self.path)
+        # the state file as read or written last: (its stat, its digest); None: there was none; _UNREAD.
+        # A write (or a journal record) over another one is refused: an apply whose lock was broken while
+        # it ran wrote its serial 2 over the serial 3 of the apply that took the lock after
+        self._seen: Any = _UNREAD
+
+    @staticmethod
+    def _stat(info: os.stat_result) -> tuple[int, ...]:
+        return info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns
 
     def read(self) -> State:
         try:
-            text = self.path.read_text(encoding="utf-8")
+            with self.path.open("rb") as handle:
+                stat = self._stat(os.fstat(handle.fileno()))
+                data = handle.read()
+            text = data.decode("utf-8")
         except FileNotFoundError:
+            self._seen = None
             return State()
         except UnicodeDecodeError as exc:
             raise StateError(f"{self.path}: cannot read state: {exc}") from None
@@ -521,6 +559,7 @@ class LocalBackend:
             raise StateError(str(cannot_read(self.path, exc, "as the state"))) from None
         except OSError as exc:
             raise StateError(f"{self.path}: cannot read state: {blocked_folder(self.path) or os_reason(exc)}") from None
+        self._seen = (stat, hashlib.sha256(data).hexdigest())
         if not text.strip():
             raise StateError(f"{self.path}: the state file is empty (truncated?); restore it from a backup; "
                              "placer will not overwrite it")
@@ -543,6 +582,7 @@ class LocalBackend:
     def record(self, state: State, entry: dict[str, Any]) -> None:
         """Append one change of an apply to the journal (``state`` holds it already): O(1), where
         ``write`` is O(the state). The apply's last ``write`` folds the journal in."""
+        self._unchanged(thorough=False)
         line = journal_line(state, entry) + "\n"
         new = not self.journal_path.exists()
         with open(self.journal_path, "a", encoding="utf-8") as handle:
@@ -553,8 +593,43 @@ class LocalBackend:
             _fsync_dir(self.journal_path.parent)
 
     def write(self, state: State) -> None:
-        atomic_write(self.path, state.dumps())
+        self._unchanged(thorough=True)
+        text = state.dumps()
+        atomic_write(self.path, text)
+        stat: tuple[int, ...] = ()  # written, its stat unknown: the next write or record reads it whole
+        with suppress(OSError):
+            stat = self._stat(os.stat(self.path))
+        self._seen = (stat, hashlib.sha256(text.encode("utf-8")).hexdigest())
         self.journal_path.unlink(missing_ok=True)  # in the state now (read skips what it holds, if this is cut short)
+
+    def _unchanged(self, thorough: bool) -> None:
+        """A StateConflict where the state file is not the one this backend read or wrote last (never
+        read: anything goes). Its stat tells at once; where it differs (or ``thorough``), its digest
+        decides (a `touch` changes none)."""
+        if self._seen is _UNREAD:
+            return
+        try:
+            stat: tuple[int, ...] | None = self._stat(os.stat(self.path))
+        except FileNotFoundError:
+            stat = None
+        except OSError:
+            return  # the write says why it cannot
+        if self._seen is not None and stat is not None and stat == self._seen[0] and not thorough:
+            return
+        try:
+            now = None if stat is None else self.path.read_bytes()
+        except FileNotFoundError:
+            now = None
+        except OSError:
+            return  # the write says why it cannot
+        if self._seen is None:
+            if now is None:
+                return
+            raise changed_under(str(self.path), now, found_none=True)
+        if now is not None and hashlib.sha256(now).hexdigest() == self._seen[1]:
+            self._seen = (stat, self._seen[1])
+            return
+        raise changed_under(str(self.path), now)
 
     @contextmanager
     def lock(self, operation: str) -> Iterator[dict[str, Any]]:

@@ -42,7 +42,9 @@ from typing import Any, TypeVar
 from placer.state import (
     LockError,
     State,
+    StateConflict,
     StateError,
+    changed_under,
     describe_holder,
     journal_line,
     lock_info,
@@ -136,6 +138,7 @@ class S3Backend:
         self._etag: Any = _UNREAD
         self._damaged: str | None = None
         self._journal: list[str] = []  # journal objects the next write folds in and deletes
+        self._now: bytes | None = None  # the state object a refused write found (``_landed``), None: none
 
     # ------------------------------------------------------------ plumbing
 
@@ -352,9 +355,7 @@ class S3Backend:
                 if self._landed(body):
                     self._drop_journal()
                     return  # our own write landed and a retry of it was refused
-                raise StateError(
-                    f"{self.location}: the state changed under you: re-plan (another apply wrote it after this "
-                    "one read it; nothing was overwritten)") from None
+                raise self._changed(condition) from None
             raise self._error(exc, "write the state") from None
         except BotoCoreError as exc:
             raise self._error(exc, "write the state") from None
@@ -364,10 +365,15 @@ class S3Backend:
     def _landed(self, body: bytes) -> bool:
         """Whether the object now holds exactly ``body`` (a retried conditional put whose first try won)."""
         got = self._get(self.key, "read the state")
+        self._now = None if got is None else got[0]
         if got is None or got[0] != body:
             return False
         self._etag = got[1]
         return True
+
+    def _changed(self, condition: dict[str, str]) -> StateConflict:
+        """The conflict of a write ``_landed`` found another's object, or none, in place of."""
+        return changed_under(self.location, self._now, found_none="IfNoneMatch" in condition and self._etag is None)
 
     # ------------------------------------------------------------ lock
 

@@ -1769,6 +1769,52 @@ def test_an_interrupted_apply_says_what_it_did_and_releases_the_lock(
     assert env.backend.read().applying["done"] == done, "the change in flight was finished and recorded"
 
 
+def test_an_apply_whose_lock_was_broken_while_it_ran_never_writes_over_the_apply_that_took_it(
+        env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    """An apply's lock broken while it ran (the refusal's `placer force-unlock`, pasted while it was still
+    running), and a second apply run: the first went on and wrote its serial 2 over the second's serial 3,
+    which was lost (the state said chat 9 replicas of the cluster's 5, and its serial went back). It now stops
+    at its next record, and writes nothing."""
+    plan_and_apply(capsys, env)
+    env.write(chat_rate=9000, summarize=False)
+    path = env.root / "plan.json"
+    plan_json(capsys, env, path)
+    log = env.root / "apply.log"
+    proc = subprocess.Popen([sys.executable, str(lh.HERE), "slow-cli-apply", str(path), str(env.deploy), str(log),
+                             "4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "COLUMNS": "400"})
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # its first change made and recorded (serial 2), the next one under way
+            lines = log.read_text().splitlines() if log.exists() else []
+            if sum(line.startswith("done ") for line in lines) >= 1 and lines[-1].startswith("start "):
+                break
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, lines
+            time.sleep(0.02)
+        holder = env.backend.holder()
+        assert holder is not None
+        code, stdout, stderr = placer(capsys, "force-unlock", holder["ID"], "--state", str(env.state))
+        assert code == 0, stderr
+        env.write(chat_rate=5000, summarize=False)
+        code, stdout, stderr = placer(capsys, "apply", str(env.fleet), "--auto-approve", "--now", lh.NOW)
+        assert code == 0 and "state serial 3" in stdout, stderr
+        taken = env.state.read_text()
+        assert proc.poll() is None, "the first apply must still be running"
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    said = " ".join(stderr.split())
+    assert proc.returncode == 1, said
+    assert env.state.read_text() == taken, "the apply whose lock was broken wrote over the one that took it"
+    assert env.state_json()["serial"] == 3
+    assert (f"{env.state}: the state changed under you: re-plan (another writer replaced it after this apply read it, "
+            "now serial 3, while this apply held the lock") in said, said
+    assert not env.backend.lock_path.exists()
+
+
 def test_ctrl_c_starts_no_queued_change(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     """Interrupted during its first deployment, an apply still started every queued change of the
     phase (about 6 s to exit); as after a failure, nothing new starts, and what ran is recorded."""

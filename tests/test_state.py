@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from placer.state import LocalBackend, LockError, State, StateError, describe_holder
+from placer.state import LocalBackend, LockError, State, StateConflict, StateError, describe_holder
 from tests import denied
 
 
@@ -330,6 +330,73 @@ def test_records_go_to_the_journal_and_read_replays_them(backend: LocalBackend) 
     assert "m1@dc1" not in again.deployments and again.deployments["m2@dc1"]["replicas"] == 2
     backend.write(again)  # a full write folds the journal in
     assert not backend.journal_path.exists() and backend.read() == state
+
+
+@pytest.mark.parametrize("how", ["replaced", "deleted", "created"])
+def test_a_write_or_record_over_a_state_another_writer_changed_is_refused(tmp_path: Path, how: str) -> None:
+    """The local backend wrote whatever it held over the file: an apply whose lock was broken while it ran
+    wrote its state over the one the apply that took the lock had written (serial 3 went back to 2). As the s3
+    backend's conditional writes do, a write or journal record over a state file that is not the one this
+    backend read or wrote last is refused, naming what it found; the file is left as it is."""
+    path = tmp_path / "state.json"
+    first, second = LocalBackend(path), LocalBackend(path)
+    if how != "created":
+        first.write(sample_state())
+    state = first.read()
+    other = second.read()
+    if how == "deleted":
+        path.unlink()
+    else:
+        other.serial += 1
+        second.write(other)
+    before = path.read_bytes() if path.exists() else None
+    state.applying = {"plan": "p", "done": []}
+    found = {"replaced": "another writer replaced it after this apply read it, now serial 4",
+             "deleted": "it was deleted after this apply read it",
+             "created": "another writer wrote one after this apply found none, now serial 1"}[how]
+    for attempt in (lambda: first.record(state, entry(1, 1)), lambda: first.write(state)):
+        with pytest.raises(StateConflict) as caught:
+            attempt()
+        assert str(caught.value).startswith(f"{path}: the state changed under you: re-plan ({found}, while this "
+                                            "apply held the lock"), caught.value
+        assert (path.read_bytes() if path.exists() else None) == before
+        assert not first.journal_path.exists()
+
+
+def test_a_state_only_touched_or_written_by_its_own_backend_is_written_again(backend: LocalBackend) -> None:
+    backend.read()
+    state = sample_state()
+    for serial in (4, 5):
+        state.serial = serial
+        backend.write(state)
+        os.utime(backend.path, ns=(1, 1))  # a touch (a backup tool, `touch`) changes no content
+    state.applying = {"plan": "p", "done": []}
+    backend.record(state, entry(1, 1))
+    backend.write(state)
+    assert LocalBackend(backend.path).read() == state
+
+
+def test_a_write_whose_file_could_not_be_looked_at_after_is_written_again(
+        backend: LocalBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write whose look at the file it wrote failed (an NFS hiccup) kept what it had read before: its own
+    next write was refused as another writer's."""
+    backend.read()
+    real = LocalBackend._stat
+    failed: list[bool] = []
+
+    def once(info: os.stat_result) -> tuple[int, ...]:
+        if not failed:
+            failed.append(True)
+            raise OSError(5, "Input/output error")
+        return real(info)
+
+    monkeypatch.setattr(LocalBackend, "_stat", staticmethod(once))
+    state = sample_state()
+    backend.write(state)
+    assert failed
+    state.serial += 1
+    backend.write(state)
+    assert LocalBackend(backend.path).read() == state
 
 
 def test_a_state_named_through_a_link_is_locked_and_journalled_beside_the_file_it_names(

@@ -32,7 +32,7 @@ from botocore.stub import Stubber
 
 from placer import cli as placer_cli
 from placer import state_s3
-from placer.state import LockError, State, StateError
+from placer.state import LockError, State, StateConflict, StateError
 from placer.state_s3 import S3Backend
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -227,8 +227,10 @@ def test_deleted_state_under_a_writer_is_a_conflict(make: Any, s3: Any, bucket: 
     writer = make()
     writer.read()
     s3.delete_object(Bucket=bucket, Key=KEY)
-    with pytest.raises(StateError, match="changed under you"):
+    # it said "another apply wrote it after this one read it" of a state deleted
+    with pytest.raises(StateConflict, match=r"changed under you: re-plan \(it was deleted after this apply read it"):
         writer.write(sample(2))
+    assert not exists(s3, bucket, KEY)
 
 
 def test_a_retried_write_that_had_landed_is_not_a_conflict(make: Any, s3: Any, bucket: str) -> None:
