@@ -699,8 +699,23 @@ def _apply_stopped(exc: BaseException, applied: int, total: int, signal_name: st
     done" without it; ``unhealthy``, the deployments it records as made but not healthy, are named:
     it said there was such a deployment of every stopped apply), and whether the lock is left."""
     from placer.apply import UnfinishedError
+    from placer.state import StateConflict
 
     lock = f" Releasing the state lock failed too: {_clause(lock_left)}" if lock_left is not None else ""
+    conflict = next((e for e in (exc, exc.__cause__, applier.fold_error) if isinstance(e, StateConflict)), None)
+    if conflict is not None:
+        # another writer's state in place of this apply's: it said the state "records exactly what was done"
+        # or "still says the apply did not finish" of a state that held none of it
+        if isinstance(exc, UnfinishedError):
+            what = f"all {total} change(s) were made, but the state write that marks the apply finished was refused"
+        elif isinstance(exc, KeyboardInterrupt):
+            what = f"apply interrupted ({signal_name}) after {applied} of {total} change(s); writing the state was refused"
+        else:
+            what = f"apply failed after {applied} of {total} change(s)" + (
+                "" if exc is conflict else f": {_clause(exc)}; writing the state after was refused too")
+        return (f"{what}: {_clause(conflict)}. The state ({location}) may not record the {applied} change(s) this "
+                "apply made: find out who wrote it (an S3 bucket's versions list each write), then run `placer plan "
+                f"--refresh`, which plans from what the providers run, and apply that plan.{lock}")
     if isinstance(exc, UnfinishedError):
         finished = f"all {total} change(s) were made and recorded" if total else "the plan had no changes left"
         left = "it should find none left"

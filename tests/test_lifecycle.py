@@ -1774,7 +1774,7 @@ def test_an_apply_whose_lock_was_broken_while_it_ran_never_writes_over_the_apply
     """An apply's lock broken while it ran (the refusal's `placer force-unlock`, pasted while it was still
     running), and a second apply run: the first went on and wrote its serial 2 over the second's serial 3,
     which was lost (the state said chat 9 replicas of the cluster's 5, and its serial went back). It now stops
-    at its next record, and writes nothing."""
+    at its next record, writes nothing, and says the state may not record what it did."""
     plan_and_apply(capsys, env)
     env.write(chat_rate=9000, summarize=False)
     path = env.root / "plan.json"
@@ -1812,6 +1812,7 @@ def test_an_apply_whose_lock_was_broken_while_it_ran_never_writes_over_the_apply
     assert env.state_json()["serial"] == 3
     assert (f"{env.state}: the state changed under you: re-plan (another writer replaced it after this apply read it, "
             "now serial 3, while this apply held the lock") in said, said
+    assert "may not record the 2 change(s) this apply made" in said and "`placer plan --refresh`" in said, said
     assert not env.backend.lock_path.exists()
 
 

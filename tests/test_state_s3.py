@@ -34,6 +34,7 @@ from placer import cli as placer_cli
 from placer import state_s3
 from placer.state import LockError, State, StateConflict, StateError
 from placer.state_s3 import S3Backend
+from providers.gitops import GitOpsProvider
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -687,6 +688,48 @@ def test_an_apply_that_cannot_release_its_lock_still_says_it_completed(
     monkeypatch.undo()
     code, out, err = run(capsys, "force-unlock", holder["ID"], "--fleet", str(fleet))
     assert code == 0 and "Unlocked" in out, err
+
+
+@pytest.mark.parametrize("how", ["replaced", "deleted"])
+def test_an_apply_whose_state_another_writer_changed_says_the_state_may_not_record_what_it_did(
+        tmp_path: Path, moto_endpoint: str, bucket: str, s3: Any, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    """The state object replaced or deleted behind an apply's back (its lock broken, a restore by hand):
+    its last write was refused, as it must be, and it said the state "still says the apply did not finish:
+    the next `placer plan` starts from the changes it records (it should find none left)" of a state that
+    held none of them, and of a deleted one that "another apply wrote it"."""
+    fleet = lh.write_fleet(tmp_path / "fleet", {"backend": "s3", "bucket": bucket, "key": KEY,
+                                                "endpointUrl": moto_endpoint}, tmp_path / "deploy")
+    assert run(capsys, "apply", str(fleet), "--auto-approve", "--now", lh.NOW)[0] == 0
+    lh.write_fleet(tmp_path / "fleet", {"backend": "s3", "bucket": bucket, "key": KEY, "endpointUrl": moto_endpoint},
+                   tmp_path / "deploy", chat_rate=9000, summarize=False)
+    plan = tmp_path / "plan.json"
+    assert run(capsys, "plan", str(fleet), "-o", str(plan), "--now", lh.NOW)[0] == 0
+    other = json.loads(obj(s3, bucket)[0]) | {"serial": 7, "history": []}
+
+    class Behind(GitOpsProvider):
+        def apply(self, change: Any) -> None:
+            super().apply(change)
+            if change.address == "deployment/summarize@aws-h100":  # the last change
+                if how == "deleted":
+                    s3.delete_object(Bucket=bucket, Key=KEY)
+                else:
+                    s3.put_object(Bucket=bucket, Key=KEY, Body=json.dumps(other).encode())
+
+    monkeypatch.setattr(placer_cli, "providers_for", lambda cfg, directory_override=None, plan=None:
+                        [Behind(tmp_path / "deploy")])
+    code, _, err = run(capsys, "apply", str(plan))
+    said = " ".join(err.split())
+    found = ("another writer replaced it after this apply read it, now serial 7" if how == "replaced"
+             else "it was deleted after this apply read it")
+    assert code == 1 and ("all 3 change(s) were made, but the state write that marks the apply finished was refused: "
+                          f"s3://{bucket}/{KEY}: the state changed under you: re-plan ({found}, while this apply held "
+                          "the lock") in said, said
+    assert (f"The state (s3://{bucket}/{KEY}) may not record the 3 change(s) this apply made: find out who wrote it "
+            "(an S3 bucket's versions list each write), then run `placer plan --refresh`") in said, said
+    assert "still says the apply did not finish" not in said
+    assert (json.loads(obj(s3, bucket)[0]) == other) if how == "replaced" else not exists(s3, bucket, KEY)
+    assert not exists(s3, bucket, KEY + ".lock")
 
 
 def test_cli_names_a_missing_bucket(tmp_path: Path, moto_endpoint: str, capsys: pytest.CaptureFixture[str]) -> None:
