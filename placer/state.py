@@ -428,6 +428,17 @@ def pid_namespace() -> str | None:
         return None
 
 
+def process_start(pid: int) -> str | None:
+    """When process ``pid`` started (Linux: clock ticks since boot, /proc/PID/stat), None where it is not
+    known: with its PID, it tells the process that took a lock from another given the same PID since."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[1].split()
+        return fields[19].decode("ascii")  # field 22, counted from the one after the name's ')'
+    except (OSError, IndexError, UnicodeDecodeError, ValueError, OverflowError):
+        return None
+
+
 def lock_info(operation: str) -> dict[str, Any]:
     try:
         user = getpass.getuser()
@@ -443,6 +454,9 @@ def lock_info(operation: str) -> dict[str, Any]:
     namespace = pid_namespace()
     if namespace is not None:
         info["PIDNamespace"] = namespace
+    started = process_start(os.getpid())
+    if started is not None:
+        info["PIDStart"] = started
     return info
 
 
@@ -452,20 +466,34 @@ def holder_gone(holder: dict[str, Any]) -> bool:
     container with the host's name, `docker run --network host`: a running apply's lock was said gone
     and to be forced), of one not recorded (an older placer's lock), or a lock that names none, may
     still run."""
+    return _holder_runs(holder) is False
+
+
+def holder_runs(holder: dict[str, Any]) -> bool:
+    """Whether a lock's holder is known to run still: the process of this host, and of this PID namespace,
+    that took it (its PID, and its start time where the lock records it: a PID given to another process
+    since is not it). `placer force-unlock` of a running apply's lock let another apply write while it ran."""
+    # a lock this very process holds is no other apply's (the command line never asks of its own)
+    return _holder_runs(holder) is True and holder.get("PIDStart") is not None and holder.get("PID") != os.getpid()
+
+
+def _holder_runs(holder: dict[str, Any]) -> bool | None:
+    """Whether a lock's holder runs (True), is gone (False), or may run for all this process can tell (None)."""
     who, pid = str(holder.get("Who", "")), holder.get("PID")
     if who.rpartition("@")[2] != socket.gethostname() or not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
-        return False
+        return None
     if holder.get("PIDNamespace") != pid_namespace():
-        return False
+        return None
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return True
+        return False
     except OSError:
-        return False  # it runs, as another user
+        pass  # it runs, as another user
     except OverflowError:
-        return False  # a PID no process can have (a lock written by another hand): it was an internal error
-    return False
+        return None  # a PID no process can have (a lock written by another hand): it was an internal error
+    started = holder.get("PIDStart")
+    return started is None or process_start(pid) in (None, str(started))  # else its PID is another process's now
 
 
 def said(value: Any) -> str:
@@ -490,6 +518,17 @@ def unlock_command(holder: dict[str, Any], where: str) -> str:
     return f"placer force-unlock {shlex.quote(lock_id) if lock_id.isprintable() else said(lock_id)} {where}"
 
 
+def refuse_running(location: str, holder: dict[str, Any]) -> None:
+    """A LockError where ``holder`` is known to run still (``holder_runs``): its lock is not broken (once
+    it was, another apply wrote while it ran, and it wrote over that apply's record)."""
+    if holder_runs(holder):
+        pid = said(holder.get("PID"))
+        raise LockError(f"the lock on {location} was not broken: it is {describe_holder(holder)}, and pid {pid} still "
+                        "runs on this host; wait for that apply to finish (or stop it, `kill "
+                        f"{pid}`: it stops once the changes in flight are done, records them and releases the lock)",
+                        holder)
+
+
 def locked_message(location: str, holder: dict[str, Any], where: str, note: str = "") -> str:
     """Why a lock was refused, and the ``placer force-unlock`` command that breaks it (``where``:
     its --state or --fleet; ``note``: said after it). A lock that names no holder (empty or
@@ -498,6 +537,11 @@ def locked_message(location: str, holder: dict[str, Any], where: str, note: str 
     if holder.get("ID") and holder_gone(holder):  # a process of this host: it said "If that process is gone"
         return (f"the state {location} is locked: {describe_holder(holder)}; pid {said(holder.get('PID'))} no "
                 f"longer runs on this host (killed?): run `{unlock_command(holder, where)}`{note}")
+    if holder.get("ID") and holder_runs(holder):  # it said "If that process is gone" of one that ran
+        return (f"the state {location} is locked: {describe_holder(holder)}; pid {said(holder.get('PID'))} still runs "
+                "on this host: wait for that apply to finish, then run the command again (or stop it, `kill "
+                f"{said(holder.get('PID'))}`: it stops once the changes in flight are done, records them and releases "
+                "the lock)")
     if holder.get("ID"):
         return (f"the state {location} is locked: {describe_holder(holder)}. If that process is gone, run "
                 f"`{unlock_command(holder, where)}`{note}")
@@ -720,6 +764,7 @@ class LocalBackend:
         if holder.get("ID") != lock_id:
             raise LockError(f"lock ID {lock_id} does not match the lock on {self.path} ({describe_holder(holder)})",
                             holder)
+        refuse_running(self.location, holder)
         self._remove_lock(again)
         return holder
 

@@ -49,6 +49,7 @@ from placer.state import (
     journal_line,
     lock_info,
     locked_message,
+    refuse_running,
     replay_journal,
 )
 
@@ -514,6 +515,7 @@ class S3Backend:
         if holder.get("ID") and holder.get("ID") != lock_id:
             raise LockError(f"lock ID {lock_id} does not match the lock on {self.location} "
                             f"({describe_holder(holder)})", holder)
+        refuse_running(self.location, holder)
         if not self._delete_lock(etag):
             raise LockError(f"the lock on {self.location} changed while unlocking; look again", holder)
         return holder

@@ -1769,12 +1769,51 @@ def test_an_interrupted_apply_says_what_it_did_and_releases_the_lock(
     assert env.backend.read().applying["done"] == done, "the change in flight was finished and recorded"
 
 
+def test_the_lock_of_an_apply_that_still_runs_is_not_broken(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    """The refusal of a second apply said "If that process is gone, run `placer force-unlock ...`" of an
+    apply placer could see running on this host, and force-unlock broke its lock: the second apply then ran
+    beside it. Both now say it runs and to wait for it (or stop it); the lock stays, and the apply ends well."""
+    plan_and_apply(capsys, env)
+    env.write(chat_rate=9000, summarize=False)
+    path = env.root / "plan.json"
+    plan_json(capsys, env, path)
+    log = env.root / "apply.log"
+    proc = subprocess.Popen([sys.executable, str(lh.HERE), "slow-cli-apply", str(path), str(env.deploy), str(log),
+                             "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (log.exists() and log.read_text().startswith("start ")):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        holder = env.backend.holder()
+        assert holder is not None and holder["PID"] == proc.pid
+        code, _, stderr = placer(capsys, "apply", str(env.fleet), "--auto-approve", "--now", lh.NOW)
+        said = " ".join(stderr.split())
+        assert code == 1 and "If that process is gone" not in said, said
+        assert (f"pid {proc.pid} still runs on this host: wait for that apply to finish, then run the command again "
+                f"(or stop it, `kill {proc.pid}`: it stops once the changes in flight are done") in said, said
+        code, stdout, stderr = placer(capsys, "force-unlock", holder["ID"], "--state", str(env.state))
+        said = " ".join(stderr.split())
+        assert code == 1 and "Unlocked" not in stdout, stdout
+        assert (f"the lock on {env.state} was not broken: it is held by {holder['Who']} (pid {proc.pid})") in said, said
+        assert env.backend.holder() == holder
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, stderr
+    assert env.state_json()["serial"] == 2 and not env.backend.lock_path.exists()
+
+
 def test_an_apply_whose_lock_was_broken_while_it_ran_never_writes_over_the_apply_that_took_it(
         env: Env, capsys: pytest.CaptureFixture[str]) -> None:
-    """An apply's lock broken while it ran (the refusal's `placer force-unlock`, pasted while it was still
-    running), and a second apply run: the first went on and wrote its serial 2 over the second's serial 3,
-    which was lost (the state said chat 9 replicas of the cluster's 5, and its serial went back). It now stops
-    at its next record, writes nothing, and says the state may not record what it did."""
+    """An apply's lock broken while it ran (its lock file removed by hand; `placer force-unlock` did it too,
+    pasted from the refusal while the apply still ran), and a second apply run: the first went on and wrote
+    its serial 2 over the second's serial 3, which was lost (the state said chat 9 replicas of the cluster's
+    5, and its serial went back). It now stops at its next record, writes nothing, and says the state may
+    not record what it did."""
     plan_and_apply(capsys, env)
     env.write(chat_rate=9000, summarize=False)
     path = env.root / "plan.json"
@@ -1792,10 +1831,7 @@ def test_an_apply_whose_lock_was_broken_while_it_ran_never_writes_over_the_apply
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, lines
             time.sleep(0.02)
-        holder = env.backend.holder()
-        assert holder is not None
-        code, stdout, stderr = placer(capsys, "force-unlock", holder["ID"], "--state", str(env.state))
-        assert code == 0, stderr
+        env.backend.lock_path.unlink()
         env.write(chat_rate=5000, summarize=False)
         code, stdout, stderr = placer(capsys, "apply", str(env.fleet), "--auto-approve", "--now", lh.NOW)
         assert code == 0 and "state serial 3" in stdout, stderr

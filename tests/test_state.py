@@ -753,6 +753,24 @@ def test_a_lock_naming_a_pid_no_process_can_have_is_refused_in_words(backend: Lo
     assert "If that process is gone, run `placer force-unlock x --state" in str(caught.value), str(caught.value)
 
 
+def test_a_lock_whose_pid_another_process_has_since_is_said_gone(backend: LocalBackend) -> None:
+    """A killed apply's PID given to another process since (a long-lived host): the lock was said held by a
+    process that might run ("If that process is gone"); its start time, which the lock records, tells them apart."""
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with backend.lock("apply") as info:
+            taken = {**info, "PID": other.pid, "PIDStart": "1"}  # the PID of a process that started later
+        backend.lock_path.write_text(json.dumps(taken))
+        with pytest.raises(LockError) as caught, backend.lock("apply"):
+            pass
+        assert f"pid {other.pid} no longer runs on this host (killed?): run `placer force-unlock {info['ID']}" in str(
+            caught.value), caught.value
+        assert backend.force_unlock(info["ID"])["ID"] == info["ID"]
+    finally:
+        other.kill()
+        other.wait()
+
+
 def test_a_lock_held_from_another_pid_namespace_of_this_host_is_not_said_gone(backend: LocalBackend) -> None:
     """A container that shares the host's name (`docker run --network host`, a pod on the host
     network) sees none of the host's processes, nor the host its own: a lock held by a running apply

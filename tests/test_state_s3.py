@@ -16,6 +16,7 @@ import json
 import logging
 import re
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -408,6 +409,36 @@ def test_force_unlock(make: Any, s3: Any, bucket: str) -> None:
     assert json.loads(obj(s3, bucket, KEY + ".lock")[0])["ID"] == other["ID"]
     alive.__exit__(None, None, None)
     assert not exists(s3, bucket, KEY + ".lock")
+
+
+def test_the_lock_of_a_locker_that_still_runs_on_this_host_is_not_broken(
+        moto_endpoint: str, bucket: str, s3: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`placer force-unlock` broke the S3 lock of an apply placer could see running on this host (the
+    refusal had said "If that process is gone"), and a second apply ran beside it."""
+    fleet = lh.write_fleet(tmp_path / "fleet", {"backend": "s3", "bucket": bucket, "key": KEY,
+                                                "endpointUrl": moto_endpoint}, tmp_path / "deploy")
+    holding = ("import sys, time\nfrom placer.state_s3 import S3Backend\n"
+               f"held = S3Backend({bucket!r}, {KEY!r}, endpoint_url={moto_endpoint!r}).lock('apply')\n"
+               "held.__enter__()\n"
+               "print('locked', flush=True)\ntime.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", holding], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+        holder = json.loads(obj(s3, bucket, KEY + ".lock")[0])
+        code, out, err = run(capsys, "apply", str(fleet), "--auto-approve", "--now", lh.NOW)
+        said = " ".join(err.split())
+        assert code == 1 and "If that process is gone" not in said, said
+        assert f"pid {proc.pid} still runs on this host: wait for that apply to finish" in said, said
+        code, out, err = run(capsys, "force-unlock", holder["ID"], "--fleet", str(fleet))
+        said = " ".join(err.split())
+        assert code == 1 and "Unlocked" not in out, out
+        assert f"the lock on s3://{bucket}/{KEY} was not broken" in said and f"`kill {proc.pid}`" in said, said
+        assert json.loads(obj(s3, bucket, KEY + ".lock")[0]) == holder
+    finally:
+        proc.kill()
+        proc.wait()
+    code, out, err = run(capsys, "force-unlock", holder["ID"], "--fleet", str(fleet))  # gone now: it breaks
+    assert code == 0 and "Unlocked" in out, err
 
 
 # ---------------------------------------------------------------- errors
