@@ -597,10 +597,15 @@ class LocalBackend:
         except FileNotFoundError:
             self._seen = None
             return State()
-        except UnicodeDecodeError as exc:
-            raise StateError(f"{self.path}: cannot read state: {exc}") from None
+        except UnicodeDecodeError as exc:  # it said Python's "'utf-8' codec can't decode byte 0xff ...", no more
+            raise StateError(f"{self.path}: cannot read state: it is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} "
+                             f"at offset {exc.start}): the state file is damaged; restore it from a backup (or from "
+                             "history) rather than deleting it: placer will not overwrite it") from None
         except PermissionError as exc:  # it said "cannot read state: permission denied", and nothing of what to do
             raise StateError(str(cannot_read(self.path, exc, "as the state"))) from None
+        except IsADirectoryError:  # it said "cannot read state: is a directory", and nothing of what to do
+            raise StateError(f"{self.path}: cannot read state: it is a directory; name the state file, with --state "
+                             f"FILE or Settings state.path (e.g. {self.path / 'state.json'})") from None
         except OSError as exc:
             raise StateError(f"{self.path}: cannot read state: {blocked_folder(self.path) or os_reason(exc)}") from None
         self._seen = (stat, hashlib.sha256(data).hexdigest())

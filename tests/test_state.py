@@ -182,12 +182,16 @@ def test_damaged_state_message_says_what_to_do(backend: LocalBackend) -> None:
 
 
 def test_state_that_is_not_text(backend: LocalBackend) -> None:
+    """It said Python's "'utf-8' codec can't decode byte 0xff in position 0: invalid start byte", and nothing
+    of what to do (the s3 backend says to restore an earlier version)."""
     backend.path.parent.mkdir(parents=True)
     backend.path.write_bytes(b"\xff\xfe\x00garbage")
     before = backend.path.read_bytes()
-    with pytest.raises(StateError, match="cannot read state") as caught:
+    with pytest.raises(StateError) as caught:
         backend.read()
-    assert str(backend.path) in str(caught.value)
+    assert str(caught.value) == (f"{backend.path}: cannot read state: it is not UTF-8 text (byte 0xff at offset 0): the "
+                                 f"state file is damaged; restore it from a backup (or from history) rather than "
+                                 "deleting it: placer will not overwrite it")
     assert backend.path.read_bytes() == before
 
 
@@ -210,9 +214,12 @@ def test_a_state_this_user_cannot_read_says_what_to_do(backend: LocalBackend, mo
 
 
 def test_state_path_that_is_a_directory(backend: LocalBackend) -> None:
+    """It said "cannot read state: is a directory", and nothing of what to do."""
     backend.path.mkdir(parents=True)
-    with pytest.raises(StateError, match="cannot read state"):
+    with pytest.raises(StateError) as caught:
         backend.read()
+    assert str(caught.value) == (f"{backend.path}: cannot read state: it is a directory; name the state file, with "
+                                 f"--state FILE or Settings state.path (e.g. {backend.path / 'state.json'})")
 
 
 # ---------------------------------------------------------------- lock
