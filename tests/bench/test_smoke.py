@@ -185,7 +185,7 @@ def test_the_scalable_routes_time_limit_counts_from_the_call(monkeypatch, limit)
     assert large.use_large(fleet)
     given = []
 
-    def fake(fleet, rules, current, progress, time_limit, forbid):
+    def fake(fleet, rules, current, progress, time_limit, forbid, whole, placed):
         given.append(time_limit)
         raise RuntimeError("stop here")
 

@@ -61,7 +61,7 @@ def gcp() -> Iterator[FakeCompute]:
 @pytest.fixture
 def provider(gcp: FakeCompute) -> GcpProvider:
     return GcpProvider(projects=[PROJECT, OTHER], api_endpoint=gcp.endpoint,
-                       request_timeout_s=0.5, operation_timeout_s=2.0, poll_interval_s=0.01)
+                       request_timeout_s=10.0, operation_timeout_s=2.0, poll_interval_s=0.01)
 
 
 def pool_change(name: str, nodes: int | None, where: dict[str, str], *, low: int = 0, high: int = 8,
@@ -322,7 +322,11 @@ def test_operation_that_fails_reports_its_error(gcp: FakeCompute, provider: GcpP
     assert gcp.target_size(PROJECT, name, **where) == before
 
 
-def test_request_timeout_is_retryable_and_fast(gcp: FakeCompute, provider: GcpProvider) -> None:
+def test_request_timeout_is_retryable_and_fast(gcp: FakeCompute) -> None:
+    # a client timeout of its own: the fixture's is long, so that a loaded machine's slow answers
+    # pass (at 0.5 s, a resize on a machine at load 10 timed out in a test of something else)
+    provider = GcpProvider(projects=[PROJECT, OTHER], api_endpoint=gcp.endpoint,
+                           request_timeout_s=0.5, operation_timeout_s=2.0, poll_interval_s=0.01)
     gcp.delay_next(1, 4.0, path_contains="/resize")
     start = time.monotonic()
     with pytest.raises(ProviderError) as err:
