@@ -263,6 +263,17 @@ def test_infeasible_plan_names_the_conflict(tmp_path):
     assert "only-p" in r.stderr and "minReplicas of big" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_a_rule_given_without_its_parameters_is_a_fleet_error_not_an_internal_one(tmp_path):
+    """`rule: {spread: null}` passed the loader as no rule at all: validate and plan said 'internal error
+    (AssertionError: validated Rule has no rule set) ... report it'."""
+    fleet = write_fleet(tmp_path, policy("spread-it", {"spread": None}))
+    for command in ("validate", "plan"):
+        r = placer(command, str(fleet))
+        assert r.returncode == 1, r.stderr
+        assert "fleet.yaml:" in r.stderr and "Policy/spread-it: spec.rule.spread: is empty (null)" in r.stderr
+        assert "internal error" not in r.stderr and "Traceback" not in r.stderr
+
+
 def test_explain_and_whatif(tmp_path):
     fleet = write_fleet(tmp_path, pool("q", "b", usd=5, gpu="L4-24GB"))
     r = placer("explain", str(fleet), "m")

@@ -420,6 +420,24 @@ def test_a_value_of_the_wrong_kind_is_named_in_yaml_words() -> None:
     assert diags == ["f.yaml:4: Location/a: spec: must be a mapping, got true"]
 
 
+@pytest.mark.parametrize(("rule", "example"), [
+    ("spread", "spread: {minFailureDomains: 2}"),
+    ("separateWorkloads", "separateWorkloads: [training, inference]"),
+    ("maxSpotFraction", "maxSpotFraction: 0.5"),
+    ("budget", "budget: {maxUsdPerHour: 100}"),
+    ("headroom", "headroom: {fraction: 0.2}"),
+    ("maxModelsPerPool", "maxModelsPerPool: 4"),
+    ("retire", "retire: {unusedForDays: 30}"),
+])
+def test_a_rule_without_its_parameters_is_named_with_how_to_write_it(rule: str, example: str) -> None:
+    """`spread:` alone (null) was read as no rule at all, and validate and plan ended in 'internal
+    error (AssertionError: validated Rule has no rule set)'. (`allowPools:` alone is `allowPools: {}`.)"""
+    _, diags = load(f"apiVersion: {API_VERSION}\nkind: Policy\nmetadata: {{name: p}}\nspec:\n  rule:\n    {rule}:\n")
+    assert diags == [f"f.yaml:6: Policy/p: spec.rule.{rule}: is empty (null): give the rule its parameters, e.g. {example}"]
+    doc, diags = load(f"apiVersion: {API_VERSION}\nkind: Policy\nmetadata: {{name: p}}\nspec:\n  rule: {{denyPools: }}\n")
+    assert diags == [] and doc is not None
+
+
 def test_cloud_group_names_are_what_their_apis_accept() -> None:
     """An EKS node group "g6_12xlarge.big" or a MIG "Infer_A" passed validate and was refused by the
     cloud at `terraform apply`."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 
@@ -50,6 +50,17 @@ class Retire(_P):
 
 WorkloadName = Literal["inference", "training", "batch"]
 
+# how each rule with parameters is written, for a rule given without them (`spread:` alone)
+EXAMPLES = {
+    "separate_workloads": "separateWorkloads: [training, inference]",
+    "spread": "spread: {minFailureDomains: 2}",
+    "max_spot_fraction": "maxSpotFraction: 0.5",
+    "budget": "budget: {maxUsdPerHour: 100}",
+    "headroom": "headroom: {fraction: 0.2}",
+    "max_models_per_pool": "maxModelsPerPool: 4",
+    "retire": "retire: {unusedForDays: 30}",
+}
+
 
 class Rule(_P):
     allow_pools: Empty | None = None
@@ -62,6 +73,15 @@ class Rule(_P):
     headroom: Headroom | None = None
     max_models_per_pool: int | None = Field(default=None, ge=1)
     retire: Retire | None = None
+
+    @field_validator(*EXAMPLES, mode="before")
+    @classmethod
+    def _given(cls, v: Any, info: ValidationInfo) -> Any:
+        # `spread:` alone (null) read as no rule at all: every field None, and the policy was an
+        # internal error (AssertionError: validated Rule has no rule set) in validate and plan
+        if v is None:
+            raise ValueError(f"is empty (null): give the rule its parameters, e.g. {EXAMPLES[str(info.field_name)]}")
+        return v
 
     @field_validator("separate_workloads")
     @classmethod
