@@ -11,7 +11,7 @@ implementations live in the ``policies`` package and are wired in by the CLI.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -140,6 +140,19 @@ class RuleBehaviour(Protocol):
     def constrain(self, policy: Policy, builder: ModelBuilder) -> None: ...
 
     def violations(self, policy: Policy, fleet: Fleet, placement: Placement) -> list[Violation]: ...
+
+    # arithmetic for validate and the conflict search (``placer.optimizer.conflicts``), no solver:
+    def usable_gpus(self, policy: Policy, fleet: Fleet, pool: Pool) -> int | None:
+        """The most GPUs of ``pool`` any plan that keeps this (required) policy uses, at its largest
+        size; None: the policy sets no such limit."""
+        ...
+
+    def refuses_minimum(self, policy: Policy, fleet: Fleet, model: Model, need: int,
+                        room: Iterable[tuple[Pool, int]]) -> str | None:
+        """Why no plan that keeps this (required) policy gives ``model`` ``need`` replicas or more,
+        where ``room`` yields (lazily) each pool the fit rules and the other policies leave it with
+        the replicas it could hold there (more than 0); None where one may."""
+        ...
 
 
 Rules = Mapping[str, RuleBehaviour]

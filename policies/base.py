@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from placer.fleet import Fleet, Model, Policy, Pool
 from placer.placement import Placement
 from placer.policy import ModelBuilder, Violation
 
 
 class RuleBase:
-    """Defaults: filters nothing, retires nothing, adds nothing, never violated."""
+    """Defaults: filters nothing, retires nothing, adds nothing, never violated, limits no pool's GPUs
+    and refuses no minReplicas."""
 
     name = ""
 
@@ -23,6 +26,13 @@ class RuleBase:
 
     def violations(self, policy: Policy, fleet: Fleet, placement: Placement) -> list[Violation]:
         return []
+
+    def usable_gpus(self, policy: Policy, fleet: Fleet, pool: Pool) -> int | None:
+        return None
+
+    def refuses_minimum(self, policy: Policy, fleet: Fleet, model: Model, need: int,
+                        room: Iterable[tuple[Pool, int]]) -> str | None:
+        return None
 
 
 def models(policy: Policy, fleet: Fleet) -> list[Model]:

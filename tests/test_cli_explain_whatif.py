@@ -1248,6 +1248,58 @@ def test_validate_and_plan_name_a_required_budget_that_cannot_pay_for_its_minrep
             f"together: {why}") in " ".join(r.stderr.split()), r.stderr
 
 
+def spread_or_headroom(tmp: Path, rule: str, least: int) -> Path:
+    """m (2 GPUs a replica, minReplicas ``least``) may use p and q in location a (pin-a keeps it off
+    r, in b): a required spread over 2 failure domains, or a headroom keeping half of each pool free
+    (p and q: 4 of their 8 GPUs, 2 replicas each)."""
+    rules = {"spread": policy("two-domains", {"spread": {"minFailureDomains": 2}}),
+             "headroom": policy("keep-half", {"headroom": {"fraction": 0.5}})}
+    return write(tmp, location("a"), location("b"), link("a", "b", 5), pool("p", "a"), pool("q", "a"), pool("r", "b"),
+                 inference("m", [{"location": "a", "rate": 100}], gpus=2, minReplicas=least, labels={"pin": "a"}),
+                 policy("pin-a", {"allowPools": {}}, models={"labels": {"pin": "a"}}, pools={"location": ["a"]}),
+                 rules[rule])
+
+
+@pytest.mark.parametrize(("rule", "least", "why"), [
+    ("spread", 2, "required policies two-domains, pin-a and minReplicas of m together: two-domains spreads m's 2 "
+                  "replicas over 2 failure domains, and the pools it may use are all in 1 (a); relax one of them "
+                  "(drop a policy or make it preferred, lower the minReplicas, or add capacity)"),
+    ("headroom", 5, "required policies pin-a, keep-half and minReplicas of m together with the fleet's capacity (m "
+                    "needs 5 replicas; the pools these policies leave it hold at most 4); relax one of them (drop a "
+                    "policy or make it preferred, lower the minReplicas, or add capacity)"),
+])
+def test_validate_and_plan_name_a_spread_or_headroom_no_plan_with_a_minreplicas_keeps(tmp_path, rule, least, why):
+    """validate passed a fleet whose minReplicas no plan could place under a required spread (the
+    pools the model may use all in one failure domain) or headroom (the GPUs it leaves hold fewer
+    replicas), found by planning random fleets; plan then named the conflict after a solver search,
+    without the arithmetic. validate now fails at the minReplicas, and plan names the same conflict."""
+    fleet = spread_or_headroom(tmp_path, rule, least)
+    path = fleet / "fleet.yaml"
+    r = placer("validate", str(fleet))
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert (f"{path}:{line_of(fleet, 'minReplicas')}: Model/m: spec.minReplicas: no placement satisfies {why}; other "
+            "conflicts may remain") in r.stderr.splitlines(), r.stderr
+    for optimizer in ("exact", "scalable"):
+        r = placer("plan", str(fleet), optimizer=optimizer)
+        assert r.returncode == 1 and "Traceback" not in r.stderr and r.stdout == "", r.stderr
+        named = why.replace("m together", f"m ({path}:{line_of(fleet, 'minReplicas')}) together")
+        for name in [n for n in ("two-domains", "keep-half", "pin-a") if n in why]:
+            named = named.replace(f"{name},", f"{name} ({path}:{line_of(fleet, 'spec', name)}),").replace(
+                f"{name} and", f"{name} ({path}:{line_of(fleet, 'spec', name)}) and")
+        assert named in " ".join(r.stderr.split()), r.stderr
+
+
+@pytest.mark.parametrize(("rule", "least"), [("spread", 1), ("headroom", 4)])
+def test_a_spread_or_headroom_the_minreplicas_fit_validates_and_plans(tmp_path, rule, least):
+    """Below the spread's N replicas, or within the GPUs a headroom leaves, there is a plan."""
+    fleet = spread_or_headroom(tmp_path, rule, least)
+    r = placer("validate", str(fleet))
+    assert r.returncode == 0, r.stderr
+    r = placer("plan", str(fleet), "--json")
+    assert r.returncode == 0, r.stderr
+    assert sum(p["replicas"] for p in json.loads(r.stdout)["placements"]) >= least
+
+
 @pytest.mark.parametrize(("cap", "penalty", "counted"), [
     (30, None, None),  # exactly the least the minReplicas cost
     (29, 100.0, None),  # a preferred budget is paid for, never a conflict

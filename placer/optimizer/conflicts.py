@@ -3,9 +3,11 @@
 The groups are each required policy and each inference model's minReplicas. Two steps:
 
 1. by arithmetic, model by model: a model whose minReplicas exceeds the replicas every pool its
-   required policies leave it could ever hold (whole capacity, headroom and other models
-   aside) conflicts with those policies alone; the policies whose exclusions it needs are
-   kept by a deletion filter over that sum; and a required budget that cannot pay for the
+   required policies leave it could ever hold (whole capacity less the GPUs a headroom keeps
+   free, other models aside) conflicts with those policies alone; the policies whose exclusions
+   it needs are kept by a deletion filter over that sum; so does one whose minReplicas a rule
+   refuses on those pools (``refuses_minimum``: a spread of N failure domains over pools all in
+   fewer), with the policies that takes; and a required budget that cannot pay for the
    minReplicas of the models it selects, each on the cheapest pools (that it counts) its required
    policies leave it: a lower bound of their compute, each model alone and its minReplicas filled
    cheapest pool first (other models, and nodes an elastic pool shares, only add to it), above
@@ -37,7 +39,7 @@ from functools import partial
 from placer.candidates import exclusion, required_of, retirement
 from placer.cost import replica_compute_usd
 from placer.fleet import Fleet, Model, Policy, Pool, model_matches
-from placer.policy import Rules
+from placer.policy import RuleBehaviour, Rules, behaviour
 
 CHECK_SECONDS = 10.0  # a feasibility check's time limit
 BREAKDOWN = 3  # models whose share of a budget's bound its message names
@@ -62,6 +64,7 @@ class Conflict:
     minimal: bool = True  # False: some check did not settle in time, and the set may hold more than it needs
     capacity: tuple[int, int] | None = None  # step 1's answer: (replicas the pools could hold, minReplicas)
     budget: Overspend | None = None  # step 1's answer for a budget that cannot pay the minReplicas
+    refused: str = ""  # step 1's answer for a policy no plan with the minReplicas keeps: the rule's words why
 
     # "policy:NAME" or "model:NAME" -> "path:line" of its enforcement or its minReplicas (``located``)
     sources: tuple[tuple[str, str], ...] = ()
@@ -99,6 +102,9 @@ class Conflict:
                     f"minReplicas cost at least {_usd(spent.usd, spent.cap)} USD/h on the cheapest pools allowed "
                     f"({'; '.join(each)}), over {spent.policy}'s maxUsdPerHour of {spent.cap:,g}")
             how.append("raise the maxUsdPerHour")
+        elif self.refused:
+            what = f"no placement satisfies {self.describe()}{together}: {self.refused}"
+            how.append("add capacity")
         elif self.capacity is not None:
             most, need = self.capacity
             allowed = "the pools these policies leave it" if self.policies else "the pools it fits"
@@ -190,19 +196,40 @@ def feasible(fleet: Fleet, rules: Rules, active: set[str], time_limit: float = C
     return True
 
 
+def usable_gpus(fleet: Fleet, rules: Rules, pool: Pool, policies: Collection[Policy]) -> int:
+    """The GPUs of ``pool`` at its most nodes that ``policies`` (required) leave a plan: all of them,
+    less those a policy keeps free (a headroom's share)."""
+    gpus = pool.max_gpus
+    for policy in policies:
+        most = behaviour(rules, policy).usable_gpus(policy, fleet, pool)
+        if most is not None:
+            gpus = min(gpus, most)
+    return gpus
+
+
+def rooms(fleet: Fleet, rules: Rules, model: Model, policies: Collection[Policy]) -> Iterator[tuple[Pool, int]]:
+    """Each pool the fit rules and ``policies`` (required, selecting ``model``) leave it, with the
+    replicas of it the pool could hold (``usable_gpus``, the model alone), those with room for one at
+    least; lazily, so that a caller may stop once it knows enough."""
+    for pool in fleet.pools.values():
+        if exclusion(fleet, rules, model, pool, policies) is None:
+            held = usable_gpus(fleet, rules, pool, policies) // max(1, pool.gpus_per_replica(model.spec.replica.gpus))
+            if held > 0:
+                yield pool, held
+
+
 def most_replicas(fleet: Fleet, rules: Rules, model: Model, policies: Collection[Policy],
                   enough: int | None = None) -> int:
     """The replicas of ``model`` the pools ``policies`` (required, selecting it) and the fit rules
-    leave it could hold at most: each pool's whole capacity, its maxReplicas at most. ``enough``:
-    the pools are counted until they hold that many, and no further (whether they hold a model's
-    minReplicas is all validate asks: counting every pool for each of bench XL's 5,366 models with
-    minReplicas, 5,366,000 pools, was most of its time)."""
+    leave it could hold at most (``rooms``), its maxReplicas at most. ``enough``: the pools are
+    counted until they hold that many, and no further (whether they hold a model's minReplicas is
+    all validate asks: counting every pool for each of bench XL's 5,366 models with minReplicas,
+    5,366,000 pools, was most of its time)."""
     total = 0
-    for pool in fleet.pools.values():
-        if exclusion(fleet, rules, model, pool, policies) is None:
-            total += pool.max_gpus // max(1, pool.gpus_per_replica(model.spec.replica.gpus))
-            if enough is not None and total >= enough:
-                break
+    for _pool, held in rooms(fleet, rules, model, policies):
+        total += held
+        if enough is not None and total >= enough:
+            break
     cap = model.spec.max_replicas
     return total if cap is None else min(total, cap)
 
@@ -240,10 +267,32 @@ def capacity_conflicts(fleet: Fleet, rules: Rules) -> Iterator[Conflict]:
     solver: ``placer validate`` reports them all, so that a fleet no plan can place fails there)."""
     for model, need, policies in minimums(fleet, rules, fleet.models.values()):
         if not short_of(fleet, rules, model, need, policies):
+            refused = refused_minimum(fleet, rules, model, need, policies)
+            if refused is not None:
+                yield refused
             continue
         keep = needed(policies, partial(short_of, fleet, rules, model, need))
         yield Conflict(tuple(p.name for p in keep), (model.name,), 0,
                        capacity=(most_replicas(fleet, rules, model, keep), need))
+
+
+def refused_minimum(fleet: Fleet, rules: Rules, model: Model, need: int, policies: list[Policy]) -> Conflict | None:
+    """A policy among ``policies`` (required, selecting ``model``) that no plan giving the model its
+    minReplicas ``need`` keeps on the pools they leave it, though those hold that many (a spread of N
+    failure domains over pools all in fewer), with the other policies that takes (a deletion filter),
+    or None."""
+    for policy in policies:
+        rule = behaviour(rules, policy)
+
+        def refuses(others: list[Policy], rule: RuleBehaviour = rule, policy: Policy = policy) -> str | None:
+            return rule.refuses_minimum(policy, fleet, model, need, rooms(fleet, rules, model, [*others, policy]))
+
+        others = [p for p in policies if p is not policy]
+        if refuses(others) is None:
+            continue
+        keep = needed(others, lambda trial: refuses(trial) is not None)
+        return Conflict((policy.name, *(p.name for p in keep)), (model.name,), 0, refused=refuses(keep) or "")
+    return None
 
 
 def least_usd(fleet: Fleet, rules: Rules, model: Model, policies: Collection[Policy], need: int,
@@ -255,7 +304,7 @@ def least_usd(fleet: Fleet, rules: Rules, model: Model, policies: Collection[Pol
     total, left = 0.0, need
     for usd, pool in cheapest:
         if exclusion(fleet, rules, model, pool, policies) is None:
-            held = min(left, pool.max_gpus // max(1, pool.gpus_per_replica(model.spec.replica.gpus)))
+            held = min(left, usable_gpus(fleet, rules, pool, policies) // max(1, pool.gpus_per_replica(model.spec.replica.gpus)))
             total += held * usd
             left -= held
             if left <= 0:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from placer.fleet import Fleet, Policy, Pool
+from collections.abc import Iterable
+
+from placer.fleet import Fleet, Model, Policy, Pool
 from placer.placement import Placement
 from placer.policy import ModelBuilder, Violation
 from policies.base import RuleBase, models, violation
@@ -44,6 +46,22 @@ class Spread(RuleBase):
             # no domain at all: a model restricted to pairs outside these pools (a re-plan's model)
             spread = need * applies - sum(used[1:], used[0]) if used else need * applies
             builder.at_most(policy, spread, 0, model.name)
+
+    def refuses_minimum(self, policy: Policy, fleet: Fleet, model: Model, need: int,
+                        room: Iterable[tuple[Pool, int]]) -> str | None:
+        """A minReplicas of N or more needs N failure domains among the pools with room for the model."""
+        spread = policy.rule.spread.min_failure_domains if policy.rule.spread else 2
+        if need < spread:
+            return None
+        domains: set[str] = set()
+        for pool, _replicas in room:
+            domains.add(pool.failure_domain)
+            if len(domains) >= spread:
+                return None
+        listed = sorted(domains)
+        where = ", ".join(listed[:5]) + (f" and {len(listed) - 5} more" if len(listed) > 5 else "")
+        return (f"{policy.name} spreads {model.name}'s {need} replicas over {spread} failure domains, and the "
+                f"pools it may use are all in {len(listed)}{f' ({where})' if where else ''}")
 
     def violations(self, policy: Policy, fleet: Fleet, placement: Placement) -> list[Violation]:
         need = policy.rule.spread.min_failure_domains if policy.rule.spread else 2
