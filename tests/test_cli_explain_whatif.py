@@ -1248,14 +1248,19 @@ def test_validate_and_plan_name_a_required_budget_that_cannot_pay_for_its_minrep
             f"together: {why}") in " ".join(r.stderr.split()), r.stderr
 
 
-def spread_or_headroom(tmp: Path, rule: str, least: int) -> Path:
+def one_rule(tmp: Path, rule: str, least: int) -> Path:
     """m (2 GPUs a replica, minReplicas ``least``) may use p and q in location a (pin-a keeps it off
-    r, in b): a required spread over 2 failure domains, or a headroom keeping half of each pool free
-    (p and q: 4 of their 8 GPUs, 2 replicas each)."""
+    r, in b), with a required spread over 2 failure domains; or a headroom keeping half of each pool
+    free (p and q: 4 of their 8 GPUs, 2 replicas each); or a spot share of 0.25, q then a spot pool
+    of 2 nodes (8 replicas), of which p's 4 replicas off spot let 1 be used (5 in all)."""
     rules = {"spread": policy("two-domains", {"spread": {"minFailureDomains": 2}}),
-             "headroom": policy("keep-half", {"headroom": {"fraction": 0.5}})}
-    return write(tmp, location("a"), location("b"), link("a", "b", 5), pool("p", "a"), pool("q", "a"), pool("r", "b"),
-                 inference("m", [{"location": "a", "rate": 100}], gpus=2, minReplicas=least, labels={"pin": "a"}),
+             "headroom": policy("keep-half", {"headroom": {"fraction": 0.5}}),
+             "spot": policy("little-spot", {"maxSpotFraction": 0.25})}
+    q = (pool("q", "a", spot=True, provider="aws", count=None, min_nodes=0, max_nodes=2) if rule == "spot"
+         else pool("q", "a"))
+    return write(tmp, location("a"), location("b"), link("a", "b", 5), pool("p", "a"), q, pool("r", "b"),
+                 inference("m", [{"location": "a", "rate": 100}], gpus=2, minReplicas=least, labels={"pin": "a"},
+                           spotTolerant=True),
                  policy("pin-a", {"allowPools": {}}, models={"labels": {"pin": "a"}}, pools={"location": ["a"]}),
                  rules[rule])
 
@@ -1267,13 +1272,19 @@ def spread_or_headroom(tmp: Path, rule: str, least: int) -> Path:
     ("headroom", 5, "required policies pin-a, keep-half and minReplicas of m together with the fleet's capacity (m "
                     "needs 5 replicas; the pools these policies leave it hold at most 4); relax one of them (drop a "
                     "policy or make it preferred, lower the minReplicas, or add capacity)"),
+    ("spot", 6, "required policies little-spot, pin-a and minReplicas of m together: little-spot keeps at most 0.25 "
+                "of m's replicas on spot pools, and the pools it may use hold 4 off spot: 5 replicas in all at most, "
+                "of 6; relax one of them (drop a policy or make it preferred, lower the minReplicas, or add "
+                "capacity)"),
 ])
-def test_validate_and_plan_name_a_spread_or_headroom_no_plan_with_a_minreplicas_keeps(tmp_path, rule, least, why):
+def test_validate_and_plan_name_a_spread_headroom_or_spot_share_no_plan_with_a_minreplicas_keeps(
+        tmp_path, rule, least, why):
     """validate passed a fleet whose minReplicas no plan could place under a required spread (the
-    pools the model may use all in one failure domain) or headroom (the GPUs it leaves hold fewer
-    replicas), found by planning random fleets; plan then named the conflict after a solver search,
-    without the arithmetic. validate now fails at the minReplicas, and plan names the same conflict."""
-    fleet = spread_or_headroom(tmp_path, rule, least)
+    pools the model may use all in one failure domain), headroom (the GPUs it leaves hold fewer
+    replicas) or maxSpotFraction (the pools off spot hold too few for the share on spot), found by
+    planning random fleets; plan then named the conflict after a solver search, without the
+    arithmetic. validate now fails at the minReplicas, and plan names the same conflict."""
+    fleet = one_rule(tmp_path, rule, least)
     path = fleet / "fleet.yaml"
     r = placer("validate", str(fleet))
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
@@ -1283,16 +1294,16 @@ def test_validate_and_plan_name_a_spread_or_headroom_no_plan_with_a_minreplicas_
         r = placer("plan", str(fleet), optimizer=optimizer)
         assert r.returncode == 1 and "Traceback" not in r.stderr and r.stdout == "", r.stderr
         named = why.replace("m together", f"m ({path}:{line_of(fleet, 'minReplicas')}) together")
-        for name in [n for n in ("two-domains", "keep-half", "pin-a") if n in why]:
+        for name in [n for n in ("two-domains", "keep-half", "little-spot", "pin-a") if n in why]:
             named = named.replace(f"{name},", f"{name} ({path}:{line_of(fleet, 'spec', name)}),").replace(
                 f"{name} and", f"{name} ({path}:{line_of(fleet, 'spec', name)}) and")
         assert named in " ".join(r.stderr.split()), r.stderr
 
 
-@pytest.mark.parametrize(("rule", "least"), [("spread", 1), ("headroom", 4)])
-def test_a_spread_or_headroom_the_minreplicas_fit_validates_and_plans(tmp_path, rule, least):
-    """Below the spread's N replicas, or within the GPUs a headroom leaves, there is a plan."""
-    fleet = spread_or_headroom(tmp_path, rule, least)
+@pytest.mark.parametrize(("rule", "least"), [("spread", 1), ("headroom", 4), ("spot", 5)])
+def test_a_spread_headroom_or_spot_share_the_minreplicas_fit_validates_and_plans(tmp_path, rule, least):
+    """Below the spread's N replicas, within the GPUs a headroom leaves, or the spot share, there is a plan."""
+    fleet = one_rule(tmp_path, rule, least)
     r = placer("validate", str(fleet))
     assert r.returncode == 0, r.stderr
     r = placer("plan", str(fleet), "--json")

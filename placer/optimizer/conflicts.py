@@ -7,7 +7,8 @@ The groups are each required policy and each inference model's minReplicas. Two 
    free, other models aside) conflicts with those policies alone; the policies whose exclusions
    it needs are kept by a deletion filter over that sum; so does one whose minReplicas a rule
    refuses on those pools (``refuses_minimum``: a spread of N failure domains over pools all in
-   fewer), with the policies that takes; and a required budget that cannot pay for the
+   fewer, a spot share the pools off spot hold too few for), with the policies that takes; and a
+   required budget that cannot pay for the
    minReplicas of the models it selects, each on the cheapest pools (that it counts) its required
    policies leave it: a lower bound of their compute, each model alone and its minReplicas filled
    cheapest pool first (other models, and nodes an elastic pool shares, only add to it), above

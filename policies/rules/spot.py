@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from placer.fleet import Fleet, Policy
+import math
+from collections.abc import Iterable
+
+from placer.fleet import Fleet, Model, Policy, Pool
 from placer.placement import Placement
 from placer.policy import ModelBuilder, Violation
 from policies.base import RuleBase, models, violation
@@ -20,6 +23,27 @@ class MaxSpotFraction(RuleBase):
             if isinstance(spot, int):
                 continue  # no spot pool can run it
             builder.at_most(policy, spot - f * builder.total_replicas(model.name), 0, model.name)
+
+    def refuses_minimum(self, policy: Policy, fleet: Fleet, model: Model, need: int,
+                        room: Iterable[tuple[Pool, int]]) -> str | None:
+        """With S replicas off spot, at most f·S/(1-f) may be on spot (as ``violations`` allows, 1e-6
+        over): fewer than ``need`` in all where the pools off spot hold too few."""
+        f = policy.rule.max_spot_fraction or 0.0
+        if f >= 1:
+            return None
+        steady = spot = 0
+        for pool, held in room:
+            if pool.spot:
+                spot += held
+            else:
+                steady += held
+            if steady >= need:
+                return None
+        most = steady + min(spot, math.floor((f * steady + 1e-6) / (1 - f)))
+        if most >= need:
+            return None
+        return (f"{policy.name} keeps at most {f:g} of {model.name}'s replicas on spot pools, and the pools it may "
+                f"use hold {steady} off spot: {most} replica{'s' if most != 1 else ''} in all at most, of {need}")
 
     def violations(self, policy: Policy, fleet: Fleet, placement: Placement) -> list[Violation]:
         f = policy.rule.max_spot_fraction or 0.0
