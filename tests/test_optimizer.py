@@ -440,6 +440,25 @@ def test_retire_keeps_the_newest_versions_not_models(versions, kept):
     assert set(result.candidates.retired) == set(versions) - kept
 
 
+@pytest.mark.parametrize(("canary", "retired"), [("1.0", {"canary"}), ("3.0-rc1", set())])
+def test_retire_ranks_versions_over_the_whole_family_not_only_the_models_it_selects(canary, retired):
+    """SPEC: a matched model older than the newest K versions of its family is not placed. Ranked
+    among the policy's own models (`stage: canary` alone), a canary 1.0 was the newest and kept
+    beside the family's 2.0; a canary newer than every other version stays either way, and the
+    models the policy does not select are never retired by it."""
+    docs = [pool("p", "a", count=2),
+            inference("canary", [{"location": "a", "rate": 100}], labels={"family": "llm", "stage": "canary"},
+                      version=canary),
+            inference("prod", [{"location": "a", "rate": 100}], labels={"family": "llm", "stage": "prod"},
+                      version="2.0"),
+            inference("prod-old", [{"location": "a", "rate": 100}], labels={"family": "llm", "stage": "prod"},
+                      version="0.9")]
+    retire = policy("canaries-keep-newest", {"retire": {"keepVersions": 1}}, models={"labels": {"stage": "canary"}})
+    result = optimize(two_sites(*docs, retire, NO_CHURN), RULES)
+    assert set(result.candidates.retired) == retired
+    assert {m for m, _ in result.placement.replicas} == {"canary", "prod", "prod-old"} - retired
+
+
 def test_infeasible_required_policies_are_named():
     f = two_sites(pool("p", "a", count=1, per_node=2), pool("q", "b", count=1),
                   inference("m", [{"location": "a", "rate": 100}], minReplicas=4, labels={"pin": "yes"}),

@@ -49,10 +49,12 @@ class Retire(RuleBase):
                 return f"unused for {idle} days (lastUsed {model.spec.last_used}, limit {params.unused_for_days})"
         family = model.labels.get("family")
         if params.keep_versions is not None and family and model.spec.version:
-            # the K newest distinct versions stay, with every model at one of them (two builds of
-            # version 2 are both the newest, whatever the documents' order)
+            # the K newest distinct versions of the family stay, with every model at one of them (two
+            # builds of version 2 are both the newest, whatever the documents' order). The family is
+            # every model with its label, as SPEC says, not only those the policy selects: ranked among
+            # a `stage: canary` selector's models alone, a canary 1.0 was kept beside the family's 2.0
             kin: dict[VersionKey, str] = {}
-            for m in models(policy, fleet):
+            for m in fleet.models.values():
                 if m.labels.get("family") == family and m.spec.version:
                     kin.setdefault(version_key(m.spec.version), m.spec.version)
             newest = sorted(kin, reverse=True)[: params.keep_versions]
