@@ -16,6 +16,7 @@ from placer.idle import Idle, idle_replicas
 from placer.optimizer import SolveResult, optimize
 from placer.placement import Placement, Route
 from placer.policy import Rules, Violation
+from placer.reasons import PENNY
 from placer.render.report import signed
 
 
@@ -121,12 +122,18 @@ def _occupants(fleet: Fleet, placement: Placement, pool: str, model: str, reason
         if penalties is None:
             return (f"eligible; not chosen (cost, or preferred policies' penalties: their checks' {HELD_SECONDS:g} s "
                     f"ran out), {cap - used} of {cap} GPUs free")
-        if penalties:  # the price a preferred policy adds, which "cost" hid
+        added = sum(penalties.values())
+        if added >= PENNY:  # the price preferred policies add, which "cost" hid (where some fall, net of them)
             whose = "one more replica" if unit == 1 else "its gang"
-            total = f"{whose} there adds {sum(penalties.values()):,.2f} USD/h of"
-            charged = (f"{total} penalty for preferred policy {next(iter(penalties))}" if len(penalties) == 1 else
-                       f"{total} penalties for preferred policies "
-                       + ", ".join(f"{name} ({usd:,.2f})" for name, usd in penalties.items()))
+            total = f"{whose} there adds {added:,.2f} USD/h of"
+            if any(usd < 0 for usd in penalties.values()):  # each with its sign, summing to the total
+                charged = (f"{total} penalties for preferred policies "
+                           + ", ".join(f"{name} ({signed(usd)})" for name, usd in penalties.items()))
+            elif len(penalties) == 1:
+                charged = f"{total} penalty for preferred policy {next(iter(penalties))}"
+            else:
+                charged = (f"{total} penalties for preferred policies "
+                           + ", ".join(f"{name} ({usd:,.2f})" for name, usd in penalties.items()))
             return f"eligible; not chosen (cost: {charged}), {cap - used} of {cap} GPUs free"
         return f"eligible; not chosen (cost), {cap - used} of {cap} GPUs free"
     gpus = {m: r * per(fleet.models[m].spec.replica.gpus) for m, r in placement.models_on(pool).items() if m != model}
@@ -369,7 +376,8 @@ class UnmetReasons:
         there and its penalties aside, and does not with them. None named once the checks' time has
         run out."""
         penalties = self.penalties(model, pool)
-        if not penalties:
+        grows = tuple(name for name, usd in (penalties or {}).items() if usd > 0)
+        if not penalties or not grows:
             return ()
         more = self._more(model, pool, self._nodes.get((model.name, pool.name)))
         if location is not None:
@@ -379,7 +387,8 @@ class UnmetReasons:
             lat = self.fleet.topology.latency_ms(location, pool.location.name)
             more = replace(more, routes=(*more.routes, Route(model.name, location, pool.name, min(rate, short), lat)))
         gain = _serving_usd(self.fleet, more, model) - _serving_usd(self.fleet, self.placement, model)
-        return tuple(penalties) if gain < 0 <= gain + sum(penalties.values()) else ()
+        # what the replica adds to the penalties in all: one that falls with it counts against those that grow
+        return grows if gain < 0 <= gain + sum(penalties.values()) else ()
 
     def _may_run(self, model: Model, location: str | None, slo: float | None,
                  policies: Sequence[Policy]) -> list[Pool]:
@@ -473,9 +482,11 @@ class UnmetReasons:
         return self._held[key]
 
     def penalties(self, model: Model, pool: Pool) -> dict[str, float] | None:
-        """The preferred policies whose penalty (USD/h, as the cost function prices it) grows with
-        ``model``'s replica (its gang) on ``pool``, by how much, at the nodes ``held_by`` gave the
-        pool; None, unchecked, once the plan's checks have had their HELD_SECONDS."""
+        """The preferred policies whose penalty (USD/h, as the cost function prices it) changes by a
+        cent or more with ``model``'s replica (its gang) on ``pool``, by how much (less than 0 where
+        it falls: an elastic pool's new node lowers a headroom's, a replica on another failure domain
+        a spread's), at the nodes ``held_by`` gave the pool; their sum is what ``price``'s penalty
+        changes by. None, unchecked, once the plan's checks have had their HELD_SECONDS."""
         key = (model.name, pool.name)
         if not self._in_time() or self.held_by(model, pool) is None:
             return None
@@ -489,8 +500,9 @@ class UnmetReasons:
         if self._charged is None:
             self._charged = charged(self.placement)
         after = charged(self._more(model, pool, self._nodes.get(key)))
-        return {name: usd - self._charged.get(name, 0.0) for name, usd in sorted(after.items())
-                if usd - self._charged.get(name, 0.0) >= 0.005}
+        change = {name: after.get(name, 0.0) - self._charged.get(name, 0.0)
+                  for name in sorted({*after, *self._charged})}
+        return {name: usd for name, usd in change.items() if abs(usd) >= PENNY}
 
 
 def explain(fleet: Fleet, rules: Rules, model: str, result: SolveResult, current: dict[tuple[str, str], int],

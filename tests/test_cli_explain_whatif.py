@@ -9,11 +9,13 @@ import os
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import yaml
 
+from placer.fleet import Fleet
 from tests.fleetkit import doc, inference, link, location, policy, pool, training
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -1157,6 +1159,61 @@ def test_explain_names_the_preferred_policy_that_keeps_a_model_off_a_cheaper_poo
                                "preferred policy avoid-l4), 8 of 8 GPUs free")
 
 
+def _penalty_fleet(off_e: float, unmet_rate: float = 100) -> Fleet:
+    """n fills elastic e's one node (8 of 8 GPUs), where preferred e-half (a headroom) charges 4 USD/h;
+    a replica of m there takes a second node (9 of 16 GPUs: e-half's penalty 1 USD/h), and
+    preferred m-off-e charges ``off_e`` a replica of m there."""
+    from tests.fleetkit import fleet
+
+    return fleet(location("a"), pool("p", "a", usd=1.0),
+                 pool("e", "a", usd=1.0, provider="aws", count=None, min_nodes=0, max_nodes=2),
+                 inference("m", [{"location": "a", "rate": unmet_rate}]), inference("n", [{"location": "a", "rate": 800}]),
+                 policy("n-on-e", {"allowPools": {}}, models={"names": ["n"]}, pools={"names": ["e"]}),
+                 policy("m-off-e", {"denyPools": {}}, models={"names": ["m"]}, pools={"names": ["e"]}, penalty=off_e),
+                 policy("e-half", {"headroom": {"fraction": 0.5}}, pools={"names": ["e"]}, penalty=1.0))
+
+
+@pytest.mark.parametrize(("off_e", "said"), [
+    (0.5, "eligible; not chosen (cost), 8 of 16 GPUs free"),
+    (5.0, "eligible; not chosen (cost: one more replica there adds 2.00 USD/h of penalties for preferred policies "
+          "e-half (-3.00), m-off-e (+5.00)), 8 of 16 GPUs free")])
+def test_a_pools_penalty_note_counts_the_penalties_a_replica_there_lowers(off_e, said):
+    """A replica of m on e adds m-off-e's penalty and lowers e-half's by 3 USD/h (e's second node):
+    explain named m-off-e alone, "adds 0.50 USD/h of penalty", where the penalties, as price sums
+    them, fall 2.50 USD/h in all with it (plain cost), and at 5 USD/h "adds 5.00" where they rise
+    2.00."""
+    from placer.cost import price
+    from placer.explain import explain
+    from placer.optimizer import optimize
+    from tests.fleetkit import RULES
+
+    f = _penalty_fleet(off_e)
+    result = optimize(f, RULES)
+    assert result.placement is not None and result.candidates is not None
+    assert result.placement.pools_of("m") == {"p": 1} and result.placement.nodes["e"] == 1
+    more = replace(result.placement, replicas={**result.placement.replicas, ("m", "e"): 1},
+                   nodes={**result.placement.nodes, "e": 2})
+    assert price(f, more, RULES).penalty - price(f, result.placement, RULES).penalty == pytest.approx(off_e - 3)
+    assert explain(f, RULES, "m", result, {}, result.candidates).unused["e"] == said
+
+
+def test_unmet_demand_is_put_down_to_a_penalty_only_where_the_penalties_in_all_decide():
+    """m's 12 units/s unmet cost 12 USD/h; a replica on e serves them for a second node (8 USD/h),
+    adding m-off-e's 5 USD/h and lowering e-half's by 3: serving saves 2 USD/h with every penalty
+    counted (a plan whose search stopped short of it), where the unmet reason named m-off-e as what
+    makes serving cost more than leaving the demand unmet (5 > 4, e-half's fall uncounted)."""
+    from placer.explain import COST, UnmetReasons
+    from placer.placement import Placement, Route
+    from tests.fleetkit import RULES
+
+    f = _penalty_fleet(5.0, unmet_rate=12)
+    plan = Placement({("n", "e"): 8}, {"e": 1}, (Route("n", "a", "e", 800.0, 1.0),))
+    assert UnmetReasons(f, RULES, plan).why(f.models["m"], "a") == (COST, {})
+    # at 8 USD/h the penalties decide in all (5 USD/h more than the 4 serving saves): named
+    f = _penalty_fleet(8.0, unmet_rate=12)
+    assert UnmetReasons(f, RULES, plan).why(f.models["m"], "a") == (COST, {"m-off-e": ("e",)})
+
+
 def test_unmet_reasons_say_which_policy_holds_which_pool():
     """Required cap (a budget of 5 USD/h) holds m back on p1 and p2, keep-half on p1 alone: the
     union, "required policies cap, keep-half forbid more replicas (relax them to serve it)", read
@@ -1647,7 +1704,6 @@ def test_explain_of_a_saved_plan_prices_churn_from_the_state_the_plan_names(tmp_
     r = placer("explain", str(fleet), "m", "--plan", str(plan), "--state", str(tmp_path / "state.json"), "--json")
     assert r.returncode == 0, r.stderr  # --state still names another
     assert json.loads(r.stdout)["nextBest"]["churnUsd"] == 0.5
-
 
 
 def test_a_training_model_left_unplaced_for_a_penalty_names_unmet_usd_per_replica(tmp_path):
