@@ -957,10 +957,20 @@ def explain(fleet: str, model: str, now_text: str | None, state_path: str | None
         backend = backend_from(settings["state"], state_path, progress)
         progress(f"reading the state ({backend.location})")
         state = backend.read()
+        stale = None  # a saved plan not made from this state: apply refuses it, and its search weighed other churn
+        if saved is not None:
+            from placer.apply import InconsistentPlanError, StalePlanError, check_fresh
+
+            try:
+                check_fresh(saved, state, backend.location)
+            except (StalePlanError, InconsistentPlanError) as exc:
+                stale = str(exc)
         rules = rules_for(now)
         retired = retirement(loaded, rules, loaded.models[model], required_of(loaded, loaded.models[model]))
         # no pool is its own reason, and the fleet's plan need not be solved to say so
         ex = None if retired is not None else _explanation(loaded, rules, model, state, saved, plan_path, progress)
+        if ex is not None:
+            ex.stale = stale
     if ex is None:
         if as_json:
             echo(json_report(Explanation(model, {}, 0.0, [], [], retired=retired).as_json()))

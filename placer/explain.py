@@ -43,6 +43,8 @@ class Explanation:
     no_next_best: str | None = None  # why there is none, where the model has pools and nothing else takes it
     idle: list[Idle] = field(default_factory=list)  # its pools with replicas beyond what their routes need
     retired: str | None = None  # why no pool is its own, where a required policy retires it (set by the caller)
+    # why a saved plan was not made from the state its churn is priced from, as apply refuses it (set by the caller)
+    stale: str | None = None
 
     @property
     def next_best_cheaper(self) -> bool:
@@ -71,6 +73,7 @@ class Explanation:
                 "churnUsd": self.next_best_churn, "modelMovedAlone": self.next_best_from_plan,
                 "cheaper": self.next_best_cheaper},
             "nextBestText": self.next_best_text(),
+            "stalePlan": self.stale,
         }
 
     def next_best_text(self) -> str | None:
@@ -87,6 +90,9 @@ class Explanation:
                     f"for the whole fleet{churn}")
         saves = (f"{-self.next_best_delta:,.2f} USD/h cheaper for the whole fleet{churn}" if self.next_best_delta < 0
                  else f"costing {signed(self.next_best_delta)} USD/h for the whole fleet{churn}, less in all")
+        if self.stale is not None:  # the plan weighed the churn from another state: no sign its search stopped short
+            return (f"Without its current pools{how}: {alt}, {saves}: its churn is priced from the state as it is "
+                    f"now, which this plan was not made from ({self.stale})")
         return (f"Without its current pools{how}: {alt}, {saves}: the plan's search stopped before this move (raise "
                 "Settings solver.timeLimitSeconds, or plan again from the applied state)")
 

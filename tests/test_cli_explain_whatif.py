@@ -1706,6 +1706,38 @@ def test_explain_of_a_saved_plan_prices_churn_from_the_state_the_plan_names(tmp_
     assert json.loads(r.stdout)["nextBest"]["churnUsd"] == 0.5
 
 
+def test_explain_of_a_plan_the_state_has_moved_past_does_not_blame_its_search(tmp_path):
+    """Plan A puts m on p (1 USD/h, q 1.2), made from no state; p rises to 2 USD/h, plan B moves m
+    onto q and is applied; p falls back, the fleet as A was made from. Explaining A, m's move to q
+    costs 0.20 USD/h more and 0.50 USD less churn, from the state now: explain said "the plan's
+    search stopped before this move (raise Settings solver.timeLimitSeconds ...)", of an exact search
+    that weighed churn from no state. It says the state is not the one the plan was made from, as
+    apply says refusing it."""
+    docs = [location("a"), pool("p", "a", usd=1.0), pool("q", "a", usd=1.2), inference("m", [{"location": "a", "rate": 100}])]
+    fleet = write(tmp_path, *docs)
+    first = (fleet / "fleet.yaml").read_text()
+    plan_a, plan_b = tmp_path / "a.json", tmp_path / "b.json"
+    assert placer("plan", str(fleet), "-o", str(plan_a)).returncode == 0
+    (fleet / "fleet.yaml").write_text(first.replace("usdPerGpuHour: 1.0\n", "usdPerGpuHour: 2.0\n", 1))
+    for args in (("plan", str(fleet), "-o", str(plan_b)), ("apply", str(plan_b))):
+        r = placer(*args)
+        assert r.returncode == 0, r.stderr
+    (fleet / "fleet.yaml").write_text(first)
+    r = placer("explain", str(fleet), "m", "--plan", str(plan_a))
+    assert r.returncode == 0, r.stderr
+    text = " ".join(r.stdout.split())
+    assert "the plan's search stopped" not in text, r.stdout
+    assert ("Without its current pools: 1 on q, costing +0.20 USD/h for the whole fleet (-0.50 USD of one-off churn), "
+            "less in all: its churn is priced from the state as it is now, which this plan was not made from (stale "
+            "plan: it was made against no state (nothing applied yet), but the state is now lineage") in text, r.stdout
+    r = placer("explain", str(fleet), "m", "--plan", str(plan_a), "--json")
+    assert r.returncode == 0, r.stderr
+    said = json.loads(r.stdout)
+    assert said["nextBest"]["cheaper"] and said["stalePlan"].startswith("stale plan: it was made against no state")
+    r = placer("explain", str(fleet), "m", "--json")  # planned now, from the state as it is
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["stalePlan"] is None
+
 def test_a_training_model_left_unplaced_for_a_penalty_names_unmet_usd_per_replica(tmp_path):
     """A training replica on p costs 8 USD/h against unmetUsdPerReplica's 1,000, but preferred
     avoid-p charges 5,000 a replica there: explain and whatif put it down to the penalty and named
