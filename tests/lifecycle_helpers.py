@@ -17,8 +17,12 @@ changes can be written down:
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -211,6 +215,40 @@ def slow_cli_apply(plan_path: str, deploy: str, log: str, sleep_s: str) -> int:
 
     cli.providers_for = providers_for  # type: ignore[assignment]
     return cli.main(["apply", plan_path])
+
+
+@contextmanager
+def cli_apply_running(plan_path: Path, deploy: Path, log: Path, sleep_s: float) -> Iterator[subprocess.Popen[str]]:
+    """``slow_cli_apply`` of ``plan_path`` in a child process (its steps written to ``log``), killed on
+    the way out where it still runs."""
+    proc = subprocess.Popen([sys.executable, str(HERE), "slow-cli-apply", str(plan_path), str(deploy), str(log),
+                             str(sleep_s)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "COLUMNS": "400"})
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def wait_for_log(proc: subprocess.Popen[str], log: Path, ready: Callable[[list[str]], bool],
+                 timeout_s: float = 60.0) -> list[str]:
+    """The lines of ``log`` once ``ready`` holds of them; fails where ``proc`` ends or time runs out first."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        lines = log.read_text().splitlines() if log.exists() else []
+        if ready(lines):
+            return lines
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, lines
+        time.sleep(0.02)
+
+
+def under_way(done: int) -> Callable[[list[str]], bool]:
+    """``wait_for_log``'s test of an apply with ``done`` changes made and recorded and the next one begun."""
+    return lambda lines: sum(line.startswith("done ") for line in lines) >= done and bool(lines) and \
+        lines[-1].startswith("start ")
 
 
 if __name__ == "__main__":

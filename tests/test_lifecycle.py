@@ -1741,24 +1741,10 @@ def test_an_interrupted_apply_says_what_it_did_and_releases_the_lock(
     path = env.root / "plan.json"
     plan_json(capsys, env, path)
     log = env.root / "apply.log"
-    proc = subprocess.Popen([sys.executable, str(lh.HERE), "slow-cli-apply", str(path), str(env.deploy), str(log),
-                             "0.5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "COLUMNS": "400"})
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            lines = log.read_text().splitlines() if log.exists() else []
-            if sum(line.startswith("done ") for line in lines) >= 2 and lines[-1].startswith("start "):
-                break
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, lines
-            time.sleep(0.02)
+    with lh.cli_apply_running(path, env.deploy, log, 0.5) as proc:
+        lh.wait_for_log(proc, log, lh.under_way(2), timeout_s=30)
         proc.send_signal(sig)
         _, stderr = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     done = [line.split(" ", 1)[1] for line in log.read_text().splitlines() if line.startswith("done ")]
     assert proc.returncode == 1, (proc.returncode, stderr)
     assert "Traceback" not in stderr and "Aborted." not in stderr, stderr
@@ -1778,14 +1764,8 @@ def test_the_lock_of_an_apply_that_still_runs_is_not_broken(env: Env, capsys: py
     path = env.root / "plan.json"
     plan_json(capsys, env, path)
     log = env.root / "apply.log"
-    proc = subprocess.Popen([sys.executable, str(lh.HERE), "slow-cli-apply", str(path), str(env.deploy), str(log),
-                             "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while not (log.exists() and log.read_text().startswith("start ")):
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+    with lh.cli_apply_running(path, env.deploy, log, 1) as proc:
+        lh.wait_for_log(proc, log, lambda lines: bool(lines) and lines[0].startswith("start "))
         holder = env.backend.holder()
         assert holder is not None and holder["PID"] == proc.pid
         code, _, stderr = placer(capsys, "apply", str(env.fleet), "--auto-approve", "--now", lh.NOW)
@@ -1799,10 +1779,6 @@ def test_the_lock_of_an_apply_that_still_runs_is_not_broken(env: Env, capsys: py
         assert (f"the lock on {env.state} was not broken: it is held by {holder['Who']} (pid {proc.pid})") in said, said
         assert env.backend.holder() == holder
         _, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 0, stderr
     assert env.state_json()["serial"] == 2 and not env.backend.lock_path.exists()
 
@@ -1819,18 +1795,8 @@ def test_an_apply_whose_lock_was_broken_while_it_ran_never_writes_over_the_apply
     path = env.root / "plan.json"
     plan_json(capsys, env, path)
     log = env.root / "apply.log"
-    proc = subprocess.Popen([sys.executable, str(lh.HERE), "slow-cli-apply", str(path), str(env.deploy), str(log),
-                             "4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "COLUMNS": "400"})
-    try:
-        deadline = time.monotonic() + 60
-        while True:  # its first change made and recorded (serial 2), the next one under way
-            lines = log.read_text().splitlines() if log.exists() else []
-            if sum(line.startswith("done ") for line in lines) >= 1 and lines[-1].startswith("start "):
-                break
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, lines
-            time.sleep(0.02)
+    with lh.cli_apply_running(path, env.deploy, log, 4) as proc:
+        lh.wait_for_log(proc, log, lh.under_way(1))  # its first change made and recorded (serial 2), the next under way
         env.backend.lock_path.unlink()
         env.write(chat_rate=5000, summarize=False)
         code, stdout, stderr = placer(capsys, "apply", str(env.fleet), "--auto-approve", "--now", lh.NOW)
@@ -1838,10 +1804,6 @@ def test_an_apply_whose_lock_was_broken_while_it_ran_never_writes_over_the_apply
         taken = env.state.read_text()
         assert proc.poll() is None, "the first apply must still be running"
         _, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     said = " ".join(stderr.split())
     assert proc.returncode == 1, said
     assert env.state.read_text() == taken, "the apply whose lock was broken wrote over the one that took it"

@@ -487,6 +487,27 @@ def test_every_change_of_a_phase_that_failed_is_said(world):
         (world["tmp"] / "state.json").read_text()).get("pools")
 
 
+def _apply_answered(cluster, plan, answer):
+    """`placer apply PLAN`, the API server's answers made by ``answer`` (which calls the server's own
+    handler, as it was before, where it passes a request on), then the server as it was."""
+    kube = cluster["kube"]
+    handle = kube.handle
+    kube.handle = answer
+    try:
+        return placer(cluster, "apply", str(plan))
+    finally:
+        kube.handle = handle
+
+
+def _next_plan_heals(cluster, fleet):
+    """A deployment the apply recorded as not healthy: the next plan applies it again and waits for
+    it, and once applied the state marks it healthy."""
+    r = placer(cluster, "plan", str(fleet), "--detailed-exitcode")
+    assert r.returncode == 2 and UNHEALTHY in " ".join(r.stdout.split()), r.stdout + r.stderr
+    _plan_and_apply(cluster, fleet)
+    assert "healthy" not in _entry(cluster)
+
+
 def test_a_change_made_whose_verification_fails_is_recorded_as_made(cluster):
     """The server-side apply of asr's Deployment went through, then every read of it answered 503,
     so its verification failed: the state did not record it while the cluster ran it, the apply said
@@ -506,19 +527,14 @@ def test_a_change_made_whose_verification_fails_is_recorded_as_made(cluster):
                                       "the request"), {}
         return handle(method, path, *rest)
 
-    kube.handle = reads_fail_once_made
-    r = placer(cluster, "apply", str(plan))
-    kube.handle = handle
+    r = _apply_answered(cluster, plan, reads_fail_once_made)
     assert r.returncode == 1 and "HTTP 503" in r.stderr, r.stdout + r.stderr
     assert kube.deployment("ml", "asr-dc-l4")["spec"]["replicas"] == 3
     assert "records exactly what was done (deployment/asr@dc-l4," in " ".join(r.stderr.split()), r.stderr
     entry = _entry(cluster)
     assert (entry["replicas"], entry["healthy"]) == (3, False)
 
-    r = placer(cluster, "plan", str(fleet), "--detailed-exitcode")
-    assert r.returncode == 2 and UNHEALTHY in " ".join(r.stdout.split()), r.stdout + r.stderr
-    _plan_and_apply(cluster, fleet)
-    assert "healthy" not in _entry(cluster)
+    _next_plan_heals(cluster, fleet)
 
 
 def test_a_deployment_made_before_another_failed_is_not_said_to_have_failed_its_health_wait(cluster):
@@ -563,9 +579,7 @@ def test_a_change_the_api_server_made_whose_answer_was_lost_is_recorded_as_made(
                                       "allotted, but may still be processing the request"), {}
         return answer
 
-    kube.handle = made_then_lost
-    r = placer(cluster, "apply", str(plan))
-    kube.handle = handle
+    r = _apply_answered(cluster, plan, made_then_lost)
     said = " ".join(r.stderr.split())
     assert r.returncode == 1 and "HTTP 504" in said and "tried 6 times" in said, said
     assert kube.deployment("ml", "asr-dc-l4")["spec"]["replicas"] == 3
@@ -575,10 +589,7 @@ def test_a_change_the_api_server_made_whose_answer_was_lost_is_recorded_as_made(
     entry = _entry(cluster)
     assert (entry["replicas"], entry["healthy"]) == (3, False)
 
-    r = placer(cluster, "plan", str(fleet), "--detailed-exitcode")
-    assert r.returncode == 2 and UNHEALTHY in " ".join(r.stdout.split()), r.stdout + r.stderr
-    _plan_and_apply(cluster, fleet)
-    assert "healthy" not in _entry(cluster)
+    _next_plan_heals(cluster, fleet)
 
 
 def test_a_resize_whose_operation_wait_failed_is_recorded_where_the_group_holds_it(world):
@@ -629,9 +640,7 @@ def test_a_deployment_scaled_by_someone_else_while_placer_waits_fails_its_wait(c
                                            "user-agent": "kubectl/v1.33.0"}, b'{"spec": {"replicas": 0}}')
         return handle(method, path, *rest)
 
-    kube.handle = scaled_in_the_wait
-    r = placer(cluster, "apply", str(plan))
-    kube.handle = handle
+    r = _apply_answered(cluster, plan, scaled_in_the_wait)
     said = " ".join(r.stderr.split())
     assert r.returncode == 1 and "Apply complete" not in r.stdout, r.stdout + said
     assert ("deployment/asr@dc-l4: deployment ml/asr-dc-l4 in context onprem was scaled to 0 replica(s) by someone "
@@ -640,10 +649,8 @@ def test_a_deployment_scaled_by_someone_else_while_placer_waits_fails_its_wait(c
     assert kube.deployment("ml", "asr-dc-l4")["spec"]["replicas"] == 0
     assert (_entry(cluster)["replicas"], _entry(cluster)["healthy"]) == (3, False)
 
-    r = placer(cluster, "plan", str(fleet), "--detailed-exitcode")
-    assert r.returncode == 2 and UNHEALTHY in " ".join(r.stdout.split()), r.stdout + r.stderr
-    _plan_and_apply(cluster, fleet)
-    assert kube.deployment("ml", "asr-dc-l4")["spec"]["replicas"] == 3 and "healthy" not in _entry(cluster)
+    _next_plan_heals(cluster, fleet)
+    assert kube.deployment("ml", "asr-dc-l4")["spec"]["replicas"] == 3
 
 
 def test_a_namespace_that_does_not_exist_is_said_with_the_command_for_its_cluster(cluster):
