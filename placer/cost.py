@@ -14,6 +14,9 @@ from placer.fleet import Fleet, Model, Policy, Pool
 from placer.placement import Placement, Route
 from placer.policy import Rules, Violation, behaviour
 
+# the cost report's cent: a change smaller shows as none (a penalty that moves by less is no reason)
+PENNY = 0.005
+
 
 @dataclass(frozen=True)
 class CostBreakdown:
@@ -158,6 +161,14 @@ def penalty_by_policy(found: Sequence[Violation]) -> dict[str, float]:
         if v.enforcement == "preferred":
             out[v.policy] = out.get(v.policy, 0.0) + v.amount * v.penalty_usd_per_hour
     return out
+
+
+def penalty_changes(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:
+    """The preferred policies whose penalty (``penalty_by_policy``'s, USD/h) changes by a cent or
+    more from ``before`` to ``after``, by how much, by name: less than 0 where it falls. Their sum
+    is what ``price``'s penalty changes by, net of those that fall (to the cents left out)."""
+    change = {name: after.get(name, 0.0) - before.get(name, 0.0) for name in sorted({*after, *before})}
+    return {name: usd for name, usd in change.items() if abs(usd) >= PENNY}
 
 
 def price(

@@ -10,13 +10,21 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from placer.candidates import SLO, Candidates, Exclusion, Exclusions, exclusion, required_of, within_slo
-from placer.cost import churn_usd, compute_usd, model_usd, penalty_by_policy, price, violations
+from placer.cost import (
+    PENNY,
+    churn_usd,
+    compute_usd,
+    model_usd,
+    penalty_by_policy,
+    penalty_changes,
+    price,
+    violations,
+)
 from placer.fleet import Fleet, Model, Policy, Pool
 from placer.idle import Idle, idle_replicas
 from placer.optimizer import SolveResult, optimize
 from placer.placement import Placement, Route
 from placer.policy import Rules, Violation
-from placer.reasons import PENNY
 from placer.render.report import signed
 
 
@@ -505,10 +513,7 @@ class UnmetReasons:
 
         if self._charged is None:
             self._charged = charged(self.placement)
-        after = charged(self._more(model, pool, self._nodes.get(key)))
-        change = {name: after.get(name, 0.0) - self._charged.get(name, 0.0)
-                  for name in sorted({*after, *self._charged})}
-        return {name: usd for name, usd in change.items() if abs(usd) >= PENNY}
+        return penalty_changes(self._charged, charged(self._more(model, pool, self._nodes.get(key))))
 
 
 def explain(fleet: Fleet, rules: Rules, model: str, result: SolveResult, current: dict[tuple[str, str], int],

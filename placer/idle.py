@@ -7,11 +7,11 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from placer.candidates import required_of
-from placer.cost import model_compute_usd, penalty_by_policy, violations
-from placer.fleet import Fleet, model_matches
+from placer.cost import PENNY, model_compute_usd, penalty_by_policy, penalty_changes, violations
+from placer.fleet import Fleet
 from placer.placement import Placement
 from placer.policy import Rules
-from placer.render.report import rate_format
+from placer.render.report import rate_format, signed
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,7 @@ class Idle:
     reader, idle replicas on a pool serving nothing look like a bug), and why the plan keeps them: ``held``
     of them by the required rules one replica fewer would break (``rules``: "minReplicas N" or the
     policy's name, each with what it says once broken), or ``kept`` of the rest by preferred
-    policies whose penalty they spare; any others no rule needs."""
+    policies whose penalty they spare, net of those they raise; any others no rule needs."""
 
     pool: str
     replicas: int  # the model's replicas on the pool
@@ -29,7 +29,8 @@ class Idle:
     held: int = 0
     rules: tuple[tuple[str, str], ...] = ()  # (rule, what breaks with one fewer replica held)
     kept: int = 0
-    penalties: tuple[tuple[str, float], ...] = ()  # (preferred policy, USD/h its penalty grows without the kept)
+    # (preferred policy, USD/h its penalty changes by without the kept: less than 0 where it falls)
+    penalties: tuple[tuple[str, float], ...] = ()
     saves: float = 0.0  # the compute (USD/h) the kept replicas cost
 
     @property
@@ -55,12 +56,18 @@ class Idle:
             fewer = "one fewer there breaks" if self.held == self.idle else f"{self.idle - self.held + 1} fewer there break"
             parts.append(f"{some(self.held)}held by {' and '.join(rules)} ({fewer} {them(len(rules))}: {said})")
         if self.kept:
-            one = len(self.penalties) == 1
-            charged = (self.penalties[0][0] if one else
-                       ", ".join(f"{name} (+{usd:,.2f})" for name, usd in self.penalties))
+            grow = [(name, usd) for name, usd in self.penalties if usd > 0]
+            one = len(grow) == 1
+            total = sum(u for _, u in self.penalties)
+            if len(grow) < len(self.penalties):  # some fall without them: the growth net of those, each signed
+                charged = ", ".join(name for name, _ in grow)
+                grows = (f"the preferred penalties grow by {total:,.2f} USD/h in all ("
+                         + ", ".join(f"{name} {signed(usd)}" for name, usd in self.penalties) + ")")
+            else:
+                charged = grow[0][0] if one else ", ".join(f"{name} (+{usd:,.2f})" for name, usd in grow)
+                grows = f"{'its penalty grows' if one else 'their penalties grow'} by {total:,.2f} USD/h"
             parts.append(f"{some(self.kept)}kept for preferred {'policy' if one else 'policies'} {charged}: without "
-                         f"{them(self.kept)} {'its penalty grows' if one else 'their penalties grow'} by "
-                         f"{sum(u for _, u in self.penalties):,.2f} USD/h, more than the {self.saves:,.2f} USD/h of "
+                         f"{them(self.kept)} {grows}, more than the {self.saves:,.2f} USD/h of "
                          f"compute {'it costs' if self.kept == 1 else 'they cost'}")
         if self.spare:
             parts.append(f"{some(self.spare)}not needed: no rule holds {them(self.spare)} (the plan's search stopped "
@@ -79,9 +86,10 @@ def idle_replicas(fleet: Fleet, rules: Rules, placement: Placement, model: str) 
     """The pools where inference ``model`` has replicas beyond what the rate routed there needs, each
     with why the plan keeps them, by the rules' own checks on the plan with fewer there: its
     minReplicas and the required policies that select it (those the plan breaks already aside),
-    then the preferred policies' penalties (as ``price`` prices them) against the compute saved.
-    Only the model's own pools and policies are checked: a replica fewer only frees GPUs, so no
-    other model's rule can ask for it."""
+    then the preferred policies' penalties (as ``price`` prices them, every preferred policy's: a
+    replica fewer lowers a headroom's on its pool, whatever models it selects) net, those that
+    fall against those that grow, against the compute saved. Only the model's own required
+    rules are checked: a replica fewer only frees GPUs, so no other model's rule can ask for it."""
     m = fleet.models[model]
     if not m.inference:
         return []  # training and batch replicas are their own demand
@@ -99,7 +107,7 @@ def idle_replicas(fleet: Fleet, rules: Rules, placement: Placement, model: str) 
     if not idle:
         return []
     required = required_of(fleet, m)
-    preferred = [p for p in fleet.policies if not p.required and model_matches(p.spec.models, m)]
+    preferred = [p for p in fleet.policies if not p.required]
     def measured(at: Placement) -> dict[str, tuple[float, list[str]]]:
         """Each required policy's violations of ``at``: how much in all, and what each says."""
         got: dict[str, tuple[float, list[str]]] = {p.name: (0.0, []) for p in required}
@@ -145,16 +153,19 @@ def idle_replicas(fleet: Fleet, rules: Rules, placement: Placement, model: str) 
         return penalty_by_policy(violations(fleet, at, rules, preferred))
 
     out: list[Idle] = []
+    base: dict[str, float] | None = None  # the plan's penalties, found once
     for pool, count, spare, rate in idle:
         free = most_free(pool, spare)
         entry = Idle(pool, count, spare, rate, held=spare - free,
                      rules=tuple(breaks(pool, free + 1)) if free < spare else ())
         if free and preferred:
-            before, after = charged(placement), charged(fewer(pool, free))
-            grows = {n: usd - before.get(n, 0.0) for n, usd in sorted(after.items())
-                     if usd - before.get(n, 0.0) >= 0.005}
+            # as price counts them: one that falls without the replicas (a headroom's on the pool)
+            # counts against those that grow
+            base = charged(placement) if base is None else base
+            change = penalty_changes(base, charged(fewer(pool, free)))
+            grows = sum(change.values())
             saves = model_compute_usd(fleet, placement, model) - model_compute_usd(fleet, fewer(pool, free), model)
-            if grows and sum(grows.values()) >= saves:
-                entry = replace(entry, kept=free, penalties=tuple(grows.items()), saves=saves)
+            if grows >= PENNY and grows >= saves:
+                entry = replace(entry, kept=free, penalties=tuple(change.items()), saves=saves)
         out.append(entry)
     return out

@@ -15,15 +15,12 @@ from collections.abc import Collection, Mapping, Sequence
 import networkx as nx
 
 from placer.candidates import Candidates, within_slo
-from placer.cost import model_compute_usd, penalty_by_policy, pool_compute_usd, violations
+from placer.cost import PENNY, model_compute_usd, penalty_by_policy, pool_compute_usd, violations
 from placer.fleet import Fleet, Model, Policy
 from placer.placement import Placement
 from placer.policy import Rules, Violation
 from placer.render.report import rates_apart
 from placer.state import State
-
-# a preferred policy's penalty that falls by less is no reason (the cost report's cent)
-PENNY = 0.005
 
 
 def running(fleet: Fleet, state: State, placement: Placement) -> Placement:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -1491,6 +1492,54 @@ def test_explain_says_when_idle_replicas_are_kept_for_a_penalty_or_not_needed(tm
     assert idle["spot"]["why"] == (
         "spot: 1 of 3 replica(s) serve no demand now (the 200 routed there needs 2); not needed: no rule holds it "
         "(the plan's search stopped before dropping it: plan again, or raise Settings solver.timeLimitSeconds)")
+
+
+def _far_free(usd: float, models: dict[str, Any] | None = None) -> Fleet:
+    """m's 200 units/s at a served by its 2 replicas on spot; preferred half-spot (10 USD/h a replica
+    over 0.5 of m's on spot) charges 10 USD/h without 2 more off spot, on far (1 USD/h a GPU), where
+    preferred far-free (headroom: 7 of far's 8 GPUs free) charges ``usd`` a GPU of the 2 they take."""
+    from tests.fleetkit import fleet
+
+    return fleet(location("a"), location("b"), link("a", "b", 5, egress=1),
+                 pool("spot", "a", usd=0.5, spot=True), pool("far", "b", usd=1.0),
+                 inference("m", [{"location": "a", "rate": 200, "latencySloMs": 50}], spotTolerant=True),
+                 policy("half-spot", {"maxSpotFraction": 0.5}, models={"names": ["m"]}, penalty=10),
+                 policy("far-free", {"headroom": {"fraction": 0.875}}, models=models, pools={"names": ["far"]},
+                        penalty=usd))
+
+
+@pytest.mark.parametrize(("usd", "models", "why"), [
+    (9.0, None, "far: 2 replica(s) serve no demand now; not needed: no rule holds them (the plan's search stopped "
+                "before dropping them: plan again, or raise Settings solver.timeLimitSeconds)"),
+    # far-free selects only n, but its penalty falls all the same: price counts every preferred policy
+    (9.0, {"names": ["n"]}, "far: 2 replica(s) serve no demand now; not needed: no rule holds them (the plan's "
+                            "search stopped before dropping them: plan again, or raise Settings "
+                            "solver.timeLimitSeconds)"),
+    (7.0, None, "far: 2 replica(s) serve no demand now; kept for preferred policy half-spot: without them the "
+                "preferred penalties grow by 3.00 USD/h in all (far-free -7.00, half-spot +10.00), more than the "
+                "2.00 USD/h of compute they cost")])
+def test_idle_replicas_kept_for_a_penalty_count_the_penalties_dropping_them_lowers(usd, models, why):
+    """Dropping m's 2 idle replicas on far raises half-spot's penalty by 10 USD/h and lowers
+    far-free's by 7 or 9 (the GPUs they free): explain said "kept for preferred policy half-spot:
+    without them its penalty grows by 10.00 USD/h, more than the 2.00 USD/h of compute they cost"
+    where, as price sums the penalties, dropping them adds 1.00 USD/h and saves 2.00 (not needed),
+    and at 7 USD/h named half-spot's 10.00 where they add 3.00 in all."""
+    from placer.cost import price
+    from placer.idle import idle_replicas
+    from placer.placement import Placement, Route
+    from tests.fleetkit import RULES
+
+    f = _far_free(usd, models)
+    plan = Placement({("m", "spot"): 2, ("m", "far"): 2}, {}, (Route("m", "a", "spot", 200.0, 1.0),))
+    fewer = replace(plan, replicas={("m", "spot"): 2})
+    assert price(f, fewer, RULES).penalty - price(f, plan, RULES).penalty == pytest.approx(10 - usd)
+    assert price(f, plan, RULES).compute - price(f, fewer, RULES).compute == pytest.approx(2.0)
+    [idle] = idle_replicas(f, RULES, plan, "m")
+    assert idle.text() == why
+    kept = usd == 7.0
+    assert idle.as_json()["keptForPenalty"] == (2 if kept else 0) and idle.as_json()["notNeeded"] == (0 if kept else 2)
+    assert idle.as_json()["penalties"] == ([{"policy": "far-free", "usdPerHour": pytest.approx(-7.0)},
+                                            {"policy": "half-spot", "usdPerHour": pytest.approx(10.0)}] if kept else [])
 
 
 def test_explain_tells_a_violation_the_plan_has_by_its_policy_and_subject_not_its_words(tmp_path):
