@@ -5,11 +5,12 @@ from a local filesystem mirror only; skips where terraform or the mirror is miss
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from tests.terraform.tfkit import TERRAFORM_DIR, Terraform
+from tests.terraform.tfkit import TERRAFORM_DIR, Terraform, copy_terraform_tree
 
 
 def test_fmt_check(terraform: Terraform, tmp_path: Path) -> None:
@@ -50,3 +51,52 @@ def test_aws_gpu_pools_terraform_test(terraform_aws: Terraform, tf_tree: Path) -
 @pytest.mark.parametrize("module", ["aws-gpu-pools", "gcp-gpu-pools", "placement"])
 def test_module_has_readme_section(module: str) -> None:
     assert f"`{module}`" in (TERRAFORM_DIR / "README.md").read_text()
+
+
+_REAL_AWS_ROOT = """\
+variable "placer_pools" {
+  type = any
+}
+
+variable "pool_settings" {
+  type = any
+}
+
+provider "aws" {
+  region                      = "eu-west-1"
+  access_key                  = "test"
+  secret_key                  = "test"
+  skip_credentials_validation = true
+  skip_requesting_account_id  = true
+  skip_metadata_api_check     = true
+  skip_region_validation      = true
+}
+
+module "aws_gpu_pools" {
+  source        = "../terraform/modules/aws-gpu-pools"
+  placer_pools  = var.placer_pools
+  pool_settings = var.pool_settings
+}
+"""
+
+
+def test_an_eks_pool_placer_fixed_at_0_nodes_plans(terraform_aws: Terraform, tmp_path: Path) -> None:
+    """An EKS pool placer sized that the fleet makes `nodes: {count: 0}` (drained) stays in the tfvars
+    at nodes = min_nodes = max_nodes = 0: the node group keeps 0 nodes under a maximum of 1, the least
+    EKS takes. The aws provider's own check failed `terraform plan` ("expected
+    scaling_config.0.max_size to be at least (1), got 0"). Planned with the real provider, no cloud."""
+    copy_terraform_tree(tmp_path)
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "main.tf").write_text(_REAL_AWS_ROOT)
+    pool = {"provider": "aws", "nodes": 0, "min_nodes": 0, "max_nodes": 0, "gpu_type": "L4-24GB", "gpus_per_node": 4,
+            "spot": False, "gcp": None,
+            "aws": {"region": "eu-west-1", "auto_scaling_group_name": None, "eks_cluster": "ml", "eks_nodegroup": "l4"}}
+    (root / "placer.auto.tfvars.json").write_text(json.dumps({"placer_pools": {"eks-l4": pool}, "pool_settings": {
+        "eks-l4": {"instance_type": "g6.12xlarge", "subnet_ids": ["subnet-0123456789abcdef0"],
+                   "node_role_arn": "arn:aws:iam::123456789012:role/eks-nodes"}}}))
+    terraform_aws.run(root, "init", "-input=false", "-backend=false")
+    terraform_aws.run(root, "plan", "-input=false", "-refresh=false", "-out=tfplan")
+    shown = json.loads(terraform_aws.run(root, "show", "-json", "tfplan").stdout)
+    (group,) = [r for r in shown["resource_changes"] if r["type"] == "aws_eks_node_group"]
+    assert group["change"]["after"]["scaling_config"] == [{"desired_size": 0, "min_size": 0, "max_size": 1}]

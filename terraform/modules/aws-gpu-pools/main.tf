@@ -171,7 +171,9 @@ resource "aws_eks_node_group" "pool" {
   scaling_config {
     desired_size = each.value.nodes
     min_size     = each.value.min_nodes
-    max_size     = each.value.max_nodes
+    # EKS takes no maximum below 1: a pool placer drained (nodes.count 0, max_nodes 0) keeps its
+    # 0 nodes under a maximum of 1 (a max_size of 0 failed terraform plan)
+    max_size = max(each.value.max_nodes, 1)
   }
 
   labels = merge(var.pool_settings[each.key].labels, {
