@@ -333,10 +333,15 @@ def providers_for(apply_cfg: dict[str, Any], directory_override: str | None = No
                   plan: Plan | None = None) -> list[Any]:
     """``plan``: the plan an apply carries out (the gitops tfvars name it, as render's do)."""
     if (apply_cfg.get("mode") or "live") == "gitops" or directory_override:
+        from placer.render.tree import tfvars_pools
         from providers.gitops import GitOpsProvider
 
         info = None if plan is None else {"fleet_digest": plan.fleet_digest, "serial": plan.prior_serial}
-        return [GitOpsProvider(directory_override or apply_cfg.get("directory", "deploy"), info)]
+        # what a tfvars missing from the tree is written with: the pools the plan sizes, less those it changes
+        changed = {c.pool for c in plan.changes if c.kind == "pool"} if plan is not None else set()
+        unchanged = {name: entry for name, entry in tfvars_pools(plan.body.get("pools", [])).items()
+                     if name not in changed} if plan is not None else None
+        return [GitOpsProvider(directory_override or apply_cfg.get("directory", "deploy"), info, unchanged)]
     live: list[Any] = []
     from providers.aws import AwsProvider
     from providers.gcp import GcpProvider

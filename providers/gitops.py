@@ -47,11 +47,15 @@ class GitOpsProvider:
     name = "gitops"
     waits = False  # nothing to wait for: the tree is synced by the pipeline
 
-    def __init__(self, directory: str | Path, plan_info: dict[str, Any] | None = None) -> None:
+    def __init__(self, directory: str | Path, plan_info: dict[str, Any] | None = None,
+                 unchanged: dict[str, dict[str, Any]] | None = None) -> None:
         """``plan_info``: the plan's ``{fleet_digest, serial}``, written beside the pools in the
-        tfvars as ``placer_plan`` (as ``placer render`` writes it)."""
+        tfvars as ``placer_plan`` (as ``placer render`` writes it). ``unchanged``: the tfvars entries
+        of the pools the plan sizes and does not change (``tfvars_pools`` less its pool changes'), what
+        a tfvars missing from the tree is written with before the changes write the others."""
         self.root = Path(directory)
         self.plan_info = plan_info
+        self.unchanged = dict(unchanged or {})
         self._lock = threading.Lock()
         self._folders: dict[Path, set[str]] = {}  # a cluster folder's manifests, as on disk
         self._dirty: set[Path] = set()  # folders whose kustomization is behind
@@ -124,8 +128,24 @@ class GitOpsProvider:
             if left:
                 self._mended.append(f"removed {len(left)} temporary file(s) a killed write left in {self.root}: "
                                     + ", ".join(str(p.relative_to(self.root)) for p in left))
+            self._restore_tfvars()
             mended, self._mended = self._mended, []
             return mended
+
+    def _restore_tfvars(self) -> None:
+        """Write the tfvars where the tree has none, as ``placer render`` of the plan writes them (its
+        pool changes then write theirs): a fleet without cloud pools had none at all, and a tfvars
+        deleted from the tree was left missing, or written with the entries of the plan's pool changes
+        alone (the Terraform that reads them would destroy every other group). A link is left to the
+        pool changes, which refuse it."""
+        path = self.root / TFVARS
+        if self.plan_info is None or path.exists() or path.is_symlink():
+            return
+        atomic_write(self._plain(path), tfvars_text(self.unchanged, self.plan_info))
+        if self.unchanged:
+            self._mended.append(f"restored {path}: it was missing; it names the {len(self.unchanged)} pool(s) placer "
+                                "sizes that this plan does not change, at their sizes, and this apply's pool changes "
+                                "write the others")
 
     def said(self) -> list[str]:
         """What became of the kustomizations whose folder held no manifest when the apply began, in

@@ -302,6 +302,20 @@ def test_the_gitops_tfvars_name_the_plan_as_renders_do(env: Env, capsys: pytest.
     assert json.loads(tfvars.read_text())["placer_plan"] == {"fleet_digest": digest, "serial": 1}
 
 
+def test_a_fleet_without_cloud_pools_gets_the_tree_a_render_writes(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    """A fleet of fixed pools only: the gitops apply writes the tfvars with no pools, naming its plan,
+    as `placer render` of the plan does. It wrote none (no pool change wrote it), so the tree was not the
+    plan's, and a Terraform root that reads placer_pools found no value for it."""
+    env.write(aws_pool=False)
+    first = plan_and_apply(capsys, env)
+    assert not [c for c in json.loads(first.read_text())["changes"] if c["address"].startswith("pool/")]
+    code, _, stderr = placer(capsys, "render", str(first), "--out", str(env.root / "rendered"))
+    assert code == 0, stderr
+    assert lh.tree(env.deploy) == lh.tree(env.root / "rendered")
+    tfvars = json.loads((env.deploy / "terraform" / "placer.auto.tfvars.json").read_text())
+    assert tfvars["placer_pools"] == {} and tfvars["placer_plan"]["serial"] == 0
+
+
 def test_a_pool_placer_sized_and_the_fleet_makes_fixed_stays_sized_at_its_count(
         env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     """aws-h100 elastic, then `nodes: {count: 2}`: it was released (its tfvars entry dropped, so
@@ -614,6 +628,29 @@ def test_a_pools_settings_update_it_and_another_group_replaces_it(env: Env, caps
     assert env.state_json()["pools"]["aws-h100"]["target"]["aws"]["autoScalingGroupName"] == "h100-b"
     code, _, stderr = placer(capsys, "plan", str(env.fleet), "--now", lh.NOW, "--detailed-exitcode")
     assert code == 0, stderr
+
+
+def test_a_tfvars_deleted_from_the_tree_is_restored_whole(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    """The tfvars deleted from the deploy tree, then an apply that changes no pool: it is written back with
+    every pool placer sizes, as `placer render` of the plan writes it, and said so. An apply left it missing,
+    and one that changed a pool wrote that pool's entry alone: the Terraform that reads them would destroy
+    every other group."""
+    plan_and_apply(capsys, env)
+    tfvars = env.deploy / "terraform" / "placer.auto.tfvars.json"
+    pools = json.loads(tfvars.read_text())["placer_pools"]
+    assert list(pools) == ["aws-h100"]
+    tfvars.unlink()
+    env.write(chat_rate=3500)
+    second = env.root / "second.json"
+    plan_json(capsys, env, second)
+    assert not [c for c in json.loads(second.read_text())["changes"] if c["address"].startswith("pool/")]
+    code, _, said = placer(capsys, "apply", str(second))
+    assert code == 0, said
+    assert f"restored {tfvars}: it was missing" in " ".join(said.split()), said
+    assert json.loads(tfvars.read_text())["placer_pools"] == pools
+    code, _, stderr = placer(capsys, "render", str(second), "--out", str(env.root / "rendered"))
+    assert code == 0, stderr
+    assert lh.tree(env.deploy) == lh.tree(env.root / "rendered")
 
 
 def test_a_plan_of_another_state_says_so(env: Env, capsys: pytest.CaptureFixture[str]) -> None:

@@ -63,6 +63,12 @@ def tfvars_entry(target: dict[str, Any], nodes: int) -> dict[str, Any]:
     }
 
 
+def tfvars_pools(pools: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The tfvars' ``placer_pools`` of a plan's pool table: every pool placer sizes (one with a target),
+    at its planned nodes."""
+    return {p["pool"]: tfvars_entry(p["target"], int(p["nodes"])) for p in pools if p.get("target")}
+
+
 def tfvars_text(pools: dict[str, dict[str, Any]], plan_info: dict[str, Any] | None = None) -> str:
     doc: dict[str, Any] = {"placer_pools": dict(sorted(pools.items()))}
     if plan_info is not None:
@@ -103,7 +109,7 @@ def tree(plan: dict[str, Any], others: dict[str, list[str]] | None = None) -> di
         by_cluster.setdefault(cluster_folder(target), set()).add(path.rsplit("/", 1)[1])
     for cluster, resources in by_cluster.items():
         files[f"clusters/{cluster}/kustomization.yaml"] = kustomization_text(sorted(resources))
-    pools = {p["pool"]: tfvars_entry(p["target"], int(p["nodes"])) for p in plan.get("pools", []) if p.get("target")}
+    pools = tfvars_pools(plan.get("pools", []))
     prior = plan.get("priorState", {})
     files[TFVARS] = tfvars_text(pools, {"fleet_digest": plan.get("fleetDigest"), "serial": prior.get("serial", 0)})
     return dict(sorted(files.items()))
