@@ -17,6 +17,7 @@ stops sizing its group, which it never shrinks to 0 behind the user's back.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -85,14 +86,26 @@ def managed_pool(pool: Pool, state: State | None = None) -> bool:
     return pool.elastic or (state is not None and pool.name in state.pools)
 
 
-def _release(name: str, entry: dict[str, Any], why: str, mode: str, replaced: bool = False) -> Change:
+def _release(name: str, entry: dict[str, Any], why: str, mode: str, replaced: bool = False,
+             heir: str | None = None) -> Change:
     """Phase 4: placer stops sizing the group ``entry`` records. Live, the group is left as it is (a
     node group placer did not make is not shrunk to 0 behind the user's back); gitops drops its
     tfvars entry (``replaced``: the entry names the new group), as the rendered tree does, and the
-    Terraform that reads them decides."""
+    Terraform that reads them decides. ``heir``: the pool of the fleet that sizes the group now (a
+    renamed pool), whose group it is not for the user to remove, nor for Terraform to destroy."""
     nodes = int(entry.get("nodes", 0))
     target = dict(entry.get("target") or {})
     group = group_text(target)
+    if heir is not None:
+        what = f"pool {heir} sizes {group} from here on (a renamed pool)"
+        if mode == "gitops":
+            what += (f", its tfvars entry named {heir}; placer's Terraform modules key a group by its pool: move the "
+                     f"group's resources in the Terraform state from pool[\"{name}\"] to pool[\"{heir}\"] (moved "
+                     "blocks, or terraform state mv) before terraform apply, or terraform destroys the group with its "
+                     "nodes and makes it anew")
+        else:
+            what += "; nothing is done to the group"
+        return Change(f"pool/{name}", "delete", PHASE_SHRINK, {"nodes": nodes}, None, (f"{why}: {what}",), target)
     if mode == "gitops":
         what = (f"the tfvars no longer name {group}" if replaced else "its entry leaves the tfvars") + \
             f", and the Terraform that reads them no longer keeps {group}: review its plan"
@@ -322,12 +335,20 @@ def _pool_changes(fleet: Fleet, state: State, placement: Placement, room: _Room,
                               ((f"{', '.join(changed)} changed in the fleet",) if changed else ()) + why, target))
 
     managed = {p.name for p in fleet.pools.values() if managed_pool(p, state)}
+    # the pool that sizes each group now (two pools sizing one group are refused by validate)
+    sizes = {_group_key(pool_target(fleet.pools[name])): name for name in managed}
     for name, entry in sorted(state.pools.items()):
         if name not in managed:
             gone = ("pool removed from the fleet" if name not in fleet.pools
                     else "the pool is no longer an aws or gcp pool that placer sizes")
-            changes.append(_release(name, entry, gone, mode))
+            heir = sizes.get(_group_key(entry.get("target") or {})) if entry.get("target") else None
+            changes.append(_release(name, entry, gone, mode, heir=heir))
     return changes
+
+
+def _group_key(target: dict[str, Any]) -> str:
+    """The group a pool target names (``pool_group``), as a key."""
+    return json.dumps(pool_group(target), sort_keys=True)
 
 
 class _Room:

@@ -69,7 +69,7 @@ def write_fleet(root: Path, state: dict[str, Any], deploy: Path, *, chat_rate: f
                 summarize: bool = True, aws_pool: bool = True, chat_image: str | None = None,
                 chat_version: str | None = None, chat_gpus: int = 1,
                 dc1_kubernetes: dict[str, Any] | None = None, asg: str = "h100", max_nodes: int = 4,
-                aws_count: int | None = None) -> Path:
+                aws_count: int | None = None, aws_name: str = "aws-h100") -> Path:
     """Write the lifecycle fleet under ``root`` (three files) and return ``root``."""
     root.mkdir(parents=True, exist_ok=True)
     for old in root.glob("*.yaml"):
@@ -83,14 +83,14 @@ def write_fleet(root: Path, state: dict[str, Any], deploy: Path, *, chat_rate: f
             "nodes": {"count": 1}, "usdPerGpuHour": 1.0,
             **({"target": {"kubernetes": dc1_kubernetes}} if dc1_kubernetes else {}),
         }),
-        _doc("Pool", "aws-h100", {
+        _doc("Pool", aws_name, {
             "location": "aws-eu", "provider": "aws", "gpu": {"type": "H100-80GB", "perNode": 8},
             "nodes": {"min": 0, "max": max_nodes} if aws_count is None else {"count": aws_count},
             "usdPerGpuHour": 4.0, "target": {"aws": {"region": "eu-west-1", "autoScalingGroupName": asg}},
         }),
     ]
     if not aws_pool:
-        topology = [d for d in topology if d["metadata"]["name"] != "aws-h100"]
+        topology = [d for d in topology if d["metadata"]["name"] != aws_name]
     models = [
         _model("chat", "H100-80GB", 1000, "aws-eu", chat_rate),
         _model("embed", "H100-80GB", 1000, "aws-eu", 2000),

@@ -653,6 +653,33 @@ def test_a_tfvars_deleted_from_the_tree_is_restored_whole(env: Env, capsys: pyte
     assert lh.tree(env.deploy) == lh.tree(env.root / "rendered")
 
 
+def test_a_renamed_pool_is_released_saying_which_pool_sizes_its_group_now(
+        env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    """aws-h100 renamed gpu-h100, its Auto Scaling group h100 kept. The release of aws-h100 said the
+    Terraform that reads the tfvars no longer keeps group h100 (live: scale it down or delete it), of
+    the group gpu-h100 sizes: placer's modules key a group by its pool, and terraform destroyed the
+    group with its nodes (moto: the group made for gpu-h100 went with it)."""
+    plan_and_apply(capsys, env)
+    env.write(aws_name="gpu-h100")
+    plan = plan_json(capsys, env, env.root / "second.json")
+    (release,) = [c for c in plan["changes"] if c["address"] == "pool/aws-h100"]
+    assert release["action"] == "delete" and release["phase"] == 4
+    assert release["reasons"] == [
+        "pool removed from the fleet: pool gpu-h100 sizes Auto Scaling group h100 in eu-west-1 from here on (a "
+        "renamed pool), its tfvars entry named gpu-h100; placer's Terraform modules key a group by its pool: move "
+        "the group's resources in the Terraform state from pool[\"aws-h100\"] to pool[\"gpu-h100\"] (moved blocks, "
+        "or terraform state mv) before terraform apply, or terraform destroys the group with its nodes and makes "
+        "it anew"]
+    assert [c["action"] for c in plan["changes"] if c["address"] == "pool/gpu-h100"] == ["create"]
+    settings = env.fleet / "settings.yaml"
+    settings.write_text(settings.read_text().replace("mode: gitops", "mode: live"))
+    live = plan_json(capsys, env)
+    (release,) = [c for c in live["changes"] if c["address"] == "pool/aws-h100"]
+    assert release["reasons"] == [
+        "pool removed from the fleet: pool gpu-h100 sizes Auto Scaling group h100 in eu-west-1 from here on (a "
+        "renamed pool); nothing is done to the group"]
+
+
 def test_a_plan_of_another_state_says_so(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     """A plan made against one state, applied with another state file (another lineage), said
     "(something was applied since)": nothing was; it is another state."""
