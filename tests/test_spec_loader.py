@@ -457,6 +457,22 @@ def test_cloud_group_names_are_what_their_apis_accept() -> None:
         assert f"'{bad}' is no managed instance group name" in said, said
 
 
+def test_an_auto_scaling_group_name_is_one_aws_accepts() -> None:
+    """AWS takes 1 to 255 ASCII characters 33 to 126 but ':' as a group's name. A name of 256 passed
+    validate and failed terraform plan; an empty one made terraform name the group itself
+    (terraform-2026...), one placer never sized; a space or ':' was refused at terraform apply."""
+    def pool(name: str) -> list[str]:
+        return load(f"apiVersion: {API_VERSION}\nkind: Pool\nmetadata: {{name: p}}\nspec:\n  location: x\n"
+                    f"  provider: aws\n  gpu: {{type: L4-24GB, perNode: 1}}\n  nodes: {{min: 0, max: 2}}\n"
+                    f"  usdPerGpuHour: 1\n  target: {{aws: {{region: eu-west-1, autoScalingGroupName: '{name}'}}}}\n")[1]
+
+    for good in ("gpu-h100", "Train_P4d.Fleet", "placer.a-b/c@d", "a" * 255):
+        assert pool(good) == [], good
+    for bad in ("", "a" * 256, "gpu h100", "grp:1", "grüppe"):
+        [said] = pool(bad)
+        assert "spec.target.aws.autoScalingGroupName" in said and "is no Auto Scaling group name" in said, said
+
+
 def test_metadata_errors() -> None:
     _, diags = load(f"apiVersion: {API_VERSION}\nkind: Location\nmetadata:\n  name: a\n  labels: {{tier: 1}}\n"
                     "  owner: me\nspec: {environment: edge}\n")

@@ -182,6 +182,9 @@ class KubernetesTarget(Strict):
 # `terraform apply` (an EKS node group "g6_12xlarge.big", a GPU type with a dot in a GCP label)
 EKS_NAME = re.compile(r"[0-9A-Za-z][A-Za-z0-9_-]*")
 GCP_NAME = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
+# an Auto Scaling group's: 1 to 255 ASCII characters 33 to 126 but ':' (AWS' CreateAutoScalingGroup);
+# one of 256 failed terraform plan, an empty one made terraform name the group itself
+ASG_NAME = re.compile(r"[!-9;-~]{1,255}")
 
 
 class EksTarget(Strict):
@@ -202,6 +205,14 @@ class AwsTarget(Strict):
     region: str
     auto_scaling_group_name: str | None = None
     eks: EksTarget | None = None
+
+    @field_validator("auto_scaling_group_name")
+    @classmethod
+    def _asg_name(cls, v: str | None) -> str | None:
+        if v is not None and not ASG_NAME.fullmatch(v):
+            raise ValueError(f"{v!r} is no Auto Scaling group name: use 1 to 255 ASCII letters, digits and "
+                             "punctuation, without spaces or ':', as AWS requires")
+        return v
 
     @model_validator(mode="after")
     def _one(self) -> AwsTarget:
