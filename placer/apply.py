@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from contextlib import suppress
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 from placer.planfile import (
@@ -33,6 +34,7 @@ from placer.planfile import (
     pool_group,
     tree_place,
 )
+from placer.refresh import reading
 from placer.retry import RetriesSpent as Spent
 from placer.retry import RetryPolicy, retrying
 from placer.state import Backend, State, deployment_entry, health_marked, pool_entry
@@ -88,6 +90,9 @@ class ApplyReport:
     retries: int = 0
     serial: int = 0
     lineage: str = ""
+    # what a refreshed plan's refresh saw run where it makes no change, recorded with the apply
+    # (``kept_drift``): "deployment/m@p (replicas 1)"
+    kept: list[str] = field(default_factory=list)
 
 
 def check_fresh(plan: Plan, state: State, location: str | None = None) -> None:
@@ -276,6 +281,32 @@ def check_before(plan: Plan, state: State, from_state: bool = True) -> None:
             "was the plan edited by hand? Run `placer plan` again and apply the new plan.")
     if from_state:
         _check_reaches(plan, state, left)
+
+
+def kept_drift(plan: Plan, state: State) -> list[tuple[str, int]]:
+    """(address, count) of each deployment and pool a plan made with --refresh makes no change at
+    whose state record differs from the count the plan holds there (its placements and pools): the
+    count the refresh saw run, as the plan changed nothing there. The apply records it, as Terraform's
+    apply records each resource as its refresh read it; left out, the state kept its old figures, and
+    the next plan's "asr 3 -> 1" changed nothing in the cluster. A plan not made with --refresh holds
+    the state's own counts (``check_before``); one not healthy yet has a change."""
+    if not plan.prior_refreshed:
+        return []
+    changed = {c.address for c in plan.changes if c.action != "no-op"}
+    holds = {f"deployment/{row['model']}@{row['pool']}": int(row["replicas"])
+             for row in plan.body.get("placements") or []}
+    holds.update({f"pool/{row['pool']}": int(row["nodes"]) for row in plan.body.get("pools") or []
+                  if row.get("target")})
+    kept = []
+    for kind, table, count in (("deployment", state.deployments, "replicas"), ("pool", state.pools, "nodes")):
+        for key, entry in sorted(table.items()):
+            address = f"{kind}/{key}"
+            want = holds.get(address)
+            if address in changed or want is None or count not in entry or entry.get("healthy") is False:
+                continue
+            if int(entry[count]) != want:
+                kept.append((address, want))
+    return kept
 
 
 class Applier:
@@ -469,6 +500,41 @@ class Applier:
                 self._journaled = True
                 self.healthy_unwritten.append(change.address)
 
+    def _still_runs(self, state: State, kept: list[tuple[str, int]], report: ApplyReport) -> dict[str, int]:
+        """Of the drift a refreshed plan kept (``kept_drift``), what the providers still run once its
+        changes are made: read again, under the lock. The world may have moved since the plan: a count
+        another reads now is neither what the refresh saw nor what the state records, and is not
+        recorded (the state keeps its record, and the next plan, from it, sets the count again); a
+        read that fails leaves the record too. Each is said (``notes``)."""
+        if not kept:
+            return {}
+        self.progress(f"reading the {len(kept)} deployment(s) and pool(s) whose drift the refreshed plan kept, "
+                      "to record them", None)
+        still: dict[str, int] = {}
+        for address, want in kept:
+            kind, key = address.split("/", 1)
+            entry = (state.pools if kind == "pool" else state.deployments)[key]
+            count = "nodes" if kind == "pool" else "replicas"
+            change = reading(address, entry.get("target") or {})
+            provider = next((p for p in self.providers if p.handles(change)), None)
+            if provider is None:
+                continue
+            keeps = f"the state keeps its record, {count} {entry[count]}"
+            try:
+                seen = self._with_retry(change, "observe", partial(provider.observe, change), report)
+            except Exception as exc:
+                self.notes.append(f"{address}: reading it to record the {count} {want} the refresh saw run failed "
+                                  f"({str(exc).rstrip('.')}): {keeps}; `placer plan --refresh` reads it again")
+                continue
+            now = None if seen is None else seen.get(count)
+            if now == want:
+                still[address] = want
+                continue
+            self.notes.append(f"{address}: the refresh saw {count} {want} run and the plan kept them, but the "
+                              f"{provider.name} provider now reports {'none' if now is None else now} (it was "
+                              f"changed since the plan): {keeps}; run `placer plan --refresh` again")
+        return still
+
     def run(self, plan: Plan, state: State, plan_id: str, cost_after: float | None,
             demand: dict[str, float]) -> ApplyReport:
         """Execute ``plan`` against ``state`` (already locked and checked fresh)."""
@@ -485,15 +551,18 @@ class Applier:
 
     def _apply(self, plan: Plan, state: State, plan_id: str, cost_after: float | None,
                demand: dict[str, float], report: ApplyReport, todo: list[Change]) -> None:
-        """``run``'s work: mend, then each phase's changes, then the state marked finished."""
+        """``run``'s work: mend, then each phase's changes, then what a refreshed plan kept of what
+        runs read again, then the state marked finished, recording it."""
         self._mend()
+        kept = kept_drift(plan, state)  # at addresses no change touches: the same once the changes are made
         if not todo:
-            if state.applying is None:
+            still = self._still_runs(state, kept, report)
+            if state.applying is None and not still:
                 return
             # an apply stopped after its last change was recorded (killed before its final write):
             # nothing is left to do but to say it finished (the state said "in the middle of an
             # apply" for good, and a GitOps tree's kustomizations stayed behind)
-            self._complete(plan, state, plan_id, cost_after, demand, report)
+            self._complete(plan, state, plan_id, cost_after, demand, report, still)
             return
         # the plan's digest: the same plan applied again once this apply stopped is told so (``check_fresh``)
         state.applying = {"plan": plan_id, "planDigest": plan.digest(), "startedAt": _now(), "done": [],
@@ -507,6 +576,7 @@ class Applier:
                 if phase == PHASE_UP:
                     up = [c for c in batch if c.kind == "deployment" and c.after]
                     self._parallel(up, lambda c: self._healthy(state, c, report))
+            still = self._still_runs(state, kept, report)
         except BaseException:
             with suppress(Exception):  # a kustomization left behind is mended by the next apply; the state comes first
                 self._finish()
@@ -520,13 +590,25 @@ class Applier:
                         # the caller says (it replaced that error, and the CLI said the state was exact)
                         self.fold_error = exc
             raise
-        self._complete(plan, state, plan_id, cost_after, demand, report)
+        self._complete(plan, state, plan_id, cost_after, demand, report, still)
 
     def _complete(self, plan: Plan, state: State, plan_id: str, cost_after: float | None,
-                  demand: dict[str, float], report: ApplyReport) -> None:
-        """The apply finished: the state says so, with the plan's cost, demand and a history entry."""
+                  demand: dict[str, float], report: ApplyReport, still: dict[str, int]) -> None:
+        """The apply finished: the state says so, with the plan's cost, demand and a history entry,
+        and records in the same write what a refreshed plan kept of what runs (``still``: address ->
+        count). Recording it moves the serial, as an apply's first change does (a plan made from the
+        old record is stale), where no change of this apply has moved it."""
         with self._write:
             applying, state.applying = state.applying, None
+            before = (dict(state.deployments), dict(state.pools), state.serial)
+            for address, count in still.items():
+                kind, key = address.split("/", 1)
+                table = state.pools if kind == "pool" else state.deployments
+                field_name = "nodes" if kind == "pool" else "replicas"
+                table[key] = {**table[key], field_name: count}
+                report.kept.append(f"{address} ({field_name} {count})")
+            if still and not (applying or {}).get("bumped"):
+                state.serial += 1
             state.cost_usd_per_hour = cost_after
             # the models of this plan only: a model removed from the fleet kept its demand, and when
             # it came back its plan said "demand changed" from what it had been before it left
@@ -541,6 +623,11 @@ class Applier:
                 # as the backend still has it: every change done, the apply not finished (cleared
                 # first, the caller counted 0 changes done of an apply that had made them all)
                 state.applying = applying
+                state.deployments, state.pools, state.serial = before
+                report.kept = []
+                if applying is None:  # no change was made or recorded: the state is as it was
+                    raise ApplyError(f"recording what the refreshed plan kept of what runs failed: {exc}; "
+                                     "nothing was changed, and the state is as it was") from exc
                 raise UnfinishedError(str(exc)) from exc
         report.serial = state.serial
 

@@ -791,12 +791,17 @@ def _saying(notes: list[str]) -> Iterator[None]:
 
 
 def _say_complete(report: ApplyReport, total: int) -> None:
+    kept = ""
+    if report.kept:  # what a refreshed plan kept of what runs, recorded (the state kept its old figures)
+        shown = ", ".join(report.kept[:10]) + (f" and {len(report.kept) - 10} more" if len(report.kept) > 10 else "")
+        kept = f"the state now records what the refresh saw run, which the plan kept: {shown}; "
     if not total:
-        out.print("No changes. The infrastructure matches the plan.")
+        out.print("No changes. The infrastructure matches the plan"
+                  + (f"; {kept}state serial {report.serial}." if kept else "."))
     else:
         out.print(f"Apply complete: {len(report.applied)} change(s) applied"
                   + (f" ({report.retries} retried)" if report.retries else "")
-                  + f"; state serial {report.serial}.")
+                  + f"; {kept}state serial {report.serial}.")
 
 
 def _clause(exc: BaseException) -> str:

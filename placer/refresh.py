@@ -17,14 +17,20 @@ from placer.retry import Retrier
 from placer.state import State
 
 
-def _observe(providers: Sequence[Any], address: str, target: dict[str, Any],
-             retry: Retrier) -> tuple[bool, dict[str, Any] | None]:
-    """(whether some provider handles ``address``, what it reports there). The change's target names
-    the model and pool of its address, as a plan's change does (a recorded one without them, of an
-    older placer or edited by hand, failed the gitops provider's read with a KeyError)."""
+def reading(address: str, target: dict[str, Any]) -> Change:
+    """The no-op change a provider's ``observe`` reads ``address`` at ``target`` (a state entry's) by.
+    Its target names the model and pool of its address, as a plan's change does (a recorded one
+    without them, of an older placer or edited by hand, failed the gitops provider's read with a
+    KeyError)."""
     change = Change(address, "no-op", 0, None, None, (), target)
     names = {"pool": change.pool} if change.model is None else {"model": change.model, "pool": change.pool}
-    change = replace(change, target={**target, **names})
+    return replace(change, target={**target, **names})
+
+
+def _observe(providers: Sequence[Any], address: str, target: dict[str, Any],
+             retry: Retrier) -> tuple[bool, dict[str, Any] | None]:
+    """(whether some provider handles ``address``, what it reports there)."""
+    change = reading(address, target)
     provider = next((p for p in providers if p.handles(change)), None)
     if provider is None:
         return False, None

@@ -246,6 +246,93 @@ def test_a_changed_image_updates_and_a_changed_namespace_replaces_the_deployment
     assert r.returncode == 0 and "No changes" in r.stdout, r.stdout + r.stderr
 
 
+
+# ---------------------------------------------------------------- refresh: the drift a refreshed plan keeps
+
+
+def _kube_apps(world, context: str):
+    from kubernetes import client, config
+    return client.AppsV1Api(config.new_client_from_config(world["env"]["KUBECONFIG"], context=context))
+
+
+def test_applying_a_refreshed_plan_records_the_drift_it_kept(world):
+    """Drift a refreshed plan keeps (the cluster already runs what the fleet now places there: no
+    change) is recorded by its apply, with the changes it makes: asr@dc-l4 scaled to 1 by hand and
+    the fleet now placing 1, aws-h100's group grown to 3 nodes by hand and the fleet now needing 3.
+    The state kept their old records (3 replicas, 2 nodes), and the next plain plan said
+    "asr@dc-l4 3 -> 1" and "nodes 2 -> 3" of what the cluster already ran."""
+    fleet = _fleet(world["tmp"])
+    _plan_and_apply(world, fleet)
+    _kube_apps(world, "onprem").patch_namespaced_deployment("asr-dc-l4", "ml", {"spec": {"replicas": 1}})
+    world["autoscaling"].set_desired_capacity(AutoScalingGroupName="e2e-h100", DesiredCapacity=3)
+    text = (fleet / "fleet.yaml").read_text()
+    # asr: 3 -> 1 replica, as it runs; chat-70b: 3 -> 5 replicas, on the 3 nodes aws-h100 now has
+    (fleet / "fleet.yaml").write_text(text.replace("rate: 300", "rate: 100").replace("rate: 2500", "rate: 5000"))
+    plan = world["tmp"] / "refreshed.json"
+    r = placer(world, "plan", str(fleet), "--refresh", "-o", str(plan))
+    assert r.returncode == 0, r.stdout + r.stderr
+    changes = {c["address"] for c in json.loads(plan.read_text())["changes"] if c["action"] != "no-op"}
+    assert changes == {"deployment/chat-70b@aws-h100"}, r.stdout
+    applied = placer(world, "apply", str(plan))
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    r = placer(world, "plan", str(fleet), "--detailed-exitcode")
+    assert r.returncode == 0 and "No changes" in r.stdout, r.stdout + r.stderr
+    state = json.loads((world["tmp"] / "state.json").read_text())
+    assert state["deployments"]["asr@dc-l4"]["replicas"] == 1 and state["pools"]["aws-h100"]["nodes"] == 3
+    assert state["serial"] == 2, "one apply, one serial"
+    said = " ".join(applied.stdout.split())
+    assert ("the state now records what the refresh saw run, which the plan kept: deployment/asr@dc-l4 "
+            "(replicas 1), pool/aws-h100 (nodes 3)") in said, said
+    r = placer(world, "refresh", str(fleet))
+    assert r.returncode == 0 and "No drift" in r.stdout, r.stdout + r.stderr
+
+    # a refreshed plan with no change at all: its apply records the drift, as a new serial (a plan made
+    # from the old record is stale), and the same plan applied again is refused as applied
+    _kube_apps(world, "onprem").patch_namespaced_deployment("asr-dc-l4", "ml", {"spec": {"replicas": 2}})
+    (fleet / "fleet.yaml").write_text((fleet / "fleet.yaml").read_text().replace("rate: 100", "rate: 200"))
+    stale = world["tmp"] / "stale.json"
+    assert placer(world, "plan", str(fleet), "-o", str(stale)).returncode == 0  # 1 -> 2, from the state
+    r = placer(world, "plan", str(fleet), "--refresh", "--detailed-exitcode", "-o", str(plan))
+    assert r.returncode == 0 and "No changes" in r.stdout, r.stdout + r.stderr
+    r = placer(world, "apply", str(plan))
+    assert r.returncode == 0, r.stdout + r.stderr
+    said = " ".join(r.stdout.split())
+    assert ("No changes. The infrastructure matches the plan; the state now records what the refresh saw run, "
+            "which the plan kept: deployment/asr@dc-l4 (replicas 2); state serial 3.") in said, said
+    assert json.loads((world["tmp"] / "state.json").read_text())["deployments"]["asr@dc-l4"]["replicas"] == 2
+    r = placer(world, "plan", str(fleet), "--detailed-exitcode")
+    assert r.returncode == 0 and "No changes" in r.stdout, r.stdout + r.stderr
+    r = placer(world, "apply", str(stale))
+    assert r.returncode == 1 and "stale plan" in r.stderr, r.stdout + r.stderr
+    r = placer(world, "apply", str(plan))
+    assert r.returncode == 1 and "it was applied already" in " ".join(r.stderr.split()), r.stdout + r.stderr
+
+
+def test_a_refreshed_plan_records_no_drift_the_world_moved_from_before_its_apply(world):
+    """Scaled again between the refreshed plan and its apply, the Deployment runs neither what the
+    refresh saw nor what the state records: the state keeps its record (the next plan puts it back)
+    and the apply says so; the refresh's figure was not written over what runs."""
+    fleet = _fleet(world["tmp"])
+    _plan_and_apply(world, fleet)
+    apps = _kube_apps(world, "onprem")
+    apps.patch_namespaced_deployment("asr-dc-l4", "ml", {"spec": {"replicas": 1}})
+    (fleet / "fleet.yaml").write_text((fleet / "fleet.yaml").read_text().replace("rate: 300", "rate: 100"))
+    plan = world["tmp"] / "refreshed.json"
+    r = placer(world, "plan", str(fleet), "--refresh", "--detailed-exitcode", "-o", str(plan))
+    assert r.returncode == 0, r.stdout + r.stderr
+    apps.patch_namespaced_deployment("asr-dc-l4", "ml", {"spec": {"replicas": 2}})
+    r = placer(world, "apply", str(plan))
+    assert r.returncode == 0, r.stdout + r.stderr
+    said = " ".join(r.stderr.split())
+    assert ("deployment/asr@dc-l4: the refresh saw replicas 1 run and the plan kept them, but the kubernetes "
+            "provider now reports 2 (it was changed since the plan): the state keeps its record, replicas 3; run "
+            "`placer plan --refresh` again") in said, said
+    state = json.loads((world["tmp"] / "state.json").read_text())
+    assert state["deployments"]["asr@dc-l4"]["replicas"] == 3 and state["serial"] == 1
+    r = placer(world, "plan", str(fleet), "--detailed-exitcode")
+    assert r.returncode == 2 and "deployment/asr@dc-l4" in r.stdout, r.stdout + r.stderr
+
+
 # ---------------------------------------------------------------- refresh: throttled reads tried again
 
 
