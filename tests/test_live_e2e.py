@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import boto3
@@ -81,6 +83,27 @@ def world(tmp_path, monkeypatch):
 def placer(world, *args):
     return subprocess.run([sys.executable, "-m", "placer", *args], cwd=world["tmp"], env=world["env"],
                           capture_output=True, text=True, timeout=240)
+
+
+def _apply_stopped_by_sigterm(world, plan, ready):
+    """`placer apply PLAN` in a process of its own, sent SIGTERM once ``ready()`` holds: its exit
+    status and what it said (stderr, its whitespace runs as one space)."""
+    proc = subprocess.Popen([sys.executable, "-m", "placer", "apply", str(plan)], cwd=world["tmp"],
+                            env={**world["env"], "COLUMNS": "400"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not ready():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, " ".join(stderr.split())
 
 
 def test_plan_apply_replan_through_live_providers(world):
@@ -518,9 +541,6 @@ def test_a_resize_interrupted_in_its_operation_wait_is_recorded_as_made(world):
     new size, but the apply said "interrupted after 0 of 4 change(s) ... The state records exactly what
     was done", with the pool at its old size (refresh: drift). What the provider holds once the wait
     ends is recorded, as a change in flight is."""
-    import signal
-    import time
-
     fleet = _fleet(world["tmp"])
     _plan_and_apply(world, fleet)
     text = (fleet / "fleet.yaml").read_text()
@@ -529,23 +549,8 @@ def test_a_resize_interrupted_in_its_operation_wait_is_recorded_as_made(world):
     assert placer(world, "plan", str(fleet), "-o", str(plan)).returncode == 0
     gcp = world["gcp"]
     gcp.operations_run_for(10_000)  # the resize's operation runs on
-    proc = subprocess.Popen([sys.executable, "-m", "placer", "apply", str(plan)], cwd=world["tmp"],
-                            env={**world["env"], "COLUMNS": "400"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while not gcp.requests_to("/operations/"):  # resized, and waiting on its operation
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    said = " ".join(stderr.split())
-    assert proc.returncode == 1 and "Traceback" not in said, said
+    code, said = _apply_stopped_by_sigterm(world, plan, lambda: gcp.requests_to("/operations/"))  # in its wait
+    assert code == 1 and "Traceback" not in said, said
     assert gcp.target_size("acme", "placer-a100", zone="europe-west4-a") == 3
     assert "apply interrupted (SIGTERM) after 1 of " in said, said
     assert json.loads((world["tmp"] / "state.json").read_text())["pools"]["gcp-a100"]["nodes"] == 3
@@ -803,9 +808,6 @@ def test_a_health_wait_an_interrupt_ended_is_not_said_to_have_failed(cluster):
     """SIGTERM while the apply waited for asr's rollout: the error said asr was one "whose health wait
     did not pass", and the operator looked for what held pods the apply had not given the time. It
     says the interrupt ended its wait; asr is recorded made, not healthy, as before."""
-    import signal
-    import time
-
     tmp, kube = cluster["tmp"], cluster["kube"]
     fleet = _one_model_fleet(tmp, "v1", 3)
     text = (fleet / "fleet.yaml").read_text()
@@ -814,22 +816,9 @@ def test_a_health_wait_an_interrupt_ended_is_not_said_to_have_failed(cluster):
     assert placer(cluster, "plan", str(fleet), "-o", str(plan)).returncode == 0
     kube.ready_after_polls = None  # its pods never become ready: the wait runs until the signal
     reads = lambda: [r for r in kube.requests if r.method == "GET" and r.path.endswith("/asr-dc-l4")]  # noqa: E731
-    proc = subprocess.Popen([sys.executable, "-m", "placer", "apply", str(plan)], cwd=tmp, env=cluster["env"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while len(reads()) < 3:  # the apply's read, its read-back, and the health wait's first
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    said = " ".join(stderr.split())
-    assert proc.returncode == 1 and "apply interrupted (SIGTERM) after 1 of 1 change(s)" in said, said
+    # once the apply has read asr, read it back, and begun its health wait
+    code, said = _apply_stopped_by_sigterm(cluster, plan, lambda: len(reads()) >= 3)
+    assert code == 1 and "apply interrupted (SIGTERM) after 1 of 1 change(s)" in said, said
     assert ("records exactly what was done (deployment/asr@dc-l4, whose health wait the interrupt ended, as made "
             "but not healthy: the next plan applies it again and waits for it)") in said, said
     assert "did not pass" not in said and _entry(cluster)["healthy"] is False, said

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.terraform.tfkit import TERRAFORM_DIR, Terraform, copy_terraform_tree
+from tests.terraform.tfkit import TERRAFORM_DIR, Terraform, copy_terraform_tree, offline_aws_provider
 
 
 def test_fmt_check(terraform: Terraform, tmp_path: Path) -> None:
@@ -62,16 +62,7 @@ variable "pool_settings" {
   type = any
 }
 
-provider "aws" {
-  region                      = "eu-west-1"
-  access_key                  = "test"
-  secret_key                  = "test"
-  skip_credentials_validation = true
-  skip_requesting_account_id  = true
-  skip_metadata_api_check     = true
-  skip_region_validation      = true
-}
-
+""" + offline_aws_provider("eu-west-1") + """
 module "aws_gpu_pools" {
   source        = "../terraform/modules/aws-gpu-pools"
   placer_pools  = var.placer_pools

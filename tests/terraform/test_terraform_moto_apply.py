@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from tests.terraform.tfkit import SAMPLE_TFVARS, Terraform, copy_terraform_tree
+from tests.terraform.tfkit import SAMPLE_TFVARS, Terraform, copy_terraform_tree, offline_aws_provider
 
 boto3 = pytest.importorskip("boto3")
 moto_server = pytest.importorskip("moto.server")
@@ -90,7 +90,7 @@ class MotoRoot:
 
 
 def _root_config(endpoint: str) -> str:
-    endpoints = "\n".join(f'    {svc} = "{endpoint}"' for svc in ("ec2", "autoscaling", "sts", "eks", "iam"))
+    endpoints = "\n".join(f'  {svc} = "{endpoint}"' for svc in ("ec2", "autoscaling", "sts", "eks", "iam"))
     return textwrap.dedent("""\
         # Root config written by the test: placer's tfvars -> aws-gpu-pools, against moto.
         variable "placer_pools" {
@@ -105,21 +105,7 @@ def _root_config(endpoint: str) -> str:
           type = any
         }
 
-        provider "aws" {
-          region                      = "%(region)s"
-          access_key                  = "test"
-          secret_key                  = "test"
-          skip_credentials_validation = true
-          skip_requesting_account_id  = true
-          skip_metadata_api_check     = true
-          skip_region_validation      = true
-          max_retries                 = 2
-
-          endpoints {
-        %(endpoints)s
-          }
-        }
-
+        %(provider)s
         module "aws_gpu_pools" {
           source        = "../terraform/modules/aws-gpu-pools"
           placer_pools  = var.placer_pools
@@ -134,7 +120,7 @@ def _root_config(endpoint: str) -> str:
         output "pool_nodes" {
           value = module.aws_gpu_pools.pool_nodes
         }
-        """) % {"region": REGION, "endpoints": endpoints}
+        """) % {"provider": offline_aws_provider(REGION, "max_retries = 2", "endpoints {", endpoints, "}")}
 
 
 @pytest.fixture(scope="module")

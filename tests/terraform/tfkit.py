@@ -184,3 +184,13 @@ def copy_terraform_tree(dest: Path) -> Path:
     shutil.copytree(TERRAFORM_DIR, target, ignore=shutil.ignore_patterns(
         ".terraform", ".terraform.lock.hcl", "*.tfstate", "*.tfstate.*", "*.tfplan"))
     return target
+
+
+def offline_aws_provider(region: str, *more: str) -> str:
+    """An ``aws`` provider block that plans without AWS: fake keys, and no credentials, account,
+    metadata or region lookups; ``more``: lines of its own to add inside it (endpoints, retries)."""
+    settings = [("region", f'"{region}"'), ("access_key", '"test"'), ("secret_key", '"test"'),
+                ("skip_credentials_validation", "true"), ("skip_requesting_account_id", "true"),
+                ("skip_metadata_api_check", "true"), ("skip_region_validation", "true")]
+    body = [f"  {key:<27} = {value}" for key, value in settings] + [f"  {line}" for line in "\n".join(more).splitlines()]
+    return 'provider "aws" {\n' + "\n".join(body) + "\n}\n"
