@@ -1819,15 +1819,21 @@ def test_an_interrupted_apply_says_what_it_did_and_releases_the_lock(
     assert env.backend.read().applying["done"] == done, "the change in flight was finished and recorded"
 
 
-def test_the_lock_of_an_apply_that_still_runs_is_not_broken(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
-    """The refusal of a second apply said "If that process is gone, run `placer force-unlock ...`" of an
-    apply placer could see running on this host, and force-unlock broke its lock: the second apply then ran
-    beside it. Both now say it runs and to wait for it (or stop it); the lock stays, and the apply ends well."""
+def _edited_plan(capsys: pytest.CaptureFixture[str], env: Env) -> tuple[Path, Path]:
+    """The fleet applied, then edited (chat 3 -> 9, summarize removed) and planned: the plan file, and
+    where a slow apply of it logs its steps."""
     plan_and_apply(capsys, env)
     env.write(chat_rate=9000, summarize=False)
     path = env.root / "plan.json"
     plan_json(capsys, env, path)
-    log = env.root / "apply.log"
+    return path, env.root / "apply.log"
+
+
+def test_the_lock_of_an_apply_that_still_runs_is_not_broken(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    """The refusal of a second apply said "If that process is gone, run `placer force-unlock ...`" of an
+    apply placer could see running on this host, and force-unlock broke its lock: the second apply then ran
+    beside it. Both now say it runs and to wait for it (or stop it); the lock stays, and the apply ends well."""
+    path, log = _edited_plan(capsys, env)
     with lh.cli_apply_running(path, env.deploy, log, 1) as proc:
         lh.wait_for_log(proc, log, lambda lines: bool(lines) and lines[0].startswith("start "))
         holder = env.backend.holder()
@@ -1854,11 +1860,7 @@ def test_an_apply_whose_lock_was_broken_while_it_ran_never_writes_over_the_apply
     its serial 2 over the second's serial 3, which was lost (the state said chat 9 replicas of the cluster's
     5, and its serial went back). It now stops at its next record, writes nothing, and says the state may
     not record what it did."""
-    plan_and_apply(capsys, env)
-    env.write(chat_rate=9000, summarize=False)
-    path = env.root / "plan.json"
-    plan_json(capsys, env, path)
-    log = env.root / "apply.log"
+    path, log = _edited_plan(capsys, env)
     with lh.cli_apply_running(path, env.deploy, log, 4) as proc:
         lh.wait_for_log(proc, log, lh.under_way(1))  # its first change made and recorded (serial 2), the next under way
         env.backend.lock_path.unlink()

@@ -629,19 +629,26 @@ def test_a_change_made_whose_verification_fails_is_recorded_as_made(cluster):
     _next_plan_heals(cluster, fleet)
 
 
-def test_a_deployment_made_before_another_failed_is_not_said_to_have_failed_its_health_wait(cluster):
-    """asr and tts are created together; tts is refused (403), so the apply stops before any health
-    wait. asr, made and recorded as not healthy yet, was said to be one "whose health wait did not
-    pass", which sent the operator to look for what held pods that had never been waited for."""
-    tmp, kube = cluster["tmp"], cluster["kube"]
+def _asr_made_tts_refused(cluster):
+    """asr (3 replicas) and tts (a training model of 2) planned together, and applied with every write
+    of tts refused (HTTP 403): the apply stops after asr is made. The fleet, the plan file and the apply's run."""
+    tmp = cluster["tmp"]
     fleet = _one_model_fleet(tmp, "v1", 3)
     docs = list(yaml.safe_load_all((fleet / "fleet.yaml").read_text()))
     docs.insert(-1, training("tts", 2, gpus=1, mem=16))
     (fleet / "fleet.yaml").write_text(yaml.safe_dump_all(docs, sort_keys=False))
     plan = tmp / "plan.json"
     assert placer(cluster, "plan", str(fleet), "-o", str(plan)).returncode == 0
-    kube.fail_next(100, 403, path_contains="/tts-dc-l4")
-    r = placer(cluster, "apply", str(plan))
+    cluster["kube"].fail_next(100, 403, path_contains="/tts-dc-l4")
+    return fleet, plan, placer(cluster, "apply", str(plan))
+
+
+def test_a_deployment_made_before_another_failed_is_not_said_to_have_failed_its_health_wait(cluster):
+    """asr and tts are created together; tts is refused (403), so the apply stops before any health
+    wait. asr, made and recorded as not healthy yet, was said to be one "whose health wait did not
+    pass", which sent the operator to look for what held pods that had never been waited for."""
+    kube = cluster["kube"]
+    _, _, r = _asr_made_tts_refused(cluster)
     said = " ".join(r.stderr.split())
     assert r.returncode == 1 and "HTTP 403" in said, said
     assert kube.deployment("ml", "asr-dc-l4") is not None and _entry(cluster)["healthy"] is False
@@ -775,14 +782,7 @@ def test_a_plan_applied_again_after_its_apply_stopped_part_way_says_so(cluster):
     same plan said "something was applied since", as of another apply. It says the plan was applied
     in part, how far, and that nothing was applied now; the re-plan holds what remains."""
     tmp, kube = cluster["tmp"], cluster["kube"]
-    fleet = _one_model_fleet(tmp, "v1", 3)
-    docs = list(yaml.safe_load_all((fleet / "fleet.yaml").read_text()))
-    docs.insert(-1, training("tts", 2, gpus=1, mem=16))
-    (fleet / "fleet.yaml").write_text(yaml.safe_dump_all(docs, sort_keys=False))
-    plan = tmp / "plan.json"
-    assert placer(cluster, "plan", str(fleet), "-o", str(plan)).returncode == 0
-    kube.fail_next(100, 403, path_contains="/tts-dc-l4")
-    r = placer(cluster, "apply", str(plan))
+    fleet, plan, r = _asr_made_tts_refused(cluster)
     assert r.returncode == 1 and "apply failed after 1 of 2 change(s)" in " ".join(r.stderr.split()), r.stderr
     kube._faults.clear()
     state = (tmp / "state.json").read_bytes()
