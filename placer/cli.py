@@ -438,7 +438,8 @@ def schema() -> None:
 @click.option("--refresh", is_flag=True, help="First read what really runs from the providers; report drift.")
 @click.option("--full-search", is_flag=True,
               help="Search the whole fleet in all of solver.timeLimitSeconds, its moves priced as churn, where "
-                   "what runs would make this a short re-plan around it (large fleets; small ones always are).")
+                   "what runs would make this a short re-plan around it (large fleets: a small fleet's plan always "
+                   "searches the whole fleet).")
 def plan(fleet: str, out_path: str | None, as_json: bool, detailed_exitcode: bool, now_text: str | None,
          state_path: str | None, refresh: bool, full_search: bool) -> None:
     """Solve FLEET, diff against the state, print the summary and write the plan file."""
