@@ -1051,7 +1051,7 @@ def _explanation(loaded: Fleet, rules: Any, model: str, state: Any, saved: Plan 
                              float(kept.get("wallSeconds") or 0.0),
                              candidates=Candidates(retired=gone, excluded=Exclusions(loaded, rules, gone)))
     else:
-        result = optimize(loaded, rules, current=current, progress=progress, placed=placed_replicas(loaded, state))
+        result = optimize(loaded, rules, current=current, progress=progress, placed=placed_replicas(loaded, state, current))
     if result.status == "INFEASIBLE":
         progress("infeasible: looking for the conflicting policies")
         conflict = explain_infeasible(loaded, rules, progress).message()
@@ -1087,8 +1087,9 @@ def whatif(fleet: str, demand_scale: float, fail_pool: tuple[str, ...], fail_loc
         loaded = read_fleet(fleet, progress)
         scenario = Scenario(demand_scale, frozenset(fail_pool), frozenset(fail_location), frozenset(fail_provider))
         state = backend_from(settings_json(loaded)["state"], state_path, progress).read()
-        report = compare(loaded, rules_for(now), scenario, progress, current=running_replicas(loaded, state),
-                         placed=placed_replicas(loaded, state))
+        current = running_replicas(loaded, state)
+        report = compare(loaded, rules_for(now), scenario, progress, current=current,
+                         placed=placed_replicas(loaded, state, current))
     base = report["base"]
     if not base["feasible"]:
         why = base["conflict"]["message"] if "conflict" in base else (

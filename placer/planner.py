@@ -165,7 +165,7 @@ def make_plan(
     """``whole``: search the whole fleet in the whole time (``optimize``), not a short re-plan."""
     current = running_replicas(fleet, state)
     result = optimize(fleet, rules, current=current, progress=progress, time_limit=time_limit, whole=whole,
-                      placed=placed_replicas(fleet, state))
+                      placed=placed_replicas(fleet, state, current))
     if result.placement is None:
         if result.status == "INFEASIBLE":
             if progress:
