@@ -428,6 +428,11 @@ def schema() -> None:
     echo(json.dumps(fleet_schema(), indent=2))
 
 
+FULL_SEARCH_HELP = ("Search the whole fleet in all of solver.timeLimitSeconds, its moves priced as churn, where what "
+                    "runs would make this a short re-plan around it (large fleets: a small fleet's plan always searches "
+                    "the whole fleet).")
+
+
 @cli.command()
 @click.argument("fleet", type=NamedPath())
 @click.option("-o", "--out", "out_path", type=NamedPath(), help="Write the plan file here.")
@@ -436,10 +441,7 @@ def schema() -> None:
 @click.option("--now", "now_text", help="The plan's time (ISO), for reproducible plans (retire policies).")
 @click.option("--state", "state_path", type=NamedPath(), help="Use this local state file instead of Settings'.")
 @click.option("--refresh", is_flag=True, help="First read what really runs from the providers; report drift.")
-@click.option("--full-search", is_flag=True,
-              help="Search the whole fleet in all of solver.timeLimitSeconds, its moves priced as churn, where "
-                   "what runs would make this a short re-plan around it (large fleets: a small fleet's plan always "
-                   "searches the whole fleet).")
+@click.option("--full-search", is_flag=True, help=FULL_SEARCH_HELP)
 def plan(fleet: str, out_path: str | None, as_json: bool, detailed_exitcode: bool, now_text: str | None,
          state_path: str | None, refresh: bool, full_search: bool) -> None:
     """Solve FLEET, diff against the state, print the summary and write the plan file."""
@@ -579,8 +581,9 @@ def _names_a_fleet(target: str) -> bool:
 @click.option("--now", "now_text", help="With --auto-approve: the plan's time (ISO).")
 @click.option("--fleet", "fleet_path", type=NamedPath(),
               help="With a saved PLAN: refuse it unless it was made from this fleet as it is now (its digest).")
+@click.option("--full-search", is_flag=True, help="With --auto-approve: " + FULL_SEARCH_HELP[0].lower() + FULL_SEARCH_HELP[1:])
 def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str | None,
-          fleet_path: str | None) -> None:
+          fleet_path: str | None, full_search: bool) -> None:
     """Execute the changes of a saved PLAN (or plan and apply FLEET with --auto-approve)."""
     from placer.apply import Applier, check_fresh
     from placer.planfile import read
@@ -604,7 +607,7 @@ def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str
             progress(f"reading the state ({backend.location})")
             state = backend.read()
             _warn_empty(target, loaded, state)
-            made = make_plan(loaded, state, rules_for(now), now, progress)
+            made = make_plan(loaded, state, rules_for(now), now, progress, whole=full_search)
         body = dict(made.plan.body)
         body["settings"] = settings_json(loaded, state_path)
         the_plan = dataclasses.replace(made.plan, body=body)
@@ -612,6 +615,10 @@ def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str
 
         summary.render(the_plan.to_json(), out)
     else:
+        if full_search:  # it would be ignored: the saved plan's search is over
+            fail(f"--full-search sets how the plan that --auto-approve makes from a fleet is searched; {target} is a "
+                 "saved plan, searched when it was made: drop --full-search, or plan again with `placer plan FLEET "
+                 "--full-search -o PLAN`")
         if now_text is not None:  # it was ignored: the saved plan was applied as it was made
             fail("--now sets the time of the plan that --auto-approve makes from a fleet directory; a saved plan "
                  "was made at its own time (its createdAt): drop --now, or plan again with `placer plan FLEET "

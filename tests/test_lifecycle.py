@@ -979,6 +979,16 @@ def test_apply_of_a_saved_plan_refuses_now(env: Env, capsys: pytest.CaptureFixtu
     assert not env.state.exists() and lh.tree(env.deploy) == {}
 
 
+def test_apply_of_a_saved_plan_refuses_full_search(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    """--full-search sets how --auto-approve's plan is searched; a saved plan's search is over."""
+    path = env.root / "plan.json"
+    plan_json(capsys, env, path)
+    code, _, stderr = placer(capsys, "apply", str(path), "--full-search")
+    assert code == 1 and "is a saved plan, searched when it was made: drop --full-search, or plan again with " \
+        "`placer plan FLEET --full-search -o PLAN`" in " ".join(stderr.split()), stderr
+    assert not env.state.exists() and lh.tree(env.deploy) == {}
+
+
 def test_a_plan_newer_than_the_state_says_the_state_went_back(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     """A state restored from a backup (serial 2 back to 1) made a plan of serial 2 stale "(something
     was applied since)", which nothing was."""

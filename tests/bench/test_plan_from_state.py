@@ -70,6 +70,24 @@ def test_full_search_plans_the_whole_fleet_where_a_replan_would_search_around_wh
     assert full["solver"]["gap"] < short["solver"]["gap"]
 
 
+def test_apply_auto_approve_full_search_plans_the_whole_fleet(applied, capsys, tmp_path):
+    """The re-plan's note names --full-search; a pipeline that plans and applies in one go
+    (`placer apply FLEET --auto-approve`) had no way to ask for it."""
+    docs, root = applied
+    fleet = _fleet(scale_demand(docs, seed=2), root)
+    state = tmp_path / "state.json"  # a copy: the module's other tests plan from the state as applied
+    state.write_bytes((root / "state.json").read_bytes())
+    said = {}
+    for label, extra in (("short", ()), ("full", ("--full-search",))):
+        capsys.readouterr()
+        args = ["apply", str(fleet), "--auto-approve", "--state", str(state), "--now", "2026-11-28T00:00:00Z"]
+        assert main([*args, *extra]) == 0
+        said[label] = " ".join(capsys.readouterr().out.split())
+        state.write_bytes((root / "state.json").read_bytes())
+    assert "placer plan --full-search" in said["short"], said["short"]
+    assert "re-planned around what runs" not in said["full"], said["full"]
+
+
 def test_a_rollout_re_plans_around_what_runs_and_never_costs_more_than_rolling_out_in_place(applied, capsys):
     """The models with most demand get a new image: their replicas restart, churn for every one,
     wherever they go. Counted as not running for the search too, what still ran served under 90%
