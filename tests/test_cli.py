@@ -1365,9 +1365,9 @@ def test_a_stdout_that_cannot_be_written_is_named_with_what_to_do(tmp_path):
         assert lines[0].startswith("Error: cannot write the output to stdout (/dev/full): No space left on device;"), \
             r.stderr
         assert "[Errno" not in r.stderr and "elsewhere" in r.stderr, r.stderr
-    # the README quotes the line as placer prints it (it left out the last words, "(> FILE on another disk)")
-    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
-    assert f"`{runs[-1].stderr.strip()}`" in readme, runs[-1].stderr
+    # docs/reference.md quotes the line as placer prints it (it left out the last words, "(> FILE on another disk)")
+    reference = " ".join((ROOT / "docs" / "reference.md").read_text(encoding="utf-8").split())
+    assert f"`{runs[-1].stderr.strip()}`" in reference, runs[-1].stderr
 
 
 def test_an_unbuffered_stdout_that_takes_part_of_the_output_fails_the_command(tmp_path):
