@@ -496,8 +496,13 @@ def _check_model(doc: Document, spec: ModelSpec, need_location: Any, need_gpu: A
     for i, src in enumerate(spec.data):
         need_location(doc, src.location, f"spec.data[{i}].location", "spec", "data", i, "location")
     if have_pools and spec.replica.gpus > max_per_node:
+        # a warning, as every other fit that no pool meets (memory, gpuTypes, spot): SPEC, "demand that
+        # cannot be served is not an error"; as an error it stopped the plan of every other model
+        what = "its demand is unmet" if spec.workload == "inference" else "its replicas are not placed"
         diags.append(doc.diag("spec.replica.gpus", f"a replica of {spec.replica.gpus} GPUs needs one node with that "
-                              f"many; the largest node in the fleet has {max_per_node}", "spec", "replica", "gpus"))
+                              f"many; the largest node in the fleet has {max_per_node}, so no pool can run it and "
+                              f"{what}: add a pool of nodes with {spec.replica.gpus} GPUs or more, or lower "
+                              "replica.gpus", "spec", "replica", "gpus", severity="warning"))
 
 
 def _node_group(spec: PoolSpec) -> str | None:

@@ -263,6 +263,20 @@ def test_infeasible_plan_names_the_conflict(tmp_path):
     assert "only-p" in r.stderr and "minReplicas of big" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_a_replica_larger_than_every_node_is_unplaced_not_a_fleet_error(tmp_path):
+    # SPEC section 2: demand that cannot be served is not an error; it was one, and no model was planned
+    fleet = write_fleet(tmp_path, training("pretrain", 1, gpus=16),
+                        inference("wide", [{"location": "a", "rate": 10}], gpus=16))
+    plan = tmp_path / "plan.json"
+    r = placer("plan", str(fleet), "-o", str(plan))
+    assert r.returncode == 0, r.stderr
+    assert "Model/pretrain: spec.replica.gpus: warning: a replica of 16 GPUs" in r.stderr
+    data = json.loads(plan.read_text())
+    assert [(p["model"], p["pool"]) for p in data["placements"]] == [("m", "p")]
+    assert data["unplacedReplicas"] == [{"model": "pretrain", "replicas": 1}]
+    assert data["unmet"] == [{"model": "wide", "demandLocation": "a", "rate": 10.0}]
+
+
 def test_a_rule_given_without_its_parameters_is_a_fleet_error_not_an_internal_one(tmp_path):
     """`rule: {spread: null}` passed the loader as no rule at all: validate and plan said 'internal error
     (AssertionError: validated Rule has no rule set) ... report it'."""
