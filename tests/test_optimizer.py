@@ -976,6 +976,18 @@ def test_the_exact_routes_bound_stopped_within_the_gap_is_no_higher_than_the_opt
     assert stopped.bound <= optimum.objective + 1e-6
     assert 0 < stopped.gap <= 0.05 + 1e-6
 
+@pytest.mark.parametrize("route", ["exact", "scalable"])
+def test_a_plan_that_costs_nothing_has_a_bound_of_0_not_below(route, monkeypatch):
+    """Every term of the objective is >= 0: a plan of 0 USD/h (a free pool, no latency or churn price)
+    was reported with HiGHS' absolute gap under it, boundUsdPerHour -1e-06 and "bound -0.00"."""
+    monkeypatch.setenv("PLACER_OPTIMIZER", route)
+    free = settings(latencyUsdPerMsPer1kRate=0, churnUsdPerReplica=0)
+    result = optimize(fleet(location("a"), pool("p", "a", usd=0), inference("m", [{"location": "a", "rate": 100}]),
+                            free), RULES)
+    assert result.objective == 0.0
+    assert result.bound == 0.0 and result.gap == 0.0
+
+
 def test_an_exact_replan_stopped_within_the_gap_keeps_what_runs_unless_moving_pays(monkeypatch):
     """Re-planned from its optimum, the fleet's MIP stopped within 5% at a plan that moved 2 replicas
     and cost 710.14 USD/h, churn priced, against 708.69 for keeping what runs: the exact route

@@ -51,6 +51,12 @@ class SolveResult:
     # what a reader of the gap should know: how the bound was found, where it is weak ("": nothing)
     note: str = ""
 
+    def __post_init__(self) -> None:
+        # every term of the objective is >= 0, so no plan costs less than 0: a stop's bound below it (HiGHS'
+        # absolute 1e-6 under a plan of 0 USD/h) proves nothing more, and read "bound -0.00" in the summary
+        if math.isfinite(self.bound) and self.bound < 0.0:
+            object.__setattr__(self, "bound", 0.0)
+
     @property
     def gap(self) -> float:
         return relative_gap(self.objective, self.bound) if self.placement is not None else math.inf
