@@ -482,6 +482,13 @@ def _check_model(doc: Document, spec: ModelSpec, need_location: Any, need_gpu: A
         if spec.replicas is None:
             diags.append(doc.diag("spec.replicas", f"a {spec.workload} model needs replicas (how many to run)",
                                   "spec"))
+        if spec.throughput:
+            # SPEC: throughput is an inference model's (rate per replica); here it was read by nothing, and a
+            # list of GPU types meant to limit where the model runs limited nothing
+            diags.append(doc.diag("spec.throughput", f"throughput is for inference models and is ignored for a "
+                                  f"{spec.workload} model: its replicas may run on any GPU type that fits; to "
+                                  f"limit them to {', '.join(spec.throughput)}, give gpuTypes instead",
+                                  "spec", "throughput", severity="warning"))
     for i, t in enumerate(spec.gpu_types or []):
         need_gpu(doc, t, f"spec.gpuTypes[{i}]", "spec", "gpuTypes", i)
     for t in spec.throughput:
