@@ -84,13 +84,36 @@ def model_egress_usd(fleet: Fleet, placement: Placement, model: Model, routes: I
     """USD/h of ``model``'s data moved to where it runs, each data source to each pool by the share
     of the model there (of its demand routed, or of its replicas for training and batch).
     ``routes``: the model's routes, where the caller has them (default: found in the plan)."""
-    if not model.spec.data:
-        return 0.0
+    total = 0.0
+    for pool, share in _egress_shares(placement, model, routes).items():
+        dest = fleet.pools[pool].location.name
+        for src in model.spec.data:
+            total += src.gb_per_hour * fleet.topology.egress_usd_per_gb(src.location, dest) * share
+    return total
+
+
+def model_egress_by_source(fleet: Fleet, placement: Placement, model: Model,
+                           routes: Iterable[Route] | None = None) -> dict[str, float]:
+    """``model_egress_usd`` by where its data is: the USD/h of the data moved from each location of
+    its data sources (those at one location together) to where it runs."""
+    out: dict[str, float] = {}
+    for pool, share in _egress_shares(placement, model, routes).items():
+        dest = fleet.pools[pool].location.name
+        for src in model.spec.data:
+            usd = src.gb_per_hour * fleet.topology.egress_usd_per_gb(src.location, dest) * share
+            out[src.location] = out.get(src.location, 0.0) + usd
+    return out
+
+
+def _egress_shares(placement: Placement, model: Model, routes: Iterable[Route] | None) -> dict[str, float]:
+    """The share of ``model`` each pool runs, as its egress is counted (none without data)."""
     shares: dict[str, float] = {}
+    if not model.spec.data:
+        return shares
     if model.inference:
         demand = model.total_demand
         if demand <= 0:
-            return 0.0
+            return shares
         for route in placement.routes if routes is None else routes:
             if route.model == model.name:
                 shares[route.pool] = shares.get(route.pool, 0.0) + route.rate / demand
@@ -98,12 +121,7 @@ def model_egress_usd(fleet: Fleet, placement: Placement, model: Model, routes: I
         wanted = model.spec.replicas or 0
         for pool, r in placement.pools_of(model.name).items():
             shares[pool] = r / wanted if wanted else 0.0
-    total = 0.0
-    for pool, share in shares.items():
-        dest = fleet.pools[pool].location.name
-        for src in model.spec.data:
-            total += src.gb_per_hour * fleet.topology.egress_usd_per_gb(src.location, dest) * share
-    return total
+    return shares
 
 
 def latency_usd(fleet: Fleet, placement: Placement, model: str | None = None) -> float:

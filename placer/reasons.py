@@ -5,19 +5,32 @@ Each reason is checked, not guessed from whether a count goes up or down: the ru
 own checks (``cost.violations``), the model's own counts and demand, and the one cost function
 (``cost.model_compute_usd``, at the fleet's prices). A policy is named where moving the model as
 the plan does lessens what the running placement breaks of it; "cheaper placement" only where the
-model's compute falls; the fleet's compute only as ``cost.pool_compute_usd`` prices the pools.
+model's compute falls; the fleet's compute only as ``cost.pool_compute_usd`` prices the pools, and
+the model's egress and latency as ``cost.model_egress_usd`` and ``cost.latency_usd`` price them.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Mapping, Sequence
 
 import networkx as nx
+import numpy as np
+from scipy.optimize import linprog
 
 from placer.candidates import Candidates, within_slo
-from placer.cost import PENNY, model_compute_usd, penalty_by_policy, pool_compute_usd, violations
+from placer.cost import (
+    PENNY,
+    latency_usd,
+    model_compute_usd,
+    model_egress_by_source,
+    penalty_by_policy,
+    pool_compute_usd,
+    unmet_usd,
+    violations,
+)
 from placer.fleet import Fleet, Model, Policy
-from placer.placement import Placement
+from placer.placement import Placement, Route
 from placer.policy import Rules, Violation
 from placer.render.report import rates_apart
 from placer.state import State
@@ -102,7 +115,7 @@ class Reasons:
         model is new, cheaper as planned (its compute, as the cost function prices it, against
         what it runs, at the fleet's prices), short of its demand as it runs (where its SLOs let
         its replicas serve it), moved to make room for other models, off nodes the plan saves, or
-        onto GPUs that save the fleet's compute; else only what it costs."""
+        where it saves the fleet's compute, or its egress or latency; else only what it costs."""
         name = model.name
         was = model_compute_usd(self.fleet, self.before, name)
         now = model_compute_usd(self.fleet, self.placement, name)
@@ -119,9 +132,9 @@ class Reasons:
         fewer = self._shrunk(model)
         if fewer:
             return f"{'; '.join(fewer)}, its compute {was:,.2f} -> {now:,.2f} USD/h"
-        saves = self._saves(model)
+        saves = self._saves(model, was, now)
         if saves:
-            return f"{saves}; its own compute {was:,.2f} -> {now:,.2f} USD/h"
+            return saves
         return (f"placed anew by the plan, its compute {was:,.2f} -> {now:,.2f} USD/h "
                 f"(`placer explain FLEET {name}` says why it runs where it does)")
 
@@ -188,20 +201,25 @@ class Reasons:
             out.append(f"it moves onto GPUs {', '.join(onto)} run{'s' if len(onto) == 1 else ''} already")
         return out
 
-    def _saves(self, model: Model) -> str | None:
-        """What the fleet's compute (``cost.pool_compute_usd``: an elastic pool's nodes, a fixed
-        pool's GPUs used) saves with the model's replicas as planned rather than kept as they ran,
-        the others as planned, and how, where that saves a cent or more; or None. Kept, an elastic
-        pool it leaves grows to the nodes that hold it again, and one it moves onto shrinks by the
-        nodes its replicas there take; None where the nodes or a fixed pool's GPUs cannot hold it,
-        or it breaks a required policy more than the plan does (or that is not known). A move off a
-        fixed pool onto GPUs that nodes an elastic pool runs anyway leave idle costs the model more
-        a GPU and the fleet less (it said 'placed anew by the plan', 6 of 9 such models in five 5%
-        re-plans of bench M)."""
+    def _saves(self, model: Model, was: float, now: float) -> str | None:
+        """What the model's replicas as planned save against them kept as they ran, the others as
+        planned, where that saves a cent or more in all, by the cost function's terms: the fleet's
+        compute (``cost.pool_compute_usd``: an elastic pool's nodes, a fixed pool's GPUs used), and
+        how; the model's egress, by where its data is; its latency, by where its demand is. Each term
+        that falls is named, each that grows given as it goes, with the model's own compute (``was``,
+        ``now``); None where none falls by a cent. Kept, an elastic pool it leaves grows to the nodes
+        that hold it again, one it moves onto shrinks by the nodes its replicas there take, and its
+        demand is routed over the replicas it ran as the plan's search routes it (``routes_over``);
+        None where the nodes or a fixed pool's GPUs cannot hold it, or it breaks a required policy
+        more than the plan does (or that is not known). A move off a fixed pool onto GPUs that nodes
+        an elastic pool runs anyway leave idle costs the model more a GPU and the fleet less (it said
+        'placed anew by the plan', 6 of 9 such models in five 5% re-plans of bench M); one nearer its
+        users or its data costs more compute and less latency or egress (it said 'placed anew' too,
+        20 of 20 such lines in five re-plans of bench M with latency priced at 0.02)."""
         fleet, new = self.fleet, self.placement
         if self.rules is None and any(p.required for p in fleet.policies):
             return None
-        name, each = model.name, model.spec.replica.gpus
+        name = model.name
         ran, runs = self.before.pools_of(name), new.pools_of(name)
         left = sorted(p for p in ran if ran[p] > runs.get(p, 0))
         went = sorted(p for p in runs if runs[p] > ran.get(p, 0))
@@ -218,16 +236,48 @@ class Reasons:
             nodes[p] = max(planned, hold) if p in left else planned - (_hold(fleet, new, p) - hold)
             if nodes[p] > pool.max_nodes:
                 return None
-        kept = Placement(kept.replicas, nodes)
+        routes = routes_over(fleet, model, ran) if model.inference else ()
+        kept = Placement(kept.replicas, nodes, (*(r for r in new.routes if r.model != name), *routes))
         if self._breaks_more(kept, {name, "", *left, *went}) is not None:
             return None
-        saved = sum(pool_compute_usd(fleet, kept, p) - pool_compute_usd(fleet, new, p) for p in left + went)
-        if saved < PENNY:
+        compute = sum(pool_compute_usd(fleet, kept, p) - pool_compute_usd(fleet, new, p) for p in left + went)
+        mine = [r for r in new.routes if r.model == name]
+        # each term kept as it ran and as planned (USD/h), by where its data or its demand is
+        egress = _pairs(model_egress_by_source(fleet, kept, model, routes), model_egress_by_source(fleet, new, model, mine))
+        latency = _pairs(_latency_by_location(fleet, kept, name), _latency_by_location(fleet, new, name))
+        terms = {"egress": (sum(k for k, _ in egress.values()), sum(n for _, n in egress.values())),
+                 "latency": (sum(k for k, _ in latency.values()), sum(n for _, n in latency.values()))}
+        unmet = unmet_usd(fleet, kept, name) - unmet_usd(fleet, new, name)
+        if compute + sum(k - n for k, n in terms.values()) + unmet < PENNY:
             return None
+        falls, hows = [], []
+        if compute >= PENNY:
+            falls.append(f"the fleet's compute {compute:,.2f}")
+            hows.append(f"it {_and(self._how(model, ran, runs, left, went, nodes))}")
+        if _falls(*terms["egress"]):
+            falls.append(f"its egress {terms['egress'][0] - terms['egress'][1]:,.2f}")
+            hows += [f"egress from its data in {loc} {k:,.2f} -> {n:,.2f} USD/h" for loc, (k, n) in egress.items()
+                     if _falls(k, n)]
+        if _falls(*terms["latency"]):
+            falls.append(f"its latency {terms['latency'][0] - terms['latency'][1]:,.2f}")
+            ms = _pairs(_mean_latency_ms(kept, name), _mean_latency_ms(new, name))
+            hows += [f"latency of its demand from {loc} {k:,.2f} -> {n:,.2f} USD/h ({_ms(ms[loc][0])} -> "
+                     f"{_ms(ms[loc][1])} ms)" for loc, (k, n) in latency.items() if _falls(k, n)]
+        if not falls:
+            return None
+        grows = [f"its {term} {k:,.2f} -> {n:,.2f} USD/h" for term, (k, n) in terms.items() if _falls(n, k)]
+        own = f"its {'own ' if compute >= PENNY else ''}compute {was:,.2f} -> {now:,.2f} USD/h"
+        return f"{_and(falls)} USD/h less than with it kept as it ran: {', '.join(hows)}; {', '.join([*grows, own])}"
+
+    def _how(self, model: Model, ran: Mapping[str, int], runs: Mapping[str, int], left: Sequence[str],
+             went: Sequence[str], nodes: Mapping[str, int]) -> list[str]:
+        """How the model's replicas as planned change the fleet's compute against them kept as they
+        ran (``nodes``: the elastic pools' nodes then), pool by pool."""
+        fleet, new = self.fleet, self.placement
         how = []
-        for p in left + went:
+        for p in [*left, *went]:
             pool = fleet.pools[p]
-            gpus = abs(ran.get(p, 0) - runs.get(p, 0)) * pool.gpus_per_replica(each)
+            gpus = abs(ran.get(p, 0) - runs.get(p, 0)) * pool.gpus_per_replica(model.spec.replica.gpus)
             more = nodes[p] - new.nodes.get(p, pool.min_nodes)  # kept: > 0 where it leaves, < 0 where it goes
             if not pool.elastic:
                 how.append(f"{'frees' if p in left else 'takes'} {_n(gpus, 'GPU')} of {p}")
@@ -235,7 +285,7 @@ class Reasons:
                 how.append(f"frees {_n(more, 'node')} of {p}" if more > 0 else f"takes {_n(-more, 'node')} more of {p}")
             elif p in went:
                 how.append(f"uses idle GPUs of the nodes {p} runs anyway")
-        return f"the fleet's compute {saved:,.2f} USD/h less than with it kept as it ran: it {_and(how)}"
+        return how
 
     def _kept_breaks(self, model: str, pool: str, replicas: int) -> Violation | None:
         """A required policy on ``pool`` that the plan, with ``model``'s ``replicas`` kept there,
@@ -330,6 +380,76 @@ def serves(fleet: Fleet, model: Model, replicas: Mapping[str, int]) -> float:
     if "demand" not in graph or "served" not in graph:
         return 0.0
     return float(nx.maximum_flow_value(graph, "demand", "served"))
+
+
+def routes_over(fleet: Fleet, model: Model, replicas: Mapping[str, int]) -> tuple[Route, ...]:
+    """The routes of inference ``model``'s demand over its ``replicas`` (pool -> count) that cost
+    least as the plan's search prices them: each location's demand onto pools within its latency
+    SLO, as much as their replicas serve, each unit of rate at its latency and its share of the
+    model's egress (``cost.model_egress_usd``), against what it costs unmet (a linear program)."""
+    obj, demand = fleet.settings.objective, model.total_demand
+    pairs: list[tuple[str, str, float, float]] = []  # demand location, pool, latency, USD/h per unit of rate
+    for d in model.spec.demand:
+        for p, r in sorted(replicas.items()):
+            pool = fleet.pools[p]
+            lat = fleet.topology.latency_ms(d.location, pool.location.name)
+            if d.rate <= 0 or r <= 0 or model.spec.throughput.get(pool.gpu.name, 0.0) <= 0 \
+                    or not within_slo(lat, d.latency_slo_ms):
+                continue
+            egress = sum(s.gb_per_hour * fleet.topology.egress_usd_per_gb(s.location, pool.location.name)
+                         for s in model.spec.data) / demand
+            pairs.append((d.location, p, lat, obj.latency_usd_per_ms_per1k_rate * lat / 1000.0 + egress
+                          - obj.unmet_usd_per_rate * model.priority_factor))
+    if not pairs or not all(math.isfinite(usd) for *_, usd in pairs):
+        return ()
+    locations = sorted({loc for loc, *_ in pairs})
+    pools = sorted({p for _, p, *_ in pairs})
+    rows = np.zeros((len(locations) + len(pools), len(pairs)))
+    for j, (loc, p, _, _) in enumerate(pairs):
+        rows[locations.index(loc), j] = 1.0
+        rows[len(locations) + pools.index(p), j] = 1.0
+    rates = [sum(d.rate for d in model.spec.demand if d.location == loc) for loc in locations]
+    serve = [replicas[p] * model.spec.throughput[fleet.pools[p].gpu.name] for p in pools]
+    found = linprog([usd for *_, usd in pairs], A_ub=rows, b_ub=[*rates, *serve], bounds=(0, None), method="highs")
+    if found.status != 0:
+        return ()
+    return tuple(Route(model.name, loc, p, float(x), lat) for (loc, p, lat, _), x in zip(pairs, found.x, strict=True)
+                 if x > 1e-9)
+
+
+def _latency_by_location(fleet: Fleet, placement: Placement, model: str) -> dict[str, float]:
+    """``model``'s latency cost (USD/h), as ``cost.latency_usd`` prices its routes, by demand location."""
+    out: dict[str, tuple[Route, ...]] = {}
+    for r in placement.routes:
+        if r.model == model:
+            out[r.demand_location] = (*out.get(r.demand_location, ()), r)
+    return {loc: latency_usd(fleet, Placement({}, {}, routes), model) for loc, routes in sorted(out.items())}
+
+
+def _mean_latency_ms(placement: Placement, model: str) -> dict[str, float]:
+    """The latency (ms) of ``model``'s demand routed from each location, by the rate routed each way."""
+    rate: dict[str, float] = {}
+    ms: dict[str, float] = {}
+    for r in placement.routes:
+        if r.model == model:
+            rate[r.demand_location] = rate.get(r.demand_location, 0.0) + r.rate
+            ms[r.demand_location] = ms.get(r.demand_location, 0.0) + r.rate * r.latency_ms
+    return {loc: ms[loc] / rate[loc] if rate[loc] > 0 else 0.0 for loc in rate}
+
+
+def _pairs(kept: Mapping[str, float], planned: Mapping[str, float]) -> dict[str, tuple[float, float]]:
+    """Each location's amount in ``kept`` and in ``planned`` (0 where it has none)."""
+    return {k: (kept.get(k, 0.0), planned.get(k, 0.0)) for k in sorted({*kept, *planned})}
+
+
+def _falls(was: float, now: float) -> bool:
+    """Whether an amount (USD/h) falls from ``was`` to ``now`` by a cent or more, and as the reasons
+    give them, to the cent (a term that grew 0.226 -> 0.234 read 'its egress 0.23 -> 0.23 USD/h')."""
+    return was - now >= PENNY and f"{was:,.2f}" != f"{now:,.2f}"
+
+
+def _ms(ms: float) -> str:
+    return f"{round(ms, 1):,g}"
 
 
 def _hold(fleet: Fleet, placement: Placement, pool: str) -> int:

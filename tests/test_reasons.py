@@ -12,7 +12,12 @@ import pytest
 import yaml
 
 from placer import cli as placer_cli
-from tests.fleetkit import doc, inference, link, location, policy, pool, training
+from placer.candidates import find_candidates
+from placer.diff import diff
+from placer.placement import Placement, Route
+from placer.state import State
+from tests.fleetkit import RULES, doc, inference, link, location, policy, pool, training
+from tests.fleetkit import fleet as built
 
 NOW = "2026-11-28T00:00:00Z"
 
@@ -145,6 +150,15 @@ SHIFT = "capacity for demand: the replicas it may keep serve 200 of its 300 with
 FAR = [location("c"), link("a", "c", 50)]  # no pool within 5 ms of c
 NEAR = [location("b"), link("a", "b", 20), pool("pa", "a", usd=1), pool("pb", "b", usd=2),
         inference("m", [{"location": "b", "rate": 300}])]
+LATENCY = ("its latency 5.70 USD/h less than with it kept as it ran: latency of its demand from b 6.00 -> 0.30 USD/h "
+           "(20 -> 1 ms); its compute 3.00 -> 6.00 USD/h")
+EGRESS = [location("b"), link("a", "b", 20, egress=0.02), pool("pa", "a"), pool("pb", "b", usd=1.5)]
+DATA = ("its egress 10.00 USD/h less than with it kept as it ran: egress from its data in b 10.00 -> 0.00 USD/h; "
+        "its compute 3.00 -> 4.50 USD/h")
+IDLE_FAR = [location("b"), link("a", "b", 10), pool("pf", "a"),
+            pool("pe", "b", gpu="H100-80GB", usd=2, per_node=2, min_nodes=0, max_nodes=2, provider="aws")]
+IDLE_FAR_GPU = ("the fleet's compute 1.00 USD/h less than with it kept as it ran: it frees 1 GPU of pf and uses idle "
+                "GPUs of the nodes pe runs anyway; its latency 0.05 -> 0.50 USD/h, its own compute 1.00 -> 2.00 USD/h")
 
 # scenario -> (fleet applied, fleet planned, objective, the changes' reasons)
 SCENARIOS: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, float] | None,
@@ -216,12 +230,29 @@ SCENARIOS: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str,
             "deployment/m@pe": [IDLE_GPU], "deployment/m@pf": [IDLE_GPU],
             "deployment/n@pe": ["demand changed 200 -> 100"],
             "pool/pe": ["back to its planned size: the room make before break needed in phases 2 and 3 is free"]}),
-    # latency priced higher: m moves to the dearer pool beside its users, which no reason above covers
+    # latency priced higher: m moves to the dearer pool beside its users, 300 units/s at 20 ms kept
+    # (6.00 USD/h) against 1 ms (0.30), priced by the cost function (it said 'placed anew by the plan,
+    # its compute 3.00 -> 6.00 USD/h', 20 of 20 such lines in five re-plans of bench M with latency priced)
     "latency": (NEAR, NEAR, {"latencyUsdPerMsPer1kRate": 1.0}, {
-        "deployment/m@pb": ["placed anew by the plan, its compute 3.00 -> 6.00 USD/h "
-                            "(`placer explain FLEET m` says why it runs where it does)"],
-        "deployment/m@pa": ["placed anew by the plan, its compute 3.00 -> 6.00 USD/h "
-                            "(`placer explain FLEET m` says why it runs where it does)"]}),
+        "deployment/m@pb": [LATENCY], "deployment/m@pa": [LATENCY]}),
+    # m's demand moves from a to b, as much of it: a replica of m at a serves it, 20 ms away
+    "demand moved, latency": ([*NEAR[:4], m()], NEAR, {"latencyUsdPerMsPer1kRate": 1.0}, {
+        "deployment/m@pb": [LATENCY], "deployment/m@pa": [LATENCY]}),
+    # m's data is at b now, 500 GB/h at 0.02 USD/GB to a: it moves beside it, dearer a GPU (it said
+    # 'placed anew by the plan, its compute 3.00 -> 4.50 USD/h')
+    "egress": ([*EGRESS, m()], [*EGRESS, m(data=[{"location": "b", "gbPerHour": 500}])], None, {
+        "deployment/m@pb": [DATA], "deployment/m@pa": [DATA]}),
+    # and a training model's, its egress shared by its replicas
+    "egress, training": ([*EGRESS, training("t", 1, gpus=1)],
+                         [*EGRESS, training("t", 1, gpus=1, data=[{"location": "b", "gbPerHour": 500}])], None, {
+        "deployment/t@pb": [DATA.replace("3.00 -> 4.50", "1.00 -> 1.50")],
+        "deployment/t@pa": [DATA.replace("3.00 -> 4.50", "1.00 -> 1.50")]}),
+    # as "idle GPUs" with pe 10 ms from m's users: the fleet's compute falls more than m's latency
+    # grows, which is said beside it
+    "idle GPUs, latency grows": ([*IDLE_FAR, mi(), n(200)], [*IDLE_FAR, mi(), n(100)], {"latencyUsdPerMsPer1kRate": 0.5}, {
+        "deployment/m@pe": [IDLE_FAR_GPU], "deployment/m@pf": [IDLE_FAR_GPU],
+        "deployment/n@pe": ["demand changed 200 -> 100"],
+        "pool/pe": ["back to its planned size: the room make before break needed in phases 2 and 3 is free"]}),
 }
 
 
@@ -229,8 +260,8 @@ SCENARIOS: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str,
 def test_a_reason_is_true_of_what_changed(tmp_path: Path, capsys: pytest.CaptureFixture[str], scenario: str) -> None:
     """'cheaper placement' only where the model's compute, as the cost function prices it at the
     fleet's prices, falls; 'capacity for demand' only where the replicas it may keep fall short of
-    its demand; a count of the model's own, a new model, room made for others and the fleet's compute
-    a move saves named; else what the model costs as planned. Before, a scale-down was 'cheaper placement' and anything else
+    its demand; a count of the model's own, a new model, room made for others and the fleet's compute,
+    egress or latency a move saves named; else what the model costs as planned. Before, a scale-down was 'cheaper placement' and anything else
     'capacity for demand', whatever changed."""
     first, then, objective, expected = SCENARIOS[scenario]
     reasons, text, markdown = replan(capsys, Fleet(tmp_path), first, then, objective)
@@ -262,3 +293,15 @@ def test_a_demand_change_smaller_than_a_tables_rounding_is_told_apart(capsys, tm
     reasons, _, _ = replan(capsys, Fleet(tmp_path), [pool("p", "a"), m(200)], [pool("p", "a"), m(200.004)],
                            objective={"unmetUsdPerRate": 1000})
     assert reasons == {"deployment/m@p": ["demand changed 200.000 -> 200.004"]}, reasons
+
+
+def test_a_move_no_term_pays_for_says_what_the_model_costs() -> None:
+    """A plan that moves m between two pools alike (a search stopped short, a plan edited) names no
+    saving: kept as it ran, m costs as much in every term, and the reason is what it costs as
+    planned and where to ask why."""
+    f = built(location("a"), pool("pa", "a"), pool("pb", "a"), inference("m", [{"location": "a", "rate": 100}]))
+    moved = Placement({("m", "pb"): 1}, {}, (Route("m", "a", "pb", 100.0, 1.0),))
+    changes = diff(f, State(deployments={"m@pa": {"replicas": 1}}), moved, find_candidates(f, RULES), RULES)
+    anew = ("placed anew by the plan, its compute 1.00 -> 1.00 USD/h (`placer explain FLEET m` says why it runs "
+            "where it does)",)
+    assert {c.address: c.reasons for c in changes} == {"deployment/m@pa": anew, "deployment/m@pb": anew}
