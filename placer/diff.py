@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from placer.candidates import Candidates
+from placer.cost import PENNY
 from placer.fleet import Fleet, Model, Pool
 from placer.placement import Placement
 from placer.planfile import (
@@ -211,11 +212,13 @@ def _replace(address: str, have: int, want: int, old: dict[str, Any], new: dict[
 
 def _rollout(changed: list[str], replicas: int, fleet: Fleet) -> str:
     """Why a deployment is updated in place, and the churn its rollout costs: every replica it
-    keeps is started anew (``running_replicas`` counts it as running none)."""
+    keeps is started anew (``running_replicas`` counts it as running none). Churn that prices to
+    less than a cent is left unsaid, as the other reasons leave out what costs nothing (it said
+    '(0.00 USD of churn)' under Settings' churnUsdPerReplica 0)."""
     usd = replicas * fleet.settings.objective.churn_usd_per_replica
     which = "its replica" if replicas == 1 else f"all {replicas} of its replicas"
-    return (f"{', '.join(changed)} changed in the fleet: the rollout starts {which} anew "
-            f"({usd:,.2f} USD of churn)")
+    churn = f" ({usd:,.2f} USD of churn)" if usd >= PENNY else ""
+    return f"{', '.join(changed)} changed in the fleet: the rollout starts {which} anew{churn}"
 
 
 UNHEALTHY = "the last apply made it, but it did not become healthy: applied again, and waited healthy"
