@@ -146,6 +146,7 @@ IDLE_GPU = ("the fleet's compute 1.00 USD/h less than with it kept as it ran: it
             "of the nodes pe runs anyway; its own compute 1.00 -> 2.00 USD/h")
 # pa at a and pb at b, 50 ms apart: each serves only its own location's demand within 10 ms
 APART = [location("b"), link("a", "b", 50), PA, pool("pb", "b", usd=2)]
+DEAR_B = pool("pb", "b", usd=4)
 SHIFT = "capacity for demand: the replicas it may keep serve 200 of its 300 within its latency SLOs"
 FAR = [location("c"), link("a", "c", 50)]  # no pool within 5 ms of c
 NEAR = [location("b"), link("a", "b", 20), pool("pa", "a", usd=1), pool("pb", "b", usd=2),
@@ -221,6 +222,12 @@ SCENARIOS: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str,
     # throughput summed serving the 300; 3 of 9 such models in five 5% re-plans of bench M)
     "demand moved": ([*APART, at(200, 100)], [*APART, at(100, 200)], None, {
         "deployment/m@pa": [SHIFT], "deployment/m@pb": [SHIFT]}),
+    # a third less demand, all of it moved from a to b: the 2 replicas made at b are for where the
+    # demand is, not for less of it (they said 'demand changed 300 -> 200'; 96 of 822 such lines made
+    # or took replicas against the demand's change in 15 re-plans of bench M with demand moved)
+    "demand moved and fell": ([*APART[:3], DEAR_B, at(300, 0)], [*APART[:3], DEAR_B, at(0, 200)], None, {
+        "deployment/m@pa": ["demand changed 300 -> 200"],
+        "deployment/m@pb": ["capacity for demand: the replicas it may keep serve 0 of its 200 within its latency SLOs"]}),
     # as "idle GPUs", with 100 units/s more of m's demand at c, which no pool reaches in time: the
     # replica it keeps serve 100 of its 200, but so does the plan's, and that is no reason to move
     # (it said 'capacity for demand: the replicas it may keep serve 100 of its 200')
