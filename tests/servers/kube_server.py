@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
+import math
 import re
 import threading
 import time
@@ -289,10 +290,26 @@ def validate_deployment(obj: dict[str, Any]) -> None:
 
 
 @dataclass
+class _Pods:
+    """A Deployment's pods as ``gpu_rollouts`` schedules them: those of its settled template (the old
+    ReplicaSet), and, while a rollout runs or is stuck, its new template's, made and running."""
+    template: Any
+    gpus: int
+    count: int
+    new_template: Any = None
+    new_gpus: int = 0
+    made: int = 0
+    running: int = 0
+    stuck_since: str | None = None
+    stale: tuple[dict[str, Any], int] | None = None  # a stuck status still shown, and for how many reads
+
+
+@dataclass
 class _Record:
     obj: dict[str, Any]
     owners: dict[str, tuple[str, set[Path_]]] = field(default_factory=dict)
     polls_left: int | None = 0
+    pods: _Pods | None = None
 
 
 @dataclass
@@ -334,6 +351,15 @@ class FakeKubeApiServer(LoopbackServer):
         self._nodes: dict[str, dict[str, Any]] = {}
         self._deployments: dict[tuple[str, str], _Record] = {}
         self._faults: list[Fault] = []
+        # a rollout schedules its pods on the GPUs of the nodes its nodeSelector matches, with its
+        # strategy (maxSurge, maxUnavailable; Kubernetes' default 25% each), as the Deployment
+        # controller and the scheduler would: one that cannot go on is stuck (Progressing False,
+        # ProgressDeadlineExceeded at once), and the GPUs its node set held at most are in peak_gpus
+        self.gpu_rollouts = False
+        # reads after a stuck rollout's spec changed that still show it stuck (the controller has
+        # seen the new generation, and no old pod has gone yet): the real one takes a sync or two
+        self.stale_polls = 1
+        self.peak_gpus: dict[tuple[str, str], int] = {}
 
     # ------------------------------------------------------------ lifecycle
 
@@ -427,6 +453,16 @@ class FakeKubeApiServer(LoopbackServer):
         want = int(obj["spec"].get("replicas", 1))
         gen = int(obj["metadata"]["generation"])
         status: dict[str, Any] = {"observedGeneration": gen}
+        pods = rec.pods
+        if pods is not None and pods.stale is not None:
+            shown, reads = pods.stale
+            if poll:
+                pods.stale = (shown, reads - 1) if reads > 1 else None
+            obj["status"] = {**copy.deepcopy(shown), "observedGeneration": gen}
+            return obj
+        if pods is not None and pods.stuck_since is not None:
+            obj["status"] = {**self._stuck_status(obj, pods), "observedGeneration": gen}
+            return obj
         if rec.polls_left == 0:
             counts = {"replicas": want, "updatedReplicas": want, "readyReplicas": want, "availableReplicas": want}
             conditions = [{"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"},
@@ -445,8 +481,93 @@ class FakeKubeApiServer(LoopbackServer):
         if before is None or before.get("spec") != rec.obj.get("spec"):
             meta["generation"] = int(meta.get("generation", 0)) + 1
             rec.polls_left = self.ready_after_polls
+            if self.gpu_rollouts:
+                self._schedule(rec)
         meta["resourceVersion"] = self._next_rv()
         self._deployments[(meta["namespace"], meta["name"])] = rec
+
+    # ------------------------------------------------------------ rollouts on GPUs (gpu_rollouts)
+
+    @staticmethod
+    def _pod_gpus(template: Any) -> int:
+        containers = get_path(template, ("spec", "containers"))
+        return sum(int(get_path(c, ("resources", "limits", "nvidia.com/gpu")) or 0) if isinstance(
+            get_path(c, ("resources", "limits")), dict) else 0 for c in containers or [])
+
+    def _node_set(self, template: Any) -> frozenset[str]:
+        selector = get_path(template, ("spec", "nodeSelector"))
+        selector = selector if isinstance(selector, dict) else {}
+        return frozenset(n for n, node in self._nodes.items()
+                         if all(node["metadata"]["labels"].get(k) == v for k, v in selector.items()))
+
+    def _schedule(self, rec: _Record) -> None:
+        """Run ``rec``'s rollout as far as its nodes' GPUs and its strategy let it."""
+        spec = rec.obj["spec"]
+        want, template = int(spec.get("replicas", 1)), spec.get("template")
+        gpus, pods = self._pod_gpus(template), rec.pods
+        if pods is None:  # made: its pods start where there is room (no rollout)
+            rec.pods = _Pods(template, gpus, want)
+            return
+        if template == pods.template:  # a count only, or a stuck rollout taken back
+            pods.count, pods.new_template, pods.made, pods.running, pods.stuck_since = want, None, 0, 0, None
+            return
+        was_stuck = self._stuck_status(rec.obj, pods) if pods.stuck_since else None
+        if template != pods.new_template:  # a new rollout (a stuck one's pods replaced)
+            pods.new_template, pods.new_gpus, pods.made, pods.running = template, gpus, 0, 0
+        nodes = self._node_set(template)
+        capacity = sum(int(self._nodes[n]["status"]["allocatable"].get("nvidia.com/gpu", 0)) for n in nodes)
+        key = (rec.obj["metadata"]["namespace"], rec.obj["metadata"]["name"])
+        others = sum(r.pods.count * r.pods.gpus + r.pods.running * r.pods.new_gpus
+                     for k, r in self._deployments.items()
+                     if k != key and r.pods is not None and self._node_set(r.pods.template) == nodes)
+        strategy = get_path(spec, ("strategy", "rollingUpdate"))
+        strategy = strategy if isinstance(strategy, dict) else {}
+
+        def count(key: str, up: bool) -> int:
+            value = strategy.get(key, "25%")
+            if isinstance(value, str) and value.endswith("%"):
+                share = want * int(value[:-1]) / 100
+                return math.ceil(share) if up else math.floor(share)
+            return int(value)
+        surge, unavailable = count("maxSurge", True), count("maxUnavailable", False)
+        progressed = False
+        while True:
+            moved = False
+            target = min(want, pods.made + max(0, want + surge - pods.count - pods.made))
+            if target > pods.made:
+                pods.made, moved = target, True
+            used = others + pods.count * pods.gpus + pods.running * pods.new_gpus
+            while pods.running < pods.made and capacity - used >= pods.new_gpus:
+                pods.running, used, moved = pods.running + 1, used + pods.new_gpus, True
+            self.peak_gpus[key] = max(self.peak_gpus.get(key, 0), used)
+            down = min(pods.count, max(0, pods.count + pods.running - (want - unavailable)))
+            if down:
+                pods.count, moved = pods.count - down, True
+            if pods.running >= want and not pods.count:
+                rec.pods = _Pods(template, gpus, want)
+                if was_stuck is not None:
+                    rec.pods.stale = (was_stuck, self.stale_polls) if self.stale_polls else None
+                return
+            if not moved:
+                break
+            progressed = True
+        if progressed or not pods.stuck_since:
+            pods.stuck_since = _now()
+        if progressed and was_stuck is not None and self.stale_polls:
+            pods.stale = (was_stuck, self.stale_polls)
+
+    def _stuck_status(self, obj: dict[str, Any], pods: _Pods) -> dict[str, Any]:
+        want = int(obj["spec"].get("replicas", 1))
+        available = pods.count + pods.running
+        counts = {"replicas": pods.count + pods.made, "updatedReplicas": pods.made, "readyReplicas": available,
+                  "availableReplicas": available, "unavailableReplicas": pods.made - pods.running}
+        name = obj["metadata"]["name"]
+        return {**{k: v for k, v in counts.items() if v}, "conditions": [
+            {"type": "Available", "status": "True" if available >= want - want // 4 else "False",
+             "reason": "MinimumReplicasAvailable" if available >= want - want // 4 else "MinimumReplicasUnavailable"},
+            {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
+             "lastUpdateTime": pods.stuck_since, "lastTransitionTime": pods.stuck_since,
+             "message": f'ReplicaSet "{name}-7d9f8b6c5" has timed out progressing.'}]}
 
     def _create(self, body: dict[str, Any], manager: str, operation: str = "Update",
                 namespace: str | None = None) -> dict[str, Any]:
@@ -525,7 +646,7 @@ class FakeKubeApiServer(LoopbackServer):
         validate_deployment(obj)
         if obj == before and owners == owners_before:
             return 200, self._render(rec, poll=False)  # a no-op apply writes nothing
-        new = _Record(obj, owners, rec.polls_left)
+        new = _Record(obj, owners, rec.polls_left, rec.pods)
         self._store(new, before)
         return 200, self._render(new, poll=False)
 
