@@ -69,6 +69,9 @@ class KubernetesProvider:
         self._factory = api_client_factory or self._client_from_kubeconfig
         self._clients: dict[str | None, Any] = {}
         self._lock = threading.Lock()
+        # address -> (generation, ProgressDeadlineExceeded condition) of a Deployment whose rollout was
+        # stuck when apply read it: its wait does not take that condition for the new spec's
+        self._stuck_before: dict[str, tuple[int, dict[str, Any]]] = {}
 
     # ------------------------------------------------------------ Provider protocol
 
@@ -118,6 +121,12 @@ class KubernetesProvider:
         current = self._read(where)
         if current is not None:
             self._require_owned(current, where, "update")
+        stuck = _stuck_condition(current) if current is not None else None
+        with self._lock:
+            if stuck is not None and current is not None:
+                self._stuck_before[change.address] = (int((current.get("metadata") or {}).get("generation", 0)), stuck)
+            else:
+                self._stuck_before.pop(change.address, None)
         manifest = deployment_manifest({**change.target, "model": where.model, "pool": where.pool}, replicas)
         api = self._apps(where.context)
         guard(where.address, lambda: _body(api.patch_namespaced_deployment(
@@ -155,10 +164,16 @@ class KubernetesProvider:
                     done, last = rollout_status(obj)
                     if done:
                         return
-                    stalled = _stalled(obj)
-                    if stalled:
-                        raise ProviderError(f"{where.address}: rollout of {where} failed: {stalled}; see "
-                                            f"`kubectl {where.kubectl_args} describe deployment {where.name}`",
+                    stuck = _stuck_condition(obj)
+                    with self._lock:
+                        before = self._stuck_before.get(change.address)
+                    generation = int((obj.get("metadata") or {}).get("generation", 0))
+                    if stuck is not None and before is not None and before[1] == stuck and generation > before[0]:
+                        # stuck before this apply changed its spec (a strategy with room to go on): the
+                        # controller keeps the condition until the rollout moves, which it may yet
+                        last = f"{last}; stuck since {_since(stuck)}, before this apply changed it"
+                    elif stuck is not None:
+                        raise ProviderError(_stuck_text(obj, stuck, change, where, before is not None),
                                             address=where.address)
             left = deadline - time.monotonic()
             if left <= 0:
@@ -587,11 +602,40 @@ def _scaled_by_another(obj: dict[str, Any], change: Change, where: _Where) -> st
             f"`placer plan` and apply the new plan, which sets it back to {wanted} and waits for it")
 
 
-def _stalled(obj: dict[str, Any]) -> str | None:
+def _stuck_condition(obj: dict[str, Any]) -> dict[str, Any] | None:
+    """The Deployment's Progressing condition where its rollout is stuck (ProgressDeadlineExceeded:
+    no progress within its progressDeadlineSeconds), else None."""
     for cond in (obj.get("status") or {}).get("conditions") or []:
         if cond.get("type") == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded":
-            return f"progress deadline exceeded ({cond.get('message') or 'no progress'})"
+            return dict(cond)
     return None
+
+
+def _since(cond: dict[str, Any]) -> str:
+    return str(cond.get("lastUpdateTime") or cond.get("lastTransitionTime") or "an unknown time")
+
+
+def _stuck_text(obj: dict[str, Any], cond: dict[str, Any], change: Change, where: _Where, before: bool) -> str:
+    """Why a rollout's wait fails at once: the Deployment has made no progress since the time its
+    condition gives, and what its new pods need. ``before``: it was stuck so when the apply read it,
+    and the apply changed nothing of it (a re-apply of the manifest it was stuck with)."""
+    status = obj.get("status") or {}
+    updated, available = int(status.get("updatedReplicas", 0)), int(status.get("availableReplicas", 0))
+    want = int((obj.get("spec") or {}).get("replicas", 1))
+    waiting = int(status.get("unavailableReplicas", 0))
+    gpus = int(change.target.get("gpus") or 0)
+    again = (": the apply found it so, and applied the same Deployment again, which cannot move it"
+             if before else "")
+    needs = ""
+    if waiting and gpus:
+        needs = (f"; {waiting} of its new pods {'is' if waiting == 1 else 'are'} not available: where pending, its "
+                 f"rollout needs {waiting * gpus} more GPU{'s' if waiting * gpus != 1 else ''} on pool {where.pool} "
+                 f"({gpus} a pod)")
+    return (f"{where.address}: the rollout of {where} has been stuck since {_since(cond)} (Progressing False, "
+            f"ProgressDeadlineExceeded: {cond.get('message') or 'no progress'}){again}; {updated} of {want} "
+            f"replicas updated, {available} available{needs}. See `kubectl {where.kubectl_args} describe deployment "
+            f"{where.name}` and its pods' events; free the GPUs, or run `placer plan` again: a deployment an apply "
+            "left not healthy is rolled out without a surge pod where its pool has no room for one")
 
 
 # what a kubeconfig holds at its top, beside its kind

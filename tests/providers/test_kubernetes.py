@@ -268,6 +268,60 @@ def test_a_rollout_with_no_room_to_surge_is_applied_with_its_strategy_which_a_la
     assert obj is not None and obj["spec"]["replicas"] == 1 and "strategy" not in obj["spec"]
 
 
+def _stuck_rollout(kube: FakeKubeApiServer, provider: KubernetesProvider) -> Change:
+    """llama, 2 replicas of 2 GPUs, fills its node's 4; its image changes with Kubernetes' default
+    strategy (as placer before 58acfc2 applied it, or a user): the surge pod has no GPU, no old pod may
+    go first (maxUnavailable 0 of 2), and the rollout is stuck. The rollout's change."""
+    kube.gpu_rollouts = True
+    kube.add_node("h100-0", gpus=4, labels={**H100, "cloud.google.com/gke-nodepool": "h100"})
+    provider.apply(change("create", 2))
+    c = change("update", 2)
+    rollout = Change(c.address, "update", 2, {"replicas": 2, "image": "registry.local/models/llama:3.1"},
+                     {"replicas": 2, "image": "registry.local/models/llama:3.2"}, (),
+                     {**c.target, "image": "registry.local/models/llama:3.2"})
+    provider.apply(rollout)
+    status = (kube.deployment(NS, "llama-h100") or {})["status"]
+    assert (status["updatedReplicas"], status["availableReplicas"], status["unavailableReplicas"]) == (1, 2, 1)
+    assert status["conditions"][1]["reason"] == "ProgressDeadlineExceeded"
+    return rollout
+
+
+def test_a_stuck_rollout_applied_again_as_it_is_says_since_when_and_what_it_needs(
+        kube: FakeKubeApiServer, provider: KubernetesProvider) -> None:
+    """The same manifest applied again cannot move a stuck rollout: the wait fails at once, saying
+    since when it is stuck and the GPUs its new pod needs on its pool (it said 'rollout ... failed:
+    progress deadline exceeded (...)', nothing of the pool or what to do)."""
+    rollout = _stuck_rollout(kube, provider)
+    since = (kube.deployment(NS, "llama-h100") or {})["status"]["conditions"][1]["lastUpdateTime"]
+    provider.apply(rollout)
+    with pytest.raises(ProviderError) as err:
+        provider.wait_healthy(rollout, 5)
+    said = str(err.value)
+    assert said.startswith(f"deployment/llama@h100: the rollout of deployment ml/llama-h100 in context cluster-a "
+                           f"has been stuck since {since} (Progressing False, ProgressDeadlineExceeded: ")
+    assert ("the apply found it so, and applied the same Deployment again, which cannot move it; 1 of 2 replicas "
+            "updated, 2 available; 1 of its new pods is not available: where pending, its rollout needs 2 more GPUs "
+            "on pool h100 (2 a pod)") in said, said
+    assert "run `placer plan` again" in said
+
+
+def test_a_stuck_rollout_applied_with_a_strategy_that_fits_is_waited_for_past_its_old_condition(
+        kube: FakeKubeApiServer, provider: KubernetesProvider) -> None:
+    """Applied with maxSurge 0, maxUnavailable 1 (the plan's re-apply of a deployment an apply left
+    unhealthy on a full pool), the stuck rollout goes on; until an old pod has gone, the controller
+    shows the new generation with its old ProgressDeadlineExceeded condition, which failed the wait at
+    once. The wait now takes a condition from before the apply changed the spec as no failure."""
+    rollout = _stuck_rollout(kube, provider)
+    fitted = Change(rollout.address, "update", 2, {"replicas": 2, "healthy": False},
+                    {"replicas": 2, "healthy": True}, (),
+                    {**rollout.target, "strategy": {"maxSurge": 0, "maxUnavailable": 1}})
+    provider.apply(fitted)
+    provider.wait_healthy(fitted, 5)
+    obj = kube.deployment(NS, "llama-h100") or {}
+    assert obj["status"]["updatedReplicas"] == 2 and obj["status"]["availableReplicas"] == 2
+    assert kube.peak_gpus[(NS, "llama-h100")] == 4
+
+
 def test_an_object_placer_does_not_own_is_left_untouched(kube: FakeKubeApiServer,
                                                          provider: KubernetesProvider) -> None:
     kube.seed_deployment(foreign_deployment(), manager="helm")
