@@ -598,58 +598,110 @@ def _room_first(fleet: Fleet, state: State, placement: Placement, changes: list[
 NO_SURGE = {"maxSurge": 0, "maxUnavailable": 1}
 
 
-def _surge(c: Change, fleet: Fleet) -> int:
+def _surge(c: Change, fleet: Fleet) -> tuple[int, bool]:
     """GPUs the rollout of ``c`` takes on its pool beyond its old replicas and its new at once, with
     Kubernetes' default strategy (RollingUpdate, maxSurge 25% rounded up, maxUnavailable 25%
-    rounded down): the surge pods it starts before an old pod may go. 0 where ``c`` rolls nothing
-    out (a new count only, a re-apply) or where the old pods it may take down first make room for a
-    new one (4 replicas and more, as many GPUs a replica)."""
+    rounded down): the surge pods it starts before an old pod may go; and whether it stalls without
+    room for them (1 to 3 replicas: no old pod may go first; or the old pods it may take down free
+    too few GPUs for a new one). 0 where ``c`` rolls nothing out (a new count only). A re-apply of
+    one the last apply left unhealthy (``UNHEALTHY``) counts as a rollout that stalls where it may
+    be one: the state keeps no record of what it rolled out from, and a rollout of an earlier apply
+    (or placer version) whose surge pod had no room was left so."""
     if c.kind != "deployment" or c.action != "update" or c.phase != PHASE_UP:
-        return 0
-    if not set(c.before or {}) - {"replicas", "healthy"}:  # the pod template (image, GPUs...) is the same
-        return 0
+        return 0, False
+    spec = set(c.before or {}) - {"replicas", "healthy"}  # the pod template (image, GPUs...) changes
+    if not spec and (c.before or {}).get("healthy") is not False:
+        return 0, False
     have, want = int((c.before or {}).get("replicas", 0)), int((c.after or {}).get("replicas", 0))
     if want <= 0:
-        return 0
+        return 0, False
     surge, down = -(-want // 4), want // 4
     new = _gpus(c, "after", fleet)
-    if down * _gpus(c, "before", fleet) >= new:
-        return 0
-    return max(0, want + surge - max(have, want)) * new
+    stalls = down * _gpus(c, "before", fleet) < new
+    if not spec and not stalls:
+        return 0, False
+    return max(0, want + surge - max(have, want)) * new, stalls
+
+
+def _no_room(c: Change, fleet: Fleet, need: int, nodes: int, sick: bool) -> Change:
+    """``c`` rolled out with NO_SURGE: its pool (at ``nodes``) has no room for the surge pod."""
+    pool = fleet.pools[c.pool]
+    want = int((c.after or {}).get("replicas", 0))
+    down = ("its only replica is down while the new one starts" if want == 1 else
+            f"one of its {want} replicas at a time is down while it rolls out")
+    most = " at nodes.max" if pool.elastic and nodes == pool.max_nodes else ""
+    stuck = (": the last apply's rollout may be stuck waiting for that pod, which no re-apply of it "
+             "would start" if sick else "")
+    why = (f"rolled out with maxSurge 0, maxUnavailable 1: {c.pool} has no room for the surge pod "
+           "Kubernetes' default rollout starts first (the old replicas, the new and it need "
+           f"{need} of its {nodes * pool.per_node} GPUs{most}){stuck}, so {down}")
+    return Change(c.address, c.action, c.phase, c.before, c.after, (why, *c.reasons),
+                  {**c.target, "strategy": dict(NO_SURGE)})
+
+
+def _less_surge(c: Change, fleet: Fleet, room: _Room, nodes: int, need: int, more: int, fits: int) -> Change:
+    """``c`` rolled out with the surge pods ``fits`` of the room within a required headroom, and
+    the default's maxUnavailable: the default's (``more`` GPUs) would take GPUs the headroom keeps free."""
+    pool = fleet.pools[c.pool]
+    want = int((c.after or {}).get("replicas", 0))
+    pods, down = more // _gpus(c, "after", fleet), want // 4
+    holds = f"only {fits}" if fits else "none"
+    why = (f"rolled out with maxSurge {fits}, maxUnavailable {down}: Kubernetes' default rollout starts {pods} "
+           f"surge pod{'' if pods == 1 else 's'} first, and {c.pool} holds {holds} beside the old replicas and the "
+           f"new (with {'it' if pods == 1 else 'them'} they would hold {need} of its {nodes * pool.per_node} "
+           f"GPUs{room.kept_text(pool, nodes)}); at most {down} of its {want} replicas "
+           "at a time is down, as with the default, and the rollout goes slower")
+    return Change(c.address, c.action, c.phase, c.before, c.after, (why, *c.reasons),
+                  {**c.target, "strategy": {"maxSurge": fits, "maxUnavailable": down}})
 
 
 def _surges(fleet: Fleet, room: _Room, changes: list[Change], left: dict[str, int]
             ) -> tuple[list[Change], dict[str, int]]:
     """A Deployment updated in place (image, GPUs, nodeSelector, tolerations) rolls out with its
-    strategy: Kubernetes' default starts a surge pod before an old one goes, and on a pool with no
-    GPU free for it the pod never started, and the rollout (the apply's health wait) hung until its
-    timeout. Its GPUs count in the room a pool needs in phase 2 beside ``left`` (the old replicas and
-    the new at once), an elastic pool growing for them; GPUs a required headroom keeps free may hold
-    it (they are free, and it is gone once the rollout is done: taking a model's only replica down
-    instead would be worse). A rollout its pool cannot hold even at its most nodes is applied with
-    NO_SURGE instead (its target's ``strategy``), and says so. Returns the changes and the GPUs each
-    pool's surges take."""
+    strategy: Kubernetes' default starts surge pods before old ones go, which count in the room a
+    pool needs in phase 2 beside ``left`` (the old replicas and the new at once).
+
+    A rollout that stalls without room for them (``_surge``: 1 to 3 replicas) hung, with the
+    apply's health wait, until its timeout, on a pool with no GPU free for its pod. An elastic pool
+    grows for it; GPUs a required headroom keeps free may hold it (they are free, and it is gone
+    once the rollout is done: taking a model's only replica down instead would be worse). One its
+    pool cannot hold even at its most nodes is applied with NO_SURGE instead (its target's
+    ``strategy``), and says so. A re-apply of one the last apply left unhealthy, maybe stuck so,
+    does the same without growing a pool (it may be no rollout at all).
+
+    One of 4 replicas or more may take old pods down first (maxUnavailable 25%): it never hangs,
+    but its surge pods (25%, rounded up) start at once on the GPUs a required headroom keeps free.
+    Where they would, it is rolled out with the surge pods the room within the headroom holds
+    (maxSurge 0 where none), the default's maxUnavailable kept, and says so: no pool grows for it,
+    as it loses nothing but speed. These are weighed after the others.
+
+    Returns the changes and the GPUs each pool's surges take."""
     taken: dict[str, int] = {}
-    out = []
-    for c in changes:
-        more = _surge(c, fleet)
-        if more:
-            pool = fleet.pools[c.pool]
-            nodes = room.most(pool)
-            need = left.get(c.pool, 0) + taken.get(c.pool, 0) + more
+    out = list(changes)
+    weighed = [(i, c, *_surge(c, fleet)) for i, c in enumerate(changes)]
+    for i, c, more, stalls in sorted((w for w in weighed if w[2]), key=lambda w: not w[3]):
+        pool = fleet.pools[c.pool]
+        need = left.get(c.pool, 0) + taken.get(c.pool, 0) + more
+        if stalls:
+            sick = not set(c.before or {}) - {"replicas", "healthy"}
+            nodes = room.size(pool) if sick else room.most(pool)
             if need <= nodes * pool.per_node:
                 taken[c.pool] = taken.get(c.pool, 0) + more
             else:
-                want = int((c.after or {}).get("replicas", 0))
-                down = ("its only replica is down while the new one starts" if want == 1 else
-                        f"one of its {want} replicas at a time is down while it rolls out")
-                most = " at nodes.max" if pool.elastic and nodes == pool.max_nodes else ""
-                why = (f"rolled out with maxSurge 0, maxUnavailable 1: {c.pool} has no room for the surge pod "
-                       "Kubernetes' default rollout starts first (the old replicas, the new and it need "
-                       f"{need} of its {nodes * pool.per_node} GPUs{most}), so {down}")
-                c = Change(c.address, c.action, c.phase, c.before, c.after, (why, *c.reasons),
-                           {**c.target, "strategy": dict(NO_SURGE)})
-        out.append(c)
+                out[i] = _no_room(c, fleet, need, nodes, sick)
+            continue
+        # the nodes it has during the apply (grown for the old replicas and the new, not for it)
+        nodes = max(room.size(pool), room.peak(pool, left.get(c.pool, 0)) or 0)
+        new = _gpus(c, "after", fleet)
+        free = nodes * pool.per_node - need + more  # what its surge pods may start on
+        starts = min(more, max(0, free) // new * new)  # the rest wait for old pods to go
+        kept = room.gpus(pool, nodes) - need + more  # of which the headroom leaves
+        if starts <= max(0, kept):
+            taken[c.pool] = taken.get(c.pool, 0) + starts
+        else:
+            fits = max(0, kept) // new
+            taken[c.pool] = taken.get(c.pool, 0) + fits * new
+            out[i] = _less_surge(c, fleet, room, nodes, need, more, fits)
     return out, taken
 
 

@@ -533,6 +533,102 @@ def test_backing_out_of_a_rollout_that_never_became_healthy_changes_what_runs(cl
     assert r.returncode == 0 and "No changes" in r.stdout, r.stdout + r.stderr
 
 
+# ---------------------------------------------------------------- rollouts the pool's GPUs hold
+
+
+def _full_pool_fleet(tmp: Path, version: str, replicas: int, gpus: int, others: int = 0,
+                     headroom: float | None = None) -> Path:
+    """``_one_model_fleet``'s pool of 8 L4s, asr at ``version`` with ``replicas`` of ``gpus`` GPUs,
+    tts (``others`` of 1 GPU) beside it, and a required headroom on the pool."""
+    fleet = _one_model_fleet(tmp, version, replicas)
+    docs = list(yaml.safe_load_all((fleet / "fleet.yaml").read_text()))
+    for d in docs:
+        if d["kind"] == "Model":
+            d["spec"]["replica"]["gpus"] = gpus
+    if others:
+        docs.append(training("tts", others, gpus=1, mem=16))
+    if headroom is not None:
+        docs.append(doc("Policy", "keep-free", {"rule": {"headroom": {"fraction": headroom}},
+                                                "pools": {"names": ["dc-l4"]}}))
+    (fleet / "fleet.yaml").write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    return fleet
+
+
+def _gpu_nodes(kube):
+    """The pool's 2 nodes of 4 GPUs, where rollouts schedule their pods (``gpu_rollouts``)."""
+    kube.gpu_rollouts = True
+    for i in range(2):
+        kube.add_node(f"dc-l4-{i}", gpus=4)
+
+
+def test_a_rollout_of_4_keeps_its_surge_pod_off_the_gpus_a_required_headroom_keeps_free(cluster):
+    """asr's 4 replicas and tts's 2 hold 6 of the pool's 8 GPUs, which keep-free keeps to 6. asr's
+    new version rolled out with Kubernetes' default (maxSurge 1, maxUnavailable 1) started its surge
+    pod on a free GPU: the pool held 7 of 8. Rolled out with maxSurge 0 now, it holds 6 at most."""
+    tmp, kube = cluster["tmp"], cluster["kube"]
+    _gpu_nodes(kube)
+    fleet = _full_pool_fleet(tmp, "v1", 4, 1, others=2, headroom=0.25)
+    _plan_and_apply(cluster, fleet)
+    _full_pool_fleet(tmp, "v2", 4, 1, others=2, headroom=0.25)
+    plan = tmp / "plan.json"
+    r = placer(cluster, "plan", str(fleet), "-o", str(plan))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert ("# rolled out with maxSurge 0, maxUnavailable 1: Kubernetes' default rollout starts 1 surge pod first, "
+            "and dc-l4 holds none beside the old replicas and the new") in " ".join(r.stdout.split()), r.stdout
+    r = placer(cluster, "apply", str(plan))
+    assert r.returncode == 0, r.stdout + r.stderr
+    running = kube.deployment("ml", "asr-dc-l4")
+    assert running["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
+    assert running["status"]["updatedReplicas"] == 4
+    assert kube.peak_gpus[("ml", "asr-dc-l4")] == 6
+
+
+def test_a_rollout_an_earlier_apply_left_stuck_is_rolled_out_with_the_strategy_that_fits(cluster):
+    """asr's 2 replicas of 4 GPUs fill the pool's 8. An earlier placer (or a user) rolled v2 out with
+    Kubernetes' default: its surge pod had no GPU, no old pod may go first, and the Deployment is stuck
+    (ProgressDeadlineExceeded), the apply's health wait failed, and the state marks it not healthy.
+    The next plan applied the same manifest again, which could not move it, and the wait failed again.
+    Now the plan rolls it out with maxSurge 0, maxUnavailable 1 (the pool has no room for the surge
+    pod), saying it may be stuck so, and the apply's wait sees it through."""
+    tmp, kube = cluster["tmp"], cluster["kube"]
+    _gpu_nodes(kube)
+    fleet = _full_pool_fleet(tmp, "v1", 2, 4)
+    _plan_and_apply(cluster, fleet)
+    _full_pool_fleet(tmp, "v2", 2, 4)
+    plan = tmp / "plan.json"
+    assert placer(cluster, "plan", str(fleet), "-o", str(plan)).returncode == 0
+    target = {k: v for k, v in json.loads(plan.read_text())["changes"][0]["target"].items() if k != "strategy"}
+    # what the earlier apply did: the manifest with Kubernetes' default strategy, its wait failed
+    from placer.planfile import Change
+    from providers.kubernetes import KubernetesProvider
+    provider = KubernetesProvider(cluster["env"]["KUBECONFIG"])
+    provider.apply(Change("deployment/asr@dc-l4", "update", 2, {"replicas": 2}, {"replicas": 2}, (), target))
+    provider.close()
+    stuck = kube.deployment("ml", "asr-dc-l4")["status"]
+    assert (stuck["updatedReplicas"], stuck["unavailableReplicas"], stuck["conditions"][1]["reason"]) == (
+        1, 1, "ProgressDeadlineExceeded")
+    state = json.loads((tmp / "state.json").read_text())
+    state["deployments"]["asr@dc-l4"].update(target=target, healthy=False)
+    (tmp / "state.json").write_text(json.dumps(state))
+
+    r = placer(cluster, "plan", str(fleet), "-o", str(plan))
+    said = " ".join(r.stdout.split())
+    assert r.returncode == 0 and ("~ deployment/asr@dc-l4 [phase 2] healthy false -> true # rolled out with "
+                                  "maxSurge 0, maxUnavailable 1: dc-l4 has no room for the surge pod Kubernetes' "
+                                  "default rollout starts first (the old replicas, the new and it need 12 of its 8 "
+                                  "GPUs): the last apply's rollout may be stuck waiting for that pod, which no "
+                                  "re-apply of it would start, so one of its 2 replicas at a time is down while it "
+                                  "rolls out") in said, said
+    r = placer(cluster, "apply", str(plan))
+    assert r.returncode == 0, r.stdout + r.stderr
+    running = kube.deployment("ml", "asr-dc-l4")
+    assert running["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
+    assert (running["status"]["updatedReplicas"], running["status"]["availableReplicas"]) == (2, 2)
+    assert "healthy" not in _entry(cluster) and kube.peak_gpus[("ml", "asr-dc-l4")] == 8
+    r = placer(cluster, "plan", str(fleet), "--detailed-exitcode")
+    assert r.returncode == 0 and "No changes" in r.stdout, r.stdout + r.stderr
+
+
 # ---------------------------------------------------------------- an apply interrupted in a provider's wait
 
 

@@ -779,8 +779,10 @@ def test_a_required_headroom_no_scale_down_can_keep_during_the_apply_is_said():
     said = ("breaks required policy keep-free on p until phase 3: p cannot hold the old replicas and the new at "
             "once (make before break needs 7 of its 8 GPUs, of which required policy keep-free keeps 2 free) even "
             "with its scale-downs first")
-    assert [(c.address, c.phase, c.reasons[0]) for c in plan.changes] == [
+    # m's rollout starts no surge pod either (Kubernetes' default would start one, on p's 8th GPU)
+    assert [(c.address, c.phase, c.reasons[1 if c.model == "m" else 0]) for c in plan.changes] == [
         ("deployment/m@p", 2, said), ("deployment/n@p", 2, said)]
+    assert plan.changes[0].target["strategy"] == {"maxSurge": 0, "maxUnavailable": 1}
     # without the policy, on 6 GPUs: the same, for the GPUs themselves
     f = fleet(location("a"), pool("p", "a", count=1, per_node=6),
               inference("m", [{"location": "a", "rate": 500}], image="reg/m:2", minReplicas=5, maxReplicas=5),
@@ -863,6 +865,56 @@ def test_an_elastic_pool_grows_for_a_rollouts_surge_pod():
     assert [(c.address, c.target.get("strategy")) for c in plan.changes] == [
         ("deployment/m@p", {"maxSurge": 0, "maxUnavailable": 1})]
     assert "need 3 of its 2 GPUs at nodes.max), so one of its 2 replicas" in plan.changes[0].reasons[0]
+
+
+def test_a_rollout_of_4_or_more_keeps_its_surge_pods_off_the_gpus_a_required_headroom_keeps_free():
+    """Kubernetes' default rollout of N replicas starts ceil(N/4) surge pods at once (maxSurge 25%
+    rounded up) as floor(N/4) old ones go: with 4 and more it never hangs, and the plan counted no
+    surge for it, but on a pool with GPUs free those pods start there, GPUs a required headroom
+    keeps free: m's 4 replicas beside n's 2 held 7 of p's 8 GPUs, kept to 6. It is rolled out with
+    the surge the room within the policy holds (maxSurge 0 here, 1 of 2 for 8 replicas on 16 GPUs),
+    the default's maxUnavailable kept, and says so; no elastic pool grows for it."""
+    def kept(replicas, per_node, others, **nodes):
+        return fleet(location("a"), pool("p", "a", per_node=per_node, **nodes),
+                     inference("m", [{"location": "a", "rate": 100}], image="reg/m:2", minReplicas=replicas,
+                               maxReplicas=replicas),
+                     inference("n", [{"location": "a", "rate": 100}], minReplicas=others, maxReplicas=others),
+                     policy("keep-free", {"headroom": {"fraction": 0.25}}, pools={"names": ["p"]}), NO_CHURN)
+
+    def running(replicas, others):
+        return {"m@p": {"replicas": replicas, "target": {"gpus": 1, "image": "reg/m:1",
+                                                        "kubernetes": {"namespace": "default"}}},
+                "n@p": {"replicas": others, "target": {"gpus": 1, "kubernetes": {"namespace": "default"}}}}
+    plan = make_plan(kept(4, 8, 2), State(deployments=running(4, 2)), RULES, NOW).plan
+    assert [(c.address, c.phase, c.target.get("strategy")) for c in plan.changes] == [
+        ("deployment/m@p", 2, {"maxSurge": 0, "maxUnavailable": 1})]
+    assert plan.changes[0].reasons[0] == (
+        "rolled out with maxSurge 0, maxUnavailable 1: Kubernetes' default rollout starts 1 surge pod first, and p "
+        "holds none beside the old replicas and the new (with it they would hold 7 of its 8 GPUs, of which required "
+        "policy keep-free keeps 2 free); at most 1 of its 4 replicas at a time is down, as with the default, and the "
+        "rollout goes slower")
+    assert deployment_manifest(plan.changes[0].target, 4)["spec"]["strategy"] == {
+        "type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}
+    plan = make_plan(kept(8, 16, 3), State(deployments=running(8, 3)), RULES, NOW).plan
+    assert [(c.address, c.target.get("strategy")) for c in plan.changes] == [
+        ("deployment/m@p", {"maxSurge": 1, "maxUnavailable": 2})]
+    assert plan.changes[0].reasons[0].startswith(
+        "rolled out with maxSurge 1, maxUnavailable 2: Kubernetes' default rollout starts 2 surge pods first, and p "
+        "holds only 1 beside the old replicas and the new (with them they would hold 13 of its 16 GPUs, of which "
+        "required policy keep-free keeps 4 free)")
+    placed = {(p["model"], p["pool"]): p["target"] for p in plan.body["placements"]}
+    assert placed[("m", "p")]["strategy"] == {"maxSurge": 1, "maxUnavailable": 2}
+    # room for both surge pods within the policy: Kubernetes' default, as before
+    plan = make_plan(kept(8, 16, 2), State(deployments=running(8, 2)), RULES, NOW).plan
+    assert [(c.address, c.reasons[0].split(":")[0], "strategy" in c.target) for c in plan.changes] == [
+        ("deployment/m@p", "image changed in the fleet", False)]
+    # an elastic pool does not grow for it: a smaller surge costs the rollout speed only
+    pools = {"p": {"nodes": 1, "target": {"provider": "aws", "aws": {"region": "eu-west-1",
+                                                                    "autoScalingGroupName": "p"}}}}
+    plan = make_plan(kept(4, 8, 2, count=None, min_nodes=0, max_nodes=3, provider="aws"),
+                     State(deployments=running(4, 2), pools=pools), RULES, NOW).plan
+    assert [(c.address, c.target.get("strategy")) for c in plan.changes] == [
+        ("deployment/m@p", {"maxSurge": 0, "maxUnavailable": 1})]
 
 
 def test_a_conflict_check_over_the_models_with_a_minimum_answers_as_the_whole_fleet():

@@ -673,16 +673,20 @@ def test_rendered_manifest_passes_strict_schema_validation(tmp_path: Path, versi
     surgeless = tmp_path / "surgeless.yaml"
     surgeless.write_text(yaml.safe_dump(deployment_manifest(
         {**change().target, "strategy": {"maxSurge": 0, "maxUnavailable": 1}}, 2)), encoding="utf-8")
+    # a rollout of 8 whose surge a required headroom holds to 1 of Kubernetes' default 2 (diff._surges)
+    less = tmp_path / "less.yaml"
+    less.write_text(yaml.safe_dump(deployment_manifest(
+        {**change().target, "strategy": {"maxSurge": 1, "maxUnavailable": 2}}, 8)), encoding="utf-8")
     bad_doc = deployment_manifest(change().target, 3)
     bad_doc["spec"]["template"]["spec"]["containers"][0]["gpus"] = 2  # not a field of Container
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(bad_doc), encoding="utf-8")
     offline = {**os.environ, "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
                "NO_PROXY": ""}  # any network use would fail
-    ok = subprocess.run([*command, "--strict", "-k", version, str(good), str(surgeless)], capture_output=True,
-                        text=True, env=offline, timeout=60, check=False)
+    ok = subprocess.run([*command, "--strict", "-k", version, str(good), str(surgeless), str(less)],
+                        capture_output=True, text=True, env=offline, timeout=60, check=False)
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert "INFO" in ok.stdout and ok.stdout.count("passed") == 2
+    assert "INFO" in ok.stdout and ok.stdout.count("passed") == 3
     rejected = subprocess.run([*command, "--strict", "-k", version, str(bad)], capture_output=True, text=True,
                               env=offline, timeout=60, check=False)
     assert rejected.returncode != 0 and "gpus" in rejected.stdout + rejected.stderr
