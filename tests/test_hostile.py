@@ -147,7 +147,8 @@ def test_file_over_the_size_limit_is_not_read(tmp_path: Path, capsys: pytest.Cap
     assert time.perf_counter() - started < 5.0
     assert code == 1
     assert err == [
-        f"{fleet}/huge.yaml:1: file is {size} bytes, over the {MAX_FILE_BYTES}-byte limit for fleet files",
+        f"{fleet}/huge.yaml:1: file is {size} bytes, over the {MAX_FILE_BYTES}-byte (1 MiB) limit for fleet files: split "
+        "its documents over several files (a fleet may hold 16 MiB in all)",
         "1 error in the fleet; nothing was planned or changed.",
     ]
 
@@ -171,10 +172,10 @@ def test_fleet_over_the_total_limit_is_refused_before_any_file_is_read(tmp_path:
     docs, diags = read_fleet_dir(tmp_path)
     assert docs == []
     assert [str(d) for d in diags] == [
-        f"{tmp_path / 'huge.yaml'}:1: file is {MAX_FILE_BYTES + 1} bytes, over the {MAX_FILE_BYTES}-byte limit for "
-        "fleet files",
+        f"{tmp_path / 'huge.yaml'}:1: file is {MAX_FILE_BYTES + 1} bytes, over the {MAX_FILE_BYTES}-byte (1 MiB) "
+        "limit for fleet files: split its documents over several files (a fleet may hold 16 MiB in all)",
         f"{tmp_path}:0: the {n} YAML files here are {n * per_file} bytes in all, over the {MAX_TOTAL_BYTES}-byte "
-        "(16 MiB) limit for a fleet; none was read"]
+        "(16 MiB) limit for a fleet; none was read: name the fleet's own directory, not one above it"]
 
 
 def test_many_files_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -182,7 +183,8 @@ def test_many_files_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     for i in range(7):
         (tmp_path / f"f{i}.yaml").write_text("{}\n")
     _, diags = read_fleet_dir(tmp_path)
-    assert [str(d) for d in diags] == [f"{tmp_path}:1: more than 5 YAML files below this directory"]
+    assert [str(d) for d in diags] == [f"{tmp_path}:1: more than 5 YAML files below this directory, the most a fleet "
+                                       "may have: name the fleet's own directory, not one above it"]
 
 
 # ---------------------------------------------------------------- binary and encodings

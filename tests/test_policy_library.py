@@ -217,7 +217,8 @@ def test_policy_files_are_read_as_fleet_files_are(tmp_path: Path) -> None:
     r = placer_limited("policy", "test", ".", cwd=tmp_path)
     assert r.returncode == 1
     assert "internal error" not in r.stderr and "Traceback" not in r.stderr, r.stderr
-    assert "ERROR big.yaml:1: file is 1048579 bytes, over the 1048576-byte limit for policy files" in r.stderr
+    assert "ERROR big.yaml:1: file is 1048579 bytes, over the 1048576-byte (1 MiB) limit for policy files: split its " \
+        "policies over several files" in " ".join(r.stderr.split())
     assert "not a regular file (a character device)" in r.stderr
     assert "not a regular file (a named pipe (FIFO))" in r.stderr
     assert "0 passed, 0 failed, 4 test file(s) with errors" in r.stdout

@@ -408,7 +408,8 @@ def _walk(root: Path, diags: list[Diagnostic]) -> list[Path]:
     try:
         visit(root)
     except OverflowError:
-        diags.append(Diagnostic(str(root), 1, f"more than {MAX_FILES} YAML files below this directory"))
+        diags.append(Diagnostic(str(root), 1, f"more than {MAX_FILES} YAML files below this directory, the most a fleet "
+                                "may have: name the fleet's own directory, not one above it"))
     return sorted(found, key=lambda p: str(p))
 
 
@@ -431,8 +432,16 @@ def not_regular(path: str | os.PathLike[str]) -> str | None:
     return None if stat.S_ISREG(mode) else _file_type(mode)
 
 
+# what to do with a file over MAX_FILE_BYTES, by the kind of file read
+SPLIT_ADVICE = {"fleet": f"split its documents over several files (a fleet may hold {MAX_TOTAL_BYTES // 2**20} MiB in all)",
+                "policy": "split its policies over several files",
+                "policy test": "split its tests over several files"}
+
+
 def _too_big(shown: str, size: int, what: str) -> Diagnostic:
-    return Diagnostic(shown, 1, f"file is {size} bytes, over the {MAX_FILE_BYTES}-byte limit for {what} files")
+    advice = SPLIT_ADVICE.get(what, "split it over several files")
+    return Diagnostic(shown, 1, f"file is {size} bytes, over the {MAX_FILE_BYTES}-byte ({MAX_FILE_BYTES // 2**20} MiB) "
+                      f"limit for {what} files: {advice}")
 
 
 def _decode(raw: bytes, shown: str, what: str) -> tuple[str | None, Diagnostic | None]:
@@ -525,7 +534,8 @@ def read_fleet_dir(root: str | os.PathLike[str], progress: Callable[[str], None]
         total += size
     if total > MAX_TOTAL_BYTES:
         diags.append(Diagnostic(str(base), 0, f"the {len(sized)} YAML files here are {total} bytes in all, over the "
-                                f"{MAX_TOTAL_BYTES}-byte ({MAX_TOTAL_BYTES // 2**20} MiB) limit for a fleet; none was read"))
+                                f"{MAX_TOTAL_BYTES}-byte ({MAX_TOTAL_BYTES // 2**20} MiB) limit for a fleet; none was read: name "
+                                "the fleet's own directory, not one above it"))
         return [], diags
     for i, path in enumerate(sized, 1):
         say(f"reading fleet: {i:,} of {len(sized):,} files")
