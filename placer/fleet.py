@@ -373,6 +373,11 @@ def build_fleet(docs: list[Document], invalid: Iterable[tuple[str, str]] = ()
         if spec.provider == "gcp" and spec.target.gcp is None:
             diags.append(doc.diag("spec.target.gcp", "a gcp pool needs target.gcp {project, zone or region, "
                                   "instanceGroupManager}", "spec", "target"))
+        for other in ("aws", "gcp"):  # another provider's group: placer never sizes it, and said nothing
+            if spec.provider != other and getattr(spec.target, other) is not None:
+                diags.append(doc.diag(f"spec.target.{other}", f"ignored: the pool's provider is {spec.provider}, so "
+                                      f"placer never sizes this {other} group; set provider: {other} for placer to "
+                                      f"size it, or remove target.{other}", "spec", "target", other, severity="warning"))
         eks = spec.target.aws.eks if spec.target.aws is not None else None
         if spec.provider == "aws" and eks is not None and spec.nodes.elastic and (spec.nodes.max or 0) < 1:
             # AWS refuses a node group whose maximum is 0 (terraform plan of the aws module failed)
