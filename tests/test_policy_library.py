@@ -312,7 +312,8 @@ def test_expectations_are_as_strict_as_fleet_files(tmp_path: Path) -> None:
     where = f"ERROR {tmp_path}/p.test.yaml"
     assert r.stderr.splitlines() == [
         f"{where}:7: PolicyTest/p: spec.cases[0].placed.chat.cheap-spot: Input should be a valid integer, got true",
-        f"{where}:7: PolicyTest/p: spec.cases[0].placed.chat.ondemand: Input should be a valid integer, got 2.0",
+        f"{where}:7: PolicyTest/p: spec.cases[0].placed.chat.ondemand: Input should be a valid integer, got 2.0; "
+        "write 2, without the decimal point",
         f"{where}:7: PolicyTest/p: spec.cases[0].placed.m: must be a list of pools or a mapping {{pool: replicas}}, "
         "got 3",
         f"{where}:8: PolicyTest/p: spec.cases[0].violations: Input should be a valid integer, got false",

@@ -206,6 +206,10 @@ def error_message(err: Any, root: type[BaseModel], loc: Loc) -> str:
             msg = f"{msg}, got {shown(got)}"
         if kind == "string_type" and isinstance(got, bool | int | float | datetime.date):
             msg += "; put it in quotes: YAML reads unquoted 12, 1e6, true or 2026-01-01 as a number, a boolean or a date"
+        if kind == "int_type" and isinstance(got, float) and got.is_integer():
+            # an editor cannot flag it: JSON Schema's integer is any whole number, 8.0 among them
+            msg += f"; write {int(got)}, without the decimal point" if abs(got) < 1e15 else \
+                "; write a whole number without a decimal point or exponent"
         if kind == "bool_type" and isinstance(got, str) and got.lower() in YAML11_BOOLEANS:
             msg += "; write true or false: placer reads YAML 1.2, where yes, no, on and off are text"
     return msg
