@@ -604,6 +604,30 @@ def _run_case(test: _TestDoc, i: int, case: Case, shared: list[Document], policy
     return result(failures=failures)
 
 
+MOST_FILES_LOOKED_AT = 50  # the policy files beside a missing one read for a Policy of its name
+
+
+def _meant_policy(missing: Path) -> str:
+    """What a spec.policy that names no file may have meant: the file with its .yaml left off, the
+    file that holds a Policy of that name (spec.policy names files, not policies), or a file named
+    much as it is; ''. It said only 'policy file pols/residency-eu not found' beside residency-eu.yaml."""
+    for ext in YAML_SUFFIXES:
+        with_ext = missing.with_name(missing.name + ext)
+        if with_ext.is_file():
+            return f"; did you mean {with_ext.name} (policy names files, with their .yaml)?"
+    try:
+        beside = sorted(p for p in missing.parent.iterdir() if p.name.endswith(YAML_SUFFIXES)
+                        and not is_test_file(p) and not p.name.startswith(".") and p.is_file())
+    except OSError:
+        return ""
+    for candidate in beside[:MOST_FILES_LOOKED_AT]:
+        raws, _ = read_file(candidate, "policy")
+        if any(kind_and_name(raw.data) == ("Policy", missing.name) for raw in raws):
+            return (f"; policy names policy files, not Policy documents: Policy/{missing.name} is in "
+                    f"{candidate.name}, so name that file")
+    return suggest(missing.name, [p.name for p in beside])
+
+
 def _unreadable_policy(path: Path, named: str | None) -> str | None:
     """Why the policy file at ``path`` (``named`` so in spec.policy, None for the default) cannot be
     read, and what to name instead; None where it is a regular file. Said at spec.policy's line:
@@ -612,7 +636,7 @@ def _unreadable_policy(path: Path, named: str | None) -> str | None:
     if what is None:
         return None
     if what == "no such file or directory":
-        return f"policy file {path} not found{'' if named else ' (the default: set spec.policy to name it)'}"
+        return f"policy file {path} not found{_meant_policy(path) if named else ' (the default: set spec.policy to name it)'}"
     if what == "a directory":
         try:
             found = sorted(p.name for p in path.iterdir() if p.name.endswith(YAML_SUFFIXES)

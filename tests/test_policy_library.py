@@ -258,6 +258,27 @@ def test_an_unreadable_spec_policy_is_said_at_its_line_with_what_to_name(tmp_pat
                                 "file (*.test.yaml or *.test.yml) or a directory of them")
 
 
+def test_a_spec_policy_naming_no_file_says_which_file_was_meant(tmp_path: Path) -> None:
+    """spec.policy names files: the stem of one (`residency-eu`), a Policy's name, or a typo of a file
+    each said only 'policy file residency-eu not found', beside the file it meant."""
+    (tmp_path / "residency-eu.yaml").write_text((LIBRARY / "residency-eu.yaml").read_text())
+    (tmp_path / "pols.yml").write_text((LIBRARY / "budget-team.yaml").read_text())
+    (tmp_path / "a.test.yaml").write_text(a_test_of("residency-eu"))
+    (tmp_path / "b.test.yaml").write_text(a_test_of("budget-team-search"))
+    (tmp_path / "c.test.yaml").write_text(a_test_of("[residency-eu.yaml, residncy-eu.yaml]"))
+    (tmp_path / "d.test.yaml").write_text(a_test_of("nothing-like-it.yaml"))
+    r = placer("policy", "test", ".", cwd=tmp_path)
+    assert r.returncode == 1
+    assert r.stderr.splitlines() == [
+        "ERROR a.test.yaml:5: PolicyTest/t: spec.policy: policy file residency-eu not found; did you mean "
+        "residency-eu.yaml (policy names files, with their .yaml)?",
+        "ERROR b.test.yaml:5: PolicyTest/t: spec.policy: policy file budget-team-search not found; policy names "
+        "policy files, not Policy documents: Policy/budget-team-search is in pols.yml, so name that file",
+        "ERROR c.test.yaml:5: PolicyTest/t: spec.policy[1]: policy file residncy-eu.yaml not found; did you mean "
+        "'residency-eu.yaml'?",
+        "ERROR d.test.yaml:5: PolicyTest/t: spec.policy: policy file nothing-like-it.yaml not found"]
+
+
 def test_policy_tests_given_as_dash_say_they_are_not_read_from_stdin(tmp_path: Path) -> None:
     """`cat p.test.yaml | placer policy test -` said '-: no such file or directory' and nothing of what
     to give, where `placer validate -` and `placer show -` say a fleet or plan is not read from
