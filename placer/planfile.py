@@ -545,6 +545,14 @@ def loads(text: str, source: str = "plan") -> Plan:
     if version is None:  # some other JSON file: a state file, a whatif report, a fleet's schema
         raise PlanFileError(f"{source}: not a plan file (no formatVersion); create one with "
                             "`placer plan FLEET -o PLAN`")
+    if type(version) is int and version > FORMAT_VERSION:
+        # a plan of a newer placer: "re-plan with this placer version" alone read as if the plan were stale or broken
+        writer = data.get("placerVersion")
+        by = f"placer {writer}" if isinstance(writer, str) and writer.isprintable() and 0 < len(writer) <= 40 \
+            else "a newer placer"
+        raise PlanFileError(f"{source}: plan formatVersion {version} is newer than this placer ({PLACER_VERSION}) "
+                            f"reads (formatVersion {FORMAT_VERSION}): it was written by {by}; show or apply it with "
+                            "that placer (or a newer one), or re-plan with this one")
     if version != FORMAT_VERSION or type(version) is not int:  # true, 1.0 == 1 in Python, not in a plan
         raise PlanFileError(f"{source}: plan formatVersion {version!r} is not one this placer ({PLACER_VERSION}) "
                             f"knows (it reads {FORMAT_VERSION}); re-plan with this placer version")

@@ -71,6 +71,28 @@ def test_usage_errors_exit_1_not_2(tmp_path):
         assert "Traceback" not in r.stderr
 
 
+def test_a_plan_of_a_newer_format_says_which_placer_wrote_it(tmp_path):
+    """A plan file of a newer formatVersion said "re-plan with this placer version" alone, as of a
+    plan broken or stale: it now names the placer that wrote it, to show or apply it with. The
+    version is read first: a newer format may have renamed the rest (changes here)."""
+    fleet = write_fleet(tmp_path)
+    plan = tmp_path / "plan.json"
+    assert placer("plan", str(fleet), "-o", str(plan)).returncode == 0
+    data = json.loads(plan.read_text())
+    data.update(formatVersion=2, placerVersion="0.4.0", actions=data.pop("changes"))
+    newer = tmp_path / "newer.json"
+    newer.write_text(json.dumps(data))
+    said = (f"Error: {newer}: plan formatVersion 2 is newer than this placer (0.1.0) reads (formatVersion 1): it "
+            "was written by placer 0.4.0; show or apply it with that placer (or a newer one), or re-plan with this one")
+    for command in (["show"], ["show", "--markdown"], ["apply"]):
+        r = placer(*command, str(newer))
+        assert r.returncode == 1 and r.stderr.strip() == said, (command, r.stderr)
+    data["placerVersion"] = "9\x1b[2J"  # nothing of it reaches the terminal
+    newer.write_text(json.dumps(data))
+    r = placer("show", str(newer))
+    assert r.returncode == 1 and "it was written by a newer placer; show or apply it" in r.stderr, r.stderr
+
+
 def test_bad_inputs_are_one_line_errors(tmp_path):
     r = placer("plan", str(tmp_path / "missing"))
     assert r.returncode == 1 and "no such file or directory" in r.stderr
