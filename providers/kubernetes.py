@@ -129,11 +129,13 @@ class KubernetesProvider:
                 self._stuck_before.pop(change.address, None)
         manifest = deployment_manifest({**change.target, "model": where.model, "pool": where.pool}, replicas)
         api = self._apps(where.context)
+        # a server-side apply that makes the object is authorized as create, one that changes it as patch
+        verb = "patch" if current is not None else "create"
         guard(where.address, lambda: _body(api.patch_namespaced_deployment(
             where.name, where.namespace, manifest, field_manager=FIELD_MANAGER,
             force=True if current is not None else None, _content_type=APPLY_PATCH,
             _preload_content=False, _request_timeout=self.request_timeout_s)),
-            lambda exc: self._classify(exc, where, "server-side apply of"))
+            lambda exc: self._classify(exc, where, "server-side apply of", f"{verb} deployments"))
 
     def wait_healthy(self, change: Change, timeout_s: float) -> None:
         """Wait for the rollout (or, for a delete, for the object to go); retryable error on timeout."""
@@ -205,7 +207,8 @@ class KubernetesProvider:
                              f"read once, as context {first}'s")
                 continue
             read[cluster] = context
-            nodes = retry(partial(self._list, context, "listing nodes of", partial(self._core(context).list_node)))
+            nodes = retry(partial(self._list, context, "listing nodes of", partial(self._core(context).list_node),
+                                  "list nodes"))
             name = self._context_name(context)
             found = pools_from_nodes(name, context, nodes, taken)
             scopes.append(("kubernetes", context if context is not None else name))  # as the pools' target says
@@ -241,7 +244,8 @@ class KubernetesProvider:
             seen.add(cluster)
             fetch = partial(self._apps(context).list_deployment_for_all_namespaces,
                             label_selector=f"{MANAGED_BY}=placer")
-            for item in self._list(context, "listing placer's deployments in", fetch):
+            for item in self._list(context, "listing placer's deployments in", fetch,
+                                   "list deployments --all-namespaces"):
                 meta = item.get("metadata") or {}
                 labels = meta.get("labels") or {}
                 model, pool = labels.get(MODEL_LABEL), labels.get(POOL_LABEL)
@@ -321,9 +325,10 @@ class KubernetesProvider:
         except Exception:
             return None
 
-    def _list(self, context: str | None, doing: str, fetch: Callable[..., Any]) -> list[dict[str, Any]]:
+    def _list(self, context: str | None, doing: str, fetch: Callable[..., Any], can_i: str) -> list[dict[str, Any]]:
         """Every item of a listing, page after page (``metadata.continue``; a page was all a listing
-        read, so a paging server's other nodes were left out)."""
+        read, so a paging server's other nodes were left out). ``can_i``: what RBAC must allow, as
+        ``kubectl auth can-i`` takes it ("list nodes")."""
         where = _Where.for_context(context, self._context_name(context))
 
         def pages() -> Any:
@@ -331,7 +336,8 @@ class KubernetesProvider:
             while True:
                 page = partial(fetch, limit=LIST_PAGE, _preload_content=False,
                                _request_timeout=self.request_timeout_s, **({"_continue": token} if token else {}))
-                body = guard(where.address, partial(_read_body, page), lambda exc: self._classify(exc, where, doing))
+                body = guard(where.address, partial(_read_body, page),
+                             lambda exc: self._classify(exc, where, doing, can_i))
                 items = body.get("items") if isinstance(body, dict) else None
                 # every item an object with its name: a list of another shape was an internal error (KeyError)
                 if not isinstance(body, dict) or not isinstance(items, list | None) or not all(
@@ -372,7 +378,7 @@ class KubernetesProvider:
                     return None
                 raise
 
-        return guard(where.address, call, lambda exc: self._classify(exc, where, "reading"))
+        return guard(where.address, call, lambda exc: self._classify(exc, where, "reading", "get deployments"))
 
     def _delete(self, where: _Where) -> None:
         from kubernetes.client import V1DeleteOptions, V1Preconditions
@@ -395,7 +401,7 @@ class KubernetesProvider:
                 if exc.status != 404:
                     raise
 
-        guard(where.address, call, lambda exc: self._classify(exc, where, "deleting"))
+        guard(where.address, call, lambda exc: self._classify(exc, where, "deleting", "delete deployments"))
 
     def _require_owned(self, obj: dict[str, Any], where: _Where, verb: str) -> None:
         owner = _foreign_owner(obj, where)
@@ -405,7 +411,9 @@ class KubernetesProvider:
                 "Placer leaves it untouched. Remove or rename that object, or point the pool's "
                 "target.kubernetes.namespace elsewhere, then re-plan.", retryable=False, address=where.address)
 
-    def _classify(self, exc: Exception, where: _Where, doing: str) -> ProviderError | None:
+    def _classify(self, exc: Exception, where: _Where, doing: str, can_i: str) -> ProviderError | None:
+        """``can_i``: the verb and resource the call needs, as ``kubectl auth can-i`` takes them
+        ("create deployments"); a refusal (401, 403) prints the command that checks it."""
         from kubernetes.client.exceptions import ApiException
         from kubernetes.config.config_exception import ConfigException
         from urllib3.exceptions import HTTPError
@@ -415,7 +423,7 @@ class KubernetesProvider:
             reason, message = _status_details(exc)
             retryable = retryable_http(status) or status == 409
             wait = retry_after(exc.headers) if retryable else None
-            hint = _hint(status, where, wait)
+            hint = _hint(status, where, wait, can_i)
             return ProviderError(f"{where.address}: {doing} {where} failed: HTTP {status} {reason}: {message}; "
                                  f"{hint}", retryable=retryable, address=where.address, retry_after=wait,
                                  retry_advice=_RETRY_ADVICE.get(status, "a retry may get through") if retryable else "")
@@ -528,8 +536,10 @@ def _status_details(exc: Any) -> tuple[str, str]:
 _RETRY_ADVICE = {429: "a retry should get through", 409: "a retry reads it again"}
 
 
-def _hint(status: int, where: _Where, wait: float | None) -> str:
-    """What a status means, and what to do where a retry will not pass it (_RETRY_ADVICE says where one may)."""
+def _hint(status: int, where: _Where, wait: float | None, can_i: str) -> str:
+    """What a status means, and what to do where a retry will not pass it (_RETRY_ADVICE says where one may).
+    A refusal names the check of the call refused: it said `kubectl auth can-i patch deployments` of
+    every call, a read, a delete, a listing and a create (which RBAC authorizes as create) too."""
     if status == 0:
         return "the TLS connection failed; check the cluster's certificate-authority in the kubeconfig"
     if status == 429:
@@ -539,8 +549,9 @@ def _hint(status: int, where: _Where, wait: float | None) -> str:
     if status == 409:
         return "the object changed at the same time"
     if status in (401, 403):
-        check = (f"kubectl auth can-i patch deployments {where.kubectl_args}" if where.name
-                 else "kubectl auth can-i --list")
+        ctx = f" --context {where.context}" if where.context else ""
+        scope = f" -n {where.namespace}" if where.namespace else ""
+        check = f"kubectl auth can-i {can_i}{ctx}{scope}"
         return f"check the credentials of {where.label or 'the current context'} and what RBAC allows them (`{check}`)"
     if status == 404 and not where.namespace:  # listing nodes: the API itself was not found
         return "the API server has no such path: is the kubeconfig's server the API server (not a proxy's)?"

@@ -423,11 +423,36 @@ def test_errors_are_classified(kube: FakeKubeApiServer, provider: KubernetesProv
                 "(Retry-After 1s); a retry should get through") in message, message
     if status == 404:
         assert "kubectl --context cluster-a create namespace ml" in message
-    if status == 403:
-        assert "kubectl auth can-i patch deployments --context cluster-a -n ml" in message
+    if status == 403:  # a server-side apply that makes the Deployment is authorized as create
+        assert "kubectl auth can-i create deployments --context cluster-a -n ml" in message
     assert kube.deployment(NS, "llama-h100") is None
     provider.apply(change("create", 3))  # the fault passed: a retry works
     assert provider.observe(change()) == {"replicas": 3}
+
+
+def test_a_refusal_prints_the_check_of_the_call_refused(kube: FakeKubeApiServer,
+                                                       provider: KubernetesProvider) -> None:
+    """Every 403 said `kubectl auth can-i patch deployments`: of a read, a delete and a listing too,
+    where that check answers yes and the operator is none the wiser; a listing's said `--list`,
+    without its context."""
+    def refused(method: str, call: Any, path: str | None = None) -> str:
+        kube.fail_next(1, 403, method=method, path_contains=path)
+        with pytest.raises(ProviderError) as err:
+            call()
+        assert err.value.retryable is False
+        return str(err.value)
+
+    assert "`kubectl auth can-i get deployments --context cluster-a -n ml`" in refused(
+        "GET", lambda: provider.observe(change()))
+    provider.apply(change("create", 1))
+    assert "`kubectl auth can-i patch deployments --context cluster-a -n ml`" in refused(
+        "PATCH", lambda: provider.apply(change("update", 2)))
+    assert "`kubectl auth can-i delete deployments --context cluster-a -n ml`" in refused(
+        "DELETE", lambda: provider.apply(change("delete")))
+    listed = refused("GET", lambda: provider.observed(["cluster-a"]))
+    assert "`kubectl auth can-i list deployments --all-namespaces --context cluster-a`" in listed, listed
+    nodes = refused("GET", lambda: provider.discover(["cluster-a"]), "/nodes")
+    assert "`kubectl auth can-i list nodes --context cluster-a`" in nodes, nodes
 
 
 @pytest.mark.parametrize(("asked", "waited"), [(7, 7.0), (3600, 60.0)])
