@@ -295,8 +295,12 @@ class KubernetesProvider:
                 except Exception as exc:
                     source = self.kubeconfig or f"the default kubeconfig ({os.pathsep.join(self._kubeconfig_files())})"
                     which = f"context {context!r}" if context else "the current context"
-                    raise ProviderError(f"cannot load {which} from {source}: {exc}; check `kubectl config "
-                                        "get-contexts` and target.kubernetes.context") from exc
+                    # no file at all: naming a context to check told a newcomer without one nothing
+                    fix = ("give placer your clusters' kubeconfig: set KUBECONFIG to its path (discover: or "
+                           "--kubeconfig FILE)" if isinstance(exc, FileNotFoundError) else
+                           "check `kubectl config get-contexts` and the context named (discover's --context, "
+                           "or the pool's target.kubernetes.context)")
+                    raise ProviderError(f"cannot load {which} from {source}: {exc}; {fix}") from exc
             return self._clients[context]
 
     def _apps(self, context: str | None) -> Any:

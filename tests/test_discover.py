@@ -1225,6 +1225,14 @@ def test_discover_kubernetes_without_a_kubeconfig_file_says_so(capsys: pytest.Ca
     assert code == 1 and out == ""
     assert (f"from the default kubeconfig ({missing}{os.pathsep}{tmp_path / 'also-nope'}): no such file"
             in " ".join(err.split()))
+    # and what to do: it said "check `kubectl config get-contexts` and target.kubernetes.context",
+    # of a kubeconfig that is not there, to a newcomer who had passed --context
+    monkeypatch.setenv("KUBECONFIG", str(missing))
+    code, out, err = run(capsys, "discover", "kubernetes", "--context", "prod")
+    assert code == 1 and out == ""
+    assert err.strip() == (f"Error: cannot load context 'prod' from the default kubeconfig ({missing}): no such "
+                           "file; give placer your clusters' kubeconfig: set KUBECONFIG to its path (discover: or "
+                           "--kubeconfig FILE)"), err
 
 
 @pytest.mark.parametrize(("text", "why"), [
