@@ -360,6 +360,13 @@ def test_github_workflow_runs_the_same_steps() -> None:
     assert "placer apply plan.json" in live_runs
     for job in ("gitops", "live"):
         assert jobs[job]["concurrency"] == {"group": "placer-apply", "cancel-in-progress": False}
+    # placer is installed from where the repository's variable says: `pip install placer==0.1.0` asked
+    # PyPI, whose package named placer is another project's (0.0.7 at most: the job failed there)
+    assert workflow["env"]["PLACER_PIP_SPEC"] == "${{ vars.PLACER_PIP_SPEC }}"
+    for job in ("plan", "gitops", "live"):
+        (install,) = [s["run"] for s in jobs[job]["steps"] if s.get("name") == "Install placer"]
+        assert '[ -n "$PLACER_PIP_SPEC" ] ||' in install and "::error::set the Actions variable PLACER_PIP_SPEC" \
+            in install and install.rstrip().endswith('pip install "$PLACER_PIP_SPEC"'), install
 
 
 def test_the_commit_says_each_change_as_the_plan_comment_does(flow: Flow, tmp_path: Path) -> None:
