@@ -397,5 +397,6 @@ class AwsProvider:
         home = None if region_names or self.region_names else self._aws_session().region_name
         regions = list(region_names or self.region_names or ([home] if home else []))
         if not regions:
-            raise ProviderError("AWS discovery needs regions: pass them, or set AWS_REGION / a profile region")
+            raise ProviderError("AWS discovery needs regions: pass --region (repeatable), or set AWS_REGION or "
+                                "the profile's region (`aws configure set region eu-west-1`)")
         return discover(self, regions, retry)

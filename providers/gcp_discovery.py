@@ -117,11 +117,14 @@ def _projects(provider: GcpProvider, projects: list[str] | None) -> list[str]:
         try:
             _, default = google.auth.default()
         except auth_exc.DefaultCredentialsError as exc:
-            raise ProviderError(f"gcp: discovery needs a project and credentials ({exc}); run "
-                                "`gcloud auth application-default login`, or name the projects") from exc
+            # naming a project gets no further without credentials: it said "or name the projects"
+            raise ProviderError(f"gcp: discovery needs credentials ({exc}): run `gcloud auth application-default "
+                                "login` or set GOOGLE_APPLICATION_CREDENTIALS, and pass --project where they name "
+                                "no project") from exc
         chosen = [default] if default else []
     if not chosen:
-        raise ProviderError("gcp: discovery needs at least one project: name it, or set GOOGLE_CLOUD_PROJECT")
+        raise ProviderError("gcp: discovery needs at least one project: pass --project (repeatable), or set "
+                            "GOOGLE_CLOUD_PROJECT")
     return chosen
 
 

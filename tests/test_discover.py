@@ -1200,7 +1200,20 @@ def test_discover_aws_leaves_out_only_the_auto_scaling_group_it_may_not_read(
 def test_discover_aws_without_a_region_is_one_line(capsys: pytest.CaptureFixture[str], aws_env: None) -> None:
     code, out, err = run(capsys, "discover", "aws")
     assert code == 1 and out == ""
-    assert err.strip() == "Error: AWS discovery needs regions: pass them, or set AWS_REGION / a profile region"
+    assert err.strip() == ("Error: AWS discovery needs regions: pass --region (repeatable), or set AWS_REGION or "
+                           "the profile's region (`aws configure set region eu-west-1`)")
+
+
+def test_discover_gcp_without_credentials_says_how_to_get_them(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README tour's `placer discover gcp` without Google credentials said "run `gcloud auth
+    application-default login`, or name the projects": naming one, it failed for want of them."""
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "no-such-key.json"))
+    code, out, err = run(capsys, "discover", "gcp")
+    assert code == 1 and out == ""
+    assert err.startswith("Error: gcp: discovery needs credentials (") and "no-such-key.json" in err, err
+    assert err.rstrip().endswith("): run `gcloud auth application-default login` or set "
+                                 "GOOGLE_APPLICATION_CREDENTIALS, and pass --project where they name no project"), err
 
 
 def test_discover_aws_of_a_malformed_region_says_the_region_is_wrong(capsys: pytest.CaptureFixture[str],
