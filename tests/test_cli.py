@@ -1440,6 +1440,27 @@ def test_the_pools_table_writes_thousands_as_the_other_tables_do(tmp_path):
     assert [cell.strip() for cell in row.split("│")[1:3]] == ["2,000", "0 / 16,000"], row  # it read 2000, 0 / 16000
 
 
+def test_the_solver_line_says_the_objective_holds_the_one_off_churn():
+    """The demo's first plan read "Solver: OPTIMAL in 1.48 s, objective 266.28 USD/h" over a cost
+    table whose total was 217.28: the objective is the total and the churn (49.00 USD once), which
+    the line did not say. Without churn the objective is the total and the line stays as it was."""
+    from rich.console import Console
+
+    from placer.render.summary import render
+
+    def solver_line(churn: float) -> str:
+        plan = {"solver": {"status": "OPTIMAL", "objectiveUsdPerHour": 217.28 + churn, "boundUsdPerHour": 217.0,
+                           "gap": 0.001, "wallSeconds": 1.48},
+                "cost": {"totalUsdPerHour": 217.28, "churnUsd": churn}, "changes": [], "pools": [], "placements": []}
+        console = Console(width=200, record=True)
+        render(plan, console)
+        return console.export_text().splitlines()[0]
+
+    assert solver_line(49.0) == ("Solver: OPTIMAL in 1.48 s, objective 266.28 USD/h (217.28 USD/h and 49.00 USD of "
+                                 "one-off churn), bound 217.00, gap 0.10%")
+    assert solver_line(0.0) == "Solver: OPTIMAL in 1.48 s, objective 217.28 USD/h, bound 217.00, gap 0.10%"
+
+
 def test_a_number_is_never_cut_on_a_narrow_terminal():
     """At 40 columns the summary folded its numbers as it folds names: served read "1,500,00" over
     "0,000", and a pool's GPUs "12,000 /" over "16,000"; a number is whole on its row, as whatif's are."""

@@ -26,8 +26,14 @@ STYLE = {"create": "green", "update": "yellow", "delete": "red"}
 def render(plan: dict[str, Any], console: Console, pool_prices: dict[str, float] | None = None) -> None:
     solver = plan.get("solver", {})
     gap = solver.get("gap")
+    cost = plan.get("cost", {})
+    churn = cost.get("churnUsd") or 0
+    # the objective adds the one-off churn to the running cost: a first plan read "objective 266.28
+    # USD/h" above a cost table whose total was 217.28, and nothing said why
+    parts = (f" ({cost.get('totalUsdPerHour', 0):,.2f} USD/h and {churn:,.2f} USD of one-off churn)"
+             if churn else "")
     console.print(Text.assemble(("Solver: ", "bold"), f"{solver.get('status')} in {solver.get('wallSeconds', 0):.2f} s, "
-                                f"objective {solver.get('objectiveUsdPerHour', 0):,.2f} USD/h, bound "
+                                f"objective {solver.get('objectiveUsdPerHour', 0):,.2f} USD/h{parts}, bound "
                                 f"{solver.get('boundUsdPerHour', 0):,.2f}, gap {gap_text(gap)}"))
     if solver.get("note"):
         console.print(Text(f"  ({solver['note']})", style="dim"))
