@@ -9,7 +9,10 @@ NOW=2026-11-28T07:00:00Z     # a fixed plan time keeps the retire policy reprodu
 rm -rf "$WORK"
 mkdir -p "$WORK"
 
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+# a step's title, bold on a terminal only: a log or a pipe got the raw escape codes
+step() {
+  if [ -t 1 ]; then printf '\n\033[1m== %s\033[0m\n' "$*"; else printf '\n== %s\n' "$*"; fi
+}
 # the first $1 lines of standard input, indented, then how many more were left out
 listed() {
   awk -v most="$1" 'NR <= most { print "  " $0 } END { if (NR > most) printf "  ... and %d more files\n", NR - most }'

@@ -28,3 +28,9 @@ def test_the_tree_listing_says_how_many_files_it_leaves_out():
     # a tree of 40 or fewer is listed whole, with no count
     assert demo_function("listed", "listed 40", "\n".join(files[:40]) + "\n").splitlines() == \
         [f"  {f}" for f in files[:40]]
+
+
+def test_a_step_title_is_plain_text_where_the_output_is_no_terminal():
+    """`make demo > demo.log` (or a CI log) held each title as "\\033[1m== placer validate ...\\033[0m"."""
+    out = demo_function("step", 'step "placer validate examples/hybrid"', "")
+    assert out == "\n== placer validate examples/hybrid\n", repr(out)
