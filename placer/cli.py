@@ -433,6 +433,35 @@ FULL_SEARCH_HELP = ("Search the whole fleet in all of solver.timeLimitSeconds, i
                     "the whole fleet).")
 
 
+METRICS_HELP = ("Write Prometheus metrics of the run here (text exposition format, replaced atomically), "
+                "for node_exporter's textfile collector; name it *.prom.")
+
+
+def metrics_target(path: str | None) -> None:
+    """Refuse, before the command's work, a metrics file that cannot be written (as ``plan -o``
+    does a plan file), and warn of a name node_exporter's textfile collector does not read."""
+    if path is None:
+        return
+    from placer.planfile import check_writable
+
+    try:
+        check_writable(path)
+    except OSError as exc:
+        raise CliError(f"--metrics-file: {exc}; nothing was done") from exc
+    if not path.endswith(".prom"):
+        err.print(f"warning: --metrics-file {path}: node_exporter's textfile collector reads only files named "
+                  "*.prom; name it so if that collector is to read it", style="yellow")
+
+
+def write_metrics(path: str, text: str) -> None:
+    """Write a metrics file as placer writes its plan files: a temporary file beside it, fsynced and
+    renamed over it, keeping the file's mode (``prometheus_client.write_to_textfile`` neither syncs
+    nor keeps the mode, and leaves its temporary file behind when interrupted)."""
+    from placer.planfile import atomic_write
+
+    atomic_write(path, text)
+
+
 @cli.command()
 @click.argument("fleet", type=NamedPath())
 @click.option("-o", "--out", "out_path", type=NamedPath(), help="Write the plan file here.")
@@ -442,14 +471,17 @@ FULL_SEARCH_HELP = ("Search the whole fleet in all of solver.timeLimitSeconds, i
 @click.option("--state", "state_path", type=NamedPath(), help="Use this local state file instead of Settings'.")
 @click.option("--refresh", is_flag=True, help="First read what really runs from the providers; report drift.")
 @click.option("--full-search", is_flag=True, help=FULL_SEARCH_HELP)
+@click.option("--metrics-file", type=NamedPath(), help=METRICS_HELP)
 def plan(fleet: str, out_path: str | None, as_json: bool, detailed_exitcode: bool, now_text: str | None,
-         state_path: str | None, refresh: bool, full_search: bool) -> None:
+         state_path: str | None, refresh: bool, full_search: bool, metrics_file: str | None) -> None:
     """Solve FLEET, diff against the state, print the summary and write the plan file."""
     from placer.planfile import check_writable, write
     from placer.planner import make_plan
     from placer.render import summary
 
     now = parse_now(now_text)
+    metrics_target(metrics_file)
+    drifted: int | None = None
     with spinner(not as_json) as progress:
         loaded = read_fleet(fleet, progress)
         deploy_outside(fleet, loaded)
@@ -465,9 +497,9 @@ def plan(fleet: str, out_path: str | None, as_json: bool, detailed_exitcode: boo
         _warn_empty(fleet, loaded, state)
         if refresh:
             progress("refreshing: reading what runs from the providers")
-            state, _ = _refresh(loaded, state, settings_json(loaded)["apply"],
-                                f"wait a few minutes, then run `placer plan {shlex.quote(fleet)} --refresh` again "
-                                "(no plan was written)")
+            state, drifted = _refresh(loaded, state, settings_json(loaded)["apply"],
+                                      f"wait a few minutes, then run `placer plan {shlex.quote(fleet)} --refresh` "
+                                      "again (no plan was written)")
         result = make_plan(loaded, state, rules_for(now), now, progress, whole=full_search)
     body = dict(result.plan.body)
     body["settings"] = settings_json(loaded, state_path)
@@ -475,6 +507,14 @@ def plan(fleet: str, out_path: str | None, as_json: bool, detailed_exitcode: boo
     final = dataclasses.replace(result.plan, body=body, prior_refreshed=refresh)
     if out_path:
         write(final, out_path)
+    if metrics_file:
+        from placer.render.metrics import fleet_facts, plan_metrics
+
+        try:
+            write_metrics(metrics_file, plan_metrics(final.to_json(), fleet_facts(loaded), drifted))
+        except OSError as exc:
+            saved = f"; the plan was saved to {out_path}" if out_path else ""
+            raise CliError(f"writing --metrics-file failed: {exc}{saved}") from exc
     if as_json:
         echo(final.dumps(), nl=False)
     else:
@@ -544,8 +584,10 @@ def _refresh(fleet: Fleet, state: Any, apply_cfg: dict[str, Any], then: str) -> 
 @cli.command()
 @click.argument("fleet", type=NamedPath())
 @click.option("--state", "state_path", type=NamedPath(), help="Use this local state file instead of Settings'.")
-def refresh(fleet: str, state_path: str | None) -> None:
+@click.option("--metrics-file", type=NamedPath(), help=METRICS_HELP)
+def refresh(fleet: str, state_path: str | None, metrics_file: str | None) -> None:
     """Read what really runs from the providers and report drift against the state (changes nothing)."""
+    metrics_target(metrics_file)
     with spinner(True, "refreshing") as progress:
         loaded = read_fleet(fleet, progress)
         cfg = settings_json(loaded)
@@ -557,7 +599,12 @@ def refresh(fleet: str, state_path: str | None) -> None:
                              f"{shlex.quote(fleet)}` again (it changes nothing: the state is as it was)")
     from placer.refresh import unhealthy
 
-    for line in unhealthy(state):
+    notes = unhealthy(state)
+    if metrics_file:
+        from placer.render.metrics import refresh_metrics
+
+        write_metrics(metrics_file, refresh_metrics(drifts, len(notes)))
+    for line in notes:
         err.print(f"note: {line}", style="yellow")
     if not drifts:
         out.print("No drift: the providers hold what the state records.")
@@ -582,9 +629,60 @@ def _names_a_fleet(target: str) -> bool:
 @click.option("--fleet", "fleet_path", type=NamedPath(),
               help="With a saved PLAN: refuse it unless it was made from this fleet as it is now (its digest).")
 @click.option("--full-search", is_flag=True, help="With --auto-approve: " + FULL_SEARCH_HELP[0].lower() + FULL_SEARCH_HELP[1:])
+@click.option("--metrics-file", type=NamedPath(), help=METRICS_HELP + " Written when the apply fails too.")
 def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str | None,
-          fleet_path: str | None, full_search: bool) -> None:
+          fleet_path: str | None, full_search: bool, metrics_file: str | None) -> None:
     """Execute the changes of a saved PLAN (or plan and apply FLEET with --auto-approve)."""
+    started, tally = time.monotonic(), _Tally()
+    metrics_target(metrics_file)
+    try:
+        _apply(target, auto_approve, state_path, now_text, fleet_path, full_search, tally)
+    except BaseException:
+        if metrics_file:
+            # an apply that failed or was stopped says so (success 0), its own error kept as what is said
+            try:
+                write_metrics(metrics_file, _apply_metrics(metrics_file, tally, False, started))
+            except OSError as exc:
+                err.print(f"warning: writing --metrics-file failed too: {exc}", style="yellow")
+        raise
+    if metrics_file:
+        try:
+            write_metrics(metrics_file, _apply_metrics(metrics_file, tally, True, started))
+        except OSError as exc:
+            raise CliError(f"the apply completed (state serial {tally.serial}), but writing --metrics-file failed: "
+                           f"{exc}") from exc
+
+
+@dataclasses.dataclass
+class _Tally:
+    """What an apply got to, for its metrics: the plan's changes, those made and recorded, the
+    state's serial and the retries, each None until known."""
+
+    planned: int | None = None
+    applied: int | None = None
+    serial: int | None = None
+    retries: int | None = None
+
+
+def _apply_metrics(path: str, tally: _Tally, success: bool, started: float) -> str:
+    """The metrics file's text for an apply that ended (``success``); one that failed keeps the last
+    success's time from the file it replaces, where that file has it."""
+    from placer.render.metrics import LAST_SUCCESS, ApplyOutcome, apply_metrics, previous_value
+
+    now = time.time()
+    last: float | None = now
+    if not success:
+        try:
+            last = previous_value(Path(path).read_text(encoding="utf-8"), LAST_SUCCESS)
+        except (OSError, UnicodeDecodeError):
+            last = None
+    return apply_metrics(ApplyOutcome(success=success, duration_s=time.monotonic() - started, finished_at=now,
+                                      planned=tally.planned, applied=tally.applied, serial=tally.serial,
+                                      retries=tally.retries, last_success_at=last))
+
+
+def _apply(target: str, auto_approve: bool, state_path: str | None, now_text: str | None,
+           fleet_path: str | None, full_search: bool, tally: _Tally) -> None:
     from placer.apply import Applier, check_fresh
     from placer.planfile import read
     from placer.retry import RetryPolicy
@@ -640,6 +738,7 @@ def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str
     demand = {m: float(v.get("demand", 0.0)) for m, v in the_plan.body.get("models", {}).items()}
     cost_after = the_plan.body.get("cost", {}).get("totalUsdPerHour")
     total = sum(1 for c in the_plan.changes if c.action != "no-op")
+    tally.planned = total
     done = [0]
     bar = _progress_bar(total)
 
@@ -670,6 +769,7 @@ def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str
         with backend.lock("apply"), _saying(applier.notes), sigterm_interrupts() as stopped_by:
             try:
                 state = backend.read()
+                tally.serial, tally.applied = state.serial, 0
                 check_fresh(the_plan, state, backend.location)
             except Exception as exc:
                 unread = exc
@@ -683,6 +783,7 @@ def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str
                 except (Exception, KeyboardInterrupt) as exc:
                     stopped = exc
                     applied = len((state.applying or {}).get("done", []))
+                    tally.serial, tally.applied = state.serial, applied
                     unhealthy = sorted(f"deployment/{key}" for key, entry in state.deployments.items()
                                        if entry.get("healthy") is False)
     except Exception as exc:
@@ -699,6 +800,7 @@ def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str
             raise unread
         raise CliError(f"{_clause(unread)}. Releasing the state lock failed too: {lock_left}") from unread
     assert report is not None
+    tally.applied, tally.serial, tally.retries = len(report.applied), report.serial, report.retries
     _say_complete(report, total)
     if lock_left is not None:
         # the apply completed, and only releasing the lock failed: say both (it said only the latter)
@@ -1081,8 +1183,10 @@ def _explanation(loaded: Fleet, rules: Any, model: str, state: Any, saved: Plan 
 @click.option("--now", "now_text", help="The plan's time (ISO).")
 @click.option("--state", "state_path", type=NamedPath(), help="Use this local state file instead of Settings'.")
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+@click.option("--metrics-file", type=NamedPath(), help=METRICS_HELP)
 def whatif(fleet: str, demand_scale: float, fail_pool: tuple[str, ...], fail_location: tuple[str, ...],
-           fail_provider: tuple[str, ...], now_text: str | None, state_path: str | None, as_json: bool) -> None:
+           fail_provider: tuple[str, ...], now_text: str | None, state_path: str | None, as_json: bool,
+           metrics_file: str | None) -> None:
     """Re-solve FLEET under a scenario and compare it with the base plan (what `plan` plans from the
     applied state): would it scale or collapse?"""
     from placer.diff import placed_replicas, running_replicas
@@ -1090,6 +1194,7 @@ def whatif(fleet: str, demand_scale: float, fail_pool: tuple[str, ...], fail_loc
     from placer.whatif import Scenario, compare
 
     now = parse_now(now_text)
+    metrics_target(metrics_file)
     with spinner(not as_json) as progress:
         loaded = read_fleet(fleet, progress)
         scenario = Scenario(demand_scale, frozenset(fail_pool), frozenset(fail_location), frozenset(fail_provider))
@@ -1102,6 +1207,12 @@ def whatif(fleet: str, demand_scale: float, fail_pool: tuple[str, ...], fail_loc
         why = base["conflict"]["message"] if "conflict" in base else (
             f"the solver stopped with status {base['status']} and no placement; raise Settings solver.timeLimitSeconds")
         fail(f"the fleet has no feasible plan as it is, so there is nothing to compare the scenario with: {why}")
+    if metrics_file:
+        from placer.render.metrics import fleet_facts, whatif_metrics
+        from placer.render.whatif import collapses
+
+        write_metrics(metrics_file, whatif_metrics(report, collapses(report["scenario"]), demand_scale,
+                                                   fleet_facts(loaded)))
     if as_json:
         echo(json_report(report))
         return

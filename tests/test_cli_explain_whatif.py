@@ -236,6 +236,50 @@ def test_whatif_demand_doubled_scales_onto_the_elastic_pool(scenarios):
     assert "fromBase" not in base
 
 
+@pytest.mark.parametrize(("args", "collapse"), [(("--demand-scale", "2"), 0.0),
+                                                 (("--demand-scale", "2", "--fail-provider", "aws"), 1.0)])
+def test_whatif_metrics_are_the_reports_figures(scenarios, tmp_path, args, collapse):
+    """--metrics-file: each side's cost, demand, unmet per model and saturated pools as --json reports
+    them, and placer_whatif_collapse as the verdict says ("scales" 0, "partly collapses" 1)."""
+    import math
+
+    from placer.render.metrics import whatif_metrics
+    from placer.render.whatif import collapses
+    from tests.metricskit import by, one, samples
+
+    metrics = tmp_path / "whatif.prom"
+    r = placer("whatif", str(scenarios), *args, "--metrics-file", str(metrics))
+    assert r.returncode == 0, r.stderr
+    assert ("Verdict: scales" in r.stdout) == (collapse == 0.0), r.stdout
+    report = whatif(scenarios, *args)
+    found = samples(metrics)
+    assert one(found, "placer_whatif_collapse") == collapse and one(found, "placer_whatif_demand_scale") == 2.0
+    assert by(found, "placer_whatif_feasible", "side") == {("base",): 1.0, ("scenario",): 1.0}
+    terms = {"compute": "computeUsdPerHour", "egress": "egressUsdPerHour", "latency": "latencyUsdPerHour",
+             "unmet": "unmetUsdPerHour", "penalty": "penaltyUsdPerHour"}
+    assert by(found, "placer_whatif_cost_usd_per_hour", "side", "term") == {
+        (side, t): pytest.approx(report[side]["cost"][k]) for side in ("base", "scenario") for t, k in terms.items()}
+    for name, key in (("placer_whatif_demand_rate", "demand"), ("placer_whatif_served_rate", "served")):
+        assert by(found, name, "side") == {(side,): pytest.approx(report[side][key]) for side in ("base", "scenario")}
+    assert by(found, "placer_whatif_used_gpus", "side") == {
+        (side,): report[side]["gpus"]["used"] for side in ("base", "scenario")}
+    assert by(found, "placer_whatif_unmet_demand_rate", "side", "model") == {
+        (side, "m"): pytest.approx(report[side]["unmet"].get("m", 0.0)) for side in ("base", "scenario")}
+    assert by(found, "placer_whatif_pool_saturated", "side", "pool", "provider") == {
+        (side, p, provider): float(p in report[side]["saturated"])
+        for side in ("base", "scenario") for p, provider in (("p", "static"), ("q", "aws"))}
+    # a scenario with no feasible plan is a collapse; one the solver found no plan for in time is not known
+    for status, said in (("INFEASIBLE", 1.0), ("UNKNOWN", math.nan)):
+        side = {"status": status, "feasible": False}
+        text = whatif_metrics({"base": report["base"], "scenario": side}, collapses(side), 2.0)
+        (tmp_path / "x.prom").write_text(text)
+        found = samples(tmp_path / "x.prom")
+        assert by(found, "placer_whatif_feasible", "side") == {("base",): 1.0, ("scenario",): 0.0}
+        value = one(found, "placer_whatif_collapse")
+        assert value == said or (math.isnan(said) and math.isnan(value))
+        assert set(by(found, "placer_whatif_used_gpus", "side")) == {("base",)}
+
+
 @pytest.mark.parametrize("optimizer", ["exact", "scalable"])
 def test_whatif_demand_far_beyond_the_fleet_still_fills_it(optimizer):
     """Demand 100,000 times the example fleet's serves as much as at 50 times, where it is already

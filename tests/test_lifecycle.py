@@ -1466,6 +1466,47 @@ def test_permanent_error_through_the_cli(env: Env, capsys: pytest.CaptureFixture
     assert "health wait" not in stderr and "not healthy" not in stderr, stderr
 
 
+def test_a_failed_apply_writes_its_metrics_file_success_0(env: Env, capsys: pytest.CaptureFixture[str],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """--metrics-file of an apply a provider fails half-way: success 0, the changes it made and
+    recorded, the state's serial, and the last success's time kept from the file it replaces; of a
+    stale plan's apply, 0 changes made."""
+    from tests.metricskit import leftovers, one, samples
+
+    metrics = env.root / "metrics" / "apply.prom"
+    first = plan_and_apply(capsys, env)  # the state serial 1, no metrics yet
+    env.write(chat_rate=9000, summarize=False)
+    second = env.root / "second.json"
+    plan_json(capsys, env, second)
+    assert [c[:2] for c in lh.changes_of(json.loads(second.read_text()))] == [c[:2] for c in lh.EDITED_CHANGES]
+    code, _, stderr = placer(capsys, "apply", str(first), "--metrics-file", str(metrics))  # stale: applied already
+    assert code == 1 and "stale plan" in stderr
+    found = samples(metrics)
+    assert one(found, "placer_apply_success") == 0.0 and one(found, "placer_apply_changes_applied") == 0.0
+    assert one(found, "placer_apply_state_serial") == 1.0
+    assert "placer_apply_last_success_timestamp_seconds" not in found  # none written yet: none to keep
+    code, _, stderr = placer(capsys, "apply", str(second), "--metrics-file", str(metrics))
+    assert code == 0, stderr
+    succeeded = one(samples(metrics), "placer_apply_last_success_timestamp_seconds")
+    env.write(chat_rate=3000, summarize=True)  # back: chat 9 -> 3, summarize made again, the pool 2 -> 1
+    third = env.root / "third.json"
+    plan_json(capsys, env, third)
+    monkeypatch.setattr(placer_cli, "providers_for",
+                        lambda cfg, directory_override=None, plan=None: [lh.FaultyProvider(env.deploy, permanent_on=2)])
+    code, _, stderr = placer(capsys, "apply", str(third), "--metrics-file", str(metrics))
+    assert code == 1 and "400 Bad Request" in stderr
+    state = env.state_json()
+    done = len(state["applying"]["done"])
+    assert done == 1 and f"apply failed after {done} of 3 change(s)" in stderr, stderr
+    found = samples(metrics)
+    assert one(found, "placer_apply_success") == 0.0
+    assert one(found, "placer_apply_changes_planned") == 3.0 and one(found, "placer_apply_changes_applied") == done
+    assert one(found, "placer_apply_state_serial") == state["serial"] == 3
+    assert one(found, "placer_apply_last_success_timestamp_seconds") == succeeded  # kept: alerts see its age
+    assert one(found, "placer_apply_finished_timestamp_seconds") > succeeded
+    assert "placer_apply_retries" not in found and leftovers(metrics.parent) == []
+
+
 def test_transient_errors_through_the_cli(env: Env, capsys: pytest.CaptureFixture[str],
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     path = env.root / "plan.json"

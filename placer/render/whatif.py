@@ -127,6 +127,14 @@ def _unmet_charges(scen: dict[str, Any], cost: dict[str, Any]) -> str:
     return f"unmetUsdPerRate (of {per_rate}) and unmetUsdPerReplica (of {per_replica}) charge"
 
 
+def collapses(scen: dict[str, Any]) -> bool | None:
+    """Whether the scenario collapses, as its verdict says (``_verdict``): demand unmet where no pool in
+    reach has room, or no feasible plan at all; None where its solve found no plan in the time limit."""
+    if not scen.get("feasible"):
+        return True if scen.get("status") == "INFEASIBLE" else None
+    return _verdict(scen)[1]
+
+
 def _verdict(scen: dict[str, Any]) -> tuple[str, bool]:
     """The answer to "would it scale or collapse?", and whether it collapses: demand unmet (or
     training replicas unplaced) where no pool in reach has room. Demand no pool in reach may run

@@ -1,0 +1,201 @@
+"""--metrics-file: what `plan`, `apply` and `refresh` write for node_exporter's textfile collector,
+read back with prometheus_client's parser and held against the plan file's own figures; and that
+the file is replaced whole or not at all. (A failed apply's file: test_lifecycle; whatif's:
+test_cli_explain_whatif.)"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from placer import cli as placer_cli
+from placer import planfile
+from tests import denied
+from tests.fleetkit import inference, pool, training
+from tests.metricskit import by, leftovers, one, samples
+from tests.test_cli import ROOT, placer, write_fleet
+
+COST_TERMS = {"compute": "computeUsdPerHour", "egress": "egressUsdPerHour", "latency": "latencyUsdPerHour",
+              "unmet": "unmetUsdPerHour", "penalty": "penaltyUsdPerHour"}
+
+
+def short_fleet(tmp: Path) -> Path:
+    """p (static, 8 A100 at a), e (AWS, up to one node of 8 A100 at b), q (8 L4 no model may use);
+    m is served, big (2,000 at b, 100 a GPU) is 500 short, and the gang t (3 x 8 GPUs) fits no pool."""
+    return write_fleet(tmp, pool("e", "b", provider="aws", count=None, min_nodes=0, max_nodes=1, usd=2),
+                       pool("q", "a", gpu="L4-24GB"), inference("big", [{"location": "b", "rate": 2000}]),
+                       training("t", 3, gpus=8))
+
+
+def assert_plan_metrics(found: dict, plan: dict) -> None:
+    """Every figure of the plan metrics ``found`` is the plan file's (``plan``)."""
+    cost, solver = plan["cost"], plan["solver"]
+    assert by(found, "placer_plan_cost_usd_per_hour", "term") == {(t,): cost[k] for t, k in COST_TERMS.items()}
+    assert sum(found["placer_plan_cost_usd_per_hour"].values()) == pytest.approx(cost["totalUsdPerHour"])
+    assert one(found, "placer_plan_churn_usd") == cost["churnUsd"]
+    assert one(found, "placer_plan_objective_usd_per_hour") == solver["objectiveUsdPerHour"]
+    assert one(found, "placer_plan_bound_usd_per_hour") == solver["boundUsdPerHour"]
+    assert one(found, "placer_plan_gap_ratio") == solver["gap"]
+    assert one(found, "placer_plan_solve_duration_seconds") == solver["wallSeconds"]
+    assert by(found, "placer_plan_solver_status", "status") == {
+        (s,): float(s == solver["status"]) for s in ("OPTIMAL", "FEASIBLE", "INFEASIBLE", "UNKNOWN")}
+    created = dt.datetime.fromisoformat(plan["createdAt"].replace("Z", "+00:00")).timestamp()
+    assert one(found, "placer_plan_created_timestamp_seconds") == created
+    assert one(found, "placer_plan_state_serial") == plan["priorState"]["serial"]
+    unmet = Counter[str]()
+    for row in plan["unmet"]:
+        unmet[row["model"]] += row["rate"]
+    demand = {m: e["demand"] for m, e in plan["models"].items() if e["demand"] > 0}
+    assert by(found, "placer_plan_demand_rate", "model") == {(m,): d for m, d in demand.items()}
+    # every model with demand has its series, 0 where all is served
+    assert by(found, "placer_plan_unmet_demand_rate", "model") == {(m,): pytest.approx(unmet[m]) for m in demand}
+    assert by(found, "placer_plan_replicas", "model", "pool") == {
+        (p["model"], p["pool"]): p["replicas"] for p in plan["placements"]}
+    changes = Counter(c["action"] for c in plan["changes"])
+    assert by(found, "placer_plan_changes", "action") == {(a,): changes[a] for a in ("create", "update", "delete")}
+    for name, key in (("placer_plan_pool_nodes", "nodes"), ("placer_plan_pool_used_gpus", "gpusUsed"),
+                      ("placer_plan_pool_capacity_gpus", "gpusCapacity")):
+        assert {p: v for (p, _), v in by(found, name, "pool", "provider").items()} == {
+            e["pool"]: e[key] for e in plan["pools"]}, name
+
+
+def test_plan_metrics_are_the_plan_files_figures(tmp_path):
+    fleet = short_fleet(tmp_path)
+    out, metrics = tmp_path / "plan.json", tmp_path / "plan.prom"
+    r = placer("plan", str(fleet), "-o", str(out), "--metrics-file", str(metrics), "--detailed-exitcode")
+    assert r.returncode == 2, r.stderr
+    plan = json.loads(out.read_text())
+    assert plan["unmet"] and plan["unplacedReplicas"]  # what the metrics are to say
+    found = samples(metrics)
+    assert_plan_metrics(found, plan)
+    assert by(found, "placer_plan_unmet_demand_rate", "model") == {("m",): 0.0, ("big",): 500.0}
+    assert by(found, "placer_plan_unplaced_replicas", "model") == {("t",): 3.0}
+    # each pool by its provider; p and e hold all they can ever have, q (L4, no model's) none
+    assert by(found, "placer_plan_pool_saturated", "pool", "provider") == {
+        ("p", "static"): 1.0, ("e", "aws"): 1.0, ("q", "static"): 0.0}
+    assert by(found, "placer_plan_pool_max_gpus", "pool", "provider") == {
+        ("p", "static"): 8.0, ("e", "aws"): 8.0, ("q", "static"): 8.0}
+    assert "placer_plan_drifted_resources" not in found  # no --refresh: not measured
+    assert "placer_plan_cost_before_usd_per_hour" not in found  # nothing applied yet
+    assert leftovers(tmp_path) == [] and metrics.stat().st_mode & 0o777 == 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_apply_refresh_and_plan_refresh_metrics_say_success_and_drift(tmp_path):
+    fleet = short_fleet(tmp_path)
+    out = tmp_path / "plan.json"
+    assert placer("plan", str(fleet), "-o", str(out)).returncode == 0
+    before = dt.datetime.now(dt.UTC).timestamp()
+    r = placer("apply", str(out), "--metrics-file", str(tmp_path / "apply.prom"))
+    assert r.returncode == 0, r.stderr
+    found = samples(tmp_path / "apply.prom")
+    assert one(found, "placer_apply_success") == 1.0
+    assert one(found, "placer_apply_changes_planned") == one(found, "placer_apply_changes_applied") == 4.0
+    assert one(found, "placer_apply_state_serial") == json.loads((tmp_path / "state.json").read_text())["serial"] == 1
+    assert one(found, "placer_apply_retries") == 0.0
+    assert before <= one(found, "placer_apply_last_success_timestamp_seconds") == one(
+        found, "placer_apply_finished_timestamp_seconds") <= dt.datetime.now(dt.UTC).timestamp()
+    assert 0 < one(found, "placer_apply_duration_seconds") < 60
+    # what runs, deleted behind placer's back: refresh and plan --refresh count it
+    (tmp_path / "deploy" / "clusters" / "default" / "m-p.yaml").unlink()
+    r = placer("refresh", str(fleet), "--metrics-file", str(tmp_path / "refresh.prom"))
+    assert r.returncode == 0 and "drift: deployment/m@p" in r.stderr, r.stderr
+    found = samples(tmp_path / "refresh.prom")
+    assert found["placer_refresh_drifted_resources"] == {(): 1.0}
+    assert found["placer_refresh_unhealthy_deployments"] == {(): 0.0}
+    r = placer("plan", str(fleet), "--refresh", "--detailed-exitcode", "--json", "--metrics-file",
+               str(tmp_path / "plan.prom"))
+    assert r.returncode == 2, r.stderr
+    found = samples(tmp_path / "plan.prom")
+    assert one(found, "placer_plan_drifted_resources") == 1.0
+    assert by(found, "placer_plan_changes", "action") == {("create",): 1.0, ("update",): 0.0, ("delete",): 0.0}
+    plan = json.loads(r.stdout)
+    assert_plan_metrics(found, plan)
+    assert one(found, "placer_plan_cost_before_usd_per_hour") == plan["costBeforeUsdPerHour"]
+    assert leftovers(tmp_path) == []
+
+
+def test_hybrid_plan_and_apply_end_to_end(tmp_path):
+    """examples/hybrid, planned and applied (gitops, into tmp_path) with a metrics file each."""
+    shutil.copytree(ROOT / "examples" / "hybrid", tmp_path / "hybrid")
+    r = placer("plan", "hybrid", "-o", "plan.json", "--metrics-file", "metrics/plan.prom", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    found = samples(tmp_path / "metrics" / "plan.prom")
+    assert_plan_metrics(found, plan)
+    providers = {p: v for (p, v), _ in by(found, "placer_plan_pool_used_gpus", "pool", "provider").items()}
+    assert set(providers.values()) == {"aws", "gcp", "kubernetes", "static"} and len(providers) == len(plan["pools"])
+    r = placer("apply", "plan.json", "--metrics-file", "metrics/apply.prom", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    found = samples(tmp_path / "metrics" / "apply.prom")
+    assert one(found, "placer_apply_success") == 1.0
+    assert one(found, "placer_apply_changes_applied") == len(plan["changes"]) == 60
+
+
+def test_a_metrics_file_that_cannot_be_written_is_refused_before_the_solve(tmp_path):
+    fleet = short_fleet(tmp_path)
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    r = placer("plan", str(fleet), "-o", str(tmp_path / "plan.json"), "--metrics-file", str(a_file / "m.prom"))
+    assert r.returncode == 1, r.stderr
+    assert " ".join(r.stderr.split()) == (f"Error: --metrics-file: cannot write {a_file / 'm.prom'}: {a_file} is a "
+                                          "file, not a directory; nothing was done")
+    assert not (tmp_path / "plan.json").exists()
+    # a name node_exporter's collector skips is written, with a warning
+    r = placer("plan", str(fleet), "--metrics-file", str(tmp_path / "m.txt"))
+    assert r.returncode == 0 and "reads only files named *.prom" in r.stderr, r.stderr
+    assert samples(tmp_path / "m.txt")["placer_plan_changes"]
+
+
+@pytest.fixture
+def planned(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[Path, Path, str]:
+    """A fleet, and its metrics file as a first plan wrote it (the old file): (fleet, file, its text)."""
+    fleet = short_fleet(tmp_path)
+    metrics = tmp_path / "out" / "plan.prom"
+    assert placer_cli.main(["plan", str(fleet), "--metrics-file", str(metrics)]) == 0
+    capsys.readouterr()
+    return fleet, metrics, metrics.read_text()
+
+
+def test_a_metrics_file_that_fails_to_be_written_is_left_as_it_was(planned, tmp_path, capsys, monkeypatch):
+    """Its folder made unwritable once the command runs (the check before the solve passed): exit 1, the
+    old file whole, no temporary file, and the plan file saved said so."""
+    fleet, metrics, old = planned
+    denied.unwritable(metrics.parent, monkeypatch, "seam")
+    code = placer_cli.main(["plan", str(fleet), "-o", str(tmp_path / "plan.json"), "--metrics-file", str(metrics)])
+    err = " ".join(capsys.readouterr().err.split())
+    assert code == 1
+    assert (f"Error: writing --metrics-file failed: cannot write {metrics}: Permission denied; the plan was saved "
+            f"to {tmp_path / 'plan.json'}") in err, err
+    assert metrics.read_text() == old and leftovers(metrics.parent) == []
+
+
+def test_a_metrics_file_is_replaced_whole_keeping_its_mode(planned, capsys, monkeypatch):
+    """A write stopped before its rename (Ctrl-C) leaves the old file and no temporary one, where
+    prometheus_client's write_to_textfile leaves its ``NAME.PID.THREAD``; a rewrite keeps the mode the
+    operator gave (0640, for node_exporter's group), where write_to_textfile's is the umask's."""
+    fleet, metrics, old = planned
+    metrics.chmod(0o640)
+
+    def stopped(*_a: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(planfile.os, "replace", stopped)
+    assert placer_cli.main(["plan", str(fleet), "--metrics-file", str(metrics)]) == 130
+    assert metrics.read_text() == old and leftovers(metrics.parent) == []
+    monkeypatch.undo()
+    metrics.write_text("# an older placer's\n")
+    assert placer_cli.main(["plan", str(fleet), "--metrics-file", str(metrics)]) == 0
+    capsys.readouterr()
+    assert "placer_plan_changes" in samples(metrics) and metrics.stat().st_mode & 0o777 == 0o640
