@@ -391,20 +391,28 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.argument("fleet", type=NamedPath())
 def validate(fleet: str) -> None:
     """Check every document of FLEET; print each problem as path:line: Kind/name: field: message."""
-    from placer.optimizer.arrays import fleet_warnings
+    from placer.optimizer.arrays import build_arrays, fleet_warnings
     from placer.optimizer.conflicts import budget_conflicts, capacity_conflicts
+    from placer.optimizer.shared import shared_conflicts
 
     with spinner(True, "validating") as progress:
         loaded = load_fleet(fleet, progress)
         rules = rules_for(dt.datetime.now(dt.UTC))
         progress("checking which pools each model may use")
-        found = list(loaded.warnings) + fleet_warnings(loaded, rules)
+        arrays = build_arrays(loaded, rules)
+        found = list(loaded.warnings) + fleet_warnings(loaded, rules, arrays)
         # a minReplicas no allowed pool can hold: `plan` refuses the fleet, so validate does (a PR
         # check passed, then the plan failed)
         progress("checking each model's minReplicas against the pools it may use")
+        alone = list(capacity_conflicts(loaded, rules))
         short = [doc.diag("spec.minReplicas", conflict.message(), "spec", "minReplicas")
-                 for conflict in capacity_conflicts(loaded, rules)
-                 if (doc := loaded.document("Model", conflict.models[0])) is not None]
+                 for conflict in alone if (doc := loaded.document("Model", conflict.models[0])) is not None]
+        # minReplicas that each fit alone and not together, on the pools the models share: each
+        # model's minReplicas line says so
+        progress("checking the minReplicas of models that share pools")
+        short += [doc.diag("spec.minReplicas", conflict.message(), "spec", "minReplicas")
+                  for conflict in shared_conflicts(loaded, rules, arrays, {c.models[0] for c in alone})
+                  for model in conflict.models if (doc := loaded.document("Model", model)) is not None]
         # and a required budget they cannot be paid for within, at its maxUsdPerHour
         progress("checking each required budget against the minReplicas of its models")
         short += [doc.diag("spec.rule.budget.maxUsdPerHour", conflict.message(), "spec", "rule", "budget",

@@ -500,6 +500,44 @@ def test_a_conflict_between_models_is_found_by_the_solver():
         make_plan(f, State(), RULES, NOW)
 
 
+def test_validate_sees_models_whose_minimums_the_pool_they_share_cannot_hold():
+    """m1 and m2 fit p alone, not together: validate passed the fleet, which plan refused after its
+    solver's search. The max flow of ``shared`` sees it without one, and names the pin and both
+    minimums with the numbers (free and the headroom on q take no part)."""
+    from placer.optimizer.shared import shared_conflicts
+
+    (conflict,) = shared_conflicts(pinned_pair(), RULES)
+    assert conflict.policies == ("pin-to-p",) and conflict.models == ("m1", "m2")
+    assert conflict.shared is not None
+    assert conflict.shared.needs == (("m1", 3, 1), ("m2", 3, 1)) and conflict.shared.pools == (("p", 4, 4),)
+    assert ("they take at least 6 GPUs (m1 3 x 1 GPU, m2 3 x 1 GPU) and the only pool they may use, p, holds 4; "
+            "relax one of them (drop the policy or make it preferred, lower a minReplicas, or add capacity to that "
+            "pool)") in conflict.message()
+
+
+def test_validate_names_the_few_models_and_pools_that_cannot_hold_their_minimums():
+    """Three models pinned to p and q hold 11 GPUs of minReplicas where the pools keep 10 usable (q's
+    headroom keeps 2 of its 8 free); each fits alone, two of them together. The models that may use
+    r too, and those the pools hold beside them, are not named; a model already short alone is left
+    to capacity_conflicts (``skip``)."""
+    from placer.optimizer.shared import shared_conflicts
+
+    pinned = {"labels": {"pin": "yes"}}
+    demand = [{"location": "a", "rate": 100}]
+    f = two_sites(pool("p", "a", count=1, per_node=4), pool("q", "a", count=1), pool("r", "b", count=1),
+                  *(inference(m, demand, minReplicas=n, labels={"pin": "yes"}) for m, n in (("m1", 5), ("m2", 4),
+                                                                                          ("m3", 2))),
+                  inference("free", demand, minReplicas=6), inference("alone", demand, minReplicas=30),
+                  policy("pin", {"allowPools": {}}, models=pinned, pools={"names": ["p", "q"]}),
+                  policy("q-room", {"headroom": {"fraction": 0.25}}, pools={"names": ["q"]}), NO_CHURN)
+    assert optimize(f, RULES).status == "INFEASIBLE"
+    (conflict,) = shared_conflicts(f, RULES, skip={"alone"})
+    assert conflict.models == ("m1", "m2", "m3") and conflict.policies == ("pin", "q-room")
+    assert conflict.shared is not None and conflict.shared.pools == (("p", 4, 4), ("q", 6, 8))
+    assert ("they take at least 11 GPUs (m1 5 x 1 GPU, m2 4 x 1 GPU, m3 2 x 1 GPU) and the only pools they may use "
+            "hold 10 (q 6 of 8, p 4; a headroom keeps the rest free)") in conflict.message()
+
+
 def test_quickxplain_finds_a_minimal_conflict_in_few_checks():
     from placer.optimizer.conflicts import quickxplain
 

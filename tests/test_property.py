@@ -158,3 +158,41 @@ def test_the_scalable_route_answers_as_the_exact_one(docs):
         again = optimize(f, RULES, current=current)
     assert again.placement is not None
     assert again.objective <= price(f, scalable.placement, RULES, current).objective + tol
+
+
+@st.composite
+def shared_pool_docs(draw):
+    """Models that each fit the pools they may use alone and often not together: few small pools,
+    minReplicas near their size, some models pinned to one pool, and at times a headroom."""
+    locs = [location("l0"), location("l1"), link("l0", "l1", 10)]
+    pools = [pool(f"p{j}", f"l{j % 2}", gpu=draw(st.sampled_from(GPUS)), count=draw(st.integers(1, 2)),
+                  per_node=draw(st.sampled_from([4, 8] if j == 0 else [2, 4, 8])))  # p0 holds a replica of 3
+             for j in range(draw(st.integers(1, 3)))]
+    models = [inference(f"m{k}", [{"location": "l0", "rate": 100}], gpus=draw(st.sampled_from([1, 2, 3])),
+                        throughput={g: 100 for g in draw(st.sets(st.sampled_from(GPUS), min_size=1))},
+                        minReplicas=draw(st.integers(1, 4)), labels={"pin": draw(st.sampled_from(["p0", "none"]))})
+              for k in range(draw(st.integers(2, 4)))]
+    policies = [policy("pin", {"allowPools": {}}, models={"labels": {"pin": "p0"}}, pools={"names": ["p0"]})]
+    if draw(st.booleans()):
+        policies.append(policy("room", {"headroom": {"fraction": 0.25}}))
+    return [*locs, *pools, *models, *policies]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(shared_pool_docs())
+def test_minimums_validate_says_the_shared_pools_cannot_hold_have_no_plan(docs):
+    """validate's shared-pool check (a max flow, a relaxation of the plan's rows) refuses only fleets
+    that have no plan: every conflict it names is one the exact model proves infeasible, and its
+    numbers show it (the models' GPUs past what their pools hold). The models and policies it names
+    are a conflict alone: the fleet with no other minReplicas and required policies has no plan."""
+    from placer.optimizer.shared import shared_conflicts
+
+    f = fleet(*docs)
+    alone = {c.models[0] for c in conflicts.capacity_conflicts(f, RULES)}
+    found = list(shared_conflicts(f, RULES, skip=alone))
+    for conflict in found:
+        assert conflict.shared is not None and conflict.shared.gpus > conflict.shared.room
+        named = {f"model:{m}:minReplicas" for m in conflict.models} | {f"policy:{p}" for p in conflict.policies}
+        assert optimize(with_groups(f, named), RULES).status == "INFEASIBLE", conflict.message()
+    if found:
+        assert optimize(f, RULES).status == "INFEASIBLE"

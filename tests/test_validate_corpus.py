@@ -126,6 +126,23 @@ def test_a_single_file_can_be_validated(capsys: pytest.CaptureFixture[str], monk
     assert err[:-1] == _expected(BROKEN / "link-to-itself")
 
 
+@pytest.mark.parametrize("case", ["min-replicas-share-a-pool"])
+def test_a_fleet_refused_for_minimums_on_shared_pools_has_no_plan(
+    case: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """validate's check of minReplicas on shared pools is a relaxation of the plan: a fleet it refuses
+    has no plan, and plan names the same models and policies after its solver's search."""
+    monkeypatch.chdir(REPO)
+    monkeypatch.setenv("NO_COLOR", "1")
+    capsys.readouterr()
+    code = main(["plan", f"tests/data/broken/{case}", "--state", str(tmp_path / "state.json"),
+                 "-o", str(tmp_path / "plan.json")])
+    err = " ".join(_lines(capsys.readouterr().err))
+    assert code == 1 and not (tmp_path / "plan.json").exists()
+    assert re.search(r"no placement on the fleet's pools satisfies required policies pinned-to-dc1 \(.*\), "
+                     r"keep-a-quarter-free \(.*\) and minReplicas of embed \(.*\), rerank \(.*\) together", err), err
+
+
 def test_policy_with_a_warning_is_still_enforced() -> None:
     fleet = load_fleet(VALID / "selector-unknown-names")
     assert [p.name for p in fleet.policies] == ["on-prem-only"]

@@ -466,11 +466,12 @@ def servable(rate: FloatArray, route_dem: IntArray, route_pair: IntArray, pair_t
     return served, rate - served
 
 
-def fleet_warnings(fleet: Fleet, rules: Rules) -> list[Diagnostic]:
-    """``candidates.eligibility_warnings`` from the arrays: the warnings without a Python object per
-    pair (``placer validate`` on bench XL, 10,000 models x 1,000 pools, took 68 s and 3.6 GB
-    through ``find_candidates``). Why pools are out is asked only of models that have none."""
-    a = build_arrays(fleet, rules)
+def fleet_warnings(fleet: Fleet, rules: Rules, arrays: FleetArrays | None = None) -> list[Diagnostic]:
+    """``candidates.eligibility_warnings`` from the arrays (``arrays``, when the caller has them): the
+    warnings without a Python object per pair (``placer validate`` on bench XL, 10,000 models x 1,000
+    pools, took 68 s and 3.6 GB through ``find_candidates``). Why pools are out is asked only of
+    models that have none."""
+    a = arrays if arrays is not None else build_arrays(fleet, rules)
     index = a.model_index
     pools_of = np.bincount(a.pair_model, minlength=len(a.models))
     routes_of = {(a.models[int(m)].name, int(i)): int(n)

@@ -58,6 +58,23 @@ class Overspend:
 
 
 @dataclass(frozen=True)
+class Crowding:
+    """``placer.optimizer.shared``'s answer: models whose minReplicas the pools they share cannot hold
+    together, though each fits alone."""
+
+    needs: tuple[tuple[str, int, int], ...]  # (model, minReplicas, the fewest GPUs a replica takes on its pools)
+    pools: tuple[tuple[str, int, int], ...]  # (pool, GPUs a plan may use, GPUs at its most nodes): every pool they may use
+
+    @property
+    def gpus(self) -> int:
+        return sum(n * g for _, n, g in self.needs)
+
+    @property
+    def room(self) -> int:
+        return sum(usable for _, usable, _ in self.pools)
+
+
+@dataclass(frozen=True)
 class Conflict:
     policies: tuple[str, ...]
     models: tuple[str, ...]  # models whose minReplicas take part
@@ -66,6 +83,7 @@ class Conflict:
     capacity: tuple[int, int] | None = None  # step 1's answer: (replicas the pools could hold, minReplicas)
     budget: Overspend | None = None  # step 1's answer for a budget that cannot pay the minReplicas
     refused: str = ""  # step 1's answer for a policy no plan with the minReplicas keeps: the rule's words why
+    shared: Crowding | None = None  # minReplicas of models that the pools they share cannot hold together
 
     # "policy:NAME" or "model:NAME" -> "path:line" of its enforcement or its minReplicas (``located``)
     sources: tuple[tuple[str, str], ...] = ()
@@ -103,6 +121,9 @@ class Conflict:
                     f"minReplicas cost at least {_usd(spent.usd, spent.cap)} USD/h on the cheapest pools allowed "
                     f"({'; '.join(each)}), over {spent.policy}'s maxUsdPerHour of {spent.cap:,g}")
             how.append("raise the maxUsdPerHour")
+        elif self.shared is not None:
+            what = f"no placement satisfies {self.describe()}{together} with the fleet's capacity: {_crowded(self.shared)}"
+            how.append(f"add capacity to {'that pool' if len(self.shared.pools) == 1 else 'those pools'}")
         elif self.refused:
             what = f"no placement satisfies {self.describe()}{together}: {self.refused}"
             how.append("add capacity")
@@ -119,6 +140,26 @@ class Conflict:
         advice = f"{', '.join(how[:-1])}, or {how[-1]}" if len(how) > 1 else "".join(how)
         relax = "relax it" if members == 1 else "relax one of them" if self.minimal else "relax some of them"
         return f"{what}; {relax}{f' ({advice})' if advice else ''}; other conflicts may remain"
+
+
+def _crowded(shared: Crowding) -> str:
+    """Why models' minReplicas do not fit the pools they share, in numbers."""
+    needs = [f"{m} {n:,} x {g} GPU{'s' if g != 1 else ''}" for m, n, g in shared.needs]
+    if len(needs) > 2 * BREAKDOWN:
+        needs[2 * BREAKDOWN - 1:] = [f"and {len(needs) - 2 * BREAKDOWN + 1:,} more"]
+    pools = [f"{p} {usable:,}" + (f" of {most:,}" if usable != most else "")
+             for p, usable, most in sorted(shared.pools, key=lambda item: -item[1])]
+    if len(pools) > BREAKDOWN:
+        pools[BREAKDOWN - 1:] = [f"and {len(pools) - BREAKDOWN + 1:,} more"]
+    kept = any(usable != most for _, usable, most in shared.pools)
+    if len(shared.pools) == 1:
+        ((pool, usable, most),) = shared.pools
+        where = f"the only pool they may use, {pool}, holds {usable:,}" + (
+            f" (of {most:,}: a headroom keeps the rest free)" if kept else "")
+    else:
+        where = (f"the only pools they may use hold {shared.room:,} ({', '.join(pools)}"
+                 f"{'; a headroom keeps the rest free' if kept else ''})")
+    return f"they take at least {shared.gpus:,} GPUs ({', '.join(needs)}) and {where}"
 
 
 def _usd(usd: float, cap: float) -> str:

@@ -12,7 +12,9 @@ from typing import Literal
 
 Severity = Literal["error", "warning"]
 MOST_NAME = 100  # characters of a kind, name or field a diagnostic prints (names are at most 63)
-MOST_MESSAGE = 400  # characters of a message: the longest placer writes, with room for a value quoted in it
+# characters of a message: the longest placer writes (a conflict of minReplicas on shared pools, its
+# policies, models, numbers and what to do), with room for a value quoted in it
+MOST_MESSAGE = 600
 MOST_PER_FILE = 50  # diagnostics printed of one file; the rest are counted in one line
 
 
