@@ -71,6 +71,16 @@ CLOUD_TYPES = {
     "gcp": (("H200-141GB", 0.08), ("H100-80GB", 0.25), ("A100-80GB", 0.2), ("A100-40GB", 0.12),
             ("L4-24GB", 0.2), ("T4-16GB", 0.15)),
 }
+# Real region names for each cloud site's pools, by jurisdiction, the site's number picking one in
+# turn: `placer validate` refuses an AWS region botocore does not list and a malformed GCP zone.
+REGIONS = {
+    "aws": {"US": ("us-east-1", "us-east-2", "us-west-2", "us-west-1", "ca-central-1"),
+            "EU": ("eu-west-1", "eu-central-1", "eu-west-2", "eu-west-3", "eu-north-1", "eu-south-1"),
+            "APAC": ("ap-northeast-1", "ap-southeast-1", "ap-southeast-2", "ap-south-1", "ap-northeast-2")},
+    "gcp": {"US": ("us-central1", "us-east1", "us-east4", "us-west1", "us-west4"),
+            "EU": ("europe-west4", "europe-west1", "europe-west3", "europe-west2", "europe-north1"),
+            "APAC": ("asia-northeast1", "asia-southeast1", "australia-southeast1", "asia-south1", "asia-east1")},
+}
 EDGE_TYPES = (("L4-24GB", 0.5), ("T4-16GB", 0.3), ("Orin-64GB", 0.2))
 TEAMS = ("search", "assistant", "ads", "media", "vision", "speech", "research", "risk")
 
@@ -182,6 +192,12 @@ def _links(rng: np.random.Generator, locs: list[_Loc]) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------- pools
 
 
+def _region(provider: str, loc: _Loc) -> str:
+    """The real region a cloud site's pools of ``provider`` are in: its jurisdiction's, by the site's number."""
+    regions = REGIONS[provider][loc.jur]
+    return regions[(int(loc.name.rsplit("-", 1)[1]) - 1) % len(regions)]
+
+
 def _pools(rng: np.random.Generator, locs: list[_Loc], n_pools: int) -> list[dict[str, Any]]:
     weight = {"onprem": 6.0, "cloud": 7.0, "edge": 1.5}
     w = np.array([weight[x.env] for x in locs])
@@ -240,10 +256,11 @@ def _pools(rng: np.random.Generator, locs: list[_Loc], n_pools: int) -> list[dic
                     "spot": spot,
                     "failureDomain": f"{loc.name}-{zone}",
                 }
+                region = _region(provider, loc)
                 if provider == "aws":
-                    spec["target"] = {"aws": {"region": loc.name, "autoScalingGroupName": name}}
+                    spec["target"] = {"aws": {"region": region, "autoScalingGroupName": name}}
                 else:
-                    spec["target"] = {"gcp": {"project": "acme-ml", "zone": f"{loc.name}-{zone}",
+                    spec["target"] = {"gcp": {"project": "acme-ml", "zone": f"{region}-{zone}",
                                               "instanceGroupManager": name}}
                 labels["spot"] = "yes" if spot else "no"
             else:

@@ -394,9 +394,11 @@ def validate(fleet: str) -> None:
     from placer.optimizer.arrays import build_arrays, fleet_warnings
     from placer.optimizer.conflicts import budget_conflicts, capacity_conflicts
     from placer.optimizer.shared import shared_conflicts
+    from providers.aws_regions import region_problems
 
     with spinner(True, "validating") as progress:
-        loaded = load_fleet(fleet, progress)
+        # an AWS region botocore does not list (us-east-9) passed validate and plan; apply failed at AWS
+        loaded = load_fleet(fleet, progress, region_problems)
         rules = rules_for(dt.datetime.now(dt.UTC))
         progress("checking which pools each model may use")
         arrays = build_arrays(loaded, rules)

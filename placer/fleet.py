@@ -242,11 +242,13 @@ def pool_matches(selector: Selector, pool: Pool) -> bool:
 # ---------------------------------------------------------------- building
 
 
-def load_fleet(path: str | Path, progress: Callable[[str], None] | None = None) -> Fleet:
+def load_fleet(path: str | Path, progress: Callable[[str], None] | None = None,
+               check: Callable[[Sequence[Document]], Iterable[Diagnostic]] | None = None) -> Fleet:
     """Read, validate and resolve a fleet directory; raise FleetError with every problem.
-    ``progress``: told each step as it begins."""
+    ``progress``: told each step as it begins; ``check``: more problems of the documents that have
+    their shape (the CLI's, with what only a provider's SDK knows, such as AWS' regions)."""
     with _collector_paused():
-        return _load_fleet(path, progress or (lambda _msg: None))
+        return _load_fleet(path, progress or (lambda _msg: None), check)
 
 
 @contextmanager
@@ -263,7 +265,8 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _load_fleet(path: str | Path, say: Callable[[str], None]) -> Fleet:
+def _load_fleet(path: str | Path, say: Callable[[str], None],
+                check: Callable[[Sequence[Document]], Iterable[Diagnostic]] | None = None) -> Fleet:
     raws, diags = read_fleet_dir(path, say)
     say(f"checking {len(raws):,} fleet documents")
     docs: list[Document] = []
@@ -275,6 +278,8 @@ def _load_fleet(path: str | Path, say: Callable[[str], None]) -> Fleet:
             docs.append(doc)
         elif doc_diags and (named := kind_and_name(raw.data)) is not None:
             invalid.append(named)
+    if check is not None:
+        diags.extend(check(docs))
     say("resolving the fleet's references")
     fleet, more = build_fleet(docs, invalid)
     diags.extend(more)

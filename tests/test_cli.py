@@ -532,7 +532,7 @@ def test_debug_shows_the_traceback_wherever_it_is_given(monkeypatch, capsys):
     such option"), only `placer --debug validate F` worked."""
     import placer.cli as cli
 
-    def boom(path: str, progress: object = None) -> None:
+    def boom(path: str, progress: object = None, check: object = None) -> None:
         raise RuntimeError("boom")
 
     monkeypatch.setattr(cli, "load_fleet", boom)

@@ -457,6 +457,33 @@ def test_cloud_group_names_are_what_their_apis_accept() -> None:
         assert f"'{bad}' is no managed instance group name" in said, said
 
 
+def test_a_gcp_zone_or_region_has_the_form_gcp_names_them_by() -> None:
+    """A zone 'cloud-eu-002-c' or a region given as the zone passed validate and plan, and apply failed
+    at the group's first call. google-cloud-compute ships no list of GCP's regions, so only the form is
+    checked: a region like us-central1, a zone the region and a letter."""
+    def pool(target: str) -> list[str]:
+        return load(f"apiVersion: {API_VERSION}\nkind: Pool\nmetadata: {{name: p}}\nspec:\n  location: x\n"
+                    f"  provider: gcp\n  gpu: {{type: L4-24GB, perNode: 1}}\n  nodes: {{min: 0, max: 2}}\n"
+                    f"  usdPerGpuHour: 1\n  target: {{gcp: {{project: acme, {target}, instanceGroupManager: g}}}}\n")[1]
+
+    for good in ("zone: us-central1-a", "zone: europe-west12-c", "zone: me-central2-a", "region: us-east4",
+                 "region: northamerica-northeast2", "region: australia-southeast1"):
+        assert pool(good) == [], good
+    [said] = pool("zone: europe-west4")
+    assert said == ("f.yaml:10: Pool/p: spec.target.gcp.zone: 'europe-west4' is a region, not a zone: give zone: "
+                    "europe-west4-a (or the zone of another letter the group is in), or region: europe-west4 (a "
+                    "regional group)")
+    [said] = pool("region: us-central1-b")
+    assert "spec.target.gcp.region: 'us-central1-b' is a zone, not a region: give zone: us-central1-b" in said
+    [said] = pool("zone: US-CENTRAL1-A")
+    assert "is no GCP zone name" in said and said.endswith("did you mean 'us-central1-a'?"), said
+    [said] = pool("region: eu-west-1")
+    assert "'eu-west-1' is no GCP region name (an AWS region's form)" in said, said
+    for bad in ("zone: cloud-eu-002-c", "zone: us-central1-", "region: us-central", "region: europe_west4"):
+        [said] = pool(bad)
+        assert "is no GCP" in said, said
+
+
 def test_an_auto_scaling_group_name_is_one_aws_accepts() -> None:
     """AWS takes 1 to 255 ASCII characters 33 to 126 but ':' as a group's name. A name of 256 passed
     validate and failed terraform plan; an empty one made terraform name the group itself

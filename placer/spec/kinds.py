@@ -185,6 +185,11 @@ GCP_NAME = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
 # an Auto Scaling group's: 1 to 255 ASCII characters 33 to 126 but ':' (AWS' CreateAutoScalingGroup);
 # one of 256 failed terraform plan, an empty one made terraform name the group itself
 ASG_NAME = re.compile(r"[!-9;-~]{1,255}")
+# a GCP region's form (us-central1, europe-west4, northamerica-northeast2) and a zone's (the region and a
+# letter): placer has no list of GCP's regions (google-cloud-compute ships none), so only the form is checked
+GCP_REGION = re.compile(r"[a-z]+-[a-z]+[0-9]+")
+GCP_ZONE = re.compile(r"[a-z]+-[a-z]+[0-9]+-[a-z]")
+AWS_REGION_FORM = re.compile(r"[a-z]{2,4}(-[a-z]+)+-[0-9]+")  # eu-west-1, us-gov-west-1: botocore's list decides
 
 
 class EksTarget(Strict):
@@ -221,6 +226,11 @@ class AwsTarget(Strict):
         return self
 
 
+def _lowercase(v: str, form: re.Pattern[str]) -> str:
+    """'; did you mean X?' where ``v`` in lowercase has the ``form``, or ''."""
+    return f"; did you mean {v.lower()!r}?" if form.fullmatch(v.lower()) else ""
+
+
 class GcpTarget(Strict):
     project: str
     zone: str | None = None
@@ -234,6 +244,29 @@ class GcpTarget(Strict):
             raise ValueError(f"{v!r} is no managed instance group name: use lowercase letters, digits and - (up "
                              "to 63, starting with a letter, not ending with -), as GCP requires")
         return v
+
+    @field_validator("region")
+    @classmethod
+    def _gcp_region(cls, v: str | None) -> str | None:
+        if v is None or GCP_REGION.fullmatch(v):
+            return v
+        if GCP_ZONE.fullmatch(v):
+            raise ValueError(f"{v!r} is a zone, not a region: give zone: {v} (a zonal group), or region: "
+                             f"{v.rsplit('-', 1)[0]} (a regional group)")
+        aws = " (an AWS region's form)" if AWS_REGION_FORM.fullmatch(v) else ""
+        raise ValueError(f"{v!r} is no GCP region name{aws}: GCP's are like us-central1 or europe-west4 (lowercase, "
+                         f"a number at the end){_lowercase(v, GCP_REGION)}")
+
+    @field_validator("zone")
+    @classmethod
+    def _gcp_zone(cls, v: str | None) -> str | None:
+        if v is None or GCP_ZONE.fullmatch(v):
+            return v
+        if GCP_REGION.fullmatch(v):
+            raise ValueError(f"{v!r} is a region, not a zone: give zone: {v}-a (or the zone of another letter "
+                             f"the group is in), or region: {v} (a regional group)")
+        raise ValueError(f"{v!r} is no GCP zone name: GCP's are a region and a letter, like us-central1-a or "
+                         f"europe-west4-b{_lowercase(v, GCP_ZONE)}")
 
     @model_validator(mode="after")
     def _one(self) -> GcpTarget:

@@ -309,3 +309,15 @@ def test_generate_refuses_a_directory_that_holds_another_fleet(tmp_path):
     assert load_fleet(tmp_path / "fleet").digest == to_fleet(generate(12, 8, 0, 5.0)).digest
     negative = generate_cli("T", str(tmp_path / "other"), "-1")
     assert negative.returncode == 2 and "the seed must be a whole number 0 or more, not -1" in negative.stderr
+
+
+@pytest.mark.parametrize("size", ["T", "S"])
+def test_generated_fleets_validate(size, tmp_path, capsys):
+    """A generated fleet passes `placer validate`: its cloud pools name real AWS regions and GCP zones
+    (they named their site, region cloud-us-002, zone cloud-eu-002-c, which validate refuses), and its
+    models' minReplicas fit the pools they share."""
+    from bench.generate import size_docs
+    from placer.cli import main
+
+    path = write_fleet(size_docs(size), tmp_path / "fleet")
+    assert main(["validate", str(path)]) == 0, capsys.readouterr().err
