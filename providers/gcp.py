@@ -46,9 +46,14 @@ T = TypeVar("T")
 
 _DONE = compute_v1.Operation.Status.DONE
 _anonymous: Callable[[], Any] = AnonymousCredentials  # typed handle on an untyped constructor
-# operation errors that a later retry may get past (stockouts, throttling)
-_RETRYABLE_OP_ERRORS = {"ZONE_RESOURCE_POOL_EXHAUSTED", "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS",
-                        "RESOURCE_POOL_EXHAUSTED", "RATE_LIMIT_EXCEEDED", "RESOURCE_NOT_READY"}
+# operation errors that a retry a few seconds later may get past (throttling, a resource still being made)
+_RETRYABLE_OP_ERRORS = {"RATE_LIMIT_EXCEEDED", "RESOURCE_NOT_READY"}
+# a zone out of the machines asked for (a GPU stockout): GCP ends the operation with one of these and
+# HTTP 503, as if briefly unavailable, but a stockout lasts minutes to hours; retried, the apply sent the
+# resize 6 times over 37 s (each as long as GCP takes to fail it) and then said to wait for the provider
+_STOCKOUT_OP_ERRORS = {"ZONE_RESOURCE_POOL_EXHAUSTED", "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS",
+                       "RESOURCE_POOL_EXHAUSTED"}
+_STOCKOUT_TEXT = "does not have enough resources available"
 
 
 def _short(exc: gexc.GoogleAPICallError) -> str:
@@ -87,6 +92,34 @@ class Mig:
                 f"region (got {gcp or 'nothing'}); fix the pool's target in the fleet and re-plan",
                 address=change.address)
         return Mig(str(project), str(name), zone=zone, region=region)
+
+
+def _capacity_error(ended: str, codes: set[str], text: str, mig: Mig, change: Change) -> ProviderError | None:
+    """The error of a resize GCP refused for want of capacity, or None: a stockout (the zone has no
+    machines of the group's GPU type to give) or the project's quota. Neither is retried: a retry in
+    seconds does not outlast a stockout, nor raise a quota; the operator decides where the pool's
+    share goes, or when to try again. It says the pool, where, the GPU type and what to do."""
+    pool = str(change.target.get("pool") or change.address.split("/", 1)[-1])
+    gpu, per_node = change.target.get("gpuType") or "GPU", change.target.get("gpusPerNode")
+    gpus = f"{gpu} nodes" + (f" ({per_node} GPUs each)" if per_node else "")
+    has = (change.before or {}).get("nodes")
+    keep = f"to the {has} it has" if has is not None else "to the nodes its group runs now"
+    elsewhere = "another zone" if mig.zone else "another region"
+    if codes & _STOCKOUT_OP_ERRORS or _STOCKOUT_TEXT in text:
+        return ProviderError(
+            f"{ended}. GCP has no {gpus} to give in {mig.where} now (a stockout), so pool {pool} cannot grow; "
+            "not retried, as a stockout lasts minutes to hours. Either let the plan place elsewhere: lower pool "
+            f"{pool}'s nodes.max {keep}, or point its target.gcp at a group in {elsewhere} (or use another "
+            "pool); then run `placer plan` and apply the new plan. Or run `placer plan` again later, once "
+            f"{mig.where} has capacity, and apply that plan", address=change.address)
+    if "QUOTA_EXCEEDED" in codes:
+        return ProviderError(
+            f"{ended}. Project {mig.project}'s quota does not allow pool {pool} that many {gpus} in "
+            f"{mig.region_name}; not retried. Request more of the quota it names (console: IAM & Admin > Quotas; "
+            f"`gcloud compute regions describe {mig.region_name} --project {mig.project}` lists them), or lower "
+            f"pool {pool}'s nodes.max {keep} so that the plan places elsewhere; then run `placer plan` and apply "
+            "the new plan", address=change.address)
+    return None
 
 
 NOT_FOUND_HINT = ("check target.gcp (project, zone or region, instanceGroupManager); "
@@ -237,9 +270,9 @@ class GcpProvider:
             op = self._call(change.address, action, lambda: self._client(
                 compute_v1.RegionInstanceGroupManagersClient).resize_unary(
                 project=mig.project, region=mig.region, instance_group_manager=mig.name, size=nodes, **self._kw()))
-        self._await(mig, op, change.address, action)
+        self._await(mig, op, change, action)
 
-    def _await(self, mig: Mig, op: compute_v1.Operation, address: str, action: str) -> None:
+    def _await(self, mig: Mig, op: compute_v1.Operation, change: Change, action: str) -> None:
         """Wait for ``op`` with the operations' ``wait`` (a server-side long poll) until our deadline."""
         deadline = time.monotonic() + self.operation_timeout_s
         interval = self.poll_interval_s
@@ -254,11 +287,11 @@ class GcpProvider:
                     f"(still {compute_v1.Operation.Status(op.status).name}); GCP may still complete it "
                     f"(`gcloud compute operations describe {op.name} {scope} --project {mig.project}`); "
                     "once it is done, run `placer plan` and apply the new plan (it sends the same size again, "
-                    "which is safe)", retryable=False, address=address)
-            op = self._call(address, f"waiting for operation {op.name} ({action})",
+                    "which is safe)", retryable=False, address=change.address)
+            op = self._call(change.address, f"waiting for operation {op.name} ({action})",
                             functools.partial(self._wait_once, mig, op, remaining))
             if op.status != _DONE:
-                pause(self.stop, min(interval, max(0.0, deadline - time.monotonic())), address,
+                pause(self.stop, min(interval, max(0.0, deadline - time.monotonic())), change.address,
                       f"operation {op.name} ({action})")
                 interval = min(interval * 1.5, 10.0)
         errors = list(op.error.errors) if op.error else []
@@ -266,11 +299,14 @@ class GcpProvider:
             detail = "; ".join(f"{e.code}: {e.message.rstrip('.')}" for e in errors) or (
                 f"{op.http_error_status_code} {op.http_error_message}")
             codes = {e.code for e in errors}
+            ended = f"gcp: {action} failed: operation {op.name} ended with {detail}"
+            capacity = _capacity_error(ended, codes, " ".join(e.message for e in errors), mig, change)
+            if capacity is not None:
+                raise capacity
             retryable = bool(codes & _RETRYABLE_OP_ERRORS) or retryable_http(op.http_error_status_code or None)
-            hint = ("GPU capacity or rate limits may clear (if it persists, pick another zone)" if retryable else
-                    "fix the cause (quota, permissions, template) in GCP, then run `placer plan` and apply the new plan")
-            raise ProviderError(f"gcp: {action} failed: operation {op.name} ended with {detail}; {hint}",
-                                retryable=retryable, address=address,
+            hint = ("GCP is throttling or briefly unavailable" if retryable else
+                    "fix the cause (permissions, template) in GCP, then run `placer plan` and apply the new plan")
+            raise ProviderError(f"{ended}; {hint}", retryable=retryable, address=change.address,
                                 retry_advice="a retry may succeed" if retryable else "")
 
     def _wait_once(self, mig: Mig, op: compute_v1.Operation, remaining: float) -> compute_v1.Operation:

@@ -816,6 +816,97 @@ def test_a_resize_whose_operation_wait_failed_is_recorded_where_the_group_holds_
     assert r.returncode == 0 and "No changes" in r.stdout, r.stdout + r.stderr
 
 
+STOCKOUT = ("The zone 'projects/acme/zones/europe-west4-a' does not have enough resources available to fulfill the "
+            "request.  Try a different zone, or try again later.")
+
+
+def _stockout(world, fleet, plan):
+    """`placer apply PLAN` while europe-west4-a has no A100s: GCP ends the resize's operation with
+    ZONE_RESOURCE_POOL_EXHAUSTED and HTTP 503. What it said (whitespace runs as one space), once
+    checked that it failed at once, after one resize, saying where, what and what to do."""
+    gcp = world["gcp"]
+    resizes = len(gcp.requests_to("/instanceGroupManagers/placer-a100/resize", "POST"))
+    gcp.operations_run_for(1)
+    gcp.operations_fail("ZONE_RESOURCE_POOL_EXHAUSTED", STOCKOUT, http_status=503)
+    env = {k: v for k, v in world["env"].items() if k != "PLACER_RETRY_BASE_SECONDS"}  # the CLI's own backoff
+    r = placer({**world, "env": env}, "apply", str(plan))
+    said = " ".join(r.stderr.split())
+    assert r.returncode == 1 and "Traceback" not in said, said
+    assert len(gcp.requests_to("/instanceGroupManagers/placer-a100/resize", "POST")) == resizes + 1, "not retried"
+    assert "retrying" not in said and "tried 6 times" not in said, said
+    assert ("GCP has no A100-80GB nodes (8 GPUs each) to give in zone europe-west4-a now (a stockout), so pool "
+            "gcp-a100 cannot grow; not retried") in said, said
+    assert "lower pool gcp-a100's nodes.max" in said and "a group in another zone" in said, said
+    gcp.state.op_error = None
+    return said
+
+
+def _embed_anywhere(fleet, gcp_max):
+    """embed runs on H100s as on A100s; gcp-a100's A100s are the cheaper, up to ``gcp_max`` nodes."""
+    path = fleet / "fleet.yaml"
+    docs = list(yaml.safe_load_all(path.read_text()))
+    for d in docs:
+        if d["metadata"]["name"] == "embed":
+            d["spec"]["throughput"] = {"A100-80GB": 100, "H100-80GB": 100}
+        if d["metadata"]["name"] == "gcp-a100":
+            d["spec"]["usdPerGpuHour"], d["spec"]["nodes"]["max"] = 1.0, gcp_max
+    path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+
+
+def test_a_stockout_stops_a_move_before_anything_of_it_is_made(world):
+    """embed moves from aws-h100 to gcp-a100, whose group cannot grow (a stockout): the apply stops at
+    once, in phase 1, and makes nothing of the move: embed keeps its 11 replicas on aws-h100 and
+    aws-h100 its 3 nodes, which the state still records. The advice holds: with gcp-a100's nodes.max
+    lowered to the 0 it has, the plan has no changes."""
+    fleet = _fleet(world["tmp"])
+    _embed_anywhere(fleet, gcp_max=0)
+    plan = _plan_and_apply(world, fleet)
+    state = world["tmp"] / "state.json"
+    before = json.loads(state.read_text())
+    _embed_anywhere(fleet, gcp_max=4)
+    r = placer(world, "plan", str(fleet), "-o", str(plan))
+    assert r.returncode == 0, r.stderr
+    changes = {c["address"]: c["phase"] for c in json.loads(plan.read_text())["changes"]}
+    assert changes == {"pool/gcp-a100": 1, "deployment/embed@gcp-a100": 2, "deployment/embed@aws-h100": 3,
+                       "pool/aws-h100": 4}, changes
+
+    said = _stockout(world, fleet, plan)
+    assert "to the 0 it has" in said and "apply failed after 0 of 4 change(s)" in said, said
+    kube = world["kube"]
+    assert kube.deployment("ml", "embed-aws-h100")["spec"]["replicas"] == 11
+    assert kube.deployment("ml", "embed-gcp-a100") is None
+    group = world["autoscaling"].describe_auto_scaling_groups(AutoScalingGroupNames=["e2e-h100"])
+    assert group["AutoScalingGroups"][0]["DesiredCapacity"] == 3
+    after = json.loads(state.read_text())
+    assert (after["deployments"], after["pools"], after["serial"]) == (
+        before["deployments"], before["pools"], before["serial"])
+
+    _embed_anywhere(fleet, gcp_max=0)
+    r = placer(world, "plan", str(fleet), "--detailed-exitcode")
+    assert r.returncode == 0 and "No changes" in r.stdout, r.stdout + r.stderr
+
+
+def test_a_stockout_after_another_pool_grew_records_that_pool_alone(world):
+    """The first apply grows aws-h100 and meets a stockout at gcp-a100: aws-h100's 2 nodes are recorded,
+    gcp-a100 and every deployment are not, and the next plan, the zone's capacity back, starts from that."""
+    fleet = _fleet(world["tmp"])
+    plan = world["tmp"] / "plan.json"
+    assert placer(world, "plan", str(fleet), "-o", str(plan)).returncode == 0
+    said = _stockout(world, fleet, plan)
+    assert "apply failed after 1 of 5 change(s)" in said and "records exactly what was done" in said, said
+    state = json.loads((world["tmp"] / "state.json").read_text())
+    assert {k: v["nodes"] for k, v in state["pools"].items()} == {"aws-h100": 2} and state["deployments"] == {}
+    assert world["kube"].deployment("ml", "embed-gcp-a100") is None
+    assert world["gcp"].target_size("acme", "placer-a100", zone="europe-west4-a") == 0
+
+    r = placer(world, "plan", str(fleet), "-o", str(plan))
+    assert r.returncode == 0, r.stderr
+    assert not any(c["address"] == "pool/aws-h100" for c in json.loads(plan.read_text())["changes"])
+    r = placer(world, "apply", str(plan))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert world["gcp"].target_size("acme", "placer-a100", zone="europe-west4-a") == 2
+
+
 def test_a_deployment_scaled_by_someone_else_while_placer_waits_fails_its_wait(cluster):
     """`kubectl scale --replicas=0` (or an autoscaler) while the apply waited for asr's rollout of 3:
     the wait passed on the 0 replicas rolled out, the apply said "Apply complete" and the state 3

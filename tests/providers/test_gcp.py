@@ -305,7 +305,7 @@ def test_operation_that_finishes_late_is_waited_through(gcp: FakeCompute, provid
     assert gcp.target_size(PROJECT, name, **where) == 6
 
 
-@pytest.mark.parametrize(("code", "retryable"), [("QUOTA_EXCEEDED", False), ("ZONE_RESOURCE_POOL_EXHAUSTED", True)])
+@pytest.mark.parametrize(("code", "retryable"), [("QUOTA_EXCEEDED", False), ("RATE_LIMIT_EXCEEDED", True)])
 @pytest.mark.parametrize(("name", "where"), GROUPS)
 def test_operation_that_fails_reports_its_error(gcp: FakeCompute, provider: GcpProvider, code: str,
                                                 retryable: bool, name: str, where: dict[str, str]) -> None:
@@ -320,6 +320,50 @@ def test_operation_that_fails_reports_its_error(gcp: FakeCompute, provider: GcpP
     if not retryable:  # the plan applied is stale once anything was made: the next step is a new plan
         assert "then run `placer plan` and apply the new plan" in str(err.value), str(err.value)
     assert gcp.target_size(PROJECT, name, **where) == before
+
+
+STOCKOUT = ("The zone 'projects/demo-ml/zones/us-central1-a' does not have enough resources available to fulfill "
+            "the request.  Try a different zone, or try again later.")
+
+
+@pytest.mark.parametrize("code", ["ZONE_RESOURCE_POOL_EXHAUSTED", "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS",
+                                  "UNKNOWN"])
+@pytest.mark.parametrize(("name", "where", "elsewhere"), [("t4-pool", ZONAL, "another zone"),
+                                                          ("l4-serving", REGIONAL, "another region")])
+def test_a_stockout_is_not_retried_and_says_where_and_what_to_do(gcp: FakeCompute, provider: GcpProvider, code: str,
+                                                                 name: str, where: dict[str, str],
+                                                                 elsewhere: str) -> None:
+    """GCP ends a resize it has no machines for with ZONE_RESOURCE_POOL_EXHAUSTED(_WITH_DETAILS) and HTTP
+    503 (SERVICE UNAVAILABLE), which read as a brief outage: the apply sent the resize 6 times over 37 s
+    and then said to wait until the provider answered again. A stockout lasts minutes to hours: the
+    error is not retryable and says the pool, where, the GPU type and what to do."""
+    gcp.operations_run_for(1)
+    gcp.operations_fail(code, STOCKOUT, http_status=503)
+    change = replace(pool_change(name, 7, where), before={"nodes": 1})
+    with pytest.raises(ProviderError) as err:
+        provider.apply(change)
+    said = str(err.value)
+    assert not err.value.retryable and err.value.retry_advice == "", said
+    assert said.startswith(f"pool/{name}: gcp: resizing managed instance group {name} "), said
+    assert f"{code}: {STOCKOUT.rstrip('.')}" in said, said
+    place = f"zone {where['zone']}" if "zone" in where else f"region {where['region']}"
+    assert (f"GCP has no T4-16GB nodes (2 GPUs each) to give in {place} now (a stockout), so pool {name} cannot "
+            "grow; not retried") in said, said
+    assert f"lower pool {name}'s nodes.max to the 1 it has, or point its target.gcp at a group in {elsewhere}" in said
+    assert "run `placer plan` and apply the new plan" in said and "retry may succeed" not in said, said
+    assert len(gcp.requests_to("/resize", "POST")) == 1
+
+
+def test_a_quota_too_small_is_not_retried_and_says_which_quota_to_raise(gcp: FakeCompute,
+                                                                        provider: GcpProvider) -> None:
+    gcp.operations_fail("QUOTA_EXCEEDED", "Quota 'NVIDIA_T4_GPUS' exceeded.  Limit: 4.0 in region us-central1.")
+    with pytest.raises(ProviderError) as err:
+        provider.apply(pool_change("t4-pool", 7, ZONAL))
+    said = str(err.value)
+    assert not err.value.retryable and "Quota 'NVIDIA_T4_GPUS' exceeded" in said, said
+    assert ("Project demo-ml's quota does not allow pool t4-pool that many T4-16GB nodes (2 GPUs each) in "
+            "us-central1; not retried. Request more of the quota it names") in said, said
+    assert "gcloud compute regions describe us-central1 --project demo-ml" in said, said
 
 
 def test_request_timeout_is_retryable_and_fast(gcp: FakeCompute) -> None:
