@@ -415,6 +415,22 @@ class KubernetesProvider:
                 "Placer leaves it untouched. Remove or rename that object, or point the pool's "
                 "target.kubernetes.namespace elsewhere, then re-plan.", retryable=False, address=where.address)
 
+    def _can_i(self, where: _Where, can_i: str) -> str:
+        """The `kubectl auth can-i` that checks what a refusal refused (``can_i``: "get deployments"), where
+        placer asked it: its context by name (the current one resolved: kubectl's may be another by the time
+        it is run), the namespace, and the kubeconfig where placer was given one the shell's KUBECONFIG does
+        not name. A target without a context, or `discover kubernetes` without --context, said no context,
+        and `--kubeconfig K` was never passed on: the operator's kubectl checked another cluster."""
+        context = where.context or self._context_name(None)
+        parts = ["kubectl auth can-i", can_i]
+        if context:
+            parts.append(f"--context {context}")
+        if where.namespace:
+            parts.append(f"-n {where.namespace}")
+        if self.kubeconfig and self.kubeconfig != os.environ.get("KUBECONFIG"):
+            parts.append(f"--kubeconfig {self.kubeconfig}")
+        return " ".join(parts)
+
     def _classify(self, exc: Exception, where: _Where, doing: str, can_i: str) -> ProviderError | None:
         """``can_i``: the verb and resource the call needs, as ``kubectl auth can-i`` takes them
         ("create deployments"); a refusal (401, 403) prints the command that checks it."""
@@ -427,7 +443,7 @@ class KubernetesProvider:
             reason, message = _status_details(exc)
             retryable = retryable_http(status) or status == 409
             wait = retry_after(exc.headers) if retryable else None
-            hint = _hint(status, where, wait, can_i)
+            hint = _hint(status, where, wait, self._can_i(where, can_i) if status in (401, 403) else "")
             return ProviderError(f"{where.address}: {doing} {where} failed: HTTP {status} {reason}: {message}; "
                                  f"{hint}", retryable=retryable, address=where.address, retry_after=wait,
                                  retry_advice=_RETRY_ADVICE.get(status, "a retry may get through") if retryable else "")
@@ -542,8 +558,9 @@ _RETRY_ADVICE = {429: "a retry should get through", 409: "a retry reads it again
 
 def _hint(status: int, where: _Where, wait: float | None, can_i: str) -> str:
     """What a status means, and what to do where a retry will not pass it (_RETRY_ADVICE says where one may).
-    A refusal names the check of the call refused: it said `kubectl auth can-i patch deployments` of
-    every call, a read, a delete, a listing and a create (which RBAC authorizes as create) too."""
+    A refusal names the check of the call refused (``can_i``: the whole `kubectl auth can-i` command,
+    ``KubernetesProvider._can_i``): it said `kubectl auth can-i patch deployments` of every call, a read, a
+    delete, a listing and a create (which RBAC authorizes as create) too."""
     if status == 0:
         return "the TLS connection failed; check the cluster's certificate-authority in the kubeconfig"
     if status == 429:
@@ -553,10 +570,7 @@ def _hint(status: int, where: _Where, wait: float | None, can_i: str) -> str:
     if status == 409:
         return "the object changed at the same time"
     if status in (401, 403):
-        ctx = f" --context {where.context}" if where.context else ""
-        scope = f" -n {where.namespace}" if where.namespace else ""
-        check = f"kubectl auth can-i {can_i}{ctx}{scope}"
-        return f"check the credentials of {where.label or 'the current context'} and what RBAC allows them (`{check}`)"
+        return f"check the credentials of {where.label or 'the current context'} and what RBAC allows them (`{can_i}`)"
     if status == 404 and not where.namespace:  # listing nodes: the API itself was not found
         return "the API server has no such path: is the kubeconfig's server the API server (not a proxy's)?"
     if status == 404:  # the context named: the kubeconfig's current one may be another cluster's

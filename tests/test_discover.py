@@ -664,6 +664,26 @@ def test_discover_kubernetes_merge_finds_the_hand_written_pool_by_its_target(
     assert not (fleet / DISCOVERED_FILE).exists()
 
 
+def test_a_403_says_the_can_i_of_the_context_and_kubeconfig_discovery_read(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`placer discover kubernetes --context prod --kubeconfig K` refused by RBAC said to run
+    `kubectl auth can-i --list`: no context, no kubeconfig, so the operator checked the current
+    context of the default kubeconfig, another cluster."""
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    with FakeKubeApiServer() as kube:
+        kube.add_node("l4-a", gpus=1, labels={"nvidia.com/gpu.product": "NVIDIA-L4"})
+        kubeconfig = str(write_kubeconfig(tmp_path / "kubeconfig", {"staging": kube.url, "prod": kube.url}))
+        kube.fail_next(1, 403, path_contains="/api/v1/nodes")
+        code, out, err = run(capsys, "discover", "kubernetes", "--kubeconfig", kubeconfig, "--context", "prod")
+        said = " ".join(err.split())
+        assert code == 1 and out == "" and "HTTP 403" in said, said
+        assert f"(`kubectl auth can-i list nodes --context prod --kubeconfig {kubeconfig}`)" in said, said
+        kube.fail_next(1, 403, path_contains="/api/v1/nodes")  # the current context, named as it is now
+        code, out, err = run(capsys, "discover", "kubernetes", "--kubeconfig", kubeconfig)
+        said = " ".join(err.split())
+        assert code == 1 and f"(`kubectl auth can-i list nodes --context staging --kubeconfig {kubeconfig}`)" in said
+
+
 def test_the_price_note_names_only_the_pools_printed_or_added(
         capsys: pytest.CaptureFixture[str], fleet: Path, tmp_path: Path) -> None:
     """"usdPerGpuHour is 0 for ..." named every discovered pool: those merged into the fleet's priced

@@ -430,11 +430,12 @@ def test_errors_are_classified(kube: FakeKubeApiServer, provider: KubernetesProv
     assert provider.observe(change()) == {"replicas": 3}
 
 
-def test_a_refusal_prints_the_check_of_the_call_refused(kube: FakeKubeApiServer,
-                                                       provider: KubernetesProvider) -> None:
+def test_a_refusal_prints_the_check_of_the_call_refused(kube: FakeKubeApiServer, provider: KubernetesProvider,
+                                                       kubeconfig: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every 403 said `kubectl auth can-i patch deployments`: of a read, a delete and a listing too,
     where that check answers yes and the operator is none the wiser; a listing's said `--list`,
     without its context."""
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))  # the shell's kubectl reads placer's: no --kubeconfig
     def refused(method: str, call: Any, path: str | None = None) -> str:
         kube.fail_next(1, 403, method=method, path_contains=path)
         with pytest.raises(ProviderError) as err:
@@ -453,6 +454,30 @@ def test_a_refusal_prints_the_check_of_the_call_refused(kube: FakeKubeApiServer,
     assert "`kubectl auth can-i list deployments --all-namespaces --context cluster-a`" in listed, listed
     nodes = refused("GET", lambda: provider.discover(["cluster-a"]), "/nodes")
     assert "`kubectl auth can-i list nodes --context cluster-a`" in nodes, nodes
+
+
+@pytest.mark.parametrize(("method", "call", "verb"), [
+    ("PATCH", lambda p: p.apply(change("create", 3, context=None)), "create deployments"),
+    ("GET", lambda p: p.observe(change(context=None)), "get deployments")])
+def test_a_403_says_the_can_i_of_the_context_namespace_and_kubeconfig_it_was_refused_in(
+        kube: FakeKubeApiServer, kubeconfig: Path, monkeypatch: pytest.MonkeyPatch, method: str, call: Any,
+        verb: str) -> None:
+    """A target without a context is the kubeconfig's current one: the hint said `kubectl auth can-i patch
+    deployments -n ml`, which checks kubectl's own current context, of the default
+    kubeconfig, by the time the operator runs it; now by name, with the kubeconfig placer read."""
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    two = write_kubeconfig(kubeconfig.parent / "two", {"cluster-b": kube.url, "cluster-a": kube.url})
+    prov = KubernetesProvider(str(two), request_timeout_s=2.0, poll_interval_s=0.01)
+    kube.fail_next(1, 403, method=method)
+    with pytest.raises(ProviderError) as err:
+        call(prov)
+    assert f"(`kubectl auth can-i {verb} --context cluster-b -n ml --kubeconfig {two}`)" in str(err.value), str(err.value)
+    monkeypatch.setenv("KUBECONFIG", str(two))  # the shell's own: no --kubeconfig needed
+    kube.fail_next(1, 403, method=method)
+    with pytest.raises(ProviderError) as err:
+        call(prov)
+    assert f"(`kubectl auth can-i {verb} --context cluster-b -n ml`)" in str(err.value), str(err.value)
+    prov.close()
 
 
 @pytest.mark.parametrize(("asked", "waited"), [(7, 7.0), (3600, 60.0)])
