@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from placer.planfile import (
     CHANGE_COUNT,
+    PHASE_GROW,
     PHASE_NAMES,
     PHASE_UP,
     Change,
@@ -475,6 +476,28 @@ class Applier:
         return (change.phase == PHASE_UP and change.kind == "deployment" and bool(after) and not room
                 and getattr(self.provider_for(change), "waits", True))
 
+    def _grows(self, change: Change) -> bool:
+        """A pool change that adds nodes, by a provider that waits for them (``_capacity``)."""
+        if change.kind != "pool" or change.after is None or _released(change):
+            return False
+        more = int(change.after.get("nodes", 0)) > int((change.before or {}).get("nodes", 0))
+        return more and bool(getattr(self.provider_for(change), "waits", True))
+
+    def _capacity(self, change: Change, report: ApplyReport) -> None:
+        """Wait, once phase 1 made its changes, for the nodes a pool grew by to come up, before phase 2
+        puts replicas on them: a group whose cloud cannot launch them (a GPU stockout, a quota) fails
+        here, at once where the provider can tell (``wait_healthy``), and nothing moves onto it. It
+        was not waited for: the group's size was taken, the replicas made on it waited the whole health
+        timeout (600 s) for pods that no node came up for, and the error said nothing of capacity."""
+        provider = self.provider_for(change)
+        self.progress(f"waiting for {change.address}'s {(change.after or {}).get('nodes')} nodes to come up", change)
+        deadline = self.clock() + self.health_timeout_s
+
+        def wait() -> None:
+            provider.wait_healthy(change, max(0.0, round(deadline - self.clock(), 2)))
+
+        self._with_retry(change, "capacity", wait, report, deadline)
+
     def _healthy(self, state: State, change: Change, report: ApplyReport) -> None:
         if not self._waits(change):
             return  # e.g. gitops: health is the pipeline's business once the tree is merged
@@ -573,6 +596,8 @@ class Applier:
                 self.progress(f"phase {phase}: {PHASE_NAMES.get(phase, '')} ({len(batch)} change(s))", None)
                 self._parallel(batch, lambda c: self._one(state, c, report))
                 self._finish()
+                if phase == PHASE_GROW:
+                    self._parallel([c for c in batch if self._grows(c)], lambda c: self._capacity(c, report))
                 if phase == PHASE_UP:
                     up = [c for c in batch if c.kind == "deployment" and c.after]
                     self._parallel(up, lambda c: self._healthy(state, c, report))

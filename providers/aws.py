@@ -63,6 +63,11 @@ CREDENTIALS_HINT = ("check the AWS credentials placer runs with (AWS_PROFILE, or
                     "AWS_SECRET_ACCESS_KEY) and that they allow this call")
 
 FAILED_NODEGROUP_STATES = frozenset({"CREATE_FAILED", "DELETE_FAILED", "DELETING"})
+# what a scaling activity (or an EKS node group's health issue) says of a launch EC2 refused for want of
+# capacity (a GPU stockout) or of quota: the group keeps trying, and no wait of placer's outlasts either
+STOCKOUT_WORDS = ("InsufficientInstanceCapacity", "InsufficientCapacity", "UnfulfillableCapacity",
+                  "do not have sufficient", "no Spot capacity available")
+QUOTA_WORDS = ("VcpuLimitExceeded", "InstanceLimitExceeded", "MaxSpotInstanceCountExceeded", "vCPU limit")
 
 
 # ---------------------------------------------------------------- errors
@@ -189,6 +194,7 @@ class AwsProvider:
                               connect_timeout=connect_timeout_s, read_timeout=read_timeout_s,
                               user_agent_extra="placer")
         self._poll_interval_s = poll_interval_s
+        self._asked: dict[str, float] = {}  # pool address -> when its new size was asked for (time.time())
         self._clients: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()  # a boto3 Session is not thread-safe; the clients it makes are
 
@@ -264,6 +270,7 @@ class AwsProvider:
                 "nodes.min/nodes.max within them, then re-plan", address=change.address)
         if state.desired == nodes:
             return  # idempotent: nothing to do
+        self._asked[change.address] = time.time()
         if ref.asg is not None:
             asg_name = ref.asg
             self._call(change.address, f"set the desired capacity of {ref} to {nodes}",
@@ -281,12 +288,17 @@ class AwsProvider:
         ref = group_ref(change)
         want = pool_nodes(change)
         deadline = time.monotonic() + timeout_s
+        # a scaling activity counts from a minute before the size was asked for (AWS's clock against ours)
+        since = self._asked.get(change.address, time.time()) - 60.0
         while True:
             state = self._describe(change.address, ref)
             if state is None:
                 raise self._not_found(change, ref)
             if ref.asg is not None and state.in_service == want and state.desired == want:
                 return
+            refused = self._refused_launch(ref, state, since)
+            if refused is not None:
+                raise self._capacity_error(change, ref, state, want, refused)
             if ref.asg is None:
                 if state.status in FAILED_NODEGROUP_STATES:
                     raise ProviderError(
@@ -375,6 +387,54 @@ class AwsProvider:
             hint, check = "", "check the node group's health in EKS"
         return (f"{change.address}: timed out after {timeout_s:g}s waiting for {ref} to be healthy: {seen}"
                 f"{hint}; {check}, then run `placer plan` and apply the new plan, which waits for it again")
+
+    def _refused_launch(self, ref: GroupRef, state: GroupState, since: float) -> str | None:
+        """What the group says of a launch EC2 refused for want of capacity or quota, or None: its newest
+        scaling activity since ``since`` (an ASG), or its health issues (an EKS node group)."""
+        if ref.asg is None:
+            said = "; ".join(state.issues)
+            return f"health issue: {said}" if any(w in said for w in (*STOCKOUT_WORDS, *QUOTA_WORDS)) else None
+        try:
+            acts = self._client("autoscaling", ref.region).describe_scaling_activities(
+                AutoScalingGroupName=ref.asg, MaxRecords=5).get("Activities", [])
+        except (ClientError, BotoCoreError, ResponseParserError):
+            return None  # the wait goes on; its timeout says what it can
+        recent = [a for a in acts if not hasattr(a.get("StartTime"), "timestamp") or a["StartTime"].timestamp() >= since]
+        if not recent or recent[0].get("StatusCode") not in ("Failed", "Cancelled"):
+            return None
+        act = recent[0]
+        said = " ".join(str(act.get(k) or "") for k in ("StatusMessage", "Description"))
+        if not any(w in said for w in (*STOCKOUT_WORDS, *QUOTA_WORDS)):
+            return None
+        return f"scaling activity {act.get('StatusCode')}: {act.get('StatusMessage') or act.get('Description')}"
+
+    def _capacity_error(self, change: Change, ref: GroupRef, state: GroupState, want: int,
+                        refused: str) -> ProviderError:
+        """A grown group that cannot launch its instances: EC2 has none of its type to give where it may
+        launch (a stockout) or the account's quota does not allow them. Not waited out: the wait took the
+        whole health timeout, and the deployment's on it then, and said pods pending, nothing of capacity."""
+        pool = str(change.target.get("pool") or change.address.split("/", 1)[-1])
+        gpu, per_node = change.target.get("gpuType") or "GPU", change.target.get("gpusPerNode")
+        gpus = f"{gpu} instances" + (f" ({per_node} GPUs each)" if per_node else "")
+        has = (change.before or {}).get("nodes")
+        keep = f"to the {has} it had" if has is not None else "to the nodes it runs"
+        running = (f"{state.in_service} of {want} instances InService" if state.in_service is not None
+                   else f"status {state.status}")
+        kept = (f"it keeps its desired size {state.desired} and goes on trying (placer records that); "
+                f"lowering nodes.max sets it back")
+        if any(w in refused for w in QUOTA_WORDS):
+            return ProviderError(
+                f"{change.address}: {ref} cannot launch its {gpus}: the account's EC2 quota does not allow them "
+                f"({refused}); {running}. Not waited out, as a quota does not rise by itself: {kept}. Request more "
+                f"(Service Quotas console, EC2, in {ref.region}), or lower pool {pool}'s nodes.max {keep} so that "
+                "the plan places elsewhere; then run `placer plan` and apply the new plan", address=change.address)
+        return ProviderError(
+            f"{change.address}: {ref} cannot launch its {gpus}: EC2 has no capacity for them where the group may "
+            f"launch (a stockout: {refused}); {running}. Not waited out, as a stockout lasts minutes to hours: "
+            f"{kept}. Either let the plan place elsewhere: lower pool {pool}'s nodes.max {keep} (or give the group "
+            "more Availability Zones or instance types where it is defined); then run `placer plan` and apply the "
+            "new plan. Or run `placer plan` again later, once capacity is back, and apply that plan",
+            address=change.address)
 
     def _latest_activity(self, ref: GroupRef) -> str | None:
         try:

@@ -19,7 +19,14 @@ import yaml
 from tests.fleetkit import doc, inference, location, training
 from tests.servers.gcp_server import FakeCompute
 from tests.servers.kube_server import FakeKubeApiServer, status_object, write_kubeconfig
-from tests.servers.moto_server import FaultProxy, moto_server, query_error, reset_moto
+from tests.servers.moto_server import (
+    FaultProxy,
+    instances_pending,
+    moto_server,
+    query_error,
+    reset_moto,
+    scaling_activity,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 REGION = "eu-west-1"
@@ -905,6 +912,39 @@ def test_a_stockout_after_another_pool_grew_records_that_pool_alone(world):
     r = placer(world, "apply", str(plan))
     assert r.returncode == 0, r.stdout + r.stderr
     assert world["gcp"].target_size("acme", "placer-a100", zone="europe-west4-a") == 2
+
+
+def test_an_aws_group_ec2_cannot_launch_for_stops_the_apply_before_anything_moves_onto_it(world):
+    """EC2 has no p4d.24xlarge to give (InsufficientInstanceCapacity): the group takes its new desired
+    capacity, and its scaling activities say the launches failed, which no API call does. The apply took
+    the size as made and put chat-70b's replicas on the group, whose rollout waited the whole health
+    timeout (600 s) for pods no node came up for, then said "pods pending?"; here, with a fake API
+    server that runs what it is given, it said "Apply complete". Phase 1 now waits for the nodes a pool
+    grew by, and stops at the refused launch: aws-h100's and gcp-a100's sizes are recorded (the group
+    goes on trying at desired 2), no deployment was made, and the message says capacity."""
+    fleet = _fleet(world["tmp"])
+    plan = world["tmp"] / "plan.json"
+    assert placer(world, "plan", str(fleet), "-o", str(plan)).returncode == 0
+    said = ("We currently do not have sufficient p4d.24xlarge capacity in the Availability Zone you requested "
+            f"({REGION}a). Our system will be working on provisioning additional capacity. Launching EC2 instance "
+            "failed.")
+    with FaultProxy(world["env"]["AWS_ENDPOINT_URL"]) as proxy:
+        proxy.rewrite("DescribeAutoScalingGroups", instances_pending)
+        proxy.answer("DescribeScalingActivities", scaling_activity("e2e-h100", "Failed", said))
+        started = time.monotonic()
+        r = placer({**world, "env": {**world["env"], "AWS_ENDPOINT_URL": proxy.endpoint}}, "apply", str(plan))
+    message = " ".join(r.stderr.split())
+    assert r.returncode == 1 and "Traceback" not in message, message
+    assert time.monotonic() - started < 60, "not waited out"
+    assert ("pool/aws-h100: Auto Scaling group 'e2e-h100' in eu-west-1 cannot launch its H100-80GB instances "
+            "(8 GPUs each): EC2 has no capacity for them where the group may launch (a stockout: scaling activity "
+            "Failed: We currently do not have sufficient p4d.24xlarge capacity") in message, message
+    assert "0 of 2 instances InService" in message and "lower pool aws-h100's nodes.max" in message, message
+    assert "apply failed after 2 of 5 change(s)" in message, message
+    state = json.loads((world["tmp"] / "state.json").read_text())
+    assert {k: v["nodes"] for k, v in state["pools"].items()} == {"aws-h100": 2, "gcp-a100": 2}
+    assert state["deployments"] == {}
+    assert world["kube"].deployment("ml", "chat-70b-aws-h100") is None
 
 
 def test_a_deployment_scaled_by_someone_else_while_placer_waits_fails_its_wait(cluster):

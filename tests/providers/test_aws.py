@@ -3,9 +3,11 @@ for throttling, server errors, refusals and timeouts."""
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +24,11 @@ from tests.servers.moto_server import (
     FaultProxy,
     SilentServer,
     free_port,
+    instances_pending,
     json_error,
     moto_server,
     query_error,
+    scaling_activity,
 )
 
 EU = "eu-west-1"
@@ -377,6 +381,57 @@ def test_wait_healthy_times_out_retryably_with_what_it_saw(provider: AwsProvider
     assert "1 of 3 instances InService" in str(err.value) and f"'{gpu_asg}'" in str(err.value)
     # once anything was applied the plan is stale: what waits again is the next plan's apply
     assert str(err.value).endswith("then run `placer plan` and apply the new plan, which waits for it again")
+
+
+STOCKOUT = ("We currently do not have sufficient g5.xlarge capacity in the Availability Zone you requested "
+            "(eu-west-1a). Our system will be working on provisioning additional capacity. Launching EC2 instance "
+            "failed.")
+QUOTA = ("VcpuLimitExceeded - You have requested more vCPU capacity than your current vCPU limit of 0 allows for the "
+         "instance bucket that the specified instance type belongs to. Launching EC2 instance failed.")
+
+
+@pytest.mark.parametrize(("said", "words"), [
+    (STOCKOUT, "EC2 has no capacity for them where the group may launch (a stockout: scaling activity Failed: "
+               "We currently do not have sufficient g5.xlarge capacity"),
+    (QUOTA, "the account's EC2 quota does not allow them (scaling activity Failed: VcpuLimitExceeded")],
+    ids=["stockout", "quota"])
+def test_a_group_ec2_cannot_launch_for_is_not_waited_out(endpoint: str, session: boto3.Session, gpu_asg: str,
+                                                         said: str, words: str) -> None:
+    """EC2 refusing a group's launches (InsufficientInstanceCapacity, a vCPU quota) shows in its scaling
+    activities, not as an API error: the wait went on to its timeout and said "1 of 3 instances InService",
+    nothing of capacity. It stops at the first poll that sees it, and says the pool, the GPU type, why
+    and what to do."""
+    with FaultProxy(endpoint) as proxy:
+        provider = AwsProvider(endpoint_url=proxy.endpoint, session=session, poll_interval_s=0.05)
+        change = replace(pool_change(3, asg_name=gpu_asg), before={"nodes": 1})
+        provider.apply(change)
+        proxy.rewrite("DescribeAutoScalingGroups", instances_pending)
+        proxy.answer("DescribeScalingActivities", scaling_activity(gpu_asg, "Failed", said))
+        started = time.monotonic()
+        with pytest.raises(ProviderError) as err:
+            provider.wait_healthy(change, timeout_s=30)
+    message = str(err.value)
+    assert time.monotonic() - started < 5 and not err.value.retryable, message
+    assert message.startswith(f"pool/gpu: Auto Scaling group '{gpu_asg}' in eu-west-1 cannot launch its A10G-24GB "
+                              "instances (1 GPUs each): "), message
+    assert words in message and "0 of 3 instances InService" in message, message
+    assert "lower pool gpu's nodes.max to the 1 it had" in message and "run `placer plan`" in message, message
+
+
+def test_a_launch_refused_before_the_size_was_asked_for_is_waited_past(endpoint: str, session: boto3.Session,
+                                                                       gpu_asg: str) -> None:
+    """Yesterday's stockout, the group's newest activity still, is not this resize's: the wait goes on
+    (here to its timeout, the instances never in service) and says what it saw."""
+    with FaultProxy(endpoint) as proxy:
+        provider = AwsProvider(endpoint_url=proxy.endpoint, session=session, poll_interval_s=0.05)
+        change = pool_change(3, asg_name=gpu_asg)
+        provider.apply(change)
+        proxy.rewrite("DescribeAutoScalingGroups", instances_pending)
+        yesterday = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
+        proxy.answer("DescribeScalingActivities", scaling_activity(gpu_asg, "Failed", STOCKOUT, yesterday))
+        with pytest.raises(ProviderError) as err:
+            provider.wait_healthy(change, timeout_s=0.3)
+    assert err.value.retryable and "timed out after 0.3s" in str(err.value) and "stockout" not in str(err.value)
 
 
 def test_a_released_group_is_left_alone_and_malformed_targets_are_refused_without_calls() -> None:

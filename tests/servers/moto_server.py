@@ -10,11 +10,14 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import http.client
+import re
 import socket
 import threading
 import urllib.request
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -64,6 +67,28 @@ def ec2_error(code: str, message: str, status: int = 400) -> Fault:
     return Fault(status, body.encode(), {"Content-Type": "text/xml"})
 
 
+def scaling_activity(group: str, status: str, message: str, started: dt.datetime | None = None) -> Fault:
+    """DescribeScalingActivities' answer (moto's is always empty): one activity of ``group``, started at
+    ``started`` (now), with ``status`` (Failed) and ``message`` (EC2's, for a launch it refused)."""
+    when = (started or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    body = ('<DescribeScalingActivitiesResponse xmlns="http://autoscaling.amazonaws.com/doc/2011-01-01/">'
+            "<DescribeScalingActivitiesResult><Activities><member>"
+            f"<ActivityId>{uuid.uuid4()}</ActivityId><AutoScalingGroupName>{group}</AutoScalingGroupName>"
+            f"<Description>Launching a new EC2 instance.  Status Reason: {message}</Description>"
+            "<Cause>a user request update of AutoScalingGroup constraints changing the desired capacity</Cause>"
+            f"<StartTime>{when}</StartTime><EndTime>{when}</EndTime><StatusCode>{status}</StatusCode>"
+            f"<StatusMessage>{message}</StatusMessage><Progress>100</Progress>"
+            "</member></Activities></DescribeScalingActivitiesResult>"
+            "<ResponseMetadata><RequestId>fault</RequestId></ResponseMetadata></DescribeScalingActivitiesResponse>")
+    return Fault(200, body.encode(), {"Content-Type": "text/xml"})
+
+
+def instances_pending(body: bytes) -> bytes:
+    """DescribeAutoScalingGroups' answer with every instance Pending: launched by moto, never in service
+    (as a group's whose instances EC2 cannot give)."""
+    return body.replace(b"<LifecycleState>InService</LifecycleState>", b"<LifecycleState>Pending</LifecycleState>")
+
+
 def json_error(code: str, message: str, status: int) -> Fault:
     """An error as AWS rest-json services (EKS...) send it."""
     return Fault(status, f'{{"message": "{message}"}}'.encode(),
@@ -71,12 +96,16 @@ def json_error(code: str, message: str, status: int) -> Fault:
 
 
 class FaultProxy:
-    """Forwards requests to ``upstream`` except the next ``n`` set by ``fail_next``, which get ``fault``."""
+    """Forwards requests to ``upstream`` except the next ``n`` set by ``fail_next``, which get ``fault``;
+    ``answer`` and ``rewrite`` change every answer to one query-protocol action from then on."""
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream.removeprefix("http://")
         self.requests = 0
         self._faults: list[Fault | None] = []  # None: forwarded
+        # Action=... -> a canned answer, or what to make of the upstream's answer body
+        self._answers: dict[str, Fault] = {}
+        self._rewrites: dict[str, Callable[[bytes], bytes]] = {}
         self._lock = threading.Lock()
         proxy = self
 
@@ -92,6 +121,10 @@ class FaultProxy:
                 with proxy._lock:
                     proxy.requests += 1
                     fault = proxy._faults.pop(0) if proxy._faults else None
+                    action = re.search(rb"(?:^|&)Action=(\w+)", body)
+                    name = action.group(1).decode() if action else ""
+                    fault = fault or proxy._answers.get(name)
+                    rewrite = proxy._rewrites.get(name)
                 if fault is not None:
                     self._send(fault.status, fault.headers, fault.body)
                     return
@@ -101,6 +134,8 @@ class FaultProxy:
                     conn.request(self.command, self.path, body=body, headers=headers)
                     response = conn.getresponse()
                     payload = response.read()
+                    if rewrite is not None:
+                        payload = rewrite(payload)
                     skip = {"connection", "transfer-encoding", "content-length"}
                     self._send(response.status, {k: v for k, v in response.getheaders() if k.lower() not in skip},
                                payload)
@@ -126,6 +161,16 @@ class FaultProxy:
         with self._lock:
             self._faults = [fault] * n
             self.requests = 0
+
+    def answer(self, action: str, fault: Fault) -> None:
+        """Answer every request of ``action`` (a query-protocol Action, DescribeScalingActivities) with ``fault``."""
+        with self._lock:
+            self._answers[action] = fault
+
+    def rewrite(self, action: str, change: Callable[[bytes], bytes]) -> None:
+        """Forward every request of ``action``, and answer with ``change`` of the upstream's answer body."""
+        with self._lock:
+            self._rewrites[action] = change
 
     def fail_after(self, forwarded: int, fault: Fault) -> None:
         """Forward the next ``forwarded`` requests, then answer one with ``fault``."""
