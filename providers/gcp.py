@@ -13,6 +13,7 @@ operation that ends with ``error.errors`` but no HTTP status.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import re
 import threading
@@ -94,7 +95,8 @@ class Mig:
         return Mig(str(project), str(name), zone=zone, region=region)
 
 
-def _capacity_error(ended: str, codes: set[str], text: str, mig: Mig, change: Change) -> ProviderError | None:
+def _capacity_error(ended: str, codes: set[str], text: str, mig: Mig, change: Change,
+                    trying: str = "") -> ProviderError | None:
     """The error of a resize GCP refused for want of capacity, or None: a stockout (the zone has no
     machines of the group's GPU type to give) or the project's quota. Neither is retried: a retry in
     seconds does not outlast a stockout, nor raise a quota; the operator decides where the pool's
@@ -108,18 +110,27 @@ def _capacity_error(ended: str, codes: set[str], text: str, mig: Mig, change: Ch
     if codes & _STOCKOUT_OP_ERRORS or _STOCKOUT_TEXT in text:
         return ProviderError(
             f"{ended}. GCP has no {gpus} to give in {mig.where} now (a stockout), so pool {pool} cannot grow; "
-            "not retried, as a stockout lasts minutes to hours. Either let the plan place elsewhere: lower pool "
+            f"not {'waited out' if trying else 'retried'}, as a stockout lasts minutes to hours{trying}. Either let the plan place elsewhere: lower pool "
             f"{pool}'s nodes.max {keep}, or point its target.gcp at a group in {elsewhere} (or use another "
             "pool); then run `placer plan` and apply the new plan. Or run `placer plan` again later, once "
             f"{mig.where} has capacity, and apply that plan", address=change.address)
     if "QUOTA_EXCEEDED" in codes:
         return ProviderError(
             f"{ended}. Project {mig.project}'s quota does not allow pool {pool} that many {gpus} in "
-            f"{mig.region_name}; not retried. Request more of the quota it names (console: IAM & Admin > Quotas; "
+            f"{mig.region_name}; not {'waited out' if trying else 'retried'}{trying}. Request more of the quota it names (console: IAM & Admin > Quotas; "
             f"`gcloud compute regions describe {mig.region_name} --project {mig.project}` lists them), or lower "
             f"pool {pool}'s nodes.max {keep} so that the plan places elsewhere; then run `placer plan` and apply "
             "the new plan", address=change.address)
     return None
+
+
+def _when(timestamp: str) -> float:
+    """An RFC 3339 time GCP writes (2026-12-01T07:00:00.123-08:00) as seconds since the epoch; 0 where
+    it is none."""
+    try:
+        return dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
 
 
 NOT_FOUND_HINT = ("check target.gcp (project, zone or region, instanceGroupManager); "
@@ -191,6 +202,7 @@ class GcpProvider:
         self.poll_interval_s = poll_interval_s
         self._clients: dict[type, Any] = {}
         self._lock = threading.Lock()
+        self._asked: dict[str, float] = {}  # pool address -> when its resize was sent (time.time())
 
     # ------------------------------------------------------------ plumbing
 
@@ -262,6 +274,7 @@ class GcpProvider:
                 f"{low if low is not None else 0}..{high if high is not None else 'unbounded'}; "
                 "the plan does not match the fleet, re-plan", address=change.address)
         action = f"resizing {mig} to {nodes} nodes"
+        self._asked[change.address] = time.time()
         if mig.zone:
             op = self._call(change.address, action, lambda: self._client(
                 compute_v1.InstanceGroupManagersClient).resize_unary(
@@ -331,6 +344,8 @@ class GcpProvider:
                        if k != "none" and getattr(actions, k)}
             if found.status.is_stable and not pending:
                 return
+            if pending.get("creating"):
+                self._refused_creation(change, mig, int(found.target_size))
             if time.monotonic() + interval > deadline:
                 doing = ", ".join(f"{k} {v}" for k, v in sorted(pending.items())) or "no actions reported"
                 where = f"--zone {mig.zone}" if mig.zone else f"--region {mig.region}"
@@ -340,6 +355,45 @@ class GcpProvider:
                     f"{where} --project {mig.project}`", retryable=True, address=change.address)
             pause(self.stop, interval, change.address, f"{mig} to become stable")
             interval = min(interval * 1.5, 10.0)
+
+    def _refused_creation(self, change: Change, mig: Mig, size: int) -> None:
+        """Raise where the group's newest error since its resize (``listErrors``) is GCP refusing to create
+        an instance for want of capacity or quota: the group keeps trying, and no wait outlasts a stockout.
+        The wait went on to its timeout (600 s), and said only that instances may be waiting on capacity."""
+        since = self._asked.get(change.address, time.time()) - 60.0  # GCP's clock against ours
+
+        def newest() -> list[Any]:  # the first page: the newest errors first
+            pager: Any
+            if mig.zone:
+                pager = self._client(compute_v1.InstanceGroupManagersClient).list_errors(
+                    request=compute_v1.ListErrorsInstanceGroupManagersRequest(
+                        project=mig.project, zone=mig.zone, instance_group_manager=mig.name, max_results=10),
+                    **self._kw())
+            else:
+                pager = self._client(compute_v1.RegionInstanceGroupManagersClient).list_errors(
+                    request=compute_v1.ListErrorsRegionInstanceGroupManagersRequest(
+                        project=mig.project, region=mig.region, instance_group_manager=mig.name, max_results=10),
+                    **self._kw())
+            return list(next(iter(pager.pages)).items)
+
+        try:
+            errors = self._call(change.address, f"listing the errors of {mig}", newest)
+        except ProviderError as exc:
+            if exc.retryable:
+                raise
+            return  # no compute.instanceGroupManagers.get permission for it: the wait's timeout says what it can
+        recent = [e for e in errors if _when(e.timestamp) >= since]
+        if not recent:
+            return
+        error = recent[0].error
+        scope = f"--zone {mig.zone}" if mig.zone else f"--region {mig.region}"
+        ended = (f"gcp: {mig} cannot create the instances of its {size} nodes: {error.code}: "
+                 f"{error.message.rstrip('.')} (`gcloud compute instance-groups managed list-errors {mig.name} "
+                 f"{scope} --project {mig.project}`)")
+        trying = f"; the group keeps its target size {size} and goes on trying (placer records that)"
+        capacity = _capacity_error(ended, {error.code}, error.message, mig, change, trying)
+        if capacity is not None:
+            raise capacity
 
     # ------------------------------------------------------------ discovery
 

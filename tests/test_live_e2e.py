@@ -893,6 +893,35 @@ def test_a_stockout_stops_a_move_before_anything_of_it_is_made(world):
     assert r.returncode == 0 and "No changes" in r.stdout, r.stdout + r.stderr
 
 
+def test_a_group_gcp_cannot_create_instances_for_stops_a_move_before_its_replicas_go(world):
+    """The resize is taken (its operation ends well) and GCP then cannot create the instances, which
+    only the group's listErrors says: the apply put embed's replicas on gcp-a100 and scaled them down on
+    aws-h100 once the fake API server had rolled them out (a real cluster: 600 s of pods pending, then
+    "pods pending?"). Phase 1 waits for gcp-a100's node and stops at the stockout: gcp-a100 is recorded
+    at the size it keeps trying for, embed keeps its 11 replicas on aws-h100, nothing is made on gcp-a100."""
+    fleet = _fleet(world["tmp"])
+    _embed_anywhere(fleet, gcp_max=0)
+    plan = _plan_and_apply(world, fleet)
+    _embed_anywhere(fleet, gcp_max=4)
+    assert placer(world, "plan", str(fleet), "-o", str(plan)).returncode == 0
+    gcp = world["gcp"]
+    gcp.instances_fail("ZONE_RESOURCE_POOL_EXHAUSTED", STOCKOUT)
+    started = time.monotonic()
+    r = placer(world, "apply", str(plan))
+    said = " ".join(r.stderr.split())
+    assert r.returncode == 1 and "Traceback" not in said and time.monotonic() - started < 60, said
+    assert ("pool/gcp-a100: gcp: managed instance group placer-a100 (project acme, zone europe-west4-a) cannot create "
+            "the instances of its 1 nodes: ZONE_RESOURCE_POOL_EXHAUSTED") in said, said
+    assert "GCP has no A100-80GB nodes (8 GPUs each) to give in zone europe-west4-a now (a stockout)" in said, said
+    assert "apply failed after 1 of 4 change(s)" in said, said
+    kube = world["kube"]
+    assert kube.deployment("ml", "embed-aws-h100")["spec"]["replicas"] == 11
+    assert kube.deployment("ml", "embed-gcp-a100") is None
+    state = json.loads((world["tmp"] / "state.json").read_text())
+    assert state["deployments"]["embed@aws-h100"]["replicas"] == 11 and "embed@gcp-a100" not in state["deployments"]
+    assert {k: v["nodes"] for k, v in state["pools"].items()} == {"aws-h100": 3, "gcp-a100": 1}
+
+
 def test_a_stockout_after_another_pool_grew_records_that_pool_alone(world):
     """The first apply grows aws-h100 and meets a stockout at gcp-a100: aws-h100's 2 nodes are recorded,
     gcp-a100 and every deployment are not, and the next plan, the zone's capacity back, starts from that."""

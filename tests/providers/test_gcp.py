@@ -419,9 +419,13 @@ def test_wait_healthy_waits_until_stable(gcp: FakeCompute, provider: GcpProvider
                                          where: dict[str, str]) -> None:
     gcp.settle_after(3)
     provider.apply(pool_change(name, 4, where))
-    reads_before = len(gcp.requests_to(f"/instanceGroupManagers/{name}", "GET"))
+    reads = lambda: [r for r in gcp.requests_to(f"/instanceGroupManagers/{name}", "GET")  # noqa: E731
+                     if r.path.endswith(f"/{name}")]
+    reads_before = len(reads())
     provider.wait_healthy(pool_change(name, 4, where), timeout_s=5.0)
-    assert len(gcp.requests_to(f"/instanceGroupManagers/{name}", "GET")) - reads_before == 4
+    assert len(reads()) - reads_before == 4
+    # while it was creating instances, what it said of them was read each time: none refused for capacity
+    assert len(gcp.requests_to(f"/instanceGroupManagers/{name}/listErrors", "GET")) == 3
 
 
 def test_wait_healthy_times_out_retryable(gcp: FakeCompute, provider: GcpProvider) -> None:
@@ -431,6 +435,41 @@ def test_wait_healthy_times_out_retryable(gcp: FakeCompute, provider: GcpProvide
         provider.wait_healthy(pool_change("t4-pool", 3, ZONAL), timeout_s=0.3)
     assert err.value.retryable and "not stable after 0.3s" in str(err.value) and "creating 3" in str(err.value)
     assert "list-errors t4-pool --zone us-central1-a" in str(err.value)
+
+
+@pytest.mark.parametrize(("code", "words"), [
+    ("ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS", "GCP has no T4-16GB nodes (2 GPUs each) to give in {where} now "
+                                                  "(a stockout), so pool {name} cannot grow; not waited out"),
+    ("QUOTA_EXCEEDED", "Project demo-ml's quota does not allow pool {name} that many T4-16GB nodes (2 GPUs each)"),
+    ("CONDITION_NOT_MET", None)])
+@pytest.mark.parametrize(("name", "where"), GROUPS)
+def test_a_group_gcp_cannot_create_instances_for_is_not_waited_out(gcp: FakeCompute, provider: GcpProvider,
+                                                                   code: str, words: str | None, name: str,
+                                                                   where: dict[str, str]) -> None:
+    """GCP often takes a resize (the operation ends well) and then cannot create the instances: the
+    group stays unstable, creating them, and says why in its listErrors alone. The wait went on to its
+    timeout (600 s) and said "instances may be waiting on quota or GPU capacity". A stockout or quota
+    stops it at once; another error is waited past."""
+    gcp.instances_fail(code, "The zone does not have enough resources available." if "ZONE" in code
+                       else "Quota 'NVIDIA_T4_GPUS' exceeded." if "QUOTA" in code else "Some other failure.")
+    change = replace(pool_change(name, 7, where), before={"nodes": 1})
+    provider.apply(change)
+    assert gcp.target_size(PROJECT, name, **where) == 7
+    started = time.monotonic()
+    with pytest.raises(ProviderError) as err:
+        provider.wait_healthy(change, timeout_s=3.0 if words else 0.3)
+    said = str(err.value)
+    if words is None:
+        assert err.value.retryable and "not stable after 0.3s" in said, said
+        return
+    assert time.monotonic() - started < 2.5 and not err.value.retryable, said
+    place = f"zone {where['zone']}" if "zone" in where else f"region {where['region']}"
+    assert said.startswith(f"pool/{name}: gcp: managed instance group {name} (project {PROJECT}, {place}) cannot "
+                           f"create the instances of its 7 nodes: {code}: "), said
+    assert words.format(name=name, where=place) in said, said
+    assert "the group keeps its target size 7 and goes on trying" in said, said
+    assert f"lower pool {name}'s nodes.max to the 1 it has" in said, said
+    assert f"list-errors {name} --{'zone' if 'zone' in where else 'region'} " in said, said
 
 
 def test_missing_credentials_say_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,6 +12,7 @@ Paths answered (all under ``/compute/v1/projects/{project}``)::
     GET  aggregated/instanceGroupManagers
     GET  {zones|regions}/{scope}/instanceGroupManagers[/{name}]
     POST {zones|regions}/{scope}/instanceGroupManagers/{name}/resize?size=N
+    GET  {zones|regions}/{scope}/instanceGroupManagers/{name}/listErrors
     GET  global/instanceTemplates/{name}, regions/{region}/instanceTemplates/{name}
     GET  zones/{zone}/machineTypes/{name}, zones/{zone}/acceleratorTypes
     GET  {zones|regions}/{scope}/autoscalers/{name}
@@ -82,6 +83,9 @@ class ComputeState:
     # knobs for operations created by later resizes
     op_running_polls: int = 0
     op_error: tuple[str, str, int] | None = None
+    # (code, message): groups resized from now on create no instance (unstable for ever), listErrors saying why
+    instance_error: tuple[str, str] | None = None
+    errors: dict[tuple[str, str, str, str], list[dict[str, Any]]] = field(default_factory=dict)
     settle_polls: int = 0
     page_size: int = 500
     op_counter: int = 0
@@ -213,6 +217,12 @@ class FakeCompute(LoopbackServer):
         """Operations created from now on finish DONE with this error (the resize is not applied)."""
         self.state.op_error = (code, message, http_status)
 
+    def instances_fail(self, code: str, message: str) -> None:
+        """A group resized from now on takes its new size, but creates none of the instances it adds (as
+        a MIG in a zone out of its GPUs): it reads unstable, creating them, for ever, and its listErrors
+        says ``code: message`` of each try."""
+        self.state.instance_error = (code, message)
+
     def settle_after(self, reads: int) -> None:
         """A group resized from now on reads as unstable (instances creating) for ``reads`` GETs."""
         self.state.settle_polls = reads
@@ -261,12 +271,15 @@ class FakeCompute(LoopbackServer):
             items = [b for (p, k, s, _), b in sorted(self.state.migs.items())
                      if (p, k, s) == (m["project"], m["kind"], m["scope"])]
             return self._page(items, query, "compute#instanceGroupManagerList")
-        m = re.match(PREFIX + SCOPE + r"instanceGroupManagers/(?P<name>[^/]+)(?P<resize>/resize)?$", path)
+        m = re.match(PREFIX + SCOPE + r"instanceGroupManagers/(?P<name>[^/]+)(?P<resize>/resize|/listErrors)?$", path)
         if m:
             key = (m["project"], m["kind"], m["scope"], m["name"])
             if key not in self.state.migs:
-                raise _not_found(path.removeprefix("/compute/v1/").removesuffix("/resize"))
-            if m["resize"] and method == "POST":
+                raise _not_found(path.removeprefix("/compute/v1/").removesuffix(m["resize"] or ""))
+            if m["resize"] == "/listErrors" and method == "GET":
+                return self._page(list(reversed(self.state.errors.get(key, []))), query,
+                                  "compute#instanceGroupManagersListErrorsResponse")
+            if m["resize"] == "/resize" and method == "POST":
                 return self._resize(key, query)
             if method == "GET":
                 return self._read_mig(key)
@@ -344,6 +357,14 @@ class FakeCompute(LoopbackServer):
             mig["targetSize"] = int(raw)
             mig["currentActions"] = {"none": int(raw)}
             self.state.unstable[key] = self.state.settle_polls
+            if self.state.instance_error is not None:
+                code, message = self.state.instance_error
+                self.state.unstable[key] = 10**9
+                when = time.strftime("%Y-%m-%dT%H:%M:%S.000-00:00", time.gmtime())
+                self.state.errors.setdefault(key, []).append({
+                    "error": {"code": code, "message": message}, "timestamp": when,
+                    "instanceActionDetails": {"action": "CREATING",
+                                              "instance": f"{mig['selfLink'].rsplit('/', 2)[0]}/instances/{key[3]}-x1"}})
         self.state.op_counter += 1
         op_name = f"operation-{self.state.op_counter:04d}-resize"
         scope_link = f"{BASE}/projects/{project}/{kind}/{scope}"
