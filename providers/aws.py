@@ -385,8 +385,11 @@ class AwsProvider:
             instances = f", {state.in_service} of {want} instances InService" if state.in_service is not None else ""
             seen = f"status {state.status}, desired size {state.desired} of {want}{instances}{self._issues(state)}"
             hint, check = "", "check the node group's health in EKS"
+        # the next plan does not wait for it again (it said it did): the state records the size, so that
+        # plan changes nothing at the group; it is the replicas put on it that wait for its nodes
         return (f"{change.address}: timed out after {timeout_s:g}s waiting for {ref} to be healthy: {seen}"
-                f"{hint}; {check}, then run `placer plan` and apply the new plan, which waits for it again")
+                f"{hint}; {check}. The group keeps its desired size {state.desired}, which the state records: once "
+                "its instances are in service, run `placer plan` and apply the new plan")
 
     def _refused_launch(self, ref: GroupRef, state: GroupState, since: float) -> str | None:
         """What the group says of a launch EC2 refused for want of capacity or quota, or None: its newest
