@@ -419,6 +419,31 @@ def test_a_group_ec2_cannot_launch_for_is_not_waited_out(endpoint: str, session:
     assert "lower pool gpu's nodes.max to the 1 it had" in message and "run `placer plan`" in message, message
 
 
+def test_an_eks_node_group_ec2_cannot_launch_for_is_not_waited_out(endpoint: str, session: boto3.Session,
+                                                                   gpu_nodegroup: tuple[str, str]) -> None:
+    """An EKS node group says a refused launch in its health issues (AsgInstanceLaunchFailures)."""
+    import json
+
+    def failing(body: bytes) -> bytes:
+        answer = json.loads(body)
+        answer["nodegroup"]["health"] = {"issues": [{"code": "AsgInstanceLaunchFailures", "message": (
+            f"Could not launch On-Demand Instances. InsufficientInstanceCapacity - {STOCKOUT}")}]}
+        return json.dumps(answer).encode()
+
+    cluster, name = gpu_nodegroup
+    with FaultProxy(endpoint) as proxy:
+        provider = AwsProvider(endpoint_url=proxy.endpoint, session=session, poll_interval_s=0.05)
+        change = replace(pool_change(3, eks=(cluster, name)), before={"nodes": 1})
+        provider.apply(change)
+        proxy.rewrite(f"/node-groups/{name}", failing)
+        with pytest.raises(ProviderError) as err:
+            provider.wait_healthy(change, timeout_s=30)
+    assert not err.value.retryable, str(err.value)
+    assert ("cannot launch its A10G-24GB instances (1 GPUs each): EC2 has no capacity for them where the group may "
+            "launch (a stockout: health issue: AsgInstanceLaunchFailures: Could not launch On-Demand Instances. "
+            "InsufficientInstanceCapacity") in str(err.value), str(err.value)
+
+
 def test_a_launch_refused_before_the_size_was_asked_for_is_waited_past(endpoint: str, session: boto3.Session,
                                                                        gpu_asg: str) -> None:
     """Yesterday's stockout, the group's newest activity still, is not this resize's: the wait goes on

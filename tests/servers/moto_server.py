@@ -124,7 +124,8 @@ class FaultProxy:
                     action = re.search(rb"(?:^|&)Action=(\w+)", body)
                     name = action.group(1).decode() if action else ""
                     fault = fault or proxy._answers.get(name)
-                    rewrite = proxy._rewrites.get(name)
+                    rewrite = proxy._rewrites.get(name) or next(
+                        (f for key, f in proxy._rewrites.items() if key.startswith("/") and key in self.path), None)
                 if fault is not None:
                     self._send(fault.status, fault.headers, fault.body)
                     return
@@ -168,7 +169,8 @@ class FaultProxy:
             self._answers[action] = fault
 
     def rewrite(self, action: str, change: Callable[[bytes], bytes]) -> None:
-        """Forward every request of ``action``, and answer with ``change`` of the upstream's answer body."""
+        """Forward every request of ``action`` (or whose path contains it, where it starts with "/": a
+        rest-json service's, EKS's), and answer with ``change`` of the upstream's answer body."""
         with self._lock:
             self._rewrites[action] = change
 
