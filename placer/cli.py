@@ -19,7 +19,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -191,28 +191,61 @@ def deploy_outside(fleet_path: str, loaded: Fleet) -> None:
          "(a relative one is from where placer runs), e.g. ../deploy")
 
 
-def out_refusal(out_path: str, fleet_path: str, backend: Any) -> None:
-    """A plan file is not written over the local state, nor where the fleet's loader reads: `-o STATE`
-    replaced the state with the plan (its lineage, serial and record lost, every later command
-    refusing it as damaged), and `-o F/settings.yaml` a fleet file."""
+def out_refusal(out_path: str, fleet_path: str | None, backend: Any, flag: str = "-o", what: str = "the plan",
+                elsewhere: str = "save the plan elsewhere, e.g. -o plan.json",
+                outside: str = "save it outside the fleet, or as a .json file") -> None:
+    """A file a command writes (``flag``, ``what`` it holds) is not written over the local state, nor
+    where the fleet's loader reads: `-o STATE` replaced the state with the plan (its lineage, serial
+    and record lost, every later command refusing it as damaged), and `-o F/settings.yaml` a fleet
+    file. ``elsewhere`` and ``outside`` say where to write it instead."""
     from placer.state import LocalBackend
 
     target = Path(out_path).resolve()
     if isinstance(backend, LocalBackend):
         own = {backend.path: "the state file", backend.lock_path: "the state's lock file",
                backend.journal_path: "the state's journal"}
-        for path, what in own.items():
+        for path, which in own.items():
             if path.resolve() == target:
-                fail(f"-o {out_path} is {what} {path}: writing the plan there would replace it (the state's lineage, "
-                     "serial and what runs where); save the plan elsewhere, e.g. -o plan.json")
+                fail(f"{flag} {out_path} is {which} {path}: writing {what} there would replace it (the state's "
+                     f"lineage, serial and what runs where); {elsewhere}")
+    if fleet_path is None:
+        return
     root = Path(fleet_path).resolve()
     if target == root:  # a fleet of one YAML file
-        fail(f"-o {out_path} is the fleet's own file: the plan would replace it; save the plan elsewhere, e.g. "
-             "-o plan.json")
+        fail(f"{flag} {out_path} is the fleet's own file: {what} would replace it; {elsewhere}")
     if root.is_dir() and target.is_relative_to(root) and target.name.endswith(YAML_SUFFIXES) \
             and not any(part.startswith(".") for part in target.relative_to(root).parts):
-        fail(f"-o {out_path} is a YAML file inside the fleet {root}: the plan would replace or join the fleet's "
-             "documents, which the next plan reads; save it outside the fleet, or as a .json file")
+        fail(f"{flag} {out_path} is a YAML file inside the fleet {root}: {what} would replace or join the fleet's "
+             f"documents, which the next plan reads; {outside}")
+
+
+class MetricsRefused(CliError):
+    """A --metrics-file that names a file the command reads or writes itself: refused before its work,
+    and not written by an apply's failure either."""
+
+
+METRICS_ELSEWHERE = "write the metrics elsewhere, e.g. --metrics-file /var/lib/node_exporter/placer.prom"
+
+
+def metrics_refusal(metrics_file: str | None, backend: Any, fleet_path: str | None = None,
+                    others: Mapping[str, str | None] | None = None) -> None:
+    """Refuse a --metrics-file that is the local state (its lock, its journal), the fleet's own file
+    or a YAML file in it, or a file the command takes or writes (``others``: what it is -> its path):
+    `plan --metrics-file STATE` replaced the state with the metrics, every later command then refusing
+    it as damaged, `plan -o P --metrics-file P` the plan just saved, `apply P --metrics-file P` the plan
+    it applied. Said before the command's work, as ``-o``'s refusals are."""
+    if metrics_file is None:
+        return
+    try:
+        out_refusal(metrics_file, fleet_path, backend, "--metrics-file", "the metrics", METRICS_ELSEWHERE,
+                    "write them outside the fleet, to a file named *.prom")
+        target = Path(metrics_file).resolve()
+        for role, path in (others or {}).items():
+            if path is not None and Path(path).resolve() == target:
+                fail(f"--metrics-file {metrics_file} is {role} ({path}): the metrics would replace it; "
+                     f"{METRICS_ELSEWHERE}")
+    except CliError as exc:
+        raise MetricsRefused(f"{exc}; nothing was done") from None
 
 
 def retry_base_seconds() -> float:
@@ -496,6 +529,7 @@ def plan(fleet: str, out_path: str | None, as_json: bool, detailed_exitcode: boo
         loaded = read_fleet(fleet, progress)
         deploy_outside(fleet, loaded)
         backend = backend_from(settings_json(loaded)["state"], state_path, progress)
+        metrics_refusal(metrics_file, backend, fleet, {"the file -o saves the plan to": out_path})
         if out_path:  # a path no plan can be written to, or should be, is said before the solve, not after it
             out_refusal(out_path, fleet, backend)
             check_writable(out_path)
@@ -602,6 +636,7 @@ def refresh(fleet: str, state_path: str | None, metrics_file: str | None) -> Non
         loaded = read_fleet(fleet, progress)
         cfg = settings_json(loaded)
         backend = backend_from(cfg["state"], state_path, progress)
+        metrics_refusal(metrics_file, backend, fleet)
         progress(f"reading the state ({backend.location})")
         state = backend.read()
         progress("reading what runs from the providers")
@@ -646,9 +681,9 @@ def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str
     started, tally = time.monotonic(), _Tally()
     metrics_target(metrics_file)
     try:
-        _apply(target, auto_approve, state_path, now_text, fleet_path, full_search, tally)
-    except BaseException:
-        if metrics_file:
+        _apply(target, auto_approve, state_path, now_text, fleet_path, full_search, tally, metrics_file)
+    except BaseException as exc:
+        if metrics_file and not isinstance(exc, MetricsRefused):
             # an apply that failed or was stopped says so (success 0), its own error kept as what is said
             try:
                 write_metrics(metrics_file, _apply_metrics(metrics_file, tally, False, started))
@@ -692,14 +727,15 @@ def _apply_metrics(path: str, tally: _Tally, success: bool, started: float) -> s
 
 
 def _apply(target: str, auto_approve: bool, state_path: str | None, now_text: str | None,
-           fleet_path: str | None, full_search: bool, tally: _Tally) -> None:
+           fleet_path: str | None, full_search: bool, tally: _Tally, metrics_file: str | None = None) -> None:
     from placer.apply import Applier, check_fresh
     from placer.planfile import read
     from placer.retry import RetryPolicy
 
     # a fleet: a directory, or one YAML file, as plan and validate take it (a fleet file was read as a
     # plan: "not a plan file (invalid JSON at line 1 ...)")
-    if _names_a_fleet(target):
+    fleet_given = _names_a_fleet(target)
+    if fleet_given:
         if fleet_path is not None:
             fail("--fleet checks a saved plan against the fleet; with a fleet, drop it")
         if not auto_approve:
@@ -712,6 +748,7 @@ def _apply(target: str, auto_approve: bool, state_path: str | None, now_text: st
             loaded = read_fleet(target, progress)
             deploy_outside(target, loaded)
             backend = backend_from(settings_json(loaded)["state"], state_path, progress)
+            metrics_refusal(metrics_file, backend, target)
             progress(f"reading the state ({backend.location})")
             state = backend.read()
             _warn_empty(target, loaded, state)
@@ -741,6 +778,8 @@ def _apply(target: str, auto_approve: bool, state_path: str | None, now_text: st
     settings = the_plan.body["settings"]  # a plan file has them (``planfile.loads``), as a fleet's plan does
     # the apply's own: it says on stderr when it waits to try an S3 call again (the plan's told a spinner)
     backend = backend_from(settings["state"], state_path, lambda msg: err.print(msg, style="dim"))
+    # the state it records into, the plan it applies (a fleet's: planned above), the fleet --fleet names
+    metrics_refusal(metrics_file, backend, fleet_path, None if fleet_given else {"the plan file this apply applies": target})
     apply_cfg = settings["apply"]
     providers = providers_for(apply_cfg, plan=the_plan)
     retry = RetryPolicy(base_seconds=retry_base_seconds())
@@ -1208,7 +1247,9 @@ def whatif(fleet: str, demand_scale: float, fail_pool: tuple[str, ...], fail_loc
     with spinner(not as_json) as progress:
         loaded = read_fleet(fleet, progress)
         scenario = Scenario(demand_scale, frozenset(fail_pool), frozenset(fail_location), frozenset(fail_provider))
-        state = backend_from(settings_json(loaded)["state"], state_path, progress).read()
+        backend = backend_from(settings_json(loaded)["state"], state_path, progress)
+        metrics_refusal(metrics_file, backend, fleet)
+        state = backend.read()
         current = running_replicas(loaded, state)
         report = compare(loaded, rules_for(now), scenario, progress, current=current,
                          placed=placed_replicas(loaded, state, current))

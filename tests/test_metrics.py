@@ -199,3 +199,44 @@ def test_a_metrics_file_is_replaced_whole_keeping_its_mode(planned, capsys, monk
     assert placer_cli.main(["plan", str(fleet), "--metrics-file", str(metrics)]) == 0
     capsys.readouterr()
     assert "placer_plan_changes" in samples(metrics) and metrics.stat().st_mode & 0o777 == 0o640
+
+
+def test_a_metrics_file_naming_the_state_the_plan_or_the_fleet_is_refused(tmp_path, capsys):
+    """--metrics-file was checked only for being writable: `plan --metrics-file STATE` replaced the state
+    with the metrics (every later command then refused it as damaged), `plan -o P --metrics-file P` the
+    plan just saved, `apply P --metrics-file P` the plan applied, and one in the fleet a fleet file. Each
+    is refused before the command's work, as `-o` is, and apply writes no metrics over it either."""
+    fleet = short_fleet(tmp_path)
+    plan, state = tmp_path / "plan.json", tmp_path / "state.json"
+    assert placer_cli.main(["plan", str(fleet), "-o", str(plan)]) == 0
+    assert placer_cli.main(["apply", str(plan)]) == 0
+    assert placer_cli.main(["plan", str(fleet), "-o", str(plan)]) == 0  # no changes: applying it changes nothing
+    capsys.readouterr()
+    kept = {path: path.read_bytes() for path in (plan, state, fleet / "fleet.yaml")}
+
+    def refused(*args: str) -> str:
+        assert placer_cli.main(list(args)) == 1
+        said = " ".join(capsys.readouterr().err.split())
+        assert said.endswith("nothing was done"), said
+        assert {path: path.read_bytes() for path in kept} == kept
+        return said
+
+    elsewhere = "write the metrics elsewhere, e.g. --metrics-file /var/lib/node_exporter/placer.prom"
+    for command in (["plan", str(fleet)], ["refresh", str(fleet)], ["whatif", str(fleet)], ["apply", str(plan)],
+                    ["apply", str(fleet), "--auto-approve"]):
+        assert f"Error: --metrics-file {state} is the state file {state}: writing the metrics there would replace " \
+               f"it (the state's lineage, serial and what runs where); {elsewhere}" in refused(
+                   *command, "--metrics-file", str(state)), command
+    assert f"--metrics-file {plan} is the plan file this apply applies ({plan}): the metrics would replace it" in \
+        refused("apply", str(plan), "--metrics-file", str(plan))
+    other = tmp_path / "other.json"
+    assert f"--metrics-file {other} is the file -o saves the plan to ({other})" in refused(
+        "plan", str(fleet), "-o", str(other), "--metrics-file", str(other))
+    assert not other.exists()
+    inside = fleet / "metrics.yaml"
+    assert f"--metrics-file {inside} is a YAML file inside the fleet {fleet}: the metrics would replace or join " \
+           "the fleet's documents, which the next plan reads; write them outside the fleet, to a file named *.prom" \
+           in refused("plan", str(fleet), "--metrics-file", str(inside))
+    assert "is the fleet's own file" in refused("apply", str(fleet / "fleet.yaml"), "--auto-approve", "--metrics-file",
+                                                str(fleet / "fleet.yaml"))
+    assert not inside.exists() and json.loads(state.read_text())["serial"] == 1
