@@ -57,6 +57,7 @@ def assert_plan_metrics(found: dict, plan: dict) -> None:
     assert by(found, "placer_plan_unmet_demand_rate", "model") == {(m,): pytest.approx(unmet[m]) for m in demand}
     assert by(found, "placer_plan_replicas", "model", "pool") == {
         (p["model"], p["pool"]): p["replicas"] for p in plan["placements"]}
+    assert one(found, "placer_plan_placements") == len(plan["placements"])
     changes = Counter(c["action"] for c in plan["changes"])
     assert by(found, "placer_plan_changes", "action") == {(a,): changes[a] for a in ("create", "update", "delete")}
     for name, key in (("placer_plan_pool_nodes", "nodes"), ("placer_plan_pool_used_gpus", "gpusUsed"),
@@ -240,3 +241,23 @@ def test_a_metrics_file_naming_the_state_the_plan_or_the_fleet_is_refused(tmp_pa
     assert "is the fleet's own file" in refused("apply", str(fleet / "fleet.yaml"), "--auto-approve", "--metrics-file",
                                                 str(fleet / "fleet.yaml"))
     assert not inside.exists() and json.loads(state.read_text())["serial"] == 1
+
+
+def test_replica_series_are_left_out_above_the_most_pairs(tmp_path, capsys, monkeypatch):
+    """A bench XL plan's file held 45,601 samples, 21,742 of them placer_plan_replicas (one a model and
+    pool): near the 50,000 a scrape is often capped at, past which the whole node_exporter scrape fails.
+    Above REPLICA_SERIES_MOST pairs the family is left out; placer_plan_placements counts the pairs."""
+    from placer.render import metrics as placer_metrics
+
+    fleet = short_fleet(tmp_path)
+    out, path = tmp_path / "plan.json", tmp_path / "plan.prom"
+    assert placer_cli.main(["plan", str(fleet), "-o", str(out), "--metrics-file", str(path)]) == 0
+    pairs = len(json.loads(out.read_text())["placements"])
+    found = samples(path)
+    assert pairs > 1 and one(found, "placer_plan_placements") == pairs and len(found["placer_plan_replicas"]) == pairs
+    monkeypatch.setattr(placer_metrics, "REPLICA_SERIES_MOST", pairs - 1)
+    assert placer_cli.main(["plan", str(fleet), "-o", str(out), "--metrics-file", str(path)]) == 0
+    capsys.readouterr()
+    found = samples(path)
+    assert one(found, "placer_plan_placements") == pairs and "placer_plan_replicas" not in found
+    assert by(found, "placer_plan_pool_used_gpus", "pool", "provider")  # the rest is all there
