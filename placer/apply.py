@@ -341,6 +341,8 @@ class Applier:
         # made and not recorded, which the caller must say (the next plan makes them again)
         self.unrecorded: list[str] = []
         self.fold_error: Exception | None = None
+        # the last run's report as it goes, for a caller whose run raised (its retries, for the metrics)
+        self.report: ApplyReport | None = None
         # deployments whose health wait passed, their mark cleared in memory only: the state's next whole
         # write records it; where that write fails, the next plan applies them again and waits for them
         self.healthy_unwritten: list[str] = []
@@ -561,7 +563,7 @@ class Applier:
     def run(self, plan: Plan, state: State, plan_id: str, cost_after: float | None,
             demand: dict[str, float]) -> ApplyReport:
         """Execute ``plan`` against ``state`` (already locked and checked fresh)."""
-        report = ApplyReport(serial=state.serial)
+        report = self.report = ApplyReport(serial=state.serial)
         if state.lineage is None:
             state.lineage = str(uuid.uuid4())
         report.lineage = state.lineage

@@ -833,6 +833,7 @@ def _apply(target: str, auto_approve: bool, state_path: str | None, now_text: st
                     stopped = exc
                     applied = len((state.applying or {}).get("done", []))
                     tally.serial, tally.applied = state.serial, applied
+                    tally.retries = applier.report.retries if applier.report is not None else None
                     unhealthy = sorted(f"deployment/{key}" for key, entry in state.deployments.items()
                                        if entry.get("healthy") is False)
     except Exception as exc:

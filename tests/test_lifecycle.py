@@ -1469,8 +1469,9 @@ def test_permanent_error_through_the_cli(env: Env, capsys: pytest.CaptureFixture
 def test_a_failed_apply_writes_its_metrics_file_success_0(env: Env, capsys: pytest.CaptureFixture[str],
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """--metrics-file of an apply a provider fails half-way: success 0, the changes it made and
-    recorded, the state's serial, and the last success's time kept from the file it replaces; of a
-    stale plan's apply, 0 changes made."""
+    recorded, the state's serial, the calls it tried again (they were left out: a failed apply's, after
+    throttling, are those an operator looks for), and the last success's time kept from the file it
+    replaces; of a stale plan's apply, 0 changes made."""
     from tests.metricskit import leftovers, one, samples
 
     metrics = env.root / "metrics" / "apply.prom"
@@ -1491,8 +1492,10 @@ def test_a_failed_apply_writes_its_metrics_file_success_0(env: Env, capsys: pyte
     env.write(chat_rate=3000, summarize=True)  # back: chat 9 -> 3, summarize made again, the pool 2 -> 1
     third = env.root / "third.json"
     plan_json(capsys, env, third)
-    monkeypatch.setattr(placer_cli, "providers_for",
-                        lambda cfg, directory_override=None, plan=None: [lh.FaultyProvider(env.deploy, permanent_on=2)])
+    # the first change is tried again once, the second fails for good: the retries are counted all the same
+    monkeypatch.setenv("PLACER_RETRY_BASE_SECONDS", "0.001")
+    monkeypatch.setattr(placer_cli, "providers_for", lambda cfg, directory_override=None, plan=None: [
+        lh.FaultyProvider(env.deploy, transient=1, permanent_on=2)])
     code, _, stderr = placer(capsys, "apply", str(third), "--metrics-file", str(metrics))
     assert code == 1 and "400 Bad Request" in stderr
     state = env.state_json()
@@ -1504,7 +1507,7 @@ def test_a_failed_apply_writes_its_metrics_file_success_0(env: Env, capsys: pyte
     assert one(found, "placer_apply_state_serial") == state["serial"] == 3
     assert one(found, "placer_apply_last_success_timestamp_seconds") == succeeded  # kept: alerts see its age
     assert one(found, "placer_apply_finished_timestamp_seconds") > succeeded
-    assert "placer_apply_retries" not in found and leftovers(metrics.parent) == []
+    assert one(found, "placer_apply_retries") == 1.0 and leftovers(metrics.parent) == []
 
 
 def test_transient_errors_through_the_cli(env: Env, capsys: pytest.CaptureFixture[str],
