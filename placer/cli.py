@@ -13,6 +13,7 @@ import datetime as dt
 import io
 import json
 import os
+import re
 import shlex
 import sys
 import threading
@@ -480,6 +481,56 @@ METRICS_HELP = ("Write Prometheus metrics of the run here (text exposition forma
                 "for node_exporter's textfile collector; name it *.prom.")
 
 
+METRICS_LABEL_HELP = ("A label every series of --metrics-file carries, NAME=VALUE (repeatable), e.g. fleet=prod: the "
+                      "files of several fleets on one node_exporter must differ in one.")
+LABEL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def metrics_options(apply_help: str = "") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--metrics-file and --metrics-label, as plan, apply, whatif and refresh take them."""
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        command = click.option("--metrics-label", "metrics_labels", multiple=True, metavar="NAME=VALUE",
+                               help=METRICS_LABEL_HELP)(command)
+        return click.option("--metrics-file", type=NamedPath(), help=METRICS_HELP + apply_help)(command)
+    return decorate
+
+
+def metrics_labels_of(path: str | None, given: Sequence[str]) -> dict[str, str]:
+    """The labels --metrics-label gives (NAME=VALUE each), refused before the command's work where one
+    is no label Prometheus takes, or one of placer's own, or given twice, or without --metrics-file."""
+    if not given:
+        return {}
+    from placer.render.metrics import OWN_LABELS
+
+    if path is None:
+        fail(f"--metrics-label {given[0]} labels the series of --metrics-file: give --metrics-file PATH.prom too")
+    labels: dict[str, str] = {}
+    for each in given:
+        name, is_, value = each.partition("=")
+        why = ("give NAME=VALUE, e.g. --metrics-label fleet=prod" if not is_ else
+               "a label name is letters, digits and underscores, not starting with a digit (e.g. fleet)"
+               if not LABEL_NAME.fullmatch(name) else
+               "names starting with __ are Prometheus' own" if name.startswith("__") else
+               f"{name} is a label of placer's own series ({', '.join(OWN_LABELS)}): choose another name"
+               if name in OWN_LABELS else
+               f"{name} is given twice" if name in labels else
+               "an empty value is no label to Prometheus: give one" if not value else
+               "its value is not UTF-8, which Prometheus' text format requires" if not _utf8(value) else "")
+        if why:
+            fail(f"--metrics-label {each!r}: {why}; nothing was done")
+        labels[name] = value
+    return labels
+
+
+def _utf8(text: str) -> bool:
+    """Whether ``text`` (an argument: bytes not UTF-8 come as surrogates) is UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def metrics_target(path: str | None) -> None:
     """Refuse, before the command's work, a metrics file that cannot be written (as ``plan -o``
     does a plan file), and warn of a name node_exporter's textfile collector does not read."""
@@ -514,15 +565,17 @@ def write_metrics(path: str, text: str) -> None:
 @click.option("--state", "state_path", type=NamedPath(), help="Use this local state file instead of Settings'.")
 @click.option("--refresh", is_flag=True, help="First read what really runs from the providers; report drift.")
 @click.option("--full-search", is_flag=True, help=FULL_SEARCH_HELP)
-@click.option("--metrics-file", type=NamedPath(), help=METRICS_HELP)
+@metrics_options()
 def plan(fleet: str, out_path: str | None, as_json: bool, detailed_exitcode: bool, now_text: str | None,
-         state_path: str | None, refresh: bool, full_search: bool, metrics_file: str | None) -> None:
+         state_path: str | None, refresh: bool, full_search: bool, metrics_file: str | None,
+         metrics_labels: tuple[str, ...]) -> None:
     """Solve FLEET, diff against the state, print the summary and write the plan file."""
     from placer.planfile import check_writable, write
     from placer.planner import make_plan
     from placer.render import summary
 
     now = parse_now(now_text)
+    labels = metrics_labels_of(metrics_file, metrics_labels)
     metrics_target(metrics_file)
     drifted: int | None = None
     with spinner(not as_json) as progress:
@@ -555,7 +608,7 @@ def plan(fleet: str, out_path: str | None, as_json: bool, detailed_exitcode: boo
         from placer.render.metrics import fleet_facts, plan_metrics
 
         try:
-            write_metrics(metrics_file, plan_metrics(final.to_json(), fleet_facts(loaded), drifted))
+            write_metrics(metrics_file, plan_metrics(final.to_json(), fleet_facts(loaded), drifted, labels))
         except OSError as exc:
             saved = f"; the plan was saved to {out_path}" if out_path else ""
             raise CliError(f"writing --metrics-file failed: {exc}{saved}") from exc
@@ -628,9 +681,10 @@ def _refresh(fleet: Fleet, state: Any, apply_cfg: dict[str, Any], then: str) -> 
 @cli.command()
 @click.argument("fleet", type=NamedPath())
 @click.option("--state", "state_path", type=NamedPath(), help="Use this local state file instead of Settings'.")
-@click.option("--metrics-file", type=NamedPath(), help=METRICS_HELP)
-def refresh(fleet: str, state_path: str | None, metrics_file: str | None) -> None:
+@metrics_options()
+def refresh(fleet: str, state_path: str | None, metrics_file: str | None, metrics_labels: tuple[str, ...]) -> None:
     """Read what really runs from the providers and report drift against the state (changes nothing)."""
+    labels = metrics_labels_of(metrics_file, metrics_labels)
     metrics_target(metrics_file)
     with spinner(True, "refreshing") as progress:
         loaded = read_fleet(fleet, progress)
@@ -648,7 +702,7 @@ def refresh(fleet: str, state_path: str | None, metrics_file: str | None) -> Non
     if metrics_file:
         from placer.render.metrics import refresh_metrics
 
-        write_metrics(metrics_file, refresh_metrics(drifts, len(notes)))
+        write_metrics(metrics_file, refresh_metrics(drifts, len(notes), labels))
     for line in notes:
         err.print(f"note: {line}", style="yellow")
     if not drifts:
@@ -674,11 +728,12 @@ def _names_a_fleet(target: str) -> bool:
 @click.option("--fleet", "fleet_path", type=NamedPath(),
               help="With a saved PLAN: refuse it unless it was made from this fleet as it is now (its digest).")
 @click.option("--full-search", is_flag=True, help="With --auto-approve: " + FULL_SEARCH_HELP[0].lower() + FULL_SEARCH_HELP[1:])
-@click.option("--metrics-file", type=NamedPath(), help=METRICS_HELP + " Written when the apply fails too.")
+@metrics_options(" Written when the apply fails too.")
 def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str | None,
-          fleet_path: str | None, full_search: bool, metrics_file: str | None) -> None:
+          fleet_path: str | None, full_search: bool, metrics_file: str | None, metrics_labels: tuple[str, ...]) -> None:
     """Execute the changes of a saved PLAN (or plan and apply FLEET with --auto-approve)."""
     started, tally = time.monotonic(), _Tally()
+    labels = metrics_labels_of(metrics_file, metrics_labels)
     metrics_target(metrics_file)
     try:
         _apply(target, auto_approve, state_path, now_text, fleet_path, full_search, tally, metrics_file)
@@ -686,13 +741,13 @@ def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str
         if metrics_file and not isinstance(exc, MetricsRefused):
             # an apply that failed or was stopped says so (success 0), its own error kept as what is said
             try:
-                write_metrics(metrics_file, _apply_metrics(metrics_file, tally, False, started))
+                write_metrics(metrics_file, _apply_metrics(metrics_file, tally, False, started, labels))
             except OSError as exc:
                 err.print(f"warning: writing --metrics-file failed too: {exc}", style="yellow")
         raise
     if metrics_file:
         try:
-            write_metrics(metrics_file, _apply_metrics(metrics_file, tally, True, started))
+            write_metrics(metrics_file, _apply_metrics(metrics_file, tally, True, started, labels))
         except OSError as exc:
             raise CliError(f"the apply completed (state serial {tally.serial}), but writing --metrics-file failed: "
                            f"{exc}") from exc
@@ -709,21 +764,22 @@ class _Tally:
     retries: int | None = None
 
 
-def _apply_metrics(path: str, tally: _Tally, success: bool, started: float) -> str:
-    """The metrics file's text for an apply that ended (``success``); one that failed keeps the last
-    success's time from the file it replaces, where that file has it."""
+def _apply_metrics(path: str, tally: _Tally, success: bool, started: float, labels: dict[str, str]) -> str:
+    """The metrics file's text for an apply that ended (``success``), its series labelled ``labels``; one
+    that failed keeps the last success's time from the file it replaces, where that file has it (with
+    those labels)."""
     from placer.render.metrics import LAST_SUCCESS, ApplyOutcome, apply_metrics, previous_value
 
     now = time.time()
     last: float | None = now
     if not success:
         try:
-            last = previous_value(Path(path).read_text(encoding="utf-8"), LAST_SUCCESS)
+            last = previous_value(Path(path).read_text(encoding="utf-8"), LAST_SUCCESS, labels)
         except (OSError, UnicodeDecodeError):
             last = None
     return apply_metrics(ApplyOutcome(success=success, duration_s=time.monotonic() - started, finished_at=now,
                                       planned=tally.planned, applied=tally.applied, serial=tally.serial,
-                                      retries=tally.retries, last_success_at=last))
+                                      retries=tally.retries, last_success_at=last), labels)
 
 
 def _apply(target: str, auto_approve: bool, state_path: str | None, now_text: str | None,
@@ -1233,10 +1289,10 @@ def _explanation(loaded: Fleet, rules: Any, model: str, state: Any, saved: Plan 
 @click.option("--now", "now_text", help="The plan's time (ISO).")
 @click.option("--state", "state_path", type=NamedPath(), help="Use this local state file instead of Settings'.")
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
-@click.option("--metrics-file", type=NamedPath(), help=METRICS_HELP)
+@metrics_options()
 def whatif(fleet: str, demand_scale: float, fail_pool: tuple[str, ...], fail_location: tuple[str, ...],
            fail_provider: tuple[str, ...], now_text: str | None, state_path: str | None, as_json: bool,
-           metrics_file: str | None) -> None:
+           metrics_file: str | None, metrics_labels: tuple[str, ...]) -> None:
     """Re-solve FLEET under a scenario and compare it with the base plan (what `plan` plans from the
     applied state): would it scale or collapse?"""
     from placer.diff import placed_replicas, running_replicas
@@ -1244,6 +1300,7 @@ def whatif(fleet: str, demand_scale: float, fail_pool: tuple[str, ...], fail_loc
     from placer.whatif import Scenario, compare
 
     now = parse_now(now_text)
+    labels = metrics_labels_of(metrics_file, metrics_labels)
     metrics_target(metrics_file)
     with spinner(not as_json) as progress:
         loaded = read_fleet(fleet, progress)
@@ -1264,7 +1321,7 @@ def whatif(fleet: str, demand_scale: float, fail_pool: tuple[str, ...], fail_loc
         from placer.render.whatif import collapses
 
         write_metrics(metrics_file, whatif_metrics(report, collapses(report["scenario"]), demand_scale,
-                                                   fleet_facts(loaded)))
+                                                   fleet_facts(loaded), labels))
     if as_json:
         echo(json_report(report))
         return

@@ -261,3 +261,61 @@ def test_replica_series_are_left_out_above_the_most_pairs(tmp_path, capsys, monk
     found = samples(path)
     assert one(found, "placer_plan_placements") == pairs and "placer_plan_replicas" not in found
     assert by(found, "placer_plan_pool_used_gpus", "pool", "provider")  # the rest is all there
+
+
+def test_metrics_labels_keep_two_fleets_files_apart_on_one_node_exporter(tmp_path, capsys):
+    """Two fleets' plan files in one textfile directory exported the same series (the unlabelled ones,
+    cost by term, changes by action): node_exporter keeps one and drops the other's as "collected
+    before with the same name and label values", which no relabelling in Prometheus undoes. With
+    --metrics-label fleet=NAME every series carries the fleet; an apply that fails keeps the last
+    success's time from its file, label and all."""
+    files = {}
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        fleet = short_fleet(tmp_path / name)
+        files[name] = tmp_path / "textfile" / f"plan-{name}.prom"
+        assert placer_cli.main(["plan", str(fleet), "-o", str(tmp_path / name / "plan.json"), "--metrics-file",
+                                str(files[name]), "--metrics-label", f"fleet={name}", "--metrics-label",
+                                'team=gpu "infra"\\ops']) == 0
+    capsys.readouterr()
+    found = {name: samples(path) for name, path in files.items()}  # parsed back, one family each, all gauges
+    for name, each in found.items():
+        for series in each.values():
+            assert all(dict(labels)["fleet"] == name and dict(labels)["team"] == 'gpu "infra"\\ops'
+                       for labels in series), name
+    gathered = [(metric, labels) for each in found.values() for metric, series in each.items() for labels in series]
+    assert len(gathered) == len(set(gathered))  # as node_exporter gathers the directory: no series twice
+    cost = {dict(k)["fleet"]: v for k, v in found["a"]["placer_plan_cost_usd_per_hour"].items()
+            if dict(k)["term"] == "compute"}
+    assert cost == {"a": json.loads((tmp_path / "a" / "plan.json").read_text())["cost"]["computeUsdPerHour"]}
+
+    plan, metrics = tmp_path / "a" / "plan.json", tmp_path / "textfile" / "apply-a.prom"
+    labelled = ["--metrics-file", str(metrics), "--metrics-label", "fleet=a"]
+    assert placer_cli.main(["apply", str(plan), *labelled]) == 0
+    succeeded = samples(metrics)["placer_apply_last_success_timestamp_seconds"][(("fleet", "a"),)]
+    assert placer_cli.main(["apply", str(plan), *labelled]) == 1  # stale: applied already
+    capsys.readouterr()
+    found_apply = samples(metrics)
+    assert found_apply["placer_apply_success"] == {(("fleet", "a"),): 0.0}
+    assert found_apply["placer_apply_last_success_timestamp_seconds"] == {(("fleet", "a"),): succeeded}
+
+
+@pytest.mark.parametrize(("given", "why"), [
+    (["fleet"], "'fleet': give NAME=VALUE, e.g. --metrics-label fleet=prod"),
+    (["1fleet=a"], "'1fleet=a': a label name is letters, digits and underscores, not starting with a digit"),
+    (["__name__=x"], "'__name__=x': names starting with __ are Prometheus' own"),
+    (["pool=x"], "'pool=x': pool is a label of placer's own series (model, pool, provider, term, action, side, "
+                 "status): choose another name"),
+    (["fleet="], "'fleet=': an empty value is no label to Prometheus"),
+    (["fleet=a", "fleet=b"], "'fleet=b': fleet is given twice"),
+])
+def test_a_metrics_label_prometheus_would_not_take_is_refused_before_the_solve(tmp_path, capsys, given, why):
+    fleet = short_fleet(tmp_path)
+    metrics = tmp_path / "plan.prom"
+    args = [arg for each in given for arg in ("--metrics-label", each)]
+    assert placer_cli.main(["plan", str(fleet), "--metrics-file", str(metrics), *args]) == 1
+    said = " ".join(capsys.readouterr().err.split())
+    assert f"Error: --metrics-label {why}" in said and said.endswith("nothing was done"), said
+    assert not metrics.exists()
+    assert placer_cli.main(["whatif", str(fleet), "--metrics-label", "fleet=a"]) == 1
+    assert "labels the series of --metrics-file: give --metrics-file PATH.prom too" in capsys.readouterr().err

@@ -65,11 +65,29 @@ def fleet_facts(fleet: Fleet) -> FleetFacts:
                       workloads={m.name: m.workload for m in fleet.models.values()})
 
 
-class _Families(Collector):
-    """The families a command's metrics file holds, gathered as they are made, written as text."""
+# the labels placer's own series carry: a --metrics-label may not take one of these names
+OWN_LABELS = ("model", "pool", "provider", "term", "action", "side", "status")
 
-    def __init__(self) -> None:
+
+class _Labelled(GaugeMetricFamily):
+    """A gauge family whose every sample carries ``fixed`` labels (``--metrics-label``) before its own."""
+
+    def __init__(self, name: str, doc: str, fixed: Mapping[str, str], labels: list[str]) -> None:
+        super().__init__(name, doc, labels=[*fixed, *labels])
+        self.fixed = list(fixed.values())
+
+    def add_metric(self, labels: Any, value: float, timestamp: Any = None) -> None:
+        super().add_metric([*self.fixed, *labels], value, timestamp)
+
+
+class _Families(Collector):
+    """The families a command's metrics file holds, gathered as they are made, written as text; every
+    series carries the ``fixed`` labels (``--metrics-label fleet=prod``: the files of several fleets on
+    one node_exporter export distinct series, where the same ones were dropped as duplicates)."""
+
+    def __init__(self, fixed: Mapping[str, str] | None = None) -> None:
         self.families: list[Metric] = []
+        self.fixed = dict(fixed or {})
 
     def collect(self) -> Iterator[Metric]:
         return iter(self.families)
@@ -77,13 +95,14 @@ class _Families(Collector):
     def gauge(self, name: str, doc: str, value: float | None) -> None:
         """One unlabelled gauge, left out where ``value`` is not known."""
         if value is not None:
-            family = GaugeMetricFamily(name, doc)
+            family = _Labelled(name, doc, self.fixed, [])
             family.add_metric([], float(value))
             self.families.append(family)
 
     def labelled(self, name: str, doc: str, labels: list[str]) -> GaugeMetricFamily:
-        """A gauge with ``labels``, its samples added by the caller (``add_metric``)."""
-        family = GaugeMetricFamily(name, doc, labels=labels)
+        """A gauge with ``labels``, its samples added by the caller (``add_metric``, the values of
+        ``labels`` only)."""
+        family = _Labelled(name, doc, self.fixed, labels)
         self.families.append(family)
         return family
 
@@ -147,13 +166,15 @@ def _unplaced_by_model(rows: Mapping[str, int], facts: FleetFacts) -> dict[str, 
     return unplaced
 
 
-def plan_metrics(plan: Mapping[str, Any], facts: FleetFacts | None = None, drifted: int | None = None) -> str:
+def plan_metrics(plan: Mapping[str, Any], facts: FleetFacts | None = None, drifted: int | None = None,
+                 fixed: Mapping[str, str] | None = None) -> str:
     """The metrics of a plan (its JSON, as the plan file holds it; ``drifted``: what ``--refresh``
-    found running other than the state records, or None without a refresh)."""
+    found running other than the state records, or None without a refresh; ``fixed``: the labels
+    every series carries)."""
     facts = facts or FleetFacts()
     solver = plan.get("solver") or {}
     cost = plan.get("cost") or {}
-    out = _Families()
+    out = _Families(fixed)
     out.gauge("placer_plan_created_timestamp_seconds", "When the plan was made (its createdAt), in seconds since "
               "the epoch.", _timestamp(plan.get("createdAt")))
     out.gauge("placer_plan_state_serial", "The serial of the state the plan was made from.",
@@ -248,8 +269,8 @@ class ApplyOutcome:
     last_success_at: float | None = None
 
 
-def apply_metrics(outcome: ApplyOutcome) -> str:
-    out = _Families()
+def apply_metrics(outcome: ApplyOutcome, fixed: Mapping[str, str] | None = None) -> str:
+    out = _Families(fixed)
     out.gauge("placer_apply_success", "1 when the apply completed, 0 when it failed or was stopped.",
               1.0 if outcome.success else 0.0)
     out.gauge("placer_apply_finished_timestamp_seconds", "When the apply ended, in seconds since the epoch.",
@@ -264,13 +285,13 @@ def apply_metrics(outcome: ApplyOutcome) -> str:
     return out.text()
 
 
-def previous_value(text: str, name: str) -> float | None:
-    """The value of the unlabelled gauge ``name`` in a metrics file's ``text``, or None (none there,
-    or a file that is not the exposition format)."""
+def previous_value(text: str, name: str, fixed: Mapping[str, str] | None = None) -> float | None:
+    """The value of the gauge ``name`` with only the ``fixed`` labels in a metrics file's ``text``, or
+    None (none there, or a file that is not the exposition format)."""
     try:
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
-                if sample.name == name and not sample.labels and math.isfinite(sample.value):
+                if sample.name == name and sample.labels == dict(fixed or {}) and math.isfinite(sample.value):
                     return float(sample.value)
     except (ValueError, TypeError, KeyError, IndexError):
         return None
@@ -278,14 +299,14 @@ def previous_value(text: str, name: str) -> float | None:
 
 
 def whatif_metrics(report: Mapping[str, Any], collapse: bool | None, demand_scale: float,
-                   facts: FleetFacts | None = None) -> str:
+                   facts: FleetFacts | None = None, fixed: Mapping[str, str] | None = None) -> str:
     """The metrics of a what-if comparison (``placer.whatif.compare``'s report) by ``side`` (base,
     scenario); ``collapse``: whether the scenario collapses (None: not known, its solve found no plan
     in time)."""
     facts = facts or FleetFacts()
     sides = [(side, report[side]) for side in ("base", "scenario") if side in report]
     feasible = [(side, entry) for side, entry in sides if entry.get("feasible")]
-    out = _Families()
+    out = _Families(fixed)
     out.gauge("placer_whatif_collapse", "1 when the scenario collapses (demand unmet where no pool in reach has "
               "room, or no feasible plan), 0 when it does not; NaN when its solve found no plan in time.",
               math.nan if collapse is None else float(collapse))
@@ -335,8 +356,8 @@ def whatif_metrics(report: Mapping[str, Any], collapse: bool | None, demand_scal
     return out.text()
 
 
-def refresh_metrics(drifted: int, unhealthy: int) -> str:
-    out = _Families()
+def refresh_metrics(drifted: int, unhealthy: int, fixed: Mapping[str, str] | None = None) -> str:
+    out = _Families(fixed)
     out.gauge("placer_refresh_drifted_resources", "The deployments and pools the providers run otherwise than the "
               "state records.", drifted)
     out.gauge("placer_refresh_unhealthy_deployments", "The deployments the last apply made whose health wait did "
