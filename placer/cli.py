@@ -531,9 +531,14 @@ def _utf8(text: str) -> bool:
     return True
 
 
-def metrics_target(path: str | None) -> None:
+METRICS_FAMILY = re.compile(r"^# TYPE placer_([a-z]+)_", re.MULTILINE)
+
+
+def metrics_target(path: str | None, command: str) -> None:
     """Refuse, before the command's work, a metrics file that cannot be written (as ``plan -o``
-    does a plan file), and warn of a name node_exporter's textfile collector does not read."""
+    does a plan file), and warn of a name node_exporter's textfile collector does not read, and of a
+    file another ``command`` wrote (cron's plan and apply given one path: each run replaced the
+    other's series, so that the plan's alerts saw them vanish after every apply)."""
     if path is None:
         return
     from placer.planfile import check_writable
@@ -545,6 +550,16 @@ def metrics_target(path: str | None) -> None:
     if not path.endswith(".prom"):
         err.print(f"warning: --metrics-file {path}: node_exporter's textfile collector reads only files named "
                   "*.prom; name it so if that collector is to read it", style="yellow")
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            others = sorted(set(METRICS_FAMILY.findall(handle.read())) - {command})
+    except OSError:  # none yet, or not a file this user can read: nothing of another command's to lose
+        return
+    if others:
+        theirs = ", ".join(f"`placer {other}`" for other in others)
+        err.print(f"warning: --metrics-file {path} holds {theirs}'s metrics, which this {command}'s replace, so their "
+                  f"series vanish until {'it runs' if len(others) == 1 else 'they run'} again: give each command its "
+                  f"own file, e.g. {command}.prom", style="yellow")
 
 
 def write_metrics(path: str, text: str) -> None:
@@ -576,7 +591,7 @@ def plan(fleet: str, out_path: str | None, as_json: bool, detailed_exitcode: boo
 
     now = parse_now(now_text)
     labels = metrics_labels_of(metrics_file, metrics_labels)
-    metrics_target(metrics_file)
+    metrics_target(metrics_file, "plan")
     drifted: int | None = None
     with spinner(not as_json) as progress:
         loaded = read_fleet(fleet, progress)
@@ -685,7 +700,7 @@ def _refresh(fleet: Fleet, state: Any, apply_cfg: dict[str, Any], then: str) -> 
 def refresh(fleet: str, state_path: str | None, metrics_file: str | None, metrics_labels: tuple[str, ...]) -> None:
     """Read what really runs from the providers and report drift against the state (changes nothing)."""
     labels = metrics_labels_of(metrics_file, metrics_labels)
-    metrics_target(metrics_file)
+    metrics_target(metrics_file, "refresh")
     with spinner(True, "refreshing") as progress:
         loaded = read_fleet(fleet, progress)
         cfg = settings_json(loaded)
@@ -734,7 +749,7 @@ def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str
     """Execute the changes of a saved PLAN (or plan and apply FLEET with --auto-approve)."""
     started, tally = time.monotonic(), _Tally()
     labels = metrics_labels_of(metrics_file, metrics_labels)
-    metrics_target(metrics_file)
+    metrics_target(metrics_file, "apply")
     try:
         _apply(target, auto_approve, state_path, now_text, fleet_path, full_search, tally, metrics_file)
     except BaseException as exc:
@@ -1301,7 +1316,7 @@ def whatif(fleet: str, demand_scale: float, fail_pool: tuple[str, ...], fail_loc
 
     now = parse_now(now_text)
     labels = metrics_labels_of(metrics_file, metrics_labels)
-    metrics_target(metrics_file)
+    metrics_target(metrics_file, "whatif")
     with spinner(not as_json) as progress:
         loaded = read_fleet(fleet, progress)
         scenario = Scenario(demand_scale, frozenset(fail_pool), frozenset(fail_location), frozenset(fail_provider))

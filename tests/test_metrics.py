@@ -319,3 +319,19 @@ def test_a_metrics_label_prometheus_would_not_take_is_refused_before_the_solve(t
     assert not metrics.exists()
     assert placer_cli.main(["whatif", str(fleet), "--metrics-label", "fleet=a"]) == 1
     assert "labels the series of --metrics-file: give --metrics-file PATH.prom too" in capsys.readouterr().err
+
+
+def test_a_metrics_file_another_command_wrote_is_replaced_with_a_warning(tmp_path, capsys):
+    """cron's plan and apply given one --metrics-file: each run replaced the other's series, the plan's
+    alerts seeing them vanish after every apply, and nothing said so. The second command warns."""
+    fleet = short_fleet(tmp_path)
+    plan, metrics = tmp_path / "plan.json", tmp_path / "placer.prom"
+    assert placer_cli.main(["plan", str(fleet), "-o", str(plan), "--metrics-file", str(metrics)]) == 0
+    assert "holds" not in capsys.readouterr().err
+    assert placer_cli.main(["apply", str(plan), "--metrics-file", str(metrics)]) == 0
+    said = " ".join(capsys.readouterr().err.split())
+    assert (f"warning: --metrics-file {metrics} holds `placer plan`'s metrics, which this apply's replace, so their "
+            "series vanish until it runs again: give each command its own file, e.g. apply.prom") in said, said
+    assert "placer_apply_success" in samples(metrics) and "placer_plan_changes" not in samples(metrics)
+    assert placer_cli.main(["apply", str(plan), "--metrics-file", str(metrics)]) == 1  # stale: its own file, no warning
+    assert "holds" not in capsys.readouterr().err
