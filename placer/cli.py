@@ -550,16 +550,25 @@ def metrics_target(path: str | None, command: str) -> None:
     if not path.endswith(".prom"):
         err.print(f"warning: --metrics-file {path}: node_exporter's textfile collector reads only files named "
                   "*.prom; name it so if that collector is to read it", style="yellow")
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            others = sorted(set(METRICS_FAMILY.findall(handle.read())) - {command})
-    except OSError:  # none yet, or not a file this user can read: nothing of another command's to lose
-        return
+    others = sorted(set(METRICS_FAMILY.findall(_metrics_text(path) or "")) - {command})
     if others:
         theirs = ", ".join(f"`placer {other}`" for other in others)
         err.print(f"warning: --metrics-file {path} holds {theirs}'s metrics, which this {command}'s replace, so their "
                   f"series vanish until {'it runs' if len(others) == 1 else 'they run'} again: give each command its "
                   f"own file, e.g. {command}.prom", style="yellow")
+
+
+def _metrics_text(path: str) -> str | None:
+    """The text of the metrics file at ``path``, or None: none yet, one this user cannot read, or one
+    that is no regular file (a FIFO, which check_writable lets a command write into: opening it to read
+    waited for a writer that never came, the command hung before its work, or an apply after its)."""
+    try:
+        if not os.path.isfile(path):
+            return None
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read()
+    except OSError:
+        return None
 
 
 def write_metrics(path: str, text: str) -> None:
@@ -788,10 +797,8 @@ def _apply_metrics(path: str, tally: _Tally, success: bool, started: float, labe
     now = time.time()
     last: float | None = now
     if not success:
-        try:
-            last = previous_value(Path(path).read_text(encoding="utf-8"), LAST_SUCCESS, labels)
-        except (OSError, UnicodeDecodeError):
-            last = None
+        previous = _metrics_text(path)
+        last = None if previous is None else previous_value(previous, LAST_SUCCESS, labels)
     return apply_metrics(ApplyOutcome(success=success, duration_s=time.monotonic() - started, finished_at=now,
                                       planned=tally.planned, applied=tally.applied, serial=tally.serial,
                                       retries=tally.retries, last_success_at=last), labels)

@@ -9,6 +9,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -335,3 +336,20 @@ def test_a_metrics_file_another_command_wrote_is_replaced_with_a_warning(tmp_pat
     assert "placer_apply_success" in samples(metrics) and "placer_plan_changes" not in samples(metrics)
     assert placer_cli.main(["apply", str(plan), "--metrics-file", str(metrics)]) == 1  # stale: its own file, no warning
     assert "holds" not in capsys.readouterr().err
+
+
+def test_a_fifo_metrics_file_is_written_into_never_read(tmp_path):
+    """A FIFO as --metrics-file (a collector's pipe), which the writability check lets a command write
+    into: a failed apply opened it to read the last success's time, waiting for a writer that never
+    came (it hung until killed); nor is it read for another command's metrics before a plan's work."""
+    fifo = tmp_path / "metrics.prom"
+    os.mkfifo(fifo)
+    fleet = short_fleet(tmp_path)
+    for command, said in ((["apply", str(tmp_path / "missing.json")], "placer_apply_success 0.0"),
+                          (["plan", str(fleet)], "placer_plan_changes{")):
+        got: list[str] = []
+        reader = threading.Thread(target=lambda into=got: into.append(fifo.read_text()), daemon=True)
+        reader.start()
+        r = placer(*command, "--metrics-file", str(fifo))
+        reader.join(30)
+        assert got and said in got[0], (r.returncode, r.stderr)
