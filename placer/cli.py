@@ -595,7 +595,7 @@ def plan(fleet: str, out_path: str | None, as_json: bool, detailed_exitcode: boo
          metrics_labels: tuple[str, ...]) -> None:
     """Solve FLEET, diff against the state, print the summary and write the plan file."""
     from placer.planfile import check_writable, write
-    from placer.planner import make_plan
+    from placer.planner import InfeasibleError, SolveError, make_plan
     from placer.render import summary
 
     now = parse_now(now_text)
@@ -621,7 +621,14 @@ def plan(fleet: str, out_path: str | None, as_json: bool, detailed_exitcode: boo
             state, drifted = _refresh(loaded, state, settings_json(loaded)["apply"],
                                       f"wait a few minutes, then run `placer plan {shlex.quote(fleet)} --refresh` "
                                       "again (no plan was written)")
-        result = make_plan(loaded, state, rules_for(now), now, progress, whole=full_search)
+        try:
+            result = make_plan(loaded, state, rules_for(now), now, progress, whole=full_search)
+        except (InfeasibleError, SolveError) as exc:
+            # the fleet has no plan: the metrics say so (the last plan's file said OPTIMAL while every run failed)
+            status = "INFEASIBLE" if isinstance(exc, InfeasibleError) else exc.status
+            if metrics_file and status is not None:
+                _write_no_plan_metrics(metrics_file, status, drifted, labels)
+            raise
     body = dict(result.plan.body)
     body["settings"] = settings_json(loaded, state_path)
     # a refreshed plan's changes start from what runs, which apply does not hold against the state's record
@@ -647,6 +654,17 @@ def plan(fleet: str, out_path: str | None, as_json: bool, detailed_exitcode: boo
                       "then placer apply PLAN applies exactly its changes.")
     if detailed_exitcode and final.has_changes:
         raise SystemExit(2)
+
+
+def _write_no_plan_metrics(path: str, status: str, drifted: int | None, labels: dict[str, str]) -> None:
+    """The metrics file of a plan whose solve found none; a write that fails is said, the solve's error
+    being the one the command exits with."""
+    from placer.render.metrics import no_plan_metrics
+
+    try:
+        write_metrics(path, no_plan_metrics(status, drifted, labels))
+    except OSError as exc:
+        err.print(f"warning: writing --metrics-file failed too: {exc}", style="yellow")
 
 
 def _warn_empty(fleet_path: str, loaded: Fleet, state: Any) -> None:

@@ -37,7 +37,12 @@ class InfeasibleError(Exception):
 
 
 class SolveError(Exception):
-    pass
+    """The solve gave no plan; ``status``: the solver's, where it stopped with none in its time (None:
+    a plan placer refused, which says nothing of the fleet)."""
+
+    def __init__(self, message: str, status: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -173,8 +178,8 @@ def make_plan(
             raise InfeasibleError(explain_infeasible(fleet, rules, progress))
         raise SolveError(
             f"the solver stopped with status {result.status} and no placement within "
-            f"{fleet.settings.solver.time_limit_seconds:g} s; raise Settings solver.timeLimitSeconds"
-        )
+            f"{fleet.settings.solver.time_limit_seconds:g} s; raise Settings solver.timeLimitSeconds",
+            status=result.status)
     placement = result.placement
     if progress:
         progress("pricing the plan and checking its hard rules")

@@ -353,3 +353,37 @@ def test_a_fifo_metrics_file_is_written_into_never_read(tmp_path):
         r = placer(*command, "--metrics-file", str(fifo))
         reader.join(30)
         assert got and said in got[0], (r.returncode, r.stderr)
+
+
+def test_a_plan_that_finds_none_says_so_in_its_metrics(tmp_path, capsys, monkeypatch):
+    """A fleet with no feasible plan (a required policy against a minReplicas): plan exits 1, and the
+    metrics file kept the last plan's, placer_plan_solver_status{status="OPTIMAL"} 1 and its cost and
+    unmet demand, while every run failed; INFEASIBLE was never 1. It now says INFEASIBLE (UNKNOWN
+    where no plan came in the time limit), with no figure of a plan."""
+    from tests.fleetkit import policy
+
+    (tmp_path / "ok").mkdir()
+    (tmp_path / "no").mkdir()
+    metrics = tmp_path / "plan.prom"
+    assert placer_cli.main(["plan", str(short_fleet(tmp_path / "ok")), "--metrics-file", str(metrics),
+                            "--metrics-label", "fleet=f"]) == 0
+    assert by(samples(metrics), "placer_plan_solver_status", "fleet", "status")[("f", "OPTIMAL")] == 1.0
+    infeasible = write_fleet(tmp_path / "no", pool("q", "b", count=2),
+                             inference("big", [{"location": "a", "rate": 10}], minReplicas=20),
+                             policy("only-p", {"allowPools": {}}, pools={"names": ["p"]}))
+    assert placer_cli.main(["plan", str(infeasible), "--metrics-file", str(metrics),
+                            "--metrics-label", "fleet=f"]) == 1
+    assert "only-p" in capsys.readouterr().err
+    found = samples(metrics)
+    assert sorted(found) == ["placer_plan_solver_status"]
+    assert by(found, "placer_plan_solver_status", "fleet", "status") == {
+        ("f", "OPTIMAL"): 0.0, ("f", "FEASIBLE"): 0.0, ("f", "INFEASIBLE"): 1.0, ("f", "UNKNOWN"): 0.0}
+
+    from placer import planner
+
+    def no_plan_in_time(*_a: object, **_k: object) -> None:
+        raise planner.SolveError("the solver stopped with status UNKNOWN and no placement", status="UNKNOWN")
+
+    monkeypatch.setattr(planner, "make_plan", no_plan_in_time)
+    assert placer_cli.main(["plan", str(infeasible), "--metrics-file", str(metrics)]) == 1
+    assert by(samples(metrics), "placer_plan_solver_status", "status")[("UNKNOWN",)] == 1.0

@@ -251,6 +251,21 @@ def plan_metrics(plan: Mapping[str, Any], facts: FleetFacts | None = None, drift
     return out.text()
 
 
+def no_plan_metrics(status: str, drifted: int | None = None, fixed: Mapping[str, str] | None = None) -> str:
+    """The metrics of a plan whose solve found none (``status``: INFEASIBLE, or UNKNOWN where none came
+    in the time limit): the status alone, and the drift a refresh found. A plan's figures (its cost,
+    its unmet demand) are left out, none being known; the file of the last plan kept them, stale, and
+    said OPTIMAL while every run failed."""
+    out = _Families(fixed)
+    family = out.labelled("placer_plan_solver_status", "1 for the solver's status of the plan, 0 for the others.",
+                          ["status"])
+    for each in dict.fromkeys((*SOLVER_STATUSES, status)):
+        family.add_metric([each], 1.0 if each == status else 0.0)
+    out.gauge("placer_plan_drifted_resources", "With --refresh: the deployments and pools the providers run "
+              "otherwise than the state records.", drifted)
+    return out.text()
+
+
 @dataclass(frozen=True)
 class ApplyOutcome:
     """What an apply did, for its metrics: ``success``; ``planned``, the plan's changes (None where the
