@@ -390,6 +390,9 @@ class Applier:
             if change.kind == "pool":
                 nodes = None if _released(change) else int((change.after or {}).get("nodes", 0))
                 value = pool_entry(state.pools.get(key), nodes, change.target)
+                if value is not None and not healthy:  # grown, its nodes not waited for yet (``_capacity``)
+                    value = health_marked(value, False)
+                    self.marked.add(change.address)
             else:
                 replicas = None if change.after is None else int(change.after["replicas"])
                 value = deployment_entry(state.deployments.get(key), replicas, change.target)
@@ -472,20 +475,29 @@ class Applier:
         deleted the only healthy copy, on the pool it was leaving; recorded only once healthy, the
         state kept the old version and count, and the plan of the fleet backed out to them said "No
         changes"). A scale-down that makes room in phase 2 (``diff._room_first``) is not waited for,
-        as phase 3's are not: its wait failing left a replica short."""
+        as phase 3's are not: its wait failing left a replica short. A pool that grows is marked so too,
+        until phase 1's wait for its nodes passes (``_grows``)."""
+        if change.kind == "pool":
+            return self._grows(change)
         after, before = change.after or {}, change.before or {}
         room = set(after) == {"replicas"} and before and int(after["replicas"]) < int(before.get("replicas", 0))
         return (change.phase == PHASE_UP and change.kind == "deployment" and bool(after) and not room
                 and getattr(self.provider_for(change), "waits", True))
 
     def _grows(self, change: Change) -> bool:
-        """A pool change that adds nodes, by a provider that waits for them (``_capacity``)."""
+        """A pool change that adds nodes, or that keeps a size whose nodes the last apply's wait did not see
+        come up (the state's ``"healthy": false``: a refused launch, a wait timed out or interrupted), by a
+        provider that waits for them (``_capacity``). Such a pool was recorded at its new size as it was,
+        and the next plan changed nothing there: nothing waited for its nodes again, and the replicas put on
+        it waited the whole health timeout for pods no node came up for."""
         if change.kind != "pool" or change.after is None or _released(change):
             return False
-        more = int(change.after.get("nodes", 0)) > int((change.before or {}).get("nodes", 0))
-        return more and bool(getattr(self.provider_for(change), "waits", True))
+        before = change.before or {}
+        more = int(change.after.get("nodes", 0)) > int(before.get("nodes", 0))
+        again = before.get("healthy") is False and int(change.after.get("nodes", 0)) >= int(before.get("nodes", 0))
+        return (more or again) and bool(getattr(self.provider_for(change), "waits", True))
 
-    def _capacity(self, change: Change, report: ApplyReport) -> None:
+    def _capacity(self, state: State, change: Change, report: ApplyReport) -> None:
         """Wait, once phase 1 made its changes, for the nodes a pool grew by to come up, before phase 2
         puts replicas on them: a group whose cloud cannot launch them (a GPU stockout, a quota) fails
         here, at once where the provider can tell (``wait_healthy``), and nothing moves onto it. It
@@ -493,12 +505,20 @@ class Applier:
         timeout (600 s) for pods that no node came up for, and the error said nothing of capacity."""
         provider = self.provider_for(change)
         self.progress(f"waiting for {change.address}'s {(change.after or {}).get('nodes')} nodes to come up", change)
+        self.waited.add(change.address)
         deadline = self.clock() + self.health_timeout_s
 
         def wait() -> None:
             provider.wait_healthy(change, max(0.0, round(deadline - self.clock(), 2)))
 
         self._with_retry(change, "capacity", wait, report, deadline)
+        with self._write:  # the mark ``_record`` set cleared, as ``_healthy`` clears a deployment's
+            key = change.address.split("/", 1)[1]
+            entry = state.pools.get(key)
+            if entry is not None and "healthy" in entry:
+                state.pools[key] = health_marked(entry, True)
+                self._journaled = True
+                self.healthy_unwritten.append(change.address)
 
     def _healthy(self, state: State, change: Change, report: ApplyReport) -> None:
         if not self._waits(change):
@@ -599,7 +619,7 @@ class Applier:
                 self._parallel(batch, lambda c: self._one(state, c, report))
                 self._finish()
                 if phase == PHASE_GROW:
-                    self._parallel([c for c in batch if self._grows(c)], lambda c: self._capacity(c, report))
+                    self._parallel([c for c in batch if self._grows(c)], lambda c: self._capacity(state, c, report))
                 if phase == PHASE_UP:
                     up = [c for c in batch if c.kind == "deployment" and c.after]
                     self._parallel(up, lambda c: self._healthy(state, c, report))

@@ -738,14 +738,14 @@ def refresh(fleet: str, state_path: str | None, metrics_file: str | None, metric
         progress("reading what runs from the providers")
         _, drifts = _refresh(loaded, state, cfg["apply"], f"wait a few minutes, then run `placer refresh "
                              f"{shlex.quote(fleet)}` again (it changes nothing: the state is as it was)")
-    from placer.refresh import unhealthy
+    from placer.refresh import unhealthy, unready_pools
 
     notes = unhealthy(state)
     if metrics_file:
         from placer.render.metrics import refresh_metrics
 
         write_metrics(metrics_file, refresh_metrics(drifts, len(notes), labels))
-    for line in notes:
+    for line in notes + unready_pools(state):
         err.print(f"note: {line}", style="yellow")
     if not drifts:
         out.print("No drift: the providers hold what the state records.")
@@ -907,7 +907,8 @@ def _apply(target: str, auto_approve: bool, state_path: str | None, now_text: st
     unread: Exception | None = None  # the state could not be read, or the plan is stale
     stopped: BaseException | None = None  # the apply's own failure or interrupt
     applied = 0
-    unhealthy: list[str] = []  # deployments the state records as made but not healthy, once the apply stopped
+    # deployments and pools the state records as made but not healthy, once the apply stopped
+    unhealthy: list[str] = []
     # what went wrong is said once the lock is released, or not: it said "released the state lock",
     # and nothing of a lock S3 had failed to release (an outage)
     try:
@@ -932,6 +933,8 @@ def _apply(target: str, auto_approve: bool, state_path: str | None, now_text: st
                     tally.retries = applier.report.retries if applier.report is not None else None
                     unhealthy = sorted(f"deployment/{key}" for key, entry in state.deployments.items()
                                        if entry.get("healthy") is False)
+                    unhealthy += sorted(f"pool/{key}" for key, entry in state.pools.items()
+                                        if entry.get("healthy") is False)
     except Exception as exc:
         if report is None and unread is None and stopped is None:
             raise  # the lock was not taken
@@ -1021,12 +1024,17 @@ def _apply_stopped(exc: BaseException, applied: int, total: int, signal_name: st
             # looked for what held pods that were never given the time
             ended = [a for a in unhealthy if isinstance(exc, KeyboardInterrupt) and a in applier.waited]
             failed = [a for a in unhealthy if a not in unwaited and a not in ended]
-            why = [f"{', '.join(failed)}, whose health wait did not pass"] if failed else []
-            if ended:
-                why.append(f"{', '.join(ended)}, whose health wait the interrupt ended")
-            if unwaited:
-                why.append(f"{', '.join(unwaited)}, which the apply stopped before waiting for "
-                           f"{'its' if len(unwaited) == 1 else 'their'} health")
+            why = []
+            # a pool's wait is for the nodes it grew by (phase 1), a deployment's for its rollout
+            for group, deployments, pools in (
+                    (failed, "whose health wait did not pass", "whose nodes the wait did not see come up"),
+                    (ended, "whose health wait the interrupt ended", "whose wait for {its} nodes the interrupt ended"),
+                    (unwaited, "which the apply stopped before waiting for {its} health",
+                     "which the apply stopped before waiting for {its} nodes")):
+                for kind, words in (("deployment/", deployments), ("pool/", pools)):
+                    names = [a for a in group if a.startswith(kind)]
+                    if names:
+                        why.append(f"{', '.join(names)}, {words.format(its='its' if len(names) == 1 else 'their')}")
             one = len(unhealthy) == 1
             marked = (f" ({'; '.join(why)}, as made but not healthy: the next "
                       f"plan applies {'it' if one else 'them'} again and waits for {'it' if one else 'them'})")

@@ -222,6 +222,8 @@ def _rollout(changed: list[str], replicas: int, fleet: Fleet) -> str:
 
 
 UNHEALTHY = "the last apply made it, but it did not become healthy: applied again, and waited healthy"
+POOL_UNHEALTHY = ("the last apply grew it, but did not see its nodes come up (a launch refused for capacity or "
+                  "quota, a wait timed out or interrupted): waited for again before anything is put on it")
 
 
 def _deployment_changes(fleet: Fleet, state: State, placement: Placement, cands: Candidates | None,
@@ -320,23 +322,32 @@ def _pool_changes(fleet: Fleet, state: State, placement: Placement, room: _Room,
             changes += _regroup(p.name, have_nodes, want_nodes, old, target, mode)
             continue
         changed = [k for k in POOL_SETTINGS if k in old and old[k] != target.get(k)]
+        # grown by the last apply, whose wait for its nodes did not pass (``Applier._grows``): waited for
+        # again in phase 1 where it keeps or grows its size (its group kept the size and goes on trying,
+        # which the state recorded, and the plan changed nothing there, so nothing waited for it again)
+        sick = recorded.get("healthy") is False
         if peak:
+            mark = ({"healthy": False}, {"healthy": True}) if sick else ({}, {})
             changes.append(Change(f"pool/{p.name}", "update", PHASE_GROW,
-                                  {"nodes": have_nodes, **{k: old[k] for k in changed}},
-                                  {"nodes": peak, **{k: target.get(k) for k in changed}},
+                                  {"nodes": have_nodes, **{k: old[k] for k in changed}, **mark[0]},
+                                  {"nodes": peak, **{k: target.get(k) for k in changed}, **mark[1]},
                                   ((f"{', '.join(changed)} changed in the fleet",) if changed else ())
+                                  + ((POOL_UNHEALTHY,) if sick else ())
                                   + _grown(p, room, need, whole, surge, peak, want_nodes), target))
             changes += _back(p, peak, want_nodes, target)
             continue
-        if want_nodes == have_nodes and not changed:
+        if want_nodes == have_nodes and not changed and not sick:
             continue
         grow = want_nodes >= have_nodes
         why = (("more capacity needed" if grow else "capacity no longer needed",) if want_nodes != have_nodes
                else ())
+        # a shrink is not waited for: it drops the mark, as the state records the new size as it is
+        mark = ({"healthy": False}, {"healthy": True}) if sick and grow else ({}, {})
         changes.append(Change(f"pool/{p.name}", "update", PHASE_GROW if grow else PHASE_SHRINK,
-                              {"nodes": have_nodes, **{k: old[k] for k in changed}},
-                              {"nodes": want_nodes, **{k: target.get(k) for k in changed}},
-                              ((f"{', '.join(changed)} changed in the fleet",) if changed else ()) + why, target))
+                              {"nodes": have_nodes, **{k: old[k] for k in changed}, **mark[0]},
+                              {"nodes": want_nodes, **{k: target.get(k) for k in changed}, **mark[1]},
+                              ((f"{', '.join(changed)} changed in the fleet",) if changed else ())
+                              + ((POOL_UNHEALTHY,) if mark[0] else ()) + why, target))
 
     managed = {p.name for p in fleet.pools.values() if managed_pool(p, state)}
     # the pool that sizes each group now (two pools sizing one group are refused by validate)

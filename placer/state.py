@@ -91,7 +91,9 @@ class State:
     # interrupted): the next plan applies it again and waits for it; absent once healthy.
     # deposed: the copies at an older place that a replacement has yet to delete; absent when none)
     deployments: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # pool -> {"nodes": int, "target": {...}}
+    # pool -> {"nodes": int, "target": {...}, "healthy": false}
+    # (healthy: false, an apply grew it and its wait for the nodes did not pass (a launch refused for
+    # capacity or quota, a timeout, an interrupt): the next plan waits for them again; absent once seen)
     pools: dict[str, dict[str, Any]] = field(default_factory=dict)
     # model -> {"demand": total rate at the last apply}, for the models of the last applied plan only
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -215,7 +217,7 @@ def deployment_entry(current: dict[str, Any] | None, replicas: int | None,
 
 
 def health_marked(entry: dict[str, Any], healthy: bool) -> dict[str, Any]:
-    """A deployment's state entry marked as made but not healthy (``healthy`` False: its health wait
+    """A deployment's (or a grown pool's) state entry marked as made but not healthy (``healthy`` False: its health wait
     has yet to pass, or did not), or with that mark cleared. A rollout recorded only once healthy
     left the state at the old version and count when its wait failed, and the plan of the fleet
     backed out to them said "No changes" while the cluster ran the new ones."""
@@ -334,6 +336,8 @@ def _wrong_fields(state: State) -> str | None:
     for key, value in state.pools.items():
         if "nodes" in value and not _count(value["nodes"]):
             return f"pool {key}: nodes {value['nodes']!r} is no count"
+        if not isinstance(value.get("healthy", True), bool):
+            return f"pool {key}: healthy {value['healthy']!r} is not true or false"
         target = value.get("target") or {}
         if isinstance(target, dict) and "provider" in target and target["provider"] not in POOL_TARGETS:
             return (f"pool {key}: target.provider {target['provider']!r} is not {' or '.join(POOL_TARGETS)} "

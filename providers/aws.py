@@ -385,11 +385,10 @@ class AwsProvider:
             instances = f", {state.in_service} of {want} instances InService" if state.in_service is not None else ""
             seen = f"status {state.status}, desired size {state.desired} of {want}{instances}{self._issues(state)}"
             hint, check = "", "check the node group's health in EKS"
-        # the next plan does not wait for it again (it said it did): the state records the size, so that
-        # plan changes nothing at the group; it is the replicas put on it that wait for its nodes
+        # the state records the size as not come up yet (``Applier._grows``): the next plan waits for it again
         return (f"{change.address}: timed out after {timeout_s:g}s waiting for {ref} to be healthy: {seen}"
-                f"{hint}; {check}. The group keeps its desired size {state.desired}, which the state records: once "
-                "its instances are in service, run `placer plan` and apply the new plan")
+                f"{hint}; {check}. The group keeps its desired size {state.desired}, which the state records as "
+                "not come up yet: run `placer plan` and apply the new plan, which waits for its instances again")
 
     def _refused_launch(self, ref: GroupRef, state: GroupState, since: float) -> str | None:
         """What the group says of a launch EC2 refused for want of capacity or quota, or None: its newest
@@ -419,12 +418,14 @@ class AwsProvider:
         pool = str(change.target.get("pool") or change.address.split("/", 1)[-1])
         gpu, per_node = change.target.get("gpuType") or "GPU", change.target.get("gpusPerNode")
         gpus = f"{gpu} instances" + (f" ({per_node} GPUs each)" if per_node else "")
-        has = (change.before or {}).get("nodes")
+        # a pool the last apply grew whose nodes did not come up, waited for again: it had fewer than it holds
+        again = (change.before or {}).get("healthy") is False
+        has = None if again else (change.before or {}).get("nodes")
         keep = f"to the {has} it had" if has is not None else "to the nodes it runs"
         running = (f"{state.in_service} of {want} instances InService" if state.in_service is not None
                    else f"status {state.status}")
-        kept = (f"it keeps its desired size {state.desired} and goes on trying (placer records that); "
-                f"lowering nodes.max sets it back")
+        kept = (f"it keeps its desired size {state.desired} and goes on trying (placer records that, and the next "
+                "apply waits for its instances again); lowering nodes.max sets it back")
         if any(w in refused for w in QUOTA_WORDS):
             return ProviderError(
                 f"{change.address}: {ref} cannot launch its {gpus}: the account's EC2 quota does not allow them "

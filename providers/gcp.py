@@ -104,7 +104,9 @@ def _capacity_error(ended: str, codes: set[str], text: str, mig: Mig, change: Ch
     pool = str(change.target.get("pool") or change.address.split("/", 1)[-1])
     gpu, per_node = change.target.get("gpuType") or "GPU", change.target.get("gpusPerNode")
     gpus = f"{gpu} nodes" + (f" ({per_node} GPUs each)" if per_node else "")
-    has = (change.before or {}).get("nodes")
+    # a pool the last apply grew whose nodes did not come up, waited for again: it had fewer than it holds
+    again = (change.before or {}).get("healthy") is False
+    has = None if again else (change.before or {}).get("nodes")
     keep = f"to the {has} it has" if has is not None else "to the nodes its group runs now"
     elsewhere = "another zone" if mig.zone else "another region"
     if codes & _STOCKOUT_OP_ERRORS or _STOCKOUT_TEXT in text:
@@ -390,7 +392,8 @@ class GcpProvider:
         ended = (f"gcp: {mig} cannot create the instances of its {size} nodes: {error.code}: "
                  f"{error.message.rstrip('.')} (`gcloud compute instance-groups managed list-errors {mig.name} "
                  f"{scope} --project {mig.project}`)")
-        trying = f"; the group keeps its target size {size} and goes on trying (placer records that)"
+        trying = (f"; the group keeps its target size {size} and goes on trying (placer records that, and the next "
+                  "apply waits for its nodes again)")
         capacity = _capacity_error(ended, {error.code}, error.message, mig, change, trying)
         if capacity is not None:
             raise capacity

@@ -816,7 +816,11 @@ def test_a_resize_whose_operation_wait_failed_is_recorded_where_the_group_holds_
     gcp.operations_run_for(0)
     r = placer(world, "plan", str(fleet), "-o", str(plan))
     assert r.returncode == 0, r.stderr
-    assert not [c for c in json.loads(plan.read_text())["changes"] if c["address"].startswith("pool/")]
+    # not sized again; waited for, as the apply stopped before it waited for their nodes
+    pools = {c["address"]: (c["before"], c["after"]) for c in json.loads(plan.read_text())["changes"]
+             if c["address"].startswith("pool/")}
+    assert pools == {f"pool/{name}": ({"nodes": 2, "healthy": False}, {"nodes": 2, "healthy": True})
+                     for name in ("aws-h100", "gcp-a100")}, pools
     r = placer(world, "apply", str(plan))
     assert r.returncode == 0, r.stdout + r.stderr
     r = placer(world, "plan", str(fleet), "--detailed-exitcode")
@@ -937,7 +941,9 @@ def test_a_stockout_after_another_pool_grew_records_that_pool_alone(world):
 
     r = placer(world, "plan", str(fleet), "-o", str(plan))
     assert r.returncode == 0, r.stderr
-    assert not any(c["address"] == "pool/aws-h100" for c in json.loads(plan.read_text())["changes"])
+    # not sized again; waited for, as the apply stopped before it waited for its nodes
+    again = [(c["before"], c["after"]) for c in json.loads(plan.read_text())["changes"] if c["address"] == "pool/aws-h100"]
+    assert again == [({"nodes": 2, "healthy": False}, {"nodes": 2, "healthy": True})], again
     r = placer(world, "apply", str(plan))
     assert r.returncode == 0, r.stdout + r.stderr
     assert world["gcp"].target_size("acme", "placer-a100", zone="europe-west4-a") == 2
@@ -974,6 +980,58 @@ def test_an_aws_group_ec2_cannot_launch_for_stops_the_apply_before_anything_move
     assert {k: v["nodes"] for k, v in state["pools"].items()} == {"aws-h100": 2, "gcp-a100": 2}
     assert state["deployments"] == {}
     assert world["kube"].deployment("ml", "chat-70b-aws-h100") is None
+
+
+def test_a_pool_whose_nodes_did_not_come_up_is_waited_for_again_by_the_next_plan(world):
+    """After a refused launch the group keeps its new desired size (it goes on trying) and the state
+    recorded that size as it was: the next plan had no change at aws-h100, nothing waited for its nodes
+    again, and chat-70b's replicas were put on it to wait the whole health timeout (600 s) for pods no
+    node came up for. The state now marks the pool not healthy, as it marks a deployment whose rollout
+    did not pass; the next plan waits for its nodes again in phase 1, stops at the same refusal before
+    anything moves onto it, and once EC2 has capacity again its apply waits, clears the mark and goes on."""
+    fleet = _fleet(world["tmp"])
+    plan = world["tmp"] / "plan.json"
+    assert placer(world, "plan", str(fleet), "-o", str(plan)).returncode == 0
+    said = "We currently do not have sufficient p4d.24xlarge capacity in the Availability Zone you requested."
+    state = world["tmp"] / "state.json"
+    with FaultProxy(world["env"]["AWS_ENDPOINT_URL"]) as proxy:
+        proxy.rewrite("DescribeAutoScalingGroups", instances_pending)
+        proxy.answer("DescribeScalingActivities", scaling_activity("e2e-h100", "Failed", said))
+        stocked_out = {**world, "env": {**world["env"], "AWS_ENDPOINT_URL": proxy.endpoint}}
+        r = placer(stocked_out, "apply", str(plan))
+        message = " ".join(r.stderr.split())
+        assert r.returncode == 1 and "cannot launch its H100-80GB instances" in message, message
+        assert ("records exactly what was done (pool/aws-h100, whose nodes the wait did not see come up, as made but "
+                "not healthy: the next plan applies it again and waits for it)") in message, message
+        pools = json.loads(state.read_text())["pools"]
+        assert pools["aws-h100"]["nodes"] == 2 and pools["aws-h100"]["healthy"] is False, pools
+        assert "healthy" not in pools["gcp-a100"], pools  # its nodes came up
+
+        r = placer(stocked_out, "plan", str(fleet), "-o", str(plan))
+        assert r.returncode == 0, r.stderr
+        assert ("~ pool/aws-h100 [phase 1] healthy false -> true # the last apply grew it, but did not see its nodes "
+                "come up") in " ".join(r.stdout.split()), r.stdout
+        r = placer(stocked_out, "refresh", str(fleet))
+        assert ("pool/aws-h100: the last apply grew it to 2 nodes, but did not see them come up; the next plan waits "
+                "for them again") in " ".join(r.stderr.split()), r.stderr
+        started = time.monotonic()
+        r = placer(stocked_out, "apply", str(plan))  # still no capacity: it stops before chat-70b is made
+        message = " ".join(r.stderr.split())
+        assert r.returncode == 1 and "cannot launch its H100-80GB instances" in message, message
+        assert "lower pool aws-h100's nodes.max to the nodes it runs" in message, message
+        assert time.monotonic() - started < 60 and world["kube"].deployment("ml", "chat-70b-aws-h100") is None
+        assert json.loads(state.read_text())["pools"]["aws-h100"]["healthy"] is False
+
+    # EC2 has capacity again: the plan waits for the nodes, then puts the replicas on them
+    r = placer(world, "plan", str(fleet), "-o", str(plan))
+    assert r.returncode == 0 and "pool/aws-h100 [phase 1] healthy false -> true" in " ".join(r.stdout.split())
+    r = placer(world, "apply", str(plan))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "waiting for pool/aws-h100's 2 nodes to come up" in r.stderr, r.stderr
+    assert "healthy" not in json.loads(state.read_text())["pools"]["aws-h100"]
+    assert world["kube"].deployment("ml", "chat-70b-aws-h100")["spec"]["replicas"] == 3
+    r = placer(world, "plan", str(fleet), "--detailed-exitcode")
+    assert r.returncode == 0 and "No changes" in r.stdout, r.stdout + r.stderr
 
 
 def test_a_deployment_scaled_by_someone_else_while_placer_waits_fails_its_wait(cluster):

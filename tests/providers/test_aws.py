@@ -379,9 +379,10 @@ def test_wait_healthy_times_out_retryably_with_what_it_saw(provider: AwsProvider
     assert time.monotonic() - started < 5
     assert err.value.retryable
     assert "1 of 3 instances InService" in str(err.value) and f"'{gpu_asg}'" in str(err.value)
-    # once anything was applied the plan is stale; the next plan does not size the group again, nor wait for it
-    assert str(err.value).endswith("The group keeps its desired size 1, which the state records: once its instances "
-                                   "are in service, run `placer plan` and apply the new plan"), str(err.value)
+    # the state records the size as not come up yet, and the next plan waits for it again (``Applier._grows``)
+    assert str(err.value).endswith("The group keeps its desired size 1, which the state records as not come up yet: "
+                                   "run `placer plan` and apply the new plan, which waits for its instances again"), \
+        str(err.value)
 
 
 STOCKOUT = ("We currently do not have sufficient g5.xlarge capacity in the Availability Zone you requested "
