@@ -290,30 +290,51 @@ class AwsProvider:
         deadline = time.monotonic() + timeout_s
         # a scaling activity counts from a minute before the size was asked for (AWS's clock against ours)
         since = self._asked.get(change.address, time.time()) - 60.0
+        state: GroupState | None = None
+        # a read a retry may pass (throttling, a 5xx) is waited past until the deadline, as a rollout's wait
+        # does: it ended the wait, and the apply's retries of it, counted over the whole wait, were spent by
+        # six throttled reads among minutes of good ones ("tried 6 times over 18s")
+        failed: ProviderError | None = None
         while True:
-            state = self._describe(change.address, ref)
-            if state is None:
-                raise self._not_found(change, ref)
-            if ref.asg is not None and state.in_service == want and state.desired == want:
-                return
-            refused = self._refused_launch(ref, state, since)
-            if refused is not None:
-                raise self._capacity_error(change, ref, state, want, refused)
-            if ref.asg is None:
-                if state.status in FAILED_NODEGROUP_STATES:
-                    raise ProviderError(
-                        f"{change.address}: {ref} is {state.status}{self._issues(state)}; fix the node group "
-                        "(EKS console or its Terraform) and re-plan", address=change.address)
-                if state.status == "ACTIVE" and state.desired == want:
-                    in_service = self._nodegroup_in_service(change.address, ref, state)
-                    if in_service is None or in_service == want:
-                        return
-                    state = replace(state, in_service=in_service)
+            try:
+                seen = self._poll(change, ref, want, since)
+            except ProviderError as exc:
+                if not exc.retryable:
+                    raise
+                failed = exc
+            else:
+                if seen is None:
+                    return
+                state, failed = seen, None
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise ProviderError(self._timeout_message(change, ref, state, want, timeout_s),
+                raise ProviderError(self._timeout_message(change, ref, state, want, timeout_s, failed),
                                     retryable=True, address=change.address)
-            pause(self.stop, min(self._poll_interval_s, remaining), change.address, f"{ref} to reach its size")
+            wait = max(self._poll_interval_s, min((failed.retry_after if failed else None) or 0.0, 60.0))
+            pause(self.stop, min(wait, remaining), change.address, f"{ref} to reach its size")
+
+    def _poll(self, change: Change, ref: GroupRef, want: int, since: float) -> GroupState | None:
+        """One read of the group ``wait_healthy`` waits for: None once its ``want`` instances are in service,
+        else what it holds; a launch refused for capacity or quota, or a failed node group, raises."""
+        state = self._describe(change.address, ref)
+        if state is None:
+            raise self._not_found(change, ref)
+        if ref.asg is not None and state.in_service == want and state.desired == want:
+            return None
+        refused = self._refused_launch(ref, state, since)
+        if refused is not None:
+            raise self._capacity_error(change, ref, state, want, refused)
+        if ref.asg is None:
+            if state.status in FAILED_NODEGROUP_STATES:
+                raise ProviderError(
+                    f"{change.address}: {ref} is {state.status}{self._issues(state)}; fix the node group "
+                    "(EKS console or its Terraform) and re-plan", address=change.address)
+            if state.status == "ACTIVE" and state.desired == want:
+                in_service = self._nodegroup_in_service(change.address, ref, state)
+                if in_service is None or in_service == want:
+                    return None
+                state = replace(state, in_service=in_service)
+        return state
 
     # ------------------------------------------------------------ reading groups
 
@@ -375,7 +396,15 @@ class AwsProvider:
     def _issues(state: GroupState) -> str:
         return f" ({'; '.join(state.issues)})" if state.issues else ""
 
-    def _timeout_message(self, change: Change, ref: GroupRef, state: GroupState, want: int, timeout_s: float) -> str:
+    def _timeout_message(self, change: Change, ref: GroupRef, state: GroupState | None, want: int, timeout_s: float,
+                         failed: ProviderError | None = None) -> str:
+        # where the last read failed (throttling, a 5xx), what it said; where every read did, that alone
+        last = f"; its last read failed: {failed.facts.removeprefix(change.address + ': ')}" if failed else ""
+        if state is None:
+            return (f"{change.address}: timed out after {timeout_s:g}s waiting for {ref} to be healthy: every read of "
+                    f"it failed{last}. The group keeps the desired size placer set, which the state records as not "
+                    "come up yet: once AWS answers again, run `placer plan` and apply the new plan, which waits for "
+                    "its instances again")
         if ref.asg is not None:
             seen = f"{state.in_service} of {want} instances InService (desired capacity {state.desired})"
             activity = self._latest_activity(ref)
@@ -387,7 +416,7 @@ class AwsProvider:
             hint, check = "", "check the node group's health in EKS"
         # the state records the size as not come up yet (``Applier._grows``): the next plan waits for it again
         return (f"{change.address}: timed out after {timeout_s:g}s waiting for {ref} to be healthy: {seen}"
-                f"{hint}; {check}. The group keeps its desired size {state.desired}, which the state records as "
+                f"{hint}{last}; {check}. The group keeps its desired size {state.desired}, which the state records as "
                 "not come up yet: run `placer plan` and apply the new plan, which waits for its instances again")
 
     def _refused_launch(self, ref: GroupRef, state: GroupState, since: float) -> str | None:

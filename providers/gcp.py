@@ -339,23 +339,39 @@ class GcpProvider:
         mig = Mig.of(change)
         deadline = time.monotonic() + timeout_s
         interval = self.poll_interval_s
+        pending: dict[str, int] = {}
+        # a read a retry may pass (throttling, a 5xx) is waited past until the deadline, as a rollout's wait
+        # does: it ended the wait, and the apply's retries of it, counted over the whole wait, were spent by
+        # six throttled reads among good ones ("tried 6 times over 18s ... wait until the provider answers")
+        failed: ProviderError | None = None
         while True:
-            found = self._call(change.address, f"checking that {mig} is stable", lambda: self._get(mig))
-            actions = found.current_actions
-            pending = {k: getattr(actions, k) for k in compute_v1.InstanceGroupManagerActionsSummary.meta.fields
-                       if k != "none" and getattr(actions, k)}
-            if found.status.is_stable and not pending:
-                return
-            if pending.get("creating"):
-                self._refused_creation(change, mig, int(found.target_size))
-            if time.monotonic() + interval > deadline:
+            try:
+                found = self._call(change.address, f"checking that {mig} is stable", lambda: self._get(mig))
+                actions = found.current_actions
+                pending = {k: getattr(actions, k) for k in compute_v1.InstanceGroupManagerActionsSummary.meta.fields
+                           if k != "none" and getattr(actions, k)}
+                if found.status.is_stable and not pending:
+                    return
+                if pending.get("creating"):
+                    self._refused_creation(change, mig, int(found.target_size))
+                failed = None
+            except ProviderError as exc:
+                if not exc.retryable:
+                    raise
+                failed = exc
+            # to the deadline, no further: it gave up a poll interval (up to 10 s) early, the apply tried the
+            # wait again in what was left, and its last try said "not stable after 0.9s ... tried 6 times"
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 doing = ", ".join(f"{k} {v}" for k, v in sorted(pending.items())) or "no actions reported"
                 where = f"--zone {mig.zone}" if mig.zone else f"--region {mig.region}"
+                last = f"; its last read failed: {failed.facts.removeprefix(change.address + ': ')}" if failed else ""
                 raise ProviderError(
-                    f"gcp: {mig} not stable after {timeout_s:g}s ({doing}); instances may be waiting on quota "
+                    f"gcp: {mig} not stable after {timeout_s:g}s ({doing}){last}; instances may be waiting on quota "
                     f"or GPU capacity: see `gcloud compute instance-groups managed list-errors {mig.name} "
                     f"{where} --project {mig.project}`", retryable=True, address=change.address)
-            pause(self.stop, interval, change.address, f"{mig} to become stable")
+            wait = max(interval, min((failed.retry_after if failed else None) or 0.0, 60.0))
+            pause(self.stop, min(wait, remaining), change.address, f"{mig} to become stable")
             interval = min(interval * 1.5, 10.0)
 
     def _refused_creation(self, change: Change, mig: Mig, size: int) -> None:

@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -1032,6 +1033,52 @@ def test_a_pool_whose_nodes_did_not_come_up_is_waited_for_again_by_the_next_plan
     assert world["kube"].deployment("ml", "chat-70b-aws-h100")["spec"]["replicas"] == 3
     r = placer(world, "plan", str(fleet), "--detailed-exitcode")
     assert r.returncode == 0 and "No changes" in r.stdout, r.stdout + r.stderr
+
+
+def test_a_wait_for_nodes_goes_on_past_reads_gcp_throttles_and_times_out_at_its_timeout(world):
+    """Phase 1's wait for gcp-a100's nodes, GCP throttling one read in three (429): each throttled read
+    ended the wait, and the apply's 6 tries of it, counted over the whole wait, were spent in 18 s
+    ("tried 6 times over 18s and it still failed: wait until the provider answers again") though the
+    group came up at its next reads. It goes on, as a rollout's wait does. A group that never comes up
+    timed out a poll interval early, and the apply tried the wait again in what was left, its last
+    try saying "not stable after 0.9s ... tried 6 times over 59s"; it says the timeout it was given."""
+    fleet = _fleet(world["tmp"])
+    plan = world["tmp"] / "plan.json"
+    assert placer(world, "plan", str(fleet), "-o", str(plan)).returncode == 0
+    gcp, group = world["gcp"], "/instanceGroupManagers/placer-a100"
+    gcp.settle_after(8)
+    stop = threading.Event()
+
+    def throttle() -> None:  # a 429 after each two reads that passed
+        seen = 0
+        while not stop.is_set():
+            if len(gcp.requests_to(group, "GET")) >= seen + 2:
+                gcp.fail_next(1, 429, group)
+                seen = len(gcp.requests_to(group, "GET")) + 1
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=throttle, daemon=True)
+    thread.start()
+    try:
+        env = {k: v for k, v in world["env"].items() if k != "PLACER_RETRY_BASE_SECONDS"}  # the CLI's own backoff
+        r = placer({**world, "env": env}, "apply", str(plan))
+    finally:
+        stop.set()
+        thread.join()
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert len([q for q in gcp.requests_to(group, "GET") if not q.path.endswith("/listErrors")]) >= 10
+
+    path = fleet / "fleet.yaml"
+    path.write_text(path.read_text().replace("mode: live", "mode: live\n    healthTimeoutSeconds: 8")
+                    .replace("rate: 1100", "rate: 2200"))  # embed: gcp-a100 2 -> 3 nodes
+    assert placer(world, "plan", str(fleet), "-o", str(plan)).returncode == 0
+    gcp.settle_after(10**6)  # its new node never comes up
+    r = placer(world, "apply", str(plan))
+    said = " ".join(r.stderr.split())
+    assert r.returncode == 1 and "Traceback" not in said, said
+    assert ("pool/gcp-a100: gcp: managed instance group placer-a100 (project acme, zone europe-west4-a) not stable "
+            "after 8s (creating 3)") in said, said
+    assert "tried 6 times" not in said and "retrying" not in said, said
 
 
 def test_a_deployment_scaled_by_someone_else_while_placer_waits_fails_its_wait(cluster):

@@ -385,6 +385,28 @@ def test_wait_healthy_times_out_retryably_with_what_it_saw(provider: AwsProvider
         str(err.value)
 
 
+def test_a_wait_goes_on_past_throttled_reads_and_says_the_last_at_its_timeout(endpoint: str, session: boto3.Session,
+                                                                              gpu_asg: str) -> None:
+    """A throttled read (429) of the group ended the wait, which the apply tried again at most 6 times
+    over the whole wait: six throttles among minutes of good reads failed the apply. The wait goes on
+    past them, as a rollout's does, and its timeout says the last read where it failed."""
+    with FaultProxy(endpoint) as proxy:
+        provider = AwsProvider(endpoint_url=proxy.endpoint, session=session, poll_interval_s=0.05, max_attempts=1)
+        change = replace(pool_change(3, asg_name=gpu_asg), before={"nodes": 1})
+        provider.apply(change)
+        throttled = query_error("Throttling", "Rate exceeded", 400)
+        proxy.fail_next(8, throttled)  # the group's and its activities' reads, polls on end
+        provider.wait_healthy(change, timeout_s=30)  # moto's instances are InService once read
+        assert proxy.requests > 8
+        proxy.rewrite("DescribeAutoScalingGroups", instances_pending)
+        proxy.answer("DescribeAutoScalingGroups", throttled)
+        with pytest.raises(ProviderError) as err:
+            provider.wait_healthy(change, timeout_s=0.5)
+    message = str(err.value)
+    assert message.startswith(f"pool/gpu: timed out after 0.5s waiting for Auto Scaling group '{gpu_asg}'"), message
+    assert "every read of it failed; its last read failed: " in message and "Rate exceeded" in message, message
+
+
 STOCKOUT = ("We currently do not have sufficient g5.xlarge capacity in the Availability Zone you requested "
             "(eu-west-1a). Our system will be working on provisioning additional capacity. Launching EC2 instance "
             "failed.")
