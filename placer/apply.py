@@ -503,28 +503,19 @@ class Applier:
         here, at once where the provider can tell (``wait_healthy``), and nothing moves onto it. It
         was not waited for: the group's size was taken, the replicas made on it waited the whole health
         timeout (600 s) for pods that no node came up for, and the error said nothing of capacity."""
-        provider = self.provider_for(change)
         self.progress(f"waiting for {change.address}'s {(change.after or {}).get('nodes')} nodes to come up", change)
-        self.waited.add(change.address)
-        deadline = self.clock() + self.health_timeout_s
-
-        def wait() -> None:
-            provider.wait_healthy(change, max(0.0, round(deadline - self.clock(), 2)))
-
-        self._with_retry(change, "capacity", wait, report, deadline)
-        with self._write:  # the mark ``_record`` set cleared, as ``_healthy`` clears a deployment's
-            key = change.address.split("/", 1)[1]
-            entry = state.pools.get(key)
-            if entry is not None and "healthy" in entry:
-                state.pools[key] = health_marked(entry, True)
-                self._journaled = True
-                self.healthy_unwritten.append(change.address)
+        self._wait_healthy(change, "capacity", report, state.pools)  # the mark ``_record`` set, cleared
 
     def _healthy(self, state: State, change: Change, report: ApplyReport) -> None:
         if not self._waits(change):
             return  # e.g. gitops: health is the pipeline's business once the tree is merged
-        provider = self.provider_for(change)
         self.progress(f"waiting for {change.address} to be healthy", change)
+        self._wait_healthy(change, "health", report, state.deployments)
+
+    def _wait_healthy(self, change: Change, what: str, report: ApplyReport, entries: dict[str, dict[str, Any]]) -> None:
+        """The provider's wait for ``change`` (a deployment's health, a grown pool's nodes), then its
+        "not healthy" mark in ``entries`` (the state's deployments or pools) cleared."""
+        provider = self.provider_for(change)
         self.waited.add(change.address)
         # one deadline for the whole wait: a retry after an error waits out what is left of it (the
         # provider's timeout was retried in full, 6 times: an apply told 600 s waited an hour)
@@ -533,15 +524,15 @@ class Applier:
         def wait() -> None:  # each try gets what is left of it (rounded: the first gets it whole)
             provider.wait_healthy(change, max(0.0, round(deadline - self.clock(), 2)))
 
-        self._with_retry(change, "health", wait, report, deadline)
+        self._with_retry(change, what, wait, report, deadline)
         with self._write:
             # the mark cleared in memory, in the state file from its next whole write (when the apply
             # ends, well or not): a state read after a kill still says "not healthy" of it, and the
             # next plan waits for it once more
             key = change.address.split("/", 1)[1]
-            entry = state.deployments.get(key)
+            entry = entries.get(key)
             if entry is not None and "healthy" in entry:
-                state.deployments[key] = health_marked(entry, True)
+                entries[key] = health_marked(entry, True)
                 self._journaled = True
                 self.healthy_unwritten.append(change.address)
 
