@@ -37,7 +37,16 @@ from botocore.parsers import ResponseParserError
 
 from placer.planfile import Change
 from placer.retry import Retrier
-from providers.base import Discovered, ProviderError, guard, pause, pool_nodes, retry_after, retryable_http
+from providers.base import (
+    Discovered,
+    ProviderError,
+    grown_pool,
+    guard,
+    pause,
+    pool_nodes,
+    retry_after,
+    retryable_http,
+)
 
 T = TypeVar("T")
 
@@ -444,12 +453,7 @@ class AwsProvider:
         """A grown group that cannot launch its instances: EC2 has none of its type to give where it may
         launch (a stockout) or the account's quota does not allow them. Not waited out: the wait took the
         whole health timeout, and the deployment's on it then, and said pods pending, nothing of capacity."""
-        pool = str(change.target.get("pool") or change.address.split("/", 1)[-1])
-        gpu, per_node = change.target.get("gpuType") or "GPU", change.target.get("gpusPerNode")
-        gpus = f"{gpu} instances" + (f" ({per_node} GPUs each)" if per_node else "")
-        # a pool the last apply grew whose nodes did not come up, waited for again: it had fewer than it holds
-        again = (change.before or {}).get("healthy") is False
-        has = None if again else (change.before or {}).get("nodes")
+        pool, gpus, has = grown_pool(change, "instances")
         keep = f"to the {has} it had" if has is not None else "to the nodes it runs"
         running = (f"{state.in_service} of {want} instances InService" if state.in_service is not None
                    else f"status {state.status}")

@@ -183,6 +183,19 @@ def pool_nodes(change: Change) -> int:
     return int(change.after["nodes"])
 
 
+def grown_pool(change: Change, unit: str) -> tuple[str, str, int | None]:
+    """Of a pool change whose nodes the cloud cannot launch: the pool's name, its GPUs in words
+    ("H100-80GB instances (8 GPUs each)", ``unit`` the cloud's word for a node), and the nodes it had
+    before the change; None where it was a pool the last apply grew and whose nodes did not come up,
+    waited for again, which had fewer than it holds."""
+    pool = str(change.target.get("pool") or change.address.split("/", 1)[-1])
+    gpu, per_node = change.target.get("gpuType") or "GPU", change.target.get("gpusPerNode")
+    gpus = f"{gpu} {unit}" + (f" ({per_node} GPUs each)" if per_node else "")
+    again = (change.before or {}).get("healthy") is False
+    has = None if again else (change.before or {}).get("nodes")
+    return pool, gpus, None if has is None else int(has)
+
+
 def guard(address: str, call: Callable[[], T], classify: Callable[[Exception], ProviderError | None]) -> T:
     """Run ``call``; turn the SDK's exception into a ProviderError via ``classify``."""
     try:

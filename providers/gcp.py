@@ -35,6 +35,7 @@ from placer.retry import Retrier
 from providers.base import (
     Discovered,
     ProviderError,
+    grown_pool,
     guard,
     pause,
     pool_nodes,
@@ -101,12 +102,7 @@ def _capacity_error(ended: str, codes: set[str], text: str, mig: Mig, change: Ch
     machines of the group's GPU type to give) or the project's quota. Neither is retried: a retry in
     seconds does not outlast a stockout, nor raise a quota; the operator decides where the pool's
     share goes, or when to try again. It says the pool, where, the GPU type and what to do."""
-    pool = str(change.target.get("pool") or change.address.split("/", 1)[-1])
-    gpu, per_node = change.target.get("gpuType") or "GPU", change.target.get("gpusPerNode")
-    gpus = f"{gpu} nodes" + (f" ({per_node} GPUs each)" if per_node else "")
-    # a pool the last apply grew whose nodes did not come up, waited for again: it had fewer than it holds
-    again = (change.before or {}).get("healthy") is False
-    has = None if again else (change.before or {}).get("nodes")
+    pool, gpus, has = grown_pool(change, "nodes")
     keep = f"to the {has} it has" if has is not None else "to the nodes its group runs now"
     elsewhere = "another zone" if mig.zone else "another region"
     if codes & _STOCKOUT_OP_ERRORS or _STOCKOUT_TEXT in text:
