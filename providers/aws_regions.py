@@ -48,7 +48,8 @@ def region_problems(docs: Iterable[Document]) -> list[Diagnostic]:
         if region in regions:
             continue
         close = difflib.get_close_matches(region, sorted(regions), n=1, cutoff=0.6)
-        close = close or [r for r in regions if r == region.lower().strip()]
+        plain = region.lower().strip()
+        close = close or ([plain] if plain in regions else [])
         what = "the group's" if where[1] == "target" else "the state bucket's"
         out.append(doc.diag(".".join(where), f"{region!r} is no AWS region"
                             f"{f' (did you mean {close[0]}?)' if close else ''}: give {what} region, e.g. "
