@@ -740,12 +740,12 @@ def refresh(fleet: str, state_path: str | None, metrics_file: str | None, metric
                              f"{shlex.quote(fleet)}` again (it changes nothing: the state is as it was)")
     from placer.refresh import unhealthy, unready_pools
 
-    notes = unhealthy(state)
+    notes, pools = unhealthy(state), unready_pools(state)
     if metrics_file:
         from placer.render.metrics import refresh_metrics
 
-        write_metrics(metrics_file, refresh_metrics(drifts, len(notes), labels))
-    for line in notes + unready_pools(state):
+        write_metrics(metrics_file, refresh_metrics(drifts, len(notes), len(pools), labels))
+    for line in notes + pools:
         err.print(f"note: {line}", style="yellow")
     if not drifts:
         out.print("No drift: the providers hold what the state records.")

@@ -116,6 +116,7 @@ def test_apply_refresh_and_plan_refresh_metrics_say_success_and_drift(tmp_path):
     found = samples(tmp_path / "refresh.prom")
     assert found["placer_refresh_drifted_resources"] == {(): 1.0}
     assert found["placer_refresh_unhealthy_deployments"] == {(): 0.0}
+    assert found["placer_refresh_unready_pools"] == {(): 0.0}
     r = placer("plan", str(fleet), "--refresh", "--detailed-exitcode", "--json", "--metrics-file",
                str(tmp_path / "plan.prom"))
     assert r.returncode == 2, r.stderr
@@ -387,3 +388,25 @@ def test_a_plan_that_finds_none_says_so_in_its_metrics(tmp_path, capsys, monkeyp
     monkeypatch.setattr(planner, "make_plan", no_plan_in_time)
     assert placer_cli.main(["plan", str(infeasible), "--metrics-file", str(metrics)]) == 1
     assert by(samples(metrics), "placer_plan_solver_status", "status")[("UNKNOWN",)] == 1.0
+
+
+def test_refresh_metrics_count_the_pools_whose_new_nodes_the_last_apply_did_not_see_come_up(tmp_path):
+    """A pool the last apply grew whose nodes never came up (EC2 out of capacity: the live apply marks
+    it ``"healthy": false``) is a `note: pool/...` line of refresh and a series of its metrics; the
+    metrics counted the deployments only, so a stockout that left the pool short raised no alert."""
+    fleet = short_fleet(tmp_path)
+    out = tmp_path / "plan.json"
+    assert placer("plan", str(fleet), "-o", str(out)).returncode == 0
+    assert placer("apply", str(out)).returncode == 0
+    state_file = tmp_path / "state.json"
+    state = json.loads(state_file.read_text())
+    state["pools"]["e"]["healthy"] = False  # as a live apply leaves a launch EC2 refused
+    state["deployments"]["m@p"]["healthy"] = False  # and a rollout whose wait did not pass
+    state_file.write_text(json.dumps(state))
+    r = placer("refresh", str(fleet), "--metrics-file", str(tmp_path / "refresh.prom"))
+    assert r.returncode == 0, r.stderr
+    assert "note: pool/e: the last apply grew it" in r.stderr and "note: deployment/m@p" in r.stderr, r.stderr
+    found = samples(tmp_path / "refresh.prom")
+    assert found["placer_refresh_unready_pools"] == {(): 1.0}
+    assert found["placer_refresh_unhealthy_deployments"] == {(): 1.0}
+    assert found["placer_refresh_drifted_resources"] == {(): 0.0}

@@ -371,10 +371,16 @@ def whatif_metrics(report: Mapping[str, Any], collapse: bool | None, demand_scal
     return out.text()
 
 
-def refresh_metrics(drifted: int, unhealthy: int, fixed: Mapping[str, str] | None = None) -> str:
+def refresh_metrics(drifted: int, unhealthy: int, unready: int, fixed: Mapping[str, str] | None = None) -> str:
+    """``refresh``'s figures: its drift lines, and its notes, the deployments whose health wait did not
+    pass (``unhealthy``) and the pools whose new nodes the last apply did not see come up (``unready``:
+    a launch refused for capacity or quota, a wait timed out). The pools were counted nowhere, so a
+    stockout that left a pool short was no alert while refresh said it on every run."""
     out = _Families(fixed)
     out.gauge("placer_refresh_drifted_resources", "The deployments and pools the providers run otherwise than the "
               "state records.", drifted)
     out.gauge("placer_refresh_unhealthy_deployments", "The deployments the last apply made whose health wait did "
               "not pass.", unhealthy)
+    out.gauge("placer_refresh_unready_pools", "The pools the last apply grew whose new nodes it did not see come up "
+              "(a launch refused for capacity or quota, a wait timed out).", unready)
     return out.text()
