@@ -500,9 +500,13 @@ class StateSettings(Strict):
             return v
         url = URL.match(v)
         if url:
-            bucket, _, key = url.group(2).partition("/")
-            raise ValueError(f"{v!r} is a URL: give the bucket's name alone, bucket: {bucket or 'BUCKET'}, and "
-                             f"the object's in key{f', key: {key}' if key else ''}")
+            # it said "key: envs" of s3://b/envs, whatever key named: the state read from there, another
+            # object than meant (or none), and the plan was made as if nothing had been applied
+            bucket, _, folder = url.group(2).partition("/")
+            folder = folder.strip("/")
+            raise ValueError(f"{v!r} is a URL: give the bucket's name alone, bucket: {bucket or 'BUCKET'}"
+                             + (f", and start key with the URL's path, key: {folder}/... (the object's name under "
+                                f"it; key: {folder} where the URL named the state object itself)" if folder else ""))
         if "/" in v:
             bucket, _, folder = v.partition("/")
             raise ValueError(f"{v!r} holds a '/', which no bucket's name does: put the folder at the start of key "
