@@ -1127,6 +1127,21 @@ def test_a_placer_optimizer_route_it_has_not_is_named(tmp_path, monkeypatch, val
     assert not (tmp_path / "state.json").exists()
 
 
+def test_a_placer_mode_it_has_not_is_named(tmp_path, monkeypatch):
+    """PLACER_MODE=replann (a typo of replan) was taken as unset: the scalable route chose its mode by
+    what runs and the fleet's size without a word, and a benchmark of one mode measured another. It is
+    one line naming the variable and the modes it takes, as PLACER_OPTIMIZER's is."""
+    fleet = write_fleet(tmp_path)
+    monkeypatch.setenv("PLACER_OPTIMIZER", "scalable")  # the route that reads PLACER_MODE
+    monkeypatch.setenv("PLACER_MODE", "replann")
+    r = placer("apply", str(fleet), "--auto-approve")
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == (
+        "Error: the environment variable PLACER_MODE is 'replann', not one of lp, direct, replan: set it to "
+        "one, or unset it (the mode by what runs and the fleet's size)"), r.stderr
+    assert not (tmp_path / "state.json").exists()
+
+
 def test_a_search_knob_that_cannot_be_read_fails_no_plan_it_is_not_used_in(tmp_path, monkeypatch):
     """PLACER_NEAR_PAIRS=abc was read when the optimizer was imported, and every plan of any fleet
     ended in Python's traceback (ValueError: invalid literal for int()). It is read where the

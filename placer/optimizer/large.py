@@ -579,9 +579,11 @@ def whole_mode(a: FleetArrays) -> str:
 
 def choose_mode(a: FleetArrays, cur: FloatArray) -> str:
     """``replan`` when what runs now (``cur``, replicas per pair) covers most models; ``direct``
-    beyond LP_PAIRS; else ``lp``. PLACER_MODE forces one (tests and benchmarks of the modes)."""
-    forced = os.environ.get("PLACER_MODE", "")
-    if forced in ("lp", "direct", "replan"):
+    beyond LP_PAIRS; else ``lp``. PLACER_MODE forces one (tests and benchmarks of the modes); another
+    word is a KnobError naming it, as PLACER_OPTIMIZER's is (``PLACER_MODE=replann`` chose by size
+    without a word, and a benchmark of one mode measured another)."""
+    forced = env_choice("PLACER_MODE", ("lp", "direct", "replan"), "the mode by what runs and the fleet's size")
+    if forced is not None:
         return forced
     active = np.diff(a.pair_ptr) > 0
     covered = np.zeros(len(a.models), dtype=bool)
