@@ -64,6 +64,16 @@ def test_plan_json_prints_only_the_plan(tmp_path):
     assert json.loads(r.stdout)["solver"]["status"] == "OPTIMAL"
 
 
+def test_plan_json_under_placer_debug_keeps_its_steps_on_stderr(tmp_path, monkeypatch):
+    """PLACER_DEBUG printed the scalable route's step times on stdout, inside `plan --json`'s plan."""
+    monkeypatch.setenv("PLACER_OPTIMIZER", "scalable")
+    monkeypatch.setenv("PLACER_DEBUG", "1")
+    r = placer("plan", str(write_fleet(tmp_path)), "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["changes"][0]["address"] == "deployment/m@p"
+    assert "[large] " in r.stderr
+
+
 def test_usage_errors_exit_1_not_2(tmp_path):
     for args in (["plan"], ["no-such-command"], ["plan", "x", "--no-such-flag"], ["show", "a", "--json", "--markdown"]):
         r = placer(*args)

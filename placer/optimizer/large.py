@@ -36,7 +36,6 @@ solved the whole model. The objective is the plan's cost term by term, exactly a
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -74,13 +73,13 @@ from placer.optimizer.lp import (
     simple_prices,
 )
 from placer.optimizer.matrix import ROW_TOLERANCE, MatrixModel, build_matrix
+from placer.optimizer.quiet import DEBUG, debug
 from placer.optimizer.recombine import ONTO, Configurations, consolidated, master_duals, recombine
 from placer.optimizer.repair import complete, covered, round_and_cover
 from placer.optimizer.solve import SolveResult, available_cores, relative_gap
 from placer.placement import Placement, Route
 from placer.policy import Rules
 
-DEBUG = bool(os.environ.get("PLACER_DEBUG"))
 SMALL_FLEET = 800  # models x pools up to which optimize() keeps the exact MIP (tests, examples)
 SMALL_PAIRS = 30_000  # up to this many pairs, a re-plan's model holds every pair
 # up to this many pairs, every MIP may use every pair; beyond, each model's pairs nearest to
@@ -335,7 +334,7 @@ class Clock:
         self._last = now
         self.log.append(f"{name}: {self.marks[name]:.2f}s {note}")
         if DEBUG:
-            print(f"[large] {name}: {self.marks[name]:.2f}s (total {now - self.start:.2f}s) {note}")
+            debug(f"[large] {name}: {self.marks[name]:.2f}s (total {now - self.start:.2f}s) {note}")
 
 
 def fallback_pairs(model: MatrixModel, per_rate: FloatArray | None = None) -> BoolArray:
@@ -776,7 +775,7 @@ def price_configurations(model: MatrixModel, configs: Configurations, lp: LpResu
         active, since_whole = new.improved, 0 if whole else since_whole + 1
         out.priced, out.rounds, last = out.priced + new.added, out.rounds + 1, time.monotonic() - t_round
         if DEBUG:
-            print(f"    pricing round {out.rounds} over {int(pairs.sum())} pairs ({out.over}), "
+            debug(f"    pricing round {out.rounds} over {int(pairs.sum())} pairs ({out.over}), "
                   f"{n_models} models: master LP {got[0]:.2f}, +{new.added} in {last:.1f}s")
         if not new.added and whole:
             break
@@ -844,7 +843,7 @@ def _recombined(model: MatrixModel, configs: Configurations | None, v: FloatArra
             if r.values is not None:
                 v, moved = r.values, moved + r.moved
             if DEBUG:
-                print(f"    part {i}: {len(part)} models, {r.configurations} configurations, {r.status}, "
+                debug(f"    part {i}: {len(part)} models, {r.configurations} configurations, {r.status}, "
                       f"{r.moved} moved, {r.seconds:.1f}s, value {model_value(model, v):.2f}")
         clock.mark("recombine", f"{done} of {len(parts)} parts{note}, {moved} models moved, "
                                 f"value {model_value(model, v):.2f}")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import collections
 import functools
 import math
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -29,8 +28,8 @@ from placer.optimizer.arrays import BoolArray, FleetArrays, FloatArray, IntArray
 from placer.optimizer.highs import Solution, solve_arrays
 from placer.optimizer.lp import PairTables
 from placer.optimizer.matrix import MatrixModel, pure_x_rows, rows_broken
+from placer.optimizer.quiet import DEBUG, debug
 
-DEBUG = bool(os.environ.get("PLACER_DEBUG"))
 # small MIPs: HiGHS' own sub-MIP heuristics cost more than they find here
 STEP_OPTIONS = {"mip_heuristic_run_rens": False, "mip_heuristic_run_rins": False,
                 "mip_heuristic_run_root_reduced_cost": False}
@@ -257,7 +256,7 @@ def improve(model: MatrixModel, hood: Neighbourhoods, v: FloatArray, deadline: f
             continue
         old_cost, new_cost, _ = _commit(model, act, v, free, part, sol)
         if DEBUG:
-            print(f"    lns {stats.steps} {pick.__name__}: {len(models)} models, {sol.status} {sol.seconds:.2f}s, "
+            debug(f"    lns {stats.steps} {pick.__name__}: {len(models)} models, {sol.status} {sol.seconds:.2f}s, "
                   f"{old_cost:.2f} -> {new_cost:.2f}")
         stats.improved += new_cost < old_cost
         idle_steps = idle_steps + 1 if old_cost - new_cost < min_gain * max(1.0, abs(total)) else 0
@@ -426,7 +425,7 @@ def construct(model: MatrixModel, hood: Neighbourhoods, order: IntArray, deadlin
         sol = solve_arrays(part.sub, cost[free], model.lb[free], model.ub[free], part.lo, part.hi, model.integer[free],
                            time_limit=min(step_limit, max(0.05, left)), gap=1e-2, options=STEP_OPTIONS)
         if DEBUG:
-            print(f"    construct {i}/{len(order)}: {len(models)} models, {len(free)} cols, {len(part.rows)} rows, "
+            debug(f"    construct {i}/{len(order)}: {len(models)} models, {len(free)} cols, {len(part.rows)} rows, "
                   f"{sol.status} {sol.seconds:.2f}s")
         if sol.values is None:
             if size > 1:
@@ -437,7 +436,7 @@ def construct(model: MatrixModel, hood: Neighbourhoods, order: IntArray, deadlin
 
                 xs = free[(free >= model.blocks["x"][0]) & (free < model.blocks["x"][1])]
                 bad = broken_rows(model, hood, v, free, 2.0, fixed_cols=xs)
-                print("    construct: alone it does not fit:", [model.row_names.get(int(r), int(r)) for r in bad[:6]])
+                debug("    construct: alone it does not fit:", [model.row_names.get(int(r), int(r)) for r in bad[:6]])
             if not rescue:
                 return None
             # alone it does not fit: re-decide the models holding the capacity it could use as well

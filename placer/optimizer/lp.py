@@ -23,7 +23,6 @@ at convergence, and more through the integrality of x inside G.
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -35,10 +34,10 @@ from placer.optimizer.arrays import BoolArray, FloatArray, IntArray
 from placer.optimizer.greedy import per_rate_cost, per_replica_cost
 from placer.optimizer.highs import BASIC, LOWER, IdleCores, new_highs, solve_arrays, solve_within
 from placer.optimizer.matrix import MatrixModel
+from placer.optimizer.quiet import DEBUG, debug
 
 RC_TOL = 1e-7
 INF = float("inf")
-DEBUG = bool(os.environ.get("PLACER_DEBUG"))
 CHUNK = 400_000
 # the next round of column generation is expected to take this many times the last: the second
 # twice the first (the master grows most after the first pricing: XL 8.3 -> 19.5 s), later ones
@@ -593,7 +592,7 @@ def column_generation(model: MatrixModel, tables: PairTables, master: BoolArray,
         t_dual = time.monotonic()
         duals = lagrangian(model, tables, row_duals, view.serve, integer=False)
         if DEBUG:
-            print(f"  cg round {rounds}: master {len(P)} pairs, {A.shape[1]} cols, {A.shape[0]} rows, "
+            debug(f"  cg round {rounds}: master {len(P)} pairs, {A.shape[1]} cols, {A.shape[0]} rows, "
                   f"lp {sol.seconds:.2f}s, value {sol.objective:.2f}, lp bound {duals.lp_bound:.2f}, "
                   f"int bound {duals.bound:.2f}, pricing {time.monotonic() - t_dual:.2f}s")
         best = LpResult("OPTIMAL", sol.objective, values, duals, master.copy(), rounds, time.monotonic() - started)

@@ -1,4 +1,4 @@
-"""Keep solver banners off placer's stdout (``plan --json`` must print only the plan)."""
+"""Keep solver banners and debug lines off placer's stdout (``plan --json`` must print only the plan)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,14 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+# PLACER_DEBUG (any value): the scalable route's steps and their times, on stderr
+DEBUG = bool(os.environ.get("PLACER_DEBUG"))
+
+
+def debug(*parts: object) -> None:
+    """One debug line on stderr: stdout is the plan's (``plan --json``)."""
+    print(*parts, file=sys.stderr, flush=True)
 
 
 @contextmanager

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import math
-import os
 from typing import Any
 
 import numpy as np
@@ -24,8 +23,7 @@ from placer.optimizer.highs import solve_arrays
 from placer.optimizer.lns import Neighbourhoods, solve_free, touched_rows
 from placer.optimizer.lp import violated_rows
 from placer.optimizer.matrix import MatrixModel, pure_x_rows, rows_broken
-
-DEBUG = bool(os.environ.get("PLACER_DEBUG"))
+from placer.optimizer.quiet import DEBUG, debug
 
 
 def round_and_cover(model: MatrixModel, lp_values: FloatArray, allowed: BoolArray, round_up: float = 0.6,
@@ -330,7 +328,7 @@ def complete(model: MatrixModel, hood: Neighbourhoods, x: IntArray, time_limit: 
         if new is None:
             # the replicas need more nodes than pools may have: let the models on those pools be re-decided
             if DEBUG:
-                print(f"    complete: nodes {status}")
+                debug(f"    complete: nodes {status}")
             return None
         v[ncols] = new
     act = csc @ v
@@ -362,7 +360,7 @@ def complete(model: MatrixModel, hood: Neighbourhoods, x: IntArray, time_limit: 
             left = max(0.2, min(time_limit, deadline - time.monotonic()))
             new, status = solve_free(model, csc, v, free, time_limit=left, act=act, gap=1e-3)
             if DEBUG:
-                print(f"    complete: {len(models)} models, {len(free)} free columns: {status}")
+                debug(f"    complete: {len(models)} models, {len(free)} free columns: {status}")
             if new is not None:
                 act += csc[:, free] @ (new - v[free])
                 v[free] = new
@@ -370,7 +368,7 @@ def complete(model: MatrixModel, hood: Neighbourhoods, x: IntArray, time_limit: 
             bad = broken_rows(model, hood, v, free, left, fixed_cols=cols[is_x])
             involved = models_in_rows(model, hood, bad) if len(bad) else np.zeros(0, dtype=np.int64)
             if DEBUG:
-                print("    complete: broken rows", [model.row_names.get(int(r), int(r)) for r in bad[:6]], len(bad))
+                debug("    complete: broken rows", [model.row_names.get(int(r), int(r)) for r in bad[:6]], len(bad))
             if not len(involved) or aside[involved].all():
                 return None
             aside[involved] = True
@@ -388,7 +386,7 @@ def complete(model: MatrixModel, hood: Neighbourhoods, x: IntArray, time_limit: 
         order_aside = np.flatnonzero(aside)
         placed = construct(model, hood, order_aside, deadline=deadline, start=v, target_cols=80, step_limit=1.0)
         if DEBUG:
-            print(f"    complete: {len(order_aside)} models placed around the rest: "
+            debug(f"    complete: {len(order_aside)} models placed around the rest: "
                   f"{'ok' if placed is not None else 'failed'}")
         if placed is None:
             return None
