@@ -1455,7 +1455,7 @@ def _run(args: list[str], debug: bool, stopped_by: list[str]) -> int:
             return _interrupted(stopped_by[0])
         err.print("Aborted.")
         return 1
-    except click.exceptions.NoArgsIsHelpError as exc:  # `placer` alone: its help, as asked, not an error
+    except click.exceptions.NoArgsIsHelpError as exc:  # `placer` alone: its help without "Error:", exit 1 as any usage error (SPEC)
         err.print(exc.format_message())
         return 1
     except click.ClickException as exc:
