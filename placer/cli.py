@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import dataclasses
 import datetime as dt
+import errno
 import io
 import json
 import os
@@ -580,6 +581,20 @@ def write_metrics(path: str, text: str) -> None:
     atomic_write(path, text)
 
 
+def metrics_unwritten(path: str, exc: OSError, done: str) -> CliError:
+    """The error of a --metrics-file that failed to be written after the command's work (``done``: what
+    that work left, printed or saved all the same; a plan's JSON was lost with the file): exit 1, as an
+    error, since what alerts read is no longer this run's, with what to fix."""
+    code = exc.errno or getattr(exc.__cause__, "errno", None)
+    folder = os.path.dirname(os.path.abspath(path))
+    fix = (f"give this user write access to {folder}" if code in (errno.EACCES, errno.EPERM) else
+           f"free space on {folder}'s file system" if code in (errno.ENOSPC, errno.EDQUOT) else
+           f"{folder} is on a read-only file system: give a --metrics-file elsewhere" if code == errno.EROFS else
+           "fix that")
+    return CliError(f"writing --metrics-file failed: {exc}; {done}; {path} was left as it was (an earlier run's "
+                    f"figures, if any, which alerts go on reading as new): {fix}, then run the command again")
+
+
 @cli.command()
 @click.argument("fleet", type=NamedPath())
 @click.option("-o", "--out", "out_path", type=NamedPath(), help="Write the plan file here.")
@@ -635,14 +650,14 @@ def plan(fleet: str, out_path: str | None, as_json: bool, detailed_exitcode: boo
     final = dataclasses.replace(result.plan, body=body, prior_refreshed=refresh)
     if out_path:
         write(final, out_path)
+    unwritten: OSError | None = None
     if metrics_file:
         from placer.render.metrics import fleet_facts, plan_metrics
 
         try:
             write_metrics(metrics_file, plan_metrics(final.to_json(), fleet_facts(loaded), drifted, labels))
-        except OSError as exc:
-            saved = f"; the plan was saved to {out_path}" if out_path else ""
-            raise CliError(f"writing --metrics-file failed: {exc}{saved}") from exc
+        except OSError as exc:  # said once the plan is printed: `plan --json` without -o lost it with the file
+            unwritten = exc
     if as_json:
         echo(final.dumps(), nl=False)
     else:
@@ -652,6 +667,10 @@ def plan(fleet: str, out_path: str | None, as_json: bool, detailed_exitcode: boo
         elif final.has_changes:  # as Terraform's plan without -out: there is no file for apply to take
             out.print(f"\nThis plan was not saved: plan it with -o PLAN (placer plan {shlex.quote(fleet)} -o plan.json), "
                       "then placer apply PLAN applies exactly its changes.")
+    if unwritten is not None and metrics_file:  # exit 1, not 2 or 0: the plan is whole, its metrics are not
+        done = [f"the plan was saved to {out_path}"] if out_path else []
+        done.append("its JSON is on stdout" if as_json else "its summary is above")
+        raise metrics_unwritten(metrics_file, unwritten, "; ".join(done)) from unwritten
     if detailed_exitcode and final.has_changes:
         raise SystemExit(2)
 
@@ -741,14 +760,20 @@ def refresh(fleet: str, state_path: str | None, metrics_file: str | None, metric
     from placer.refresh import unhealthy, unready_pools
 
     notes, pools = unhealthy(state), unready_pools(state)
+    unwritten: OSError | None = None
     if metrics_file:
         from placer.render.metrics import refresh_metrics
 
-        write_metrics(metrics_file, refresh_metrics(drifts, len(notes), len(pools), labels))
+        try:
+            write_metrics(metrics_file, refresh_metrics(drifts, len(notes), len(pools), labels))
+        except OSError as exc:  # said after the notes, which it withheld (with a bare "cannot write ...")
+            unwritten = exc
     for line in notes + pools:
         err.print(f"note: {line}", style="yellow")
     if not drifts:
         out.print("No drift: the providers hold what the state records.")
+    if unwritten is not None and metrics_file:
+        raise metrics_unwritten(metrics_file, unwritten, "the refresh's findings are above") from unwritten
 
 
 def _names_a_fleet(target: str) -> bool:
@@ -1364,18 +1389,25 @@ def whatif(fleet: str, demand_scale: float, fail_pool: tuple[str, ...], fail_loc
         why = base["conflict"]["message"] if "conflict" in base else (
             f"the solver stopped with status {base['status']} and no placement; raise Settings solver.timeLimitSeconds")
         fail(f"the fleet has no feasible plan as it is, so there is nothing to compare the scenario with: {why}")
+    unwritten: OSError | None = None
     if metrics_file:
         from placer.render.metrics import fleet_facts, whatif_metrics
         from placer.render.whatif import collapses
 
-        write_metrics(metrics_file, whatif_metrics(report, collapses(report["scenario"]), demand_scale,
-                                                   fleet_facts(loaded), labels))
+        try:
+            write_metrics(metrics_file, whatif_metrics(report, collapses(report["scenario"]), demand_scale,
+                                                       fleet_facts(loaded), labels))
+        except OSError as exc:  # said once the comparison is printed, which it withheld
+            unwritten = exc
     if as_json:
         echo(json_report(report))
-        return
-    from placer.render.whatif import render as render_whatif
+    else:
+        from placer.render.whatif import render as render_whatif
 
-    render_whatif(report, out)
+        render_whatif(report, out)
+    if unwritten is not None and metrics_file:
+        done = "the comparison's JSON is on stdout" if as_json else "the comparison is above"
+        raise metrics_unwritten(metrics_file, unwritten, done) from unwritten
 
 
 def _register() -> None:

@@ -184,6 +184,52 @@ def test_a_metrics_file_that_fails_to_be_written_is_left_as_it_was(planned, tmp_
     assert metrics.read_text() == old and leftovers(metrics.parent) == []
 
 
+@pytest.mark.parametrize("as_json", [True, False])
+def test_a_plan_whose_metrics_file_fails_to_be_written_still_prints_the_plan(planned, tmp_path, capsys, monkeypatch,
+                                                                            as_json):
+    """`plan --json` without -o whose metrics write failed at the end printed nothing on stdout: the
+    plan, which no file holds, was lost with the metrics (the summary too, without --json). The plan is
+    printed, the failure said after it with what to fix, and the exit is 1, not 2, with
+    --detailed-exitcode and changes: what alerts read is stale."""
+    fleet, metrics, old = planned
+    denied.unwritable(metrics.parent, monkeypatch, "seam")
+    code = placer_cli.main(["plan", str(fleet), *(["--json"] if as_json else []), "--detailed-exitcode",
+                            "--metrics-file", str(metrics)])
+    printed = capsys.readouterr()
+    err = " ".join(printed.err.split())
+    assert code == 1, err
+    if as_json:
+        plan = json.loads(printed.out)
+        assert plan["changes"] and plan["placements"]
+        done = "its JSON is on stdout"
+    else:
+        assert "This plan was not saved" in printed.out, printed.out
+        done = "its summary is above"
+    assert err.endswith(f"Error: writing --metrics-file failed: cannot write {metrics}: Permission denied; {done}; "
+                        f"{metrics} was left as it was (an earlier run's figures, if any, which alerts go on reading "
+                        f"as new): give this user write access to {metrics.parent}, then run the command again"), err
+    assert metrics.read_text() == old and leftovers(metrics.parent) == []
+    assert not (tmp_path / "plan.json").exists()
+
+
+def test_refresh_and_whatif_print_their_findings_when_their_metrics_file_fails(planned, capsys, monkeypatch):
+    """refresh and whatif wrote their metrics before their output, and a failed write ended them there
+    with a bare "Error: cannot write PATH: ..." (no word of --metrics-file): whatif's comparison (its
+    --json too) and refresh's "No drift" were lost. Each prints them, then says the failure, exit 1."""
+    fleet, metrics, old = planned
+    denied.unwritable(metrics.parent, monkeypatch, "seam")
+    assert placer_cli.main(["refresh", str(fleet), "--metrics-file", str(metrics)]) == 1
+    printed = capsys.readouterr()
+    assert "No drift" in printed.out, printed.out
+    assert "Error: writing --metrics-file failed: cannot write" in printed.err
+    assert "the refresh's findings are above" in " ".join(printed.err.split()), printed.err
+    assert placer_cli.main(["whatif", str(fleet), "--demand-scale", "2", "--json", "--metrics-file", str(metrics)]) == 1
+    printed = capsys.readouterr()
+    assert json.loads(printed.out)["scenario"]["feasible"] is True
+    assert "the comparison's JSON is on stdout" in " ".join(printed.err.split()), printed.err
+    assert metrics.read_text() == old and leftovers(metrics.parent) == []
+
+
 def test_a_metrics_file_is_replaced_whole_keeping_its_mode(planned, capsys, monkeypatch):
     """A write stopped before its rename (Ctrl-C) leaves the old file and no temporary one, where
     prometheus_client's write_to_textfile leaves its ``NAME.PID.THREAD``; a rewrite keeps the mode the
