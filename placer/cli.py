@@ -482,6 +482,11 @@ METRICS_HELP = ("Write Prometheus metrics of the run here (text exposition forma
                 "for node_exporter's textfile collector; name it *.prom.")
 
 
+METRICS_MAX_PAIRS_HELP = ("The most (model, pool) pairs --metrics-file gives a placer_plan_replicas series each (default "
+                          "10000; 0: no most): a plan that places replicas on more leaves the family out, and "
+                          "placer_plan_replica_series_left_out says so.")
+
+
 METRICS_LABEL_HELP = ("A label every series of --metrics-file carries, NAME=VALUE (repeatable), e.g. fleet=prod: the "
                       "files of several fleets on one node_exporter must differ in one.")
 LABEL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -604,10 +609,11 @@ def metrics_unwritten(path: str, exc: OSError, done: str) -> CliError:
 @click.option("--state", "state_path", type=NamedPath(), help="Use this local state file instead of Settings'.")
 @click.option("--refresh", is_flag=True, help="First read what really runs from the providers; report drift.")
 @click.option("--full-search", is_flag=True, help=FULL_SEARCH_HELP)
+@click.option("--metrics-max-pairs", type=click.IntRange(min=0), metavar="N", help=METRICS_MAX_PAIRS_HELP)
 @metrics_options()
 def plan(fleet: str, out_path: str | None, as_json: bool, detailed_exitcode: bool, now_text: str | None,
-         state_path: str | None, refresh: bool, full_search: bool, metrics_file: str | None,
-         metrics_labels: tuple[str, ...]) -> None:
+         state_path: str | None, refresh: bool, full_search: bool, metrics_max_pairs: int | None,
+         metrics_file: str | None, metrics_labels: tuple[str, ...]) -> None:
     """Solve FLEET, diff against the state, print the summary and write the plan file."""
     from placer.planfile import check_writable, write
     from placer.planner import InfeasibleError, SolveError, make_plan
@@ -615,6 +621,9 @@ def plan(fleet: str, out_path: str | None, as_json: bool, detailed_exitcode: boo
 
     now = parse_now(now_text)
     labels = metrics_labels_of(metrics_file, metrics_labels)
+    if metrics_max_pairs is not None and metrics_file is None:
+        fail(f"--metrics-max-pairs {metrics_max_pairs} caps the series of --metrics-file: give --metrics-file "
+             "PATH.prom too")
     metrics_target(metrics_file, "plan")
     drifted: int | None = None
     with spinner(not as_json) as progress:
@@ -655,7 +664,8 @@ def plan(fleet: str, out_path: str | None, as_json: bool, detailed_exitcode: boo
         from placer.render.metrics import fleet_facts, plan_metrics
 
         try:
-            write_metrics(metrics_file, plan_metrics(final.to_json(), fleet_facts(loaded), drifted, labels))
+            write_metrics(metrics_file, plan_metrics(final.to_json(), fleet_facts(loaded), drifted, labels,
+                                                     metrics_max_pairs))
         except OSError as exc:  # said once the plan is printed: `plan --json` without -o lost it with the file
             unwritten = exc
     if as_json:

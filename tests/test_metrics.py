@@ -303,12 +303,41 @@ def test_replica_series_are_left_out_above_the_most_pairs(tmp_path, capsys, monk
     pairs = len(json.loads(out.read_text())["placements"])
     found = samples(path)
     assert pairs > 1 and one(found, "placer_plan_placements") == pairs and len(found["placer_plan_replicas"]) == pairs
+    assert one(found, "placer_plan_replica_series_left_out") == 0.0
     monkeypatch.setattr(placer_metrics, "REPLICA_SERIES_MOST", pairs - 1)
     assert placer_cli.main(["plan", str(fleet), "-o", str(out), "--metrics-file", str(path)]) == 0
     capsys.readouterr()
     found = samples(path)
     assert one(found, "placer_plan_placements") == pairs and "placer_plan_replicas" not in found
     assert by(found, "placer_plan_pool_used_gpus", "pool", "provider")  # the rest is all there
+    # the file says they were left out, where nothing did (a plan placing nothing has no series either)
+    assert one(found, "placer_plan_replica_series_left_out") == pairs
+    assert f"at most {pairs - 1}, none where there are more" in path.read_text()
+
+
+def test_metrics_max_pairs_sets_the_most_replica_series(tmp_path, capsys):
+    """The 10,000 pairs above which placer_plan_replicas is left out could not be changed: a Prometheus
+    with a higher sample_limit that wanted each pair's replicas, or a lower one, had no way. The CLI
+    takes --metrics-max-pairs N (0: no most), refused without --metrics-file or below 0."""
+    fleet = short_fleet(tmp_path)
+    out, path = tmp_path / "plan.json", tmp_path / "plan.prom"
+    assert placer_cli.main(["plan", str(fleet), "-o", str(out), "--metrics-file", str(path)]) == 0
+    pairs = len(json.loads(out.read_text())["placements"])
+    assert pairs > 1
+    assert placer_cli.main(["plan", str(fleet), "--metrics-file", str(path), "--metrics-max-pairs", str(pairs - 1)]) == 0
+    found = samples(path)
+    assert "placer_plan_replicas" not in found and one(found, "placer_plan_replica_series_left_out") == pairs
+    for most in (str(pairs), "0"):
+        assert placer_cli.main(["plan", str(fleet), "--metrics-file", str(path), "--metrics-max-pairs", most]) == 0
+        found = samples(path)
+        assert len(found["placer_plan_replicas"]) == pairs, most
+        assert one(found, "placer_plan_replica_series_left_out") == 0.0
+    capsys.readouterr()
+    assert placer_cli.main(["plan", str(fleet), "--metrics-max-pairs", "5"]) == 1
+    assert ("--metrics-max-pairs 5 caps the series of --metrics-file: give --metrics-file PATH.prom too"
+            in capsys.readouterr().err)
+    assert placer_cli.main(["plan", str(fleet), "--metrics-file", str(path), "--metrics-max-pairs", "-1"]) == 1
+    assert "--metrics-max-pairs" in capsys.readouterr().err
 
 
 def test_metrics_labels_keep_two_fleets_files_apart_on_one_node_exporter(tmp_path, capsys):

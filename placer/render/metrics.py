@@ -36,10 +36,11 @@ COST_TERMS = (("compute", "computeUsdPerHour"), ("egress", "egressUsdPerHour"), 
 SOLVER_STATUSES = ("OPTIMAL", "FEASIBLE", "INFEASIBLE", "UNKNOWN")
 CHANGE_ACTIONS = ("create", "update", "delete")  # a no-op changes nothing: not counted
 LAST_SUCCESS = "placer_apply_last_success_timestamp_seconds"
-# the most (model, pool) pairs placer_plan_replicas has a series each for: a bench XL plan places 21,742,
-# which, with the rest, made 45,601 samples (3.0 MB), near the 50,000 a Prometheus scrape is often capped
-# at (sample_limit), past which the whole node_exporter scrape fails, the host's own metrics with it;
-# without them it is 23,859. An L plan places 4,638 (9,915 samples in all).
+# the most (model, pool) pairs placer_plan_replicas has a series each for, unless --metrics-max-pairs
+# says otherwise (0: no most): a bench XL plan places 21,742, which, with the rest, made 45,601 samples
+# (3.0 MB), near the 50,000 a Prometheus scrape is often capped at (sample_limit), past which the whole
+# node_exporter scrape fails, the host's own metrics with it; without them it is 23,859. An L plan
+# places 4,638 (9,915 samples in all).
 REPLICA_SERIES_MOST = 10_000
 
 
@@ -167,11 +168,13 @@ def _unplaced_by_model(rows: Mapping[str, int], facts: FleetFacts) -> dict[str, 
 
 
 def plan_metrics(plan: Mapping[str, Any], facts: FleetFacts | None = None, drifted: int | None = None,
-                 fixed: Mapping[str, str] | None = None) -> str:
+                 fixed: Mapping[str, str] | None = None, most_pairs: int | None = None) -> str:
     """The metrics of a plan (its JSON, as the plan file holds it; ``drifted``: what ``--refresh``
     found running other than the state records, or None without a refresh; ``fixed``: the labels
-    every series carries)."""
+    every series carries; ``most_pairs``: the most (model, pool) pairs placer_plan_replicas has a
+    series each for, 0 for no most, None for ``REPLICA_SERIES_MOST``)."""
     facts = facts or FleetFacts()
+    cap = REPLICA_SERIES_MOST if most_pairs is None else most_pairs
     solver = plan.get("solver") or {}
     cost = plan.get("cost") or {}
     out = _Families(fixed)
@@ -213,10 +216,17 @@ def plan_metrics(plan: Mapping[str, Any], facts: FleetFacts | None = None, drift
     for model, replicas in sorted(_unplaced_by_model(unplaced, facts).items()):
         family.add_metric([model], replicas)
     placements = plan.get("placements") or []
-    out.gauge("placer_plan_placements", f"The (model, pool) pairs the plan places replicas on; placer_plan_replicas "
-              f"has a series for each where there are at most {REPLICA_SERIES_MOST}, none where there are more.",
-              len(placements))
-    if len(placements) <= REPLICA_SERIES_MOST:
+    written = not cap or len(placements) <= cap
+    when = (f"where there are at most {cap}, none where there are more" if cap else
+            "whatever their number (--metrics-max-pairs 0)")
+    out.gauge("placer_plan_placements", "The (model, pool) pairs the plan places replicas on; placer_plan_replicas "
+              f"has a series for each {when}.", len(placements))
+    # said in the file, so that a reader or an alert tells a family left out from a plan that places nothing
+    out.gauge("placer_plan_replica_series_left_out", "The placer_plan_replicas series left out of this file (one a "
+              "(model, pool) pair the plan places replicas on): all of them where there are more pairs than "
+              f"--metrics-max-pairs allows ({cap or 'no most'}); 0 where all are written.",
+              0 if written else len(placements))
+    if written:
         family = out.labelled("placer_plan_replicas", "The replicas the plan places of each model on each pool.",
                               ["model", "pool"])
         for placed in placements:
