@@ -1398,6 +1398,15 @@ def whatif(fleet: str, demand_scale: float, fail_pool: tuple[str, ...], fail_loc
     if not base["feasible"]:
         why = base["conflict"]["message"] if "conflict" in base else (
             f"the solver stopped with status {base['status']} and no placement; raise Settings solver.timeLimitSeconds")
+        if metrics_file:
+            # the file says so, as plan's does of a fleet with no plan: it was left as it was, and an alert
+            # went on reading the last comparison's verdict while every run failed
+            from placer.render.metrics import whatif_metrics
+
+            try:
+                write_metrics(metrics_file, whatif_metrics(report, None, demand_scale, fixed=labels))
+            except OSError as exc:
+                err.print(f"warning: writing --metrics-file failed too: {exc}", style="yellow")
         fail(f"the fleet has no feasible plan as it is, so there is nothing to compare the scenario with: {why}")
     unwritten: OSError | None = None
     if metrics_file:

@@ -557,6 +557,32 @@ def test_whatif_refuses_a_fleet_with_no_plan_as_it_is(tmp_path):
         assert r.stdout == ""
 
 
+def test_whatif_on_a_fleet_with_no_plan_as_it_is_says_so_in_its_metrics(scenarios, tmp_path):
+    """A base with no plan exits 1, and its --metrics-file was left as it was: the last comparison's
+    placer_whatif_collapse 0 and its costs, which an alert went on reading while every run failed. The
+    file now says the base has no plan (placer_whatif_feasible{side="base"} 0), the collapse not known
+    (NaN, which `placer_whatif_collapse != 0` matches), and no figure of a plan."""
+    import math
+
+    from tests.metricskit import by, samples
+
+    metrics = tmp_path / "out" / "whatif.prom"
+    r = placer("whatif", str(scenarios), "--demand-scale", "2", "--metrics-file", str(metrics),
+               "--metrics-label", "fleet=f")
+    assert r.returncode == 0 and samples(metrics)["placer_whatif_collapse"] == {(("fleet", "f"),): 0.0}, r.stderr
+    fleet = write(tmp_path, location("a"), pool("p", "a", usd=1.0),
+                  inference("m", [{"location": "a", "rate": 400}], minReplicas=12))
+    r = placer("whatif", str(fleet), "--demand-scale", "2", "--json", "--metrics-file", str(metrics),
+               "--metrics-label", "fleet=f")
+    assert r.returncode == 1 and r.stdout == "", r.stderr
+    assert "the fleet has no feasible plan as it is" in " ".join(r.stderr.split())
+    found = samples(metrics)
+    assert sorted(found) == ["placer_whatif_collapse", "placer_whatif_demand_scale", "placer_whatif_feasible"]
+    assert math.isnan(found["placer_whatif_collapse"][(("fleet", "f"),)])
+    assert by(found, "placer_whatif_feasible", "fleet", "side") == {("f", "base"): 0.0}
+    assert found["placer_whatif_demand_scale"] == {(("fleet", "f"),): 2.0}
+
+
 def test_explain_on_a_fleet_with_no_plan_names_the_conflict(tmp_path):
     fleet = write(tmp_path,
                   location("a"), pool("p", "a", usd=1.0),

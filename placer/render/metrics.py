@@ -327,13 +327,14 @@ def whatif_metrics(report: Mapping[str, Any], collapse: bool | None, demand_scal
                    facts: FleetFacts | None = None, fixed: Mapping[str, str] | None = None) -> str:
     """The metrics of a what-if comparison (``placer.whatif.compare``'s report) by ``side`` (base,
     scenario); ``collapse``: whether the scenario collapses (None: not known, its solve found no plan
-    in time)."""
+    in time, or the base found none, the report then holding the base alone)."""
     facts = facts or FleetFacts()
     sides = [(side, report[side]) for side in ("base", "scenario") if side in report]
     feasible = [(side, entry) for side, entry in sides if entry.get("feasible")]
     out = _Families(fixed)
     out.gauge("placer_whatif_collapse", "1 when the scenario collapses (demand unmet where no pool in reach has "
-              "room, or no feasible plan), 0 when it does not; NaN when its solve found no plan in time.",
+              "room, or no feasible plan), 0 when it does not; NaN when not known: its solve found no plan in time, "
+              "or the base has no plan to compare it with (placer_whatif_feasible{side=\"base\"} 0).",
               math.nan if collapse is None else float(collapse))
     out.gauge("placer_whatif_demand_scale", "The scenario's --demand-scale.", demand_scale)
     family = out.labelled("placer_whatif_feasible", "1 for a side with a feasible plan, else 0.", ["side"])
