@@ -648,9 +648,11 @@ def plan(fleet: str, out_path: str | None, as_json: bool, detailed_exitcode: boo
         try:
             result = make_plan(loaded, state, rules_for(now), now, progress, whole=full_search)
         except (InfeasibleError, SolveError) as exc:
-            # the fleet has no plan: the metrics say so (the last plan's file said OPTIMAL while every run failed)
-            status = "INFEASIBLE" if isinstance(exc, InfeasibleError) else exc.status
-            if metrics_file and status is not None:
+            # the fleet has no plan: the metrics say so (the last plan's file said OPTIMAL while every run failed);
+            # one placer refused (it broke a hard rule: a bug) is none either, UNKNOWN, where the file went on
+            # saying the last plan's OPTIMAL
+            status = "INFEASIBLE" if isinstance(exc, InfeasibleError) else exc.status or "UNKNOWN"
+            if metrics_file:
                 _write_no_plan_metrics(metrics_file, status, drifted, labels)
             raise
     body = dict(result.plan.body)

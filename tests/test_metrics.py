@@ -464,6 +464,27 @@ def test_a_plan_that_finds_none_says_so_in_its_metrics(tmp_path, capsys, monkeyp
     assert placer_cli.main(["plan", str(infeasible), "--metrics-file", str(metrics)]) == 1
     assert by(samples(metrics), "placer_plan_solver_status", "status")[("UNKNOWN",)] == 1.0
 
+def test_a_plan_placer_refuses_says_unknown_in_its_metrics(tmp_path, capsys, monkeypatch):
+    """A plan placer's own check refused (the optimizer broke a hard rule: a bug; SolveError with no
+    solver status) left the file as it was: the last plan's OPTIMAL, its cost and unmet demand, while
+    every run failed. There is no plan: UNKNOWN, as where none came in time."""
+    from placer import planner
+
+    fleet = short_fleet(tmp_path)
+    metrics = tmp_path / "plan.prom"
+    assert placer_cli.main(["plan", str(fleet), "--metrics-file", str(metrics)]) == 0
+
+    def refused(*_a: object, **_k: object) -> None:
+        raise planner.SolveError("placer's optimizer made a plan that breaks 1 hard rule(s)")
+
+    monkeypatch.setattr(planner, "make_plan", refused)
+    assert placer_cli.main(["plan", str(fleet), "--metrics-file", str(metrics)]) == 1
+    assert "breaks 1 hard rule" in capsys.readouterr().err
+    found = samples(metrics)
+    assert sorted(found) == ["placer_plan_solver_status"]
+    assert by(found, "placer_plan_solver_status", "status") == {
+        ("OPTIMAL",): 0.0, ("FEASIBLE",): 0.0, ("INFEASIBLE",): 0.0, ("UNKNOWN",): 1.0}
+
 
 def test_refresh_metrics_count_the_pools_whose_new_nodes_the_last_apply_did_not_see_come_up(tmp_path):
     """A pool the last apply grew whose nodes never came up (EC2 out of capacity: the live apply marks

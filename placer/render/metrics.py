@@ -263,7 +263,7 @@ def plan_metrics(plan: Mapping[str, Any], facts: FleetFacts | None = None, drift
 
 def no_plan_metrics(status: str, drifted: int | None = None, fixed: Mapping[str, str] | None = None) -> str:
     """The metrics of a plan whose solve found none (``status``: INFEASIBLE, or UNKNOWN where none came
-    in the time limit): the status alone, and the drift a refresh found. A plan's figures (its cost,
+    in the time limit or placer refused the one that came): the status alone, and the drift a refresh found. A plan's figures (its cost,
     its unmet demand) are left out, none being known; the file of the last plan kept them, stale, and
     said OPTIMAL while every run failed."""
     out = _Families(fixed)
