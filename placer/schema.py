@@ -58,6 +58,8 @@ def _optional(rx: re.Pattern[str]) -> str:
 
 
 LABEL_KEY = f"^(?:(?=[^/]{{1,253}}/)(?:{K8S_PREFIX.pattern})/)?(?:{K8S_NAME.pattern})$"
+# a mapping of labels, as Kubernetes takes them (a document's labels, a selector's, a nodeSelector)
+LABELS = {"propertyNames": {"pattern": LABEL_KEY}, "additionalProperties": {"type": "string", "pattern": _optional(K8S_NAME)}}
 NOT_URL = f"^(?!\\s*{URL.pattern.split('://')[0]}://)"
 NOT_BLANK = r"\S"
 # _a_file: not blank, not a folder (a trailing / or \, or . or .. last), not a URL
@@ -80,12 +82,16 @@ def _absent(*fields: str) -> dict[str, Any]:
 # the right type only (a pattern to text, uniqueItems to a list), so it sits beside the anyOf of
 # the property's types
 PROPERTY_CHECKS: dict[tuple[str, str], dict[str, Any]] = {
+    ("Metadata", "labels"): LABELS,
+    ("Selector", "labels"): LABELS,
+    ("LocationSpec", "jurisdiction"): {"pattern": _whole(K8S_NAME)},
+    ("Selector", "jurisdiction"): {"pattern": _whole(K8S_NAME), "items": {"pattern": _whole(K8S_NAME)}},
+    ("PoolSpec", "failureDomain"): {"pattern": _whole(K8S_NAME)},
     ("LinkSpec", "between"): {"uniqueItems": True},
     ("ModelSpec", "version"): {"pattern": _whole(VERSION), "minimum": 0},
     ("ModelSpec", "image"): {"pattern": _whole(IMAGE)},
     ("KubernetesTarget", "namespace"): {"pattern": _whole(DNS1123_LABEL), "maxLength": 63},
-    ("KubernetesTarget", "nodeSelector"): {"propertyNames": {"pattern": LABEL_KEY},
-                                           "additionalProperties": {"type": "string", "pattern": _optional(K8S_NAME)}},
+    ("KubernetesTarget", "nodeSelector"): LABELS,
     ("Toleration", "key"): {"pattern": f"^(?:{LABEL_KEY.removeprefix('^').removesuffix('$')})?$"},
     ("Toleration", "value"): {"pattern": _optional(K8S_NAME)},
     ("EksTarget", "cluster"): {"pattern": _whole(EKS_NAME), "maxLength": 100},

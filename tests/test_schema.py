@@ -163,3 +163,20 @@ def test_the_schema_accepts_what_validate_accepts():
     for doc in docs:
         errors = [e.message for e in EDITOR.iter_errors(doc)]
         assert not errors, (doc["kind"], doc["metadata"]["name"], errors[:3])
+
+
+def test_the_schema_flags_a_label_jurisdiction_or_failure_domain_validate_refuses():
+    """Labels, jurisdictions and failure domains are what Kubernetes takes as a label's text: the schema
+    said fine to a jurisdiction US with a Cyrillic S, and to a label value `@octo-org/admins`."""
+    docs = [yaml.load(text, EditorYaml) for text in (
+        "apiVersion: placer.dev/v1alpha1\nkind: Location\nmetadata: {name: us}\n"
+        "spec: {environment: cloud, jurisdiction: \"U\\u0405\"}\n",
+        "apiVersion: placer.dev/v1alpha1\nkind: Location\nmetadata: {name: us, labels: {team: \"@octo-org/admins\"}}\n"
+        "spec: {environment: cloud}\n",
+        "apiVersion: placer.dev/v1alpha1\nkind: Policy\nmetadata: {name: p}\n"
+        "spec: {models: {labels: {\"a b\": x}}, pools: {jurisdiction: [\"E U\"]}, rule: {allowPools: {}}}\n",
+        "apiVersion: placer.dev/v1alpha1\nkind: Pool\nmetadata: {name: p}\nspec: {location: a, provider: static, "
+        "gpu: {type: L4-24GB, perNode: 1}, nodes: {count: 1}, usdPerGpuHour: 1, failureDomain: \"rack 1\"}\n")]
+    for doc in docs:
+        assert validate_errors(doc), doc
+        assert list(EDITOR.iter_errors(doc)), doc

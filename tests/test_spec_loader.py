@@ -643,6 +643,58 @@ def test_an_invisible_format_character_is_refused_but_in_a_description() -> None
     assert fleet(location("a"), pool("p", "a"), described).pools.keys() == {"p"}
 
 
+def test_a_lookalike_letter_in_a_jurisdiction_label_or_failure_domain_is_refused_naming_it() -> None:
+    """A jurisdiction US whose S is Cyrillic (U+0405) looks like US on every screen and in review, and
+    a required `denyPools: {jurisdiction: [US]}` let the models it guards onto its pools, planned
+    without an error; a model labelled data: eu with a Cyrillic e (U+0435) escaped a residency policy
+    selecting data: eu; failure domains told apart by a lookalike satisfied a spread with one rack."""
+    from tests.fleetkit import fleet, inference, location, policy, pool
+
+    docs = [location("eu"), location("us", jurisdiction="U\u0405"), pool("p-eu", "eu"),
+            pool("p-us", "us", failureDomain="r\u0430ck-1"),
+            inference("m", [{"location": "eu", "rate": 1}], labels={"data": "\u0435u"}),
+            policy("no-us", {"denyPools": {}}, models={"labels": {"data": "eu"}}, pools={"jurisdiction": ["US"]}),
+            policy("eu-only", {"allowPools": {}}, models={"labels": {"d\u0430ta": "eu"}},
+                   pools={"jurisdiction": ["E\u0423"]})]
+    with pytest.raises(FleetError) as caught:
+        fleet(*docs)
+    said = {(e.name, e.field): e.message for e in caught.value.errors}
+    assert said[("us", "spec.jurisdiction")] == (
+        "'U\u0405' is no jurisdiction: 63 characters at most of ASCII letters, digits, '-', '_' or '.', starting and "
+        "ending with a letter or digit, e.g. EU, US or DE-BY; '\u0405' in it is CYRILLIC CAPITAL LETTER DZE (U+0405), "
+        "no ASCII letter"), said
+    assert "CYRILLIC SMALL LETTER A (U+0430)" in said[("p-us", "spec.failureDomain")]
+    assert "is no label value" in said[("m", "metadata.labels.data")]
+    assert "CYRILLIC SMALL LETTER IE (U+0435)" in said[("m", "metadata.labels.data")]
+    assert "label key 'd\u0430ta'" in said[("eu-only", "spec.models.labels.d\u0430ta")]
+    assert "CYRILLIC CAPITAL LETTER U (U+0423)" in said[("eu-only", "spec.pools.jurisdiction[0]")]
+
+
+@pytest.mark.parametrize("value", ["@octo-org/admins", "![x](https://evil.example/p.png)", "a\\|b", "v`1`",
+                                   "<img src=x>", "two words", "-x", "x" * 64])
+def test_a_label_value_kubernetes_would_not_take_is_refused(value: str) -> None:
+    """A label's value is quoted in plans and pull-request comments: a `family` label of a model a
+    retire policy retired went into the comment's table as markdown, where `@octo-org/admins`
+    mentioned the team, an image showed, and a backslash before a pipe split the row."""
+    from tests.fleetkit import fleet, inference, location, pool
+
+    with pytest.raises(FleetError) as caught:
+        fleet(location("a"), pool("p", "a"), inference("m", [{"location": "a", "rate": 1}], labels={"family": value}))
+    [error] = caught.value.errors
+    assert error.field == "metadata.labels.family" and error.message.startswith(f"{value!r} is no label value: 63 "), \
+        error.message
+
+
+def test_labels_jurisdictions_and_failure_domains_as_kubernetes_takes_labels() -> None:
+    from tests.fleetkit import fleet, inference, location, policy, pool
+
+    f = fleet(location("a", jurisdiction="DE-BY"), pool("p", "a", failureDomain="eu-west-1a", labels={"x": ""}),
+              inference("m", [{"location": "a", "rate": 1}], labels={"placer.dev/tier": "gold", "family": "llama_3.1"}),
+              policy("de", {"allowPools": {}}, models={"labels": {"placer.dev/tier": "gold"}},
+                     pools={"jurisdiction": "DE-BY"}))
+    assert f.pools["p"].failure_domain == "eu-west-1a" and f.models["m"].labels["family"] == "llama_3.1"
+
+
 def test_a_description_may_run_over_lines_and_a_version_carry_build_metadata() -> None:
     from placer.render.manifests import deployment_manifest
     from tests.fleetkit import fleet, inference, location, policy, pool

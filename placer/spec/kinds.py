@@ -9,9 +9,18 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import unicodedata
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from placer.spec.rules import Rule
@@ -43,9 +52,76 @@ class Strict(BaseModel):
     )
 
 
+# what the Kubernetes API server accepts (apimachinery's validation), checked here so that a
+# manifest placer renders is not refused at apply time: kubernetes-validate checks types only
+K8S_NAME = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)")
+K8S_PREFIX = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def _label_key(key: str) -> str | None:
+    """Why ``key`` is no label key (``[prefix/]name``), or None."""
+    prefix, slash, name = key.rpartition("/")
+    if slash and (not prefix or len(prefix) > 253 or not K8S_PREFIX.fullmatch(prefix)):
+        return f"{key!r}: its prefix before '/' must be a DNS subdomain (example.com)"
+    if not K8S_NAME.fullmatch(name):
+        return (f"{key!r}: its name must be 63 characters at most of letters, digits, '-', '_' or '.', starting and "
+                "ending with a letter or digit")
+    return None
+
+
+def lookalike(text: str) -> str:
+    """"; 'e' in it is CYRILLIC SMALL LETTER IE (U+0435), no ASCII letter" for the first character of
+    ``text`` beyond ASCII, or '': such a letter looks like the ASCII one on screen and in review, and
+    matches no selector that names the ASCII one."""
+    char = next((c for c in text if not c.isascii()), None)
+    if char is None:
+        return ""
+    return f"; {char!r} in it is {unicodedata.name(char, 'a character')} (U+{ord(char):04X}), no ASCII letter"
+
+
+LABEL_VALUE_RULE = "63 characters at most of ASCII letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+
+
+def label_key(key: str) -> str:
+    """``key`` as a label key (``[prefix/]name``, as Kubernetes takes it), or a ValueError saying why it is none."""
+    if why := _label_key(key):
+        raise ValueError(f"label key {why}{lookalike(key)}")
+    return key
+
+
+def label_value(value: str) -> str:
+    """``value`` as a label value (empty, or a Kubernetes label value), or a ValueError saying why it is none:
+    a label's text is matched by selectors and quoted in plans and pull-request comments, where a
+    value of `@org/team ![x](https://...)` mentioned the team and showed the image, and a `data: eu`
+    whose e was a Cyrillic one (U+0435) passed review as it and escaped every policy selecting `data: eu`."""
+    if value and not K8S_NAME.fullmatch(value):
+        raise ValueError(f"{value!r} is no label value: {LABEL_VALUE_RULE}, as Kubernetes takes labels"
+                         f"{lookalike(value)}")
+    return value
+
+
+def code_word(what: str, example: str) -> AfterValidator:
+    """A check that a ``what`` (a jurisdiction, a failure domain) is a label value's form and not empty:
+    selectors and the spread rule compare it as text, so a lookalike letter (a jurisdiction US whose S
+    was a Cyrillic one, U+0405) passed review as US and escaped a required denyPools of US."""
+
+    def check(value: str) -> str:
+        if not K8S_NAME.fullmatch(value):
+            raise ValueError(f"{value!r} is no {what}: {LABEL_VALUE_RULE}, e.g. {example}{lookalike(value)}")
+        return value
+
+    return AfterValidator(check)
+
+
+LabelKey = Annotated[str, AfterValidator(label_key)]
+LabelValue = Annotated[str, AfterValidator(label_value)]
+Jurisdiction = Annotated[str, code_word("jurisdiction", "EU, US or DE-BY")]
+FailureDomain = Annotated[str, code_word("failure domain", "rack-2 or eu-west-1a")]
+
+
 class Metadata(Strict):
     name: str
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
 
 
@@ -54,7 +130,7 @@ class Metadata(Strict):
 
 class LocationSpec(Strict):
     environment: Environment
-    jurisdiction: str | None = None
+    jurisdiction: Jurisdiction | None = None
     local_latency_ms: NonNeg = 1.0
 
 
@@ -112,23 +188,6 @@ class PoolNodes(Strict):
     @property
     def upper(self) -> int:
         return self.count if self.count is not None else int(self.max or 0)
-
-
-# what the Kubernetes API server accepts (apimachinery's validation), checked here so that a
-# manifest placer renders is not refused at apply time: kubernetes-validate checks types only
-K8S_NAME = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)")
-K8S_PREFIX = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-
-
-def _label_key(key: str) -> str | None:
-    """Why ``key`` is no label key (``[prefix/]name``), or None."""
-    prefix, slash, name = key.rpartition("/")
-    if slash and (not prefix or len(prefix) > 253 or not K8S_PREFIX.fullmatch(prefix)):
-        return f"{key!r}: its prefix before '/' must be a DNS subdomain (example.com)"
-    if not K8S_NAME.fullmatch(name):
-        return (f"{key!r}: its name must be 63 characters at most of letters, digits, '-', '_' or '.', starting and "
-                "ending with a letter or digit")
-    return None
 
 
 class Toleration(Strict):
@@ -288,7 +347,7 @@ class PoolSpec(Strict):
     nodes: PoolNodes
     usd_per_gpu_hour: NonNeg
     spot: bool = False
-    failure_domain: str | None = None
+    failure_domain: FailureDomain | None = None
     target: PoolTarget = Field(default_factory=PoolTarget)
 
 
@@ -402,10 +461,10 @@ class Selector(Strict):
     """Fields are ANDed; the values of one field ORed. Which fields apply depends on the kind."""
 
     names: list[str] | None = None
-    labels: dict[str, str] | None = None
+    labels: dict[LabelKey, LabelValue] | None = None
     environment: list[Environment] | None = None
     provider: list[Provider] | None = None
-    jurisdiction: list[str] | None = None
+    jurisdiction: list[Jurisdiction] | None = None
     location: list[str] | None = None
     gpu_type: list[str] | None = None
     workload: list[Workload] | None = None
