@@ -457,6 +457,25 @@ def test_cloud_group_names_are_what_their_apis_accept() -> None:
         assert f"'{bad}' is no managed instance group name" in said, said
 
 
+def test_a_gcp_project_is_a_project_id() -> None:
+    """Any text passed as target.gcp.project: it went into the tfvars Terraform reads, the Compute API's
+    URLs and the gcloud commands placer's errors print to be pasted (`--project proj | x ../../x`), and
+    GCP refused it only at apply time."""
+    def pool(project: str) -> list[str]:
+        return load(f"apiVersion: {API_VERSION}\nkind: Pool\nmetadata: {{name: p}}\nspec:\n  location: x\n"
+                    f"  provider: gcp\n  gpu: {{type: L4-24GB, perNode: 1}}\n  nodes: {{min: 0, max: 2}}\n"
+                    f"  usdPerGpuHour: 1\n  target: {{gcp: {{project: {project!r}, zone: us-central1-a, "
+                    "instanceGroupManager: g}}\n")[1]
+
+    for good in ("acme-ml-prod", "acme", "example.com:ml-prod"):
+        assert pool(good) == [], good
+    for bad in ("proj | `x` @octo ../../x", "acme;rm -rf ~", "acme/zones/x", "Acme-ML", "1acme", "acme-", "ac\u0435"):
+        [said] = pool(bad)
+        assert f"spec.target.gcp.project: {bad!r} is no GCP project ID: use lowercase letters" in said, said
+    assert pool("Acme-ML")[0].endswith("e.g. acme-ml-prod; did you mean 'acme-ml'?")
+    assert pool("ac\u0435")[0].endswith("; '\u0435' in it is CYRILLIC SMALL LETTER IE (U+0435), no ASCII letter")
+
+
 def test_a_gcp_zone_or_region_has_the_form_gcp_names_them_by() -> None:
     """A zone 'cloud-eu-002-c' or a region given as the zone passed validate and plan, and apply failed
     at the group's first call. google-cloud-compute ships no list of GCP's regions, so only the form is

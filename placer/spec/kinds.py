@@ -241,6 +241,9 @@ class KubernetesTarget(Strict):
 # `terraform apply` (an EKS node group "g6_12xlarge.big", a GPU type with a dot in a GCP label)
 EKS_NAME = re.compile(r"[0-9A-Za-z][A-Za-z0-9_-]*")
 GCP_NAME = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
+# a project ID: lowercase letters, digits and '-', a letter first, no '-' last (6 to 30 for a project made
+# today; the length is not checked, older rules made shorter ones), or a domain-scoped one (example.com:ml)
+GCP_PROJECT = re.compile(r"([a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?:)?[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
 # an Auto Scaling group's: 1 to 255 ASCII characters 33 to 126 but ':' (AWS' CreateAutoScalingGroup);
 # one of 256 failed terraform plan, an empty one made terraform name the group itself
 ASG_NAME = re.compile(r"[!-9;-~]{1,255}")
@@ -295,6 +298,17 @@ class GcpTarget(Strict):
     zone: str | None = None
     region: str | None = None
     instance_group_manager: str
+
+    @field_validator("project")
+    @classmethod
+    def _gcp_project(cls, v: str) -> str:
+        # any text passed: it went into the tfvars, the API's URLs and the gcloud commands errors print
+        # (`--project proj; rm -rf ~`), and GCP refused it only at apply time
+        if not GCP_PROJECT.fullmatch(v):
+            raise ValueError(f"{v!r} is no GCP project ID: use lowercase letters, digits and - (starting with a "
+                             f"letter, not ending with -), as GCP requires, e.g. acme-ml-prod{_lowercase(v, GCP_PROJECT)}"
+                             f"{lookalike(v)}")
+        return v
 
     @field_validator("instance_group_manager")
     @classmethod
