@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import string
 import subprocess
 import sys
 from pathlib import Path
@@ -184,6 +185,31 @@ def test_text_from_the_fleet_cannot_break_out_of_its_block_or_row() -> None:
     inside, closing, _ = block.partition("\n" + fence.group(1) + "\n")
     assert closing and len(inside.split("diff\n", 1)[1].split("\n")) == len(plan["changes"])  # a line a change
     assert "| a b \\| c &lt;b>bold&lt;/b> |" in text
+
+
+def gfm_cells(row: str) -> list[str]:
+    """A table row's cells as GitHub splits them (cmark-gfm): a backslash escapes any ASCII punctuation
+    after it, itself included, and every other pipe ends a cell."""
+    cells, cell, i = [], "", 0
+    while i < len(row):
+        if row[i] == "\\" and i + 1 < len(row) and row[i + 1] in string.punctuation:
+            cell, i = cell + row[i:i + 2], i + 2
+        elif row[i] == "|":
+            cells, cell, i = [*cells, cell], "", i + 1
+        else:
+            cell, i = cell + row[i], i + 1
+    return [c.strip() for c in [*cells, cell][1:-1]]
+
+
+def test_a_backslash_before_a_pipe_stays_in_its_cell() -> None:
+    """A detail or reason `a\\|b` was written `a\\\\|b`: GitHub reads `\\\\` as an escaped backslash and
+    the pipe after it as the cell's end, and the row had a column too many."""
+    plan = big_plan(2)
+    plan["violations"][0]["detail"] = "a\\|b \\ c\\"
+    plan["retired"] = [{"model": "m", "reason": "family x\\|y"}]
+    rows = [line for line in render(plan).splitlines() if line.startswith("| spread |") or line.startswith("| m |")]
+    assert gfm_cells(rows[0]) == ["spread", "preferred", "1", "a\\\\\\|b \\\\ c\\\\"], rows[0]
+    assert gfm_cells(rows[-1]) == ["m", "family x\\\\\\|y"], rows[-1]
 
 
 def test_the_comment_names_the_models_a_policy_retired_as_the_summary_does() -> None:

@@ -42,9 +42,10 @@ class LimitTooLow(ValueError):
 
 
 def _cell(text: str) -> str:
-    """Text for a table cell: on one line, its pipes escaped and no HTML tag opened (a policy's
-    detail quotes the fleet's text: a line break split the row)."""
-    return " ".join(text.split("\n")).replace("|", "\\|").replace("<", "&lt;")
+    """Text for a table cell: on one line, its backslashes and pipes escaped and no HTML tag opened (a
+    policy's detail quotes the fleet's text: a line break split the row, and so did a backslash before a
+    pipe, `a\\|b` written `a\\\\|b`, which GitHub reads as an escaped backslash and a cell's end)."""
+    return " ".join(text.split("\n")).replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;")
 
 
 def _row(cells: list[str]) -> str:
