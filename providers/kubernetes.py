@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import threading
 import time
 from collections.abc import Callable
@@ -424,11 +425,11 @@ class KubernetesProvider:
         context = where.context or self._context_name(None)
         parts = ["kubectl auth can-i", can_i]
         if context:
-            parts.append(f"--context {context}")
+            parts.append(f"--context {shlex.quote(context)}")
         if where.namespace:
             parts.append(f"-n {where.namespace}")
         if self.kubeconfig and self.kubeconfig != os.environ.get("KUBECONFIG"):
-            parts.append(f"--kubeconfig {self.kubeconfig}")
+            parts.append(f"--kubeconfig {shlex.quote(self.kubeconfig)}")
         return " ".join(parts)
 
     def _classify(self, exc: Exception, where: _Where, doing: str, can_i: str) -> ProviderError | None:
@@ -495,7 +496,7 @@ class _Where:
 
     @property
     def kubectl_args(self) -> str:
-        ctx = f"--context {self.context} " if self.context else ""
+        ctx = f"--context {shlex.quote(self.context)} " if self.context else ""
         return f"{ctx}-n {self.namespace}"
 
     def __str__(self) -> str:
@@ -574,7 +575,7 @@ def _hint(status: int, where: _Where, wait: float | None, can_i: str) -> str:
     if status == 404 and not where.namespace:  # listing nodes: the API itself was not found
         return "the API server has no such path: is the kubeconfig's server the API server (not a proxy's)?"
     if status == 404:  # the context named: the kubeconfig's current one may be another cluster's
-        ctx = f"--context {where.context} " if where.context else ""
+        ctx = f"--context {shlex.quote(where.context)} " if where.context else ""
         return f"does namespace {where.namespace!r} exist? (`kubectl {ctx}create namespace {where.namespace}`)"
     if status == 410:
         return "the listing took longer than the API server keeps its continue token; run it again"

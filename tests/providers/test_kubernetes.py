@@ -456,6 +456,28 @@ def test_a_refusal_prints_the_check_of_the_call_refused(kube: FakeKubeApiServer,
     assert "`kubectl auth can-i list nodes --context cluster-a`" in nodes, nodes
 
 
+def test_the_kubectl_commands_a_refusal_prints_quote_the_context_and_kubeconfig(
+        kube: FakeKubeApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kubeconfig's context may be any text (`my cluster`), and so may the path of the kubeconfig placer
+    read: the commands to paste said `--context my cluster $(id)`, which checked context `my` and ran `id`."""
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    odd = "my cluster $(id)"
+    config = write_kubeconfig(tmp_path / "kube config", {odd: kube.url})
+    prov = KubernetesProvider(str(config), request_timeout_s=2.0, poll_interval_s=0.01)
+    try:
+        kube.fail_next(1, 403, method="PATCH")
+        with pytest.raises(ProviderError) as err:
+            prov.apply(change("create", 3, context=odd))
+        assert f"(`kubectl auth can-i create deployments --context 'my cluster $(id)' -n ml --kubeconfig '{config}'`)" \
+            in str(err.value), str(err.value)
+        kube.fail_next(1, 404, method="PATCH")
+        with pytest.raises(ProviderError) as err:
+            prov.apply(change("create", 3, context=odd))
+        assert "`kubectl --context 'my cluster $(id)' create namespace ml`" in str(err.value), str(err.value)
+    finally:
+        prov.close()
+
+
 @pytest.mark.parametrize(("method", "call", "verb"), [
     ("PATCH", lambda p: p.apply(change("create", 3, context=None)), "create deployments"),
     ("GET", lambda p: p.observe(change(context=None)), "get deployments")])
