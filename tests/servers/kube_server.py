@@ -14,7 +14,8 @@ Deployment reports itself rolled out after that many reads; 0 at once, None neve
 makes one that never would report itself rolled out, as pods do once what held them is fixed),
 ``namespaces`` (None: every namespace exists; else only these, and a Deployment made in another is a
 404 ``namespaces "X" not found``, as the real server answers), ``fail_next`` (the next N requests answer 429 with Retry-After, 503 or 500), ``delay_s``
-(slow responses). ``write_kubeconfig`` points kubectl and the Python client at servers.
+(slow responses), ``gpu_rollouts`` (pods scheduled on the nodes' GPUs: a rollout with no room is stuck,
+``remove_node`` leaves pods pending). ``write_kubeconfig`` points kubectl and the Python client at servers.
 """
 
 from __future__ import annotations
@@ -302,6 +303,8 @@ class _Pods:
     running: int = 0
     stuck_since: str | None = None
     stale: tuple[dict[str, Any], int] | None = None  # a stuck status still shown, and for how many reads
+    lost: int = 0  # settled pods a removed node took, pending until a node has room for them (``remove_node``)
+    lost_since: str | None = None
 
 
 @dataclass
@@ -414,7 +417,41 @@ class FakeKubeApiServer(LoopbackServer):
         with self._lock:
             node["metadata"]["resourceVersion"] = self._next_rv()
             self._nodes[name] = node
+            if any(r.pods is not None and r.pods.lost for r in self._deployments.values()):
+                self._reschedule_settled()
         return copy.deepcopy(node)
+
+    def remove_node(self, name: str) -> None:
+        """The node dies (it is gone from the API): with ``gpu_rollouts``, the pods of settled Deployments
+        that the GPUs left on their nodes cannot hold are pending, each such Deployment reporting fewer
+        replicas available, its Available condition False where below its minimum, while its Progressing
+        condition still says its rollout finished (NewReplicaSetAvailable), as the controller leaves it."""
+        with self._lock:
+            del self._nodes[name]
+            self._reschedule_settled()
+
+    def _reschedule_settled(self) -> None:
+        """Place the pods of each settled Deployment (no rollout running or stuck) on its nodes' GPUs, in
+        the order they were made: those that do not fit are ``lost``, those that fit again are not."""
+        if not self.gpu_rollouts:
+            return
+        used: dict[frozenset[str], int] = {}
+        for rec in self._deployments.values():
+            pods = rec.pods
+            if pods is None:
+                continue
+            nodes = self._node_set(pods.template)
+            if pods.new_template is not None or pods.stuck_since is not None:
+                used[nodes] = used.get(nodes, 0) + pods.count * pods.gpus + pods.running * pods.new_gpus
+                continue
+            capacity = sum(int(self._nodes[n]["status"]["allocatable"].get("nvidia.com/gpu", 0)) for n in nodes)
+            free = capacity - used.get(nodes, 0)
+            fits = pods.count if not pods.gpus else min(pods.count, max(0, free) // pods.gpus)
+            used[nodes] = used.get(nodes, 0) + fits * pods.gpus
+            lost = pods.count - fits
+            if lost and not pods.lost:
+                pods.lost_since = _now()
+            pods.lost = lost
 
     def seed_deployment(self, obj: dict[str, Any], manager: str = "kubectl-create") -> dict[str, Any]:
         """Create a Deployment directly, as another tool (``manager``, operation Update) would."""
@@ -462,6 +499,19 @@ class FakeKubeApiServer(LoopbackServer):
             return obj
         if pods is not None and pods.stuck_since is not None:
             obj["status"] = {**self._stuck_status(obj, pods), "observedGeneration": gen}
+            return obj
+        if pods is not None and pods.lost and rec.polls_left == 0:
+            available = want - pods.lost
+            least = want - want // 4  # Kubernetes' default maxUnavailable: 25%, rounded down
+            counts = {"replicas": want, "updatedReplicas": want, "readyReplicas": available,
+                      "availableReplicas": available, "unavailableReplicas": pods.lost}
+            status.update({k: v for k, v in counts.items() if v})
+            status["conditions"] = [
+                {"type": "Available", "status": "True" if available >= least else "False",
+                 "reason": "MinimumReplicasAvailable" if available >= least else "MinimumReplicasUnavailable",
+                 "lastTransitionTime": pods.lost_since},
+                {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"}]
+            obj["status"] = status
             return obj
         if rec.polls_left == 0:
             counts = {"replicas": want, "updatedReplicas": want, "readyReplicas": want, "availableReplicas": want}
@@ -517,7 +567,7 @@ class FakeKubeApiServer(LoopbackServer):
         nodes = self._node_set(template)
         capacity = sum(int(self._nodes[n]["status"]["allocatable"].get("nvidia.com/gpu", 0)) for n in nodes)
         key = (rec.obj["metadata"]["namespace"], rec.obj["metadata"]["name"])
-        others = sum(r.pods.count * r.pods.gpus + r.pods.running * r.pods.new_gpus
+        others = sum((r.pods.count - r.pods.lost) * r.pods.gpus + r.pods.running * r.pods.new_gpus
                      for k, r in self._deployments.items()
                      if k != key and r.pods is not None and self._node_set(r.pods.template) == nodes)
         strategy = get_path(spec, ("strategy", "rollingUpdate"))
