@@ -222,8 +222,19 @@ def _rollout(changed: list[str], replicas: int, fleet: Fleet) -> str:
 
 
 UNHEALTHY = "the last apply made it, but it did not become healthy: applied again, and waited healthy"
+REFRESHED_UNHEALTHY = "recorded healthy, but the refresh found it not healthy in the cluster"
 POOL_UNHEALTHY = ("the last apply grew it, but did not see its nodes come up (a launch refused for capacity or "
                   "quota, a wait timed out or interrupted): waited for again before anything is put on it")
+
+
+def _unhealthy(entry: dict[str, Any]) -> str:
+    """Why a deployment the state (or a refresh, ``placer.refresh.observe_state``) marks not healthy is
+    applied again: the last apply's wait did not pass, or the refresh found its status in the cluster
+    not healthy (``unhealthy``: a rollout stuck since a time, replicas lost), said as the refresh read it."""
+    seen = entry.get("unhealthy")
+    if not seen:
+        return UNHEALTHY
+    return f"{REFRESHED_UNHEALTHY}: {seen}; applied again, and waited healthy"
 
 
 def _deployment_changes(fleet: Fleet, state: State, placement: Placement, cands: Candidates | None,
@@ -271,7 +282,7 @@ def _deployment_changes(fleet: Fleet, state: State, placement: Placement, cands:
             changes.append(Change(address, "update", PHASE_UP if want >= have or changed or sick else PHASE_DOWN,
                                   {"replicas": have, **{k: was[k] for k in changed}, **mark[0]},
                                   {"replicas": want, **{k: now[k] for k in changed}, **mark[1]},
-                                  spec + ((UNHEALTHY,) if sick else ()) + why, target))
+                                  spec + ((_unhealthy(entry),) if sick else ()) + why, target))
     # copies a replacement made before an apply stopped, and not yet deleted
     for key, entry in sorted(state.deployments.items()):
         model, pool = key.split("@", 1)
@@ -641,7 +652,8 @@ def _no_room(c: Change, fleet: Fleet, need: int, nodes: int, sick: bool) -> Chan
     down = ("its only replica is down while the new one starts" if want == 1 else
             f"one of its {want} replicas at a time is down while it rolls out")
     most = " at nodes.max" if pool.elastic and nodes == pool.max_nodes else ""
-    stuck = (": the last apply's rollout may be stuck waiting for that pod, which no re-apply of it "
+    whose = "its" if any(r.startswith(REFRESHED_UNHEALTHY) for r in c.reasons) else "the last apply's"
+    stuck = (f": {whose} rollout may be stuck waiting for that pod, which no re-apply of it "
              "would start" if sick else "")
     why = (f"rolled out with maxSurge 0, maxUnavailable 1: {c.pool} has no room for the surge pod "
            "Kubernetes' default rollout starts first (the old replicas, the new and it need "

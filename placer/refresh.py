@@ -50,6 +50,10 @@ def observe_state(state: State, providers: Sequence[Any], retry: Retrier | None 
             seen.deployments[key] = {**entry, "replicas": 0}
         else:
             seen.deployments[key] = {**entry, "replicas": int(now.get("replicas", 0))}
+            if now.get("unhealthy") and entry.get("healthy") is not False:
+                # healthy when an apply recorded it, not now: marked as an apply marks one whose wait did
+                # not pass, with why, so that the refreshed plan applies it again and waits for it
+                seen.deployments[key].update(healthy=False, unhealthy=str(now["unhealthy"]))
     for name, entry in state.pools.items():
         handled, now = _observe(providers, f"pool/{name}", entry.get("target") or {}, retry)
         if not handled:
@@ -114,6 +118,8 @@ def unready_pools(state: State) -> list[str]:
 
 
 def drift(recorded: State, observed: State) -> list[str]:
+    """What the providers hold otherwise than the state records: counts, a pool's group gone, and a
+    deployment recorded healthy whose status in the cluster says it is not (``observe_state``'s mark)."""
     lines = []
     for key in sorted(set(recorded.deployments) | set(observed.deployments)):
         a = recorded.deployments.get(key, {}).get("replicas")
@@ -121,6 +127,11 @@ def drift(recorded: State, observed: State) -> list[str]:
         if a != b:
             lines.append(f"deployment/{key}: state records {a} replicas, the cluster runs "
                          f"{b or 'none'}")
+        why = observed.deployments.get(key, {}).get("unhealthy")
+        if why and recorded.deployments.get(key, {}).get("healthy") is not False:
+            lines.append(f"deployment/{key}: the state records it healthy, but in the cluster {why}. A plan made "
+                         "with --refresh applies it again and waits for it (`placer plan --refresh -o PLAN`, then "
+                         "`placer apply PLAN`); a plan without --refresh does not see it")
     for key in sorted(set(recorded.pools) | set(observed.pools)):
         a = recorded.pools.get(key, {}).get("nodes")
         b = observed.pools.get(key, {}).get("nodes")

@@ -82,7 +82,8 @@ class Provider(Protocol):
 
     def observe(self, change: Change) -> dict[str, Any] | None:
         """What the infrastructure holds now at ``change.address``: ``{"nodes": n}``,
-        ``{"replicas": r}``, or None where it does not exist."""
+        ``{"replicas": r}``, or None where it does not exist; a provider that can tell adds
+        ``"unhealthy"``, why it is not healthy now, in words (refresh reports it)."""
         ...
 
     def apply(self, change: Change) -> None:

@@ -98,14 +98,21 @@ class KubernetesProvider:
 
     def observe(self, change: Change) -> dict[str, Any] | None:
         """``{"replicas": r}`` of the Deployment placer owns at ``change.address``; None if there is none
-        (an object of that name that placer does not own is not placer's deployment)."""
+        (an object of that name that placer does not own is not placer's deployment). Where its status
+        says it is not healthy (``unhealthy``: a rollout stuck, replicas lost once it had finished, a spec
+        the controller has not acted on) ``"unhealthy"`` holds why, in words, for refresh to report."""
         if self._replaced_here(change):
             return None  # the old copy is the new one: nothing of it is left to find
         where = _Where.of(change)
         obj = self._read(where)
         if obj is None or _foreign_owner(obj, where) is not None:
             return None
-        return {"replicas": int((obj.get("spec") or {}).get("replicas", 1))}
+        seen: dict[str, Any] = {"replicas": int((obj.get("spec") or {}).get("replicas", 1))}
+        why = unhealthy(obj)
+        if why is not None:
+            seen["unhealthy"] = (f"{why}{_edited_by(obj)}; see `kubectl {where.kubectl_args} describe deployment "
+                                 f"{where.name}` and its pods' events")
+        return seen
 
     def apply(self, change: Change) -> None:
         where = _Where.of(change)
@@ -616,6 +623,50 @@ def rollout_status(obj: dict[str, Any]) -> tuple[bool, str]:
         return True, f"{want} of {want} replicas ready"
     return False, (f"{counts['updatedReplicas']} updated, {counts['readyReplicas']} ready, "
                    f"{counts['availableReplicas']} available, {counts['replicas']} running of {want} wanted")
+
+
+def unhealthy(obj: dict[str, Any]) -> str | None:
+    """Why a Deployment's status says it is not healthy, in words, or None where it is healthy or its
+    rollout still runs within its progress deadline. As `kubectl rollout status` judges it, less what is
+    still on its way: the controller has not acted on the latest spec (``observedGeneration`` behind
+    ``generation``); the rollout is stuck (Progressing False, ProgressDeadlineExceeded: no progress
+    within ``progressDeadlineSeconds``); or the rollout had finished (Progressing True,
+    NewReplicaSetAvailable, no old replicas left) and fewer replicas are available than wanted (pods
+    lost with a node and pending for GPUs, crashing): the controller does not time out a Deployment
+    whose rollout had finished, so only its counts and its Available condition tell."""
+    spec, status, meta = obj.get("spec") or {}, obj.get("status") or {}, obj.get("metadata") or {}
+    want = int(spec.get("replicas", 1))
+    generation, observed = int(meta.get("generation", 0)), int(status.get("observedGeneration", 0))
+    counts = {k: int(status.get(k, 0)) for k in ("replicas", "updatedReplicas", "availableReplicas")}
+    stuck = _stuck_condition(obj)
+    if observed < generation:
+        return (f"the Deployment controller has not acted on its generation {generation} (it observed "
+                f"{observed}): is kube-controller-manager running?")
+    if stuck is not None:
+        return (f"its rollout has been stuck since {_since(stuck)} (Progressing False, ProgressDeadlineExceeded: "
+                f"{stuck.get('message') or 'no progress'}); {counts['updatedReplicas']} of {want} replicas updated, "
+                f"{counts['availableReplicas']} available")
+    conditions = {str(c.get("type")): c for c in status.get("conditions") or [] if isinstance(c, dict)}
+    progressing = conditions.get("Progressing") or {}
+    ended = progressing.get("reason") == "NewReplicaSetAvailable" and counts["replicas"] == counts["updatedReplicas"]
+    if not ended or counts["availableReplicas"] >= want:
+        return None
+    available = conditions.get("Available") or {}
+    since = f" since {available['lastTransitionTime']}" if (
+        available.get("status") == "False" and available.get("lastTransitionTime")) else ""
+    said = f"Available {available.get('status')}, {available.get('reason')}" if available else "no Available condition"
+    return (f"{counts['availableReplicas']} of its {want} replicas available{since}, though its rollout had finished "
+            f"(Progressing True, NewReplicaSetAvailable; {said}): pods lost with a node, pending for GPUs, or "
+            "crashing?")
+
+
+def _edited_by(obj: dict[str, Any]) -> str:
+    """Who besides placer set fields of a Deployment's spec (``kubectl edit``, ``kubectl set image``), said
+    after why it is not healthy: a spec changed behind placer's back is a rollout placer did not start."""
+    others = sorted({str(m.get("manager")) for m in (obj.get("metadata") or {}).get("managedFields") or []
+                     if isinstance(m, dict) and m.get("manager") and m.get("manager") != FIELD_MANAGER
+                     and "f:spec" in (m.get("fieldsV1") or {})})
+    return f"; its spec was changed by {', '.join(others)} too, not by placer alone" if others else ""
 
 
 def _scaled_by_another(obj: dict[str, Any], change: Change, where: _Where) -> str | None:

@@ -637,6 +637,108 @@ def test_a_rollout_an_earlier_apply_left_stuck_is_rolled_out_with_the_strategy_t
     assert r.returncode == 0 and "No changes" in r.stdout, r.stdout + r.stderr
 
 
+def test_a_rollout_stuck_after_its_apply_is_found_by_refresh_and_rolled_out_again(cluster):
+    """asr's 2 replicas of 4 GPUs fill the pool's 8, applied and healthy. Then someone changes its image
+    behind placer's back (`kubectl edit`): Kubernetes' default rollout has no GPU for its surge pod and
+    is stuck (ProgressDeadlineExceeded), while the state still says healthy. `placer refresh` said "No
+    drift" and `plan --refresh` "No changes": the stuck rollout was seen only once an apply touched it.
+    Refresh now says which deployment, since when and what its conditions say; the refreshed plan
+    applies it again (with the strategy its pool has room for) and waits for it, and then all is quiet."""
+    tmp, kube = cluster["tmp"], cluster["kube"]
+    _gpu_nodes(kube)
+    fleet = _full_pool_fleet(tmp, "v1", 2, 4)
+    _plan_and_apply(cluster, fleet)
+    assert "healthy" not in _entry(cluster)
+    apps = _kube_apps(cluster, "onprem")
+    containers = kube.deployment("ml", "asr-dc-l4")["spec"]["template"]["spec"]["containers"]
+    placed = containers[0]["image"]
+    apps.patch_namespaced_deployment("asr-dc-l4", "ml", {"spec": {"template": {"spec": {"containers": [
+        {**containers[0], "image": "reg/asr:hotfix"}]}}}}, field_manager="kubectl-edit")
+    status = kube.deployment("ml", "asr-dc-l4")["status"]
+    progressing = status["conditions"][1]
+    assert (progressing["reason"], status["updatedReplicas"]) == ("ProgressDeadlineExceeded", 1)
+    since = progressing["lastUpdateTime"]
+    state = tmp / "state.json"
+    before = state.read_bytes()
+
+    r = placer(cluster, "refresh", str(fleet))
+    said = " ".join(r.stderr.split())
+    assert r.returncode == 0 and "No drift" not in r.stdout, r.stdout + r.stderr
+    assert (f"drift: deployment/asr@dc-l4: the state records it healthy, but in the cluster its rollout has been "
+            f"stuck since {since} (Progressing False, ProgressDeadlineExceeded: ReplicaSet \"asr-dc-l4-7d9f8b6c5\" "
+            "has timed out progressing.); 1 of 2 replicas updated, 2 available; its spec was changed by "
+            "kubectl-edit too, not by placer alone; see `kubectl --context onprem -n ml describe deployment "
+            "asr-dc-l4` and its pods' events. A plan made with --refresh applies it again and waits for it") in said, said
+    assert state.read_bytes() == before  # refresh changes nothing
+
+    plan = tmp / "plan.json"
+    r = placer(cluster, "plan", str(fleet), "--refresh", "-o", str(plan), "--detailed-exitcode")
+    said = " ".join(r.stdout.split())
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert ("~ deployment/asr@dc-l4 [phase 2] healthy false -> true # rolled out with maxSurge 0, maxUnavailable 1: "
+            "dc-l4 has no room for the surge pod Kubernetes' default rollout starts first (the old replicas, the new "
+            "and it need 12 of its 8 GPUs): its rollout may be stuck waiting for that pod, which no re-apply of it "
+            "would start, so one of its 2 replicas at a time is down while it rolls out; recorded healthy, but the "
+            f"refresh found it not healthy in the cluster: its rollout has been stuck since {since}") in said, said
+    assert "Plan: 0 to create, 1 to update, 0 to delete." in said, said
+    assert state.read_bytes() == before
+
+    r = placer(cluster, "apply", str(plan))
+    assert r.returncode == 0, r.stdout + r.stderr
+    running = kube.deployment("ml", "asr-dc-l4")
+    assert running["spec"]["template"]["spec"]["containers"][0]["image"] == placed
+    assert (running["status"]["updatedReplicas"], running["status"]["availableReplicas"]) == (2, 2)
+    assert "healthy" not in _entry(cluster) and "unhealthy" not in _entry(cluster)
+    r = placer(cluster, "refresh", str(fleet))
+    assert r.returncode == 0 and "No drift" in r.stdout, r.stdout + r.stderr
+    r = placer(cluster, "plan", str(fleet), "--refresh", "--detailed-exitcode")
+    assert r.returncode == 0 and "No changes" in r.stdout, r.stdout + r.stderr
+
+
+def test_replicas_a_dead_node_took_after_the_apply_are_found_by_refresh(cluster):
+    """asr's 2 replicas of 4 GPUs, one on each of the pool's nodes, applied and healthy; then a node
+    dies and its pod is pending. The controller keeps the Deployment's rollout finished (Progressing
+    True, NewReplicaSetAvailable) and never times it out, so only its counts and its Available
+    condition tell: refresh said "No drift". It now says so, the refreshed plan applies it again and
+    waits for it (which fails while the node is gone, and the state keeps it marked not healthy), and
+    once the node is back the next plan sees it through."""
+    tmp, kube = cluster["tmp"], cluster["kube"]
+    _gpu_nodes(kube)
+    fleet = _full_pool_fleet(tmp, "v1", 2, 4)
+    _plan_and_apply(cluster, fleet)
+    kube.remove_node("dc-l4-1")
+    available = kube.deployment("ml", "asr-dc-l4")["status"]["conditions"][0]
+    assert (available["status"], available["reason"]) == ("False", "MinimumReplicasUnavailable")
+
+    r = placer(cluster, "refresh", str(fleet))
+    said = " ".join(r.stderr.split())
+    assert r.returncode == 0 and "No drift" not in r.stdout, r.stdout + r.stderr
+    assert ("drift: deployment/asr@dc-l4: the state records it healthy, but in the cluster 1 of its 2 replicas "
+            f"available since {available['lastTransitionTime']}, though its rollout had finished (Progressing True, "
+            "NewReplicaSetAvailable; Available False, MinimumReplicasUnavailable): pods lost with a node, pending for "
+            "GPUs, or crashing?; see `kubectl --context onprem -n ml describe deployment asr-dc-l4`") in said, said
+    assert "changed by" not in said  # placer alone set its spec
+
+    plan = tmp / "plan.json"
+    r = placer(cluster, "plan", str(fleet), "--refresh", "-o", str(plan), "--detailed-exitcode")
+    said = " ".join(r.stdout.split())
+    assert r.returncode == 2 and "~ deployment/asr@dc-l4 [phase 2] healthy false -> true #" in said, said
+    assert "recorded healthy, but the refresh found it not healthy in the cluster: 1 of its 2 replicas" in said, said
+    r = placer(cluster, "apply", str(plan))  # healthTimeoutSeconds 1: the pod has no node
+    assert r.returncode == 1 and "not rolled out after 1s" in r.stderr, r.stdout + r.stderr
+    assert _entry(cluster)["healthy"] is False and "unhealthy" not in _entry(cluster)
+    r = placer(cluster, "plan", str(fleet), "--detailed-exitcode")  # from the state now, without --refresh
+    said = " ".join(r.stdout.split())
+    assert r.returncode == 2 and "~ deployment/asr@dc-l4 [phase 2] healthy false -> true #" in said, said
+    assert "the last apply made it, but it did not become healthy: applied again, and waited healthy" in said, said
+
+    kube.add_node("dc-l4-1", gpus=4)  # replaced: the pending pod runs
+    _plan_and_apply(cluster, fleet)
+    assert "healthy" not in _entry(cluster)
+    r = placer(cluster, "plan", str(fleet), "--refresh", "--detailed-exitcode")
+    assert r.returncode == 0 and "No changes" in r.stdout and "drift" not in r.stderr, r.stdout + r.stderr
+
+
 # ---------------------------------------------------------------- an apply interrupted in a provider's wait
 
 

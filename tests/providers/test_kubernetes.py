@@ -26,7 +26,7 @@ from placer.render.manifests import FIELD_MANAGER, MANAGED_BY, deployment_manife
 from placer.retry import RetriesSpent, RetryPolicy  # noqa: E402
 from placer.state import LocalBackend  # noqa: E402
 from providers.base import Provider, ProviderError  # noqa: E402
-from providers.kubernetes import KubernetesProvider, rollout_status  # noqa: E402
+from providers.kubernetes import KubernetesProvider, rollout_status, unhealthy  # noqa: E402
 from tests.servers.kube_server import FakeKubeApiServer, write_kubeconfig  # noqa: E402
 from tests.servers.moto_server import ClosingServer  # noqa: E402
 
@@ -654,6 +654,42 @@ def test_rollout_status_reads_the_controller_fields() -> None:
         == (True, "0 of 0 replicas ready")
     half = {"observedGeneration": 3, "replicas": 3, "updatedReplicas": 2, "readyReplicas": 2, "availableReplicas": 2}
     assert rollout_status({"metadata": meta, "spec": {"replicas": 2}, "status": half})[0] is False  # old pod left
+
+
+
+def test_a_deployment_is_not_healthy_where_its_status_says_so_and_not_while_it_rolls_out() -> None:
+    """What refresh reports of a Deployment the state records healthy (``unhealthy``): a spec the
+    controller has not acted on, a rollout stuck past its deadline, and fewer replicas available than
+    wanted once its rollout had finished (a node died: the controller keeps Progressing True,
+    NewReplicaSetAvailable); a rollout still running within its deadline, or done, is none."""
+    meta = {"generation": 3}
+    done = {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"}
+    def status(**kw: Any) -> dict[str, Any]:
+        return {"observedGeneration": 3, "replicas": 4, "updatedReplicas": 4, "readyReplicas": 4,
+                "availableReplicas": 4, "conditions": [done], **kw}
+    def said(**kw: Any) -> str | None:
+        return unhealthy({"metadata": meta, "spec": {"replicas": 4}, "status": status(**kw)})
+    assert said() is None
+    assert said(observedGeneration=2) == ("the Deployment controller has not acted on its generation 3 (it "
+                                          "observed 2): is kube-controller-manager running?")
+    lost = {"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable",
+            "lastTransitionTime": "2026-11-28T03:00:00Z"}
+    assert said(availableReplicas=2, readyReplicas=2, conditions=[lost, done]) == (
+        "2 of its 4 replicas available since 2026-11-28T03:00:00Z, though its rollout had finished (Progressing "
+        "True, NewReplicaSetAvailable; Available False, MinimumReplicasUnavailable): pods lost with a node, "
+        "pending for GPUs, or crashing?")
+    within = {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"}
+    assert said(availableReplicas=3, conditions=[within, done]).startswith(  # within maxUnavailable: no since
+        "3 of its 4 replicas available, though its rollout had finished (Progressing True, NewReplicaSetAvailable; "
+        "Available True, MinimumReplicasAvailable)")
+    rolling = {"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated"}
+    assert said(updatedReplicas=1, replicas=5, availableReplicas=3, conditions=[within, rolling]) is None
+    assert said(availableReplicas=3, conditions=[within, rolling]) is None  # new pods starting, in its deadline
+    stuck = {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
+             "lastUpdateTime": "2026-11-28T02:00:00Z", "message": 'ReplicaSet "x" has timed out progressing.'}
+    assert said(updatedReplicas=1, replicas=5, conditions=[within, stuck]) == (
+        "its rollout has been stuck since 2026-11-28T02:00:00Z (Progressing False, ProgressDeadlineExceeded: "
+        'ReplicaSet "x" has timed out progressing.); 1 of 4 replicas updated, 4 available')
 
 
 # ---------------------------------------------------------------- the fake itself speaks the protocol
