@@ -429,6 +429,7 @@ def validate(fleet: str) -> None:
     from placer.optimizer.arrays import build_arrays, fleet_warnings
     from placer.optimizer.conflicts import budget_conflicts, capacity_conflicts
     from placer.optimizer.shared import shared_conflicts
+    from placer.optimizer.slots import slot_conflicts
     from providers.aws_regions import region_problems
 
     with spinner(True, "validating") as progress:
@@ -447,9 +448,17 @@ def validate(fleet: str) -> None:
         # minReplicas that each fit alone and not together, on the pools the models share: each
         # model's minReplicas line says so
         progress("checking the minReplicas of models that share pools")
+        # (a required spread or maxSpotFraction's cap on each model's share of some of its pools too)
+        crowded = shared_conflicts(loaded, rules, arrays, {c.models[0] for c in alone})
         short += [doc.diag("spec.minReplicas", conflict.message(), "spec", "minReplicas")
-                  for conflict in shared_conflicts(loaded, rules, arrays, {c.models[0] for c in alone})
+                  for conflict in crowded
                   for model in conflict.models if (doc := loaded.document("Model", model)) is not None]
+        # a required maxModelsPerPool whose pools cannot host the models whose minReplicas must go there
+        progress("checking each required maxModelsPerPool against the minReplicas of its models")
+        short += [doc.diag("spec.rule.maxModelsPerPool", conflict.message(), "spec", "rule", "maxModelsPerPool")
+                  for conflict in slot_conflicts(loaded, rules, arrays,
+                                                 {m for c in [*alone, *crowded] for m in c.models})
+                  if (doc := loaded.document("Policy", conflict.policies[0])) is not None]
         # and a required budget they cannot be paid for within, at its maxUsdPerHour
         progress("checking each required budget against the minReplicas of its models")
         short += [doc.diag("spec.rule.budget.maxUsdPerHour", conflict.message(), "spec", "rule", "budget",

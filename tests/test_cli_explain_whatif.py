@@ -1439,6 +1439,79 @@ def test_a_spread_headroom_or_spot_share_the_minreplicas_fit_validates_and_plans
     assert sum(p["replicas"] for p in json.loads(r.stdout)["placements"]) >= least
 
 
+def capped(tmp: Path, rule: str, tight: bool) -> Path:
+    """Models whose minReplicas each fit alone and not together under a required rule that caps what
+    of them some pools take: ``spot``, m1 and m2 (4 replicas each, 2 when not ``tight``) under a spot
+    share of 0.5, each needing half off spot, where the one pool off spot, off, holds 3; ``spread``,
+    m1 and m2 (2 replicas each, 1) over 2 failure domains, each needing one in b, whose one pool holds
+    1; ``places``, m1, m2 and m3 (2 replicas each) under maxModelsPerPool 1 (2) on p and q."""
+    demand = [{"location": "a", "rate": 100}]
+    places = [location("a"), location("b"), link("a", "b", 5)]
+    if rule == "spot":
+        least = 4 if tight else 2
+        return write(tmp, *places, pool("off", "a", per_node=3), pool("sp", "a", spot=True),
+                     *(inference(m, demand, minReplicas=least, spotTolerant=True) for m in ("m1", "m2")),
+                     policy("half-spot", {"maxSpotFraction": 0.5}))
+    if rule == "spread":
+        least = 2 if tight else 1
+        return write(tmp, *places, pool("p", "a"), pool("q", "b", per_node=1),
+                     *(inference(m, demand, minReplicas=least) for m in ("m1", "m2")),
+                     policy("two-domains", {"spread": {"minFailureDomains": 2}}))
+    return write(tmp, *places, pool("p", "a"), pool("q", "b"),
+                 *(inference(m, demand, minReplicas=2) for m in ("m1", "m2", "m3")),
+                 policy("one-each", {"maxModelsPerPool": 1 if tight else 2}))
+
+
+CAPPED = {
+    "spot": ("half-spot", "they take at least 8 GPUs (m1 4 x 1 GPU, m2 4 x 1 GPU) and the only pools they may use "
+             "hold 11 (sp 8, off 3), but the maxSpotFraction of half-spot keeps at most 2 of m1's 4, 2 of m2's 4 "
+             "minReplicas on spot pools (sp): they hold at most 7 of those GPUs"),
+    "spread": ("two-domains", "they take at least 4 GPUs (m1 2 x 1 GPU, m2 2 x 1 GPU) and the only pools they may "
+               "use hold 9 (p 8, q 1), but the spread of two-domains keeps at most 1 of m1's 2, 1 of m2's 2 "
+               "minReplicas in any one failure domain (p in a, q in b): they hold at most 3 of those GPUs"),
+    "places": ("one-each", "one-each lets each of its pools host 1 of the models it selects, and the only pools these "
+               "may use, p, q, host 2 in all; their minReplicas take places on 3 (pools each needs at least: m1 1, "
+               "m2 1, m3 1)"),
+}
+
+
+@pytest.mark.parametrize("rule", ["spot", "spread", "places"])
+def test_validate_refuses_minreplicas_a_spread_spot_share_or_maxmodelsperpool_keeps_from_sharing(tmp_path, rule):
+    """validate passed fleets whose models' minReplicas each fit alone and not together under a
+    required spot share, spread or maxModelsPerPool, and plan then refused them after its solver's
+    search: validate now fails, at each model's minReplicas (the spot share, the spread) or the
+    policy's maxModelsPerPool, with the numbers; plan still names the policy and the minimums."""
+    name, why = CAPPED[rule]
+    fleet = capped(tmp_path, rule, tight=True)
+    path = fleet / "fleet.yaml"
+    r = placer("validate", str(fleet))
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    models = ["m1", "m2", "m3"] if rule == "places" else ["m1", "m2"]
+    what = f"no placement satisfies required policies {name} and minReplicas of {', '.join(models)} together"
+    if rule == "places":
+        wanted = [f"{path}:{line_of(fleet, 'maxModelsPerPool')}: Policy/one-each: spec.rule.maxModelsPerPool: {what}: "
+                  f"{why}; relax one of them (drop the policy or make it preferred, lower a minReplicas, or add "
+                  "capacity); other conflicts may remain"]
+    else:
+        wanted = [f"{path}:{line_of(fleet, 'minReplicas', f'name: {m}')}: Model/{m}: spec.minReplicas: {what} with the "
+                  f"fleet's capacity: {why}; relax one of them (drop the policy or make it preferred, lower a "
+                  "minReplicas, or add capacity to those pools); other conflicts may remain" for m in models]
+    assert [line for line in r.stderr.splitlines() if "no placement" in line] == wanted, r.stderr
+    r = placer("plan", str(fleet))
+    assert r.returncode == 1 and "Traceback" not in r.stderr and r.stdout == "", r.stderr
+    assert f"no placement on the fleet's pools satisfies required policies {name} (" in " ".join(r.stderr.split())
+
+
+@pytest.mark.parametrize("rule", ["spot", "spread", "places"])
+def test_minreplicas_a_spread_spot_share_or_maxmodelsperpool_lets_share_validate_and_plan(tmp_path, rule):
+    """One step looser (fewer minReplicas, or 2 models a pool) there is a plan, and validate passes."""
+    fleet = capped(tmp_path, rule, tight=False)
+    r = placer("validate", str(fleet))
+    assert r.returncode == 0, r.stderr
+    r = placer("plan", str(fleet), "--json")
+    assert r.returncode == 0, r.stderr
+
+
 @pytest.mark.parametrize(("cap", "penalty", "counted"), [
     (30, None, None),  # exactly the least the minReplicas cost
     (29, 100.0, None),  # a preferred budget is paid for, never a conflict

@@ -196,3 +196,58 @@ def test_minimums_validate_says_the_shared_pools_cannot_hold_have_no_plan(docs):
         assert optimize(with_groups(f, named), RULES).status == "INFEASIBLE", conflict.message()
     if found:
         assert optimize(f, RULES).status == "INFEASIBLE"
+
+
+@st.composite
+def capped_pool_docs(draw):
+    """Models that share few small pools, in two or three failure domains, some spot, under required
+    rules that cap a model's share of some of its pools (maxSpotFraction, spread) or the models a
+    pool hosts (maxModelsPerPool), at times a pin and a headroom: the fleets validate's layered flows
+    and its places check see, and often infeasible. Half of them are spread's: a big pool in d0 and
+    small ones, models of 2 replicas or more, where a small domain is what several models need."""
+    spread = draw(st.booleans())
+    locs = [location("l0"), location("l1"), link("l0", "l1", 10)]
+    pools = [pool(f"p{j}", f"l{j % 2}", count=draw(st.integers(1, 2)),
+                  per_node=draw(st.sampled_from([4, 8] if j == 0 else [1, 2] if spread else [1, 2, 4])),
+                  spot=draw(st.booleans()), failureDomain="d0" if j == 0 else draw(st.sampled_from(["d0", "d1", "d2"])))
+             for j in range(draw(st.integers(2, 4)))]
+    models = [inference(f"m{k}", [{"location": "l0", "rate": 100}], gpus=draw(st.sampled_from([1, 1, 2])),
+                        minReplicas=draw(st.integers(2 if spread else 1, 4)),
+                        spotTolerant=draw(st.sampled_from([True, True, False])),
+                        labels={"pin": draw(st.sampled_from(["p0", "none"]))})
+              for k in range(draw(st.integers(2, 4)))]
+    rules = draw(st.lists(st.sampled_from([
+        {"maxSpotFraction": 0.5}, {"maxSpotFraction": 0.25}, {"maxSpotFraction": 0.0},
+        {"spread": {"minFailureDomains": 2}}, {"spread": {"minFailureDomains": 3}},
+        {"maxModelsPerPool": 1}, {"maxModelsPerPool": 2}, {"headroom": {"fraction": 0.25}}]),
+        min_size=0 if spread else 1, max_size=1 if spread else 2, unique_by=str))
+    if spread:
+        rules = [{"spread": {"minFailureDomains": 2}}, *(r for r in rules if "spread" not in r)]
+    policies = [policy(f"r{i}", rule) for i, rule in enumerate(rules)]
+    if draw(st.booleans()):
+        policies.append(policy("pin", {"allowPools": {}}, models={"labels": {"pin": "p0"}}, pools={"names": ["p0"]}))
+    return [*locs, *pools, *models, *policies]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(capped_pool_docs())
+def test_what_validate_says_capped_minimums_cannot_have_has_no_plan(docs):
+    """validate's layered flows (a required spread's cap on each failure domain, a maxSpotFraction's
+    on spot pools) and its maxModelsPerPool places check are relaxations: every conflict they name
+    is one the exact model proves infeasible with only the minReplicas and required policies named,
+    and its numbers show it. Unsound variants fail here within the examples: a spread capped at
+    n - N per domain (not n - N + 1), a spot share at floor(f·(n - 1)), places counted from a model's
+    smallest pools up."""
+    from placer.optimizer.arrays import build_arrays
+    from placer.optimizer.shared import shared_conflicts
+    from placer.optimizer.slots import slot_conflicts
+
+    f = fleet(*docs)
+    alone = [c.models[0] for c in conflicts.capacity_conflicts(f, RULES)]
+    crowded = shared_conflicts(f, RULES, skip=set(alone))
+    places = list(slot_conflicts(f, RULES, build_arrays(f, RULES), {*alone, *(m for c in crowded for m in c.models)}))
+    for conflict in [*crowded, *places]:
+        if conflict.shared is not None:
+            assert conflict.shared.gpus > (conflict.shared.held if conflict.shared.layer else conflict.shared.room)
+        named = {f"model:{m}:minReplicas" for m in conflict.models} | {f"policy:{p}" for p in conflict.policies}
+        assert optimize(with_groups(f, named), RULES).status == "INFEASIBLE", conflict.message()

@@ -64,6 +64,13 @@ class Crowding:
 
     needs: tuple[tuple[str, int, int], ...]  # (model, minReplicas, the fewest GPUs a replica takes on its pools)
     pools: tuple[tuple[str, int, int], ...]  # (pool, GPUs a plan may use, GPUs at its most nodes): every pool they may use
+    # a rule's layer ("spot": a required maxSpotFraction, "spread": a required spread; "" none): the GPUs of
+    # their minReplicas the pools hold at most under it, each capped model's (model, most replicas on spot
+    # pools or in one failure domain, the policy), and the spot pools, or each pool with its failure domain
+    layer: str = ""
+    held: int = 0
+    caps: tuple[tuple[str, int, str], ...] = ()
+    where: tuple[str, ...] = ()
 
     @property
     def gpus(self) -> int:
@@ -159,7 +166,25 @@ def _crowded(shared: Crowding) -> str:
     else:
         where = (f"the only pools they may use hold {shared.room:,} ({', '.join(pools)}"
                  f"{'; a headroom keeps the rest free' if kept else ''})")
+    if shared.layer:
+        where += f", but {_capped(shared)}: they hold at most {shared.held:,} of those GPUs"
     return f"they take at least {shared.gpus:,} GPUs ({', '.join(needs)}) and {where}"
+
+
+def _capped(shared: Crowding) -> str:
+    """What a layer's rule keeps of the models' minReplicas, in numbers."""
+    policies = sorted({policy for _, _, policy in shared.caps})
+    rule = "maxSpotFraction" if shared.layer == "spot" else "spread"
+    need = {m: n for m, n, _ in shared.needs}
+    each = [f"{most:,} of {m}'s {need[m]:,}" for m, most, _ in shared.caps]
+    if len(each) > 2 * BREAKDOWN:
+        each[2 * BREAKDOWN - 1:] = [f"and {len(each) - 2 * BREAKDOWN + 1:,} more models'"]
+    where = list(shared.where)
+    if len(where) > 2 * BREAKDOWN:
+        where[2 * BREAKDOWN - 1:] = [f"and {len(where) - 2 * BREAKDOWN + 1:,} more"]
+    part = "on spot pools" if shared.layer == "spot" else "in any one failure domain"
+    return (f"the {rule} of {', '.join(policies)} keeps at most {', '.join(each)} minReplicas {part} "
+            f"({', '.join(where)})")
 
 
 def _usd(usd: float, cap: float) -> str:
