@@ -1490,8 +1490,8 @@ def test_validate_refuses_minreplicas_a_spread_spot_share_or_maxmodelsperpool_ke
     what = f"no placement satisfies required policies {name} and minReplicas of {', '.join(models)} together"
     if rule == "places":
         wanted = [f"{path}:{line_of(fleet, 'maxModelsPerPool')}: Policy/one-each: spec.rule.maxModelsPerPool: {what}: "
-                  f"{why}; relax one of them (drop the policy or make it preferred, lower a minReplicas, or add "
-                  "capacity); other conflicts may remain"]
+                  f"{why}; relax one of them (drop the policy or make it preferred, lower a minReplicas, or raise "
+                  "one-each's maxModelsPerPool or add a pool they may use); other conflicts may remain"]
     else:
         wanted = [f"{path}:{line_of(fleet, 'minReplicas', f'name: {m}')}: Model/{m}: spec.minReplicas: {what} with the "
                   f"fleet's capacity: {why}; relax one of them (drop the policy or make it preferred, lower a "

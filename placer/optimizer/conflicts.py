@@ -90,6 +90,7 @@ class Conflict:
     capacity: tuple[int, int] | None = None  # step 1's answer: (replicas the pools could hold, minReplicas)
     budget: Overspend | None = None  # step 1's answer for a budget that cannot pay the minReplicas
     refused: str = ""  # step 1's answer for a policy no plan with the minReplicas keeps: the rule's words why
+    remedy: str = ""  # with ``refused``, what to change beside the members ("add capacity" where empty)
     shared: Crowding | None = None  # minReplicas of models that the pools they share cannot hold together
 
     # "policy:NAME" or "model:NAME" -> "path:line" of its enforcement or its minReplicas (``located``)
@@ -133,7 +134,7 @@ class Conflict:
             how.append(f"add capacity to {'that pool' if len(self.shared.pools) == 1 else 'those pools'}")
         elif self.refused:
             what = f"no placement satisfies {self.describe()}{together}: {self.refused}"
-            how.append("add capacity")
+            how.append(self.remedy or "add capacity")
         elif self.capacity is not None:
             most, need = self.capacity
             allowed = "the pools these policies leave it" if self.policies else "the pools it fits"

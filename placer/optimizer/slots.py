@@ -135,7 +135,7 @@ def _conflict(fleet: Fleet, rules: Rules, a: FleetArrays, policy: Policy, limit:
     others = _policies(fleet, rules, policy, limit, [(m, n) for m, n, _, _ in places],
                        [p for p in required if p is not policy])
     return Conflict((policy.name, *(p.name for p in others)), tuple(m.name for m, _, _, _ in places), 0,
-                    refused=why)
+                    refused=why, remedy=f"raise {policy.name}'s maxModelsPerPool or add a pool they may use")
 
 
 def _policies(fleet: Fleet, rules: Rules, policy: Policy, limit: int, needs: list[tuple[Model, int]],
