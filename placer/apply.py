@@ -329,8 +329,10 @@ class Applier:
         self.retry = retry or RetryPolicy()
         self.progress = progress or (lambda _msg, _change: None)
         self._failed = threading.Event()
-        self._interrupted = threading.Event()  # Ctrl-C or SIGTERM: a retry's wait ends at once
-        self.sleep = sleep if sleep is not None else self._interrupted.wait
+        self._interrupted = threading.Event()  # Ctrl-C or SIGTERM
+        # that, or a wait of the phase failed (``_parallel``): a retry's wait ends at once, and no retry follows
+        self._stopping = threading.Event()
+        self.sleep = sleep if sleep is not None else self._stopping.wait
         self.clock = clock
         self._write = threading.Lock()
         # what this apply recorded that the state file does not hold yet: changes the backend holds in its
@@ -349,6 +351,8 @@ class Applier:
         # deployments whose health wait began: one the apply marked not healthy and stopped before
         # waiting for (another change failed) is said to be so, not to have failed its wait
         self.waited: set[str] = set()
+        # of those, the ones whose wait the apply stopped, not failed (Ctrl-C, or another wait of the phase failed)
+        self.stopped_waits: set[str] = set()
         self.marked: set[str] = set()  # deployments this apply recorded as made, not healthy yet
         # changes whose provider call failed but which the provider holds even so (``_made_even_so``):
         # recorded as made, for the caller to say beside the error
@@ -365,16 +369,17 @@ class Applier:
                          f"provider {change.provider!r}; check Settings apply.mode and credentials")
 
     def _with_retry(self, change: Change, what: str, call: Callable[[], Any], report: ApplyReport,
-                    deadline: float | None = None) -> Any:
+                    deadline: float | None = None, stopped: Callable[[], bool] | None = None) -> Any:
         """``call``, again after a retryable error, up to the policy's attempts (``placer.retry``);
         with ``deadline`` (``clock`` time) no retry starts that could not begin before it, and none
-        after an interrupt (a Retry-After of 60 s, 6 times)."""
+        after an interrupt or a failed wait (a Retry-After of 60 s, 6 times): ``stopped``, by default
+        ``_stopping``."""
         def said(exc: BaseException, delay: float, why: str) -> None:
             report.retries += 1
             self.progress(f"retrying {change.address} ({what}) in {delay:.1f}s{why} after: {exc}", change)
 
         return retrying(call, self.retry, spent=RetriesSpent, on_retry=said, sleep=self.sleep, clock=self.clock,
-                        deadline=deadline, stopped=self._interrupted.is_set)
+                        deadline=deadline, stopped=stopped or self._stopping.is_set)
 
     def _record(self, state: State, change: Change, report: ApplyReport, healthy: bool = True) -> None:
         """Record ``change`` as made (``healthy`` False: marked as not healthy yet, see ``_waits``)."""
@@ -503,12 +508,16 @@ class Applier:
         here, at once where the provider can tell (``wait_healthy``), and nothing moves onto it. It
         was not waited for: the group's size was taken, the replicas made on it waited the whole health
         timeout (600 s) for pods that no node came up for, and the error said nothing of capacity."""
+        if self._failed.is_set():
+            return  # another wait failed: start nothing new (its pool stays marked not healthy)
         self.progress(f"waiting for {change.address}'s {(change.after or {}).get('nodes')} nodes to come up", change)
         self._wait_healthy(change, "capacity", report, state.pools)  # the mark ``_record`` set, cleared
 
     def _healthy(self, state: State, change: Change, report: ApplyReport) -> None:
-        if not self._waits(change):
-            return  # e.g. gitops: health is the pipeline's business once the tree is merged
+        if not self._waits(change) or self._failed.is_set():
+            # e.g. gitops: health is the pipeline's business once the tree is merged; or another wait
+            # failed: start nothing new (it stays marked not healthy)
+            return
         self.progress(f"waiting for {change.address} to be healthy", change)
         self._wait_healthy(change, "health", report, state.deployments)
 
@@ -524,7 +533,22 @@ class Applier:
         def wait() -> None:  # each try gets what is left of it (rounded: the first gets it whole)
             provider.wait_healthy(change, max(0.0, round(deadline - self.clock(), 2)))
 
-        self._with_retry(change, what, wait, report, deadline)
+        cut: list[bool] = []
+
+        def stopped() -> bool:  # after a retry's wait: the apply stopped its waits meanwhile
+            if self._stopping.is_set():
+                cut.append(True)
+            return bool(cut)
+
+        try:
+            self._with_retry(change, what, wait, report, deadline, stopped)
+        except Exception as exc:
+            # the provider's wait ended by the apply (``providers.base.pause``), or a retry not made for it:
+            # not a failure of this wait, which ``_parallel`` does not say as one
+            if cut or getattr(exc, "stopped", False):
+                with self._write:
+                    self.stopped_waits.add(change.address)
+            raise
         with self._write:
             # the mark cleared in memory, in the state file from its next whole write (when the apply
             # ends, well or not): a state read after a kill still says "not healthy" of it, and the
@@ -610,10 +634,11 @@ class Applier:
                 self._parallel(batch, lambda c: self._one(state, c, report))
                 self._finish()
                 if phase == PHASE_GROW:
-                    self._parallel([c for c in batch if self._grows(c)], lambda c: self._capacity(state, c, report))
+                    self._parallel([c for c in batch if self._grows(c)], lambda c: self._capacity(state, c, report),
+                                   waits=True)
                 if phase == PHASE_UP:
                     up = [c for c in batch if c.kind == "deployment" and c.after]
-                    self._parallel(up, lambda c: self._healthy(state, c, report))
+                    self._parallel(up, lambda c: self._healthy(state, c, report), waits=True)
             still = self._still_runs(state, kept, report)
         except BaseException:
             with suppress(Exception):  # a kustomization left behind is mended by the next apply; the state comes first
@@ -695,7 +720,12 @@ class Applier:
             if finish is not None:
                 finish()
 
-    def _parallel(self, changes: list[Change], fn: Callable[[Change], None]) -> None:
+    def _parallel(self, changes: list[Change], fn: Callable[[Change], None], waits: bool = False) -> None:
+        """``fn`` of each change, ``parallelism`` at a time; the first to fail stops the rest from starting,
+        and, of ``waits`` (phase 1's waits for nodes, phase 2's for health), ends those under way at once
+        (``_stop_waits``): a launch EC2 refused was said only once a GCP pool's wait beside it had timed out
+        (61.2 s of a 60 s timeout; 600 s by default). Every change that failed is said; a wait stopped so
+        did not fail (``stopped_waits``)."""
         if not changes:
             return
         def guarded(change: Change) -> None:
@@ -715,6 +745,7 @@ class Applier:
             except BaseException:  # Ctrl-C: nothing new starts (every queued change did); what runs ends, recorded
                 self._failed.set()
                 self._interrupted.set()
+                self._stopping.set()
                 # and a health wait under way ends now (``providers.base.pause``), as does a wait of the
                 # state backend to try an S3 call again (``state_s3``: a hung S3 kept it 150 s)
                 for provider in (*self.providers, self.backend):
@@ -736,12 +767,33 @@ class Applier:
             if any(f.exception() is not None for f in done):
                 for f in pending:
                     f.cancel()
+                stopped = self._stop_waits() if waits else []
                 wait(pending)
+                for stop in stopped:  # each wait has ended: a provider used again waits as it should
+                    if not self._interrupted.is_set():
+                        stop.clear()
                 # every change that failed, in the plan's order: the first is raised, the others are
-                # kept for the caller to say (it said one, and the user mended it only to meet the next)
-                errors = [e for f in futures if not f.cancelled() and (e := f.exception()) is not None]
+                # kept for the caller to say (it said one, and the user mended it only to meet the next);
+                # a wait the apply stopped is none of them
+                errors = [e for f, c in futures.items() if not f.cancelled() and (e := f.exception()) is not None
+                          and (c.address not in self.stopped_waits or not waits)]
+                errors = errors or [e for f in futures if not f.cancelled() and (e := f.exception()) is not None]
                 self.also_failed += errors[1:]
                 raise errors[0]
+
+    def _stop_waits(self) -> list[threading.Event]:
+        """End every wait of the phase under way (a wait failed): a retry's wait (``_stopping``), and the
+        providers' waits between their polls (their ``stop``, ``providers.base.pause``), which are given
+        back, to be cleared once the waits have ended. The state backend's ``stop`` is left: the state
+        write after the failure must retry as it does."""
+        self._stopping.set()
+        stopped = []
+        for provider in self.providers:
+            stop = getattr(provider, "stop", None)
+            if isinstance(stop, threading.Event) and not stop.is_set():
+                stop.set()
+                stopped.append(stop)
+        return stopped
 
 
 def _released(change: Change) -> bool:

@@ -1069,11 +1069,16 @@ def _apply_stopped(exc: BaseException, applied: int, total: int, signal_name: st
             # waited for when Ctrl-C or SIGTERM came: it said their wait "did not pass", and the operator
             # looked for what held pods that were never given the time
             ended = [a for a in unhealthy if isinstance(exc, KeyboardInterrupt) and a in applier.waited]
-            failed = [a for a in unhealthy if a not in unwaited and a not in ended]
+            # waited for when another wait of the phase failed, which stopped theirs at once: it said their
+            # wait "did not pass" (and said the failure only once they had timed out)
+            cut = [a for a in unhealthy if a in applier.stopped_waits and a not in ended]
+            failed = [a for a in unhealthy if a not in unwaited and a not in ended and a not in cut]
             why = []
             # a pool's wait is for the nodes it grew by (phase 1), a deployment's for its rollout
             for group, deployments, pools in (
                     (failed, "whose health wait did not pass", "whose nodes the wait did not see come up"),
+                    (cut, "whose health wait the apply stopped when another wait failed",
+                     "whose wait for {its} nodes the apply stopped when another wait failed"),
                     (ended, "whose health wait the interrupt ended", "whose wait for {its} nodes the interrupt ended"),
                     (unwaited, "which the apply stopped before waiting for {its} health",
                      "which the apply stopped before waiting for {its} nodes")):

@@ -35,7 +35,7 @@ class ProviderError(Exception):
     was just retried ("...; a retry should get through; tried 6 times over 40s and it still failed")."""
 
     def __init__(self, message: str, *, retryable: bool = False, address: str | None = None,
-                 retry_after: float | None = None, retry_advice: str = "") -> None:
+                 retry_after: float | None = None, retry_advice: str = "", stopped: bool = False) -> None:
         # "check the network, then retry" reads on from its facts (it was "check the network; then retry")
         joint = " " if message.endswith("?") else ", " if retry_advice.startswith("then ") else "; "
         super().__init__(f"{message}{joint}{retry_advice}" if retry_advice else message)
@@ -44,12 +44,14 @@ class ProviderError(Exception):
         self.retryable = retryable
         self.address = address
         self.retry_after = retry_after  # seconds the server asked to wait before a retry (Retry-After)
+        # a wait the apply ended (``pause``): it did not fail, the apply stopped it, which the apply tells apart
+        self.stopped = stopped
 
     def at(self, address: str) -> ProviderError:
         """This error, its message started by ``address`` (the pool or Deployment it is of), its
         advice kept apart."""
         return ProviderError(f"{address}: {self.facts}", retryable=self.retryable, address=address,
-                             retry_after=self.retry_after, retry_advice=self.retry_advice)
+                             retry_after=self.retry_after, retry_advice=self.retry_advice, stopped=self.stopped)
 
 
 @dataclass(frozen=True)
@@ -96,14 +98,16 @@ class Provider(Protocol):
 
 
 def pause(stop: threading.Event, seconds: float, address: str, waiting_for: str) -> None:
-    """Sleep between a health wait's polls, unless the apply is interrupted (``stop``, set by the
-    apply on Ctrl-C or SIGTERM): then stop waiting at once. A SIGTERM 1 s into a rollout's wait
-    took until the health timeout (600 s by default) to stop, past a CI runner's or `docker stop`'s
-    grace, whose SIGKILL then left the lock behind. What the wait was for is made already; it is
-    recorded as made but not healthy, so the next plan applies it again and waits for it."""
+    """Sleep between a health wait's polls, unless the apply stops its waits (``stop``, set by the
+    apply on Ctrl-C or SIGTERM, and once another wait of the same phase failed): then stop waiting at
+    once, with an error marked ``stopped``. A SIGTERM 1 s into a rollout's wait took until the health
+    timeout (600 s by default) to stop, past a CI runner's or `docker stop`'s grace, whose SIGKILL then
+    left the lock behind; a launch EC2 refused was said only once a GCP pool's wait beside it had timed
+    out. What the wait was for is made already; it is recorded as made but not healthy, so the next
+    plan applies it again and waits for it."""
     if stop.wait(max(0.0, seconds)):
-        raise ProviderError(f"{address}: stopped waiting for {waiting_for}: the apply was interrupted",
-                            address=address)
+        raise ProviderError(f"{address}: stopped waiting for {waiting_for}: the apply was interrupted, or "
+                            "another of its waits failed", address=address, stopped=True)
 
 
 def retryable_http(status: int | None) -> bool:

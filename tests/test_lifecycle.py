@@ -2110,6 +2110,64 @@ def test_a_health_wait_retries_an_error_within_one_deadline(tmp_path: Path) -> N
     assert now[0] < 121
 
 
+def test_a_failed_wait_ends_the_others_of_its_phase_at_once_and_leaves_no_thread(tmp_path: Path) -> None:
+    """Four deployments waited for, three at a time: bad's rollout fails at once, slow's pods never
+    come up (its wait sleeps between polls in ``providers.base.pause``), and throttled's reads are
+    answered 429 with Retry-After 60 (its wait is in the apply's retry backoff). The apply raised bad's
+    failure only once the other two had waited out the 120 s timeout. It now ends them at once: bad's
+    failure alone is raised (the waits it stopped did not fail), no worker thread runs on, the
+    provider's ``stop`` is clear again, and late, not started yet, is not waited for."""
+    from placer.planfile import Change, Plan
+
+    class Cluster:
+        name, waits = "kubernetes", True
+
+        def __init__(self) -> None:
+            self.stop = threading.Event()
+            self.started: list[str] = []
+
+        def handles(self, change: Change) -> bool:
+            return True
+
+        def apply(self, change: Change) -> None:
+            pass
+
+        def observe(self, change: Change) -> dict[str, Any] | None:
+            return change.after
+
+        def wait_healthy(self, change: Change, timeout_s: float) -> None:
+            from providers.base import pause
+
+            self.started.append(change.address)
+            if change.address == "deployment/bad@p":
+                time.sleep(0.3)  # the others are under way
+                raise ProviderError(f"{change.address}: the rollout is stuck (ProgressDeadlineExceeded)")
+            if change.address == "deployment/throttled@p":
+                raise ProviderError(f"{change.address}: HTTP 429", retryable=True, retry_after=60.0)
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                pause(self.stop, 1.0, change.address, "its rollout")
+            raise ProviderError(f"{change.address}: not rolled out after {timeout_s:g}s", retryable=True)
+
+    backend = LocalBackend(tmp_path / "state.json")
+    cluster = Cluster()
+    applier = Applier(backend, [cluster], parallelism=3, health_timeout_s=120,
+                      retry=RetryPolicy(attempts=3, base_seconds=0.001))
+    names = ("slow", "throttled", "bad", "late")
+    plan = Plan("now", "sha256:x", None, 0, {}, tuple(
+        Change(f"deployment/{n}@p", "create", 2, None, {"replicas": 1}) for n in names))
+    started = time.monotonic()
+    with backend.lock("apply"), pytest.raises(ProviderError, match="bad@p: the rollout is stuck"):
+        applier.run(plan, backend.read(), "p", None, {})
+    assert time.monotonic() - started < 30, "the other waits ran to their timeout"
+    assert applier.also_failed == [] and applier.stopped_waits == {"deployment/slow@p", "deployment/throttled@p"}
+    assert "deployment/late@p" not in cluster.started and "deployment/late@p" not in applier.waited
+    assert not [t for t in threading.enumerate() if t.name.startswith("placer-apply-")]
+    assert not cluster.stop.is_set()
+    state = backend.read()
+    assert {k: v["healthy"] for k, v in state.deployments.items()} == {n + "@p": False for n in names}
+
+
 def final_write_fails(monkeypatch: pytest.MonkeyPatch, env: Env, message: str) -> None:
     """The CLI's state backend fails (OSError ``message``) the write that marks an apply finished."""
 
@@ -2211,9 +2269,9 @@ def test_an_interrupted_apply_ends_a_health_wait_at_once() -> None:
     threading.Timer(0.2, stop.set).start()
     started = time.monotonic()
     with pytest.raises(ProviderError, match="deployment/a@p: stopped waiting for a to roll out: the apply was "
-                                            "interrupted") as caught:
+                                            "interrupted, or another of its waits failed") as caught:
         pause(stop, 60.0, "deployment/a@p", "a to roll out")
-    assert time.monotonic() - started < 10 and not caught.value.retryable
+    assert time.monotonic() - started < 10 and not caught.value.retryable and caught.value.stopped
     pause(threading.Event(), 0.01, "deployment/a@p", "a to roll out")  # not stopped: a plain sleep
 
 
@@ -2231,7 +2289,7 @@ def test_an_interrupt_ends_a_retrys_wait_and_its_retries(tmp_path: Path) -> None
         raise ProviderError("deployment/a@p: 429 Too Many Requests", retryable=True, retry_after=60.0)
 
     change = planfile.Change("deployment/a@p", "create", 2, None, {"replicas": 1}, (), {})
-    threading.Timer(0.2, applier._interrupted.set).start()
+    threading.Timer(0.2, applier._stopping.set).start()  # as an interrupt sets it (``Applier._parallel``)
     started = time.monotonic()
     with pytest.raises(ProviderError, match="429"):
         applier._with_retry(change, "apply", throttled, ApplyReport(serial=0))

@@ -835,14 +835,20 @@ def test_a_change_made_whose_verification_fails_is_recorded_as_made(cluster):
     _next_plan_heals(cluster, fleet)
 
 
-def _asr_made_tts_refused(cluster):
-    """asr (3 replicas) and tts (a training model of 2) planned together, and applied with every write
-    of tts refused (HTTP 403): the apply stops after asr is made. The fleet, the plan file and the apply's run."""
-    tmp = cluster["tmp"]
+def _asr_and_tts_fleet(tmp: Path) -> Path:
+    """``_one_model_fleet``'s asr (3 replicas) and tts beside it (a training model of 2)."""
     fleet = _one_model_fleet(tmp, "v1", 3)
     docs = list(yaml.safe_load_all((fleet / "fleet.yaml").read_text()))
     docs.insert(-1, training("tts", 2, gpus=1, mem=16))
     (fleet / "fleet.yaml").write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    return fleet
+
+
+def _asr_made_tts_refused(cluster):
+    """asr (3 replicas) and tts (a training model of 2) planned together, and applied with every write
+    of tts refused (HTTP 403): the apply stops after asr is made. The fleet, the plan file and the apply's run."""
+    tmp = cluster["tmp"]
+    fleet = _asr_and_tts_fleet(tmp)
     plan = tmp / "plan.json"
     assert placer(cluster, "plan", str(fleet), "-o", str(plan)).returncode == 0
     cluster["kube"].fail_next(100, 403, path_contains="/tts-dc-l4")
@@ -861,6 +867,55 @@ def test_a_deployment_made_before_another_failed_is_not_said_to_have_failed_its_
     assert "whose health wait did not pass" not in said, said
     assert ("(deployment/asr@dc-l4, which the apply stopped before waiting for its health, as made but not "
             "healthy: the next plan applies it again and waits for it)") in said, said
+
+
+def test_a_rollout_stuck_at_once_stops_the_health_wait_of_another(cluster):
+    """asr and tts are created together; tts's rollout is stuck at once (ProgressDeadlineExceeded: an
+    image its nodes may not pull) while asr's pods never become ready: the apply said tts's failure
+    only once asr's wait had timed out (120 s here, 600 s by default). The first failure stops the
+    other waits: the apply fails in seconds, saying tts is stuck and that it stopped asr's wait; both
+    are recorded as made, not healthy, and the next plan applies them again and waits for them."""
+    tmp, kube = cluster["tmp"], cluster["kube"]
+    fleet = _asr_and_tts_fleet(tmp)
+    path = fleet / "fleet.yaml"
+    path.write_text(path.read_text().replace("healthTimeoutSeconds: 1", "healthTimeoutSeconds: 120"))
+    plan = tmp / "plan.json"
+    assert placer(cluster, "plan", str(fleet), "-o", str(plan)).returncode == 0
+    kube.ready_after_polls = None  # neither's pods become ready
+    handle = kube.handle
+    stuck = {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
+             "message": 'ReplicaSet "tts-dc-l4-6c9f" has timed out progressing.',
+             "lastUpdateTime": "2026-11-28T07:00:00Z", "lastTransitionTime": "2026-11-28T07:00:00Z"}
+
+    def tts_stuck(method, path, *rest):
+        code, body, headers = handle(method, path, *rest)
+        if method == "GET" and path.endswith("/tts-dc-l4") and code == 200:
+            conditions = [c for c in body["status"]["conditions"] if c["type"] != "Progressing"]
+            body = {**body, "status": {**body["status"], "conditions": [*conditions, stuck]}}
+        return code, body, headers
+
+    started = time.monotonic()
+    r = _apply_answered(cluster, plan, tts_stuck)
+    elapsed = time.monotonic() - started
+    said = " ".join(r.stderr.split())
+    assert r.returncode == 1 and "Traceback" not in said, said
+    assert elapsed < 30, f"waited {elapsed:.1f}s: tts's failure waited for asr's wait"
+    assert ("apply failed after 2 of 2 change(s): deployment/tts@dc-l4: the rollout of deployment ml/tts-dc-l4 in "
+            "context onprem has been stuck since 2026-11-28T07:00:00Z (Progressing False, "
+            "ProgressDeadlineExceeded") in said, said
+    assert "other change" not in said and "not rolled out after" not in said, said
+    assert ("(deployment/tts@dc-l4, whose health wait did not pass; deployment/asr@dc-l4, whose health wait the "
+            "apply stopped when another wait failed, as made but not healthy: the next plan applies them again and "
+            "waits for them)") in said, said
+    deployments = json.loads((tmp / "state.json").read_text())["deployments"]
+    assert {k: (v["replicas"], v["healthy"]) for k, v in deployments.items()} == {
+        "asr@dc-l4": (3, False), "tts@dc-l4": (2, False)}, deployments
+
+    for name in ("asr-dc-l4", "tts-dc-l4"):  # what held their pods is fixed: the next plan waits for them again
+        kube.roll_out("ml", name)
+    _plan_and_apply(cluster, fleet)
+    deployments = json.loads((tmp / "state.json").read_text())["deployments"]
+    assert not any("healthy" in v for v in deployments.values()), deployments
 
 
 # ---------------------------------------------------------------- a change made whose answer was lost
@@ -1083,6 +1138,38 @@ def test_an_aws_group_ec2_cannot_launch_for_stops_the_apply_before_anything_move
     assert {k: v["nodes"] for k, v in state["pools"].items()} == {"aws-h100": 2, "gcp-a100": 2}
     assert state["deployments"] == {}
     assert world["kube"].deployment("ml", "chat-70b-aws-h100") is None
+
+
+def test_a_refused_launch_stops_the_wait_for_another_pool_at_once(world):
+    """EC2 refuses aws-h100's launch at once while gcp-a100's nodes never come up: the apply said the
+    refusal only once gcp-a100's wait had timed out (61.2 s with a 60 s timeout; 600 s by default). The
+    first failure stops the other waits: the apply fails in seconds, not at the 120 s timeout, saying the
+    refusal, and that it stopped gcp-a100's wait; both pools are recorded at their sizes, not healthy."""
+    fleet = _fleet(world["tmp"])
+    path = fleet / "fleet.yaml"
+    path.write_text(path.read_text().replace("mode: live", "mode: live\n    healthTimeoutSeconds: 120"))
+    plan = world["tmp"] / "plan.json"
+    assert placer(world, "plan", str(fleet), "-o", str(plan)).returncode == 0
+    world["gcp"].settle_after(10**9)  # gcp-a100's instances are created for ever
+    said = "We currently do not have sufficient p4d.24xlarge capacity in the Availability Zone you requested."
+    with FaultProxy(world["env"]["AWS_ENDPOINT_URL"]) as proxy:
+        proxy.rewrite("DescribeAutoScalingGroups", instances_pending)
+        proxy.answer("DescribeScalingActivities", scaling_activity("e2e-h100", "Failed", said))
+        started = time.monotonic()
+        r = placer({**world, "env": {**world["env"], "AWS_ENDPOINT_URL": proxy.endpoint}}, "apply", str(plan))
+        elapsed = time.monotonic() - started
+    message = " ".join(r.stderr.split())
+    assert r.returncode == 1 and "Traceback" not in message, message
+    assert elapsed < 30, f"waited {elapsed:.1f}s: the refusal waited for gcp-a100's wait"
+    assert "apply failed after 2 of 5 change(s): pool/aws-h100: Auto Scaling group 'e2e-h100'" in message, message
+    assert "cannot launch its H100-80GB instances" in message and "other change" not in message, message
+    assert ("(pool/aws-h100, whose nodes the wait did not see come up; pool/gcp-a100, whose wait for its nodes "
+            "the apply stopped when another wait failed, as made but not healthy: the next plan applies them "
+            "again and waits for them)") in message, message
+    state = json.loads((world["tmp"] / "state.json").read_text())
+    assert {k: (v["nodes"], v["healthy"]) for k, v in state["pools"].items()} == {
+        "aws-h100": (2, False), "gcp-a100": (2, False)}, state["pools"]
+    assert state["deployments"] == {} and world["kube"].deployment("ml", "chat-70b-aws-h100") is None
 
 
 def test_a_pool_whose_nodes_did_not_come_up_is_waited_for_again_by_the_next_plan(world):
