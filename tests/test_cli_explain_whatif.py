@@ -1475,6 +1475,11 @@ CAPPED = {
 }
 
 
+# what capacity mends a spot share's or a spread's conflict: the pools the models fill, not every pool they may use
+MORE_ROOM = {"spot": "add capacity to off or a pool they may use off spot",
+             "spread": "add capacity to q or a pool they may use in a failure domain of its own"}
+
+
 @pytest.mark.parametrize("rule", ["spot", "spread", "places"])
 def test_validate_refuses_minreplicas_a_spread_spot_share_or_maxmodelsperpool_keeps_from_sharing(tmp_path, rule):
     """validate passed fleets whose models' minReplicas each fit alone and not together under a
@@ -1495,11 +1500,29 @@ def test_validate_refuses_minreplicas_a_spread_spot_share_or_maxmodelsperpool_ke
     else:
         wanted = [f"{path}:{line_of(fleet, 'minReplicas', f'name: {m}')}: Model/{m}: spec.minReplicas: {what} with the "
                   f"fleet's capacity: {why}; relax one of them (drop the policy or make it preferred, lower a "
-                  "minReplicas, or add capacity to those pools); other conflicts may remain" for m in models]
+                  f"minReplicas, or {MORE_ROOM[rule]}); other conflicts may remain" for m in models]
     assert [line for line in r.stderr.splitlines() if "no placement" in line] == wanted, r.stderr
     r = placer("plan", str(fleet))
     assert r.returncode == 1 and "Traceback" not in r.stderr and r.stdout == "", r.stderr
     assert f"no placement on the fleet's pools satisfies required policies {name} (" in " ".join(r.stderr.split())
+
+
+@pytest.mark.parametrize(("rule", "named", "other"), [("spot", "off", "sp"), ("spread", "q", "p")])
+def test_a_spot_share_or_spread_conflict_names_the_pools_whose_capacity_mends_it(tmp_path, rule, named, other):
+    """validate's advice on a conflict under a spot share or a spread was "add capacity to those pools", every
+    pool the models may use: a second node on the spot pool sp (the spread's p, in the failure domain that
+    already holds what the spread lets it) left the fleet refused as before. It names the pools the models
+    fill: a second node there validates; one on the other pool does not, and the advice does not name it."""
+    fleet = capped(tmp_path, rule, tight=True)
+    r = placer("validate", str(fleet))
+    assert r.returncode == 1 and MORE_ROOM[rule] in r.stderr and f"capacity to {other}" not in r.stderr, r.stderr
+    docs = list(yaml.safe_load_all((fleet / "fleet.yaml").read_text()))
+    for grown, passes in ((other, False), (named, True)):
+        more = [{**d, "spec": {**d["spec"], "nodes": {"count": 2}}} if d["metadata"]["name"] == grown
+                and d["kind"] == "Pool" else d for d in docs]
+        (fleet / "fleet.yaml").write_text(yaml.safe_dump_all(more, sort_keys=False))
+        r = placer("validate", str(fleet))
+        assert (r.returncode == 0) == passes, (grown, r.stderr)
 
 
 @pytest.mark.parametrize("rule", ["spot", "spread", "places"])

@@ -71,6 +71,9 @@ class Crowding:
     held: int = 0
     caps: tuple[tuple[str, int, str], ...] = ()
     where: tuple[str, ...] = ()
+    # under a layer, the pools the models fill, whose capacity bounds them (``shared._filled``): more GPUs
+    # elsewhere (on the spot pools a spot share keeps them off) mend nothing
+    filled: tuple[str, ...] = ()
 
     @property
     def gpus(self) -> int:
@@ -131,7 +134,7 @@ class Conflict:
             how.append("raise the maxUsdPerHour")
         elif self.shared is not None:
             what = f"no placement satisfies {self.describe()}{together} with the fleet's capacity: {_crowded(self.shared)}"
-            how.append(f"add capacity to {'that pool' if len(self.shared.pools) == 1 else 'those pools'}")
+            how.append(_more_room(self.shared))
         elif self.refused:
             what = f"no placement satisfies {self.describe()}{together}: {self.refused}"
             how.append(self.remedy or "add capacity")
@@ -170,6 +173,18 @@ def _crowded(shared: Crowding) -> str:
     if shared.layer:
         where += f", but {_capped(shared)}: they hold at most {shared.held:,} of those GPUs"
     return f"they take at least {shared.gpus:,} GPUs ({', '.join(needs)}) and {where}"
+
+
+def _more_room(shared: Crowding) -> str:
+    """Where capacity mends a shortage: every pool the models may use (they fill them all), or under a
+    layer the pools they fill, or a new pool off spot or in a failure domain of its own."""
+    if not shared.layer:
+        return f"add capacity to {'that pool' if len(shared.pools) == 1 else 'those pools'}"
+    filled = list(shared.filled)
+    if len(filled) > 2 * BREAKDOWN:
+        filled[2 * BREAKDOWN - 1:] = [f"and {len(filled) - 2 * BREAKDOWN + 1:,} more"]
+    new = f"a pool they may use {'off spot' if shared.layer == 'spot' else 'in a failure domain of its own'}"
+    return f"add capacity to {', '.join(filled)} or {new}" if filled else f"add {new}"
 
 
 def _capped(shared: Crowding) -> str:

@@ -193,10 +193,10 @@ def _layered(a: FleetArrays, groups: list[_Group], named: Collection[int], layer
     return out
 
 
-def _flow(groups: Sequence[_Group], usable: np.ndarray, labels: np.ndarray | None) -> tuple[nx.DiGraph, int]:
-    """The max flow of ``groups`` (the module docstring), each layered group's edge to a pool of part
-    ``labels[pool] >= 0`` through its node of that part: push-relabel's residual network, and the
-    flow's value."""
+def _network(groups: Sequence[_Group], usable: np.ndarray,
+             labels: np.ndarray | None) -> tuple[nx.DiGraph, list[list[int]]]:
+    """The flow network of ``groups`` (the module docstring), each layered group's edge to a pool of
+    part ``labels[pool] >= 0`` through its node of that part, and the pools of each pool node ("p", j)."""
     # pools that the same groups use (and of one part) are one node: (the groups, as bytes, part) -> pools
     user = np.repeat(np.arange(len(groups)), [len(g.pools) for g in groups])
     used = np.concatenate([g.pools for g in groups])
@@ -222,10 +222,35 @@ def _flow(groups: Sequence[_Group], usable: np.ndarray, labels: np.ndarray | Non
                 graph.add_edge(("l", i, part), ("p", j))  # unbounded
             else:
                 graph.add_edge(("m", i), ("p", j))  # unbounded
+    return graph, list(pool_nodes.values())
+
+
+def _flow(groups: Sequence[_Group], usable: np.ndarray, labels: np.ndarray | None) -> tuple[nx.DiGraph, int]:
+    """The max flow of ``groups`` (``_network``): push-relabel's residual network, and the flow's value."""
+    graph, _ = _network(groups, usable, labels)
     # phase 1 of push-relabel is a minimum cut: the nodes that cannot reach the sink in its residual
     # network are a cut's source side (as nx.minimum_cut finds it, less its cutset's edge list)
     residual = preflow_push(graph, "source", "sink", value_only=True)
     return residual, int(residual.graph["flow_value"])
+
+
+def _filled(groups: Sequence[_Group], usable: np.ndarray, labels: np.ndarray | None) -> list[int]:
+    """The pools whose room bounds what ``groups``' minReplicas take under the layer of ``labels``: those
+    the source reaches in a maximum flow's residual network, whose edges to the sink are in every minimum
+    cut, so that more GPUs on any of them let more in. Under a layer the others may have room to spare
+    (the spot pool a spot share keeps the models off, the failure domain a spread caps them in): more
+    capacity there mends nothing, and "add capacity to those pools" named them all."""
+    graph, nodes = _network(groups, usable, labels)
+    residual = preflow_push(graph, "source", "sink")  # a whole flow (phase 2 too): its residual network
+    reached: set[object] = {"source"}
+    stack: list[object] = ["source"]
+    while stack:
+        node = stack.pop()
+        for after, edge in residual.succ[node].items():
+            if after not in reached and edge["flow"] < edge["capacity"]:
+                reached.add(after)
+                stack.append(after)
+    return sorted(p for j, pools in enumerate(nodes) if ("p", j) in reached for p in pools)
 
 
 def _short(groups: list[_Group], usable: np.ndarray, labels: np.ndarray | None = None) -> list[list[_Group]]:
@@ -319,6 +344,7 @@ def _conflict(fleet: Fleet, rules: Rules, a: FleetArrays, layer: str, groups: li
     pools = np.unique(np.concatenate([group.pools for group in groups])).tolist()
     caps: list[tuple[str, int, str]] = []
     held = 0
+    filled: tuple[str, ...] = ()
     if layer:
         limits = _limits(fleet, layer, required)
         for m, n, _ in needs:
@@ -326,11 +352,12 @@ def _conflict(fleet: Fleet, rules: Rules, a: FleetArrays, layer: str, groups: li
             if policy is not None:
                 caps.append((m.name, most, policy.name))
         held = _held(groups, usable, _labels(a, layer))
+        filled = tuple(a.pools[p].name for p in _filled(groups, usable, _labels(a, layer)))
     where = (tuple(a.pools[p].name for p in pools if a.pool_spot[p]) if layer == "spot" else
              tuple(f"{a.pools[p].name} in {a.pools[p].failure_domain}" for p in pools) if layer == "spread" else ())
     shared = Crowding(tuple((m.name, n, g) for m, n, g in needs),
                       tuple((a.pools[p].name, int(usable[p]), a.pools[p].max_gpus) for p in pools),
-                      layer, held, tuple(caps), where)
+                      layer, held, tuple(caps), where, filled)
     policies = _policies(fleet, rules, a, layer, [(m, n) for m, n, _ in needs], required)
     # the caps' policies take part whatever the deletion filter found (it is skipped past POLICY_SEARCH)
     capping = [p for p in required if p.name in {name for _, _, name in caps} and p not in policies]
