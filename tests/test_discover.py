@@ -945,6 +945,25 @@ def test_discover_gcp_says_a_group_could_not_be_read_not_that_there_are_no_gpus(
     assert "Error: could not read 1 group (" in err and "infer" in err.split("Error: ")[1]
 
 
+def test_discover_gcp_by_project_number_writes_pools_that_validate(capsys: pytest.CaptureFixture[str],
+                                                                   tmp_path: Path) -> None:
+    """`discover gcp --project 123456789012` (a project's number, which the Compute API takes for its ID)
+    wrote target.gcp.project as given, which validate refused: every pool it found was skipped ("a fleet
+    would refuse it as discovered"), exit 0 with no pool."""
+    with FakeCompute() as gcp:
+        gcp.add_machine_type("g2-standard-4")
+        l4 = gcp.add_template("123456789012", "l4", "g2-standard-4", accelerators=[("nvidia-l4", 1)])
+        gcp.add_mig("123456789012", "infer", l4, zone="us-central1-a", target_size=1)
+        code, out, err = run(capsys, "discover", "gcp", "--project", "123456789012", "--api-endpoint", gcp.endpoint)
+    assert code == 0, err
+    assert "skipped" not in out, out
+    pools = [d for d in yaml.safe_load_all(out) if d["kind"] == "Pool"]
+    assert [p["spec"]["target"]["gcp"]["project"] for p in pools] == ["123456789012"]
+    (tmp_path / "f").mkdir()
+    (tmp_path / "f" / "found.yaml").write_text(out)
+    assert run(capsys, "validate", str(tmp_path / "f"))[0] == 0
+
+
 def test_discover_gcp_names_every_group_of_a_template_or_machine_type_it_could_not_read(
         capsys: pytest.CaptureFixture[str]) -> None:
     """A 403 on a machine type three GPU groups share said one of them could not be read; the

@@ -467,12 +467,16 @@ def test_a_gcp_project_is_a_project_id() -> None:
                     f"  usdPerGpuHour: 1\n  target: {{gcp: {{project: {project!r}, zone: us-central1-a, "
                     "instanceGroupManager: g}}\n")[1]
 
-    for good in ("acme-ml-prod", "acme", "example.com:ml-prod"):
+    # a project's number too: the Compute API, gcloud and Terraform take it for the ID (it was refused, and
+    # `discover gcp --project NUMBER` skipped every pool it found)
+    for good in ("acme-ml-prod", "acme", "example.com:ml-prod", "123456789012"):
         assert pool(good) == [], good
-    for bad in ("proj | `x` @octo ../../x", "acme;rm -rf ~", "acme/zones/x", "Acme-ML", "1acme", "acme-", "ac\u0435"):
+    for bad in ("proj | `x` @octo ../../x", "acme;rm -rf ~", "acme/zones/x", "Acme-ML", "1acme", "acme-", "ac\u0435",
+                "0123", "12 34"):
         [said] = pool(bad)
         assert f"spec.target.gcp.project: {bad!r} is no GCP project ID: use lowercase letters" in said, said
-    assert pool("Acme-ML")[0].endswith("e.g. acme-ml-prod; did you mean 'acme-ml'?")
+    assert pool("Acme-ML")[0].endswith("e.g. acme-ml-prod, or the project's number (123456789012); did you mean "
+                                       "'acme-ml'?")
     assert pool("ac\u0435")[0].endswith("; '\u0435' in it is CYRILLIC SMALL LETTER IE (U+0435), no ASCII letter")
 
 

@@ -242,8 +242,10 @@ class KubernetesTarget(Strict):
 EKS_NAME = re.compile(r"[0-9A-Za-z][A-Za-z0-9_-]*")
 GCP_NAME = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
 # a project ID: lowercase letters, digits and '-', a letter first, no '-' last (6 to 30 for a project made
-# today; the length is not checked, older rules made shorter ones), or a domain-scoped one (example.com:ml)
-GCP_PROJECT = re.compile(r"([a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?:)?[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
+# today; the length is not checked, older rules made shorter ones), or a domain-scoped one (example.com:ml);
+# or the project's number, which the Compute API, gcloud's --project and Terraform take in its place
+# (`discover gcp --project 123456789012` wrote it, and the pools it found were skipped as refused)
+GCP_PROJECT = re.compile(r"([a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?:)?[a-z]([-a-z0-9]{0,61}[a-z0-9])?|[1-9][0-9]{0,29}")
 # an Auto Scaling group's: 1 to 255 ASCII characters 33 to 126 but ':' (AWS' CreateAutoScalingGroup);
 # one of 256 failed terraform plan, an empty one made terraform name the group itself
 ASG_NAME = re.compile(r"[!-9;-~]{1,255}")
@@ -306,8 +308,8 @@ class GcpTarget(Strict):
         # (`--project proj; rm -rf ~`), and GCP refused it only at apply time
         if not GCP_PROJECT.fullmatch(v):
             raise ValueError(f"{v!r} is no GCP project ID: use lowercase letters, digits and - (starting with a "
-                             f"letter, not ending with -), as GCP requires, e.g. acme-ml-prod{_lowercase(v, GCP_PROJECT)}"
-                             f"{lookalike(v)}")
+                             f"letter, not ending with -), as GCP requires, e.g. acme-ml-prod, or the project's number "
+                             f"(123456789012){_lowercase(v, GCP_PROJECT)}{lookalike(v)}")
         return v
 
     @field_validator("instance_group_manager")
