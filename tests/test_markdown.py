@@ -212,6 +212,18 @@ def test_a_backslash_before_a_pipe_stays_in_its_cell() -> None:
     assert gfm_cells(rows[-1]) == ["m", "family x\\\\\\|y"], rows[-1]
 
 
+def test_a_code_span_in_a_cell_keeps_its_backslashes() -> None:
+    """A backslash in a code span was doubled as outside one, where Markdown shows it as it is: the
+    command `placer show 'plans\\x.json'` read `plans\\\\x.json`, another file. Its pipes are still
+    escaped, a backslash before one doubled, so that the row keeps its cells."""
+    plan = big_plan(2)
+    plan["violations"][0]["detail"] = "run `placer show 'plans\\x.json'` or `a|b` or `c\\|d`, not x\\y"
+    rows = [line for line in render(plan).splitlines() if line.startswith("| spread |")]
+    assert gfm_cells(rows[0]) == [
+        "spread", "preferred", "1",
+        "run `placer show 'plans\\x.json'` or `a\\|b` or `c\\\\\\|d`, not x\\\\y"], rows[0]
+
+
 def test_the_comment_names_the_models_a_policy_retired_as_the_summary_does() -> None:
     """`placer show` lists each retired model with the policy's reason; the comment a reviewer reads
     left them out: a fleet of 29 models showed 24, and five vanished from the pull request unsaid.

@@ -41,11 +41,28 @@ class LimitTooLow(ValueError):
         super().__init__(f"the comment's counts, costs and notes on what it cuts take {floor:,} characters")
 
 
+_CODE_SPAN = re.compile(r"(`+)(?!`)(.+?)(?<!`)\1(?!`)")
+
+
 def _cell(text: str) -> str:
     """Text for a table cell: on one line, its backslashes and pipes escaped and no HTML tag opened (a
     policy's detail quotes the fleet's text: a line break split the row, and so did a backslash before a
-    pipe, `a\\|b` written `a\\\\|b`, which GitHub reads as an escaped backslash and a cell's end)."""
-    return " ".join(text.split("\n")).replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;")
+    pipe, `a\\|b` written `a\\\\|b`, which GitHub reads as an escaped backslash and a cell's end). In a
+    code span, where Markdown shows a backslash as it is, only a backslash before a pipe is doubled (a
+    command `placer show 'plans\\x.json'` was shown with two backslashes, naming another file)."""
+    line = " ".join(text.split("\n"))
+    out, at = [], 0
+    for span in _CODE_SPAN.finditer(line):
+        out.append(_escaped(line[at:span.start()]))
+        out.append(span.group(0).replace("\\|", "\\\\|").replace("|", "\\|"))
+        at = span.end()
+    out.append(_escaped(line[at:]))
+    return "".join(out)
+
+
+def _escaped(text: str) -> str:
+    """Markdown text outside code spans, its backslashes, pipes and tag openings escaped."""
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;")
 
 
 def _row(cells: list[str]) -> str:
