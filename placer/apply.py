@@ -678,7 +678,7 @@ class Applier:
             state.models = {model: {"demand": total} for model, total in demand.items()}
             state.history.append({"serial": state.serial, "appliedAt": _now(), "plan": plan_id,
                                   "changes": len(report.applied), "fleetDigest": plan.fleet_digest,
-                                  "planDigest": plan.digest()})
+                                  "planDigest": plan.digest(), **search_of(plan)})
             state.history = state.history[-50:]
             try:
                 self.backend.write(state)
@@ -818,3 +818,11 @@ def _holds(seen: dict[str, Any] | None, wanted: dict[str, Any] | None) -> bool:
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def search_of(plan: Plan) -> dict[str, str]:
+    """The history entry's ``search``: how the plan applied was searched (its solver.search,
+    ``replan`` or ``whole``), which ``State.replans_since_full_search`` counts; nothing for a plan
+    written before placer recorded it."""
+    search = (plan.body.get("solver") or {}).get("search")
+    return {"search": search} if isinstance(search, str) else {}

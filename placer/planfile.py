@@ -228,7 +228,7 @@ FIELDS: dict[str, dict[str, str]] = {
     "cost": {key: "number" for key in ("totalUsdPerHour", "computeUsdPerHour", "egressUsdPerHour", "latencyUsdPerHour",
                                         "unmetUsdPerHour", "churnUsd", "penaltyUsdPerHour")},
     "solver": {"status": "text", "objectiveUsdPerHour": "number", "boundUsdPerHour": "number", "gap": "number?",
-               "wallSeconds": "amount", "note": "text?"},
+               "wallSeconds": "amount", "note": "text?", "search": "text?"},
     "placements": {"model": "name", "pool": "name", "replicas": "replicas", "gpus": "gpus", "target": "object"},
     "routes": {"model": "name", "demandLocation": "name", "pool": "name", "rate": "amount", "latencyMs": "amount"},
     "pools": {"pool": "name", "nodes": "nodes", "gpusUsed": "gpus", "gpusCapacity": "gpus", "target": "object?"},

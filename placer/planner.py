@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from placer.cost import CostBreakdown, model_compute_usd, model_egress_usd, price
@@ -66,6 +67,9 @@ def placement_body(fleet: Fleet, result: SolveResult, placement: Placement, cost
     }
     if result.note:  # how far the gap may be read (a re-plan's weak bound)
         solver["note"] = result.note
+    # the search that made it: applied, the state's history counts the re-plans since the last
+    # whole search (``State.replans_since_full_search``, Settings solver.fullSearchEvery)
+    solver["search"] = "replan" if result.replan else "whole"
     placements = []
     strategies = planned_strategies(state, changes)
     for (model_name, pool_name), replicas in sorted(placement.replicas.items()):
@@ -158,6 +162,33 @@ def placement_of_body(body: dict[str, Any], fleet: Fleet) -> Placement:
     return placement
 
 
+def full_search_note(replans: int, every: int, kept: bool) -> str:
+    """What a plan searched whole because the state's last ``replans`` applies were short re-plans."""
+    found = ("; it found nothing cheaper than the short re-plan's plan, which this is" if kept else "")
+    return (f"searched the whole fleet, its moves priced as churn, as `placer plan --full-search` does{found}: the "
+            f"last {replans} applied plans were short re-plans around what runs, which drift dearer one after "
+            f"another, and Settings solver.fullSearchEvery is {every} (0: never by itself)")
+
+
+def searched_whole(fleet: Fleet, rules: Rules, current: dict[tuple[str, str], int],
+                   placed: dict[tuple[str, str], int] | None, progress: Callable[[str], None] | None,
+                   time_limit: float | None, replans: int, every: int) -> SolveResult:
+    """The plan once ``replans`` short re-plans in a row were applied: the short re-plan, then the whole
+    fleet searched in the time it leaves, the cheaper kept (its search ``whole`` either way: the count
+    starts again). The whole search alone was at times dearer than the re-plan (bench S, a loaded
+    machine: 1,246.80 USD/h against 1,221.75, HiGHS' answer on the whole model turning on the load)."""
+    limit = time_limit if time_limit is not None else fleet.settings.solver.time_limit_seconds
+    started = time.monotonic()
+    short = optimize(fleet, rules, current=current, progress=progress, time_limit=limit, placed=placed)
+    if not short.replan:  # what runs made no short re-plan (demand doubled): that was the whole search
+        return replace(short, note=short.note or full_search_note(replans, every, False))
+    rest = max(0.5 * limit, limit - (time.monotonic() - started))
+    full = optimize(fleet, rules, current=current, progress=progress, time_limit=rest, whole=True, placed=placed)
+    kept = full.placement is None or (short.placement is not None and short.objective < full.objective)
+    best = short if kept else full
+    return replace(best, note=full_search_note(replans, every, kept), replan=False)
+
+
 def make_plan(
     fleet: Fleet,
     state: State,
@@ -167,10 +198,17 @@ def make_plan(
     time_limit: float | None = None,
     whole: bool = False,
 ) -> PlanResult:
-    """``whole``: search the whole fleet in the whole time (``optimize``), not a short re-plan."""
+    """``whole``: search the whole fleet in the whole time (``optimize``), not a short re-plan; so
+    too once the state's history holds Settings solver.fullSearchEvery applied re-plans in a row,
+    which drift dearer one after another (docs/optimizer.md), and the plan's note says so."""
     current = running_replicas(fleet, state)
-    result = optimize(fleet, rules, current=current, progress=progress, time_limit=time_limit, whole=whole,
-                      placed=placed_replicas(fleet, state, current))
+    placed = placed_replicas(fleet, state, current)
+    every, replans = fleet.settings.solver.full_search_every, state.replans_since_full_search()
+    if not whole and every > 0 and replans >= every:
+        result = searched_whole(fleet, rules, current, placed, progress, time_limit, replans, every)
+    else:
+        result = optimize(fleet, rules, current=current, progress=progress, time_limit=time_limit, whole=whole,
+                          placed=placed)
     if result.placement is None:
         if result.status == "INFEASIBLE":
             if progress:

@@ -123,6 +123,17 @@ class State:
         plan = self.applying.get("plan")
         return {"plan": None if plan is None else str(plan), "done": len(self.applying.get("done", []))}
 
+    def replans_since_full_search(self) -> int:
+        """How many of the last applies in a row applied a short re-plan around what runs (their
+        history entries' ``search``, as the plan's solver.search said): an apply of a whole search,
+        or one placer recorded before it wrote ``search``, ends the count."""
+        count = 0
+        for entry in reversed(self.history):
+            if entry.get("search") != "replan":
+                break
+            count += 1
+        return count
+
     def replicas(self) -> dict[tuple[str, str], int]:
         out = {}
         for key, value in self.deployments.items():

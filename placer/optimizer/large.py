@@ -297,6 +297,7 @@ class LargeResult:
     candidates: Candidates | None = None
     log: list[str] = field(default_factory=list)  # each step done: "name: 0.21s note" (``Clock.mark``)
     note: str = ""  # SolveResult.note
+    replan: bool = False  # SolveResult.replan
 
     @property
     def gap(self) -> float:
@@ -304,7 +305,7 @@ class LargeResult:
 
     def as_solve_result(self) -> SolveResult:
         return SolveResult(self.status, self.placement, self.objective, self.bound, self.wall_seconds,
-                           dict(self.terms), self.candidates, self.note)
+                           dict(self.terms), self.candidates, self.note, self.replan)
 
 
 class Clock:
@@ -1066,4 +1067,5 @@ def solve_model(model: MatrixModel, clock: Clock, gap: float, workers: int = 1,
     optimal = objective - bound <= gap * max(1.0, abs(objective - unserved))
     status = "OPTIMAL" if optimal else "FEASIBLE"
     return LargeResult(status, placement_of(model, v), objective, bound, clock.elapsed(), terms,
-                       stats=dict(clock.marks), values=v, note=REPLAN_NOTE if mode == "replan" and lp is None else "")
+                       stats=dict(clock.marks), values=v, note=REPLAN_NOTE if mode == "replan" and lp is None else "",
+                       replan=mode == "replan")

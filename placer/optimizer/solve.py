@@ -50,6 +50,9 @@ class SolveResult:
     candidates: Candidates | None = None
     # what a reader of the gap should know: how the bound was found, where it is weak ("": nothing)
     note: str = ""
+    # the scalable route's short re-plan around what runs (``large.REPLAN_NOTE``), not a search of
+    # the whole fleet: applied, the state's history counts it towards solver.fullSearchEvery
+    replan: bool = False
 
     def __post_init__(self) -> None:
         # every term of the objective is >= 0, so no plan costs less than 0: a stop's bound below it (HiGHS'

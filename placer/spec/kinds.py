@@ -522,6 +522,10 @@ class SolverSettings(Strict):
     time_limit_seconds: Positive = 30.0
     relative_gap: NonNeg = 0.001
     workers: int | None = Field(default=None, ge=1)
+    # after this many applied re-plans in a row (the state's history), the next plan searches the
+    # whole fleet, as `placer plan --full-search` does: successive short re-plans drift dearer
+    # (docs/optimizer.md, "Re-plan drift"); 0: never by itself
+    full_search_every: int = Field(default=5, ge=0)
 
 
 URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+)://(.*)", re.DOTALL)  # two letters at least: not a drive (C://)

@@ -25,12 +25,12 @@ from policies import build_rules
 NOW = dt.datetime(2026, 11, 28, tzinfo=dt.UTC)
 
 
-def _fleet(docs: list[dict], root: Path) -> Path:
+def _fleet(docs: list[dict], root: Path, **solver: int) -> Path:
     for d in docs:
         if d["kind"] == "Settings":
             d["spec"]["state"] = {"backend": "local", "path": str(root / "state.json")}
             d["spec"]["apply"] = {"mode": "gitops", "directory": str(root / "deploy")}
-            d["spec"]["solver"] = {"timeLimitSeconds": 3, "workers": 1}
+            d["spec"]["solver"] = {"timeLimitSeconds": 3, "workers": 1, **solver}
     fleet = root / "fleet"
     if fleet.exists():
         for old in fleet.rglob("*.yaml"):
@@ -88,6 +88,46 @@ def test_apply_auto_approve_full_search_plans_the_whole_fleet(applied, capsys, t
     assert "re-planned around what runs" not in said["full"], said["full"]
 
 
+def test_after_full_search_every_applied_re_plans_the_next_plan_searches_the_whole_fleet(applied, capsys, tmp_path):
+    """Re-plans drift dearer one after another (bench S, ten 5% changes each re-planned from the
+    last: 1.4% above a whole search from the same state after the first, 3.5% after the sixth),
+    and nothing searched the whole fleet unless asked. Each apply's history entry now says how its
+    plan was searched; after solver.fullSearchEvery re-plans in a row the next plan searches the
+    whole fleet and says why, and once applied the count starts again."""
+    docs, root = applied
+    state = tmp_path / "state.json"  # a copy: the module's other tests plan from the state as applied
+    state.write_bytes((root / "state.json").read_bytes())
+    assert json.loads(state.read_text())["history"][-1]["search"] == "whole"  # the first plan's
+    said = []
+    for seed in (3, 4, 5):
+        fleet = _fleet(scale_demand(docs, seed=seed), root, fullSearchEvery=2)
+        capsys.readouterr()
+        assert main(["apply", str(fleet), "--auto-approve", "--state", str(state),
+                     "--now", "2026-11-28T00:00:00Z"]) == 0
+        said.append(" ".join(capsys.readouterr().out.split()))
+    searched = [h.get("search") for h in json.loads(state.read_text())["history"]]
+    assert searched[-4:] == ["whole", "replan", "replan", "whole"], searched
+    assert all("re-planned around what runs" in s for s in said[:2]), said[:2]
+    assert ("the last 2 applied plans were short re-plans around what runs, which drift dearer one after another, "
+            "and Settings solver.fullSearchEvery is 2") in said[2], said[2]
+    # the count starts again: the next plan is a short re-plan
+    fleet = _fleet(scale_demand(docs, seed=6), root, fullSearchEvery=2)
+    plan = _plan(fleet, capsys, "--state", str(state))
+    assert plan["solver"]["search"] == "replan" and plan["solver"]["note"] == large.REPLAN_NOTE
+
+
+def test_full_search_every_0_never_searches_the_whole_fleet_by_itself(applied, capsys, tmp_path):
+    docs, root = applied
+    data = json.loads((root / "state.json").read_text())
+    data["history"] += [{**data["history"][-1], "search": "replan"} for _ in range(6)]
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps(data))
+    for every, search in ((0, "replan"), (6, "whole"), (7, "replan")):
+        plan = _plan(_fleet(scale_demand(docs, seed=7), root, fullSearchEvery=every), capsys, "--state", str(state))
+        assert plan["solver"]["search"] == search, (every, plan["solver"])
+        assert ("Settings solver.fullSearchEvery is 6" in plan["solver"].get("note", "")) == (every == 6)
+
+
 def test_a_rollout_re_plans_around_what_runs_and_never_costs_more_than_rolling_out_in_place(applied, capsys):
     """The models with most demand get a new image: their replicas restart, churn for every one,
     wherever they go. Counted as not running for the search too, what still ran served under 90%
@@ -122,3 +162,25 @@ def test_a_rollout_re_plans_around_what_runs_and_never_costs_more_than_rolling_o
     assert kept.churn >= 0.5 * sum(r for (m, _), r in in_place.replicas.items() if m in rolled) > 0
     objective = plan["cost"]["totalUsdPerHour"] + plan["cost"]["churnUsd"]
     assert objective <= kept.objective + 1e-6
+
+
+def test_the_guard_keeps_the_short_re_plan_where_the_whole_search_comes_out_dearer(monkeypatch):
+    """The whole search alone was at times dearer than the re-plan it replaced (bench S, a loaded
+    machine: 1,246.80 USD/h against 1,221.75): the guard's plan is the cheaper of both, and counts
+    as a whole search all the same."""
+    import placer.planner as planner
+    from placer.optimizer import SolveResult
+    from placer.placement import Placement
+
+    asked = []
+
+    def fake(fleet, rules, current=None, progress=None, time_limit=None, whole=False, placed=None):
+        asked.append((whole, time_limit))
+        return SolveResult("FEASIBLE", Placement(replicas={}, nodes={}), 12.0 if whole else 10.0, 5.0, 0.1, replan=not whole)
+
+    monkeypatch.setattr(planner, "optimize", fake)
+    fleet = load_fleet(str(Path(__file__).parents[2] / "examples" / "hybrid"))
+    got = planner.searched_whole(fleet, build_rules(NOW), {}, None, None, 4.0, 5, 5)
+    assert got.objective == 10.0 and not got.replan
+    assert "it found nothing cheaper than the short re-plan's plan" in got.note
+    assert [w for w, _ in asked] == [False, True] and asked[1][1] <= 4.0
