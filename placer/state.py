@@ -43,7 +43,11 @@ from placer.planfile import (
     temporary_beside,
 )
 
-STATE_VERSION = 1
+# The newest state version this placer reads. A state is written as version 1, which every placer
+# reads, unless it holds what the placers that read version 1 alone take for something else
+# (``State.version``): then as version 2, which they refuse ("state version 2 is newer than this
+# placer reads") rather than plan from it as if nothing were pending, or write it back without it.
+STATE_VERSION = 2
 _UNREAD: Any = object()  # the state has not been read by this backend yet
 
 
@@ -145,9 +149,23 @@ class State:
     def nodes(self) -> dict[str, int]:
         return {p: int(v["nodes"]) for p, v in self.pools.items() if "nodes" in v}
 
+    def version(self) -> int:
+        """The version this state is written as: 2 where it holds a mark that a placer reading version
+        1 alone ignores (each written into version 1 states by a newer placer before, with no version
+        to tell): a deployment or pool made but not healthy yet (``healthy: false``: such a placer
+        planned "No changes" for a rollout that never became ready, and its apply of another change
+        wrote the entry back without the mark), a deposed copy a replacement has yet to delete (lost,
+        the copy leaked), or an apply that has not finished (its changes after the first are in the
+        journal, which the placers before it never read); else 1, so that a state without any
+        stays readable by the placer an operator rolls back to."""
+        pending = (self.applying is not None
+                   or any(v.get("healthy") is False or v.get("deposed") for v in self.deployments.values())
+                   or any(v.get("healthy") is False for v in self.pools.values()))
+        return 2 if pending else 1
+
     def to_json(self) -> dict[str, Any]:
         return {
-            "version": STATE_VERSION,
+            "version": self.version(),
             "lineage": self.lineage,
             "serial": self.serial,
             "deployments": dict(sorted(self.deployments.items())),

@@ -111,8 +111,8 @@ DAMAGED = {
     "serial not a number": ('{"lineage": "l", "serial": "three"}', "malformed state"),
     "deployments a list": ('{"lineage": "l", "serial": 1, "deployments": [1]}', "malformed state"),
     "deployment not an object": ('{"lineage": "l", "serial": 1, "deployments": {"m@p": 5}}', "malformed state"),
-    "newer version": ('{"version": 2, "lineage": "l", "serial": 1}',
-                      "state version 2 is newer than this placer reads (1): upgrade placer"),
+    "newer version": ('{"version": 3, "lineage": "l", "serial": 1}',
+                      "state version 3 is newer than this placer reads (2): upgrade placer"),
     # these passed the checks and then broke `plan` with an internal error (or a wrong message)
     "cost NaN": ('{"lineage": "l", "serial": 1, "costUsdPerHour": NaN}', "malformed state (costUsdPerHour nan"),
     "cost infinite": ('{"lineage": "l", "serial": 1, "costUsdPerHour": 1e999}', "costUsdPerHour inf is no number"),
@@ -661,6 +661,37 @@ def test_a_deployment_made_but_not_healthy_keeps_its_mark() -> None:
     assert deployment_entry(made, None, old) == {"replicas": 2, "target": new, "healthy": False}
     assert deployment_entry(made, 3, new) == {"replicas": 3, "target": new, "deposed": [{"replicas": 2, "target": old}]}
     assert health_marked(made, True) == {"replicas": 2, "target": new, "deposed": [{"replicas": 2, "target": old}]}
+
+
+def test_a_state_older_placers_would_misread_is_written_as_version_2() -> None:
+    """Every placer before this one reads version 1 and refuses any other ("state version 2 is newer
+    than this placer reads"). The marks added since, in version 1 states, were ignored by the placers
+    that came before them: 4833375 planned "No changes" over a state whose rollout the current
+    placer recorded as not healthy (its health wait failed), where this one applies it again. A state
+    holding such a mark is version 2, so that they refuse it; one without stays version 1, which
+    the placer an operator rolls back to still reads; this placer reads both."""
+    plain = sample_state()
+    assert json.loads(plain.dumps())["version"] == 1
+    marked: dict[str, State] = {}
+    for how in ("deployment not healthy", "pool not healthy", "deposed copy", "unfinished apply"):
+        state = sample_state()
+        if how == "deployment not healthy":
+            state.deployments["chat@aws-h100"]["healthy"] = False
+        elif how == "pool not healthy":
+            state.pools["aws-h100"]["healthy"] = False
+        elif how == "deposed copy":
+            state.deployments["chat@aws-h100"]["deposed"] = [{"replicas": 1, "target": {"provider": "aws"}}]
+        else:
+            state = applying_state()
+        marked[how] = state
+    for how, state in marked.items():
+        data = json.loads(state.dumps())
+        assert data["version"] == 2, how
+        assert State.loads(state.dumps(), "state.json").to_json() == state.to_json(), how
+    # the mark cleared (the next apply's health wait passed), the state is version 1 again
+    healed = State.loads(marked["deployment not healthy"].dumps(), "state.json")
+    del healed.deployments["chat@aws-h100"]["healthy"]
+    assert json.loads(healed.dumps())["version"] == 1
 
 
 def test_the_lock_removes_the_temporary_files_a_killed_write_left(backend: LocalBackend) -> None:
