@@ -913,10 +913,10 @@ def _apply(target: str, auto_approve: bool, state_path: str | None, now_text: st
         the_plan = read(target)
         if fleet_path is not None:
             with spinner(True, "reading the fleet") as progress:
-                now_digest = read_fleet(fleet_path, progress).digest
-            if now_digest != the_plan.fleet_digest:
+                fleet_now = read_fleet(fleet_path, progress)
+            if not fleet_now.made_from(the_plan.fleet_digest):
                 fail(f"{target} was made from another version of {fleet_path} (plan {the_plan.fleet_digest[:19]}…, "
-                     f"fleet now {now_digest[:19]}…); nothing was applied: plan it again")
+                     f"fleet now {fleet_now.digest[:19]}…); nothing was applied: plan it again")
     settings = the_plan.body["settings"]  # a plan file has them (``planfile.loads``), as a fleet's plan does
     # the apply's own: it says on stderr when it waits to try an S3 call again (the plan's told a spinner)
     backend = backend_from(settings["state"], state_path, lambda msg: err.print(msg, style="dim"))
@@ -1274,7 +1274,7 @@ def explain(fleet: str, model: str, now_text: str | None, state_path: str | None
         loaded = read_fleet(fleet, progress)
         if model not in loaded.models:
             fail(f"no model named {model!r} in {fleet}{suggest_name(model, loaded.models)}")
-        if saved is not None and saved.fleet_digest != loaded.digest:
+        if saved is not None and not loaded.made_from(saved.fleet_digest):
             fail(f"{plan_path} was made from another version of {fleet} (plan {saved.fleet_digest[:19]}…, fleet now "
                  f"{loaded.digest[:19]}…): explain the fleet as it is without --plan, or plan it again")
         # a saved plan's own state, as apply reads it (one made with --state names that file)

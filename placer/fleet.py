@@ -161,7 +161,31 @@ class Fleet:
 
     @cached_property
     def digest(self) -> str:
-        """sha256 of the normalized fleet: independent of file layout, order and comments."""
+        """sha256 of the fleet's documents as written (kind, name, labels, spec): independent of file
+        layout, document and key order and comments, and of how a placer reads them. It was taken of
+        the typed specs (``legacy_digest``), defaults and this placer's reading of each value
+        included, so an upgrade alone changed it (a selector's ``spot: true``, read as ``[true]``
+        since ae5503f): ``apply --fleet`` refused the plan a reviewer saw as "made from another
+        version of" a fleet no one had touched, and the GitOps pipeline planned afresh."""
+        docs = sorted(
+            (
+                {
+                    "kind": d.kind,
+                    "name": d.name,
+                    "labels": dict(sorted(d.labels.items())),
+                    "spec": _as_written(d.raw.data.get("spec") if isinstance(d.raw.data, dict) else None),
+                }
+                for d in self.documents
+            ),
+            key=lambda d: (d["kind"], d["name"]),
+        )
+        blob = json.dumps(docs, sort_keys=True, separators=(",", ":"), default=str).encode()
+        return "sha256:" + hashlib.sha256(blob).hexdigest()
+
+    @cached_property
+    def legacy_digest(self) -> str:
+        """The digest placers before ``digest``'s took of this fleet (of its typed specs): a plan one
+        of them saved is still known as made from it."""
         docs = sorted(
             (
                 {
@@ -176,6 +200,10 @@ class Fleet:
         )
         blob = json.dumps(docs, sort_keys=True, separators=(",", ":")).encode()
         return "sha256:" + hashlib.sha256(blob).hexdigest()
+
+    def made_from(self, digest: str) -> bool:
+        """Whether a plan's ``fleetDigest`` is this fleet's, as this placer or an older one took it."""
+        return digest in (self.digest, self.legacy_digest)
 
     def document(self, kind: str, name: str) -> Document | None:
         return self._documents_by_name.get((kind, name))
@@ -642,3 +670,15 @@ def _check_policy(doc: Document, spec: PolicySpec, locations: Mapping[str, Locat
     if rule.name == "preferPools" and spec.enforcement == "required":
         diags.append(doc.diag("spec.rule.preferPools", "preferPools is a soft rule: use enforcement: preferred with "
                               "penaltyUsdPerHour (or allowPools for a hard rule)", "spec", "rule"))
+
+
+def _as_written(value: Any) -> Any:
+    """A document's value as JSON for ``Fleet.digest``: mapping keys as text (YAML allows others), a
+    date as ISO text."""
+    if isinstance(value, dict):
+        return {str(k): _as_written(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_written(v) for v in value]
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
