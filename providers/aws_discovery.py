@@ -17,6 +17,7 @@ from placer.retry import Retrier
 from placer.spec.kinds import API_VERSION
 from providers.aws import FAILED_NODEGROUP_STATES, PERMISSION_CODES, AwsProvider, client_error_parts
 from providers.base import Discovered, ProviderError, bounded_pages, dns_label
+from providers.places import aws_jurisdiction, aws_location
 
 T = TypeVar("T")
 EKS_NODEGROUP_TAG = "eks:nodegroup-name"  # on the Auto Scaling group of an EKS managed node group
@@ -50,16 +51,8 @@ def gpu_type_name(shape: GpuShape) -> str:
     return type_name(shape.product, shape.memory_gib)
 
 
-def jurisdiction(region: str) -> str | None:
-    if region.startswith("eu-"):
-        return "EU"
-    if region.startswith("us-"):
-        return "US"
-    return None
-
-
-def location_name(region: str) -> str:
-    return dns_label(f"aws-{region}", "pool")
+jurisdiction = aws_jurisdiction  # as every discovery names the region (Kubernetes of an EKS cluster too)
+location_name = aws_location
 
 
 def _batches(items: list[str], size: int) -> Iterable[list[str]]:

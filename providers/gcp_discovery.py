@@ -20,6 +20,7 @@ from placer.retry import Retrier
 from placer.spec.kinds import API_VERSION
 from providers.base import Discovered, ProviderError, bounded_pages
 from providers.gcp import GcpProvider, Mig
+from providers.places import gcp_jurisdiction, gcp_location
 
 T = TypeVar("T")
 
@@ -40,7 +41,6 @@ SPOT_FACTOR = 0.35  # spot prices float; about a third of on-demand
 DEFAULT_MAX_NODES = 8
 # without an autoscaler a group has no size range: min 0 and max(8, size) are placeholders
 GUESSED_SIZES = frozenset({("spec", "nodes", "min"), ("spec", "nodes", "max")})
-JURISDICTIONS = {"europe": "EU", "us": "US", "northamerica": "CA", "australia": "AU"}
 _TEMPLATE = re.compile(r"projects/(?P<project>[^/]+)/(?:global|regions/(?P<region>[^/]+))/instanceTemplates/(?P<name>[^/]+)$")
 _SCOPED = re.compile(r"projects/(?P<project>[^/]+)/(?P<kind>zones|regions)/(?P<scope>[^/]+)/\w+/(?P<name>[^/]+)$")
 _NOT_DNS = re.compile(r"[^a-z0-9-]+")
@@ -71,10 +71,10 @@ def _unique(name: str, scope: str, taken: set[str]) -> str:
 
 def _location_document(region: str) -> dict[str, Any]:
     spec: dict[str, Any] = {"environment": "cloud"}
-    jurisdiction = JURISDICTIONS.get(region.split("-", 1)[0])
+    jurisdiction = gcp_jurisdiction(region)
     if jurisdiction:
         spec["jurisdiction"] = jurisdiction
-    return {"apiVersion": API_VERSION, "kind": "Location", "metadata": {"name": f"gcp-{region}"}, "spec": spec}
+    return {"apiVersion": API_VERSION, "kind": "Location", "metadata": {"name": gcp_location(region)}, "spec": spec}
 
 
 def discover(provider: GcpProvider, projects: list[str] | None = None, zones: list[str] | None = None,
@@ -270,7 +270,7 @@ class _MigScan:
         if autoscaler and sizes is None:
             return None  # its autoscaler, which overrides placer's sizes, could not be read: skipped (a note says why)
         spec: dict[str, Any] = {
-            "location": f"gcp-{mig.region_name}", "provider": "gcp",
+            "location": gcp_location(mig.region_name), "provider": "gcp",
             "gpu": {"type": gpu, "perNode": int(per_node)},
             "nodes": {"min": sizes[0], "max": sizes[1]} if sizes else
                      {"min": 0, "max": max(DEFAULT_MAX_NODES, int(body.target_size))},

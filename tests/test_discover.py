@@ -1526,3 +1526,69 @@ def test_discover_gcp_tries_a_throttled_read_again(capsys: pytest.CaptureFixture
         code, out, err = run(capsys, "discover", "gcp", "--project", "acme", "--api-endpoint", gcp.endpoint)
     assert code == 1 and out == ""
     assert "503" in _spent(err, "gcp")
+
+
+# ---------------------------------------------------------------- discovered fleets, validated and planned
+
+
+def planned(capsys: pytest.CaptureFixture[str], tmp_path: Path, discovered: str,
+            *docs: dict[str, Any]) -> dict[str, Any]:
+    """``discovered`` (what `placer discover` printed) as a fleet with ``docs`` beside it: it passes
+    `placer validate`, and `placer plan --json`'s plan is returned."""
+    fleet = tmp_path / "planned"
+    fleet.mkdir()
+    (fleet / "discovered.yaml").write_text(discovered)
+    settings = {"apiVersion": API, "kind": "Settings", "metadata": {"name": "s"},
+                "spec": {"state": {"path": str(tmp_path / "state.json")}}}
+    (fleet / "more.yaml").write_text(yaml.safe_dump_all([*docs, settings], sort_keys=False))
+    code, out, err = run(capsys, "validate", str(fleet))
+    assert code == 0, out + err
+    code, out, err = run(capsys, "plan", str(fleet), "--json")
+    assert code == 0, err
+    return dict(json.loads(out))
+
+
+def eu_data_model(location: str, throughput: dict[str, float]) -> list[dict[str, Any]]:
+    """A model whose data must stay in the EU, demanded at ``location``, and the policy that says so."""
+    model = {"apiVersion": API, "kind": "Model", "metadata": {"name": "contracts", "labels": {"data": "eu"}},
+             "spec": {"replica": {"gpus": 1, "memoryGiBPerGpu": 20}, "throughput": throughput,
+                      "demand": [{"location": location, "rate": 100}]}}
+    rule = {"apiVersion": API, "kind": "Policy", "metadata": {"name": "eu-data-stays-in-eu"},
+            "spec": {"enforcement": "required", "models": {"labels": {"data": "eu"}},
+                     "pools": {"jurisdiction": ["EU"]}, "rule": {"allowPools": {}}}}
+    return [model, rule]
+
+
+def test_discover_aws_says_london_and_zurich_are_no_eu(capsys: pytest.CaptureFixture[str], moto: str,
+                                                       aws_env: None, tmp_path: Path) -> None:
+    """Every `eu-` region was jurisdiction EU: London (eu-west-2) and Zurich (eu-central-2) too, so a
+    required allowPools of EU placed data that must stay in the EU on a group in London."""
+    for region in ("eu-west-2", "eu-central-2"):
+        _asg(moto, region, f"infer-{region}", "g5.xlarge")
+    code, out, err = run(capsys, "discover", "aws", "--region", "eu-west-2", "--region", "eu-central-2",
+                         "--endpoint-url", moto)
+    assert code == 0, err
+    locations = {d["metadata"]["name"]: d["spec"].get("jurisdiction") for d in yaml.safe_load_all(out)
+                 if d["kind"] == "Location"}
+    assert locations == {"aws-eu-west-2": "GB", "aws-eu-central-2": "CH"}
+    plan = planned(capsys, tmp_path, out, *eu_data_model("aws-eu-west-2", {"A10G-24GB": 200}))
+    assert plan["placements"] == [] and plan["unmet"][0]["rate"] == 100
+
+
+def test_discover_gcp_says_london_zurich_and_mexico_are_where_they_are(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """Every `europe-` region was jurisdiction EU (London's europe-west2 and Zurich's europe-west6 too),
+    and every `northamerica-` one CA (Mexico's northamerica-south1 too)."""
+    with FakeCompute() as gcp:
+        l4 = gcp.add_template("acme", "l4", "g2-standard-4", accelerators=[("nvidia-l4", 1)])
+        for zone in ("europe-west2-a", "europe-west6-b", "northamerica-south1-a", "europe-west4-a"):
+            gcp.add_mig("acme", f"infer-{zone}", l4, zone=zone, target_size=1)
+        code, out, err = run(capsys, "discover", "gcp", "--project", "acme", "--api-endpoint", gcp.endpoint)
+    assert code == 0, err
+    locations = {d["metadata"]["name"]: d["spec"].get("jurisdiction") for d in yaml.safe_load_all(out)
+                 if d["kind"] == "Location"}
+    assert locations == {"gcp-europe-west2": "GB", "gcp-europe-west6": "CH", "gcp-northamerica-south1": "MX",
+                         "gcp-europe-west4": "EU"}
+    plan = planned(capsys, tmp_path, out, *eu_data_model("gcp-europe-west2", {"L4-24GB": 200}))
+    assert plan["placements"] == [] and plan["unmet"][0]["rate"] == 100  # no Link: not served from europe-west4
+
