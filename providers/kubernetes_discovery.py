@@ -13,6 +13,7 @@ from placer.catalog import match_product, type_name
 from placer.discover import GpuTypeNote
 from placer.spec.kinds import API_VERSION, PoolGpu
 from providers.base import Discovered, dns_label
+from providers.places import aws_jurisdiction, aws_location, gcp_jurisdiction, gcp_location
 
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"  # GPU Feature Discovery
@@ -40,6 +41,7 @@ SPOT_LABELS = {
 # taints the node lifecycle and autoscalers set for a while; they do not describe a pool
 TRANSIENT_TAINTS = ("node.kubernetes.io/", "node.cloudprovider.kubernetes.io/", "ToBeDeletedByClusterAutoscaler",
                     "DeletionCandidateOfClusterAutoscaler", "karpenter.sh/disrupted", "karpenter.sh/disruption")
+CLOUD_LABELS = {"aws": ("eks.amazonaws.com/", "karpenter.k8s.aws/"), "gce": ("cloud.google.com/gke-",)}
 CLOUD_PROVIDER_IDS = ("aws://", "gce://", "azure://", "oci://", "ibm://", "alicloud://")
 # the most GPUs a fleet's node may hold (Pool spec.gpu.perNode): a node that reports more is broken
 MAX_PER_NODE: int = next(m.le for m in PoolGpu.model_fields["per_node"].metadata if hasattr(m, "le"))
@@ -196,11 +198,9 @@ def pools_from_nodes(context_name: str | None, context: str | None, nodes: list[
         if any(spot_flags) and not all(spot_flags):
             doc_notes.append("mixes spot and on-demand nodes; marked spot (capacity may be reclaimed)")
         region = _most_common(lab.get(REGION_LABEL) for lab in labels_of)
-        location = dns_label(region or base)
-        cloud = region is not None or any(str((m.get("spec") or {}).get("providerID", "")).startswith(
-            CLOUD_PROVIDER_IDS) for m in members)
+        location, place = _place(region, base, [_cloud(m) for m in members])
         documents.append({"apiVersion": API_VERSION, "kind": "Location", "metadata": {"name": location},
-                          "spec": {"environment": "cloud" if cloud else "onprem"}})
+                          "spec": place})
         spec: dict[str, Any] = {
             "location": location,
             "provider": "kubernetes",
@@ -230,6 +230,31 @@ def pools_from_nodes(context_name: str | None, context: str | None, nodes: list[
         notes.extend(f"pool {unique}: {note}" for note in doc_notes)
     notes.extend(_overlaps(keys, nodes_of))
     return Discovered(documents=documents, notes=notes, members=nodes_of)
+
+
+def _cloud(node: dict[str, Any]) -> str | None:
+    """The cloud a node is an instance of, by its providerID (``aws://``, ``gce://``), else by the labels
+    EKS, Karpenter on AWS and GKE set; None on-prem."""
+    provider_id = str((node.get("spec") or {}).get("providerID") or "")
+    if provider_id.startswith(CLOUD_PROVIDER_IDS):
+        return provider_id.split("://", 1)[0]
+    labels = (node.get("metadata") or {}).get("labels") or {}
+    return next((cloud for cloud, prefixes in CLOUD_LABELS.items() for key in labels if key.startswith(prefixes)), None)
+
+
+def _place(region: str | None, base: str, clouds: list[str | None]) -> tuple[str, dict[str, Any]]:
+    """The Location of a group's nodes, named and placed as AWS and GCP discovery name their region
+    where the nodes are EC2 or Compute Engine instances (``aws-us-east-1``, jurisdiction US): named
+    ``us-east-1`` beside AWS discovery's ``aws-us-east-1``, an EKS cluster's pools were at a Location
+    no Link joined, and no residency policy of US selected them."""
+    cloud = _most_common(clouds)
+    spec: dict[str, Any] = {"environment": "cloud" if region is not None or cloud else "onprem"}
+    if region is None or cloud not in ("aws", "gce"):
+        return dns_label(region or base), spec
+    jurisdiction = aws_jurisdiction(region) if cloud == "aws" else gcp_jurisdiction(region)
+    if jurisdiction:
+        spec["jurisdiction"] = jurisdiction
+    return (aws_location(region) if cloud == "aws" else gcp_location(region)), spec
 
 
 def _overlaps(keys: dict[str, tuple[Any, ...]], nodes_of: dict[str, dict[str, dict[str, str]]]) -> list[str]:

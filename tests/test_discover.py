@@ -1592,3 +1592,32 @@ def test_discover_gcp_says_london_zurich_and_mexico_are_where_they_are(
     plan = planned(capsys, tmp_path, out, *eu_data_model("gcp-europe-west2", {"L4-24GB": 200}))
     assert plan["placements"] == [] and plan["unmet"][0]["rate"] == 100  # no Link: not served from europe-west4
 
+
+def test_an_eks_clusters_pools_are_at_the_location_aws_discovery_names_its_region(
+        capsys: pytest.CaptureFixture[str], moto: str, aws_env: None, tmp_path: Path) -> None:
+    """Kubernetes discovery named an EKS cluster's Location by its region alone (`eu-south-1`), AWS
+    discovery of that region `aws-eu-south-1`: merged into one fleet, two Locations no Link joins, so
+    demand at the AWS one was never served by the cluster's GPUs, and the cluster's had no jurisdiction
+    (a residency policy of EU left them out)."""
+    region = "eu-south-1"
+    _asg(moto, region, "infer-g5", "g5.xlarge")
+    fleet = tmp_path / "fleet"
+    fleet.mkdir()
+    code, _, err = run(capsys, "discover", "aws", "--region", region, "--endpoint-url", moto, "--merge", str(fleet))
+    assert code == 0, err
+    labels = {"nvidia.com/gpu.product": "NVIDIA-A10G", "nvidia.com/gpu.memory": "23028", "nvidia.com/gpu.count": "1",
+              "eks.amazonaws.com/nodegroup": "g5", "topology.kubernetes.io/region": region,
+              "topology.kubernetes.io/zone": f"{region}a"}
+    with FakeKubeApiServer() as kube:
+        for i in range(2):
+            kube.add_node(f"ip-10-0-1-{i}.{region}.compute.internal", gpus=1, labels=labels,
+                          provider_id=f"aws:///{region}a/i-0{i}")
+        kubeconfig = str(write_kubeconfig(tmp_path / "kubeconfig", {"prod": kube.url}))
+        code, _, err = run(capsys, "discover", "kubernetes", "--kubeconfig", kubeconfig, "--merge", str(fleet))
+    assert code == 0, err
+    fleet_now = load_fleet(fleet)
+    assert set(fleet_now.locations) == {f"aws-{region}"}
+    assert fleet_now.pools["prod-g5"].spec.location == f"aws-{region}"
+    text = (fleet / DISCOVERED_FILE).read_text()
+    plan = planned(capsys, tmp_path, text, *eu_data_model(f"aws-{region}", {"A10G-24GB": 200}))
+    assert [p["pool"] for p in plan["placements"]] == ["prod-g5"]  # its GPUs are paid for already (0 USD/h)

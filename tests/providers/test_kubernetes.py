@@ -128,7 +128,7 @@ def test_discover_groups_gpu_nodes_into_pools(kube: FakeKubeApiServer, provider:
     h100 = pools["cluster-a-h100-pool"]
     assert h100["gpu"] == {"type": "H100-80GB", "perNode": 8}
     assert h100["nodes"] == {"count": 3} and h100["provider"] == "kubernetes" and h100["usdPerGpuHour"] == 0
-    assert h100["location"] == "us-central1" and "spot" not in h100
+    assert h100["location"] == "gcp-us-central1" and "spot" not in h100  # as GCP discovery names the region
     assert h100["target"]["kubernetes"] == {
         "context": "cluster-a", "namespace": "default", "tolerations": [],
         "nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3", "nvidia.com/gpu.count": "8",
@@ -139,7 +139,9 @@ def test_discover_groups_gpu_nodes_into_pools(kube: FakeKubeApiServer, provider:
     assert t4["target"]["kubernetes"]["tolerations"] == [
         {"key": "nvidia.com/gpu", "operator": "Equal", "value": "present", "effect": "NoSchedule"}]
     assert t4["target"]["kubernetes"]["nodeSelector"]["eks.amazonaws.com/nodegroup"] == "t4-spot"
-    assert locations == {"us-central1": {"environment": "cloud"}, "us-east-1": {"environment": "cloud"}}
+    # GKE (providerID gce://) and EKS (its labels) nodes: their regions as GCP and AWS discovery name them
+    assert locations == {"gcp-us-central1": {"environment": "cloud", "jurisdiction": "US"},
+                         "aws-us-east-1": {"environment": "cloud", "jurisdiction": "US"}}
     notes = "\n".join(found.notes)
     assert "mystery-gpu" in notes and "nvidia.com/gpu.product" in notes
     assert "gke-h100-3" in notes and "t4-1" in notes
