@@ -367,19 +367,31 @@ def _documents(host: str, driver: str, cuda: str | None, rows: list[GpuRow], gpu
     for row in rows:
         by_type.setdefault(row.gpu_type, []).append(row)
     base = dns_label(pool_name or host.split(".")[0], "host")
-    pools = []
-    for gpu_type, members in by_type.items():
+    pools: list[dict[str, Any]] = []
+    used: set[str] = set()  # the GPU types of the pools written (a type whose GPUs are all MIG needs no GPUType)
+    for gpu_type, all_members in by_type.items():
         name = base if len(by_type) == 1 else dns_label(f"{base}-{gpu_type}", "host")
+        # a GPU in MIG mode (or to be at the next reset) takes no whole-GPU replica: counted, a plan put
+        # an 8-GPU replica on a host of 6 whole GPUs; Kubernetes discovery leaves MIG slices out too
+        mig = [r for r in all_members if r.mig != "n/a" and r.mig != "disabled"]
+        members = [r for r in all_members if r not in mig]
+        gpus = ", ".join(str(r.index) for r in mig)
+        if not members:
+            notes.append(f"nvml {host}: every {gpu_type} GPU ({gpus}) is in MIG mode (or will be after a reset); "
+                         "placer places whole GPUs only, so they are in no pool: disable MIG there "
+                         "(`nvidia-smi -mig 0`, then reset the GPUs) and discover again, or declare the pool by hand")
+            continue
+        used.add(gpu_type)
         annotations = {"placer.dev/discovered-from": f"nvml:{host}",
                        "placer.dev/gpus": ",".join(str(r.index) for r in members),
                        "placer.dev/nvidia-driver": driver}
         if cuda:
             annotations["placer.dev/cuda-driver"] = cuda
-        mig = [r for r in members if r.mig != "n/a" and r.mig != "disabled"]
         if mig:
             annotations["placer.dev/mig"] = ", ".join(f"GPU {r.index}: {r.mig}" for r in mig)
-            notes.append(f"Pool {name}: MIG mode is on (or pending) for GPU(s) {', '.join(str(r.index) for r in mig)}; "
-                         "placer counts whole GPUs: disable MIG there, or lower gpu.perNode to the GPUs without it")
+            notes.append(f"Pool {name}: GPU(s) {gpus} are in MIG mode (or will be after a reset) and are left out "
+                         f"of gpu.perNode ({len(members)} of {len(all_members)}), as placer places whole GPUs only; "
+                         "disable MIG there and discover again to count them")
         pools.append({
             "apiVersion": API_VERSION,
             "kind": "Pool",
@@ -395,6 +407,9 @@ def _documents(host: str, driver: str, cuda: str | None, rows: list[GpuRow], gpu
         })
         notes.append(PoolNote("Pool {names}: usdPerGpuHour is 0: fill in what a GPU hour of this host costs you "
                               "(amortised hardware, power, space)", [name]))
+    if not pools:
+        return Discovered(documents=[], notes=notes)
+    gpu_types = {name: doc for name, doc in gpu_types.items() if name in used}
     location_doc = {"apiVersion": API_VERSION, "kind": "Location", "metadata": {"name": where},
                     "spec": {"environment": "onprem"}}
     notes.append(JurisdictionNote("Location {names}: set spec.jurisdiction (e.g. EU, US) for residency policies",

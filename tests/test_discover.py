@@ -173,9 +173,10 @@ def test_merge_updates_discovered_fields_in_place_and_keeps_everything_else(flee
     plan = plan_merge(fleet, docs, ["from a test"], ["a note"])
     # byte for byte: only the two values changed; comments, labels, prices, style and the other pool untouched.
     # The static pool keeps its node count (one host sees one node) and its hand-written target.
-    assert plan.files[pools] == (POOLS.replace("perNode: 4}   # half", "perNode: 8}   # half")
+    # (the host's GPUs 6 and 7 are in MIG mode: 6 whole GPUs)
+    assert plan.files[pools] == (POOLS.replace("perNode: 4}   # half", "perNode: 6}   # half")
                                  .replace("count: 2   # as of", "count: 3   # as of"))
-    assert sorted(plan.updated) == [f"{pools}: Pool/dgx-h100-01: spec.gpu.perNode: 4 -> 8",
+    assert sorted(plan.updated) == [f"{pools}: Pool/dgx-h100-01: spec.gpu.perNode: 4 -> 6",
                                     f"{pools}: Pool/k8s-l4: spec.nodes.count: 2 -> 3"]
     assert plan.unchanged == ["Location/fra-dc1"]  # jurisdiction kept; discovery has nothing to add
     # the T4 host is new: appended to discovered.yaml, with the header and notes as comments
@@ -186,7 +187,7 @@ def test_merge_updates_discovered_fields_in_place_and_keeps_everything_else(flee
     assert (fleet / "locations.yaml") not in plan.files
     write(plan.files)
     loaded = load_fleet(fleet)
-    assert loaded.pools["dgx-h100-01"].spec.gpu.per_node == 8
+    assert loaded.pools["dgx-h100-01"].spec.gpu.per_node == 6
     assert loaded.pools["dgx-h100-01"].spec.usd_per_gpu_hour == 1.85
     assert loaded.pools["k8s-l4"].spec.target.kubernetes.namespace == "inference"
     assert loaded.pools["infer-t4-07"].spec.gpu.type == "T4-16GB"
@@ -548,7 +549,7 @@ def test_discover_nvml_replay_prints_a_valid_fleet(capsys: pytest.CaptureFixture
     (tmp_path / "f" / "fleet.yaml").write_text(out)
     loaded = load_fleet(tmp_path / "f")
     assert loaded.pools["dgx-h100-01"].spec.gpu.type == "H100-80GB"
-    assert loaded.pools["dgx-h100-01"].spec.gpu.per_node == 8
+    assert loaded.pools["dgx-h100-01"].spec.gpu.per_node == 6  # GPUs 6 and 7 are in MIG mode
     assert loaded.locations["onprem"].spec.environment == "onprem"
     # the per-GPU table goes to stderr, so stdout stays YAML
     assert "GPU-" in err and "79.6" in err and "enabled" in err
@@ -582,11 +583,11 @@ def test_discover_nvml_merge_writes_the_fleet_and_says_what_changed(
     replay = str(NVML / "h100x8.json")
     code, out, err = run(capsys, "discover", "nvml", "--replay", replay, "--location", "fra-dc1", "--merge", str(fleet))
     assert code == 0, err
-    assert f"updated {fleet / 'pools' / 'pools.yaml'}: Pool/dgx-h100-01: spec.gpu.perNode: 4 -> 8" in out
+    assert f"updated {fleet / 'pools' / 'pools.yaml'}: Pool/dgx-h100-01: spec.gpu.perNode: 4 -> 6" in out
     assert "unchanged Location/fra-dc1" in out
     # the fleet's price (1.85) and jurisdiction (EU) stay: discovery's "is 0" and "set it" are not true of them
     assert "usdPerGpuHour" not in err and "jurisdiction" not in err
-    assert load_fleet(fleet).pools["dgx-h100-01"].spec.gpu.per_node == 8
+    assert load_fleet(fleet).pools["dgx-h100-01"].spec.gpu.per_node == 6
     code, out, _ = run(capsys, "discover", "nvml", "--replay", replay, "--location", "fra-dc1", "--merge", str(fleet))
     assert code == 0 and "No changes" in out
 
@@ -1621,3 +1622,24 @@ def test_an_eks_clusters_pools_are_at_the_location_aws_discovery_names_its_regio
     text = (fleet / DISCOVERED_FILE).read_text()
     plan = planned(capsys, tmp_path, text, *eu_data_model(f"aws-{region}", {"A10G-24GB": 200}))
     assert [p["pool"] for p in plan["placements"]] == ["prod-g5"]  # its GPUs are paid for already (0 USD/h)
+
+
+def test_discover_nvml_counts_no_gpu_in_mig_mode(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A GPU in MIG mode takes no whole-GPU replica, yet NVML discovery counted it (Kubernetes discovery
+    leaves MIG slices out): the DGX whose GPUs 6 and 7 are in MIG mode was a pool of 8, and a plan put an
+    8-GPU training replica there, which no scheduler can start. A host all of whose GPUs are is no pool."""
+    code, out, err = run(capsys, "discover", "nvml", "--replay", str(NVML / "h100x8.json"))
+    assert code == 0, err
+    training = {"apiVersion": API, "kind": "Model", "metadata": {"name": "pretrain"},
+                "spec": {"workload": "training", "replica": {"gpus": 8, "memoryGiBPerGpu": 70}, "replicas": 1}}
+    plan = planned(capsys, tmp_path, out, training)
+    assert plan["placements"] == [] and plan["pools"] == [{"pool": "dgx-h100-01", "nodes": 1, "gpusUsed": 0,
+                                                          "gpusCapacity": 6}]
+    recording = json.loads((NVML / "h100x8.json").read_text())
+    for device in recording["devices"]:
+        device["migMode"] = {"current": 1, "pending": 1}
+    (tmp_path / "all-mig.json").write_text(json.dumps(recording))
+    code, out, err = run(capsys, "discover", "nvml", "--replay", str(tmp_path / "all-mig.json"))
+    assert code == 0, err
+    assert list(yaml.safe_load_all(out)) == []
+    assert "every H100-80GB GPU (0, 1, 2, 3, 4, 5, 6, 7) is in MIG mode" in " ".join(out.split())

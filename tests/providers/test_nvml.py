@@ -45,12 +45,13 @@ def has_driver() -> bool:
 # ---------------------------------------------------------------- recordings
 
 
-def test_dgx_h100_is_one_static_pool_of_eight_h100s() -> None:
+def test_dgx_h100_is_one_static_pool_of_its_six_whole_h100s() -> None:
     found, rows = discover("h100x8.json")
     assert_valid(found)
     (pool,) = pools(found).values()
     assert pool["metadata"]["name"] == "dgx-h100-01"  # the short host name
-    assert pool["spec"] == {"location": "onprem", "provider": "static", "gpu": {"type": "H100-80GB", "perNode": 8},
+    # GPUs 6 and 7 are in MIG mode: they take no whole-GPU replica
+    assert pool["spec"] == {"location": "onprem", "provider": "static", "gpu": {"type": "H100-80GB", "perNode": 6},
                             "nodes": {"count": 1}, "usdPerGpuHour": 0, "target": {}}
     annotations = pool["metadata"]["annotations"]
     assert annotations["placer.dev/nvidia-driver"] == "550.54.15"
@@ -66,7 +67,8 @@ def test_dgx_h100_is_one_static_pool_of_eight_h100s() -> None:
     assert rows[0].utilization_pct == 97 and rows[0].memory_used_gib == 71.1
     assert [r.mig for r in rows] == ["disabled"] * 6 + ["enabled"] * 2
     assert rows[6].utilization_pct is None  # NVML does not report utilization of a MIG-enabled GPU
-    assert any("MIG" in n and "6, 7" in n for n in found.notes)
+    assert any("GPU(s) 6, 7 are in MIG mode" in n and "(6 of 8)" in n for n in found.notes)
+    assert annotations["placer.dev/gpus"] == "0,1,2,3,4,5"
 
 
 def test_t4_host_maps_onto_t4_16gb_and_has_no_mig() -> None:
@@ -83,12 +85,12 @@ def test_a100_40gb_with_mig_reports_mig_per_gpu() -> None:
     found, rows = discover("a100-40gb-mig.json")
     assert_valid(found)
     (pool,) = pools(found).values()
-    assert pool["spec"]["gpu"] == {"type": "A100-40GB", "perNode": 8}
+    assert pool["spec"]["gpu"] == {"type": "A100-40GB", "perNode": 3}  # GPU 4 is to be in MIG mode after a reset
     assert [r.mig for r in rows[:5]] == ["enabled"] * 4 + ["disabled (enabled after reset)"]
     assert [r.mig for r in rows[5:]] == ["disabled"] * 3
     assert pool["metadata"]["annotations"]["placer.dev/mig"].startswith("GPU 0: enabled, GPU 1: enabled")
     (note,) = [n for n in found.notes if "MIG" in n]
-    assert "0, 1, 2, 3, 4" in note and "gpu.perNode" in note
+    assert "GPU(s) 0, 1, 2, 3, 4 are in MIG mode" in note and "left out of gpu.perNode (3 of 8)" in note
 
 
 def test_mixed_host_gives_one_pool_per_gpu_model_and_a_gpu_type_for_unknown_models() -> None:
