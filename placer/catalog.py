@@ -40,12 +40,34 @@ BUILTIN_GPU_TYPES: dict[str, GpuType] = {
 MEMORY_TOLERANCE = 0.15
 
 
+# words of a product name that say its maker, form factor or memory, not which GPU it is: AWS names a
+# V100 "V100", Kubernetes (GPU Feature Discovery) "Tesla-V100-SXM2-16GB", NVML "Tesla V100-SXM2-16GB"
+NOT_THE_GPU = re.compile(r"NVIDIA|TESLA|SXM[0-9]*|PCIE|HBM[0-9]*E?|[0-9]+GB", re.IGNORECASE)
+
+
 def type_name(product: str, memory_gib: float) -> str:
-    """The GPUType name of a GPU the catalog lacks, as every discovery names it: its product name and
-    its memory (``NVIDIA RTX A6000``, 48 GiB -> ``NVIDIA-RTX-A6000-48GB``), so that one product at two
-    memory sizes is two types (Kubernetes named both by the product: one type, of the first's memory)."""
-    stem = re.sub(r"[^A-Za-z0-9.]+", "-", product).strip("-.") or "GPU"
+    """The GPUType name of a GPU the catalog lacks, as every discovery names it: the words of its product
+    name that say which GPU it is, and its memory, as the catalog's names are (``NVIDIA RTX A6000``, 48 GiB
+    -> ``RTX-A6000-48GB``; ``Tesla-V100-SXM2-16GB`` and AWS's ``V100``, 16 GiB -> ``V100-16GB``), so that
+    one GPU is one type whichever discovery found it (AWS's ``B200-179GB`` was Kubernetes'
+    ``NVIDIA-B200-179GB``, and a model's throughput for the one missed the other's pools), and one
+    product at two memory sizes two (Kubernetes named both by the product: one type, of the first's memory)."""
+    words = [w for w in re.split(r"[^A-Za-z0-9.]+", product) if w.strip(".") and not NOT_THE_GPU.fullmatch(w)]
+    stem = "-".join(words).strip("-.") or "GPU"
     return f"{stem}-{round(memory_gib)}GB"
+
+
+def gpu_name(written: str) -> str:
+    """A GPUType name as ``type_name`` names that GPU now: a fleet's from before it dropped maker and form
+    factor (``NVIDIA-RTX-A6000-48GB``) is ``RTX-A6000-48GB``; any other name is itself."""
+    named = re.fullmatch(r"(.+)-([0-9]+)GB", written)
+    return type_name(named[1], int(named[2])) if named else written
+
+
+def same_gpu_name(written: str, found: str) -> bool:
+    """Whether the GPUType name ``written`` (a fleet's) is the one discovery now names ``found``: a merge
+    keeps the fleet's name, which its models' throughput and gpuTypes list."""
+    return written == found or gpu_name(written) == found
 
 
 def match_product(product: str, memory_gib: float | None = None) -> GpuType | None:

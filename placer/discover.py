@@ -40,7 +40,7 @@ from typing import Any, ClassVar, Self
 
 import yaml
 
-from placer.catalog import BUILTIN_GPU_TYPES
+from placer.catalog import BUILTIN_GPU_TYPES, gpu_name, same_gpu_name
 from placer.fleet import build_fleet
 from placer.spec import Diagnostic, Document, RawDocument, load_document, read_fleet_dir
 from placer.spec.loader import kind_and_name
@@ -264,7 +264,7 @@ def identities(document: dict[str, Any]) -> set[tuple[Any, ...]]:
         found.add(("kubernetes", kube.get("context"), selector))
     source = _mapping(_mapping(document.get("metadata")).get("annotations")).get("placer.dev/discovered-from")
     if spec.get("provider") == "static" and isinstance(source, str) and source.startswith("nvml:"):
-        found.add(("nvml", source, _mapping(spec.get("gpu")).get("type")))
+        found.add(("nvml", source, gpu_name(str(_mapping(spec.get("gpu")).get("type")))))
     return found
 
 
@@ -349,6 +349,9 @@ def field_changes(existing: dict[str, Any], found: dict[str, Any],
             if bool(old_spec.get("spot", False)) != bool(after):
                 out.append(FieldChange(path, before, bool(after)))
         else:
+            if key == "gpu" and isinstance(before, dict) and isinstance(after, dict) and \
+                    same_gpu_name(str(before.get("type")), str(after.get("type"))):
+                after = {**after, "type": before["type"]}  # the fleet's name of that GPU type stays
             _sync(path, before, after, out)
     return out
 

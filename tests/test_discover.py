@@ -433,7 +433,7 @@ def test_existing_discovered_file_is_updated_and_appended_to(fleet: Path) -> Non
     write(plan.files)
     loaded = load_fleet(fleet)
     assert loaded.pools["infer-t4-07"].spec.gpu.per_node == 4
-    assert "ws-render-02-nvidia-rtx-a6000-48gb" in loaded.pools and "NVIDIA-RTX-A6000-48GB" in loaded.gpu_types
+    assert "ws-render-02-rtx-a6000-48gb" in loaded.pools and "RTX-A6000-48GB" in loaded.gpu_types
 
 
 def test_an_edit_the_yaml_round_trip_cannot_make_exactly_is_refused(fleet: Path) -> None:
@@ -813,11 +813,11 @@ def test_a_merge_says_a_gpu_type_was_added_only_when_it_was(capsys: pytest.Captu
            "nvidia.com/gpu.count": "2"}
     code, out, err = merge_kube(capsys, tmp_path, fleet, "prod", {"rtx-a": (2, rtx)})
     assert code == 0, err
-    assert f"added {fleet / DISCOVERED_FILE}: GPUType/NVIDIA-RTX-6000-Ada-Generation-48GB" in out
-    assert "added a GPUType document named NVIDIA-RTX-6000-Ada-Generation-48GB of 48.0 GiB" in " ".join(err.split())
+    assert f"added {fleet / DISCOVERED_FILE}: GPUType/RTX-6000-Ada-Generation-48GB" in out
+    assert "added a GPUType document named RTX-6000-Ada-Generation-48GB of 48.0 GiB" in " ".join(err.split())
     code, out, err = merge_kube(capsys, tmp_path, fleet, "prod", {"rtx-a": (2, rtx), "rtx-b": (2, rtx)})
     assert code == 0, err
-    assert "unchanged GPUType/NVIDIA-RTX-6000-Ada-Generation-48GB" in out and "spec.nodes.count: 1 -> 2" in out
+    assert "unchanged GPUType/RTX-6000-Ada-Generation-48GB" in out and "spec.nodes.count: 1 -> 2" in out
     assert "GPUType" not in err
 
 
@@ -1011,7 +1011,7 @@ def test_one_unknown_gpu_product_at_two_memory_sizes_is_two_gpu_types(
     memory sizes (ECC on in one) were one GPUType of the first's memory, the other pool's GPUs typed
     larger than they are, and its note said a GPUType of its size was added. Named by its memory too,
     as AWS and NVML discovery name one, each group's type is its own."""
-    ada = "NVIDIA-RTX-6000-Ada-Generation"
+    ada, named = "NVIDIA-RTX-6000-Ada-Generation", "RTX-6000-Ada-Generation"  # its name, less the maker's
     with FakeKubeApiServer() as kube, FakeKubeApiServer() as edge:
         kube.add_node("ecc-off", gpus=1, labels={"nvidia.com/gpu.product": ada, "nvidia.com/gpu.memory": "49140",
                                                  "placer.dev/pool": "render"})
@@ -1024,17 +1024,18 @@ def test_one_unknown_gpu_product_at_two_memory_sizes_is_two_gpu_types(
     assert code == 0, err
     docs = list(yaml.safe_load_all(out))
     types = {d["metadata"]["name"]: d["spec"]["memoryGiB"] for d in docs if d["kind"] == "GPUType"}
-    assert types == {f"{ada}-48GB": 48.0, f"{ada}-45GB": 45.0, f"{ada}-40GB": 40.0}
+    assert types == {f"{named}-48GB": 48.0, f"{named}-45GB": 45.0, f"{named}-40GB": 40.0}
     pools = {d["metadata"]["name"]: d["spec"]["gpu"]["type"] for d in docs if d["kind"] == "Pool"}
-    assert pools == {"render": f"{ada}-48GB", "render-ecc": f"{ada}-45GB", f"edge-{ada.lower()}-40gb": f"{ada}-40GB"}
+    assert pools == {"render": f"{named}-48GB", "render-ecc": f"{named}-45GB",
+                     f"edge-{named.lower()}-40gb": f"{named}-40GB"}
     notes = " ".join(out.split())
     assert f"pool render-ecc: GPU product '{ada}' is not in the built-in catalog: added a GPUType document named " \
-           f"{ada}-45GB of 45.0 GiB" in notes
+           f"{named}-45GB of 45.0 GiB" in notes
     (tmp_path / "f").mkdir()
     (tmp_path / "f" / "fleet.yaml").write_text(out)
     fleet = load_fleet(tmp_path / "f")
     assert {name: fleet.gpu_types[pool.spec.gpu.type].memory_gib for name, pool in fleet.pools.items()} \
-        == {"render": 48.0, "render-ecc": 45.0, f"edge-{ada.lower()}-40gb": 40.0}
+        == {"render": 48.0, "render-ecc": 45.0, f"edge-{named.lower()}-40gb": 40.0}
 
 
 def test_two_contexts_of_one_api_server_are_discovered_once(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -1643,3 +1644,56 @@ def test_discover_nvml_counts_no_gpu_in_mig_mode(capsys: pytest.CaptureFixture[s
     assert code == 0, err
     assert list(yaml.safe_load_all(out)) == []
     assert "every H100-80GB GPU (0, 1, 2, 3, 4, 5, 6, 7) is in MIG mode" in " ".join(out.split())
+
+
+def test_one_gpu_the_catalog_lacks_is_one_gpu_type_whichever_discovery_found_it(
+        capsys: pytest.CaptureFixture[str], moto: str, aws_env: None, tmp_path: Path) -> None:
+    """AWS names a B200 "B200", GPU Feature Discovery "NVIDIA-B200", NVML "NVIDIA B200": discovered
+    into one fleet they were GPUTypes B200-179GB and NVIDIA-B200-179GB, and a model's throughput
+    for B200-179GB left the cluster's B200s out (its demand there unmet)."""
+    region = "ap-northeast-3"  # moto's in-process servers share their resources: a region no other test uses
+    autoscaling = boto3.Session(region_name=region).client("autoscaling", endpoint_url=moto)
+    ec2 = boto3.Session(region_name=region).client("ec2", endpoint_url=moto)
+    ec2.create_launch_template(LaunchTemplateName="lt-b200", LaunchTemplateData={
+        "ImageId": "ami-12c6146b", "InstanceType": "p6-b200.48xlarge"})
+    autoscaling.create_auto_scaling_group(AutoScalingGroupName="train-b200", MinSize=0, MaxSize=2, DesiredCapacity=0,
+                                          LaunchTemplate={"LaunchTemplateName": "lt-b200", "Version": "$Latest"},
+                                          AvailabilityZones=[f"{region}a"])
+    fleet = tmp_path / "fleet"
+    fleet.mkdir()
+    code, _, err = run(capsys, "discover", "aws", "--region", region, "--endpoint-url", moto, "--merge", str(fleet))
+    assert code == 0, err
+    with FakeKubeApiServer() as kube:
+        kube.add_node("gpu01.dc1.example.com", gpus=8, labels={
+            "nvidia.com/gpu.product": "NVIDIA-B200", "nvidia.com/gpu.memory": "183359", "nvidia.com/gpu.count": "8"})
+        kubeconfig = str(write_kubeconfig(tmp_path / "kubeconfig", {"dc1": kube.url}))
+        code, out, err = run(capsys, "discover", "kubernetes", "--kubeconfig", kubeconfig, "--merge", str(fleet))
+    assert code == 0, err
+    assert "unchanged GPUType/B200-179GB" in out  # AWS discovery's, which the fleet has
+    loaded = load_fleet(fleet)
+    assert {name: pool.spec.gpu.type for name, pool in loaded.pools.items()} == {"train-b200": "B200-179GB",
+                                                                                  "dc1-b200-179gb": "B200-179GB"}
+    model = {"apiVersion": API, "kind": "Model", "metadata": {"name": "frontier"},
+             "spec": {"replica": {"gpus": 8, "memoryGiBPerGpu": 150}, "throughput": {"B200-179GB": 500},
+                      "demand": [{"location": "dc1", "rate": 500}]}}
+    plan = planned(capsys, tmp_path, (fleet / DISCOVERED_FILE).read_text(), model)
+    assert [(p["pool"], p["replicas"]) for p in plan["placements"]] == [("dc1-b200-179gb", 1)]
+
+
+def test_a_merge_keeps_the_name_a_fleet_gave_a_gpu_type_the_catalog_lacks(fleet: Path) -> None:
+    """Discovery named a GPU the catalog lacks with its maker (NVIDIA-RTX-A6000-48GB), now without it
+    (RTX-A6000-48GB): a merge into a fleet of the old name keeps it, which its models' throughput names,
+    and finds its NVML pool by it rather than adding the host's GPUs again as a second pool."""
+    documents = nvml_docs("mixed.json", location="fra-dc1")
+    for doc in documents:  # as discovery wrote them before
+        if doc["kind"] == "GPUType":
+            doc["metadata"]["name"] = "NVIDIA-RTX-A6000-48GB"
+        if doc["kind"] == "Pool" and doc["spec"]["gpu"]["type"] == "RTX-A6000-48GB":
+            doc["metadata"]["name"] = "ws-render-02-nvidia-rtx-a6000-48gb"
+            doc["spec"]["gpu"]["type"] = "NVIDIA-RTX-A6000-48GB"
+    write(merge(fleet, documents))
+    plan = plan_merge(fleet, nvml_docs("mixed.json", location="fra-dc1"))
+    assert not plan.updated
+    assert "Pool/ws-render-02-nvidia-rtx-a6000-48gb (discovered as Pool/ws-render-02-rtx-a6000-48gb: same nvml " \
+           "target)" in plan.unchanged
+    assert [line for line in plan.added if "Pool/" in line] == []

@@ -184,12 +184,12 @@ def test_discover_two_contexts_and_an_unknown_gpu(tmp_path: Path) -> None:
             by_kind.setdefault(doc["kind"], {})[doc["metadata"]["name"]] = doc["spec"]
         assert by_kind["Location"] == {"onprem-east": {"environment": "onprem"}, "edge": {"environment": "onprem"}}
         assert by_kind["Pool"]["onprem-east-h100-80gb"]["target"]["kubernetes"]["context"] == "onprem-east"
-        ada = by_kind["Pool"]["edge-nvidia-rtx-6000-ada-48gb"]
-        assert ada["gpu"] == {"type": "NVIDIA-RTX-6000-Ada-48GB", "perNode": 1} and ada["nodes"] == {"count": 2}
-        assert by_kind["GPUType"] == {"NVIDIA-RTX-6000-Ada-48GB": {"memoryGiB": 48.0, "vendor": "nvidia"}}
+        ada = by_kind["Pool"]["edge-rtx-6000-ada-48gb"]
+        assert ada["gpu"] == {"type": "RTX-6000-Ada-48GB", "perNode": 1} and ada["nodes"] == {"count": 2}
+        assert by_kind["GPUType"] == {"RTX-6000-Ada-48GB": {"memoryGiB": 48.0, "vendor": "nvidia"}}
         # the GPUType is there: the note says so, not "add a GPUType document" (it was added)
-        assert "pool edge-nvidia-rtx-6000-ada-48gb: GPU product 'NVIDIA-RTX-6000-Ada' is not in the built-in catalog: " \
-               "added a GPUType document named NVIDIA-RTX-6000-Ada-48GB of 48.0 GiB" in "\n".join(found.notes)
+        assert "pool edge-rtx-6000-ada-48gb: GPU product 'NVIDIA-RTX-6000-Ada' is not in the built-in catalog: " \
+               "added a GPUType document named RTX-6000-Ada-48GB of 48.0 GiB" in "\n".join(found.notes)
         # no contexts given: the kubeconfig's current one, named explicitly in the pools' target
         current = KubernetesProvider(str(kc), request_timeout_s=2.0).discover()
         assert [d["spec"]["target"]["kubernetes"]["context"] for d in current.documents if d["kind"] == "Pool"] \
@@ -876,10 +876,10 @@ def test_discover_matches_a_gpu_by_whole_words_and_its_memory() -> None:
                                     "placer.dev/pool": "odd"})]
     found = pools_from_nodes("ctx", "ctx", nodes, set())
     gpus = {d["metadata"]["name"]: d["spec"]["gpu"]["type"] for d in found.documents if d["kind"] == "Pool"}
-    assert gpus == {"ctx-nvidia-gh200-480gb-96gb": "NVIDIA-GH200-480GB-96GB", "ctx-orin-64gb": "Orin-64GB",
-                    "odd": "NVIDIA-L4-80GB"}  # an "L4" of 80 GiB is no L4-24GB: a GPUType of its own
+    assert gpus == {"ctx-gh200-96gb": "GH200-96GB", "ctx-orin-64gb": "Orin-64GB",
+                    "odd": "L4-80GB"}  # an "L4" of 80 GiB is no L4-24GB: a GPUType of its own
     types = {d["metadata"]["name"]: d["spec"]["memoryGiB"] for d in found.documents if d["kind"] == "GPUType"}
-    assert types == {"NVIDIA-GH200-480GB-96GB": 95.6, "NVIDIA-L4-80GB": 80.0}
+    assert types == {"GH200-96GB": 95.6, "L4-80GB": 80.0}
 
 
 @pytest.mark.parametrize(("product", "memory_gib", "expected"), [

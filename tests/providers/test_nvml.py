@@ -97,14 +97,14 @@ def test_mixed_host_gives_one_pool_per_gpu_model_and_a_gpu_type_for_unknown_mode
     found, _ = discover("mixed.json", location="fra-dc1", pool_name="render")
     assert_valid(found)
     by_name = pools(found)
-    assert set(by_name) == {"render-l40s-48gb", "render-nvidia-rtx-a6000-48gb"}
-    l40s, a6000 = by_name["render-l40s-48gb"], by_name["render-nvidia-rtx-a6000-48gb"]
+    assert set(by_name) == {"render-l40s-48gb", "render-rtx-a6000-48gb"}
+    l40s, a6000 = by_name["render-l40s-48gb"], by_name["render-rtx-a6000-48gb"]
     assert l40s["spec"]["gpu"] == {"type": "L40S-48GB", "perNode": 2}
     assert l40s["metadata"]["annotations"]["placer.dev/gpus"] == "0,2"
-    assert a6000["spec"]["gpu"] == {"type": "NVIDIA-RTX-A6000-48GB", "perNode": 1}
+    assert a6000["spec"]["gpu"] == {"type": "RTX-A6000-48GB", "perNode": 1}
     assert {p["spec"]["location"] for p in by_name.values()} == {"fra-dc1"}
     gpu_types = [d for d in found.documents if d["kind"] == "GPUType"]
-    assert [(g["metadata"]["name"], g["spec"]["memoryGiB"]) for g in gpu_types] == [("NVIDIA-RTX-A6000-48GB", 48.0)]
+    assert [(g["metadata"]["name"], g["spec"]["memoryGiB"]) for g in gpu_types] == [("RTX-A6000-48GB", 48.0)]
     assert [d["metadata"]["name"] for d in found.documents if d["kind"] == "Location"] == ["fra-dc1"]
 
 
