@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import queue
+import shlex
 import shutil
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -409,3 +412,43 @@ def test_a_reviewed_plan_without_changes_makes_no_commit(flow: Flow, tmp_path: P
     assert "no changes" in r.stdout, r.stdout + r.stderr
     assert git(flow.env, deploy, "rev-parse", "HEAD") == head
     assert git(flow.env, deploy, "status", "--porcelain") == ""
+
+
+def test_a_pull_requests_plan_shows_its_progress_in_the_log_as_it_plans(tmp_path: Path) -> None:
+    """`pipeline.sh pr` sent the plan's stderr to a file and printed it once the plan had ended: its
+    "Still planning… [10s elapsed; …]" lines, a line every 10 s, reached the CI log all at once at
+    the end (a bench L plan: 45 s with nothing in the log). They come as the plan prints them, and
+    once. A stand-in for placer prints such a line, then waits for the test to have seen it."""
+    go = tmp_path / "go"
+    fake = tmp_path / "slow-placer"
+    fake.write_text(f"""#!/usr/bin/env bash
+if [ "$1" = plan ]; then
+    echo "Still planning… [10s elapsed; now: the LP by column generation]" >&2
+    for _ in $(seq 900); do [ -e {shlex.quote(str(go))} ] && break; sleep 0.1; done
+fi
+exec {shlex.quote(str(BIN / "placer"))} "$@"
+""")
+    fake.chmod(0o755)
+    fleet, out = tmp_path / "fleet", tmp_path / "out"
+    shutil.copytree(EXAMPLE / "fleet", fleet)
+    env = {**environment(tmp_path), "PLACER": str(fake)}
+    proc = subprocess.Popen([str(PIPELINE), "pr", str(fleet), str(out)], cwd=tmp_path, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr or ()], daemon=True)
+    reader.start()
+    try:
+        seen = []
+        while not any(line.startswith("Still planning… [10s elapsed") for line in seen):
+            seen.append(lines.get(timeout=60))  # Empty: the line waits for the plan's end
+    finally:
+        go.touch()
+        stdout, _ = proc.communicate(timeout=120)
+    reader.join(timeout=10)
+    rest = []
+    while not lines.empty():
+        rest.append(lines.get())
+    assert proc.returncode == 0, "".join(seen + rest)
+    assert sum(line.startswith("Still planning…") for line in seen + rest) == 1  # not said again at the end
+    assert "wrote" in stdout and (out / "comment.md").read_text().startswith("<!-- placer-plan -->\n### placer plan")
+    assert "Still planning" in (out / "plan-errors.txt").read_text()  # kept for a failed plan's comment

@@ -53,6 +53,15 @@ abspath() {  # an absolute path for $1, which may not exist yet
 now_args=()
 if [ -n "${PLACER_NOW:-}" ]; then now_args=(--now "$PLACER_NOW"); fi
 
+# stderr_into FILE CMD...: CMD with its stderr shown as it comes and kept in FILE too; CMD's exit
+# status. Sent to FILE alone, a plan's progress ("Still planning… [10s elapsed; …]", a line every
+# 10 s) reached the CI log only once the plan had ended: a bench L plan's log was silent for 45 s.
+stderr_into() {
+    local file=$1
+    shift
+    { "$@" 2>&1 1>&3 3>&- | tee "$file" >&2; } 3>&1  # pipefail: CMD's status, where tee's is 0
+}
+
 # plan_field PLAN FIELD: one fact from a plan file (digest, short-digest, count, mode, directory, cost).
 plan_field() {
     "$PYTHON" - "$1" "$2" <<'PY'
@@ -103,8 +112,7 @@ pr() {
         state_args=(--state "$(abspath "$deploy")/$STATE_REL")
     fi
 
-    if ! "$PLACER" validate "$fleet" 2> "$out/validate.txt"; then
-        cat "$out/validate.txt" >&2
+    if ! stderr_into "$out/validate.txt" "$PLACER" validate "$fleet"; then
         {
             echo "$MARKER"
             echo "### placer: the fleet is invalid"
@@ -115,11 +123,9 @@ pr() {
         } > "$out/comment.md"
         die "the fleet is invalid; see $out/comment.md"
     fi
-    cat "$out/validate.txt" >&2  # warnings
 
-    if ! "$PLACER" plan "$fleet" -o "$out/plan.json" ${state_args[@]+"${state_args[@]}"} \
-            ${now_args[@]+"${now_args[@]}"} 2> "$out/plan-errors.txt"; then
-        cat "$out/plan-errors.txt" >&2
+    if ! stderr_into "$out/plan-errors.txt" "$PLACER" plan "$fleet" -o "$out/plan.json" \
+            ${state_args[@]+"${state_args[@]}"} ${now_args[@]+"${now_args[@]}"}; then
         {
             echo "$MARKER"
             echo "### placer: no plan"
@@ -130,7 +136,6 @@ pr() {
         } > "$out/comment.md"
         die "planning failed; see $out/comment.md"
     fi
-    cat "$out/plan-errors.txt" >&2
     { echo "$MARKER"; "$PLACER" show "$out/plan.json" --markdown; } > "$out/comment.md"
     echo "pipeline.sh: wrote $out/plan.json and $out/comment.md"
 }
