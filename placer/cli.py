@@ -1132,7 +1132,10 @@ def _clause(exc: BaseException) -> str:
               help="With --markdown: at most this many characters, rows cut where they do not fit "
                    "(default 60000, under GitHub's 65536 for a comment; 0: no limit). The counts and costs "
                    "are never cut: a limit below them is refused.")
-def show(plan_path: str, as_json: bool, markdown: bool, max_chars: int | None) -> None:
+@click.option("--plan-url", metavar="URL",
+              help="With --markdown: where the comment's readers download PLAN (a CI job's artifact); "
+                   "the note on rows cut links it and names PLAN by its file name.")
+def show(plan_path: str, as_json: bool, markdown: bool, max_chars: int | None, plan_url: str | None) -> None:
     """Print a saved plan."""
     from placer.planfile import read
     from placer.render import markdown as md
@@ -1142,13 +1145,18 @@ def show(plan_path: str, as_json: bool, markdown: bool, max_chars: int | None) -
         fail("choose one of --json and --markdown")
     if max_chars is not None and not markdown:
         fail("--max-chars limits --markdown; add --markdown")
+    if plan_url is not None and not markdown:
+        fail("--plan-url is linked from --markdown's comment; add --markdown")
+    if plan_url is not None and not re.fullmatch(r"https?://\S+", plan_url):
+        fail(f"--plan-url {plan_url!r}: give the http(s) URL the comment's readers download the plan from "
+             "(in GitHub Actions, actions/upload-artifact's artifact-url output)")
     the_plan = read(plan_path)
     if as_json:
         echo(the_plan.dumps(), nl=False)
     elif markdown:
         limit = md.COMMENT_CHARS if max_chars is None else (max_chars or None)
         try:
-            echo(md.render(the_plan.to_json(), limit, plan_path), nl=False)  # it ends in its newline
+            echo(md.render(the_plan.to_json(), limit, plan_path, plan_url), nl=False)  # it ends in its newline
         except md.LimitTooLow as exc:
             fail(f"--max-chars {limit}: {exc}, which are never cut; give at least {exc.floor}, or 0 for no limit")
     else:

@@ -355,6 +355,12 @@ def test_github_workflow_runs_the_same_steps() -> None:
     (upload,) = [s for s in jobs["plan"]["steps"] if s.get("uses", "").startswith("actions/upload-artifact")]
     assert upload["with"]["name"] == "placer-plan-${{ github.event.pull_request.number }}"
     assert upload["with"]["path"] == "out/plan.json"
+    # ... before the comment is written, which links it: a cut comment's note says where the whole plan is
+    steps = jobs["plan"]["steps"]
+    (show,) = [i for i, s in enumerate(steps) if "placer show out/plan.json --markdown" in s.get("run", "")]
+    assert steps.index(upload) < show and upload["id"] == "artifact"
+    assert steps[show]["env"]["PLAN_URL"] == "${{ steps.artifact.outputs.artifact-url }}"
+    assert 'url=(--plan-url "$PLAN_URL")' in steps[show]["run"] and '--markdown "${url[@]}"' in steps[show]["run"]
     assert 'gh run download "$run" -n "placer-plan-$pr" -D reviewed' in gitops_runs
     assert 'reviewed=(reviewed/plan.json)' in gitops_runs and './pipeline.sh merge "$FLEET" deploy "${reviewed[@]}"' \
         in gitops_runs
@@ -452,3 +458,27 @@ exec {shlex.quote(str(BIN / "placer"))} "$@"
     assert sum(line.startswith("Still planning…") for line in seen + rest) == 1  # not said again at the end
     assert "wrote" in stdout and (out / "comment.md").read_text().startswith("<!-- placer-plan -->\n### placer plan")
     assert "Still planning" in (out / "plan-errors.txt").read_text()  # kept for a failed plan's comment
+
+
+def test_a_cut_comment_names_the_plan_as_the_reviewer_gets_it(tmp_path: Path) -> None:
+    """A plan too long for a comment is cut, its note saying where the rest is: `pipeline.sh pr`
+    named the plan by the runner's absolute path (`placer show /home/runner/work/…/out/plan.json`),
+    which no reviewer has. It names OUT_DIR/plan.json as the caller gave it, and with
+    PLACER_PLAN_URL (the job's artifact) links it. A stand-in placer cuts the comment at 770
+    characters, as GitHub's limit cuts a large fleet's."""
+    fake = tmp_path / "short-comment-placer"
+    fake.write_text(f"""#!/usr/bin/env bash
+if [ "$1" = show ]; then exec {shlex.quote(str(BIN / "placer"))} "$@" --max-chars 770; fi
+exec {shlex.quote(str(BIN / "placer"))} "$@"
+""")
+    fake.chmod(0o755)
+    shutil.copytree(EXAMPLE / "fleet", tmp_path / "fleet")
+    env = {**environment(tmp_path), "PLACER": str(fake)}
+    run(env, PIPELINE, "pr", "fleet", "out", cwd=tmp_path)
+    comment = (tmp_path / "out" / "comment.md").read_text()
+    assert "not shown" in comment and "`placer show out/plan.json` prints them all._" in comment, comment
+    assert str(tmp_path) not in comment
+    url = "https://github.com/acme/fleet/actions/runs/7/artifacts/9"
+    run({**env, "PLACER_PLAN_URL": url}, PIPELINE, "pr", "fleet", "out", cwd=tmp_path)
+    comment = (tmp_path / "out" / "comment.md").read_text()
+    assert f"`placer show plan.json` ([download plan.json]({url})) prints them all._" in comment, comment

@@ -254,3 +254,45 @@ def test_a_violations_amount_is_written_out_not_in_exponent_notation() -> None:
     assert "| headroom | preferred | 0.004 | pool-1 |" in text and "| headroom | preferred | 1,234,567.5 | pool-2 |" in text
     cut = render(plan, len(text) - 1, "plan.json")  # cut: a preferred policy's many in one row, summed
     assert "| headroom | preferred | 1,234,567.504 | 2 violations" in cut, cut
+
+
+ARTIFACT = "https://github.com/acme/fleet/actions/runs/123/artifacts/456"
+
+
+def test_the_note_on_rows_cut_links_the_plan_where_its_readers_download_it() -> None:
+    """The note named the plan by the path `show` was given: in `pipeline.sh pr` the CI runner's
+    (`/home/runner/work/fleet/fleet/out/plan.json`), which no reviewer has, and nowhere said where the
+    whole plan is. With the URL of the job's artifact, the note links it and names the file by its
+    own name, as the reviewer downloads it."""
+    plan = big_plan()
+    text = render(plan, 10_000, "/home/runner/work/fleet/fleet/out/plan.json", ARTIFACT)
+    assert len(text) <= 10_000
+    where = f"`placer show plan.json` ([download plan.json]({ARTIFACT}))"
+    assert f"the comment has no room for them; {where} prints them all._" in text
+    assert f"4 violations, the first model-00000; {where} lists them all |" in text
+    assert "/home/runner" not in text
+    # without one, as before: the path as given
+    assert "`placer show out/plan.json` prints them all" in render(plan, 10_000, "out/plan.json")
+
+
+def test_show_markdown_plan_url_is_linked_and_checked(tmp_path: Path) -> None:
+    docs = [location("a"), pool("p", "a", usd=1.0, count=40)]
+    docs += [inference(f"m{i:03d}", [{"location": "a", "rate": 100}]) for i in range(30)]
+    fleet = tmp_path / "fleet"
+    fleet.mkdir()
+    (fleet / "fleet.yaml").write_text(yaml.safe_dump_all(docs))
+    plan = tmp_path / "out" / "plan.json"
+    plan.parent.mkdir()
+
+    def placer(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "placer", *args], capture_output=True, text=True, cwd=ROOT,
+                              timeout=300)
+
+    assert placer("plan", str(fleet), "-o", str(plan)).returncode == 0
+    cut = placer("show", str(plan), "--markdown", "--max-chars", "2000", "--plan-url", ARTIFACT)
+    assert cut.returncode == 0 and len(cut.stdout) <= 2000, cut.stderr
+    assert f"`placer show plan.json` ([download plan.json]({ARTIFACT})) prints them all._" in cut.stdout
+    r = placer("show", str(plan), "--plan-url", ARTIFACT)
+    assert r.returncode == 1 and "--plan-url is linked from --markdown's comment; add --markdown" in r.stderr
+    r = placer("show", str(plan), "--markdown", "--plan-url", "out/plan.json")
+    assert r.returncode == 1 and "give the http(s) URL the comment's readers download the plan from" in r.stderr

@@ -3,8 +3,9 @@
 #
 #   pipeline.sh pr    FLEET OUT_DIR [DEPLOY_REPO_DIR]
 #       validate FLEET, plan it, write OUT_DIR/plan.json and OUT_DIR/comment.md (Markdown for the
-#       pull-request comment). With DEPLOY_REPO_DIR (a read-only checkout of the deploy repository)
-#       the plan is diffed against the state committed there, so the comment shows what the merge
+#       pull-request comment: a long plan's is cut, its note naming OUT_DIR/plan.json or linking
+#       PLACER_PLAN_URL). With DEPLOY_REPO_DIR (a read-only checkout of the deploy repository) the
+#       plan is diffed against the state committed there, so the comment shows what the merge
 #       would change; without it, against the fleet's own Settings state.
 #   pipeline.sh merge FLEET DEPLOY_REPO_DIR [REVIEWED_PLAN]
 #       plan FLEET against the state in DEPLOY_REPO_DIR; when something changes, apply the plan
@@ -24,7 +25,9 @@
 #
 # Environment: PLACER (the placer command; default: placer), PYTHON (default: python3),
 #   PLACER_NOW (the plan time, ISO, for reproducible retire policies; default: now),
-#   PLACER_STATE (the state file inside the deploy repository; default: .placer/state.json).
+#   PLACER_STATE (the state file inside the deploy repository; default: .placer/state.json),
+#   PLACER_PLAN_URL (pr: where the comment's readers download OUT_DIR/plan.json, kept as the job's
+#   artifact; the comment's note on the rows it cut links it).
 # Exit: 0 ok (pr: comment written; merge: committed, or nothing to do), 1 error.
 set -euo pipefail
 
@@ -34,7 +37,7 @@ STATE_REL=${PLACER_STATE:-.placer/state.json}
 MARKER='<!-- placer-plan -->'
 
 usage() {
-    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 1
 }
 
@@ -99,8 +102,9 @@ plan_changes() {
 
 pr() {
     [ $# -ge 2 ] && [ $# -le 3 ] || usage
-    local fleet out deploy
+    local fleet out deploy named
     fleet=$(abspath "$1")
+    named=${2%/}/plan.json  # as the caller named it: the comment's note said the runner's absolute path
     out=$(abspath "$2")
     deploy=${3:-}
     [ -d "$fleet" ] || die "fleet directory $1 not found"
@@ -136,7 +140,9 @@ pr() {
         } > "$out/comment.md"
         die "planning failed; see $out/comment.md"
     fi
-    { echo "$MARKER"; "$PLACER" show "$out/plan.json" --markdown; } > "$out/comment.md"
+    local url=()
+    if [ -n "${PLACER_PLAN_URL:-}" ]; then url=(--plan-url "$PLACER_PLAN_URL"); fi
+    { echo "$MARKER"; "$PLACER" show "$named" --markdown ${url[@]+"${url[@]}"}; } > "$out/comment.md"
     echo "pipeline.sh: wrote $out/plan.json and $out/comment.md"
 }
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import dataclass, field
+from pathlib import PurePath
 from typing import Any
 
 from placer.render.report import (
@@ -94,7 +95,7 @@ class _Section:
 
     def _note(self, left: dict[str, int], total: int, some_kept: bool, show: str) -> list[str]:
         of = f" ({', '.join(f'{n} {kind}' for kind, n in left.items())})" if left else ""
-        why = f"not shown{of}: the comment has no room for them; `{show}` prints them all._"
+        why = f"not shown{of}: the comment has no room for them; {show} prints them all._"
         return [f"_… and {total} more {self.what} {why}" if some_kept else f"_{total} {self.what} {why}", ""]
 
     def text(self, show: str) -> list[str]:
@@ -179,14 +180,28 @@ def _violation_rows(violations: list[dict[str, Any]], show: str | None) -> list[
         elif v["policy"] not in said:
             said.add(v["policy"])
             rows.append(_row([v["policy"], v["enforcement"], amount_text(sum(float(w['amount']) for w in many)),
-                              f"{len(many)} violations, the first {v['detail']}; `{show}` lists them all"]))
+                              f"{len(many)} violations, the first {v['detail']}; {show} lists them all"]))
     return rows
 
 
-def render(plan: dict[str, Any], max_chars: int | None = COMMENT_CHARS, plan_path: str = "PLAN") -> str:
+def show_text(plan_path: str, plan_url: str | None = None) -> str:
+    """Where the note on rows cut sends the reader: `placer show PLAN`; with ``plan_url`` (where the
+    comment's reader downloads the plan file: a CI job's artifact), `placer show` of the file's own
+    name and a link to it. The path as given named a file on the CI runner
+    (`/home/runner/work/fleet/fleet/out/plan.json`), which no reviewer has, and said nowhere where the
+    plan the comment cut is."""
+    if plan_url is None:
+        return f"`placer show {shlex.quote(plan_path)}`"
+    name = PurePath(plan_path).name or plan_path
+    return f"`placer show {shlex.quote(name)}` ([download {name}]({plan_url.replace(')', '%29')}))"
+
+
+def render(plan: dict[str, Any], max_chars: int | None = COMMENT_CHARS, plan_path: str = "PLAN",
+           plan_url: str | None = None) -> str:
     """The plan as Markdown, within ``max_chars`` characters (None: all of it); ``plan_path`` is
-    named in the note on what was cut. The header and costs are never cut: LimitTooLow where
-    they and the notes do not fit (a limit of 500 printed 847 characters)."""
+    named in the note on what was cut, with a link to ``plan_url`` where given (``show_text``). The
+    header and costs are never cut: LimitTooLow where they and the notes do not fit (a limit of 500
+    printed 847 characters)."""
     changes = plan.get("changes", [])
     first = {"delete": 0, "update": 1}  # what a reviewer must see before what is only added
     diff = _Section(["#### Changes", "", "```diff"], [], ["```", ""], "changes")
@@ -215,7 +230,7 @@ def render(plan: dict[str, Any], max_chars: int | None = COMMENT_CHARS, plan_pat
     placements.rows += [_row([m, where, s, u]) for (m, where, _, _), s, u in
                         zip(rows, rate_column([r[2] for r in rows]), rate_column([r[3] for r in rows]), strict=True)]
     head = _header(plan)
-    show = f"placer show {shlex.quote(plan_path)}"
+    show = show_text(plan_path, plan_url)
     body = (diff, unmet, violations, retired, placements)  # in the comment's order
     whole = "\n".join(head + [line for section in body for line in section.text(show)])
     if max_chars is not None and len(whole) > max_chars:
