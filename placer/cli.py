@@ -1313,6 +1313,10 @@ def explain(fleet: str, model: str, now_text: str | None, state_path: str | None
     if as_json:
         echo(json_report(ex.as_json()))
         return
+    if ex.afresh is not None:  # bench L: the saved plan had m on p and q, this explain's fresh plan on p and r, unsaid
+        out.print(f"Planned afresh ({ex.afresh}): a fleet this large plans differently in detail from run to run, so "
+                  f"a plan you saved may place {model} elsewhere; `placer explain {shlex.quote(fleet)} "
+                  f"{shlex.quote(model)} --plan PLAN` explains that plan", style="yellow")
     # its terms of the running cost: compute always, the others where they are more than 0.00
     paid = [f"{k} {v:,.2f}" for k, v in ex.terms.items() if k == "compute" or abs(v) >= 0.005]
     if ex.placed:
@@ -1356,6 +1360,8 @@ def _explanation(loaded: Fleet, rules: Any, model: str, state: Any, saved: Plan 
     from placer.explain import every_pool_out
     from placer.explain import explain as run_explain
     from placer.optimizer import explain_infeasible, optimize
+    from placer.optimizer.large import use_large
+    from placer.render.report import gap_text
 
     current = running_replicas(loaded, state)  # what runs where the fleet puts it, as `plan` prices it
     if saved is not None:  # the plan as saved: nothing to solve but the next best
@@ -1384,7 +1390,10 @@ def _explanation(loaded: Fleet, rules: Any, model: str, state: Any, saved: Plan 
         fail(f"the solver stopped with status {result.status} and no plan for the fleet; "
              "raise Settings solver.timeLimitSeconds")
     progress(f"the next best place for {model}")
-    return run_explain(loaded, rules, model, result, current, result.candidates, progress=progress)
+    ex = run_explain(loaded, rules, model, result, current, result.candidates, progress=progress)
+    if saved is None and (result.status != "OPTIMAL" or use_large(loaded)):
+        ex.afresh = f"{result.status}, gap {gap_text(result.gap)}, {result.wall_seconds:.1f} s"
+    return ex
 
 
 @cli.command()

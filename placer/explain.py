@@ -53,6 +53,9 @@ class Explanation:
     retired: str | None = None  # why no pool is its own, where a required policy retires it (set by the caller)
     # why a saved plan was not made from the state its churn is priced from, as apply refuses it (set by the caller)
     stale: str | None = None
+    # where the plan explained was solved afresh by a search that stops at the time limit (the scalable
+    # route, or a gap not closed): its status and gap, as the summary gives them (set by the caller)
+    afresh: str | None = None
 
     @property
     def next_best_cheaper(self) -> bool:
@@ -82,6 +85,7 @@ class Explanation:
                 "cheaper": self.next_best_cheaper},
             "nextBestText": self.next_best_text(),
             "stalePlan": self.stale,
+            "plannedAfresh": self.afresh,
         }
 
     def next_best_text(self) -> str | None:

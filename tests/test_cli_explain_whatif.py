@@ -1998,3 +1998,29 @@ def test_explain_and_whatif_json_round_their_numbers_as_the_plan_file_does():
     assert r.returncode == 0, r.stderr
     assert _unrounded(json.loads(r.stdout)) == []
     assert _unrounded(whatif(ROOT / "examples" / "hybrid", "--demand-scale", "2")) == []
+
+
+def test_explain_says_it_planned_afresh_where_a_saved_plan_may_differ(tmp_path):
+    """`placer explain FLEET MODEL` solves the fleet again. On the scalable route (bench M and up)
+    a solve stops at its time limit and places models differently in detail from run to run: at
+    bench L the saved plan had m01998-search on onprem-apac-001-p06 and onprem-apac-002-p01, and
+    explain, unsaid, explained its own fresh plan's cloud-apac-001-p06 instead. It says it planned
+    afresh, how the solve ended, and how to explain the saved plan; the exact route, whose plan is
+    proven optimal, and `--plan` do not."""
+    fleet = write(tmp_path, location("a"), pool("p", "a", usd=1.0), pool("q", "a", usd=2.0),
+                  inference("m", [{"location": "a", "rate": 100}]))
+    plan = tmp_path / "plan.json"
+    assert placer("plan", str(fleet), "-o", str(plan), optimizer="scalable").returncode == 0
+    fresh = placer("explain", str(fleet), "m", optimizer="scalable")
+    assert fresh.returncode == 0, fresh.stderr
+    first = " ".join(fresh.stdout.split("\nm: ", 1)[0].split())
+    assert re.fullmatch(r"Planned afresh \((OPTIMAL|FEASIBLE), gap \d+\.\d\d%, \d+\.\d s\): a fleet this large plans "
+                        r"differently in detail from run to run, so a plan you saved may place m elsewhere; "
+                        rf"`placer explain {re.escape(str(fleet))} m --plan PLAN` explains that plan", first), first
+    said = json.loads(placer("explain", str(fleet), "m", "--json", optimizer="scalable").stdout)
+    assert said["plannedAfresh"].startswith(("OPTIMAL, gap", "FEASIBLE, gap"))
+    for args, optimizer in (((), "exact"), (("--plan", str(plan)), "scalable")):
+        r = placer("explain", str(fleet), "m", *args, optimizer=optimizer)
+        assert r.returncode == 0 and r.stdout.startswith("m: 1 replica(s) on p"), r.stdout + r.stderr
+        assert json.loads(placer("explain", str(fleet), "m", "--json", *args, optimizer=optimizer).stdout)[
+            "plannedAfresh"] is None
