@@ -301,6 +301,7 @@ def settings_json(fleet: Fleet, state_path: str | None = None) -> dict[str, Any]
 
 
 STILL_EVERY = 10.0  # seconds between "Still planning…" lines where stderr is no terminal (CI logs)
+SPINNER_TICK = 1.0  # seconds between updates of a terminal spinner's elapsed time
 
 
 def _command_started() -> float:
@@ -314,7 +315,8 @@ def _command_started() -> float:
 @contextmanager
 def spinner(enabled: bool, doing: str = "planning") -> Iterator[Callable[[str], None]]:
     """Progress on a long command, told each step as it begins (reading the fleet, "reading fleet:
-    12 of 51 files", to the solver's steps): a spinner with the current step on a terminal; in a
+    12 of 51 files", to the solver's steps): a spinner with the current step and the seconds since the
+    command started ("the LP by column generation [12s elapsed]") on a terminal; in a
     CI log or on a TERM=dumb terminal (``_live``), a line every STILL_EVERY seconds of the command ("Still planning… [10s elapsed; now:
     reading fleet: 12 of 51 files]", as Terraform's "Still creating... [10s elapsed]"), so that a
     two-minute plan does not look hung. Commands open it first: it was opened after the fleet was
@@ -322,13 +324,30 @@ def spinner(enabled: bool, doing: str = "planning") -> Iterator[Callable[[str], 
     if not enabled:
         yield lambda _msg: None
         return
-    if _live():
-        with err.status(f"{doing}…") as status:
-            yield lambda msg: status.update(msg)
-        return
     latest = ["starting"]
     done = threading.Event()
     started = _command_started()
+    if _live():  # the step and the time so far: a spinner alone said nothing of a plan's 30 s at L, 2 min at XL
+        latest[0] = f"{doing}…"
+        with err.status(latest[0]) as status:
+
+            def show(step: str | None = None) -> None:
+                if step is not None:
+                    latest[0] = step
+                status.update(f"{latest[0]} [{time.monotonic() - started:.0f}s elapsed]")
+
+            def every_second() -> None:
+                while not done.wait(SPINNER_TICK):
+                    show()
+
+            ticker = threading.Thread(target=every_second, name="placer-spinner", daemon=True)
+            ticker.start()
+            try:
+                yield show
+            finally:
+                done.set()
+                ticker.join()
+        return
 
     def tick() -> None:  # on the command's 10 s marks
         while not done.wait(STILL_EVERY - (time.monotonic() - started) % STILL_EVERY):

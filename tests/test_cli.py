@@ -532,6 +532,12 @@ def test_the_spinner_shows_the_step_under_way_from_the_command_start(tmp_path, m
     monkeypatch.setattr(placer.cli, "out", Console(file=io.StringIO()))
     monkeypatch.setenv("PLACER_OPTIMIZER", "scalable")
     assert placer.cli.main(["plan", str(fleet), "--state", str(tmp_path / "state.json")]) == 0
+    import re
+
+    # each step with the time since the command started (the ticker says it again, every SPINNER_TICK)
+    assert all(re.search(r" \[\d+s elapsed\]$", text) for text in shown[1:]), shown
+    steps = [re.sub(r" \[\d+s elapsed\]$", "", text) for text in shown]
+    shown = [step for i, step in enumerate(steps) if i == 0 or step != steps[i - 1]]
     assert shown[:3] == ["planning…", "reading fleet", "reading fleet: 1 of 1 files"], shown
     assert "finding eligible pools" in shown and "neighbourhood search" in shown, shown
     assert shown[-2:] == ["pricing the plan and checking its hard rules", "listing the changes from the state"], shown
@@ -1639,3 +1645,28 @@ def test_ctrl_c_while_placer_loads_says_interrupted_not_a_traceback(tmp_path):
     done = _signalled(hook, "validate", str(write_fleet(tmp_path)))
     assert done.returncode == 130, (done.returncode, done.stderr)
     assert done.stderr.strip() == "Interrupted.", done.stderr
+
+
+def test_a_terminals_spinner_says_how_long_the_command_has_run(tmp_path, monkeypatch):
+    """On a terminal the spinner named the step alone ("the LP by column generation"): nothing said
+    how long a plan had run, 30 s at bench L and minutes at XL, where a CI log's lines say "[20s
+    elapsed; …]". It gives the seconds since the command started beside the step, and again every
+    SPINNER_TICK while the step goes on."""
+    import io
+    import re
+
+    from rich.console import Console
+
+    import placer.cli
+
+    fleet = write_fleet(tmp_path)
+    slow_optimizer(monkeypatch)
+    terminal = Console(file=io.StringIO(), force_terminal=True, _environ={"TERM": "xterm"})
+    assert terminal.is_terminal and not terminal.is_dumb_terminal
+    monkeypatch.setattr(placer.cli, "err", terminal)
+    monkeypatch.setattr(placer.cli, "out", Console(file=io.StringIO()))
+    monkeypatch.setattr(placer.cli, "SPINNER_TICK", 0.05)
+    assert placer.cli.main(["plan", str(fleet), "--state", str(tmp_path / "state.json")]) == 0
+    drawn = terminal.file.getvalue()
+    assert re.search(r"solving: a slow fleet \[\d+s elapsed\]", drawn), drawn
+    assert "Still planning" not in drawn  # the CI log's lines are not a terminal's
