@@ -643,6 +643,38 @@ def plan(fleet: str, out_path: str | None, as_json: bool, detailed_exitcode: boo
          state_path: str | None, refresh: bool, full_search: bool, metrics_max_pairs: int | None,
          metrics_file: str | None, metrics_labels: tuple[str, ...]) -> None:
     """Solve FLEET, diff against the state, print the summary and write the plan file."""
+    with _said_unwritten(out_path):
+        _plan(fleet, out_path, as_json, detailed_exitcode, now_text, state_path, refresh, full_search,
+              metrics_max_pairs, metrics_file, metrics_labels)
+
+
+def _stat(path: str) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except OSError:
+        return None
+
+
+@contextmanager
+def _said_unwritten(out_path: str | None) -> Iterator[None]:
+    """A plan stopped (Ctrl-C, SIGTERM) before it wrote ``out_path`` says so, and that a file there is an
+    earlier plan: "Interrupted." alone left an operator to apply yesterday's plan.json as this one."""
+    before = _stat(out_path) if out_path else None
+    try:
+        yield
+    except KeyboardInterrupt:
+        after = _stat(out_path) if out_path else None
+        if out_path and after is None:
+            err.print(f"No plan was written to {out_path}.")
+        elif out_path and before is not None and after is not None and \
+                (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns):
+            err.print(f"No plan was written: {out_path} is as it was, an earlier plan; do not apply it as this one.")
+        raise
+
+
+def _plan(fleet: str, out_path: str | None, as_json: bool, detailed_exitcode: bool, now_text: str | None,
+          state_path: str | None, refresh: bool, full_search: bool, metrics_max_pairs: int | None,
+          metrics_file: str | None, metrics_labels: tuple[str, ...]) -> None:
     from placer.planfile import check_writable, write
     from placer.planner import InfeasibleError, SolveError, make_plan
     from placer.render import summary

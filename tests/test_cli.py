@@ -1301,7 +1301,7 @@ def test_ctrl_c_during_a_plan_says_interrupted_and_exits_130(tmp_path, capsys, m
     fleet, out = write_fleet(tmp_path), tmp_path / "plan.json"
     assert placer.cli.main(["plan", str(fleet), "-o", str(out)]) == 130
     err = capsys.readouterr().err
-    assert err.strip() == "Interrupted.", err
+    assert " ".join(err.split()) == f"No plan was written to {out}. Interrupted.", err  # and says so
     assert not out.exists()
 
 
@@ -1670,3 +1670,34 @@ def test_a_terminals_spinner_says_how_long_the_command_has_run(tmp_path, monkeyp
     drawn = terminal.file.getvalue()
     assert re.search(r"solving: a slow fleet \[\d+s elapsed\]", drawn), drawn
     assert "Still planning" not in drawn  # the CI log's lines are not a terminal's
+
+
+def test_a_plan_stopped_before_it_wrote_its_file_says_the_file_there_is_an_earlier_plan(tmp_path, capsys,
+                                                                                          monkeypatch):
+    """Ctrl-C in `placer plan L -o plan.json` (after 3 to 26 s of its 31) said "Interrupted." alone,
+    and left plan.json as it was: an earlier plan, which `placer apply plan.json` then applies as if
+    it were this one. It says no plan was written, and what the file there is."""
+    import placer.cli
+    import placer.planner
+
+    fleet = write_fleet(tmp_path)
+    plan = tmp_path / "plan.json"
+    state = str(tmp_path / "state.json")
+    assert placer.cli.main(["plan", str(fleet), "-o", str(plan), "--state", state]) == 0
+    earlier = plan.read_bytes()
+    capsys.readouterr()
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(placer.planner, "optimize", stopped)
+    assert placer.cli.main(["plan", str(fleet), "-o", str(plan), "--state", state]) == 130
+    said = " ".join(capsys.readouterr().err.split())
+    assert f"No plan was written: {plan} is as it was, an earlier plan; do not apply it as this one. " \
+        "Interrupted." in said, said
+    assert plan.read_bytes() == earlier
+    assert placer.cli.main(["plan", str(fleet), "-o", str(tmp_path / "new.json"), "--state", state]) == 130
+    said = " ".join(capsys.readouterr().err.split())
+    assert f"No plan was written to {tmp_path / 'new.json'}. Interrupted." in said, said
+    assert placer.cli.main(["plan", str(fleet), "--state", state]) == 130  # no -o: nothing to say of a file
+    assert capsys.readouterr().err.split() == ["Interrupted."]
