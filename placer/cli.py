@@ -618,14 +618,30 @@ def metrics_unwritten(path: str, exc: OSError, done: str) -> CliError:
     """The error of a --metrics-file that failed to be written after the command's work (``done``: what
     that work left, printed or saved all the same; a plan's JSON was lost with the file): exit 1, as an
     error, since what alerts read is no longer this run's, with what to fix."""
+    return CliError(f"writing --metrics-file failed: {exc}; {done}; {path} was left as it was (an earlier run's "
+                    f"figures, if any, which alerts go on reading as new): {write_fix(path, exc, '--metrics-file')}, "
+                    "then run the command again")
+
+
+def write_fix(path: str, exc: OSError, option: str) -> str:
+    """What to do of ``exc``, a write of ``path`` (given as ``option``) that failed at the end."""
     code = exc.errno or getattr(exc.__cause__, "errno", None)
     folder = os.path.dirname(os.path.abspath(path))
-    fix = (f"give this user write access to {folder}" if code in (errno.EACCES, errno.EPERM) else
-           f"free space on {folder}'s file system" if code in (errno.ENOSPC, errno.EDQUOT) else
-           f"{folder} is on a read-only file system: give a --metrics-file elsewhere" if code == errno.EROFS else
-           "fix that")
-    return CliError(f"writing --metrics-file failed: {exc}; {done}; {path} was left as it was (an earlier run's "
-                    f"figures, if any, which alerts go on reading as new): {fix}, then run the command again")
+    return (f"give this user write access to {folder}" if code in (errno.EACCES, errno.EPERM) else
+            f"free space on {folder}'s file system" if code in (errno.ENOSPC, errno.EDQUOT) else
+            f"{folder} is on a read-only file system: give {option} a path elsewhere" if code == errno.EROFS else
+            "fix that")
+
+
+def plan_unwritten(path: str, exc: OSError, as_json: bool, existed: bool) -> str:
+    """The error of a plan file (``-o``) that failed to be written after the solve; the plan, printed
+    all the same, is whole but no file holds it, and one that was there (``existed``) is an earlier plan."""
+    done = ("its JSON is on stdout" if as_json
+            else "its summary is above, but no file holds the plan for `placer apply`")
+    left = (f"{path} was left as it was: it holds an earlier plan, not this one, so do not apply it" if existed
+            else "no plan file was written")
+    return (f"writing the plan to -o {path} failed: {exc}; {done}; {left}: {write_fix(path, exc, '-o')}, "
+            "then run the command again")
 
 
 @cli.command()
@@ -719,8 +735,13 @@ def _plan(fleet: str, out_path: str | None, as_json: bool, detailed_exitcode: bo
     body["settings"] = settings_json(loaded, state_path)
     # a refreshed plan's changes start from what runs, which apply does not hold against the state's record
     final = dataclasses.replace(result.plan, body=body, prior_refreshed=refresh)
+    out_unwritten: OSError | None = None
+    existed = bool(out_path) and os.path.lexists(out_path or "")
     if out_path:
-        write(final, out_path)
+        try:
+            write(final, out_path)
+        except OSError as exc:  # said once the plan is printed: it was lost, --json's too, stdout empty
+            out_unwritten = exc
     unwritten: OSError | None = None
     if metrics_file:
         from placer.render.metrics import fleet_facts, plan_metrics
@@ -734,15 +755,19 @@ def _plan(fleet: str, out_path: str | None, as_json: bool, detailed_exitcode: bo
         echo(final.dumps(), nl=False)
     else:
         summary.render(final.to_json(), out)
-        if out_path:
+        if out_path and out_unwritten is None:
             out.print(f"\nSaved the plan to {out_path}. Apply it with: placer apply {shlex.quote(out_path)}")
-        elif final.has_changes:  # as Terraform's plan without -out: there is no file for apply to take
+        elif not out_path and final.has_changes:  # as Terraform's plan without -out: there is no file for apply to take
             out.print(f"\nThis plan was not saved: plan it with -o PLAN (placer plan {shlex.quote(fleet)} -o plan.json), "
                       "then placer apply PLAN applies exactly its changes.")
-    if unwritten is not None and metrics_file:  # exit 1, not 2 or 0: the plan is whole, its metrics are not
-        done = [f"the plan was saved to {out_path}"] if out_path else []
+    # exit 1, not 2 or 0: the plan is whole, but a file asked for is not (a failed -o: no file holds it)
+    failed = [plan_unwritten(out_path, out_unwritten, as_json, existed)] if out_unwritten and out_path else []
+    if unwritten is not None and metrics_file:
+        done = [f"the plan was saved to {out_path}"] if out_path and not out_unwritten else []
         done.append("its JSON is on stdout" if as_json else "its summary is above")
-        raise metrics_unwritten(metrics_file, unwritten, "; ".join(done)) from unwritten
+        failed.append(str(metrics_unwritten(metrics_file, unwritten, "; ".join(done))))
+    if failed:
+        raise CliError("; and ".join(failed)) from (out_unwritten or unwritten)
     if detailed_exitcode and final.has_changes:
         raise SystemExit(2)
 

@@ -234,6 +234,56 @@ def test_a_plan_written_into_a_folder_it_cannot_read_is_saved(tmp_path, capsys, 
     assert os.listdir(drop) == ["plan.json"] and json.loads((drop / "plan.json").read_text())["formatVersion"] == 1
 
 
+@pytest.mark.parametrize("failure", ["unwritable", "disk full"])
+@pytest.mark.parametrize("as_json", [True, False])
+def test_a_plan_whose_file_fails_to_be_written_at_the_end_is_still_printed(tmp_path, capsys, monkeypatch, failure,
+                                                                          as_json):
+    """`plan -o PLAN` whose write failed after the solve (the folder made unwritable meanwhile, a full
+    disk) ended with a bare "Error: cannot write PLAN: Permission denied" and nothing on stdout: the
+    plan, `--json`'s too, was lost. It is printed, the failure said after it with what to fix, exit 1
+    (not --detailed-exitcode's 2), no temporary file left and an earlier plan at PLAN left whole and
+    said to be an earlier one; never "Saved the plan to PLAN"."""
+    import errno
+
+    import placer.cli
+    from placer import planfile
+
+    fleet = write_fleet(tmp_path)
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    out = drop / "plan.json"
+    out.write_text("an earlier plan")
+    if failure == "unwritable":
+        denied.unwritable(drop, monkeypatch, "seam")
+        why, fix = "Permission denied", f"give this user write access to {drop}"
+    else:
+        fsync = os.fsync
+
+        def full(fd):  # the plan's temporary file filled the disk
+            if os.readlink(f"/proc/self/fd/{fd}").startswith(str(drop / ".plan.json.")):
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return fsync(fd)
+
+        monkeypatch.setattr(planfile.os, "fsync", full)
+        why, fix = "No space left on device", f"free space on {drop}'s file system"
+    code = placer.cli.main(["plan", str(fleet), "-o", str(out), "--detailed-exitcode",
+                            *(["--json"] if as_json else [])])
+    printed = capsys.readouterr()
+    err = " ".join(printed.err.split())
+    assert code == 1, err
+    if as_json:
+        assert json.loads(printed.out)["changes"], printed.out
+        done = "its JSON is on stdout"
+    else:
+        assert "Plan: 1 to create" in printed.out, printed.out
+        done = "its summary is above, but no file holds the plan for `placer apply`"
+    assert "Saved the plan" not in printed.out and "This plan was not saved" not in printed.out, printed.out
+    assert err == (f"Error: writing the plan to -o {out} failed: cannot write {out}: {why}; {done}; {out} was left "
+                   f"as it was: it holds an earlier plan, not this one, so do not apply it: {fix}, then run the "
+                   "command again"), err
+    assert sorted(p.name for p in drop.iterdir()) == ["plan.json"] and out.read_text() == "an earlier plan"
+
+
 def test_a_path_with_a_name_too_long_is_refused_in_words(tmp_path):
     """plan -o and render --out with a 300-character name: Python's "[Errno 36] File name too long:"
     and the whole path again; now the path given, why and what to do, exit 1, nothing written."""

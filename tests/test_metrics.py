@@ -212,6 +212,23 @@ def test_a_plan_whose_metrics_file_fails_to_be_written_still_prints_the_plan(pla
     assert not (tmp_path / "plan.json").exists()
 
 
+def test_a_plan_whose_file_and_metrics_file_both_fail_says_both(planned, capsys, monkeypatch):
+    """-o and --metrics-file in one folder made unwritable during the solve: the plan's JSON printed,
+    then one error that says both, the plan's first (no file holds the plan), exit 1."""
+    fleet, metrics, old = planned
+    out = metrics.parent / "plan.json"
+    denied.unwritable(metrics.parent, monkeypatch, "seam")
+    code = placer_cli.main(["plan", str(fleet), "--json", "-o", str(out), "--metrics-file", str(metrics)])
+    printed = capsys.readouterr()
+    err = " ".join(printed.err.split())
+    assert code == 1 and json.loads(printed.out)["placements"], err
+    assert err.startswith(f"Error: writing the plan to -o {out} failed: cannot write {out}: Permission denied; its "
+                          "JSON is on stdout; no plan file was written: give this user write access to "
+                          f"{metrics.parent}, then run the command again; and writing --metrics-file failed: "), err
+    assert "the plan was saved" not in err, err
+    assert not out.exists() and metrics.read_text() == old and leftovers(metrics.parent) == []
+
+
 def test_refresh_and_whatif_print_their_findings_when_their_metrics_file_fails(planned, capsys, monkeypatch):
     """refresh and whatif wrote their metrics before their output, and a failed write ended them there
     with a bare "Error: cannot write PATH: ..." (no word of --metrics-file): whatif's comparison (its
