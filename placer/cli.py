@@ -24,24 +24,24 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import click
 from rich.console import Console
 
 from placer import __version__
-from placer.fleet import Fleet, load_fleet
 from placer.interrupts import from_interrupt, interrupted, sigterm_interrupts
 from placer.knobs import KnobError, env_number
-from placer.planfile import Plan, PlanFileError
-from placer.spec import FleetError
-from placer.spec.diagnostics import Diagnostic, capped_per_file, sort_diagnostics
-from placer.spec.source import YAML_SUFFIXES
 
+# Each command imports what it uses: `placer --help` loaded the fleet's pydantic models and networkx
+# (0.5 s of its 0.9 s), `validate` OR-Tools, `plan` scipy.optimize. tests/test_cli_imports.py holds it.
 if TYPE_CHECKING:
     from placer.apply import Applier, ApplyReport
     from placer.explain import Explanation
+    from placer.fleet import Fleet
+    from placer.planfile import Plan
     from placer.retry import Retrier
+    from placer.spec.diagnostics import Diagnostic, FleetError
 
 LOG_WIDTH = 200  # a table's width where output is a log or a pipe, not a terminal
 MIN_WIDTH = 20  # the narrowest COLUMNS a table is laid out in; a narrower one is taken as none
@@ -163,6 +163,8 @@ def parse_now(value: str | None) -> dt.datetime:
 
 
 def read_fleet(path: str, progress: Callable[[str], None] | None = None) -> Fleet:
+    from placer.fleet import load_fleet
+
     fleet = load_fleet(path, progress)
     print_warnings(fleet.warnings)
     return fleet
@@ -171,6 +173,8 @@ def read_fleet(path: str, progress: Callable[[str], None] | None = None) -> Flee
 def print_warnings(warnings: Iterable[Diagnostic]) -> None:
     """A valid fleet's warnings as its errors are printed: a file's first MOST_PER_FILE, then how many
     more (200 policies with an ignored selector printed 200 warnings, the fleet's summary scrolled away)."""
+    from placer.spec.diagnostics import capped_per_file, sort_diagnostics
+
     for warning in capped_per_file(sort_diagnostics(warnings)):
         err.print(str(warning), style="yellow")
 
@@ -200,6 +204,7 @@ def out_refusal(out_path: str, fleet_path: str | None, backend: Any, flag: str =
     where the fleet's loader reads: `-o STATE` replaced the state with the plan (its lineage, serial
     and record lost, every later command refusing it as damaged), and `-o F/settings.yaml` a fleet
     file. ``elsewhere`` and ``outside`` say where to write it instead."""
+    from placer.spec.source import YAML_SUFFIXES
     from placer.state import LocalBackend
 
     target = Path(out_path).resolve()
@@ -445,10 +450,12 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.argument("fleet", type=NamedPath())
 def validate(fleet: str) -> None:
     """Check every document of FLEET; print each problem as path:line: Kind/name: field: message."""
+    from placer.fleet import load_fleet
     from placer.optimizer.arrays import build_arrays, fleet_warnings
     from placer.optimizer.conflicts import budget_conflicts, capacity_conflicts
     from placer.optimizer.shared import shared_conflicts
     from placer.optimizer.slots import slot_conflicts
+    from placer.spec import FleetError
     from providers.aws_regions import region_problems
 
     with spinner(True, "validating") as progress:
@@ -877,6 +884,8 @@ def _names_a_fleet(target: str) -> bool:
     """Whether apply's TARGET is a fleet (a directory, or one YAML file) rather than a plan file. One
     that cannot be looked at (in a folder this user cannot enter, `chmod 600`) is taken as a plan,
     whose read says why and what to change: it was Python's "[Errno 13] Permission denied: 'PLAN'"."""
+    from placer.spec.source import YAML_SUFFIXES
+
     path = Path(target)
     try:
         return path.is_dir() or (path.is_file() and target.lower().endswith(YAML_SUFFIXES))
@@ -1442,6 +1451,7 @@ def _explanation(loaded: Fleet, rules: Any, model: str, state: Any, saved: Plan 
     current = running_replicas(loaded, state)  # what runs where the fleet puts it, as `plan` prices it
     if saved is not None:  # the plan as saved: nothing to solve but the next best
         from placer.optimizer import SolveResult
+        from placer.planfile import PlanFileError
         from placer.planner import placement_of_body
 
         kept = saved.body.get("solver", {})
@@ -1623,15 +1633,17 @@ def _run(args: list[str], debug: bool, stopped_by: list[str]) -> int:
         if isinstance(exc, click.UsageError) and exc.ctx is not None:
             err.print(f"Try '{exc.ctx.command_path} --help'.")
         return 1
-    except FleetError as exc:
-        for d in exc.diagnostics:
-            err.print(str(d), style="red" if d.severity == "error" else "yellow")
-        n = len(exc.errors)
-        err.print(f"{n} error{'s' if n != 1 else ''} in the fleet; nothing was planned or changed.")
-        return 1
     except KeyboardInterrupt:
         return _interrupted(stopped_by[0])
     except Exception as exc:
+        fleet_error = _loaded("placer.spec.diagnostics", "FleetError")
+        if fleet_error is not None and isinstance(exc, fleet_error):
+            said = cast("FleetError", exc)
+            for d in said.diagnostics:
+                err.print(str(d), style="red" if d.severity == "error" else "yellow")
+            n = len(said.errors)
+            err.print(f"{n} error{'s' if n != 1 else ''} in the fleet; nothing was planned or changed.")
+            return 1
         known = _known_errors()
         # a signal as a module a command imports made its classes, not an internal error (it said "internal
         # error (RuntimeError: Error calling __set_name__ ...)"); placer's own errors say their interrupt
@@ -1655,19 +1667,21 @@ def _interrupted(signal_name: str) -> int:
     return status
 
 
+# placer's own errors, said in one line: (module, class)
+KNOWN_ERRORS = (("placer.planfile", "PlanFileError"), ("placer.state", "StateError"), ("placer.apply", "ApplyError"),
+                ("placer.planner", "InfeasibleError"), ("placer.planner", "SolveError"),
+                ("placer.whatif", "ScenarioError"), ("placer.retry", "RetriesSpent"), ("providers.base", "ProviderError"))
+
+
+def _loaded(module: str, name: str) -> type[BaseException] | None:
+    """The exception class ``name`` of ``module`` where that module was imported, else None: no
+    exception of it (or of a subclass, whose module imports it) can have been raised then. Importing
+    them to ask put the planner's stack (OR-Tools, scipy: a second) on `placer show missing.json`'s error."""
+    found = sys.modules.get(module)
+    cls = getattr(found, name, None)
+    return cls if isinstance(cls, type) and issubclass(cls, BaseException) else None
+
+
 def _known_errors() -> tuple[type[BaseException], ...]:
-    from placer.apply import ApplyError
-    from placer.planner import InfeasibleError, SolveError
-    from placer.retry import RetriesSpent
-    from placer.state import StateError
-    from placer.whatif import ScenarioError
-
-    known: list[type[BaseException]] = [CliError, PlanFileError, StateError, ApplyError, InfeasibleError,
-                                        SolveError, ScenarioError, OSError, KnobError, RetriesSpent]
-    try:
-        from providers.base import ProviderError
-
-        known.append(ProviderError)
-    except ImportError:  # pragma: no cover
-        pass
-    return tuple(known)
+    loaded = [cls for module, name in KNOWN_ERRORS if (cls := _loaded(module, name)) is not None]
+    return (CliError, OSError, KnobError, *loaded)

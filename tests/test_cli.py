@@ -601,7 +601,7 @@ def test_debug_shows_the_traceback_wherever_it_is_given(monkeypatch, capsys):
     def boom(path: str, progress: object = None, check: object = None) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(cli, "load_fleet", boom)
+    monkeypatch.setattr("placer.fleet.load_fleet", boom)  # the commands import it when they run
     assert cli.main(["validate", "fleet"]) == 1
     said = capsys.readouterr().err
     assert "internal error (RuntimeError: boom); rerun with --debug" in said and "Traceback" not in said
@@ -1656,7 +1656,7 @@ def test_a_signal_as_a_module_makes_its_classes_is_an_interrupt(tmp_path, capsys
         class Model:  # made as a module loads
             field = Field()
 
-    monkeypatch.setattr(placer.cli, "load_fleet", loading)
+    monkeypatch.setattr("placer.fleet.load_fleet", loading)
     code = placer.cli.main(["validate", str(fleet)])
     assert (code, capsys.readouterr().err.strip()) == (status, said)
 
