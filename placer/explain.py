@@ -562,7 +562,7 @@ def explain(fleet: Fleet, rules: Rules, model: str, result: SolveResult, current
         ex.unused[pool] = note
     if placed:
         forbid = frozenset((model, p) for p in placed)
-        from placer.optimizer.large import use_large  # imported by optimize all the same
+        from placer.optimizer.scale import use_large
 
         if use_large(fleet):
             # two runs of the scalable route differ by more than most models' moves cost (at L, by

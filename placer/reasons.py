@@ -16,7 +16,6 @@ from collections.abc import Collection, Mapping, Sequence
 
 import networkx as nx
 import numpy as np
-from scipy.optimize import linprog
 
 from placer.candidates import Candidates, within_slo
 from placer.cost import (
@@ -405,6 +404,10 @@ def routes_over(fleet: Fleet, model: Model, replicas: Mapping[str, int]) -> tupl
                           - obj.unmet_usd_per_rate * model.priority_factor))
     if not pairs or not all(math.isfinite(usd) for *_, usd in pairs):
         return ()
+    # here, not at the top: scipy.optimize takes a second to import, which every plan paid (diff imports
+    # this module) where only a re-plan's change without another reason asks for these routes
+    from scipy.optimize import linprog
+
     locations = sorted({loc for loc, *_ in pairs})
     pools = sorted({p for _, p, *_ in pairs})
     rows = np.zeros((len(locations) + len(pools), len(pairs)))

@@ -12,7 +12,7 @@ from placer.cost import CostBreakdown, churn_usd, price
 from placer.explain import NO_POOL, POLICY, UnmetReasons
 from placer.fleet import Fleet, Model, Pool
 from placer.optimizer import explain_infeasible, optimize
-from placer.optimizer.large import use_large
+from placer.optimizer.scale import use_large
 from placer.placement import Placement
 from placer.policy import Rules
 from placer.spec.kinds import PoolNodes

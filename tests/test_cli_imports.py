@@ -53,6 +53,15 @@ def test_show_imports_the_plan_file_alone(tmp_path):
     assert not loaded(modules, SDKS + SOLVER + ("networkx", "numpy", "placer.fleet")), modules
 
 
+def test_a_small_fleets_plan_imports_neither_scipy_nor_the_scalable_route(tmp_path):
+    """A small fleet's plan takes the exact MIP (OR-Tools): neither scipy.optimize (the reasons' LP,
+    for a re-plan's change without another reason) nor the scalable route (scipy.sparse, HiGHS)."""
+    status, modules = imported(["plan", HYBRID, "--json"], tmp_path)
+    assert status == 0
+    assert not loaded(modules, (*SDKS, "scipy", "highspy", "placer.optimizer.large")), modules
+    assert "ortools" in modules  # a plan was made, by the exact MIP
+
+
 def test_an_error_is_said_without_importing_the_planner(tmp_path):
     status, modules = imported(["show", "missing.json"], tmp_path)
     assert status == 1

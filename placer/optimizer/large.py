@@ -80,7 +80,6 @@ from placer.optimizer.solve import SolveResult, available_cores, relative_gap
 from placer.placement import Placement, Route
 from placer.policy import Rules
 
-SMALL_FLEET = 800  # models x pools up to which optimize() keeps the exact MIP (tests, examples)
 SMALL_PAIRS = 30_000  # up to this many pairs, a re-plan's model holds every pair
 # up to this many pairs, every MIP may use every pair; beyond, each model's pairs nearest to
 # pricing out and those its plans use (M, 24,831 pairs: 9,276 -> 9,252 USD/h on average over
@@ -269,19 +268,6 @@ def near_pairs() -> int:
     """Per model, the pairs nearest to pricing out that the MIPs may use: ``PLACER_NEAR_PAIRS``, else
     NEAR_PAIRS. Read here, not at import: ``abc`` failed every plan with Python's traceback."""
     return int(env_number("PLACER_NEAR_PAIRS", NEAR_PAIRS, whole=True, least=1))
-
-
-def forced_route() -> str | None:
-    """The route PLACER_OPTIMIZER=exact|scalable forces, None where it is unset (KnobError for another word)."""
-    return env_choice("PLACER_OPTIMIZER", ("exact", "scalable"), "the route by the fleet's size")
-
-
-def use_large(fleet: Fleet) -> bool:
-    """The scalable route for fleets beyond SMALL_FLEET; PLACER_OPTIMIZER=exact|scalable forces one."""
-    forced = forced_route()
-    if forced is not None:
-        return forced == "scalable"
-    return len(fleet.models) * len(fleet.pools) > SMALL_FLEET
 
 
 @dataclass

@@ -16,6 +16,7 @@ from placer.cost import price
 from placer.fleet import Fleet
 from placer.optimizer.model import MipBuilder, MipModel
 from placer.optimizer.quiet import quiet_stdout
+from placer.optimizer.scale import forced_route, use_large
 from placer.placement import Placement, Route
 from placer.policy import Rules
 
@@ -158,15 +159,14 @@ def optimize(
     (``current``) would make it a short re-plan around it; the exact MIP always does. ``placed``:
     where replicas run now, where that differs from ``current`` (a rollout's, which churn counts as
     started anew): the scalable route re-plans around them and starts from them.
-    Fleets beyond ``placer.optimizer.large.SMALL_FLEET`` (models x pools) take the scalable
+    Fleets beyond ``placer.optimizer.scale.SMALL_FLEET`` (models x pools) take the scalable
     route (``placer.optimizer.large``); smaller ones this exact MIP.
     """
     started = time.monotonic()
-    # scipy, highspy: 0.5 s the first time
-    from placer.optimizer.large import forced_route, optimize_large, use_large
-
     if use_large(fleet):
-        # the time limit counts from this call, the first import of the route included
+        # scipy, highspy: 0.5 s the first time, counted in the time limit, which counts from this call
+        from placer.optimizer.large import optimize_large
+
         limit = time_limit if time_limit is not None else fleet.settings.solver.time_limit_seconds
         rest = max(0.1 * limit, limit - (time.monotonic() - started))
         large = optimize_large(fleet, rules, current, progress, rest, forbid, whole, placed)
@@ -196,6 +196,8 @@ def optimize(
         # for the time that is left (at least a tenth of the limit)
         limit = time_limit if time_limit is not None else fleet.settings.solver.time_limit_seconds
         say("the exact MIP found no plan in time; planning by the scalable route")
+        from placer.optimizer.large import optimize_large
+
         rest = max(0.1 * limit, limit - (time.monotonic() - started))
         fallback = optimize_large(fleet, rules, current, progress, rest, forbid, whole, placed).as_solve_result()
         return _proven(fleet, rules, replace(fallback, wall_seconds=time.monotonic() - started,

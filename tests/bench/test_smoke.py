@@ -180,23 +180,24 @@ def test_the_scalable_routes_time_limit_counts_from_the_call(monkeypatch, limit)
     import time
 
     import placer.optimizer.large as large
+    import placer.optimizer.solve as solve
 
     fleet = to_fleet(generate(60, 14, seed=11))
-    assert large.use_large(fleet)
+    assert solve.use_large(fleet)
     given = []
 
     def fake(fleet, rules, current, progress, time_limit, forbid, whole, placed):
         given.append(time_limit)
         raise RuntimeError("stop here")
 
-    real_use_large = large.use_large
+    real_use_large = solve.use_large
 
     def slow_use_large(f):
         time.sleep(0.2)  # as a first import of scipy and highspy would
         return real_use_large(f)
 
     monkeypatch.setattr(large, "optimize_large", fake)
-    monkeypatch.setattr(large, "use_large", slow_use_large)
+    monkeypatch.setattr(solve, "use_large", slow_use_large)
     with pytest.raises(RuntimeError, match="stop here"):
         optimize(fleet, RULES, time_limit=limit)
     full = limit if limit is not None else fleet.settings.solver.time_limit_seconds
