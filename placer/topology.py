@@ -4,6 +4,9 @@ Latency between two locations is the shortest path by ``latencyMs``; the egress 
 the sum of ``egressUsdPerGB`` along that same path. Demand and a pool at the same
 location see the location's ``localLatencyMs`` and no egress. Unconnected locations
 have infinite latency.
+
+The graph is a plain adjacency dict: networkx's Graph held it, and importing networkx (0.2-0.4 s, its
+whole algorithm library) was most of what a small fleet's `placer plan` spent outside its solve.
 """
 
 from __future__ import annotations
@@ -13,8 +16,6 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
-
-import networkx as nx
 
 INFINITY = math.inf
 
@@ -30,10 +31,12 @@ class LinkInfo:
 class Topology:
     def __init__(self, local_latency_ms: dict[str, float], links: Iterable[LinkInfo]) -> None:
         self._local = dict(local_latency_ms)
-        self.graph: nx.Graph = nx.Graph()
-        self.graph.add_nodes_from(self._local)
+        # location -> neighbour -> (latency, egress) of the link between them, both ways; a later
+        # link between the same two replaces an earlier one (as networkx's Graph did)
+        self._adjacent: dict[str, dict[str, tuple[float, float]]] = {name: {} for name in self._local}
         for link in links:
-            self.graph.add_edge(link.a, link.b, latency=link.latency_ms, egress=link.egress_usd_per_gb)
+            self._adjacent.setdefault(link.a, {})[link.b] = (link.latency_ms, link.egress_usd_per_gb)
+            self._adjacent.setdefault(link.b, {})[link.a] = (link.latency_ms, link.egress_usd_per_gb)
         self._from = lru_cache(maxsize=None)(self._single_source)
 
     def _single_source(self, source: str) -> tuple[dict[str, float], dict[str, float]]:
@@ -48,10 +51,10 @@ class Topology:
             if node in done:
                 continue
             done[node] = (lat, egr)
-            for nxt, edge in self.graph.adj[node].items():
+            for nxt, (latency, egress) in self._adjacent[node].items():
                 if nxt in done:
                     continue
-                key = (lat + edge["latency"], egr + edge["egress"])
+                key = (lat + latency, egr + egress)
                 if key < best.get(nxt, (INFINITY, INFINITY)):
                     best[nxt] = key
                     heapq.heappush(heap, (*key, nxt))
@@ -71,6 +74,3 @@ class Topology:
 
     def reachable(self, a: str, b: str) -> bool:
         return math.isfinite(self.latency_ms(a, b))
-
-    def components(self) -> list[set[str]]:
-        return [set(c) for c in nx.connected_components(self.graph)]

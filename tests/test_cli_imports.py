@@ -53,12 +53,13 @@ def test_show_imports_the_plan_file_alone(tmp_path):
     assert not loaded(modules, SDKS + SOLVER + ("networkx", "numpy", "placer.fleet")), modules
 
 
-def test_a_small_fleets_plan_imports_neither_scipy_nor_the_scalable_route(tmp_path):
+def test_a_small_fleets_plan_imports_neither_scipy_networkx_nor_the_scalable_route(tmp_path):
     """A small fleet's plan takes the exact MIP (OR-Tools): neither scipy.optimize (the reasons' LP,
-    for a re-plan's change without another reason) nor the scalable route (scipy.sparse, HiGHS)."""
+    for a re-plan's change without another reason), networkx (the topology is a dict; the reasons' flow
+    is a re-plan's too) nor the scalable route (scipy.sparse, HiGHS)."""
     status, modules = imported(["plan", HYBRID, "--json"], tmp_path)
     assert status == 0
-    assert not loaded(modules, (*SDKS, "scipy", "highspy", "placer.optimizer.large")), modules
+    assert not loaded(modules, (*SDKS, "scipy", "highspy", "networkx", "placer.optimizer.large")), modules
     assert "ortools" in modules  # a plan was made, by the exact MIP
 
 
