@@ -1445,7 +1445,7 @@ def _explanation(loaded: Fleet, rules: Any, model: str, state: Any, saved: Plan 
     from placer.explain import every_pool_out
     from placer.explain import explain as run_explain
     from placer.optimizer import explain_infeasible, optimize
-    from placer.optimizer.large import use_large
+    from placer.optimizer.scale import use_large
     from placer.render.report import gap_text
 
     current = running_replicas(loaded, state)  # what runs where the fleet puts it, as `plan` prices it
