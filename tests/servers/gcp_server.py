@@ -4,7 +4,8 @@ It holds managed instance groups (zonal and regional), instance templates (globa
 regional), machine types, accelerator types, autoscalers and operations in memory, so a
 resize changes ``targetSize`` and a later GET reads it back. Fault knobs: the next N
 requests answer 429/503 (with a Retry-After header if asked), or answer after a delay longer than the client's timeout;
-operations stay RUNNING for K polls or finish DONE with an error; a resized group stays
+operations stay RUNNING for K polls, PENDING (the group's size unchanged) until released, or finish DONE
+with an error; a resized group stays
 unstable for K reads. Unknown objects answer 404 with Google's error JSON.
 
 Paths answered (all under ``/compute/v1/projects/{project}``)::
@@ -65,6 +66,8 @@ class Operation:
     polls_left: int
     error: tuple[str, str, int] | None  # (code, message, httpErrorStatusCode)
     polls: int = 0
+    # a PENDING one (``operations_pending``): the group and size it sets once carried out
+    pending: tuple[tuple[str, str, str, str], int] | None = None
 
 
 @dataclass
@@ -83,6 +86,7 @@ class ComputeState:
     # knobs for operations created by later resizes
     op_running_polls: int = 0
     op_error: tuple[str, str, int] | None = None
+    op_pending: bool = False
     # (code, message): groups resized from now on create no instance (unstable for ever), listErrors saying why
     instance_error: tuple[str, str] | None = None
     errors: dict[tuple[str, str, str, str], list[dict[str, Any]]] = field(default_factory=dict)
@@ -212,6 +216,26 @@ class FakeCompute(LoopbackServer):
     def operations_run_for(self, polls: int) -> None:
         """Operations created from now on answer RUNNING for ``polls`` polls, then DONE."""
         self.state.op_running_polls = polls
+
+    def operations_pending(self) -> None:
+        """Resizes from now on answer an operation PENDING (GCP queues it behind the group's other work), the
+        group keeping its size, until ``finish_operations``: each poll or wait answers it still PENDING, at
+        once (``delay_next`` on "/wait" holds the waits, as GCP holds one up to 2 minutes)."""
+        with self._lock:
+            self.state.op_pending = True
+
+    def finish_operations(self) -> None:
+        """Every PENDING operation is carried out, its group taking the size it asked for, and DONE; resizes
+        from now on run as before."""
+        with self._lock:
+            self.state.op_pending = False
+            for op in self.state.operations.values():
+                if op.pending is not None:
+                    key, size = op.pending
+                    op.pending = None
+                    if op.error is None:
+                        self._take_size(key, size)
+                    self._finish(op)
 
     def operations_fail(self, code: str, message: str, http_status: int = 403) -> None:
         """Operations created from now on finish DONE with this error (the resize is not applied)."""
@@ -353,18 +377,8 @@ class FakeCompute(LoopbackServer):
             raise _Reply(400, google_error(400, f"Invalid value for field 'size': '{raw}'. Must be >= 0"))
         project, kind, scope, _ = key
         mig = self.state.migs[key]
-        if self.state.op_error is None:
-            mig["targetSize"] = int(raw)
-            mig["currentActions"] = {"none": int(raw)}
-            self.state.unstable[key] = self.state.settle_polls
-            if self.state.instance_error is not None:
-                code, message = self.state.instance_error
-                self.state.unstable[key] = 10**9
-                when = time.strftime("%Y-%m-%dT%H:%M:%S.000-00:00", time.gmtime())
-                self.state.errors.setdefault(key, []).append({
-                    "error": {"code": code, "message": message}, "timestamp": when,
-                    "instanceActionDetails": {"action": "CREATING",
-                                              "instance": f"{mig['selfLink'].rsplit('/', 2)[0]}/instances/{key[3]}-x1"}})
+        if self.state.op_error is None and not self.state.op_pending:
+            self._take_size(key, int(raw))
         self.state.op_counter += 1
         op_name = f"operation-{self.state.op_counter:04d}-resize"
         scope_link = f"{BASE}/projects/{project}/{kind}/{scope}"
@@ -375,10 +389,27 @@ class FakeCompute(LoopbackServer):
             "zone" if kind == "zones" else "region": scope_link,
         }
         op = Operation(body, self.state.op_running_polls, self.state.op_error)
+        if self.state.op_pending:
+            op.body["status"], op.pending = "PENDING", (key, int(raw))
         self.state.operations[(project, kind, scope, op_name)] = op
-        if op.polls_left == 0:
+        if op.polls_left == 0 and op.pending is None:
             self._finish(op)
         return _copy(op.body)
+
+    def _take_size(self, key: tuple[str, str, str, str], size: int) -> None:
+        """The group of ``key`` resized to ``size`` (its instances created as the knobs say)."""
+        mig = self.state.migs[key]
+        mig["targetSize"] = size
+        mig["currentActions"] = {"none": size}
+        self.state.unstable[key] = self.state.settle_polls
+        if self.state.instance_error is not None:
+            code, message = self.state.instance_error
+            self.state.unstable[key] = 10**9
+            when = time.strftime("%Y-%m-%dT%H:%M:%S.000-00:00", time.gmtime())
+            self.state.errors.setdefault(key, []).append({
+                "error": {"code": code, "message": message}, "timestamp": when,
+                "instanceActionDetails": {"action": "CREATING",
+                                          "instance": f"{mig['selfLink'].rsplit('/', 2)[0]}/instances/{key[3]}-x1"}})
 
     def _finish(self, op: Operation) -> None:
         op.body["status"] = "DONE"
@@ -394,7 +425,7 @@ class FakeCompute(LoopbackServer):
         if op is None:
             raise _not_found(path.removeprefix("/compute/v1/").removesuffix("/wait"))
         op.polls += 1
-        if op.body["status"] != "DONE":
+        if op.body["status"] != "DONE" and op.pending is None:
             op.polls_left -= 1
             if op.polls_left <= 0:
                 self._finish(op)
