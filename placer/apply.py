@@ -357,6 +357,10 @@ class Applier:
         # changes whose provider call failed but which the provider holds even so (``_made_even_so``):
         # recorded as made, for the caller to say beside the error
         self.made_failing: list[str] = []
+        # changes whose provider call sent them and then had its wait for them stopped (another change of the
+        # phase failed, or Ctrl-C: a GCP resize's operation wait), address -> that error, which says what to
+        # check: recorded at the size asked for, not confirmed (``_sent_unconfirmed``)
+        self.left_running: dict[str, BaseException] = {}
         self.notes: list[str] = []  # what providers mended before the changes (``mend``), in words
         # changes of the failed phase that failed beside the one the apply raises, for the caller to say
         self.also_failed: list[BaseException] = []
@@ -430,7 +434,10 @@ class Applier:
         self.progress(f"{change.action} {change.address}", change)
         try:
             self._with_retry(change, "apply", lambda: provider.apply(change), report)
-        except Exception:
+        except Exception as exc:
+            if getattr(exc, "stopped", False) and change.after is not None and not _released(change):
+                self._sent_unconfirmed(state, change, report, provider, exc)
+                return  # not a failure of its own: the phase raises the one that stopped it
             if not self._made_even_so(provider, change):
                 raise
             self._record(state, change, report, healthy=not self._waits(change))
@@ -456,6 +463,21 @@ class Applier:
                                  f"but the plan wanted {wanted}; the state records what was done before this change")
         self._record(state, change, report, healthy=not self._waits(change))
         report.applied.append(change.address)
+
+    def _sent_unconfirmed(self, state: State, change: Change, report: ApplyReport, provider: ChangeProvider,
+                          exc: BaseException) -> None:
+        """Record ``change``, whose provider call sent it and whose wait for it (a GCP resize's operation) the
+        apply stopped: another change of the phase failed, or Ctrl-C. The provider may still carry it out, or
+        fail it: it is recorded at the size asked for, marked not healthy (``"healthy": false``) unless the
+        provider holds it already and it is not waited for, so that the next plan sizes it again (the same
+        size, which is safe) and waits for it, whichever way it ended. The apply waited for the operation to
+        its end (600 s) before it said the other change's failure; recorded at the old size, a resize GCP
+        carried out later was drift no plan saw."""
+        holds = self._made_even_so(provider, change)
+        self._record(state, change, report, healthy=holds and not self._waits(change))
+        report.applied.append(change.address)
+        with self._write:
+            self.left_running[change.address] = exc
 
     def _made_even_so(self, provider: ChangeProvider, change: Change) -> bool:
         """Whether a change whose provider call failed, or an interrupt ended (a GCP resize's operation
@@ -631,7 +653,7 @@ class Applier:
             for phase in sorted({c.phase for c in todo}):
                 batch = [c for c in todo if c.phase == phase]
                 self.progress(f"phase {phase}: {PHASE_NAMES.get(phase, '')} ({len(batch)} change(s))", None)
-                self._parallel(batch, lambda c: self._one(state, c, report))
+                self._parallel(batch, lambda c: self._one(state, c, report), calls=True)
                 self._finish()
                 if phase == PHASE_GROW:
                     self._parallel([c for c in batch if self._grows(c)], lambda c: self._capacity(state, c, report),
@@ -720,12 +742,15 @@ class Applier:
             if finish is not None:
                 finish()
 
-    def _parallel(self, changes: list[Change], fn: Callable[[Change], None], waits: bool = False) -> None:
+    def _parallel(self, changes: list[Change], fn: Callable[[Change], None], waits: bool = False,
+                  calls: bool = False) -> None:
         """``fn`` of each change, ``parallelism`` at a time; the first to fail stops the rest from starting,
         and, of ``waits`` (phase 1's waits for nodes, phase 2's for health), ends those under way at once
         (``_stop_waits``): a launch EC2 refused was said only once a GCP pool's wait beside it had timed out
         (61.2 s of a 60 s timeout; 600 s by default). Every change that failed is said; a wait stopped so
-        did not fail (``stopped_waits``)."""
+        did not fail (``stopped_waits``). Of ``calls`` (the changes themselves), it ends the providers'
+        waits for what a call sent (a GCP resize's operation, up to 600 s; ``_sent_unconfirmed``), not the
+        retries of a call."""
         if not changes:
             return
         def guarded(change: Change) -> None:
@@ -767,7 +792,7 @@ class Applier:
             if any(f.exception() is not None for f in done):
                 for f in pending:
                     f.cancel()
-                stopped = self._stop_waits() if waits else []
+                stopped = self._stop_waits(retries=waits) if waits or calls else []
                 wait(pending)
                 for stop in stopped:  # each wait has ended: a provider used again waits as it should
                     if not self._interrupted.is_set():
@@ -781,12 +806,14 @@ class Applier:
                 self.also_failed += errors[1:]
                 raise errors[0]
 
-    def _stop_waits(self) -> list[threading.Event]:
-        """End every wait of the phase under way (a wait failed): a retry's wait (``_stopping``), and the
-        providers' waits between their polls (their ``stop``, ``providers.base.pause``), which are given
-        back, to be cleared once the waits have ended. The state backend's ``stop`` is left: the state
-        write after the failure must retry as it does."""
-        self._stopping.set()
+    def _stop_waits(self, retries: bool = True) -> list[threading.Event]:
+        """End every wait of the phase under way (a wait or a change failed): with ``retries`` a retry's wait
+        (``_stopping``), and the providers' waits, between their polls or in a long request (their ``stop``,
+        ``providers.base.pause`` and ``unless_stopped``), which are given back, to be cleared once the waits
+        have ended. The state backend's ``stop`` is left: the state write after the failure must retry as
+        it does."""
+        if retries:
+            self._stopping.set()
         stopped = []
         for provider in self.providers:
             stop = getattr(provider, "stop", None)

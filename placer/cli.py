@@ -1138,6 +1138,12 @@ def _apply_stopped(exc: BaseException, applied: int, total: int, signal_name: st
             what += (f". Even so, the provider holds {', '.join(applier.made_failing)} as planned (it took the "
                      f"change; its answer or the wait for it failed): the state records {'it' if one else 'them'} "
                      "as made")
+    if applier.left_running:
+        # sent, and its provider's wait for it (a GCP resize's operation) stopped: the apply said the failure
+        # only once that wait had ended (up to 600 s), and nothing of what the provider may still do
+        by = "The interrupt" if isinstance(exc, KeyboardInterrupt) else "That failure"
+        what += f". {by} stopped the apply's wait for what it had sent: " + "; ".join(
+            _clause(e) for e in applier.left_running.values())
     if applier.unrecorded:
         made = ", ".join(applier.unrecorded)
         one = len(applier.unrecorded) == 1
@@ -1157,7 +1163,11 @@ def _apply_stopped(exc: BaseException, applied: int, total: int, signal_name: st
             # waited for when another wait of the phase failed, which stopped theirs at once: it said their
             # wait "did not pass" (and said the failure only once they had timed out)
             cut = [a for a in unhealthy if a in applier.stopped_waits and a not in ended]
-            failed = [a for a in unhealthy if a not in unwaited and a not in ended and a not in cut]
+            # sent, its provider's wait for it stopped (a GCP resize's operation): recorded at the size it asked
+            # for, not seen done (it said the apply stopped before waiting for its nodes)
+            sent = [a for a in unhealthy if a in applier.left_running]
+            unwaited = [a for a in unwaited if a not in sent]
+            failed = [a for a in unhealthy if a not in unwaited and a not in ended and a not in cut and a not in sent]
             why = []
             # a pool's wait is for the nodes it grew by (phase 1), a deployment's for its rollout
             for group, deployments, pools in (
@@ -1165,6 +1175,8 @@ def _apply_stopped(exc: BaseException, applied: int, total: int, signal_name: st
                     (cut, "whose health wait the apply stopped when another wait failed",
                      "whose wait for {its} nodes the apply stopped when another wait failed"),
                     (ended, "whose health wait the interrupt ended", "whose wait for {its} nodes the interrupt ended"),
+                    (sent, "whose change was sent and not seen done",
+                     "at the size {its} resize asked for, which was sent and not seen done"),
                     (unwaited, "which the apply stopped before waiting for {its} health",
                      "which the apply stopped before waiting for {its} nodes")):
                 for kind, words in (("deployment/", deployments), ("pool/", pools)):

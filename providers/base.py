@@ -106,8 +106,42 @@ def pause(stop: threading.Event, seconds: float, address: str, waiting_for: str)
     out. What the wait was for is made already; it is recorded as made but not healthy, so the next
     plan applies it again and waits for it."""
     if stop.wait(max(0.0, seconds)):
-        raise ProviderError(f"{address}: stopped waiting for {waiting_for}: the apply was interrupted, or "
-                            "another of its waits failed", address=address, stopped=True)
+        raise _stopped(address, waiting_for)
+
+
+def _stopped(address: str, waiting_for: str) -> ProviderError:
+    return ProviderError(f"{address}: stopped waiting for {waiting_for}: the apply was interrupted, or another "
+                         "change of its phase failed", address=address, stopped=True)
+
+
+def unless_stopped(stop: threading.Event, call: Callable[[], T], address: str, waiting_for: str,
+                   every_s: float = 0.1) -> T:
+    """``call()`` (one long request: GCP's operation ``wait``, which the server holds up to 2 minutes), its
+    answer or its error; but once ``stop`` is set (as for ``pause``) before it answers, the error ``pause``
+    raises, within ``every_s``. The request runs in a daemon thread of its own, left to end within its
+    own timeout, its answer unused. A resize's operation wait in flight when another change of the phase
+    failed held the apply's failure up to 2 minutes a request, up to the operation's timeout (600 s)."""
+    if stop.is_set():
+        raise _stopped(address, waiting_for)
+    done = threading.Event()
+    got: list[T] = []
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            got.append(call())
+        except BaseException as exc:  # said in the caller's thread, where it is waited for
+            failed.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name=f"placer-request-{address}", daemon=True).start()
+    while not done.wait(every_s):
+        if stop.is_set():
+            raise _stopped(address, waiting_for)
+    if failed:
+        raise failed[0]
+    return got[0]
 
 
 def retryable_http(status: int | None) -> bool:

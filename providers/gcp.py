@@ -41,6 +41,7 @@ from providers.base import (
     pool_nodes,
     retry_after,
     retryable_http,
+    unless_stopped,
     unreachable,
 )
 
@@ -191,7 +192,9 @@ class GcpProvider:
     def __init__(self, projects: list[str] | None = None, api_endpoint: str | None = None,
                  credentials: Any = None, *, request_timeout_s: float = 30.0,
                  operation_timeout_s: float = 600.0, poll_interval_s: float = 2.0) -> None:
-        self.stop = threading.Event()  # set by an interrupted apply: health waits end at once (base.pause)
+        # set by an apply interrupted, or once another change of the phase failed: health waits, and a resize's
+        # wait for its operation, end at once (base.pause, base.unless_stopped)
+        self.stop = threading.Event()
         self.projects = list(projects or [])
         self._options = ClientOptions(api_endpoint=api_endpoint) if api_endpoint else None
         self._credentials = credentials or (_anonymous() if api_endpoint else None)
@@ -299,12 +302,18 @@ class GcpProvider:
                     f"(`gcloud compute operations describe {op.name} {scope} --project {mig.project}`); "
                     "once it is done, run `placer plan` and apply the new plan (it sends the same size again, "
                     "which is safe)", retryable=False, address=change.address)
-            op = self._call(change.address, f"waiting for operation {op.name} ({action})",
-                            functools.partial(self._wait_once, mig, op, remaining))
-            if op.status != _DONE:
-                pause(self.stop, min(interval, max(0.0, deadline - time.monotonic())), change.address,
-                      f"operation {op.name} ({action})")
-                interval = min(interval * 1.5, 10.0)
+            waiting_for = f"operation {op.name} ({action})"
+            try:
+                op = self._call(change.address, f"waiting for {waiting_for}",
+                                functools.partial(self._wait_once, mig, op, remaining, waiting_for, change.address))
+                if op.status != _DONE:
+                    pause(self.stop, min(interval, max(0.0, deadline - time.monotonic())), change.address,
+                          waiting_for)
+            except ProviderError as exc:
+                if not exc.stopped:
+                    raise
+                raise self._left_running(mig, op, change, action) from exc
+            interval = min(interval * 1.5, 10.0)
         errors = list(op.error.errors) if op.error else []
         if errors or op.http_error_status_code >= 400:
             detail = "; ".join(f"{e.code}: {e.message.rstrip('.')}" for e in errors) or (
@@ -320,14 +329,35 @@ class GcpProvider:
             raise ProviderError(f"{ended}; {hint}", retryable=retryable, address=change.address,
                                 retry_advice="a retry may succeed" if retryable else "")
 
-    def _wait_once(self, mig: Mig, op: compute_v1.Operation, remaining: float) -> compute_v1.Operation:
+    @staticmethod
+    def _left_running(mig: Mig, op: compute_v1.Operation, change: Change, action: str) -> ProviderError:
+        """The apply stopped waiting for ``op`` (``stop``: another change of the phase failed, or Ctrl-C):
+        the resize was sent, and GCP may still carry it out. Marked ``stopped``: not a failure of this
+        change, which the apply records at the size asked for, not confirmed."""
+        scope = f"--zone {mig.zone}" if mig.zone else f"--region {mig.region}"
+        status = compute_v1.Operation.Status(op.status).name
+        return ProviderError(
+            f"gcp: {action}: the resize was sent, and the apply stopped waiting for its operation {op.name} (still "
+            f"{status}): GCP may still carry it out, or fail it; `gcloud compute operations describe {op.name} "
+            f"{scope} --project {mig.project}` says whether it is DONE and with what error, and `gcloud compute "
+            f"instance-groups managed describe {mig.name} {scope} --project {mig.project}` the group's targetSize",
+            address=change.address, stopped=True)
+
+    def _wait_once(self, mig: Mig, op: compute_v1.Operation, remaining: float, waiting_for: str,
+                   address: str) -> compute_v1.Operation:
+        """One ``wait`` on ``op``, which GCP holds until the operation is done or up to 2 minutes: ended at
+        once where the apply stops its waits (``stop``; the request is left to end by itself)."""
         timeout = max(0.1, min(remaining, 120.0))  # the server answers within 2 minutes, DONE or not
-        try:
+
+        def wait() -> compute_v1.Operation:
             if mig.zone:
                 return self._client(compute_v1.ZoneOperationsClient).wait(
                     project=mig.project, zone=mig.zone, operation=op.name, **self._kw(timeout))
             return self._client(compute_v1.RegionOperationsClient).wait(
                 project=mig.project, region=mig.region, operation=op.name, **self._kw(timeout))
+
+        try:
+            return unless_stopped(self.stop, wait, address, waiting_for)
         except requests.Timeout:
             return op  # our deadline came first; the loop reports it
 

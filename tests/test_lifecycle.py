@@ -2269,7 +2269,7 @@ def test_an_interrupted_apply_ends_a_health_wait_at_once() -> None:
     threading.Timer(0.2, stop.set).start()
     started = time.monotonic()
     with pytest.raises(ProviderError, match="deployment/a@p: stopped waiting for a to roll out: the apply was "
-                                            "interrupted, or another of its waits failed") as caught:
+                                            "interrupted, or another change of its phase failed") as caught:
         pause(stop, 60.0, "deployment/a@p", "a to roll out")
     assert time.monotonic() - started < 10 and not caught.value.retryable and caught.value.stopped
     pause(threading.Event(), 0.01, "deployment/a@p", "a to roll out")  # not stopped: a plain sleep

@@ -764,6 +764,35 @@ def test_a_resize_interrupted_in_its_operation_wait_is_recorded_as_made(world):
     assert r.returncode == 0 and "No drift" in r.stdout, r.stdout + r.stderr
 
 
+def test_a_resize_interrupted_while_its_operation_is_pending_is_recorded_as_asked_not_confirmed(world):
+    """SIGTERM while GCP held the resize's operation PENDING, the group still at its old size: the apply
+    recorded nothing of the resize it had sent (the state said 2 nodes), and once GCP carried it out the
+    group ran 3 that no plan knew of. It is recorded at the 3 asked for, not confirmed (``"healthy":
+    false``), the error says where to see the operation, and the next plan sends the size again and waits."""
+    fleet = _fleet(world["tmp"])
+    _plan_and_apply(world, fleet)
+    text = (fleet / "fleet.yaml").read_text()
+    (fleet / "fleet.yaml").write_text(text.replace("rate: 1100", "rate: 2200"))  # embed: gcp-a100 2 -> 3 nodes
+    plan = world["tmp"] / "plan.json"
+    assert placer(world, "plan", str(fleet), "-o", str(plan)).returncode == 0
+    gcp = world["gcp"]
+    gcp.operations_pending()
+    code, said = _apply_stopped_by_sigterm(world, plan, lambda: gcp.requests_to("/operations/"))  # in its wait
+    assert code == 1 and "Traceback" not in said, said
+    assert gcp.target_size("acme", "placer-a100", zone="europe-west4-a") == 2  # still PENDING at GCP
+    assert ("The interrupt stopped the apply's wait for what it had sent: pool/gcp-a100: gcp: "
+            "resizing managed instance group placer-a100 (project acme, zone europe-west4-a) to 3 nodes: the resize "
+            "was sent, and the apply stopped waiting for its operation") in said, said
+    entry = json.loads((world["tmp"] / "state.json").read_text())["pools"]["gcp-a100"]
+    assert (entry["nodes"], entry["healthy"]) == (3, False), entry
+
+    gcp.finish_operations()
+    _plan_and_apply(world, fleet)
+    assert "healthy" not in json.loads((world["tmp"] / "state.json").read_text())["pools"]["gcp-a100"]
+    r = placer(world, "plan", str(fleet), "--detailed-exitcode")
+    assert r.returncode == 0 and "No changes" in r.stdout, r.stdout + r.stderr
+
+
 def test_every_change_of_a_phase_that_failed_is_said(world):
     """A fleet whose AWS pool names another region and whose GCP pool another zone: both resizes of
     phase 1 fail, and the apply said only one of them (whichever ended first); the user mended it,
@@ -1170,6 +1199,63 @@ def test_a_refused_launch_stops_the_wait_for_another_pool_at_once(world):
     assert {k: (v["nodes"], v["healthy"]) for k, v in state["pools"].items()} == {
         "aws-h100": (2, False), "gcp-a100": (2, False)}, state["pools"]
     assert state["deployments"] == {} and world["kube"].deployment("ml", "chat-70b-aws-h100") is None
+
+
+def test_a_resize_refused_at_once_stops_the_wait_for_another_pools_resize_operation(world):
+    """EC2 refuses aws-h100's resize at once (ValidationError) while GCP holds gcp-a100's resize operation
+    PENDING, each wait on it held as GCP holds one: the apply said the refusal only once that operation
+    was done or its wait timed out (600 s). The first failure stops the operation's wait: the apply fails
+    in seconds, saying the refusal alone as a failure, that gcp-a100's resize was sent and its operation
+    left running at GCP, and how to check it; the state records gcp-a100 at the size asked for, not
+    confirmed (``"healthy": false``), and once GCP has carried it out the next plan converges."""
+    gcp = world["gcp"]
+    fleet = _fleet(world["tmp"])
+    path = fleet / "fleet.yaml"
+    path.write_text(path.read_text().replace("mode: live", "mode: live\n    healthTimeoutSeconds: 120"))
+    plan = world["tmp"] / "plan.json"
+    assert placer(world, "plan", str(fleet), "-o", str(plan)).returncode == 0
+    gcp.operations_pending()
+    gcp.delay_next(1000, 50.0, "/wait")  # GCP's wait holds up to 2 minutes while the operation is not done
+    refused = "New SetDesiredCapacity value 2 is above max value 1 for the AutoScalingGroup."
+    with FaultProxy(world["env"]["AWS_ENDPOINT_URL"]) as proxy:
+        proxy.answer("SetDesiredCapacity", query_error("ValidationError", refused))
+        started = time.monotonic()
+        r = placer({**world, "env": {**world["env"], "AWS_ENDPOINT_URL": proxy.endpoint}}, "apply", str(plan))
+        elapsed = time.monotonic() - started
+    said = " ".join(r.stderr.split())
+    assert r.returncode == 1 and "Traceback" not in said, said
+    assert elapsed < 30, f"waited {elapsed:.1f}s: the refusal waited for gcp-a100's resize operation"
+    assert gcp.requests_to("/instanceGroupManagers/placer-a100/resize", "POST"), "the resize was sent"
+    assert gcp.target_size("acme", "placer-a100", zone="europe-west4-a") == 0  # still PENDING at GCP
+    assert "apply failed after 1 of 5 change(s): pool/aws-h100: " in said and refused.rstrip(".") in said, said
+    assert "other change" not in said and "Even so" not in said, said
+    assert ("That failure stopped the apply's wait for what it had sent: pool/gcp-a100: gcp: "
+            "resizing managed instance group placer-a100 (project acme, zone europe-west4-a) to 2 nodes: the resize "
+            "was sent, and the apply stopped waiting for its operation operation-0001-resize (still PENDING): GCP may "
+            "still carry it out, or fail it; `gcloud compute operations describe operation-0001-resize --zone "
+            "europe-west4-a --project acme` says whether it is DONE") in said, said
+    assert ("records exactly what was done (pool/gcp-a100, at the size its resize asked for, which was sent and not "
+            "seen done, as made but not healthy: the next plan applies it again and waits for it)") in said, said
+    state = json.loads((world["tmp"] / "state.json").read_text())
+    assert {k: (v["nodes"], v.get("healthy")) for k, v in state["pools"].items()} == {
+        "gcp-a100": (2, False)}, state["pools"]
+    assert state["deployments"] == {}
+
+    gcp.finish_operations()  # GCP carries the resize out; EC2 takes aws-h100's again
+    gcp.state.faults.clear()
+    r = placer(world, "plan", str(fleet), "-o", str(plan))
+    assert r.returncode == 0, r.stderr
+    assert ("~ pool/gcp-a100 [phase 1] healthy false -> true # the last apply grew it, but did not see its nodes "
+            "come up") in " ".join(r.stdout.split()), r.stdout
+    r = placer(world, "apply", str(plan))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "waiting for pool/gcp-a100's 2 nodes to come up" in r.stderr, r.stderr
+    assert len(gcp.requests_to("/instanceGroupManagers/placer-a100/resize", "POST")) == 2  # the same size, again
+    pools = json.loads((world["tmp"] / "state.json").read_text())["pools"]
+    assert {k: (v["nodes"], v.get("healthy")) for k, v in pools.items()} == {
+        "aws-h100": (2, None), "gcp-a100": (2, None)}, pools
+    r = placer(world, "plan", str(fleet), "--detailed-exitcode")
+    assert r.returncode == 0 and "No changes" in r.stdout, r.stdout + r.stderr
 
 
 def test_a_pool_whose_nodes_did_not_come_up_is_waited_for_again_by_the_next_plan(world):

@@ -3,6 +3,7 @@ sends real HTTP; the fake holds the groups, so resizes are read back, and inject
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -403,6 +404,46 @@ def test_operation_not_done_in_time_is_not_retried(gcp: FakeCompute, gcp_slow: G
     assert "operation-0001-resize" in str(err.value) and "gcloud compute operations describe" in str(err.value)
     assert "run `placer plan` and apply the new plan" in str(err.value)
     assert len(gcp.requests_to("/resize", "POST")) == 1
+
+
+@pytest.mark.parametrize(("name", "where"), GROUPS)
+def test_a_stop_ends_a_wait_for_a_resize_operation_in_flight(gcp: FakeCompute, name: str,
+                                                              where: dict[str, str]) -> None:
+    """GCP holds a `wait` on a PENDING operation up to 2 minutes, and the apply's ``stop`` (another change of
+    the phase failed, or Ctrl-C) was seen only between two waits: the other change's failure was said a whole
+    wait later, or once the operation timed out (600 s). The stop ends the wait in flight at once, with an
+    error marked ``stopped`` that says the resize was sent, and where to see what became of it."""
+    provider = GcpProvider(projects=[PROJECT], api_endpoint=gcp.endpoint, request_timeout_s=10.0,
+                           operation_timeout_s=120.0, poll_interval_s=0.01)
+    before = gcp.target_size(PROJECT, name, **where)
+    gcp.operations_pending()
+    gcp.delay_next(100, 20.0, "/wait")  # each wait held 20 s, answered still PENDING
+
+    def stop_in_the_wait() -> None:
+        deadline = time.monotonic() + 10
+        while not gcp.requests_to("/wait", "POST") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        provider.stop.set()
+
+    threading.Thread(target=stop_in_the_wait, daemon=True).start()
+    started = time.monotonic()
+    with pytest.raises(ProviderError) as err:
+        provider.apply(pool_change(name, 6, where))
+    elapsed = time.monotonic() - started
+    said = str(err.value)
+    assert elapsed < 5, f"{elapsed:.1f}s: the wait in flight ran on"
+    assert err.value.stopped and not err.value.retryable, said
+    kind, scope = ("zone", where["zone"]) if "zone" in where else ("region", where["region"])
+    assert said == (
+        f"pool/{name}: gcp: resizing managed instance group {name} (project {PROJECT}, {kind} {scope}) to 6 nodes: "
+        "the resize was sent, and the apply stopped waiting for its operation operation-0001-resize (still "
+        "PENDING): GCP may still carry it out, or fail it; `gcloud compute operations describe "
+        f"operation-0001-resize --{kind} {scope} --project {PROJECT}` says whether it is DONE and with what error, "
+        f"and `gcloud compute instance-groups managed describe {name} --{kind} {scope} --project {PROJECT}` the "
+        "group's targetSize"), said
+    assert len(gcp.requests_to("/wait", "POST")) == 1 and gcp.target_size(PROJECT, name, **where) == before
+    gcp.finish_operations()  # GCP carries it out after all
+    assert gcp.target_size(PROJECT, name, **where) == 6
 
 
 @pytest.fixture
