@@ -302,7 +302,11 @@ def load_document(raw: RawDocument) -> tuple[Document | None, list[Diagnostic]]:
         # 100,000 unknown keys took 10 s, for lines never printed
         hint = suggest(str(key), ENVELOPE_KEYS) if n < MOST_PER_FILE else ""
         diags.append(d(str(key), f"unknown field{hint}", (key,)))
+    # a value holding a control character is said once: not also as a value its rule refuses (a
+    # jurisdiction "E\eU" was said twice, as a control character and as no label text)
+    controlled: set[Loc] = set()
     for loc, char in controls(data, ()):
+        controlled.add(loc)
         if unicodedata.category(char) == "Cf":
             diags.append(d(_dotted(loc) or "(document)", f"contains the invisible format character {char!r}: it hides "
                            "or reorders text on screen (a jurisdiction 'U\\u200bS' looks like US, and no selector's US "
@@ -346,7 +350,8 @@ def load_document(raw: RawDocument) -> tuple[Document | None, list[Diagnostic]]:
             if err["loc"] == ("name",):
                 continue  # reported above
             field, loc = error_where(("metadata",), err)
-            diags.append(d(field, error_message(err, Metadata, tuple(err["loc"])), loc))
+            if loc not in controlled:
+                diags.append(d(field, error_message(err, Metadata, tuple(err["loc"])), loc))
         meta = None
 
     spec_type = SPEC_TYPES[kind]
@@ -368,7 +373,8 @@ def load_document(raw: RawDocument) -> tuple[Document | None, list[Diagnostic]]:
     except ValidationError as exc:
         for err in exc.errors():
             field, where = error_where(("spec",), err)
-            diags.append(d(field, error_message(err, spec_type, tuple(err["loc"])), where))
+            if where not in controlled:
+                diags.append(d(field, error_message(err, spec_type, tuple(err["loc"])), where))
         return None, diags
     if diags or meta is None:
         return None, diags
