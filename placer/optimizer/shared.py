@@ -242,15 +242,22 @@ def _filled(groups: Sequence[_Group], usable: np.ndarray, labels: np.ndarray | N
     capacity there mends nothing, and "add capacity to those pools" named them all."""
     graph, nodes = _network(groups, usable, labels)
     residual = preflow_push(graph, "source", "sink")  # a whole flow (phase 2 too): its residual network
-    reached: set[object] = {"source"}
-    stack: list[object] = ["source"]
+    reached = _unsaturated(residual, "source", forward=True)
+    return sorted(p for j, pools in enumerate(nodes) if ("p", j) in reached for p in pools)
+
+
+def _unsaturated(residual: nx.DiGraph, start: object, forward: bool) -> set[object]:
+    """The nodes of a max flow's ``residual`` network reached from ``start`` (``forward``: along its
+    edges; else against them, the nodes that reach it) over edges the flow leaves room on."""
+    reached: set[object] = {start}
+    stack: list[object] = [start]
     while stack:
         node = stack.pop()
-        for after, edge in residual.succ[node].items():
-            if after not in reached and edge["flow"] < edge["capacity"]:
-                reached.add(after)
-                stack.append(after)
-    return sorted(p for j, pools in enumerate(nodes) if ("p", j) in reached for p in pools)
+        for other, edge in (residual.succ if forward else residual.pred)[node].items():
+            if other not in reached and edge["flow"] < edge["capacity"]:
+                reached.add(other)
+                stack.append(other)
+    return reached
 
 
 def _short(groups: list[_Group], usable: np.ndarray, labels: np.ndarray | None = None) -> list[list[_Group]]:
@@ -260,14 +267,7 @@ def _short(groups: list[_Group], usable: np.ndarray, labels: np.ndarray | None =
     residual, value = _flow(groups, usable, labels)
     if value >= sum(group.gpus for group in groups):
         return []
-    open_to_sink = {"sink"}
-    stack = ["sink"]
-    while stack:
-        node = stack.pop()
-        for before, edge in residual.pred[node].items():
-            if before not in open_to_sink and edge["flow"] < edge["capacity"]:
-                open_to_sink.add(before)
-                stack.append(before)
+    open_to_sink = _unsaturated(residual, "sink", forward=False)
     side = set(residual) - open_to_sink
     crowded = [node[1] for node in side if isinstance(node, tuple) and node[0] == "m"]
     parts = nx.connected_components(nx.Graph(
