@@ -742,17 +742,23 @@ def test_replicas_a_dead_node_took_after_the_apply_are_found_by_refresh(cluster)
 # ---------------------------------------------------------------- an apply interrupted in a provider's wait
 
 
+def _planned_gcp_growth(world):
+    """The fleet applied, then planned with more demand for embed: gcp-a100 2 -> 3 nodes."""
+    fleet = _fleet(world["tmp"])
+    _plan_and_apply(world, fleet)
+    text = (fleet / "fleet.yaml").read_text()
+    (fleet / "fleet.yaml").write_text(text.replace("rate: 1100", "rate: 2200"))
+    plan = world["tmp"] / "plan.json"
+    assert placer(world, "plan", str(fleet), "-o", str(plan)).returncode == 0
+    return fleet, plan
+
+
 def test_a_resize_interrupted_in_its_operation_wait_is_recorded_as_made(world):
     """SIGTERM while the apply waited on GCP's resize operation: the resize was sent and GCP held the
     new size, but the apply said "interrupted after 0 of 4 change(s) ... The state records exactly what
     was done", with the pool at its old size (refresh: drift). What the provider holds once the wait
     ends is recorded, as a change in flight is."""
-    fleet = _fleet(world["tmp"])
-    _plan_and_apply(world, fleet)
-    text = (fleet / "fleet.yaml").read_text()
-    (fleet / "fleet.yaml").write_text(text.replace("rate: 1100", "rate: 2200"))  # embed: gcp-a100 2 -> 3 nodes
-    plan = world["tmp"] / "plan.json"
-    assert placer(world, "plan", str(fleet), "-o", str(plan)).returncode == 0
+    fleet, plan = _planned_gcp_growth(world)
     gcp = world["gcp"]
     gcp.operations_run_for(10_000)  # the resize's operation runs on
     code, said = _apply_stopped_by_sigterm(world, plan, lambda: gcp.requests_to("/operations/"))  # in its wait
@@ -769,12 +775,7 @@ def test_a_resize_interrupted_while_its_operation_is_pending_is_recorded_as_aske
     recorded nothing of the resize it had sent (the state said 2 nodes), and once GCP carried it out the
     group ran 3 that no plan knew of. It is recorded at the 3 asked for, not confirmed (``"healthy":
     false``), the error says where to see the operation, and the next plan sends the size again and waits."""
-    fleet = _fleet(world["tmp"])
-    _plan_and_apply(world, fleet)
-    text = (fleet / "fleet.yaml").read_text()
-    (fleet / "fleet.yaml").write_text(text.replace("rate: 1100", "rate: 2200"))  # embed: gcp-a100 2 -> 3 nodes
-    plan = world["tmp"] / "plan.json"
-    assert placer(world, "plan", str(fleet), "-o", str(plan)).returncode == 0
+    fleet, plan = _planned_gcp_growth(world)
     gcp = world["gcp"]
     gcp.operations_pending()
     code, said = _apply_stopped_by_sigterm(world, plan, lambda: gcp.requests_to("/operations/"))  # in its wait
