@@ -318,17 +318,16 @@ def _command_started() -> float:
 
 
 @contextmanager
-def spinner(enabled: bool, doing: str = "planning") -> Iterator[Callable[[str], None]]:
+def spinner(doing: str = "planning") -> Iterator[Callable[[str], None]]:
     """Progress on a long command, told each step as it begins (reading the fleet, "reading fleet:
     12 of 51 files", to the solver's steps): a spinner with the current step and the seconds since the
     command started ("the LP by column generation [12s elapsed]") on a terminal; in a
     CI log or on a TERM=dumb terminal (``_live``), a line every STILL_EVERY seconds of the command ("Still planning… [10s elapsed; now:
     reading fleet: 12 of 51 files]", as Terraform's "Still creating... [10s elapsed]"), so that a
     two-minute plan does not look hung. Commands open it first: it was opened after the fleet was
-    read (8 s at L), so that nothing showed for that long, and the clock started late."""
-    if not enabled:
-        yield lambda _msg: None
-        return
+    read (8 s at L), so that nothing showed for that long, and the clock started late. ``--json``
+    shows it too, on stderr, stdout holding the JSON alone (printed once this is closed): it showed
+    none, and `plan --json > plan.json` was a bench L plan's 30 s of silence in a CI log."""
     latest = ["starting"]
     done = threading.Event()
     started = _command_started()
@@ -458,7 +457,7 @@ def validate(fleet: str) -> None:
     from placer.spec import FleetError
     from providers.aws_regions import region_problems
 
-    with spinner(True, "validating") as progress:
+    with spinner("validating") as progress:
         # an AWS region botocore does not list (us-east-9) passed validate and plan; apply failed at AWS
         loaded = load_fleet(fleet, progress, region_problems)
         rules = rules_for(dt.datetime.now(dt.UTC))
@@ -709,7 +708,7 @@ def _plan(fleet: str, out_path: str | None, as_json: bool, detailed_exitcode: bo
              "PATH.prom too")
     metrics_target(metrics_file, "plan")
     drifted: int | None = None
-    with spinner(not as_json) as progress:
+    with spinner() as progress:
         loaded = read_fleet(fleet, progress)
         deploy_outside(fleet, loaded)
         backend = backend_from(settings_json(loaded)["state"], state_path, progress)
@@ -851,7 +850,7 @@ def refresh(fleet: str, state_path: str | None, metrics_file: str | None, metric
     """Read what really runs from the providers and report drift against the state (changes nothing)."""
     labels = metrics_labels_of(metrics_file, metrics_labels)
     metrics_target(metrics_file, "refresh")
-    with spinner(True, "refreshing") as progress:
+    with spinner("refreshing") as progress:
         loaded = read_fleet(fleet, progress)
         cfg = settings_json(loaded)
         backend = backend_from(cfg["state"], state_path, progress)
@@ -971,7 +970,7 @@ def _apply(target: str, auto_approve: bool, state_path: str | None, now_text: st
         from placer.planner import make_plan
 
         now = parse_now(now_text)
-        with spinner(True) as progress:
+        with spinner() as progress:
             loaded = read_fleet(target, progress)
             deploy_outside(target, loaded)
             backend = backend_from(settings_json(loaded)["state"], state_path, progress)
@@ -997,7 +996,7 @@ def _apply(target: str, auto_approve: bool, state_path: str | None, now_text: st
                  "--now TIME -o PLAN`")
         the_plan = read(target)
         if fleet_path is not None:
-            with spinner(True, "reading the fleet") as progress:
+            with spinner("reading the fleet") as progress:
                 fleet_now = read_fleet(fleet_path, progress)
             if not fleet_now.made_from(the_plan.fleet_digest):
                 fail(f"{target} was made from another version of {fleet_path} (plan {the_plan.fleet_digest[:19]}…, "
@@ -1287,7 +1286,7 @@ def render(plan_path: str, out_dir: str) -> None:
     from placer.render.tree import listed, placer_wrote, tree
 
     root = Path(out_dir)
-    with spinner(True, "rendering") as progress:
+    with spinner("rendering") as progress:
         try:  # the first look at --out: a name too long for the file system is said here
             left_behind = tree_leftovers(root)
         except OSError as exc:
@@ -1364,7 +1363,7 @@ def explain(fleet: str, model: str, now_text: str | None, state_path: str | None
     from placer.loader_hint import suggest_name
     from placer.render.report import json_report, rate_format
 
-    with spinner(not as_json, "explaining") as progress:
+    with spinner("explaining") as progress:
         saved = None
         if plan_path is not None:
             from placer.planfile import read
@@ -1516,7 +1515,7 @@ def whatif(fleet: str, demand_scale: float, fail_pool: tuple[str, ...], fail_loc
     now = parse_now(now_text)
     labels = metrics_labels_of(metrics_file, metrics_labels)
     metrics_target(metrics_file, "whatif")
-    with spinner(not as_json) as progress:
+    with spinner() as progress:
         loaded = read_fleet(fleet, progress)
         scenario = Scenario(demand_scale, frozenset(fail_pool), frozenset(fail_location), frozenset(fail_provider))
         backend = backend_from(settings_json(loaded)["state"], state_path, progress)

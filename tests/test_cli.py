@@ -551,6 +551,45 @@ def test_validate_render_and_explain_show_progress_too(tmp_path, capsys, monkeyp
     assert "Still rendering… [" in err and "now: building the GitOps tree]" in err, err
 
 
+def test_json_output_shows_the_same_progress_on_stderr(tmp_path, capsys, monkeypatch):
+    """`plan --json`, `explain --json` and `whatif --json` showed no progress at all: `plan L --json >
+    plan.json` was 30 s of silence in a CI log (XL's minutes). They show what the text output does, on
+    stderr, stdout holding the JSON alone: the CI log's lines here, a terminal's spinner below."""
+    import io
+    import re
+
+    from rich.console import Console
+
+    import placer.cli
+
+    fleet = write_fleet(tmp_path)
+    state = str(tmp_path / "state.json")
+    monkeypatch.setattr(placer.cli, "STILL_EVERY", 0.1)
+    slow_optimizer(monkeypatch)
+    assert placer.cli.main(["plan", str(fleet), "--json", "--state", state]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["formatVersion"] == 1
+    assert re.search(r"^Still planning… \[\d+s elapsed; now: solving: a slow fleet\]$", err, re.M), err
+
+    slow_reading(monkeypatch, 0.35)
+    assert placer.cli.main(["explain", str(fleet), "m", "--json", "--state", state]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out) and "Still explaining… [" in err and "now: reading fleet: 1 of 1 files]" in err, err
+    assert placer.cli.main(["whatif", str(fleet), "--json", "--state", state]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["base"]["feasible"] and "Still planning… [" in err, err
+
+    # `plan --json > plan.json` on a terminal: the spinner is drawn on stderr, and stdout is the plan alone
+    monkeypatch.setattr(placer.cli, "SPINNER_TICK", 0.05)
+    terminal = Console(file=io.StringIO(), force_terminal=True, _environ={"TERM": "xterm"})
+    monkeypatch.setattr(placer.cli, "err", terminal)
+    assert placer.cli.main(["plan", str(fleet), "--json", "--state", state]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["formatVersion"] == 1 and err == ""
+    drawn = terminal.file.getvalue()
+    assert re.search(r"solving: a slow fleet \[\d+s elapsed\]", drawn) and "Still" not in drawn, drawn
+
+
 def test_the_spinner_shows_the_step_under_way_from_the_command_start(tmp_path, monkeypatch):
     """On a terminal, `plan L` showed nothing for 8 s (the fleet being read), then the solver's last
     finished step ("seed: 0.21s lp: 23889 pairs" through the LP); it shows the step under way."""
