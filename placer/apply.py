@@ -398,9 +398,12 @@ class Applier:
             value: dict[str, Any] | None
             if change.kind == "pool":
                 nodes = None if _released(change) else int((change.after or {}).get("nodes", 0))
-                value = pool_entry(state.pools.get(key), nodes, change.target)
+                current = state.pools.get(key)
+                value = pool_entry(current, nodes, change.target)
                 if value is not None and not healthy:  # grown, its nodes not waited for yet (``_capacity``)
                     value = health_marked(value, False)
+                    if nodes is not None and _shrank(change, nodes, current):
+                        value["shrank"] = True  # the next plan says the last apply shrank it, not "grew it"
                     self.marked.add(change.address)
             else:
                 replicas = None if change.after is None else int(change.after["replicas"])
@@ -827,6 +830,16 @@ def _released(change: Change) -> bool:
     """A pool change that releases its group: placer stops sizing it (the gitops provider drops it from
     the tfvars; the live ones leave it as it is)."""
     return change.kind == "pool" and change.action == "delete"
+
+
+def _shrank(change: Change, nodes: int, current: dict[str, Any] | None) -> bool:
+    """Whether a pool ``change`` recorded not healthy at ``nodes`` is a shrink (its resize sent and its wait
+    stopped, ``Applier._sent_unconfirmed``), or the same size again of one the last apply left so
+    (``current``'s ``shrank``): the next plan said "the last apply grew it" of a phase-4 shrink."""
+    before = (change.before or {}).get("nodes")
+    if before is not None and nodes < int(before):
+        return True
+    return bool(current and current.get("shrank") and int(current.get("nodes", -1)) == nodes)
 
 
 def _moves_a_count(change: Change) -> bool:

@@ -225,6 +225,14 @@ UNHEALTHY = "the last apply made it, but it did not become healthy: applied agai
 REFRESHED_UNHEALTHY = "recorded healthy, but the refresh found it not healthy in the cluster"
 POOL_UNHEALTHY = ("the last apply grew it, but did not see its nodes come up (a launch refused for capacity or "
                   "quota, a wait timed out or interrupted): waited for again before anything is put on it")
+POOL_UNSHRUNK = ("the last apply shrank it, but did not see the group reach that size (its wait for the resize was "
+                 "stopped by another change's failure or an interrupt, or timed out): sized again and waited for")
+
+
+def _pool_unhealthy(recorded: dict[str, Any]) -> str:
+    """Why a pool the state marks not healthy is waited for again: the last apply grew it, or shrank it
+    (``"shrank": true``, ``Applier._record``), and did not see it through."""
+    return POOL_UNSHRUNK if recorded.get("shrank") else POOL_UNHEALTHY
 
 
 def _unhealthy(entry: dict[str, Any]) -> str:
@@ -343,7 +351,7 @@ def _pool_changes(fleet: Fleet, state: State, placement: Placement, room: _Room,
                                   {"nodes": have_nodes, **{k: old[k] for k in changed}, **mark[0]},
                                   {"nodes": peak, **{k: target.get(k) for k in changed}, **mark[1]},
                                   ((f"{', '.join(changed)} changed in the fleet",) if changed else ())
-                                  + ((POOL_UNHEALTHY,) if sick else ())
+                                  + ((_pool_unhealthy(recorded),) if sick else ())
                                   + _grown(p, room, need, whole, surge, peak, want_nodes), target))
             changes += _back(p, peak, want_nodes, target)
             continue
@@ -358,7 +366,7 @@ def _pool_changes(fleet: Fleet, state: State, placement: Placement, room: _Room,
                               {"nodes": have_nodes, **{k: old[k] for k in changed}, **mark[0]},
                               {"nodes": want_nodes, **{k: target.get(k) for k in changed}, **mark[1]},
                               ((f"{', '.join(changed)} changed in the fleet",) if changed else ())
-                              + ((POOL_UNHEALTHY,) if mark[0] else ()) + why, target))
+                              + ((_pool_unhealthy(recorded),) if mark[0] else ()) + why, target))
 
     managed = {p.name for p in fleet.pools.values() if managed_pool(p, state)}
     # the pool that sizes each group now (two pools sizing one group are refused by validate)

@@ -112,9 +112,11 @@ def unready_pools(state: State) -> list[str]:
     """The pools the last apply grew whose nodes its wait did not see come up (``"healthy": false``: a
     launch refused for capacity or quota, a wait timed out or interrupted), said as ``unhealthy`` says
     deployments: the group keeps the size the state records, and the next plan waits for its nodes."""
-    return [f"pool/{key}: the last apply grew it to {entry.get('nodes')} nodes, but did not see them come up; the "
-            "next plan waits for them again before it puts anything on them" for key, entry in sorted(state.pools.items())
-            if entry.get("healthy") is False]
+    return [(f"pool/{key}: the last apply shrank it to {entry.get('nodes')} nodes, but did not see the group reach "
+             "that size; the next plan sizes it again and waits for it") if entry.get("shrank") else
+            (f"pool/{key}: the last apply grew it to {entry.get('nodes')} nodes, but did not see them come up; the "
+             "next plan waits for them again before it puts anything on them")
+            for key, entry in sorted(state.pools.items()) if entry.get("healthy") is False]
 
 
 def drift(recorded: State, observed: State) -> list[str]:

@@ -95,9 +95,11 @@ class State:
     # interrupted): the next plan applies it again and waits for it; absent once healthy.
     # deposed: the copies at an older place that a replacement has yet to delete; absent when none)
     deployments: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # pool -> {"nodes": int, "target": {...}, "healthy": false}
+    # pool -> {"nodes": int, "target": {...}, "healthy": false, "shrank": true}
     # (healthy: false, an apply grew it and its wait for the nodes did not pass (a launch refused for
-    # capacity or quota, a timeout, an interrupt): the next plan waits for them again; absent once seen)
+    # capacity or quota, a timeout, an interrupt), or resized it and its wait for the resize was
+    # stopped: the next plan waits for them again; absent once seen. shrank: true beside it, that
+    # resize was a shrink (the next plan says so, not "grew it"); absent otherwise)
     pools: dict[str, dict[str, Any]] = field(default_factory=dict)
     # model -> {"demand": total rate at the last apply}, for the models of the last applied plan only
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -250,8 +252,8 @@ def health_marked(entry: dict[str, Any], healthy: bool) -> dict[str, Any]:
     has yet to pass, or did not), or with that mark cleared. A rollout recorded only once healthy
     left the state at the old version and count when its wait failed, and the plan of the fleet
     backed out to them said "No changes" while the cluster ran the new ones."""
-    kept = {k: v for k, v in entry.items() if k != "healthy"}
-    return kept if healthy else {**kept, "healthy": False}
+    kept = {k: v for k, v in entry.items() if k not in ("healthy", "shrank")}  # a pool's shrank goes with the mark
+    return kept if healthy else {**kept, "healthy": False, **({"shrank": True} if entry.get("shrank") else {})}
 
 
 def pool_entry(current: dict[str, Any] | None, nodes: int | None, target: dict[str, Any]) -> dict[str, Any] | None:
@@ -367,6 +369,8 @@ def _wrong_fields(state: State) -> str | None:
             return f"pool {key}: nodes {value['nodes']!r} is no count"
         if not isinstance(value.get("healthy", True), bool):
             return f"pool {key}: healthy {value['healthy']!r} is not true or false"
+        if not isinstance(value.get("shrank", True), bool):
+            return f"pool {key}: shrank {value['shrank']!r} is not true or false"
         target = value.get("target") or {}
         if isinstance(target, dict) and "provider" in target and target["provider"] not in POOL_TARGETS:
             return (f"pool {key}: target.provider {target['provider']!r} is not {' or '.join(POOL_TARGETS)} "

@@ -2259,6 +2259,71 @@ def test_a_scale_down_that_makes_room_is_recorded_once_made_not_once_healthy(tmp
     assert applier._waits(change({"replicas": 3, "healthy": False}, {"replicas": 2, "healthy": True}))
 
 
+def test_a_shrink_whose_resize_wait_was_stopped_is_said_a_shrink_by_the_next_plan(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A phase-4 shrink of a GCP pool (3 -> 1 nodes) whose resize operation wait was stopped (another
+    change failed, Ctrl-C) is recorded at the size asked for, not healthy (``_sent_unconfirmed``). The
+    next plan re-checked it as "the last apply grew it, but did not see its nodes come up"; it says
+    the last apply shrank it, as `refresh` does, and the state keeps that through a second stopped
+    wait at the same size. A pool grown the same way is still said grown."""
+    from placer.apply import ApplyReport
+    from placer.diff import POOL_UNHEALTHY, POOL_UNSHRUNK, pool_target
+    from placer.refresh import unready_pools
+    from placer.state import State
+
+    gcp = {"gcp": {"project": "acme", "zone": "europe-west4-a", "instanceGroupManager": "grp"}}
+    fleet = tmp_path / "fleet"
+    fleet.mkdir()
+    (fleet / "fleet.yaml").write_text(yaml.safe_dump_all([
+        location("a"), pool("p", "a", provider="gcp", count=None, min_nodes=0, max_nodes=4, target=gcp),
+        inference("m", [{"location": "a", "rate": 100}]),
+        doc("Settings", "s", {"apply": {"mode": "gitops", "directory": str(tmp_path / "deploy")}})]))
+    target = pool_target(load_fleet(str(fleet)).pools["p"])
+    backend = LocalBackend(tmp_path / "state.json")
+
+    class StoppedResize:  # GCP has yet to carry the resize out: the group is at its old size
+        name, waits = "gcp", True
+
+        def __init__(self, nodes: int) -> None:
+            self.nodes = nodes
+
+        def handles(self, change: planfile.Change) -> bool:
+            return True
+
+        def observe(self, change: planfile.Change) -> dict[str, Any]:
+            return {"nodes": self.nodes}
+
+    def stopped_resize(recorded: dict[str, Any], now: int, seen: int) -> dict[str, Any]:
+        """The state ``_sent_unconfirmed`` leaves of a change from ``recorded`` (as the plan's ``before``)
+        to ``now`` nodes, the group still at ``seen``."""
+        state = State(pools={"p": {**recorded, "target": target}})
+        before = {k: v for k, v in recorded.items() if k in ("nodes", "healthy")}
+        change = planfile.Change("pool/p", "update", 4 if now < before["nodes"] else 1, before, {"nodes": now},
+                                 (), target)
+        applier = Applier(backend, [StoppedResize(seen)])
+        applier._sent_unconfirmed(state, change, ApplyReport(), applier.providers[0],
+                                  ProviderError("the apply stopped waiting for its operation"))
+        return backend.read().pools["p"]
+
+    def reasons() -> list[str]:
+        code, out, err = placer(capsys, "plan", str(fleet), "--json", "--state", str(tmp_path / "state.json"))
+        assert code == 0, err
+        return [r for c in json.loads(out)["changes"] if c["address"] == "pool/p" for r in c["reasons"]]
+
+    entry = stopped_resize({"nodes": 3}, 1, seen=3)
+    assert entry == {"nodes": 1, "target": target, "healthy": False, "shrank": True}, entry
+    assert POOL_UNSHRUNK in reasons() and POOL_UNHEALTHY not in reasons()
+    assert unready_pools(backend.read()) == ["pool/p: the last apply shrank it to 1 nodes, but did not see the group "
+                                             "reach that size; the next plan sizes it again and waits for it"]
+    # that plan's change, the same size again, stopped the same way: still a shrink
+    again = stopped_resize(entry, 1, seen=3)
+    assert again.get("shrank") is True and POOL_UNSHRUNK in reasons()
+    # a grow whose nodes were not seen come up is said grown, as before
+    grown = stopped_resize({"nodes": 0}, 1, seen=0)
+    assert grown == {"nodes": 1, "target": target, "healthy": False}, grown
+    assert POOL_UNHEALTHY in reasons() and POOL_UNSHRUNK not in reasons()
+
+
 def test_an_interrupted_apply_ends_a_health_wait_at_once() -> None:
     """SIGTERM 1 s into a rollout's health wait stopped the apply only at the health timeout (30 s
     of a 30 s wait; 600 s by default), past `docker stop`'s grace, whose SIGKILL left the lock. The

@@ -524,6 +524,8 @@ def test_atomic_write_all_syncs_far_less_than_a_file_and_a_folder_each(tmp_path:
     ({**entry(2, 1), "key": "m1\x1b[2J@dc1"}, "contains the control character '\\x1b'"),
     ({**entry(2, 1), "key": "M1@dc1"}, "model 'M1' is not a DNS-1123 label"),
     ({**entry(2, 1), "value": {"replicas": 1, "healthy": "false"}}, "healthy 'false' is not true or false"),
+    ({"seq": 2, "address": "pool/aws-h100", "kind": "pool", "key": "aws-h100",
+      "value": {"nodes": 1, "healthy": False, "shrank": "yes"}}, "shrank 'yes' is not true or false"),
 ])
 def test_a_malformed_journal_line_is_a_state_error(backend: LocalBackend, line: Any, why: str) -> None:
     """A journal line that parses but is not a recorded change (a hand edit, another tool) was an
