@@ -14,8 +14,8 @@ import google.auth
 from google.auth import exceptions as auth_exc
 from google.cloud import compute_v1
 
-from placer.catalog import match_product
-from placer.discover import PoolNote
+from placer.catalog import NOT_THE_GPU, match_product, type_name
+from placer.discover import GpuTypeNote, PoolNote
 from placer.retry import Retrier
 from placer.spec.kinds import API_VERSION
 from providers.base import Discovered, ProviderError, bounded_pages
@@ -31,6 +31,16 @@ ACCELERATORS: dict[str, str] = {
     "nvidia-tesla-a100": "A100-40GB", "nvidia-a100-80gb": "A100-80GB",
     "nvidia-h100-80gb": "H100-80GB", "nvidia-h100-mega-80gb": "H100-80GB",
     "nvidia-h200-141gb": "H200-141GB",
+}
+# GCP accelerator types of GPUs the catalog lacks: GCP reports no memory for them, so here are their
+# product and memory (MiB) as NVML and GPU Feature Discovery report them, which name the GPUType as AWS,
+# Kubernetes and NVML discovery name it (type_name: NVIDIA B200, 183359 MiB -> B200-179GB)
+OTHER_ACCELERATORS: dict[str, tuple[str, int]] = {
+    "nvidia-tesla-v100": ("Tesla V100-SXM2-16GB", 16160),
+    "nvidia-tesla-p100": ("Tesla P100-PCIE-16GB", 16280), "nvidia-tesla-p100-vws": ("Tesla P100-PCIE-16GB", 16280),
+    "nvidia-tesla-p4": ("Tesla P4", 7611), "nvidia-tesla-p4-vws": ("Tesla P4", 7611),
+    "nvidia-b200": ("NVIDIA B200", 183359),
+    "nvidia-gb200": ("NVIDIA GB200", 189471),
 }
 # Approximate on-demand USD per GPU-hour, GPU plus its share of the host VM (us-central1, 2025 list).
 USD_PER_GPU_HOUR: dict[str, float] = {
@@ -69,6 +79,13 @@ def _unique(name: str, scope: str, taken: set[str]) -> str:
     return candidate
 
 
+def unknown_type_name(product: str) -> str:
+    """The GPUType name a pool of a GPU GCP tells no memory of is of: the words of its accelerator's
+    description (or name) that say which GPU it is (``NVIDIA RTX PRO 6000`` -> ``RTX-PRO-6000``)."""
+    words = [w for w in re.split(r"[^A-Za-z0-9.]+", product) if w.strip(".") and not NOT_THE_GPU.fullmatch(w)]
+    return "-".join(words).strip("-.") or "GPU"
+
+
 def _location_document(region: str) -> dict[str, Any]:
     spec: dict[str, Any] = {"environment": "cloud"}
     jurisdiction = gcp_jurisdiction(region)
@@ -102,7 +119,7 @@ def discover(provider: GcpProvider, projects: list[str] | None = None, zones: li
         if pool is not None:
             pools.append(pool)
             seen_regions.add(mig.region_name)
-    locations = [_location_document(region) for region in sorted(seen_regions)]
+    locations = [*scan.gpu_types.values(), *(_location_document(region) for region in sorted(seen_regions))]
     if scan.priced:  # of the pools a merge adds only: it never overwrites a fleet's price
         notes.insert(0, PoolNote("gcp: usdPerGpuHour of {names} is an approximate on-demand list price (GPU "
                                  f"plus its share of the VM, us-central1; spot about {SPOT_FACTOR:g}x): replace "
@@ -147,6 +164,7 @@ class _MigScan:
         self.guessed: dict[str, frozenset[tuple[str, ...]]] = {}  # Discovered.guessed
         self.unread: list[str] = []  # Discovered.unread
         self.priced: list[str] = []  # the Pools priced from the built-in table
+        self.gpu_types: dict[str, dict[str, Any]] = {}  # GPUType documents of OTHER_ACCELERATORS found
         self._memo: dict[tuple[str, ...], Any] = {}  # templates, machine and accelerator types
 
     def _call(self, address: str, action: str, call: Callable[[], T], **kw: str) -> T:
@@ -257,11 +275,19 @@ class _MigScan:
         if not accelerators:
             return None  # a CPU-only group is not a GPU pool
         accelerator, per_node = accelerators[0]
-        gpu = ACCELERATORS.get(accelerator) or self._gpu_from_description(mig, zone, accelerator)
+        other = OTHER_ACCELERATORS.get(accelerator)
+        description = ""
+        gpu = ACCELERATORS.get(accelerator) or (type_name(other[0], other[1] / 1024) if other else None)
         if gpu is None:
-            self.notes.append(f"gcp: {mig}: accelerator {accelerator} is not in the GPU catalog; skipped "
-                              "(add a GPUType document and a Pool by hand)")
-            return None
+            description = self._description(mig, zone, accelerator)
+            known = match_product(description) if description else None
+            gpu = known.name if known else None
+        unknown = gpu is None
+        if gpu is None:
+            # GCP says no memory: a GPUType of a guessed one would place models that do not fit. The
+            # pool names a type for the user to define; until the fleet has it, it is left out
+            # (discover.refused says so), and a merge after adds it
+            gpu = unknown_type_name(description or accelerator)
         spot = props.scheduling.provisioning_model == "SPOT" or bool(props.scheduling.preemptible)
         price = USD_PER_GPU_HOUR.get(gpu)
         usd = round((price or 0.0) * (SPOT_FACTOR if spot else 1.0), 2)
@@ -283,6 +309,18 @@ class _MigScan:
         name = _unique(dns1123(mig.name), mig.zone or str(mig.region), self.names)
         if sizes is None:
             self.guessed[name] = GUESSED_SIZES
+        if other is not None and gpu not in self.gpu_types:
+            self.gpu_types[gpu] = {"apiVersion": API_VERSION, "kind": "GPUType", "metadata": {"name": gpu},
+                                   "spec": {"memoryGiB": round(other[1] / 1024, 1), "vendor": "nvidia"}}
+            self.notes.append(GpuTypeNote(f"GPUType {{names}}: GCP accelerator {accelerator} is not in the built-in "
+                                          "catalog; added it of the memory its driver reports (check memoryGiB, and "
+                                          "give models a throughput for it)", [gpu]))
+        if unknown:
+            self.notes.append(  # said whether the pool is left out or not: refused's note does not say how
+                f"gcp: {mig}: accelerator {accelerator}{f' ({description})' if description else ''} is not in "
+                f"the built-in catalog and GCP does not report its memory: pool {name} is of GPU type {gpu}, "
+                f"which needs a GPUType document named {gpu} in the fleet, its memoryGiB the memory.total "
+                "`nvidia-smi` prints on one of the group's VMs, divided by 1024")
         if price is None:
             self.notes.append(PoolNote(f"gcp: no built-in price for {gpu}: set usdPerGpuHour of {{names}} "
                                        f"(group {mig})", [name]))
@@ -290,14 +328,13 @@ class _MigScan:
             self.priced.append(name)
         return {"apiVersion": API_VERSION, "kind": "Pool", "metadata": {"name": name}, "spec": spec}
 
-    def _gpu_from_description(self, mig: Mig, zone: str, accelerator: str) -> str | None:
-        """For accelerator names not in ACCELERATORS: match the accelerator type's description."""
+    def _description(self, mig: Mig, zone: str, accelerator: str) -> str:
+        """For accelerator names in neither table: the accelerator type's description ("NVIDIA A100 80GB"),
+        or "" where the zone does not list it."""
         listed = self._lookup(mig, f"accelerator types of zone {zone}", lambda: list(self.provider._client(
             compute_v1.AcceleratorTypesClient).list(project=mig.project, zone=zone, **self.provider._kw())),
             key=("acceleratorTypes", mig.project, zone)) or []
-        description = next((a.description for a in listed if a.name == accelerator), "")
-        gpu = match_product(description) if description else None
-        return gpu.name if gpu else None
+        return str(next((a.description for a in listed if a.name == accelerator), ""))
 
     def _autoscaler_sizes(self, mig: Mig, ref: dict[str, str]) -> tuple[int, int] | None:
         """(min, max) replicas of the group's autoscaler ``ref`` (``_SCOPED``'s parts of its link), or

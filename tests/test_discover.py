@@ -1697,3 +1697,79 @@ def test_a_merge_keeps_the_name_a_fleet_gave_a_gpu_type_the_catalog_lacks(fleet:
     assert "Pool/ws-render-02-nvidia-rtx-a6000-48gb (discovered as Pool/ws-render-02-rtx-a6000-48gb: same nvml " \
            "target)" in plan.unchanged
     assert [line for line in plan.added if "Pool/" in line] == []
+
+
+def test_discover_gcp_names_a_gpu_the_catalog_lacks_as_the_other_discoveries_do(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """GCP's accelerator types tell no memory, so `discover gcp` skipped every group of a GPU outside
+    the catalog (nvidia-b200, nvidia-tesla-v100, nvidia-tesla-p4): a fleet of a Kubernetes cluster's
+    B200s and V100s got none of the project's. Now they are pools of the GPUType Kubernetes discovery
+    named them by (one type per GPU, B200-179GB), and a model's throughput for it reaches both."""
+    fleet = tmp_path / "fleet"
+    fleet.mkdir()
+    code, _, err = merge_kube(capsys, tmp_path, fleet, "dc1", {
+        "b200-01": (8, {"nvidia.com/gpu.product": "NVIDIA-B200", "nvidia.com/gpu.memory": "183359",
+                        "nvidia.com/gpu.count": "8"}),
+        "v100-01": (8, {"nvidia.com/gpu.product": "Tesla-V100-SXM2-16GB", "nvidia.com/gpu.memory": "16160",
+                        "nvidia.com/gpu.count": "8"})})
+    assert code == 0, err
+    with FakeCompute() as gcp:
+        gcp.add_machine_type("a4-highgpu-8g", [("nvidia-b200", 8)])
+        gcp.add_machine_type("n1-standard-8")
+        gcp.add_mig("acme", "train-b200", gcp.add_template("acme", "a4", "a4-highgpu-8g"), zone="us-central1-b",
+                    target_size=1, autoscaler_max=2)
+        gcp.add_mig("acme", "old-v100", gcp.add_template("acme", "v100", "n1-standard-8", accelerators=[
+            ("nvidia-tesla-v100", 4)]), zone="us-central1-a", target_size=1)
+        gcp.add_mig("acme", "video-p4", gcp.add_template("acme", "p4", "n1-standard-8", accelerators=[
+            ("nvidia-tesla-p4", 1)]), zone="us-central1-a", target_size=1)
+        code, out, err = run(capsys, "discover", "gcp", "--project", "acme", "--api-endpoint", gcp.endpoint,
+                             "--merge", str(fleet))
+    assert code == 0, err
+    assert "unchanged GPUType/B200-179GB" in out and "unchanged GPUType/V100-16GB" in out
+    assert f"added {fleet / DISCOVERED_FILE}: GPUType/P4-7GB" in out
+    notes = " ".join(err.split())
+    assert "GPUType P4-7GB: GCP accelerator nvidia-tesla-p4 is not in the built-in catalog; added it" in notes
+    assert "B200-179GB: GCP" not in notes  # the fleet had it: not added
+    loaded = load_fleet(fleet)
+    assert {name: t.memory_gib for name, t in loaded.gpu_types.items() if name in ("B200-179GB", "V100-16GB",
+                                                                                   "P4-7GB")} \
+        == {"B200-179GB": 179.1, "V100-16GB": 15.8, "P4-7GB": 7.4}
+    assert {name: pool.spec.gpu.type for name, pool in loaded.pools.items() if pool.spec.provider == "gcp"} \
+        == {"train-b200": "B200-179GB", "old-v100": "V100-16GB", "video-p4": "P4-7GB"}
+    model = {"apiVersion": API, "kind": "Model", "metadata": {"name": "frontier"},
+             "spec": {"replica": {"gpus": 8, "memoryGiBPerGpu": 150}, "throughput": {"B200-179GB": 500},
+                      "demand": [{"location": "gcp-us-central1", "rate": 500}]}}
+    plan = planned(capsys, tmp_path, (fleet / DISCOVERED_FILE).read_text(), model)
+    assert [(p["pool"], p["replicas"]) for p in plan["placements"]] == [("train-b200", 1)]
+
+
+def test_discover_gcp_leaves_a_gpu_it_cannot_tell_the_memory_of_to_a_gpu_type_the_user_adds(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """An accelerator type neither placer's tables nor its description place (a new one) was skipped,
+    "add a GPUType document and a Pool by hand": the pool, target and all, to be written. Now the
+    note names the GPUType to add and how to find its memory; with it in the fleet, a merge adds the
+    pool. (A GPUType of a guessed memory would place models on GPUs they may not fit.)"""
+    with FakeCompute() as gcp:
+        gcp.add_machine_type("g4-standard-48", [("nvidia-rtx-pro-6000", 1)])
+        gcp.add_accelerator_type("nvidia-rtx-pro-6000", "NVIDIA RTX PRO 6000")
+        gcp.add_mig("acme", "render", gcp.add_template("acme", "g4", "g4-standard-48"), zone="us-central1-b",
+                    target_size=1)
+        code, out, err = run(capsys, "discover", "gcp", "--project", "acme", "--api-endpoint", gcp.endpoint)
+        assert code == 0, err
+        text = " ".join(out.split())
+        assert "Pool" not in [d["kind"] for d in yaml.safe_load_all(out) if d]
+        assert "accelerator nvidia-rtx-pro-6000 (NVIDIA RTX PRO 6000) is not in the built-in catalog and GCP " \
+               "does not report its memory: pool render is of GPU type RTX-PRO-6000, which needs a GPUType " \
+               "document named RTX-PRO-6000 in the fleet" in text
+        assert "skipped Pool/render: its GPU type RTX-PRO-6000 is not built in" in text
+        assert "add a GPUType document named RTX-PRO-6000 with its memoryGiB to the fleet, then discover again " \
+               "with --merge" in text
+        fleet = tmp_path / "fleet"
+        fleet.mkdir()
+        (fleet / "types.yaml").write_text(yaml.safe_dump({"apiVersion": API, "kind": "GPUType", "metadata": {
+            "name": "RTX-PRO-6000"}, "spec": {"memoryGiB": 94.97}}))
+        code, out, err = run(capsys, "discover", "gcp", "--project", "acme", "--api-endpoint", gcp.endpoint,
+                             "--merge", str(fleet))
+    assert code == 0, err
+    assert f"added {fleet / DISCOVERED_FILE}: Pool/render" in out
+    assert load_fleet(fleet).pools["render"].spec.gpu.type == "RTX-PRO-6000"

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from placer.planfile import Change
-from placer.spec.kinds import LocationSpec, PoolSpec
+from placer.spec.kinds import GPUTypeSpec, LocationSpec, PoolSpec
 from providers.base import Provider, ProviderError
 from providers.gcp import GcpProvider
 from tests.servers.gcp_server import FakeCompute
@@ -92,7 +92,8 @@ def test_discover_finds_gpu_groups_zonal_and_regional(gcp: FakeCompute, provider
     found = provider.discover()
     pools, locations = by_name(found.documents, "Pool"), by_name(found.documents, "Location")
 
-    assert set(pools) == {"t4-pool", "a100-spot", "l4-serving", "h100-train", "nvl-pool", "t4-pool-us-central1-b"}
+    assert set(pools) == {"t4-pool", "a100-spot", "l4-serving", "h100-train", "nvl-pool", "v100-legacy",
+                          "t4-pool-us-central1-b"}
     assert pools["t4-pool"]["spec"] == {
         "location": "gcp-us-central1", "provider": "gcp", "gpu": {"type": "T4-16GB", "perNode": 2},
         "nodes": {"min": 0, "max": 8}, "usdPerGpuHour": 0.55, "spot": False, "failureDomain": "us-central1-a",
@@ -112,12 +113,17 @@ def test_discover_finds_gpu_groups_zonal_and_regional(gcp: FakeCompute, provider
     assert h100["gpu"] == {"type": "H100-80GB", "perNode": 8} and h100["spot"] is True  # preemptible
     assert pools["nvl-pool"]["spec"]["gpu"]["type"] == "A100-80GB"  # via acceleratorTypes' description
     assert pools["t4-pool-us-central1-b"]["spec"]["target"]["gcp"]["project"] == OTHER
+    # a V100 is not in the catalog: a GPUType of its own, named as the other discoveries name it
+    assert pools["v100-legacy"]["spec"]["gpu"] == {"type": "V100-16GB", "perNode": 1}
+    assert by_name(found.documents, "GPUType") == {"V100-16GB": {
+        "apiVersion": "placer.dev/v1alpha1", "kind": "GPUType", "metadata": {"name": "V100-16GB"},
+        "spec": {"memoryGiB": 15.8, "vendor": "nvidia"}}}
 
     assert {n: d["spec"].get("jurisdiction") for n, d in locations.items()} == {
         "gcp-us-central1": "US", "gcp-europe-west4": "EU", "gcp-us-east4": "US"}
     for doc in found.documents:  # every document is valid fleet input
         assert doc["apiVersion"] == "placer.dev/v1alpha1"
-        (PoolSpec if doc["kind"] == "Pool" else LocationSpec).model_validate(doc["spec"])
+        {"Pool": PoolSpec, "Location": LocationSpec, "GPUType": GPUTypeSpec}[doc["kind"]].model_validate(doc["spec"])
 
     # without an autoscaler the size range is a placeholder: a merge keeps the user's (the autoscaler's is a fact)
     assert found.guessed == {name: {("spec", "nodes", "min"), ("spec", "nodes", "max")} for name in pools
@@ -132,9 +138,26 @@ def test_discover_finds_gpu_groups_zonal_and_regional(gcp: FakeCompute, provider
     assert [r.query.get("pageToken") for r in listed] == [None, ["1"]]
 
 
+@pytest.mark.parametrize(("accelerator", "gpu_type", "memory_gib"), [
+    ("nvidia-tesla-v100", "V100-16GB", 15.8), ("nvidia-tesla-p100", "P100-16GB", 15.9),
+    ("nvidia-tesla-p100-vws", "P100-16GB", 15.9), ("nvidia-tesla-p4", "P4-7GB", 7.4),
+    ("nvidia-b200", "B200-179GB", 179.1), ("nvidia-gb200", "GB200-185GB", 185.0)])
+def test_discover_gives_a_gpu_the_catalog_lacks_the_gpu_type_the_other_discoveries_name_it_by(
+        accelerator: str, gpu_type: str, memory_gib: float) -> None:
+    """GCP reports no accelerator's memory: groups of these were skipped. Their GPUType is named as
+    Kubernetes discovery names the GPU from its nvidia.com/gpu.product and memory labels, and of that memory."""
+    with FakeCompute() as gcp:
+        gcp.add_machine_type("n1-standard-8")
+        gcp.add_mig(PROJECT, "g", gcp.add_template(PROJECT, "t", "n1-standard-8", accelerators=[(accelerator, 2)]),
+                    zone="us-central1-a")
+        found = GcpProvider(projects=[PROJECT], api_endpoint=gcp.endpoint, request_timeout_s=10.0).discover()
+    assert by_name(found.documents, "Pool")["g"]["spec"]["gpu"] == {"type": gpu_type, "perNode": 2}
+    assert by_name(found.documents, "GPUType")[gpu_type]["spec"] == {"memoryGiB": memory_gib, "vendor": "nvidia"}
+
+
 def test_discover_listed_zones_and_regions_only(gcp: FakeCompute, provider: GcpProvider) -> None:
     found = provider.discover(projects=[PROJECT], zones=["us-central1-a"], regions=["europe-west4"])
-    assert set(by_name(found.documents, "Pool")) == {"t4-pool", "nvl-pool", "l4-serving"}
+    assert set(by_name(found.documents, "Pool")) == {"t4-pool", "nvl-pool", "v100-legacy", "l4-serving"}
     assert set(by_name(found.documents, "Location")) == {"gcp-us-central1", "gcp-europe-west4"}
     assert not gcp.requests_to("/aggregated/")
     assert gcp.requests_to("/zones/us-central1-a/instanceGroupManagers", "GET")
