@@ -769,6 +769,7 @@ def plan_merge(fleet: str | Path, documents: list[dict[str, Any]], header: Itera
     seen: dict[tuple[str, str], dict[str, Any]] = {}  # the first discovered document of each (kind, name)
     problems: list[str] = []
     namesakes: dict[str, str] = {}  # a discovered Pool's name -> why the fleet's pool of its name is another
+    type_names: dict[str, str] = {}  # a discovered GPUType's name -> the fleet's name of that GPU type
     for doc in documents:
         key = kind_and_name(doc)
         if key is None:
@@ -793,6 +794,12 @@ def plan_merge(fleet: str | Path, documents: list[dict[str, Any]], header: Itera
             hit = None
         if hit is None and own is not None and len(same) == 1:
             hit, how = same[0], f" (discovered as {key[0]}/{key[1]}: same {own[0]} target)"
+        if hit is None and key[0] == "GPUType":  # the fleet's name of that GPU, from before (NVIDIA-B200-179GB)
+            hit = next((r for (kind, name), r in by_name.items() if kind == "GPUType" and id(r) not in matched
+                        and same_gpu_name(name, key[1])), None)
+            if hit is not None:
+                how = f" (discovered as {key[0]}/{key[1]}: the same GPU)"
+                type_names[key[1]] = str(hit.data["metadata"]["name"])
         if (hit is None or id(hit) in matched) and own in overlapped:
             held.add(own)  # added, it would count the nodes of the fleet's pool twice
             continue
@@ -816,6 +823,10 @@ def plan_merge(fleet: str | Path, documents: list[dict[str, Any]], header: Itera
 
     plan.ambiguous = [_ambiguous(raw, overlaps[id(raw)], held) for raw in raws if id(raw) in overlaps]
     plan.missing = _not_found(raws, matched | excused | set(overlaps), list(scopes))
+    for doc in fresh:  # a new pool is of the fleet's GPUType of its GPU, which its models list: not of a second
+        gpu = _mapping(_mapping(doc.get("spec")).get("gpu"))
+        if doc.get("kind") == "Pool" and gpu.get("type") in type_names:
+            gpu["type"] = type_names[gpu["type"]]
     taken = {name for kind, name in by_name if kind == "Pool"}
     added: dict[str, str] = {}  # a discovered Pool's name -> the name it is added under
     for doc in fresh:  # a new pool never takes a name the fleet has: one name, two pools

@@ -1773,3 +1773,36 @@ def test_discover_gcp_leaves_a_gpu_it_cannot_tell_the_memory_of_to_a_gpu_type_th
     assert code == 0, err
     assert f"added {fleet / DISCOVERED_FILE}: Pool/render" in out
     assert load_fleet(fleet).pools["render"].spec.gpu.type == "RTX-PRO-6000"
+
+
+def test_a_merge_into_a_fleet_of_a_gpu_types_old_name_adds_no_second_gpu_type(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A fleet whose B200s are GPUType NVIDIA-B200-179GB (as Kubernetes discovery named them before),
+    which its model lists: a merge of a cluster's and a GCP project's B200s kept that name for the pools
+    it added, yet appended GPUType B200-179GB, unused, and said "added a GPUType document": noise in
+    the fleet and in review. Now the fleet's GPUType is that GPU's, said unchanged, and nothing is added
+    beside it."""
+    fleet = tmp_path / "fleet"
+    fleet.mkdir()
+    old = {"apiVersion": API, "kind": "GPUType", "metadata": {"name": "NVIDIA-B200-179GB"},
+           "spec": {"memoryGiB": 179.1, "vendor": "nvidia"}}
+    (fleet / "types.yaml").write_text(yaml.safe_dump(old, sort_keys=False))
+    code, out, err = merge_kube(capsys, tmp_path, fleet, "dc1", {"b200-01": (8, {
+        "nvidia.com/gpu.product": "NVIDIA-B200", "nvidia.com/gpu.memory": "183359", "nvidia.com/gpu.count": "8"})})
+    assert code == 0, err
+    with FakeCompute() as gcp:
+        gcp.add_machine_type("a4-highgpu-8g", [("nvidia-b200", 8)])
+        gcp.add_mig("acme", "train-b200", gcp.add_template("acme", "a4", "a4-highgpu-8g"), zone="us-central1-b",
+                    target_size=1, autoscaler_max=2)
+        code, gcp_out, gcp_err = run(capsys, "discover", "gcp", "--project", "acme", "--api-endpoint",
+                                     gcp.endpoint, "--merge", str(fleet))
+    assert code == 0, gcp_err
+    for said, notes in ((out, err), (gcp_out, gcp_err)):
+        assert "unchanged GPUType/NVIDIA-B200-179GB (discovered as GPUType/B200-179GB: the same GPU)" in said
+        assert "GPUType/B200-179GB" not in said.replace("discovered as GPUType/B200-179GB", "")
+        assert "GPUType" not in notes  # no "added a GPUType document"
+    assert [d["kind"] for d in yaml.safe_load_all((fleet / DISCOVERED_FILE).read_text()) if d].count("GPUType") == 0
+    loaded = load_fleet(fleet)
+    assert [name for name in loaded.gpu_types if "B200" in name] == ["NVIDIA-B200-179GB"]
+    assert {name: pool.spec.gpu.type for name, pool in loaded.pools.items()} \
+        == {"dc1-b200-179gb": "NVIDIA-B200-179GB", "train-b200": "NVIDIA-B200-179GB"}
