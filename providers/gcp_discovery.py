@@ -20,18 +20,11 @@ from placer.retry import Retrier
 from placer.spec.kinds import API_VERSION
 from providers.base import Discovered, ProviderError, bounded_pages
 from providers.gcp import GcpProvider, Mig
+from providers.places import GCP_ACCELERATORS as ACCELERATORS
 from providers.places import gcp_jurisdiction, gcp_location
 
 T = TypeVar("T")
 
-# GCP accelerator type -> catalog GPU type (names alone cannot tell A100 40GB from 80GB)
-ACCELERATORS: dict[str, str] = {
-    "nvidia-tesla-t4": "T4-16GB", "nvidia-tesla-t4-vws": "T4-16GB",
-    "nvidia-l4": "L4-24GB", "nvidia-l4-vws": "L4-24GB",
-    "nvidia-tesla-a100": "A100-40GB", "nvidia-a100-80gb": "A100-80GB",
-    "nvidia-h100-80gb": "H100-80GB", "nvidia-h100-mega-80gb": "H100-80GB",
-    "nvidia-h200-141gb": "H200-141GB",
-}
 # GCP accelerator types of GPUs the catalog lacks: GCP reports no memory for them, so here are their
 # product and memory (MiB) as NVML and GPU Feature Discovery report them, which name the GPUType as AWS,
 # Kubernetes and NVML discovery name it (type_name: NVIDIA B200, 183359 MiB -> B200-179GB)

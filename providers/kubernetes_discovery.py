@@ -1,5 +1,5 @@
-"""Kubernetes GPU pool discovery, pure: GPU nodes (GPU Feature Discovery labels, allocatable
-``nvidia.com/gpu``, node-group labels, taints) grouped into Pool, GPUType and Location documents.
+"""Kubernetes GPU pool discovery, pure: GPU nodes (GPU Feature Discovery labels, or GKE's accelerator
+labels where GFD is not installed, allocatable ``nvidia.com/gpu``, node-group labels, taints) grouped into Pool, GPUType and Location documents.
 ``KubernetesProvider.discover`` lists the nodes and calls ``pools_from_nodes``."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from placer.catalog import match_product, type_name
+from placer.catalog import BUILTIN_GPU_TYPES, match_product, type_name
 from placer.discover import GpuTypeNote
 from placer.spec.kinds import API_VERSION, PoolGpu
 from providers.base import Discovered, dns_label
-from providers.places import aws_jurisdiction, aws_location, gcp_jurisdiction, gcp_location
+from providers.places import GCP_ACCELERATORS, aws_jurisdiction, aws_location, gcp_jurisdiction, gcp_location
 
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"  # GPU Feature Discovery
@@ -21,6 +21,13 @@ GPU_COUNT_LABEL = "nvidia.com/gpu.count"
 GPU_MEMORY_LABEL = "nvidia.com/gpu.memory"  # MiB
 MIG_STRATEGY_LABEL = "nvidia.com/mig.strategy"  # single: nvidia.com/gpu counts slices; mixed: whole GPUs only
 GPU_REPLICAS_LABEL = "nvidia.com/gpu.replicas"  # time-slicing: nvidia.com/gpu counts each GPU this many times
+# GKE labels every GPU node with its accelerator type and count, with or without GPU Feature Discovery
+# (most GKE clusters run Google's device plugin and no GFD); MIG and GPU sharing are set per node pool
+GKE_ACCELERATOR_LABEL = "cloud.google.com/gke-accelerator"  # nvidia-l4, nvidia-tesla-a100, ...
+GKE_ACCELERATOR_COUNT_LABEL = "cloud.google.com/gke-accelerator-count"
+GKE_PARTITION_LABEL = "cloud.google.com/gke-gpu-partition-size"  # MIG: nvidia.com/gpu counts partitions
+GKE_SHARING_LABEL = "cloud.google.com/gke-gpu-sharing-strategy"  # time-sharing or mps
+GKE_SHARED_CLIENTS_LABEL = "cloud.google.com/gke-max-shared-clients-per-gpu"
 REGION_LABEL = "topology.kubernetes.io/region"
 # labels that name the node group a node belongs to; placer.dev/pool lets an operator name pools
 NODE_POOL_LABELS = (
@@ -73,14 +80,39 @@ def _toleration(key: str, value: str, effect: str) -> dict[str, str]:
     return {"key": key, "operator": "Exists", "effect": effect}
 
 
-def _impossible(gpus: int, labelled: int) -> str | None:
-    """Why a node's count of whole GPUs cannot be true, or None: more than its own
-    nvidia.com/gpu.count label says it has, or than any node of a fleet holds."""
+def _impossible(gpus: int, labelled: int, count_label: str) -> str | None:
+    """Why a node's count of whole GPUs cannot be true, or None: more than its own count label
+    (nvidia.com/gpu.count, GKE's gke-accelerator-count) says it has, or than any node of a fleet holds."""
     if labelled and gpus > labelled:
-        return f"its {GPU_COUNT_LABEL} label says {labelled}"
+        return f"its {count_label} label says {labelled}"
     if gpus > MAX_PER_NODE:
         return f"a node of a fleet holds at most {MAX_PER_NODE}"
     return None
+
+
+def _not_whole(labels: dict[str, str]) -> tuple[str, str] | None:
+    """Why a node's nvidia.com/gpu are not whole GPUs that placer can give a pod, and what to do, or
+    None: GKE's MIG partitions, and GKE's time-sharing and MPS, where a pod asking for one gets a
+    share of a GPU that other pods use too (GKE refuses a pod that asks for more than one)."""
+    partition = labels.get(GKE_PARTITION_LABEL)
+    if partition:
+        return (f"offer MIG partitions of {partition} ({GKE_PARTITION_LABEL}) as {GPU_RESOURCE}, not whole GPUs",
+                "give placer's models a node pool without GPU partitions")
+    sharing = labels.get(GKE_SHARING_LABEL)
+    if sharing:
+        clients = labels.get(GKE_SHARED_CLIENTS_LABEL)
+        ways = f", {GKE_SHARED_CLIENTS_LABEL}={clients}" if clients else ""
+        return (f"share each GPU ({GKE_SHARING_LABEL}={sharing}{ways}): {GPU_RESOURCE} counts the shares, and a pod "
+                "asking for one gets a share of a GPU other pods use too, not the GPU",
+                "give placer's models a node pool without GPU sharing")
+    return None
+
+
+def _gke_gpu(accelerator: str) -> Any:
+    """The catalog GPU of a GKE accelerator type, as GCP discovery names it (nvidia-tesla-a100 is the
+    A100 of 40 GB, nvidia-a100-80gb the other), or None."""
+    named = GCP_ACCELERATORS.get(accelerator)
+    return BUILTIN_GPU_TYPES.get(named) if named else match_product(accelerator)
 
 
 def _most_common(values: Iterable[Any]) -> Any:
@@ -100,20 +132,31 @@ def pools_from_nodes(context_name: str | None, context: str | None, nodes: list[
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     notes: list[str] = []
     unlabelled: list[str] = []
+    not_whole: dict[tuple[str, str], list[str]] = {}
     for node in nodes:
         labels = (node.get("metadata") or {}).get("labels") or {}
         gpus = _quantity(((node.get("status") or {}).get("allocatable") or {}).get(GPU_RESOURCE))
         product = labels.get(GPU_PRODUCT_LABEL)
-        if not product:
+        if not product and not labels.get(GKE_ACCELERATOR_LABEL):
             if gpus:
                 unlabelled.append(str(node["metadata"]["name"]))
             continue
-        selector = tuple(sorted((k, labels[k]) for k in (GPU_PRODUCT_LABEL, GPU_COUNT_LABEL, *NODE_POOL_LABELS)
-                                if labels.get(k)))
+        shared = _not_whole(labels)
+        if shared is not None:
+            not_whole.setdefault(shared, []).append(str(node["metadata"]["name"]))
+            continue
+        # GFD's labels where it runs (as before: a fleet's selectors name them); GKE's where it does not
+        gpu_labels = (GPU_PRODUCT_LABEL, GPU_COUNT_LABEL) if product else \
+            (GKE_ACCELERATOR_LABEL, GKE_ACCELERATOR_COUNT_LABEL)
+        selector = tuple(sorted((k, labels[k]) for k in (*gpu_labels, *NODE_POOL_LABELS) if labels.get(k)))
         groups.setdefault((selector, _pool_taints(node)), []).append(node)
     if unlabelled:
         notes.append(f"context {base}: nodes {', '.join(sorted(unlabelled))} offer {GPU_RESOURCE} but have no "
-                     f"{GPU_PRODUCT_LABEL} label (install NVIDIA GPU Feature Discovery); they are not in any pool")
+                     f"{GPU_PRODUCT_LABEL} label (install NVIDIA GPU Feature Discovery) nor GKE's "
+                     f"{GKE_ACCELERATOR_LABEL}; they are not in any pool")
+    for (what, fix), names in sorted(not_whole.items()):
+        notes.append(f"context {base}: nodes {', '.join(sorted(names))} {what}; placer places whole GPUs only, so "
+                     f"they are not in any pool: {fix}")
     documents: list[dict[str, Any]] = []
     nodes_of: dict[str, dict[str, dict[str, str]]] = {}  # Discovered.members
     keys: dict[str, tuple[Any, ...]] = {}  # a Pool's name -> its group's (selector, taints)
@@ -122,7 +165,9 @@ def pools_from_nodes(context_name: str | None, context: str | None, nodes: list[
         sel = dict(selector)
         labels_of = [(m.get("metadata") or {}).get("labels") or {} for m in members]
         names = sorted(str(m["metadata"]["name"]) for m in members)
-        product = sel[GPU_PRODUCT_LABEL]
+        accelerator = sel.get(GKE_ACCELERATOR_LABEL, "")
+        product = sel.get(GPU_PRODUCT_LABEL, "")
+        count_label = GPU_COUNT_LABEL if product else GKE_ACCELERATOR_COUNT_LABEL
         memory_mib = _most_common(_quantity(lab.get(GPU_MEMORY_LABEL)) or None for lab in labels_of)
         memory_gib = round(memory_mib / 1024, 1) if memory_mib else None
         allocatable = [_quantity(((m.get("status") or {}).get("allocatable") or {}).get(GPU_RESOURCE))
@@ -143,7 +188,7 @@ def pools_from_nodes(context_name: str | None, context: str | None, nodes: list[
         # a node that reports more GPUs than it can have (a broken device plugin) is left out alone: taken
         # as the group's perNode, 10^12 GPUs on one L4 node made the whole group a pool no fleet takes
         impossible = {str(m["metadata"]["name"]): (a, why) for m, a in zip(members, allocatable, strict=True)
-                      if (why := _impossible(a, _quantity(sel.get(GPU_COUNT_LABEL)))) is not None}
+                      if (why := _impossible(a, _quantity(sel.get(count_label)), count_label)) is not None}
         left_alone = "; ".join(f"node {node} reports {a} allocatable {GPU_RESOURCE}, but {why} "
                                f"(`kubectl describe node {node}`)" for node, (a, why) in sorted(impossible.items()))
         sane = [a for m, a in zip(members, allocatable, strict=True) if str(m["metadata"]["name"]) not in impossible]
@@ -156,12 +201,12 @@ def pools_from_nodes(context_name: str | None, context: str | None, nodes: list[
             per_node = max(sane)
             doc_notes.append(f"MIG slices ({MIG_STRATEGY_LABEL}=mixed) are left out; only whole GPUs count")
         else:
-            per_node = max(sane) or _quantity(sel.get(GPU_COUNT_LABEL))
-        gpu = match_product(product, memory_gib)
+            per_node = max(sane) or _quantity(sel.get(count_label))
+        gpu = match_product(product, memory_gib) if product else _gke_gpu(accelerator)
         # a type of its own is named by its memory too, as other discoveries name one: by the product
         # alone, groups of one product at two sizes were one GPUType of the first's memory
-        gpu_type = gpu.name if gpu else type_name(product, memory_gib) if memory_gib else \
-            re.sub(r"[^A-Za-z0-9._-]+", "-", product).strip("-._")
+        gpu_type = gpu.name if gpu else type_name(product, memory_gib) if product and memory_gib else \
+            re.sub(r"[^A-Za-z0-9._-]+", "-", product or accelerator).strip("-._")
         group_label = next((sel[k] for k in NODE_POOL_LABELS if k in sel), None)
         named = sel.get("placer.dev/pool")
         name = dns_label(str(named)) if named else dns_label(f"{base}-{group_label or gpu_type}")
@@ -175,9 +220,13 @@ def pools_from_nodes(context_name: str | None, context: str | None, nodes: list[
             continue
         if per_node < 1:
             notes.append(f"pool {unique}: nodes {', '.join(names)} report no allocatable {GPU_RESOURCE} and no "
-                         f"{GPU_COUNT_LABEL} (is the NVIDIA device plugin running?); skipped")
+                         f"{count_label} (is the NVIDIA device plugin running?); skipped")
             continue
-        if gpu is None and not memory_gib:
+        if gpu is None and not product:
+            doc_notes.append(f"GKE accelerator {accelerator!r} is not in the built-in catalog: add a GPUType document "
+                             f"named {gpu_type} (or install NVIDIA GPU Feature Discovery, whose {GPU_MEMORY_LABEL} "
+                             "label tells its memory)")
+        elif gpu is None and not memory_gib:
             doc_notes.append(f"GPU product {product!r} is not in the built-in catalog: its nodes have no "
                              f"{GPU_MEMORY_LABEL} label to tell its memory by")
         elif gpu is None:

@@ -1806,3 +1806,71 @@ def test_a_merge_into_a_fleet_of_a_gpu_types_old_name_adds_no_second_gpu_type(
     assert [name for name in loaded.gpu_types if "B200" in name] == ["NVIDIA-B200-179GB"]
     assert {name: pool.spec.gpu.type for name, pool in loaded.pools.items()} \
         == {"dc1-b200-179gb": "NVIDIA-B200-179GB", "train-b200": "NVIDIA-B200-179GB"}
+
+
+# ---------------------------------------------------------------- Kubernetes nodes as GKE and Karpenter label them
+
+GKE_GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}  # GKE taints every GPU node
+
+
+def add_gke_node(kube: FakeKubeApiServer, name: str, accelerator: str, count: int, node_pool: str, *,
+                 gpus: int | None = None, labels: dict[str, str] | None = None) -> None:
+    """A GPU node as GKE labels it without GPU Feature Discovery (Google's device plugin): its
+    accelerator type and count, its node pool, its region; ``gpus`` allocatable (``count``)."""
+    zone = "us-central1-a"
+    kube.add_node(name, gpus=count if gpus is None else gpus, taints=[GKE_GPU_TAINT],
+                  provider_id=f"gce://acme-prod/{zone}/{name}", labels={
+                      "cloud.google.com/gke-accelerator": accelerator,
+                      "cloud.google.com/gke-accelerator-count": str(count),
+                      "cloud.google.com/gke-gpu": "true", "cloud.google.com/gke-gpu-driver-version": "default",
+                      "cloud.google.com/gke-nodepool": node_pool, "cloud.google.com/gke-os-distribution": "cos",
+                      "topology.kubernetes.io/region": "us-central1", "topology.kubernetes.io/zone": zone,
+                      **(labels or {})})
+
+
+def l4_model(location: str, rate: float) -> dict[str, Any]:
+    return {"apiVersion": API, "kind": "Model", "metadata": {"name": "chat"},
+            "spec": {"replica": {"gpus": 1, "memoryGiBPerGpu": 20}, "throughput": {"L4-24GB": 100},
+                     "demand": [{"location": location, "rate": rate}]}}
+
+
+def test_discover_kubernetes_finds_gke_gpu_nodes_without_gpu_feature_discovery(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """GKE labels a GPU node cloud.google.com/gke-accelerator (and -count), and most GKE clusters run
+    no GPU Feature Discovery: discovery said every such node had no nvidia.com/gpu.product label and left
+    it out, so a GKE cluster was no pool at all. Its accelerator names the GPU as GCP discovery names it
+    (nvidia-tesla-a100 is the 40 GB A100); MIG partitions and shared GPUs are left out with a note."""
+    with FakeKubeApiServer() as kube:
+        for i in range(2):
+            add_gke_node(kube, f"gke-prod-l4-pool-{i}", "nvidia-l4", 1, "l4-pool")
+        add_gke_node(kube, "gke-prod-a100-pool-0", "nvidia-tesla-a100", 8, "a100-pool")
+        add_gke_node(kube, "gke-prod-h100-pool-0", "nvidia-h100-mega-80gb", 8, "h100-pool")
+        add_gke_node(kube, "gke-prod-mig-pool-0", "nvidia-a100-80gb", 8, "mig-pool", gpus=56,
+                     labels={"cloud.google.com/gke-gpu-partition-size": "1g.10gb"})
+        add_gke_node(kube, "gke-prod-shared-pool-0", "nvidia-l4", 1, "shared-pool", gpus=4,
+                     labels={"cloud.google.com/gke-gpu-sharing-strategy": "time-sharing",
+                             "cloud.google.com/gke-max-shared-clients-per-gpu": "4"})
+        kubeconfig = str(write_kubeconfig(tmp_path / "kubeconfig", {"prod": kube.url}))
+        code, out, err = run(capsys, "discover", "kubernetes", "--kubeconfig", kubeconfig)
+    assert code == 0, err
+    pools = {d["metadata"]["name"]: d["spec"] for d in yaml.safe_load_all(out) if d["kind"] == "Pool"}
+    assert {name: (spec["gpu"]["type"], spec["gpu"]["perNode"], spec["nodes"]["count"])
+            for name, spec in pools.items()} == {"prod-l4-pool": ("L4-24GB", 1, 2),
+                                                 "prod-a100-pool": ("A100-40GB", 8, 1),
+                                                 "prod-h100-pool": ("H100-80GB", 8, 1)}
+    l4 = pools["prod-l4-pool"]
+    assert l4["location"] == "gcp-us-central1"  # as GCP discovery names the region
+    assert l4["target"]["kubernetes"]["nodeSelector"] == {
+        "cloud.google.com/gke-accelerator": "nvidia-l4", "cloud.google.com/gke-accelerator-count": "1",
+        "cloud.google.com/gke-nodepool": "l4-pool"}
+    assert l4["target"]["kubernetes"]["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Equal", "value": "present", "effect": "NoSchedule"}]
+    said = " ".join(line.removeprefix("# ").strip() for line in out.splitlines() if line.startswith("#"))
+    assert "no nvidia.com/gpu.product label" not in said, said
+    assert ("context prod: nodes gke-prod-mig-pool-0 offer MIG partitions of 1g.10gb "
+            "(cloud.google.com/gke-gpu-partition-size) as nvidia.com/gpu, not whole GPUs; placer places whole "
+            "GPUs only, so they are not in any pool: give placer's models a node pool without GPU partitions") in said
+    assert ("context prod: nodes gke-prod-shared-pool-0 share each GPU (cloud.google.com/gke-gpu-sharing-strategy="
+            "time-sharing, cloud.google.com/gke-max-shared-clients-per-gpu=4)") in said
+    plan = planned(capsys, tmp_path, out, l4_model("gcp-us-central1", 150))
+    assert [(p["pool"], p["replicas"]) for p in plan["placements"]] == [("prod-l4-pool", 2)]
