@@ -115,6 +115,42 @@ def _gke_gpu(accelerator: str) -> Any:
     return BUILTIN_GPU_TYPES.get(named) if named else match_product(accelerator)
 
 
+def _spot(labels: dict[str, str]) -> bool:
+    return any(labels.get(k) == v for k, v in SPOT_LABELS.items())
+
+
+def _by_capacity(groups: dict[tuple[Any, ...], list[dict[str, Any]]]
+                 ) -> tuple[dict[tuple[Any, ...], list[dict[str, Any]]], set[tuple[Any, ...]]]:
+    """The groups, each that mixes spot and on-demand nodes (a Karpenter NodePool whose requirements
+    allow both) split in two, each half selecting its own nodes by the capacity label they all carry
+    (``karpenter.sh/capacity-type: spot`` or ``on-demand``); and the keys of the spot halves. As one
+    pool marked spot, a model that may not run on spot lost the on-demand nodes too."""
+    out: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    spot_halves: set[tuple[Any, ...]] = set()
+    for (selector, taints), members in groups.items():
+        flags = [_spot((m.get("metadata") or {}).get("labels") or {}) for m in members]
+        if all(flags) or not any(flags):
+            out[(selector, taints)] = members
+            continue
+        halves = []
+        for spot in (False, True):
+            part = [m for m, flag in zip(members, flags, strict=True) if flag == spot]
+            said = {next(((k, str(lab[k])) for k in SPOT_LABELS if lab.get(k)), None)
+                    for lab in ((m.get("metadata") or {}).get("labels") or {} for m in part)}
+            # a half whose nodes do not all carry one capacity label (GKE marks only its spot nodes)
+            # keeps the group's selector; a note then says its pods may run on the other half's nodes
+            extra = tuple(said) if len(said) == 1 and None not in said else ()
+            halves.append(((tuple(sorted((*selector, *extra))), taints), part, spot))
+        if halves[0][0] == halves[1][0]:  # nothing tells them apart: one pool, marked spot, as before
+            out[(selector, taints)] = members
+            continue
+        for key, part, spot in halves:
+            out[key] = part
+            if spot:
+                spot_halves.add(key)
+    return out, spot_halves
+
+
 def _most_common(values: Iterable[Any]) -> Any:
     counted = Counter(v for v in values if v not in (None, ""))
     return counted.most_common(1)[0][0] if counted else None
@@ -160,6 +196,7 @@ def pools_from_nodes(context_name: str | None, context: str | None, nodes: list[
     documents: list[dict[str, Any]] = []
     nodes_of: dict[str, dict[str, dict[str, str]]] = {}  # Discovered.members
     keys: dict[str, tuple[Any, ...]] = {}  # a Pool's name -> its group's (selector, taints)
+    groups, spot_halves = _by_capacity(groups)
     for (selector, taints), members in sorted(groups.items()):
         doc_notes: list[str] = []
         sel = dict(selector)
@@ -210,6 +247,8 @@ def pools_from_nodes(context_name: str | None, context: str | None, nodes: list[
         group_label = next((sel[k] for k in NODE_POOL_LABELS if k in sel), None)
         named = sel.get("placer.dev/pool")
         name = dns_label(str(named)) if named else dns_label(f"{base}-{group_label or gpu_type}")
+        if (selector, taints) in spot_halves:  # the on-demand half keeps the group's name
+            name = dns_label(f"{name}-spot")
         unique, n = name, 2
         while unique in taken:
             unique, n = dns_label(f"{name}-{n}"), n + 1
@@ -243,7 +282,7 @@ def pools_from_nodes(context_name: str | None, context: str | None, nodes: list[
         left_out = sorted(set(names) - set(impossible) - {str(m["metadata"]["name"]) for m in usable})
         if left_out:
             doc_notes.append(f"nodes {', '.join(left_out)} are not Ready or cordoned and are not counted")
-        spot_flags = [any(lab.get(k) == v for k, v in SPOT_LABELS.items()) for lab in labels_of]
+        spot_flags = [_spot(lab) for lab in labels_of]
         if any(spot_flags) and not all(spot_flags):
             doc_notes.append("mixes spot and on-demand nodes; marked spot (capacity may be reclaimed)")
         region = _most_common(lab.get(REGION_LABEL) for lab in labels_of)

@@ -1874,3 +1874,32 @@ def test_discover_kubernetes_finds_gke_gpu_nodes_without_gpu_feature_discovery(
             "time-sharing, cloud.google.com/gke-max-shared-clients-per-gpu=4)") in said
     plan = planned(capsys, tmp_path, out, l4_model("gcp-us-central1", 150))
     assert [(p["pool"], p["replicas"]) for p in plan["placements"]] == [("prod-l4-pool", 2)]
+
+
+def test_discover_kubernetes_splits_a_karpenter_nodepool_of_spot_and_on_demand_nodes(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A Karpenter NodePool that allows both capacity types (karpenter.sh/capacity-type spot and
+    on-demand) was one pool marked spot, "mixes spot and on-demand nodes": a model that may not run on
+    spot (spotTolerant false, the default) lost the on-demand nodes too, its demand unmet. Each half is
+    a pool of its own now, selecting its nodes by that label; the on-demand one keeps the group's name."""
+    region = "us-east-1"
+    with FakeKubeApiServer() as kube:
+        for i, capacity in enumerate(("spot", "spot", "spot", "on-demand", "on-demand")):
+            kube.add_node(f"ip-10-0-2-{i}.ec2.internal", gpus=1, provider_id=f"aws:///{region}a/i-0a{i}", labels={
+                **L4_ONE, "karpenter.sh/nodepool": "gpu-l4", "karpenter.sh/capacity-type": capacity,
+                "karpenter.sh/registered": "true", "karpenter.sh/initialized": "true",
+                "karpenter.k8s.aws/instance-gpu-name": "l4", "karpenter.k8s.aws/instance-gpu-count": "1",
+                "node.kubernetes.io/instance-type": "g6.xlarge", "topology.kubernetes.io/region": region,
+                "topology.kubernetes.io/zone": f"{region}a"})
+        kubeconfig = str(write_kubeconfig(tmp_path / "kubeconfig", {"prod": kube.url}))
+        code, out, err = run(capsys, "discover", "kubernetes", "--kubeconfig", kubeconfig)
+    assert code == 0, err
+    pools = {d["metadata"]["name"]: d["spec"] for d in yaml.safe_load_all(out) if d["kind"] == "Pool"}
+    assert {name: (spec["nodes"]["count"], spec.get("spot", False),
+                   spec["target"]["kubernetes"]["nodeSelector"].get("karpenter.sh/capacity-type"))
+            for name, spec in pools.items()} == {"prod-gpu-l4": (2, False, "on-demand"),
+                                                 "prod-gpu-l4-spot": (3, True, "spot")}
+    said = " ".join(line.removeprefix("# ").strip() for line in out.splitlines() if line.startswith("#"))
+    assert "mixes spot" not in said and "also let its pods onto" not in said, said
+    plan = planned(capsys, tmp_path, out, l4_model(f"aws-{region}", 200))
+    assert [(p["pool"], p["replicas"]) for p in plan["placements"]] == [("prod-gpu-l4", 2)]
