@@ -20,7 +20,9 @@ GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"  # GPU Feature Discovery
 GPU_COUNT_LABEL = "nvidia.com/gpu.count"
 GPU_MEMORY_LABEL = "nvidia.com/gpu.memory"  # MiB
 MIG_STRATEGY_LABEL = "nvidia.com/mig.strategy"  # single: nvidia.com/gpu counts slices; mixed: whole GPUs only
-GPU_REPLICAS_LABEL = "nvidia.com/gpu.replicas"  # time-slicing: nvidia.com/gpu counts each GPU this many times
+GPU_REPLICAS_LABEL = "nvidia.com/gpu.replicas"  # time-slicing, MPS: nvidia.com/gpu counts each GPU this many times
+GPU_SHARING_LABEL = "nvidia.com/gpu.sharing-strategy"  # time-slicing, mps or none
+SHARED_SUFFIX = "-SHARED"  # GFD's product label of a shared GPU (NVIDIA-L4-SHARED) unless the resource is renamed
 # GKE labels every GPU node with its accelerator type and count, with or without GPU Feature Discovery
 # (most GKE clusters run Google's device plugin and no GFD); MIG and GPU sharing are set per node pool
 GKE_ACCELERATOR_LABEL = "cloud.google.com/gke-accelerator"  # nvidia-l4, nvidia-tesla-a100, ...
@@ -92,8 +94,11 @@ def _impossible(gpus: int, labelled: int, count_label: str) -> str | None:
 
 def _not_whole(labels: dict[str, str]) -> tuple[str, str] | None:
     """Why a node's nvidia.com/gpu are not whole GPUs that placer can give a pod, and what to do, or
-    None: GKE's MIG partitions, and GKE's time-sharing and MPS, where a pod asking for one gets a
-    share of a GPU that other pods use too (GKE refuses a pod that asks for more than one)."""
+    None: GKE's MIG partitions, and GPUs shared by the device plugin's time-slicing or MPS (GFD's
+    replicas and sharing-strategy labels, GKE's time-sharing), where a pod asking for one gets a share
+    of a GPU that other pods use too, and one asking for two may get two shares of one GPU (GKE refuses
+    it). Counted as whole GPUs, a node of 4 L4s shared 4 ways was a pool of 4 L4s whose replicas could
+    all run on one of them, beside whatever else asked for the other 12 shares."""
     partition = labels.get(GKE_PARTITION_LABEL)
     if partition:
         return (f"offer MIG partitions of {partition} ({GKE_PARTITION_LABEL}) as {GPU_RESOURCE}, not whole GPUs",
@@ -105,6 +110,16 @@ def _not_whole(labels: dict[str, str]) -> tuple[str, str] | None:
         return (f"share each GPU ({GKE_SHARING_LABEL}={sharing}{ways}): {GPU_RESOURCE} counts the shares, and a pod "
                 "asking for one gets a share of a GPU other pods use too, not the GPU",
                 "give placer's models a node pool without GPU sharing")
+    replicas = _quantity(labels.get(GPU_REPLICAS_LABEL))
+    strategy = labels.get(GPU_SHARING_LABEL)
+    product = str(labels.get(GPU_PRODUCT_LABEL) or "")
+    if replicas > 1 or strategy not in (None, "", "none") or product.upper().endswith(SHARED_SUFFIX):
+        said = ", ".join(f"{k}={labels[k]}" for k in (GPU_REPLICAS_LABEL, GPU_SHARING_LABEL, GPU_PRODUCT_LABEL)
+                         if labels.get(k) and (k != GPU_PRODUCT_LABEL or product.upper().endswith(SHARED_SUFFIX)))
+        return (f"share each GPU ({said}): {GPU_RESOURCE} counts the shares, and a pod asking for one gets a share "
+                "of a GPU other pods use too, not the GPU",
+                "turn sharing off for them in the NVIDIA device plugin's config (the nvidia.com/device-plugin.config "
+                "label picks it), or run placer's models on nodes without it")
     return None
 
 
@@ -169,6 +184,7 @@ def pools_from_nodes(context_name: str | None, context: str | None, nodes: list[
     notes: list[str] = []
     unlabelled: list[str] = []
     not_whole: dict[tuple[str, str], list[str]] = {}
+    unwhole: list[tuple[str, dict[str, str], tuple[tuple[str, str, str], ...]]] = []  # not_whole's nodes
     for node in nodes:
         labels = (node.get("metadata") or {}).get("labels") or {}
         gpus = _quantity(((node.get("status") or {}).get("allocatable") or {}).get(GPU_RESOURCE))
@@ -180,6 +196,7 @@ def pools_from_nodes(context_name: str | None, context: str | None, nodes: list[
         shared = _not_whole(labels)
         if shared is not None:
             not_whole.setdefault(shared, []).append(str(node["metadata"]["name"]))
+            unwhole.append((str(node["metadata"]["name"]), labels, _pool_taints(node)))
             continue
         # GFD's labels where it runs (as before: a fleet's selectors name them); GKE's where it does not
         gpu_labels = (GPU_PRODUCT_LABEL, GPU_COUNT_LABEL) if product else \
@@ -209,19 +226,14 @@ def pools_from_nodes(context_name: str | None, context: str | None, nodes: list[
         memory_gib = round(memory_mib / 1024, 1) if memory_mib else None
         allocatable = [_quantity(((m.get("status") or {}).get("allocatable") or {}).get(GPU_RESOURCE))
                        for m in members]
-        # placer places whole GPUs: MIG slices and time-shared replicas are not GPUs (a node of 8 A100s
-        # cut into 7 slices each became 56 "A100-40GB"; 8 L4s shared 4 ways, 32 L4s)
+        # placer places whole GPUs: MIG slices are not GPUs (a node of 8 A100s cut into 7 slices each
+        # became 56 "A100-40GB"); shared GPUs were left out above
         strategy = _most_common(lab.get(MIG_STRATEGY_LABEL) or None for lab in labels_of)
-        replicas = _most_common(_quantity(lab.get(GPU_REPLICAS_LABEL)) or None for lab in labels_of) or 1
         if strategy == "single" or "-MIG-" in product.upper():
             notes.append(f"context {base}: nodes {', '.join(names)} offer MIG slices of {product} as {GPU_RESOURCE} "
                          f"({MIG_STRATEGY_LABEL}={strategy or 'single'}); placer places whole GPUs only, so they are "
                          "not in any pool: turn MIG off there, or declare the pool by hand")
             continue
-        if replicas > 1:
-            allocatable = [a // replicas for a in allocatable]
-            doc_notes.append(f"nodes share each GPU {replicas} ways ({GPU_REPLICAS_LABEL}); counted as whole GPUs, "
-                             "since placer does not model sharing")
         # a node that reports more GPUs than it can have (a broken device plugin) is left out alone: taken
         # as the group's perNode, 10^12 GPUs on one L4 node made the whole group a pool no fleet takes
         impossible = {str(m["metadata"]["name"]): (a, why) for m, a in zip(members, allocatable, strict=True)
@@ -282,6 +294,15 @@ def pools_from_nodes(context_name: str | None, context: str | None, nodes: list[
         left_out = sorted(set(names) - set(impossible) - {str(m["metadata"]["name"]) for m in usable})
         if left_out:
             doc_notes.append(f"nodes {', '.join(left_out)} are not Ready or cordoned and are not counted")
+        # shared nodes of the same selector (a GFD older than its -SHARED product label, no node-group
+        # label to tell them apart): the pool's replicas may be scheduled there, onto a share of a GPU
+        onto = sorted(node for node, lab, their_taints in unwhole
+                      if set(sel.items()) <= set(lab.items()) and set(their_taints) <= set(taints))
+        if onto:
+            doc_notes.append(f"its nodeSelector{' and tolerations' if taints else ''} also let its pods onto nodes "
+                             f"{', '.join(onto)}, whose GPUs are shared or cut (not in any pool, above): label its "
+                             f"own nodes placer.dev/pool={unique} (`kubectl label node NODE placer.dev/pool={unique}`) "
+                             "and add that label to its nodeSelector, so that it selects them alone")
         spot_flags = [_spot(lab) for lab in labels_of]
         if any(spot_flags) and not all(spot_flags):
             doc_notes.append("mixes spot and on-demand nodes; marked spot (capacity may be reclaimed)")

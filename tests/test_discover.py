@@ -1903,3 +1903,34 @@ def test_discover_kubernetes_splits_a_karpenter_nodepool_of_spot_and_on_demand_n
     assert "mixes spot" not in said and "also let its pods onto" not in said, said
     plan = planned(capsys, tmp_path, out, l4_model(f"aws-{region}", 200))
     assert [(p["pool"], p["replicas"]) for p in plan["placements"]] == [("prod-gpu-l4", 2)]
+
+
+def test_discover_kubernetes_leaves_out_time_sliced_gpus(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A node whose 4 L4s the device plugin time-slices 4 ways (GFD: nvidia.com/gpu.replicas 4,
+    sharing-strategy time-slicing, product NVIDIA-L4-SHARED; 16 allocatable) was a pool of 4 whole
+    L4s with a note: a plan put 4 replicas there, which may all get shares of one L4 beside whatever
+    else asks for the other 12. It is no pool now, and a note says why; the dedicated nodes are."""
+    shared = {**L4_FOUR, "nvidia.com/gpu.product": "NVIDIA-L4-SHARED", "nvidia.com/gpu.replicas": "4",
+              "nvidia.com/gpu.sharing-strategy": "time-slicing", "nvidia.com/device-plugin.config": "l4-shared"}
+    older = {**L4_ONE, "nvidia.com/gpu.replicas": "2"}  # a GFD before the -SHARED product: the L4s' selector
+    with FakeKubeApiServer() as kube:
+        for i in range(2):
+            kube.add_node(f"gpu-l4-{i}", gpus=1, labels=L4_ONE)
+        kube.add_node("gpu-l4-shared-0", gpus=16, labels=shared)
+        kube.add_node("gpu-l4-old-0", gpus=2, labels=older)
+        kubeconfig = str(write_kubeconfig(tmp_path / "kubeconfig", {"dc1": kube.url}))
+        code, out, err = run(capsys, "discover", "kubernetes", "--kubeconfig", kubeconfig)
+    assert code == 0, err
+    pools = {d["metadata"]["name"]: d["spec"] for d in yaml.safe_load_all(out) if d["kind"] == "Pool"}
+    assert {name: (spec["gpu"]["perNode"], spec["nodes"]["count"]) for name, spec in pools.items()} \
+        == {"dc1-l4-24gb": (1, 2)}
+    said = " ".join(line.removeprefix("# ").strip() for line in out.splitlines() if line.startswith("#"))
+    assert ("context dc1: nodes gpu-l4-shared-0 share each GPU (nvidia.com/gpu.replicas=4, "
+            "nvidia.com/gpu.sharing-strategy=time-slicing, nvidia.com/gpu.product=NVIDIA-L4-SHARED): nvidia.com/gpu "
+            "counts the shares, and a pod asking for one gets a share of a GPU other pods use too, not the GPU; "
+            "placer places whole GPUs only, so they are not in any pool") in said, said
+    assert "nodes gpu-l4-old-0 share each GPU (nvidia.com/gpu.replicas=2)" in said
+    assert "pool dc1-l4-24gb: its nodeSelector also let its pods onto nodes gpu-l4-old-0, whose GPUs are shared" in said
+    plan = planned(capsys, tmp_path, out, l4_model("dc1", 600))
+    assert [(p["pool"], p["replicas"]) for p in plan["placements"]] == [("dc1-l4-24gb", 2)]
+    assert plan["unmet"][0]["rate"] == 400

@@ -838,7 +838,8 @@ def test_discover_on_an_answer_that_is_not_json_says_which_server(tmp_path: Path
 
 def test_discover_counts_whole_gpus_not_mig_slices_or_shared_replicas() -> None:
     """As GPU Feature Discovery labels them: 8 A100s cut 7 ways (MIG single) were 56 "A100-40GB";
-    8 A100s all cut (MIG mixed, none allocatable) were 8 whole ones; 8 L4s shared 4 ways, 32."""
+    8 A100s all cut (MIG mixed, none allocatable) were 8 whole ones; 8 L4s shared 4 ways, 32, then 8
+    whole L4s, which they are not: a pod asking for one gets a share. Shared nodes are no pool."""
     from providers.kubernetes_discovery import pools_from_nodes
 
     def node(name: str, gpus: int, labels: dict[str, str]) -> dict[str, Any]:
@@ -854,9 +855,10 @@ def test_discover_counts_whole_gpus_not_mig_slices_or_shared_replicas() -> None:
                                  "nvidia.com/gpu.replicas": "4"})]
     found = pools_from_nodes("ctx", "ctx", nodes, set())
     pools = {d["metadata"]["name"]: d["spec"] for d in found.documents if d["kind"] == "Pool"}
-    assert list(pools) == ["ctx-l4-24gb"] and pools["ctx-l4-24gb"]["gpu"] == {"type": "L4-24GB", "perNode": 8}
+    assert list(pools) == []
     notes = " ".join(found.notes)
-    assert "nodes mig offer MIG slices" in notes and "is cut into MIG slices" in notes and "4 ways" in notes
+    assert "nodes mig offer MIG slices" in notes and "is cut into MIG slices" in notes
+    assert "context ctx: nodes shared share each GPU (nvidia.com/gpu.replicas=4)" in notes
 
 
 def gfd_node(name: str, gpus: int, labels: dict[str, str]) -> dict[str, Any]:
