@@ -642,8 +642,14 @@ def _ambiguous(raw: RawDocument, overlaps: list[_Overlap], held: set[tuple[Any, 
         what += f", and {'they were' if len(left) > 1 else 'it was'} not added"
     elif left:
         what += f", and {', '.join(left)} {'were' if len(left) > 1 else 'was'} not added"
+    # the labels the groups' own selectors tell them apart by (nvidia.com/gpu.count, a Karpenter NodePool's
+    # karpenter.sh/capacity-type since its spot and on-demand nodes are two pools), which this one lacks
+    selector = _mapping(_kube_target(raw.data).get("nodeSelector"))
+    theirs = [dict(o.identity[2]) for o in overlaps]
+    telling = sorted(k for k in {k for sel in theirs for k in sel} - {str(k) for k in selector}
+                     if len({sel.get(k) for sel in theirs}) > 1) or ["nvidia.com/gpu.count"]
     return (f"{raw.path}:{raw.line_of(('metadata', 'name'))}: Pool/{raw.data['metadata']['name']} (nodeSelector "
-            f"{_show(_kube_target(raw.data).get('nodeSelector'))}) selects {what}: add nvidia.com/gpu.count or a "
+            f"{_show(selector)}) selects {what}: add {' or '.join(telling)} or a "
             "node-group label (placer.dev/pool) to its nodeSelector so that it selects exactly one group's nodes, "
             "and merge again")
 

@@ -135,13 +135,13 @@ def _spot(labels: dict[str, str]) -> bool:
 
 
 def _by_capacity(groups: dict[tuple[Any, ...], list[dict[str, Any]]]
-                 ) -> tuple[dict[tuple[Any, ...], list[dict[str, Any]]], set[tuple[Any, ...]]]:
+                 ) -> tuple[dict[tuple[Any, ...], list[dict[str, Any]]], dict[tuple[Any, ...], bool]]:
     """The groups, each that mixes spot and on-demand nodes (a Karpenter NodePool whose requirements
     allow both) split in two, each half selecting its own nodes by the capacity label they all carry
-    (``karpenter.sh/capacity-type: spot`` or ``on-demand``); and the keys of the spot halves. As one
-    pool marked spot, a model that may not run on spot lost the on-demand nodes too."""
+    (``karpenter.sh/capacity-type: spot`` or ``on-demand``); and the halves' keys, each with whether it is
+    the spot one. As one pool marked spot, a model that may not run on spot lost the on-demand nodes too."""
     out: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
-    spot_halves: set[tuple[Any, ...]] = set()
+    halves_of: dict[tuple[Any, ...], bool] = {}
     for (selector, taints), members in groups.items():
         flags = [_spot((m.get("metadata") or {}).get("labels") or {}) for m in members]
         if all(flags) or not any(flags):
@@ -161,9 +161,8 @@ def _by_capacity(groups: dict[tuple[Any, ...], list[dict[str, Any]]]
             continue
         for key, part, spot in halves:
             out[key] = part
-            if spot:
-                spot_halves.add(key)
-    return out, spot_halves
+            halves_of[key] = spot
+    return out, halves_of
 
 
 def _most_common(values: Iterable[Any]) -> Any:
@@ -213,7 +212,7 @@ def pools_from_nodes(context_name: str | None, context: str | None, nodes: list[
     documents: list[dict[str, Any]] = []
     nodes_of: dict[str, dict[str, dict[str, str]]] = {}  # Discovered.members
     keys: dict[str, tuple[Any, ...]] = {}  # a Pool's name -> its group's (selector, taints)
-    groups, spot_halves = _by_capacity(groups)
+    groups, halves = _by_capacity(groups)
     for (selector, taints), members in sorted(groups.items()):
         doc_notes: list[str] = []
         sel = dict(selector)
@@ -259,7 +258,7 @@ def pools_from_nodes(context_name: str | None, context: str | None, nodes: list[
         group_label = next((sel[k] for k in NODE_POOL_LABELS if k in sel), None)
         named = sel.get("placer.dev/pool")
         name = dns_label(str(named)) if named else dns_label(f"{base}-{group_label or gpu_type}")
-        if (selector, taints) in spot_halves:  # the on-demand half keeps the group's name
+        if halves.get((selector, taints)):  # the on-demand half keeps the group's name
             name = dns_label(f"{name}-spot")
         unique, n = name, 2
         while unique in taken:
@@ -325,6 +324,8 @@ def pools_from_nodes(context_name: str | None, context: str | None, nodes: list[
         }
         if any(spot_flags):
             spec["spot"] = True
+        elif (selector, taints) in halves:  # said, so that a merge into the one pool marked spot unmarks it
+            spec["spot"] = False
         if spec["target"]["kubernetes"]["context"] is None:
             del spec["target"]["kubernetes"]["context"]
         documents.append({"apiVersion": API_VERSION, "kind": "Pool",

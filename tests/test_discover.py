@@ -1934,3 +1934,36 @@ def test_discover_kubernetes_leaves_out_time_sliced_gpus(capsys: pytest.CaptureF
     plan = planned(capsys, tmp_path, out, l4_model("dc1", 600))
     assert [(p["pool"], p["replicas"]) for p in plan["placements"]] == [("dc1-l4-24gb", 2)]
     assert plan["unmet"][0]["rate"] == 400
+
+
+def test_a_pool_discovered_over_a_karpenter_nodepool_of_both_capacity_types_is_said_how_to_split(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A fleet's pool as discovery wrote it before its spot and on-demand nodes were two pools (5 nodes,
+    spot) selects both: the merge calls it ambiguous and names the label that tells them apart, where it
+    said to add nvidia.com/gpu.count, which it had. With that label it is the on-demand half, no longer
+    spot, and the spot half is added."""
+    fleet = tmp_path / "fleet"
+    fleet.mkdir()
+    l4 = {k: v for k, v in L4_ONE.items() if k != "nvidia.com/gpu.memory"}
+    old = {"apiVersion": API, "kind": "Pool", "metadata": {"name": "prod-gpu-l4"},
+           "spec": {"location": "prod", "provider": "kubernetes", "gpu": {"type": "L4-24GB", "perNode": 1},
+                    "nodes": {"count": 5}, "usdPerGpuHour": 0, "spot": True,
+                    "target": {"kubernetes": {"context": "prod", "namespace": "default",
+                                              "nodeSelector": {**l4, "karpenter.sh/nodepool": "gpu-l4"}}}}}
+    place = {"apiVersion": API, "kind": "Location", "metadata": {"name": "prod"}, "spec": {"environment": "onprem"}}
+    (fleet / "pools.yaml").write_text(yaml.safe_dump_all([old, place], sort_keys=False))
+    nodes = {f"l4-{i}": (1, {**L4_ONE, "karpenter.sh/nodepool": "gpu-l4", "karpenter.sh/capacity-type": capacity})
+             for i, capacity in enumerate(("spot", "spot", "spot", "on-demand", "on-demand"))}
+    code, out, err = merge_kube(capsys, tmp_path, fleet, "prod", nodes)
+    assert code == 0, err
+    assert ("prod-gpu-l4 (l4-3, l4-4), prod-gpu-l4-spot (l4-0, l4-1, l4-2); it is neither, and they were not added: "
+            "add karpenter.sh/capacity-type or a node-group label (placer.dev/pool) to its nodeSelector") \
+        in " ".join(out.split()), out
+    old["spec"]["target"]["kubernetes"]["nodeSelector"]["karpenter.sh/capacity-type"] = "on-demand"
+    (fleet / "pools.yaml").write_text(yaml.safe_dump_all([old, place], sort_keys=False))
+    code, out, err = merge_kube(capsys, tmp_path, fleet, "prod", nodes)
+    assert code == 0, err
+    assert f"updated {fleet / 'pools.yaml'}: Pool/prod-gpu-l4: spec.spot: true -> false" in out
+    pools = load_fleet(fleet).pools
+    assert {name: (pool.spec.nodes.count, pool.spec.spot) for name, pool in pools.items()} \
+        == {"prod-gpu-l4": (2, False), "prod-gpu-l4-spot": (3, True)}
