@@ -30,6 +30,7 @@ from placer.spec.kinds import (
     PoolSpec,
     Selector,
     SettingsSpec,
+    SolverSettings,
 )
 from placer.spec.loader import kind_and_name, suggest
 from placer.spec.rules import Rule
@@ -192,7 +193,7 @@ class Fleet:
                     "kind": d.kind,
                     "name": d.name,
                     "labels": dict(sorted(d.labels.items())),
-                    "spec": d.spec.model_dump(mode="json", by_alias=True, exclude_none=True),
+                    "spec": _as_typed_before(d.kind, d.spec.model_dump(mode="json", by_alias=True, exclude_none=True)),
                 }
                 for d in self.documents
             ),
@@ -670,6 +671,23 @@ def _check_policy(doc: Document, spec: PolicySpec, locations: Mapping[str, Locat
     if rule.name == "preferPools" and spec.enforcement == "required":
         diags.append(doc.diag("spec.rule.preferPools", "preferPools is a soft rule: use enforcement: preferred with "
                               "penaltyUsdPerHour (or allowPools for a hard rule)", "spec", "rule"))
+
+
+# fields the typed specs gained after ``Fleet.digest`` left them (c0f8341), each with the value a
+# fleet that does not set it reads: ``legacy_digest`` leaves them out where they hold it, so that it
+# stays what the placers before took (dd11586's solver.fullSearchEvery moved it for every fleet with
+# a Settings document, and a plan ce5c01e saved was refused as "made from another version of" it)
+TYPED_SINCE: dict[str, dict[str, dict[str, object]]] = {
+    "Settings": {"solver": {"fullSearchEvery": SolverSettings.model_fields["full_search_every"].default}}}
+
+
+def _as_typed_before(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """``spec`` (a typed spec's dump) without the ``TYPED_SINCE`` fields of ``kind`` at their default."""
+    for section, fields in TYPED_SINCE.get(kind, {}).items():
+        part = spec.get(section)
+        if isinstance(part, dict):
+            spec[section] = {k: v for k, v in part.items() if k not in fields or fields[k] != v}
+    return spec
 
 
 def _as_written(value: Any) -> Any:
