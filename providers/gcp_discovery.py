@@ -21,20 +21,11 @@ from placer.spec.kinds import API_VERSION
 from providers.base import Discovered, ProviderError, bounded_pages
 from providers.gcp import GcpProvider, Mig
 from providers.places import GCP_ACCELERATORS as ACCELERATORS
+from providers.places import GCP_OTHER_ACCELERATORS as OTHER_ACCELERATORS
 from providers.places import gcp_jurisdiction, gcp_location
 
 T = TypeVar("T")
 
-# GCP accelerator types of GPUs the catalog lacks: GCP reports no memory for them, so here are their
-# product and memory (MiB) as NVML and GPU Feature Discovery report them, which name the GPUType as AWS,
-# Kubernetes and NVML discovery name it (type_name: NVIDIA B200, 183359 MiB -> B200-179GB)
-OTHER_ACCELERATORS: dict[str, tuple[str, int]] = {
-    "nvidia-tesla-v100": ("Tesla V100-SXM2-16GB", 16160),
-    "nvidia-tesla-p100": ("Tesla P100-PCIE-16GB", 16280), "nvidia-tesla-p100-vws": ("Tesla P100-PCIE-16GB", 16280),
-    "nvidia-tesla-p4": ("Tesla P4", 7611), "nvidia-tesla-p4-vws": ("Tesla P4", 7611),
-    "nvidia-b200": ("NVIDIA B200", 183359),
-    "nvidia-gb200": ("NVIDIA GB200", 189471),
-}
 # Approximate on-demand USD per GPU-hour, GPU plus its share of the host VM (us-central1, 2025 list).
 USD_PER_GPU_HOUR: dict[str, float] = {
     "T4-16GB": 0.55, "L4-24GB": 0.71, "A100-40GB": 3.67, "A100-80GB": 5.07,

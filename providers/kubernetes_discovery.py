@@ -13,7 +13,14 @@ from placer.catalog import BUILTIN_GPU_TYPES, match_product, type_name
 from placer.discover import GpuTypeNote
 from placer.spec.kinds import API_VERSION, PoolGpu
 from providers.base import Discovered, dns_label
-from providers.places import GCP_ACCELERATORS, aws_jurisdiction, aws_location, gcp_jurisdiction, gcp_location
+from providers.places import (
+    GCP_ACCELERATORS,
+    GCP_OTHER_ACCELERATORS,
+    aws_jurisdiction,
+    aws_location,
+    gcp_jurisdiction,
+    gcp_location,
+)
 
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"  # GPU Feature Discovery
@@ -222,6 +229,13 @@ def pools_from_nodes(context_name: str | None, context: str | None, nodes: list[
         product = sel.get(GPU_PRODUCT_LABEL, "")
         count_label = GPU_COUNT_LABEL if product else GKE_ACCELERATOR_COUNT_LABEL
         memory_mib = _most_common(_quantity(lab.get(GPU_MEMORY_LABEL)) or None for lab in labels_of)
+        # the GPU's name and memory where no GFD label says them: a GKE accelerator the catalog lacks is
+        # the GPU GCP discovery names it (nvidia-b200: NVIDIA B200 of 183359 MiB, B200-179GB); it was
+        # a type of its own, nvidia-b200, that no model's throughput named
+        known_as, memory_from = product, f"its {GPU_MEMORY_LABEL} label"
+        other = None if product else GCP_OTHER_ACCELERATORS.get(accelerator)
+        if other is not None:
+            (known_as, memory_mib), memory_from = other, "the memory its driver reports, as discover gcp adds it"
         memory_gib = round(memory_mib / 1024, 1) if memory_mib else None
         allocatable = [_quantity(((m.get("status") or {}).get("allocatable") or {}).get(GPU_RESOURCE))
                        for m in members]
@@ -250,10 +264,10 @@ def pools_from_nodes(context_name: str | None, context: str | None, nodes: list[
             doc_notes.append(f"MIG slices ({MIG_STRATEGY_LABEL}=mixed) are left out; only whole GPUs count")
         else:
             per_node = max(sane) or _quantity(sel.get(count_label))
-        gpu = match_product(product, memory_gib) if product else _gke_gpu(accelerator)
+        gpu = match_product(product, memory_gib) if product else None if other else _gke_gpu(accelerator)
         # a type of its own is named by its memory too, as other discoveries name one: by the product
         # alone, groups of one product at two sizes were one GPUType of the first's memory
-        gpu_type = gpu.name if gpu else type_name(product, memory_gib) if product and memory_gib else \
+        gpu_type = gpu.name if gpu else type_name(known_as, memory_gib) if known_as and memory_gib else \
             re.sub(r"[^A-Za-z0-9._-]+", "-", product or accelerator).strip("-._")
         group_label = next((sel[k] for k in NODE_POOL_LABELS if k in sel), None)
         named = sel.get("placer.dev/pool")
@@ -272,7 +286,7 @@ def pools_from_nodes(context_name: str | None, context: str | None, nodes: list[
             notes.append(f"pool {unique}: nodes {', '.join(names)} report no allocatable {GPU_RESOURCE} and no "
                          f"{count_label} (is the NVIDIA device plugin running?); skipped")
             continue
-        if gpu is None and not product:
+        if gpu is None and not known_as:
             doc_notes.append(f"GKE accelerator {accelerator!r} is not in the built-in catalog: add a GPUType document "
                              f"named {gpu_type} (or install NVIDIA GPU Feature Discovery, whose {GPU_MEMORY_LABEL} "
                              "label tells its memory)")
@@ -280,9 +294,10 @@ def pools_from_nodes(context_name: str | None, context: str | None, nodes: list[
             doc_notes.append(f"GPU product {product!r} is not in the built-in catalog: its nodes have no "
                              f"{GPU_MEMORY_LABEL} label to tell its memory by")
         elif gpu is None:
-            notes.append(GpuTypeNote(f"pool {unique}: GPU product {product!r} is not in the built-in catalog: added a "
-                                     f"GPUType document named {{names}} of {memory_gib} GiB (its {GPU_MEMORY_LABEL} "
-                                     "label); check it, and give models a throughput for it", [gpu_type]))
+            said = f"GPU product {product!r}" if product else f"GKE accelerator {accelerator!r}"
+            notes.append(GpuTypeNote(f"pool {unique}: {said} is not in the built-in catalog: added a GPUType document "
+                                     f"named {{names}} of {memory_gib} GiB ({memory_from}); check it, and give models "
+                                     "a throughput for it", [gpu_type]))
             documents.append({"apiVersion": API_VERSION, "kind": "GPUType", "metadata": {"name": gpu_type},
                               "spec": {"memoryGiB": memory_gib, "vendor": "nvidia"}})
         short = [m["metadata"]["name"] for m, a in zip(members, allocatable, strict=True) if a < per_node]

@@ -1967,3 +1967,33 @@ def test_a_pool_discovered_over_a_karpenter_nodepool_of_both_capacity_types_is_s
     pools = load_fleet(fleet).pools
     assert {name: (pool.spec.nodes.count, pool.spec.spot) for name, pool in pools.items()} \
         == {"prod-gpu-l4": (2, False), "prod-gpu-l4-spot": (3, True)}
+
+
+def test_discover_kubernetes_names_a_gke_accelerator_the_catalog_lacks_as_gcp_discovery_does(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A GKE node of an accelerator the catalog lacks (nvidia-b200, nvidia-tesla-v100) was a GPUType named
+    by the accelerator (nvidia-b200, with a note to add it by hand), beside GCP discovery's B200-179GB of
+    the same GPU: a model's throughput for the one missed the other's pools. It is now the GPU GCP
+    discovery names, with its GPUType document, and a model of B200-179GB is placed on it."""
+    with FakeKubeApiServer() as kube:
+        for i in range(2):
+            add_gke_node(kube, f"gke-prod-b200-pool-{i}", "nvidia-b200", 8, "b200-pool")
+        add_gke_node(kube, "gke-prod-v100-pool-0", "nvidia-tesla-v100", 1, "v100-pool")
+        kubeconfig = str(write_kubeconfig(tmp_path / "kubeconfig", {"prod": kube.url}))
+        code, out, err = run(capsys, "discover", "kubernetes", "--kubeconfig", kubeconfig)
+    assert code == 0, err
+    docs = list(yaml.safe_load_all(out))
+    pools = {d["metadata"]["name"]: d["spec"] for d in docs if d["kind"] == "Pool"}
+    assert {name: (spec["gpu"]["type"], spec["gpu"]["perNode"], spec["nodes"]["count"])
+            for name, spec in pools.items()} == {"prod-b200-pool": ("B200-179GB", 8, 2),
+                                                 "prod-v100-pool": ("V100-16GB", 1, 1)}
+    assert {d["metadata"]["name"]: d["spec"] for d in docs if d["kind"] == "GPUType"} == {
+        "B200-179GB": {"memoryGiB": 179.1, "vendor": "nvidia"}, "V100-16GB": {"memoryGiB": 15.8, "vendor": "nvidia"}}
+    said = " ".join(line.removeprefix("# ").strip() for line in out.splitlines() if line.startswith("#"))
+    assert "GKE accelerator 'nvidia-b200' is not in the built-in catalog: added a GPUType document named B200-179GB" \
+        in said, said
+    model = {"apiVersion": API, "kind": "Model", "metadata": {"name": "big"},
+             "spec": {"replica": {"gpus": 8, "memoryGiBPerGpu": 150}, "throughput": {"B200-179GB": 100},
+                      "demand": [{"location": "gcp-us-central1", "rate": 150}]}}
+    plan = planned(capsys, tmp_path, out, model)
+    assert [(p["pool"], p["replicas"]) for p in plan["placements"]] == [("prod-b200-pool", 2)]
