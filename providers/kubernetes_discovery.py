@@ -1,5 +1,5 @@
 """Kubernetes GPU pool discovery, pure: GPU nodes (GPU Feature Discovery labels, or GKE's accelerator
-labels where GFD is not installed, allocatable ``nvidia.com/gpu``, node-group labels, taints) grouped into Pool, GPUType and Location documents.
+labels or an EKS node's EC2 instance type where GFD is not installed, allocatable ``nvidia.com/gpu``, node-group labels, taints) grouped into Pool, GPUType and Location documents.
 ``KubernetesProvider.discover`` lists the nodes and calls ``pools_from_nodes``."""
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from providers.base import Discovered, dns_label
 from providers.places import (
     GCP_ACCELERATORS,
     GCP_OTHER_ACCELERATORS,
+    aws_fractional_gpu,
+    aws_instance_gpu,
     aws_jurisdiction,
     aws_location,
     gcp_jurisdiction,
@@ -37,6 +39,14 @@ GKE_ACCELERATOR_COUNT_LABEL = "cloud.google.com/gke-accelerator-count"
 GKE_PARTITION_LABEL = "cloud.google.com/gke-gpu-partition-size"  # MIG: nvidia.com/gpu counts partitions
 GKE_SHARING_LABEL = "cloud.google.com/gke-gpu-sharing-strategy"  # time-sharing or mps
 GKE_SHARED_CLIENTS_LABEL = "cloud.google.com/gke-max-shared-clients-per-gpu"
+# EKS managed node groups and Karpenter on AWS label every node with its EC2 instance type, which tells its
+# GPU (AWS discovery types it so); Karpenter adds the GPU's name (lowercase: h100, a10g), count, memory (MiB)
+# and maker, read where placer does not know the instance type's family
+INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"  # p5.48xlarge, g6.xlarge, ...
+KARPENTER_GPU_NAME_LABEL = "karpenter.k8s.aws/instance-gpu-name"
+KARPENTER_GPU_COUNT_LABEL = "karpenter.k8s.aws/instance-gpu-count"
+KARPENTER_GPU_MEMORY_LABEL = "karpenter.k8s.aws/instance-gpu-memory"  # MiB per GPU
+KARPENTER_GPU_MANUFACTURER_LABEL = "karpenter.k8s.aws/instance-gpu-manufacturer"
 REGION_LABEL = "topology.kubernetes.io/region"
 # labels that name the node group a node belongs to; placer.dev/pool lets an operator name pools
 NODE_POOL_LABELS = (
@@ -137,6 +147,22 @@ def _gke_gpu(accelerator: str) -> Any:
     return BUILTIN_GPU_TYPES.get(named) if named else match_product(accelerator)
 
 
+def _aws_gpu(node: dict[str, Any], labels: dict[str, str]) -> tuple[str, int] | None:
+    """(GPU name, MiB per GPU) of an EC2 instance node as AWS discovery reads them from EC2 (H100, 81920),
+    by its instance type, else by Karpenter's GPU labels (upper-cased: Karpenter lowercases EC2's name);
+    None where it is no EC2 instance, has no instance-type label, or no whole NVIDIA GPUs placer knows of."""
+    if _cloud(node) != "aws" or not labels.get(INSTANCE_TYPE_LABEL) or aws_fractional_gpu(labels[INSTANCE_TYPE_LABEL]):
+        return None
+    known = aws_instance_gpu(str(labels[INSTANCE_TYPE_LABEL]))
+    if known is not None:
+        return known
+    name, mib = labels.get(KARPENTER_GPU_NAME_LABEL), _quantity(labels.get(KARPENTER_GPU_MEMORY_LABEL))
+    maker = str(labels.get(KARPENTER_GPU_MANUFACTURER_LABEL) or "nvidia").lower()
+    if not name or not mib or maker != "nvidia" or labels.get(KARPENTER_GPU_COUNT_LABEL) == "0":
+        return None  # an AMD, Habana or fractional GPU (g6f) is no nvidia.com/gpu placer places
+    return str(name).upper(), mib
+
+
 def _spot(labels: dict[str, str]) -> bool:
     return any(labels.get(k) == v for k, v in SPOT_LABELS.items())
 
@@ -195,7 +221,8 @@ def pools_from_nodes(context_name: str | None, context: str | None, nodes: list[
         labels = (node.get("metadata") or {}).get("labels") or {}
         gpus = _quantity(((node.get("status") or {}).get("allocatable") or {}).get(GPU_RESOURCE))
         product = labels.get(GPU_PRODUCT_LABEL)
-        if not product and not labels.get(GKE_ACCELERATOR_LABEL):
+        ec2 = not product and not labels.get(GKE_ACCELERATOR_LABEL) and _aws_gpu(node, labels) is not None
+        if not product and not labels.get(GKE_ACCELERATOR_LABEL) and not ec2:
             if gpus:
                 unlabelled.append(str(node["metadata"]["name"]))
             continue
@@ -204,15 +231,17 @@ def pools_from_nodes(context_name: str | None, context: str | None, nodes: list[
             not_whole.setdefault(shared, []).append(str(node["metadata"]["name"]))
             unwhole.append((str(node["metadata"]["name"]), labels, _pool_taints(node)))
             continue
-        # GFD's labels where it runs (as before: a fleet's selectors name them); GKE's where it does not
-        gpu_labels = (GPU_PRODUCT_LABEL, GPU_COUNT_LABEL) if product else \
+        # GFD's labels where it runs (as before: a fleet's selectors name them); GKE's where it does not; on
+        # EKS without GFD the instance type, which EKS node groups and Karpenter both set and which says the GPU
+        gpu_labels = (GPU_PRODUCT_LABEL, GPU_COUNT_LABEL) if product else (INSTANCE_TYPE_LABEL,) if ec2 else \
             (GKE_ACCELERATOR_LABEL, GKE_ACCELERATOR_COUNT_LABEL)
         selector = tuple(sorted((k, labels[k]) for k in (*gpu_labels, *NODE_POOL_LABELS) if labels.get(k)))
         groups.setdefault((selector, _pool_taints(node)), []).append(node)
     if unlabelled:
         notes.append(f"context {base}: nodes {', '.join(sorted(unlabelled))} offer {GPU_RESOURCE} but have no "
-                     f"{GPU_PRODUCT_LABEL} label (install NVIDIA GPU Feature Discovery) nor GKE's "
-                     f"{GKE_ACCELERATOR_LABEL}; they are not in any pool")
+                     f"{GPU_PRODUCT_LABEL} label (install NVIDIA GPU Feature Discovery), nor GKE's "
+                     f"{GKE_ACCELERATOR_LABEL}, nor an EC2 {INSTANCE_TYPE_LABEL} of NVIDIA GPUs placer knows; "
+                     "they are not in any pool")
     for (what, fix), names in sorted(not_whole.items()):
         notes.append(f"context {base}: nodes {', '.join(sorted(names))} {what}; placer places whole GPUs only, so "
                      f"they are not in any pool: {fix}")
@@ -227,7 +256,9 @@ def pools_from_nodes(context_name: str | None, context: str | None, nodes: list[
         names = sorted(str(m["metadata"]["name"]) for m in members)
         accelerator = sel.get(GKE_ACCELERATOR_LABEL, "")
         product = sel.get(GPU_PRODUCT_LABEL, "")
-        count_label = GPU_COUNT_LABEL if product else GKE_ACCELERATOR_COUNT_LABEL
+        instance_type = sel.get(INSTANCE_TYPE_LABEL, "")  # in the selector of EC2 nodes without GFD only
+        count_label = GPU_COUNT_LABEL if product else KARPENTER_GPU_COUNT_LABEL if instance_type else \
+            GKE_ACCELERATOR_COUNT_LABEL
         memory_mib = _most_common(_quantity(lab.get(GPU_MEMORY_LABEL)) or None for lab in labels_of)
         # the GPU's name and memory where no GFD label says them: a GKE accelerator the catalog lacks is
         # the GPU GCP discovery names it (nvidia-b200: NVIDIA B200 of 183359 MiB, B200-179GB); it was
@@ -236,6 +267,10 @@ def pools_from_nodes(context_name: str | None, context: str | None, nodes: list[
         other = None if product else GCP_OTHER_ACCELERATORS.get(accelerator)
         if other is not None:
             (known_as, memory_mib), memory_from = other, "the memory its driver reports, as discover gcp adds it"
+        # an EC2 instance's GPU as AWS discovery names it (p5.48xlarge: H100 of 81920 MiB, H100-80GB)
+        ec2_gpu = _aws_gpu(members[0], labels_of[0]) if instance_type else None
+        if ec2_gpu is not None:
+            (known_as, memory_mib), memory_from = ec2_gpu, f"EC2's, of {instance_type}, as discover aws adds it"
         memory_gib = round(memory_mib / 1024, 1) if memory_mib else None
         allocatable = [_quantity(((m.get("status") or {}).get("allocatable") or {}).get(GPU_RESOURCE))
                        for m in members]
@@ -249,8 +284,9 @@ def pools_from_nodes(context_name: str | None, context: str | None, nodes: list[
             continue
         # a node that reports more GPUs than it can have (a broken device plugin) is left out alone: taken
         # as the group's perNode, 10^12 GPUs on one L4 node made the whole group a pool no fleet takes
-        impossible = {str(m["metadata"]["name"]): (a, why) for m, a in zip(members, allocatable, strict=True)
-                      if (why := _impossible(a, _quantity(sel.get(count_label)), count_label)) is not None}
+        impossible = {str(m["metadata"]["name"]): (a, why) for m, a, lab in zip(members, allocatable, labels_of,
+                                                                                strict=True)
+                      if (why := _impossible(a, _quantity(lab.get(count_label)), count_label)) is not None}
         left_alone = "; ".join(f"node {node} reports {a} allocatable {GPU_RESOURCE}, but {why} "
                                f"(`kubectl describe node {node}`)" for node, (a, why) in sorted(impossible.items()))
         sane = [a for m, a in zip(members, allocatable, strict=True) if str(m["metadata"]["name"]) not in impossible]
@@ -263,8 +299,9 @@ def pools_from_nodes(context_name: str | None, context: str | None, nodes: list[
             per_node = max(sane)
             doc_notes.append(f"MIG slices ({MIG_STRATEGY_LABEL}=mixed) are left out; only whole GPUs count")
         else:
-            per_node = max(sane) or _quantity(sel.get(count_label))
-        gpu = match_product(product, memory_gib) if product else None if other else _gke_gpu(accelerator)
+            per_node = max(sane) or _most_common(_quantity(lab.get(count_label)) or None for lab in labels_of) or 0
+        gpu = match_product(product or known_as, memory_gib) if product or ec2_gpu else None if other else \
+            _gke_gpu(accelerator)
         # a type of its own is named by its memory too, as other discoveries name one: by the product
         # alone, groups of one product at two sizes were one GPUType of the first's memory
         gpu_type = gpu.name if gpu else type_name(known_as, memory_gib) if known_as and memory_gib else \
@@ -294,7 +331,8 @@ def pools_from_nodes(context_name: str | None, context: str | None, nodes: list[
             doc_notes.append(f"GPU product {product!r} is not in the built-in catalog: its nodes have no "
                              f"{GPU_MEMORY_LABEL} label to tell its memory by")
         elif gpu is None:
-            said = f"GPU product {product!r}" if product else f"GKE accelerator {accelerator!r}"
+            said = f"GPU product {product!r}" if product else f"{instance_type}'s GPU {known_as!r}" if instance_type \
+                else f"GKE accelerator {accelerator!r}"
             notes.append(GpuTypeNote(f"pool {unique}: {said} is not in the built-in catalog: added a GPUType document "
                                      f"named {{names}} of {memory_gib} GiB ({memory_from}); check it, and give models "
                                      "a throughput for it", [gpu_type]))

@@ -1,6 +1,7 @@
 """Where a cloud region is, as every discovery names it: the Location a region's pools go to and the
-jurisdiction it is in; and which GPU a GCP accelerator type is, as GCP discovery and Kubernetes
-discovery of a GKE node (``cloud.google.com/gke-accelerator``) both name it. One module, free of cloud
+jurisdiction it is in; and which GPU a GCP accelerator type or an EC2 instance type is, as GCP or AWS
+discovery and Kubernetes discovery of a GKE node (``cloud.google.com/gke-accelerator``) or an EKS one
+(``node.kubernetes.io/instance-type``) both name it. One module, free of cloud
 SDKs, so that Kubernetes discovery names the nodes of an EKS or GKE cluster's region as AWS and GCP
 discovery name that region (it named them ``us-east-1`` beside AWS discovery's ``aws-us-east-1``: two
 Locations, no Link, no route), and their GPUs as those discoveries name them."""
@@ -33,6 +34,22 @@ GCP_OTHER_ACCELERATORS: dict[str, tuple[str, int]] = {
     "nvidia-b200": ("NVIDIA B200", 183359),
     "nvidia-gb200": ("NVIDIA GB200", 189471),
 }
+# EC2 instance families of NVIDIA GPUs -> the GPU's name and memory (MiB) as EC2's DescribeInstanceTypes
+# reports them (GpuInfo), which AWS discovery types a group's GPU by: Kubernetes discovery types an EKS
+# node without GPU Feature Discovery by its node.kubernetes.io/instance-type alike (p6-b200 is B200-179GB
+# in both). Every size of a family has the same GPU; the count comes from the node's nvidia.com/gpu.
+# Families of fractional GPUs (g6f, gr6f: EC2 reports Count 0, and a share of an L4) are not here, and are
+# no pool: placer places whole GPUs.
+AWS_GPU_FAMILIES: dict[str, tuple[str, int]] = {
+    "p3": ("V100", 16384), "p3dn": ("V100", 32768),
+    "p4d": ("A100", 40960), "p4de": ("A100", 81920),
+    "p5": ("H100", 81920), "p5e": ("H200", 144384), "p5en": ("H200", 144384),
+    "p6-b200": ("B200", 183359), "p6-b300": ("B300", 275040),
+    "g4dn": ("T4", 16384), "g5g": ("T4g", 16384), "g5": ("A10G", 22888),
+    "g6": ("L4", 22888), "gr6": ("L4", 22888), "g6e": ("L40S", 45776),
+    "g7": ("RTX PRO 4500", 32768), "g7e": ("RTX PRO Server 6000", 98304),
+}
+AWS_FRACTIONAL_GPU_FAMILIES = frozenset({"g6f", "gr6f"})
 
 
 def aws_jurisdiction(region: str) -> str | None:
@@ -43,6 +60,17 @@ def aws_jurisdiction(region: str) -> str | None:
 def gcp_jurisdiction(region: str) -> str | None:
     """The jurisdiction of a GCP region (``europe-west4``: EU, ``europe-west6``: CH), or None where placer cannot tell."""
     return GCP_JURISDICTIONS.get(region) or GCP_PREFIXES.get(region.split("-", 1)[0])
+
+
+def aws_instance_gpu(instance_type: str) -> tuple[str, int] | None:
+    """(GPU name, MiB per GPU) of an EC2 instance type as EC2 reports them (``p5.48xlarge``: H100,
+    81920), or None where placer does not know its family to have whole NVIDIA GPUs."""
+    return AWS_GPU_FAMILIES.get(instance_type.split(".", 1)[0])
+
+
+def aws_fractional_gpu(instance_type: str) -> bool:
+    """Whether an EC2 instance type has a fraction of a GPU (``g6f.xlarge``: an eighth of an L4)."""
+    return instance_type.split(".", 1)[0] in AWS_FRACTIONAL_GPU_FAMILIES
 
 
 def aws_location(region: str) -> str:

@@ -35,6 +35,7 @@ from placer.planfile import atomic_write
 from placer.spec import read_fleet_dir
 from placer.spec.loader import kind_and_name
 from providers.nvml import ReplayNvml, discover_host
+from providers.places import aws_instance_gpu
 from tests import denied
 from tests.servers.gcp_server import FakeCompute
 from tests.servers.kube_server import FakeKubeApiServer, write_kubeconfig
@@ -1997,3 +1998,81 @@ def test_discover_kubernetes_names_a_gke_accelerator_the_catalog_lacks_as_gcp_di
                       "demand": [{"location": "gcp-us-central1", "rate": 150}]}}
     plan = planned(capsys, tmp_path, out, model)
     assert [(p["pool"], p["replicas"]) for p in plan["placements"]] == [("prod-b200-pool", 2)]
+
+
+def karpenter_labels(node_pool: str, gpu: str, count: int, mib: int, maker: str = "nvidia") -> dict[str, str]:
+    """The labels Karpenter on AWS sets on a node of an instance type with GPUs (its name lowercased)."""
+    return {"karpenter.sh/nodepool": node_pool, "karpenter.sh/capacity-type": "on-demand",
+            "karpenter.k8s.aws/instance-gpu-name": gpu, "karpenter.k8s.aws/instance-gpu-count": str(count),
+            "karpenter.k8s.aws/instance-gpu-memory": str(mib), "karpenter.k8s.aws/instance-gpu-manufacturer": maker}
+
+
+def add_eks_node(kube: FakeKubeApiServer, name: str, instance_type: str, gpus: int, labels: dict[str, str]) -> None:
+    """An EC2 instance node of an EKS cluster without GPU Feature Discovery: its instance type, region and
+    ``labels`` (an EKS managed node group's or Karpenter's), ``gpus`` allocatable nvidia.com/gpu."""
+    zone = "us-east-1a"
+    kube.add_node(name, gpus=gpus, provider_id=f"aws:///{zone}/i-{name}", labels={
+        "node.kubernetes.io/instance-type": instance_type, "kubernetes.io/arch": "amd64",
+        "topology.kubernetes.io/region": "us-east-1", "topology.kubernetes.io/zone": zone, **labels})
+
+
+def test_discover_kubernetes_finds_eks_gpu_nodes_without_gpu_feature_discovery_typed_as_aws_discovery_types_them(
+        capsys: pytest.CaptureFixture[str], moto: str, aws_env: None, tmp_path: Path) -> None:
+    """EKS managed node groups' and Karpenter's GPU nodes without GPU Feature Discovery carry their EC2
+    instance type (and Karpenter's GPU labels), no nvidia.com/gpu.product: discovery left them all out, so an
+    EKS cluster without GFD was no pool. They are pools selected by instance type and node group, of the
+    GPUType AWS discovery names that instance type's GPU (p6-b200: B200-179GB, with its GPUType)."""
+    with FakeKubeApiServer() as kube:
+        for i in range(2):
+            add_eks_node(kube, f"ip-10-0-1-{i}", "p5.48xlarge", 8, karpenter_labels("gpu-h100", "h100", 8, 81920))
+            add_eks_node(kube, f"ip-10-0-2-{i}", "g6.xlarge", 1, {"eks.amazonaws.com/nodegroup": "l4-ng",
+                                                                  "eks.amazonaws.com/capacityType": "ON_DEMAND"})
+        add_eks_node(kube, "ip-10-0-3-0", "p6-b200.48xlarge", 8, karpenter_labels("gpu-b200", "b200", 8, 183359))
+        # a family placer's table lacks is typed by Karpenter's labels; AMD GPUs and CPU nodes are no pool
+        add_eks_node(kube, "ip-10-0-4-0", "p9.48xlarge", 8, karpenter_labels("gpu-next", "x300", 8, 300000))
+        add_eks_node(kube, "ip-10-0-5-0", "g4ad.xlarge", 0, karpenter_labels("gpu-amd", "radeon-pro-v520", 1, 8192,
+                                                                             "amd"))
+        add_eks_node(kube, "ip-10-0-6-0", "m7i.large", 0, {"eks.amazonaws.com/nodegroup": "system"})
+        add_eks_node(kube, "ip-10-0-7-0", "g6f.xlarge", 1, karpenter_labels("gpu-frac", "l4", 1, 2861))
+        kubeconfig = str(write_kubeconfig(tmp_path / "kubeconfig", {"prod": kube.url}))
+        code, out, err = run(capsys, "discover", "kubernetes", "--kubeconfig", kubeconfig)
+    assert code == 0, err
+    docs = list(yaml.safe_load_all(out))
+    pools = {d["metadata"]["name"]: d["spec"] for d in docs if d["kind"] == "Pool"}
+    assert {name: (spec["gpu"]["type"], spec["gpu"]["perNode"], spec["nodes"]["count"], spec["location"])
+            for name, spec in pools.items()} == {"prod-gpu-h100": ("H100-80GB", 8, 2, "aws-us-east-1"),
+                                                 "prod-l4-ng": ("L4-24GB", 1, 2, "aws-us-east-1"),
+                                                 "prod-gpu-b200": ("B200-179GB", 8, 1, "aws-us-east-1"),
+                                                 "prod-gpu-next": ("X300-293GB", 8, 1, "aws-us-east-1")}
+    assert pools["prod-l4-ng"]["target"]["kubernetes"]["nodeSelector"] == {
+        "eks.amazonaws.com/nodegroup": "l4-ng", "node.kubernetes.io/instance-type": "g6.xlarge"}
+    assert pools["prod-gpu-h100"]["target"]["kubernetes"]["nodeSelector"] == {
+        "karpenter.sh/nodepool": "gpu-h100", "node.kubernetes.io/instance-type": "p5.48xlarge"}
+    assert {d["metadata"]["name"]: d["spec"] for d in docs if d["kind"] == "GPUType"} == {
+        "B200-179GB": {"memoryGiB": 179.1, "vendor": "nvidia"}, "X300-293GB": {"memoryGiB": 293.0, "vendor": "nvidia"}}
+    said = " ".join(line.removeprefix("# ").strip() for line in out.splitlines() if line.startswith("#"))
+    assert "nodes ip-10-0-7-0 offer nvidia.com/gpu but have no nvidia.com/gpu.product label" in said, said
+    assert "ip-10-0-1-0" not in said and "ip-10-0-2-0" not in said, said
+    # AWS discovery names the GPUs of those instance types alike (from EC2's, here moto's, DescribeInstanceTypes)
+    region = "ca-central-1"
+    for instance_type in ("p5.48xlarge", "g6.xlarge", "p6-b200.48xlarge"):
+        _asg(moto, region, f"eks-{instance_type.replace('.', '-')}", instance_type)
+    code, aws_out, err = run(capsys, "discover", "aws", "--region", region, "--endpoint-url", moto)
+    assert code == 0, err
+    assert sorted(d["spec"]["gpu"]["type"] for d in yaml.safe_load_all(aws_out) if d["kind"] == "Pool") \
+        == ["B200-179GB", "H100-80GB", "L4-24GB"]
+    plan = planned(capsys, tmp_path, out, l4_model("aws-us-east-1", 150))
+    assert [(p["pool"], p["replicas"]) for p in plan["placements"]] == [("prod-l4-ng", 2)]
+
+
+def test_the_gpus_placer_knows_of_ec2_instance_families_are_those_ec2_reports(moto: str, aws_env: None) -> None:
+    """Kubernetes discovery types an EKS node by providers/places.py's table of instance families; AWS
+    discovery by EC2's DescribeInstanceTypes. Every NVIDIA instance type of whole GPUs that EC2 (here
+    moto's copy of it) knows is in the table with EC2's name and memory, so that both name one GPU alike."""
+    ec2 = boto3.Session(region_name="us-east-1").client("ec2", endpoint_url=moto)
+    reported = {(info["InstanceType"], gpu["Name"], gpu["MemoryInfo"]["SizeInMiB"])
+                for page in ec2.get_paginator("describe_instance_types").paginate()
+                for info in page["InstanceTypes"] for gpu in (info.get("GpuInfo") or {}).get("Gpus", [])
+                if gpu["Manufacturer"] == "NVIDIA" and gpu["Count"] > 0}
+    assert len(reported) > 40
+    assert {(t, aws_instance_gpu(t)) for t, _, _ in reported} == {(t, (name, mib)) for t, name, mib in reported}
