@@ -620,6 +620,25 @@ def write_metrics(path: str, text: str) -> None:
     atomic_write(path, text)
 
 
+def failed_write(write: Callable[[], object]) -> OSError | None:
+    """``write()`` (a file the command writes beside its output: -o PLAN, --metrics-file), and the
+    OSError it failed with, to be said once the output is printed (a write failing first withheld it:
+    `plan --json` without -o lost its plan with the metrics file), or None."""
+    try:
+        write()
+    except OSError as exc:
+        return exc
+    return None
+
+
+def write_metrics_or_warn(path: str, text: str) -> None:
+    """A metrics file beside a command that fails anyway: a write that fails too is a warning, the
+    command's own error being the one it exits with."""
+    unwritten = failed_write(lambda: write_metrics(path, text))
+    if unwritten is not None:
+        err.print(f"warning: writing --metrics-file failed too: {unwritten}", style="yellow")
+
+
 def metrics_unwritten(path: str, exc: OSError, done: str) -> CliError:
     """The error of a --metrics-file that failed to be written after the command's work (``done``: what
     that work left, printed or saved all the same; a plan's JSON was lost with the file): exit 1, as an
@@ -741,22 +760,15 @@ def _plan(fleet: str, out_path: str | None, as_json: bool, detailed_exitcode: bo
     body["settings"] = settings_json(loaded, state_path)
     # a refreshed plan's changes start from what runs, which apply does not hold against the state's record
     final = dataclasses.replace(result.plan, body=body, prior_refreshed=refresh)
-    out_unwritten: OSError | None = None
     existed = bool(out_path) and os.path.lexists(out_path or "")
-    if out_path:
-        try:
-            write(final, out_path)
-        except OSError as exc:  # said once the plan is printed: it was lost, --json's too, stdout empty
-            out_unwritten = exc
+    # each said once the plan is printed: a failed -o lost it, --json's too, stdout empty
+    out_unwritten = failed_write(lambda: write(final, out_path)) if out_path else None
     unwritten: OSError | None = None
     if metrics_file:
         from placer.render.metrics import fleet_facts, plan_metrics
 
-        try:
-            write_metrics(metrics_file, plan_metrics(final.to_json(), fleet_facts(loaded), drifted, labels,
-                                                     metrics_max_pairs))
-        except OSError as exc:  # said once the plan is printed: `plan --json` without -o lost it with the file
-            unwritten = exc
+        text = plan_metrics(final.to_json(), fleet_facts(loaded), drifted, labels, metrics_max_pairs)
+        unwritten = failed_write(lambda: write_metrics(metrics_file, text))
     if as_json:
         echo(final.dumps(), nl=False)
     else:
@@ -783,10 +795,7 @@ def _write_no_plan_metrics(path: str, status: str, drifted: int | None, labels: 
     being the one the command exits with."""
     from placer.render.metrics import no_plan_metrics
 
-    try:
-        write_metrics(path, no_plan_metrics(status, drifted, labels))
-    except OSError as exc:
-        err.print(f"warning: writing --metrics-file failed too: {exc}", style="yellow")
+    write_metrics_or_warn(path, no_plan_metrics(status, drifted, labels))
 
 
 def _warn_empty(fleet_path: str, loaded: Fleet, state: Any) -> None:
@@ -867,10 +876,9 @@ def refresh(fleet: str, state_path: str | None, metrics_file: str | None, metric
     if metrics_file:
         from placer.render.metrics import refresh_metrics
 
-        try:
-            write_metrics(metrics_file, refresh_metrics(drifts, len(notes), len(pools), labels))
-        except OSError as exc:  # said after the notes, which it withheld (with a bare "cannot write ...")
-            unwritten = exc
+        # said after the notes, which it withheld (with a bare "cannot write ...")
+        text = refresh_metrics(drifts, len(notes), len(pools), labels)
+        unwritten = failed_write(lambda: write_metrics(metrics_file, text))
     for line in notes + pools:
         err.print(f"note: {line}", style="yellow")
     if not drifts:
@@ -912,10 +920,7 @@ def apply(target: str, auto_approve: bool, state_path: str | None, now_text: str
     except BaseException as exc:
         if metrics_file and not isinstance(exc, MetricsRefused):
             # an apply that failed or was stopped says so (success 0), its own error kept as what is said
-            try:
-                write_metrics(metrics_file, _apply_metrics(metrics_file, tally, False, started, labels))
-            except OSError as exc:
-                err.print(f"warning: writing --metrics-file failed too: {exc}", style="yellow")
+            write_metrics_or_warn(metrics_file, _apply_metrics(metrics_file, tally, False, started, labels))
         raise
     if metrics_file:
         try:
@@ -1533,21 +1538,16 @@ def whatif(fleet: str, demand_scale: float, fail_pool: tuple[str, ...], fail_loc
             # went on reading the last comparison's verdict while every run failed
             from placer.render.metrics import whatif_metrics
 
-            try:
-                write_metrics(metrics_file, whatif_metrics(report, None, demand_scale, fixed=labels))
-            except OSError as exc:
-                err.print(f"warning: writing --metrics-file failed too: {exc}", style="yellow")
+            write_metrics_or_warn(metrics_file, whatif_metrics(report, None, demand_scale, fixed=labels))
         fail(f"the fleet has no feasible plan as it is, so there is nothing to compare the scenario with: {why}")
     unwritten: OSError | None = None
     if metrics_file:
         from placer.render.metrics import fleet_facts, whatif_metrics
         from placer.render.whatif import collapses
 
-        try:
-            write_metrics(metrics_file, whatif_metrics(report, collapses(report["scenario"]), demand_scale,
-                                                       fleet_facts(loaded), labels))
-        except OSError as exc:  # said once the comparison is printed, which it withheld
-            unwritten = exc
+        # said once the comparison is printed, which it withheld
+        text = whatif_metrics(report, collapses(report["scenario"]), demand_scale, fleet_facts(loaded), labels)
+        unwritten = failed_write(lambda: write_metrics(metrics_file, text))
     if as_json:
         echo(json_report(report))
     else:
