@@ -184,3 +184,74 @@ def test_the_guard_keeps_the_short_re_plan_where_the_whole_search_comes_out_dear
     assert got.objective == 10.0 and not got.replan
     assert "it found nothing cheaper than the short re-plan's plan" in got.note
     assert [w for w, _ in asked] == [False, True] and asked[1][1] <= 4.0
+
+
+class _Timed:
+    """``optimize`` faked on an injected clock: the re-plan takes ``replan_s`` seconds of it, the whole
+    search all the time it is given; each call's (whole, time_limit) is kept in ``asked``."""
+
+    def __init__(self, result, replan_s: float) -> None:
+        self.result, self.replan_s, self.now, self.asked = result, replan_s, 100.0, []
+
+    def clock(self) -> float:
+        return self.now
+
+    def optimize(self, fleet, rules, current=None, progress=None, time_limit=None, whole=False, placed=None):
+        import dataclasses
+
+        self.asked.append((whole, time_limit))
+        took = time_limit if whole else self.replan_s
+        self.now += took
+        return dataclasses.replace(self.result, objective=12.0 if whole else 10.0, wall_seconds=took,
+                                   replan=not whole)
+
+
+def _hybrid_result():
+    from placer.optimizer import optimize
+
+    fleet = load_fleet(str(Path(__file__).parents[2] / "examples" / "hybrid"))
+    return fleet, optimize(fleet, build_rules(NOW))
+
+
+def test_the_guard_searches_the_whole_fleet_in_what_the_re_plan_leaves_of_the_time_limit(monkeypatch):
+    """Settings' time limit bounds the guard's plan, both searches together: the whole search was
+    given half the limit where the re-plan had left less (5 s, the re-plan 4 s: 2.5 s more, 6.5 s in
+    all), and the plan recorded the wall of the search it kept alone."""
+    import placer.planner as planner
+
+    fleet, result = _hybrid_result()
+    timed = _Timed(result, replan_s=1.0)
+    monkeypatch.setattr(planner, "optimize", timed.optimize)
+    got = planner.searched_whole(fleet, build_rules(NOW), {}, None, None, 5.0, 5, 5, clock=timed.clock)
+    assert timed.asked == [(False, 5.0), (True, 4.0)]
+    assert got.wall_seconds == 5.0 and not got.replan  # both searches', within the limit
+
+    timed = _Timed(result, replan_s=4.0)
+    monkeypatch.setattr(planner, "optimize", timed.optimize)
+    got = planner.searched_whole(fleet, build_rules(NOW), {}, None, None, 5.0, 5, 5, clock=timed.clock)
+    assert timed.asked == [(False, 5.0)]  # 1 s left: no whole search
+    assert got.replan and got.objective == 10.0 and got.wall_seconds == 4.0
+    assert "the re-plan took 4.0 s of the 5 s time limit, leaving less than 50% of it" in got.note, got.note
+    assert "the next plan tries again" in got.note and "solver.timeLimitSeconds" in got.note
+
+
+def test_a_plan_whose_re_plan_left_too_little_for_the_whole_search_counts_as_a_re_plan(monkeypatch):
+    """The plan says why it searched no further, and its search stays ``replan``: applied, the state's
+    count of re-plans goes on, and the next plan tries the whole search again."""
+    import functools
+
+    import placer.planner as planner
+    from placer.state import State
+
+    fleet, result = _hybrid_result()
+    every = fleet.settings.solver.full_search_every
+    limit = fleet.settings.solver.time_limit_seconds
+    timed = _Timed(result, replan_s=0.9 * limit)
+    monkeypatch.setattr(planner, "optimize", timed.optimize)
+    monkeypatch.setattr(planner, "searched_whole", functools.partial(planner.searched_whole, clock=timed.clock))
+    state = State(lineage="l", serial=every, history=[{"serial": s + 1, "search": "replan"} for s in range(every)])
+    plan = planner.make_plan(fleet, state, build_rules(NOW), NOW).plan
+    assert [w for w, _ in timed.asked] == [False]
+    solver = plan.body["solver"]
+    assert solver["search"] == "replan" and solver["wallSeconds"] <= limit
+    assert f"Settings solver.fullSearchEvery is {every}), but the re-plan took" in solver["note"], solver["note"]
