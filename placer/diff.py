@@ -37,7 +37,7 @@ from placer.planfile import (
     pool_group,
     tree_place,
 )
-from placer.policy import Rules
+from placer.policy import HEADROOM_TOLERANCE, Rules, headroom_gpus, headroom_limit
 from placer.reasons import Reasons
 from placer.state import State
 
@@ -388,7 +388,7 @@ def _group_key(target: dict[str, Any]) -> str:
 class _Room:
     """The GPUs a pool may hold while an apply runs, the old replicas and the new at once between
     phases 2 and 3: its nodes' GPUs, less those the strictest required headroom on it keeps free (as
-    ``policies/rules/headroom.py`` checks it: used <= (1 - fraction) x capacity), though never fewer
+    the headroom rule checks it: ``placer.policy.headroom_gpus``), though never fewer
     than it holds now (a pool that breaks the policy as it runs goes on doing so until phase 3, no
     further). Only the plan's end state was held to a headroom (the optimizer's row, make_plan's
     check), and make before break counted GPUs: a pool kept to 6 of its 8 GPUs held 7 until phase 3."""
@@ -409,7 +409,7 @@ class _Room:
         cap = nodes * pool.per_node
         if pool.name not in self.kept:
             return cap
-        allowed = math.floor((1 - self.kept[pool.name][0]) * cap + 1e-6)
+        allowed = headroom_gpus(self.kept[pool.name][0], cap)
         return min(cap, max(allowed, self.held.get(pool.name, 0)))
 
     def kept_text(self, pool: Pool, nodes: int) -> str:
@@ -450,7 +450,8 @@ class _Room:
         nodes = -(-(need + surge) // pool.per_node)
         kept = self.kept.get(pool.name)
         if kept is not None and self.held.get(pool.name, 0) < need:
-            nodes = pool.max_nodes if kept[0] >= 1 else max(nodes, math.ceil((need - 1e-6) / ((1 - kept[0]) * pool.per_node)))
+            nodes = pool.max_nodes if kept[0] >= 1 else max(
+                nodes, math.ceil((need - HEADROOM_TOLERANCE) / headroom_limit(kept[0], pool.per_node)))
         while nodes < pool.max_nodes and self.gpus(pool, nodes) < need:  # a float's rounding: a step at most
             nodes += 1
         nodes = min(pool.max_nodes, nodes)

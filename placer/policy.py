@@ -11,9 +11,10 @@ implementations live in the ``policies`` package and are wired in by the CLI.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, overload
 
 from placer.fleet import Fleet, Model, Policy, Pool
 from placer.placement import Placement
@@ -156,6 +157,30 @@ class RuleBehaviour(Protocol):
 
 
 Rules = Mapping[str, RuleBehaviour]
+
+
+# GPUs a pool may use beyond (1 - fraction) x capacity and still keep a headroom: a float's rounding
+# (1 - 0.9 is 0.09999999999999998, and a headroom of 0.9 on 10 GPUs leaves 0.9999999999999998 of one)
+HEADROOM_TOLERANCE = 1e-6
+
+
+@overload
+def headroom_limit(fraction: float, capacity: float) -> float: ...
+@overload
+def headroom_limit(fraction: float, capacity: Any) -> Any: ...
+def headroom_limit(fraction: float, capacity: Any) -> Any:
+    """The GPUs a pool of ``capacity`` GPUs may use where a headroom keeps ``fraction`` of them free:
+    (1 - fraction) x capacity, not rounded; ``capacity`` a number or an optimizer's expression. The
+    headroom rule's arithmetic, stated once: its optimizer row and its check (``policies/rules/
+    headroom.py``), and, whole (``headroom_gpus``), what the conflict search and make before break
+    (``diff._Room``) leave a pool."""
+    return (1 - fraction) * capacity
+
+
+def headroom_gpus(fraction: float, capacity: int) -> int:
+    """The whole GPUs a pool of ``capacity`` GPUs may use under a headroom of ``fraction``: the most
+    the headroom rule's check lets pass (``headroom_limit``, HEADROOM_TOLERANCE over)."""
+    return math.floor(headroom_limit(fraction, capacity) + HEADROOM_TOLERANCE)
 
 
 def behaviour(rules: Rules, policy: Policy) -> RuleBehaviour:
