@@ -39,12 +39,14 @@ GCP_OTHER_ACCELERATORS: dict[str, tuple[str, int]] = {
 # node without GPU Feature Discovery by its node.kubernetes.io/instance-type alike (p6-b200 is B200-179GB
 # in both). Every size of a family has the same GPU; the count comes from the node's nvidia.com/gpu.
 # Families of fractional GPUs (g6f, gr6f: EC2 reports Count 0, and a share of an L4) are not here, and are
-# no pool: placer places whole GPUs.
+# no pool: placer places whole GPUs. p6e-gb200 (the instances of a P6e-GB200 UltraServer, 4 GPUs each; AWS
+# publishes 740 GB of HBM3e per p6e-gb200.36xlarge, 185 GB a GPU) is not in moto's copy of EC2's table:
+# its GPU is the one GCP's nvidia-gb200 and NVML name NVIDIA GB200 of 189471 MiB, GB200-185GB everywhere.
 AWS_GPU_FAMILIES: dict[str, tuple[str, int]] = {
     "p3": ("V100", 16384), "p3dn": ("V100", 32768),
     "p4d": ("A100", 40960), "p4de": ("A100", 81920),
     "p5": ("H100", 81920), "p5e": ("H200", 144384), "p5en": ("H200", 144384),
-    "p6-b200": ("B200", 183359), "p6-b300": ("B300", 275040),
+    "p6-b200": ("B200", 183359), "p6-b300": ("B300", 275040), "p6e-gb200": ("GB200", 189471),
     "g4dn": ("T4", 16384), "g5g": ("T4g", 16384), "g5": ("A10G", 22888),
     "g6": ("L4", 22888), "gr6": ("L4", 22888), "g6e": ("L40S", 45776),
     "g7": ("RTX PRO 4500", 32768), "g7e": ("RTX PRO Server 6000", 98304),

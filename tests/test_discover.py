@@ -2076,3 +2076,23 @@ def test_the_gpus_placer_knows_of_ec2_instance_families_are_those_ec2_reports(mo
                 if gpu["Manufacturer"] == "NVIDIA" and gpu["Count"] > 0}
     assert len(reported) > 40
     assert {(t, aws_instance_gpu(t)) for t, _, _ in reported} == {(t, (name, mib)) for t, name, mib in reported}
+
+
+def test_an_eks_p6e_gb200_node_is_the_gb200_gcp_and_nvml_name(capsys: pytest.CaptureFixture[str],
+                                                              tmp_path: Path) -> None:
+    """p6e-gb200 (a P6e-GB200 UltraServer's instances, 4 GPUs each, 185 GB of HBM3e a GPU as AWS publishes
+    it) was missing from the EC2 family table: an EKS node group of them without GPU Feature Discovery was
+    "no nvidia.com/gpu.product label", in no pool. It is a pool of GB200-185GB, the name GCP discovery
+    gives nvidia-gb200 and NVML an NVIDIA GB200 (189471 MiB), so one model throughput reaches both clouds."""
+    with FakeKubeApiServer() as kube:
+        add_eks_node(kube, "ip-10-0-9-0", "p6e-gb200.36xlarge", 4, {"eks.amazonaws.com/nodegroup": "gb200"})
+        add_gke_node(kube, "gke-prod-gb200-pool-0", "nvidia-gb200", 4, "gb200-pool")
+        kubeconfig = str(write_kubeconfig(tmp_path / "kubeconfig", {"prod": kube.url}))
+        code, out, err = run(capsys, "discover", "kubernetes", "--kubeconfig", kubeconfig)
+    assert code == 0, err
+    docs = list(yaml.safe_load_all(out))
+    pools = {d["metadata"]["name"]: d["spec"] for d in docs if d["kind"] == "Pool"}
+    assert {name: (spec["gpu"]["type"], spec["gpu"]["perNode"]) for name, spec in pools.items()} == {
+        "prod-gb200": ("GB200-185GB", 4), "prod-gb200-pool": ("GB200-185GB", 4)}
+    assert [d["spec"] for d in docs if d["kind"] == "GPUType"] == [{"memoryGiB": 185.0, "vendor": "nvidia"}]
+    assert aws_instance_gpu("p6e-gb200.36xlarge") == ("GB200", 189471)
