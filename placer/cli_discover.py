@@ -215,6 +215,7 @@ def _emit(found: Discovered, source: str, merge_into: str | None, location: str 
     for word, lines in (("updated", plan.updated), ("added", plan.added), ("unchanged", plan.unchanged),
                         ("skipped", [f"{label}: no new pool is there" for label in plan.skipped]),
                         ("renamed", plan.renamed), ("skipped", plan.refused), ("ambiguous", plan.ambiguous),
+                        ("kept", plan.kept),
                         ("not found", plan.missing)):
         for line in lines:
             echo(f"{word} {line}")

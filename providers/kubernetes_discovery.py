@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from placer.catalog import BUILTIN_GPU_TYPES, match_product, type_name
-from placer.discover import GpuTypeNote
+from placer.discover import EKS_NODEGROUP_LABEL, NODE_GROUPS, GpuTypeNote, eks_cluster, node_group_text
 from placer.spec.kinds import API_VERSION, PoolGpu
 from providers.base import Discovered, dns_label
 from providers.places import (
@@ -381,18 +381,42 @@ def pools_from_nodes(context_name: str | None, context: str | None, nodes: list[
             spec["spot"] = False
         if spec["target"]["kubernetes"]["context"] is None:
             del spec["target"]["kubernetes"]["context"]
+        annotations = {"placer.dev/discovered-from": f"kubernetes context {base}: {len(members)} "
+                       f"node{'s' if len(members) > 1 else ''} ({', '.join(names[:5])}{', ...' if len(names) > 5 else ''})"}
+        clouds = _node_groups(members, context_name)
+        if clouds:  # what AWS or GCP discovery calls these nodes: a merge of theirs keeps one pool of them
+            annotations[NODE_GROUPS] = ", ".join(node_group_text(g) for g in sorted(clouds, key=str))
         documents.append({"apiVersion": API_VERSION, "kind": "Pool",
-                          "metadata": {"name": unique,
-                                       "annotations": {"placer.dev/discovered-from": f"kubernetes context {base}: "
-                                                       f"{len(members)} node{'s' if len(members) > 1 else ''} ({', '.join(names[:5])}"
-                                                       f"{', ...' if len(names) > 5 else ''})"}},
-                          "spec": spec})
+                          "metadata": {"name": unique, "annotations": annotations}, "spec": spec})
         nodes_of[unique] = {str(m["metadata"]["name"]): {str(k): str(v) for k, v in lab.items()}
                             for m, lab in zip(members, labels_of, strict=True)}
         keys[unique] = (selector, taints)
         notes.extend(f"pool {unique}: {note}" for note in doc_notes)
     notes.extend(_overlaps(keys, nodes_of))
     return Discovered(documents=documents, notes=notes, members=nodes_of)
+
+
+def _node_groups(members: list[dict[str, Any]], context_name: str | None) -> set[tuple[Any, ...]]:
+    """The cloud node groups (``placer.discover.node_groups``) nodes are instances of, as AWS and GCP
+    discovery name them: an EKS managed node group by its label, the cluster by eksctl's label or an
+    EKS context name (else unknown), the region by the node's; a GKE node pool's zonal MIG by the node's
+    providerID (``gce://PROJECT/ZONE/INSTANCE``: GKE names a node pool's instances after its MIG,
+    ``gke-CLUSTER-POOL-HASH-xxxx`` of ``gke-CLUSTER-POOL-HASH-grp``)."""
+    found: set[tuple[Any, ...]] = set()
+    context = eks_cluster(context_name)
+    for node in members:
+        labels = (node.get("metadata") or {}).get("labels") or {}
+        nodegroup, region = labels.get(EKS_NODEGROUP_LABEL), labels.get(REGION_LABEL)
+        if nodegroup and region and _cloud(node) == "aws":
+            cluster = labels.get("alpha.eksctl.io/cluster-name") or (context[1] if context and context[0] == region
+                                                                   else None)
+            found.add(("eks", str(region), cluster, str(nodegroup)))
+        provider_id = str((node.get("spec") or {}).get("providerID") or "")
+        parts = provider_id.removeprefix("gce://").split("/")
+        if provider_id.startswith("gce://") and len(parts) == 3 and labels.get("cloud.google.com/gke-nodepool") \
+                and re.fullmatch(r"gke-.+-[0-9a-f]{8}-[a-z0-9]{4}", parts[2]):
+            found.add(("gcp", parts[0], parts[1], f"{parts[2].rsplit('-', 1)[0]}-grp"))
+    return found
 
 
 def _cloud(node: dict[str, Any]) -> str | None:

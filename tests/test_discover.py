@@ -2096,3 +2096,84 @@ def test_an_eks_p6e_gb200_node_is_the_gb200_gcp_and_nvml_name(capsys: pytest.Cap
         "prod-gb200": ("GB200-185GB", 4), "prod-gb200-pool": ("GB200-185GB", 4)}
     assert [d["spec"] for d in docs if d["kind"] == "GPUType"] == [{"memoryGiB": 185.0, "vendor": "nvidia"}]
     assert aws_instance_gpu("p6e-gb200.36xlarge") == ("GB200", 189471)
+
+
+# ---------------------------------------------------------------- one node group, found by two discoveries
+
+
+def merged_in_turn(capsys: pytest.CaptureFixture[str], fleet: Path, *commands: list[str]) -> list[str]:
+    """Each discovery ``commands`` names merged into ``fleet`` in turn, as a user builds a fleet: their stdout."""
+    fleet.mkdir()
+    outs = []
+    for command in commands:
+        code, out, err = run(capsys, "discover", *command, "--merge", str(fleet))
+        assert code == 0, out + err
+        outs.append(out)
+    return outs
+
+
+def test_an_eks_node_group_found_by_aws_and_kubernetes_discovery_is_one_pool(
+        capsys: pytest.CaptureFixture[str], moto: str, aws_env: None, tmp_path: Path) -> None:
+    """An EKS managed node group is found by `discover aws` (the node group) and by `discover kubernetes`
+    (its nodes, labelled eks.amazonaws.com/nodegroup): merged into one fleet they were two pools over the
+    same 2 L4s, and the plan placed 4 replicas on them. The second merge keeps the fleet's pool, whichever
+    came first, adds none, and says which it kept and why."""
+    region = "ap-south-1"  # no other test's: moto's data is shared between test files
+    eks = boto3.Session(region_name=region).client("eks", endpoint_url=moto)
+    eks.create_cluster(name="prod", roleArn="arn:aws:iam::123456789012:role/eks",
+                       resourcesVpcConfig={"subnetIds": ["subnet-1"]})
+    eks.create_nodegroup(clusterName="prod", nodegroupName="l4-ng", nodeRole="arn:aws:iam::123456789012:role/n",
+                         subnets=["subnet-1"], instanceTypes=["g6.xlarge"],
+                         scalingConfig={"minSize": 0, "maxSize": 2, "desiredSize": 2})
+    aws = ["aws", "--region", region, "--endpoint-url", moto]
+    context = f"arn:aws:eks:{region}:123456789012:cluster/prod"  # as `aws eks update-kubeconfig` names it
+    with FakeKubeApiServer() as kube:
+        for i in range(2):
+            kube.add_node(f"ip-10-0-2-{i}.{region}.compute.internal", gpus=1,
+                          provider_id=f"aws:///{region}a/i-0{i}", labels={
+                              "node.kubernetes.io/instance-type": "g6.xlarge", "eks.amazonaws.com/nodegroup": "l4-ng",
+                              "topology.kubernetes.io/region": region})
+        kubeconfig = str(write_kubeconfig(tmp_path / "kubeconfig", {context: kube.url}))
+        k8s = ["kubernetes", "--kubeconfig", kubeconfig]
+        code, printed, err = run(capsys, "discover", *k8s)
+        assert code == 0, err
+        annotations = [d["metadata"]["annotations"] for d in yaml.safe_load_all(printed) if d["kind"] == "Pool"]
+        assert [a["placer.dev/node-groups"] for a in annotations] == [f"eks {region}/prod/l4-ng"]
+        for first, then in ((aws, k8s), (k8s, aws)):
+            fleet = tmp_path / f"fleet-{first[0]}"
+            outs = merged_in_turn(capsys, fleet, first, then)
+            pools = load_fleet(fleet).pools
+            assert [pool.spec.provider for pool in pools.values()] == [first[0]], outs[1]
+            kept = [line for line in outs[1].splitlines() if line.startswith("kept ")]
+            assert len(kept) == 1, outs[1]
+            assert f"({first[0]}, EKS node group l4-ng of cluster prod in {region}): discovered Pool/" in kept[0]
+            assert f"({then[0]}) is over the same nodes, so it was not added and the fleet's pool is kept" in kept[0]
+            assert "added" not in outs[1].replace("not added", "")
+
+
+def test_a_gke_node_pool_found_by_gcp_and_kubernetes_discovery_is_one_pool(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A GKE node pool is a MIG `discover gcp` finds (gke-CLUSTER-POOL-HASH-grp) and nodes `discover
+    kubernetes` finds (its instances, gke-CLUSTER-POOL-HASH-xxxx): two pools over the same L4s once both
+    were merged. The nodes' providerIDs name the MIG: the second merge keeps the fleet's pool."""
+    mig = "gke-prod-l4-pool-1a2b3c4d-grp"
+    with FakeCompute() as gcp, FakeKubeApiServer() as kube:
+        gcp.add_machine_type("g2-standard-8", [("nvidia-l4", 1)])
+        gcp.add_mig("acme-prod", mig, gcp.add_template("acme-prod", "gke-prod-l4-pool", "g2-standard-8"),
+                    zone="us-central1-a", target_size=2)
+        gcp.add_mig("acme-prod", "batch-l4", gcp.add_template("acme-prod", "batch-l4", "g2-standard-8"),
+                    zone="us-central1-a", target_size=1)  # no GKE node pool's: a pool of its own
+        for suffix in ("x1k2", "p9q8"):
+            add_gke_node(kube, f"gke-prod-l4-pool-1a2b3c4d-{suffix}", "nvidia-l4", 1, "l4-pool")
+        kubeconfig = str(write_kubeconfig(tmp_path / "kubeconfig", {"gke_acme-prod_us-central1_prod": kube.url}))
+        k8s = ["kubernetes", "--kubeconfig", kubeconfig]
+        google = ["gcp", "--project", "acme-prod", "--api-endpoint", gcp.endpoint]
+        for first, then in ((google, k8s), (k8s, google)):
+            fleet = tmp_path / f"fleet-{first[0]}"
+            outs = merged_in_turn(capsys, fleet, first, then)
+            pools = load_fleet(fleet).pools
+            assert sorted((pool.spec.provider, pool.spec.nodes.count or pool.spec.nodes.max)
+                          for name, pool in pools.items() if name != "batch-l4") == [(first[0], 2 if first is k8s else 8)]
+            assert "batch-l4" in pools
+            kept = [line for line in outs[1].splitlines() if line.startswith("kept ")]
+            assert len(kept) == 1 and f"GKE node pool MIG {mig} in acme-prod/us-central1-a" in kept[0], outs[1]
