@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -51,10 +52,27 @@ def type_name(product: str, memory_gib: float) -> str:
     -> ``RTX-A6000-48GB``; ``Tesla-V100-SXM2-16GB`` and AWS's ``V100``, 16 GiB -> ``V100-16GB``), so that
     one GPU is one type whichever discovery found it (AWS's ``B200-179GB`` was Kubernetes'
     ``NVIDIA-B200-179GB``, and a model's throughput for the one missed the other's pools), and one
-    product at two memory sizes two (Kubernetes named both by the product: one type, of the first's memory)."""
+    product at two memory sizes two (Kubernetes named both by the product: one type, of the first's memory).
+
+    The size is ``name_gb``'s: the GB a GPU is sold as, from what a driver or cloud reports."""
     words = [w for w in re.split(r"[^A-Za-z0-9.]+", product) if w.strip(".") and not NOT_THE_GPU.fullmatch(w)]
     stem = "-".join(words).strip("-.") or "GPU"
-    return f"{stem}-{round(memory_gib)}GB"
+    return f"{stem}-{name_gb(memory_gib)}GB"
+
+
+# reported memory more than this above a whole GiB is the next one's, less what the driver keeps back
+NAME_SLACK_GIB = 0.25
+
+
+def name_gb(memory_gib: float) -> int:
+    """The whole GB a GPU's name says, from the GiB a driver or cloud reports of it: the next whole
+    number up, unless the report is within NAME_SLACK_GIB above one. A driver reports a little less
+    than the GPU is sold as (it keeps some back: NVML's H200 is 140.4 GiB, EC2's and GCP's 141, a P4's
+    7611 MiB 7.4 GiB of GCP's 8 GB), a cloud's table the size it is sold as or a little more (B200
+    179.06, GB200 185.03): rounded to the nearest, 140.4 was 140 and 141.0 141, so one GPU had two names
+    (H200-140GB, H200-141GB) by which discovery read it, and a P4 was P4-7GB. Reports of one GPU
+    cluster just below a whole number or at it, far from the quarter above it that splits them."""
+    return max(0, math.ceil(round(memory_gib - NAME_SLACK_GIB, 6)))
 
 
 def gpu_name(written: str) -> str:
@@ -66,8 +84,12 @@ def gpu_name(written: str) -> str:
 
 def same_gpu_name(written: str, found: str) -> bool:
     """Whether the GPUType name ``written`` (a fleet's) is the one discovery now names ``found``: a merge
-    keeps the fleet's name, which its models' throughput and gpuTypes list."""
-    return written == found or gpu_name(written) == found
+    keeps the fleet's name, which its models' throughput and gpuTypes list. A name from before ``name_gb``
+    rounded to the nearest GB (``P4-7GB`` of what is now ``P4-8GB``) is one GB less."""
+    if written == found or gpu_name(written) == found:
+        return True
+    now, then = re.fullmatch(r"(.+)-([0-9]+)GB", found), re.fullmatch(r"(.+)-([0-9]+)GB", gpu_name(written))
+    return bool(now and then and now[1] == then[1] and int(then[2]) == int(now[2]) - 1)
 
 
 def match_product(product: str, memory_gib: float | None = None) -> GpuType | None:

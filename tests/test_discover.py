@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 import placer.cli
+from placer.catalog import type_name
 from placer.cli_discover import discover as discover_command
 from placer.discover import (
     DISCOVERED_FILE,
@@ -35,7 +36,7 @@ from placer.planfile import atomic_write
 from placer.spec import read_fleet_dir
 from placer.spec.loader import kind_and_name
 from providers.nvml import ReplayNvml, discover_host
-from providers.places import aws_instance_gpu
+from providers.places import GCP_OTHER_ACCELERATORS, aws_instance_gpu
 from tests import denied
 from tests.servers.gcp_server import FakeCompute
 from tests.servers.kube_server import FakeKubeApiServer, write_kubeconfig
@@ -1727,16 +1728,16 @@ def test_discover_gcp_names_a_gpu_the_catalog_lacks_as_the_other_discoveries_do(
                              "--merge", str(fleet))
     assert code == 0, err
     assert "unchanged GPUType/B200-179GB" in out and "unchanged GPUType/V100-16GB" in out
-    assert f"added {fleet / DISCOVERED_FILE}: GPUType/P4-7GB" in out
+    assert f"added {fleet / DISCOVERED_FILE}: GPUType/P4-8GB" in out
     notes = " ".join(err.split())
-    assert "GPUType P4-7GB: GCP accelerator nvidia-tesla-p4 is not in the built-in catalog; added it" in notes
+    assert "GPUType P4-8GB: GCP accelerator nvidia-tesla-p4 is not in the built-in catalog; added it" in notes
     assert "B200-179GB: GCP" not in notes  # the fleet had it: not added
     loaded = load_fleet(fleet)
     assert {name: t.memory_gib for name, t in loaded.gpu_types.items() if name in ("B200-179GB", "V100-16GB",
-                                                                                   "P4-7GB")} \
-        == {"B200-179GB": 179.1, "V100-16GB": 15.8, "P4-7GB": 7.4}
+                                                                                   "P4-8GB")} \
+        == {"B200-179GB": 179.1, "V100-16GB": 15.8, "P4-8GB": 7.4}
     assert {name: pool.spec.gpu.type for name, pool in loaded.pools.items() if pool.spec.provider == "gcp"} \
-        == {"train-b200": "B200-179GB", "old-v100": "V100-16GB", "video-p4": "P4-7GB"}
+        == {"train-b200": "B200-179GB", "old-v100": "V100-16GB", "video-p4": "P4-8GB"}
     model = {"apiVersion": API, "kind": "Model", "metadata": {"name": "frontier"},
              "spec": {"replica": {"gpus": 8, "memoryGiBPerGpu": 150}, "throughput": {"B200-179GB": 500},
                       "demand": [{"location": "gcp-us-central1", "rate": 500}]}}
@@ -2177,3 +2178,33 @@ def test_a_gke_node_pool_found_by_gcp_and_kubernetes_discovery_is_one_pool(
             assert "batch-l4" in pools
             kept = [line for line in outs[1].splitlines() if line.startswith("kept ")]
             assert len(kept) == 1 and f"GKE node pool MIG {mig} in acme-prod/us-central1-a" in kept[0], outs[1]
+
+
+# ---------------------------------------------------------------- one GPU, one name, whoever read its memory
+
+
+def test_a_gpu_is_named_by_the_size_it_is_sold_as_whichever_discovery_read_its_memory(fleet: Path) -> None:
+    """A GPU the catalog lacks is named by its memory; NVML reports a little less than a cloud's table (it
+    keeps some back), and rounded to the nearest GB one GPU could get two names: a P4's 7611 MiB (7.4
+    GiB) was P4-7GB where GCP sells an 8 GB P4, and the H200 recorded for real (NVML 140.4 GiB) would be
+    H200-140GB beside EC2's H200-141GB (144384 MiB) were it not built in. A fleet's GPUType of the old
+    name is still that GPU's: a merge keeps it and adds no second one."""
+    total = json.loads((NVML / "h200-recorded-idle.json").read_text())["devices"][0]["memory"]["total"]
+    assert total / 2**30 == pytest.approx(140.4, abs=0.01)
+    assert type_name("NVIDIA H200", total / 2**30) == type_name("H200", 144384 / 1024) == "H200-141GB"
+    p4 = nvml_docs("p4.json", location="fra-dc1")
+    assert {d["metadata"]["name"]: d["spec"] for d in p4 if d["kind"] == "GPUType"} == {
+        "P4-8GB": {"memoryGiB": 7.4, "vendor": "nvidia"}}
+    # one GPU as NVML (or GFD, its MiB) and as EC2 report it, named alike as if the catalog lacked it;
+    # the H200's was H200-140GB and H200-141GB
+    for product, nvml_mib, ec2_mib in [("H200", total / 2**20, 144384), ("H100", 81559, 81920), ("V100", 16160, 16384),
+                                       ("A10G", 23028, 22888), ("L4", 23034, 22888), ("L40S", 46068, 45776)]:
+        assert type_name(product, nvml_mib / 1024) == type_name(product, ec2_mib / 1024), product
+    assert dict(GCP_OTHER_ACCELERATORS.values())["Tesla P4"] == 7611  # the P4 GCP discovery names as NVML's
+    assert aws_instance_gpu("p5e.48xlarge") == ("H200", 144384)
+    (fleet / "types.yaml").write_text("apiVersion: placer.dev/v1alpha1\nkind: GPUType\nmetadata:\n  name: P4-7GB\n"
+                                      "spec: {memoryGiB: 7.4, vendor: nvidia}\n")
+    plan = plan_merge(fleet, p4)
+    assert "GPUType/P4-7GB (discovered as GPUType/P4-8GB: the same GPU)" in plan.unchanged
+    added = [d for d in yaml.safe_load_all(plan.files[fleet / DISCOVERED_FILE]) if d]
+    assert [(d["kind"], d["spec"]["gpu"]["type"]) for d in added if d["kind"] != "Location"] == [("Pool", "P4-7GB")]

@@ -140,7 +140,7 @@ def test_discover_finds_gpu_groups_zonal_and_regional(gcp: FakeCompute, provider
 
 @pytest.mark.parametrize(("accelerator", "gpu_type", "memory_gib"), [
     ("nvidia-tesla-v100", "V100-16GB", 15.8), ("nvidia-tesla-p100", "P100-16GB", 15.9),
-    ("nvidia-tesla-p100-vws", "P100-16GB", 15.9), ("nvidia-tesla-p4", "P4-7GB", 7.4),
+    ("nvidia-tesla-p100-vws", "P100-16GB", 15.9), ("nvidia-tesla-p4", "P4-8GB", 7.4),
     ("nvidia-b200", "B200-179GB", 179.1), ("nvidia-gb200", "GB200-185GB", 185.0)])
 def test_discover_gives_a_gpu_the_catalog_lacks_the_gpu_type_the_other_discoveries_name_it_by(
         accelerator: str, gpu_type: str, memory_gib: float) -> None:
