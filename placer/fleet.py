@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from placer.catalog import BUILTIN_GPU_TYPES, GpuType
+from placer.nodegroups import NODE_GROUPS, group_words, node_groups, same_group
 from placer.planfile import group_text, tree_place
 from placer.spec import Diagnostic, Document, FleetError, load_document, read_fleet_dir
 from placer.spec.diagnostics import sort_diagnostics
@@ -561,7 +562,10 @@ def _node_group(spec: PoolSpec) -> str | None:
 
 def _shared_groups(pool_docs: Mapping[str, Document], diags: list[Diagnostic]) -> None:
     """Two pools sizing one node group: the plan counted its nodes twice, and each apply set the
-    group to one pool's count, then failed on the other's (and refresh saw no drift)."""
+    group to one pool's count, then failed on the other's (and refresh saw no drift). Two pools of two
+    providers over one node group's nodes (an EKS node group as `discover aws` and `discover kubernetes`
+    print it, both saved into the fleet): the plan counted them twice."""
+    _twin_pools(pool_docs, diags)
     first: dict[str, Document] = {}
     for doc in pool_docs.values():
         group = _node_group(doc.spec)
@@ -573,6 +577,25 @@ def _shared_groups(pool_docs: Mapping[str, Document], diags: list[Diagnostic]) -
                                   "spec", "target"))
         else:
             first[group] = doc
+
+
+def _twin_pools(pool_docs: Mapping[str, Document], diags: list[Diagnostic]) -> None:
+    """A pool over the nodes of a node group (``placer.nodegroups``) a pool of another provider before
+    it is over: an error, a warning where the EKS cluster of the Kubernetes pool's nodes is not known."""
+    seen: list[tuple[Document, tuple[Any, ...]]] = []
+    for doc in pool_docs.values():
+        mine = node_groups(doc.raw.data)
+        twin = next(((other, group, mine_group) for other, group in seen for mine_group in mine
+                     if other.spec.provider != doc.spec.provider and same_group(group, mine_group)), None)
+        if twin is not None:
+            other, group, mine_group = twin
+            known = group if None not in group else mine_group
+            diags.append(doc.diag("spec.target", f"pool {other.name} ({other.spec.provider}, {other.path}:"
+                                  f"{other.line}) is over the same nodes, {group_words(known)}: the plan counts "
+                                  "their GPUs twice; keep one of the two pools (delete the other, or its "
+                                  f"{NODE_GROUPS} annotation if they are not the same nodes)", "spec", "target",
+                                  severity="error" if None not in group and None not in mine_group else "warning"))
+        seen.extend((doc, group) for group in mine)
 
 
 # the rules a policy's pools selector means nothing to, and what each looks at instead

@@ -10,7 +10,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from placer.catalog import BUILTIN_GPU_TYPES, match_product, type_name
-from placer.discover import EKS_NODEGROUP_LABEL, NODE_GROUPS, GpuTypeNote, eks_cluster, node_group_text
+from placer.discover import GpuTypeNote
+from placer.nodegroups import EKS_NODEGROUP_LABEL, NODE_GROUPS, eks_cluster, node_group_text
 from placer.spec.kinds import API_VERSION, PoolGpu
 from providers.base import Discovered, dns_label
 from providers.places import (

@@ -2150,6 +2150,20 @@ def test_an_eks_node_group_found_by_aws_and_kubernetes_discovery_is_one_pool(
             assert f"({first[0]}, EKS node group l4-ng of cluster prod in {region}): discovered Pool/" in kept[0]
             assert f"({then[0]}) is over the same nodes, so it was not added and the fleet's pool is kept" in kept[0]
             assert "added" not in outs[1].replace("not added", "")
+    # both printed and saved into one fleet, no merge: `placer validate` says which two pools they are
+    code, printed_aws, err = run(capsys, "discover", *aws)
+    assert code == 0, err
+    both = tmp_path / "printed"
+    both.mkdir()
+    (both / "aws.yaml").write_text(printed_aws)
+    (both / "kubernetes.yaml").write_text(yaml.safe_dump_all(  # its Location is the one aws.yaml holds
+        [d for d in yaml.safe_load_all(printed) if d["kind"] != "Location"], sort_keys=False))
+    code, out, err = run(capsys, "validate", str(both))
+    said = " ".join((out + err).split())
+    assert "1 error in the fleet" in said, said
+    assert code != 0 and (f"pool prod-l4-ng (aws, {both / 'aws.yaml'}:" in said), said
+    assert (f"is over the same nodes, EKS node group l4-ng of cluster prod in {region}: the plan counts their GPUs "
+            "twice; keep one of the two pools") in said, said
 
 
 def test_a_gke_node_pool_found_by_gcp_and_kubernetes_discovery_is_one_pool(

@@ -1,0 +1,85 @@
+"""The cloud node groups a Pool's nodes are in, as a cloud's discovery and Kubernetes discovery both see
+them (an EKS managed node group, a GKE node pool's zonal MIG): one group found by two discoveries is one
+pool (``placer.discover`` keeps one when merging, ``placer.fleet`` refuses two)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+NODE_GROUPS = "placer.dev/node-groups"  # the cloud node groups a discovered Kubernetes pool's nodes are in
+EKS_NODEGROUP_LABEL = "eks.amazonaws.com/nodegroup"
+# an EKS cluster's kubeconfig context: `aws eks update-kubeconfig`'s ARN, eksctl's user@CLUSTER.REGION.eksctl.io
+_EKS_CONTEXT = (re.compile(r"arn:aws[a-z-]*:eks:(?P<region>[a-z0-9-]+):[0-9]*:cluster/(?P<cluster>[^/]+)"),
+                re.compile(r"[^@]*@(?P<cluster>[^.@]+)\.(?P<region>[a-z0-9-]+)\.eksctl\.io"))
+
+
+def eks_cluster(context: Any) -> tuple[str, str] | None:
+    """(region, cluster) of an EKS cluster's kubeconfig context name, or None where it names no EKS cluster."""
+    for pattern in _EKS_CONTEXT:
+        found = pattern.fullmatch(str(context or ""))
+        if found:
+            return found["region"], found["cluster"]
+    return None
+
+
+def node_group_text(group: tuple[Any, ...]) -> str:
+    """A cloud node group (``node_groups``) as the ``placer.dev/node-groups`` annotation writes it:
+    ``eks REGION/CLUSTER/NODEGROUP`` (``*`` for a cluster unknown), ``gcp PROJECT/ZONE/MIG``."""
+    return f"{group[0]} {'/'.join('*' if part is None else str(part) for part in group[1:])}"
+
+
+def _node_group_parse(text: str) -> tuple[Any, ...] | None:
+    kind, _, rest = text.strip().partition(" ")
+    parts = rest.split("/")
+    if kind not in ("eks", "gcp") or len(parts) != 3 or not all(parts):
+        return None
+    return (kind, *(None if part == "*" else part for part in parts))
+
+
+def node_groups(document: Any) -> set[tuple[Any, ...]]:
+    """The cloud node groups a Pool's nodes are in, as AWS or GCP discovery and Kubernetes discovery
+    both see them: ``("eks", region, cluster, nodegroup)`` for an EKS managed node group (an ``aws``
+    pool's ``target.aws.eks``; a Kubernetes pool's ``eks.amazonaws.com/nodegroup`` selector, its
+    cluster and region from an EKS context), ``("gcp", project, zone, mig)`` for a zonal MIG (a ``gcp``
+    pool's target; the GKE node pool MIGs a Kubernetes pool's nodes are instances of). A Kubernetes
+    pool's come from its ``placer.dev/node-groups`` annotation, which Kubernetes discovery writes."""
+    spec = _mapping(_mapping(document).get("spec"))
+    target = _mapping(spec.get("target"))
+    found: set[tuple[Any, ...]] = set()
+    aws, gcp, kube = _mapping(target.get("aws")), _mapping(target.get("gcp")), _mapping(target.get("kubernetes"))
+    provider = spec.get("provider")
+    eks = _mapping(aws.get("eks"))
+    if provider == "aws" and aws.get("region") and eks.get("cluster") and eks.get("nodegroup"):
+        found.add(("eks", str(aws["region"]), str(eks["cluster"]), str(eks["nodegroup"])))
+    if provider == "gcp" and gcp.get("project") and gcp.get("zone") and gcp.get("instanceGroupManager"):
+        found.add(("gcp", str(gcp["project"]), str(gcp["zone"]), str(gcp["instanceGroupManager"])))
+    if provider == "kubernetes":
+        written = _mapping(_mapping(_mapping(document).get("metadata")).get("annotations")).get(NODE_GROUPS)
+        if isinstance(written, str):
+            found |= {g for text in written.split(",") if (g := _node_group_parse(text)) is not None}
+        nodegroup = _mapping(kube.get("nodeSelector")).get(EKS_NODEGROUP_LABEL)
+        cluster = eks_cluster(kube.get("context"))
+        if nodegroup and cluster and not any(g[0] == "eks" for g in found):  # a hand-written pool of one
+            found.add(("eks", cluster[0], cluster[1], str(nodegroup)))
+    return found
+
+
+def same_group(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+    """Whether two ``node_groups`` are one; a part not known (an EKS cluster, None) matches any."""
+    return len(a) == len(b) and all(x == y or x is None or y is None for x, y in zip(a, b, strict=True))
+
+
+def group_words(group: tuple[Any, ...]) -> str:
+    """A node group in words, for messages."""
+    if group[0] == "eks":
+        cluster = f" of cluster {group[2]}" if group[2] else (
+            " (of a cluster Kubernetes discovery could not tell: if it is another cluster's node group of that "
+            "name, name the kubeconfig context after the cluster's ARN and discover again)")
+        return f"EKS node group {group[3]}{cluster} in {group[1]}"
+    return f"GKE node pool MIG {group[3]} in {group[1]}/{group[2]}"
