@@ -15,6 +15,9 @@ place (region, zone, context) appended, and ``MergePlan.renamed`` says why.
   only if missing: discovery cannot know it; ``tolerations`` gain the discovered ones); ``spec.location`` only if missing. Exclusive
   alternatives are swapped, not mixed
   (``nodes.count`` vs ``min``/``max``, ``autoScalingGroupName`` vs ``eks``, ``zone`` vs ``region``).
+  A Pool gains the ``placer.dev/node-groups`` annotation Kubernetes discovery writes (``placer.nodegroups``);
+  a discovered Pool over a node group a fleet Pool of another provider is over is not added
+  (``MergePlan.kept``): one node group found by two discoveries is one pool.
 - any other kind: spec fields that are missing are added; none is overwritten.
 
 Everything else (prices, labels, comments, key order, quoting, flow or block style) stays as
@@ -42,7 +45,7 @@ import yaml
 
 from placer.catalog import BUILTIN_GPU_TYPES, gpu_name, same_gpu_name
 from placer.fleet import build_fleet
-from placer.nodegroups import group_words, node_groups, same_group
+from placer.nodegroups import NODE_GROUPS, group_words, node_groups, same_group
 from placer.spec import Diagnostic, Document, RawDocument, load_document, read_fleet_dir
 from placer.spec.loader import kind_and_name
 from placer.spec.source import NOTHING_TO_PLAN, parse_text
@@ -371,6 +374,13 @@ def field_changes(existing: dict[str, Any], found: dict[str, Any],
                     same_gpu_name(str(before.get("type")), str(after.get("type"))):
                 after = {**after, "type": before["type"]}  # the fleet's name of that GPU type stays
             _sync(path, before, after, out)
+    groups = _mapping(_mapping(found.get("metadata")).get("annotations")).get(NODE_GROUPS)
+    metadata = existing.get("metadata")
+    if isinstance(groups, str) and isinstance(metadata, dict):  # a pool discovered before it was written
+        annotations = metadata.get("annotations", MISSING)
+        before = annotations.get(NODE_GROUPS, MISSING) if isinstance(annotations, dict) else MISSING
+        if (annotations is MISSING or isinstance(annotations, dict)) and before != groups:
+            out.append(FieldChange(("metadata", "annotations", NODE_GROUPS), before, groups))
     return out
 
 

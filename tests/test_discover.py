@@ -2222,3 +2222,33 @@ def test_a_gpu_is_named_by_the_size_it_is_sold_as_whichever_discovery_read_its_m
     assert "GPUType/P4-7GB (discovered as GPUType/P4-8GB: the same GPU)" in plan.unchanged
     added = [d for d in yaml.safe_load_all(plan.files[fleet / DISCOVERED_FILE]) if d]
     assert [(d["kind"], d["spec"]["gpu"]["type"]) for d in added if d["kind"] != "Location"] == [("Pool", "P4-7GB")]
+
+
+def test_a_kubernetes_pool_discovered_before_gains_its_node_groups_and_then_keeps_its_gcp_twin_out(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A Kubernetes pool merged before discovery wrote placer.dev/node-groups has none, and a merge only
+    edited spec: every later `discover gcp --merge` added the GKE node pool's MIG beside it. A merge of
+    Kubernetes discovery writes the annotation into it; the GCP twin is then kept out."""
+    mig = "gke-prod-l4-pool-1a2b3c4d-grp"
+    with FakeCompute() as gcp, FakeKubeApiServer() as kube:
+        gcp.add_machine_type("g2-standard-8", [("nvidia-l4", 1)])
+        gcp.add_mig("acme-prod", mig, gcp.add_template("acme-prod", "gke-prod-l4-pool", "g2-standard-8"),
+                    zone="us-central1-a", target_size=2)
+        for suffix in ("x1k2", "p9q8"):
+            add_gke_node(kube, f"gke-prod-l4-pool-1a2b3c4d-{suffix}", "nvidia-l4", 1, "l4-pool")
+        kubeconfig = str(write_kubeconfig(tmp_path / "kubeconfig", {"prod": kube.url}))
+        k8s = ["kubernetes", "--kubeconfig", kubeconfig]
+        fleet = tmp_path / "fleet"
+        merged_in_turn(capsys, fleet, k8s)
+        saved = fleet / DISCOVERED_FILE
+        saved.write_text("".join(line for line in saved.read_text(encoding="utf-8").splitlines(keepends=True)
+                                 if "placer.dev/node-groups" not in line))  # as discovery wrote it before
+        code, out, err = run(capsys, "discover", *k8s, "--merge", str(fleet))
+        assert code == 0, err
+        assert (f"Pool/prod-l4-pool: metadata.annotations.placer.dev/node-groups: (none) -> gcp acme-prod/"
+                f"us-central1-a/{mig}") in out, out
+        code, out, err = run(capsys, "discover", "gcp", "--project", "acme-prod", "--api-endpoint", gcp.endpoint,
+                             "--merge", str(fleet))
+        assert code == 0, err
+        assert [line for line in out.splitlines() if line.startswith("kept ")], out
+        assert [pool.spec.provider for pool in load_fleet(fleet).pools.values()] == ["kubernetes"]
