@@ -273,17 +273,17 @@ def identities(document: dict[str, Any]) -> set[tuple[Any, ...]]:
     return found
 
 
-def _twins(document: dict[str, Any], raws: Iterable[RawDocument]) -> list[tuple[RawDocument, tuple[Any, ...]]]:
+def _twins(document: dict[str, Any], raws: Iterable[RawDocument]) -> list[tuple[RawDocument, str]]:
     """The fleet's Pools of another provider over the nodes of a node group the discovered Pool
     ``document`` is over (an EKS node group both ``discover aws`` and ``discover kubernetes`` found),
-    each with that group."""
+    each with that group in words."""
     mine = node_groups(document)
     out = []
     for raw in raws:
         if not mine or raw.data.get("kind") != "Pool" or kind_and_name(raw.data) is None or \
                 _provider(raw.data) == _provider(document):
             continue
-        shared = next((g for g in node_groups(raw.data) for m in mine if same_group(g, m)), None)
+        shared = next((group_words(g, m) for g in node_groups(raw.data) for m in mine if same_group(g, m)), None)
         if shared is not None:
             out.append((raw, shared))
     return out
@@ -910,11 +910,11 @@ def plan_merge(fleet: str | Path, documents: list[dict[str, Any]], header: Itera
     return plan
 
 
-def _kept(twins: list[tuple[RawDocument, tuple[Any, ...]]], doc: dict[str, Any]) -> str:
+def _kept(twins: list[tuple[RawDocument, str]], doc: dict[str, Any]) -> str:
     """Why the discovered Pool ``doc`` was not added: the fleet's pools ``twins`` are over its nodes."""
     name, provider = doc["metadata"]["name"], _provider(doc)
     pools = "; ".join(f"{raw.path}:{raw.line_of(('metadata', 'name'))}: Pool/{raw.data['metadata']['name']} "
-                      f"({_provider(raw.data)}, {group_words(group)})" for raw, group in twins)
+                      f"({_provider(raw.data)}, {group})" for raw, group in twins)
     theirs = sorted({_provider(raw.data) for raw, _ in twins})
     return (f"{pools}: discovered Pool/{name} ({provider}) is over the same nodes, so it was not added and the "
             f"fleet's pool is kept (a merge never removes a pool, and two pools over one node group count its "

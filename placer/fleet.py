@@ -589,9 +589,8 @@ def _twin_pools(pool_docs: Mapping[str, Document], diags: list[Diagnostic]) -> N
                      if other.spec.provider != doc.spec.provider and same_group(group, mine_group)), None)
         if twin is not None:
             other, group, mine_group = twin
-            known = group if None not in group else mine_group
             diags.append(doc.diag("spec.target", f"pool {other.name} ({other.spec.provider}, {other.path}:"
-                                  f"{other.line}) is over the same nodes, {group_words(known)}: the plan counts "
+                                  f"{other.line}) is over the same nodes, {group_words(group, mine_group)}: the plan counts "
                                   "their GPUs twice; keep one of the two pools (delete the other, or its "
                                   f"{NODE_GROUPS} annotation if they are not the same nodes)", "spec", "target",
                                   severity="error" if None not in group and None not in mine_group else "warning"))

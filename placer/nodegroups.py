@@ -75,11 +75,16 @@ def same_group(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
     return len(a) == len(b) and all(x == y or x is None or y is None for x, y in zip(a, b, strict=True))
 
 
-def group_words(group: tuple[Any, ...]) -> str:
-    """A node group in words, for messages."""
+def group_words(group: tuple[Any, ...], other: tuple[Any, ...] | None = None) -> str:
+    """A node group in words, for messages; ``other``: the same group as the other pool names it, which
+    may know the EKS cluster this one does not (or not know it: then said, with what to do)."""
     if group[0] == "eks":
-        cluster = f" of cluster {group[2]}" if group[2] else (
-            " (of a cluster Kubernetes discovery could not tell: if it is another cluster's node group of that "
-            "name, name the kubeconfig context after the cluster's ARN and discover again)")
-        return f"EKS node group {group[3]}{cluster} in {group[1]}"
+        cluster = group[2] or (other[2] if other is not None else None)
+        words = f"EKS node group {group[3]}{f' of cluster {cluster}' if cluster else ''} in {group[1]}"
+        if None in group or (other is not None and None in other):
+            words += (" (Kubernetes discovery could not tell the cluster of its nodes and took the node group's "
+                      "name and region for it: if they are another cluster's node group of that name, name the "
+                      "kubeconfig context after the cluster's ARN, arn:aws:eks:REGION:ACCOUNT:cluster/NAME, and "
+                      "discover again)")
+        return words
     return f"GKE node pool MIG {group[3]} in {group[1]}/{group[2]}"

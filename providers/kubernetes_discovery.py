@@ -398,7 +398,7 @@ def pools_from_nodes(context_name: str | None, context: str | None, nodes: list[
 
 
 def _node_groups(members: list[dict[str, Any]], context_name: str | None) -> set[tuple[Any, ...]]:
-    """The cloud node groups (``placer.discover.node_groups``) nodes are instances of, as AWS and GCP
+    """The cloud node groups (``placer.nodegroups.node_groups``) nodes are instances of, as AWS and GCP
     discovery name them: an EKS managed node group by its label, the cluster by eksctl's label or an
     EKS context name (else unknown), the region by the node's; a GKE node pool's zonal MIG by the node's
     providerID (``gce://PROJECT/ZONE/INSTANCE``: GKE names a node pool's instances after its MIG,

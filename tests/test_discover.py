@@ -2150,6 +2150,15 @@ def test_an_eks_node_group_found_by_aws_and_kubernetes_discovery_is_one_pool(
             assert f"({first[0]}, EKS node group l4-ng of cluster prod in {region}): discovered Pool/" in kept[0]
             assert f"({then[0]}) is over the same nodes, so it was not added and the fleet's pool is kept" in kept[0]
             assert "added" not in outs[1].replace("not added", "")
+        # a context named otherwise tells no cluster: the node group's name and region are taken for it, said
+        renamed = str(write_kubeconfig(tmp_path / "renamed", {"prod": kube.url}))
+        outs = merged_in_turn(capsys, tmp_path / "fleet-renamed", aws, ["kubernetes", "--kubeconfig", renamed])
+        kept = " ".join(line for line in outs[1].splitlines() if line.startswith("kept "))
+        assert (f"(aws, EKS node group l4-ng of cluster prod in {region} (Kubernetes discovery could not tell the "
+                "cluster of its nodes and took the node group's name and region for it: if they are another "
+                "cluster's node group of that name, name the kubeconfig context after the cluster's ARN") in kept, outs
+        code, unsure, err = run(capsys, "discover", "kubernetes", "--kubeconfig", renamed)
+        assert code == 0, err
     # both printed and saved into one fleet, no merge: `placer validate` says which two pools they are
     code, printed_aws, err = run(capsys, "discover", *aws)
     assert code == 0, err
@@ -2164,6 +2173,13 @@ def test_an_eks_node_group_found_by_aws_and_kubernetes_discovery_is_one_pool(
     assert code != 0 and (f"pool prod-l4-ng (aws, {both / 'aws.yaml'}:" in said), said
     assert (f"is over the same nodes, EKS node group l4-ng of cluster prod in {region}: the plan counts their GPUs "
             "twice; keep one of the two pools") in said, said
+    pools = [d for d in yaml.safe_load_all(unsure) if d["kind"] == "Pool"]
+    pools[0]["metadata"]["name"] = "k8s-l4"  # the context's name made it prod-l4-ng, the aws pool's
+    (both / "kubernetes.yaml").write_text(yaml.safe_dump_all(pools, sort_keys=False))  # cluster not known: a warning
+    code, out, err = run(capsys, "validate", str(both))
+    said = " ".join((out + err).split())
+    assert code == 0 and "is over the same nodes, EKS node group l4-ng of cluster prod in" in said, said
+    assert "(Kubernetes discovery could not tell the cluster of its nodes" in said, said
 
 
 def test_a_gke_node_pool_found_by_gcp_and_kubernetes_discovery_is_one_pool(
