@@ -1288,7 +1288,8 @@ def force_unlock(lock_id: str, fleet_path: str | None, state_path: str | None) -
 def render(plan_path: str, out_dir: str) -> None:
     """Write the GitOps tree of a plan: manifests per cluster and terraform tfvars."""
     from placer.planfile import atomic_write_all, cannot_write, link_refusal, read, read_said, tree_leftovers
-    from placer.render.tree import listed, placer_wrote, tree
+    from placer.render.moved import MOVED
+    from placer.render.tree import listed, placer_wrote, terraform_files, tree
 
     root = Path(out_dir)
     with spinner("rendering") as progress:
@@ -1314,12 +1315,15 @@ def render(plan_path: str, out_dir: str) -> None:
             else:
                 theirs.setdefault(path.parent.name, []).append(path.name)
         progress("building the GitOps tree")
-        files = tree(the_plan, theirs)
+        notes: list[str] = []
+        files = tree(the_plan, theirs, terraform_files(root), notes)
         progress(f"comparing {len(files):,} file(s) with the tree")
         # only what differs is written, all at once (a sync a file and one a folder took 6 s at M)
         changed = {root / rel: text for rel, text in files.items()
                    if not (root / rel).exists() or read_said(root / rel, "to compare it with the plan's; nothing was written") != text}
         keep = {root / rel for rel in files}
+        if (root / MOVED).is_file() and MOVED not in files:  # placer's, with no rename left to record
+            stale.append(root / MOVED)
         gone = [path for path in stale if path not in keep]
         # as the gitops apply refuses it: a link in the tree led a render outside it, to write there
         # and to remove what the plan no longer has there
@@ -1328,7 +1332,7 @@ def render(plan_path: str, out_dir: str) -> None:
             fail(refused[0] + (f" ({len(refused) - 1} more such file(s))" if len(refused) > 1 else ""))
         progress(f"writing {len(changed):,} file(s)")
         atomic_write_all(changed)
-        progress("removing the manifests the plan no longer has")
+        progress("removing the files the plan no longer has")
         for path in gone:
             path.unlink()
         for folder in sorted({path.parent for path in gone}):  # as the gitops apply, no empty cluster folder left
@@ -1345,6 +1349,8 @@ def render(plan_path: str, out_dir: str) -> None:
               + (f"; replaced {len(taken)} placer did not write with the plan's Deployment of that name: "
                  + ", ".join(taken[:3]) + (f" and {len(taken) - 3} more" if len(taken) > 3 else "") if taken else "")
               + ".")
+    for note in notes:
+        err.print(f"warning: {note}", style="yellow")
 
 
 @cli.command()

@@ -39,6 +39,7 @@ from placer.planfile import (
 )
 from placer.policy import HEADROOM_TOLERANCE, Rules, headroom_gpus, headroom_limit
 from placer.reasons import Reasons
+from placer.render.moved import MOVED
 from placer.state import State
 
 MANAGED_POOL_PROVIDERS = ("aws", "gcp")
@@ -100,10 +101,11 @@ def _release(name: str, entry: dict[str, Any], why: str, mode: str, replaced: bo
     if heir is not None:
         what = f"pool {heir} sizes {group} from here on (a renamed pool)"
         if mode == "gitops":
-            what += (f", its tfvars entry named {heir}; placer's Terraform modules key a group by its pool: move the "
-                     f"group's resources in the Terraform state from pool[\"{name}\"] to pool[\"{heir}\"] (moved "
-                     "blocks, or terraform state mv) before terraform apply, or terraform destroys the group with its "
-                     "nodes and makes it anew")
+            what += (f", its tfvars entry named {heir}; placer's Terraform modules key a group by its pool, so the "
+                     f"apply writes moved blocks from pool[\"{name}\"] to pool[\"{heir}\"] into {MOVED} for each "
+                     "call of placer's modules in terraform/*.tf, and terraform moves the group in its state; a "
+                     "Terraform root elsewhere: move them yourself (moved blocks, or terraform state mv) before "
+                     "terraform apply, or terraform destroys the group with its nodes and makes it anew")
         else:
             what += "; nothing is done to the group"
         return Change(f"pool/{name}", "delete", PHASE_SHRINK, {"nodes": nodes}, None, (f"{why}: {what}",), target)

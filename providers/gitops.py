@@ -31,12 +31,14 @@ from placer.planfile import (
     tree_leftovers,
     tree_place,
 )
+from placer.render.moved import MOVED, heir, tree_moved
 from placer.render.tree import (
     TFVARS,
     kustomization_text,
     listed,
     manifest_path,
     manifest_text,
+    terraform_files,
     tfvars_entry,
     tfvars_text,
 )
@@ -64,6 +66,7 @@ class GitOpsProvider:
         # kustomizations whose folder held no manifest when checked: removed, unless the apply writes
         # manifests there again; which of the two, ``said`` tells once the apply's phases are done
         self._emptied: list[Path] = []
+        self._moved: list[str] = []  # what became of placer_moved.tf, in words (``_write_moved``)
 
     def handles(self, change: Change) -> bool:
         return change.kind in ("pool", "deployment")
@@ -150,10 +153,12 @@ class GitOpsProvider:
     def said(self) -> list[str]:
         """What became of the kustomizations whose folder held no manifest when the apply began, in
         words, once its phases are done: removed, or written again for the manifests the apply put
-        there (it said "removed ...: its folder holds no manifest" of one it then wrote back)."""
+        there (it said "removed ...: its folder holds no manifest" of one it then wrote back); and the
+        moved blocks written for renamed pools, or why none could be."""
         with self._lock:
             emptied, self._emptied = self._emptied, []
-            return [f"rewrote {kust}: the manifests it listed had been deleted from its folder; it lists the ones "
+            moved, self._moved = self._moved, []
+            return moved + [f"rewrote {kust}: the manifests it listed had been deleted from its folder; it lists the ones "
                     "this apply wrote there" if kust.exists() else f"removed {kust}: its folder holds no manifest"
                     for kust in emptied]
 
@@ -199,6 +204,25 @@ class GitOpsProvider:
                                 "before applying") from None
         pools = data.get("placer_pools", {}) if isinstance(data, dict) else {}
         return dict(pools) if isinstance(pools, dict) else {}
+
+    def _write_moved(self, pools: dict[str, Any], renamed: dict[str, str], address: str) -> None:
+        """Write the tree's ``placer_moved.tf`` for the tfvars' ``pools``, as ``placer render`` writes it:
+        the renames it records kept while they apply, and ``renamed`` (this change's) added, so that
+        Terraform moves a renamed pool's group in its state instead of destroying it with its nodes."""
+        path = self._plain(self.root / MOVED, address)
+        text, _, notes = tree_moved(terraform_files(self.root), pools, renamed)
+        have = read_said(path, "to read the renames placer recorded there") if path.is_file() else None
+        if text != have:
+            if text is None:
+                path.unlink(missing_ok=True)
+            else:
+                atomic_write(path, text)
+        if renamed and text is not None and text != have:
+            self._moved.append(f"wrote {path}: moved blocks for the renamed pool(s) "
+                               + ", ".join(f"{old} -> {new}" for old, new in sorted(renamed.items()))
+                               + ", so terraform moves each group's resources in its state instead of destroying "
+                               "the group with its nodes and making it anew; review its plan")
+        self._moved += [f"{note} ({address})" for note in notes]
 
     # ------------------------------------------------------------ protocol
 
@@ -248,13 +272,18 @@ class GitOpsProvider:
                 self._check_kustomizations()
             if change.kind == "pool":
                 pools = self._read_tfvars()
+                written = True
                 if change.action != "delete":
                     pools[change.pool] = tfvars_entry(change.target, pool_nodes(change))
                 elif change.pool in pools and _same_group(pools[change.pool], change.target):
                     del pools[change.pool]  # released: the Terraform that reads the tfvars no longer keeps it
                 else:
-                    return  # released already, or the entry names the group that replaced it
-                atomic_write(self._plain(self.root / TFVARS, change.address), tfvars_text(pools, self.plan_info))
+                    written = False  # released already, or the entry names the group that replaced it
+                if written:
+                    atomic_write(self._plain(self.root / TFVARS, change.address), tfvars_text(pools, self.plan_info))
+                # a release whose group another pool sizes now: a renamed pool, moved in the Terraform state
+                now = heir(change.pool, tfvars_entry(change.target, 0), pools) if change.action == "delete" else None
+                self._write_moved(pools, {} if now is None else {change.pool: now}, change.address)
                 return
             path = self._manifest(change)
             names = self._names(path.parent)

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -51,6 +52,7 @@ class Env:
         self.fleet = root / "fleet"
         self.state = root / "state" / "state.json"
         self.deploy = root / "deploy"
+        self.said = ""  # what the last ``_rendered`` said on stderr
         self.write()
 
     def write(self, **edits: Any) -> None:
@@ -666,10 +668,11 @@ def test_a_renamed_pool_is_released_saying_which_pool_sizes_its_group_now(
     assert release["action"] == "delete" and release["phase"] == 4
     assert release["reasons"] == [
         "pool removed from the fleet: pool gpu-h100 sizes Auto Scaling group h100 in eu-west-1 from here on (a "
-        "renamed pool), its tfvars entry named gpu-h100; placer's Terraform modules key a group by its pool: move "
-        "the group's resources in the Terraform state from pool[\"aws-h100\"] to pool[\"gpu-h100\"] (moved blocks, "
-        "or terraform state mv) before terraform apply, or terraform destroys the group with its nodes and makes "
-        "it anew"]
+        "renamed pool), its tfvars entry named gpu-h100; placer's Terraform modules key a group by its pool, so the "
+        "apply writes moved blocks from pool[\"aws-h100\"] to pool[\"gpu-h100\"] into terraform/placer_moved.tf for "
+        "each call of placer's modules in terraform/*.tf, and terraform moves the group in its state; a Terraform "
+        "root elsewhere: move them yourself (moved blocks, or terraform state mv) before terraform apply, or "
+        "terraform destroys the group with its nodes and makes it anew"]
     assert [c["action"] for c in plan["changes"] if c["address"] == "pool/gpu-h100"] == ["create"]
     settings = env.fleet / "settings.yaml"
     settings.write_text(settings.read_text().replace("mode: gitops", "mode: live"))
@@ -678,6 +681,125 @@ def test_a_renamed_pool_is_released_saying_which_pool_sizes_its_group_now(
     assert release["reasons"] == [
         "pool removed from the fleet: pool gpu-h100 sizes Auto Scaling group h100 in eu-west-1 from here on (a "
         "renamed pool); nothing is done to the group"]
+
+
+ROOT_TF = """\
+module "aws_eu" {
+  source        = "./modules/aws-gpu-pools" # { a brace in a comment
+  region        = "eu-west-1"
+  placer_pools  = var.placer_pools
+  pool_settings = { for k, v in var.aws_pool_settings : k => v }
+}
+
+module "gcp" {
+  source       = "git::https://example.com/placer.git//terraform/modules/gcp-gpu-pools?ref=v1"
+  placer_pools = var.placer_pools
+}
+
+module "other" {
+  source = "./modules/placement"
+}
+"""
+
+
+def _moved_pairs(env: Env) -> list[tuple[str, str]]:
+    text = (env.deploy / "terraform" / "placer_moved.tf").read_text()
+    return re.findall(r'from = (\S+)\n  to   = (\S+)\n', text)
+
+
+def _asg_moves(module: str, old: str, new: str) -> list[tuple[str, str]]:
+    return [(f'module.{module}.{kind}.pool["{old}"]', f'module.{module}.{kind}.pool["{new}"]')
+            for kind in ("aws_launch_template", "aws_autoscaling_group")]
+
+
+def _rename(capsys: pytest.CaptureFixture[str], env: Env, name: str, step: str) -> tuple[Path, str]:
+    """The fleet's aws pool renamed ``name``: planned and applied; the plan's path and what the apply said."""
+    env.write(aws_name=name)
+    path = env.root / f"{step}.json"
+    plan_json(capsys, env, path)
+    code, _, said = placer(capsys, "apply", str(path))
+    assert code == 0, said
+    return path, " ".join(said.split())
+
+
+def _rendered(capsys: pytest.CaptureFixture[str], env: Env, plan: Path) -> dict[str, str]:
+    """``placer render`` of ``plan`` over a copy of the deploy tree (its moved blocks included, the
+    renames recorded there): the tree it leaves; what it said is ``env.said``."""
+    out = env.root / "rendered"
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.copytree(env.deploy, out)
+    code, _, stderr = placer(capsys, "render", str(plan), "--out", str(out))
+    assert code == 0, stderr
+    env.said = " ".join(stderr.split())
+    return lh.tree(out)
+
+
+def test_a_renamed_pool_gets_moved_blocks_beside_the_terraform_root(
+        env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    """aws-h100 renamed gpu-h100 (its group h100 kept), with a Terraform root in the tree's terraform/
+    calling aws-gpu-pools: the gitops apply writes terraform/placer_moved.tf, moving the group's launch
+    template and Auto Scaling group from pool["aws-h100"] to pool["gpu-h100"] of that call (none for the
+    gcp call, nor the placement module), as `placer render` of the plan writes it. placer wrote none,
+    and terraform destroyed the group with its nodes and made it anew. The blocks stay for later plans
+    (Terraform needs them until every state has moved); then gpu-h100 -> h100-pool is a chain (Terraform
+    refuses two moves to one address); a rename back takes the name out of the chain (no cycle, nor a
+    move from a resource in the config, which Terraform refuses); so does the old name used again."""
+    (env.deploy / "terraform").mkdir(parents=True)
+    (env.deploy / "terraform" / "main.tf").write_text(ROOT_TF)
+    plan_and_apply(capsys, env)
+    assert not (env.deploy / "terraform" / "placer_moved.tf").exists()
+
+    plan, said = _rename(capsys, env, "gpu-h100", "second")
+    assert _moved_pairs(env) == _asg_moves("aws_eu", "aws-h100", "gpu-h100")
+    assert f"wrote {env.deploy / 'terraform' / 'placer_moved.tf'}: moved blocks for the renamed pool(s) aws-h100 -> " \
+           "gpu-h100, so terraform moves each group's resources in its state" in said, said
+    assert _rendered(capsys, env, plan) == lh.tree(env.deploy)
+    # a later plan that renames nothing keeps them, apply and render alike
+    env.write(aws_name="gpu-h100", chat_rate=5000)
+    later = env.root / "later.json"
+    plan_json(capsys, env, later)
+    apply_ok(capsys, later)
+    assert _moved_pairs(env) == _asg_moves("aws_eu", "aws-h100", "gpu-h100")
+    assert _rendered(capsys, env, later) == lh.tree(env.deploy)
+
+    plan, _ = _rename(capsys, env, "h100-pool", "third")
+    # a chain, as Terraform takes it: it refuses two moves to one address
+    assert _moved_pairs(env) == _asg_moves("aws_eu", "aws-h100", "gpu-h100") + _asg_moves("aws_eu", "gpu-h100", "h100-pool")
+    assert _rendered(capsys, env, plan) == lh.tree(env.deploy)
+
+    plan, _ = _rename(capsys, env, "aws-h100", "back")
+    assert _moved_pairs(env) == _asg_moves("aws_eu", "gpu-h100", "h100-pool") + _asg_moves("aws_eu", "h100-pool", "aws-h100")
+    assert _rendered(capsys, env, plan) == lh.tree(env.deploy)
+
+    # gpu-h100 used again, for another group: no block moves the group of aws-h100 onto it
+    topology = env.fleet / "topology.yaml"
+    docs = list(yaml.safe_load_all(topology.read_text()))
+    other = json.loads(json.dumps(next(d for d in docs if d["metadata"]["name"] == "aws-h100")))
+    other["metadata"]["name"] = "gpu-h100"
+    other["spec"]["target"]["aws"]["autoScalingGroupName"] = "h100-other"
+    topology.write_text(yaml.safe_dump_all([*docs, other], sort_keys=False))
+    reused = env.root / "reused.json"
+    plan_json(capsys, env, reused)
+    apply_ok(capsys, reused)
+    assert _moved_pairs(env) == _asg_moves("aws_eu", "h100-pool", "aws-h100")
+    assert _rendered(capsys, env, reused) == lh.tree(env.deploy)
+
+
+def test_a_renamed_pool_without_a_terraform_root_in_the_tree_says_to_move_it(
+        env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    """No call of placer's modules in the tree's terraform/*.tf (the root lies elsewhere), or one made with
+    for_each, whose keys placer does not know: no moved blocks for it, and apply and render say so,
+    naming the rename."""
+    plan_and_apply(capsys, env)
+    plan, said = _rename(capsys, env, "gpu-h100", "second")
+    assert not (env.deploy / "terraform" / "placer_moved.tf").exists()
+    assert "no call of placer's aws-gpu-pools or gcp-gpu-pools module found in terraform/*.tf of the tree, so no " \
+           "moved blocks were written for the renamed pool(s) aws-h100 -> gpu-h100: move their resources" in said, said
+    (env.deploy / "terraform" / "main.tf").write_text(
+        'module "aws" {\n  for_each = toset(["eu-west-1"])\n  source   = "./modules/aws-gpu-pools"\n}\n')
+    assert "terraform/placer_moved.tf" not in _rendered(capsys, env, plan)
+    assert "module call(s) aws use for_each or count, whose instance keys placer does not know: write the moved " \
+           "blocks of the renamed pool(s) aws-h100 -> gpu-h100 for them yourself" in env.said, env.said
 
 
 def test_a_plan_of_another_state_says_so(env: Env, capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,7 +13,9 @@ from typing import Any
 
 import yaml
 
+from placer.planfile import read_said
 from placer.render.manifests import MANAGED_BY, cluster_folder, deployment_manifest, manifest_file
+from placer.render.moved import MOVED, heir, tree_moved
 from placer.spec.source import RENDERED_TFVARS, YAML_SUFFIXES
 from placer.spec.writer import dump
 
@@ -95,11 +97,39 @@ def placer_wrote(text: str) -> bool:
     return isinstance(labels, dict) and labels.get(MANAGED_BY) == "placer"
 
 
-def tree(plan: dict[str, Any], others: dict[str, list[str]] | None = None) -> dict[str, str]:
+def plan_renames(plan: dict[str, Any], pools: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """The pools a plan renames (old -> new): a pool it releases whose group a pool it sizes (``pools``:
+    their tfvars entries) sizes from here on."""
+    out = {}
+    for change in plan.get("changes", []):
+        address, target = str(change.get("address", "")), change.get("target")
+        if change.get("action") == "delete" and address.startswith("pool/") and isinstance(target, dict):
+            old = address.split("/", 1)[1]
+            new = heir(old, tfvars_entry(target, 0), pools)
+            if new is not None:
+                out[old] = new
+    return out
+
+
+def terraform_files(root: Path) -> dict[str, str]:
+    """The ``*.tf`` files of the ``terraform/`` folder of the GitOps tree under ``root`` (name -> text):
+    the Terraform root that reads the tfvars, where it lies beside them, and placer's ``placer_moved.tf``."""
+    folder = root / TFVARS.rsplit("/", 1)[0]
+    if not folder.is_dir() or folder.is_symlink():
+        return {}
+    return {p.name: read_said(p, "to find the calls of placer's Terraform modules in it")
+            for p in sorted(folder.glob("*.tf")) if p.is_file() and not p.is_symlink()}
+
+
+def tree(plan: dict[str, Any], others: dict[str, list[str]] | None = None,
+         terraform: dict[str, str] | None = None, notes: list[str] | None = None) -> dict[str, str]:
     """Every file of the GitOps tree for a plan's placement (not only its changes). ``others``:
     cluster folder -> the manifests placer did not write there, which its kustomization lists too
     (as the gitops apply keeps them). One of those at a Deployment's path is overwritten, as the gitops
-    apply writes it, and listed once (it was listed twice, and kustomize refused the folder)."""
+    apply writes it, and listed once (it was listed twice, and kustomize refused the folder).
+    ``terraform``: the ``*.tf`` files of the tree's ``terraform/`` folder (name -> text), from which
+    ``placer_moved.tf`` is written for the pools the plan renames and those it recorded before
+    (``tree_moved``); what it cannot write is added to ``notes``."""
     files: dict[str, str] = {}
     by_cluster: dict[str, set[str]] = {folder: set(names) for folder, names in (others or {}).items()}
     for p in plan.get("placements", []):
@@ -112,4 +142,9 @@ def tree(plan: dict[str, Any], others: dict[str, list[str]] | None = None) -> di
     pools = tfvars_pools(plan.get("pools", []))
     prior = plan.get("priorState", {})
     files[TFVARS] = tfvars_text(pools, {"fleet_digest": plan.get("fleetDigest"), "serial": prior.get("serial", 0)})
+    moved, _, said = tree_moved(terraform or {}, pools, plan_renames(plan, pools))
+    if moved is not None:
+        files[MOVED] = moved
+    if notes is not None:
+        notes += said
     return dict(sorted(files.items()))

@@ -121,3 +121,27 @@ def test_aws_module_resources_follow_the_pools() -> None:
             ignored = " ".join(str(x) for x in lifecycle.get("ignore_changes", []))
             for attribute in ("desired_capacity", "min_size", "max_size", "scaling_config", "target_size"):
                 assert attribute not in ignored
+
+
+def test_moved_blocks_name_the_resources_each_module_keys_by_pool(sample: dict[str, Any]) -> None:
+    """placer_moved.tf moves a renamed pool's resources by type: each type it names for a pool (ASG and
+    EKS aws pools, zonal and regional gcp ones) is a resource ``pool`` of that provider's module whose
+    instances are keyed by pool name (for_each over its pools), so a moved block names a real address.
+    This is all the gcp blocks get offline: no google provider can be installed here."""
+    from placer.render.moved import resources
+
+    aws, gcp = (sample["placer_pools"][name] for name in ("aws-eu-h100", "gcp-eu-a100"))
+    eks = {**aws, "aws": {**aws["aws"], "auto_scaling_group_name": None, "eks_cluster": "ml", "eks_nodegroup": "a"}}
+    regional = {**gcp, "gcp": {**gcp["gcp"], "zone": None, "region": "europe-west4"}}
+    declared = {provider: {".".join(part.strip('"') for part in (kind, name)): body for block in load_module(path).get("resource", [])
+                           for kind, named in block.items() for name, body in named.items()}
+                for provider, path in PROVIDER_MODULES.items()}
+    named = {"aws": [resources(aws), resources(eks)], "gcp": [resources(gcp), resources(regional)]}
+    assert named == {"aws": [["aws_launch_template.pool", "aws_autoscaling_group.pool"], ["aws_eks_node_group.pool"]],
+                     "gcp": [["google_compute_instance_template.pool", "google_compute_instance_group_manager.pool"],
+                             ["google_compute_instance_template.pool",
+                              "google_compute_region_instance_group_manager.pool"]]}
+    for provider, lists in named.items():
+        for address in (a for found in lists for a in found):
+            assert address in declared[provider], (provider, address)
+            assert str(declared[provider][address].get("for_each", "")).startswith("${local."), (provider, address)

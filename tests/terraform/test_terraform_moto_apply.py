@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import json
 import textwrap
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from tests import lifecycle_helpers as lh
 from tests.terraform.tfkit import SAMPLE_TFVARS, Terraform, copy_terraform_tree, offline_aws_provider
 
 boto3 = pytest.importorskip("boto3")
@@ -124,7 +126,8 @@ def _root_config(endpoint: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def moto_root(terraform_aws: Terraform, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoRoot]:
+def moto_endpoint() -> Iterator[str]:
+    """A moto server on 127.0.0.1 for this module's tests (its backends shared by them): its URL."""
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:
@@ -132,12 +135,16 @@ def moto_root(terraform_aws: Terraform, tmp_path_factory: pytest.TempPathFactory
             port = server.get_host_and_port()[1]
         except AttributeError:  # older moto
             port = server._server.server_port
-        endpoint = f"http://127.0.0.1:{port}"
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(*_strip_launch_template_self_tags())
-            yield _apply_first(terraform_aws, tmp_path_factory.mktemp("moto-apply"), endpoint)
+            yield f"http://127.0.0.1:{port}"
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def moto_root(terraform_aws: Terraform, tmp_path_factory: pytest.TempPathFactory, moto_endpoint: str) -> MotoRoot:
+    return _apply_first(terraform_aws, tmp_path_factory.mktemp("moto-apply"), moto_endpoint)
 
 
 def _apply_first(terraform: Terraform, base: Path, endpoint: str) -> MotoRoot:
@@ -233,3 +240,87 @@ def test_reapply_with_new_nodes_resizes_only_the_groups(moto_root: MotoRoot) -> 
     assert groups["placer-aws-eu-h100"]["DesiredCapacity"] == 5
     assert groups["placer-aws-eu-l4-spot"]["DesiredCapacity"] == 1
     assert groups["placer-aws-eu-l4-spot"]["MinSize"] == 1
+
+
+def _placer(*args: str) -> None:
+    from placer import cli as placer_cli
+
+    assert placer_cli.main(list(args)) == 0, args
+
+
+def _placer_files(deploy: Path) -> dict[str, str]:
+    """What placer writes in a deploy tree whose terraform/ is a Terraform root: path -> text."""
+    return {str(p.relative_to(deploy)): p.read_text() for p in sorted(
+        [*deploy.glob("clusters/*/*"), *deploy.glob("terraform/*.tf"), *deploy.glob("terraform/*.json")])}
+
+
+def _terraform_plan(terraform: Terraform, root: Path) -> dict[str, Any]:
+    """``terraform plan`` of ``root`` as JSON (``terraform show -json`` of the saved plan)."""
+    terraform.run(root, "plan", "-input=false", "-out=rename.tfplan", timeout=300)
+    return json.loads(terraform.run(root, "show", "-json", "rename.tfplan").stdout)
+
+
+def _moves(plan: dict[str, Any]) -> tuple[list[tuple[str, str]], Counter[str]]:
+    """The plan's moves (from, to) and its resource counts (add, change, destroy) as terraform counts them."""
+    moves, counts = [], Counter[str]()
+    for change in plan.get("resource_changes", []):
+        if change.get("previous_address"):
+            moves.append((change["previous_address"], change["address"]))
+        actions = change["change"]["actions"]
+        counts["add"] += "create" in actions
+        counts["change"] += actions == ["update"]
+        counts["destroy"] += "delete" in actions
+    return sorted(moves), counts
+
+
+@pytest.mark.timeout(900)
+def test_a_renamed_pool_moves_its_group_in_the_terraform_state(
+        terraform_aws: Terraform, moto_endpoint: str, tmp_path: Path) -> None:
+    """aws-h100 renamed gpu-h100 in the fleet, its Auto Scaling group h100 kept: the gitops apply writes
+    terraform/placer_moved.tf beside the root that calls aws-gpu-pools, and terraform moves the group in
+    its state (updated in place, only its launch template, named after the pool, made anew) where it
+    destroyed the group with its nodes and made it anew. Renamed again (a chain: Terraform refuses two
+    moves to one address) and back to the first name (no cycle, nor a move from a resource in the
+    config), terraform takes the blocks and moves the group each time. placer render of each plan
+    writes the tree the apply left."""
+    fleet, deploy, state = tmp_path / "fleet", tmp_path / "deploy", tmp_path / "state.json"
+    lh.write_fleet(fleet, {"path": str(state)}, deploy)
+    root = copy_terraform_tree(deploy)  # the deploy tree's terraform/ holds the root and a copy of the modules
+    (root / "main.tf").write_text(_root_config(moto_endpoint))
+    _placer("plan", str(fleet), "--now", lh.NOW, "-o", str(tmp_path / "first.json"))
+    _placer("apply", str(tmp_path / "first.json"))
+    ec2 = boto3.client("ec2", endpoint_url=moto_endpoint, region_name=REGION, aws_access_key_id="test",
+                       aws_secret_access_key="test")
+    subnets = [s["SubnetId"] for s in ec2.describe_subnets()["Subnets"]][:1]
+    ami = ec2.register_image(Name="placer-rename", RootDeviceName="/dev/xvda")["ImageId"]
+    settings = {"instance_type": "p5.48xlarge", "ami_id": ami, "subnet_ids": subnets}
+    (root / "settings.auto.tfvars.json").write_text(json.dumps(
+        {"pool_settings": {"aws-h100": settings, "gpu-h100": settings, "h100-pool": settings}}))
+    terraform_aws.run(root, "init", "-input=false", timeout=120)
+    terraform_aws.run(root, "apply", "-auto-approve", "-input=false", timeout=300)
+    asg = boto3.client("autoscaling", endpoint_url=moto_endpoint, region_name=REGION, aws_access_key_id="test",
+                       aws_secret_access_key="test")
+    (made,) = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["h100"])["AutoScalingGroups"]
+    assert not (root / "placer_moved.tf").exists()
+
+    for step, (old, new) in enumerate((("aws-h100", "gpu-h100"), ("gpu-h100", "h100-pool"), ("h100-pool", "aws-h100"))):
+        lh.write_fleet(fleet, {"path": str(state)}, deploy, aws_name=new)
+        plan = tmp_path / f"rename-{step}.json"
+        _placer("plan", str(fleet), "--now", lh.NOW, "-o", str(plan))
+        _placer("apply", str(plan))
+        if step == 0:
+            assert "The configuration is valid" in terraform_aws.run(root, "validate").stdout
+        moves, counts = _moves(_terraform_plan(terraform_aws, root))
+        assert moves == [(f'module.aws_gpu_pools.{kind}.pool["{old}"]', f'module.aws_gpu_pools.{kind}.pool["{new}"]')
+                         for kind in ("aws_autoscaling_group", "aws_launch_template")], moves
+        # the group is updated in place (its tags and launch template); the template named after the pool is new
+        assert counts == Counter(add=1, change=1, destroy=1), counts
+        moved = (root / "placer_moved.tf").read_text()
+        terraform_aws.run(root, "apply", "-input=false", "rename.tfplan", timeout=300)
+        (kept,) = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["h100"])["AutoScalingGroups"]
+        assert kept["AutoScalingGroupARN"] == made["AutoScalingGroupARN"] and kept["CreatedTime"] == made["CreatedTime"]
+        assert {t["Key"]: t["Value"] for t in kept["Tags"]}["placer:pool"] == new
+        before = _placer_files(deploy)
+        _placer("render", str(plan), "--out", str(deploy))
+        assert _placer_files(deploy) == before and (root / "placer_moved.tf").read_text() == moved
+    assert _moves(_terraform_plan(terraform_aws, root)) == ([], Counter())
