@@ -800,6 +800,12 @@ def test_a_renamed_pool_without_a_terraform_root_in_the_tree_says_to_move_it(
     assert "terraform/placer_moved.tf" not in _rendered(capsys, env, plan)
     assert "module call(s) aws use for_each or count, whose instance keys placer does not know: write the moved " \
            "blocks of the renamed pool(s) aws-h100 -> gpu-h100 for them yourself" in env.said, env.said
+    # a file python-hcl2 cannot read (an unclosed block: Terraform refuses it too) is named, not passed over
+    (env.deploy / "terraform" / "main.tf").write_text('module "aws" {\n  source = "./modules/aws-gpu-pools"\n')
+    assert "terraform/placer_moved.tf" not in _rendered(capsys, env, plan)
+    assert "terraform/main.tf could not be read (python-hcl2; run terraform validate on it), so calls of placer's " \
+           "modules there got no moved blocks for the renamed pool(s) aws-h100 -> gpu-h100: write them yourself" \
+           in env.said, env.said
 
 
 def test_a_plan_of_another_state_says_so(env: Env, capsys: pytest.CaptureFixture[str]) -> None:

@@ -18,6 +18,8 @@ import json
 import re
 from typing import Any
 
+import hcl2
+
 MOVED = "terraform/placer_moved.tf"
 AWS_MODULE, GCP_MODULE = "aws-gpu-pools", "gcp-gpu-pools"
 HEADER = ("# Written by placer (placer render, gitops apply): do not edit, it is rewritten whole.\n"
@@ -25,9 +27,8 @@ HEADER = ("# Written by placer (placer render, gitops apply): do not edit, it is
           "# Terraform state from the old pool's key to the new one's, where Terraform destroyed the group\n"
           "# and made it anew. Delete this file once `terraform apply` has run on every state that reads it.\n")
 
-_MODULE = re.compile(r'^\s*module\s+"([^"]+)"\s*\{', re.M)
-_MOVED = re.compile(r'moved\s*\{\s*from\s*=\s*module\.[^\s]+?\.pool\[("(?:[^"\\]|\\.)*")\]\s*'
-                    r'to\s*=\s*module\.[^\s]+?\.pool\[("(?:[^"\\]|\\.)*")\]\s*\}')
+# a moved block's address as python-hcl2 reads it: ${module.NAME.TYPE.pool["KEY"]}
+_KEY = re.compile(r'^\$\{module\.[^\s]+?\.pool\[("(?:[^"\\]|\\.)*")\]\}$')
 
 
 def same_group(entry: Any, other: Any) -> bool:
@@ -50,62 +51,63 @@ def resources(entry: dict[str, Any]) -> list[str]:
     return []
 
 
-def _block(text: str, start: int) -> str:
-    """The body of the block whose ``{`` is at ``start``, to its matching brace (braces in strings and
-    comments skipped)."""
-    depth, i, quoted = 0, start, False
-    while i < len(text):
-        c = text[i]
-        if quoted:
-            if c == "\\":
-                i += 1
-            elif c == '"':
-                quoted = False
-        elif c == '"':
-            quoted = True
-        elif c == "#" or text.startswith("//", i):
-            i = text.find("\n", i)
-            if i < 0:
-                break
-        elif c == "{":
-            depth += 1
-        elif c == "}":
-            depth -= 1
-            if depth == 0:
-                return text[start + 1:i]
-        i += 1
-    return text[start + 1:]
+def _text(value: Any) -> str:
+    """A label or string attribute as python-hcl2 reads it (8.x keeps the quotes; 7.x did not), bare."""
+    text = str(value)
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        try:
+            return str(json.loads(text))
+        except ValueError:
+            return text[1:-1]
+    return text
 
 
-def module_calls(texts: dict[str, str]) -> tuple[dict[str, list[str]], list[str]]:
+def _parsed(text: str) -> dict[str, Any] | None:
+    """A ``.tf`` file's blocks as python-hcl2 reads them, or None where it cannot (Terraform would
+    refuse such a file too, or it uses syntax python-hcl2 does not know)."""
+    try:
+        parsed = hcl2.loads(text)
+    except Exception:  # python-hcl2 raises lark's errors, of several classes, on text it cannot read
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+def module_calls(texts: dict[str, str]) -> tuple[dict[str, list[str]], list[str], list[str]]:
     """The calls of placer's modules in a root's ``*.tf`` (file name -> text): provider -> module
-    names, and the names of those made with ``for_each`` or ``count``, whose instance keys a moved
-    block must name and placer does not know."""
+    names; the calls made with ``for_each`` or ``count``, whose instance keys a moved block must name
+    and placer does not know; and the files python-hcl2 cannot read."""
     calls: dict[str, list[str]] = {"aws": [], "gcp": []}
     repeated: list[str] = []
-    for _, text in sorted(texts.items()):
-        for match in _MODULE.finditer(text):
-            body = _block(text, match.end() - 1)
-            source = re.search(r'^\s*source\s*=\s*"([^"]*)"', body, re.M)
-            if source is None:
-                continue
-            path = source.group(1).rstrip("/")
-            provider = "aws" if path.endswith(AWS_MODULE) else "gcp" if path.endswith(GCP_MODULE) else None
-            if provider is None:
-                continue
-            if re.search(r"^\s*(for_each|count)\s*=", body, re.M):
-                repeated.append(match.group(1))
-            else:
-                calls[provider].append(match.group(1))
-    return {k: sorted(set(v)) for k, v in calls.items()}, sorted(set(repeated))
+    unreadable: list[str] = []
+    for file, text in sorted(texts.items()):
+        parsed = _parsed(text)
+        if parsed is None:
+            unreadable.append(file)
+            continue
+        for block in parsed.get("module", []):
+            for label, body in (block.items() if isinstance(block, dict) else ()):
+                if not isinstance(body, dict):
+                    continue
+                path = _text(body.get("source", "")).rstrip("/")
+                provider = "aws" if path.endswith(AWS_MODULE) else "gcp" if path.endswith(GCP_MODULE) else None
+                if provider is None:
+                    continue
+                if "for_each" in body or "count" in body:
+                    repeated.append(_text(label))
+                else:
+                    calls[provider].append(_text(label))
+    return {k: sorted(set(v)) for k, v in calls.items()}, sorted(set(repeated)), unreadable
 
 
 def read_renames(text: str) -> dict[str, str]:
     """The renames (old pool -> new pool) the moved blocks of a ``placer_moved.tf`` record."""
     out: dict[str, str] = {}
-    for match in _MOVED.finditer(text):
+    for block in (_parsed(text) or {}).get("moved", []):
+        ends = [_KEY.search(str(block.get(k, ""))) if isinstance(block, dict) else None for k in ("from", "to")]
+        if ends[0] is None or ends[1] is None:
+            continue
         try:
-            old, new = json.loads(match.group(1)), json.loads(match.group(2))
+            old, new = json.loads(ends[0].group(1)), json.loads(ends[1].group(1))
         except ValueError:
             continue
         if isinstance(old, str) and isinstance(new, str) and old != new:
@@ -175,7 +177,7 @@ def tree_moved(terraform: dict[str, str], pools: dict[str, dict[str, Any]],
     its text, the renames it records, and notes on renames it cannot write."""
     own = MOVED.rsplit("/", 1)[1]
     renames = merged(read_renames(terraform.get(own, "")), new, pools)
-    calls, repeated = module_calls({k: v for k, v in terraform.items() if k != own})
+    calls, repeated, unreadable = module_calls({k: v for k, v in terraform.items() if k != own})
     text = moved_text(renames, pools, calls)
     notes = []
     if new and not any(calls[str((pools.get(n) or {}).get("provider"))] for n in new.values() if n in pools):
@@ -183,6 +185,10 @@ def tree_moved(terraform: dict[str, str], pools: dict[str, dict[str, Any]],
                      "so no moved blocks were written for the renamed pool(s) " + _pairs(new)
                      + ": move their resources in your Terraform root's state yourself (moved blocks, or terraform "
                      "state mv) before terraform apply, or terraform destroys each group with its nodes and makes it anew")
+    if new and unreadable:
+        notes.append(f"terraform/{', terraform/'.join(unreadable)} could not be read (python-hcl2; run terraform validate "
+                     "on it), so calls of placer's modules there got no moved blocks for the renamed pool(s) "
+                     + _pairs(new) + ": write them yourself")
     if new and repeated:
         notes.append(f"module call(s) {', '.join(repeated)} use for_each or count, whose instance keys placer does not "
                      "know: write the moved blocks of the renamed pool(s) " + _pairs(new) + " for them yourself")
