@@ -1525,6 +1525,45 @@ def test_a_spot_share_or_spread_conflict_names_the_pools_whose_capacity_mends_it
         assert (r.returncode == 0) == passes, (grown, r.stderr)
 
 
+def many_domains(tmp: Path, q_nodes: int) -> Path:
+    """m1 and m2 (2 replicas each) over 2 failure domains may use p (8 GPUs, in a), q (``q_nodes`` GPUs,
+    in b) and r0..r7 (1 GPU each, a domain of its own), which fill's 8 minReplicas, pinned there, fill:
+    m1 and m2 each need one replica outside a, and only q has room for them."""
+    demand = [{"location": "a", "rate": 100}]
+    rs = [f"r{i}" for i in range(8)]
+    return write(tmp, location("a"), location("b"), link("a", "b", 5), pool("p", "a"),
+                 pool("q", "b", per_node=1, count=q_nodes),
+                 *(pool(r, "b", per_node=1, failureDomain=r) for r in rs),
+                 *(inference(m, demand, minReplicas=2) for m in ("m1", "m2")),
+                 inference("fill", demand, minReplicas=8, labels={"pin": "r"}),
+                 policy("on-r", {"allowPools": {}}, models={"labels": {"pin": "r"}}, pools={"names": rs}),
+                 policy("two-domains", {"spread": {"minFailureDomains": 2}}))
+
+
+def test_validate_checks_a_spread_over_models_of_more_than_8_failure_domains(tmp_path):
+    """A spread's cap was left off models whose pools span more than 8 failure domains (its flow took
+    bench XL's check to 7 s): m1 and m2, whose pools span 10, passed validate, and plan refused the
+    fleet after its search. validate now fails at their minReplicas, with the spread's numbers; with a
+    second node on q it passes, and plan places them."""
+    fleet = many_domains(tmp_path, 1)
+    r = placer("validate", str(fleet))
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    said = [line for line in r.stderr.splitlines() if "no placement" in line]
+    assert len(said) == 3 and all("they take at least 12 GPUs (m1 2 x 1 GPU, m2 2 x 1 GPU, fill 8 x 1 GPU) and the "
+                                  "only pools they may use hold 17 (p 8, q 1, and 8 more), but the spread of" in line
+                                  for line in said), r.stderr
+    assert "minReplicas of m1, m2, fill together" in said[0] and "they hold at most 11 of those GPUs" in said[0]
+    assert "add capacity to q, r0, r1, r2, r3, and 4 more or a pool they may use in a failure domain" in said[0]
+    r = placer("plan", str(fleet))
+    assert r.returncode == 1 and "no placement" in r.stderr, r.stderr
+    (tmp_path / "more").mkdir()
+    fleet = many_domains(tmp_path / "more", 2)
+    r = placer("validate", str(fleet))
+    assert r.returncode == 0, r.stderr
+    r = placer("plan", str(fleet), "--json")
+    assert r.returncode == 0, r.stderr
+
+
 @pytest.mark.parametrize("rule", ["spot", "spread", "places"])
 def test_minreplicas_a_spread_spot_share_or_maxmodelsperpool_lets_share_validate_and_plan(tmp_path, rule):
     """One step looser (fewer minReplicas, or 2 models a pool) there is a plan, and validate passes."""

@@ -515,6 +515,31 @@ def test_validate_sees_models_whose_minimums_the_pool_they_share_cannot_hold():
             "pool)") in conflict.message()
 
 
+@pytest.mark.parametrize("q_nodes", [1, 2])
+def test_validates_flows_agree_whichever_max_flow_solves_them(monkeypatch, q_nodes):
+    """A network of more than ``BIG_NETWORK`` arcs is solved by OR-Tools' max flow, a smaller one by
+    networkx's: both give the same conflicts, numbers and advice (a minimum cut's sides are the same in
+    every maximum flow), on a spread whose models span 10 failure domains, short of room in all but one
+    (one node on q) or not (two)."""
+    from placer.optimizer import shared
+
+    rs = [f"r{i}" for i in range(8)]
+    demand = [{"location": "a", "rate": 100}]
+    f = two_sites(pool("p", "a"), pool("q", "b", per_node=1, count=q_nodes),
+                  *(pool(r, "b", per_node=1, failureDomain=r) for r in rs),
+                  *(inference(m, demand, minReplicas=2) for m in ("m1", "m2")),
+                  inference("fill", demand, minReplicas=8, labels={"pin": "r"}),
+                  policy("on-r", {"allowPools": {}}, models={"labels": {"pin": "r"}}, pools={"names": rs}),
+                  policy("two-domains", {"spread": {"minFailureDomains": 2}}))
+    small = shared.shared_conflicts(f, RULES)
+    monkeypatch.setattr(shared, "BIG_NETWORK", 0)
+    big = shared.shared_conflicts(f, RULES)
+    assert [c.message() for c in big] == [c.message() for c in small]
+    assert len(small) == (1 if q_nodes == 1 else 0)
+    if small:
+        assert small[0].shared is not None and small[0].shared.held == 11 and small[0].shared.filled[0] == "q"
+
+
 def test_validate_names_the_few_models_and_pools_that_cannot_hold_their_minimums():
     """Three models pinned to p and q hold 11 GPUs of minReplicas where the pools keep 10 usable (q's
     headroom keeps 2 of its 8 free); each fits alone, two of them together. The models that may use

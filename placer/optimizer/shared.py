@@ -26,11 +26,16 @@ its replicas off spot first (at least (1-f)·T - 1e-6 >= (1-f)·n - 1e-6 of them
 of N domains first; those n keep the cap. The two layers cross (a domain holds spot and other
 pools), and one model's n chosen for both may not exist (3 of 5 replicas, 3 domains, f 0.4), so
 each flow has one layer alone. A cap binds only with other models (a model alone is
-``refused_minimum``'s): pools off spot or in other domains, full of others' minimums. A spread's cap
-is left off models whose pools span many domains (``SPREAD_DOMAINS``: the flow's cost).
+``refused_minimum``'s): pools off spot or in other domains, full of others' minimums.
 
 Models that use exactly the same pools are one node, and pools that the same model nodes use are
-one: bench XL's 5,366 models with a minimum and 965 pools are 428 and 59 nodes.
+one: bench XL's 5,366 models with a minimum and 965 pools are 428 and 59 nodes. Under a spread the
+pools of each domain are nodes of their own, and each capped model node has a node per domain it
+uses: bench XL's critical models span up to 280 domains, 43,000 nodes and 170,000 arcs, which
+networkx's push-relabel took 6-8 s over (the caps were left off models of more than 8 domains). The
+network is built as arrays (numpy), and one of more than ``BIG_NETWORK`` arcs is solved by OR-Tools'
+max flow (C++; 0.15 s to import, where scipy.sparse.csgraph's took 0.6-1 s): the three flows take
+0.4-0.8 s at XL on a loaded machine. A small fleet's stay with networkx (validate imports no solver).
 """
 
 from __future__ import annotations
@@ -55,11 +60,6 @@ from placer.policy import Rules
 LAYERS = ("", "spot", "spread")
 # a layered conflict's groups are cut to fewer by a deletion filter, a flow each, up to this many
 FEWEST_LAYERED = 24
-# a spread's flow caps the groups whose pools span at most this many failure domains: a node per domain of
-# each group, where bench XL's critical models span 50 and more, took the flow from 0.15 s to 7 s; over
-# many domains a cap of n - N + 1 on each binds only where all the others are full
-SPREAD_DOMAINS = 8
-
 # the policies a conflict names are found by a deletion filter, each check asking every pool of each
 # model in it; past this many such questions in all the error names the minReplicas alone
 POLICY_SEARCH = 200_000
@@ -174,15 +174,13 @@ def _groups(a: FleetArrays, usable: np.ndarray, skip: Collection[str]) -> list[_
 def _layered(a: FleetArrays, groups: list[_Group], named: Collection[int], layer: str,
              limits: Sequence[tuple[Policy, set[str]]]) -> list[_Group]:
     """``groups`` less the ``named`` models, each with its share under ``layer``: what its rule lets
-    one part of the group's pools take of its models' minReplicas (``_limit``). A spread's cap is
-    left off a group whose pools span more than ``SPREAD_DOMAINS`` failure domains (dropping a cap
-    keeps the flow a relaxation)."""
+    one part of the group's pools take of its models' minReplicas (``_limit``)."""
     out = []
     for group in groups:
         models = [item for item in group.models if item[0] not in named]
         if not models:
             continue
-        if not layer or (layer == "spread" and len(np.unique(a.pool_domain[group.pools])) > SPREAD_DOMAINS):
+        if not layer:
             out.append(_Group(group.pools, models, sum(n * g for _, n, g in models)))
             continue
         share = 0
@@ -193,45 +191,119 @@ def _layered(a: FleetArrays, groups: list[_Group], named: Collection[int], layer
     return out
 
 
-def _network(groups: Sequence[_Group], usable: np.ndarray,
-             labels: np.ndarray | None) -> tuple[nx.DiGraph, list[list[int]]]:
+@dataclass
+class _Network:
+    """A flow network as arcs (tail, head, capacity): node 0 the source, 1 the sink, 2 + i group i, then
+    the pool nodes (``first_pool`` + j holds the pools ``pools[j]``), then each layered group's node of a
+    part."""
+
+    tails: np.ndarray
+    heads: np.ndarray
+    caps: np.ndarray
+    nodes: int
+    first_pool: int
+    pools: list[list[int]]
+
+
+def _network(groups: Sequence[_Group], usable: np.ndarray, labels: np.ndarray | None) -> _Network:
     """The flow network of ``groups`` (the module docstring), each layered group's edge to a pool of
-    part ``labels[pool] >= 0`` through its node of that part, and the pools of each pool node ("p", j)."""
+    part ``labels[pool] >= 0`` through its node of that part; built with numpy, as bench XL's spread
+    network has 170,000 arcs (``networkx``'s add_edge took 2 s of them)."""
     # pools that the same groups use (and of one part) are one node: (the groups, as bytes, part) -> pools
     user = np.repeat(np.arange(len(groups)), [len(g.pools) for g in groups])
     used = np.concatenate([g.pools for g in groups])
     order = np.lexsort((user, used))
     user, used = user[order], used[order]
     starts = np.flatnonzero(np.r_[True, used[1:] != used[:-1]])
+    layered = np.array([labels is not None and g.layered for g in groups], dtype=bool)
     split = np.zeros(len(usable), dtype=bool)  # the pools a layered group uses: one node per part
-    for group in groups:
-        if labels is not None and group.layered:
-            split[group.pools] = True
-    pool_nodes: dict[tuple[bytes, int], list[int]] = {}
+    split[used[layered[user]]] = True
+    keys: dict[tuple[bytes, int], int] = {}
+    pools: list[list[int]] = []
+    parts: list[int] = []
+    node_of = np.zeros(len(usable), dtype=np.int64)
     for lo, hi in zip(starts.tolist(), [*starts[1:].tolist(), len(used)], strict=True):
         pool = int(used[lo])
         part = int(labels[pool]) if labels is not None and split[pool] else -1
-        pool_nodes.setdefault((user[lo:hi].tobytes(), part), []).append(pool)
+        j = keys.setdefault((user[lo:hi].tobytes(), part), len(keys))
+        if j == len(pools):
+            pools.append([])
+            parts.append(part)
+        pools[j].append(pool)
+        node_of[pool] = j
+    n_groups, n_pools = len(groups), len(pools)
+    first_pool = 2 + n_groups
+    gpus = np.array([g.gpus for g in groups], dtype=np.int64)
+    unbounded = int(gpus.sum()) + 1
+    pair = np.unique(user * n_pools + node_of[used])  # each (group, pool node) once
+    gi, pj = pair // n_pools, pair % n_pools
+    through = layered[gi] & (np.asarray(parts, dtype=np.int64)[pj] >= 0)
+    # a layered group's node of each part it uses: (group, part) -> node
+    width = max(0, *parts) + 1
+    lay_keys, lay_of = np.unique(gi[through] * width + np.asarray(parts, dtype=np.int64)[pj[through]],
+                                 return_inverse=True)
+    lay_group = lay_keys // width
+    first_lay = first_pool + n_pools
+    share = np.array([g.share for g in groups], dtype=np.int64)
+    room = np.array([int(usable[p].sum()) for p in pools], dtype=np.int64)
+    tails = np.concatenate([np.zeros(n_groups, dtype=np.int64), first_pool + np.arange(n_pools),
+                            2 + gi[~through], 2 + lay_group, first_lay + lay_of])
+    heads = np.concatenate([2 + np.arange(n_groups), np.ones(n_pools, dtype=np.int64),
+                            first_pool + pj[~through], first_lay + np.arange(len(lay_keys)), first_pool + pj[through]])
+    caps = np.concatenate([gpus, room, np.full(int((~through).sum()), unbounded, dtype=np.int64),
+                           share[lay_group], np.full(int(through.sum()), unbounded, dtype=np.int64)])
+    kept = caps > 0  # a share of none (a spot share of 0): no arc, as networkx's residual network has none
+    return _Network(tails[kept], heads[kept], caps[kept], first_lay + len(lay_keys), first_pool, pools)
+
+
+# a network of more arcs than this is solved by OR-Tools' max flow (C++), fewer by networkx's (Python): a small
+# fleet's validate imports no solver (0.15 s), and bench XL's spread network, 170,000 arcs, took networkx 6-8 s
+# (scipy's maximum_flow is as quick, but importing scipy.sparse.csgraph took 0.6-1 s)
+BIG_NETWORK = 5_000
+
+
+def _solve(net: _Network) -> tuple[int, np.ndarray]:
+    """A maximum flow of ``net``: its value and each arc's flow."""
+    if len(net.caps) > BIG_NETWORK:
+        from ortools.graph.python.max_flow import SimpleMaxFlow
+
+        solver = SimpleMaxFlow()
+        arcs = solver.add_arcs_with_capacity(net.tails, net.heads, net.caps)
+        if solver.solve(0, 1) != solver.OPTIMAL:
+            raise RuntimeError(f"OR-Tools' max flow failed on validate's network of {len(arcs):,} arcs")
+        return int(solver.optimal_flow()), np.asarray(solver.flows(arcs), dtype=np.int64)
     graph = nx.DiGraph()
-    graph.add_edges_from(("source", ("m", i), {"capacity": group.gpus}) for i, group in enumerate(groups))
-    for j, ((who, part), pools) in enumerate(pool_nodes.items()):
-        graph.add_edge(("p", j), "sink", capacity=int(usable[pools].sum()))
-        for i in np.frombuffer(who, dtype=user.dtype).tolist():
-            if part >= 0 and groups[i].layered:
-                graph.add_edge(("m", i), ("l", i, part), capacity=groups[i].share)
-                graph.add_edge(("l", i, part), ("p", j))  # unbounded
-            else:
-                graph.add_edge(("m", i), ("p", j))  # unbounded
-    return graph, list(pool_nodes.values())
+    graph.add_nodes_from(range(net.nodes))
+    graph.add_edges_from((t, h, {"capacity": c})
+                         for t, h, c in zip(net.tails.tolist(), net.heads.tolist(), net.caps.tolist(), strict=True))
+    residual = preflow_push(graph, 0, 1)
+    flows = np.array([residual[t][h]["flow"] for t, h in zip(net.tails.tolist(), net.heads.tolist(), strict=True)],
+                     dtype=np.int64)
+    return int(residual.graph["flow_value"]), flows
 
 
-def _flow(groups: Sequence[_Group], usable: np.ndarray, labels: np.ndarray | None) -> tuple[nx.DiGraph, int]:
-    """The max flow of ``groups`` (``_network``): push-relabel's residual network, and the flow's value."""
-    graph, _ = _network(groups, usable, labels)
-    # phase 1 of push-relabel is a minimum cut: the nodes that cannot reach the sink in its residual
-    # network are a cut's source side (as nx.minimum_cut finds it, less its cutset's edge list)
-    residual = preflow_push(graph, "source", "sink", value_only=True)
-    return residual, int(residual.graph["flow_value"])
+def _reached(net: _Network, flows: np.ndarray, start: int, forward: bool) -> np.ndarray:
+    """Whether each node of ``net``'s residual network under ``flows`` is reached from ``start``
+    (``forward``: along its arcs; else against them, the nodes that reach it) over arcs the flow leaves
+    room on: an arc tail -> head with flow under its capacity, or head -> tail with flow on it."""
+    room, back = flows < net.caps, flows > 0
+    src = np.concatenate([net.tails[room], net.heads[back]])
+    dst = np.concatenate([net.heads[room], net.tails[back]])
+    if not forward:
+        src, dst = dst, src
+    order = np.argsort(src, kind="stable")
+    src, dst = src[order], dst[order]
+    ptr = np.searchsorted(src, np.arange(net.nodes + 1))
+    seen = np.zeros(net.nodes, dtype=bool)
+    seen[start] = True
+    stack = [start]
+    while stack:
+        node = stack.pop()
+        for other in dst[ptr[node]:ptr[node + 1]].tolist():
+            if not seen[other]:
+                seen[other] = True
+                stack.append(other)
+    return seen
 
 
 def _filled(groups: Sequence[_Group], usable: np.ndarray, labels: np.ndarray | None) -> list[int]:
@@ -240,36 +312,22 @@ def _filled(groups: Sequence[_Group], usable: np.ndarray, labels: np.ndarray | N
     cut, so that more GPUs on any of them let more in. Under a layer the others may have room to spare
     (the spot pool a spot share keeps the models off, the failure domain a spread caps them in): more
     capacity there mends nothing, and "add capacity to those pools" named them all."""
-    graph, nodes = _network(groups, usable, labels)
-    residual = preflow_push(graph, "source", "sink")  # a whole flow (phase 2 too): its residual network
-    reached = _unsaturated(residual, "source", forward=True)
-    return sorted(p for j, pools in enumerate(nodes) if ("p", j) in reached for p in pools)
-
-
-def _unsaturated(residual: nx.DiGraph, start: object, forward: bool) -> set[object]:
-    """The nodes of a max flow's ``residual`` network reached from ``start`` (``forward``: along its
-    edges; else against them, the nodes that reach it) over edges the flow leaves room on."""
-    reached: set[object] = {start}
-    stack: list[object] = [start]
-    while stack:
-        node = stack.pop()
-        for other, edge in (residual.succ if forward else residual.pred)[node].items():
-            if other not in reached and edge["flow"] < edge["capacity"]:
-                reached.add(other)
-                stack.append(other)
-    return reached
+    net = _network(groups, usable, labels)
+    reached = _reached(net, _solve(net)[1], 0, forward=True)
+    return sorted(p for j, pools in enumerate(net.pools) if reached[net.first_pool + j] for p in pools)
 
 
 def _short(groups: list[_Group], usable: np.ndarray, labels: np.ndarray | None = None) -> list[list[_Group]]:
     """The sets of model groups whose GPUs pass what the pools they may use hold (under the layer of
     ``labels``), one per connected part of a minimum cut's source side; none where the flow fills
     every group."""
-    residual, value = _flow(groups, usable, labels)
+    net = _network(groups, usable, labels)
+    value, flows = _solve(net)
     if value >= sum(group.gpus for group in groups):
         return []
-    open_to_sink = _unsaturated(residual, "sink", forward=False)
-    side = set(residual) - open_to_sink
-    crowded = [node[1] for node in side if isinstance(node, tuple) and node[0] == "m"]
+    # the nodes that cannot reach the sink in the residual network: a minimum cut's source side
+    open_to_sink = _reached(net, flows, 1, forward=False)
+    crowded = [i for i in range(len(groups)) if not open_to_sink[2 + i]]
     parts = nx.connected_components(nx.Graph(
         [(("m", i), ("p", p)) for i in crowded for p in groups[i].pools.tolist()]))
     out = []
@@ -286,7 +344,7 @@ def _short(groups: list[_Group], usable: np.ndarray, labels: np.ndarray | None =
 def _held(groups: Sequence[_Group], usable: np.ndarray, labels: np.ndarray | None) -> int:
     """The GPUs of ``groups``' minReplicas the pools they may use hold at most, under the layer of
     ``labels``: their flow alone."""
-    return _flow(groups, usable, labels)[1]
+    return _solve(_network(groups, usable, labels))[0]
 
 
 def _fewest_layered(groups: list[_Group], usable: np.ndarray, labels: np.ndarray) -> list[_Group]:
