@@ -1564,6 +1564,83 @@ def test_validate_checks_a_spread_over_models_of_more_than_8_failure_domains(tmp
     assert r.returncode == 0, r.stderr
 
 
+def spot_and_spread(tmp: Path, shared: bool, tight: bool) -> Path:
+    """A required spread and a required spot share on the same models, their pools off spot in fewer
+    failure domains than the spread asks for, so that it puts a replica of each on spot. Not ``shared``:
+    m (minReplicas 4) over 3 domains, pa and pb (2 GPUs each, in a and b) off spot and sc (spot, in c),
+    a spot share of 0.1 (0.25 when not ``tight``): its replica on sc takes 10 replicas in all, 9 off spot,
+    where pa and pb hold 4 (3 when 0.25: 4 in all). ``shared``: m1 and m2 (minReplicas 2) over 2 domains,
+    off (4 GPUs, in a; 6 when not ``tight``) and sp (spot, in b), a share of 0.25: each takes 4 replicas,
+    3 off spot, 6 in all, where each alone fits."""
+    demand = [{"location": "a", "rate": 100}]
+    if not shared:
+        return write(tmp, location("a"), location("b"), location("c"), link("a", "b", 5), link("b", "c", 5),
+                     pool("pa", "a", per_node=2), pool("pb", "b", per_node=2), pool("sc", "c", spot=True),
+                     inference("m", demand, minReplicas=4, spotTolerant=True),
+                     policy("three-domains", {"spread": {"minFailureDomains": 3}}),
+                     policy("little-spot", {"maxSpotFraction": 0.1 if tight else 0.25}))
+    return write(tmp, location("a"), location("b"), link("a", "b", 5), pool("off", "a", per_node=4 if tight else 6),
+                 pool("sp", "b", spot=True), *(inference(m, demand, minReplicas=2, spotTolerant=True) for m in ("m1", "m2")),
+                 policy("two-domains", {"spread": {"minFailureDomains": 2}}),
+                 policy("quarter-spot", {"maxSpotFraction": 0.25}))
+
+
+SPOT_AND_SPREAD = {
+    False: ("required policies three-domains, little-spot and minReplicas of m together: three-domains spreads m's 4 "
+            "replicas over 3 failure domains and little-spot keeps at most 0.1 of them on spot pools, but the pools it "
+            "may use off spot are in 2 domains (a, b): 1 must go on spot pools in another (c), which takes 10 replicas "
+            "in all; the pools off spot hold 4 replicas, so at most 0 can be on spot; relax one of them (drop a policy "
+            "or make it preferred, lower the minReplicas, or add a pool it may use off spot in another failure domain, "
+            "or capacity off spot to hold 9 of its replicas there)"),
+    True: ("required policies two-domains, quarter-spot and minReplicas of m1, m2 together with the fleet's capacity: "
+           "they take at least 8 GPUs (m1 4 x 1 GPU (two-domains puts 1 on spot pools: 4 replicas for its 2 "
+           "minReplicas), m2 4 x 1 GPU (two-domains puts 1 on spot pools: 4 replicas for its 2 minReplicas)) and the "
+           "only pools they may use hold 12 (sp 8, off 4), but the maxSpotFraction of quarter-spot keeps at most 1 of "
+           "m1's 4, 1 of m2's 4 replicas on spot pools (sp): they hold at most 6 of those GPUs; relax one of them "
+           "(drop a policy or make it preferred, lower a minReplicas, or add capacity to off or a pool they may use off "
+           "spot)"),
+}
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["one-model", "shared-pools"])
+def test_validate_and_plan_name_a_spot_share_and_spread_that_cannot_hold_together(tmp_path, shared):
+    """A required spread and spot share on the same models, each of which a plan with the minReplicas
+    keeps alone, and not both: the spread puts replicas on spot pools (their pools off spot are in too few
+    failure domains), and the share then wants more replicas off spot than the pools there hold, for one
+    model or for two sharing them. validate passed both fleets, and plan refused them after its search
+    without the arithmetic; validate now fails at each minReplicas with the numbers, and plan names the
+    one model's conflict the same way."""
+    from placer.spec.diagnostics import MOST_MESSAGE, clipped
+
+    fleet = spot_and_spread(tmp_path, shared, tight=True)
+    r = placer("validate", str(fleet))
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    why = clipped(f"no placement satisfies {SPOT_AND_SPREAD[shared]}; other conflicts may remain", MOST_MESSAGE)
+    path = fleet / "fleet.yaml"
+    assert [line for line in r.stderr.splitlines() if "no placement" in line] == [
+        f"{path}:{line_of(fleet, 'minReplicas', f'name: {m}')}: Model/{m}: spec.minReplicas: {why}"
+        for m in (["m1", "m2"] if shared else ["m"])], r.stderr
+    r = placer("plan", str(fleet))
+    assert r.returncode == 1 and "Traceback" not in r.stderr and r.stdout == "", r.stderr
+    said = " ".join(r.stderr.split())
+    if shared:
+        assert "no placement on the fleet's pools satisfies required policies two-domains (" in said, r.stderr
+    else:
+        assert "three-domains spreads m's 4 replicas over 3 failure domains and little-spot keeps" in said, r.stderr
+        assert "or capacity off spot to hold 9 of its replicas there)" in said, r.stderr
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["one-model", "shared-pools"])
+def test_a_spot_share_and_spread_that_hold_together_validate_and_plan(tmp_path, shared):
+    """A share of 0.25 lets m's replica on sc among 4 (3 off spot, which pa and pb hold); off of 6 GPUs holds
+    m1's and m2's 3 off spot each: validate passes and plan places them."""
+    fleet = spot_and_spread(tmp_path, shared, tight=False)
+    r = placer("validate", str(fleet))
+    assert r.returncode == 0, r.stderr
+    r = placer("plan", str(fleet), "--json")
+    assert r.returncode == 0, r.stderr
+
+
 @pytest.mark.parametrize("rule", ["spot", "spread", "places"])
 def test_minreplicas_a_spread_spot_share_or_maxmodelsperpool_lets_share_validate_and_plan(tmp_path, rule):
     """One step looser (fewer minReplicas, or 2 models a pool) there is a plan, and validate passes."""

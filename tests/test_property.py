@@ -251,3 +251,50 @@ def test_what_validate_says_capped_minimums_cannot_have_has_no_plan(docs):
             assert conflict.shared.gpus > (conflict.shared.held if conflict.shared.layer else conflict.shared.room)
         named = {f"model:{m}:minReplicas" for m in conflict.models} | {f"policy:{p}" for p in conflict.policies}
         assert optimize(with_groups(f, named), RULES).status == "INFEASIBLE", conflict.message()
+
+
+@st.composite
+def spot_spread_docs(draw):
+    """Models under a required spread and a required maxSpotFraction at once, whose pools off spot are in
+    fewer failure domains than the spread asks for (p0, off spot in d0; the others mostly spot, in d0..d2),
+    so that it puts some of their replicas on spot, and the share then wants more replicas in all: at
+    times a maxReplicas, a pin to p0 and p1 and a headroom. Often infeasible, by the two rules alone or with
+    the models sharing p0."""
+    locs = [location("l0"), location("l1"), link("l0", "l1", 10)]
+    pools = [pool(f"p{j}", f"l{j % 2}", count=draw(st.integers(1, 2)), per_node=draw(st.sampled_from([1, 2, 4])),
+                  spot=j > 0 and draw(st.sampled_from([True, True, False])),
+                  failureDomain="d0" if j == 0 else draw(st.sampled_from(["d0", "d1", "d2"])))
+             for j in range(draw(st.integers(2, 4)))]
+    models = []
+    for k in range(draw(st.integers(1, 3))):
+        least = draw(st.integers(2, 4))
+        most = {"maxReplicas": least + draw(st.integers(0, 4))} if draw(st.integers(0, 3)) == 0 else {}
+        models.append(inference(f"m{k}", [{"location": "l0", "rate": 100}], minReplicas=least, spotTolerant=True,
+                                labels={"pin": draw(st.sampled_from(["yes", "none"]))}, **most))
+    policies = [policy("spread", {"spread": {"minFailureDomains": draw(st.sampled_from([2, 3]))}}),
+                policy("spot", {"maxSpotFraction": draw(st.sampled_from([0.0, 0.1, 0.2, 0.25, 0.34, 0.5]))})]
+    if draw(st.booleans()):
+        policies.append(policy("pin", {"allowPools": {}}, models={"labels": {"pin": "yes"}},
+                               pools={"names": ["p0", "p1"]}))
+    if draw(st.integers(0, 3)) == 0:
+        policies.append(policy("room", {"headroom": {"fraction": 0.25}}))
+    return [*locs, *pools, *models, *policies]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(spot_spread_docs())
+def test_what_validate_says_a_spot_share_and_spread_together_cannot_hold_has_no_plan(docs):
+    """validate's checks of a spot share and a spread on the same models (each model alone: the spread
+    puts N - k replicas on spot, and the pools off spot or its maxReplicas hold too few for the share to
+    let them; under the spot share's flow, such a model takes ceil((N - k) / f) replicas) are
+    relaxations: every conflict they name is one the exact model proves infeasible with only the
+    minReplicas and required policies named. Unsound variants fail here within the examples: a model
+    taking ceil((N - k) / f) + 1 replicas, the domains off spot counted among those with room for two."""
+    from placer.optimizer.shared import shared_conflicts
+
+    f = fleet(*docs)
+    alone = list(conflicts.capacity_conflicts(f, RULES))
+    crowded = shared_conflicts(f, RULES, skip={c.models[0] for c in alone})
+    for conflict in [*alone, *crowded]:
+        named = {f"model:{m}:minReplicas" for m in conflict.models} | {f"policy:{p}" for p in conflict.policies}
+        assert optimize(with_groups(f, named), RULES).status == "INFEASIBLE", conflict.message()

@@ -32,6 +32,7 @@ The groups are each required policy and each inference model's minReplicas. Two 
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -74,6 +75,10 @@ class Crowding:
     # under a layer, the pools the models fill, whose capacity bounds them (``shared._filled``): more GPUs
     # elsewhere (on the spot pools a spot share keeps them off) mend nothing
     filled: tuple[str, ...] = ()
+    # under the spot share, each model a required spread puts on spot pools (its pools off spot in too few
+    # domains), so that it takes more replicas than its minReplicas for the share to hold them: (model, its
+    # minReplicas, the replicas the spread puts on spot, the spread's policy); its ``needs`` count those
+    raised: tuple[tuple[str, int, int, str], ...] = ()
 
     @property
     def gpus(self) -> int:
@@ -155,7 +160,10 @@ class Conflict:
 
 def _crowded(shared: Crowding) -> str:
     """Why models' minReplicas do not fit the pools they share, in numbers."""
-    needs = [f"{m} {n:,} x {g} GPU{'s' if g != 1 else ''}" for m, n, g in shared.needs]
+    raised = {m: (least, spot, policy) for m, least, spot, policy in shared.raised}
+    needs = [f"{m} {n:,} x {g} GPU{'s' if g != 1 else ''}" + (
+        f" ({raised[m][2]} puts {raised[m][1]:,} on spot pools: {n:,} replicas for its {raised[m][0]:,} minReplicas)"
+        if m in raised else "") for m, n, g in shared.needs]
     if len(needs) > 2 * BREAKDOWN:
         needs[2 * BREAKDOWN - 1:] = [f"and {len(needs) - 2 * BREAKDOWN + 1:,} more"]
     pools = [f"{p} {usable:,}" + (f" of {most:,}" if usable != most else "")
@@ -199,7 +207,9 @@ def _capped(shared: Crowding) -> str:
     if len(where) > 2 * BREAKDOWN:
         where[2 * BREAKDOWN - 1:] = [f"and {len(where) - 2 * BREAKDOWN + 1:,} more"]
     part = "on spot pools" if shared.layer == "spot" else "in any one failure domain"
-    return (f"the {rule} of {', '.join(policies)} keeps at most {', '.join(each)} minReplicas {part} "
+    # a model a spread puts on spot takes more replicas than its minReplicas (``Crowding.raised``)
+    return (f"the {rule} of {', '.join(policies)} keeps at most {', '.join(each)} "
+            f"{'replicas' if shared.raised else 'minReplicas'} {part} "
             f"({', '.join(where)})")
 
 
@@ -375,7 +385,104 @@ def refused_minimum(fleet: Fleet, rules: Rules, model: Model, need: int, policie
             continue
         keep = needed(others, lambda trial: refuses(trial) is not None)
         return Conflict((policy.name, *(p.name for p in keep)), (model.name,), 0, refused=refuses(keep) or "")
-    return None
+    return spot_and_spread(fleet, rules, model, need, policies)
+
+
+def spot_share_and_spread(model: Model, need: int, policies: Collection[Policy]) -> tuple[Policy, Policy] | None:
+    """Of ``policies`` (required, selecting ``model``), the strictest maxSpotFraction under 1 (the least f)
+    and the strictest spread whose N domains the minReplicas ``need`` must use (the most N <= need), or
+    None where either is missing."""
+    spots = [p for p in policies if p.rule.max_spot_fraction is not None and p.rule.max_spot_fraction < 1]
+    spreads = [p for p in policies if p.rule.spread is not None and p.rule.spread.min_failure_domains <= need]
+    if not spots or not spreads:
+        return None
+    return (min(spots, key=lambda p: p.rule.max_spot_fraction or 0.0),
+            max(spreads, key=lambda p: p.rule.spread.min_failure_domains if p.rule.spread else 0))
+
+
+def on_spot_for_spread(domains_off: Collection[object], domains_spot: Collection[object], spread: int) -> int:
+    """The replicas on spot pools a spread over ``spread`` failure domains puts a model at least, its pools
+    off spot in ``domains_off`` and those on spot in ``domains_spot``: one in each domain beyond those
+    off spot (0 where the domains are too few for the spread, which refuses the model alone)."""
+    short = spread - len(set(domains_off))
+    return short if 0 < short <= len(set(domains_spot) - set(domains_off)) else 0
+
+
+def replicas_for_spot(on_spot: int, fraction: float) -> int:
+    """The fewest replicas in all that a share ``fraction`` > 0 of them on spot lets ``on_spot`` be on
+    spot pools (1e-6 over, as the rule's check allows)."""
+    return math.ceil((on_spot - 1e-6) / fraction)
+
+
+def spot_and_spread(fleet: Fleet, rules: Rules, model: Model, need: int, policies: list[Policy]) -> Conflict | None:
+    """A required maxSpotFraction f and a required spread of N <= ``need`` failure domains that no plan
+    giving ``model`` its minReplicas keeps together, though each alone does: its pools off spot are in k <
+    N domains, so N - k replicas go on spot pools (one in each other domain), and a plan placing T keeps at
+    most f·T + 1e-6 on spot, T - those off spot: no more than floor((f·O + 1e-6) / (1 - f)) where its
+    pools off spot hold O replicas, nor f·maxReplicas; fewer than N - k refuses it. With the other
+    policies that takes (a deletion filter)."""
+    pair = spot_share_and_spread(model, need, policies)
+    if pair is None:
+        return None
+    spot, spread = pair
+
+    def refuses(others: list[Policy]) -> tuple[str, str] | None:
+        f = spot.rule.max_spot_fraction or 0.0
+        n = spread.rule.spread.min_failure_domains if spread.rule.spread else 2
+        cap = model.spec.max_replicas
+        # the pools are counted until those off spot span N domains or hold enough for N on spot, and no
+        # further (a model's every pool, for each of bench XL's models under both rules, took seconds)
+        by_cap_most = math.floor(f * cap + 1e-6) if cap is not None else n
+        seen: set[str] = set()
+        enough = 0
+        held = []
+        for pool, r in rooms(fleet, rules, model, [*others, spot, spread]):
+            held.append((pool, r))
+            if not pool.spot:
+                seen.add(pool.failure_domain)
+                enough += r
+                if len(seen) >= n or min(math.floor((f * enough + 1e-6) / (1 - f)), by_cap_most) >= n:
+                    return None
+        off = [(pool, r) for pool, r in held if not pool.spot]
+        domains_off = sorted({pool.failure_domain for pool, _ in off})
+        domains_spot = sorted({pool.failure_domain for pool, _ in held if pool.spot} - set(domains_off))
+        on_spot = on_spot_for_spread(domains_off, domains_spot, n)
+        if not on_spot:
+            return None
+        steady = sum(r for _, r in off)
+        most = math.floor((f * steady + 1e-6) / (1 - f))
+        by_cap = cap is not None and math.floor(f * cap + 1e-6) < most
+        if by_cap and cap is not None:
+            most = math.floor(f * cap + 1e-6)
+        if most >= on_spot:
+            return None
+        where = _few(domains_off) or "none"
+        spare = _few(domains_spot)
+        total = max(need, replicas_for_spot(on_spot, f)) if f > 0 else 0
+        takes = f"{total:,} replicas in all" if f > 0 else "a share on spot above 0"
+        why = (f"{spread.name} spreads {model.name}'s {need:,} replicas over {n} failure domains and {spot.name} keeps "
+               f"at most {f:g} of them on spot pools, but the pools it may use off spot are in {len(domains_off)} "
+               f"domain{'s' if len(domains_off) != 1 else ''} ({where}): {on_spot:,} must go on spot pools in "
+               f"another ({spare}), which takes {takes}; "
+               + (f"its maxReplicas of {cap:,} lets at most {most:,} be on spot" if by_cap else
+                  f"the pools off spot hold {steady:,} replica{'s' if steady != 1 else ''}, so at most {most:,} "
+                  "can be on spot"))
+        more = f" to hold {total - on_spot:,} of its replicas there" if f > 0 else ""
+        remedy = (f"raise its maxReplicas to {total:,} or add a pool it may use off spot in another failure domain"
+                  if by_cap else f"add a pool it may use off spot in another failure domain, or capacity off spot{more}")
+        return why, remedy
+
+    others = [p for p in policies if p is not spot and p is not spread]
+    if refuses(others) is None:
+        return None
+    keep = needed(others, lambda trial: refuses(trial) is not None)
+    why, remedy = refuses(keep) or ("", "")
+    return Conflict((spread.name, spot.name, *(p.name for p in keep)), (model.name,), 0, refused=why, remedy=remedy)
+
+
+def _few(names: Sequence[str]) -> str:
+    """``names``, the first 5 and how many more."""
+    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
 
 
 def least_usd(fleet: Fleet, rules: Rules, model: Model, policies: Collection[Policy], need: int,

@@ -28,6 +28,12 @@ pools), and one model's n chosen for both may not exist (3 of 5 replicas, 3 doma
 each flow has one layer alone. A cap binds only with other models (a model alone is
 ``refused_minimum``'s): pools off spot or in other domains, full of others' minimums.
 
+The spot share's flow counts what a spread puts on spot (``_raised``): a model under both, of f > 0
+and N <= n domains, whose pools off spot (those that hold one replica) are in k < N domains, has
+N - k replicas on spot in any plan (a domain holds replicas off spot only where it has such a pool),
+so T >= ceil((N - k - 1e-6) / f) replicas; it counts n' = max(n, that), of which a plan keeps n' off
+spot first, at most floor(f·n' + 1e-6) of them on spot, as above.
+
 Models that use exactly the same pools are one node, and pools that the same model nodes use are
 one: bench XL's 5,366 models with a minimum and 965 pools are 428 and 59 nodes. Under a spread the
 pools of each domain are nodes of their own, and each capped model node has a node per domain it
@@ -52,7 +58,15 @@ from networkx.algorithms.flow import preflow_push
 from placer.candidates import exclusion
 from placer.fleet import Fleet, Model, Policy, model_matches
 from placer.optimizer.arrays import FleetArrays, build_arrays
-from placer.optimizer.conflicts import Conflict, Crowding, needed, usable_gpus
+from placer.optimizer.conflicts import (
+    Conflict,
+    Crowding,
+    needed,
+    on_spot_for_spread,
+    replicas_for_spot,
+    spot_share_and_spread,
+    usable_gpus,
+)
 from placer.policy import Rules
 
 # "": the plain flow; "spot": a required maxSpotFraction's cap on a model's spot pools; "spread": a required
@@ -98,11 +112,12 @@ def shared_conflicts(fleet: Fleet, rules: Rules, arrays: FleetArrays | None = No
         found: list[tuple[str, list[_Group]]] = []
         every = _groups(a, usable, skip)
         named: set[int] = set()  # the models of the conflicts found
+        spreads = _limits(fleet, "spread", required)  # under the spot share, what a spread puts on spot
         for layer in LAYERS:
             limits = _limits(fleet, layer, required)
             if layer and not limits:
                 continue  # no required policy of the rule
-            groups = _layered(a, every, named, layer, limits)
+            groups = _layered(a, every, named, layer, limits, spreads)
             if not groups or (layer and not any(g.layered for g in groups)):
                 continue
             short = _short(groups, usable, _labels(a, layer))
@@ -172,9 +187,12 @@ def _groups(a: FleetArrays, usable: np.ndarray, skip: Collection[str]) -> list[_
 
 
 def _layered(a: FleetArrays, groups: list[_Group], named: Collection[int], layer: str,
-             limits: Sequence[tuple[Policy, set[str]]]) -> list[_Group]:
+             limits: Sequence[tuple[Policy, set[str]]],
+             spreads: Sequence[tuple[Policy, set[str]]] = ()) -> list[_Group]:
     """``groups`` less the ``named`` models, each with its share under ``layer``: what its rule lets
-    one part of the group's pools take of its models' minReplicas (``_limit``)."""
+    one part of the group's pools take of its models' minReplicas (``_limit``). Under the spot share a
+    model that a required spread (of ``spreads``) puts on spot pools takes the replicas that share needs
+    to hold them (``_raised``)."""
     out = []
     for group in groups:
         models = [item for item in group.models if item[0] not in named]
@@ -184,11 +202,43 @@ def _layered(a: FleetArrays, groups: list[_Group], named: Collection[int], layer
             out.append(_Group(group.pools, models, sum(n * g for _, n, g in models)))
             continue
         share = 0
+        kept = []
+        domains: dict[int, tuple[set[int], set[int]]] = {}  # the group's domains off spot and on spot, once
         for mi, need, g in models:
             model = a.models[mi]
-            share += _limit(layer, model, need, [p for p, names in limits if model.name in names])[0] * g
-        out.append(_Group(group.pools, models, share))
+            mine = [p for p, names in limits if model.name in names]
+            if layer == "spot":
+                need = _raised(a, model, need, group.pools, [*mine, *(p for p, names in spreads if model.name in names)],
+                               domains)[0]
+            kept.append((mi, need, g))
+            share += _limit(layer, model, need, mine)[0] * g
+        out.append(_Group(group.pools, kept, share))
     return out
+
+
+def _raised(a: FleetArrays, model: Model, need: int, pools: np.ndarray, policies: Sequence[Policy],
+            domains: dict[int, tuple[set[int], set[int]]] | None = None) -> tuple[int, int, Policy | None]:
+    """The replicas of ``model`` a plan places at least, its minReplicas ``need``, where ``policies``
+    (required, selecting it) hold a maxSpotFraction f > 0 and a spread of N <= need domains and its
+    ``pools`` off spot are in k < N domains: N - k replicas on spot (one in each other domain), so
+    ceil((N - k) / f) in all (the share holds T >= them); with those on spot and the spread's policy.
+    (An f of 0 refuses such a model alone: ``conflicts.spot_and_spread``.) ``domains``: where the
+    domains of ``pools`` off spot and on spot are kept, for the next model of the same pools."""
+    pair = spot_share_and_spread(model, need, policies)
+    if pair is None:
+        return need, 0, None
+    spot, spread = pair
+    f, n = spot.rule.max_spot_fraction, spread.rule.spread
+    if not f or n is None:
+        return need, 0, None
+    known = domains if domains is not None else {}
+    if 0 not in known:
+        of, off = a.pool_domain[pools], ~a.pool_spot[pools]
+        known[0] = (set(of[off].tolist()), set(of[~off].tolist()))
+    on_spot = on_spot_for_spread(*known[0], n.min_failure_domains)
+    if not on_spot:
+        return need, 0, None
+    return max(need, replicas_for_spot(on_spot, f)), on_spot, spread
 
 
 @dataclass
@@ -401,6 +451,7 @@ def _conflict(fleet: Fleet, rules: Rules, a: FleetArrays, layer: str, groups: li
                    key=lambda item: a.model_index[item[0].name])
     pools = np.unique(np.concatenate([group.pools for group in groups])).tolist()
     caps: list[tuple[str, int, str]] = []
+    raised: list[tuple[str, int, int, str]] = []
     held = 0
     filled: tuple[str, ...] = ()
     if layer:
@@ -409,16 +460,26 @@ def _conflict(fleet: Fleet, rules: Rules, a: FleetArrays, layer: str, groups: li
             most, policy = _limit(layer, m, n, [p for p, names in limits if m.name in names])
             if policy is not None:
                 caps.append((m.name, most, policy.name))
+            least = m.spec.min_replicas or n
+            if n > least:
+                mi = a.model_index[m.name]
+                lo, hi = int(a.pair_ptr[mi]), int(a.pair_ptr[mi + 1])
+                mine = a.pair_pool[lo:hi][a.pair_c[lo:hi] <= usable[a.pair_pool[lo:hi]]]
+                _, on_spot, spread = _raised(a, m, least, mine, [p for p in required if model_matches(p.spec.models, m)])
+                if spread is not None:
+                    raised.append((m.name, least, on_spot, spread.name))
         held = _held(groups, usable, _labels(a, layer))
         filled = tuple(a.pools[p].name for p in _filled(groups, usable, _labels(a, layer)))
     where = (tuple(a.pools[p].name for p in pools if a.pool_spot[p]) if layer == "spot" else
              tuple(f"{a.pools[p].name} in {a.pools[p].failure_domain}" for p in pools) if layer == "spread" else ())
     shared = Crowding(tuple((m.name, n, g) for m, n, g in needs),
                       tuple((a.pools[p].name, int(usable[p]), a.pools[p].max_gpus) for p in pools),
-                      layer, held, tuple(caps), where, filled)
-    policies = _policies(fleet, rules, a, layer, [(m, n) for m, n, _ in needs], required)
-    # the caps' policies take part whatever the deletion filter found (it is skipped past POLICY_SEARCH)
-    capping = [p for p in required if p.name in {name for _, _, name in caps} and p not in policies]
+                      layer, held, tuple(caps), where, filled, tuple(raised))
+    policies = _policies(fleet, rules, a, layer, [(m, m.spec.min_replicas or n) for m, n, _ in needs], required)
+    # the caps' policies take part whatever the deletion filter found (it is skipped past POLICY_SEARCH), and
+    # the spreads that put models on spot
+    capping = [p for p in required if p.name in {name for _, _, name in caps} | {r[3] for r in raised}
+               and p not in policies]
     policies = [*capping, *policies]
     return Conflict(tuple(p.name for p in policies), tuple(m.name for m, _, _ in needs), 0, shared=shared)
 
@@ -469,7 +530,7 @@ def _layered_policies(fleet: Fleet, rules: Rules, a: FleetArrays, layer: str, ne
         usable = np.array([usable_gpus(fleet, rules, pool, policies) for pool in a.pools], dtype=np.int64)
         limits = _limits(fleet, layer, policies)
         groups = []
-        for model, need in needs:
+        for model, least in needs:
             mine = [p for p in policies if model_matches(p.spec.models, model)]
             held = [(i, c) for i, pool in enumerate(a.pools)
                     if exclusion(fleet, rules, model, pool, mine) is None
@@ -477,9 +538,10 @@ def _layered_policies(fleet: Fleet, rules: Rules, a: FleetArrays, layer: str, ne
             if not held:
                 return True  # a model no pool holds one of: short alone
             g = min(c for _, c in held)
+            pools = np.array([i for i, _ in held], dtype=np.int64)
+            need = _raised(a, model, least, pools, mine)[0] if layer == "spot" else least
             most = _limit(layer, model, need, [p for p, names in limits if model.name in names])[0]
-            groups.append(_Group(np.array([i for i, _ in held], dtype=np.int64),
-                                 [(a.model_index[model.name], need, g)], most * g))
+            groups.append(_Group(pools, [(a.model_index[model.name], need, g)], most * g))
         return _held(groups, usable, labels) < sum(g.gpus for g in groups)
 
     return needed(candidates, short) if short(candidates) else list(candidates)
