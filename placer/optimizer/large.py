@@ -753,7 +753,8 @@ def price_configurations(model: MatrixModel, configs: Configurations, lp: LpResu
         whole = (bounding or out.over == OVER_NEAREST or stalled or not len(active)
                  or since_whole + 1 >= WHOLE_EVERY)
         n_models = configs.n_models if whole else len(active)
-        new = configs.add_priced(rc_round, pairs, v, until, workers, models=None if whole else active)
+        new = configs.add_priced(rc_round, pairs, v, until, workers, models=None if whole else active,
+                                 exact=bounding)
         if bounding:
             # each model priced over all its pairs: what its MIP proved bounds its own problem in
             # L(pi), so L(pi) bounds the plan (a restricted model's would bound it alone)

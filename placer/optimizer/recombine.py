@@ -54,7 +54,9 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from placer.knobs import env_choice
 from placer.optimizer.arrays import BoolArray, FloatArray, IntArray
+from placer.optimizer.batchprice import BatchPricer
 from placer.optimizer.bound import Blocks, model_blocks
 from placer.optimizer.greedy import per_replica_cost
 from placer.optimizer.highs import Solution, solve_arrays, solve_within
@@ -113,6 +115,13 @@ def on_columns(rows: Any, cols: IntArray) -> Any:
     return sp.csc_matrix((rows.data[hit], (row[hit], pos[hit])), shape=(rows.shape[0], len(cols)))
 
 
+def batch_pricing() -> bool:
+    """PLACER_PRICING=batch: inference models priced all at once by ``batchprice`` first (an
+    experiment; the round whose proven bounds count stays on HiGHS); ``mip`` or unset: each model
+    by HiGHS' MIP."""
+    return env_choice("PLACER_PRICING", ("batch", "mip"), "each model priced by HiGHS' MIP") == "batch"
+
+
 class Configurations:
     """Per model, the distinct values its own columns took in the plans and steps recorded."""
 
@@ -125,6 +134,7 @@ class Configurations:
         self._seen: list[dict[bytes, int]] = [{} for _ in range(self.n_models)]  # key -> entry
         self.entries: list[tuple[int, FloatArray]] = []  # (model, values on its columns)
         self._local: tuple[IntArray, IntArray] | None = None
+        self._batch: BatchPricer | None = None
 
     def columns(self, m: int) -> IntArray:
         b = self.blocks
@@ -248,8 +258,14 @@ class Configurations:
             changed[self.blocks.row_owner[rows[bad]]] = False
         return 0
 
+    def batch(self) -> BatchPricer:
+        """The batched pricing routine over this record's blocks (their shapes built on first use)."""
+        if self._batch is None:
+            self._batch = BatchPricer(self.model, self.columns, self.local_rows(), self.csr, self.n_models)
+        return self._batch
+
     def add_priced(self, rc: FloatArray, pairs: BoolArray, v: FloatArray, deadline: float, workers: int = 1,
-                   step_limit: float = PRICE_STEP, models: IntArray | None = None) -> Priced:
+                   step_limit: float = PRICE_STEP, models: IntArray | None = None, exact: bool = False) -> Priced:
         """Each model's least-cost configuration at reduced costs ``rc`` (the rows between models
         priced by duals, the model's own rows kept): the pricing problem of the decomposition,
         one small MIP per model over its ``pairs`` alone, ``step_limit`` seconds at most each,
@@ -257,7 +273,10 @@ class Configurations:
         ``v`` costs most at ``rc`` go first; a model's configuration in ``v`` is its MIP's start
         when it lies within the given pairs. ``models``: these alone (default: every model).
         Returns how many configurations were added, and the models whose configuration costs less
-        at ``rc`` than every one recorded for them before (by more than IMPROVED)."""
+        at ``rc`` than every one recorded for them before (by more than IMPROVED). Unless ``exact``
+        (a round whose proven bounds count), with PLACER_PRICING=batch the inference models go to
+        ``batchprice`` first, all at once, which proves nothing (``proven`` stays NaN for them);
+        HiGHS prices the models it leaves."""
         model = self.model
         b = self.blocks
         # a pair left out takes its replicas, routes and gang and churn columns with it (at 0)
@@ -304,7 +323,25 @@ class Configurations:
                     improved.append(m)
 
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            list(pool.map(one, order.tolist()))
+            if not exact and batch_pricing() and len(order) and deadline - time.monotonic() > 0.01:
+                batch = self.batch()
+                mine = batch.flat.handled[order]
+                # HiGHS prices the blocks the batch does not take while the batch prices the others
+                rest = pool.map(one, order[~mine].tolist())
+                answers = batch.price(order[mine], rc, pairs, v)
+                for m, z in answers.items():
+                    price = rc[self.columns(m)]
+                    best = min((float(price @ self.entries[k][1]) for k in self._seen[m].values()),
+                               default=math.inf)
+                    with lock:
+                        got.append((m, z))
+                        if float(price @ z) < best - IMPROVED:
+                            improved.append(m)
+                failed = [m for m in order[mine].tolist() if m not in answers]
+                list(rest)
+                list(pool.map(one, failed))
+            else:
+                list(pool.map(one, order.tolist()))
         before = len(self.entries)
         for m, z in got:
             self._add(m, z, force=True)

@@ -1,0 +1,205 @@
+"""Batched pricing (``placer.optimizer.batchprice``, ``PLACER_PRICING=batch``) against HiGHS' MIP
+on the same blocks: every inference model's pricing problem at once, at reduced costs from random
+duals on the rows between models, on small generated fleets (one to three demand entries a model,
+spot caps, minReplicas, a preferred rule's penalty). Each answer must meet every row and bound of
+its block and keep off the pairs left out; never cost less than HiGHS' proven optimum (its value is
+what it says); equal that optimum where the search is exact (one pair a model: its cost is convex
+in the replicas) and on most blocks otherwise. An answer that breaks its block goes to HiGHS."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+import numpy as np
+import pytest
+
+import placer.optimizer.batchprice as batchprice
+import placer.optimizer.large as large
+from bench.generate import generate, to_fleet
+from placer.knobs import KnobError
+from placer.optimizer.arrays import build_arrays
+from placer.optimizer.bound import linking_reduced_costs
+from placer.optimizer.highs import solve_arrays
+from placer.optimizer.matrix import build_matrix, rows_broken
+from placer.optimizer.recombine import Configurations, on_columns
+from policies import build_rules
+
+RULES = build_rules(dt.datetime(2026, 11, 28, tzinfo=dt.UTC))
+
+
+def configurations(seed: int) -> Configurations:
+    return Configurations(build_matrix(build_arrays(to_fleet(generate(40, 12, seed=seed)), RULES), RULES, {}))
+
+
+@pytest.fixture(scope="module", params=[3, 7])
+def configs(request):
+    return configurations(request.param)
+
+
+def prices(configs: Configurations, seed: int) -> np.ndarray:
+    """Reduced costs at duals a master could give: capacity dear in some pools."""
+    model = configs.model
+    rng = np.random.default_rng(seed)
+    pi = np.where(configs.blocks.local, 0.0, -rng.exponential(0.002, model.n_rows) * (rng.random(model.n_rows) < 0.5))
+    rc: np.ndarray = linking_reduced_costs(model, pi, configs.blocks)
+    return rc
+
+
+def highs(configs: Configurations, m: int, rc: np.ndarray, pairs: np.ndarray) -> float:
+    """HiGHS' optimum of model m's block over ``pairs``, as ``add_priced`` builds it."""
+    model = configs.model
+    out = ~model.with_pairs(pairs) & (model.lb <= 0)
+    cols = configs.columns(m)
+    free = cols[~out[cols]]
+    local, ptr = configs.local_rows()
+    rows = local[ptr[m]:ptr[m + 1]]
+    sol = solve_arrays(on_columns(configs.csr[rows], free), rc[free], model.lb[free], model.ub[free],
+                       model.row_lo[rows], model.row_hi[rows], model.integer[free], time_limit=10.0, gap=1e-9)
+    assert sol.status == "OPTIMAL", (m, sol.status)
+    return sol.objective
+
+
+def assert_meets_block(configs: Configurations, m: int, z: np.ndarray, pairs: np.ndarray) -> None:
+    model = configs.model
+    cols = configs.columns(m)
+    local, ptr = configs.local_rows()
+    rows = local[ptr[m]:ptr[m + 1]]
+    v = np.zeros(model.n_cols)
+    v[cols] = z
+    A = configs.csr[rows]
+    assert not np.any(rows_broken(A, v, A @ v, model.row_lo[rows], model.row_hi[rows])), m
+    assert np.all(z >= model.lb[cols] - 1e-9) and np.all(z <= model.ub[cols] + 1e-9), m
+    integer = model.integer[cols]
+    assert np.all(np.abs(z[integer] - np.round(z[integer])) < 1e-9), m
+    out = ~model.with_pairs(pairs) & (model.lb <= 0)
+    assert not np.any(z[out[cols]]), m  # nothing on a pair left out
+
+
+def one_pair_each(configs: Configurations, rng: np.random.Generator) -> np.ndarray:
+    a = configs.model.arrays
+    pairs = np.zeros(a.n_pairs, dtype=bool)
+    for m in range(configs.n_models):
+        mine = np.flatnonzero(a.pair_model == m)
+        if len(mine):
+            pairs[rng.choice(mine)] = True
+    return pairs
+
+
+@pytest.mark.parametrize("penalty", [1.0, 1000.0])
+def test_with_one_pair_a_model_it_finds_highs_optimum_on_every_block(configs, penalty):
+    """One pair: the block's cost is convex in its replicas, so the search's moves reach the
+    optimum; ``penalty``: a preferred rule's penalty columns priced that many times higher."""
+    rng = np.random.default_rng(1)
+    rc = prices(configs, 1)
+    aux0, aux1 = configs.model.blocks["aux"]
+    rc[aux0:aux1] *= penalty
+    pairs = one_pair_each(configs, rng)
+    pricer = batchprice.BatchPricer(configs.model, configs.columns, configs.local_rows(), configs.csr,
+                                    configs.n_models)
+    got = pricer.price(np.arange(configs.n_models), rc, pairs, np.zeros(configs.model.n_cols))
+    assert len(got) >= 0.6 * configs.n_models, (len(got), pricer.stats)
+    for m, z in got.items():
+        assert_meets_block(configs, m, z, pairs)
+        best = highs(configs, m, rc, pairs)
+        value = float(rc[configs.columns(m)] @ z)
+        assert abs(value - best) <= 1e-6 * max(1.0, abs(best)), (m, value, best)
+
+
+@pytest.mark.parametrize("share", [1.0, 0.4])
+def test_over_many_pairs_its_answers_meet_their_blocks_and_mostly_find_highs_optimum(configs, share):
+    rng = np.random.default_rng(int(share * 10))
+    rc = prices(configs, int(share * 10))
+    pairs = rng.random(configs.model.arrays.n_pairs) < share
+    pricer = configs.batch()
+    got = pricer.price(np.arange(configs.n_models), rc, pairs, np.zeros(configs.model.n_cols))
+    assert len(got) >= 0.6 * configs.n_models, (len(got), pricer.stats)
+    equal = 0
+    for m, z in got.items():
+        assert_meets_block(configs, m, z, pairs)
+        best = highs(configs, m, rc, pairs)
+        value = float(rc[configs.columns(m)] @ z)
+        assert value >= best - 1e-6 * max(1.0, abs(best)), (m, value, best)
+        equal += value <= best + 1e-6 * max(1.0, abs(best))
+    assert equal >= 0.7 * len(got), (equal, len(got))
+
+
+def test_an_answer_that_breaks_its_block_goes_to_highs(configs, monkeypatch):
+    """A search that answers no replicas at all breaks the blocks with minReplicas (or a lower
+    bound): those models are not answered, every answer given still meets its block."""
+    monkeypatch.setattr(batchprice._Problem, "search",
+                        lambda self, plan, fits: (np.zeros_like(self.A), np.zeros(len(self.A), dtype=np.int64)))
+    rc = prices(configs, 2)
+    pairs = np.ones(configs.model.arrays.n_pairs, dtype=bool)
+    pricer = batchprice.BatchPricer(configs.model, configs.columns, configs.local_rows(), configs.csr,
+                                    configs.n_models)
+    got = pricer.price(np.arange(configs.n_models), rc, pairs, np.zeros(configs.model.n_cols))
+    assert pricer.stats.failed > 0
+    for m, z in got.items():
+        assert_meets_block(configs, m, z, pairs)
+
+
+def test_the_switch_sends_the_inference_models_to_the_batch_and_the_rest_to_highs(monkeypatch):
+    configs = configurations(3)
+    model = configs.model
+    rc = prices(configs, 4)
+    every = np.ones(model.arrays.n_pairs, dtype=bool)
+    calls: list[int] = []
+    real = batchprice.BatchPricer.price
+
+    def spy(self, models, *args):
+        got = real(self, models, *args)
+        calls.append(len(got))
+        return got
+
+    monkeypatch.setattr(batchprice.BatchPricer, "price", spy)
+    owning = [m for m in range(configs.n_models) if len(configs.columns(m))]
+    monkeypatch.delenv("PLACER_PRICING", raising=False)
+    configs.add_priced(rc, every, np.zeros(model.n_cols), time.monotonic() + 60)
+    assert not calls  # unset: HiGHS alone
+    monkeypatch.setenv("PLACER_PRICING", "batch")
+    exact = configs.add_priced(rc, every, np.zeros(model.n_cols), time.monotonic() + 60, exact=True)
+    assert not calls and np.isfinite(exact.proven[owning]).all()  # a round whose bounds count: HiGHS
+    fresh = Configurations(model, csr=configs.csr)
+    got = fresh.add_priced(rc, every, np.zeros(model.n_cols), time.monotonic() + 60)
+    assert len(calls) == 1 and calls[0] > 0
+    # every model has its configuration: the batch's answers, and HiGHS' for the others (training,
+    # batch, refused or failed), whose proofs alone are recorded
+    assert {m for m, _ in fresh.entries} == set(owning) and got.added == len(owning)
+    assert int(np.isfinite(got.proven[owning]).sum()) == len(owning) - calls[0]
+    monkeypatch.setenv("PLACER_PRICING", "batched")
+    with pytest.raises(KnobError, match="PLACER_PRICING"):
+        fresh.add_priced(rc, every, np.zeros(model.n_cols), time.monotonic() + 60)
+
+
+def test_in_the_route_the_bounding_round_stays_on_highs_and_the_bound_holds(monkeypatch):
+    """Through the scalable route with PLACER_PRICING=batch: the round over every pair at the LP's
+    duals, whose proofs make the plan's Lagrangian bound, prices every model by HiGHS (each proof
+    there), the other rounds send the inference models to the batch (no proof), and the plan's
+    bound stays at or under the optimum."""
+    from tests.bench.test_bound import exact
+
+    monkeypatch.setenv("PLACER_PRICING", "batch")
+    monkeypatch.setattr(large, "FULL_MIP_COLS", 0)
+    monkeypatch.setattr(large, "PRICE_SHARE", 0.9)
+    monkeypatch.setattr(large, "EVERY_PAIR_ROUNDS", 0.0)
+    monkeypatch.setattr(large, "AT_PRICES_ROUNDS", float("inf"))
+    monkeypatch.setattr(large, "SECOND_ROUND", 0.0)  # a round after the first however long it took (load)
+    rounds: list[tuple[bool, bool]] = []  # per round: every model proven, none proven among the batch's
+    real_add = Configurations.add_priced
+
+    def add_seen(self, rc, pairs, *args, **kw):
+        got = real_add(self, rc, pairs, *args, **kw)
+        owning = [m for m in range(self.n_models) if len(self.columns(m))]
+        handled = [m for m in owning if self.batch().flat.handled[m]]
+        rounds.append((bool(np.isfinite(got.proven[owning]).all()), bool(np.isnan(got.proven[handled]).all())))
+        return got
+
+    monkeypatch.setattr(Configurations, "add_priced", add_seen)
+    fleet = to_fleet(generate(30, 8, seed=3))
+    r = large.optimize_large(fleet, RULES, progress=lambda _: None, time_limit=6.0)
+    assert r.placement is not None and len(rounds) >= 2, rounds
+    assert rounds[0] == (False, True)  # the first round, over the nearest pairs: the batch's
+    assert sum(proven for proven, _ in rounds) == 1, rounds  # the bounding round alone: HiGHS'
+    opt = exact(build_matrix(build_arrays(fleet, RULES), RULES, {}))
+    assert r.bound <= opt + 1e-6 * abs(opt), (r.bound, opt)
