@@ -298,9 +298,12 @@ class BatchPricer:
         half = MAX_PAIRS // 2 if BY_ALONE else MAX_PAIRS
         near_rate = ranked(np.where(eligible, per_rate, np.nan)) < half
         near_alone = ranked(np.where(eligible, alone, np.nan)) < MAX_PAIRS - half
-        score = np.where(must, -np.inf, per_rate)
+        # a replica of negative reduced cost pays on its own, as many as its bound allows (the
+        # master's duals can price capacity so): those pairs are kept first, most paying first
+        free = keep & (a_rc < 0)
+        score = np.where(must, -np.inf, np.where(free, -1e12 + a_rc * np.minimum(ub, 1e9), per_rate))
         few = (np.bincount(bslot[eligible], minlength=len(take)) <= MAX_PAIRS)[bslot]  # all kept
-        score = np.where(eligible & (must | few | near_rate | near_alone), score, np.nan)
+        score = np.where(eligible & (must | free | few | near_rate | near_alone), score, np.nan)
         rank = ranked(score)
         kept = ~np.isnan(score) & (rank < MAX_PAIRS)
         if np.any(~np.isfinite(ub[kept])):
@@ -487,7 +490,7 @@ class _Problem:
     def _starts(self, plan: FloatArray, plan_fits: BoolArray) -> FloatArray:
         B, K = self.A.shape
         LB, UB = self.LB, self.UB
-        starts = [LB, np.where(plan_fits[:, None], np.clip(plan, LB, UB), LB)]
+        starts = [LB, np.where(plan_fits[:, None], np.clip(plan, LB, UB), LB), self._free(LB, UB)]
         thr = np.where(self.THR > 0, self.THR, np.inf)
         # per entry, its cheapest pair per unit of rate (route and replica), the demand on it rounded up
         w = self.BR + (self.A / thr)[:, None, :]
@@ -497,6 +500,8 @@ class _Problem:
         bi = np.repeat(np.arange(B), self.RATE.shape[1])
         np.add.at(flow, (bi, best.ravel()), np.where(pays, self.RATE, 0.0).ravel())
         starts.append(np.clip(np.ceil(flow / thr - 1e-9), LB, UB))
+        # and from the plan's and that one, every replica of negative reduced cost added
+        starts.extend([self._free(starts[1], UB), self._free(starts[3], UB)])
         # each pair alone with the demand its routes reach
         reach = (np.isfinite(self.BR) * self.RATE[:, :, None]).sum(axis=1)
         alone = np.clip(np.ceil(reach / thr - 1e-9), 0, None)
@@ -522,6 +527,26 @@ class _Problem:
                     s[r, oj] = np.maximum(s[r, oj], both + extra * usable)
                     starts.append(np.clip(s, LB, UB))
         return np.stack(starts, axis=1)
+
+    def _free(self, base: FloatArray, UB: FloatArray) -> FloatArray:
+        """``base`` with replicas of negative reduced cost added, each paying on its own: the most
+        paying pair first, as many as its bound and the rows' upper bounds (max replicas, a spot
+        cap) leave, then the next."""
+        B = self.A.shape[0]
+        x = base.copy()
+        r = np.arange(B)
+        G, hi = self.G, self.GHI
+        for j in np.argsort(self.A, axis=1, kind="stable").T:
+            a = self.A[r, j]
+            room = UB[r, j] - x[r, j]
+            if G.shape[1]:
+                g = G[r, :, j]  # (B, Rg): this pair's coefficient in each row
+                used = np.einsum("brk,bk->br", G, x)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    cap = np.where(g > 0, np.floor((hi - used) / np.where(g > 0, g, 1.0) + 1e-9), np.inf)
+                room = np.minimum(room, cap.min(axis=1, initial=np.inf))
+            x[r, j] += np.where(a < 0, np.maximum(room, 0.0), 0.0)
+        return x
 
     def _moves(self, K: int) -> FloatArray:
         """The moves, as changes (rows) over K pairs: one more, one less, one moved, two more
