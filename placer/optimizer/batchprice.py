@@ -10,7 +10,8 @@ counts: each model's kept pairs (at most MAX_PAIRS: beyond, half the cheapest pe
 half the cheapest serving alone what their routes reach; the plan's and those with a lower
 bound always) are the columns of arrays padded to the largest block, so that each step of the search is one numpy
 operation over every model. Starts: the lower bounds, the plan's replicas, each entry on its
-cheapest pair per unit of rate rounded up, each pair alone with the demand its routes reach, and
+cheapest pair per unit of rate rounded up (these two also with every replica of negative reduced
+cost added, up to its bounds: the duals can make a replica pay on its own), each pair alone with the demand its routes reach, and
 a spot cap's mixes of the cheapest spot and other pairs; moves: one replica more, one less, one
 moved, two more (one on a pair near the cheapest), the best taken while it pays, for every model
 at once (a model that stops leaves the arrays). Each candidate's routes are filled entry by
