@@ -416,6 +416,19 @@ class UnmetReasons:
                 if (location is None or within_slo(fleet.topology.latency_ms(location, pool.location.name), slo))
                 and exclusion(fleet, self.rules, model, pool, policies) is None]
 
+    def full_in_reach(self, model: Model, location: str | None) -> list[str]:
+        """The pools, up in this plan's fleet, within the SLO of ``model``'s demand at ``location``
+        (None: a training or batch replica) that may run it and could hold its ``unit`` of replicas,
+        but have too few GPUs left for one more: where demand unmet for NO_ROOM found none (a pool
+        at 7 of 8 GPUs is full for a model of 2-GPU replicas, though not every GPU is used)."""
+        unit = self.unit(model)
+        full = []
+        for pool in self._may_run(model, location, _slo(model, location), required_of(self.fleet, model)):
+            need = pool.gpus_per_replica(model.spec.replica.gpus) * unit
+            if 0 < need <= pool.max_gpus < self.used.get(pool.name, 0) + need:
+                full.append(pool.name)
+        return full
+
     def _holds_whole(self, model: Model, pool: Pool) -> bool:
         """``pool``, at the most GPUs its file gives it (a pool a scenario fails included), holds
         ``model``'s ``unit`` of replicas: a gang's every replica on one pool."""

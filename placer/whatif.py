@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
 from placer.cost import CostBreakdown, churn_usd, price
-from placer.explain import NO_POOL, POLICY, UnmetReasons
+from placer.explain import NO_POOL, NO_ROOM, POLICY, UnmetReasons
 from placer.fleet import Fleet, Model, Pool
 from placer.optimizer import explain_infeasible, optimize
 from placer.optimizer.scale import use_large
@@ -115,14 +115,16 @@ def apply_scenario(fleet: Fleet, scenario: Scenario) -> Fleet:
     return dataclasses.replace(fleet, pools=pools, models=models)
 
 
-def saturated(fleet: Fleet, gpus_used: dict[str, int]) -> list[str]:
-    """Pools using all the GPUs they could ever have (fixed count, or elastic at max); a pool with
-    none (one a scenario fails has none in the scenario's fleet) is not saturated."""
+def saturated(fleet: Fleet, gpus_used: dict[str, int], full: Collection[str] = ()) -> list[str]:
+    """Pools using all the GPUs they could ever have (fixed count, or elastic at max), and those of
+    ``full``: too full for one more replica of a model whose demand they could serve is unmet for
+    want of room (``UnmetReasons.full_in_reach``), in the fleet's order; a pool with none (one a
+    scenario fails has none in the scenario's fleet) is not saturated."""
     out = []
     for pool in fleet.pools.values():
         if pool.max_gpus == 0:
             continue
-        if gpus_used.get(pool.name, 0) >= pool.max_gpus:
+        if gpus_used.get(pool.name, 0) >= pool.max_gpus or pool.name in full:
             out.append(pool.name)
     return out
 
@@ -223,8 +225,14 @@ def _side(f: Fleet, rules: Rules, placement: Placement, cost: CostBreakdown, sta
     charged: dict[str, dict[str, set[str]]] = {}
     totals: dict[str, dict[str, Any]] = {}  # reason -> the rate and the replicas unmet for it
 
+    # pool -> the models short of room whose replica it is too full for, though it has GPUs left
+    full: dict[str, set[str]] = {}
+
     def because(model: Model, location: str | None) -> str:
         reason, holds = reasons.why(model, location)
+        if reason == NO_ROOM:  # the pools it found no room on are saturated for it, all GPUs used or not
+            for pool in reasons.full_in_reach(model, location):
+                full.setdefault(pool, set()).add(model.name)
         into = held if reason == POLICY else charged
         for policy, pools in holds.items():
             into.setdefault(model.name, {}).setdefault(policy, set()).update(pools)
@@ -279,7 +287,10 @@ def _side(f: Fleet, rules: Rules, placement: Placement, cost: CostBreakdown, sta
         "unmetPenalties": {m: {p: sorted(pools[p]) for p in sorted(pools)} for m, pools in sorted(charged.items())},
         "unmetByReason": totals,
         "violations": dict(sorted(broken.items())),
-        "saturated": saturated(f, used),
+        "saturated": saturated(f, used, full),
+        # the saturated pools with GPUs left, too few for a replica of the models short of room there
+        "fullFor": {p: {"gpusUsed": used.get(p, 0), "gpusCapacity": f.pools[p].max_gpus, "models": sorted(full[p])}
+                    for p in saturated(f, used, full) if used.get(p, 0) < f.pools[p].max_gpus},
         "gpus": {"used": sum(used.values()), "capacity": sum(placement.gpus_capacity(f, p) for p in f.pools)},
     }
     if base is not None:

@@ -308,7 +308,7 @@ def test_whatif_provider_down_with_doubled_demand_collapses_in_part(scenarios):
     assert re.search(r"GPUs used\s+│\s+6\s+│\s+8\s+│\s+\+2 *$", out, re.M), out  # as precise as the row
     assert re.search(r"served \(rate\)\s+│\s+600\s+│\s+800\s+│\s+\+200 *$", out, re.M), out
     assert re.search(r"\bm\s+│\s+0\s+│\s+400\s", out), out  # the unmet table: base, scenario
-    assert "Saturated pools (1 at their maximum): p" in out
+    assert "Saturated pools (1 full): p" in out
     assert "Planned from the base plan: 2 replica(s) started, 0 stopped (churn 1.00 USD once)" in out
     assert "Verdict: partly collapses: 66.67% of demand served; 400 units/s unmet where no pool in reach has room." in out
     report = whatif(scenarios, "--demand-scale", "2", "--fail-provider", "aws")
@@ -441,6 +441,23 @@ def test_whatif_every_pool_down_serves_nothing(scenarios):
     assert "pool p, q down" in r.stdout
     assert "Verdict: collapses: 0.00% of demand served; 600 units/s unmet where no pool in reach has room." \
         in " ".join(r.stdout.split())
+
+
+def test_whatif_calls_a_pool_saturated_that_has_gpus_left_too_few_for_a_replica_short_of_room(tmp_path):
+    """p has 8 GPUs: n takes 1 for its 100 of rate, m (2-GPU replicas) 3 replicas for 300 of its
+    1,000, and the 8th GPU holds no replica of m. The verdict puts m's 700 down to no room in reach;
+    the saturated pools must then name p, where the operator adds capacity (they named none, as p
+    used 7 of its 8 GPUs). A 1-GPU model short of room there would fit: for it p is not full."""
+    fleet = write(tmp_path, location("a"), pool("p", "a", usd=1.0),
+                  inference("m", [{"location": "a", "rate": 1000}], gpus=2),
+                  inference("n", [{"location": "a", "rate": 100}]))
+    scen = whatif(fleet)["scenario"]
+    assert scen["unmetWhy"] == {"m": {"noRoom": pytest.approx(700)}} and scen["gpus"]["used"] == 7
+    assert scen["saturated"] == ["p"]
+    assert scen["fullFor"] == {"p": {"gpusUsed": 7, "gpusCapacity": 8, "models": ["m"]}}
+    r = placer("whatif", str(fleet))
+    assert r.returncode == 0, r.stderr
+    assert "Saturated pools (1 full): p (7/8 GPUs: too few left for a replica of m)" in " ".join(r.stdout.split())
 
 
 def test_whatif_counts_unplaced_training_replicas_apart_from_rates(tmp_path):
@@ -736,7 +753,7 @@ def test_whatif_output_stays_short_when_many_models_fall_short():
     # 2 + ... + 7 units/s, and model-000's replica apart (once "28.0 in all", rates and replicas summed)
     assert "… and 7 more model(s) short of 27 units/s and 1 training/batch replica(s) in all (--json lists every " \
         "one)" in text
-    assert f"Saturated pools ({SATURATED_NAMES + 5} at their maximum): pool-000, " in text
+    assert f"Saturated pools ({SATURATED_NAMES + 5} full): pool-000, " in text
     assert f"pool-{SATURATED_NAMES - 1:03d}, and 5 more (--json names every one)" in text
     assert f"pool-{SATURATED_NAMES:03d}" not in text
 

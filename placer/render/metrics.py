@@ -364,7 +364,8 @@ def whatif_metrics(report: Mapping[str, Any], collapse: bool | None, demand_scal
     replicas = out.labelled("placer_whatif_unplaced_replicas", "Each side's training or batch replicas not placed, "
                             "by model.", ["side", "model"])
     saturated = out.labelled("placer_whatif_pool_saturated", "1 for a pool a side uses all the GPUs it can ever "
-                             "have of, else 0.", ["side", "pool", "provider"])
+                             "have of, or leaves too few GPUs for a replica of a model short of room there, else 0.",
+                             ["side", "pool", "provider"])
     for side, entry in feasible:
         unplaced = {str(m): int(n) for m, n in (entry.get("unplaced") or {}).items()}
         unmet = {m: 0.0 for m, w in facts.workloads.items() if w == "inference"}

@@ -81,9 +81,12 @@ def render(report: dict[str, Any], console: Console) -> None:
     _policies(base.get("violations", {}), scen.get("violations", {}), console)
     pools = scen["saturated"]
     if pools:
-        named = ", ".join(pools[:SATURATED_NAMES])
+        # a pool with GPUs left, too few for a replica of a model short of room there, says so
+        full = scen.get("fullFor", {})
+        named = ", ".join(f"{p} ({full[p]['gpusUsed']:,}/{full[p]['gpusCapacity']:,} GPUs: too few left for a replica "
+                          f"of {names(full[p]['models'], 3)})" if p in full else p for p in pools[:SATURATED_NAMES])
         more = f", and {len(pools) - SATURATED_NAMES} more (--json names every one)" if len(pools) > SATURATED_NAMES else ""
-        console.print(f"Saturated pools ({len(pools)} at their maximum): {named}{more}", style="yellow")
+        console.print(f"Saturated pools ({len(pools)} full): {named}{more}", style="yellow")
     verdict, collapses = _verdict(scen)
     console.print(f"Verdict: {verdict}.", style="bold red" if collapses else "bold yellow" if unmet else "bold green")
 
