@@ -370,15 +370,38 @@ def test_whatif_tells_a_collapse_from_a_cap_and_from_cost(tmp_path):
                      text), r.stdout
     assert re.search(r"tiny │ 0\.20 │ 0\.40 │ cost: pools in reach have room", text), r.stdout
     # far's demand is unmet at any scale (it was "no room in reach", a collapse, though room would not serve it)
-    assert ("Verdict: scales: 39.98% of demand served; 200 units/s that no pool in reach may run (fit rules, "
+    assert ("Verdict: no collapse, but not all demand is met: 39.98% of demand served; 200 units/s that no pool in "
+            "reach may run (fit rules, "
             "required policies or SLO; `placer explain` tells each pool's reason); 400 units/s beyond the "
             "maxReplicas of capped (raise maxReplicas to serve them); 0.40 units/s left unserved though pools in "
             "reach have room") in text, r.stdout
     (tmp_path / "two").mkdir()
     r = placer("whatif", str(write(tmp_path / "two", *docs)), "--demand-scale", "2")
     assert r.returncode == 0, r.stderr
-    assert "Verdict: scales: 49.98% of demand served; 400 units/s beyond the maxReplicas of capped" in \
+    assert ("Verdict: no collapse, but not all demand is met: 49.98% of demand served; 400 units/s beyond the "
+            "maxReplicas of capped") in \
         " ".join(r.stdout.split()), r.stdout
+
+
+def test_whatif_verdict_never_says_scales_of_demand_left_unmet(tmp_path):
+    """Doubled, m's 600 of rate needs 6 replicas; its maxReplicas is 3 and p has 32 GPUs: half the
+    demand goes unmet. That is no collapse (the pools have room), but the verdict said "scales: 50.00%
+    of demand served", which an operator asking "would we scale?" stops reading at. Demand scaled a
+    billion times over a fleet serving 1,760 of it read "partly collapses: 0.00% of demand served"."""
+    fleet = write(tmp_path, location("a"), pool("p", "a", usd=1.0, count=4),
+                  inference("m", [{"location": "a", "rate": 300}], maxReplicas=3))
+    r = placer("whatif", str(fleet), "--demand-scale", "2")
+    assert r.returncode == 0, r.stderr
+    text = " ".join(r.stdout.split())
+    assert ("Verdict: no collapse, but not all demand is met: 50.00% of demand served; 300 units/s beyond the "
+            "maxReplicas of m (raise maxReplicas to serve them).") in text, r.stdout
+    assert "scales" not in text
+    (tmp_path / "big").mkdir()
+    fleet = write(tmp_path / "big", location("a"), pool("p", "a", usd=1.0),
+                  inference("m", [{"location": "a", "rate": 300}]))
+    r = placer("whatif", str(fleet), "--demand-scale", "1e9")
+    assert r.returncode == 0, r.stderr
+    assert "Verdict: partly collapses: under 0.01% of demand served;" in " ".join(r.stdout.split()), r.stdout
 
 
 def test_whatif_names_the_required_policies_that_hold_demand_back(tmp_path):
@@ -981,7 +1004,8 @@ def test_whatif_a_gang_bigger_than_every_pool_is_no_collapse_but_one_crowded_out
     assert r.returncode == 0, r.stderr
     text = " ".join(r.stdout.split())
     assert "t │ 2 │ 2 │ no pool in reach may run it: none holds its gang of 2 x 8 GPUs" in text, r.stdout
-    assert ("Verdict: scales: 100.00% of demand served; 2 training/batch replica(s) that no pool in reach may run "
+    assert ("Verdict: no collapse, but not all demand is met: 100.00% of demand served and 0 of 2 training/batch "
+            "replica(s) placed; 2 training/batch replica(s) that no pool in reach may run "
             "(fit rules, required policies, SLO or a gang bigger than any pool;") in text, r.stdout
 
     (tmp_path / "crowded").mkdir()

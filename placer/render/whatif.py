@@ -200,10 +200,25 @@ def _verdict(scen: dict[str, Any]) -> tuple[str, bool]:
     wanted = scen.get("replicasWanted", 0)
     placed = wanted - scen.get("unplacedReplicas", 0)
     nothing = scen["served"] <= 0 and placed <= 0 and (scen["demand"] > 0 or wanted > 0)
-    how = "scales" if not collapses else "collapses" if nothing else "partly collapses"
-    served = (f"{100 * share:.2f}% of demand served" if scen["demand"] or not wanted
-              else f"{placed:,} of {wanted:,} training/batch replica(s) placed")
+    # demand unmet for other reasons than room is no collapse, but no "scales" either: a doubled demand
+    # half beyond a maxReplicas read "scales: 50.00% of demand served"
+    how = "no collapse, but not all demand is met" if not collapses else "collapses" if nothing else "partly collapses"
+    replicas = f"{placed:,} of {wanted:,} training/batch replica(s) placed"
+    served = (f"{_percent(share)} of demand served" if scen["demand"] or not wanted else replicas)
+    # "100.00% of demand served" of a fleet whose training job is left out; "partly collapses: 0.00%" of one that runs
+    if scen["demand"] and wanted and not nothing and (placed < wanted or scen["served"] <= 0):
+        served += f" and {replicas}"
     return f"{how}: {served}; {'; '.join(parts)}", collapses
+
+
+def _percent(share: float) -> str:
+    """``share`` (0 to 1) in per cent to two decimals, never rounded to all or nothing where it is
+    neither: 1,760 of 3e11 served read "partly collapses: 0.00% of demand served"."""
+    if 0 < share < 0.00005:
+        return "under 0.01%"
+    if 0.99995 <= share < 1:
+        return "over 99.99%"
+    return f"{100 * share:.2f}%"
 
 
 def _policies(base: dict[str, Any], scen: dict[str, Any], console: Console) -> None:
