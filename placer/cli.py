@@ -1430,7 +1430,8 @@ def explain(fleet: str, model: str, now_text: str | None, state_path: str | None
         where = ", ".join(f"{r} replica(s) on {p}" for p, r in sorted(ex.placed.items()))
         out.print(f"{model}: {where}; {', '.join(paid)} USD/h")
     else:
-        out.print(f"{model} is not placed anywhere" + (f"; {', '.join(paid[1:])} USD/h" if paid[1:] else ""))
+        out.print(f"{model} is not placed anywhere" + (f"; {', '.join(paid[1:])} USD/h" if paid[1:] else "")
+                  + (f": {ex.not_needed}, so no replica is needed" if ex.not_needed else ""))
     # its rates as the plan's tables give them (one decimal said 0.4 of 0.45, and 1,000.0)
     rate_fmt = rate_format([*(r[2] for r in ex.routes), *(r for _, r in ex.unmet)])
     for loc, pool, rate, lat in ex.routes:

@@ -51,6 +51,8 @@ class Explanation:
     no_next_best: str | None = None  # why there is none, where the model has pools and nothing else takes it
     idle: list[Idle] = field(default_factory=list)  # its pools with replicas beyond what their routes need
     retired: str | None = None  # why no pool is its own, where a required policy retires it (set by the caller)
+    # why no replica is needed, where an inference model asks for no rate and no minReplicas
+    not_needed: str | None = None
     # why a saved plan was not made from the state its churn is priced from, as apply refuses it (set by the caller)
     stale: str | None = None
     # where the plan explained was solved afresh by a search that stops at the time limit (the scalable
@@ -76,6 +78,7 @@ class Explanation:
                        for loc, pool, rate, lat in self.routes],
             "unmet": [{"demandLocation": loc, "rate": rate, "why": self.unmet_why.get(loc)} for loc, rate in self.unmet],
             "unplacedReplicas": self.missing,
+            "notNeeded": self.not_needed,
             "unplacedWhy": self.missing_why,
             "idle": [i.as_json() for i in self.idle],
             "otherPools": {**dict(sorted(self.out.items())), **dict(_cheapest_first(self))},
@@ -127,6 +130,8 @@ def _occupants(fleet: Fleet, placement: Placement, pool: str, model: str, reason
         need *= unit
         if cap < need:
             return f"eligible but too small for {what}: it has {cap} GPUs"
+    if cap - used >= need and not_needed(m) is not None:  # "not chosen (cost)" of a replica nothing asks for
+        return f"eligible; not needed (no demand and no minReplicas), {cap - used} of {cap} GPUs free"
     if cap - used >= need:
         held = reasons.held_by(m, fleet.pools[pool])
         if held:  # the check the pool's cost hid (the example's legal-assistant-70b, fra-a100-80)
@@ -160,6 +165,15 @@ def _occupants(fleet: Fleet, placement: Placement, pool: str, model: str, reason
         return f"eligible but full: {used}/{cap} GPUs taken by {names(others, OCCUPANTS) or 'nobody'}"
     return (f"eligible but too full for {what}: {cap - used} free, {used}/{cap} taken by "
             f"{names(others, OCCUPANTS) or 'nobody'}")
+
+
+def not_needed(model: Model) -> str | None:
+    """Why an inference ``model`` needs no replica, in words, where it asks for no rate (its demand
+    entries' rates all 0, or none) and has no minReplicas; None otherwise."""
+    if not model.inference or model.total_demand > 0 or model.spec.min_replicas:
+        return None
+    return "it has no demand (every rate is 0) and no minReplicas" if model.spec.demand else \
+        "it has no demand entries and no minReplicas"
 
 
 def every_pool_out(fleet: Fleet, rules: Rules, model: str) -> str | None:
@@ -545,6 +559,8 @@ def explain(fleet: Fleet, rules: Rules, model: str, result: SolveResult, current
     terms = model_usd(fleet, placement, model)
     ex = Explanation(model, placed, terms["compute"], routes, unmet, terms=terms)
     ex.missing = placement.missing_replicas(fleet, model)
+    if not placed:
+        ex.not_needed = not_needed(fleet.models[model])
     ex.idle = idle_replicas(fleet, rules, placement, model)
     reasons = UnmetReasons(fleet, rules, placement)
     if unmet or ex.missing:

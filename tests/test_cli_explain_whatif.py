@@ -959,6 +959,20 @@ def test_a_full_pools_occupants_are_named_biggest_first_and_counted_beyond_eight
     assert why_not(r.stdout)["full"] == "eligible but full: 10/10 GPUs taken by big, n0, n1, n2, n3, n4, n5, n6 and 1 more"
 
 
+def test_explain_says_a_model_with_no_demand_needs_no_replica(tmp_path):
+    """z asks for a rate of 0 and has no minReplicas: no plan places it, and explain gave no reason
+    but "not chosen (cost)" on a pool with room, as if a replica were too dear for what it serves."""
+    fleet = write(tmp_path, location("a"), pool("p", "a", usd=1.0),
+                  inference("z", [{"location": "a", "rate": 0}]), inference("m", [{"location": "a", "rate": 100}]))
+    r = placer("explain", str(fleet), "z")
+    assert r.returncode == 0, r.stderr
+    assert ("z is not placed anywhere: it has no demand (every rate is 0) and no minReplicas, so no replica is "
+            "needed") in r.stdout, r.stdout
+    assert why_not(r.stdout) == {"p": "eligible; not needed (no demand and no minReplicas), 7 of 8 GPUs free"}
+    r = placer("explain", str(fleet), "z", "--json")
+    assert json.loads(r.stdout)["notNeeded"] == "it has no demand (every rate is 0) and no minReplicas"
+
+
 def test_explain_says_why_demand_is_unmet(tmp_path):
     """explain gives unmet demand the reason whatif gives it: the model at its maxReplicas, no pool
     in reach with room, or pools with room it would cost more to use than to leave it unmet."""
