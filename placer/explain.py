@@ -282,7 +282,8 @@ def _late(fleet: Fleet, model: str, pool: str) -> str | None:
 
 
 NO_ROOM, NO_POOL, MAX_REPLICAS, COST, POLICY = "noRoom", "noPool", "maxReplicas", "cost", "policy"
-UNMET_REASONS = {NO_ROOM: "no room in reach", MAX_REPLICAS: "at its maxReplicas", COST: "cost: pools in reach have room",
+DOWN = "down"  # a what-if's: every pool in reach that may run the model is one the scenario fails
+UNMET_REASONS = {NO_ROOM: "no room in reach", DOWN: "every pool in reach that may run it is down", MAX_REPLICAS: "at its maxReplicas", COST: "cost: pools in reach have room",
                  NO_POOL: "no pool in reach may run it: fit rules, required policies or SLO",
                  POLICY: "required policies forbid more replicas where there is room"}
 
@@ -367,7 +368,9 @@ class UnmetReasons:
         each (on HELD_TRIES of them at most) would break a required policy (a spread over failure
         domains the pools in reach do not span, a headroom, a budget, say); NO_POOL, no pool within
         the SLO, full or not (one a scenario fails included), may run it at all, or (a gang) none
-        that may is big enough for all of it (``gang``), so that room would not help; else COST, serving the demand there would cost more than the fleet charges for
+        that may is big enough for all of it (``gang``), so that room would not help; DOWN, each
+        pool in reach that may run it (and holds a gang of it whole) is one a what-if's scenario
+        fails, where the fleet as declared gives it GPUs (a collapse, as NO_ROOM); else COST, serving the demand there would cost more than the fleet charges for
         leaving it unmet, with the preferred policies (each with the pool) whose penalty is what
         makes it so on the cheapest such pool, if any. A gang's replicas go onto one pool together
         (``unit``): the room and the policies are checked for all of them."""
@@ -399,7 +402,12 @@ class UnmetReasons:
             # those that hold every pool tried first: relaxing only the others serves nothing more
             order = sorted(held, key=lambda name: (len(held[name]) < tried, name))
             return POLICY, {name: tuple(held[name]) for name in order}
-        return (NO_ROOM if self._in_reach(model, location, slo, policies) else NO_POOL), {}
+        whole = [pool for pool in self._may_run(model, location, slo, policies) if self._holds_whole(model, pool)]
+        if not whole:
+            return NO_POOL, {}
+        if all(self.fleet.pools[p.name].max_gpus == 0 < self.declared.pools[p.name].max_gpus for p in whole):
+            return DOWN, {}  # "no room in reach" sent the reader looking for full pools, and named none
+        return NO_ROOM, {}
 
     def _charged_off(self, model: Model, pool: Pool, location: str | None) -> tuple[str, ...]:
         """The preferred policies whose penalty is what makes ``model``'s replica (its gang) on
@@ -449,11 +457,6 @@ class UnmetReasons:
         unit = self.unit(model)
         return unit == 1 or pool.gpus_per_replica(model.spec.replica.gpus) * unit <= self.declared.pools[
             pool.name].max_gpus
-
-    def _in_reach(self, model: Model, location: str | None, slo: float | None, policies: Sequence[Policy]) -> bool:
-        """Some pool within the SLO of demand at ``location``, full or not, may run ``model``, and
-        is big enough for a gang of it whole: else no room would serve it."""
-        return any(self._holds_whole(model, pool) for pool in self._may_run(model, location, slo, policies))
 
     def gang(self, model: Model) -> str | None:
         """The size of ``model``'s gang in words ("2 x 8 GPUs"), where pools may run its replicas

@@ -462,8 +462,12 @@ def test_whatif_every_pool_down_serves_nothing(scenarios):
     r = placer("whatif", str(scenarios), "--fail-pool", "p", "--fail-pool", "q")
     assert r.returncode == 0, r.stderr
     assert "pool p, q down" in r.stdout
-    assert "Verdict: collapses: 0.00% of demand served; 600 units/s unmet where no pool in reach has room." \
-        in " ".join(r.stdout.split())
+    # both down, no pool in reach is full: growing one would serve nothing ("no room in reach" named no pool)
+    assert ("Verdict: collapses: 0.00% of demand served; 600 units/s unmet where every pool in reach that may run "
+            "it is down.") in " ".join(r.stdout.split()), r.stdout
+    assert whatif(scenarios, "--fail-pool", "p", "--fail-pool", "q")["scenario"]["unmetWhy"] == {
+        "m": {"down": pytest.approx(600)}}
+    assert re.search(r"\bm\s+│\s+0\s+│\s+600\s+│\s+every pool in reach that may run it is down", r.stdout), r.stdout
 
 
 def test_whatif_calls_a_pool_saturated_that_has_gpus_left_too_few_for_a_replica_short_of_room(tmp_path):
@@ -491,7 +495,7 @@ def test_whatif_counts_unplaced_training_replicas_apart_from_rates(tmp_path):
     r = placer("whatif", str(fleet), "--fail-pool", "p")
     assert r.returncode == 0, r.stderr
     assert ("Verdict: collapses: 0.00% of demand served; 200 units/s and 1 training/batch replica(s) "
-            "unmet where no pool in reach has room.") in " ".join(r.stdout.split())
+            "unmet where every pool in reach that may run it is down.") in " ".join(r.stdout.split())
     report = whatif(fleet, "--fail-pool", "p")
     assert report["scenario"]["unplacedReplicas"] == 1 and report["base"]["unplacedReplicas"] == 0
     assert report["scenario"]["unmet"] == {"m": pytest.approx(200), "t": 1}
@@ -507,11 +511,12 @@ def test_whatif_a_fleet_of_training_jobs_all_down_collapses(tmp_path):
     r = placer("whatif", str(fleet), "--fail-pool", "p", "--fail-pool", "q")
     assert r.returncode == 0, r.stderr
     assert ("Verdict: collapses: 0 of 4 training/batch replica(s) placed; 4 training/batch replica(s) unmet where "
-            "no pool in reach has room.") in " ".join(r.stdout.split()), r.stdout
+            "every pool in reach that may run it is down.") in " ".join(r.stdout.split()), r.stdout
     r = placer("whatif", str(fleet), "--fail-pool", "p")
     assert r.returncode == 0, r.stderr
+    # t's gang (2 x 8 GPUs) fits p alone; b's two 4-GPU replicas fill q
     assert ("Verdict: partly collapses: 2 of 4 training/batch replica(s) placed; 2 training/batch replica(s) unmet "
-            "where no pool in reach has room.") in " ".join(r.stdout.split()), r.stdout
+            "where every pool in reach that may run it is down.") in " ".join(r.stdout.split()), r.stdout
     assert whatif(fleet, "--fail-pool", "p")["scenario"]["replicasWanted"] == 4
 
 
@@ -1041,7 +1046,7 @@ def test_whatif_a_gang_bigger_than_every_pool_is_no_collapse_but_one_crowded_out
     lost = write(tmp_path / "lost", *docs, pool("q", "a", usd=1.0, count=2))
     report = whatif(lost, "--fail-pool", "q")
     assert report["base"]["unmet"] == {}, report["base"]
-    assert report["scenario"]["unmetWhy"]["t"] == {"noRoom": 2} and report["scenario"]["unmetGangs"] == {}
+    assert report["scenario"]["unmetWhy"]["t"] == {"down": 2} and report["scenario"]["unmetGangs"] == {}
 
 
 def test_explain_plan_explains_the_saved_plan_without_planning_again(tmp_path):

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from placer.explain import COST, NO_POOL, POLICY, names, reason_text
+from placer.explain import COST, DOWN, NO_POOL, POLICY, names, reason_text
 from placer.render.report import COST_TERMS, gap_text, rate_column, rate_format, signed
 from placer.render.tables import LABEL, NUMBER, TEXT, print_table
 
@@ -150,6 +150,8 @@ def _verdict(scen: dict[str, Any]) -> tuple[str, bool]:
     parts = []
     if _amount(by.get("noRoom", {})):
         parts.append(f"{_amount(by['noRoom'])} unmet where no pool in reach has room")
+    if _amount(by.get(DOWN, {})):  # no room either, but growing the pools that are up would not serve it
+        parts.append(f"{_amount(by[DOWN])} unmet where every pool in reach that may run it is down")
     if _amount(by.get(NO_POOL, {})):  # no room would serve it: it is unmet at any scale, not a collapse
         rules = "fit rules, required policies, SLO or a gang bigger than any pool" if scen.get("unmetGangs") else \
             "fit rules, required policies or SLO"
@@ -194,7 +196,7 @@ def _verdict(scen: dict[str, Any]) -> tuple[str, bool]:
         parts.append(f"{_amount(by['cost'])} left unserved though pools in reach have room: {because}")
     if not parts:
         return "scales: all demand is served", False
-    collapses = bool(_amount(by.get("noRoom", {})))
+    collapses = bool(_amount(by.get("noRoom", {}))) or bool(_amount(by.get(DOWN, {})))
     # training and batch replicas count as the rate does: a fleet of training jobs, every pool down,
     # "partly collapses: 100.00% of demand served" (no rate was asked for, and nothing ran)
     wanted = scen.get("replicasWanted", 0)
