@@ -1438,6 +1438,8 @@ def explain(fleet: str, model: str, now_text: str | None, state_path: str | None
         out.print(f"  demand at {loc}: {rate_fmt.format(rate)} routed to {pool} ({lat:g} ms)")
     for loc, rate in ex.unmet:
         out.print(f"  demand at {loc}: {rate_fmt.format(rate)} unmet ({ex.unmet_why[loc]})", style="red")
+    for name, (usd, detail) in sorted(ex.penalties.items()):  # what its place costs beyond its own terms
+        out.print(f"  breaks preferred policy {name}: {usd:,.2f} USD/h of penalty ({detail})", style="yellow")
     if ex.missing and ex.missing_why:
         out.print(f"  {ex.missing} replica(s) not placed ({ex.missing_why})", style="red")
     for idle in ex.idle:  # replicas no route needs: held by a rule, or (yellow) by none

@@ -53,6 +53,9 @@ class Explanation:
     retired: str | None = None  # why no pool is its own, where a required policy retires it (set by the caller)
     # why no replica is needed, where an inference model asks for no rate and no minReplicas
     not_needed: str | None = None
+    # the preferred policies the plan breaks about this model -> (their penalty, USD/h, and what each
+    # says): the price of where it is, which its own terms leave to the policies
+    penalties: dict[str, tuple[float, str]] = field(default_factory=dict)
     # why a saved plan was not made from the state its churn is priced from, as apply refuses it (set by the caller)
     stale: str | None = None
     # where the plan explained was solved afresh by a search that stops at the time limit (the scalable
@@ -79,6 +82,8 @@ class Explanation:
             "unmet": [{"demandLocation": loc, "rate": rate, "why": self.unmet_why.get(loc)} for loc, rate in self.unmet],
             "unplacedReplicas": self.missing,
             "notNeeded": self.not_needed,
+            "penalties": [{"policy": name, "usdPerHour": usd, "detail": detail}
+                          for name, (usd, detail) in sorted(self.penalties.items())],
             "unplacedWhy": self.missing_why,
             "idle": [i.as_json() for i in self.idle],
             "otherPools": {**dict(sorted(self.out.items())), **dict(_cheapest_first(self))},
@@ -562,6 +567,11 @@ def explain(fleet: Fleet, rules: Rules, model: str, result: SolveResult, current
     terms = model_usd(fleet, placement, model)
     ex = Explanation(model, placed, terms["compute"], routes, unmet, terms=terms)
     ex.missing = placement.missing_replicas(fleet, model)
+    preferred = [p for p in fleet.policies if not p.required]
+    for v in violations(fleet, placement, rules, preferred) if preferred else ():
+        if v.subject == model and v.amount * v.penalty_usd_per_hour >= PENNY:
+            usd, said = ex.penalties.get(v.policy, (0.0, ""))
+            ex.penalties[v.policy] = (usd + v.amount * v.penalty_usd_per_hour, "; ".join(filter(None, (said, v.detail))))
     if not placed:
         ex.not_needed = not_needed(fleet.models[model])
     ex.idle = idle_replicas(fleet, rules, placement, model)

@@ -1215,6 +1215,23 @@ def test_explain_gives_the_models_own_terms_of_the_running_cost(tmp_path):
     assert "m: 8 replica(s) on p; compute 8.00, egress 0.89, unmet demand 100.00 USD/h" in r.stdout, r.stdout
 
 
+def test_explain_gives_the_penalties_of_the_preferred_policies_its_place_breaks(tmp_path):
+    """m needs two 8-GPU replicas; p holds one, r the other, which preferred pref-off-r charges
+    7 USD/h for. The plan costs 47 USD/h (24 + 16 of compute, 7 of penalty), all of it m's place,
+    and explain said "compute 40.00 USD/h" without a word of the 7 its replica on r costs."""
+    fleet = write(tmp_path, location("a"), pool("p", "a", usd=3.0), pool("r", "a", usd=2.0),
+                  inference("m", [{"location": "a", "rate": 800}], gpus=8, throughput={"A100-80GB": 400}),
+                  policy("pref-off-r", {"denyPools": {}}, models={"names": ["m"]}, pools={"names": ["r"]}, penalty=7))
+    r = placer("explain", str(fleet), "m")
+    assert r.returncode == 0, r.stderr
+    assert "m: 1 replica(s) on p, 1 replica(s) on r; compute 40.00 USD/h" in r.stdout, r.stdout
+    assert "  breaks preferred policy pref-off-r: 7.00 USD/h of penalty (m: 1 on r)" in r.stdout, r.stdout
+    said = json.loads(placer("explain", str(fleet), "m", "--json").stdout)
+    assert said["penalties"] == [{"policy": "pref-off-r", "usdPerHour": 7.0, "detail": "m: 1 on r"}]
+    plan = json.loads(placer("plan", str(fleet), "--json").stdout)
+    assert plan["cost"]["totalUsdPerHour"] == pytest.approx(sum(said["costUsdPerHour"].values()) + 7.0)  # latency 8e-05
+
+
 def test_a_gangs_reasons_count_the_room_and_policies_of_all_its_replicas():
     """A gang (2 replicas of 8 GPUs, all on one pool or none) was explained by one replica's room
     and one replica's policies: with web's 4 GPUs on big (16), 12 free took one replica of 8, and
