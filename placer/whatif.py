@@ -10,6 +10,7 @@ from typing import Any
 
 from placer.cost import CostBreakdown, churn_usd, price
 from placer.explain import NO_POOL, NO_ROOM, POLICY, UnmetReasons
+from placer.explain import names as listing
 from placer.fleet import Fleet, Model, Pool
 from placer.optimizer import explain_infeasible, optimize
 from placer.optimizer.scale import use_large
@@ -66,7 +67,7 @@ def check(fleet: Fleet, scenario: Scenario) -> list[str]:
     providers = sorted({p.provider for p in fleet.pools.values()})
     kinds = {"pool": set(fleet.pools), "location": set(fleet.locations), "provider": set(providers)}
     for label, names in (("pool", scenario.fail_pools), ("location", scenario.fail_locations)):
-        problems += [f"no {label} named {n!r}{_kind_of(n, label, kinds) or suggest(n, kinds[label])}"
+        problems += [f"no {label} named {n!r}{_kind_of(n, label, kinds) or suggest(n, kinds[label]) or _listed(label, kinds[label])}"
                      for n in sorted(names) if n not in kinds[label]]
     # a location with no pools: failing it changes nothing, which a scenario must not pass off as an answer
     placed = {p.location.name for p in fleet.pools.values()}
@@ -86,6 +87,12 @@ def check(fleet: Fleet, scenario: Scenario) -> list[str]:
                             f"over the fleet, the most a what-if counts to the unit (the fleet's demand is "
                             f"{demand:,.0f} units/s: give at most {MOST_DEMAND / demand:.3g})")
     return problems
+
+
+def _listed(label: str, known: set[str]) -> str:
+    """The fleet's names of a ``label`` (pool, location), where a name given matches none closely:
+    "no pool named 'zz'" alone left the operator to look the names up."""
+    return f" (the fleet's {label}s: {listing(sorted(known), 8)})" if known else f" (the fleet has no {label}s)"
 
 
 def _kind_of(name: str, label: str, kinds: dict[str, set[str]]) -> str:

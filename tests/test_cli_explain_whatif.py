@@ -664,7 +664,9 @@ def test_explain_on_a_fleet_with_no_plan_says_why_each_pool_is_out_for_a_model_n
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (("--fail-location", "nowhere"), "no location named 'nowhere'"),
+    # no name close: the fleet's names, where "no location named 'nowhere'" left the operator to look them up
+    (("--fail-location", "nowhere"), "no location named 'nowhere' (the fleet's locations: a, b)"),
+    (("--fail-pool", "zz"), "no pool named 'zz' (the fleet's pools: p, q)"),
     (("--fail-provider", "gcp"), "no pool has provider 'gcp' (the fleet's providers: aws, static)"),
     (("--fail-pool", "p", "--fail-pool", "zz"), "no pool named 'zz'"),
     (("--fail-pool", "pp"), "no pool named 'pp'; did you mean 'p'?"),
