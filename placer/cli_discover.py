@@ -116,8 +116,9 @@ def aws(regions: tuple[str, ...], endpoint_url: str | None, merge_into: str | No
 
 @discover.command("gcp")
 @click.option("--project", "projects", multiple=True, help="Project to read (repeatable; default: the credentials').")
-@click.option("--zone", "zones", multiple=True, help="Only these zones (repeatable).")
-@click.option("--region", "regions", multiple=True, help="Only these regions (repeatable).")
+@click.option("--zone", "zones", multiple=True, help="Only the groups of these zones (repeatable).")
+@click.option("--region", "regions", multiple=True, help="Only the groups in these regions: regional ones and the zonal "
+                                                          "ones of their zones (repeatable).")
 @click.option("--api-endpoint", help="Compute API endpoint (a local twin); anonymous credentials there.")
 @_target_options
 def gcp(projects: tuple[str, ...], zones: tuple[str, ...], regions: tuple[str, ...], api_endpoint: str | None,

@@ -70,6 +70,13 @@ def unknown_type_name(product: str) -> str:
     return "-".join(words).strip("-.") or "GPU"
 
 
+def _scope_region(scope: str) -> str:
+    """The region of an aggregated list's scope: ``zones/us-central1-a`` and ``regions/us-central1``
+    are both in ``us-central1``."""
+    kind, _, where = scope.rpartition("/")
+    return where.rsplit("-", 1)[0] if kind.endswith("zones") else where
+
+
 def _location_document(region: str) -> dict[str, Any]:
     spec: dict[str, Any] = {"environment": "cloud"}
     jurisdiction = gcp_jurisdiction(region)
@@ -168,41 +175,42 @@ class _MigScan:
             pages = bounded_pages(pager.pages, f"gcp {project}/{zone}: listing managed instance groups", token)
             return [(Mig(project, m.name, zone=zone), m) for page in pages for m in page.items]
 
-        def regional(region: str) -> _Listed:
-            pager = client(compute_v1.RegionInstanceGroupManagersClient).list(project=project, region=region, **kw)
-            pages = bounded_pages(pager.pages, f"gcp {project}/{region}: listing managed instance groups", token)
-            return [(Mig(project, m.name, region=region), m) for page in pages for m in page.items]
-
         for zone in zones:
             found += self._call(f"project/{project}", f"listing managed instance groups in {project}/{zone}",
                                 functools.partial(zonal, zone))
-        for region in regions:
-            found += self._call(f"project/{project}", f"listing managed instance groups in {project}/{region}",
-                                functools.partial(regional, region))
-        if zones or regions:
+        if zones and not regions:
             return found
+        # --region R is every group in R: its regional groups and the zonal ones of its zones, from
+        # one aggregated list (listing regions/R alone left out the zonal groups of R-a, R-b... silently)
+        chosen = set(regions)
+
+        def wanted(region: str) -> bool:
+            return not chosen or region in chosen
 
         def aggregated() -> _Listed:
             out = []
             unreachable: list[str] = []
             pager = client(compute_v1.InstanceGroupManagersClient).aggregated_list(project=project, **kw)
             for page in bounded_pages(pager.pages, f"gcp {project}: listing managed instance groups", token):
-                unreachable += list(page.unreachables)
+                unreachable += [scope for scope in page.unreachables if wanted(_scope_region(scope))]
                 for scope, scoped in page.items.items():
                     kind, _, where = scope.partition("/")
+                    if not wanted(_scope_region(scope)):
+                        continue
                     if getattr(scoped.warning, "code", "") == "UNREACHABLE":
                         unreachable.append(scope)
                     for m in scoped.instance_group_managers:
                         mig = Mig(project, m.name, zone=where) if kind == "zones" else Mig(project, m.name, region=where)
-                        out.append((mig, m))
+                        if mig.zone not in zones:  # a zone named by --zone too: listed above
+                            out.append((mig, m))
             if unreachable:  # a listing without them is not the project's: said, not printed as if whole
                 raise ProviderError(f"gcp {project}: the API could not reach {', '.join(sorted(set(unreachable)))}, "
                                     "so the listing is incomplete; discover the other zones with --zone",
                                     retryable=True, retry_advice="a retry may get through")
             return out
 
-        return self._call(f"project/{project}", f"listing managed instance groups in project {project}",
-                          aggregated)
+        scope = f"{project} ({', '.join(regions)})" if regions else f"project {project}"
+        return found + self._call(f"project/{project}", f"listing managed instance groups in {scope}", aggregated)
 
     def _lookup(self, mig: Mig, what: str, call: Callable[[], T], key: tuple[str, ...] | None = None) -> T | None:
         """A per-group read, remembered under ``key`` for the rest of this run: a retryable failure

@@ -156,12 +156,19 @@ def test_discover_gives_a_gpu_the_catalog_lacks_the_gpu_type_the_other_discoveri
 
 
 def test_discover_listed_zones_and_regions_only(gcp: FakeCompute, provider: GcpProvider) -> None:
+    """A region is every group in it, the zonal ones of its zones too: `--region europe-west4` found
+    the regional l4-serving and left out a100-spot of europe-west4-a, exit 0, as if it did not exist."""
     found = provider.discover(projects=[PROJECT], zones=["us-central1-a"], regions=["europe-west4"])
-    assert set(by_name(found.documents, "Pool")) == {"t4-pool", "nvl-pool", "v100-legacy", "l4-serving"}
+    assert set(by_name(found.documents, "Pool")) == {"t4-pool", "nvl-pool", "v100-legacy", "l4-serving", "a100-spot"}
     assert set(by_name(found.documents, "Location")) == {"gcp-us-central1", "gcp-europe-west4"}
-    assert not gcp.requests_to("/aggregated/")
     assert gcp.requests_to("/zones/us-central1-a/instanceGroupManagers", "GET")
-    assert gcp.requests_to("/regions/europe-west4/instanceGroupManagers", "GET")
+    found = provider.discover(projects=[PROJECT], zones=["europe-west4-a"], regions=["europe-west4"])
+    assert sorted(by_name(found.documents, "Pool")) == ["a100-spot", "l4-serving"]  # a zone named twice: once
+    gcp.state.unreachable = ["zones/us-central1-f"]  # another region's zone: not in this listing
+    found = provider.discover(projects=[PROJECT], regions=["us-east4"])
+    assert sorted(by_name(found.documents, "Pool")) == ["h100-train"]
+    with pytest.raises(ProviderError, match="could not reach zones/us-central1-f"):  # its own region's: said
+        provider.discover(projects=[PROJECT], regions=["us-central1"])
 
 
 def test_discover_names_groups_of_one_name_by_where_they_are_not_by_listing_order(
