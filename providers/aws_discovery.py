@@ -241,7 +241,11 @@ class _RegionScan:
         except ProviderError as exc:
             if exc.retryable:
                 raise
-            self.notes.append(f"aws {region}: EKS node groups not discovered: {exc}")
+            # unread, said on stderr: a comment in the printed YAML alone, exit 0, left a fleet without
+            # the region's EKS GPUs (an account without EKS answers an empty list, not a refusal)
+            self.notes.append(f"aws {region}: EKS node groups not discovered: {exc}; allow eks:ListClusters, "
+                              "eks:ListNodegroups and eks:DescribeNodegroup to discover them")
+            self.unread.append(f"the EKS node groups in {region}")
             return []
         groups = []
         for cluster in names:

@@ -1197,6 +1197,32 @@ def test_discover_aws_leaves_out_only_the_eks_node_group_it_may_not_read(capsys:
     assert "1 group(s) could not be read and are left out (see the notes): EKS node group 'ng2' of cluster 'beta'" in err
 
 
+def test_discover_aws_says_on_stderr_that_a_region_s_eks_clusters_could_not_be_listed(
+        capsys: pytest.CaptureFixture[str], moto: str, aws_env: None, tmp_path: Path) -> None:
+    """A refused eks:ListClusters in one region left every EKS node group of it out with a comment in
+    the printed YAML alone: exit 0, nothing on stderr, and a merge said nothing at all, so a fleet
+    went on without those GPUs. It is now a group left unread, said on stderr with the permission."""
+    region = "me-south-1"
+    _asg(moto, region, "train-p4d", "p4d.24xlarge")
+    denied = json_error("AccessDeniedException", "User: arn:aws:iam::1:user/ops is not authorized to perform: "
+                        "eks:ListClusters", 403)
+    fleet = tmp_path / "fleet"
+    fleet.mkdir()
+    with FaultProxy(moto) as proxy:
+        for merge in ([], ["--merge", str(fleet)]):
+            # the Auto Scaling groups, train-p4d's launch configuration, its instance type: then ListClusters
+            proxy.fail_after(3, denied)
+            code, out, err = run(capsys, "discover", "aws", "--region", region, "--endpoint-url", proxy.endpoint,
+                                 *merge)
+            assert code == 0, err
+            said = " ".join(err.split())
+            assert (f"1 group(s) could not be read and are left out (see the notes): the EKS node groups in {region}"
+                    in said), said
+            assert "allow eks:ListClusters, eks:ListNodegroups and eks:DescribeNodegroup" in said + " ".join(
+                line.removeprefix("#").strip() for line in out.splitlines())
+    assert "train-p4d" in load_fleet(fleet).pools
+
+
 @pytest.mark.parametrize(("region", "source", "fault", "refused"), [
     ("us-east-2", "template", ec2_error("UnauthorizedOperation", "You are not authorized to perform this operation.",
                                         403), "ec2:DescribeLaunchTemplateVersions"),
