@@ -16,7 +16,7 @@ from placer.discover import GpuTypeNote, JurisdictionNote, PoolNote
 from placer.retry import Retrier
 from placer.spec.kinds import API_VERSION
 from providers.aws import FAILED_NODEGROUP_STATES, PERMISSION_CODES, AwsProvider, client_error_parts
-from providers.base import Discovered, ProviderError, bounded_pages, dns_label
+from providers.base import Discovered, ProviderError, bounded_pages, dns_label, place_refused
 from providers.places import aws_jurisdiction, aws_location
 
 T = TypeVar("T")
@@ -68,7 +68,12 @@ def discover(provider: AwsProvider, regions: list[str], retry: Retrier | None = 
     notes: list[str] = []
     scan = _RegionScan(provider, notes, retry or Retrier())
     for region in regions:
-        pools = scan.pools(region)
+        try:
+            pools = scan.pools(region)
+        except ProviderError as exc:
+            if (told := place_refused(exc, "--region", region, regions, "regions")) is exc:
+                raise
+            raise told from exc
         if not pools:
             notes.append(f"aws {region}: no GPU Auto Scaling groups or EKS node groups found")
             continue

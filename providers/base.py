@@ -19,7 +19,7 @@ import http.client
 import re
 import socket
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -260,6 +260,16 @@ def dns_label(text: str, fallback: str = "x") -> str:
     if len(label) <= 63:
         return label
     return f"{label[:54].rstrip('-')}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+
+
+def place_refused(exc: ProviderError, option: str, place: str, places: Sequence[object], plural: str) -> ProviderError:
+    """``exc``, which stopped a discovery of several ``places`` at ``place``, told how to discover the
+    others (``option place`` left out) where a retry would not pass it: discovery stops rather than
+    print a fleet silently lacking a place's GPUs, and said so without a way on."""
+    if exc.retryable or len(places) < 2:
+        return exc
+    return ProviderError(f"{exc}; nothing was printed or written; to discover the other {plural} without it, run it "
+                         f"again without {option} {place}", address=exc.address)
 
 
 # pages a listing may take: far beyond any account (50,000 Auto Scaling groups at 100 a page), far short of

@@ -18,7 +18,7 @@ from placer.catalog import NOT_THE_GPU, match_product, type_name
 from placer.discover import GpuTypeNote, PoolNote
 from placer.retry import Retrier
 from placer.spec.kinds import API_VERSION
-from providers.base import Discovered, ProviderError, bounded_pages
+from providers.base import Discovered, ProviderError, bounded_pages, place_refused
 from providers.gcp import GcpProvider, Mig
 from providers.places import GCP_ACCELERATORS as ACCELERATORS
 from providers.places import GCP_OTHER_ACCELERATORS as OTHER_ACCELERATORS
@@ -100,8 +100,15 @@ def discover(provider: GcpProvider, projects: list[str] | None = None, zones: li
     scan = _MigScan(provider, notes, retry or Retrier())
     pools: list[dict[str, Any]] = []
     seen_regions: set[str] = set()
-    listed = [found for project in _projects(provider, projects)
-              for found in scan.list_migs(project, zones or [], regions or [])]
+    listed: _Listed = []
+    chosen = _projects(provider, projects)
+    for project in chosen:
+        try:
+            listed += scan.list_migs(project, zones or [], regions or [])
+        except ProviderError as exc:
+            if (told := place_refused(exc, "--project", project, chosen, "projects")) is exc:
+                raise
+            raise told from exc
     # names by where the groups are, not by the order the API lists them in (an aggregated list is
     # a map whose order varies): two groups of one name got each other's pool name from run to run
     listed.sort(key=lambda found: (found[0].project, found[0].zone or found[0].region or "", found[0].name))

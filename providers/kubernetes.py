@@ -43,6 +43,7 @@ from providers.base import (
     guard,
     host_of,
     pause,
+    place_refused,
     retry_after,
     retryable_http,
     unreachable,
@@ -207,7 +208,8 @@ class KubernetesProvider:
         scopes: list[tuple[Any, ...]] = []
         members: dict[str, dict[str, dict[str, str]]] = {}
         read: dict[str, str | None] = {}  # an API server -> the context its nodes were read as
-        for context in self._contexts(contexts):
+        chosen = list(self._contexts(contexts))
+        for context in chosen:
             cluster = self.cluster_key(context)
             if cluster in read:  # its nodes as another context's pools: every GPU counted twice
                 first = read[cluster] or self._context_name(read[cluster]) or "the current context"
@@ -215,8 +217,14 @@ class KubernetesProvider:
                              f"read once, as context {first}'s")
                 continue
             read[cluster] = context
-            nodes = retry(partial(self._list, context, "listing nodes of", partial(self._core(context).list_node),
-                                  "list nodes"))
+            try:
+                nodes = retry(partial(self._list, context, "listing nodes of", partial(self._core(context).list_node),
+                                      "list nodes"))
+            except ProviderError as exc:
+                told = place_refused(exc, "--context", str(context), chosen, "contexts")
+                if told is exc:
+                    raise
+                raise told from exc
             name = self._context_name(context)
             found = pools_from_nodes(name, context, nodes, taken)
             scopes.append(("kubernetes", context if context is not None else name))  # as the pools' target says

@@ -1223,6 +1223,48 @@ def test_discover_aws_says_on_stderr_that_a_region_s_eks_clusters_could_not_be_l
     assert "train-p4d" in load_fleet(fleet).pools
 
 
+def test_a_place_refused_among_several_stops_discovery_and_says_how_to_discover_the_others(
+        capsys: pytest.CaptureFixture[str], moto: str, aws_env: None, tmp_path: Path) -> None:
+    """One region, project or context refused among several stops discovery, nothing printed: a fleet
+    silently lacking a region's GPUs is worse. It said what was refused and to check the credentials,
+    never that the other places can be discovered by leaving that one out."""
+    _asg(moto, "af-south-1", "train-p4d", "p4d.24xlarge")
+    refused = query_error("AccessDenied", "User: arn:aws:iam::1:user/ops is not authorized to perform: "
+                          "autoscaling:DescribeAutoScalingGroups", 403)
+    with FaultProxy(moto) as proxy:
+        proxy.fail_next(1, refused)  # the first region's Auto Scaling groups
+        code, out, err = run(capsys, "discover", "aws", "--region", "il-central-1", "--region", "af-south-1",
+                             "--endpoint-url", proxy.endpoint)
+    said = " ".join(err.split())
+    assert code == 1 and out == "", said
+    assert said.startswith("Error: AWS refused to list the Auto Scaling groups in il-central-1 (AccessDenied: "), said
+    assert said.endswith("nothing was printed or written; to discover the other regions without it, run it again "
+                         "without --region il-central-1"), said
+    with FakeCompute() as gcp:
+        gcp.add_machine_type("n1-standard-8")
+        for project in ("acme", "beta"):
+            template = gcp.add_template(project, "t4", "n1-standard-8", accelerators=[("nvidia-tesla-t4", 1)])
+            gcp.add_mig(project, "infer", template, zone="us-central1-a", target_size=1)
+        gcp.fail_next(1, 403, path_contains="projects/beta/aggregated")
+        code, out, err = run(capsys, "discover", "gcp", "--project", "acme", "--project", "beta",
+                             "--api-endpoint", gcp.endpoint)
+    said = " ".join(err.split())
+    assert code == 1 and out == "" and "project beta failed: 403" in said, said
+    assert said.endswith("to discover the other projects without it, run it again without --project beta"), said
+    with FakeKubeApiServer() as prod, FakeKubeApiServer() as edge:
+        for kube in (prod, edge):
+            kube.add_node("l4-a", gpus=1, labels=L4_ONE)
+        kubeconfig = str(write_kubeconfig(tmp_path / "kubeconfig", {"prod": prod.url, "edge": edge.url}))
+        edge.fail_next(1, 403, path_contains="/api/v1/nodes")
+        code, out, err = run(capsys, "discover", "kubernetes", "--kubeconfig", kubeconfig, "--context", "prod",
+                             "--context", "edge")
+    said = " ".join(err.split())
+    assert code == 1 and out == "" and "context edge: listing nodes of context edge failed: HTTP 403" in said, said
+    assert said.endswith("to discover the other contexts without it, run it again without --context edge"), said
+    code, out, err = run(capsys, "discover", "aws", "--region", "af-south-1", "--endpoint-url", moto)
+    assert code == 0 and "train-p4d" in out, err  # the other region alone: discovered
+
+
 @pytest.mark.parametrize(("region", "source", "fault", "refused"), [
     ("us-east-2", "template", ec2_error("UnauthorizedOperation", "You are not authorized to perform this operation.",
                                         403), "ec2:DescribeLaunchTemplateVersions"),
