@@ -218,8 +218,8 @@ class KubernetesProvider:
                 continue
             read[cluster] = context
             try:
-                nodes = retry(partial(self._list, context, "listing nodes of", partial(self._core(context).list_node),
-                                      "list nodes"))
+                nodes = self._list(context, "listing nodes of", partial(self._core(context).list_node), "list nodes",
+                                   retry)
             except ProviderError as exc:
                 told = place_refused(exc, "--context", str(context), chosen, "contexts")
                 if told is exc:
@@ -345,27 +345,34 @@ class KubernetesProvider:
         except Exception:
             return None
 
-    def _list(self, context: str | None, doing: str, fetch: Callable[..., Any], can_i: str) -> list[dict[str, Any]]:
+    def _list(self, context: str | None, doing: str, fetch: Callable[..., Any], can_i: str,
+              retry: Retrier | None = None) -> list[dict[str, Any]]:
         """Every item of a listing, page after page (``metadata.continue``; a page was all a listing
         read, so a paging server's other nodes were left out). ``can_i``: what RBAC must allow, as
-        ``kubectl auth can-i`` takes it ("list nodes")."""
+        ``kubectl auth can-i`` takes it ("list nodes"). ``retry`` tries each page again after a
+        retryable failure, from its own continue token: a throttled page 3 listed again from page 1,
+        and a server that throttles each page once never let a listing of 12 pages through."""
         where = _Where.for_context(context, self._context_name(context))
+        again = retry or Retrier()
+
+        def read(token: str) -> dict[str, Any]:
+            page = partial(fetch, limit=LIST_PAGE, _preload_content=False,
+                           _request_timeout=self.request_timeout_s, **({"_continue": token} if token else {}))
+            body = guard(where.address, partial(_read_body, page), lambda exc: self._classify(exc, where, doing, can_i))
+            items = body.get("items") if isinstance(body, dict) else None
+            # every item an object with its name: a list of another shape was an internal error (KeyError)
+            if not isinstance(body, dict) or not isinstance(items, list | None) or not all(
+                    isinstance(i, dict) and isinstance(i.get("metadata"), dict)
+                    and isinstance(i["metadata"].get("name"), str) for i in items or []):
+                raise ProviderError(f"{where.address}: {doing} {where} failed: the answer is not a Kubernetes "
+                                    "list of named objects; is the kubeconfig's server the API server, not a "
+                                    "proxy?", retryable=True, address=where.address)
+            return body
 
         def pages() -> Any:
             token = ""
             while True:
-                page = partial(fetch, limit=LIST_PAGE, _preload_content=False,
-                               _request_timeout=self.request_timeout_s, **({"_continue": token} if token else {}))
-                body = guard(where.address, partial(_read_body, page),
-                             lambda exc: self._classify(exc, where, doing, can_i))
-                items = body.get("items") if isinstance(body, dict) else None
-                # every item an object with its name: a list of another shape was an internal error (KeyError)
-                if not isinstance(body, dict) or not isinstance(items, list | None) or not all(
-                        isinstance(i, dict) and isinstance(i.get("metadata"), dict)
-                        and isinstance(i["metadata"].get("name"), str) for i in items or []):
-                    raise ProviderError(f"{where.address}: {doing} {where} failed: the answer is not a Kubernetes "
-                                        "list of named objects; is the kubeconfig's server the API server, not a "
-                                        "proxy?", retryable=True, address=where.address)
+                body = again(partial(read, token))
                 yield body
                 token = _continue(body)
                 if not token:

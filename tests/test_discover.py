@@ -806,6 +806,25 @@ def test_discover_kubernetes_lists_again_when_the_continue_token_expired_part_wa
     assert err.endswith("the listing took longer than the API server keeps its continue token; run it again")
 
 
+def test_discover_kubernetes_tries_a_throttled_page_again_not_the_whole_listing(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 429 on page 3 of a node listing listed again from page 1: an API server that throttles each
+    page of a long listing once (priority and fairness) got it one page further a try, and 1,200 nodes
+    at 100 a page failed after 6 tries, 'tried 6 times ... and it still failed', exit 1."""
+    monkeypatch.setenv("PLACER_RETRY_BASE_SECONDS", "0.001")
+    with FakeKubeApiServer() as kube:
+        for i in range(1200):
+            kube.add_node(f"l4-{i:04d}", gpus=1, labels=L4_ONE)
+        kube.page_size, kube.throttle_pages = 100, True
+        kubeconfig = str(write_kubeconfig(tmp_path / "kubeconfig", {"prod": kube.url}))
+        code, out, err = run(capsys, "discover", "kubernetes", "--kubeconfig", kubeconfig)
+        lists = [r for r in kube.requests if r.path == "/api/v1/nodes"]
+    assert code == 0, err
+    assert [d["spec"]["nodes"] for d in yaml.safe_load_all(out) if d["kind"] == "Pool"] == [{"count": 1200}]
+    assert len(lists) == 12 + 11  # each page once, and again each continued page once throttled
+    assert err.count("retrying in") == 11
+
+
 def test_a_merge_says_a_gpu_type_was_added_only_when_it_was(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     """Every merge after the first said 'added a GPUType document named NVIDIA-RTX-6000-Ada-Generation'
     beside 'unchanged GPUType/NVIDIA-RTX-6000-Ada-Generation': the fleet had it, nothing was added."""

@@ -13,7 +13,8 @@ write, ``metadata.generation`` when the spec changes. Knobs: ``ready_after_polls
 Deployment reports itself rolled out after that many reads; 0 at once, None never; ``roll_out``
 makes one that never would report itself rolled out, as pods do once what held them is fixed),
 ``namespaces`` (None: every namespace exists; else only these, and a Deployment made in another is a
-404 ``namespaces "X" not found``, as the real server answers), ``fail_next`` (the next N requests answer 429 with Retry-After, 503 or 500), ``delay_s``
+404 ``namespaces "X" not found``, as the real server answers), ``fail_next`` (the next N requests answer 429 with Retry-After, 503 or 500), ``throttle_pages`` (each
+page of a listing answers 429 the first time it is asked for), ``delay_s``
 (slow responses), ``gpu_rollouts`` (pods scheduled on the nodes' GPUs: a rollout with no room is stuck,
 ``remove_node`` leaves pods pending). ``write_kubeconfig`` points kubectl and the Python client at servers.
 """
@@ -347,6 +348,10 @@ class FakeKubeApiServer(LoopbackServer):
         self.page_size: int | None = None  # list at most this many items a page (as a ?limit= would), then continue
         self.repeat_continue = False  # a faulty server: every page's continue token is the first one
         self.expire_continue = 0  # answer this many continued list requests 410 Expired (the token is too old)
+        # answer each continued list request 429 (Retry-After 0) the first time its token comes: an API
+        # server whose priority and fairness throttles a long listing page after page
+        self.throttle_pages = False
+        self._throttled: set[str] = set()
         self.namespaces: set[str] | None = None  # the namespaces that exist (None: every one)
         self.requests: list[RequestLog] = []
         self._lock = threading.RLock()
@@ -773,6 +778,11 @@ class FakeKubeApiServer(LoopbackServer):
             self.expire_continue -= 1
             raise ApiError(410, "Expired", "The provided continue parameter is too old to display a consistent list "
                            "result. You can start a new list without the continue parameter.")
+        token = (query.get("continue") or [""])[0]
+        if token and self.throttle_pages and token not in self._throttled:
+            self._throttled.add(token)
+            raise ApiError(429, "TooManyRequests", "Too many requests, please try again later.",
+                           headers={"Retry-After": "0"})
         if limits:  # pages: the continue token is the offset of the next one
             start = int((query.get("continue") or ["0"])[0])
             size = min(limits)
