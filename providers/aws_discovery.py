@@ -21,6 +21,7 @@ from providers.places import aws_jurisdiction, aws_location
 
 T = TypeVar("T")
 EKS_NODEGROUP_TAG = "eks:nodegroup-name"  # on the Auto Scaling group of an EKS managed node group
+PAGE = 100  # items a listing page asks for: the most DescribeAutoScalingGroups and EKS's lists give (ASGs default to 50)
 
 # Approximate on-demand list prices, USD per instance-hour, Linux, us-east-1, mid-2025. Other regions,
 # spot, reservations and savings plans differ: discovery says so and the operator reviews them.
@@ -120,15 +121,27 @@ class _RegionScan:
 
     # ------------------------------------------------------------ Auto Scaling groups
 
+    def _paged(self, region: str, what: str, call: Callable[..., dict[str, Any]], items: str, token: str,
+               **kwargs: Any) -> list[Any]:
+        """Every ``items`` of a listing, page after page by its ``token`` (NextToken, nextToken), each
+        page tried again alone after a retryable failure: a throttled page 3 listed again from page 1,
+        and an account throttled page after page never got a long listing through."""
+        def pages() -> Iterable[dict[str, Any]]:
+            after = ""
+            while True:
+                page = self._call(region, what, functools.partial(call, **kwargs, **({token: after} if after else {})))
+                yield page
+                after = str(page.get(token) or "")
+                if not after:
+                    return
+
+        return [item for page in bounded_pages(pages(), f"aws {region}: {what}", lambda p: str(p.get(token) or ""))
+                for item in page.get(items, [])]
+
     def _asgs(self, region: str) -> list[dict[str, Any]]:
         client = self.provider._client("autoscaling", region)
-
-        def read() -> list[dict[str, Any]]:
-            pages = bounded_pages(client.get_paginator("describe_auto_scaling_groups").paginate(),
-                                  f"aws {region}: listing the Auto Scaling groups")
-            return [g for page in pages for g in page.get("AutoScalingGroups", [])]
-
-        return self._call(region, f"list the Auto Scaling groups in {region}", read)
+        return self._paged(region, f"list the Auto Scaling groups in {region}", client.describe_auto_scaling_groups,
+                           "AutoScalingGroups", "NextToken", MaxRecords=PAGE)
 
     def _asg_pool(self, region: str, group: dict[str, Any]) -> dict[str, Any] | None:
         name = group["AutoScalingGroupName"]
@@ -231,18 +244,13 @@ class _RegionScan:
         alone is left out alone, with a note, as unread (one refusal dropped every cluster's)."""
         client = self.provider._client("eks", region)
 
-        def clusters() -> list[str]:
-            return [cluster for page in bounded_pages(client.get_paginator("list_clusters").paginate(),
-                                                      f"aws {region}: listing the EKS clusters")
-                    for cluster in page.get("clusters", [])]
-
-        def nodegroups(cluster: str) -> list[str]:
-            return [ng for page in bounded_pages(client.get_paginator("list_nodegroups").paginate(clusterName=cluster),
-                                                 f"aws {region}: listing the node groups of {cluster}")
-                    for ng in page.get("nodegroups", [])]
+        def nodegroups(cluster: str, what: str) -> list[str]:
+            return self._paged(region, what, client.list_nodegroups, "nodegroups", "nextToken", clusterName=cluster,
+                               maxResults=PAGE)
 
         try:
-            names = self._call(region, f"list the EKS clusters in {region}", clusters)
+            names = self._paged(region, f"list the EKS clusters in {region}", client.list_clusters, "clusters",
+                                "nextToken", maxResults=PAGE)
         except ProviderError as exc:
             if exc.retryable:
                 raise
@@ -255,7 +263,8 @@ class _RegionScan:
         groups = []
         for cluster in names:
             listed = f"the node groups of EKS cluster '{cluster}' in {region}"
-            for ng in self._readable(region, f"list {listed}", functools.partial(nodegroups, cluster), listed) or []:
+            for ng in self._readable(region, f"list {listed}", functools.partial(nodegroups, cluster, f"list {listed}"),
+                                     listed, paged=True) or []:
                 one = f"EKS node group '{ng}' of cluster '{cluster}' in {region}"
                 group = self._readable(region, f"describe {one}", functools.partial(
                     client.describe_nodegroup, clusterName=cluster, nodegroupName=ng), one)
@@ -263,11 +272,12 @@ class _RegionScan:
                     groups.append(group["nodegroup"])
         return groups
 
-    def _readable(self, region: str, what: str, call: Callable[[], T], label: str) -> T | None:
+    def _readable(self, region: str, what: str, call: Callable[[], T], label: str, *, paged: bool = False) -> T | None:
         """``call``'s answer; None where AWS refuses it for good, the ``label``led thing then skipped
-        with a note and unread (a retryable failure stops discovery)."""
+        with a note and unread (a retryable failure stops discovery). ``paged``: ``call`` makes its
+        calls through ``_call`` itself, page by page."""
         try:
-            return self._call(region, what, call)
+            return call() if paged else self._call(region, what, call)
         except ProviderError as exc:
             if exc.retryable:
                 raise

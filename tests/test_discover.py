@@ -1284,6 +1284,29 @@ def test_a_place_refused_among_several_stops_discovery_and_says_how_to_discover_
     assert code == 0 and "train-p4d" in out, err  # the other region alone: discovered
 
 
+def test_discover_aws_tries_a_throttled_page_again_not_the_whole_listing(
+        capsys: pytest.CaptureFixture[str], moto: str, aws_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A throttled page 2 of the Auto Scaling groups listed them again from page 1: an account throttled
+    every other call (another tool sharing its API rate) never got past page 2, and discovery said
+    'tried 6 times ... and it still failed', exit 1, where each call tried again gets through."""
+    import providers.aws_discovery
+
+    monkeypatch.setattr(providers.aws_discovery, "PAGE", 20, raising=False)  # 3 pages (they were 50 a page: 2)
+    monkeypatch.setenv("PLACER_RETRY_BASE_SECONDS", "0.001")
+    region = "ap-south-2"
+    for i in range(51):
+        _asg(moto, region, f"infer-{i:02d}", "g5.xlarge")
+    throttled = query_error("Throttling", "Rate exceeded", 400)
+    with FaultProxy(moto) as proxy:
+        proxy.fail_next(0, throttled)
+        proxy._faults = [None, throttled] * 200  # every other request throttled
+        code, out, err = run(capsys, "discover", "aws", "--region", region, "--endpoint-url", proxy.endpoint)
+    assert code == 0, err
+    assert sorted(d["metadata"]["name"] for d in yaml.safe_load_all(out) if d["kind"] == "Pool") == [
+        f"infer-{i:02d}" for i in range(51)]
+    assert "retrying in" in err and "Rate exceeded" in err
+
+
 @pytest.mark.parametrize(("region", "source", "fault", "refused"), [
     ("us-east-2", "template", ec2_error("UnauthorizedOperation", "You are not authorized to perform this operation.",
                                         403), "ec2:DescribeLaunchTemplateVersions"),
