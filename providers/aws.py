@@ -96,8 +96,11 @@ def classify(exc: Exception, what: str, endpoint: str | None = None) -> Provider
         detail = f"{code}: {message}" if message else code
         wait = retry_after((exc.response.get("ResponseMetadata") or {}).get("HTTPHeaders"))
         if code in THROTTLING_CODES or status == 429:
-            return ProviderError(f"AWS throttled the request to {what} ({detail}); if an apply keeps being throttled, "
-                                 "lower its parallelism", retryable=True, retry_after=wait, retry_advice="retry later")
+            # said of discovery and refresh too: "if an apply keeps being throttled" read as of another command
+            return ProviderError(f"AWS throttled the request to {what} ({detail}): the account's API request rate is "
+                                 "spent, shared with every tool calling AWS there (an apply's Settings "
+                                 "apply.parallelism adds to it)", retryable=True, retry_after=wait,
+                                 retry_advice="retry later")
         if code in TRANSIENT_CODES or retryable_http(status):
             return ProviderError(f"AWS could not {what} for now (HTTP {status}, {detail})",
                                  retryable=True, retry_after=wait, retry_advice="retry")

@@ -1305,6 +1305,16 @@ def test_discover_aws_tries_a_throttled_page_again_not_the_whole_listing(
     assert sorted(d["metadata"]["name"] for d in yaml.safe_load_all(out) if d["kind"] == "Pool") == [
         f"infer-{i:02d}" for i in range(51)]
     assert "retrying in" in err and "Rate exceeded" in err
+    with FaultProxy(moto) as proxy:
+        proxy.fail_next(6, throttled)
+        code, out, err = run(capsys, "discover", "aws", "--region", region, "--endpoint-url", proxy.endpoint)
+    said = " ".join(err.split()).split("Error: ")[-1]
+    assert code == 1 and out == "", said
+    assert said.startswith(f"AWS throttled the request to list the Auto Scaling groups in {region} (Throttling: "
+                           "Rate exceeded): the account's API request rate is spent, shared with every tool calling "
+                           "AWS there (an apply's Settings apply.parallelism adds to it); tried 6 times over "), said
+    assert said.endswith("s and it still failed: wait a few minutes, then run `placer discover aws` again (nothing "
+                         "was written)"), said
 
 
 @pytest.mark.parametrize(("region", "source", "fault", "refused"), [
