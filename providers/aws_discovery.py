@@ -108,6 +108,7 @@ class _RegionScan:
         self.priced: list[str] = []  # the Pools priced from the built-in table
         self.unread: list[str] = []  # Discovered.unread
         self._shapes: dict[tuple[str, str], GpuShape | None] = {}
+        self._reads: dict[tuple[str, ...], tuple[Any, str]] = {}  # _read_once: key -> (answer, the group it was read for)
 
     def _call(self, region: str, what: str, call: Callable[[], T]) -> T:
         """``call`` through the provider (its error messages), tried again while it fails in a way a
@@ -196,10 +197,10 @@ class _RegionScan:
                     self._template_spot(data))
         if group.get("LaunchConfigurationName"):
             lc_name = group["LaunchConfigurationName"]
-            read = self._unless_refused(
-                region, f"read launch configuration '{lc_name}' in {region}", lambda: self.provider._client(
-                    "autoscaling", region).describe_launch_configurations(LaunchConfigurationNames=[lc_name]),
-                where, "autoscaling:DescribeLaunchConfigurations")
+            read = self._read_once(
+                ("configuration", region, lc_name), region, f"read launch configuration '{lc_name}' in {region}",
+                lambda: self.provider._client("autoscaling", region).describe_launch_configurations(
+                    LaunchConfigurationNames=[lc_name]), where, "autoscaling:DescribeLaunchConfigurations")
             if read is None:
                 return None
             configs = read.get("LaunchConfigurations", [])
@@ -228,8 +229,9 @@ class _RegionScan:
             kwargs["LaunchTemplateName"] = name
         else:
             return {}
-        versions = self._unless_refused(
-            region, f"read launch template {ident or name} version {version} in {region}",
+        versions = self._read_once(
+            ("template", region, str(ident or name), version), region,
+            f"read launch template {ident or name} version {version} in {region}",
             lambda: self.provider._client("ec2", region).describe_launch_template_versions(**kwargs),
             where, "ec2:DescribeLaunchTemplateVersions")
         if versions is None:
@@ -284,6 +286,21 @@ class _RegionScan:
             self.notes.append(f"aws {region}: {label} skipped: {exc}")
             self.unread.append(label)
             return None
+
+    def _read_once(self, key: tuple[str, ...], region: str, what: str, call: Callable[[], T], where: str,
+                   permission: str) -> T | None:
+        """``_unless_refused``, made once a run for each ``key`` (a launch template version, a launch
+        configuration): groups sharing one made a call each, 1,000 groups of one template 1,000 calls. A
+        refusal remembered skips each later group of it too, with a note and unread."""
+        if key in self._reads:
+            found, first = self._reads[key]
+            if found is None:
+                self.notes.append(f"aws {region}: {where} skipped: AWS refused to {what}, as for {first} above")
+                self.unread.append(where)
+            return found  # type: ignore[no-any-return]
+        found = self._unless_refused(region, what, call, where, permission)
+        self._reads[key] = (found, where)
+        return found
 
     def _unless_refused(self, region: str, what: str, call: Callable[[], T], where: str, permission: str) -> T | None:
         """``call``'s answer; None where AWS refuses it (AccessDenied, UnauthorizedOperation: a policy

@@ -1317,6 +1317,37 @@ def test_discover_aws_tries_a_throttled_page_again_not_the_whole_listing(
                          "was written)"), said
 
 
+def test_discover_aws_reads_a_launch_configuration_groups_share_once(
+        capsys: pytest.CaptureFixture[str], moto: str, aws_env: None) -> None:
+    """Each Auto Scaling group's launch configuration or template was read once per group: three groups
+    of one configuration made three DescribeLaunchConfigurations, 1,000 groups 1,000 calls. A refusal
+    of the shared read leaves each of its groups out, said."""
+    region = "ap-southeast-4"
+    session = boto3.Session(region_name=region)
+    autoscaling = session.client("autoscaling", endpoint_url=moto)
+    autoscaling.create_launch_configuration(LaunchConfigurationName="g5-shared", ImageId="ami-12c6146b",
+                                            InstanceType="g5.xlarge")
+    for name in ("infer-a", "infer-b", "infer-c"):
+        autoscaling.create_auto_scaling_group(AutoScalingGroupName=name, LaunchConfigurationName="g5-shared",
+                                              MinSize=0, MaxSize=4, DesiredCapacity=0,
+                                              AvailabilityZones=[f"{region}a"])
+    with FaultProxy(moto) as proxy:
+        proxy.fail_next(0, query_error("Throttling", "Rate exceeded"))
+        code, out, err = run(capsys, "discover", "aws", "--region", region, "--endpoint-url", proxy.endpoint)
+        assert code == 0, err
+        assert sorted(d["metadata"]["name"] for d in yaml.safe_load_all(out) if d["kind"] == "Pool") == [
+            "infer-a", "infer-b", "infer-c"]
+        # the groups, the configuration once, the instance type, the EKS clusters
+        assert proxy.requests == 4
+        proxy.fail_after(1, query_error("AccessDenied", "not authorized to perform "
+                                        "autoscaling:DescribeLaunchConfigurations", 403))
+        code, out, err = run(capsys, "discover", "aws", "--region", region, "--endpoint-url", proxy.endpoint)
+    said = " ".join(err.split())
+    assert code == 1 and "could not read 3 groups (Auto Scaling group 'infer-a' in" in said, said
+    assert (f"Auto Scaling group 'infer-c' in {region} skipped: AWS refused to read launch configuration "
+            f"'g5-shared' in {region}, as for Auto Scaling group 'infer-a' in {region} above") in said, said
+
+
 @pytest.mark.parametrize(("region", "source", "fault", "refused"), [
     ("us-east-2", "template", ec2_error("UnauthorizedOperation", "You are not authorized to perform this operation.",
                                         403), "ec2:DescribeLaunchTemplateVersions"),
