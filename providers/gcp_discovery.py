@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -177,14 +177,29 @@ class _MigScan:
         def token(page: Any) -> str:
             return str(page.next_page_token or "")
 
-        def zonal(zone: str) -> _Listed:
-            pager = client(compute_v1.InstanceGroupManagersClient).list(project=project, zone=zone, **kw)
-            pages = bounded_pages(pager.pages, f"gcp {project}/{zone}: listing managed instance groups", token)
-            return [(Mig(project, m.name, zone=zone), m) for page in pages for m in page.items]
+        def paged(what: str, first: Callable[[str], Any]) -> Iterator[Any]:
+            """The pages of a listing, ``first(token)`` the page at a token, each page tried again
+            alone after a retryable failure: a throttled page 3 listed again from page 1."""
+            def pages() -> Iterator[Any]:
+                after = ""
+                while True:
+                    page = self._call(f"project/{project}", what, functools.partial(first, after))
+                    yield page
+                    after = token(page)
+                    if not after:
+                        return
+
+            return bounded_pages(pages(), f"gcp {project}: {what}", token)
+
+        def zonal_page(zone: str, after: str) -> Any:
+            request = compute_v1.ListInstanceGroupManagersRequest(project=project, zone=zone, page_token=after)
+            return next(iter(client(compute_v1.InstanceGroupManagersClient).list(request=request, **kw).pages))
 
         for zone in zones:
-            found += self._call(f"project/{project}", f"listing managed instance groups in {project}/{zone}",
-                                functools.partial(zonal, zone))
+            found += [(Mig(project, m.name, zone=zone), m)
+                      for page in paged(f"listing managed instance groups in {project}/{zone}",
+                                        functools.partial(zonal_page, zone))
+                      for m in page.items]
         if zones and not regions:
             return found
         # --region R is every group in R: its regional groups and the zonal ones of its zones, from
@@ -194,11 +209,17 @@ class _MigScan:
         def wanted(region: str) -> bool:
             return not chosen or region in chosen
 
+        listed = f"{project} ({', '.join(regions)})" if regions else f"project {project}"
+
+        def aggregated_page(after: str) -> Any:
+            request = compute_v1.AggregatedListInstanceGroupManagersRequest(project=project, page_token=after)
+            return next(iter(client(compute_v1.InstanceGroupManagersClient).aggregated_list(request=request,
+                                                                                           **kw).pages))
+
         def aggregated() -> _Listed:
             out = []
             unreachable: list[str] = []
-            pager = client(compute_v1.InstanceGroupManagersClient).aggregated_list(project=project, **kw)
-            for page in bounded_pages(pager.pages, f"gcp {project}: listing managed instance groups", token):
+            for page in paged(f"listing managed instance groups in {listed}", aggregated_page):
                 unreachable += [scope for scope in page.unreachables if wanted(_scope_region(scope))]
                 for scope, scoped in page.items.items():
                     kind, _, where = scope.partition("/")
@@ -216,8 +237,8 @@ class _MigScan:
                                     retryable=True, retry_advice="a retry may get through")
             return out
 
-        scope = f"{project} ({', '.join(regions)})" if regions else f"project {project}"
-        return found + self._call(f"project/{project}", f"listing managed instance groups in {scope}", aggregated)
+        # each page is tried again alone; the whole listing again only where a zone was unreachable
+        return found + self.retry(aggregated)
 
     def _lookup(self, mig: Mig, what: str, call: Callable[[], T], key: tuple[str, ...] | None = None) -> T | None:
         """A per-group read, remembered under ``key`` for the rest of this run: a retryable failure

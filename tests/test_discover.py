@@ -967,6 +967,28 @@ def test_discover_gcp_says_a_group_could_not_be_read_not_that_there_are_no_gpus(
     assert "Error: could not read 1 group (" in err and "infer" in err.split("Error: ")[1]
 
 
+def test_discover_gcp_tries_a_throttled_page_again_not_the_whole_listing(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 429 on page 3 of a project's groups listed them again from page 1: a project whose read quota
+    each page spends got one page further a try, and 14 pages failed, 'tried 6 times', exit 1."""
+    monkeypatch.setenv("PLACER_RETRY_BASE_SECONDS", "0.001")
+    with FakeCompute() as gcp:
+        gcp.add_machine_type("n1-standard-8")
+        template = gcp.add_template("acme", "t4", "n1-standard-8", accelerators=[("nvidia-tesla-t4", 1)])
+        for i in range(14):
+            gcp.add_mig("acme", f"infer-{i:02d}", template, zone=f"us-central1-{'abcf'[i % 4]}" if i < 4 else
+                        f"europe-west{i}-a", target_size=1)
+        gcp.add_mig("acme", "infer-more", template, zone="us-central1-a", target_size=1)
+        gcp.state.page_size, gcp.state.throttle_pages = 1, True  # a scope a page: 14 pages; us-central1-a 2
+        for scope in ([], ["--zone", "us-central1-a"]):
+            code, out, err = run(capsys, "discover", "gcp", "--project", "acme", "--api-endpoint", gcp.endpoint,
+                                 *scope)
+            assert code == 0, err
+            assert len([d for d in yaml.safe_load_all(out) if d["kind"] == "Pool"]) == (2 if scope else 15)
+        assert len(gcp.requests_to("aggregated/instanceGroupManagers")) == 14 + 13
+        assert len(gcp.requests_to("zones/us-central1-a/instanceGroupManagers", "GET")) == 2 + 1
+
+
 def test_discover_gcp_by_project_number_writes_pools_that_validate(capsys: pytest.CaptureFixture[str],
                                                                    tmp_path: Path) -> None:
     """`discover gcp --project 123456789012` (a project's number, which the Compute API takes for its ID)

@@ -4,6 +4,7 @@ It holds managed instance groups (zonal and regional), instance templates (globa
 regional), machine types, accelerator types, autoscalers and operations in memory, so a
 resize changes ``targetSize`` and a later GET reads it back. Fault knobs: the next N
 requests answer 429/503 (with a Retry-After header if asked), or answer after a delay longer than the client's timeout;
+each list page after the first answers 429 once (``state.throttle_pages``);
 operations stay RUNNING for K polls, PENDING (the group's size unchanged) until released, or finish DONE
 with an error; a resized group stays
 unstable for K reads. Unknown objects answer 404 with Google's error JSON.
@@ -95,6 +96,10 @@ class ComputeState:
     op_counter: int = 0
     unreachable: list[str] = field(default_factory=list)  # scopes the aggregated list could not reach
     stuck_token: bool = False  # every list page points back at the first (a faulty proxy)
+    # each list page after the first answers 429 the first time it is asked for (a project whose read
+    # quota a long listing spends page after page)
+    throttle_pages: bool = False
+    throttled: set[tuple[str, str]] = field(default_factory=set)
 
 
 def google_error(status: int, message: str) -> dict[str, Any]:
@@ -281,6 +286,11 @@ class FakeCompute(LoopbackServer):
                         return fault.status, google_error(fault.status, msg), 0.0, extra
                     delay = fault.delay_s
                     break
+            page = query.get("pageToken", [""])[0]
+            if self.state.throttle_pages and page and (path, page) not in self.state.throttled:
+                self.state.throttled.add((path, page))
+                return 429, google_error(429, "Quota exceeded for quota metric 'Queries' and limit 'Queries per "
+                                              "minute'"), 0.0, {}
             try:
                 return 200, self._route(method, path, query), delay, {}
             except _Reply as reply:
