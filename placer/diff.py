@@ -62,6 +62,46 @@ def pool_target(pool: Pool) -> dict[str, Any]:
     return out
 
 
+# EKS names a node group in at most 63 characters; a replacement placer names takes this suffix
+EKS_NAME_MAX = 63
+ALTERNATE_SUFFIX = "-alt"
+
+
+def alternate_nodegroup(name: str) -> str:
+    """The other name of the EKS node group ``name`` (the fleet's): where a change EKS cannot make in
+    place (the capacity type, spot) replaces the group, the new one takes the name the old one does
+    not have, ``name`` and ``name-alt`` in turn, as EKS refuses two node groups of one name and the
+    new group is made before the old one goes."""
+    return name[:EKS_NAME_MAX - len(ALTERNATE_SUFFIX)] + ALTERNATE_SUFFIX
+
+
+def sized_target(pool: Pool, state: State | None = None, mode: str = "live") -> dict[str, Any]:
+    """``pool_target`` naming the group placer sizes for ``pool``: an EKS node group the state records
+    under its alternate name (a replacement made it, and the fleet still names the one it replaced)
+    keeps it, so that later plans, refresh and the release find the group that runs. In gitops, where
+    placer's Terraform module makes the groups, an EKS pool whose spot changed since (EKS cannot change
+    a node group's capacity type in place) names the other of its two names: the replacement, made
+    before the old group goes (``_regroup``). Terraform replaced it under its one name, destroy first."""
+    target = pool_target(pool)
+    eks = (target.get("aws") or {}).get("eks")
+    recorded = ((state.pools.get(pool.name) or {}).get("target") if state is not None else None) or {}
+    if not eks or not recorded:
+        return target
+    name = str(eks.get("nodegroup"))
+    was = recorded.get("aws") or {}
+    was_eks = was.get("eks") or {}
+    if recorded.get("provider") != "aws" or was.get("region") != target["aws"].get("region") \
+            or was.get("autoScalingGroupName") or was_eks.get("cluster") != eks.get("cluster") \
+            or was_eks.get("nodegroup") not in (name, alternate_nodegroup(name)):
+        return target
+    live = str(was_eks["nodegroup"])
+    if mode == "gitops" and "spot" in recorded and recorded["spot"] != target.get("spot"):
+        live = alternate_nodegroup(name) if live == name else name
+    if live == name:
+        return target
+    return {**target, "aws": {**target["aws"], "eks": {**eks, "nodegroup": live}}}
+
+
 def deployment_target(model: Model, pool: Pool) -> dict[str, Any]:
     k8s = pool.spec.target.kubernetes
     return {
@@ -329,7 +369,7 @@ def _pool_changes(fleet: Fleet, state: State, placement: Placement, room: _Room,
             continue
         want_nodes = placement.nodes.get(p.name, p.min_nodes)
         recorded = state.pools.get(p.name)
-        target = pool_target(p)
+        target = sized_target(p, state, mode)
         peak = room.peak(p, need.get(p.name, 0), surge.get(p.name, 0))
         if recorded is None or "nodes" not in recorded:
             first = peak or want_nodes
@@ -372,7 +412,7 @@ def _pool_changes(fleet: Fleet, state: State, placement: Placement, room: _Room,
 
     managed = {p.name for p in fleet.pools.values() if managed_pool(p, state)}
     # the pool that sizes each group now (two pools sizing one group are refused by validate)
-    sizes = {_group_key(pool_target(fleet.pools[name])): name for name in managed}
+    sizes = {_group_key(sized_target(fleet.pools[name], state, mode)): name for name in managed}
     for name, entry in sorted(state.pools.items()):
         if name not in managed:
             gone = ("pool removed from the fleet" if name not in fleet.pools
@@ -426,7 +466,8 @@ class _Room:
         if not pool.elastic or not managed_pool(pool, self.state):
             return False
         old = (self.state.pools.get(pool.name) or {}).get("target")
-        return not (old and pool_group(old) != pool_group(pool_target(pool)))
+        now = sized_target(pool, self.state, self.fleet.settings.apply.mode)
+        return not (old and pool_group(old) != pool_group(now))
 
     def size(self, pool: Pool) -> int:
         """The nodes ``pool`` has during the apply where it does not grow for it: its planned or
@@ -498,11 +539,31 @@ def _regroup(name: str, have: int, want: int, old: dict[str, Any], new: dict[str
     the old one (phase 4), which it leaves as it is."""
     was, now = pool_group(old), pool_group(new)
     keys = [k for k in now if was.get(k) != now[k]]
+    why = f"its group is now {group_text(new)}"
+    made = f"{why}, which placer sizes from here on"
+    if _alternates(old, new):
+        ours, theirs = (new["aws"]["eks"]["nodegroup"], old["aws"]["eks"]["nodegroup"])
+        spot = f"spot {str(old.get('spot')).lower()} -> {str(new.get('spot')).lower()}"
+        why = f"{spot}: replaced by EKS node group {ours}"
+        made = (f"{spot} changed in the fleet, which EKS cannot change in a node group (its capacity type), and EKS "
+                f"refuses two node groups of one name: the replacement is EKS node group {ours}, made (the Terraform "
+                f"module replaces create before destroy) before {theirs} goes with its nodes; the state records "
+                f"{ours} as the pool's group. Pods that select eks.amazonaws.com/nodegroup: {theirs} do not follow: "
+                "select placer.dev/pool, which the module labels each node with")
     return [
         Change(f"pool/{name}", "create", PHASE_GROW, None, {"nodes": want, **{k: now[k] for k in keys}},
-               (f"its group is now {group_text(new)}, which placer sizes from here on", ), new),
-        _release(name, {"nodes": have, "target": old}, f"its group is now {group_text(new)}", mode, replaced=True),
+               (made,), new),
+        _release(name, {"nodes": have, "target": old}, why, mode, replaced=True),
     ]
+
+
+def _alternates(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether ``new`` names the same EKS node group as ``old`` under its other name (``sized_target``)."""
+    a, b = (old.get("aws") or {}).get("eks") or {}, (new.get("aws") or {}).get("eks") or {}
+    if not a or not b or a.get("cluster") != b.get("cluster") or old["aws"].get("region") != new["aws"].get("region"):
+        return False
+    names = {str(a.get("nodegroup")), str(b.get("nodegroup"))}
+    return len(names) == 2 and any(alternate_nodegroup(n) in names for n in names)
 
 
 def _gpus(change: Change, side: str, fleet: Fleet) -> int:

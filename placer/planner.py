@@ -19,8 +19,8 @@ from placer.diff import (
     managed_pool,
     placed_replicas,
     planned_strategies,
-    pool_target,
     running_replicas,
+    sized_target,
 )
 from placer.fleet import Fleet
 from placer.optimizer import Conflict, SolveResult, explain_infeasible, optimize
@@ -95,7 +95,7 @@ def placement_body(fleet: Fleet, result: SolveResult, placement: Placement, cost
             "gpusCapacity": placement.gpus_capacity(fleet, pool.name),
         }
         if managed_pool(pool, state):
-            entry["target"] = pool_target(pool)
+            entry["target"] = sized_target(pool, state, fleet.settings.apply.mode)
         pools.append(entry)
     unmet = [{"model": m, "demandLocation": loc, "rate": _r(rate)} for m, loc, rate in placement.unmet(fleet)]
     missing = [{"model": m.name, "replicas": placement.missing_replicas(fleet, m.name)}

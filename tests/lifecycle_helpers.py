@@ -69,8 +69,11 @@ def write_fleet(root: Path, state: dict[str, Any], deploy: Path, *, chat_rate: f
                 summarize: bool = True, aws_pool: bool = True, chat_image: str | None = None,
                 chat_version: str | None = None, chat_gpus: int = 1,
                 dc1_kubernetes: dict[str, Any] | None = None, asg: str = "h100", max_nodes: int = 4,
-                aws_count: int | None = None, aws_name: str = "aws-h100") -> Path:
-    """Write the lifecycle fleet under ``root`` (three files) and return ``root``."""
+                aws_count: int | None = None, aws_name: str = "aws-h100", eks: dict[str, str] | None = None,
+                aws_spot: bool | None = None) -> Path:
+    """Write the lifecycle fleet under ``root`` (three files) and return ``root``. ``eks``: the aws
+    pool sizes that EKS node group ({cluster, nodegroup}) instead of the Auto Scaling group ``asg``;
+    ``aws_spot``: the pool's spot, every model then spot tolerant."""
     root.mkdir(parents=True, exist_ok=True)
     for old in root.glob("*.yaml"):
         old.unlink()
@@ -86,7 +89,9 @@ def write_fleet(root: Path, state: dict[str, Any], deploy: Path, *, chat_rate: f
         _doc("Pool", aws_name, {
             "location": "aws-eu", "provider": "aws", "gpu": {"type": "H100-80GB", "perNode": 8},
             "nodes": {"min": 0, "max": max_nodes} if aws_count is None else {"count": aws_count},
-            "usdPerGpuHour": 4.0, "target": {"aws": {"region": "eu-west-1", "autoScalingGroupName": asg}},
+            "usdPerGpuHour": 4.0, "target": {"aws": {"region": "eu-west-1", **(
+                {"eks": eks} if eks else {"autoScalingGroupName": asg})}},
+            **({"spot": aws_spot} if aws_spot is not None else {}),
         }),
     ]
     if not aws_pool:
@@ -103,6 +108,8 @@ def write_fleet(root: Path, state: dict[str, Any], deploy: Path, *, chat_rate: f
     models[0]["spec"]["replica"]["gpus"] = chat_gpus
     if summarize:
         models.append(_model("summarize", "H100-80GB", 1000, "aws-eu", 1000))
+    for model in models if aws_spot is not None else []:
+        model["spec"]["spotTolerant"] = True
     settings = [_doc("Settings", "settings", {
         "solver": {"timeLimitSeconds": 20, "workers": 1},
         "state": state,

@@ -318,6 +318,77 @@ def test_a_fleet_without_cloud_pools_gets_the_tree_a_render_writes(env: Env, cap
     assert tfvars["placer_pools"] == {} and tfvars["placer_plan"]["serial"] == 0
 
 
+EKS_H100 = {"cluster": "ml", "nodegroup": "h100"}
+
+
+def _eks_pool_changes(plan: dict[str, Any]) -> list[tuple[str, int, Any]]:
+    return [(c["action"], c["phase"], (c["target"]["aws"]["eks"]["nodegroup"], c["target"]["spot"]))
+            for c in plan["changes"] if c["address"] == "pool/aws-h100"]
+
+
+def _tfvars_group(env: Env) -> tuple[str, bool]:
+    pool = json.loads((env.deploy / "terraform" / "placer.auto.tfvars.json").read_text())["placer_pools"]["aws-h100"]
+    return pool["aws"]["eks_nodegroup"], pool["spot"]
+
+
+def test_an_eks_pool_whose_spot_changes_gets_a_new_node_group_made_before_the_old_one_goes(
+        env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    """EKS cannot change a node group's capacity type in place, and refuses two node groups of one
+    name. A spot toggle was `~ pool/aws-h100 spot false -> true` with the tfvars naming h100 still, and
+    Terraform replaced h100 destroy first: its GPU nodes went, with the replicas on them, before the
+    new group had any. The plan now makes the replacement h100-alt in phase 1 and releases h100 in
+    phase 4; the state records h100-alt, later plans keep it, and the next toggle goes back to h100."""
+    env.write(eks=EKS_H100, aws_spot=False)
+    plan_and_apply(capsys, env)
+    assert _tfvars_group(env) == ("h100", False)
+
+    env.write(eks=EKS_H100, aws_spot=True)
+    second = env.root / "second.json"
+    plan = plan_json(capsys, env, second)
+    assert _eks_pool_changes(plan) == [("create", 1, ("h100-alt", True)), ("delete", 4, ("h100", False))], plan["changes"]
+    made = next(c for c in plan["changes"] if c["address"] == "pool/aws-h100" and c["action"] == "create")
+    assert "EKS node group h100-alt, made" in made["reasons"][0] and "before h100 goes" in made["reasons"][0], made
+    apply_ok(capsys, second)
+    assert _tfvars_group(env) == ("h100-alt", True)
+    recorded = env.state_json()["pools"]["aws-h100"]["target"]
+    assert (recorded["aws"]["eks"]["nodegroup"], recorded["spot"]) == ("h100-alt", True)
+    code, _, stderr = placer(capsys, "plan", str(env.fleet), "--now", lh.NOW, "--detailed-exitcode")
+    assert code == 0, f"the next plan should converge on h100-alt: {stderr}"
+    code, _, stderr = placer(capsys, "plan", str(env.fleet), "--now", lh.NOW, "--refresh", "--detailed-exitcode")
+    assert code == 0, f"refresh finds h100-alt in the tfvars: {stderr}"
+
+    env.write(eks=EKS_H100, aws_spot=False)
+    third = env.root / "third.json"
+    plan = plan_json(capsys, env, third)
+    assert _eks_pool_changes(plan) == [("create", 1, ("h100", False)), ("delete", 4, ("h100-alt", True))]
+    apply_ok(capsys, third)
+    assert _tfvars_group(env) == ("h100", False)
+
+
+def test_an_eks_replacement_stopped_before_its_release_converges(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    """An apply killed between the replacement's create (phase 1) and the old group's release (phase 4):
+    the state names the new group, which the tfvars already size alone; the next plan has no changes."""
+    env.write(eks=EKS_H100, aws_spot=False)
+    plan_and_apply(capsys, env)
+    env.write(eks=EKS_H100, aws_spot=True)
+    second = env.root / "second.json"
+    plan_json(capsys, env, second)
+
+    class StopsAtTheRelease(GitOpsProvider):
+        def apply(self, change: Any) -> None:
+            if change.kind == "pool" and change.action == "delete":
+                raise ProviderError(f"{change.address}: killed", retryable=False, address=change.address)
+            super().apply(change)
+
+    with pytest.raises(ProviderError, match="killed"):
+        run_applier(env, second, StopsAtTheRelease(env.deploy))
+    recorded = env.state_json()["pools"]["aws-h100"]
+    assert recorded["target"]["aws"]["eks"]["nodegroup"] == "h100-alt"
+    assert _tfvars_group(env) == ("h100-alt", True)
+    code, _, stderr = placer(capsys, "plan", str(env.fleet), "--now", lh.NOW, "--detailed-exitcode")
+    assert code == 0, stderr
+
+
 def test_a_pool_placer_sized_and_the_fleet_makes_fixed_stays_sized_at_its_count(
         env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     """aws-h100 elastic, then `nodes: {count: 2}`: it was released (its tfvars entry dropped, so

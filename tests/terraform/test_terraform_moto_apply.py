@@ -324,3 +324,48 @@ def test_a_renamed_pool_moves_its_group_in_the_terraform_state(
         _placer("render", str(plan), "--out", str(deploy))
         assert _placer_files(deploy) == before and (root / "placer_moved.tf").read_text() == moved
     assert _moves(_terraform_plan(terraform_aws, root)) == ([], Counter())
+
+
+def test_an_eks_pool_placer_replaces_gets_its_new_node_group_before_the_old_one_goes(moto_root: MotoRoot) -> None:
+    """A spot toggle changes the node group's capacity type, which EKS cannot update in place: placer
+    writes the replacement under the alternate name (a10g-alt), and terraform makes it before it deletes
+    a10g. The module replaced node groups destroy-first: a10g and its GPU nodes went before a10g-alt
+    existed, and the replicas on them had nowhere to run until it did."""
+    eks = moto_root.client("eks")
+    tfvars = copy.deepcopy(moto_root.tfvars)
+    pool = tfvars["placer_pools"]["aws-eu-eks-a10g"]
+    pool["spot"] = True
+    pool["aws"]["eks_nodegroup"] = "a10g-alt"
+    moto_root.write_tfvars(tfvars)
+
+    out = moto_root.apply()
+    address = 'aws_eks_node_group.pool["aws-eu-eks-a10g"]'
+    lines = [line for line in out.splitlines() if address in line]
+    made = next(i for i, line in enumerate(lines) if "Creation complete" in line)
+    gone = next(i for i, line in enumerate(lines) if "Destroying..." in line)
+    assert made < gone, "\n".join(lines)
+    assert "Resources: 1 added," in out and " 1 destroyed." in out, out[-3000:]
+    assert eks.list_nodegroups(clusterName="ml")["nodegroups"] == ["a10g-alt"]
+    assert eks.describe_nodegroup(clusterName="ml", nodegroupName="a10g-alt")["nodegroup"]["capacityType"] == "SPOT"
+
+
+def test_an_eks_replacement_that_keeps_its_name_fails_before_the_node_group_is_deleted(moto_root: MotoRoot) -> None:
+    """A replacement pool_settings force (another instance type) keeps the node group's name, which
+    EKS refuses twice: made first, it fails, and the running group is left as it was. Before, it was
+    deleted first."""
+    eks = moto_root.client("eks")
+    before = eks.list_nodegroups(clusterName="ml")["nodegroups"]
+    settings_file = moto_root.root / "settings.auto.tfvars.json"
+    kept = settings_file.read_text()
+    settings = json.loads(kept)
+    settings["pool_settings"]["aws-eu-eks-a10g"]["instance_type"] = "g5.2xlarge"
+    settings_file.write_text(json.dumps(settings, indent=2))
+    try:
+        proc = moto_root.terraform.run(moto_root.root, "apply", "-auto-approve", "-input=false", timeout=300,
+                                       check=False)
+    finally:
+        settings_file.write_text(kept)
+    assert proc.returncode != 0 and "Destroying..." not in proc.stdout, proc.stdout[-3000:]
+    assert "already exists" in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-3000:]
+    assert eks.list_nodegroups(clusterName="ml")["nodegroups"] == before
+    assert eks.describe_nodegroup(clusterName="ml", nodegroupName=before[0])["nodegroup"]["instanceTypes"] == ["g5.xlarge"]

@@ -184,6 +184,13 @@ resource "aws_eks_node_group" "pool" {
   tags = merge(local.pool_tags[each.key], local.plan_tags)
 
   lifecycle {
+    # a replaced node group (placer's plan names the new one: another nodegroup, or, where only its
+    # capacity type changes, the alternate name placer derives, <nodegroup>-alt) is made before the
+    # old one goes, as placer's plan orders it: destroy-first took the old group's GPU nodes before
+    # the new group had any. EKS refuses two node groups of one name, so a replacement that keeps
+    # the name (an instance type or subnet changed in pool_settings) fails before anything is deleted
+    create_before_destroy = true
+
     # remote_access is not managed here and forces replacement: never let drift in it
     # destroy a GPU node group. Sizes are deliberately not ignored.
     ignore_changes = [remote_access]
