@@ -32,6 +32,7 @@ from placer.planfile import (
     PHASE_SHRINK,
     PHASE_UP,
     Change,
+    alternate_nodegroup,
     deployment_place,
     group_text,
     pool_group,
@@ -60,19 +61,6 @@ def pool_target(pool: Pool) -> dict[str, Any]:
         if value is not None:
             out[part] = value.model_dump(mode="json", by_alias=True, exclude_none=True)
     return out
-
-
-# EKS names a node group in at most 63 characters; a replacement placer names takes this suffix
-EKS_NAME_MAX = 63
-ALTERNATE_SUFFIX = "-alt"
-
-
-def alternate_nodegroup(name: str) -> str:
-    """The other name of the EKS node group ``name`` (the fleet's): where a change EKS cannot make in
-    place (the capacity type, spot) replaces the group, the new one takes the name the old one does
-    not have, ``name`` and ``name-alt`` in turn, as EKS refuses two node groups of one name and the
-    new group is made before the old one goes."""
-    return name[:EKS_NAME_MAX - len(ALTERNATE_SUFFIX)] + ALTERNATE_SUFFIX
 
 
 def sized_target(pool: Pool, state: State | None = None, mode: str = "live") -> dict[str, Any]:

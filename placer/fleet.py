@@ -19,7 +19,7 @@ from typing import Any
 
 from placer.catalog import BUILTIN_GPU_TYPES, GpuType
 from placer.nodegroups import NODE_GROUPS, group_words, node_groups, same_group
-from placer.planfile import group_text, tree_place
+from placer.planfile import alternate_nodegroup, group_text, tree_place
 from placer.spec import Diagnostic, Document, FleetError, load_document, read_fleet_dir
 from placer.spec.diagnostics import sort_diagnostics
 from placer.spec.kinds import (
@@ -577,6 +577,19 @@ def _shared_groups(pool_docs: Mapping[str, Document], diags: list[Diagnostic]) -
                                   "spec", "target"))
         else:
             first[group] = doc
+    for doc in list(first.values()):  # the name a replacement of an EKS pool's node group takes (diff.sized_target)
+        aws = doc.spec.target.aws if doc.spec.provider == "aws" else None
+        if aws is None or aws.eks is None:
+            continue
+        alt = aws.model_dump(mode="json", by_alias=True, exclude_none=True)
+        alt["eks"]["nodegroup"] = alternate_nodegroup(aws.eks.nodegroup)
+        taken = first.get(group_text({"aws": alt}))
+        if taken is not None and taken.name != doc.name:
+            diags.append(taken.diag("spec.target", f"{group_text({'aws': alt})} is the name pool {doc.name}'s node "
+                                    f"group {aws.eks.nodegroup} takes where a change of its spot replaces it (EKS "
+                                    "cannot change a node group's capacity type in place, and its replacement is "
+                                    f"made first, under that name): rename this node group, or pool {doc.name}'s",
+                                    "spec", "target"))
 
 
 def _twin_pools(pool_docs: Mapping[str, Document], diags: list[Diagnostic]) -> None:
