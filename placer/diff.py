@@ -6,9 +6,9 @@ namespace) a replacement, made and waited healthy before the old one is deleted;
 settings an update; its group (ASG, node group, MIG) a new group sized and the old one released.
 
 Phases: 1 grow capacity; 2 create and scale up (then apply waits until healthy);
-3 scale down and delete; 4 shrink capacity. Only elastic pools of a cloud provider get
-node changes (fixed and static pools are never changed), and those placer sized that the
-fleet has since made fixed (`nodes.count` pins their size). Every change carries the
+3 scale down and delete; 4 shrink capacity. Only pools of a cloud provider (aws, gcp) get
+node changes: an elastic one to its planned nodes, a fixed one to its `nodes.count` (kubernetes
+and static pools are never changed). Every change carries the
 provider target it needs, taken from the fleet or, for what the fleet no longer has,
 from the state. A pool the state records that the fleet no longer has placer size (removed,
 or no longer on aws or gcp) is released in phase 4, once its deployments are gone: placer
@@ -106,14 +106,13 @@ def deployment_target(model: Model, pool: Pool) -> dict[str, Any]:
     }
 
 
-def managed_pool(pool: Pool, state: State | None = None) -> bool:
-    """Whether placer sizes ``pool``'s group: an elastic aws or gcp pool, or one that placer sized
-    (``state`` records it) and the fleet has since made fixed: its `nodes.count` pins the group's
-    size. Released instead, its tfvars entry went, and the Terraform that reads them removed the
-    group the same plan placed replicas on."""
-    if pool.provider not in MANAGED_POOL_PROVIDERS:
-        return False
-    return pool.elastic or (state is not None and pool.name in state.pools)
+def managed_pool(pool: Pool) -> bool:
+    """Whether placer sizes ``pool``'s group: every aws or gcp pool, an elastic one to its planned
+    nodes, a fixed one to its `nodes.count`. A fixed one was sized only where placer had sized it
+    before (the fleet made it fixed later): one fixed from the start was never sized, its group left
+    out of the tfvars (placer's Terraform never made it) and left at whatever size it had live, while
+    the plan placed replicas on its count of nodes."""
+    return pool.provider in MANAGED_POOL_PROVIDERS
 
 
 def _release(name: str, entry: dict[str, Any], why: str, mode: str, replaced: bool = False,
@@ -353,7 +352,7 @@ def _pool_changes(fleet: Fleet, state: State, placement: Placement, room: _Room,
     changes: list[Change] = []
     mode = fleet.settings.apply.mode
     for p in fleet.pools.values():
-        if not managed_pool(p, state):
+        if not managed_pool(p):
             continue
         want_nodes = placement.nodes.get(p.name, p.min_nodes)
         recorded = state.pools.get(p.name)
@@ -398,7 +397,7 @@ def _pool_changes(fleet: Fleet, state: State, placement: Placement, room: _Room,
                               ((f"{', '.join(changed)} changed in the fleet",) if changed else ())
                               + ((_pool_unhealthy(recorded),) if mark[0] else ()) + why, target))
 
-    managed = {p.name for p in fleet.pools.values() if managed_pool(p, state)}
+    managed = {p.name for p in fleet.pools.values() if managed_pool(p)}
     # the pool that sizes each group now (two pools sizing one group are refused by validate)
     sizes = {_group_key(sized_target(fleet.pools[name], state, mode)): name for name in managed}
     for name, entry in sorted(state.pools.items()):
@@ -451,7 +450,7 @@ class _Room:
     def grows(self, pool: Pool) -> bool:
         """Whether ``pool`` may grow in phase 1 for the apply: an elastic pool placer sizes, its group
         kept (a new group is sized as planned)."""
-        if not pool.elastic or not managed_pool(pool, self.state):
+        if not pool.elastic or not managed_pool(pool):
             return False
         old = (self.state.pools.get(pool.name) or {}).get("target")
         now = sized_target(pool, self.state, self.fleet.settings.apply.mode)

@@ -94,7 +94,7 @@ def placement_body(fleet: Fleet, result: SolveResult, placement: Placement, cost
             "gpusUsed": placement.gpus_used(fleet, pool.name),
             "gpusCapacity": placement.gpus_capacity(fleet, pool.name),
         }
-        if managed_pool(pool, state):
+        if managed_pool(pool):
             entry["target"] = sized_target(pool, state, fleet.settings.apply.mode)
         pools.append(entry)
     unmet = [{"model": m, "demandLocation": loc, "rate": _r(rate)} for m, loc, rate in placement.unmet(fleet)]

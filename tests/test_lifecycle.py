@@ -389,6 +389,23 @@ def test_an_eks_replacement_stopped_before_its_release_converges(env: Env, capsy
     assert code == 0, stderr
 
 
+def test_a_fixed_cloud_pool_is_sized_at_its_count_from_the_first_plan(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    """aws-h100 `nodes: {count: 2}` from the start: the plan placed replicas on its 2 nodes but never
+    sized it, so the tfvars had no entry for it (placer's Terraform never made the group); only a pool
+    that had been elastic before was sized at its count. Same fleet, same tfvars, whatever its past."""
+    env.write(aws_count=2)
+    first = env.root / "first.json"
+    plan = plan_json(capsys, env, first)
+    pool = [(c["action"], c["phase"], c["after"]) for c in plan["changes"] if c["address"] == "pool/aws-h100"]
+    assert pool == [("create", 1, {"nodes": 2})], plan["changes"]
+    assert any(p["pool"] == "aws-h100" and p["replicas"] > 0 for p in plan["placements"])
+    apply_ok(capsys, first)
+    tfvars = json.loads((env.deploy / "terraform" / "placer.auto.tfvars.json").read_text())["placer_pools"]
+    assert (tfvars["aws-h100"]["nodes"], tfvars["aws-h100"]["min_nodes"], tfvars["aws-h100"]["max_nodes"]) == (2, 2, 2)
+    code, _, stderr = placer(capsys, "plan", str(env.fleet), "--now", lh.NOW, "--detailed-exitcode")
+    assert code == 0, stderr
+
+
 def test_a_pool_placer_sized_and_the_fleet_makes_fixed_stays_sized_at_its_count(
         env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     """aws-h100 elastic, then `nodes: {count: 2}`: it was released (its tfvars entry dropped, so

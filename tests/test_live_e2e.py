@@ -35,7 +35,7 @@ AMI = "ami-12c6146b"  # one of moto's built-in images
 
 
 def _fleet(tmp: Path, *, aws_pool: bool = True, asr_image: str | None = None, dc_namespace: str = "ml",
-           aws_context: str | None = "eks-eu") -> Path:
+           aws_context: str | None = "eks-eu", aws_nodes: dict[str, int] | None = None) -> Path:
     fleet = tmp / "fleet"
     fleet.mkdir(exist_ok=True)
     k8s = lambda ctx: {**({"context": ctx} if ctx else {}), "namespace": "ml",  # noqa: E731
@@ -44,7 +44,7 @@ def _fleet(tmp: Path, *, aws_pool: bool = True, asr_image: str | None = None, dc
         location("eu"), location("dc", env="onprem"),
         doc("Link", "eu-dc", {"between": ["eu", "dc"], "latencyMs": 8}),
         doc("Pool", "aws-h100", {"location": "eu", "provider": "aws", "gpu": {"type": "H100-80GB", "perNode": 8},
-                                 "nodes": {"min": 0, "max": 4}, "usdPerGpuHour": 4.0,
+                                 "nodes": aws_nodes or {"min": 0, "max": 4}, "usdPerGpuHour": 4.0,
                                  "target": {"aws": {"region": REGION, "autoScalingGroupName": "e2e-h100"},
                                             "kubernetes": k8s(aws_context)}}),
         doc("Pool", "gcp-a100", {"location": "eu", "provider": "gcp", "gpu": {"type": "A100-80GB", "perNode": 8},
@@ -112,6 +112,26 @@ def _apply_stopped_by_sigterm(world, plan, ready):
             proc.kill()
             proc.wait()
     return proc.returncode, " ".join(stderr.split())
+
+
+def test_a_fixed_aws_pool_is_sized_at_its_count(world):
+    """aws-h100 `nodes: {count: 2}`, its group at 0: the plan put chat-70b's replicas on its 2 nodes, and
+    apply never set the group's desired capacity (a fixed pool placer had not sized before stayed
+    unmanaged), so the replicas had no nodes. The group is now set to its count, and a re-plan is clean."""
+    fleet = _fleet(world["tmp"], aws_nodes={"count": 2})
+    plan = world["tmp"] / "plan.json"
+    r = placer(world, "plan", str(fleet), "-o", str(plan), "--detailed-exitcode")
+    assert r.returncode == 2, r.stderr
+    data = json.loads(plan.read_text())
+    assert any(p["pool"] == "aws-h100" and p["replicas"] > 0 for p in data["placements"])
+    assert [(c["action"], c["after"]) for c in data["changes"] if c["address"] == "pool/aws-h100"] == [
+        ("create", {"nodes": 2})]
+    r = placer(world, "apply", str(plan))
+    assert r.returncode == 0, r.stderr + r.stdout
+    group = world["autoscaling"].describe_auto_scaling_groups(AutoScalingGroupNames=["e2e-h100"])
+    assert group["AutoScalingGroups"][0]["DesiredCapacity"] == 2
+    r = placer(world, "plan", str(fleet), "--detailed-exitcode")
+    assert r.returncode == 0, r.stderr + r.stdout
 
 
 def test_plan_apply_replan_through_live_providers(world):
