@@ -292,6 +292,16 @@ class Configurations:
         proven = np.full(self.n_models, math.nan)
         lock = threading.Lock()
 
+        def record(m: int, z: FloatArray) -> None:
+            """Keep ``z``, model ``m``'s answer on its columns, and whether it beats every configuration
+            recorded for ``m`` so far (the new ones are added once every thread is done)."""
+            price = rc[self.columns(m)]
+            best = min((float(price @ self.entries[k][1]) for k in self._seen[m].values()), default=math.inf)
+            with lock:
+                got.append((m, z))
+                if float(price @ z) < best - IMPROVED:
+                    improved.append(m)
+
         def one(m: int) -> None:
             left = deadline - time.monotonic()
             cols = self.columns(m)
@@ -314,13 +324,7 @@ class Configurations:
                 return
             z = np.zeros(len(cols))
             z[keep] = sol.values
-            # the model's configurations recorded so far (the new ones are added once every thread is done)
-            price = rc[cols]
-            best = min((float(price @ self.entries[k][1]) for k in self._seen[m].values()), default=math.inf)
-            with lock:
-                got.append((m, z))
-                if float(price @ z) < best - IMPROVED:
-                    improved.append(m)
+            record(m, z)
 
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             if not exact and batch_pricing() and len(order) and deadline - time.monotonic() > 0.01:
@@ -330,13 +334,7 @@ class Configurations:
                 rest = pool.map(one, order[~mine].tolist())
                 answers = batch.price(order[mine], rc, pairs, v)
                 for m, z in answers.items():
-                    price = rc[self.columns(m)]
-                    best = min((float(price @ self.entries[k][1]) for k in self._seen[m].values()),
-                               default=math.inf)
-                    with lock:
-                        got.append((m, z))
-                        if float(price @ z) < best - IMPROVED:
-                            improved.append(m)
+                    record(m, z)
                 failed = [m for m in order[mine].tolist() if m not in answers]
                 list(rest)
                 list(pool.map(one, failed))
