@@ -45,7 +45,7 @@ import yaml
 
 from placer.catalog import BUILTIN_GPU_TYPES, gpu_name, same_gpu_name
 from placer.fleet import build_fleet
-from placer.nodegroups import NODE_GROUPS, group_words, node_groups, same_group
+from placer.nodegroups import NODE_GROUPS, as_mapping, group_words, node_groups, same_group
 from placer.spec import Diagnostic, Document, RawDocument, load_document, read_fleet_dir
 from placer.spec.loader import kind_and_name
 from placer.spec.source import NOTHING_TO_PLAN, parse_text
@@ -209,7 +209,7 @@ def _noted(documents: Iterable[dict[str, Any]]) -> dict[str, dict[str, str]]:
             "GPUType": {str(d["metadata"]["name"]): str(d["metadata"]["name"]) for d in documents
                         if d.get("kind") == "GPUType"},
             "Location": {str(d["metadata"]["name"]): str(d["metadata"]["name"]) for d in documents
-                         if d.get("kind") == "Location" and "jurisdiction" not in _mapping(d.get("spec"))}}
+                         if d.get("kind") == "Location" and "jurisdiction" not in as_mapping(d.get("spec"))}}
 
 
 def _header(header: Iterable[str], notes: Iterable[str]) -> str:
@@ -249,27 +249,23 @@ def relocate(documents: list[dict[str, Any]], location: str) -> list[dict[str, A
 # ---------------------------------------------------------------- which fields change
 
 
-def _mapping(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
 def identities(document: dict[str, Any]) -> set[tuple[Any, ...]]:
     """What a Pool's capacity is, as a provider names it: the same group under another pool name is the same pool."""
-    spec = _mapping(document.get("spec"))
-    target = _mapping(spec.get("target"))
+    spec = as_mapping(document.get("spec"))
+    target = as_mapping(spec.get("target"))
     found: set[tuple[Any, ...]] = set()
-    aws, gcp, kube = _mapping(target.get("aws")), _mapping(target.get("gcp")), _mapping(target.get("kubernetes"))
+    aws, gcp, kube = as_mapping(target.get("aws")), as_mapping(target.get("gcp")), as_mapping(target.get("kubernetes"))
     if aws.get("region") and (aws.get("autoScalingGroupName") or aws.get("eks")):
-        eks = _mapping(aws.get("eks"))
+        eks = as_mapping(aws.get("eks"))
         found.add(("aws", aws["region"], aws.get("autoScalingGroupName"), eks.get("cluster"), eks.get("nodegroup")))
     if gcp.get("project") and gcp.get("instanceGroupManager"):
         found.add(("gcp", gcp["project"], gcp.get("zone"), gcp.get("region"), gcp["instanceGroupManager"]))
     if kube.get("nodeSelector"):
-        selector = tuple(sorted((str(k), str(v)) for k, v in _mapping(kube.get("nodeSelector")).items()))
+        selector = tuple(sorted((str(k), str(v)) for k, v in as_mapping(kube.get("nodeSelector")).items()))
         found.add(("kubernetes", kube.get("context"), selector))
-    source = _mapping(_mapping(document.get("metadata")).get("annotations")).get("placer.dev/discovered-from")
+    source = as_mapping(as_mapping(document.get("metadata")).get("annotations")).get("placer.dev/discovered-from")
     if spec.get("provider") == "static" and isinstance(source, str) and source.startswith("nvml:"):
-        found.add(("nvml", source, gpu_name(str(_mapping(spec.get("gpu")).get("type")))))
+        found.add(("nvml", source, gpu_name(str(as_mapping(spec.get("gpu")).get("type")))))
     return found
 
 
@@ -291,7 +287,7 @@ def _twins(document: dict[str, Any], raws: Iterable[RawDocument]) -> list[tuple[
 
 def _own_identity(document: dict[str, Any]) -> tuple[Any, ...] | None:
     """The identity of a discovered Pool by the provider that found it."""
-    spec = _mapping(document.get("spec"))
+    spec = as_mapping(document.get("spec"))
     wanted = {"aws": "aws", "gcp": "gcp", "kubernetes": "kubernetes", "static": "nvml"}.get(str(spec.get("provider")))
     return next((i for i in identities(document) if i[0] == wanted), None)
 
@@ -334,7 +330,7 @@ def _without_guesses(existing: dict[str, Any], found: dict[str, Any],
         old: Any = existing
         new: Any = found
         for key in path[:-1]:
-            old, new = _mapping(old).get(key), _mapping(new).get(key)
+            old, new = as_mapping(old).get(key), as_mapping(new).get(key)
         key = path[-1]
         if not isinstance(new, dict) or key not in new or not isinstance(old, dict):
             continue
@@ -350,7 +346,7 @@ def field_changes(existing: dict[str, Any], found: dict[str, Any],
     ``guessed``: the paths of ``found``'s placeholder fields, filled in only where missing."""
     found = _without_guesses(existing, found, guessed)
     old_spec = existing.get("spec")
-    new_spec = _mapping(found.get("spec"))
+    new_spec = as_mapping(found.get("spec"))
     if not isinstance(old_spec, dict):
         return [FieldChange(("spec",), old_spec if "spec" in existing else MISSING, copy.deepcopy(new_spec))]
     out: list[FieldChange] = []
@@ -374,7 +370,7 @@ def field_changes(existing: dict[str, Any], found: dict[str, Any],
                     same_gpu_name(str(before.get("type")), str(after.get("type"))):
                 after = {**after, "type": before["type"]}  # the fleet's name of that GPU type stays
             _sync(path, before, after, out)
-    groups = _mapping(_mapping(found.get("metadata")).get("annotations")).get(NODE_GROUPS)
+    groups = as_mapping(as_mapping(found.get("metadata")).get("annotations")).get(NODE_GROUPS)
     metadata = existing.get("metadata")
     if isinstance(groups, str) and isinstance(metadata, dict):  # a pool discovered before it was written
         annotations = metadata.get("annotations", MISSING)
@@ -573,7 +569,7 @@ def refused(documents: list[dict[str, Any]], gpu_types: Iterable[str] = ()) -> t
         d["metadata"]["name"] for d in kept if d.get("kind") == "GPUType"}
     pools = [d for d in kept if d.get("kind") == "Pool"]
     for doc in pools:
-        gpu = _mapping(_mapping(doc.get("spec")).get("gpu")).get("type")
+        gpu = as_mapping(as_mapping(doc.get("spec")).get("gpu")).get("type")
         if gpu not in known:
             kept.remove(doc)
             out.append(f"Pool/{doc['metadata']['name']}: its GPU type {gpu} is not built in and discovery could "
@@ -594,7 +590,7 @@ def _tolerates(tolerations: Any, taint: Mapping[str, Any]) -> bool:
     """Whether tolerations let a pool's pods onto a node of ``taint`` (a discovered group's taint,
     as the toleration discovery wrote for it), as Kubernetes matches them."""
     for toleration in tolerations if isinstance(tolerations, list) else []:
-        t = _mapping(toleration)
+        t = as_mapping(toleration)
         if t.get("effect") not in (None, "", taint.get("effect")):
             continue
         if t.get("operator") == "Exists" and t.get("key") in (None, "", taint.get("key")):
@@ -606,7 +602,7 @@ def _tolerates(tolerations: Any, taint: Mapping[str, Any]) -> bool:
 
 
 def _kube_target(document: Any) -> dict[str, Any]:
-    return _mapping(_mapping(_mapping(_mapping(document).get("spec")).get("target")).get("kubernetes"))
+    return as_mapping(as_mapping(as_mapping(as_mapping(document).get("spec")).get("target")).get("kubernetes"))
 
 
 @dataclass(frozen=True)
@@ -631,7 +627,7 @@ def _by_nodes(raws: list[RawDocument], documents: list[dict[str, Any]],
     groups: dict[Any, list[tuple[tuple[Any, ...], str, Mapping[str, Mapping[str, str]], Any]]] = {}
     for doc in documents:
         own = _own_identity(doc) if doc.get("kind") == "Pool" else None
-        name = str(_mapping(doc.get("metadata")).get("name"))
+        name = str(as_mapping(doc.get("metadata")).get("name"))
         nodes = members.get(name)
         if own is not None and own[0] == "kubernetes" and nodes:
             groups.setdefault(own[1], []).append((own, name, nodes, _kube_target(doc).get("tolerations")))
@@ -645,10 +641,10 @@ def _by_nodes(raws: list[RawDocument], documents: list[dict[str, Any]],
         if not theirs or theirs[0] in own_selectors or theirs[0][1] not in groups:
             continue
         kube = _kube_target(raw.data)
-        selector, tolerations = _mapping(kube.get("nodeSelector")), kube.get("tolerations")
+        selector, tolerations = as_mapping(kube.get("nodeSelector")), kube.get("tolerations")
         hits = [_Overlap(own, name, sorted(n for n, labels in nodes.items() if _selects(selector, labels)), len(nodes))
                 for own, name, nodes, taints in groups[theirs[0][1]]
-                if all(_tolerates(tolerations, _mapping(t)) for t in taints or [])]
+                if all(_tolerates(tolerations, as_mapping(t)) for t in taints or [])]
         hits = [hit for hit in hits if hit.selected]
         if len(hits) == 1 and len(hits[0].selected) == hits[0].nodes:
             found[id(raw)] = hits[0].identity
@@ -672,7 +668,7 @@ def _ambiguous(raw: RawDocument, overlaps: list[_Overlap], held: set[tuple[Any, 
         what += f", and {', '.join(left)} {'were' if len(left) > 1 else 'was'} not added"
     # the labels the groups' own selectors tell them apart by (nvidia.com/gpu.count, a Karpenter NodePool's
     # karpenter.sh/capacity-type since its spot and on-demand nodes are two pools), which this one lacks
-    selector = _mapping(_kube_target(raw.data).get("nodeSelector"))
+    selector = as_mapping(_kube_target(raw.data).get("nodeSelector"))
     theirs = [dict(o.identity[2]) for o in overlaps]
     telling = sorted(k for k in {k for sel in theirs for k in sel} - {str(k) for k in selector}
                      if len({sel.get(k) for sel in theirs}) > 1) or ["nvidia.com/gpu.count"]
@@ -686,7 +682,7 @@ def _ambiguous(raw: RawDocument, overlaps: list[_Overlap], held: set[tuple[Any, 
 
 
 def _provider(doc: Any) -> str:
-    return str(_mapping(_mapping(doc).get("spec")).get("provider", ""))
+    return str(as_mapping(as_mapping(doc).get("spec")).get("provider", ""))
 
 
 def _other_pool(existing: Any, discovered: Any, by_nodes: tuple[Any, ...] | None = None) -> str | None:
@@ -862,7 +858,7 @@ def plan_merge(fleet: str | Path, documents: list[dict[str, Any]], header: Itera
     plan.ambiguous = [_ambiguous(raw, overlaps[id(raw)], held) for raw in raws if id(raw) in overlaps]
     plan.missing = _not_found(raws, matched | excused | set(overlaps), list(scopes))
     for doc in fresh:  # a new pool is of the fleet's GPUType of its GPU, which its models list: not of a second
-        gpu = _mapping(_mapping(doc.get("spec")).get("gpu"))
+        gpu = as_mapping(as_mapping(doc.get("spec")).get("gpu"))
         if doc.get("kind") == "Pool" and gpu.get("type") in type_names:
             gpu["type"] = type_names[gpu["type"]]
     taken = {name for kind, name in by_name if kind == "Pool"}
@@ -878,7 +874,7 @@ def plan_merge(fleet: str | Path, documents: list[dict[str, Any]], header: Itera
         elif doc.get("kind") == "Pool":
             taken.add(name)
             added[name] = name
-    used = {_mapping(d.get("spec")).get("location") for d in fresh if d.get("kind") == "Pool"}
+    used = {as_mapping(d.get("spec")).get("location") for d in fresh if d.get("kind") == "Pool"}
     plan.skipped = [f"Location/{d['metadata']['name']}" for d in fresh
                     if d.get("kind") == "Location" and d["metadata"]["name"] not in used]
     fresh = [d for d in fresh if d.get("kind") != "Location" or d["metadata"]["name"] in used]
@@ -939,7 +935,7 @@ def _not_found(raws: list[RawDocument], matched: set[int], scopes: list[tuple[An
         where = next((s for s in scopes for i in identities(raw.data) if i[:len(s)] == s), None)
         if where is None:
             continue
-        nodes = _mapping(raw.data.get("spec")).get("nodes", MISSING)
+        nodes = as_mapping(raw.data.get("spec")).get("nodes", MISSING)
         scope = " ".join([{"kubernetes": "kubernetes context"}.get(where[0], where[0]),
                           *(str(part) for part in where[1:] if part not in (None, ""))])
         out.append(f"{raw.path}:{raw.line_of(('metadata', 'name'))}: Pool/{raw.data['metadata']['name']} "

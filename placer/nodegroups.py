@@ -8,7 +8,8 @@ import re
 from typing import Any
 
 
-def _mapping(value: Any) -> dict[str, Any]:
+def as_mapping(value: Any) -> dict[str, Any]:
+    """``value`` where it is a mapping, else an empty one: a hand-written document's field may be anything."""
     return value if isinstance(value, dict) else {}
 
 
@@ -49,21 +50,21 @@ def node_groups(document: Any) -> set[tuple[Any, ...]]:
     cluster and region from an EKS context), ``("gcp", project, zone, mig)`` for a zonal MIG (a ``gcp``
     pool's target; the GKE node pool MIGs a Kubernetes pool's nodes are instances of). A Kubernetes
     pool's come from its ``placer.dev/node-groups`` annotation, which Kubernetes discovery writes."""
-    spec = _mapping(_mapping(document).get("spec"))
-    target = _mapping(spec.get("target"))
+    spec = as_mapping(as_mapping(document).get("spec"))
+    target = as_mapping(spec.get("target"))
     found: set[tuple[Any, ...]] = set()
-    aws, gcp, kube = _mapping(target.get("aws")), _mapping(target.get("gcp")), _mapping(target.get("kubernetes"))
+    aws, gcp, kube = as_mapping(target.get("aws")), as_mapping(target.get("gcp")), as_mapping(target.get("kubernetes"))
     provider = spec.get("provider")
-    eks = _mapping(aws.get("eks"))
+    eks = as_mapping(aws.get("eks"))
     if provider == "aws" and aws.get("region") and eks.get("cluster") and eks.get("nodegroup"):
         found.add(("eks", str(aws["region"]), str(eks["cluster"]), str(eks["nodegroup"])))
     if provider == "gcp" and gcp.get("project") and gcp.get("zone") and gcp.get("instanceGroupManager"):
         found.add(("gcp", str(gcp["project"]), str(gcp["zone"]), str(gcp["instanceGroupManager"])))
     if provider == "kubernetes":
-        written = _mapping(_mapping(_mapping(document).get("metadata")).get("annotations")).get(NODE_GROUPS)
+        written = as_mapping(as_mapping(as_mapping(document).get("metadata")).get("annotations")).get(NODE_GROUPS)
         if isinstance(written, str):
             found |= {g for text in written.split(",") if (g := _node_group_parse(text)) is not None}
-        nodegroup = _mapping(kube.get("nodeSelector")).get(EKS_NODEGROUP_LABEL)
+        nodegroup = as_mapping(kube.get("nodeSelector")).get(EKS_NODEGROUP_LABEL)
         cluster = eks_cluster(kube.get("context"))
         if nodegroup and cluster and not any(g[0] == "eks" for g in found):  # a hand-written pool of one
             found.add(("eks", cluster[0], cluster[1], str(nodegroup)))
