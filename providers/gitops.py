@@ -31,7 +31,7 @@ from placer.planfile import (
     tree_leftovers,
     tree_place,
 )
-from placer.render.moved import MOVED, heir, tree_moved
+from placer.render.moved import MOVED, heir, same_group, tree_moved
 from placer.render.tree import (
     TFVARS,
     kustomization_text,
@@ -256,7 +256,7 @@ class GitOpsProvider:
             return None  # the old copy is the new one: nothing of it is left to find
         if change.kind == "pool":
             entry = self._read_tfvars().get(change.pool)
-            return None if entry is None or not _same_group(entry, change.target) else {"nodes": int(entry["nodes"])}
+            return None if entry is None or not same_group(entry, tfvars_entry(change.target, 0)) else {"nodes": int(entry["nodes"])}
         doc = self._read_manifest(change)
         if doc is None:
             return None
@@ -275,7 +275,7 @@ class GitOpsProvider:
                 written = True
                 if change.action != "delete":
                     pools[change.pool] = tfvars_entry(change.target, pool_nodes(change))
-                elif change.pool in pools and _same_group(pools[change.pool], change.target):
+                elif change.pool in pools and same_group(pools[change.pool], tfvars_entry(change.target, 0)):
                     del pools[change.pool]  # released: the Terraform that reads the tfvars no longer keeps it
                 else:
                     written = False  # released already, or the entry names the group that replaced it
@@ -321,7 +321,3 @@ def _mend_note(kust: Path, have: str | None, names: set[str]) -> str:
             "kustomization that lists it as a resource)")
 
 
-def _same_group(entry: Any, target: dict[str, Any]) -> bool:
-    """Whether a tfvars entry names the group of a pool change's ``target``."""
-    mine = tfvars_entry(target, 0)
-    return isinstance(entry, dict) and all(entry.get(k) == mine[k] for k in ("provider", "aws", "gcp"))
