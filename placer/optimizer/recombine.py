@@ -86,6 +86,17 @@ MASTER_OPTIONS: dict[str, object] = {"mip_heuristic_effort": 0.3, "mip_allow_res
 # side by side, perhaps noise, not taken. L at 30 s, isolated or not, five runs each: mean
 # 37,018.7 against 37,012.9
 ISOLATE_MASTER = 3_500
+# a master over fewer configurations than this searches with HiGHS' pool of cuts held to
+# SMALL_MASTER_POOL (its default 10,000): at the root, HiGHS separated cuts for 5-6 s of a 6.5 s
+# window on a dumped L master over batch-priced columns (7,977 binaries, 6,457 cuts) and found
+# nothing better than its start in one of three seeds. On M's dumped masters (2026-12-02, seeds
+# 0-2, their own 1.1-1.3 s): 9,021.8-9,043.5 against 9,040.1-9,073.4 (batch-priced columns) and
+# 9,098.9-9,116.7 against 9,102.6-9,130.3 (HiGHS'); in the route, M at 5 s with batch pricing
+# 9,002.71-9,059.86 (four runs, mean 9,025.7) against 9,031.36-9,254.67 (mean 9,090.5), side by
+# side. L's large masters do not gain (three runs side by side: 37,058-37,163 against
+# 37,010-37,030 with HiGHS' pricing), so their options stay HiGHS' own
+SMALL_MASTER = ISOLATE_MASTER
+SMALL_MASTER_OPTIONS: dict[str, object] = {"mip_pool_soft_limit": 200}
 # relative gap of a pricing MIP. L, three runs each: 1e-2 37,091-37,104 (pricing 4.9-5.0 s), 5e-2
 # 37,126-37,158 (4.0-4.3 s), 1e-3 37,080-37,137 (5.2-5.4 s)
 PRICE_GAP = 1e-2
@@ -115,11 +126,15 @@ def on_columns(rows: Any, cols: IntArray) -> Any:
     return sp.csc_matrix((rows.data[hit], (row[hit], pos[hit])), shape=(rows.shape[0], len(cols)))
 
 
-def batch_pricing() -> bool:
-    """PLACER_PRICING=batch: inference models priced all at once by ``batchprice`` first (an
-    experiment; the round whose proven bounds count stays on HiGHS); ``mip`` or unset: each model
-    by HiGHS' MIP."""
-    return env_choice("PLACER_PRICING", ("batch", "mip"), "each model priced by HiGHS' MIP") == "batch"
+def batch_pricing(configurations: int) -> bool:
+    """Whether the inference models of a pricing round are priced all at once by ``batchprice``
+    (the round whose proven bounds count stays on HiGHS): where the master holds fewer than
+    SMALL_MASTER ``configurations`` (M's: it searches the batch's many columns in its window, and
+    gains); not where it holds more (L's: over the batch's 9,500-11,500 configurations its search
+    moved no model in 7.8 s in some runs, and lost to HiGHS' fewer columns in the others).
+    PLACER_PRICING=batch|mip forces one."""
+    forced = env_choice("PLACER_PRICING", ("batch", "mip"), "by the master's size")
+    return forced == "batch" if forced is not None else configurations < SMALL_MASTER
 
 
 class Configurations:
@@ -274,9 +289,9 @@ class Configurations:
         when it lies within the given pairs. ``models``: these alone (default: every model).
         Returns how many configurations were added, and the models whose configuration costs less
         at ``rc`` than every one recorded for them before (by more than IMPROVED). Unless ``exact``
-        (a round whose proven bounds count), with PLACER_PRICING=batch the inference models go to
-        ``batchprice`` first, all at once, which proves nothing (``proven`` stays NaN for them);
-        HiGHS prices the models it leaves."""
+        (a round whose proven bounds count), where ``batch_pricing`` says so for this record's
+        size, the inference models go to ``batchprice`` first, all at once, which proves nothing
+        (``proven`` stays NaN for them); HiGHS prices the models it leaves."""
         model = self.model
         b = self.blocks
         # a pair left out takes its replicas, routes and gang and churn columns with it (at 0)
@@ -327,7 +342,7 @@ class Configurations:
             record(m, z)
 
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            if not exact and batch_pricing() and len(order) and deadline - time.monotonic() > 0.01:
+            if not exact and batch_pricing(len(self)) and len(order) and deadline - time.monotonic() > 0.01:
                 batch = self.batch()
                 mine = batch.flat.handled[order]
                 # HiGHS prices the blocks the batch does not take while the batch prices the others
@@ -504,7 +519,7 @@ def recombine(model: MatrixModel, configs: Configurations, v: FloatArray, time_l
 
     def attempt(seed: int) -> tuple[Solution, bool]:
         """The master from the start, on HiGHS' random seed ``seed``; whether it ran again without."""
-        options = {**MASTER_OPTIONS, "random_seed": seed}
+        options = {**MASTER_OPTIONS, **(SMALL_MASTER_OPTIONS if K < SMALL_MASTER else {}), "random_seed": seed}
         sol = solve(*problem, time_limit=deadline - time.monotonic(), start=start, gap=1e-6, options=options)
         left = deadline - time.monotonic()
         if sol.inconsistent and left >= 0.1:

@@ -16,6 +16,7 @@ import pytest
 
 import placer.optimizer.batchprice as batchprice
 import placer.optimizer.large as large
+import placer.optimizer.recombine as recombine_mod
 from bench.generate import generate, to_fleet
 from placer.knobs import KnobError
 from placer.optimizer.arrays import build_arrays
@@ -185,9 +186,18 @@ def test_the_switch_sends_the_inference_models_to_the_batch_and_the_rest_to_high
 
     monkeypatch.setattr(batchprice.BatchPricer, "price", spy)
     owning = [m for m in range(configs.n_models) if len(configs.columns(m))]
-    monkeypatch.delenv("PLACER_PRICING", raising=False)
+    monkeypatch.setenv("PLACER_PRICING", "mip")
     configs.add_priced(rc, every, np.zeros(model.n_cols), time.monotonic() + 60)
-    assert not calls  # unset: HiGHS alone
+    assert not calls  # mip: HiGHS alone
+    monkeypatch.delenv("PLACER_PRICING", raising=False)
+    monkeypatch.setattr(recombine_mod, "SMALL_MASTER", len(configs))
+    configs.add_priced(rc, every, np.zeros(model.n_cols), time.monotonic() + 60)
+    assert not calls  # unset, a master of SMALL_MASTER configurations or more: HiGHS alone
+    monkeypatch.setattr(recombine_mod, "SMALL_MASTER", len(configs) + 1)
+    configs.add_priced(rc, every, np.zeros(model.n_cols), time.monotonic() + 60)
+    assert len(calls) == 1 and calls[0] > 0  # unset, a smaller master: the batch
+    calls.clear()
+    monkeypatch.setattr(recombine_mod, "SMALL_MASTER", 0)  # forced, the batch prices whatever the size
     monkeypatch.setenv("PLACER_PRICING", "batch")
     exact = configs.add_priced(rc, every, np.zeros(model.n_cols), time.monotonic() + 60, exact=True)
     assert not calls and np.isfinite(exact.proven[owning]).all()  # a round whose bounds count: HiGHS

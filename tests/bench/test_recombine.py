@@ -169,6 +169,27 @@ def test_each_worker_searches_on_its_own_seed_and_the_best_answer_counts(plans, 
     assert_feasible(model, r.values)
 
 
+def test_a_small_master_holds_highs_cut_pool_and_a_large_one_keeps_highs_own(plans, monkeypatch):
+    """Under SMALL_MASTER configurations the master's HiGHS holds its pool of cuts to
+    SMALL_MASTER_OPTIONS' (at the root, a large pool took a dumped master's whole window); at or
+    over it, HiGHS' own options; the answer is the same optimum either way."""
+    _, model, _, first, _, configs = plans
+    real = recombine_mod.solve_arrays
+    pools: list[object] = []
+
+    def spy(*args, **kw):
+        pools.append(kw["options"].get("mip_pool_soft_limit"))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(recombine_mod, "solve_arrays", spy)
+    small = recombine(model, copy.deepcopy(configs), first, time_limit=30)
+    monkeypatch.setattr(recombine_mod, "SMALL_MASTER", 1)
+    large_ = recombine(model, copy.deepcopy(configs), first, time_limit=30)
+    assert pools == [recombine_mod.SMALL_MASTER_OPTIONS["mip_pool_soft_limit"], None]
+    assert small.status == large_.status == "OPTIMAL" and small.values is not None and large_.values is not None
+    assert cost(model, small.values) == pytest.approx(cost(model, large_.values), rel=1e-9)
+
+
 def stuck_in_a_child(monkeypatch) -> None:
     """``highs.solve_arrays`` never answers in a child process (``highs.solve_within``'s), as HiGHS'
     presolve did inside a large master's RENS heuristic; in this process it solves as ever."""
@@ -392,11 +413,12 @@ def reduced_costs(model, configs, lp):
     return linking_reduced_costs(model, lp.duals.pi, configs.blocks)
 
 
-def test_priced_configurations_are_each_models_best_at_the_duals(plans, lp_result):
+def test_priced_configurations_are_each_models_best_at_the_duals(plans, lp_result, monkeypatch):
     """With every pair and time enough, each model's priced configuration costs at the LP's duals
     no more than any configuration the sweep saw (within the pricing MIP's 1 % gap), meets every
     row of its model alone, and sums to the Lagrangian bound by model (``bound.model_bound``,
     which solves the same MIPs to 0.01 %) within that gap."""
+    monkeypatch.setenv("PLACER_PRICING", "mip")  # HiGHS' pricing MIPs are the subject (a small master: the batch)
     from placer.optimizer.bound import Lagrangian, model_bound
     from placer.optimizer.lp import least_at_bounds, rows_value, signed
 
@@ -459,6 +481,7 @@ def test_pricing_some_models_prices_those_alone_and_names_the_ones_it_improved(p
     models whose priced configuration costs less at the prices than every one recorded for them
     before, by more than IMPROVED: here the sweep's, some beaten at the LP's duals and some not.
     The same prices again improve none."""
+    monkeypatch.setenv("PLACER_PRICING", "mip")  # HiGHS' pricing MIPs are the subject (a small master: the batch)
     _, model, _, _, swept, seen = plans
     configs = copy.deepcopy(seen)
     rc = reduced_costs(model, configs, lp_result)
@@ -494,6 +517,7 @@ def test_pricing_starts_from_the_plans_configuration_where_it_lies_within_the_pa
     """A model whose configuration in the plan uses only the given pairs gets it as its pricing
     MIP's start (and its answer costs no more at the duals); a model whose plan uses a pair left
     out gets no start."""
+    monkeypatch.setenv("PLACER_PRICING", "mip")  # HiGHS' pricing MIPs are the subject (a small master: the batch)
     _, model, hood, _, swept, _ = plans
     a = model.arrays
     x0, x1 = model.blocks["x"]
