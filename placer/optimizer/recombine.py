@@ -89,7 +89,7 @@ ISOLATE_MASTER = 3_500
 # a master over fewer configurations than this searches with HiGHS' pool of cuts held to
 # SMALL_MASTER_POOL (its default 10,000): at the root, HiGHS separated cuts for 5-6 s of a 6.5 s
 # window on a dumped L master over batch-priced columns (7,977 binaries, 6,457 cuts) and found
-# nothing better than its start in one of three seeds. On M's dumped masters (2026-12-02, seeds
+# nothing better than its start in one of three seeds. On M's dumped masters (2026-12-01, seeds
 # 0-2, their own 1.1-1.3 s): 9,021.8-9,043.5 against 9,040.1-9,073.4 (batch-priced columns) and
 # 9,098.9-9,116.7 against 9,102.6-9,130.3 (HiGHS'); in the route, M at 5 s with batch pricing
 # 9,002.71-9,059.86 (four runs, mean 9,025.7) against 9,031.36-9,254.67 (mean 9,090.5), side by
