@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -122,8 +124,10 @@ def _settled(A: Any, cost: FloatArray, lb: FloatArray, ub: FloatArray, row_lo: F
 
 def solve_arrays(A: Any, cost: FloatArray, lb: FloatArray, ub: FloatArray, row_lo: FloatArray, row_hi: FloatArray,
                  integer: Any, *, time_limit: float | None, start: FloatArray | None = None, basis: Any = None,
-                 gap: float = 1e-4, cutoff: float | None = None, options: dict[str, Any] | None = None) -> Solution:
-    """Solve min cost·v s.t. row_lo <= A v <= row_hi, lb <= v <= ub (``integer``: a mask, or None for an LP)."""
+                 gap: float = 1e-4, cutoff: float | None = None, options: dict[str, Any] | None = None,
+                 on_improving: Callable[[FloatArray], None] | None = None) -> Solution:
+    """Solve min cost·v s.t. row_lo <= A v <= row_hi, lb <= v <= ub (``integer``: a mask, or None for an LP).
+    ``on_improving``: called with each better plan HiGHS' MIP search finds, as it finds it (a MIP only)."""
     A = A.tocsc()
     A.sort_indices()
     n_cols, n_rows = A.shape[1], A.shape[0]
@@ -160,6 +164,8 @@ def solve_arrays(A: Any, cost: FloatArray, lb: FloatArray, ub: FloatArray, row_l
         sol.col_value = list(np.asarray(start, dtype=float))
         sol.value_valid = True
         h.setSolution(sol)
+    if on_improving is not None and is_mip:
+        h.cbMipImprovingSolution.subscribe(lambda event: on_improving(np.array(event.data_out.mip_solution)))
     h.run()
     status = h.getModelStatus()
     info = h.getInfo()
@@ -284,7 +290,10 @@ ISOLATION_GRACE = 0.25
 def solve_within(A: Any, cost: FloatArray, lb: FloatArray, ub: FloatArray, row_lo: FloatArray, row_hi: FloatArray,
                  integer: Any, *, time_limit: float | None, threads: int = 1, **kw: Any) -> Solution:
     """``solve_arrays`` in a forked child process, stopped ISOLATION_GRACE seconds past
-    ``time_limit`` (status TIME_LIMIT, no values; UNKNOWN if the child died). HiGHS 1.16's MIP checks neither its time limit
+    ``time_limit`` (status TIME_LIMIT; UNKNOWN if the child died), with the last better plan its
+    MIP search had sent back as it went (``on_improving``), or no values where it found none: a
+    dumped L master stopped that way threw away the plans it had found (HiGHS, in its root node,
+    past its time limit), and the route kept its start. HiGHS 1.16's MIP checks neither its time limit
     nor ``cancelSolve`` in parts of its root node: on a fleet of 300 models x 60 pools (18,613
     columns), the whole model asked for 2.2 s ran 31 s in ``linesearchRounding``'s objective
     propagation, whatever the heuristic options, and a fleet of 200 x 40 10 s. ``threads``: the
@@ -303,7 +312,8 @@ def solve_within(A: Any, cost: FloatArray, lb: FloatArray, ub: FloatArray, row_l
             if threads > 1:  # a pool of its own: the one inherited was sized by this process' first solve
                 highspy.Highs.resetGlobalScheduler(True)
                 kw["options"] = {**(kw.get("options") or {}), "threads": threads}
-            send.send(solve_arrays(A, cost, lb, ub, row_lo, row_hi, integer, time_limit=time_limit, **kw))
+            send.send(solve_arrays(A, cost, lb, ub, row_lo, row_hi, integer, time_limit=time_limit,
+                                   on_improving=lambda values: send.send(_Improving(values)), **kw))
         except BaseException as exc:  # handed to the parent, which raises it
             send.send(exc)
 
@@ -311,10 +321,16 @@ def solve_within(A: Any, cost: FloatArray, lb: FloatArray, ub: FloatArray, row_l
     proc.start()
     send.close()
     answer: Any = None
+    best: FloatArray | None = None  # the last better plan the child sent
     status = "TIME_LIMIT"
+    stop = time.monotonic() + time_limit + ISOLATION_GRACE
     try:
-        if receive.poll(time_limit + ISOLATION_GRACE):
-            answer = receive.recv()
+        while receive.poll(max(0.0, stop - time.monotonic())):
+            got = receive.recv()
+            if not isinstance(got, _Improving):
+                answer = got
+                break
+            best = got.values
     except EOFError:  # the child died without an answer
         status = "UNKNOWN"
     finally:
@@ -327,4 +343,14 @@ def solve_within(A: Any, cost: FloatArray, lb: FloatArray, ub: FloatArray, row_l
     if isinstance(answer, Solution):
         return answer
     empty = np.zeros(0, dtype=np.int64)
-    return Solution(status, empty, empty, None, INF, -INF, seconds=time_limit + ISOLATION_GRACE)
+    if best is not None:  # settled as an answer from ``solve_arrays`` is (a MIP's: only a MIP sends)
+        best = _settled(A.tocsc(), cost, lb, ub, row_lo, row_hi, np.asarray(integer, dtype=bool), best)
+    objective = float(np.asarray(cost, dtype=np.float64) @ best) if best is not None else INF
+    return Solution(status, empty, empty, best, objective, -INF, seconds=time_limit + ISOLATION_GRACE)
+
+
+@dataclass
+class _Improving:
+    """A better plan a child's MIP search sent back while it ran (``solve_within``)."""
+
+    values: FloatArray
