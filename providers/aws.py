@@ -40,6 +40,7 @@ from placer.retry import Retrier
 from providers.base import (
     Discovered,
     ProviderError,
+    bounded_nodes,
     grown_pool,
     guard,
     pause,
@@ -264,13 +265,7 @@ class AwsProvider:
         if change.action == "delete":
             return  # released (its Pool left the fleet, or names another group): left as it is, no call made
         ref = group_ref(change)
-        nodes = pool_nodes(change)
-        low, high = change.target.get("minNodes"), change.target.get("maxNodes")
-        if nodes < 0 or (low is not None and nodes < int(low)) or (high is not None and nodes > int(high)):
-            raise ProviderError(
-                f"{change.address}: refusing to set {ref} to {nodes} nodes: the Pool allows "
-                f"{low if low is not None else 0}..{high if high is not None else 'unbounded'} "
-                "(nodes.min..nodes.max); the plan does not match its Pool: re-plan", address=change.address)
+        nodes = bounded_nodes(change, f"set {ref}")
         state = self._describe(change.address, ref)
         if state is None:
             raise self._not_found(change, ref)

@@ -222,6 +222,20 @@ def pool_nodes(change: Change) -> int:
     return int(change.after["nodes"])
 
 
+def bounded_nodes(change: Change, resize: str) -> int:
+    """The nodes a pool change sets, refused where they lie outside its Pool's nodes.min..nodes.max
+    (``target.minNodes``/``maxNodes``): a plan that no longer matches its Pool. ``resize`` is what the
+    message says would have been done ("set <group>", "resize <group>")."""
+    nodes = pool_nodes(change)
+    low, high = change.target.get("minNodes"), change.target.get("maxNodes")
+    if nodes < 0 or (low is not None and nodes < int(low)) or (high is not None and nodes > int(high)):
+        raise ProviderError(
+            f"{change.address}: refusing to {resize} to {nodes} nodes: the Pool allows "
+            f"{low if low is not None else 0}..{high if high is not None else 'unbounded'} "
+            "(nodes.min..nodes.max); the plan does not match its Pool: re-plan", address=change.address)
+    return nodes
+
+
 def grown_pool(change: Change, unit: str) -> tuple[str, str, int | None]:
     """Of a pool change whose nodes the cloud cannot launch: the pool's name, its GPUs in words
     ("H100-80GB instances (8 GPUs each)", ``unit`` the cloud's word for a node), and the nodes it had

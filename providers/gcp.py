@@ -35,10 +35,10 @@ from placer.retry import Retrier
 from providers.base import (
     Discovered,
     ProviderError,
+    bounded_nodes,
     grown_pool,
     guard,
     pause,
-    pool_nodes,
     retry_after,
     retryable_http,
     unless_stopped,
@@ -267,13 +267,7 @@ class GcpProvider:
         if change.action == "delete":
             return  # released (its Pool left the fleet, or names another group): left as it is, no call made
         mig = Mig.of(change)
-        nodes = pool_nodes(change)
-        low, high = change.target.get("minNodes"), change.target.get("maxNodes")
-        if nodes < 0 or (low is not None and nodes < int(low)) or (high is not None and nodes > int(high)):
-            raise ProviderError(
-                f"{change.address}: refusing to resize {mig} to {nodes} nodes: outside the pool's nodes.min..max "
-                f"{low if low is not None else 0}..{high if high is not None else 'unbounded'}; "
-                "the plan does not match the fleet, re-plan", address=change.address)
+        nodes = bounded_nodes(change, f"resize {mig}")
         action = f"resizing {mig} to {nodes} nodes"
         self._asked[change.address] = time.time()
         if mig.zone:
