@@ -273,23 +273,39 @@ def _read_fast(text: str, path: str) -> tuple[list[RawDocument], list[Diagnostic
     diags: list[Diagnostic] = []
     loader = _CLoader(text)
     try:
-        while loader.check_node():
-            node = loader.get_node()
-            if node is None:
-                continue
-            if len(docs) >= MAX_DOCUMENTS:
-                diags.append(Diagnostic(path, node.start_mark.line + 1, f"more than {MAX_DOCUMENTS} documents"))
-                break
-            lines: dict[Loc, int] = {}
-            problems: list[str] = []
-            data = _to_python(loader, node, (), lines, 0, problems)
-            diags += _located(path, problems)
-            docs.append(RawDocument(path=path, line=node.start_mark.line + 1, data=data, lines=lines))
+        _read_documents(loader, path, docs, diags, say_too_deep=False)
     except Exception:  # whatever it is, the pure-Python loader names it
         return None
     finally:
         loader.dispose()
     return docs, diags
+
+
+def _read_documents(loader: Any, path: str, docs: list[RawDocument], diags: list[Diagnostic],
+                    say_too_deep: bool) -> None:
+    """Each document of ``loader``'s stream (libyaml's or the pure-Python one) into ``docs``, with a
+    diagnostic in ``diags`` for each duplicate or non-scalar key and for more than MAX_DOCUMENTS
+    documents (the rest unread). A document nested deeper than MAX_DEPTH is a diagnostic, and the
+    stream read on, where ``say_too_deep``; else ``_TooDeep`` is raised. Whatever the loader raises
+    is raised, ``docs`` and ``diags`` keeping what came before it."""
+    while loader.check_node():
+        node = loader.get_node()
+        if node is None:
+            continue
+        if len(docs) >= MAX_DOCUMENTS:
+            diags.append(Diagnostic(path, node.start_mark.line + 1, f"more than {MAX_DOCUMENTS} documents"))
+            break
+        lines: dict[Loc, int] = {}
+        problems: list[str] = []
+        try:
+            data = _to_python(loader, node, (), lines, 0, problems)
+        except _TooDeep:
+            if not say_too_deep:
+                raise
+            diags.append(Diagnostic(path, node.start_mark.line + 1, f"document nested deeper than {MAX_DEPTH} levels"))
+            continue
+        diags += _located(path, problems)
+        docs.append(RawDocument(path=path, line=node.start_mark.line + 1, data=data, lines=lines))
 
 
 def _located(path: str, problems: list[str]) -> list[Diagnostic]:
@@ -304,24 +320,7 @@ def _read_pure(text: str, path: str, what: str = "fleet") -> tuple[list[RawDocum
     loader = None
     try:
         loader = _NoAliasLoader(text)
-        while loader.check_node():  # type: ignore[no-untyped-call]
-            node = loader.get_node()  # type: ignore[no-untyped-call]
-            if node is None:
-                continue
-            if len(docs) >= MAX_DOCUMENTS:
-                diags.append(Diagnostic(path, node.start_mark.line + 1, f"more than {MAX_DOCUMENTS} documents"))
-                break
-            lines: dict[Loc, int] = {}
-            problems: list[str] = []
-            try:
-                data = _to_python(loader, node, (), lines, 0, problems)
-            except _TooDeep:
-                diags.append(
-                    Diagnostic(path, node.start_mark.line + 1, f"document nested deeper than {MAX_DEPTH} levels")
-                )
-                continue
-            diags += _located(path, problems)
-            docs.append(RawDocument(path=path, line=node.start_mark.line + 1, data=data, lines=lines))
+        _read_documents(loader, path, docs, diags, say_too_deep=True)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or str(exc)
