@@ -36,6 +36,7 @@ from placer import state_s3
 from placer.state import LockError, State, StateConflict, StateError
 from placer.state_s3 import S3Backend
 from providers.gitops import GitOpsProvider
+from tests.servers.moto_server import moto_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -47,7 +48,6 @@ KEY = "envs/prod/placer.json"
 @pytest.fixture(scope="module")
 def moto_endpoint() -> Iterator[str]:
     from moto.s3.responses import S3Response
-    from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     serial = threading.Lock()
@@ -61,13 +61,8 @@ def moto_endpoint() -> Iterator[str]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(S3Response, "put_object", atomic(S3Response.put_object))
         patch.setattr(S3Response, "delete_object", atomic(S3Response.delete_object))
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-        try:
-            _, port = server.get_host_and_port()
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            server.stop()
+        with moto_server() as endpoint:
+            yield endpoint
 
 
 @pytest.fixture(autouse=True)
