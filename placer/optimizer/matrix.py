@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -26,6 +26,8 @@ import scipy.sparse as sp
 from placer.fleet import Fleet, Model, Policy, Pool
 from placer.optimizer.arrays import BoolArray, FleetArrays, FloatArray, IntArray, spans
 from placer.policy import Rules, behaviour
+
+T = TypeVar("T")
 
 TIE_BREAK = 1e-6
 INF = float("inf")
@@ -258,18 +260,20 @@ class _CachedFleet:
         return getattr(self._fleet, name)
 
     def pools_of(self, selector: Any) -> list[Pool]:
-        hit = self._pools.get(id(selector))
-        if hit is None or hit[0] is not selector:
-            hit = (selector, self._fleet.pools_of(selector))
-            self._pools[id(selector)] = hit
-        return hit[1]
+        return _memo(self._pools, selector, self._fleet.pools_of)
 
     def models_of(self, selector: Any) -> list[Model]:
-        hit = self._models.get(id(selector))
-        if hit is None or hit[0] is not selector:
-            hit = (selector, self._fleet.models_of(selector))
-            self._models[id(selector)] = hit
-        return hit[1]
+        return _memo(self._models, selector, self._fleet.models_of)
+
+
+def _memo(cache: dict[int, tuple[Any, list[T]]], selector: Any, read: Callable[[Any], list[T]]) -> list[T]:
+    """``read(selector)``, kept in ``cache`` by the selector's identity (the selector kept beside it, so
+    that another object given the same id once the first is gone is read anew)."""
+    hit = cache.get(id(selector))
+    if hit is None or hit[0] is not selector:
+        hit = (selector, read(selector))
+        cache[id(selector)] = hit
+    return hit[1]
 
 
 class _Builder:
