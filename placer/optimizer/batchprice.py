@@ -1,4 +1,5 @@
-"""Pricing every inference model's block at once, without a MIP (``PLACER_PRICING=batch``).
+"""Pricing every inference model's block at once, without a MIP (where the recombination master is
+small, ``recombine.batch_pricing``; ``PLACER_PRICING=batch|mip`` forces it on or off).
 
 The pricing problem of ``Configurations.add_priced`` for one inference model is small and has a
 shape of its own: integer replicas per pair (``x``), continuous routes from the demand entries to

@@ -87,7 +87,7 @@ MASTER_OPTIONS: dict[str, object] = {"mip_heuristic_effort": 0.3, "mip_allow_res
 # 37,018.7 against 37,012.9
 ISOLATE_MASTER = 3_500
 # a master over fewer configurations than this searches with HiGHS' pool of cuts held to
-# SMALL_MASTER_POOL (its default 10,000): at the root, HiGHS separated cuts for 5-6 s of a 6.5 s
+# SMALL_MASTER_OPTIONS' 200 (its default 10,000): at the root, HiGHS separated cuts for 5-6 s of a 6.5 s
 # window on a dumped L master over batch-priced columns (7,977 binaries, 6,457 cuts) and found
 # nothing better than its start in one of three seeds. On M's dumped masters (2026-12-01, seeds
 # 0-2, their own 1.1-1.3 s): 9,021.8-9,043.5 against 9,040.1-9,073.4 (batch-priced columns) and
