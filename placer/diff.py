@@ -25,6 +25,7 @@ from typing import Any
 from placer.candidates import Candidates
 from placer.cost import PENNY
 from placer.fleet import Fleet, Model, Pool
+from placer.nodegroups import alternate_nodegroup
 from placer.placement import Placement
 from placer.planfile import (
     PHASE_DOWN,
@@ -32,7 +33,6 @@ from placer.planfile import (
     PHASE_SHRINK,
     PHASE_UP,
     Change,
-    alternate_nodegroup,
     deployment_place,
     group_text,
     pool_group,

@@ -45,7 +45,7 @@ import yaml
 
 from placer.catalog import BUILTIN_GPU_TYPES, gpu_name, same_gpu_name
 from placer.fleet import build_fleet
-from placer.nodegroups import NODE_GROUPS, as_mapping, group_words, node_groups, same_group
+from placer.nodegroups import NODE_GROUPS, as_mapping, group_words, node_groups, same_group, same_nodegroup
 from placer.spec import Diagnostic, Document, RawDocument, load_document, read_fleet_dir
 from placer.spec.loader import kind_and_name
 from placer.spec.source import NOTHING_TO_PLAN, parse_text
@@ -267,6 +267,36 @@ def identities(document: dict[str, Any]) -> set[tuple[Any, ...]]:
     if spec.get("provider") == "static" and isinstance(source, str) and source.startswith("nvml:"):
         found.add(("nvml", source, gpu_name(str(as_mapping(spec.get("gpu")).get("type")))))
     return found
+
+
+def _eks(document: Any) -> tuple[Any, Any, str] | None:
+    """(region, cluster, node group) of an aws Pool over an EKS node group, else None."""
+    spec = as_mapping(as_mapping(document).get("spec"))
+    aws = as_mapping(as_mapping(spec.get("target")).get("aws"))
+    eks = as_mapping(aws.get("eks"))
+    if spec.get("provider") != "aws" or not eks.get("nodegroup"):
+        return None
+    return aws.get("region"), eks.get("cluster"), str(eks["nodegroup"])
+
+
+def _as_the_fleet_names_its_node_group(document: dict[str, Any], raws: Iterable[RawDocument]) -> dict[str, Any]:
+    """A discovered EKS Pool whose node group a fleet Pool names by its other name (``h100`` and its
+    replacement ``h100-alt``, ``placer.nodegroups.same_nodegroup``) under the fleet's name: one pool,
+    matched as such, and the fleet's name stays (a merge that wrote over it, or added the group as a
+    pool of its own, made the next plan size a group by the wrong name)."""
+    found = _eks(document) if document.get("kind") == "Pool" else None
+    if found is None:
+        return document
+    theirs = [g for raw in raws if raw.data.get("kind") == "Pool" and (g := _eks(raw.data)) is not None
+              and g[:2] == found[:2]]
+    if any(g[2] == found[2] for g in theirs):
+        return document
+    name = next((g[2] for g in theirs if same_nodegroup(g[2], found[2])), None)
+    if name is None:
+        return document
+    renamed = copy.deepcopy(document)
+    renamed["spec"]["target"]["aws"]["eks"]["nodegroup"] = name
+    return renamed
 
 
 def _twins(document: dict[str, Any], raws: Iterable[RawDocument]) -> list[tuple[RawDocument, str]]:
@@ -777,6 +807,7 @@ def plan_merge(fleet: str | Path, documents: list[dict[str, Any]], header: Itera
             for ident in identities(raw.data):
                 by_identity.setdefault(ident, []).append(raw)
 
+    documents = [_as_the_fleet_names_its_node_group(d, raws) for d in documents]
     by_nodes, overlaps = _by_nodes(raws, documents, members or {})  # the groups of hand-written selectors
     overlapped = {o.identity for found in overlaps.values() for o in found}
     held: set[tuple[Any, ...]] = set()  # groups not added: a fleet pool that is none of them has their nodes

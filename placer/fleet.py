@@ -18,8 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from placer.catalog import BUILTIN_GPU_TYPES, GpuType
-from placer.nodegroups import NODE_GROUPS, group_words, node_groups, same_group
-from placer.planfile import alternate_nodegroup, group_text, tree_place
+from placer.nodegroups import (
+    NODE_GROUPS,
+    alternate_nodegroup,
+    group_words,
+    node_groups,
+    same_group,
+)
+from placer.planfile import group_text, tree_place
 from placer.spec import Diagnostic, Document, FleetError, load_document, read_fleet_dir
 from placer.spec.diagnostics import sort_diagnostics
 from placer.spec.kinds import (

@@ -5,6 +5,7 @@ pool (``placer.discover`` keeps one when merging, ``placer.fleet`` refuses two).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 
@@ -18,6 +19,37 @@ EKS_NODEGROUP_LABEL = "eks.amazonaws.com/nodegroup"
 # an EKS cluster's kubeconfig context: `aws eks update-kubeconfig`'s ARN, eksctl's user@CLUSTER.REGION.eksctl.io
 _EKS_CONTEXT = (re.compile(r"arn:aws[a-z-]*:eks:(?P<region>[a-z0-9-]+):[0-9]*:cluster/(?P<cluster>[^/]+)"),
                 re.compile(r"[^@]*@(?P<cluster>[^.@]+)\.(?P<region>[a-z0-9-]+)\.eksctl\.io"))
+
+
+# EKS names a node group in at most 63 characters; a replacement placer names takes this suffix
+EKS_NAME_MAX = 63
+ALTERNATE_SUFFIX = "-alt"
+
+
+def alternate_nodegroup(name: str) -> str:
+    """The other name of the EKS node group ``name`` (the fleet's): where a change EKS cannot make in
+    place (the capacity type, spot) replaces the group, the new one takes the name the old one does
+    not have, ``name`` and ``name-alt`` in turn, as EKS refuses two node groups of one name and the
+    new group is made before the old one goes."""
+    return name[:EKS_NAME_MAX - len(ALTERNATE_SUFFIX)] + ALTERNATE_SUFFIX
+
+
+def same_nodegroup(a: str, b: str) -> bool:
+    """Whether EKS node group names ``a`` and ``b`` (of one cluster) are one pool's: the same name, or
+    one the replacement of the other (``alternate_nodegroup``; the fleet refuses a pool naming the
+    replacement name of another's, so the pair is one pool's)."""
+    return a == b or alternate_nodegroup(a) == b or alternate_nodegroup(b) == a
+
+
+def replaced_nodegroup(name: str, listed: Iterable[str] = ()) -> str | None:
+    """The node group ``name`` is the replacement of (``alternate_nodegroup``): one of ``listed`` (the
+    cluster's other groups) whose replacement name it is, else ``name`` less its ``-alt``; None where
+    ``name`` is no replacement's name, or is one of 63 characters whose group is gone (the name was cut
+    to fit: the replaced one's may have been longer, and is not known)."""
+    if not name.endswith(ALTERNATE_SUFFIX) or len(name) == len(ALTERNATE_SUFFIX):
+        return None
+    found = next((other for other in sorted(listed) if other != name and alternate_nodegroup(other) == name), None)
+    return found or (name[:-len(ALTERNATE_SUFFIX)] if len(name) < EKS_NAME_MAX else None)
 
 
 def eks_cluster(context: Any) -> tuple[str, str] | None:
@@ -72,8 +104,14 @@ def node_groups(document: Any) -> set[tuple[Any, ...]]:
 
 
 def same_group(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
-    """Whether two ``node_groups`` are one; a part not known (an EKS cluster, None) matches any."""
-    return len(a) == len(b) and all(x == y or x is None or y is None for x, y in zip(a, b, strict=True))
+    """Whether two ``node_groups`` are one; a part not known (an EKS cluster, None) matches any. An EKS
+    node group and its replacement (``same_nodegroup``: ``h100``, ``h100-alt``) are one: Kubernetes
+    discovery reads the name from the nodes, which are the replacement's once a spot change made it."""
+    if len(a) != len(b) or not all(x == y or x is None or y is None for x, y in zip(a[:-1], b[:-1], strict=True)):
+        return False
+    if a[0] == "eks" and a[-1] is not None and b[-1] is not None:
+        return same_nodegroup(str(a[-1]), str(b[-1]))
+    return a[-1] == b[-1] or a[-1] is None or b[-1] is None
 
 
 def group_words(group: tuple[Any, ...], other: tuple[Any, ...] | None = None) -> str:

@@ -89,19 +89,6 @@ def pool_group(target: dict[str, Any]) -> dict[str, Any]:
     return {k: target.get(k) for k in ("provider", "aws", "gcp")}
 
 
-# EKS names a node group in at most 63 characters; a replacement placer names takes this suffix
-EKS_NAME_MAX = 63
-ALTERNATE_SUFFIX = "-alt"
-
-
-def alternate_nodegroup(name: str) -> str:
-    """The other name of the EKS node group ``name`` (the fleet's): where a change EKS cannot make in
-    place (the capacity type, spot) replaces the group, the new one takes the name the old one does
-    not have, ``name`` and ``name-alt`` in turn, as EKS refuses two node groups of one name and the
-    new group is made before the old one goes."""
-    return name[:EKS_NAME_MAX - len(ALTERNATE_SUFFIX)] + ALTERNATE_SUFFIX
-
-
 def group_text(target: dict[str, Any]) -> str:
     """The node group a pool target names, in words (also what tells two groups apart)."""
     aws, gcp = target.get("aws") or {}, target.get("gcp") or {}

@@ -7,12 +7,14 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError
 
 from placer.catalog import match_product, type_name
 from placer.discover import GpuTypeNote, JurisdictionNote, PoolNote
+from placer.nodegroups import replaced_nodegroup
 from placer.retry import Retrier
 from placer.spec.kinds import API_VERSION
 from providers.aws import FAILED_NODEGROUP_STATES, PERMISSION_CODES, AwsProvider, client_error_parts
@@ -54,6 +56,12 @@ def gpu_type_name(shape: GpuShape) -> str:
 
 jurisdiction = aws_jurisdiction  # as every discovery names the region (Kubernetes of an EKS cluster too)
 location_name = aws_location
+
+
+def _created(group: dict[str, Any]) -> float:
+    """When an EKS node group was made (0 where not said)."""
+    created = group.get("createdAt")
+    return created.timestamp() if isinstance(created, datetime) else 0.0
 
 
 def _batches(items: list[str], size: int) -> Iterable[list[str]]:
@@ -117,8 +125,7 @@ class _RegionScan:
 
     def pools(self, region: str) -> list[dict[str, Any]]:
         out = [doc for group in self._asgs(region) if (doc := self._asg_pool(region, group)) is not None]
-        out += [doc for group in self._nodegroups(region) if (doc := self._nodegroup_pool(region, group)) is not None]
-        return out
+        return out + self._nodegroup_pools(region, self._nodegroups(region))
 
     # ------------------------------------------------------------ Auto Scaling groups
 
@@ -320,7 +327,57 @@ class _RegionScan:
             self.unread.append(where)
             return None
 
-    def _nodegroup_pool(self, region: str, group: dict[str, Any]) -> dict[str, Any] | None:
+    def _nodegroup_pools(self, region: str, groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """A Pool per EKS node group, a replacement placer makes (``<nodegroup>-alt``: a change of a pool's
+        spot replaces its group, EKS cannot change a capacity type in place, and the new one is made
+        before the old one goes) with the group it replaces: one pool, under the replaced group's name
+        (the fleet's), with a note. Where both are there (mid-replacement) the pool is the newer one's
+        (its spot and size range, what the pool is once the old one goes); the old one's are not added
+        (its range added to the new one's would double the pool's). ``h100-alt`` was a pool of its own."""
+        listed: dict[str, set[str]] = {}
+        for group in groups:
+            listed.setdefault(group["clusterName"], set()).add(group["nodegroupName"])
+
+        def pool_name(cluster: str, name: str) -> str:
+            seen = {name}
+            while (base := replaced_nodegroup(name, listed[cluster])) is not None and base not in seen:
+                seen.add(name := base)  # h100-alt-alt of a listed h100-alt (named h100-alt in a fleet) is h100's too
+                if name not in listed[cluster]:
+                    break
+            return name
+
+        pairs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for group in groups:
+            pairs.setdefault((group["clusterName"], pool_name(group["clusterName"], group["nodegroupName"])),
+                             []).append(group)
+        out = []
+        for (cluster, name), members in pairs.items():
+            group = max(members, key=lambda g: (g.get("status") not in FAILED_NODEGROUP_STATES,
+                                                _created(g), g["nodegroupName"] != name))
+            doc = self._nodegroup_pool(region, group, name)
+            if doc is None:
+                continue
+            out.append(doc)
+            if len(members) == 1 and group["nodegroupName"] == name:
+                continue
+            what = (f"EKS node group '{group['nodegroupName']}' of cluster '{cluster}' in {region} is the "
+                    f"replacement placer makes of node group '{name}'") if len(members) == 1 else \
+                (f"EKS node groups {' and '.join(repr(g['nodegroupName']) for g in members)} of cluster "
+                 f"'{cluster}' in {region} are one pool mid-replacement, '{group['nodegroupName']}' the newer")
+            spot = "spot" if doc["spec"]["spot"] else "on-demand"
+            self.notes.append(
+                f"aws {region}: {what} (a change of the pool's spot replaces its node group, EKS cannot change "
+                f"a capacity type in place; the new group is made before the old one goes): discovered as one "
+                f"pool, {doc['metadata']['name']}, target nodegroup '{name}' (the name the fleet knows; placer "
+                f"finds the replacement through its state), its spot and nodes those of "
+                f"'{group['nodegroupName']}' ({spot}, min {doc['spec']['nodes']['min']}, max "
+                f"{doc['spec']['nodes']['max']})" + ("; the older group's nodes are going and are not added"
+                                                     if len(members) > 1 else ""))
+        return out
+
+    def _nodegroup_pool(self, region: str, group: dict[str, Any], pool: str | None = None) -> dict[str, Any] | None:
+        """The Pool of an EKS node group; ``pool``: the node group name its target takes (the group a
+        replacement ``group`` replaced, ``_nodegroup_pools``), ``group``'s own where None."""
         cluster, name = group["clusterName"], group["nodegroupName"]
         where = f"EKS node group '{name}' of cluster '{cluster}' in {region}"
         if group.get("status") in FAILED_NODEGROUP_STATES:
@@ -341,8 +398,8 @@ class _RegionScan:
         if gpu is None:
             return None
         scaling = group.get("scalingConfig", {}) or {}
-        target = {"region": region, "eks": {"cluster": cluster, "nodegroup": name}}
-        return self._pool_doc(region, f"{cluster}-{name}", types[0], gpu, int(scaling.get("minSize", 0)),
+        target = {"region": region, "eks": {"cluster": cluster, "nodegroup": pool or name}}
+        return self._pool_doc(region, f"{cluster}-{pool or name}", types[0], gpu, int(scaling.get("minSize", 0)),
                               int(scaling.get("maxSize", 0)), group.get("capacityType") == "SPOT", target,
                               f"aws:{region}:eks/{cluster}/{name}")
 

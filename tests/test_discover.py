@@ -2355,6 +2355,118 @@ def test_an_eks_node_group_found_by_aws_and_kubernetes_discovery_is_one_pool(
     assert "(Kubernetes discovery could not tell the cluster of its nodes" in said, said
 
 
+def _eks_group(eks: Any, cluster: str, name: str, instance_type: str, spot: bool, high: int = 4) -> None:
+    eks.create_nodegroup(clusterName=cluster, nodegroupName=name, nodeRole="arn:aws:iam::123456789012:role/n",
+                         subnets=["subnet-1"], instanceTypes=[instance_type], capacityType="SPOT" if spot else "ON_DEMAND",
+                         scalingConfig={"minSize": 0, "maxSize": high, "desiredSize": 0})
+
+
+def test_discover_aws_finds_an_eks_replacement_group_as_the_pool_it_replaces(
+        capsys: pytest.CaptureFixture[str], moto: str, aws_env: None, tmp_path: Path) -> None:
+    """A spot change of an EKS pool makes its new node group as <nodegroup>-alt before the old one goes
+    (diff.sized_target): discovery listed h100-alt as a pool of its own (ml-h100-alt, target h100-alt),
+    beside ml-h100 mid-replacement (two pools over one pool's GPUs), and after it a fleet merge added
+    it as a new pool. Now it is the pool the fleet knows, under its name, said in a note: alone (after
+    the swap), or with the group it replaces (mid-swap: one pool, the newer group's spot and range)."""
+    region = "us-west-1"
+    eks = boto3.Session(region_name=region).client("eks", endpoint_url=moto)
+    for cluster in ("before", "after", "mid", "back"):
+        eks.create_cluster(name=cluster, roleArn="arn:aws:iam::123456789012:role/eks",
+                           resourcesVpcConfig={"subnetIds": ["subnet-1"]})
+    _eks_group(eks, "before", "l4", "g6.xlarge", spot=False)  # no replacement: as it was
+    _eks_group(eks, "after", "l4-alt", "g6.xlarge", spot=True)  # the swap done: h100 is gone
+    _eks_group(eks, "mid", "l4", "g6.xlarge", spot=False, high=2)  # mid-swap, to spot
+    _eks_group(eks, "mid", "l4-alt", "g6.xlarge", spot=True, high=6)
+    _eks_group(eks, "back", "l4-alt", "g6.xlarge", spot=True, high=2)  # mid-swap back to on-demand: l4 is the new one
+    _eks_group(eks, "back", "l4", "g6.xlarge", spot=False, high=6)
+
+    code, out, err = run(capsys, "discover", "aws", "--region", region, "--endpoint-url", moto)
+    assert code == 0, err
+    pools = {d["metadata"]["name"]: d["spec"] for d in yaml.safe_load_all(out) if d["kind"] == "Pool"}
+    assert sorted(pools) == ["after-l4", "back-l4", "before-l4", "mid-l4"], out
+    assert {name: (spec["target"]["aws"]["eks"]["nodegroup"], spec["spot"], spec["nodes"])
+            for name, spec in pools.items()} == {
+        "before-l4": ("l4", False, {"min": 0, "max": 4}), "after-l4": ("l4", True, {"min": 0, "max": 4}),
+        "mid-l4": ("l4", True, {"min": 0, "max": 6}), "back-l4": ("l4", False, {"min": 0, "max": 6})}
+    text = " ".join(out.replace("\n# ", " ").split())
+    assert (f"aws {region}: EKS node group 'l4-alt' of cluster 'after' in {region} is the replacement placer makes "
+            "of node group 'l4' (a change of the pool's spot replaces its node group") in text, out
+    assert ("discovered as one pool, after-l4, target nodegroup 'l4' (the name the fleet knows; placer finds the "
+            "replacement through its state), its spot and nodes those of 'l4-alt' (spot, min 0, max 4)") in text, out
+    assert (f"EKS node groups 'l4' and 'l4-alt' of cluster 'mid' in {region} are one pool mid-replacement, 'l4-alt' "
+            "the newer") in text, out
+    assert "the older group's nodes are going and are not added" in text, out
+    assert f"EKS node groups 'l4' and 'l4-alt' of cluster 'back' in {region} are one pool mid-replacement, 'l4' " \
+        "the newer" in text, out
+    assert "cluster 'before'" not in text, out
+
+    fleet = tmp_path / "fleet"  # the fleet names l4; after the swap discovery updates it, adds none
+    fleet.mkdir()
+    (fleet / "fleet.yaml").write_text(f"""\
+apiVersion: placer.dev/v1alpha1
+kind: Location
+metadata: {{name: sf}}
+spec: {{environment: cloud, jurisdiction: US}}
+---
+apiVersion: placer.dev/v1alpha1
+kind: Pool
+metadata: {{name: l4}}
+spec:
+  location: sf
+  provider: aws
+  gpu: {{type: L4-24GB, perNode: 1}}
+  nodes: {{min: 0, max: 4}}
+  usdPerGpuHour: 0.8
+  spot: false
+  target: {{aws: {{region: {region}, eks: {{cluster: after, nodegroup: l4}}}}}}
+""")
+    code, out, err = run(capsys, "discover", "aws", "--region", region, "--endpoint-url", moto, "--merge", str(fleet))
+    assert code == 0, out + err
+    merged = load_fleet(fleet).pools
+    assert "after-l4" not in merged and "after-l4-alt" not in merged, out
+    assert merged["l4"].spec.spot is True
+    assert merged["l4"].spec.target.aws is not None and merged["l4"].spec.target.aws.eks is not None
+    assert merged["l4"].spec.target.aws.eks.nodegroup == "l4"
+
+    # a fleet that names the replacement (an earlier discovery wrote after-l4-alt): the same pool, its name kept
+    (fleet / "fleet.yaml").write_text((fleet / "fleet.yaml").read_text().replace("name: l4}", "name: after-l4-alt}")
+                                      .replace("nodegroup: l4}", "nodegroup: l4-alt}"))
+    code, out, err = run(capsys, "discover", "aws", "--region", region, "--endpoint-url", moto, "--merge", str(fleet))
+    assert code == 0, out + err
+    merged = load_fleet(fleet).pools
+    assert "after-l4" not in merged and "l4" not in merged, out
+    assert "unchanged Pool/after-l4-alt (discovered as Pool/after-l4: same aws target)" in out
+    assert merged["after-l4-alt"].spec.target.aws is not None and merged["after-l4-alt"].spec.target.aws.eks is not None
+    assert merged["after-l4-alt"].spec.target.aws.eks.nodegroup == "l4-alt"
+
+
+def test_an_eks_replacement_group_found_by_aws_and_kubernetes_discovery_is_one_pool(
+        capsys: pytest.CaptureFixture[str], moto: str, aws_env: None, tmp_path: Path) -> None:
+    """After a spot change replaced EKS node group l4-ng by l4-ng-alt, `discover aws` names the pool's group
+    l4-ng (the fleet's name) and `discover kubernetes` reads l4-ng-alt off the nodes' labels: the merge of
+    the second took them for two groups and added a second pool over the same 2 L4s."""
+    region = "me-central-1"
+    eks = boto3.Session(region_name=region).client("eks", endpoint_url=moto)
+    eks.create_cluster(name="prod", roleArn="arn:aws:iam::123456789012:role/eks",
+                       resourcesVpcConfig={"subnetIds": ["subnet-1"]})
+    _eks_group(eks, "prod", "l4-ng-alt", "g6.xlarge", spot=True, high=2)
+    aws = ["aws", "--region", region, "--endpoint-url", moto]
+    context = f"arn:aws:eks:{region}:123456789012:cluster/prod"
+    with FakeKubeApiServer() as kube:
+        for i in range(2):
+            kube.add_node(f"ip-10-0-3-{i}.{region}.compute.internal", gpus=1,
+                          provider_id=f"aws:///{region}a/i-0{i}", labels={
+                              "node.kubernetes.io/instance-type": "g6.xlarge",
+                              "eks.amazonaws.com/nodegroup": "l4-ng-alt", "topology.kubernetes.io/region": region})
+        k8s = ["kubernetes", "--kubeconfig", str(write_kubeconfig(tmp_path / "kubeconfig", {context: kube.url}))]
+        for first, then in ((aws, k8s), (k8s, aws)):
+            fleet = tmp_path / f"fleet-{first[0]}"
+            outs = merged_in_turn(capsys, fleet, first, then)
+            assert [pool.spec.provider for pool in load_fleet(fleet).pools.values()] == [first[0]], outs[1]
+            kept = [line for line in outs[1].splitlines() if line.startswith("kept ")]
+            assert len(kept) == 1 and "is over the same nodes, so it was not added" in kept[0], outs[1]
+
+
 def test_a_gke_node_pool_found_by_gcp_and_kubernetes_discovery_is_one_pool(
         capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     """A GKE node pool is a MIG `discover gcp` finds (gke-CLUSTER-POOL-HASH-grp) and nodes `discover
