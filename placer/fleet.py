@@ -19,7 +19,9 @@ from typing import Any
 
 from placer.catalog import BUILTIN_GPU_TYPES, GpuType
 from placer.nodegroups import (
+    EKS_NODEGROUP_LABEL,
     NODE_GROUPS,
+    POOL_LABEL,
     alternate_nodegroup,
     group_words,
     node_groups,
@@ -420,6 +422,18 @@ def build_fleet(docs: list[Document], invalid: Iterable[tuple[str, str]] = ()
                                       f"placer never sizes this {other} group; set provider: {other} for placer to "
                                       f"size it, or remove target.{other}", "spec", "target", other, severity="warning"))
         eks = spec.target.aws.eks if spec.target.aws is not None else None
+        kube = spec.target.kubernetes
+        if settings.apply.mode == "gitops" and spec.provider == "aws" and eks is not None and kube is not None \
+                and EKS_NODEGROUP_LABEL in kube.node_selector:
+            # the replacement a spot change makes (diff.sized_target) is another node group name
+            diags.append(doc.diag(
+                "spec.target.kubernetes.nodeSelector",
+                f"{EKS_NODEGROUP_LABEL}: {kube.node_selector[EKS_NODEGROUP_LABEL]} does not follow the pool's node "
+                "group when a change of its spot replaces it (EKS cannot change a node group's capacity type in "
+                f"place: placer makes the new group, {alternate_nodegroup(eks.nodegroup)} or {eks.nodegroup} in turn, "
+                "before the old one goes), so its pods would stay Pending once the old nodes are gone; select "
+                f"{POOL_LABEL}: {name} instead, which placer's Terraform module puts on the nodes of both",
+                "spec", "target", "kubernetes", "nodeSelector", severity="warning"))
         if spec.provider == "aws" and eks is not None and spec.nodes.elastic and (spec.nodes.max or 0) < 1:
             # AWS refuses a node group whose maximum is 0 (terraform plan of the aws module failed)
             diags.append(doc.diag("spec.nodes.max", "an EKS node group's maximum size is at least 1 (AWS refuses 0); "

@@ -16,6 +16,7 @@ def as_mapping(value: Any) -> dict[str, Any]:
 
 NODE_GROUPS = "placer.dev/node-groups"  # the cloud node groups a discovered Kubernetes pool's nodes are in
 EKS_NODEGROUP_LABEL = "eks.amazonaws.com/nodegroup"
+POOL_LABEL = "placer.dev/pool"  # on the nodes of the groups placer's Terraform modules make, and its manifests' selectors
 # an EKS cluster's kubeconfig context: `aws eks update-kubeconfig`'s ARN, eksctl's user@CLUSTER.REGION.eksctl.io
 _EKS_CONTEXT = (re.compile(r"arn:aws[a-z-]*:eks:(?P<region>[a-z0-9-]+):[0-9]*:cluster/(?P<cluster>[^/]+)"),
                 re.compile(r"[^@]*@(?P<cluster>[^.@]+)\.(?P<region>[a-z0-9-]+)\.eksctl\.io"))

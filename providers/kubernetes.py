@@ -25,12 +25,12 @@ from functools import partial
 from typing import Any
 
 from placer.discover import PoolNote
+from placer.nodegroups import POOL_LABEL
 from placer.planfile import Change
 from placer.render.manifests import (
     FIELD_MANAGER,
     MANAGED_BY,
     MODEL_LABEL,
-    POOL_LABEL,
     deployment_manifest,
     deployment_name,
 )

@@ -514,6 +514,30 @@ def test_progress_in_a_ci_log_counts_from_the_command_start_reading_the_fleet_to
     assert "Still" not in out and "Plan: 1 to create" in out
 
 
+def test_validate_warns_of_an_eks_pool_selected_by_its_node_group_name(tmp_path):
+    """A spot change of an EKS pool in gitops replaces its node group under another name (h100-alt, made
+    before h100 goes): pods whose nodeSelector is eks.amazonaws.com/nodegroup: h100 would not follow it,
+    and validate said nothing. It warns (exit 0) at the pool, saying why and to select placer.dev/pool,
+    which placer's Terraform module sets on both groups' nodes; a pool that selects that is not warned of."""
+    def eks_pool(name, selector):
+        return pool(name, "a", provider="aws", count=None, min_nodes=0, max_nodes=2, target={
+            "aws": {"region": "eu-west-1", "eks": {"cluster": "ml", "nodegroup": name}},
+            "kubernetes": {"context": "ml", "nodeSelector": selector}})
+
+    fleet = write_fleet(tmp_path, eks_pool("h100", {"eks.amazonaws.com/nodegroup": "h100"}),
+                        eks_pool("l4", {"placer.dev/pool": "l4"}))
+    r = placer("validate", str(fleet))
+    assert r.returncode == 0, r.stderr
+    said = [line for line in (r.stdout + r.stderr).splitlines() if "eks.amazonaws.com/nodegroup" in line]
+    assert len(said) == 1 and "Pool/h100: spec.target.kubernetes.nodeSelector: warning: " \
+        "eks.amazonaws.com/nodegroup: h100 does not follow the pool's node group when a change of its spot " \
+        "replaces it" in said[0], r.stdout + r.stderr
+    assert "placer makes the new group, h100-alt or h100 in turn, before the old one goes" in said[0]
+    assert "select placer.dev/pool: h100 instead, which placer's Terraform module puts on the nodes of both" \
+        in said[0]
+    assert "Pool/l4" not in r.stdout + r.stderr
+
+
 def test_validate_render_and_explain_show_progress_too(tmp_path, capsys, monkeypatch):
     """`validate`, `render` and `explain --plan` printed nothing until they finished (12 s, 34 s and
     17 s at L); each now shows its steps as plan does, on stderr: stdout holds their output alone."""

@@ -11,12 +11,12 @@ import hashlib
 import re
 from typing import Any
 
+from placer.nodegroups import POOL_LABEL
 from placer.planfile import PlanFileError, tree_place
 from placer.spec.loader import check_name
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 MODEL_LABEL = "placer.dev/model"
-POOL_LABEL = "placer.dev/pool"
 FIELD_MANAGER = "placer"
 
 
