@@ -212,6 +212,45 @@ run "eks_pool_scaling_config" {
   }
 }
 
+# A spot change replaces an EKS pool's node group under <nodegroup>-alt (placer's plan names it): its
+# nodes carry the placer.dev/pool label as the original's do, and a user label of that key does not
+# win, so a nodeSelector on placer.dev/pool follows the replacement (eks.amazonaws.com/nodegroup does not).
+run "eks_replacement_nodegroup_keeps_the_pool_label" {
+  command = plan
+
+  variables {
+    placer_pools = {
+      "aws-eks-a10g" = {
+        provider      = "aws"
+        nodes         = 1
+        min_nodes     = 0
+        max_nodes     = 2
+        gpu_type      = "A10G-24GB"
+        gpus_per_node = 1
+        spot          = true
+        aws           = { region = "eu-west-1", eks_cluster = "ml", eks_nodegroup = "a10g-alt", auto_scaling_group_name = null }
+      }
+    }
+    pool_settings = {
+      "aws-eks-a10g" = {
+        instance_type = "g5.xlarge"
+        subnet_ids    = ["subnet-aaaa1111"]
+        node_role_arn = "arn:aws:iam::123456789012:role/eks-nodes"
+        labels        = { "placer.dev/pool" = "something-else", team = "ml" }
+      }
+    }
+  }
+
+  assert {
+    condition     = aws_eks_node_group.pool["aws-eks-a10g"].node_group_name == "a10g-alt"
+    error_message = "The replacement node group takes the name placer's plan gives it."
+  }
+  assert {
+    condition     = aws_eks_node_group.pool["aws-eks-a10g"].labels["placer.dev/pool"] == "aws-eks-a10g" && aws_eks_node_group.pool["aws-eks-a10g"].labels["team"] == "ml"
+    error_message = "The replacement's nodes carry placer.dev/pool = the pool's name (over a user label of that key) and the user's other labels."
+  }
+}
+
 run "apply_with_mocks_reports_sizes" {
   command = apply
 
