@@ -134,10 +134,21 @@ def _when(timestamp: str) -> float:
 
 NOT_FOUND_HINT = ("check target.gcp (project, zone or region, instanceGroupManager); "
                   "placer resizes existing groups, it does not create them")
+# A 401/403 names the role the refused call needs: a read (discover gcp, refresh, apply's look at a group
+# before its resize) needs only roles/compute.viewer; a resize, and what apply reads while it waits on one,
+# roles/compute.instanceAdmin.v1. Every 403 said instanceAdmin, which `placer discover gcp` does not need.
+READ_REFUSED = ("the credentials may not read it: grant roles/compute.viewer on the project (enough for "
+                "`placer discover gcp` and `placer refresh`; `placer apply` needs roles/compute.instanceAdmin.v1, "
+                "which includes it), or run `gcloud auth application-default login` as someone who has it")
+APPLY_REFUSED = ("the credentials lack permission: grant roles/compute.instanceAdmin.v1 on the project (`placer "
+                 "apply` resizes managed instance groups), or run `gcloud auth application-default login` as "
+                 "someone who has it")
 
 
-def classify(action: str, not_found: str = NOT_FOUND_HINT) -> Callable[[Exception], ProviderError | None]:
-    """Map what the client raises to a ProviderError that says what failed and what to do."""
+def classify(action: str, not_found: str = NOT_FOUND_HINT,
+             refused: str = READ_REFUSED) -> Callable[[Exception], ProviderError | None]:
+    """Map what the client raises to a ProviderError that says what failed and what to do; ``refused``
+    is the advice on a 401/403 (the role the call needs)."""
 
     def mapped(exc: Exception) -> ProviderError | None:
         if isinstance(exc, gexc.GoogleAPICallError):
@@ -147,8 +158,7 @@ def classify(action: str, not_found: str = NOT_FOUND_HINT) -> Callable[[Exceptio
             if isinstance(exc, gexc.NotFound):
                 hint = not_found
             elif code in (401, 403):
-                hint = ("the credentials lack permission: grant roles/compute.instanceAdmin.v1 on the project, "
-                        "or run `gcloud auth application-default login` as someone who has it")
+                hint = refused
             elif retryable_http(code):
                 hint, advice = "GCP is throttling or briefly unavailable", "a retry should get through"
             else:
@@ -213,8 +223,9 @@ class GcpProvider:
                 self._clients[cls] = cls(credentials=self._credentials, client_options=self._options)  # type: ignore[call-arg]
             return self._clients[cls]  # type: ignore[no-any-return]
 
-    def _call(self, address: str, action: str, call: Callable[[], T], not_found: str = NOT_FOUND_HINT) -> T:
-        return guard(address, call, classify(action, not_found))
+    def _call(self, address: str, action: str, call: Callable[[], T], not_found: str = NOT_FOUND_HINT,
+              refused: str = READ_REFUSED) -> T:
+        return guard(address, call, classify(action, not_found, refused))
 
     def _kw(self, timeout: float | None = None) -> dict[str, Any]:
         return {"retry": None, "timeout": timeout if timeout is not None else self.request_timeout_s}
@@ -273,11 +284,13 @@ class GcpProvider:
         if mig.zone:
             op = self._call(change.address, action, lambda: self._client(
                 compute_v1.InstanceGroupManagersClient).resize_unary(
-                project=mig.project, zone=mig.zone, instance_group_manager=mig.name, size=nodes, **self._kw()))
+                project=mig.project, zone=mig.zone, instance_group_manager=mig.name, size=nodes, **self._kw()),
+                refused=APPLY_REFUSED)
         else:
             op = self._call(change.address, action, lambda: self._client(
                 compute_v1.RegionInstanceGroupManagersClient).resize_unary(
-                project=mig.project, region=mig.region, instance_group_manager=mig.name, size=nodes, **self._kw()))
+                project=mig.project, region=mig.region, instance_group_manager=mig.name, size=nodes, **self._kw()),
+                refused=APPLY_REFUSED)
         self._await(mig, op, change, action)
 
     def _await(self, mig: Mig, op: compute_v1.Operation, change: Change, action: str) -> None:
@@ -299,7 +312,8 @@ class GcpProvider:
             waiting_for = f"operation {op.name} ({action})"
             try:
                 op = self._call(change.address, f"waiting for {waiting_for}",
-                                functools.partial(self._wait_once, mig, op, remaining, waiting_for, change.address))
+                                functools.partial(self._wait_once, mig, op, remaining, waiting_for, change.address),
+                                refused=APPLY_REFUSED)
                 if op.status != _DONE:
                     pause(self.stop, min(interval, max(0.0, deadline - time.monotonic())), change.address,
                           waiting_for)
@@ -366,7 +380,8 @@ class GcpProvider:
         failed: ProviderError | None = None
         while True:
             try:
-                found = self._call(change.address, f"checking that {mig} is stable", lambda: self._get(mig))
+                found = self._call(change.address, f"checking that {mig} is stable", lambda: self._get(mig),
+                                   refused=APPLY_REFUSED)
                 actions = found.current_actions
                 pending = {k: getattr(actions, k) for k in compute_v1.InstanceGroupManagerActionsSummary.meta.fields
                            if k != "none" and getattr(actions, k)}
@@ -415,7 +430,7 @@ class GcpProvider:
             return list(next(iter(pager.pages)).items)
 
         try:
-            errors = self._call(change.address, f"listing the errors of {mig}", newest)
+            errors = self._call(change.address, f"listing the errors of {mig}", newest, refused=APPLY_REFUSED)
         except ProviderError as exc:
             if exc.retryable:
                 raise

@@ -965,6 +965,20 @@ def test_discover_gcp_says_a_group_could_not_be_read_not_that_there_are_no_gpus(
     assert "Nothing found" not in err and "403" in err and "skipped" in err  # the note says why
     assert err.endswith("found no GPU pool in the rest; the notes above say why: fix that and discover again")
     assert "Error: could not read 1 group (" in err and "infer" in err.split("Error: ")[1]
+    # a read-only command's 403 names the read-only role: it told discovery to grant instanceAdmin
+    assert "grant roles/compute.viewer on the project" in err, err
+    assert "grant roles/compute.instanceAdmin.v1" not in err, err
+
+
+def test_discover_gcp_refused_the_listing_names_the_read_only_role(capsys: pytest.CaptureFixture[str]) -> None:
+    """A 403 on the project's listing of groups said "grant roles/compute.instanceAdmin.v1", a role that
+    lets one resize every group: discovery only reads, and roles/compute.viewer is enough."""
+    with FakeCompute() as gcp:
+        gcp.fail_next(5, 403)
+        code, out, err = run(capsys, "discover", "gcp", "--project", "acme", "--api-endpoint", gcp.endpoint)
+    err = " ".join(err.split())
+    assert code == 1 and out == "" and "403" in err, err
+    assert "grant roles/compute.viewer on the project" in err and "grant roles/compute.instanceAdmin" not in err, err
 
 
 def test_discover_gcp_tries_a_throttled_page_again_not_the_whole_listing(

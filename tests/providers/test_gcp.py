@@ -318,7 +318,18 @@ def test_client_errors_are_not_retryable(gcp: FakeCompute, provider: GcpProvider
     gcp.fail_next(1, 403)
     with pytest.raises(ProviderError) as err:
         provider.apply(pool_change("t4-pool", 2, ZONAL))
-    assert not err.value.retryable and "roles/compute.instanceAdmin.v1" in str(err.value)
+    assert not err.value.retryable and "grant roles/compute.instanceAdmin.v1 on the project" in str(err.value)
+
+
+def test_a_refused_read_names_the_read_only_role(gcp: FakeCompute, provider: GcpProvider) -> None:
+    """Every 403 said "grant roles/compute.instanceAdmin.v1"; a read (`placer refresh`, discovery) needs only
+    roles/compute.viewer, and the advice says apply's role beside it (apply reads a group before resizing it)."""
+    gcp.fail_next(1, 403)
+    with pytest.raises(ProviderError) as err:
+        provider.observe(pool_change("t4-pool", 2, ZONAL))
+    said = str(err.value)
+    assert not err.value.retryable and "grant roles/compute.viewer on the project" in said, said
+    assert "`placer apply` needs roles/compute.instanceAdmin.v1" in said, said
 
 
 # ------------------------------------------------------------------ operations
