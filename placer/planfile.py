@@ -25,6 +25,7 @@ from typing import Annotated, Any, Literal, cast
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
+from placer import __version__
 from placer.spec.kinds import (
     MOST_COUNT,
     ApplySettings,
@@ -42,7 +43,7 @@ from placer.spec.kinds import (
 from placer.spec.source import not_regular
 
 FORMAT_VERSION = 1
-PLACER_VERSION = "0.1.0"
+PLACER_VERSION = __version__  # the distribution's (pyproject.toml), what a plan's placerVersion records
 
 Action = Literal["create", "update", "delete", "no-op"]
 

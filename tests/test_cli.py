@@ -103,6 +103,42 @@ def test_a_plan_of_a_newer_format_says_which_placer_wrote_it(tmp_path):
     assert r.returncode == 1 and "it was written by a newer placer; show or apply it" in r.stderr, r.stderr
 
 
+def test_a_plan_records_the_version_of_the_installed_distribution(tmp_path, monkeypatch):
+    """A plan's placerVersion was "0.1.0" written by hand in planfile.py (and placer.__version__ by hand
+    again), apart from pyproject.toml's version: a release that bumped pyproject's wrote plans saying
+    0.1.0. It is the installed distribution's version (its metadata); a source tree not installed reads
+    its pyproject.toml."""
+    import importlib.metadata
+
+    from placer import __version__
+    from placer.planfile import PLACER_VERSION
+
+    assert PLACER_VERSION == __version__ == importlib.metadata.version("placer")
+    # a distribution of another version ahead on the path: the plan and --version say its version
+    dist = tmp_path / "dist"
+    (dist / "placer-9.8.7.dist-info").mkdir(parents=True)
+    (dist / "placer-9.8.7.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: placer\nVersion: 9.8.7\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(dist), str(ROOT)]))
+    fleet, plan = write_fleet(tmp_path), tmp_path / "plan.json"
+    r = placer("plan", str(fleet), "-o", str(plan), cwd=tmp_path)  # not ROOT, whose placer.egg-info is first
+    assert r.returncode == 0, r.stderr
+    assert json.loads(plan.read_text())["placerVersion"] == "9.8.7"
+    assert placer("--version", cwd=tmp_path).stdout.strip() == "placer, version 9.8.7"
+
+
+def test_a_source_tree_not_installed_reads_its_version_from_pyproject(monkeypatch):
+    import importlib.metadata
+    import tomllib
+
+    from placer import _version
+
+    def missing(name: str) -> str:
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", missing)
+    assert _version() == tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+
+
 def test_bad_inputs_are_one_line_errors(tmp_path):
     r = placer("plan", str(tmp_path / "missing"))
     assert r.returncode == 1 and "no such file or directory" in r.stderr
