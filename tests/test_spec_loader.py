@@ -737,6 +737,13 @@ def test_a_description_may_run_over_lines_and_a_version_carry_build_metadata() -
     ({"tolerations": [{"key": "gpu", "value": "yes", "effect": "NoSchedule", "tolerationSeconds": 30}]},
      "tolerationSeconds applies to effect NoExecute only"),
     ({"tolerations": [{"value": "yes"}]}, "a toleration without a key needs operator: Exists"),
+    # a lookalike letter is named, as in a label's value: H\u0421100 (a Cyrillic C) matches no node, pods stay Pending
+    ({"nodeSelector": {"gpu": "H\u0421100"}}, "(of gpu) is no label value: 63 characters at most of ASCII letters, "
+     "digits, '-', '_' or '.', starting and ending with a letter or digit; '\u0421' in it is CYRILLIC CAPITAL LETTER "
+     "ES (U+0421), no ASCII letter"),
+    ({"tolerations": [{"key": "gpu", "value": "sh\u0430red", "effect": "NoSchedule"}]},
+     "value 'sh\u0430red' is no label value: 63 characters at most of ASCII letters, digits, '-', '_' or '.', "
+     "starting and ending with a letter or digit; '\u0430' in it is CYRILLIC SMALL LETTER A (U+0430), no ASCII letter"),
 ])
 def test_a_kubernetes_target_the_api_server_would_refuse_is_refused_here(target: dict, message: str) -> None:
     """kubernetes-validate --strict checks a manifest's types, not these: the API server refuses

@@ -89,14 +89,20 @@ def label_key(key: str) -> str:
     return key
 
 
+def _not_label_value(value: str, after: str = "") -> str | None:
+    """Why ``value`` has no label value's form (K8S_NAME; empty has none), or None: the rule, ``after`` it,
+    and a lookalike letter in it. The one check of label values, jurisdictions, failure domains,
+    tolerations' and nodeSelectors' values, all compared as text (by selectors, by Kubernetes)."""
+    return None if K8S_NAME.fullmatch(value) else f"{LABEL_VALUE_RULE}{after}{lookalike(value)}"
+
+
 def label_value(value: str) -> str:
     """``value`` as a label value (empty, or a Kubernetes label value), or a ValueError saying why it is none:
     a label's text is matched by selectors and quoted in plans and pull-request comments, where a
     value of `@org/team ![x](https://...)` mentioned the team and showed the image, and a `data: eu`
     whose e was a Cyrillic one (U+0435) passed review as it and escaped every policy selecting `data: eu`."""
-    if value and not K8S_NAME.fullmatch(value):
-        raise ValueError(f"{value!r} is no label value: {LABEL_VALUE_RULE}, as Kubernetes takes labels"
-                         f"{lookalike(value)}")
+    if value and (why := _not_label_value(value, ", as Kubernetes takes labels")):
+        raise ValueError(f"{value!r} is no label value: {why}")
     return value
 
 
@@ -106,8 +112,8 @@ def code_word(what: str, example: str) -> AfterValidator:
     was a Cyrillic one, U+0405) passed review as US and escaped a required denyPools of US."""
 
     def check(value: str) -> str:
-        if not K8S_NAME.fullmatch(value):
-            raise ValueError(f"{value!r} is no {what}: {LABEL_VALUE_RULE}, e.g. {example}{lookalike(value)}")
+        if why := _not_label_value(value, f", e.g. {example}"):
+            raise ValueError(f"{value!r} is no {what}: {why}")
         return value
 
     return AfterValidator(check)
@@ -205,9 +211,8 @@ class Toleration(Strict):
             raise ValueError("operator Exists takes no value (Kubernetes refuses one); drop value or use Equal")
         if not self.key and self.operator != "Exists":
             raise ValueError("a toleration without a key needs operator: Exists (it then tolerates every taint)")
-        if self.value and not K8S_NAME.fullmatch(self.value):
-            raise ValueError(f"value {self.value!r} is no label value: 63 characters at most of letters, digits, "
-                             "'-', '_' or '.', starting and ending with a letter or digit")
+        if self.value and (why := _not_label_value(self.value)):
+            raise ValueError(f"value {self.value!r} is no label value: {why}")
         if self.toleration_seconds is not None and self.effect != "NoExecute":
             raise ValueError("tolerationSeconds applies to effect NoExecute only (Kubernetes refuses it otherwise)")
         return self
@@ -229,9 +234,8 @@ class KubernetesTarget(Strict):
         for key, value in self.node_selector.items():
             if why := _label_key(key):
                 problems.append(f"nodeSelector key {why}")
-            if value and not K8S_NAME.fullmatch(value):
-                problems.append(f"nodeSelector value {value!r} (of {key}) is no label value: 63 characters at most "
-                                "of letters, digits, '-', '_' or '.', starting and ending with a letter or digit")
+            if value and (why := _not_label_value(value)):
+                problems.append(f"nodeSelector value {value!r} (of {key}) is no label value: {why}")
         if problems:
             raise ValueError("; ".join(problems))
         return self
