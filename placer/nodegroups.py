@@ -1,11 +1,12 @@
 """The cloud node groups a Pool's nodes are in, as a cloud's discovery and Kubernetes discovery both see
-them (an EKS managed node group, a GKE node pool's zonal MIG): one group found by two discoveries is one
+them (an EKS managed node group, an eksctl-named self-managed node group's Auto Scaling group, a GKE node
+pool's zonal MIG): one group found by two discoveries is one
 pool (``placer.discover`` keeps one when merging, ``placer.fleet`` refuses two)."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 
@@ -16,6 +17,10 @@ def as_mapping(value: Any) -> dict[str, Any]:
 
 NODE_GROUPS = "placer.dev/node-groups"  # the cloud node groups a discovered Kubernetes pool's nodes are in
 EKS_NODEGROUP_LABEL = "eks.amazonaws.com/nodegroup"
+# a self-managed node group's name and cluster: labels on its nodes and tags on its Auto Scaling group, as
+# eksctl sets both (and Terraform modules and users copy); EKS's own label wins where a node has both
+EKSCTL_NODEGROUP = "alpha.eksctl.io/nodegroup-name"
+EKSCTL_CLUSTER = "alpha.eksctl.io/cluster-name"
 POOL_LABEL = "placer.dev/pool"  # on the nodes of the groups placer's Terraform modules make, and its manifests' selectors
 # an EKS cluster's kubeconfig context: `aws eks update-kubeconfig`'s ARN, eksctl's user@CLUSTER.REGION.eksctl.io
 _EKS_CONTEXT = (re.compile(r"arn:aws[a-z-]*:eks:(?P<region>[a-z0-9-]+):[0-9]*:cluster/(?P<cluster>[^/]+)"),
@@ -62,16 +67,27 @@ def eks_cluster(context: Any) -> tuple[str, str] | None:
     return None
 
 
+def eksctl_group(region: Any, marks: Mapping[str, Any], cluster: Any = None) -> tuple[Any, ...] | None:
+    """``("eksctl", region, cluster, nodegroup)``: the self-managed node group eksctl's labels (a node's) or
+    tags (its Auto Scaling group's) ``marks`` name, the cluster theirs, else ``cluster`` (None: not known);
+    None where they name none."""
+    name = marks.get(EKSCTL_NODEGROUP)
+    if not name or not region:
+        return None
+    return ("eksctl", str(region), str(marks.get(EKSCTL_CLUSTER) or cluster or "") or None, str(name))
+
+
 def node_group_text(group: tuple[Any, ...]) -> str:
     """A cloud node group (``node_groups``) as the ``placer.dev/node-groups`` annotation writes it:
-    ``eks REGION/CLUSTER/NODEGROUP`` (``*`` for a cluster unknown), ``gcp PROJECT/ZONE/MIG``."""
+    ``eks REGION/CLUSTER/NODEGROUP`` (``*`` for a cluster unknown), ``eksctl REGION/CLUSTER/NODEGROUP``
+    (a self-managed one), ``gcp PROJECT/ZONE/MIG``."""
     return f"{group[0]} {'/'.join('*' if part is None else str(part) for part in group[1:])}"
 
 
 def _node_group_parse(text: str) -> tuple[Any, ...] | None:
     kind, _, rest = text.strip().partition(" ")
     parts = rest.split("/")
-    if kind not in ("eks", "gcp") or len(parts) != 3 or not all(parts):
+    if kind not in ("eks", "eksctl", "gcp") or len(parts) != 3 or not all(parts):
         return None
     return (kind, *(None if part == "*" else part for part in parts))
 
@@ -81,8 +97,10 @@ def node_groups(document: Any) -> set[tuple[Any, ...]]:
     both see them: ``("eks", region, cluster, nodegroup)`` for an EKS managed node group (an ``aws``
     pool's ``target.aws.eks``; a Kubernetes pool's ``eks.amazonaws.com/nodegroup`` selector, its
     cluster and region from an EKS context), ``("gcp", project, zone, mig)`` for a zonal MIG (a ``gcp``
-    pool's target; the GKE node pool MIGs a Kubernetes pool's nodes are instances of). A Kubernetes
-    pool's come from its ``placer.dev/node-groups`` annotation, which Kubernetes discovery writes."""
+    pool's target; the GKE node pool MIGs a Kubernetes pool's nodes are instances of), ``("eksctl",
+    region, cluster, nodegroup)`` for a self-managed node group eksctl's labels and tags name. A
+    Kubernetes pool's come from its ``placer.dev/node-groups`` annotation, which Kubernetes discovery
+    writes; an ``aws`` Auto Scaling group pool's self-managed one from the annotation AWS discovery writes."""
     spec = as_mapping(as_mapping(document).get("spec"))
     target = as_mapping(spec.get("target"))
     found: set[tuple[Any, ...]] = set()
@@ -93,10 +111,13 @@ def node_groups(document: Any) -> set[tuple[Any, ...]]:
         found.add(("eks", str(aws["region"]), str(eks["cluster"]), str(eks["nodegroup"])))
     if provider == "gcp" and gcp.get("project") and gcp.get("zone") and gcp.get("instanceGroupManager"):
         found.add(("gcp", str(gcp["project"]), str(gcp["zone"]), str(gcp["instanceGroupManager"])))
+    written = as_mapping(as_mapping(as_mapping(document).get("metadata")).get("annotations")).get(NODE_GROUPS)
+    listed = {g for text in written.split(",") if (g := _node_group_parse(text)) is not None} \
+        if isinstance(written, str) else set()
+    if provider == "aws" and aws.get("autoScalingGroupName"):
+        found |= {g for g in listed if g[0] == "eksctl"}
     if provider == "kubernetes":
-        written = as_mapping(as_mapping(as_mapping(document).get("metadata")).get("annotations")).get(NODE_GROUPS)
-        if isinstance(written, str):
-            found |= {g for text in written.split(",") if (g := _node_group_parse(text)) is not None}
+        found |= listed
         nodegroup = as_mapping(kube.get("nodeSelector")).get(EKS_NODEGROUP_LABEL)
         cluster = eks_cluster(kube.get("context"))
         if nodegroup and cluster and not any(g[0] == "eks" for g in found):  # a hand-written pool of one
@@ -126,5 +147,15 @@ def group_words(group: tuple[Any, ...], other: tuple[Any, ...] | None = None) ->
                       "name and region for it: if they are another cluster's node group of that name, name the "
                       "kubeconfig context after the cluster's ARN, arn:aws:eks:REGION:ACCOUNT:cluster/NAME, and "
                       "discover again)")
+        return words
+    if group[0] == "eksctl":
+        cluster = group[2] or (other[2] if other is not None else None)
+        words = (f"self-managed node group {group[3]}{f' of cluster {cluster}' if cluster else ''} in {group[1]} "
+                 f"({EKSCTL_NODEGROUP})")
+        if None in group or (other is not None and None in other):
+            words += (f" (one of the two pools does not say its cluster, neither by its nodes' {EKSCTL_CLUSTER} "
+                      f"label nor by its Auto Scaling group's {EKSCTL_CLUSTER} or kubernetes.io/cluster/NAME tag, "
+                      "and the node group's name and region were taken for it: if they are another cluster's node "
+                      f"group of that name, remove the {NODE_GROUPS} annotation of the one that is not)")
         return words
     return f"GKE node pool MIG {group[3]} in {group[1]}/{group[2]}"

@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 
 from placer.catalog import match_product, type_name
 from placer.discover import GpuTypeNote, JurisdictionNote, PoolNote
-from placer.nodegroups import replaced_nodegroup
+from placer.nodegroups import NODE_GROUPS, eksctl_group, node_group_text, replaced_nodegroup
 from placer.retry import Retrier
 from placer.spec.kinds import API_VERSION
 from providers.aws import FAILED_NODEGROUP_STATES, PERMISSION_CODES, AwsProvider, client_error_parts
@@ -62,6 +62,16 @@ def _created(group: dict[str, Any]) -> float:
     """When an EKS node group was made (0 where not said)."""
     created = group.get("createdAt")
     return created.timestamp() if isinstance(created, datetime) else 0.0
+
+
+def _self_managed(region: str, group: dict[str, Any]) -> tuple[Any, ...] | None:
+    """The self-managed node group (``placer.nodegroups.eksctl_group``) an Auto Scaling group's tags name,
+    as eksctl tags it: ``alpha.eksctl.io/nodegroup-name``, its cluster by ``alpha.eksctl.io/cluster-name``,
+    eksctl's older ``eksctl.cluster.k8s.io/v1alpha1/cluster-name`` or ``kubernetes.io/cluster/NAME``."""
+    tags = {str(t.get("Key")): t.get("Value") for t in group.get("Tags", []) if t.get("Key")}
+    owner = next((key.removeprefix("kubernetes.io/cluster/") for key, value in sorted(tags.items())
+                  if key.startswith("kubernetes.io/cluster/") and value in ("owned", "shared")), None)
+    return eksctl_group(region, tags, tags.get("eksctl.cluster.k8s.io/v1alpha1/cluster-name") or owner)
 
 
 def _batches(items: list[str], size: int) -> Iterable[list[str]]:
@@ -170,8 +180,12 @@ class _RegionScan:
         if gpu is None:
             return None
         target = {"region": region, "autoScalingGroupName": name}
-        return self._pool_doc(region, name, types[0], gpu, int(group["MinSize"]), int(group["MaxSize"]),
-                              spot, target, f"aws:{region}:autoscaling/{name}")
+        doc = self._pool_doc(region, name, types[0], gpu, int(group["MinSize"]), int(group["MaxSize"]),
+                             spot, target, f"aws:{region}:autoscaling/{name}")
+        self_managed = _self_managed(region, group)
+        if self_managed is not None:  # what Kubernetes discovery calls its nodes: a merge of theirs keeps one pool
+            doc["metadata"]["annotations"][NODE_GROUPS] = node_group_text(self_managed)
+        return doc
 
     def _asg_instance_types(self, region: str, group: dict[str, Any], where: str) -> tuple[list[str], bool] | None:
         """(instance types, spot) of the group ``where`` names; None where AWS refuses the read of its

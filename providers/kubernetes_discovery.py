@@ -11,7 +11,14 @@ from typing import Any
 
 from placer.catalog import BUILTIN_GPU_TYPES, match_product, type_name
 from placer.discover import GpuTypeNote
-from placer.nodegroups import EKS_NODEGROUP_LABEL, NODE_GROUPS, eks_cluster, node_group_text
+from placer.nodegroups import (
+    EKS_NODEGROUP_LABEL,
+    EKSCTL_CLUSTER,
+    NODE_GROUPS,
+    eks_cluster,
+    eksctl_group,
+    node_group_text,
+)
 from placer.spec.kinds import API_VERSION, PoolGpu
 from providers.base import Discovered, dns_label
 from providers.places import (
@@ -400,7 +407,9 @@ def pools_from_nodes(context_name: str | None, context: str | None, nodes: list[
 def _node_groups(members: list[dict[str, Any]], context_name: str | None) -> set[tuple[Any, ...]]:
     """The cloud node groups (``placer.nodegroups.node_groups``) nodes are instances of, as AWS and GCP
     discovery name them: an EKS managed node group by its label, the cluster by eksctl's label or an
-    EKS context name (else unknown), the region by the node's; a GKE node pool's zonal MIG by the node's
+    EKS context name (else unknown), the region by the node's; a self-managed node group (an Auto Scaling
+    group whose nodes join the cluster) by eksctl's ``alpha.eksctl.io/nodegroup-name`` label, its cluster
+    likewise; a GKE node pool's zonal MIG by the node's
     providerID (``gce://PROJECT/ZONE/INSTANCE``: GKE names a node pool's instances after its MIG,
     ``gke-CLUSTER-POOL-HASH-xxxx`` of ``gke-CLUSTER-POOL-HASH-grp``)."""
     found: set[tuple[Any, ...]] = set()
@@ -408,10 +417,11 @@ def _node_groups(members: list[dict[str, Any]], context_name: str | None) -> set
     for node in members:
         labels = (node.get("metadata") or {}).get("labels") or {}
         nodegroup, region = labels.get(EKS_NODEGROUP_LABEL), labels.get(REGION_LABEL)
+        cluster = labels.get(EKSCTL_CLUSTER) or (context[1] if context and context[0] == region else None)
         if nodegroup and region and _cloud(node) == "aws":
-            cluster = labels.get("alpha.eksctl.io/cluster-name") or (context[1] if context and context[0] == region
-                                                                   else None)
             found.add(("eks", str(region), cluster, str(nodegroup)))
+        elif _cloud(node) == "aws" and (self_managed := eksctl_group(region, labels, cluster)) is not None:
+            found.add(self_managed)
         provider_id = str((node.get("spec") or {}).get("providerID") or "")
         parts = provider_id.removeprefix("gce://").split("/")
         if provider_id.startswith("gce://") and len(parts) == 3 and labels.get("cloud.google.com/gke-nodepool") \

@@ -2369,6 +2369,70 @@ def test_an_eks_node_group_found_by_aws_and_kubernetes_discovery_is_one_pool(
     assert "(Kubernetes discovery could not tell the cluster of its nodes" in said, said
 
 
+def test_a_self_managed_node_group_found_by_aws_and_kubernetes_discovery_is_one_pool(
+        capsys: pytest.CaptureFixture[str], moto: str, aws_env: None, tmp_path: Path) -> None:
+    """An Auto Scaling group that is no EKS managed node group but whose nodes join an EKS cluster (a
+    self-managed node group, eksctl's) was a pool of `discover aws` (named after the group) and another of
+    `discover kubernetes` (its nodes): merged into one fleet, two pools over the same 2 L4s. eksctl names
+    the node group on both sides, the group's tags and the nodes' labels alpha.eksctl.io/nodegroup-name and
+    alpha.eksctl.io/cluster-name: both discoveries write it as placer.dev/node-groups, the second merge keeps
+    the fleet's pool, whichever came first, and validate refuses the two printed side by side."""
+    region = "ca-central-1"  # no other test's: moto's data is shared between test files
+    asg = "eksctl-prod-nodegroup-l4-self-NodeGroup-1A2B3C"  # as eksctl's CloudFormation names it
+    _asg(moto, region, asg, "g6.xlarge")
+    boto3.Session(region_name=region).client("autoscaling", endpoint_url=moto).create_or_update_tags(Tags=[
+        {"ResourceId": asg, "ResourceType": "auto-scaling-group", "Key": key, "Value": value, "PropagateAtLaunch": True}
+        for key, value in {"alpha.eksctl.io/nodegroup-name": "l4-self", "alpha.eksctl.io/nodegroup-type": "unmanaged",
+                           "alpha.eksctl.io/cluster-name": "prod", "kubernetes.io/cluster/prod": "owned"}.items()])
+    aws = ["aws", "--region", region, "--endpoint-url", moto]
+    with FakeKubeApiServer() as kube:
+        for i in range(2):
+            kube.add_node(f"ip-10-1-0-{i}.{region}.compute.internal", gpus=1, provider_id=f"aws:///{region}a/i-1{i}",
+                          labels={"node.kubernetes.io/instance-type": "g6.xlarge", "topology.kubernetes.io/region": region,
+                                  "alpha.eksctl.io/nodegroup-name": "l4-self", "alpha.eksctl.io/cluster-name": "prod"})
+        kubeconfig = str(write_kubeconfig(tmp_path / "kubeconfig", {"prod": kube.url}))
+        k8s = ["kubernetes", "--kubeconfig", kubeconfig]
+        code, printed, err = run(capsys, "discover", *k8s)
+        assert code == 0, err
+        code, printed_aws, err = run(capsys, "discover", *aws)
+        assert code == 0, err
+        for out in (printed, printed_aws):
+            assert [d["metadata"]["annotations"].get("placer.dev/node-groups") for d in yaml.safe_load_all(out)
+                    if d["kind"] == "Pool"] == [f"eksctl {region}/prod/l4-self"], out
+        for first, then in ((aws, k8s), (k8s, aws)):
+            fleet = tmp_path / f"fleet-{first[0]}"
+            outs = merged_in_turn(capsys, fleet, first, then)
+            assert [pool.spec.provider for pool in load_fleet(fleet).pools.values()] == [first[0]], outs[1]
+            kept = [line for line in outs[1].splitlines() if line.startswith("kept ")]
+            assert len(kept) == 1, outs[1]
+            assert (f"({first[0]}, self-managed node group l4-self of cluster prod in {region} "
+                    "(alpha.eksctl.io/nodegroup-name)): discovered Pool/") in kept[0], kept
+            assert f"({then[0]}) is over the same nodes, so it was not added and the fleet's pool is kept" in kept[0]
+            assert "added" not in outs[1].replace("not added", "")
+        assert ": Pool/prod-l4-24gb (kubernetes, self-managed node group l4-self" in kept[0], kept  # the last: k8s first
+        assert ": discovered Pool/eksctl-prod-nodegroup-l4-self-nodegroup-1a2b3c (aws) is over" in kept[0], kept
+        # a fleet's aws pool merged before discovery wrote the annotation gains it on the next aws merge
+        old = tmp_path / "old"
+        old.mkdir()
+        (old / "aws.yaml").write_text(printed_aws.replace(f"placer.dev/node-groups: eksctl {region}/prod/l4-self", ""))
+        outs = [run(capsys, "discover", *command, "--merge", str(old)) for command in (aws, k8s)]
+        assert [code for code, _, _ in outs] == [0, 0], outs
+        assert f"placer.dev/node-groups: (none) -> eksctl {region}/prod/l4-self" in outs[0][1], outs[0]
+        assert [line for line in outs[1][1].splitlines() if line.startswith("kept ")], outs[1]
+        assert len(load_fleet(old).pools) == 1
+    # both printed and saved into one fleet, no merge: `placer validate` says which two pools they are
+    both = tmp_path / "printed"
+    both.mkdir()
+    (both / "aws.yaml").write_text(printed_aws)
+    (both / "kubernetes.yaml").write_text(yaml.safe_dump_all(  # its Location is the one aws.yaml holds
+        [d for d in yaml.safe_load_all(printed) if d["kind"] != "Location"], sort_keys=False))
+    code, out, err = run(capsys, "validate", str(both))
+    said = " ".join((out + err).split())
+    assert code != 0 and "1 error in the fleet" in said, said
+    assert (f"is over the same nodes, self-managed node group l4-self of cluster prod in {region} "
+            "(alpha.eksctl.io/nodegroup-name): the plan counts their GPUs twice; keep one of the two pools") in said, said
+
+
 def _eks_group(eks: Any, cluster: str, name: str, instance_type: str, spot: bool, high: int = 4) -> None:
     eks.create_nodegroup(clusterName=cluster, nodegroupName=name, nodeRole="arn:aws:iam::123456789012:role/n",
                          subnets=["subnet-1"], instanceTypes=[instance_type], capacityType="SPOT" if spot else "ON_DEMAND",
