@@ -26,6 +26,7 @@ from placer.optimizer import SolveResult, optimize
 from placer.placement import Placement, Route
 from placer.policy import Rules, Violation
 from placer.render.report import signed
+from placer.topology import Topology
 
 
 @dataclass
@@ -288,7 +289,9 @@ def _late(fleet: Fleet, model: str, pool: str) -> str | None:
 
 NO_ROOM, NO_POOL, MAX_REPLICAS, COST, POLICY = "noRoom", "noPool", "maxReplicas", "cost", "policy"
 DOWN = "down"  # a what-if's: every pool in reach that may run the model is one the scenario fails
-UNMET_REASONS = {NO_ROOM: "no room in reach", DOWN: "every pool in reach that may run it is down", MAX_REPLICAS: "at its maxReplicas", COST: "cost: pools in reach have room",
+CUT = "cut"  # a what-if's: a failed location took every route within the SLO to a pool that may run it
+UNMET_REASONS = {NO_ROOM: "no room in reach", DOWN: "every pool in reach that may run it is down",
+                 CUT: "cut off by a failed location from every pool that may run it", MAX_REPLICAS: "at its maxReplicas", COST: "cost: pools in reach have room",
                  NO_POOL: "no pool in reach may run it: fit rules, required policies or SLO",
                  POLICY: "required policies forbid more replicas where there is room"}
 
@@ -375,7 +378,9 @@ class UnmetReasons:
         the SLO, full or not (one a scenario fails included), may run it at all, or (a gang) none
         that may is big enough for all of it (``gang``), so that room would not help; DOWN, each
         pool in reach that may run it (and holds a gang of it whole) is one a what-if's scenario
-        fails, where the fleet as declared gives it GPUs (a collapse, as NO_ROOM); else COST, serving the demand there would cost more than the fleet charges for
+        fails, where the fleet as declared gives it GPUs (a collapse, as NO_ROOM); CUT, no pool is
+        within the SLO on the scenario's network, but one that may run it is on the declared one: a
+        failed location took every such route (a collapse, as DOWN); else COST, serving the demand there would cost more than the fleet charges for
         leaving it unmet, with the preferred policies (each with the pool) whose penalty is what
         makes it so on the cheapest such pool, if any. A gang's replicas go onto one pool together
         (``unit``): the room and the policies are checked for all of them."""
@@ -409,6 +414,10 @@ class UnmetReasons:
             return POLICY, {name: tuple(held[name]) for name in order}
         whole = [pool for pool in self._may_run(model, location, slo, policies) if self._holds_whole(model, pool)]
         if not whole:
+            declared = self.declared.topology
+            if location is not None and declared is not fleet.topology and any(
+                    self._holds_whole(model, pool) for pool in self._may_run(model, location, slo, policies, declared)):
+                return CUT, {}  # "no pool in reach may run it: fit rules, required policies or SLO" blamed the model
             return NO_POOL, {}
         if all(self.fleet.pools[p.name].max_gpus == 0 < self.declared.pools[p.name].max_gpus for p in whole):
             return DOWN, {}  # "no room in reach" sent the reader looking for full pools, and named none
@@ -436,11 +445,13 @@ class UnmetReasons:
         return grows if gain < 0 <= gain + sum(penalties.values()) else ()
 
     def _may_run(self, model: Model, location: str | None, slo: float | None,
-                 policies: Sequence[Policy]) -> list[Pool]:
-        """The pools within the SLO of demand at ``location``, full or not, that may run ``model``."""
+                 policies: Sequence[Policy], topology: Topology | None = None) -> list[Pool]:
+        """The pools within the SLO of demand at ``location``, full or not, that may run ``model``
+        (``topology``: the network the SLO is reached over, the fleet's unless given)."""
         fleet = self.fleet
+        net = fleet.topology if topology is None else topology
         return [pool for pool in fleet.pools.values()
-                if (location is None or within_slo(fleet.topology.latency_ms(location, pool.location.name), slo))
+                if (location is None or within_slo(net.latency_ms(location, pool.location.name), slo))
                 and exclusion(fleet, self.rules, model, pool, policies) is None]
 
     def full_in_reach(self, model: Model, location: str | None) -> list[str]:

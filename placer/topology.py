@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -31,13 +31,26 @@ class LinkInfo:
 class Topology:
     def __init__(self, local_latency_ms: dict[str, float], links: Iterable[LinkInfo]) -> None:
         self._local = dict(local_latency_ms)
+        self._links = tuple(links)
         # location -> neighbour -> (latency, egress) of the link between them, both ways; a later
         # link between the same two replaces an earlier one (as networkx's Graph did)
         self._adjacent: dict[str, dict[str, tuple[float, float]]] = {name: {} for name in self._local}
-        for link in links:
+        for link in self._links:
             self._adjacent.setdefault(link.a, {})[link.b] = (link.latency_ms, link.egress_usd_per_gb)
             self._adjacent.setdefault(link.b, {})[link.a] = (link.latency_ms, link.egress_usd_per_gb)
         self._from = lru_cache(maxsize=None)(self._single_source)
+
+    @property
+    def links(self) -> tuple[LinkInfo, ...]:
+        return self._links
+
+    def without(self, locations: Collection[str]) -> Topology:
+        """This topology with ``locations`` gone from the network, as a site that fails takes its
+        network with it: every link to or from them is dropped, so no path passes through them and a
+        pair connected only through them is unconnected. They stay locations, each reaching itself
+        alone (its ``localLatencyMs``)."""
+        gone = set(locations)
+        return Topology(self._local, [k for k in self._links if k.a not in gone and k.b not in gone])
 
     def _single_source(self, source: str) -> tuple[dict[str, float], dict[str, float]]:
         """Dijkstra on (latency, egress) in that order: the shortest path by latency and, among

@@ -69,10 +69,13 @@ def check(fleet: Fleet, scenario: Scenario) -> list[str]:
     for label, names in (("pool", scenario.fail_pools), ("location", scenario.fail_locations)):
         problems += [f"no {label} named {n!r}{_kind_of(n, label, kinds) or suggest(n, kinds[label]) or _listed(label, kinds[label])}"
                      for n in sorted(names) if n not in kinds[label]]
-    # a location with no pools: failing it changes nothing, which a scenario must not pass off as an answer
-    placed = {p.location.name for p in fleet.pools.values()}
-    problems += [f"location {n!r} has no pools, so nothing fails there" for n in sorted(scenario.fail_locations)
-                 if n in fleet.locations and n not in placed]
+    # a location with no pools, links, demand or data: failing it changes nothing, which a scenario must
+    # not pass off as an answer (one with no pools still carries the paths through it and its users)
+    there = {p.location.name for p in fleet.pools.values()} | {end for k in fleet.topology.links for end in (k.a, k.b)}
+    there |= {d.location for m in fleet.models.values() for d in m.spec.demand}
+    there |= {s.location for m in fleet.models.values() for s in m.spec.data}
+    problems += [f"location {n!r} has no pools, links, demand or data, so nothing fails there"
+                 for n in sorted(scenario.fail_locations) if n in fleet.locations and n not in there]
     listed = f"the fleet's providers: {', '.join(providers)}" if providers else "the fleet has no pools"
     problems += [f"no pool has provider {p!r} ({listed}){_kind_of(p, 'provider', kinds)}"
                  for p in sorted(scenario.fail_providers) if p not in providers]
@@ -116,10 +119,44 @@ def _fail(pool: Pool) -> Pool:
     return dataclasses.replace(pool, spec=pool.spec.model_copy(update={"nodes": nodes}))
 
 
+def _cut_off(model: Model, gone: Collection[str]) -> Model:
+    """``model`` without its demand from users at the locations ``gone``: cut off with their site."""
+    kept = [d for d in model.spec.demand if d.location not in gone]
+    if len(kept) == len(model.spec.demand):
+        return model
+    return dataclasses.replace(model, spec=model.spec.model_copy(update={"demand": kept}))
+
+
 def apply_scenario(fleet: Fleet, scenario: Scenario) -> Fleet:
+    """The fleet as the scenario has it: its failed pools without nodes, its demand scaled, and each
+    failed location's network gone with its pools (``Topology.without``: no path passes through it,
+    so latency and egress are those of the paths left) and its users' demand cut off with it
+    (``lost_with`` reports it apart): the normal plan path plans it like any fleet."""
+    gone = scenario.fail_locations
     pools = {n: (_fail(p) if scenario.failed(p) else p) for n, p in fleet.pools.items()}
-    models = {n: _scale(m, scenario.demand_scale) for n, m in fleet.models.items()}
-    return dataclasses.replace(fleet, pools=pools, models=models)
+    models = {n: _cut_off(_scale(m, scenario.demand_scale), gone) for n, m in fleet.models.items()}
+    topology = fleet.topology.without(gone) if gone else fleet.topology
+    return dataclasses.replace(fleet, pools=pools, models=models, topology=topology)
+
+
+def lost_with(fleet: Fleet, scenario: Scenario, retired: Collection[str] = ()) -> dict[str, dict[str, Any]]:
+    """What each failed location takes with it: its pools, its links (each by the two locations it
+    joins) and the demand of its users (model -> rate, at the scenario's demand scale; a ``retired``
+    model's is nobody's), which is cut off with the site, not left unmet by the fleet."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in sorted(scenario.fail_locations):
+        cut: dict[str, float] = {}
+        for model in fleet.models.values():
+            rate = math.fsum(d.rate for d in _scale(model, scenario.demand_scale).spec.demand if d.location == name)
+            if rate > 0 and model.name not in retired:
+                cut[model.name] = rate
+        out[name] = {
+            "pools": sorted(p.name for p in fleet.pools.values() if p.location.name == name),
+            "links": sorted([k.a, k.b] for k in fleet.topology.links if name in (k.a, k.b)),
+            "cutOff": dict(sorted(cut.items())),
+            "cutOffRate": math.fsum(cut.values()),
+        }
+    return out
 
 
 def saturated(fleet: Fleet, gpus_used: dict[str, int], full: Collection[str] = ()) -> list[str]:
@@ -151,6 +188,7 @@ def compare(fleet: Fleet, rules: Rules, scenario: Scenario, progress: Callable[[
     changed = apply_scenario(fleet, scenario)
     sides: dict[str, Any] = {}
     base_replicas: dict[tuple[str, str], int] | None = None
+    retired: Collection[str] = ()
     for label, f in (("base", fleet), ("scenario", changed)):
         if progress:
             progress(f"solving the {label} plan")
@@ -204,11 +242,13 @@ def compare(fleet: Fleet, rules: Rules, scenario: Scenario, progress: Callable[[
                     cost = again_cost
         placement = result.placement
         assert placement is not None  # a re-plan from a plan always has one
+        retired = placement.retired
         if label == "base":
             base_replicas = dict(placement.replicas)
         sides[label] = _side(f, rules, placement, cost, result.status, result.gap,
                              base_replicas if label == "scenario" else None, fleet, result.note)
-    return {"description": scenario.describe(), **sides}
+    lost = {"failedLocations": lost_with(fleet, scenario, retired)} if scenario.fail_locations else {}
+    return {"description": scenario.describe(), **sides, **lost}
 
 
 def _holding_all_first(holds: dict[str, set[str]]) -> list[str]:

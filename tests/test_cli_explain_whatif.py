@@ -450,12 +450,67 @@ def test_whatif_names_the_required_policies_that_hold_demand_back(tmp_path):
             "room (p))") in said
 
 
-def test_whatif_location_down_moves_demand_to_the_other(scenarios):
+def test_whatif_location_down_cuts_its_users_off_and_serves_the_rest(scenarios):
+    """a down takes p and its users' 400 units/s with it: they are cut off, not moved to q over a
+    link whose end is gone (as they were), nor counted unmet; b's 200 stay served on q."""
     report = whatif(scenarios, "--fail-location", "a")
     scen = report["scenario"]
     assert report["description"] == "location a down"
-    assert scen["unmet"] == {} and scen["served"] == pytest.approx(600)
-    assert scen["gpus"]["used"] == 6 and "p" not in scen["saturated"]  # a failed pool is not "saturated"
+    assert report["failedLocations"] == {"a": {"pools": ["p"], "links": [["a", "b"]], "cutOff": {"m": 400.0},
+                                               "cutOffRate": 400.0}}
+    assert scen["unmet"] == {} and scen["demand"] == pytest.approx(200) and scen["served"] == pytest.approx(200)
+    assert scen["gpus"]["used"] == 2 and "p" not in scen["saturated"]  # a failed pool is not "saturated"
+
+
+@pytest.fixture(scope="module")
+def line(tmp_path_factory) -> Path:
+    """a - b - c, 5 ms a link, and a direct link a - c of 30 ms; the one pool, p (8 GPUs), at c.
+    Users at a: m's 200 units/s within 20 ms (through b only), far's 200 within 40 ms (either
+    way); users at b: n's 100. The base serves all 500 on p, a's through b."""
+    return write(
+        tmp_path_factory.mktemp("line"),
+        location("a"), location("b"), location("c"), link("a", "b", 5), link("b", "c", 5), link("a", "c", 30),
+        pool("p", "c"),
+        inference("m", [{"location": "a", "rate": 200, "latencySloMs": 20}]),
+        inference("far", [{"location": "a", "rate": 200, "latencySloMs": 40}]),
+        inference("n", [{"location": "b", "rate": 100}]),
+    )
+
+
+def test_whatif_location_down_takes_the_paths_through_it_and_cuts_its_users_off(line):
+    """b has no pools, but a's shortest path to p runs through it and n's users are there: failing
+    b was refused ("has no pools, so nothing fails there"), and failing its pools alone left a's
+    demand served through it. Without b, m's 20 ms SLO has no route (a - c is 30 ms) and is unmet,
+    far's 40 ms takes the direct link, and n's users are cut off with b, apart from unmet."""
+    report = whatif(line, "--fail-location", "b")
+    base, scen = report["base"], report["scenario"]
+    assert base["unmet"] == {} and base["served"] == pytest.approx(500)
+    assert report["failedLocations"] == {"b": {"pools": [], "links": [["a", "b"], ["b", "c"]],
+                                               "cutOff": {"n": 100.0}, "cutOffRate": 100.0}}
+    assert scen["demand"] == pytest.approx(400)  # n's 100 left with b
+    assert scen["unmet"] == {"m": pytest.approx(200)} and scen["served"] == pytest.approx(200)
+    # p is up and may run m: the network is what failed it ("no pool in reach may run it: fit rules,
+    # required policies or SLO" would blame the model), and losing the route is a collapse
+    assert scen["unmetWhy"] == {"m": {"cut": pytest.approx(200)}}
+    r = placer("whatif", str(line), "--fail-location", "b")
+    assert r.returncode == 0, r.stderr
+    said = " ".join(r.stdout.split())
+    assert ("Location b down takes with it: no pool; links a <-> b, b <-> c (no path passes through b); 100 units/s "
+            "of demand from its users (n), cut off with it: counted apart from unmet demand.") in said, r.stdout
+    assert ("Verdict: partly collapses: 50.00% of demand served; 200 units/s unmet where a failed location cut every "
+            "route within the SLO to a pool that may run it.") in said, r.stdout
+    assert re.search(r"\bm\s+│\s+0\s+│\s+200\s+│\s+cut off by a failed location from every pool that may run it",
+                     r.stdout), r.stdout
+
+
+def test_whatif_location_down_leaves_a_pair_it_alone_joined_unconnected(line, tmp_path):
+    """Without a - c, b is all that joins a to p: failing it leaves a's demand, every SLO, unmet
+    (it was routed through b as if the site still carried traffic)."""
+    docs = list(yaml.safe_load_all((line / "fleet.yaml").read_text()))
+    fleet = write(tmp_path, *[d for d in docs if d["kind"] != "Settings" and d["metadata"]["name"] != "a-c"])
+    scen = whatif(fleet, "--fail-location", "b")["scenario"]
+    assert scen["unmet"] == {"far": pytest.approx(200), "m": pytest.approx(200)} and scen["served"] == 0
+    assert scen["unmetWhy"] == {"far": {"cut": pytest.approx(200)}, "m": {"cut": pytest.approx(200)}}
 
 
 def test_whatif_every_pool_down_serves_nothing(scenarios):
@@ -1781,8 +1836,12 @@ def test_whatif_refuses_a_location_with_no_pools_and_names_no_providers_of_a_poo
 
     f = fleet(location("a"), location("empty"), pool("p", "a"), inference("m", [{"location": "a", "rate": 100}]))
     assert check(f, Scenario(fail_locations=frozenset({"empty"}))) == [
-        "location 'empty' has no pools, so nothing fails there"]
+        "location 'empty' has no pools, links, demand or data, so nothing fails there"]
     assert check(f, Scenario(fail_locations=frozenset({"a"}))) == []
+    # one with no pools that carries paths or users fails them
+    hub = fleet(location("a"), location("b"), location("c"), link("a", "b", 5), link("b", "c", 5), pool("p", "c"),
+                inference("m", [{"location": "a", "rate": 100}]))
+    assert check(hub, Scenario(fail_locations=frozenset({"b"}))) == []
     bare = fleet(location("a"), inference("m", [{"location": "a", "rate": 100}]))
     assert check(bare, Scenario(fail_providers=frozenset({"static"}))) == [
         "no pool has provider 'static' (the fleet has no pools)"]

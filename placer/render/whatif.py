@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from placer.explain import COST, DOWN, NO_POOL, POLICY, names, reason_text
+from placer.explain import COST, CUT, DOWN, NO_POOL, POLICY, names, reason_text
 from placer.render.report import COST_TERMS, gap_text, rate_column, rate_format, signed
 from placer.render.tables import LABEL, NUMBER, TEXT, print_table
 
@@ -20,6 +20,8 @@ SATURATED_NAMES = 30  # saturated pools named; --json names them all
 def render(report: dict[str, Any], console: Console) -> None:
     base, scen = report["base"], report["scenario"]
     console.print(f"What if: {report['description']}", style="bold")
+    for name, lost in report.get("failedLocations", {}).items():
+        console.print(_lost_with(name, lost))
     if not scen.get("feasible"):
         if scen["status"] == "INFEASIBLE":
             console.print(f"The scenario has no feasible plan, a collapse: {scen['conflict']['message']}.",
@@ -91,6 +93,19 @@ def render(report: dict[str, Any], console: Console) -> None:
     console.print(f"Verdict: {verdict}.", style="bold red" if collapses else "bold yellow" if unmet else "bold green")
 
 
+def _lost_with(name: str, lost: dict[str, Any]) -> str:
+    """What failed location ``name`` takes with it (``whatif.lost_with``), in a line: its pools, its
+    links (no path passes through it) and its users' demand, cut off with it and not counted unmet."""
+    pools = f"pool{'s' if len(lost['pools']) > 1 else ''} {names(lost['pools'], 8)}" if lost["pools"] else "no pool"
+    links = (f"link{'s' if len(lost['links']) > 1 else ''} {names([f'{a} <-> {b}' for a, b in lost['links']], 8)} "
+             f"(no path passes through {name})") if lost["links"] else "no link"
+    cut = lost["cutOff"]
+    users = (f"{rate_format([lost['cutOffRate']]).format(lost['cutOffRate'])} units/s of demand from its users "
+             f"({names(list(cut), 5)}), cut off with it: counted apart from unmet demand") if cut else \
+        "no demand from users there"
+    return f"Location {name} down takes with it: {pools}; {links}; {users}."
+
+
 def _why(amounts: dict[str, float], holds: Mapping[str, Sequence[str]] | None = None,
          charged: Mapping[str, Sequence[str]] | None = None, gang: str | None = None, replicas: bool = False) -> str:
     """The reasons a model's demand is unmet, with how much for each where there are several
@@ -140,7 +155,8 @@ def collapses(scen: dict[str, Any]) -> bool | None:
 
 def _verdict(scen: dict[str, Any]) -> tuple[str, bool]:
     """The answer to "would it scale or collapse?", and whether it collapses: demand unmet (or
-    training replicas unplaced) where no pool in reach has room. Demand no pool in reach may run
+    training replicas unplaced) where no pool in reach has room, every one is down, or a failed
+    location cut the routes to them. Demand no pool in reach may run
     at all is not served at any scale, demand beyond a model's
     maxReplicas is the model's own limit, demand that required policies hold back where pools have
     room is theirs, and the rest of what pools in reach have room for is left for its cost (serving
@@ -152,6 +168,9 @@ def _verdict(scen: dict[str, Any]) -> tuple[str, bool]:
         parts.append(f"{_amount(by['noRoom'])} unmet where no pool in reach has room")
     if _amount(by.get(DOWN, {})):  # no room either, but growing the pools that are up would not serve it
         parts.append(f"{_amount(by[DOWN])} unmet where every pool in reach that may run it is down")
+    if _amount(by.get(CUT, {})):  # pools may run it, but the failed location took every route to them
+        parts.append(f"{_amount(by[CUT])} unmet where a failed location cut every route within the SLO to a pool "
+                     "that may run it")
     if _amount(by.get(NO_POOL, {})):  # no room would serve it: it is unmet at any scale, not a collapse
         rules = "fit rules, required policies, SLO or a gang bigger than any pool" if scen.get("unmetGangs") else \
             "fit rules, required policies or SLO"
@@ -196,7 +215,7 @@ def _verdict(scen: dict[str, Any]) -> tuple[str, bool]:
         parts.append(f"{_amount(by['cost'])} left unserved though pools in reach have room: {because}")
     if not parts:
         return "scales: all demand is served", False
-    collapses = bool(_amount(by.get("noRoom", {}))) or bool(_amount(by.get(DOWN, {})))
+    collapses = any(_amount(by.get(reason, {})) for reason in ("noRoom", DOWN, CUT))
     # training and batch replicas count as the rate does: a fleet of training jobs, every pool down,
     # "partly collapses: 100.00% of demand served" (no rate was asked for, and nothing ran)
     wanted = scen.get("replicasWanted", 0)
