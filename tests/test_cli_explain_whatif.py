@@ -503,6 +503,23 @@ def test_whatif_location_down_takes_the_paths_through_it_and_cuts_its_users_off(
                      r.stdout), r.stdout
 
 
+@pytest.mark.parametrize("optimizer", ["exact", "scalable"])
+def test_whatif_location_down_prices_egress_over_the_path_left(tmp_path, optimizer):
+    """far's 100 GB/h of data at a went to p at c through b, 0.01 + 0.01 USD/GB (2 USD/h); with b
+    down, over the direct a - c at 0.5 USD/GB (50 USD/h): it stayed 2, priced through the site gone
+    (q, an L4 pool far cannot use, is only there for the old code to let b fail)."""
+    fleet = write(tmp_path, location("a"), location("b"), location("c"), link("a", "b", 5, 0.01),
+                  link("b", "c", 5, 0.01), link("a", "c", 30, 0.5), pool("p", "c"), pool("q", "b", gpu="L4-24GB"),
+                  inference("far", [{"location": "a", "rate": 200, "latencySloMs": 40}],
+                            data=[{"location": "a", "gbPerHour": 100}]))
+    r = placer("whatif", str(fleet), "--fail-location", "b", "--json", optimizer=optimizer)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["base"]["cost"]["egressUsdPerHour"] == pytest.approx(2.0)
+    assert report["scenario"]["cost"]["egressUsdPerHour"] == pytest.approx(50.0)
+    assert report["scenario"]["unmet"] == {}
+
+
 def test_whatif_location_down_leaves_a_pair_it_alone_joined_unconnected(line, tmp_path):
     """Without a - c, b is all that joins a to p: failing it leaves a's demand, every SLO, unmet
     (it was routed through b as if the site still carried traffic)."""
