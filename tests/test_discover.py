@@ -2377,7 +2377,7 @@ def test_a_self_managed_node_group_found_by_aws_and_kubernetes_discovery_is_one_
     the node group on both sides, the group's tags and the nodes' labels alpha.eksctl.io/nodegroup-name and
     alpha.eksctl.io/cluster-name: both discoveries write it as placer.dev/node-groups, the second merge keeps
     the fleet's pool, whichever came first, and validate refuses the two printed side by side."""
-    region = "ca-central-1"  # no other test's: moto's data is shared between test files
+    region = "eu-south-2"  # no other test's: moto's data is shared between test files
     asg = "eksctl-prod-nodegroup-l4-self-NodeGroup-1A2B3C"  # as eksctl's CloudFormation names it
     _asg(moto, region, asg, "g6.xlarge")
     boto3.Session(region_name=region).client("autoscaling", endpoint_url=moto).create_or_update_tags(Tags=[
