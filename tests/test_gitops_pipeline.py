@@ -279,14 +279,16 @@ def test_merge_applies_the_reviewed_plan_while_it_is_current(flow: Flow, tmp_pat
     # out of date: the fleet changed after the review (a comment edited in is no change: same digest)
     models.write_text(models.read_text() + "\n# reviewed\n")
     pools = fleet / "pools.yaml"
-    pools.write_text(pools.read_text().replace("usdPerGpuHour: 0.95", "usdPerGpuHour: 0.96"))
+    # and a selector validate warns of: the warning comes first on apply's stderr, the refusal after it
+    by_group = ("placer.dev/pool: aws-euc1-l4", "eks.amazonaws.com/nodegroup: g6-12xlarge")
+    pools.write_text(pools.read_text().replace("usdPerGpuHour: 0.95", "usdPerGpuHour: 0.96").replace(*by_group))
     head = git(env, deploy, "rev-parse", "HEAD")
     dry = tmp_path / "dry"
     shutil.copytree(deploy, dry)
     r = run(env, PIPELINE, "merge", fleet, dry, edited)
     assert "the reviewed plan is out of date, planning afresh" in r.stderr and "another version of" in r.stderr
     assert git(env, dry, "log", "-1", "--format=%s").startswith("placer: apply plan sha256:")
-    pools.write_text(pools.read_text().replace("usdPerGpuHour: 0.96", "usdPerGpuHour: 0.95"))
+    pools.write_text(pools.read_text().replace("usdPerGpuHour: 0.96", "usdPerGpuHour: 0.95").replace(*by_group[::-1]))
 
     # current: applied as reviewed
     r = run(env, PIPELINE, "merge", fleet, deploy, edited)

@@ -193,7 +193,8 @@ merge() {
             how="reviewed plan"
             echo "pipeline.sh: applied the reviewed plan $reviewed"
         elif grep -q -e "was made from another version of" -e "stale plan" "$work/reviewed.txt"; then
-            echo "pipeline.sh: the reviewed plan is out of date, planning afresh: $(head -n 1 "$work/reviewed.txt")" >&2
+            # the refusal's own line: warnings about the fleet may come before it
+            echo "pipeline.sh: the reviewed plan is out of date, planning afresh: $(grep -m 1 -e "was made from another version of" -e "stale plan" "$work/reviewed.txt")" >&2
         else
             cat "$work/reviewed.txt" >&2
             die "placer apply of the reviewed plan failed (exit $rc)"
