@@ -269,14 +269,12 @@ def identities(document: dict[str, Any]) -> set[tuple[Any, ...]]:
     return found
 
 
-def _eks(document: Any) -> tuple[Any, Any, str] | None:
-    """(region, cluster, node group) of an aws Pool over an EKS node group, else None."""
-    spec = as_mapping(as_mapping(document).get("spec"))
-    aws = as_mapping(as_mapping(spec.get("target")).get("aws"))
-    eks = as_mapping(aws.get("eks"))
-    if spec.get("provider") != "aws" or not eks.get("nodegroup"):
+def _eks(document: Any) -> tuple[Any, ...] | None:
+    """``("eks", region, cluster, nodegroup)`` of an aws Pool over an EKS node group (its target, as
+    ``node_groups`` reads it; a Kubernetes Pool's annotated groups are not its target), else None."""
+    if as_mapping(as_mapping(document).get("spec")).get("provider") != "aws":
         return None
-    return aws.get("region"), eks.get("cluster"), str(eks["nodegroup"])
+    return next((g for g in node_groups(document) if g[0] == "eks"), None)
 
 
 def _as_the_fleet_names_its_node_group(document: dict[str, Any], raws: Iterable[RawDocument]) -> dict[str, Any]:
@@ -288,10 +286,10 @@ def _as_the_fleet_names_its_node_group(document: dict[str, Any], raws: Iterable[
     if found is None:
         return document
     theirs = [g for raw in raws if raw.data.get("kind") == "Pool" and (g := _eks(raw.data)) is not None
-              and g[:2] == found[:2]]
-    if any(g[2] == found[2] for g in theirs):
+              and g[1:3] == found[1:3]]
+    if any(g[3] == found[3] for g in theirs):
         return document
-    name = next((g[2] for g in theirs if same_nodegroup(g[2], found[2])), None)
+    name = next((g[3] for g in theirs if same_nodegroup(g[3], found[3])), None)
     if name is None:
         return document
     renamed = copy.deepcopy(document)
