@@ -208,8 +208,8 @@ def scenarios(tmp_path_factory) -> Path:
     )
 
 
-def whatif(fleet: Path, *args: str) -> dict:
-    r = placer("whatif", str(fleet), *args, "--json")
+def whatif(fleet: Path, *args: str, optimizer: str = "") -> dict:
+    r = placer("whatif", str(fleet), *args, "--json", optimizer=optimizer)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)
 
@@ -477,12 +477,14 @@ def line(tmp_path_factory) -> Path:
     )
 
 
-def test_whatif_location_down_takes_the_paths_through_it_and_cuts_its_users_off(line):
+@pytest.mark.parametrize("optimizer", ["exact", "scalable"])
+def test_whatif_location_down_takes_the_paths_through_it_and_cuts_its_users_off(line, optimizer):
     """b has no pools, but a's shortest path to p runs through it and n's users are there: failing
     b was refused ("has no pools, so nothing fails there"), and failing its pools alone left a's
     demand served through it. Without b, m's 20 ms SLO has no route (a - c is 30 ms) and is unmet,
-    far's 40 ms takes the direct link, and n's users are cut off with b, apart from unmet."""
-    report = whatif(line, "--fail-location", "b")
+    far's 40 ms takes the direct link, and n's users are cut off with b, apart from unmet. The same
+    on the scalable route (bench M and up), whose plans UnmetReasons reads as the exact route's."""
+    report = whatif(line, "--fail-location", "b", optimizer=optimizer)
     base, scen = report["base"], report["scenario"]
     assert base["unmet"] == {} and base["served"] == pytest.approx(500)
     assert report["failedLocations"] == {"b": {"pools": [], "links": [["a", "b"], ["b", "c"]],
@@ -492,7 +494,7 @@ def test_whatif_location_down_takes_the_paths_through_it_and_cuts_its_users_off(
     # p is up and may run m: the network is what failed it ("no pool in reach may run it: fit rules,
     # required policies or SLO" would blame the model), and losing the route is a collapse
     assert scen["unmetWhy"] == {"m": {"cut": pytest.approx(200)}}
-    r = placer("whatif", str(line), "--fail-location", "b")
+    r = placer("whatif", str(line), "--fail-location", "b", optimizer=optimizer)
     assert r.returncode == 0, r.stderr
     said = " ".join(r.stdout.split())
     assert ("Location b down takes with it: no pool; links a <-> b, b <-> c (no path passes through b); 100 units/s "
