@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -26,7 +26,6 @@ from placer.optimizer import SolveResult, optimize
 from placer.placement import Placement, Route
 from placer.policy import Rules, Violation
 from placer.render.report import signed
-from placer.topology import Topology
 
 
 @dataclass
@@ -290,21 +289,28 @@ def _late(fleet: Fleet, model: str, pool: str) -> str | None:
 NO_ROOM, NO_POOL, MAX_REPLICAS, COST, POLICY = "noRoom", "noPool", "maxReplicas", "cost", "policy"
 DOWN = "down"  # a what-if's: every pool in reach that may run the model is one the scenario fails
 CUT = "cut"  # a what-if's: a failed location took every route within the SLO to a pool that may run it
+DATA_CUT = "dataCut"  # a what-if's: the model's data is at a failed location, which no pool up can read from
 UNMET_REASONS = {NO_ROOM: "no room in reach", DOWN: "every pool in reach that may run it is down",
-                 CUT: "cut off by a failed location from every pool that may run it", MAX_REPLICAS: "at its maxReplicas", COST: "cost: pools in reach have room",
+                 CUT: "cut off by a failed location from every pool that may run it",
+                 DATA_CUT: "its data is at a failed location: no pool that may run it can read it", MAX_REPLICAS: "at its maxReplicas", COST: "cost: pools in reach have room",
                  NO_POOL: "no pool in reach may run it: fit rules, required policies or SLO",
                  POLICY: "required policies forbid more replicas where there is room"}
 
 
 def reason_text(reason: str, holds: Mapping[str, Sequence[str]] | Sequence[str] = (), gang: str | None = None,
-                replicas: bool = False) -> str:
+                replicas: bool = False, data_at: Sequence[str] = ()) -> str:
     """A reason of ``UnmetReasons.why`` in words, naming the policies that hold the demand back and
     (``holds`` a mapping) the pools each holds: those that hold every pool in reach with room
     first, for relaxing only some of the policies serves nothing more where another holds the pool.
     For COST, ``holds`` are the preferred policies whose penalty makes serving it cost more. For
     NO_POOL, ``gang`` (``UnmetReasons.gang``) is the size of a gang no pool in reach holds whole.
     ``replicas``: what is unmet is a training or batch model's replicas, which Settings'
-    unmetUsdPerReplica charges (an inference model's rate: unmetUsdPerRate)."""
+    unmetUsdPerReplica charges (an inference model's rate: unmetUsdPerRate). For DATA_CUT, ``data_at``:
+    the failed locations the model's data is at."""
+    if reason == DATA_CUT and data_at:
+        one = len(data_at) == 1
+        return (f"its data is at failed location{'' if one else 's'} {names(list(data_at), 3)}: no pool that may "
+                "run it can read it")
     if reason == NO_POOL and gang is not None:
         return f"no pool in reach may run it: none holds its gang of {gang}"
     if reason == COST and isinstance(holds, Mapping) and holds:
@@ -344,12 +350,15 @@ class UnmetReasons:
     """Why demand is left unmet in one plan, model by model (``why``)."""
 
     def __init__(self, fleet: Fleet, rules: Rules, placement: Placement,
-                 broken: Sequence[Violation] | None = None, declared: Fleet | None = None) -> None:
+                 broken: Sequence[Violation] | None = None, declared: Fleet | None = None,
+                 gone: Collection[str] = ()) -> None:
         """``broken``: the placement's violations, where the caller priced it already. ``declared``:
         the fleet as its files declare it, where ``fleet`` is a scenario's with pools failed: a
-        failed pool still holds, once back, the gang it could hold (losing it is a collapse)."""
+        failed pool still holds, once back, the gang it could hold (losing it is a collapse).
+        ``gone``: the locations the scenario fails, with their network (``whatif.apply_scenario``)."""
         self.fleet, self.rules, self.placement = fleet, rules, placement
         self.declared = fleet if declared is None else declared
+        self.gone = frozenset(gone)
         self.used = {p: placement.gpus_used(fleet, p) for p in fleet.pools}
         self._held: dict[tuple[str, str], tuple[str, ...]] = {}
         self._nodes: dict[tuple[str, str], int | None] = {}  # the pool's nodes held_by settled on
@@ -380,7 +389,9 @@ class UnmetReasons:
         pool in reach that may run it (and holds a gang of it whole) is one a what-if's scenario
         fails, where the fleet as declared gives it GPUs (a collapse, as NO_ROOM); CUT, no pool is
         within the SLO on the scenario's network, but one that may run it is on the declared one: a
-        failed location took every such route (a collapse, as DOWN); else COST, serving the demand there would cost more than the fleet charges for
+        failed location took every such route (a collapse, as DOWN); DATA_CUT, the model's data is at
+        a failed location (``gone``), which no pool reaches, and the fleet as declared has a pool
+        within the SLO that may run it: the failure is why it is unmet (a collapse, as CUT); else COST, serving the demand there would cost more than the fleet charges for
         leaving it unmet, with the preferred policies (each with the pool) whose penalty is what
         makes it so on the cheapest such pool, if any. A gang's replicas go onto one pool together
         (``unit``): the room and the policies are checked for all of them."""
@@ -389,6 +400,11 @@ class UnmetReasons:
             return MAX_REPLICAS, {}
         slo = _slo(model, location)
         policies = required_of(fleet, model)
+        if self.data_at(model) and any(self._holds_whole(model, pool)
+                                       for pool in self._may_run(model, location, slo, policies, self.declared)):
+            # no pool up reads data at a failed location (its own are down, and no link leaves it): "no
+            # pool in reach may run it: fit rules, required policies or SLO" blamed the model
+            return DATA_CUT, {}
         held: dict[str, list[str]] = {}  # policy -> the pools with room it holds back
         tried = 0
         unit = self.unit(model)
@@ -414,8 +430,8 @@ class UnmetReasons:
             return POLICY, {name: tuple(held[name]) for name in order}
         whole = [pool for pool in self._may_run(model, location, slo, policies) if self._holds_whole(model, pool)]
         if not whole:
-            declared = self.declared.topology
-            if location is not None and declared is not fleet.topology and any(
+            declared = self.declared
+            if location is not None and declared.topology is not fleet.topology and any(
                     self._holds_whole(model, pool) for pool in self._may_run(model, location, slo, policies, declared)):
                 return CUT, {}  # "no pool in reach may run it: fit rules, required policies or SLO" blamed the model
             return NO_POOL, {}
@@ -444,14 +460,18 @@ class UnmetReasons:
         # what the replica adds to the penalties in all: one that falls with it counts against those that grow
         return grows if gain < 0 <= gain + sum(penalties.values()) else ()
 
+    def data_at(self, model: Model) -> list[str]:
+        """The failed locations (``gone``) ``model``'s data is at, in its order: no pool up can read it."""
+        return list(dict.fromkeys(d.location for d in model.spec.data if d.location in self.gone))
+
     def _may_run(self, model: Model, location: str | None, slo: float | None,
-                 policies: Sequence[Policy], topology: Topology | None = None) -> list[Pool]:
+                 policies: Sequence[Policy], fleet: Fleet | None = None) -> list[Pool]:
         """The pools within the SLO of demand at ``location``, full or not, that may run ``model``
-        (``topology``: the network the SLO is reached over, the fleet's unless given)."""
-        fleet = self.fleet
-        net = fleet.topology if topology is None else topology
+        (``fleet``: the fleet whose network and fit rules say so, this plan's unless given: the
+        declared one's, to tell what a what-if's failures took away)."""
+        fleet = self.fleet if fleet is None else fleet
         return [pool for pool in fleet.pools.values()
-                if (location is None or within_slo(net.latency_ms(location, pool.location.name), slo))
+                if (location is None or within_slo(fleet.topology.latency_ms(location, pool.location.name), slo))
                 and exclusion(fleet, self.rules, model, pool, policies) is None]
 
     def full_in_reach(self, model: Model, location: str | None) -> list[str]:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from placer.cost import CostBreakdown, churn_usd, price
-from placer.explain import NO_POOL, NO_ROOM, POLICY, UnmetReasons
+from placer.explain import DATA_CUT, NO_POOL, NO_ROOM, POLICY, UnmetReasons
 from placer.explain import names as listing
 from placer.fleet import Fleet, Model, Pool
 from placer.optimizer import explain_infeasible, optimize
@@ -139,10 +139,14 @@ def apply_scenario(fleet: Fleet, scenario: Scenario) -> Fleet:
     return dataclasses.replace(fleet, pools=pools, models=models, topology=topology)
 
 
-def lost_with(fleet: Fleet, scenario: Scenario, retired: Collection[str] = ()) -> dict[str, dict[str, Any]]:
+def lost_with(fleet: Fleet, scenario: Scenario, retired: Collection[str] = (),
+              unmet: Mapping[str, Mapping[str, float]] | None = None) -> dict[str, dict[str, Any]]:
     """What each failed location takes with it: its pools, its links (each by the two locations it
-    joins) and the demand of its users (model -> rate, at the scenario's demand scale; a ``retired``
-    model's is nobody's), which is cut off with the site, not left unmet by the fleet."""
+    joins), the demand of its users (model -> rate, at the scenario's demand scale; a ``retired``
+    model's is nobody's), which is cut off with the site, not left unmet by the fleet, and the models
+    whose data is there that the scenario leaves unmet for it (``dataCut``: model -> what is unmet
+    for DATA_CUT, of ``unmet``, the scenario's ``unmetWhy``; its rate, or its training or batch
+    replicas): their users elsewhere are still there, so that demand is unmet, not cut off."""
     out: dict[str, dict[str, Any]] = {}
     for name in sorted(scenario.fail_locations):
         cut: dict[str, float] = {}
@@ -155,6 +159,8 @@ def lost_with(fleet: Fleet, scenario: Scenario, retired: Collection[str] = ()) -
             "links": sorted([k.a, k.b] for k in fleet.topology.links if name in (k.a, k.b)),
             "cutOff": dict(sorted(cut.items())),
             "cutOffRate": math.fsum(cut.values()),
+            "dataCut": {m: why[DATA_CUT] for m, why in sorted((unmet or {}).items())
+                        if DATA_CUT in why and any(d.location == name for d in fleet.models[m].spec.data)},
         }
     return out
 
@@ -246,8 +252,10 @@ def compare(fleet: Fleet, rules: Rules, scenario: Scenario, progress: Callable[[
         if label == "base":
             base_replicas = dict(placement.replicas)
         sides[label] = _side(f, rules, placement, cost, result.status, result.gap,
-                             base_replicas if label == "scenario" else None, fleet, result.note)
-    lost = {"failedLocations": lost_with(fleet, scenario, retired)} if scenario.fail_locations else {}
+                             base_replicas if label == "scenario" else None, fleet, result.note,
+                             scenario.fail_locations if label == "scenario" else ())
+    unmet = sides.get("scenario", {}).get("unmetWhy")
+    lost = {"failedLocations": lost_with(fleet, scenario, retired, unmet)} if scenario.fail_locations else {}
     return {"description": scenario.describe(), **sides, **lost}
 
 
@@ -258,11 +266,13 @@ def _holding_all_first(holds: dict[str, set[str]]) -> list[str]:
 
 
 def _side(f: Fleet, rules: Rules, placement: Placement, cost: CostBreakdown, status: str,
-          gap: float, base: dict[tuple[str, str], int] | None, declared: Fleet, note: str = "") -> dict[str, Any]:
+          gap: float, base: dict[tuple[str, str], int] | None, declared: Fleet, note: str = "",
+          gone: Collection[str] = ()) -> dict[str, Any]:
     """One side's report (``cost``: its placement priced): cost by term, demand and served, what is unmet and why, the preferred
     policies broken, the pools saturated, and (for the scenario) the moves from the ``base`` plan. ``declared``:
-    the fleet before the scenario, whose failed pools still hold, once back, the gangs they could hold."""
-    reasons = UnmetReasons(f, rules, placement, cost.violations, declared)
+    the fleet before the scenario, whose failed pools still hold, once back, the gangs they could hold;
+    ``gone``: the locations the scenario fails (a model whose data is at one is unmet for DATA_CUT)."""
+    reasons = UnmetReasons(f, rules, placement, cost.violations, declared, gone)
     used = reasons.used
     unmet: dict[str, float] = {}
     why: dict[str, dict[str, float]] = {}  # model -> reason -> how much of its unmet

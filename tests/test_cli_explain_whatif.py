@@ -457,7 +457,7 @@ def test_whatif_location_down_cuts_its_users_off_and_serves_the_rest(scenarios):
     scen = report["scenario"]
     assert report["description"] == "location a down"
     assert report["failedLocations"] == {"a": {"pools": ["p"], "links": [["a", "b"]], "cutOff": {"m": 400.0},
-                                               "cutOffRate": 400.0}}
+                                               "cutOffRate": 400.0, "dataCut": {}}}
     assert scen["unmet"] == {} and scen["demand"] == pytest.approx(200) and scen["served"] == pytest.approx(200)
     assert scen["gpus"]["used"] == 2 and "p" not in scen["saturated"]  # a failed pool is not "saturated"
 
@@ -488,7 +488,7 @@ def test_whatif_location_down_takes_the_paths_through_it_and_cuts_its_users_off(
     base, scen = report["base"], report["scenario"]
     assert base["unmet"] == {} and base["served"] == pytest.approx(500)
     assert report["failedLocations"] == {"b": {"pools": [], "links": [["a", "b"], ["b", "c"]],
-                                               "cutOff": {"n": 100.0}, "cutOffRate": 100.0}}
+                                               "cutOff": {"n": 100.0}, "cutOffRate": 100.0, "dataCut": {}}}
     assert scen["demand"] == pytest.approx(400)  # n's 100 left with b
     assert scen["unmet"] == {"m": pytest.approx(200)} and scen["served"] == pytest.approx(200)
     # p is up and may run m: the network is what failed it ("no pool in reach may run it: fit rules,
@@ -530,6 +530,70 @@ def test_whatif_location_down_leaves_a_pair_it_alone_joined_unconnected(line, tm
     scen = whatif(fleet, "--fail-location", "b")["scenario"]
     assert scen["unmet"] == {"far": pytest.approx(200), "m": pytest.approx(200)} and scen["served"] == 0
     assert scen["unmetWhy"] == {"far": {"cut": pytest.approx(200)}, "m": {"cut": pytest.approx(200)}}
+
+
+def test_whatif_location_down_cuts_off_data_it_alone_joined_to_the_pools(tmp_path):
+    """m's data is at c, which b alone joins to a, where p and m's users are: with b down the data
+    cannot reach p, which the failure, not the model, is to blame for ("no pool in reach may run
+    it: fit rules, required policies or SLO", it said). Its data is not at b: b lists no dataCut."""
+    fleet = write(tmp_path, location("a"), location("b"), location("c"), link("a", "b", 5), link("b", "c", 5),
+                  pool("p", "a"), inference("m", [{"location": "a", "rate": 200}],
+                                             data=[{"location": "c", "gbPerHour": 10}]))
+    report = whatif(fleet, "--fail-location", "b")
+    assert report["base"]["unmet"] == {}
+    assert report["scenario"]["unmetWhy"] == {"m": {"cut": pytest.approx(200)}}
+    assert report["failedLocations"]["b"]["dataCut"] == {}
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory) -> Path:
+    """a - b - c, 5 ms a link, and a - c of 30 ms. p: 16 A100 GPUs at a; r: 8 L4 GPUs at b. The data
+    of m (200 units/s at a), small (100 at a, L4 only), t (a training job of 8 A100 GPUs) and never (50
+    at a, H100 only: no pool may run it) is at b, a data lake; d's (100 at a) at c, which a reaches
+    over a - c without b. The base serves m, d on p, small on r, places t on p; never is unmet."""
+    return write(
+        tmp_path_factory.mktemp("lake"),
+        location("a"), location("b"), location("c"), link("a", "b", 5), link("b", "c", 5), link("a", "c", 30),
+        pool("p", "a", count=2), pool("r", "b", gpu="L4-24GB"),
+        inference("m", [{"location": "a", "rate": 200}], data=[{"location": "b", "gbPerHour": 10}]),
+        inference("small", [{"location": "a", "rate": 100}], throughput={"L4-24GB": 100},
+                  data=[{"location": "b", "gbPerHour": 10}]),
+        training("t", 1, data=[{"location": "b", "gbPerHour": 10}]),
+        inference("never", [{"location": "a", "rate": 50}], throughput={"H100-80GB": 100},
+                  data=[{"location": "b", "gbPerHour": 10}]),
+        inference("d", [{"location": "a", "rate": 100}], data=[{"location": "c", "gbPerHour": 10}]),
+    )
+
+
+@pytest.mark.parametrize("optimizer", ["exact", "scalable"])
+def test_whatif_location_down_names_the_models_whose_data_went_with_it(lake, optimizer):
+    """b down takes the data of m, small and t with it: no pool up can read it (a pool that data
+    cannot reach is out, SPEC 2, and none leaves b), so they are unmet because b failed. They read
+    "no pool in reach may run it: fit rules, required policies or SLO" (small: "cut off ... from
+    every pool", for r at b), blamed the model, and the verdict said "no collapse". never, which no
+    pool could run with b up, stays noPool and is not put down to b; d, whose data at c reaches p
+    over a - c, is served."""
+    report = whatif(lake, "--fail-location", "b", optimizer=optimizer)
+    base, scen = report["base"], report["scenario"]
+    assert base["unmet"] == {"never": pytest.approx(50)}
+    assert scen["unmetWhy"] == {"m": {"dataCut": pytest.approx(200)}, "small": {"dataCut": pytest.approx(100)},
+                                "t": {"dataCut": 1}, "never": {"noPool": pytest.approx(50)}}
+    assert report["failedLocations"]["b"]["dataCut"] == {"m": pytest.approx(200), "small": pytest.approx(100), "t": 1}
+    assert report["failedLocations"]["b"]["cutOff"] == {}  # no users at b: m's are at a, still there
+    assert scen["served"] == pytest.approx(100) and "d" not in scen["unmet"]
+    r = placer("whatif", str(lake), "--fail-location", "b", optimizer=optimizer)
+    assert r.returncode == 0, r.stderr
+    said = " ".join(r.stdout.split())
+    assert ("Location b down takes with it: pool r; links a <-> b, b <-> c (no path passes through b); no demand "
+            "from users there; the data of m, small, t: 300 units/s and 1 training/batch replica(s) unmet, for no "
+            "pool that may run them can read it.") in said, r.stdout
+    for model, amount in (("m", "200"), ("small", "100"), ("t", "1")):
+        assert re.search(rf"\b{model}\s+│\s+0\s+│\s+{amount}\s+│\s+its data is at failed location b: no pool that may "
+                         r"run it can read it", r.stdout), r.stdout
+    assert re.search(r"\bnever\s+│\s+50\s+│\s+50\s+│\s+no pool in reach may run it", r.stdout), r.stdout
+    assert ("Verdict: partly collapses: 22.22% of demand served and 0 of 1 training/batch replica(s) placed; 300 "
+            "units/s and 1 training/batch replica(s) unmet where the model's data is at a failed location, which no "
+            "pool that may run it can read; 50 units/s that no pool in reach may run") in said, r.stdout
 
 
 def test_whatif_every_pool_down_serves_nothing(scenarios):

@@ -333,7 +333,8 @@ def whatif_metrics(report: Mapping[str, Any], collapse: bool | None, demand_scal
     feasible = [(side, entry) for side, entry in sides if entry.get("feasible")]
     out = _Families(fixed)
     out.gauge("placer_whatif_collapse", "1 when the scenario collapses (demand unmet where no pool in reach has "
-              "room, or no feasible plan), 0 when it does not; NaN when not known: its solve found no plan in time, "
+              "room, every pool in reach that may run it is down, a failed location cut every route to one or holds "
+              "the model's data, or no feasible plan), 0 when it does not; NaN when not known: its solve found no plan in time, "
               "or the base has no plan to compare it with (placer_whatif_feasible{side=\"base\"} 0).",
               math.nan if collapse is None else float(collapse))
     out.gauge("placer_whatif_demand_scale", "The scenario's --demand-scale.", demand_scale)

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from placer.explain import COST, CUT, DOWN, NO_POOL, POLICY, names, reason_text
+from placer.explain import COST, CUT, DATA_CUT, DOWN, NO_POOL, POLICY, names, reason_text
 from placer.render.report import COST_TERMS, gap_text, rate_column, rate_format, signed
 from placer.render.tables import LABEL, NUMBER, TEXT, print_table
 
@@ -20,8 +20,9 @@ SATURATED_NAMES = 30  # saturated pools named; --json names them all
 def render(report: dict[str, Any], console: Console) -> None:
     base, scen = report["base"], report["scenario"]
     console.print(f"What if: {report['description']}", style="bold")
-    for name, lost in report.get("failedLocations", {}).items():
-        console.print(_lost_with(name, lost))
+    failed = report.get("failedLocations", {})
+    for name, lost in failed.items():
+        console.print(_lost_with(name, lost, scen.get("unplaced", {})))
     if not scen.get("feasible"):
         if scen["status"] == "INFEASIBLE":
             console.print(f"The scenario has no feasible plan, a collapse: {scen['conflict']['message']}.",
@@ -69,12 +70,17 @@ def render(report: dict[str, Any], console: Console) -> None:
         held = scen.get("unmetPolicyPools", {})
         charged = scen.get("unmetPenalties", {})
         gangs = scen.get("unmetGangs", {})
+        data_at: dict[str, list[str]] = {}  # model -> the failed locations its data is at (DATA_CUT)
+        for name, lost in failed.items():
+            for model in lost.get("dataCut", {}):
+                data_at.setdefault(model, []).append(name)
         ranked = sorted(unmet.items(), key=lambda kv: (-kv[1], kv[0]))[:UNMET_ROWS]
         unmet_rates = rate_column([base["unmet"].get(m, 0) for m, _ in ranked] + [amount for _, amount in ranked])
         print_table(console, t, [("model", LABEL), ("base", NUMBER), ("scenario", NUMBER), ("why", TEXT)],
                     [[model, unmet_rates[i], unmet_rates[len(ranked) + i],
                       _why(why.get(model, {}), held.get(model, {}), charged.get(model, {}), gangs.get(model),
-                           model in scen.get("unplaced", {}))] for i, (model, _) in enumerate(ranked)])
+                           model in scen.get("unplaced", {}), data_at.get(model, ()))]
+                     for i, (model, _) in enumerate(ranked)])
         if len(unmet) > UNMET_ROWS:
             rest = [m for m, _ in sorted(unmet.items(), key=lambda kv: (-kv[1], kv[0]))[UNMET_ROWS:]]
             replicas = sum(scen.get("unplaced", {}).get(m, 0) for m in rest)  # training/batch: replicas, not rate
@@ -93,9 +99,11 @@ def render(report: dict[str, Any], console: Console) -> None:
     console.print(f"Verdict: {verdict}.", style="bold red" if collapses else "bold yellow" if unmet else "bold green")
 
 
-def _lost_with(name: str, lost: dict[str, Any]) -> str:
+def _lost_with(name: str, lost: dict[str, Any], unplaced: Mapping[str, int]) -> str:
     """What failed location ``name`` takes with it (``whatif.lost_with``), in a line: its pools, its
-    links (no path passes through it) and its users' demand, cut off with it and not counted unmet."""
+    links (no path passes through it), its users' demand, cut off with it and not counted unmet, and
+    the models whose data is there, unmet for it (``unplaced``: the scenario's training and batch
+    models short of replicas, whose amounts are replicas, not rates)."""
     pools = f"pool{'s' if len(lost['pools']) > 1 else ''} {names(lost['pools'], 8)}" if lost["pools"] else "no pool"
     links = (f"link{'s' if len(lost['links']) > 1 else ''} {names([f'{a} <-> {b}' for a, b in lost['links']], 8)} "
              f"(no path passes through {name})") if lost["links"] else "no link"
@@ -103,18 +111,25 @@ def _lost_with(name: str, lost: dict[str, Any]) -> str:
     users = (f"{rate_format([lost['cutOffRate']]).format(lost['cutOffRate'])} units/s of demand from its users "
              f"({names(list(cut), 5)}), cut off with it: counted apart from unmet demand") if cut else \
         "no demand from users there"
+    data = lost.get("dataCut", {})
+    if data:
+        replicas = sum(int(v) for m, v in data.items() if m in unplaced)
+        short = _amount({"rate": sum(v for m, v in data.items() if m not in unplaced), "replicas": replicas})
+        users += f"; the data of {names(list(data), 5)}: {short} unmet, for no pool that may run them can read it"
     return f"Location {name} down takes with it: {pools}; {links}; {users}."
 
 
 def _why(amounts: dict[str, float], holds: Mapping[str, Sequence[str]] | None = None,
-         charged: Mapping[str, Sequence[str]] | None = None, gang: str | None = None, replicas: bool = False) -> str:
+         charged: Mapping[str, Sequence[str]] | None = None, gang: str | None = None, replicas: bool = False,
+         data_at: Sequence[str] = ()) -> str:
     """The reasons a model's demand is unmet, with how much for each where there are several
     (``holds``: the policies that hold it back, for POLICY, each with the pools it holds;
     ``charged``: the preferred policies whose penalty makes serving it cost more, for COST;
     ``gang``: the size of a gang no pool in reach holds whole, for NO_POOL; ``replicas``: a training
-    or batch model's replicas are unmet, not rate)."""
+    or batch model's replicas are unmet, not rate; ``data_at``: the failed locations its data is at,
+    for DATA_CUT)."""
     def text(reason: str) -> str:
-        return reason_text(reason, (charged if reason == COST else holds) or {}, gang, replicas)
+        return reason_text(reason, (charged if reason == COST else holds) or {}, gang, replicas, data_at)
 
     if len(amounts) == 1:
         return text(next(iter(amounts)))
@@ -155,8 +170,8 @@ def collapses(scen: dict[str, Any]) -> bool | None:
 
 def _verdict(scen: dict[str, Any]) -> tuple[str, bool]:
     """The answer to "would it scale or collapse?", and whether it collapses: demand unmet (or
-    training replicas unplaced) where no pool in reach has room, every one is down, or a failed
-    location cut the routes to them. Demand no pool in reach may run
+    training replicas unplaced) where no pool in reach has room, every one is down, a failed
+    location cut the routes to them, or the model's data is at a failed location. Demand no pool in reach may run
     at all is not served at any scale, demand beyond a model's
     maxReplicas is the model's own limit, demand that required policies hold back where pools have
     room is theirs, and the rest of what pools in reach have room for is left for its cost (serving
@@ -171,6 +186,9 @@ def _verdict(scen: dict[str, Any]) -> tuple[str, bool]:
     if _amount(by.get(CUT, {})):  # pools may run it, but the failed location took every route to them
         parts.append(f"{_amount(by[CUT])} unmet where a failed location cut every route within the SLO to a pool "
                      "that may run it")
+    if _amount(by.get(DATA_CUT, {})):  # pools may run it, but none up can read its data
+        parts.append(f"{_amount(by[DATA_CUT])} unmet where the model's data is at a failed location, which no pool "
+                     "that may run it can read")
     if _amount(by.get(NO_POOL, {})):  # no room would serve it: it is unmet at any scale, not a collapse
         rules = "fit rules, required policies, SLO or a gang bigger than any pool" if scen.get("unmetGangs") else \
             "fit rules, required policies or SLO"
@@ -215,7 +233,7 @@ def _verdict(scen: dict[str, Any]) -> tuple[str, bool]:
         parts.append(f"{_amount(by['cost'])} left unserved though pools in reach have room: {because}")
     if not parts:
         return "scales: all demand is served", False
-    collapses = any(_amount(by.get(reason, {})) for reason in ("noRoom", DOWN, CUT))
+    collapses = any(_amount(by.get(reason, {})) for reason in ("noRoom", DOWN, CUT, DATA_CUT))
     # training and batch replicas count as the rate does: a fleet of training jobs, every pool down,
     # "partly collapses: 100.00% of demand served" (no rate was asked for, and nothing ran)
     wanted = scen.get("replicasWanted", 0)
