@@ -499,6 +499,9 @@ def test_whatif_location_down_takes_the_paths_through_it_and_cuts_its_users_off(
     said = " ".join(r.stdout.split())
     assert ("Location b down takes with it: no pool; links a <-> b, b <-> c (no path passes through b); 100 units/s "
             "of demand from its users (n), cut off with it: counted apart from unmet demand.") in said, r.stdout
+    # the scenario's demand is the base's less what b took: the table says by how much, beside it
+    assert re.search(r"\bdemand \(rate\)\s+│\s+500\s+│\s+400\s+│\s+-100\s*\n\s+cut off with b\s+│\s+0\s+│\s+100\s+│"
+                     r"\s+\+100\s*\n", r.stdout), r.stdout
     assert ("Verdict: partly collapses: 50.00% of demand served; 200 units/s unmet where a failed location cut every "
             "route within the SLO to a pool that may run it.") in said, r.stdout
     assert re.search(r"\bm\s+│\s+0\s+│\s+200\s+│\s+cut off by a failed location from every pool that may run it",
@@ -543,6 +546,22 @@ def test_whatif_location_down_cuts_off_data_it_alone_joined_to_the_pools(tmp_pat
     assert report["base"]["unmet"] == {}
     assert report["scenario"]["unmetWhy"] == {"m": {"cut": pytest.approx(200)}}
     assert report["failedLocations"]["b"]["dataCut"] == {}
+
+
+def test_whatif_metrics_give_the_demand_cut_off_with_each_failed_location(scenarios, tmp_path):
+    """--metrics-file has placer_whatif_cut_off_demand_rate by failed location, --json's cutOffRate:
+    a's 400 units/s left the scenario's demand (600 -> 200) and no metric said where they went."""
+    from tests.metricskit import by, samples
+
+    metrics = tmp_path / "whatif.prom"
+    r = placer("whatif", str(scenarios), "--fail-location", "a", "--metrics-file", str(metrics))
+    assert r.returncode == 0, r.stderr
+    found = samples(metrics)
+    assert by(found, "placer_whatif_cut_off_demand_rate", "location") == {("a",): 400.0}
+    assert by(found, "placer_whatif_demand_rate", "side") == {("base",): 600.0, ("scenario",): 200.0}
+    # a scenario that fails no location has the family and no series: nothing was cut off anywhere
+    assert placer("whatif", str(scenarios), "--fail-pool", "p", "--metrics-file", str(metrics)).returncode == 0
+    assert by(samples(metrics), "placer_whatif_cut_off_demand_rate", "location") == {}
 
 
 @pytest.fixture(scope="module")

@@ -360,6 +360,11 @@ def whatif_metrics(report: Mapping[str, Any], collapse: bool | None, demand_scal
         family = out.labelled(name, doc, ["side"])
         for side, entry in feasible:
             family.add_metric([side], rounded(value(entry)))
+    cut = out.labelled("placer_whatif_cut_off_demand_rate", "The demand of the users at each location the "
+                       "scenario fails, cut off with their site: left out of the scenario's demand, not unmet, in the "
+                       "models' units per second.", ["location"])
+    for name, lost in sorted((report.get("failedLocations") or {}).items()):
+        cut.add_metric([name], rounded(float(lost["cutOffRate"])))
     rates = out.labelled("placer_whatif_unmet_demand_rate", "Each side's unserved demand by inference model, in "
                          "its own unit per second.", ["side", "model"])
     replicas = out.labelled("placer_whatif_unplaced_replicas", "Each side's training or batch replicas not placed, "

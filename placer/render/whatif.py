@@ -46,6 +46,9 @@ def render(report: dict[str, Any], console: Console) -> None:
     # rates as the plan's tables give them: 0.45 units/s printed whole read "0 -> 1, change 0"
     rates = rate_format([base["demand"], scen["demand"], base["served"], scen["served"]])
     row("demand (rate)", base["demand"], scen["demand"], rates)
+    for name, lost in failed.items():  # what the scenario's demand is less by: its users went with their site
+        if lost["cutOffRate"] > 0:
+            row(f"  cut off with {name}", 0.0, lost["cutOffRate"], rate_format([lost["cutOffRate"]]))
     row("served (rate)", base["served"], scen["served"], rates)
     row("GPUs used", base["gpus"]["used"], scen["gpus"]["used"], "{:,.0f}")
     print_table(console, Table(show_edge=False),
