@@ -64,6 +64,17 @@ def _created(group: dict[str, Any]) -> float:
     return created.timestamp() if isinstance(created, datetime) else 0.0
 
 
+def pool_nodegroup(members: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    """Of the EKS node groups of one pool, as DescribeNodegroup answers them (``name``, the fleet's, and its
+    replacement ``name-alt`` mid-swap, ``_nodegroup_pools``), the one the pool is: the newest by createdAt
+    of those that serve nodes or will (CREATING, ACTIVE, UPDATING, DEGRADED: a degraded group has a health
+    issue and still runs its nodes, an updating one too); a group CREATE_FAILED (no nodes), DELETING (going)
+    or DELETE_FAILED (going, stuck) loses to any that is not, however new; with createdAt alike, the
+    replacement. Where every one of them has failed the one returned has too: the pool is skipped."""
+    return max(members, key=lambda g: (g.get("status") not in FAILED_NODEGROUP_STATES, _created(g),
+                                       g["nodegroupName"] != name))
+
+
 def _self_managed(region: str, group: dict[str, Any]) -> tuple[Any, ...] | None:
     """The self-managed node group (``placer.nodegroups.eksctl_group``) an Auto Scaling group's tags name,
     as eksctl tags it: ``alpha.eksctl.io/nodegroup-name``, its cluster by ``alpha.eksctl.io/cluster-name``,
@@ -366,18 +377,31 @@ class _RegionScan:
                              []).append(group)
         out = []
         for (cluster, name), members in pairs.items():
-            group = max(members, key=lambda g: (g.get("status") not in FAILED_NODEGROUP_STATES,
-                                                _created(g), g["nodegroupName"] != name))
+            group = pool_nodegroup(members, name)
+            both = " and ".join(repr(g["nodegroupName"]) for g in members)
+            if len(members) > 1 and group.get("status") in FAILED_NODEGROUP_STATES:
+                # every one has failed or is going: one note names them all (the loser went unsaid)
+                states = ", ".join(f"'{g['nodegroupName']}' is {g['status']}" for g in members)
+                self.notes.append(f"aws {region}: EKS node groups {both} of cluster '{cluster}' in {region} are "
+                                  f"one pool mid-replacement and neither serves it ({states}): skipped; fix the "
+                                  "node group (EKS console or its Terraform) and discover again")
+                continue
             doc = self._nodegroup_pool(region, group, name)
             if doc is None:
                 continue
             out.append(doc)
             if len(members) == 1 and group["nodegroupName"] == name:
                 continue
+            # a newer group that lost has failed or is going: the pool is the older group's, and the note said
+            # "'h100' the newer ... the older group's nodes are going" of the group that stays
+            lost = [g for g in members if g is not group and g.get("status") in FAILED_NODEGROUP_STATES
+                    and (_created(g), g["nodegroupName"] != name) > (_created(group), group["nodegroupName"] != name)]
+            which = ", ".join(f"'{g['nodegroupName']}' is {g['status']}" for g in lost)
             what = (f"EKS node group '{group['nodegroupName']}' of cluster '{cluster}' in {region} is the "
                     f"replacement placer makes of node group '{name}'") if len(members) == 1 else \
-                (f"EKS node groups {' and '.join(repr(g['nodegroupName']) for g in members)} of cluster "
-                 f"'{cluster}' in {region} are one pool mid-replacement, '{group['nodegroupName']}' the newer")
+                (f"EKS node groups {both} of cluster '{cluster}' in {region} are one pool mid-replacement, "
+                 + (f"'{group['nodegroupName']}' the one that serves it ({which})" if lost
+                    else f"'{group['nodegroupName']}' the newer"))
             spot = "spot" if doc["spec"]["spot"] else "on-demand"
             self.notes.append(
                 f"aws {region}: {what} (a change of the pool's spot replaces its node group, EKS cannot change "
@@ -385,8 +409,9 @@ class _RegionScan:
                 f"pool, {doc['metadata']['name']}, target nodegroup '{name}' (the name the fleet knows; placer "
                 f"finds the replacement through its state), its spot and nodes those of "
                 f"'{group['nodegroupName']}' ({spot}, min {doc['spec']['nodes']['min']}, max "
-                f"{doc['spec']['nodes']['max']})" + ("; the older group's nodes are going and are not added"
-                                                     if len(members) > 1 else ""))
+                f"{doc['spec']['nodes']['max']})" + ("" if len(members) == 1 else
+                                                     f"; the newer {which}: left out" if lost else
+                                                     "; the older group's nodes are going and are not added"))
         return out
 
     def _nodegroup_pool(self, region: str, group: dict[str, Any], pool: str | None = None) -> dict[str, Any] | None:

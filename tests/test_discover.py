@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import json
 import os
 from collections.abc import Iterator
@@ -40,7 +41,15 @@ from providers.places import GCP_OTHER_ACCELERATORS, aws_instance_gpu
 from tests import denied
 from tests.servers.gcp_server import FakeCompute
 from tests.servers.kube_server import FakeKubeApiServer, write_kubeconfig
-from tests.servers.moto_server import Fault, FaultProxy, ec2_error, json_error, moto_server, query_error
+from tests.servers.moto_server import (
+    Fault,
+    FaultProxy,
+    ec2_error,
+    json_error,
+    moto_server,
+    query_error,
+    set_eks_nodegroup,
+)
 
 if "discover" not in placer.cli.cli.commands:  # until placer.cli registers it
     placer.cli.cli.add_command(discover_command)
@@ -2516,6 +2525,90 @@ spec:
     assert "unchanged Pool/after-l4-alt (discovered as Pool/after-l4: same aws target)" in out
     assert merged["after-l4-alt"].spec.target.aws is not None and merged["after-l4-alt"].spec.target.aws.eks is not None
     assert merged["after-l4-alt"].spec.target.aws.eks.nodegroup == "l4-alt"
+
+
+def _described(name: str, status: str, hour: int, spot: bool) -> dict[str, Any]:
+    """A node group as DescribeNodegroup answers it (boto3's ``["nodegroup"]``), of cluster ml, made at ``hour``."""
+    made = dt.datetime(2026, 12, 1, hour, tzinfo=dt.UTC)
+    return {"nodegroupName": name, "clusterName": "ml", "version": "1.31", "releaseVersion": "1.31.2-20261120",
+            "nodegroupArn": f"arn:aws:eks:us-west-1:123456789012:nodegroup/ml/{name}/0ac9a1b2",
+            "createdAt": made, "modifiedAt": made, "status": status,
+            "capacityType": "SPOT" if spot else "ON_DEMAND", "instanceTypes": ["g6.xlarge"],
+            "scalingConfig": {"minSize": 0, "maxSize": 4, "desiredSize": 0}, "subnets": ["subnet-1"],
+            "amiType": "AL2_x86_64_GPU", "nodeRole": "arn:aws:iam::123456789012:role/n", "diskSize": 20,
+            "resources": {"autoScalingGroups": [{"name": f"eks-{name}-0ac9a1b2"}]}, "health": {"issues": []},
+            "labels": {}, "tags": {}}
+
+
+SERVING = ("CREATING", "ACTIVE", "UPDATING", "DEGRADED")  # runs its nodes, or will
+GONE = ("CREATE_FAILED", "DELETING", "DELETE_FAILED")  # has none, or is going
+
+
+@pytest.mark.parametrize("newer", [*SERVING, *GONE])
+@pytest.mark.parametrize("older", ["ACTIVE", "DEGRADED", *GONE])
+@pytest.mark.parametrize("new_name", ["l4-alt", "l4"], ids=["to-alt", "back"])
+def test_mid_swap_the_pool_is_the_newer_node_group_unless_it_failed_or_is_going(older: str, newer: str,
+                                                                                new_name: str) -> None:
+    """Mid-swap a pool's EKS node groups are l4 and l4-alt, either one the newer: the pool is the newer
+    one's where it runs its nodes or will (creating, active, updating, or degraded: a health issue, its nodes
+    still run), the older one's where the newer has failed to be made or is going (or failed to go), and a
+    group that is going or failed loses whatever its age; both gone, the one picked is gone too (skipped)."""
+    from providers.aws_discovery import pool_nodegroup
+
+    old_name = "l4" if new_name == "l4-alt" else "l4-alt"
+    old, new = _described(old_name, older, 9, spot=False), _described(new_name, newer, 11, spot=True)
+    for members in ([old, new], [new, old]):  # as listed, either way
+        picked = pool_nodegroup(members, "l4")
+        if newer in SERVING or older in GONE:
+            assert picked is new, (older, newer)
+        else:
+            assert picked is old, (older, newer)
+    # made in the same second: the one that serves, and where both do (or neither), the replacement, l4-alt
+    same = _described(new_name, newer, 9, spot=True)
+    if (newer in SERVING) != (older in SERVING):
+        assert pool_nodegroup([old, same], "l4") is (same if newer in SERVING else old)
+    else:
+        assert pool_nodegroup([old, same], "l4")["nodegroupName"] == "l4-alt"
+
+
+def test_discover_aws_mid_swap_says_which_node_group_serves_the_pool(
+        capsys: pytest.CaptureFixture[str], moto: str, aws_env: None) -> None:
+    """A swap whose new group failed to be made (CREATE_FAILED, or is being deleted): the pool is the old
+    group's, as it was, and the note said "'l4' the newer ... the older group's nodes are going", of the
+    group that stays and serves the pool, and never named the failed one. Both gone: the pool is skipped
+    and the note named one of the two. A degraded newer group still runs its nodes: the pool is its."""
+    region = "ap-southeast-4"
+    eks = boto3.Session(region_name=region).client("eks", endpoint_url=moto)
+    cases = {"failed": ("ACTIVE", "CREATE_FAILED"), "undone": ("DEGRADED", "DELETING"),
+             "gone": ("DELETING", "CREATE_FAILED"), "sick": ("DELETING", "DEGRADED"), "rolling": ("ACTIVE", "CREATING")}
+    for cluster, (older, newer) in cases.items():
+        eks.create_cluster(name=cluster, roleArn="arn:aws:iam::123456789012:role/eks",
+                           resourcesVpcConfig={"subnetIds": ["subnet-1"]})
+        _eks_group(eks, cluster, "l4", "g6.xlarge", spot=False, high=2)
+        _eks_group(eks, cluster, "l4-alt", "g6.xlarge", spot=True, high=6)
+        set_eks_nodegroup(region, cluster, "l4", older, dt.datetime(2026, 12, 1, 9))
+        set_eks_nodegroup(region, cluster, "l4-alt", newer, dt.datetime(2026, 12, 1, 11))
+
+    code, out, err = run(capsys, "discover", "aws", "--region", region, "--endpoint-url", moto)
+    assert code == 0, err
+    pools = {d["metadata"]["name"]: d["spec"] for d in yaml.safe_load_all(out) if d["kind"] == "Pool"}
+    assert {name: (spec["target"]["aws"]["eks"]["nodegroup"], spec["spot"], spec["nodes"]["max"])
+            for name, spec in pools.items()} == {
+        "failed-l4": ("l4", False, 2), "undone-l4": ("l4", False, 2), "sick-l4": ("l4", True, 6),
+        "rolling-l4": ("l4", True, 6)}, out
+    text = " ".join(out.replace("\n# ", " ").split())
+    for cluster, lost in (("failed", "CREATE_FAILED"), ("undone", "DELETING")):
+        assert (f"EKS node groups 'l4' and 'l4-alt' of cluster '{cluster}' in {region} are one pool mid-replacement, "
+                f"'l4' the one that serves it ('l4-alt' is {lost})") in text, out
+        assert (f"discovered as one pool, {cluster}-l4, target nodegroup 'l4' (the name the fleet knows; placer finds "
+                f"the replacement through its state), its spot and nodes those of 'l4' (on-demand, min 0, max 2); "
+                f"the newer 'l4-alt' is {lost}: left out") in text, out
+    for cluster in ("sick", "rolling"):
+        assert (f"of cluster '{cluster}' in {region} are one pool mid-replacement, 'l4-alt' the newer") in text, out
+    assert text.count("the older group's nodes are going and are not added") == 2, out
+    assert (f"aws {region}: EKS node groups 'l4' and 'l4-alt' of cluster 'gone' in {region} are one pool "
+            "mid-replacement and neither serves it ('l4' is DELETING, 'l4-alt' is CREATE_FAILED): skipped; fix the "
+            "node group (EKS console or its Terraform) and discover again") in text, out
 
 
 def test_an_eks_replacement_group_found_by_aws_and_kubernetes_discovery_is_one_pool(

@@ -46,6 +46,20 @@ def reset_moto(endpoint: str) -> None:
         response.read()
 
 
+def set_eks_nodegroup(region: str, cluster: str, nodegroup: str, status: str,
+                      created_at: dt.datetime | None = None) -> None:
+    """Put an EKS node group that ``moto_server()`` (in this process) holds in ``status``, made at
+    ``created_at``: moto makes every node group ACTIVE and has no call that fails or deletes one slowly
+    (CREATING, UPDATING, DELETING, CREATE_FAILED, DELETE_FAILED, DEGRADED), and times it by the clock."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.eks.models import eks_backends
+
+    group = eks_backends[DEFAULT_ACCOUNT_ID][region].clusters[cluster].nodegroups[nodegroup]
+    group.status = status
+    if created_at is not None:
+        group.created_at = created_at
+
+
 @dataclass(frozen=True)
 class Fault:
     status: int
