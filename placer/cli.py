@@ -452,6 +452,7 @@ def validate(fleet: str) -> None:
     from placer.fleet import load_fleet
     from placer.optimizer.arrays import build_arrays, fleet_warnings
     from placer.optimizer.conflicts import budget_conflicts, capacity_conflicts
+    from placer.optimizer.crowded import crowded_spreads
     from placer.optimizer.shared import shared_conflicts
     from placer.optimizer.slots import slot_conflicts
     from placer.spec import FleetError
@@ -464,6 +465,12 @@ def validate(fleet: str) -> None:
         progress("checking which pools each model may use")
         arrays = build_arrays(loaded, rules)
         found = list(loaded.warnings) + fleet_warnings(loaded, rules, arrays)
+        # a required spread that other models' minReplicas push onto spot pools (plan alone refuses the
+        # fleet where a spot share forbids that: the check proves it, and warns)
+        progress("checking each required spread against the pools other models' minReplicas take")
+        found += [doc.diag("spec.minReplicas", crowd.warning(), "spec", "minReplicas", severity="warning")
+                  for crowd in crowded_spreads(loaded, rules, arrays)
+                  if (doc := loaded.document("Model", crowd.model)) is not None]
         # a minReplicas no allowed pool can hold: `plan` refuses the fleet, so validate does (a PR
         # check passed, then the plan failed)
         progress("checking each model's minReplicas against the pools it may use")

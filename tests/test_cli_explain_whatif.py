@@ -1877,6 +1877,79 @@ def test_a_spot_share_and_spread_that_hold_together_validate_and_plan(tmp_path, 
     assert r.returncode == 0, r.stderr
 
 
+def crowded_spread(tmp: Path, share: float | None, pa_gpus: int, pb_gpus: int = 1) -> Path:
+    """m (minReplicas 2, spot tolerant) under a required spread over 2 failure domains may use pa (in a,
+    ``pa_gpus`` GPUs), pb (in b, ``pb_gpus``) and sb (spot, in b); fill (minReplicas 1), pinned to pb by
+    on-pb, takes pb's 1 GPU, so m's replica in b goes on sb. With a required spot share of ``share``
+    (0.25): 1 on spot takes 4 replicas in all, 3 off spot, on pa."""
+    demand = [{"location": "a", "rate": 100}]
+    docs = [location("a"), location("b"), link("a", "b", 5), pool("pa", "a", per_node=pa_gpus),
+            pool("pb", "b", per_node=pb_gpus), pool("sb", "b", spot=True),
+            inference("m", demand, minReplicas=2, spotTolerant=True),
+            inference("fill", demand, minReplicas=1, labels={"pin": "b"}),
+            policy("on-pb", {"allowPools": {}}, models={"labels": {"pin": "b"}}, pools={"names": ["pb"]}),
+            policy("two-domains", {"spread": {"minFailureDomains": 2}})]
+    return write(tmp, *docs, *([policy("little-spot", {"maxSpotFraction": share})] if share is not None else []))
+
+
+CROWDED = ("two-domains spreads m's 2 replicas over 2 failure domains, but in b the pools it may use off spot (pb) "
+           "are taken by the minReplicas of fill: 1 of its replicas must go on spot pools (sb), in every plan")
+
+
+def test_validate_warns_and_plan_names_the_domains_where_others_push_a_spread_onto_spot(tmp_path):
+    """fill's minReplicas take pb, m's one pool off spot in failure domain b, so m's spread puts its replica
+    in b on sb (spot), and a spot share of 0.25 then wants 3 replicas off spot, where pa holds 2: no plan.
+    validate said nothing (its checks of a spread and a spot share each count a model's pools, not what
+    other models' minimums take of them), and plan named the policies and minimums, and no failure domain
+    and no numbers. validate now warns at m's minReplicas that plan will find no placement, and plan says
+    why, naming the spread, the domain and the pools."""
+    fleet = crowded_spread(tmp_path, 0.25, pa_gpus=2)
+    path = fleet / "fleet.yaml"
+    r = placer("validate", str(fleet))
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    said = " ".join(r.stderr.split())
+    assert (f"{path}:{line_of(fleet, 'minReplicas')}: Model/m: spec.minReplicas: warning: {CROWDED}, and little-spot "
+            "keeps at most 0.25 of them on spot pools, which takes 4 replicas in all; its pools off spot in the domains "
+            "left to it (a) hold 2 replicas, so at most 0 can be on spot: plan will find no placement; add capacity to "
+            "pb or a pool off spot in b, or capacity off spot to hold 3 of its replicas there") in said, r.stderr
+    for optimizer in ("exact", "scalable"):
+        r = placer("plan", str(fleet), optimizer=optimizer)
+        assert r.returncode == 1 and "Traceback" not in r.stderr and r.stdout == "", r.stderr
+        said = " ".join(r.stderr.split())
+        assert "no placement satisfies required policies on-pb (" in said and "two-domains (" in said, r.stderr
+        assert "little-spot (" in said and "and minReplicas of m (" in said and "fill (" in said, r.stderr
+        assert (f"together: {CROWDED}, and little-spot keeps at most 0.25 of them on spot pools, which takes 4 "
+                "replicas in all; its pools off spot in the domains left to it (a) hold 2 replicas, so at most 0 can "
+                "be on spot; relax one of them (drop a policy or make it preferred, lower a minReplicas, or add "
+                "capacity to pb or a pool off spot in b, or capacity off spot to hold 3 of its replicas there)"
+                ) in said, r.stderr
+
+
+@pytest.mark.parametrize(("share", "pa_gpus"), [(None, 8), (0.25, 3)], ids=["no-share", "share-fits"])
+def test_validate_warns_of_a_spread_others_push_onto_spot_that_plan_places(tmp_path, share, pa_gpus):
+    """Without a spot share, or with pa holding m's 3 replicas off spot, there is a plan, with m's replica in
+    b on sb: validate warns that the spread rests on spot there (spot can be reclaimed), passes, and plan
+    places m on pa and sb."""
+    fleet = crowded_spread(tmp_path, share, pa_gpus)
+    r = placer("validate", str(fleet))
+    assert r.returncode == 0, r.stderr
+    said = " ".join(r.stderr.split())
+    assert f"Model/m: spec.minReplicas: warning: {CROWDED}" in said, r.stderr
+    assert ("spot capacity can be reclaimed at any time, taking those replicas out of the spread: if it should not "
+            "rest on spot, add capacity to pb or a pool off spot in b") in said and "no placement" not in said, r.stderr
+    r = placer("plan", str(fleet), "--json")
+    assert r.returncode == 0, r.stderr
+    placed = {(p["model"], p["pool"]): p["replicas"] for p in json.loads(r.stdout)["placements"]}
+    assert placed[("m", "sb")] == 1 and placed[("fill", "pb")] == 1 and placed[("m", "pa")] >= 1, placed
+
+
+def test_validate_does_not_warn_of_a_spread_with_room_off_spot_in_every_domain(tmp_path):
+    """pb of 2 GPUs holds fill's replica and one of m's: the spread needs no spot pool, and validate says nothing."""
+    fleet = crowded_spread(tmp_path, 0.25, pa_gpus=2, pb_gpus=2)
+    r = placer("validate", str(fleet))
+    assert r.returncode == 0 and "warning" not in r.stderr + r.stdout, r.stderr + r.stdout
+
+
 @pytest.mark.parametrize("rule", ["spot", "spread", "places"])
 def test_minreplicas_a_spread_spot_share_or_maxmodelsperpool_lets_share_validate_and_plan(tmp_path, rule):
     """One step looser (fewer minReplicas, or 2 models a pool) there is a plan, and validate passes."""

@@ -598,4 +598,20 @@ def explain_infeasible(fleet: Fleet, rules: Rules, progress: Callable[[str], Non
         keep = every
     policies = tuple(g.split(":", 1)[1] for g in keep if g.startswith("policy:"))
     models = tuple(g.split(":")[1] for g in keep if g.startswith("model:"))
-    return located(fleet, Conflict(policies, models, checks[0], minimal))
+    return located(fleet, _said(fleet, rules, Conflict(policies, models, checks[0], minimal)))
+
+
+def _said(fleet: Fleet, rules: Rules, conflict: Conflict) -> Conflict:
+    """``conflict`` (the search's) with why in numbers where it is a required spread and spot share that
+    other models' minReplicas keep apart (``placer.optimizer.crowded``: the search named the policies and
+    minimums, and no failure domain)."""
+    from placer.optimizer.crowded import crowded_spreads  # it builds on this module
+
+    named = set(conflict.policies)
+    if not any(p.rule.spread is not None and p.name in named for p in fleet.policies):
+        return conflict
+    for crowd in crowded_spreads(fleet, rules):
+        if crowd.infeasible and {crowd.spread, crowd.share} <= set(conflict.policies) \
+                and set(crowd.models) <= set(conflict.models):
+            return dataclasses.replace(conflict, refused=crowd.words(), remedy=crowd.remedy())
+    return conflict
