@@ -45,7 +45,7 @@ def test_aws_gpu_pools_terraform_test(terraform_aws: Terraform, tf_tree: Path) -
     module = tf_tree / "modules" / "aws-gpu-pools"
     terraform_aws.init(module)
     proc = terraform_aws.run(module, "test", timeout=180)
-    assert "0 failed" in proc.stdout and "11 passed" in proc.stdout, proc.stdout
+    assert "0 failed" in proc.stdout and "13 passed" in proc.stdout, proc.stdout
 
 
 @pytest.mark.parametrize("module", ["aws-gpu-pools", "gcp-gpu-pools", "placement"])

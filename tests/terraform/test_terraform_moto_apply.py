@@ -278,8 +278,10 @@ def test_a_renamed_pool_moves_its_group_in_the_terraform_state(
         terraform_aws: Terraform, moto_endpoint: str, tmp_path: Path) -> None:
     """aws-h100 renamed gpu-h100 in the fleet, its Auto Scaling group h100 kept: the gitops apply writes
     terraform/placer_moved.tf beside the root that calls aws-gpu-pools, and terraform moves the group in
-    its state (updated in place, only its launch template, named after the pool, made anew) where it
-    destroyed the group with its nodes and made it anew. Renamed again (a chain: Terraform refuses two
+    its state, with its launch template (both updated in place: the pool's tags, a new template version)
+    where it destroyed the group with its nodes and made it anew. The template keeps its id and name:
+    named after the pool, it was made anew at each rename (a new id under the group; AWS cannot rename
+    a template). Renamed again (a chain: Terraform refuses two
     moves to one address) and back to the first name (no cycle, nor a move from a resource in the
     config), terraform takes the blocks and moves the group each time. placer render of each plan
     writes the tree the apply left."""
@@ -301,6 +303,8 @@ def test_a_renamed_pool_moves_its_group_in_the_terraform_state(
     asg = boto3.client("autoscaling", endpoint_url=moto_endpoint, region_name=REGION, aws_access_key_id="test",
                        aws_secret_access_key="test")
     (made,) = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["h100"])["AutoScalingGroups"]
+    template = made["LaunchTemplate"]
+    assert template["LaunchTemplateName"].startswith("placer-aws-h100-"), template
     assert not (root / "placer_moved.tf").exists()
 
     for step, (old, new) in enumerate((("aws-h100", "gpu-h100"), ("gpu-h100", "h100-pool"), ("h100-pool", "aws-h100"))):
@@ -313,13 +317,20 @@ def test_a_renamed_pool_moves_its_group_in_the_terraform_state(
         moves, counts = _moves(_terraform_plan(terraform_aws, root))
         assert moves == [(f'module.aws_gpu_pools.{kind}.pool["{old}"]', f'module.aws_gpu_pools.{kind}.pool["{new}"]')
                          for kind in ("aws_autoscaling_group", "aws_launch_template")], moves
-        # the group is updated in place (its tags and launch template); the template named after the pool is new
-        assert counts == Counter(add=1, change=1, destroy=1), counts
+        # the group and its launch template are updated in place (the pool's tags, a new template version)
+        assert counts == Counter(change=2), counts
         moved = (root / "placer_moved.tf").read_text()
         terraform_aws.run(root, "apply", "-input=false", "rename.tfplan", timeout=300)
         (kept,) = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["h100"])["AutoScalingGroups"]
         assert kept["AutoScalingGroupARN"] == made["AutoScalingGroupARN"] and kept["CreatedTime"] == made["CreatedTime"]
         assert {t["Key"]: t["Value"] for t in kept["Tags"]}["placer:pool"] == new
+        now = kept["LaunchTemplate"]
+        assert (now["LaunchTemplateId"], now["LaunchTemplateName"]) == (template["LaunchTemplateId"],
+                                                                       template["LaunchTemplateName"]), now
+        (version,) = ec2.describe_launch_template_versions(
+            LaunchTemplateId=now["LaunchTemplateId"], Versions=[now["Version"]])["LaunchTemplateVersions"]
+        tagged = version["LaunchTemplateData"]["TagSpecifications"][0]["Tags"]
+        assert {t["Key"]: t["Value"] for t in tagged}["placer:pool"] == new, tagged
         before = _placer_files(deploy)
         _placer("render", str(plan), "--out", str(deploy))
         assert _placer_files(deploy) == before and (root / "placer_moved.tf").read_text() == moved

@@ -35,7 +35,8 @@ locals {
 resource "aws_launch_template" "pool" {
   for_each = local.asg_pools
 
-  name                   = "${var.name_prefix}${each.key}"
+  # <name_prefix><pool>-<a unique suffix>, the name it is made with and keeps (ignore_changes below)
+  name_prefix            = "${var.name_prefix}${each.key}-"
   description            = "placer pool ${each.key}: ${each.value.gpus_per_node}x ${each.value.gpu_type}"
   image_id               = var.pool_settings[each.key].ami_id
   instance_type          = var.pool_settings[each.key].instance_type
@@ -76,6 +77,14 @@ resource "aws_launch_template" "pool" {
   tags = local.pool_tags[each.key]
 
   lifecycle {
+    # AWS cannot rename a launch template, so the aws provider replaces one whose name or name_prefix
+    # changes. A pool renamed in the fleet keeps its group (placer moves its resources in the state:
+    # placer_moved.tf), and its template too: the name stays the one it was made with, the pool's new
+    # name is in its tags and description (a new version, in place). Before, the rename destroyed
+    # the template and made another (a new id under the group). The suffix keeps a released name
+    # free for a new pool, and a template made with `name` (before name_prefix) keeps that name.
+    ignore_changes = [name, name_prefix]
+
     precondition {
       condition     = each.value.aws.region == data.aws_region.current.name
       error_message = "Pool ${each.key} is in ${each.value.aws.region} but this aws provider configuration is for ${data.aws_region.current.name}; use one module instance per region (variable region) with a matching provider."

@@ -13,6 +13,11 @@ output "launch_template_ids" {
   value       = { for name, lt in aws_launch_template.pool : name => lt.id }
 }
 
+output "launch_template_names" {
+  description = "Launch template name per ASG pool: <name_prefix><pool>-<suffix> as made; a renamed pool keeps its template's name."
+  value       = { for name, lt in aws_launch_template.pool : name => lt.name }
+}
+
 output "eks_node_groups" {
   description = "EKS node group (cluster:nodegroup) per EKS pool."
   value       = { for name, ng in aws_eks_node_group.pool : name => "${ng.cluster_name}:${ng.node_group_name}" }

@@ -151,7 +151,7 @@ variable "placer_plan" {
 }
 
 variable "name_prefix" {
-  description = "Prefix of launch template names."
+  description = "Prefix of the names of launch templates made from here on (<name_prefix><pool>-<unique suffix>); a template keeps the name it was made with."
   type        = string
   default     = "placer-"
 }

@@ -96,6 +96,10 @@ run "asg_follows_placer_nodes" {
     error_message = "Launch template takes instance_type and ami_id from pool_settings."
   }
   assert {
+    condition     = aws_launch_template.pool["aws-eu-h100"].name_prefix == "placer-aws-eu-h100-"
+    error_message = "The launch template is made as <name_prefix><pool>-<unique suffix>."
+  }
+  assert {
     condition     = aws_launch_template.pool["aws-eu-h100"].tags["placer:gpu-type"] == "H100-80GB" && aws_launch_template.pool["aws-eu-h100"].tags["team"] == "ml-platform"
     error_message = "Launch template carries the pool tags and pool_settings tags."
   }
@@ -261,6 +265,79 @@ run "apply_with_mocks_reports_sizes" {
   assert {
     condition     = output.launch_template_ids["aws-eu-h100"] == "lt-0123456789abcdef0"
     error_message = "launch_template_ids reports the template ids."
+  }
+}
+
+# A pool renamed in the fleet (aws-h100 -> gpu-h100, its Auto Scaling group h100 kept): placer's
+# moved blocks move its resources, and its launch template keeps its name. AWS cannot rename a
+# template, so the aws provider replaces one whose name changes (a new template, a new id under the
+# group); the name was "<name_prefix><pool>", so a rename replaced it. The two runs share one state
+# (state_key, Terraform 1.11); the second root is the first with the moved blocks.
+run "made" {
+  state_key = "rename"
+  providers = {
+    aws = aws
+  }
+  module {
+    source = "./tests/rename-before"
+  }
+
+  variables {
+    placer_pools = {
+      "aws-h100" = {
+        provider      = "aws"
+        nodes         = 2
+        min_nodes     = 0
+        max_nodes     = 4
+        gpu_type      = "H100-80GB"
+        gpus_per_node = 8
+        aws           = { region = "eu-west-1", auto_scaling_group_name = "h100" }
+      }
+    }
+    pool_settings = {
+      "aws-h100" = { instance_type = "p5.48xlarge", ami_id = "ami-0123456789abcdef0", subnet_ids = ["subnet-aaaa1111"] }
+    }
+  }
+
+  assert {
+    condition     = output.asg_names == { "aws-h100" = "h100" }
+    error_message = "The pool's Auto Scaling group is made."
+  }
+}
+
+run "renamed" {
+  state_key = "rename"
+  providers = {
+    aws = aws
+  }
+  module {
+    source = "./tests/rename-after"
+  }
+
+  variables {
+    placer_pools = {
+      "gpu-h100" = {
+        provider      = "aws"
+        nodes         = 2
+        min_nodes     = 0
+        max_nodes     = 4
+        gpu_type      = "H100-80GB"
+        gpus_per_node = 8
+        aws           = { region = "eu-west-1", auto_scaling_group_name = "h100" }
+      }
+    }
+    pool_settings = {
+      "gpu-h100" = { instance_type = "p5.48xlarge", ami_id = "ami-0123456789abcdef0", subnet_ids = ["subnet-aaaa1111"] }
+    }
+  }
+
+  assert {
+    condition     = output.asg_names == { "gpu-h100" = "h100" }
+    error_message = "The renamed pool sizes its group under its new name."
+  }
+  assert {
+    condition     = output.launch_template_names == { "gpu-h100" = run.made.launch_template_names["aws-h100"] }
+    error_message = "A renamed pool's launch template keeps the name it was made with (${run.made.launch_template_names["aws-h100"]}), got ${output.launch_template_names["gpu-h100"]}: a name change replaces the template in AWS."
   }
 }
 
