@@ -45,17 +45,28 @@ MEMORY_TOLERANCE = 0.15
 # V100 "V100", Kubernetes (GPU Feature Discovery) "Tesla-V100-SXM2-16GB", NVML "Tesla V100-SXM2-16GB"
 NOT_THE_GPU = re.compile(r"NVIDIA|TESLA|SXM[0-9]*|PCIE|HBM[0-9]*E?|[0-9]+GB", re.IGNORECASE)
 
+# one GPU that a cloud names otherwise than NVML does (the words that say which GPU it is, upper case) ->
+# NVML's words for it. EC2's DescribeInstanceTypes names g7e's GPU "RTX PRO Server 6000" (98304 MiB);
+# on a g7e node NVML and GPU Feature Discovery name it "NVIDIA RTX PRO 6000 Blackwell Server Edition"
+# (97887 MiB): RTX-PRO-Server-6000-96GB and RTX-PRO-6000-Blackwell-Server-Edition-96GB were two GPUTypes
+# of one GPU (docs/reference.md has the sources)
+CLOUD_NAMES: dict[tuple[str, ...], tuple[str, ...]] = {
+    ("RTX", "PRO", "SERVER", "6000"): ("RTX", "PRO", "6000", "Blackwell", "Server", "Edition"),
+}
+
 
 def type_name(product: str, memory_gib: float) -> str:
     """The GPUType name of a GPU the catalog lacks, as every discovery names it: the words of its product
     name that say which GPU it is, and its memory, as the catalog's names are (``NVIDIA RTX A6000``, 48 GiB
     -> ``RTX-A6000-48GB``; ``Tesla-V100-SXM2-16GB`` and AWS's ``V100``, 16 GiB -> ``V100-16GB``), so that
     one GPU is one type whichever discovery found it (AWS's ``B200-179GB`` was Kubernetes'
-    ``NVIDIA-B200-179GB``, and a model's throughput for the one missed the other's pools), and one
+    ``NVIDIA-B200-179GB``, and a model's throughput for the one missed the other's pools; a cloud's
+    other name for a GPU is NVML's, ``CLOUD_NAMES``), and one
     product at two memory sizes two (Kubernetes named both by the product: one type, of the first's memory).
 
     The size is ``name_gb``'s: the GB a GPU is sold as, from what a driver or cloud reports."""
     words = [w for w in re.split(r"[^A-Za-z0-9.]+", product) if w.strip(".") and not NOT_THE_GPU.fullmatch(w)]
+    words = list(CLOUD_NAMES.get(tuple(w.upper() for w in words), words))
     stem = "-".join(words).strip("-.") or "GPU"
     return f"{stem}-{name_gb(memory_gib)}GB"
 

@@ -2696,6 +2696,51 @@ def test_a_gpu_is_named_by_the_size_it_is_sold_as_whichever_discovery_read_its_m
     assert [(d["kind"], d["spec"]["gpu"]["type"]) for d in added if d["kind"] != "Location"] == [("Pool", "P4-7GB")]
 
 
+def test_ec2s_rtx_pro_server_6000_is_the_rtx_pro_6000_blackwell_server_edition_nvml_names(
+        capsys: pytest.CaptureFixture[str], moto: str, aws_env: None, tmp_path: Path) -> None:
+    """EC2 names g7e's GPU "RTX PRO Server 6000" (98304 MiB); on a g7e node GPU Feature Discovery, from
+    NVML, names it "NVIDIA-RTX-PRO-6000-Blackwell-Server-Edition" (NVML: 97887 MiB). One GPU, it was two
+    GPUTypes, RTX-PRO-Server-6000-96GB and RTX-PRO-6000-Blackwell-Server-Edition-96GB, and a model's
+    throughput for the one left the other's pools out. A fleet's GPUType of the old AWS name is kept."""
+    assert aws_instance_gpu("g7e.48xlarge") == ("RTX PRO Server 6000", 98304)
+    named = "RTX-PRO-6000-Blackwell-Server-Edition-96GB"
+    assert type_name("RTX PRO Server 6000", 98304 / 1024) == type_name(
+        "NVIDIA RTX PRO 6000 Blackwell Server Edition", 97887 / 1024) == named
+    region = "ap-east-1"  # moto's in-process servers share their resources: a region no other test uses
+    autoscaling = boto3.Session(region_name=region).client("autoscaling", endpoint_url=moto)
+    ec2 = boto3.Session(region_name=region).client("ec2", endpoint_url=moto)
+    ec2.create_launch_template(LaunchTemplateName="lt-g7e", LaunchTemplateData={
+        "ImageId": "ami-12c6146b", "InstanceType": "g7e.48xlarge"})
+    autoscaling.create_auto_scaling_group(AutoScalingGroupName="serve-g7e", MinSize=0, MaxSize=2, DesiredCapacity=0,
+                                          LaunchTemplate={"LaunchTemplateName": "lt-g7e", "Version": "$Latest"},
+                                          AvailabilityZones=[f"{region}a"])
+    fleet = tmp_path / "fleet"
+    fleet.mkdir()
+    code, out, err = run(capsys, "discover", "aws", "--region", region, "--endpoint-url", moto, "--merge", str(fleet))
+    assert code == 0, err
+    assert f"GPUType/{named}" in out, out
+    with FakeKubeApiServer() as kube:
+        kube.add_node("gpu01.dc1.example.com", gpus=8, labels={
+            "nvidia.com/gpu.product": "NVIDIA-RTX-PRO-6000-Blackwell-Server-Edition",
+            "nvidia.com/gpu.memory": "97887", "nvidia.com/gpu.count": "8"})
+        kubeconfig = str(write_kubeconfig(tmp_path / "kubeconfig", {"dc1": kube.url}))
+        code, out, err = run(capsys, "discover", "kubernetes", "--kubeconfig", kubeconfig, "--merge", str(fleet))
+    assert code == 0, err
+    assert f"unchanged GPUType/{named}" in out, out  # AWS discovery's, which the fleet has
+    loaded = load_fleet(fleet)
+    assert {pool.spec.gpu.type for pool in loaded.pools.values()} == {named}
+    assert set(loaded.gpu_types) >= {named} and not {t for t in loaded.gpu_types if "RTX" in t} - {named}
+
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "types.yaml").write_text("apiVersion: placer.dev/v1alpha1\nkind: GPUType\nmetadata:\n"
+                                    "  name: RTX-PRO-Server-6000-96GB\nspec: {memoryGiB: 96, vendor: nvidia}\n")
+    code, out, err = run(capsys, "discover", "aws", "--region", region, "--endpoint-url", moto, "--merge", str(old))
+    assert code == 0, err
+    assert f"GPUType/RTX-PRO-Server-6000-96GB (discovered as GPUType/{named}: the same GPU)" in " ".join(out.split())
+    assert {pool.spec.gpu.type for pool in load_fleet(old).pools.values()} == {"RTX-PRO-Server-6000-96GB"}
+
+
 def test_a_kubernetes_pool_discovered_before_gains_its_node_groups_and_then_keeps_its_gcp_twin_out(
         capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     """A Kubernetes pool merged before discovery wrote placer.dev/node-groups has none, and a merge only
