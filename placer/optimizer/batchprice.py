@@ -1,5 +1,6 @@
-"""Pricing every inference model's block at once, without a MIP (where the recombination master is
-small, ``recombine.batch_pricing``; ``PLACER_PRICING=batch|mip`` forces it on or off).
+"""Pricing every inference model's block at once, without a MIP (``recombine.pricing_mode``: alone
+where the recombination master is small, with HiGHS after it on the answers farthest from
+``BatchPricer.lower`` where it is large; ``PLACER_PRICING=batch|hybrid|mip`` forces one).
 
 The pricing problem of ``Configurations.add_priced`` for one inference model is small and has a
 shape of its own: integer replicas per pair (``x``), continuous routes from the demand entries to
@@ -102,6 +103,11 @@ class BatchPricer:
         self.n_models = n_models
         self.stats = BatchStats()
         self.flat = self._build_all()
+        # per model, the last ``price``'s estimate from below of its answer at its reduced costs
+        # (NaN: none). Not a bound (integrality and every row but demand's dropped, and a replica of
+        # negative reduced cost counted for its share only): how far an answer may be from the
+        # best, for ``recombine``'s hybrid pricing to hand the farthest to HiGHS
+        self.lower: FloatArray = np.full(n_models, np.nan)
 
     # ---- shapes, once --------------------------------------------------------------------
     def _build_all(self) -> _Flat:
@@ -280,6 +286,11 @@ class BatchPricer:
         np.minimum.at(per_rate, rx[good], r_rc[good] + a_rc[rx[good]] / thr[rx[good]])
         must = (lb > 0) | ((plan > 0) & keep)
         bslot = slot_of[f.x_m[xs]]
+        # per model, an estimate from below of its answer: each entry's rate at its cheapest route
+        # per unit (a replica's share of its pair included), or unmet (``lower``)
+        per_unit = cu.copy()
+        np.minimum.at(per_unit, e_index[good], r_rc[good] + a_rc[rx[good]] / thr[rx[good]])
+        self.lower[take] = np.bincount(f.e_m, weights=f.e_rate * per_unit, minlength=self.n_models)[take]
 
         def ranked(score: FloatArray) -> IntArray:
             """Each pair's rank among its model's by ``score`` (NaN last)."""

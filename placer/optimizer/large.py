@@ -716,10 +716,13 @@ def price_configurations(model: MatrixModel, configs: Configurations, lp: LpResu
     started = time.monotonic()
     rc = linking_reduced_costs(model, lp.duals.pi, configs.blocks)
     near = price_pairs(model, lp, v, allowed, PRICE_NEAR)
-    first = configs.add_priced(rc, near, v, until, workers)
+    first = configs.add_priced(rc, near, v, until, workers, batched=not by_parts)
     out = Pricing(first.added, 1)
     active, since_whole = first.improved, 0  # the models the last round improved; rounds since one over all
     last = time.monotonic() - started
+    if DEBUG:
+        debug(f"    pricing round 1 over {int(near.sum())} pairs (the nearest pairs at the LP's duals), "
+              f"{configs.n_models} models: +{first.added} in {last:.1f}s")
     n_pairs, n_near = model.arrays.n_pairs, max(1, int(near.sum()))
 
     def holds(rounds: float, pairs: int) -> bool:
@@ -768,7 +771,11 @@ def price_configurations(model: MatrixModel, configs: Configurations, lp: LpResu
         if not new.added and whole:
             break
     if out.over == OVER_NEAREST and until - time.monotonic() > 0.1:
-        out.priced += configs.add_priced(rc, price_pairs(model, lp, v, allowed, PRICE_WIDE), v, until, workers).added
+        wide = configs.add_priced(rc, price_pairs(model, lp, v, allowed, PRICE_WIDE), v, until, workers,
+                                  batched=not by_parts).added
+        out.priced += wide
+        if DEBUG:
+            debug(f"    pricing over the {PRICE_WIDE} nearest pairs a model: +{wide}")
     return out
 
 

@@ -191,8 +191,7 @@ def test_the_switch_sends_the_inference_models_to_the_batch_and_the_rest_to_high
     assert not calls  # mip: HiGHS alone
     monkeypatch.delenv("PLACER_PRICING", raising=False)
     monkeypatch.setattr(recombine_mod, "SMALL_MASTER", len(configs))
-    configs.add_priced(rc, every, np.zeros(model.n_cols), time.monotonic() + 60)
-    assert not calls  # unset, a master of SMALL_MASTER configurations or more: HiGHS alone
+    assert recombine_mod.pricing_mode(len(configs)) == "hybrid"  # unset, a master that large: the batch, then HiGHS
     monkeypatch.setattr(recombine_mod, "SMALL_MASTER", len(configs) + 1)
     configs.add_priced(rc, every, np.zeros(model.n_cols), time.monotonic() + 60)
     assert len(calls) == 1 and calls[0] > 0  # unset, a smaller master: the batch
@@ -208,9 +207,61 @@ def test_the_switch_sends_the_inference_models_to_the_batch_and_the_rest_to_high
     # batch, refused or failed), whose proofs alone are recorded
     assert {m for m, _ in fresh.entries} == set(owning) and got.added == len(owning)
     assert int(np.isfinite(got.proven[owning]).sum()) == len(owning) - calls[0]
+    # a fleet priced by parts: HiGHS alone, whatever the mode (the batch over XL's 10,000 models
+    # in one call ran 32 s past its round's deadline)
+    calls.clear()
+    parts = Configurations(model, csr=configs.csr).add_priced(rc, every, np.zeros(model.n_cols),
+                                                              time.monotonic() + 60, batched=False)
+    assert not calls and np.isfinite(parts.proven[owning]).all()
     monkeypatch.setenv("PLACER_PRICING", "batched")
     with pytest.raises(KnobError, match="PLACER_PRICING"):
         fresh.add_priced(rc, every, np.zeros(model.n_cols), time.monotonic() + 60)
+
+
+def test_hybrid_pricing_hands_highs_the_answers_farthest_from_the_estimate(monkeypatch):
+    """Hybrid (a large master's): the batch prices the inference models, then HiGHS prices again,
+    from the batch's answer, those whose answer lies more than HYBRID_GAP above the batch's estimate
+    from below, ``lower``; both answers are kept, so no model's best configuration is dearer than
+    the batch's."""
+    model = configurations(3).model
+    rc = prices(configurations(3), 4)
+    every = np.ones(model.arrays.n_pairs, dtype=bool)
+    zero = np.zeros(model.n_cols)
+
+    def priced(mode: str, gap: float) -> tuple[Configurations, object]:
+        monkeypatch.setenv("PLACER_PRICING", mode)
+        monkeypatch.setattr(recombine_mod, "HYBRID_GAP", gap)
+        c = Configurations(model)
+        return c, c.add_priced(rc, every, zero, time.monotonic() + 60)
+
+    def best(c: Configurations) -> np.ndarray:
+        out = np.full(c.n_models, np.inf)
+        for m, z in c.entries:
+            out[m] = min(out[m], float(rc[c.columns(m)] @ z))
+        return out
+
+    batch, got_b = priced("batch", 1.0)
+    handled = batch.batch().flat.handled
+    answered = np.isfinite(best(batch)) & handled
+    assert answered.sum() >= 10
+    lower = batch.batch().lower
+    assert np.isfinite(lower[answered]).all()
+    far = answered & (best(batch) - lower > 1.0)
+    assert 0 < far.sum() < answered.sum()  # the rule picks some, not all
+    # beyond every estimate: HiGHS prices the blocks the batch does not take, as in batch mode
+    _, got_n = priced("hybrid", np.inf)
+    assert np.array_equal(np.isfinite(got_n.proven), np.isfinite(got_b.proven))
+    # 1 USD/h: those far from their estimate too, and only those
+    hybrid, got_h = priced("hybrid", 1.0)
+    again = np.isfinite(got_h.proven) & ~np.isfinite(got_b.proven)
+    assert np.array_equal(again, far)
+    b, h = best(batch), best(hybrid)
+    assert np.all(h[answered] <= b[answered] + 1e-9)
+    # below every estimate: every inference model again (HiGHS' answer never dearer than its start)
+    full, got_f = priced("hybrid", -np.inf)
+    assert np.isfinite(got_f.proven[answered]).all()
+    f_best = best(full)
+    assert np.all(f_best[answered] <= b[answered] + 1e-9)
 
 
 def test_in_the_route_the_bounding_round_stays_on_highs_and_the_bound_holds(monkeypatch):
