@@ -814,7 +814,8 @@ def _recombined(model: MatrixModel, configs: Configurations | None, v: FloatArra
     by_parts = model.arrays.n_pairs > RECOMBINE_PAIRS
 
     def once(v: FloatArray, left: float, note: str = "") -> FloatArray:
-        if left < 0.1:
+        if left < 0.1:  # the steps before took its time (a loaded machine): said, not silent
+            clock.mark("recombine", f"no time left for the master over {len(configs)} configurations{note}")
             return v
         if not by_parts:
             clock.begin("recombining the configurations the search saw")

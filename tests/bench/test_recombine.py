@@ -803,3 +803,26 @@ def test_the_first_round_over_every_pair_prices_at_the_lps_duals_and_bounds_the_
     opt = exact(model)
     assert lp_bound + 1e-6 < p.bound <= opt + 1e-6 * abs(opt), (lp_bound, p.bound, opt)
     assert min(p.bound, r.objective) - 1e-6 <= r.bound <= opt + 1e-6 * abs(opt)
+
+
+def test_a_master_left_no_time_by_its_pricing_is_said(monkeypatch):
+    """A pricing round that overruns its share (a loaded machine; at XL the batch over 10,000 models
+    in one call ran 32 s past its deadline) leaves the master no time: the route said nothing of it,
+    its record went from the first recombination to the neighbourhood search, and the search's
+    time held the pricing's. It now says the master had no time, over how many configurations."""
+    monkeypatch.setattr(large, "FULL_MIP_COLS", 0)
+    real = large.price_configurations
+
+    def overrun(model, configs, lp, v, allowed, until, *args, **kw):
+        got = real(model, configs, lp, v, allowed, until, *args, **kw)
+        time.sleep(max(0.0, until - time.monotonic()) + 2.0)  # past any master window of a 4 s route
+        return got
+
+    monkeypatch.setattr(large, "price_configurations", overrun)
+    fleet = to_fleet(generate(80, 20, seed=3))
+    r = large.optimize_large(fleet, RULES, time_limit=4.0)
+    recombined = [m for m in r.log if m.startswith("recombine")]
+    assert len(recombined) == 2 and "no time left for the master over" in recombined[1], r.log
+    assert "priced" in recombined[1], r.log
+    assert r.placement is not None
+    assert_keeps_rules(fleet, r.placement, RULES)
