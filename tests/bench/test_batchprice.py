@@ -207,8 +207,8 @@ def test_the_switch_sends_the_inference_models_to_the_batch_and_the_rest_to_high
     # batch, refused or failed), whose proofs alone are recorded
     assert {m for m, _ in fresh.entries} == set(owning) and got.added == len(owning)
     assert int(np.isfinite(got.proven[owning]).sum()) == len(owning) - calls[0]
-    # a fleet priced by parts: HiGHS alone, whatever the mode (the batch over XL's 10,000 models
-    # in one call ran 32 s past its round's deadline)
+    # a fleet priced by parts: HiGHS alone, whatever the mode (at XL a first round with the batch's
+    # one call over its 10,000 models took 32 s, where HiGHS' alone stops at its deadline)
     calls.clear()
     parts = Configurations(model, csr=configs.csr).add_priced(rc, every, np.zeros(model.n_cols),
                                                               time.monotonic() + 60, batched=False)

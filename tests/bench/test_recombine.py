@@ -806,8 +806,8 @@ def test_the_first_round_over_every_pair_prices_at_the_lps_duals_and_bounds_the_
 
 
 def test_a_master_left_no_time_by_its_pricing_is_said(monkeypatch):
-    """A pricing round that overruns its share (a loaded machine; at XL the batch over 10,000 models
-    in one call ran 32 s past its deadline) leaves the master no time: the route said nothing of it,
+    """A pricing round that overruns its share (a loaded machine; at XL a first round with the batch's
+    one call over 10,000 models took 32 s) leaves the master no time: the route said nothing of it,
     its record went from the first recombination to the neighbourhood search, and the search's
     time held the pricing's. It now says the master had no time, over how many configurations."""
     monkeypatch.setattr(large, "FULL_MIP_COLS", 0)
