@@ -223,8 +223,9 @@ def test_hybrid_pricing_hands_highs_the_answers_farthest_from_the_estimate(monke
     from the batch's answer, those whose answer lies more than HYBRID_GAP above the batch's estimate
     from below, ``lower``; both answers are kept, so no model's best configuration is dearer than
     the batch's."""
-    model = configurations(3).model
-    rc = prices(configurations(3), 4)
+    built = configurations(3)
+    model = built.model
+    rc = prices(built, 4)
     every = np.ones(model.arrays.n_pairs, dtype=bool)
     zero = np.zeros(model.n_cols)
 
