@@ -74,7 +74,14 @@ from placer.optimizer.lp import (
 )
 from placer.optimizer.matrix import ROW_TOLERANCE, MatrixModel, build_matrix
 from placer.optimizer.quiet import DEBUG, debug
-from placer.optimizer.recombine import ONTO, Configurations, consolidated, master_duals, recombine
+from placer.optimizer.recombine import (
+    ONTO,
+    Configurations,
+    consolidated,
+    master_duals,
+    pricing_mode,
+    recombine,
+)
 from placer.optimizer.repair import complete, covered, round_and_cover
 from placer.optimizer.solve import SolveResult, available_cores, relative_gap
 from placer.placement import Placement, Route
@@ -713,29 +720,53 @@ def price_configurations(model: MatrixModel, configs: Configurations, lp: LpResu
     MIPs prove is a Lagrangian bound (``Pricing.bound``; ``tables``: the model's ``PairTables``,
     when the caller has them)."""
     assert lp.duals is not None
+    began = time.monotonic()
+    if not by_parts and pricing_mode(len(configs)) != "mip":
+        # the batch's blocks' shapes, once a route (M 0.1 s, L 0.5 s), are no round's: counted in the
+        # first, they made the rounds after it look slower than they are. At M the rounds over the
+        # pairs cheapest at each round's prices then looked too slow for the window in 13 of 49 runs
+        # (2026-12-02), which priced the nearest pairs twice instead: 9,050-9,085 USD/h, against
+        # 9,014-9,074 (mean 9,030) with the rounds at prices; left out, those rounds ran in all 16
+        configs.batch()
     started = time.monotonic()
     rc = linking_reduced_costs(model, lp.duals.pi, configs.blocks)
     near = price_pairs(model, lp, v, allowed, PRICE_NEAR)
-    first = configs.add_priced(rc, near, v, until, workers, batched=not by_parts)
+    first = configs.add_priced(rc, near, v, until, workers, batched=not by_parts, pace=True)
     out = Pricing(first.added, 1)
     active, since_whole = first.improved, 0  # the models the last round improved; rounds since one over all
     last = time.monotonic() - started
+    # a second round runs where the window holds the first again, the shapes counted in, as SECOND_ROUND
+    # was measured (at L, left out, the second round ran more often; plans with it or without were
+    # within the runs' spread, 36,953-37,199 USD/h over 14 runs)
+    gate = time.monotonic() - began
     if DEBUG:
         debug(f"    pricing round 1 over {int(near.sum())} pairs (the nearest pairs at the LP's duals), "
               f"{configs.n_models} models: +{first.added} in {last:.1f}s")
     n_pairs, n_near = model.arrays.n_pairs, max(1, int(near.sum()))
 
-    def holds(rounds: float, pairs: int) -> bool:
+    def holds(rounds: float, pairs: int, first_of_them: float | None = None) -> bool:
         """Whether the window left holds this many rounds over this many pairs, a round's time
-        guessed from the first's by the square root of the ratio of pairs"""
-        return until - time.monotonic() >= rounds * last * math.sqrt(pairs / n_near)
+        guessed from the first's by the square root of the ratio of pairs (the first of them
+        ``first_of_them`` seconds, where given)"""
+        each = last * math.sqrt(pairs / n_near)
+        return rounds <= 0 or until - time.monotonic() >= (rounds - 1) * each + (
+            each if first_of_them is None else first_of_them)
 
-    if not by_parts and holds(EVERY_PAIR_ROUNDS, n_pairs):
+    # the first round over every pair is exact (HiGHS on every model, for its bound): at HiGHS' own
+    # pace, where the batch priced the first round (10-50 times faster a block), and over every pair
+    # in proportion to the pairs (an upper guess: at M 3.4 s, where it took 2.8-2.9 s). Guessed at the
+    # batch's pace (the shapes left out, above), M at 5 s chose it where its window held 0.9 s, and the
+    # round stopped unfinished at the window's end (one run: +135 configurations in 1.0 s, 9,074.28
+    # USD/h)
+    exact = last
+    if first.mip_models:
+        exact = max(last, first.mip_seconds / first.mip_models * configs.n_models / max(1, workers))
+    if not by_parts and holds(EVERY_PAIR_ROUNDS, n_pairs, exact * n_pairs / n_near):
         out.over = OVER_EVERY_PAIR
     elif not by_parts and holds(AT_PRICES_ROUNDS, int(pairs_at_prices(model, rc, v, PRICED_PAIRS).sum())):
         out.over = OVER_AT_PRICES
     most = 2 if out.over == OVER_NEAREST else MAX_ROUNDS
-    while not by_parts and out.rounds < most and until - time.monotonic() > SECOND_ROUND * last:
+    while not by_parts and out.rounds < most and until - time.monotonic() > SECOND_ROUND * gate:
         t_round = time.monotonic()
         got = master_duals(model, configs, until - time.monotonic(), csr)
         if got is None:
@@ -765,6 +796,7 @@ def price_configurations(model: MatrixModel, configs: Configurations, lp: LpResu
             out.bounded = True
         active, since_whole = new.improved, 0 if whole else since_whole + 1
         out.priced, out.rounds, last = out.priced + new.added, out.rounds + 1, time.monotonic() - t_round
+        gate = last
         if DEBUG:
             debug(f"    pricing round {out.rounds} over {int(pairs.sum())} pairs ({out.over}), "
                   f"{n_models} models: master LP {got[0]:.2f}, +{new.added} in {last:.1f}s")

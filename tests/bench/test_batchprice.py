@@ -278,21 +278,49 @@ def test_in_the_route_the_bounding_round_stays_on_highs_and_the_bound_holds(monk
     monkeypatch.setattr(large, "EVERY_PAIR_ROUNDS", 0.0)
     monkeypatch.setattr(large, "AT_PRICES_ROUNDS", float("inf"))
     monkeypatch.setattr(large, "SECOND_ROUND", 0.0)  # a round after the first however long it took (load)
-    rounds: list[tuple[bool, bool]] = []  # per round: every model proven, none proven among the batch's
+    rounds: list[tuple[bool, int]] = []  # per round: every model proven, how many proven among the batch's
     real_add = Configurations.add_priced
 
     def add_seen(self, rc, pairs, *args, **kw):
         got = real_add(self, rc, pairs, *args, **kw)
         owning = [m for m in range(self.n_models) if len(self.columns(m))]
         handled = [m for m in owning if self.batch().flat.handled[m]]
-        rounds.append((bool(np.isfinite(got.proven[owning]).all()), bool(np.isnan(got.proven[handled]).all())))
+        rounds.append((bool(np.isfinite(got.proven[owning]).all()), int(np.isfinite(got.proven[handled]).sum())))
         return got
 
     monkeypatch.setattr(Configurations, "add_priced", add_seen)
     fleet = to_fleet(generate(30, 8, seed=3))
     r = large.optimize_large(fleet, RULES, progress=lambda _: None, time_limit=6.0)
     assert r.placement is not None and len(rounds) >= 2, rounds
-    assert rounds[0] == (False, True)  # the first round, over the nearest pairs: the batch's
+    # the first round, over the nearest pairs: the batch's, but for the few HiGHS prices for its pace
+    assert not rounds[0][0] and 0 < rounds[0][1] <= recombine_mod.PACE_SAMPLE, rounds
     assert sum(proven for proven, _ in rounds) == 1, rounds  # the bounding round alone: HiGHS'
+    assert all(n == 0 for proven, n in rounds[1:] if not proven), rounds  # the others: the batch's alone
     opt = exact(build_matrix(build_arrays(fleet, RULES), RULES, {}))
     assert r.bound <= opt + 1e-6 * abs(opt), (r.bound, opt)
+
+
+def test_asked_for_its_pace_highs_prices_a_few_of_the_batchs_blocks_too(monkeypatch):
+    """``add_priced(pace=True)``: HiGHS prices PACE_SAMPLE of the batch's blocks as well (the first of
+    the round's order), and ``Priced`` says how long its MIPs there took: the pace at which the route
+    guesses an exact round (HiGHS on every model), which the batch's own pace, 10-50 times faster a
+    block, made M choose where its window held a third of that round. Not asked, none; HiGHS alone
+    (``mip``), none of the batch's blocks to time."""
+    monkeypatch.setenv("PLACER_PRICING", "batch")
+    built = configurations(3)
+    model = built.model
+    rc = prices(built, 4)
+    every = np.ones(model.arrays.n_pairs, dtype=bool)
+    zero = np.zeros(model.n_cols)
+    handled = built.batch().flat.handled
+    plain = Configurations(model).add_priced(rc, every, zero, time.monotonic() + 60)
+    assert plain.mip_models == 0 and plain.mip_seconds == 0.0
+    assert np.isnan(plain.proven[handled]).all()
+    paced = Configurations(model).add_priced(rc, every, zero, time.monotonic() + 60, pace=True)
+    assert handled.sum() > recombine_mod.PACE_SAMPLE
+    assert paced.mip_models == recombine_mod.PACE_SAMPLE and paced.mip_seconds > 0.0
+    # HiGHS' proofs on those blocks alone (the others of the batch's prove nothing)
+    assert int(np.isfinite(paced.proven[handled]).sum()) == recombine_mod.PACE_SAMPLE
+    monkeypatch.setenv("PLACER_PRICING", "mip")
+    alone = Configurations(model).add_priced(rc, every, zero, time.monotonic() + 60, pace=True)
+    assert alone.mip_models == 0 and np.isfinite(alone.proven[handled]).all()

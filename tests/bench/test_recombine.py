@@ -5,6 +5,7 @@ every row, and puts each model in one configuration it was seen in."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as dt
 import math
 import time
@@ -760,6 +761,37 @@ def test_where_the_window_holds_them_pricing_runs_round_after_round_until_the_ma
     assert p.priced > 0
     assert_keeps_rules(fleet, r.placement, RULES)
     assert r.objective == pytest.approx(price(fleet, r.placement, RULES).objective, rel=1e-6, abs=1e-6)
+
+
+@pytest.mark.parametrize(("pace", "over"), [(0.0, large.OVER_EVERY_PAIR), (10.0, large.OVER_AT_PRICES)])
+def test_the_exact_round_over_every_pair_is_guessed_at_highs_pace(monkeypatch, pace, over):
+    """The first round over every pair is exact: HiGHS prices every model, for the bound. Its time
+    is guessed at HiGHS' pace in the first round (``Priced.mip_seconds`` a MIP, times the models over
+    the threads, times the ratio of pairs), not at the first round's, which the batch makes 10-50
+    times faster a block: guessed so, M at 5 s chose it where its window held a third of it, and the
+    round stopped unfinished at the window's end. Here the first round says HiGHS took ``pace``
+    seconds a MIP: at 0 the window holds the exact round and it runs; at 10 s (80 models) it does
+    not, and the rounds over the pairs cheapest at each round's prices run instead."""
+    monkeypatch.setattr(large, "FULL_MIP_COLS", 0)
+    monkeypatch.setattr(large, "PRICE_SHARE", 0.9)
+    monkeypatch.setattr(large, "EVERY_PAIR_ROUNDS", 1.0)  # the exact round alone
+    monkeypatch.setattr(large, "AT_PRICES_ROUNDS", 0.0)  # else these, always
+    got: list[large.Pricing] = []
+    real_price, real_add = large.price_configurations, Configurations.add_priced
+
+    def price_seen(*args, **kw):
+        got.append(real_price(*args, **kw))
+        return got[-1]
+
+    def add_paced(self, rc, pairs, *args, **kw):
+        answer = real_add(self, rc, pairs, *args, **kw)
+        return dataclasses.replace(answer, mip_seconds=pace, mip_models=1) if kw.get("pace") else answer
+
+    monkeypatch.setattr(large, "price_configurations", price_seen)
+    monkeypatch.setattr(Configurations, "add_priced", add_paced)
+    r = large.optimize_large(to_fleet(generate(80, 20, seed=3)), RULES, progress=lambda _: None, time_limit=4.0)
+    assert r.placement is not None and len(got) == 1
+    assert got[0].over == over and got[0].bounded == (over == large.OVER_EVERY_PAIR)
 
 
 @pytest.mark.parametrize("seed", [3, 11])
