@@ -32,6 +32,7 @@ from rich.console import Console
 from placer import __version__
 from placer.interrupts import from_interrupt, interrupted, sigterm_interrupts
 from placer.knobs import KnobError, env_number
+from placer.words import names
 
 # Each command imports what it uses: `placer --help` loaded the fleet's pydantic models and networkx
 # (0.5 s of its 0.9 s), `validate` OR-Tools, `plan` scipy.optimize. tests/test_cli_imports.py holds it.
@@ -1216,8 +1217,7 @@ def _saying(notes: list[str]) -> Iterator[None]:
 def _say_complete(report: ApplyReport, total: int) -> None:
     kept = ""
     if report.kept:  # what a refreshed plan kept of what runs, recorded (the state kept its old figures)
-        shown = ", ".join(report.kept[:10]) + (f" and {len(report.kept) - 10} more" if len(report.kept) > 10 else "")
-        kept = f"the state now records what the refresh saw run, which the plan kept: {shown}; "
+        kept = f"the state now records what the refresh saw run, which the plan kept: {names(report.kept, 10)}; "
     if not total:
         out.print("No changes. The infrastructure matches the plan"
                   + (f"; {kept}state serial {report.serial}." if kept else "."))
@@ -1354,7 +1354,7 @@ def render(plan_path: str, out_dir: str) -> None:
               + (f", removed {len(gone)} the plan no longer has" if gone else "")
               + (f"; kept {kept} manifest(s) placer did not write, listed in their kustomization" if kept else "")
               + (f"; replaced {len(taken)} placer did not write with the plan's Deployment of that name: "
-                 + ", ".join(taken[:3]) + (f" and {len(taken) - 3} more" if len(taken) > 3 else "") if taken else "")
+                 + names(taken, 3) if taken else "")
               + ".")
     for note in notes:
         err.print(f"warning: {note}", style="yellow")
@@ -1377,7 +1377,7 @@ def explain(fleet: str, model: str, now_text: str | None, state_path: str | None
     from rich.table import Table
 
     from placer.candidates import required_of, retirement
-    from placer.explain import GROUP_ABOVE, GROUP_NAMES, Explanation, grouped, names
+    from placer.explain import GROUP_ABOVE, GROUP_NAMES, Explanation, grouped
     from placer.loader_hint import suggest_name
     from placer.render.report import json_report, rate_format
 

@@ -26,6 +26,7 @@ from placer.optimizer import SolveResult, optimize
 from placer.placement import Placement, Route
 from placer.policy import Rules, Violation
 from placer.render.report import signed
+from placer.words import names
 
 
 @dataclass
@@ -197,13 +198,6 @@ OCCUPANTS = 8  # models named as a full pool's occupants, those holding most GPU
 GROUP_NAMES = 8  # pools named in a row of pools out for one reason (``--all`` gives one row each)
 
 
-def names(items: list[str], limit: int) -> str:
-    """``items`` joined, the first ``limit`` of them and then how many more."""
-    if len(items) <= limit:
-        return ", ".join(items)
-    return f"{', '.join(items[:limit])} and {len(items) - limit} more"
-
-
 def _price(fleet: Fleet, model: Model, pool: Pool) -> float:
     """USD/h of ``pool``'s GPUs per unit of rate one replica of ``model`` serves there (per replica
     for training and batch): where unmet demand would be cheapest to serve, before routing."""
@@ -282,8 +276,7 @@ def _late(fleet: Fleet, model: str, pool: str) -> str | None:
             return None
         late.append(f"from {d.location} {lat:g} ms > {d.latency_slo_ms:g} ms" if math.isfinite(lat)
                     else f"from {d.location} unreachable")
-    more = f" and {len(late) - 3} more" if len(late) > 3 else ""
-    return f"no demand reaches {where} within its SLO ({'; '.join(late[:3])}{more})"
+    return f"no demand reaches {where} within its SLO ({names(late, 3, '; ')})"
 
 
 NO_ROOM, NO_POOL, MAX_REPLICAS, COST, POLICY = "noRoom", "noPool", "maxReplicas", "cost", "policy"
@@ -416,10 +409,10 @@ class UnmetReasons:
         # preferred policy's penalty is what makes it cost more than leaving the demand unmet
         for pool in sorted(room, key=lambda p: (_price(fleet, model, p), p.name)):
             if exclusion(fleet, self.rules, model, pool, policies) is None:
-                names = self.held_by(model, pool)
-                if not names:
+                holders = self.held_by(model, pool)
+                if not holders:
                     return COST, {name: (pool.name,) for name in self._charged_off(model, pool, location)}
-                for name in names:
+                for name in holders:
                     held.setdefault(name, []).append(pool.name)
                 tried += 1
                 if tried == HELD_TRIES:

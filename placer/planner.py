@@ -29,6 +29,7 @@ from placer.planfile import Change, Plan, PlanFileError
 from placer.planfile import rounded as _r
 from placer.policy import Rules
 from placer.state import State
+from placer.words import names
 
 
 class InfeasibleError(Exception):
@@ -153,8 +154,7 @@ def placement_of_body(body: dict[str, Any], fleet: Fleet) -> Placement:
         | {f"pool {r.pool!r}" for r in placement.routes if r.pool not in fleet.pools}
         | {f"location {r.demand_location!r}" for r in placement.routes if r.demand_location not in fleet.locations})
     if unknown:
-        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
-        raise PlanFileError(f"the plan names {', '.join(unknown[:5])}{more}, which the fleet does not have (was it "
+        raise PlanFileError(f"the plan names {names(unknown, 5)}, which the fleet does not have (was it "
                             "edited by hand?); plan again")
     negative = sorted(f"{m} on {p}" for (m, p), r in placement.replicas.items() if r < 0)
     if negative:

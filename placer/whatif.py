@@ -10,7 +10,6 @@ from typing import Any
 
 from placer.cost import CostBreakdown, churn_usd, price
 from placer.explain import DATA_CUT, NO_POOL, NO_ROOM, POLICY, UnmetReasons
-from placer.explain import names as listing
 from placer.fleet import Fleet, Model, Pool
 from placer.optimizer import explain_infeasible, optimize
 from placer.optimizer.scale import use_large
@@ -18,6 +17,7 @@ from placer.placement import Placement
 from placer.policy import Rules
 from placer.spec.kinds import PoolNodes
 from placer.spec.loader import suggest
+from placer.words import names as listing
 
 # the most demand a scenario may ask for, units/s over the fleet: ten million times bench XL's, and
 # where floats still count it to the unit (they do to 9e15)

@@ -42,6 +42,7 @@ from placer.candidates import exclusion, required_of, retirement
 from placer.cost import replica_compute_usd
 from placer.fleet import Fleet, Model, Policy, Pool, model_matches
 from placer.policy import RuleBehaviour, Rules, behaviour
+from placer.words import names
 
 CHECK_SECONDS = 10.0  # a feasibility check's time limit
 BREAKDOWN = 3  # models whose share of a budget's bound its message names
@@ -223,8 +224,8 @@ def located(fleet: Fleet, conflict: Conflict) -> Conflict:
     """``conflict`` with each member's place in the fleet's files: a policy's enforcement (where it
     is made preferred), a model's minReplicas."""
     sources = []
-    for kind, names, key in (("Policy", conflict.policies, "enforcement"), ("Model", conflict.models, "minReplicas")):
-        for name in names:
+    for kind, listed, key in (("Policy", conflict.policies, "enforcement"), ("Model", conflict.models, "minReplicas")):
+        for name in listed:
             doc = fleet.document(kind, name)
             if doc is not None:
                 sources.append((f"{kind.lower()}:{name}", f"{doc.path}:{doc.line_of('spec', key)}"))
@@ -245,9 +246,9 @@ def touched(fleet: Fleet, rules: Rules, active: Collection[str]) -> Fleet:
     every row as it was; a retired model is in no row; a preferred policy pays a penalty and never
     makes a plan impossible. So a check of a narrow set is a model of a few models, however many
     the policies in it select."""
-    names = {g.split(":")[1] for g in active if g.startswith("model:")}
+    named = {g.split(":")[1] for g in active if g.startswith("model:")}
     models = {n: m for n, m in fleet.models.items()
-              if n in names and not retirement(fleet, rules, m, required_of(fleet, m, active))}
+              if n in named and not retirement(fleet, rules, m, required_of(fleet, m, active))}
     policies = tuple(p for p in fleet.policies if p.required and f"policy:{p.name}" in active)
     return dataclasses.replace(fleet, models=models, policies=policies)
 
@@ -456,8 +457,8 @@ def spot_and_spread(fleet: Fleet, rules: Rules, model: Model, need: int, policie
             most = math.floor(f * cap + 1e-6)
         if most >= on_spot:
             return None
-        where = _few(domains_off) or "none"
-        spare = _few(domains_spot)
+        where = names(domains_off, 5) or "none"
+        spare = names(domains_spot, 5)
         total = max(need, replicas_for_spot(on_spot, f)) if f > 0 else 0
         takes = f"{total:,} replicas in all" if f > 0 else "a share on spot above 0"
         why = (f"{spread.name} spreads {model.name}'s {need:,} replicas over {n} failure domains and {spot.name} keeps "
@@ -478,11 +479,6 @@ def spot_and_spread(fleet: Fleet, rules: Rules, model: Model, need: int, policie
     keep = needed(others, lambda trial: refuses(trial) is not None)
     why, remedy = refuses(keep) or ("", "")
     return Conflict((spread.name, spot.name, *(p.name for p in keep)), (model.name,), 0, refused=why, remedy=remedy)
-
-
-def _few(names: Sequence[str]) -> str:
-    """``names``, the first 5 and how many more."""
-    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
 
 
 def least_usd(fleet: Fleet, rules: Rules, model: Model, policies: Collection[Policy], need: int,

@@ -33,6 +33,7 @@ from placer.fleet import Fleet, Policy
 from placer.optimizer.arrays import FleetArrays, build_arrays
 from placer.optimizer.conflicts import on_spot_for_spread, replicas_for_spot, usable_gpus
 from placer.policy import Rules
+from placer.words import names
 
 SHOWN = 5  # names of pools, domains, models a message lists before "and N more"
 
@@ -66,18 +67,18 @@ class CrowdedSpread:
 
     def words(self) -> str:
         """Why, in numbers, for validate's warning and plan's conflict."""
-        where = "; ".join(f"in {d} the pools it may use off spot ({_few(pools)}) are taken by the minReplicas of "
-                          f"{_few(models)}" for d, pools, models in self.closed[:SHOWN])
+        where = "; ".join(f"in {d} the pools it may use off spot ({names(pools, SHOWN)}) are taken by the minReplicas of "
+                          f"{names(models, SHOWN)}" for d, pools, models in self.closed[:SHOWN])
         if len(self.closed) > SHOWN:
             where += f"; and {len(self.closed) - SHOWN} more domains"
         said = (f"{self.spread} spreads {self.model}'s {self.need:,} replicas over {self.domains} failure domains, "
-                f"but {where}: {self.on_spot:,} of its replicas must go on spot pools ({_few(self.spot_pools)}), "
+                f"but {where}: {self.on_spot:,} of its replicas must go on spot pools ({names(self.spot_pools, SHOWN)}), "
                 f"in every plan")
         if not self.share:
             return said
         said += (f", and {self.share} keeps at most {self.fraction:g} of them on spot pools, which takes "
                  + (f"{self.total:,} replicas in all" if self.fraction > 0 else "a share on spot above 0")
-                 + f"; its pools off spot in the domains left to it ({_few(self.left) or 'none'}) hold "
+                 + f"; its pools off spot in the domains left to it ({names(self.left, SHOWN) or 'none'}) hold "
                  f"{self.off_spot:,} replica{'s' if self.off_spot != 1 else ''}, so at most {self.most:,} can be on spot")
         return said
 
@@ -91,13 +92,8 @@ class CrowdedSpread:
     def remedy(self) -> str:
         pools = sorted({p for _, ps, _ in self.closed for p in ps})
         more = f" to hold {self.total - self.on_spot:,} of its replicas there" if self.share and self.fraction > 0 else ""
-        return (f"add capacity to {_few(pools)} or a pool off spot in {_few([d for d, _, _ in self.closed])}"
+        return (f"add capacity to {names(pools, SHOWN)} or a pool off spot in {names([d for d, _, _ in self.closed], SHOWN)}"
                 + (f", or capacity off spot{more}" if self.infeasible else ""))
-
-
-def _few(names: Sequence[str]) -> str:
-    names = list(names)
-    return ", ".join(names[:SHOWN]) + (f" and {len(names) - SHOWN} more" if len(names) > SHOWN else "")
 
 
 def crowded_spreads(fleet: Fleet, rules: Rules, arrays: FleetArrays | None = None) -> list[CrowdedSpread]:

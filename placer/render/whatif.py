@@ -9,9 +9,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from placer.explain import COST, CUT, DATA_CUT, DOWN, NO_POOL, POLICY, names, reason_text
+from placer.explain import COST, CUT, DATA_CUT, DOWN, NO_POOL, POLICY, reason_text
 from placer.render.report import COST_TERMS, gap_text, rate_column, rate_format, signed
 from placer.render.tables import LABEL, NUMBER, TEXT, print_table
+from placer.words import names
 
 UNMET_ROWS = 20  # models listed with unmet demand; --json lists them all
 SATURATED_NAMES = 30  # saturated pools named; --json names them all
