@@ -49,9 +49,11 @@ NOT_THE_GPU = re.compile(r"NVIDIA|TESLA|SXM[0-9]*|PCIE|HBM[0-9]*E?|[0-9]+GB", re
 # NVML's words for it. EC2's DescribeInstanceTypes names g7e's GPU "RTX PRO Server 6000" (98304 MiB);
 # on a g7e node NVML and GPU Feature Discovery name it "NVIDIA RTX PRO 6000 Blackwell Server Edition"
 # (97887 MiB): RTX-PRO-Server-6000-96GB and RTX-PRO-6000-Blackwell-Server-Edition-96GB were two GPUTypes
-# of one GPU (docs/reference.md has the sources)
+# of one GPU. Alike g7's: EC2 "RTX PRO 4500" (32768 MiB), AWS and NVIDIA "NVIDIA RTX PRO 4500 Blackwell
+# Server Edition" (docs/reference.md has the sources)
 CLOUD_NAMES: dict[tuple[str, ...], tuple[str, ...]] = {
     ("RTX", "PRO", "SERVER", "6000"): ("RTX", "PRO", "6000", "Blackwell", "Server", "Edition"),
+    ("RTX", "PRO", "4500"): ("RTX", "PRO", "4500", "Blackwell", "Server", "Edition"),
 }
 
 

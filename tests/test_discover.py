@@ -2741,6 +2741,22 @@ def test_ec2s_rtx_pro_server_6000_is_the_rtx_pro_6000_blackwell_server_edition_n
     assert {pool.spec.gpu.type for pool in load_fleet(old).pools.values()} == {"RTX-PRO-Server-6000-96GB"}
 
 
+def test_ec2s_rtx_pro_4500_is_g7s_rtx_pro_4500_blackwell_server_edition() -> None:
+    """EC2 names g7's GPU "RTX PRO 4500" (32768 MiB); AWS, announcing g7, and NVIDIA name it "NVIDIA RTX PRO
+    4500 Blackwell Server Edition", as NVML names g7e's "NVIDIA RTX PRO 6000 Blackwell Server Edition".
+    It was RTX-PRO-4500-32GB from AWS discovery and RTX-PRO-4500-Blackwell-Server-Edition-32GB from NVML
+    or GPU Feature Discovery: one GPU, two GPUTypes. The workstation card, "NVIDIA RTX PRO 4500 Blackwell",
+    stays a type of its own."""
+    assert aws_instance_gpu("g7.48xlarge") == ("RTX PRO 4500", 32768)
+    named = "RTX-PRO-4500-Blackwell-Server-Edition-32GB"
+    # a driver reports a little less than the GPU is sold as (g7e's: 97887 of 98304 MiB)
+    nvml = 32768 * 97887 // 98304
+    assert type_name("RTX PRO 4500", 32768 / 1024) == named
+    assert type_name("NVIDIA RTX PRO 4500 Blackwell Server Edition", nvml / 1024) == named
+    assert type_name("NVIDIA-RTX-PRO-4500-Blackwell-Server-Edition", nvml / 1024) == named  # GFD's label
+    assert type_name("NVIDIA RTX PRO 4500 Blackwell", nvml / 1024) == "RTX-PRO-4500-Blackwell-32GB"
+
+
 def test_a_kubernetes_pool_discovered_before_gains_its_node_groups_and_then_keeps_its_gcp_twin_out(
         capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     """A Kubernetes pool merged before discovery wrote placer.dev/node-groups has none, and a merge only
