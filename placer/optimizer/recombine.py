@@ -97,6 +97,14 @@ ISOLATE_MASTER = 3_500
 # 37,010-37,030 with HiGHS' pricing), so their options stay HiGHS' own
 SMALL_MASTER = ISOLATE_MASTER
 SMALL_MASTER_OPTIONS: dict[str, object] = {"mip_pool_soft_limit": 200}
+# the small master's second search (and any after it) holds the pool to 50: given M's 1.0-1.3 s, HiGHS'
+# root at 200 now and then found nothing better than its start (on M's dumped masters of seed 1 at
+# 1.1 s, 17 of 48 searches; both of the route's two searches in 2 of 11 runs, 11,062.76 and 11,084.36
+# USD/h against 10,779-10,812), at 50 in 3 of 48. One search at each (2026-12-02, the dumped masters of
+# seeds 0 and 1, the better of the two counted): at 1.1 s 10,813.5 against 10,830.2 (the worst 10,845.7
+# against 11,087.7) and 9,037.6 against 9,041.9; at 2 s 10,798.7 against 10,798.2 and 9,027.8 against
+# 9,029.2 with both at 200, the same
+SECOND_SMALL_MASTER_OPTIONS: dict[str, object] = {"mip_pool_soft_limit": 50}
 # relative gap of a pricing MIP. L, three runs each: 1e-2 37,091-37,104 (pricing 4.9-5.0 s), 5e-2
 # 37,126-37,158 (4.0-4.3 s), 1e-3 37,080-37,137 (5.2-5.4 s)
 PRICE_GAP = 1e-2
@@ -566,8 +574,10 @@ def recombine(model: MatrixModel, configs: Configurations, v: FloatArray, time_l
     solve = solve_within if K >= ISOLATE_MASTER else solve_arrays
 
     def attempt(seed: int) -> tuple[Solution, bool]:
-        """The master from the start, on HiGHS' random seed ``seed``; whether it ran again without."""
-        options = {**MASTER_OPTIONS, **(SMALL_MASTER_OPTIONS if K < SMALL_MASTER else {}), "random_seed": seed}
+        """The master from the start, on HiGHS' random seed ``seed`` (a small master's searches after the
+        first with a smaller pool of cuts); whether it ran again without."""
+        small = (SMALL_MASTER_OPTIONS if seed == 0 else SECOND_SMALL_MASTER_OPTIONS) if K < SMALL_MASTER else {}
+        options = {**MASTER_OPTIONS, **small, "random_seed": seed}
         sol = solve(*problem, time_limit=deadline - time.monotonic(), start=start, gap=1e-6, options=options)
         left = deadline - time.monotonic()
         if sol.inconsistent and left >= 0.1:

@@ -8,6 +8,7 @@ import copy
 import dataclasses
 import datetime as dt
 import math
+import threading
 import time
 
 import numpy as np
@@ -172,21 +173,30 @@ def test_each_worker_searches_on_its_own_seed_and_the_best_answer_counts(plans, 
 
 def test_a_small_master_holds_highs_cut_pool_and_a_large_one_keeps_highs_own(plans, monkeypatch):
     """Under SMALL_MASTER configurations the master's HiGHS holds its pool of cuts to
-    SMALL_MASTER_OPTIONS' (at the root, a large pool took a dumped master's whole window); at or
-    over it, HiGHS' own options; the answer is the same optimum either way."""
+    SMALL_MASTER_OPTIONS' (at the root, a large pool took a dumped master's whole window), and its
+    second search to SECOND_SMALL_MASTER_OPTIONS' smaller one (at 200, both of M's searches now and
+    then found nothing better than the start in M's 1.1 s); at or over it, HiGHS' own options, for
+    every search; the answer is the same optimum either way."""
     _, model, _, first, _, configs = plans
     real = recombine_mod.solve_arrays
-    pools: list[object] = []
+    pools: list[tuple[int, object]] = []
+    lock = threading.Lock()
 
     def spy(*args, **kw):
-        pools.append(kw["options"].get("mip_pool_soft_limit"))
+        with lock:
+            pools.append((kw["options"]["random_seed"], kw["options"].get("mip_pool_soft_limit")))
         return real(*args, **kw)
 
     monkeypatch.setattr(recombine_mod, "solve_arrays", spy)
-    small = recombine(model, copy.deepcopy(configs), first, time_limit=30)
+    small = recombine(model, copy.deepcopy(configs), first, time_limit=30, workers=2)
+    assert sorted(pools) == [(0, recombine_mod.SMALL_MASTER_OPTIONS["mip_pool_soft_limit"]),
+                             (1, recombine_mod.SECOND_SMALL_MASTER_OPTIONS["mip_pool_soft_limit"])]
+    assert recombine_mod.SECOND_SMALL_MASTER_OPTIONS["mip_pool_soft_limit"] < \
+        recombine_mod.SMALL_MASTER_OPTIONS["mip_pool_soft_limit"]
+    pools.clear()
     monkeypatch.setattr(recombine_mod, "SMALL_MASTER", 1)
-    large_ = recombine(model, copy.deepcopy(configs), first, time_limit=30)
-    assert pools == [recombine_mod.SMALL_MASTER_OPTIONS["mip_pool_soft_limit"], None]
+    large_ = recombine(model, copy.deepcopy(configs), first, time_limit=30, workers=2)
+    assert sorted(pools) == [(0, None), (1, None)]
     assert small.status == large_.status == "OPTIMAL" and small.values is not None and large_.values is not None
     assert cost(model, small.values) == pytest.approx(cost(model, large_.values), rel=1e-9)
 
