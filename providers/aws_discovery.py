@@ -64,6 +64,12 @@ def _created(group: dict[str, Any]) -> float:
     return created.timestamp() if isinstance(created, datetime) else 0.0
 
 
+def _newness(group: dict[str, Any], name: str) -> tuple[float, bool]:
+    """How new one of a pool's EKS node groups is: by createdAt, and with it alike the replacement
+    (``name``: the fleet's node group) before the fleet's own."""
+    return _created(group), group["nodegroupName"] != name
+
+
 def pool_nodegroup(members: list[dict[str, Any]], name: str) -> dict[str, Any]:
     """Of the EKS node groups of one pool, as DescribeNodegroup answers them (``name``, the fleet's, and its
     replacement ``name-alt`` mid-swap, ``_nodegroup_pools``), the one the pool is: the newest by createdAt
@@ -71,8 +77,7 @@ def pool_nodegroup(members: list[dict[str, Any]], name: str) -> dict[str, Any]:
     issue and still runs its nodes, an updating one too); a group CREATE_FAILED (no nodes), DELETING (going)
     or DELETE_FAILED (going, stuck) loses to any that is not, however new; with createdAt alike, the
     replacement. Where every one of them has failed the one returned has too: the pool is skipped."""
-    return max(members, key=lambda g: (g.get("status") not in FAILED_NODEGROUP_STATES, _created(g),
-                                       g["nodegroupName"] != name))
+    return max(members, key=lambda g: (g.get("status") not in FAILED_NODEGROUP_STATES, *_newness(g, name)))
 
 
 def _self_managed(region: str, group: dict[str, Any]) -> tuple[Any, ...] | None:
@@ -395,7 +400,7 @@ class _RegionScan:
             # a newer group that lost has failed or is going: the pool is the older group's, and the note said
             # "'h100' the newer ... the older group's nodes are going" of the group that stays
             lost = [g for g in members if g is not group and g.get("status") in FAILED_NODEGROUP_STATES
-                    and (_created(g), g["nodegroupName"] != name) > (_created(group), group["nodegroupName"] != name)]
+                    and _newness(g, name) > _newness(group, name)]
             which = ", ".join(f"'{g['nodegroupName']}' is {g['status']}" for g in lost)
             what = (f"EKS node group '{group['nodegroupName']}' of cluster '{cluster}' in {region} is the "
                     f"replacement placer makes of node group '{name}'") if len(members) == 1 else \
