@@ -607,7 +607,6 @@ def _said(fleet: Fleet, rules: Rules, conflict: Conflict) -> Conflict:
     if not any(p.rule.spread is not None and p.name in named for p in fleet.policies):
         return conflict
     for crowd in crowded_spreads(fleet, rules):
-        if crowd.infeasible and {crowd.spread, crowd.share} <= set(conflict.policies) \
-                and set(crowd.models) <= set(conflict.models):
+        if crowd.infeasible and {crowd.spread, crowd.share} <= named and set(crowd.models) <= set(conflict.models):
             return dataclasses.replace(conflict, refused=crowd.words(), remedy=crowd.remedy())
     return conflict
