@@ -2707,13 +2707,7 @@ def test_ec2s_rtx_pro_server_6000_is_the_rtx_pro_6000_blackwell_server_edition_n
     assert type_name("RTX PRO Server 6000", 98304 / 1024) == type_name(
         "NVIDIA RTX PRO 6000 Blackwell Server Edition", 97887 / 1024) == named
     region = "ap-east-1"  # moto's in-process servers share their resources: a region no other test uses
-    autoscaling = boto3.Session(region_name=region).client("autoscaling", endpoint_url=moto)
-    ec2 = boto3.Session(region_name=region).client("ec2", endpoint_url=moto)
-    ec2.create_launch_template(LaunchTemplateName="lt-g7e", LaunchTemplateData={
-        "ImageId": "ami-12c6146b", "InstanceType": "g7e.48xlarge"})
-    autoscaling.create_auto_scaling_group(AutoScalingGroupName="serve-g7e", MinSize=0, MaxSize=2, DesiredCapacity=0,
-                                          LaunchTemplate={"LaunchTemplateName": "lt-g7e", "Version": "$Latest"},
-                                          AvailabilityZones=[f"{region}a"])
+    _asg(moto, region, "serve-g7e", "g7e.48xlarge")
     fleet = tmp_path / "fleet"
     fleet.mkdir()
     code, out, err = run(capsys, "discover", "aws", "--region", region, "--endpoint-url", moto, "--merge", str(fleet))
