@@ -182,6 +182,15 @@ PART_MODELS = 2_000
 # 37,104-37,150 against 37,518-37,543 (two each). Without the LP's consolidated configurations
 # but with the priced ones: M 9,103-9,124, L 37,213-37,217
 PRICE_SHARE = 0.5
+# the same where the batch prices (``pricing_mode``): its rounds take 0.1-0.2 s at M, and the window
+# then holds more of the round by HiGHS once they stall (BATCH_STALL; the whole round takes about 1 s at
+# M). Side by side at M (5 s, alternated, 2026-12-02; the mean of eight runs unless said): seed 0
+# 9,009.2 USD/h against 9,017.8 at 0.5 (both with the round by HiGHS) and 9,023.3 with neither; then
+# 9,018.2 and 9,020.6 against 9,023.1 and 9,025.3 with neither (ten and eight runs); seed 1, median
+# 10,784 against 10,828 at 0.5 and 10,808 with neither (one run of eight each, at 0.6 and with
+# neither, whose last master found nothing: 11,103 and 11,073). At 0.7 the master's window (0.8 s)
+# found nothing in one run of eight at seed 0: 9,283.30
+PRICE_SHARE_BATCH = 0.6
 # per model, the pairs nearest to pricing out its pricing MIP may use, with those the LP and the plan
 # use (M, three runs each: 2 pairs 9,104-9,127, 4 pairs 9,069-9,085, 8 pairs 9,068-9,078, 16
 # 9,062-9,077, every pair 9,068-9,104). More pairs make better columns where pricing has the time
@@ -257,6 +266,14 @@ MAX_ROUNDS = 40
 # one run, the wider pass then reaching fewer models)
 WHOLE_EVERY = 3
 MASTER_STOP = 1e-5  # rounds stop when the master's LP fell less than this share since the last
+# where the batch prices (``pricing_mode``), a round after which the master's LP fell less than this
+# share is followed by one of HiGHS on every model. The batch's local search stalls where HiGHS does
+# not: at M its rounds at prices leave the master's LP at 8,945-8,949 USD/h, where a round by HiGHS
+# over the same pairs brought it to 8,921-8,924 at once (three runs, 2026-12-02), and more batch
+# rounds moved it by 0.02; at those prices HiGHS' answer beat every configuration recorded for 67
+# of the batch's 445 models, by 27 USD/h in all, and the batch's for 6. Those masters, solved again
+# at the route's 1.1 s, found 9,004.8-9,037.5 against 9,039.8-9,040.6 without the round's columns
+BATCH_STALL = 1e-3
 GRACE = 0.25  # share of the time limit the first plan may run over rather than return none
 # of the time limit, kept from the neighbourhood search for dropping what no route or rule needs
 # (``trim``) and re-routing around what is left: per second it gains far more than the search's
@@ -698,6 +715,7 @@ class Pricing:
     # model is restricted to some pairs
     bound: float = -math.inf
     bounded: bool = False  # whether that round ran
+    by_highs: int = 0  # rounds HiGHS priced where the batch stalled (BATCH_STALL)
 
 
 def price_configurations(model: MatrixModel, configs: Configurations, lp: LpResult, v: FloatArray,
@@ -713,7 +731,9 @@ def price_configurations(model: MatrixModel, configs: Configurations, lp: LpResu
     (column generation on the master), each round over the models the one before improved
     (``Priced.improved``) and every WHOLE_EVERY-th over all of them (partial pricing: where the
     last round improved none, or the master's LP stopped falling after a round over some, the
-    next prices all; after one over all, pricing ends). Else, while the window holds another
+    next prices all; after one over all, pricing ends; where the batch prices, a round after which
+    the master's LP fell less than BATCH_STALL is followed by one of HiGHS over every model, and
+    pricing ends only once such a round stalls too). Else, while the window holds another
     round (SECOND_ROUND), one more over the nearest pairs, then a wider pass (PRICE_WIDE). By
     parts (a fleet too large for one master: no master LP), the first round and the wider pass.
     Over every pair, the first of those rounds prices every model at the LP's duals, and what its
@@ -721,7 +741,8 @@ def price_configurations(model: MatrixModel, configs: Configurations, lp: LpResu
     when the caller has them)."""
     assert lp.duals is not None
     began = time.monotonic()
-    if not by_parts and pricing_mode(len(configs)) != "mip":
+    mode = "mip" if by_parts else pricing_mode(len(configs))
+    if mode != "mip":
         # the batch's blocks' shapes, once a route (M 0.1 s, L 0.5 s), are no round's: counted in the
         # first, they made the rounds after it look slower than they are. At M the rounds over the
         # pairs cheapest at each round's prices then looked too slow for the window in 13 of 49 runs
@@ -766,13 +787,19 @@ def price_configurations(model: MatrixModel, configs: Configurations, lp: LpResu
     elif not by_parts and holds(AT_PRICES_ROUNDS, int(pairs_at_prices(model, rc, v, PRICED_PAIRS).sum())):
         out.over = OVER_AT_PRICES
     most = 2 if out.over == OVER_NEAREST else MAX_ROUNDS
+    by_highs = False  # whether the last round was HiGHS' on every model
     while not by_parts and out.rounds < most and until - time.monotonic() > SECOND_ROUND * gate:
         t_round = time.monotonic()
         got = master_duals(model, configs, until - time.monotonic(), csr)
         if got is None:
             break
-        stalled = bool(out.master_lp) and got[0] > out.master_lp[-1] - MASTER_STOP * abs(out.master_lp[-1])
-        if stalled and since_whole == 0:
+        last_lp = out.master_lp[-1] if out.master_lp else math.inf
+        fell = last_lp - got[0]
+        stalled = bool(out.master_lp) and fell < MASTER_STOP * abs(last_lp)
+        # the batch's rounds stopped paying: HiGHS prices the next, every model (once a stall: a round
+        # by HiGHS that stalls too ends the pricing, as one over every model does)
+        highs_round = mode == "batch" and not by_highs and bool(out.master_lp) and fell < BATCH_STALL * abs(last_lp)
+        if stalled and since_whole == 0 and not highs_round:
             break
         out.master_lp.append(got[0])
         # the first round over every pair prices every model at the LP's duals again, now over all
@@ -784,11 +811,13 @@ def price_configurations(model: MatrixModel, configs: Configurations, lp: LpResu
         pairs = (pairs_at_prices(model, rc_round, v, PRICED_PAIRS) if out.over == OVER_AT_PRICES
                  else np.ones(n_pairs, dtype=bool) if out.over == OVER_EVERY_PAIR else near)
         # every model again when the models the last rounds improved have stopped paying
-        whole = (bounding or out.over == OVER_NEAREST or stalled or not len(active)
+        whole = (bounding or highs_round or out.over == OVER_NEAREST or stalled or not len(active)
                  or since_whole + 1 >= WHOLE_EVERY)
         n_models = configs.n_models if whole else len(active)
         new = configs.add_priced(rc_round, pairs, v, until, workers, models=None if whole else active,
-                                 exact=bounding)
+                                 exact=bounding, batched=not highs_round)
+        by_highs = highs_round or bounding
+        out.by_highs += highs_round
         if bounding:
             # each model priced over all its pairs: what its MIP proved bounds its own problem in
             # L(pi), so L(pi) bounds the plan (a restricted model's would bound it alone)
@@ -799,7 +828,8 @@ def price_configurations(model: MatrixModel, configs: Configurations, lp: LpResu
         gate = last
         if DEBUG:
             debug(f"    pricing round {out.rounds} over {int(pairs.sum())} pairs ({out.over}), "
-                  f"{n_models} models: master LP {got[0]:.2f}, +{new.added} in {last:.1f}s")
+                  f"{n_models} models{' by HiGHS' if highs_round else ''}: master LP {got[0]:.2f}, "
+                  f"+{new.added} in {last:.1f}s")
         if not new.added and whole:
             break
     if out.over == OVER_NEAREST and until - time.monotonic() > 0.1:
@@ -893,13 +923,15 @@ def _recombined(model: MatrixModel, configs: Configurations | None, v: FloatArra
     t_price = time.monotonic()
     got = Pricing()
     if lp.duals is not None and allowed is not None:
-        until = time.monotonic() + PRICE_SHARE * (deadline - time.monotonic())
+        batched = not by_parts and pricing_mode(len(configs)) == "batch"
+        until = time.monotonic() + (PRICE_SHARE_BATCH if batched else PRICE_SHARE) * (deadline - time.monotonic())
         clock.begin("pricing configurations at the LP's duals")
         got = price_configurations(model, configs, lp, v, allowed, until, workers, csr, by_parts, tables)
     proved = f", bound {got.bound:.2f}" if math.isfinite(got.bound) else ""
     return once(v, deadline - time.monotonic(), f" (+{added} from the LP, +{got.priced} priced in {got.rounds} "
                                                f"round{'s' if got.rounds != 1 else ''}"
-                                               f"{'' if got.over == OVER_NEAREST else ' over ' + got.over} "
+                                               f"{'' if got.over == OVER_NEAREST else ' over ' + got.over}"
+                                               f"{f' ({got.by_highs} by HiGHS)' if got.by_highs else ''} "
                                                f"in {time.monotonic() - t_price:.1f}s{proved})"), got.bound
 
 

@@ -616,6 +616,7 @@ def test_the_route_recombines_after_its_sweep_and_keeps_every_rule(monkeypatch, 
     # pricing's window wide enough for a second round on a loaded machine as well, and the nearest
     # pairs alone (the window never holds the rounds over every pair)
     monkeypatch.setattr(large, "PRICE_SHARE", 0.9)
+    monkeypatch.setattr(large, "PRICE_SHARE_BATCH", 0.9)
     monkeypatch.setattr(large, "EVERY_PAIR_ROUNDS", math.inf)
     monkeypatch.setattr(large, "AT_PRICES_ROUNDS", math.inf)
     ways: list[str] = []
@@ -664,6 +665,7 @@ def test_a_second_round_of_pricing_runs_where_the_window_holds_another(monkeypat
     which counts in the round's time, left the window too short for a second."""
     monkeypatch.setattr(large, "FULL_MIP_COLS", 0)
     monkeypatch.setattr(large, "PRICE_SHARE", 0.9)
+    monkeypatch.setattr(large, "PRICE_SHARE_BATCH", 0.9)
     monkeypatch.setattr(large, "EVERY_PAIR_ROUNDS", math.inf)
     monkeypatch.setattr(large, "AT_PRICES_ROUNDS", math.inf)
     real = Configurations.add_priced
@@ -696,6 +698,7 @@ def test_where_the_window_holds_them_pricing_runs_round_after_round_until_the_ma
     Where it holds neither: two rounds over the nearest pairs, with the wider pass after them."""
     monkeypatch.setattr(large, "FULL_MIP_COLS", 0)
     monkeypatch.setattr(large, "PRICE_SHARE", 0.9)
+    monkeypatch.setattr(large, "PRICE_SHARE_BATCH", 0.9)
     monkeypatch.setattr(large, "EVERY_PAIR_ROUNDS", 0.0 if over == large.OVER_EVERY_PAIR else math.inf)
     monkeypatch.setattr(large, "AT_PRICES_ROUNDS", 0.0 if over == large.OVER_AT_PRICES else math.inf)
     got: list[large.Pricing] = []
@@ -710,9 +713,12 @@ def test_where_the_window_holds_them_pricing_runs_round_after_round_until_the_ma
     asked: list[np.ndarray | None] = []  # the models each call priced (None: every one)
     answered: list[recombine_mod.Priced] = []
 
+    batched: list[bool] = []  # per call: whether the batch might take its inference models
+
     def add_seen(self, rc, pairs, *args, **kw):
         pairs_seen.append(pairs.copy())
         asked.append(kw.get("models"))
+        batched.append(kw.get("batched", True))
         answered.append(real_add(self, rc, pairs, *args, **kw))
         return answered[-1]
 
@@ -750,14 +756,16 @@ def test_where_the_window_holds_them_pricing_runs_round_after_round_until_the_ma
         # over every pair, the second round too (at the LP's duals, for the bound)
         assert asked[0] is None
         assert p.bounded == (over == large.OVER_EVERY_PAIR)
+        # (a round by HiGHS where the batch stalls, BATCH_STALL, prices every model too: the test below)
         since_whole = 0
         for i in range(1, p.rounds):
             stalled = i >= 2 and p.master_lp[i - 1] > p.master_lp[i - 2] - large.MASTER_STOP * abs(p.master_lp[i - 2])
-            whole = (stalled or not len(answered[i - 1].improved) or since_whole + 1 >= large.WHOLE_EVERY
+            by_highs = batched[i] is False
+            whole = (stalled or by_highs or not len(answered[i - 1].improved) or since_whole + 1 >= large.WHOLE_EVERY
                      or (i == 1 and p.bounded))
             if whole:
                 assert asked[i] is None, i
-                assert not stalled or since_whole > 0, i
+                assert not stalled or since_whole > 0 or (by_highs and batched[i - 1] is not False), i
             else:
                 assert np.array_equal(asked[i], answered[i - 1].improved), i
             since_whole = 0 if whole else since_whole + 1
@@ -773,6 +781,53 @@ def test_where_the_window_holds_them_pricing_runs_round_after_round_until_the_ma
     assert r.objective == pytest.approx(price(fleet, r.placement, RULES).objective, rel=1e-6, abs=1e-6)
 
 
+@pytest.mark.parametrize("stall", [0.0, large.BATCH_STALL])
+def test_where_the_batchs_rounds_stop_paying_highs_prices_the_next_round(monkeypatch, stall):
+    """Where the batch prices (``pricing_mode``), its local search stalls where HiGHS does not (at M
+    its rounds left the master's LP at 8,945-8,949 USD/h, where one round by HiGHS brought it to
+    8,921-8,924). So once a round leaves the master's LP less than BATCH_STALL below the last, the
+    next round is HiGHS' (not batched), over every model; and once a round by HiGHS stalls too,
+    pricing ends. Here the master's LP never falls: the second round (the first at the master's
+    prices) is the batch's, the third HiGHS', and pricing ends there. With BATCH_STALL at 0 no round
+    is HiGHS' (before 2026-12-02 none was)."""
+    monkeypatch.setattr(large, "FULL_MIP_COLS", 0)
+    monkeypatch.setattr(large, "PRICE_SHARE", 0.9)
+    monkeypatch.setattr(large, "PRICE_SHARE_BATCH", 0.9)
+    monkeypatch.setattr(large, "EVERY_PAIR_ROUNDS", math.inf)
+    monkeypatch.setattr(large, "AT_PRICES_ROUNDS", 0.0)
+    monkeypatch.setattr(large, "SECOND_ROUND", 0.0)  # a round after the first however long it took (load)
+    monkeypatch.setattr(large, "BATCH_STALL", stall)
+    monkeypatch.setattr(large, "WHOLE_EVERY", 1)  # every round over every model
+    real_duals, real_add, real_price = large.master_duals, Configurations.add_priced, large.price_configurations
+    monkeypatch.setattr(large, "master_duals", lambda *a, **kw: (1000.0, real_duals(*a, **kw)[1]))
+    calls: list[tuple[bool, object]] = []  # per round: whether the batch may take it, the models asked
+    got: list[large.Pricing] = []
+
+    def add_seen(self, rc, pairs, *args, **kw):
+        calls.append((kw.get("batched", True), kw.get("models")))
+        return real_add(self, rc, pairs, *args, **kw)
+
+    def price_seen(*args, **kw):
+        got.append(real_price(*args, **kw))
+        return got[-1]
+
+    monkeypatch.setattr(Configurations, "add_priced", add_seen)
+    monkeypatch.setattr(large, "price_configurations", price_seen)
+    said: list[str] = []
+    r = large.optimize_large(to_fleet(generate(80, 20, seed=3)), RULES, progress=said.append, time_limit=8.0)
+    said = r.log
+    assert r.placement is not None and len(got) == 1
+    assert got[0].over == large.OVER_AT_PRICES
+    if stall:
+        assert calls == [(True, None), (True, None), (False, None)], calls
+        assert got[0].rounds == 3 and got[0].by_highs == 1
+        assert any("(1 by HiGHS)" in m for m in said if m.startswith("recombine")), said
+    else:
+        assert calls == [(True, None), (True, None)], calls
+        assert got[0].by_highs == 0 and not any("by HiGHS" in m for m in said), said
+    assert_keeps_rules(to_fleet(generate(80, 20, seed=3)), r.placement, RULES)
+
+
 @pytest.mark.parametrize(("pace", "over"), [(0.0, large.OVER_EVERY_PAIR), (10.0, large.OVER_AT_PRICES)])
 def test_the_exact_round_over_every_pair_is_guessed_at_highs_pace(monkeypatch, pace, over):
     """The first round over every pair is exact: HiGHS prices every model, for the bound. Its time
@@ -784,6 +839,7 @@ def test_the_exact_round_over_every_pair_is_guessed_at_highs_pace(monkeypatch, p
     not, and the rounds over the pairs cheapest at each round's prices run instead."""
     monkeypatch.setattr(large, "FULL_MIP_COLS", 0)
     monkeypatch.setattr(large, "PRICE_SHARE", 0.9)
+    monkeypatch.setattr(large, "PRICE_SHARE_BATCH", 0.9)
     monkeypatch.setattr(large, "EVERY_PAIR_ROUNDS", 1.0)  # the exact round alone
     monkeypatch.setattr(large, "AT_PRICES_ROUNDS", 0.0)  # else these, always
     got: list[large.Pricing] = []
@@ -813,6 +869,7 @@ def test_the_first_round_over_every_pair_prices_at_the_lps_duals_and_bounds_the_
 
     monkeypatch.setattr(large, "FULL_MIP_COLS", 0)
     monkeypatch.setattr(large, "PRICE_SHARE", 0.9)
+    monkeypatch.setattr(large, "PRICE_SHARE_BATCH", 0.9)
     monkeypatch.setattr(large, "EVERY_PAIR_ROUNDS", 0.0)
     monkeypatch.setattr(large, "AT_PRICES_ROUNDS", math.inf)
     seen: list[tuple[large.Pricing, float, np.ndarray]] = []
