@@ -182,15 +182,6 @@ PART_MODELS = 2_000
 # 37,104-37,150 against 37,518-37,543 (two each). Without the LP's consolidated configurations
 # but with the priced ones: M 9,103-9,124, L 37,213-37,217
 PRICE_SHARE = 0.5
-# the same where the batch prices (``pricing_mode``): its rounds take 0.1-0.2 s at M, and the window
-# then holds more of the round by HiGHS once they stall (BATCH_STALL; the whole round takes about 1 s at
-# M). Side by side at M (5 s, alternated, 2026-12-02; the mean of eight runs unless said): seed 0
-# 9,009.2 USD/h against 9,017.8 at 0.5 (both with the round by HiGHS) and 9,023.3 with neither; then
-# 9,018.2 and 9,020.6 against 9,023.1 and 9,025.3 with neither (ten and eight runs); seed 1, median
-# 10,784 against 10,828 at 0.5 and 10,808 with neither (one run of eight each, at 0.6 and with
-# neither, whose last master found nothing: 11,103 and 11,073). At 0.7 the master's window (0.8 s)
-# found nothing in one run of eight at seed 0: 9,283.30
-PRICE_SHARE_BATCH = 0.6
 # per model, the pairs nearest to pricing out its pricing MIP may use, with those the LP and the plan
 # use (M, three runs each: 2 pairs 9,104-9,127, 4 pairs 9,069-9,085, 8 pairs 9,068-9,078, 16
 # 9,062-9,077, every pair 9,068-9,104). More pairs make better columns where pricing has the time
@@ -272,7 +263,13 @@ MASTER_STOP = 1e-5  # rounds stop when the master's LP fell less than this share
 # over the same pairs brought it to 8,921-8,924 at once (three runs, 2026-12-02), and more batch
 # rounds moved it by 0.02; at those prices HiGHS' answer beat every configuration recorded for 67
 # of the batch's 445 models, by 27 USD/h in all, and the batch's for 6. Those masters, solved again
-# at the route's 1.1 s, found 9,004.8-9,037.5 against 9,039.8-9,040.6 without the round's columns
+# at the route's 1.1 s, found 9,004.8-9,037.5 against 9,039.8-9,040.6 without the round's columns.
+# In the route, side by side (M at 5 s, alternated): seed 0 9,030.3 USD/h mean over 14 runs against
+# 9,036.2, seed 1 10,803.0 over 16 against 10,820.5 (whose last master found nothing in one run,
+# 11,083.09). The round takes about 1 s at M: the window ends it part-way, the models whose
+# configuration in the plan costs most at the round's prices priced first. Given more of the window
+# for it (0.6 of the time left where the batch prices, not PRICE_SHARE), the master's own window
+# fell to 0.7-0.9 s, and at seed 1 it found nothing in 3 runs of 16 (10,870.6)
 BATCH_STALL = 1e-3
 GRACE = 0.25  # share of the time limit the first plan may run over rather than return none
 # of the time limit, kept from the neighbourhood search for dropping what no route or rule needs
@@ -923,8 +920,7 @@ def _recombined(model: MatrixModel, configs: Configurations | None, v: FloatArra
     t_price = time.monotonic()
     got = Pricing()
     if lp.duals is not None and allowed is not None:
-        batched = not by_parts and pricing_mode(len(configs)) == "batch"
-        until = time.monotonic() + (PRICE_SHARE_BATCH if batched else PRICE_SHARE) * (deadline - time.monotonic())
+        until = time.monotonic() + PRICE_SHARE * (deadline - time.monotonic())
         clock.begin("pricing configurations at the LP's duals")
         got = price_configurations(model, configs, lp, v, allowed, until, workers, csr, by_parts, tables)
     proved = f", bound {got.bound:.2f}" if math.isfinite(got.bound) else ""

@@ -87,7 +87,7 @@ MASTER_OPTIONS: dict[str, object] = {"mip_heuristic_effort": 0.3, "mip_allow_res
 # 37,018.7 against 37,012.9
 ISOLATE_MASTER = 3_500
 # a master over fewer configurations than this searches with HiGHS' pool of cuts held to
-# SMALL_MASTER_OPTIONS' 200 (its default 10,000): at the root, HiGHS separated cuts for 5-6 s of a 6.5 s
+# SMALL_MASTER_OPTIONS' (its default 10,000; 200 when measured here): at the root, HiGHS separated cuts for 5-6 s of a 6.5 s
 # window on a dumped L master over batch-priced columns (7,977 binaries, 6,457 cuts) and found
 # nothing better than its start in one of three seeds. On M's dumped masters (2026-12-01, seeds
 # 0-2, their own 1.1-1.3 s): 9,021.8-9,043.5 against 9,040.1-9,073.4 (batch-priced columns) and
@@ -96,15 +96,14 @@ ISOLATE_MASTER = 3_500
 # side. L's large masters do not gain (three runs side by side: 37,058-37,163 against
 # 37,010-37,030 with HiGHS' pricing), so their options stay HiGHS' own
 SMALL_MASTER = ISOLATE_MASTER
-SMALL_MASTER_OPTIONS: dict[str, object] = {"mip_pool_soft_limit": 200}
-# the small master's second search (and any after it) holds the pool to 50: given M's 1.0-1.3 s, HiGHS'
-# root at 200 now and then found nothing better than its start (on M's dumped masters of seed 1 at
-# 1.1 s, 17 of 48 searches; both of the route's two searches in 2 of 11 runs, 11,062.76 and 11,084.36
-# USD/h against 10,779-10,812), at 50 in 3 of 48. One search at each (2026-12-02, the dumped masters of
-# seeds 0 and 1, the better of the two counted): at 1.1 s 10,813.5 against 10,830.2 (the worst 10,845.7
-# against 11,087.7) and 9,037.6 against 9,041.9; at 2 s 10,798.7 against 10,798.2 and 9,027.8 against
-# 9,029.2 with both at 200, the same
-SECOND_SMALL_MASTER_OPTIONS: dict[str, object] = {"mip_pool_soft_limit": 50}
+# 50, for every search of a small master (until 2026-12-02 the first held 200 and the second 50):
+# given M's 1.0-1.3 s, HiGHS' root at 200 now and then found nothing better than its start (on M's
+# dumped masters of seed 1 at 1.1 s, 17 of 48 searches; at 50, 3 of 48). On twelve masters dumped
+# from the route (seeds 0 and 1, six each), the better of two searches, the second at 50 from the start:
+# at 0.85 s, seed 0 9,020.9-9,026.5 USD/h mean (three times) against 9,031.0-9,034.4 with the first at
+# 200, seed 1 10,796.2-10,801.8 against 10,803.5-10,861.4; at 1.2 s 9,017.9 against 9,022.3 and
+# 10,794.7 against 10,797.8; at 2 s the same (9,012.6 against 9,012.7)
+SMALL_MASTER_OPTIONS: dict[str, object] = {"mip_pool_soft_limit": 50}
 # relative gap of a pricing MIP. L, three runs each: 1e-2 37,091-37,104 (pricing 4.9-5.0 s), 5e-2
 # 37,126-37,158 (4.0-4.3 s), 1e-3 37,080-37,137 (5.2-5.4 s)
 PRICE_GAP = 1e-2
@@ -574,11 +573,23 @@ def recombine(model: MatrixModel, configs: Configurations, v: FloatArray, time_l
     solve = solve_within if K >= ISOLATE_MASTER else solve_arrays
 
     def attempt(seed: int) -> tuple[Solution, bool]:
-        """The master from the start, on HiGHS' random seed ``seed`` (a small master's searches after the
-        first with a smaller pool of cuts); whether it ran again without."""
-        small = (SMALL_MASTER_OPTIONS if seed == 0 else SECOND_SMALL_MASTER_OPTIONS) if K < SMALL_MASTER else {}
-        options = {**MASTER_OPTIONS, **small, "random_seed": seed}
-        sol = solve(*problem, time_limit=deadline - time.monotonic(), start=start, gap=1e-6, options=options)
+        """The master on HiGHS' random seed ``seed``, from the start (a small master's searches after
+        the first without it: its answer counts only where it beats the start, below); whether it
+        ran again without."""
+        small = K < SMALL_MASTER
+        options = {**MASTER_OPTIONS, **(SMALL_MASTER_OPTIONS if small else {}), "random_seed": seed}
+        # HiGHS 1.16's presolve now and then prices a start wrongly in the model it reduced (its
+        # Aggregator rule: "MIP start solution is feasible in the reduced space: objective value is
+        # 10895.78" for a start of 11,077.14 USD/h), and its search then gives the start back, however
+        # far from the optimum: at M's 1.0 s, every search of a dumped master that found nothing
+        # better than its start was such a one (14 of 24 at seed 1, 1 of 24 at seed 0), where the same
+        # masters without the start found 10,751.7-10,852.5. Without a start HiGHS' own heuristics
+        # find a first answer at once; with one it spends the window on cuts. So a small master's
+        # second search runs without (side by side, M at 5 s, with the round by HiGHS of pricing
+        # where the batch stalls: seed 0 9,023.1 mean over 14 runs against 9,030.3 with both from the
+        # start, pools 200 and 50; seed 1 10,795.2 against 10,803.0 over 16)
+        given = None if small and seed > 0 else start
+        sol = solve(*problem, time_limit=deadline - time.monotonic(), start=given, gap=1e-6, options=options)
         left = deadline - time.monotonic()
         if sol.inconsistent and left >= 0.1:
             # HiGHS gave the start back at once (``highs.solve_arrays``): the time left goes to the

@@ -275,7 +275,6 @@ def test_in_the_route_the_bounding_round_stays_on_highs_and_the_bound_holds(monk
     monkeypatch.setenv("PLACER_PRICING", "batch")
     monkeypatch.setattr(large, "FULL_MIP_COLS", 0)
     monkeypatch.setattr(large, "PRICE_SHARE", 0.9)
-    monkeypatch.setattr(large, "PRICE_SHARE_BATCH", 0.9)
     monkeypatch.setattr(large, "EVERY_PAIR_ROUNDS", 0.0)
     monkeypatch.setattr(large, "AT_PRICES_ROUNDS", float("inf"))
     monkeypatch.setattr(large, "SECOND_ROUND", 0.0)  # a round after the first however long it took (load)

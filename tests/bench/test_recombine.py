@@ -149,7 +149,7 @@ def test_a_master_that_gives_the_start_back_at_once_runs_again_without_it(plans,
 def test_each_worker_searches_on_its_own_seed_and_the_best_answer_counts(plans, monkeypatch, workers):
     """With ``workers`` threads the master runs once per thread, on seeds 0, 1, ...: the cheapest
     answer is taken, whichever seed found it (here the last: the others are made to find nothing
-    better than the incumbent)."""
+    better than the incumbent, or nothing at all where they search without it)."""
     _, model, _, first, _, configs = plans
     real = recombine_mod.solve_arrays
     seeds: list[int] = []
@@ -157,6 +157,8 @@ def test_each_worker_searches_on_its_own_seed_and_the_best_answer_counts(plans, 
     def by_seed(A, c, lb, ub, lo, hi, integer, **kw):
         seed = kw["options"]["random_seed"]
         seeds.append(seed)
+        if seed < workers - 1 and kw.get("start") is None:
+            return Solution("UNKNOWN", np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), None, np.inf, -np.inf)
         if seed < workers - 1:
             start = np.asarray(kw["start"], dtype=float)
             return Solution("FEASIBLE", np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), start,
@@ -171,34 +173,36 @@ def test_each_worker_searches_on_its_own_seed_and_the_best_answer_counts(plans, 
     assert_feasible(model, r.values)
 
 
-def test_a_small_master_holds_highs_cut_pool_and_a_large_one_keeps_highs_own(plans, monkeypatch):
-    """Under SMALL_MASTER configurations the master's HiGHS holds its pool of cuts to
-    SMALL_MASTER_OPTIONS' (at the root, a large pool took a dumped master's whole window), and its
-    second search to SECOND_SMALL_MASTER_OPTIONS' smaller one (at 200, both of M's searches now and
-    then found nothing better than the start in M's 1.1 s); at or over it, HiGHS' own options, for
-    every search; the answer is the same optimum either way."""
+def test_a_small_master_holds_highs_cut_pool_and_searches_once_without_the_start(plans, monkeypatch):
+    """Under SMALL_MASTER configurations each of the master's searches holds HiGHS' pool of cuts to
+    SMALL_MASTER_OPTIONS' (at the root, a large pool took a dumped master's whole window), and the
+    second runs without the start: given one, HiGHS 1.16's presolve now and then priced it wrongly
+    in its reduced model and gave the start back, where without it HiGHS' heuristics found a better
+    plan at once (before 2026-12-02 both searches started from it, the first at a pool of 200). At
+    or over SMALL_MASTER, HiGHS' own options and the start for every search; the answer is the same
+    optimum either way, and never worse than the start."""
     _, model, _, first, _, configs = plans
     real = recombine_mod.solve_arrays
-    pools: list[tuple[int, object]] = []
+    calls: list[tuple[int, object, bool]] = []  # per search: seed, pool, from the start
     lock = threading.Lock()
 
     def spy(*args, **kw):
         with lock:
-            pools.append((kw["options"]["random_seed"], kw["options"].get("mip_pool_soft_limit")))
+            calls.append((kw["options"]["random_seed"], kw["options"].get("mip_pool_soft_limit"),
+                          kw.get("start") is not None))
         return real(*args, **kw)
 
     monkeypatch.setattr(recombine_mod, "solve_arrays", spy)
     small = recombine(model, copy.deepcopy(configs), first, time_limit=30, workers=2)
-    assert sorted(pools) == [(0, recombine_mod.SMALL_MASTER_OPTIONS["mip_pool_soft_limit"]),
-                             (1, recombine_mod.SECOND_SMALL_MASTER_OPTIONS["mip_pool_soft_limit"])]
-    assert recombine_mod.SECOND_SMALL_MASTER_OPTIONS["mip_pool_soft_limit"] < \
-        recombine_mod.SMALL_MASTER_OPTIONS["mip_pool_soft_limit"]
-    pools.clear()
+    pool = recombine_mod.SMALL_MASTER_OPTIONS["mip_pool_soft_limit"]
+    assert sorted(calls) == [(0, pool, True), (1, pool, False)], calls
+    calls.clear()
     monkeypatch.setattr(recombine_mod, "SMALL_MASTER", 1)
     large_ = recombine(model, copy.deepcopy(configs), first, time_limit=30, workers=2)
-    assert sorted(pools) == [(0, None), (1, None)]
+    assert sorted(calls) == [(0, None, True), (1, None, True)], calls
     assert small.status == large_.status == "OPTIMAL" and small.values is not None and large_.values is not None
     assert cost(model, small.values) == pytest.approx(cost(model, large_.values), rel=1e-9)
+    assert cost(model, small.values) <= cost(model, first) + 1e-6
 
 
 def stuck_in_a_child(monkeypatch) -> None:
@@ -616,7 +620,6 @@ def test_the_route_recombines_after_its_sweep_and_keeps_every_rule(monkeypatch, 
     # pricing's window wide enough for a second round on a loaded machine as well, and the nearest
     # pairs alone (the window never holds the rounds over every pair)
     monkeypatch.setattr(large, "PRICE_SHARE", 0.9)
-    monkeypatch.setattr(large, "PRICE_SHARE_BATCH", 0.9)
     monkeypatch.setattr(large, "EVERY_PAIR_ROUNDS", math.inf)
     monkeypatch.setattr(large, "AT_PRICES_ROUNDS", math.inf)
     ways: list[str] = []
@@ -665,7 +668,6 @@ def test_a_second_round_of_pricing_runs_where_the_window_holds_another(monkeypat
     which counts in the round's time, left the window too short for a second."""
     monkeypatch.setattr(large, "FULL_MIP_COLS", 0)
     monkeypatch.setattr(large, "PRICE_SHARE", 0.9)
-    monkeypatch.setattr(large, "PRICE_SHARE_BATCH", 0.9)
     monkeypatch.setattr(large, "EVERY_PAIR_ROUNDS", math.inf)
     monkeypatch.setattr(large, "AT_PRICES_ROUNDS", math.inf)
     real = Configurations.add_priced
@@ -698,7 +700,6 @@ def test_where_the_window_holds_them_pricing_runs_round_after_round_until_the_ma
     Where it holds neither: two rounds over the nearest pairs, with the wider pass after them."""
     monkeypatch.setattr(large, "FULL_MIP_COLS", 0)
     monkeypatch.setattr(large, "PRICE_SHARE", 0.9)
-    monkeypatch.setattr(large, "PRICE_SHARE_BATCH", 0.9)
     monkeypatch.setattr(large, "EVERY_PAIR_ROUNDS", 0.0 if over == large.OVER_EVERY_PAIR else math.inf)
     monkeypatch.setattr(large, "AT_PRICES_ROUNDS", 0.0 if over == large.OVER_AT_PRICES else math.inf)
     got: list[large.Pricing] = []
@@ -792,7 +793,6 @@ def test_where_the_batchs_rounds_stop_paying_highs_prices_the_next_round(monkeyp
     is HiGHS' (before 2026-12-02 none was)."""
     monkeypatch.setattr(large, "FULL_MIP_COLS", 0)
     monkeypatch.setattr(large, "PRICE_SHARE", 0.9)
-    monkeypatch.setattr(large, "PRICE_SHARE_BATCH", 0.9)
     monkeypatch.setattr(large, "EVERY_PAIR_ROUNDS", math.inf)
     monkeypatch.setattr(large, "AT_PRICES_ROUNDS", 0.0)
     monkeypatch.setattr(large, "SECOND_ROUND", 0.0)  # a round after the first however long it took (load)
@@ -839,7 +839,6 @@ def test_the_exact_round_over_every_pair_is_guessed_at_highs_pace(monkeypatch, p
     not, and the rounds over the pairs cheapest at each round's prices run instead."""
     monkeypatch.setattr(large, "FULL_MIP_COLS", 0)
     monkeypatch.setattr(large, "PRICE_SHARE", 0.9)
-    monkeypatch.setattr(large, "PRICE_SHARE_BATCH", 0.9)
     monkeypatch.setattr(large, "EVERY_PAIR_ROUNDS", 1.0)  # the exact round alone
     monkeypatch.setattr(large, "AT_PRICES_ROUNDS", 0.0)  # else these, always
     got: list[large.Pricing] = []
@@ -869,7 +868,6 @@ def test_the_first_round_over_every_pair_prices_at_the_lps_duals_and_bounds_the_
 
     monkeypatch.setattr(large, "FULL_MIP_COLS", 0)
     monkeypatch.setattr(large, "PRICE_SHARE", 0.9)
-    monkeypatch.setattr(large, "PRICE_SHARE_BATCH", 0.9)
     monkeypatch.setattr(large, "EVERY_PAIR_ROUNDS", 0.0)
     monkeypatch.setattr(large, "AT_PRICES_ROUNDS", math.inf)
     seen: list[tuple[large.Pricing, float, np.ndarray]] = []
