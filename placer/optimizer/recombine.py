@@ -591,9 +591,10 @@ def recombine(model: MatrixModel, configs: Configurations, v: FloatArray, time_l
         given = None if small and seed > 0 else start
         sol = solve(*problem, time_limit=deadline - time.monotonic(), start=given, gap=1e-6, options=options)
         left = deadline - time.monotonic()
-        if sol.inconsistent and left >= 0.1:
+        if given is not None and sol.inconsistent and left >= 0.1:
             # HiGHS gave the start back at once (``highs.solve_arrays``): the time left goes to the
-            # master without it, whose answer counts only if better than the incumbent (below)
+            # master without it, whose answer counts only if better than the incumbent (below); a
+            # search already without it is not run again as it was
             return solve(*problem, time_limit=left, gap=1e-6, options=options), True
         return sol, False
 

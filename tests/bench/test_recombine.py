@@ -145,6 +145,30 @@ def test_a_master_that_gives_the_start_back_at_once_runs_again_without_it(plans,
     assert_feasible(model, r.values)
 
 
+def test_a_search_without_the_start_is_not_run_again_when_highs_answer_is_inconsistent(plans, monkeypatch):
+    """A small master's second search runs without the start; where HiGHS flags its answer
+    inconsistent, running it again without the start would repeat it: it is kept as it is (the
+    first search's answer, from the start, counts), and the master says it did not run again."""
+    _, model, _, first, _, configs = plans
+    real = recombine_mod.solve_arrays
+    calls: list[tuple[int, bool]] = []
+    lock = threading.Lock()
+
+    def flags_the_second(A, c, lb, ub, lo, hi, integer, **kw):
+        seed = kw["options"]["random_seed"]
+        with lock:
+            calls.append((seed, kw.get("start") is not None))
+        if seed == 1:
+            return Solution("FEASIBLE", np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), None,
+                            np.inf, -np.inf, inconsistent=True)
+        return real(A, c, lb, ub, lo, hi, integer, **kw)
+
+    monkeypatch.setattr(recombine_mod, "solve_arrays", flags_the_second)
+    r = recombine(model, copy.deepcopy(configs), first, time_limit=30, workers=2)
+    assert sorted(calls) == [(0, True), (1, False)], calls
+    assert not r.retried and r.values is not None and cost(model, r.values) < cost(model, first)
+
+
 @pytest.mark.parametrize("workers", [1, 2, 3])
 def test_each_worker_searches_on_its_own_seed_and_the_best_answer_counts(plans, monkeypatch, workers):
     """With ``workers`` threads the master runs once per thread, on seeds 0, 1, ...: the cheapest
