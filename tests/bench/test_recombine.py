@@ -838,7 +838,8 @@ def test_where_the_batchs_rounds_stop_paying_highs_prices_the_next_round(monkeyp
     monkeypatch.setattr(Configurations, "add_priced", add_seen)
     monkeypatch.setattr(large, "price_configurations", price_seen)
     said: list[str] = []
-    r = large.optimize_large(to_fleet(generate(80, 20, seed=3)), RULES, progress=said.append, time_limit=8.0)
+    fleet = to_fleet(generate(80, 20, seed=3))
+    r = large.optimize_large(fleet, RULES, progress=said.append, time_limit=8.0)
     said = r.log
     assert r.placement is not None and len(got) == 1
     assert got[0].over == large.OVER_AT_PRICES
@@ -849,7 +850,7 @@ def test_where_the_batchs_rounds_stop_paying_highs_prices_the_next_round(monkeyp
     else:
         assert calls == [(True, None), (True, None)], calls
         assert got[0].by_highs == 0 and not any("by HiGHS" in m for m in said), said
-    assert_keeps_rules(to_fleet(generate(80, 20, seed=3)), r.placement, RULES)
+    assert_keeps_rules(fleet, r.placement, RULES)
 
 
 @pytest.mark.parametrize(("pace", "over"), [(0.0, large.OVER_EVERY_PAIR), (10.0, large.OVER_AT_PRICES)])
