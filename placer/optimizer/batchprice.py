@@ -26,7 +26,6 @@ HiGHS, and so is every answer that breaks a row or a bound of its block (each ch
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from itertools import permutations
 from typing import Any
@@ -45,6 +44,7 @@ MOVE3 = False  # one for two and two for one among the moves
 MIX_PAIRS = 3  # the spot and the other pairs cheapest per unit of rate a spot cap's starts mix
 K_BUCKETS = (4, 6, 8, 10)  # models searched together: those with as many entries and kept pairs up to each of these
 CHUNK = 4_000_000  # candidate x pair cells per evaluation at most (memory)
+_X, _Y, _U, _AUX, _OTHER = range(5)  # a block's columns by kind
 
 
 @dataclass
@@ -111,138 +111,132 @@ class BatchPricer:
 
     # ---- shapes, once --------------------------------------------------------------------
     def _build_all(self) -> _Flat:
+        """Every model's block read at once, as whole-array operations over the columns and the
+        rows of single models: a model is handled when its columns are replicas, routes, unmet
+        demand and penalties alone, each route joins a pair and an entry of its own model once,
+        and each of its rows beyond serve and demand is over its replicas alone, a cover cut
+        (replicas and unmet demand) or a penalty (the replicas' share over its bound, in one
+        priced column of its own)."""
         model = self.model
         a = model.arrays
+        n = self.n_models
         serve = np.zeros(model.n_rows, dtype=bool)
         serve[model.serve_row[model.serve_row >= 0]] = True
         serve[model.demand_row0:model.demand_row0 + len(a.dem_model)] = True
-        x0, x1 = model.blocks["x"]
-        y0, y1 = model.blocks["y"]
-        u0, u1 = model.blocks["u"]
-        aux0, aux1 = model.blocks.get("aux", (0, 0))
-        handled = np.zeros(self.n_models, dtype=bool)
-        parts: dict[str, list[Any]] = {k: [] for k in (
-            "x_m", "x_col", "x_local", "r_m", "r_col", "r_ent", "r_xl", "e_m", "e_col", "e_local",
-            "g_m", "g_local", "g_lo", "g_hi", "gv_row", "gv_xl", "gv_val",
-            "p_m", "p_local", "p_col", "p_h", "pv_row", "pv_xl", "pv_val")}
-        inference = a.model_inference
-        for m in range(self.n_models):
-            if m >= len(inference) or not inference[m]:
-                continue
-            cols = self.columns(m)
-            is_x = (cols >= x0) & (cols < x1)
-            is_y = (cols >= y0) & (cols < y1)
-            is_u = (cols >= u0) & (cols < u1)
-            is_aux = (cols >= aux0) & (cols < aux1)
-            if np.any(~(is_x | is_y | is_u | is_aux)) or not is_x.any():
-                continue
-            xi, yi, ui = np.flatnonzero(is_x), np.flatnonzero(is_y), np.flatnonzero(is_u)
-            pair = cols[xi] - x0
-            routes = cols[yi] - y0
-            ents = cols[ui] - u0
-            if len(routes):
-                r_pair = np.searchsorted(pair, a.route_pair[routes])
-                r_ent = np.searchsorted(ents, a.route_dem[routes])
-                if (np.any(r_pair >= len(pair)) or np.any(r_ent >= len(ents))
-                        or np.any(pair[np.minimum(r_pair, len(pair) - 1)] != a.route_pair[routes])
-                        or np.any(ents[np.minimum(r_ent, len(ents) - 1)] != a.route_dem[routes])
-                        or len(np.unique(r_ent * len(pair) + r_pair)) != len(routes)):
-                    continue
-            else:
-                r_pair = r_ent = np.zeros(0, dtype=np.int64)
-            rows = self.local[self.row_ptr[m]:self.row_ptr[m + 1]]
-            sub = self.csr[rows]
-            pos = np.searchsorted(cols, sub.indices)
-            if np.any(pos >= len(cols)) or np.any(cols[np.minimum(pos, len(cols) - 1)] != sub.indices):
-                continue
-            dense = np.zeros((len(rows), len(cols)))
-            dense[np.repeat(np.arange(len(rows)), np.diff(sub.indptr)), pos] = sub.data
-            lo, hi = model.row_lo[rows], model.row_hi[rows]
-            nz = dense != 0
-            aux_pos = np.flatnonzero(is_aux)
-            g_rows, p_rows, s_pos = [], [], []
-            ok = True
-            for i, r in enumerate(rows.tolist()):
-                if serve[r]:
-                    continue
-                on = nz[i]
-                if not np.any(on & ~is_x):
-                    g_rows.append(i)
-                elif np.any(on & is_aux):
-                    k = np.flatnonzero(on & is_aux)
-                    # a penalty: the replicas' share over its bound, one priced column, in this row alone
-                    if (len(k) != 1 or np.any(on & ~is_x & ~is_aux) or int(nz[:, k[0]].sum()) != 1
-                            or dense[i, k[0]] != -1.0 or not math.isinf(lo[i]) or model.integer[cols[k[0]]]
-                            or model.lb[cols[k[0]]] != 0.0 or not math.isinf(model.ub[cols[k[0]]])):
-                        ok = False
-                        break
-                    p_rows.append(i)
-                    s_pos.append(int(k[0]))
-                elif np.any(on & is_y):
-                    ok = False  # a row over routes beyond serve and demand
-                    break
-                # else replicas and unmet alone: a cover cut, valid for every integer answer (checked)
-            if not ok or len(s_pos) != len(aux_pos) or len(set(s_pos)) != len(s_pos):
-                continue
-            handled[m] = True
-            n = len(xi)
-            parts["x_m"].append(np.full(n, m))
-            parts["x_col"].append(cols[xi])
-            parts["x_local"].append(np.arange(n))
-            parts["r_m"].append(np.full(len(yi), m))
-            parts["r_col"].append(cols[yi])
-            parts["r_ent"].append(r_ent)
-            parts["r_xl"].append(r_pair)
-            parts["e_m"].append(np.full(len(ui), m))
-            parts["e_col"].append(cols[ui])
-            parts["e_local"].append(np.arange(len(ui)))
-            for kind, which in (("g", g_rows), ("p", p_rows)):
-                w = np.array(which, dtype=np.int64)
-                parts[f"{kind}_m"].append(np.full(len(w), m))
-                parts[f"{kind}_local"].append(np.arange(len(w)))
-                sub_x = dense[np.ix_(w, xi)]
-                rr, cc = np.nonzero(sub_x)
-                parts[f"{kind}v_row"].append(rr)  # local for now: made global below
-                parts[f"{kind}v_xl"].append(cc)
-                parts[f"{kind}v_val"].append(sub_x[rr, cc])
-                if kind == "g":
-                    parts["g_lo"].append(lo[w])
-                    parts["g_hi"].append(hi[w])
-                else:
-                    parts["p_col"].append(cols[np.array(s_pos, dtype=np.int64)])
-                    parts["p_h"].append(hi[w])
+        # the columns, model by model (each model's ascending); their kind: x, y, u, aux, other
+        per_model = [self.columns(m) for m in range(n)]
+        lens = np.array([len(c) for c in per_model], dtype=np.int64)
+        cols = np.concatenate(per_model).astype(np.int64) if per_model else np.zeros(0, dtype=np.int64)
+        c_m = np.repeat(np.arange(n, dtype=np.int64), lens)
+        kind = np.full(len(cols), _OTHER, dtype=np.int64)
+        for k, name in enumerate(("x", "y", "u", "aux")):
+            lo_, hi_ = model.blocks.get(name, (0, 0))
+            kind[(cols >= lo_) & (cols < hi_)] = k
+        count = np.zeros((_OTHER + 1, n), dtype=np.int64)
+        np.add.at(count, (kind, c_m), 1)
+        inference = np.zeros(n, dtype=bool)
+        inf_m = np.asarray(a.model_inference, dtype=bool)[:n]
+        inference[:len(inf_m)] = inf_m
+        ok = inference & (count[_OTHER] == 0) & (count[_X] > 0)
+        # per column of a model: its model, its kind, and its index among its model's of that kind
+        owner = np.full(model.n_cols, -1, dtype=np.int64)
+        owner[cols] = c_m
+        col_kind = np.full(model.n_cols, _OTHER, dtype=np.int64)
+        col_kind[cols] = kind
+        local = np.zeros(len(cols), dtype=np.int64)
+        for k in range(_OTHER):
+            sel = np.flatnonzero(kind == k)
+            local[sel] = np.arange(len(sel)) - np.searchsorted(c_m[sel], c_m[sel])
+        col_local = np.full(model.n_cols, -1, dtype=np.int64)
+        col_local[cols] = local
 
-        def cat(name: str, dtype: Any = np.int64) -> Any:
-            got = parts[name]
-            return np.concatenate(got).astype(dtype) if got else np.zeros(0, dtype=dtype)
+        def refuse(models: IntArray) -> None:
+            ok[models] = False
 
-        x_m, x_col = cat("x_m"), cat("x_col")
-        x_ptr = np.zeros(self.n_models + 1, dtype=np.int64)
-        np.add.at(x_ptr, x_m + 1, 1)
-        x_ptr = np.cumsum(x_ptr)
-        # local indices made global: a pair's index into the x arrays is its model's offset plus its own
-        r_m, g_m, p_m = cat("r_m"), cat("g_m"), cat("p_m")
+        # routes: each joins a pair and an entry of its own model, each (entry, pair) once
+        x0, y0, u0 = model.blocks["x"][0], model.blocks["y"][0], model.blocks["u"][0]
+        ys = np.flatnonzero(kind == _Y)
+        y_m = c_m[ys]
+        route = cols[ys] - y0
+        p_col, d_col = x0 + a.route_pair[route], u0 + a.route_dem[route]
+        refuse(y_m[(owner[p_col] != y_m) | (owner[d_col] != y_m)])
+        key = col_local[d_col] * (count[_X][y_m] + 1) + col_local[p_col]
+        order = np.lexsort((key, y_m))
+        twice = (y_m[order][1:] == y_m[order][:-1]) & (key[order][1:] == key[order][:-1])
+        refuse(y_m[order][1:][twice])
+        # the rows of single models: every entry on its own model's columns; each row beyond serve
+        # and demand over replicas alone (G), a penalty (P), a cover cut (skipped), or refused
+        row_m = np.repeat(np.arange(n, dtype=np.int64), np.diff(self.row_ptr))
+        rsel = ok[row_m]
+        R, R_m = self.local[rsel], row_m[rsel]
+        sub = self.csr[R]
+        nz_r = np.repeat(np.arange(len(R), dtype=np.int64), np.diff(sub.indptr))
+        nz_c = sub.indices.astype(np.int64)
+        nz_v = sub.data
+        refuse(R_m[nz_r[owner[nz_c] != R_m[nz_r]]])
+        on = nz_v != 0
+        nk = col_kind[nz_c]
 
-        def rows_global(kind: str, row_m: IntArray) -> tuple[IntArray, IntArray]:
-            """A row-entry's row as an index into the kind's rows, and its pair into the x arrays."""
-            counts = [len(v) for v in parts[f"{kind}v_row"]]
-            per_model_rows = [len(v) for v in parts[f"{kind}_local"]]
-            row_off = np.repeat(np.cumsum([0, *per_model_rows])[:-1], counts).astype(np.int64)
-            models = np.repeat(np.array([v[0] if len(v) else 0 for v in parts["x_m"]], dtype=np.int64), counts)
-            return cat(f"{kind}v_row") + row_off, cat(f"{kind}v_xl") + x_ptr[models]
+        def per_row(mask: BoolArray) -> IntArray:
+            return np.bincount(nz_r[mask], minlength=len(R))
 
-        gv_row, gv_x = rows_global("g", g_m)
-        pv_row, pv_x = rows_global("p", p_m)
-        a = model.arrays
-        x0 = model.blocks["x"][0]
-        return _Flat(handled=handled, x_m=x_m, x_col=x_col, x_thr=a.pair_thr[x_col - x0].astype(float),
-                     x_spot=a.pool_spot[a.pair_pool[x_col - x0]], x_local=cat("x_local"), x_ptr=x_ptr,
-                     r_m=r_m, r_col=cat("r_col"), r_ent=cat("r_ent"), r_x=cat("r_xl") + x_ptr[r_m],
-                     e_m=cat("e_m"), e_col=cat("e_col"), e_rate=a.dem_rate[cat("e_col") - model.blocks["u"][0]],
-                     e_local=cat("e_local"), g_m=g_m, g_local=cat("g_local"), g_lo=cat("g_lo", float),
-                     g_hi=cat("g_hi", float), gv_row=gv_row, gv_x=gv_x, gv_val=cat("gv_val", float),
-                     p_m=p_m, p_local=cat("p_local"), p_col=cat("p_col"), p_h=cat("p_h", float),
-                     pv_row=pv_row, pv_x=pv_x, pv_val=cat("pv_val", float))
+        other = ~serve[R]
+        n_aux = per_row(on & (nk == _AUX))
+        g_row = other & (per_row(on & (nk != _X)) == 0)
+        p_row = other & (n_aux > 0)
+        refuse(R_m[other & (n_aux == 0) & (per_row(on & (nk == _Y)) > 0)])  # a row over routes
+        # a penalty: one priced column (-1, continuous, from 0 up, in this row alone), the rest replicas
+        aux_nz = np.flatnonzero(on & (nk == _AUX))
+        aux_cols, aux_rows_of = np.unique(nz_c[aux_nz], return_counts=True)
+        pa = aux_nz[p_row[nz_r[aux_nz]]]  # the penalty rows' priced entries
+        pen_c = np.zeros(len(R), dtype=np.int64)
+        pen_c[nz_r[pa]] = nz_c[pa]
+        pen_v = np.zeros(len(R))
+        pen_v[nz_r[pa]] = nz_v[pa]
+        pr = np.flatnonzero(p_row)
+        pc = pen_c[pr]
+        good = ((n_aux[pr] == 1) & (per_row(on & ((nk == _Y) | (nk == _U)))[pr] == 0) & (pen_v[pr] == -1.0)
+                & np.isinf(model.row_lo[R[pr]]) & ~model.integer[pc] & (model.lb[pc] == 0.0)
+                & np.isposinf(model.ub[pc]) & (aux_rows_of[np.searchsorted(aux_cols, pc)] == 1))
+        refuse(R_m[pr[~good]])
+        # every priced column of a model in one penalty row
+        refuse(np.flatnonzero(np.bincount(R_m[pr], minlength=n) != count[_AUX]))
+        handled = ok
+        # the handled models' parts, in the order of their columns and rows
+        x_ptr = np.zeros(n + 1, dtype=np.int64)
+        x_ptr[1:] = np.cumsum(np.where(handled, count[_X], 0))
+
+        def kind_of(k: int) -> IntArray:
+            return np.flatnonzero((kind == k) & handled[c_m])
+
+        xs, ys, us = kind_of(_X), kind_of(_Y), kind_of(_U)
+        r_m = c_m[ys]
+        route = cols[ys] - y0
+        keep = handled[R_m]
+
+        def rows_of(mask: BoolArray) -> tuple[IntArray, IntArray, IntArray, IntArray, IntArray, FloatArray]:
+            """The handled rows in ``mask``: their index, model and index among their model's, and
+            their entries on replicas: row (into these rows), pair (into the x arrays), value."""
+            rows = np.flatnonzero(mask & keep)
+            rm = R_m[rows]
+            rl = np.arange(len(rows)) - np.searchsorted(rm, rm)
+            at = np.full(len(R), -1, dtype=np.int64)
+            at[rows] = np.arange(len(rows))
+            ent = np.flatnonzero((at[nz_r] >= 0) & on & (nk == _X))
+            return (rows, rm, rl, at[nz_r[ent]], x_ptr[R_m[nz_r[ent]]] + col_local[nz_c[ent]],
+                    nz_v[ent].astype(float))
+
+        g_rows, g_m, g_local, gv_row, gv_x, gv_val = rows_of(g_row)
+        p_rows, p_m, p_local, pv_row, pv_x, pv_val = rows_of(p_row)
+        return _Flat(handled=handled, x_m=c_m[xs], x_col=cols[xs], x_thr=a.pair_thr[cols[xs] - x0].astype(float),
+                     x_spot=a.pool_spot[a.pair_pool[cols[xs] - x0]], x_local=local[xs], x_ptr=x_ptr,
+                     r_m=r_m, r_col=cols[ys], r_ent=col_local[u0 + a.route_dem[route]],
+                     r_x=x_ptr[r_m] + col_local[x0 + a.route_pair[route]],
+                     e_m=c_m[us], e_col=cols[us], e_rate=a.dem_rate[cols[us] - u0], e_local=local[us],
+                     g_m=g_m, g_local=g_local, g_lo=model.row_lo[R[g_rows]].astype(float),
+                     g_hi=model.row_hi[R[g_rows]].astype(float), gv_row=gv_row, gv_x=gv_x, gv_val=gv_val,
+                     p_m=p_m, p_local=p_local, p_col=pen_c[p_rows], p_h=model.row_hi[R[p_rows]].astype(float),
+                     pv_row=pv_row, pv_x=pv_x, pv_val=pv_val)
 
     # ---- one round -------------------------------------------------------------------------
     def price(self, models: IntArray, rc: FloatArray, pairs: BoolArray, v: FloatArray) -> dict[int, FloatArray]:

@@ -325,3 +325,150 @@ def test_asked_for_its_pace_highs_prices_a_few_of_the_batchs_blocks_too(monkeypa
     monkeypatch.setenv("PLACER_PRICING", "mip")
     alone = Configurations(model).add_priced(rc, every, zero, time.monotonic() + 60, pace=True)
     assert alone.mip_models == 0 and np.isfinite(alone.proven[handled]).all()
+
+
+def read_block(configs: Configurations, m: int, csr) -> dict | None:
+    """Model m's block read on its own, densely (the rules of ``BatchPricer``'s docstring): None
+    where the batch must refuse it."""
+    model = configs.model
+    a = model.arrays
+    cols = configs.columns(m)
+    if not a.model_inference[m]:
+        return None
+    kinds = np.full(len(cols), -1)
+    for k, name in enumerate(("x", "y", "u", "aux")):
+        lo, hi = model.blocks.get(name, (0, 0))
+        kinds[(cols >= lo) & (cols < hi)] = k
+    if (kinds < 0).any() or not (kinds == 0).any():
+        return None
+    x_cols, y_cols, u_cols, aux_cols = (cols[kinds == k] for k in range(4))
+    x0, y0, u0 = model.blocks["x"][0], model.blocks["y"][0], model.blocks["u"][0]
+    routes = []
+    for c in y_cols:
+        p, d = x0 + a.route_pair[c - y0], u0 + a.route_dem[c - y0]
+        if p not in x_cols or d not in u_cols:
+            return None
+        routes.append((int(np.flatnonzero(u_cols == d)[0]), int(np.flatnonzero(x_cols == p)[0])))
+    if len(set(routes)) != len(routes):
+        return None
+    local, ptr = configs.local_rows()
+    rows = local[ptr[m]:ptr[m + 1]]
+    dense = csr[rows].toarray()
+    if np.any(np.delete(dense, cols, axis=1)):
+        return None
+    on = dense[:, cols] != 0
+    serve = set(model.serve_row[model.serve_row >= 0].tolist()) | set(
+        range(model.demand_row0, model.demand_row0 + len(a.dem_model)))
+    g, p = [], []
+    for i, r in enumerate(rows.tolist()):
+        if r in serve:
+            continue
+        if not on[i, kinds != 0].any():
+            g.append((model.row_lo[r], model.row_hi[r], dense[i, x_cols]))
+        elif on[i, kinds == 3].any():
+            (k,) = np.flatnonzero(on[i] & (kinds == 3)) if (on[i] & (kinds == 3)).sum() == 1 else (None,)
+            if (k is None or on[i, (kinds == 1) | (kinds == 2)].any() or on[:, k].sum() != 1
+                    or dense[i, cols[k]] != -1.0 or np.isfinite(model.row_lo[r]) or model.integer[cols[k]]
+                    or model.lb[cols[k]] != 0.0 or np.isfinite(model.ub[cols[k]])):
+                return None
+            p.append((int(cols[k]), model.row_hi[r], dense[i, x_cols]))
+        elif on[i, kinds == 1].any():
+            return None  # a row over routes beyond serve and demand
+    if len(p) != len(aux_cols):
+        return None
+    return {"x": x_cols, "routes": routes, "u": u_cols, "g": g, "p": p}
+
+
+def flat_block(flat: batchprice._Flat, m: int) -> dict:
+    """Model m's part of the batch's flat arrays, in ``read_block``'s shape."""
+    xs = np.flatnonzero(flat.x_m == m)
+    rs = np.flatnonzero(flat.r_m == m)
+    assert np.array_equal(flat.x_local[xs], np.arange(len(xs)))
+    assert flat.x_ptr[m] == xs[0] and flat.x_ptr[m + 1] == xs[-1] + 1
+
+    def rows(kind: str) -> list:
+        ids = np.flatnonzero(getattr(flat, f"{kind}_m") == m)
+        assert np.array_equal(getattr(flat, f"{kind}_local")[ids], np.arange(len(ids)))
+        out = []
+        for i in ids:
+            on = getattr(flat, f"{kind}v_row") == i
+            coef = np.zeros(len(xs))
+            coef[getattr(flat, f"{kind}v_x")[on] - xs[0]] = getattr(flat, f"{kind}v_val")[on]
+            head = (flat.g_lo[i], flat.g_hi[i]) if kind == "g" else (int(flat.p_col[i]), flat.p_h[i])
+            out.append((*head, coef))
+        return out
+
+    return {"x": flat.x_col[xs], "routes": list(zip(flat.r_ent[rs].tolist(), (flat.r_x[rs] - xs[0]).tolist(), strict=True)),
+            "u": flat.e_col[flat.e_m == m], "g": rows("g"), "p": rows("p")}
+
+
+def assert_reads_every_block(configs: Configurations, csr) -> int:
+    pricer = batchprice.BatchPricer(configs.model, configs.columns, configs.local_rows(), csr, configs.n_models)
+    flat = pricer.flat
+    for m in range(configs.n_models):
+        want = read_block(configs, m, csr)
+        assert bool(flat.handled[m]) == (want is not None), m
+        if want is None:
+            continue
+        got = flat_block(flat, m)
+        assert np.array_equal(got["x"], want["x"]) and np.array_equal(got["u"], want["u"]), m
+        assert got["routes"] == want["routes"], m
+        for kind in ("g", "p"):
+            assert len(got[kind]) == len(want[kind]), (m, kind)
+            for (a1, b1, c1), (a2, b2, c2) in zip(got[kind], want[kind], strict=True):
+                assert a1 == a2 and b1 == b2 and np.array_equal(c1, c2), (m, kind)
+    return int(flat.handled.sum())
+
+
+def test_the_blocks_read_at_once_are_each_models_own(configs):
+    """``BatchPricer`` reads every model's block in whole-array operations (at L 1.48 s one model at
+    a time, 0.25 s at once): each model's part of its arrays is its block read on its own, the
+    models it refuses those a reading by the rules refuses (training and batch models among them)."""
+    handled = assert_reads_every_block(configs, configs.csr)
+    a = configs.model.arrays
+    assert 0 < handled < configs.n_models
+    assert handled <= int(np.sum(a.model_inference[:configs.n_models]))
+    assert configs.model.blocks["aux"][1] > configs.model.blocks["aux"][0]  # a penalty among them
+
+
+@pytest.mark.parametrize("change", ["route in a replicas row", "penalty of -2", "penalty twice", "foreign column"])
+def test_a_block_of_another_shape_is_refused_and_the_others_are_not(configs, change):
+    """A model whose block the batch cannot read (a row over its routes beyond serve and demand, a
+    penalty column not at -1 or in two rows, a column of another model in its rows) is refused,
+    and no other model with it."""
+    model = configs.model
+    flat = configs.batch().flat
+    local, ptr = configs.local_rows()
+    csr = configs.csr.tolil(copy=True)
+    aux0, aux1 = model.blocks["aux"]
+    y0, y1 = model.blocks["y"]
+    x0, x1 = model.blocks["x"]
+    picked = None
+    for m in np.flatnonzero(flat.handled).tolist():
+        cols = configs.columns(m)
+        rows = local[ptr[m]:ptr[m + 1]]
+        dense = configs.csr[rows][:, cols].toarray()
+        is_aux = (cols >= aux0) & (cols < aux1)
+        pen = [i for i in range(len(rows)) if (dense[i, is_aux] == -1.0).any()]
+        only_x = [i for i in range(len(rows)) if dense[i].any() and not dense[i, (cols < x0) | (cols >= x1)].any()]
+        ys = cols[(cols >= y0) & (cols < y1)]
+        if change == "route in a replicas row" and only_x and len(ys):
+            csr[rows[only_x[0]], ys[0]] = 1.0
+        elif change == "penalty of -2" and pen:
+            csr[rows[pen[0]], cols[is_aux][0]] = -2.0
+        elif change == "penalty twice" and pen and only_x:
+            k = cols[np.flatnonzero(is_aux & (dense[pen[0]] == -1.0))[0]]
+            csr[rows[only_x[0]], k] = -1.0
+        elif change == "foreign column" and only_x:
+            other = configs.columns((m + 1) % configs.n_models)
+            csr[rows[only_x[0]], other[0]] = 1.0
+        else:
+            continue
+        picked = m
+        break
+    assert picked is not None
+    csr = csr.tocsr()
+    changed = batchprice.BatchPricer(model, configs.columns, (local, ptr), csr, configs.n_models).flat.handled
+    assert not changed[picked]
+    assert np.array_equal(np.delete(changed, picked), np.delete(flat.handled, picked))
+    assert_reads_every_block(configs, csr)
