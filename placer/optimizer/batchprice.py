@@ -160,7 +160,8 @@ class BatchPricer:
         route = cols[ys] - y0
         p_col, d_col = x0 + a.route_pair[route], u0 + a.route_dem[route]
         refuse(y_m[(owner[p_col] != y_m) | (owner[d_col] != y_m)])
-        key = col_local[d_col] * (count[_X][y_m] + 1) + col_local[p_col]
+        r_pair, r_ent = col_local[p_col], col_local[d_col]  # per route: its pair and entry, local
+        key = r_ent * (count[_X][y_m] + 1) + r_pair
         order = np.lexsort((key, y_m))
         twice = (y_m[order][1:] == y_m[order][:-1]) & (key[order][1:] == key[order][:-1])
         refuse(y_m[order][1:][twice])
@@ -209,9 +210,9 @@ class BatchPricer:
         def kind_of(k: int) -> IntArray:
             return np.flatnonzero((kind == k) & handled[c_m])
 
-        xs, ys, us = kind_of(_X), kind_of(_Y), kind_of(_U)
-        r_m = c_m[ys]
-        route = cols[ys] - y0
+        xs, us = kind_of(_X), kind_of(_U)
+        yh = handled[y_m]  # the handled models' routes, among every route above
+        r_m = y_m[yh]
         keep = handled[R_m]
 
         def rows_of(mask: BoolArray) -> tuple[IntArray, IntArray, IntArray, IntArray, IntArray, FloatArray]:
@@ -230,8 +231,7 @@ class BatchPricer:
         p_rows, p_m, p_local, pv_row, pv_x, pv_val = rows_of(p_row)
         return _Flat(handled=handled, x_m=c_m[xs], x_col=cols[xs], x_thr=a.pair_thr[cols[xs] - x0].astype(float),
                      x_spot=a.pool_spot[a.pair_pool[cols[xs] - x0]], x_local=local[xs], x_ptr=x_ptr,
-                     r_m=r_m, r_col=cols[ys], r_ent=col_local[u0 + a.route_dem[route]],
-                     r_x=x_ptr[r_m] + col_local[x0 + a.route_pair[route]],
+                     r_m=r_m, r_col=cols[ys[yh]], r_ent=r_ent[yh], r_x=x_ptr[r_m] + r_pair[yh],
                      e_m=c_m[us], e_col=cols[us], e_rate=a.dem_rate[cols[us] - u0], e_local=local[us],
                      g_m=g_m, g_local=g_local, g_lo=model.row_lo[R[g_rows]].astype(float),
                      g_hi=model.row_hi[R[g_rows]].astype(float), gv_row=gv_row, gv_x=gv_x, gv_val=gv_val,
